@@ -1,0 +1,155 @@
+"""Shape rules of the qnn layer ops. Each function raises `ShapeError` naming the
+rule an operand or property breaks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import Attribute
+
+from qcc.dialects.base import ShapeError, get_int, get_ints, like, norm_axis, shape_of
+
+
+def _check_len(name: str, values: Sequence[int], n: int) -> None:
+    if len(values) != n:
+        raise ShapeError(f"{name} has {len(values)} values, expected {n}")
+
+
+def conv(types: Sequence[Attribute], props: dict[str, Attribute], transpose: bool):
+    """Output type of conv / conv_transpose; checks weight against input and attrs."""
+    x, w = shape_of(types[0]), shape_of(types[1])
+    d = len(w) - 2
+    if not 1 <= d <= 3:
+        raise ShapeError(f"weight must have 1 to 3 spatial dims, got shape {w}")
+    if len(x) != d + 2:
+        raise ShapeError(f"input rank {len(x)} does not match weight rank {len(w)}")
+    strides, pads = get_ints(props.get("strides")), get_ints(props.get("pads"))
+    dil = get_ints(props.get("dilations"))
+    groups = get_int(props.get("groups"), 1)
+    for name, vals, n in (("strides", strides, d), ("pads", pads, 2 * d),
+                          ("dilations", dil, d)):
+        _check_len(name, vals, n)
+    if any(s < 1 for s in strides) or any(v < 1 for v in dil) or any(p < 0 for p in pads):
+        raise ShapeError("strides and dilations must be >= 1 and pads >= 0")
+    if groups < 1:
+        raise ShapeError(f"groups must be >= 1, got {groups}")
+    k = w[2:]
+    if transpose:
+        if x[1] != w[0]:
+            raise ShapeError(f"input channels {x[1]} != weight dim 0 ({w[0]})")
+        if x[1] % groups:
+            raise ShapeError(f"input channels {x[1]} not divisible by groups {groups}")
+        cout = w[1] * groups
+        opad = get_ints(props.get("output_padding"), (0,) * d)
+        _check_len("output_padding", opad, d)
+        spatial = [s * (i - 1) + op + (kk - 1) * dl + 1 - pb - pe for i, s, op, kk, dl, pb, pe
+                   in zip(x[2:], strides, opad, k, dil, pads[:d], pads[d:], strict=True)]
+    else:
+        if x[1] != w[1] * groups:
+            raise ShapeError(
+                f"input channels {x[1]} != weight dim 1 ({w[1]}) x groups ({groups})")
+        if w[0] % groups:
+            raise ShapeError(f"output channels {w[0]} not divisible by groups {groups}")
+        cout = w[0]
+        spatial = [(i + pb + pe - (kk - 1) * dl - 1) // s + 1 for i, s, kk, dl, pb, pe
+                   in zip(x[2:], strides, k, dil, pads[:d], pads[d:], strict=True)]
+    if any(s < 1 for s in spatial):
+        raise ShapeError(f"output spatial size {spatial} is empty")
+    _check_bias(types, cout)
+    return like(types[0], [x[0], cout, *spatial])
+
+
+def _check_bias(types: Sequence[Attribute], cout: int) -> None:
+    if len(types) > 2 and shape_of(types[2]) != (cout,):
+        raise ShapeError(f"bias shape {shape_of(types[2])} must be ({cout},)")
+
+
+def dense(types: Sequence[Attribute]) -> TensorType:
+    x, w = shape_of(types[0]), shape_of(types[1])
+    if len(w) != 2:
+        raise ShapeError(f"weight must be [out_features, in_features], got {w}")
+    if not x or x[-1] != w[1]:
+        raise ShapeError(f"in_features {x[-1] if x else None} != weight dim 1 ({w[1]})")
+    _check_bias(types, w[0])
+    return like(types[0], [*x[:-1], w[0]])
+
+
+def matmul(types: Sequence[Attribute]) -> TensorType:
+    from qcc.dialects.base import broadcast_shapes
+
+    a, b = shape_of(types[0]), shape_of(types[1])
+    if len(a) < 1 or len(b) < 1:
+        raise ShapeError("matmul operands must have rank >= 1")
+    a2 = (1, *a) if len(a) == 1 else a
+    b2 = (*b, 1) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ShapeError(f"contracting dims differ: {a} @ {b}")
+    batch = broadcast_shapes(a2[:-2], b2[:-2])
+    out = [*batch, a2[-2], b2[-1]]
+    if len(a) == 1:
+        out.pop(-2)
+    if len(b) == 1:
+        out.pop(-1)
+    return like(types[0], out)
+
+
+def pool(t: Attribute, props: dict[str, Attribute]) -> TensorType:
+    x = shape_of(t)
+    kernel = get_ints(props.get("kernel"))
+    d = len(kernel)
+    if len(x) != d + 2:
+        raise ShapeError(f"input rank {len(x)} does not match a {d}-d kernel")
+    strides, pads = get_ints(props.get("strides")), get_ints(props.get("pads"))
+    dil = get_ints(props.get("dilations"), (1,) * d)
+    _check_len("strides", strides, d)
+    _check_len("pads", pads, 2 * d)
+    ceil = get_int(props.get("ceil_mode")) != 0
+    out = []
+    for i, (n, k, s, dl) in enumerate(zip(x[2:], kernel, strides, dil, strict=True)):
+        pb, pe = pads[i], pads[i + d]
+        span = n + pb + pe - (k - 1) * dl - 1
+        o = (-(-span // s) if ceil else span // s) + 1
+        if ceil and (o - 1) * s >= n + pb:  # last window must start inside input/left pad
+            o -= 1
+        out.append(o)
+    if any(o < 1 for o in out):
+        raise ShapeError(f"output spatial size {out} is empty")
+    return like(t, [*x[:2], *out])
+
+
+def per_channel(types: Sequence[Attribute], names: Sequence[str], axis: int = 1):
+    x = shape_of(types[0])
+    axis = norm_axis(axis, len(x))
+    c = x[axis]
+    for name, t in zip(names, types[1:], strict=False):
+        if shape_of(t) != (c,):
+            raise ShapeError(f"{name} has shape {shape_of(t)}, expected ({c},) channels")
+    return types[0]
+
+
+def concat(types: Sequence[Attribute], axis: int) -> TensorType:
+    if not types:
+        raise ShapeError("concat needs at least one input")
+    first = shape_of(types[0])
+    axis = norm_axis(axis, len(first))
+    total = 0
+    for t in types:
+        s = shape_of(t)
+        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
+            raise ShapeError(f"shapes {first} and {s} differ outside axis {axis}")
+        total += s[axis]
+    return like(types[0], first[:axis] + (total,) + first[axis + 1:])
+
+
+def slice_(t: Attribute, starts, ends, axes, steps) -> TensorType:
+    shape = list(shape_of(t))
+    n = len(starts)
+    for name, v in (("ends", ends), ("axes", axes), ("steps", steps)):
+        _check_len(name, v, n)
+    for st, en, ax, sp in zip(starts, ends, axes, steps, strict=True):
+        ax = norm_axis(ax, len(shape))
+        if sp == 0:
+            raise ShapeError("slice step must not be 0")
+        shape[ax] = len(range(*slice(st, en, sp).indices(shape[ax])))
+    return like(t, shape)

@@ -1,0 +1,80 @@
+"""One place where qcc's dialects and passes are registered, lazily.
+
+Dialects and passes are named here with a factory that imports their module
+only when needed (the habit of `xdsl/universe.py`). Third-party packages add
+their own through the `qcc.plugins` entry-point group: each entry point names a
+callable `register(registry)` that calls `add_dialect` / `add_pass`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+from importlib.metadata import entry_points
+
+from xdsl.context import Context
+from xdsl.ir import Dialect
+from xdsl.passes import ModulePass
+
+DialectFactory = Callable[[], Dialect]
+PassFactory = Callable[[], type[ModulePass]]
+
+
+def _lazy(module: str, name: str) -> Callable[[], object]:
+    return lambda: getattr(import_module(module), name)
+
+
+_DIALECTS: dict[str, DialectFactory] = {
+    "qnn": _lazy("qcc.dialects.qnn", "QNN"),  # type: ignore[dict-item]
+    "quant": _lazy("qcc.dialects.quant", "Quant"),  # type: ignore[dict-item]
+}
+
+_XDSL_DIALECTS = ("builtin", "func", "arith")
+
+_PASSES: dict[str, PassFactory] = {
+    "canonicalize": _lazy("qcc.passes.canonicalize", "CanonicalizePass"),  # type: ignore[dict-item]
+}
+
+_plugins_loaded = False
+
+
+def add_dialect(name: str, factory: DialectFactory) -> None:
+    """Register a dialect under `name`; `factory()` returns the `Dialect`."""
+    _DIALECTS[name] = factory
+
+
+def add_pass(name: str, factory: PassFactory) -> None:
+    """Register a pass under `name`; `factory()` returns the `ModulePass` class."""
+    _PASSES[name] = factory
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group="qcc.plugins"):
+        ep.load()(__import__(__name__, fromlist=["add_pass"]))
+
+
+def all_dialects() -> dict[str, DialectFactory]:
+    _load_plugins()
+    return dict(_DIALECTS)
+
+
+def all_passes() -> dict[str, PassFactory]:
+    _load_plugins()
+    return dict(_PASSES)
+
+
+def make_context(allow_unregistered: bool = False) -> Context:
+    """A context with the xDSL dialects qcc uses and every qcc dialect, lazily loaded."""
+    from xdsl.universe import Universe
+
+    ctx = Context(allow_unregistered=allow_unregistered)
+    xdsl = Universe.get_multiverse().all_dialects
+    for name in _XDSL_DIALECTS:
+        ctx.register_dialect(name, xdsl[name])
+    for name, factory in all_dialects().items():
+        ctx.register_dialect(name, factory)
+    return ctx

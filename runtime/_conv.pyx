@@ -1,0 +1,436 @@
+# cython: language_level=3
+"""Convolution kernels of the reference runtime (float32, NCHW, 1-3 spatial dims).
+
+Every spatial problem is handled as a 3-D one: 1-D and 2-D inputs get leading
+spatial dims of size 1 (kernel 1, stride 1, pad 0, dilation 1), which costs nothing
+in the inner loops. The generic path is im2col + BLAS sgemm per group, tiled over
+output rows so that the column buffer stays in cache; 1x1/stride-1/unpadded
+convolutions are a direct sgemm and convolutions with one input channel per group
+(depthwise) a direct loop.
+"""
+
+import threading
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport sgemm
+
+cnp.import_array()
+
+# Bytes of im2col / col2im buffer per tile (fits in L2/L3 next to the weights).
+cdef int TILE_BYTES = 1 << 20
+
+cdef struct Geom:
+    int cg         # input channels per group
+    int og         # output channels per group
+    int sp[3]      # input spatial size (D, H, W)
+    int k[3]       # kernel size
+    int osp[3]     # output spatial size
+    int st[3]      # strides
+    int pb[3]      # pads at the beginning
+    int dl[3]      # dilations
+
+
+_local = threading.local()
+
+
+def _workspace(Py_ssize_t size):
+    """A per-thread float32 scratch buffer of at least `size` elements."""
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.shape[0] < size:
+        buf = np.empty(max(size, 1), np.float32)
+        _local.buf = buf
+    return buf
+
+
+def _as_f32(a):
+    """`a` as a C-contiguous float32 array (no copy when it already is one)."""
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _out_buffer(out, shape):
+    """Validate the caller's `out` buffer, or allocate one."""
+    shape = tuple(int(s) for s in shape)
+    if out is None:
+        return np.empty(shape, np.float32)
+    if (out.shape != shape or out.dtype != np.float32
+            or not out.flags.c_contiguous):
+        raise ValueError(
+            f"out must be a C-contiguous float32 array of shape {shape}, got "
+            f"{out.dtype} {out.shape}")
+    return out
+
+
+def _pad3(vals, int d, int fill):
+    """Left-pad a per-spatial-dim tuple of length d to length 3."""
+    vals = [int(v) for v in vals]
+    if len(vals) != d:
+        raise ValueError(f"expected {d} values, got {vals}")
+    return [fill] * (3 - d) + vals
+
+
+cdef Geom _geom(x_shape, k_shape, strides, pads, dilations, osp, int cg, int og):
+    """Fill a Geom from ONNX-style attributes (d spatial dims, 1 <= d <= 3)."""
+    cdef Geom g
+    cdef int d = len(x_shape) - 2
+    cdef int i
+    if not 1 <= d <= 3:
+        raise ValueError(f"expected 1-3 spatial dims, got input shape {x_shape}")
+    if len(pads) != 2 * d:
+        raise ValueError(f"pads must have {2 * d} values, got {pads}")
+    sp = _pad3(x_shape[2:], d, 1)
+    ks = _pad3(k_shape, d, 1)
+    st = _pad3(strides, d, 1)
+    pb = _pad3(pads[:d], d, 0)
+    dl = _pad3(dilations, d, 1)
+    os3 = _pad3(osp, d, 1)
+    g.cg = cg
+    g.og = og
+    for i in range(3):
+        g.sp[i] = sp[i]
+        g.k[i] = ks[i]
+        g.osp[i] = os3[i]
+        g.st[i] = st[i]
+        g.pb[i] = pb[i]
+        g.dl[i] = dl[i]
+    return g
+
+
+cdef inline void _valid(int off, int stride, int limit, int count,
+                        int* lo, int* hi) noexcept nogil:
+    """[lo, hi): indices t in [0, count) with 0 <= t*stride + off < limit."""
+    cdef int a = 0
+    cdef int b
+    if off < 0:
+        a = (-off + stride - 1) // stride
+    if limit - 1 - off < 0:
+        b = 0
+    else:
+        b = (limit - 1 - off) // stride + 1
+    if b > count:
+        b = count
+    if a > count:
+        a = count
+    if b < a:
+        b = a
+    lo[0] = a
+    hi[0] = b
+
+
+cdef void _fill_bias(float* out, const float* bias, int nch, Py_ssize_t plane) noexcept nogil:
+    """out[c, :] = bias[c] (or 0 without bias) for nch planes of `plane` elements."""
+    cdef int c
+    cdef Py_ssize_t i
+    cdef float v
+    for c in range(nch):
+        if bias == NULL:
+            memset(out + c * plane, 0, plane * sizeof(float))
+        else:
+            v = bias[c]
+            for i in range(plane):
+                out[c * plane + i] = v
+
+
+cdef void _sgemm_rm(const float* a, int lda, bint ta, const float* b, int ldb, bint tb,
+                    float* c, int ldc, int m, int n, int k, float beta) noexcept nogil:
+    """Row-major c[m,n] = op(a)[m,k] @ op(b)[k,n] + beta*c with BLAS sgemm."""
+    cdef float alpha = 1.0
+    cdef char tra = b'T' if ta else b'N'
+    cdef char trb = b'T' if tb else b'N'
+    # Row-major C = A B is column-major C^T = B^T A^T.
+    sgemm(&trb, &tra, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
+          &beta, c, &ldc)
+
+
+cdef void _im2col(const float* x, float* col, const Geom* g, int r0, int r1) noexcept nogil:
+    """Columns of output rows [r0, r1) (flattened (od, oh)) for one group.
+
+    col[(c, kd, kh, kw), (r - r0) * OW + ow] = x[c, id, ih, iw] (0 in the padding).
+    """
+    cdef int ow_n = g.osp[2]
+    cdef Py_ssize_t npos = <Py_ssize_t>(r1 - r0) * ow_n
+    cdef Py_ssize_t row = 0
+    cdef int c, kd, kh, kw, r, od, oh, id_, ih, lo, hi, ow, off_w
+    cdef int sw = g.st[2]
+    cdef float* dst
+    cdef const float* src
+    for c in range(g.cg):
+        for kd in range(g.k[0]):
+            for kh in range(g.k[1]):
+                for kw in range(g.k[2]):
+                    off_w = kw * g.dl[2] - g.pb[2]
+                    _valid(off_w, sw, g.sp[2], ow_n, &lo, &hi)
+                    for r in range(r0, r1):
+                        od = r // g.osp[1]
+                        oh = r - od * g.osp[1]
+                        id_ = od * g.st[0] - g.pb[0] + kd * g.dl[0]
+                        ih = oh * g.st[1] - g.pb[1] + kh * g.dl[1]
+                        dst = col + row * npos + <Py_ssize_t>(r - r0) * ow_n
+                        if id_ < 0 or id_ >= g.sp[0] or ih < 0 or ih >= g.sp[1]:
+                            memset(dst, 0, ow_n * sizeof(float))
+                            continue
+                        src = x + ((<Py_ssize_t>c * g.sp[0] + id_) * g.sp[1] + ih) * g.sp[2] + off_w
+                        if lo > 0:
+                            memset(dst, 0, lo * sizeof(float))
+                        if hi < ow_n:
+                            memset(dst + hi, 0, (ow_n - hi) * sizeof(float))
+                        if sw == 1:
+                            memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float))
+                        else:
+                            for ow in range(lo, hi):
+                                dst[ow] = src[ow * sw]
+                    row += 1
+
+
+cdef void _conv_group(const float* x, const float* w, float* out, float* col,
+                      const Geom* g, int rows_per_tile) noexcept nogil:
+    """out[og, P] += w[og, Kc] @ im2col(x) for one image and one group, tiled."""
+    cdef int kc = g.cg * g.k[0] * g.k[1] * g.k[2]
+    cdef int nrows = g.osp[0] * g.osp[1]
+    cdef int ow_n = g.osp[2]
+    cdef int ptot = nrows * ow_n
+    cdef int r0, r1, npos
+    r0 = 0
+    while r0 < nrows:
+        r1 = r0 + rows_per_tile
+        if r1 > nrows:
+            r1 = nrows
+        npos = (r1 - r0) * ow_n
+        _im2col(x, col, g, r0, r1)
+        _sgemm_rm(w, kc, False, col, npos, False, out + <Py_ssize_t>r0 * ow_n, ptot,
+                  g.og, npos, kc, 1.0)
+        r0 = r1
+
+
+cdef void _depthwise_plane(const float* x, const float* w, float* out,
+                           const Geom* g) noexcept nogil:
+    """out[od, oh, ow] += sum_k w[k] * x[id, ih, iw] for one channel (direct loop)."""
+    cdef int od, oh, kd, kh, kw, id_, ih, ow, lo, hi, off_w
+    cdef int sw = g.st[2]
+    cdef int ow_n = g.osp[2]
+    cdef float wv
+    cdef float* dst
+    cdef const float* src
+    cdef int los[16]
+    cdef int his[16]
+    cdef bint small = g.k[2] <= 16
+    if small:
+        for kw in range(g.k[2]):
+            _valid(kw * g.dl[2] - g.pb[2], sw, g.sp[2], ow_n, &los[kw], &his[kw])
+    for od in range(g.osp[0]):
+        for oh in range(g.osp[1]):
+            dst = out + (<Py_ssize_t>od * g.osp[1] + oh) * ow_n
+            for kd in range(g.k[0]):
+                id_ = od * g.st[0] - g.pb[0] + kd * g.dl[0]
+                if id_ < 0 or id_ >= g.sp[0]:
+                    continue
+                for kh in range(g.k[1]):
+                    ih = oh * g.st[1] - g.pb[1] + kh * g.dl[1]
+                    if ih < 0 or ih >= g.sp[1]:
+                        continue
+                    for kw in range(g.k[2]):
+                        off_w = kw * g.dl[2] - g.pb[2]
+                        if small:
+                            lo = los[kw]
+                            hi = his[kw]
+                        else:
+                            _valid(off_w, sw, g.sp[2], ow_n, &lo, &hi)
+                        wv = w[(kd * g.k[1] + kh) * g.k[2] + kw]
+                        src = x + (<Py_ssize_t>id_ * g.sp[1] + ih) * g.sp[2] + off_w
+                        if sw == 1:
+                            for ow in range(lo, hi):
+                                dst[ow] += wv * src[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                dst[ow] += wv * src[ow * sw]
+
+
+def conv(x, w, b, strides, pads, dilations, int groups, out=None):
+    """ONNX Conv: x[N,C,*S] * w[O,C/groups,*K] + b[O] -> [N,O,*OS], 1-3 spatial dims.
+
+    strides, dilations: one value per spatial dim; pads: ONNX order
+    (begin_1..begin_d, end_1..end_d). OS = floor((S + pb + pe - dil*(K-1) - 1)/stride) + 1.
+    b may be None. Returns `out` (allocated when None).
+    """
+    cdef int i
+    x = _as_f32(x)
+    w = _as_f32(w)
+    cdef int d = x.ndim - 2
+    cdef int n_img = x.shape[0]
+    cdef int c = x.shape[1]
+    cdef int o = w.shape[0]
+    if groups < 1 or c % groups or o % groups or w.shape[1] * groups != c:
+        raise ValueError(f"bad groups={groups} for x {x.shape} and w {w.shape}")
+    osp = []
+    for i in range(d):
+        span = (int(dilations[i]) * (w.shape[2 + i] - 1) + 1)
+        size = (x.shape[2 + i] + int(pads[i]) + int(pads[d + i]) - span) // int(strides[i]) + 1
+        if size < 1:
+            raise ValueError(f"empty conv output for x {x.shape} w {w.shape}")
+        osp.append(size)
+    out = _out_buffer(out, (n_img, o) + tuple(osp))
+    cdef Geom g = _geom(x.shape, w.shape[2:], strides, pads, dilations, osp,
+                        c // groups, o // groups)
+    bias = None if b is None else _as_f32(b).reshape(-1)
+    if bias is not None and bias.shape[0] != o:
+        raise ValueError(f"bias of {bias.shape[0]} values for {o} output channels")
+    cdef const float[::1] xv = x.reshape(-1)
+    cdef const float[::1] wv = w.reshape(-1)
+    cdef float[::1] ov = out.reshape(-1)
+    cdef const float[::1] bv = bias if bias is not None else np.zeros(1, np.float32)
+    cdef const float* bp = &bv[0] if bias is not None else NULL
+    cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
+    cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
+    cdef int kk = g.k[0] * g.k[1] * g.k[2]
+    cdef int kc = g.cg * kk
+    cdef bint pointwise = kk == 1
+    for i in range(3):
+        pointwise = pointwise and g.st[i] == 1 and g.pb[i] == 0 and g.osp[i] == g.sp[i]
+    cdef int rows = max(1, min(g.osp[0] * g.osp[1],
+                               TILE_BYTES // (4 * kc * g.osp[2])))
+    cdef float[::1] col = _workspace(<Py_ssize_t>kc * rows * g.osp[2]) \
+        if not pointwise and g.cg > 1 else _workspace(1)
+    cdef int ni, gi, oc
+    cdef const float* xp
+    cdef float* op
+    with nogil:
+        for ni in range(n_img):
+            op = &ov[0] + <Py_ssize_t>ni * o * pout
+            _fill_bias(op, bp, o, pout)
+            for gi in range(groups):
+                xp = &xv[0] + (<Py_ssize_t>ni * c + gi * g.cg) * pin
+                if g.cg == 1 and not pointwise:
+                    for oc in range(gi * g.og, (gi + 1) * g.og):
+                        _depthwise_plane(xp, &wv[0] + <Py_ssize_t>oc * kk,
+                                         op + oc * pout, &g)
+                elif pointwise:
+                    _sgemm_rm(&wv[0] + <Py_ssize_t>gi * g.og * kc, kc, False, xp, pin,
+                              False, op + <Py_ssize_t>gi * g.og * pout, pout,
+                              g.og, pout, kc, 1.0)
+                else:
+                    _conv_group(xp, &wv[0] + <Py_ssize_t>gi * g.og * kc,
+                                op + <Py_ssize_t>gi * g.og * pout, &col[0], &g, rows)
+    return out
+
+
+cdef void _col2im(const float* col, float* out, const Geom* g, int r0, int r1) noexcept nogil:
+    """Scatter-add columns of input rows [r0, r1) into the output of one group.
+
+    Here g.sp is the conv_transpose input size and g.osp its output size:
+    out[o, id*s - pb + kd*dil, ...] += col[(o, kd, kh, kw), (r - r0) * W + iw].
+    """
+    cdef int w_n = g.sp[2]
+    cdef Py_ssize_t npos = <Py_ssize_t>(r1 - r0) * w_n
+    cdef Py_ssize_t row = 0
+    cdef int o, kd, kh, kw, r, id_, ih, od, oh, lo, hi, iw, off_w
+    cdef int sw = g.st[2]
+    cdef const float* src
+    cdef float* dst
+    for o in range(g.og):
+        for kd in range(g.k[0]):
+            for kh in range(g.k[1]):
+                for kw in range(g.k[2]):
+                    off_w = kw * g.dl[2] - g.pb[2]
+                    _valid(off_w, sw, g.osp[2], w_n, &lo, &hi)
+                    for r in range(r0, r1):
+                        id_ = r // g.sp[1]
+                        ih = r - id_ * g.sp[1]
+                        od = id_ * g.st[0] - g.pb[0] + kd * g.dl[0]
+                        oh = ih * g.st[1] - g.pb[1] + kh * g.dl[1]
+                        if od < 0 or od >= g.osp[0] or oh < 0 or oh >= g.osp[1]:
+                            continue
+                        src = col + row * npos + <Py_ssize_t>(r - r0) * w_n
+                        dst = out + ((<Py_ssize_t>o * g.osp[0] + od) * g.osp[1] + oh) * g.osp[2] + off_w
+                        if sw == 1:
+                            for iw in range(lo, hi):
+                                dst[iw] += src[iw]
+                        else:
+                            for iw in range(lo, hi):
+                                dst[iw * sw] += src[iw]
+                    row += 1
+
+
+cdef void _deconv_group(const float* x, const float* w, float* out, float* col,
+                        const Geom* g, int rows_per_tile) noexcept nogil:
+    """out[og, OS] += col2im(w[cg, og*KK]^T @ x[cg, P]) for one image and group."""
+    cdef int nk = g.og * g.k[0] * g.k[1] * g.k[2]
+    cdef int nrows = g.sp[0] * g.sp[1]
+    cdef int w_n = g.sp[2]
+    cdef int pin = nrows * w_n
+    cdef int r0, r1, npos
+    r0 = 0
+    while r0 < nrows:
+        r1 = r0 + rows_per_tile
+        if r1 > nrows:
+            r1 = nrows
+        npos = (r1 - r0) * w_n
+        _sgemm_rm(w, nk, True, x + <Py_ssize_t>r0 * w_n, pin, False, col, npos,
+                  nk, npos, g.cg, 0.0)
+        _col2im(col, out, g, r0, r1)
+        r0 = r1
+
+
+def conv_transpose(x, w, b, strides, pads, dilations, int groups, output_padding,
+                   out=None):
+    """ONNX ConvTranspose: x[N,C,*S], w[C,O/groups,*K], b[O] -> [N,O,*OS].
+
+    OS = stride*(S-1) + output_padding + ((K-1)*dil+1) - pb - pe, with pads in ONNX
+    order (begin_1..begin_d, end_1..end_d). gemm + col2im per group; b may be None.
+    """
+    cdef int i
+    x = _as_f32(x)
+    w = _as_f32(w)
+    cdef int d = x.ndim - 2
+    cdef int n_img = x.shape[0]
+    cdef int c = x.shape[1]
+    if groups < 1 or c % groups or w.shape[0] != c:
+        raise ValueError(f"bad groups={groups} for x {x.shape} and w {w.shape}")
+    cdef int o = w.shape[1] * groups
+    osp = []
+    for i in range(d):
+        size = (int(strides[i]) * (x.shape[2 + i] - 1) + int(output_padding[i])
+                + (w.shape[2 + i] - 1) * int(dilations[i]) + 1
+                - int(pads[i]) - int(pads[d + i]))
+        if size < 1:
+            raise ValueError(f"empty conv_transpose output for x {x.shape} w {w.shape}")
+        osp.append(size)
+    out = _out_buffer(out, (n_img, o) + tuple(osp))
+    cdef Geom g = _geom(x.shape, w.shape[2:], strides, pads, dilations, osp,
+                        c // groups, o // groups)
+    bias = None if b is None else _as_f32(b).reshape(-1)
+    if bias is not None and bias.shape[0] != o:
+        raise ValueError(f"bias of {bias.shape[0]} values for {o} output channels")
+    cdef const float[::1] xv = x.reshape(-1)
+    cdef const float[::1] wv = w.reshape(-1)
+    cdef float[::1] ov = out.reshape(-1)
+    cdef const float[::1] bv = bias if bias is not None else np.zeros(1, np.float32)
+    cdef const float* bp = &bv[0] if bias is not None else NULL
+    cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
+    cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
+    cdef int nk = g.og * g.k[0] * g.k[1] * g.k[2]
+    cdef bint pointwise = nk == g.og
+    for i in range(3):
+        pointwise = pointwise and g.st[i] == 1 and g.pb[i] == 0 and g.osp[i] == g.sp[i]
+    cdef int rows = max(1, min(g.sp[0] * g.sp[1], TILE_BYTES // (4 * nk * g.sp[2])))
+    cdef float[::1] col = _workspace(<Py_ssize_t>nk * rows * g.sp[2])
+    cdef int ni, gi
+    cdef const float* xp
+    cdef const float* wp
+    cdef float* op
+    with nogil:
+        for ni in range(n_img):
+            op = &ov[0] + <Py_ssize_t>ni * o * pout
+            _fill_bias(op, bp, o, pout)
+            for gi in range(groups):
+                xp = &xv[0] + (<Py_ssize_t>ni * c + gi * g.cg) * pin
+                wp = &wv[0] + <Py_ssize_t>gi * g.cg * nk
+                if pointwise:
+                    _sgemm_rm(wp, nk, True, xp, pin, False,
+                              op + <Py_ssize_t>gi * g.og * pout, pout,
+                              g.og, pout, g.cg, 1.0)
+                else:
+                    _deconv_group(xp, wp, op + <Py_ssize_t>gi * g.og * pout,
+                                  &col[0], &g, rows)
+    return out
