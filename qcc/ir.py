@@ -258,7 +258,7 @@ class _ResourceSink:
 def print_constant_value(printer: Printer, value: Attribute) -> None:
     """Called by `qnn.constant`'s printer: inline, resource or hex."""
     sink = _SINK.get()
-    if isinstance(value, DenseIntOrFPElementsAttr) and len(value) > INLINE_LIMIT:
+    if isinstance(value, DenseIntOrFPElementsAttr) and _is_large(value):
         if sink is not None:
             key = sink.key_for(value, sink.hints.get(id(value), "cst"))
             printer.print_string(f"dense_resource<{key}> : ")
@@ -270,6 +270,15 @@ def print_constant_value(printer: Printer, value: Attribute) -> None:
     printer.print_attribute(value)
 
 
+def _is_large(value: DenseIntOrFPElementsAttr) -> bool:
+    """More than INLINE_LIMIT elements and not a splat (splats print as `dense<v>`)."""
+    if len(value) <= INLINE_LIMIT:
+        return False
+    flat = np.frombuffer(value.data.data, numpy_dtype(value.type.element_type))
+    return not bool((flat.view(np.uint8).reshape(len(flat), -1) == flat[:1].view(
+        np.uint8)).all())
+
+
 def print_module(module: ModuleOp, path: str | os.PathLike | None = None,
                  stream: io.TextIOBase | None = None, *, generic: bool = False) -> str:
     """Print `module`. With `path`, write `path` and its sidecar `<stem>.weights`
@@ -278,7 +287,7 @@ def print_module(module: ModuleOp, path: str | os.PathLike | None = None,
     sink = _ResourceSink(INLINE_LIMIT)
     for op in module.walk():
         if isinstance(op, qnn.ConstantOp) and isinstance(op.value, DenseIntOrFPElementsAttr):
-            if len(op.value) > INLINE_LIMIT:
+            if _is_large(op.value):
                 name = op.attributes.get("name")
                 sink.hints[id(op.value)] = name.data if isinstance(name, StringAttr) else "cst"
     weights_file = None

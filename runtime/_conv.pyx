@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 cimport numpy as cnp
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm
 
 cnp.import_array()
@@ -22,15 +22,21 @@ cnp.import_array()
 # Bytes of im2col / col2im buffer per tile (fits in L2/L3 next to the weights).
 cdef int TILE_BYTES = 1 << 20
 
-cdef struct Geom:
-    int cg         # input channels per group
-    int og         # output channels per group
-    int sp[3]      # input spatial size (D, H, W)
-    int k[3]       # kernel size
-    int osp[3]     # output spatial size
-    int st[3]      # strides
-    int pb[3]      # pads at the beginning
-    int dl[3]      # dilations
+cdef extern from "_conv_impl.h" nogil:
+    ctypedef struct qcc_geom:
+        int cg, og
+        int sp[3]
+        int k[3]
+        int osp[3]
+        int st[3]
+        int pb[3]
+        int dl[3]
+    void qcc_im2col(const float* x, float* col, const qcc_geom* g, int r0, int r1)
+    void qcc_col2im(const float* col, float* out, const qcc_geom* g, int r0, int r1)
+    void qcc_depthwise_plane(const float* x, const float* w, float* out,
+                             const qcc_geom* g)
+
+ctypedef qcc_geom Geom
 
 
 _local = threading.local()
@@ -98,27 +104,6 @@ cdef Geom _geom(x_shape, k_shape, strides, pads, dilations, osp, int cg, int og)
     return g
 
 
-cdef inline void _valid(int off, int stride, int limit, int count,
-                        int* lo, int* hi) noexcept nogil:
-    """[lo, hi): indices t in [0, count) with 0 <= t*stride + off < limit."""
-    cdef int a = 0
-    cdef int b
-    if off < 0:
-        a = (-off + stride - 1) // stride
-    if limit - 1 - off < 0:
-        b = 0
-    else:
-        b = (limit - 1 - off) // stride + 1
-    if b > count:
-        b = count
-    if a > count:
-        a = count
-    if b < a:
-        b = a
-    lo[0] = a
-    hi[0] = b
-
-
 cdef void _fill_bias(float* out, const float* bias, int nch, Py_ssize_t plane) noexcept nogil:
     """out[c, :] = bias[c] (or 0 without bias) for nch planes of `plane` elements."""
     cdef int c
@@ -144,46 +129,6 @@ cdef void _sgemm_rm(const float* a, int lda, bint ta, const float* b, int ldb, b
           &beta, c, &ldc)
 
 
-cdef void _im2col(const float* x, float* col, const Geom* g, int r0, int r1) noexcept nogil:
-    """Columns of output rows [r0, r1) (flattened (od, oh)) for one group.
-
-    col[(c, kd, kh, kw), (r - r0) * OW + ow] = x[c, id, ih, iw] (0 in the padding).
-    """
-    cdef int ow_n = g.osp[2]
-    cdef Py_ssize_t npos = <Py_ssize_t>(r1 - r0) * ow_n
-    cdef Py_ssize_t row = 0
-    cdef int c, kd, kh, kw, r, od, oh, id_, ih, lo, hi, ow, off_w
-    cdef int sw = g.st[2]
-    cdef float* dst
-    cdef const float* src
-    for c in range(g.cg):
-        for kd in range(g.k[0]):
-            for kh in range(g.k[1]):
-                for kw in range(g.k[2]):
-                    off_w = kw * g.dl[2] - g.pb[2]
-                    _valid(off_w, sw, g.sp[2], ow_n, &lo, &hi)
-                    for r in range(r0, r1):
-                        od = r // g.osp[1]
-                        oh = r - od * g.osp[1]
-                        id_ = od * g.st[0] - g.pb[0] + kd * g.dl[0]
-                        ih = oh * g.st[1] - g.pb[1] + kh * g.dl[1]
-                        dst = col + row * npos + <Py_ssize_t>(r - r0) * ow_n
-                        if id_ < 0 or id_ >= g.sp[0] or ih < 0 or ih >= g.sp[1]:
-                            memset(dst, 0, ow_n * sizeof(float))
-                            continue
-                        src = x + ((<Py_ssize_t>c * g.sp[0] + id_) * g.sp[1] + ih) * g.sp[2] + off_w
-                        if lo > 0:
-                            memset(dst, 0, lo * sizeof(float))
-                        if hi < ow_n:
-                            memset(dst + hi, 0, (ow_n - hi) * sizeof(float))
-                        if sw == 1:
-                            memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float))
-                        else:
-                            for ow in range(lo, hi):
-                                dst[ow] = src[ow * sw]
-                    row += 1
-
-
 cdef void _conv_group(const float* x, const float* w, float* out, float* col,
                       const Geom* g, int rows_per_tile) noexcept nogil:
     """out[og, P] += w[og, Kc] @ im2col(x) for one image and one group, tiled."""
@@ -198,53 +143,10 @@ cdef void _conv_group(const float* x, const float* w, float* out, float* col,
         if r1 > nrows:
             r1 = nrows
         npos = (r1 - r0) * ow_n
-        _im2col(x, col, g, r0, r1)
+        qcc_im2col(x, col, g, r0, r1)
         _sgemm_rm(w, kc, False, col, npos, False, out + <Py_ssize_t>r0 * ow_n, ptot,
                   g.og, npos, kc, 1.0)
         r0 = r1
-
-
-cdef void _depthwise_plane(const float* x, const float* w, float* out,
-                           const Geom* g) noexcept nogil:
-    """out[od, oh, ow] += sum_k w[k] * x[id, ih, iw] for one channel (direct loop)."""
-    cdef int od, oh, kd, kh, kw, id_, ih, ow, lo, hi, off_w
-    cdef int sw = g.st[2]
-    cdef int ow_n = g.osp[2]
-    cdef float wv
-    cdef float* dst
-    cdef const float* src
-    cdef int los[16]
-    cdef int his[16]
-    cdef bint small = g.k[2] <= 16
-    if small:
-        for kw in range(g.k[2]):
-            _valid(kw * g.dl[2] - g.pb[2], sw, g.sp[2], ow_n, &los[kw], &his[kw])
-    for od in range(g.osp[0]):
-        for oh in range(g.osp[1]):
-            dst = out + (<Py_ssize_t>od * g.osp[1] + oh) * ow_n
-            for kd in range(g.k[0]):
-                id_ = od * g.st[0] - g.pb[0] + kd * g.dl[0]
-                if id_ < 0 or id_ >= g.sp[0]:
-                    continue
-                for kh in range(g.k[1]):
-                    ih = oh * g.st[1] - g.pb[1] + kh * g.dl[1]
-                    if ih < 0 or ih >= g.sp[1]:
-                        continue
-                    for kw in range(g.k[2]):
-                        off_w = kw * g.dl[2] - g.pb[2]
-                        if small:
-                            lo = los[kw]
-                            hi = his[kw]
-                        else:
-                            _valid(off_w, sw, g.sp[2], ow_n, &lo, &hi)
-                        wv = w[(kd * g.k[1] + kh) * g.k[2] + kw]
-                        src = x + (<Py_ssize_t>id_ * g.sp[1] + ih) * g.sp[2] + off_w
-                        if sw == 1:
-                            for ow in range(lo, hi):
-                                dst[ow] += wv * src[ow]
-                        else:
-                            for ow in range(lo, hi):
-                                dst[ow] += wv * src[ow * sw]
 
 
 def conv(x, w, b, strides, pads, dilations, int groups, out=None):
@@ -303,7 +205,7 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
                 xp = &xv[0] + (<Py_ssize_t>ni * c + gi * g.cg) * pin
                 if g.cg == 1 and not pointwise:
                     for oc in range(gi * g.og, (gi + 1) * g.og):
-                        _depthwise_plane(xp, &wv[0] + <Py_ssize_t>oc * kk,
+                        qcc_depthwise_plane(xp, &wv[0] + <Py_ssize_t>oc * kk,
                                          op + oc * pout, &g)
                 elif pointwise:
                     _sgemm_rm(&wv[0] + <Py_ssize_t>gi * g.og * kc, kc, False, xp, pin,
@@ -313,43 +215,6 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
                     _conv_group(xp, &wv[0] + <Py_ssize_t>gi * g.og * kc,
                                 op + <Py_ssize_t>gi * g.og * pout, &col[0], &g, rows)
     return out
-
-
-cdef void _col2im(const float* col, float* out, const Geom* g, int r0, int r1) noexcept nogil:
-    """Scatter-add columns of input rows [r0, r1) into the output of one group.
-
-    Here g.sp is the conv_transpose input size and g.osp its output size:
-    out[o, id*s - pb + kd*dil, ...] += col[(o, kd, kh, kw), (r - r0) * W + iw].
-    """
-    cdef int w_n = g.sp[2]
-    cdef Py_ssize_t npos = <Py_ssize_t>(r1 - r0) * w_n
-    cdef Py_ssize_t row = 0
-    cdef int o, kd, kh, kw, r, id_, ih, od, oh, lo, hi, iw, off_w
-    cdef int sw = g.st[2]
-    cdef const float* src
-    cdef float* dst
-    for o in range(g.og):
-        for kd in range(g.k[0]):
-            for kh in range(g.k[1]):
-                for kw in range(g.k[2]):
-                    off_w = kw * g.dl[2] - g.pb[2]
-                    _valid(off_w, sw, g.osp[2], w_n, &lo, &hi)
-                    for r in range(r0, r1):
-                        id_ = r // g.sp[1]
-                        ih = r - id_ * g.sp[1]
-                        od = id_ * g.st[0] - g.pb[0] + kd * g.dl[0]
-                        oh = ih * g.st[1] - g.pb[1] + kh * g.dl[1]
-                        if od < 0 or od >= g.osp[0] or oh < 0 or oh >= g.osp[1]:
-                            continue
-                        src = col + row * npos + <Py_ssize_t>(r - r0) * w_n
-                        dst = out + ((<Py_ssize_t>o * g.osp[0] + od) * g.osp[1] + oh) * g.osp[2] + off_w
-                        if sw == 1:
-                            for iw in range(lo, hi):
-                                dst[iw] += src[iw]
-                        else:
-                            for iw in range(lo, hi):
-                                dst[iw * sw] += src[iw]
-                    row += 1
 
 
 cdef void _deconv_group(const float* x, const float* w, float* out, float* col,
@@ -368,7 +233,7 @@ cdef void _deconv_group(const float* x, const float* w, float* out, float* col,
         npos = (r1 - r0) * w_n
         _sgemm_rm(w, nk, True, x + <Py_ssize_t>r0 * w_n, pin, False, col, npos,
                   nk, npos, g.cg, 0.0)
-        _col2im(col, out, g, r0, r1)
+        qcc_col2im(col, out, g, r0, r1)
         r0 = r1
 
 
