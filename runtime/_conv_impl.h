@@ -132,7 +132,7 @@ static void qcc_col2im(const float *col, float *out, const qcc_geom *g, int r0, 
 
 /* dst[t] += sum_kw w[kw] * src[t*stride + kw*dil] for t in [a, b), three taps. */
 QCC_INLINE void qcc_dw_taps3(float *restrict dst, const float *restrict src, const float *w,
-                                int a, int b, int stride, int dil)
+                             int a, int b, int stride, int dil)
 {
     const float w0 = w[0], w1 = w[1], w2 = w[2];
     const float *s1 = src + dil, *s2 = src + 2 * dil;
@@ -149,61 +149,111 @@ QCC_INLINE void qcc_dw_taps3(float *restrict dst, const float *restrict src, con
     }
 }
 
-/* One output row of a depthwise convolution, one input row (kd, kh fixed):
- * dst[ow] += sum_kw w[kw] * src[ow*stride + kw*dil - pad] over the valid taps. */
-QCC_INLINE void qcc_dw_row(float *restrict dst, const float *restrict src, const float *w,
-                              const qcc_geom *g)
+/* Three input rows times a 3x3 kernel, accumulated in registers over [a, b):
+ * dst[t] += sum_{j,kw} w[3j+kw] * r_j[t*stride + kw*dil]. */
+QCC_INLINE void qcc_dw_rows3x3(float *restrict dst, const float *restrict r0,
+                               const float *restrict r1, const float *restrict r2,
+                               const float *w0, const float *w1, const float *w2,
+                               int a, int b, int stride, int dil)
+{
+    const float a0 = w0[0], a1 = w0[1], a2 = w0[2];
+    const float b0 = w1[0], b1 = w1[1], b2 = w1[2];
+    const float c0 = w2[0], c1 = w2[1], c2 = w2[2];
+    const int d2 = 2 * dil;
+    int t;
+    if (stride == 1) {
+        for (t = a; t < b; t++)
+            dst[t] += a0 * r0[t] + a1 * r0[t + dil] + a2 * r0[t + d2]
+                    + b0 * r1[t] + b1 * r1[t + dil] + b2 * r1[t + d2]
+                    + c0 * r2[t] + c1 * r2[t + dil] + c2 * r2[t + d2];
+    } else if (stride == 2) {
+        for (t = a; t < b; t++)
+            dst[t] += a0 * r0[2 * t] + a1 * r0[2 * t + dil] + a2 * r0[2 * t + d2]
+                    + b0 * r1[2 * t] + b1 * r1[2 * t + dil] + b2 * r1[2 * t + d2]
+                    + c0 * r2[2 * t] + c1 * r2[2 * t + dil] + c2 * r2[2 * t + d2];
+    } else {
+        for (t = a; t < b; t++) {
+            const ptrdiff_t i = (ptrdiff_t)t * stride;
+            dst[t] += a0 * r0[i] + a1 * r0[i + dil] + a2 * r0[i + d2]
+                    + b0 * r1[i] + b1 * r1[i + dil] + b2 * r1[i + d2]
+                    + c0 * r2[i] + c1 * r2[i + dil] + c2 * r2[i + d2];
+        }
+    }
+}
+
+/* Interior [a, b) of a depthwise output row: all kw taps are inside the input row. */
+QCC_INLINE void qcc_dw_interior(const qcc_geom *g, int *a, int *b)
+{
+    int a2, b2;
+    qcc_valid(-g->pb[2], g->st[2], g->sp[2], g->osp[2], a, b);
+    qcc_valid((g->k[2] - 1) * g->dl[2] - g->pb[2], g->st[2], g->sp[2], g->osp[2], &a2, &b2);
+    if (a2 > *a) *a = a2;
+    if (b2 < *b) *b = b2;
+    if (*b < *a) *b = *a;
+}
+
+/* One depthwise output row from `n` valid input rows (pointers at column -pad):
+ * dst[t] += sum_j sum_kw ws[j][kw] * rows[j][t*stride + kw*dil]. */
+QCC_INLINE void qcc_dw_row(float *restrict dst, const float **rows, const float **ws, int n,
+                           const qcc_geom *g, int a, int b)
 {
     const int ow_n = g->osp[2], sw = g->st[2], dw = g->dl[2], pw = g->pb[2], kw_n = g->k[2];
-    int a, b, lo, hi, kw, t;
+    int j = 0, kw, t, lo, hi;
     if (kw_n == 3) {
-        /* Interior [a, b): all three taps are inside the row. */
-        int a2, b2;
-        qcc_valid(-pw, sw, g->sp[2], ow_n, &a, &b);
-        qcc_valid(2 * dw - pw, sw, g->sp[2], ow_n, &a2, &b2);
-        if (a2 > a) a = a2;
-        if (b2 < b) b = b2;
-        if (b < a) b = a;
-        qcc_dw_taps3(dst, src - pw, w, a, b, sw, dw);
-        for (kw = 0; kw < 3; kw++) {   /* the edges, tap by tap */
-            const int off = kw * dw - pw;
-            const float wv = w[kw];
-            qcc_valid(off, sw, g->sp[2], ow_n, &lo, &hi);
-            for (t = lo; t < hi && t < a; t++) dst[t] += wv * src[(ptrdiff_t)t * sw + off];
-            for (t = lo > b ? lo : b; t < hi; t++) dst[t] += wv * src[(ptrdiff_t)t * sw + off];
+        for (; j + 3 <= n; j += 3)
+            qcc_dw_rows3x3(dst, rows[j], rows[j + 1], rows[j + 2], ws[j], ws[j + 1], ws[j + 2],
+                           a, b, sw, dw);
+        for (; j < n; j++) qcc_dw_taps3(dst, rows[j], ws[j], a, b, sw, dw);
+    } else {
+        for (; j < n; j++)
+            for (kw = 0; kw < kw_n; kw++) {
+                const float wv = ws[j][kw];
+                const float *s = rows[j] + kw * dw;
+                if (sw == 1)
+                    for (t = a; t < b; t++) dst[t] += wv * s[t];
+                else
+                    for (t = a; t < b; t++) dst[t] += wv * s[(ptrdiff_t)t * sw];
+            }
+    }
+    if (a == 0 && b == ow_n) return;
+    for (j = 0; j < n; j++)   /* the edges, tap by tap */
+        for (kw = 0; kw < kw_n; kw++) {
+            const int off = kw * dw;
+            const float wv = ws[j][kw];
+            qcc_valid(off - pw, sw, g->sp[2], ow_n, &lo, &hi);
+            for (t = lo; t < hi && t < a; t++) dst[t] += wv * rows[j][(ptrdiff_t)t * sw + off];
+            for (t = lo > b ? lo : b; t < hi; t++) dst[t] += wv * rows[j][(ptrdiff_t)t * sw + off];
         }
-        return;
-    }
-    for (kw = 0; kw < kw_n; kw++) {
-        const int off = kw * dw - pw;
-        const float wv = w[kw];
-        const float *s = src + off;
-        qcc_valid(off, sw, g->sp[2], ow_n, &lo, &hi);
-        if (sw == 1)
-            for (t = lo; t < hi; t++) dst[t] += wv * s[t];
-        else
-            for (t = lo; t < hi; t++) dst[t] += wv * s[(ptrdiff_t)t * sw];
-    }
 }
 
 /* Depthwise convolution of one channel plane: out[od, oh, ow] += sum_k w[k] x[...]. */
 QCC_CLONES
 static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g)
 {
-    int od, oh, kd, kh;
+    enum { MAXR = 48 };
+    const float *rows[MAXR];
+    const float *ws[MAXR];
+    int od, oh, kd, kh, n, a, b;
+    qcc_dw_interior(g, &a, &b);
     for (od = 0; od < g->osp[0]; od++)
         for (oh = 0; oh < g->osp[1]; oh++) {
             float *dst = out + ((ptrdiff_t)od * g->osp[1] + oh) * g->osp[2];
+            n = 0;
             for (kd = 0; kd < g->k[0]; kd++) {
                 const int id = od * g->st[0] - g->pb[0] + kd * g->dl[0];
                 if (id < 0 || id >= g->sp[0]) continue;
                 for (kh = 0; kh < g->k[1]; kh++) {
                     const int ih = oh * g->st[1] - g->pb[1] + kh * g->dl[1];
                     if (ih < 0 || ih >= g->sp[1]) continue;
-                    qcc_dw_row(dst, x + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2],
-                               w + ((ptrdiff_t)kd * g->k[1] + kh) * g->k[2], g);
+                    rows[n] = x + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2] - g->pb[2];
+                    ws[n] = w + ((ptrdiff_t)kd * g->k[1] + kh) * g->k[2];
+                    if (++n == MAXR) {
+                        qcc_dw_row(dst, rows, ws, n, g, a, b);
+                        n = 0;
+                    }
                 }
             }
+            if (n) qcc_dw_row(dst, rows, ws, n, g, a, b);
         }
 }
 
