@@ -392,9 +392,18 @@ def parse_module(text: str | bytes, path: str | os.PathLike | None = None,
     name = str(path) if path is not None else "<string>"
     if isinstance(text, bytes):
         text = text.decode()
-    module = Parser(ctx, text, name).parse_module()
-    resolve_resources(module, ctx, Path(path).parent if path is not None else None, name)
+    _blob_storage(ctx).clear()  # xDSL keeps resource blobs on the shared dialect object
+    try:
+        module = Parser(ctx, text, name).parse_module()
+        resolve_resources(module, ctx, Path(path).parent if path is not None else None, name)
+    finally:
+        _blob_storage(ctx).clear()
     return module
+
+
+def _blob_storage(ctx) -> dict[str, str]:
+    interface = ctx.get_dialect("builtin").get_interface(OpAsmDialectInterface)
+    return interface._blob_storage if interface is not None else {}
 
 
 def load_module(path: str | os.PathLike, ctx=None) -> ModuleOp:
@@ -414,12 +423,11 @@ def resolve_resources(module: ModuleOp, ctx, base_dir: Path | None, name: str) -
             raise IRError(f"{name}: weights file '{wpath}' named by {WEIGHTS_ATTR} "
                           "does not exist; keep it next to the .mlir file")
         blobs.update(read_weights(wpath))
-    interface = ctx.get_dialect("builtin").get_interface(OpAsmDialectInterface)
-    if interface is not None:
-        for key, hexstr in interface._blob_storage.items():
-            if hexstr:
-                blobs.setdefault(key, bytes.fromhex(hexstr[2 + 8:]))
-        interface._blob_storage.clear()
+    storage = _blob_storage(ctx)
+    for key, hexstr in storage.items():
+        if hexstr:
+            blobs.setdefault(key, bytes.fromhex(hexstr[2 + 8:]))
+    storage.clear()
     missing = sorted({op.value.resource_handle.data for op in pending
                       if op.value.resource_handle.data not in blobs})
     if missing:

@@ -34,7 +34,8 @@ cdef extern from "_conv_impl.h" nogil:
     void qcc_im2col(const float* x, float* col, const qcc_geom* g, int r0, int r1)
     void qcc_col2im(const float* col, float* out, const qcc_geom* g, int r0, int r1)
     void qcc_depthwise_plane(const float* x, const float* w, float* out,
-                             const qcc_geom* g)
+                             const qcc_geom* g, float* scratch)
+    Py_ssize_t qcc_depthwise_scratch(const qcc_geom* g)
 
 ctypedef qcc_geom Geom
 
@@ -192,8 +193,10 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
         pointwise = pointwise and g.st[i] == 1 and g.pb[i] == 0 and g.osp[i] == g.sp[i]
     cdef int rows = max(1, min(g.osp[0] * g.osp[1],
                                TILE_BYTES // (4 * kc * g.osp[2])))
-    cdef float[::1] col = _workspace(<Py_ssize_t>kc * rows * g.osp[2]) \
-        if not pointwise and g.cg > 1 else _workspace(1)
+    cdef bint depthwise = g.cg == 1 and not pointwise
+    cdef float[::1] col = _workspace(
+        qcc_depthwise_scratch(&g) if depthwise
+        else 1 if pointwise else <Py_ssize_t>kc * rows * g.osp[2])
     cdef int ni, gi, oc
     cdef const float* xp
     cdef float* op
@@ -203,10 +206,10 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
             _fill_bias(op, bp, o, pout)
             for gi in range(groups):
                 xp = &xv[0] + (<Py_ssize_t>ni * c + gi * g.cg) * pin
-                if g.cg == 1 and not pointwise:
+                if depthwise:
                     for oc in range(gi * g.og, (gi + 1) * g.og):
                         qcc_depthwise_plane(xp, &wv[0] + <Py_ssize_t>oc * kk,
-                                         op + oc * pout, &g)
+                                            op + oc * pout, &g, &col[0])
                 elif pointwise:
                     _sgemm_rm(&wv[0] + <Py_ssize_t>gi * g.og * kc, kc, False, xp, pin,
                               False, op + <Py_ssize_t>gi * g.og * pout, pout,

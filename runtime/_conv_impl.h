@@ -47,17 +47,17 @@ QCC_INLINE void qcc_valid(int off, int stride, int limit, int count, int *lo, in
 }
 
 /* Copy of one im2col row segment: dst[t] = src[t*stride] for t in [lo, hi), 0 elsewhere. */
-QCC_INLINE void qcc_gather_row(float *restrict dst, const float *restrict src, int n,
-                                  int lo, int hi, int stride)
+QCC_INLINE void qcc_gather_row(float *restrict dst, const float *restrict src, ptrdiff_t n,
+                                  ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t stride)
 {
-    int t;
+    ptrdiff_t t;
     for (t = 0; t < lo; t++) dst[t] = 0.0f;
     if (stride == 1) {
         for (t = lo; t < hi; t++) dst[t] = src[t];
     } else if (stride == 2) {
         for (t = lo; t < hi; t++) dst[t] = src[2 * t];
     } else {
-        for (t = lo; t < hi; t++) dst[t] = src[(ptrdiff_t)t * stride];
+        for (t = lo; t < hi; t++) dst[t] = src[t * stride];
     }
     for (t = hi; t < n; t++) dst[t] = 0.0f;
 }
@@ -106,7 +106,8 @@ static void qcc_col2im(const float *col, float *out, const qcc_geom *g, int r0, 
     const int w_n = g->sp[2], sw = g->st[2];
     const ptrdiff_t npos = (ptrdiff_t)(r1 - r0) * w_n;
     ptrdiff_t row = 0;
-    int o, kd, kh, kw, r, t, lo, hi;
+    int o, kd, kh, kw, r, lo, hi;
+    ptrdiff_t t;
     for (o = 0; o < g->og; o++)
         for (kd = 0; kd < g->k[0]; kd++)
             for (kh = 0; kh < g->k[1]; kh++)
@@ -132,18 +133,18 @@ static void qcc_col2im(const float *col, float *out, const qcc_geom *g, int r0, 
 
 /* dst[t] += sum_kw w[kw] * src[t*stride + kw*dil] for t in [a, b), three taps. */
 QCC_INLINE void qcc_dw_taps3(float *restrict dst, const float *restrict src, const float *w,
-                             int a, int b, int stride, int dil)
+                             ptrdiff_t a, ptrdiff_t b, ptrdiff_t stride, ptrdiff_t dil)
 {
     const float w0 = w[0], w1 = w[1], w2 = w[2];
     const float *s1 = src + dil, *s2 = src + 2 * dil;
-    int t;
+    ptrdiff_t t;
     if (stride == 1) {
         for (t = a; t < b; t++) dst[t] += w0 * src[t] + w1 * s1[t] + w2 * s2[t];
     } else if (stride == 2) {
         for (t = a; t < b; t++) dst[t] += w0 * src[2 * t] + w1 * s1[2 * t] + w2 * s2[2 * t];
     } else {
         for (t = a; t < b; t++) {
-            const ptrdiff_t i = (ptrdiff_t)t * stride;
+            const ptrdiff_t i = t * stride;
             dst[t] += w0 * src[i] + w1 * s1[i] + w2 * s2[i];
         }
     }
@@ -154,13 +155,13 @@ QCC_INLINE void qcc_dw_taps3(float *restrict dst, const float *restrict src, con
 QCC_INLINE void qcc_dw_rows3x3(float *restrict dst, const float *restrict r0,
                                const float *restrict r1, const float *restrict r2,
                                const float *w0, const float *w1, const float *w2,
-                               int a, int b, int stride, int dil)
+                               ptrdiff_t a, ptrdiff_t b, ptrdiff_t stride, ptrdiff_t dil)
 {
     const float a0 = w0[0], a1 = w0[1], a2 = w0[2];
     const float b0 = w1[0], b1 = w1[1], b2 = w1[2];
     const float c0 = w2[0], c1 = w2[1], c2 = w2[2];
-    const int d2 = 2 * dil;
-    int t;
+    const ptrdiff_t d2 = 2 * dil;
+    ptrdiff_t t;
     if (stride == 1) {
         for (t = a; t < b; t++)
             dst[t] += a0 * r0[t] + a1 * r0[t + dil] + a2 * r0[t + d2]
@@ -173,7 +174,7 @@ QCC_INLINE void qcc_dw_rows3x3(float *restrict dst, const float *restrict r0,
                     + c0 * r2[2 * t] + c1 * r2[2 * t + dil] + c2 * r2[2 * t + d2];
     } else {
         for (t = a; t < b; t++) {
-            const ptrdiff_t i = (ptrdiff_t)t * stride;
+            const ptrdiff_t i = t * stride;
             dst[t] += a0 * r0[i] + a1 * r0[i + dil] + a2 * r0[i + d2]
                     + b0 * r1[i] + b1 * r1[i + dil] + b2 * r1[i + d2]
                     + c0 * r2[i] + c1 * r2[i + dil] + c2 * r2[i + d2];
@@ -181,79 +182,109 @@ QCC_INLINE void qcc_dw_rows3x3(float *restrict dst, const float *restrict r0,
     }
 }
 
-/* Interior [a, b) of a depthwise output row: all kw taps are inside the input row. */
-QCC_INLINE void qcc_dw_interior(const qcc_geom *g, int *a, int *b)
+/* Padded copy of one input plane for the depthwise kernel: p[d, h, w] =
+ * x[d - pb0, h - pb1, w - pb2] inside the input, 0 elsewhere, with shape dims[3]. */
+QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const qcc_geom *g,
+                              const int *dims)
 {
-    int a2, b2;
-    qcc_valid(-g->pb[2], g->st[2], g->sp[2], g->osp[2], a, b);
-    qcc_valid((g->k[2] - 1) * g->dl[2] - g->pb[2], g->st[2], g->sp[2], g->osp[2], &a2, &b2);
-    if (a2 > *a) *a = a2;
-    if (b2 < *b) *b = b2;
-    if (*b < *a) *b = *a;
-}
-
-/* One depthwise output row from `n` valid input rows (pointers at column -pad):
- * dst[t] += sum_j sum_kw ws[j][kw] * rows[j][t*stride + kw*dil]. */
-QCC_INLINE void qcc_dw_row(float *restrict dst, const float **rows, const float **ws, int n,
-                           const qcc_geom *g, int a, int b)
-{
-    const int ow_n = g->osp[2], sw = g->st[2], dw = g->dl[2], pw = g->pb[2], kw_n = g->k[2];
-    int j = 0, kw, t, lo, hi;
-    if (kw_n == 3) {
-        for (; j + 3 <= n; j += 3)
-            qcc_dw_rows3x3(dst, rows[j], rows[j + 1], rows[j + 2], ws[j], ws[j + 1], ws[j + 2],
-                           a, b, sw, dw);
-        for (; j < n; j++) qcc_dw_taps3(dst, rows[j], ws[j], a, b, sw, dw);
-    } else {
-        for (; j < n; j++)
-            for (kw = 0; kw < kw_n; kw++) {
-                const float wv = ws[j][kw];
-                const float *s = rows[j] + kw * dw;
-                if (sw == 1)
-                    for (t = a; t < b; t++) dst[t] += wv * s[t];
-                else
-                    for (t = a; t < b; t++) dst[t] += wv * s[(ptrdiff_t)t * sw];
-            }
-    }
-    if (a == 0 && b == ow_n) return;
-    for (j = 0; j < n; j++)   /* the edges, tap by tap */
-        for (kw = 0; kw < kw_n; kw++) {
-            const int off = kw * dw;
-            const float wv = ws[j][kw];
-            qcc_valid(off - pw, sw, g->sp[2], ow_n, &lo, &hi);
-            for (t = lo; t < hi && t < a; t++) dst[t] += wv * rows[j][(ptrdiff_t)t * sw + off];
-            for (t = lo > b ? lo : b; t < hi; t++) dst[t] += wv * rows[j][(ptrdiff_t)t * sw + off];
+    const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * dims[2];
+    const int w_n = g->sp[2], left = g->pb[2];
+    int d, h;
+    ptrdiff_t t;
+    for (d = 0; d < dims[0]; d++) {
+        const int id = d - g->pb[0];
+        float *pd = p + d * plane;
+        if (id < 0 || id >= g->sp[0]) {
+            memset(pd, 0, plane * sizeof(float));
+            continue;
         }
+        for (h = 0; h < dims[1]; h++) {
+            const int ih = h - g->pb[1];
+            float *dst = pd + h * row;
+            const float *src = x + ((ptrdiff_t)id * g->sp[1] + ih) * w_n;
+            if (ih < 0 || ih >= g->sp[1]) {
+                memset(dst, 0, row * sizeof(float));
+                continue;
+            }
+            for (t = 0; t < left; t++) dst[t] = 0.0f;
+            for (t = 0; t < w_n; t++) dst[left + t] = src[t];
+            for (t = left + w_n; t < row; t++) dst[t] = 0.0f;
+        }
+    }
 }
 
-/* Depthwise convolution of one channel plane: out[od, oh, ow] += sum_k w[k] x[...]. */
-QCC_CLONES
-static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g)
+/* Row length of depthwise accumulators: OW rounded up so vector loops need no tail. */
+#define QCC_DW_VEC 16
+QCC_INLINE int qcc_dw_owr(const qcc_geom *g)
 {
-    enum { MAXR = 48 };
-    const float *rows[MAXR];
-    const float *ws[MAXR];
-    int od, oh, kd, kh, n, a, b;
-    qcc_dw_interior(g, &a, &b);
+    return (g->osp[2] + QCC_DW_VEC - 1) / QCC_DW_VEC * QCC_DW_VEC;
+}
+
+/* Shape of the padded plane: every tap of every (rounded up) output is inside. */
+QCC_INLINE void qcc_dw_dims(const qcc_geom *g, int *dims)
+{
+    int i;
+    for (i = 0; i < 3; i++) {
+        const int n = i == 2 ? qcc_dw_owr(g) : g->osp[i];
+        const int need = (n - 1) * g->st[i] + (g->k[i] - 1) * g->dl[i] + 1;
+        dims[i] = need > g->pb[i] + g->sp[i] ? need : g->pb[i] + g->sp[i];
+    }
+}
+
+/* Floats of scratch qcc_depthwise_plane needs: padded plane + one accumulator row. */
+static ptrdiff_t qcc_depthwise_scratch(const qcc_geom *g)
+{
+    int dims[3];
+    qcc_dw_dims(g, dims);
+    return (ptrdiff_t)dims[0] * dims[1] * dims[2] + qcc_dw_owr(g);
+}
+
+/* Depthwise convolution of one channel plane: out[od, oh, ow] += sum_k w[k] x[...].
+ * The plane is first copied with its padding into scratch, so no tap needs a check. */
+QCC_CLONES
+static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g,
+                                float *scratch)
+{
+    int dims[3];
+    const int owr = qcc_dw_owr(g), ow_n = g->osp[2], sw = g->st[2], dw = g->dl[2];
+    const int kh_n = g->k[0] * g->k[1], kw_n = g->k[2];
+    float *p, *acc;
+    int od, oh, j, kw;
+    ptrdiff_t t;
+    qcc_dw_dims(g, dims);
+    p = scratch;
+    acc = scratch + (ptrdiff_t)dims[0] * dims[1] * dims[2];
+    qcc_pad_plane(x, p, g, dims);
     for (od = 0; od < g->osp[0]; od++)
         for (oh = 0; oh < g->osp[1]; oh++) {
-            float *dst = out + ((ptrdiff_t)od * g->osp[1] + oh) * g->osp[2];
-            n = 0;
-            for (kd = 0; kd < g->k[0]; kd++) {
-                const int id = od * g->st[0] - g->pb[0] + kd * g->dl[0];
-                if (id < 0 || id >= g->sp[0]) continue;
-                for (kh = 0; kh < g->k[1]; kh++) {
-                    const int ih = oh * g->st[1] - g->pb[1] + kh * g->dl[1];
-                    if (ih < 0 || ih >= g->sp[1]) continue;
-                    rows[n] = x + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2] - g->pb[2];
-                    ws[n] = w + ((ptrdiff_t)kd * g->k[1] + kh) * g->k[2];
-                    if (++n == MAXR) {
-                        qcc_dw_row(dst, rows, ws, n, g, a, b);
-                        n = 0;
-                    }
+            const float *rows[3];
+            float *dst = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
+            for (t = 0; t < owr; t++) acc[t] = 0.0f;
+            for (j = 0; j < kh_n; j++) {
+                const int kd = j / g->k[1], kh = j - kd * g->k[1];
+                const float *r = p + ((ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * dims[1]
+                                      + oh * g->st[1] + kh * g->dl[1]) * dims[2];
+                const float *wj = w + (ptrdiff_t)j * kw_n;
+                if (kw_n == 3) {
+                    rows[j % 3] = r;
+                    if (j % 3 == 2)
+                        qcc_dw_rows3x3(acc, rows[0], rows[1], r, wj - 6, wj - 3, wj, 0, owr,
+                                       sw, dw);
+                    else if (j == kh_n - 1)
+                        for (kw = 0; kw <= j % 3; kw++)
+                            qcc_dw_taps3(acc, rows[kw], wj - 3 * (j % 3 - kw), 0, owr, sw, dw);
+                    continue;
+                }
+                for (kw = 0; kw < kw_n; kw++) {
+                    const float wv = wj[kw];
+                    const float *s = r + kw * dw;
+                    if (sw == 1)
+                        for (t = 0; t < owr; t++) acc[t] += wv * s[t];
+                    else
+                        for (t = 0; t < owr; t++) acc[t] += wv * s[(ptrdiff_t)t * sw];
                 }
             }
-            if (n) qcc_dw_row(dst, rows, ws, n, g, a, b);
+            for (t = 0; t < ow_n; t++) dst[t] += acc[t];
         }
 }
 

@@ -58,6 +58,7 @@ from xdsl.parser import AttrParser
 from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.lexer import Span
 
 from qcc.dialects.base import (
     QnnOp,
@@ -328,6 +329,19 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
+        start = parser.pos
+        params = cls._parse_body(parser)
+        try:
+            cls.new(params)
+        except VerifyException as e:  # point at the type in the source
+            span = Span(start, parser.pos, parser.lexer.input)
+            raise VerifyException(span.print_with_context(str(e))) from None
+        parser.parse_punctuation(">", " to close !quant.uniform")
+        return params
+
+    @classmethod
+    def _parse_body(cls, parser: AttrParser) -> list[Attribute]:
+        """Everything between `<` and the closing `>` (left for the caller)."""
         parser.parse_punctuation("<", " to open !quant.uniform")
         storage = parser.parse_identifier(" (storage type like i8 or u8)")
         match = _STORAGE_RE.fullmatch(storage)
@@ -356,7 +370,6 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             params = parser.parse_comma_separated_list(
                 parser.Delimiter.BRACES, lambda: _parse_scale_zero_point(parser),
                 " (per-axis scales)")
-        parser.parse_punctuation(">", " to close !quant.uniform")
         return [
             IntegerType(bits, Signedness.SIGNED if signed else Signedness.UNSIGNED),
             expressed,

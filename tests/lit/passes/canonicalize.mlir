@@ -1,0 +1,107 @@
+// RUN: qcc-opt %s --split-input-file -p canonicalize | filecheck %s
+
+// CHECK-LABEL: func.func @drop_identity_and_dropout
+// CHECK-NEXT: %[[R:.*]] = qnn.relu %x
+// CHECK-NEXT: func.return %[[R]]
+func.func @drop_identity_and_dropout(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %0 = qnn.identity %x : (tensor<4xf32>) -> tensor<4xf32>
+  %1 = qnn.dropout %0 {ratio = 0.5 : f64} : (tensor<4xf32>) -> tensor<4xf32>
+  %2 = qnn.relu %1 : (tensor<4xf32>) -> tensor<4xf32>
+  func.return %2 : tensor<4xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @merge_reshapes
+// CHECK-NEXT: %[[R:.*]] = qnn.reshape %x {shape = array<i64: 4, 6>} : (tensor<2x3x4xf32>) -> tensor<4x6xf32>
+// CHECK-NEXT: func.return %[[R]]
+func.func @merge_reshapes(%x: tensor<2x3x4xf32>) -> tensor<4x6xf32> {
+  %0 = qnn.reshape %x {shape = array<i64: 6, 4>} : (tensor<2x3x4xf32>) -> tensor<6x4xf32>
+  %1 = qnn.reshape %0 {shape = array<i64: 24>} : (tensor<6x4xf32>) -> tensor<24xf32>
+  %2 = qnn.reshape %1 {shape = array<i64: 4, 6>} : (tensor<24xf32>) -> tensor<4x6xf32>
+  func.return %2 : tensor<4x6xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @reshape_to_same_shape
+// CHECK-NOT: qnn.reshape
+// CHECK: func.return %x
+func.func @reshape_to_same_shape(%x: tensor<2x3xf32>) -> tensor<2x3xf32> {
+  %0 = qnn.reshape %x {shape = array<i64: 2, 3>} : (tensor<2x3xf32>) -> tensor<2x3xf32>
+  func.return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @merge_transposes
+// CHECK-NEXT: %[[T:.*]] = qnn.transpose %x {perm = array<i64: 2, 0, 1>} : (tensor<2x3x4xf32>) -> tensor<4x2x3xf32>
+// CHECK-NEXT: func.return %[[T]]
+func.func @merge_transposes(%x: tensor<2x3x4xf32>) -> tensor<4x2x3xf32> {
+  %0 = qnn.transpose %x {perm = array<i64: 1, 2, 0>} : (tensor<2x3x4xf32>) -> tensor<3x4x2xf32>
+  %1 = qnn.transpose %0 {perm = array<i64: 1, 2, 0>} : (tensor<3x4x2xf32>) -> tensor<4x2x3xf32>
+  func.return %1 : tensor<4x2x3xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @inverse_transposes_cancel
+// CHECK-NOT: qnn.transpose
+// CHECK: func.return %x
+func.func @inverse_transposes_cancel(%x: tensor<2x3xf32>) -> tensor<2x3xf32> {
+  %0 = qnn.transpose %x {perm = array<i64: 1, 0>} : (tensor<2x3xf32>) -> tensor<3x2xf32>
+  %1 = qnn.transpose %0 {perm = array<i64: 1, 0>} : (tensor<3x2xf32>) -> tensor<2x3xf32>
+  func.return %1 : tensor<2x3xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @fold_constant_arithmetic
+// CHECK-NEXT: %[[C:.*]] = qnn.constant dense<[4.000000e+00, 7.000000e+00]> : tensor<2xf32>
+// CHECK-NEXT: %[[A:.*]] = qnn.add %x, %[[C]]
+// CHECK-NEXT: func.return %[[A]]
+func.func @fold_constant_arithmetic(%x: tensor<2xf32>) -> tensor<2xf32> {
+  %a = qnn.constant dense<[1.0, 2.0]> : tensor<2xf32>
+  %b = qnn.constant dense<[3.0, 5.0]> : tensor<2xf32>
+  %0 = qnn.add %a, %b : (tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
+  %1 = qnn.add %x, %0 : (tensor<2xf32>, tensor<2xf32>) -> tensor<2xf32>
+  func.return %1 : tensor<2xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @fold_weight_transpose
+// CHECK-NEXT: %[[W:.*]] = qnn.constant dense<{{\[\[}}1.000000e+00, 3.000000e+00], [2.000000e+00, 4.000000e+00]]> : tensor<2x2xf32>
+// CHECK-NEXT: qnn.dense %x, %[[W]]
+func.func @fold_weight_transpose(%x: tensor<1x2xf32>) -> tensor<1x2xf32> {
+  %w = qnn.constant dense<[[1.0, 2.0], [3.0, 4.0]]> : tensor<2x2xf32>
+  %t = qnn.transpose %w {perm = array<i64: 1, 0>} : (tensor<2x2xf32>) -> tensor<2x2xf32>
+  %0 = qnn.dense %x, %t : (tensor<1x2xf32>, tensor<2x2xf32>) -> tensor<1x2xf32>
+  func.return %0 : tensor<1x2xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @dead_code
+// CHECK-NOT: qnn.sigmoid
+// CHECK: func.return %x
+func.func @dead_code(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %0 = qnn.sigmoid %x : (tensor<4xf32>) -> tensor<4xf32>
+  func.return %x : tensor<4xf32>
+}
+
+// -----
+
+// Must not fire: a reshape of an activation that changes the shape stays, and
+// ops on non-constant operands are not folded.
+// CHECK-LABEL: func.func @no_rewrite
+// CHECK-NEXT: qnn.reshape
+// CHECK-NEXT: qnn.transpose
+// CHECK-NEXT: qnn.add
+func.func @no_rewrite(%x: tensor<2x3xf32>, %y: tensor<3x2xf32>) -> tensor<3x2xf32> {
+  %0 = qnn.reshape %x {shape = array<i64: 3, 2>} : (tensor<2x3xf32>) -> tensor<3x2xf32>
+  %1 = qnn.transpose %0 {perm = array<i64: 1, 0>} : (tensor<3x2xf32>) -> tensor<2x3xf32>
+  %2 = qnn.add %1, %x : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2x3xf32>
+  %3 = qnn.reshape %2 {shape = array<i64: 3, 2>} : (tensor<2x3xf32>) -> tensor<3x2xf32>
+  func.return %3 : tensor<3x2xf32>
+}
