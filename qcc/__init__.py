@@ -1,3 +1,40 @@
-"""qcc: a quantization compiler for neural networks, built on xDSL."""
+"""qcc: a quantization compiler for neural networks, built on xDSL.
+
+    import qcc
+    module = qcc.load("model.onnx")
+    qcc.passes.run(module, "canonicalize")
+    outputs = qcc.runtime.run(module, {"x": x})
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 __version__ = "0.1.0"
+
+
+def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
+         input_shapes: dict[str, tuple[int, ...]] | None = None):
+    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`."""
+    from qcc import ir
+
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext == ".mlir":
+        return ir.load_module(path)
+    if ext == ".onnx":
+        from qcc.frontends.onnx import load_onnx
+
+        return load_onnx(path, input_shapes=input_shapes or None)
+    from qcc.ir import IRError
+
+    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx)")
+
+
+def __getattr__(name: str):
+    if name in ("passes", "runtime", "ir"):
+        import importlib
+
+        return importlib.import_module(f"qcc.{name}")
+    raise AttributeError(name)

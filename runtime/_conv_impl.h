@@ -214,7 +214,7 @@ QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const 
 }
 
 /* Row length of depthwise accumulators: OW rounded up so vector loops need no tail. */
-#define QCC_DW_VEC 16
+#define QCC_DW_VEC 8
 QCC_INLINE int qcc_dw_owr(const qcc_geom *g)
 {
     return (g->osp[2] + QCC_DW_VEC - 1) / QCC_DW_VEC * QCC_DW_VEC;
@@ -248,18 +248,21 @@ static void qcc_depthwise_plane(const float *x, const float *w, float *out, cons
     int dims[3];
     const int owr = qcc_dw_owr(g), ow_n = g->osp[2], sw = g->st[2], dw = g->dl[2];
     const int kh_n = g->k[0] * g->k[1], kw_n = g->k[2];
-    float *p, *acc;
+    float *p, *row_acc;
     int od, oh, j, kw;
     ptrdiff_t t;
     qcc_dw_dims(g, dims);
     p = scratch;
-    acc = scratch + (ptrdiff_t)dims[0] * dims[1] * dims[2];
+    row_acc = scratch + (ptrdiff_t)dims[0] * dims[1] * dims[2];
     qcc_pad_plane(x, p, g, dims);
     for (od = 0; od < g->osp[0]; od++)
         for (oh = 0; oh < g->osp[1]; oh++) {
             const float *rows[3];
             float *dst = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
-            for (t = 0; t < owr; t++) acc[t] = 0.0f;
+            /* Accumulate in place when the row length needs no rounding. */
+            float *acc = owr == ow_n ? dst : row_acc;
+            if (acc == row_acc)
+                for (t = 0; t < owr; t++) acc[t] = 0.0f;
             for (j = 0; j < kh_n; j++) {
                 const int kd = j / g->k[1], kh = j - kd * g->k[1];
                 const float *r = p + ((ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * dims[1]
@@ -284,7 +287,8 @@ static void qcc_depthwise_plane(const float *x, const float *w, float *out, cons
                         for (t = 0; t < owr; t++) acc[t] += wv * s[(ptrdiff_t)t * sw];
                 }
             }
-            for (t = 0; t < ow_n; t++) dst[t] += acc[t];
+            if (acc == row_acc)
+                for (t = 0; t < ow_n; t++) dst[t] += acc[t];
         }
 }
 

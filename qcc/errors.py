@@ -1,0 +1,23 @@
+"""Exceptions that mean "the user's input is wrong": commands print them as one
+message and exit with status 1."""
+
+from __future__ import annotations
+
+from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+
+from qcc.ir import IRError
+from qcc.runtime.executor import RuntimeError_
+
+
+def _frontend_errors() -> tuple[type[Exception], ...]:
+    try:
+        from qcc.frontends.errors import FrontendError
+    except ImportError:
+        return ()
+    return (FrontendError,)
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    IRError, RuntimeError_, ParseError, VerifyException, DiagnosticException,
+    *_frontend_errors(),
+)

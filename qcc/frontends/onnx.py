@@ -1,0 +1,387 @@
+"""ONNX frontend: lower an ONNX model (opsets 9 to 21; newer ones are read with the
+same rules) into a qnn module.
+
+    module = load_onnx("model.onnx", input_shapes={"x": (1, 3, 224, 224)})
+
+How a model is read:
+
+1. Parse the file; a file protobuf cannot read is "not a valid ONNX model".
+2. Scan every node before lowering any: a node either *folds* (its inputs are all
+   constants, or it only reads a static shape: Shape, Size) or has a lowering in
+   `onnx_ops.LOWERINGS`. All unsupported nodes are reported in one error.
+3. Graph inputs become the arguments of `func.func @main`; their shapes must be
+   static (from the model or from `input_shapes`). Initializers are numpy arrays
+   and become a `qnn.constant` named after the initializer only where a lowered op
+   uses them.
+4. Nodes are visited in order. A folding node is computed with onnx's numpy
+   reference implementation (so shape arithmetic never reaches the graph); any
+   other is lowered to qnn ops that carry the ONNX node's name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.ir import Operation, SSAValue
+from xdsl.utils.exceptions import VerifyException
+
+from qcc import ir
+from qcc.frontends.errors import FrontendError, NotConstantError
+
+Value = SSAValue | np.ndarray
+"""A lowered ONNX value: a graph value, or a constant known at import."""
+
+STANDARD_DOMAINS = ("", "ai.onnx")
+SHAPE_ONLY = ("Shape", "Size")
+"""Ops whose result depends only on the (static) shape of their input."""
+NEVER_FOLD = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+              "Bernoulli", "Multinomial")
+
+__all__ = ["load_onnx", "FrontendError", "Node"]
+
+
+def load_onnx(model: str | os.PathLike | onnx.ModelProto,
+              input_shapes: Mapping[str, Sequence[int]] | None = None) -> ModuleOp:
+    """Lower an ONNX model (path or ModelProto) into `builtin.module { func.func @main }`.
+
+    `input_shapes` gives the static shape of inputs whose dims are dynamic in the
+    model (and may override static ones of the same rank).
+    """
+    proto, source = _read(model)
+    return _Importer(proto, source, input_shapes or {}).run()
+
+
+def _read(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    if isinstance(model, onnx.ModelProto):
+        source = model.graph.name or "<onnx.ModelProto>"
+        _check_structure(model, source)
+        return model, source
+    source = os.fspath(model)
+    if not os.path.isfile(source):
+        raise FrontendError(f"{source}: no such file")
+    try:
+        proto = onnx.load(source)
+    except Exception as e:  # protobuf's DecodeError, missing external data, ...
+        raise FrontendError(
+            f"{source}: not a valid ONNX model (the parser says: {e})") from None
+    _check_structure(proto, source)
+    return proto, source
+
+
+def _check_structure(proto: onnx.ModelProto, source: str) -> None:
+    if not proto.HasField("graph") or not proto.graph.output:
+        raise FrontendError(f"{source}: not a valid ONNX model (the parser says: "
+                            "it has no graph with outputs; is the file truncated?)")
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    for imp in proto.opset_import:
+        if imp.domain in STANDARD_DOMAINS:
+            return imp.version
+    return 1
+
+
+def _attr_value(attr: onnx.AttributeProto) -> Any:
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode() for v in value]
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    return value
+
+
+def _node_label(node: onnx.NodeProto) -> str:
+    return node.name or (node.output[0] if node.output else node.op_type)
+
+
+def _op_key(node: onnx.NodeProto) -> str:
+    return node.op_type if node.domain in STANDARD_DOMAINS else f"{node.domain}.{node.op_type}"
+
+
+# ----------------------------------------------------------------- one node
+
+
+class Node:
+    """An ONNX node being lowered: its attributes, its inputs as qnn values or
+    constants, and an `emit` that builds qnn ops carrying the node's name."""
+
+    def __init__(self, importer: _Importer, proto: onnx.NodeProto, version: int) -> None:
+        self.importer = importer
+        self.proto = proto
+        self.version = version
+        self.op_type = proto.op_type
+        self.name = _node_label(proto)
+        self.attrs = {a.name: _attr_value(a) for a in proto.attribute}
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return self.attrs.get(key, default)
+
+    def has(self, i: int) -> bool:
+        """Whether optional input `i` is given."""
+        return i < len(self.proto.input) and self.proto.input[i] != ""
+
+    def input(self, i: int) -> Value:
+        return self.importer.values[self.proto.input[i]]
+
+    def inputs(self) -> list[Value]:
+        return [self.input(i) for i in range(len(self.proto.input)) if self.has(i)]
+
+    def array(self, i: int) -> np.ndarray:
+        """Input `i` as a constant; a run-time value is a `NotConstantError`."""
+        v = self.input(i)
+        if isinstance(v, np.ndarray):
+            return v
+        name = self.proto.input[i]
+        raise NotConstantError(
+            f"input '{name}' must be a constant (qcc fixes shapes and parameters at "
+            "import), but it is computed at run time", name)
+
+    def optional_array(self, i: int) -> np.ndarray | None:
+        return self.array(i) if self.has(i) else None
+
+    def value(self, i: int) -> SSAValue:
+        """Input `i` as a graph value (a constant becomes a named `qnn.constant`)."""
+        v = self.input(i)
+        if isinstance(v, np.ndarray):
+            return self.importer.materialize(self.proto.input[i])
+        return v
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        return shape_of(self.input(i))
+
+    def dtype(self, i: int) -> np.dtype:
+        v = self.input(i)
+        if isinstance(v, np.ndarray):
+            return v.dtype
+        assert isinstance(v.type, TensorType)
+        return ir.numpy_dtype(v.type.element_type)
+
+    def uses(self, i: int) -> bool:
+        """Whether output `i` is consumed by a node or a graph output."""
+        out = self.proto.output
+        return i < len(out) and out[i] != "" and out[i] in self.importer.consumed
+
+    def constant(self, array: np.ndarray, name: str) -> SSAValue:
+        """A derived constant (e.g. a transposed weight) named `name`."""
+        return self.importer.add_constant(np.asarray(array), name)
+
+    def emit_op(self, cls: Any, *operands: SSAValue | None, suffix: str = "",
+                **props: Any) -> Operation:
+        op = cls.make(*operands, name=self.name + suffix, **props)
+        self.importer.graph.add(op)
+        return op
+
+    def emit(self, cls: Any, *operands: SSAValue | None, suffix: str = "",
+             **props: Any) -> SSAValue:
+        """Build and append a qnn op; return its result."""
+        return self.emit_op(cls, *operands, suffix=suffix, **props).results[0]
+
+    def error(self, message: str) -> FrontendError:
+        return FrontendError(message)
+
+
+def shape_of(v: Value) -> tuple[int, ...]:
+    if isinstance(v, np.ndarray):
+        return tuple(v.shape)
+    assert isinstance(v.type, TensorType)
+    return tuple(v.type.get_shape())
+
+
+# ------------------------------------------------------------------ importer
+
+
+class _Importer:
+    def __init__(self, proto: onnx.ModelProto, source: str,
+                 input_shapes: Mapping[str, Sequence[int]]) -> None:
+        self.proto = proto
+        self.source = source
+        self.input_shapes = dict(input_shapes)
+        self.opset = _opset(proto)
+        self.graph = ir.Graph()
+        self.values: dict[str, Value] = {}
+        self.materialized: dict[str, SSAValue] = {}
+        g = proto.graph
+        self.consumed = {n for node in g.node for n in node.input} | {o.name for o in g.output}
+
+    def run(self) -> ModuleOp:
+        g = self.proto.graph
+        for init in g.initializer:
+            self.values[init.name] = self._initializer(init)
+        self._scan()
+        self._inputs()
+        for node in g.node:
+            self._lower(node)
+        outputs = {}
+        for out in g.output:
+            if out.name not in self.values:
+                raise FrontendError(f"{self.source}: graph output '{out.name}' is not "
+                                    "computed by any supported node")
+            outputs[out.name] = self._as_ssa(out.name)
+        return self.graph.finish(outputs)
+
+    # -- constants
+
+    def _initializer(self, init: onnx.TensorProto) -> np.ndarray:
+        try:
+            return numpy_helper.to_array(init, base_dir=self._base_dir())
+        except Exception as e:
+            raise FrontendError(
+                f"{self.source}: cannot read initializer '{init.name}': {e}") from None
+
+    def _base_dir(self) -> str:
+        return os.path.dirname(self.source) if os.path.isfile(self.source) else ""
+
+    def add_constant(self, array: np.ndarray, name: str) -> SSAValue:
+        try:
+            ir.element_type(array.dtype)
+        except TypeError:
+            raise FrontendError(
+                f"constant '{name}' has dtype {array.dtype}, which qnn has no element "
+                "type for") from None
+        return self.graph.const(array, name=name)
+
+    def materialize(self, name: str) -> SSAValue:
+        """The `qnn.constant` of the constant ONNX value `name` (made once)."""
+        if name not in self.materialized:
+            value = self.values[name]
+            assert isinstance(value, np.ndarray)
+            self.materialized[name] = self.add_constant(value, name)
+        return self.materialized[name]
+
+    def _as_ssa(self, name: str) -> SSAValue:
+        value = self.values[name]
+        return self.materialize(name) if isinstance(value, np.ndarray) else value
+
+    # -- scan
+
+    def _folds(self, node: onnx.NodeProto, constants: Mapping[str, object] | set[str]) -> bool:
+        if node.domain not in STANDARD_DOMAINS or node.op_type in NEVER_FOLD:
+            return False
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+               for a in node.attribute):
+            return False
+        names = [n for n in node.input if n]
+        if not names:
+            return node.op_type == "Constant"
+        return all(n in constants for n in names)
+
+    def _scan(self) -> None:
+        """Raise one error listing every node that can neither fold nor lower."""
+        from qcc.frontends.onnx_ops import LOWERINGS
+
+        constants = set(self.values)
+        unsupported: dict[str, list[str]] = {}
+        for node in self.proto.graph.node:
+            if self._folds(node, constants) or node.op_type in SHAPE_ONLY:
+                constants.update(o for o in node.output if o)
+                continue
+            key = _op_key(node)
+            if key not in LOWERINGS:
+                unsupported.setdefault(key, []).append(_node_label(node))
+        if not unsupported:
+            return
+        lines = [f"  {op}: {', '.join(names)}" for op, names in sorted(unsupported.items())]
+        raise FrontendError(
+            f"{self.source}: {len(unsupported)} unsupported ONNX op type"
+            f"{'s' if len(unsupported) > 1 else ''} (op: nodes):\n" + "\n".join(lines))
+
+    # -- inputs
+
+    def _inputs(self) -> None:
+        g = self.proto.graph
+        real = [i for i in g.input if i.name not in self.values]
+        unknown = sorted(set(self.input_shapes) - {i.name for i in real})
+        if unknown:
+            raise FrontendError(
+                f"{self.source}: input_shapes names {', '.join(unknown)}, but the model's "
+                f"inputs are {', '.join(i.name for i in real) or '(none)'}")
+        for vi in real:
+            shape, dtype = self._input_type(vi)
+            self.values[vi.name] = self.graph.input(vi.name, shape, dtype)
+
+    def _input_type(self, vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...], np.dtype]:
+        name = vi.name
+        if not vi.type.HasField("tensor_type"):
+            raise FrontendError(f"{self.source}: input '{name}' is not a tensor")
+        tt = vi.type.tensor_type
+        try:
+            dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+            ir.element_type(dtype)
+        except (KeyError, TypeError):
+            raise FrontendError(
+                f"{self.source}: input '{name}' has element type "
+                f"{onnx.TensorProto.DataType.Name(tt.elem_type)}, which qnn does not "
+                "support") from None
+        dims: list[int | str] | None = None
+        if tt.HasField("shape"):
+            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                    for d in tt.shape.dim]
+        given = self.input_shapes.get(name)
+        if given is not None:
+            if dims is not None and len(dims) != len(given):
+                raise FrontendError(
+                    f"{self.source}: --input-shape {name} has rank {len(given)}, the "
+                    f"model's input has rank {len(dims)} ({_dims_text(dims)})")
+            return tuple(int(d) for d in given), dtype
+        if dims is None or any(not isinstance(d, int) for d in dims):
+            example = ("1x3x224x224" if dims is None else
+                       "x".join(str(d) if isinstance(d, int) else "1" for d in dims))
+            shape = "unknown" if dims is None else _dims_text(dims)
+            raise FrontendError(
+                f"{self.source}: input '{name}' has a dynamic shape ({shape}); qcc needs "
+                f"static shapes: pass --input-shape {name}={example} (in Python: "
+                f"input_shapes={{'{name}': ({example.replace('x', ', ')},)}}) with the "
+                "dims you will run")
+        return tuple(int(d) for d in dims), dtype  # type: ignore[arg-type]
+
+    # -- nodes
+
+    def _lower(self, node: onnx.NodeProto) -> None:
+        from qcc.frontends.onnx_ops import LOWERINGS
+
+        version = self.opset if node.domain in STANDARD_DOMAINS else 1
+        label = f"{self.source}: node '{_node_label(node)}' ({node.op_type})"
+        is_constant = {n for n in node.input if n and isinstance(self.values[n], np.ndarray)}
+        try:
+            if self._folds(node, is_constant):
+                results: Sequence[Value | None] = self._fold(node, version)
+            else:
+                out = LOWERINGS[_op_key(node)](Node(self, node, version))
+                results = out if isinstance(out, list | tuple) else [out]
+        except NotConstantError as e:
+            raise NotConstantError(f"{label}: {e}", e.value_name) from None
+        except (FrontendError, VerifyException, ValueError, TypeError) as e:
+            raise FrontendError(f"{label}: {e}") from None
+        for name, value in zip(node.output, results, strict=False):
+            if name and value is not None:
+                self.values[name] = value
+
+    def _fold(self, node: onnx.NodeProto, version: int) -> list[np.ndarray]:
+        """Compute a node whose inputs are all constants with onnx's numpy reference."""
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {n: self.values[n] for n in node.input if n}
+        graph = helper.make_graph(
+            [node], "fold", [helper.make_empty_tensor_value_info(n) for n in feeds],
+            [helper.make_empty_tensor_value_info(n) for n in node.output if n])
+        try:
+            outs = ReferenceEvaluator(graph, opsets={"": version}).run(None, feeds)
+        except Exception as e:
+            raise FrontendError(f"constant folding failed: {e}") from None
+        results: list[np.ndarray] = []
+        it = iter(outs)
+        for name in node.output:
+            results.append(np.asarray(next(it)) if name else None)  # type: ignore[arg-type]
+        return results
+
+
+def _dims_text(dims: Sequence[int | str]) -> str:
+    return " x ".join(str(d) for d in dims) or "scalar"
