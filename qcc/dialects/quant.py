@@ -60,15 +60,7 @@ from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 from xdsl.utils.lexer import Span
 
-from qcc.dialects.base import (
-    QnnOp,
-    ShapeError,
-    get_bool,
-    get_int,
-    get_str,
-    shape_of,
-    tensor,
-)
+from qcc.dialects.base import QnnOp, ShapeError, get_bool, get_int, get_str, shape_of, tensor
 
 STORAGE_BITS = (4, 8, 16, 32)
 """Storage widths a quantized type may have (7-bit is `i8<-64:63>`)."""
@@ -83,6 +75,19 @@ _STORAGE_RE = re.compile(r"([iu])([0-9]+)")
 
 
 # --------------------------------------------------------------------- helpers
+
+
+class QuantTypeError(VerifyException):
+    """A parsed `!quant.uniform` breaks a rule; prints the source line with the type
+    underlined. A `VerifyException`, so `--verify-diagnostics` reports it; like
+    `ParseError.span`, `span.line_offset` may be set by a driver that splits input."""
+
+    def __init__(self, span: Span, msg: str) -> None:
+        super().__init__(msg)
+        self.span, self.msg = span, msg
+
+    def __str__(self) -> str:
+        return self.span.print_with_context(self.msg)
 
 
 def storage_range(bits: int, signed: bool, narrow_range: bool = False) -> tuple[int, int]:
@@ -333,9 +338,8 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
         params = cls._parse_body(parser)
         try:
             cls.new(params)
-        except VerifyException as e:  # point at the type in the source
-            span = Span(start, parser.pos, parser.lexer.input)
-            raise VerifyException(span.print_with_context(str(e))) from None
+        except VerifyException as e:
+            raise QuantTypeError(Span(start, parser.pos, parser.lexer.input), str(e)) from None
         parser.parse_punctuation(">", " to close !quant.uniform")
         return params
 
