@@ -43,6 +43,14 @@ ctypedef qcc_geom Geom
 _local = threading.local()
 
 
+def _set_tile_bytes(int nbytes):
+    """Set the im2col/col2im tile size in bytes (for benchmarks); returns the old one."""
+    global TILE_BYTES
+    old = TILE_BYTES
+    TILE_BYTES = max(nbytes, 4)
+    return old
+
+
 def _workspace(Py_ssize_t size):
     """A per-thread float32 scratch buffer of at least `size` elements."""
     buf = getattr(_local, "buf", None)

@@ -133,56 +133,28 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
     # ------------------------------------------------------------ builders
 
     @classmethod
-    def make(
-        cls,
-        *,
-        scale: float,
-        zero_point: int = 0,
-        bits: int = 8,
-        signed: bool = True,
-        narrow_range: bool = False,
-        expressed_type: Attribute = f32,
-        storage_min: int | None = None,
-        storage_max: int | None = None,
-    ) -> UniformQuantizedType:
+    def make(cls, *, scale: float, zero_point: int = 0, bits: int = 8, signed: bool = True,
+             narrow_range: bool = False, expressed_type: Attribute = f32,
+             storage_min: int | None = None, storage_max: int | None = None,
+             ) -> UniformQuantizedType:
         """A per-tensor type, e.g. `make(scale=0.1, zero_point=-3)` is
-        `!quant.uniform<i8:f32, 0.1:-3>`."""
-        return cls._build(bits, signed, narrow_range, expressed_type, storage_min,
-                          storage_max, [scale], [zero_point], None)
-
-    @classmethod
-    def make_per_axis(
-        cls,
-        *,
-        axis: int,
-        scales: Sequence[float],
-        zero_points: Sequence[int] | None = None,
-        bits: int = 8,
-        signed: bool = True,
-        narrow_range: bool = False,
-        expressed_type: Attribute = f32,
-        storage_min: int | None = None,
-        storage_max: int | None = None,
-    ) -> UniformQuantizedType:
-        """A per-axis type; zero points default to 0."""
-        if zero_points is None:
-            zero_points = [0] * len(scales)
-        return cls._build(bits, signed, narrow_range, expressed_type, storage_min,
-                          storage_max, scales, zero_points, axis)
-
-    @classmethod
-    def _build(cls, bits, signed, narrow_range, expressed_type, storage_min, storage_max,
-               scales, zero_points, axis) -> UniformQuantizedType:
+        `!quant.uniform<i8:f32, 0.1:-3>`; the storage range defaults to the full
+        range of `bits`/`signed` (minus the lowest value with `narrow_range`)."""
         lo, hi = storage_range(bits, signed, narrow_range)
-        return cls(
-            IntegerType(bits, Signedness.SIGNED if signed else Signedness.UNSIGNED),
-            expressed_type,
-            IntAttr(lo if storage_min is None else int(storage_min)),
-            IntAttr(hi if storage_max is None else int(storage_max)),
-            ArrayAttr([FloatData(float(s)) for s in scales]),
-            ArrayAttr([IntAttr(int(z)) for z in zero_points]),
-            NoneAttr() if axis is None else IntAttr(int(axis)),
-        )
+        return cls.new(_parameters(bits, signed, expressed_type, _or(storage_min, lo),
+                                   _or(storage_max, hi), [scale], [zero_point], None))
+
+    @classmethod
+    def make_per_axis(cls, *, axis: int, scales: Sequence[float],
+                      zero_points: Sequence[int] | None = None, bits: int = 8,
+                      signed: bool = True, narrow_range: bool = False,
+                      expressed_type: Attribute = f32, storage_min: int | None = None,
+                      storage_max: int | None = None) -> UniformQuantizedType:
+        """A per-axis type over dimension `axis`; zero points default to 0."""
+        lo, hi = storage_range(bits, signed, narrow_range)
+        zero_points = [0] * len(scales) if zero_points is None else zero_points
+        return cls.new(_parameters(bits, signed, expressed_type, _or(storage_min, lo),
+                                   _or(storage_max, hi), scales, zero_points, axis))
 
     # ----------------------------------------------------------- accessors
 
@@ -247,18 +219,18 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
 
     # ------------------------------------------------------------- numerics
 
-    def _params(self, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    def _params(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Scales (float32) and zero points (float64) shaped to broadcast."""
         scale = np.asarray(self.scales, np.float32)
         zero_point = np.asarray(self.zero_points, np.float64)
         axis = self.axis
         if axis is None:
             return scale.reshape(()), zero_point.reshape(())
-        if axis >= ndim:
-            raise ValueError(f"axis {axis} of {self} is out of range for rank {ndim}")
-        shape = [1] * ndim
-        shape[axis] = len(scale)
-        return scale.reshape(shape), zero_point.reshape(shape)
+        if axis >= len(shape) or shape[axis] != len(scale):
+            raise ValueError(f"{self} does not fit an array of shape {shape}")
+        target = [1] * len(shape)
+        target[axis] = len(scale)
+        return scale.reshape(target), zero_point.reshape(target)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """q = clip(round_half_to_even(x / scale) + zero_point, storage_min, storage_max).
@@ -268,7 +240,7 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
         (0.5 -> 0, 1.5 -> 2, -2.5 -> -2). Returns `numpy_dtype`.
         """
         x = np.asarray(x, np.float32)
-        scale, zero_point = self._params(x.ndim)
+        scale, zero_point = self._params(x.shape)
         q = np.rint(x / scale).astype(np.float64) + zero_point
         return np.clip(q, self.storage_min, self.storage_max).astype(self.numpy_dtype)
 
@@ -276,7 +248,7 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
         """x = (q - zero_point) * scale in float32 (as ONNX DequantizeLinear), then
         cast to the expressed type (float16 for f16; bf16 stays float32)."""
         q = np.asarray(q)
-        scale, zero_point = self._params(q.ndim)
+        scale, zero_point = self._params(q.shape)
         x = (q.astype(np.float64) - zero_point).astype(np.float32) * scale
         return x.astype(np.float16) if isinstance(self.expressed_type, Float16Type) else x
 
@@ -308,8 +280,10 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             raise fail(f"a per-tensor type has one scale, got {len(scales)}")
         if self.axis is not None and self.axis < 0:
             raise fail(f"axis must be non-negative, got {self.axis}")
-        if not scales or len(scales) != len(zero_points):
+        if len(scales) != len(zero_points):
             raise fail(f"{len(scales)} scales but {len(zero_points)} zero points")
+        if not scales:
+            raise fail("a per-axis type needs at least one scale")
         for s in scales:
             if not (math.isfinite(s) and s > 0):
                 raise fail(f"scale {s} must be positive and finite")
@@ -374,15 +348,27 @@ class UniformQuantizedType(ParametrizedAttribute, TypeAttribute):
             params = parser.parse_comma_separated_list(
                 parser.Delimiter.BRACES, lambda: _parse_scale_zero_point(parser),
                 " (per-axis scales)")
-        return [
-            IntegerType(bits, Signedness.SIGNED if signed else Signedness.UNSIGNED),
-            expressed,
-            IntAttr(qmin),
-            IntAttr(qmax),
-            ArrayAttr([FloatData(s) for s, _ in params]),
-            ArrayAttr([IntAttr(z) for _, z in params]),
-            NoneAttr() if axis is None else IntAttr(axis),
-        ]
+        return _parameters(bits, signed, expressed, qmin, qmax,
+                           [s for s, _ in params], [z for _, z in params], axis)
+
+
+def _parameters(bits: int, signed: bool, expressed: Attribute, qmin: int, qmax: int,
+                scales: Sequence[float], zero_points: Sequence[int],
+                axis: int | None) -> list[Attribute]:
+    """The parameters of `UniformQuantizedType`, in order."""
+    return [
+        IntegerType(bits, Signedness.SIGNED if signed else Signedness.UNSIGNED),
+        expressed,
+        IntAttr(int(qmin)),
+        IntAttr(int(qmax)),
+        ArrayAttr([FloatData(float(s)) for s in scales]),
+        ArrayAttr([IntAttr(int(z)) for z in zero_points]),
+        NoneAttr() if axis is None else IntAttr(int(axis)),
+    ]
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _parse_scale_zero_point(parser: AttrParser) -> tuple[float, int]:
@@ -512,11 +498,13 @@ class FakeQuantOp(QnnOp):
         quant.fake_quant %x {qtype = !quant.uniform<i8:f32, 0.1>}
         quant.fake_quant %x, %scale, %zero_point {qtype = ...}   (range learning)
 
-    With the two `learned` operands (float tensors of shape [] or [1] per-tensor,
-    [C] per-axis) they replace the scales and zero points of `qtype`, which then
-    supplies the storage range, axis and expressed type (its own scales are the
-    values the operands started from). One variadic operand group of length 0 or
-    2 keeps this one op, without xDSL's AttrSizedOperandSegments.
+    With the two `learned` operands (tensors of the expressed type, shape [] or
+    [1] per-tensor, [C] per-axis) they replace the scales and zero points of
+    `qtype`, which still supplies the storage range, axis and expressed type (its
+    own scales are the values the operands started from); a learned zero point is
+    a float, rounded half to even where it is applied. The operands are one
+    variadic group of length 0 or 2: one op for passes to match, and no
+    AttrSizedOperandSegments (which two optional operands would need in xDSL).
     """
 
     name = "quant.fake_quant"
@@ -620,5 +608,5 @@ Quant = Dialect("quant", QUANT_OPS, [UniformQuantizedType])
 __all__ = [
     "UniformQuantizedType", "ObserveOp", "FakeQuantOp", "QuantizeOp", "DequantizeOp",
     "RequantizeOp", "Quant", "storage_range", "format_float", "quantized_element",
-    "STORAGE_BITS", "OBSERVER_KINDS", "OBSERVER_ALGORITHMS",
+    "STORAGE_BITS", "OBSERVER_KINDS", "OBSERVER_ALGORITHMS", "QuantTypeError",
 ]

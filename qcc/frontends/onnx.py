@@ -154,6 +154,9 @@ class Node:
             return self.importer.materialize(self.proto.input[i])
         return v
 
+    def optional_value(self, i: int) -> SSAValue | None:
+        return self.value(i) if self.has(i) else None
+
     def shape(self, i: int) -> tuple[int, ...]:
         return shape_of(self.input(i))
 
@@ -183,9 +186,6 @@ class Node:
              **props: Any) -> SSAValue:
         """Build and append a qnn op; return its result."""
         return self.emit_op(cls, *operands, suffix=suffix, **props).results[0]
-
-    def error(self, message: str) -> FrontendError:
-        return FrontendError(message)
 
 
 def shape_of(v: Value) -> tuple[int, ...]:

@@ -58,6 +58,20 @@ class QccOptMain(xDSLOptMain):
         arg_parser.epilog = "passes:\n" + _pass_table()
         arg_parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
+    def prepare_input(self):
+        chunks, ext = super().prepare_input() if self._known_ext() else self._as_mlir()
+        return chunks, ext
+
+    def _known_ext(self) -> bool:
+        path = self.args.input_file
+        return self.args.frontend or path is None or Path(path).suffix[1:] in (
+            self.available_frontends)
+
+    def _as_mlir(self):
+        # Any other extension is textual IR.
+        self.args.frontend = "mlir"
+        return super().prepare_input()
+
     def setup_pipeline(self) -> None:
         def callback(previous: ModulePass | None, module: ModuleOp,
                      following: ModulePass | None) -> None:

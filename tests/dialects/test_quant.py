@@ -191,6 +191,14 @@ def test_quantize_per_axis_by_hand() -> None:
         t.dequantize(expected), np.array([[1, 0.75], [-2, -2], [7, 0]], np.float32))
 
 
+def test_numpy_helpers_check_the_axis() -> None:
+    t = Q.make_per_axis(axis=0, scales=[1.0, 0.5, 0.25])
+    with pytest.raises(ValueError, match="does not fit an array of shape"):
+        t.quantize(np.zeros((1, 3), np.float32))  # would silently broadcast
+    with pytest.raises(ValueError, match="does not fit"):
+        t.dequantize(np.zeros((3,), np.int8)[None, None, :])
+
+
 def test_fake_quant_and_dtypes() -> None:
     t = Q.make(scale=0.1, zero_point=0, expressed_type=f16)
     x = np.linspace(-1, 1, 11, dtype=np.float32)
@@ -230,6 +238,8 @@ def test_per_axis_type_verifier() -> None:
         Q.make_per_axis(axis=0, scales=[1.0, 1.0], zero_points=[0, 300])
     with pytest.raises(VerifyException, match="2 scales but 1 zero points"):
         Q.make_per_axis(axis=0, scales=[1.0, 1.0], zero_points=[0])
+    with pytest.raises(VerifyException, match="needs at least one scale"):
+        parse_type("!quant.uniform<i8:f32:0, {}>")
     with pytest.raises(VerifyException, match="axis must be non-negative"):
         Q.make_per_axis(axis=-1, scales=[1.0])
 

@@ -1,0 +1,664 @@
+"""Lowerings of ONNX ops to qnn: `LOWERINGS[op_type](node) -> value(s)`.
+
+Each function reads one ONNX node (`qcc.frontends.onnx.Node`) and emits qnn ops, or
+returns a numpy array when the result is known at import (Shape, a Dropout mask).
+Nodes whose inputs are all constants never get here: the importer folds them.
+Attribute and input conventions follow the ONNX operator docs, by opset
+(`node.version`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from xdsl.ir import SSAValue
+
+from qcc import ir
+from qcc.dialects import qnn
+from qcc.frontends.errors import FrontendError
+from qcc.frontends.onnx import Node, Value
+
+Lowering = Callable[[Node], Value | Sequence[Value | None]]
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowering(*op_types: str) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        for t in op_types:
+            LOWERINGS[t] = fn
+        return fn
+
+    return register
+
+
+def _prod(values: Sequence[int]) -> int:
+    return math.prod(int(v) for v in values)
+
+
+def _axes(axes: Sequence[int] | np.ndarray, rank: int) -> tuple[int, ...]:
+    return tuple(int(a) % rank if rank else 0 for a in axes)
+
+
+def _derived(n: Node, i: int, array: np.ndarray) -> SSAValue:
+    """Input `i` as a graph value, replaced by `array` when the lowering changed it
+    (the constant keeps the input's name, e.g. a transposed "fc.weight")."""
+    if array is n.input(i):
+        return n.value(i)
+    return n.constant(array, n.proto.input[i])
+
+
+def _unused_outputs(n: Node, *indices: int, why: str) -> None:
+    for i in indices:
+        if n.uses(i):
+            raise FrontendError(f"output '{n.proto.output[i]}' is not supported: {why}")
+
+
+# ------------------------------------------------------------- conv and pool
+
+
+def _explicit_pads(n: Node, spatial: Sequence[int], kernel: Sequence[int],
+                   strides: Sequence[int], dilations: Sequence[int]) -> tuple[int, ...]:
+    """`pads`, with auto_pad SAME_UPPER / SAME_LOWER / VALID resolved."""
+    auto = n.attr("auto_pad", "NOTSET")
+    d = len(kernel)
+    if auto in ("NOTSET", ""):
+        return tuple(n.attr("pads", [0] * 2 * d))
+    if auto == "VALID":
+        return (0,) * 2 * d
+    begins, ends = [], []
+    for size, s, k, dl in zip(spatial, strides, kernel, dilations, strict=True):
+        total = max((-(-size // s) - 1) * s + (k - 1) * dl + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        begins.append(small if auto == "SAME_UPPER" else big)
+        ends.append(big if auto == "SAME_UPPER" else small)
+    return (*begins, *ends)
+
+
+def _window(n: Node, kernel: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    d = len(kernel)
+    strides = tuple(n.attr("strides", [1] * d))
+    dilations = tuple(n.attr("dilations", [1] * d))
+    pads = _explicit_pads(n, n.shape(0)[2:], kernel, strides, dilations)
+    return {"strides": strides, "pads": pads, "dilations": dilations}
+
+
+@lowering("Conv")
+def conv(n: Node):
+    kernel = n.attr("kernel_shape", n.shape(1)[2:])
+    return n.emit(qnn.ConvOp, n.value(0), n.value(1), n.optional_value(2),
+                  groups=n.attr("group", 1), **_window(n, kernel))
+
+
+@lowering("ConvTranspose")
+def conv_transpose(n: Node):
+    x, w = n.shape(0), n.shape(1)
+    d = len(w) - 2
+    kernel = n.attr("kernel_shape", w[2:])
+    strides = tuple(n.attr("strides", [1] * d))
+    dilations = tuple(n.attr("dilations", [1] * d))
+    out_pad = list(n.attr("output_padding", [0] * d))
+    pads = list(n.attr("pads", [0] * 2 * d))
+    auto = n.attr("auto_pad", "NOTSET")
+    out_shape = n.attr("output_shape")
+    if out_shape is None and auto in ("SAME_UPPER", "SAME_LOWER"):
+        out_shape = [i * s for i, s in zip(x[2:], strides, strict=True)]
+    if out_shape is not None:  # pads from the requested output size
+        for i, (size, s, k, dl, o) in enumerate(
+                zip(x[2:], strides, kernel, dilations, out_shape[-d:], strict=True)):
+            total = s * (size - 1) + out_pad[i] + (k - 1) * dl + 1 - o
+            if total < 0:  # larger than the natural size: extra rows at the end
+                pads[i], pads[i + d], out_pad[i] = 0, 0, out_pad[i] - total
+            elif auto == "SAME_UPPER":
+                pads[i], pads[i + d] = total // 2, total - total // 2
+            else:
+                pads[i], pads[i + d] = total - total // 2, total // 2
+    return n.emit(qnn.ConvTransposeOp, n.value(0), n.value(1), n.optional_value(2),
+                  strides=strides, pads=tuple(pads), dilations=dilations,
+                  output_padding=tuple(out_pad), groups=n.attr("group", 1))
+
+
+def _pool_props(n: Node) -> dict:
+    kernel = tuple(n.attr("kernel_shape"))
+    return {"kernel": kernel, "ceil_mode": bool(n.attr("ceil_mode", 0)),
+            **_window(n, kernel)}
+
+
+@lowering("MaxPool")
+def max_pool(n: Node):
+    _unused_outputs(n, 1, why="qnn.max_pool has no indices output")
+    return n.emit(qnn.MaxPoolOp, n.value(0), **_pool_props(n))
+
+
+@lowering("AveragePool")
+def average_pool(n: Node):
+    props = _pool_props(n)
+    if any(dl != 1 for dl in props.pop("dilations")):
+        raise FrontendError("dilated average pooling is not supported by qnn.avg_pool")
+    return n.emit(qnn.AvgPoolOp, n.value(0),
+                  count_include_pad=bool(n.attr("count_include_pad", 0)), **props)
+
+
+@lowering("GlobalAveragePool")
+def global_average_pool(n: Node):
+    return n.emit(qnn.GlobalAvgPoolOp, n.value(0))
+
+
+@lowering("GlobalMaxPool")
+def global_max_pool(n: Node):
+    return n.emit(qnn.ReduceMaxOp, n.value(0), axes=tuple(range(2, len(n.shape(0)))),
+                  keepdims=True)
+
+
+# ------------------------------------------------------------ dense / matmul
+
+
+@lowering("Gemm")
+def gemm(n: Node):
+    """alpha * A' @ B' + beta * C: qnn.dense when B is a constant, else qnn.matmul."""
+    alpha, beta = float(n.attr("alpha", 1.0)), float(n.attr("beta", 1.0))
+    a = n.value(0)
+    if n.attr("transA", 0):
+        a = n.emit(qnn.TransposeOp, a, perm=(1, 0), suffix="/transA")
+    b = n.input(1)
+    if not isinstance(b, np.ndarray):
+        return _gemm_activations(n, a, alpha, beta)
+    weight = b if n.attr("transB", 0) else b.T  # dense wants [out, in]
+    if alpha != 1.0:
+        weight = (weight * alpha).astype(b.dtype)
+    bias, rest = _gemm_bias(n, beta, weight.shape[0])
+    y = n.emit(qnn.DenseOp, a, _derived(n, 1, weight), bias)
+    return y if rest is None else n.emit(qnn.AddOp, y, rest, suffix="/C")
+
+
+def _gemm_bias(n: Node, beta: float, out_features: int):
+    """(bias operand of qnn.dense, value still to add) for Gemm's C."""
+    if not n.has(2):
+        return None, None
+    c = n.input(2)
+    if not isinstance(c, np.ndarray):
+        return None, _scaled(n, n.value(2), beta, c_dtype=n.dtype(2))
+    scaled = c if beta == 1.0 else (c * beta).astype(c.dtype)
+    if c.size in (1, out_features) and c.shape in ((), (1,), (out_features,),
+                                                   (1, out_features), (1, 1)):
+        return _derived(n, 2, np.broadcast_to(scaled, (out_features,)).copy()
+                        if scaled.shape != (out_features,) else scaled), None
+    return None, _derived(n, 2, scaled)
+
+
+def _scaled(n: Node, v: SSAValue, factor: float, c_dtype: np.dtype) -> SSAValue:
+    if factor == 1.0:
+        return v
+    k = n.constant(np.array(factor, c_dtype), f"{n.name}.scale")
+    return n.emit(qnn.MulOp, v, k, suffix="/scale")
+
+
+def _gemm_activations(n: Node, a: SSAValue, alpha: float, beta: float) -> SSAValue:
+    b = n.value(1)
+    if n.attr("transB", 0):
+        b = n.emit(qnn.TransposeOp, b, perm=(1, 0), suffix="/transB")
+    y = _scaled(n, n.emit(qnn.MatmulOp, a, b), alpha, n.dtype(0))
+    if not n.has(2):
+        return y
+    c = _scaled(n, n.value(2), beta, n.dtype(2))
+    return n.emit(qnn.AddOp, y, c, suffix="/C")
+
+
+@lowering("MatMul")
+def matmul(n: Node):
+    b = n.input(1)
+    if isinstance(b, np.ndarray) and b.ndim == 2:
+        return n.emit(qnn.DenseOp, n.value(0), _derived(n, 1, np.ascontiguousarray(b.T)))
+    return n.emit(qnn.MatmulOp, n.value(0), n.value(1))
+
+
+# ------------------------------------------------------------- normalization
+
+
+@lowering("BatchNormalization")
+def batch_norm(n: Node):
+    if n.attr("training_mode", 0):
+        raise FrontendError("training_mode=1 is not supported (inference only)")
+    _unused_outputs(n, 1, 2, 3, 4, why="batch statistics exist only in training")
+    return n.emit(qnn.BatchNormOp, *(n.value(i) for i in range(5)),
+                  epsilon=float(n.attr("epsilon", 1e-5)))
+
+
+@lowering("LayerNormalization")
+def layer_norm(n: Node):
+    _unused_outputs(n, 1, 2, why="qnn.layer_norm has no mean / inv_std_dev outputs")
+    x = n.shape(0)
+    axis = n.attr("axis", -1) % len(x)
+    params = [_broadcast(n, i, x[axis:]) for i in (1, 2) if n.has(i)]
+    return n.emit(qnn.LayerNormOp, n.value(0), *params, axis=axis,
+                  epsilon=float(n.attr("epsilon", 1e-5)))
+
+
+def _broadcast(n: Node, i: int, shape: Sequence[int]) -> SSAValue:
+    """Input `i` broadcast to `shape` (in numpy when constant)."""
+    v = n.input(i)
+    if tuple(n.shape(i)) == tuple(shape):
+        return n.value(i)
+    if isinstance(v, np.ndarray):
+        return n.constant(np.broadcast_to(v, shape).copy(), n.proto.input[i])
+    return n.emit(qnn.BroadcastOp, v, shape=tuple(shape), suffix=f"/broadcast{i}")
+
+
+@lowering("Softmax")
+def softmax(n: Node):
+    x = n.shape(0)
+    if n.version >= 13:
+        return n.emit(qnn.SoftmaxOp, n.value(0), axis=n.attr("axis", -1) % len(x))
+    axis = n.attr("axis", 1) % len(x)  # opset < 13: coerced to 2-D at axis
+    if axis == len(x) - 1:
+        return n.emit(qnn.SoftmaxOp, n.value(0), axis=axis)
+    flat = n.emit(qnn.ReshapeOp, n.value(0), shape=(_prod(x[:axis]), _prod(x[axis:])),
+                  suffix="/flatten")
+    y = n.emit(qnn.SoftmaxOp, flat, axis=1)
+    return n.emit(qnn.ReshapeOp, y, shape=x, suffix="/unflatten")
+
+
+@lowering("LRN")
+def lrn(n: Node):
+    return n.emit(qnn.LrnOp, n.value(0), size=n.attr("size"),
+                  alpha=float(n.attr("alpha", 1e-4)), beta=float(n.attr("beta", 0.75)),
+                  bias=float(n.attr("bias", 1.0)))
+
+
+# ---------------------------------------------------------------- activations
+
+UNARY = {
+    "Relu": qnn.ReluOp, "Sigmoid": qnn.SigmoidOp, "Tanh": qnn.TanhOp, "Erf": qnn.ErfOp,
+    "HardSwish": qnn.HardSwishOp, "Sqrt": qnn.SqrtOp, "Exp": qnn.ExpOp, "Log": qnn.LogOp,
+    "Abs": qnn.AbsOp, "Neg": qnn.NegOp, "Reciprocal": qnn.ReciprocalOp,
+    "Floor": qnn.FloorOp, "Not": qnn.NotOp, "Identity": qnn.IdentityOp,
+}
+
+
+def _unary(cls: type) -> Lowering:
+    return lambda n: n.emit(cls, n.value(0))
+
+
+for _op_type, _cls in UNARY.items():
+    LOWERINGS[_op_type] = _unary(_cls)
+
+
+@lowering("Clip")
+def clip(n: Node):
+    if n.version < 11:
+        lo, hi = n.attr("min"), n.attr("max")
+    else:
+        lo, hi = (n.optional_array(i) for i in (1, 2))
+    dtype = n.dtype(0)
+    info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)
+    low = -math.inf if np.issubdtype(dtype, np.floating) else info.min
+    high = math.inf if np.issubdtype(dtype, np.floating) else info.max
+    return n.emit(qnn.ClipOp, n.value(0), min=float(low if lo is None else lo),
+                  max=float(high if hi is None else hi))
+
+
+@lowering("LeakyRelu")
+def leaky_relu(n: Node):
+    return n.emit(qnn.LeakyReluOp, n.value(0), alpha=float(n.attr("alpha", 0.01)))
+
+
+@lowering("HardSigmoid")
+def hard_sigmoid(n: Node):
+    return n.emit(qnn.HardSigmoidOp, n.value(0), alpha=float(n.attr("alpha", 0.2)),
+                  beta=float(n.attr("beta", 0.5)))
+
+
+@lowering("Gelu")
+def gelu(n: Node):
+    return n.emit(qnn.GeluOp, n.value(0), approximate=n.attr("approximate", "none"))
+
+
+@lowering("PRelu")
+def prelu(n: Node):
+    return n.emit(qnn.PreluOp, n.value(0), n.value(1))
+
+
+@lowering("IsNaN")
+def is_nan(n: Node):
+    same = n.emit(qnn.EqualOp, n.value(0), n.value(0), suffix="/eq")
+    return n.emit(qnn.NotOp, same)
+
+
+# -------------------------------------------------------------- element-wise
+
+BINARY = {
+    "Add": qnn.AddOp, "Sub": qnn.SubOp, "Mul": qnn.MulOp, "Div": qnn.DivOp,
+    "And": qnn.AndOp, "Or": qnn.OrOp, "Equal": qnn.EqualOp, "Less": qnn.LessOp,
+    "Greater": qnn.GreaterOp,
+}
+
+
+def _binary(cls: type) -> Lowering:
+    return lambda n: n.emit(cls, n.value(0), n.value(1))
+
+
+for _op_type, _cls in BINARY.items():
+    LOWERINGS[_op_type] = _binary(_cls)
+
+
+@lowering("Pow")
+def power(n: Node):
+    """The exponent may have another element type (opset >= 12): cast it to the base's."""
+    dtype = n.dtype(0)
+    exponent = n.input(1)
+    if n.dtype(1) == dtype:
+        return n.emit(qnn.PowOp, n.value(0), n.value(1))
+    if isinstance(exponent, np.ndarray):
+        e = n.constant(exponent.astype(dtype), n.proto.input[1])
+    else:
+        e = n.emit(qnn.CastOp, exponent, to=ir.element_type(dtype), suffix="/cast")
+    return n.emit(qnn.PowOp, n.value(0), e)
+
+
+def _variadic(cls: type, mean: bool = False) -> Lowering:
+    """Sum / Min / Max / Mean of any number of inputs as a chain of binary ops."""
+
+    def lower(n: Node):
+        values = [n.value(i) for i in range(len(n.proto.input)) if n.has(i)]
+        y = values[0]
+        for i, v in enumerate(values[1:]):
+            y = n.emit(cls, y, v, suffix=f"/{i}" if i else "")
+        if mean and len(values) > 1:
+            count = n.constant(np.array(len(values), n.dtype(0)), f"{n.name}.count")
+            y = n.emit(qnn.DivOp, y, count, suffix="/mean")
+        return y
+
+    return lower
+
+
+LOWERINGS["Sum"] = _variadic(qnn.AddOp)
+LOWERINGS["Min"] = _variadic(qnn.MinOp)
+LOWERINGS["Max"] = _variadic(qnn.MaxOp)
+LOWERINGS["Mean"] = _variadic(qnn.AddOp, mean=True)
+
+
+@lowering("Where")
+def where(n: Node):
+    return n.emit(qnn.WhereOp, n.value(0), n.value(1), n.value(2))
+
+
+@lowering("Cast", "CastLike")
+def cast(n: Node):
+    if n.op_type == "CastLike":
+        dtype = n.dtype(1)
+    else:
+        from onnx import helper
+
+        dtype = helper.tensor_dtype_to_np_dtype(n.attr("to"))
+    try:
+        to = ir.element_type(dtype)
+    except TypeError:
+        raise FrontendError(f"qnn has no element type for {dtype}") from None
+    return n.emit(qnn.CastOp, n.value(0), to=to)
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _reduce(cls: type, axes_input_since: int) -> Lowering:
+    """axes are an attribute before `axes_input_since`, an optional input from then."""
+
+    def lower(n: Node):
+        if n.version >= axes_input_since:
+            axes = n.optional_array(1)
+            axes = [] if axes is None else axes.tolist()
+        else:
+            axes = n.attr("axes", [])
+        if not axes and n.attr("noop_with_empty_axes", 0):
+            return n.emit(qnn.IdentityOp, n.value(0))
+        return n.emit(cls, n.value(0), axes=_axes(axes, len(n.shape(0))),
+                      keepdims=bool(n.attr("keepdims", 1)))
+
+    return lower
+
+
+LOWERINGS["ReduceSum"] = _reduce(qnn.ReduceSumOp, 13)
+LOWERINGS["ReduceMean"] = _reduce(qnn.ReduceMeanOp, 18)
+LOWERINGS["ReduceMax"] = _reduce(qnn.ReduceMaxOp, 18)
+LOWERINGS["ReduceMin"] = _reduce(qnn.ReduceMinOp, 18)
+
+
+# --------------------------------------------------------------------- shape
+
+
+def _reshape(n: Node, shape: Sequence[int]) -> SSAValue:
+    return n.emit(qnn.ReshapeOp, n.value(0), shape=tuple(int(d) for d in shape))
+
+
+@lowering("Reshape")
+def reshape(n: Node):
+    x = n.shape(0)
+    target = n.array(1).tolist() if n.version >= 5 else list(n.attr("shape"))
+    keep_zero = n.attr("allowzero", 0)
+    out = [x[i] if d == 0 and not keep_zero else int(d) for i, d in enumerate(target)]
+    if -1 in out:
+        known = _prod(d for d in out if d != -1)
+        out[out.index(-1)] = _prod(x) // known if known else 0
+    return _reshape(n, out)
+
+
+@lowering("Flatten")
+def flatten(n: Node):
+    x = n.shape(0)
+    axis = n.attr("axis", 1)
+    axis = axis + len(x) if axis < 0 else axis
+    return _reshape(n, (_prod(x[:axis]), _prod(x[axis:])))
+
+
+@lowering("Squeeze")
+def squeeze(n: Node):
+    x = n.shape(0)
+    axes = n.optional_array(1) if n.version >= 13 else n.attr("axes")
+    if axes is None:
+        drop = {i for i, d in enumerate(x) if d == 1}
+    else:
+        drop = set(_axes(axes, len(x)))
+    return _reshape(n, [d for i, d in enumerate(x) if i not in drop])
+
+
+@lowering("Unsqueeze")
+def unsqueeze(n: Node):
+    x = list(n.shape(0))
+    axes = n.array(1) if n.version >= 13 else n.attr("axes")
+    rank = len(x) + len(axes)
+    for a in sorted(_axes(axes, rank)):
+        x.insert(a, 1)
+    return _reshape(n, x)
+
+
+@lowering("Transpose")
+def transpose(n: Node):
+    rank = len(n.shape(0))
+    perm = n.attr("perm", list(reversed(range(rank))))
+    return n.emit(qnn.TransposeOp, n.value(0), perm=tuple(perm))
+
+
+@lowering("Expand")
+def expand(n: Node):
+    return n.emit(qnn.BroadcastOp, n.value(0), shape=tuple(n.array(1).tolist()))
+
+
+@lowering("Concat")
+def concat(n: Node):
+    values = [n.value(i) for i in range(len(n.proto.input)) if n.has(i)]
+    return n.emit(qnn.ConcatOp, values, axis=n.attr("axis") % len(n.shape(0)))
+
+
+@lowering("Split")
+def split(n: Node):
+    x = n.shape(0)
+    axis = n.attr("axis", 0) % len(x)
+    dim, parts = x[axis], len(n.proto.output)
+    if n.version >= 13 and n.has(1):
+        sizes = n.array(1).tolist()
+    elif n.version < 13 and n.attr("split") is not None:
+        sizes = list(n.attr("split"))
+    elif n.attr("num_outputs") is not None:  # opset 18: the last part may be smaller
+        chunk = -(-dim // n.attr("num_outputs"))
+        sizes = [chunk] * (parts - 1) + [dim - chunk * (parts - 1)]
+    else:
+        if dim % parts:
+            raise FrontendError(f"dim {axis} ({dim}) does not split into {parts} equal parts")
+        sizes = [dim // parts] * parts
+    op = n.emit_op(qnn.SplitOp, n.value(0), axis=axis, sizes=tuple(sizes))
+    return list(op.results)
+
+
+def _slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
+    """ONNX clamping of one axis, as bounds that numpy slicing reads the same way."""
+    start = start + dim if start < 0 else start
+    end = end + dim if end < 0 else end
+    if step > 0:
+        return min(max(start, 0), dim), min(max(end, 0), dim)
+    start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return start, (-dim - 1 if end < 0 else end)  # -1 would mean "the last element"
+
+
+@lowering("Slice")
+def slice_(n: Node):
+    x = n.shape(0)
+    if n.version < 10:
+        starts, ends = n.attr("starts"), n.attr("ends")
+        axes, steps = n.attr("axes", range(len(starts))), [1] * len(starts)
+    else:
+        starts, ends = n.array(1).tolist(), n.array(2).tolist()
+        axes = n.optional_array(3)
+        axes = range(len(starts)) if axes is None else axes.tolist()
+        steps = n.optional_array(4)
+        steps = [1] * len(starts) if steps is None else steps.tolist()
+    axes = _axes(axes, len(x))
+    bounds = [_slice_bounds(int(b), int(e), int(s), x[a])
+              for b, e, s, a in zip(starts, ends, steps, axes, strict=True)]
+    return n.emit(qnn.SliceOp, n.value(0), starts=tuple(b for b, _ in bounds),
+                  ends=tuple(e for _, e in bounds), axes=axes, steps=tuple(steps))
+
+
+@lowering("Gather")
+def gather(n: Node):
+    axis = n.attr("axis", 0) % len(n.shape(0))
+    indices = n.input(1)
+    if isinstance(indices, np.ndarray) and (indices < 0).any():
+        dim = n.shape(0)[axis]
+        indices = np.where(indices < 0, indices + dim, indices).astype(indices.dtype)
+    return n.emit(qnn.GatherOp, n.value(0), _derived(n, 1, indices)
+                  if isinstance(indices, np.ndarray) else n.value(1), axis=axis)
+
+
+@lowering("Pad")
+def pad(n: Node):
+    x = n.shape(0)
+    rank = len(x)
+    if n.version < 11:
+        pads, value = list(n.attr("pads")), n.attr("value", 0.0)
+    else:
+        pads = n.array(1).tolist()
+        value = n.optional_array(2)
+        value = 0.0 if value is None or value.size == 0 else value.item()
+        axes = n.optional_array(3)
+        if axes is not None:
+            pads = _pads_for_axes(pads, _axes(axes, rank), rank)
+    y = n.value(0)
+    if any(p < 0 for p in pads):  # negative pads crop: slice first
+        starts = [max(-p, 0) for p in pads[:rank]]
+        ends = [d - max(-p, 0) for d, p in zip(x, pads[rank:], strict=True)]
+        y = n.emit(qnn.SliceOp, y, starts=starts, ends=ends, axes=tuple(range(rank)),
+                   steps=(1,) * rank, suffix="/crop")
+        pads = [max(p, 0) for p in pads]
+    return n.emit(qnn.PadOp, y, pads=tuple(pads), mode=n.attr("mode", "constant"),
+                  value=float(value))
+
+
+def _pads_for_axes(pads: Sequence[int], axes: Sequence[int], rank: int) -> list[int]:
+    full = [0] * 2 * rank
+    for j, a in enumerate(axes):
+        full[a], full[a + rank] = pads[j], pads[j + len(axes)]
+    return full
+
+
+@lowering("Resize", "Upsample")
+def resize(n: Node):
+    """Nearest and linear resize to static sizes (scales are turned into sizes)."""
+    x = n.shape(0)
+    mode = n.attr("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        raise FrontendError(f"mode '{mode}' is not supported (qnn.resize does nearest "
+                            "and linear)")
+    if n.op_type == "Upsample" or n.version < 11:  # Upsample, Resize-10
+        scales = n.attr("scales") if n.op_type == "Upsample" and n.version < 9 else n.array(1)
+        props = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+        return n.emit(qnn.ResizeOp, n.value(0), sizes=_scaled_sizes(x, range(len(x)), scales),
+                      mode=mode, **props)
+    ctm = n.attr("coordinate_transformation_mode", "half_pixel")
+    if ctm == "tf_crop_and_resize" or n.attr("antialias", 0):
+        raise FrontendError("tf_crop_and_resize and antialias are not supported")
+    if n.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise FrontendError("keep_aspect_ratio_policy other than 'stretch' is not supported")
+    axes = _axes(n.attr("axes", range(len(x))), len(x))
+    scales = n.optional_array(2) if n.has(2) else None
+    sizes = n.optional_array(3) if n.has(3) else None
+    if sizes is not None and sizes.size:
+        out = list(x)
+        for a, s in zip(axes, sizes.tolist(), strict=True):
+            out[a] = int(s)
+    elif scales is not None and scales.size:
+        out = _scaled_sizes(x, axes, scales)
+    else:
+        raise FrontendError("Resize needs scales or sizes")
+    return n.emit(qnn.ResizeOp, n.value(0), sizes=tuple(out), mode=mode,
+                  coordinate_transformation_mode=ctm,
+                  nearest_mode=n.attr("nearest_mode", "round_prefer_floor"))
+
+
+def _scaled_sizes(x: Sequence[int], axes: Sequence[int], scales) -> list[int]:
+    out = list(x)
+    for a, s in zip(axes, np.asarray(scales, np.float64).tolist(), strict=True):
+        size = x[a] * s
+        if abs(size - round(size)) > 1e-6:
+            raise FrontendError(
+                f"scale {s} on axis {a} gives a fractional size {size:g}; qnn.resize "
+                "samples at output/input ratios, so give sizes instead of scales")
+        out[a] = int(round(size))
+    return out
+
+
+# --------------------------------------------------------- import-time values
+
+
+@lowering("Shape")
+def shape(n: Node):
+    start, end = n.attr("start", 0), n.attr("end")
+    return np.array(n.shape(0)[start:end], np.int64)
+
+
+@lowering("Size")
+def size(n: Node):
+    return np.array(_prod(n.shape(0)), np.int64)
+
+
+@lowering("ConstantOfShape", "Range")
+def needs_constants(n: Node):
+    """Folded when its inputs are constants; a run-time input is an error."""
+    for i in range(len(n.proto.input)):
+        if n.has(i):
+            n.array(i)
+    raise AssertionError("unreachable: a node with constant inputs is folded")
+
+
+@lowering("Dropout")
+def dropout(n: Node):
+    if n.version >= 12:
+        ratio = n.optional_array(1)
+        training = n.optional_array(2)
+        if training is not None and bool(training):
+            raise FrontendError("training_mode=True is not supported (inference only)")
+        ratio = 0.5 if ratio is None else float(ratio)
+    else:
+        ratio = float(n.attr("ratio", 0.5))
+    y = n.emit(qnn.DropoutOp, n.value(0), ratio=ratio)
+    return [y, np.ones(n.shape(0), np.bool_) if n.uses(1) else None]

@@ -1,0 +1,2 @@
+// RUN: qcc-opt --list-passes | filecheck %s
+// CHECK: canonicalize {{ +}}Drop identity/dropout

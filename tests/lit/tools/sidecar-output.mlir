@@ -1,0 +1,20 @@
+// With -o, large constants go to a .weights file next to the output, and the
+// output parses back (reading the sidecar) to the same IR.
+// RUN: rm -rf %t && mkdir -p %t
+// RUN: qcc-opt %s -o %t/out.mlir
+// RUN: filecheck %s --input-file %t/out.mlir
+// RUN: ls %t | filecheck %s --check-prefix=FILES
+// RUN: qcc-opt %t/out.mlir | filecheck %s --check-prefix=BACK
+
+// CHECK: builtin.module attributes {qcc.weights = "out.weights"}
+// CHECK: qnn.constant dense_resource<w> : tensor<2x40xf32>
+// CHECK-NOT: dialect_resources
+// FILES: out.mlir
+// FILES: out.weights
+// BACK: qnn.constant dense_resource<w> : tensor<2x40xf32>
+// BACK: w: "0x040000000000803F00000040
+func.func @main(%x: tensor<1x40xf32>) -> tensor<1x2xf32> {
+  %w = qnn.constant dense<"0x0000803F000000400000404000008040000080400000A0400000C0400000E0400000004100001041000020410000304100004041000050410000604100007041000080410000884100009041000098410000A0410000A8410000B0410000B8410000C0410000C8410000D0410000D8410000E0410000E8410000F0410000F84100000042000004420000084200000C4200001042000014420000184200001C420000803F000000400000404000008040000080400000A0400000C0400000E0400000004100001041000020410000304100004041000050410000604100007041000080410000884100009041000098410000A0410000A8410000B0410000B8410000C0410000C8410000D0410000D8410000E0410000E8410000F0410000F84100000042000004420000084200000C4200001042000014420000184200001C42"> : tensor<2x40xf32> {name = "w"}
+  %0 = qnn.dense %x, %w : (tensor<1x40xf32>, tensor<2x40xf32>) -> tensor<1x2xf32>
+  func.return %0 : tensor<1x2xf32>
+}
