@@ -71,6 +71,10 @@ _TO_NUMPY: list[tuple[Attribute, np.dtype]] = [
     (i8, np.dtype(np.int8)),
     (u8, np.dtype(np.uint8)),
     (i1, np.dtype(np.bool_)),
+    (IntegerType(16), np.dtype(np.int16)),
+    (IntegerType(16, Signedness.UNSIGNED), np.dtype(np.uint16)),
+    (IntegerType(32, Signedness.UNSIGNED), np.dtype(np.uint32)),
+    (IntegerType(64, Signedness.UNSIGNED), np.dtype(np.uint64)),
 ]
 
 
@@ -104,7 +108,7 @@ def dense(array: np.ndarray | float | int) -> DenseIntOrFPElementsAttr:
     a = np.asarray(array)
     if a.dtype == np.float64 and not isinstance(array, np.ndarray):
         a = a.astype(np.float32)
-    a = np.ascontiguousarray(a)
+    a = np.ascontiguousarray(a).reshape(a.shape)  # keeps 0-d arrays 0-d
     t = tensor_type(a.shape, a.dtype)
     return DenseIntOrFPElementsAttr(t, BytesAttr(a.tobytes()))
 

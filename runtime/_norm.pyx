@@ -1,0 +1,231 @@
+# cython: language_level=3
+"""Softmax and normalization kernels of the reference runtime (float32).
+
+Tensors are viewed as [outer, axis, inner] (softmax) or [outer, inner] (layer
+norm); reductions over long rows accumulate in double.
+"""
+
+import math
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.math cimport expf, powf, sqrt, sqrtf
+
+cnp.import_array()
+
+
+def _as_f32(a):
+    """`a` as a C-contiguous float32 array (no copy when it already is one)."""
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _out_buffer(out, shape):
+    """Validate the caller's `out` buffer, or allocate one."""
+    shape = tuple(int(s) for s in shape)
+    if out is None:
+        return np.empty(shape, np.float32)
+    if (out.shape != shape or out.dtype != np.float32
+            or not out.flags.c_contiguous):
+        raise ValueError(
+            f"out must be a C-contiguous float32 array of shape {shape}, got "
+            f"{out.dtype} {out.shape}")
+    return out
+
+
+def _axis(int axis, int ndim):
+    """Normalize a possibly negative axis."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} out of range for {ndim} dims")
+    return axis + ndim if axis < 0 else axis
+
+
+cdef void _softmax_rows(const float* x, float* y, Py_ssize_t rows,
+                        Py_ssize_t n) noexcept nogil:
+    """Softmax of each contiguous row of n elements."""
+    cdef Py_ssize_t r, i
+    cdef float m, s
+    cdef const float* xr
+    cdef float* yr
+    for r in range(rows):
+        xr = x + r * n
+        yr = y + r * n
+        m = xr[0]
+        for i in range(1, n):
+            if xr[i] > m:
+                m = xr[i]
+        s = 0.0
+        for i in range(n):
+            yr[i] = expf(xr[i] - m)
+            s += yr[i]
+        s = 1.0 / s
+        for i in range(n):
+            yr[i] *= s
+
+
+cdef void _softmax_strided(const float* x, float* y, Py_ssize_t outer, Py_ssize_t n,
+                           Py_ssize_t inner, float* acc) noexcept nogil:
+    """Softmax over the middle dim of [outer, n, inner]; acc holds 2*inner floats."""
+    cdef Py_ssize_t o, a, i
+    cdef float* m = acc
+    cdef float* s = acc + inner
+    cdef const float* xb
+    cdef float* yb
+    for o in range(outer):
+        xb = x + o * n * inner
+        yb = y + o * n * inner
+        for i in range(inner):
+            m[i] = xb[i]
+            s[i] = 0.0
+        for a in range(1, n):
+            for i in range(inner):
+                if xb[a * inner + i] > m[i]:
+                    m[i] = xb[a * inner + i]
+        for a in range(n):
+            for i in range(inner):
+                yb[a * inner + i] = expf(xb[a * inner + i] - m[i])
+                s[i] += yb[a * inner + i]
+        for i in range(inner):
+            s[i] = 1.0 / s[i]
+        for a in range(n):
+            for i in range(inner):
+                yb[a * inner + i] *= s[i]
+
+
+def softmax(x, int axis, out=None):
+    """ONNX Softmax (opset >= 13): exp(x - max) / sum over the single dim `axis`."""
+    x = _as_f32(x)
+    out = _out_buffer(out, x.shape)
+    if x.ndim == 0:
+        out[...] = 1.0
+        return out
+    axis = _axis(axis, x.ndim)
+    cdef Py_ssize_t outer = math.prod(x.shape[:axis])
+    cdef Py_ssize_t n = x.shape[axis]
+    cdef Py_ssize_t inner = math.prod(x.shape[axis + 1:])
+    if x.size == 0:
+        return out
+    cdef const float[::1] xv = x.reshape(-1)
+    cdef float[::1] ov = out.reshape(-1)
+    cdef float[::1] acc
+    if inner == 1:
+        with nogil:
+            _softmax_rows(&xv[0], &ov[0], outer, n)
+    else:
+        acc = np.empty(2 * inner, np.float32)
+        with nogil:
+            _softmax_strided(&xv[0], &ov[0], outer, n, inner, &acc[0])
+    return out
+
+
+cdef void _layer_norm_rows(const float* x, float* y, const float* scale, const float* bias,
+                           Py_ssize_t rows, Py_ssize_t n, double eps) noexcept nogil:
+    """y = (x - mean) / sqrt(var + eps) * scale + bias for each row of n elements."""
+    cdef Py_ssize_t r, i
+    cdef double mean, var, d
+    cdef float fm, rstd
+    cdef const float* xr
+    cdef float* yr
+    for r in range(rows):
+        xr = x + r * n
+        yr = y + r * n
+        mean = 0.0
+        for i in range(n):
+            mean += xr[i]
+        mean /= n
+        var = 0.0
+        for i in range(n):
+            d = xr[i] - mean
+            var += d * d
+        var /= n
+        fm = <float>mean
+        rstd = <float>(1.0 / sqrt(var + eps))
+        if bias == NULL:
+            for i in range(n):
+                yr[i] = (xr[i] - fm) * rstd * scale[i]
+        else:
+            for i in range(n):
+                yr[i] = (xr[i] - fm) * rstd * scale[i] + bias[i]
+
+
+def layer_norm(x, scale, bias, int axis, float epsilon, out=None):
+    """ONNX LayerNormalization: normalize x over dims axis..end, then * scale + bias.
+
+    scale and bias (bias may be None) broadcast to x.shape[axis:].
+    """
+    x = _as_f32(x)
+    out = _out_buffer(out, x.shape)
+    axis = _axis(axis, x.ndim)
+    norm_shape = x.shape[axis:]
+    sc = _as_f32(np.broadcast_to(np.asarray(scale, np.float32), norm_shape)).reshape(-1)
+    bi = None
+    if bias is not None:
+        bi = _as_f32(np.broadcast_to(np.asarray(bias, np.float32), norm_shape)).reshape(-1)
+    cdef Py_ssize_t rows = math.prod(x.shape[:axis])
+    cdef Py_ssize_t n = math.prod(norm_shape)
+    if x.size == 0:
+        return out
+    cdef const float[::1] xv = x.reshape(-1)
+    cdef float[::1] ov = out.reshape(-1)
+    cdef const float[::1] sv = sc
+    cdef const float[::1] bv = bi if bi is not None else sc
+    cdef const float* bp = &bv[0] if bi is not None else NULL
+    with nogil:
+        _layer_norm_rows(&xv[0], &ov[0], &sv[0], bp, rows, n, epsilon)
+    return out
+
+
+cdef void _lrn_image(const float* x, float* y, float* acc, Py_ssize_t c_n, Py_ssize_t plane,
+                     int lo, int hi, float k, float a, float beta) noexcept nogil:
+    """LRN of one image [C, plane]; the window of channel c is [c - lo, c + hi]."""
+    cdef Py_ssize_t c, j, i, first, last
+    cdef const float* xj
+    cdef const float* xc
+    cdef float* yc
+    cdef float t
+    for c in range(c_n):
+        first = c - lo if c >= lo else 0
+        last = c + hi if c + hi < c_n else c_n - 1
+        for i in range(plane):
+            acc[i] = 0.0
+        for j in range(first, last + 1):
+            xj = x + j * plane
+            for i in range(plane):
+                acc[i] += xj[i] * xj[i]
+        xc = x + c * plane
+        yc = y + c * plane
+        if beta == 0.75:
+            for i in range(plane):
+                t = k + a * acc[i]
+                yc[i] = xc[i] / sqrtf(t * sqrtf(t))
+        else:
+            for i in range(plane):
+                yc[i] = xc[i] * powf(k + a * acc[i], -beta)
+
+
+def lrn(x, int size, float alpha, float beta, float bias, out=None):
+    """ONNX LRN across channels of x[N,C,*S]: x / (bias + alpha/size * sum x^2)^beta.
+
+    The sum runs over channels [c - floor((size-1)/2), c + ceil((size-1)/2)].
+    """
+    x = _as_f32(x)
+    if x.ndim < 3:
+        raise ValueError(f"lrn expects [N, C, *S], got shape {x.shape}")
+    out = _out_buffer(out, x.shape)
+    cdef Py_ssize_t n_img = x.shape[0]
+    cdef Py_ssize_t c_n = x.shape[1]
+    cdef Py_ssize_t plane = math.prod(x.shape[2:])
+    if x.size == 0:
+        return out
+    cdef const float[::1] xv = x.reshape(-1)
+    cdef float[::1] ov = out.reshape(-1)
+    cdef float[::1] acc = np.empty(plane, np.float32)
+    cdef int lo = (size - 1) // 2
+    cdef int hi = size - 1 - lo
+    cdef float a = alpha / size
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(n_img):
+            _lrn_image(&xv[0] + i * c_n * plane, &ov[0] + i * c_n * plane, &acc[0],
+                       c_n, plane, lo, hi, bias, a, beta)
+    return out

@@ -1,0 +1,274 @@
+# cython: language_level=3
+"""Pooling and resize kernels of the reference runtime (float32, NCHW).
+
+Pooling handles 1-3 spatial dims as 3-D problems (leading spatial dims of size 1)
+and follows onnxruntime where ONNX leaves room: with ceil_mode a last window that
+would start in the end padding is dropped, max over a window without input cells
+is -FLT_MAX, and count_include_pad counts the cells inside [-pad_begin, S + pad_end).
+"""
+
+import math
+
+import numpy as np
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from "_pool_impl.h" nogil:
+    ctypedef struct qcc_pool_geom:
+        int sp[3]
+        int k[3]
+        int osp[3]
+        int st[3]
+        int pb[3]
+        int pe[3]
+        int dl[3]
+    int QCC_POOL_MAX, QCC_POOL_AVG, QCC_POOL_AVG_PAD
+    void qcc_pool_plane(const float* x, float* out, const qcc_pool_geom* g, int mode,
+                        const float* wdiv)
+    void qcc_pool_wdiv(const qcc_pool_geom* g, int include_pad, float* wdiv)
+    void qcc_plane_means(const float* x, float* out, Py_ssize_t planes, Py_ssize_t n)
+
+
+def _as_f32(a):
+    """`a` as a C-contiguous float32 array (no copy when it already is one)."""
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _out_buffer(out, shape):
+    """Validate the caller's `out` buffer, or allocate one."""
+    shape = tuple(int(s) for s in shape)
+    if out is None:
+        return np.empty(shape, np.float32)
+    if (out.shape != shape or out.dtype != np.float32
+            or not out.flags.c_contiguous):
+        raise ValueError(
+            f"out must be a C-contiguous float32 array of shape {shape}, got "
+            f"{out.dtype} {out.shape}")
+    return out
+
+
+def _pool_out_size(int size, int k, int stride, int pb, int pe, int dil, bint ceil_mode):
+    """Output length of one pooled dim (ONNX formula, onnxruntime's ceil_mode rule)."""
+    cdef int span = dil * (k - 1) + 1
+    cdef int num = size + pb + pe - span
+    if num < 0:
+        raise ValueError(f"pooling window {span} larger than padded input {size + pb + pe}")
+    cdef int n = (num + stride - 1) // stride + 1 if ceil_mode else num // stride + 1
+    if ceil_mode and (n - 1) * stride >= size + pb:
+        n -= 1
+    return n
+
+
+cdef qcc_pool_geom _pool_geom(tuple shape, kernel, strides, pads, dilations,
+                              bint ceil_mode) except *:
+    """Pool geometry of input `shape` [N, C, *S] padded to 3 spatial dims."""
+    cdef qcc_pool_geom g
+    cdef int d = len(shape) - 2
+    cdef int i, j
+    if not 1 <= d <= 3:
+        raise ValueError(f"expected 1-3 spatial dims, got input shape {shape}")
+    strides = tuple(strides) if strides is not None else (1,) * d
+    pads = tuple(pads) if pads is not None else (0,) * (2 * d)
+    dilations = tuple(dilations) if dilations is not None else (1,) * d
+    if len(kernel) != d or len(strides) != d or len(dilations) != d or len(pads) != 2 * d:
+        raise ValueError(f"attributes do not match {d} spatial dims")
+    for i in range(3):
+        g.sp[i], g.k[i], g.osp[i], g.st[i], g.pb[i], g.pe[i], g.dl[i] = 1, 1, 1, 1, 0, 0, 1
+    for i in range(d):
+        j = 3 - d + i
+        g.sp[j] = shape[2 + i]
+        g.k[j] = kernel[i]
+        g.st[j] = strides[i]
+        g.pb[j] = pads[i]
+        g.pe[j] = pads[d + i]
+        g.dl[j] = dilations[i]
+        g.osp[j] = _pool_out_size(g.sp[j], g.k[j], g.st[j], g.pb[j], g.pe[j], g.dl[j],
+                                  ceil_mode)
+    return g
+
+
+cdef _pool(x, kernel, strides, pads, dilations, bint ceil_mode, int mode, out):
+    """Shared driver of max_pool and avg_pool: one qcc_pool_plane call per plane."""
+    x = _as_f32(x)
+    cdef qcc_pool_geom g = _pool_geom(x.shape, kernel, strides, pads, dilations, ceil_mode)
+    cdef int d = x.ndim - 2
+    out = _out_buffer(out, x.shape[:2] + tuple(g.osp[i] for i in range(3 - d, 3)))
+    cdef const float[::1] xv = x.reshape(-1)
+    cdef float[::1] ov = out.reshape(-1)
+    cdef float[::1] wdiv = np.empty(g.osp[2], np.float32)
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
+    cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
+    cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
+    cdef Py_ssize_t p
+    if planes == 0:
+        return out
+    qcc_pool_wdiv(&g, mode == QCC_POOL_AVG_PAD, &wdiv[0])
+    with nogil:
+        for p in range(planes):
+            qcc_pool_plane(&xv[0] + p * pin, &ov[0] + p * pout, &g, mode, &wdiv[0])
+    return out
+
+
+def max_pool(x, kernel, strides, pads, dilations, bint ceil_mode, out=None):
+    """ONNX MaxPool of x[N,C,*S] (1-3 spatial dims) -> [N,C,*OS].
+
+    kernel, strides, dilations: one value per spatial dim (None strides/dilations
+    mean 1); pads: ONNX order (begin_1..begin_d, end_1..end_d), None means 0.
+    Padded cells are ignored. OS = floor or ceil((S + pb + pe - dil*(K-1) - 1)/stride) + 1,
+    minus one with ceil_mode when the last window would start in the end padding.
+    """
+    return _pool(x, kernel, strides, pads, dilations, ceil_mode, QCC_POOL_MAX, out)
+
+
+def avg_pool(x, kernel, strides, pads, bint ceil_mode, bint count_include_pad, out=None):
+    """ONNX AveragePool of x[N,C,*S] (1-3 spatial dims) -> [N,C,*OS].
+
+    Output size as max_pool. The divisor is the number of input cells in the
+    window, or with count_include_pad the cells inside [-pad_begin, S + pad_end)
+    (onnxruntime's rule for windows past the end with ceil_mode).
+    """
+    mode = QCC_POOL_AVG_PAD if count_include_pad else QCC_POOL_AVG
+    return _pool(x, kernel, strides, pads, None, ceil_mode, mode, out)
+
+
+def global_avg_pool(x, out=None):
+    """ONNX GlobalAveragePool: x[N,C,*S] -> [N,C,1,...,1], the mean over S."""
+    x = _as_f32(x)
+    if x.ndim < 3:
+        raise ValueError(f"expected [N, C, *S], got shape {x.shape}")
+    out = _out_buffer(out, x.shape[:2] + (1,) * (x.ndim - 2))
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
+    cdef Py_ssize_t n = math.prod(x.shape[2:])
+    if planes == 0:
+        return out
+    if n == 0:
+        out.fill(np.nan)
+        return out
+    cdef const float[::1] xv = x.reshape(-1)
+    cdef float[::1] ov = out.reshape(-1)
+    with nogil:
+        qcc_plane_means(&xv[0], &ov[0], planes, n)
+    return out
+
+
+_COORD_MODES = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")
+_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _source_coords(int n_in, int n_out, scale, str coord_mode):
+    """Input coordinate of each output index, in float32 like onnxruntime."""
+    f = np.float32
+    xr = np.arange(n_out, dtype=f)
+    s = f(scale)
+    if coord_mode == "half_pixel":
+        return (xr + f(0.5)) / s - f(0.5)
+    if coord_mode == "pytorch_half_pixel":
+        if n_out > 1:
+            return (xr + f(0.5)) / s - f(0.5)
+        return np.zeros(n_out, f)
+    if coord_mode == "asymmetric":
+        return xr / s
+    if coord_mode == "align_corners":
+        if n_out == 1:
+            return np.zeros(n_out, f)
+        return xr * f(n_in - 1) / f(n_out - 1)
+    raise ValueError(f"unsupported coordinate_transformation_mode {coord_mode!r}")
+
+
+def _nearest_index(coords, int n_in, str nearest_mode):
+    """Nearest input index per output index, clamped to [0, n_in - 1]."""
+    if nearest_mode == "round_prefer_floor":
+        fl = np.floor(coords)
+        idx = np.where(coords - fl == np.float32(0.5), fl, np.floor(coords + np.float32(0.5)))
+    elif nearest_mode == "round_prefer_ceil":
+        idx = np.floor(coords + np.float32(0.5))
+    elif nearest_mode == "floor":
+        idx = np.floor(coords)
+    elif nearest_mode == "ceil":
+        idx = np.ceil(coords)
+    else:
+        raise ValueError(f"unsupported nearest_mode {nearest_mode!r}")
+    return np.clip(idx, 0, n_in - 1).astype(np.intp)
+
+
+def _linear_taps(coords, int n_in):
+    """(i0, i1, w1): the two neighbours of each clamped coordinate and i1's weight."""
+    c = np.clip(coords, np.float32(0), np.float32(n_in - 1))
+    i0 = np.minimum(c.astype(np.intp), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (c - i0.astype(np.float32)).astype(np.float32)
+
+
+def resize(x, out_hw, str mode, str coord_mode, str nearest_mode="round_prefer_floor",
+           out=None, scales=None):
+    """ONNX Resize of the spatial dims of x[N,C,H,W] to out_hw = (H_out, W_out).
+
+    mode: "nearest" or "linear" (bilinear); coord_mode: half_pixel, asymmetric,
+    align_corners, pytorch_half_pixel; nearest_mode: round_prefer_floor,
+    round_prefer_ceil, floor, ceil. The coordinate scale is out/in unless `scales`
+    (the (scale_h, scale_w) given to an ONNX Resize with scales) is passed.
+    """
+    x = _as_f32(x)
+    if x.ndim != 4:
+        raise ValueError(f"resize expects NCHW input, got shape {x.shape}")
+    if coord_mode not in _COORD_MODES:
+        raise ValueError(f"unsupported coordinate_transformation_mode {coord_mode!r}")
+    cdef int h_in = x.shape[2], w_in = x.shape[3]
+    cdef int h_out = out_hw[0], w_out = out_hw[1]
+    out = _out_buffer(out, x.shape[:2] + (h_out, w_out))
+    if scales is None:
+        scales = (np.float32(h_out) / np.float32(h_in), np.float32(w_out) / np.float32(w_in))
+    ch = _source_coords(h_in, h_out, scales[0], coord_mode)
+    cw = _source_coords(w_in, w_out, scales[1], coord_mode)
+    if out.size == 0:
+        return out
+    if mode == "nearest":
+        _resize_nearest(x, out, _nearest_index(ch, h_in, nearest_mode),
+                        _nearest_index(cw, w_in, nearest_mode))
+    elif mode == "linear":
+        h0, h1, hw = _linear_taps(ch, h_in)
+        w0, w1, ww = _linear_taps(cw, w_in)
+        _resize_linear(x, out, h0, h1, hw, w0, w1, ww)
+    else:
+        raise ValueError(f"unsupported resize mode {mode!r}")
+    return out
+
+
+cdef void _resize_nearest(x, out, ih_arr, iw_arr) except *:
+    """out[p, oh, ow] = x[p, ih[oh], iw[ow]] for every plane p."""
+    cdef const float[:, :, ::1] xv = x.reshape(-1, x.shape[2], x.shape[3])
+    cdef float[:, :, ::1] ov = out.reshape(-1, out.shape[2], out.shape[3])
+    cdef const Py_ssize_t[::1] ih = ih_arr
+    cdef const Py_ssize_t[::1] iw = iw_arr
+    cdef Py_ssize_t p, oh, ow
+    with nogil:
+        for p in range(ov.shape[0]):
+            for oh in range(ov.shape[1]):
+                for ow in range(ov.shape[2]):
+                    ov[p, oh, ow] = xv[p, ih[oh], iw[ow]]
+
+
+cdef void _resize_linear(x, out, h0_arr, h1_arr, hw_arr, w0_arr, w1_arr, ww_arr) except *:
+    """Bilinear: blend the two W-interpolated source rows of each output row."""
+    cdef const float[:, :, ::1] xv = x.reshape(-1, x.shape[2], x.shape[3])
+    cdef float[:, :, ::1] ov = out.reshape(-1, out.shape[2], out.shape[3])
+    cdef const Py_ssize_t[::1] h0 = h0_arr
+    cdef const Py_ssize_t[::1] h1 = h1_arr
+    cdef const float[::1] hw = hw_arr
+    cdef const Py_ssize_t[::1] w0 = w0_arr
+    cdef const Py_ssize_t[::1] w1 = w1_arr
+    cdef const float[::1] ww = ww_arr
+    cdef Py_ssize_t p, oh, ow
+    cdef float dy1, dy2, dx1, dx2
+    with nogil:
+        for p in range(ov.shape[0]):
+            for oh in range(ov.shape[1]):
+                dy1 = hw[oh]
+                dy2 = 1.0 - dy1
+                for ow in range(ov.shape[2]):
+                    dx1 = ww[ow]
+                    dx2 = 1.0 - dx1
+                    ov[p, oh, ow] = (dy2 * (dx2 * xv[p, h0[oh], w0[ow]] + dx1 * xv[p, h0[oh], w1[ow]])
+                                     + dy1 * (dx2 * xv[p, h1[oh], w0[ow]] + dx1 * xv[p, h1[oh], w1[ow]]))

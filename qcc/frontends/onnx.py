@@ -8,7 +8,8 @@ How a model is read:
 1. Parse the file; a file protobuf cannot read is "not a valid ONNX model".
 2. Scan every node before lowering any: a node either *folds* (its inputs are all
    constants, or it only reads a static shape: Shape, Size) or has a lowering in
-   `onnx_ops.LOWERINGS`. All unsupported nodes are reported in one error.
+   `onnx_ops.LOWERINGS`
+   (filled by `onnx_ops` and `onnx_shape_ops`). All unsupported nodes are reported in one error.
 3. Graph inputs become the arguments of `func.func @main`; their shapes must be
    static (from the model or from `input_shapes`). Initializers are numpy arrays
    and become a `qnn.constant` named after the initializer only where a lowered op
@@ -85,6 +86,14 @@ def _opset(proto: onnx.ModelProto) -> int:
         if imp.domain in STANDARD_DOMAINS:
             return imp.version
     return 1
+
+
+def _lowerings() -> dict:
+    """op type -> lowering function (the modules register themselves on import)."""
+    from qcc.frontends import onnx_shape_ops  # noqa: F401
+    from qcc.frontends.onnx_ops import LOWERINGS
+
+    return LOWERINGS
 
 
 def _attr_value(attr: onnx.AttributeProto) -> Any:
@@ -275,16 +284,15 @@ class _Importer:
 
     def _scan(self) -> None:
         """Raise one error listing every node that can neither fold nor lower."""
-        from qcc.frontends.onnx_ops import LOWERINGS
-
         constants = set(self.values)
+        lowerings = _lowerings()
         unsupported: dict[str, list[str]] = {}
         for node in self.proto.graph.node:
             if self._folds(node, constants) or node.op_type in SHAPE_ONLY:
                 constants.update(o for o in node.output if o)
                 continue
             key = _op_key(node)
-            if key not in LOWERINGS:
+            if key not in lowerings:
                 unsupported.setdefault(key, []).append(_node_label(node))
         if not unsupported:
             return
@@ -345,8 +353,6 @@ class _Importer:
     # -- nodes
 
     def _lower(self, node: onnx.NodeProto) -> None:
-        from qcc.frontends.onnx_ops import LOWERINGS
-
         version = self.opset if node.domain in STANDARD_DOMAINS else 1
         label = f"{self.source}: node '{_node_label(node)}' ({node.op_type})"
         is_constant = {n for n in node.input if n and isinstance(self.values[n], np.ndarray)}
@@ -354,7 +360,7 @@ class _Importer:
             if self._folds(node, is_constant):
                 results: Sequence[Value | None] = self._fold(node, version)
             else:
-                out = LOWERINGS[_op_key(node)](Node(self, node, version))
+                out = _lowerings()[_op_key(node)](Node(self, node, version))
                 results = out if isinstance(out, list | tuple) else [out]
         except NotConstantError as e:
             raise NotConstantError(f"{label}: {e}", e.value_name) from None

@@ -106,34 +106,37 @@ def _pool_pads(x, kernel, strides, pads, dilations, ceil_mode):
     return pads
 
 
+def _pad_or_crop(a, begins, ends, value):
+    """Pad the spatial dims by `begins`/`ends`; a negative end crops instead."""
+    d = len(begins)
+    a = _pad_spatial(a, [max(v, 0) for v in (*begins, *ends)], value)
+    crop = (slice(None), slice(None)) + tuple(
+        slice(None, a.shape[2 + i] + ends[i]) if ends[i] < 0 else slice(None)
+        for i in range(d))
+    return a[crop]
+
+
 def reference_max_pool(x, kernel, strides, pads, dilations, ceil_mode):
-    p = _pool_pads(x, kernel, strides, pads, dilations, ceil_mode)
-    xp = _pad_spatial(x, [max(v, 0) for v in p], -np.inf)
     d = len(kernel)
-    xp = xp[(slice(None), slice(None)) + tuple(
-        slice(None, xp.shape[2 + i] + min(p[i + d], 0) or None) for i in range(d))]
+    p = _pool_pads(x, kernel, strides, pads, dilations, ceil_mode)
+    lowest = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
+    xp = _pad_or_crop(x, p[:d], p[d:], lowest)
     win = _windows(xp, kernel, strides, dilations)
-    return np.ascontiguousarray(win.max(axis=tuple(range(-d, 0))), dtype=np.float32)
+    return np.ascontiguousarray(win.max(axis=tuple(range(-d, 0))), dtype=x.dtype)
 
 
 def reference_avg_pool(x, kernel, strides, pads, ceil_mode, count_include_pad):
     d = len(kernel)
     ones = (1,) * d
     p = _pool_pads(x, kernel, strides, pads, ones, ceil_mode)
-    xp = _pad_spatial(x, [max(v, 0) for v in p])
-    mask = np.zeros((1, 1, *x.shape[2:]), np.float32)
-    mask[...] = 1
+    xp = _pad_or_crop(x, p[:d], p[d:], 0.0)
+    mask = np.ones((1, 1, *x.shape[2:]), np.float32)
     if count_include_pad:
         # cells of the declared padding count; cells added for ceil_mode do not
         mask = _pad_spatial(mask, pads, 1.0)
-        extra = [0] * d + [p[i + d] - pads[i + d] for i in range(d)]
-        mask = _pad_spatial(mask, extra)
+        mask = _pad_or_crop(mask, [0] * d, [p[i + d] - pads[i + d] for i in range(d)], 0.0)
     else:
-        mask = _pad_spatial(mask, [max(v, 0) for v in p])
-    xp = xp[(slice(None), slice(None)) + tuple(
-        slice(None, xp.shape[2 + i] + min(p[i + d], 0) or None) for i in range(d))]
-    mask = mask[(slice(None), slice(None)) + tuple(
-        slice(None, mask.shape[2 + i] + min(p[i + d], 0) or None) for i in range(d))]
+        mask = _pad_or_crop(mask, p[:d], p[d:], 0.0)
     axes = tuple(range(-d, 0))
     s = _windows(xp, kernel, strides, ones).sum(axis=axes)
     cnt = _windows(mask, kernel, strides, ones).sum(axis=axes)

@@ -70,6 +70,11 @@ def _matmul(op, a, b):
 @kernel(qnn.MaxPoolOp)
 def _max_pool(op, x):
     k = get_ints(_p(op, "kernel"))
+    if x.dtype != np.float32:  # integer pooling is exact through the reference kernel
+        return C.reference_max_pool(x, k, get_ints(_p(op, "strides")),
+                                    get_ints(_p(op, "pads")),
+                                    get_ints(_p(op, "dilations"), (1,) * len(k)),
+                                    get_bool(_p(op, "ceil_mode"))).astype(x.dtype)
     return C.max_pool(_f32(x), k, get_ints(_p(op, "strides")), get_ints(_p(op, "pads")),
                       get_ints(_p(op, "dilations"), (1,) * len(k)),
                       get_bool(_p(op, "ceil_mode")))
@@ -225,18 +230,27 @@ def _where(op, c, a, b):
     return np.where(c, a, b)
 
 
-def _reduce(fn):
+def _reduce(fn, empty: float | None = None):
+    """`empty` is the value of a reduction over no elements (max: -inf, min: +inf)."""
+
     def run(op, x):
         axes = get_ints(_p(op, "axes")) or tuple(range(x.ndim))
-        return fn(x, axis=tuple(axes), keepdims=get_bool(_p(op, "keepdims"), True))
+        keep = get_bool(_p(op, "keepdims"), True)
+        if x.size == 0 and empty is not None:
+            shape = op.results[0].type.get_shape()
+            if np.issubdtype(x.dtype, np.floating):
+                return np.full(shape, empty, x.dtype)
+            info = np.iinfo(x.dtype)
+            return np.full(shape, info.min if empty < 0 else info.max, x.dtype)
+        return fn(x, axis=tuple(axes), keepdims=keep).astype(x.dtype, copy=False)
 
     return run
 
 
 KERNELS[qnn.ReduceMeanOp] = _reduce(np.mean)
 KERNELS[qnn.ReduceSumOp] = _reduce(np.sum)
-KERNELS[qnn.ReduceMaxOp] = _reduce(np.max)
-KERNELS[qnn.ReduceMinOp] = _reduce(np.min)
+KERNELS[qnn.ReduceMaxOp] = _reduce(np.max, -np.inf)
+KERNELS[qnn.ReduceMinOp] = _reduce(np.min, np.inf)
 
 
 # -------------------------------------------------------------------- shape

@@ -1,0 +1,48 @@
+"""ONNX's node test cases through load_onnx + the runtime (see
+tools/onnx_node_conformance.py for how cases are chosen and counted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    from qcc.runtime import run  # noqa: F401
+except ImportError:
+    pytest.skip("qcc.runtime.run is not importable", allow_module_level=True)
+
+TOOL = Path(__file__).parents[2] / "tools" / "onnx_node_conformance.py"
+_spec = importlib.util.spec_from_file_location("onnx_node_conformance", TOOL)
+conformance = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = conformance  # dataclasses look their module up
+_spec.loader.exec_module(conformance)
+
+# Regression floor: the rate measured when the frontend landed (74.1%). Issue 3
+# asks for 95%; it stays open until this floor reaches it. The gaps are listed by
+# `python tools/onnx_node_conformance.py` (element types qnn lacks: bf16, float8,
+# int4, strings; Resize scales/cubic/antialias; training-mode BatchNorm/Dropout).
+MIN_PASS_RATE = 0.74
+
+
+@pytest.fixture(scope="module")
+def results():
+    return conformance.run_all()
+
+
+def test_every_supported_op_passes_a_case(results):
+    passing = {r.op for r in results if r.status != conformance.FAILED}
+    missing = [op for op in conformance.OPS if op not in passing]
+    assert not missing, f"no passing case for {missing}"
+
+
+def test_pass_rate(results):
+    """Pass rate over every case of the supported ops (frozen-input passes count;
+    see the tool's docstring). The table is printed on failure."""
+    _, rate = conformance.rates(results)
+    failures = "\n".join(f"- {r.case}: {r.reason.splitlines()[0][:200]}"
+                         for r in results if r.status == conformance.FAILED)
+    assert rate >= MIN_PASS_RATE, (
+        f"\n{conformance.table(results, conformance.OPS)}\n\nFailures:\n{failures}")

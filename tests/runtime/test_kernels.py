@@ -1,0 +1,281 @@
+"""The compiled float32 kernels (qcc.runtime._conv, _pool, _norm, _kernels) against
+onnxruntime running one-node ONNX models on random inputs."""
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+from qcc.runtime import _conv, _kernels, _norm, _pool  # noqa: E402
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def _model(op, inputs, attrs, opset):
+    """One-node model; `inputs` maps names to arrays (None: an omitted optional input)."""
+    names = [n if a is not None else "" for n, a in inputs.items()]
+    while names and not names[-1]:
+        names.pop()
+    node = helper.make_node(op, names, ["y"], **attrs)
+    values = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+              for n, a in inputs.items() if a is not None]
+    graph = helper.make_graph([node], op, values,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def run_ort(op, inputs, opset=18, **attrs):
+    """Run one ONNX node with onnxruntime."""
+    model = _model(op, inputs, attrs, opset)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {n: a for n, a in inputs.items() if a is not None})[0]
+
+
+def run_ref(op, inputs, opset=18, **attrs):
+    """Run one ONNX node with onnx.reference."""
+    ref = ReferenceEvaluator(_model(op, inputs, attrs, opset))
+    return ref.run(None, {n: a for n, a in inputs.items() if a is not None})[0]
+
+
+def rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def close(got, want, rtol=RTOL, atol=ATOL):
+    assert got.shape == want.shape, (got.shape, want.shape)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+# (x shape, O, kernel, strides, pads, dilations, groups, bias)
+CONV_CASES = [
+    ((1, 3, 9, 9), 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),
+    ((2, 6, 11, 9), 4, (3, 2), (2, 1), (1, 0, 2, 1), (1, 2), 2, True),
+    ((2, 8, 10, 10), 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8, True),        # depthwise
+    ((1, 8, 13, 12), 8, (3, 3), (2, 2), (0, 1, 1, 0), (1, 1), 8, False),       # depthwise s2
+    ((1, 4, 17, 19), 8, (5, 5), (2, 1), (2, 1, 3, 2), (2, 1), 4, True),        # multiplier 2
+    ((1, 4, 20, 21), 4, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 4, True),        # dilated dw
+    ((1, 5, 9, 10), 5, (1, 7), (1, 3), (0, 3, 0, 3), (1, 1), 5, True),         # dw 1x7
+    ((2, 4, 16, 16), 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 4, True),        # dw in place
+    ((1, 3, 21, 45), 3, (3, 3), (2, 2), (1, 0, 0, 1), (1, 1), 3, True),        # dw wide s2
+    ((2, 16, 7, 7), 12, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, True),        # pointwise
+    ((1, 16, 8, 8), 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 4, False),        # grouped 1x1
+    ((1, 8, 9, 9), 6, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, True),          # strided 1x1
+    ((1, 8, 6, 6), 6, (1, 1), (1, 1), (1, 0, 0, 1), (1, 1), 1, True),          # padded 1x1
+    ((1, 3, 32, 30), 8, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1, True),        # stem
+    ((1, 64, 12, 12), 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),      # tiled im2col
+    ((1, 6, 5, 5), 4, (5, 5), (3, 3), (4, 0, 0, 4), (1, 1), 2, True),          # huge pads
+    ((3, 4, 10), 6, (3,), (2,), (1, 2), (1,), 2, True),                        # 1-D
+    ((1, 6, 12), 6, (5,), (1,), (2, 2), (2,), 6, True),                        # 1-D dw
+    ((2, 4, 5, 6, 7), 6, (3, 3, 2), (1, 2, 1), (1, 0, 1, 1, 1, 0), (1, 1, 2), 2, True),  # 3-D
+    ((1, 4, 6, 7, 8), 4, (3, 3, 3), (2, 1, 2), (1, 1, 1, 1, 1, 1), (1, 1, 1), 4, False),  # 3-D dw
+    ((1, 2, 4, 4, 4), 3, (1, 1, 1), (1, 1, 1), (0, 0, 0, 0, 0, 0), (1, 1, 1), 1, True),  # 3-D 1x1
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=range(len(CONV_CASES)))
+def test_conv(case):
+    shape, o, k, strides, pads, dil, groups, with_bias = case
+    rng = np.random.default_rng(len(shape) * 100 + o)
+    fan_in = shape[1] // groups * int(np.prod(k))
+    x = rand(rng, *shape)
+    w = rand(rng, o, shape[1] // groups, *k, scale=fan_in ** -0.5)
+    b = rand(rng, o) if with_bias else None
+    want = run_ort("Conv", {"x": x, "w": w, "b": b}, strides=strides, pads=pads,
+                   dilations=dil, group=groups)
+    got = _conv.conv(x, w, b, strides, pads, dil, groups)
+    close(got, want)
+    out = np.full_like(got, np.nan)          # the preallocated buffer is filled and returned
+    assert _conv.conv(x, w, b, strides, pads, dil, groups, out=out) is out
+    close(out, want)
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (1, 11, 12, 16)], ids=range(4))
+def test_conv_in_small_tiles(case):
+    old = _conv._set_tile_bytes(4096)    # im2col a few output rows at a time
+    try:
+        test_conv(case)
+    finally:
+        _conv._set_tile_bytes(old)
+
+
+def test_conv_rejects_a_bad_out_buffer():
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError):
+        _conv.conv(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1, out=np.zeros((1, 3, 4, 4), np.float32))
+
+
+# (x shape, O, kernel, strides, pads, dilations, groups, output_padding, bias)
+DECONV_CASES = [
+    ((1, 4, 5, 5), 6, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1, (0, 0), True),
+    ((2, 4, 5, 6), 6, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1, (1, 1), True),
+    ((1, 6, 4, 5), 4, (4, 3), (2, 3), (1, 0, 2, 1), (1, 2), 2, (1, 2), False),
+    ((1, 8, 7, 7), 8, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 8, (0, 1), True),   # depthwise
+    ((1, 8, 6, 6), 4, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, (0, 0), True),   # pointwise
+    ((1, 16, 4, 4), 8, (4, 4), (2, 2), (1, 1, 1, 1), (1, 1), 1, (0, 0), True),  # upsampler
+    ((2, 3, 7), 4, (5,), (3,), (2, 1), (1,), 1, (2,), True),                    # 1-D
+    ((1, 4, 3, 4, 3), 2, (2, 3, 2), (2, 1, 2), (0, 1, 1, 1, 0, 0), (1, 1, 1), 2, (1, 0, 1), True),
+]
+
+
+@pytest.mark.parametrize("case", DECONV_CASES, ids=range(len(DECONV_CASES)))
+def test_conv_transpose(case):
+    shape, o, k, strides, pads, dil, groups, opad, with_bias = case
+    rng = np.random.default_rng(7 + o)
+    x = rand(rng, *shape)
+    w = rand(rng, shape[1], o // groups, *k, scale=0.3)
+    b = rand(rng, o) if with_bias else None
+    want = run_ort("ConvTranspose", {"x": x, "w": w, "b": b}, strides=strides, pads=pads,
+                   dilations=dil, group=groups, output_padding=opad)
+    got = _conv.conv_transpose(x, w, b, strides, pads, dil, groups, opad)
+    close(got, want)
+    out = np.full_like(got, np.nan)
+    assert _conv.conv_transpose(x, w, b, strides, pads, dil, groups, opad, out=out) is out
+    close(out, want)
+
+
+@pytest.mark.parametrize("case", [DECONV_CASES[i] for i in (1, 2, 5, 7)], ids=range(4))
+def test_conv_transpose_in_small_tiles(case):
+    old = _conv._set_tile_bytes(1024)
+    try:
+        test_conv_transpose(case)
+    finally:
+        _conv._set_tile_bytes(old)
+
+
+# (x shape, kernel, strides, pads, dilations, ceil_mode)
+POOL_CASES = [
+    ((1, 3, 8, 8), (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), False),
+    ((2, 4, 112 // 8, 112 // 8), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), False),  # ResNet stem
+    ((1, 2, 9, 10), (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), True),
+    ((1, 2, 10, 10), (3, 2), (2, 3), (1, 0, 2, 1), (1, 1), True),
+    ((1, 2, 7, 7), (2, 2), (2, 2), (1, 1, 1, 1), (1, 1), True),     # last window dropped
+    ((1, 2, 11, 12), (3, 3), (2, 1), (2, 1, 1, 2), (2, 2), False),
+    ((1, 2, 11, 12), (3, 2), (3, 2), (1, 1, 0, 1), (2, 3), True),
+    ((1, 3, 6, 6), (6, 6), (1, 1), (0, 0, 0, 0), (1, 1), False),    # global window
+    ((2, 3, 13), (4,), (3,), (1, 2), (1,), True),                   # 1-D
+    ((1, 2, 5, 6, 7), (2, 3, 2), (2, 1, 2), (0, 1, 1, 1, 1, 0), (1, 1, 1), True),  # 3-D
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=range(len(POOL_CASES)))
+def test_max_pool(case):
+    shape, k, strides, pads, dil, ceil = case
+    x = rand(np.random.default_rng(3), *shape)
+    want = run_ort("MaxPool", {"x": x}, kernel_shape=k, strides=strides, pads=pads,
+                   dilations=dil, ceil_mode=int(ceil))
+    close(_pool.max_pool(x, k, strides, pads, dil, ceil), want)
+
+
+@pytest.mark.parametrize("include_pad", [False, True])
+@pytest.mark.parametrize("case", [c for c in POOL_CASES if set(c[4]) == {1}],
+                         ids=lambda c: f"{c[0]}-{c[1]}-{c[5]}")
+def test_avg_pool(case, include_pad):
+    shape, k, strides, pads, _, ceil = case
+    x = rand(np.random.default_rng(4), *shape)
+    attrs = dict(kernel_shape=k, strides=strides, pads=pads, ceil_mode=int(ceil),
+                 count_include_pad=int(include_pad))
+    want = run_ort("AveragePool", {"x": x}, **attrs)
+    close(_pool.avg_pool(x, k, strides, pads, ceil, include_pad), want)
+
+
+@pytest.mark.parametrize("include_pad", [False, True])
+def test_avg_pool_matches_onnx_reference_without_ceil(include_pad):
+    x = rand(np.random.default_rng(5), 2, 3, 9, 8)
+    attrs = dict(kernel_shape=(3, 3), strides=(2, 2), pads=(1, 0, 2, 1),
+                 count_include_pad=int(include_pad))
+    want = run_ref("AveragePool", {"x": x}, **attrs)
+    close(_pool.avg_pool(x, (3, 3), (2, 2), (1, 0, 2, 1), False, include_pad), want)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (1, 4, 50, 60), (2, 2, 3, 4, 5), (3, 5, 9)])
+def test_global_avg_pool(shape):
+    x = rand(np.random.default_rng(6), *shape) + 3.0
+    close(_pool.global_avg_pool(x), run_ort("GlobalAveragePool", {"x": x}))
+
+
+@pytest.mark.parametrize("size,beta", [(5, 0.75), (3, 0.5), (4, 1.2), (1, 0.75)])
+def test_lrn(size, beta):
+    x = rand(np.random.default_rng(size), 2, 7, 5, 6)
+    if size % 2:
+        want = run_ort("LRN", {"x": x}, size=size, alpha=1e-2, beta=beta, bias=1.5)
+    else:   # onnxruntime takes odd sizes only and onnx.reference's LRN loops over N, not C
+        want = np.empty_like(x)
+        for c in range(x.shape[1]):
+            lo, hi = max(0, c - (size - 1) // 2), c + size // 2 + 1
+            sq = np.sum(x[:, lo:hi].astype(np.float64) ** 2, axis=1)
+            want[:, c] = x[:, c] / (1.5 + 1e-2 / size * sq) ** beta
+    close(_norm.lrn(x, size, 1e-2, beta, 1.5), want)
+
+
+@pytest.mark.parametrize("x_shape,with_bias", [((4, 20), True), ((3, 5, 16), False), ((1, 1), True)])
+def test_dense(x_shape, with_bias):
+    rng = np.random.default_rng(8)
+    x = rand(rng, *x_shape)
+    w = rand(rng, 12, x_shape[-1], scale=x_shape[-1] ** -0.5)
+    b = rand(rng, 12) if with_bias else None
+    want = x @ w.T + (b if with_bias else 0)
+    if len(x_shape) == 2:   # Gemm(transB=1) as the oracle
+        want = run_ort("Gemm", {"x": x, "w": w, "b": b}, transB=1)
+    close(_kernels.dense(x, w, b), want)
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [
+    ((5, 7), (7, 3)), ((2, 5, 7), (2, 7, 3)), ((2, 1, 4, 6), (3, 6, 5)), ((4, 6), (3, 6, 5)),
+    ((2, 3, 4, 8), (8, 6)), ((7,), (2, 7, 3)), ((2, 4, 7), (7,)), ((3, 1, 5), (1, 5, 0)),
+])
+def test_batched_matmul(a_shape, b_shape):
+    rng = np.random.default_rng(9)
+    a, b = rand(rng, *a_shape), rand(rng, *b_shape, scale=0.4)
+    want = run_ort("MatMul", {"a": a, "b": b}) if 0 not in b_shape else np.matmul(a, b)
+    close(_kernels.batched_matmul(a, b), want)
+
+
+@pytest.mark.parametrize("shape,axis", [((4, 10), -1), ((2, 3, 5), 1), ((3, 4, 2, 5), 0), ((2, 6), 0)])
+def test_softmax(shape, axis):
+    x = rand(np.random.default_rng(10), *shape, scale=3.0)
+    close(_norm.softmax(x, axis), run_ort("Softmax", {"x": x}, axis=axis))
+
+
+@pytest.mark.parametrize("shape,axis,with_bias", [((4, 16), -1, True), ((2, 3, 8), -2, False),
+                                                  ((2, 5, 3, 4), 1, True)])
+def test_layer_norm(shape, axis, with_bias):
+    rng = np.random.default_rng(11)
+    x = rand(rng, *shape) * 2 + 1
+    norm = shape[axis:]
+    scale, bias = rand(rng, *norm), (rand(rng, *norm) if with_bias else None)
+    want = run_ort("LayerNormalization", {"x": x, "scale": scale, "bias": bias},
+                   opset=17, axis=axis, epsilon=1e-5)
+    close(_norm.layer_norm(x, scale, bias, axis, 1e-5), want)
+
+
+COORD_MODES = ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"]
+NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
+
+
+@pytest.mark.parametrize("out_hw", [(16, 20), (5, 3), (9, 1)])
+@pytest.mark.parametrize("coord", COORD_MODES)
+@pytest.mark.parametrize("mode,nearest", [("linear", "round_prefer_floor")]
+                         + [("nearest", n) for n in NEAREST_MODES])
+def test_resize_sizes(out_hw, coord, mode, nearest):
+    x = rand(np.random.default_rng(12), 2, 3, 8, 10)
+    sizes = np.array([2, 3, *out_hw], np.int64)
+    want = run_ort("Resize", {"x": x, "roi": None, "scales": None, "sizes": sizes}, mode=mode,
+                   coordinate_transformation_mode=coord, nearest_mode=nearest)
+    close(_pool.resize(x, out_hw, mode, coord, nearest), want)
+
+
+@pytest.mark.parametrize("scales", [(2.0, 2.0), (1.5, 0.75), (0.5, 1.7)])
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_resize_scales(scales, mode):
+    x = rand(np.random.default_rng(13), 1, 2, 6, 7)
+    sc = np.array([1, 1, *scales], np.float32)
+    want = run_ort("Resize", {"x": x, "roi": None, "scales": sc}, mode=mode,
+                   coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_ceil")
+    out_hw = tuple(int(np.floor(n * s)) for n, s in zip(x.shape[2:], scales, strict=True))
+    got = _pool.resize(x, out_hw, mode, "half_pixel", "round_prefer_ceil", scales=scales)
+    close(got, want)
