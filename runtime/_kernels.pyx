@@ -12,7 +12,7 @@ import numpy as np
 cimport cython
 cimport numpy as cnp
 from libc.string cimport memset
-from scipy.linalg.cython_blas cimport sgemm
+from scipy.linalg.cython_blas cimport sgemm, sgemv
 
 cnp.import_array()
 
@@ -49,6 +49,19 @@ cdef void _sgemm_rm(const float* a, const float* b, float* c, int m, int n, int 
             memset(c, 0, <Py_ssize_t>m * n * sizeof(float))
         return
     sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &n)
+
+
+cdef void _dense_rows(const float* x, const float* w, float* y, int m, int n, int k,
+                      float beta) noexcept nogil:
+    """y[m,n] = x[m,k] @ w[n,k]^T + beta*y: sgemv for a single row, else sgemm."""
+    cdef float alpha = 1.0
+    cdef char tr = b'T'
+    cdef int one = 1
+    if m == 1 and k > 0 and n > 0:
+        # Row-major w[n,k] is column-major [k,n]; y = (w^T)^T x.
+        sgemv(&tr, &k, &n, &alpha, <float*>w, &k, <float*>x, &one, &beta, y, &one)
+    else:
+        _sgemm_rm(x, w, y, m, n, k, True, beta)
 
 
 def _as_f32(a):
@@ -98,7 +111,7 @@ def dense(x, w, b, out=None):
     cdef const float* xp = &xv[0] if x.size else NULL
     cdef const float* wp = &wv[0] if w.size else NULL
     with nogil:
-        _sgemm_rm(xp, wp, &ov[0, 0], m, n, k, True, beta)
+        _dense_rows(xp, wp, &ov[0, 0], m, n, k, beta)
     return out
 
 

@@ -62,18 +62,6 @@ class _Builder:
         self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=name, **attrs))
         return outs[0]
 
-    def rename_output(self, value: str, name: str) -> str:
-        """Make the node that produces `value` produce `name` instead."""
-        for n in self.nodes:
-            for i, o in enumerate(n.output):
-                if o == value:
-                    n.output[i] = name
-        for n in self.nodes:
-            for i, x in enumerate(n.input):
-                if x == value:
-                    n.input[i] = name
-        return name
-
     def model(self, doc: str = "") -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs,
                                   self.inits, doc_string=doc)
@@ -217,7 +205,8 @@ def digits_cnn(batch: int = 1, seed: int = 0):
     folded into the weights) fitted on the extracted features. 1347 training images,
     450 held-out test images (stratified split, `random_state=seed`).
 
-    Test accuracy (onnxruntime) with seed 0: 0.9756 (439 / 450).
+    Test accuracy (onnxruntime; qcc predicts the same classes): seed 0: 0.9733
+    (438 / 450), seed 1: 0.9756, seed 2: 0.9800.
 
     `x_test` is float32 (450, 1, 8, 8); `y_test` int64 (450,).
     """
@@ -366,11 +355,11 @@ def transformer_block(batch: int = 2, seq: int = 16, d_model: int = 64, heads: i
     o = linear(o, "attn.out_proj", d_model, d_model)
     h = b.node("Add", [x, o], "/Add")
 
-    def layer_norm(v: str, name: str) -> str:
+    def layer_norm(v: str, name: str, out: str | None = None) -> str:
         g = b.init(f"{name}.weight", _f32(rng.uniform(0.8, 1.2, d_model)))
         beta = b.init(f"{name}.bias", _f32(rng.uniform(-0.1, 0.1, d_model)))
         return b.node("LayerNormalization", [v, g, beta], f"/{name}/LayerNormalization",
-                      axis=-1, epsilon=1e-5)
+                      None if out is None else [out], axis=-1, epsilon=1e-5)
 
     h = layer_norm(h, "norm1")
     f = linear(h, "ffn.fc1", d_model, d_ff)
@@ -382,7 +371,6 @@ def transformer_block(batch: int = 2, seq: int = 16, d_model: int = 64, heads: i
     f = b.node("Mul", [e, b.init("half", _f32(0.5))], "/ffn/act/Mul_1")
     f = linear(f, "ffn.fc2", d_ff, d_model)
     y = b.node("Add", [h, f], "/Add_1")
-    y = layer_norm(y, "norm2")
-    b.rename_output(y, "y")
+    layer_norm(y, "norm2", out="y")
     b.output("y", [batch, seq, d_model])
     return b.model(f"transformer encoder block, causal additive mask {mask_value}")

@@ -1,0 +1,148 @@
+"""Micro-benchmark: qcc's compiled fp32 kernels against onnxruntime single-op models.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/bench/kernels_micro.py [--quick]
+
+Prints, per case, the best time of qcc and of onnxruntime (2 intra-op threads)
+and their ratio, then the ResNet-50 (batch 1) convolution mix: every conv layer
+shape weighted by how often it occurs. Runs are interleaved and the minimum over
+rounds is kept, which resists other processes on the machine. Single-op
+onnxruntime models pay a layout reorder per op that a whole model amortizes, so
+its whole-model advantage is somewhat larger than these ratios suggest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from qcc.runtime import _conv, _kernels, _pool
+
+THREADS = 2
+
+
+def _session(op, x, weights, **attrs):
+    """onnxruntime session of one node: input x, weights as initializers."""
+    names = ["x"] + [f"w{i}" for i in range(len(weights))]
+    node = helper.make_node(op, names, ["y"], **attrs)
+    graph = helper.make_graph(
+        [node], op, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(w, n) for n, w in zip(names[1:], weights, strict=True)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _best(fns, rounds, reps):
+    """Interleave the callables for `rounds` rounds of `reps` calls; best seconds/call each."""
+    for f in fns:
+        f()
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, f in enumerate(fns):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                f()
+            best[i] = min(best[i], (time.perf_counter() - t0) / reps)
+    return best
+
+
+def conv_case(x_shape, o, k, stride, pad, groups=1):
+    """(qcc callable, onnxruntime callable) of a square-kernel 2-D convolution."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = rng.standard_normal((o, x_shape[1] // groups, k, k), dtype=np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    strides, pads = (stride, stride), (pad,) * 4
+    sess = _session("Conv", x, [w, b], strides=strides, pads=pads, group=groups)
+    out = _conv.conv(x, w, b, strides, pads, (1, 1), groups)
+    return (lambda: _conv.conv(x, w, b, strides, pads, (1, 1), groups, out=out),
+            lambda: sess.run(None, {"x": x}))
+
+
+def other_cases():
+    """Non-conv ResNet-50 ops: (name, qcc callable, onnxruntime callable)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 64, 112, 112), dtype=np.float32)
+    mp = _session("MaxPool", x, [], kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1))
+    mp_out = _pool.max_pool(x, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), False)
+    g = rng.standard_normal((1, 2048, 7, 7), dtype=np.float32)
+    gap = _session("GlobalAveragePool", g, [])
+    gap_out = _pool.global_avg_pool(g)
+    f = rng.standard_normal((1, 2048), dtype=np.float32)
+    w = rng.standard_normal((1000, 2048), dtype=np.float32)
+    b = rng.standard_normal(1000, dtype=np.float32)
+    fc = _session("Gemm", f, [w, b], transB=1)
+    fc_out = _kernels.dense(f, w, b)
+    return [
+        ("maxpool 1x64x112x112 3x3 s2", lambda: _pool.max_pool(
+            x, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), False, out=mp_out),
+         lambda: mp.run(None, {"x": x})),
+        ("global_avg_pool 1x2048x7x7", lambda: _pool.global_avg_pool(g, out=gap_out),
+         lambda: gap.run(None, {"x": g})),
+        ("dense 2048->1000", lambda: _kernels.dense(f, w, b, out=fc_out),
+         lambda: fc.run(None, {"x": f})),
+    ]
+
+
+BRIEF_CASES = [
+    ("conv 1x64x56x56 3x3 p1 -> 64", ((1, 64, 56, 56), 64, 3, 1, 1)),
+    ("conv 1x256x56x56 1x1 -> 64", ((1, 256, 56, 56), 64, 1, 1, 0)),
+    ("conv 1x3x224x224 7x7 s2 p3 -> 64", ((1, 3, 224, 224), 64, 7, 2, 3)),
+    ("depthwise 1x32x112x112 3x3 p1", ((1, 32, 112, 112), 32, 3, 1, 1, 32)),
+    ("depthwise 1x144x56x56 3x3 s2 p1", ((1, 144, 56, 56), 144, 3, 2, 1, 144)),
+]
+
+# ResNet-50 v1.5 (stride in the 3x3), batch 1: (x shape, O, k, stride, pad), count.
+RESNET50_CONVS = [
+    (((1, 3, 224, 224), 64, 7, 2, 3), 1),
+    (((1, 64, 56, 56), 64, 1, 1, 0), 1), (((1, 64, 56, 56), 64, 3, 1, 1), 3),
+    (((1, 64, 56, 56), 256, 1, 1, 0), 4), (((1, 256, 56, 56), 64, 1, 1, 0), 2),
+    (((1, 256, 56, 56), 128, 1, 1, 0), 1), (((1, 128, 56, 56), 128, 3, 2, 1), 1),
+    (((1, 128, 28, 28), 512, 1, 1, 0), 4), (((1, 256, 56, 56), 512, 1, 2, 0), 1),
+    (((1, 512, 28, 28), 128, 1, 1, 0), 3), (((1, 128, 28, 28), 128, 3, 1, 1), 3),
+    (((1, 512, 28, 28), 256, 1, 1, 0), 1), (((1, 256, 28, 28), 256, 3, 2, 1), 1),
+    (((1, 256, 14, 14), 1024, 1, 1, 0), 6), (((1, 512, 28, 28), 1024, 1, 2, 0), 1),
+    (((1, 1024, 14, 14), 256, 1, 1, 0), 5), (((1, 256, 14, 14), 256, 3, 1, 1), 5),
+    (((1, 1024, 14, 14), 512, 1, 1, 0), 1), (((1, 512, 14, 14), 512, 3, 2, 1), 1),
+    (((1, 512, 7, 7), 2048, 1, 1, 0), 3), (((1, 1024, 14, 14), 2048, 1, 2, 0), 1),
+    (((1, 2048, 7, 7), 512, 1, 1, 0), 2), (((1, 512, 7, 7), 512, 3, 1, 1), 2),
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
+    parser.add_argument("--no-resnet", action="store_true", help="skip the ResNet-50 mix")
+    args = parser.parse_args(argv)
+    rounds, reps = (3, 5) if args.quick else (15, 10)
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if var in os.environ:
+            print(f"note: {var}={os.environ[var]} is set; timings may not be representative")
+    print(f"{'case':40s} {'qcc ms':>9s} {'ort ms':>9s} {'ratio':>6s}")
+    cases = [(name, *conv_case(*args_)) for name, args_ in BRIEF_CASES] + other_cases()
+    for name, ours, theirs in cases:
+        a, b = _best([ours, theirs], rounds, reps)
+        print(f"{name:40s} {a * 1e3:9.3f} {b * 1e3:9.3f} {a / b:6.2f}")
+    if args.no_resnet:
+        return
+    total_q = total_o = 0.0
+    print("\nResNet-50 conv layers (batch 1):")
+    for (x_shape, o, k, s, p), count in RESNET50_CONVS:
+        a, b = _best(list(conv_case(x_shape, o, k, s, p)), rounds, reps)
+        total_q += count * a
+        total_o += count * b
+        name = f"{'x'.join(map(str, x_shape[1:]))} {k}x{k} s{s} -> {o} (x{count})"
+        print(f"  {name:38s} {a * 1e3:9.3f} {b * 1e3:9.3f} {a / b:6.2f}")
+    print(f"{'ResNet-50 conv total':40s} {total_q * 1e3:9.3f} {total_o * 1e3:9.3f} "
+          f"{total_q / total_o:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
