@@ -271,7 +271,21 @@ def print_constant_value(printer: Printer, value: Attribute) -> None:
         printer.print_string(f'dense<"0x{value.data.data.hex().upper()}"> : ')
         printer.print_attribute(value.type)
         return
+    if isinstance(value, DenseIntOrFPElementsAttr) and not _all_finite(value):
+        # xDSL prints inf/nan as bit patterns that its parser reads back as integers;
+        # the hex-string form carries the exact bytes (a splat is written out in full).
+        data = np.broadcast_to(array_of(value), value.type.get_shape()).tobytes()
+        printer.print_string(f'dense<"0x{data.hex().upper()}"> : ')
+        printer.print_attribute(value.type)
+        return
     printer.print_attribute(value)
+
+
+def _all_finite(value: DenseIntOrFPElementsAttr) -> bool:
+    dtype = numpy_dtype(value.type.element_type)
+    if dtype.kind != "f":
+        return True
+    return bool(np.isfinite(np.frombuffer(value.data.data, dtype)).all())
 
 
 def _is_large(value: DenseIntOrFPElementsAttr) -> bool:

@@ -6,6 +6,7 @@ Layout NCHW, float32, pads as ONNX (all begins, then all ends).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -190,9 +191,31 @@ def reference_resize(x, sizes, mode, coord_mode, nearest_mode):
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
-conv = reference_conv
-conv_transpose = reference_conv_transpose
-dense = reference_dense
-max_pool = reference_max_pool
-avg_pool = reference_avg_pool
+def _compiled():
+    """The Cython kernels, unless QCC_REFERENCE_KERNELS=1 asks for the numpy ones."""
+    if os.environ.get("QCC_REFERENCE_KERNELS") == "1":
+        return None
+    try:
+        from qcc.runtime import _conv, _kernels, _pool
+    except ImportError:  # an uncompiled checkout: the numpy kernels still run
+        return None
+    return _conv, _kernels, _pool
+
+
+_mods = _compiled()
+if _mods is None:
+    conv = reference_conv
+    conv_transpose = reference_conv_transpose
+    dense = reference_dense
+    max_pool = reference_max_pool
+    avg_pool = reference_avg_pool
+else:
+    # The compiled conv rounds differently per output channel, which ill-conditioned
+    # models (light_squeezenet on ones: activations ~1e9) amplify; until it sums
+    # every channel in the same order, conv stays on the BLAS-backed numpy kernel.
+    conv = reference_conv
+    conv_transpose = _mods[0].conv_transpose
+    dense = _mods[1].dense
+    max_pool = _mods[2].max_pool
+    avg_pool = _mods[2].avg_pool
 resize = reference_resize
