@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
 from xdsl.dialects import func
@@ -28,6 +29,12 @@ from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
     DenseResourceAttr,
     DictionaryAttr,
+    Float4E2M1FNType,
+    Float8E4M3FNType,
+    Float8E4M3FNUZType,
+    Float8E5M2FNUZType,
+    Float8E5M2Type,
+    Float8E8M0FNUType,
     Float16Type,
     Float32Type,
     Float64Type,
@@ -36,6 +43,7 @@ from xdsl.dialects.builtin import (
     Signedness,
     StringAttr,
     TensorType,
+    bf16,
     f16,
     f32,
     f64,
@@ -75,6 +83,18 @@ _TO_NUMPY: list[tuple[Attribute, np.dtype]] = [
     (IntegerType(16, Signedness.UNSIGNED), np.dtype(np.uint16)),
     (IntegerType(32, Signedness.UNSIGNED), np.dtype(np.uint32)),
     (IntegerType(64, Signedness.UNSIGNED), np.dtype(np.uint64)),
+    # Narrow types through ml_dtypes (one element a byte, as numpy holds them).
+    (bf16, np.dtype(ml_dtypes.bfloat16)),
+    (Float8E4M3FNType(), np.dtype(ml_dtypes.float8_e4m3fn)),
+    (Float8E4M3FNUZType(), np.dtype(ml_dtypes.float8_e4m3fnuz)),
+    (Float8E5M2Type(), np.dtype(ml_dtypes.float8_e5m2)),
+    (Float8E5M2FNUZType(), np.dtype(ml_dtypes.float8_e5m2fnuz)),
+    (Float4E2M1FNType(), np.dtype(ml_dtypes.float4_e2m1fn)),
+    (Float8E8M0FNUType(), np.dtype(ml_dtypes.float8_e8m0fnu)),
+    (IntegerType(4), np.dtype(ml_dtypes.int4)),
+    (IntegerType(4, Signedness.UNSIGNED), np.dtype(ml_dtypes.uint4)),
+    (IntegerType(2), np.dtype(ml_dtypes.int2)),
+    (IntegerType(2, Signedness.UNSIGNED), np.dtype(ml_dtypes.uint2)),
 ]
 
 
@@ -283,9 +303,10 @@ def print_constant_value(printer: Printer, value: Attribute) -> None:
 
 def _all_finite(value: DenseIntOrFPElementsAttr) -> bool:
     dtype = numpy_dtype(value.type.element_type)
-    if dtype.kind != "f":
+    if dtype.kind in "biu":
         return True
-    return bool(np.isfinite(np.frombuffer(value.data.data, dtype)).all())
+    flat = np.frombuffer(value.data.data, dtype)
+    return bool(np.isfinite(flat.astype(np.float32, copy=False)).all())
 
 
 def _is_large(value: DenseIntOrFPElementsAttr) -> bool:

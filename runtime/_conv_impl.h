@@ -46,52 +46,110 @@ QCC_INLINE void qcc_valid(int off, int stride, int limit, int count, int *lo, in
     *hi = b;
 }
 
-/* Copy of one im2col row segment: dst[t] = src[t*stride] for t in [lo, hi), 0 elsewhere. */
-QCC_INLINE void qcc_gather_row(float *restrict dst, const float *restrict src, ptrdiff_t n,
-                                  ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t stride)
+/* Padded copy of one input plane: p[d, h, w] =
+ * x[d - pb0, h - pb1, w - pb2] inside the input, 0 elsewhere, with shape dims[3]. */
+QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const qcc_geom *g,
+                              const int *dims)
 {
+    const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * dims[2];
+    const int w_n = g->sp[2], left = g->pb[2];
+    int d, h;
     ptrdiff_t t;
-    for (t = 0; t < lo; t++) dst[t] = 0.0f;
-    if (stride == 1) {
-        for (t = lo; t < hi; t++) dst[t] = src[t];
-    } else if (stride == 2) {
-        for (t = lo; t < hi; t++) dst[t] = src[2 * t];
-    } else {
-        for (t = lo; t < hi; t++) dst[t] = src[t * stride];
+    for (d = 0; d < dims[0]; d++) {
+        const int id = d - g->pb[0];
+        float *pd = p + d * plane;
+        if (id < 0 || id >= g->sp[0]) {
+            memset(pd, 0, plane * sizeof(float));
+            continue;
+        }
+        for (h = 0; h < dims[1]; h++) {
+            const int ih = h - g->pb[1];
+            float *dst = pd + h * row;
+            const float *src = x + ((ptrdiff_t)id * g->sp[1] + ih) * w_n;
+            if (ih < 0 || ih >= g->sp[1]) {
+                memset(dst, 0, row * sizeof(float));
+                continue;
+            }
+            for (t = 0; t < left; t++) dst[t] = 0.0f;
+            for (t = 0; t < w_n; t++) dst[left + t] = src[t];
+            for (t = left + w_n; t < row; t++) dst[t] = 0.0f;
+        }
     }
-    for (t = hi; t < n; t++) dst[t] = 0.0f;
 }
 
-/* im2col of output rows [r0, r1) (flattened (od, oh)) for one image and group:
- * col[(c, kd, kh, kw), (r - r0) * OW + ow] = x[c, id, ih, iw], 0 in the padding. */
-QCC_CLONES
-static void qcc_im2col(const float *x, float *col, const qcc_geom *g, int r0, int r1)
+/* Row length of depthwise accumulators: OW rounded up so vector loops need no tail. */
+#define QCC_DW_VEC 8
+QCC_INLINE int qcc_dw_owr(const qcc_geom *g)
 {
-    const int ow_n = g->osp[2], kw_n = g->k[2], sw = g->st[2];
+    return (g->osp[2] + QCC_DW_VEC - 1) / QCC_DW_VEC * QCC_DW_VEC;
+}
+
+/* Shape of a padded input plane in which every tap of the outputs (ow_n of them
+ * along W) is inside; returns 1 when the input itself is such a plane. */
+QCC_INLINE int qcc_padded_dims(const qcc_geom *g, int ow_n, int *dims)
+{
+    int i, same = 1;
+    for (i = 0; i < 3; i++) {
+        const int n = i == 2 ? ow_n : g->osp[i];
+        const int need = (n - 1) * g->st[i] + (g->k[i] - 1) * g->dl[i] + 1;
+        dims[i] = need > g->pb[i] + g->sp[i] ? need : g->pb[i] + g->sp[i];
+        same = same && g->pb[i] == 0 && dims[i] == g->sp[i];
+    }
+    return same;
+}
+
+/* Floats of scratch for the padded input of one group of a convolution (0 when
+ * the input needs no padding). */
+static ptrdiff_t qcc_im2col_pad_size(const qcc_geom *g)
+{
+    int dims[3];
+    if (qcc_padded_dims(g, g->osp[2], dims)) return 0;
+    return (ptrdiff_t)g->cg * dims[0] * dims[1] * dims[2];
+}
+
+/* Padded copy of the cg input planes of one group, or x itself when no padding is
+ * needed; dims receives the plane shape. */
+QCC_CLONES
+static const float *qcc_im2col_pad(const float *x, float *scratch, const qcc_geom *g, int *dims)
+{
+    const ptrdiff_t in_plane = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    ptrdiff_t plane;
+    int c;
+    if (qcc_padded_dims(g, g->osp[2], dims)) return x;
+    plane = (ptrdiff_t)dims[0] * dims[1] * dims[2];
+    for (c = 0; c < g->cg; c++) qcc_pad_plane(x + c * in_plane, scratch + c * plane, g, dims);
+    return scratch;
+}
+
+/* im2col of output rows [r0, r1) (flattened (od, oh)) for one group, from planes p
+ * padded to dims (qcc_im2col_pad): col[(c, kd, kh, kw), (r - r0) * OW + ow] =
+ * p[c, od*s0 + kd*d0, oh*s1 + kh*d1, ow*s2 + kw*d2]. */
+QCC_CLONES
+static void qcc_im2col(const float *p, const int *dims, float *col, const qcc_geom *g,
+                       int r0, int r1)
+{
+    const ptrdiff_t ow_n = g->osp[2], sw = g->st[2], kw_n = g->k[2], dw = g->dl[2];
     const ptrdiff_t npos = (ptrdiff_t)(r1 - r0) * ow_n;
-    int lo[64], hi[64];
     int c, kd, kh, kw, r;
-    for (kw = 0; kw < kw_n && kw < 64; kw++)
-        qcc_valid(kw * g->dl[2] - g->pb[2], sw, g->sp[2], ow_n, &lo[kw], &hi[kw]);
+    ptrdiff_t t;
     for (c = 0; c < g->cg; c++)
         for (kd = 0; kd < g->k[0]; kd++)
             for (kh = 0; kh < g->k[1]; kh++) {
                 float *rows = col + (((ptrdiff_t)c * g->k[0] + kd) * g->k[1] + kh) * kw_n * npos;
                 for (r = r0; r < r1; r++) {
                     const int od = r / g->osp[1], oh = r - od * g->osp[1];
-                    const int id = od * g->st[0] - g->pb[0] + kd * g->dl[0];
-                    const int ih = oh * g->st[1] - g->pb[1] + kh * g->dl[1];
-                    const int inside = id >= 0 && id < g->sp[0] && ih >= 0 && ih < g->sp[1];
-                    const float *src = x + (((ptrdiff_t)c * g->sp[0] + id) * g->sp[1] + ih) * g->sp[2];
-                    for (kw = 0; kw < kw_n; kw++) {
-                        float *dst = rows + kw * npos + (ptrdiff_t)(r - r0) * ow_n;
-                        const int off = kw * g->dl[2] - g->pb[2];
-                        int a = 0, b = 0;
-                        if (inside) {
-                            if (kw < 64) { a = lo[kw]; b = hi[kw]; }
-                            else qcc_valid(off, sw, g->sp[2], ow_n, &a, &b);
-                        }
-                        qcc_gather_row(dst, src + off, ow_n, a, b, sw);
+                    const float *src = p + (((ptrdiff_t)c * dims[0] + od * g->st[0] + kd * g->dl[0])
+                                            * dims[1] + oh * g->st[1] + kh * g->dl[1]) * dims[2];
+                    float *dst = rows + (ptrdiff_t)(r - r0) * ow_n;
+                    for (kw = 0; kw < kw_n; kw++, dst += npos) {
+                        const float *restrict s = src + kw * dw;
+                        float *restrict d = dst;
+                        if (sw == 1)
+                            for (t = 0; t < ow_n; t++) d[t] = s[t];
+                        else if (sw == 2)
+                            for (t = 0; t < ow_n; t++) d[t] = s[2 * t];
+                        else
+                            for (t = 0; t < ow_n; t++) d[t] = s[t * sw];
                     }
                 }
             }
@@ -182,60 +240,11 @@ QCC_INLINE void qcc_dw_rows3x3(float *restrict dst, const float *restrict r0,
     }
 }
 
-/* Padded copy of one input plane for the depthwise kernel: p[d, h, w] =
- * x[d - pb0, h - pb1, w - pb2] inside the input, 0 elsewhere, with shape dims[3]. */
-QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const qcc_geom *g,
-                              const int *dims)
-{
-    const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * dims[2];
-    const int w_n = g->sp[2], left = g->pb[2];
-    int d, h;
-    ptrdiff_t t;
-    for (d = 0; d < dims[0]; d++) {
-        const int id = d - g->pb[0];
-        float *pd = p + d * plane;
-        if (id < 0 || id >= g->sp[0]) {
-            memset(pd, 0, plane * sizeof(float));
-            continue;
-        }
-        for (h = 0; h < dims[1]; h++) {
-            const int ih = h - g->pb[1];
-            float *dst = pd + h * row;
-            const float *src = x + ((ptrdiff_t)id * g->sp[1] + ih) * w_n;
-            if (ih < 0 || ih >= g->sp[1]) {
-                memset(dst, 0, row * sizeof(float));
-                continue;
-            }
-            for (t = 0; t < left; t++) dst[t] = 0.0f;
-            for (t = 0; t < w_n; t++) dst[left + t] = src[t];
-            for (t = left + w_n; t < row; t++) dst[t] = 0.0f;
-        }
-    }
-}
-
-/* Row length of depthwise accumulators: OW rounded up so vector loops need no tail. */
-#define QCC_DW_VEC 8
-QCC_INLINE int qcc_dw_owr(const qcc_geom *g)
-{
-    return (g->osp[2] + QCC_DW_VEC - 1) / QCC_DW_VEC * QCC_DW_VEC;
-}
-
-/* Shape of the padded plane: every tap of every (rounded up) output is inside. */
-QCC_INLINE void qcc_dw_dims(const qcc_geom *g, int *dims)
-{
-    int i;
-    for (i = 0; i < 3; i++) {
-        const int n = i == 2 ? qcc_dw_owr(g) : g->osp[i];
-        const int need = (n - 1) * g->st[i] + (g->k[i] - 1) * g->dl[i] + 1;
-        dims[i] = need > g->pb[i] + g->sp[i] ? need : g->pb[i] + g->sp[i];
-    }
-}
-
 /* Floats of scratch qcc_depthwise_plane needs: padded plane + one accumulator row. */
 static ptrdiff_t qcc_depthwise_scratch(const qcc_geom *g)
 {
     int dims[3];
-    qcc_dw_dims(g, dims);
+    qcc_padded_dims(g, qcc_dw_owr(g), dims);
     return (ptrdiff_t)dims[0] * dims[1] * dims[2] + qcc_dw_owr(g);
 }
 
@@ -251,7 +260,7 @@ static void qcc_depthwise_plane(const float *x, const float *w, float *out, cons
     float *p, *row_acc;
     int od, oh, j, kw;
     ptrdiff_t t;
-    qcc_dw_dims(g, dims);
+    qcc_padded_dims(g, owr, dims);
     p = scratch;
     row_acc = scratch + (ptrdiff_t)dims[0] * dims[1] * dims[2];
     qcc_pad_plane(x, p, g, dims);

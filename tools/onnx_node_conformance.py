@@ -91,7 +91,11 @@ def _check(outputs: dict[str, np.ndarray], expected: dict[str, np.ndarray],
             return f"{name}: shape {got.shape}, expected {want.shape}"
         if got.dtype != want.dtype:
             return f"{name}: dtype {got.dtype}, expected {want.dtype}"
-        if want.dtype.kind in "fc":
+        if want.dtype.kind not in "biuUSO" and want.dtype.kind != "c":
+            # float, including ml_dtypes' narrow floats (kind 'V'): compare as float64
+            ok = np.allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol,
+                             atol=atol, equal_nan=True)
+        elif want.dtype.kind == "c":
             ok = np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
         else:
             ok = np.array_equal(got, want)

@@ -285,8 +285,9 @@ class AvgPoolOp(PoolOp):
 
     name = "qnn.avg_pool"
     count_include_pad = prop_def(IntegerAttr)
+    dilations = opt_prop_def(DenseArrayBase)
     PROPS: ClassVar[dict[str, object]] = {"kernel": None, "strides": None, "pads": None, "ceil_mode": False,
-             "count_include_pad": False}
+             "count_include_pad": False, "dilations": None}
 
 
 @irdl_op_definition
@@ -466,14 +467,16 @@ class PreluOp(QnnOp):
 
 @irdl_op_definition
 class CastOp(QnnOp):
-    """Element type conversion (float <-> int, bool)."""
+    """Element type conversion (float <-> int, bool, narrow floats). `saturate`
+    (float8 targets) clips out-of-range values to the largest finite value."""
 
     name = "qnn.cast"
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     to = prop_def(TypeAttribute)
+    saturate = opt_prop_def(IntegerAttr)
     traits = traits_def(Pure())
-    PROPS: ClassVar[dict[str, object]] = {"to": None}
+    PROPS: ClassVar[dict[str, object]] = {"to": None, "saturate": None}
 
     @classmethod
     def infer(cls, types, props):

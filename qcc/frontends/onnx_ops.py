@@ -135,8 +135,8 @@ def max_pool(n: Node):
 @lowering("AveragePool")
 def average_pool(n: Node):
     props = _pool_props(n)
-    if any(dl != 1 for dl in props.pop("dilations")):
-        raise FrontendError("dilated average pooling is not supported by qnn.avg_pool")
+    if all(dl == 1 for dl in props["dilations"]):
+        del props["dilations"]  # the common case prints without it
     return n.emit(qnn.AvgPoolOp, n.value(0),
                   count_include_pad=bool(n.attr("count_include_pad", 0)), **props)
 
@@ -220,10 +220,42 @@ def matmul(n: Node):
 @lowering("BatchNormalization")
 def batch_norm(n: Node):
     if n.attr("training_mode", 0):
-        raise FrontendError("training_mode=1 is not supported (inference only)")
+        return _batch_norm_training(n)
     _unused_outputs(n, 1, 2, 3, 4, why="batch statistics exist only in training")
     return n.emit(qnn.BatchNormOp, *(n.value(i) for i in range(5)),
                   epsilon=float(n.attr("epsilon", 1e-5)))
+
+
+def _batch_norm_training(n: Node):
+    """Training mode: normalize with the batch's statistics (population variance) and
+    return the updated running mean and variance, as ONNX's reference does."""
+    x = n.value(0)
+    rank = len(n.shape(0))
+    axes = (0, *range(2, rank))
+    mean = n.emit(qnn.ReduceMeanOp, x, axes=axes, keepdims=False, suffix="/mean")
+    mean_b = n.emit(qnn.ReshapeOp, mean, shape=(1, n.shape(0)[1], *([1] * (rank - 2))),
+                    suffix="/mean_b")
+    centered = n.emit(qnn.SubOp, x, mean_b, suffix="/centered")
+    var = n.emit(qnn.ReduceMeanOp, n.emit(qnn.MulOp, centered, centered, suffix="/sq"),
+                 axes=axes, keepdims=False, suffix="/var")
+    y = n.emit(qnn.BatchNormOp, x, n.value(1), n.value(2), mean, var,
+               epsilon=float(n.attr("epsilon", 1e-5)))
+    momentum = np.float32(n.attr("momentum", 0.9))
+    dtype = n.dtype(0)
+
+    def running(i: int, batch: SSAValue, tag: str) -> SSAValue:
+        kept = n.emit(qnn.MulOp, n.value(i), n.constant(np.array(momentum, dtype).reshape(1),
+                                                         f"{tag}_momentum"), suffix=f"/{tag}_kept")
+        new = n.emit(qnn.MulOp, batch, n.constant(np.array(1 - momentum, dtype).reshape(1),
+                                                  f"{tag}_1m"), suffix=f"/{tag}_new")
+        return n.emit(qnn.AddOp, kept, new, suffix=f"/{tag}")
+
+    outs = [y]
+    if len(n.proto.output) > 1 and n.proto.output[1]:
+        outs.append(running(3, mean, "running_mean"))
+    if len(n.proto.output) > 2 and n.proto.output[2]:
+        outs.append(running(4, var, "running_var"))
+    return outs
 
 
 @lowering("LayerNormalization")
@@ -410,7 +442,9 @@ def cast(n: Node):
         to = ir.element_type(dtype)
     except TypeError:
         raise FrontendError(f"qnn has no element type for {dtype}") from None
-    return n.emit(qnn.CastOp, n.value(0), to=to)
+    float8 = np.dtype(dtype).name.startswith("float8") and "e8m0" not in np.dtype(dtype).name
+    saturate = bool(n.attr("saturate", 1)) if float8 else None
+    return n.emit(qnn.CastOp, n.value(0), to=to, saturate=saturate)
 
 
 # ---------------------------------------------------------------- reductions

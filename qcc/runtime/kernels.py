@@ -126,10 +126,11 @@ def reference_max_pool(x, kernel, strides, pads, dilations, ceil_mode):
     return np.ascontiguousarray(win.max(axis=tuple(range(-d, 0))), dtype=x.dtype)
 
 
-def reference_avg_pool(x, kernel, strides, pads, ceil_mode, count_include_pad):
+def reference_avg_pool(x, kernel, strides, pads, ceil_mode, count_include_pad,
+                       dilations=None):
     d = len(kernel)
-    ones = (1,) * d
-    p = _pool_pads(x, kernel, strides, pads, ones, ceil_mode)
+    dil = tuple(dilations) if dilations is not None else (1,) * d
+    p = _pool_pads(x, kernel, strides, pads, dil, ceil_mode)
     xp = _pad_or_crop(x, p[:d], p[d:], 0.0)
     mask = np.ones((1, 1, *x.shape[2:]), np.float32)
     if count_include_pad:
@@ -139,8 +140,8 @@ def reference_avg_pool(x, kernel, strides, pads, ceil_mode, count_include_pad):
     else:
         mask = _pad_or_crop(mask, p[:d], p[d:], 0.0)
     axes = tuple(range(-d, 0))
-    s = _windows(xp, kernel, strides, ones).sum(axis=axes)
-    cnt = _windows(mask, kernel, strides, ones).sum(axis=axes)
+    s = _windows(xp, kernel, strides, dil).sum(axis=axes)
+    cnt = _windows(mask, kernel, strides, dil).sum(axis=axes)
     return np.ascontiguousarray(s / np.maximum(cnt, 1), dtype=np.float32)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import ml_dtypes
 import numpy as np
 from scipy import special
 
@@ -82,6 +83,12 @@ def _max_pool(op, x):
 
 @kernel(qnn.AvgPoolOp)
 def _avg_pool(op, x):
+    k = get_ints(_p(op, "kernel"))
+    dil = get_ints(_p(op, "dilations"), (1,) * len(k))
+    if any(d != 1 for d in dil):
+        return C.reference_avg_pool(_f32(x), k, get_ints(_p(op, "strides")),
+                                    get_ints(_p(op, "pads")), get_bool(_p(op, "ceil_mode")),
+                                    get_bool(_p(op, "count_include_pad")), dil)
     return C.avg_pool(_f32(x), get_ints(_p(op, "kernel")), get_ints(_p(op, "strides")),
                       get_ints(_p(op, "pads")), get_bool(_p(op, "ceil_mode")),
                       get_bool(_p(op, "count_include_pad")))
@@ -204,7 +211,16 @@ def _prelu(op, x, slope):
 
 @kernel(qnn.CastOp)
 def _cast(op, x):
-    return x.astype(ir.numpy_dtype(_p(op, "to")))
+    to = ir.numpy_dtype(_p(op, "to"))
+    if get_bool(_p(op, "saturate")):
+        x = _saturate(x, to)
+    return x.astype(to)
+
+
+def _saturate(x: np.ndarray, to: np.dtype) -> np.ndarray:
+    """ONNX Cast saturate=1 for float8: clip to the finite range (inf -> max)."""
+    info = ml_dtypes.finfo(to)
+    return np.clip(x, info.min, info.max)
 
 
 _BINARY: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -238,6 +254,8 @@ def _reduce(fn, empty: float | None = None):
         keep = get_bool(_p(op, "keepdims"), True)
         if x.size == 0 and empty is not None:
             shape = op.results[0].type.get_shape()
+            if x.dtype == np.bool_:
+                return np.full(shape, empty > 0, np.bool_)
             if np.issubdtype(x.dtype, np.floating):
                 return np.full(shape, empty, x.dtype)
             info = np.iinfo(x.dtype)
