@@ -149,7 +149,8 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     for s, a in plan.constants.items():
         slots[s] = a
     keep_slots = {plan.slot_of[v]: v for v in keep}
-    kept: dict[SSAValue, np.ndarray] = {}
+    kept: dict[SSAValue, np.ndarray] = {
+        v: slots[s] for s, v in keep_slots.items() if slots[s] is not None}  # inputs
     for step in plan.steps:
         out = step.fn(step.op, *[slots[a] for a in step.args])
         if len(step.results) == 1:
@@ -167,6 +168,27 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
 
 
 def run(module: ModuleOp, inputs: Mapping[str, np.ndarray],
-        keep: Sequence[SSAValue] = ()) -> dict[str, np.ndarray]:
-    outputs, _ = execute(compile_module(module), inputs, keep)
-    return outputs
+        keep: Sequence[SSAValue | str] | None = None):
+    """Run `@main` on `inputs` (one array per input name) and return its outputs by
+    name. With `keep` (SSA values, or op names as in their `name` attribute), return
+    `(outputs, kept)` where `kept` maps each requested value or name to its array."""
+    plan = compile_module(module)
+    if keep is None:
+        return execute(plan, inputs)[0]
+    by_name = {name: v for v, s in plan.slot_of.items()
+               if (name := plan.names.get(s))}
+    values = []
+    for k in keep:
+        if isinstance(k, str):
+            if k not in by_name:
+                raise RuntimeError_(f"no value named '{k}' (known: {_some(by_name)})")
+            values.append(by_name[k])
+        else:
+            values.append(k)
+    outputs, kept = execute(plan, inputs, values)
+    return outputs, {k: kept[v] for k, v in zip(keep, values, strict=True)}
+
+
+def _some(names: Mapping[str, object], n: int = 8) -> str:
+    listed = sorted(names)
+    return ", ".join(listed[:n]) + (", ..." if len(listed) > n else "")
