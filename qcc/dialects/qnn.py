@@ -716,7 +716,17 @@ class PadOp(QnnOp):
 
 @irdl_op_definition
 class ResizeOp(QnnOp):
-    """Spatial resize of NC* to `sizes` (ONNX Resize semantics)."""
+    """Resize to the static shape `sizes` with ONNX Resize semantics (opsets 10-19).
+
+    Any axis may be resized. `scales` (one per axis, as the model gave them) set the
+    sampling coordinates when present, since ONNX samples at the given scale even
+    when an output size is floor(in * scale); without them the scale is out / in.
+    `roi` ([starts..., ends...], 2 * rank) is read by `tf_crop_and_resize`, which
+    writes `extrapolation_value` where it samples outside the input. `antialias`
+    widens the linear/cubic filter by 1 / scale when downsampling; `exclude_outside`
+    drops (and renormalizes away) taps outside the input. Absent optional properties
+    take the ONNX defaults.
+    """
 
     name = "qnn.resize"
     input = operand_def(AnyTensor)
@@ -725,17 +735,65 @@ class ResizeOp(QnnOp):
     mode = prop_def(StringAttr)
     coordinate_transformation_mode = prop_def(StringAttr)
     nearest_mode = prop_def(StringAttr)
+    scales = opt_prop_def(DenseArrayBase)
+    roi = opt_prop_def(DenseArrayBase)
+    cubic_coeff_a = opt_prop_def(FloatAttr)
+    exclude_outside = opt_prop_def(IntegerAttr)
+    extrapolation_value = opt_prop_def(FloatAttr)
+    antialias = opt_prop_def(IntegerAttr)
     traits = traits_def(Pure())
-    PROPS: ClassVar[dict[str, object]] = {"sizes": None, "mode": "nearest",
-             "coordinate_transformation_mode": "half_pixel",
-             "nearest_mode": "round_prefer_floor"}
+    PROPS: ClassVar[dict[str, object]] = {
+        "sizes": None, "mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+        "nearest_mode": "round_prefer_floor", "scales": None, "roi": None,
+        "cubic_coeff_a": None, "exclude_outside": None, "extrapolation_value": None,
+        "antialias": None}
+    MODES: ClassVar[tuple[str, ...]] = ("nearest", "linear", "cubic")
+    COORDINATE_MODES: ClassVar[tuple[str, ...]] = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel",
+                        "align_corners", "asymmetric", "tf_crop_and_resize")
+    NEAREST_MODES: ClassVar[tuple[str, ...]] = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+    @classmethod
+    def make(cls, *operands, name=None, **props):
+        """As `QnnOp.make`; `scales` and `roi` may be float sequences (array<f64>)."""
+        from xdsl.dialects.builtin import f64
+
+        for key in ("scales", "roi"):
+            value = props.get(key)
+            if value is not None and not isinstance(value, Attribute):
+                props[key] = DenseArrayBase.from_list(f64, [float(v) for v in value])
+        return super().make(*operands, name=name, **props)
 
     @classmethod
     def infer(cls, types, props):
         shape, sizes = shape_of(types[0]), get_ints(props["sizes"])
-        if len(sizes) != len(shape) or tuple(sizes[:2]) != shape[:2]:
-            raise ShapeError(f"sizes {sizes} must keep N and C of {shape}")
+        rank = len(shape)
+        if len(sizes) != rank or any(d < 0 for d in sizes):
+            raise ShapeError(f"sizes {list(sizes)} must be {rank} non-negative sizes for "
+                             f"input shape {shape}")
+        for key, allowed in (("mode", cls.MODES),
+                             ("coordinate_transformation_mode", cls.COORDINATE_MODES),
+                             ("nearest_mode", cls.NEAREST_MODES)):
+            value = props.get(key)
+            if isinstance(value, StringAttr) and value.data not in allowed:
+                raise ShapeError(f"{key} '{value.data}' is not one of {', '.join(allowed)}")
+        scales = cls.floats(props.get("scales"))
+        if scales is not None:
+            if len(scales) != rank:
+                raise ShapeError(f"scales has {len(scales)} values, expected {rank}")
+            if not all(s > 0 for s in scales):
+                raise ShapeError(f"scales {list(scales)} must be positive")
+        roi = cls.floats(props.get("roi"))
+        if roi is not None and len(roi) != 2 * rank:
+            raise ShapeError(f"roi has {len(roi)} values, expected {2 * rank}")
         return [like(types[0], sizes)]
+
+    @staticmethod
+    def floats(attr: Attribute | None) -> tuple[float, ...] | None:
+        """The values of an optional float array property (`scales`, `roi`)."""
+        if attr is None:
+            return None
+        assert isinstance(attr, DenseArrayBase)
+        return tuple(float(v) for v in attr.get_values())
 
 
 def _type_of(v) -> TensorType:

@@ -32,6 +32,7 @@ import numpy as np
 from xdsl.dialects.builtin import (
     ArrayAttr,
     BFloat16Type,
+    DictionaryAttr,
     Float16Type,
     Float32Type,
     FloatData,
@@ -49,6 +50,7 @@ from xdsl.irdl import (
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
+    opt_prop_def,
     prop_def,
     result_def,
     traits_def,
@@ -441,8 +443,9 @@ class ObserveOp(QnnOp):
     """A calibration point: collect statistics of `input` for the quantizer `id`.
 
     `kind` is what is observed (activation or weight), `algorithm` how the range
-    is computed, `bits`/`symmetric`/`narrow_range` the target grid, `axis` the
-    channel axis (-1: per-tensor). The result is the input, unchanged.
+    is computed (with its parameters in the optional dictionary `params`),
+    `bits`/`symmetric`/`narrow_range` the target grid, `axis` the channel axis
+    (-1: per-tensor). The result is the input, unchanged.
     Not `Pure`: a calibration point stays until `qcc-calibrate` replaces it.
     """
 
@@ -456,9 +459,10 @@ class ObserveOp(QnnOp):
     axis = prop_def(IntegerAttr)
     narrow_range = prop_def(IntegerAttr)
     id = prop_def(StringAttr)
+    params = opt_prop_def(DictionaryAttr)
     PROPS: ClassVar[dict[str, object]] = {
         "kind": "activation", "algorithm": "minmax", "bits": 8, "symmetric": False,
-        "axis": -1, "narrow_range": False, "id": None,
+        "axis": -1, "narrow_range": False, "id": None, "params": None,
     }
 
     @classmethod

@@ -174,48 +174,112 @@ def _pads_fornorm_axes(pads: Sequence[int], axes: Sequence[int], rank: int) -> l
 
 @lowering("Resize", "Upsample")
 def resize(n: Node):
-    """Nearest and linear resize to static sizes (scales are turned into sizes)."""
+    """ONNX Resize (opsets 10-19) and Upsample to `qnn.resize` with static sizes.
+
+    Scales give sizes floor(in * scale) (in float32, as onnxruntime) and stay on the
+    op when they differ from sizes / in, since ONNX samples at the given scale. `axes`
+    and keep_aspect_ratio_policy are resolved here (full-rank sizes, scales, roi).
+    Upsample and Resize-10 sample 'asymmetric'; their nearest pixel is onnxruntime's
+    (floor when upsampling, ceil when downsampling).
+    """
     x = n.shape(0)
+    r = len(x)
     mode = n.attr("mode", "nearest")
-    if mode not in ("nearest", "linear"):
-        raise FrontendError(f"mode '{mode}' is not supported (qnn.resize does nearest "
-                            "and linear)")
+    if mode not in qnn.ResizeOp.MODES:
+        raise FrontendError(f"mode '{mode}' is not supported (qnn.resize does "
+                            f"{', '.join(qnn.ResizeOp.MODES)})")
     if n.op_type == "Upsample" or n.version < 11:  # Upsample, Resize-10
-        scales = n.attr("scales") if n.op_type == "Upsample" and n.version < 9 else n.array(1)
-        props = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
-        return n.emit(qnn.ResizeOp, n.value(0), sizes=_scaled_sizes(x, range(len(x)), scales),
-                      mode=mode, **props)
+        given = n.attr("scales") if n.op_type == "Upsample" and n.version < 9 else n.array(1)
+        scales = np.asarray(given, np.float64).tolist()
+        if len(scales) != r:
+            raise FrontendError(f"{len(scales)} scales for a rank-{r} input")
+        sizes = _scaled_sizes(x, scales)
+        resized = [s for s in scales if s != 1.0]
+        if mode == "nearest" and resized and min(resized) < 1.0 < max(resized):
+            raise FrontendError(f"scales {scales} up- and downsample: {n.op_type}-"
+                                f"{n.version} rounds those differently, qnn.resize cannot")
+        nearest = "ceil" if resized and max(resized) < 1.0 else "floor"
+        return n.emit(qnn.ResizeOp, n.value(0), sizes=tuple(sizes), mode=mode,
+                      coordinate_transformation_mode="asymmetric", nearest_mode=nearest,
+                      scales=_kept_scales(x, sizes, scales))
     ctm = n.attr("coordinate_transformation_mode", "half_pixel")
-    if ctm == "tf_crop_and_resize" or n.attr("antialias", 0):
-        raise FrontendError("tf_crop_and_resize and antialias are not supported")
-    if n.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise FrontendError("keep_aspect_ratio_policy other than 'stretch' is not supported")
-    axes = norm_axes(n.attr("axes", range(len(x))), len(x))
-    scales = n.optional_array(2) if n.has(2) else None
-    sizes = n.optional_array(3) if n.has(3) else None
-    if sizes is not None and sizes.size:
-        out = list(x)
-        for a, s in zip(axes, sizes.tolist(), strict=True):
-            out[a] = int(s)
-    elif scales is not None and scales.size:
-        out = _scaled_sizes(x, axes, scales)
+    nearest = n.attr("nearest_mode", "round_prefer_floor")
+    if ctm not in qnn.ResizeOp.COORDINATE_MODES:
+        raise FrontendError(f"coordinate_transformation_mode '{ctm}' is not supported")
+    if nearest not in qnn.ResizeOp.NEAREST_MODES:
+        raise FrontendError(f"nearest_mode '{nearest}' is not supported")
+    axes = norm_axes(n.attr("axes", range(r)), r)
+    given_scales = n.optional_array(2) if n.has(2) else None
+    given_sizes = n.optional_array(3) if n.has(3) else None
+    if given_sizes is not None and given_sizes.size:
+        sizes, scales = _sizes_with_policy(n, x, axes, given_sizes.tolist())
+    elif given_scales is not None and given_scales.size:
+        if given_scales.size != len(axes):
+            raise FrontendError(f"{given_scales.size} scales for {len(axes)} axes")
+        scales = [1.0] * r
+        for a, s in zip(axes, np.asarray(given_scales, np.float64).tolist(), strict=True):
+            scales[a] = s
+        if any(s <= 0 for s in scales):
+            raise FrontendError(f"scales {scales} must be positive")
+        sizes = _scaled_sizes(x, scales)
     else:
         raise FrontendError("Resize needs scales or sizes")
-    return n.emit(qnn.ResizeOp, n.value(0), sizes=tuple(out), mode=mode,
-                  coordinate_transformation_mode=ctm,
-                  nearest_mode=n.attr("nearest_mode", "round_prefer_floor"))
+    props: dict[str, object] = {}
+    if ctm == "tf_crop_and_resize":
+        given_roi = n.optional_array(1) if n.has(1) else None
+        roi = [0.0] * r + [1.0] * r
+        if given_roi is not None and given_roi.size:
+            if given_roi.size != 2 * len(axes):
+                raise FrontendError(f"roi has {given_roi.size} values, expected "
+                                    f"{2 * len(axes)}")
+            values = np.asarray(given_roi, np.float64).tolist()
+            for j, a in enumerate(axes):
+                roi[a], roi[a + r] = values[j], values[j + len(axes)]
+        props["roi"] = tuple(roi)
+        if n.attr("extrapolation_value", 0.0) != 0.0:
+            props["extrapolation_value"] = float(n.attr("extrapolation_value"))
+    if mode == "cubic" and n.attr("cubic_coeff_a", -0.75) != -0.75:
+        props["cubic_coeff_a"] = float(n.attr("cubic_coeff_a"))
+    if n.attr("exclude_outside", 0):
+        props["exclude_outside"] = True
+    if mode != "nearest" and n.attr("antialias", 0):
+        props["antialias"] = True
+    return n.emit(qnn.ResizeOp, n.value(0), sizes=tuple(sizes), mode=mode,
+                  coordinate_transformation_mode=ctm, nearest_mode=nearest,
+                  scales=_kept_scales(x, sizes, scales), **props)
 
 
-def _scaled_sizes(x: Sequence[int], axes: Sequence[int], scales) -> list[int]:
-    out = list(x)
-    for a, s in zip(axes, np.asarray(scales, np.float64).tolist(), strict=True):
-        size = x[a] * s
-        if abs(size - round(size)) > 1e-6:
-            raise FrontendError(
-                f"scale {s} on axis {a} gives a fractional size {size:g}; qnn.resize "
-                "samples at output/input ratios, so give sizes instead of scales")
-        out[a] = int(round(size))
-    return out
+def _sizes_with_policy(n: Node, x: Sequence[int], axes: Sequence[int],
+                       given: Sequence[int]) -> tuple[list[int], list[float] | None]:
+    """Full-rank sizes from Resize's `sizes` input, and the scales that
+    keep_aspect_ratio_policy not_larger/not_smaller imposes (None for stretch)."""
+    if len(given) != len(axes):
+        raise FrontendError(f"{len(given)} sizes for {len(axes)} axes")
+    sizes = list(x)
+    for a, s in zip(axes, given, strict=True):
+        sizes[a] = int(s)
+    policy = n.attr("keep_aspect_ratio_policy", "stretch")
+    if policy == "stretch":
+        return sizes, None
+    if policy not in ("not_larger", "not_smaller"):
+        raise FrontendError(f"keep_aspect_ratio_policy '{policy}' is not supported")
+    ratios = [sizes[a] / x[a] for a in axes]
+    scale = min(ratios) if policy == "not_larger" else max(ratios)
+    scales = [scale if i in axes else 1.0 for i in range(len(x))]
+    return [int(scale * d + 0.5) if i in axes else d for i, d in enumerate(x)], scales
+
+
+def _scaled_sizes(x: Sequence[int], scales: Sequence[float]) -> list[int]:
+    """floor(in * scale) per axis, multiplied in float32 as onnxruntime does."""
+    return [int(np.floor(np.float32(s) * np.float32(d))) for d, s in zip(x, scales, strict=True)]
+
+
+def _kept_scales(x: Sequence[int], sizes: Sequence[int],
+                 scales: Sequence[float] | None) -> tuple[float, ...] | None:
+    """The scales, unless every one is sizes / in (then qnn.resize derives them)."""
+    if scales is None or all(d and s == o / d for d, o, s in zip(x, sizes, scales, strict=True)):
+        return None
+    return tuple(float(s) for s in scales)
 
 
 # --------------------------------------------------------- import-time values

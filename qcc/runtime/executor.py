@@ -139,9 +139,11 @@ def check_inputs(plan: Plan, inputs: Mapping[str, np.ndarray]) -> list[np.ndarra
 
 
 def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
-            keep: Iterable[SSAValue] = ()) -> tuple[dict[str, np.ndarray],
-                                                    dict[SSAValue, np.ndarray]]:
-    """Run the plan; also return the values in `keep` (for calibration)."""
+            keep: Iterable[SSAValue] = (),
+            overrides: Mapping[Operation, Callable[..., object]] | None = None,
+            ) -> tuple[dict[str, np.ndarray], dict[SSAValue, np.ndarray]]:
+    """Run the plan; also return the values in `keep`. `overrides` replaces the
+    kernel of chosen ops (calibration hooks its observers in this way)."""
     arrays = check_inputs(plan, inputs)
     slots: list[np.ndarray | None] = [None] * plan.n_slots
     for s, a in zip(plan.input_slots, arrays, strict=True):
@@ -151,8 +153,10 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     keep_slots = {plan.slot_of[v]: v for v in keep}
     kept: dict[SSAValue, np.ndarray] = {
         v: slots[s] for s, v in keep_slots.items() if slots[s] is not None}  # inputs
+    overrides = overrides or {}
     for step in plan.steps:
-        out = step.fn(step.op, *[slots[a] for a in step.args])
+        fn = overrides.get(step.op, step.fn) if overrides else step.fn
+        out = fn(step.op, *[slots[a] for a in step.args])
         if len(step.results) == 1:
             slots[step.results[0]] = out  # type: ignore[assignment]
         else:

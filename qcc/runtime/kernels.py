@@ -145,18 +145,40 @@ def reference_avg_pool(x, kernel, strides, pads, ceil_mode, count_include_pad,
     return np.ascontiguousarray(s / np.maximum(cnt, 1), dtype=np.float32)
 
 
-def _source_coords(n_in, n_out, mode):
-    scale = n_out / n_in
-    o = np.arange(n_out, dtype=np.float64)
+def _source_coords(n_in, n_out, scale, width, mode, roi=(0.0, 1.0)):
+    """Source coordinate of each output index along one axis (ONNX Resize), and for
+    tf_crop_and_resize the mask of those outside the input (None otherwise).
+
+    `scale` is the axis's scale and `width` the real-valued output length (scale *
+    n_in, or n_out when the scale is n_out / n_in), which align_corners and
+    tf_crop_and_resize divide by as the ONNX reference does. The arithmetic is
+    float32 in onnxruntime's order, so that a scale like 1/3 (0.33333334f) still
+    samples every third pixel under floor rounding.
+    """
+    f = np.float32
+    o = np.arange(n_out, dtype=f)
+    s, w, n, half = f(scale), f(width), f(n_in), f(0.5)
     if mode == "half_pixel":
-        return (o + 0.5) / scale - 0.5
-    if mode == "pytorch_half_pixel":
-        return (o + 0.5) / scale - 0.5 if n_out > 1 else np.zeros(n_out)
-    if mode == "align_corners":
-        return o * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros(n_out)
-    if mode == "asymmetric":
-        return o / scale
-    raise ValueError(f"unsupported coordinate_transformation_mode {mode}")
+        c = (o + half) / s - half
+    elif mode == "half_pixel_symmetric":  # the offset in float32, the rest in float64
+        offset = n / f(2) * (f(1) - f(n_out) / w)
+        c = (float(offset) + (o.astype(np.float64) + 0.5) / float(s) - 0.5).astype(f)
+    elif mode == "pytorch_half_pixel":  # 0 for a single output, as the ONNX spec says
+        c = (o + half) / s - half if n_out > 1 else np.zeros(n_out, f)
+    elif mode == "align_corners":
+        c = o * (n - f(1)) / (w - f(1)) if w != 1 else np.zeros(n_out, f)
+    elif mode == "asymmetric":
+        c = o / s
+    elif mode == "tf_crop_and_resize":
+        lo, hi = f(roi[0]), f(roi[1])
+        if w != 1:
+            c = lo * (n - f(1)) + o * (hi - lo) * (n - f(1)) / (w - f(1))
+        else:
+            c = np.full(n_out, half * (lo + hi) * (n - f(1)), f)
+        return c.astype(np.float64), (c < 0) | (c > n - f(1))
+    else:
+        raise ValueError(f"unsupported coordinate_transformation_mode {mode}")
+    return c.astype(np.float64), None
 
 
 def _nearest(c, n_in, nearest_mode):
@@ -166,30 +188,125 @@ def _nearest(c, n_in, nearest_mode):
         i = np.where(c - np.floor(c) == 0.5, np.ceil(c), np.round(c))
     elif nearest_mode == "floor":
         i = np.floor(c)
-    else:
+    elif nearest_mode == "ceil":
         i = np.ceil(c)
-    return np.clip(i, 0, n_in - 1).astype(np.int64)
+    else:
+        raise ValueError(f"unsupported nearest_mode {nearest_mode}")
+    return np.clip(i, 0, n_in - 1).astype(np.intp)
 
 
-def reference_resize(x, sizes, mode, coord_mode, nearest_mode):
+def _cubic_kernel(d, a):
+    """Keys' cubic convolution kernel at distances d >= 0 (coefficient a)."""
+    d2, d3 = d * d, d * d * d
+    return np.where(d <= 1, (a + 2) * d3 - (a + 3) * d2 + 1,
+                    np.where(d < 2, a * d3 - 5 * a * d2 + 8 * a * d - 4 * a, 0.0))
+
+
+def _filter_taps(c, n_in, scale, mode, a, exclude_outside, antialias):
+    """Input indices [n_out, taps] (clamped into the input, i.e. edge padding) and
+    float64 weights [n_out, taps] of linear or cubic interpolation at coordinates c.
+
+    The taps are the ones nearest c, the left one preferred (so a coordinate that is
+    an integer i has taps ending at i). With antialias and scale < 1 the filter is
+    stretched by 1 / scale (more taps) and its weights normalized to sum to 1;
+    exclude_outside zeroes taps outside the input and renormalizes.
+    """
+    support = 1.0 if mode == "linear" else 2.0
+    s = min(scale, 1.0) if antialias else 1.0
+    first = int(np.floor(-support / s)) + 1
+    offsets = np.arange(first, 2 - first, dtype=np.float64)
+    base = np.floor(c)
+    base = np.where(base == c, base - 1, base)
+    d = np.abs((offsets[None, :] - (c - base)[:, None]) * s)
+    w = np.clip(1 - d, 0.0, 1.0) if mode == "linear" else _cubic_kernel(d, a)
+    if antialias:
+        w = w / w.sum(axis=1, keepdims=True)
+    idx = base.astype(np.int64)[:, None] + offsets.astype(np.int64)[None, :]
+    if exclude_outside:
+        w = np.where((idx < 0) | (idx >= n_in), 0.0, w)
+        total = w.sum(axis=1, keepdims=True)
+        w = w / np.where(total == 0, 1.0, total)
+    return np.clip(idx, 0, n_in - 1).astype(np.intp), w
+
+
+def _weighted_taps(y, axis, idx, w):
+    """sum_k y[..., idx[:, k], ...] * w[:, k] along `axis` (float64)."""
+    shape = [1] * y.ndim
+    shape[axis] = -1
+    out = None
+    for k in range(idx.shape[1]):
+        term = np.take(y, idx[:, k], axis=axis) * w[:, k].reshape(shape)
+        if out is None:
+            out = term.astype(np.float64, copy=False)
+        else:
+            out += term
+    if out is None:  # no taps: an empty output
+        shape = list(y.shape)
+        shape[axis] = idx.shape[0]
+        return np.zeros(shape, np.float64)
+    return out
+
+
+def reference_resize(x, sizes, mode="nearest", coord_mode="half_pixel",
+                     nearest_mode="round_prefer_floor", *, scales=None, roi=None,
+                     cubic_coeff_a=-0.75, exclude_outside=False, extrapolation_value=0.0,
+                     antialias=False):
+    """ONNX Resize of x (any rank, any axes) to `sizes`, separable axis by axis.
+
+    `scales` (one per axis) set the sampling coordinates when given (ONNX samples at
+    the given scale even when a size is floor(in * scale)); otherwise the scale is
+    out / in. `roi` is [starts..., ends...] for tf_crop_and_resize. Nearest gathers
+    (any dtype); linear and cubic accumulate in float64 and return x's dtype
+    (integers rounded and saturated).
+    """
+    x = np.asarray(x)
+    r = x.ndim
+    if len(sizes) != r:
+        raise ValueError(f"resize: {len(sizes)} sizes for a rank-{r} input")
+    if mode not in ("nearest", "linear", "cubic"):
+        raise ValueError(f"unsupported resize mode {mode}")
     y = x
-    for axis in range(2, x.ndim):
-        n_in, n_out = x.shape[axis], sizes[axis]
-        if n_in == n_out:
+    for axis in range(r):
+        n_in, n_out = x.shape[axis], int(sizes[axis])
+        if scales is not None:
+            scale = float(np.float32(scales[axis]))
+            width = float(np.float32(scale) * np.float32(n_in))
+        else:  # float32 out / in, as onnxruntime
+            scale = float(np.float32(n_out) / np.float32(n_in)) if n_in else 1.0
+            width = float(n_out)
+        window = (0.0, 1.0) if roi is None else (float(roi[axis]), float(roi[axis + r]))
+        crop = coord_mode == "tf_crop_and_resize"
+        if n_in == n_out and scale == 1.0 and (not crop or window == (0.0, 1.0)):
             continue
-        c = _source_coords(n_in, n_out, coord_mode)
+        if n_in == 0 or n_out == 0:
+            shape = list(y.shape)
+            shape[axis] = n_out
+            y = np.zeros(shape, y.dtype)
+            continue
+        c, outside = _source_coords(n_in, n_out, scale, width, coord_mode, window)
         if mode == "nearest":
             y = np.take(y, _nearest(c, n_in, nearest_mode), axis=axis)
-            continue
-        c = np.clip(c, 0, n_in - 1)
-        lo = np.floor(c).astype(np.int64)
-        hi = np.minimum(lo + 1, n_in - 1)
-        frac = (c - lo).astype(np.float32)
-        shape = [1] * y.ndim
-        shape[axis] = -1
-        frac = frac.reshape(shape)
-        y = np.take(y, lo, axis=axis) * (1 - frac) + np.take(y, hi, axis=axis) * frac
-    return np.ascontiguousarray(y, dtype=np.float32)
+        else:
+            idx, w = _filter_taps(c, n_in, scale, mode, cubic_coeff_a, exclude_outside,
+                                  antialias)
+            y = _weighted_taps(y, axis, idx, w)
+        if outside is not None and outside.any():
+            shape = [1] * r
+            shape[axis] = n_out
+            y = np.where(outside.reshape(shape), np.asarray(extrapolation_value, y.dtype), y)
+    return _saturate(y, x.dtype)
+
+
+def _saturate(y, dtype):
+    """y as `dtype`: integers rounded (half to even) and clipped to the type's range."""
+    if y.dtype == dtype:
+        return np.ascontiguousarray(y)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        y = np.clip(np.round(y), info.min, info.max)
+    elif dtype == np.bool_:
+        y = y != 0
+    return np.ascontiguousarray(y, dtype=dtype)
 
 
 def _compiled():

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import special
 
 from qcc import ir
-from qcc.dialects import qnn
+from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_bool, get_float, get_int, get_ints, get_str
 from qcc.runtime import kernels as C
 
@@ -329,7 +329,53 @@ def _pad(op, x):
 
 @kernel(qnn.ResizeOp)
 def _resize(op, x):
-    sizes = get_ints(_p(op, "sizes"))
-    return C.resize(_f32(x), sizes, get_str(_p(op, "mode"), "nearest"),
+    """Any dtype for nearest (a gather); linear and cubic return x's dtype."""
+    return C.resize(np.asarray(x), get_ints(_p(op, "sizes")), get_str(_p(op, "mode"), "nearest"),
                     get_str(_p(op, "coordinate_transformation_mode"), "half_pixel"),
-                    get_str(_p(op, "nearest_mode"), "round_prefer_floor"))
+                    get_str(_p(op, "nearest_mode"), "round_prefer_floor"),
+                    scales=qnn.ResizeOp.floats(_p(op, "scales")),
+                    roi=qnn.ResizeOp.floats(_p(op, "roi")),
+                    cubic_coeff_a=get_float(_p(op, "cubic_coeff_a"), -0.75),
+                    exclude_outside=get_bool(_p(op, "exclude_outside")),
+                    extrapolation_value=get_float(_p(op, "extrapolation_value")),
+                    antialias=get_bool(_p(op, "antialias")))
+
+
+# -------------------------------------------------------------------- quant
+
+
+@kernel(quant.ObserveOp)
+def _observe(op, x):
+    return x  # calibration replaces this kernel to collect statistics
+
+
+@kernel(quant.FakeQuantOp)
+def _fake_quant(op, x, scale=None, zero_point=None):
+    qtype = op.properties["qtype"]
+    if scale is None:
+        return qtype.fake_quant(x)
+    # range learning: parameters are values (float zero point, rounded here)
+    qmin, qmax = qtype.storage_min, qtype.storage_max
+    shape = [1] * x.ndim
+    if qtype.axis is not None:
+        shape[qtype.axis] = -1
+    s = np.asarray(scale, np.float32).reshape(shape if scale.size > 1 else ())
+    z = np.rint(np.asarray(zero_point, np.float32)).reshape(shape if zero_point.size > 1 else ())
+    q = np.clip(np.rint(x / s) + z, qmin, qmax)
+    return ((q - z) * s).astype(np.float32)
+
+
+@kernel(quant.QuantizeOp)
+def _quantize(op, x):
+    return op.properties["qtype"].quantize(x)
+
+
+@kernel(quant.DequantizeOp)
+def _dequantize(op, q):
+    return quant.quantized_element(op.input.type).dequantize(q)
+
+
+@kernel(quant.RequantizeOp)
+def _requantize(op, q):
+    src = quant.quantized_element(op.input.type)
+    return op.properties["qtype"].quantize(src.dequantize(q))

@@ -1,0 +1,239 @@
+"""qcc-calibrate: run the runtime over calibration batches, compute quantization
+parameters, and turn every `quant.observe` into a `quant.fake_quant`.
+
+Rules:
+1. A weight observer reads its constant directly (no data needed): per-channel or
+   per-tensor symmetric max-abs (ARQ) on the `quant.observe` grid.
+2. An activation observer collects mergeable statistics (min/max and a histogram,
+   never the tensors) over every batch; non-finite and mask-like values (|x| >=
+   1e8, the -1e9 of attention masks) are counted and left out.
+3. Its range comes from the observer's algorithm with its `params`; scale and zero
+   point follow from the range and the grid (`range_to_qparams`).
+4. The observer becomes `quant.fake_quant {qtype}` carrying discardable attributes
+   `id`, `algorithm`, `min`, `max` and, for activations, `skipped` (the count of
+   values left out), which the record, encodings and report read.
+
+Options: `data` = .npz with one array per model input (first axis the batch),
+`batch_num` = how many model batches to use (default: all the data holds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, ModuleOp, StringAttr, f64, i64
+from xdsl.ir import Attribute
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from qcc import ir
+from qcc.dialects import quant
+from qcc.dialects.base import get_bool, get_int, get_str
+
+
+class CalibrationError(Exception):
+    """Calibration data that does not fit the model, or no data at all."""
+
+
+@dataclass
+class Quantizer:
+    """What calibration decided for one observer."""
+
+    id: str
+    kind: str
+    algorithm: str
+    bits: int
+    symmetric: bool
+    axis: int
+    lo: np.ndarray
+    hi: np.ndarray
+    qtype: quant.UniformQuantizedType
+    skipped: int = 0
+
+
+def _params(op: quant.ObserveOp) -> dict[str, object]:
+    attr = op.properties.get("params")
+    if attr is None:
+        return {}
+    out: dict[str, object] = {}
+    for key, value in attr.data.items():  # type: ignore[union-attr]
+        if isinstance(value, FloatAttr):
+            out[key] = float(value.value.data)
+        elif isinstance(value, IntegerAttr):
+            out[key] = (bool(value.value.data) if value.type.width.data == 1
+                        else int(value.value.data))
+        elif isinstance(value, StringAttr):
+            out[key] = value.data
+    return out
+
+
+def _qtype(lo: np.ndarray, hi: np.ndarray, bits: int, symmetric: bool, narrow: bool,
+           axis: int) -> quant.UniformQuantizedType:
+    from qcc.quant.algorithms import range_to_qparams
+
+    scale, zero_point = range_to_qparams(lo, hi, bits, symmetric, narrow)
+    scale = np.atleast_1d(np.asarray(scale, np.float64))
+    zero_point = np.atleast_1d(np.asarray(zero_point)).astype(np.int64)
+    if axis == -1:
+        return quant.UniformQuantizedType.make(
+            scale=float(scale[0]), zero_point=int(zero_point[0]), bits=bits, signed=True,
+            narrow_range=narrow)
+    return quant.UniformQuantizedType.make_per_axis(
+        axis=axis, scales=[float(s) for s in scale],
+        zero_points=[int(z) for z in zero_point], bits=bits, signed=True,
+        narrow_range=narrow)
+
+
+def weight_quantizer(op: quant.ObserveOp) -> Quantizer:
+    """Rule 1."""
+    from qcc.quant.algorithms import arq
+
+    w = np.asarray(ir.array_of(op.input), np.float32)
+    axis, bits = get_int(op.axis, -1), get_int(op.bits, 8)
+    narrow = get_bool(op.narrow_range)
+    lo, hi = arq(w, axis, bits, narrow)
+    return Quantizer(get_str(op.id), "weight", get_str(op.algorithm), bits, True, axis,
+                     np.asarray(lo), np.asarray(hi), _qtype(np.asarray(lo), np.asarray(hi),
+                                                            bits, True, narrow, axis))
+
+
+def activation_quantizer(op: quant.ObserveOp, stats) -> Quantizer:
+    """Rule 3."""
+    from qcc.quant.algorithms import ACTIVATION_ALGORITHMS
+
+    algorithm = get_str(op.algorithm)
+    fn = ACTIVATION_ALGORITHMS.get(algorithm)
+    if fn is None:
+        raise CalibrationError(f"{get_str(op.id)}: no activation algorithm '{algorithm}' "
+                               f"(known: {', '.join(sorted(ACTIVATION_ALGORITHMS))})")
+    bits, symmetric = get_int(op.bits, 8), get_bool(op.symmetric)
+    lo, hi = fn(stats, bits, symmetric, **_params(op))
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    return Quantizer(get_str(op.id), "activation", algorithm, bits, symmetric, -1, lo, hi,
+                     _qtype(lo, hi, bits, symmetric, get_bool(op.narrow_range), -1),
+                     skipped=int(stats.skipped))
+
+
+def collect(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
+            progress: Callable[[int], None] | None = None) -> dict[quant.ObserveOp, object]:
+    """Rule 2: run every batch, feeding each activation observer's statistics."""
+    from qcc.quant.observers import TensorStats
+    from qcc.runtime import compile_module, execute
+
+    plan = compile_module(module)
+    observers = [s.op for s in plan.steps if isinstance(s.op, quant.ObserveOp)
+                 and get_str(s.op.kind) == "activation"]
+    stats = {op: TensorStats() for op in observers}
+
+    def hook(op, x):
+        stats[op].update(x)
+        return x
+
+    overrides = dict.fromkeys(observers, hook)
+    n = 0
+    for batch in batches:
+        execute(plan, batch, overrides=overrides)
+        n += 1
+        if progress is not None:
+            progress(n)
+    if n == 0 and observers:
+        raise CalibrationError("no calibration batch: the data holds fewer samples than "
+                               "one model batch")
+    return stats  # type: ignore[return-value]
+
+
+def calibrate(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
+              progress: Callable[[int], None] | None = None) -> list[Quantizer]:
+    """Rules 1-4 on `module` in place; returns what was decided per observer."""
+    stats = collect(module, batches, progress)
+    decided: list[Quantizer] = []
+    for op in [o for o in module.walk() if isinstance(o, quant.ObserveOp)]:
+        if get_str(op.kind) == "weight":
+            q = weight_quantizer(op)
+        else:
+            q = activation_quantizer(op, stats[op])
+        decided.append(q)
+        _replace(op, q)
+    return decided
+
+
+def _replace(op: quant.ObserveOp, q: Quantizer) -> None:
+    """Rule 4."""
+    fq = quant.FakeQuantOp.make(op.input, qtype=q.qtype)
+    attrs: dict[str, Attribute] = {
+        "id": StringAttr(q.id), "algorithm": StringAttr(q.algorithm),
+        "min": FloatAttr(float(np.min(q.lo)), f64), "max": FloatAttr(float(np.max(q.hi)), f64),
+        "symmetric": IntegerAttr(int(q.symmetric), i64),
+    }
+    if q.kind == "activation":
+        attrs["skipped"] = IntegerAttr(q.skipped, i64)
+    fq.attributes.update(attrs)
+    Rewriter.replace_op(op, fq)
+
+
+# ------------------------------------------------------------------ data
+
+
+def model_batches(module: ModuleOp, data: Mapping[str, np.ndarray],
+                  batch_num: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Slice `data` (one array per input, first axis the samples) into batches of
+    the model's batch size; names, shapes and dtypes are checked first."""
+    fn = ir.main_func(module)
+    names, _ = ir.io_names(fn)
+    types = [a.type for a in fn.body.block.args]
+    check_data(names, types, data)
+    batch = types[0].get_shape()[0] if types and types[0].get_shape() else 1
+    samples = len(next(iter(data.values())))
+    total = samples // batch
+    if batch_num is not None:
+        total = min(total, batch_num)
+    for b in range(total):
+        yield {n: np.ascontiguousarray(data[n][b * batch:(b + 1) * batch]) for n in names}
+
+
+def check_data(names, types, data: Mapping[str, np.ndarray]) -> None:
+    """Expected against given, all problems at once."""
+    problems = []
+    if not data:
+        raise CalibrationError("the calibration data is empty (no arrays)")
+    if sorted(names) != sorted(data):
+        problems.append(f"expected inputs {names}, given {sorted(data)}")
+    counts = {len(np.asarray(a)) for a in data.values() if np.ndim(a)}
+    if len(counts) > 1:
+        problems.append(f"inputs hold different sample counts {sorted(counts)}")
+    for name, t in zip(names, types, strict=True):
+        if name not in data:
+            continue
+        a = np.asarray(data[name])
+        want = tuple(t.get_shape())
+        if a.ndim != len(want) or a.shape[1:] != want[1:]:
+            problems.append(f"input '{name}': expected samples of shape {want[1:]} "
+                            f"(batch first), given {a.shape}")
+        elif len(a) == 0:
+            problems.append(f"input '{name}' holds no samples")
+        elif not np.can_cast(a.dtype, ir.numpy_dtype(t.element_type), "same_kind"):
+            problems.append(f"input '{name}': expected dtype "
+                            f"{ir.numpy_dtype(t.element_type)}, given {a.dtype}")
+    if problems:
+        raise CalibrationError("calibration data does not fit the model: "
+                               + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class CalibratePass(ModulePass):
+    """Run calibration data through the model; observers become fake_quant."""
+
+    name = "qcc-calibrate"
+
+    data: str | None = None
+    batch_num: int | None = None
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.data is None:
+            raise CalibrationError("qcc-calibrate needs data=FILE.npz")
+        with np.load(self.data) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        calibrate(op, model_batches(op, arrays, self.batch_num))

@@ -1,0 +1,146 @@
+"""qcc-insert-quant: wrap the inputs and weights of quantizable layers with
+`quant.observe`, as the resolved per-layer config says.
+
+Rules:
+1. A layer (`qnn.LAYER_OPS`) whose config says `quantize: false` is left alone.
+2. Its activation input (both inputs of `qnn.matmul`) gets a `quant.observe`
+   {kind = "activation"} with the config's algorithm, bits, symmetry and params.
+   Layers reading the same value with the same settings share one observer.
+3. Its constant weight (operand 1 of conv, conv_transpose, dense) gets a
+   `quant.observe` {kind = "weight"}: symmetric, narrow range ([-127, 127] at 8
+   bits), per output channel when `channel_wise` (axis 0; axis 1 for a
+   conv_transpose with one group), per tensor otherwise. Biases stay float.
+4. The observer ids are `<layer>.input` (`.input0`/`.input1` for matmul) and
+   `<layer>.weight`; a layer without a `name` is named after its op and position.
+
+Option: `config` = path of the JSON written by `qcc config` (default: the built-in
+defaults of `qcc.quant.config.resolve`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import (
+    BoolAttr,
+    DictionaryAttr,
+    FloatAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    f64,
+    i64,
+)
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from qcc.dialects import qnn, quant
+from qcc.dialects.base import get_int
+
+
+def layer_name(op: Operation, index: int) -> str:
+    name = op.attributes.get("name")
+    if isinstance(name, StringAttr) and name.data:
+        return name.data
+    return f"{op.name.split('.')[-1]}_{index}"
+
+
+def layers(module: ModuleOp) -> list[tuple[str, Operation]]:
+    """The quantizable layers of a module with their names, in program order."""
+    return [(layer_name(op, i), op) for i, op in
+            enumerate(o for o in module.walk() if isinstance(o, qnn.LAYER_OPS))]
+
+
+def _params_attr(params: dict) -> DictionaryAttr | None:
+    if not params:
+        return None
+    out: dict[str, Attribute] = {}
+    for key, value in params.items():
+        if isinstance(value, bool):
+            out[key] = BoolAttr.from_bool(value)
+        elif isinstance(value, int):
+            out[key] = IntegerAttr(value, i64)
+        elif isinstance(value, float):
+            out[key] = FloatAttr(value, f64)
+        else:
+            out[key] = StringAttr(str(value))
+    return DictionaryAttr(out)
+
+
+def _weight_axis(op: Operation, channel_wise: bool) -> int:
+    if not channel_wise:
+        return -1
+    if isinstance(op, qnn.ConvTransposeOp):
+        return 1 if get_int(op.groups, 1) == 1 else -1
+    return 0
+
+
+@dataclass(frozen=True)
+class InsertQuantPass(ModulePass):
+    """Insert `quant.observe` on the inputs and weights of quantizable layers."""
+
+    name = "qcc-insert-quant"
+
+    config: str | None = None
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from qcc.quant import config as qconfig
+
+        cfg = (qconfig.load_json(self.config) if self.config
+               else qconfig.resolve(op, None))
+        insert_observers(op, cfg)
+
+
+def insert_observers(module: ModuleOp, cfg: dict) -> list[quant.ObserveOp]:
+    """Apply rules 1-4 with the resolved config `cfg`; return the new observers."""
+    layer_cfg = cfg.get("layers", {})
+    shared: dict[tuple, quant.ObserveOp] = {}
+    created: list[quant.ObserveOp] = []
+    for name, op in layers(module):
+        entry = layer_cfg.get(name)
+        if entry is None or not entry.get("quantize", False):
+            continue
+        act = entry.get("activation")
+        if act is not None:
+            inputs = [0, 1] if isinstance(op, qnn.MatmulOp) else [0]
+            for i in inputs:
+                suffix = f".input{i}" if len(inputs) > 1 else ".input"
+                obs = _observe_activation(op, i, name + suffix, act, shared)
+                created += [obs] if obs is not None else []
+        weight = entry.get("weight")
+        if weight is not None and len(op.operands) > 1 and not isinstance(op, qnn.MatmulOp):
+            w = op.operands[1]
+            if isinstance(w.owner, qnn.ConstantOp):
+                created.append(_observe(op, 1, w, "weight", weight["algorithm"],
+                                        weight["bits"], True,
+                                        _weight_axis(op, weight.get("channel_wise", True)),
+                                        True, name + ".weight", {}))
+    return created
+
+
+def _observe_activation(op: Operation, index: int, ident: str, act: dict,
+                        shared: dict[tuple, quant.ObserveOp]) -> quant.ObserveOp | None:
+    value = op.operands[index]
+    params = act.get("params", {}) or {}
+    key = (value, act["algorithm"], act["bits"], act.get("symmetric", False),
+           tuple(sorted(params.items())))
+    if key in shared:
+        op.operands[index] = shared[key].results[0]
+        return None
+    obs = _observe(op, index, value, "activation", act["algorithm"], act["bits"],
+                   act.get("symmetric", False), -1, False, ident, params)
+    shared[key] = obs
+    return obs
+
+
+def _observe(op: Operation, index: int, value: SSAValue, kind: str, algorithm: str,
+             bits: int, symmetric: bool, axis: int, narrow: bool, ident: str,
+             params: dict) -> quant.ObserveOp:
+    obs = quant.ObserveOp.make(value, kind=kind, algorithm=algorithm, bits=bits,
+                               symmetric=symmetric, axis=axis, narrow_range=narrow,
+                               id=ident, params=_params_attr(params))
+    Rewriter.insert_op(obs, InsertPoint.before(op))
+    op.operands[index] = obs.results[0]
+    return obs

@@ -1,0 +1,446 @@
+"""Quantization configuration: AMCT's simplified config (prototext) in, per-layer JSON out.
+
+**Simplified config** (`.cfg`, protobuf text format, grammar in `config.lark`)::
+
+    batch_num: 2                     # calibration batches (>= 1, default 1)
+    activation_offset: true          # asymmetric activations unless a block says `asymmetric`
+    skip_layers: "conv1"             # repeated; also skip_layers: ["a", "b"]
+    skip_layer_types: "InnerProduct"
+    do_fusion: true                  # BN fusion (default true)
+    skip_fusion_layers: "conv2"
+    common_config { arq_quantize { channel_wise: true quant_bits: 8 }
+                    ifmr_quantize { search_range_start: 0.7 search_range_end: 1.3 } }
+    override_layer_types { layer_type: "Conv2d" calibration_config { ... } }
+    override_layer_configs { layer_name: "fc" calibration_config { ... } }
+
+A `calibration_config` holds at most one weight block, `arq_quantize { channel_wise
+quant_bits }` (symmetric; quant_bits 4..8, default per-channel int8), and at most one
+activation block (quant_bits 8 or 16, default 8; `asymmetric` defaults to
+`activation_offset`). Activation bits live in the activation block as `quant_bits`.
+
+| block | parameters (defaults) |
+|---|---|
+| `ifmr_quantize` (default, AMCT IFMR) | search_range_start 0.7, search_range_end 1.3, search_step 0.01, max_percentile 0.999999, min_percentile 0.999999 |
+| `hfmg_quantize` (AMCT HFMG) | num_of_bins 4096 (>= 16) |
+| `minmax_quantize` | - |
+| `percentile_quantize` | max_percentile 0.99999, min_percentile 0.99999 (in (0, 1]) |
+| `kl_quantize` (entropy) | num_of_bins 2048 |
+| `mse_quantize` (noise + saturation cost, "tf_enhanced") | - |
+
+Precedence, separately for the weight and the activation part: `override_layer_configs`
+> `override_layer_types` > `common_config` > defaults; the most specific block that is
+present is used whole (its unset fields take the defaults above, not the values of a
+less specific block). `skip_layers` / `skip_layer_types` win over every override.
+
+Layer types may be qcc op names or framework names (`LAYER_TYPES`, exact spelling):
+qnn.conv: `qnn.conv conv Convolution Conv Conv2D Conv3D DepthwiseConv2dNative
+DepthwiseConv2D Conv1d Conv2d Conv3d`; qnn.conv_transpose: `Deconvolution ConvTranspose
+Conv2DBackpropInput Conv3DBackpropInputV2 Conv2DTranspose ConvTranspose1d/2d/3d`;
+qnn.dense: `InnerProduct Gemm Dense Linear`; qnn.matmul: `BatchMatMul BatchMatMulV2`;
+both dense and matmul: `MatMul` (ONNX/TF: dense when one side is a constant);
+qnn.avg_pool: `Pooling` (Caffe; only average pooling is a layer) `AveragePool AvgPool
+AvgPool3D AveragePooling2D AvgPool1d/2d/3d`.
+
+**Resolved JSON** (`resolve`, `dump_json`; the contract every later step reads)::
+
+    {"version": 1, "batch_num": 1, "activation_offset": true, "do_fusion": true,
+     "skip_fusion_layers": [],
+     "layers": {
+       "conv1": {"type": "qnn.conv", "quantize": true,
+                 "weight": {"algorithm": "arq", "bits": 8, "channel_wise": true, "symmetric": true},
+                 "activation": {"algorithm": "ifmr", "bits": 8, "symmetric": false,
+                                "params": {"search_range_start": 0.7, ...}}},
+       "fc": {"type": "qnn.dense", "quantize": false, "reason": "skip_layers"}}}
+
+Layers are the module's `qnn.LAYER_OPS` in walk order, keyed by `quantizable_layers`
+names (the op's `name` attribute; unnamed ops are `conv_0`, `dense_1`, ...; a repeated
+name gets `_1`, `_2`). `weight` is null for `qnn.avg_pool` and `qnn.matmul`; the
+activation entry applies to every activation input (both operands of `qnn.matmul`).
+`params` always lists every parameter of the algorithm. `reason` is `skip_layers` or
+`skip_layer_types`.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from xdsl.dialects.builtin import StringAttr
+
+from qcc.dialects import qnn
+
+WEIGHT_BITS = (4, 5, 6, 7, 8)
+ACTIVATION_BITS = (8, 16)
+ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = {
+    "ifmr": {"search_range_start": 0.7, "search_range_end": 1.3, "search_step": 0.01,
+             "max_percentile": 0.999999, "min_percentile": 0.999999},
+    "hfmg": {"num_of_bins": 4096},
+    "minmax": {},
+    "percentile": {"max_percentile": 0.99999, "min_percentile": 0.99999},
+    "kl": {"num_of_bins": 2048},
+    "mse": {},
+}
+NO_WEIGHT = ("qnn.avg_pool", "qnn.matmul")
+
+_C, _T, _D, _M, _P = (("qnn.conv",), ("qnn.conv_transpose",), ("qnn.dense",),
+                      ("qnn.matmul",), ("qnn.avg_pool",))
+LAYER_TYPES: dict[str, tuple[str, ...]] = {
+    **{op.name: (op.name,) for op in qnn.LAYER_OPS},
+    **{op.name.removeprefix("qnn."): (op.name,) for op in qnn.LAYER_OPS},
+    **dict.fromkeys(("Convolution", "Conv", "Conv2D", "Conv3D", "DepthwiseConv2dNative",
+                     "DepthwiseConv2D", "Conv1d", "Conv2d", "Conv3d"), _C),
+    **dict.fromkeys(("Deconvolution", "ConvTranspose", "Conv2DBackpropInput",
+                     "Conv3DBackpropInputV2", "Conv2DTranspose", "ConvTranspose1d",
+                     "ConvTranspose2d", "ConvTranspose3d"), _T),
+    **dict.fromkeys(("InnerProduct", "Gemm", "Dense", "Linear"), _D),
+    **dict.fromkeys(("BatchMatMul", "BatchMatMulV2"), _M),
+    "MatMul": _D + _M,
+    **dict.fromkeys(("Pooling", "AveragePool", "AvgPool", "AvgPool3D", "AveragePooling2D",
+                     "AvgPool1d", "AvgPool2d", "AvgPool3d"), _P),
+}
+"""Layer type names a config may use -> the qnn ops they select."""
+
+
+class ConfigError(Exception):
+    """A user error in a config (message `path:line:column: ...` when from a file)."""
+
+    def __init__(self, message: str, field: str | tuple[str, int] | None = None,
+                 located: bool = False) -> None:
+        super().__init__(message)
+        self.field, self.located = field, located
+
+
+def _close(name: str, candidates, what: str = "") -> str:
+    near = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    if not near:
+        lower = {c.lower(): c for c in candidates}
+        near = [lower[n] for n in difflib.get_close_matches(name.lower(), lower, n=3)]
+    return f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else what
+
+
+def layer_type_ops(name: str) -> tuple[str, ...]:
+    """The qnn ops a layer type name selects (ConfigError if unknown)."""
+    if name not in LAYER_TYPES:
+        raise ConfigError(f"unknown layer type '{name}'" + _close(
+            name, LAYER_TYPES, f" (known: {', '.join(sorted(LAYER_TYPES))})"))
+    return LAYER_TYPES[name]
+
+
+# ------------------------------------------------------------------- policy
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_bits(bits: object, allowed: tuple[int, ...], what: str) -> None:
+    if not _is_int(bits) or bits not in allowed:
+        raise ConfigError(f"quant_bits {bits!r} is out of range for {what} "
+                          f"(allowed: {', '.join(map(str, allowed))})", "quant_bits")
+
+
+@dataclass(frozen=True)
+class ArqQuantize:
+    """ARQ weight quantization: symmetric, per output channel or per tensor."""
+
+    channel_wise: bool = True
+    quant_bits: int = 8
+
+    def __post_init__(self) -> None:
+        _check_bits(self.quant_bits, WEIGHT_BITS, "weights")
+        if not isinstance(self.channel_wise, bool):
+            raise ConfigError("channel_wise must be true or false", "channel_wise")
+
+    def to_json(self) -> dict:
+        return {"algorithm": "arq", "bits": self.quant_bits,
+                "channel_wise": self.channel_wise, "symmetric": True}
+
+
+@dataclass(frozen=True)
+class ActivationQuant:
+    """An activation algorithm (`ACTIVATION_ALGORITHMS`); missing params take defaults.
+    `asymmetric` None means "as the global activation_offset"."""
+
+    algorithm: str = "ifmr"
+    quant_bits: int = 8
+    asymmetric: bool | None = None
+    params: tuple[tuple[str, float | int], ...] = ()
+
+    def __post_init__(self) -> None:
+        defaults = ACTIVATION_ALGORITHMS.get(self.algorithm)
+        if defaults is None:
+            raise ConfigError(f"unknown activation algorithm '{self.algorithm}'" + _close(
+                self.algorithm, ACTIVATION_ALGORITHMS), "algorithm")
+        _check_bits(self.quant_bits, ACTIVATION_BITS, "activations")
+        if self.asymmetric is not None and not isinstance(self.asymmetric, bool):
+            raise ConfigError("asymmetric must be true or false", "asymmetric")
+        p = dict(defaults)
+        for k, v in self.params:
+            if k not in defaults:
+                raise ConfigError(f"{self.algorithm} has no parameter '{k}'" + _close(
+                    k, defaults, f" (it has: {', '.join(defaults) or 'none'})"), k)
+            if _is_int(defaults[k]) and not _is_int(v) or not _is_int(v) and not (
+                    isinstance(v, float) and not _is_int(defaults[k])):
+                kind = "an integer" if _is_int(defaults[k]) else "a number"
+                raise ConfigError(f"{k} must be {kind}, got {v!r}", k)
+            p[k] = v if _is_int(defaults[k]) else float(v)
+        for k in ("max_percentile", "min_percentile"):
+            if k in p and not 0 < p[k] <= 1:
+                raise ConfigError(f"{k} {p[k]} must be in (0, 1]", k)
+        if "search_range_start" in p:
+            if not 0 < p["search_range_start"] < p["search_range_end"]:
+                raise ConfigError(f"search range [{p['search_range_start']}, "
+                                  f"{p['search_range_end']}] needs 0 < start < end",
+                                  "search_range_start")
+            if not p["search_step"] > 0:
+                raise ConfigError(f"search_step {p['search_step']} must be > 0", "search_step")
+        if "num_of_bins" in p and p["num_of_bins"] < 16:
+            raise ConfigError(f"num_of_bins {p['num_of_bins']} must be >= 16", "num_of_bins")
+        object.__setattr__(self, "params", tuple(p.items()))
+
+    def to_json(self, activation_offset: bool) -> dict:
+        asym = activation_offset if self.asymmetric is None else self.asymmetric
+        return {"algorithm": self.algorithm, "bits": self.quant_bits,
+                "symmetric": not asym, "params": dict(self.params)}
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    weight: ArqQuantize | None = None
+    activation: ActivationQuant | None = None
+
+
+@dataclass(frozen=True)
+class OverrideLayerType:
+    layer_type: str
+    config: CalibrationConfig
+
+    def __post_init__(self) -> None:
+        try:
+            layer_type_ops(self.layer_type)
+        except ConfigError as e:
+            raise ConfigError(str(e), "layer_type") from None
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return LAYER_TYPES[self.layer_type]
+
+
+@dataclass(frozen=True)
+class OverrideLayer:
+    layer_name: str
+    config: CalibrationConfig
+
+
+@dataclass(frozen=True)
+class SimpleConfig:
+    """The simplified config, checked; `origins` maps (field, value) to `path:line:col`."""
+
+    batch_num: int = 1
+    activation_offset: bool = True
+    skip_layers: tuple[str, ...] = ()
+    skip_layer_types: tuple[str, ...] = ()
+    common_config: CalibrationConfig = CalibrationConfig()
+    override_layer_types: tuple[OverrideLayerType, ...] = ()
+    override_layer_configs: tuple[OverrideLayer, ...] = ()
+    do_fusion: bool = True
+    skip_fusion_layers: tuple[str, ...] = ()
+    origins: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.batch_num) or self.batch_num < 1:
+            raise ConfigError(f"batch_num {self.batch_num!r} must be >= 1", "batch_num")
+        for i, t in enumerate(self.skip_layer_types):
+            try:
+                layer_type_ops(t)
+            except ConfigError as e:
+                raise ConfigError(str(e), ("skip_layer_types", i)) from None
+        seen: dict[str, str] = {}
+        for i, o in enumerate(self.override_layer_types):
+            for op in o.ops:
+                if op in seen:
+                    raise ConfigError(f"override_layer_types '{seen[op]}' and "
+                                      f"'{o.layer_type}' both select {op}",
+                                      ("override_layer_types", i))
+                seen[op] = o.layer_type
+        names: set[str] = set()
+        for i, o in enumerate(self.override_layer_configs):
+            if o.layer_name in names:
+                raise ConfigError(f"layer '{o.layer_name}' is overridden twice",
+                                  ("override_layer_configs", i))
+            names.add(o.layer_name)
+
+
+# ---------------------------------------------------------------- mechanism
+
+
+@cache
+def _parser() -> Lark:
+    return Lark((Path(__file__).parent / "config.lark").read_text(), parser="lalr",
+                propagate_positions=True)
+
+
+@dataclass
+class _Node:  # one `name: value` of the text; value is a scalar Tree or a list of _Node
+    name: str
+    value: Any
+    pos: tuple[int, int]
+    vpos: tuple[int, int]
+
+
+def _nodes(tree: Tree) -> list[_Node]:
+    out = []
+    for f in tree.children:
+        name: Token = f.children[0]
+        for v in f.children[1:]:
+            sub = v.data == "message"
+            vpos = (name.line, name.column) if sub else (v.meta.line, v.meta.column)
+            out.append(_Node(str(name), _nodes(v) if sub else v, (name.line, name.column),
+                             vpos))
+    return out
+
+
+_ALGO_FIELDS = {"quant_bits": "uint", "asymmetric": "bool"}
+_SCHEMA: dict[str, dict[str, str]] = {
+    "AMCTConfig": {"version": "uint", "batch_num": "uint", "activation_offset": "bool",
+                   "skip_layers": "string*", "skip_layer_types": "string*",
+                   "common_config": "CalibrationConfig",
+                   "override_layer_types": "OverrideLayerType*",
+                   "override_layer_configs": "OverrideLayer*", "do_fusion": "bool",
+                   "skip_fusion_layers": "string*"},
+    "CalibrationConfig": {"arq_quantize": "arq_quantize",
+                          **{f"{a}_quantize": f"{a}_quantize" for a in ACTIVATION_ALGORITHMS}},
+    "OverrideLayerType": {"layer_type": "string!", "calibration_config": "CalibrationConfig!"},
+    "OverrideLayer": {"layer_name": "string!", "calibration_config": "CalibrationConfig!"},
+    "arq_quantize": {"channel_wise": "bool", "quant_bits": "uint"},
+    **{f"{a}_quantize": {**{k: "uint" if _is_int(v) else "float" for k, v in p.items()},
+                         **_ALGO_FIELDS} for a, p in ACTIVATION_ALGORITHMS.items()},
+}
+_BOOLS = {"true": True, "True": True, "t": True, "1": True,
+          "false": False, "False": False, "f": False, "0": False}
+_KINDS = {"bool": "true or false", "uint": "an unsigned integer", "float": "a number",
+          "string": "a quoted string"}
+
+
+def _number(text: str) -> int | float:
+    if "x" in text.lower():
+        return int(text, 16)
+    text = text.rstrip("fF")
+    return int(text) if text.lstrip("+-").isdigit() else float(text)
+
+
+class _Reader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def error(self, pos: tuple[int, int], message: str) -> ConfigError:
+        return ConfigError(f"{self.path}:{pos[0]}:{pos[1]}: {message}", located=True)
+
+    def fields(self, nodes: list[_Node], msg: str, pos: tuple[int, int]) -> dict:
+        """Check `nodes` against the schema of `msg`: {field: [(value, node), ...]}."""
+        schema, out = _SCHEMA[msg], {}
+        for n in nodes:
+            kind = schema.get(n.name)
+            if kind is None:
+                where = "at the top level" if msg == "AMCTConfig" else f"in {msg}"
+                raise self.error(n.pos, f"unknown field '{n.name}' {where}" + _close(
+                    n.name, schema, f" (fields: {', '.join(schema)})"))
+            base = kind.rstrip("*!")
+            if n.name in out and not kind.endswith("*"):
+                first = out[n.name][0][1].pos[0]
+                raise self.error(n.pos, f"field '{n.name}' is set twice (first on line {first})")
+            if base in _SCHEMA:
+                if not isinstance(n.value, list):
+                    raise self.error(n.vpos, f"'{n.name}' is a message: write {n.name} {{ ... }}")
+                value: Any = self.fields(n.value, base, n.pos)
+            else:
+                value = self.scalar(n, base)
+            out.setdefault(n.name, []).append((value, n))
+        for name, kind in schema.items():
+            if kind.endswith("!") and name not in out:
+                raise self.error(pos, f"{msg} needs '{name}'")
+        return out
+
+    def scalar(self, n: _Node, kind: str) -> Any:
+        if isinstance(n.value, list):
+            raise self.error(n.vpos, f"'{n.name}' expects {_KINDS[kind]}, not a message")
+        tree: Tree = n.value
+        text = " ".join(str(t) for t in tree.children)
+        if kind == "string" and tree.data == "string":
+            return "".join(ast.literal_eval(str(t)) for t in tree.children)
+        if kind == "bool" and text in _BOOLS:
+            return _BOOLS[text]
+        if kind in ("uint", "float") and tree.data == "number":
+            value = _number(text)
+            if kind == "float":
+                return float(value)
+            if isinstance(value, int) and value >= 0:
+                return value
+        raise self.error(n.vpos, f"'{n.name}' expects {_KINDS[kind]}, got {text}")
+
+    def build(self, make, fields: dict, pos: tuple[int, int]):
+        """Call `make()`; a ConfigError naming a field is reported at that field."""
+        try:
+            return make()
+        except ConfigError as e:
+            if e.located:
+                raise
+            name, i = e.field if isinstance(e.field, tuple) else (e.field, 0)
+            at = fields[name][i][1].vpos if name in fields else pos
+            raise self.error(at, str(e)) from None
+
+    def calibration(self, f: dict, pos: tuple[int, int]) -> CalibrationConfig:
+        acts = [k for k in f if k != "arq_quantize"]
+        if len(acts) > 1:
+            first = f[acts[0]][0][1].pos[0]
+            raise self.error(f[acts[1]][0][1].pos, f"several activation algorithms in one "
+                             f"config: {acts[0]} (line {first}) and {acts[1]}; keep one")
+        weight = act = None
+        if "arq_quantize" in f:
+            (w, n), = f["arq_quantize"]
+            weight = self.build(lambda: ArqQuantize(**{k: v[0][0] for k, v in w.items()}),
+                                w, n.pos)
+        if acts:
+            (a, n), = f[acts[0]]
+            kw = {k: a[k][0][0] for k in _ALGO_FIELDS if k in a}
+            params = tuple((k, v[0][0]) for k, v in a.items() if k not in _ALGO_FIELDS)
+            act = self.build(lambda: ActivationQuant(acts[0].removesuffix("_quantize"),
+                                                     params=params, **kw), a, n.pos)
+        return CalibrationConfig(weight, act)
+
+    def config(self, f: dict) -> SimpleConfig:
+        def many(name):
+            return [v for v, _ in f.get(name, [])]
+
+        def one(name, default):
+            return f[name][0][0] if name in f else default
+
+        origins = {(k, v): self.loc(n.vpos) for k in ("skip_layers", "skip_fusion_layers")
+                   for v, n in f.get(k, [])}
+        types, layers = [], []
+        for o, n in f.get("override_layer_types", []):
+            cal = self.calibration(o["calibration_config"][0][0], n.pos)
+            types.append(self.build(lambda o=o, cal=cal: OverrideLayerType(
+                o["layer_type"][0][0], cal), o, n.pos))
+        for o, n in f.get("override_layer_configs", []):
+            cal = self.calibration(o["calibration_config"][0][0], n.pos)
+            layers.append(OverrideLayer(o["layer_name"][0][0], cal))
+            origins["override_layer_configs", layers[-1].layer_name] = self.loc(
+                o["layer_name"][0][1].vpos)
+        common = self.calibration(f["common_config"][0][0], f["common_config"][0][1].pos) \
+            if "common_config" in f else CalibrationConfig()
+        return self.build(lambda: SimpleConfig(
+            one("batch_num", 1), one("activation_offset", True), tuple(many("skip_layers")),
+            tuple(many("skip_layer_types")), common, tuple(types), tuple(layers),
+            one("do_fusion", True), tuple(many("skip_fusion_layers")), origins), f, (1, 1))
+
+    def loc(self, pos: tuple[int, int]) -> str:
+        return f"{self.path}:{pos[0]}:{pos[1]}"

@@ -1,0 +1,227 @@
+"""The whole post-training quantization job, top to bottom:
+
+import -> canonicalize -> fuse (when the config allows) -> resolve the config ->
+insert observers -> calibrate -> export (fake-quant ONNX, record, encodings,
+report) -> evaluate float against fake-quant.
+
+Every step is a named pass or a file writer; with `dump_ir` the IR after each pass
+goes to OUTDIR/ir/ with the `qcc-opt` command that replays the pipeline. Files are
+written into a temporary folder that replaces OUTDIR only when everything worked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+
+from qcc import ir, passes, registry
+from qcc.passes.calibrate import CalibrationError, calibrate, check_data, model_batches
+
+
+@dataclass
+class QuantizeResult:
+    module: ModuleOp
+    float_module: ModuleOp
+    config: dict
+    report: dict
+    outdir: Path | None
+    evaluation: dict = field(default_factory=dict)
+
+
+def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as e:
+        raise CalibrationError(f"{path}: cannot read {what} data ({e})") from None
+
+
+def _progress_bar(total: int, label: str) -> Callable[[int], None]:
+    width = 30
+
+    def show(n: int) -> None:
+        if not sys.stderr.isatty() and n not in (total, 1) and n % max(1, total // 10):
+            return
+        done = int(width * n / max(total, 1))
+        end = "\n" if n >= total else ""
+        print(f"\r{label} [{'#' * done}{'.' * (width - done)}] {n}/{total}", end=end,
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+class _Pipeline:
+    """Runs passes on the module, keeping the IR after each when dumping."""
+
+    def __init__(self, module: ModuleOp, dump_dir: Path | None) -> None:
+        self.module = module
+        self.dump_dir = dump_dir
+        self.steps: list[str] = []
+        self._dump("import")
+
+    def run(self, spec: str) -> None:
+        passes.run(self.module, spec)
+        self.steps.append(spec)
+        self._dump(spec.split("{")[0])
+
+    def _dump(self, label: str) -> None:
+        if self.dump_dir is None:
+            return
+        self.dump_dir.mkdir(parents=True, exist_ok=True)
+        n = len(self.steps)
+        ir.print_module(self.module, self.dump_dir / f"{n:02d}-{label}.mlir")
+
+    def write_replay(self) -> None:
+        if self.dump_dir is None:
+            return
+        pipeline = ",".join(self.steps)
+        (self.dump_dir / "replay.sh").write_text(
+            "#!/bin/sh\n# Replays the quantization pipeline on the imported IR.\n"
+            f"cd \"$(dirname \"$0\")\"\nqcc-opt 00-import.mlir -p '{pipeline}' -o replayed.mlir\n")
+
+
+def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Mapping,
+             config: str | os.PathLike | None = None, outdir: str | os.PathLike | None = None,
+             *, eval_data: str | os.PathLike | Mapping | None = None,
+             weights: str | None = None, input_shapes: dict | None = None,
+             dump_ir: bool = False, name: str | None = None,
+             progress: bool = True) -> QuantizeResult:
+    """Quantize `model` with calibration data `calib` (an .npz path or arrays)."""
+    from qcc import load
+    from qcc.quant import config as qconfig
+
+    if isinstance(model, ModuleOp):
+        module, name = model, name or "model"
+    else:
+        module = load(model, weights=weights, input_shapes=input_shapes)
+        name = name or Path(model).stem
+    data = load_npz(calib, "calibration") if not isinstance(calib, Mapping) else dict(calib)
+    fn = ir.main_func(module)
+    check_data(ir.io_names(fn)[0], [a.type for a in fn.body.block.args], data)
+
+    simple = None
+    if config is not None and not str(config).endswith(".json"):
+        simple = qconfig.parse_simple_config(Path(config).read_text(), str(config))
+    final = Path(outdir) if outdir is not None else None
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent)) if final else None
+    try:
+        pipe = _Pipeline(module, work / "ir" if (work and dump_ir) else None)
+        pipe.run("canonicalize")
+        if config is not None and str(config).endswith(".json"):
+            cfg = qconfig.load_json(config)
+        else:
+            cfg = qconfig.resolve(module, simple, str(model) if not isinstance(
+                model, ModuleOp) else None)
+        if cfg.get("do_fusion", True) and "qcc-fuse-bn" in registry.all_passes():
+            skip = ",".join(cfg.get("skip_fusion_layers", []))
+            pipe.run(f'qcc-fuse-bn{{skip_layers="{skip}"}}' if skip else "qcc-fuse-bn")
+            cfg = qconfig.resolve(module, simple) if simple is not None or config is None \
+                else cfg
+        float_module = module.clone()
+        cfg_path = (work / "quant.json") if work else Path(tempfile.mkdtemp()) / "quant.json"
+        qconfig.dump_json(cfg, cfg_path)
+        from qcc.passes.insert_quant import insert_observers
+
+        insert_observers(module, cfg)
+        pipe.steps.append('qcc-insert-quant{config="../quant.json"}')
+        pipe._dump("qcc-insert-quant")
+        batches = list(model_batches(module, data, cfg.get("batch_num")))
+        bar = _progress_bar(len(batches), "calibrating") if progress else None
+        calibrate(module, batches, bar)
+        calib_name = "CALIB.npz" if isinstance(calib, Mapping) else Path(calib).resolve()
+        pipe.steps.append(f'qcc-calibrate{{data="{calib_name}"}}')
+        pipe._dump("qcc-calibrate")
+        pipe.write_replay()
+
+        evaluation = evaluate(float_module, module, eval_data) if eval_data is not None else {}
+        from qcc.quant.report import build_report
+
+        report = build_report(module, cfg, batches[0] if batches else None,
+                              {"model": name, "evaluation": evaluation} if evaluation
+                              else {"model": name})
+        if work is not None:
+            _write_outputs(work, name, module, cfg, report)
+            _commit(work, final)  # type: ignore[arg-type]
+        return QuantizeResult(module, float_module, cfg, report, final, evaluation)
+    finally:
+        if work is not None and work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _write_outputs(work: Path, name: str, module: ModuleOp, cfg: dict, report: dict) -> None:
+    from qcc.quant import records
+    from qcc.quant.report import markdown
+
+    records.write_atomic(work / "record.txt", records.record_text(module))
+    records.write_atomic(work / "encodings.json",
+                         json.dumps(records.encodings_json(module), indent=2))
+    records.write_atomic(work / "report.json", json.dumps(report, indent=2, default=float))
+    records.write_atomic(work / "report.md", markdown(report))
+    try:
+        from qcc.exporters.onnx import export_onnx
+    except ImportError:
+        return
+    export_onnx(module, work / f"{name}_fake_quant.onnx")
+
+
+def _commit(work: Path, final: Path) -> None:
+    """Replace `final` by `work` (the old folder is removed only after the swap)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old{os.getpid()}")
+        os.replace(final, old)
+    os.replace(work, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------- evaluation
+
+
+def evaluate(float_module: ModuleOp, quant_module: ModuleOp,
+             data: str | os.PathLike | Mapping) -> dict:
+    """Float against fake-quant: top-1 accuracy when the data has `labels`,
+    otherwise per-output cosine similarity (mean and worst sample) and SQNR."""
+    from qcc.quant.report import sqnr_db
+    from qcc.runtime import compile_module, execute
+
+    arrays = load_npz(data, "evaluation") if not isinstance(data, Mapping) else dict(data)
+    labels = arrays.pop("labels", None)
+    plans = compile_module(float_module), compile_module(quant_module)
+    outs: list[dict[str, list[np.ndarray]]] = [{}, {}]
+    for batch in model_batches(float_module, arrays):
+        for plan, acc in zip(plans, outs, strict=True):
+            result, _ = execute(plan, batch)
+            for k, v in result.items():
+                acc.setdefault(k, []).append(np.asarray(v))
+    f_out = {k: np.concatenate(v) for k, v in outs[0].items()}
+    q_out = {k: np.concatenate(v) for k, v in outs[1].items()}
+    if not f_out:
+        raise CalibrationError("the evaluation data holds fewer samples than one batch")
+    result: dict = {"samples": int(len(next(iter(f_out.values()))))}
+    if labels is not None:
+        first = next(iter(f_out))
+        n = len(f_out[first])
+        y = np.asarray(labels).reshape(-1)[:n]
+        result["float_top1"] = float(np.mean(f_out[first].reshape(n, -1).argmax(1) == y))
+        result["quant_top1"] = float(np.mean(q_out[first].reshape(n, -1).argmax(1) == y))
+        result["top1_agreement"] = float(np.mean(
+            f_out[first].reshape(n, -1).argmax(1) == q_out[first].reshape(n, -1).argmax(1)))
+    for k in f_out:
+        a = f_out[k].reshape(len(f_out[k]), -1).astype(np.float64)
+        b = q_out[k].reshape(len(q_out[k]), -1).astype(np.float64)
+        cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) *
+                                            np.linalg.norm(b, axis=1), 1e-30)
+        result[f"{k}.cosine_mean"] = float(np.mean(cos))
+        result[f"{k}.cosine_worst"] = float(np.min(cos))
+        result[f"{k}.sqnr_db"] = sqnr_db(a, b)
+    return result
