@@ -17,7 +17,14 @@ def _frontend_errors() -> tuple[type[Exception], ...]:
     return (FrontendError,)
 
 
+def _quant_errors() -> tuple[type[Exception], ...]:
+    from qcc.passes.calibrate import CalibrationError
+    from qcc.quant.config import ConfigError
+
+    return (ConfigError, CalibrationError)
+
+
 USER_ERRORS: tuple[type[Exception], ...] = (
     IRError, RuntimeError_, ParseError, VerifyException, DiagnosticException,
-    *_frontend_errors(),
+    *_frontend_errors(), *_quant_errors(),
 )

@@ -91,6 +91,21 @@ def _pad3(vals, int d, int fill):
     return [fill] * (3 - d) + vals
 
 
+def _attrs(int d, strides, pads, dilations):
+    """Per-dim attribute tuples for d spatial dims; None means ONNX's default."""
+    if not 1 <= d <= 3:
+        raise ValueError(f"expected 1-3 spatial dims, got {d}")
+    strides = (1,) * d if strides is None else tuple(int(v) for v in strides)
+    pads = (0,) * (2 * d) if pads is None else tuple(int(v) for v in pads)
+    dilations = (1,) * d if dilations is None else tuple(int(v) for v in dilations)
+    if len(strides) != d or len(dilations) != d or len(pads) != 2 * d:
+        raise ValueError(f"strides {strides}, pads {pads}, dilations {dilations} do not "
+                         f"match {d} spatial dims")
+    if min(strides + dilations) < 1 or (pads and min(pads) < 0):
+        raise ValueError(f"bad strides {strides}, pads {pads} or dilations {dilations}")
+    return strides, pads, dilations
+
+
 cdef Geom _geom(x_shape, k_shape, strides, pads, dilations, osp, int cg, int og):
     """Fill a Geom from ONNX-style attributes (d spatial dims, 1 <= d <= 3)."""
     cdef Geom g
@@ -172,13 +187,18 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
     """ONNX Conv: x[N,C,*S] * w[O,C/groups,*K] + b[O] -> [N,O,*OS], 1-3 spatial dims.
 
     strides, dilations: one value per spatial dim; pads: ONNX order
-    (begin_1..begin_d, end_1..end_d). OS = floor((S + pb + pe - dil*(K-1) - 1)/stride) + 1.
-    b may be None. Returns `out` (allocated when None).
+    (begin_1..begin_d, end_1..end_d); None means the ONNX default (1s, 0s).
+    OS = floor((S + pb + pe - dil*(K-1) - 1)/stride) + 1. b may be None. Writes into
+    and returns `out` (a C-contiguous float32 array of the output shape, or None to
+    allocate one).
     """
     cdef int i
     x = _as_f32(x)
     w = _as_f32(w)
     cdef int d = x.ndim - 2
+    strides, pads, dilations = _attrs(d, strides, pads, dilations)
+    if w.ndim != x.ndim:
+        raise ValueError(f"conv: x {x.shape} and w {w.shape} differ in rank")
     cdef int n_img = x.shape[0]
     cdef int c = x.shape[1]
     cdef int o = w.shape[0]
@@ -265,12 +285,18 @@ def conv_transpose(x, w, b, strides, pads, dilations, int groups, output_padding
     """ONNX ConvTranspose: x[N,C,*S], w[C,O/groups,*K], b[O] -> [N,O,*OS].
 
     OS = stride*(S-1) + output_padding + ((K-1)*dil+1) - pb - pe, with pads in ONNX
-    order (begin_1..begin_d, end_1..end_d). gemm + col2im per group; b may be None.
+    order (begin_1..begin_d, end_1..end_d); None attributes mean the ONNX defaults.
+    gemm + col2im per group; b may be None. Writes into and returns `out`.
     """
     cdef int i
     x = _as_f32(x)
     w = _as_f32(w)
     cdef int d = x.ndim - 2
+    strides, pads, dilations = _attrs(d, strides, pads, dilations)
+    output_padding = (0,) * d if output_padding is None else tuple(output_padding)
+    if w.ndim != x.ndim or len(output_padding) != d:
+        raise ValueError(f"conv_transpose: x {x.shape}, w {w.shape} and output_padding "
+                         f"{output_padding} do not match")
     cdef int n_img = x.shape[0]
     cdef int c = x.shape[1]
     if groups < 1 or c % groups or w.shape[0] != c:

@@ -2,7 +2,8 @@
 """Softmax and normalization kernels of the reference runtime (float32).
 
 Tensors are viewed as [outer, axis, inner] (softmax) or [outer, inner] (layer
-norm); reductions over long rows accumulate in double.
+norm); the inner loops are in _norm_impl.h (a vectorized exp, reductions in float
+lanes combined in double).
 """
 
 import math
@@ -10,9 +11,16 @@ import math
 import numpy as np
 
 cimport numpy as cnp
-from libc.math cimport expf, powf, sqrt, sqrtf
+from libc.math cimport powf, sqrtf
 
 cnp.import_array()
+
+cdef extern from "_norm_impl.h" nogil:
+    void qcc_softmax_rows(const float* x, float* y, Py_ssize_t rows, Py_ssize_t n)
+    void qcc_softmax_strided(const float* x, float* y, Py_ssize_t outer, Py_ssize_t n,
+                             Py_ssize_t inner, float* acc)
+    void qcc_layer_norm_rows(const float* x, float* y, const float* scale, const float* bias,
+                             Py_ssize_t rows, Py_ssize_t n, double eps)
 
 
 def _as_f32(a):
@@ -40,58 +48,6 @@ def _axis(int axis, int ndim):
     return axis + ndim if axis < 0 else axis
 
 
-cdef void _softmax_rows(const float* x, float* y, Py_ssize_t rows,
-                        Py_ssize_t n) noexcept nogil:
-    """Softmax of each contiguous row of n elements."""
-    cdef Py_ssize_t r, i
-    cdef float m, s
-    cdef const float* xr
-    cdef float* yr
-    for r in range(rows):
-        xr = x + r * n
-        yr = y + r * n
-        m = xr[0]
-        for i in range(1, n):
-            if xr[i] > m:
-                m = xr[i]
-        s = 0.0
-        for i in range(n):
-            yr[i] = expf(xr[i] - m)
-            s += yr[i]
-        s = 1.0 / s
-        for i in range(n):
-            yr[i] *= s
-
-
-cdef void _softmax_strided(const float* x, float* y, Py_ssize_t outer, Py_ssize_t n,
-                           Py_ssize_t inner, float* acc) noexcept nogil:
-    """Softmax over the middle dim of [outer, n, inner]; acc holds 2*inner floats."""
-    cdef Py_ssize_t o, a, i
-    cdef float* m = acc
-    cdef float* s = acc + inner
-    cdef const float* xb
-    cdef float* yb
-    for o in range(outer):
-        xb = x + o * n * inner
-        yb = y + o * n * inner
-        for i in range(inner):
-            m[i] = xb[i]
-            s[i] = 0.0
-        for a in range(1, n):
-            for i in range(inner):
-                if xb[a * inner + i] > m[i]:
-                    m[i] = xb[a * inner + i]
-        for a in range(n):
-            for i in range(inner):
-                yb[a * inner + i] = expf(xb[a * inner + i] - m[i])
-                s[i] += yb[a * inner + i]
-        for i in range(inner):
-            s[i] = 1.0 / s[i]
-        for a in range(n):
-            for i in range(inner):
-                yb[a * inner + i] *= s[i]
-
-
 def softmax(x, int axis, out=None):
     """ONNX Softmax (opset >= 13): exp(x - max) / sum over the single dim `axis`."""
     x = _as_f32(x)
@@ -110,42 +66,12 @@ def softmax(x, int axis, out=None):
     cdef float[::1] acc
     if inner == 1:
         with nogil:
-            _softmax_rows(&xv[0], &ov[0], outer, n)
+            qcc_softmax_rows(&xv[0], &ov[0], outer, n)
     else:
         acc = np.empty(2 * inner, np.float32)
         with nogil:
-            _softmax_strided(&xv[0], &ov[0], outer, n, inner, &acc[0])
+            qcc_softmax_strided(&xv[0], &ov[0], outer, n, inner, &acc[0])
     return out
-
-
-cdef void _layer_norm_rows(const float* x, float* y, const float* scale, const float* bias,
-                           Py_ssize_t rows, Py_ssize_t n, double eps) noexcept nogil:
-    """y = (x - mean) / sqrt(var + eps) * scale + bias for each row of n elements."""
-    cdef Py_ssize_t r, i
-    cdef double mean, var, d
-    cdef float fm, rstd
-    cdef const float* xr
-    cdef float* yr
-    for r in range(rows):
-        xr = x + r * n
-        yr = y + r * n
-        mean = 0.0
-        for i in range(n):
-            mean += xr[i]
-        mean /= n
-        var = 0.0
-        for i in range(n):
-            d = xr[i] - mean
-            var += d * d
-        var /= n
-        fm = <float>mean
-        rstd = <float>(1.0 / sqrt(var + eps))
-        if bias == NULL:
-            for i in range(n):
-                yr[i] = (xr[i] - fm) * rstd * scale[i]
-        else:
-            for i in range(n):
-                yr[i] = (xr[i] - fm) * rstd * scale[i] + bias[i]
 
 
 def layer_norm(x, scale, bias, int axis, float epsilon, out=None):
@@ -171,7 +97,7 @@ def layer_norm(x, scale, bias, int axis, float epsilon, out=None):
     cdef const float[::1] bv = bi if bi is not None else sc
     cdef const float* bp = &bv[0] if bi is not None else NULL
     with nogil:
-        _layer_norm_rows(&xv[0], &ov[0], &sv[0], bp, rows, n, epsilon)
+        qcc_layer_norm_rows(&xv[0], &ov[0], &sv[0], bp, rows, n, epsilon)
     return out
 
 

@@ -26,7 +26,8 @@ cdef extern from "_pool_impl.h" nogil:
         int dl[3]
     int QCC_POOL_MAX, QCC_POOL_AVG, QCC_POOL_AVG_PAD
     void qcc_pool_plane(const float* x, float* out, const qcc_pool_geom* g, int mode,
-                        const float* wdiv)
+                        const float* wdiv, float* scratch)
+    Py_ssize_t qcc_pool_scratch(const qcc_pool_geom* g)
     void qcc_pool_wdiv(const qcc_pool_geom* g, int include_pad, float* wdiv)
     void qcc_plane_means(const float* x, float* out, Py_ssize_t planes, Py_ssize_t n)
 
@@ -98,6 +99,7 @@ cdef _pool(x, kernel, strides, pads, dilations, bint ceil_mode, int mode, out):
     cdef const float[::1] xv = x.reshape(-1)
     cdef float[::1] ov = out.reshape(-1)
     cdef float[::1] wdiv = np.empty(g.osp[2], np.float32)
+    cdef float[::1] scratch = np.empty(qcc_pool_scratch(&g), np.float32)
     cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
     cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
     cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
@@ -107,7 +109,8 @@ cdef _pool(x, kernel, strides, pads, dilations, bint ceil_mode, int mode, out):
     qcc_pool_wdiv(&g, mode == QCC_POOL_AVG_PAD, &wdiv[0])
     with nogil:
         for p in range(planes):
-            qcc_pool_plane(&xv[0] + p * pin, &ov[0] + p * pout, &g, mode, &wdiv[0])
+            qcc_pool_plane(&xv[0] + p * pin, &ov[0] + p * pout, &g, mode, &wdiv[0],
+                           &scratch[0])
     return out
 
 

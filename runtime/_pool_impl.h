@@ -1,9 +1,8 @@
 /* Inner loops of the pooling kernels (runtime/_pool.pyx).
  *
- * A pooled output row is computed tap by tap over whole rows (vectorizable): for
- * each valid (kd, kh) input row and each kw, acc[ow] = max/sum(acc[ow], x[...])
- * over the ow whose tap is inside the input. Windows are boxes, so the averaging
- * divisor is a product of one count per spatial dim. Loop indices are ptrdiff_t:
+ * Pooling is separable: every input row is pooled along W (vectorized loops over
+ * whole rows), then the W-pooled rows along D and H. Windows are boxes, so the
+ * averaging divisor is a product of one count per spatial dim. Loop indices are ptrdiff_t:
  * CPython builds extensions with -fwrapv, which blocks vectorizing int indices.
  */
 #ifndef QCC_POOL_IMPL_H
@@ -58,56 +57,74 @@ static inline int qcc_pool_count(const qcc_pool_geom *g, int i, int o, int inclu
     return hi - lo;
 }
 
-/* acc[t] = max(acc[t], src[t*stride]) or acc[t] += src[t*stride] for t in [lo, hi). */
-static inline __attribute__((always_inline)) void qcc_pool_tap(
-    float *restrict acc, const float *restrict src, ptrdiff_t lo, ptrdiff_t hi,
-    ptrdiff_t stride, int is_max)
+/* acc[t] = op(acc[t], src[t*stride]) for t in [0, n); op is max or +. */
+static inline __attribute__((always_inline)) void qcc_pool_acc(
+    float *restrict acc, const float *restrict src, ptrdiff_t n, ptrdiff_t stride, int is_max)
 {
     ptrdiff_t t;
     if (is_max) {
         if (stride == 1)
-            for (t = lo; t < hi; t++) acc[t] = src[t] > acc[t] ? src[t] : acc[t];
+            for (t = 0; t < n; t++) acc[t] = src[t] > acc[t] ? src[t] : acc[t];
         else if (stride == 2)
-            for (t = lo; t < hi; t++) acc[t] = src[2 * t] > acc[t] ? src[2 * t] : acc[t];
+            for (t = 0; t < n; t++) acc[t] = src[2 * t] > acc[t] ? src[2 * t] : acc[t];
         else
-            for (t = lo; t < hi; t++) acc[t] = src[t * stride] > acc[t] ? src[t * stride] : acc[t];
+            for (t = 0; t < n; t++) acc[t] = src[t * stride] > acc[t] ? src[t * stride] : acc[t];
     } else {
         if (stride == 1)
-            for (t = lo; t < hi; t++) acc[t] += src[t];
+            for (t = 0; t < n; t++) acc[t] += src[t];
         else if (stride == 2)
-            for (t = lo; t < hi; t++) acc[t] += src[2 * t];
+            for (t = 0; t < n; t++) acc[t] += src[2 * t];
         else
-            for (t = lo; t < hi; t++) acc[t] += src[t * stride];
+            for (t = 0; t < n; t++) acc[t] += src[t * stride];
     }
 }
 
-/* Pool one channel plane x[D, H, W] into out[OD, OH, OW]. `wdiv` holds OW floats:
- * the averaging count along W per output column (unused for max). A window with
- * no input cell gives -FLT_MAX for max and 0 for average. */
+/* Floats of scratch qcc_pool_plane needs: the W-pooled rows and one padded row. */
+static ptrdiff_t qcc_pool_scratch(const qcc_pool_geom *g)
+{
+    const int need = (g->osp[2] - 1) * g->st[2] + (g->k[2] - 1) * g->dl[2] + 1;
+    const int wp = need > g->pb[2] + g->sp[2] ? need : g->pb[2] + g->sp[2];
+    return (ptrdiff_t)g->sp[0] * g->sp[1] * g->osp[2] + wp;
+}
+
+/* Pool one channel plane x[D, H, W] into out[OD, OH, OW], separably: first every
+ * input row along W (from a copy padded with the identity of the op, so no tap is
+ * checked), then the W-pooled rows of each window along D and H. `wdiv` holds the
+ * averaging count along W per output column (unused for max). A window with no
+ * input cell gives -FLT_MAX for max and 0 for average. */
 QCC_POOL_CLONES
 static void qcc_pool_plane(const float *x, float *out, const qcc_pool_geom *g, int mode,
-                           const float *wdiv)
+                           const float *wdiv, float *scratch)
 {
-    const int ow_n = g->osp[2], sw = g->st[2], is_max = mode == QCC_POOL_MAX;
-    int od, oh, kd, kh, kw, lo, hi;
-    ptrdiff_t t;
-    for (od = 0; od < g->osp[0]; od++)
+    const ptrdiff_t ow_n = g->osp[2], w_n = g->sp[2], sw = g->st[2], dw = g->dl[2];
+    const ptrdiff_t nrows = (ptrdiff_t)g->sp[0] * g->sp[1];
+    const int is_max = mode == QCC_POOL_MAX;
+    const float init = is_max ? -FLT_MAX : 0.0f;
+    const ptrdiff_t wp = qcc_pool_scratch(g) - nrows * ow_n;
+    float *hbuf = scratch, *prow = scratch + nrows * ow_n;
+    ptrdiff_t r, t;
+    int od, oh, kd, kh, kw;
+    for (t = 0; t < wp; t++) prow[t] = init;
+    for (r = 0; r < nrows; r++) {           /* along W */
+        float *restrict h = hbuf + r * ow_n;
+        const float *restrict src = x + r * w_n;
+        float *restrict dst = prow + g->pb[2];
+        for (t = 0; t < w_n; t++) dst[t] = src[t];
+        for (t = 0; t < ow_n; t++) h[t] = init;
+        for (kw = 0; kw < g->k[2]; kw++) qcc_pool_acc(h, prow + kw * dw, ow_n, sw, is_max);
+    }
+    for (od = 0; od < g->osp[0]; od++)      /* along D and H */
         for (oh = 0; oh < g->osp[1]; oh++) {
-            float *acc = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
-            const float init = is_max ? -FLT_MAX : 0.0f;
+            float *restrict acc = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
             for (t = 0; t < ow_n; t++) acc[t] = init;
             for (kd = 0; kd < g->k[0]; kd++) {
                 const int id = od * g->st[0] - g->pb[0] + kd * g->dl[0];
                 if (id < 0 || id >= g->sp[0]) continue;
                 for (kh = 0; kh < g->k[1]; kh++) {
                     const int ih = oh * g->st[1] - g->pb[1] + kh * g->dl[1];
-                    const float *row = x + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2];
                     if (ih < 0 || ih >= g->sp[1]) continue;
-                    for (kw = 0; kw < g->k[2]; kw++) {
-                        const int off = kw * g->dl[2] - g->pb[2];
-                        qcc_pool_valid(off, sw, g->sp[2], ow_n, &lo, &hi);
-                        qcc_pool_tap(acc, row + off, lo, hi, sw, is_max);
-                    }
+                    qcc_pool_acc(acc, hbuf + ((ptrdiff_t)id * g->sp[1] + ih) * ow_n, ow_n, 1,
+                                 is_max);
                 }
             }
             if (!is_max) {

@@ -191,8 +191,8 @@ def resize(n: Node):
     if n.op_type == "Upsample" or n.version < 11:  # Upsample, Resize-10
         given = n.attr("scales") if n.op_type == "Upsample" and n.version < 9 else n.array(1)
         scales = np.asarray(given, np.float64).tolist()
-        if len(scales) != r:
-            raise FrontendError(f"{len(scales)} scales for a rank-{r} input")
+        if len(scales) != r or any(s <= 0 for s in scales):
+            raise FrontendError(f"scales {scales} must be {r} positive values")
         sizes = _scaled_sizes(x, scales)
         resized = [s for s in scales if s != 1.0]
         if mode == "nearest" and resized and min(resized) < 1.0 < max(resized):
@@ -276,8 +276,11 @@ def _scaled_sizes(x: Sequence[int], scales: Sequence[float]) -> list[int]:
 
 def _kept_scales(x: Sequence[int], sizes: Sequence[int],
                  scales: Sequence[float] | None) -> tuple[float, ...] | None:
-    """The scales, unless every one is sizes / in (then qnn.resize derives them)."""
-    if scales is None or all(d and s == o / d for d, o, s in zip(x, sizes, scales, strict=True)):
+    """The scales, unless each is what qnn.resize derives from the sizes (out / in,
+    in the float32 the runtime samples with)."""
+    f = np.float32
+    if scales is None or all(d and f(s) == f(o) / f(d) and f(s) * f(d) == o
+                             for d, o, s in zip(x, sizes, scales, strict=True)):
         return None
     return tuple(float(s) for s in scales)
 

@@ -40,17 +40,12 @@ from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_int
 
 
-def layer_name(op: Operation, index: int) -> str:
-    name = op.attributes.get("name")
-    if isinstance(name, StringAttr) and name.data:
-        return name.data
-    return f"{op.name.split('.')[-1]}_{index}"
-
-
 def layers(module: ModuleOp) -> list[tuple[str, Operation]]:
-    """The quantizable layers of a module with their names, in program order."""
-    return [(layer_name(op, i), op) for i, op in
-            enumerate(o for o in module.walk() if isinstance(o, qnn.LAYER_OPS))]
+    """The quantizable layers of a module with their names, in program order (the
+    names the resolved config uses)."""
+    from qcc.quant.config import quantizable_layers
+
+    return list(quantizable_layers(module).items())
 
 
 def _params_attr(params: dict) -> DictionaryAttr | None:

@@ -27,10 +27,14 @@ activation block (quant_bits 8 or 16, default 8; `asymmetric` defaults to
 | `kl_quantize` (entropy) | num_of_bins 2048 |
 | `mse_quantize` (noise + saturation cost, "tf_enhanced") | - |
 
-Precedence, separately for the weight and the activation part: `override_layer_configs`
-> `override_layer_types` > `common_config` > defaults; the most specific block that is
-present is used whole (its unset fields take the defaults above, not the values of a
-less specific block). `skip_layers` / `skip_layer_types` win over every override.
+Defaults: weights `arq` symmetric per-channel int8 (conv, conv_transpose, dense);
+activations `ifmr` int8, asymmetric (`activation_offset: true`). Precedence, separately
+for the weight and the activation part: `override_layer_configs` > `override_layer_types`
+> `common_config` > defaults; the most specific block present is used whole (its unset
+fields take the defaults above, not a less specific block's values). `skip_layers` /
+`skip_layer_types` win over every override. Layer names (`skip_layers`,
+`override_layer_configs`, `skip_fusion_layers`) must exist in the model; a type the
+model lacks is fine. AMCT's `version` field is accepted and ignored.
 
 Layer types may be qcc op names or framework names (`LAYER_TYPES`, exact spelling):
 qnn.conv: `qnn.conv conv Convolution Conv Conv2D Conv3D DepthwiseConv2dNative
@@ -53,8 +57,8 @@ AvgPool3D AveragePooling2D AvgPool1d/2d/3d`.
        "fc": {"type": "qnn.dense", "quantize": false, "reason": "skip_layers"}}}
 
 Layers are the module's `qnn.LAYER_OPS` in walk order, keyed by `quantizable_layers`
-names (the op's `name` attribute; unnamed ops are `conv_0`, `dense_1`, ...; a repeated
-name gets `_1`, `_2`). `weight` is null for `qnn.avg_pool` and `qnn.matmul`; the
+names: the op's `name` attribute, else `<op>_<i>` with i its index among the module's
+layers (`conv_0`, `dense_3`); a repeated name gets `_1`, `_2`. `weight` is null for `qnn.avg_pool` and `qnn.matmul`; the
 activation entry applies to every activation input (both operands of `qnn.matmul`).
 `params` always lists every parameter of the algorithm. `reason` is `skip_layers` or
 `skip_layer_types`.
@@ -187,8 +191,7 @@ class ActivationQuant:
             if k not in defaults:
                 raise ConfigError(f"{self.algorithm} has no parameter '{k}'" + _close(
                     k, defaults, f" (it has: {', '.join(defaults) or 'none'})"), k)
-            if _is_int(defaults[k]) and not _is_int(v) or not _is_int(v) and not (
-                    isinstance(v, float) and not _is_int(defaults[k])):
+            if not (_is_int(v) or isinstance(v, float) and not _is_int(defaults[k])):
                 kind = "an integer" if _is_int(defaults[k]) else "a number"
                 raise ConfigError(f"{k} must be {kind}, got {v!r}", k)
             p[k] = v if _is_int(defaults[k]) else float(v)
@@ -341,18 +344,21 @@ class _Reader:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def error(self, pos: tuple[int, int], message: str) -> ConfigError:
-        return ConfigError(f"{self.path}:{pos[0]}:{pos[1]}: {message}", located=True)
+    def loc(self, pos: tuple[int, int]) -> str:
+        return f"{self.path}:{pos[0]}:{pos[1]}"
 
-    def fields(self, nodes: list[_Node], msg: str, pos: tuple[int, int]) -> dict:
+    def error(self, pos: tuple[int, int], message: str) -> ConfigError:
+        return ConfigError(f"{self.loc(pos)}: {message}", located=True)
+
+    def fields(self, nodes: list[_Node], msg: str, pos: tuple[int, int], label: str) -> dict:
         """Check `nodes` against the schema of `msg`: {field: [(value, node), ...]}."""
         schema, out = _SCHEMA[msg], {}
         for n in nodes:
             kind = schema.get(n.name)
             if kind is None:
-                where = "at the top level" if msg == "AMCTConfig" else f"in {msg}"
-                raise self.error(n.pos, f"unknown field '{n.name}' {where}" + _close(
-                    n.name, schema, f" (fields: {', '.join(schema)})"))
+                what = "algorithm or field" if msg == "CalibrationConfig" else "field"
+                raise self.error(n.pos, f"unknown {what} '{n.name}' in {label}" + _close(
+                    n.name, schema, f" (known: {', '.join(schema)})"))
             base = kind.rstrip("*!")
             if n.name in out and not kind.endswith("*"):
                 first = out[n.name][0][1].pos[0]
@@ -360,13 +366,13 @@ class _Reader:
             if base in _SCHEMA:
                 if not isinstance(n.value, list):
                     raise self.error(n.vpos, f"'{n.name}' is a message: write {n.name} {{ ... }}")
-                value: Any = self.fields(n.value, base, n.pos)
+                value: Any = self.fields(n.value, base, n.pos, n.name)
             else:
                 value = self.scalar(n, base)
             out.setdefault(n.name, []).append((value, n))
         for name, kind in schema.items():
             if kind.endswith("!") and name not in out:
-                raise self.error(pos, f"{msg} needs '{name}'")
+                raise self.error(pos, f"{label} needs '{name}'")
         return out
 
     def scalar(self, n: _Node, kind: str) -> Any:
@@ -375,7 +381,10 @@ class _Reader:
         tree: Tree = n.value
         text = " ".join(str(t) for t in tree.children)
         if kind == "string" and tree.data == "string":
-            return "".join(ast.literal_eval(str(t)) for t in tree.children)
+            try:
+                return "".join(ast.literal_eval(str(t)) for t in tree.children)
+            except (SyntaxError, ValueError):
+                raise self.error(n.vpos, f"bad escape in string {text}") from None
         if kind == "bool" and text in _BOOLS:
             return _BOOLS[text]
         if kind in ("uint", "float") and tree.data == "number":
@@ -442,5 +451,224 @@ class _Reader:
             tuple(many("skip_layer_types")), common, tuple(types), tuple(layers),
             one("do_fusion", True), tuple(many("skip_fusion_layers")), origins), f, (1, 1))
 
-    def loc(self, pos: tuple[int, int]) -> str:
-        return f"{self.path}:{pos[0]}:{pos[1]}"
+
+_TERMS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string"}
+
+
+def _syntax(e: UnexpectedInput) -> str:
+    if isinstance(e, UnexpectedCharacters):
+        return f"unexpected character {e.char!r}"
+    if isinstance(e, UnexpectedToken):
+        def show(t: str) -> str:
+            if t in _TERMS:
+                return _TERMS[t]
+            try:
+                return repr(_parser().get_terminal(t).pattern.value)
+            except KeyError:
+                return t
+        what = "end of file" if e.token.type == "$END" else repr(str(e.token))
+        return f"unexpected {what}; expected {', '.join(sorted(map(show, e.expected)))}"
+    return str(e)
+
+
+def parse_simple_config(text: str, path: str = "<config>") -> SimpleConfig:
+    """Parse and check an AMCT-style simplified config (ConfigError on any problem)."""
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as e:
+        raise ConfigError(f"{path}:{e.line}:{e.column}: {_syntax(e)}", located=True) from None
+    reader = _Reader(path)
+    return reader.config(reader.fields(_nodes(tree), "AMCTConfig", (1, 1), "the config"))
+
+
+def load_simple_config(path: str | os.PathLike) -> SimpleConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
+    return parse_simple_config(text, str(path))
+
+
+# ----------------------------------------------------------------- resolve
+
+
+def quantizable_layers(module) -> dict[str, Any]:
+    """The module's layer ops by config name (see the module docstring), walk order."""
+    layers: dict[str, Any] = {}
+    for i, op in enumerate(o for o in module.walk() if isinstance(o, qnn.LAYER_OPS)):
+        attr = op.attributes.get("name")
+        base = attr.data if isinstance(attr, StringAttr) and attr.data else \
+            f"{op.name.removeprefix('qnn.')}_{i}"
+        name, k = base, 0
+        while name in layers:
+            k += 1
+            name = f"{base}_{k}"
+        layers[name] = op
+    return layers
+
+
+def _named_ops(module, layers: dict[str, Any]) -> dict[str, str]:
+    named = {op.attributes["name"].data: op.name for op in module.walk()  # type: ignore
+             if isinstance(op.attributes.get("name"), StringAttr) and op.name != "qnn.constant"}
+    return {**named, **{n: op.name for n, op in layers.items()}}
+
+
+def _missing(kind: str, name: str, pool, named: dict[str, str], model: str) -> str:
+    if name in named:
+        return f"{kind} names '{name}', a {named[name]}, which is not a quantizable layer"
+    listing = ", ".join(list(pool)[:10]) + (", ..." if len(pool) > 10 else "")
+    return f"{kind} names layer '{name}' that does not exist{model}" + _close(
+        name, pool, f" (layers: {listing or 'none'})")
+
+
+def resolve(module, config: SimpleConfig | None, model_path: str | None = None) -> dict:
+    """The resolved per-layer JSON dict (format in the module docstring)."""
+    config = config or SimpleConfig()
+    layers = quantizable_layers(module)
+    named = _named_ops(module, layers)
+    model = f" in {model_path}" if model_path else " in the model"
+    for kind, names, pool in (
+            ("skip_layers", config.skip_layers, layers),
+            ("override_layer_configs", [o.layer_name for o in config.override_layer_configs],
+             layers),
+            ("skip_fusion_layers", config.skip_fusion_layers, named)):
+        for name in names:
+            if name not in pool:
+                loc = config.origins.get((kind, name))
+                raise ConfigError((f"{loc}: " if loc else "") +
+                                  _missing(kind, name, pool, named, model), located=True)
+    by_layer = {o.layer_name: o.config for o in config.override_layer_configs}
+    by_type = {op: o.config for o in config.override_layer_types for op in o.ops}
+    skip_types = {op for t in config.skip_layer_types for op in LAYER_TYPES[t]}
+    out: dict[str, dict] = {}
+    for name, op in layers.items():
+        t = op.name
+        if name in config.skip_layers or t in skip_types:
+            reason = "skip_layers" if name in config.skip_layers else "skip_layer_types"
+            out[name] = {"type": t, "quantize": False, "reason": reason}
+            continue
+        chain = [c for c in (by_layer.get(name), by_type.get(t), config.common_config) if c]
+        w = next((c.weight for c in chain if c.weight), None) or ArqQuantize()
+        a = next((c.activation for c in chain if c.activation), None) or ActivationQuant()
+        out[name] = {"type": t, "quantize": True,
+                     "weight": None if t in NO_WEIGHT else w.to_json(),
+                     "activation": a.to_json(config.activation_offset)}
+    return {"version": 1, "batch_num": config.batch_num,
+            "activation_offset": config.activation_offset, "do_fusion": config.do_fusion,
+            "skip_fusion_layers": list(config.skip_fusion_layers), "layers": out}
+
+
+# -------------------------------------------------------------------- JSON
+
+_CHECK = {"int": _is_int, "bool": lambda v: isinstance(v, bool),
+          "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, list),
+          "dict": lambda v: isinstance(v, dict)}
+_TOP = {"version": "int", "batch_num": "int", "activation_offset": "bool",
+        "do_fusion": "bool", "skip_fusion_layers": "list", "layers": "dict"}
+_SKIPPED = {"type": "str", "quantize": "bool", "reason": "str"}
+_QUANTIZED = {"type": "str", "quantize": "bool", "weight": "dict?", "activation": "dict"}
+_WEIGHT = {"algorithm": "str", "bits": "int", "channel_wise": "bool", "symmetric": "bool"}
+_ACTIVATION = {"algorithm": "str", "bits": "int", "symmetric": "bool", "params": "dict"}
+_JSON_KEY = {"quant_bits": "bits", "asymmetric": "symmetric", "algorithm": "algorithm",
+             "channel_wise": "channel_wise"}
+
+
+def validate_json(cfg: Any, module=None, path: str = "<json>") -> dict:
+    """Check a resolved (maybe hand-edited) config; with `module`, also its layers."""
+    def fail(where: str, msg: str):
+        raise ConfigError(f"{path}: {where}: {msg}", located=True)
+
+    def shape(obj: Any, spec: dict[str, str], where: str) -> None:
+        if not isinstance(obj, dict):
+            fail(where, f"expected an object, got {json.dumps(obj)}")
+        for k in obj:
+            if k not in spec:
+                fail(where, f"unknown key '{k}'" + _close(k, spec))
+        for k, kind in spec.items():
+            if k not in obj:
+                fail(where, f"missing key '{k}'")
+            if not (obj[k] is None and kind.endswith("?") or _CHECK[kind.rstrip("?")](obj[k])):
+                fail(f"{where}.{k}", f"expected {kind.rstrip('?')}, got {json.dumps(obj[k])}")
+
+    def make(ctor, where: str):
+        try:
+            return ctor()
+        except ConfigError as e:
+            f = e.field if isinstance(e.field, str) else ""
+            fail(f"{where}.{_JSON_KEY.get(f, f'params.{f}')}", str(e))
+
+    shape(cfg, _TOP, "top level")
+    if cfg["version"] != 1:
+        fail("version", f"unsupported version {cfg['version']} (expected 1)")
+    if cfg["batch_num"] < 1:
+        fail("batch_num", f"batch_num {cfg['batch_num']} must be >= 1")
+    if not all(isinstance(n, str) for n in cfg["skip_fusion_layers"]):
+        fail("skip_fusion_layers", "expected a list of layer names")
+    types = [op.name for op in qnn.LAYER_OPS]
+    for name, e in cfg["layers"].items():
+        where = f"layers.{name}"
+        shape(e, _QUANTIZED if isinstance(e, dict) and e.get("quantize") else _SKIPPED, where)
+        if e["type"] not in types:
+            fail(f"{where}.type", f"'{e['type']}' is not a layer op" + _close(e["type"], types))
+        if not e["quantize"]:
+            continue
+        w, a = e["weight"], e["activation"]
+        if (w is None) != (e["type"] in NO_WEIGHT):
+            fail(f"{where}.weight", f"{e['type']} " + (
+                "has no weight: use null" if w is not None else "needs a weight config"))
+        if w is not None:
+            shape(w, _WEIGHT, f"{where}.weight")
+            if w["algorithm"] != "arq" or not w["symmetric"]:
+                fail(f"{where}.weight", "the weight algorithm is arq, symmetric")
+            make(lambda w=w: ArqQuantize(w["channel_wise"], w["bits"]), f"{where}.weight")
+        shape(a, _ACTIVATION, f"{where}.activation")
+        make(lambda a=a: ActivationQuant(a["algorithm"], a["bits"], not a["symmetric"],
+                                         tuple(a["params"].items())), f"{where}.activation")
+    if module is not None:
+        layers = quantizable_layers(module)
+        named = _named_ops(module, layers)
+        for name, e in cfg["layers"].items():
+            if name not in layers:
+                fail(f"layers.{name}", _missing("layers", name, layers, named, " in the model"))
+            if e["type"] != layers[name].name:
+                fail(f"layers.{name}.type", f"'{e['type']}', but the layer is a "
+                     f"{layers[name].name}")
+        absent = [n for n in layers if n not in cfg["layers"]]
+        if absent:
+            fail("layers", f"no entry for layer(s) {', '.join(absent)}")
+        for name in cfg["skip_fusion_layers"]:
+            if name not in named:
+                fail("skip_fusion_layers", _missing("skip_fusion_layers", name, named, named,
+                                                    " in the model"))
+    return cfg
+
+
+def dump_json(cfg: dict, path: str | os.PathLike) -> None:
+    """Write `cfg` atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_json(path: str | os.PathLike) -> dict:
+    """Read a resolved config and check its structure (`validate_json` without a module)."""
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: {e.msg}", located=True) from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
+    return validate_json(cfg, None, str(path))
+
+
+__all__ = [
+    "ConfigError", "SimpleConfig", "CalibrationConfig", "ArqQuantize", "ActivationQuant",
+    "OverrideLayer", "OverrideLayerType", "LAYER_TYPES", "ACTIVATION_ALGORITHMS",
+    "WEIGHT_BITS", "ACTIVATION_BITS", "NO_WEIGHT", "layer_type_ops", "parse_simple_config",
+    "load_simple_config", "quantizable_layers", "resolve", "validate_json", "dump_json",
+    "load_json",
+]

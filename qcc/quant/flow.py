@@ -110,7 +110,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
 
     simple = None
     if config is not None and not str(config).endswith(".json"):
-        simple = qconfig.parse_simple_config(Path(config).read_text(), str(config))
+        simple = qconfig.load_simple_config(config)
     final = Path(outdir) if outdir is not None else None
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent)) if final else None
     try:

@@ -2,6 +2,8 @@
 
     qcc import MODEL [--weights W] [--input-shape NAME=1x3x224x224 ...] -o OUT.mlir
     qcc run MODEL [--weights W] --inputs IN.npz -o OUT.npz
+    qcc config MODEL [--config simple.cfg] -o quant.json
+    qcc quantize [MODEL] --calib CALIB.npz [--config CFG] [--eval EVAL.npz] [-o OUTDIR]
 
 Exit status 0 on success, 1 on a user error with a message (never a traceback;
 QCC_DEBUG=1 shows it).
@@ -77,6 +79,61 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"{name}: {value.dtype} {list(value.shape)}", file=sys.stderr)
 
 
+def cmd_config(args: argparse.Namespace) -> None:
+    from qcc import passes
+    from qcc.quant import config as qconfig
+
+    module = _load(args)
+    passes.run(module, "canonicalize")
+    simple = qconfig.load_simple_config(args.config) if args.config else None
+    cfg = qconfig.resolve(module, simple, args.model)
+    qconfig.dump_json(cfg, args.output)
+    quantized = sum(1 for e in cfg["layers"].values() if e.get("quantize"))
+    print(f"wrote {args.output}: {quantized} of {len(cfg['layers'])} layers quantized",
+          file=sys.stderr)
+
+
+def cmd_quantize(args: argparse.Namespace) -> None:
+    from qcc.quant.flow import quantize
+    from qcc.quant.report import markdown
+
+    example = args.model is None
+    if example:
+        from qcc.examples import digits
+
+        model, calib, test = digits()
+        args.calib = args.calib or str(calib)
+        args.eval = args.eval or str(test)
+        args.model = str(model)
+        print(f"qcc quantize: no model given, running the embedded example {model}",
+              file=sys.stderr)
+    if args.calib is None:
+        raise UserError("--calib CALIB.npz is required with a model")
+    outdir = args.output or f"{Path(args.model).stem}_qcc"
+    result = quantize(args.model, args.calib, args.config, outdir, eval_data=args.eval,
+                      weights=args.weights, input_shapes=_parse_shapes(args.input_shape),
+                      dump_ir=args.dump_ir, name="digits_cnn" if example else None)
+    print(markdown(result.report))
+    ev = result.evaluation
+    if "float_top1" in ev:
+        print(f"top-1 accuracy on {ev['samples']} samples: float {ev['float_top1']:.4f}, "
+              f"int8 {ev['quant_top1']:.4f}")
+    if example:
+        w4 = quantize(args.model, args.calib, _w4_config(), None, eval_data=args.eval,
+                      progress=False)
+        print(f"W4A8 (4-bit per-channel weights): top-1 {w4.evaluation['quant_top1']:.4f}")
+    print(f"wrote {outdir}/", file=sys.stderr)
+
+
+def _w4_config() -> str:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(suffix=".cfg")
+    with os.fdopen(fd, "w") as f:
+        f.write("common_config {\n  arq_quantize { channel_wise: true quant_bits: 4 }\n}\n")
+    return path
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="qcc", description="qcc, a quantization compiler")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -91,6 +148,24 @@ def _parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("-o", "--output", required=True, help="output .mlir (weights go next to it)")
     p.set_defaults(fn=cmd_import)
+
+    p = sub.add_parser("config", help="write the resolved per-layer quantization config")
+    model_args(p)
+    p.add_argument("--config", help="simplified config (AMCT protobuf text)")
+    p.add_argument("-o", "--output", required=True, help="output quant.json")
+    p.set_defaults(fn=cmd_config)
+
+    p = sub.add_parser("quantize", help="post-training quantization, the whole job")
+    p.add_argument("model", nargs="?", help="model (none: run the embedded example)")
+    p.add_argument("--weights", help="weights file (.caffemodel for a .prototxt)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE")
+    p.add_argument("--calib", help=".npz calibration data, one array per input")
+    p.add_argument("--config", help="simplified config (.cfg) or resolved quant.json")
+    p.add_argument("--eval", help=".npz evaluation data (key 'labels' for accuracy)")
+    p.add_argument("-o", "--output", help="output folder (default: <model>_qcc)")
+    p.add_argument("--dump-ir", action="store_true",
+                   help="write the IR after every pass and the replay command to OUTDIR/ir/")
+    p.set_defaults(fn=cmd_quantize)
 
     p = sub.add_parser("run", help="run a model on the reference runtime")
     model_args(p)

@@ -1,0 +1,2 @@
+"""Post-training quantization: configuration, calibration statistics
+(`observers`), range algorithms (`algorithms`), records and reports."""
