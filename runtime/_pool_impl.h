@@ -57,26 +57,65 @@ static inline int qcc_pool_count(const qcc_pool_geom *g, int i, int o, int inclu
     return hi - lo;
 }
 
-/* acc[t] = op(acc[t], src[t*stride]) for t in [0, n); op is max or +. */
-static inline __attribute__((always_inline)) void qcc_pool_acc(
-    float *restrict acc, const float *restrict src, ptrdiff_t n, ptrdiff_t stride, int is_max)
+#define QCC_OP(is_max, a, b) ((is_max) ? ((a) > (b) ? (a) : (b)) : (a) + (b))
+
+/* dst[t] = op(a[t*s], b[t*s], c[t*s]) for t in [0, n) (b, c may repeat a: n_src taps). */
+static inline __attribute__((always_inline)) void qcc_pool_taps(
+    float *restrict dst, const float *restrict a, const float *restrict b,
+    const float *restrict c, int n_src, ptrdiff_t n, ptrdiff_t s, int is_max)
 {
     ptrdiff_t t;
-    if (is_max) {
-        if (stride == 1)
-            for (t = 0; t < n; t++) acc[t] = src[t] > acc[t] ? src[t] : acc[t];
-        else if (stride == 2)
-            for (t = 0; t < n; t++) acc[t] = src[2 * t] > acc[t] ? src[2 * t] : acc[t];
+    if (n_src == 3) {
+        if (s == 1)
+            for (t = 0; t < n; t++) dst[t] = QCC_OP(is_max, QCC_OP(is_max, a[t], b[t]), c[t]);
+        else if (s == 2)
+            for (t = 0; t < n; t++)
+                dst[t] = QCC_OP(is_max, QCC_OP(is_max, a[2 * t], b[2 * t]), c[2 * t]);
         else
-            for (t = 0; t < n; t++) acc[t] = src[t * stride] > acc[t] ? src[t * stride] : acc[t];
+            for (t = 0; t < n; t++)
+                dst[t] = QCC_OP(is_max, QCC_OP(is_max, a[t * s], b[t * s]), c[t * s]);
+    } else if (n_src == 2) {
+        if (s == 1)
+            for (t = 0; t < n; t++) dst[t] = QCC_OP(is_max, a[t], b[t]);
+        else
+            for (t = 0; t < n; t++) dst[t] = QCC_OP(is_max, a[t * s], b[t * s]);
     } else {
-        if (stride == 1)
-            for (t = 0; t < n; t++) acc[t] += src[t];
-        else if (stride == 2)
-            for (t = 0; t < n; t++) acc[t] += src[2 * t];
+        if (s == 1)
+            for (t = 0; t < n; t++) dst[t] = a[t];
         else
-            for (t = 0; t < n; t++) acc[t] += src[t * stride];
+            for (t = 0; t < n; t++) dst[t] = a[t * s];
     }
+}
+
+/* dst[t] = op(dst[t], a[t*s], b[t*s]) for t in [0, n) (n_src = 1 or 2 taps). */
+static inline __attribute__((always_inline)) void qcc_pool_more(
+    float *restrict dst, const float *restrict a, const float *restrict b, int n_src,
+    ptrdiff_t n, ptrdiff_t s, int is_max)
+{
+    ptrdiff_t t;
+    if (n_src == 2) {
+        if (s == 1)
+            for (t = 0; t < n; t++) dst[t] = QCC_OP(is_max, dst[t], QCC_OP(is_max, a[t], b[t]));
+        else
+            for (t = 0; t < n; t++)
+                dst[t] = QCC_OP(is_max, dst[t], QCC_OP(is_max, a[t * s], b[t * s]));
+    } else {
+        if (s == 1)
+            for (t = 0; t < n; t++) dst[t] = QCC_OP(is_max, dst[t], a[t]);
+        else
+            for (t = 0; t < n; t++) dst[t] = QCC_OP(is_max, dst[t], a[t * s]);
+    }
+}
+
+/* dst[t] = op over the m sources src[j][t*s + j*d]-style pointers (m >= 1), in
+ * fused groups of up to three taps. */
+static inline __attribute__((always_inline)) void qcc_pool_reduce(
+    float *dst, const float **src, int m, ptrdiff_t n, ptrdiff_t s, int is_max)
+{
+    int j = m < 3 ? m : 3;
+    qcc_pool_taps(dst, src[0], src[j > 1 ? 1 : 0], src[j > 2 ? 2 : 0], j, n, s, is_max);
+    for (; j + 2 <= m; j += 2) qcc_pool_more(dst, src[j], src[j + 1], 2, n, s, is_max);
+    if (j < m) qcc_pool_more(dst, src[j], src[j], 1, n, s, is_max);
 }
 
 /* Floats of scratch qcc_pool_plane needs: the W-pooled rows and one padded row. */
@@ -87,46 +126,61 @@ static ptrdiff_t qcc_pool_scratch(const qcc_pool_geom *g)
     return (ptrdiff_t)g->sp[0] * g->sp[1] * g->osp[2] + wp;
 }
 
-/* Pool one channel plane x[D, H, W] into out[OD, OH, OW], separably: first every
- * input row along W (from a copy padded with the identity of the op, so no tap is
- * checked), then the W-pooled rows of each window along D and H. `wdiv` holds the
- * averaging count along W per output column (unused for max). A window with no
- * input cell gives -FLT_MAX for max and 0 for average. */
-QCC_POOL_CLONES
-static void qcc_pool_plane(const float *x, float *out, const qcc_pool_geom *g, int mode,
-                           const float *wdiv, float *scratch)
+enum { QCC_POOL_MAXSRC = 64 };
+
+static inline __attribute__((always_inline)) void qcc_pool_plane_impl(
+    const float *x, float *out, const qcc_pool_geom *g, int mode, const float *wdiv,
+    float *scratch, int is_max)
 {
     const ptrdiff_t ow_n = g->osp[2], w_n = g->sp[2], sw = g->st[2], dw = g->dl[2];
     const ptrdiff_t nrows = (ptrdiff_t)g->sp[0] * g->sp[1];
-    const int is_max = mode == QCC_POOL_MAX;
     const float init = is_max ? -FLT_MAX : 0.0f;
     const ptrdiff_t wp = qcc_pool_scratch(g) - nrows * ow_n;
     float *hbuf = scratch, *prow = scratch + nrows * ow_n;
+    const float *src[QCC_POOL_MAXSRC];
     ptrdiff_t r, t;
-    int od, oh, kd, kh, kw;
+    int od, oh, kd, kh, kw, m;
     for (t = 0; t < wp; t++) prow[t] = init;
-    for (r = 0; r < nrows; r++) {           /* along W */
-        float *restrict h = hbuf + r * ow_n;
-        const float *restrict src = x + r * w_n;
+    for (r = 0; r < nrows; r++) {           /* along W, from a padded copy of the row */
+        float *h = hbuf + r * ow_n;
+        const float *restrict in = x + r * w_n;
         float *restrict dst = prow + g->pb[2];
-        for (t = 0; t < w_n; t++) dst[t] = src[t];
-        for (t = 0; t < ow_n; t++) h[t] = init;
-        for (kw = 0; kw < g->k[2]; kw++) qcc_pool_acc(h, prow + kw * dw, ow_n, sw, is_max);
+        for (t = 0; t < w_n; t++) dst[t] = in[t];
+        for (kw = 0; kw < g->k[2]; kw += QCC_POOL_MAXSRC) {
+            for (m = 0; m < QCC_POOL_MAXSRC && kw + m < g->k[2]; m++)
+                src[m] = prow + (kw + m) * dw;
+            if (kw == 0)
+                qcc_pool_reduce(h, src, m, ow_n, sw, is_max);
+            else
+                for (; m > 0; m--) qcc_pool_more(h, src[m - 1], src[m - 1], 1, ow_n, sw, is_max);
+        }
     }
     for (od = 0; od < g->osp[0]; od++)      /* along D and H */
         for (oh = 0; oh < g->osp[1]; oh++) {
-            float *restrict acc = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
-            for (t = 0; t < ow_n; t++) acc[t] = init;
+            float *acc = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
+            int started = 0;
+            m = 0;
             for (kd = 0; kd < g->k[0]; kd++) {
                 const int id = od * g->st[0] - g->pb[0] + kd * g->dl[0];
                 if (id < 0 || id >= g->sp[0]) continue;
                 for (kh = 0; kh < g->k[1]; kh++) {
                     const int ih = oh * g->st[1] - g->pb[1] + kh * g->dl[1];
                     if (ih < 0 || ih >= g->sp[1]) continue;
-                    qcc_pool_acc(acc, hbuf + ((ptrdiff_t)id * g->sp[1] + ih) * ow_n, ow_n, 1,
-                                 is_max);
+                    src[m++] = hbuf + ((ptrdiff_t)id * g->sp[1] + ih) * ow_n;
+                    if (m == QCC_POOL_MAXSRC) {
+                        if (!started) qcc_pool_reduce(acc, src, m, ow_n, 1, is_max);
+                        else for (; m > 0; m--) qcc_pool_more(acc, src[m - 1], src[m - 1], 1, ow_n, 1, is_max);
+                        started = 1;
+                        m = 0;
+                    }
                 }
             }
+            if (!started && m == 0)
+                for (t = 0; t < ow_n; t++) acc[t] = init;
+            else if (!started)
+                qcc_pool_reduce(acc, src, m, ow_n, 1, is_max);
+            else
+                for (; m > 0; m--) qcc_pool_more(acc, src[m - 1], src[m - 1], 1, ow_n, 1, is_max);
             if (!is_max) {
                 const int ad = mode == QCC_POOL_AVG_PAD;
                 const float dh = (float)(qcc_pool_count(g, 0, od, ad) * qcc_pool_count(g, 1, oh, ad));
@@ -136,6 +190,22 @@ static void qcc_pool_plane(const float *x, float *out, const qcc_pool_geom *g, i
                 }
             }
         }
+}
+
+/* Pool one channel plane x[D, H, W] into out[OD, OH, OW], separably: first every
+ * input row along W (from a copy padded with the identity of the op, so no tap is
+ * checked), then the W-pooled rows of each window along D and H, taps fused in
+ * groups of up to three. `wdiv` holds the averaging count along W per output column
+ * (unused for max). A window with no input cell gives -FLT_MAX for max and 0 for
+ * average. */
+QCC_POOL_CLONES
+static void qcc_pool_plane(const float *x, float *out, const qcc_pool_geom *g, int mode,
+                           const float *wdiv, float *scratch)
+{
+    if (mode == QCC_POOL_MAX)
+        qcc_pool_plane_impl(x, out, g, mode, wdiv, scratch, 1);
+    else
+        qcc_pool_plane_impl(x, out, g, mode, wdiv, scratch, 0);
 }
 
 /* W-direction averaging counts of the output columns (see qcc_pool_count). */

@@ -253,7 +253,7 @@ class OpWriter:
     # -- nodes
 
     def node(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str],
-             suffix: str | None = None, **attrs: Any) -> None:
+             suffix: str | None = None, doc_string: str | None = None, **attrs: Any) -> None:
         """Append a node. The first node without `suffix` takes the op's name; the
         others are `<name>/<suffix>` (or `<name>/<op_type>`)."""
         if suffix is None and not self._named:
@@ -263,7 +263,8 @@ class OpWriter:
             name = f"{self.base}/{suffix or op_type}"
         attrs = {k: v for k, v in attrs.items() if v is not None}
         node = helper.make_node(op_type, list(inputs), list(outputs),
-                                name=self.exporter.node_names.unique(name), **attrs)
+                                name=self.exporter.node_names.unique(name),
+                                doc_string=doc_string, **attrs)
         self.exporter.nodes.append(node)
 
 

@@ -28,6 +28,12 @@ from qcc.exporters.onnx import (
     qdq_storage,
 )
 
+QTYPE_DOC = "qcc qtype: "
+"""The node that quantizes (QuantizeLinear, or the DequantizeLinear of a constant)
+carries its type in `doc_string` as `qcc qtype: !quant.uniform<...>`: the float64
+scales and storage width that float32 scales and int8 storage cannot hold. The
+ONNX frontend uses it when it agrees with the node's own parameters."""
+
 # --------------------------------------------------------------- quant ops
 
 
@@ -66,11 +72,14 @@ def emit_qdq(w: OpWriter, x: str, qtype: UniformQuantizedType, rank: int,
         if (qtype.storage_min, qtype.storage_max) != full_range(storage):
             x = _clip_to_range(w, x, qtype, rank)
         q = w.tmp("quantized") if dequantize or out is None else out
-        w.node("QuantizeLinear", [x, s, z], [q], suffix="QuantizeLinear", **attrs)
+        w.node("QuantizeLinear", [x, s, z], [q], suffix="QuantizeLinear",
+               doc_string=QTYPE_DOC + str(qtype), **attrs)
         x = q
     if dequantize:
         dq = out if out is not None else w.tmp("dequantized")
-        w.node("DequantizeLinear", [x, s, z], [dq], suffix="DequantizeLinear", **attrs)
+        doc = None if quantize else QTYPE_DOC + str(qtype)
+        w.node("DequantizeLinear", [x, s, z], [dq], suffix="DequantizeLinear", doc_string=doc,
+               **attrs)
         x = dq
     return x
 
@@ -180,7 +189,8 @@ def _dequantized_constant(w: OpWriter, qtype: UniformQuantizedType) -> None:
         scales, zero_points = scales.reshape(()), zero_points.reshape(())
     w.node("DequantizeLinear",
            [name, w.const(scales, "scale"), w.const(zero_points, "zero_point")], [w.out()],
-           suffix="DequantizeLinear", **({"axis": axis} if axis is not None else {}))
+           suffix="DequantizeLinear", doc_string=QTYPE_DOC + str(qtype),
+           **({"axis": axis} if axis is not None else {}))
 
 
 def _learned_qdq(w: OpWriter, qtype: UniformQuantizedType, rank: int) -> None:

@@ -25,6 +25,10 @@ onnxruntime's `quantize_static(quant_format=QDQ)` and other quantizers write):
   not supported yet), parameters that are not constants, blocked quantization,
   float8 storage.
 
+qcc's exporter also writes the exact type in the quantizing node's `doc_string`
+(`qcc qtype: !quant.uniform<...>`); when it agrees with the node's parameters it
+is the imported type, so float64 scales and 4-bit widths come back as they were.
+
 The names: the fake_quant is named after the QuantizeLinear (or, for a weight,
 the DequantizeLinear) node with a trailing `/QuantizeLinear`, `_QuantizeLinear`
 (or `DequantizeLinear`) removed.
@@ -32,6 +36,7 @@ the DequantizeLinear) node with a trailing `/QuantizeLinear`, `_QuantizeLinear`
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Sequence
 
@@ -40,6 +45,7 @@ import numpy as np
 import onnx
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import OpResult, SSAValue
+from xdsl.parser import Parser
 
 from qcc import ir
 from qcc.dialects import qnn, quant
@@ -143,8 +149,45 @@ def _same_params(a: tuple, b: tuple) -> bool:
             and np.array_equal(a[1], b[1]))
 
 
+QTYPE_DOC = "qcc qtype: "
+"""Prefix of the type qcc's exporter writes in a quantizing node's doc_string
+(`qcc.exporters.onnx_quant.QTYPE_DOC`)."""
+
+
+@functools.cache
+def _context():
+    from qcc.registry import make_context
+
+    return make_context()
+
+
+def _hint(node: onnx.NodeProto) -> UniformQuantizedType | None:
+    """The type qcc's exporter wrote in the node's doc_string, if any."""
+    if not node.doc_string.startswith(QTYPE_DOC):
+        return None
+    try:
+        attr = Parser(_context(), node.doc_string[len(QTYPE_DOC):]).parse_attribute()
+    except Exception:
+        return None
+    return attr if isinstance(attr, UniformQuantizedType) else None
+
+
+def _agrees(hint: UniformQuantizedType | None, qtype: UniformQuantizedType) -> bool:
+    """`hint` means what the node's parameters say: same storage range,
+    signedness, axis, zero points, expressed type, and scales equal in float32."""
+    if hint is None:
+        return False
+    same = (hint.storage_min, hint.storage_max, hint.signed, hint.axis, hint.zero_points,
+            hint.expressed_type) == (qtype.storage_min, qtype.storage_max, qtype.signed,
+                                     qtype.axis, qtype.zero_points, qtype.expressed_type)
+    return same and np.array_equal(np.float32(hint.scales), np.float32(qtype.scales))
+
+
 def _qtype(scales: np.ndarray, zero_points: np.ndarray, axis: int | None, dtype: np.dtype,
-           expressed, qrange: tuple[int, int] | None) -> UniformQuantizedType:
+           expressed, qrange: tuple[int, int] | None,
+           hint: UniformQuantizedType | None = None) -> UniformQuantizedType:
+    """The type the parameters define, or `hint` (qcc's own, with float64 scales
+    and the storage width) when it agrees with them."""
     bits, signed = _STORAGE[dtype]
     lo, hi = qrange if qrange is not None else storage_range(bits, signed)
     if qrange is not None:
@@ -165,7 +208,7 @@ def _qtype(scales: np.ndarray, zero_points: np.ndarray, axis: int | None, dtype:
     except Exception as e:
         raise FrontendError(f"the scale and zero point make no valid quantized type: {e}") \
             from None
-    return qtype
+    return hint if _agrees(hint, qtype) else qtype  # type: ignore[return-value]
 
 
 def _shortest(scale: np.generic) -> float:
@@ -308,7 +351,8 @@ def quantize_linear(n: Node):
         x = n.importer.values[source]
         x = n.importer.materialize(source) if isinstance(x, np.ndarray) else x
         _drop_lowered(n, chain)
-    qtype = _qtype(scales, zero_points, axis, dtype, _expressed(n, n.input(0)), qrange)
+    qtype = _qtype(scales, zero_points, axis, dtype, _expressed(n, n.input(0)), qrange,
+                   _hint(n.proto))
     return _emit(n, x, qtype, _op_name(n.proto))
 
 
@@ -332,7 +376,8 @@ def dequantize_linear(n: Node):
     if q.dtype != dtype:
         raise FrontendError(f"input type {q.dtype} and zero point type {dtype} differ")
     scale = _constant(n, n.proto.input[1], "scale")
-    qtype = _qtype(scales, zero_points, axis, dtype, ir.element_type(scale.dtype), None)
+    qtype = _qtype(scales, zero_points, axis, dtype, ir.element_type(scale.dtype), None,
+                   _hint(n.proto))
     values = qtype.dequantize(q.astype(np.int64)).astype(scale.dtype)
     name = n.proto.input[0]
     if name.endswith("_quantized") and len(name) > len("_quantized"):

@@ -154,17 +154,24 @@ class TensorStats:
         return self._hist[a:b].copy(), self.edges[a:b + 1]
 
     def abs_histogram(self) -> tuple[np.ndarray, np.ndarray]:
-        """(counts, edges) of |x|: bins `[k, k + 1) * bin_width` for k = 0 .. n-1,
-        n the last occupied one; exact (zero is always an edge)."""
+        """(counts, edges) of |x|: bins `[k, k + 1) * width` for k = 0 .. n-1, n the
+        last occupied one. Exact: zero is an edge, so bin `[-k-1, -k) * w` folds onto
+        `[k, k+1) * w`; width = `bin_width`, doubled as often as needed to keep
+        n <= `bins` (only when the data lie far from zero)."""
         g = np.arange(self._start, self._start + self.bins, dtype=np.int64)
-        m = np.where(g >= 0, g, -g - 1)
         occupied = self._hist > 0
         if not occupied.any():
             return np.zeros(1, np.int64), np.array([0.0, self.bin_width])
-        n = int(m[occupied].max()) + 1
+        m = np.where(g >= 0, g, -g - 1)[occupied]
+        top = int(m.max())
+        shift = max(0, top.bit_length() - (self.bins - 1).bit_length())
+        while (top >> shift) >= self.bins:
+            shift += 1
+        m >>= shift
+        n = (top >> shift) + 1
         counts = np.zeros(n, np.int64)
-        np.add.at(counts, m[occupied], self._hist[occupied])
-        return counts, np.ldexp(np.arange(n + 1, dtype=np.float64), self._e)
+        np.add.at(counts, m, self._hist[occupied])
+        return counts, np.ldexp(np.arange(n + 1, dtype=np.float64), self._e + shift)
 
     def summary(self) -> dict[str, float | int]:
         """Counts and range, for reports."""

@@ -167,6 +167,18 @@ def test_abs_histogram_folds_exactly():
     assert c[0] > 0 and c[-1] > 0 and e[0] <= x.min() and x.max() < e[-1]
 
 
+def test_abs_histogram_of_data_far_from_zero_stays_bounded():
+    x = np.random.default_rng(6).uniform(1000, 1001, 10_000)
+    st = TensorStats(256).update(x)
+    counts, edges = st.abs_histogram()
+    assert len(counts) <= 256 and counts.sum() == x.size
+    np.testing.assert_array_equal(counts, np.histogram(x, bins=edges)[0])
+    assert edges[-2] <= x.max() < edges[-1]
+    st = TensorStats().update(np.full(10, 3.0))  # a single value: a 2**-38 grid
+    counts, edges = st.abs_histogram()
+    assert len(counts) <= 2048 and counts.sum() == 10 and edges[-2] <= 3.0 < edges[-1]
+
+
 def test_tiny_huge_and_single_valued_ranges():
     for values in ([5.0] * 4, [1e-30, 2e-30], [-9.9e7, 9.9e7], [0.0, 1e-300]):
         x = np.array(values)
