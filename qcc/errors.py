@@ -19,9 +19,10 @@ def _frontend_errors() -> tuple[type[Exception], ...]:
 
 def _quant_errors() -> tuple[type[Exception], ...]:
     from qcc.passes.calibrate import CalibrationError
+    from qcc.quant.algorithms import AlgorithmError
     from qcc.quant.config import ConfigError
 
-    return (ConfigError, CalibrationError)
+    return (ConfigError, CalibrationError, AlgorithmError)
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (

@@ -107,15 +107,20 @@ static inline __attribute__((always_inline)) void qcc_pool_more(
     }
 }
 
-/* dst[t] = op over the m sources src[j][t*s + j*d]-style pointers (m >= 1), in
- * fused groups of up to three taps. */
-static inline __attribute__((always_inline)) void qcc_pool_reduce(
-    float *dst, const float **src, int m, ptrdiff_t n, ptrdiff_t s, int is_max)
+/* dst[t] = (or op=) op over j < m of base[j*step + t*s], taps fused by up to three. */
+static inline __attribute__((always_inline)) void qcc_pool_span(
+    float *dst, const float *base, ptrdiff_t step, int m, ptrdiff_t n, ptrdiff_t s,
+    int is_max, int assign)
 {
-    int j = m < 3 ? m : 3;
-    qcc_pool_taps(dst, src[0], src[j > 1 ? 1 : 0], src[j > 2 ? 2 : 0], j, n, s, is_max);
-    for (; j + 2 <= m; j += 2) qcc_pool_more(dst, src[j], src[j + 1], 2, n, s, is_max);
-    if (j < m) qcc_pool_more(dst, src[j], src[j], 1, n, s, is_max);
+    int j = 0;
+    if (assign) {
+        j = m < 3 ? m : 3;
+        qcc_pool_taps(dst, base, base + (j > 1) * step, base + (j > 2) * 2 * step, j, n, s,
+                      is_max);
+    }
+    for (; j + 2 <= m; j += 2)
+        qcc_pool_more(dst, base + j * step, base + (j + 1) * step, 2, n, s, is_max);
+    if (j < m) qcc_pool_more(dst, base + j * step, base + j * step, 1, n, s, is_max);
 }
 
 /* Floats of scratch qcc_pool_plane needs: the W-pooled rows and one padded row. */
@@ -126,61 +131,39 @@ static ptrdiff_t qcc_pool_scratch(const qcc_pool_geom *g)
     return (ptrdiff_t)g->sp[0] * g->sp[1] * g->osp[2] + wp;
 }
 
-enum { QCC_POOL_MAXSRC = 64 };
-
 static inline __attribute__((always_inline)) void qcc_pool_plane_impl(
     const float *x, float *out, const qcc_pool_geom *g, int mode, const float *wdiv,
     float *scratch, int is_max)
 {
-    const ptrdiff_t ow_n = g->osp[2], w_n = g->sp[2], sw = g->st[2], dw = g->dl[2];
+    const ptrdiff_t ow_n = g->osp[2], w_n = g->sp[2];
     const ptrdiff_t nrows = (ptrdiff_t)g->sp[0] * g->sp[1];
     const float init = is_max ? -FLT_MAX : 0.0f;
     const ptrdiff_t wp = qcc_pool_scratch(g) - nrows * ow_n;
     float *hbuf = scratch, *prow = scratch + nrows * ow_n;
-    const float *src[QCC_POOL_MAXSRC];
     ptrdiff_t r, t;
-    int od, oh, kd, kh, kw, m;
+    int od, oh, kd, d_lo, d_hi, h_lo, h_hi, started;
     for (t = 0; t < wp; t++) prow[t] = init;
     for (r = 0; r < nrows; r++) {           /* along W, from a padded copy of the row */
-        float *h = hbuf + r * ow_n;
         const float *restrict in = x + r * w_n;
         float *restrict dst = prow + g->pb[2];
         for (t = 0; t < w_n; t++) dst[t] = in[t];
-        for (kw = 0; kw < g->k[2]; kw += QCC_POOL_MAXSRC) {
-            for (m = 0; m < QCC_POOL_MAXSRC && kw + m < g->k[2]; m++)
-                src[m] = prow + (kw + m) * dw;
-            if (kw == 0)
-                qcc_pool_reduce(h, src, m, ow_n, sw, is_max);
-            else
-                for (; m > 0; m--) qcc_pool_more(h, src[m - 1], src[m - 1], 1, ow_n, sw, is_max);
-        }
+        qcc_pool_span(hbuf + r * ow_n, prow, g->dl[2], g->k[2], ow_n, g->st[2], is_max, 1);
     }
-    for (od = 0; od < g->osp[0]; od++)      /* along D and H */
+    for (od = 0; od < g->osp[0]; od++) {    /* along D and H, over the valid taps */
+        qcc_pool_valid(od * g->st[0] - g->pb[0], g->dl[0], g->sp[0], g->k[0], &d_lo, &d_hi);
         for (oh = 0; oh < g->osp[1]; oh++) {
             float *acc = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
-            int started = 0;
-            m = 0;
-            for (kd = 0; kd < g->k[0]; kd++) {
+            const int h0 = oh * g->st[1] - g->pb[1];
+            qcc_pool_valid(h0, g->dl[1], g->sp[1], g->k[1], &h_lo, &h_hi);
+            started = 0;
+            for (kd = d_lo; kd < d_hi && h_hi > h_lo; kd++, started = 1) {
                 const int id = od * g->st[0] - g->pb[0] + kd * g->dl[0];
-                if (id < 0 || id >= g->sp[0]) continue;
-                for (kh = 0; kh < g->k[1]; kh++) {
-                    const int ih = oh * g->st[1] - g->pb[1] + kh * g->dl[1];
-                    if (ih < 0 || ih >= g->sp[1]) continue;
-                    src[m++] = hbuf + ((ptrdiff_t)id * g->sp[1] + ih) * ow_n;
-                    if (m == QCC_POOL_MAXSRC) {
-                        if (!started) qcc_pool_reduce(acc, src, m, ow_n, 1, is_max);
-                        else for (; m > 0; m--) qcc_pool_more(acc, src[m - 1], src[m - 1], 1, ow_n, 1, is_max);
-                        started = 1;
-                        m = 0;
-                    }
-                }
+                const float *first = hbuf + ((ptrdiff_t)id * g->sp[1] + h0 + h_lo * g->dl[1]) * ow_n;
+                qcc_pool_span(acc, first, (ptrdiff_t)g->dl[1] * ow_n, h_hi - h_lo, ow_n, 1,
+                              is_max, !started);
             }
-            if (!started && m == 0)
+            if (!started)
                 for (t = 0; t < ow_n; t++) acc[t] = init;
-            else if (!started)
-                qcc_pool_reduce(acc, src, m, ow_n, 1, is_max);
-            else
-                for (; m > 0; m--) qcc_pool_more(acc, src[m - 1], src[m - 1], 1, ow_n, 1, is_max);
             if (!is_max) {
                 const int ad = mode == QCC_POOL_AVG_PAD;
                 const float dh = (float)(qcc_pool_count(g, 0, od, ad) * qcc_pool_count(g, 1, oh, ad));
@@ -190,6 +173,7 @@ static inline __attribute__((always_inline)) void qcc_pool_plane_impl(
                 }
             }
         }
+    }
 }
 
 /* Pool one channel plane x[D, H, W] into out[OD, OH, OW], separably: first every

@@ -174,7 +174,8 @@ class _Names:
 
 
 def _attr_str(op: Operation, key: str) -> str | None:
-    value = op.attributes.get(key)
+    """A string attribute (or property, as `quant.observe`'s `id`) of `op`."""
+    value = op.attributes.get(key) or op.properties.get(key)
     return value.data if isinstance(value, StringAttr) and value.data else None
 
 

@@ -132,7 +132,7 @@ def _params(n: Node, node: onnx.NodeProto, rank: int, default: np.dtype | None =
     if zp.dtype not in _STORAGE:
         raise FrontendError(f"zero point type {zp.dtype} is not an integer storage type qcc "
                             "supports (int4/8/16/32, uint4/8/16)")
-    if zp.shape != scale.shape:
+    if zp.size != scale.size:
         raise FrontendError(f"scale shape {scale.shape} and zero point shape {zp.shape} differ")
     axis = None
     if scale.ndim == 1 and scale.size > 1:

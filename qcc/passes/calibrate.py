@@ -123,10 +123,13 @@ def collect(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
     from qcc.quant.observers import TensorStats
     from qcc.runtime import compile_module, execute
 
+    from qcc.quant.algorithms import observer_bins
+
     plan = compile_module(module)
     observers = [s.op for s in plan.steps if isinstance(s.op, quant.ObserveOp)
                  and get_str(s.op.kind) == "activation"]
-    stats = {op: TensorStats() for op in observers}
+    stats = {op: TensorStats(observer_bins(get_str(op.algorithm), _params(op)))
+             for op in observers}
 
     def hook(op, x):
         stats[op].update(x)

@@ -405,15 +405,19 @@ def _greedy_path(h: np.ndarray, step: float = 1e-5) -> list[tuple[int, int]]:
 
 
 def _argmin_refined(score: Callable[[np.ndarray], np.ndarray], n: int,
-                    coarse: int = 256) -> int:
-    """Index of the least score among n ordered candidates, coarse to fine: every
-    stride-th candidate (and the last), then every candidate within one stride of
-    the best of those."""
-    stride = max(1, -(-n // coarse))
-    sel = np.union1d(np.arange(0, n, stride), [n - 1])
-    k0 = int(sel[int(np.argmin(score(sel)))])
-    window = np.arange(max(0, k0 - stride + 1), min(n, k0 + stride))
-    return int(window[int(np.argmin(score(window)))])
+                    coarse: int = 32) -> int:
+    """Index of the least score among n ordered candidates, coarse to fine: score
+    every stride-th candidate (and the last) with stride ~ n / coarse, then repeat
+    on the window of one stride around the best with the stride divided by
+    `coarse`, down to stride 1."""
+    first, stop, stride = 0, n, max(1, -(-n // coarse))
+    while True:
+        sel = np.union1d(np.arange(first, stop, stride), [stop - 1])
+        best = int(sel[int(np.argmin(score(sel)))])
+        if stride == 1:
+            return best
+        first, stop = max(0, best - stride + 1), min(n, best + stride)
+        stride = max(1, -(-stride // coarse))
 
 
 @_algorithm

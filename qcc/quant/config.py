@@ -2,7 +2,7 @@
 
 **Simplified config** (`.cfg`, protobuf text format, grammar in `config.lark`)::
 
-    batch_num: 2                     # calibration batches (>= 1, default 1)
+    batch_num: 2                     # calibration batches (>= 1; default: all the data)
     activation_offset: true          # asymmetric activations unless a block says `asymmetric`
     skip_layers: "conv1"             # repeated; also skip_layers: ["a", "b"]
     skip_layer_types: "InnerProduct"
@@ -47,7 +47,7 @@ AvgPool3D AveragePooling2D AvgPool1d/2d/3d`.
 
 **Resolved JSON** (`resolve`, `dump_json`; the contract every later step reads)::
 
-    {"version": 1, "batch_num": 1, "activation_offset": true, "do_fusion": true,
+    {"version": 1, "batch_num": null, "activation_offset": true, "do_fusion": true,
      "skip_fusion_layers": [],
      "layers": {
        "conv1": {"type": "qnn.conv", "quantize": true,
@@ -247,7 +247,7 @@ class OverrideLayer:
 class SimpleConfig:
     """The simplified config, checked; `origins` maps (field, value) to `path:line:col`."""
 
-    batch_num: int = 1
+    batch_num: int | None = None  # None: every batch the calibration data holds
     activation_offset: bool = True
     skip_layers: tuple[str, ...] = ()
     skip_layer_types: tuple[str, ...] = ()
@@ -259,7 +259,8 @@ class SimpleConfig:
     origins: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not _is_int(self.batch_num) or self.batch_num < 1:
+        if self.batch_num is not None and (not _is_int(self.batch_num)
+                                           or self.batch_num < 1):
             raise ConfigError(f"batch_num {self.batch_num!r} must be >= 1", "batch_num")
         for i, t in enumerate(self.skip_layer_types):
             try:
@@ -447,7 +448,7 @@ class _Reader:
         common = self.calibration(f["common_config"][0][0], f["common_config"][0][1].pos) \
             if "common_config" in f else CalibrationConfig()
         return self.build(lambda: SimpleConfig(
-            one("batch_num", 1), one("activation_offset", True), tuple(many("skip_layers")),
+            one("batch_num", None), one("activation_offset", True), tuple(many("skip_layers")),
             tuple(many("skip_layer_types")), common, tuple(types), tuple(layers),
             one("do_fusion", True), tuple(many("skip_fusion_layers")), origins), f, (1, 1))
 
@@ -563,7 +564,7 @@ def resolve(module, config: SimpleConfig | None, model_path: str | None = None) 
 _CHECK = {"int": _is_int, "bool": lambda v: isinstance(v, bool),
           "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, list),
           "dict": lambda v: isinstance(v, dict)}
-_TOP = {"version": "int", "batch_num": "int", "activation_offset": "bool",
+_TOP = {"version": "int", "batch_num": "int?", "activation_offset": "bool",
         "do_fusion": "bool", "skip_fusion_layers": "list", "layers": "dict"}
 _SKIPPED = {"type": "str", "quantize": "bool", "reason": "str"}
 _QUANTIZED = {"type": "str", "quantize": "bool", "weight": "dict?", "activation": "dict"}
@@ -600,7 +601,7 @@ def validate_json(cfg: Any, module=None, path: str = "<json>") -> dict:
     shape(cfg, _TOP, "top level")
     if cfg["version"] != 1:
         fail("version", f"unsupported version {cfg['version']} (expected 1)")
-    if cfg["batch_num"] < 1:
+    if cfg["batch_num"] is not None and cfg["batch_num"] < 1:
         fail("batch_num", f"batch_num {cfg['batch_num']} must be >= 1")
     if not all(isinstance(n, str) for n in cfg["skip_fusion_layers"]):
         fail("skip_fusion_layers", "expected a list of layer names")

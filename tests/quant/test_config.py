@@ -201,7 +201,7 @@ def test_every_type_maps_to_layer_ops():
 def test_resolve_defaults():
     out = resolve(model(), None)
     assert out == {
-        "version": 1, "batch_num": 1, "activation_offset": True, "do_fusion": True,
+        "version": 1, "batch_num": None, "activation_offset": True, "do_fusion": True,
         "skip_fusion_layers": [],
         "layers": {
             name: {"type": t, "quantize": True,

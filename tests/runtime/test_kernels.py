@@ -157,6 +157,7 @@ POOL_CASES = [
     ((1, 2, 11, 12), (3, 3), (2, 1), (2, 1, 1, 2), (2, 2), False),
     ((1, 2, 11, 12), (3, 2), (3, 2), (1, 1, 0, 1), (2, 3), True),
     ((1, 3, 6, 6), (6, 6), (1, 1), (0, 0, 0, 0), (1, 1), False),    # global window
+    ((2, 2, 30, 33), (5, 7), (1, 2), (2, 3, 2, 3), (1, 1), False),  # long rows, many taps
     ((2, 3, 13), (4,), (3,), (1, 2), (1,), True),                   # 1-D
     ((1, 2, 5, 6, 7), (2, 3, 2), (2, 1, 2), (0, 1, 1, 1, 1, 0), (1, 1, 1), True),  # 3-D
 ]
@@ -212,7 +213,8 @@ def test_lrn(size, beta):
     close(_norm.lrn(x, size, 1e-2, beta, 1.5), want)
 
 
-@pytest.mark.parametrize("x_shape,with_bias", [((4, 20), True), ((3, 5, 16), False), ((1, 1), True)])
+@pytest.mark.parametrize("x_shape,with_bias", [((4, 20), True), ((3, 5, 16), False), ((1, 1), True),
+                                               ((1, 64), True), ((1, 40), False)])
 def test_dense(x_shape, with_bias):
     rng = np.random.default_rng(8)
     x = rand(rng, *x_shape)
@@ -235,7 +237,8 @@ def test_batched_matmul(a_shape, b_shape):
     close(_kernels.batched_matmul(a, b), want)
 
 
-@pytest.mark.parametrize("shape,axis", [((4, 10), -1), ((2, 3, 5), 1), ((3, 4, 2, 5), 0), ((2, 6), 0)])
+@pytest.mark.parametrize("shape,axis", [((4, 10), -1), ((3, 100), 1), ((2, 3, 5), 1),
+                                        ((2, 40, 3), 1), ((3, 4, 2, 5), 0), ((2, 6), 0)])
 def test_softmax(shape, axis):
     x = rand(np.random.default_rng(10), *shape, scale=3.0)
     close(_norm.softmax(x, axis), run_ort("Softmax", {"x": x}, axis=axis))
