@@ -34,6 +34,8 @@ _XDSL_DIALECTS = ("builtin", "func", "arith")
 _PASSES: dict[str, PassFactory] = {
     "canonicalize": _lazy("qcc.passes.canonicalize", "CanonicalizePass"),  # type: ignore[dict-item]
     "qcc-fuse-bn": _lazy("qcc.passes.fuse_bn", "FuseBnPass"),  # type: ignore[dict-item]
+    "qcc-balance": _lazy("qcc.passes.balance", "BalancePass"),  # type: ignore[dict-item]
+    "qcc-equalize": _lazy("qcc.passes.equalize", "EqualizePass"),  # type: ignore[dict-item]
     "qcc-insert-quant": _lazy("qcc.passes.insert_quant", "InsertQuantPass"),  # type: ignore[dict-item]
     "qcc-calibrate": _lazy("qcc.passes.calibrate", "CalibratePass"),  # type: ignore[dict-item]
 }

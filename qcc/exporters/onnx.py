@@ -111,6 +111,16 @@ _IR_FOR_TYPE = {
 """Element types newer than IR version 8: the IR version that introduced them."""
 
 
+_OPSET_FOR_TYPE = {
+    TensorProto.FLOAT8E4M3FN: 19, TensorProto.FLOAT8E4M3FNUZ: 19, TensorProto.FLOAT8E5M2: 19,
+    TensorProto.FLOAT8E5M2FNUZ: 19, TensorProto.INT4: 21, TensorProto.UINT4: 21,
+    TensorProto.FLOAT4E2M1: 23, TensorProto.FLOAT8E8M0: 24, TensorProto.INT2: 25,
+    TensorProto.UINT2: 25,
+}
+"""Element types that the default domain's ops (Cast, Identity...) accept only
+from some opset on."""
+
+
 def onnx_dtype(dtype: np.dtype | type) -> int:
     """The ONNX element type of a numpy dtype (ml_dtypes ones included)."""
     try:
@@ -423,6 +433,12 @@ class _Exporter:
         opsets = [helper.make_opsetid("", self.opset)]
         model.opset_import.extend(opsets)
         model.producer_name, model.producer_version = "qcc", _version()
+        late = sorted({helper.tensor_dtype_to_string(t).split(".")[-1]: v
+                       for t in self.dtypes if (v := _OPSET_FOR_TYPE.get(t, 0)) > self.opset
+                       }.items())
+        if late:
+            listed = ", ".join(f"{name} (opset {v})" for name, v in late)
+            raise ExportError(f"element types newer than opset {self.opset}: {listed}")
         model.ir_version = max([helper.find_min_ir_version_for(opsets)] +
                                [_IR_FOR_TYPE.get(t, 8) for t in self.dtypes])
         return model

@@ -120,10 +120,9 @@ def activation_quantizer(op: quant.ObserveOp, stats) -> Quantizer:
 def collect(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
             progress: Callable[[int], None] | None = None) -> dict[quant.ObserveOp, object]:
     """Rule 2: run every batch, feeding each activation observer's statistics."""
+    from qcc.quant.algorithms import observer_bins
     from qcc.quant.observers import TensorStats
     from qcc.runtime import compile_module, execute
-
-    from qcc.quant.algorithms import observer_bins
 
     plan = compile_module(module)
     observers = [s.op for s in plan.steps if isinstance(s.op, quant.ObserveOp)

@@ -1,0 +1,367 @@
+"""qcc-balance: activation balance (SmoothQuant, Xiao et al. 2022): move the outliers
+of a layer's input channels into its weights, where per-channel quantization absorbs them.
+
+For a layer y = W x and each input channel c, s[c] = max|X[c]|^alpha / max|W[:, c]|^(1-alpha)
+and y = (W diag(s)) (diag(1/s) x): the weights take s, the activation takes 1/s.
+Weights and factors are computed in float64 and stored as float32.
+
+Rules:
+1. Targets are `qnn.dense` (input channel = last axis, W[:, c]), `qnn.conv` with
+   groups = 1 (1-3 spatial dims, channel axis 1, W[:, c, ...]) and `qnn.conv_transpose`
+   (channel axis 1, W[c, ...], any groups) with float32 constant weights. A grouped conv,
+   a layer whose weight constant feeds another op (shared weights) and a layer with
+   non-constant weights are left alone with a remark.
+2. Layers that read the same activation over the same channel axis (Q, K, V after one
+   layer norm) form a group with one s; max|W| is taken over all their weights.
+3. max|X| per channel comes from one pass over the calibration batches (a running
+   maximum per channel, never the tensors); max|W| from the weights before this pass.
+   s = 1 where either maximum is 0 or not finite; s is clipped to [1e-5, 1e5].
+4. Each layer's weight becomes W * s along its input channel (`<layer>.weight_balanced`)
+   and s is recorded on the layer as `qcc.balance_factor` (array<f64>; a layer balanced
+   twice records the product). `balance()` returns the factors by layer name.
+5. 1/s folds into the op that produces the activation when every user of the
+   activation is in the group and that op is per-channel over the same axis:
+   `qnn.layer_norm` (normalized dims include the channel axis) and `qnn.batch_norm` /
+   `qnn.scale`: scale and bias * 1/s; `qnn.dense`, `qnn.conv`, `qnn.conv_transpose`
+   (weights not shared): output channel c of weight and bias * 1/s[c].
+6. Otherwise a `qnn.scale` (scale = 1/s, axis = the channel axis, named
+   `<first layer>.balance`) goes before the group's first layer and feeds the whole
+   group; a remark says why 1/s did not fold.
+
+Options: `alpha` = migration strength in [0.2, 0.8] (default 0.5; more moves more of
+the activation range into the weights), `data` = .npz with one array per model input
+(first axis the batch), `batch_num` = how many model batches to use (default: all),
+`layers` = comma-separated layer names to balance (default: every target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import DenseArrayBase, Float32Type, ModuleOp, StringAttr, TensorType, f64
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from qcc import ir
+from qcc.dialects import qnn
+from qcc.dialects.base import get_int
+from qcc.passes import remarks
+
+LAYERS = (qnn.DenseOp, qnn.ConvOp, qnn.ConvTransposeOp)
+FACTOR_ATTR = "qcc.balance_factor"
+ALPHA_RANGE = (0.2, 0.8)
+S_RANGE = (1e-5, 1e5)
+
+
+class BalanceError(ValueError):
+    """A bad option or calibration data that does not fit the model."""
+
+
+def check_alpha(alpha: object) -> float:
+    """`alpha` as a float, or a BalanceError saying what range is allowed."""
+    lo, hi = ALPHA_RANGE
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not lo <= alpha <= hi:
+        raise BalanceError(f"qcc-balance: alpha (migration strength) must be in [{lo}, {hi}], "
+                           f"got {alpha!r}; 0.5 suits most models, raise it to move more of "
+                           "the activation outliers into the weights")
+    return float(alpha)
+
+
+@dataclass
+class Group:
+    """Layers reading `x` over channel `axis`; they share one factor."""
+
+    x: SSAValue
+    axis: int
+    layers: list[tuple[str, Operation]]
+
+
+# -------------------------------------------------------------- the pass
+
+
+def balance(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
+            alpha: float = 0.5, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Rules 1-6 on `module` in place; returns s (float64) by layer name."""
+    alpha = check_alpha(alpha)
+    groups = _groups(_targets(module, layers))
+    if not groups:
+        return {}
+    amax = _activation_max(groups, module, batches)
+    factors: dict[str, np.ndarray] = {}
+    for group, a in zip(groups, amax, strict=True):
+        wmax = np.max([_weight_max(op) for _, op in group.layers], axis=0)
+        s = factor(a, wmax, alpha)
+        factors.update(dict.fromkeys((name for name, _ in group.layers), s))
+        _apply(group, s)
+    return factors
+
+
+def factor(amax: np.ndarray, wmax: np.ndarray, alpha: float) -> np.ndarray:
+    """Rule 3: s = amax^alpha / wmax^(1-alpha), 1 where a maximum is 0 or not finite."""
+    amax, wmax = np.asarray(amax, np.float64), np.asarray(wmax, np.float64)
+    ok = (amax > 0) & (wmax > 0) & np.isfinite(amax) & np.isfinite(wmax)
+    s = np.ones_like(amax)
+    s[ok] = amax[ok] ** alpha / wmax[ok] ** (1 - alpha)
+    return np.clip(s, *S_RANGE)
+
+
+def _targets(module: ModuleOp, only: Sequence[str] | None) -> list[tuple[str, Operation]]:
+    """Rule 1: the layers to balance, by config name, in program order."""
+    from qcc.quant.config import quantizable_layers
+
+    named = {n: op for n, op in quantizable_layers(module).items() if isinstance(op, LAYERS)}
+    if only is not None:
+        unknown = [n for n in only if n not in named]
+        if unknown:
+            raise BalanceError(f"qcc-balance: layers names {', '.join(unknown)}, not a dense, "
+                               f"conv or conv_transpose of the model (those are: "
+                               f"{', '.join(named) or 'none'})")
+        named = {n: op for n, op in named.items() if n in only}
+    out = []
+    for name, op in named.items():
+        reason = _why_not(op)
+        if reason is not None:
+            remarks.emit(op, f"not balanced: {reason}")
+            continue
+        out.append((name, op))
+    return out
+
+
+def _why_not(op: Operation) -> str | None:
+    w = op.operands[1]
+    if ir.constant_value(w) is None or not _is_f32(w) or not _is_f32(op.operands[0]):
+        return "its weights are not float32 constants"
+    if isinstance(op, qnn.ConvOp) and get_int(op.groups) != 1:
+        return (f"a grouped conv (groups = {get_int(op.groups)}); only groups = 1 is "
+                "balanced")
+    others = [u.operation for u in w.uses if u.operation is not op]
+    if others:
+        return f"it shares its weights with {_label(others[0])}"
+    return None
+
+
+def _groups(targets: list[tuple[str, Operation]]) -> list[Group]:
+    """Rule 2."""
+    groups: dict[tuple[SSAValue, int], Group] = {}
+    for name, op in targets:
+        x, axis = op.operands[0], _in_axis(op)
+        groups.setdefault((x, axis), Group(x, axis, [])).layers.append((name, op))
+    return list(groups.values())
+
+
+def _activation_max(groups: list[Group], module: ModuleOp,
+                    batches: Iterable[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
+    """Rule 3: per group, max|x| per channel over every batch (the first layer's kernel
+    updates a running maximum, then runs as usual)."""
+    from qcc.runtime import compile_module, execute
+
+    plan = compile_module(module)
+    kernels = {step.op: step.fn for step in plan.steps}
+    amax = [np.zeros(_channels(g.x, g.axis)) for g in groups]
+
+    def hook(i: int, axis: int, kernel):
+        def run(op, x, *rest):
+            axes = tuple(d for d in range(x.ndim) if d != axis)
+            np.fmax(amax[i], np.abs(x).max(axis=axes), out=amax[i])
+            return kernel(op, x, *rest)
+        return run
+
+    overrides = {g.layers[0][1]: hook(i, g.axis, kernels[g.layers[0][1]])
+                 for i, g in enumerate(groups)}
+    n = 0
+    for batch in batches:
+        execute(plan, batch, overrides=overrides)
+        n += 1
+    if n == 0:
+        raise BalanceError("qcc-balance: no calibration batch (the data holds fewer "
+                           "samples than one model batch)")
+    return amax
+
+
+# -------------------------------------------------------------- rewriting
+
+
+def _apply(group: Group, s: np.ndarray) -> None:
+    """Rules 4-6 for one group."""
+    for _, op in group.layers:
+        w = np.asarray(ir.array_of(op.operands[1]), np.float64)
+        _set_operand(op, 1, _scale_inputs(op, w, s), "weight")
+        old = op.attributes.get(FACTOR_ATTR)
+        total = s * np.asarray(old.get_values()) if isinstance(old, DenseArrayBase) else s
+        op.attributes[FACTOR_ATTR] = DenseArrayBase.from_list(f64, [float(v) for v in total])
+    producer = group.x.owner
+    reason = _why_not_fold(group)
+    if reason is None:
+        assert isinstance(producer, Operation)
+        _fold(producer, group.axis, 1 / s)
+        return
+    first = group.layers[0][1]
+    remarks.emit(first, f"1/s stays an explicit qnn.scale: {reason}")
+    name = _name(first)
+    inv = ir.constant((1 / s).astype(np.float32), f"{name}.balance.scale" if name else None)
+    scale = qnn.ScaleOp.make(group.x, inv, name=f"{name}.balance" if name else None,
+                             axis=group.axis)
+    Rewriter.insert_op([inv, scale], InsertPoint.before(first))
+    for _, op in group.layers:
+        op.operands[0] = scale.output
+
+
+def _why_not_fold(group: Group) -> str | None:
+    """Why 1/s cannot fold into the op producing the group's input (None: it can)."""
+    producer = group.x.owner
+    if not isinstance(producer, Operation):
+        return "the activation is a model input"
+    members = {id(op) for _, op in group.layers}
+    if any(id(u.operation) not in members for u in group.x.uses):
+        return "the activation has another user"
+    what = f"{_label(producer)}, which produces it,"
+    if not isinstance(producer, (*LAYERS, qnn.LayerNormOp, qnn.BatchNormOp, qnn.ScaleOp)):
+        return f"{what} is not per-channel"
+    if any(ir.constant_value(v) is None for v in producer.operands[1:]):
+        return f"{what} has non-constant parameters"
+    if group.axis not in _out_axes(producer):
+        return f"{what} is not per-channel over axis {group.axis}"
+    if isinstance(producer, LAYERS) and not producer.operands[1].has_one_use():
+        return f"{what} shares its weights"
+    return None
+
+
+def _fold(producer: Operation, axis: int, inv: np.ndarray) -> None:
+    """Rule 5: the output channels of `producer` (over `axis`) times `inv`."""
+    params = [np.asarray(ir.array_of(v), np.float64) if v is not None else None
+              for v in producer.operands[1:]]
+    if isinstance(producer, LAYERS):
+        _set_operand(producer, 1, _scale_outputs(producer, params[0], inv), "weight")
+        if len(params) > 1 and params[1] is not None:
+            _set_operand(producer, 2, params[1] * inv, "bias")
+        return
+    if isinstance(producer, qnn.LayerNormOp):  # scale and bias: [*shape[start:]]
+        rank = len(producer.results[0].type.get_shape())  # type: ignore[union-attr]
+        start = get_int(producer.axis) % rank
+        inv = inv.reshape([-1 if d == axis - start else 1 for d in range(rank - start)])
+    for i, kind in ((1, "scale"), (2, "bias")):  # batch_norm's mean and var stay
+        if i <= len(params) and params[i - 1] is not None:
+            _set_operand(producer, i, params[i - 1] * inv, kind)
+
+
+def _set_operand(op: Operation, index: int, array: np.ndarray, kind: str) -> None:
+    """Operand `index` of `op` becomes a new float32 constant `<op>.<kind>_balanced`
+    (inserted before `op`); the old constant goes when nothing else uses it."""
+    name = _name(op)
+    new = ir.constant(array.astype(np.float32), f"{name}.{kind}_balanced" if name else None)
+    Rewriter.insert_op(new, InsertPoint.before(op))
+    old = op.operands[index].owner
+    op.operands[index] = new.output
+    if isinstance(old, qnn.ConstantOp) and not old.output.uses:
+        Rewriter.erase_op(old)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _in_axis(layer: Operation) -> int:
+    """The channel axis of a layer's input: last for dense, 1 for (de)conv."""
+    rank = len(layer.operands[0].type.get_shape())  # type: ignore[union-attr]
+    return rank - 1 if isinstance(layer, qnn.DenseOp) else 1
+
+
+def _out_axes(op: Operation) -> tuple[int, ...]:
+    """The axes over which `op`'s output can be scaled per channel through its parameters."""
+    rank = len(op.results[0].type.get_shape())  # type: ignore[union-attr]
+    if isinstance(op, qnn.DenseOp):
+        return (rank - 1,)
+    if isinstance(op, qnn.LayerNormOp):
+        return tuple(range(get_int(op.axis) % rank, rank))
+    if isinstance(op, qnn.ScaleOp):
+        return (get_int(op.axis) % rank,)
+    return (1,)  # batch_norm, conv, conv_transpose
+
+
+def _is_f32(value: SSAValue) -> bool:
+    return isinstance(value.type, TensorType) and isinstance(value.type.element_type,
+                                                             Float32Type)
+
+
+def _name(op: Operation) -> str | None:
+    name = op.attributes.get("name")
+    return name.data if isinstance(name, StringAttr) else None
+
+
+def _label(op: Operation) -> str:
+    name = _name(op)
+    return f"{op.name} '{name}'" if name else op.name
+
+
+def _channels(x: SSAValue, axis: int) -> int:
+    return x.type.get_shape()[axis]  # type: ignore[union-attr]
+
+
+def _weight_max(layer: Operation) -> np.ndarray:
+    """max|W| per input channel (rule 1's layouts)."""
+    w = np.abs(np.asarray(ir.array_of(layer.operands[1]), np.float64))
+    if isinstance(layer, qnn.DenseOp):  # [N, K]
+        return w.max(axis=0)
+    if isinstance(layer, qnn.ConvOp):  # [O, C, *K]
+        return np.moveaxis(w, 1, 0).reshape(w.shape[1], -1).max(axis=1)
+    return w.reshape(w.shape[0], -1).max(axis=1)  # conv_transpose [C, O/groups, *K]
+
+
+def _scale_inputs(layer: Operation, w: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """`w` with the weights of input channel c multiplied by s[c]."""
+    if isinstance(layer, qnn.DenseOp):
+        return w * s
+    axis = 1 if isinstance(layer, qnn.ConvOp) else 0
+    return w * s.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+
+
+def _scale_outputs(layer: Operation, w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """`w` with the weights of output channel o multiplied by a[o]."""
+    if not isinstance(layer, qnn.ConvTransposeOp):  # dense [N, K], conv [O, C/groups, *K]
+        return w * a.reshape(-1, *(1,) * (w.ndim - 1))
+    groups, (cin, per_group), kernel = get_int(layer.groups), w.shape[:2], w.shape[2:]
+    grouped = w.reshape(groups, cin // groups, per_group, *kernel)
+    return (grouped * a.reshape(groups, 1, per_group, *(1,) * len(kernel))).reshape(w.shape)
+
+
+@dataclass(frozen=True)
+class BalancePass(ModulePass):
+    """Smooth activation outliers into the weights (SmoothQuant); factors from calibration."""
+
+    name = "qcc-balance"
+
+    alpha: float = 0.5
+    """Migration strength in [0.2, 0.8]."""
+
+    data: str | None = None
+    """Calibration data: .npz with one array per model input, first axis the batch."""
+
+    batch_num: int | None = None
+    """How many model batches of `data` to use (default: all)."""
+
+    layers: str | tuple[str, ...] = ""
+    """Layer names to balance: "fc1,fc2" (default: every dense, conv and conv_transpose)."""
+
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha)
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from qcc.passes.calibrate import CalibrationError, model_batches
+
+        if self.data is None:
+            raise BalanceError("qcc-balance needs data=FILE.npz (calibration data, one "
+                               "array per model input, first axis the batch)")
+        names = self.layers.split(",") if isinstance(self.layers, str) else self.layers
+        only = [n.strip() for n in names if n.strip()] or None
+        with np.load(self.data) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        try:
+            balance(op, model_batches(op, arrays, self.batch_num), self.alpha, only)
+        except CalibrationError as e:
+            raise BalanceError(f"qcc-balance: {self.data}: {e}") from None
+
+
+__all__ = ["BalancePass", "BalanceError", "balance", "check_alpha", "factor", "FACTOR_ATTR"]

@@ -1,0 +1,335 @@
+"""qcc-equalize: cross-layer equalization and high-bias absorption (Nagel et al. 2019,
+"Data-Free Quantization Through Weight Equalization and Bias Correction", §4.1-4.2;
+AIMET's CLE).
+
+A *pair* is layer 1 whose output channel i is input channel i of layer 2: conv -> conv
+(any groups, so depthwise-separable blocks too) or dense -> dense, joined by nothing,
+a `qnn.relu`, or a `qnn.clip` from 0 (rule 3). Pairs sharing a layer form a *chain*:
+conv -> depthwise -> conv is one chain with two joints. With r1_i = max|W1[i, ...]|
+(output channel i of layer 1) and r2_i = max|W2[:, i, ...]| (the weights that read
+input channel i; for a grouped layer 2, those of the group holding i), the scale
+s_i = sqrt(r1_i * r2_i) / r2_i gives both ranges the value sqrt(r1_i * r2_i).
+Arithmetic is float64, stored as float32.
+
+Rules:
+1. Pair: W1[i] /= s_i, b1[i] /= s_i, W2[:, i] *= s_i. Exact: relu(z / s) = relu(z) / s
+   for s > 0, and zero padding stays zero. A channel with r1_i or r2_i zero keeps s_i = 1.
+2. Chain: rule 1 joint by joint, round after round, until every scale of a round is
+   within 1e-6 of 1, or 20 rounds (a remark says when it did not converge). A joint's
+   scales are the product over rounds.
+3. ReLU6: a `qnn.clip` from 0 to max does not commute with the scaling (its bound
+   would have to become max / s_i per channel), so it blocks the pair, unless
+   `relu6_as_relu=true` (AIMET replaces ReLU6 by ReLU before CLE): then it becomes a
+   `qnn.relu` and a remark says so; outputs change wherever its input exceeded max.
+   A clip with another lower bound always blocks.
+4. High-bias absorption (`absorb_bias=true`, Nagel §4.2), after rules 1-2: with a
+   per-channel mean m and std d of layer 1's output, c = max(0, m - 3 d);
+   b1 -= c and b2 += sum(W2[:, i] * c_i). Exact where layer 1's output is at least c
+   (all but ~0.1% of a Gaussian; always when nothing joins the pair). Without data
+   the only honest d is one the module carries: the discardable attribute
+   `qcc.output_std` on layer 1 (|gamma| of the batch norm folded into it, or a
+   calibration). m is `qcc.output_mean` (beta) when present, else b1 (the output's
+   mean when the layer's input has zero mean). Without `qcc.output_std` nothing is
+   absorbed (a bias is no estimate of a spread) and a remark says so; nor into a
+   padded conv (zero padding after the shift changes the borders, as qcc-fuse-bn rule 4).
+   Rules 1 and 4 keep these attributes in step with the channels they change.
+
+A pair is not equalized, with a remark saying why, when layer 1's or the activation's
+output has another user, when a weight or bias is not a float32 constant, or by rule 3.
+Rewritten layers keep their names; their new constants are `<layer>.weight_eq` and
+`<layer>.bias_eq`. Layer 2 carries `qcc.equalize_scales` (array<f64>: s_i), the report
+reads `last_scales()`, and each pair gets a remark with its smallest and largest scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import DenseArrayBase, Float32Type, ModuleOp, StringAttr, f64
+from xdsl.ir import Operation
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from qcc import ir
+from qcc.dialects import qnn
+from qcc.dialects.base import get_float, get_int, get_ints
+from qcc.passes import remarks
+
+LAYERS = (qnn.ConvOp, qnn.DenseOp)
+ACTIVATIONS = (qnn.ReluOp, qnn.ClipOp)
+SCALES, MEAN, STD = "qcc.equalize_scales", "qcc.output_mean", "qcc.output_std"
+ROUNDS, TOLERANCE = 20, 1e-6
+
+_LAST_SCALES: dict[tuple[str, str], list[float]] = {}
+
+
+def last_scales() -> dict[tuple[str, str], list[float]]:
+    """The scales of the last run: {(layer 1, layer 2): [s_i]}, layers by name."""
+    return dict(_LAST_SCALES)
+
+
+@dataclass
+class Layer:
+    """A layer's weights in float64 while the pass changes them."""
+
+    op: Operation
+    w: np.ndarray
+    b: np.ndarray | None
+    stats: dict[str, np.ndarray]  # qcc.output_mean / qcc.output_std, when present
+    new_bias: bool = False
+
+    @staticmethod
+    def of(op: Operation) -> Layer:
+        w = np.asarray(ir.array_of(op.operands[1]), np.float64)
+        b = np.asarray(ir.array_of(op.operands[2]), np.float64) if len(op.operands) > 2 else None
+        stats = {k: np.array(a.get_values(), np.float64) for k in (MEAN, STD)
+                 if isinstance(a := op.attributes.get(k), DenseArrayBase)}
+        return Layer(op, w, b, {k: v for k, v in stats.items() if v.shape == w.shape[:1]})
+
+    def channel(self) -> np.ndarray:
+        """[O, C/groups]: the input channel that W[o, j] reads (a dense is one group)."""
+        out, per_group = self.w.shape[:2]
+        groups = get_int(self.op.groups) if isinstance(self.op, qnn.ConvOp) else 1
+        return (np.arange(out) // (out // groups))[:, None] * per_group + np.arange(per_group)
+
+    def out_ranges(self) -> np.ndarray:
+        return np.abs(self.w).reshape(len(self.w), -1).max(-1)
+
+    def in_ranges(self) -> np.ndarray:
+        channel = self.channel()
+        r = np.zeros(channel.max() + 1)
+        np.maximum.at(r, channel, np.abs(self.w).reshape(*channel.shape, -1).max(-1))
+        return r
+
+    def divide_outputs(self, s: np.ndarray) -> None:
+        self.w = self.w / s.reshape(-1, *(1,) * (self.w.ndim - 1))
+        if self.b is not None:
+            self.b, self.new_bias = self.b / s, True
+        self.stats = {k: v / s for k, v in self.stats.items()}
+
+    def multiply_inputs(self, s: np.ndarray) -> None:
+        channel = self.channel()
+        self.w = self.w * s[channel].reshape(*channel.shape, *(1,) * (self.w.ndim - 2))
+
+
+@dataclass
+class Joint:
+    one: Layer
+    act: Operation | None
+    two: Layer
+    scales: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scales = np.ones(len(self.one.w))
+
+    def step(self) -> float:
+        """Rule 1 once; the largest |s_i - 1|."""
+        r1, r2 = self.one.out_ranges(), self.two.in_ranges()
+        ok = (r1 > 0) & (r2 > 0)
+        s = np.where(ok, np.sqrt(np.where(ok, r1, 1.0) / np.where(ok, r2, 1.0)), 1.0)
+        self.one.divide_outputs(s)
+        self.two.multiply_inputs(s)
+        self.scales *= s
+        return float(np.abs(s - 1).max(initial=0.0))
+
+
+# ------------------------------------------------------------- finding pairs
+
+
+def pair_before(two: Operation) -> tuple[Operation, Operation | None] | None:
+    """(layer 1, activation or None) feeding layer `two`, by structure alone."""
+    if not isinstance(two, LAYERS):
+        return None
+    x = two.operands[0]
+    act = x.owner if isinstance(x.owner, ACTIVATIONS) else None
+    one = act.operands[0].owner if act is not None else x.owner
+    return (one, act) if type(one) is type(two) else None
+
+
+def why_not(one: Operation, act: Operation | None, two: Operation,
+            relu6_as_relu: bool) -> str | None:
+    """Why the pair cannot be equalized (None: it can)."""
+    for op in (one, act):
+        if op is not None and not op.results[0].has_one_use():
+            return f"the output of {_label(op)} has another user"
+    for layer in (one, two):
+        if not _constant_weights(layer):
+            return f"the weights of {_label(layer)} are not float32 constants"
+    if not isinstance(act, qnn.ClipOp):
+        return None
+    lo, hi = get_float(act.properties["min"]), get_float(act.properties["max"])
+    if lo != 0 or hi <= 0:
+        return f"{_label(act)} clips to [{lo:g}, {hi:g}], which no scaling commutes with"
+    if not relu6_as_relu:
+        return (f"{_label(act)} (clip to [0, {hi:g}]) does not commute with the scaling; "
+                "relu6_as_relu=true treats it as a relu")
+    return None
+
+
+def chains(module: ModuleOp, relu6_as_relu: bool) -> list[list[Joint]]:
+    """The pairs that can be equalized, linked into chains; a remark for the others."""
+    after: dict[Operation, tuple[Operation | None, Operation]] = {}
+    for two in module.walk():
+        found = pair_before(two)
+        if found is None:
+            continue
+        one, act = found
+        reason = why_not(one, act, two, relu6_as_relu)
+        if reason is not None:
+            remarks.emit(one, f"not equalized with {_label(two)}: {reason}")
+            continue
+        after[one] = (act, two)
+    seconds = {two for _, two in after.values()}
+    out = []
+    for start in [op for op in after if op not in seconds]:
+        chain, one = [], Layer.of(start)
+        while one.op in after:
+            act, two_op = after[one.op]
+            two = Layer.of(two_op)
+            chain.append(Joint(one, act, two))
+            one = two
+        out.append(chain)
+    return out
+
+
+# -------------------------------------------------------------- absorption
+
+
+def absorb(joint: Joint) -> np.ndarray | str:
+    """Rule 4 on one joint: the absorbed c, or why nothing was absorbed."""
+    one, two = joint.one, joint.two
+    if STD not in one.stats:
+        return (f"{_label(one.op)} carries no per-channel std of its output ({STD}), "
+                "and its bias alone estimates no spread")
+    if isinstance(two.op, qnn.ConvOp) and any(get_ints(two.op.pads)):
+        return f"{_label(two.op)} pads its input with zeros, so the shift would change the borders"
+    b1 = one.b if one.b is not None else np.zeros(len(one.w))
+    c = np.maximum(0.0, one.stats.get(MEAN, b1) - 3 * one.stats[STD])
+    if not c.any():
+        return "mean - 3 std is not positive on any channel"
+    channel = two.channel()
+    shift = (two.w.reshape(*channel.shape, -1).sum(-1) * c[channel]).sum(-1)
+    one.b, one.new_bias = b1 - c, True
+    if MEAN in one.stats:
+        one.stats[MEAN] = one.stats[MEAN] - c
+    two.b = (two.b if two.b is not None else np.zeros(len(two.w))) + shift
+    two.new_bias = True
+    return c
+
+
+# ---------------------------------------------------------------- rewriting
+
+
+def rebuild(layer: Layer, scales: np.ndarray | None) -> None:
+    """Replace `layer.op` with its new weights, stats and scales."""
+    op, name = layer.op, _name(layer.op)
+    new_ops: list[Operation] = [ir.constant(layer.w.astype(np.float32),
+                                            f"{name}.weight_eq" if name else None)]
+    bias = op.operands[2] if len(op.operands) > 2 else None
+    if layer.new_bias:
+        assert layer.b is not None
+        new_ops.append(ir.constant(layer.b.astype(np.float32),
+                                   f"{name}.bias_eq" if name else None))
+        bias = new_ops[-1].results[0]
+    new = type(op).make(op.operands[0], new_ops[0].results[0], bias, name=name,  # type: ignore[attr-defined]
+                        **dict(op.properties))
+    new.attributes.update(op.attributes)
+    for key, value in layer.stats.items():
+        new.attributes[key] = DenseArrayBase.from_list(f64, [float(v) for v in value])
+    if scales is not None:
+        new.attributes[SCALES] = DenseArrayBase.from_list(f64, [float(v) for v in scales])
+    owners = [v.owner for v in op.operands[1:]]
+    Rewriter.replace_op(op, [*new_ops, new])
+    for owner in dict.fromkeys(owners):
+        if isinstance(owner, qnn.ConstantOp) and not owner.output.uses:
+            Rewriter.erase_op(owner)
+
+
+def relu_for(clip: Operation) -> None:
+    relu = qnn.ReluOp.make(clip.operands[0], name=_name(clip))
+    relu.attributes.update(clip.attributes)
+    Rewriter.replace_op(clip, relu)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _constant_weights(layer: Operation) -> bool:
+    values = [layer.results[0], *layer.operands[1:]]
+    return all(ir.constant_value(v) is not None for v in values[1:]) and all(
+        isinstance(t := v.type, qnn.AnyTensor) and isinstance(t.element_type, Float32Type)
+        for v in values)
+
+
+def _name(op: Operation) -> str | None:
+    name = op.attributes.get("name")
+    return name.data if isinstance(name, StringAttr) else None
+
+
+def _label(op: Operation) -> str:
+    name = _name(op)
+    return f"{op.name} '{name}'" if name else op.name
+
+
+def _key(op: Operation, index: dict[Operation, int]) -> str:
+    return _name(op) or f"{op.name}#{index[op]}"
+
+
+@dataclass(frozen=True)
+class EqualizePass(ModulePass):
+    """Balance the per-channel weight ranges of consecutive layers (CLE)."""
+
+    name = "qcc-equalize"
+
+    relu6_as_relu: bool = False
+    """Treat a clip from 0 (ReLU6) between a pair as a relu, and make it one."""
+
+    absorb_bias: bool = False
+    """Absorb high biases into the next layer (rule 4; needs qcc.output_std)."""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        _LAST_SCALES.clear()
+        index = {o: i for i, o in enumerate(op.walk())}
+        for chain in chains(op, self.relu6_as_relu):
+            rounds, worst = 0, 0.0
+            while rounds < ROUNDS:
+                rounds += 1
+                worst = max(joint.step() for joint in chain)
+                if worst < TOLERANCE:
+                    break
+            absorbed = [absorb(joint) if self.absorb_bias else "" for joint in chain]
+            self._finish(chain, rounds, worst, absorbed, index)
+
+    def _finish(self, chain: list[Joint], rounds: int, worst: float,
+                absorbed: list[np.ndarray | str], index: dict[Operation, int]) -> None:
+        """Remarks, last_scales and the rewrite of one chain."""
+        moved = any(np.abs(j.scales - 1).max() >= TOLERANCE for j in chain) or any(
+            not isinstance(c, str) for c in absorbed)
+        for joint, c in zip(chain, absorbed, strict=True):
+            one, two, s = joint.one.op, joint.two.op, joint.scales
+            _LAST_SCALES[(_key(one, index), _key(two, index))] = [float(v) for v in s]
+            converged = (f"{rounds} rounds" if worst < TOLERANCE else
+                         f"not converged after {rounds} rounds, max |s - 1| = {worst:.2g}")
+            remarks.emit(one, f"equalized with {_label(two)}: {len(s)} scales in "
+                         f"[{s.min():.4g}, {s.max():.4g}] ({converged})")
+            if isinstance(c, str) and c:
+                remarks.emit(one, f"no high bias absorbed into {_label(two)}: {c}")
+            elif not isinstance(c, str):
+                remarks.emit(one, f"absorbed {np.count_nonzero(c)} of {len(c)} channel biases "
+                             f"(up to {c.max():.4g}) into {_label(two)} (mean - 3 std rule)")
+            if isinstance(joint.act, qnn.ClipOp) and moved:
+                hi = get_float(joint.act.properties["max"])
+                remarks.emit(joint.act, f"replaced by qnn.relu to equalize {_label(one)} and "
+                             f"{_label(two)} (relu6_as_relu=true): outputs change where its "
+                             f"input exceeded {hi:g}")
+        if not moved:
+            return  # already equalized: leave the weights as they are
+        for joint in chain:
+            if isinstance(joint.act, qnn.ClipOp):
+                relu_for(joint.act)
+        layers = [chain[0].one] + [j.two for j in chain]
+        scales = [None] + [j.scales for j in chain]
+        for layer, s in zip(layers, scales, strict=True):
+            rebuild(layer, s)

@@ -1,0 +1,188 @@
+"""The whole post-training job: `qcc quantize`, its files, errors and the transformer
+case with an additive attention mask."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qcc import ir
+from qcc.dialects import qnn, quant
+from qcc.frontends.onnx import load_onnx
+from qcc.quant.flow import quantize
+from qcc.testing.models import transformer_block
+
+
+def _qcc(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "qcc.tools.cli", *args],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def test_embedded_example_int8_within_half_a_point(tmp_path):
+    r = _qcc("quantize", "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("top-1 accuracy"))
+    float_acc = float(line.split("float ")[1].split(",")[0])
+    int8_acc = float(line.split("int8 ")[1])
+    assert float_acc > 0.95
+    assert abs(float_acc - int8_acc) <= 0.005
+    assert "W4A8" in r.stdout
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"digits_cnn_fake_quant.onnx", "record.txt", "encodings.json", "report.json",
+            "report.md", "quant.json"} <= names
+
+
+def test_record_and_encodings_agree_with_the_ir(tmp_path):
+    from qcc.examples import digits
+
+    model, calib, test = digits()
+    res = quantize(model, calib, None, tmp_path / "o", eval_data=test, progress=False)
+    fqs = {op.attributes["id"].data: op.properties["qtype"]
+           for op in res.module.walk() if isinstance(op, quant.FakeQuantOp)}
+    enc = json.loads((tmp_path / "o" / "encodings.json").read_text())
+    w = fqs["conv1.weight"]
+    entries = enc["param_encodings"]["conv1.weight"]
+    assert len(entries) == len(w.scales) == 16  # one per output channel
+    for e, s in zip(entries, w.scales, strict=True):
+        assert e["scale"] == pytest.approx(s) and e["bitwidth"] == 8
+        assert e["min"] == pytest.approx((w.storage_min - 0) * s)
+    a = fqs["conv1.input"]
+    act = enc["activation_encodings"]["conv1.input"][0]
+    assert act["offset"] == a.storage_min - a.zero_point
+    record = (tmp_path / "o" / "record.txt").read_text()
+    block = record.split('key: "conv2"')[1].split("record {")[0]
+    assert f"scale_d: {fqs['conv2.input'].scale!r}" in block
+    assert block.count("scale_w:") == 32 and block.count("offset_w: 0") == 32
+
+
+def test_dump_ir_replays_to_the_same_ir(tmp_path):
+    r = _qcc("quantize", "-o", str(tmp_path / "out"), "--dump-ir")
+    assert r.returncode == 0, r.stderr
+    irdir = tmp_path / "out" / "ir"
+    script = (irdir / "replay.sh").read_text()
+    assert "qcc-insert-quant" in script and "qcc-calibrate" in script
+    env = dict(os.environ)
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env.get('PATH', '')}"
+    subprocess.run(["sh", str(irdir / "replay.sh")], check=True, env=env)
+    last = sorted(irdir.glob("0*-qcc-calibrate.mlir"))[-1]
+    assert ir.print_module(ir.load_module(irdir / "replayed.mlir")) == ir.print_module(
+        ir.load_module(last))
+
+
+def _masked_attention_module(seq=8, d=16, mask_value=-1e9):
+    """q, k, v projections; scores = q k^T + mask feed a quantized matmul directly
+    (no softmax), so the mask values reach an observed tensor."""
+    rng = np.random.default_rng(0)
+    g = ir.Graph()
+    x = g.input("x", (1, seq, d))
+    mask = np.triu(np.full((seq, seq), mask_value, np.float32), 1)
+    proj = {}
+    for n in "qkv":
+        w = g.const(rng.standard_normal((d, d)).astype(np.float32) / 4, name=f"{n}.weight")
+        proj[n] = g.add(qnn.DenseOp.make(x, w, name=n))
+    kt = g.add(qnn.TransposeOp.make(proj["k"], perm=(0, 2, 1), name="kt"))
+    scores = g.add(qnn.MatmulOp.make(proj["q"], kt, name="scores"))
+    masked = g.add(qnn.AddOp.make(scores, g.const(mask, name="mask"), name="masked"))
+    out = g.add(qnn.MatmulOp.make(masked, proj["v"], name="context"))
+    return g.finish({"y": out}), int((mask != 0).sum())
+
+
+def test_mask_values_are_skipped_and_counted():
+    module, masked_per_sample = _masked_attention_module()
+    calib = {"x": np.random.default_rng(1).standard_normal((16, 8, 16)).astype(np.float32)}
+    res = quantize(module, calib, progress=False)
+    ctx = next(r for r in res.report["layers"] if r["layer"] == "context")
+    assert ctx["input0"]["skipped_values"] == 16 * masked_per_sample
+    assert res.report["skipped_values"] >= 16 * masked_per_sample
+    for op in res.module.walk():
+        if isinstance(op, quant.FakeQuantOp):
+            assert all(np.isfinite(s) and 0 < s < 1e3 for s in op.properties["qtype"].scales)
+    # the masked scores' range ignores the mask: it covers the real scores only
+    fq = next(op for op in res.module.walk() if isinstance(op, quant.FakeQuantOp)
+              and op.attributes["id"].data == "context.input0")
+    assert fq.attributes["min"].value.data > -1e3
+
+
+@pytest.mark.parametrize("mask_value", [-1e9, -np.inf])
+def test_transformer_matmuls_and_gemms_quantized(mask_value):
+    module = load_onnx(transformer_block(batch=2, seq=16, d_model=64, heads=4,
+                                         mask_value=mask_value))
+    rng = np.random.default_rng(0)
+    calib = {"x": rng.standard_normal((16, 16, 64)).astype(np.float32)}
+    res = quantize(module, calib, eval_data={"x": rng.standard_normal((8, 16, 64)).astype(
+        np.float32)}, progress=False)
+    kinds = {}
+    for op in res.module.walk():
+        if isinstance(op, quant.FakeQuantOp):
+            layer, _, kind = op.attributes["id"].data.rpartition(".")
+            kinds.setdefault(kind, 0)
+            kinds[kind] += 1
+    layers = [op for op in res.module.walk() if isinstance(op, qnn.DenseOp | qnn.MatmulOp)]
+    dense = [op for op in layers if isinstance(op, qnn.DenseOp)]
+    matmul = [op for op in layers if isinstance(op, qnn.MatmulOp)]
+    assert len(dense) == 6 and len(matmul) == 2
+    assert kinds["weight"] == len(dense)
+    assert kinds.get("input0", 0) == kinds.get("input1", 0) == len(matmul)
+    ev = res.evaluation
+    assert ev["y.cosine_worst"] > 0.98, ev
+    assert np.isfinite(ev["y.sqnr_db"])
+
+
+def test_bad_calibration_data_lists_expected_against_given(tmp_path):
+    from qcc.examples import digits
+
+    model, _, _ = digits()
+    np.savez(tmp_path / "bad.npz", image=np.zeros((4, 1, 8, 8), np.float32))
+    r = _qcc("quantize", str(model), "--calib", str(tmp_path / "bad.npz"), "-o",
+             str(tmp_path / "out"))
+    assert r.returncode == 1
+    assert "expected inputs ['input'], given ['image']" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out*")), "a temporary folder was left behind"
+
+
+def test_empty_calibration_file(tmp_path):
+    from qcc.examples import digits
+
+    np.savez(tmp_path / "empty.npz")
+    r = _qcc("quantize", str(digits()[0]), "--calib", str(tmp_path / "empty.npz"), "-o",
+             str(tmp_path / "out"))
+    assert r.returncode == 1 and "calibration data is empty" in r.stderr
+
+
+def test_config_errors(tmp_path):
+    from qcc.examples import digits
+
+    model, calib, _ = digits()
+    cfg = tmp_path / "c.cfg"
+    cfg.write_text('skip_layers: "conv4"\n')
+    r = _qcc("quantize", str(model), "--calib", str(calib), "--config", str(cfg),
+             "-o", str(tmp_path / "out"))
+    assert r.returncode == 1
+    assert "conv4" in r.stderr and "did you mean" in r.stderr
+    cfg.write_text("common_config {\n  arq_quantize { quant_bits: 3 }\n}\n")
+    r = _qcc("quantize", str(model), "--calib", str(calib), "--config", str(cfg),
+             "-o", str(tmp_path / "out"))
+    assert r.returncode == 1 and "c.cfg:2:" in r.stderr
+    cfg.write_text("common_config {\n  ifmr_quantize { serch_step: 0.1 }\n}\n")
+    r = _qcc("quantize", str(model), "--calib", str(calib), "--config", str(cfg),
+             "-o", str(tmp_path / "out"))
+    assert r.returncode == 1 and "c.cfg:2:" in r.stderr and "search_step" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_run_keeps_previous_outputs(tmp_path):
+    from qcc.examples import digits
+
+    model, calib, _ = digits()
+    out = tmp_path / "out"
+    assert _qcc("quantize", str(model), "--calib", str(calib), "-o", str(out)).returncode == 0
+    before = (out / "record.txt").read_text()
+    np.savez(tmp_path / "bad.npz", input=np.zeros((4, 3, 8, 8), np.float32))
+    r = _qcc("quantize", str(model), "--calib", str(tmp_path / "bad.npz"), "-o", str(out))
+    assert r.returncode == 1
+    assert (out / "record.txt").read_text() == before
