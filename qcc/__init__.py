@@ -32,6 +32,13 @@ def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
     raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx)")
 
 
+def quantize(model, calib, config=None, outdir=None, **options):
+    """The whole post-training job (`qcc quantize`): see `qcc.quant.flow.quantize`."""
+    from qcc.quant.flow import quantize as run
+
+    return run(model, calib, config, outdir, **options)
+
+
 def __getattr__(name: str):
     if name in ("passes", "runtime", "ir"):
         import importlib

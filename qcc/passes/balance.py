@@ -117,8 +117,8 @@ def _targets(module: ModuleOp, only: Sequence[str] | None) -> list[tuple[str, Op
     if only is not None:
         unknown = [n for n in only if n not in named]
         if unknown:
-            raise BalanceError(f"qcc-balance: layers names {', '.join(unknown)}, not a dense, "
-                               f"conv or conv_transpose of the model (those are: "
+            raise BalanceError(f"qcc-balance: no dense, conv or conv_transpose named "
+                               f"{', '.join(map(repr, unknown))} in the model (its layers: "
                                f"{', '.join(named) or 'none'})")
         named = {n: op for n, op in named.items() if n in only}
     out = []
@@ -333,8 +333,8 @@ class BalancePass(ModulePass):
 
     name = "qcc-balance"
 
-    alpha: float = 0.5
-    """Migration strength in [0.2, 0.8]."""
+    alpha: float | int = 0.5
+    """Migration strength in [0.2, 0.8] (an int is accepted to reject it clearly)."""
 
     data: str | None = None
     """Calibration data: .npz with one array per model input, first axis the batch."""
