@@ -47,9 +47,10 @@ QCC_INLINE void qcc_valid(int off, int stride, int limit, int count, int *lo, in
 }
 
 /* Padded copy of one input plane: p[d, h, w] =
- * x[d - pb0, h - pb1, w - pb2] inside the input, 0 elsewhere, with shape dims[3]. */
+ * x[d - pb0, h - pb1, w - pb2] inside the input, 0 elsewhere, with shape dims[3].
+ * With `split`, each row holds its even columns, then its odd ones (qcc_dw_tap). */
 QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const qcc_geom *g,
-                              const int *dims)
+                              const int *dims, int split)
 {
     const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * dims[2];
     const int w_n = g->sp[2], left = g->pb[2];
@@ -68,6 +69,15 @@ QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const 
             const float *src = x + ((ptrdiff_t)id * g->sp[1] + ih) * w_n;
             if (ih < 0 || ih >= g->sp[1]) {
                 memset(dst, 0, row * sizeof(float));
+                continue;
+            }
+            if (split) {
+                /* padded column c = 2t (+1) holds src[c - left] for left <= c < left + w_n */
+                const ptrdiff_t half = (row + 1) / 2, e0 = (left + 1) / 2, e1 = (left + w_n + 1) / 2;
+                const ptrdiff_t o0 = left / 2, o1 = (left + w_n) / 2;
+                for (t = 0; t < row; t++) dst[t] = 0.0f;
+                for (t = e0; t < e1; t++) dst[t] = src[2 * t - left];
+                for (t = o0; t < o1; t++) dst[half + t] = src[2 * t + 1 - left];
                 continue;
             }
             for (t = 0; t < left; t++) dst[t] = 0.0f;
@@ -117,7 +127,7 @@ static const float *qcc_im2col_pad(const float *x, float *scratch, const qcc_geo
     int c;
     if (qcc_padded_dims(g, g->osp[2], dims)) return x;
     plane = (ptrdiff_t)dims[0] * dims[1] * dims[2];
-    for (c = 0; c < g->cg; c++) qcc_pad_plane(x + c * in_plane, scratch + c * plane, g, dims);
+    for (c = 0; c < g->cg; c++) qcc_pad_plane(x + c * in_plane, scratch + c * plane, g, dims, 0);
     return scratch;
 }
 
@@ -189,58 +199,62 @@ static void qcc_col2im(const float *col, float *out, const qcc_geom *g, int r0, 
                 }
 }
 
-/* dst[t] += sum_kw w[kw] * src[t*stride + kw*dil] for t in [a, b), three taps. */
-QCC_INLINE void qcc_dw_taps3(float *restrict dst, const float *restrict src, const float *w,
-                             ptrdiff_t a, ptrdiff_t b, ptrdiff_t stride, ptrdiff_t dil)
+/* dst[t] += sum_{j<9} w[j] * p[j][t*s]: nine taps accumulated in registers. */
+QCC_INLINE void qcc_dw_9(float *restrict dst, const float *const *p, const float *w,
+                         ptrdiff_t n, ptrdiff_t s)
 {
+    const float *restrict p0 = p[0], *restrict p1 = p[1], *restrict p2 = p[2];
+    const float *restrict p3 = p[3], *restrict p4 = p[4], *restrict p5 = p[5];
+    const float *restrict p6 = p[6], *restrict p7 = p[7], *restrict p8 = p[8];
+    const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
+    const float w6 = w[6], w7 = w[7], w8 = w[8];
+    ptrdiff_t t;
+    if (s == 1) {
+        for (t = 0; t < n; t++)
+            dst[t] += w0 * p0[t] + w1 * p1[t] + w2 * p2[t] + w3 * p3[t] + w4 * p4[t]
+                    + w5 * p5[t] + w6 * p6[t] + w7 * p7[t] + w8 * p8[t];
+    } else {
+        for (t = 0; t < n; t++) {
+            const ptrdiff_t i = t * s;
+            dst[t] += w0 * p0[i] + w1 * p1[i] + w2 * p2[i] + w3 * p3[i] + w4 * p4[i]
+                    + w5 * p5[i] + w6 * p6[i] + w7 * p7[i] + w8 * p8[i];
+        }
+    }
+}
+
+/* dst[t] += sum_{j<3} w[j] * p[j][t*s]. */
+QCC_INLINE void qcc_dw_3(float *restrict dst, const float *const *p, const float *w,
+                         ptrdiff_t n, ptrdiff_t s)
+{
+    const float *restrict p0 = p[0], *restrict p1 = p[1], *restrict p2 = p[2];
     const float w0 = w[0], w1 = w[1], w2 = w[2];
-    const float *s1 = src + dil, *s2 = src + 2 * dil;
     ptrdiff_t t;
-    if (stride == 1) {
-        for (t = a; t < b; t++) dst[t] += w0 * src[t] + w1 * s1[t] + w2 * s2[t];
-    } else if (stride == 2) {
-        for (t = a; t < b; t++) dst[t] += w0 * src[2 * t] + w1 * s1[2 * t] + w2 * s2[2 * t];
-    } else {
-        for (t = a; t < b; t++) {
-            const ptrdiff_t i = t * stride;
-            dst[t] += w0 * src[i] + w1 * s1[i] + w2 * s2[i];
-        }
-    }
+    if (s == 1)
+        for (t = 0; t < n; t++) dst[t] += w0 * p0[t] + w1 * p1[t] + w2 * p2[t];
+    else
+        for (t = 0; t < n; t++) dst[t] += w0 * p0[t * s] + w1 * p1[t * s] + w2 * p2[t * s];
 }
 
-/* Three input rows times a 3x3 kernel, accumulated in registers over [a, b):
- * dst[t] += sum_{j,kw} w[3j+kw] * r_j[t*stride + kw*dil]. */
-QCC_INLINE void qcc_dw_rows3x3(float *restrict dst, const float *restrict r0,
-                               const float *restrict r1, const float *restrict r2,
-                               const float *w0, const float *w1, const float *w2,
-                               ptrdiff_t a, ptrdiff_t b, ptrdiff_t stride, ptrdiff_t dil)
+/* dst[t] += w * p[t*s]. */
+QCC_INLINE void qcc_dw_1(float *restrict dst, const float *restrict p, float w, ptrdiff_t n,
+                         ptrdiff_t s)
 {
-    const float a0 = w0[0], a1 = w0[1], a2 = w0[2];
-    const float b0 = w1[0], b1 = w1[1], b2 = w1[2];
-    const float c0 = w2[0], c1 = w2[1], c2 = w2[2];
-    const ptrdiff_t d2 = 2 * dil;
     ptrdiff_t t;
-    if (stride == 1) {
-        for (t = a; t < b; t++)
-            dst[t] += a0 * r0[t] + a1 * r0[t + dil] + a2 * r0[t + d2]
-                    + b0 * r1[t] + b1 * r1[t + dil] + b2 * r1[t + d2]
-                    + c0 * r2[t] + c1 * r2[t + dil] + c2 * r2[t + d2];
-    } else if (stride == 2) {
-        for (t = a; t < b; t++)
-            dst[t] += a0 * r0[2 * t] + a1 * r0[2 * t + dil] + a2 * r0[2 * t + d2]
-                    + b0 * r1[2 * t] + b1 * r1[2 * t + dil] + b2 * r1[2 * t + d2]
-                    + c0 * r2[2 * t] + c1 * r2[2 * t + dil] + c2 * r2[2 * t + d2];
-    } else {
-        for (t = a; t < b; t++) {
-            const ptrdiff_t i = t * stride;
-            dst[t] += a0 * r0[i] + a1 * r0[i + dil] + a2 * r0[i + d2]
-                    + b0 * r1[i] + b1 * r1[i + dil] + b2 * r1[i + d2]
-                    + c0 * r2[i] + c1 * r2[i + dil] + c2 * r2[i + d2];
-        }
-    }
+    if (s == 1)
+        for (t = 0; t < n; t++) dst[t] += w * p[t];
+    else
+        for (t = 0; t < n; t++) dst[t] += w * p[t * s];
 }
 
-/* Floats of scratch qcc_depthwise_plane needs: padded plane + one accumulator row. */
+/* Where output column 0 of the tap at padded column `off` reads in a padded row.
+ * Stride-2 rows are split (evens, then odds), so that every tap reads contiguously. */
+QCC_INLINE const float *qcc_dw_tap(const float *row, int off, int split, ptrdiff_t half)
+{
+    if (!split) return row + off;
+    return (off & 1) ? row + half + off / 2 : row + off / 2;
+}
+
+/* Floats of scratch qcc_depthwise_plane needs: padded plane and one accumulator row. */
 static ptrdiff_t qcc_depthwise_scratch(const qcc_geom *g)
 {
     int dims[3];
@@ -249,52 +263,45 @@ static ptrdiff_t qcc_depthwise_scratch(const qcc_geom *g)
 }
 
 /* Depthwise convolution of one channel plane: out[od, oh, ow] += sum_k w[k] x[...].
- * The plane is first copied with its padding into scratch, so no tap needs a check. */
+ * The plane is first copied with its padding into scratch, so no tap needs a check;
+ * taps are then summed in registers nine (or three) at a time over whole rows. */
 QCC_CLONES
 static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g,
                                 float *scratch)
 {
+    enum { BLOCK = 63 };   /* taps per block, a multiple of 9 */
+    const float *taps[BLOCK];
     int dims[3];
-    const int owr = qcc_dw_owr(g), ow_n = g->osp[2], sw = g->st[2], dw = g->dl[2];
-    const int kh_n = g->k[0] * g->k[1], kw_n = g->k[2];
+    const int owr = qcc_dw_owr(g), ow_n = g->osp[2], split = g->st[2] == 2;
+    const ptrdiff_t s = split ? 1 : g->st[2];
+    const int khw = g->k[1] * g->k[2], ktot = g->k[0] * khw;
     float *p, *row_acc;
-    int od, oh, j, kw;
-    ptrdiff_t t;
+    ptrdiff_t t, half;
+    int od, oh, j0, j, n;
     qcc_padded_dims(g, owr, dims);
+    half = (dims[2] + 1) / 2;
     p = scratch;
     row_acc = scratch + (ptrdiff_t)dims[0] * dims[1] * dims[2];
-    qcc_pad_plane(x, p, g, dims);
+    qcc_pad_plane(x, p, g, dims, split);
     for (od = 0; od < g->osp[0]; od++)
         for (oh = 0; oh < g->osp[1]; oh++) {
-            const float *rows[3];
             float *dst = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
             /* Accumulate in place when the row length needs no rounding. */
             float *acc = owr == ow_n ? dst : row_acc;
             if (acc == row_acc)
                 for (t = 0; t < owr; t++) acc[t] = 0.0f;
-            for (j = 0; j < kh_n; j++) {
-                const int kd = j / g->k[1], kh = j - kd * g->k[1];
-                const float *r = p + ((ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * dims[1]
-                                      + oh * g->st[1] + kh * g->dl[1]) * dims[2];
-                const float *wj = w + (ptrdiff_t)j * kw_n;
-                if (kw_n == 3) {
-                    rows[j % 3] = r;
-                    if (j % 3 == 2)
-                        qcc_dw_rows3x3(acc, rows[0], rows[1], r, wj - 6, wj - 3, wj, 0, owr,
-                                       sw, dw);
-                    else if (j == kh_n - 1)
-                        for (kw = 0; kw <= j % 3; kw++)
-                            qcc_dw_taps3(acc, rows[kw], wj - 3 * (j % 3 - kw), 0, owr, sw, dw);
-                    continue;
+            for (j0 = 0; j0 < ktot; j0 += BLOCK) {
+                n = ktot - j0 < BLOCK ? ktot - j0 : BLOCK;
+                for (j = 0; j < n; j++) {
+                    const int k = j0 + j, kd = k / khw, kh = (k - kd * khw) / g->k[2];
+                    const int kw = k - kd * khw - kh * g->k[2];
+                    const float *r = p + ((ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * dims[1]
+                                          + oh * g->st[1] + kh * g->dl[1]) * dims[2];
+                    taps[j] = qcc_dw_tap(r, kw * g->dl[2], split, half);
                 }
-                for (kw = 0; kw < kw_n; kw++) {
-                    const float wv = wj[kw];
-                    const float *s = r + kw * dw;
-                    if (sw == 1)
-                        for (t = 0; t < owr; t++) acc[t] += wv * s[t];
-                    else
-                        for (t = 0; t < owr; t++) acc[t] += wv * s[(ptrdiff_t)t * sw];
-                }
+                for (j = 0; j + 9 <= n; j += 9) qcc_dw_9(acc, taps + j, w + j0 + j, owr, s);
+                for (; j + 3 <= n; j += 3) qcc_dw_3(acc, taps + j, w + j0 + j, owr, s);
+                for (; j < n; j++) qcc_dw_1(acc, taps[j], w[j0 + j], owr, s);
             }
             if (acc == row_acc)
                 for (t = 0; t < ow_n; t++) dst[t] += acc[t];

@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-
-def export_onnx(*args, **kwargs):
-    """See `qcc.exporters.onnx.export_onnx` (imported on first use: it needs onnx)."""
-    from qcc.exporters.onnx import export_onnx as _export_onnx
-
-    return _export_onnx(*args, **kwargs)
-
-
 __all__ = ["export_onnx"]
+
+
+def __getattr__(name: str):
+    if name == "export_onnx":  # imported on first use: it loads onnx
+        from qcc.exporters.onnx import export_onnx
+
+        return export_onnx
+    raise AttributeError(name)

@@ -13,25 +13,27 @@ How a module is written:
    Derived constants (a transposed dense weight, a reshaped scale) keep the
    name of the constant they come from; shapes, axes and pads are int64
    initializers named after the node.
-3. Each op becomes one or a few standard ONNX nodes (`onnx_ops` for qnn ops, this
-   `onnx_quant` for the quant ops). A node is named after the op's `name` attribute (else
-   its `id`, else its kind and position), made unique; the extra nodes of an
-   expansion add a suffix. The tensor an op computes is `<node>_output_<i>`.
+3. Each op becomes one or a few standard ONNX nodes (`onnx_ops` for the qnn ops,
+   `onnx_quant` for the quant ops). A node is named after the op's `name`
+   attribute (else its `id`, else its kind and position), made unique; the extra
+   nodes of an expansion add a suffix. The tensor an op computes is
+   `<node>_output_<i>`.
 4. Every op is tried before anything is reported: the ops without an export (or
    whose properties the chosen opset cannot express) are listed in one
    `ExportError`.
 5. The model imports opset `opset` of the default domain (13 or newer, since
-   Softmax, Split and the per-axis QDQ are written with their opset-13 meaning),
-   the lowest IR version that opset and the element types used need, and passes
-   `onnx.checker`. With `path` it is written atomically (a temporary file, then a
-   rename); a model over protobuf's 2 GB limit keeps its initializers in
-   `<file>.data` next to it.
+   Softmax, Split and the per-axis QDQ are written with their opset-13 meaning;
+   element types newer than the opset, such as float8 before 19, are refused),
+   has that opset's IR version, and passes `onnx.checker`. With `path` it is
+   written atomically (a temporary file, then a rename); a model over protobuf's
+   2 GB limit keeps its initializers in `<file>.data` next to it.
 
 Fake quantization (the `<name>_fake_quant.onnx` of DESIGN.md): `quant.fake_quant`
 becomes `QuantizeLinear` + `DequantizeLinear` with the scale (float32, scalar or
 one per channel) and zero point (the storage type: int8 or uint8) as
-initializers, `axis` when per-axis; see `onnx_quant.emit_qdq` for storage types
-ONNX lacks (4 bits before opset 21, narrow ranges).
+initializers, `axis` when per-axis, and the exact type in the QuantizeLinear's
+doc_string for qcc's frontend to read back; see `onnx_quant.emit_qdq` for storage
+types ONNX lacks (4 bits before opset 21, narrow ranges).
 """
 
 from __future__ import annotations
@@ -102,15 +104,6 @@ def _exports() -> dict[type, Export]:
 
 # ------------------------------------------------------------------- dtypes
 
-_IR_FOR_TYPE = {
-    TensorProto.FLOAT8E4M3FN: 9, TensorProto.FLOAT8E4M3FNUZ: 9, TensorProto.FLOAT8E5M2: 9,
-    TensorProto.FLOAT8E5M2FNUZ: 9, TensorProto.INT4: 10, TensorProto.UINT4: 10,
-    TensorProto.FLOAT4E2M1: 11, TensorProto.FLOAT8E8M0: 12, TensorProto.INT2: 13,
-    TensorProto.UINT2: 13,
-}
-"""Element types newer than IR version 8: the IR version that introduced them."""
-
-
 _OPSET_FOR_TYPE = {
     TensorProto.FLOAT8E4M3FN: 19, TensorProto.FLOAT8E4M3FNUZ: 19, TensorProto.FLOAT8E5M2: 19,
     TensorProto.FLOAT8E5M2FNUZ: 19, TensorProto.INT4: 21, TensorProto.UINT4: 21,
@@ -118,7 +111,7 @@ _OPSET_FOR_TYPE = {
     TensorProto.UINT2: 25,
 }
 """Element types that the default domain's ops (Cast, Identity...) accept only
-from some opset on."""
+from some opset on (and the IR version of that opset)."""
 
 
 def onnx_dtype(dtype: np.dtype | type) -> int:
@@ -327,8 +320,7 @@ class _Exporter:
         dtype = onnx_dtype(a.dtype)
         self.dtypes.add(dtype)
         tensor = self.model.graph.initializer.add()
-        if a.dtype.kind in "fiu" and a.dtype.isnative and a.dtype.itemsize >= 1 and \
-                a.dtype.type.__module__ == "numpy":
+        if a.dtype.kind in "fiu" and a.dtype.isnative:  # (ml_dtypes' types are kind V)
             tensor.name, tensor.data_type = name, dtype
             tensor.dims.extend(a.shape)
             tensor.raw_data = a.tobytes()
@@ -439,8 +431,8 @@ class _Exporter:
         if late:
             listed = ", ".join(f"{name} (opset {v})" for name, v in late)
             raise ExportError(f"element types newer than opset {self.opset}: {listed}")
-        model.ir_version = max([helper.find_min_ir_version_for(opsets)] +
-                               [_IR_FOR_TYPE.get(t, 8) for t in self.dtypes])
+        # the opset's IR version covers its element types (newer ones are refused above)
+        model.ir_version = helper.find_min_ir_version_for(opsets)
         return model
 
 
@@ -490,6 +482,7 @@ def export_onnx(module: ModuleOp, path: str | os.PathLike | None = None, *,
             _write_atomic(Path(path), data)
     elif path is not None:
         save_atomic(model, Path(path))
+        onnx.checker.check_model(str(path))
     return model
 
 

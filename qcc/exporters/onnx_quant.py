@@ -86,18 +86,13 @@ def emit_qdq(w: OpWriter, x: str, qtype: UniformQuantizedType, rank: int,
 
 def _range_bounds(qtype: UniformQuantizedType, rank: int) -> tuple[np.ndarray, np.ndarray]:
     """Dequantized storage_min and storage_max, computed as `qtype.dequantize`
-    does (float32), shaped to broadcast against a rank-`rank` input."""
-    shape = [1] * rank
-    if qtype.axis is not None:
-        shape[qtype.axis] = len(qtype.scales)
-    lo = np.full(shape, qtype.storage_min, np.int64)
-    hi = np.full(shape, qtype.storage_max, np.int64)
-    bounds = [qtype.dequantize(b).astype(np.float32) for b in (lo, hi)]
-    if qtype.axis is None:
-        return bounds[0].reshape(()), bounds[1].reshape(())
-    # trailing ones only: [C, 1, ..., 1] broadcasts from axis on
-    keep = [len(qtype.scales)] + [1] * (rank - 1 - qtype.axis)
-    return bounds[0].reshape(keep), bounds[1].reshape(keep)
+    does in float32: a scalar each, or [C, 1, ..., 1] to broadcast from `axis` on."""
+    scales = np.asarray(qtype.scales, np.float32)
+    zero_points = np.asarray(qtype.zero_points, np.float64)
+    lo, hi = ((q - zero_points).astype(np.float32) * scales
+              for q in (qtype.storage_min, qtype.storage_max))
+    shape = [] if qtype.axis is None else [len(scales)] + [1] * (rank - 1 - qtype.axis)
+    return lo.reshape(shape), hi.reshape(shape)
 
 
 def _clip_to_range(w: OpWriter, x: str, qtype: UniformQuantizedType, rank: int) -> str:

@@ -14,7 +14,7 @@ onnxruntime's `quantize_static(quant_format=QDQ)` and other quantizers write):
   constant, named after the initializer (less a `_quantized` suffix), followed by
   the same `quant.fake_quant` (which leaves those values unchanged); int32
   storage (biases) is `i32`.
-- A narrower storage range, as `qcc.exporters.onnx.emit_qdq` writes it: the
+- A narrower storage range, as `qcc.exporters.onnx_quant.emit_qdq` writes it: the
   QuantizeLinear's input is `Clip(x, lo, hi)` (per tensor) or `Min(Max(x, lo),
   hi)` (per axis) whose bounds are exactly the dequantized integers `qmin`,
   `qmax`; the clip is dropped and the type gets the storage range `<qmin:qmax>`,

@@ -3,7 +3,7 @@ of a layer's input channels into its weights, where per-channel quantization abs
 
 For a layer y = W x and each input channel c, s[c] = max|X[c]|^alpha / max|W[:, c]|^(1-alpha)
 and y = (W diag(s)) (diag(1/s) x): the weights take s, the activation takes 1/s.
-Weights and factors are computed in float64 and stored as float32.
+New weights are computed in float64 and stored as float32; factors stay float64.
 
 Rules:
 1. Targets are `qnn.dense` (input channel = last axis, W[:, c]), `qnn.conv` with
@@ -187,25 +187,29 @@ def _activation_max(groups: list[Group], module: ModuleOp,
 
 def _apply(group: Group, s: np.ndarray) -> None:
     """Rules 4-6 for one group."""
+    _divide_input(group, 1 / s)
     for _, op in group.layers:
         w = np.asarray(ir.array_of(op.operands[1]), np.float64)
         _set_operand(op, 1, _scale_inputs(op, w, s), "weight")
         old = op.attributes.get(FACTOR_ATTR)
         total = s * np.asarray(old.get_values()) if isinstance(old, DenseArrayBase) else s
         op.attributes[FACTOR_ATTR] = DenseArrayBase.from_list(f64, [float(v) for v in total])
-    producer = group.x.owner
+
+
+def _divide_input(group: Group, inv: np.ndarray) -> None:
+    """Rules 5 and 6: the group's input times `inv`, folded or as a `qnn.scale`."""
     reason = _why_not_fold(group)
     if reason is None:
-        assert isinstance(producer, Operation)
-        _fold(producer, group.axis, 1 / s)
+        assert isinstance(group.x.owner, Operation)
+        _fold(group.x.owner, group.axis, inv)
         return
     first = group.layers[0][1]
     remarks.emit(first, f"1/s stays an explicit qnn.scale: {reason}")
     name = _name(first)
-    inv = ir.constant((1 / s).astype(np.float32), f"{name}.balance.scale" if name else None)
-    scale = qnn.ScaleOp.make(group.x, inv, name=f"{name}.balance" if name else None,
+    c = ir.constant(inv.astype(np.float32), f"{name}.balance.scale" if name else None)
+    scale = qnn.ScaleOp.make(group.x, c, name=f"{name}.balance" if name else None,
                              axis=group.axis)
-    Rewriter.insert_op([inv, scale], InsertPoint.before(first))
+    Rewriter.insert_op([c, scale], InsertPoint.before(first))
     for _, op in group.layers:
         op.operands[0] = scale.output
 
@@ -232,11 +236,10 @@ def _why_not_fold(group: Group) -> str | None:
 
 def _fold(producer: Operation, axis: int, inv: np.ndarray) -> None:
     """Rule 5: the output channels of `producer` (over `axis`) times `inv`."""
-    params = [np.asarray(ir.array_of(v), np.float64) if v is not None else None
-              for v in producer.operands[1:]]
+    params = [np.asarray(ir.array_of(v), np.float64) for v in producer.operands[1:]]
     if isinstance(producer, LAYERS):
         _set_operand(producer, 1, _scale_outputs(producer, params[0], inv), "weight")
-        if len(params) > 1 and params[1] is not None:
+        if len(params) > 1:
             _set_operand(producer, 2, params[1] * inv, "bias")
         return
     if isinstance(producer, qnn.LayerNormOp):  # scale and bias: [*shape[start:]]
@@ -244,7 +247,7 @@ def _fold(producer: Operation, axis: int, inv: np.ndarray) -> None:
         start = get_int(producer.axis) % rank
         inv = inv.reshape([-1 if d == axis - start else 1 for d in range(rank - start)])
     for i, kind in ((1, "scale"), (2, "bias")):  # batch_norm's mean and var stay
-        if i <= len(params) and params[i - 1] is not None:
+        if i <= len(params):
             _set_operand(producer, i, params[i - 1] * inv, kind)
 
 

@@ -14,9 +14,12 @@ Arithmetic is float64, stored as float32.
 Rules:
 1. Pair: W1[i] /= s_i, b1[i] /= s_i, W2[:, i] *= s_i. Exact: relu(z / s) = relu(z) / s
    for s > 0, and zero padding stays zero. A channel with r1_i or r2_i zero keeps s_i = 1.
-2. Chain: rule 1 joint by joint, round after round, until every scale of a round is
-   within 1e-6 of 1, or 20 rounds (a remark says when it did not converge). A joint's
-   scales are the product over rounds.
+2. Chain: rule 1 joint by joint, round after round, until no round moves the channels
+   of a joint against one another by more than 1e-6, or 20 rounds. What rounds leave,
+   one scale per joint common to its channels, only diffuses along the chain (rounds
+   grow with its length squared) and is linear in log scale, so it is solved at once.
+   A joint's s_i is the product of all of these; its remark gives the rounds and, when
+   they did not converge, the largest |s_i - 1| another round would apply.
 3. ReLU6: a `qnn.clip` from 0 to max does not commute with the scaling (its bound
    would have to become max / s_i per channel), so it blocks the pair, unless
    `relu6_as_relu=true` (AIMET replaces ReLU6 by ReLU before CLE): then it becomes a
@@ -36,9 +39,11 @@ Rules:
 
 A pair is not equalized, with a remark saying why, when layer 1's or the activation's
 output has another user, when a weight or bias is not a float32 constant, or by rule 3.
-Rewritten layers keep their names; their new constants are `<layer>.weight_eq` and
-`<layer>.bias_eq`. Layer 2 carries `qcc.equalize_scales` (array<f64>: s_i), the report
-reads `last_scales()`, and each pair gets a remark with its smallest and largest scale.
+A chain whose scales are all within 1e-6 of 1 and that absorbs nothing is left as it
+is (a second run changes nothing). Rewritten layers keep their names; their new
+constants are `<layer>.weight_eq` and `<layer>.bias_eq`. Layer 2 carries
+`qcc.equalize_scales` (array<f64>: s_i), `last_scales()` returns them for the report, and each
+pair gets a remark with its smallest and largest scale.
 """
 
 from __future__ import annotations
@@ -88,20 +93,18 @@ class Layer:
                  if isinstance(a := op.attributes.get(k), DenseArrayBase)}
         return Layer(op, w, b, {k: v for k, v in stats.items() if v.shape == w.shape[:1]})
 
-    def channel(self) -> np.ndarray:
-        """[O, C/groups]: the input channel that W[o, j] reads (a dense is one group)."""
-        out, per_group = self.w.shape[:2]
+    def grouped(self) -> np.ndarray:
+        """W as [groups, O/groups, C/groups, K]: W[g, o, j] reads input channel g * C/groups + j
+        (a dense is one group, K = 1)."""
         groups = get_int(self.op.groups) if isinstance(self.op, qnn.ConvOp) else 1
-        return (np.arange(out) // (out // groups))[:, None] * per_group + np.arange(per_group)
+        out, per_group = self.w.shape[:2]
+        return self.w.reshape(groups, out // groups, per_group, -1)
 
     def out_ranges(self) -> np.ndarray:
         return np.abs(self.w).reshape(len(self.w), -1).max(-1)
 
     def in_ranges(self) -> np.ndarray:
-        channel = self.channel()
-        r = np.zeros(channel.max() + 1)
-        np.maximum.at(r, channel, np.abs(self.w).reshape(*channel.shape, -1).max(-1))
-        return r
+        return np.abs(self.grouped()).max(axis=(1, 3)).reshape(-1)
 
     def divide_outputs(self, s: np.ndarray) -> None:
         self.w = self.w / s.reshape(-1, *(1,) * (self.w.ndim - 1))
@@ -110,8 +113,8 @@ class Layer:
         self.stats = {k: v / s for k, v in self.stats.items()}
 
     def multiply_inputs(self, s: np.ndarray) -> None:
-        channel = self.channel()
-        self.w = self.w * s[channel].reshape(*channel.shape, *(1,) * (self.w.ndim - 2))
+        w = self.grouped()
+        self.w = (w * s.reshape(len(w), 1, -1, 1)).reshape(self.w.shape)
 
 
 @dataclass
@@ -124,15 +127,54 @@ class Joint:
     def __post_init__(self) -> None:
         self.scales = np.ones(len(self.one.w))
 
-    def step(self) -> float:
-        """Rule 1 once; the largest |s_i - 1|."""
+    def log_ratio(self) -> np.ndarray:
+        """log(r1_i / r2_i); NaN where a range is zero (those channels keep s_i = 1)."""
         r1, r2 = self.one.out_ranges(), self.two.in_ranges()
-        ok = (r1 > 0) & (r2 > 0)
-        s = np.where(ok, np.sqrt(np.where(ok, r1, 1.0) / np.where(ok, r2, 1.0)), 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where((r1 > 0) & (r2 > 0), np.log(r1 / r2), np.nan)
+
+    def apply(self, log_s: np.ndarray) -> None:
+        s = np.exp(np.nan_to_num(log_s))
         self.one.divide_outputs(s)
         self.two.multiply_inputs(s)
         self.scales *= s
-        return float(np.abs(s - 1).max(initial=0.0))
+
+
+def equalize(chain: list[Joint]) -> tuple[int, float]:
+    """Rules 1-2 on a chain: the rounds used and the largest |s_i - 1| a further round
+    would apply."""
+    rounds = 1
+    while _round(chain) >= TOLERANCE and rounds < ROUNDS:
+        rounds += 1
+    # What the rounds leave is one scale per joint, common to its channels. It only
+    # diffuses along the chain (rounds grow with its length squared), and it is linear:
+    # scaling joint k by e^a[k] moves its log ratio by a[k-1] - 2 a[k] + a[k+1] (a = 0
+    # outside the chain), so solve that tridiagonal system for the mean log ratios.
+    n = len(chain)
+    laplacian = np.eye(n, k=-1) - 2 * np.eye(n) + np.eye(n, k=1)
+    a = np.linalg.solve(laplacian, -np.array([_mean(j.log_ratio()) for j in chain]))
+    for joint, a_k in zip(chain, a, strict=True):
+        joint.apply(np.where(np.isnan(joint.log_ratio()), np.nan, a_k))
+    return rounds, max(_largest(np.expm1(j.log_ratio() / 2)) for j in chain)
+
+
+def _round(chain: list[Joint]) -> float:
+    """Rule 1 on each joint in turn; how far it moved channels against one another."""
+    moved = 0.0
+    for joint in chain:
+        log_s = joint.log_ratio() / 2  # s = sqrt(r1 / r2)
+        joint.apply(log_s)
+        moved = max(moved, _largest(np.expm1(log_s - _mean(log_s))))
+    return moved
+
+
+def _mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else 0.0
+
+
+def _largest(values: np.ndarray) -> float:
+    return float(np.abs(np.nan_to_num(values)).max(initial=0.0))
 
 
 # ------------------------------------------------------------- finding pairs
@@ -206,11 +248,13 @@ def absorb(joint: Joint) -> np.ndarray | str:
     if isinstance(two.op, qnn.ConvOp) and any(get_ints(two.op.pads)):
         return f"{_label(two.op)} pads its input with zeros, so the shift would change the borders"
     b1 = one.b if one.b is not None else np.zeros(len(one.w))
-    c = np.maximum(0.0, one.stats.get(MEAN, b1) - 3 * one.stats[STD])
+    mean, std = one.stats.get(MEAN, b1), one.stats[STD]
+    c = mean - 3 * std
+    c[c <= 1e-5 * (np.abs(mean) + 3 * std)] = 0  # float32 rounding of an earlier absorption
     if not c.any():
         return "mean - 3 std is not positive on any channel"
-    channel = two.channel()
-    shift = (two.w.reshape(*channel.shape, -1).sum(-1) * c[channel]).sum(-1)
+    w = two.grouped()
+    shift = (w.sum(-1) * c.reshape(len(w), 1, -1)).sum(-1).reshape(-1)
     one.b, one.new_bias = b1 - c, True
     if MEAN in one.stats:
         one.stats[MEAN] = one.stats[MEAN] - c
@@ -293,12 +337,7 @@ class EqualizePass(ModulePass):
         _LAST_SCALES.clear()
         index = {o: i for i, o in enumerate(op.walk())}
         for chain in chains(op, self.relu6_as_relu):
-            rounds, worst = 0, 0.0
-            while rounds < ROUNDS:
-                rounds += 1
-                worst = max(joint.step() for joint in chain)
-                if worst < TOLERANCE:
-                    break
+            rounds, worst = equalize(chain)
             absorbed = [absorb(joint) if self.absorb_bias else "" for joint in chain]
             self._finish(chain, rounds, worst, absorbed, index)
 
@@ -310,8 +349,8 @@ class EqualizePass(ModulePass):
         for joint, c in zip(chain, absorbed, strict=True):
             one, two, s = joint.one.op, joint.two.op, joint.scales
             _LAST_SCALES[(_key(one, index), _key(two, index))] = [float(v) for v in s]
-            converged = (f"{rounds} rounds" if worst < TOLERANCE else
-                         f"not converged after {rounds} rounds, max |s - 1| = {worst:.2g}")
+            converged = (f"{rounds} round{'s' * (rounds > 1)}" if worst < TOLERANCE else
+                         f"stopped after {rounds} rounds, last max |s - 1| = {worst:.2g}")
             remarks.emit(one, f"equalized with {_label(two)}: {len(s)} scales in "
                          f"[{s.min():.4g}, {s.max():.4g}] ({converged})")
             if isinstance(c, str) and c:

@@ -61,6 +61,9 @@ CONV_CASES = [
     ((1, 5, 9, 10), 5, (1, 7), (1, 3), (0, 3, 0, 3), (1, 1), 5, True),         # dw 1x7
     ((2, 4, 16, 16), 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 4, True),        # dw in place
     ((1, 3, 21, 45), 3, (3, 3), (2, 2), (1, 0, 0, 1), (1, 1), 3, True),        # dw wide s2
+    ((1, 4, 15, 23), 4, (3, 3), (2, 2), (2, 2, 1, 2), (2, 2), 4, True),        # dw s2 dilated
+    ((1, 3, 19, 20), 6, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1), 3, True),        # dw 5x5 s2
+    ((1, 2, 7, 30), 2, (1, 3), (1, 3), (0, 1, 0, 1), (1, 1), 2, True),         # dw W stride 3
     ((2, 16, 7, 7), 12, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, True),        # pointwise
     ((1, 16, 8, 8), 8, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 4, False),        # grouped 1x1
     ((1, 8, 9, 9), 6, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1, True),          # strided 1x1
@@ -73,6 +76,7 @@ CONV_CASES = [
     ((2, 4, 5, 6, 7), 6, (3, 3, 2), (1, 2, 1), (1, 0, 1, 1, 1, 0), (1, 1, 2), 2, True),  # 3-D
     ((1, 4, 6, 7, 8), 4, (3, 3, 3), (2, 1, 2), (1, 1, 1, 1, 1, 1), (1, 1, 1), 4, False),  # 3-D dw
     ((1, 2, 4, 4, 4), 3, (1, 1, 1), (1, 1, 1), (0, 0, 0, 0, 0, 0), (1, 1, 1), 1, True),  # 3-D 1x1
+    ((1, 2, 6, 7, 9), 2, (4, 4, 5), (1, 1, 2), (1, 1, 2, 2, 2, 2), (1, 1, 1), 2, True),  # 80 taps
 ]
 
 
@@ -93,7 +97,10 @@ def test_conv(case):
     close(out, want)
 
 
-@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (1, 11, 12, 16)], ids=range(4))
+IM2COL_CASES = [c for c in CONV_CASES if c[0][1] // c[6] > 1 and set(c[2]) != {1}]
+
+
+@pytest.mark.parametrize("case", IM2COL_CASES, ids=range(len(IM2COL_CASES)))
 def test_conv_in_small_tiles(case):
     old = _conv._set_tile_bytes(4096)    # im2col a few output rows at a time
     try:

@@ -148,7 +148,7 @@ func.func @non_constant_weight(%x: tensor<1x2x4x4xf32>, %w2: tensor<2x3x1x1xf32>
 // ABSORB-NEXT: %[[Y2:.*]] = qnn.conv %[[R]], %[[W2]], %[[B2]] {name = "c10", qcc.equalize_scales
 // ABSORB-NEXT: func.return %[[Y2]]
 func.func @absorb_high_bias(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
-  %w1 = qnn.constant dense<[[[[0.02]], [[0.08]]], [[[0.55]], [[-0.55]]], [[[-0.20]], [[0.38]]]]> : tensor<3x2x1x1xf32>
+  %w1 = qnn.constant dense<[[[[0.02]], [[0.08]]], [[[0.15]], [[-0.25]]], [[[-0.20]], [[0.38]]]]> : tensor<3x2x1x1xf32>
   %b1 = qnn.constant dense<[5.0, 8.0, 0.5]> : tensor<3xf32>
   %0 = qnn.conv %x, %w1, %b1 {name = "c9", qcc.output_std = array<f64: 0.5, 1.0, 0.5>, strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x2x4x4xf32>, tensor<3x2x1x1xf32>, tensor<3xf32>) -> tensor<1x3x4x4xf32>
   %1 = qnn.relu %0 : (tensor<1x3x4x4xf32>) -> tensor<1x3x4x4xf32>
