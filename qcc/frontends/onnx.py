@@ -42,7 +42,10 @@ STANDARD_DOMAINS = ("", "ai.onnx")
 SHAPE_ONLY = ("Shape", "Size")
 """Ops whose result depends only on the (static) shape of their input."""
 NEVER_FOLD = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
-              "Bernoulli", "Multinomial")
+              "Bernoulli", "Multinomial",
+              # Q and DQ of constants must reach their lowering: a folded weight
+              # would lose its quantizer.
+              "QuantizeLinear", "DequantizeLinear")
 
 __all__ = ["load_onnx", "FrontendError", "Node"]
 

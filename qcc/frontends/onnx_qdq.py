@@ -50,15 +50,9 @@ from xdsl.parser import Parser
 from qcc import ir
 from qcc.dialects import qnn, quant
 from qcc.dialects.quant import UniformQuantizedType, storage_range
-from qcc.frontends import onnx as frontend
 from qcc.frontends.errors import FrontendError
 from qcc.frontends.onnx import Node
 from qcc.frontends.onnx_ops import lowering
-
-# Q and DQ of constants must reach their lowering (a folded weight would lose its
-# quantizer): they never fold.
-if "QuantizeLinear" not in frontend.NEVER_FOLD:
-    frontend.NEVER_FOLD = (*frontend.NEVER_FOLD, "QuantizeLinear", "DequantizeLinear")
 
 _STORAGE: dict[np.dtype, tuple[int, bool]] = {
     np.dtype(np.int8): (8, True), np.dtype(np.uint8): (8, False),
