@@ -8,6 +8,8 @@
     skip_layer_types: "InnerProduct"
     do_fusion: true                  # BN fusion (default true)
     skip_fusion_layers: "conv2"
+    do_equalization: false           # cross-layer equalization after fusion (qcc-equalize)
+    dmq_balancer_param { migration_strength: 0.5 }   # activation balance (qcc-balance)
     common_config { arq_quantize { channel_wise: true quant_bits: 8 }
                     ifmr_quantize { search_range_start: 0.7 search_range_end: 1.3 } }
     override_layer_types { layer_type: "Conv2d" calibration_config { ... } }
@@ -48,7 +50,7 @@ AvgPool3D AveragePooling2D AvgPool1d/2d/3d`.
 **Resolved JSON** (`resolve`, `dump_json`; the contract every later step reads)::
 
     {"version": 1, "batch_num": null, "activation_offset": true, "do_fusion": true,
-     "skip_fusion_layers": [],
+     "skip_fusion_layers": [], "equalize": false, "balance": null | {"alpha": 0.5},
      "layers": {
        "conv1": {"type": "qnn.conv", "quantize": true,
                  "weight": {"algorithm": "arq", "bits": 8, "channel_wise": true, "symmetric": true},
@@ -256,9 +258,14 @@ class SimpleConfig:
     override_layer_configs: tuple[OverrideLayer, ...] = ()
     do_fusion: bool = True
     skip_fusion_layers: tuple[str, ...] = ()
+    do_equalization: bool = False  # qcc-equalize after fusion
+    balance_alpha: float | None = None  # qcc-balance migration strength; None: off
     origins: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.balance_alpha is not None and not 0.2 <= self.balance_alpha <= 0.8:
+            raise ConfigError(f"migration_strength {self.balance_alpha!r} must be in "
+                              "[0.2, 0.8]", "dmq_balancer_param")
         if self.batch_num is not None and (not _is_int(self.batch_num)
                                            or self.batch_num < 1):
             raise ConfigError(f"batch_num {self.batch_num!r} must be >= 1", "batch_num")
@@ -319,7 +326,9 @@ _SCHEMA: dict[str, dict[str, str]] = {
                    "common_config": "CalibrationConfig",
                    "override_layer_types": "OverrideLayerType*",
                    "override_layer_configs": "OverrideLayer*", "do_fusion": "bool",
-                   "skip_fusion_layers": "string*"},
+                   "skip_fusion_layers": "string*", "do_equalization": "bool",
+                   "dmq_balancer_param": "dmq_balancer_param"},
+    "dmq_balancer_param": {"migration_strength": "float"},
     "CalibrationConfig": {"arq_quantize": "arq_quantize",
                           **{f"{a}_quantize": f"{a}_quantize" for a in ACTIVATION_ALGORITHMS}},
     "OverrideLayerType": {"layer_type": "string!", "calibration_config": "CalibrationConfig!"},
@@ -450,7 +459,14 @@ class _Reader:
         return self.build(lambda: SimpleConfig(
             one("batch_num", None), one("activation_offset", True), tuple(many("skip_layers")),
             tuple(many("skip_layer_types")), common, tuple(types), tuple(layers),
-            one("do_fusion", True), tuple(many("skip_fusion_layers")), origins), f, (1, 1))
+            one("do_fusion", True), tuple(many("skip_fusion_layers")),
+            one("do_equalization", False), self.balancer(f), origins), f, (1, 1))
+
+    def balancer(self, f: dict) -> float | None:
+        if "dmq_balancer_param" not in f:
+            return None
+        sub = f["dmq_balancer_param"][0][0]
+        return float(sub["migration_strength"][0][0]) if "migration_strength" in sub else 0.5
 
 
 _TERMS = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string"}
@@ -556,7 +572,10 @@ def resolve(module, config: SimpleConfig | None, model_path: str | None = None) 
                      "activation": a.to_json(config.activation_offset)}
     return {"version": 1, "batch_num": config.batch_num,
             "activation_offset": config.activation_offset, "do_fusion": config.do_fusion,
-            "skip_fusion_layers": list(config.skip_fusion_layers), "layers": out}
+            "skip_fusion_layers": list(config.skip_fusion_layers),
+            "equalize": config.do_equalization,
+            "balance": None if config.balance_alpha is None else {"alpha": config.balance_alpha},
+            "layers": out}
 
 
 # -------------------------------------------------------------------- JSON
@@ -565,7 +584,8 @@ _CHECK = {"int": _is_int, "bool": lambda v: isinstance(v, bool),
           "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, list),
           "dict": lambda v: isinstance(v, dict)}
 _TOP = {"version": "int", "batch_num": "int?", "activation_offset": "bool",
-        "do_fusion": "bool", "skip_fusion_layers": "list", "layers": "dict"}
+        "do_fusion": "bool", "skip_fusion_layers": "list", "equalize": "bool",
+        "balance": "dict?", "layers": "dict"}
 _SKIPPED = {"type": "str", "quantize": "bool", "reason": "str"}
 _QUANTIZED = {"type": "str", "quantize": "bool", "weight": "dict?", "activation": "dict"}
 _WEIGHT = {"algorithm": "str", "bits": "int", "channel_wise": "bool", "symmetric": "bool"}

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from qcc import ir, passes, registry
+from qcc import ir, passes
 from qcc.passes.calibrate import CalibrationError, calibrate, check_data, model_batches
 
 
@@ -121,12 +121,17 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         else:
             cfg = qconfig.resolve(module, simple, str(model) if not isinstance(
                 model, ModuleOp) else None)
-        if cfg.get("do_fusion", True) and "qcc-fuse-bn" in registry.all_passes():
+        if cfg.get("do_fusion", True):
             skip = ",".join(cfg.get("skip_fusion_layers", []))
             pipe.run(f'qcc-fuse-bn{{skip_layers="{skip}"}}' if skip else "qcc-fuse-bn")
-            cfg = qconfig.resolve(module, simple) if simple is not None or config is None \
-                else cfg
+        qconfig.validate_json(cfg, module)
         float_module = module.clone()
+        batches = list(model_batches(module, data, cfg.get("batch_num")))
+        extra: dict = {"model": name}
+        if cfg.get("equalize"):
+            extra["equalization"] = _equalize(pipe)
+        if cfg.get("balance"):
+            extra["balance"] = _balance(pipe, batches, cfg["balance"]["alpha"], calib)
         cfg_path = (work / "quant.json") if work else Path(tempfile.mkdtemp()) / "quant.json"
         qconfig.dump_json(cfg, cfg_path)
         from qcc.passes.insert_quant import insert_observers
@@ -134,7 +139,6 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         insert_observers(module, cfg)
         pipe.steps.append('qcc-insert-quant{config="../quant.json"}')
         pipe._dump("qcc-insert-quant")
-        batches = list(model_batches(module, data, cfg.get("batch_num")))
         bar = _progress_bar(len(batches), "calibrating") if progress else None
         calibrate(module, batches, bar)
         calib_name = "CALIB.npz" if isinstance(calib, Mapping) else Path(calib).resolve()
@@ -145,9 +149,9 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         evaluation = evaluate(float_module, module, eval_data) if eval_data is not None else {}
         from qcc.quant.report import build_report
 
-        report = build_report(module, cfg, batches[0] if batches else None,
-                              {"model": name, "evaluation": evaluation} if evaluation
-                              else {"model": name})
+        if evaluation:
+            extra["evaluation"] = evaluation
+        report = build_report(module, cfg, batches[0] if batches else None, extra)
         if work is not None:
             _write_outputs(work, name, module, cfg, report)
             _commit(work, final)  # type: ignore[arg-type]
@@ -155,6 +159,45 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
     finally:
         if work is not None and work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _weight_sqnr(module: ModuleOp) -> dict[str, float]:
+    """Per-tensor symmetric int8 SQNR of every layer weight (what CLE improves)."""
+    from qcc.dialects import qnn
+    from qcc.quant.config import quantizable_layers
+    from qcc.quant.report import sqnr_db
+
+    out = {}
+    for name, op in quantizable_layers(module).items():
+        if len(op.operands) < 2 or not isinstance(op.operands[1].owner, qnn.ConstantOp):
+            continue
+        w = np.asarray(ir.array_of(op.operands[1]), np.float64)
+        scale = max(float(np.abs(w).max()), 1e-30) / 127
+        out[name] = sqnr_db(w, np.clip(np.rint(w / scale), -127, 127) * scale)
+    return out
+
+
+def _equalize(pipe: _Pipeline) -> dict:
+    from qcc.passes import equalize
+
+    before = _weight_sqnr(pipe.module)
+    pipe.run("qcc-equalize")
+    after = _weight_sqnr(pipe.module)
+    return {"pairs": {f"{a} -> {b}": {"min_scale": float(min(s)), "max_scale": float(max(s))}
+                      for (a, b), s in equalize.last_scales().items()},
+            "weight_sqnr_db_per_tensor": {k: {"before": before[k], "after": after.get(k)}
+                                          for k in before}}
+
+
+def _balance(pipe: _Pipeline, batches: list, alpha: float, calib) -> dict:
+    from qcc.passes.balance import balance
+
+    factors = balance(pipe.module, batches, alpha=alpha)
+    data = "CALIB.npz" if isinstance(calib, Mapping) else Path(calib).resolve()
+    pipe.steps.append(f'qcc-balance{{alpha={alpha} data="{data}"}}')
+    pipe._dump("qcc-balance")
+    return {"alpha": alpha, "layers": {k: {"min": float(np.min(v)), "max": float(np.max(v))}
+                                       for k, v in factors.items()}}
 
 
 def _write_outputs(work: Path, name: str, module: ModuleOp, cfg: dict, report: dict) -> None:

@@ -2,7 +2,8 @@
 (every `quant.fake_quant` carries `id`, `algorithm`, `min`, `max`):
 
 - `record.txt`: AMCT-style text protobuf, one `record` per layer with `scale_d`,
-  `offset_d` (activation) and repeated `scale_w`, `offset_w` (weight, per channel).
+  `offset_d` (activation), repeated `scale_w`, `offset_w` (weight, per channel) and,
+  for layers `qcc-balance` rescaled, repeated `tensor_balance_factor`.
 - `encodings.json`: AIMET layout, `activation_encodings` and `param_encodings`,
   each entry `bitwidth, dtype, is_symmetric, min, max, offset, scale`; one entry
   per channel for per-channel tensors. AIMET's `offset` is the negated zero point
@@ -84,12 +85,19 @@ def record_text(module: ModuleOp) -> str:
         else:  # the second activation of a matmul
             entry["scale_d1"] = [_fmt(q.scale)]
             entry["offset_d1"] = [str(q.zero_point)]
+    for op in module.walk():
+        factor = op.attributes.get("qcc.balance_factor")
+        name = op.attributes.get("name")
+        if factor is not None and isinstance(name, StringAttr) and name.data in layers:
+            layers[name.data]["tensor_balance_factor"] = [
+                _fmt(v) for v in factor.get_values()]  # type: ignore[attr-defined]
     lines = []
     for layer, fields in layers.items():
         lines.append("record {")
         lines.append(f"  key: {json.dumps(layer)}")
         lines.append("  value {")
-        for key in ("scale_d", "offset_d", "scale_d1", "offset_d1", "scale_w", "offset_w"):
+        for key in ("scale_d", "offset_d", "scale_d1", "offset_d1", "scale_w", "offset_w",
+                    "tensor_balance_factor"):
             for v in fields.get(key, []):
                 lines.append(f"    {key}: {v}")
         lines.append("  }")

@@ -202,7 +202,7 @@ def test_resolve_defaults():
     out = resolve(model(), None)
     assert out == {
         "version": 1, "batch_num": None, "activation_offset": True, "do_fusion": True,
-        "skip_fusion_layers": [],
+        "skip_fusion_layers": [], "equalize": False, "balance": None,
         "layers": {
             name: {"type": t, "quantize": True,
                    "weight": None if t in C.NO_WEIGHT else {
@@ -346,3 +346,12 @@ def test_load_json_reports_syntax_position(tmp_path):
     path.write_text('{"version": 1,\n "layers": }')
     with pytest.raises(ConfigError, match=r"q\.json:2:12: Expecting value"):
         C.load_json(path)
+
+
+def test_equalization_and_balance_switches():
+    cfg = parse_simple_config("do_equalization: true\n"
+                              "dmq_balancer_param { migration_strength: 0.6 }\n", "t.cfg")
+    out = resolve(model(), cfg)
+    assert out["equalize"] is True and out["balance"] == {"alpha": 0.6}
+    with pytest.raises(ConfigError, match="t.cfg:1:.*migration_strength 0.9"):
+        parse_simple_config("dmq_balancer_param { migration_strength: 0.9 }", "t.cfg")

@@ -186,3 +186,24 @@ def test_failed_run_keeps_previous_outputs(tmp_path):
     r = _qcc("quantize", str(model), "--calib", str(tmp_path / "bad.npz"), "-o", str(out))
     assert r.returncode == 1
     assert (out / "record.txt").read_text() == before
+
+
+def test_equalization_and_balance_by_config(tmp_path):
+    from qcc.examples import digits
+
+    model, calib, test = digits()
+    cfg = tmp_path / "c.cfg"
+    cfg.write_text("do_equalization: true\ndmq_balancer_param { migration_strength: 0.5 }\n")
+    res = quantize(model, calib, cfg, tmp_path / "out", eval_data=test, dump_ir=True,
+                   progress=False)
+    eq = res.report["equalization"]
+    assert "conv1 -> conv2" in eq["pairs"]
+    sqnr = eq["weight_sqnr_db_per_tensor"]["conv1"]
+    assert sqnr["after"] > sqnr["before"]  # per-tensor weights gain from equalization
+    assert set(res.report["balance"]["layers"]) == {"conv1", "conv2", "conv3", "fc"}
+    record = (tmp_path / "out" / "record.txt").read_text()
+    block = record.split('key: "conv2"')[1].split("record {")[0]
+    assert block.count("tensor_balance_factor:") == 16  # conv2's input channels
+    assert abs(res.evaluation["quant_top1"] - res.evaluation["float_top1"]) <= 0.005
+    replay = (tmp_path / "out" / "ir" / "replay.sh").read_text()
+    assert "qcc-equalize,qcc-balance{alpha=0.5" in replay
