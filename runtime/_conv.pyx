@@ -4,14 +4,16 @@
 Every spatial problem is handled as a 3-D one: 1-D and 2-D inputs get leading
 spatial dims of size 1 (kernel 1, stride 1, pad 0, dilation 1), which costs nothing
 in the inner loops. The generic path is im2col + BLAS sgemm per group, tiled over
-output rows to bound the column buffer; 1x1/stride-1/unpadded
-convolutions are a direct sgemm and convolutions with one input channel per group
-(depthwise) a direct loop.
+output rows to bound the column buffer; 1x1/stride-1/unpadded convolutions are a
+direct sgemm, and convolutions with one input channel per group (depthwise) a direct
+loop. The inner loops are C in _conv_impl.h.
 """
 
 import threading
 
 import numpy as np
+
+from qcc.runtime._kernels import as_f32, out_buffer
 
 cimport numpy as cnp
 from libc.string cimport memset
@@ -65,24 +67,6 @@ def _workspace(Py_ssize_t size):
     return buf
 
 
-def _as_f32(a):
-    """`a` as a C-contiguous float32 array (no copy when it already is one)."""
-    return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def _out_buffer(out, shape):
-    """Validate the caller's `out` buffer, or allocate one."""
-    shape = tuple(int(s) for s in shape)
-    if out is None:
-        return np.empty(shape, np.float32)
-    if (out.shape != shape or out.dtype != np.float32
-            or not out.flags.c_contiguous):
-        raise ValueError(
-            f"out must be a C-contiguous float32 array of shape {shape}, got "
-            f"{out.dtype} {out.shape}")
-    return out
-
-
 def _pad3(vals, int d, int fill):
     """Left-pad a per-spatial-dim tuple of length d to length 3."""
     vals = [int(v) for v in vals]
@@ -107,14 +91,10 @@ def _attrs(int d, strides, pads, dilations):
 
 
 cdef Geom _geom(x_shape, k_shape, strides, pads, dilations, osp, int cg, int og):
-    """Fill a Geom from ONNX-style attributes (d spatial dims, 1 <= d <= 3)."""
+    """Fill a Geom from attributes checked by _attrs (d spatial dims, 1 <= d <= 3)."""
     cdef Geom g
     cdef int d = len(x_shape) - 2
     cdef int i
-    if not 1 <= d <= 3:
-        raise ValueError(f"expected 1-3 spatial dims, got input shape {x_shape}")
-    if len(pads) != 2 * d:
-        raise ValueError(f"pads must have {2 * d} values, got {pads}")
     sp = _pad3(x_shape[2:], d, 1)
     ks = _pad3(k_shape, d, 1)
     st = _pad3(strides, d, 1)
@@ -193,8 +173,8 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
     allocate one).
     """
     cdef int i
-    x = _as_f32(x)
-    w = _as_f32(w)
+    x = as_f32(x)
+    w = as_f32(w)
     cdef int d = x.ndim - 2
     strides, pads, dilations = _attrs(d, strides, pads, dilations)
     if w.ndim != x.ndim:
@@ -211,10 +191,10 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
         if size < 1:
             raise ValueError(f"empty conv output for x {x.shape} w {w.shape}")
         osp.append(size)
-    out = _out_buffer(out, (n_img, o) + tuple(osp))
+    out = out_buffer(out, (n_img, o) + tuple(osp))
     cdef Geom g = _geom(x.shape, w.shape[2:], strides, pads, dilations, osp,
                         c // groups, o // groups)
-    bias = None if b is None else _as_f32(b).reshape(-1)
+    bias = None if b is None else as_f32(b).reshape(-1)
     if bias is not None and bias.shape[0] != o:
         raise ValueError(f"bias of {bias.shape[0]} values for {o} output channels")
     cdef const float[::1] xv = x.reshape(-1)
@@ -289,8 +269,8 @@ def conv_transpose(x, w, b, strides, pads, dilations, int groups, output_padding
     gemm + col2im per group; b may be None. Writes into and returns `out`.
     """
     cdef int i
-    x = _as_f32(x)
-    w = _as_f32(w)
+    x = as_f32(x)
+    w = as_f32(w)
     cdef int d = x.ndim - 2
     strides, pads, dilations = _attrs(d, strides, pads, dilations)
     output_padding = (0,) * d if output_padding is None else tuple(output_padding)
@@ -310,10 +290,10 @@ def conv_transpose(x, w, b, strides, pads, dilations, int groups, output_padding
         if size < 1:
             raise ValueError(f"empty conv_transpose output for x {x.shape} w {w.shape}")
         osp.append(size)
-    out = _out_buffer(out, (n_img, o) + tuple(osp))
+    out = out_buffer(out, (n_img, o) + tuple(osp))
     cdef Geom g = _geom(x.shape, w.shape[2:], strides, pads, dilations, osp,
                         c // groups, o // groups)
-    bias = None if b is None else _as_f32(b).reshape(-1)
+    bias = None if b is None else as_f32(b).reshape(-1)
     if bias is not None and bias.shape[0] != o:
         raise ValueError(f"bias of {bias.shape[0]} values for {o} output channels")
     cdef const float[::1] xv = x.reshape(-1)

@@ -64,13 +64,14 @@ cdef void _dense_rows(const float* x, const float* w, float* y, int m, int n, in
         _sgemm_rm(x, w, y, m, n, k, True, beta)
 
 
-def _as_f32(a):
+def as_f32(a):
     """`a` as a C-contiguous float32 array (no copy when it already is one)."""
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _out_buffer(out, shape):
-    """Validate the caller's `out` buffer, or allocate one."""
+def out_buffer(out, shape):
+    """The caller's `out` buffer, checked to be C-contiguous float32 of `shape`, or
+    a new array when `out` is None (shared by all kernel modules)."""
     shape = tuple(int(s) for s in shape)
     if out is None:
         return np.empty(shape, np.float32)
@@ -88,19 +89,19 @@ def dense(x, w, b, out=None):
 
     w is in [out, in] layout (PyTorch Linear); leading dims of x are flattened into M.
     """
-    x = _as_f32(x)
-    w = _as_f32(w)
+    x = as_f32(x)
+    w = as_f32(w)
     if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
         raise ValueError(f"dense: x {x.shape} does not match w {w.shape}")
     cdef int n = w.shape[0]
     cdef int k = w.shape[1]
     cdef int m = math.prod(x.shape[:-1])
-    out = _out_buffer(out, x.shape[:-1] + (n,))
+    out = out_buffer(out, x.shape[:-1] + (n,))
     if out.size == 0:
         return out
     cdef float beta = 0.0
     if b is not None:
-        bias = _as_f32(b).reshape(-1)
+        bias = as_f32(b).reshape(-1)
         if bias.shape[0] != n:
             raise ValueError(f"dense: bias of {bias.shape[0]} values for {n} outputs")
         out.reshape(m, n)[:] = bias
@@ -130,8 +131,8 @@ def batched_matmul(a, b, out=None):
     when a is contiguous); 1-D operands are promoted and their dim removed as in
     numpy.matmul.
     """
-    a = _as_f32(a)
-    b = _as_f32(b)
+    a = as_f32(a)
+    b = as_f32(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("batched_matmul: operands must have at least one dim")
     a_vec = a.ndim == 1
@@ -145,7 +146,7 @@ def batched_matmul(a, b, out=None):
     cdef int n = b2.shape[-1]
     batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     shape = batch + ((m,) if not a_vec else ()) + ((n,) if not b_vec else ())
-    out = _out_buffer(out, shape)
+    out = out_buffer(out, shape)
     if out.size == 0:
         return out
     cdef float[::1] ov = out.reshape(-1)

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from qcc.runtime._kernels import as_f32, out_buffer
+
 cimport numpy as cnp
 from libc.math cimport powf, sqrtf
 
@@ -23,24 +25,6 @@ cdef extern from "_norm_impl.h" nogil:
                              Py_ssize_t rows, Py_ssize_t n, double eps)
 
 
-def _as_f32(a):
-    """`a` as a C-contiguous float32 array (no copy when it already is one)."""
-    return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def _out_buffer(out, shape):
-    """Validate the caller's `out` buffer, or allocate one."""
-    shape = tuple(int(s) for s in shape)
-    if out is None:
-        return np.empty(shape, np.float32)
-    if (out.shape != shape or out.dtype != np.float32
-            or not out.flags.c_contiguous):
-        raise ValueError(
-            f"out must be a C-contiguous float32 array of shape {shape}, got "
-            f"{out.dtype} {out.shape}")
-    return out
-
-
 def _axis(int axis, int ndim):
     """Normalize a possibly negative axis."""
     if not -ndim <= axis < ndim:
@@ -50,8 +34,8 @@ def _axis(int axis, int ndim):
 
 def softmax(x, int axis, out=None):
     """ONNX Softmax (opset >= 13): exp(x - max) / sum over the single dim `axis`."""
-    x = _as_f32(x)
-    out = _out_buffer(out, x.shape)
+    x = as_f32(x)
+    out = out_buffer(out, x.shape)
     if x.ndim == 0:
         out[...] = 1.0
         return out
@@ -79,14 +63,14 @@ def layer_norm(x, scale, bias, int axis, float epsilon, out=None):
 
     scale and bias (bias may be None) broadcast to x.shape[axis:].
     """
-    x = _as_f32(x)
-    out = _out_buffer(out, x.shape)
+    x = as_f32(x)
+    out = out_buffer(out, x.shape)
     axis = _axis(axis, x.ndim)
     norm_shape = x.shape[axis:]
-    sc = _as_f32(np.broadcast_to(np.asarray(scale, np.float32), norm_shape)).reshape(-1)
+    sc = as_f32(np.broadcast_to(np.asarray(scale, np.float32), norm_shape)).reshape(-1)
     bi = None
     if bias is not None:
-        bi = _as_f32(np.broadcast_to(np.asarray(bias, np.float32), norm_shape)).reshape(-1)
+        bi = as_f32(np.broadcast_to(np.asarray(bias, np.float32), norm_shape)).reshape(-1)
     cdef Py_ssize_t rows = math.prod(x.shape[:axis])
     cdef Py_ssize_t n = math.prod(norm_shape)
     if x.size == 0:
@@ -134,10 +118,10 @@ def lrn(x, int size, float alpha, float beta, float bias, out=None):
 
     The sum runs over channels [c - floor((size-1)/2), c + ceil((size-1)/2)].
     """
-    x = _as_f32(x)
+    x = as_f32(x)
     if x.ndim < 3:
         raise ValueError(f"lrn expects [N, C, *S], got shape {x.shape}")
-    out = _out_buffer(out, x.shape)
+    out = out_buffer(out, x.shape)
     cdef Py_ssize_t n_img = x.shape[0]
     cdef Py_ssize_t c_n = x.shape[1]
     cdef Py_ssize_t plane = math.prod(x.shape[2:])

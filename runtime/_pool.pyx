@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from qcc.runtime._kernels import as_f32, out_buffer
+
 cimport numpy as cnp
 
 cnp.import_array()
@@ -30,24 +32,6 @@ cdef extern from "_pool_impl.h" nogil:
     Py_ssize_t qcc_pool_scratch(const qcc_pool_geom* g)
     void qcc_pool_wdiv(const qcc_pool_geom* g, int include_pad, float* wdiv)
     void qcc_plane_means(const float* x, float* out, Py_ssize_t planes, Py_ssize_t n)
-
-
-def _as_f32(a):
-    """`a` as a C-contiguous float32 array (no copy when it already is one)."""
-    return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def _out_buffer(out, shape):
-    """Validate the caller's `out` buffer, or allocate one."""
-    shape = tuple(int(s) for s in shape)
-    if out is None:
-        return np.empty(shape, np.float32)
-    if (out.shape != shape or out.dtype != np.float32
-            or not out.flags.c_contiguous):
-        raise ValueError(
-            f"out must be a C-contiguous float32 array of shape {shape}, got "
-            f"{out.dtype} {out.shape}")
-    return out
 
 
 def _pool_out_size(int size, int k, int stride, int pb, int pe, int dil, bint ceil_mode):
@@ -92,10 +76,10 @@ cdef qcc_pool_geom _pool_geom(tuple shape, kernel, strides, pads, dilations,
 
 cdef _pool(x, kernel, strides, pads, dilations, bint ceil_mode, int mode, out):
     """Shared driver of max_pool and avg_pool: one qcc_pool_plane call per plane."""
-    x = _as_f32(x)
+    x = as_f32(x)
     cdef qcc_pool_geom g = _pool_geom(x.shape, kernel, strides, pads, dilations, ceil_mode)
     cdef int d = x.ndim - 2
-    out = _out_buffer(out, x.shape[:2] + tuple(g.osp[i] for i in range(3 - d, 3)))
+    out = out_buffer(out, x.shape[:2] + tuple(g.osp[i] for i in range(3 - d, 3)))
     cdef const float[::1] xv = x.reshape(-1)
     cdef float[::1] ov = out.reshape(-1)
     cdef float[::1] wdiv = np.empty(g.osp[2], np.float32)
@@ -138,10 +122,10 @@ def avg_pool(x, kernel, strides, pads, bint ceil_mode, bint count_include_pad, o
 
 def global_avg_pool(x, out=None):
     """ONNX GlobalAveragePool: x[N,C,*S] -> [N,C,1,...,1], the mean over S."""
-    x = _as_f32(x)
+    x = as_f32(x)
     if x.ndim < 3:
         raise ValueError(f"expected [N, C, *S], got shape {x.shape}")
-    out = _out_buffer(out, x.shape[:2] + (1,) * (x.ndim - 2))
+    out = out_buffer(out, x.shape[:2] + (1,) * (x.ndim - 2))
     cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
     cdef Py_ssize_t n = math.prod(x.shape[2:])
     if planes == 0:
@@ -213,14 +197,14 @@ def resize(x, out_hw, str mode, str coord_mode, str nearest_mode="round_prefer_f
     round_prefer_ceil, floor, ceil. The coordinate scale is out/in unless `scales`
     (the (scale_h, scale_w) given to an ONNX Resize with scales) is passed.
     """
-    x = _as_f32(x)
+    x = as_f32(x)
     if x.ndim != 4:
         raise ValueError(f"resize expects NCHW input, got shape {x.shape}")
     if coord_mode not in _COORD_MODES:
         raise ValueError(f"unsupported coordinate_transformation_mode {coord_mode!r}")
     cdef int h_in = x.shape[2], w_in = x.shape[3]
     cdef int h_out = out_hw[0], w_out = out_hw[1]
-    out = _out_buffer(out, x.shape[:2] + (h_out, w_out))
+    out = out_buffer(out, x.shape[:2] + (h_out, w_out))
     if scales is None:
         scales = (np.float32(h_out) / np.float32(h_in), np.float32(w_out) / np.float32(w_in))
     ch = _source_coords(h_in, h_out, scales[0], coord_mode)
