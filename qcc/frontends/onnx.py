@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
 from qcc import ir
+from qcc.dialects import qnn
 from qcc.frontends.errors import FrontendError, NotConstantError
 
 Value = SSAValue | np.ndarray
@@ -191,6 +192,9 @@ class Node:
     def emit_op(self, cls: Any, *operands: SSAValue | None, suffix: str = "",
                 **props: Any) -> Operation:
         op = cls.make(*operands, name=self.name + suffix, **props)
+        if isinstance(op, qnn.LAYER_OPS):
+            # The framework op a layer came from: target rules depend on it.
+            op.attributes["source"] = StringAttr(f"onnx.{self.proto.op_type}")
         self.importer.graph.add(op)
         return op
 
@@ -237,7 +241,9 @@ class _Importer:
                 raise FrontendError(f"{self.source}: graph output '{out.name}' is not "
                                     "computed by any supported node")
             outputs[out.name] = self._as_ssa(out.name)
-        return self.graph.finish(outputs)
+        module = self.graph.finish(outputs)
+        module.attributes["qcc.framework"] = StringAttr("onnx")
+        return module
 
     # -- constants
 
