@@ -27,6 +27,7 @@ def _lazy(module: str, name: str) -> Callable[[], object]:
 _DIALECTS: dict[str, DialectFactory] = {
     "qnn": _lazy("qcc.dialects.qnn", "QNN"),  # type: ignore[dict-item]
     "quant": _lazy("qcc.dialects.quant", "Quant"),  # type: ignore[dict-item]
+    "ascend": _lazy("qcc.dialects.ascend", "Ascend"),  # type: ignore[dict-item]
 }
 
 _XDSL_DIALECTS = ("builtin", "func", "arith")
@@ -38,6 +39,9 @@ _PASSES: dict[str, PassFactory] = {
     "qcc-equalize": _lazy("qcc.passes.equalize", "EqualizePass"),  # type: ignore[dict-item]
     "qcc-insert-quant": _lazy("qcc.passes.insert_quant", "InsertQuantPass"),  # type: ignore[dict-item]
     "qcc-calibrate": _lazy("qcc.passes.calibrate", "CalibratePass"),  # type: ignore[dict-item]
+    "qcc-realize-int8": _lazy("qcc.passes.realize_int8", "RealizeInt8Pass"),  # type: ignore[dict-item]
+    "qcc-lower-ascend": _lazy("qcc.passes.lower_ascend", "LowerAscendPass"),  # type: ignore[dict-item]
+    "qcc-legalize-ascend": _lazy("qcc.passes.legalize_ascend", "LegalizeAscendPass"),  # type: ignore[dict-item]
 }
 
 _plugins_loaded = False

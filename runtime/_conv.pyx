@@ -3,12 +3,17 @@
 
 Every spatial problem is handled as a 3-D one: 1-D and 2-D inputs get leading
 spatial dims of size 1 (kernel 1, stride 1, pad 0, dilation 1), which costs nothing
-in the inner loops. The generic path is im2col + BLAS sgemm per group, tiled over
-output rows to bound the column buffer; 1x1/stride-1/unpadded convolutions are a
-direct sgemm, and convolutions with one input channel per group (depthwise) a direct
-loop. The inner loops are C in _conv_impl.h.
+in the inner loops. Convolutions are a GEMM per image and group, out[og, P] =
+b + w[og, Kc] @ im2col(x)[Kc, P], computed by qcc's own blocked GEMM
+(_gemm_impl.h) that gathers the im2col columns from the padded input while packing
+them: every output element is bias + a chain of FMAs in ascending k, the same for
+every output channel and position, on every instruction set (AVX-512, AVX2+FMA,
+plain C) and thread count. Convolutions with one input channel per group
+(depthwise) are a direct loop. ConvTranspose is BLAS sgemm + col2im. The inner
+loops are C in _conv_impl.h and _gemm_impl.h.
 """
 
+import os
 import threading
 
 import numpy as np
@@ -37,17 +42,74 @@ cdef extern from "_conv_impl.h" nogil:
         int dl[3]
     Py_ssize_t qcc_im2col_pad_size(const qcc_geom* g)
     const float* qcc_im2col_pad(const float* x, float* scratch, const qcc_geom* g, int* dims)
-    void qcc_im2col(const float* p, const int* dims, float* col, const qcc_geom* g,
-                    int r0, int r1)
     void qcc_col2im(const float* col, float* out, const qcc_geom* g, int r0, int r1)
     void qcc_depthwise_plane(const float* x, const float* w, float* out,
                              const qcc_geom* g, float* scratch)
     Py_ssize_t qcc_depthwise_scratch(const qcc_geom* g)
+    int qcc_conv_gemm(const float* x, const float* w, const float* bias, float* out,
+                      const qcc_geom* g, float* pad, Py_ssize_t* kofs)
+    int qcc_gemm_variant()
+    const char* qcc_gemm_variant_name(int v)
+    int qcc_gemm_set_variant(int v)
+    int qcc_gemm_supported(int v)
+    int QCC_GEMM_NVARIANTS
+    int qcc_gemm_threads
+    void qcc_gemm_set_threads(int n)
+    int qcc_gemm_mc, qcc_gemm_kc, qcc_gemm_nc
+    void qcc_gemm_set_blocking(int mc, int kc, int nc)
 
 ctypedef qcc_geom Geom
 
 
 _local = threading.local()
+
+
+def _variants():
+    """Names of the GEMM variants this CPU runs, best last (plain, avx2, avx512)."""
+    return [qcc_gemm_variant_name(v).decode() for v in range(QCC_GEMM_NVARIANTS)
+            if qcc_gemm_supported(v)]
+
+
+def _set_variant(name):
+    """Force the GEMM variant `name` ('plain', 'avx2', 'avx512'; None: the best one
+    this CPU runs); returns the old name. For tests and benchmarks."""
+    old = qcc_gemm_variant_name(qcc_gemm_variant()).decode()
+    cdef int v
+    if name is None:
+        qcc_gemm_set_variant(-1)
+        return old
+    for v in range(QCC_GEMM_NVARIANTS):
+        if qcc_gemm_variant_name(v).decode() == name:
+            if qcc_gemm_set_variant(v):
+                raise ValueError(f"GEMM variant {name!r} does not run on this CPU")
+            return old
+    raise ValueError(f"unknown GEMM variant {name!r}")
+
+
+def _set_threads(int n):
+    """Set how many threads a convolution's GEMM uses; returns the old count."""
+    old = qcc_gemm_threads
+    qcc_gemm_set_threads(n)
+    return old
+
+
+def _set_blocking(int mc, int kc, int nc):
+    """Set the GEMM cache blocking (output channels, depth, positions per block) for
+    tests and benchmarks; returns the old triple. Results do not depend on it."""
+    old = (qcc_gemm_mc, qcc_gemm_kc, qcc_gemm_nc)
+    qcc_gemm_set_blocking(mc, kc, nc)
+    return old
+
+
+def _default_threads():
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+qcc_gemm_set_threads(_default_threads())
 
 
 def _set_tile_bytes(int nbytes):
@@ -138,31 +200,6 @@ cdef void _sgemm_rm(const float* a, int lda, bint ta, const float* b, int ldb, b
           &beta, c, &ldc)
 
 
-cdef void _conv_group(const float* x, const float* w, float* out, float* col,
-                      float* pad, const Geom* g, int rows_per_tile) noexcept nogil:
-    """out[og, P] += w[og, Kc] @ im2col(x) for one image and one group, tiled.
-
-    col holds one tile of columns, pad the padded input (qcc_im2col_pad_size).
-    """
-    cdef int kc = g.cg * g.k[0] * g.k[1] * g.k[2]
-    cdef int nrows = g.osp[0] * g.osp[1]
-    cdef int ow_n = g.osp[2]
-    cdef int ptot = nrows * ow_n
-    cdef int r0, r1, npos
-    cdef int dims[3]
-    cdef const float* p = qcc_im2col_pad(x, pad, g, dims)
-    r0 = 0
-    while r0 < nrows:
-        r1 = r0 + rows_per_tile
-        if r1 > nrows:
-            r1 = nrows
-        npos = (r1 - r0) * ow_n
-        qcc_im2col(p, dims, col, g, r0, r1)
-        _sgemm_rm(w, kc, False, col, npos, False, out + <Py_ssize_t>r0 * ow_n, ptot,
-                  g.og, npos, kc, 1.0)
-        r0 = r1
-
-
 def conv(x, w, b, strides, pads, dilations, int groups, out=None):
     """ONNX Conv: x[N,C,*S] * w[O,C/groups,*K] + b[O] -> [N,O,*OS], 1-3 spatial dims.
 
@@ -202,41 +239,36 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
     cdef float[::1] ov = out.reshape(-1)
     cdef const float[::1] bv = bias if bias is not None else np.zeros(1, np.float32)
     cdef const float* bp = &bv[0] if bias is not None else NULL
+    cdef bint depthwise = g.cg == 1 and g.k[0] * g.k[1] * g.k[2] > 1
     cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
     cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
     cdef int kk = g.k[0] * g.k[1] * g.k[2]
     cdef int kc = g.cg * kk
-    cdef bint pointwise = kk == 1
-    for i in range(3):
-        pointwise = pointwise and g.st[i] == 1 and g.pb[i] == 0 and g.osp[i] == g.sp[i]
-    cdef int rows = max(1, min(g.osp[0] * g.osp[1],
-                               TILE_BYTES // (4 * kc * g.osp[2])))
-    cdef bint depthwise = g.cg == 1 and not pointwise
-    cdef Py_ssize_t ncol = <Py_ssize_t>kc * rows * g.osp[2]
-    cdef float[::1] col = _workspace(
-        qcc_depthwise_scratch(&g) if depthwise
-        else 1 if pointwise else ncol + qcc_im2col_pad_size(&g))
+    cdef float[::1] ws = _workspace(
+        qcc_depthwise_scratch(&g) if depthwise else qcc_im2col_pad_size(&g))
+    cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
     cdef int ni, gi, oc
+    cdef int err = 0
     cdef const float* xp
+    cdef const float* wp
     cdef float* op
     with nogil:
         for ni in range(n_img):
-            op = &ov[0] + <Py_ssize_t>ni * o * pout
-            _fill_bias(op, bp, o, pout)
+            if depthwise:
+                _fill_bias(&ov[0] + <Py_ssize_t>ni * o * pout, bp, o, pout)
             for gi in range(groups):
                 xp = &xv[0] + (<Py_ssize_t>ni * c + gi * g.cg) * pin
+                wp = &wv[0] + <Py_ssize_t>gi * g.og * kc
+                op = &ov[0] + (<Py_ssize_t>ni * o + gi * g.og) * pout
                 if depthwise:
-                    for oc in range(gi * g.og, (gi + 1) * g.og):
-                        qcc_depthwise_plane(xp, &wv[0] + <Py_ssize_t>oc * kk,
-                                            op + oc * pout, &g, &col[0])
-                elif pointwise:
-                    _sgemm_rm(&wv[0] + <Py_ssize_t>gi * g.og * kc, kc, False, xp, pin,
-                              False, op + <Py_ssize_t>gi * g.og * pout, pout,
-                              g.og, pout, kc, 1.0)
+                    for oc in range(g.og):
+                        qcc_depthwise_plane(xp, wp + <Py_ssize_t>oc * kk, op + oc * pout,
+                                            &g, &ws[0])
                 else:
-                    _conv_group(xp, &wv[0] + <Py_ssize_t>gi * g.og * kc,
-                                op + <Py_ssize_t>gi * g.og * pout, &col[0], &col[0] + ncol,
-                                &g, rows)
+                    err |= qcc_conv_gemm(xp, wp, bp + gi * g.og if bp != NULL else NULL,
+                                         op, &g, &ws[0], &kofs[0])
+    if err:
+        raise MemoryError("conv: out of memory for the GEMM scratch")
     return out
 
 

@@ -131,40 +131,6 @@ static const float *qcc_im2col_pad(const float *x, float *scratch, const qcc_geo
     return scratch;
 }
 
-/* im2col of output rows [r0, r1) (flattened (od, oh)) for one group, from planes p
- * padded to dims (qcc_im2col_pad): col[(c, kd, kh, kw), (r - r0) * OW + ow] =
- * p[c, od*s0 + kd*d0, oh*s1 + kh*d1, ow*s2 + kw*d2]. */
-QCC_CLONES
-static void qcc_im2col(const float *p, const int *dims, float *col, const qcc_geom *g,
-                       int r0, int r1)
-{
-    const ptrdiff_t ow_n = g->osp[2], sw = g->st[2], kw_n = g->k[2], dw = g->dl[2];
-    const ptrdiff_t npos = (ptrdiff_t)(r1 - r0) * ow_n;
-    int c, kd, kh, kw, r;
-    ptrdiff_t t;
-    for (c = 0; c < g->cg; c++)
-        for (kd = 0; kd < g->k[0]; kd++)
-            for (kh = 0; kh < g->k[1]; kh++) {
-                float *rows = col + (((ptrdiff_t)c * g->k[0] + kd) * g->k[1] + kh) * kw_n * npos;
-                for (r = r0; r < r1; r++) {
-                    const int od = r / g->osp[1], oh = r - od * g->osp[1];
-                    const float *src = p + (((ptrdiff_t)c * dims[0] + od * g->st[0] + kd * g->dl[0])
-                                            * dims[1] + oh * g->st[1] + kh * g->dl[1]) * dims[2];
-                    float *dst = rows + (ptrdiff_t)(r - r0) * ow_n;
-                    for (kw = 0; kw < kw_n; kw++, dst += npos) {
-                        const float *restrict s = src + kw * dw;
-                        float *restrict d = dst;
-                        if (sw == 1)
-                            for (t = 0; t < ow_n; t++) d[t] = s[t];
-                        else if (sw == 2)
-                            for (t = 0; t < ow_n; t++) d[t] = s[2 * t];
-                        else
-                            for (t = 0; t < ow_n; t++) d[t] = s[t * sw];
-                    }
-                }
-            }
-}
-
 /* col2im of input rows [r0, r1) (flattened (id, ih)) for one image and group of a
  * transposed convolution (g->sp is its input, g->osp its output):
  * out[o, id*s - pb + kd*dil, ...] += col[(o, kd, kh, kw), (r - r0) * W + iw]. */
@@ -306,6 +272,52 @@ static void qcc_depthwise_plane(const float *x, const float *w, float *out, cons
             if (acc == row_acc)
                 for (t = 0; t < ow_n; t++) dst[t] += acc[t];
         }
+}
+
+/* ---- convolution as an implicit-im2col GEMM (_gemm_impl.h) ---- */
+
+#include "_gemm_impl.h"
+
+/* Offset in the padded planes (shape dims) of reduction row (c, kd, kh, kw), in the
+ * order of the weights w[o, c, kd, kh, kw]. */
+static void qcc_conv_kofs(const qcc_geom *g, const int *dims, ptrdiff_t *kofs)
+{
+    const ptrdiff_t plane = (ptrdiff_t)dims[0] * dims[1] * dims[2];
+    int c, kd, kh, kw;
+    for (c = 0; c < g->cg; c++)
+        for (kd = 0; kd < g->k[0]; kd++)
+            for (kh = 0; kh < g->k[1]; kh++)
+                for (kw = 0; kw < g->k[2]; kw++)
+                    *kofs++ = c * plane + ((ptrdiff_t)kd * g->dl[0] * dims[1] + kh * g->dl[1]) * dims[2]
+                              + kw * g->dl[2];
+}
+
+/* out[og, P] = bias[og] + w[og, Kc] @ im2col(x)[Kc, P] for one image and group, with
+ * the im2col gathered while packing (no column buffer). pad: qcc_im2col_pad_size
+ * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
+static int qcc_conv_gemm(const float *x, const float *w, const float *bias, float *out,
+                         const qcc_geom *g, float *pad, ptrdiff_t *kofs)
+{
+    int dims[3];
+    qcc_gemm q;
+    const float *p = qcc_im2col_pad(x, pad, g, dims);
+    qcc_conv_kofs(g, dims, kofs);
+    q.m = g->og;
+    q.n = g->osp[0] * g->osp[1] * g->osp[2];
+    q.k = g->cg * g->k[0] * g->k[1] * g->k[2];
+    q.a = w;
+    q.lda = q.k;
+    q.bias = bias;
+    q.c = out;
+    q.ldc = q.n;
+    q.src = p;
+    q.kofs = kofs;
+    q.ow = g->osp[2];
+    q.oh = g->osp[1];
+    q.s_q = (ptrdiff_t)g->st[0] * dims[1] * dims[2];
+    q.s_h = (ptrdiff_t)g->st[1] * dims[2];
+    q.s_w = g->st[2];
+    return qcc_gemm_run(&q);
 }
 
 #endif

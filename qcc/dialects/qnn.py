@@ -194,7 +194,7 @@ class ConvOp(QnnOp):
 
     @classmethod
     def infer(cls, types, props):
-        return [S.conv(types, props, transpose=False)]
+        return [S.integer_layer(S.conv(types, props, transpose=False), types, 0, 1)]
 
 
 @irdl_op_definition
@@ -225,7 +225,8 @@ class ConvTransposeOp(QnnOp):
 
     @classmethod
     def infer(cls, types, props):
-        return [S.conv(types, props, transpose=True)]
+        return [S.integer_layer(S.conv(types, props, transpose=True), types, 1, 1,
+                                get_int(props.get("groups"), 1))]
 
 
 @irdl_op_definition
@@ -241,7 +242,8 @@ class DenseOp(QnnOp):
 
     @classmethod
     def infer(cls, types, props):
-        return [S.dense(types)]
+        out = S.dense(types)
+        return [S.integer_layer(out, types, 0, len(out.get_shape()) - 1)]
 
 
 @irdl_op_definition
@@ -256,7 +258,7 @@ class MatmulOp(QnnOp):
 
     @classmethod
     def infer(cls, types, props):
-        return [S.matmul(types)]
+        return [S.integer_matmul(S.matmul(types), types)]
 
 
 class PoolOp(QnnOp):
@@ -288,6 +290,10 @@ class AvgPoolOp(PoolOp):
     dilations = opt_prop_def(DenseArrayBase)
     PROPS: ClassVar[dict[str, object]] = {"kernel": None, "strides": None, "pads": None, "ceil_mode": False,
              "count_include_pad": False, "dilations": None}
+
+    @classmethod
+    def infer(cls, types, props):
+        return [S.integer_pool(S.pool(types[0], props))]
 
 
 @irdl_op_definition

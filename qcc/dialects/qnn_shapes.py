@@ -153,3 +153,97 @@ def slice_(t: Attribute, starts, ends, axes, steps) -> TensorType:
             raise ShapeError("slice step must not be 0")
         shape[ax] = len(range(*slice(st, en, sp).indices(shape[ax])))
     return like(t, shape)
+
+
+# ------------------------------------------------------ integer (quantized) layers
+
+
+def integer_layer(out: TensorType, types: Sequence[Attribute], weight_axis: int | None,
+                  channel_axis: int, groups: int = 1) -> TensorType:
+    """Result type of a layer whose operands may be quantized (`qcc-realize-int8`).
+
+    All float: `out` unchanged. Otherwise the input(s) and the weight must all be
+    quantized: the input per-tensor, the weight per-tensor or per-axis on
+    `weight_axis` (the output-channel axis of the weight; a conv_transpose weight
+    holds O/groups of them, repeated for every group). The result is the i32
+    accumulator `!quant.uniform<i32:f32[:channel_axis], {s_x * s_w[c]:0, ...}>`,
+    per-axis on `channel_axis` of the output when the weight is per-axis. A bias,
+    if any, must be i32 with exactly these scales and zero points 0.
+    """
+    from qcc.dialects.quant import quantized_element
+
+    qs = [quantized_element(t) for t in types[:2]]
+    if all(q is None for q in qs) and (len(types) < 3 or quantized_element(types[2]) is None):
+        return out
+    x, w = qs
+    if x is None or w is None:
+        raise ShapeError("the input and the weight must both be quantized or both be "
+                         f"float, got {types[0]} and {types[1]}")
+    if x.axis is not None:
+        raise ShapeError(f"a quantized input must be per-tensor, got {x}")
+    if w.axis is not None and w.axis != weight_axis:
+        raise ShapeError(f"a per-axis weight must be quantized on axis {weight_axis}, "
+                         f"got {w}")
+    if x.expressed_type != w.expressed_type:
+        raise ShapeError(f"expressed types differ: {x.expressed_type} and {w.expressed_type}")
+    scales = [x.scale * s for s in w.scales] * (groups if w.axis is not None else 1)
+    acc = _accumulator(x, scales, None if w.axis is None else channel_axis)
+    if len(types) > 2:
+        _check_bias_type(types[2], acc)
+    return tensor_of(out, acc)
+
+
+def integer_matmul(out: TensorType, types: Sequence[Attribute]) -> TensorType:
+    """Result type of `qnn.matmul`: both operands float (unchanged) or both quantized
+    per-tensor, giving the per-tensor i32 accumulator of scale s_a * s_b."""
+    from qcc.dialects.quant import quantized_element
+
+    a, b = (quantized_element(t) for t in types)
+    if a is None and b is None:
+        return out
+    if a is None or b is None:
+        raise ShapeError(f"both operands must be quantized or both float, got {types[0]} "
+                         f"and {types[1]}")
+    if a.axis is not None or b.axis is not None:
+        raise ShapeError(f"quantized matmul operands must be per-tensor, got {a} and {b}")
+    return tensor_of(out, _accumulator(a, [a.scale * b.scale], None))
+
+
+def integer_pool(out: TensorType) -> TensorType:
+    """A quantized `qnn.avg_pool` returns its input's quantized type; a per-axis type
+    must be on the batch or channel axis (the spatial ones change size)."""
+    from qcc.dialects.quant import quantized_element
+
+    q = quantized_element(out)
+    if q is not None and q.axis is not None and q.axis > 1:
+        raise ShapeError(f"a pooled per-axis type must be on axis 0 or 1, got {q}")
+    return out
+
+
+def tensor_of(t: TensorType, element_type: Attribute) -> TensorType:
+    return TensorType(element_type, list(t.get_shape()))
+
+
+def _accumulator(x, scales: Sequence[float], axis: int | None):
+    from qcc.dialects.quant import UniformQuantizedType
+
+    if axis is None:
+        return UniformQuantizedType.make(scale=scales[0], bits=32,
+                                         expressed_type=x.expressed_type)
+    return UniformQuantizedType.make_per_axis(axis=axis, scales=scales, bits=32,
+                                              expressed_type=x.expressed_type)
+
+
+def _check_bias_type(t: Attribute, acc) -> None:
+    from qcc.dialects.quant import quantized_element
+
+    b = quantized_element(t)
+    if b is None or b.bits != 32 or not b.signed:
+        raise ShapeError(f"the bias of a quantized layer must be i32, got {t}")
+    if (b.axis is None) != (acc.axis is None) or (b.axis is not None and b.axis != 0):
+        want = "per-tensor" if acc.axis is None else "per-axis on axis 0"
+        raise ShapeError(f"the bias must be {want} like the accumulator {acc}, got {b}")
+    if any(b.zero_points) or len(b.scales) != len(acc.scales) or any(
+            abs(s - a) > 1e-6 * a for s, a in zip(b.scales, acc.scales, strict=True)):
+        raise ShapeError(f"the bias scales must be input scale x weight scales with zero "
+                         f"points 0 ({acc}), got {b}")

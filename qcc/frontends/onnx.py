@@ -94,7 +94,7 @@ def _opset(proto: onnx.ModelProto) -> int:
 
 def _lowerings() -> dict:
     """op type -> lowering function (the modules register themselves on import)."""
-    from qcc.frontends import onnx_qdq, onnx_shape_ops  # noqa: F401
+    from qcc.frontends import onnx_ascend, onnx_qdq, onnx_shape_ops  # noqa: F401
     from qcc.frontends.onnx_ops import LOWERINGS
 
     return LOWERINGS

@@ -95,8 +95,8 @@ def insert_observers(module: ModuleOp, cfg: dict) -> list[quant.ObserveOp]:
     created: list[quant.ObserveOp] = []
     for name, op in layers(module):
         entry = layer_cfg.get(name)
-        if entry is None or not entry.get("quantize", False):
-            continue
+        if entry is None or not entry.get("quantize", False) or "qcc.float" in op.attributes:
+            continue  # rule 1 (and layers a target legalization kept float)
         act = entry.get("activation")
         if act is not None:
             inputs = [0, 1] if isinstance(op, qnn.MatmulOp) else [0]

@@ -46,15 +46,18 @@ def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
 
 
 def _progress_bar(total: int, label: str) -> Callable[[int], None]:
+    """A bar redrawn in place on a terminal; a line every quarter otherwise."""
     width = 30
+    tty = sys.stderr.isatty()
 
     def show(n: int) -> None:
-        if not sys.stderr.isatty() and n not in (total, 1) and n % max(1, total // 10):
-            return
-        done = int(width * n / max(total, 1))
-        end = "\n" if n >= total else ""
-        print(f"\r{label} [{'#' * done}{'.' * (width - done)}] {n}/{total}", end=end,
-              file=sys.stderr, flush=True)
+        if tty:
+            done = int(width * n / max(total, 1))
+            end = "\n" if n >= total else ""
+            print(f"\r{label} [{'#' * done}{'.' * (width - done)}] {n}/{total}", end=end,
+                  file=sys.stderr, flush=True)
+        elif n == total or n % max(1, total // 4) == 0:
+            print(f"{label}: {n}/{total} batches", file=sys.stderr, flush=True)
 
     return show
 
@@ -94,6 +97,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
              *, eval_data: str | os.PathLike | Mapping | None = None,
              weights: str | None = None, input_shapes: dict | None = None,
              dump_ir: bool = False, name: str | None = None,
+             target: str | None = None, overrides: tuple[str, ...] = (),
              progress: bool = True) -> QuantizeResult:
     """Quantize `model` with calibration data `calib` (an .npz path or arrays)."""
     from qcc import load
@@ -124,10 +128,19 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         if cfg.get("do_fusion", True):
             skip = ",".join(cfg.get("skip_fusion_layers", []))
             pipe.run(f'qcc-fuse-bn{{skip_layers="{skip}"}}' if skip else "qcc-fuse-bn")
+        extra: dict = {"model": name}
+        if target is not None:
+            from qcc.passes.legalize_ascend import legalize
+
+            cfg, extra["remarks"] = legalize(module, cfg, target, overrides)
+            opts = ([f'target="{target}"'] if target != "ascend" else []) + [
+                'config="../quant.json"'] + ([f'override="{",".join(overrides)}"']
+                                             if overrides else [])
+            pipe.steps.append(f"qcc-legalize-ascend{{{' '.join(opts)}}}")
+            pipe._dump("qcc-legalize")
         qconfig.validate_json(cfg, module)
         float_module = module.clone()
         batches = list(model_batches(module, data, cfg.get("batch_num")))
-        extra: dict = {"model": name}
         if cfg.get("equalize"):
             extra["equalization"] = _equalize(pipe)
         if cfg.get("balance"):

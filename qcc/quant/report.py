@@ -68,7 +68,9 @@ def build_report(module: ModuleOp, config: Mapping, batch: Mapping[str, np.ndarr
         elif not entry.get("quantize", True):
             by_layer[name] = {"layer": name, "type": entry.get("type", ""), "quantized": False,
                               "reason": entry.get("reason", "")}
-    rows = list(by_layer.values())
+    order = list(config.get("layers", {}))
+    rows = sorted(by_layer.values(), key=lambda r: order.index(r["layer"])
+                  if r["layer"] in order else len(order))
     skipped = sum(r.get(k, {}).get("skipped_values", 0) for r in rows
                   for k in ("input", "input0", "input1"))
     report = {"layers": rows, "skipped_values": skipped}

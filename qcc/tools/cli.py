@@ -110,9 +110,11 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     if args.calib is None:
         raise UserError("--calib CALIB.npz is required with a model")
     outdir = args.output or f"{Path(args.model).stem}_qcc"
+    overrides = tuple(o for o in (args.override or "").split(",") if o)
     result = quantize(args.model, args.calib, args.config, outdir, eval_data=args.eval,
                       weights=args.weights, input_shapes=_parse_shapes(args.input_shape),
-                      dump_ir=args.dump_ir, name="digits_cnn" if example else None)
+                      dump_ir=args.dump_ir, name="digits_cnn" if example else None,
+                      target=args.target, overrides=overrides)
     print(markdown(result.report))
     ev = result.evaluation
     if "float_top1" in ev:
@@ -165,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output folder (default: <model>_qcc)")
     p.add_argument("--dump-ir", action="store_true",
                    help="write the IR after every pass and the replay command to OUTDIR/ir/")
+    p.add_argument("--target", help="legalize for a target description (e.g. ascend): "
+                   "layers the target cannot run stay float, with the rule in the report")
+    p.add_argument("--override", help="target rules to override, comma-separated "
+                   "(e.g. min_cin)")
     p.set_defaults(fn=cmd_quantize)
 
     p = sub.add_parser("run", help="run a model on the reference runtime")

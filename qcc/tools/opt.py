@@ -55,6 +55,8 @@ class QccOptMain(xDSLOptMain):
                                 help="print the IR before every pass (to stderr)")
         arg_parser.add_argument("--list-passes", action="store_true",
                                 help="list qcc's passes with one line each and exit")
+        arg_parser.add_argument("--remarks", action="store_true",
+                                help="print why passes left things alone (to stderr)")
         arg_parser.epilog = "passes:\n" + _pass_table()
         arg_parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
@@ -71,6 +73,16 @@ class QccOptMain(xDSLOptMain):
         # Any other extension is textual IR.
         self.args.frontend = "mlir"
         return super().prepare_input()
+
+    def apply_passes(self, prog: ModuleOp) -> None:
+        from qcc.passes import remarks
+
+        remarks.take()
+        super().apply_passes(prog)
+        lines = remarks.take()
+        if self.args.remarks:
+            for line in lines:
+                print(f"remark: {line}", file=sys.stderr)
 
     def setup_pipeline(self) -> None:
         def callback(previous: ModulePass | None, module: ModuleOp,

@@ -207,3 +207,17 @@ def test_equalization_and_balance_by_config(tmp_path):
     assert abs(res.evaluation["quant_top1"] - res.evaluation["float_top1"]) <= 0.005
     replay = (tmp_path / "out" / "ir" / "replay.sh").read_text()
     assert "qcc-equalize,qcc-balance{alpha=0.5" in replay
+
+
+def test_target_legalization_in_quantize(tmp_path):
+    r = _qcc("quantize", "--target", "ascend", "-o", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    assert "min_cin: Cin = 1 <= 16" in r.stdout  # conv1 stays float, the rule in the report
+    cfg = json.loads((tmp_path / "a" / "quant.json").read_text())
+    assert cfg["layers"]["conv1"]["quantize"] is False
+    assert cfg["layers"]["fc"]["weight"]["channel_wise"] is False  # per-tensor FC on Ascend
+    r = _qcc("quantize", "--target", "ascend", "--override", "min_cin", "-o",
+             str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "b" / "quant.json").read_text())
+    assert cfg["layers"]["conv1"]["quantize"] is True

@@ -77,6 +77,8 @@ CONV_CASES = [
     ((1, 4, 6, 7, 8), 4, (3, 3, 3), (2, 1, 2), (1, 1, 1, 1, 1, 1), (1, 1, 1), 4, False),  # 3-D dw
     ((1, 2, 4, 4, 4), 3, (1, 1, 1), (1, 1, 1), (0, 0, 0, 0, 0, 0), (1, 1, 1), 1, True),  # 3-D 1x1
     ((1, 2, 6, 7, 9), 2, (4, 4, 5), (1, 1, 2), (1, 1, 2, 2, 2, 2), (1, 1, 1), 2, True),  # 80 taps
+    ((2, 32, 4, 5, 6), 8, (3, 2, 3), (1, 1, 1), (1, 0, 1, 1, 1, 0), (1, 1, 2), 2, True),  # 3-D
+    ((1, 32, 9, 8), 16, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1, True),        # valid 3x3
 ]
 
 
@@ -101,12 +103,25 @@ IM2COL_CASES = [c for c in CONV_CASES if c[0][1] // c[6] > 1 and set(c[2]) != {1
 
 
 @pytest.mark.parametrize("case", IM2COL_CASES, ids=range(len(IM2COL_CASES)))
-def test_conv_in_small_tiles(case):
-    old = _conv._set_tile_bytes(4096)    # im2col a few output rows at a time
+def test_conv_im2col_in_small_tiles(case):
+    old = _conv._set_tile_bytes(4096), _conv._set_shift_limits(1 << 30, 1 << 30)
+    try:
+        test_conv(case)   # im2col a few output rows at a time
+    finally:
+        _conv._set_tile_bytes(old[0])
+        _conv._set_shift_limits(*old[1])
+
+
+SHIFT_CASES = [c for c in IM2COL_CASES if set(c[3]) == {1}]
+
+
+@pytest.mark.parametrize("case", SHIFT_CASES, ids=range(len(SHIFT_CASES)))
+def test_conv_shifted_gemm(case):
+    old = _conv._set_shift_limits(1, 1)   # one gemm per tap even for few channels
     try:
         test_conv(case)
     finally:
-        _conv._set_tile_bytes(old)
+        _conv._set_shift_limits(*old)
 
 
 def test_conv_rejects_a_bad_out_buffer():

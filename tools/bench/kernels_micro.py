@@ -4,8 +4,9 @@
 
 Prints, per case, the best time of qcc and of onnxruntime (2 intra-op threads)
 and their ratio, then the ResNet-50 (batch 1) convolution mix: every conv layer
-shape weighted by how often it occurs. Runs are interleaved and the minimum over
-rounds is kept, which resists other processes on the machine. Single-op
+shape weighted by how often it occurs. The minimum over rounds is kept, which
+resists other processes on the machine (but OpenBLAS threads slow down a lot when
+another process takes a core: measure on an idle machine). Single-op
 onnxruntime models pay a layout reorder per op that a whole model amortizes, so
 its whole-model advantage is somewhat larger than these ratios suggest.
 """
@@ -40,16 +41,20 @@ def _session(op, x, weights, **attrs):
 
 
 def _best(fns, rounds, reps):
-    """Interleave the callables for `rounds` rounds of `reps` calls; best seconds/call each."""
+    """Best seconds/call of each callable: `rounds` rounds of `reps` calls, one callable
+    after the other (not interleaved: the idle threads of onnxruntime's pool and of
+    OpenBLAS spin for a while after their work and would slow the other one down)."""
+    best = []
     for f in fns:
+        time.sleep(0.05)
         f()
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, f in enumerate(fns):
+        t = float("inf")
+        for _ in range(rounds):
             t0 = time.perf_counter()
             for _ in range(reps):
                 f()
-            best[i] = min(best[i], (time.perf_counter() - t0) / reps)
+            t = min(t, (time.perf_counter() - t0) / reps)
+        best.append(t)
     return best
 
 

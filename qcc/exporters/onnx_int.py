@@ -1,0 +1,467 @@
+"""Integer ONNX: the integer graph (qcc-realize-int8's output) with standard
+operators that onnxruntime runs.
+
+    model = export_onnx_int(module, "net_int.onnx")
+
+How the integer ops are written (the rest as `qcc.exporters.onnx` writes them):
+
+1. `quant.quantize` of a constant (weights, i32 biases) and `ascend.weight_quant`
+   are no node: their integers are an initializer `<constant>_quantized` (int8,
+   int32), made once, whose doc_string is the exact type (`qcc qtype: ...`).
+2. `quant.quantize` of an activation: QuantizeLinear; `quant.dequantize` of an i8
+   tensor: DequantizeLinear (`qcc.exporters.onnx_quant`).
+3. A layer on quantized operands whose i32 accumulator feeds only a
+   `quant.requantize` to a per-tensor 8-bit type of full range: QLinearConv (conv)
+   or QLinearMatMul (dense without bias, matmul). onnxruntime requantizes with
+   rint(acc * m) + z_y, m = x_scale * w_scale / y_scale formed in float32
+   arithmetic, which differs in the last bit from qcc's float32(s_acc / s_y)
+   (s_acc = s_x * s_w in float64) for many channels. So the scales are written
+   folded: x_scale = y_scale = 1 and w_scale = float32(s_acc / s_y) per channel;
+   m is then exactly qcc's multiplier and the integers are bit-identical. (The
+   scales of x and y are those of the QuantizeLinear / DequantizeLinear around
+   them; a QLinearConv's own scales only form m.)
+4. Any other integer layer: ConvInteger / MatMulInteger (dense: by the transposed
+   int8 weight) with the zero points, plus an int32 `Add` of the bias: the i32
+   accumulator. Its `quant.dequantize`: `Cast` to float and `Mul` by the float32
+   scales (per channel, reshaped to broadcast): float32(acc) * float32(s_acc).
+   Its `quant.requantize`: `Cast`, `Mul` by float32(s_acc / s_y), QuantizeLinear
+   with scale 1 and zero point z_y: clip(rint(float32(acc) * m) + z_y).
+5. Data movement (reshape, transpose, concat, slice, gather...) and max pooling
+   read quantized tensors as their storage; any other op on quantized values
+   (and conv_transpose, which has no integer ONNX op) is listed as unsupported.
+
+Quantized tensors are their storage type (int8, uint8, int32) in the graph.
+`IntExporter` is shared with `qcc.exporters.deploy`, which writes the Ascend ops.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.ir import Attribute, Operation, OpResult, SSAValue
+
+from qcc import ir
+from qcc.dialects import ascend, qnn, quant
+from qcc.dialects.quant import UniformQuantizedType, storage_range
+from qcc.exporters import onnx as base
+from qcc.exporters.onnx import (
+    DEFAULT_OPSET,
+    ExportError,
+    OpWriter,
+    Unsupported,
+    onnx_dtype,
+)
+from qcc.exporters.onnx_quant import QTYPE_DOC
+
+Export = Callable[[OpWriter], None]
+
+INT_EXPORTS: dict[type, Export] = {}
+"""op class -> export of the integer ONNX (falls back to `qcc.exporters.onnx`'s)."""
+
+LAYERS = (qnn.ConvOp, qnn.ConvTransposeOp, qnn.DenseOp, qnn.MatmulOp)
+
+MOVES_DATA = (qnn.ReshapeOp, qnn.TransposeOp, qnn.BroadcastOp, qnn.ConcatOp, qnn.SplitOp,
+              qnn.SliceOp, qnn.GatherOp, qnn.IdentityOp, qnn.DropoutOp, qnn.MaxPoolOp)
+"""qnn ops that only move (or pick) elements: a quantized tensor is its storage."""
+
+
+def export(table: dict[type, Export], *op_types: type) -> Callable[[Export], Export]:
+    def register(fn: Export) -> Export:
+        for t in op_types:
+            table[t] = fn
+        return fn
+
+    return register
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def qtype_of(value: SSAValue) -> UniformQuantizedType | None:
+    return quant.quantized_element(value.type)
+
+
+def folded_array(value: SSAValue | None) -> np.ndarray | None:
+    """The integers of a quantized constant (`quant.quantize` / `ascend.weight_quant`
+    of a `qnn.constant`), else None."""
+    if value is None:
+        return None
+    owner = value.owner
+    if not isinstance(owner, quant.QuantizeOp | ascend.WeightQuantOp):
+        return None
+    array = ir.constant_value(owner.input)
+    if array is None:
+        return None
+    qtype = owner.properties["qtype"]
+    assert isinstance(qtype, UniformQuantizedType)
+    return qtype.quantize(array).astype(qtype.numpy_dtype)
+
+
+def is_folded(op: Operation) -> bool:
+    return bool(op.results) and folded_array(op.results[0]) is not None
+
+
+def storage_dtype(t: Attribute, opset: int) -> np.dtype:
+    """The ONNX element type of a value: a quantized tensor is its storage."""
+    assert isinstance(t, TensorType)
+    qtype = quant.quantized_element(t)
+    if qtype is not None:
+        if qtype.bits not in (8, 16, 32):
+            raise Unsupported(f"no ONNX storage for {qtype.bits}-bit {qtype}")
+        return qtype.numpy_dtype
+    return base.element_dtype(t, opset)
+
+
+def scale_shape(qtype: UniformQuantizedType, rank: int) -> list[int]:
+    """Shape of per-channel parameters broadcasting from `qtype`'s axis on."""
+    if qtype.axis is None:
+        return []
+    return [len(qtype.scales)] + [1] * (rank - 1 - qtype.axis)
+
+
+def zero_point_input(w: OpWriter, qtype: UniformQuantizedType, tag: str,
+                     per_channel_ok: bool = True) -> str:
+    """A zero point initializer: a scalar when all are equal, else 1-D."""
+    zps = np.asarray(qtype.zero_points, np.int64)
+    if (zps == zps[0]).all():
+        return w.const(np.asarray(zps[0]).astype(qtype.numpy_dtype), tag)
+    if not per_channel_ok:
+        raise Unsupported(f"per-channel zero points of {qtype}")
+    return w.const(zps.astype(qtype.numpy_dtype), tag)
+
+
+def check_quantized(op: Operation) -> None:
+    """Only the quant and ascend ops, the integer layers and data movement read
+    or produce quantized values."""
+    if isinstance(op, (*MOVES_DATA, *LAYERS)) or op.name.startswith(("quant.", "ascend.")):
+        return
+    for v in [*op.operands, *op.results]:
+        if quant.quantized_element(v.type) is not None:
+            raise Unsupported("operates on quantized integers with no integer ONNX form")
+
+
+# ---------------------------------------------------------------- exporter
+
+
+class IntExporter(base._Exporter):
+    """`qcc.exporters.onnx`'s exporter with quantized tensors as their storage,
+    quantized constants folded to initializers and an export table of its own.
+    Exports may write an op's user too (`absorb`), which is then skipped."""
+
+    def __init__(self, module: ModuleOp, opset: int, exports: dict[type, Export]) -> None:
+        super().__init__(module, opset)
+        self.exports = exports
+        self.absorbed: set[Operation] = set()
+        self.domains: dict[str, int] = {}
+
+    def absorb(self, op: Operation) -> None:
+        self.absorbed.add(op)
+
+    def tensor(self, value: SSAValue) -> str:
+        name = self.names.get(value)
+        if name is not None:
+            return name
+        array = folded_array(value)
+        if array is None:
+            return super().tensor(value)
+        owner = value.owner
+        assert isinstance(owner, Operation)
+        const = owner.operands[0].owner
+        assert isinstance(const, qnn.ConstantOp)
+        stem = base._attr_str(const, "name") or "const"
+        name = self.initializer(array, f"{stem}_quantized")
+        # the exact type, for qcc's frontend (as `onnx_quant.QTYPE_DOC` on QDQ nodes)
+        self.model.graph.initializer[-1].doc_string = QTYPE_DOC + str(
+            owner.properties["qtype"])
+        self.names[value] = name
+        return name
+
+    def run(self, model_name: str) -> onnx.ModelProto:
+        block = self.fn.body.block
+        ret = block.last_op
+        assert isinstance(ret, func.ReturnOp)
+        for name in [*self.input_names, *self.output_names]:
+            if name in self.tensors.used:
+                raise ExportError(f"the name '{name}' is given to two graph inputs/outputs")
+            self.tensors.used.add(name)
+        for arg, name in zip(block.args, self.input_names, strict=True):
+            self.names[arg] = name
+        identities: list[tuple[SSAValue, str]] = []
+        for value, name in zip(ret.operands, self.output_names, strict=True):
+            if (isinstance(value, OpResult) and value not in self.names
+                    and not isinstance(value.op, qnn.ConstantOp) and not is_folded(value.op)):
+                self.names[value] = name
+            else:
+                identities.append((value, name))
+        self.op_base = self._op_names(block)
+        fallback = base._exports()
+        problems: dict[str, list[str]] = {}
+        failed: set[Operation] = set()
+        for op in block.ops:
+            if isinstance(op, func.ReturnOp | qnn.ConstantOp) or is_folded(op):
+                continue
+            if op in self.absorbed:
+                continue
+            if any(v.owner in failed for v in op.operands):
+                failed.add(op)  # its input is already reported
+                continue
+            label = self.op_base[op]
+            try:
+                fn = self.exports.get(type(op)) or fallback.get(type(op))
+                if fn is None:
+                    raise Unsupported("no ONNX export")
+                check_quantized(op)
+                fn(OpWriter(self, op, label))
+            except Unsupported as e:
+                problems.setdefault(f"{op.name}: {e}", []).append(label)
+                failed.add(op)
+        if problems:
+            lines = [f"  {what} ({', '.join(names)})" for what, names in sorted(problems.items())]
+            raise ExportError(f"{len(problems)} kind{'s' if len(problems) > 1 else ''} of op "
+                              "cannot be written (op: why (ops)):\n" + "\n".join(lines))
+        for value, name in identities:
+            self.nodes.append(helper.make_node(
+                "Identity", [self.tensor(value)], [name],
+                name=self.node_names.unique(f"{name}/Identity")))
+        model = self._model(block, ret, model_name)
+        for domain, version in sorted(self.domains.items()):
+            model.opset_import.append(helper.make_opsetid(domain, version))
+        return model
+
+    def _value_info(self, name: str, t: Attribute) -> onnx.ValueInfoProto:
+        try:
+            dtype = onnx_dtype(storage_dtype(t, self.opset))
+        except Unsupported as e:
+            raise ExportError(f"tensor '{name}': {e}") from None
+        self.dtypes.add(dtype)
+        assert isinstance(t, TensorType)
+        return helper.make_tensor_value_info(name, dtype, list(t.get_shape()))
+
+
+def write(exporter: IntExporter, path: str | os.PathLike | None, model_name: str | None,
+          check: Callable[[onnx.ModelProto], None] | None = None) -> onnx.ModelProto:
+    """Run `exporter`, check the model (`onnx.checker` unless `check` is given)
+    and write it atomically to `path`."""
+    name = model_name or (Path(path).stem if path is not None else "main")
+    model = exporter.run(name)
+    (check or onnx.checker.check_model)(model)
+    if path is not None:
+        base.save_atomic(model, Path(path))
+    return model
+
+
+# ------------------------------------------------------------ integer layers
+
+
+def _conv_attrs(w: OpWriter) -> dict[str, object]:
+    from qcc.exporters.onnx_ops import _conv_attrs as attrs
+
+    return attrs(w)
+
+
+def _requantize_user(op: Operation) -> quant.RequantizeOp | None:
+    """The `quant.requantize` to a per-tensor full-range 8-bit type that is the only
+    user of a layer's accumulator (what QLinearConv / QLinearMatMul can write)."""
+    user = op.results[0].get_user_of_unique_use()
+    if not isinstance(user, quant.RequantizeOp):
+        return None
+    q = user.qtype
+    if q.bits != 8 or q.is_per_axis or (q.storage_min, q.storage_max) != storage_range(8, q.signed):
+        return None
+    return user
+
+
+def _layer_qtypes(op: Operation) -> tuple[UniformQuantizedType, UniformQuantizedType]:
+    x, wt = qtype_of(op.operands[0]), qtype_of(op.operands[1])
+    assert x is not None and wt is not None
+    return x, wt
+
+
+def requantize_multiplier(op: quant.RequantizeOp) -> np.ndarray:
+    """float32(s_acc / s_y): one per channel of the accumulator, or a scalar."""
+    source = qtype_of(op.input)
+    assert source is not None
+    m = (np.asarray(source.scales, np.float64) / op.qtype.scale).astype(np.float32)
+    return m if source.axis is not None else m.reshape(())
+
+
+def _multiplier(w: OpWriter, op: quant.RequantizeOp, tag: str) -> str:
+    return w.const(requantize_multiplier(op), tag)
+
+
+def _unit(w: OpWriter, tag: str) -> str:
+    return w.const(np.float32(1.0), tag)
+
+
+def _bias_add(w: OpWriter, acc: str, bias: SSAValue | None, rank: int, axis: int,
+              out: str) -> None:
+    if bias is None:
+        w.node("Identity", [acc], [out], suffix="acc")
+        return
+    array = folded_array(bias)
+    if array is not None:
+        shape = [array.size] + [1] * (rank - 1 - axis)
+        b = w.const(array.reshape(shape).astype(np.int32), "bias")
+    else:
+        b = w.tensor(bias)
+    w.node("Add", [acc, b], [out], suffix="bias")
+
+
+@export(INT_EXPORTS, qnn.ConvOp)
+def _conv(w: OpWriter) -> None:
+    op = w.op
+    assert isinstance(op, qnn.ConvOp)
+    if qtype_of(op.input) is None:
+        return base._exports()[qnn.ConvOp](w)
+    xq, wq = _layer_qtypes(op)
+    weight = folded_array(op.weight)
+    if weight is None:
+        raise Unsupported("the weight must be a quantized constant")
+    wname = w.tensor(op.weight)
+    requant = _requantize_user(op)
+    if requant is not None and (op.bias is None or folded_array(op.bias) is not None):
+        y = requant.qtype
+        inputs = [w.input(0), _unit(w, "x_scale"), zero_point_input(w, xq, "x_zero_point"),
+                  wname, _multiplier(w, requant, "w_scale"),
+                  zero_point_input(w, wq, "w_zero_point"), _unit(w, "y_scale"),
+                  zero_point_input(w, y, "y_zero_point")]
+        if op.bias is not None:
+            inputs.append(w.tensor(op.bias))
+        w.node("QLinearConv", inputs, [w.exporter.result_name(requant.results[0])],
+               **_conv_attrs(w))
+        w.exporter.absorb(requant)  # type: ignore[attr-defined]
+        return
+    acc = w.tmp("acc")
+    w.node("ConvInteger", [w.input(0), wname, zero_point_input(w, xq, "x_zero_point"),
+                           zero_point_input(w, wq, "w_zero_point")], [acc], **_conv_attrs(w))
+    _bias_add(w, acc, op.bias, len(w.shape(op.output)), 1, w.out())
+
+
+@export(INT_EXPORTS, qnn.DenseOp)
+def _dense(w: OpWriter) -> None:
+    op = w.op
+    assert isinstance(op, qnn.DenseOp)
+    if qtype_of(op.input) is None:
+        return base._exports()[qnn.DenseOp](w)
+    xq, wq = _layer_qtypes(op)
+    weight = folded_array(op.weight)
+    if weight is None:
+        raise Unsupported("the weight must be a quantized constant")
+    if wq.axis not in (None, 0):
+        raise Unsupported(f"a dense weight quantized on axis {wq.axis}")
+    wt = w.exporter.derived(op.weight.owner.operands[0], "int8T",  # type: ignore[union-attr]
+                            lambda: np.ascontiguousarray(weight.T), suffix="_quantized_t")
+    requant = _requantize_user(op)
+    if requant is not None and op.bias is None:
+        y = requant.qtype
+        w.node("QLinearMatMul", [
+            w.input(0), _unit(w, "a_scale"), zero_point_input(w, xq, "a_zero_point"),
+            wt, _multiplier(w, requant, "b_scale"), zero_point_input(w, wq, "b_zero_point"),
+            _unit(w, "y_scale"), zero_point_input(w, y, "y_zero_point")],
+            [w.exporter.result_name(requant.results[0])])
+        w.exporter.absorb(requant)  # type: ignore[attr-defined]
+        return
+    acc = w.tmp("acc")
+    w.node("MatMulInteger", [w.input(0), wt, zero_point_input(w, xq, "a_zero_point"),
+                             zero_point_input(w, wq, "b_zero_point")], [acc])
+    rank = len(w.shape(op.output))
+    _bias_add(w, acc, op.bias, rank, rank - 1, w.out())
+
+
+@export(INT_EXPORTS, qnn.MatmulOp)
+def _matmul(w: OpWriter) -> None:
+    op = w.op
+    if qtype_of(op.operands[0]) is None:
+        return base._exports()[qnn.MatmulOp](w)
+    aq, bq = _layer_qtypes(op)
+    requant = _requantize_user(op)
+    if requant is not None:
+        y = requant.qtype
+        w.node("QLinearMatMul", [
+            w.input(0), _unit(w, "a_scale"), zero_point_input(w, aq, "a_zero_point"),
+            w.input(1), _multiplier(w, requant, "b_scale"),
+            zero_point_input(w, bq, "b_zero_point"), _unit(w, "y_scale"),
+            zero_point_input(w, y, "y_zero_point")],
+            [w.exporter.result_name(requant.results[0])])
+        w.exporter.absorb(requant)  # type: ignore[attr-defined]
+        return
+    w.node("MatMulInteger", [w.input(0), w.input(1), zero_point_input(w, aq, "a_zero_point"),
+                             zero_point_input(w, bq, "b_zero_point")], [w.out()])
+
+
+@export(INT_EXPORTS, qnn.ConvTransposeOp)
+def _conv_transpose(w: OpWriter) -> None:
+    if qtype_of(w.op.operands[0]) is None:
+        return base._exports()[qnn.ConvTransposeOp](w)
+    raise Unsupported("ONNX has no integer ConvTranspose")
+
+
+# ------------------------------------------------------- dequantize/requantize
+
+
+def accumulator_float(w: OpWriter, x: str, qtype: UniformQuantizedType, rank: int,
+                      scales: np.ndarray, out: str) -> None:
+    """Cast(acc -> float) * scales (float32, per channel of `qtype`'s axis)."""
+    f = w.tmp("float")
+    w.node("Cast", [x], [f], suffix="cast", to=TensorProto.FLOAT)
+    w.node("Mul", [f, w.const(scales.astype(np.float32).reshape(scale_shape(qtype, rank)),
+                              "scale")], [out], suffix="scale")
+
+
+@export(INT_EXPORTS, quant.DequantizeOp)
+def _dequantize(w: OpWriter) -> None:
+    op = w.op
+    qtype = qtype_of(op.operands[0])
+    assert qtype is not None
+    if qtype.bits != 32:
+        return base._exports()[quant.DequantizeOp](w)
+    if qtype.zero_points != (0,) * len(qtype.zero_points):
+        raise Unsupported("an i32 accumulator with a nonzero zero point")
+    accumulator_float(w, w.input(0), qtype, len(w.shape(op.operands[0])),
+                      np.asarray(qtype.scales, np.float64), w.out())
+
+
+@export(INT_EXPORTS, quant.RequantizeOp)
+def _requantize(w: OpWriter) -> None:
+    op = w.op
+    assert isinstance(op, quant.RequantizeOp)
+    source = qtype_of(op.input)
+    assert source is not None
+    if source.bits != 32:
+        return base._exports()[quant.RequantizeOp](w)
+    y = op.qtype
+    if y.is_per_axis:
+        raise Unsupported("requantize to a per-axis type")
+    if y.bits != 8 or (y.storage_min, y.storage_max) != storage_range(8, y.signed):
+        raise Unsupported(f"requantize to {y}: QuantizeLinear writes full-range 8-bit types")
+    multiplier = np.asarray(source.scales, np.float64) / y.scale
+    scaled = w.tmp("scaled")
+    accumulator_float(w, w.input(0), source, len(w.shape(op.input)), multiplier, scaled)
+    w.node("QuantizeLinear", [scaled, w.const(np.float32(1.0), "unit_scale"),
+                              w.const(np.asarray(y.zero_point).astype(y.numpy_dtype),
+                                      "zero_point")], [w.out()], suffix="QuantizeLinear")
+
+
+# -------------------------------------------------------------------- entry
+
+
+def export_onnx_int(module: ModuleOp, path: str | os.PathLike | None = None, *,
+                    opset: int = DEFAULT_OPSET, model_name: str | None = None,
+                    ) -> onnx.ModelProto:
+    """Write the integer graph `module` as standard ONNX (see the module doc);
+    with `path`, save it atomically. Raises `ExportError` listing every op that
+    has no integer form."""
+    if not max(base.MIN_OPSET, 13) <= opset <= onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset {opset} is not supported: qcc writes opsets "
+                         f"{base.MIN_OPSET} to {onnx.defs.onnx_opset_version()}")
+    return write(IntExporter(module, opset, INT_EXPORTS), path, model_name)
+
+
+__all__ = ["export_onnx_int", "IntExporter", "INT_EXPORTS", "folded_array", "write"]

@@ -1,0 +1,610 @@
+/* Deterministic float32 GEMM of the convolution kernels (runtime/_conv.pyx).
+ *
+ *     c[o, p] = bias[o] + sum_k a[o, k] * b[k, p]     (o < m, p < n, k < K)
+ *
+ * Every output element is computed by the same sequence of operations, whatever
+ * its row o, its column p, the blocking, the thread that computes it or the
+ * instruction set: acc = bias[o] (0 without bias), then acc = fma(a[o, k],
+ * b[k, p], acc) for k = 0, 1, ..., K-1, rounded to float32 at every step. (BLAS
+ * sgemm kernels do not promise that: OpenBLAS's Haswell kernel rounds elements
+ * differently depending on their place in its tiles, so two output channels with
+ * the same weights could differ, which ill-conditioned models amplify.)
+ *
+ * b is never materialized: it is an implicit im2col of a padded input, element
+ * (k, p) at src[kofs[k] + pos(p)] with p = (q*oh + h)*ow + w and
+ * pos(p) = q*s_q + h*s_h + w*s_w, gathered into packed panels (Goto-style
+ * blocking: k in chunks of KC, p in blocks of NC, o in blocks of MC; a register
+ * tile of MR output channels x NR positions). Splitting k into chunks keeps the
+ * order: a chunk's accumulators are stored to c and loaded back exactly.
+ *
+ * Three variants, picked at load time (qcc_gemm_set_variant can force one):
+ * AVX-512 (8 x 32 tile), AVX2+FMA (6 x 16) and plain C with fmaf (4 x 8). A
+ * vector FMA lane rounds exactly like fmaf, and column tails are done with
+ * masked loads and stores of full-width tiles (the packed panels are padded with
+ * zeros), so all variants give bit-identical results.
+ *
+ * Threads: a small pool of pthreads splits the columns (wide outputs) or the
+ * rows (narrow ones) of each GEMM; which thread computes an element does not
+ * change how. A process forked while the pool exists starts a fresh pool.
+ */
+#ifndef QCC_GEMM_IMPL_H
+#define QCC_GEMM_IMPL_H
+
+#include <math.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+#define QCC_GEMM_X86 1
+#else
+#define QCC_GEMM_X86 0
+#endif
+
+#if defined(__GNUC__)
+#define QCC_GINLINE static inline __attribute__((always_inline))
+#else
+#define QCC_GINLINE static inline
+#endif
+
+typedef struct {
+    int m, n, k;                 /* rows (output channels), columns (positions), depth */
+    const float *a;              /* a[o, k] at a[o*lda + k] */
+    ptrdiff_t lda;
+    const float *bias;           /* [m] or NULL */
+    float *c;                    /* c[o, p] at c[o*ldc + p] */
+    ptrdiff_t ldc;
+    const float *src;            /* b[k, p] = src[kofs[k] + pos(p)] */
+    const ptrdiff_t *kofs;
+    int ow, oh;                  /* p = (q*oh + h)*ow + w */
+    ptrdiff_t s_q, s_h, s_w;     /* pos(p) = q*s_q + h*s_h + w*s_w */
+} qcc_gemm;
+
+/* A run of positions contiguous in one output row, inside one packed panel. */
+typedef struct {
+    int panel, col, len;
+    ptrdiff_t src;
+} qcc_run;
+
+typedef void (*qcc_kern_fn)(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                            int mr, int nr, const float *bias, int mode);
+
+/* Cache blocking (floats): rows of a per block, depth per chunk, columns per block. */
+static int qcc_gemm_mc = 256, qcc_gemm_kc = 256, qcc_gemm_nc = 768;
+
+/* ---- per-thread scratch ------------------------------------------------------ */
+
+static pthread_key_t qcc_buf_key;
+static pthread_once_t qcc_buf_once = PTHREAD_ONCE_INIT;
+
+static void qcc_buf_free(void *p) { free(p); }
+static void qcc_buf_key_init(void) { pthread_key_create(&qcc_buf_key, qcc_buf_free); }
+
+/* A 64-byte aligned scratch area of at least `bytes`, owned by the calling thread
+ * (grown on demand, freed when the thread ends); NULL when out of memory. */
+static void *qcc_thread_buffer(size_t bytes)
+{
+    char *base;
+    pthread_once(&qcc_buf_once, qcc_buf_key_init);
+    base = (char *)pthread_getspecific(qcc_buf_key);
+    if (base == NULL || *(size_t *)base < bytes) {
+        void *fresh = NULL;
+        size_t cap = bytes + bytes / 4 + 4096;
+        if (posix_memalign(&fresh, 64, cap + 64) != 0) return NULL;
+        free(base);
+        base = (char *)fresh;
+        *(size_t *)base = cap;
+        pthread_setspecific(qcc_buf_key, base);
+    }
+    return base + 64;
+}
+
+/* ---- thread pool ------------------------------------------------------------- */
+
+typedef void (*qcc_task_fn)(void *arg, int part);
+
+#define QCC_MAX_THREADS 64
+static int qcc_gemm_threads = 1;
+static pthread_mutex_t qcc_pool_run = PTHREAD_MUTEX_INITIALIZER;  /* one parallel job at a time */
+static pthread_mutex_t qcc_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcc_pool_go = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t qcc_pool_done = PTHREAD_COND_INITIALIZER;
+static int qcc_pool_workers;          /* running workers, ids 1..qcc_pool_workers */
+static unsigned long qcc_pool_gen;    /* job counter */
+static unsigned long qcc_pool_seen0[QCC_MAX_THREADS];
+static qcc_task_fn qcc_pool_fn;
+static void *qcc_pool_arg;
+static int qcc_pool_parts, qcc_pool_left;
+static int qcc_pool_forkable;
+
+static void qcc_pool_child(void)
+{
+    /* Only the forking thread exists in the child: start over. */
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    qcc_pool_run = m;
+    qcc_pool_mu = m;
+    qcc_pool_go = c;
+    qcc_pool_done = c;
+    qcc_pool_workers = 0;
+}
+
+static void *qcc_pool_main(void *arg)
+{
+    const int id = (int)(intptr_t)arg;
+    unsigned long seen;
+    pthread_mutex_lock(&qcc_pool_mu);
+    seen = qcc_pool_seen0[id];
+    for (;;) {
+        qcc_task_fn fn;
+        void *farg;
+        int parts;
+        while (qcc_pool_gen == seen) pthread_cond_wait(&qcc_pool_go, &qcc_pool_mu);
+        seen = qcc_pool_gen;
+        fn = qcc_pool_fn;
+        farg = qcc_pool_arg;
+        parts = qcc_pool_parts;
+        pthread_mutex_unlock(&qcc_pool_mu);
+        if (id < parts) fn(farg, id);
+        pthread_mutex_lock(&qcc_pool_mu);
+        if (--qcc_pool_left == 0) pthread_cond_signal(&qcc_pool_done);
+    }
+    return NULL;
+}
+
+/* fn(arg, i) for i < parts, spread over the pool; serial when the pool is busy
+ * (another thread's job) or a worker cannot be started. */
+static void qcc_parallel(qcc_task_fn fn, void *arg, int parts)
+{
+    int i, done;
+    if (parts <= 1 || pthread_mutex_trylock(&qcc_pool_run) != 0) {
+        for (i = 0; i < parts; i++) fn(arg, i);
+        return;
+    }
+    pthread_mutex_lock(&qcc_pool_mu);
+    if (!qcc_pool_forkable) {
+        pthread_atfork(NULL, NULL, qcc_pool_child);
+        qcc_pool_forkable = 1;
+    }
+    while (qcc_pool_workers < parts - 1 && qcc_pool_workers < QCC_MAX_THREADS - 1) {
+        pthread_t th;
+        pthread_attr_t attr;
+        const int id = qcc_pool_workers + 1;
+        int err;
+        qcc_pool_seen0[id] = qcc_pool_gen;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        err = pthread_create(&th, &attr, qcc_pool_main, (void *)(intptr_t)id);
+        pthread_attr_destroy(&attr);
+        if (err) break;
+        qcc_pool_workers = id;
+    }
+    done = qcc_pool_workers + 1 < parts ? qcc_pool_workers + 1 : parts;
+    qcc_pool_fn = fn;
+    qcc_pool_arg = arg;
+    qcc_pool_parts = done;
+    qcc_pool_left = qcc_pool_workers;
+    qcc_pool_gen++;
+    pthread_cond_broadcast(&qcc_pool_go);
+    pthread_mutex_unlock(&qcc_pool_mu);
+    fn(arg, 0);
+    for (i = done; i < parts; i++) fn(arg, i);
+    pthread_mutex_lock(&qcc_pool_mu);
+    while (qcc_pool_left > 0) pthread_cond_wait(&qcc_pool_done, &qcc_pool_mu);
+    pthread_mutex_unlock(&qcc_pool_mu);
+    pthread_mutex_unlock(&qcc_pool_run);
+}
+
+/* ---- packing and the blocked driver (inlined into every variant) --------------- */
+
+/* Runs of the columns [j0, j0 + nc): contiguous in an output row and in a panel. */
+QCC_GINLINE int qcc_gemm_runs(const qcc_gemm *g, int j0, int nc, int nr, qcc_run *runs)
+{
+    int n = 0, j = j0;
+    const int end = j0 + nc;
+    int r = j / g->ow, w = j - r * g->ow;
+    int q = r / g->oh, h = r - q * g->oh;
+    while (j < end) {
+        const int col = (j - j0) % nr;
+        int len = g->ow - w;
+        if (len > nr - col) len = nr - col;
+        if (len > end - j) len = end - j;
+        runs[n].panel = (j - j0) / nr;
+        runs[n].col = col;
+        runs[n].len = len;
+        runs[n].src = q * g->s_q + h * g->s_h + w * g->s_w;
+        n++;
+        j += len;
+        w += len;
+        if (w == g->ow) {
+            w = 0;
+            if (++h == g->oh) {
+                h = 0;
+                q++;
+            }
+        }
+    }
+    return n;
+}
+
+/* Packed panels of b rows [k0, k0 + kc) and the columns of `runs` (nc of them):
+ * bp[(panel*kc + k)*NR + col], the last panel padded with zeros. */
+QCC_GINLINE void qcc_gemm_pack_b(const qcc_gemm *g, int k0, int kc, const qcc_run *runs,
+                                 int nruns, int nc, const int NR, float *restrict bp)
+{
+    const ptrdiff_t sw = g->s_w, panel = (ptrdiff_t)kc * NR;
+    const ptrdiff_t *kofs = g->kofs + k0;
+    const int last = (nc - 1) / NR, tail = nc - last * NR;
+    int r, k, t;
+    if (tail < NR) {
+        float *restrict d = bp + last * panel;
+        for (k = 0; k < kc; k++)
+            for (t = tail; t < NR; t++) d[(ptrdiff_t)k * NR + t] = 0.0f;
+    }
+    for (r = 0; r < nruns; r++) {
+        const float *s = g->src + runs[r].src;
+        float *restrict d = bp + runs[r].panel * panel + runs[r].col;
+        const int len = runs[r].len;
+        if (sw == 1 && len == NR) {
+            for (k = 0; k < kc; k++) {
+                const float *restrict sk = s + kofs[k];
+                float *restrict dk = d + (ptrdiff_t)k * NR;
+                for (t = 0; t < NR; t++) dk[t] = sk[t];
+            }
+        } else if (sw == 1) {
+            for (k = 0; k < kc; k++) {
+                const float *restrict sk = s + kofs[k];
+                float *restrict dk = d + (ptrdiff_t)k * NR;
+                for (t = 0; t < len; t++) dk[t] = sk[t];
+            }
+        } else if (sw == 2) {
+            for (k = 0; k < kc; k++) {
+                const float *restrict sk = s + kofs[k];
+                float *restrict dk = d + (ptrdiff_t)k * NR;
+                for (t = 0; t < len; t++) dk[t] = sk[2 * t];
+            }
+        } else {
+            for (k = 0; k < kc; k++) {
+                const float *restrict sk = s + kofs[k];
+                float *restrict dk = d + (ptrdiff_t)k * NR;
+                for (t = 0; t < len; t++) dk[t] = sk[t * sw];
+            }
+        }
+    }
+}
+
+/* Packed panels of a rows [i0, i0 + mc), depth [k0, k0 + kc): ap[(panel*kc + k)*MR + i],
+ * rows past m zero. */
+QCC_GINLINE void qcc_gemm_pack_a(const qcc_gemm *g, int i0, int mc, int k0, int kc, const int MR,
+                                 float *restrict ap)
+{
+    int p, i, k;
+    for (p = 0; p * MR < mc; p++) {
+        float *restrict d = ap + (ptrdiff_t)p * kc * MR;
+        for (i = 0; i < MR; i++) {
+            const int row = p * MR + i;
+            if (row < mc) {
+                const float *restrict s = g->a + (ptrdiff_t)(i0 + row) * g->lda + k0;
+                for (k = 0; k < kc; k++) d[(ptrdiff_t)k * MR + i] = s[k];
+            } else {
+                for (k = 0; k < kc; k++) d[(ptrdiff_t)k * MR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* c[m0:m1, n0:n1] of one GEMM; returns 0, or -1 when out of memory. */
+QCC_GINLINE int qcc_gemm_driver(const qcc_gemm *g, int m0, int m1, int n0, int n1, const int MR,
+                                const int NR, qcc_kern_fn kern)
+{
+    const int kchunks = (g->k + qcc_gemm_kc - 1) / qcc_gemm_kc;
+    const int kcb = (g->k + kchunks - 1) / kchunks;
+    int mcb = qcc_gemm_mc < m1 - m0 ? qcc_gemm_mc : m1 - m0;
+    int ncb = qcc_gemm_nc < n1 - n0 ? qcc_gemm_nc : n1 - n0;
+    size_t a_bytes, b_bytes;
+    float *ap, *bp;
+    qcc_run *runs;
+    int jc, pc, ic, jr, ir;
+    mcb = (mcb + MR - 1) / MR * MR;
+    ncb = (ncb + NR - 1) / NR * NR;
+    a_bytes = ((size_t)mcb * kcb * sizeof(float) + 63) / 64 * 64;
+    b_bytes = ((size_t)ncb * kcb * sizeof(float) + 63) / 64 * 64;
+    ap = (float *)qcc_thread_buffer(a_bytes + b_bytes + (size_t)(ncb + ncb / NR + 2) * sizeof(qcc_run));
+    if (ap == NULL) return -1;
+    bp = (float *)((char *)ap + a_bytes);
+    runs = (qcc_run *)((char *)bp + b_bytes);
+    for (jc = n0; jc < n1; jc += ncb) {
+        const int nc = ncb < n1 - jc ? ncb : n1 - jc;
+        const int nruns = qcc_gemm_runs(g, jc, nc, NR, runs);
+        for (pc = 0; pc < g->k; pc += kcb) {
+            const int kc = kcb < g->k - pc ? kcb : g->k - pc;
+            qcc_gemm_pack_b(g, pc, kc, runs, nruns, nc, NR, bp);
+            for (ic = m0; ic < m1; ic += mcb) {
+                const int mc = mcb < m1 - ic ? mcb : m1 - ic;
+                qcc_gemm_pack_a(g, ic, mc, pc, kc, MR, ap);
+                for (jr = 0; jr < nc; jr += NR)
+                    for (ir = 0; ir < mc; ir += MR) {
+                        const int mode = pc ? 2 : g->bias ? 1 : 0;
+                        kern(kc, ap + (ptrdiff_t)ir * kc, bp + (ptrdiff_t)jr * kc,
+                             g->c + (ptrdiff_t)(ic + ir) * g->ldc + jc + jr, g->ldc,
+                             MR < mc - ir ? MR : mc - ir, NR < nc - jr ? NR : nc - jr,
+                             g->bias ? g->bias + ic + ir : NULL, mode);
+                    }
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- micro-kernels ------------------------------------------------------------
+ * c[i, j] (i < mr, j < nr) of one MR x NR tile: acc = mode 0: 0, 1: bias[i],
+ * 2: c[i, j]; then acc = fma(ap[k*MR + i], bp[k*NR + j], acc) for k < kc. */
+
+/* Plain C: no vector instructions needed, fmaf rounds like a vector FMA lane. */
+#define QCC_PLAIN_MR 4
+#define QCC_PLAIN_NR 8
+static void qcc_kern_plain(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                           int mr, int nr, const float *bias, int mode)
+{
+    float acc[QCC_PLAIN_MR][QCC_PLAIN_NR];
+    int i, j, k;
+    for (i = 0; i < QCC_PLAIN_MR; i++)
+        for (j = 0; j < QCC_PLAIN_NR; j++)
+            acc[i][j] = i >= mr || j >= nr ? 0.0f
+                        : mode == 2 ? c[i * ldc + j] : mode == 1 ? bias[i] : 0.0f;
+    for (k = 0; k < kc; k++) {
+        const float *a = ap + (ptrdiff_t)k * QCC_PLAIN_MR, *b = bp + (ptrdiff_t)k * QCC_PLAIN_NR;
+        for (i = 0; i < QCC_PLAIN_MR; i++)
+            for (j = 0; j < QCC_PLAIN_NR; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) c[i * ldc + j] = acc[i][j];
+}
+
+static int qcc_run_plain(const qcc_gemm *g, int m0, int m1, int n0, int n1)
+{
+    return qcc_gemm_driver(g, m0, m1, n0, n1, QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_kern_plain);
+}
+
+#if QCC_GEMM_X86
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+#define QCC_AVX2_MR 6
+#define QCC_AVX2_NR 16
+static const int32_t qcc_avx2_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                          int mr, int nr, const float *bias, int mode)
+{
+    __m256 acc[QCC_AVX2_MR][2];
+    const int n0 = nr < 8 ? nr : 8, n1 = nr > 8 ? nr - 8 : 0;
+    const __m256i k0 = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - n0));
+    const __m256i k1 = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - n1));
+    int i, k;
+    for (i = 0; i < QCC_AVX2_MR; i++) {
+        if (i < mr && mode == 2) {
+            acc[i][0] = _mm256_maskload_ps(c + i * ldc, k0);
+            acc[i][1] = _mm256_maskload_ps(c + i * ldc + 8, k1);
+        } else {
+            acc[i][0] = acc[i][1] = _mm256_set1_ps(i < mr && mode == 1 ? bias[i] : 0.0f);
+        }
+    }
+    for (k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_load_ps(bp + (ptrdiff_t)k * 16);
+        const __m256 b1 = _mm256_load_ps(bp + (ptrdiff_t)k * 16 + 8);
+        const float *a = ap + (ptrdiff_t)k * QCC_AVX2_MR;
+        for (i = 0; i < QCC_AVX2_MR; i++) {
+            const __m256 av = _mm256_broadcast_ss(a + i);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    for (i = 0; i < QCC_AVX2_MR; i++)
+        if (i < mr) {
+            _mm256_maskstore_ps(c + i * ldc, k0, acc[i][0]);
+            _mm256_maskstore_ps(c + i * ldc + 8, k1, acc[i][1]);
+        }
+}
+
+static int qcc_run_avx2(const qcc_gemm *g, int m0, int m1, int n0, int n1)
+{
+    return qcc_gemm_driver(g, m0, m1, n0, n1, QCC_AVX2_MR, QCC_AVX2_NR, qcc_kern_avx2);
+}
+
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+
+#define QCC_AVX512_MR 8
+#define QCC_AVX512_NR 32
+
+static void qcc_kern_avx512(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                            int mr, int nr, const float *bias, int mode)
+{
+    __m512 acc[QCC_AVX512_MR][2];
+    const __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 k1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    int i, k;
+    for (i = 0; i < QCC_AVX512_MR; i++) {
+        if (i < mr && mode == 2) {
+            acc[i][0] = _mm512_maskz_loadu_ps(k0, c + i * ldc);
+            acc[i][1] = _mm512_maskz_loadu_ps(k1, c + i * ldc + 16);
+        } else {
+            acc[i][0] = acc[i][1] = _mm512_set1_ps(i < mr && mode == 1 ? bias[i] : 0.0f);
+        }
+    }
+#pragma GCC unroll 2
+    for (k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(bp + (ptrdiff_t)k * 32);
+        const __m512 b1 = _mm512_load_ps(bp + (ptrdiff_t)k * 32 + 16);
+        const float *a = ap + (ptrdiff_t)k * QCC_AVX512_MR;
+        for (i = 0; i < QCC_AVX512_MR; i++) {
+            const __m512 av = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    for (i = 0; i < QCC_AVX512_MR; i++)
+        if (i < mr) {
+            _mm512_mask_storeu_ps(c + i * ldc, k0, acc[i][0]);
+            _mm512_mask_storeu_ps(c + i * ldc + 16, k1, acc[i][1]);
+        }
+}
+
+static int qcc_run_avx512(const qcc_gemm *g, int m0, int m1, int n0, int n1)
+{
+    return qcc_gemm_driver(g, m0, m1, n0, n1, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512);
+}
+
+#pragma GCC pop_options
+
+#endif /* QCC_GEMM_X86 */
+
+/* ---- variants and the entry point ---------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    int mr, nr;
+    int (*run)(const qcc_gemm *g, int m0, int m1, int n0, int n1);
+} qcc_gemm_variant_t;
+
+/* Index 0 plain, 1 AVX2+FMA, 2 AVX-512. */
+static const qcc_gemm_variant_t qcc_gemm_variants[] = {
+    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_run_plain},
+#if QCC_GEMM_X86
+    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_run_avx2},
+    {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_run_avx512},
+#endif
+};
+#define QCC_GEMM_NVARIANTS ((int)(sizeof(qcc_gemm_variants) / sizeof(qcc_gemm_variants[0])))
+static int qcc_gemm_cur = -1;
+
+/* Whether this CPU (and OS) runs variant v. */
+static int qcc_gemm_supported(int v)
+{
+    if (v < 0 || v >= QCC_GEMM_NVARIANTS) return 0;
+#if QCC_GEMM_X86
+    __builtin_cpu_init();
+    if (v == 1) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (v == 2)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return 1;
+}
+
+/* The variant in use (the best supported one unless forced). */
+static int qcc_gemm_variant(void)
+{
+    if (qcc_gemm_cur < 0) {
+        int v = QCC_GEMM_NVARIANTS - 1;
+        while (v > 0 && !qcc_gemm_supported(v)) v--;
+        qcc_gemm_cur = v;
+    }
+    return qcc_gemm_cur;
+}
+
+static const char *qcc_gemm_variant_name(int v)
+{
+    return v >= 0 && v < QCC_GEMM_NVARIANTS ? qcc_gemm_variants[v].name : NULL;
+}
+
+/* Force variant v (-1: the best supported); returns -1 when unsupported, else 0. */
+static int qcc_gemm_set_variant(int v)
+{
+    if (v == -1) {
+        qcc_gemm_cur = -1;
+        qcc_gemm_variant();
+        return 0;
+    }
+    if (!qcc_gemm_supported(v)) return -1;
+    qcc_gemm_cur = v;
+    return 0;
+}
+
+static void qcc_gemm_set_threads(int n)
+{
+    qcc_gemm_threads = n < 1 ? 1 : n > QCC_MAX_THREADS ? QCC_MAX_THREADS : n;
+}
+
+static void qcc_gemm_set_blocking(int mc, int kc, int nc)
+{
+    qcc_gemm_mc = mc < 1 ? 1 : mc;
+    qcc_gemm_kc = kc < 1 ? 1 : kc;
+    qcc_gemm_nc = nc < 1 ? 1 : nc;
+}
+
+typedef struct {
+    const qcc_gemm *g;
+    const qcc_gemm_variant_t *v;
+    int split_n, chunk;
+    int failed;
+} qcc_gemm_job;
+
+static void qcc_gemm_part(void *arg, int part)
+{
+    qcc_gemm_job *job = (qcc_gemm_job *)arg;
+    const qcc_gemm *g = job->g;
+    int lo = part * job->chunk, hi;
+    if (job->split_n) {
+        hi = lo + job->chunk < g->n ? lo + job->chunk : g->n;
+        if (lo < hi && job->v->run(g, 0, g->m, lo, hi)) job->failed = 1;
+    } else {
+        hi = lo + job->chunk < g->m ? lo + job->chunk : g->m;
+        if (lo < hi && job->v->run(g, lo, hi, 0, g->n)) job->failed = 1;
+    }
+}
+
+/* Columns per thread below which the rows are split instead. */
+#define QCC_GEMM_SPLIT_N_MIN 256
+/* Multiply-adds below which a GEMM stays on one thread. */
+#define QCC_GEMM_PAR_MIN (1 << 18)
+
+/* Run one GEMM; returns 0, or -1 when out of memory. */
+static int qcc_gemm_run(const qcc_gemm *g0)
+{
+    qcc_gemm g = *g0;
+    qcc_gemm_job job;
+    int parts = qcc_gemm_threads;
+    if (g.m <= 0 || g.n <= 0) return 0;
+    if (g.k <= 0) {   /* no terms: c = bias */
+        int o, p;
+        for (o = 0; o < g.m; o++)
+            for (p = 0; p < g.n; p++) g.c[o * g.ldc + p] = g.bias ? g.bias[o] : 0.0f;
+        return 0;
+    }
+    /* Merge position dims that are contiguous in src into longer rows. */
+    if (g.s_w == 1 && g.s_h == g.ow) {
+        g.ow *= g.oh;
+        g.oh = 1;
+        g.s_h = g.s_q;
+    }
+    if (g.oh == 1 && g.s_w == 1 && g.s_q == g.ow) {
+        g.ow = g.n;
+        g.s_q = g.s_h = g.n;
+    }
+    job.g = &g;
+    job.v = &qcc_gemm_variants[qcc_gemm_variant()];
+    job.failed = 0;
+    if ((double)g.m * g.n * g.k < QCC_GEMM_PAR_MIN) parts = 1;
+    if (g.n >= parts * QCC_GEMM_SPLIT_N_MIN) {
+        job.split_n = 1;
+        job.chunk = ((g.n + parts - 1) / parts + job.v->nr - 1) / job.v->nr * job.v->nr;
+        parts = (g.n + job.chunk - 1) / job.chunk;
+    } else {
+        job.split_n = 0;
+        job.chunk = ((g.m + parts - 1) / parts + job.v->mr - 1) / job.v->mr * job.v->mr;
+        parts = (g.m + job.chunk - 1) / job.chunk;
+    }
+    qcc_parallel(qcc_gemm_part, &job, parts);
+    return job.failed ? -1 : 0;
+}
+
+#endif

@@ -1,0 +1,149 @@
+"""The Ascend deploy model (`qcc.exporters.deploy.export_deploy`): AMCT's layout,
+the record, and the import back (`qcc.frontends.onnx_ascend`) that runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+import qcc
+import qcc.runtime.ascend_ops  # noqa: F401 (registers the kernels)
+from qcc import passes, runtime
+from qcc.dialects import ascend
+from qcc.examples import digits
+from qcc.exporters.deploy import check_deploy, export_deploy, record_text
+from qcc.frontends.onnx import load_onnx
+from qcc.quant import records
+
+
+@pytest.fixture(scope="module")
+def lowered():
+    pytest.importorskip("qcc.passes.realize_int8")
+    model, calib, test = digits()
+    module = qcc.quantize(model, calib, progress=False).module
+    calibrated = module.clone()
+    passes.run(module, "qcc-realize-int8,qcc-lower-ascend")
+    return module, calibrated, dict(np.load(test))
+
+
+def _attrs(node):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _run_all(module, x):
+    return np.concatenate([runtime.run(module, {"input": x[i:i + 1]})["logits"]
+                           for i in range(len(x))])
+
+
+def test_amct_layout(lowered, tmp_path):
+    module, _, _ = lowered
+    model = export_deploy(module, tmp_path / "digits")
+    assert (tmp_path / "digits_deploy.onnx").exists()
+    nodes = list(model.graph.node)
+    types = [n.op_type for n in nodes]
+    assert types.count("AscendQuant") == 4 and types.count("AscendDequant") == 4
+    assert types.count("Conv") == 3 and types.count("Gemm") == 1
+    assert "QuantizeLinear" not in types and "DequantizeLinear" not in types
+    assert all(n.domain == "" for n in nodes)  # AMCT: the default domain
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
+    inits = {t.name: t for t in model.graph.initializer}
+    by_name = {n.name: n for n in nodes}
+    quant_node = by_name["conv1.quant"]
+    attrs = _attrs(quant_node)
+    assert attrs["scale"] == pytest.approx(255.0) and attrs["offset"] == -128.0
+    assert attrs["dst_type"] == b"INT8" and attrs["round_mode"] == b"Round"
+    assert attrs["sqrt_mode"] == 0
+    conv = next(n for n in nodes if n.op_type == "Conv" and n.name == "conv1")
+    assert conv.input[0] == quant_node.output[0]
+    assert inits[conv.input[1]].data_type == TensorProto.INT8
+    assert inits[conv.input[2]].data_type == TensorProto.INT32
+    deq_node = by_name["conv1.dequant"]
+    assert deq_node.input[0] == conv.output[0]
+    param = inits[deq_node.input[1]]
+    assert param.name == "conv1.dequant.param" and param.data_type == TensorProto.UINT64
+    assert _attrs(deq_node) == {"dtype": 1, "relu_flag": 0, "sqrt_mode": 0}
+    assert _attrs(by_name["conv3.dequant"])["relu_flag"] == 1
+    # deq_scale = float32(scale_d * scale_w[c]) in bits 31..0, offset_w 0
+    conv1 = next(op for op in module.walk() if op.attributes.get("name") is not None
+                 and op.attributes["name"].data == "conv1"  # type: ignore[attr-defined]
+                 and op.name == "qnn.conv")
+    x_t = conv1.operands[0].type.element_type  # type: ignore[attr-defined]
+    w_t = conv1.operands[1].type.element_type  # type: ignore[attr-defined]
+    fields = ascend.unpack_deq_scale(numpy_helper.to_array(param))
+    assert np.array_equal(fields.scale, np.float32([x_t.scale * s for s in w_t.scales]))
+    assert not fields.offset_w.any() and not fields.shift_bits.any()
+
+
+def test_checker(lowered, tmp_path):
+    module, _, _ = lowered
+    amct = export_deploy(module)
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(amct)  # AscendQuant is no standard op
+    check_deploy(amct)
+    custom = export_deploy(module, tmp_path / "c_deploy.onnx", domain="ascend")
+    onnx.checker.check_model(custom)
+    assert ("ascend", 1) in [(o.domain, o.version) for o in custom.opset_import]
+    assert {n.domain for n in custom.graph.node if n.op_type.startswith("Ascend")} == {"ascend"}
+
+
+@pytest.mark.parametrize("domain", ["", "ascend"])
+def test_import_runs_like_the_lowered_module(lowered, tmp_path, domain):
+    module, _, data = lowered
+    path = tmp_path / "digits_deploy.onnx"
+    export_deploy(module, path, domain=domain)
+    imported = load_onnx(path)
+    imported.verify()
+    x = data["input"][:60]
+    assert np.array_equal(_run_all(imported, x), _run_all(module, x))
+
+
+def test_import_without_type_hints(lowered, tmp_path):
+    """A deploy model qcc did not write (no doc strings): types from the attributes
+    and the deq_scale; same integers, so the same outputs."""
+    module, _, data = lowered
+    model = export_deploy(module)
+    for node in model.graph.node:
+        node.doc_string = ""
+    for init in model.graph.initializer:
+        init.doc_string = ""
+    path = tmp_path / "plain_deploy.onnx"
+    onnx.save(model, path)
+    imported = load_onnx(path)
+    imported.verify()
+    x = data["input"][:60]
+    assert np.array_equal(_run_all(imported, x), _run_all(module, x))
+
+
+def test_cli_runs_the_deploy_model(lowered, tmp_path):
+    module, _, data = lowered
+    path = tmp_path / "digits_deploy.onnx"
+    export_deploy(module, path)
+    x = data["input"][:1]
+    np.savez(tmp_path / "x.npz", input=x)
+    r = subprocess.run([sys.executable, "-m", "qcc.tools.cli", "run", str(path), "--inputs",
+                        str(tmp_path / "x.npz"), "-o", str(tmp_path / "y.npz")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "y.npz") as y:
+        assert np.array_equal(y["logits"], runtime.run(module, {"input": x})["logits"])
+
+
+def test_record_matches_the_calibration_record(lowered, tmp_path):
+    module, calibrated, _ = lowered
+    export_deploy(module, tmp_path / "d", record=tmp_path / "record.txt")
+    text = (tmp_path / "record.txt").read_text()
+    assert text == record_text(module)
+    assert text == records.record_text(calibrated)
+
+
+def test_predictions(lowered):
+    module, _, data = lowered
+    if "labels" not in data:
+        pytest.skip("no labels")
+    logits = _run_all(module, data["input"])
+    assert (logits.argmax(1) == data["labels"]).mean() > 0.95

@@ -1,0 +1,190 @@
+"""Integer ONNX (`qcc.exporters.onnx_int.export_onnx_int`): onnxruntime's integers
+are qcc's integers, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
+from xdsl.ir import SSAValue
+
+import qcc
+from qcc import ir, passes, runtime
+from qcc.dialects import qnn, quant
+from qcc.dialects.quant import UniformQuantizedType as Q
+from qcc.examples import digits
+from qcc.exporters.onnx import ExportError
+from qcc.exporters.onnx_int import export_onnx_int
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def with_outputs(module: ModuleOp, values: dict[str, SSAValue]) -> ModuleOp:
+    """`module` with more results of @main, named by the keys."""
+    fn = ir.main_func(module)
+    ret = fn.body.block.last_op
+    assert isinstance(ret, func.ReturnOp)
+    names = ir.io_names(fn)[1] + list(values)
+    new = [*ret.operands, *values.values()]
+    ret.operands = new
+    fn.function_type = func.FunctionType.from_lists(
+        [a.type for a in fn.body.block.args], [v.type for v in new])
+    fn.res_attrs = ArrayAttr([DictionaryAttr({"qnn.name": StringAttr(n)}) for n in names])
+    return module
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run_ort(sess, inputs):
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs), strict=True))
+
+
+# ------------------------------------------------------------------ digits
+
+
+@pytest.fixture(scope="module")
+def digits_int():
+    pytest.importorskip("qcc.passes.realize_int8")
+    model, calib, test = digits()
+    module = qcc.quantize(model, calib, progress=False).module
+    passes.run(module, "qcc-realize-int8")
+    layers = [op for op in ir.main_func(module).body.block.ops if isinstance(op, qnn.LAYER_OPS)]
+    # the quantized input of every layer (requantized ones and the last layer's)
+    with_outputs(module, {f"{op.attributes['name'].data}_input": op.operands[0]  # type: ignore[attr-defined]
+                          for op in layers})
+    module.verify()
+    return module, dict(np.load(test))
+
+
+def test_digits_integers_identical(digits_int, tmp_path):
+    module, data = digits_int
+    model = export_onnx_int(module, tmp_path / "digits_int.onnx")
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QLinearConv") == 2  # conv1, conv2 feed requantizes
+    assert {"ConvInteger", "MatMulInteger", "QuantizeLinear", "Cast", "Mul"} <= set(ops)
+    sess = session(tmp_path / "digits_int.onnx")
+    x = data["input"]
+    for i in range(len(x)):
+        want = runtime.run(module, {"input": x[i:i + 1]})
+        got = run_ort(sess, {"input": x[i:i + 1]})
+        for name, value in want.items():
+            if name == "logits":
+                np.testing.assert_allclose(got[name], value, rtol=1e-6, atol=1e-6)
+            else:
+                assert got[name].dtype == value.dtype == np.int8
+                assert np.array_equal(got[name], value), (i, name)
+
+
+# ------------------------------------------------------------- small graphs
+
+
+def _graph(per_channel=True, dense_bias=True, with_matmul=True):
+    """conv -> requantize, dense -> requantize (or dequantize), matmul of two
+    activations -> requantize, a conv -> dequantize."""
+    rng = np.random.default_rng(3)
+    g = ir.Graph()
+    x = g.input("x", (2, 3, 6, 6))
+    xq_t = Q.make(scale=0.02, zero_point=-7)
+    xq = g.add(quant.QuantizeOp.make(x, qtype=xq_t))
+
+    def weight(shape, name):
+        w = rng.normal(size=shape).astype(np.float32) * 0.3
+        if per_channel:
+            s = (np.abs(w).reshape(shape[0], -1).max(1) / 127).tolist()
+            t = Q.make_per_axis(axis=0, scales=s, narrow_range=True)
+        else:
+            t = Q.make(scale=float(np.abs(w).max() / 127), narrow_range=True)
+        return g.add(quant.QuantizeOp.make(g.const(w, name), qtype=t)), t
+
+    def bias(n, x_t, w_t, name):
+        b = rng.normal(size=n).astype(np.float32)
+        if w_t.is_per_axis:
+            t = Q.make_per_axis(axis=0, scales=[x_t.scale * s for s in w_t.scales], bits=32)
+        else:
+            t = Q.make(scale=x_t.scale * w_t.scale, bits=32)
+        return g.add(quant.QuantizeOp.make(g.const(b, name), qtype=t))
+
+    w1, w1_t = weight((4, 3, 3, 3), "c1.weight")
+    acc1 = g.add(qnn.ConvOp.make(xq, w1, bias(4, xq_t, w1_t, "c1.bias"), name="c1",
+                                 pads=(1, 1, 1, 1), strides=(2, 2)))
+    y1_t = Q.make(scale=0.05, zero_point=3)
+    y1 = g.add(quant.RequantizeOp.make(acc1, qtype=y1_t))
+    flat = g.add(qnn.ReshapeOp.make(y1, shape=(2, 36)))
+    w2, w2_t = weight((5, 36), "fc.weight")
+    b2 = bias(5, y1_t, w2_t, "fc.bias") if dense_bias else None
+    acc2 = g.add(qnn.DenseOp.make(flat, w2, b2, name="fc"))
+    y2 = g.add(quant.RequantizeOp.make(acc2, qtype=Q.make(scale=0.1, zero_point=-2)))
+    f2 = g.add(quant.DequantizeOp.make(g.add(qnn.DenseOp.make(flat, w2, b2, name="fc2"))))
+    w3, w3_t = weight((2, 3, 1, 1), "c3.weight")
+    f3 = g.add(quant.DequantizeOp.make(g.add(qnn.ConvOp.make(xq, w3, name="c3"))))
+    outs = {"y1": y1, "y2": y2, "f2": f2, "f3": f3}
+    if with_matmul:
+        a = g.add(qnn.ReshapeOp.make(y1, shape=(2, 4, 9)))
+        b = g.add(qnn.TransposeOp.make(a, perm=(0, 2, 1)))
+        acc4 = g.add(qnn.MatmulOp.make(a, b, name="mm"))
+        outs["y4"] = g.add(quant.RequantizeOp.make(acc4, qtype=Q.make(scale=0.2, zero_point=1)))
+        outs["f4"] = g.add(quant.DequantizeOp.make(g.add(qnn.MatmulOp.make(a, b, name="mm2"))))
+    return g.finish(outs)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("dense_bias", [True, False])
+def test_small_graph_identical(tmp_path, per_channel, dense_bias):
+    module = _graph(per_channel, dense_bias)
+    module.verify()
+    path = tmp_path / "g.onnx"
+    model = export_onnx_int(module, path)
+    ops = [n.op_type for n in model.graph.node]
+    assert "QLinearConv" in ops and "ConvInteger" in ops
+    assert ("QLinearMatMul" in ops) and ("MatMulInteger" in ops)
+    assert ops.count("QLinearMatMul") == (1 if dense_bias else 2)
+    sess = session(path)
+    for seed in range(4):
+        x = np.random.default_rng(seed).normal(size=(2, 3, 6, 6)).astype(np.float32) * 2
+        want = runtime.run(module, {"x": x})
+        got = run_ort(sess, {"x": x})
+        for name, value in want.items():
+            assert got[name].dtype == value.dtype, name
+            assert np.array_equal(got[name], value), name
+
+
+def test_quantized_constants_are_initializers(tmp_path):
+    model = export_onnx_int(_graph(), tmp_path / "g.onnx")
+    inits = {t.name: t for t in model.graph.initializer}
+    from onnx import TensorProto
+
+    assert inits["c1.weight_quantized"].data_type == TensorProto.INT8
+    assert inits["c1.bias_quantized"].data_type == TensorProto.INT32
+    assert inits["c1.weight_quantized"].doc_string.startswith("qcc qtype: !quant.uniform<i8")
+    assert "c1.weight" not in inits  # the float weight is not written
+
+
+def test_unsupported_ops_are_listed():
+    g = ir.Graph()
+    x = g.input("x", (1, 2, 4, 4))
+    xq = g.add(quant.QuantizeOp.make(x, qtype=Q.make(scale=0.1)))
+    w = g.add(quant.QuantizeOp.make(g.const(np.ones((2, 3, 1, 1), np.float32), "w"),
+                                    qtype=Q.make(scale=0.01)))
+    acc = g.add(qnn.ConvTransposeOp.make(xq, w, name="up"))
+    pooled = g.add(qnn.AvgPoolOp.make(xq, kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0),
+                                      name="pool"))
+    module = g.finish({"y": g.add(quant.DequantizeOp.make(acc)),
+                       "p": g.add(quant.DequantizeOp.make(pooled))})
+    with pytest.raises(ExportError) as e:
+        export_onnx_int(module)
+    assert "ONNX has no integer ConvTranspose (up)" in str(e.value)
+    assert "qnn.avg_pool: operates on quantized integers" in str(e.value)
+
+
+def test_float_model_unchanged(tmp_path):
+    g = ir.Graph()
+    x = g.input("x", (1, 3))
+    y = g.add(qnn.DenseOp.make(x, g.const(np.eye(3, dtype=np.float32), "w")))
+    module = g.finish({"y": g.add(qnn.ReluOp.make(y))})
+    export_onnx_int(module, tmp_path / "f.onnx")
+    x = np.float32([[1, -2, 3]])
+    assert np.array_equal(run_ort(session(tmp_path / "f.onnx"), {"x": x})["y"],
+                          runtime.run(module, {"x": x})["y"])
