@@ -40,12 +40,11 @@ cdef extern from "_conv_impl.h" nogil:
         int st[3]
         int pb[3]
         int dl[3]
-    Py_ssize_t qcc_im2col_pad_size(const qcc_geom* g)
-    const float* qcc_im2col_pad(const float* x, float* scratch, const qcc_geom* g, int* dims)
     void qcc_col2im(const float* col, float* out, const qcc_geom* g, int r0, int r1)
     void qcc_depthwise_plane(const float* x, const float* w, float* out,
                              const qcc_geom* g, float* scratch)
     Py_ssize_t qcc_depthwise_scratch(const qcc_geom* g)
+    Py_ssize_t qcc_conv_gemm_pad_size(const qcc_geom* g)
     int qcc_conv_gemm(const float* x, const float* w, const float* bias, float* out,
                       const qcc_geom* g, float* pad, Py_ssize_t* kofs)
     int qcc_gemm_variant()
@@ -245,7 +244,7 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
     cdef int kk = g.k[0] * g.k[1] * g.k[2]
     cdef int kc = g.cg * kk
     cdef float[::1] ws = _workspace(
-        qcc_depthwise_scratch(&g) if depthwise else qcc_im2col_pad_size(&g))
+        qcc_depthwise_scratch(&g) if depthwise else qcc_conv_gemm_pad_size(&g))
     cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
     cdef int ni, gi, oc
     cdef int err = 0

@@ -46,6 +46,26 @@ QCC_INLINE void qcc_valid(int off, int stride, int limit, int count, int *lo, in
     *hi = b;
 }
 
+/* One padded row of `row` floats: dst[left + t] = src[t] for t < w_n, zeros around;
+ * with `split`, the even padded columns first, then the odd ones (qcc_dw_tap). */
+QCC_INLINE void qcc_pad_row(const float *restrict src, float *restrict dst, ptrdiff_t row, int w_n,
+                            int left, int split)
+{
+    ptrdiff_t t;
+    if (split) {
+        /* padded column c = 2t (+1) holds src[c - left] for left <= c < left + w_n */
+        const ptrdiff_t half = (row + 1) / 2, e0 = (left + 1) / 2, e1 = (left + w_n + 1) / 2;
+        const ptrdiff_t o0 = left / 2, o1 = (left + w_n) / 2;
+        for (t = 0; t < row; t++) dst[t] = 0.0f;
+        for (t = e0; t < e1; t++) dst[t] = src[2 * t - left];
+        for (t = o0; t < o1; t++) dst[half + t] = src[2 * t + 1 - left];
+        return;
+    }
+    for (t = 0; t < left; t++) dst[t] = 0.0f;
+    for (t = 0; t < w_n; t++) dst[left + t] = src[t];
+    for (t = left + w_n; t < row; t++) dst[t] = 0.0f;
+}
+
 /* Padded copy of one input plane: p[d, h, w] =
  * x[d - pb0, h - pb1, w - pb2] inside the input, 0 elsewhere, with shape dims[3].
  * With `split`, each row holds its even columns, then its odd ones (qcc_dw_tap). */
@@ -55,7 +75,6 @@ QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const 
     const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * dims[2];
     const int w_n = g->sp[2], left = g->pb[2];
     int d, h;
-    ptrdiff_t t;
     for (d = 0; d < dims[0]; d++) {
         const int id = d - g->pb[0];
         float *pd = p + d * plane;
@@ -66,23 +85,10 @@ QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const 
         for (h = 0; h < dims[1]; h++) {
             const int ih = h - g->pb[1];
             float *dst = pd + h * row;
-            const float *src = x + ((ptrdiff_t)id * g->sp[1] + ih) * w_n;
-            if (ih < 0 || ih >= g->sp[1]) {
+            if (ih < 0 || ih >= g->sp[1])
                 memset(dst, 0, row * sizeof(float));
-                continue;
-            }
-            if (split) {
-                /* padded column c = 2t (+1) holds src[c - left] for left <= c < left + w_n */
-                const ptrdiff_t half = (row + 1) / 2, e0 = (left + 1) / 2, e1 = (left + w_n + 1) / 2;
-                const ptrdiff_t o0 = left / 2, o1 = (left + w_n) / 2;
-                for (t = 0; t < row; t++) dst[t] = 0.0f;
-                for (t = e0; t < e1; t++) dst[t] = src[2 * t - left];
-                for (t = o0; t < o1; t++) dst[half + t] = src[2 * t + 1 - left];
-                continue;
-            }
-            for (t = 0; t < left; t++) dst[t] = 0.0f;
-            for (t = 0; t < w_n; t++) dst[left + t] = src[t];
-            for (t = left + w_n; t < row; t++) dst[t] = 0.0f;
+            else
+                qcc_pad_row(x + ((ptrdiff_t)id * g->sp[1] + ih) * w_n, dst, row, w_n, left, split);
         }
     }
 }
@@ -106,29 +112,6 @@ QCC_INLINE int qcc_padded_dims(const qcc_geom *g, int ow_n, int *dims)
         same = same && g->pb[i] == 0 && dims[i] == g->sp[i];
     }
     return same;
-}
-
-/* Floats of scratch for the padded input of one group of a convolution (0 when
- * the input needs no padding). */
-static ptrdiff_t qcc_im2col_pad_size(const qcc_geom *g)
-{
-    int dims[3];
-    if (qcc_padded_dims(g, g->osp[2], dims)) return 0;
-    return (ptrdiff_t)g->cg * dims[0] * dims[1] * dims[2];
-}
-
-/* Padded copy of the cg input planes of one group, or x itself when no padding is
- * needed; dims receives the plane shape. */
-QCC_CLONES
-static const float *qcc_im2col_pad(const float *x, float *scratch, const qcc_geom *g, int *dims)
-{
-    const ptrdiff_t in_plane = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
-    ptrdiff_t plane;
-    int c;
-    if (qcc_padded_dims(g, g->osp[2], dims)) return x;
-    plane = (ptrdiff_t)dims[0] * dims[1] * dims[2];
-    for (c = 0; c < g->cg; c++) qcc_pad_plane(x + c * in_plane, scratch + c * plane, g, dims, 0);
-    return scratch;
 }
 
 /* col2im of input rows [r0, r1) (flattened (id, ih)) for one image and group of a
@@ -278,30 +261,85 @@ static void qcc_depthwise_plane(const float *x, const float *w, float *out, cons
 
 #include "_gemm_impl.h"
 
-/* Offset in the padded planes (shape dims) of reduction row (c, kd, kh, kw), in the
- * order of the weights w[o, c, kd, kh, kw]. */
-static void qcc_conv_kofs(const qcc_geom *g, const int *dims, ptrdiff_t *kofs)
+/* Whether padded row (or depth slice) i is read by some output: i = o*s + t*dl with
+ * o < n_out, t < k. */
+QCC_INLINE int qcc_row_used(int i, int s, int k, int dl, int n_out)
 {
-    const ptrdiff_t plane = (ptrdiff_t)dims[0] * dims[1] * dims[2];
+    int t;
+    for (t = 0; t < k && t * dl <= i; t++) {
+        const int r = i - t * dl;
+        if (r % s == 0 && r / s < n_out) return 1;
+    }
+    return 0;
+}
+
+/* The input of one group as the GEMM reads it: x itself when it needs no padding
+ * and no splitting, else a padded copy in scratch (qcc_conv_gemm_pad_size floats)
+ * of shape dims, its rows split into even and odd columns when `split` (so that
+ * stride-2 taps read contiguously; rows no output reads are left unwritten). */
+QCC_CLONES
+static const float *qcc_conv_gemm_input(const float *x, float *scratch, const qcc_geom *g,
+                                        int split, int *dims)
+{
+    const ptrdiff_t in_plane = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    ptrdiff_t plane, row;
+    int c, d, h;
+    if (qcc_padded_dims(g, g->osp[2], dims) && !split) return x;
+    plane = (ptrdiff_t)dims[0] * dims[1] * dims[2];
+    row = dims[2];
+    for (c = 0; c < g->cg; c++)
+        for (d = 0; d < dims[0]; d++) {
+            const int id = d - g->pb[0];
+            if (!qcc_row_used(d, g->st[0], g->k[0], g->dl[0], g->osp[0])) continue;
+            for (h = 0; h < dims[1]; h++) {
+                const int ih = h - g->pb[1];
+                float *dst = scratch + c * plane + ((ptrdiff_t)d * dims[1] + h) * row;
+                if (!qcc_row_used(h, g->st[1], g->k[1], g->dl[1], g->osp[1])) continue;
+                if (id < 0 || id >= g->sp[0] || ih < 0 || ih >= g->sp[1])
+                    memset(dst, 0, row * sizeof(float));
+                else
+                    qcc_pad_row(x + c * in_plane + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2], dst,
+                                row, g->sp[2], g->pb[2], split);
+            }
+        }
+    return scratch;
+}
+
+/* Floats of scratch qcc_conv_gemm_input needs. */
+static ptrdiff_t qcc_conv_gemm_pad_size(const qcc_geom *g)
+{
+    int dims[3];
+    if (qcc_padded_dims(g, g->osp[2], dims) && g->st[2] != 2) return 0;
+    return (ptrdiff_t)g->cg * dims[0] * dims[1] * dims[2];
+}
+
+/* Offset in the input planes of shape dims (split: rows in even and odd halves) of
+ * reduction row (c, kd, kh, kw), in the order of the weights w[o, c, kd, kh, kw]. */
+static void qcc_conv_kofs(const qcc_geom *g, const int *dims, int split, ptrdiff_t *kofs)
+{
+    const ptrdiff_t plane = (ptrdiff_t)dims[0] * dims[1] * dims[2], half = (dims[2] + 1) / 2;
     int c, kd, kh, kw;
     for (c = 0; c < g->cg; c++)
         for (kd = 0; kd < g->k[0]; kd++)
             for (kh = 0; kh < g->k[1]; kh++)
-                for (kw = 0; kw < g->k[2]; kw++)
+                for (kw = 0; kw < g->k[2]; kw++) {
+                    const int off = kw * g->dl[2];
                     *kofs++ = c * plane + ((ptrdiff_t)kd * g->dl[0] * dims[1] + kh * g->dl[1]) * dims[2]
-                              + kw * g->dl[2];
+                              + (split ? (off & 1) * half + off / 2 : off);
+                }
 }
 
 /* out[og, P] = bias[og] + w[og, Kc] @ im2col(x)[Kc, P] for one image and group, with
- * the im2col gathered while packing (no column buffer). pad: qcc_im2col_pad_size
+ * the im2col gathered while packing (no column buffer). pad: qcc_conv_gemm_pad_size
  * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
 static int qcc_conv_gemm(const float *x, const float *w, const float *bias, float *out,
                          const qcc_geom *g, float *pad, ptrdiff_t *kofs)
 {
     int dims[3];
     qcc_gemm q;
-    const float *p = qcc_im2col_pad(x, pad, g, dims);
-    qcc_conv_kofs(g, dims, kofs);
+    const int split = g->st[2] == 2;
+    const float *p = qcc_conv_gemm_input(x, pad, g, split, dims);
+    qcc_conv_kofs(g, dims, split, kofs);
     q.m = g->og;
     q.n = g->osp[0] * g->osp[1] * g->osp[2];
     q.k = g->cg * g->k[0] * g->k[1] * g->k[2];
@@ -316,7 +354,7 @@ static int qcc_conv_gemm(const float *x, const float *w, const float *bias, floa
     q.oh = g->osp[1];
     q.s_q = (ptrdiff_t)g->st[0] * dims[1] * dims[2];
     q.s_h = (ptrdiff_t)g->st[1] * dims[2];
-    q.s_w = g->st[2];
+    q.s_w = split ? 1 : g->st[2];
     return qcc_gemm_run(&q);
 }
 

@@ -69,8 +69,8 @@ typedef struct {
     ptrdiff_t src;
 } qcc_run;
 
-typedef void (*qcc_kern_fn)(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
-                            int mr, int nr, const float *bias, int mode);
+typedef void (*qcc_kern_fn)(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
+                            ptrdiff_t ldc, int mr, int nr, const float *bias, int mode);
 
 /* Cache blocking (floats): rows of a per block, depth per chunk, columns per block. */
 static int qcc_gemm_mc = 256, qcc_gemm_kc = 256, qcc_gemm_nc = 768;
@@ -198,7 +198,10 @@ static void qcc_parallel(qcc_task_fn fn, void *arg, int parts)
     pthread_mutex_unlock(&qcc_pool_run);
 }
 
-/* ---- packing and the blocked driver (inlined into every variant) --------------- */
+/* ---- packing and the blocked loops (inlined into every variant) ----------------- */
+
+/* dst[t] = src[t * sw] for t < len (len <= NR); one implementation per variant. */
+typedef void (*qcc_copy_fn)(float *dst, const float *src, int len, ptrdiff_t sw);
 
 /* Runs of the columns [j0, j0 + nc): contiguous in an output row and in a panel. */
 QCC_GINLINE int qcc_gemm_runs(const qcc_gemm *g, int j0, int nc, int nr, qcc_run *runs)
@@ -230,10 +233,11 @@ QCC_GINLINE int qcc_gemm_runs(const qcc_gemm *g, int j0, int nc, int nr, qcc_run
     return n;
 }
 
-/* Packed panels of b rows [k0, k0 + kc) and the columns of `runs` (nc of them):
+/* Packed panels of b rows [k0, k0 + kc) and the nc columns of `runs`:
  * bp[(panel*kc + k)*NR + col], the last panel padded with zeros. */
 QCC_GINLINE void qcc_gemm_pack_b(const qcc_gemm *g, int k0, int kc, const qcc_run *runs,
-                                 int nruns, int nc, const int NR, float *restrict bp)
+                                 int nruns, int nc, const int NR, qcc_copy_fn copy,
+                                 float *restrict bp)
 {
     const ptrdiff_t sw = g->s_w, panel = (ptrdiff_t)kc * NR;
     const ptrdiff_t *kofs = g->kofs + k0;
@@ -246,108 +250,124 @@ QCC_GINLINE void qcc_gemm_pack_b(const qcc_gemm *g, int k0, int kc, const qcc_ru
     }
     for (r = 0; r < nruns; r++) {
         const float *s = g->src + runs[r].src;
-        float *restrict d = bp + runs[r].panel * panel + runs[r].col;
+        float *d = bp + runs[r].panel * panel + runs[r].col;
         const int len = runs[r].len;
-        if (sw == 1 && len == NR) {
-            for (k = 0; k < kc; k++) {
-                const float *restrict sk = s + kofs[k];
-                float *restrict dk = d + (ptrdiff_t)k * NR;
-                for (t = 0; t < NR; t++) dk[t] = sk[t];
-            }
-        } else if (sw == 1) {
-            for (k = 0; k < kc; k++) {
-                const float *restrict sk = s + kofs[k];
-                float *restrict dk = d + (ptrdiff_t)k * NR;
-                for (t = 0; t < len; t++) dk[t] = sk[t];
-            }
-        } else if (sw == 2) {
-            for (k = 0; k < kc; k++) {
-                const float *restrict sk = s + kofs[k];
-                float *restrict dk = d + (ptrdiff_t)k * NR;
-                for (t = 0; t < len; t++) dk[t] = sk[2 * t];
-            }
-        } else {
-            for (k = 0; k < kc; k++) {
-                const float *restrict sk = s + kofs[k];
-                float *restrict dk = d + (ptrdiff_t)k * NR;
-                for (t = 0; t < len; t++) dk[t] = sk[t * sw];
-            }
-        }
+        for (k = 0; k < kc; k++) copy(d + (ptrdiff_t)k * NR, s + kofs[k], len, sw);
     }
 }
 
-/* Packed panels of a rows [i0, i0 + mc), depth [k0, k0 + kc): ap[(panel*kc + k)*MR + i],
- * rows past m zero. */
-QCC_GINLINE void qcc_gemm_pack_a(const qcc_gemm *g, int i0, int mc, int k0, int kc, const int MR,
-                                 float *restrict ap)
+/* The tiles of rows [i0, i1) x packed columns [0, nc) at depth chunk [pc, pc + kc):
+ * bp holds the nc columns' panels, c points at column 0 of them. */
+QCC_GINLINE void qcc_gemm_tiles(const qcc_gemm *g, int i0, int i1, int pc, int kc, int nc,
+                                const float *bp, float *c, const int MR, const int NR,
+                                qcc_kern_fn kern, int rows_outer)
 {
-    int p, i, k;
-    for (p = 0; p * MR < mc; p++) {
-        float *restrict d = ap + (ptrdiff_t)p * kc * MR;
-        for (i = 0; i < MR; i++) {
-            const int row = p * MR + i;
-            if (row < mc) {
-                const float *restrict s = g->a + (ptrdiff_t)(i0 + row) * g->lda + k0;
-                for (k = 0; k < kc; k++) d[(ptrdiff_t)k * MR + i] = s[k];
-            } else {
-                for (k = 0; k < kc; k++) d[(ptrdiff_t)k * MR + i] = 0.0f;
-            }
-        }
+    const int mode = pc ? 2 : g->bias ? 1 : 0;
+    const float *a = g->a + pc;
+    int ir, jr;
+    if (rows_outer) {
+        for (ir = i0; ir < i1; ir += MR)
+            for (jr = 0; jr < nc; jr += NR)
+                kern(kc, a + (ptrdiff_t)ir * g->lda, g->lda, bp + (ptrdiff_t)jr * kc,
+                     c + (ptrdiff_t)ir * g->ldc + jr, g->ldc, MR < i1 - ir ? MR : i1 - ir,
+                     NR < nc - jr ? NR : nc - jr, g->bias ? g->bias + ir : NULL, mode);
+    } else {
+        for (jr = 0; jr < nc; jr += NR)
+            for (ir = i0; ir < i1; ir += MR)
+                kern(kc, a + (ptrdiff_t)ir * g->lda, g->lda, bp + (ptrdiff_t)jr * kc,
+                     c + (ptrdiff_t)ir * g->ldc + jr, g->ldc, MR < i1 - ir ? MR : i1 - ir,
+                     NR < nc - jr ? NR : nc - jr, g->bias ? g->bias + ir : NULL, mode);
     }
 }
 
-/* c[m0:m1, n0:n1] of one GEMM; returns 0, or -1 when out of memory. */
-QCC_GINLINE int qcc_gemm_driver(const qcc_gemm *g, int m0, int m1, int n0, int n1, const int MR,
-                                const int NR, qcc_kern_fn kern)
+/* Work of one GEMM, shared by the threads, handed out task by task. */
+typedef struct {
+    const qcc_gemm *g;
+    int kchunks, kcb;       /* depth chunks and their length (the last may be shorter) */
+    int by_rows;            /* tasks: 0 column blocks (packing their own panels), 1 row
+                               blocks (sharing bshared, all columns packed up front) */
+    int task, ntasks;       /* columns or rows per task, number of tasks */
+    int next;               /* next task (atomic) */
+    const float *bshared;   /* by_rows: panels of chunk i at bshared + i*kcb*npad */
+    void (*work)(void *job);  /* the variant's qcc_gemm_work */
+    int npad;               /* columns rounded up to NR */
+    int failed;
+} qcc_gemm_job;
+
+/* Pack all columns of every depth chunk (by_rows jobs). */
+QCC_GINLINE void qcc_gemm_pack_all(const qcc_gemm_job *job, float *b, qcc_run *runs, const int NR,
+                                   qcc_copy_fn copy)
 {
-    const int kchunks = (g->k + qcc_gemm_kc - 1) / qcc_gemm_kc;
-    const int kcb = (g->k + kchunks - 1) / kchunks;
-    int mcb = qcc_gemm_mc < m1 - m0 ? qcc_gemm_mc : m1 - m0;
-    int ncb = qcc_gemm_nc < n1 - n0 ? qcc_gemm_nc : n1 - n0;
-    size_t a_bytes, b_bytes;
-    float *ap, *bp;
-    qcc_run *runs;
-    int jc, pc, ic, jr, ir;
-    mcb = (mcb + MR - 1) / MR * MR;
-    ncb = (ncb + NR - 1) / NR * NR;
-    a_bytes = ((size_t)mcb * kcb * sizeof(float) + 63) / 64 * 64;
-    b_bytes = ((size_t)ncb * kcb * sizeof(float) + 63) / 64 * 64;
-    ap = (float *)qcc_thread_buffer(a_bytes + b_bytes + (size_t)(ncb + ncb / NR + 2) * sizeof(qcc_run));
-    if (ap == NULL) return -1;
-    bp = (float *)((char *)ap + a_bytes);
-    runs = (qcc_run *)((char *)bp + b_bytes);
-    for (jc = n0; jc < n1; jc += ncb) {
-        const int nc = ncb < n1 - jc ? ncb : n1 - jc;
-        const int nruns = qcc_gemm_runs(g, jc, nc, NR, runs);
-        for (pc = 0; pc < g->k; pc += kcb) {
-            const int kc = kcb < g->k - pc ? kcb : g->k - pc;
-            qcc_gemm_pack_b(g, pc, kc, runs, nruns, nc, NR, bp);
-            for (ic = m0; ic < m1; ic += mcb) {
-                const int mc = mcb < m1 - ic ? mcb : m1 - ic;
-                qcc_gemm_pack_a(g, ic, mc, pc, kc, MR, ap);
-                for (jr = 0; jr < nc; jr += NR)
-                    for (ir = 0; ir < mc; ir += MR) {
-                        const int mode = pc ? 2 : g->bias ? 1 : 0;
-                        kern(kc, ap + (ptrdiff_t)ir * kc, bp + (ptrdiff_t)jr * kc,
-                             g->c + (ptrdiff_t)(ic + ir) * g->ldc + jc + jr, g->ldc,
-                             MR < mc - ir ? MR : mc - ir, NR < nc - jr ? NR : nc - jr,
-                             g->bias ? g->bias + ic + ir : NULL, mode);
-                    }
+    const qcc_gemm *g = job->g;
+    const int nruns = qcc_gemm_runs(g, 0, g->n, NR, runs);
+    int i;
+    for (i = 0; i < job->kchunks; i++) {
+        const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
+        qcc_gemm_pack_b(g, pc, kc, runs, nruns, g->n, NR, copy, b + (ptrdiff_t)pc * job->npad);
+    }
+}
+
+/* Run tasks of `job` until none is left (every thread of the job does this). */
+QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qcc_kern_fn kern,
+                               qcc_copy_fn copy)
+{
+    const qcc_gemm *g = job->g;
+    float *bp = NULL;
+    qcc_run *runs = NULL;
+    int ncb = 0;
+    if (!job->by_rows) {
+        size_t b_bytes;
+        ncb = qcc_gemm_nc < job->task ? qcc_gemm_nc : job->task;
+        ncb = (ncb + NR - 1) / NR * NR;
+        b_bytes = ((size_t)ncb * job->kcb * sizeof(float) + 63) / 64 * 64;
+        bp = (float *)qcc_thread_buffer(b_bytes + (size_t)(ncb + 2) * sizeof(qcc_run));
+        if (bp == NULL) {
+            job->failed = 1;
+            return;
+        }
+        runs = (qcc_run *)((char *)bp + b_bytes);
+    }
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        int lo, hi, i, jc, ic;
+        if (t >= job->ntasks) break;
+        lo = t * job->task;
+        if (job->by_rows) {
+            hi = lo + job->task < g->m ? lo + job->task : g->m;
+            for (i = 0; i < job->kchunks; i++) {
+                const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
+                qcc_gemm_tiles(g, lo, hi, pc, kc, g->n, job->bshared + (ptrdiff_t)pc * job->npad,
+                               g->c, MR, NR, kern, 1);
+            }
+            continue;
+        }
+        hi = lo + job->task < g->n ? lo + job->task : g->n;
+        for (jc = lo; jc < hi; jc += ncb) {
+            const int nc = ncb < hi - jc ? ncb : hi - jc;
+            const int nruns = qcc_gemm_runs(g, jc, nc, NR, runs);
+            for (i = 0; i < job->kchunks; i++) {
+                const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
+                qcc_gemm_pack_b(g, pc, kc, runs, nruns, nc, NR, copy, bp);
+                for (ic = 0; ic < g->m; ic += qcc_gemm_mc) {
+                    const int i1 = ic + qcc_gemm_mc < g->m ? ic + qcc_gemm_mc : g->m;
+                    qcc_gemm_tiles(g, ic, i1, pc, kc, nc, bp, g->c + jc, MR, NR, kern, 0);
+                }
             }
         }
     }
-    return 0;
 }
 
 /* ---- micro-kernels ------------------------------------------------------------
  * c[i, j] (i < mr, j < nr) of one MR x NR tile: acc = mode 0: 0, 1: bias[i],
- * 2: c[i, j]; then acc = fma(ap[k*MR + i], bp[k*NR + j], acc) for k < kc. */
+ * 2: c[i, j]; then acc = fma(a[i*lda + k], bp[k*NR + j], acc) for k < kc. Rows
+ * i >= mr read row 0 of a (their results are dropped), columns j >= nr the zero
+ * padding of the panel. */
 
-/* Plain C: no vector instructions needed, fmaf rounds like a vector FMA lane. */
+/* Plain C: fmaf rounds exactly like a vector FMA lane. */
 #define QCC_PLAIN_MR 4
 #define QCC_PLAIN_NR 8
-static void qcc_kern_plain(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
-                           int mr, int nr, const float *bias, int mode)
+static void qcc_kern_plain(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
+                           ptrdiff_t ldc, int mr, int nr, const float *bias, int mode)
 {
     float acc[QCC_PLAIN_MR][QCC_PLAIN_NR];
     int i, j, k;
@@ -355,18 +375,34 @@ static void qcc_kern_plain(int kc, const float *ap, const float *bp, float *c, p
         for (j = 0; j < QCC_PLAIN_NR; j++)
             acc[i][j] = i >= mr || j >= nr ? 0.0f
                         : mode == 2 ? c[i * ldc + j] : mode == 1 ? bias[i] : 0.0f;
-    for (k = 0; k < kc; k++) {
-        const float *a = ap + (ptrdiff_t)k * QCC_PLAIN_MR, *b = bp + (ptrdiff_t)k * QCC_PLAIN_NR;
-        for (i = 0; i < QCC_PLAIN_MR; i++)
-            for (j = 0; j < QCC_PLAIN_NR; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    for (i = 0; i < mr; i++) {
+        const float *ai = a + i * lda;
+        for (k = 0; k < kc; k++) {
+            const float *b = bp + (ptrdiff_t)k * QCC_PLAIN_NR;
+            for (j = 0; j < QCC_PLAIN_NR; j++) acc[i][j] = fmaf(ai[k], b[j], acc[i][j]);
+        }
     }
     for (i = 0; i < mr; i++)
         for (j = 0; j < nr; j++) c[i * ldc + j] = acc[i][j];
 }
 
-static int qcc_run_plain(const qcc_gemm *g, int m0, int m1, int n0, int n1)
+static void qcc_copy_plain(float *dst, const float *src, int len, ptrdiff_t sw)
 {
-    return qcc_gemm_driver(g, m0, m1, n0, n1, QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_kern_plain);
+    int t;
+    if (sw == 1)
+        for (t = 0; t < len; t++) dst[t] = src[t];
+    else
+        for (t = 0; t < len; t++) dst[t] = src[t * sw];
+}
+
+static void qcc_work_plain(void *job)
+{
+    qcc_gemm_work((qcc_gemm_job *)job, QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_kern_plain, qcc_copy_plain);
+}
+
+static void qcc_pack_plain(qcc_gemm_job *job, float *b, qcc_run *runs)
+{
+    qcc_gemm_pack_all(job, b, runs, QCC_PLAIN_NR, qcc_copy_plain);
 }
 
 #if QCC_GEMM_X86
@@ -378,15 +414,17 @@ static int qcc_run_plain(const qcc_gemm *g, int m0, int m1, int n0, int n1)
 #define QCC_AVX2_NR 16
 static const int32_t qcc_avx2_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
-static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
-                          int mr, int nr, const float *bias, int mode)
+static void qcc_kern_avx2(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
+                          ptrdiff_t ldc, int mr, int nr, const float *bias, int mode)
 {
     __m256 acc[QCC_AVX2_MR][2];
+    const float *ar[QCC_AVX2_MR];
     const int n0 = nr < 8 ? nr : 8, n1 = nr > 8 ? nr - 8 : 0;
     const __m256i k0 = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - n0));
     const __m256i k1 = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - n1));
     int i, k;
     for (i = 0; i < QCC_AVX2_MR; i++) {
+        ar[i] = a + (i < mr ? i : 0) * lda;
         if (i < mr && mode == 2) {
             acc[i][0] = _mm256_maskload_ps(c + i * ldc, k0);
             acc[i][1] = _mm256_maskload_ps(c + i * ldc + 8, k1);
@@ -397,9 +435,8 @@ static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, pt
     for (k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_load_ps(bp + (ptrdiff_t)k * 16);
         const __m256 b1 = _mm256_load_ps(bp + (ptrdiff_t)k * 16 + 8);
-        const float *a = ap + (ptrdiff_t)k * QCC_AVX2_MR;
         for (i = 0; i < QCC_AVX2_MR; i++) {
-            const __m256 av = _mm256_broadcast_ss(a + i);
+            const __m256 av = _mm256_broadcast_ss(ar[i] + k);
             acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
             acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
         }
@@ -411,9 +448,28 @@ static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, pt
         }
 }
 
-static int qcc_run_avx2(const qcc_gemm *g, int m0, int m1, int n0, int n1)
+static void qcc_copy_avx2(float *dst, const float *src, int len, ptrdiff_t sw)
 {
-    return qcc_gemm_driver(g, m0, m1, n0, n1, QCC_AVX2_MR, QCC_AVX2_NR, qcc_kern_avx2);
+    int t = 0;
+    if (sw == 1) {
+        for (; t + 8 <= len; t += 8) _mm256_storeu_ps(dst + t, _mm256_loadu_ps(src + t));
+        if (t < len) {
+            const __m256i m = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - (len - t)));
+            _mm256_maskstore_ps(dst + t, m, _mm256_maskload_ps(src + t, m));
+        }
+        return;
+    }
+    for (; t < len; t++) dst[t] = src[t * sw];
+}
+
+static void qcc_work_avx2(void *job)
+{
+    qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX2_MR, QCC_AVX2_NR, qcc_kern_avx2, qcc_copy_avx2);
+}
+
+static void qcc_pack_avx2(qcc_gemm_job *job, float *b, qcc_run *runs)
+{
+    qcc_gemm_pack_all(job, b, runs, QCC_AVX2_NR, qcc_copy_avx2);
 }
 
 #pragma GCC pop_options
@@ -424,14 +480,16 @@ static int qcc_run_avx2(const qcc_gemm *g, int m0, int m1, int n0, int n1)
 #define QCC_AVX512_MR 8
 #define QCC_AVX512_NR 32
 
-static void qcc_kern_avx512(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
-                            int mr, int nr, const float *bias, int mode)
+static void qcc_kern_avx512(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
+                            ptrdiff_t ldc, int mr, int nr, const float *bias, int mode)
 {
     __m512 acc[QCC_AVX512_MR][2];
+    const float *ar[QCC_AVX512_MR];
     const __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
     const __mmask16 k1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
     int i, k;
     for (i = 0; i < QCC_AVX512_MR; i++) {
+        ar[i] = a + (i < mr ? i : 0) * lda;
         if (i < mr && mode == 2) {
             acc[i][0] = _mm512_maskz_loadu_ps(k0, c + i * ldc);
             acc[i][1] = _mm512_maskz_loadu_ps(k1, c + i * ldc + 16);
@@ -439,13 +497,11 @@ static void qcc_kern_avx512(int kc, const float *ap, const float *bp, float *c, 
             acc[i][0] = acc[i][1] = _mm512_set1_ps(i < mr && mode == 1 ? bias[i] : 0.0f);
         }
     }
-#pragma GCC unroll 2
     for (k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(bp + (ptrdiff_t)k * 32);
         const __m512 b1 = _mm512_load_ps(bp + (ptrdiff_t)k * 32 + 16);
-        const float *a = ap + (ptrdiff_t)k * QCC_AVX512_MR;
         for (i = 0; i < QCC_AVX512_MR; i++) {
-            const __m512 av = _mm512_set1_ps(a[i]);
+            const __m512 av = _mm512_set1_ps(ar[i][k]);
             acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
         }
@@ -457,9 +513,28 @@ static void qcc_kern_avx512(int kc, const float *ap, const float *bp, float *c, 
         }
 }
 
-static int qcc_run_avx512(const qcc_gemm *g, int m0, int m1, int n0, int n1)
+static void qcc_copy_avx512(float *dst, const float *src, int len, ptrdiff_t sw)
 {
-    return qcc_gemm_driver(g, m0, m1, n0, n1, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512);
+    int t = 0;
+    if (sw == 1) {
+        for (; t + 16 <= len; t += 16) _mm512_storeu_ps(dst + t, _mm512_loadu_ps(src + t));
+        if (t < len) {
+            const __mmask16 m = (__mmask16)((1u << (len - t)) - 1);
+            _mm512_mask_storeu_ps(dst + t, m, _mm512_maskz_loadu_ps(m, src + t));
+        }
+        return;
+    }
+    for (; t < len; t++) dst[t] = src[t * sw];
+}
+
+static void qcc_work_avx512(void *job)
+{
+    qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512, qcc_copy_avx512);
+}
+
+static void qcc_pack_avx512(qcc_gemm_job *job, float *b, qcc_run *runs)
+{
+    qcc_gemm_pack_all(job, b, runs, QCC_AVX512_NR, qcc_copy_avx512);
 }
 
 #pragma GCC pop_options
@@ -471,15 +546,16 @@ static int qcc_run_avx512(const qcc_gemm *g, int m0, int m1, int n0, int n1)
 typedef struct {
     const char *name;
     int mr, nr;
-    int (*run)(const qcc_gemm *g, int m0, int m1, int n0, int n1);
+    void (*work)(void *job);
+    void (*pack)(qcc_gemm_job *job, float *b, qcc_run *runs);
 } qcc_gemm_variant_t;
 
 /* Index 0 plain, 1 AVX2+FMA, 2 AVX-512. */
 static const qcc_gemm_variant_t qcc_gemm_variants[] = {
-    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_run_plain},
+    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_work_plain, qcc_pack_plain},
 #if QCC_GEMM_X86
-    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_run_avx2},
-    {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_run_avx512},
+    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_work_avx2, qcc_pack_avx2},
+    {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_work_avx512, qcc_pack_avx512},
 #endif
 };
 #define QCC_GEMM_NVARIANTS ((int)(sizeof(qcc_gemm_variants) / sizeof(qcc_gemm_variants[0])))
@@ -541,29 +617,16 @@ static void qcc_gemm_set_blocking(int mc, int kc, int nc)
     qcc_gemm_nc = nc < 1 ? 1 : nc;
 }
 
-typedef struct {
-    const qcc_gemm *g;
-    const qcc_gemm_variant_t *v;
-    int split_n, chunk;
-    int failed;
-} qcc_gemm_job;
-
-static void qcc_gemm_part(void *arg, int part)
+static void qcc_gemm_thread(void *arg, int part)
 {
-    qcc_gemm_job *job = (qcc_gemm_job *)arg;
-    const qcc_gemm *g = job->g;
-    int lo = part * job->chunk, hi;
-    if (job->split_n) {
-        hi = lo + job->chunk < g->n ? lo + job->chunk : g->n;
-        if (lo < hi && job->v->run(g, 0, g->m, lo, hi)) job->failed = 1;
-    } else {
-        hi = lo + job->chunk < g->m ? lo + job->chunk : g->m;
-        if (lo < hi && job->v->run(g, lo, hi, 0, g->n)) job->failed = 1;
-    }
+    (void)part;
+    ((qcc_gemm_job *)arg)->work(arg);
 }
 
-/* Columns per thread below which the rows are split instead. */
-#define QCC_GEMM_SPLIT_N_MIN 256
+/* Tasks per thread: small enough tasks even out threads slowed by other processes. */
+#define QCC_GEMM_TASKS_PER_THREAD 4
+/* Columns below which the rows are split into tasks (sharing packed columns). */
+#define QCC_GEMM_BY_ROWS_MAX_N 256
 /* Multiply-adds below which a GEMM stays on one thread. */
 #define QCC_GEMM_PAR_MIN (1 << 18)
 
@@ -572,7 +635,8 @@ static int qcc_gemm_run(const qcc_gemm *g0)
 {
     qcc_gemm g = *g0;
     qcc_gemm_job job;
-    int parts = qcc_gemm_threads;
+    const qcc_gemm_variant_t *v = &qcc_gemm_variants[qcc_gemm_variant()];
+    int threads = qcc_gemm_threads, want;
     if (g.m <= 0 || g.n <= 0) return 0;
     if (g.k <= 0) {   /* no terms: c = bias */
         int o, p;
@@ -590,20 +654,34 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         g.ow = g.n;
         g.s_q = g.s_h = g.n;
     }
+    if ((double)g.m * g.n * g.k < QCC_GEMM_PAR_MIN) threads = 1;
     job.g = &g;
-    job.v = &qcc_gemm_variants[qcc_gemm_variant()];
+    job.kchunks = (g.k + qcc_gemm_kc - 1) / qcc_gemm_kc;
+    job.kcb = (g.k + job.kchunks - 1) / job.kchunks;
+    job.npad = (g.n + v->nr - 1) / v->nr * v->nr;
+    job.next = 0;
     job.failed = 0;
-    if ((double)g.m * g.n * g.k < QCC_GEMM_PAR_MIN) parts = 1;
-    if (g.n >= parts * QCC_GEMM_SPLIT_N_MIN) {
-        job.split_n = 1;
-        job.chunk = ((g.n + parts - 1) / parts + job.v->nr - 1) / job.v->nr * job.v->nr;
-        parts = (g.n + job.chunk - 1) / job.chunk;
+    job.bshared = NULL;
+    job.by_rows = g.n <= QCC_GEMM_BY_ROWS_MAX_N && threads > 1;
+    want = threads > 1 ? threads * QCC_GEMM_TASKS_PER_THREAD : 1;
+    if (job.by_rows) {
+        float *b;
+        qcc_run *runs;
+        const size_t b_bytes = ((size_t)job.npad * g.k * sizeof(float) + 63) / 64 * 64;
+        job.task = ((g.m + want - 1) / want + v->mr - 1) / v->mr * v->mr;
+        job.ntasks = (g.m + job.task - 1) / job.task;
+        b = (float *)qcc_thread_buffer(b_bytes + (size_t)(g.n + 2) * sizeof(qcc_run));
+        if (b == NULL) return -1;
+        runs = (qcc_run *)((char *)b + b_bytes);
+        v->pack(&job, b, runs);
+        job.bshared = b;
     } else {
-        job.split_n = 0;
-        job.chunk = ((g.m + parts - 1) / parts + job.v->mr - 1) / job.v->mr * job.v->mr;
-        parts = (g.m + job.chunk - 1) / job.chunk;
+        job.task = ((g.n + want - 1) / want + v->nr - 1) / v->nr * v->nr;
+        job.ntasks = (g.n + job.task - 1) / job.task;
     }
-    qcc_parallel(qcc_gemm_part, &job, parts);
+    if (threads > job.ntasks) threads = job.ntasks;
+    job.work = v->work;
+    qcc_parallel(qcc_gemm_thread, &job, threads);
     return job.failed ? -1 : 0;
 }
 

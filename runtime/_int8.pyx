@@ -323,9 +323,9 @@ def conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups):
     cdef int ni
     with nogil:
         for ni in range(n_img):
-            qcc_i8_conv_image(&xv[0] + ni * c * pin, &wv[0, 0], &ov[0],
-                              &outv[0] + ni * o * pout, &g, groups, fill, &padv[0],
-                              &colv[0], tile, gemm)
+            qcc_i8_conv_image(&xv[0] + <Py_ssize_t>ni * c * pin, &wv[0, 0], &ov[0],
+                              &outv[0] + <Py_ssize_t>ni * o * pout, &g, groups, fill,
+                              &padv[0], &colv[0], tile, gemm)
     return out
 
 

@@ -168,7 +168,8 @@ def anti_quant_attributes(qtype: UniformQuantizedType) -> tuple[float, float, bo
     return float(np.float32(scale)), float(-qtype.zero_point), sqrt_mode
 
 
-def _f32(value: float) -> FloatAttr:
+def f32_attr(value: float) -> FloatAttr:
+    """A float32 attribute (the Ascend operators' float attributes are float32)."""
     return FloatAttr(float(np.float32(value)), f32)
 
 
@@ -241,7 +242,7 @@ class QuantOp(QnnOp):
     def of(cls, x: SSAValue, qtype: UniformQuantizedType, round_mode: str = "Round",
            name: str | None = None) -> QuantOp:
         scale, offset, sqrt_mode = quant_attributes(qtype)
-        return cls.make(x, name=name, scale=_f32(scale), offset=_f32(offset),
+        return cls.make(x, name=name, scale=f32_attr(scale), offset=f32_attr(offset),
                         sqrt_mode=sqrt_mode, round_mode=round_mode, qtype=qtype)
 
     @classmethod
@@ -394,7 +395,7 @@ class AntiQuantOp(QnnOp):
         qtype = quantized_element(x.type)
         assert qtype is not None, "AntiQuantOp.of needs a quantized input"
         scale, offset, sqrt_mode = anti_quant_attributes(qtype)
-        return cls.make(x, name=name, scale=_f32(scale), offset=_f32(offset),
+        return cls.make(x, name=name, scale=f32_attr(scale), offset=f32_attr(offset),
                         sqrt_mode=sqrt_mode, dtype=dtype)
 
     @classmethod
@@ -458,5 +459,5 @@ Ascend = Dialect("ascend", ASCEND_OPS, [])
 __all__ = [
     "QuantOp", "DequantOp", "AntiQuantOp", "WeightQuantOp", "Ascend", "ASCEND_OPS",
     "pack_deq_scale", "unpack_deq_scale", "DeqScale", "quant_attributes",
-    "anti_quant_attributes", "FP16_MAX", "ROUND_MODES", "ui64",
+    "anti_quant_attributes", "FP16_MAX", "ROUND_MODES", "ui64", "f32_attr",
 ]

@@ -11,7 +11,7 @@ How the integer ops are written (the rest as `qcc.exporters.onnx` writes them):
 2. `quant.quantize` of an activation: QuantizeLinear; `quant.dequantize` of an i8
    tensor: DequantizeLinear (`qcc.exporters.onnx_quant`).
 3. A layer on quantized operands whose i32 accumulator feeds only a
-   `quant.requantize` to a per-tensor 8-bit type of full range: QLinearConv (conv)
+   `quant.requantize` to a per-tensor 8-bit type: QLinearConv (conv)
    or QLinearMatMul (dense without bias, matmul). onnxruntime requantizes with
    rint(acc * m) + z_y, m = x_scale * w_scale / y_scale formed in float32
    arithmetic, which differs in the last bit from qcc's float32(s_acc / s_y)
@@ -26,6 +26,8 @@ How the integer ops are written (the rest as `qcc.exporters.onnx` writes them):
    scales (per channel, reshaped to broadcast): float32(acc) * float32(s_acc).
    Its `quant.requantize`: `Cast`, `Mul` by float32(s_acc / s_y), QuantizeLinear
    with scale 1 and zero point z_y: clip(rint(float32(acc) * m) + z_y).
+   A storage range narrower than the 8-bit type's (`i8<z:127>`, a relu folded into
+   the requantize) is a Clip of the saturated integers.
 5. Data movement (reshape, transpose, concat, slice, gather...) and max pooling
    read quantized tensors as their storage; any other op on quantized values
    (and conv_transpose, which has no integer ONNX op) is listed as unsupported.
@@ -273,9 +275,27 @@ def _requantize_user(op: Operation) -> quant.RequantizeOp | None:
     if not isinstance(user, quant.RequantizeOp):
         return None
     q = user.qtype
-    if q.bits != 8 or q.is_per_axis or (q.storage_min, q.storage_max) != storage_range(8, q.signed):
+    if q.bits != 8 or q.is_per_axis:
         return None
     return user
+
+
+def requantized(w: OpWriter, op: quant.RequantizeOp) -> tuple[str, Callable[[], None]]:
+    """(the tensor a requantizing node writes, a function to call after writing it):
+    a storage range narrower than the 8-bit type's (`i8<z:127>`, a folded relu) is a
+    Clip of the node's saturated output to it."""
+    out = w.exporter.result_name(op.results[0])
+    q = op.qtype
+    if (q.storage_min, q.storage_max) == storage_range(8, q.signed):
+        return out, lambda: None
+    full = w.tmp("saturated")
+
+    def clamp() -> None:
+        bounds = [w.const(np.asarray(v).astype(q.numpy_dtype), f"storage_{tag}")
+                  for v, tag in ((q.storage_min, "min"), (q.storage_max, "max"))]
+        w.node("Clip", [full, *bounds], [out], suffix="storage_range")
+
+    return full, clamp
 
 
 def _layer_qtypes(op: Operation) -> tuple[UniformQuantizedType, UniformQuantizedType]:
@@ -334,8 +354,9 @@ def _conv(w: OpWriter) -> None:
                   zero_point_input(w, y, "y_zero_point")]
         if op.bias is not None:
             inputs.append(w.tensor(op.bias))
-        w.node("QLinearConv", inputs, [w.exporter.result_name(requant.results[0])],
-               **_conv_attrs(w))
+        out, clamp = requantized(w, requant)
+        w.node("QLinearConv", inputs, [out], **_conv_attrs(w))
+        clamp()
         w.exporter.absorb(requant)  # type: ignore[attr-defined]
         return
     acc = w.tmp("acc")
@@ -361,11 +382,13 @@ def _dense(w: OpWriter) -> None:
     requant = _requantize_user(op)
     if requant is not None and op.bias is None:
         y = requant.qtype
+        out, clamp = requantized(w, requant)
         w.node("QLinearMatMul", [
             w.input(0), _unit(w, "a_scale"), zero_point_input(w, xq, "a_zero_point"),
             wt, _multiplier(w, requant, "b_scale"), zero_point_input(w, wq, "b_zero_point"),
             _unit(w, "y_scale"), zero_point_input(w, y, "y_zero_point")],
-            [w.exporter.result_name(requant.results[0])])
+            [out])
+        clamp()
         w.exporter.absorb(requant)  # type: ignore[attr-defined]
         return
     acc = w.tmp("acc")
@@ -384,12 +407,14 @@ def _matmul(w: OpWriter) -> None:
     requant = _requantize_user(op)
     if requant is not None:
         y = requant.qtype
+        out, clamp = requantized(w, requant)
         w.node("QLinearMatMul", [
             w.input(0), _unit(w, "a_scale"), zero_point_input(w, aq, "a_zero_point"),
             w.input(1), _multiplier(w, requant, "b_scale"),
             zero_point_input(w, bq, "b_zero_point"), _unit(w, "y_scale"),
             zero_point_input(w, y, "y_zero_point")],
-            [w.exporter.result_name(requant.results[0])])
+            [out])
+        clamp()
         w.exporter.absorb(requant)  # type: ignore[attr-defined]
         return
     w.node("MatMulInteger", [w.input(0), w.input(1), zero_point_input(w, aq, "a_zero_point"),
@@ -439,14 +464,16 @@ def _requantize(w: OpWriter) -> None:
     y = op.qtype
     if y.is_per_axis:
         raise Unsupported("requantize to a per-axis type")
-    if y.bits != 8 or (y.storage_min, y.storage_max) != storage_range(8, y.signed):
-        raise Unsupported(f"requantize to {y}: QuantizeLinear writes full-range 8-bit types")
+    if y.bits != 8:
+        raise Unsupported(f"requantize to {y}: QuantizeLinear writes 8-bit types here")
     multiplier = np.asarray(source.scales, np.float64) / y.scale
     scaled = w.tmp("scaled")
     accumulator_float(w, w.input(0), source, len(w.shape(op.input)), multiplier, scaled)
+    out, clamp = requantized(w, op)
     w.node("QuantizeLinear", [scaled, w.const(np.float32(1.0), "unit_scale"),
                               w.const(np.asarray(y.zero_point).astype(y.numpy_dtype),
-                                      "zero_point")], [w.out()], suffix="QuantizeLinear")
+                                      "zero_point")], [out], suffix="QuantizeLinear")
+    clamp()
 
 
 # -------------------------------------------------------------------- entry

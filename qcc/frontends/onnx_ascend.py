@@ -78,8 +78,8 @@ def ascend_quant(n: Node):
     if hint is not None and not hint.is_per_axis and hint.zero_point == qtype.zero_point \
             and abs(hint.scale * applied - 1) <= ascend.SCALE_TOLERANCE:
         qtype = hint
-    op = ascend.QuantOp.make(n.value(0), name=n.name, scale=ascend._f32(scale),
-                             offset=ascend._f32(offset), sqrt_mode=sqrt_mode,
+    op = ascend.QuantOp.make(n.value(0), name=n.name, scale=ascend.f32_attr(scale),
+                             offset=ascend.f32_attr(offset), sqrt_mode=sqrt_mode,
                              round_mode=n.attr("round_mode", "Round"), qtype=qtype)
     n.importer.graph.add(op)
     return op.results[0]
@@ -98,8 +98,8 @@ def ascend_dequant(n: Node):
 
 @_ascend("AscendAntiQuant")
 def ascend_anti_quant(n: Node):
-    return n.emit(ascend.AntiQuantOp, n.value(0), scale=ascend._f32(float(n.attr("scale"))),
-                  offset=ascend._f32(float(n.attr("offset", 0.0))),
+    return n.emit(ascend.AntiQuantOp, n.value(0), scale=ascend.f32_attr(float(n.attr("scale"))),
+                  offset=ascend.f32_attr(float(n.attr("offset", 0.0))),
                   sqrt_mode=bool(n.attr("sqrt_mode", 0)), dtype=_dtype(n))
 
 
@@ -131,11 +131,12 @@ def _initializer(n: Node, name: str) -> onnx.TensorProto | None:
     return None
 
 
-def _weight_qtype(n: Node, i: int, xq: UniformQuantizedType, output: str,
-                  axis: int) -> UniformQuantizedType:
-    """The weight's type: the initializer's hint, else from the deq_scale."""
-    array = n.array(i)
-    init = _initializer(n, n.proto.input[i])
+def _weight_qtype(n: Node, array: np.ndarray, init_name: str, xq: UniformQuantizedType,
+                  output: str, axis: int) -> UniformQuantizedType:
+    """The type of int8 weight `array` (initializer `init_name`): the initializer's
+    hint, else scale_w = deq_scale / scale_d and offset_w from the deq_scale of
+    the AscendDequant reading `output`."""
+    init = _initializer(n, init_name)
     hint = _hint(init) if init is not None else None
     if hint is not None and np.array_equal(hint.quantize(hint.dequantize(array)), array):
         return hint
@@ -215,7 +216,8 @@ def conv(n: Node):
         return _FLOAT[n.op_type](n)
     transpose = n.op_type == "ConvTranspose"
     groups = int(n.attr("group", 1))
-    wq = _weight_qtype(n, 1, xq, n.proto.output[0], 1 if transpose and groups == 1 else 0)
+    wq = _weight_qtype(n, n.array(1), n.proto.input[1], xq, n.proto.output[0],
+                       1 if transpose and groups == 1 else 0)
     values = {1: _weight(n, 1, wq)}
     if n.has(2):
         values[2] = _bias(n, n.array(2), _accumulator(xq, wq, groups if transpose else 1))
@@ -232,7 +234,7 @@ def gemm(n: Node):
         raise FrontendError("an integer Gemm must have transA = 0, alpha = beta = 1")
     if not n.attr("transB", 0):
         raise FrontendError("an integer Gemm must have transB = 1 (weight [out, in])")
-    wq = _weight_qtype(n, 1, xq, n.proto.output[0], 0)
+    wq = _weight_qtype(n, n.array(1), n.proto.input[1], xq, n.proto.output[0], 0)
     w = _weight(n, 1, wq)
     bias = _bias(n, n.optional_array(2), _accumulator(xq, wq)) if n.has(2) else None
     return n.emit(qnn.DenseOp, n.value(0), w, bias)
@@ -261,18 +263,7 @@ def matmul(n: Node):
             bias, add = value, users[0]
     out = add.output[0] if add is not None else output
     wt = np.ascontiguousarray(b.T)
-    init = _initializer(n, n.proto.input[1])
-    hint = _hint(init) if init is not None else None
-    fields = None if hint is not None else _deq_scale(n, out)
-    if hint is not None:
-        wq = hint
-    else:
-        assert fields is not None
-        scales = (fields.scale.astype(np.float64) / xq.scale).tolist()
-        zps = fields.offset_w.astype(int).tolist()
-        wq = (UniformQuantizedType.make(scale=scales[0], zero_point=zps[0])
-              if len(scales) == 1 else
-              UniformQuantizedType.make_per_axis(axis=0, scales=scales, zero_points=zps))
+    wq = _weight_qtype(n, wt, n.proto.input[1], xq, out, 0)
     name = n.proto.input[1].removesuffix("_quantized_t").removesuffix("_quantized")
     w = n.constant(_exact(wq, wt, "weight"), name)
     wv = n.emit(ascend.WeightQuantOp, w, qtype=wq, suffix="/weight_quant")

@@ -30,15 +30,18 @@ and its int32 sums cannot overflow. Rules:
    which read dequantized values. The module's outputs stay float.
 
 Residual difference from the fake-quant graph. Both graphs quantize the same tensors
-with the same parameters; they differ only in where float rounding happens. The
-fake-quant graph computes the layer in float32 from the fake-quantized values and
-the float bias, then rounds `y / s_y` for the next layer. The integer graph sums the
-integers exactly, rounds the bias to the accumulator grid (at most s_x*s_w/2 off),
-and rounds `float32(acc) * float32(s_acc / s_y)`: the multiplier carries a float32
-rounding error (~6e-8 relative) and a float32 product replaces the float sum. So a
-value lying within a few ulps of a rounding boundary (k + 0.5) * s_y may land on the
-other integer: the two graphs differ by one quantization step on a small fraction
-of elements, and never by more than that per requantization.
+with the same parameters; they differ only in where rounding happens. The fake-quant
+graph computes a layer in float32 from the fake-quantized values and the float
+bias, then rounds `y / s_y` (float32) for the next layer. The integer graph sums the
+integers exactly, rounds the bias to the accumulator grid (off by at most
+s_x*s_w/2, about a thousandth of an output step), and rounds
+`float32(acc) * float32(s_acc / s_y)`, whose multiplier and product carry float32
+errors of a few ulps (and float32(acc) is inexact above 2^24). So only values within
+that tiny distance of a rounding boundary (k + 1/2) * s_y land on the other integer:
+each requantization differs from the fake-quant rounding by at most one step, on a
+small fraction of elements, and those flips then propagate through later layers.
+A quantized avg_pool adds its own rounding: its mean is rounded to the input's grid
+(half a step at most) where the fake-quant graph keeps the float mean.
 """
 
 from __future__ import annotations
@@ -87,47 +90,55 @@ def _is_f32(value: SSAValue) -> bool:
                                                              Float32Type)
 
 
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    assert isinstance(value.type, TensorType)
+    return tuple(value.type.get_shape())
+
+
 def why_not(layer: Operation) -> str | None:
     """Why `layer` stays float (None: it is realizable)."""
+    qtypes: list[QType] = []
     for i in activation_indices(layer):
         fq = _fake_quant(layer.operands[i])
         if fq is None:
             return f"input {i} is not fake-quantized"
-        q = fq.properties["qtype"]
-        if q.axis is not None or q.bits > 8:
-            return f"input {i} is not quantized per-tensor with at most 8 bits ({q})"
-    if not has_weight(layer):
-        return None
-    fw = _fake_quant(layer.operands[1])
-    if fw is None or ir.constant_value(fw.input) is None:
-        return "its weight is not a fake-quantized constant"
-    qw = fw.properties["qtype"]
-    channel = 1 if isinstance(layer, qnn.ConvTransposeOp) else 0
-    if qw.bits > 8 or qw.axis not in (None, channel):
-        return f"its weight type {qw} is not per-tensor or per-channel on axis {channel}"
-    bias = layer.operands[2] if len(layer.operands) > 2 else None
-    if bias is not None and (ir.constant_value(bias) is None or not _is_f32(bias)):
-        return "its bias is not a float32 constant"
-    if _max_sum(layer) > INT32_MAX:
+        if fq.qtype.axis is not None or fq.qtype.bits > 8:
+            return f"input {i} is not quantized per-tensor with at most 8 bits ({fq.qtype})"
+        qtypes.append(fq.qtype)
+    if has_weight(layer):
+        fw = _fake_quant(layer.operands[1])
+        if fw is None or ir.constant_value(fw.input) is None:
+            return "its weight is not a fake-quantized constant"
+        channel = 1 if isinstance(layer, qnn.ConvTransposeOp) else 0
+        if fw.qtype.bits > 8 or fw.qtype.axis not in (None, channel):
+            return (f"its weight type {fw.qtype} is not per-tensor or per-channel on "
+                    f"axis {channel}")
+        qtypes.append(fw.qtype)
+        bias = layer.operands[2] if len(layer.operands) > 2 else None
+        if bias is not None and (ir.constant_value(bias) is None or not _is_f32(bias)):
+            return "its bias is not a float32 constant"
+    if len(qtypes) == 2 and _max_sum(layer, *qtypes) > INT32_MAX:
         return "its int32 sums could overflow"
     return None
 
 
-def _max_sum(layer: Operation) -> float:
-    """A bound of |acc|: K * max|x - z_x| * max|w - z_w| + max|b_q|."""
-    qx = _fake_quant(layer.operands[0]).properties["qtype"]  # type: ignore[union-attr]
-    fw = _fake_quant(layer.operands[1])
-    assert fw is not None
-    qw = fw.properties["qtype"]
-    w_shape = fw.input.type.get_shape()  # type: ignore[union-attr]
-    k = math.prod(w_shape[1:]) if isinstance(layer, qnn.ConvOp | qnn.DenseOp) else (
-        math.prod(w_shape) // w_shape[1] if isinstance(layer, qnn.ConvTransposeOp) else 0)
-    rx = max(qx.zero_point - qx.storage_min, qx.storage_max - qx.zero_point)
-    rw = max(max(z - qw.storage_min, qw.storage_max - z) for z in qw.zero_points)
-    bound = float(k) * rx * rw
+def _max_sum(layer: Operation, qa: QType, qb: QType) -> float:
+    """A bound of |acc|: (products per output) * max|a - z_a| * max|b - z_b| + max|b_q|."""
+    a, b = _shape(layer.operands[0]), _shape(layer.operands[1])
+    if isinstance(layer, qnn.ConvOp | qnn.DenseOp):
+        terms = math.prod(b[1:])
+    elif isinstance(layer, qnn.ConvTransposeOp):  # at most all input channels x taps
+        terms = math.prod(b) // b[1]
+    else:
+        terms = a[-1]
+
+    def reach(q: QType) -> int:
+        return max(max(z - q.storage_min, q.storage_max - z) for z in q.zero_points)
+
+    bound = float(terms) * reach(qa) * reach(qb)
     if len(layer.operands) > 2:
-        b = np.abs(np.asarray(ir.array_of(layer.operands[2]), np.float64)).max(initial=0)
-        bound += b / min(bias_type(qx, qw, 1).scales) + 1
+        bias = np.abs(np.asarray(ir.array_of(layer.operands[2]), np.float64))
+        bound += float(bias.max(initial=0)) / min(bias_type(qa, qb, 1).scales) + 1
     return bound
 
 
@@ -179,7 +190,7 @@ class Realizer:
         if has_weight(layer):
             fw = _fake_quant(layer.operands[1])
             assert fw is not None
-            qx, qw = self._qtype(layer.operands[0]), fw.properties["qtype"]
+            qx, qw = self._qtype(layer.operands[0]), fw.qtype
             operands.append(self._quantized_value(fw))
             if len(layer.operands) > 2:
                 groups = get_int(layer.groups, 1) if isinstance(  # type: ignore[attr-defined]
@@ -192,7 +203,9 @@ class Realizer:
         rewriter.replace(layer, [*new_ops, int_layer, quant.DequantizeOp.make(int_layer)])
 
     def _qtype(self, value: SSAValue) -> QType:
-        return _fake_quant(value).properties["qtype"]  # type: ignore[union-attr]
+        fq = _fake_quant(value)
+        assert fq is not None
+        return fq.qtype
 
     def _activation(self, fq: quant.FakeQuantOp) -> SSAValue:
         """Rules 1 and 5: the quantized value standing for `fq`."""
@@ -207,7 +220,7 @@ class Realizer:
             return self.quantized[fq]
         self.maybe_dead.append(fq)
         if value is None:
-            q = quant.QuantizeOp.make(fq.input, qtype=fq.properties["qtype"])
+            q = quant.QuantizeOp.make(fq.input, qtype=fq.qtype)
             Rewriter.insert_op(q, InsertPoint.after(fq))
             value = q.results[0]
         self.quantized[fq] = value
@@ -231,14 +244,14 @@ class Realizer:
             source = source.operands[0].owner
         if not isinstance(source, quant.DequantizeOp):
             return None
-        q: QType = fq.properties["qtype"]
+        q = fq.qtype
         lo, hi = q.storage_min, q.storage_max
         for op in chain:
             if isinstance(op, qnn.ReluOp | qnn.ClipOp):
-                a = 0.0 if isinstance(op, qnn.ReluOp) else get_float(op.min)
-                b = math.inf if isinstance(op, qnn.ReluOp) else get_float(op.max)
-                lo = max(lo, int(q.quantize(np.float32(a))))
-                hi = min(hi, int(q.quantize(np.float32(b))))
+                bounds = (0.0, math.inf) if isinstance(op, qnn.ReluOp) else (
+                    get_float(op.properties["min"]), get_float(op.properties["max"]))
+                qlo, qhi = q.quantize(np.array(bounds, np.float32))
+                lo, hi = max(lo, int(qlo)), min(hi, int(qhi))
         target = _clamped(q, lo, hi) if lo <= hi else None
         if target is None:
             return None

@@ -11,7 +11,9 @@ Semantics (vectorized numpy, int64 accumulation, cast to int32 at the end):
   `y = z + round_half_to_even(sum(x_q - z) / count)`, clipped to the storage range;
   padded cells hold z (the real 0) and count as ONNX's `count_include_pad` says.
   This is QLinearAveragePool with y_scale = x_scale and y_zero_point = x_zero_point
-  (the quotient of two small integers rounds the same in float32 and exactly).
+  done in integers: onnxruntime averages dequantized floats, so where the mean is
+  exactly k + 1/2 its float rounding error may tip it either way; qcc rounds exact
+  ties to even, the same on every target.
 - requantize of an i32 accumulator (a layer's output stage):
   `y = clip(rint(float32(acc) * float32(s_acc / s_y)) + z_y, qmin, qmax)`, the
   multiplier divided in float64 and rounded once to float32, the product in

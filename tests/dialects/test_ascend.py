@@ -122,22 +122,22 @@ QT = Q.make(scale=0.02, zero_point=-3)
 
 def test_quant_verifier():
     def op(**props):
-        base = {"scale": ascend._f32(50.0), "offset": ascend._f32(-3.0), "sqrt_mode": False,
+        base = {"scale": ascend.f32_attr(50.0), "offset": ascend.f32_attr(-3.0), "sqrt_mode": False,
                 "round_mode": "Round", "qtype": QT}
         base.update(props)
         return lambda g, x, acc: g.add(ascend.QuantOp.make(x, **base))
 
     _module(op()).verify()
-    _verify_fails(op(scale=ascend._f32(40.0)), "scale 40.0 does not match 1 / scale")
-    _verify_fails(op(offset=ascend._f32(0.0)), "offset 0.0 must be the zero point -3")
+    _verify_fails(op(scale=ascend.f32_attr(40.0)), "scale 40.0 does not match 1 / scale")
+    _verify_fails(op(offset=ascend.f32_attr(0.0)), "offset 0.0 must be the zero point -3")
     _verify_fails(op(round_mode="Nearest"), "round_mode must be one of Round, Rint")
     _verify_fails(op(qtype=Q.make(scale=0.02, bits=16)), "must have i8 storage")
     _verify_fails(op(qtype=Q.make(scale=0.02, zero_point=-3, narrow_range=True)),
                   "full i8 storage range")
     big = Q.make(scale=1e-6)
-    _verify_fails(op(qtype=big, scale=ascend._f32(1e6), offset=ascend._f32(0.0)),
+    _verify_fails(op(qtype=big, scale=ascend.f32_attr(1e6), offset=ascend.f32_attr(0.0)),
                   "overflows float16 .* sqrt_mode")
-    _module(op(qtype=big, scale=ascend._f32(1000.0), offset=ascend._f32(0.0),
+    _module(op(qtype=big, scale=ascend.f32_attr(1000.0), offset=ascend.f32_attr(0.0),
                sqrt_mode=True)).verify()
 
 
@@ -187,8 +187,8 @@ def test_anti_quant_verifier():
     def build(scale, offset, x_type=QT):
         def f(g, x, acc):
             q = g.add(ascend.QuantOp.of(x, x_type))
-            return g.add(ascend.AntiQuantOp.make(q, scale=ascend._f32(scale),
-                                                 offset=ascend._f32(offset), dtype=f32))
+            return g.add(ascend.AntiQuantOp.make(q, scale=ascend.f32_attr(scale),
+                                                 offset=ascend.f32_attr(offset), dtype=f32))
         return f
 
     _module(build(0.02, 3.0)).verify()

@@ -147,3 +147,59 @@ def test_predictions(lowered):
         pytest.skip("no labels")
     logits = _run_all(module, data["input"])
     assert (logits.argmax(1) == data["labels"]).mean() > 0.95
+
+
+def _small_graph():
+    """conv without bias -> requantize (relu folded) -> dense on a rank-3 input (MatMul +
+    Add in the file) -> dequantize; a matmul of two activations -> dequantize."""
+    from qcc import ir
+    from qcc.dialects import qnn, quant
+    from qcc.dialects.quant import UniformQuantizedType as Q
+
+    rng = np.random.default_rng(5)
+    g = ir.Graph()
+    x = g.input("x", (2, 3, 6, 6))
+    xq_t = Q.make(scale=0.02, zero_point=-7)
+    xq = g.add(quant.QuantizeOp.make(x, qtype=xq_t))
+    w = rng.normal(size=(4, 3, 3, 3)).astype(np.float32) * 0.3
+    w_t = Q.make_per_axis(axis=0, scales=(np.abs(w).reshape(4, -1).max(1) / 127).tolist(),
+                          narrow_range=True)
+    wq = g.add(quant.QuantizeOp.make(g.const(w, "c1.weight"), qtype=w_t))
+    acc = g.add(qnn.ConvOp.make(xq, wq, name="c1", pads=(1, 1, 1, 1), strides=(2, 2)))
+    y_t = Q.make(scale=0.05, zero_point=3, storage_min=3)  # a relu folded in
+    y = g.add(quant.RequantizeOp.make(acc, qtype=y_t))
+    seq = g.add(qnn.ReshapeOp.make(y, shape=(2, 4, 9)))
+    w2 = rng.normal(size=(5, 9)).astype(np.float32) * 0.2
+    w2_t = Q.make(scale=float(np.abs(w2).max() / 127), narrow_range=True)
+    w2q = g.add(quant.QuantizeOp.make(g.const(w2, "fc.weight"), qtype=w2_t))
+    b2q = g.add(quant.QuantizeOp.make(g.const(rng.normal(size=5).astype(np.float32), "fc.bias"),
+                                      qtype=Q.make(scale=y_t.scale * w2_t.scale, bits=32)))
+    fc = g.add(quant.DequantizeOp.make(g.add(qnn.DenseOp.make(seq, w2q, b2q, name="fc"))))
+    t = g.add(qnn.TransposeOp.make(seq, perm=(0, 2, 1)))
+    mm = g.add(quant.DequantizeOp.make(g.add(qnn.MatmulOp.make(seq, t, name="mm"))))
+    return g.finish({"fc": fc, "mm": mm, "y": y})
+
+
+def test_small_graph_round_trip(tmp_path):
+    module = _small_graph()
+    module.verify()
+    passes.run(module, "qcc-lower-ascend")
+    model = export_deploy(module, tmp_path / "small")
+    types = [n.op_type for n in model.graph.node]
+    assert "MatMul" in types and "Add" in types and "Gemm" not in types
+    deq = [n for n in model.graph.node if n.op_type == "AscendDequant"]
+    assert _attrs(deq[0])["relu_flag"] == 1  # the requantize's folded relu
+    for hints in (True, False):
+        if not hints:
+            for node in model.graph.node:
+                node.doc_string = ""
+            for init in model.graph.initializer:
+                init.doc_string = ""
+            onnx.save(model, tmp_path / "small_deploy.onnx")
+        imported = load_onnx(tmp_path / "small_deploy.onnx")
+        imported.verify()
+        for seed in range(3):
+            x = np.random.default_rng(seed).normal(size=(2, 3, 6, 6)).astype(np.float32)
+            want, got = runtime.run(module, {"x": x}), runtime.run(imported, {"x": x})
+            for name in want:
+                assert np.array_equal(got[name], want[name]), (hints, name)

@@ -81,9 +81,10 @@ def test_digits_integers_identical(digits_int, tmp_path):
 # ------------------------------------------------------------- small graphs
 
 
-def _graph(per_channel=True, dense_bias=True, with_matmul=True):
+def _graph(per_channel=True, dense_bias=True, with_matmul=True, clamped=False):
     """conv -> requantize, dense -> requantize (or dequantize), matmul of two
-    activations -> requantize, a conv -> dequantize."""
+    activations -> requantize, a conv -> dequantize. `clamped`: the requantized
+    types are clamped at their zero point (a folded relu)."""
     rng = np.random.default_rng(3)
     g = ir.Graph()
     x = g.input("x", (2, 3, 6, 6))
@@ -110,13 +111,14 @@ def _graph(per_channel=True, dense_bias=True, with_matmul=True):
     w1, w1_t = weight((4, 3, 3, 3), "c1.weight")
     acc1 = g.add(qnn.ConvOp.make(xq, w1, bias(4, xq_t, w1_t, "c1.bias"), name="c1",
                                  pads=(1, 1, 1, 1), strides=(2, 2)))
-    y1_t = Q.make(scale=0.05, zero_point=3)
+    y1_t = Q.make(scale=0.05, zero_point=3, storage_min=3 if clamped else None)
     y1 = g.add(quant.RequantizeOp.make(acc1, qtype=y1_t))
     flat = g.add(qnn.ReshapeOp.make(y1, shape=(2, 36)))
     w2, w2_t = weight((5, 36), "fc.weight")
     b2 = bias(5, y1_t, w2_t, "fc.bias") if dense_bias else None
     acc2 = g.add(qnn.DenseOp.make(flat, w2, b2, name="fc"))
-    y2 = g.add(quant.RequantizeOp.make(acc2, qtype=Q.make(scale=0.1, zero_point=-2)))
+    y2 = g.add(quant.RequantizeOp.make(acc2, qtype=Q.make(
+        scale=0.1, zero_point=-2, storage_min=-2 if clamped else None)))
     f2 = g.add(quant.DequantizeOp.make(g.add(qnn.DenseOp.make(flat, w2, b2, name="fc2"))))
     w3, w3_t = weight((2, 3, 1, 1), "c3.weight")
     f3 = g.add(quant.DequantizeOp.make(g.add(qnn.ConvOp.make(xq, w3, name="c3"))))
@@ -132,8 +134,9 @@ def _graph(per_channel=True, dense_bias=True, with_matmul=True):
 
 @pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("dense_bias", [True, False])
-def test_small_graph_identical(tmp_path, per_channel, dense_bias):
-    module = _graph(per_channel, dense_bias)
+@pytest.mark.parametrize("clamped", [False, True])
+def test_small_graph_identical(tmp_path, per_channel, dense_bias, clamped):
+    module = _graph(per_channel, dense_bias, clamped=clamped)
     module.verify()
     path = tmp_path / "g.onnx"
     model = export_onnx_int(module, path)
@@ -141,6 +144,7 @@ def test_small_graph_identical(tmp_path, per_channel, dense_bias):
     assert "QLinearConv" in ops and "ConvInteger" in ops
     assert ("QLinearMatMul" in ops) and ("MatMulInteger" in ops)
     assert ops.count("QLinearMatMul") == (1 if dense_bias else 2)
+    assert ops.count("Clip") == (2 if clamped else 0)
     sess = session(path)
     for seed in range(4):
         x = np.random.default_rng(seed).normal(size=(2, 3, 6, 6)).astype(np.float32) * 2

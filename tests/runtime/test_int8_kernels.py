@@ -411,3 +411,17 @@ def test_compiled_and_numpy_kernels_agree_in_a_plan(monkeypatch):
     monkeypatch.setattr(int8, "_C", None)
     _, slow = execute(compile_module(module), x, keep=[acc])
     np.testing.assert_array_equal(fast[acc], slow[acc])
+
+
+def test_dequantize_of_an_accumulator_is_float32_acc_times_float32_scale():
+    g = ir.Graph()
+    x = g.input("x", (2, 3))
+    acc_type = QType.make_per_axis(axis=1, scales=[0.1, 1e-4, 3.0000001], bits=32)
+    acc = g.add(quant.QuantizeOp.make(x, qtype=acc_type))
+    module = g.finish({"y": g.add(quant.DequantizeOp.make(acc))})
+    xv = np.array([[1e6, 1234.5, -7.0], [-3.3, 0.0123, 9e8]], np.float32)
+    out, kept = execute(compile_module(module), {"x": xv}, keep=[acc])
+    q = kept[acc]
+    assert q.dtype == np.int32
+    want = q.astype(np.float32) * np.array(acc_type.scales, np.float32)
+    np.testing.assert_array_equal(out["y"], want)
