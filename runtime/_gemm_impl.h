@@ -23,9 +23,10 @@
  * masked loads and stores of full-width tiles (the packed panels are padded with
  * zeros), so all variants give bit-identical results.
  *
- * Threads: a small pool of pthreads splits the columns (wide outputs) or the
- * rows (narrow ones) of each GEMM; which thread computes an element does not
- * change how. A process forked while the pool exists starts a fresh pool.
+ * Threads: a small pool of pthreads shares each GEMM, in tasks of columns (wide
+ * outputs) or of rows (narrow ones, whose columns are packed once up front); which
+ * thread computes an element does not change how. A process forked while the pool
+ * exists starts a fresh pool.
  */
 #ifndef QCC_GEMM_IMPL_H
 #define QCC_GEMM_IMPL_H
@@ -102,13 +103,18 @@ static void *qcc_thread_buffer(size_t bytes)
     return base + 64;
 }
 
-/* ---- thread pool ------------------------------------------------------------- */
+/* ---- thread pool --------------------------------------------------------------
+ * A job is fn(arg) run by the calling thread and by up to n - 1 workers that join it
+ * while it is open; fn hands out its work itself (tasks taken from a shared counter),
+ * so the caller never waits for a worker that has not started: once the caller's
+ * fn returns, the job is closed and only workers already in it are waited for (a
+ * worker kept off its core by other processes simply misses the job). */
 
-typedef void (*qcc_task_fn)(void *arg, int part);
+typedef void (*qcc_task_fn)(void *arg);
 
 #define QCC_MAX_THREADS 64
 static int qcc_gemm_threads = 1;
-static pthread_mutex_t qcc_pool_run = PTHREAD_MUTEX_INITIALIZER;  /* one parallel job at a time */
+static pthread_mutex_t qcc_pool_run = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
 static pthread_mutex_t qcc_pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t qcc_pool_go = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t qcc_pool_done = PTHREAD_COND_INITIALIZER;
@@ -117,7 +123,7 @@ static unsigned long qcc_pool_gen;    /* job counter */
 static unsigned long qcc_pool_seen0[QCC_MAX_THREADS];
 static qcc_task_fn qcc_pool_fn;
 static void *qcc_pool_arg;
-static int qcc_pool_parts, qcc_pool_left;
+static int qcc_pool_open, qcc_pool_width, qcc_pool_active;
 static int qcc_pool_forkable;
 
 static void qcc_pool_child(void)
@@ -130,6 +136,8 @@ static void qcc_pool_child(void)
     qcc_pool_go = c;
     qcc_pool_done = c;
     qcc_pool_workers = 0;
+    qcc_pool_open = 0;
+    qcc_pool_active = 0;
 }
 
 static void *qcc_pool_main(void *arg)
@@ -141,27 +149,26 @@ static void *qcc_pool_main(void *arg)
     for (;;) {
         qcc_task_fn fn;
         void *farg;
-        int parts;
         while (qcc_pool_gen == seen) pthread_cond_wait(&qcc_pool_go, &qcc_pool_mu);
         seen = qcc_pool_gen;
+        if (!qcc_pool_open || id >= qcc_pool_width) continue;
         fn = qcc_pool_fn;
         farg = qcc_pool_arg;
-        parts = qcc_pool_parts;
+        qcc_pool_active++;
         pthread_mutex_unlock(&qcc_pool_mu);
-        if (id < parts) fn(farg, id);
+        fn(farg);
         pthread_mutex_lock(&qcc_pool_mu);
-        if (--qcc_pool_left == 0) pthread_cond_signal(&qcc_pool_done);
+        if (--qcc_pool_active == 0 && !qcc_pool_open) pthread_cond_signal(&qcc_pool_done);
     }
     return NULL;
 }
 
-/* fn(arg, i) for i < parts, spread over the pool; serial when the pool is busy
- * (another thread's job) or a worker cannot be started. */
-static void qcc_parallel(qcc_task_fn fn, void *arg, int parts)
+/* fn(arg) on the calling thread and up to `width` - 1 workers; just the caller when
+ * width <= 1 or when another thread's job is running. */
+static void qcc_parallel(qcc_task_fn fn, void *arg, int width)
 {
-    int i, done;
-    if (parts <= 1 || pthread_mutex_trylock(&qcc_pool_run) != 0) {
-        for (i = 0; i < parts; i++) fn(arg, i);
+    if (width <= 1 || pthread_mutex_trylock(&qcc_pool_run) != 0) {
+        fn(arg);
         return;
     }
     pthread_mutex_lock(&qcc_pool_mu);
@@ -169,7 +176,7 @@ static void qcc_parallel(qcc_task_fn fn, void *arg, int parts)
         pthread_atfork(NULL, NULL, qcc_pool_child);
         qcc_pool_forkable = 1;
     }
-    while (qcc_pool_workers < parts - 1 && qcc_pool_workers < QCC_MAX_THREADS - 1) {
+    while (qcc_pool_workers < width - 1 && qcc_pool_workers < QCC_MAX_THREADS - 1) {
         pthread_t th;
         pthread_attr_t attr;
         const int id = qcc_pool_workers + 1;
@@ -182,18 +189,17 @@ static void qcc_parallel(qcc_task_fn fn, void *arg, int parts)
         if (err) break;
         qcc_pool_workers = id;
     }
-    done = qcc_pool_workers + 1 < parts ? qcc_pool_workers + 1 : parts;
     qcc_pool_fn = fn;
     qcc_pool_arg = arg;
-    qcc_pool_parts = done;
-    qcc_pool_left = qcc_pool_workers;
+    qcc_pool_width = width;
+    qcc_pool_open = 1;
     qcc_pool_gen++;
     pthread_cond_broadcast(&qcc_pool_go);
     pthread_mutex_unlock(&qcc_pool_mu);
-    fn(arg, 0);
-    for (i = done; i < parts; i++) fn(arg, i);
+    fn(arg);
     pthread_mutex_lock(&qcc_pool_mu);
-    while (qcc_pool_left > 0) pthread_cond_wait(&qcc_pool_done, &qcc_pool_mu);
+    qcc_pool_open = 0;
+    while (qcc_pool_active > 0) pthread_cond_wait(&qcc_pool_done, &qcc_pool_mu);
     pthread_mutex_unlock(&qcc_pool_mu);
     pthread_mutex_unlock(&qcc_pool_run);
 }
@@ -617,9 +623,8 @@ static void qcc_gemm_set_blocking(int mc, int kc, int nc)
     qcc_gemm_nc = nc < 1 ? 1 : nc;
 }
 
-static void qcc_gemm_thread(void *arg, int part)
+static void qcc_gemm_thread(void *arg)
 {
-    (void)part;
     ((qcc_gemm_job *)arg)->work(arg);
 }
 
@@ -628,7 +633,7 @@ static void qcc_gemm_thread(void *arg, int part)
 /* Columns below which the rows are split into tasks (sharing packed columns). */
 #define QCC_GEMM_BY_ROWS_MAX_N 256
 /* Multiply-adds below which a GEMM stays on one thread. */
-#define QCC_GEMM_PAR_MIN (1 << 18)
+#define QCC_GEMM_PAR_MIN (1 << 22)
 
 /* Run one GEMM; returns 0, or -1 when out of memory. */
 static int qcc_gemm_run(const qcc_gemm *g0)

@@ -159,7 +159,10 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         pipe._dump("qcc-calibrate")
         pipe.write_replay()
 
-        evaluation = evaluate(float_module, module, eval_data) if eval_data is not None else {}
+        int8_module = module.clone()
+        passes.run(int8_module, "qcc-realize-int8")
+        evaluation = (evaluate(float_module, module, eval_data, int8_module)
+                      if eval_data is not None else {})
         from qcc.quant.report import build_report
 
         if evaluation:
@@ -167,6 +170,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         report = build_report(module, cfg, batches[0] if batches else None, extra)
         if work is not None:
             _write_outputs(work, name, module, cfg, report)
+            _write_deploy(work, name, int8_module, report)
             _commit(work, final)  # type: ignore[arg-type]
         return QuantizeResult(module, float_module, cfg, report, final, evaluation)
     finally:
@@ -229,6 +233,22 @@ def _write_outputs(work: Path, name: str, module: ModuleOp, cfg: dict, report: d
     export_onnx(module, work / f"{name}_fake_quant.onnx")
 
 
+def _write_deploy(work: Path, name: str, int8_module: ModuleOp, report: dict) -> None:
+    """`<name>_deploy.onnx`: the integer graph lowered to Ascend operators. A model
+    with an op the deploy format cannot express gets no deploy file; the report
+    says why (the other files are still written)."""
+    from qcc.exporters.deploy import export_deploy
+    from qcc.exporters.onnx import ExportError
+
+    lowered = int8_module.clone()
+    passes.run(lowered, "qcc-lower-ascend")
+    try:
+        export_deploy(lowered, work / f"{name}_deploy.onnx")
+    except ExportError as e:
+        report["deploy"] = f"not written: {e}"
+        print(f"qcc quantize: warning: {name}_deploy.onnx not written: {e}", file=sys.stderr)
+
+
 def _commit(work: Path, final: Path) -> None:
     """Replace `final` by `work` (the old folder is removed only after the swap)."""
     old = None
@@ -244,16 +264,19 @@ def _commit(work: Path, final: Path) -> None:
 
 
 def evaluate(float_module: ModuleOp, quant_module: ModuleOp,
-             data: str | os.PathLike | Mapping) -> dict:
+             data: str | os.PathLike | Mapping, int8_module: ModuleOp | None = None) -> dict:
     """Float against fake-quant: top-1 accuracy when the data has `labels`,
-    otherwise per-output cosine similarity (mean and worst sample) and SQNR."""
+    otherwise per-output cosine similarity (mean and worst sample) and SQNR. With
+    `int8_module` (the realized integer graph), also its top-1 and its agreement
+    with the fake-quant graph."""
     from qcc.quant.report import sqnr_db
     from qcc.runtime import compile_module, execute
 
     arrays = load_npz(data, "evaluation") if not isinstance(data, Mapping) else dict(data)
     labels = arrays.pop("labels", None)
-    plans = compile_module(float_module), compile_module(quant_module)
-    outs: list[dict[str, list[np.ndarray]]] = [{}, {}]
+    modules = [float_module, quant_module] + ([int8_module] if int8_module else [])
+    plans = [compile_module(m) for m in modules]
+    outs: list[dict[str, list[np.ndarray]]] = [{} for _ in plans]
     for batch in model_batches(float_module, arrays):
         for plan, acc in zip(plans, outs, strict=True):
             result, _ = execute(plan, batch)
@@ -272,6 +295,11 @@ def evaluate(float_module: ModuleOp, quant_module: ModuleOp,
         result["quant_top1"] = float(np.mean(q_out[first].reshape(n, -1).argmax(1) == y))
         result["top1_agreement"] = float(np.mean(
             f_out[first].reshape(n, -1).argmax(1) == q_out[first].reshape(n, -1).argmax(1)))
+        if int8_module is not None:
+            i_top = np.concatenate(outs[2][first]).reshape(n, -1).argmax(1)
+            result["int8_top1"] = float(np.mean(i_top == y))
+            result["int8_vs_fake_quant_agreement"] = float(np.mean(
+                i_top == q_out[first].reshape(n, -1).argmax(1)))
     for k in f_out:
         a = f_out[k].reshape(len(f_out[k]), -1).astype(np.float64)
         b = q_out[k].reshape(len(q_out[k]), -1).astype(np.float64)

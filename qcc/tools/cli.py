@@ -120,6 +120,9 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     if "float_top1" in ev:
         print(f"top-1 accuracy on {ev['samples']} samples: float {ev['float_top1']:.4f}, "
               f"int8 {ev['quant_top1']:.4f}")
+        if "int8_top1" in ev:
+            print(f"integer runtime (qcc-realize-int8): top-1 {ev['int8_top1']:.4f}, "
+                  f"agreement with fake-quant {ev['int8_vs_fake_quant_agreement']:.4f}")
     if example:
         w4 = quantize(args.model, args.calib, _w4_config(), None, eval_data=args.eval,
                       progress=False)

@@ -31,8 +31,10 @@ def test_embedded_example_int8_within_half_a_point(tmp_path):
     assert abs(float_acc - int8_acc) <= 0.005
     assert "W4A8" in r.stdout
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"digits_cnn_fake_quant.onnx", "record.txt", "encodings.json", "report.json",
-            "report.md", "quant.json"} <= names
+    assert {"digits_cnn_fake_quant.onnx", "digits_cnn_deploy.onnx", "record.txt",
+            "encodings.json", "report.json", "report.md", "quant.json"} <= names
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("integer runtime"))
+    assert float(line.rsplit(" ", 1)[1]) >= 0.995  # int8 top-1 agrees with fake-quant
 
 
 def test_record_and_encodings_agree_with_the_ir(tmp_path):
