@@ -1,6 +1,10 @@
 """The compiled float32 kernels (qcc.runtime._conv, _pool, _norm, _kernels) against
 onnxruntime running one-node ONNX models on random inputs."""
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -99,29 +103,160 @@ def test_conv(case):
     close(out, want)
 
 
-IM2COL_CASES = [c for c in CONV_CASES if c[0][1] // c[6] > 1 and set(c[2]) != {1}]
+GEMM_CASES = [c for c in CONV_CASES if c[0][1] // c[6] > 1 or set(c[2]) == {1}]
 
 
-@pytest.mark.parametrize("case", IM2COL_CASES, ids=range(len(IM2COL_CASES)))
-def test_conv_im2col_in_small_tiles(case):
-    old = _conv._set_tile_bytes(4096), _conv._set_shift_limits(1 << 30, 1 << 30)
+@contextmanager
+def gemm_settings(variant=None, threads=None, blocking=None):
+    """Force the conv GEMM's variant, thread count and cache blocking for a block."""
+    old_v = _conv._set_variant(variant) if variant else None
+    old_t = _conv._set_threads(threads) if threads else None
+    old_b = _conv._set_blocking(*blocking) if blocking else None
     try:
-        test_conv(case)   # im2col a few output rows at a time
+        yield
     finally:
-        _conv._set_tile_bytes(old[0])
-        _conv._set_shift_limits(*old[1])
+        if old_b:
+            _conv._set_blocking(*old_b)
+        if old_t:
+            _conv._set_threads(old_t)
+        if old_v:
+            _conv._set_variant(None)
 
 
-SHIFT_CASES = [c for c in IM2COL_CASES if set(c[3]) == {1}]
+def _conv_inputs(case, seed=0):
+    shape, o, k, strides, pads, dil, groups, with_bias = case
+    rng = np.random.default_rng(seed)
+    x = rand(rng, *shape)
+    w = rand(rng, o, shape[1] // groups, *k, scale=(shape[1] // groups * int(np.prod(k))) ** -0.5)
+    b = rand(rng, o) if with_bias else None
+    return x, w, b
 
 
-@pytest.mark.parametrize("case", SHIFT_CASES, ids=range(len(SHIFT_CASES)))
-def test_conv_shifted_gemm(case):
-    old = _conv._set_shift_limits(1, 1)   # one gemm per tap even for few channels
-    try:
-        test_conv(case)
-    finally:
-        _conv._set_shift_limits(*old)
+def _run_conv(case, x, w, b):
+    _, _, _, strides, pads, dil, groups, _ = case
+    return _conv.conv(x, w, b, strides, pads, dil, groups)
+
+
+@pytest.mark.parametrize("case", GEMM_CASES, ids=range(len(GEMM_CASES)))
+def test_conv_gemm_variants_threads_and_blocking_are_bit_identical(case):
+    # Every output element is bias + FMAs in ascending k whatever computes it.
+    x, w, b = _conv_inputs(case)
+    with gemm_settings(threads=1):
+        want = _run_conv(case, x, w, b)
+    for variant in _conv._variants():
+        for threads, blocking in [(1, None), (2, None), (2, (8, 5, 40)), (3, (12, 64, 7))]:
+            with gemm_settings(variant, threads, blocking):
+                got = _run_conv(case, x, w, b)
+            assert np.array_equal(got, want), (variant, threads, blocking)
+
+
+# (x shape, O, kernel, strides, pads, dilations, groups): every GEMM path and edge
+CONSISTENCY_CASES = [
+    ((1, 16, 7, 9), 13, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),       # 1x1, 63 positions
+    ((2, 24, 11, 13), 22, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 2),     # grouped 1x1
+    ((1, 12, 9, 11), 9, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),       # strided 1x1
+    ((1, 20, 15, 17), 19, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),     # 3x3, rows of 17
+    ((1, 72, 13, 12), 18, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),     # depth 648: 3 chunks
+    ((1, 24, 58, 40), 10, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),     # 2320 positions
+    ((1, 16, 15, 21), 11, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),     # 3x3 stride 2
+    ((1, 12, 16, 18), 12, (3, 3), (2, 2), (0, 1, 1, 0), (1, 1), 3),     # grouped stride 2
+    ((1, 3, 37, 41), 17, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),      # 7x7 stride 2 stem
+    ((1, 8, 12, 14), 9, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1),       # dilated
+    ((1, 8, 13, 16), 7, (3, 2), (3, 1), (1, 0, 1, 1), (1, 1), 1),       # stride 3 rows
+    ((1, 8, 13, 16), 7, (3, 2), (1, 3), (1, 0, 1, 1), (1, 1), 1),       # stride 3 columns
+    ((2, 6, 5, 6, 7), 9, (3, 3, 2), (1, 2, 2), (1, 0, 1, 1, 1, 0), (1, 1, 1), 1),  # 3-D
+    ((3, 10, 29), 11, (5,), (2,), (2, 1), (1,), 1),                     # 1-D
+    ((1, 6, 14, 15), 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 6),       # depthwise
+    ((1, 6, 14, 15), 12, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 6),      # depthwise x2
+]
+
+
+def _interior(case):
+    """Mask of the output positions whose window lies inside the unpadded input."""
+    shape, _, k, strides, pads, dil, _ = case
+    d = len(k)
+    masks = []
+    for i in range(d):
+        n_out = (shape[2 + i] + pads[i] + pads[d + i] - dil[i] * (k[i] - 1) - 1) // strides[i] + 1
+        start = np.arange(n_out) * strides[i] - pads[i]
+        masks.append((start >= 0) & (start + dil[i] * (k[i] - 1) < shape[2 + i]))
+    return np.ix_(*masks)
+
+
+@pytest.mark.parametrize("variant", ["default"] + [v for v in ("plain", "avx2", "avx512")])
+@pytest.mark.parametrize("case", CONSISTENCY_CASES, ids=range(len(CONSISTENCY_CASES)))
+def test_conv_rounds_alike_for_every_channel_and_position(case, variant):
+    if variant != "default" and variant not in _conv._variants():
+        pytest.skip(f"{variant} does not run on this CPU")
+    shape, o, k, strides, pads, dil, groups = case
+    og = o // groups
+    rng = np.random.default_rng(o)
+    # Large activations (as in light_squeezenet on ones) and weights that do not sum
+    # exactly: any difference in the order or rounding of the sums would show.
+    x = rand(rng, *shape, scale=1e6)
+    w = rand(rng, o, shape[1] // groups, *k)
+    b = rand(rng, o)
+    copies = sorted({j for j in (1, og // 2, og - 1) if 0 < j < og})
+    for gi in range(groups):   # channels of each group copy its first one
+        for j in copies:
+            w[gi * og + j], b[gi * og + j] = w[gi * og], b[gi * og]
+    # every channel of a constant input plane sees the same values at interior positions
+    xc = np.broadcast_to(rand(rng, 1, shape[1], *([1] * len(k)), scale=1e6), shape).copy()
+    with gemm_settings(None if variant == "default" else variant, 2, (16, 64, 48)):
+        y = _conv.conv(x, w, b, strides, pads, dil, groups)
+        yc = _conv.conv(xc, w, b, strides, pads, dil, groups)
+    close(y / 1e6, run_ort("Conv", {"x": x, "w": w, "b": b}, strides=strides, pads=pads,
+                           dilations=dil, group=groups) / 1e6)
+    for gi in range(groups):
+        for j in copies:
+            assert np.array_equal(y[:, gi * og + j], y[:, gi * og]), (gi, j)
+    inner = yc[(slice(None), slice(None)) + _interior(case)]
+    assert inner.size and np.array_equal(inner, np.broadcast_to(
+        inner.reshape(*inner.shape[:2], -1)[..., :1].reshape(
+            inner.shape[:2] + (1,) * len(k)), inner.shape))
+
+
+def test_conv_constant_weights_give_equal_channels():
+    # light_squeezenet's failure: constant weights, an input of ones, huge activations.
+    x = np.ones((1, 64, 27, 27), np.float32) * 3e7
+    w = np.full((96, 64, 3, 3), 0.02, np.float32)
+    b = np.full(96, 0.01, np.float32)
+    for pads in [(1, 1, 1, 1), (0, 0, 0, 0)]:
+        y = _conv.conv(x, w, b, (1, 1), pads, (1, 1), 1)
+        assert np.array_equal(y, np.broadcast_to(y[:, :1], y.shape))
+    y = _conv.conv(x, w[:, :, :1, :1], b, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert np.array_equal(y, np.full_like(y, y.flat[0]))
+
+
+def test_conv_from_several_threads_at_once():
+    case = ((1, 32, 20, 20), 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True)
+    x, w, b = _conv_inputs(case)
+    want = _run_conv(case, x, w, b)
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda _: [_run_conv(case, x, w, b) for _ in range(5)], range(4)))
+    assert all(np.array_equal(y, want) for ys in outs for y in ys)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_conv_threads_work_in_a_forked_child():
+    case = ((1, 32, 20, 20), 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True)
+    x, w, b = _conv_inputs(case)
+    with gemm_settings(threads=2):
+        want = _run_conv(case, x, w, b)   # the pool's worker exists now
+        pid = os.fork()
+        if pid == 0:   # the child has no worker thread: it must start its own
+            try:
+                ok = np.array_equal(_run_conv(case, x, w, b), want)
+            finally:
+                os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_conv_gemm_variant_errors():
+    with pytest.raises(ValueError):
+        _conv._set_variant("sse9")
+    assert _conv._variants()[0] == "plain"
 
 
 def test_conv_rejects_a_bad_out_buffer():
