@@ -284,8 +284,9 @@ def realize(module: ModuleOp, commute: bool = False) -> None:
 
 @dataclass(frozen=True)
 class RealizeInt8Pass(ModulePass):
-    """Fake-quant graph to integer arithmetic (quantize, int8 layer with i32
-    accumulation, requantize / dequantize)."""
+    """Fake-quant graph to integer arithmetic: int8 layers with i32 accumulators.
+
+    Quantize, the layer on quantized operands, then requantize or dequantize."""
 
     name = "qcc-realize-int8"
 
