@@ -192,3 +192,38 @@ def test_float_model_unchanged(tmp_path):
     x = np.float32([[1, -2, 3]])
     assert np.array_equal(run_ort(session(tmp_path / "f.onnx"), {"x": x})["y"],
                           runtime.run(module, {"x": x})["y"])
+
+
+# ---------------------------------------------------------------- ResNet-18
+
+
+def test_resnet18_integers_identical(tmp_path):
+    """The 32x32 ResNet-18 of the post-training issue: every integer tensor that
+    enters a layer is the same in onnxruntime and in qcc's int8 runtime."""
+    pytest.importorskip("qcc.passes.realize_int8")
+    from qcc.frontends.onnx import load_onnx
+    from qcc.testing.models import resnet18_cifar
+
+    module = load_onnx(resnet18_cifar(batch=2))
+    name = ir.io_names(ir.main_func(module))[0][0]
+    rng = np.random.default_rng(0)
+    calib = {name: rng.standard_normal((8, 3, 32, 32)).astype(np.float32)}
+    module = qcc.quantize(module, calib, progress=False).module
+    passes.run(module, "qcc-realize-int8")
+    layers = [op for op in ir.main_func(module).body.block.ops
+              if isinstance(op, qnn.LAYER_OPS) and isinstance(
+                  op.operands[0].type.element_type, Q)]  # type: ignore[attr-defined]
+    assert len(layers) >= 20
+    with_outputs(module, {f"{op.attributes['name'].data}_input": op.operands[0]  # type: ignore[attr-defined]
+                          for op in layers})
+    export_onnx_int(module, tmp_path / "r18.onnx")
+    sess = session(tmp_path / "r18.onnx")
+    for _ in range(3):
+        x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+        want = runtime.run(module, {name: x})
+        got = run_ort(sess, {name: x})
+        for key, value in want.items():
+            if value.dtype == np.int8:
+                assert np.array_equal(got[key], value), key
+            else:
+                np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5)
