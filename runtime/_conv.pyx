@@ -26,9 +26,9 @@ from scipy.linalg.cython_blas cimport sgemm
 
 cnp.import_array()
 
-# Bytes of im2col / col2im buffer per tile: bounds the scratch memory of big layers.
-# Larger tiles measured faster than cache-sized ones (fewer, bigger gemm calls,
-# fewer wake-ups of the BLAS threads).
+# Bytes of ConvTranspose's col2im buffer per tile: bounds the scratch memory of big
+# layers. Larger tiles measured faster than cache-sized ones (fewer, bigger gemm
+# calls, fewer wake-ups of the BLAS threads).
 cdef int TILE_BYTES = 8 << 20
 
 cdef extern from "_conv_impl.h" nogil:
@@ -55,6 +55,7 @@ cdef extern from "_conv_impl.h" nogil:
     int qcc_gemm_threads
     void qcc_gemm_set_threads(int n)
     int qcc_gemm_mc, qcc_gemm_kc, qcc_gemm_nc
+    double qcc_gemm_par_min
     void qcc_gemm_set_blocking(int mc, int kc, int nc)
 
 ctypedef qcc_geom Geom
@@ -69,10 +70,15 @@ def _variants():
             if qcc_gemm_supported(v)]
 
 
+def _variant():
+    """Name of the GEMM variant in use."""
+    return qcc_gemm_variant_name(qcc_gemm_variant()).decode()
+
+
 def _set_variant(name):
     """Force the GEMM variant `name` ('plain', 'avx2', 'avx512'; None: the best one
     this CPU runs); returns the old name. For tests and benchmarks."""
-    old = qcc_gemm_variant_name(qcc_gemm_variant()).decode()
+    old = _variant()
     cdef int v
     if name is None:
         qcc_gemm_set_variant(-1)
@@ -100,6 +106,15 @@ def _set_blocking(int mc, int kc, int nc):
     return old
 
 
+def _set_parallel_min(double madds):
+    """Set the multiply-adds below which a GEMM runs on one thread (for tests);
+    returns the old value."""
+    global qcc_gemm_par_min
+    old = qcc_gemm_par_min
+    qcc_gemm_par_min = madds
+    return old
+
+
 def _default_threads():
     try:
         n = len(os.sched_getaffinity(0))
@@ -112,7 +127,7 @@ qcc_gemm_set_threads(_default_threads())
 
 
 def _set_tile_bytes(int nbytes):
-    """Set the im2col/col2im tile size in bytes (for benchmarks); returns the old one."""
+    """Set the col2im tile size in bytes (for benchmarks); returns the old one."""
     global TILE_BYTES
     old = TILE_BYTES
     TILE_BYTES = max(nbytes, 4)

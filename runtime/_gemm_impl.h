@@ -12,10 +12,11 @@
  *
  * b is never materialized: it is an implicit im2col of a padded input, element
  * (k, p) at src[kofs[k] + pos(p)] with p = (q*oh + h)*ow + w and
- * pos(p) = q*s_q + h*s_h + w*s_w, gathered into packed panels (Goto-style
- * blocking: k in chunks of KC, p in blocks of NC, o in blocks of MC; a register
- * tile of MR output channels x NR positions). Splitting k into chunks keeps the
- * order: a chunk's accumulators are stored to c and loaded back exactly.
+ * pos(p) = q*s_q + h*s_h + w*s_w, gathered into packed panels of NR columns
+ * (Goto-style blocking: k in chunks of KC, p in blocks of NC, o in blocks of MC;
+ * a register tile of MR output channels x NR positions; a is read in place).
+ * Splitting k into chunks keeps the order: a chunk's accumulators are stored to c
+ * and loaded back exactly.
  *
  * Three variants, picked at load time (qcc_gemm_set_variant can force one):
  * AVX-512 (8 x 32 tile), AVX2+FMA (6 x 16) and plain C with fmaf (4 x 8). A
@@ -26,13 +27,16 @@
  * Threads: a small pool of pthreads shares each GEMM, in tasks of columns (wide
  * outputs) or of rows (narrow ones, whose columns are packed once up front); which
  * thread computes an element does not change how. A process forked while the pool
- * exists starts a fresh pool.
+ * exists starts a fresh pool. Workers run a job in the caller's floating-point
+ * environment (rounding mode, flush-to-zero and denormals-are-zero flags).
  */
 #ifndef QCC_GEMM_IMPL_H
 #define QCC_GEMM_IMPL_H
 
+#include <fenv.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -123,6 +127,7 @@ static unsigned long qcc_pool_gen;    /* job counter */
 static unsigned long qcc_pool_seen0[QCC_MAX_THREADS];
 static qcc_task_fn qcc_pool_fn;
 static void *qcc_pool_arg;
+static fenv_t qcc_pool_env;           /* the caller's floating-point environment */
 static int qcc_pool_open, qcc_pool_width, qcc_pool_active;
 static int qcc_pool_forkable;
 
@@ -149,14 +154,19 @@ static void *qcc_pool_main(void *arg)
     for (;;) {
         qcc_task_fn fn;
         void *farg;
+        fenv_t own, env;
         while (qcc_pool_gen == seen) pthread_cond_wait(&qcc_pool_go, &qcc_pool_mu);
         seen = qcc_pool_gen;
         if (!qcc_pool_open || id >= qcc_pool_width) continue;
         fn = qcc_pool_fn;
         farg = qcc_pool_arg;
+        env = qcc_pool_env;
         qcc_pool_active++;
         pthread_mutex_unlock(&qcc_pool_mu);
+        fegetenv(&own);
+        fesetenv(&env);
         fn(farg);
+        fesetenv(&own);
         pthread_mutex_lock(&qcc_pool_mu);
         if (--qcc_pool_active == 0 && !qcc_pool_open) pthread_cond_signal(&qcc_pool_done);
     }
@@ -191,6 +201,7 @@ static void qcc_parallel(qcc_task_fn fn, void *arg, int width)
     }
     qcc_pool_fn = fn;
     qcc_pool_arg = arg;
+    fegetenv(&qcc_pool_env);
     qcc_pool_width = width;
     qcc_pool_open = 1;
     qcc_pool_gen++;
@@ -291,25 +302,30 @@ typedef struct {
     const qcc_gemm *g;
     int kchunks, kcb;       /* depth chunks and their length (the last may be shorter) */
     int by_rows;            /* tasks: 0 column blocks (packing their own panels), 1 row
-                               blocks (sharing bshared, all columns packed up front) */
+                               blocks (sharing bshared: all columns, packed chunk by
+                               chunk by whichever threads come first) */
     int task, ntasks;       /* columns or rows per task, number of tasks */
     int next;               /* next task (atomic) */
-    const float *bshared;   /* by_rows: panels of chunk i at bshared + i*kcb*npad */
+    float *bshared;         /* by_rows: panels of chunk i at bshared + i*kcb*npad */
+    const qcc_run *runs;    /* by_rows: runs of all columns */
+    int nruns, npad;        /* npad: columns rounded up to NR */
+    int next_pack;          /* by_rows: next chunk to pack (atomic) */
+    int *packed;            /* by_rows: chunk i is packed (atomic flags) */
     void (*work)(void *job);  /* the variant's qcc_gemm_work */
-    int npad;               /* columns rounded up to NR */
     int failed;
 } qcc_gemm_job;
 
-/* Pack all columns of every depth chunk (by_rows jobs). */
-QCC_GINLINE void qcc_gemm_pack_all(const qcc_gemm_job *job, float *b, qcc_run *runs, const int NR,
-                                   qcc_copy_fn copy)
+QCC_GINLINE void qcc_gemm_wait_packed(const int *flag)
 {
-    const qcc_gemm *g = job->g;
-    const int nruns = qcc_gemm_runs(g, 0, g->n, NR, runs);
-    int i;
-    for (i = 0; i < job->kchunks; i++) {
-        const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
-        qcc_gemm_pack_b(g, pc, kc, runs, nruns, g->n, NR, copy, b + (ptrdiff_t)pc * job->npad);
+    int spins = 0;
+    while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) {
+#if QCC_GEMM_X86
+        __builtin_ia32_pause();
+#endif
+        if (++spins > 4096) {   /* its packer was preempted: let it run */
+            sched_yield();
+            spins = 0;
+        }
     }
 }
 
@@ -320,8 +336,21 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
     const qcc_gemm *g = job->g;
     float *bp = NULL;
     qcc_run *runs = NULL;
-    int ncb = 0;
-    if (!job->by_rows) {
+    int ncb = 0, i;
+    if (job->by_rows) {
+        /* Pack chunks while some are left: every chunk taken is being packed by a
+         * running thread, so the waits for them below are short. */
+        for (;;) {
+            const int c = __atomic_fetch_add(&job->next_pack, 1, __ATOMIC_RELAXED);
+            int pc, kc;
+            if (c >= job->kchunks) break;
+            pc = c * job->kcb;
+            kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
+            qcc_gemm_pack_b(g, pc, kc, job->runs, job->nruns, g->n, NR, copy,
+                            job->bshared + (ptrdiff_t)pc * job->npad);
+            __atomic_store_n(&job->packed[c], 1, __ATOMIC_RELEASE);
+        }
+    } else {
         size_t b_bytes;
         ncb = qcc_gemm_nc < job->task ? qcc_gemm_nc : job->task;
         ncb = (ncb + NR - 1) / NR * NR;
@@ -335,13 +364,14 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
     }
     for (;;) {
         const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        int lo, hi, i, jc, ic;
+        int lo, hi, jc, ic;
         if (t >= job->ntasks) break;
         lo = t * job->task;
         if (job->by_rows) {
             hi = lo + job->task < g->m ? lo + job->task : g->m;
             for (i = 0; i < job->kchunks; i++) {
                 const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
+                qcc_gemm_wait_packed(&job->packed[i]);
                 qcc_gemm_tiles(g, lo, hi, pc, kc, g->n, job->bshared + (ptrdiff_t)pc * job->npad,
                                g->c, MR, NR, kern, 1);
             }
@@ -406,11 +436,6 @@ static void qcc_work_plain(void *job)
     qcc_gemm_work((qcc_gemm_job *)job, QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_kern_plain, qcc_copy_plain);
 }
 
-static void qcc_pack_plain(qcc_gemm_job *job, float *b, qcc_run *runs)
-{
-    qcc_gemm_pack_all(job, b, runs, QCC_PLAIN_NR, qcc_copy_plain);
-}
-
 #if QCC_GEMM_X86
 
 #pragma GCC push_options
@@ -473,11 +498,6 @@ static void qcc_work_avx2(void *job)
     qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX2_MR, QCC_AVX2_NR, qcc_kern_avx2, qcc_copy_avx2);
 }
 
-static void qcc_pack_avx2(qcc_gemm_job *job, float *b, qcc_run *runs)
-{
-    qcc_gemm_pack_all(job, b, runs, QCC_AVX2_NR, qcc_copy_avx2);
-}
-
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -538,11 +558,6 @@ static void qcc_work_avx512(void *job)
     qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512, qcc_copy_avx512);
 }
 
-static void qcc_pack_avx512(qcc_gemm_job *job, float *b, qcc_run *runs)
-{
-    qcc_gemm_pack_all(job, b, runs, QCC_AVX512_NR, qcc_copy_avx512);
-}
-
 #pragma GCC pop_options
 
 #endif /* QCC_GEMM_X86 */
@@ -553,15 +568,14 @@ typedef struct {
     const char *name;
     int mr, nr;
     void (*work)(void *job);
-    void (*pack)(qcc_gemm_job *job, float *b, qcc_run *runs);
 } qcc_gemm_variant_t;
 
 /* Index 0 plain, 1 AVX2+FMA, 2 AVX-512. */
 static const qcc_gemm_variant_t qcc_gemm_variants[] = {
-    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_work_plain, qcc_pack_plain},
+    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_work_plain},
 #if QCC_GEMM_X86
-    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_work_avx2, qcc_pack_avx2},
-    {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_work_avx512, qcc_pack_avx512},
+    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_work_avx2},
+    {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_work_avx512},
 #endif
 };
 #define QCC_GEMM_NVARIANTS ((int)(sizeof(qcc_gemm_variants) / sizeof(qcc_gemm_variants[0])))
@@ -632,8 +646,9 @@ static void qcc_gemm_thread(void *arg)
 #define QCC_GEMM_TASKS_PER_THREAD 4
 /* Columns below which the rows are split into tasks (sharing packed columns). */
 #define QCC_GEMM_BY_ROWS_MAX_N 256
-/* Multiply-adds below which a GEMM stays on one thread. */
-#define QCC_GEMM_PAR_MIN (1 << 22)
+/* Multiply-adds below which a GEMM stays on one thread (waking a worker costs
+ * some microseconds). */
+static double qcc_gemm_par_min = 1 << 22;
 
 /* Run one GEMM; returns 0, or -1 when out of memory. */
 static int qcc_gemm_run(const qcc_gemm *g0)
@@ -659,7 +674,7 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         g.ow = g.n;
         g.s_q = g.s_h = g.n;
     }
-    if ((double)g.m * g.n * g.k < QCC_GEMM_PAR_MIN) threads = 1;
+    if ((double)g.m * g.n * g.k < qcc_gemm_par_min) threads = 1;
     job.g = &g;
     job.kchunks = (g.k + qcc_gemm_kc - 1) / qcc_gemm_kc;
     job.kcb = (g.k + job.kchunks - 1) / job.kchunks;
@@ -670,16 +685,20 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     job.by_rows = g.n <= QCC_GEMM_BY_ROWS_MAX_N && threads > 1;
     want = threads > 1 ? threads * QCC_GEMM_TASKS_PER_THREAD : 1;
     if (job.by_rows) {
-        float *b;
-        qcc_run *runs;
         const size_t b_bytes = ((size_t)job.npad * g.k * sizeof(float) + 63) / 64 * 64;
+        const size_t r_bytes = ((size_t)(g.n + 2) * sizeof(qcc_run) + 63) / 64 * 64;
+        char *buf = (char *)qcc_thread_buffer(b_bytes + r_bytes + job.kchunks * sizeof(int));
+        qcc_run *runs;
+        if (buf == NULL) return -1;
         job.task = ((g.m + want - 1) / want + v->mr - 1) / v->mr * v->mr;
         job.ntasks = (g.m + job.task - 1) / job.task;
-        b = (float *)qcc_thread_buffer(b_bytes + (size_t)(g.n + 2) * sizeof(qcc_run));
-        if (b == NULL) return -1;
-        runs = (qcc_run *)((char *)b + b_bytes);
-        v->pack(&job, b, runs);
-        job.bshared = b;
+        job.bshared = (float *)buf;
+        runs = (qcc_run *)(buf + b_bytes);
+        job.runs = runs;
+        job.nruns = qcc_gemm_runs(&g, 0, g.n, v->nr, runs);
+        job.next_pack = 0;
+        job.packed = (int *)(buf + b_bytes + r_bytes);
+        memset(job.packed, 0, job.kchunks * sizeof(int));
     } else {
         job.task = ((g.n + want - 1) / want + v->nr - 1) / v->nr * v->nr;
         job.ntasks = (g.n + job.task - 1) / job.task;

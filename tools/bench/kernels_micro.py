@@ -4,11 +4,14 @@
 
 Prints, per case, the best time of qcc and of onnxruntime (2 intra-op threads)
 and their ratio, then the ResNet-50 (batch 1) convolution mix: every conv layer
-shape weighted by how often it occurs. The minimum over rounds is kept, which
-resists other processes on the machine (but OpenBLAS threads slow down a lot when
-another process takes a core: measure on an idle machine). Single-op
-onnxruntime models pay a layout reorder per op that a whole model amortizes, so
-its whole-model advantage is somewhat larger than these ratios suggest.
+shape weighted by how often it occurs. qcc's convolutions run on its own GEMM
+(runtime/_gemm_impl.h) with `--threads` threads (default 2, like onnxruntime) and
+the best instruction set unless `--variant` forces one; dense still uses BLAS. The
+minimum over rounds is kept, which resists other processes on the machine (but
+two threads on two cores slow down a lot when another process takes one: measure
+on an idle machine). Single-op onnxruntime models pay a layout reorder per op
+that a whole model amortizes, so its whole-model advantage is somewhat larger than
+these ratios suggest.
 """
 
 from __future__ import annotations
@@ -125,7 +128,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
     parser.add_argument("--no-resnet", action="store_true", help="skip the ResNet-50 mix")
+    parser.add_argument("--threads", type=int, default=THREADS, help="qcc conv GEMM threads")
+    parser.add_argument("--variant", choices=["plain", "avx2", "avx512"],
+                        help="force qcc's conv GEMM variant (default: the best this CPU runs)")
     args = parser.parse_args(argv)
+    _conv._set_threads(args.threads)
+    if args.variant:
+        _conv._set_variant(args.variant)
+    print(f"qcc conv GEMM: {_conv._variant()}, "
+          f"{args.threads} threads; onnxruntime: {THREADS} threads")
     rounds, reps = (3, 5) if args.quick else (15, 10)
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:
