@@ -18,14 +18,24 @@ def _frontend_errors() -> tuple[type[Exception], ...]:
 
 
 def _quant_errors() -> tuple[type[Exception], ...]:
+    from qcc.passes.balance import BalanceError
     from qcc.passes.calibrate import CalibrationError
     from qcc.quant.algorithms import AlgorithmError
     from qcc.quant.config import ConfigError
+    from qcc.targets.expr import TargetError
 
-    return (ConfigError, CalibrationError, AlgorithmError)
+    return (ConfigError, CalibrationError, AlgorithmError, BalanceError, TargetError)
+
+
+def _export_errors() -> tuple[type[Exception], ...]:
+    try:
+        from qcc.exporters.onnx import ExportError
+    except ImportError:  # onnx is missing: nothing exports
+        return ()
+    return (ExportError,)
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     IRError, RuntimeError_, ParseError, VerifyException, DiagnosticException,
-    *_frontend_errors(), *_quant_errors(),
+    *_frontend_errors(), *_quant_errors(), *_export_errors(),
 )

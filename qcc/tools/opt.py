@@ -145,15 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--list-passes" in argv:
         print(_pass_table())
         return 0
+    from qcc.errors import USER_ERRORS
+
     try:
         QccOptMain(description="qcc pass driver", args=argv).run()
-    except ParseError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (DiagnosticException, PassFailedException) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except ir.IRError as e:
+    except (ParseError, DiagnosticException, PassFailedException, *USER_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except FileNotFoundError as e:
