@@ -47,8 +47,10 @@ class Plan:
     names: dict[int, str] = field(default_factory=dict)
 
 
-def compile_module(module: ModuleOp) -> Plan:
-    """Build the execution plan of `@main`; lists every unsupported op at once."""
+def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
+    """Build the execution plan of `@main`; lists every unsupported op at once.
+    With `fuse`, a `quant.fake_quant` runs inside the step of the op producing its
+    input (in place on that fresh buffer) when it is that value's only user."""
     fn = ir.main_func(module)
     in_names, out_names = ir.io_names(fn)
     slot_of: dict[SSAValue, int] = {}
@@ -75,15 +77,38 @@ def compile_module(module: ModuleOp) -> Plan:
         if kernel is None:
             unsupported[op.name] = unsupported.get(op.name, 0) + 1
             continue
+        if K.fold_at_compile_time(op) and all(
+                v in slot_of and slot_of[v] in constants for v in op.operands):
+            # a fake-quantized weight: computed once, not on every run
+            value = kernel(op, *[constants[slot_of[v]] for v in op.operands])
+            constants[slot(op.results[0])] = value  # type: ignore[assignment]
+            continue
         steps.append(Step(kernel, op, tuple(slot(v) for v in op.operands),
                           tuple(slot(r) for r in op.results)))
     if unsupported:
         listed = ", ".join(f"{k} (x{n})" for k, n in sorted(unsupported.items()))
         raise RuntimeError_(f"the runtime has no kernel for: {listed}")
+    if fuse:
+        steps = _fuse_fake_quant(steps, set(outputs))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
     names = {s: _value_name(v) for v, s in slot_of.items()}
     return Plan(in_names, [a.type for a in block.args], out_names, input_slots, outputs,
                 constants, steps, slot_of, len(slot_of), names)
+
+
+def _fuse_fake_quant(steps: list[Step], outputs: set[int]) -> list[Step]:
+    fused: list[Step] = []
+    for step in steps:
+        prev = fused[-1] if fused else None
+        op = step.op
+        if (prev is not None and K.fusable_fake_quant(op) and len(prev.results) == 1
+                and step.args == prev.results and prev.results[0] not in outputs
+                and K.allocates_output(prev.op) and op.operands[0].has_one_use()):
+            fused[-1] = Step(K.fuse_fake_quant(prev.fn, op), prev.op, prev.args,
+                             step.results)
+            continue
+        fused.append(step)
+    return fused
 
 
 def _mark_deaths(steps: list[Step], keep: set[int]) -> None:
@@ -176,9 +201,9 @@ def run(module: ModuleOp, inputs: Mapping[str, np.ndarray],
     """Run `@main` on `inputs` (one array per input name) and return its outputs by
     name. With `keep` (SSA values, or op names as in their `name` attribute), return
     `(outputs, kept)` where `kept` maps each requested value or name to its array."""
-    plan = compile_module(module)
     if keep is None:
-        return execute(plan, inputs)[0]
+        return execute(compile_module(module), inputs)[0]
+    plan = compile_module(module, fuse=False)  # every value stays observable
     by_name = {name: v for v, s in plan.slot_of.items()
                if (name := plan.names.get(s))}
     values = []

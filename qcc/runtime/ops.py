@@ -11,6 +11,7 @@ from collections.abc import Callable
 import ml_dtypes
 import numpy as np
 from scipy import special
+from xdsl.dialects.builtin import f32
 
 from qcc import ir
 from qcc.dialects import qnn, quant
@@ -363,6 +364,59 @@ def _fake_quant(op, x, scale=None, zero_point=None):
     z = np.rint(np.asarray(zero_point, np.float32)).reshape(shape if zero_point.size > 1 else ())
     q = np.clip(np.rint(x / s) + z, qmin, qmax)
     return ((q - z) * s).astype(np.float32)
+
+
+def _fake_quant_into(qtype, x: np.ndarray) -> np.ndarray:
+    """qtype.fake_quant(x) computed in place on the float32 buffer `x` (the same
+    numbers: x / s and rint in float32, integers exact in float32, (q - z) * s)."""
+    shape = [1] * x.ndim
+    if qtype.axis is not None:
+        shape[qtype.axis] = -1
+    s = np.asarray(qtype.scales, np.float32).reshape(shape)
+    z = np.asarray(qtype.zero_points, np.float32).reshape(shape)
+    np.divide(x, s, out=x)
+    np.rint(x, out=x)
+    np.add(x, z, out=x)
+    np.clip(x, qtype.storage_min, qtype.storage_max, out=x)
+    np.subtract(x, z, out=x)
+    np.multiply(x, s, out=x)
+    return x
+
+
+# Producers whose kernels return a fresh float32 buffer, never a view of an input.
+_FRESH = (qnn.ConvOp, qnn.ConvTransposeOp, qnn.DenseOp, qnn.MatmulOp, qnn.AvgPoolOp,
+          qnn.MaxPoolOp, qnn.GlobalAvgPoolOp, qnn.ReluOp, qnn.ClipOp, qnn.AddOp,
+          qnn.SubOp, qnn.MulOp, qnn.BatchNormOp, qnn.ScaleOp, qnn.GeluOp, qnn.SigmoidOp,
+          qnn.SoftmaxOp, qnn.LayerNormOp)
+
+
+def fold_at_compile_time(op) -> bool:
+    """Ops the plan evaluates once when all their operands are constants."""
+    return isinstance(op, quant.FakeQuantOp)
+
+
+def allocates_output(op) -> bool:
+    return isinstance(op, _FRESH)
+
+
+def fusable_fake_quant(op) -> bool:
+    return (isinstance(op, quant.FakeQuantOp) and len(op.operands) == 1
+            and quant.quantized_element(op.results[0].type) is None
+            and op.results[0].type.element_type == f32)
+
+
+def fuse_fake_quant(producer: Kernel, fq_op) -> Kernel:
+    """A kernel running `producer` then `fq_op`'s fake quantization in place."""
+    qtype = fq_op.properties["qtype"]
+
+    def fused(op, *args):
+        out = producer(op, *args)
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or \
+                not out.flags.writeable or not out.flags.c_contiguous:
+            return qtype.fake_quant(out)
+        return _fake_quant_into(qtype, out)
+
+    return fused
 
 
 @kernel(quant.QuantizeOp)
