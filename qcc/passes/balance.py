@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import DenseArrayBase, Float32Type, ModuleOp, StringAttr, TensorType, f64
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, f64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -50,6 +50,9 @@ from qcc import ir
 from qcc.dialects import qnn
 from qcc.dialects.base import get_int
 from qcc.passes import remarks
+from qcc.passes.common import is_f32 as _is_f32
+from qcc.passes.common import op_label as _label
+from qcc.passes.common import op_name as _name
 
 LAYERS = (qnn.DenseOp, qnn.ConvOp, qnn.ConvTransposeOp)
 FACTOR_ATTR = "qcc.balance_factor"
@@ -284,19 +287,10 @@ def _out_axes(op: Operation) -> tuple[int, ...]:
     return (1,)  # batch_norm, conv, conv_transpose
 
 
-def _is_f32(value: SSAValue) -> bool:
-    return isinstance(value.type, TensorType) and isinstance(value.type.element_type,
-                                                             Float32Type)
 
 
-def _name(op: Operation) -> str | None:
-    name = op.attributes.get("name")
-    return name.data if isinstance(name, StringAttr) else None
 
 
-def _label(op: Operation) -> str:
-    name = _name(op)
-    return f"{op.name} '{name}'" if name else op.name
 
 
 def _channels(x: SSAValue, axis: int) -> int:

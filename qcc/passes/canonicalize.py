@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -30,6 +30,7 @@ from xdsl.transforms.dead_code_elimination import region_dce
 from qcc import ir
 from qcc.dialects import qnn
 from qcc.dialects.base import QnnOp, get_ints
+from qcc.passes.common import op_name as _name
 
 FOLD_LIMIT = 1 << 24
 """Largest constant (elements) that folding may create."""
@@ -100,9 +101,6 @@ class FoldConstants(RewritePattern):
         rewriter.replace(op, new_ops, [c.results[0] for c in new_ops])
 
 
-def _name(op) -> str | None:
-    name = op.attributes.get("name")
-    return name.data if isinstance(name, StringAttr) else None
 
 
 PATTERNS: list[RewritePattern] = [DropIdentity(), MergeReshapes(), MergeTransposes(),

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import DenseArrayBase, Float32Type, ModuleOp, StringAttr, f64
+from xdsl.dialects.builtin import DenseArrayBase, Float32Type, ModuleOp, f64
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
@@ -61,6 +61,8 @@ from qcc import ir
 from qcc.dialects import qnn
 from qcc.dialects.base import get_float, get_int, get_ints
 from qcc.passes import remarks
+from qcc.passes.common import op_label as _label
+from qcc.passes.common import op_name as _name
 
 LAYERS = (qnn.ConvOp, qnn.DenseOp)
 ACTIVATIONS = (qnn.ReluOp, qnn.ClipOp)
@@ -307,14 +309,8 @@ def _constant_weights(layer: Operation) -> bool:
         for v in values)
 
 
-def _name(op: Operation) -> str | None:
-    name = op.attributes.get("name")
-    return name.data if isinstance(name, StringAttr) else None
 
 
-def _label(op: Operation) -> str:
-    name = _name(op)
-    return f"{op.name} '{name}'" if name else op.name
 
 
 def _key(op: Operation, index: dict[Operation, int]) -> str:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import Float32Type, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -47,6 +47,9 @@ from qcc import ir
 from qcc.dialects import qnn
 from qcc.dialects.base import get_float, get_int, get_ints
 from qcc.passes import remarks
+from qcc.passes.common import is_f32 as _is_f32
+from qcc.passes.common import op_label as _label
+from qcc.passes.common import op_name as _name
 
 LAYERS = (qnn.ConvOp, qnn.ConvTransposeOp, qnn.DenseOp)
 AFFINES = (qnn.BatchNormOp, qnn.ScaleOp, qnn.MulOp, qnn.AddOp)
@@ -285,19 +288,10 @@ def _erase_unused_constants(rewriter: PatternRewriter, owners) -> None:
             rewriter.erase(owner)
 
 
-def _is_f32(value: SSAValue) -> bool:
-    return isinstance(value.type, TensorType) and isinstance(value.type.element_type,
-                                                             Float32Type)
 
 
-def _name(op: Operation) -> str | None:
-    name = op.attributes.get("name")
-    return name.data if isinstance(name, StringAttr) else None
 
 
-def _label(op: Operation) -> str:
-    name = _name(op)
-    return f"{op.name} '{name}'" if name else op.name
 
 
 def _explain(module: ModuleOp, skip: frozenset[str]) -> None:

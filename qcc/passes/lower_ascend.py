@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType, f16, f32
+from xdsl.dialects.builtin import ModuleOp, TensorType, f16, f32
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -53,13 +53,11 @@ from xdsl.pattern_rewriter import (
 from qcc import ir
 from qcc.dialects import ascend, qnn, quant
 from qcc.dialects.quant import UniformQuantizedType, storage_range
+from qcc.passes.common import op_name as _name
 
 _DTYPES: dict[str, Attribute] = {"f16": f16, "f32": f32}
 
 
-def _name(op: Operation) -> str | None:
-    name = op.attributes.get("name")
-    return name.data if isinstance(name, StringAttr) else None
 
 
 def _is_i8(qtype: UniformQuantizedType | None) -> bool:

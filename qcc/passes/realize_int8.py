@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import Float32Type, ModuleOp, TensorType
+from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter
@@ -63,6 +63,7 @@ from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_float, get_int
 from qcc.dialects.quant import UniformQuantizedType as QType
 from qcc.passes import remarks
+from qcc.passes.common import is_f32 as _is_f32
 
 INT32_MAX = (1 << 31) - 1
 COMMUTING = (qnn.ReluOp, qnn.ClipOp, qnn.MaxPoolOp, qnn.ReshapeOp, qnn.TransposeOp)
@@ -85,9 +86,6 @@ def _fake_quant(value: SSAValue | None) -> quant.FakeQuantOp | None:
     return None
 
 
-def _is_f32(value: SSAValue) -> bool:
-    return isinstance(value.type, TensorType) and isinstance(value.type.element_type,
-                                                             Float32Type)
 
 
 def _shape(value: SSAValue) -> tuple[int, ...]:

@@ -10,17 +10,16 @@ them with `take()`:
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation
+
+from qcc.passes.common import op_label
 
 _REMARKS: list[str] = []
 
 
 def emit(op: Operation, message: str) -> None:
     """Record `message` about `op` as "<op kind> '<name>': <message>"."""
-    name = op.attributes.get("name")
-    label = f"{op.name} '{name.data}'" if isinstance(name, StringAttr) else op.name
-    _REMARKS.append(f"{label}: {message}")
+    _REMARKS.append(f"{op_label(op)}: {message}")
 
 
 def take() -> list[str]:

@@ -1,0 +1,24 @@
+"""Small helpers the passes share: an op's name and label, float32 tensors."""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import Float32Type, StringAttr, TensorType
+from xdsl.ir import Operation, SSAValue
+
+
+def op_name(op: Operation) -> str | None:
+    """The op's `name` attribute (the source model's node or layer name), if any."""
+    name = op.attributes.get("name")
+    return name.data if isinstance(name, StringAttr) else None
+
+
+def op_label(op: Operation) -> str:
+    """`qnn.conv 'conv1'` (or just the op kind when it has no name), for messages."""
+    name = op_name(op)
+    return f"{op.name} '{name}'" if name else op.name
+
+
+def is_f32(value: SSAValue) -> bool:
+    """A float32 ranked tensor."""
+    return isinstance(value.type, TensorType) and isinstance(value.type.element_type,
+                                                             Float32Type)
