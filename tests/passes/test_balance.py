@@ -18,6 +18,7 @@ from qcc.passes import remarks
 from qcc.passes.balance import FACTOR_ATTR, BalanceError, BalancePass, balance, factor
 from qcc.passes.calibrate import model_batches
 from qcc.runtime import run
+from qcc.testing.litcases import assert_close as _assert_close
 
 LIT = Path(__file__).parents[1] / "lit" / "passes" / "qcc-balance.mlir"
 DATA = LIT.parent / "Inputs" / "qcc-balance.npz"
@@ -41,11 +42,6 @@ def _lit_data() -> dict[str, np.ndarray]:
         return {k: npz[k] for k in npz.files}
 
 
-def _assert_close(got: dict, want: dict, rtol: float = 1e-5) -> None:
-    assert got.keys() == want.keys()
-    for k in want:
-        scale = float(np.abs(want[k]).max())
-        np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=rtol * scale, err_msg=k)
 
 
 def _ops(module, cls):

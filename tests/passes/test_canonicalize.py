@@ -7,23 +7,15 @@ import pytest
 
 from qcc import ir, passes
 from qcc.runtime import run
+from qcc.testing.litcases import as_main as _as_main
+from qcc.testing.litcases import random_inputs as _random_inputs
 
 LIT = Path(__file__).parents[1] / "lit" / "passes" / "canonicalize.mlir"
 CASES = [c for c in LIT.read_text().split("// -----") if "func.func" in c]
 
 
-def _random_inputs(module, rng):
-    fn = ir.main_func(module)
-    names, _ = ir.io_names(fn)
-    return {n: rng.standard_normal(a.type.get_shape()).astype(np.float32)
-            for n, a in zip(names, fn.body.block.args, strict=True)}
 
 
-def _as_main(text: str) -> str:
-    # each lit case is one function; the runtime runs @main
-    import re
-
-    return re.sub(r"^func\.func @\w+", "func.func @main", text, count=1, flags=re.M)
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

@@ -17,6 +17,8 @@ from qcc.dialects.quant import UniformQuantizedType
 from qcc.passes import equalize, remarks
 from qcc.quant.report import sqnr_db
 from qcc.runtime import run
+from qcc.testing.litcases import assert_close as _assert_close
+from qcc.testing.litcases import random_inputs as _random_inputs
 
 LIT = Path(__file__).parents[1] / "lit" / "passes" / "qcc-equalize.mlir"
 TEXT = LIT.read_text()
@@ -33,18 +35,8 @@ def _case(name: str) -> str:
     return re.sub(r"^func\.func @\w+", "func.func @main", text, count=1, flags=re.M)
 
 
-def _random_inputs(module, rng):
-    fn = ir.main_func(module)
-    names, _ = ir.io_names(fn)
-    return {n: rng.standard_normal(a.type.get_shape()).astype(np.float32)
-            for n, a in zip(names, fn.body.block.args, strict=True)}
 
 
-def _assert_close(got: dict, want: dict, rtol: float = 1e-5) -> None:
-    assert got.keys() == want.keys()
-    for k in want:
-        scale = float(np.abs(want[k]).max())
-        np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=rtol * scale, err_msg=k)
 
 
 def _same_before_and_after(module, pipeline: str = "qcc-equalize", seed: int = 0):

@@ -15,6 +15,9 @@ from qcc import ir, passes
 from qcc.dialects import qnn
 from qcc.passes import remarks
 from qcc.runtime import run
+from qcc.testing.litcases import as_main as _as_main
+from qcc.testing.litcases import assert_close as _assert_close
+from qcc.testing.litcases import random_inputs as _random_inputs
 
 LIT = Path(__file__).parents[1] / "lit" / "passes" / "qcc-fuse-bn.mlir"
 TEXT = LIT.read_text()
@@ -27,22 +30,10 @@ def _case_name(text: str) -> str:
     return re.search(r"func\.func @(\w+)", text).group(1)
 
 
-def _as_main(text: str) -> str:
-    return re.sub(r"^func\.func @\w+", "func.func @main", text, count=1, flags=re.M)
 
 
-def _random_inputs(module, rng):
-    fn = ir.main_func(module)
-    names, _ = ir.io_names(fn)
-    return {n: rng.standard_normal(a.type.get_shape()).astype(np.float32)
-            for n, a in zip(names, fn.body.block.args, strict=True)}
 
 
-def _assert_close(got: dict, want: dict, rtol: float = 1e-5) -> None:
-    assert got.keys() == want.keys()
-    for k in want:
-        scale = float(np.abs(want[k]).max())
-        np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=rtol * scale, err_msg=k)
 
 
 def _ops(module, cls):

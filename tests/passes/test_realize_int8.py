@@ -16,6 +16,7 @@ from qcc import ir, passes
 from qcc.dialects import qnn, quant
 from qcc.passes import remarks
 from qcc.runtime import compile_module, execute, run
+from qcc.testing.litcases import as_main as _as_main
 
 LIT = Path(__file__).parents[1] / "lit" / "passes" / "qcc-realize-int8.mlir"
 TEXT = LIT.read_text()
@@ -26,8 +27,6 @@ def _case_name(text: str) -> str:
     return re.search(r"func\.func @(\w+)", text).group(1)
 
 
-def _as_main(text: str) -> str:
-    return re.sub(r"^func\.func @\w+", "func.func @main", text, count=1, flags=re.M)
 
 
 def _inputs(module, rng, n: int | None = None, scale: float = 1.0):
