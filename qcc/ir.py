@@ -39,10 +39,12 @@ from xdsl.dialects.builtin import (
     Float32Type,
     Float64Type,
     IntegerType,
+    MemRefType,
     ModuleOp,
     Signedness,
     StringAttr,
     TensorType,
+    VectorType,
     bf16,
     f16,
     f32,
@@ -450,7 +452,7 @@ def load_module(path: str | os.PathLike, ctx=None) -> ModuleOp:
 
 
 def resolve_resources(module: ModuleOp, ctx, base_dir: Path | None, name: str) -> None:
-    pending = [op for op in module.walk()
+    pending = [(op, op.value) for op in module.walk()
                if isinstance(op, qnn.ConstantOp) and isinstance(op.value, DenseResourceAttr)]
     if not pending:
         return
@@ -467,14 +469,14 @@ def resolve_resources(module: ModuleOp, ctx, base_dir: Path | None, name: str) -
         if hexstr:
             blobs.setdefault(key, bytes.fromhex(hexstr[2 + 8:]))
     storage.clear()
-    missing = sorted({op.value.resource_handle.data for op in pending
-                      if op.value.resource_handle.data not in blobs})
+    missing = sorted({attr.resource_handle.data for _, attr in pending
+                      if attr.resource_handle.data not in blobs})
     if missing:
         raise IRError(f"{name}: no data for dense_resource<{', '.join(missing)}> "
                       f"(no sidecar weights file and no dialect_resources entry)")
-    for op in pending:
-        attr = op.value
+    for op, attr in pending:
         t = attr.type
+        assert isinstance(t, TensorType | VectorType | MemRefType)  # every builtin ShapedType
         data = blobs[attr.resource_handle.data]
         expected = int(np.prod(t.get_shape())) * numpy_dtype(t.element_type).itemsize
         if len(data) != expected:

@@ -1,4 +1,4 @@
-"""Code health: ruff is clean, and the layering rule holds (only frontends,
+"""Code health: ruff and mypy are clean, and the layering rule holds (only frontends,
 exporters and the testing helpers import a framework)."""
 
 import ast
@@ -19,6 +19,14 @@ def test_ruff_clean():
         pytest.skip("ruff is not installed (it is in the test extra)")
     r = subprocess.run([ruff, "check", "qcc", "tests", "tools"], cwd=ROOT,
                        capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_clean():
+    mypy = shutil.which("mypy")
+    if mypy is None:
+        pytest.skip("mypy is not installed (it is in the test extra)")
+    r = subprocess.run([mypy, "qcc"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -55,7 +55,7 @@ from xdsl.dialects.builtin import (
     f16,
     f32,
 )
-from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.ir import Attribute, Dialect, Operation, SSAValue
 from xdsl.irdl import irdl_op_definition, operand_def, prop_def, result_def, traits_def
 from xdsl.traits import Pure
 
@@ -452,7 +452,7 @@ def _constant_array(value: SSAValue) -> np.ndarray | None:
     return ir.constant_value(value)
 
 
-ASCEND_OPS = [QuantOp, DequantOp, AntiQuantOp, WeightQuantOp]
+ASCEND_OPS: list[type[Operation]] = [QuantOp, DequantOp, AntiQuantOp, WeightQuantOp]
 
 Ascend = Dialect("ascend", ASCEND_OPS, [])
 

@@ -103,7 +103,7 @@ def to_attr(value: object) -> Attribute:
     if isinstance(value, str):
         return str_attr(value)
     if isinstance(value, list | tuple):
-        return ints(value)  # type: ignore[arg-type]
+        return ints(value)
     raise TypeError(f"no attribute for {value!r}")
 
 
@@ -159,7 +159,8 @@ class QnnOp(IRDLOperation):
     """
 
     irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "operands attr-dict `:` functional-type(operands, results)"
+    assembly_format: ClassVar[str | None] = (
+        "operands attr-dict `:` functional-type(operands, results)")
 
     # Properties that builders accept as keyword arguments, with defaults.
     PROPS: ClassVar[dict[str, object]] = {}

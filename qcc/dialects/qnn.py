@@ -22,8 +22,9 @@ from xdsl.dialects.builtin import (
     TypeAttribute,
     i1,
 )
-from xdsl.ir import Attribute, Dialect
+from xdsl.ir import Attribute, Dialect, Operation
 from xdsl.irdl import (
+    base,
     irdl_op_definition,
     operand_def,
     opt_operand_def,
@@ -60,7 +61,7 @@ class ConstantOp(QnnOp):
     `dense_resource<key>` with their bytes in a sidecar file (see `qcc.ir`)."""
 
     name = "qnn.constant"
-    value = prop_def(DenseIntOrFPElementsAttr | DenseResourceAttr)
+    value = prop_def(base(DenseIntOrFPElementsAttr) | base(DenseResourceAttr))
     output = result_def(AnyTensor)
     traits = traits_def(Pure(), ConstantLike())
     assembly_format = None  # custom print/parse below
@@ -73,7 +74,7 @@ class ConstantOp(QnnOp):
 
     @classmethod
     def infer(cls, types, props):
-        return [props["value"].type]  # type: ignore[union-attr]
+        return [props["value"].type]
 
     def print(self, printer: Printer) -> None:
         from qcc.ir import print_constant_value
@@ -573,7 +574,7 @@ def _type_of(v) -> TensorType:
     return t
 
 
-QNN_OPS = [
+QNN_OPS: list[type[Operation]] = [
     ConstantOp, ConvOp, ConvTransposeOp, DenseOp, MatmulOp, AvgPoolOp, MaxPoolOp,
     GlobalAvgPoolOp, BatchNormOp, ScaleOp, LayerNormOp, SoftmaxOp, LrnOp,
     ReluOp, LeakyReluOp, ClipOp, SigmoidOp, TanhOp, ErfOp, HardSigmoidOp, HardSwishOp,

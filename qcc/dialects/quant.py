@@ -45,7 +45,7 @@ from xdsl.dialects.builtin import (
     TensorType,
     f32,
 )
-from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.ir import Attribute, Dialect, Operation, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
     irdl_attr_definition,
     irdl_op_definition,
@@ -605,7 +605,7 @@ class RequantizeOp(QnnOp):
         return [tensor(shape, qtype)]
 
 
-QUANT_OPS = [ObserveOp, FakeQuantOp, QuantizeOp, DequantizeOp, RequantizeOp]
+QUANT_OPS: list[type[Operation]] = [ObserveOp, FakeQuantOp, QuantizeOp, DequantizeOp, RequantizeOp]
 
 Quant = Dialect("quant", QUANT_OPS, [UniformQuantizedType])
 

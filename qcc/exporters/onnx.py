@@ -104,7 +104,7 @@ def _exports() -> dict[type, Export]:
 
 # ------------------------------------------------------------------- dtypes
 
-_OPSET_FOR_TYPE = {
+_OPSET_FOR_TYPE: dict[int, int] = {
     TensorProto.FLOAT8E4M3FN: 19, TensorProto.FLOAT8E4M3FNUZ: 19, TensorProto.FLOAT8E5M2: 19,
     TensorProto.FLOAT8E5M2FNUZ: 19, TensorProto.INT4: 21, TensorProto.UINT4: 21,
     TensorProto.FLOAT4E2M1: 23, TensorProto.FLOAT8E8M0: 24, TensorProto.INT2: 25,
@@ -230,7 +230,7 @@ class OpWriter:
         """A fresh intermediate tensor name."""
         return self.exporter.tensors.unique(f"{self.base}_{tag}")
 
-    def const(self, array: np.ndarray | Sequence[int] | float, tag: str,
+    def const(self, array: np.ndarray | np.generic | Sequence[int] | float, tag: str,
               dtype: np.dtype | type | None = None) -> str:
         """A new initializer `<node>_<tag>` (an int sequence is int64)."""
         a = np.asarray(array, dtype=dtype if dtype is not None else (

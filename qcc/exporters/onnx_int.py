@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -262,7 +263,7 @@ def write(exporter: IntExporter, path: str | os.PathLike | None, model_name: str
 # ------------------------------------------------------------ integer layers
 
 
-def _conv_attrs(w: OpWriter) -> dict[str, object]:
+def _conv_attrs(w: OpWriter) -> dict[str, Any]:
     from qcc.exporters.onnx_ops import _conv_attrs as attrs
 
     return attrs(w)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def reduce_node(w: OpWriter, op_type: str, x: str, axes: Sequence[int], keepdims
                 out: str, suffix: str | None = None) -> None:
     """ReduceX over `axes` (all when empty): an input from opset 13 (ReduceSum) or
     18 (the others), an attribute before."""
-    attrs: dict[str, object] = {"keepdims": int(keepdims)}
+    attrs: dict[str, Any] = {"keepdims": int(keepdims)}
     inputs = [x]
     if axes:
         if op_type == "ReduceSum" or w.opset >= 18:
@@ -89,8 +90,9 @@ def _float_const(w: OpWriter, value: float, like, tag: str) -> str:
 # -------------------------------------------------------------------- layers
 
 
-def _conv_attrs(w: OpWriter) -> dict[str, object]:
+def _conv_attrs(w: OpWriter) -> dict[str, Any]:
     op = w.op
+    assert isinstance(op, qnn.ConvOp | qnn.ConvTransposeOp)
     return {"kernel_shape": list(w.shape(op.weight)[2:]), "strides": _ints(w, "strides"),
             "pads": _ints(w, "pads"), "dilations": _ints(w, "dilations"),
             "group": get_int(w.prop("groups"), 1)}
@@ -99,6 +101,7 @@ def _conv_attrs(w: OpWriter) -> dict[str, object]:
 @export(qnn.ConvOp)
 def _conv(w: OpWriter) -> None:
     op = w.op
+    assert isinstance(op, qnn.ConvOp)
     w.node("Conv", _present(w.input(0), w.tensor(op.weight), w.tensor(op.bias)), [w.out()],
            **_conv_attrs(w))
 
@@ -106,6 +109,7 @@ def _conv(w: OpWriter) -> None:
 @export(qnn.ConvTransposeOp)
 def _conv_transpose(w: OpWriter) -> None:
     op = w.op
+    assert isinstance(op, qnn.ConvTransposeOp)
     attrs = _conv_attrs(w)
     attrs["output_padding"] = _ints(w, "output_padding")
     w.node("ConvTranspose", _present(w.input(0), w.tensor(op.weight), w.tensor(op.bias)),
@@ -115,6 +119,7 @@ def _conv_transpose(w: OpWriter) -> None:
 @export(qnn.DenseOp)
 def _dense(w: OpWriter) -> None:
     op = w.op
+    assert isinstance(op, qnn.DenseOp)
     x, rank = w.input(0), len(w.shape(op.input))
     bias = w.tensor(op.bias)
     if rank == 2:
@@ -138,8 +143,8 @@ def _matmul(w: OpWriter) -> None:
     w.node("MatMul", [w.input(0), w.input(1)], [w.out()])
 
 
-def _pool_attrs(w: OpWriter) -> dict[str, object]:
-    attrs: dict[str, object] = {
+def _pool_attrs(w: OpWriter) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
         "kernel_shape": _ints(w, "kernel"), "strides": _ints(w, "strides"),
         "pads": _ints(w, "pads"), "ceil_mode": int(get_bool(w.prop("ceil_mode")))}
     dilations = _ints(w, "dilations")
@@ -179,6 +184,7 @@ def _batch_norm(w: OpWriter) -> None:
 @export(qnn.ScaleOp)
 def _scale(w: OpWriter) -> None:
     op = w.op
+    assert isinstance(op, qnn.ScaleOp)
     rank = len(w.shape(op.input))
     axis = get_int(w.prop("axis"), 1) % rank
     shape = [w.shape(op.input)[axis]] + [1] * (rank - 1 - axis)
@@ -194,6 +200,7 @@ def _scale(w: OpWriter) -> None:
 @export(qnn.LayerNormOp)
 def _layer_norm(w: OpWriter) -> None:
     op = w.op
+    assert isinstance(op, qnn.LayerNormOp)
     rank = len(w.shape(op.input))
     axis = get_int(w.prop("axis"), -1) % rank
     eps = get_float(w.prop("epsilon"), 1e-5)
@@ -250,6 +257,7 @@ def _unary(op_type: str):
     return write
 
 
+_cls: type
 for _cls, _op_type in UNARY.items():
     EXPORTS[_cls] = _unary(_op_type)
 
@@ -340,8 +348,10 @@ def _gelu(w: OpWriter) -> None:
 
 @export(qnn.CastOp)
 def _cast(w: OpWriter) -> None:
-    to = ir.numpy_dtype(w.prop("to"))
-    attrs: dict[str, object] = {"to": onnx_dtype(to)}
+    op = w.op
+    assert isinstance(op, qnn.CastOp)
+    to = ir.numpy_dtype(op.to)
+    attrs: dict[str, Any] = {"to": onnx_dtype(to)}
     if to.name.startswith("float8") and w.opset >= 19:
         attrs["saturate"] = int(get_bool(w.prop("saturate")))
     w.node("Cast", [w.input(0)], [w.out()], **attrs)
@@ -396,7 +406,7 @@ for _cls, _op_type in REDUCE.items():
 @export(qnn.ReshapeOp)
 def _reshape(w: OpWriter) -> None:
     shape = _ints(w, "shape")
-    attrs = {}
+    attrs: dict[str, Any] = {}
     if 0 in shape:  # a 0 copies the input's dim unless allowzero
         if w.opset >= 14:
             attrs["allowzero"] = 1
@@ -501,7 +511,7 @@ def _resize(w: OpWriter) -> None:
         inputs = [w.input(0), roi_name, w.const(np.asarray(scales, np.float32), "scales")]
     else:
         inputs = [w.input(0), roi_name, "", w.ints(sizes, "sizes")]
-    attrs: dict[str, object] = {
+    attrs: dict[str, Any] = {
         "mode": get_str(w.prop("mode"), "nearest"), "coordinate_transformation_mode": ctm,
         "nearest_mode": get_str(w.prop("nearest_mode"), "round_prefer_floor")}
     if w.prop("cubic_coeff_a") is not None:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto
@@ -117,9 +118,9 @@ def _fold_learned(w: OpWriter, qtype: UniformQuantizedType,
         return None
     scales = np.asarray(arrays[0], np.float64).reshape(-1).tolist()
     zero_points = np.rint(np.asarray(arrays[1], np.float64)).reshape(-1).astype(int).tolist()
-    common = {"bits": qtype.bits, "signed": qtype.signed,
-              "expressed_type": qtype.expressed_type, "storage_min": qtype.storage_min,
-              "storage_max": qtype.storage_max}
+    common: dict[str, Any] = {"bits": qtype.bits, "signed": qtype.signed,
+                              "expressed_type": qtype.expressed_type,
+                              "storage_min": qtype.storage_min, "storage_max": qtype.storage_max}
     try:
         if qtype.axis is None:
             folded = UniformQuantizedType.make(scale=scales[0], zero_point=zero_points[0],
@@ -212,7 +213,7 @@ def _learned_qdq(w: OpWriter, qtype: UniformQuantizedType, rank: int) -> None:
     w.node("Round", [z], [z_round], suffix="zero_point_round")
     z_int = w.tmp("zero_point")
     w.node("Cast", [z_round], [z_int], suffix="zero_point_cast", to=onnx_dtype(storage))
-    attrs = {"axis": qtype.axis} if qtype.axis is not None else {}
+    attrs: dict[str, Any] = {"axis": qtype.axis} if qtype.axis is not None else {}
     x = w.input(0)
     if (qtype.storage_min, qtype.storage_max) != full_range(storage):
         x = _learned_clip(w, x, s, z_round, qtype, rank)

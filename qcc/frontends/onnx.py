@@ -189,7 +189,7 @@ class Node:
         """A derived constant (e.g. a transposed weight) named `name`."""
         return self.importer.add_constant(np.asarray(array), name)
 
-    def emit_op(self, cls: Any, *operands: SSAValue | None, suffix: str = "",
+    def emit_op(self, cls: Any, *operands: SSAValue | Sequence[SSAValue] | None, suffix: str = "",
                 **props: Any) -> Operation:
         op = cls.make(*operands, name=self.name + suffix, **props)
         if isinstance(op, qnn.LAYER_OPS):
@@ -198,7 +198,7 @@ class Node:
         self.importer.graph.add(op)
         return op
 
-    def emit(self, cls: Any, *operands: SSAValue | None, suffix: str = "",
+    def emit(self, cls: Any, *operands: SSAValue | Sequence[SSAValue] | None, suffix: str = "",
              **props: Any) -> SSAValue:
         """Build and append a qnn op; return its result."""
         return self.emit_op(cls, *operands, suffix=suffix, **props).results[0]
@@ -357,7 +357,7 @@ class _Importer:
                 f"static shapes: pass --input-shape {name}={example} (in Python: "
                 f"input_shapes={{'{name}': ({example.replace('x', ', ')},)}}) with the "
                 "dims you will run")
-        return tuple(int(d) for d in dims), dtype  # type: ignore[arg-type]
+        return tuple(int(d) for d in dims), dtype
 
     # -- nodes
 

@@ -199,11 +199,11 @@ def _with(n: Node, float_lowering, values: dict[int, SSAValue]):
     try:
         return float_lowering(n)
     finally:
-        for name, v in saved.items():
-            if v is None:
+        for name, old in saved.items():
+            if old is None:
                 materialized.pop(name, None)
             else:
-                materialized[name] = v
+                materialized[name] = old
 
 
 _FLOAT = {op: LOWERINGS[op] for op in ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")}
@@ -220,8 +220,10 @@ def conv(n: Node):
                        1 if transpose and groups == 1 else 0)
     values = {1: _weight(n, 1, wq)}
     if n.has(2):
-        values[2] = _bias(n, n.array(2), _accumulator(xq, wq, groups if transpose else 1))
-    return _with(n, _FLOAT[n.op_type], values)  # type: ignore[arg-type]
+        bias = _bias(n, n.array(2), _accumulator(xq, wq, groups if transpose else 1))
+        assert bias is not None  # n.array(2) is an array
+        values[2] = bias
+    return _with(n, _FLOAT[n.op_type], values)
 
 
 @lowering("Gemm")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from xdsl.ir import SSAValue
@@ -77,7 +78,7 @@ def _explicit_pads(n: Node, spatial: Sequence[int], kernel: Sequence[int],
     return (*begins, *ends)
 
 
-def _window(n: Node, kernel: Sequence[int]) -> dict[str, tuple[int, ...]]:
+def _window(n: Node, kernel: Sequence[int]) -> dict[str, Any]:
     d = len(kernel)
     strides = tuple(n.attr("strides", [1] * d))
     dilations = tuple(n.attr("dilations", [1] * d))
@@ -327,6 +328,7 @@ def _unary(cls: type) -> Lowering:
     return lambda n: n.emit(cls, n.value(0))
 
 
+_cls: type
 for _op_type, _cls in UNARY.items():
     LOWERINGS[_op_type] = _unary(_cls)
 
@@ -455,8 +457,8 @@ def _reduce(cls: type, axes_input_since: int) -> Lowering:
 
     def lower(n: Node):
         if n.version >= axes_input_since:
-            axes = n.optional_array(1)
-            axes = [] if axes is None else axes.tolist()
+            axes_array = n.optional_array(1)
+            axes = [] if axes_array is None else axes_array.tolist()
         else:
             axes = n.attr("axes", [])
         if not axes and n.attr("noop_with_empty_axes", 0):

@@ -174,7 +174,8 @@ def _agrees(hint: UniformQuantizedType | None, qtype: UniformQuantizedType) -> b
     same = (hint.storage_min, hint.storage_max, hint.signed, hint.axis, hint.zero_points,
             hint.expressed_type) == (qtype.storage_min, qtype.storage_max, qtype.signed,
                                      qtype.axis, qtype.zero_points, qtype.expressed_type)
-    return same and np.array_equal(np.float32(hint.scales), np.float32(qtype.scales))
+    return same and np.array_equal(np.asarray(hint.scales, np.float32),
+                                   np.asarray(qtype.scales, np.float32))
 
 
 def _qtype(scales: np.ndarray, zero_points: np.ndarray, axis: int | None, dtype: np.dtype,
@@ -267,6 +268,7 @@ def _range_clip(n: Node, q: onnx.NodeProto, scales: np.ndarray, zero_points: np.
     full = storage_range(*_STORAGE[dtype])
     ks = []
     for b in bounds:
+        assert isinstance(b, np.ndarray)  # checked above
         flat = b.reshape(-1)
         if flat.size != scales.size or (axis is not None and
                                         b.shape != _bound_shape(scales.size, axis, rank)):
@@ -342,8 +344,8 @@ def quantize_linear(n: Node):
         x, qrange = n.value(0), None
     else:
         source, qrange, chain = narrow
-        x = n.importer.values[source]
-        x = n.importer.materialize(source) if isinstance(x, np.ndarray) else x
+        value = n.importer.values[source]
+        x = n.importer.materialize(source) if isinstance(value, np.ndarray) else value
         _drop_lowered(n, chain)
     qtype = _qtype(scales, zero_points, axis, dtype, _expressed(n, n.input(0)), qrange,
                    _hint(n.proto))

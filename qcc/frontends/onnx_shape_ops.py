@@ -6,6 +6,7 @@ mask). The registry and helpers are in `onnx_ops`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from xdsl.ir import SSAValue
@@ -121,8 +122,8 @@ def slice_(n: Node):
         starts, ends = n.array(1).tolist(), n.array(2).tolist()
         axes = n.optional_array(3)
         axes = range(len(starts)) if axes is None else axes.tolist()
-        steps = n.optional_array(4)
-        steps = [1] * len(starts) if steps is None else steps.tolist()
+        step_array = n.optional_array(4)
+        steps = [1] * len(starts) if step_array is None else step_array.tolist()
     axes = norm_axes(axes, len(x))
     bounds = [_slice_bounds(int(b), int(e), int(s), x[a])
               for b, e, s, a in zip(starts, ends, steps, axes, strict=True)]
@@ -224,7 +225,7 @@ def resize(n: Node):
         sizes = _scaled_sizes(x, scales)
     else:
         raise FrontendError("Resize needs scales or sizes")
-    props: dict[str, object] = {}
+    props: dict[str, Any] = {}
     if ctm == "tf_crop_and_resize":
         given_roi = n.optional_array(1) if n.has(1) else None
         roi = [0.0] * r + [1.0] * r
@@ -311,11 +312,11 @@ def needs_constants(n: Node):
 @lowering("Dropout")
 def dropout(n: Node):
     if n.version >= 12:
-        ratio = n.optional_array(1)
+        ratio_array = n.optional_array(1)
         training = n.optional_array(2)
         if training is not None and bool(training):
             raise FrontendError("training_mode=True is not supported (inference only)")
-        ratio = 0.5 if ratio is None else float(ratio)
+        ratio = 0.5 if ratio_array is None else float(ratio_array)
     else:
         ratio = float(n.attr("ratio", 0.5))
     y = n.emit(qnn.DropoutOp, n.value(0), ratio=ratio)

@@ -53,6 +53,7 @@ from qcc.passes import remarks
 from qcc.passes.common import is_f32 as _is_f32
 from qcc.passes.common import op_label as _label
 from qcc.passes.common import op_name as _name
+from qcc.passes.common import tensor_type_of
 
 LAYERS = (qnn.DenseOp, qnn.ConvOp, qnn.ConvTransposeOp)
 FACTOR_ATTR = "qcc.balance_factor"
@@ -124,7 +125,7 @@ def _targets(module: ModuleOp, only: Sequence[str] | None) -> list[tuple[str, Op
                                f"{', '.join(map(repr, unknown))} in the model (its layers: "
                                f"{', '.join(named) or 'none'})")
         named = {n: op for n, op in named.items() if n in only}
-    out = []
+    out: list[tuple[str, Operation]] = []
     for name, op in named.items():
         reason = _why_not(op)
         if reason is not None:
@@ -246,7 +247,7 @@ def _fold(producer: Operation, axis: int, inv: np.ndarray) -> None:
             _set_operand(producer, 2, params[1] * inv, "bias")
         return
     if isinstance(producer, qnn.LayerNormOp):  # scale and bias: [*shape[start:]]
-        rank = len(producer.results[0].type.get_shape())  # type: ignore[union-attr]
+        rank = len(tensor_type_of(producer.results[0]).get_shape())
         start = get_int(producer.axis) % rank
         inv = inv.reshape([-1 if d == axis - start else 1 for d in range(rank - start)])
     for i, kind in ((1, "scale"), (2, "bias")):  # batch_norm's mean and var stay
@@ -271,13 +272,13 @@ def _set_operand(op: Operation, index: int, array: np.ndarray, kind: str) -> Non
 
 def _in_axis(layer: Operation) -> int:
     """The channel axis of a layer's input: last for dense, 1 for (de)conv."""
-    rank = len(layer.operands[0].type.get_shape())  # type: ignore[union-attr]
+    rank = len(tensor_type_of(layer.operands[0]).get_shape())
     return rank - 1 if isinstance(layer, qnn.DenseOp) else 1
 
 
 def _out_axes(op: Operation) -> tuple[int, ...]:
     """The axes over which `op`'s output can be scaled per channel through its parameters."""
-    rank = len(op.results[0].type.get_shape())  # type: ignore[union-attr]
+    rank = len(tensor_type_of(op.results[0]).get_shape())
     if isinstance(op, qnn.DenseOp):
         return (rank - 1,)
     if isinstance(op, qnn.LayerNormOp):
@@ -294,7 +295,7 @@ def _out_axes(op: Operation) -> tuple[int, ...]:
 
 
 def _channels(x: SSAValue, axis: int) -> int:
-    return x.type.get_shape()[axis]  # type: ignore[union-attr]
+    return tensor_type_of(x).get_shape()[axis]
 
 
 def _weight_max(layer: Operation) -> np.ndarray:

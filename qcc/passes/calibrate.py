@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import FloatAttr, IntegerAttr, ModuleOp, StringAttr, f64, i64
-from xdsl.ir import Attribute
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, ModuleOp, StringAttr, TensorType, f64, i64
+from xdsl.ir import Attribute, Operation
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
@@ -55,11 +55,11 @@ class Quantizer:
 
 
 def _params(op: quant.ObserveOp) -> dict[str, object]:
-    attr = op.properties.get("params")
+    attr = op.params
     if attr is None:
         return {}
     out: dict[str, object] = {}
-    for key, value in attr.data.items():  # type: ignore[union-attr]
+    for key, value in attr.data.items():
         if isinstance(value, FloatAttr):
             out[key] = float(value.value.data)
         elif isinstance(value, IntegerAttr):
@@ -110,8 +110,8 @@ def activation_quantizer(op: quant.ObserveOp, stats) -> Quantizer:
         raise CalibrationError(f"{get_str(op.id)}: no activation algorithm '{algorithm}' "
                                f"(known: {', '.join(sorted(ACTIVATION_ALGORITHMS))})")
     bits, symmetric = get_int(op.bits, 8), get_bool(op.symmetric)
-    lo, hi = fn(stats, bits, symmetric, **_params(op))
-    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    low, high = fn(stats, bits, symmetric, **_params(op))
+    lo, hi = np.asarray(low, np.float64), np.asarray(high, np.float64)
     return Quantizer(get_str(op.id), "activation", algorithm, bits, symmetric, -1, lo, hi,
                      _qtype(lo, hi, bits, symmetric, get_bool(op.narrow_range), -1),
                      skipped=int(stats.skipped))
@@ -134,7 +134,7 @@ def collect(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
         stats[op].update(x)
         return x
 
-    overrides = dict.fromkeys(observers, hook)
+    overrides: dict[Operation, Callable[..., object]] = dict.fromkeys(observers, hook)
     n = 0
     for batch in batches:
         execute(plan, batch, overrides=overrides)
@@ -187,7 +187,9 @@ def model_batches(module: ModuleOp, data: Mapping[str, np.ndarray],
     names, _ = ir.io_names(fn)
     types = [a.type for a in fn.body.block.args]
     check_data(names, types, data)
-    batch = types[0].get_shape()[0] if types and types[0].get_shape() else 1
+    first = types[0] if types else None
+    assert first is None or isinstance(first, TensorType)
+    batch = first.get_shape()[0] if first is not None and first.get_shape() else 1
     samples = len(next(iter(data.values())))
     total = samples // batch
     if batch_num is not None:

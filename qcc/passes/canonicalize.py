@@ -12,6 +12,7 @@ Rules (each a pattern below):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from xdsl.context import Context
@@ -31,6 +32,7 @@ from qcc import ir
 from qcc.dialects import qnn
 from qcc.dialects.base import QnnOp, get_ints
 from qcc.passes.common import op_name as _name
+from qcc.passes.common import tensor_type_of
 
 FOLD_LIMIT = 1 << 24
 """Largest constant (elements) that folding may create."""
@@ -84,19 +86,19 @@ class FoldConstants(RewritePattern):
         if not op.operands or not all(isinstance(v.owner, qnn.ConstantOp)
                                       for v in op.operands):
             return
-        if sum(int(np.prod(r.type.get_shape())) for r in op.results) > FOLD_LIMIT:
+        if sum(int(np.prod(tensor_type_of(r).get_shape())) for r in op.results) > FOLD_LIMIT:
             return
         from qcc.runtime.ops import KERNELS
 
         kernel = KERNELS.get(type(op))
         if kernel is None:
             return
-        out = kernel(op, *[np.array(ir.array_of(v)) for v in op.operands])
+        out: Any = kernel(op, *[np.array(ir.array_of(v)) for v in op.operands])  # array(s)
         outs = list(out) if len(op.results) > 1 else [out]
         new_ops = []
         for r, value in zip(op.results, outs, strict=True):
-            dtype = ir.numpy_dtype(r.type.element_type)
-            value = np.asarray(value, dtype=dtype).reshape(r.type.get_shape())
+            dtype = ir.numpy_dtype(tensor_type_of(r).element_type)
+            value = np.asarray(value, dtype=dtype).reshape(tensor_type_of(r).get_shape())
             new_ops.append(ir.constant(value, name=_name(op)))
         rewriter.replace(op, new_ops, [c.results[0] for c in new_ops])
 

@@ -1,4 +1,4 @@
-"""Small helpers the passes share: an op's name and label, float32 tensors."""
+"""Small helpers the passes share: an op's name and label, tensor types, float32 tensors."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ def op_label(op: Operation) -> str:
     """`qnn.conv 'conv1'` (or just the op kind when it has no name), for messages."""
     name = op_name(op)
     return f"{op.name} '{name}'" if name else op.name
+
+
+def tensor_type_of(value: SSAValue) -> TensorType:
+    """The type of `value`, which the ops defining and using it require to be a tensor."""
+    assert isinstance(value.type, TensorType)
+    return value.type
 
 
 def is_f32(value: SSAValue) -> bool:

@@ -228,12 +228,12 @@ def chains(module: ModuleOp, relu6_as_relu: bool) -> list[list[Joint]]:
     seconds = {two for _, two in after.values()}
     out = []
     for start in [op for op in after if op not in seconds]:
-        chain, one = [], Layer.of(start)
-        while one.op in after:
-            act, two_op = after[one.op]
-            two = Layer.of(two_op)
-            chain.append(Joint(one, act, two))
-            one = two
+        chain, one_layer = [], Layer.of(start)
+        while one_layer.op in after:
+            act, two_op = after[one_layer.op]
+            two_layer = Layer.of(two_op)
+            chain.append(Joint(one_layer, act, two_layer))
+            one_layer = two_layer
         out.append(chain)
     return out
 
@@ -366,5 +366,5 @@ class EqualizePass(ModulePass):
                 relu_for(joint.act)
         layers = [chain[0].one] + [j.two for j in chain]
         scales = [None] + [j.scales for j in chain]
-        for layer, s in zip(layers, scales, strict=True):
-            rebuild(layer, s)
+        for layer, layer_scales in zip(layers, scales, strict=True):
+            rebuild(layer, layer_scales)

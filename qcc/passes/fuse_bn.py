@@ -50,6 +50,7 @@ from qcc.passes import remarks
 from qcc.passes.common import is_f32 as _is_f32
 from qcc.passes.common import op_label as _label
 from qcc.passes.common import op_name as _name
+from qcc.passes.common import tensor_type_of
 
 LAYERS = (qnn.ConvOp, qnn.ConvTransposeOp, qnn.DenseOp)
 AFFINES = (qnn.BatchNormOp, qnn.ScaleOp, qnn.MulOp, qnn.AddOp)
@@ -80,18 +81,19 @@ def affine_of(op: Operation, axis: int) -> Affine | None:
     x = affine_input(op)
     if x is None or not _is_f32(x) or x.type != op.results[0].type:
         return None
-    shape = tuple(x.type.get_shape())  # type: ignore[union-attr]
+    shape = tuple(tensor_type_of(x).get_shape())
     if isinstance(op, qnn.BatchNormOp | qnn.ScaleOp):
         own_axis = get_int(op.axis) % len(shape) if isinstance(op, qnn.ScaleOp) else 1
         params = [ir.constant_value(v) for v in op.operands[1:]]
         if own_axis != axis or any(p is None for p in params):
             return None
-        p = [np.asarray(v, np.float64) for v in params]  # type: ignore[arg-type]
+        p = [np.asarray(v, np.float64) for v in params]
         if isinstance(op, qnn.ScaleOp):
             return Affine(op, x, p[0], p[1] if len(p) > 1 else np.zeros_like(p[0]))
         gamma, beta, mean, var = p
         a = gamma / np.sqrt(var + get_float(op.epsilon))
         return Affine(op, x, a, beta - mean * a)
+    assert isinstance(op, qnn.MulOp | qnn.AddOp)  # affine_input returned its input
     c = ir.constant_value(op.rhs if x is op.lhs else op.lhs)
     assert c is not None
     if c.ndim > len(shape):
@@ -199,7 +201,7 @@ class MergeAffines(RewritePattern):
         if self.skip & {_name(first), _name(op)}:
             return
         axis = 1 if isinstance(first, qnn.BatchNormOp) else get_int(first.axis)
-        axis %= len(first.input.type.get_shape())  # type: ignore[union-attr]
+        axis %= len(tensor_type_of(first.input).get_shape())
         one, two = affine_of(first, axis), affine_of(op, axis)
         if one is None or two is None:
             return
@@ -229,7 +231,7 @@ def _layer_before(op: Operation) -> Operation | None:
 
 
 def _out_axis(layer: Operation) -> int:
-    return len(layer.results[0].type.get_shape()) - 1 if isinstance(layer, qnn.DenseOp) else 1  # type: ignore[union-attr]
+    return len(layer.output.type.get_shape()) - 1 if isinstance(layer, qnn.DenseOp) else 1
 
 
 def _constant_weights(layer: Operation) -> bool:
@@ -240,7 +242,7 @@ def _constant_weights(layer: Operation) -> bool:
 def _weights(layer: Operation) -> tuple[np.ndarray, np.ndarray]:
     """Weight and bias (zeros when absent) in float64."""
     w = np.asarray(ir.array_of(layer.operands[1]), np.float64)
-    out = layer.results[0].type.get_shape()[_out_axis(layer)]  # type: ignore[union-attr]
+    out = tensor_type_of(layer.results[0]).get_shape()[_out_axis(layer)]
     bias = layer.operands[2] if len(layer.operands) > 2 else None
     return w, (np.zeros(out) if bias is None else np.asarray(ir.array_of(bias), np.float64))
 

@@ -68,8 +68,8 @@ def _legalize(module: ModuleOp, cfg: dict | None, target: Target | str,
     overridden = check_overrides(target, overrides)
     cfg = copy.deepcopy(cfg) if cfg is not None else qconfig.resolve(module, None)
     qconfig.validate_json(cfg, module)
-    framework = module.attributes.get("qcc.framework")
-    framework = framework.data if isinstance(framework, StringAttr) else ""
+    framework_attr = module.attributes.get("qcc.framework")
+    framework = framework_attr.data if isinstance(framework_attr, StringAttr) else ""
     ours = {r.name for r in target.rules} | {"quant"}
     defaults: dict | None = None
     notes: list[tuple[Operation, str, str]] = []

@@ -138,7 +138,7 @@ class DequantizeToAscend(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: quant.DequantizeOp, rewriter: PatternRewriter, /):
         qtype = quant.quantized_element(op.input.type)
-        expressed = op.results[0].type.element_type  # type: ignore[union-attr]
+        expressed = op.output.type.element_type
         if expressed not in _DTYPES.values():
             return
         if _is_activation_i8(qtype):
@@ -153,7 +153,7 @@ class DequantizeToAscend(RewritePattern):
         name = _name(op) or f"{_base(op.input, op)}.dequant"
         new = dequant(op.input, qtype, self.dtype, target is not op, name)
         if self.dtype != expressed:
-            new.append(qnn.CastOp.make(new[-1], name=f"{name}.cast", to=expressed))
+            new.append(qnn.CastOp.make(new[-1].results[0], name=f"{name}.cast", to=expressed))
         if target is not op:
             rewriter.replace(target, new)
             rewriter.erase(op)

@@ -191,7 +191,7 @@ class Realizer:
             qx, qw = self._qtype(layer.operands[0]), fw.qtype
             operands.append(self._quantized_value(fw))
             if len(layer.operands) > 2:
-                groups = get_int(layer.groups, 1) if isinstance(  # type: ignore[attr-defined]
+                groups = get_int(layer.groups, 1) if isinstance(
                     layer, qnn.ConvTransposeOp) else 1
                 new_ops.append(quant.QuantizeOp.make(layer.operands[2],
                                                      qtype=bias_type(qx, qw, groups)))

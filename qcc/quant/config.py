@@ -283,11 +283,11 @@ class SimpleConfig:
                                       ("override_layer_types", i))
                 seen[op] = o.layer_type
         names: set[str] = set()
-        for i, o in enumerate(self.override_layer_configs):
-            if o.layer_name in names:
-                raise ConfigError(f"layer '{o.layer_name}' is overridden twice",
+        for i, c in enumerate(self.override_layer_configs):
+            if c.layer_name in names:
+                raise ConfigError(f"layer '{c.layer_name}' is overridden twice",
                                   ("override_layer_configs", i))
-            names.add(o.layer_name)
+            names.add(c.layer_name)
 
 
 # ---------------------------------------------------------------- mechanism
@@ -310,7 +310,8 @@ class _Node:  # one `name: value` of the text; value is a scalar Tree or a list 
 def _nodes(tree: Tree) -> list[_Node]:
     out = []
     for f in tree.children:
-        name: Token = f.children[0]
+        name = f.children[0]
+        assert isinstance(name, Token) and name.line is not None and name.column is not None
         for v in f.children[1:]:
             sub = v.data == "message"
             vpos = (name.line, name.column) if sub else (v.meta.line, v.meta.column)
@@ -362,7 +363,8 @@ class _Reader:
 
     def fields(self, nodes: list[_Node], msg: str, pos: tuple[int, int], label: str) -> dict:
         """Check `nodes` against the schema of `msg`: {field: [(value, node), ...]}."""
-        schema, out = _SCHEMA[msg], {}
+        schema = _SCHEMA[msg]
+        out: dict[str, list[tuple[Any, _Node]]] = {}
         for n in nodes:
             kind = schema.get(n.name)
             if kind is None:
@@ -525,7 +527,7 @@ def quantizable_layers(module) -> dict[str, Any]:
 
 
 def _named_ops(module, layers: dict[str, Any]) -> dict[str, str]:
-    named = {op.attributes["name"].data: op.name for op in module.walk()  # type: ignore
+    named = {op.attributes["name"].data: op.name for op in module.walk()
              if isinstance(op.attributes.get("name"), StringAttr) and op.name != "qnn.constant"}
     return {**named, **{n: op.name for n, op in layers.items()}}
 

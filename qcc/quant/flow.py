@@ -279,8 +279,8 @@ def evaluate(float_module: ModuleOp, quant_module: ModuleOp,
     outs: list[dict[str, list[np.ndarray]]] = [{} for _ in plans]
     for batch in model_batches(float_module, arrays):
         for plan, acc in zip(plans, outs, strict=True):
-            result, _ = execute(plan, batch)
-            for k, v in result.items():
+            outputs, _ = execute(plan, batch)
+            for k, v in outputs.items():
                 acc.setdefault(k, []).append(np.asarray(v))
     f_out = {k: np.concatenate(v) for k, v in outs[0].items()}
     q_out = {k: np.concatenate(v) for k, v in outs[1].items()}

@@ -46,7 +46,7 @@ def encodings_of(module: ModuleOp) -> list[Encoding]:
             continue
         layer, _, kind = ident.data.rpartition(".")
         out.append(Encoding(ident.data, layer, kind, _str(op, "algorithm"),
-                            op.properties["qtype"], _float(op, "min"), _float(op, "max"),
+                            op.qtype, _float(op, "min"), _float(op, "max"),
                             _int(op, "skipped"), bool(_int(op, "symmetric"))))
     return out
 
@@ -123,7 +123,8 @@ def encodings_json(module: ModuleOp, tensor_names: dict[str, str] | None = None)
     """AIMET-style encodings keyed by tensor name (`tensor_names` maps quantizer ids
     to the exported tensor names; by default the id itself)."""
     names = tensor_names or {}
-    acts, params = {}, {}
+    acts: dict[str, list[dict]] = {}
+    params: dict[str, list[dict]] = {}
     for e in encodings_of(module):
         target = params if e.kind == "weight" else acts
         target[names.get(e.id, e.id)] = _aimet_entries(e)

@@ -16,6 +16,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from qcc import ir
 from qcc.dialects import quant
+from qcc.dialects.base import get_str
 from qcc.quant.records import encodings_of
 
 
@@ -42,20 +43,21 @@ def build_report(module: ModuleOp, config: Mapping, batch: Mapping[str, np.ndarr
            and "id" in op.attributes]
     act_sqnr: dict[str, float] = {}
     if batch is not None:
-        acts = [op for op in fqs if op.attributes["id"].data.rpartition(".")[2] != "weight"]
+        acts = [op for op in fqs if get_str(op.attributes["id"]).rpartition(".")[2] != "weight"]
         values = [v for op in acts for v in (op.input, op.results[0])]
         _, kept = run(module, batch, keep=values)
         for op in acts:
-            act_sqnr[op.attributes["id"].data] = sqnr_db(kept[op.input], kept[op.results[0]])
+            act_sqnr[get_str(op.attributes["id"])] = sqnr_db(kept[op.input], kept[op.results[0]])
     rows = []
     by_layer: dict[str, dict] = {}
     for e in encodings_of(module):
         q = e.qtype
         row = by_layer.setdefault(e.layer, {"layer": e.layer, "quantized": True})
-        entry = {"bits": q.bits, "granularity": "per-channel" if q.is_per_axis else "per-tensor",
-                 "algorithm": e.algorithm, "symmetric": e.symmetric, "min": e.min, "max": e.max}
+        entry: dict[str, object] = {
+            "bits": q.bits, "granularity": "per-channel" if q.is_per_axis else "per-tensor",
+            "algorithm": e.algorithm, "symmetric": e.symmetric, "min": e.min, "max": e.max}
         if e.kind == "weight":
-            fq_op = next(op for op in fqs if op.attributes["id"].data == e.id)
+            fq_op = next(op for op in fqs if get_str(op.attributes["id"]) == e.id)
             w = np.asarray(ir.array_of(fq_op.input), np.float32)
             entry["sqnr_db"] = sqnr_db(w, q.fake_quant(w))
         else:

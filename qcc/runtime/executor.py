@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
@@ -62,6 +63,10 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
 
     block = fn.body.block
     input_slots = [slot(a) for a in block.args]
+    input_types: list[TensorType] = []
+    for a in block.args:
+        assert isinstance(a.type, TensorType)  # @main takes tensors
+        input_types.append(a.type)
     constants: dict[int, np.ndarray] = {}
     steps: list[Step] = []
     unsupported: dict[str, int] = {}
@@ -92,7 +97,7 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
         steps = _fuse_fake_quant(steps, set(outputs))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
     names = {s: _value_name(v) for v, s in slot_of.items()}
-    return Plan(in_names, [a.type for a in block.args], out_names, input_slots, outputs,
+    return Plan(in_names, input_types, out_names, input_slots, outputs,
                 constants, steps, slot_of, len(slot_of), names)
 
 
@@ -177,15 +182,15 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
         slots[s] = a
     keep_slots = {plan.slot_of[v]: v for v in keep}
     kept: dict[SSAValue, np.ndarray] = {
-        v: slots[s] for s, v in keep_slots.items() if slots[s] is not None}  # inputs
+        v: value for s, v in keep_slots.items() if (value := slots[s]) is not None}  # inputs
     overrides = overrides or {}
     for step in plan.steps:
         fn = overrides.get(step.op, step.fn) if overrides else step.fn
-        out = fn(step.op, *[slots[a] for a in step.args])
+        out: Any = fn(step.op, *[slots[a] for a in step.args])  # one array per result
         if len(step.results) == 1:
-            slots[step.results[0]] = out  # type: ignore[assignment]
+            slots[step.results[0]] = out
         else:
-            for r, o in zip(step.results, out, strict=True):  # type: ignore[arg-type]
+            for r, o in zip(step.results, out, strict=True):
                 slots[r] = o
         for r in step.results:
             if r in keep_slots:

@@ -176,6 +176,7 @@ _UNARY: dict[type, Callable[[np.ndarray], np.ndarray]] = {
     qnn.HardSwishOp: lambda x: x * np.clip(x / 6 + 0.5, 0, 1).astype(x.dtype),
 }
 
+_f: Callable[..., np.ndarray]
 for _t, _f in _UNARY.items():
     KERNELS[_t] = (lambda f: lambda op, x: f(x))(_f)
 
@@ -401,8 +402,8 @@ def allocates_output(op) -> bool:
 
 def fusable_fake_quant(op) -> bool:
     return (isinstance(op, quant.FakeQuantOp) and len(op.operands) == 1
-            and quant.quantized_element(op.results[0].type) is None
-            and op.results[0].type.element_type == f32)
+            and quant.quantized_element(op.output.type) is None
+            and op.output.type.element_type == f32)
 
 
 def fuse_fake_quant(producer: Kernel, fq_op) -> Kernel:

@@ -228,6 +228,7 @@ class _Loader:
     def ops(self, tree: Tree) -> tuple[str, ...]:
         out = []
         for token in tree.children:
+            assert isinstance(token, Token)
             if self.layer_op(token) in out:
                 raise self.error(token, f"{token} is listed twice")
             out.append(str(token))
@@ -242,15 +243,18 @@ class _Loader:
                                  f"{tree.children[0]}")
             table[str(name)] = self.ops(ops)
             for token in ops.children:
+                assert isinstance(token, Token)
                 mapped.setdefault(str(token), token)
         return table
 
     def quant(self, tree: Tree) -> QuantSpec:
         op, *lines = tree.children
+        assert isinstance(op, Token)
         self.layer_op(op)
         specs: dict[str, TensorSpec | int] = {}
         for line in lines:
             kind, dtype, *flags = line.children
+            assert isinstance(kind, Token) and isinstance(dtype, Token)
             if kind not in ("weight", "activation", "bias"):
                 raise self.error(kind, f"unknown tensor '{kind}'; expected weight, "
                                  "activation or bias")
@@ -276,7 +280,7 @@ class _Loader:
             b, TensorSpec)
         return QuantSpec(w, a, b)
 
-    def tensor(self, kind: str, bits: int, flags: list[Token]) -> TensorSpec:
+    def tensor(self, kind: str, bits: int, flags: list[Token | Tree]) -> TensorSpec:
         allowed = ["symmetric", "asymmetric_allowed", "per_tensor"] + (
             ["per_channel"] if kind == "weight" else [])
         for flag in flags:
@@ -292,6 +296,7 @@ class _Loader:
 
     def rule(self, tree: Tree) -> Rule:
         name, message, selection, cond, action, overridable = tree.children
+        assert isinstance(name, Token)
         ops = LAYER_OPS if selection.data == "all_ops" else self.ops(selection.children[0])
         text = ast.literal_eval(str(message))
         for m in re.finditer(r"\{(\w+)\}", text):
@@ -412,7 +417,9 @@ def parse_target(text: str, path: str = "<target>") -> Target:
         tree = _parser().parse(text)
     except UnexpectedInput as e:
         raise TargetError(f"{path}:{e.line}:{e.column}: {_syntax(e)}") from None
-    return _Loader(path).target(tree.children[0])
+    top = tree.children[0]
+    assert isinstance(top, Tree)
+    return _Loader(path).target(top)
 
 
 def load_target(name: str | Path) -> Target:

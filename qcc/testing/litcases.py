@@ -11,6 +11,7 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from qcc import ir
+from qcc.passes.common import tensor_type_of
 
 
 def lit_cases(path: str | Path) -> list[str]:
@@ -27,7 +28,7 @@ def random_inputs(module: ModuleOp, rng: np.random.Generator) -> dict[str, np.nd
     """Standard-normal float32 arrays for every input of `@main`, by name."""
     fn = ir.main_func(module)
     names, _ = ir.io_names(fn)
-    return {n: rng.standard_normal(a.type.get_shape()).astype(np.float32)
+    return {n: rng.standard_normal(tensor_type_of(a).get_shape()).astype(np.float32)
             for n, a in zip(names, fn.body.block.args, strict=True)}
 
 

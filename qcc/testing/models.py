@@ -186,7 +186,7 @@ def _measured_bn(rng: np.random.Generator, h: np.ndarray):
     return gamma, beta, mean, var
 
 
-def _apply_bn(h: np.ndarray, gamma, beta, mean, var, eps: float = 1e-5) -> np.ndarray:
+def _apply_bn(h: np.ndarray, gamma, beta, mean, var, *, eps: float = 1e-5) -> np.ndarray:
     a = gamma / np.sqrt(var + eps)
     return h * a[None, :, None, None] + (beta - mean * a)[None, :, None, None]
 

@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args.fn(args)
-    except (UserError, *USER_ERRORS) as e:
+    except (UserError,) + USER_ERRORS as e:
         print(f"qcc {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         QccOptMain(description="qcc pass driver", args=argv).run()
-    except (ParseError, DiagnosticException, PassFailedException, *USER_ERRORS) as e:
+    except (ParseError, DiagnosticException, PassFailedException) + USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except FileNotFoundError as e:
