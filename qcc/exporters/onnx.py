@@ -354,35 +354,57 @@ class _Exporter:
         identities: list[tuple[SSAValue, str]] = []
         for value, name in zip(ret.operands, self.output_names, strict=True):
             if (isinstance(value, OpResult) and value not in self.names
-                    and not isinstance(value.op, qnn.ConstantOp)):
+                    and not self._skips(value.op)):
                 self.names[value] = name
             else:
                 identities.append((value, name))
         self.op_base = self._op_names(block)
-        exports = _exports()
         problems: dict[str, list[str]] = {}
+        failed: set[Operation] = set()
         for op in block.ops:
-            if isinstance(op, func.ReturnOp | qnn.ConstantOp):
+            if isinstance(op, func.ReturnOp) or self._skips(op):
                 continue
-            base = self.op_base[op]
+            if self.quiet_after_failure and any(v.owner in failed for v in op.operands):
+                failed.add(op)  # its input is already reported
+                continue
+            label = self.op_base[op]
             try:
-                fn = exports.get(type(op))
+                fn = self._export_of(op)
                 if fn is None:
                     raise Unsupported("no ONNX export")
-                _check_quantized_operands(op)
-                fn(OpWriter(self, op, base))
+                self._check(op)
+                fn(OpWriter(self, op, label))
             except Unsupported as e:
-                problems.setdefault(f"{op.name}: {e}", []).append(base)
+                problems.setdefault(f"{op.name}: {e}", []).append(label)
+                failed.add(op)
         if problems:
             lines = [f"  {what} ({', '.join(names)})" for what, names in sorted(problems.items())]
             raise ExportError(f"{len(problems)} kind{'s' if len(problems) > 1 else ''} of op "
-                              f"cannot be written as ONNX opset {self.opset} (op: why "
-                              "(ops)):\n" + "\n".join(lines))
+                              f"{self.what_fails} (op: why (ops)):\n" + "\n".join(lines))
         for value, name in identities:
             self.nodes.append(helper.make_node(
                 "Identity", [self.tensor(value)], [name],
                 name=self.node_names.unique(f"{name}/Identity")))
         return self._model(block, ret, model_name)
+
+    # Hooks that the integer exporter changes.
+
+    quiet_after_failure = False
+    """Leave out of the error the ops whose input already failed."""
+
+    @property
+    def what_fails(self) -> str:
+        return f"cannot be written as ONNX opset {self.opset}"
+
+    def _skips(self, op: Operation) -> bool:
+        """Ops that write no node of their own (constants become initializers)."""
+        return isinstance(op, qnn.ConstantOp)
+
+    def _export_of(self, op: Operation):
+        return _exports().get(type(op))
+
+    def _check(self, op: Operation) -> None:
+        _check_quantized_operands(op)
 
     def _op_names(self, block) -> dict[Operation, str]:
         """Base name of every op's nodes: `name`, else `id`, else kind_index."""

@@ -46,9 +46,8 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, TensorType
-from xdsl.ir import Attribute, Operation, OpResult, SSAValue
+from xdsl.ir import Attribute, Operation, SSAValue
 
 from qcc import ir
 from qcc.dialects import ascend, qnn, quant
@@ -186,54 +185,20 @@ class IntExporter(base._Exporter):
         self.names[value] = name
         return name
 
+    quiet_after_failure = True
+    what_fails = "cannot be written"
+
+    def _skips(self, op: Operation) -> bool:
+        return super()._skips(op) or is_folded(op) or op in self.absorbed
+
+    def _export_of(self, op: Operation):
+        return self.exports.get(type(op)) or base._exports().get(type(op))
+
+    def _check(self, op: Operation) -> None:
+        check_quantized(op)
+
     def run(self, model_name: str) -> onnx.ModelProto:
-        block = self.fn.body.block
-        ret = block.last_op
-        assert isinstance(ret, func.ReturnOp)
-        for name in [*self.input_names, *self.output_names]:
-            if name in self.tensors.used:
-                raise ExportError(f"the name '{name}' is given to two graph inputs/outputs")
-            self.tensors.used.add(name)
-        for arg, name in zip(block.args, self.input_names, strict=True):
-            self.names[arg] = name
-        identities: list[tuple[SSAValue, str]] = []
-        for value, name in zip(ret.operands, self.output_names, strict=True):
-            if (isinstance(value, OpResult) and value not in self.names
-                    and not isinstance(value.op, qnn.ConstantOp) and not is_folded(value.op)):
-                self.names[value] = name
-            else:
-                identities.append((value, name))
-        self.op_base = self._op_names(block)
-        fallback = base._exports()
-        problems: dict[str, list[str]] = {}
-        failed: set[Operation] = set()
-        for op in block.ops:
-            if isinstance(op, func.ReturnOp | qnn.ConstantOp) or is_folded(op):
-                continue
-            if op in self.absorbed:
-                continue
-            if any(v.owner in failed for v in op.operands):
-                failed.add(op)  # its input is already reported
-                continue
-            label = self.op_base[op]
-            try:
-                fn = self.exports.get(type(op)) or fallback.get(type(op))
-                if fn is None:
-                    raise Unsupported("no ONNX export")
-                check_quantized(op)
-                fn(OpWriter(self, op, label))
-            except Unsupported as e:
-                problems.setdefault(f"{op.name}: {e}", []).append(label)
-                failed.add(op)
-        if problems:
-            lines = [f"  {what} ({', '.join(names)})" for what, names in sorted(problems.items())]
-            raise ExportError(f"{len(problems)} kind{'s' if len(problems) > 1 else ''} of op "
-                              "cannot be written (op: why (ops)):\n" + "\n".join(lines))
-        for value, name in identities:
-            self.nodes.append(helper.make_node(
-                "Identity", [self.tensor(value)], [name],
-                name=self.node_names.unique(f"{name}/Identity")))
-        model = self._model(block, ret, model_name)
+        model = super().run(model_name)
         for domain, version in sorted(self.domains.items()):
             model.opset_import.append(helper.make_opsetid(domain, version))
         return model
