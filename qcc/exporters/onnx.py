@@ -414,9 +414,13 @@ class _Exporter:
                 f"{op.name.split('.')[-1]}_{i}"
         return names
 
+    def _element_dtype(self, t: Attribute):
+        """The numpy dtype a tensor of type `t` has in the exported graph."""
+        return element_dtype(t, self.opset)
+
     def _value_info(self, name: str, t: Attribute) -> onnx.ValueInfoProto:
         try:
-            dtype = onnx_dtype(element_dtype(t, self.opset))
+            dtype = onnx_dtype(self._element_dtype(t))
         except Unsupported as e:
             raise ExportError(f"tensor '{name}': {e}") from None
         self.dtypes.add(dtype)

@@ -55,10 +55,8 @@ from qcc.dialects.quant import UniformQuantizedType, storage_range
 from qcc.exporters import onnx as base
 from qcc.exporters.onnx import (
     DEFAULT_OPSET,
-    ExportError,
     OpWriter,
     Unsupported,
-    onnx_dtype,
 )
 from qcc.exporters.onnx_quant import QTYPE_DOC
 
@@ -203,14 +201,8 @@ class IntExporter(base._Exporter):
             model.opset_import.append(helper.make_opsetid(domain, version))
         return model
 
-    def _value_info(self, name: str, t: Attribute) -> onnx.ValueInfoProto:
-        try:
-            dtype = onnx_dtype(storage_dtype(t, self.opset))
-        except Unsupported as e:
-            raise ExportError(f"tensor '{name}': {e}") from None
-        self.dtypes.add(dtype)
-        assert isinstance(t, TensorType)
-        return helper.make_tensor_value_info(name, dtype, list(t.get_shape()))
+    def _element_dtype(self, t: Attribute):
+        return storage_dtype(t, self.opset)  # quantized tensors are their storage
 
 
 def write(exporter: IntExporter, path: str | os.PathLike | None, model_name: str | None,
