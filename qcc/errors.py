@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 
+from qcc.fileio import DataFileError, OutputError
 from qcc.ir import IRError
 from qcc.runtime.executor import RuntimeError_
 
@@ -37,5 +38,6 @@ def _export_errors() -> tuple[type[Exception], ...]:
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     IRError, RuntimeError_, ParseError, VerifyException, DiagnosticException,
+    OutputError, DataFileError,
     *_frontend_errors(), *_quant_errors(), *_export_errors(),
 )

@@ -60,6 +60,7 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError
 
 from qcc.dialects import qnn
+from qcc.fileio import write_file
 
 INLINE_LIMIT = 64
 """Constants with more elements than this print as `dense_resource`."""
@@ -371,14 +372,7 @@ def _resource_section(arrays: dict[str, DenseIntOrFPElementsAttr]) -> str:
 
 
 def _atomic_write(path: Path, data: bytes | Iterable[bytes]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        if isinstance(data, bytes):
-            f.write(data)
-        else:
-            for chunk in data:
-                f.write(chunk)
-    os.replace(tmp, path)
+    write_file(path, data)
 
 
 def _write_weights(path: Path, arrays: dict[str, DenseIntOrFPElementsAttr]) -> None:

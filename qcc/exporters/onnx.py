@@ -60,6 +60,7 @@ from xdsl.ir import Attribute, Operation, OpResult, SSAValue
 from qcc import ir
 from qcc.dialects import qnn, quant
 from qcc.dialects.quant import UniformQuantizedType, storage_range
+from qcc.fileio import check_output, write_file
 
 MIN_OPSET = 13
 """Softmax, Split, Squeeze... and per-axis QuantizeLinear are written with their
@@ -513,14 +514,7 @@ def export_onnx(module: ModuleOp, path: str | os.PathLike | None = None, *,
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_file(path, data)
 
 
 def save_atomic(model: onnx.ModelProto, path: Path) -> None:
@@ -533,11 +527,13 @@ def save_atomic(model: onnx.ModelProto, path: Path) -> None:
         _write_atomic(path, model.SerializeToString())
         return
     data_name = f"{path.name}.data"
+    check_output(path)
+    check_output(directory / data_name)
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=directory))
     try:
         onnx.save_model(model, tmpdir / path.name, save_as_external_data=True,
                         all_tensors_to_one_file=True, location=data_name)
-        os.replace(tmpdir / data_name, directory / data_name)
-        os.replace(tmpdir / path.name, path)
+        write_file(directory / data_name, lambda tmp: os.replace(tmpdir / data_name, tmp))
+        write_file(path, lambda tmp: os.replace(tmpdir / path.name, tmp))
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

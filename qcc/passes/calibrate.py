@@ -30,7 +30,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from qcc import ir
-from qcc.dialects import quant
+from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_bool, get_int, get_str
 
 
@@ -92,6 +92,10 @@ def weight_quantizer(op: quant.ObserveOp) -> Quantizer:
     from qcc.quant.algorithms import arq
 
     w = np.asarray(ir.array_of(op.input), np.float32)
+    if not np.isfinite(w).all():
+        n = int(w.size - np.count_nonzero(np.isfinite(w)))
+        raise CalibrationError(f"weight '{get_str(op.id)}': {n} of {w.size} values are NaN "
+                               "or inf; fix the model's weights")
     axis, bits = get_int(op.axis, -1), get_int(op.bits, 8)
     narrow = get_bool(op.narrow_range)
     lo, hi = arq(w, axis, bits, narrow)
@@ -110,6 +114,18 @@ def activation_quantizer(op: quant.ObserveOp, stats) -> Quantizer:
         raise CalibrationError(f"{get_str(op.id)}: no activation algorithm '{algorithm}' "
                                f"(known: {', '.join(sorted(ACTIVATION_ALGORITHMS))})")
     bits, symmetric = get_int(op.bits, 8), get_bool(op.symmetric)
+    nonfinite = stats.nan + stats.posinf + stats.neginf
+    if stats.count == 0 and nonfinite:
+        ident = get_str(op.id)
+        layer, _, role = ident.rpartition(".")
+        producer = op.input.owner
+        name = producer.attributes.get("name") if isinstance(producer, Operation) else None
+        tensor = (f"'{name.data}'" if isinstance(name, StringAttr)
+                  else f"the {role or 'input'} of layer '{layer or ident}'")
+        raise CalibrationError(
+            f"tensor {tensor} (quantizer '{ident}', layer '{layer or ident}') holds no finite "
+            f"value in the calibration data ({stats.nan} NaN, {stats.posinf} +inf, "
+            f"{stats.neginf} -inf); check the calibration data and the model")
     low, high = fn(stats, bits, symmetric, **_params(op))
     lo, hi = np.asarray(low, np.float64), np.asarray(high, np.float64)
     return Quantizer(get_str(op.id), "activation", algorithm, bits, symmetric, -1, lo, hi,
@@ -198,11 +214,14 @@ def model_batches(module: ModuleOp, data: Mapping[str, np.ndarray],
         yield {n: np.ascontiguousarray(data[n][b * batch:(b + 1) * batch]) for n in names}
 
 
-def check_data(names, types, data: Mapping[str, np.ndarray]) -> None:
-    """Expected against given, all problems at once."""
+def check_data(names, types, data: Mapping[str, np.ndarray], what: str = "calibration",
+               source: str | None = None) -> None:
+    """Expected against given, all problems at once: keys, sample shapes and dtypes
+    (integer or bool data for a float input is an error, not a silent cast)."""
     problems = []
+    where = f"{source}: " if source else ""
     if not data:
-        raise CalibrationError("the calibration data is empty (no arrays)")
+        raise CalibrationError(f"{where}the {what} data is empty (no arrays)")
     if sorted(names) != sorted(data):
         problems.append(f"expected inputs {names}, given {sorted(data)}")
     counts = {len(np.asarray(a)) for a in data.values() if np.ndim(a)}
@@ -213,17 +232,45 @@ def check_data(names, types, data: Mapping[str, np.ndarray]) -> None:
             continue
         a = np.asarray(data[name])
         want = tuple(t.get_shape())
+        dtype = ir.numpy_dtype(t.element_type)
+        if a.dtype.kind not in "biuf":
+            problems.append(f"input '{name}': expected {dtype} numbers, given dtype {a.dtype}")
+            continue
         if a.ndim != len(want) or a.shape[1:] != want[1:]:
             problems.append(f"input '{name}': expected samples of shape {want[1:]} "
                             f"(batch first), given {a.shape}")
         elif len(a) == 0:
             problems.append(f"input '{name}' holds no samples")
-        elif not np.can_cast(a.dtype, ir.numpy_dtype(t.element_type), "same_kind"):
-            problems.append(f"input '{name}': expected dtype "
-                            f"{ir.numpy_dtype(t.element_type)}, given {a.dtype}")
+        elif (np.dtype(dtype).kind == "f") != (a.dtype.kind == "f") or not np.can_cast(
+                a.dtype, dtype, "same_kind"):
+            problems.append(f"input '{name}': expected dtype {dtype}, given {a.dtype} "
+                            f"(convert it, e.g. array.astype(np.{dtype}))")
     if problems:
-        raise CalibrationError("calibration data does not fit the model: "
+        raise CalibrationError(f"{where}{what} data does not fit the model: "
                                + "; ".join(problems))
+
+
+def check_weights(module: ModuleOp) -> None:
+    """Non-finite weights are an error naming each weight (NaN or inf in a weight
+    would reach every output; a quantizer cannot represent it)."""
+    from qcc.quant.config import quantizable_layers
+
+    bad = []
+    for layer, op in quantizable_layers(module).items():
+        for i, value in enumerate(op.operands[1:], 1):
+            owner = value.owner
+            if not isinstance(owner, qnn.ConstantOp):
+                continue
+            w = np.asarray(ir.array_of(value))
+            if w.dtype.kind != "f" or np.isfinite(w).all():
+                continue
+            attr = owner.attributes.get("name")
+            name = attr.data if isinstance(attr, StringAttr) else f"{layer} operand {i}"
+            n = int(w.size - np.count_nonzero(np.isfinite(w)))
+            bad.append(f"'{name}' of layer '{layer}' ({n} of {w.size} values NaN or inf)")
+    if bad:
+        raise CalibrationError("non-finite weights: " + "; ".join(bad)
+                               + "; fix the model's weights")
 
 
 @dataclass(frozen=True)
@@ -238,6 +285,7 @@ class CalibratePass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.data is None:
             raise CalibrationError("qcc-calibrate needs data=FILE.npz")
-        with np.load(self.data) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        from qcc.fileio import read_npz
+
+        arrays = read_npz(self.data, "calibration")
         calibrate(op, model_batches(op, arrays, self.batch_num))

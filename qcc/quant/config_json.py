@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from qcc.dialects import qnn
+from qcc.fileio import write_file
 from qcc.quant.config import (
     NO_WEIGHT,
     ActivationQuant,
@@ -109,13 +110,7 @@ def validate_json(cfg: Any, module=None, path: str = "<json>") -> dict:
 
 def dump_json(cfg: dict, path: str | os.PathLike) -> None:
     """Write `cfg` atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_file(path, json.dumps(cfg, indent=2) + "\n")
 
 
 def load_json(path: str | os.PathLike) -> dict:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,15 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from qcc import ir, passes
-from qcc.passes.calibrate import CalibrationError, calibrate, check_data, model_batches
+from qcc.fileio import check_output, commit_folder, discard_folder, new_folder, read_npz, write_file
+from qcc.passes.calibrate import (
+    CalibrationError,
+    calibrate,
+    check_data,
+    check_weights,
+    model_batches,
+)
+from qcc.quant.config import SimpleConfig
 
 
 @dataclass
@@ -38,11 +44,7 @@ class QuantizeResult:
 
 
 def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as e:
-        raise CalibrationError(f"{path}: cannot read {what} data ({e})") from None
+    return read_npz(path, what)
 
 
 def _progress_bar(total: int, label: str) -> Callable[[int], None]:
@@ -87,13 +89,14 @@ class _Pipeline:
         if self.dump_dir is None:
             return
         pipeline = ",".join(self.steps)
-        (self.dump_dir / "replay.sh").write_text(
+        write_file(self.dump_dir / "replay.sh",
             "#!/bin/sh\n# Replays the quantization pipeline on the imported IR.\n"
             f"cd \"$(dirname \"$0\")\"\nqcc-opt 00-import.mlir -p '{pipeline}' -o replayed.mlir\n")
 
 
 def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Mapping,
-             config: str | os.PathLike | None = None, outdir: str | os.PathLike | None = None,
+             config: str | os.PathLike | SimpleConfig | None = None,
+             outdir: str | os.PathLike | None = None,
              *, eval_data: str | os.PathLike | Mapping | None = None,
              weights: str | None = None, input_shapes: dict | None = None,
              dump_ir: bool = False, name: str | None = None,
@@ -110,17 +113,28 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         name = name or Path(model).stem
     data = load_npz(calib, "calibration") if not isinstance(calib, Mapping) else dict(calib)
     fn = ir.main_func(module)
-    check_data(ir.io_names(fn)[0], [a.type for a in fn.body.block.args], data)
+    names, types = ir.io_names(fn)[0], [a.type for a in fn.body.block.args]
+    check_data(names, types, data)
+    eval_arrays = None
+    if eval_data is not None:
+        eval_arrays = (load_npz(eval_data, "evaluation") if not isinstance(eval_data, Mapping)
+                       else dict(eval_data))
+        check_data(names, types, {k: v for k, v in eval_arrays.items() if k != "labels"},
+                   what="evaluation", source=str(eval_data) if not isinstance(
+                       eval_data, Mapping) else None)
+    check_weights(module)
 
     simple = None
-    if config is not None and not str(config).endswith(".json"):
+    if isinstance(config, qconfig.SimpleConfig):
+        simple, config = config, None
+    elif config is not None and not str(config).endswith(".json"):
         simple = qconfig.load_simple_config(config)
-    final = Path(outdir) if outdir is not None else None
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent)) if final else None
+    final = check_output(outdir, "folder") if outdir is not None else None
+    work = new_folder(final) if final is not None else None
     try:
         pipe = _Pipeline(module, work / "ir" if (work and dump_ir) else None)
         pipe.run("canonicalize")
-        if config is not None and str(config).endswith(".json"):
+        if simple is None and config is not None and str(config).endswith(".json"):
             cfg = qconfig.load_json(config)
         else:
             cfg = qconfig.resolve(module, simple, str(model) if not isinstance(
@@ -145,8 +159,8 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
             extra["equalization"] = _equalize(pipe)
         if cfg.get("balance"):
             extra["balance"] = _balance(pipe, batches, cfg["balance"]["alpha"], calib)
-        cfg_path = (work / "quant.json") if work else Path(tempfile.mkdtemp()) / "quant.json"
-        qconfig.dump_json(cfg, cfg_path)
+        if work is not None:
+            qconfig.dump_json(cfg, work / "quant.json")
         from qcc.passes.insert_quant import insert_observers
 
         insert_observers(module, cfg)
@@ -161,8 +175,8 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
 
         int8_module = module.clone()
         passes.run(int8_module, "qcc-realize-int8")
-        evaluation = (evaluate(float_module, module, eval_data, int8_module)
-                      if eval_data is not None else {})
+        evaluation = (evaluate(float_module, module, eval_arrays, int8_module)
+                      if eval_arrays is not None else {})
         from qcc.quant.report import build_report
 
         if evaluation:
@@ -171,11 +185,11 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         if work is not None:
             _write_outputs(work, name, module, cfg, report)
             _write_deploy(work, name, int8_module, report)
-            _commit(work, final)  # type: ignore[arg-type]
+            commit_folder(work, final)  # type: ignore[arg-type]
         return QuantizeResult(module, float_module, cfg, report, final, evaluation)
     finally:
-        if work is not None and work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            discard_folder(work)
 
 
 def _weight_sqnr(module: ModuleOp) -> dict[str, float]:
@@ -219,12 +233,12 @@ def _balance(pipe: _Pipeline, batches: list, alpha: float, calib) -> dict:
 
 def _write_outputs(work: Path, name: str, module: ModuleOp, cfg: dict, report: dict) -> None:
     from qcc.quant import records
-    from qcc.quant.report import markdown
+    from qcc.quant.report import markdown, report_json
 
     records.write_atomic(work / "record.txt", records.record_text(module))
     records.write_atomic(work / "encodings.json",
                          json.dumps(records.encodings_json(module), indent=2))
-    records.write_atomic(work / "report.json", json.dumps(report, indent=2, default=float))
+    records.write_atomic(work / "report.json", report_json(report))
     records.write_atomic(work / "report.md", markdown(report))
     try:
         from qcc.exporters.onnx import export_onnx
@@ -247,17 +261,6 @@ def _write_deploy(work: Path, name: str, int8_module: ModuleOp, report: dict) ->
     except ExportError as e:
         report["deploy"] = f"not written: {e}"
         print(f"qcc quantize: warning: {name}_deploy.onnx not written: {e}", file=sys.stderr)
-
-
-def _commit(work: Path, final: Path) -> None:
-    """Replace `final` by `work` (the old folder is removed only after the swap)."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old{os.getpid()}")
-        os.replace(final, old)
-    os.replace(work, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------- evaluation

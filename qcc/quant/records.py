@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from xdsl.dialects.builtin import FloatAttr, IntegerAttr, ModuleOp, StringAttr
 
 from qcc.dialects import quant
+from qcc.fileio import write_file
 
 
 @dataclass
@@ -132,7 +132,4 @@ def encodings_json(module: ModuleOp, tensor_names: dict[str, str] | None = None)
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_file(path, text)

@@ -34,6 +34,26 @@ def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     return 10.0 * np.log10(signal / noise)
 
 
+def report_json(report: Mapping) -> str:
+    """`report` as strictly valid JSON: NaN and +-inf (an exact SQNR is inf) become
+    null, which JSON readers accept (Python's `json` would write `Infinity`)."""
+
+    def clean(v: object) -> object:
+        if isinstance(v, Mapping):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, np.ndarray):
+            return clean(v.tolist())
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        return v
+
+    return json.dumps(clean(report), indent=2, allow_nan=False) + "\n"
+
+
 def build_report(module: ModuleOp, config: Mapping, batch: Mapping[str, np.ndarray] | None,
                  extra: Mapping | None = None) -> dict:
     """The report as a JSON-ready dict."""

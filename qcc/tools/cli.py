@@ -6,7 +6,9 @@
     qcc quantize [MODEL] --calib CALIB.npz [--config CFG] [--eval EVAL.npz] [-o OUTDIR]
 
 Exit status 0 on success, 1 on a user error with a message (never a traceback;
-QCC_DEBUG=1 shows it).
+QCC_DEBUG=1 shows it), 130 when interrupted (Ctrl-C). Output paths are checked
+before any work; every file is written through `qcc.fileio` (temporary file, then
+rename), so a failed or interrupted run leaves no partial output.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from qcc.fileio import check_output, read_npz, write_file
 
 
 class UserError(Exception):
@@ -43,14 +46,31 @@ def _load(args: argparse.Namespace):
     from qcc import load
 
     path = Path(args.model)
-    if not path.exists():
+    if not path.is_file():
         raise UserError(f"{path}: no such file")
-    return load(path, weights=args.weights, input_shapes=_parse_shapes(args.input_shape))
+    module = load(path, weights=args.weights, input_shapes=_parse_shapes(args.input_shape))
+    if path.suffix.lower() == ".mlir":
+        _verify(module, path)
+    return module
+
+
+def _verify(module, path: Path) -> None:
+    """A module that fails verification is an error naming the file and the op,
+    before anything runs or is written."""
+    from xdsl.utils.exceptions import DiagnosticException, VerifyException
+
+    try:
+        module.verify()
+    except (VerifyException, DiagnosticException) as e:
+        first = str(e).strip().splitlines()
+        raise UserError(f"{path}: the IR fails verification: "
+                        f"{first[0] if first else type(e).__name__}") from None
 
 
 def cmd_import(args: argparse.Namespace) -> None:
     from qcc import ir
 
+    check_output(args.output)
     module = _load(args)
     ir.print_module(module, args.output)
     print(f"wrote {args.output}", file=sys.stderr)
@@ -59,22 +79,16 @@ def cmd_import(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from qcc.runtime import run
 
+    check_output(args.output)
+    inputs = read_npz(args.inputs, "input")
     module = _load(args)
-    try:
-        data = np.load(args.inputs)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{args.inputs}: cannot read inputs ({e})") from None
-    inputs = {k: data[k] for k in data.files}
     outputs = run(module, inputs)
-    out = Path(args.output)
-    fd, tmp = tempfile.mkstemp(dir=out.parent or ".", prefix=f".{out.name}", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **outputs)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **outputs)
+
+    write_file(args.output, save)
     for name, value in outputs.items():
         print(f"{name}: {value.dtype} {list(value.shape)}", file=sys.stderr)
 
@@ -83,6 +97,7 @@ def cmd_config(args: argparse.Namespace) -> None:
     from qcc import passes
     from qcc.quant import config as qconfig
 
+    check_output(args.output)
     module = _load(args)
     passes.run(module, "canonicalize")
     simple = qconfig.load_simple_config(args.config) if args.config else None
@@ -110,6 +125,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     if args.calib is None:
         raise UserError("--calib CALIB.npz is required with a model")
     outdir = args.output or f"{Path(args.model).stem}_qcc"
+    check_output(outdir, "folder")
     overrides = tuple(o for o in (args.override or "").split(",") if o)
     result = quantize(args.model, args.calib, args.config, outdir, eval_data=args.eval,
                       weights=args.weights, input_shapes=_parse_shapes(args.input_shape),
@@ -130,13 +146,11 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     print(f"wrote {outdir}/", file=sys.stderr)
 
 
-def _w4_config() -> str:
-    import tempfile
+def _w4_config():
+    from qcc.quant.config import parse_simple_config
 
-    fd, path = tempfile.mkstemp(suffix=".cfg")
-    with os.fdopen(fd, "w") as f:
-        f.write("common_config {\n  arq_quantize { channel_wise: true quant_bits: 4 }\n}\n")
-    return path
+    return parse_simple_config(
+        "common_config {\n  arq_quantize { channel_wise: true quant_bits: 4 }\n}\n", "<w4a8>")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -196,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError,) + USER_ERRORS as e:
         print(f"qcc {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

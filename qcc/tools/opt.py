@@ -39,7 +39,9 @@ class QccOptMain(xDSLOptMain):
     def register_all_frontends(self) -> None:
         def parse_mlir(stream: IO[bytes]) -> ModuleOp:
             path = self.args.input_file
-            module = ir.Parser(self.ctx, stream.read(), self.get_input_name()).parse_module(
+            self._text = stream.read()
+            text = self._text.decode() if isinstance(self._text, bytes) else self._text
+            module = ir.Parser(self.ctx, text, self.get_input_name()).parse_module(
                 not self.args.no_implicit_module)
             base = Path(path).parent if path else None
             ir.resolve_resources(module, self.ctx, base, self.get_input_name())
@@ -94,8 +96,8 @@ class QccOptMain(xDSLOptMain):
             if following is not None and self.args.print_ir_before_all:
                 _dump(f"IR before {following.name}", module)
 
-        self.pipeline = PassPipeline.parse_spec(self.available_passes, self.args.passes,
-                                                callback)
+        passes = build_passes(self.available_passes, self.args.passes)
+        self.pipeline = PassPipeline(passes, callback)
 
     def output_resulting_program(self, prog: ModuleOp) -> str:
         return ir.print_module(prog, generic=self.args.print_op_generic)
@@ -114,8 +116,140 @@ class QccOptMain(xDSLOptMain):
                         generic=self.args.print_op_generic)
 
     def prepare_output(self):
-        return sys.stdout if self.args.output_file is None else open(
-            self.args.output_file, "w")
+        if self.args.output_file is None:
+            return sys.stdout
+        return _AtomicText(self.args.output_file)
+
+    def parse_chunk(self, chunk, file_extension, start_offset=0):
+        module = super().parse_chunk(chunk, file_extension, start_offset)
+        if module is not None and not self.args.disable_verify:
+            text = getattr(self, "_text", b"")
+            _verify(module, self.get_input_name(),
+                    text.decode(errors="replace") if isinstance(text, bytes) else text,
+                    start_offset)
+        return module
+
+
+class PipelineError(Exception):
+    """A `-p` pipeline that does not parse, names an unknown pass or gives an
+    option a value of the wrong type."""
+
+
+def build_passes(available: dict, spec: str) -> tuple[ModulePass, ...]:
+    """The passes of pipeline `spec`; every problem is a `PipelineError` naming the
+    pass (and option) and, for an unknown name, the close registered names."""
+    import dataclasses
+    import difflib
+    from typing import get_type_hints
+
+    from xdsl.utils.arg_spec import _convert_arg_to_type, parse_pipeline
+    from xdsl.utils.exceptions import ArgSpecParseError
+
+    try:
+        specs = tuple(parse_pipeline(spec))
+    except ArgSpecParseError as e:
+        detail = str(e).replace("Error parsing pass pipeline specification:", "").strip()
+        raise PipelineError(f"pipeline '{spec}' does not parse:\n{detail}") from None
+    out = []
+    for s in specs:
+        if s.name not in available:
+            close = difflib.get_close_matches(s.name, list(available), n=3, cutoff=0.6)
+            hint = (f"; did you mean {', '.join(repr(c) for c in close)}?" if close
+                    else "; `qcc-opt --list-passes` lists them")
+            raise PipelineError(f"unknown pass '{s.name}'{hint}")
+        cls = available[s.name]()
+        hints = get_type_hints(cls)
+        fields = {fl.name for fl in dataclasses.fields(cls) if fl.init and fl.name != "name"}
+        for option, value in s.normalize_parameter_names().parameters.items():
+            if option not in fields:
+                close = difflib.get_close_matches(option, sorted(fields), n=3, cutoff=0.6)
+                known = ", ".join(sorted(fields)) or "none"
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise PipelineError(f"pass '{s.name}': no option '{option}' ({hint}"
+                                    f"options: {known})")
+            try:
+                _convert_arg_to_type(value, hints[option])
+            except (ValueError, TypeError):
+                given = ", ".join(repr(v) for v in value) or "nothing"
+                raise PipelineError(f"pass '{s.name}': option '{option}' expects "
+                                    f"{_type_name(hints[option])}, given {given}") from None
+        try:
+            out.append(cls.from_pass_spec(s))
+        except (ValueError, TypeError) as e:
+            raise PipelineError(f"pass '{s.name}': {e}") from None
+    return tuple(out)
+
+
+def _type_name(hint: object) -> str:
+    text = str(hint).replace("<class '", "").replace("'>", "")
+    return text.replace(" | None", "").replace("typing.", "")
+
+
+def _verify(module: ModuleOp, name: str, text: str, line_offset: int) -> None:
+    """Verification whose error names the file and the line of the failing op
+    (`model.mlir:12: 'qnn.conv': ...`)."""
+    from xdsl.utils.exceptions import VerifyException
+
+    try:
+        module.verify()
+    except VerifyException as e:
+        line = _line_of(_failing_op(module), text)
+        where = f"{name}:{line + line_offset}" if line else name
+        msg = str(e).strip().splitlines()
+        raise VerifyException(f"{where}: {msg[0] if msg else 'verification failed'}"
+                              ) from None
+
+
+def _failing_op(module: ModuleOp):
+    for op in module.walk():
+        try:
+            op.verify_()
+        except Exception:
+            return op
+    return None
+
+
+def _line_of(op, text: str) -> int | None:
+    """The 1-based line defining `op`'s first result (by its SSA name), or of its
+    `name` attribute; None when neither is found."""
+    import re
+
+    if op is None:
+        return None
+    keys = []
+    if op.results and op.results[0].name_hint:
+        keys.append(rf"%{re.escape(op.results[0].name_hint)}(:\d+)?\s*(,\s*%[\w.$-]+\s*)*=")
+    attr = op.attributes.get("name")
+    if attr is not None and hasattr(attr, "data"):
+        keys.append(rf'name\s*=\s*"{re.escape(str(attr.data))}"')
+    for key in keys:
+        m = re.search(key, text)
+        if m:
+            return text.count("\n", 0, m.start()) + 1
+    return None
+
+
+class _AtomicText:
+    """A text stream that replaces its file (through `qcc.fileio`) on close."""
+
+    def __init__(self, path: str) -> None:
+        import io
+
+        from qcc.fileio import check_output
+
+        self.path = check_output(path)
+        self.buffer = io.StringIO()
+
+    def write(self, text: str) -> int:
+        return self.buffer.write(text)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        from qcc.fileio import write_file
+
+        write_file(self.path, self.buffer.getvalue())
 
 
 def _dump(title: str, module: ModuleOp) -> None:
@@ -149,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         QccOptMain(description="qcc pass driver", args=argv).run()
-    except (ParseError, DiagnosticException, PassFailedException) + USER_ERRORS as e:
+    except (ParseError, DiagnosticException, PassFailedException, PipelineError
+            ) + USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except FileNotFoundError as e:
@@ -158,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
