@@ -176,7 +176,8 @@ def build_passes(available: dict, spec: str) -> tuple[ModulePass, ...]:
         try:
             out.append(cls.from_pass_spec(s))
         except (ValueError, TypeError) as e:
-            raise PipelineError(f"pass '{s.name}': {e}") from None
+            msg = str(e) if str(e).startswith(s.name) else f"pass '{s.name}': {e}"
+            raise PipelineError(msg) from None
     return tuple(out)
 
 
@@ -193,39 +194,30 @@ def _verify(module: ModuleOp, name: str, text: str, line_offset: int) -> None:
     try:
         module.verify()
     except VerifyException as e:
-        line = _line_of(_failing_op(module), text)
+        line = _line_of(module, text)
         where = f"{name}:{line + line_offset}" if line else name
         msg = str(e).strip().splitlines()
         raise VerifyException(f"{where}: {msg[0] if msg else 'verification failed'}"
                               ) from None
 
 
-def _failing_op(module: ModuleOp):
+def _line_of(module: ModuleOp, text: str) -> int | None:
+    """The 1-based line of the first op that fails its own verifier: the k-th op of
+    that name in the walk is the k-th occurrence of the name in the text."""
+    import re
+
+    seen: dict[str, int] = {}
     for op in module.walk():
+        k = seen[op.name] = seen.get(op.name, 0) + 1
         try:
             op.verify_()
         except Exception:
-            return op
-    return None
-
-
-def _line_of(op, text: str) -> int | None:
-    """The 1-based line defining `op`'s first result (by its SSA name), or of its
-    `name` attribute; None when neither is found."""
-    import re
-
-    if op is None:
-        return None
-    keys = []
-    if op.results and op.results[0].name_hint:
-        keys.append(rf"%{re.escape(op.results[0].name_hint)}(:\d+)?\s*(,\s*%[\w.$-]+\s*)*=")
-    attr = op.attributes.get("name")
-    if attr is not None and hasattr(attr, "data"):
-        keys.append(rf'name\s*=\s*"{re.escape(str(attr.data))}"')
-    for key in keys:
-        m = re.search(key, text)
-        if m:
-            return text.count("\n", 0, m.start()) + 1
+            pattern = rf'(?<![\w."]){re.escape(op.name)}(?![\w.])|"{re.escape(op.name)}"'
+            matches = [m for m in re.finditer(pattern, text)  # not in // comments
+                       if "//" not in text[text.rfind("\n", 0, m.start()) + 1:m.start()]]
+            if len(matches) < k:
+                return None
+            return text.count("\n", 0, matches[k - 1].start()) + 1
     return None
 
 
