@@ -59,7 +59,10 @@ def write_file(path: str | os.PathLike,
     """Write `path` atomically. `data` is the content (bytes, text, or chunks of
     bytes) or a function that writes the content to the temporary path it is given."""
     path = check_output(path, "file")
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path))
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path))
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
     tmp = Path(name)
     try:
         if callable(data):

@@ -233,6 +233,7 @@ class _Importer:
             self.values[init.name] = self._initializer(init)
         self._scan()
         self._inputs()
+        self._check_producers()
         for node in g.node:
             self._lower(node)
         outputs = {}
@@ -279,6 +280,23 @@ class _Importer:
         return self.materialize(name) if isinstance(value, np.ndarray) else value
 
     # -- scan
+
+    def _check_producers(self) -> None:
+        """Every node input names a graph input, an initializer or an earlier
+        node's output; otherwise one error naming the node and the tensor."""
+        known = set(self.values)
+        later = {o: n for n in self.proto.graph.node for o in n.output if o}
+        for node in self.proto.graph.node:
+            for name in node.input:
+                if name and name not in known:
+                    label = f"node '{node.name}' ({node.op_type})" if node.name else \
+                        f"a {node.op_type} node"
+                    why = (f"only the later node '{later[name].name}' produces it (the graph "
+                           "is not in topological order)" if name in later else
+                           "no graph input, initializer or node produces it")
+                    raise FrontendError(f"{self.source}: {label} reads tensor '{name}', but "
+                                        f"{why}; check the model with onnx.checker")
+            known.update(o for o in node.output if o)
 
     def _folds(self, node: onnx.NodeProto, constants: Mapping[str, object] | set[str]) -> bool:
         if node.domain not in STANDARD_DOMAINS or node.op_type in NEVER_FOLD:
