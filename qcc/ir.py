@@ -232,7 +232,8 @@ def main_func(module: ModuleOp) -> func.FuncOp:
     for op in module.ops:
         if isinstance(op, func.FuncOp) and op.sym_name.data == "main":
             return op
-    raise ValueError("module has no func.func @main")
+    raise NoMainError("the module has no func.func @main (qcc runs the function named "
+                      "@main)")
 
 
 def io_names(fn: func.FuncOp) -> tuple[list[str], list[str]]:
@@ -417,6 +418,10 @@ class IRError(Exception):
     """A user-facing error about an IR file: the message names the file."""
 
 
+class NoMainError(IRError, ValueError):
+    """A module without `func.func @main` (a ValueError, as it always was)."""
+
+
 def parse_module(text: str | bytes, path: str | os.PathLike | None = None,
                  ctx=None) -> ModuleOp:
     """Parse textual IR and resolve `dense_resource` constants from the sidecar
@@ -442,7 +447,19 @@ def _blob_storage(ctx) -> dict[str, str]:
 
 
 def load_module(path: str | os.PathLike, ctx=None) -> ModuleOp:
-    return parse_module(Path(path).read_text(), path, ctx)
+    return parse_module(read_text(path), path, ctx)
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The UTF-8 text of an IR file; anything else is an IRError naming the file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise IRError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise IRError(f"{path}: not UTF-8 text (byte {e.start}); textual IR is UTF-8") from None
 
 
 def resolve_resources(module: ModuleOp, ctx, base_dir: Path | None, name: str) -> None:
@@ -461,7 +478,11 @@ def resolve_resources(module: ModuleOp, ctx, base_dir: Path | None, name: str) -
     storage = _blob_storage(ctx)
     for key, hexstr in storage.items():
         if hexstr:
-            blobs.setdefault(key, bytes.fromhex(hexstr[2 + 8:]))
+            try:
+                blobs.setdefault(key, bytes.fromhex(hexstr[2 + 8:]))
+            except ValueError as e:
+                raise IRError(f"{name}: dialect resource '{key}' is not a hex blob ({e})"
+                              ) from None
     storage.clear()
     missing = sorted({attr.resource_handle.data for _, attr in pending
                       if attr.resource_handle.data not in blobs})

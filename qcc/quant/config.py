@@ -504,6 +504,9 @@ def load_simple_config(path: str | os.PathLike) -> SimpleConfig:
         text = Path(path).read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); a config is "
+                          "UTF-8 text") from None
     return parse_simple_config(text, str(path))
 
 

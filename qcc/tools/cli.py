@@ -42,7 +42,7 @@ def _parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, need_main: bool = True):
     from qcc import load
 
     path = Path(args.model)
@@ -51,6 +51,13 @@ def _load(args: argparse.Namespace):
     module = load(path, weights=args.weights, input_shapes=_parse_shapes(args.input_shape))
     if path.suffix.lower() == ".mlir":
         _verify(module, path)
+    if need_main:
+        from qcc import ir
+
+        try:
+            ir.main_func(module)
+        except ir.NoMainError as e:
+            raise UserError(f"{path}: {e}") from None
     return module
 
 
@@ -71,7 +78,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     from qcc import ir
 
     check_output(args.output)
-    module = _load(args)
+    module = _load(args, need_main=False)
     ir.print_module(module, args.output)
     print(f"wrote {args.output}", file=sys.stderr)
 

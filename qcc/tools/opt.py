@@ -40,7 +40,13 @@ class QccOptMain(xDSLOptMain):
         def parse_mlir(stream: IO[bytes]) -> ModuleOp:
             path = self.args.input_file
             self._text = stream.read()
-            text = self._text.decode() if isinstance(self._text, bytes) else self._text
+            text = self._text
+            if isinstance(text, bytes):
+                try:
+                    text = text.decode()
+                except UnicodeDecodeError as e:
+                    raise ir.IRError(f"{self.get_input_name()}: not UTF-8 text (byte "
+                                     f"{e.start}); textual IR is UTF-8") from None
             module = ir.Parser(self.ctx, text, self.get_input_name()).parse_module(
                 not self.args.no_implicit_module)
             base = Path(path).parent if path else None
