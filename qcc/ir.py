@@ -57,6 +57,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.parser import Parser
 from xdsl.printer import Printer
+from xdsl.utils.mlir_lexer import MLIRLexer
 from xdsl.utils.exceptions import ParseError
 
 from qcc.dialects import qnn
@@ -99,6 +100,13 @@ _TO_NUMPY: list[tuple[Attribute, np.dtype]] = [
     (IntegerType(2), np.dtype(ml_dtypes.int2)),
     (IntegerType(2, Signedness.UNSIGNED), np.dtype(ml_dtypes.uint2)),
 ]
+
+# xDSL 0.74 lexes a string literal with `"(?:[^"...]+|escape)*"`, a nested
+# quantifier that backtracks exponentially on a long line with an unclosed quote
+# (a damaged file hung `qcc-opt`: found by the fuzz suite). The same language,
+# matched possessively, fails in linear time.
+MLIRLexer._unescaped_characters_regex = re.compile(
+    r'"(?:[^"\\\n\v\f]|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"')
 
 
 def numpy_dtype(element_type: Attribute) -> np.dtype:

@@ -142,6 +142,10 @@ class Node:
         return i < len(self.proto.input) and self.proto.input[i] != ""
 
     def input(self, i: int) -> Value:
+        if i >= len(self.proto.input) or not self.proto.input[i]:
+            raise FrontendError(
+                f"{self.importer.source}: node '{self.proto.name}' ({self.proto.op_type}) "
+                f"has no input #{i}, which its op needs; check the model with onnx.checker")
         return self.importer.values[self.proto.input[i]]
 
     def inputs(self) -> list[Value]:
