@@ -506,6 +506,8 @@ def worker(fmt: str, seed: int, start: int, stop: int, workdir: Path) -> None:
     for i in range(start, stop):
         case = make_case(fmt, i, seed, seeds)
         print(json.dumps({"start": i, "argv": case.argv}), file=emit, flush=True)
+        if os.environ.get("QCC_FUZZ_ABORT_AT") == str(i):  # the harness's own test
+            os.abort()
         result = run_case(case, workdir / f"case{i}", system_tmp)
         print(json.dumps(result), file=emit, flush=True)
 
