@@ -422,3 +422,16 @@ def test_qcc_opt_output_is_written_atomically(tmp_path, capsys):
     assert rc == 0, err
     assert "qnn.dense" in (tmp_path / "p.mlir").read_text()
     assert not [p for p in _listing(tmp_path) if p.startswith(".")]
+
+
+def test_qcc_opt_split_input_writes_nothing_when_a_chunk_fails(tmp_path, capsys):
+    good = _tiny(tmp_path / "m.mlir").read_text()
+    bad = _unverifiable(tmp_path / "bad.mlir").read_text()
+    both = tmp_path / "both.mlir"
+    both.write_text(good + "\n// -----\n" + bad)
+    (tmp_path / "o.mlir").write_text("previous")
+    rc, _, err = _call(opt.main, capsys, both, "--split-input-file", "-p", "canonicalize",
+                       "-o", tmp_path / "o.mlir")
+    assert rc == 1 and "'qnn.reshape': cannot reshape (2, 3) into (7,)" in err
+    assert (tmp_path / "o.mlir").read_text() == "previous"
+    assert not [p for p in _listing(tmp_path) if p.startswith(".")]

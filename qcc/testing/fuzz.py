@@ -368,8 +368,8 @@ def make_case(fmt: str, index: int, seed: int, seeds: Seeds) -> Case:
         else:
             argv = ["qcc", "quantize", "m.onnx", "--calib", "c.npz", "-o", "out"]
     elif fmt == "mlir":
-        base = seeds.small_mlir if rng.random() < 0.5 else rng.choice(seeds.mlir)
-        text = mutate_text(base, rng)
+        source = seeds.small_mlir if rng.random() < 0.5 else rng.choice(seeds.mlir)
+        text = mutate_text(source, rng)
         data = text.encode()
         if rng.random() < 0.2:
             data = mutate_bytes(data, rng)

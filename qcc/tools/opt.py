@@ -39,14 +39,13 @@ class QccOptMain(xDSLOptMain):
     def register_all_frontends(self) -> None:
         def parse_mlir(stream: IO[bytes]) -> ModuleOp:
             path = self.args.input_file
-            self._text = stream.read()
-            text = self._text
-            if isinstance(text, bytes):
-                try:
-                    text = text.decode()
-                except UnicodeDecodeError as e:
-                    raise ir.IRError(f"{self.get_input_name()}: not UTF-8 text (byte "
-                                     f"{e.start}); textual IR is UTF-8") from None
+            data: bytes | str = stream.read()
+            try:
+                text = data.decode() if isinstance(data, bytes) else data
+            except UnicodeDecodeError as e:
+                raise ir.IRError(f"{self.get_input_name()}: not UTF-8 text (byte "
+                                 f"{e.start}); textual IR is UTF-8") from None
+            self._text = text
             module = ir.Parser(self.ctx, text, self.get_input_name()).parse_module(
                 not self.args.no_implicit_module)
             base = Path(path).parent if path else None
@@ -110,7 +109,10 @@ class QccOptMain(xDSLOptMain):
 
     def run(self) -> None:
         if self.args.output_file is None or self.args.split_input_file:
+            self._out: _AtomicText | None = None
             super().run()
+            if self._out is not None:  # written only when every chunk went through
+                self._out.commit()
             return
         # One module to a file: write it (and its weights sidecar) atomically.
         chunks, ext = self.prepare_input()
@@ -124,15 +126,13 @@ class QccOptMain(xDSLOptMain):
     def prepare_output(self):
         if self.args.output_file is None:
             return sys.stdout
-        return _AtomicText(self.args.output_file)
+        self._out = _AtomicText(self.args.output_file)
+        return self._out
 
     def parse_chunk(self, chunk, file_extension, start_offset=0):
         module = super().parse_chunk(chunk, file_extension, start_offset)
         if module is not None and not self.args.disable_verify:
-            text = getattr(self, "_text", b"")
-            _verify(module, self.get_input_name(),
-                    text.decode(errors="replace") if isinstance(text, bytes) else text,
-                    start_offset)
+            _verify(module, self.get_input_name(), getattr(self, "_text", ""), start_offset)
         return module
 
 
@@ -228,7 +228,7 @@ def _line_of(module: ModuleOp, text: str) -> int | None:
 
 
 class _AtomicText:
-    """A text stream that replaces its file (through `qcc.fileio`) on close."""
+    """A text stream that replaces its file (through `qcc.fileio`) on `commit`."""
 
     def __init__(self, path: str) -> None:
         import io
@@ -245,6 +245,9 @@ class _AtomicText:
         pass
 
     def close(self) -> None:
+        pass  # xDSL closes the output even after an error: `commit` writes it
+
+    def commit(self) -> None:
         from qcc.fileio import write_file
 
         write_file(self.path, self.buffer.getvalue())
