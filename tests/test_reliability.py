@@ -435,3 +435,17 @@ def test_qcc_opt_split_input_writes_nothing_when_a_chunk_fails(tmp_path, capsys)
     assert rc == 1 and "'qnn.reshape': cannot reshape (2, 3) into (7,)" in err
     assert (tmp_path / "o.mlir").read_text() == "previous"
     assert not [p for p in _listing(tmp_path) if p.startswith(".")]
+
+
+def test_embedded_example_leaves_nothing_in_the_system_temp_folder(tmp_path, capsys,
+                                                                   monkeypatch):
+    # The W4A8 run of the example used to write its .cfg there, and every run a
+    # quant.json.
+    system_tmp = tmp_path / "systmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    rc, out, err = _call(cli.main, capsys, "quantize", "-o", tmp_path / "out")
+    assert rc == 0, err
+    assert "W4A8 (4-bit per-channel weights): top-1" in out
+    assert _listing(system_tmp) == []
+    assert _listing(tmp_path) == ["out", "systmp"]
