@@ -136,13 +136,6 @@ class Layer:
 
     # ------------------------------------------------------ weight scaling
 
-    def _groups_of(self, w: np.ndarray) -> tuple[int, int, int]:
-        """(groups, output channels per group, input channels per group) of weight `w`."""
-        g = self.groups
-        if isinstance(self.op, qnn.ConvTransposeOp):
-            return g, w.shape[1], w.shape[0] // g
-        return g, w.shape[0] // g, w.shape[1]
-
     def out_factor(self, a: np.ndarray) -> np.ndarray:
         """a[o] for each weight of output channel o, broadcastable to the weight."""
         w_shape = _shape(self.op.operands[1])
@@ -180,10 +173,10 @@ class Layer:
 
     def _grouped(self, w: np.ndarray) -> np.ndarray:
         """`w` as [groups, O/groups, C/groups, taps]."""
-        g, per_out, per_in = self._groups_of(w)
-        if isinstance(self.op, qnn.ConvTransposeOp):
-            return w.reshape(g, per_in, per_out, -1).transpose(0, 2, 1, 3)
-        return w.reshape(g, per_out, per_in, -1)
+        g = self.groups
+        if isinstance(self.op, qnn.ConvTransposeOp):  # [C, O/g, *K]
+            return w.reshape(g, w.shape[0] // g, w.shape[1], -1).transpose(0, 2, 1, 3)
+        return w.reshape(g, w.shape[0] // g, w.shape[1], -1)
 
     def out_channel_max(self, w: np.ndarray) -> np.ndarray:
         """max |W| per output channel."""
