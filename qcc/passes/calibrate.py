@@ -253,11 +253,17 @@ def check_data(names, types, data: Mapping[str, np.ndarray], what: str = "calibr
 def check_weights(module: ModuleOp) -> None:
     """Non-finite weights are an error naming each weight (NaN or inf in a weight
     would reach every output; a quantizer cannot represent it)."""
+    from qcc.dialects.layers import layer_of
     from qcc.quant.config import quantizable_layers
 
     bad = []
     for layer, op in quantizable_layers(module).items():
-        for i, value in enumerate(op.operands[1:], 1):
+        view = layer_of(op)
+        if view is None:
+            continue
+        for role, value in (("weight", view.weight), ("bias", view.bias)):
+            if value is None:
+                continue
             owner = value.owner
             if not isinstance(owner, qnn.ConstantOp):
                 continue
@@ -265,7 +271,7 @@ def check_weights(module: ModuleOp) -> None:
             if w.dtype.kind != "f" or np.isfinite(w).all():
                 continue
             attr = owner.attributes.get("name")
-            name = attr.data if isinstance(attr, StringAttr) else f"{layer} operand {i}"
+            name = attr.data if isinstance(attr, StringAttr) else f"{layer}.{role}"
             n = int(w.size - np.count_nonzero(np.isfinite(w)))
             bad.append(f"'{name}' of layer '{layer}' ({n} of {w.size} values NaN or inf)")
     if bad:
