@@ -48,6 +48,10 @@ def check_output(path: str | os.PathLike, kind: str = "file") -> Path:
     if kind == "file" and path.is_dir():
         raise OutputError(f"{path}: is a folder, not a file; qcc does not replace a "
                           "folder by a file (remove it or choose another name)")
+    if kind == "folder" and path.is_dir() and (
+            path.resolve() == Path.cwd().resolve() or path.resolve() in Path.cwd().parents):
+        raise OutputError(f"{path}: is the current folder (or holds it); qcc replaces an "
+                          "output folder as a whole: name a folder of its own")
     if kind == "folder" and path.exists() and not path.is_dir():
         raise OutputError(f"{path}: is a file, not a folder; qcc does not replace a "
                           "file by a folder (remove it or choose another name)")

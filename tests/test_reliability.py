@@ -162,6 +162,16 @@ def test_write_folder_swaps_only_on_success(tmp_path):
         check_output(tmp_path / "f", "folder")
 
 
+def test_quantize_into_the_current_folder_is_refused(tmp_path, capsys, monkeypatch):
+    model = _tiny(tmp_path / "m.mlir")
+    calib = _data(tmp_path / "c.npz")
+    monkeypatch.chdir(tmp_path)
+    for out in (".", str(tmp_path), ".."):
+        rc, _, err = _call(cli.main, capsys, "quantize", model, "--calib", calib, "-o", out)
+        assert rc == 1 and "is the current folder (or holds it)" in err
+    assert _listing(tmp_path) == ["c.npz", "m.mlir"]
+
+
 def test_quantize_leaves_nothing_in_the_system_temp_folder(tmp_path, capsys, monkeypatch):
     system_tmp = tmp_path / "systmp"
     system_tmp.mkdir()
