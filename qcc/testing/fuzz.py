@@ -4,8 +4,9 @@ Four formats, each mutated in its bytes and in its structure from valid seeds:
 
 - `onnx`: the digits example and a small Conv/Relu/Gemm model -> `qcc import`,
   `qcc run`, now and then `qcc quantize`;
-- `mlir`: a small module and the lit test cases -> `qcc-opt` (random pipelines,
-  some malformed), `qcc run`;
+- `mlir`: a small module and the lit test cases, half of the cases with only
+  numbers changed (so that they parse and reach verifiers, passes and kernels)
+  -> `qcc-opt` (random pipelines, some malformed), `qcc run`;
 - `cfg`: the simplified config -> `qcc config`, now and then `qcc quantize`;
 - `npz`: calibration / input data -> `qcc run`, `qcc quantize` (as `--calib` or
   `--eval`).
@@ -231,6 +232,25 @@ def mutate_text(text: str, rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mutate_numbers(text: str, rng: random.Random) -> str:
+    """One or two numbers of the text (a shape, pad, stride, group, a constant)
+    changed: the IR still parses, so verifiers, passes and kernels see it."""
+    nums = list(re.finditer(_NUMBER, text))
+    for _ in range(rng.randint(1, 2)):
+        if not nums:
+            break
+        m = rng.choice(nums)
+        new = rng.choice(["0", "1", "2", "3", "5", "-1", "7", "64", "0.0", "nan"])
+        text = text[:m.start()] + new + text[m.end():]
+        nums = list(re.finditer(_NUMBER, text))
+    return text
+
+
+# A number of an attribute (pads, strides, groups, dense values), not of a type's
+# shape (`tensor<1x2x...>`, whose change only breaks the types' agreement).
+_NUMBER = r"(?<![\w%#<])-?\d+(\.\d+)?(e-?\d+)?(?![\dx])"
+
+
 def mutate_onnx(data: bytes, rng: random.Random) -> bytes:
     import onnx
     from onnx import helper, numpy_helper
@@ -368,15 +388,17 @@ def make_case(fmt: str, index: int, seed: int, seeds: Seeds) -> Case:
         else:
             argv = ["qcc", "quantize", "m.onnx", "--calib", "c.npz", "-o", "out"]
     elif fmt == "mlir":
-        source = seeds.small_mlir if rng.random() < 0.5 else rng.choice(seeds.mlir)
-        text = mutate_text(source, rng)
+        running = roll >= 0.7
+        source = seeds.small_mlir if running or rng.random() < 0.5 else rng.choice(seeds.mlir)
+        text = mutate_numbers(source, rng) if rng.random() < 0.6 else mutate_text(source, rng)
         data = text.encode()
-        if rng.random() < 0.2:
+        if rng.random() < 0.1:
             data = mutate_bytes(data, rng)
         files["m.mlir"] = data
         files["x.npz"] = npz_bytes({"x": seeds.x[:1]})
-        if roll < 0.75:
-            argv = ["qcc-opt", "m.mlir", "-p", rng.choice(PIPELINES), "-o", "out.mlir"]
+        if not running:
+            pipeline = rng.choice(PIPELINES[:5] if rng.random() < 0.8 else PIPELINES)
+            argv = ["qcc-opt", "m.mlir", "-p", pipeline, "-o", "out.mlir"]
         else:
             argv = ["qcc", "run", "m.mlir", "--inputs", "x.npz", "-o", "out.npz"]
     elif fmt == "cfg":
