@@ -106,6 +106,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
     from qcc import load
     from qcc.quant import config as qconfig
 
+    final = check_output(outdir, "folder") if outdir is not None else None
     if isinstance(model, ModuleOp):
         module, name = model, name or "model"
     else:
@@ -129,7 +130,6 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         simple, config = config, None
     elif config is not None and not str(config).endswith(".json"):
         simple = qconfig.load_simple_config(config)
-    final = check_output(outdir, "folder") if outdir is not None else None
     work = new_folder(final) if final is not None else None
     try:
         pipe = _Pipeline(module, work / "ir" if (work and dump_ir) else None)
