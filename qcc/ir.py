@@ -60,6 +60,7 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError
 
 from qcc.dialects import qnn
+from qcc.errors import QccError
 
 INLINE_LIMIT = 64
 """Constants with more elements than this print as `dense_resource`."""
@@ -419,7 +420,7 @@ def read_weights(path: Path) -> dict[str, bytes]:
 # --------------------------------------------------------------- parsing
 
 
-class IRError(Exception):
+class IRError(QccError):
     """A user-facing error about an IR file: the message names the file."""
 
 

@@ -63,6 +63,7 @@ from xdsl.utils.exceptions import VerifyException
 from xdsl.utils.lexer import Span
 
 from qcc.dialects.base import QnnOp, ShapeError, get_bool, get_int, get_str, shape_of, tensor
+from qcc.errors import QccError
 
 STORAGE_BITS = (4, 8, 16, 32)
 """Storage widths a quantized type may have (7-bit is `i8<-64:63>`)."""
@@ -79,7 +80,7 @@ _STORAGE_RE = re.compile(r"([iu])([0-9]+)")
 # --------------------------------------------------------------------- helpers
 
 
-class QuantTypeError(VerifyException):
+class QuantTypeError(QccError, VerifyException):
     """A parsed `!quant.uniform` breaks a rule; prints the source line with the type
     underlined. A `VerifyException`, so `--verify-diagnostics` reports it; like
     `ParseError.span`, `span.line_offset` may be set by a driver that splits input."""

@@ -60,6 +60,7 @@ from xdsl.ir import Attribute, Operation, OpResult, SSAValue
 from qcc import ir
 from qcc.dialects import qnn, quant
 from qcc.dialects.quant import UniformQuantizedType, storage_range
+from qcc.errors import QccError
 
 MIN_OPSET = 13
 """Softmax, Split, Squeeze... and per-axis QuantizeLinear are written with their
@@ -74,11 +75,11 @@ __all__ = ["export_onnx", "ExportError", "Unsupported", "OpWriter", "EXPORTS", "
            "MIN_OPSET", "qdq_storage", "full_range", "onnx_dtype", "save_atomic"]
 
 
-class ExportError(Exception):
+class ExportError(QccError):
     """A module cannot be written as ONNX; the message lists every op that cannot."""
 
 
-class Unsupported(Exception):
+class Unsupported(QccError):
     """Raised by an op's export: why this op cannot be written (with this opset)."""
 
 

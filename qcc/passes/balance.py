@@ -49,6 +49,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from qcc import ir
 from qcc.dialects import qnn
 from qcc.dialects.base import get_int
+from qcc.errors import QccError
 from qcc.passes import remarks
 from qcc.passes.common import is_f32 as _is_f32
 from qcc.passes.common import op_label as _label
@@ -61,7 +62,7 @@ ALPHA_RANGE = (0.2, 0.8)
 S_RANGE = (1e-5, 1e5)
 
 
-class BalanceError(ValueError):
+class BalanceError(QccError, ValueError):
     """A bad option or calibration data that does not fit the model."""
 
 

@@ -32,9 +32,10 @@ from xdsl.rewriter import Rewriter
 from qcc import ir
 from qcc.dialects import quant
 from qcc.dialects.base import get_bool, get_int, get_str
+from qcc.errors import QccError
 
 
-class CalibrationError(Exception):
+class CalibrationError(QccError):
     """Calibration data that does not fit the model, or no data at all."""
 
 

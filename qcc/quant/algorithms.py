@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from qcc.dialects.quant import storage_range
+from qcc.errors import QccError
 from qcc.quant.observers import DEFAULT_BINS, TensorStats, weight_stats
 
 MIN_SCALE = float(np.finfo(np.float32).tiny)
@@ -39,7 +40,7 @@ _CHUNK = 1 << 20  # candidates x bins evaluated at once
 Range = tuple[float, float]
 
 
-class AlgorithmError(ValueError):
+class AlgorithmError(QccError, ValueError):
     """A bad algorithm name, parameter name or parameter value."""
 
 

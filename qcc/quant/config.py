@@ -81,6 +81,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from xdsl.dialects.builtin import StringAttr
 
 from qcc.dialects import qnn
+from qcc.errors import QccError
 
 WEIGHT_BITS = (4, 5, 6, 7, 8)
 ACTIVATION_BITS = (8, 16)
@@ -114,7 +115,7 @@ LAYER_TYPES: dict[str, tuple[str, ...]] = {
 """Layer type names a config may use -> the qnn ops they select."""
 
 
-class ConfigError(Exception):
+class ConfigError(QccError):
     """A user error in a config (message `path:line:column: ...` when from a file)."""
 
     def __init__(self, message: str, field: str | tuple[str, int] | None = None,

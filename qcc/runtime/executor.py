@@ -18,10 +18,11 @@ from xdsl.ir import Operation, SSAValue
 
 from qcc import ir
 from qcc.dialects import qnn
+from qcc.errors import QccError
 from qcc.runtime import ops as K
 
 
-class RuntimeError_(Exception):
+class RuntimeError_(QccError):
     """A user-facing error about running a module (bad inputs, unsupported op)."""
 
 

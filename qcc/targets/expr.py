@@ -21,13 +21,15 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Operation
 
+from qcc.errors import QccError
+
 if TYPE_CHECKING:
     from qcc.targets.loader import Target
 
 WEIGHTED = ("qnn.conv", "qnn.conv_transpose", "qnn.dense")
 
 
-class TargetError(Exception):
+class TargetError(QccError):
     """A bad target description (`path:line:col: ...`) or a rule that cannot be evaluated."""
 
 

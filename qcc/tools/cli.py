@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from qcc.errors import QccError
 
-class UserError(Exception):
+
+class UserError(QccError):
     """An error the user can fix; printed as one message."""
 
 
@@ -189,11 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get("QCC_DEBUG"):
         args.fn(args)
         return 0
-    from qcc.errors import USER_ERRORS
+    from xdsl.utils.exceptions import DiagnosticException, ParseError
 
     try:
         args.fn(args)
-    except (UserError,) + USER_ERRORS as e:
+    except (QccError, ParseError, DiagnosticException) as e:
         print(f"qcc {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0
