@@ -49,6 +49,7 @@ from qcc.dialects.base import (
     shape_of,
     tensor,
 )
+from qcc.dialects.constants import print_constant_value
 
 AnyTensor = TensorType
 
@@ -77,8 +78,6 @@ class ConstantOp(QnnOp):
         return [props["value"].type]
 
     def print(self, printer: Printer) -> None:
-        from qcc.ir import print_constant_value
-
         printer.print_string(" ")
         print_constant_value(printer, self.value)
         printer.print_op_attributes(self.attributes)
