@@ -25,6 +25,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from qcc import ir, passes
 from qcc.passes.calibrate import CalibrationError, calibrate, check_data, model_batches
+from qcc.passes.remarks import Remarks
 
 
 @dataclass
@@ -71,8 +72,8 @@ class _Pipeline:
         self.steps: list[str] = []
         self._dump("import")
 
-    def run(self, spec: str) -> None:
-        passes.run(self.module, spec)
+    def run(self, spec: str, remarks: Remarks | None = None) -> None:
+        passes.run(self.module, spec, remarks=remarks)
         self.steps.append(spec)
         self._dump(spec.split("{")[0])
 
@@ -198,10 +199,11 @@ def _equalize(pipe: _Pipeline) -> dict:
     from qcc.passes import equalize
 
     before = _weight_sqnr(pipe.module)
-    pipe.run("qcc-equalize")
+    remarks = Remarks()
+    pipe.run("qcc-equalize", remarks)
     after = _weight_sqnr(pipe.module)
     return {"pairs": {f"{a} -> {b}": {"min_scale": float(min(s)), "max_scale": float(max(s))}
-                      for (a, b), s in equalize.last_scales().items()},
+                      for (a, b), s in equalize.scales_of(remarks).items()},
             "weight_sqnr_db_per_tensor": {k: {"before": before[k], "after": after.get(k)}
                                           for k in before}}
 

@@ -76,13 +76,12 @@ class QccOptMain(xDSLOptMain):
         return super().prepare_input()
 
     def apply_passes(self, prog: ModuleOp) -> None:
-        from qcc.passes import remarks
+        from qcc.passes.remarks import collecting
 
-        remarks.take()
-        super().apply_passes(prog)
-        lines = remarks.take()
+        with collecting() as remarks:
+            super().apply_passes(prog)
         if self.args.remarks:
-            for line in lines:
+            for line in remarks.lines:
                 print(f"remark: {line}", file=sys.stderr)
 
     def setup_pipeline(self) -> None:

@@ -112,7 +112,7 @@ def test_pass_only_annotates_digits():
     want = run(module, data)
     before = ir.print_module(module)
     passes.run(module, "qcc-legalize-ascend")
-    remarks.take()
+    remarks.current().take()
     got = run(module, data)
     assert got.keys() == want.keys()
     for k in want:
@@ -128,7 +128,7 @@ def test_lit_case_same_outputs_before_and_after(case):
     data = _inputs(module)
     want = run(module, data)
     passes.run(module, "qcc-legalize-ascend")
-    remarks.take()
+    remarks.current().take()
     got = run(module, data)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
@@ -142,7 +142,7 @@ def test_pass_writes_the_config_back_and_override_restores(tmp_path):
     cfg = qconfig.load_json(path)
     assert cfg["layers"]["conv1"]["reason"] == MIN_CIN.format(1)
     assert not cfg["layers"]["fc"]["weight"]["channel_wise"]
-    assert remarks.take() == [f"qnn.conv 'conv1': stays float: {MIN_CIN.format(1)}",
+    assert remarks.current().take() == [f"qnn.conv 'conv1': stays float: {MIN_CIN.format(1)}",
                               f"qnn.conv 'conv2': stays float: {MIN_CIN.format(16)}",
                               "qnn.dense 'fc': weight channel_wise true -> false (target "
                               "ascend: qnn.dense)"]
@@ -151,16 +151,16 @@ def test_pass_writes_the_config_back_and_override_restores(tmp_path):
     cfg = qconfig.validate_json(qconfig.load_json(path), module)
     assert cfg["layers"]["conv1"]["quantize"] and cfg["layers"]["conv1"]["weight"]["bits"] == 8
     assert not _float_attrs(module)
-    assert any("'conv1': quantized again with default settings" in r for r in remarks.take())
+    assert any("'conv1': quantized again with default settings" in r for r in remarks.current().take())
 
 
 def test_remarks_option_prints_to_stderr(capsys):
     passes.run(_digits(), "qcc-legalize-ascend{remarks=true}")
-    remarks.take()
+    remarks.current().take()
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"legalize: conv1: stays float: {MIN_CIN.format(1)}"
     passes.run(_digits(), "qcc-legalize-ascend")
-    remarks.take()
+    remarks.current().take()
     assert capsys.readouterr().err == ""
 
 
