@@ -46,11 +46,12 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from qcc import ir
+from qcc import ir, registry
 from qcc.dialects import qnn
 from qcc.dialects.base import get_int
 from qcc.errors import QccError
 from qcc.passes import remarks
+from qcc.passes.calib_data import CalibrationError, model_batches
 from qcc.passes.common import is_f32 as _is_f32
 from qcc.passes.common import op_label as _label
 from qcc.passes.common import op_name as _name
@@ -162,24 +163,20 @@ def _activation_max(groups: list[Group], module: ModuleOp,
                     batches: Iterable[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
     """Rule 3: per group, max|x| per channel over every batch (the first layer's kernel
     updates a running maximum, then runs as usual)."""
-    from qcc.runtime import compile_module, execute
-
-    plan = compile_module(module)
-    kernels = {step.op: step.fn for step in plan.steps}
     amax = [np.zeros(_channels(g.x, g.axis)) for g in groups]
 
-    def hook(i: int, axis: int, kernel):
-        def run(op, x, *rest):
+    def hook(i: int, axis: int):
+        def run(kernel, op, x, *rest):
             axes = tuple(d for d in range(x.ndim) if d != axis)
             np.fmax(amax[i], np.abs(x).max(axis=axes), out=amax[i])
             return kernel(op, x, *rest)
         return run
 
-    overrides = {g.layers[0][1]: hook(i, g.axis, kernels[g.layers[0][1]])
-                 for i, g in enumerate(groups)}
+    run_batch = registry.executor()(
+        module, {g.layers[0][1]: hook(i, g.axis) for i, g in enumerate(groups)})
     n = 0
     for batch in batches:
-        execute(plan, batch, overrides=overrides)
+        run_batch(batch)
         n += 1
     if n == 0:
         raise BalanceError("qcc-balance: no calibration batch (the data holds fewer "
@@ -348,8 +345,6 @@ class BalancePass(ModulePass):
         check_alpha(self.alpha)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from qcc.passes.calibrate import CalibrationError, model_batches
-
         if self.data is None:
             raise BalanceError("qcc-balance needs data=FILE.npz (calibration data, one "
                                "array per model input, first axis the batch)")

@@ -67,8 +67,8 @@ def quantize_model(config_file: str | os.PathLike, model: str | os.PathLike | Mo
 def calibrate(module: ModuleOp, data: str | os.PathLike | Mapping[str, np.ndarray],
               batch_num: int | None = None) -> None:
     """Run the calibration data; observers become fake_quant."""
+    from qcc.passes.calib_data import model_batches
     from qcc.passes.calibrate import calibrate as run_calibration
-    from qcc.passes.calibrate import model_batches
     from qcc.quant.flow import load_npz
 
     arrays = load_npz(data, "calibration") if not isinstance(data, Mapping) else dict(data)

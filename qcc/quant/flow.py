@@ -24,7 +24,8 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from qcc import ir, passes
-from qcc.passes.calibrate import CalibrationError, calibrate, check_data, model_batches
+from qcc.passes.calib_data import CalibrationError, check_data, model_batches
+from qcc.passes.calibrate import calibrate
 from qcc.passes.remarks import Remarks
 
 
@@ -165,10 +166,12 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         evaluation = (evaluate(float_module, module, eval_data, int8_module)
                       if eval_data is not None else {})
         from qcc.quant.report import build_report
+        from qcc.runtime import run
 
         if evaluation:
             extra["evaluation"] = evaluation
-        report = build_report(module, cfg, batches[0] if batches else None, extra)
+        report = build_report(module, cfg, batches[0] if batches else None, extra,
+                              run=run)
         if work is not None:
             _write_outputs(work, name, module, cfg, report)
             _write_deploy(work, name, int8_module, report)

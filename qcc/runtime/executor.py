@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -227,3 +228,13 @@ def run(module: ModuleOp, inputs: Mapping[str, np.ndarray],
 def _some(names: Mapping[str, object], n: int = 8) -> str:
     listed = sorted(names)
     return ", ".join(listed[:n]) + (", ..." if len(listed) > n else "")
+
+
+def batch_runner(module: ModuleOp, hooks: Mapping[Operation, Callable[..., object]],
+                 ) -> Callable[[Mapping[str, np.ndarray]], object]:
+    """`qcc.registry.Executor` on this runtime: compile `module` once; each call runs
+    one batch with `hook(kernel, op, *arrays)` in place of the kernel of each hooked op."""
+    plan = compile_module(module)
+    kernels = {step.op: step.fn for step in plan.steps}
+    overrides = {op: partial(hook, kernels[op]) for op, hook in hooks.items() if op in kernels}
+    return lambda batch: execute(plan, batch, overrides=overrides)
