@@ -117,7 +117,7 @@ def factor(amax: np.ndarray, wmax: np.ndarray, alpha: float) -> np.ndarray:
 
 def _targets(module: ModuleOp, only: Sequence[str] | None) -> list[tuple[str, Operation]]:
     """Rule 1: the layers to balance, by config name, in program order."""
-    from qcc.quant.config import quantizable_layers
+    from qcc.passes.common import quantizable_layers
 
     named = {n: op for n, op in quantizable_layers(module).items() if isinstance(op, LAYERS)}
     if only is not None:

@@ -47,7 +47,7 @@ both dense and matmul: `MatMul` (ONNX/TF: dense when one side is a constant);
 qnn.avg_pool: `Pooling` (Caffe; only average pooling is a layer) `AveragePool AvgPool
 AvgPool3D AveragePooling2D AvgPool1d/2d/3d`.
 
-**Resolved JSON** (`resolve`, `dump_json`; the contract every later step reads)::
+**Resolved JSON** (`resolve`, `config_json.dump_json`; the contract every later step reads)::
 
     {"version": 1, "batch_num": null, "activation_offset": true, "do_fusion": true,
      "skip_fusion_layers": [], "equalize": false, "balance": null | {"alpha": 0.5},
@@ -82,6 +82,7 @@ from xdsl.dialects.builtin import StringAttr
 
 from qcc.dialects import qnn
 from qcc.errors import QccError
+from qcc.passes.common import quantizable_layers
 
 WEIGHT_BITS = (4, 5, 6, 7, 8)
 ACTIVATION_BITS = (8, 16)
@@ -511,21 +512,6 @@ def load_simple_config(path: str | os.PathLike) -> SimpleConfig:
 # ----------------------------------------------------------------- resolve
 
 
-def quantizable_layers(module) -> dict[str, Any]:
-    """The module's layer ops by config name (see the module docstring), walk order."""
-    layers: dict[str, Any] = {}
-    for i, op in enumerate(o for o in module.walk() if isinstance(o, qnn.LAYER_OPS)):
-        attr = op.attributes.get("name")
-        base = attr.data if isinstance(attr, StringAttr) and attr.data else \
-            f"{op.name.removeprefix('qnn.')}_{i}"
-        name, k = base, 0
-        while name in layers:
-            k += 1
-            name = f"{base}_{k}"
-        layers[name] = op
-    return layers
-
-
 def _named_ops(module, layers: dict[str, Any]) -> dict[str, str]:
     named = {op.attributes["name"].data: op.name for op in module.walk()
              if isinstance(op.attributes.get("name"), StringAttr) and op.name != "qnn.constant"}
@@ -579,15 +565,9 @@ def resolve(module, config: SimpleConfig | None, model_path: str | None = None) 
             "balance": None if config.balance_alpha is None else {"alpha": config.balance_alpha},
             "layers": out}
 
-
-# -------------------------------------------------------------------- JSON
-
-from qcc.quant.config_json import dump_json, load_json, validate_json  # noqa: E402
-
 __all__ = [
     "ConfigError", "SimpleConfig", "CalibrationConfig", "ArqQuantize", "ActivationQuant",
     "OverrideLayer", "OverrideLayerType", "LAYER_TYPES", "ACTIVATION_ALGORITHMS",
     "WEIGHT_BITS", "ACTIVATION_BITS", "NO_WEIGHT", "layer_type_ops", "parse_simple_config",
-    "load_simple_config", "quantizable_layers", "resolve", "validate_json", "dump_json",
-    "load_json",
+    "load_simple_config", "quantizable_layers", "resolve",
 ]

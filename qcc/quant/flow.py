@@ -104,6 +104,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
     """Quantize `model` with calibration data `calib` (an .npz path or arrays)."""
     from qcc import load
     from qcc.quant import config as qconfig
+    from qcc.quant import config_json
 
     if isinstance(model, ModuleOp):
         module, name = model, name or "model"
@@ -123,7 +124,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         pipe = _Pipeline(module, work / "ir" if (work and dump_ir) else None)
         pipe.run("canonicalize")
         if config is not None and str(config).endswith(".json"):
-            cfg = qconfig.load_json(config)
+            cfg = config_json.load_json(config)
         else:
             cfg = qconfig.resolve(module, simple, str(model) if not isinstance(
                 model, ModuleOp) else None)
@@ -140,7 +141,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
                                              if overrides else [])
             pipe.steps.append(f"qcc-legalize-ascend{{{' '.join(opts)}}}")
             pipe._dump("qcc-legalize")
-        qconfig.validate_json(cfg, module)
+        config_json.validate_json(cfg, module)
         float_module = module.clone()
         batches = list(model_batches(module, data, cfg.get("batch_num")))
         if cfg.get("equalize"):
@@ -148,7 +149,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         if cfg.get("balance"):
             extra["balance"] = _balance(pipe, batches, cfg["balance"]["alpha"], calib)
         cfg_path = (work / "quant.json") if work else Path(tempfile.mkdtemp()) / "quant.json"
-        qconfig.dump_json(cfg, cfg_path)
+        config_json.dump_json(cfg, cfg_path)
         from qcc.passes.insert_quant import insert_observers
 
         insert_observers(module, cfg)

@@ -20,6 +20,11 @@ from xdsl.ir import Operation, SSAValue
 from qcc import ir
 from qcc.dialects import qnn
 from qcc.errors import QccError
+
+# Integer kernels (int8 layers, requantize) wrap entries of the float table; the Ascend
+# ops (AscendQuant, AscendDequant, ...) add theirs. Importing them registers them.
+from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
+from qcc.runtime import int8 as _int8  # noqa: F401
 from qcc.runtime import ops as K
 
 

@@ -194,9 +194,3 @@ def _dequantize(op, q):
 def _requantize(op, q):
     src = quant.quantized_element(op.input.type)
     return op.properties["qtype"].quantize(src.dequantize(q))
-
-
-# Integer kernels (int8 layers, requantize) wrap entries of the table above; the
-# Ascend ops (AscendQuant, AscendDequant, ...) add theirs.
-from qcc.runtime import ascend_ops as _ascend_ops  # noqa: E402, F401
-from qcc.runtime import int8 as _int8  # noqa: E402, F401

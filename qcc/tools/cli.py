@@ -84,12 +84,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_config(args: argparse.Namespace) -> None:
     from qcc import passes
     from qcc.quant import config as qconfig
+    from qcc.quant import config_json
 
     module = _load(args)
     passes.run(module, "canonicalize")
     simple = qconfig.load_simple_config(args.config) if args.config else None
     cfg = qconfig.resolve(module, simple, args.model)
-    qconfig.dump_json(cfg, args.output)
+    config_json.dump_json(cfg, args.output)
     quantized = sum(1 for e in cfg["layers"].values() if e.get("quantize"))
     print(f"wrote {args.output}: {quantized} of {len(cfg['layers'])} layers quantized",
           file=sys.stderr)

@@ -19,6 +19,7 @@ from qcc.passes import remarks
 from qcc.passes.insert_quant import insert_observers
 from qcc.passes.legalize_ascend import legalize
 from qcc.quant import config as qconfig
+from qcc.quant import config_json
 from qcc.runtime import run
 from qcc.targets import TargetError, load_target
 
@@ -48,7 +49,7 @@ def _inputs(module, seed: int = 0) -> dict[str, np.ndarray]:
 def test_digits_conv1_stays_float_by_min_cin():
     module = _digits()
     cfg, notes = legalize(module, None, "ascend")
-    assert qconfig.validate_json(cfg, module) is cfg
+    assert config_json.validate_json(cfg, module) is cfg
     layers = cfg["layers"]
     assert layers["conv1"] == {"type": "qnn.conv", "quantize": False,
                                "reason": MIN_CIN.format(1)}
@@ -68,7 +69,7 @@ def test_digits_conv1_stays_float_by_min_cin():
 def test_digits_override_quantizes_conv1():
     module = _digits()
     cfg, notes = legalize(module, None, load_target("ascend"), overrides=["min_cin"])
-    qconfig.validate_json(cfg, module)
+    config_json.validate_json(cfg, module)
     assert all(e["quantize"] for e in cfg["layers"].values())
     assert not _float_attrs(module)
     assert f"legalize: conv1: quantized anyway (override): {MIN_CIN.format(1)}" in notes
@@ -137,9 +138,9 @@ def test_lit_case_same_outputs_before_and_after(case):
 def test_pass_writes_the_config_back_and_override_restores(tmp_path):
     module = _digits()
     path = tmp_path / "quant.json"
-    qconfig.dump_json(qconfig.resolve(module, None), path)
+    config_json.dump_json(qconfig.resolve(module, None), path)
     passes.run(module, f'qcc-legalize-ascend{{config="{path}"}}')
-    cfg = qconfig.load_json(path)
+    cfg = config_json.load_json(path)
     assert cfg["layers"]["conv1"]["reason"] == MIN_CIN.format(1)
     assert not cfg["layers"]["fc"]["weight"]["channel_wise"]
     assert remarks.current().take() == [f"qnn.conv 'conv1': stays float: {MIN_CIN.format(1)}",
@@ -148,7 +149,7 @@ def test_pass_writes_the_config_back_and_override_restores(tmp_path):
                               "ascend: qnn.dense)"]
     # Rule 5: a second run with the rule lifted quantizes conv1 with default settings.
     passes.run(module, f'qcc-legalize-ascend{{config="{path}" override="min_cin"}}')
-    cfg = qconfig.validate_json(qconfig.load_json(path), module)
+    cfg = config_json.validate_json(config_json.load_json(path), module)
     assert cfg["layers"]["conv1"]["quantize"] and cfg["layers"]["conv1"]["weight"]["bits"] == 8
     assert not _float_attrs(module)
     assert any("'conv1': quantized again with default settings" in r for r in remarks.current().take())
