@@ -86,13 +86,18 @@ def _qtype(lo: np.ndarray, hi: np.ndarray, bits: int, symmetric: bool, narrow: b
 
 def weight_quantizer(op: quant.ObserveOp) -> Quantizer:
     """Rule 1."""
-    from qcc.quant.algorithms import arq
+    from qcc.quant.algorithms import WEIGHT_ALGORITHMS
 
+    algorithm = get_str(op.algorithm)
+    fn = WEIGHT_ALGORITHMS.get(algorithm)
+    if fn is None:
+        raise CalibrationError(f"{get_str(op.id)}: no weight algorithm '{algorithm}' "
+                               f"(known: {', '.join(sorted(WEIGHT_ALGORITHMS))})")
     w = np.asarray(ir.array_of(op.input), np.float32)
     axis, bits = get_int(op.axis, -1), get_int(op.bits, 8)
     narrow = get_bool(op.narrow_range)
-    lo, hi = arq(w, axis, bits, narrow)
-    return Quantizer(get_str(op.id), "weight", get_str(op.algorithm), bits, True, axis,
+    lo, hi = fn(w, axis, bits, narrow)
+    return Quantizer(get_str(op.id), "weight", algorithm, bits, True, axis,
                      np.asarray(lo), np.asarray(hi), _qtype(np.asarray(lo), np.asarray(hi),
                                                             bits, True, narrow, axis))
 

@@ -480,12 +480,27 @@ def arq(weight: np.ndarray, axis: int = -1, bits: int = 8, narrow_range: bool = 
     return -st.absmax, st.absmax.copy()
 
 
+# The one place algorithm names and defaults are stated: the config's grammar and
+# defaults, qcc-calibrate and the report all read them from here.
+
 ACTIVATION_ALGORITHMS: dict[str, Callable[..., Range]] = {
-    "minmax": minmax, "percentile": percentile, "kl": kl, "mse": mse, "ifmr": ifmr,
-    "hfmg": hfmg,
+    "ifmr": ifmr, "hfmg": hfmg, "minmax": minmax, "percentile": percentile, "kl": kl,
+    "mse": mse,
 }
 """name -> fn(stats, bits, symmetric, **params) -> (lo, hi); `fn.params` lists the
 parameters with their defaults."""
+
+WEIGHT_ALGORITHMS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {"arq": arq}
+"""name -> fn(weight, axis, bits, narrow_range) -> (lo, hi) per channel."""
+
+DEFAULT_ACTIVATION_ALGORITHM = "ifmr"
+DEFAULT_WEIGHT_ALGORITHM = "arq"
+
+
+def activation_defaults() -> dict[str, dict[str, float | int]]:
+    """Each activation algorithm's parameters with their defaults, by name."""
+    return {name: dict(fn.params) for name, fn in  # type: ignore[attr-defined]
+            ACTIVATION_ALGORITHMS.items()}
 
 
 def compute_range(algorithm: str, stats: TensorStats, bits: int = 8,
@@ -500,7 +515,8 @@ def compute_range(algorithm: str, stats: TensorStats, bits: int = 8,
 
 
 __all__ = [
-    "ACTIVATION_ALGORITHMS", "AlgorithmError", "DEGENERATE_SCALE", "MIN_SCALE", "arq",
+    "ACTIVATION_ALGORITHMS", "WEIGHT_ALGORITHMS", "DEFAULT_ACTIVATION_ALGORITHM",
+    "DEFAULT_WEIGHT_ALGORITHM", "activation_defaults", "AlgorithmError", "DEGENERATE_SCALE", "MIN_SCALE", "arq",
     "compute_range", "expected_sq_error", "hfmg", "ifmr", "kl", "kl_divergence",
     "minmax", "mse", "observer_bins", "percentile", "range_to_qparams",
 ]

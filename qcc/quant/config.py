@@ -83,18 +83,12 @@ from xdsl.dialects.builtin import StringAttr
 from qcc.dialects import qnn
 from qcc.errors import QccError
 from qcc.passes.common import quantizable_layers
+from qcc.quant import algorithms
 
 WEIGHT_BITS = (4, 5, 6, 7, 8)
 ACTIVATION_BITS = (8, 16)
-ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = {
-    "ifmr": {"search_range_start": 0.7, "search_range_end": 1.3, "search_step": 0.01,
-             "max_percentile": 0.999999, "min_percentile": 0.999999},
-    "hfmg": {"num_of_bins": 4096},
-    "minmax": {},
-    "percentile": {"max_percentile": 0.99999, "min_percentile": 0.99999},
-    "kl": {"num_of_bins": 2048},
-    "mse": {},
-}
+ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = algorithms.activation_defaults()
+"""name -> parameter defaults, from the algorithm registry (`qcc.quant.algorithms`)."""
 NO_WEIGHT = ("qnn.avg_pool", "qnn.matmul")
 
 _C, _T, _D, _M, _P = (("qnn.conv",), ("qnn.conv_transpose",), ("qnn.dense",),
@@ -167,7 +161,7 @@ class ArqQuantize:
             raise ConfigError("channel_wise must be true or false", "channel_wise")
 
     def to_json(self) -> dict:
-        return {"algorithm": "arq", "bits": self.quant_bits,
+        return {"algorithm": algorithms.DEFAULT_WEIGHT_ALGORITHM, "bits": self.quant_bits,
                 "channel_wise": self.channel_wise, "symmetric": True}
 
 
@@ -176,7 +170,7 @@ class ActivationQuant:
     """An activation algorithm (`ACTIVATION_ALGORITHMS`); missing params take defaults.
     `asymmetric` None means "as the global activation_offset"."""
 
-    algorithm: str = "ifmr"
+    algorithm: str = algorithms.DEFAULT_ACTIVATION_ALGORITHM
     quant_bits: int = 8
     asymmetric: bool | None = None
     params: tuple[tuple[str, float | int], ...] = ()
