@@ -81,6 +81,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from xdsl.dialects.builtin import StringAttr
 
 from qcc.dialects import qnn
+from qcc.dialects.layers import NO_WEIGHT
 from qcc.errors import QccError
 from qcc.passes.common import quantizable_layers
 from qcc.quant import algorithms
@@ -89,7 +90,6 @@ WEIGHT_BITS = (4, 5, 6, 7, 8)
 ACTIVATION_BITS = (8, 16)
 ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = algorithms.activation_defaults()
 """name -> parameter defaults, from the algorithm registry (`qcc.quant.algorithms`)."""
-NO_WEIGHT = ("qnn.avg_pool", "qnn.matmul")
 
 _C, _T, _D, _M, _P = (("qnn.conv",), ("qnn.conv_transpose",), ("qnn.dense",),
                       ("qnn.matmul",), ("qnn.avg_pool",))
