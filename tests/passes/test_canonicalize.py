@@ -74,3 +74,15 @@ def test_calibrate_canonicalize_realize_int8_realizes_the_layer():
     acc = (qx - zx) @ qw.T  # exact integer accumulation
     expected = acc * (np.float64(sx) * sw.astype(np.float64))
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_only_pure_qnn_ops_carry_a_fold_hook():
+    from xdsl.traits import HasFolder, Pure
+
+    from qcc.dialects import ascend, qnn, quant
+
+    folding = [op for op in qnn.QNN_OPS if op.has_trait(HasFolder)]
+    assert folding and all(op.has_trait(Pure) for op in folding)
+    never = [op.name for d in (quant.Quant, ascend.Ascend) for op in d.operations
+             if op.has_trait(HasFolder)]
+    assert never == [], f"quant/ascend ops must never fold: {never}"
