@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from qcc.errors import QccError
 
-class OutputError(Exception):
+
+class OutputError(QccError):
     """An output path qcc cannot write; printed as one message."""
 
 
@@ -144,7 +146,7 @@ def write_folder(final: str | os.PathLike) -> Iterator[Path]:
         discard_folder(work)
 
 
-class DataFileError(Exception):
+class DataFileError(QccError):
     """An input data file qcc cannot read; printed as one message."""
 
 
