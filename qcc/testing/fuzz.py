@@ -431,12 +431,11 @@ def make_case(fmt: str, index: int, seed: int, seeds: Seeds) -> Case:
     return Case(index, files, argv)
 
 
-class _Hang(Exception):
-    pass
+_HANG = "qcc fuzz: case time limit"
 
 
 def _alarm(signum, frame):
-    raise _Hang()
+    raise TimeoutError(_HANG)
 
 
 def _listing(folder: Path) -> list[str]:
@@ -464,8 +463,9 @@ def run_case(case: Case, folder: Path, system_tmp: Path) -> dict:
             rc = main(case.argv[1:])
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 1
-    except _Hang:
-        rc, result["kind"] = -1, "hang"
+    except TimeoutError as e:
+        rc, result["kind"] = -1, "hang" if e.args == (_HANG,) else "traceback"
+        result["detail"] = traceback.format_exc()[-3000:]
     except BaseException:  # noqa: BLE001 - anything escaping main is the failure we look for
         rc, result["kind"] = -1, "traceback"
         result["detail"] = traceback.format_exc()[-3000:]
