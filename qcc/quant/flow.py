@@ -98,7 +98,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
              weights: str | None = None, input_shapes: dict | None = None,
              dump_ir: bool = False, name: str | None = None,
              target: str | None = None, overrides: tuple[str, ...] = (),
-             progress: bool = True) -> QuantizeResult:
+             progress: bool = True, load_options: Mapping | None = None) -> QuantizeResult:
     """Quantize `model` with calibration data `calib` (an .npz path or arrays)."""
     from qcc import load
     from qcc.quant import config as qconfig
@@ -106,7 +106,8 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
     if isinstance(model, ModuleOp):
         module, name = model, name or "model"
     else:
-        module = load(model, weights=weights, input_shapes=input_shapes)
+        module = load(model, weights=weights, input_shapes=input_shapes,
+                      **dict(load_options or {}))
         name = name or Path(model).stem
     data = load_npz(calib, "calibration") if not isinstance(calib, Mapping) else dict(calib)
     fn = ir.main_func(module)
