@@ -16,7 +16,7 @@ from onnx import TensorProto
 
 from qcc.frontends.errors import FrontendError
 from qcc.frontends.tensorflow import graphdef as gd
-from qcc.frontends.tensorflow.importer import NCHW, Importer, Tensor
+from qcc.frontends.tensorflow.importer import FREEZE_HINT, NCHW, Importer, Tensor
 
 Translation = Callable[["Node"], Any]
 TRANSLATIONS: dict[str, Translation] = {}
@@ -56,6 +56,10 @@ class Node:
 
     def array(self, i: int, what: str = "") -> np.ndarray:
         a = self.imp.array(self.inputs[i])
+        if a is None and gd.node_of(self.inputs[i]) in self.imp.input_names:
+            raise FrontendError(f"input {i} ('{self.inputs[i]}'{what}) must be a constant, "
+                                "but it is a graph input (a tensor captured without "
+                                f"freezing?); {FREEZE_HINT}")
         if a is None:
             raise FrontendError(f"input {i} ('{self.inputs[i]}'{what}) must be a constant "
                                 "(qcc fixes shapes and weights at import), but it is "

@@ -106,4 +106,28 @@ def tf_models(tf, tmp_path_factory):
     path = root / "matmul_tb.pb"
     path.write_bytes(cf.graph.as_graph_def().SerializeToString())
     out["matmul_tb"] = (path, (2, 16), lambda x: np.asarray(cf(tf.constant(x))))
+    out["fused_bn"] = _fused_bn(tf, root)
     return out
+
+
+def _fused_bn(tf, root):
+    """Conv2D + FusedBatchNormV3 (the frozen form of TF1 / tf.compat.v1 graphs) + Relu,
+    + Conv2D."""
+    rng = np.random.default_rng(4)
+    # numpy arrays, so they become Const nodes inside the function (not captures)
+    w1 = rng.normal(0, 0.3, (3, 3, 3, 18)).astype(np.float32)
+    w2 = rng.normal(0, 0.3, (1, 1, 18, 20)).astype(np.float32)
+    stats = [a.astype(np.float32) for a in (
+        rng.uniform(0.5, 1.5, 18), rng.normal(0, 0.3, 18), rng.normal(0, 0.3, 18),
+        rng.uniform(0.5, 2.0, 18))]
+
+    def f(x):
+        y = tf.nn.conv2d(x, w1, strides=1, padding="SAME")
+        y = tf.raw_ops.FusedBatchNormV3(x=y, scale=stats[0], offset=stats[1], mean=stats[2],
+                                        variance=stats[3], epsilon=1e-3, is_training=False)[0]
+        return tf.nn.conv2d(tf.nn.relu(y), w2, strides=1, padding="VALID")
+
+    cf = tf.function(f).get_concrete_function(tf.TensorSpec((1, 6, 6, 3), tf.float32, name="x"))
+    path = root / "fused_bn.pb"
+    path.write_bytes(cf.graph.as_graph_def().SerializeToString())
+    return path, (1, 6, 6, 3), lambda x: np.asarray(cf(tf.constant(x)))
