@@ -43,3 +43,41 @@ def test_matmul_flags_reach_the_layer(tf_models):
     dense = next(op for op in module.walk() if op.name == "qnn.dense")
     assert dense.attributes["source"].data == "tensorflow.MatMul"
     assert "transpose_b" in dense.attributes
+
+
+def test_qcc_run_pb(tf_models, tmp_path):
+    from qcc.tools.cli import main
+
+    path, shape, run_tf = tf_models["separable"]
+    x = np.random.default_rng(6).normal(size=shape).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    out = tmp_path / "y.npz"
+    assert main(["run", str(path), "--inputs", str(tmp_path / "x.npz"), "-o", str(out)]) == 0
+    with np.load(out) as y:
+        (got,) = [y[k] for k in y.files]
+    np.testing.assert_allclose(got, run_tf(x), atol=1e-4, rtol=1e-4)
+
+
+def test_load_keras_model_and_savedmodel(tf, tmp_path):
+    """qcc.load freezes a Keras model (batch None fixed by input_shapes) and a
+    SavedModel directory through TensorFlow."""
+    import keras
+
+    import qcc
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5,), name="feats")
+    model = keras.Model(inp, keras.layers.Dense(3, activation="relu")(inp))
+    x = np.random.default_rng(7).normal(size=(2, 5)).astype(np.float32)
+    want = np.asarray(model(x))
+    module = qcc.load(model, input_shapes={"feats": (2, 5)})
+    (got,) = runtime.run(module, {"feats": x}).values()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+    saved = tmp_path / "saved"
+    model.export(str(saved), verbose=False)
+    module = qcc.load(saved, input_shapes={"feats": (2, 5)})
+    (got,) = runtime.run(module, dict(zip(
+        [a.name_hint for a in module.body.block.first_op.body.block.args], [x], strict=True))
+        ).values()
+    np.testing.assert_allclose(got, want, atol=1e-5)
