@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 
 from qcc import ir, passes
 from qcc.passes.calibrate import CalibrationError, calibrate, check_data, model_batches
@@ -232,6 +232,11 @@ def _write_outputs(work: Path, name: str, module: ModuleOp, cfg: dict, report: d
     except ImportError:
         return
     export_onnx(module, work / f"{name}_fake_quant.onnx")
+    if module.attributes.get("qcc.framework") == StringAttr("tensorflow"):
+        # TensorFlow users get a GraphDef with FakeQuantWithMinMaxVars too
+        from qcc.exporters.tensorflow import export_graphdef
+
+        export_graphdef(module, work / f"{name}_fake_quant.pb")
 
 
 def _write_deploy(work: Path, name: str, int8_module: ModuleOp, report: dict) -> None:
