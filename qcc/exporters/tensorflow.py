@@ -176,7 +176,7 @@ class _Writer:
         attrs.setdefault("T", ("type", _T))
         return self.node(op, inputs, self.label(self.op) + suffix, **attrs).name
 
-    def const(self, array: np.ndarray, name: str) -> str:
+    def const(self, array: Any, name: str) -> str:
         a = np.asarray(array)
         if a.dtype == np.float64:
             a = a.astype(np.float32)
@@ -618,8 +618,9 @@ def _affine(w: _Writer, op: Operation) -> list[V]:
     rank = len(_shape(op.operands[0]))
     v = w.get(op.operands[0])
     label = w.label(op)
+    shape: tuple[int, ...] = (-1,)  # channels-last: the channel axis is last
     if v.cl and axis % rank == 1:
-        x, shape = v.name, (-1,)
+        x = v.name
     else:
         x, shape = w.plain(op.operands[0]), (-1,) + (1,) * (rank - 1 - axis % rank)
     y = w.emit("Mul", [x, w.const(a.reshape(shape), f"{label}/a")], "/mul")

@@ -93,7 +93,8 @@ def tensor_to_array(t: pb.TensorProto, what: str) -> np.ndarray:
 def array_to_tensor(array: np.ndarray) -> pb.TensorProto:
     """A numpy array as a TensorProto with raw little-endian content."""
     a = np.asarray(array)
-    t = pb.TensorProto(dtype=datatype_of(a.dtype))
+    t = pb.TensorProto()
+    t.dtype = datatype_of(a.dtype)  # type: ignore[assignment]
     t.tensor_shape.dim.extend(pb.TensorShapeProto.Dim(size=int(d)) for d in a.shape)
     t.tensor_content = a.astype(a.dtype.newbyteorder("<")).tobytes()
     return t

@@ -76,7 +76,7 @@ class Node:
              **attrs: Any) -> list[str]:
         return self.imp.emit(op_type, inputs, self.name + suffix, n_out, **attrs)
 
-    def const(self, array: np.ndarray | Sequence, suffix: str = "/const") -> str:
+    def const(self, array: Any, suffix: str = "/const") -> str:
         return self.imp.constant(np.asarray(array), self.name + suffix)
 
     def layer(self, **flags: bool) -> None:
@@ -574,7 +574,8 @@ def resize(n: Node):
         ctm = "half_pixel" if linear else "tf_half_pixel_for_nn"
     else:
         ctm = "asymmetric"
-    extra = {} if linear else {"nearest_mode": "round_prefer_ceil" if align else "floor"}
+    extra: dict[str, Any] = {} if linear else {
+        "nearest_mode": "round_prefer_ceil" if align else "floor"}
     out = n.emit("Resize", [x, "", "", n.const(np.asarray([nb, c, *size], np.int64), "/sizes")],
                  mode="linear" if linear else "nearest", coordinate_transformation_mode=ctm,
                  **extra)[0]
