@@ -568,14 +568,11 @@ def resize(n: Node):
     nb, c = n.imp.shape(x)[:2]
     align, half = bool(n.attr("align_corners", False)), bool(n.attr("half_pixel_centers", False))
     linear = n.op == "ResizeBilinear"
-    if align:
-        ctm = "align_corners"
-    elif half:
-        ctm = "half_pixel" if linear else "tf_half_pixel_for_nn"
-    else:
-        ctm = "asymmetric"
+    # nearest, half_pixel_centers: src = floor((dst + 0.5) * in / out), which is
+    # half_pixel's (dst + 0.5) * in / out - 0.5 rounded half up
+    ctm = "align_corners" if align else "half_pixel" if half else "asymmetric"
     extra: dict[str, Any] = {} if linear else {
-        "nearest_mode": "round_prefer_ceil" if align else "floor"}
+        "nearest_mode": "round_prefer_ceil" if align or half else "floor"}
     out = n.emit("Resize", [x, "", "", n.const(np.asarray([nb, c, *size], np.int64), "/sizes")],
                  mode="linear" if linear else "nearest", coordinate_transformation_mode=ctm,
                  **extra)[0]
