@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import onnx
 from onnx import helper
 from xdsl.dialects.builtin import BoolAttr, ModuleOp, StringAttr
 from xdsl.ir import SSAValue
@@ -303,7 +302,3 @@ class _Everything(set):
 
     def __contains__(self, item: object) -> bool:
         return True
-
-
-def onnx_proto_types() -> tuple[type, ...]:
-    return (onnx.ModelProto,)

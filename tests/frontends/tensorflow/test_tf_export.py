@@ -82,3 +82,22 @@ def load_graph_ops(data: bytes):
     g = graph_pb2.GraphDef()
     g.ParseFromString(data)
     return g.node
+
+
+def test_cli_quantize_pb(tf_models, tmp_path):
+    """`qcc quantize model.pb --calib data.npz` end to end; a bad model writes nothing."""
+    from qcc.tools.cli import main
+
+    path, shape, _ = tf_models["cnn_bn"]
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(15).normal(size=(4, *shape[1:])).astype(np.float32))
+    out = tmp_path / "out"
+    assert main(["quantize", str(path), "--calib", str(calib), "-o", str(out)]) == 0
+    for f in ("cnn_bn_fake_quant.pb", "cnn_bn_fake_quant.onnx", "record.txt",
+              "cnn_bn_deploy.onnx", "report.json"):
+        assert (out / f).is_file(), f
+    junk = tmp_path / "junk.pb"
+    junk.write_bytes(b"\x0a\x05\x0a\x01x")  # a node without an op
+    bad_out = tmp_path / "bad"
+    assert main(["quantize", str(junk), "--calib", str(calib), "-o", str(bad_out)]) == 1
+    assert not bad_out.exists()
