@@ -8,7 +8,7 @@ How a graph is read:
 2. Inputs are the Placeholders (or `inputs`), outputs the nodes nothing consumes (or
    `outputs`); only the nodes between them are read. Unfrozen variables, and every
    op without a lowering, are reported at once before anything is built.
-3. Each TensorFlow op becomes standard ONNX nodes (`ops.TRANSLATIONS`) that are
+3. Each TensorFlow op becomes standard ONNX nodes (`ops.py`, `shape_ops.py`) that are
    lowered to qnn at once by the ONNX frontend's lowerings, so shapes are known while
    translating and constant subgraphs (Shape/StridedSlice/Pack chains) fold.
 4. Layout: NHWC values of convolutions and pools are transposed to NCHW once and stay
@@ -68,6 +68,14 @@ def load_graphdef(model: str | os.PathLike | gd.GraphDef,
     return Importer(graph, source, input_shapes or {}, inputs, outputs).run()
 
 
+def translations() -> dict:
+    """TensorFlow op -> translation (`ops` and `shape_ops` register them on import)."""
+    from qcc.frontends.tensorflow import shape_ops  # noqa: F401
+    from qcc.frontends.tensorflow.ops import TRANSLATIONS
+
+    return TRANSLATIONS
+
+
 class Importer:
     def __init__(self, graph: gd.GraphDef, source: str,
                  input_shapes: Mapping[str, Sequence[int]],
@@ -119,8 +127,6 @@ class Importer:
     def _needed(self) -> list[gd.NodeDef]:
         """The nodes the outputs depend on (stopping at the inputs), in graph order;
         unfrozen variables and unsupported ops raise one error listing them all."""
-        from qcc.frontends.tensorflow.ops import TRANSLATIONS
-
         needed: set[str] = set()
         stack = [gd.node_of(o) for o in self.output_names]
         while stack:
@@ -140,7 +146,7 @@ class Importer:
                 f"{', ...' if len(variables) > 5 else ''}); {FREEZE_HINT}")
         unsupported: dict[str, list[str]] = {}
         for n in order:
-            if n.name not in self.input_names and n.op not in TRANSLATIONS:
+            if n.name not in self.input_names and n.op not in translations():
                 unsupported.setdefault(n.op, []).append(n.name)
         if unsupported:
             lines = [f"  {op}: {', '.join(names)}" for op, names in sorted(unsupported.items())]
@@ -155,7 +161,7 @@ class Importer:
     # -- run
 
     def run(self) -> ModuleOp:
-        from qcc.frontends.tensorflow.ops import TRANSLATIONS, Node
+        from qcc.frontends.tensorflow.ops import Node
 
         unknown = sorted(set(self.input_shapes) - set(self.input_names))
         if unknown:
@@ -168,7 +174,7 @@ class Importer:
                 continue
             label = f"{self.source}: node '{node.name}' ({node.op})"
             try:
-                results = TRANSLATIONS[node.op](Node(self, node))
+                results = translations()[node.op](Node(self, node))
             except FrontendError as e:
                 msg = str(e)
                 raise FrontendError(msg if msg.startswith(self.source) else f"{label}: {msg}"
