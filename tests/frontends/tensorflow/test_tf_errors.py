@@ -130,3 +130,20 @@ def test_no_output(tmp_path):
     _node(g, "x", "Placeholder", dtype=pb.DT_FLOAT, shape=[1])
     with pytest.raises(FrontendError, match="no output found.*--output-nodes"):
         load_graphdef(_write(tmp_path, g))
+
+
+def test_pb_imports_without_tensorflow(tmp_path):
+    """A frozen .pb needs qcc's schema only: import and run with TensorFlow blocked."""
+    import subprocess
+    import sys
+
+    path = _write(tmp_path, _graph())
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+            "import numpy as np, qcc\n"
+            "from qcc import runtime\n"
+            f"m = qcc.load({str(path)!r})\n"
+            "(y,) = runtime.run(m, {'x': np.ones((2, 4), np.float32)}).values()\n"
+            "print(y.sum())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) == 2 * np.arange(12, dtype=np.float32).reshape(4, 3).sum()
