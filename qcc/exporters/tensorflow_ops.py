@@ -296,7 +296,7 @@ def _concat(w: Writer, op: Operation) -> list[V]:
         names, axis, cl = [v.name for v in vs], CL[rank].index(axis), True
     else:
         names, cl = [w.plain(x) for x in op.operands], False
-    return [V(w.emit("ConcatV2", [*names, w.ints([axis], "/axis")[:]], N=("i", len(names)),
+    return [V(w.emit("ConcatV2", [*names, w.const(np.int32(axis), f"{w.label(op)}/axis")], N=("i", len(names)),
                      Tidx=("type", pb.DT_INT32)), cl)]
 
 
