@@ -247,7 +247,12 @@ class Importer:
         if name in self.onnx.values:
             outs = [self.fresh(o) for o in outs]
         node = helper.make_node(op_type, list(inputs), outs, name=name, **attrs)
-        self.onnx._lower(node)
+        try:
+            self.onnx._lower(node)
+        except FrontendError as e:  # drop the ONNX label: the TF node's is added
+            prefix = f"{self.source}: node '{name}' ({op_type}): "
+            msg = str(e)
+            raise FrontendError(msg[len(prefix):] if msg.startswith(prefix) else msg) from None
         return outs
 
     def constant(self, array: np.ndarray, base: str) -> str:

@@ -147,3 +147,14 @@ def test_pb_imports_without_tensorflow(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert float(r.stdout) == 2 * np.arange(12, dtype=np.float32).reshape(4, 3).sum()
+
+
+def test_error_names_the_tensorflow_node(tmp_path):
+    g = _graph()
+    _node(g, "shape", "Const", dtype=pb.DT_INT32, value=np.asarray([5, 5], np.int32))
+    _node(g, "r", "Reshape", ["y", "shape"])
+    with pytest.raises(FrontendError) as e:
+        load_graphdef(_write(tmp_path, g))
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'm.pb'}: node 'r' (Reshape): "), msg
+    assert msg.count("node '") == 1
