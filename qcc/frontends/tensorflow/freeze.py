@@ -13,6 +13,7 @@ from qcc.frontends.tensorflow import graph_pb2 as pb
 
 
 def _tensorflow(what: str) -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up log lines
     try:
         import tensorflow as tf
     except ImportError:
