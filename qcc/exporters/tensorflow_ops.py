@@ -4,7 +4,7 @@ ExportError for what it cannot write; the writer lists them all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,20 +16,8 @@ from qcc.dialects import qnn
 from qcc.dialects.base import get_float, get_int, get_ints
 from qcc.dialects.quant import UniformQuantizedType
 from qcc.exporters.onnx import ExportError
-from qcc.exporters.tensorflow import CL, V, Writer, shape_of
+from qcc.exporters.tensorflow_base import CL, V, Writer, handler, shape_of
 from qcc.frontends.tensorflow import graph_pb2 as pb
-
-Handler = Callable[[Writer, Operation], list[V]]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handler(*names: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for n in names:
-            HANDLERS[n] = fn
-        return fn
-
-    return register
 
 
 def _padding(op: Operation, x: tuple[int, ...], kernel: Sequence[int], strides: Sequence[int],

@@ -33,28 +33,14 @@ from xdsl.ir import SSAValue
 from qcc.dialects import qnn
 from qcc.frontends import onnx as onnx_frontend
 from qcc.frontends.errors import FrontendError
+from qcc.frontends.onnx_node import shape_of
 from qcc.frontends.tensorflow import graphdef as gd
+from qcc.frontends.tensorflow import ops, shape_ops  # noqa: F401 (they fill TRANSLATIONS)
+from qcc.frontends.tensorflow.node import FREEZE_HINT, NCHW, TRANSLATIONS, Node, Tensor
 
 VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable", "ReadVariableOp",
                 "AssignVariableOp", "VarIsInitializedOp", "ResourceGather")
 NOT_OUTPUTS = ("NoOp", "Const", "Placeholder", "Assert", "SaveV2", "RestoreV2")
-NCHW = {4: (0, 3, 1, 2), 5: (0, 4, 1, 2, 3)}
-"""perm taking a channels-last value of that rank to channels-first."""
-FREEZE_HINT = ("freeze it first: in TensorFlow, `from tensorflow.python.framework."
-               "convert_to_constants import convert_variables_to_constants_v2` on the "
-               "concrete function, then write `.graph.as_graph_def()`; or pass the "
-               "SavedModel directory or Keras model to qcc.load, which freezes it")
-
-
-class Tensor:
-    """A TensorFlow tensor as lowered: an ONNX value name, and `perm` when that value
-    is the TensorFlow value transposed to channels-first (`perm` = NCHW[rank])."""
-
-    def __init__(self, name: str, perm: tuple[int, ...] | None = None) -> None:
-        self.name = name
-        self.perm = perm
-
-
 def load_graphdef(model: str | os.PathLike | gd.GraphDef,
                   input_shapes: Mapping[str, Sequence[int]] | None = None,
                   inputs: Sequence[str] | None = None,
@@ -69,10 +55,7 @@ def load_graphdef(model: str | os.PathLike | gd.GraphDef,
 
 
 def translations() -> dict:
-    """TensorFlow op -> translation (`ops` and `shape_ops` register them on import)."""
-    from qcc.frontends.tensorflow import shape_ops  # noqa: F401
-    from qcc.frontends.tensorflow.ops import TRANSLATIONS
-
+    """TensorFlow op -> translation (`ops` and `shape_ops` fill the registry)."""
     return TRANSLATIONS
 
 
@@ -161,7 +144,6 @@ class Importer:
     # -- run
 
     def run(self) -> ModuleOp:
-        from qcc.frontends.tensorflow.ops import Node
 
         unknown = sorted(set(self.input_shapes) - set(self.input_names))
         if unknown:
@@ -305,7 +287,7 @@ class Importer:
         return self.converted[key]
 
     def shape(self, onnx_name: str) -> tuple[int, ...]:
-        return onnx_frontend.shape_of(self.onnx.values[onnx_name])
+        return shape_of(self.onnx.values[onnx_name])
 
 
 class _Everything(set):

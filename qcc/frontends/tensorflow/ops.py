@@ -8,90 +8,13 @@ channels-first (`Tensor.perm`), and element-wise ops keep that layout.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from qcc.frontends.errors import FrontendError
 from qcc.frontends.tensorflow import graphdef as gd
-from qcc.frontends.tensorflow.importer import FREEZE_HINT, NCHW, Importer, Tensor
-
-Translation = Callable[["Node"], Any]
-TRANSLATIONS: dict[str, Translation] = {}
-
-
-def translation(*ops: str) -> Callable[[Translation], Translation]:
-    def register(fn: Translation) -> Translation:
-        for op in ops:
-            TRANSLATIONS[op] = fn
-        return fn
-
-    return register
-
-
-class Node:
-    """One NodeDef being translated: attributes, inputs (tensor names), emit."""
-
-    def __init__(self, imp: Importer, proto: gd.NodeDef) -> None:
-        self.imp = imp
-        self.proto = proto
-        self.name = proto.name
-        self.op = proto.op
-        self.inputs = [gd.tensor_name(i) for i in proto.input if not i.startswith("^")]
-
-    def attr(self, key: str, default: Any = None) -> Any:
-        if key not in self.proto.attr:
-            return default
-        return gd.attr_value(self.proto.attr[key], f"attribute '{key}'")
-
-    def value(self, i: int) -> Tensor:
-        v = self.imp.value(self.inputs[i])
-        assert isinstance(v, Tensor)
-        return v
-
-    def tf(self, i: int) -> str:
-        return self.imp.tf_layout(self.inputs[i])
-
-    def array(self, i: int, what: str = "") -> np.ndarray:
-        a = self.imp.array(self.inputs[i])
-        if a is None and gd.node_of(self.inputs[i]) in self.imp.input_names:
-            raise FrontendError(f"input {i} ('{self.inputs[i]}'{what}) must be a constant, "
-                                "but it is a graph input (a tensor captured without "
-                                f"freezing?); {FREEZE_HINT}")
-        if a is None:
-            raise FrontendError(f"input {i} ('{self.inputs[i]}'{what}) must be a constant "
-                                "(qcc fixes shapes and weights at import), but it is "
-                                "computed at run time")
-        return a
-
-    def shape(self, i: int) -> tuple[int, ...]:
-        return self.imp.shape(self.value(i).name)
-
-    def rank(self, i: int) -> int:
-        return len(self.shape(i))
-
-    def emit(self, op_type: str, inputs: Sequence[str], suffix: str = "", n_out: int = 1,
-             **attrs: Any) -> list[str]:
-        return self.imp.emit(op_type, inputs, self.name + suffix, n_out, **attrs)
-
-    def const(self, array: Any, suffix: str = "/const") -> str:
-        return self.imp.constant(np.asarray(array), self.name + suffix)
-
-    def layer(self, **flags: bool) -> None:
-        """Record that this node's main ONNX node is a layer (its source and flags)."""
-        self.imp.layer_info[self.name] = (self.op, dict(flags))
-
-    def channels_last(self) -> bool:
-        fmt = self.attr("data_format", "NHWC")
-        return not fmt.startswith("NC")
-
-
-def _in_order(values: Sequence[int], channels_last: bool) -> list[int]:
-    """A per-dim list in the data format's order as channels-first spatial values."""
-    v = list(values)
-    return v[1:-1] if channels_last else v[2:]
-
+from qcc.frontends.tensorflow.node import NCHW, Node, Tensor, in_order, translation
 
 # ------------------------------------------------------------ pass-through
 
@@ -285,8 +208,8 @@ def conv(n: Node):
     groups = n.imp.shape(x)[1] // w.shape[d]
     n.layer()
     out = n.emit("Conv", [x, n.const(weight, "/filter")], group=groups,
-                 strides=_in_order(n.attr("strides", [1] * (d + 2)), last),
-                 dilations=_in_order(n.attr("dilations", [1] * (d + 2)), last),
+                 strides=in_order(n.attr("strides", [1] * (d + 2)), last),
+                 dilations=in_order(n.attr("dilations", [1] * (d + 2)), last),
                  **_pads(n, d, last))[0]
     return _result(n, out, last, d)
 
@@ -299,8 +222,8 @@ def depthwise(n: Node):
     weight = w.reshape(kh, kw, 1, c * m).transpose(3, 2, 0, 1)
     n.layer()
     out = n.emit("Conv", [x, n.const(weight, "/filter")], group=c,
-                 strides=_in_order(n.attr("strides", [1] * 4), last),
-                 dilations=_in_order(n.attr("dilations", [1] * 4), last),
+                 strides=in_order(n.attr("strides", [1] * 4), last),
+                 dilations=in_order(n.attr("dilations", [1] * 4), last),
                  **_pads(n, 2, last))[0]
     return _result(n, out, last, 2)
 
@@ -316,9 +239,9 @@ def conv_transpose(n: Node):
         pads = {"pads": pads["pads"]} if any(pads["pads"]) else {}
     n.layer()
     out = n.emit("ConvTranspose", [x, n.const(w.transpose(3, 2, 0, 1), "/filter")],
-                 strides=_in_order(n.attr("strides", [1] * 4), last),
-                 dilations=_in_order(n.attr("dilations", [1] * 4), last),
-                 output_shape=_in_order(sizes, last), **pads)[0]
+                 strides=in_order(n.attr("strides", [1] * 4), last),
+                 dilations=in_order(n.attr("dilations", [1] * 4), last),
+                 output_shape=in_order(sizes, last), **pads)[0]
     return _result(n, out, last, 2)
 
 
@@ -330,8 +253,8 @@ def pool(n: Node):
     kind = "AveragePool" if n.op.startswith("Avg") else "MaxPool"
     if kind == "AveragePool":
         n.layer()
-    out = n.emit(kind, [x], kernel_shape=_in_order(n.attr("ksize"), last),
-                 strides=_in_order(n.attr("strides"), last), **pads)[0]
+    out = n.emit(kind, [x], kernel_shape=in_order(n.attr("ksize"), last),
+                 strides=in_order(n.attr("strides"), last), **pads)[0]
     return _result(n, out, last, d)
 
 

@@ -11,8 +11,7 @@ from onnx import TensorProto
 
 from qcc.frontends.errors import FrontendError
 from qcc.frontends.tensorflow import graphdef as gd
-from qcc.frontends.tensorflow.importer import NCHW, Tensor
-from qcc.frontends.tensorflow.ops import Node, translation
+from qcc.frontends.tensorflow.node import NCHW, Node, Tensor, translation
 
 
 @translation("Shape")
