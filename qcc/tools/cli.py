@@ -49,7 +49,8 @@ def _load(args: argparse.Namespace, need_main: bool = True):
     path = Path(args.model)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    module = load(path, weights=args.weights, input_shapes=_parse_shapes(args.input_shape))
+    module = load(path, weights=args.weights, input_shapes=_parse_shapes(args.input_shape),
+                  **_node_names(args))
     if path.suffix.lower() == ".mlir":
         _verify(module, path)
     if need_main:
@@ -73,6 +74,12 @@ def _verify(module, path: Path) -> None:
         first = str(e).strip().splitlines()
         raise UserError(f"{path}: the IR fails verification: "
                         f"{first[0] if first else type(e).__name__}") from None
+
+
+def _node_names(args: argparse.Namespace) -> dict[str, list[str]]:
+    """--input-nodes / --output-nodes (a TensorFlow graph's inputs and outputs)."""
+    return {k: [n for n in v.split(",") if n] for k in ("inputs", "outputs")
+            if (v := getattr(args, f"{k[:-1]}_nodes", None))}
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -139,7 +146,8 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     result = quantize(args.model, args.calib, args.config, outdir, eval_data=args.eval,
                       weights=args.weights, input_shapes=_parse_shapes(args.input_shape),
                       dump_ir=args.dump_ir, name="digits_cnn" if example else None,
-                      target=args.target, overrides=overrides)
+                      target=args.target, overrides=overrides,
+                      load_options=_node_names(args))
     print(markdown(result.report))
     ev = result.evaluation
     if "float_top1" in ev:
@@ -171,6 +179,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", help="weights file (.caffemodel for a .prototxt)")
         p.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE",
                        help="static shape of a dynamic input, e.g. x=1x3x224x224")
+        tf_nodes(p)
+
+    def tf_nodes(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--input-nodes", metavar="NAME[,NAME]",
+                       help="TensorFlow graph: the nodes that are the inputs")
+        p.add_argument("--output-nodes", metavar="NAME[,NAME]",
+                       help="TensorFlow graph: the nodes whose results are the outputs")
 
     p = sub.add_parser("import", help="import a model into textual IR")
     model_args(p)
@@ -187,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help="model (none: run the embedded example)")
     p.add_argument("--weights", help="weights file (.caffemodel for a .prototxt)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE")
+    tf_nodes(p)
     p.add_argument("--calib", help=".npz calibration data, one array per input")
     p.add_argument("--config", help="simplified config (.cfg) or resolved quant.json")
     p.add_argument("--eval", help=".npz evaluation data (key 'labels' for accuracy)")
