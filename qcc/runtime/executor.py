@@ -3,6 +3,11 @@
 The plan is built once per module: every SSA value gets a slot, constants are
 materialized once, and each step knows which slots die after it so their
 buffers are released (and reused by kernels that take an `out` array).
+
+A module with symbolic dims (`tensor<?x3x8x8xf32>`) runs at any size of them: the
+first run at new input shapes specializes the plan to them (every op's result
+shape inferred from the concrete input shapes, a mismatch reported with the op's
+name before any kernel runs), and the shapes are cached on the plan.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from xdsl.ir import Operation, SSAValue
 
 from qcc import ir
 from qcc.dialects import qnn
+from qcc.dialects.base import QnnOp, ShapeError, fmt_shape, like, shapes_match
 from qcc.runtime import ops as K
 
 
@@ -46,6 +52,13 @@ class Plan:
     slot_of: dict[SSAValue, int]
     n_slots: int
     names: dict[int, str] = field(default_factory=dict)
+    specialized: dict[tuple[tuple[int, ...], ...], dict[int, tuple[int, ...]]] = field(
+        default_factory=dict)
+    """Concrete input shapes -> the shape of every slot at those shapes."""
+
+    @property
+    def dynamic(self) -> bool:
+        return any(not t.has_static_shape() for t in self.input_types)
 
 
 def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
@@ -155,8 +168,9 @@ def check_inputs(plan: Plan, inputs: Mapping[str, np.ndarray]) -> list[np.ndarra
         a = np.asarray(inputs[name])
         want_shape = tuple(t.get_shape())
         want_dtype = ir.numpy_dtype(t.element_type)
-        if a.shape != want_shape:
-            problems.append(f"input '{name}': expected shape {want_shape}, given {a.shape}")
+        if not shapes_match(a.shape, want_shape):
+            problems.append(f"input '{name}': expected shape {fmt_shape(want_shape)}, "
+                            f"given {a.shape}")
         elif a.dtype != want_dtype:
             if np.can_cast(a.dtype, want_dtype, "same_kind"):
                 a = a.astype(want_dtype)
@@ -175,6 +189,8 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     """Run the plan; also return the values in `keep`. `overrides` replaces the
     kernel of chosen ops (calibration hooks its observers in this way)."""
     arrays = check_inputs(plan, inputs)
+    if plan.dynamic:
+        specialize(plan, [a.shape for a in arrays])
     slots: list[np.ndarray | None] = [None] * plan.n_slots
     for s, a in zip(plan.input_slots, arrays, strict=True):
         slots[s] = a
@@ -199,6 +215,34 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
             slots[d] = None
     outputs = {n: slots[s] for n, s in zip(plan.output_names, plan.output_slots, strict=True)}
     return outputs, kept  # type: ignore[return-value]
+
+
+def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
+    """The shape of every slot when the inputs have `shapes` (cached on the plan):
+    each step's result types inferred from its operands' concrete types, so that
+    an input size the module cannot take is an error naming the op."""
+    key = tuple(tuple(s) for s in shapes)
+    known = plan.specialized.get(key)
+    if known is not None:
+        return known
+    sizes: dict[int, tuple[int, ...]] = dict(zip(plan.input_slots, key, strict=True))
+    sizes.update((s, a.shape) for s, a in plan.constants.items())
+    for step in plan.steps:
+        op = step.op
+        if not isinstance(op, QnnOp):
+            continue
+        types = [like(v.type, sizes[a]) for v, a in zip(op.operands, step.args, strict=True)]
+        try:
+            results = op.infer(types, dict(op.properties))
+        except ShapeError as e:
+            shape_text = ", ".join(f"{n}={'x'.join(map(str, s))}"
+                                   for n, s in zip(plan.input_names, key, strict=True))
+            raise RuntimeError_(f"op '{_value_name(op.results[0]) or op.name}' ({op.name}) "
+                                f"cannot run at input shapes {shape_text}: {e}") from None
+        for r, t in zip(step.results, results, strict=False):
+            sizes[r] = tuple(t.get_shape())  # type: ignore[attr-defined]
+    plan.specialized[key] = sizes
+    return sizes
 
 
 def run(module: ModuleOp, inputs: Mapping[str, np.ndarray],

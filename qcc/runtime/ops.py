@@ -16,6 +16,7 @@ from xdsl.dialects.builtin import f32
 from qcc import ir
 from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_bool, get_float, get_int, get_ints, get_str
+from qcc.dialects.qnn_data import broadcast_target
 from qcc.runtime import kernels as C
 
 Kernel = Callable[..., object]
@@ -278,7 +279,10 @@ KERNELS[qnn.ReduceMinOp] = _reduce(np.min, np.inf)
 
 @kernel(qnn.ReshapeOp)
 def _reshape(op, x):
-    return x.reshape(get_ints(_p(op, "shape")))
+    shape = list(get_ints(_p(op, "shape")))
+    for i in get_ints(_p(op, "copy_dims")):
+        shape[i] = x.shape[i]
+    return x.reshape(shape)
 
 
 @kernel(qnn.TransposeOp)
@@ -288,8 +292,8 @@ def _transpose(op, x):
 
 @kernel(qnn.BroadcastOp)
 def _broadcast(op, x):
-    shape = tuple(op.results[0].type.get_shape())
-    return np.ascontiguousarray(np.broadcast_to(x, shape))
+    target = broadcast_target(x.shape, get_ints(_p(op, "shape")))
+    return np.ascontiguousarray(np.broadcast_to(x, np.broadcast_shapes(x.shape, target)))
 
 
 @kernel(qnn.ConcatOp)
