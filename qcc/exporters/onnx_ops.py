@@ -36,6 +36,7 @@ import numpy as np
 
 from qcc import ir
 from qcc.dialects import qnn
+from qcc.dialects.base import DYN as DYNAMIC_INDEX
 from qcc.dialects.base import get_bool, get_float, get_int, get_ints, get_str
 from qcc.exporters.onnx import EXPORTS, OpWriter, Unsupported, export, onnx_dtype
 
@@ -407,7 +408,10 @@ for _cls, _op_type in REDUCE.items():
 def _reshape(w: OpWriter) -> None:
     shape = _ints(w, "shape")
     attrs: dict[str, Any] = {}
-    if 0 in shape:  # a 0 copies the input's dim unless allowzero
+    if get_ints(w.prop("copy_dims")):  # its 0s copy the input's (symbolic) dims
+        if any(d == 0 and i not in get_ints(w.prop("copy_dims")) for i, d in enumerate(shape)):
+            raise Unsupported("a reshape both to a 0-sized dim and copying a dim")
+    elif 0 in shape:  # a 0 copies the input's dim unless allowzero
         if w.opset >= 14:
             attrs["allowzero"] = 1
         else:
@@ -425,6 +429,8 @@ def _transpose(w: OpWriter) -> None:
 @export(qnn.BroadcastOp)
 def _broadcast(w: OpWriter) -> None:
     shape = list(w.shape(w.op.results[0]))
+    if DYNAMIC_INDEX in shape:  # -1 keeps the input's dim: Expand's 1 does the same
+        shape = [1 if d == -1 else d for d in _ints(w, "shape")]
     w.node("Expand", [w.input(0), w.ints(shape, "shape")], [w.out()])
 
 

@@ -31,7 +31,7 @@ from xdsl.rewriter import Rewriter
 
 from qcc import ir
 from qcc.dialects import quant
-from qcc.dialects.base import get_bool, get_int, get_str
+from qcc.dialects.base import DYN, fmt_shape, get_bool, get_int, get_str, shapes_match
 
 
 class CalibrationError(Exception):
@@ -179,6 +179,10 @@ def _replace(op: quant.ObserveOp, q: Quantizer) -> None:
 # ------------------------------------------------------------------ data
 
 
+DYNAMIC_BATCH = 32
+"""Samples per batch when the model's batch dim is symbolic."""
+
+
 def model_batches(module: ModuleOp, data: Mapping[str, np.ndarray],
                   batch_num: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Slice `data` (one array per input, first axis the samples) into batches of
@@ -191,7 +195,11 @@ def model_batches(module: ModuleOp, data: Mapping[str, np.ndarray],
     assert first is None or isinstance(first, TensorType)
     batch = first.get_shape()[0] if first is not None and first.get_shape() else 1
     samples = len(next(iter(data.values())))
-    total = samples // batch
+    if batch == DYN:  # a symbolic batch: the data's samples in batches of up to 32
+        batch = min(samples, DYNAMIC_BATCH)
+        total = -(-samples // batch)
+    else:
+        total = samples // batch
     if batch_num is not None:
         total = min(total, batch_num)
     for b in range(total):
@@ -213,8 +221,8 @@ def check_data(names, types, data: Mapping[str, np.ndarray]) -> None:
             continue
         a = np.asarray(data[name])
         want = tuple(t.get_shape())
-        if a.ndim != len(want) or a.shape[1:] != want[1:]:
-            problems.append(f"input '{name}': expected samples of shape {want[1:]} "
+        if a.ndim != len(want) or not shapes_match(a.shape[1:], want[1:]):
+            problems.append(f"input '{name}': expected samples of shape {fmt_shape(want[1:])} "
                             f"(batch first), given {a.shape}")
         elif len(a) == 0:
             problems.append(f"input '{name}' holds no samples")
