@@ -85,8 +85,7 @@ def dense(types: Sequence[Attribute]) -> TensorType:
     if len(w) != 2:
         raise ShapeError(f"weight must be [out_features, in_features], got {w}")
     if not x or not dims_match(x[-1], w[1]):
-        raise ShapeError(f"in_features {fmt_shape(x[-1:]) if x else None} != weight dim 1 "
-                         f"({w[1]})")
+        raise ShapeError(f"in_features {x[-1] if x else None} != weight dim 1 ({w[1]})")
     _check_bias(types, w[0])
     return like(types[0], [*x[:-1], w[0]])
 

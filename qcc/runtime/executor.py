@@ -23,7 +23,7 @@ from xdsl.ir import Operation, SSAValue
 
 from qcc import ir
 from qcc.dialects import qnn
-from qcc.dialects.base import QnnOp, ShapeError, fmt_shape, like, shapes_match
+from qcc.dialects.base import DYN, QnnOp, ShapeError, fmt_shape, like, shapes_match
 from qcc.runtime import ops as K
 
 
@@ -265,6 +265,38 @@ def run(module: ModuleOp, inputs: Mapping[str, np.ndarray],
             values.append(k)
     outputs, kept = execute(plan, inputs, values)
     return outputs, {k: kept[v] for k, v in zip(keep, values, strict=True)}
+
+
+DEFAULT_RUN_BATCH = 256
+
+
+def run_batches(module: ModuleOp, inputs: Mapping[str, np.ndarray],
+                batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Run any number of samples (first axis of every input) in batches and
+    concatenate the outputs: `batch_size` at a time when the model's batch dim is
+    symbolic (default: all, up to 256), its batch B at a time when static and the
+    sample count is a multiple of B. Other inputs run once as given."""
+    plan = compile_module(module)
+    arrays = {k: np.asarray(v) for k, v in inputs.items()}
+    counts = {a.shape[0] if a.ndim else None for a in arrays.values()}
+    first = [t.get_shape()[0] if t.get_shape() else None for t in plan.input_types]
+    if batch_size is not None and batch_size < 1:
+        raise RuntimeError_(f"--batch-size must be >= 1, got {batch_size}")
+    if len(counts) != 1 or None in counts or not first or None in first or len(set(first)) != 1:
+        return execute(plan, arrays)[0]
+    n, model_batch = counts.pop(), first[0]
+    if model_batch == DYN:
+        step = batch_size or min(n, DEFAULT_RUN_BATCH)
+    elif n != model_batch and n % model_batch == 0:
+        if batch_size not in (None, model_batch):
+            raise RuntimeError_(f"the model's batch is fixed at {model_batch}; "
+                                f"--batch-size {batch_size} cannot be used")
+        step = model_batch
+    else:
+        return execute(plan, arrays)[0]
+    parts = [execute(plan, {k: a[i:i + step] for k, a in arrays.items()})[0]
+             for i in range(0, max(n, 1), step)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _some(names: Mapping[str, object], n: int = 8) -> str:

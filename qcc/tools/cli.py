@@ -1,7 +1,7 @@
 """`qcc`: the command for the whole job.
 
     qcc import MODEL [--weights W] [--input-shape NAME=1x3x224x224 ...] -o OUT.mlir
-    qcc run MODEL [--weights W] --inputs IN.npz -o OUT.npz
+    qcc run MODEL [--weights W] --inputs IN.npz [--batch-size N] -o OUT.npz
     qcc config MODEL [--config simple.cfg] -o quant.json
     qcc quantize [MODEL] --calib CALIB.npz [--config CFG] [--eval EVAL.npz] [-o OUTDIR]
 
@@ -57,7 +57,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from qcc.runtime import run
+    from qcc.runtime.executor import run_batches
 
     module = _load(args)
     try:
@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     except (OSError, ValueError) as e:
         raise UserError(f"{args.inputs}: cannot read inputs ({e})") from None
     inputs = {k: data[k] for k in data.files}
-    outputs = run(module, inputs)
+    outputs = run_batches(module, inputs, args.batch_size)
     out = Path(args.output)
     fd, tmp = tempfile.mkstemp(dir=out.parent or ".", prefix=f".{out.name}", suffix=".npz")
     os.close(fd)
@@ -180,6 +180,10 @@ def _parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("--inputs", required=True, help=".npz with one array per model input")
     p.add_argument("-o", "--output", required=True, help="output .npz")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per run when the model's batch is symbolic (default: "
+                        "the whole file, up to 256); a static batch B runs the file's "
+                        "samples B at a time")
     p.set_defaults(fn=cmd_run)
     return ap
 
