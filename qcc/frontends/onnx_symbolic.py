@@ -278,7 +278,12 @@ class _Generalizer:
     def fail(self, op: Operation, why: str) -> None:
         name = op.attributes.get("name")
         label = name.data if isinstance(name, StringAttr) else op.name
-        raise FrontendError(f"{self.source}: node '{label}' ({op.name}): {why}, which "
+        where = f"node '{label}' ({op.name})"
+        if isinstance(op, qnn.ConstantOp):  # name the ONNX node that computed it
+            node = next((n for n in self.proto.graph.node if label in n.output), None)
+            if node is not None:
+                where = f"node '{node.name or label}' ({node.op_type}, output '{label}')"
+        raise FrontendError(f"{self.source}: {where}: {why}, which "
                             f"qcc cannot keep symbolic (dims {self.dims_text()}); "
                             f"{self.fix()}")
 
