@@ -232,11 +232,15 @@ class _Generalizer:
         shape_a[nv], shape_b[nv] = shape_a.pop(value), shape_b.pop(value)
 
     def _dim_attrs(self, attrs: ArrayAttr | None, values: Sequence[SSAValue],
-                   shape_a, shape_b) -> ArrayAttr:
-        out = []
+                   shape_a, shape_b) -> ArrayAttr[DictionaryAttr]:
+        out: list[DictionaryAttr] = []
         outputs = {o.name: o for o in self.proto.graph.output}
         for i, v in enumerate(values):
-            old = dict(attrs.data[i].data) if attrs is not None and i < len(attrs.data) else {}
+            old: dict[str, Attribute] = {}
+            if attrs is not None and i < len(attrs.data):
+                entry = attrs.data[i]
+                assert isinstance(entry, DictionaryAttr)
+                old = dict(entry.data)
             shape = _shape(v.type)
             if DYN in shape:
                 name = old.get("qnn.name")

@@ -278,13 +278,13 @@ def run_batches(module: ModuleOp, inputs: Mapping[str, np.ndarray],
     sample count is a multiple of B. Other inputs run once as given."""
     plan = compile_module(module)
     arrays = {k: np.asarray(v) for k, v in inputs.items()}
-    counts = {a.shape[0] if a.ndim else None for a in arrays.values()}
-    first = [t.get_shape()[0] if t.get_shape() else None for t in plan.input_types]
+    counts = {a.shape[0] if a.ndim else -1 for a in arrays.values()}
+    first = {t.get_shape()[0] if t.get_shape() else -1 for t in plan.input_types}
     if batch_size is not None and batch_size < 1:
         raise RuntimeError_(f"--batch-size must be >= 1, got {batch_size}")
-    if len(counts) != 1 or None in counts or not first or None in first or len(set(first)) != 1:
+    if len(counts) != 1 or len(first) != 1 or -1 in counts or -1 in first:
         return execute(plan, arrays)[0]
-    n, model_batch = counts.pop(), first[0]
+    n, model_batch = counts.pop(), first.pop()
     if model_batch == DYN:
         step = batch_size or min(n, DEFAULT_RUN_BATCH)
     elif n != model_batch and n % model_batch == 0:

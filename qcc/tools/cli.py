@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     fd, tmp = tempfile.mkstemp(dir=out.parent or ".", prefix=f".{out.name}", suffix=".npz")
     os.close(fd)
     try:
-        np.savez(tmp, **outputs)
+        np.savez(tmp, **outputs)  # type: ignore[arg-type]
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
