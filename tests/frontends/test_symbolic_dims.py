@@ -194,3 +194,25 @@ def test_runtime_reports_an_input_size_the_module_cannot_take():
                                   x.reshape(1, 4, 3))
     with pytest.raises(runtime.RuntimeError_, match="cannot run at input shapes input0=3x6"):
         runtime.run(module, {"input0": np.zeros((3, 6), np.float32)})
+
+
+def test_integer_onnx_export_keeps_the_symbolic_batch(cnn, tmp_path):
+    """The integer ONNX (qcc-realize-int8's graph) runs in onnxruntime at any batch with
+    qcc's integers; graph optimizations off, so its arithmetic is exact on every CPU."""
+    from qcc import passes
+    from qcc.exporters.onnx_int import export_onnx_int
+
+    rng = np.random.default_rng(4)
+    calib = {"x": rng.standard_normal((40, 1, 16, 16)).astype(np.float32)}
+    module = qcc.quantize(str(cnn), calib, progress=False).module
+    passes.run(module, "qcc-realize-int8")
+    model = export_onnx_int(module, tmp_path / "cnn_int.onnx")
+    assert _dims(model.graph.input[0]) == ["batch", 1, 16, 16]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(tmp_path / "cnn_int.onnx"), options,
+                                   providers=["CPUExecutionProvider"])
+    for shape in SIZES["cnn"]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_allclose(runtime.run(module, {"x": x})["y"],
+                                   session.run(None, {"x": x})[0], rtol=1e-6, atol=1e-6)
