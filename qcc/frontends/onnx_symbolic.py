@@ -56,17 +56,23 @@ Symbol = tuple[str, int]
 def symbolic_dims(proto: onnx.ModelProto,
                   input_shapes: Mapping[str, Sequence[int]]) -> dict[Symbol, str]:
     """The model's symbolic input dims not fixed by `input_shapes`, with their
-    dim_param names ("" when the model leaves a dim unnamed)."""
+    dim_param names ("" when the model leaves a dim unnamed). A dim given as -1 in
+    `input_shapes` (`?` on the command line) stays symbolic."""
     g = proto.graph
     initializers = {i.name for i in g.initializer}
     out: dict[Symbol, str] = {}
     for vi in g.input:
-        if vi.name in initializers or vi.name in input_shapes:
-            continue
         tt = vi.type.tensor_type
-        if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
+        if vi.name in initializers or not vi.type.HasField("tensor_type"):
             continue
-        for axis, d in enumerate(tt.shape.dim):
+        dims = list(tt.shape.dim) if tt.HasField("shape") else []
+        given = input_shapes.get(vi.name)
+        if given is not None:
+            for axis, d in enumerate(given):
+                if d < 0:
+                    out[(vi.name, axis)] = dims[axis].dim_param if axis < len(dims) else ""
+            continue
+        for axis, d in enumerate(dims):
             if not d.HasField("dim_value"):
                 out[(vi.name, axis)] = d.dim_param
     return out
@@ -100,12 +106,12 @@ def _shapes(proto: onnx.ModelProto, given: Mapping[str, Sequence[int]],
             ) -> dict[str, tuple[int, ...]]:
     shapes = {k: tuple(v) for k, v in given.items()}
     for vi in proto.graph.input:
-        if vi.name in shapes or not any(inp == vi.name for inp, _ in symbols):
+        if not any(inp == vi.name for inp, _ in symbols):
             continue
-        dims = vi.type.tensor_type.shape.dim
+        dims = shapes.get(vi.name) or [d.dim_value for d in vi.type.tensor_type.shape.dim]
         shapes[vi.name] = tuple(
             probe[symbols[(vi.name, a)] or f"{vi.name}:{a}"] if (vi.name, a) in symbols
-            else d.dim_value for a, d in enumerate(dims))
+            else d for a, d in enumerate(dims))
     return shapes
 
 

@@ -32,10 +32,10 @@ def _parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
         if not sep or not name:
             raise UserError(f"--input-shape '{item}': expected NAME=1x3x224x224")
         try:
-            shapes[name] = tuple(int(d) for d in dims.lower().split("x"))
+            shapes[name] = tuple(-1 if d == "?" else int(d) for d in dims.lower().split("x"))
         except ValueError:
-            raise UserError(f"--input-shape '{item}': dimensions must be integers "
-                            "separated by 'x'") from None
+            raise UserError(f"--input-shape '{item}': dimensions must be integers (or ? "
+                            "to keep a symbolic dim) separated by 'x'") from None
     return shapes
 
 
@@ -147,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("model", help=".mlir, .onnx, .prototxt (with --weights) or .pb")
         p.add_argument("--weights", help="weights file (.caffemodel for a .prototxt)")
         p.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE",
-                       help="static shape of a dynamic input, e.g. x=1x3x224x224")
+                       help="shape of an input, e.g. x=1x3x224x224; ? keeps a symbolic dim "
+                            "(ids=?x128)")
 
     p = sub.add_parser("import", help="import a model into textual IR")
     model_args(p)

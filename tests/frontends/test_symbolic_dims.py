@@ -216,3 +216,21 @@ def test_integer_onnx_export_keeps_the_symbolic_batch(cnn, tmp_path):
         x = rng.standard_normal(shape).astype(np.float32)
         np.testing.assert_allclose(runtime.run(module, {"x": x})["y"],
                                    session.run(None, {"x": x})[0], rtol=1e-6, atol=1e-6)
+
+
+def test_input_shape_question_mark_keeps_a_dim_symbolic(block, tmp_path):
+    """`--input-shape x=?x6x32` fixes the sequence and keeps the batch symbolic; the
+    printed module parses back and runs any batch (oracle: onnxruntime)."""
+    from qcc.tools.cli import main
+
+    out = tmp_path / "block.mlir"
+    assert main(["import", str(block), "--input-shape", "x=?x6x32", "-o", str(out)]) == 0
+    module = ir.load_module(out)
+    fn = ir.main_func(module)
+    assert str(fn.body.block.args[0].type) == "tensor<?x6x32xf32>"
+    assert [n.data for n in fn.arg_attrs.data[0].data["qnn.dims"].data] == ["batch", "", ""]
+    session = ort.InferenceSession(str(block), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        x = np.random.default_rng(batch).standard_normal((batch, 6, 32)).astype(np.float32)
+        np.testing.assert_allclose(runtime.run(module, {"x": x})["y"],
+                                   session.run(None, {"x": x})[0], rtol=1e-4, atol=1e-5)
