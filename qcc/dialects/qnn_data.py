@@ -218,7 +218,8 @@ class PadOp(QnnOp):
 
 @irdl_op_definition
 class ResizeOp(QnnOp):
-    """Resize to the static shape `sizes` with ONNX Resize semantics (opsets 10-19).
+    """Resize to the shape `sizes` with ONNX Resize semantics (opsets 10-19); a size
+    -1 keeps the input's (symbolic) dim on an axis that is not resized.
 
     Any axis may be resized. `scales` (one per axis, as the model gave them) set the
     sampling coordinates when present, since ONNX samples at the given scale even
@@ -269,9 +270,10 @@ class ResizeOp(QnnOp):
     def infer(cls, types, props):
         shape, sizes = shape_of(types[0]), get_ints(props["sizes"])
         rank = len(shape)
-        if len(sizes) != rank or any(d < 0 for d in sizes):
-            raise ShapeError(f"sizes {list(sizes)} must be {rank} non-negative sizes for "
-                             f"input shape {shape}")
+        if len(sizes) != rank or any(d < -1 for d in sizes):
+            raise ShapeError(f"sizes {list(sizes)} must be {rank} non-negative sizes (or -1: "
+                             f"the input's dim) for input shape {fmt_shape(shape)}")
+        sizes = tuple(shape[i] if d == -1 else d for i, d in enumerate(sizes))
         for key, allowed in (("mode", cls.MODES),
                              ("coordinate_transformation_mode", cls.COORDINATE_MODES),
                              ("nearest_mode", cls.NEAREST_MODES)):

@@ -503,14 +503,21 @@ def _resize(w: OpWriter) -> None:
         raise Unsupported("antialias needs opset 18")
     scales = qnn.ResizeOp.floats(w.prop("scales"))
     roi = qnn.ResizeOp.floats(w.prop("roi"))
+    if -1 in sizes:  # symbolic dims that are not resized: scale 1 there, scales elsewhere
+        if scales is None:
+            scales = tuple(1.0 if o == -1 else float(np.float32(o) / np.float32(d))
+                           for o, d in zip(sizes, shape, strict=True))
+        if any(d == DYNAMIC_INDEX and f != 1.0 for d, f in zip(shape, scales, strict=True)):
+            raise Unsupported("a resize of a symbolic dim has no ONNX form")
+        sizes = [d if o == -1 else o for o, d in zip(sizes, shape, strict=True)]
     roi_name = ""
     if ctm == "tf_crop_and_resize":
         r = len(shape)
         roi_name = w.const(np.asarray(roi if roi is not None else [0.0] * r + [1.0] * r,
                                       np.float32), "roi")
     if scales is not None:
-        made = [int(np.floor(np.float32(s) * np.float32(d))) for s, d in
-                zip(scales, shape, strict=True)]
+        made = [d if d == DYNAMIC_INDEX else int(np.floor(np.float32(s) * np.float32(d)))
+                for s, d in zip(scales, shape, strict=True)]
         if made != sizes:
             raise Unsupported(f"sizes {sizes} are not floor(in * scales) = {made}, which "
                               "ONNX Resize with scales makes")

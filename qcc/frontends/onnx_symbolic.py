@@ -12,7 +12,8 @@ same name). What differs between the two modules depends on the symbolic dims:
 3. a `qnn.broadcast` target entry that differs and equals the input's aligned dim
    in both is -1 (keep the input's dim);
 4. a `qnn.slice` bound that differs by the dim itself counts from the end (a
-   negative index, or "to the end");
+   negative index, or "to the end"); a `qnn.resize` size equal to the input's dim
+   in both is -1 (that axis is not resized);
 5. anything else that differs (a folded constant, a split's sizes, a resize's
    sizes, the graph's structure) cannot be decided: one error names the node and
    the dims to fix with `--input-shape`.
@@ -209,6 +210,15 @@ class _Generalizer:
                                       "symbolic dims")
                     target[i] = -1
             return ints(target)
+        if isinstance(op, qnn.ResizeOp) and key == "sizes":
+            xa, xb = shape_a[op.operands[0]], shape_b[op.operands[0]]
+            sizes = list(va)
+            for i, (da, db) in enumerate(zip(va, vb, strict=True)):
+                if da != db:
+                    if da != xa[i] or db != xb[i]:
+                        self.fail(op, "it resizes a symbolic dim")
+                    sizes[i] = -1
+            return ints(sizes)
         if isinstance(op, qnn.SliceOp) and key in ("starts", "ends"):
             xa, xb = shape_a[op.operands[0]], shape_b[op.operands[0]]
             axes = get_ints(op.properties["axes"])

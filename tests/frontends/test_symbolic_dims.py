@@ -53,6 +53,19 @@ class _Block(nn.Module):
         return self.ln2(x + self.ff(x))
 
 
+class _Upsample(nn.Module):
+    """Resize (nearest and bilinear, by scale) of a tensor with a symbolic batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.d = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.up2 = nn.Upsample(scale_factor=2, mode="bilinear")
+
+    def forward(self, x):
+        return self.d(self.up2(self.up(torch.relu(self.c(x)))))
+
+
 def _export(model, example, path, axes):
     torch.manual_seed(0)
     with torch.no_grad():
@@ -76,7 +89,15 @@ def block(tmp_path_factory):
                    tmp_path_factory.mktemp("sym") / "block.onnx", {0: "batch", 1: "seq"})
 
 
-SIZES = {"cnn": [(1, 1, 16, 16), (3, 1, 16, 16), (64, 1, 16, 16)],
+@pytest.fixture(scope="module")
+def upsample(tmp_path_factory):
+    torch.manual_seed(0)
+    return _export(_Upsample(), torch.randn(2, 3, 8, 8),
+                   tmp_path_factory.mktemp("sym") / "upsample.onnx", {0: "batch"})
+
+
+SIZES = {"upsample": [(1, 3, 8, 8), (3, 3, 8, 8), (64, 3, 8, 8)],
+         "cnn": [(1, 1, 16, 16), (3, 1, 16, 16), (64, 1, 16, 16)],
          "block": [(1, 3, 32), (3, 7, 32), (64, 11, 32)]}
 
 
@@ -84,7 +105,7 @@ def _dims(vi: onnx.ValueInfoProto) -> list:
     return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
 
 
-@pytest.mark.parametrize("which", ["cnn", "block"])
+@pytest.mark.parametrize("which", ["cnn", "block", "upsample"])
 def test_import_keeps_symbolic_dims_and_runs_at_any_size(which, request):
     path = request.getfixturevalue(which)
     module = qcc.load(path)
@@ -93,6 +114,8 @@ def test_import_keeps_symbolic_dims_and_runs_at_any_size(which, request):
     names = [n.data for n in fn.arg_attrs.data[0].data["qnn.dims"].data]
     if which == "cnn":
         assert str(arg) == "tensor<?x1x16x16xf32>" and names == ["batch", "", "", ""]
+    elif which == "upsample":
+        assert str(arg) == "tensor<?x3x8x8xf32>" and names == ["batch", "", "", ""]
     else:
         assert str(arg) == "tensor<?x?x32xf32>" and names == ["batch", "seq", ""]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -104,7 +127,7 @@ def test_import_keeps_symbolic_dims_and_runs_at_any_size(which, request):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("which", ["cnn", "block"])
+@pytest.mark.parametrize("which", ["cnn", "block", "upsample"])
 def test_quantize_with_no_shape_option_exports_symbolic_dims(which, request, tmp_path):
     path = request.getfixturevalue(which)
     rng = np.random.default_rng(2)
@@ -112,8 +135,9 @@ def test_quantize_with_no_shape_option_exports_symbolic_dims(which, request, tmp
     calib = {"x": rng.standard_normal((40, *sample)).astype(np.float32)}
     result = qcc.quantize(str(path), calib, outdir=tmp_path / "out", progress=False)
     stem = path.stem
-    expected = (["batch", 1, 16, 16], ["batch", 10]) if which == "cnn" else (
-        ["batch", "seq", 32], ["batch", "seq", 32])
+    expected = {"cnn": (["batch", 1, 16, 16], ["batch", 10]),
+                "upsample": (["batch", 3, 8, 8], ["batch", 2, 32, 32]),
+                "block": (["batch", "seq", 32], ["batch", "seq", 32])}[which]
     for kind in ("fake_quant", "deploy"):
         model = onnx.load(tmp_path / "out" / f"{stem}_{kind}.onnx")
         assert (_dims(model.graph.input[0]), _dims(model.graph.output[0])) == expected
