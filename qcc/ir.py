@@ -25,6 +25,7 @@ import numpy as np
 from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     BytesAttr,
     DenseIntOrFPElementsAttr,
     DenseResourceAttr,
@@ -117,9 +118,10 @@ def element_type(dtype: np.dtype | type) -> Attribute:
     raise TypeError(f"unsupported array dtype {dtype}")
 
 
-def tensor_type(shape: Sequence[int], dtype: np.dtype | type | Attribute = np.float32):
+def tensor_type(shape: Sequence[int | None], dtype: np.dtype | type | Attribute = np.float32):
+    """A tensor type; a dim that is None or negative is symbolic (`?`)."""
     et = dtype if isinstance(dtype, Attribute) else element_type(dtype)
-    return TensorType(et, [int(d) for d in shape])
+    return TensorType(et, [DYNAMIC_INDEX if d is None or d < 0 else int(d) for d in shape])
 
 
 # ------------------------------------------------------------- constants
@@ -183,7 +185,8 @@ class Graph:
         self.block = Block()
         self.input_names: list[str] = []
 
-    def input(self, name: str, shape: Sequence[int], dtype=np.float32) -> SSAValue:
+    def input(self, name: str, shape: Sequence[int | None], dtype=np.float32) -> SSAValue:
+        """A graph input; a None (or negative) dim is symbolic."""
         arg = self.block.insert_arg(tensor_type(shape, dtype), len(self.block.args))
         arg.name_hint = _ssa_name(name)
         self.input_names.append(name)

@@ -258,3 +258,22 @@ def test_input_shape_question_mark_keeps_a_dim_symbolic(block, tmp_path):
         x = np.random.default_rng(batch).standard_normal((batch, 6, 32)).astype(np.float32)
         np.testing.assert_allclose(runtime.run(module, {"x": x})["y"],
                                    session.run(None, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
+def test_graph_built_by_hand_with_a_symbolic_batch():
+    """`Graph.input` with a None dim; the conv result is checked against a direct
+    numpy evaluation of a 1x1 conv (a per-pixel matrix product)."""
+    from qcc.dialects import qnn
+
+    g = ir.Graph()
+    x = g.input("x", (None, 3, 4, 4))
+    w = np.arange(6, dtype=np.float32).reshape(2, 3, 1, 1)
+    y = g.add(qnn.ConvOp.make(x, g.const(w), strides=(1, 1), pads=(0, 0, 0, 0),
+                              dilations=(1, 1), groups=1))
+    module = g.finish({"y": y})
+    assert str(y.type) == "tensor<?x2x4x4xf32>"
+    for batch in (1, 4):
+        a = np.random.default_rng(batch).standard_normal((batch, 3, 4, 4)).astype(np.float32)
+        want = np.einsum("oc,bchw->bohw", w[:, :, 0, 0], a)
+        np.testing.assert_allclose(runtime.run(module, {"x": a})["y"], want, rtol=1e-5,
+                                   atol=1e-5)

@@ -57,3 +57,13 @@ func.func @broadcast_concat_slice(%x: tensor<?x?x32xf32>, %m: tensor<?x1x32xf32>
   %6 = qnn.slice %4 {starts = array<i64: 1>, ends = array<i64: 4611686018427387904>, axes = array<i64: 1>, steps = array<i64: 1>} : (tensor<?x?x32xf32>) -> tensor<?x?x32xf32>
   func.return %5, %6, %1 : tensor<?x1x32xf32>, tensor<?x?x32xf32>, tensor<4x?x32xf32>
 }
+
+// -----
+
+// A resize keeps the symbolic batch it does not resize (size -1).
+// CHECK-LABEL: func.func @resize_symbolic_batch
+// CHECK: qnn.resize {{.*}}sizes = array<i64: -1, 4, 16, 16>{{.*}} -> tensor<?x4x16x16xf32>
+func.func @resize_symbolic_batch(%x: tensor<?x4x8x8xf32>) -> tensor<?x4x16x16xf32> {
+  %0 = qnn.resize %x {sizes = array<i64: -1, 4, 16, 16>, mode = "nearest", coordinate_transformation_mode = "asymmetric", nearest_mode = "floor"} : (tensor<?x4x8x8xf32>) -> tensor<?x4x16x16xf32>
+  func.return %0 : tensor<?x4x16x16xf32>
+}
