@@ -292,8 +292,10 @@ class _Generalizer:
                 inputs[vi.name] = [str(d.dim_value) if d.HasField("dim_value") else
                                    (d.dim_param or "N").upper() for d in dims]
         given = " ".join(f"--input-shape {k}={'x'.join(v)}" for k, v in inputs.items())
+        python = ", ".join(f"'{k}': ({', '.join(v)}{',' if len(v) == 1 else ''})"
+                           for k, v in inputs.items())
         return (f"pass {given} with the sizes you will run (in Python: "
-                "input_shapes={...})")
+                f"input_shapes={{{python}}})")
 
     def fail(self, op: Operation, why: str) -> None:
         name = op.attributes.get("name")
