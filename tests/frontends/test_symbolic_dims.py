@@ -174,7 +174,7 @@ def test_undecidable_shape_names_the_node_and_the_option(tmp_path):
         qcc.load(path)
     text = str(e.value)
     assert "node 'ones'" in text and "'n' (input 'x' dim 0)" in text
-    assert "--input-shape x=Nx4" in text
+    assert "--input-shape x=Nx4" in text and "input_shapes={'x': (N, 4)}" in text
     # the override still works, and the result is x + 1
     module = qcc.load(path, input_shapes={"x": (3, 4)})
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
