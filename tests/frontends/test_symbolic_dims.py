@@ -277,3 +277,31 @@ def test_graph_built_by_hand_with_a_symbolic_batch():
         want = np.einsum("oc,bchw->bohw", w[:, :, 0, 0], a)
         np.testing.assert_allclose(runtime.run(module, {"x": a})["y"], want, rtol=1e-5,
                                    atol=1e-5)
+
+
+def test_slices_of_a_symbolic_dim_count_from_its_end(tmp_path):
+    """x[:, 1:] - x[:, :-1] and a reversed x[:, ::-1] on a symbolic sequence, and a
+    Flatten-style Reshape(x, [0, -1]); oracle: onnxruntime at two lengths."""
+    big = np.iinfo(np.int64).max
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", 3])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("d", "r", "f")]
+    inits = [helper.make_tensor(n, TensorProto.INT64, [len(v)], v) for n, v in (
+        ("one", [1]), ("zero", [0]), ("end", [big]), ("minus1", [-1]), ("axis1", [1]),
+        ("rstart", [-1]), ("rend", [-big - 1]), ("flat", [0, -1]))]
+    nodes = [helper.make_node("Slice", ["x", "one", "end", "axis1"], ["hi"], name="hi"),
+             helper.make_node("Slice", ["x", "zero", "minus1", "axis1"], ["lo"], name="lo"),
+             helper.make_node("Sub", ["hi", "lo"], ["d"], name="d"),
+             helper.make_node("Slice", ["x", "rstart", "rend", "axis1", "minus1"], ["r"],
+                              name="r"),
+             helper.make_node("Reshape", ["x", "flat"], ["f"], name="f")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], outs, inits),
+                              opset_imports=[helper.make_opsetid("", 14)])
+    path = tmp_path / "slices.onnx"
+    onnx.save(model, path)
+    module = qcc.load(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in ((1, 2, 3), (4, 9, 3)):
+        a = np.random.default_rng(shape[1]).standard_normal(shape).astype(np.float32)
+        got = runtime.run(module, {"x": a})
+        for name, want in zip(("d", "r", "f"), session.run(None, {"x": a}), strict=True):
+            np.testing.assert_array_equal(got[name], want)
