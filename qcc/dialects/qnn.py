@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from xdsl.dialect_interfaces.constant_materialization import ConstantMaterializationInterface
 from xdsl.dialects.builtin import (
     AnyFloat,
     DenseArrayBase,
@@ -50,6 +51,8 @@ from qcc.dialects.base import (
     shapes_match,
     tensor,
 )
+from qcc.dialects.constants import print_constant_value
+from qcc.dialects.qnn_eval import Folds
 
 AnyTensor = TensorType
 
@@ -78,8 +81,6 @@ class ConstantOp(QnnOp):
         return [props["value"].type]
 
     def print(self, printer: Printer) -> None:
-        from qcc.ir import print_constant_value
-
         printer.print_string(" ")
         print_constant_value(printer, self.value)
         printer.print_op_attributes(self.attributes)
@@ -103,7 +104,7 @@ class UnaryOp(QnnOp):
 
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -117,7 +118,7 @@ class BinaryOp(QnnOp):
     lhs = operand_def(AnyTensor)
     rhs = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -143,7 +144,7 @@ class ReduceOp(QnnOp):
     output = result_def(AnyTensor)
     axes = prop_def(DenseArrayBase)
     keepdims = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axes": (), "keepdims": True}
 
     @classmethod
@@ -179,7 +180,7 @@ class ConvOp(QnnOp):
     pads = prop_def(DenseArrayBase)
     dilations = prop_def(DenseArrayBase)
     groups = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"strides": None, "pads": None, "dilations": None, "groups": 1}
 
     @classmethod
@@ -209,7 +210,7 @@ class ConvTransposeOp(QnnOp):
     dilations = prop_def(DenseArrayBase)
     output_padding = prop_def(DenseArrayBase)
     groups = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"strides": None, "pads": None, "dilations": None, "output_padding": None,
              "groups": 1}
 
@@ -236,7 +237,7 @@ class DenseOp(QnnOp):
     weight = operand_def(AnyTensor)
     bias = opt_operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -252,7 +253,7 @@ class MatmulOp(QnnOp):
     lhs = operand_def(AnyTensor)
     rhs = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -266,7 +267,7 @@ class PoolOp(QnnOp):
     strides = prop_def(DenseArrayBase)
     pads = prop_def(DenseArrayBase)
     ceil_mode = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def make(cls, x, *, kernel, name=None, strides=None, pads=None, **props):
@@ -309,7 +310,7 @@ class GlobalAvgPoolOp(QnnOp):
     name = "qnn.global_avg_pool"
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -334,7 +335,7 @@ class BatchNormOp(QnnOp):
     var = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     epsilon = prop_def(FloatAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"epsilon": 1e-5}
 
     @classmethod
@@ -352,7 +353,7 @@ class ScaleOp(QnnOp):
     bias = opt_operand_def(AnyTensor)
     output = result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": 1}
 
     @classmethod
@@ -371,7 +372,7 @@ class LayerNormOp(QnnOp):
     output = result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
     epsilon = prop_def(FloatAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": -1, "epsilon": 1e-5}
 
     @classmethod
@@ -459,7 +460,7 @@ class PreluOp(QnnOp):
     input = operand_def(AnyTensor)
     slope = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -479,7 +480,7 @@ class CastOp(QnnOp):
     output = result_def(AnyTensor)
     to = prop_def(TypeAttribute)
     saturate = opt_prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"to": None, "saturate": None}
 
     @classmethod
@@ -519,7 +520,7 @@ class WhereOp(QnnOp):
     lhs = operand_def(AnyTensor)
     rhs = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -591,6 +592,15 @@ QNN_OPS: list[type[Operation]] = [
 LAYER_OPS = (ConvOp, ConvTransposeOp, DenseOp, MatmulOp, AvgPoolOp)
 """Ops that quantize as a layer: weights (if any) are operands."""
 
-QNN = Dialect("qnn", QNN_OPS, [])
+class _Materialize(ConstantMaterializationInterface):
+    """Folded results become `qnn.constant`s."""
+
+    def materialize_constant(self, value: Attribute, type: Attribute) -> Operation | None:
+        if isinstance(value, DenseIntOrFPElementsAttr) and value.type == type:
+            return ConstantOp(value)
+        return None
+
+
+QNN = Dialect("qnn", QNN_OPS, [], [_Materialize()])
 
 __all__ = [c.__name__ for c in QNN_OPS] + ["QNN", "LAYER_OPS", "AnyFloat"]

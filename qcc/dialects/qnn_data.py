@@ -41,6 +41,7 @@ from qcc.dialects.base import (
     norm_axis,
     shape_of,
 )
+from qcc.dialects.qnn_eval import Folds
 
 AnyTensor = TensorType
 
@@ -62,7 +63,7 @@ class ReshapeOp(QnnOp):
     output = result_def(AnyTensor)
     shape = prop_def(DenseArrayBase)
     copy_dims = opt_prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"shape": None, "copy_dims": None}
 
     @classmethod
@@ -78,7 +79,7 @@ class TransposeOp(QnnOp):
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     perm = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"perm": None}
 
     @classmethod
@@ -98,7 +99,7 @@ class BroadcastOp(QnnOp):
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     shape = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"shape": None}
 
     @classmethod
@@ -114,7 +115,7 @@ class ConcatOp(QnnOp):
     inputs = var_operand_def(AnyTensor)
     output = result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": 0}
 
     @classmethod
@@ -135,7 +136,7 @@ class SplitOp(QnnOp):
     outputs = var_result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
     sizes = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": 0, "sizes": None}
 
     @classmethod
@@ -159,7 +160,7 @@ class SliceOp(QnnOp):
     ends = prop_def(DenseArrayBase)
     axes = prop_def(DenseArrayBase)
     steps = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"starts": None, "ends": None, "axes": None, "steps": None}
 
     @classmethod
@@ -177,7 +178,7 @@ class GatherOp(QnnOp):
     indices = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": 0}
 
     @classmethod
@@ -201,7 +202,7 @@ class PadOp(QnnOp):
     pads = prop_def(DenseArrayBase)
     mode = prop_def(StringAttr)
     value = prop_def(FloatAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"pads": None, "mode": "constant", "value": 0.0}
 
     @classmethod
@@ -244,7 +245,7 @@ class ResizeOp(QnnOp):
     exclude_outside = opt_prop_def(IntegerAttr)
     extrapolation_value = opt_prop_def(FloatAttr)
     antialias = opt_prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {
         "sizes": None, "mode": "nearest", "coordinate_transformation_mode": "half_pixel",
         "nearest_mode": "round_prefer_floor", "scales": None, "roi": None,
