@@ -14,11 +14,17 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 
-def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
-         input_shapes: dict[str, tuple[int, ...]] | None = None):
-    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`."""
+def load(path, *, weights: str | os.PathLike | None = None,
+         input_shapes: dict[str, tuple[int, ...]] | None = None,
+         example_inputs=None, dynamic_shapes=None):
+    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.pt2`
+    (`torch.export.save`); or a `torch.nn.Module` with `example_inputs=(x,)`."""
     from qcc import ir
 
+    if not isinstance(path, str | os.PathLike):
+        from qcc.frontends.pytorch import load_pytorch
+
+        return load_pytorch(path, example_inputs, dynamic_shapes=dynamic_shapes)
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".mlir":
@@ -27,9 +33,13 @@ def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
         from qcc.frontends.onnx import load_onnx
 
         return load_onnx(path, input_shapes=input_shapes or None)
+    if ext in (".pt2", ".pt", ".pth"):
+        from qcc.frontends.pytorch import load_exported
+
+        return load_exported(path)
     from qcc.ir import IRError
 
-    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx)")
+    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .pt2)")
 
 
 def quantize(model, calib, config=None, outdir=None, **options):
