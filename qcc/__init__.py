@@ -24,7 +24,8 @@ def load(path, *, weights: str | os.PathLike | None = None,
     if not isinstance(path, str | os.PathLike):
         from qcc.frontends.pytorch import load_pytorch
 
-        return load_pytorch(path, example_inputs, dynamic_shapes=dynamic_shapes)
+        return load_pytorch(path, example_inputs, dynamic_shapes=dynamic_shapes,
+                            input_shapes=input_shapes)
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".mlir":
@@ -36,7 +37,7 @@ def load(path, *, weights: str | os.PathLike | None = None,
     if ext in (".pt2", ".pt", ".pth"):
         from qcc.frontends.pytorch import load_exported
 
-        return load_exported(path)
+        return load_exported(path, input_shapes=input_shapes)
     from qcc.ir import IRError
 
     raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .pt2)")

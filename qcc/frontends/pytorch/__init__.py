@@ -46,13 +46,20 @@ SUGGESTION = ("pass example_inputs= that the forward accepts, mark the dims that
 
 
 def load_pytorch(model: Any, example_inputs: Sequence[Any] | None = None, *,
-                 dynamic_shapes: Any = None, source: str | None = None) -> ModuleOp:
+                 dynamic_shapes: Any = None, input_shapes: Mapping[str, Sequence[int]]
+                 | None = None, source: str | None = None) -> ModuleOp:
     """Export `model` (a `torch.nn.Module` or `torch.export.ExportedProgram`) and
-    lower it into `builtin.module { func.func @main }`."""
+    lower it into `builtin.module { func.func @main }`.
+
+    Without `dynamic_shapes` the first dim of every tensor input is exported as
+    `Dim.AUTO` (dynamic where the model allows). `input_shapes` ({input name: shape})
+    fixes the dynamic dims of the imported graph; by default they take the example
+    inputs' sizes.
+    """
     import torch
 
     if isinstance(model, torch.export.ExportedProgram):
-        return _Importer(model, source or "<ExportedProgram>", None).run()
+        return _Importer(model, source or "<ExportedProgram>", None, input_shapes).run()
     if not isinstance(model, torch.nn.Module):
         raise FrontendError(f"expected a torch.nn.Module, got {type(model).__name__}")
     label = source or type(model).__name__
@@ -62,16 +69,43 @@ def load_pytorch(model: Any, example_inputs: Sequence[Any] | None = None, *,
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     model.eval()
+    example_inputs = tuple(example_inputs)
+    if dynamic_shapes is None:
+        dynamic_shapes = batch_dynamic(model, example_inputs)
     try:
-        program = torch.export.export(model, tuple(example_inputs),
-                                      dynamic_shapes=dynamic_shapes)
+        program = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes)
     except Exception as e:  # the exporter's reasons come as many exception types
         raise FrontendError(f"{label}: torch.export cannot trace the module: "
                             f"{_first_lines(e)}\nWhat to do: {SUGGESTION}") from None
-    return _Importer(program, label, model).run()
+    return _Importer(program, label, model, input_shapes).run()
 
 
-def load_exported(path: str | os.PathLike) -> ModuleOp:
+def batch_dynamic(model: Any, example_inputs: Sequence[Any]) -> dict[str, Any] | None:
+    """dynamic_shapes marking dim 0 of each tensor input `Dim.AUTO`, keyed by the
+    forward's parameter names (a `*args` parameter gets a tuple)."""
+    import inspect
+
+    import torch
+
+    specs = [{0: torch.export.Dim.AUTO} if isinstance(x, torch.Tensor) and x.dim() else None
+             for x in example_inputs]
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    out: dict[str, Any] = {}
+    for i, p in enumerate(params):
+        if p.kind == p.VAR_POSITIONAL:
+            out[p.name] = tuple(specs[i:])
+            return out
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) or i >= len(specs):
+            break
+        out[p.name] = specs[i]
+    return out
+
+
+def load_exported(path: str | os.PathLike,
+                  input_shapes: Mapping[str, Sequence[int]] | None = None) -> ModuleOp:
     """A `.pt2` file written by `torch.export.save`. A plain `.pt`/`.pth` pickle is
     refused: unpickling runs arbitrary code."""
     import torch
@@ -91,7 +125,7 @@ def load_exported(path: str | os.PathLike) -> ModuleOp:
     except Exception as e:
         raise FrontendError(f"{source}: not a torch.export program (torch.export.load "
                             f"says: {_first_lines(e)})") from None
-    return _Importer(program, source, None).run()
+    return _Importer(program, source, None, input_shapes).run()
 
 
 def _first_lines(e: BaseException, n: int = 6) -> str:
@@ -100,19 +134,25 @@ def _first_lines(e: BaseException, n: int = 6) -> str:
     return "\n".join(lines[:n])
 
 
-def _dims(val: Any) -> tuple[int, ...]:
-    """IR shape of a traced tensor: symbolic dims take their example values."""
-    return tuple(_int(d) for d in val.shape)
+def _dims(val: Any, bindings: Mapping[Any, int] | None = None) -> tuple[int, ...]:
+    """IR shape of a traced tensor: symbolic dims take their bound values (from
+    `input_shapes`), else their example values."""
+    return tuple(_int(d, bindings) for d in val.shape)
 
 
-def _int(d: Any) -> int:
-    try:
-        return int(d)
-    except Exception:  # an unbacked or hint-less SymInt
-        hint = getattr(getattr(d, "node", None), "hint", None)
-        if hint is None:
-            raise FrontendError(f"dimension {d} has no example value") from None
-        return int(hint)
+def _int(d: Any, bindings: Mapping[Any, int] | None = None) -> int:
+    if isinstance(d, int):
+        return d
+    node = getattr(d, "node", None)
+    if node is not None and bindings:
+        expr = node.expr
+        value = expr.xreplace(bindings) if hasattr(expr, "xreplace") else expr
+        if getattr(value, "is_number", True):
+            return int(value)
+    hint = getattr(node, "hint", None)
+    if hint is None:
+        raise FrontendError(f"dimension {d} has no example value")
+    return int(hint)
 
 
 def location(node: Any) -> str:
@@ -176,7 +216,7 @@ class Node:
         val = self.fx.meta.get("val")
         if isinstance(val, list | tuple):
             val = val[0]
-        return _dims(val)
+        return _dims(val, self.importer.bindings)
 
     @property
     def dtype(self) -> np.dtype:
@@ -247,17 +287,21 @@ def _op_name(target: Any) -> str:
 
 
 class _Importer:
-    def __init__(self, program: Any, source: str, model: Any) -> None:
+    def __init__(self, program: Any, source: str, model: Any,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
         from qcc.frontends.pytorch import ops
 
         self.ops = ops
         self.source = source
         self.model = model
         self.program = ops.decompose(program)
+        self.input_shapes = dict(input_shapes or {})
+        self.bindings: dict[Any, int] = {}
         self.graph = ir.Graph()
         self.values: dict[str, Any] = {}
-        self.names: dict[int, str] = {}
-        self.materialized: dict[int, SSAValue] = {}
+        # id(array) -> (array, name): the array is kept so that its id stays unique.
+        self.names: dict[int, tuple[np.ndarray, str]] = {}
+        self.materialized: dict[int, tuple[np.ndarray, SSAValue]] = {}
         self.used: set[str] = set()
 
     # -- values
@@ -274,18 +318,22 @@ class _Importer:
     def constant(self, array: np.ndarray, name: str) -> SSAValue:
         key = id(array)
         if key in self.materialized:
-            return self.materialized[key]
+            return self.materialized[key][1]
         try:
             ir.element_type(array.dtype)
         except TypeError:
             raise FrontendError(f"constant '{name}' has dtype {array.dtype}, which qnn has "
                                 "no element type for") from None
         value = self.graph.const(array, name=self.unique(name))
-        self.materialized[key] = value
+        self.materialized[key] = (array, value)
         return value
 
     def const_name(self, array: np.ndarray, fallback: str) -> str:
-        return self.names.get(id(array), fallback)
+        entry = self.names.get(id(array))
+        return entry[1] if entry is not None else fallback
+
+    def name_constant(self, array: np.ndarray, name: str) -> None:
+        self.names[id(array)] = (array, name)
 
     def unique(self, name: str) -> str:
         base, i = name, 1
@@ -316,7 +364,7 @@ class _Importer:
             if node.op != "call_function":
                 continue
             name = _op_name(node.target)
-            if name in self.ops.LOWERINGS or self._folds(node):
+            if name in self.ops.LOWERINGS or _is_python(node.target) or self._folds(node):
                 continue
             unsupported.setdefault(f"aten.{name}" if hasattr(node.target, "overloadpacket")
                                    else name, []).append(location(node))
@@ -369,7 +417,9 @@ class _Importer:
                     raise FrontendError(f"{self.source}: input '{node.name}' is not a tensor "
                                         f"({type(val).__name__}); pass tensors only")
                 dtype = self._np_dtype(val.dtype, node.name)
-                self.values[node.name] = self.graph.input(node.name, _dims(val), dtype)
+                self._bind(node.name, val)
+                self.values[node.name] = self.graph.input(node.name,
+                                                          _dims(val, self.bindings), dtype)
                 continue
             tensor = state.get(spec.target) if spec.target in state else \
                 program.constants.get(spec.target)
@@ -378,7 +428,25 @@ class _Importer:
                                     f"'{spec.target}'")
             array = _numpy(tensor)
             self.values[node.name] = array
-            self.names[id(array)] = spec.target
+            self.name_constant(array, spec.target)
+
+    def _bind(self, name: str, val: Any) -> None:
+        """Bind the symbols of input `name`'s dims to the sizes `input_shapes` gives."""
+        given = self.input_shapes.get(name)
+        if given is None:
+            return
+        if len(given) != len(val.shape):
+            raise FrontendError(f"{self.source}: input_shapes gives {name} rank {len(given)}, "
+                                f"the program's input has rank {len(val.shape)}")
+        for d, size in zip(val.shape, given, strict=True):
+            expr = getattr(getattr(d, "node", None), "expr", None)
+            if expr is not None and expr.is_symbol:
+                self.bindings[expr] = int(size)
+            elif _int(d) != int(size):
+                raise FrontendError(
+                    f"{self.source}: input_shapes gives {name} the shape {tuple(given)}, but "
+                    f"the program was exported with {_dims(val)} and only dynamic dims "
+                    "can change (mark them with dynamic_shapes=)")
 
     def _np_dtype(self, dtype: Any, name: str) -> np.dtype:
         import torch
@@ -406,7 +474,9 @@ class _Importer:
     def _lower(self, fx: Any) -> None:
         label = f"{self.source}: {location(fx)} ({_op_name(fx.target)}, node '{fx.name}')"
         try:
-            if self._folds_cached(fx):
+            if _is_python(fx.target):  # getitem of a tuple, SymInt arithmetic
+                result = fx.target(*(self.resolve(a) for a in fx.args))
+            elif self._folds_cached(fx):
                 result = self._fold(fx)
             else:
                 node = Node(self, fx)
@@ -436,18 +506,24 @@ class _Importer:
         name = None
         if first is not None:
             src = self.values[first.name]
-            name = self.names.get(id(src)) if isinstance(src, np.ndarray) else None
+            name = self.const_name(src, "") if isinstance(src, np.ndarray) else None
 
         def to_np(o: Any) -> Any:
             if isinstance(o, torch.Tensor):
                 array = _numpy(o)
-                self.names[id(array)] = name or fx.name
+                self.name_constant(array, name or fx.name)
                 return array
             if isinstance(o, list | tuple):
                 return type(o)(to_np(x) for x in o)
             return o
 
         return to_np(out)
+
+
+def _is_python(target: Any) -> bool:
+    return getattr(target, "__module__", None) in ("_operator", "operator", "math") or \
+        getattr(target, "__name__", "").startswith("sym_") and \
+        getattr(target, "overloadpacket", None) is None
 
 
 def _numpy(tensor: Any) -> np.ndarray:

@@ -33,15 +33,24 @@ PRESERVED = (
 
 
 def decompose(program: Any) -> Any:
-    """Core ATen, keeping `PRESERVED` ops whole."""
+    """Core ATen, keeping `PRESERVED` ops whole; a program whose ops all have
+    lowerings already is kept as it is (decomposition retraces, which is slow)."""
     import torch
 
+    ops = {_packet(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    if all(o in LOWERINGS for o in ops):
+        return program
     table = torch.export.default_decompositions()
     for key in list(table):
         if getattr(key, "overloadpacket", None) is not None and \
                 key.overloadpacket.__name__ in PRESERVED:
             del table[key]
     return program.run_decompositions(table)
+
+
+def _packet(target: Any) -> str:
+    packet = getattr(target, "overloadpacket", None)
+    return packet.__name__ if packet is not None else getattr(target, "__name__", "")
 
 
 def is_random(target: Any) -> bool:
@@ -198,7 +207,7 @@ def addmm(n: Node):
     w = n.arg(2)
     if isinstance(w, np.ndarray):
         weight = np.ascontiguousarray(w.T)
-        n.importer.names[id(weight)] = n.importer.const_name(w, n.name + ".weight")
+        n.importer.name_constant(weight, n.importer.const_name(w, n.name + ".weight"))
         return _dense(n, n.arg(1), weight, n.arg(0))
     y = n.emit(qnn.MatmulOp, n.value(n.arg(1)), w)
     return n.emit(qnn.AddOp, y, n.value(n.arg(0)), suffix="/bias")
@@ -209,7 +218,7 @@ def matmul(n: Node):
     a, b = n.arg(0), n.arg(1)
     if isinstance(b, np.ndarray) and b.ndim == 2:
         weight = np.ascontiguousarray(b.T)
-        n.importer.names[id(weight)] = n.importer.const_name(b, n.name + ".weight")
+        n.importer.name_constant(weight, n.importer.const_name(b, n.name + ".weight"))
         return _dense(n, a, weight, None)
     return n.emit(qnn.MatmulOp, n.value(a), n.value(b))
 
@@ -331,7 +340,7 @@ def prelu(n: Node):
     rank = len(shape_of(x))
     if isinstance(w, np.ndarray) and w.ndim == 1 and w.size > 1 and rank > 1:
         slope = w.reshape((w.size,) + (1,) * (rank - 2))
-        n.importer.names[id(slope)] = n.importer.const_name(w, n.name + ".weight")
+        n.importer.name_constant(slope, n.importer.const_name(w, n.name + ".weight"))
         w = slope
     return n.emit(qnn.PreluOp, n.value(x), n.value(w))
 
