@@ -43,10 +43,16 @@ def load(path, *, weights: str | os.PathLike | None = None,
     raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .pt2)")
 
 
-def quantize(model, calib, config=None, outdir=None, **options):
-    """The whole post-training job (`qcc quantize`): see `qcc.quant.flow.quantize`."""
+def quantize(model, calib, config=None, outdir=None, *, example_inputs=None,
+             dynamic_shapes=None, **options):
+    """The whole post-training job (`qcc quantize`): see `qcc.quant.flow.quantize`.
+    A `torch.nn.Module` needs `example_inputs=(x,)`; its files are named after its class."""
     from qcc.quant.flow import quantize as run
 
+    if not isinstance(model, str | os.PathLike) and example_inputs is not None:
+        options.setdefault("name", type(model).__name__.lower())
+        model = load(model, example_inputs=example_inputs, dynamic_shapes=dynamic_shapes,
+                     input_shapes=options.pop("input_shapes", None))
     return run(model, calib, config, outdir, **options)
 
 
