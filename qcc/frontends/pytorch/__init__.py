@@ -128,7 +128,7 @@ def load_exported(path: str | os.PathLike,
     return _Importer(program, source, None, input_shapes).run()
 
 
-def _first_lines(e: BaseException, n: int = 6) -> str:
+def _first_lines(e: BaseException, n: int = 3) -> str:
     text = str(e).strip() or type(e).__name__
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return "\n".join(lines[:n])
