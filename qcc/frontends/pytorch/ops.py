@@ -42,8 +42,7 @@ def decompose(program: Any) -> Any:
         return program
     table = torch.export.default_decompositions()
     for key in list(table):
-        if getattr(key, "overloadpacket", None) is not None and \
-                key.overloadpacket.__name__ in PRESERVED:
+        if _packet(key) in PRESERVED:
             del table[key]
     return program.run_decompositions(table)
 
@@ -299,6 +298,7 @@ def _unary(cls: type) -> Lowering:
     return lambda n: n.emit(cls, n.value(n.arg(0)))
 
 
+_cls: type
 for _name, _cls in UNARY.items():
     LOWERINGS[_name] = _unary(_cls)
 
@@ -542,7 +542,6 @@ def adaptive_avg_pool(n: Node):
           "upsample_bilinear2d", "upsample_linear1d")
 def upsample(n: Node):
     x = n.arg(0)
-    shape = shape_of(x)
     nearest = n.op.startswith("upsample_nearest")
     scales = n.arg(2 if nearest else 3, "scale_factors")
     if not nearest and len(n.args) > 3 and not isinstance(n.args[3], list | tuple) \
