@@ -136,6 +136,12 @@ CASES = {
         F.scaled_dot_product_attention(q, q, q, attn_mask=m),
         F.scaled_dot_product_attention(q, q, q, is_causal=True))),
         lambda b: (torch.randn(b, 2, 5, 4), torch.randn(b, 1, 5, 5))),
+    "pad_modes": (Fn(lambda s, x: F.pad(x, (1, 2, 0, 1), value=0.5).sum(1)
+                     + F.pad(x, (1, 2, 0, 1), mode="replicate").mean(1)
+                     + F.pad(x, (1, 2, 0, 1), mode="reflect").amin(1)), img()),
+    "masked_fill_clamp_erf": (Fn(lambda s, x: torch.erf(x).masked_fill(x < -0.5, -3.0)
+                                 .clamp(-2, 0.7) + x.clamp(min=0.1)), img()),
+    "index_select": (Fn(lambda s, x: x.index_select(1, torch.tensor([2, 0, 2]))), img()),
     "dropout_eval": (Fn(lambda s, x: s.d(x) + F.dropout(x, 0.5, training=False),
                         d=nn.Dropout(0.3)), img()),
 }
