@@ -58,3 +58,13 @@ def test_export_failure_gives_the_reason_and_what_to_do():
 def test_missing_example_inputs():
     with pytest.raises(FrontendError, match="needs example_inputs"):
         qcc.load(DataDependent())
+
+
+def test_input_shapes_change_only_dynamic_dims():
+    model = torch.nn.Conv1d(3, 4, 1)
+    x = torch.randn(2, 3, 5)
+    module = qcc.load(model, example_inputs=(x,), input_shapes={"input": (7, 3, 5)})
+    fn = qcc.ir.main_func(module)
+    assert tuple(fn.function_type.inputs.data[0].get_shape()) == (7, 3, 5)
+    with pytest.raises(FrontendError, match="only dynamic dims can change"):
+        qcc.load(model, example_inputs=(x,), input_shapes={"input": (2, 4, 5)})
