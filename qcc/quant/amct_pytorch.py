@@ -112,16 +112,16 @@ def quantize_model(config_file: str | os.PathLike, modified_onnx_file: str | os.
     quantized = amct.quantize_model(config_file, module.clone())
     fused = _fused(config_file, module)
     export_onnx(fused, modified_onnx_file)
-    from qcc.quant import config as qconfig
+    from qcc.quant import config_json
 
-    return CalibrationModel(quantized, batch_num=qconfig.load_json(config_file).get("batch_num"))
+    return CalibrationModel(quantized, batch_num=config_json.load_json(config_file).get("batch_num"))
 
 
 def _fused(config_file: str | os.PathLike, module: ModuleOp) -> ModuleOp:
     """The float graph after the config's fusion (AMCT's modified model)."""
-    from qcc.quant import config as qconfig
+    from qcc.quant import config_json
 
-    cfg = qconfig.load_json(config_file)
+    cfg = config_json.load_json(config_file)
     if cfg.get("do_fusion", True):
         skip = ",".join(cfg.get("skip_fusion_layers", []))
         passes.run(module, f'qcc-fuse-bn{{skip_layers="{skip}"}}' if skip else "qcc-fuse-bn")
@@ -167,10 +167,10 @@ def quantize_preprocess(config_file: str | os.PathLike, record_file: str | os.Pa
     """Activation balance (AMCT's DMQ balancer): returns a model to forward the
     calibration batches through; `quantize_model` given this model balances with
     `alpha` (the config's `dmq_balancer_param.migration_strength` when set)."""
-    from qcc.quant import config as qconfig
+    from qcc.quant import config_json
 
     del record_file
-    cfg = qconfig.load_json(config_file)
+    cfg = config_json.load_json(config_file)
     strength = (cfg.get("balance") or {}).get("alpha")
     return CalibrationModel(_import(model, input_data),
                             alpha=float(strength if strength is not None else alpha))
