@@ -16,11 +16,18 @@ __version__ = "0.1.0"
 
 def load(path, *, weights: str | os.PathLike | None = None,
          input_shapes: dict[str, tuple[int, ...]] | None = None,
+         inputs: list[str] | None = None, outputs: list[str] | None = None,
          example_inputs=None, dynamic_shapes=None):
-    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.pt2`
-    (`torch.export.save`); or a `torch.nn.Module` with `example_inputs=(x,)`."""
+    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.pb` (or a
+    SavedModel directory, `.keras` file or Keras model; `inputs`/`outputs` name a
+    TensorFlow graph's input and output nodes), `.pt2` (`torch.export.save`); or a
+    `torch.nn.Module` with `example_inputs=(x,)`."""
     from qcc import ir
 
+    if _is_tensorflow(path):
+        from qcc.frontends.tensorflow import load_tensorflow
+
+        return load_tensorflow(path, input_shapes or None, inputs, outputs)
     if not isinstance(path, str | os.PathLike):
         from qcc.frontends.pytorch import load_pytorch
 
@@ -40,7 +47,16 @@ def load(path, *, weights: str | os.PathLike | None = None,
         return load_exported(path, input_shapes=input_shapes)
     from qcc.ir import IRError
 
-    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .pt2)")
+    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .pb, "
+                  "a SavedModel directory, .keras, .pt2)")
+
+
+def _is_tensorflow(model) -> bool:
+    if not isinstance(model, str | os.PathLike):
+        return type(model).__module__.startswith(("keras", "tensorflow", "tf_keras"))
+    path = Path(model)
+    return path.suffix.lower() in (".pb", ".keras") or (
+        path.is_dir() and (path / "saved_model.pb").is_file())
 
 
 def quantize(model, calib, config=None, outdir=None, *, example_inputs=None,
