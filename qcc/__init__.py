@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 
 def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
          input_shapes: dict[str, tuple[int, ...]] | None = None):
-    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`."""
+    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.prototxt`
+    (Caffe; `weights` is its `.caffemodel`)."""
     from qcc import ir
 
     path = Path(path)
@@ -27,9 +28,13 @@ def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
         from qcc.frontends.onnx import load_onnx
 
         return load_onnx(path, input_shapes=input_shapes or None)
+    if ext == ".prototxt":
+        from qcc.frontends.caffe import load_caffe
+
+        return load_caffe(path, weights, input_shapes=input_shapes or None)
     from qcc.ir import IRError
 
-    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx)")
+    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .prototxt)")
 
 
 def quantize(model, calib, config=None, outdir=None, **options):
