@@ -565,3 +565,23 @@ def upsample(n: Layer):
     return [n.emit(qnn.ResizeOp, n.bottoms[0], sizes=(*shape[:2], shape[2] * s, shape[3] * s),
                    mode="nearest", coordinate_transformation_mode="asymmetric",
                    nearest_mode="floor")]
+
+
+@lowering("FakeQuant")
+def fake_quant(n: Layer):
+    """qcc's simulation-model layer (written by qcc.exporters.caffe): quant.fake_quant."""
+    from qcc.dialects import quant
+
+    p = n.proto.fake_quant_param
+    if not p.scale or len(p.scale) != len(p.zero_point):
+        raise FrontendError("fake_quant_param needs one zero_point per scale")
+    common: dict[str, Any] = {"bits": int(p.bits), "signed": bool(p.signed),
+              "storage_min": int(p.storage_min), "storage_max": int(p.storage_max)}
+    if p.axis < 0:
+        qtype = quant.UniformQuantizedType.make(scale=float(p.scale[0]),
+                                                zero_point=int(p.zero_point[0]), **common)
+    else:
+        qtype = quant.UniformQuantizedType.make_per_axis(
+            axis=int(p.axis), scales=[float(s) for s in p.scale],
+            zero_points=[int(z) for z in p.zero_point], **common)
+    return [n.emit(quant.FakeQuantOp, n.bottoms[0], qtype=qtype)]
