@@ -194,9 +194,13 @@ class _Exporter:
 
 
 def _label(op: Operation | object) -> str:
+    """The layer name: the op's `name`, else its quantizer `id` ("conv.input")."""
     if isinstance(op, Operation):
-        a = op.attributes.get("name")
-        return a.data if isinstance(a, StringAttr) else op.name
+        for key in ("name", "id"):
+            a = op.attributes.get(key)
+            if isinstance(a, StringAttr):
+                return a.data
+        return op.name
     return "a block argument"
 
 

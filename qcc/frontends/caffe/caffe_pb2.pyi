@@ -805,3 +805,44 @@ class V1LayerParameter(_message.Message):
     slice_param: SliceParameter
     tanh_param: TanHParameter
     def __init__(self, bottom: _Optional[_Iterable[str]] = ..., top: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., include: _Optional[_Iterable[_Union[NetStateRule, _Mapping]]] = ..., exclude: _Optional[_Iterable[_Union[NetStateRule, _Mapping]]] = ..., type: _Optional[_Union[V1LayerParameter.LayerType, str]] = ..., blobs: _Optional[_Iterable[_Union[BlobProto, _Mapping]]] = ..., param: _Optional[_Iterable[str]] = ..., blobs_lr: _Optional[_Iterable[float]] = ..., weight_decay: _Optional[_Iterable[float]] = ..., loss_weight: _Optional[_Iterable[float]] = ..., argmax_param: _Optional[_Union[ArgMaxParameter, _Mapping]] = ..., concat_param: _Optional[_Union[ConcatParameter, _Mapping]] = ..., convolution_param: _Optional[_Union[ConvolutionParameter, _Mapping]] = ..., dropout_param: _Optional[_Union[DropoutParameter, _Mapping]] = ..., eltwise_param: _Optional[_Union[EltwiseParameter, _Mapping]] = ..., exp_param: _Optional[_Union[ExpParameter, _Mapping]] = ..., inner_product_param: _Optional[_Union[InnerProductParameter, _Mapping]] = ..., lrn_param: _Optional[_Union[LRNParameter, _Mapping]] = ..., pooling_param: _Optional[_Union[PoolingParameter, _Mapping]] = ..., power_param: _Optional[_Union[PowerParameter, _Mapping]] = ..., relu_param: _Optional[_Union[ReLUParameter, _Mapping]] = ..., sigmoid_param: _Optional[_Union[SigmoidParameter, _Mapping]] = ..., softmax_param: _Optional[_Union[SoftmaxParameter, _Mapping]] = ..., slice_param: _Optional[_Union[SliceParameter, _Mapping]] = ..., tanh_param: _Optional[_Union[TanHParameter, _Mapping]] = ...) -> None: ...
+
+class SingleLayerRecord(_message.Message):
+    __slots__ = ("scale_d", "offset_d", "scale_w", "offset_w", "shift_bit", "channels", "height", "width", "skip_fusion", "tensor_balance_factor", "scale_d1", "offset_d1")
+    SCALE_D_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_D_FIELD_NUMBER: _ClassVar[int]
+    SCALE_W_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_W_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_BIT_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FUSION_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_BALANCE_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    SCALE_D1_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_D1_FIELD_NUMBER: _ClassVar[int]
+    scale_d: float
+    offset_d: int
+    scale_w: _containers.RepeatedScalarFieldContainer[float]
+    offset_w: _containers.RepeatedScalarFieldContainer[int]
+    shift_bit: _containers.RepeatedScalarFieldContainer[int]
+    channels: int
+    height: int
+    width: int
+    skip_fusion: bool
+    tensor_balance_factor: _containers.RepeatedScalarFieldContainer[float]
+    scale_d1: float
+    offset_d1: int
+    def __init__(self, scale_d: _Optional[float] = ..., offset_d: _Optional[int] = ..., scale_w: _Optional[_Iterable[float]] = ..., offset_w: _Optional[_Iterable[int]] = ..., shift_bit: _Optional[_Iterable[int]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., skip_fusion: _Optional[bool] = ..., tensor_balance_factor: _Optional[_Iterable[float]] = ..., scale_d1: _Optional[float] = ..., offset_d1: _Optional[int] = ...) -> None: ...
+
+class ScaleOffsetRecord(_message.Message):
+    __slots__ = ("record",)
+    class MapFiledEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: SingleLayerRecord
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[SingleLayerRecord, _Mapping]] = ...) -> None: ...
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    record: _containers.RepeatedCompositeFieldContainer[ScaleOffsetRecord.MapFiledEntry]
+    def __init__(self, record: _Optional[_Iterable[_Union[ScaleOffsetRecord.MapFiledEntry, _Mapping]]] = ...) -> None: ...
