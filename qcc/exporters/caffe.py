@@ -36,6 +36,7 @@ from qcc.dialects import ascend, qnn, quant
 from qcc.dialects.base import get_float, get_int, get_ints
 from qcc.exporters.onnx import ExportError
 from qcc.frontends.caffe import caffe_pb2 as pb
+from qcc.frontends.caffe.node import caffe_pool_size
 
 __all__ = ["export_caffe", "write_quantized", "ExportError"]
 
@@ -295,9 +296,7 @@ def _pool(e: _Exporter, op: Operation) -> None:
     if ave and any(pads) and not get_int(op.properties["count_include_pad"]):
         raise ExportError(f"{_label(op)}: Caffe's AVE pooling counts the padding "
                           "(count_include_pad = false has no Caffe form)")
-    from qcc.frontends.caffe.layers import _caffe_pool_size
-
-    caffe = [_caffe_pool_size(x[2 + i], kernel[i], strides[i], pads[i], ceil) for i in range(2)]
+    caffe = [caffe_pool_size(x[2 + i], kernel[i], strides[i], pads[i], ceil) for i in range(2)]
     if tuple(caffe) != y[2:]:
         raise ExportError(f"{_label(op)}: Caffe's output size {caffe} differs from {list(y[2:])}")
     p = e.layer(op, "Pooling", [op.operands[0]]).pooling_param

@@ -19,7 +19,7 @@ from xdsl.ir import SSAValue
 
 from qcc.dialects import qnn
 from qcc.frontends.caffe import caffe_pb2 as pb
-from qcc.frontends.caffe.importer import Layer
+from qcc.frontends.caffe.node import Layer, caffe_pool_size
 from qcc.frontends.errors import FrontendError
 
 Lowering = Callable[[Layer], Sequence[SSAValue]]
@@ -139,15 +139,6 @@ def inner_product(n: Layer):
 # ---------------------------------------------------------------- pooling
 
 
-def _caffe_pool_size(size: int, k: int, s: int, pad: int, ceil: bool) -> int:
-    """pooling_layer.cpp: ceil or floor, then drop a last window starting in the pad."""
-    span = size + 2 * pad - k
-    out = (-(-span // s) if ceil else span // s) + 1
-    if pad and (out - 1) * s >= size + pad:
-        out -= 1
-    return out
-
-
 @lowering("Pooling")
 def pooling(n: Layer):
     p = n.proto.pooling_param
@@ -177,7 +168,7 @@ def pooling(n: Layer):
         y = n.emit(qnn.MaxPoolOp, n.bottoms[0], **props)
     else:  # AVE divides by the window clipped to the padded input: count_include_pad
         y = n.emit(qnn.AvgPoolOp, n.bottoms[0], count_include_pad=True, **props)
-    caffe = [_caffe_pool_size(shape[2 + i], kernel[i], strides[i], pads[i], ceil)
+    caffe = [caffe_pool_size(shape[2 + i], kernel[i], strides[i], pads[i], ceil)
              for i in range(2)]
     got = list(y.type.get_shape()[2:])  # type: ignore[attr-defined]
     if got != caffe:
