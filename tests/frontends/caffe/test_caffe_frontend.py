@@ -283,3 +283,34 @@ def test_import_prints_and_parses(tmp_path):
     assert module.attributes["qcc.framework"].data == "caffe"
     sources = {op.attributes["source"].data for op in module.walk() if "source" in op.attributes}
     assert sources == {"caffe.Convolution", "caffe.Pooling"}
+
+
+def test_train_val_prototxt_names_its_data_and_accuracy_layers(tmp_path):
+    msg = _error(tmp_path, """
+    name: "TrainVal"
+    layer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TRAIN }
+            transform_param { scale: 0.00390625 mirror: false }
+            data_param { source: "train_lmdb" batch_size: 64 backend: LMDB } }
+    layer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TEST }
+            transform_param { scale: 0.00390625 mean_value: 104 }
+            data_param { source: "test_lmdb" batch_size: 100 backend: LMDB } }
+    layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+            param { lr_mult: 1 decay_mult: 1 } inner_product_param { num_output: 10 } }
+    layer { name: "accuracy" type: "Accuracy" bottom: "ip" bottom: "label" top: "accuracy"
+            include { phase: TEST } accuracy_param { top_k: 1 } }
+    layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss"
+            loss_param { normalize: true } exclude { phase: TEST } }
+    """)
+    assert msg.endswith("2 unsupported Caffe layer types (type: layers):\n"
+                        "  Accuracy: accuracy\n  Data: mnist")
+
+
+def test_input_shapes_override_and_missing_shapes(tmp_path):
+    proto, caffemodel, net, model = write(tmp_path, MOBILENET)
+    module = qcc.load(proto, weights=caffemodel, input_shapes={"data": (3, 3, 16, 16)})
+    assert run(module, {"data": np.zeros((3, 3, 16, 16), np.float32)})["prob"].shape == (3, 10)
+    with pytest.raises(FrontendError, match="input_shapes names nope, but the net's inputs "
+                                            "are data"):
+        qcc.load(proto, weights=caffemodel, input_shapes={"nope": (1,)})
+    msg = _error(tmp_path, 'input: "x"\nlayer { name: "r" type: "ReLU" bottom: "x" top: "y" }\n')
+    assert "input 'x' has no static shape" in msg and "--input-shape x=" in msg
