@@ -46,7 +46,8 @@ ALIASES = ("qnn.identity", "qnn.dropout", "qnn.cast")
 """Ops whose result is their input in the Caffe model (cast: f16 -> f32 after DeQuant)."""
 
 
-INTEGER_OK = ("qnn.conv", "qnn.conv_transpose", "qnn.dense", "ascend.quant",
+INTEGER_OK = ("qnn.conv", "qnn.conv_transpose", "qnn.dense", "qnn.avg_pool",
+              "quant.requantize", "ascend.quant",
               "ascend.dequant", "ascend.anti_quant", "ascend.weight_quant", "quant.quantize",
               "qnn.constant", "func.return")
 """Ops that may touch quantized integer types in a Caffe model (the deployable one)."""
@@ -501,9 +502,37 @@ def _ascend_quant(e: _Exporter, op: Operation) -> None:
 def _ascend_anti_quant(e: _Exporter, op: Operation) -> None:
     q = quant.quantized_element(op.operands[0].type)
     assert q is not None
-    p = e.layer(op, "AntiQuant", [op.operands[0]]).quant_param
-    p.scale = float(np.float32(q.scale))
+    _anti_quant_param(e.layer(op, "AntiQuant", [op.operands[0]]).quant_param, q)
+
+
+def _anti_quant_param(p: pb.QuantParameter, q: quant.UniformQuantizedType) -> None:
+    """scale = scale_d (its square root in sqrt_mode), offset = the zero point byte."""
+    scale, _, sqrt_mode = ascend.anti_quant_attributes(q)
+    p.scale, p.sqrt_mode = float(scale), bool(sqrt_mode)
     p.offset = np.int8(q.zero_point).tobytes()
+
+
+@writer("quant.requantize")
+def _requantize(e: _Exporter, op: Operation) -> None:
+    """quantize(dequantize(q)): AntiQuant to float, then Quant (per tensor, int8)."""
+    assert isinstance(op, quant.RequantizeOp)
+    src, dst = quant.quantized_element(op.input.type), op.qtype
+    if src is None or src.is_per_axis or dst.is_per_axis or src.bits != 8 or dst.bits != 8:
+        raise ExportError(f"{_label(op)}: only a per-tensor int8 requantize has a Caffe form")
+    producer = _label(op.input.owner) if isinstance(op.input.owner, Operation) else "input"
+    name = e._unique(f"{producer}.requant")
+    mid = e._unique(f"{name}/float")
+    anti = e.net.layer.add(name=f"{name}.anti_quant", type="AntiQuant",
+                           bottom=[e.name_of(op.input)], top=[mid])
+    _anti_quant_param(anti.quant_param, src)
+    top = e.output_names.get(op.results[0]) or name
+    e.used.add(top)
+    e.names[op.results[0]] = top
+    q = e.net.layer.add(name=name, type="Quant", bottom=[mid], top=[top])
+    scale, offset, sqrt_mode = ascend.quant_attributes(dst)
+    q.quant_param.scale = float(scale)
+    q.quant_param.offset = np.int8(offset).tobytes()
+    q.quant_param.sqrt_mode = bool(sqrt_mode)
 
 
 @writer("ascend.dequant")

@@ -61,6 +61,47 @@ def _record(path: Path) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+def _deploy(out: Path, name: str):
+    deploy = text_format.Parse((out / f"{name}_deploy.prototxt").read_text(), pb.NetParameter())
+    blobs = pb.NetParameter()
+    blobs.ParseFromString((out / f"{name}_deploy.caffemodel").read_bytes())
+    return deploy, {la.name: list(la.blobs) for la in blobs.layer}
+
+
+@pytest.mark.parametrize("text", [RESNET, MOBILENET], ids=["resnet", "mobilenet"])
+def test_deploy_quant_layers_match_the_record(tmp_path, text):
+    """Every quantized layer reads a Quant with 1 / scale_d and offset_d of the record
+    (AVE pooling included: its int8 output is requantized by AntiQuant + Quant); every
+    conv and InnerProduct ends in a DeQuant holding scale_d * scale_w."""
+    result, out, net, model = _quantize(tmp_path, text)
+    record = _record(out / "record.txt")
+    deploy, blob = _deploy(out, net.name)
+    producer = {t: la for la in deploy.layer for t in la.top}
+    consumers = {}
+    for la in deploy.layer:
+        for b in la.bottom:
+            consumers.setdefault(b, []).append(la)
+    assert any(la.type == "Pooling" and la.name in record for la in deploy.layer)
+    for la in deploy.layer:
+        if la.name not in record:
+            continue
+        (scale_d,), (offset_d,) = record[la.name]["scale_d"], record[la.name]["offset_d"]
+        q = producer[la.bottom[0]]
+        assert q.type == "Quant", la.name
+        assert q.quant_param.scale == pytest.approx(1 / scale_d, rel=1e-6)
+        assert np.frombuffer(q.quant_param.offset, np.int8)[0] == offset_d
+        after = consumers[la.top[0]]
+        if la.type == "Pooling":
+            assert [c.type for c in after] == ["AntiQuant"]
+            assert after[0].quant_param.scale == pytest.approx(scale_d, rel=1e-6)
+            continue
+        assert [c.type for c in after] == ["DeQuant"]
+        packed = np.asarray(blob[after[0].name][0].uint64_data, np.uint64)
+        low = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32)
+        np.testing.assert_allclose(low, scale_d * np.asarray(record[la.name]["scale_w"]),
+                                   rtol=1e-6)
+
+
 def test_deploy_model_matches_the_record(tmp_path):
     result, out, net, model = _quantize(tmp_path, LENET)
     record = _record(out / "record.txt")
