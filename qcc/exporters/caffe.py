@@ -462,11 +462,18 @@ def _resize(e: _Exporter, op: Operation) -> None:
     x, y = _shape(op.operands[0]), _shape(op.results[0])
     props = {k: op.properties[k].data for k in  # type: ignore[attr-defined]
              ("mode", "coordinate_transformation_mode", "nearest_mode")}
+    if (len(x) == 4 and y[:2] == x[:2] and op.properties.get("scales") is None and props ==
+            {"mode": "linear", "coordinate_transformation_mode": "align_corners",
+             "nearest_mode": props["nearest_mode"]}):
+        p = e.layer(op, "Interp", [op.operands[0]]).interp_param
+        p.height, p.width = y[2], y[3]
+        return
     s = y[2] // x[2] if len(x) == 4 and x[2] else 0
     if (props != {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
                   "nearest_mode": "floor"} or s < 1 or y != (*x[:2], x[2] * s, x[3] * s)):
-        raise ExportError(f"{_label(op)}: only nearest upsampling by one integer factor has a "
-                          "Caffe layer (Upsample)")
+        raise ExportError(f"{_label(op)}: only nearest upsampling by one integer factor "
+                          "(Upsample) and bilinear with aligned corners (Interp) have Caffe "
+                          "layers")
     e.layer(op, "Upsample", [op.operands[0]]).upsample_param.scale = s
 
 

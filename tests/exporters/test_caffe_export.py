@@ -141,3 +141,36 @@ def test_unsupported_ops_are_listed_and_nothing_is_written(tmp_path):
     with pytest.raises(ExportError, match=r"qnn.slice: crop"):
         export_caffe(module, tmp_path / "o.prototxt", tmp_path / "o.caffemodel")
     assert not (tmp_path / "o.prototxt").exists() and not (tmp_path / "o.caffemodel").exists()
+
+
+def test_float_layers_round_trip(tmp_path):
+    """The float export of a net of many layer kinds imports back to the same outputs."""
+    text = """
+    name: "Float"
+    input: "x" input_shape { dim: 1 dim: 4 dim: 5 dim: 5 }
+    layer { name: "interp" type: "Interp" bottom: "x" top: "interp" interp_param { zoom_factor: 2 } }
+    layer { name: "up" type: "Upsample" bottom: "x" top: "up" upsample_param { scale: 2 } }
+    layer { name: "sum" type: "Eltwise" bottom: "interp" bottom: "interp" top: "sum"
+            eltwise_param { coeff: 1 coeff: -0.5 } }
+    layer { name: "prelu" type: "PReLU" bottom: "sum" top: "prelu" }
+    layer { name: "bn" type: "BatchNorm" bottom: "prelu" top: "bn" }
+    layer { name: "lrn" type: "LRN" bottom: "bn" top: "lrn" lrn_param { local_size: 3 } }
+    layer { name: "pool" type: "Pooling" bottom: "lrn" top: "pool"
+            pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }
+    layer { name: "slice" type: "Slice" bottom: "pool" top: "s1" top: "s2" slice_param { slice_point: 1 } }
+    layer { name: "cat" type: "Concat" bottom: "s2" bottom: "s1" top: "cat" }
+    layer { name: "perm" type: "Permute" bottom: "cat" top: "perm" permute_param { order: 0 order: 2 order: 3 order: 1 } }
+    layer { name: "flat" type: "Flatten" bottom: "perm" top: "flat" }
+    layer { name: "ip" type: "InnerProduct" bottom: "flat" top: "ip" inner_product_param { num_output: 3 } }
+    layer { name: "sm" type: "Softmax" bottom: "ip" top: "sm" }
+    layer { name: "lrelu" type: "ReLU" bottom: "up" top: "lrelu" relu_param { negative_slope: 0.2 } }
+    """
+    proto, caffemodel, net, model = write(tmp_path, text)
+    module = qcc.load(proto, weights=caffemodel)
+    export_caffe(module, tmp_path / "e.prototxt", tmp_path / "e.caffemodel")
+    back = qcc.load(tmp_path / "e.prototxt", weights=tmp_path / "e.caffemodel")
+    x = {"x": np.random.default_rng(7).standard_normal((1, 4, 5, 5)).astype(np.float32)}
+    want, got = run(module, x), run(back, x)
+    assert list(got) == list(want) == ["sm", "lrelu"]
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])

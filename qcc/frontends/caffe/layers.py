@@ -576,3 +576,34 @@ def fake_quant(n: Layer):
             axis=int(p.axis), scales=[float(s) for s in p.scale],
             zero_points=[int(z) for z in p.zero_point], **common)
     return [n.emit(quant.FakeQuantOp, n.bottoms[0], qtype=qtype)]
+
+
+@lowering("Interp")
+def interp(n: Layer):
+    """PSPNet's Interp (interp_layer.cpp): bilinear, corners aligned; the output size
+    from height/width, zoom_factor and/or shrink_factor."""
+    p = n.proto.interp_param
+    shape = n.shape()
+    if len(shape) != 4 or p.pad_beg or p.pad_end:
+        raise FrontendError("Interp needs a 4-d bottom and pad_beg = pad_end = 0")
+    h, w = shape[2:]
+    zoom, shrink = p.HasField("zoom_factor"), p.HasField("shrink_factor")
+    if p.HasField("height") and p.HasField("width"):
+        out = (int(p.height), int(p.width))
+    elif zoom or shrink:
+        if shrink:
+            if p.shrink_factor < 1:
+                raise FrontendError(f"shrink_factor {p.shrink_factor} must be >= 1")
+            h, w = (h - 1) // p.shrink_factor + 1, (w - 1) // p.shrink_factor + 1
+        if zoom:
+            if p.zoom_factor < 1:
+                raise FrontendError(f"zoom_factor {p.zoom_factor} must be >= 1")
+            h, w = h + (h - 1) * (p.zoom_factor - 1), w + (w - 1) * (p.zoom_factor - 1)
+        out = (h, w)
+    else:
+        raise FrontendError("interp_param needs height and width, zoom_factor or "
+                            "shrink_factor")
+    if min(out) < 1:
+        raise FrontendError(f"output size {list(out)} is empty")
+    return [n.emit(qnn.ResizeOp, n.bottoms[0], sizes=(*shape[:2], *out), mode="linear",
+                   coordinate_transformation_mode="align_corners")]

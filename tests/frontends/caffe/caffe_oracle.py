@@ -288,6 +288,37 @@ def upsample(la, xs, w, ntop):
     return [xs[0].repeat(s, axis=2).repeat(s, axis=3)]
 
 
+def interp(la, xs, w, ntop):
+    """interp.cpp caffe_cpu_interp2: h1r = rheight * h2, h1 = int(h1r), lambda = h1r - h1."""
+    p = la.interp_param
+    x = xs[0]
+    h1, w1 = x.shape[2:]
+    if p.HasField("height"):
+        h2, w2 = p.height, p.width
+    else:
+        h2, w2 = h1, w1
+        if p.HasField("shrink_factor"):
+            h2, w2 = (h2 - 1) // p.shrink_factor + 1, (w2 - 1) // p.shrink_factor + 1
+        if p.HasField("zoom_factor"):
+            h2, w2 = h2 + (h2 - 1) * (p.zoom_factor - 1), w2 + (w2 - 1) * (p.zoom_factor - 1)
+    rh = (h1 - 1) / (h2 - 1) if h2 > 1 else 0.0
+    rw = (w1 - 1) / (w2 - 1) if w2 > 1 else 0.0
+    y = np.zeros(x.shape[:2] + (h2, w2))
+    for i in range(h2):
+        r = rh * i
+        a = int(r)
+        dh = 1 if a < h1 - 1 else 0
+        l1 = r - a
+        for j in range(w2):
+            c = rw * j
+            b = int(c)
+            dw = 1 if b < w1 - 1 else 0
+            l2 = c - b
+            y[:, :, i, j] = ((1 - l1) * ((1 - l2) * x[:, :, a, b] + l2 * x[:, :, a, b + dw])
+                             + l1 * ((1 - l2) * x[:, :, a + dh, b] + l2 * x[:, :, a + dh, b + dw]))
+    return [y]
+
+
 def prelu(la, xs, w, ntop):
     x = xs[0]
     a = w[0].reshape(-1)
@@ -333,7 +364,7 @@ LAYERS = {
     "InnerProduct": inner_product, "BatchNorm": batch_norm, "Scale": scale, "Bias": bias,
     "LRN": lrn, "Eltwise": eltwise, "Slice": slice_, "Reshape": reshape, "Permute": permute,
     "Softmax": softmax, "Crop": crop, "Normalize": normalize, "Upsample": upsample,
-    "PReLU": prelu, "Power": power, "Exp": exp, "Log": log, "Flatten": flatten, "ReLU": relu,
+    "PReLU": prelu, "Interp": interp, "Power": power, "Exp": exp, "Log": log, "Flatten": flatten, "ReLU": relu,
     "Concat": concat,
     "Split": lambda la, xs, w, n: [xs[0]] * n,
     "Silence": lambda la, xs, w, n: [],

@@ -149,6 +149,11 @@ layer { name: "lrn_within" type: "LRN" bottom: "b" top: "lrn_within"
 layer { name: "norm" type: "Normalize" bottom: "b" top: "norm" norm_param { across_spatial: false channel_shared: false } }
 layer { name: "norm_all" type: "Normalize" bottom: "b" top: "norm_all" }
 layer { name: "up" type: "Upsample" bottom: "b" top: "up" upsample_param { scale: 2 } }
+layer { name: "interp_zoom" type: "Interp" bottom: "b" top: "interp_zoom" interp_param { zoom_factor: 3 } }
+layer { name: "interp_size" type: "Interp" bottom: "b" top: "interp_size"
+        interp_param { height: 4 width: 9 } }
+layer { name: "interp_shrink" type: "Interp" bottom: "b" top: "interp_shrink"
+        interp_param { shrink_factor: 2 zoom_factor: 2 } }
 layer { name: "scale_hw" type: "Scale" bottom: "b" top: "scale_hw"
         scale_param { axis: 2 num_axes: 2 bias_term: true } }
 layer { name: "scale2" type: "Scale" bottom: "s2" bottom: "abs" top: "scale2"
