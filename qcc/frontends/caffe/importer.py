@@ -28,6 +28,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from qcc import ir
 from qcc.frontends.caffe import caffe_pb2 as pb
+from qcc.frontends.caffe import layers_data  # noqa: F401  (registers its lowerings)
 from qcc.frontends.caffe.layers import LOWERINGS
 from qcc.frontends.caffe.node import Layer
 from qcc.frontends.caffe.reader import layers_of, read_net, read_weights
