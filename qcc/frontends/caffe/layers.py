@@ -35,7 +35,7 @@ def lowering(*types: str) -> Callable[[Lowering], Lowering]:
     return register
 
 
-def _axis(axis: int, rank: int, what: str = "axis") -> int:
+def axis_of(axis: int, rank: int, what: str = "axis") -> int:
     if not -rank <= axis < rank:
         raise FrontendError(f"{what} {axis} is out of range for a rank-{rank} bottom")
     return axis % rank
@@ -115,7 +115,7 @@ def deconvolution(n: Layer):
 def inner_product(n: Layer):
     p = n.proto.inner_product_param
     shape = n.shape()
-    axis = _axis(p.axis, len(shape))
+    axis = axis_of(p.axis, len(shape))
     k = math.prod(shape[axis:])
     if not p.HasField("num_output"):
         raise FrontendError("inner_product_param needs num_output")
@@ -198,7 +198,7 @@ def batch_norm(n: Layer):
 
 def _param_shape(n: Layer, axis: int, num_axes: int, param: str) -> tuple[int, tuple[int, ...]]:
     shape = n.shape()
-    axis = _axis(axis, len(shape), f"{param}.axis")
+    axis = axis_of(axis, len(shape), f"{param}.axis")
     if num_axes < -1:
         raise FrontendError(f"{param}.num_axes {num_axes} must be >= -1")
     end = len(shape) if num_axes == -1 else axis + num_axes
@@ -236,7 +236,7 @@ def _affine(n: Layer, axis: int, dims: tuple[int, ...], scale: SSAValue | np.nda
 def scale(n: Layer):
     p = n.proto.scale_param
     if len(n.bottoms) == 2:
-        axis = _axis(p.axis, len(n.shape()), "scale_param.axis")
+        axis = axis_of(p.axis, len(n.shape()), "scale_param.axis")
         dims = n.shape(1)
         if n.shape()[axis:axis + len(dims)] != dims:
             raise FrontendError(f"scale bottom {list(dims)} does not match bottom "
@@ -253,7 +253,7 @@ def scale(n: Layer):
 def bias(n: Layer):
     p = n.proto.bias_param
     if len(n.bottoms) == 2:
-        axis = _axis(p.axis, len(n.shape()), "bias_param.axis")
+        axis = axis_of(p.axis, len(n.shape()), "bias_param.axis")
         dims = n.shape(1)
         shaped = n.emit(qnn.ReshapeOp, n.bottoms[1], shape=_broadcastable(n, dims, axis),
                         suffix="/bias_shape")
@@ -305,7 +305,7 @@ def normalize(n: Layer):
 
 @lowering("Softmax")
 def softmax(n: Layer):
-    axis = _axis(n.proto.softmax_param.axis, len(n.shape()), "softmax_param.axis")
+    axis = axis_of(n.proto.softmax_param.axis, len(n.shape()), "softmax_param.axis")
     return [n.emit(qnn.SoftmaxOp, n.bottoms[0], axis=axis)]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from qcc.dialects import qnn
-from qcc.frontends.caffe.layers import _axis, lowering
+from qcc.frontends.caffe.layers import axis_of, lowering
 from qcc.frontends.caffe.node import Layer
 from qcc.frontends.errors import FrontendError
 
@@ -17,7 +17,7 @@ from qcc.frontends.errors import FrontendError
 def concat(n: Layer):
     p = n.proto.concat_param
     axis = p.axis if p.HasField("axis") or not p.HasField("concat_dim") else p.concat_dim
-    axis = _axis(axis, len(n.shape()), "concat axis")
+    axis = axis_of(axis, len(n.shape()), "concat axis")
     if len(n.bottoms) == 1:
         return [n.bottoms[0]]
     return [n.emit(qnn.ConcatOp, n.bottoms, axis=axis)]
@@ -28,7 +28,7 @@ def slice_(n: Layer):
     p = n.proto.slice_param
     shape = n.shape()
     axis = p.axis if p.HasField("axis") or not p.HasField("slice_dim") else p.slice_dim
-    axis = _axis(axis, len(shape), "slice axis")
+    axis = axis_of(axis, len(shape), "slice axis")
     dim, tops = shape[axis], n.num_tops
     if p.slice_point:
         points = [0, *[int(v) for v in p.slice_point], dim]
@@ -52,8 +52,8 @@ def split(n: Layer):
 def flatten(n: Layer):
     p = n.proto.flatten_param
     shape = n.shape()
-    a = _axis(p.axis, len(shape), "flatten_param.axis")
-    e = _axis(p.end_axis, len(shape), "flatten_param.end_axis")
+    a = axis_of(p.axis, len(shape), "flatten_param.axis")
+    e = axis_of(p.end_axis, len(shape), "flatten_param.end_axis")
     new = (*shape[:a], math.prod(shape[a:e + 1]), *shape[e + 1:])
     return [n.emit(qnn.ReshapeOp, n.bottoms[0], shape=new)]
 
@@ -97,7 +97,7 @@ def permute(n: Layer):
 def crop(n: Layer):
     p = n.proto.crop_param
     shape, ref = n.shape(0), n.shape(1)
-    axis = _axis(p.axis, len(shape), "crop_param.axis")
+    axis = axis_of(p.axis, len(shape), "crop_param.axis")
     axes = list(range(axis, len(shape)))
     offsets = list(p.offset)
     if len(offsets) not in (0, 1, len(axes)):
