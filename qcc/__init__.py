@@ -14,12 +14,19 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 
-def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
-         input_shapes: dict[str, tuple[int, ...]] | None = None):
+def load(path, *, weights: str | os.PathLike | None = None,
+         input_shapes: dict[str, tuple[int, ...]] | None = None,
+         inputs: list[str] | None = None, outputs: list[str] | None = None):
     """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.prototxt`
-    (Caffe; `weights` is its `.caffemodel`)."""
+    (Caffe; `weights` is its `.caffemodel`), `.pb` (or a SavedModel directory, `.keras`
+    file or Keras model; `inputs`/`outputs` name a TensorFlow graph's input and output
+    nodes)."""
     from qcc import ir
 
+    if _is_tensorflow(path):
+        from qcc.frontends.tensorflow import load_tensorflow
+
+        return load_tensorflow(path, input_shapes or None, inputs, outputs)
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".mlir":
@@ -34,7 +41,16 @@ def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
         return load_caffe(path, weights, input_shapes=input_shapes or None)
     from qcc.ir import IRError
 
-    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .prototxt)")
+    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, "
+                  ".prototxt, .pb, a SavedModel directory, .keras)")
+
+
+def _is_tensorflow(model) -> bool:
+    if not isinstance(model, str | os.PathLike):
+        return type(model).__module__.startswith(("keras", "tensorflow", "tf_keras"))
+    path = Path(model)
+    return path.suffix.lower() in (".pb", ".keras") or (
+        path.is_dir() and (path / "saved_model.pb").is_file())
 
 
 def quantize(model, calib, config=None, outdir=None, **options):
