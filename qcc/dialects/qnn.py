@@ -48,6 +48,7 @@ from qcc.dialects.base import (
     like,
     norm_axis,
     shape_of,
+    shapes_match,
     tensor,
 )
 from qcc.dialects.constants import print_constant_value
@@ -379,7 +380,7 @@ class LayerNormOp(QnnOp):
         shape = shape_of(types[0])
         axis = norm_axis(get_int(props["axis"]), len(shape))
         for t in types[1:]:
-            if shape_of(t) != shape[axis:]:
+            if not shapes_match(shape_of(t), shape[axis:]):
                 raise ShapeError(f"scale/bias shape {shape_of(t)} must be {shape[axis:]}")
         return [types[0]]
 

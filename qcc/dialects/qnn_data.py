@@ -29,11 +29,14 @@ from xdsl.traits import Pure
 
 from qcc.dialects import qnn_shapes as S
 from qcc.dialects.base import (
+    DYN,
     QnnOp,
     ShapeError,
     broadcast_shapes,
+    fmt_shape,
     get_int,
     get_ints,
+    is_static,
     like,
     norm_axis,
     shape_of,
@@ -48,21 +51,26 @@ AnyTensor = TensorType
 
 @irdl_op_definition
 class ReshapeOp(QnnOp):
-    """Reshape to a static `shape` (same number of elements)."""
+    """Reshape to `shape` (same number of elements).
+
+    With symbolic dims, as ONNX Reshape: one entry may be -1 (the element count
+    decides it) and the entries at the indices in `copy_dims` are 0 and take the
+    input's dim at that index. A static input has a static `shape`.
+    """
 
     name = "qnn.reshape"
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     shape = prop_def(DenseArrayBase)
+    copy_dims = opt_prop_def(DenseArrayBase)
     traits = traits_def(Pure(), Folds())
-    PROPS: ClassVar[dict[str, object]] = {"shape": None}
+    PROPS: ClassVar[dict[str, object]] = {"shape": None, "copy_dims": None}
 
     @classmethod
     def infer(cls, types, props):
-        src, dst = shape_of(types[0]), get_ints(props["shape"])
-        if any(d < 0 for d in dst) or _numel(src) != _numel(dst):
-            raise ShapeError(f"cannot reshape {src} into {dst}")
-        return [like(types[0], dst)]
+        src = shape_of(types[0])
+        return [like(types[0], reshaped(src, get_ints(props["shape"]),
+                                        get_ints(props.get("copy_dims"))))]
 
 
 @irdl_op_definition
@@ -84,7 +92,8 @@ class TransposeOp(QnnOp):
 
 @irdl_op_definition
 class BroadcastOp(QnnOp):
-    """Broadcast to `shape` (ONNX Expand, numpy rules)."""
+    """Broadcast to `shape` (ONNX Expand, numpy rules). An entry -1 keeps the
+    input's (right-aligned) dim there, which may be symbolic."""
 
     name = "qnn.broadcast"
     input = operand_def(AnyTensor)
@@ -95,7 +104,8 @@ class BroadcastOp(QnnOp):
 
     @classmethod
     def infer(cls, types, props):
-        out = broadcast_shapes(shape_of(types[0]), get_ints(props["shape"]))
+        src = shape_of(types[0])
+        out = broadcast_shapes(src, broadcast_target(src, get_ints(props["shape"])))
         return [like(types[0], out)]
 
 
@@ -134,7 +144,7 @@ class SplitOp(QnnOp):
         shape = shape_of(types[0])
         axis = norm_axis(get_int(props["axis"]), len(shape))
         sizes = get_ints(props["sizes"])
-        if sum(sizes) != shape[axis] or any(s < 0 for s in sizes):
+        if (shape[axis] != DYN and sum(sizes) != shape[axis]) or any(s < 0 for s in sizes):
             raise ShapeError(f"sizes {sizes} do not add up to dim {axis} = {shape[axis]}")
         return [like(types[0], shape[:axis] + (s,) + shape[axis + 1:]) for s in sizes]
 
@@ -201,15 +211,16 @@ class PadOp(QnnOp):
         r = len(shape)
         if len(pads) != 2 * r:
             raise ShapeError(f"pads has {len(pads)} values, expected {2 * r}")
-        out = [d + pads[i] + pads[i + r] for i, d in enumerate(shape)]
-        if any(d < 0 for d in out):
+        out = [DYN if d == DYN else d + pads[i] + pads[i + r] for i, d in enumerate(shape)]
+        if any(0 > d != DYN for d in out):
             raise ShapeError(f"pads {pads} make a negative dimension")
         return [like(types[0], out)]
 
 
 @irdl_op_definition
 class ResizeOp(QnnOp):
-    """Resize to the static shape `sizes` with ONNX Resize semantics (opsets 10-19).
+    """Resize to the shape `sizes` with ONNX Resize semantics (opsets 10-19); a size
+    -1 keeps the input's (symbolic) dim on an axis that is not resized.
 
     Any axis may be resized. `scales` (one per axis, as the model gave them) set the
     sampling coordinates when present, since ONNX samples at the given scale even
@@ -260,9 +271,10 @@ class ResizeOp(QnnOp):
     def infer(cls, types, props):
         shape, sizes = shape_of(types[0]), get_ints(props["sizes"])
         rank = len(shape)
-        if len(sizes) != rank or any(d < 0 for d in sizes):
-            raise ShapeError(f"sizes {list(sizes)} must be {rank} non-negative sizes for "
-                             f"input shape {shape}")
+        if len(sizes) != rank or any(d < -1 for d in sizes):
+            raise ShapeError(f"sizes {list(sizes)} must be {rank} non-negative sizes (or -1: "
+                             f"the input's dim) for input shape {fmt_shape(shape)}")
+        sizes = tuple(shape[i] if d == -1 else d for i, d in enumerate(sizes))
         for key, allowed in (("mode", cls.MODES),
                              ("coordinate_transformation_mode", cls.COORDINATE_MODES),
                              ("nearest_mode", cls.NEAREST_MODES)):
@@ -287,6 +299,49 @@ class ResizeOp(QnnOp):
             return None
         assert isinstance(attr, DenseArrayBase)
         return tuple(float(v) for v in attr.get_values())
+
+
+def reshaped(src: Sequence[int], dst: Sequence[int], copy: Sequence[int] = ()) -> list[int]:
+    """The shape `src` reshapes into under `dst` (-1: from the element count; indices
+    in `copy`: the input's dim). Symbolic where `src`'s symbolic dims leave it open."""
+    out = list(dst)
+    for i in copy:
+        if not 0 <= i < min(len(src), len(dst)) or dst[i] != 0:
+            raise ShapeError(f"copy_dims index {i} must be a dim of both shapes and 0 in "
+                             f"shape {list(dst)}")
+        out[i] = src[i]
+    free = [i for i, d in enumerate(dst) if d == -1]
+    if len(free) > 1 or any(d < -1 for d in dst):
+        raise ShapeError(f"shape {list(dst)} may have one -1 and no other negative entry")
+    # copied dims cancel out of the element count, symbolic or not
+    src_rest = [d for i, d in enumerate(src) if i not in copy]
+    known = [d for i, d in enumerate(out) if i not in free and i not in copy]
+    if free and is_static(src_rest) and is_static(known):
+        rest = _numel(known)
+        if rest == 0 or _numel(src_rest) % rest:
+            raise ShapeError(f"cannot reshape {fmt_shape(src)} into {list(dst)}")
+        out[free[0]] = _numel(src_rest) // rest
+    elif free:
+        out[free[0]] = DYN
+    if not free and is_static(src_rest) and is_static(known) \
+            and _numel(src_rest) != _numel(known):
+        raise ShapeError(f"cannot reshape {fmt_shape(src)} into {fmt_shape(out)}")
+    return out
+
+
+def broadcast_target(src: Sequence[int], dst: Sequence[int]) -> list[int]:
+    """`dst` with each -1 replaced by the input's right-aligned dim."""
+    out = list(dst)
+    for i, d in enumerate(dst):
+        j = i - len(dst) + len(src)
+        if d == -1:
+            if j < 0:
+                raise ShapeError(f"shape {list(dst)} has -1 at {i}, where the input "
+                                 f"{fmt_shape(src)} has no dim")
+            out[i] = src[j]
+        elif d < 0:
+            raise ShapeError(f"shape {list(dst)} has a negative entry")
+    return out
 
 
 def _numel(shape: Sequence[int]) -> int:

@@ -257,7 +257,10 @@ EVAL["qnn.reduce_min"] = _reduce(np.min, np.inf)
 
 @evaluates("qnn.reshape")
 def _reshape(op, x):
-    return x.reshape(get_ints(_p(op, "shape")))
+    shape = list(get_ints(_p(op, "shape")))
+    for i in get_ints(_p(op, "copy_dims")):  # a copied (symbolic) dim of the input
+        shape[i] = x.shape[i]
+    return x.reshape(shape)
 
 
 @evaluates("qnn.transpose")
@@ -267,8 +270,11 @@ def _transpose(op, x):
 
 @evaluates("qnn.broadcast")
 def _broadcast(op, x):
-    shape = tuple(op.results[0].type.get_shape())
-    return np.ascontiguousarray(np.broadcast_to(x, shape))
+    target = list(get_ints(_p(op, "shape")))
+    for i, d in enumerate(target):  # -1 keeps the input's right-aligned dim
+        if d == -1:
+            target[i] = x.shape[i - len(target) + x.ndim]
+    return np.ascontiguousarray(np.broadcast_to(x, np.broadcast_shapes(x.shape, target)))
 
 
 @evaluates("qnn.concat")

@@ -10,8 +10,9 @@ How a model is read:
    constants, or it only reads a static shape: Shape, Size) or has a lowering in
    `onnx_ops.LOWERINGS`
    (filled by `onnx_ops` and `onnx_shape_ops`). All unsupported nodes are reported in one error.
-3. Graph inputs become the arguments of `func.func @main`; their shapes must be
-   static (from the model or from `input_shapes`). Initializers are numpy arrays
+3. Graph inputs become the arguments of `func.func @main`; symbolic dims are
+   imported at two probe sizes and kept as `?` where the results differ
+   (`onnx_symbolic`), unless `input_shapes` fixes them. Initializers are numpy arrays
    and become a `qnn.constant` named after the initializer only where a lowered op
    uses them.
 4. Nodes are visited in order. A folding node is computed with onnx's numpy
@@ -42,6 +43,7 @@ from qcc.frontends.onnx_node import (  # Node stays importable from here (__all_
     _op_key,
 )
 from qcc.frontends.onnx_ops import LOWERINGS
+from qcc.frontends.onnx_symbolic import load_symbolic, symbolic_dims
 
 SHAPE_ONLY = ("Shape", "Size")
 """Ops whose result depends only on the (static) shape of their input."""
@@ -58,11 +60,17 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto,
               input_shapes: Mapping[str, Sequence[int]] | None = None) -> ModuleOp:
     """Lower an ONNX model (path or ModelProto) into `builtin.module { func.func @main }`.
 
-    `input_shapes` gives the static shape of inputs whose dims are dynamic in the
-    model (and may override static ones of the same rank).
+    Symbolic input dims (`batch x 3 x 224 x 224`) stay symbolic (`tensor<?x3x224x224xf32>`,
+    see `onnx_symbolic`). `input_shapes` fixes the shape of chosen inputs (and may
+    override static ones of the same rank).
     """
     proto, source = _read(model)
-    return _Importer(proto, source, input_shapes or {}).run()
+    given = dict(input_shapes or {})
+    symbols = symbolic_dims(proto, given)
+    if not symbols:
+        return _Importer(proto, source, given).run()
+    return load_symbolic(proto, source, given, symbols,
+                         lambda shapes: _Importer(proto, source, shapes).run())
 
 
 def _read(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
