@@ -18,10 +18,11 @@ def load(path, *, weights: str | os.PathLike | None = None,
          input_shapes: dict[str, tuple[int, ...]] | None = None,
          inputs: list[str] | None = None, outputs: list[str] | None = None,
          example_inputs=None, dynamic_shapes=None):
-    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.pb` (or a
-    SavedModel directory, `.keras` file or Keras model; `inputs`/`outputs` name a
-    TensorFlow graph's input and output nodes), `.pt2` (`torch.export.save`); or a
-    `torch.nn.Module` with `example_inputs=(x,)`."""
+    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.prototxt`
+    (Caffe; `weights` is its `.caffemodel`), `.pb` (or a SavedModel directory, `.keras`
+    file or Keras model; `inputs`/`outputs` name a TensorFlow graph's input and output
+    nodes), `.pt2` (`torch.export.save`); or a `torch.nn.Module` with
+    `example_inputs=(x,)`."""
     from qcc import ir
 
     if _is_tensorflow(path):
@@ -45,10 +46,14 @@ def load(path, *, weights: str | os.PathLike | None = None,
         from qcc.frontends.pytorch import load_exported
 
         return load_exported(path, input_shapes=input_shapes)
+    if ext == ".prototxt":
+        from qcc.frontends.caffe import load_caffe
+
+        return load_caffe(path, weights, input_shapes=input_shapes or None)
     from qcc.ir import IRError
 
-    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .pb, "
-                  "a SavedModel directory, .keras, .pt2)")
+    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, "
+                  ".prototxt, .pb, a SavedModel directory, .keras, .pt2)")
 
 
 def _is_tensorflow(model) -> bool:

@@ -66,7 +66,8 @@ FLOORS: list[tuple[str, ...]] = [
     # the tools (`qcc quantize`, the AMCT-style API) although its files are in quant/.
     ("qcc.tools", "qcc.testing", "qcc", "qcc.quant.flow", "qcc.quant.amct",
      "qcc.quant.amct_pytorch",
-     "qcc.frontends.tensorflow.amct"),  # AMCT's TensorFlow vocabulary over quant.amct
+     "qcc.frontends.tensorflow.amct",  # AMCT's TensorFlow vocabulary over quant.amct
+     "qcc.frontends.caffe.amct"),  # AMCT's Caffe vocabulary (reads records with protobuf)
 ]
 
 
