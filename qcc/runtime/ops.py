@@ -267,6 +267,17 @@ def _reduce(fn, empty: float | None = None):
     return run
 
 
+@kernel(qnn.CumSumOp)
+def _cumsum(op, x):
+    axis = get_int(_p(op, "axis"))
+    reverse = get_bool(_p(op, "reverse"))
+    y = np.flip(x, axis) if reverse else x
+    total = np.cumsum(y, axis=axis, dtype=x.dtype)
+    if get_bool(_p(op, "exclusive")):
+        total = total - y
+    return np.ascontiguousarray(np.flip(total, axis) if reverse else total)
+
+
 KERNELS[qnn.ReduceMeanOp] = _reduce(np.mean)
 KERNELS[qnn.ReduceSumOp] = _reduce(np.sum)
 KERNELS[qnn.ReduceMaxOp] = _reduce(np.max, -np.inf)
@@ -316,6 +327,28 @@ def _slice(op, x):
 @kernel(qnn.GatherOp)
 def _gather(op, x, idx):
     return np.take(x, idx, axis=get_int(_p(op, "axis")))
+
+
+@kernel(qnn.GatherElementsOp)
+def _gather_elements(op, x, idx):
+    axis = get_int(_p(op, "axis")) % x.ndim
+    # the indices may be smaller than x off the axis (torch.gather): crop x to them
+    crop = tuple(slice(None) if a == axis else slice(0, d) for a, d in enumerate(idx.shape))
+    idx = np.where(idx < 0, idx + x.shape[axis], idx)
+    return np.ascontiguousarray(np.take_along_axis(x[crop], idx, axis=axis))
+
+
+@kernel(qnn.GatherNdOp)
+def _gather_nd(op, x, idx):
+    b = get_int(_p(op, "batch_dims"))
+    k = idx.shape[-1]
+    lead = x.shape[:b]
+    idx = np.where(idx < 0, idx + np.array(x.shape[b:b + k], idx.dtype), idx)
+    xs = x.reshape(-1, *x.shape[b:])  # one batch axis
+    ids = idx.reshape(xs.shape[0], -1, k)  # [batch, points, k]
+    batch = np.arange(xs.shape[0])[:, None]
+    picked = xs[(batch, *(ids[..., j] for j in range(k)))]
+    return np.ascontiguousarray(picked.reshape(*lead, *idx.shape[b:-1], *x.shape[b + k:]))
 
 
 @kernel(qnn.PadOp)
