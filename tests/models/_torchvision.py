@@ -13,16 +13,15 @@ from types import ModuleType
 
 
 def import_torchvision() -> ModuleType:
-    import sys
-
-    if "torchvision" in sys.modules:
-        return sys.modules["torchvision"]
     import torch
 
-    lib = torch.library.Library("torchvision", "DEF")
-    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _LIBRARIES.append(lib)  # the schemas live as long as the Library object
+    try:
+        torch.ops.torchvision.nms  # noqa: B018 (defined by the extension or earlier here)
+    except (AttributeError, RuntimeError):
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _LIBRARIES.append(lib)  # the schemas live as long as the Library object
     return importlib.import_module("torchvision")
 
 

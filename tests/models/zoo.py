@@ -2,7 +2,7 @@
 exported with `torch.onnx.export` in the test (no download).
 
 Each `Arch` builds its module from a tiny config (hidden 32, 2 layers, sequence 8,
-images 32x32) and makes example inputs for any batch. `export` writes the ONNX file
+images 32x32; timm's own test_* configs) and makes example inputs for any batch. `export` writes the ONNX file
 with the TorchScript exporter (`dynamo=False`, opset 14) or the dynamo exporter
 (`dynamo=True`, opset 18), with a dynamic batch axis.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tests.models._torchvision import import_timm, import_torchvision
+from _torchvision import import_timm, import_torchvision
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -122,12 +122,33 @@ _BERT_LIKE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=64)
 
 
+def _trained_like(model):
+    """Normalization parameters and statistics away from their initial 1 / 0 (as
+    training leaves them): initial ones can make outputs vanish (zero-initialised
+    last BN of a residual block), which would check nothing."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    with torch.no_grad():
+        for m in model.modules():
+            if not isinstance(m, norms):
+                continue
+            for key, around_one in (("weight", True), ("running_var", True),
+                                    ("bias", False), ("running_mean", False)):
+                t = getattr(m, key, None)
+                if isinstance(t, torch.Tensor):
+                    t.copy_(torch.rand(t.shape, generator=g) + 0.5 if around_one
+                            else torch.randn(t.shape, generator=g) * 0.1)
+    return model.eval()
+
+
 def _torchvision(build: Callable[[object], object]) -> Callable[[], object]:
     def make():
         import torch
 
         torch.manual_seed(0)
-        return build(import_torchvision()).eval()
+        return _trained_like(build(import_torchvision()))
 
     return make
 
@@ -137,7 +158,7 @@ def _timm(name: str, **kwargs) -> Callable[[], object]:
         import torch
 
         torch.manual_seed(0)
-        return import_timm().create_model(name, pretrained=False, **kwargs).eval()
+        return _trained_like(import_timm().create_model(name, pretrained=False, **kwargs))
 
     return make
 
@@ -170,7 +191,8 @@ ZOO: dict[str, Arch] = {a.name: a for a in [
     Arch("electra", _hf("ElectraModel", "ElectraConfig", embedding_size=16, **_BERT_LIKE),
          _tokens("input_ids", "attention_mask")),
     Arch("gpt2", _hf("GPT2Model", "GPT2Config", n_embd=32, n_layer=2, n_head=2,
-                     n_positions=64, vocab_size=VOCAB, use_cache=False),
+                     n_positions=64, vocab_size=VOCAB, use_cache=False, bos_token_id=2,
+                     eos_token_id=3),
          _tokens("input_ids", "attention_mask")),
     Arch("mobilebert", _hf("MobileBertModel", "MobileBertConfig", hidden_size=32,
                            embedding_size=16, intra_bottleneck_size=16, true_hidden_size=16,
@@ -187,7 +209,8 @@ ZOO: dict[str, Arch] = {a.name: a for a in [
     Arch("whisper_encoder", _whisper_encoder, _mel(16, 2 * SEQ)),
     Arch("clip_text", _hf("CLIPTextModel", "CLIPTextConfig", hidden_size=32,
                           intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                          vocab_size=VOCAB, max_position_embeddings=64),
+                          vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=2,
+                          eos_token_id=3, pad_token_id=1),
          _tokens("input_ids", "attention_mask")),
     Arch("tv_resnet18", _torchvision(lambda tv: tv.models.resnet18(num_classes=10)), _image()),
     Arch("tv_mobilenet_v3_small",
@@ -196,8 +219,8 @@ ZOO: dict[str, Arch] = {a.name: a for a in [
     Arch("tv_swin", _torchvision(_swin), _image()),
     Arch("timm_vit_tiny", _timm("vit_tiny_patch16_224", img_size=IMAGE, patch_size=8, depth=2,
                                 num_classes=10), _image()),
-    Arch("timm_efficientnet_b0", _timm("efficientnet_b0", num_classes=10), _image()),
-    Arch("timm_convnext_atto", _timm("convnext_atto", num_classes=10), _image()),
+    Arch("timm_efficientnet", _timm("test_efficientnet", num_classes=10), _image()),
+    Arch("timm_convnext", _timm("test_convnext", num_classes=10), _image()),
 ]}
 
 EXPORTERS = {"torchscript": dict(dynamo=False, opset_version=14),
