@@ -400,11 +400,11 @@ class _Importer:
         """Lower the branch that the constant condition takes in place of the If."""
         cond = self.values.get(node.input[0])
         if not isinstance(cond, np.ndarray):
-            raise FrontendError(
+            raise NotConstantError(
                 f"{label}: the condition '{node.input[0]}' is computed at run time, and "
                 "qcc inlines an If only where shapes or constants decide the branch; if it "
                 "tests an input's shape, give that input a static shape with --input-shape "
-                "NAME=DIMS (in Python: input_shapes=...)")
+                "NAME=DIMS (in Python: input_shapes=...)", node.input[0])
         if cond.size != 1:
             raise FrontendError(f"{label}: the condition has {cond.size} elements, not one")
         key = "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"
@@ -438,7 +438,11 @@ class _Importer:
         results: list[np.ndarray] = []
         it = iter(outs)
         for name in node.output:
-            results.append(np.asarray(next(it)) if name else None)  # type: ignore[arg-type]
+            out = next(it)
+            if isinstance(out, list | tuple | dict):
+                raise FrontendError(f"output '{name}' is a sequence or map, not a tensor, "
+                                    "which qnn does not support")
+            results.append(np.asarray(out) if name else None)  # type: ignore[arg-type]
         return results
 
 
