@@ -456,7 +456,7 @@ def _fold_overrides() -> list[type]:
     class GatherElements(OpRun):
         op_domain = ""
 
-        def _run(self, data, indices, axis=None):  # type: ignore[override]
+        def _run(self, data, indices, axis=None):
             axis = int(axis or 0) % data.ndim
             crop = tuple(slice(None) if a == axis else slice(0, d)
                          for a, d in enumerate(indices.shape))

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
 from _torchvision import import_timm, import_torchvision
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
