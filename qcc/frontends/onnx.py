@@ -16,11 +16,13 @@ How a model is read:
    uses them.
 4. Nodes are visited in order. A folding node is computed with onnx's numpy
    reference implementation (so shape arithmetic never reaches the graph); any
-   other is lowered to qnn ops that carry the ONNX node's name.
+   other is lowered to qnn ops that carry the ONNX node's name. An `If` whose
+   condition folds is replaced by the nodes of the branch it takes.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -446,6 +448,7 @@ class _Importer:
         return results
 
 
+@functools.cache
 def _fold_overrides() -> list[type]:
     """Folding implementations that replace onnx's reference where it is narrower
     than onnxruntime: GatherElements with indices smaller than the data off the
