@@ -7,8 +7,8 @@ download), exported with `torch.onnx.export` by the TorchScript exporter
 dynamic batch axis (one export per architecture and exporter per session), imported
 by qcc at batch 1 and 3 (`input_shapes`; qcc's shapes are static), and run on the
 same random inputs by qcc's runtime and by onnxruntime with graph optimizations off
-(the oracle). Largest deviation measured over the zoo: 1.7e-6 (GroupNorm ResNet-18);
-the tolerance is rtol = atol = 1e-4.
+(the oracle). The deviations measured are around 1e-6 (the largest, 1.7e-6, on the
+GroupNorm ResNet-18); the tolerance is rtol = atol = 1e-4.
 """
 
 from __future__ import annotations
