@@ -272,9 +272,10 @@ def _cumsum(op, x):
     axis = get_int(_p(op, "axis"))
     reverse = get_bool(_p(op, "reverse"))
     y = np.flip(x, axis) if reverse else x
+    if get_bool(_p(op, "exclusive")) and x.shape[axis]:  # leave each own element out
+        head = np.zeros_like(np.take(y, [0], axis=axis))
+        y = np.concatenate([head, np.delete(y, -1, axis=axis)], axis=axis)
     total = np.cumsum(y, axis=axis, dtype=x.dtype)
-    if get_bool(_p(op, "exclusive")):
-        total = total - y
     return np.ascontiguousarray(np.flip(total, axis) if reverse else total)
 
 
