@@ -1,5 +1,5 @@
 """Data-movement ops of the `qnn` dialect: reshape, transpose, broadcast, concat,
-split, slice, gather, pad, resize. Re-exported by `qcc.dialects.qnn`."""
+split, slice, gather, gather_elements, gather_nd, pad, resize. Re-exported by `qcc.dialects.qnn`."""
 
 from __future__ import annotations
 
@@ -190,6 +190,66 @@ class GatherOp(QnnOp):
             raise ShapeError(f"indices must be integers, got {idx_t.element_type}")
         axis = norm_axis(get_int(props["axis"]), len(shape))
         return [like(types[0], shape[:axis] + shape_of(idx_t) + shape[axis + 1:])]
+
+
+def _integer_indices(t: Attribute) -> tuple[int, ...]:
+    assert isinstance(t, TensorType)
+    if not isinstance(t.element_type, IntegerType):
+        raise ShapeError(f"indices must be integers, got {t.element_type}")
+    return shape_of(t)
+
+
+@irdl_op_definition
+class GatherElementsOp(QnnOp):
+    """out[i][j][k] = x[indices[i][j][k]][j][k] along `axis` (ONNX GatherElements,
+    torch.gather): the result has the indices' shape, which may be smaller than x's
+    on the other axes. Negative indices count from the end."""
+
+    name = "qnn.gather_elements"
+    input = operand_def(AnyTensor)
+    indices = operand_def(AnyTensor)
+    output = result_def(AnyTensor)
+    axis = prop_def(IntegerAttr)
+    traits = traits_def(Pure(), Folds())
+    PROPS: ClassVar[dict[str, object]] = {"axis": 0}
+
+    @classmethod
+    def infer(cls, types, props):
+        shape, idx = shape_of(types[0]), _integer_indices(types[1])
+        axis = norm_axis(get_int(props["axis"]), len(shape))
+        if len(idx) != len(shape):
+            raise ShapeError(f"indices rank {len(idx)} != input rank {len(shape)}")
+        if any(i > d for a, (i, d) in enumerate(zip(idx, shape, strict=True)) if a != axis):
+            raise ShapeError(f"indices shape {idx} exceeds input shape {shape} off axis {axis}")
+        return [like(types[0], idx)]
+
+
+@irdl_op_definition
+class GatherNdOp(QnnOp):
+    """ONNX GatherND: the last axis of `indices` addresses x's leading dims after the
+    first `batch_dims` (shared by x and indices). Negative indices count from the end."""
+
+    name = "qnn.gather_nd"
+    input = operand_def(AnyTensor)
+    indices = operand_def(AnyTensor)
+    output = result_def(AnyTensor)
+    batch_dims = prop_def(IntegerAttr)
+    traits = traits_def(Pure(), Folds())
+    PROPS: ClassVar[dict[str, object]] = {"batch_dims": 0}
+
+    @classmethod
+    def infer(cls, types, props):
+        shape, idx = shape_of(types[0]), _integer_indices(types[1])
+        b = get_int(props["batch_dims"])
+        if not idx or b < 0 or b >= min(len(shape), len(idx)):
+            raise ShapeError(f"batch_dims {b} must be below the ranks of input {shape} and "
+                             f"indices {idx}")
+        if shape[:b] != idx[:b]:
+            raise ShapeError(f"batch dims of input {shape} and indices {idx} differ")
+        k = idx[-1]
+        if k < 1 or b + k > len(shape):
+            raise ShapeError(f"indices address {k} dims of input {shape} after {b} batch dims")
+        return [like(types[0], idx[:-1] + shape[b + k:])]
 
 
 @irdl_op_definition

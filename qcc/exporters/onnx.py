@@ -304,7 +304,8 @@ def _version() -> str:
 
 
 _MOVES_DATA = (qnn.ReshapeOp, qnn.TransposeOp, qnn.BroadcastOp, qnn.ConcatOp, qnn.SplitOp,
-               qnn.SliceOp, qnn.GatherOp, qnn.IdentityOp, qnn.DropoutOp)
+               qnn.SliceOp, qnn.GatherOp, qnn.GatherElementsOp, qnn.GatherNdOp,
+               qnn.IdentityOp, qnn.DropoutOp)
 """qnn ops that only move elements, so a quantized tensor is its storage to them."""
 
 

@@ -23,6 +23,7 @@ op (`qcc.exporters.onnx.OpWriter`). The inverse of `qcc.frontends.onnx_ops` and
 | reduce_* | ReduceMean/Sum/Max/Min (axes an attribute or an input by opset) |
 | reshape, broadcast | Reshape, Expand with an int64 shape initializer |
 | transpose, concat, split, slice, gather, pad | Transpose, Concat, Split, Slice, Gather, Pad |
+| gather_elements, gather_nd, cumsum | GatherElements, GatherND, CumSum (axis an int64 input) |
 | resize | Resize with scales (when the op keeps them) or sizes, roi, and the attributes |
 """
 
@@ -473,6 +474,24 @@ def _slice(w: OpWriter) -> None:
 @export(qnn.GatherOp)
 def _gather(w: OpWriter) -> None:
     w.node("Gather", [w.input(0), w.input(1)], [w.out()], axis=get_int(w.prop("axis")))
+
+
+@export(qnn.GatherElementsOp)
+def _gather_elements(w: OpWriter) -> None:
+    w.node("GatherElements", [w.input(0), w.input(1)], [w.out()], axis=get_int(w.prop("axis")))
+
+
+@export(qnn.GatherNdOp)
+def _gather_nd(w: OpWriter) -> None:
+    w.node("GatherND", [w.input(0), w.input(1)], [w.out()],
+           batch_dims=get_int(w.prop("batch_dims")))
+
+
+@export(qnn.CumSumOp)
+def _cumsum(w: OpWriter) -> None:
+    axis = w.const(np.array(get_int(w.prop("axis")), np.int64), "axis")
+    w.node("CumSum", [w.input(0), axis], [w.out()],
+           exclusive=int(get_bool(w.prop("exclusive"))), reverse=int(get_bool(w.prop("reverse"))))
 
 
 @export(qnn.PadOp)

@@ -175,7 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("model", help=".mlir, .onnx, .prototxt (with --weights) or .pb")
+        p.add_argument("model", help=".mlir, .onnx, .prototxt (with --weights), .pb or .pt2 "
+                       "(torch.export.save)")
         p.add_argument("--weights", help="weights file (.caffemodel for a .prototxt)")
         p.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE",
                        help="shape of an input, e.g. x=1x3x224x224; ? keeps a symbolic dim "

@@ -125,3 +125,27 @@ func.func @reshape_copy_not_zero(%x: tensor<?x32xf32>) -> tensor<?x32xf32> {
   %0 = qnn.reshape %x {shape = array<i64: 5, 32>, copy_dims = array<i64: 0>} : (tensor<?x32xf32>) -> tensor<?x32xf32>
   func.return %0 : tensor<?x32xf32>
 }
+
+// -----
+
+func.func @gather_elements_larger_indices(%x: tensor<2x8xf32>, %i: tensor<3x8xi64>) -> tensor<3x8xf32> {
+  // CHECK: 'qnn.gather_elements': indices shape (3, 8) exceeds input shape (2, 8) off axis 1
+  %0 = qnn.gather_elements %x, %i {axis = 1 : i64} : (tensor<2x8xf32>, tensor<3x8xi64>) -> tensor<3x8xf32>
+  func.return %0 : tensor<3x8xf32>
+}
+
+// -----
+
+func.func @gather_nd_too_many_dims(%x: tensor<2x3xf32>, %i: tensor<4x3xi64>) -> tensor<4xf32> {
+  // CHECK: 'qnn.gather_nd': indices address 3 dims of input (2, 3) after 0 batch dims
+  %0 = qnn.gather_nd %x, %i {batch_dims = 0 : i64} : (tensor<2x3xf32>, tensor<4x3xi64>) -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @cumsum_axis(%x: tensor<2x3xf32>) -> tensor<2x3xf32> {
+  // CHECK: 'qnn.cumsum': axis 2 is out of range for rank 2
+  %0 = qnn.cumsum %x {axis = 2 : i64, exclusive = false, reverse = false} : (tensor<2x3xf32>) -> tensor<2x3xf32>
+  func.return %0 : tensor<2x3xf32>
+}
