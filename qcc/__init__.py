@@ -40,7 +40,7 @@ def quantize(model, calib, config=None, outdir=None, **options):
 
 
 def __getattr__(name: str):
-    if name in ("passes", "runtime", "ir"):
+    if name in ("passes", "runtime", "ir", "qat"):
         import importlib
 
         return importlib.import_module(f"qcc.{name}")
