@@ -200,10 +200,9 @@ def convert(qmodel: nn.Module) -> ModuleOp:
     state = {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}
     mods = dict(qmodel.named_modules())
     for op in list(module.walk()):
-        path = op.attributes.pop(TARGET, None)
-        if path is None:
+        if TARGET not in op.attributes or isinstance(op, qnn.BatchNormOp):
             continue
-        path = path.data  # type: ignore[attr-defined]
+        path = op.attributes.pop(TARGET).data  # type: ignore[attr-defined]
         if isinstance(op, qnn.ConstantOp):
             new = ir.constant(state[path].numpy().astype(ir.array_of(op).dtype),
                               get_str(op.attributes.get("name")) or None)
@@ -213,7 +212,8 @@ def convert(qmodel: nn.Module) -> ModuleOp:
             _fixed_fake_quant(op, op.operands[0], calibrated[ident], mods[path])
     for op in list(module.walk()):
         if isinstance(op, qnn.BatchNormOp) and TARGET in op.attributes:
-            _fold(op, mods[op.attributes[TARGET].data], calibrated)  # type: ignore[attr-defined]
+            path = op.attributes.pop(TARGET).data  # type: ignore[attr-defined]
+            _fold(op, mods[path])  # type: ignore[arg-type]
     return module
 
 
@@ -245,7 +245,7 @@ def _fixed_fake_quant(op: Operation, value, calibrated: quant.FakeQuantOp,
     Rewriter.replace_op(op, fq)
 
 
-def _fold(bn: qnn.BatchNormOp, fold: ConvBnFold, calibrated: dict) -> None:
+def _fold(bn: qnn.BatchNormOp, fold: ConvBnFold) -> None:
     """Rule: conv(x, q(w)) -> bn  becomes  conv(x, q(w * gamma / sigma), folded bias)."""
     conv = bn.operands[0].owner
     assert isinstance(conv, qnn.ConvOp)
@@ -271,5 +271,5 @@ def _fold(bn: qnn.BatchNormOp, fold: ConvBnFold, calibrated: dict) -> None:
         if isinstance(fq_value.owner, quant.ObserveOp):
             _fixed_fake_quant(fq_value.owner, fq_value.owner.operands[0],
                               fold.calibrated, fold.weight_quant)
-    bn.results[0].replace_by(conv.results[0])
+    bn.results[0].replace_all_uses_with(conv.results[0])
     Rewriter.erase_op(bn)
