@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,11 +34,22 @@ def _import(model, example_inputs) -> tuple[ModuleOp, str]:
     if isinstance(model, nn.Module):
         return _import_torch(model, example_inputs), type(model).__name__
     if isinstance(model, (str, os.PathLike)):
-        from qcc import load
-
-        return load(model), str(model)
+        return _import_path(Path(model)), str(model)
     raise QatError(f"QAT: cannot import a {type(model).__name__} (give a torch.nn.Module, "
                    "a model path qcc.load reads, or a qcc ModuleOp)")
+
+
+def _import_path(path: Path) -> ModuleOp:
+    """The frontends this layer may call (qcc.load sits above it)."""
+    ext = path.suffix.lower()
+    if ext == ".mlir":
+        return ir.load_module(path)
+    if ext == ".onnx":
+        from qcc.frontends.onnx import load_onnx
+
+        return load_onnx(path)
+    raise QatError(f"{path}: QAT reads .onnx and .mlir files directly; import other "
+                   "formats with qcc.load(...) and pass the module it returns")
 
 
 def _import_torch(model: nn.Module, example_inputs) -> ModuleOp:
@@ -54,7 +67,8 @@ def _import_torch(model: nn.Module, example_inputs) -> ModuleOp:
     was_training = model.training
     model.eval()
     try:
-        torch.onnx.export(model, inputs, buf, dynamo=False, do_constant_folding=False,
+        torch.onnx.export(model, inputs, buf,  # type: ignore[arg-type]
+                          dynamo=False, do_constant_folding=False,
                           input_names=[f"input{i}" if len(inputs) > 1 else "input"
                                        for i in range(len(inputs))],
                           output_names=["output"], opset_version=17)
@@ -64,10 +78,12 @@ def _import_torch(model: nn.Module, example_inputs) -> ModuleOp:
 
 
 def _calib_arrays(calib, names: list[str]) -> dict[str, np.ndarray]:
-    from qcc.quant.flow import load_npz
-
     if isinstance(calib, (str, os.PathLike)):
-        return load_npz(calib, "calibration")
+        try:
+            with np.load(calib) as npz:
+                return {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as e:
+            raise QatError(f"{calib}: cannot read calibration data ({e})") from None
     if isinstance(calib, Mapping):
         return {k: np.asarray(v.detach() if hasattr(v, "detach") else v, np.float32)
                 for k, v in calib.items()}
@@ -96,23 +112,22 @@ def _quant_config(module: ModuleOp, cfg: QatConfig, model: str) -> dict:
                        "avg_pool), nothing to train with quantizers")
     for entry in layers.values():
         if entry.get("weight") is not None:
-            entry["weight"].update(bits=cfg.weight_bits, channel_wise=cfg.per_channel[0],
-                                   symmetric=cfg.symmetric[0])
+            entry["weight"].update(bits=cfg.weight_bits, channel_wise=cfg.pair("per_channel")[0],
+                                   symmetric=cfg.pair("symmetric")[0])
         if entry.get("activation") is not None:
-            entry["activation"].update(bits=cfg.act_bits, symmetric=cfg.symmetric[1])
+            entry["activation"].update(bits=cfg.act_bits, symmetric=cfg.pair("symmetric")[1])
     return qcfg
 
 
 def _observe(module: ModuleOp, qcfg: dict, cfg: QatConfig) -> None:
-    from qcc.passes.insert_quant import insert_observers
-
     from qcc.dialects.base import bool_attr, str_attr
+    from qcc.passes.insert_quant import insert_observers
 
     for obs in insert_observers(module, qcfg):
         w = get_str(obs.properties["kind"]) == "weight"
-        obs.properties["symmetric"] = bool_attr(cfg.symmetric[0 if w else 1])
-        obs.properties["narrow_range"] = bool_attr(cfg.narrow_range[0 if w else 1])
-        if w and not cfg.symmetric[0]:
+        obs.properties["symmetric"] = bool_attr(cfg.pair("symmetric")[0 if w else 1])
+        obs.properties["narrow_range"] = bool_attr(cfg.pair("narrow_range")[0 if w else 1])
+        if w and not cfg.pair("symmetric")[0]:
             obs.properties["algorithm"] = str_attr("minmax")
 
 
@@ -121,7 +136,7 @@ def _quantizer(fq: quant.FakeQuantOp, cfg: QatConfig, weight: bool) -> FakeQuant
     learn = cfg.scheme == "range_learning"
     return FakeQuantize(np.asarray(q.scales, np.float32), np.asarray(q.zero_points, np.float32),
                         q.storage_min, q.storage_max, q.axis, learn=learn,
-                        learn_zero_point=not cfg.symmetric[0 if weight else 1],
+                        learn_zero_point=not cfg.pair("symmetric")[0 if weight else 1],
                         quant_delay=cfg.quant_delay, ident=get_str(fq.attributes.get("id")))
 
 
@@ -152,7 +167,7 @@ def prepare(model, calib, config: QatConfig | dict | None = None,
         _observe(target, qcfg, cfg)
         bn_fold = _bn_fold_modules(target, calibrated, cfg)
     weights = {k for k, op in calibrated.items() if isinstance(op.input.owner, qnn.ConstantOp)}
-    quantizers = {k: _quantizer(op, cfg, k in weights) for k, op in calibrated.items()}
+    quantizers: dict[str, nn.Module] = {k: _quantizer(op, cfg, k in weights) for k, op in calibrated.items()}
     gm = emit(target, quantizers, bn_fold)
     gm.qcc_module = target  # type: ignore[assignment]
     gm.qcc_calibrated = calibrated  # type: ignore[assignment]
@@ -195,7 +210,8 @@ def convert(qmodel: nn.Module) -> ModuleOp:
             qmodel = inner
         else:
             raise QatError("QAT convert: the module was not made by qcc.qat.prepare")
-    module: ModuleOp = qmodel.qcc_module.clone()  # type: ignore[union-attr]
+    source: Any = qmodel.qcc_module
+    module: ModuleOp = source.clone()
     calibrated: dict = qmodel.qcc_calibrated  # type: ignore[assignment]
     state = {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}
     mods = dict(qmodel.named_modules())
@@ -213,7 +229,7 @@ def convert(qmodel: nn.Module) -> ModuleOp:
     for op in list(module.walk()):
         if isinstance(op, qnn.BatchNormOp) and TARGET in op.attributes:
             path = op.attributes.pop(TARGET).data  # type: ignore[attr-defined]
-            _fold(op, mods[path])  # type: ignore[arg-type]
+            _fold(op, mods[path])  # a ConvBnFold
     return module
 
 
@@ -222,14 +238,14 @@ def _fixed_qtype(fq: quant.FakeQuantOp, q: FakeQuantize):
     scales = q.scale.detach().cpu().double().clamp(min=1e-12).numpy().reshape(-1)
     zps = np.rint(q.zero_point.detach().cpu().double().numpy().reshape(-1)).astype(int)
     zps = np.clip(zps, old.storage_min, old.storage_max)
-    common = dict(bits=old.bits, signed=old.signed, storage_min=old.storage_min,
-                  storage_max=old.storage_max)
     if old.axis is None:
-        return quant.UniformQuantizedType.make(scale=float(scales[0]), zero_point=int(zps[0]),
-                                               **common)
+        return quant.UniformQuantizedType.make(
+            scale=float(scales[0]), zero_point=int(zps[0]), bits=old.bits, signed=old.signed,
+            storage_min=old.storage_min, storage_max=old.storage_max)
     return quant.UniformQuantizedType.make_per_axis(
         axis=old.axis, scales=[float(s) for s in scales], zero_points=[int(z) for z in zps],
-        **common)
+        bits=old.bits, signed=old.signed, storage_min=old.storage_min,
+        storage_max=old.storage_max)
 
 
 def _fixed_fake_quant(op: Operation, value, calibrated: quant.FakeQuantOp,
@@ -269,7 +285,8 @@ def _fold(bn: qnn.BatchNormOp, fold: ConvBnFold) -> None:
     if fold.weight_quant is not None:
         fq_value = conv.operands[1]
         if isinstance(fq_value.owner, quant.ObserveOp):
-            _fixed_fake_quant(fq_value.owner, fq_value.owner.operands[0],
-                              fold.calibrated, fold.weight_quant)
+            calibrated: Any = fold.calibrated
+            _fixed_fake_quant(fq_value.owner, fq_value.owner.operands[0], calibrated,
+                              fold.weight_quant)
     bn.results[0].replace_all_uses_with(conv.results[0])
     Rewriter.erase_op(bn)

@@ -69,6 +69,10 @@ class QatConfig:
         if not isinstance(self.bn_fold, bool):
             raise QatError(f"QAT config: bn_fold must be true or false, got {self.bn_fold!r}")
 
+    def pair(self, name: str) -> tuple[bool, bool]:
+        """`per_channel`, `symmetric` or `narrow_range` as (weights, activations)."""
+        return _pair(getattr(self, name), name)
+
     @classmethod
     def of(cls, config: QatConfig | dict | None) -> QatConfig:
         if config is None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,18 +36,18 @@ from qcc.qat.config import QatError
 
 TARGET = "qat.target"
 
-_UNARY = {
+_UNARY: dict[str, Callable[..., Any]] = {
     "qnn.relu": F.relu, "qnn.sigmoid": torch.sigmoid, "qnn.tanh": torch.tanh,
     "qnn.erf": torch.erf, "qnn.hard_swish": F.hardswish, "qnn.sqrt": torch.sqrt,
     "qnn.exp": torch.exp, "qnn.log": torch.log, "qnn.abs": torch.abs, "qnn.neg": torch.neg,
     "qnn.reciprocal": torch.reciprocal, "qnn.floor": torch.floor,
 }
-_BINARY = {
+_BINARY: dict[str, Callable[..., Any]] = {
     "qnn.add": operator.add, "qnn.sub": operator.sub, "qnn.mul": operator.mul,
     "qnn.div": operator.truediv, "qnn.pow": torch.pow, "qnn.max": torch.maximum,
     "qnn.min": torch.minimum, "qnn.matmul": torch.matmul,
 }
-_REDUCE = {"qnn.reduce_mean": torch.mean, "qnn.reduce_sum": torch.sum,
+_REDUCE: dict[str, Callable[..., Any]] = {"qnn.reduce_mean": torch.mean, "qnn.reduce_sum": torch.sum,
            "qnn.reduce_max": torch.amax, "qnn.reduce_min": torch.amin}
 
 
@@ -135,7 +137,10 @@ class _Emitter:
     def emit(self, op: Operation) -> None:
         call = self.graph.call_function
         args = op.operands
-        x = (lambda i=0: self.value(args[i]))
+
+        def x(i: int = 0) -> fx.Node:
+            return self.value(args[i])
+
         name = op.name
         if isinstance(op, qnn.ConstantOp):
             return  # rule 2: emitted where first used
@@ -240,7 +245,8 @@ class _Emitter:
         if pads[:d] != pads[d:] or (op.properties.get("dilations") is not None and any(
                 v != 1 for v in get_ints(op.properties["dilations"]))):
             raise NotImplementedError(op.name)
-        kw = {"kernel_size": kernel, "stride": strides, "padding": pads[:d],
+        fn: Callable[..., Any]
+        kw: dict[str, Any] = {"kernel_size": kernel, "stride": strides, "padding": pads[:d],
               "ceil_mode": bool(get_int(op.properties["ceil_mode"]))}
         if op.name == "qnn.avg_pool":
             fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[d]
