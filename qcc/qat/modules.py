@@ -81,11 +81,12 @@ class ConvBnFold(nn.Module):
     Conv2dBnFoldQuant). With sigma = sqrt(var + eps):
 
     training, before `freeze_bn_delay` steps: batch statistics mu_B, sigma_B of the
-    conv output z (no bias), running statistics updated with `momentum`, and
-        y = conv(x, q(w * gamma / sigma_R)) * sigma_R / sigma_B + beta - gamma * mu_B / sigma_B
+    conv output z = conv(x, w) + b, running statistics updated with `momentum`, and
+        y = conv(x, q(w * gamma / sigma_R)) * sigma_R / sigma_B + beta + gamma * (b - mu_B) / sigma_B
     after the freeze, and in eval:
         y = conv(x, q(w * gamma / sigma_R)) + beta + gamma * (b - mu_R) / sigma_R
-    (the bias b of the conv cancels under batch statistics)."""
+    (b cancels under batch statistics: its gradient is zero, but it takes part, as
+    DistributedDataParallel requires of every parameter)."""
 
     step: torch.Tensor
 
@@ -119,18 +120,18 @@ class ConvBnFold(nn.Module):
             return conv(x, wq, b_fold, **self.conv_kwargs)
         dims = [0] + list(range(2, x.dim()))
         sigma_r = torch.sqrt(var + self.eps)  # the statistics w_fold used
-        z = conv(x, w, None, **self.conv_kwargs)
+        z = conv(x, w, b, **self.conv_kwargs)
         mu_b = z.mean(dims)
         var_b = z.var(dims, unbiased=False)
         with torch.no_grad():
             n = z.numel() / z.shape[1]
-            bias = b if b is not None else torch.zeros_like(mu_b)
-            mean.mul_(1 - self.momentum).add_(self.momentum * (mu_b + bias))
+            mean.mul_(1 - self.momentum).add_(self.momentum * mu_b)
             var.mul_(1 - self.momentum).add_(self.momentum * var_b * n / max(n - 1, 1))
         sigma_b = torch.sqrt(var_b + self.eps)
         shape = (1, -1) + (1,) * (x.dim() - 2)
+        bias = b if b is not None else torch.zeros_like(mu_b)
         y = conv(x, wq, None, **self.conv_kwargs) * (sigma_r / sigma_b).reshape(shape)
-        return y + (beta - gamma * mu_b / sigma_b).reshape(shape)
+        return y + (beta + gamma * (bias - mu_b) / sigma_b).reshape(shape)
 
 
 def _conv(rank: int):
