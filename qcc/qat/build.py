@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,13 @@ def _import_torch(model: nn.Module, example_inputs) -> ModuleOp:
     was_training = model.training
     model.eval()
     try:
-        torch.onnx.export(model, inputs, buf,  # type: ignore[arg-type]
-                          dynamo=False, do_constant_folding=False,
-                          input_names=[f"input{i}" if len(inputs) > 1 else "input"
-                                       for i in range(len(inputs))],
-                          output_names=["output"], opset_version=17)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter
+            torch.onnx.export(model, inputs, buf,  # type: ignore[arg-type]
+                              dynamo=False, do_constant_folding=False,
+                              input_names=[f"input{i}" if len(inputs) > 1 else "input"
+                                           for i in range(len(inputs))],
+                              output_names=["output"], opset_version=17)
     finally:
         model.train(was_training)
     return load_onnx(onnx.load_from_string(buf.getvalue()))
