@@ -86,3 +86,27 @@ def test_convert_carries_the_learned_range():
     assert len(fq) == 1 and not fq[0].learned
     assert fq[0].qtype.scale == 0.125 and fq[0].qtype.zero_point == -5
     assert fq[0].qtype.bits == 4
+
+
+def test_amct_retrain_round_trip(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from qcc.qat import amct
+
+    cfg = tmp_path / "retrain.json"
+    amct.create_quant_retrain_config(cfg, MODEL, weight_bits=8, act_bits=8)
+    qmodel = amct.create_quant_retrain_model(cfg, MODEL, CALIB)
+    with torch.no_grad():
+        qmodel.get_submodule("fc.input_quant").scale.mul_(1.5)
+    paths = amct.save_quant_retrain_model(cfg, qmodel, tmp_path / "out" / "digits")
+    restored = amct.restore_quant_retrain_model(cfg, MODEL, CALIB, paths["state"])
+    x = np.load(TEST)["input"][:8]
+    restored.eval()
+    qmodel.eval()
+    with torch.no_grad():
+        a = restored(torch.from_numpy(x)).numpy()
+        assert np.array_equal(a, qmodel(torch.from_numpy(x)).numpy())
+    sess = ort.InferenceSession(str(paths["fake_quant"]), providers=["CPUExecutionProvider"])
+    b = np.concatenate([sess.run(None, {"input": x[i:i + 1]})[0] for i in range(len(x))])
+    np.testing.assert_allclose(b, a, atol=1e-4)
+    with pytest.raises(QatError, match="not a retrain config"):
+        amct.create_quant_retrain_model(tmp_path / "missing.json", MODEL, CALIB)
