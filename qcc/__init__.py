@@ -14,11 +14,18 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 
-def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
-         input_shapes: dict[str, tuple[int, ...]] | None = None):
-    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`."""
+def load(path, *, weights: str | os.PathLike | None = None,
+         input_shapes: dict[str, tuple[int, ...]] | None = None,
+         inputs: list[str] | None = None, outputs: list[str] | None = None):
+    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.pb` (or a
+    SavedModel directory, `.keras` file or Keras model; `inputs`/`outputs` name a
+    TensorFlow graph's input and output nodes)."""
     from qcc import ir
 
+    if _is_tensorflow(path):
+        from qcc.frontends.tensorflow import load_tensorflow
+
+        return load_tensorflow(path, input_shapes or None, inputs, outputs)
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".mlir":
@@ -29,7 +36,16 @@ def load(path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
         return load_onnx(path, input_shapes=input_shapes or None)
     from qcc.ir import IRError
 
-    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx)")
+    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .pb, "
+                  "a SavedModel directory, .keras)")
+
+
+def _is_tensorflow(model) -> bool:
+    if not isinstance(model, str | os.PathLike):
+        return type(model).__module__.startswith(("keras", "tensorflow", "tf_keras"))
+    path = Path(model)
+    return path.suffix.lower() in (".pb", ".keras") or (
+        path.is_dir() and (path / "saved_model.pb").is_file())
 
 
 def quantize(model, calib, config=None, outdir=None, **options):

@@ -64,7 +64,8 @@ FLOORS: list[tuple[str, ...]] = [
     ("qcc.frontends", "qcc.exporters", "qcc.runtime", "qcc.qat"),
     # The quantize job composes passes, the runtime and the exporters: it sits with
     # the tools (`qcc quantize`, the AMCT-style API) although its files are in quant/.
-    ("qcc.tools", "qcc.testing", "qcc", "qcc.quant.flow", "qcc.quant.amct", "qcc.qat.amct"),
+    ("qcc.tools", "qcc.testing", "qcc", "qcc.quant.flow", "qcc.quant.amct", "qcc.qat.amct",
+     "qcc.frontends.tensorflow.amct"),  # AMCT's TensorFlow vocabulary over quant.amct
 ]
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 
 from qcc import ir, passes
 from qcc.passes.calib_data import CalibrationError, check_data, model_batches
@@ -100,7 +100,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
              weights: str | None = None, input_shapes: dict | None = None,
              dump_ir: bool = False, name: str | None = None,
              target: str | None = None, overrides: tuple[str, ...] = (),
-             progress: bool = True) -> QuantizeResult:
+             progress: bool = True, load_options: Mapping | None = None) -> QuantizeResult:
     """Quantize `model` with calibration data `calib` (an .npz path or arrays)."""
     from qcc import load
     from qcc.quant import config as qconfig
@@ -109,7 +109,8 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
     if isinstance(model, ModuleOp):
         module, name = model, name or "model"
     else:
-        module = load(model, weights=weights, input_shapes=input_shapes)
+        module = load(model, weights=weights, input_shapes=input_shapes,
+                      **dict(load_options or {}))
         name = name or Path(model).stem
     data = load_npz(calib, "calibration") if not isinstance(calib, Mapping) else dict(calib)
     fn = ir.main_func(module)
@@ -239,6 +240,11 @@ def _write_outputs(work: Path, name: str, module: ModuleOp, cfg: dict, report: d
     except ImportError:
         return
     export_onnx(module, work / f"{name}_fake_quant.onnx")
+    if module.attributes.get("qcc.framework") == StringAttr("tensorflow"):
+        # TensorFlow users get a GraphDef with FakeQuantWithMinMaxVars too
+        from qcc.exporters.tensorflow import export_graphdef
+
+        export_graphdef(module, work / f"{name}_fake_quant.pb")
 
 
 def _write_deploy(work: Path, name: str, int8_module: ModuleOp, report: dict) -> None:

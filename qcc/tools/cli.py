@@ -47,7 +47,14 @@ def _load(args: argparse.Namespace):
     path = Path(args.model)
     if not path.exists():
         raise UserError(f"{path}: no such file")
-    return load(path, weights=args.weights, input_shapes=_parse_shapes(args.input_shape))
+    return load(path, weights=args.weights, input_shapes=_parse_shapes(args.input_shape),
+                **_node_names(args))
+
+
+def _node_names(args: argparse.Namespace) -> dict[str, list[str]]:
+    """--input-nodes / --output-nodes (a TensorFlow graph's inputs and outputs)."""
+    return {k: [n for n in v.split(",") if n] for k in ("inputs", "outputs")
+            if (v := getattr(args, f"{k[:-1]}_nodes", None))}
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -117,7 +124,8 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     result = quantize(args.model, args.calib, args.config, outdir, eval_data=args.eval,
                       weights=args.weights, input_shapes=_parse_shapes(args.input_shape),
                       dump_ir=args.dump_ir, name="digits_cnn" if example else None,
-                      target=args.target, overrides=overrides)
+                      target=args.target, overrides=overrides,
+                      load_options=_node_names(args))
     print(markdown(result.report))
     ev = result.evaluation
     if "float_top1" in ev:
@@ -151,6 +159,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", help="weights file (.caffemodel for a .prototxt)")
         p.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE",
                        help="static shape of a dynamic input, e.g. x=1x3x224x224")
+        tf_nodes(p)
+
+    def tf_nodes(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--input-nodes", metavar="NAME[,NAME]",
+                       help="TensorFlow graph: the nodes that are the inputs")
+        p.add_argument("--output-nodes", metavar="NAME[,NAME]",
+                       help="TensorFlow graph: the nodes whose results are the outputs")
 
     p = sub.add_parser("import", help="import a model into textual IR")
     model_args(p)
@@ -167,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help="model (none: run the embedded example)")
     p.add_argument("--weights", help="weights file (.caffemodel for a .prototxt)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE")
+    tf_nodes(p)
     p.add_argument("--calib", help=".npz calibration data, one array per input")
     p.add_argument("--config", help="simplified config (.cfg) or resolved quant.json")
     p.add_argument("--eval", help=".npz evaluation data (key 'labels' for accuracy)")
