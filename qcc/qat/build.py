@@ -49,7 +49,11 @@ def _import_path(path: Path) -> ModuleOp:
         from qcc.frontends.onnx import load_onnx
 
         return load_onnx(path)
-    raise QatError(f"{path}: QAT reads .onnx and .mlir files directly; import other "
+    if ext == ".pb":
+        from qcc.frontends.tensorflow import load_tensorflow
+
+        return load_tensorflow(path, None, None, None)
+    raise QatError(f"{path}: QAT reads .onnx, .mlir and .pb files directly; import other "
                    "formats with qcc.load(...) and pass the module it returns")
 
 
