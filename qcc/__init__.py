@@ -16,16 +16,24 @@ __version__ = "0.1.0"
 
 def load(path, *, weights: str | os.PathLike | None = None,
          input_shapes: dict[str, tuple[int, ...]] | None = None,
-         inputs: list[str] | None = None, outputs: list[str] | None = None):
-    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.pb` (or a
-    SavedModel directory, `.keras` file or Keras model; `inputs`/`outputs` name a
-    TensorFlow graph's input and output nodes)."""
+         inputs: list[str] | None = None, outputs: list[str] | None = None,
+         example_inputs=None, dynamic_shapes=None):
+    """Import a model, the frontend chosen by extension: `.mlir`, `.onnx`, `.prototxt`
+    (Caffe; `weights` is its `.caffemodel`), `.pb` (or a SavedModel directory, `.keras`
+    file or Keras model; `inputs`/`outputs` name a TensorFlow graph's input and output
+    nodes), `.pt2` (`torch.export.save`); or a `torch.nn.Module` with
+    `example_inputs=(x,)`."""
     from qcc import ir
 
     if _is_tensorflow(path):
         from qcc.frontends.tensorflow import load_tensorflow
 
         return load_tensorflow(path, input_shapes or None, inputs, outputs)
+    if not isinstance(path, str | os.PathLike):
+        from qcc.frontends.pytorch import load_pytorch
+
+        return load_pytorch(path, example_inputs, dynamic_shapes=dynamic_shapes,
+                            input_shapes=input_shapes)
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".mlir":
@@ -34,10 +42,18 @@ def load(path, *, weights: str | os.PathLike | None = None,
         from qcc.frontends.onnx import load_onnx
 
         return load_onnx(path, input_shapes=input_shapes or None)
+    if ext in (".pt2", ".pt", ".pth"):
+        from qcc.frontends.pytorch import load_exported
+
+        return load_exported(path, input_shapes=input_shapes)
+    if ext == ".prototxt":
+        from qcc.frontends.caffe import load_caffe
+
+        return load_caffe(path, weights, input_shapes=input_shapes or None)
     from qcc.ir import IRError
 
-    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, .pb, "
-                  "a SavedModel directory, .keras)")
+    raise IRError(f"{path}: unknown model format '{ext}' (supported: .mlir, .onnx, "
+                  ".prototxt, .pb, a SavedModel directory, .keras, .pt2)")
 
 
 def _is_tensorflow(model) -> bool:
@@ -48,10 +64,16 @@ def _is_tensorflow(model) -> bool:
         path.is_dir() and (path / "saved_model.pb").is_file())
 
 
-def quantize(model, calib, config=None, outdir=None, **options):
-    """The whole post-training job (`qcc quantize`): see `qcc.quant.flow.quantize`."""
+def quantize(model, calib, config=None, outdir=None, *, example_inputs=None,
+             dynamic_shapes=None, **options):
+    """The whole post-training job (`qcc quantize`): see `qcc.quant.flow.quantize`.
+    A `torch.nn.Module` needs `example_inputs=(x,)`; its files are named after its class."""
     from qcc.quant.flow import quantize as run
 
+    if not isinstance(model, str | os.PathLike) and example_inputs is not None:
+        options.setdefault("name", type(model).__name__.lower())
+        model = load(model, example_inputs=example_inputs, dynamic_shapes=dynamic_shapes,
+                     input_shapes=options.pop("input_shapes", None))
     return run(model, calib, config, outdir, **options)
 
 

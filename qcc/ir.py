@@ -88,7 +88,8 @@ class Graph:
         self.block = Block()
         self.input_names: list[str] = []
 
-    def input(self, name: str, shape: Sequence[int], dtype=np.float32) -> SSAValue:
+    def input(self, name: str, shape: Sequence[int | None], dtype=np.float32) -> SSAValue:
+        """A graph input; a None (or negative) dim is symbolic."""
         arg = self.block.insert_arg(tensor_type(shape, dtype), len(self.block.args))
         arg.name_hint = _ssa_name(name)
         self.input_names.append(name)

@@ -65,7 +65,9 @@ FLOORS: list[tuple[str, ...]] = [
     # The quantize job composes passes, the runtime and the exporters: it sits with
     # the tools (`qcc quantize`, the AMCT-style API) although its files are in quant/.
     ("qcc.tools", "qcc.testing", "qcc", "qcc.quant.flow", "qcc.quant.amct", "qcc.qat.amct",
-     "qcc.frontends.tensorflow.amct"),  # AMCT's TensorFlow vocabulary over quant.amct
+     "qcc.quant.amct_pytorch",
+     "qcc.frontends.tensorflow.amct",  # AMCT's TensorFlow vocabulary over quant.amct
+     "qcc.frontends.caffe.amct"),  # AMCT's Caffe vocabulary (reads records with protobuf)
 ]
 
 

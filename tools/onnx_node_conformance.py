@@ -39,7 +39,8 @@ OPS = [
     "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Pad", "Resize",
     "Upsample", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "Dropout", "Identity",
     "Constant", "Shape", "ConstantOfShape", "Range", "Expand", "Cast", "Equal", "Less",
-    "Greater", "Where", "And", "Or", "Not", "IsNaN", "Size",
+    "Greater", "Where", "And", "Or", "Not", "IsNaN", "Size", "GatherElements", "GatherND",
+    "CumSum", "InstanceNormalization", "If",
 ]
 """The op types the ONNX frontend supports (the conformance denominator)."""
 

@@ -60,6 +60,7 @@ from xdsl.irdl import irdl_op_definition, operand_def, prop_def, result_def, tra
 from xdsl.traits import ConstantLike, Pure
 
 from qcc.dialects.base import (
+    DYN,
     QnnOp,
     ShapeError,
     get_bool,
@@ -346,7 +347,7 @@ class DequantOp(QnnOp):
         if qtype is not None and qtype.axis is not None and qtype.axis != axis:
             raise ShapeError(f"axis {axis} differs from the quantized axis {qtype.axis} of the "
                              "input")
-        if n != 1 and n != shape[axis]:
+        if n != 1 and shape[axis] != DYN and n != shape[axis]:
             raise ShapeError(f"deq_scale has {n} values: expected 1 or {shape[axis]} (the size "
                              f"of axis {axis})")
         return [tensor(shape, _dtype(props))]
@@ -441,7 +442,7 @@ class WeightQuantOp(QnnOp):
         shape = _float_tensor(types[0], "the weight")
         qtype = _i8_qtype(props, "ascend.weight_quant")
         axis = qtype.axis
-        if axis is not None and (axis >= len(shape) or shape[axis] != len(qtype.scales)):
+        if axis is not None and (axis >= len(shape) or shape[axis] not in (DYN, len(qtype.scales))):
             raise ShapeError(f"qtype has {len(qtype.scales)} per-axis scales on axis {axis}, "
                              f"the weight has shape {shape}")
         return [tensor(shape, qtype)]

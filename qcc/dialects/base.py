@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     BoolAttr,
     DenseArrayBase,
     FloatAttr,
@@ -112,13 +113,42 @@ def to_attr(value: object) -> Attribute:
 # --------------------------------------------------------------------- types
 
 
+DYN = DYNAMIC_INDEX
+"""A symbolic dimension (`?` in `tensor<?x128xf32>`), as xDSL stores it."""
+
+
 def shape_of(t: Attribute) -> tuple[int, ...]:
+    """The dims of a ranked tensor type; a symbolic dim is `DYN`."""
     if not isinstance(t, TensorType):
         raise ShapeError(f"expected a ranked tensor, got {t}")
-    shape = tuple(t.get_shape())
-    if any(d < 0 for d in shape):
-        raise ShapeError(f"dynamic dimensions are not supported: {t}")
+    return tuple(t.get_shape())
+
+
+def static_shape_of(t: Attribute, what: str = "the operand") -> tuple[int, ...]:
+    """The dims of a tensor type that must be static (weights, per-channel parameters)."""
+    shape = shape_of(t)
+    if DYN in shape:
+        raise ShapeError(f"{what} must have a static shape, got {t}")
     return shape
+
+
+def is_static(shape: Sequence[int]) -> bool:
+    return DYN not in shape
+
+
+def dims_match(a: int, b: int) -> bool:
+    """Whether two dims may be equal: a symbolic dim matches anything (as in MLIR)."""
+    return a == b or a == DYN or b == DYN
+
+
+def shapes_match(a: Sequence[int], b: Sequence[int]) -> bool:
+    return len(a) == len(b) and all(dims_match(x, y) for x, y in zip(a, b, strict=True))
+
+
+def fmt_shape(shape: Sequence[int]) -> str:
+    """`(?, 3, 8, 8)`: a shape as messages print it."""
+    dims = ["?" if d == DYN else str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def tensor(shape: Sequence[int], element_type: Attribute) -> TensorType:
@@ -131,17 +161,20 @@ def like(t: Attribute, shape: Sequence[int]) -> TensorType:
 
 
 def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
-    """Numpy broadcasting of static shapes."""
+    """Numpy broadcasting; a symbolic dim broadcasts with 1 to itself and with a
+    static n to n (it must be n or 1 at run time), as MLIR's rule."""
     rank = max(len(s) for s in shapes)
     out: list[int] = []
     for i in range(rank):
         dims = {s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0}
         dims.discard(1)
+        dynamic = DYN in dims
+        dims.discard(DYN)
         if len(dims) > 1:
             raise ShapeError(
-                f"shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast"
+                f"shapes {' and '.join(fmt_shape(s) for s in shapes)} do not broadcast"
             )
-        out.append(dims.pop() if dims else 1)
+        out.append(dims.pop() if dims else DYN if dynamic else 1)
     return tuple(out)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import ml_dtypes
 import numpy as np
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     BytesAttr,
     DenseIntOrFPElementsAttr,
     DenseResourceAttr,
@@ -95,9 +96,10 @@ def element_type(dtype: np.dtype | type) -> Attribute:
     raise TypeError(f"unsupported array dtype {dtype}")
 
 
-def tensor_type(shape: Sequence[int], dtype: np.dtype | type | Attribute = np.float32):
+def tensor_type(shape: Sequence[int | None], dtype: np.dtype | type | Attribute = np.float32):
+    """A tensor type; a dim that is None or negative is symbolic (`?`)."""
     et = dtype if isinstance(dtype, Attribute) else element_type(dtype)
-    return TensorType(et, [int(d) for d in shape])
+    return TensorType(et, [DYNAMIC_INDEX if d is None or d < 0 else int(d) for d in shape])
 
 
 # ------------------------------------------------------------- constants

@@ -48,6 +48,7 @@ from qcc.dialects.base import (
     like,
     norm_axis,
     shape_of,
+    shapes_match,
     tensor,
 )
 from qcc.dialects.constants import print_constant_value
@@ -379,7 +380,7 @@ class LayerNormOp(QnnOp):
         shape = shape_of(types[0])
         axis = norm_axis(get_int(props["axis"]), len(shape))
         for t in types[1:]:
-            if shape_of(t) != shape[axis:]:
+            if not shapes_match(shape_of(t), shape[axis:]):
                 raise ShapeError(f"scale/bias shape {shape_of(t)} must be {shape[axis:]}")
         return [types[0]]
 
@@ -554,11 +555,33 @@ class ReduceMinOp(ReduceOp):
     name = "qnn.reduce_min"
 
 
+@irdl_op_definition
+class CumSumOp(QnnOp):
+    """Cumulative sum along `axis` (ONNX CumSum); `exclusive` leaves each element out
+    of its own sum, `reverse` sums from the end."""
+
+    name = "qnn.cumsum"
+    input = operand_def(AnyTensor)
+    output = result_def(AnyTensor)
+    axis = prop_def(IntegerAttr)
+    exclusive = prop_def(IntegerAttr)
+    reverse = prop_def(IntegerAttr)
+    traits = traits_def(Pure(), Folds())
+    PROPS: ClassVar[dict[str, object]] = {"axis": 0, "exclusive": False, "reverse": False}
+
+    @classmethod
+    def infer(cls, types, props):
+        norm_axis(get_int(props["axis"]), len(shape_of(types[0])))
+        return [types[0]]
+
+
 # ------------------------------------------------------- data movement (qnn_data)
 
 from qcc.dialects.qnn_data import (  # noqa: E402
     BroadcastOp,
     ConcatOp,
+    GatherElementsOp,
+    GatherNdOp,
     GatherOp,
     PadOp,
     ReshapeOp,
@@ -583,9 +606,9 @@ QNN_OPS: list[type[Operation]] = [
     NotOp, GeluOp, PreluOp, CastOp,
     AddOp, SubOp, MulOp, DivOp, PowOp, MaxOp, MinOp, AndOp, OrOp, EqualOp, LessOp,
     GreaterOp, WhereOp,
-    ReduceMeanOp, ReduceSumOp, ReduceMaxOp, ReduceMinOp,
-    ReshapeOp, TransposeOp, BroadcastOp, ConcatOp, SplitOp, SliceOp, GatherOp, PadOp,
-    ResizeOp,
+    ReduceMeanOp, ReduceSumOp, ReduceMaxOp, ReduceMinOp, CumSumOp,
+    ReshapeOp, TransposeOp, BroadcastOp, ConcatOp, SplitOp, SliceOp, GatherOp,
+    GatherElementsOp, GatherNdOp, PadOp, ResizeOp,
 ]
 
 LAYER_OPS = (ConvOp, ConvTransposeOp, DenseOp, MatmulOp, AvgPoolOp)

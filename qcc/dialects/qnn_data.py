@@ -1,5 +1,5 @@
 """Data-movement ops of the `qnn` dialect: reshape, transpose, broadcast, concat,
-split, slice, gather, pad, resize. Re-exported by `qcc.dialects.qnn`."""
+split, slice, gather, gather_elements, gather_nd, pad, resize. Re-exported by `qcc.dialects.qnn`."""
 
 from __future__ import annotations
 
@@ -29,11 +29,14 @@ from xdsl.traits import Pure
 
 from qcc.dialects import qnn_shapes as S
 from qcc.dialects.base import (
+    DYN,
     QnnOp,
     ShapeError,
     broadcast_shapes,
+    fmt_shape,
     get_int,
     get_ints,
+    is_static,
     like,
     norm_axis,
     shape_of,
@@ -48,21 +51,26 @@ AnyTensor = TensorType
 
 @irdl_op_definition
 class ReshapeOp(QnnOp):
-    """Reshape to a static `shape` (same number of elements)."""
+    """Reshape to `shape` (same number of elements).
+
+    With symbolic dims, as ONNX Reshape: one entry may be -1 (the element count
+    decides it) and the entries at the indices in `copy_dims` are 0 and take the
+    input's dim at that index. A static input has a static `shape`.
+    """
 
     name = "qnn.reshape"
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     shape = prop_def(DenseArrayBase)
+    copy_dims = opt_prop_def(DenseArrayBase)
     traits = traits_def(Pure(), Folds())
-    PROPS: ClassVar[dict[str, object]] = {"shape": None}
+    PROPS: ClassVar[dict[str, object]] = {"shape": None, "copy_dims": None}
 
     @classmethod
     def infer(cls, types, props):
-        src, dst = shape_of(types[0]), get_ints(props["shape"])
-        if any(d < 0 for d in dst) or _numel(src) != _numel(dst):
-            raise ShapeError(f"cannot reshape {src} into {dst}")
-        return [like(types[0], dst)]
+        src = shape_of(types[0])
+        return [like(types[0], reshaped(src, get_ints(props["shape"]),
+                                        get_ints(props.get("copy_dims"))))]
 
 
 @irdl_op_definition
@@ -84,7 +92,8 @@ class TransposeOp(QnnOp):
 
 @irdl_op_definition
 class BroadcastOp(QnnOp):
-    """Broadcast to `shape` (ONNX Expand, numpy rules)."""
+    """Broadcast to `shape` (ONNX Expand, numpy rules). An entry -1 keeps the
+    input's (right-aligned) dim there, which may be symbolic."""
 
     name = "qnn.broadcast"
     input = operand_def(AnyTensor)
@@ -95,7 +104,8 @@ class BroadcastOp(QnnOp):
 
     @classmethod
     def infer(cls, types, props):
-        out = broadcast_shapes(shape_of(types[0]), get_ints(props["shape"]))
+        src = shape_of(types[0])
+        out = broadcast_shapes(src, broadcast_target(src, get_ints(props["shape"])))
         return [like(types[0], out)]
 
 
@@ -134,7 +144,7 @@ class SplitOp(QnnOp):
         shape = shape_of(types[0])
         axis = norm_axis(get_int(props["axis"]), len(shape))
         sizes = get_ints(props["sizes"])
-        if sum(sizes) != shape[axis] or any(s < 0 for s in sizes):
+        if (shape[axis] != DYN and sum(sizes) != shape[axis]) or any(s < 0 for s in sizes):
             raise ShapeError(f"sizes {sizes} do not add up to dim {axis} = {shape[axis]}")
         return [like(types[0], shape[:axis] + (s,) + shape[axis + 1:]) for s in sizes]
 
@@ -182,6 +192,66 @@ class GatherOp(QnnOp):
         return [like(types[0], shape[:axis] + shape_of(idx_t) + shape[axis + 1:])]
 
 
+def _integer_indices(t: Attribute) -> tuple[int, ...]:
+    assert isinstance(t, TensorType)
+    if not isinstance(t.element_type, IntegerType):
+        raise ShapeError(f"indices must be integers, got {t.element_type}")
+    return shape_of(t)
+
+
+@irdl_op_definition
+class GatherElementsOp(QnnOp):
+    """out[i][j][k] = x[indices[i][j][k]][j][k] along `axis` (ONNX GatherElements,
+    torch.gather): the result has the indices' shape, which may be smaller than x's
+    on the other axes. Negative indices count from the end."""
+
+    name = "qnn.gather_elements"
+    input = operand_def(AnyTensor)
+    indices = operand_def(AnyTensor)
+    output = result_def(AnyTensor)
+    axis = prop_def(IntegerAttr)
+    traits = traits_def(Pure(), Folds())
+    PROPS: ClassVar[dict[str, object]] = {"axis": 0}
+
+    @classmethod
+    def infer(cls, types, props):
+        shape, idx = shape_of(types[0]), _integer_indices(types[1])
+        axis = norm_axis(get_int(props["axis"]), len(shape))
+        if len(idx) != len(shape):
+            raise ShapeError(f"indices rank {len(idx)} != input rank {len(shape)}")
+        if any(i > d for a, (i, d) in enumerate(zip(idx, shape, strict=True)) if a != axis):
+            raise ShapeError(f"indices shape {idx} exceeds input shape {shape} off axis {axis}")
+        return [like(types[0], idx)]
+
+
+@irdl_op_definition
+class GatherNdOp(QnnOp):
+    """ONNX GatherND: the last axis of `indices` addresses x's leading dims after the
+    first `batch_dims` (shared by x and indices). Negative indices count from the end."""
+
+    name = "qnn.gather_nd"
+    input = operand_def(AnyTensor)
+    indices = operand_def(AnyTensor)
+    output = result_def(AnyTensor)
+    batch_dims = prop_def(IntegerAttr)
+    traits = traits_def(Pure(), Folds())
+    PROPS: ClassVar[dict[str, object]] = {"batch_dims": 0}
+
+    @classmethod
+    def infer(cls, types, props):
+        shape, idx = shape_of(types[0]), _integer_indices(types[1])
+        b = get_int(props["batch_dims"])
+        if not idx or b < 0 or b >= min(len(shape), len(idx)):
+            raise ShapeError(f"batch_dims {b} must be below the ranks of input {shape} and "
+                             f"indices {idx}")
+        if shape[:b] != idx[:b]:
+            raise ShapeError(f"batch dims of input {shape} and indices {idx} differ")
+        k = idx[-1]
+        if k < 1 or b + k > len(shape):
+            raise ShapeError(f"indices address {k} dims of input {shape} after {b} batch dims")
+        return [like(types[0], idx[:-1] + shape[b + k:])]
+
+
 @irdl_op_definition
 class PadOp(QnnOp):
     """Pad with `pads` (all begins, then all ends); mode constant/reflect/edge."""
@@ -201,15 +271,16 @@ class PadOp(QnnOp):
         r = len(shape)
         if len(pads) != 2 * r:
             raise ShapeError(f"pads has {len(pads)} values, expected {2 * r}")
-        out = [d + pads[i] + pads[i + r] for i, d in enumerate(shape)]
-        if any(d < 0 for d in out):
+        out = [DYN if d == DYN else d + pads[i] + pads[i + r] for i, d in enumerate(shape)]
+        if any(0 > d != DYN for d in out):
             raise ShapeError(f"pads {pads} make a negative dimension")
         return [like(types[0], out)]
 
 
 @irdl_op_definition
 class ResizeOp(QnnOp):
-    """Resize to the static shape `sizes` with ONNX Resize semantics (opsets 10-19).
+    """Resize to the shape `sizes` with ONNX Resize semantics (opsets 10-19); a size
+    -1 keeps the input's (symbolic) dim on an axis that is not resized.
 
     Any axis may be resized. `scales` (one per axis, as the model gave them) set the
     sampling coordinates when present, since ONNX samples at the given scale even
@@ -260,9 +331,10 @@ class ResizeOp(QnnOp):
     def infer(cls, types, props):
         shape, sizes = shape_of(types[0]), get_ints(props["sizes"])
         rank = len(shape)
-        if len(sizes) != rank or any(d < 0 for d in sizes):
-            raise ShapeError(f"sizes {list(sizes)} must be {rank} non-negative sizes for "
-                             f"input shape {shape}")
+        if len(sizes) != rank or any(d < -1 for d in sizes):
+            raise ShapeError(f"sizes {list(sizes)} must be {rank} non-negative sizes (or -1: "
+                             f"the input's dim) for input shape {fmt_shape(shape)}")
+        sizes = tuple(shape[i] if d == -1 else d for i, d in enumerate(sizes))
         for key, allowed in (("mode", cls.MODES),
                              ("coordinate_transformation_mode", cls.COORDINATE_MODES),
                              ("nearest_mode", cls.NEAREST_MODES)):
@@ -287,6 +359,49 @@ class ResizeOp(QnnOp):
             return None
         assert isinstance(attr, DenseArrayBase)
         return tuple(float(v) for v in attr.get_values())
+
+
+def reshaped(src: Sequence[int], dst: Sequence[int], copy: Sequence[int] = ()) -> list[int]:
+    """The shape `src` reshapes into under `dst` (-1: from the element count; indices
+    in `copy`: the input's dim). Symbolic where `src`'s symbolic dims leave it open."""
+    out = list(dst)
+    for i in copy:
+        if not 0 <= i < min(len(src), len(dst)) or dst[i] != 0:
+            raise ShapeError(f"copy_dims index {i} must be a dim of both shapes and 0 in "
+                             f"shape {list(dst)}")
+        out[i] = src[i]
+    free = [i for i, d in enumerate(dst) if d == -1]
+    if len(free) > 1 or any(d < -1 for d in dst):
+        raise ShapeError(f"shape {list(dst)} may have one -1 and no other negative entry")
+    # copied dims cancel out of the element count, symbolic or not
+    src_rest = [d for i, d in enumerate(src) if i not in copy]
+    known = [d for i, d in enumerate(out) if i not in free and i not in copy]
+    if free and is_static(src_rest) and is_static(known):
+        rest = _numel(known)
+        if rest == 0 or _numel(src_rest) % rest:
+            raise ShapeError(f"cannot reshape {fmt_shape(src)} into {list(dst)}")
+        out[free[0]] = _numel(src_rest) // rest
+    elif free:
+        out[free[0]] = DYN
+    if not free and is_static(src_rest) and is_static(known) \
+            and _numel(src_rest) != _numel(known):
+        raise ShapeError(f"cannot reshape {fmt_shape(src)} into {fmt_shape(out)}")
+    return out
+
+
+def broadcast_target(src: Sequence[int], dst: Sequence[int]) -> list[int]:
+    """`dst` with each -1 replaced by the input's right-aligned dim."""
+    out = list(dst)
+    for i, d in enumerate(dst):
+        j = i - len(dst) + len(src)
+        if d == -1:
+            if j < 0:
+                raise ShapeError(f"shape {list(dst)} has -1 at {i}, where the input "
+                                 f"{fmt_shape(src)} has no dim")
+            out[i] = src[j]
+        elif d < 0:
+            raise ShapeError(f"shape {list(dst)} has a negative entry")
+    return out
 
 
 def _numel(shape: Sequence[int]) -> int:

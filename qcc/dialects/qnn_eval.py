@@ -246,6 +246,18 @@ def _reduce(fn, empty: float | None = None):
     return run
 
 
+@evaluates("qnn.cumsum")
+def _cumsum(op, x):
+    axis = get_int(_p(op, "axis"))
+    reverse = get_bool(_p(op, "reverse"))
+    y = np.flip(x, axis) if reverse else x
+    if get_bool(_p(op, "exclusive")) and x.shape[axis]:  # leave each own element out
+        head = np.zeros_like(np.take(y, [0], axis=axis))
+        y = np.concatenate([head, np.delete(y, -1, axis=axis)], axis=axis)
+    total = np.cumsum(y, axis=axis, dtype=x.dtype)
+    return np.ascontiguousarray(np.flip(total, axis) if reverse else total)
+
+
 EVAL["qnn.reduce_mean"] = _reduce(np.mean)
 EVAL["qnn.reduce_sum"] = _reduce(np.sum)
 EVAL["qnn.reduce_max"] = _reduce(np.max, -np.inf)
@@ -257,7 +269,10 @@ EVAL["qnn.reduce_min"] = _reduce(np.min, np.inf)
 
 @evaluates("qnn.reshape")
 def _reshape(op, x):
-    return x.reshape(get_ints(_p(op, "shape")))
+    shape = list(get_ints(_p(op, "shape")))
+    for i in get_ints(_p(op, "copy_dims")):  # a copied (symbolic) dim of the input
+        shape[i] = x.shape[i]
+    return x.reshape(shape)
 
 
 @evaluates("qnn.transpose")
@@ -267,8 +282,11 @@ def _transpose(op, x):
 
 @evaluates("qnn.broadcast")
 def _broadcast(op, x):
-    shape = tuple(op.results[0].type.get_shape())
-    return np.ascontiguousarray(np.broadcast_to(x, shape))
+    target = list(get_ints(_p(op, "shape")))
+    for i, d in enumerate(target):  # -1 keeps the input's right-aligned dim
+        if d == -1:
+            target[i] = x.shape[i - len(target) + x.ndim]
+    return np.ascontiguousarray(np.broadcast_to(x, np.broadcast_shapes(x.shape, target)))
 
 
 @evaluates("qnn.concat")
@@ -295,6 +313,28 @@ def _slice(op, x):
 @evaluates("qnn.gather")
 def _gather(op, x, idx):
     return np.take(x, idx, axis=get_int(_p(op, "axis")))
+
+
+@evaluates("qnn.gather_elements")
+def _gather_elements(op, x, idx):
+    axis = get_int(_p(op, "axis")) % x.ndim
+    # the indices may be smaller than x off the axis (torch.gather): crop x to them
+    crop = tuple(slice(None) if a == axis else slice(0, d) for a, d in enumerate(idx.shape))
+    idx = np.where(idx < 0, idx + x.shape[axis], idx)
+    return np.ascontiguousarray(np.take_along_axis(x[crop], idx, axis=axis))
+
+
+@evaluates("qnn.gather_nd")
+def _gather_nd(op, x, idx):
+    b = get_int(_p(op, "batch_dims"))
+    k = idx.shape[-1]
+    lead = x.shape[:b]
+    idx = np.where(idx < 0, idx + np.array(x.shape[b:b + k], idx.dtype), idx)
+    xs = x.reshape(-1, *x.shape[b:])  # one batch axis
+    ids = idx.reshape(xs.shape[0], -1, k)  # [batch, points, k]
+    batch = np.arange(xs.shape[0])[:, None]
+    picked = xs[(batch, *(ids[..., j] for j in range(k)))]
+    return np.ascontiguousarray(picked.reshape(*lead, *idx.shape[b:-1], *x.shape[b + k:]))
 
 
 @evaluates("qnn.pad")

@@ -8,7 +8,19 @@ from collections.abc import Sequence
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Attribute
 
-from qcc.dialects.base import ShapeError, get_int, get_ints, like, norm_axis, shape_of
+from qcc.dialects.base import (
+    DYN,
+    ShapeError,
+    dims_match,
+    fmt_shape,
+    get_int,
+    get_ints,
+    like,
+    norm_axis,
+    shape_of,
+    shapes_match,
+    static_shape_of,
+)
 
 
 def _check_len(name: str, values: Sequence[int], n: int) -> None:
@@ -17,8 +29,9 @@ def _check_len(name: str, values: Sequence[int], n: int) -> None:
 
 
 def conv(types: Sequence[Attribute], props: dict[str, Attribute], transpose: bool):
-    """Output type of conv / conv_transpose; checks weight against input and attrs."""
-    x, w = shape_of(types[0]), shape_of(types[1])
+    """Output type of conv / conv_transpose; checks weight against input and attrs.
+    A symbolic batch or spatial dim of the input gives a symbolic output dim."""
+    x, w = shape_of(types[0]), static_shape_of(types[1], "the weight")
     d = len(w) - 2
     if not 1 <= d <= 3:
         raise ShapeError(f"weight must have 1 to 3 spatial dims, got shape {w}")
@@ -36,25 +49,27 @@ def conv(types: Sequence[Attribute], props: dict[str, Attribute], transpose: boo
         raise ShapeError(f"groups must be >= 1, got {groups}")
     k = w[2:]
     if transpose:
-        if x[1] != w[0]:
+        if not dims_match(x[1], w[0]):
             raise ShapeError(f"input channels {x[1]} != weight dim 0 ({w[0]})")
-        if x[1] % groups:
+        if w[0] % groups:
             raise ShapeError(f"input channels {x[1]} not divisible by groups {groups}")
         cout = w[1] * groups
         opad = get_ints(props.get("output_padding"), (0,) * d)
         _check_len("output_padding", opad, d)
-        spatial = [s * (i - 1) + op + (kk - 1) * dl + 1 - pb - pe for i, s, op, kk, dl, pb, pe
+        spatial = [DYN if i == DYN else s * (i - 1) + op + (kk - 1) * dl + 1 - pb - pe
+                   for i, s, op, kk, dl, pb, pe
                    in zip(x[2:], strides, opad, k, dil, pads[:d], pads[d:], strict=True)]
     else:
-        if x[1] != w[1] * groups:
+        if not dims_match(x[1], w[1] * groups):
             raise ShapeError(
                 f"input channels {x[1]} != weight dim 1 ({w[1]}) x groups ({groups})")
         if w[0] % groups:
             raise ShapeError(f"output channels {w[0]} not divisible by groups {groups}")
         cout = w[0]
-        spatial = [(i + pb + pe - (kk - 1) * dl - 1) // s + 1 for i, s, kk, dl, pb, pe
+        spatial = [DYN if i == DYN else (i + pb + pe - (kk - 1) * dl - 1) // s + 1
+                   for i, s, kk, dl, pb, pe
                    in zip(x[2:], strides, k, dil, pads[:d], pads[d:], strict=True)]
-    if any(s < 1 for s in spatial):
+    if any(1 > s != DYN for s in spatial):
         raise ShapeError(f"output spatial size {spatial} is empty")
     _check_bias(types, cout)
     return like(types[0], [x[0], cout, *spatial])
@@ -66,10 +81,10 @@ def _check_bias(types: Sequence[Attribute], cout: int) -> None:
 
 
 def dense(types: Sequence[Attribute]) -> TensorType:
-    x, w = shape_of(types[0]), shape_of(types[1])
+    x, w = shape_of(types[0]), static_shape_of(types[1], "the weight")
     if len(w) != 2:
         raise ShapeError(f"weight must be [out_features, in_features], got {w}")
-    if not x or x[-1] != w[1]:
+    if not x or not dims_match(x[-1], w[1]):
         raise ShapeError(f"in_features {x[-1] if x else None} != weight dim 1 ({w[1]})")
     _check_bias(types, w[0])
     return like(types[0], [*x[:-1], w[0]])
@@ -83,8 +98,8 @@ def matmul(types: Sequence[Attribute]) -> TensorType:
         raise ShapeError("matmul operands must have rank >= 1")
     a2 = (1, *a) if len(a) == 1 else a
     b2 = (*b, 1) if len(b) == 1 else b
-    if a2[-1] != b2[-2]:
-        raise ShapeError(f"contracting dims differ: {a} @ {b}")
+    if not dims_match(a2[-1], b2[-2]):
+        raise ShapeError(f"contracting dims differ: {fmt_shape(a)} @ {fmt_shape(b)}")
     batch = broadcast_shapes(a2[:-2], b2[:-2])
     out = [*batch, a2[-2], b2[-1]]
     if len(a) == 1:
@@ -108,12 +123,15 @@ def pool(t: Attribute, props: dict[str, Attribute]) -> TensorType:
     out = []
     for i, (n, k, s, dl) in enumerate(zip(x[2:], kernel, strides, dil, strict=True)):
         pb, pe = pads[i], pads[i + d]
+        if n == DYN:
+            out.append(DYN)
+            continue
         span = n + pb + pe - (k - 1) * dl - 1
         o = (-(-span // s) if ceil else span // s) + 1
         if ceil and (o - 1) * s >= n + pb:  # last window must start inside input/left pad
             o -= 1
         out.append(o)
-    if any(o < 1 for o in out):
+    if any(1 > o != DYN for o in out):
         raise ShapeError(f"output spatial size {out} is empty")
     return like(t, [*x[:2], *out])
 
@@ -123,7 +141,7 @@ def per_channel(types: Sequence[Attribute], names: Sequence[str], axis: int = 1)
     axis = norm_axis(axis, len(x))
     c = x[axis]
     for name, t in zip(names, types[1:], strict=False):
-        if shape_of(t) != (c,):
+        if not shapes_match(shape_of(t), (c,)):
             raise ShapeError(f"{name} has shape {shape_of(t)}, expected ({c},) channels")
     return types[0]
 
@@ -134,12 +152,22 @@ def concat(types: Sequence[Attribute], axis: int) -> TensorType:
     first = shape_of(types[0])
     axis = norm_axis(axis, len(first))
     total = 0
+    out = list(first)
     for t in types:
         s = shape_of(t)
-        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
-            raise ShapeError(f"shapes {first} and {s} differ outside axis {axis}")
-        total += s[axis]
-    return like(types[0], first[:axis] + (total,) + first[axis + 1:])
+        if len(s) != len(first) or not shapes_match(s[:axis] + s[axis + 1:],
+                                                    first[:axis] + first[axis + 1:]):
+            raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(s)} differ outside "
+                             f"axis {axis}")
+        out = [d if d != DYN else e for d, e in zip(out, s, strict=True)]
+        total = DYN if DYN in (total, s[axis]) else total + s[axis]
+    out[axis] = total
+    return like(types[0], out)
+
+
+SLICE_END = 2**62
+"""Slice bounds at or past this (and at or before -SLICE_END) mean "to the end" of a
+symbolic dim, as numpy reads an out-of-range bound."""
 
 
 def slice_(t: Attribute, starts, ends, axes, steps) -> TensorType:
@@ -151,7 +179,12 @@ def slice_(t: Attribute, starts, ends, axes, steps) -> TensorType:
         ax = norm_axis(ax, len(shape))
         if sp == 0:
             raise ShapeError("slice step must not be 0")
-        shape[ax] = len(range(*slice(st, en, sp).indices(shape[ax])))
+        if shape[ax] != DYN:
+            shape[ax] = len(range(*slice(st, en, sp).indices(shape[ax])))
+        elif sp > 0 and 0 <= st and 0 <= en < SLICE_END:
+            # bounds from the start: the size holds for any dim >= en (as MLIR's static
+            # slice sizes, the run time checks it)
+            shape[ax] = max(0, -(-(en - st) // sp))
     return like(t, shape)
 
 

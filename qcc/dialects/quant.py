@@ -62,7 +62,7 @@ from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 from xdsl.utils.lexer import Span
 
-from qcc.dialects.base import QnnOp, ShapeError, get_bool, get_int, get_str, shape_of, tensor
+from qcc.dialects.base import DYN, QnnOp, ShapeError, get_bool, get_int, get_str, shape_of, tensor
 from qcc.errors import QccError
 
 STORAGE_BITS = (4, 8, 16, 32)
@@ -416,7 +416,7 @@ def _check_fits(qtype: UniformQuantizedType, shape: tuple[int, ...], what: str) 
     if axis >= len(shape):
         raise ShapeError(f"quantized axis {axis} of {what} is out of range for rank "
                          f"{len(shape)}")
-    if len(qtype.scales) != shape[axis]:
+    if shape[axis] != DYN and len(qtype.scales) != shape[axis]:
         raise ShapeError(f"{what} has {len(qtype.scales)} per-axis scales but dimension "
                          f"{axis} has size {shape[axis]}")
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ import onnx
 from onnx import helper, numpy_helper
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     ModuleOp,
     TensorType,
 )
@@ -232,20 +233,30 @@ class _Exporter:
         """The numpy dtype a tensor of type `t` has in the exported graph."""
         return element_dtype(t, self.opset)
 
-    def _value_info(self, name: str, t: Attribute) -> onnx.ValueInfoProto:
+    def _value_info(self, name: str, t: Attribute,
+                    dim_names: Sequence[str] = ()) -> onnx.ValueInfoProto:
+        """A symbolic dim is written as its source name (`dim_names`), else unnamed."""
         try:
             dtype = onnx_dtype(self._element_dtype(t))
         except Unsupported as e:
             raise ExportError(f"tensor '{name}': {e}") from None
         self.dtypes.add(dtype)
         assert isinstance(t, TensorType)
-        return helper.make_tensor_value_info(name, dtype, list(t.get_shape()))
+        dims: list[int | str | None] = []
+        for i, d in enumerate(t.get_shape()):
+            if d != DYNAMIC_INDEX:
+                dims.append(d)
+            else:
+                dims.append(dim_names[i] if i < len(dim_names) and dim_names[i] else None)
+        return helper.make_tensor_value_info(name, dtype, dims)
 
     def _model(self, block, ret: func.ReturnOp, model_name: str) -> onnx.ModelProto:
-        inputs = [self._value_info(n, a.type) for a, n in
-                  zip(block.args, self.input_names, strict=True)]
-        outputs = [self._value_info(n, v.type) for v, n in
-                   zip(ret.operands, self.output_names, strict=True)]
+        in_dims, out_dims = _dim_names(self.fn.arg_attrs), _dim_names(self.fn.res_attrs)
+        inputs = [self._value_info(n, a.type, in_dims[i] if i < len(in_dims) else ())
+                  for i, (a, n) in enumerate(zip(block.args, self.input_names, strict=True))]
+        outputs = [self._value_info(n, v.type, out_dims[i] if i < len(out_dims) else ())
+                   for i, (v, n) in enumerate(zip(ret.operands, self.output_names,
+                                                  strict=True))]
         graph_io = set(self.input_names) | set(self.output_names)
         infos = []
         for op in block.ops:
@@ -276,6 +287,15 @@ class _Exporter:
         return model
 
 
+def _dim_names(attrs) -> list[list[str]]:
+    """Per argument/result of `@main`, the source names of its dims (`qnn.dims`)."""
+    out: list[list[str]] = []
+    for d in attrs.data if attrs is not None else ():
+        names = d.data.get("qnn.dims")
+        out.append([n.data for n in names.data] if names is not None else [])
+    return out
+
+
 def _version() -> str:
     from qcc import __version__
 
@@ -283,7 +303,8 @@ def _version() -> str:
 
 
 _MOVES_DATA = (qnn.ReshapeOp, qnn.TransposeOp, qnn.BroadcastOp, qnn.ConcatOp, qnn.SplitOp,
-               qnn.SliceOp, qnn.GatherOp, qnn.IdentityOp, qnn.DropoutOp)
+               qnn.SliceOp, qnn.GatherOp, qnn.GatherElementsOp, qnn.GatherNdOp,
+               qnn.IdentityOp, qnn.DropoutOp)
 """qnn ops that only move elements, so a quantized tensor is its storage to them."""
 
 

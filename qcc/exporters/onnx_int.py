@@ -68,7 +68,8 @@ INT_EXPORTS: dict[type, Export] = {}
 LAYERS = (qnn.ConvOp, qnn.ConvTransposeOp, qnn.DenseOp, qnn.MatmulOp)
 
 MOVES_DATA = (qnn.ReshapeOp, qnn.TransposeOp, qnn.BroadcastOp, qnn.ConcatOp, qnn.SplitOp,
-              qnn.SliceOp, qnn.GatherOp, qnn.IdentityOp, qnn.DropoutOp, qnn.MaxPoolOp)
+              qnn.SliceOp, qnn.GatherOp, qnn.GatherElementsOp, qnn.GatherNdOp,
+              qnn.IdentityOp, qnn.DropoutOp, qnn.MaxPoolOp)
 """qnn ops that only move (or pick) elements: a quantized tensor is its storage."""
 
 

@@ -23,6 +23,7 @@ op (`qcc.exporters.onnx.OpWriter`). The inverse of `qcc.frontends.onnx_ops` and
 | reduce_* | ReduceMean/Sum/Max/Min (axes an attribute or an input by opset) |
 | reshape, broadcast | Reshape, Expand with an int64 shape initializer |
 | transpose, concat, split, slice, gather, pad | Transpose, Concat, Split, Slice, Gather, Pad |
+| gather_elements, gather_nd, cumsum | GatherElements, GatherND, CumSum (axis an int64 input) |
 | resize | Resize with scales (when the op keeps them) or sizes, roi, and the attributes |
 """
 
@@ -36,6 +37,7 @@ import numpy as np
 
 from qcc import ir
 from qcc.dialects import qnn
+from qcc.dialects.base import DYN as DYNAMIC_INDEX
 from qcc.dialects.base import get_bool, get_float, get_int, get_ints, get_str
 from qcc.exporters.onnx_base import EXPORTS, OpWriter, Unsupported, export, onnx_dtype
 
@@ -407,7 +409,10 @@ for _cls, _op_type in REDUCE.items():
 def _reshape(w: OpWriter) -> None:
     shape = _ints(w, "shape")
     attrs: dict[str, Any] = {}
-    if 0 in shape:  # a 0 copies the input's dim unless allowzero
+    if get_ints(w.prop("copy_dims")):  # its 0s copy the input's (symbolic) dims
+        if any(d == 0 and i not in get_ints(w.prop("copy_dims")) for i, d in enumerate(shape)):
+            raise Unsupported("a reshape both to a 0-sized dim and copying a dim")
+    elif 0 in shape:  # a 0 copies the input's dim unless allowzero
         if w.opset >= 14:
             attrs["allowzero"] = 1
         else:
@@ -425,6 +430,8 @@ def _transpose(w: OpWriter) -> None:
 @export(qnn.BroadcastOp)
 def _broadcast(w: OpWriter) -> None:
     shape = list(w.shape(w.op.results[0]))
+    if DYNAMIC_INDEX in shape:  # -1 keeps the input's dim: Expand's 1 does the same
+        shape = [1 if d == -1 else d for d in _ints(w, "shape")]
     w.node("Expand", [w.input(0), w.ints(shape, "shape")], [w.out()])
 
 
@@ -469,6 +476,24 @@ def _gather(w: OpWriter) -> None:
     w.node("Gather", [w.input(0), w.input(1)], [w.out()], axis=get_int(w.prop("axis")))
 
 
+@export(qnn.GatherElementsOp)
+def _gather_elements(w: OpWriter) -> None:
+    w.node("GatherElements", [w.input(0), w.input(1)], [w.out()], axis=get_int(w.prop("axis")))
+
+
+@export(qnn.GatherNdOp)
+def _gather_nd(w: OpWriter) -> None:
+    w.node("GatherND", [w.input(0), w.input(1)], [w.out()],
+           batch_dims=get_int(w.prop("batch_dims")))
+
+
+@export(qnn.CumSumOp)
+def _cumsum(w: OpWriter) -> None:
+    axis = w.const(np.array(get_int(w.prop("axis")), np.int64), "axis")
+    w.node("CumSum", [w.input(0), axis], [w.out()],
+           exclusive=int(get_bool(w.prop("exclusive"))), reverse=int(get_bool(w.prop("reverse"))))
+
+
 @export(qnn.PadOp)
 def _pad(w: OpWriter) -> None:
     mode = get_str(w.prop("mode"), "constant")
@@ -497,14 +522,21 @@ def _resize(w: OpWriter) -> None:
         raise Unsupported("antialias needs opset 18")
     scales = qnn.ResizeOp.floats(w.prop("scales"))
     roi = qnn.ResizeOp.floats(w.prop("roi"))
+    if -1 in sizes:  # symbolic dims that are not resized: scale 1 there, scales elsewhere
+        if scales is None:
+            scales = tuple(1.0 if o == -1 else float(np.float32(o) / np.float32(d))
+                           for o, d in zip(sizes, shape, strict=True))
+        if any(d == DYNAMIC_INDEX and f != 1.0 for d, f in zip(shape, scales, strict=True)):
+            raise Unsupported("a resize of a symbolic dim has no ONNX form")
+        sizes = [d if o == -1 else o for o, d in zip(sizes, shape, strict=True)]
     roi_name = ""
     if ctm == "tf_crop_and_resize":
         r = len(shape)
         roi_name = w.const(np.asarray(roi if roi is not None else [0.0] * r + [1.0] * r,
                                       np.float32), "roi")
     if scales is not None:
-        made = [int(np.floor(np.float32(s) * np.float32(d))) for s, d in
-                zip(scales, shape, strict=True)]
+        made = [d if d == DYNAMIC_INDEX else int(np.floor(np.float32(s) * np.float32(d)))
+                for s, d in zip(scales, shape, strict=True)]
         if made != sizes:
             raise Unsupported(f"sizes {sizes} are not floor(in * scales) = {made}, which "
                               "ONNX Resize with scales makes")

@@ -10,17 +10,20 @@ How a model is read:
    constants, or it only reads a static shape: Shape, Size) or has a lowering in
    `onnx_ops.LOWERINGS`
    (filled by `onnx_ops` and `onnx_shape_ops`). All unsupported nodes are reported in one error.
-3. Graph inputs become the arguments of `func.func @main`; their shapes must be
-   static (from the model or from `input_shapes`). Initializers are numpy arrays
+3. Graph inputs become the arguments of `func.func @main`; symbolic dims are
+   imported at two probe sizes and kept as `?` where the results differ
+   (`onnx_symbolic`), unless `input_shapes` fixes them. Initializers are numpy arrays
    and become a `qnn.constant` named after the initializer only where a lowered op
    uses them.
 4. Nodes are visited in order. A folding node is computed with onnx's numpy
    reference implementation (so shape arithmetic never reaches the graph); any
-   other is lowered to qnn ops that carry the ONNX node's name.
+   other is lowered to qnn ops that carry the ONNX node's name. An `If` whose
+   condition folds is replaced by the nodes of the branch it takes.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 
@@ -42,6 +45,7 @@ from qcc.frontends.onnx_node import (  # Node stays importable from here (__all_
     _op_key,
 )
 from qcc.frontends.onnx_ops import LOWERINGS
+from qcc.frontends.onnx_symbolic import load_symbolic, symbolic_dims
 
 SHAPE_ONLY = ("Shape", "Size")
 """Ops whose result depends only on the (static) shape of their input."""
@@ -58,11 +62,17 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto,
               input_shapes: Mapping[str, Sequence[int]] | None = None) -> ModuleOp:
     """Lower an ONNX model (path or ModelProto) into `builtin.module { func.func @main }`.
 
-    `input_shapes` gives the static shape of inputs whose dims are dynamic in the
-    model (and may override static ones of the same rank).
+    Symbolic input dims (`batch x 3 x 224 x 224`) stay symbolic (`tensor<?x3x224x224xf32>`,
+    see `onnx_symbolic`). `input_shapes` fixes the shape of chosen inputs (and may
+    override static ones of the same rank).
     """
     proto, source = _read(model)
-    return _Importer(proto, source, input_shapes or {}).run()
+    given = dict(input_shapes or {})
+    symbols = symbolic_dims(proto, given)
+    if not symbols:
+        return _Importer(proto, source, given).run()
+    return load_symbolic(proto, source, given, symbols,
+                         lambda shapes: _Importer(proto, source, shapes).run())
 
 
 def _read(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
@@ -185,19 +195,33 @@ class _Importer:
         constants = set(self.values)
         lowerings = _lowerings()
         unsupported: dict[str, list[str]] = {}
-        for node in self.proto.graph.node:
-            if self._folds(node, constants) or node.op_type in SHAPE_ONLY:
-                constants.update(o for o in node.output if o)
-                continue
-            key = _op_key(node)
-            if key not in lowerings:
-                unsupported.setdefault(key, []).append(_node_label(node))
+        self._scan_nodes(self.proto.graph.node, constants, lowerings, unsupported)
         if not unsupported:
             return
         lines = [f"  {op}: {', '.join(names)}" for op, names in sorted(unsupported.items())]
         raise FrontendError(
             f"{self.source}: {len(unsupported)} unsupported ONNX op type"
             f"{'s' if len(unsupported) > 1 else ''} (op: nodes):\n" + "\n".join(lines))
+
+    def _scan_nodes(self, nodes: Sequence[onnx.NodeProto], constants: set[str],
+                    lowerings: Mapping[str, object], unsupported: dict[str, list[str]]) -> None:
+        for node in nodes:
+            if node.op_type == "If" and node.domain in STANDARD_DOMAINS:
+                # Only the taken branch is lowered; both are scanned (which one is
+                # taken is known only once the condition is folded).
+                for attr in node.attribute:
+                    if attr.type == onnx.AttributeProto.GRAPH:
+                        self.consumed.update(n for sub in attr.g.node for n in sub.input)
+                        self.consumed.update(o.name for o in attr.g.output)
+                        branch = constants | {i.name for i in attr.g.initializer}
+                        self._scan_nodes(attr.g.node, branch, lowerings, unsupported)
+                continue
+            if self._folds(node, constants) or node.op_type in SHAPE_ONLY:
+                constants.update(o for o in node.output if o)
+                continue
+            key = _op_key(node)
+            if key not in lowerings:
+                unsupported.setdefault(key, []).append(_node_label(node))
 
     # -- inputs
 
@@ -253,6 +277,9 @@ class _Importer:
     def _lower(self, node: onnx.NodeProto) -> None:
         version = self.opset if node.domain in STANDARD_DOMAINS else 1
         label = f"{self.source}: node '{_node_label(node)}' ({node.op_type})"
+        if node.op_type == "If" and node.domain in STANDARD_DOMAINS:
+            self._inline_if(node, label)
+            return
         is_constant = {n for n in node.input if n and isinstance(self.values[n], np.ndarray)}
         try:
             if self._folds(node, is_constant):
@@ -268,6 +295,32 @@ class _Importer:
             if name and value is not None:
                 self.values[name] = value
 
+    def _inline_if(self, node: onnx.NodeProto, label: str) -> None:
+        """Lower the branch that the constant condition takes in place of the If."""
+        cond = self.values.get(node.input[0])
+        if not isinstance(cond, np.ndarray):
+            raise NotConstantError(
+                f"{label}: the condition '{node.input[0]}' is computed at run time, and "
+                "qcc inlines an If only where shapes or constants decide the branch; if it "
+                "tests an input's shape, give that input a static shape with --input-shape "
+                "NAME=DIMS (in Python: input_shapes=...)", node.input[0])
+        if cond.size != 1:
+            raise FrontendError(f"{label}: the condition has {cond.size} elements, not one")
+        key = "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"
+        branch = next((a.g for a in node.attribute if a.name == key), None)
+        if branch is None:
+            raise FrontendError(f"{label}: the If has no {key}")
+        for init in branch.initializer:
+            self.values[init.name] = self._initializer(init)
+        for inner in branch.node:
+            self._lower(inner)
+        if len(branch.output) != len(node.output):
+            raise FrontendError(f"{label}: {key} has {len(branch.output)} outputs, the If "
+                                f"{len(node.output)}")
+        for name, out in zip(node.output, branch.output, strict=True):
+            if name:
+                self.values[name] = self.values[out.name]
+
     def _fold(self, node: onnx.NodeProto, version: int) -> list[np.ndarray]:
         """Compute a node whose inputs are all constants with onnx's numpy reference."""
         from onnx.reference import ReferenceEvaluator
@@ -277,14 +330,40 @@ class _Importer:
             [node], "fold", [helper.make_empty_tensor_value_info(n) for n in feeds],
             [helper.make_empty_tensor_value_info(n) for n in node.output if n])
         try:
-            outs = ReferenceEvaluator(graph, opsets={"": version}).run(None, feeds)
+            outs = ReferenceEvaluator(graph, opsets={"": version},
+                                      new_ops=_fold_overrides()).run(None, feeds)
         except Exception as e:
             raise FrontendError(f"constant folding failed: {e}") from None
         results: list[np.ndarray] = []
         it = iter(outs)
         for name in node.output:
-            results.append(np.asarray(next(it)) if name else None)  # type: ignore[arg-type]
+            out = next(it)
+            if isinstance(out, list | tuple | dict):
+                raise FrontendError(f"output '{name}' is a sequence or map, not a tensor, "
+                                    "which qnn does not support")
+            results.append(np.asarray(out) if name else None)  # type: ignore[arg-type]
         return results
+
+
+@functools.cache
+def _fold_overrides() -> list[type]:
+    """Folding implementations that replace onnx's reference where it is narrower
+    than onnxruntime: GatherElements with indices smaller than the data off the
+    gather axis (torch.gather; BERT's token-type ids gather a [1, seq] slice of a
+    [batch, seq] buffer), and more than 32 values along the axis."""
+    from onnx.reference.op_run import OpRun
+
+    class GatherElements(OpRun):
+        op_domain = ""
+
+        def _run(self, data, indices, axis=None):
+            axis = int(axis or 0) % data.ndim
+            crop = tuple(slice(None) if a == axis else slice(0, d)
+                         for a, d in enumerate(indices.shape))
+            indices = np.where(indices < 0, indices + data.shape[axis], indices)
+            return (np.take_along_axis(data[crop], indices, axis=axis),)
+
+    return [GatherElements]
 
 
 def _dims_text(dims: Sequence[int | str]) -> str:

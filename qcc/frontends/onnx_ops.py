@@ -293,6 +293,25 @@ def _broadcast(n: Node, i: int, shape: Sequence[int]) -> SSAValue:
     return n.emit(qnn.BroadcastOp, v, shape=tuple(shape), suffix=f"/broadcast{i}")
 
 
+@lowering("InstanceNormalization")
+def instance_norm(n: Node):
+    """Normalize each (sample, channel) over its spatial dims: qnn.layer_norm from
+    axis 2 (unit scale), then the per-channel scale and bias as qnn.scale. GroupNorm
+    exports as a reshape to [N, groups, -1], this op with unit scale and zero bias
+    (then no qnn.scale), and a reshape back."""
+    x = n.shape(0)
+    if len(x) < 3:
+        raise FrontendError(f"input rank {len(x)} has no spatial dims (needs rank >= 3)")
+    ones = n.constant(np.ones(x[2:], n.dtype(0)), f"{n.name}.unit_scale")
+    y = n.emit(qnn.LayerNormOp, n.value(0), ones, axis=2,
+               epsilon=float(n.attr("epsilon", 1e-5)), suffix="/normalize")
+    scale, bias = n.input(1), n.input(2)
+    if (isinstance(scale, np.ndarray) and isinstance(bias, np.ndarray)
+            and (scale == 1).all() and (bias == 0).all()):
+        return y
+    return n.emit(qnn.ScaleOp, y, n.value(1), n.value(2), axis=1)
+
+
 @lowering("Softmax")
 def softmax(n: Node):
     x = n.shape(0)
@@ -467,6 +486,13 @@ def _reduce(cls: type, axes_input_since: int) -> Lowering:
                       keepdims=bool(n.attr("keepdims", 1)))
 
     return lower
+
+
+@lowering("CumSum")
+def cumsum(n: Node):
+    axis = int(n.array(1).reshape(-1)[0])
+    return n.emit(qnn.CumSumOp, n.value(0), axis=axis % len(n.shape(0)),
+                  exclusive=bool(n.attr("exclusive", 0)), reverse=bool(n.attr("reverse", 0)))
 
 
 LOWERINGS["ReduceSum"] = _reduce(qnn.ReduceSumOp, 13)

@@ -1,5 +1,5 @@
 """Lowerings of ONNX shape ops to qnn (reshape family, concat/split/slice, gather,
-pad, resize) and of the ops whose result is known at import (Shape, Size, Dropout's
+gather_elements, gather_nd, pad, resize) and of the ops whose result is known at import (Shape, Size, Dropout's
 mask). The registry and helpers are in `onnx_ops`.
 """
 
@@ -140,6 +140,17 @@ def gather(n: Node):
         indices = np.where(indices < 0, indices + dim, indices).astype(indices.dtype)
     return n.emit(qnn.GatherOp, n.value(0), derived(n, 1, indices)
                   if isinstance(indices, np.ndarray) else n.value(1), axis=axis)
+
+
+@lowering("GatherElements")
+def gather_elements(n: Node):
+    return n.emit(qnn.GatherElementsOp, n.value(0), n.value(1),
+                  axis=n.attr("axis", 0) % len(n.shape(0)))
+
+
+@lowering("GatherND")
+def gather_nd(n: Node):
+    return n.emit(qnn.GatherNdOp, n.value(0), n.value(1), batch_dims=n.attr("batch_dims", 0))
 
 
 @lowering("Pad")

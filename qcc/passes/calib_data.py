@@ -10,11 +10,16 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp, TensorType
 
 from qcc import ir
+from qcc.dialects.base import DYN, fmt_shape, shapes_match
 from qcc.errors import QccError
 
 
 class CalibrationError(QccError):
     """Calibration data that does not fit the model, or no data at all."""
+
+
+DYNAMIC_BATCH = 32
+"""Samples per batch when the model's batch dim is symbolic."""
 
 
 def model_batches(module: ModuleOp, data: Mapping[str, np.ndarray],
@@ -29,7 +34,11 @@ def model_batches(module: ModuleOp, data: Mapping[str, np.ndarray],
     assert first is None or isinstance(first, TensorType)
     batch = first.get_shape()[0] if first is not None and first.get_shape() else 1
     samples = len(next(iter(data.values())))
-    total = samples // batch
+    if batch == DYN:  # a symbolic batch: the data's samples in batches of up to 32
+        batch = min(samples, DYNAMIC_BATCH)
+        total = -(-samples // batch)
+    else:
+        total = samples // batch
     if batch_num is not None:
         total = min(total, batch_num)
     for b in range(total):
@@ -51,8 +60,8 @@ def check_data(names, types, data: Mapping[str, np.ndarray]) -> None:
             continue
         a = np.asarray(data[name])
         want = tuple(t.get_shape())
-        if a.ndim != len(want) or a.shape[1:] != want[1:]:
-            problems.append(f"input '{name}': expected samples of shape {want[1:]} "
+        if a.ndim != len(want) or not shapes_match(a.shape[1:], want[1:]):
+            problems.append(f"input '{name}': expected samples of shape {fmt_shape(want[1:])} "
                             f"(batch first), given {a.shape}")
         elif len(a) == 0:
             problems.append(f"input '{name}' holds no samples")

@@ -2,7 +2,9 @@
 
 Rules (each a pattern below):
 1. `qnn.identity x` and `qnn.dropout x` (inference) -> x.
-2. `reshape(reshape(x))` -> `reshape(x)`; a reshape to the operand's own shape -> x.
+2. `reshape(reshape(x))` -> `reshape(x)` (a dim the outer one copies must be one the
+   inner one copied); a reshape to the operand's own type -> x (with `?` dims too:
+   each is copied or the one inferred from the element count).
 3. `transpose(transpose(x, p), q)` -> `transpose(x, p[q])`; the identity perm -> x.
 4. A pure qnn op whose operands are all `qnn.constant` folds through its fold hook
    (`qcc.dialects.qnn_eval`: numpy semantics, the runtime's own for these ops) into
@@ -53,9 +55,14 @@ class MergeReshapes(RewritePattern):
             rewriter.replace(op, [], [op.input])
             return
         inner = op.input.owner
-        if isinstance(inner, qnn.ReshapeOp):
-            rewriter.replace(op, qnn.ReshapeOp.make(inner.input, shape=get_ints(op.shape),
-                                                    name=_name(op)))
+        if not isinstance(inner, qnn.ReshapeOp):
+            return
+        copy = get_ints(op.copy_dims)
+        # a copied (symbolic) dim must be the same dim of the inner reshape's input
+        if not set(copy) <= set(get_ints(inner.copy_dims)):
+            return
+        rewriter.replace(op, qnn.ReshapeOp.make(inner.input, shape=get_ints(op.shape),
+                                                copy_dims=copy or None, name=_name(op)))
 
 
 class MergeTransposes(RewritePattern):

@@ -4,7 +4,8 @@ A layer is *realizable* when each of its activation inputs (both for `qnn.matmul
 is a `quant.fake_quant` with a per-tensor type of at most 8 bits, its weight (conv,
 conv_transpose, dense) is a `quant.fake_quant` of a constant, per-tensor or per
 output channel (axis 0; axis 1 for conv_transpose), its bias (if any) is a constant,
-and its int32 sums cannot overflow. Rules:
+and its int32 sums cannot overflow (a symbolic contracting dim bounds nothing, so such
+a `qnn.matmul` stays float). Rules:
 
 1. Activation: `%xq = quant.quantize %x {qtype = <the fake_quant's qtype>}`, one per
    fake_quant, shared by the layers reading it.
@@ -103,6 +104,8 @@ def why_not(op: Operation) -> str | None:
         bias = layer.bias
         if bias is not None and (ir.constant_value(bias) is None or not _is_f32(bias)):
             return "its bias is not a float32 constant"
+    if len(qtypes) == 2 and _max_sum(layer, *qtypes) == math.inf:
+        return "its contracting dim is symbolic, so no bound keeps its int32 sums from overflowing"
     if len(qtypes) == 2 and _max_sum(layer, *qtypes) > INT32_MAX:
         return "its int32 sums could overflow"
     return None
@@ -114,6 +117,8 @@ def _max_sum(layer: Layer, qa: QType, qb: QType) -> float:
     def reach(q: QType) -> int:
         return max(max(z - q.storage_min, q.storage_max - z) for z in q.zero_points)
 
+    if layer.products_per_output < 0:  # a symbolic contracting dim: no size bounds the sums
+        return math.inf
     bound = float(layer.products_per_output) * reach(qa) * reach(qb)
     if layer.bias is not None:
         bias = np.abs(np.asarray(ir.array_of(layer.bias), np.float64))

@@ -177,6 +177,10 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         if work is not None:
             _write_outputs(work, name, module, cfg, report)
             _write_deploy(work, name, int8_module, report)
+            if getattr(module.attributes.get("qcc.framework"), "data", None) == "caffe":
+                from qcc.exporters.caffe import write_quantized
+
+                write_quantized(work, name, module, int8_module, report)
             _commit(work, final)  # type: ignore[arg-type]
         return QuantizeResult(module, float_module, cfg, report, final, evaluation)
     finally:

@@ -3,6 +3,11 @@
 The plan is built once per module: every SSA value gets a slot, constants are
 materialized once, and each step knows which slots die after it so their
 buffers are released (and reused by kernels that take an `out` array).
+
+A module with symbolic dims (`tensor<?x3x8x8xf32>`) runs at any size of them: the
+first run at new input shapes specializes the plan to them (every op's result
+shape inferred from the concrete input shapes, a mismatch reported with the op's
+name before any kernel runs), and the shapes are cached on the plan.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from xdsl.ir import Operation, SSAValue
 
 from qcc import ir
 from qcc.dialects import qnn
+from qcc.dialects.base import DYN, QnnOp, ShapeError, fmt_shape, like, shapes_match
 from qcc.errors import QccError
 
 # Integer kernels (int8 layers, requantize) wrap entries of the float table; the Ascend
@@ -53,6 +59,13 @@ class Plan:
     slot_of: dict[SSAValue, int]
     n_slots: int
     names: dict[int, str] = field(default_factory=dict)
+    specialized: dict[tuple[tuple[int, ...], ...], dict[int, tuple[int, ...]]] = field(
+        default_factory=dict)
+    """Concrete input shapes -> the shape of every slot at those shapes."""
+
+    @property
+    def dynamic(self) -> bool:
+        return any(not t.has_static_shape() for t in self.input_types)
 
 
 def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
@@ -162,8 +175,9 @@ def check_inputs(plan: Plan, inputs: Mapping[str, np.ndarray]) -> list[np.ndarra
         a = np.asarray(inputs[name])
         want_shape = tuple(t.get_shape())
         want_dtype = ir.numpy_dtype(t.element_type)
-        if a.shape != want_shape:
-            problems.append(f"input '{name}': expected shape {want_shape}, given {a.shape}")
+        if not shapes_match(a.shape, want_shape):
+            problems.append(f"input '{name}': expected shape {fmt_shape(want_shape)}, "
+                            f"given {a.shape}")
         elif a.dtype != want_dtype:
             if np.can_cast(a.dtype, want_dtype, "same_kind"):
                 a = a.astype(want_dtype)
@@ -182,6 +196,8 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     """Run the plan; also return the values in `keep`. `overrides` replaces the
     kernel of chosen ops (calibration hooks its observers in this way)."""
     arrays = check_inputs(plan, inputs)
+    if plan.dynamic:
+        specialize(plan, [a.shape for a in arrays])
     slots: list[np.ndarray | None] = [None] * plan.n_slots
     for s, a in zip(plan.input_slots, arrays, strict=True):
         slots[s] = a
@@ -208,6 +224,34 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     return outputs, kept  # type: ignore[return-value]
 
 
+def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
+    """The shape of every slot when the inputs have `shapes` (cached on the plan):
+    each step's result types inferred from its operands' concrete types, so that
+    an input size the module cannot take is an error naming the op."""
+    key = tuple(tuple(s) for s in shapes)
+    known = plan.specialized.get(key)
+    if known is not None:
+        return known
+    sizes: dict[int, tuple[int, ...]] = dict(zip(plan.input_slots, key, strict=True))
+    sizes.update((s, a.shape) for s, a in plan.constants.items())
+    for step in plan.steps:
+        op = step.op
+        if not isinstance(op, QnnOp):
+            continue
+        types = [like(v.type, sizes[a]) for v, a in zip(op.operands, step.args, strict=True)]
+        try:
+            results = op.infer(types, dict(op.properties))
+        except ShapeError as e:
+            shape_text = ", ".join(f"{n}={'x'.join(map(str, s))}"
+                                   for n, s in zip(plan.input_names, key, strict=True))
+            raise RuntimeError_(f"op '{_value_name(op.results[0]) or op.name}' ({op.name}) "
+                                f"cannot run at input shapes {shape_text}: {e}") from None
+        for r, t in zip(step.results, results, strict=False):
+            sizes[r] = tuple(t.get_shape())  # type: ignore[attr-defined]
+    plan.specialized[key] = sizes
+    return sizes
+
+
 def run(module: ModuleOp, inputs: Mapping[str, np.ndarray],
         keep: Sequence[SSAValue | str] | None = None):
     """Run `@main` on `inputs` (one array per input name) and return its outputs by
@@ -228,6 +272,38 @@ def run(module: ModuleOp, inputs: Mapping[str, np.ndarray],
             values.append(k)
     outputs, kept = execute(plan, inputs, values)
     return outputs, {k: kept[v] for k, v in zip(keep, values, strict=True)}
+
+
+DEFAULT_RUN_BATCH = 256
+
+
+def run_batches(module: ModuleOp, inputs: Mapping[str, np.ndarray],
+                batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Run any number of samples (first axis of every input) in batches and
+    concatenate the outputs: `batch_size` at a time when the model's batch dim is
+    symbolic (default: all, up to 256), its batch B at a time when static and the
+    sample count is a multiple of B. Other inputs run once as given."""
+    plan = compile_module(module)
+    arrays = {k: np.asarray(v) for k, v in inputs.items()}
+    counts = {a.shape[0] if a.ndim else -1 for a in arrays.values()}
+    first = {t.get_shape()[0] if t.get_shape() else -1 for t in plan.input_types}
+    if batch_size is not None and batch_size < 1:
+        raise RuntimeError_(f"--batch-size must be >= 1, got {batch_size}")
+    if len(counts) != 1 or len(first) != 1 or -1 in counts or -1 in first:
+        return execute(plan, arrays)[0]
+    n, model_batch = counts.pop(), first.pop()
+    if model_batch == DYN:
+        step = batch_size or min(n, DEFAULT_RUN_BATCH)
+    elif n != model_batch and n % model_batch == 0:
+        if batch_size not in (None, model_batch):
+            raise RuntimeError_(f"the model's batch is fixed at {model_batch}; "
+                                f"--batch-size {batch_size} cannot be used")
+        step = model_batch
+    else:
+        return execute(plan, arrays)[0]
+    parts = [execute(plan, {k: a[i:i + step] for k, a in arrays.items()})[0]
+             for i in range(0, max(n, 1), step)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _some(names: Mapping[str, object], n: int = 8) -> str:

@@ -92,7 +92,8 @@ def _avg_pool(op, x):
 @kernel(qnn.ResizeOp)
 def _resize(op, x):
     """Any dtype for nearest (a gather); linear and cubic return x's dtype."""
-    return C.resize(np.asarray(x), get_ints(_p(op, "sizes")), get_str(_p(op, "mode"), "nearest"),
+    sizes = [x.shape[i] if d == -1 else d for i, d in enumerate(get_ints(_p(op, "sizes")))]
+    return C.resize(np.asarray(x), sizes, get_str(_p(op, "mode"), "nearest"),
                     get_str(_p(op, "coordinate_transformation_mode"), "half_pixel"),
                     get_str(_p(op, "nearest_mode"), "round_prefer_floor"),
                     scales=qnn.ResizeOp.floats(_p(op, "scales")),

@@ -64,6 +64,17 @@ target ascend {
   rule framework_table "{source} imported as {op} is not in the target's framework table"
     : * when not in_framework_table -> float;
 
+  // AMCT's Caffe rules: InnerProduct quantizes only with transpose false and axis 1,
+  // Deconvolution only with dilation 1 (deconv_dilation) and group 1.
+  rule inner_product_transpose "InnerProduct with transpose: true is not quantized"
+    : qnn.dense when framework == "caffe" and transpose_b -> float;
+
+  rule inner_product_axis "InnerProduct with axis != 1 is not quantized"
+    : qnn.dense when framework == "caffe" and attr("caffe.axis", 1) != 1 -> float;
+
+  rule deconv_group "Deconvolution with group {groups} is not quantized (only 1)"
+    : qnn.conv_transpose when framework == "caffe" and groups != 1 -> float;
+
   rule matmul_transposed "MatMul with transposed or adjoint operands is not quantized"
     : qnn.dense, qnn.matmul when transpose_a or transpose_b or adj_x or adj_y -> float;
 

@@ -11,6 +11,7 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from qcc import ir
+from qcc.dialects.base import DYN
 from qcc.passes.common import tensor_type_of
 
 
@@ -25,11 +26,19 @@ def as_main(text: str) -> str:
 
 
 def random_inputs(module: ModuleOp, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Standard-normal float32 arrays for every input of `@main`, by name."""
+    """Standard-normal float32 arrays for every input of `@main`, by name; the k-th
+    symbolic dim of an input is 3 + 2k (distinct sizes, so that a rewrite mixing
+    them up shows)."""
     fn = ir.main_func(module)
     names, _ = ir.io_names(fn)
-    return {n: rng.standard_normal(tensor_type_of(a).get_shape()).astype(np.float32)
-            for n, a in zip(names, fn.body.block.args, strict=True)}
+    out = {}
+    for n, a in zip(names, fn.body.block.args, strict=True):
+        shape, k = [], 0
+        for d in tensor_type_of(a).get_shape():
+            shape.append(3 + 2 * k if d == DYN else d)
+            k += d == DYN
+        out[n] = rng.standard_normal(shape).astype(np.float32)
+    return out
 
 
 def assert_close(got: dict, want: dict, rtol: float = 1e-5) -> None:

@@ -1,7 +1,7 @@
 """`qcc`: the command for the whole job.
 
     qcc import MODEL [--weights W] [--input-shape NAME=1x3x224x224 ...] -o OUT.mlir
-    qcc run MODEL [--weights W] --inputs IN.npz -o OUT.npz
+    qcc run MODEL [--weights W] --inputs IN.npz [--batch-size N] -o OUT.npz
     qcc config MODEL [--config simple.cfg] -o quant.json
     qcc quantize [MODEL] --calib CALIB.npz [--config CFG] [--eval EVAL.npz] [-o OUTDIR]
 
@@ -34,10 +34,10 @@ def _parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
         if not sep or not name:
             raise UserError(f"--input-shape '{item}': expected NAME=1x3x224x224")
         try:
-            shapes[name] = tuple(int(d) for d in dims.lower().split("x"))
+            shapes[name] = tuple(-1 if d == "?" else int(d) for d in dims.lower().split("x"))
         except ValueError:
-            raise UserError(f"--input-shape '{item}': dimensions must be integers "
-                            "separated by 'x'") from None
+            raise UserError(f"--input-shape '{item}': dimensions must be integers (or ? "
+                            "to keep a symbolic dim) separated by 'x'") from None
     return shapes
 
 
@@ -66,7 +66,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from qcc.runtime import run
+    from qcc.runtime.executor import run_batches
 
     module = _load(args)
     try:
@@ -74,12 +74,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     except (OSError, ValueError) as e:
         raise UserError(f"{args.inputs}: cannot read inputs ({e})") from None
     inputs = {k: data[k] for k in data.files}
-    outputs = run(module, inputs)
+    outputs = run_batches(module, inputs, args.batch_size)
     out = Path(args.output)
     fd, tmp = tempfile.mkstemp(dir=out.parent or ".", prefix=f".{out.name}", suffix=".npz")
     os.close(fd)
     try:
-        np.savez(tmp, **outputs)
+        np.savez(tmp, **outputs)  # type: ignore[arg-type]
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -155,10 +155,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("model", help=".mlir, .onnx, .prototxt (with --weights) or .pb")
+        p.add_argument("model", help=".mlir, .onnx, .prototxt (with --weights), .pb or .pt2 "
+                       "(torch.export.save)")
         p.add_argument("--weights", help="weights file (.caffemodel for a .prototxt)")
         p.add_argument("--input-shape", action="append", default=[], metavar="NAME=SHAPE",
-                       help="static shape of a dynamic input, e.g. x=1x3x224x224")
+                       help="shape of an input, e.g. x=1x3x224x224; ? keeps a symbolic dim "
+                            "(ids=?x128)")
         tf_nodes(p)
 
     def tf_nodes(p: argparse.ArgumentParser) -> None:
@@ -199,6 +201,10 @@ def _parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("--inputs", required=True, help=".npz with one array per model input")
     p.add_argument("-o", "--output", required=True, help="output .npz")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per run when the model's batch is symbolic (default: "
+                        "the whole file, up to 256); a static batch B runs the file's "
+                        "samples B at a time")
     p.set_defaults(fn=cmd_run)
     return ap
 

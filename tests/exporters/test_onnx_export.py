@@ -467,6 +467,31 @@ def gather(g):
         "i": np.array([3, 0, -2], np.int32)}
 
 
+@case()
+def gather_elements(g):
+    """The indices may be smaller than x off the axis (torch.gather), and negative."""
+    x = g.input("x", (3, 5))
+    idx = g.const(np.array([[4, -1, 0], [2, 2, -5]], np.int64), "idx")
+    return {"y": g.add(qnn.GatherElementsOp.make(x, idx, axis=1))}
+
+
+@case()
+def gather_nd(g):
+    x = g.input("x", (2, 3, 4))
+    idx = g.const(np.array([[[1], [-3]], [[2], [0]]], np.int64), "idx")
+    pairs = g.const(np.array([[0, 2], [1, -1]], np.int64), "pairs")
+    return {"batched": g.add(qnn.GatherNdOp.make(x, idx, batch_dims=1)),
+            "pairs": g.add(qnn.GatherNdOp.make(x, pairs))}
+
+
+@case(14)
+def cumsum(g):
+    x = g.input("x", (2, 5))
+    return {"plain": g.add(qnn.CumSumOp.make(x, axis=1)),
+            "exclusive_reverse": g.add(qnn.CumSumOp.make(x, axis=1, exclusive=True,
+                                                         reverse=True))}
+
+
 @case(17, 19)
 def pad(g):
     x = g.input("x", (1, 2, 4, 5))

@@ -285,14 +285,13 @@ def test_unsupported_ops_are_listed_all_at_once():
     assert "Relu" not in message
 
 
-def test_dynamic_input_without_shape_names_the_input():
+def test_dynamic_input_stays_symbolic_unless_given_a_shape():
     node = helper.make_node("Relu", ["images"], ["y"])
     model = _model([node], [_vi("images", ["N", 3, 224, 224])], [_vi("y", None)])
-    with pytest.raises(FrontendError) as e:
-        load_onnx(model)
-    message = str(e.value)
-    assert "'images'" in message
-    assert "--input-shape images=1x3x224x224" in message
+    module = load_onnx(model)
+    fn = ir.main_func(module)
+    assert str(fn.body.block.args[0].type) == "tensor<?x3x224x224xf32>"
+    assert [n.data for n in fn.arg_attrs.data[0].data["qnn.dims"].data] == ["N", "", "", ""]
     module = load_onnx(model, input_shapes={"images": (2, 3, 224, 224)})
     assert tuple(ir.main_func(module).body.block.args[0].type.get_shape()) == (2, 3, 224, 224)
 

@@ -32,9 +32,10 @@ def _case_name(text: str) -> str:
 def _inputs(module, rng, n: int | None = None, scale: float = 1.0):
     fn = ir.main_func(module)
     names, _ = ir.io_names(fn)
-    return {name: (rng.standard_normal(
-        ((n,) if n else ()) + tuple(a.type.get_shape()[1 if n else 0:])) * scale).astype(
-            np.float32) for name, a in zip(names, fn.body.block.args, strict=True)}
+    return {name: (rng.standard_normal(  # a symbolic dim runs at size 3
+        ((n,) if n else ()) + tuple(3 if d < 0 else d for d in a.type.get_shape()[
+            1 if n else 0:])) * scale).astype(np.float32)
+        for name, a in zip(names, fn.body.block.args, strict=True)}
 
 
 def _ops(module, cls):

@@ -47,8 +47,9 @@ def test_ascend_states_the_issue_rules():
     for q in t.quant.values():
         assert q.activation.bits == 8 and q.activation.asymmetric_allowed
         assert not q.activation.per_channel
-    assert [r.name for r in t.rules] == ["framework_table", "matmul_transposed",
-                                         "deconv_dilation", "conv3d_dilation",
+    assert [r.name for r in t.rules] == ["framework_table", "inner_product_transpose",
+                                         "inner_product_axis", "deconv_group",
+                                         "matmul_transposed", "deconv_dilation", "conv3d_dilation",
                                          "padding_zeros", "min_cin"]
     assert [r.name for r in t.rules if r.overridable] == ["min_cin"]
     line = ASCEND[:ASCEND.index("rule min_cin")].count("\n") + 1

@@ -146,3 +146,28 @@ func.func @weight_fake_quant(%x: tensor<2x4xf32> {qnn.name = "x"}) -> tensor<2x2
   %2 = qnn.dense %0, %1 {name = "fc"} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x2xf32>
   func.return %2 : tensor<2x2xf32>
 }
+
+// -----
+
+// A dim the outer reshape copies was copied by the inner one: it is the input's dim.
+// CHECK-LABEL: func.func @merge_reshapes_copying_a_symbolic_dim
+// CHECK-NEXT: %[[R:.*]] = qnn.reshape %x {shape = array<i64: 0, 2, 16>, copy_dims = array<i64: 0>} : (tensor<?x4x8xf32>) -> tensor<?x2x16xf32>
+// CHECK-NEXT: func.return %[[R]]
+func.func @merge_reshapes_copying_a_symbolic_dim(%x: tensor<?x4x8xf32>) -> tensor<?x2x16xf32> {
+  %0 = qnn.reshape %x {shape = array<i64: 0, 32>, copy_dims = array<i64: 0>} : (tensor<?x4x8xf32>) -> tensor<?x32xf32>
+  %1 = qnn.reshape %0 {shape = array<i64: 0, 2, 16>, copy_dims = array<i64: 0>} : (tensor<?x32xf32>) -> tensor<?x2x16xf32>
+  func.return %1 : tensor<?x2x16xf32>
+}
+
+// -----
+
+// Not merged: the outer reshape copies dim 0 of [B*S, 8], which is not x's dim 0.
+// CHECK-LABEL: func.func @keep_reshapes_copying_a_merged_dim
+// CHECK-NEXT: %[[A:.*]] = qnn.reshape %x {shape = array<i64: -1, 8>}
+// CHECK-NEXT: %[[B:.*]] = qnn.reshape %[[A]] {shape = array<i64: 0, 2, 4>, copy_dims = array<i64: 0>}
+// CHECK-NEXT: func.return %[[B]]
+func.func @keep_reshapes_copying_a_merged_dim(%x: tensor<?x?x8xf32>) -> tensor<?x2x4xf32> {
+  %0 = qnn.reshape %x {shape = array<i64: -1, 8>} : (tensor<?x?x8xf32>) -> tensor<?x8xf32>
+  %1 = qnn.reshape %0 {shape = array<i64: 0, 2, 4>, copy_dims = array<i64: 0>} : (tensor<?x8xf32>) -> tensor<?x2x4xf32>
+  func.return %1 : tensor<?x2x4xf32>
+}

@@ -139,6 +139,19 @@ func.func @matmul(%a: tensor<2x3xf32>, %b: tensor<3x4xf32>) -> tensor<2x4xf32> {
 
 // -----
 
+// A symbolic contracting dim (attention's sequence) bounds no int32 sum: float stays.
+// CHECK-LABEL: func.func @matmul_symbolic_contracting_dim
+// CHECK-NOT: quant.quantize
+// CHECK: qnn.matmul %{{.*}}, %{{.*}} {name = "mm"} : (tensor<2x?xf32>, tensor<?x4xf32>) -> tensor<2x4xf32>
+func.func @matmul_symbolic_contracting_dim(%a: tensor<2x?xf32>, %b: tensor<?x4xf32>) -> tensor<2x4xf32> {
+  %aq = quant.fake_quant %a {id = "mm.input0", qtype = !quant.uniform<i8:f32, 0.5:3>} : (tensor<2x?xf32>) -> tensor<2x?xf32>
+  %bq = quant.fake_quant %b {id = "mm.input1", qtype = !quant.uniform<i8:f32, 0.25:-7>} : (tensor<?x4xf32>) -> tensor<?x4xf32>
+  %0 = qnn.matmul %aq, %bq {name = "mm"} : (tensor<2x?xf32>, tensor<?x4xf32>) -> tensor<2x4xf32>
+  func.return %0 : tensor<2x4xf32>
+}
+
+// -----
+
 // qnn.avg_pool on a quantized input keeps the input's type.
 // CHECK-LABEL: func.func @avg_pool
 // CHECK-NEXT: %[[X:.*]] = quant.quantize %x

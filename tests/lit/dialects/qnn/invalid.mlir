@@ -93,3 +93,59 @@ func.func @pool_rank(%x: tensor<1x3x8xf32>) -> tensor<1x3x4xf32> {
   %0 = qnn.max_pool %x {kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 0, 0>, ceil_mode = false} : (tensor<1x3x8xf32>) -> tensor<1x3x4xf32>
   func.return %0 : tensor<1x3x4xf32>
 }
+
+// -----
+
+func.func @symbolic_channels_mismatch(%x: tensor<?x3x8x8xf32>, %w: tensor<4x2x3x3xf32>) -> tensor<?x4x6x6xf32> {
+  // CHECK: 'qnn.conv': input channels 3 != weight dim 1 (2) x groups (1)
+  %0 = qnn.conv %x, %w {strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<?x3x8x8xf32>, tensor<4x2x3x3xf32>) -> tensor<?x4x6x6xf32>
+  func.return %0 : tensor<?x4x6x6xf32>
+}
+
+// -----
+
+func.func @symbolic_result_made_static(%x: tensor<?x3x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<2x4x6x6xf32> {
+  // CHECK: 'qnn.conv': result type tensor<2x4x6x6xf32> does not match the inferred type tensor<?x4x6x6xf32>
+  %0 = qnn.conv %x, %w {strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<?x3x8x8xf32>, tensor<4x3x3x3xf32>) -> tensor<2x4x6x6xf32>
+  func.return %0 : tensor<2x4x6x6xf32>
+}
+
+// -----
+
+func.func @reshape_two_free_dims(%x: tensor<?x32xf32>) -> tensor<?x?xf32> {
+  // CHECK: 'qnn.reshape': shape [-1, -1] may have one -1 and no other negative entry
+  %0 = qnn.reshape %x {shape = array<i64: -1, -1>} : (tensor<?x32xf32>) -> tensor<?x?xf32>
+  func.return %0 : tensor<?x?xf32>
+}
+
+// -----
+
+func.func @reshape_copy_not_zero(%x: tensor<?x32xf32>) -> tensor<?x32xf32> {
+  // CHECK: 'qnn.reshape': copy_dims index 0 must be a dim of both shapes and 0 in shape [5, 32]
+  %0 = qnn.reshape %x {shape = array<i64: 5, 32>, copy_dims = array<i64: 0>} : (tensor<?x32xf32>) -> tensor<?x32xf32>
+  func.return %0 : tensor<?x32xf32>
+}
+
+// -----
+
+func.func @gather_elements_larger_indices(%x: tensor<2x8xf32>, %i: tensor<3x8xi64>) -> tensor<3x8xf32> {
+  // CHECK: 'qnn.gather_elements': indices shape (3, 8) exceeds input shape (2, 8) off axis 1
+  %0 = qnn.gather_elements %x, %i {axis = 1 : i64} : (tensor<2x8xf32>, tensor<3x8xi64>) -> tensor<3x8xf32>
+  func.return %0 : tensor<3x8xf32>
+}
+
+// -----
+
+func.func @gather_nd_too_many_dims(%x: tensor<2x3xf32>, %i: tensor<4x3xi64>) -> tensor<4xf32> {
+  // CHECK: 'qnn.gather_nd': indices address 3 dims of input (2, 3) after 0 batch dims
+  %0 = qnn.gather_nd %x, %i {batch_dims = 0 : i64} : (tensor<2x3xf32>, tensor<4x3xi64>) -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @cumsum_axis(%x: tensor<2x3xf32>) -> tensor<2x3xf32> {
+  // CHECK: 'qnn.cumsum': axis 2 is out of range for rank 2
+  %0 = qnn.cumsum %x {axis = 2 : i64, exclusive = false, reverse = false} : (tensor<2x3xf32>) -> tensor<2x3xf32>
+  func.return %0 : tensor<2x3xf32>
+}

@@ -122,3 +122,16 @@ func.func @gather_pad_resize_reduce(%x: tensor<1x4x5x5xf32>) -> tensor<1x2x1x1xf
   %3 = qnn.reduce_mean %2 {axes = array<i64: 2, 3>, keepdims = true} : (tensor<1x2x14x14xf32>) -> tensor<1x2x1x1xf32>
   func.return %3 : tensor<1x2x1x1xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @gather_elements_gather_nd_cumsum
+// CHECK: qnn.gather_elements {{.*}}axis = 1 : i64{{.*}} -> tensor<1x8xi64>
+// CHECK: qnn.gather_nd {{.*}}batch_dims = 1 : i64{{.*}} -> tensor<2x3x5xf32>
+// CHECK: qnn.cumsum {{.*}}axis = 1 : i64, exclusive = true, reverse = false{{.*}} -> tensor<2x8xi64>
+func.func @gather_elements_gather_nd_cumsum(%ids: tensor<2x8xi64>, %pos: tensor<1x8xi64>, %x: tensor<2x4x5xf32>, %i: tensor<2x3x1xi64>) -> (tensor<1x8xi64>, tensor<2x3x5xf32>, tensor<2x8xi64>) {
+  %0 = qnn.gather_elements %ids, %pos {axis = 1 : i64} : (tensor<2x8xi64>, tensor<1x8xi64>) -> tensor<1x8xi64>
+  %1 = qnn.gather_nd %x, %i {batch_dims = 1 : i64} : (tensor<2x4x5xf32>, tensor<2x3x1xi64>) -> tensor<2x3x5xf32>
+  %2 = qnn.cumsum %ids {axis = 1 : i64, exclusive = true, reverse = false} : (tensor<2x8xi64>) -> tensor<2x8xi64>
+  func.return %0, %1, %2 : tensor<1x8xi64>, tensor<2x3x5xf32>, tensor<2x8xi64>
+}

@@ -81,7 +81,7 @@ func.func @roi_length(%x: tensor<1x2x4x5xf32>) -> tensor<1x2x8x10xf32> {
 // -----
 
 func.func @sizes_rank(%x: tensor<1x2x4x5xf32>) -> tensor<1x2x8xf32> {
-  // CHECK: 'qnn.resize': sizes [1, 2, 8] must be 4 non-negative sizes for input shape (1, 2, 4, 5)
+  // CHECK: 'qnn.resize': sizes [1, 2, 8] must be 4 non-negative sizes (or -1: the input's dim) for input shape (1, 2, 4, 5)
   %0 = qnn.resize %x {sizes = array<i64: 1, 2, 8>, mode = "nearest", coordinate_transformation_mode = "half_pixel", nearest_mode = "floor"} : (tensor<1x2x4x5xf32>) -> tensor<1x2x8xf32>
   func.return %0 : tensor<1x2x8xf32>
 }
