@@ -78,7 +78,7 @@ def quantize(model, calib, config=None, outdir=None, *, example_inputs=None,
 
 
 def __getattr__(name: str):
-    if name in ("passes", "runtime", "ir"):
+    if name in ("passes", "runtime", "ir", "qat"):
         import importlib
 
         return importlib.import_module(f"qcc.{name}")

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 FRAMEWORKS = {"onnx", "onnxruntime", "torch", "tensorflow", "caffe", "google"}
-ALLOWED = ("qcc/frontends/", "qcc/exporters/", "qcc/testing/")
+ALLOWED = ("qcc/frontends/", "qcc/exporters/", "qcc/testing/", "qcc/qat/")
 
 
 def test_ruff_clean():
@@ -61,10 +61,10 @@ FLOORS: list[tuple[str, ...]] = [
     ("qcc.dialects",),
     ("qcc.ir",),
     ("qcc.passes", "qcc.targets", "qcc.quant"),
-    ("qcc.frontends", "qcc.exporters", "qcc.runtime"),
+    ("qcc.frontends", "qcc.exporters", "qcc.runtime", "qcc.qat"),
     # The quantize job composes passes, the runtime and the exporters: it sits with
     # the tools (`qcc quantize`, the AMCT-style API) although its files are in quant/.
-    ("qcc.tools", "qcc.testing", "qcc", "qcc.quant.flow", "qcc.quant.amct",
+    ("qcc.tools", "qcc.testing", "qcc", "qcc.quant.flow", "qcc.quant.amct", "qcc.qat.amct",
      "qcc.quant.amct_pytorch",
      "qcc.frontends.tensorflow.amct",  # AMCT's TensorFlow vocabulary over quant.amct
      "qcc.frontends.caffe.amct"),  # AMCT's Caffe vocabulary (reads records with protobuf)
