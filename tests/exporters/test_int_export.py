@@ -18,6 +18,7 @@ from qcc.exporters.onnx import ExportError
 from qcc.exporters.onnx_int import export_onnx_int
 
 ort = pytest.importorskip("onnxruntime")
+from qcc.testing import ort as exact_ort  # noqa: E402
 
 
 def with_outputs(module: ModuleOp, values: dict[str, SSAValue]) -> ModuleOp:
@@ -35,7 +36,8 @@ def with_outputs(module: ModuleOp, values: dict[str, SSAValue]) -> ModuleOp:
 
 
 def session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    """Graph optimizations off: the integer operators as written (`qcc.testing.ort`)."""
+    return exact_ort.session(path)
 
 
 def run_ort(sess, inputs):

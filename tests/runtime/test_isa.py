@@ -80,6 +80,7 @@ def test_whole_model_identical_on_every_level(digits_modules, level, monkeypatch
     with isa.forced(level):
         int_got = [run(module, feeds) for feeds in samples]
         float_got = [run(float_module, feeds) for feeds in samples]
-    for want, got in [*zip(int_want, int_got), *zip(float_want, float_got)]:
+    for want, got in [*zip(int_want, int_got, strict=True),
+                      *zip(float_want, float_got, strict=True)]:
         for name, value in want.items():
             assert np.array_equal(got[name], value), name
