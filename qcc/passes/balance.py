@@ -49,13 +49,14 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from qcc import ir
 from qcc.dialects import qnn
 from qcc.dialects.base import get_int
+from qcc.dialects.layers import WEIGHTED_OPS as LAYERS
+from qcc.dialects.layers import Layer
 from qcc.passes import remarks
 from qcc.passes.common import is_f32 as _is_f32
 from qcc.passes.common import op_label as _label
 from qcc.passes.common import op_name as _name
 from qcc.passes.common import tensor_type_of
 
-LAYERS = (qnn.DenseOp, qnn.ConvOp, qnn.ConvTransposeOp)
 FACTOR_ATTR = "qcc.balance_factor"
 ALPHA_RANGE = (0.2, 0.8)
 S_RANGE = (1e-5, 1e5)
@@ -97,7 +98,7 @@ def balance(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
     amax = _activation_max(groups, module, batches)
     factors: dict[str, np.ndarray] = {}
     for group, a in zip(groups, amax, strict=True):
-        wmax = np.max([_weight_max(op) for _, op in group.layers], axis=0)
+        wmax = np.max([_weight_max(Layer(op)) for _, op in group.layers], axis=0)
         s = factor(a, wmax, alpha)
         factors.update(dict.fromkeys((name for name, _ in group.layers), s))
         _apply(group, s)
@@ -152,7 +153,7 @@ def _groups(targets: list[tuple[str, Operation]]) -> list[Group]:
     """Rule 2."""
     groups: dict[tuple[SSAValue, int], Group] = {}
     for name, op in targets:
-        x, axis = op.operands[0], _in_axis(op)
+        x, axis = op.operands[0], Layer(op).in_axis
         groups.setdefault((x, axis), Group(x, axis, [])).layers.append((name, op))
     return list(groups.values())
 
@@ -194,7 +195,7 @@ def _apply(group: Group, s: np.ndarray) -> None:
     _divide_input(group, 1 / s)
     for _, op in group.layers:
         w = np.asarray(ir.array_of(op.operands[1]), np.float64)
-        _set_operand(op, 1, _scale_inputs(op, w, s), "weight")
+        _set_operand(op, 1, Layer(op).scale_inputs(w, s), "weight")
         old = op.attributes.get(FACTOR_ATTR)
         total = s * np.asarray(old.get_values()) if isinstance(old, DenseArrayBase) else s
         op.attributes[FACTOR_ATTR] = DenseArrayBase.from_list(f64, [float(v) for v in total])
@@ -242,7 +243,7 @@ def _fold(producer: Operation, axis: int, inv: np.ndarray) -> None:
     """Rule 5: the output channels of `producer` (over `axis`) times `inv`."""
     params = [np.asarray(ir.array_of(v), np.float64) for v in producer.operands[1:]]
     if isinstance(producer, LAYERS):
-        _set_operand(producer, 1, _scale_outputs(producer, params[0], inv), "weight")
+        _set_operand(producer, 1, Layer(producer).scale_outputs(params[0], inv), "weight")
         if len(params) > 1:
             _set_operand(producer, 2, params[1] * inv, "bias")
         return
@@ -270,59 +271,24 @@ def _set_operand(op: Operation, index: int, array: np.ndarray, kind: str) -> Non
 # ---------------------------------------------------------------- helpers
 
 
-def _in_axis(layer: Operation) -> int:
-    """The channel axis of a layer's input: last for dense, 1 for (de)conv."""
-    rank = len(tensor_type_of(layer.operands[0]).get_shape())
-    return rank - 1 if isinstance(layer, qnn.DenseOp) else 1
-
-
 def _out_axes(op: Operation) -> tuple[int, ...]:
     """The axes over which `op`'s output can be scaled per channel through its parameters."""
     rank = len(tensor_type_of(op.results[0]).get_shape())
-    if isinstance(op, qnn.DenseOp):
-        return (rank - 1,)
     if isinstance(op, qnn.LayerNormOp):
         return tuple(range(get_int(op.axis) % rank, rank))
     if isinstance(op, qnn.ScaleOp):
         return (get_int(op.axis) % rank,)
-    return (1,)  # batch_norm, conv, conv_transpose
-
-
-
-
-
-
+    return (Layer(op).out_axis if isinstance(op, LAYERS) else 1,)  # batch_norm: 1
 
 
 def _channels(x: SSAValue, axis: int) -> int:
     return tensor_type_of(x).get_shape()[axis]
 
 
-def _weight_max(layer: Operation) -> np.ndarray:
-    """max|W| per input channel (rule 1's layouts)."""
-    w = np.abs(np.asarray(ir.array_of(layer.operands[1]), np.float64))
-    if isinstance(layer, qnn.DenseOp):  # [N, K]
-        return w.max(axis=0)
-    if isinstance(layer, qnn.ConvOp):  # [O, C, *K]
-        return np.moveaxis(w, 1, 0).reshape(w.shape[1], -1).max(axis=1)
-    return w.reshape(w.shape[0], -1).max(axis=1)  # conv_transpose [C, O/groups, *K]
-
-
-def _scale_inputs(layer: Operation, w: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """`w` with the weights of input channel c multiplied by s[c]."""
-    if isinstance(layer, qnn.DenseOp):
-        return w * s
-    axis = 1 if isinstance(layer, qnn.ConvOp) else 0
-    return w * s.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
-
-
-def _scale_outputs(layer: Operation, w: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """`w` with the weights of output channel o multiplied by a[o]."""
-    if not isinstance(layer, qnn.ConvTransposeOp):  # dense [N, K], conv [O, C/groups, *K]
-        return w * a.reshape(-1, *(1,) * (w.ndim - 1))
-    groups, (cin, per_group), kernel = get_int(layer.groups), w.shape[:2], w.shape[2:]
-    grouped = w.reshape(groups, cin // groups, per_group, *kernel)
-    return (grouped * a.reshape(groups, 1, per_group, *(1,) * len(kernel))).reshape(w.shape)
+def _weight_max(layer: Layer) -> np.ndarray:
+    """max|W| per input channel."""
+    assert layer.weight is not None
+    return layer.in_channel_max(np.asarray(ir.array_of(layer.weight), np.float64))
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ from xdsl.rewriter import Rewriter
 
 from qcc import ir
 from qcc.dialects import qnn
-from qcc.dialects.base import get_float, get_int, get_ints
+from qcc.dialects.base import get_float, get_ints
+from qcc.dialects.layers import Layer as LayerView
 from qcc.passes import remarks
 from qcc.passes.common import op_label as _label
 from qcc.passes.common import op_name as _name
@@ -81,42 +82,32 @@ def last_scales() -> dict[tuple[str, str], list[float]]:
 class Layer:
     """A layer's weights in float64 while the pass changes them."""
 
-    op: Operation
+    view: LayerView
     w: np.ndarray
     b: np.ndarray | None
     stats: dict[str, np.ndarray]  # qcc.output_mean / qcc.output_std, when present
     new_bias: bool = False
 
+    @property
+    def op(self) -> Operation:
+        return self.view.op
+
     @staticmethod
     def of(op: Operation) -> Layer:
-        w = np.asarray(ir.array_of(op.operands[1]), np.float64)
-        b = np.asarray(ir.array_of(op.operands[2]), np.float64) if len(op.operands) > 2 else None
+        view = LayerView(op)
+        assert view.weight is not None
+        w = np.asarray(ir.array_of(view.weight), np.float64)
+        b = np.asarray(ir.array_of(view.bias), np.float64) if view.bias is not None else None
         stats = {k: np.array(a.get_values(), np.float64) for k in (MEAN, STD)
                  if isinstance(a := op.attributes.get(k), DenseArrayBase)}
-        return Layer(op, w, b, {k: v for k, v in stats.items() if v.shape == w.shape[:1]})
-
-    def grouped(self) -> np.ndarray:
-        """W as [groups, O/groups, C/groups, K]: W[g, o, j] reads input channel g * C/groups + j
-        (a dense is one group, K = 1)."""
-        groups = get_int(self.op.groups) if isinstance(self.op, qnn.ConvOp) else 1
-        out, per_group = self.w.shape[:2]
-        return self.w.reshape(groups, out // groups, per_group, -1)
-
-    def out_ranges(self) -> np.ndarray:
-        return np.abs(self.w).reshape(len(self.w), -1).max(-1)
-
-    def in_ranges(self) -> np.ndarray:
-        return np.abs(self.grouped()).max(axis=(1, 3)).reshape(-1)
+        out = view.out_channels
+        return Layer(view, w, b, {k: v for k, v in stats.items() if v.shape == (out,)})
 
     def divide_outputs(self, s: np.ndarray) -> None:
-        self.w = self.w / s.reshape(-1, *(1,) * (self.w.ndim - 1))
+        self.w = self.w / self.view.out_factor(s)
         if self.b is not None:
             self.b, self.new_bias = self.b / s, True
         self.stats = {k: v / s for k, v in self.stats.items()}
-
-    def multiply_inputs(self, s: np.ndarray) -> None:
-        w = self.grouped()
-        self.w = (w * s.reshape(len(w), 1, -1, 1)).reshape(self.w.shape)
 
 
 @dataclass
@@ -127,18 +118,19 @@ class Joint:
     scales: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scales = np.ones(len(self.one.w))
+        self.scales = np.ones(self.one.view.out_channels)
 
     def log_ratio(self) -> np.ndarray:
         """log(r1_i / r2_i); NaN where a range is zero (those channels keep s_i = 1)."""
-        r1, r2 = self.one.out_ranges(), self.two.in_ranges()
+        r1 = self.one.view.out_channel_max(self.one.w)
+        r2 = self.two.view.in_channel_max(self.two.w)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where((r1 > 0) & (r2 > 0), np.log(r1 / r2), np.nan)
 
     def apply(self, log_s: np.ndarray) -> None:
         s = np.exp(np.nan_to_num(log_s))
         self.one.divide_outputs(s)
-        self.two.multiply_inputs(s)
+        self.two.w = self.two.view.scale_inputs(self.two.w, s)
         self.scales *= s
 
 
@@ -249,18 +241,17 @@ def absorb(joint: Joint) -> np.ndarray | str:
                 "and its bias alone estimates no spread")
     if isinstance(two.op, qnn.ConvOp) and any(get_ints(two.op.pads)):
         return f"{_label(two.op)} pads its input with zeros, so the shift would change the borders"
-    b1 = one.b if one.b is not None else np.zeros(len(one.w))
+    b1 = one.b if one.b is not None else np.zeros(one.view.out_channels)
     mean, std = one.stats.get(MEAN, b1), one.stats[STD]
     c = mean - 3 * std
     c[c <= 1e-5 * (np.abs(mean) + 3 * std)] = 0  # float32 rounding of an earlier absorption
     if not c.any():
         return "mean - 3 std is not positive on any channel"
-    w = two.grouped()
-    shift = (w.sum(-1) * c.reshape(len(w), 1, -1)).sum(-1).reshape(-1)
+    shift = two.view.constant_input_response(two.w, c)
     one.b, one.new_bias = b1 - c, True
     if MEAN in one.stats:
         one.stats[MEAN] = one.stats[MEAN] - c
-    two.b = (two.b if two.b is not None else np.zeros(len(two.w))) + shift
+    two.b = (two.b if two.b is not None else np.zeros(two.view.out_channels)) + shift
     two.new_bias = True
     return c
 
@@ -270,27 +261,17 @@ def absorb(joint: Joint) -> np.ndarray | str:
 
 def rebuild(layer: Layer, scales: np.ndarray | None) -> None:
     """Replace `layer.op` with its new weights, stats and scales."""
-    op, name = layer.op, _name(layer.op)
-    new_ops: list[Operation] = [ir.constant(layer.w.astype(np.float32),
-                                            f"{name}.weight_eq" if name else None)]
-    bias = op.operands[2] if len(op.operands) > 2 else None
+    name = _name(layer.op)
+    weight = ir.constant(layer.w.astype(np.float32), f"{name}.weight_eq" if name else None)
+    bias = None
     if layer.new_bias:
         assert layer.b is not None
-        new_ops.append(ir.constant(layer.b.astype(np.float32),
-                                   f"{name}.bias_eq" if name else None))
-        bias = new_ops[-1].results[0]
-    new = type(op).make(op.operands[0], new_ops[0].results[0], bias, name=name,  # type: ignore[attr-defined]
-                        **dict(op.properties))
-    new.attributes.update(op.attributes)
+        bias = ir.constant(layer.b.astype(np.float32), f"{name}.bias_eq" if name else None)
+    new = layer.view.rebuild(weight=weight, bias=bias)
     for key, value in layer.stats.items():
         new.attributes[key] = DenseArrayBase.from_list(f64, [float(v) for v in value])
     if scales is not None:
         new.attributes[SCALES] = DenseArrayBase.from_list(f64, [float(v) for v in scales])
-    owners = [v.owner for v in op.operands[1:]]
-    Rewriter.replace_op(op, [*new_ops, new])
-    for owner in dict.fromkeys(owners):
-        if isinstance(owner, qnn.ConstantOp) and not owner.output.uses:
-            Rewriter.erase_op(owner)
 
 
 def relu_for(clip: Operation) -> None:

@@ -46,13 +46,13 @@ from xdsl.pattern_rewriter import (
 from qcc import ir
 from qcc.dialects import qnn
 from qcc.dialects.base import get_float, get_int, get_ints
+from qcc.dialects.layers import WEIGHTED_OPS, Layer, replace
 from qcc.passes import remarks
 from qcc.passes.common import is_f32 as _is_f32
 from qcc.passes.common import op_label as _label
 from qcc.passes.common import op_name as _name
 from qcc.passes.common import tensor_type_of
 
-LAYERS = (qnn.ConvOp, qnn.ConvTransposeOp, qnn.DenseOp)
 AFFINES = (qnn.BatchNormOp, qnn.ScaleOp, qnn.MulOp, qnn.AddOp)
 
 
@@ -119,7 +119,7 @@ def why_not_after(layer: Operation, op: Operation, skip: frozenset[str]) -> str 
         return f"the output of {_label(layer)} has another user"
     if not _constant_weights(layer):
         return f"the weights of {_label(layer)} are not constants"
-    if affine_of(op, _out_axis(layer)) is None:
+    if affine_of(op, Layer(layer).out_axis) is None:
         return f"it is not a constant per-channel affine over the outputs of {_label(layer)}"
     return None
 
@@ -152,11 +152,11 @@ class FoldIntoLayer(RewritePattern):
         layer = _layer_before(op)
         if layer is None or why_not_after(layer, op, self.skip) is not None:
             return
-        aff = affine_of(op, _out_axis(layer))
+        view = Layer(layer)
+        aff = affine_of(op, view.out_axis)
         assert aff is not None
-        w, bias = _weights(layer)
-        w = _scale_outputs(layer, w, aff.a)
-        _replace(rewriter, op, _layer(layer, layer.operands[0], w, bias * aff.a + aff.b), layer)
+        w, bias = _weights(view)
+        _fused(rewriter, view, view.scale_outputs(w, aff.a), bias * aff.a + aff.b, replacing=op)
 
 
 @dataclass(frozen=True)
@@ -177,14 +177,11 @@ class FoldIntoConv(RewritePattern):
             return
         aff = affine_of(op, 1)
         assert aff is not None
-        w, bias = _weights(conv)
-        out, per_group = w.shape[:2]
-        groups = get_int(conv.groups)
-        channel = (np.arange(out) // (out // groups))[:, None] * per_group + np.arange(per_group)
-        a, b = aff.a[channel], aff.b[channel]  # [O, C/groups]: input channel of W[o, c]
-        shift = (w.reshape(out, per_group, -1).sum(-1) * b).sum(-1)
-        w = w * a.reshape(out, per_group, *(1,) * (w.ndim - 2))
-        _replace(rewriter, conv, _layer(conv, aff.input, w, bias + shift), op)
+        view = Layer(conv)
+        w, bias = _weights(view)
+        shift = view.constant_input_response(w, aff.b)
+        _fused(rewriter, view, view.scale_inputs(w, aff.a), bias + shift, input=aff.input,
+               erase=op)
 
 
 @dataclass(frozen=True)
@@ -206,7 +203,7 @@ class MergeAffines(RewritePattern):
         if one is None or two is None:
             return
         a, b = one.a * two.a, one.b * two.a + two.b
-        _replace(rewriter, op, _scale(first, one.input, a, b, axis), first)
+        replace(rewriter, op, _scale(first, one.input, a, b, axis), [first])
 
 
 class BatchNormToScale(RewritePattern):
@@ -217,9 +214,7 @@ class BatchNormToScale(RewritePattern):
         aff = affine_of(op, 1)
         if aff is None:
             return
-        owners = [v.owner for v in op.operands[1:]]
-        rewriter.replace(op, _scale(op, aff.input, aff.a, aff.b, 1))
-        _erase_unused_constants(rewriter, owners)
+        replace(rewriter, op, _scale(op, aff.input, aff.a, aff.b, 1))
 
 
 # -------------------------------------------------------------- helpers
@@ -227,43 +222,33 @@ class BatchNormToScale(RewritePattern):
 
 def _layer_before(op: Operation) -> Operation | None:
     x = affine_input(op) if isinstance(op, AFFINES) else None
-    return x.owner if x is not None and isinstance(x.owner, LAYERS) else None
-
-
-def _out_axis(layer: Operation) -> int:
-    return len(layer.output.type.get_shape()) - 1 if isinstance(layer, qnn.DenseOp) else 1
+    return x.owner if x is not None and isinstance(x.owner, WEIGHTED_OPS) else None
 
 
 def _constant_weights(layer: Operation) -> bool:
-    weights = [v for v in layer.operands[1:] if v is not None]
+    view = Layer(layer)
+    weights = [v for v in (view.weight, view.bias) if v is not None]
     return all(ir.constant_value(v) is not None for v in weights) and _is_f32(layer.results[0])
 
 
-def _weights(layer: Operation) -> tuple[np.ndarray, np.ndarray]:
+def _weights(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
     """Weight and bias (zeros when absent) in float64."""
-    w = np.asarray(ir.array_of(layer.operands[1]), np.float64)
-    out = tensor_type_of(layer.results[0]).get_shape()[_out_axis(layer)]
-    bias = layer.operands[2] if len(layer.operands) > 2 else None
-    return w, (np.zeros(out) if bias is None else np.asarray(ir.array_of(bias), np.float64))
+    assert layer.weight is not None
+    w = np.asarray(ir.array_of(layer.weight), np.float64)
+    bias = layer.bias
+    return w, (np.zeros(layer.out_channels) if bias is None else
+               np.asarray(ir.array_of(bias), np.float64))
 
 
-def _scale_outputs(layer: Operation, w: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """`w` with the weights of output channel o multiplied by a[o]."""
-    if not isinstance(layer, qnn.ConvTransposeOp):
-        return w * a.reshape(-1, *(1,) * (w.ndim - 1))
-    groups, (cin, per_group), kernel = get_int(layer.groups), w.shape[:2], w.shape[2:]
-    grouped = w.reshape(groups, cin // groups, per_group, *kernel)
-    return (grouped * a.reshape(groups, 1, per_group, *(1,) * len(kernel))).reshape(w.shape)
-
-
-def _layer(layer: Operation, x: SSAValue, w: np.ndarray, bias: np.ndarray) -> list[Operation]:
-    """`layer` rebuilt on `x` with new float32 weight and bias constants."""
-    name = _name(layer)
+def _fused(rewriter: PatternRewriter, layer: Layer, w: np.ndarray, bias: np.ndarray, *,
+           input: SSAValue | None = None, replacing: Operation | None = None,
+           erase: Operation | None = None) -> None:
+    """`layer` rebuilt with float32 constants `<layer>.weight_fused`, `<layer>.bias_fused`."""
+    name = _name(layer.op)
     wc = ir.constant(w.astype(np.float32), f"{name}.weight_fused" if name else None)
     bc = ir.constant(bias.astype(np.float32), f"{name}.bias_fused" if name else None)
-    new = type(layer).make(x, wc, bc, name=name, **dict(layer.properties))  # type: ignore[attr-defined]
-    new.attributes.update(layer.attributes)
-    return [wc, bc, new]
+    layer.rebuild(rewriter, input=input, weight=wc, bias=bc, replacing=replacing,
+                  erase=[erase] if erase is not None else [])
 
 
 def _scale(op: Operation, x: SSAValue, a: np.ndarray, b: np.ndarray, axis: int):
@@ -272,28 +257,6 @@ def _scale(op: Operation, x: SSAValue, a: np.ndarray, b: np.ndarray, axis: int):
     sc = ir.constant(a.astype(np.float32), f"{name}.scale" if name else None)
     bc = ir.constant(b.astype(np.float32), f"{name}.bias" if name else None)
     return [sc, bc, qnn.ScaleOp.make(x, sc, bc, name=name, axis=axis)]
-
-
-def _replace(rewriter: PatternRewriter, op: Operation, new_ops: list[Operation],
-             dead: Operation) -> None:
-    """Replace `op` by `new_ops`, erase `dead` (which fed only `op`) and the
-    constants nothing uses any more."""
-    owners = [v.owner for o in (op, dead) for v in o.operands]
-    rewriter.replace(op, new_ops)
-    rewriter.erase(dead)
-    _erase_unused_constants(rewriter, owners)
-
-
-def _erase_unused_constants(rewriter: PatternRewriter, owners) -> None:
-    for owner in dict.fromkeys(owners):
-        if isinstance(owner, qnn.ConstantOp) and not owner.output.uses:
-            rewriter.erase(owner)
-
-
-
-
-
-
 
 
 def _explain(module: ModuleOp, skip: frozenset[str]) -> None:

@@ -37,7 +37,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from qcc.dialects import qnn, quant
-from qcc.dialects.base import get_int
+from qcc.dialects.layers import Layer
 
 
 def layers(module: ModuleOp) -> list[tuple[str, Operation]]:
@@ -62,14 +62,6 @@ def _params_attr(params: dict) -> DictionaryAttr | None:
         else:
             out[key] = StringAttr(str(value))
     return DictionaryAttr(out)
-
-
-def _weight_axis(op: Operation, channel_wise: bool) -> int:
-    if not channel_wise:
-        return -1
-    if isinstance(op, qnn.ConvTransposeOp):
-        return 1 if get_int(op.groups, 1) == 1 else -1
-    return 0
 
 
 @dataclass(frozen=True)
@@ -97,21 +89,20 @@ def insert_observers(module: ModuleOp, cfg: dict) -> list[quant.ObserveOp]:
         entry = layer_cfg.get(name)
         if entry is None or not entry.get("quantize", False) or "qcc.float" in op.attributes:
             continue  # rule 1 (and layers a target legalization kept float)
-        act = entry.get("activation")
+        act, layer = entry.get("activation"), Layer(op)
         if act is not None:
-            inputs = [0, 1] if isinstance(op, qnn.MatmulOp) else [0]
+            inputs = layer.activation_indices
             for i in inputs:
                 suffix = f".input{i}" if len(inputs) > 1 else ".input"
                 obs = _observe_activation(op, i, name + suffix, act, shared)
                 created += [obs] if obs is not None else []
         weight = entry.get("weight")
-        if weight is not None and len(op.operands) > 1 and not isinstance(op, qnn.MatmulOp):
-            w = op.operands[1]
-            if isinstance(w.owner, qnn.ConstantOp):
-                created.append(_observe(op, 1, w, "weight", weight["algorithm"],
-                                        weight["bits"], True,
-                                        _weight_axis(op, weight.get("channel_wise", True)),
-                                        True, name + ".weight", {}))
+        w = layer.weight
+        if weight is not None and w is not None and isinstance(w.owner, qnn.ConstantOp):
+            axis = layer.per_channel_axis if weight.get("channel_wise", True) else None
+            created.append(_observe(op, 1, w, "weight", weight["algorithm"], weight["bits"],
+                                    True, -1 if axis is None else axis, True,
+                                    name + ".weight", {}))
     return created
 
 

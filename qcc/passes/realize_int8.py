@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter
@@ -60,7 +60,8 @@ from xdsl.utils.exceptions import VerifyException
 
 from qcc import ir
 from qcc.dialects import qnn, quant
-from qcc.dialects.base import get_float, get_int
+from qcc.dialects.base import get_float
+from qcc.dialects.layers import Layer
 from qcc.dialects.quant import UniformQuantizedType as QType
 from qcc.passes import remarks
 from qcc.passes.common import is_f32 as _is_f32
@@ -69,14 +70,6 @@ INT32_MAX = (1 << 31) - 1
 COMMUTING = (qnn.ReluOp, qnn.ClipOp, qnn.MaxPoolOp, qnn.ReshapeOp, qnn.TransposeOp)
 """Float ops between a dequantize and a quantize that rule 5 may move to integers
 (with `commute`; only one relu without)."""
-
-
-def activation_indices(layer: Operation) -> tuple[int, ...]:
-    return (0, 1) if isinstance(layer, qnn.MatmulOp) else (0,)
-
-
-def has_weight(layer: Operation) -> bool:
-    return isinstance(layer, qnn.ConvOp | qnn.ConvTransposeOp | qnn.DenseOp)
 
 
 def _fake_quant(value: SSAValue | None) -> quant.FakeQuantOp | None:
@@ -88,31 +81,26 @@ def _fake_quant(value: SSAValue | None) -> quant.FakeQuantOp | None:
 
 
 
-def _shape(value: SSAValue) -> tuple[int, ...]:
-    assert isinstance(value.type, TensorType)
-    return tuple(value.type.get_shape())
-
-
-def why_not(layer: Operation) -> str | None:
-    """Why `layer` stays float (None: it is realizable)."""
-    qtypes: list[QType] = []
-    for i in activation_indices(layer):
-        fq = _fake_quant(layer.operands[i])
+def why_not(op: Operation) -> str | None:
+    """Why `op` stays float (None: it is realizable)."""
+    layer, qtypes = Layer(op), list[QType]()
+    for i, x in zip(layer.activation_indices, layer.activations, strict=True):
+        fq = _fake_quant(x)
         if fq is None:
             return f"input {i} is not fake-quantized"
         if fq.qtype.axis is not None or fq.qtype.bits > 8:
             return f"input {i} is not quantized per-tensor with at most 8 bits ({fq.qtype})"
         qtypes.append(fq.qtype)
-    if has_weight(layer):
-        fw = _fake_quant(layer.operands[1])
+    if layer.has_weight:
+        fw = _fake_quant(layer.weight)
         if fw is None or ir.constant_value(fw.input) is None:
             return "its weight is not a fake-quantized constant"
-        channel = 1 if isinstance(layer, qnn.ConvTransposeOp) else 0
+        channel = layer.weight_out_axis
         if fw.qtype.bits > 8 or fw.qtype.axis not in (None, channel):
             return (f"its weight type {fw.qtype} is not per-tensor or per-channel on "
                     f"axis {channel}")
         qtypes.append(fw.qtype)
-        bias = layer.operands[2] if len(layer.operands) > 2 else None
+        bias = layer.bias
         if bias is not None and (ir.constant_value(bias) is None or not _is_f32(bias)):
             return "its bias is not a float32 constant"
     if len(qtypes) == 2 and _max_sum(layer, *qtypes) > INT32_MAX:
@@ -120,22 +108,15 @@ def why_not(layer: Operation) -> str | None:
     return None
 
 
-def _max_sum(layer: Operation, qa: QType, qb: QType) -> float:
+def _max_sum(layer: Layer, qa: QType, qb: QType) -> float:
     """A bound of |acc|: (products per output) * max|a - z_a| * max|b - z_b| + max|b_q|."""
-    a, b = _shape(layer.operands[0]), _shape(layer.operands[1])
-    if isinstance(layer, qnn.ConvOp | qnn.DenseOp):
-        terms = math.prod(b[1:])
-    elif isinstance(layer, qnn.ConvTransposeOp):  # at most all input channels x taps
-        terms = math.prod(b) // b[1]
-    else:
-        terms = a[-1]
 
     def reach(q: QType) -> int:
         return max(max(z - q.storage_min, q.storage_max - z) for z in q.zero_points)
 
-    bound = float(terms) * reach(qa) * reach(qb)
-    if len(layer.operands) > 2:
-        bias = np.abs(np.asarray(ir.array_of(layer.operands[2]), np.float64))
+    bound = float(layer.products_per_output) * reach(qa) * reach(qb)
+    if layer.bias is not None:
+        bias = np.abs(np.asarray(ir.array_of(layer.bias), np.float64))
         bound += float(bias.max(initial=0)) / min(bias_type(qa, qb, 1).scales) + 1
     return bound
 
@@ -175,30 +156,27 @@ class Realizer:
     quantized: dict[quant.FakeQuantOp, SSAValue] = field(default_factory=dict)
     maybe_dead: list[Operation] = field(default_factory=list)
 
-    def layer(self, layer: Operation) -> None:
-        reason = why_not(layer)
+    def layer(self, op: Operation) -> None:
+        reason = why_not(op)
         if reason is not None:
-            if any(_fake_quant(v) is not None for v in layer.operands):
-                remarks.emit(layer, f"stays float: {reason}")
+            if any(_fake_quant(v) is not None for v in op.operands):
+                remarks.emit(op, f"stays float: {reason}")
             return
-        rewriter = PatternRewriter(layer)
-        operands = [self._activation(_fake_quant(layer.operands[i]))  # type: ignore[arg-type]
-                    for i in activation_indices(layer)]
+        layer, rewriter = Layer(op), PatternRewriter(op)
+        operands = [self._activation(_fake_quant(x))  # type: ignore[arg-type]
+                    for x in layer.activations]
         new_ops: list[Operation] = []
-        if has_weight(layer):
-            fw = _fake_quant(layer.operands[1])
-            assert fw is not None
-            qx, qw = self._qtype(layer.operands[0]), fw.qtype
+        fw = _fake_quant(layer.weight)
+        if fw is not None:
+            qx, qw = self._qtype(layer.activations[0]), fw.qtype
             operands.append(self._quantized_value(fw))
-            if len(layer.operands) > 2:
-                groups = get_int(layer.groups, 1) if isinstance(
-                    layer, qnn.ConvTransposeOp) else 1
-                new_ops.append(quant.QuantizeOp.make(layer.operands[2],
-                                                     qtype=bias_type(qx, qw, groups)))
+            if layer.bias is not None:
+                qb = bias_type(qx, qw, layer.out_axis_repeats)
+                new_ops.append(quant.QuantizeOp.make(layer.bias, qtype=qb))
                 operands.append(new_ops[-1].results[0])
-        int_layer = type(layer).make(*operands, **dict(layer.properties))  # type: ignore[attr-defined]
-        int_layer.attributes.update(layer.attributes)
-        rewriter.replace(layer, [*new_ops, int_layer, quant.DequantizeOp.make(int_layer)])
+        int_layer = type(op).make(*operands, **dict(op.properties))  # type: ignore[attr-defined]
+        int_layer.attributes.update(op.attributes)
+        rewriter.replace(op, [*new_ops, int_layer, quant.DequantizeOp.make(int_layer)])
 
     def _qtype(self, value: SSAValue) -> QType:
         fq = _fake_quant(value)
@@ -229,7 +207,8 @@ class Realizer:
         value = fq.input
         if not value.has_one_use() or any(
                 not isinstance(u.operation, qnn.LAYER_OPS) or why_not(u.operation) is not None
-                or u.index not in activation_indices(u.operation) for u in fq.output.uses):
+                or u.index not in Layer(u.operation).activation_indices
+                for u in fq.output.uses):
             return None
         chain: list[Operation] = []
         source = value.owner

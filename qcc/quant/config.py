@@ -81,6 +81,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from xdsl.dialects.builtin import StringAttr
 
 from qcc.dialects import qnn
+from qcc.dialects.layers import NO_WEIGHT
 
 WEIGHT_BITS = (4, 5, 6, 7, 8)
 ACTIVATION_BITS = (8, 16)
@@ -93,7 +94,6 @@ ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = {
     "kl": {"num_of_bins": 2048},
     "mse": {},
 }
-NO_WEIGHT = ("qnn.avg_pool", "qnn.matmul")
 
 _C, _T, _D, _M, _P = (("qnn.conv",), ("qnn.conv_transpose",), ("qnn.dense",),
                       ("qnn.matmul",), ("qnn.avg_pool",))

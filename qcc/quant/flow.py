@@ -181,14 +181,16 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
 def _weight_sqnr(module: ModuleOp) -> dict[str, float]:
     """Per-tensor symmetric int8 SQNR of every layer weight (what CLE improves)."""
     from qcc.dialects import qnn
+    from qcc.dialects.layers import Layer
     from qcc.quant.config import quantizable_layers
     from qcc.quant.report import sqnr_db
 
     out = {}
     for name, op in quantizable_layers(module).items():
-        if len(op.operands) < 2 or not isinstance(op.operands[1].owner, qnn.ConstantOp):
+        weight = Layer(op).weight
+        if weight is None or not isinstance(weight.owner, qnn.ConstantOp):
             continue
-        w = np.asarray(ir.array_of(op.operands[1]), np.float64)
+        w = np.asarray(ir.array_of(weight), np.float64)
         scale = max(float(np.abs(w).max()), 1e-30) / 127
         out[name] = sqnr_db(w, np.clip(np.rint(w / scale), -127, 127) * scale)
     return out

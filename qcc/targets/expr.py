@@ -21,11 +21,10 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Operation
 
+from qcc.dialects.layers import WEIGHTED, layer_of
+
 if TYPE_CHECKING:
     from qcc.targets.loader import Target
-
-WEIGHTED = ("qnn.conv", "qnn.conv_transpose", "qnn.dense")
-
 
 class TargetError(Exception):
     """A bad target description (`path:line:col: ...`) or a rule that cannot be evaluated."""
@@ -95,25 +94,26 @@ def layer_facts(op: Operation, target: Target, module_framework: str = "") -> di
     attr = _get(op, "source")
     source = attr if isinstance(attr, str) else ""
     framework, _, source_op = source.partition(".") if source else (module_framework, "", "")
-    x = _shape(op.operands[0])
+    layer = layer_of(op)
+    assert layer is not None, f"{op.name} is not a layer op"
+    rank = len(_shape(op.operands[0]))
     f: dict[str, object] = {
         "op": op.name, "source": source, "framework": framework, "source_op": source_op,
-        "in_framework_table": target.lists(framework, source_op, op.name), "rank": len(x)}
+        "in_framework_table": target.lists(framework, source_op, op.name), "rank": rank,
+        "in_channels": layer.in_channels, "out_channels": layer.out_channels}
     if op.name in _CONV + _POOL:
-        d = len(x) - 2
+        d = rank - 2
         f |= {"spatial_dims": d, "strides": _get(op, "strides"), "pads": _get(op, "pads"),
-              "dilations": _get(op, "dilations") or [1] * d, "in_channels": x[1],
-              "out_channels": _shape(op.results[0])[1]}
-    if op.name in _CONV:
-        f |= {"groups": _get(op, "groups"), "kernel": list(_shape(op.operands[1])[2:]),
+              "dilations": _get(op, "dilations") or [1] * d}
+    if op.name in _CONV and layer.weight is not None:
+        f |= {"groups": layer.groups, "kernel": list(_shape(layer.weight)[2:]),
               "pad_mode": _get(op, "pad_mode") or "zeros"}
     if op.name in _POOL:
         f["kernel"] = _get(op, "kernel")
     if op.name in _MM:
-        f |= {"in_channels": x[-1], "out_channels": _shape(op.results[0])[-1],
-              **{k: bool(_get(op, k)) for k in ("transpose_a", "transpose_b", "adj_x", "adj_y")}}
-    if op.name in WEIGHTED:
-        f["has_bias"] = len(op.operands) > 2 and op.operands[2] is not None
+        f |= {k: bool(_get(op, k)) for k in ("transpose_a", "transpose_b", "adj_x", "adj_y")}
+    if layer.has_weight:
+        f["has_bias"] = layer.bias is not None
     f["_op"] = op
     return f
 
