@@ -25,7 +25,10 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from qcc.runtime import _conv, _int8
+try:
+    from qcc.runtime import _conv, _int8
+except ImportError:  # an uncompiled checkout: only the numpy kernels, no variants
+    _conv = _int8 = None  # type: ignore[assignment]
 
 ENV = "QCC_ISA"
 LEVELS = ("scalar", "avx2", "avx512")
@@ -51,12 +54,16 @@ def env_level() -> str | None:
 def available() -> list[str]:
     """The levels at which this CPU runs a variant of its own (lowest first): `scalar`
     always, `avx2` and `avx512` where the CPU has them (avx512 for either family)."""
+    if _int8 is None or _conv is None:
+        return ["scalar"]
     int8, gemm = set(_int8.supported_isas()), set(_conv._variants())
     return [lv for lv in LEVELS if _INT8[lv] in int8 or _GEMM[lv] in gemm]
 
 
 def current() -> dict[str, str]:
     """The level of the variant each family uses now: {"int8": ..., "conv": ...}."""
+    if _int8 is None or _conv is None:
+        return {"int8": "scalar", "conv": "scalar"}
     return {"int8": _level(_INT8, _int8.isa()), "conv": _level(_GEMM, _conv._variant())}
 
 
@@ -68,6 +75,11 @@ def set_isa(level: str | None) -> dict[str, str]:
     """Use the best variant at or below `level` in every family (None: back to the
     default of QCC_ISA or the CPU); returns the previous `current()`."""
     old = current()
+    if _int8 is None or _conv is None:
+        if level not in (None, "scalar"):
+            raise ValueError(f"instruction set level {level!r}: the compiled kernels are "
+                             "not built (available: scalar)")
+        return old
     if level is None:
         _int8.set_isa(None)
         _conv._set_variant(None)
@@ -83,6 +95,8 @@ def set_isa(level: str | None) -> dict[str, str]:
 
 
 def _restore(old: dict[str, str]) -> None:
+    if _int8 is None or _conv is None:
+        return
     _int8.set_isa(_INT8[old["int8"]])
     _conv._set_variant(_GEMM[old["conv"]])
 
