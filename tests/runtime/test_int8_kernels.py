@@ -336,7 +336,7 @@ def test_bias_rule_rounds_b_over_input_times_weight_scale():
 
 def _ort(node, inputs, outputs):
     onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     from onnx import helper, numpy_helper
 
     inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in inputs.items()
