@@ -8,16 +8,26 @@ callable `register(registry)` that calls `add_dialect` / `add_pass`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from importlib.metadata import entry_points
+from typing import Any
 
 from xdsl.context import Context
-from xdsl.ir import Dialect
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Dialect, Operation
 from xdsl.passes import ModulePass
 
 DialectFactory = Callable[[], Dialect]
 PassFactory = Callable[[], type[ModulePass]]
+
+Hook = Callable[..., object]
+"""`hook(kernel, op, *arrays)` runs in place of `op`'s kernel (and may call it)."""
+BatchRunner = Callable[[Mapping[str, Any]], object]
+"""Runs the module on one batch (one array per model input)."""
+Executor = Callable[[ModuleOp, Mapping[Operation, Hook]], BatchRunner]
+"""What passes that execute the graph (qcc-calibrate, qcc-balance) are given:
+`executor(module, hooks)` prepares the module once and returns a `BatchRunner`."""
 
 
 def _lazy(module: str, name: str) -> Callable[[], object]:
@@ -43,6 +53,10 @@ _PASSES: dict[str, PassFactory] = {
     "qcc-lower-ascend": _lazy("qcc.passes.lower_ascend", "LowerAscendPass"),  # type: ignore[dict-item]
     "qcc-legalize-ascend": _lazy("qcc.passes.legalize_ascend", "LegalizeAscendPass"),  # type: ignore[dict-item]
 }
+
+_EXECUTOR = _lazy("qcc.runtime.executor", "batch_runner")
+"""The reference runtime, named here so that passes never import it (it sits above
+them in the layering)."""
 
 _plugins_loaded = False
 
@@ -87,3 +101,8 @@ def make_context(allow_unregistered: bool = False) -> Context:
     for name, factory in all_dialects().items():
         ctx.register_dialect(name, factory)
     return ctx
+
+
+def executor() -> Executor:
+    """The executor that passes run the graph with: the reference runtime's."""
+    return _EXECUTOR()  # type: ignore[return-value]

@@ -57,7 +57,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Dialect, Operation, SSAValue
 from xdsl.irdl import irdl_op_definition, operand_def, prop_def, result_def, traits_def
-from xdsl.traits import Pure
+from xdsl.traits import ConstantLike, Pure
 
 from qcc.dialects.base import (
     QnnOp,
@@ -70,6 +70,7 @@ from qcc.dialects.base import (
     shape_of,
     tensor,
 )
+from qcc.dialects.constants import array_of
 from qcc.dialects.quant import UniformQuantizedType, quantized_element, storage_range
 
 FP16_MAX = 65504.0
@@ -447,9 +448,10 @@ class WeightQuantOp(QnnOp):
 
 
 def _constant_array(value: SSAValue) -> np.ndarray | None:
-    from qcc import ir
-
-    return ir.constant_value(value)
+    owner = value.owner
+    if isinstance(owner, Operation) and owner.has_trait(ConstantLike):
+        return array_of(owner)
+    return None
 
 
 ASCEND_OPS: list[type[Operation]] = [QuantOp, DequantOp, AntiQuantOp, WeightQuantOp]

@@ -25,8 +25,10 @@ from xdsl.ir import Attribute, SSAValue
 from xdsl.irdl import IRDLOperation, ParsePropInAttrDict
 from xdsl.utils.exceptions import VerifyException
 
+from qcc.errors import QccError
 
-class ShapeError(VerifyException):
+
+class ShapeError(QccError, VerifyException):
     """An operand or property does not fit the op's rule."""
 
 

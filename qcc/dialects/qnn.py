@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from xdsl.dialect_interfaces.constant_materialization import ConstantMaterializationInterface
 from xdsl.dialects.builtin import (
     AnyFloat,
     DenseArrayBase,
@@ -49,6 +50,8 @@ from qcc.dialects.base import (
     shape_of,
     tensor,
 )
+from qcc.dialects.constants import print_constant_value
+from qcc.dialects.qnn_eval import Folds
 
 AnyTensor = TensorType
 
@@ -77,8 +80,6 @@ class ConstantOp(QnnOp):
         return [props["value"].type]
 
     def print(self, printer: Printer) -> None:
-        from qcc.ir import print_constant_value
-
         printer.print_string(" ")
         print_constant_value(printer, self.value)
         printer.print_op_attributes(self.attributes)
@@ -102,7 +103,7 @@ class UnaryOp(QnnOp):
 
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -116,7 +117,7 @@ class BinaryOp(QnnOp):
     lhs = operand_def(AnyTensor)
     rhs = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -142,7 +143,7 @@ class ReduceOp(QnnOp):
     output = result_def(AnyTensor)
     axes = prop_def(DenseArrayBase)
     keepdims = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axes": (), "keepdims": True}
 
     @classmethod
@@ -178,7 +179,7 @@ class ConvOp(QnnOp):
     pads = prop_def(DenseArrayBase)
     dilations = prop_def(DenseArrayBase)
     groups = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"strides": None, "pads": None, "dilations": None, "groups": 1}
 
     @classmethod
@@ -208,7 +209,7 @@ class ConvTransposeOp(QnnOp):
     dilations = prop_def(DenseArrayBase)
     output_padding = prop_def(DenseArrayBase)
     groups = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"strides": None, "pads": None, "dilations": None, "output_padding": None,
              "groups": 1}
 
@@ -235,7 +236,7 @@ class DenseOp(QnnOp):
     weight = operand_def(AnyTensor)
     bias = opt_operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -251,7 +252,7 @@ class MatmulOp(QnnOp):
     lhs = operand_def(AnyTensor)
     rhs = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -265,7 +266,7 @@ class PoolOp(QnnOp):
     strides = prop_def(DenseArrayBase)
     pads = prop_def(DenseArrayBase)
     ceil_mode = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def make(cls, x, *, kernel, name=None, strides=None, pads=None, **props):
@@ -308,7 +309,7 @@ class GlobalAvgPoolOp(QnnOp):
     name = "qnn.global_avg_pool"
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -333,7 +334,7 @@ class BatchNormOp(QnnOp):
     var = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     epsilon = prop_def(FloatAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"epsilon": 1e-5}
 
     @classmethod
@@ -351,7 +352,7 @@ class ScaleOp(QnnOp):
     bias = opt_operand_def(AnyTensor)
     output = result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": 1}
 
     @classmethod
@@ -370,7 +371,7 @@ class LayerNormOp(QnnOp):
     output = result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
     epsilon = prop_def(FloatAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": -1, "epsilon": 1e-5}
 
     @classmethod
@@ -458,7 +459,7 @@ class PreluOp(QnnOp):
     input = operand_def(AnyTensor)
     slope = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -478,7 +479,7 @@ class CastOp(QnnOp):
     output = result_def(AnyTensor)
     to = prop_def(TypeAttribute)
     saturate = opt_prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"to": None, "saturate": None}
 
     @classmethod
@@ -518,7 +519,7 @@ class WhereOp(QnnOp):
     lhs = operand_def(AnyTensor)
     rhs = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
 
     @classmethod
     def infer(cls, types, props):
@@ -590,6 +591,15 @@ QNN_OPS: list[type[Operation]] = [
 LAYER_OPS = (ConvOp, ConvTransposeOp, DenseOp, MatmulOp, AvgPoolOp)
 """Ops that quantize as a layer: weights (if any) are operands."""
 
-QNN = Dialect("qnn", QNN_OPS, [])
+class _Materialize(ConstantMaterializationInterface):
+    """Folded results become `qnn.constant`s."""
+
+    def materialize_constant(self, value: Attribute, type: Attribute) -> Operation | None:
+        if isinstance(value, DenseIntOrFPElementsAttr) and value.type == type:
+            return ConstantOp(value)
+        return None
+
+
+QNN = Dialect("qnn", QNN_OPS, [], [_Materialize()])
 
 __all__ = [c.__name__ for c in QNN_OPS] + ["QNN", "LAYER_OPS", "AnyFloat"]

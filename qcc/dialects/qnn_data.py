@@ -38,6 +38,7 @@ from qcc.dialects.base import (
     norm_axis,
     shape_of,
 )
+from qcc.dialects.qnn_eval import Folds
 
 AnyTensor = TensorType
 
@@ -53,7 +54,7 @@ class ReshapeOp(QnnOp):
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     shape = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"shape": None}
 
     @classmethod
@@ -70,7 +71,7 @@ class TransposeOp(QnnOp):
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     perm = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"perm": None}
 
     @classmethod
@@ -89,7 +90,7 @@ class BroadcastOp(QnnOp):
     input = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     shape = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"shape": None}
 
     @classmethod
@@ -104,7 +105,7 @@ class ConcatOp(QnnOp):
     inputs = var_operand_def(AnyTensor)
     output = result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": 0}
 
     @classmethod
@@ -125,7 +126,7 @@ class SplitOp(QnnOp):
     outputs = var_result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
     sizes = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": 0, "sizes": None}
 
     @classmethod
@@ -149,7 +150,7 @@ class SliceOp(QnnOp):
     ends = prop_def(DenseArrayBase)
     axes = prop_def(DenseArrayBase)
     steps = prop_def(DenseArrayBase)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"starts": None, "ends": None, "axes": None, "steps": None}
 
     @classmethod
@@ -167,7 +168,7 @@ class GatherOp(QnnOp):
     indices = operand_def(AnyTensor)
     output = result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": 0}
 
     @classmethod
@@ -191,7 +192,7 @@ class PadOp(QnnOp):
     pads = prop_def(DenseArrayBase)
     mode = prop_def(StringAttr)
     value = prop_def(FloatAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"pads": None, "mode": "constant", "value": 0.0}
 
     @classmethod
@@ -233,7 +234,7 @@ class ResizeOp(QnnOp):
     exclude_outside = opt_prop_def(IntegerAttr)
     extrapolation_value = opt_prop_def(FloatAttr)
     antialias = opt_prop_def(IntegerAttr)
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {
         "sizes": None, "mode": "nearest", "coordinate_transformation_mode": "half_pixel",
         "nearest_mode": "round_prefer_floor", "scales": None, "roi": None,

@@ -69,7 +69,7 @@ DEPLOY_EXPORTS: dict = {}
 
 
 def _domain(w: OpWriter) -> str:
-    return w.exporter.ascend_domain  # type: ignore[attr-defined]
+    return w.exporter.ascend_domain
 
 
 def _dtype_attr(op: Operation) -> int:

@@ -329,7 +329,7 @@ def _conv(w: OpWriter) -> None:
         out, clamp = requantized(w, requant)
         w.node("QLinearConv", inputs, [out], **_conv_attrs(w))
         clamp()
-        w.exporter.absorb(requant)  # type: ignore[attr-defined]
+        w.exporter.absorb(requant)
         return
     acc = w.tmp("acc")
     w.node("ConvInteger", [w.input(0), wname, zero_point_input(w, xq, "x_zero_point"),
@@ -361,7 +361,7 @@ def _dense(w: OpWriter) -> None:
             _unit(w, "y_scale"), zero_point_input(w, y, "y_zero_point")],
             [out])
         clamp()
-        w.exporter.absorb(requant)  # type: ignore[attr-defined]
+        w.exporter.absorb(requant)
         return
     acc = w.tmp("acc")
     w.node("MatMulInteger", [w.input(0), wt, zero_point_input(w, xq, "a_zero_point"),
@@ -387,7 +387,7 @@ def _matmul(w: OpWriter) -> None:
             zero_point_input(w, y, "y_zero_point")],
             [out])
         clamp()
-        w.exporter.absorb(requant)  # type: ignore[attr-defined]
+        w.exporter.absorb(requant)
         return
     w.node("MatMulInteger", [w.input(0), w.input(1), zero_point_input(w, aq, "a_zero_point"),
                              zero_point_input(w, bq, "b_zero_point")], [w.out()])

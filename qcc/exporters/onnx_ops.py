@@ -37,7 +37,7 @@ import numpy as np
 from qcc import ir
 from qcc.dialects import qnn
 from qcc.dialects.base import get_bool, get_float, get_int, get_ints, get_str
-from qcc.exporters.onnx import EXPORTS, OpWriter, Unsupported, export, onnx_dtype
+from qcc.exporters.onnx_base import EXPORTS, OpWriter, Unsupported, export, onnx_dtype
 
 # ------------------------------------------------------------------- helpers
 

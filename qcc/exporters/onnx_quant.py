@@ -20,7 +20,7 @@ from xdsl.ir import SSAValue
 
 from qcc.dialects import qnn, quant
 from qcc.dialects.quant import UniformQuantizedType
-from qcc.exporters.onnx import (
+from qcc.exporters.onnx_base import (
     OpWriter,
     Unsupported,
     export,

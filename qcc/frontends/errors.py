@@ -3,8 +3,10 @@ and what to do."""
 
 from __future__ import annotations
 
+from qcc.errors import QccError
 
-class FrontendError(Exception):
+
+class FrontendError(QccError):
     """A model cannot be imported; the message says why and what to do."""
 
 

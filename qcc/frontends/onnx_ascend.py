@@ -35,7 +35,7 @@ from qcc.dialects import ascend, qnn, quant
 from qcc.dialects.quant import UniformQuantizedType
 from qcc.frontends import onnx_qdq
 from qcc.frontends.errors import FrontendError
-from qcc.frontends.onnx import Node
+from qcc.frontends.onnx_node import Node
 from qcc.frontends.onnx_ops import LOWERINGS, lowering
 
 DOMAINS = ("", "ascend")

@@ -20,7 +20,7 @@ from xdsl.ir import SSAValue
 from qcc import ir
 from qcc.dialects import qnn
 from qcc.frontends.errors import FrontendError
-from qcc.frontends.onnx import Node, Value
+from qcc.frontends.onnx_node import Node, Value
 
 Lowering = Callable[[Node], Value | Sequence[Value | None]]
 LOWERINGS: dict[str, Lowering] = {}

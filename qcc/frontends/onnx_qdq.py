@@ -51,7 +51,7 @@ from qcc import ir
 from qcc.dialects import qnn, quant
 from qcc.dialects.quant import UniformQuantizedType, storage_range
 from qcc.frontends.errors import FrontendError
-from qcc.frontends.onnx import Node
+from qcc.frontends.onnx_node import Node
 from qcc.frontends.onnx_ops import lowering
 
 _STORAGE: dict[np.dtype, tuple[int, bool]] = {

@@ -13,7 +13,7 @@ from xdsl.ir import SSAValue
 
 from qcc.dialects import qnn
 from qcc.frontends.errors import FrontendError
-from qcc.frontends.onnx import Node
+from qcc.frontends.onnx_node import Node
 from qcc.frontends.onnx_ops import derived, lowering, norm_axes, prod
 
 # --------------------------------------------------------------------- shape

@@ -46,12 +46,14 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from qcc import ir
+from qcc import ir, registry
 from qcc.dialects import qnn
 from qcc.dialects.base import get_int
 from qcc.dialects.layers import WEIGHTED_OPS as LAYERS
 from qcc.dialects.layers import Layer
+from qcc.errors import QccError
 from qcc.passes import remarks
+from qcc.passes.calib_data import CalibrationError, model_batches
 from qcc.passes.common import is_f32 as _is_f32
 from qcc.passes.common import op_label as _label
 from qcc.passes.common import op_name as _name
@@ -62,7 +64,7 @@ ALPHA_RANGE = (0.2, 0.8)
 S_RANGE = (1e-5, 1e5)
 
 
-class BalanceError(ValueError):
+class BalanceError(QccError, ValueError):
     """A bad option or calibration data that does not fit the model."""
 
 
@@ -116,7 +118,7 @@ def factor(amax: np.ndarray, wmax: np.ndarray, alpha: float) -> np.ndarray:
 
 def _targets(module: ModuleOp, only: Sequence[str] | None) -> list[tuple[str, Operation]]:
     """Rule 1: the layers to balance, by config name, in program order."""
-    from qcc.quant.config import quantizable_layers
+    from qcc.passes.common import quantizable_layers
 
     named = {n: op for n, op in quantizable_layers(module).items() if isinstance(op, LAYERS)}
     if only is not None:
@@ -162,24 +164,20 @@ def _activation_max(groups: list[Group], module: ModuleOp,
                     batches: Iterable[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
     """Rule 3: per group, max|x| per channel over every batch (the first layer's kernel
     updates a running maximum, then runs as usual)."""
-    from qcc.runtime import compile_module, execute
-
-    plan = compile_module(module)
-    kernels = {step.op: step.fn for step in plan.steps}
     amax = [np.zeros(_channels(g.x, g.axis)) for g in groups]
 
-    def hook(i: int, axis: int, kernel):
-        def run(op, x, *rest):
+    def hook(i: int, axis: int):
+        def run(kernel, op, x, *rest):
             axes = tuple(d for d in range(x.ndim) if d != axis)
             np.fmax(amax[i], np.abs(x).max(axis=axes), out=amax[i])
             return kernel(op, x, *rest)
         return run
 
-    overrides = {g.layers[0][1]: hook(i, g.axis, kernels[g.layers[0][1]])
-                 for i, g in enumerate(groups)}
+    run_batch = registry.executor()(
+        module, {g.layers[0][1]: hook(i, g.axis) for i, g in enumerate(groups)})
     n = 0
     for batch in batches:
-        execute(plan, batch, overrides=overrides)
+        run_batch(batch)
         n += 1
     if n == 0:
         raise BalanceError("qcc-balance: no calibration batch (the data holds fewer "
@@ -313,8 +311,6 @@ class BalancePass(ModulePass):
         check_alpha(self.alpha)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from qcc.passes.calibrate import CalibrationError, model_batches
-
         if self.data is None:
             raise BalanceError("qcc-balance needs data=FILE.npz (calibration data, one "
                                "array per model input, first axis the batch)")

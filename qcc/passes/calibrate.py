@@ -19,23 +19,20 @@ Options: `data` = .npz with one array per model input (first axis the batch),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import FloatAttr, IntegerAttr, ModuleOp, StringAttr, TensorType, f64, i64
-from xdsl.ir import Attribute, Operation
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, ModuleOp, StringAttr, f64, i64
+from xdsl.ir import Attribute
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from qcc import ir
+from qcc import ir, registry
 from qcc.dialects import quant
 from qcc.dialects.base import get_bool, get_int, get_str
-
-
-class CalibrationError(Exception):
-    """Calibration data that does not fit the model, or no data at all."""
+from qcc.passes.calib_data import CalibrationError, model_batches
 
 
 @dataclass
@@ -89,13 +86,18 @@ def _qtype(lo: np.ndarray, hi: np.ndarray, bits: int, symmetric: bool, narrow: b
 
 def weight_quantizer(op: quant.ObserveOp) -> Quantizer:
     """Rule 1."""
-    from qcc.quant.algorithms import arq
+    from qcc.quant.algorithms import WEIGHT_ALGORITHMS
 
+    algorithm = get_str(op.algorithm)
+    fn = WEIGHT_ALGORITHMS.get(algorithm)
+    if fn is None:
+        raise CalibrationError(f"{get_str(op.id)}: no weight algorithm '{algorithm}' "
+                               f"(known: {', '.join(sorted(WEIGHT_ALGORITHMS))})")
     w = np.asarray(ir.array_of(op.input), np.float32)
     axis, bits = get_int(op.axis, -1), get_int(op.bits, 8)
     narrow = get_bool(op.narrow_range)
-    lo, hi = arq(w, axis, bits, narrow)
-    return Quantizer(get_str(op.id), "weight", get_str(op.algorithm), bits, True, axis,
+    lo, hi = fn(w, axis, bits, narrow)
+    return Quantizer(get_str(op.id), "weight", algorithm, bits, True, axis,
                      np.asarray(lo), np.asarray(hi), _qtype(np.asarray(lo), np.asarray(hi),
                                                             bits, True, narrow, axis))
 
@@ -122,22 +124,20 @@ def collect(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
     """Rule 2: run every batch, feeding each activation observer's statistics."""
     from qcc.quant.algorithms import observer_bins
     from qcc.quant.observers import TensorStats
-    from qcc.runtime import compile_module, execute
 
-    plan = compile_module(module)
-    observers = [s.op for s in plan.steps if isinstance(s.op, quant.ObserveOp)
-                 and get_str(s.op.kind) == "activation"]
+    observers = [op for op in module.walk() if isinstance(op, quant.ObserveOp)
+                 and get_str(op.kind) == "activation"]
     stats = {op: TensorStats(observer_bins(get_str(op.algorithm), _params(op)))
              for op in observers}
 
-    def hook(op, x):
+    def hook(kernel, op, x):
         stats[op].update(x)
         return x
 
-    overrides: dict[Operation, Callable[..., object]] = dict.fromkeys(observers, hook)
+    run_batch = registry.executor()(module, dict.fromkeys(observers, hook))
     n = 0
     for batch in batches:
-        execute(plan, batch, overrides=overrides)
+        run_batch(batch)
         n += 1
         if progress is not None:
             progress(n)
@@ -174,56 +174,6 @@ def _replace(op: quant.ObserveOp, q: Quantizer) -> None:
         attrs["skipped"] = IntegerAttr(q.skipped, i64)
     fq.attributes.update(attrs)
     Rewriter.replace_op(op, fq)
-
-
-# ------------------------------------------------------------------ data
-
-
-def model_batches(module: ModuleOp, data: Mapping[str, np.ndarray],
-                  batch_num: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """Slice `data` (one array per input, first axis the samples) into batches of
-    the model's batch size; names, shapes and dtypes are checked first."""
-    fn = ir.main_func(module)
-    names, _ = ir.io_names(fn)
-    types = [a.type for a in fn.body.block.args]
-    check_data(names, types, data)
-    first = types[0] if types else None
-    assert first is None or isinstance(first, TensorType)
-    batch = first.get_shape()[0] if first is not None and first.get_shape() else 1
-    samples = len(next(iter(data.values())))
-    total = samples // batch
-    if batch_num is not None:
-        total = min(total, batch_num)
-    for b in range(total):
-        yield {n: np.ascontiguousarray(data[n][b * batch:(b + 1) * batch]) for n in names}
-
-
-def check_data(names, types, data: Mapping[str, np.ndarray]) -> None:
-    """Expected against given, all problems at once."""
-    problems = []
-    if not data:
-        raise CalibrationError("the calibration data is empty (no arrays)")
-    if sorted(names) != sorted(data):
-        problems.append(f"expected inputs {names}, given {sorted(data)}")
-    counts = {len(np.asarray(a)) for a in data.values() if np.ndim(a)}
-    if len(counts) > 1:
-        problems.append(f"inputs hold different sample counts {sorted(counts)}")
-    for name, t in zip(names, types, strict=True):
-        if name not in data:
-            continue
-        a = np.asarray(data[name])
-        want = tuple(t.get_shape())
-        if a.ndim != len(want) or a.shape[1:] != want[1:]:
-            problems.append(f"input '{name}': expected samples of shape {want[1:]} "
-                            f"(batch first), given {a.shape}")
-        elif len(a) == 0:
-            problems.append(f"input '{name}' holds no samples")
-        elif not np.can_cast(a.dtype, ir.numpy_dtype(t.element_type), "same_kind"):
-            problems.append(f"input '{name}': expected dtype "
-                            f"{ir.numpy_dtype(t.element_type)}, given {a.dtype}")
-    if problems:
-        raise CalibrationError("calibration data does not fit the model: "
-                               + "; ".join(problems))
 
 
 @dataclass(frozen=True)

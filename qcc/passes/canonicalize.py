@@ -4,19 +4,21 @@ Rules (each a pattern below):
 1. `qnn.identity x` and `qnn.dropout x` (inference) -> x.
 2. `reshape(reshape(x))` -> `reshape(x)`; a reshape to the operand's own shape -> x.
 3. `transpose(transpose(x, p), q)` -> `transpose(x, p[q])`; the identity perm -> x.
-4. A qnn op whose operands are all `qnn.constant` is evaluated by the runtime's
-   kernel and becomes one `qnn.constant` (shape arithmetic, weight transposes).
+4. A pure qnn op whose operands are all `qnn.constant` folds through its fold hook
+   (`qcc.dialects.qnn_eval`: numpy semantics, the runtime's own for these ops) into
+   `qnn.constant`s (shape arithmetic, weight transposes). Layers and quant ops
+   never fold: a weight's observer or fake_quant stays for calibration and
+   realize-int8.
 5. Ops without side effects whose results are unused are erased (region DCE).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.folder import Folder
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -25,17 +27,13 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.traits import ConstantLike
 from xdsl.transforms.canonicalize import CanonicalizationRewritePattern
 from xdsl.transforms.dead_code_elimination import region_dce
 
-from qcc import ir
 from qcc.dialects import qnn
-from qcc.dialects.base import QnnOp, get_ints
+from qcc.dialects.base import get_ints
 from qcc.passes.common import op_name as _name
-from qcc.passes.common import tensor_type_of
-
-FOLD_LIMIT = 1 << 24
-"""Largest constant (elements) that folding may create."""
 
 
 class DropIdentity(RewritePattern):
@@ -78,35 +76,27 @@ class MergeTransposes(RewritePattern):
 
 
 class FoldConstants(RewritePattern):
-    """Rule 4."""
+    """Rule 4, through the ops' own fold hooks (`HasFolder`); the constants keep the
+    folded op's name."""
+
+    def __init__(self, folder: Folder) -> None:
+        self.folder = folder
 
     def match_and_rewrite(self, op, rewriter: PatternRewriter, /):
-        if not isinstance(op, QnnOp) or isinstance(op, qnn.ConstantOp):
+        if op.has_trait(ConstantLike):
             return
-        if not op.operands or not all(isinstance(v.owner, qnn.ConstantOp)
-                                      for v in op.operands):
+        folded = self.folder.try_fold(op)
+        if folded is None:
             return
-        if sum(int(np.prod(tensor_type_of(r).get_shape())) for r in op.results) > FOLD_LIMIT:
-            return
-        from qcc.runtime.ops import KERNELS
-
-        kernel = KERNELS.get(type(op))
-        if kernel is None:
-            return
-        out: Any = kernel(op, *[np.array(ir.array_of(v)) for v in op.operands])  # array(s)
-        outs = list(out) if len(op.results) > 1 else [out]
-        new_ops = []
-        for r, value in zip(op.results, outs, strict=True):
-            dtype = ir.numpy_dtype(tensor_type_of(r).element_type)
-            value = np.asarray(value, dtype=dtype).reshape(tensor_type_of(r).get_shape())
-            new_ops.append(ir.constant(value, name=_name(op)))
-        rewriter.replace(op, new_ops, [c.results[0] for c in new_ops])
+        values, new_ops = folded
+        name = _name(op)
+        for c in new_ops:
+            if name:
+                c.attributes["name"] = StringAttr(name)
+        rewriter.replace(op, new_ops, values)
 
 
-
-
-PATTERNS: list[RewritePattern] = [DropIdentity(), MergeReshapes(), MergeTransposes(),
-                                  FoldConstants()]
+PATTERNS: list[RewritePattern] = [DropIdentity(), MergeReshapes(), MergeTransposes()]
 
 
 @dataclass(frozen=True)
@@ -117,5 +107,5 @@ class CanonicalizePass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         pattern = GreedyRewritePatternApplier(
-            [*PATTERNS, CanonicalizationRewritePattern()], ctx=ctx, folding_enabled=True)
+            [*PATTERNS, FoldConstants(Folder(ctx)), CanonicalizationRewritePattern()])
         PatternRewriteWalker(pattern, post_walk_func=region_dce).rewrite_module(op)

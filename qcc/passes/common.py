@@ -1,9 +1,14 @@
-"""Small helpers the passes share: an op's name and label, tensor types, float32 tensors."""
+"""Small helpers the passes share: an op's name and label, the names of a module's
+layers (which the config uses too), tensor types, float32 tensors."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from xdsl.dialects.builtin import Float32Type, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
+
+from qcc.dialects import qnn
 
 
 def op_name(op: Operation) -> str | None:
@@ -28,3 +33,19 @@ def is_f32(value: SSAValue) -> bool:
     """A float32 ranked tensor."""
     return isinstance(value.type, TensorType) and isinstance(value.type.element_type,
                                                              Float32Type)
+
+
+def quantizable_layers(module) -> dict[str, Any]:
+    """The module's layer ops (`qnn.LAYER_OPS`) by the name configs and reports use,
+    in walk order: the op's `name`, else `<kind>_<index>`; repeats get `_1`, `_2`..."""
+    layers: dict[str, Any] = {}
+    for i, op in enumerate(o for o in module.walk() if isinstance(o, qnn.LAYER_OPS)):
+        attr = op.attributes.get("name")
+        base = attr.data if isinstance(attr, StringAttr) and attr.data else \
+            f"{op.name.removeprefix('qnn.')}_{i}"
+        name, k = base, 0
+        while name in layers:
+            k += 1
+            name = f"{base}_{k}"
+        layers[name] = op
+    return layers

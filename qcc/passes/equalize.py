@@ -42,8 +42,9 @@ output has another user, when a weight or bias is not a float32 constant, or by 
 A chain whose scales are all within 1e-6 of 1 and that absorbs nothing is left as it
 is (a second run changes nothing). Rewritten layers keep their names; their new
 constants are `<layer>.weight_eq` and `<layer>.bias_eq`. Layer 2 carries
-`qcc.equalize_scales` (array<f64>: s_i), `last_scales()` returns them for the report, and each
-pair gets a remark with its smallest and largest scale.
+`qcc.equalize_scales` (array<f64>: s_i); the run's `Remarks` holds them for the
+report (`scales_of(remarks)`), and each pair gets a remark with its smallest and
+largest scale.
 """
 
 from __future__ import annotations
@@ -70,12 +71,12 @@ ACTIVATIONS = (qnn.ReluOp, qnn.ClipOp)
 SCALES, MEAN, STD = "qcc.equalize_scales", "qcc.output_mean", "qcc.output_std"
 ROUNDS, TOLERANCE = 20, 1e-6
 
-_LAST_SCALES: dict[tuple[str, str], list[float]] = {}
 
 
-def last_scales() -> dict[tuple[str, str], list[float]]:
-    """The scales of the last run: {(layer 1, layer 2): [s_i]}, layers by name."""
-    return dict(_LAST_SCALES)
+def scales_of(collected: remarks.Remarks) -> dict[tuple[str, str], list[float]]:
+    """The scales of the run `collected` holds: {(layer 1, layer 2): [s_i]}, layers
+    by name ({} when qcc-equalize did not run)."""
+    return dict(collected.results.get(EqualizePass.name, {}))
 
 
 @dataclass
@@ -311,21 +312,23 @@ class EqualizePass(ModulePass):
     """Absorb high biases into the next layer (rule 4; needs qcc.output_std)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        _LAST_SCALES.clear()
+        scales: dict[tuple[str, str], list[float]] = {}
+        remarks.current().results[self.name] = scales
         index = {o: i for i, o in enumerate(op.walk())}
         for chain in chains(op, self.relu6_as_relu):
             rounds, worst = equalize(chain)
             absorbed = [absorb(joint) if self.absorb_bias else "" for joint in chain]
-            self._finish(chain, rounds, worst, absorbed, index)
+            self._finish(chain, rounds, worst, absorbed, index, scales)
 
     def _finish(self, chain: list[Joint], rounds: int, worst: float,
-                absorbed: list[np.ndarray | str], index: dict[Operation, int]) -> None:
-        """Remarks, last_scales and the rewrite of one chain."""
+                absorbed: list[np.ndarray | str], index: dict[Operation, int],
+                scales_out: dict[tuple[str, str], list[float]]) -> None:
+        """Remarks, scales and the rewrite of one chain."""
         moved = any(np.abs(j.scales - 1).max() >= TOLERANCE for j in chain) or any(
             not isinstance(c, str) for c in absorbed)
         for joint, c in zip(chain, absorbed, strict=True):
             one, two, s = joint.one.op, joint.two.op, joint.scales
-            _LAST_SCALES[(_key(one, index), _key(two, index))] = [float(v) for v in s]
+            scales_out[(_key(one, index), _key(two, index))] = [float(v) for v in s]
             converged = (f"{rounds} round{'s' * (rounds > 1)}" if worst < TOLERANCE else
                          f"stopped after {rounds} rounds, last max |s - 1| = {worst:.2g}")
             remarks.emit(one, f"equalized with {_label(two)}: {len(s)} scales in "

@@ -43,7 +43,7 @@ from qcc.dialects.layers import Layer
 def layers(module: ModuleOp) -> list[tuple[str, Operation]]:
     """The quantizable layers of a module with their names, in program order (the
     names the resolved config uses)."""
-    from qcc.quant.config import quantizable_layers
+    from qcc.passes.common import quantizable_layers
 
     return list(quantizable_layers(module).items())
 
@@ -74,8 +74,9 @@ class InsertQuantPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from qcc.quant import config as qconfig
+        from qcc.quant import config_json
 
-        cfg = (qconfig.load_json(self.config) if self.config
+        cfg = (config_json.load_json(self.config) if self.config
                else qconfig.resolve(op, None))
         insert_observers(op, cfg)
 

@@ -37,8 +37,10 @@ from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
+from qcc.passes.common import quantizable_layers
 from qcc.passes.remarks import emit
 from qcc.quant import config as qconfig
+from qcc.quant import config_json
 from qcc.targets import Target, TargetError, layer_facts, load_target
 
 FLOAT_ATTR = "qcc.float"
@@ -67,13 +69,13 @@ def _legalize(module: ModuleOp, cfg: dict | None, target: Target | str,
     target = load_target(target) if isinstance(target, str) else target
     overridden = check_overrides(target, overrides)
     cfg = copy.deepcopy(cfg) if cfg is not None else qconfig.resolve(module, None)
-    qconfig.validate_json(cfg, module)
+    config_json.validate_json(cfg, module)
     framework_attr = module.attributes.get("qcc.framework")
     framework = framework_attr.data if isinstance(framework_attr, StringAttr) else ""
     ours = {r.name for r in target.rules} | {"quant"}
     defaults: dict | None = None
     notes: list[tuple[Operation, str, str]] = []
-    for name, op in qconfig.quantizable_layers(module).items():
+    for name, op in quantizable_layers(module).items():
         entry = cfg["layers"][name]
         op.attributes.pop(FLOAT_ATTR, None)
         if not entry["quantize"]:
@@ -117,7 +119,7 @@ def _legalize(module: ModuleOp, cfg: dict | None, target: Target | str,
                     notes.append((op, name, f"{part} {key} {json.dumps(entry[part][key])} -> "
                                   f"{json.dumps(value)} (target {target.name}: {op.name})"))
                     entry[part][key] = value
-    return qconfig.validate_json(cfg, module), notes
+    return config_json.validate_json(cfg, module), notes
 
 
 @dataclass(frozen=True)
@@ -141,10 +143,10 @@ class LegalizeAscendPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         names = self.override.split(",") if isinstance(self.override, str) else self.override
         try:
-            cfg = qconfig.load_json(self.config) if self.config else None
+            cfg = config_json.load_json(self.config) if self.config else None
             cfg, notes = _legalize(op, cfg, self.target, [n.strip() for n in names if n.strip()])
             if self.config:
-                qconfig.dump_json(cfg, self.config)
+                config_json.dump_json(cfg, self.config)
         except (TargetError, qconfig.ConfigError) as e:
             raise PassFailedException(f"{self.name}: {e}") from None
         for layer_op, layer, text in notes:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from qcc.dialects.quant import storage_range
+from qcc.errors import QccError
 from qcc.quant.observers import DEFAULT_BINS, TensorStats, weight_stats
 
 MIN_SCALE = float(np.finfo(np.float32).tiny)
@@ -39,7 +40,7 @@ _CHUNK = 1 << 20  # candidates x bins evaluated at once
 Range = tuple[float, float]
 
 
-class AlgorithmError(ValueError):
+class AlgorithmError(QccError, ValueError):
     """A bad algorithm name, parameter name or parameter value."""
 
 
@@ -479,12 +480,27 @@ def arq(weight: np.ndarray, axis: int = -1, bits: int = 8, narrow_range: bool = 
     return -st.absmax, st.absmax.copy()
 
 
+# The one place algorithm names and defaults are stated: the config's grammar and
+# defaults, qcc-calibrate and the report all read them from here.
+
 ACTIVATION_ALGORITHMS: dict[str, Callable[..., Range]] = {
-    "minmax": minmax, "percentile": percentile, "kl": kl, "mse": mse, "ifmr": ifmr,
-    "hfmg": hfmg,
+    "ifmr": ifmr, "hfmg": hfmg, "minmax": minmax, "percentile": percentile, "kl": kl,
+    "mse": mse,
 }
 """name -> fn(stats, bits, symmetric, **params) -> (lo, hi); `fn.params` lists the
 parameters with their defaults."""
+
+WEIGHT_ALGORITHMS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {"arq": arq}
+"""name -> fn(weight, axis, bits, narrow_range) -> (lo, hi) per channel."""
+
+DEFAULT_ACTIVATION_ALGORITHM = "ifmr"
+DEFAULT_WEIGHT_ALGORITHM = "arq"
+
+
+def activation_defaults() -> dict[str, dict[str, float | int]]:
+    """Each activation algorithm's parameters with their defaults, by name."""
+    return {name: dict(fn.params) for name, fn in  # type: ignore[attr-defined]
+            ACTIVATION_ALGORITHMS.items()}
 
 
 def compute_range(algorithm: str, stats: TensorStats, bits: int = 8,
@@ -499,7 +515,8 @@ def compute_range(algorithm: str, stats: TensorStats, bits: int = 8,
 
 
 __all__ = [
-    "ACTIVATION_ALGORITHMS", "AlgorithmError", "DEGENERATE_SCALE", "MIN_SCALE", "arq",
+    "ACTIVATION_ALGORITHMS", "WEIGHT_ALGORITHMS", "DEFAULT_ACTIVATION_ALGORITHM",
+    "DEFAULT_WEIGHT_ALGORITHM", "activation_defaults", "AlgorithmError", "DEGENERATE_SCALE", "MIN_SCALE", "arq",
     "compute_range", "expected_sq_error", "hfmg", "ifmr", "kl", "kl_divergence",
     "minmax", "mse", "observer_bins", "percentile", "range_to_qparams",
 ]

@@ -20,6 +20,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from qcc import passes, registry
 from qcc.quant import config as qconfig
+from qcc.quant import config_json
 
 
 def _module(model: str | os.PathLike | ModuleOp, **load_options) -> ModuleOp:
@@ -45,7 +46,7 @@ def create_quant_config(config_file: str | os.PathLike, model: str | os.PathLike
         simple = qconfig.SimpleConfig(batch_num=batch_num, activation_offset=activation_offset,
                                       skip_layers=tuple(skip_layers or ()))
     cfg = qconfig.resolve(module, simple, None if isinstance(model, ModuleOp) else str(model))
-    qconfig.dump_json(cfg, config_file)
+    config_json.dump_json(cfg, config_file)
     return cfg
 
 
@@ -54,12 +55,12 @@ def quantize_model(config_file: str | os.PathLike, model: str | os.PathLike | Mo
     """Fuse (when the config allows) and insert observers (AMCT's `quantize_model`)."""
     from qcc.passes.insert_quant import insert_observers
 
-    cfg = qconfig.load_json(config_file)
+    cfg = config_json.load_json(config_file)
     module = _module(model)
     if cfg.get("do_fusion", True) and "qcc-fuse-bn" in registry.all_passes():
         skip = ",".join(cfg.get("skip_fusion_layers", []))
         passes.run(module, f'qcc-fuse-bn{{skip_layers="{skip}"}}' if skip else "qcc-fuse-bn")
-    qconfig.validate_json(cfg, module, str(config_file))
+    config_json.validate_json(cfg, module, str(config_file))
     insert_observers(module, cfg)
     return module
 
@@ -67,8 +68,8 @@ def quantize_model(config_file: str | os.PathLike, model: str | os.PathLike | Mo
 def calibrate(module: ModuleOp, data: str | os.PathLike | Mapping[str, np.ndarray],
               batch_num: int | None = None) -> None:
     """Run the calibration data; observers become fake_quant."""
+    from qcc.passes.calib_data import model_batches
     from qcc.passes.calibrate import calibrate as run_calibration
-    from qcc.passes.calibrate import model_batches
     from qcc.quant.flow import load_npz
 
     arrays = load_npz(data, "calibration") if not isinstance(data, Mapping) else dict(data)

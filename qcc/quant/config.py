@@ -47,7 +47,7 @@ both dense and matmul: `MatMul` (ONNX/TF: dense when one side is a constant);
 qnn.avg_pool: `Pooling` (Caffe; only average pooling is a layer) `AveragePool AvgPool
 AvgPool3D AveragePooling2D AvgPool1d/2d/3d`.
 
-**Resolved JSON** (`resolve`, `dump_json`; the contract every later step reads)::
+**Resolved JSON** (`resolve`, `config_json.dump_json`; the contract every later step reads)::
 
     {"version": 1, "batch_num": null, "activation_offset": true, "do_fusion": true,
      "skip_fusion_layers": [], "equalize": false, "balance": null | {"alpha": 0.5},
@@ -82,18 +82,14 @@ from xdsl.dialects.builtin import StringAttr
 
 from qcc.dialects import qnn
 from qcc.dialects.layers import NO_WEIGHT
+from qcc.errors import QccError
+from qcc.passes.common import quantizable_layers
+from qcc.quant import algorithms
 
 WEIGHT_BITS = (4, 5, 6, 7, 8)
 ACTIVATION_BITS = (8, 16)
-ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = {
-    "ifmr": {"search_range_start": 0.7, "search_range_end": 1.3, "search_step": 0.01,
-             "max_percentile": 0.999999, "min_percentile": 0.999999},
-    "hfmg": {"num_of_bins": 4096},
-    "minmax": {},
-    "percentile": {"max_percentile": 0.99999, "min_percentile": 0.99999},
-    "kl": {"num_of_bins": 2048},
-    "mse": {},
-}
+ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = algorithms.activation_defaults()
+"""name -> parameter defaults, from the algorithm registry (`qcc.quant.algorithms`)."""
 
 _C, _T, _D, _M, _P = (("qnn.conv",), ("qnn.conv_transpose",), ("qnn.dense",),
                       ("qnn.matmul",), ("qnn.avg_pool",))
@@ -114,7 +110,7 @@ LAYER_TYPES: dict[str, tuple[str, ...]] = {
 """Layer type names a config may use -> the qnn ops they select."""
 
 
-class ConfigError(Exception):
+class ConfigError(QccError):
     """A user error in a config (message `path:line:column: ...` when from a file)."""
 
     def __init__(self, message: str, field: str | tuple[str, int] | None = None,
@@ -165,7 +161,7 @@ class ArqQuantize:
             raise ConfigError("channel_wise must be true or false", "channel_wise")
 
     def to_json(self) -> dict:
-        return {"algorithm": "arq", "bits": self.quant_bits,
+        return {"algorithm": algorithms.DEFAULT_WEIGHT_ALGORITHM, "bits": self.quant_bits,
                 "channel_wise": self.channel_wise, "symmetric": True}
 
 
@@ -174,7 +170,7 @@ class ActivationQuant:
     """An activation algorithm (`ACTIVATION_ALGORITHMS`); missing params take defaults.
     `asymmetric` None means "as the global activation_offset"."""
 
-    algorithm: str = "ifmr"
+    algorithm: str = algorithms.DEFAULT_ACTIVATION_ALGORITHM
     quant_bits: int = 8
     asymmetric: bool | None = None
     params: tuple[tuple[str, float | int], ...] = ()
@@ -510,21 +506,6 @@ def load_simple_config(path: str | os.PathLike) -> SimpleConfig:
 # ----------------------------------------------------------------- resolve
 
 
-def quantizable_layers(module) -> dict[str, Any]:
-    """The module's layer ops by config name (see the module docstring), walk order."""
-    layers: dict[str, Any] = {}
-    for i, op in enumerate(o for o in module.walk() if isinstance(o, qnn.LAYER_OPS)):
-        attr = op.attributes.get("name")
-        base = attr.data if isinstance(attr, StringAttr) and attr.data else \
-            f"{op.name.removeprefix('qnn.')}_{i}"
-        name, k = base, 0
-        while name in layers:
-            k += 1
-            name = f"{base}_{k}"
-        layers[name] = op
-    return layers
-
-
 def _named_ops(module, layers: dict[str, Any]) -> dict[str, str]:
     named = {op.attributes["name"].data: op.name for op in module.walk()
              if isinstance(op.attributes.get("name"), StringAttr) and op.name != "qnn.constant"}
@@ -578,15 +559,9 @@ def resolve(module, config: SimpleConfig | None, model_path: str | None = None) 
             "balance": None if config.balance_alpha is None else {"alpha": config.balance_alpha},
             "layers": out}
 
-
-# -------------------------------------------------------------------- JSON
-
-from qcc.quant.config_json import dump_json, load_json, validate_json  # noqa: E402
-
 __all__ = [
     "ConfigError", "SimpleConfig", "CalibrationConfig", "ArqQuantize", "ActivationQuant",
     "OverrideLayer", "OverrideLayerType", "LAYER_TYPES", "ACTIVATION_ALGORITHMS",
     "WEIGHT_BITS", "ACTIVATION_BITS", "NO_WEIGHT", "layer_type_ops", "parse_simple_config",
-    "load_simple_config", "quantizable_layers", "resolve", "validate_json", "dump_json",
-    "load_json",
+    "load_simple_config", "quantizable_layers", "resolve",
 ]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from qcc.dialects import qnn
+from qcc.quant import algorithms
 from qcc.quant.config import (
     NO_WEIGHT,
     ActivationQuant,
@@ -82,8 +83,9 @@ def validate_json(cfg: Any, module=None, path: str = "<json>") -> dict:
                 "has no weight: use null" if w is not None else "needs a weight config"))
         if w is not None:
             shape(w, _WEIGHT, f"{where}.weight")
-            if w["algorithm"] != "arq" or not w["symmetric"]:
-                fail(f"{where}.weight", "the weight algorithm is arq, symmetric")
+            if w["algorithm"] not in algorithms.WEIGHT_ALGORITHMS or not w["symmetric"]:
+                fail(f"{where}.weight", f"the weight algorithm is "
+                     f"{', '.join(algorithms.WEIGHT_ALGORITHMS)}, symmetric")
             make(lambda w=w: ArqQuantize(w["channel_wise"], w["bits"]), f"{where}.weight")
         shape(a, _ACTIVATION, f"{where}.activation")
         make(lambda a=a: ActivationQuant(a["algorithm"], a["bits"], not a["symmetric"],

@@ -24,7 +24,9 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
 from qcc import ir, passes
-from qcc.passes.calibrate import CalibrationError, calibrate, check_data, model_batches
+from qcc.passes.calib_data import CalibrationError, check_data, model_batches
+from qcc.passes.calibrate import calibrate
+from qcc.passes.remarks import Remarks
 
 
 @dataclass
@@ -71,8 +73,8 @@ class _Pipeline:
         self.steps: list[str] = []
         self._dump("import")
 
-    def run(self, spec: str) -> None:
-        passes.run(self.module, spec)
+    def run(self, spec: str, remarks: Remarks | None = None) -> None:
+        passes.run(self.module, spec, remarks=remarks)
         self.steps.append(spec)
         self._dump(spec.split("{")[0])
 
@@ -102,6 +104,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
     """Quantize `model` with calibration data `calib` (an .npz path or arrays)."""
     from qcc import load
     from qcc.quant import config as qconfig
+    from qcc.quant import config_json
 
     if isinstance(model, ModuleOp):
         module, name = model, name or "model"
@@ -121,7 +124,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         pipe = _Pipeline(module, work / "ir" if (work and dump_ir) else None)
         pipe.run("canonicalize")
         if config is not None and str(config).endswith(".json"):
-            cfg = qconfig.load_json(config)
+            cfg = config_json.load_json(config)
         else:
             cfg = qconfig.resolve(module, simple, str(model) if not isinstance(
                 model, ModuleOp) else None)
@@ -138,7 +141,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
                                              if overrides else [])
             pipe.steps.append(f"qcc-legalize-ascend{{{' '.join(opts)}}}")
             pipe._dump("qcc-legalize")
-        qconfig.validate_json(cfg, module)
+        config_json.validate_json(cfg, module)
         float_module = module.clone()
         batches = list(model_batches(module, data, cfg.get("batch_num")))
         if cfg.get("equalize"):
@@ -146,7 +149,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         if cfg.get("balance"):
             extra["balance"] = _balance(pipe, batches, cfg["balance"]["alpha"], calib)
         cfg_path = (work / "quant.json") if work else Path(tempfile.mkdtemp()) / "quant.json"
-        qconfig.dump_json(cfg, cfg_path)
+        config_json.dump_json(cfg, cfg_path)
         from qcc.passes.insert_quant import insert_observers
 
         insert_observers(module, cfg)
@@ -164,10 +167,12 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         evaluation = (evaluate(float_module, module, eval_data, int8_module)
                       if eval_data is not None else {})
         from qcc.quant.report import build_report
+        from qcc.runtime import run
 
         if evaluation:
             extra["evaluation"] = evaluation
-        report = build_report(module, cfg, batches[0] if batches else None, extra)
+        report = build_report(module, cfg, batches[0] if batches else None, extra,
+                              run=run)
         if work is not None:
             _write_outputs(work, name, module, cfg, report)
             _write_deploy(work, name, int8_module, report)
@@ -200,10 +205,11 @@ def _equalize(pipe: _Pipeline) -> dict:
     from qcc.passes import equalize
 
     before = _weight_sqnr(pipe.module)
-    pipe.run("qcc-equalize")
+    remarks = Remarks()
+    pipe.run("qcc-equalize", remarks)
     after = _weight_sqnr(pipe.module)
     return {"pairs": {f"{a} -> {b}": {"min_scale": float(min(s)), "max_scale": float(max(s))}
-                      for (a, b), s in equalize.last_scales().items()},
+                      for (a, b), s in equalize.scales_of(remarks).items()},
             "weight_sqnr_db_per_tensor": {k: {"before": before[k], "after": after.get(k)}
                                           for k in before}}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,10 +19,16 @@ from xdsl.ir import Operation, SSAValue
 
 from qcc import ir
 from qcc.dialects import qnn
+from qcc.errors import QccError
+
+# Integer kernels (int8 layers, requantize) wrap entries of the float table; the Ascend
+# ops (AscendQuant, AscendDequant, ...) add theirs. Importing them registers them.
+from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
+from qcc.runtime import int8 as _int8  # noqa: F401
 from qcc.runtime import ops as K
 
 
-class RuntimeError_(Exception):
+class RuntimeError_(QccError):
     """A user-facing error about running a module (bad inputs, unsupported op)."""
 
 
@@ -226,3 +233,13 @@ def run(module: ModuleOp, inputs: Mapping[str, np.ndarray],
 def _some(names: Mapping[str, object], n: int = 8) -> str:
     listed = sorted(names)
     return ", ".join(listed[:n]) + (", ..." if len(listed) > n else "")
+
+
+def batch_runner(module: ModuleOp, hooks: Mapping[Operation, Callable[..., object]],
+                 ) -> Callable[[Mapping[str, np.ndarray]], object]:
+    """`qcc.registry.Executor` on this runtime: compile `module` once; each call runs
+    one batch with `hook(kernel, op, *arrays)` in place of the kernel of each hooked op."""
+    plan = compile_module(module)
+    kernels = {step.op: step.fn for step in plan.steps}
+    overrides = {op: partial(hook, kernels[op]) for op, hook in hooks.items() if op in kernels}
+    return lambda batch: execute(plan, batch, overrides=overrides)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from xdsl.dialects.builtin import (
     DenseArrayBase,
@@ -22,11 +22,16 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation
 
 from qcc.dialects.layers import WEIGHTED, layer_of
+from qcc.errors import QccError
 
-if TYPE_CHECKING:
-    from qcc.targets.loader import Target
 
-class TargetError(Exception):
+class OpTable(Protocol):
+    """The part of a `Target` that layer facts read: its framework op tables."""
+
+    def lists(self, framework: str, source_op: str, op: str) -> bool: ...
+
+
+class TargetError(QccError):
     """A bad target description (`path:line:col: ...`) or a rule that cannot be evaluated."""
 
 
@@ -89,7 +94,7 @@ def _get(op: Operation, name: str) -> object:
     return _attr_value(op.attributes.get(name) or op.properties.get(name))
 
 
-def layer_facts(op: Operation, target: Target, module_framework: str = "") -> dict[str, object]:
+def layer_facts(op: Operation, target: OpTable, module_framework: str = "") -> dict[str, object]:
     """Every fact of layer `op` that applies to its op kind."""
     attr = _get(op, "source")
     source = attr if isinstance(attr, str) else ""

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from qcc.errors import QccError
 
-class UserError(Exception):
+
+class UserError(QccError):
     """An error the user can fix; printed as one message."""
 
 
@@ -82,12 +84,13 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_config(args: argparse.Namespace) -> None:
     from qcc import passes
     from qcc.quant import config as qconfig
+    from qcc.quant import config_json
 
     module = _load(args)
     passes.run(module, "canonicalize")
     simple = qconfig.load_simple_config(args.config) if args.config else None
     cfg = qconfig.resolve(module, simple, args.model)
-    qconfig.dump_json(cfg, args.output)
+    config_json.dump_json(cfg, args.output)
     quantized = sum(1 for e in cfg["layers"].values() if e.get("quantize"))
     print(f"wrote {args.output}: {quantized} of {len(cfg['layers'])} layers quantized",
           file=sys.stderr)
@@ -189,11 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get("QCC_DEBUG"):
         args.fn(args)
         return 0
-    from qcc.errors import USER_ERRORS
+    from xdsl.utils.exceptions import DiagnosticException, ParseError
 
     try:
         args.fn(args)
-    except (UserError,) + USER_ERRORS as e:
+    except (QccError, ParseError, DiagnosticException) as e:
         print(f"qcc {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0

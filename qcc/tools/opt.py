@@ -20,10 +20,11 @@ from typing import IO
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.printer import Printer
-from xdsl.utils.exceptions import DiagnosticException, ParseError, PassFailedException
+from xdsl.utils.exceptions import DiagnosticException, ParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from qcc import ir, registry
+from qcc.errors import QccError
 
 
 class QccOptMain(xDSLOptMain):
@@ -75,13 +76,12 @@ class QccOptMain(xDSLOptMain):
         return super().prepare_input()
 
     def apply_passes(self, prog: ModuleOp) -> None:
-        from qcc.passes import remarks
+        from qcc.passes.remarks import collecting
 
-        remarks.take()
-        super().apply_passes(prog)
-        lines = remarks.take()
+        with collecting() as remarks:
+            super().apply_passes(prog)
         if self.args.remarks:
-            for line in lines:
+            for line in remarks.lines:
                 print(f"remark: {line}", file=sys.stderr)
 
     def setup_pipeline(self) -> None:
@@ -145,11 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--list-passes" in argv:
         print(_pass_table())
         return 0
-    from qcc.errors import USER_ERRORS
-
     try:
         QccOptMain(description="qcc pass driver", args=argv).run()
-    except (ParseError, DiagnosticException, PassFailedException) + USER_ERRORS as e:
+    except (QccError, ParseError, DiagnosticException) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except FileNotFoundError as e:

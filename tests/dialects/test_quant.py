@@ -313,7 +313,7 @@ OBSERVE = ('quant.observe %x {{kind = "{kind}", algorithm = "{alg}", bits = {bit
 
 @pytest.mark.parametrize("fields,message", [
     (dict(kind="bias"), "kind must be one of activation, weight, got 'bias'"),
-    (dict(alg="magic"), "algorithm must be one of"),
+    (dict(alg=""), "algorithm must name a calibration algorithm"),
     (dict(bits=17), "bits must be between 2 and 16, got 17"),
     (dict(axis=1), r"axis 1 is out of range for rank 1 \(-1 means per-tensor\)"),
     (dict(axis=-2), "axis -2 is out of range"),

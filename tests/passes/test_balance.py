@@ -16,7 +16,7 @@ from qcc import ir, passes
 from qcc.dialects import qnn
 from qcc.passes import remarks
 from qcc.passes.balance import FACTOR_ATTR, BalanceError, BalancePass, balance, factor
-from qcc.passes.calibrate import model_batches
+from qcc.passes.calib_data import model_batches
 from qcc.runtime import run
 from qcc.testing.litcases import assert_close as _assert_close
 
@@ -90,7 +90,7 @@ def test_lit_case_same_outputs_before_and_after(case):
     passes.run(module, PIPELINE)  # the RUN line's pipeline, %S resolved
     for got, w in zip(_outputs(module, data), want, strict=True):
         _assert_close(got, w)
-    remarks.take()
+    remarks.current().take()
 
 
 def test_lit_factors_are_smoothquant_with_one_s_for_q_k_v():
@@ -110,15 +110,15 @@ def test_lit_factors_are_smoothquant_with_one_s_for_q_k_v():
         np.testing.assert_allclose(factors[name], want, rtol=1e-6)
         np.testing.assert_array_equal(_factor_attr(d), factors[name])  # recorded
     assert not _ops(module, qnn.ScaleOp)  # folded into the layer norm
-    assert remarks.take() == []
+    assert remarks.current().take() == []
 
 
 def test_remarks_say_why():
-    remarks.take()
+    remarks.current().take()
     data = _lit_data()
     for name in ("gcx", "swx", "twox", "ddx"):
         balance(_case(name), model_batches(_case(name), data))
-    assert remarks.take() == [
+    assert remarks.current().take() == [
         "qnn.conv 'grouped': not balanced: a grouped conv (groups = 2); only groups = 1 "
         "is balanced",
         "qnn.dense 'tied_a': not balanced: it shares its weights with qnn.dense 'tied_b'",
@@ -135,7 +135,7 @@ def test_skipped_layers_are_untouched_and_return_no_factor():
         before = ir.print_module(module)
         assert balance(module, model_batches(module, data)) == {}
         assert ir.print_module(module) == before
-    remarks.take()
+    remarks.current().take()
 
 
 # ------------------------------------------------------------------- alpha
@@ -200,7 +200,7 @@ def test_a_channel_that_is_always_zero_keeps_factor_one():
     data[:, 2] = 0
     factors = _same_before_and_after(module, {"x": data})
     assert factors["fc"][2] == 1.0 and np.all(factors["fc"][[0, 1, 3]] != 1.0)
-    remarks.take()
+    remarks.current().take()
 
 
 def test_layers_option_selects_and_unknown_names_are_an_error():
@@ -215,7 +215,7 @@ def test_layers_option_selects_and_unknown_names_are_an_error():
     with pytest.raises(BalanceError, match=r"no dense, conv or conv_transpose named 'nope'"
                                            r" in the model \(its layers: fc1, fc2\)"):
         passes.run(_case("ddx"), f'qcc-balance{{data="{DATA}" layers="fc1,nope"}}')
-    remarks.take()
+    remarks.current().take()
 
 
 def test_balanced_twice_records_the_product():
@@ -269,7 +269,7 @@ def test_conv3d_after_scale_and_conv_into_conv():
         "affine.scale_balanced")
     (dw,) = [c for c in _ops(module, qnn.ConvOp) if c.attributes["name"].data == "dw"]
     assert dw.weight.owner.attributes["name"].data == "dw.weight_balanced"  # c2's 1/s
-    assert any("grouped conv (groups = 3)" in r for r in remarks.take())
+    assert any("grouped conv (groups = 3)" in r for r in remarks.current().take())
 
 
 def test_conv_transpose_grouped_as_consumer_and_producer():
@@ -293,7 +293,7 @@ def test_conv_transpose_grouped_as_consumer_and_producer():
     for name in factors:
         np.testing.assert_allclose(factors[name], want[name], rtol=1e-6)
     assert not _ops(module, qnn.ScaleOp)  # into the BN and into up's output channels
-    assert remarks.take() == []
+    assert remarks.current().take() == []
 
 
 def test_layer_norm_over_channels_and_space_folds_for_a_conv():
@@ -307,7 +307,7 @@ def test_layer_norm_over_channels_and_space_folds_for_a_conv():
     module = g.finish({"y": y})
     _same_before_and_after(module, {"x": _outlier_data(rng, (6, 3, 4, 4), 1, (2,))})
     assert not _ops(module, qnn.ScaleOp)
-    assert remarks.take() == []
+    assert remarks.current().take() == []
 
 
 def test_two_layers_on_a_model_input_share_one_explicit_scale():
@@ -323,7 +323,7 @@ def test_two_layers_on_a_model_input_share_one_explicit_scale():
     factors = _same_before_and_after(module, {"x": _outlier_data(rng, (12, 6), 1, (4,))})
     np.testing.assert_array_equal(factors["a"], factors["b"])  # one group
     assert len(_ops(module, qnn.ScaleOp)) == 2  # before a+b (model input), before c (relu)
-    remarks.take()
+    remarks.current().take()
 
 
 # ------------------------------------------------------------ transformer W8A8
@@ -386,4 +386,4 @@ def test_transformer_with_outlier_channels_w8a8_cosine_rises(tmp_path, capsys):
               f"with balance (alpha 0.5) {with_:.6f}")
     assert with_ > without
     assert 1 - with_ < 0.8 * (1 - without)  # the error shrinks, not just by noise
-    remarks.take()
+    remarks.current().take()

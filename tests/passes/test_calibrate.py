@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from qcc import ir, passes
 from qcc.dialects import quant
+from qcc.passes.calib_data import CalibrationError
 from qcc.runtime import run
 
 LIT = Path(__file__).parents[1] / "lit" / "passes"
@@ -33,3 +35,18 @@ def test_fake_quant_graph_is_the_hand_computed_quantization():
     # and the float graph differs from it by no more than the quantization error
     want = next(iter(run(before, {"x": np.clip(x, -1, 3)}).values()))
     assert np.max(np.abs(next(iter(got.values())) - want)) < 0.05
+
+
+@pytest.mark.parametrize("kind,old,known", [
+    ("activation", 'algorithm = "minmax"', "hfmg, ifmr, kl, minmax, mse, percentile"),
+    ("weight", 'algorithm = "arq"', "arq"),
+])
+def test_unknown_algorithm_is_named_with_the_registry_names(kind, old, known):
+    """The verifier leaves algorithm names to the registry; qcc-calibrate names the
+    observer, the unknown algorithm and the known ones (qcc.quant.algorithms)."""
+    case = CASE.replace(old, 'algorithm = "magic"')
+    assert case != CASE
+    m = ir.parse_module(case)
+    with pytest.raises(CalibrationError,
+                       match=rf"no {kind} algorithm 'magic' \(known: {known}\)"):
+        passes.run(m, f'qcc-calibrate{{data="{DATA}"}}')

@@ -86,34 +86,34 @@ def test_lit_case_same_outputs_before_and_after(case, pipeline):
     assert all(kept[c.input].max() < get_float(c.properties["max"]) for c in clips)
     passes.run(module, pipeline)
     _assert_close(run(module, inputs), want)
-    remarks.take()
+    remarks.current().take()
 
 
 def test_pair_ranges_are_balanced_and_scales_recorded():
-    remarks.take()
+    remarks.current().take()
     module = passes.run(ir.parse_module(_case("conv_relu_conv")), "qcc-equalize")
     c1, c2 = _layers(module).values()
     np.testing.assert_allclose(_out_ranges(c1), _in_ranges(c2), rtol=1e-6)
-    scales = equalize.last_scales()[("c1", "c2")]
+    scales = equalize.scales_of(remarks.current())[("c1", "c2")]
     assert list(c2.attributes["qcc.equalize_scales"].get_values()) == scales
     assert "qcc.equalize_scales" not in c1.attributes
     # s = sqrt(r1 / r2) from the original weights
     original = _layers(ir.parse_module(_case("conv_relu_conv")))
     want = np.sqrt(_out_ranges(original["c1"]) / _in_ranges(original["c2"]))
     np.testing.assert_allclose(scales, want, rtol=1e-12)
-    assert remarks.take() == [
+    assert remarks.current().take() == [
         f"qnn.conv 'c1': equalized with qnn.conv 'c2': 3 scales in "
         f"[{min(scales):.4g}, {max(scales):.4g}] (2 rounds)"]
 
 
 def test_depthwise_chain_equalizes_both_joints():
-    remarks.take()
+    remarks.current().take()
     module = passes.run(ir.parse_module(_case("conv_depthwise_conv")), "qcc-equalize")
     pw1, dw, pw2 = _layers(module).values()
     np.testing.assert_allclose(_out_ranges(pw1), _in_ranges(dw), rtol=1e-5)
     np.testing.assert_allclose(_out_ranges(dw), _in_ranges(pw2), rtol=1e-5)
-    assert set(equalize.last_scales()) == {("pw1", "dw"), ("dw", "pw2")}
-    assert len(remarks.take()) == 2
+    assert set(equalize.scales_of(remarks.current())) == {("pw1", "dw"), ("dw", "pw2")}
+    assert len(remarks.current().take()) == 2
 
 
 @pytest.mark.parametrize(("case", "pipeline"), [
@@ -125,11 +125,11 @@ def test_depthwise_chain_equalizes_both_joints():
 def test_second_run_changes_nothing(case, pipeline):
     module = passes.run(ir.parse_module(_case(case)), pipeline)
     text = ir.print_module(module)
-    remarks.take()
+    remarks.current().take()
     passes.run(module, pipeline)
     assert ir.print_module(module) == text
-    assert all(abs(s - 1) < 1e-6 for v in equalize.last_scales().values() for s in v)
-    said = remarks.take()
+    assert all(abs(s - 1) < 1e-6 for v in equalize.scales_of(remarks.current()).values() for s in v)
+    said = remarks.current().take()
     assert said and all("scales in [1, 1]" in r or "not positive" in r for r in said)
 
 
@@ -140,21 +140,21 @@ def test_second_run_changes_nothing(case, pipeline):
                         "relu6_as_relu=true treats it as a relu"),
 ])
 def test_remark_says_why_a_pair_is_left_alone(case, reason):
-    remarks.take()
+    remarks.current().take()
     module = ir.parse_module(_case(case))
     layers = list(_layers(module))
     passes.run(module, "qcc-equalize")
-    assert remarks.take() == [
+    assert remarks.current().take() == [
         f"qnn.conv '{layers[0]}': not equalized with qnn.conv '{layers[1]}': {reason}"]
-    assert equalize.last_scales() == {}
+    assert equalize.scales_of(remarks.current()) == {}
 
 
 def test_relu6_as_relu_says_so():
-    remarks.take()
+    remarks.current().take()
     module = passes.run(ir.parse_module(_case("conv_relu6_conv")),
                         "qcc-equalize{relu6_as_relu=true}")
     assert not [op for op in module.walk() if isinstance(op, qnn.ClipOp)]
-    said = remarks.take()
+    said = remarks.current().take()
     assert said[0].startswith("qnn.conv 'c3': equalized with qnn.conv 'c4'")
     assert said[1] == ("qnn.clip 'r3': replaced by qnn.relu to equalize qnn.conv 'c3' and "
                        "qnn.conv 'c4' (relu6_as_relu=true): outputs change where its input "
@@ -170,9 +170,9 @@ def test_clip_with_another_lower_bound_always_blocks():
     y = g.add(qnn.ClipOp.make(y, min=-1.0, max=1.0))
     y = g.add(qnn.ConvOp.make(y, g.const(rng.standard_normal((2, 4, 1, 1)).astype(np.float32)),
                               name="b"))
-    remarks.take()
+    remarks.current().take()
     passes.run(g.finish({"y": y}), "qcc-equalize{relu6_as_relu=true}")
-    assert remarks.take() == ["qnn.conv 'a': not equalized with qnn.conv 'b': qnn.clip clips "
+    assert remarks.current().take() == ["qnn.conv 'a': not equalized with qnn.conv 'b': qnn.clip clips "
                               "to [-1, 1], which no scaling commutes with"]
 
 
@@ -200,8 +200,8 @@ def test_grouped_and_channel_multiplier_convs():
     layers = list(_layers(module).values())
     for one, two in zip(layers, layers[1:], strict=False):
         np.testing.assert_allclose(_out_ranges(one), _in_ranges(two), rtol=1e-3)
-    assert len(equalize.last_scales()) == 3
-    remarks.take()
+    assert len(equalize.scales_of(remarks.current())) == 3
+    remarks.current().take()
 
 
 def test_dense_chain_on_a_sequence():
@@ -217,8 +217,8 @@ def test_dense_chain_on_a_sequence():
     module = _same_before_and_after(g.finish({"y": y}))
     fc0, fc1, fc2 = _layers(module).values()
     np.testing.assert_allclose(_out_ranges(fc1), _in_ranges(fc2), rtol=1e-6)
-    assert set(equalize.last_scales()) == {("fc0", "fc1"), ("fc1", "fc2")}
-    remarks.take()
+    assert set(equalize.scales_of(remarks.current())) == {("fc0", "fc1"), ("fc1", "fc2")}
+    remarks.current().take()
 
 
 def _absorb_model(pads=(0, 0, 0, 0), mean=True):
@@ -250,10 +250,10 @@ def _f64(values):
 def test_high_bias_absorption_uses_mean_and_std():
     module, b1, _ = _absorb_model()
     w2 = _w(_layers(module)["b"])
-    remarks.take()
+    remarks.current().take()
     module = _same_before_and_after(module, "qcc-equalize{absorb_bias=true}")
     a, b = _layers(module).values()
-    s = np.array(equalize.last_scales()[("a", "b")])
+    s = np.array(equalize.scales_of(remarks.current())[("a", "b")])
     c = np.maximum(0, np.array([4.5, 9.0, 0.3]) - 3 * np.array([0.5, 1.0, 0.5]))  # [3, 6, 0]
     np.testing.assert_allclose(ir.array_of(a.bias), (b1 - c) / s, rtol=1e-6)
     np.testing.assert_allclose(ir.array_of(b.bias), [0.1, 0.2] + w2.sum((2, 3)) @ c, rtol=1e-6)
@@ -261,7 +261,7 @@ def test_high_bias_absorption_uses_mean_and_std():
                                (np.array([4.5, 9.0, 0.3]) - c) / s, rtol=1e-12)
     np.testing.assert_allclose(a.attributes["qcc.output_std"].get_values(),
                                np.array([0.5, 1.0, 0.5]) / s, rtol=1e-12)
-    said = remarks.take()
+    said = remarks.current().take()
     assert said[1] == ("qnn.conv 'a': absorbed 2 of 3 channel biases (up to "
                        f"{(c / s).max():.4g}) into qnn.conv 'b' (mean - 3 std rule)")
 
@@ -270,19 +270,19 @@ def test_high_bias_absorption_takes_the_bias_as_mean_without_one():
     module, b1, _ = _absorb_model(mean=False)
     module = _same_before_and_after(module, "qcc-equalize{absorb_bias=true}")
     a = _layers(module)["a"]
-    s = np.array(equalize.last_scales()[("a", "b")])
+    s = np.array(equalize.scales_of(remarks.current())[("a", "b")])
     c = np.maximum(0, b1 - 3 * np.array([0.5, 1.0, 0.5]))  # [2.5, 6, 0]
     np.testing.assert_allclose(ir.array_of(a.bias), (b1 - c) / s, rtol=1e-6)
-    remarks.take()
+    remarks.current().take()
 
 
 def test_no_absorption_into_a_padded_conv():
     module, b1, _ = _absorb_model(pads=(1, 1, 1, 1))
-    remarks.take()
+    remarks.current().take()
     module = _same_before_and_after(module, "qcc-equalize{absorb_bias=true}")
-    s = np.array(equalize.last_scales()[("a", "b")])
+    s = np.array(equalize.scales_of(remarks.current())[("a", "b")])
     np.testing.assert_allclose(ir.array_of(_layers(module)["a"].bias), b1 / s, rtol=1e-6)
-    assert remarks.take()[1] == ("qnn.conv 'a': no high bias absorbed into qnn.conv 'b': "
+    assert remarks.current().take()[1] == ("qnn.conv 'a': no high bias absorbed into qnn.conv 'b': "
                                  "qnn.conv 'b' pads its input with zeros, so the shift would "
                                  "change the borders")
 
@@ -353,11 +353,11 @@ def _before_and_after(compensate: bool):
     inputs = {"x": np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)}
     want = run(module, inputs)
     before, out_before = _weight_sqnr(module), _output_sqnr(module, inputs)
-    remarks.take()
+    remarks.current().take()
     passes.run(module, "qcc-equalize")
     _assert_close(run(module, inputs), want)  # float outputs unchanged
     after, out_after = _weight_sqnr(module), _output_sqnr(module, inputs)
-    said = remarks.take()
+    said = remarks.current().take()
     print(f"\nint8 per-tensor weight SQNR (dB), {'compensated' if compensate else 'plain'} "
           "spread, before -> after qcc-equalize")
     print("| layer | tensor before | tensor after | channel mean before | channel mean after |")
@@ -377,7 +377,7 @@ def test_mobilenet_equalization_raises_int8_weight_sqnr():
     assert c1 > c0 + 20  # channels that per-tensor int8 flattened to zero come back
     assert out1 > out0 + 20
     assert len(said) == len(BLOCKS) - 1 and all("equalized with" in r for r in said)
-    scales = equalize.last_scales()
+    scales = equalize.scales_of(remarks.current())
     assert list(scales) == list(zip([b[0] for b in BLOCKS], [b[0] for b in BLOCKS[1:]],
                                     strict=False))
     assert all(min(s) < 0.1 and max(s) > 10 for s in scales.values())

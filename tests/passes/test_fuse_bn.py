@@ -55,7 +55,7 @@ def _same_before_and_after(module, pipeline: str = "qcc-fuse-bn", seed: int = 0)
 def test_lit_case_same_outputs_before_and_after(case):
     module = _same_before_and_after(ir.parse_module(_as_main(case)), PIPELINE)
     assert not _ops(module, qnn.BatchNormOp)  # fused, or a qnn.scale (rule 6)
-    remarks.take()
+    remarks.current().take()
 
 
 def _case(name: str) -> str:
@@ -64,29 +64,29 @@ def _case(name: str) -> str:
 
 
 def test_remark_says_why_a_bn_before_a_padded_conv_stays(capsys):
-    remarks.take()
+    remarks.current().take()
     passes.run(ir.parse_module(_case("bn_shift_padded_conv")), "qcc-fuse-bn")
-    (remark,) = remarks.take()
+    (remark,) = remarks.current().take()
     assert remark.startswith("qnn.batch_norm 'bn14': not folded into qnn.conv 'c14'")
     assert "pads its input" in remark and "nonzero shift" in remark
     assert capsys.readouterr().out == ""  # passes print nothing
 
 
 def test_remarks_for_another_user_and_skip_layers():
-    remarks.take()
+    remarks.current().take()
     passes.run(ir.parse_module(_case("conv_output_has_another_user")), "qcc-fuse-bn")
-    assert remarks.take() == ["qnn.batch_norm 'bn13': not folded into qnn.conv 'c13': "
+    assert remarks.current().take() == ["qnn.batch_norm 'bn13': not folded into qnn.conv 'c13': "
                               "the output of qnn.conv 'c13' has another user"]
     passes.run(ir.parse_module(_case("skip_layers")), 'qcc-fuse-bn{skip_layers="a,skipped"}')
-    assert remarks.take() == ["qnn.batch_norm 'bn12': not folded into qnn.conv 'skipped': "
+    assert remarks.current().take() == ["qnn.batch_norm 'bn12': not folded into qnn.conv 'skipped': "
                               "skip_layers names it"]
 
 
 def test_no_remark_when_everything_folds():
-    remarks.take()
+    remarks.current().take()
     for name in ("conv_bn", "bn_scale_conv", "bn_zero_shift_padded_conv", "bn_mul_add"):
         passes.run(ir.parse_module(_case(name)), "qcc-fuse-bn")
-    assert remarks.take() == []
+    assert remarks.current().take() == []
 
 
 @pytest.mark.parametrize("spec", ['qcc-fuse-bn{skip_layers="x, skipped"}',
@@ -96,7 +96,7 @@ def test_skip_layers_option_forms(spec):
     module = passes.run(ir.parse_module(_case("skip_layers")), spec)
     (conv,) = _ops(module, qnn.ConvOp)
     assert conv.weight.owner.attributes.get("name") is None  # the original weight
-    remarks.take()
+    remarks.current().take()
 
 
 # --------------------------------------------------------- models built here
@@ -179,7 +179,7 @@ def test_light_model_keeps_no_bn_after_a_layer_and_matches(model):
     bns = len(_ops(module, qnn.BatchNormOp))
 
     passes.run(module, "qcc-fuse-bn")
-    remarks.take()
+    remarks.current().take()
     assert bns and not _ops(module, qnn.BatchNormOp)
     after_layer = [op for op in _ops(module, (qnn.ScaleOp, qnn.MulOp, qnn.AddOp))
                    if isinstance(op.operands[0].owner, LAYERS)

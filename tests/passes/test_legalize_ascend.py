@@ -19,6 +19,7 @@ from qcc.passes import remarks
 from qcc.passes.insert_quant import insert_observers
 from qcc.passes.legalize_ascend import legalize
 from qcc.quant import config as qconfig
+from qcc.quant import config_json
 from qcc.runtime import run
 from qcc.targets import TargetError, load_target
 
@@ -48,7 +49,7 @@ def _inputs(module, seed: int = 0) -> dict[str, np.ndarray]:
 def test_digits_conv1_stays_float_by_min_cin():
     module = _digits()
     cfg, notes = legalize(module, None, "ascend")
-    assert qconfig.validate_json(cfg, module) is cfg
+    assert config_json.validate_json(cfg, module) is cfg
     layers = cfg["layers"]
     assert layers["conv1"] == {"type": "qnn.conv", "quantize": False,
                                "reason": MIN_CIN.format(1)}
@@ -68,7 +69,7 @@ def test_digits_conv1_stays_float_by_min_cin():
 def test_digits_override_quantizes_conv1():
     module = _digits()
     cfg, notes = legalize(module, None, load_target("ascend"), overrides=["min_cin"])
-    qconfig.validate_json(cfg, module)
+    config_json.validate_json(cfg, module)
     assert all(e["quantize"] for e in cfg["layers"].values())
     assert not _float_attrs(module)
     assert f"legalize: conv1: quantized anyway (override): {MIN_CIN.format(1)}" in notes
@@ -112,7 +113,7 @@ def test_pass_only_annotates_digits():
     want = run(module, data)
     before = ir.print_module(module)
     passes.run(module, "qcc-legalize-ascend")
-    remarks.take()
+    remarks.current().take()
     got = run(module, data)
     assert got.keys() == want.keys()
     for k in want:
@@ -128,7 +129,7 @@ def test_lit_case_same_outputs_before_and_after(case):
     data = _inputs(module)
     want = run(module, data)
     passes.run(module, "qcc-legalize-ascend")
-    remarks.take()
+    remarks.current().take()
     got = run(module, data)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
@@ -137,30 +138,30 @@ def test_lit_case_same_outputs_before_and_after(case):
 def test_pass_writes_the_config_back_and_override_restores(tmp_path):
     module = _digits()
     path = tmp_path / "quant.json"
-    qconfig.dump_json(qconfig.resolve(module, None), path)
+    config_json.dump_json(qconfig.resolve(module, None), path)
     passes.run(module, f'qcc-legalize-ascend{{config="{path}"}}')
-    cfg = qconfig.load_json(path)
+    cfg = config_json.load_json(path)
     assert cfg["layers"]["conv1"]["reason"] == MIN_CIN.format(1)
     assert not cfg["layers"]["fc"]["weight"]["channel_wise"]
-    assert remarks.take() == [f"qnn.conv 'conv1': stays float: {MIN_CIN.format(1)}",
+    assert remarks.current().take() == [f"qnn.conv 'conv1': stays float: {MIN_CIN.format(1)}",
                               f"qnn.conv 'conv2': stays float: {MIN_CIN.format(16)}",
                               "qnn.dense 'fc': weight channel_wise true -> false (target "
                               "ascend: qnn.dense)"]
     # Rule 5: a second run with the rule lifted quantizes conv1 with default settings.
     passes.run(module, f'qcc-legalize-ascend{{config="{path}" override="min_cin"}}')
-    cfg = qconfig.validate_json(qconfig.load_json(path), module)
+    cfg = config_json.validate_json(config_json.load_json(path), module)
     assert cfg["layers"]["conv1"]["quantize"] and cfg["layers"]["conv1"]["weight"]["bits"] == 8
     assert not _float_attrs(module)
-    assert any("'conv1': quantized again with default settings" in r for r in remarks.take())
+    assert any("'conv1': quantized again with default settings" in r for r in remarks.current().take())
 
 
 def test_remarks_option_prints_to_stderr(capsys):
     passes.run(_digits(), "qcc-legalize-ascend{remarks=true}")
-    remarks.take()
+    remarks.current().take()
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"legalize: conv1: stays float: {MIN_CIN.format(1)}"
     passes.run(_digits(), "qcc-legalize-ascend")
-    remarks.take()
+    remarks.current().take()
     assert capsys.readouterr().err == ""
 
 

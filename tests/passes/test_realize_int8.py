@@ -77,14 +77,14 @@ def test_lit_case_same_outputs_before_and_after(case, spec):
         assert got[k].dtype == np.float32
         tol = TOLERANCE.get(_case_name(case), 1e-6 * (1 + float(np.abs(want[k]).max())))
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=tol, err_msg=k)
-    remarks.take()
+    remarks.current().take()
 
 
 def test_remark_says_why_a_layer_stays_float():
-    remarks.take()
+    remarks.current().take()
     (case,) = [c for c in CASES if _case_name(c) == "float_layer_stays_float"]
     passes.run(ir.parse_module(_as_main(case)), "qcc-realize-int8")
-    assert remarks.take() == ["qnn.dense 'd': stays float: input 0 is not fake-quantized"]
+    assert remarks.current().take() == ["qnn.dense 'd': stays float: input 0 is not fake-quantized"]
 
 
 def test_learned_fake_quant_stays_float():
@@ -98,10 +98,10 @@ def test_learned_fake_quant_stays_float():
       %0 = qnn.dense %xq, %wq {name = "d"} : (tensor<1x2xf32>, tensor<3x2xf32>) -> tensor<1x3xf32>
       func.return %0 : tensor<1x3xf32>
     }"""
-    remarks.take()
+    remarks.current().take()
     module = passes.run(ir.parse_module(text), "qcc-realize-int8")
     assert len(_ops(module, quant.FakeQuantOp)) == 2 and not _ops(module, quant.QuantizeOp)
-    assert remarks.take() == ["qnn.dense 'd': stays float: input 0 is not fake-quantized"]
+    assert remarks.current().take() == ["qnn.dense 'd': stays float: input 0 is not fake-quantized"]
 
 
 def test_verifier_rejects_a_half_quantized_layer():
@@ -178,7 +178,7 @@ def test_small_models_close_to_fake_quant(kind, spec):
     want, got = run(fake, x)["y"], run(real, x)["y"]
     err = np.linalg.norm(got - want) / np.linalg.norm(want)
     assert err < 0.02, err
-    remarks.take()
+    remarks.current().take()
 
 
 def test_commute_moves_max_pool_and_reshape_onto_integers():

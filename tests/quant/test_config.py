@@ -10,6 +10,7 @@ import pytest
 from qcc.dialects import qnn
 from qcc.ir import Graph
 from qcc.quant import config as C
+from qcc.quant import config_json
 from qcc.quant.config import ConfigError, parse_simple_config, resolve
 
 DATA = Path(__file__).parent / "data"
@@ -212,7 +213,7 @@ def test_resolve_defaults():
             for name, t in [("conv1", "qnn.conv"), ("conv2", "qnn.conv"),
                             ("pool1", "qnn.avg_pool"), ("fc", "qnn.dense"),
                             ("attn", "qnn.matmul")]}}
-    C.validate_json(out, model())
+    config_json.validate_json(out, model())
 
 
 def test_resolve_full_example():
@@ -299,8 +300,8 @@ def test_layer_names_of_unnamed_and_repeated_ops():
 def test_json_round_trip(tmp_path):
     out = resolve(model(), C.load_simple_config(DATA / "full.cfg"))
     path = tmp_path / "quant.json"
-    C.dump_json(out, path)
-    assert C.load_json(path) == out
+    config_json.dump_json(out, path)
+    assert config_json.load_json(path) == out
     assert json.loads(path.read_text()) == out
     assert [p.name for p in tmp_path.iterdir()] == ["quant.json"]  # no temporary left
 
@@ -337,7 +338,7 @@ def edited(change):
 ])
 def test_validate_hand_edited_json(change, message):
     with pytest.raises(ConfigError) as e:
-        C.validate_json(edited(change), model(), "q.json")
+        config_json.validate_json(edited(change), model(), "q.json")
     assert str(e.value).startswith("q.json: ") and message in str(e.value)
 
 
@@ -345,7 +346,7 @@ def test_load_json_reports_syntax_position(tmp_path):
     path = tmp_path / "q.json"
     path.write_text('{"version": 1,\n "layers": }')
     with pytest.raises(ConfigError, match=r"q\.json:2:12: Expecting value"):
-        C.load_json(path)
+        config_json.load_json(path)
 
 
 def test_equalization_and_balance_switches():

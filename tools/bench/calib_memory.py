@@ -20,7 +20,8 @@ import numpy as np
 
 from qcc import ir, passes
 from qcc.frontends.onnx import load_onnx
-from qcc.passes.calibrate import calibrate, model_batches
+from qcc.passes.calib_data import model_batches
+from qcc.passes.calibrate import calibrate
 from qcc.passes.insert_quant import insert_observers
 from qcc.quant.config import resolve
 from qcc.runtime import compile_module, execute

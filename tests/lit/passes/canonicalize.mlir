@@ -1,4 +1,5 @@
 // RUN: qcc-opt %s --split-input-file -p canonicalize | filecheck %s
+// RUN: qcc-opt %s --split-input-file -p 'canonicalize,qcc-realize-int8' | filecheck %s --check-prefix=INT8
 
 // CHECK-LABEL: func.func @drop_identity_and_dropout
 // CHECK-NEXT: %[[R:.*]] = qnn.relu %x
@@ -104,4 +105,44 @@ func.func @no_rewrite(%x: tensor<2x3xf32>, %y: tensor<3x2xf32>) -> tensor<3x2xf3
   %2 = qnn.add %1, %x : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2x3xf32>
   %3 = qnn.reshape %2 {shape = array<i64: 3, 2>} : (tensor<2x3xf32>) -> tensor<3x2xf32>
   func.return %3 : tensor<3x2xf32>
+}
+
+// -----
+
+// Must not fire: quant ops never fold. A weight's observer stays on the constant
+// for qcc-calibrate (canonicalize after qcc-insert-quant used to delete it).
+// CHECK-LABEL: func.func @weight_observer
+// CHECK: %[[W:.*]] = qnn.constant
+// CHECK: quant.observe %x
+// CHECK: %[[WO:.*]] = quant.observe %[[W]] {kind = "weight"
+// CHECK: qnn.dense %{{.*}}, %[[WO]] {name = "fc"}
+func.func @weight_observer(%x: tensor<2x4xf32> {qnn.name = "x"}) -> tensor<2x2xf32> {
+  %w = qnn.constant dense<[[0.5, -1.27, 0.25, 0.0], [0.1, 0.2, -0.3, 0.635]]> : tensor<2x4xf32> {name = "fc.weight"}
+  %0 = quant.observe %x {kind = "activation", algorithm = "minmax", bits = 8 : i64, symmetric = false, axis = -1 : i64, narrow_range = false, id = "fc.input"} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  %1 = quant.observe %w {kind = "weight", algorithm = "arq", bits = 8 : i64, symmetric = true, axis = 0 : i64, narrow_range = true, id = "fc.weight"} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  %2 = qnn.dense %0, %1 {name = "fc"} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x2xf32>
+  func.return %2 : tensor<2x2xf32>
+}
+
+// -----
+
+// Must not fire: the weight's fake_quant (the module as qcc-calibrate leaves it:
+// the parameters are the ones worked out by hand in qcc-calibrate.mlir) stays, so
+// canonicalize then qcc-realize-int8 realizes the layer in integers (the weight
+// used to fold into a float constant and the layer stayed float).
+// CHECK-LABEL: func.func @weight_fake_quant
+// CHECK: %[[WQ:.*]] = quant.fake_quant %w {id = "fc.weight"
+// CHECK: qnn.dense %{{.*}}, %[[WQ]] {name = "fc"}
+// INT8-LABEL: func.func @weight_fake_quant
+// INT8: %[[X:.*]] = quant.quantize %x {qtype = !quant.uniform<i8:f32, 0.01568627450980392:-64>}
+// INT8: %[[WQ:.*]] = quant.quantize %w {qtype = !quant.uniform<i8<-127:127>:f32:0, {0.009999999849815068,0.004999999924907534}>}
+// INT8: %[[Y:.*]] = qnn.dense %[[X]], %[[WQ]] {name = "fc"} : ({{.*}}) -> tensor<2x2x!quant.uniform<i32:f32:1, {{.*}}>>
+// INT8: quant.dequantize %[[Y]]
+// INT8-NOT: quant.fake_quant
+func.func @weight_fake_quant(%x: tensor<2x4xf32> {qnn.name = "x"}) -> tensor<2x2xf32> {
+  %w = qnn.constant dense<[[0.5, -1.27, 0.25, 0.0], [0.1, 0.2, -0.3, 0.635]]> : tensor<2x4xf32> {name = "fc.weight"}
+  %0 = quant.fake_quant %x {id = "fc.input", qtype = !quant.uniform<i8:f32, 0.01568627450980392:-64>} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  %1 = quant.fake_quant %w {id = "fc.weight", qtype = !quant.uniform<i8<-127:127>:f32:0, {0.009999999849815068,0.004999999924907534}>} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  %2 = qnn.dense %0, %1 {name = "fc"} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x2xf32>
+  func.return %2 : tensor<2x2xf32>
 }
