@@ -75,20 +75,36 @@ def _variant():
     return qcc_gemm_variant_name(qcc_gemm_variant()).decode()
 
 
+# QCC_ISA level -> the best GEMM variant it allows.
+_CEILING = {"scalar": "plain", "avx2": "avx2", "avx512": "avx512"}
+
+
+def _default_variant():
+    """The best GEMM variant this CPU runs at or below the level QCC_ISA names
+    (scalar, avx2, avx512; unset or unknown: the best one)."""
+    names = _variants()   # best last (no negative indexing: wraparound is off)
+    cap = _CEILING.get(os.environ.get("QCC_ISA", "").strip().lower())
+    if cap in names:
+        return cap
+    return names[len(names) - 1]
+
+
 def _set_variant(name):
-    """Force the GEMM variant `name` ('plain', 'avx2', 'avx512'; None: the best one
-    this CPU runs); returns the old name. For tests and benchmarks."""
+    """Force the GEMM variant `name` ('plain', 'avx2', 'avx512'; None: the default,
+    `_default_variant()`); returns the old name. For tests and benchmarks."""
     old = _variant()
     cdef int v
     if name is None:
-        qcc_gemm_set_variant(-1)
-        return old
+        name = _default_variant()
     for v in range(QCC_GEMM_NVARIANTS):
         if qcc_gemm_variant_name(v).decode() == name:
             if qcc_gemm_set_variant(v):
                 raise ValueError(f"GEMM variant {name!r} does not run on this CPU")
             return old
     raise ValueError(f"unknown GEMM variant {name!r}")
+
+
+_set_variant(None)   # QCC_ISA applies from import on
 
 
 def _set_threads(int n):

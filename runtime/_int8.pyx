@@ -18,9 +18,12 @@ sum is exact in int32 as long as K * 255 * 128 < 2^31 (the caller checks), so ev
 instruction set gives the same integers.
 
 Dispatch. The GEMM is compiled three times from one C body (AVX-512 VNNI, AVX2,
-baseline x86-64); the best one the CPU supports is chosen at import and
+baseline x86-64); the best one the CPU supports, at or below the level the
+environment variable QCC_ISA names (scalar, avx2, avx512), is chosen at import and
 `set_isa(name)` forces another (the tests run all of them and compare).
 """
+
+import os
 
 import numpy as np
 
@@ -240,7 +243,18 @@ ISAS = ("avx512vnni", "avx2", "baseline")
 # Bytes of the column buffer per tile (it stays in the L2 cache).
 cdef Py_ssize_t TILE_BYTES = 256 << 10
 
-cdef int _isa = next(i for i in range(len(ISAS)) if qcc_i8_supported(i))
+# QCC_ISA level -> the first entry of ISAS it allows.
+_CEILING = {"avx512": 0, "avx2": 1, "scalar": 2}
+
+
+def default_isa():
+    """The best instruction set this CPU runs at or below QCC_ISA (unset or unknown:
+    the best one)."""
+    first = _CEILING.get(os.environ.get("QCC_ISA", "").strip().lower(), 0)
+    return next(name for i, name in enumerate(ISAS) if i >= first and qcc_i8_supported(i))
+
+
+cdef int _isa = ISAS.index(default_isa())
 
 
 def supported_isas():
@@ -254,8 +268,11 @@ def isa():
 
 
 def set_isa(name):
-    """Use instruction set `name` (one of `supported_isas()`); returns the previous."""
+    """Use instruction set `name` (one of `supported_isas()`; None: `default_isa()`);
+    returns the previous."""
     global _isa
+    if name is None:
+        name = default_isa()
     if name not in ISAS or not qcc_i8_supported(ISAS.index(name)):
         raise ValueError(f"instruction set {name!r} is not supported here "
                          f"(supported: {', '.join(supported_isas())})")

@@ -17,7 +17,10 @@ How it is written (the float parts as `qcc.exporters.onnx` writes them):
 3. Integer layers keep their float op type with integer tensors, as AMCT writes
    them: Conv / ConvTranspose (int8 x and W, int32 B, int32 output), dense as
    Gemm(transB = 1) for a 2-D input (else MatMul by the transposed weight + Add),
-   matmul as MatMul.
+   matmul as MatMul. A quantized average pool is AveragePool on the int8 tensor
+   (its mean in the input's own type), between the AscendQuant before it and the
+   AscendAntiQuant after it (qcc-lower-ascend rule 6), as AMCT writes a quantized
+   AvgPool.
 
 The domain: AMCT writes AscendQuant, AscendDequant and AscendAntiQuant with no
 domain (the default ONNX domain), and CANN's ONNX parser registers them as

@@ -28,7 +28,16 @@ How the integer ops are written (the rest as `qcc.exporters.onnx` writes them):
    with scale 1 and zero point z_y: clip(rint(float32(acc) * m) + z_y).
    A storage range narrower than the 8-bit type's (`i8<z:127>`, a relu folded into
    the requantize) is a Clip of the saturated integers.
-5. Data movement (reshape, transpose, concat, slice, gather...) and max pooling
+5. `qnn.avg_pool` on a quantized tensor (its mean in the input's own type, rounded
+   half to even; `qcc.runtime.int8`): ONNX has no integer AveragePool, so the window
+   sums are a depthwise ConvInteger by int8 ones with the zero point as
+   x_zero_point (padding holds it: the real 0), and the mean is
+   Cast(sum -> double) / count, Round (half to even), + z, Cast to the storage. The
+   counts per output position are a constant (declared padding counts with
+   count_include_pad, cells added by ceil_mode never do; the ceil cells are extra
+   end padding). A float64 quotient of integers below 2^53 is correctly rounded,
+   so Round sees exact halves: the integers are the runtime's on every CPU.
+6. Data movement (reshape, transpose, concat, slice, gather...) and max pooling
    read quantized tensors as their storage; any other op on quantized values
    (and conv_transpose, which has no integer ONNX op) is listed as unsupported.
 
@@ -51,6 +60,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 
 from qcc import ir
 from qcc.dialects import ascend, qnn, quant
+from qcc.dialects.base import get_bool, get_ints
 from qcc.dialects.quant import UniformQuantizedType, storage_range
 from qcc.exporters import onnx as base
 from qcc.exporters.onnx import (
@@ -66,6 +76,9 @@ INT_EXPORTS: dict[type, Export] = {}
 """op class -> export of the integer ONNX (falls back to `qcc.exporters.onnx`'s)."""
 
 LAYERS = (qnn.ConvOp, qnn.ConvTransposeOp, qnn.DenseOp, qnn.MatmulOp)
+
+INTEGER_OPS = (qnn.AvgPoolOp,)
+"""Other qnn ops with an integer form (in the input's own quantized type)."""
 
 MOVES_DATA = (qnn.ReshapeOp, qnn.TransposeOp, qnn.BroadcastOp, qnn.ConcatOp, qnn.SplitOp,
               qnn.SliceOp, qnn.GatherOp, qnn.GatherElementsOp, qnn.GatherNdOp,
@@ -141,7 +154,8 @@ def zero_point_input(w: OpWriter, qtype: UniformQuantizedType, tag: str,
 def check_quantized(op: Operation) -> None:
     """Only the quant and ascend ops, the integer layers and data movement read
     or produce quantized values."""
-    if isinstance(op, (*MOVES_DATA, *LAYERS)) or op.name.startswith(("quant.", "ascend.")):
+    if isinstance(op, (*MOVES_DATA, *LAYERS, *INTEGER_OPS)) or \
+            op.name.startswith(("quant.", "ascend.")):
         return
     for v in [*op.operands, *op.results]:
         if quant.quantized_element(v.type) is not None:
@@ -385,6 +399,58 @@ def _conv_transpose(w: OpWriter) -> None:
     if qtype_of(w.op.operands[0]) is None:
         return base._exports()[qnn.ConvTransposeOp](w)
     raise Unsupported("ONNX has no integer ConvTranspose")
+
+
+# ------------------------------------------------------------------ pooling
+
+
+def pool_counts(size: int, k: int, s: int, dl: int, pb: int, pe: int, out: int,
+                include_pad: bool) -> np.ndarray:
+    """Cells each of `out` windows of one spatial dim counts: taps inside the input,
+    plus those on the declared padding [-pb, 0) and [size, size + pe) with
+    `include_pad` (cells past it, added by ceil_mode, never count)."""
+    lo, hi = (-pb, size + pe) if include_pad else (0, size)
+    pos = np.arange(out)[:, None] * s - pb + np.arange(k)[None, :] * dl
+    return np.maximum(((pos >= lo) & (pos < hi)).sum(axis=1), 1)
+
+
+@export(INT_EXPORTS, qnn.AvgPoolOp)
+def _avg_pool(w: OpWriter) -> None:
+    op = w.op
+    assert isinstance(op, qnn.AvgPoolOp)
+    q = qtype_of(op.operands[0])
+    if q is None:
+        return base._exports()[qnn.AvgPoolOp](w)
+    if q.is_per_axis:
+        raise Unsupported(f"an average pool of the per-axis type {q}")
+    shape, out = w.shape(op.operands[0]), w.shape(op.results[0])
+    d = len(shape) - 2
+    if not all(isinstance(v, int) for v in [*shape[1:], *out[2:]]):
+        raise Unsupported("an integer average pool needs static channels and spatial dims")
+    k, st = list(get_ints(op.kernel)), list(get_ints(op.strides))
+    pads = list(get_ints(op.pads))
+    dl = list(get_ints(op.dilations)) if op.dilations is not None else [1] * d
+    include = get_bool(op.count_include_pad)
+    ends = [max(0, (out[2 + i] - 1) * st[i] + (k[i] - 1) * dl[i] + 1 - shape[2 + i] - pads[i])
+            for i in range(d)]
+    count = np.ones([1, 1], np.float64)
+    for i in range(d):
+        c = pool_counts(shape[2 + i], k[i], st[i], dl[i], pads[i], pads[d + i], out[2 + i],
+                        include)
+        count = np.multiply.outer(count, c)
+    ones = w.const(np.ones([shape[1], 1, *k], q.numpy_dtype), "ones")
+    total, mean, rounded = w.tmp("sum"), w.tmp("mean"), w.tmp("rounded")
+    w.node("ConvInteger", [w.input(0), ones, zero_point_input(w, q, "x_zero_point")], [total],
+           kernel_shape=k, strides=st, pads=pads[:d] + ends, dilations=dl, group=shape[1])
+    as_double = w.tmp("sum_double")
+    w.node("Cast", [total], [as_double], suffix="cast", to=TensorProto.DOUBLE)
+    w.node("Div", [as_double, w.const(count, "count")], [mean], suffix="mean")
+    w.node("Round", [mean], [rounded], suffix="round")
+    shifted = w.tmp("shifted")
+    w.node("Add", [rounded, w.const(np.float64(q.zero_point), "zero_point")], [shifted],
+           suffix="zero_point")
+    w.node("Cast", [shifted], [w.out()], suffix="storage",
+           to=helper.np_dtype_to_tensor_dtype(q.numpy_dtype))
 
 
 # ------------------------------------------------------- dequantize/requantize

@@ -24,9 +24,13 @@ layer it feeds, an `ascend.dequant` `<layer>.dequant` after the layer it reads (
 AMCT names them).
 5. `quant.dequantize %q` of a per-tensor i8 tensor -> `ascend.anti_quant %q` to the
    expressed type.
+6. `quant.requantize %q` of a full-range per-tensor i8 tensor (an integer average
+   pool's output) to another -> `ascend.anti_quant %q` (`dtype`) then `ascend.quant`
+   to the requantize's type, as AMCT's deploy model goes back to float after a
+   quantized AvgPool and quantizes again for the next layer.
 
 Anything else is left as it is: other storage types (u8, 4 or 16 bits), per-axis
-or narrow-range activations, i8 -> i8 requantize, per-axis i8 dequantize, and the
+or narrow-range activations, per-axis i8 dequantize, and the
 integer layers themselves (int8 in, i32 out, as on the device).
 
 Options: `dtype` ("f16" or "f32": what AscendDequant produces; float16 is what the
@@ -163,7 +167,7 @@ class DequantizeToAscend(RewritePattern):
 
 @dataclass(frozen=True)
 class RequantizeToAscend(RewritePattern):
-    """Rule 4."""
+    """Rules 4 and 6."""
 
     dtype: Attribute
     round_mode: str
@@ -171,6 +175,13 @@ class RequantizeToAscend(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: quant.RequantizeOp, rewriter: PatternRewriter, /):
         source = quant.quantized_element(op.input.type)
+        name = _name(op) or _quant_name(op.results[0])
+        if _is_activation_i8(source) and _is_activation_i8(op.qtype):
+            back = ascend.AntiQuantOp.of(op.input, self.dtype,
+                                         name=f"{_base(op.input, op)}.anti_quant")
+            rewriter.replace(op, [back, ascend.QuantOp.of(back.results[0], op.qtype,
+                                                          self.round_mode, name=name)])
+            return
         relu = _is_relu_i8(op.qtype) and not _is_activation_i8(op.qtype)
         if not _is_acc(source) or source is None or not (
                 relu or _is_activation_i8(op.qtype)):
@@ -178,7 +189,7 @@ class RequantizeToAscend(RewritePattern):
         base = _base(op.input, op)
         new = dequant(op.input, source, self.dtype, relu, f"{base}.dequant")
         new.append(ascend.QuantOp.of(new[-1].results[0], op.qtype, self.round_mode,
-                                     name=_name(op) or _quant_name(op.results[0])))
+                                     name=name))
         rewriter.replace(op, new)
 
 

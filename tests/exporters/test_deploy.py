@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -203,3 +204,38 @@ def test_small_graph_round_trip(tmp_path):
             want, got = runtime.run(module, {"x": x}), runtime.run(imported, {"x": x})
             for name in want:
                 assert np.array_equal(got[name], want[name]), (hints, name)
+
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+@pytest.mark.parametrize("name", ["densenet121", "inception_v2"])
+def test_deploy_written_with_quantized_average_pools(tmp_path, name):
+    """densenet121 and inception_v2 (onnx's light models) quantize their average
+    pools: the deploy model is written with AveragePool on the AscendQuant's int8
+    tensor, and qcc runs it to the lowered module's values exactly."""
+    pytest.importorskip("qcc.passes.realize_int8")
+    path = LIGHT / f"light_{name}.onnx"
+    if not path.exists():
+        pytest.skip(f"{path} is not in this onnx wheel")
+    proto = onnx.load(path, load_external_data=False)
+    inits = {t.name for t in proto.graph.initializer}
+    (inp,) = [i for i in proto.graph.input if i.name not in inits]
+    shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", **{inp.name: rng.random((2, *shape[1:]), np.float32)})
+    result = qcc.quantize(path, tmp_path / "calib.npz", outdir=tmp_path / "out",
+                          progress=False)
+    deploy = tmp_path / "out" / f"light_{name}_deploy.onnx"
+    assert "deploy" not in result.report and deploy.exists()
+    model = onnx.load(deploy)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    pools = [n for n in model.graph.node if n.op_type == "AveragePool"
+             and producer[n.input[0]].op_type == "AscendQuant"]
+    assert pools, "no quantized AveragePool"
+    lowered = result.module.clone()
+    passes.run(lowered, "qcc-realize-int8,qcc-lower-ascend")
+    x = {inp.name: rng.random(shape, np.float32)}
+    want, got = runtime.run(lowered, x), runtime.run(load_onnx(deploy), x)
+    for key, value in want.items():
+        assert np.array_equal(got[key], value), key

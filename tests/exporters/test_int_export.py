@@ -18,6 +18,7 @@ from qcc.exporters.onnx import ExportError
 from qcc.exporters.onnx_int import export_onnx_int
 
 ort = pytest.importorskip("onnxruntime")
+from qcc.testing import ort as exact_ort  # noqa: E402
 
 
 def with_outputs(module: ModuleOp, values: dict[str, SSAValue]) -> ModuleOp:
@@ -35,7 +36,8 @@ def with_outputs(module: ModuleOp, values: dict[str, SSAValue]) -> ModuleOp:
 
 
 def session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    """Graph optimizations off: the integer operators as written (`qcc.testing.ort`)."""
+    return exact_ort.session(path)
 
 
 def run_ort(sess, inputs):
@@ -180,7 +182,78 @@ def test_unsupported_ops_are_listed():
     with pytest.raises(ExportError) as e:
         export_onnx_int(module)
     assert "ONNX has no integer ConvTranspose (up)" in str(e.value)
-    assert "qnn.avg_pool: operates on quantized integers" in str(e.value)
+    assert "avg_pool" not in str(e.value)   # it has an integer form
+
+
+# ------------------------------------------------------------- average pool
+
+
+def exact_avg_pool(xq, z, k, s, pads, ceil, include_pad, dl):
+    """Window by window in Python integers: the sum of x - z over the cells inside
+    the input, the count (declared padding counts with include_pad; padding holds
+    the real 0, i.e. z; cells past it that ceil_mode adds never count), the mean
+    rounded half to even, plus z."""
+    d = len(k)
+    size = xq.shape[2:]
+    outs = []
+    for i in range(d):
+        span = size[i] + pads[i] + pads[d + i] - (k[i] - 1) * dl[i] - 1
+        o = (-(-span // s[i]) if ceil else span // s[i]) + 1
+        if ceil and (o - 1) * s[i] >= size[i] + pads[i]:
+            o -= 1
+        outs.append(o)
+    y = np.zeros((*xq.shape[:2], *outs), np.int64)
+    for n, c in np.ndindex(*xq.shape[:2]):
+        for pos in np.ndindex(*outs):
+            total = count = 0
+            for tap in np.ndindex(*k):
+                at = [pos[i] * s[i] - pads[i] + tap[i] * dl[i] for i in range(d)]
+                inside = all(0 <= at[i] < size[i] for i in range(d))
+                declared = all(-pads[i] <= at[i] < size[i] + pads[d + i] for i in range(d))
+                if inside:
+                    total += int(xq[(n, c, *at)]) - z
+                count += int(inside or (include_pad and declared))
+            q, r = divmod(total, max(count, 1))
+            q += int(2 * r > count or (2 * r == count and q % 2 == 1))
+            y[(n, c, *pos)] = q + z
+    return y
+
+
+# (input shape, kernel, strides, pads, ceil_mode, count_include_pad, dilations)
+AVG_POOL_CASES = [
+    ((2, 3, 7, 7), (3, 3), (2, 2), (1, 1, 1, 1), False, False, (1, 1)),
+    ((1, 4, 8, 9), (3, 3), (2, 2), (1, 1, 1, 1), True, True, (1, 1)),      # densenet-like
+    ((1, 2, 9, 8), (3, 2), (2, 3), (0, 1, 2, 0), True, False, (1, 1)),
+    ((1, 3, 6, 6), (2, 2), (2, 2), (0, 0, 0, 0), False, False, (1, 1)),    # transition
+    ((1, 2, 9, 9), (3, 3), (1, 1), (1, 1, 1, 1), False, True, (1, 1)),     # inception
+    ((1, 2, 11, 10), (3, 2), (2, 1), (2, 1, 1, 0), False, True, (2, 3)),   # dilated
+    ((2, 3, 13), (4,), (3,), (1, 2), True, True, (1,)),                    # 1-d
+]
+
+
+@pytest.mark.parametrize("case", AVG_POOL_CASES, ids=range(len(AVG_POOL_CASES)))
+@pytest.mark.parametrize("zero_point", [-128, 5, 127])
+def test_avg_pool_integers_exact(tmp_path, case, zero_point):
+    shape, k, s, pads, ceil, include, dl = case
+    qt = Q.make(scale=0.25, zero_point=zero_point)
+    g = ir.Graph()
+    xq = g.add(quant.QuantizeOp.make(g.input("x", shape), qtype=qt))
+    kwargs = {"dilations": dl} if any(v != 1 for v in dl) else {}
+    pooled = g.add(qnn.AvgPoolOp.make(xq, kernel=k, strides=s, pads=pads, ceil_mode=ceil,
+                                      count_include_pad=include, name="pool", **kwargs))
+    module = g.finish({"y": pooled})
+    model = export_onnx_int(module, tmp_path / "pool.onnx")
+    assert "ConvInteger" in [n.op_type for n in model.graph.node]
+    sess = session(tmp_path / "pool.onnx")
+    rng = np.random.default_rng(len(shape) + zero_point + 128)
+    for spread in (0.5, 40.0):   # ties (integer inputs, even counts) and saturated inputs
+        x = np.round(rng.normal(size=shape) * spread).astype(np.float32) * 0.25
+        xi = qt.quantize(x).astype(np.int64)
+        want = exact_avg_pool(xi, zero_point, k, s, pads, ceil, include, dl)
+        got = run_ort(sess, {"x": x})["y"]
+        assert got.dtype == np.int8
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(runtime.run(module, {"x": x})["y"], want)
 
 
 def test_float_model_unchanged(tmp_path):

@@ -41,10 +41,11 @@ RTOL, ATOL = 1e-4, 1e-5
 
 
 def ort_run(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds), strict=True))
+    """onnxruntime with graph optimizations off: QDQ runs as written, the same on
+    every CPU (`qcc.testing.ort`)."""
+    from qcc.testing import ort as exact_ort
+
+    return exact_ort.run(model, feeds)
 
 
 def assert_same(got: dict, want: dict, rtol: float = RTOL, atol: float = ATOL) -> None:

@@ -19,14 +19,13 @@ ort = pytest.importorskip("onnxruntime")
 from qcc.frontends.onnx import load_onnx  # noqa: E402
 from qcc.runtime import compile_module, execute, run  # noqa: E402
 from qcc.testing import models  # noqa: E402
+from qcc.testing import ort as exact_ort  # noqa: E402
 
 RTOL, ATOL = 1e-3, 1e-4
 
 
 def ort_run(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds), strict=True))
+    return exact_ort.run(model, feeds)   # no QDQ fusion: the same on every CPU
 
 
 def assert_matches_ort(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -159,3 +159,28 @@ def test_digits_relu_folds(realized):
     assert [op.attributes["name"].data for op in relus] == ["conv3.dequant"]  # type: ignore[attr-defined]
     assert "relu3" not in {op.attributes.get("name").data  # type: ignore[union-attr]
                            for op in _ops(lowered, qnn.ReluOp)}
+
+
+def test_i8_requantize_after_avg_pool():
+    """Rule 6 on the runtime: anti_quant (float16) then AscendQuant is within one
+    step of the exact requantize, round(s_x (q - z_x) / s_y) + z_y, worked out here
+    in rationals from the pooled integers."""
+    from fractions import Fraction
+
+    g = ir.Graph()
+    x = g.input("x", (2, 3, 6, 6))
+    q_in = Q.make(scale=0.02, zero_point=-3)
+    q_out = Q.make(scale=0.07, zero_point=5)
+    xq = g.add(quant.QuantizeOp.make(x, qtype=q_in))
+    pooled = g.add(qnn.AvgPoolOp.make(xq, kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0),
+                                      name="pool"))
+    module = g.finish({"p": pooled, "y": g.add(quant.RequantizeOp.make(pooled, qtype=q_out))})
+    inputs = {"x": np.random.default_rng(4).normal(size=(2, 3, 6, 6)).astype(np.float32)}
+    passes.run(module, "qcc-lower-ascend")
+    assert not _ops(module, quant.RequantizeOp)
+    assert len(_ops(module, ascend.AntiQuantOp)) == 1
+    after = runtime.run(module, inputs)
+    exact = np.array([round(Fraction(0.02) * (int(p) + 3) / Fraction(0.07)) + 5
+                      for p in after["p"].reshape(-1)]).reshape(after["y"].shape)
+    diff = np.abs(after["y"].astype(int) - np.clip(exact, -128, 127))
+    assert diff.max() <= 1 and diff.mean() < 0.05

@@ -16,6 +16,26 @@ from qcc.runtime import compile_module, execute, int8
 
 _C = int8._C
 needs_compiled = pytest.mark.skipif(_C is None, reason="qcc.runtime._int8 is not built")
+LEVELS = ("avx512", "avx2", "scalar")
+"""qcc.runtime.isa levels: every test taking the `level` fixture runs the compiled int8
+GEMM forced to each level's variant (skipped where the CPU lacks it)."""
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    """Force the int8 GEMM to a level's own variant for the test."""
+    if _C is None:
+        pytest.skip("qcc.runtime._int8 is not built")
+    from qcc.runtime import isa
+
+    variant = isa._INT8[request.param]
+    if variant not in _C.supported_isas():
+        pytest.skip(f"this CPU does not run the {variant} int8 GEMM")
+    old = _C.set_isa(variant)
+    try:
+        yield variant
+    finally:
+        _C.set_isa(old)
 
 
 def rand_q(rng, shape, lo=-128, hi=127, dtype=np.int8):
@@ -108,16 +128,34 @@ def test_conv_exact(case, z_x):
     got = int8.conv(x, w, b, z_x, 0, s, p, dl, g)
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, want)
-    if _C is None:
-        return
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[0])))
+@pytest.mark.parametrize("z_x", [-128, 0, 127])
+def test_compiled_conv_exact_on_every_isa(case, z_x, level):
+    shape, o, k, s, p, dl, g = case
+    rng = np.random.default_rng(abs(z_x))
+    x = rand_q(rng, shape)
+    w = rand_q(rng, (o, shape[1] // g, *k), -127)
+    b = rng.integers(-(1 << 20), 1 << 20, o)
     wp, off = int8.pack(w, b, z_x)
-    for isa in _C.supported_isas():
-        old = _C.set_isa(isa)
-        try:
-            np.testing.assert_array_equal(_C.conv(x, wp, off, k, z_x, s, p, dl, g), want,
-                                          err_msg=isa)
-        finally:
-            _C.set_isa(old)
+    assert _C.isa() == level
+    np.testing.assert_array_equal(_C.conv(x, wp, off, k, z_x, s, p, dl, g),
+                                  direct_conv(x, w, b, z_x, 0, s, p, dl, g))
+
+
+def test_compiled_conv_saturating_operands_on_every_isa(level):
+    """Every product at its extreme (u = 255 against w = -128 / 127, where a 16-bit
+    pair sum would saturate): exact int32 sums on every instruction set."""
+    x = np.full((1, 64, 5, 5), 127, np.int8)
+    x[:, ::2] = -128
+    w = np.where(np.arange(64) % 2, 127, -127).astype(np.int8).reshape(1, 64, 1, 1)
+    w = np.concatenate([w, -w, np.full_like(w, 127)])
+    b = np.array([0, 7, -7])
+    wp, off = int8.pack(w, b, -128)
+    want = direct_conv(x, w, b, -128, 0, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    np.testing.assert_array_equal(_C.conv(x, wp, off, (1, 1), -128, (1, 1), (0, 0, 0, 0),
+                                          (1, 1), 1), want)
 
 
 def test_conv_weight_zero_points_per_channel():
@@ -150,21 +188,15 @@ def test_conv_transpose_exact(case):
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 32, 10), (5, 100, 7), (3, 1, 4), (16, 513, 33)])
-def test_dense_exact_on_every_isa(m, k, n):
+def test_dense_exact_on_every_isa(m, k, n, level):
     rng = np.random.default_rng(k)
     x, w = rand_q(rng, (m, k)), rand_q(rng, (n, k), -127)
     b = rng.integers(-(1 << 16), 1 << 16, n)
     want = (x.astype(np.int64) + 9) @ w.astype(np.int64).T + b
     np.testing.assert_array_equal(int8.dense(x, w, b, -9, 0), want)
-    if _C is None:
-        return
     wp, off = int8.pack(w, b, -9)
-    for isa in _C.supported_isas():
-        old = _C.set_isa(isa)
-        try:
-            np.testing.assert_array_equal(_C.dense(x, wp, off), want, err_msg=isa)
-        finally:
-            _C.set_isa(old)
+    assert _C.isa() == level
+    np.testing.assert_array_equal(_C.dense(x, wp, off), want)
 
 
 def test_dense_per_channel_weight_zero_points_and_rank3():
@@ -304,7 +336,7 @@ def test_bias_rule_rounds_b_over_input_times_weight_scale():
 
 def _ort(node, inputs, outputs):
     onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     from onnx import helper, numpy_helper
 
     inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in inputs.items()
@@ -316,8 +348,9 @@ def _ort(node, inputs, outputs):
         [helper.make_tensor_value_info("y", onnx.TensorProto.INT8, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)],
                               ir_version=9)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)[0]
+    from qcc.testing import ort as exact_ort
+
+    return exact_ort.session(model).run(None, feeds)[0]   # the operator as written
 
 
 def test_conv_and_requantize_match_onnxruntime_qlinearconv():

@@ -101,8 +101,24 @@ func.func @sqrt_mode(%x: tensor<4xf32>) -> tensor<4x!quant.uniform<i8:f32, 1.0e-
 
 // -----
 
-// Not lowered: u8 and narrow-range activations, i8 -> i8 requantize, per-axis i8
-// dequantize, i16.
+// Rule 6: i8 -> i8 requantize (an integer average pool's output) is
+// AscendAntiQuant back to float, then AscendQuant for the next layer.
+// CHECK-LABEL: func.func @requantize_i8
+// CHECK: %[[P:.*]] = qnn.avg_pool %q
+// CHECK: %[[F:.*]] = ascend.anti_quant %[[P]] {name = "pool.anti_quant", scale = 2.000000e-02 : f32, offset = 3.000000e+00 : f32, sqrt_mode = false, dtype = f16}
+// CHECK: ascend.quant %[[F]] {scale = 2.500000e+01 : f32, offset = -1.000000e+00 : f32
+// CHECK-NOT: quant.requantize
+// F32: ascend.anti_quant {{.*}}dtype = f32}
+func.func @requantize_i8(%q: tensor<1x1x4x4x!quant.uniform<i8:f32, 0.02:-3>>) -> tensor<1x1x2x2x!quant.uniform<i8:f32, 0.04:-1>> {
+  %p = qnn.avg_pool %q {name = "pool", kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 0, 0>, ceil_mode = false, count_include_pad = false} : (tensor<1x1x4x4x!quant.uniform<i8:f32, 0.02:-3>>) -> tensor<1x1x2x2x!quant.uniform<i8:f32, 0.02:-3>>
+  %r = quant.requantize %p {qtype = !quant.uniform<i8:f32, 0.04:-1>} : (tensor<1x1x2x2x!quant.uniform<i8:f32, 0.02:-3>>) -> tensor<1x1x2x2x!quant.uniform<i8:f32, 0.04:-1>>
+  func.return %r : tensor<1x1x2x2x!quant.uniform<i8:f32, 0.04:-1>>
+}
+
+// -----
+
+// Not lowered: u8 and narrow-range activations, a narrow-range i8 -> i8
+// requantize, per-axis i8 dequantize, i16.
 // CHECK-LABEL: func.func @unchanged
 // CHECK-NOT: ascend.
 // CHECK: quant.quantize %x {qtype = !quant.uniform<u8:f32, 0.02:128>}
@@ -111,11 +127,11 @@ func.func @sqrt_mode(%x: tensor<4xf32>) -> tensor<4x!quant.uniform<i8:f32, 1.0e-
 // CHECK: quant.requantize
 // CHECK: quant.dequantize %w
 // CHECK-NOT: ascend.
-func.func @unchanged(%x: tensor<2xf32>, %q: tensor<2x!quant.uniform<i8:f32, 0.02>>, %w: tensor<2x!quant.uniform<i8:f32:0, {0.1,0.2}>>) -> (tensor<2x!quant.uniform<u8:f32, 0.02:128>>, tensor<2x!quant.uniform<i8<-127:127>:f32, 0.02>>, tensor<2x!quant.uniform<i16:f32, 0.02>>, tensor<2x!quant.uniform<i8:f32, 0.04>>, tensor<2xf32>) {
+func.func @unchanged(%x: tensor<2xf32>, %q: tensor<2x!quant.uniform<i8<-127:127>:f32, 0.02>>, %w: tensor<2x!quant.uniform<i8:f32:0, {0.1,0.2}>>) -> (tensor<2x!quant.uniform<u8:f32, 0.02:128>>, tensor<2x!quant.uniform<i8<-127:127>:f32, 0.02>>, tensor<2x!quant.uniform<i16:f32, 0.02>>, tensor<2x!quant.uniform<i8:f32, 0.04>>, tensor<2xf32>) {
   %a = quant.quantize %x {qtype = !quant.uniform<u8:f32, 0.02:128>} : (tensor<2xf32>) -> tensor<2x!quant.uniform<u8:f32, 0.02:128>>
   %b = quant.quantize %x {qtype = !quant.uniform<i8<-127:127>:f32, 0.02>} : (tensor<2xf32>) -> tensor<2x!quant.uniform<i8<-127:127>:f32, 0.02>>
   %c = quant.quantize %x {qtype = !quant.uniform<i16:f32, 0.02>} : (tensor<2xf32>) -> tensor<2x!quant.uniform<i16:f32, 0.02>>
-  %d = quant.requantize %q {qtype = !quant.uniform<i8:f32, 0.04>} : (tensor<2x!quant.uniform<i8:f32, 0.02>>) -> tensor<2x!quant.uniform<i8:f32, 0.04>>
+  %d = quant.requantize %q {qtype = !quant.uniform<i8:f32, 0.04>} : (tensor<2x!quant.uniform<i8<-127:127>:f32, 0.02>>) -> tensor<2x!quant.uniform<i8:f32, 0.04>>
   %e = quant.dequantize %w : (tensor<2x!quant.uniform<i8:f32:0, {0.1,0.2}>>) -> tensor<2xf32>
   func.return %a, %b, %c, %d, %e : tensor<2x!quant.uniform<u8:f32, 0.02:128>>, tensor<2x!quant.uniform<i8<-127:127>:f32, 0.02>>, tensor<2x!quant.uniform<i16:f32, 0.02>>, tensor<2x!quant.uniform<i8:f32, 0.04>>, tensor<2xf32>
 }
