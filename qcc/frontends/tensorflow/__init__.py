@@ -23,14 +23,14 @@ def load_tensorflow(model: Any, input_shapes: Mapping[str, Sequence[int]] | None
             and not os.path.isdir(model):
         return load_graphdef(model, input_shapes, inputs, outputs)
     from qcc.frontends.tensorflow import graph_pb2
-    from qcc.frontends.tensorflow.importer import Importer
+    from qcc.frontends.tensorflow.importer import import_graph
 
     if hasattr(model, "as_graph_def"):  # a tf.Graph
         model = model.as_graph_def()
     if hasattr(model, "SerializeToString") and hasattr(model, "node"):  # a GraphDef
         graph = graph_pb2.GraphDef.FromString(model.SerializeToString())
-        return Importer(graph, "<GraphDef>", input_shapes or {}, inputs, outputs).run()
+        return import_graph(graph, "<GraphDef>", input_shapes or {}, inputs, outputs)
     from qcc.frontends.tensorflow.freeze import freeze
 
     graph, label = freeze(model, input_shapes)
-    return Importer(graph, label, input_shapes or {}, inputs, outputs).run()
+    return import_graph(graph, label, input_shapes or {}, inputs, outputs)

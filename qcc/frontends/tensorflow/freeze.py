@@ -50,7 +50,8 @@ def freeze(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None,
             specs = []
             for inp in model.inputs:
                 name = inp.name.split(":")[0]
-                shape = shapes.get(name, tuple(inp.shape))
+                shape = tuple(None if d is None or d < 0 else d  # -1: stays symbolic
+                              for d in shapes.get(name, tuple(inp.shape)))
                 specs.append(tf.TensorSpec(shape, inp.dtype, name=name))
             fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0],
                                                training=False)).get_concrete_function(*specs)

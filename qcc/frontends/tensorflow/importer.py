@@ -1,6 +1,7 @@
 """TensorFlow frontend: lower a frozen GraphDef into a qnn module.
 
-    module = load_graphdef("model.pb", input_shapes={"x": (1, 224, 224, 3)})
+    module = load_graphdef("model.pb")  # a batch of -1 stays `?`
+    module = load_graphdef("model.pb", input_shapes={"x": (1, 224, 224, 3)})  # fixed
 
 How a graph is read:
 
@@ -17,6 +18,9 @@ How a graph is read:
    Inputs and outputs keep the model's layout.
 5. Layers carry `source = "tensorflow.<op>"` and MatMul's transpose/adjoint flags, the
    facts the target rules read.
+6. Dims of -1 (a Keras batch of None) stay symbolic: the graph is imported at two probe
+   sizes and what differs becomes `?` (`qcc.frontends.symbolic`); dim 0 is named
+   "batch" in `qnn.dims`. `input_shapes` fixes them instead.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from qcc.dialects import qnn
 from qcc.frontends import onnx as onnx_frontend
 from qcc.frontends.errors import FrontendError
 from qcc.frontends.onnx_node import shape_of
+from qcc.frontends.symbolic import Generalizer, Symbol, probe_size, probes_for
 from qcc.frontends.tensorflow import graphdef as gd
 from qcc.frontends.tensorflow import ops, shape_ops  # noqa: F401 (they fill TRANSLATIONS)
 from qcc.frontends.tensorflow.node import FREEZE_HINT, NCHW, TRANSLATIONS, Node, Tensor
@@ -51,7 +56,40 @@ def load_graphdef(model: str | os.PathLike | gd.GraphDef,
     else:
         source = os.fspath(model)
         graph = gd.read_graphdef(source)
-    return Importer(graph, source, input_shapes or {}, inputs, outputs).run()
+    return import_graph(graph, source, input_shapes or {}, inputs, outputs)
+
+
+def import_graph(graph: gd.GraphDef, source: str, input_shapes: Mapping[str, Sequence[int]],
+                 inputs: Sequence[str] | None, outputs: Sequence[str] | None) -> ModuleOp:
+    """Lower `graph`; input dims of -1 (in the graph, or given as -1 in `input_shapes`)
+    stay symbolic: the graph is imported at two probe sizes and generalized
+    (`qcc.frontends.symbolic`). Dim 0 is named "batch"."""
+    first = Importer(graph, source, input_shapes, inputs, outputs)
+    symbols = first.symbolic_dims()
+    if not symbols:
+        return first.run()
+    probes = probes_for(source, symbols, "fix some with --input-shape")
+    modules = [Importer(graph, source, first.probe_shapes(symbols, p), inputs, outputs).run()
+               for p in probes]
+    return _Generalizer(source, symbols, probes, first).run(*modules)
+
+
+class _Generalizer(Generalizer):
+    def __init__(self, source: str, symbols: Mapping[Symbol, str],
+                 probes: Sequence[Mapping[str, int]], importer: Importer) -> None:
+        super().__init__(source, symbols, probes)
+        self.importer = importer
+
+    def fix(self) -> str:
+        shapes = {name: ["N" if (name, a) in self.symbols else str(d)
+                         for a, d in enumerate(dims)]
+                  for name, dims in self.importer.declared_shapes().items()
+                  if any(inp == name for inp, _ in self.symbols)}
+        given = " ".join(f"--input-shape {k}={'x'.join(v)}" for k, v in shapes.items())
+        python = ", ".join(f"'{k}': ({', '.join(v)}{',' if len(v) == 1 else ''})"
+                           for k, v in shapes.items())
+        return (f"pass {given} with the sizes you will run, in the model's layout (in "
+                f"Python: input_shapes={{{python}}})")
 
 
 def translations() -> dict:
@@ -140,6 +178,38 @@ class Importer:
             raise FrontendError(f"{self.source}: the outputs depend on no input (Placeholder);"
                                 " name the inputs with --input-nodes NAME[,NAME]")
         return order
+
+    # -- symbolic dims
+
+    def declared_shapes(self) -> dict[str, list[int]]:
+        """Input name -> its dims (-1 where unknown), given or from the graph; inputs of
+        unknown rank are left out."""
+        out: dict[str, list[int]] = {}
+        for name in self.input_names:
+            node = self.nodes[name]
+            given = self.input_shapes.get(name)
+            dims = gd.shape_dims(node.attr["shape"].shape) if "shape" in node.attr else None
+            if given is not None and (dims is None or len(dims) == len(given)):
+                dims = [int(d) for d in given]
+            if dims is not None:
+                out[name] = [int(d) for d in dims]
+        return out
+
+    def symbolic_dims(self) -> dict[Symbol, str]:
+        """(input, axis) -> dim name of the dims of -1; dim 0 is "batch"."""
+        return {(name, a): "batch" if a == 0 else ""
+                for name, dims in self.declared_shapes().items()
+                for a, d in enumerate(dims) if d < 0}
+
+    def probe_shapes(self, symbols: Mapping[Symbol, str], probe: Mapping[str, int]
+                     ) -> dict[str, tuple[int, ...]]:
+        shapes = {k: tuple(v) for k, v in self.input_shapes.items()}
+        for name, dims in self.declared_shapes().items():
+            if any(inp == name for inp, _ in symbols):
+                shapes[name] = tuple(probe_size(probe, symbols, name, a)
+                                     if (name, a) in symbols else d
+                                     for a, d in enumerate(dims))
+        return shapes
 
     # -- run
 
