@@ -195,3 +195,13 @@ def strided_slice(n: Node):
 def fill(n: Node):
     dims = [int(d) for d in n.array(0, " (dims)")]
     return Tensor(n.const(np.full(dims, n.array(1, " (value)")), "/filled"))
+
+
+@translation("GatherV2")
+def gather(n: Node):
+    """Gather along a constant axis (Keras's Tensordot gathers its dims from Shape when
+    the batch is unknown)."""
+    if int(n.attr("batch_dims", 0) or 0) != 0:
+        raise FrontendError("GatherV2 with batch_dims != 0 is not supported")
+    axis = int(n.array(2, " (axis)"))
+    return Tensor(n.emit("Gather", [n.tf(0), n.tf(1)], axis=axis)[0])
