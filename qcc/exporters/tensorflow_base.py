@@ -73,8 +73,8 @@ class Writer:
             assert isinstance(t, TensorType)
             nd = self.node("Placeholder", [], name, dtype=("type", datatype_of(
                 ir.numpy_dtype(t.element_type))))
-            nd.attr["shape"].shape.dim.extend(pb.TensorShapeProto.Dim(size=d)
-                                              for d in t.get_shape())
+            nd.attr["shape"].shape.dim.extend(pb.TensorShapeProto.Dim(size=max(d, -1))
+                                              for d in t.get_shape())  # `?`: -1
             self.values[arg] = V(nd.name)
         failed: dict[str, list[str]] = {}
         for op in block.ops:
@@ -143,6 +143,14 @@ class Writer:
 
     def ints(self, values: Sequence[int], suffix: str) -> str:
         return self.const(np.asarray(values, np.int32), self.label(self.op) + suffix)  # type: ignore[arg-type]
+
+    def target_shape(self, dims: Sequence[int], suffix: str) -> str:
+        """A Reshape target: a symbolic (`?`) dim is written as -1, which TensorFlow
+        infers; more than one cannot be."""
+        if sum(d < 0 for d in dims) > 1:
+            raise ExportError(f"a reshape to {'x'.join('?' if d < 0 else str(d) for d in dims)}"
+                              " (more than one symbolic dim)")
+        return self.ints([-1 if d < 0 else d for d in dims], suffix)
 
     def dt(self, value: SSAValue) -> int:
         t = value.type

@@ -84,7 +84,18 @@ def _conv_transpose(w: Writer, op: Operation) -> list[V]:
     if any(pads):
         pad = {"padding": ("s", "EXPLICIT"),
                "explicit_paddings": [0, 0, pads[0], pads[2], pads[1], pads[3], 0, 0]}
-    sizes = w.ints([y[0], y[2], y[3], y[1]], "/input_sizes")
+    if y[0] < 0:  # a symbolic batch: take it from the input at run time
+        xs = w.emit("Shape", [w.channels_last(op.operands[0])], "/in_shape",
+                    out_type=("type", pb.DT_INT32))
+        batch = w.emit("StridedSlice", [xs, w.ints([0], "/b0"), w.ints([1], "/b1"),
+                                        w.ints([1], "/b2")], "/batch",
+                       Index=("type", pb.DT_INT32), T=("type", pb.DT_INT32))
+        sizes = w.emit("ConcatV2", [batch, w.ints([y[2], y[3], y[1]], "/hwc"),
+                                    w.const(np.asarray(0, np.int32), w.label(op) + "/axis")],
+                       "/input_sizes",
+                       T=("type", pb.DT_INT32), N=("i", 2), Tidx=("type", pb.DT_INT32))
+    else:
+        sizes = w.ints([y[0], y[2], y[3], y[1]], "/input_sizes")
     filt = w.weight(op.operands[1], (2, 3, 1, 0))  # [C_in, O, kh, kw] -> [kh, kw, O, C_in]
     out = w.emit("Conv2DBackpropInput", [sizes, filt, w.channels_last(op.operands[0])],
                  strides=[1, *strides, 1], dilations=[1, *dilations, 1], **pad)
@@ -102,7 +113,7 @@ def _dense(w: Writer, op: Operation) -> list[V]:
                  transpose_a=("b", False), transpose_b=("b", False))
     out = _bias(w, out, op, 2)
     if len(x) != 2:
-        out = w.emit("Reshape", [out, w.ints([*x[:-1], wt[0]], "/unflat")], "/unflatten",
+        out = w.emit("Reshape", [out, w.target_shape([*x[:-1], wt[0]], "/unflat")], "/unflatten",
                      Tshape=("type", pb.DT_INT32))
     return [V(out)]
 
@@ -258,7 +269,7 @@ def _reduce(w: Writer, op: Operation) -> list[V]:
 
 @handler("qnn.reshape")
 def _reshape(w: Writer, op: Operation) -> list[V]:
-    return [V(w.emit("Reshape", [w.plain(op.operands[0]), w.ints(shape_of(op.results[0]), "/shape")],
+    return [V(w.emit("Reshape", [w.plain(op.operands[0]), w.target_shape(shape_of(op.results[0]), "/shape")],
                      Tshape=("type", pb.DT_INT32)))]
 
 

@@ -110,6 +110,20 @@ def tf_models(tf, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def tf_dynamic_models(tf, tmp_path_factory):
+    """name -> (path of the .pb frozen with batch None, sample shape, TF runner)."""
+    root = tmp_path_factory.mktemp("tf_dynamic")
+    out = {}
+    for kind in ("cnn_bn", "separable", "decoder", "mlp", "transformer"):
+        model, shape = build(tf, kind)
+        data, runner = freeze(tf, model, (None, *shape[1:]))
+        path = root / f"{kind}.pb"
+        path.write_bytes(data)
+        out[kind] = (path, tuple(shape[1:]), runner)
+    return out
+
+
 def _fused_bn(tf, root):
     """Conv2D + FusedBatchNormV3 (the frozen form of TF1 / tf.compat.v1 graphs) + Relu,
     + Conv2D."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qcc.dialects.base import DYN
 from qcc.frontends.errors import FrontendError
 from qcc.frontends.tensorflow import graph_pb2 as pb
 from qcc.frontends.tensorflow import load_graphdef
@@ -98,9 +99,10 @@ def test_unfrozen_tensorflow_graph(tf, tmp_path, capsys):
     assert "unfrozen variables" in err and "freeze it first" in err
 
 
-def test_dynamic_batch_asks_for_input_shape(tmp_path):
-    with pytest.raises(FrontendError, match=r"--input-shape x=1x4"):
-        load_graphdef(_write(tmp_path, _graph(batch=-1)))
+def test_dynamic_batch_stays_symbolic(tmp_path):
+    module = load_graphdef(_write(tmp_path, _graph(batch=-1)))
+    assert list(module.body.block.first_op.function_type.inputs.data[0].get_shape()) == [
+        DYN, 4]
     module = load_graphdef(_write(tmp_path, _graph(batch=-1)), input_shapes={"x": (3, 4)})
     assert list(module.body.block.first_op.function_type.inputs.data[0].get_shape()) == [3, 4]
 
