@@ -19,8 +19,11 @@ How a module is read:
    (`layer1.0.conv1`) and carry `source = "pytorch.Conv2d"`, so target rules and
    configs speak the user's names.
 
-Shapes are fixed at the example inputs' shapes (symbolic dims resolve to their example
-values): `_dims` is the one place that turns a torch shape into an IR shape.
+Symbolic dims (the batch, `Dim.AUTO` by default) stay `?`: the program is lowered
+twice with its symbols bound to two probe sizes and the modules are generalized
+(`qcc.frontends.symbolic`); `qnn.dims` names the batch "batch", other dims by torch's
+symbol. `input_shapes` binds them to sizes instead. `_dims` is the one place that turns a
+torch shape into an IR shape.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def load_pytorch(model: Any, example_inputs: Sequence[Any] | None = None, *,
     import torch
 
     if isinstance(model, torch.export.ExportedProgram):
-        return _Importer(model, source or "<ExportedProgram>", None, input_shapes).run()
+        return _import(model, source or "<ExportedProgram>", None, input_shapes)
     if not isinstance(model, torch.nn.Module):
         raise FrontendError(f"expected a torch.nn.Module, got {type(model).__name__}")
     label = source or type(model).__name__
@@ -77,7 +80,7 @@ def load_pytorch(model: Any, example_inputs: Sequence[Any] | None = None, *,
     except Exception as e:  # the exporter's reasons come as many exception types
         raise FrontendError(f"{label}: torch.export cannot trace the module: "
                             f"{_first_lines(e)}\nWhat to do: {SUGGESTION}") from None
-    return _Importer(program, label, model, input_shapes).run()
+    return _import(program, label, model, input_shapes)
 
 
 def batch_dynamic(model: Any, example_inputs: Sequence[Any]) -> dict[str, Any] | None:
@@ -125,7 +128,42 @@ def load_exported(path: str | os.PathLike,
     except Exception as e:
         raise FrontendError(f"{source}: not a torch.export program (torch.export.load "
                             f"says: {_first_lines(e)})") from None
-    return _Importer(program, source, None, input_shapes).run()
+    return _import(program, source, None, input_shapes)
+
+
+def _import(program: Any, source: str, model: Any,
+            input_shapes: Mapping[str, Sequence[int]] | None) -> ModuleOp:
+    """Lower `program`; its symbolic input dims (Dim.AUTO, Dim) not fixed by
+    `input_shapes` stay `?`: the program is lowered at two probe sizes and the two
+    modules generalized (`qcc.frontends.symbolic`)."""
+    from qcc.frontends.symbolic import probes_for
+
+    first = _Importer(program, source, model, input_shapes)
+    symbols, exprs = first.symbolic_dims()
+    if not symbols:
+        return first.run()
+    probes = probes_for(source, symbols, "fix some with input_shapes=")
+    modules = []
+    for probe in probes:
+        imp = _Importer(program, source, model, input_shapes, decomposed=first.program)
+        imp.bindings.update({expr: probe[name] for name, expr in exprs.items()})
+        modules.append(imp.run())
+    return _generalizer(source, symbols, probes, first).run(*modules)
+
+
+def _generalizer(source: str, symbols: Any, probes: Any, first: _Importer) -> Any:
+    from qcc.frontends.symbolic import Generalizer
+
+    class _Generalizer(Generalizer):
+        def fix(self) -> str:
+            shapes = first.user_shapes()
+            python = ", ".join(
+                f"'{k}': ({', '.join('N' if (k, a) in symbols else str(d) for a, d in enumerate(v))}"
+                f"{',' if len(v) == 1 else ''})"
+                for k, v in shapes.items() if any(inp == k for inp, _ in symbols))
+            return f"pass input_shapes={{{python}}} with the sizes you will run"
+
+    return _Generalizer(source, symbols, probes)
 
 
 def _first_lines(e: BaseException, n: int = 3) -> str:
@@ -136,14 +174,15 @@ def _first_lines(e: BaseException, n: int = 3) -> str:
 
 class _Importer:
     def __init__(self, program: Any, source: str, model: Any,
-                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
+                 input_shapes: Mapping[str, Sequence[int]] | None = None,
+                 decomposed: Any = None) -> None:
         from qcc.frontends.pytorch import data_ops, ops
 
         del data_ops  # registers its lowerings
         self.ops = ops
         self.source = source
         self.model = model
-        self.program = ops.decompose(program)
+        self.program = decomposed if decomposed is not None else ops.decompose(program)
         self.input_shapes = dict(input_shapes or {})
         self.bindings: dict[Any, int] = {}
         self.graph = ir.Graph()
@@ -195,6 +234,45 @@ class _Importer:
             name, i = f"{base}_{i}", i + 1
         self.used.add(name)
         return name
+
+    # -- symbolic dims
+
+    def _user_inputs(self) -> list[tuple[str, Any]]:
+        from torch.export.graph_signature import InputKind
+
+        nodes = {n.name: n for n in self.program.graph_module.graph.nodes
+                 if n.op == "placeholder"}
+        out = []
+        for spec in self.program.graph_signature.input_specs:
+            val = nodes[spec.arg.name].meta.get("val")
+            if spec.kind == InputKind.USER_INPUT and hasattr(val, "shape"):
+                out.append((spec.arg.name, val))
+        return out
+
+    def user_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: _dims(val) for name, val in self._user_inputs()}
+
+    def symbolic_dims(self) -> tuple[dict[tuple[str, int], str], dict[str, Any]]:
+        """((input, axis) -> dim name, dim name -> torch symbol) of the inputs' dims
+        that are a torch symbol not fixed by `input_shapes` (-1 there keeps it). The
+        first symbol found at dim 0 is named "batch", the others keep torch's name."""
+        symbols: dict[tuple[str, int], str] = {}
+        exprs: dict[str, Any] = {}
+        names: dict[Any, str] = {}
+        for name, val in self._user_inputs():
+            given = self.input_shapes.get(name)
+            for axis, d in enumerate(val.shape):
+                expr = getattr(getattr(d, "node", None), "expr", None)
+                if expr is None or not expr.is_symbol:
+                    continue
+                if given is not None and axis < len(given) and given[axis] >= 0:
+                    continue
+                if expr not in names:
+                    names[expr] = "batch" if axis == 0 and "batch" not in exprs \
+                        else str(expr)
+                    exprs[names[expr]] = expr
+                symbols[(name, axis)] = names[expr]
+        return symbols, exprs
 
     # -- the walk
 
@@ -287,7 +365,8 @@ class _Importer:
         for d, size in zip(val.shape, given, strict=True):
             expr = getattr(getattr(d, "node", None), "expr", None)
             if expr is not None and expr.is_symbol:
-                self.bindings[expr] = int(size)
+                if int(size) >= 0:  # -1 keeps the dim symbolic
+                    self.bindings[expr] = int(size)
             elif _int(d) != int(size):
                 raise FrontendError(
                     f"{self.source}: input_shapes gives {name} the shape {tuple(given)}, but "
