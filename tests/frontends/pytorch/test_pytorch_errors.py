@@ -68,3 +68,24 @@ def test_input_shapes_change_only_dynamic_dims():
     assert tuple(fn.function_type.inputs.data[0].get_shape()) == (7, 3, 5)
     with pytest.raises(FrontendError, match="only dynamic dims can change"):
         qcc.load(model, example_inputs=(x,), input_shapes={"input": (2, 4, 5)})
+
+
+def test_batch_is_symbolic_by_default():
+    """Without input_shapes the Dim.AUTO batch is `?` (named "batch"); one module runs
+    at any batch and matches torch."""
+    import numpy as np
+
+    from qcc import runtime
+    from qcc.dialects.base import DYN
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU()).eval()
+    module = qcc.load(model, example_inputs=(torch.randn(2, 3, 5),))
+    fn = module.body.block.first_op
+    assert tuple(fn.function_type.inputs.data[0].get_shape()) == (DYN, 3, 5)
+    assert fn.arg_attrs.data[0].data["qnn.dims"].data[0].data == "batch"
+    for batch in (1, 6):
+        x = torch.randn(batch, 3, 5)
+        (got,) = runtime.run(module, {"input": x.numpy()}).values()
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-5, atol=1e-6)

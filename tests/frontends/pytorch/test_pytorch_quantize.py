@@ -89,3 +89,27 @@ def test_pickles_are_refused(tmp_path, resnet, capsys, ext):
     assert f"model{ext}: qcc does not load {ext} pickles" in err
     assert "torch.export.save" in err
     assert not (tmp_path / "m.mlir").exists()
+
+
+def test_fake_quant_export_runs_at_any_batch(quantized, resnet, calib):
+    """Dim.AUTO's batch stays symbolic: the fake-quant ONNX has a `batch` input dim and
+    onnxruntime (graph optimizations off) runs it at batch 1, 3 and 64, matching qcc's
+    runtime on the quantized module."""
+    import onnx
+
+    from qcc.testing import ort as qort
+
+    result, out = quantized
+    model = onnx.load(out / "resnet_fake_quant.onnx")
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 16, 16]
+    session = qort.session(model)
+    rng = np.random.default_rng(5)
+    for batch in (1, 3, 64):
+        x = rng.standard_normal((batch, 3, 16, 16)).astype(np.float32)
+        (theirs,) = qort.run(session, {"x": x}).values()
+        ours = runtime.run(result.module, {"x": x})["output"]
+        with torch.no_grad():
+            ref = resnet(torch.from_numpy(x)).numpy()
+        assert theirs.shape == ours.shape == (batch, ref.shape[1])
+        assert np.abs(ours - theirs).max() <= 0.02 * np.abs(ref).max(), batch
