@@ -73,14 +73,15 @@ def load_pytorch(model: Any, example_inputs: Sequence[Any] | None = None, *,
         example_inputs = (example_inputs,)
     model.eval()
     example_inputs = tuple(example_inputs)
-    if dynamic_shapes is None:
+    defaulted = dynamic_shapes is None
+    if defaulted:
         dynamic_shapes = batch_dynamic(model, example_inputs)
     try:
         program = torch.export.export(model, example_inputs, dynamic_shapes=dynamic_shapes)
     except Exception as e:  # the exporter's reasons come as many exception types
         raise FrontendError(f"{label}: torch.export cannot trace the module: "
                             f"{_first_lines(e)}\nWhat to do: {SUGGESTION}") from None
-    return _import(program, label, model, input_shapes)
+    return _import(program, label, model, input_shapes, fallback=defaulted)
 
 
 def batch_dynamic(model: Any, example_inputs: Sequence[Any]) -> dict[str, Any] | None:
@@ -132,10 +133,13 @@ def load_exported(path: str | os.PathLike,
 
 
 def _import(program: Any, source: str, model: Any,
-            input_shapes: Mapping[str, Sequence[int]] | None) -> ModuleOp:
+            input_shapes: Mapping[str, Sequence[int]] | None,
+            fallback: bool = False) -> ModuleOp:
     """Lower `program`; its symbolic input dims (Dim.AUTO, Dim) not fixed by
     `input_shapes` stay `?`: the program is lowered at two probe sizes and the two
-    modules generalized (`qcc.frontends.symbolic`)."""
+    modules generalized (`qcc.frontends.symbolic`). When they cannot stay symbolic,
+    that is an error, or with `fallback` (the batch qcc chose, not the user) a warning
+    and the example inputs' sizes."""
     from qcc.frontends.symbolic import probes_for
 
     first = _Importer(program, source, model, input_shapes)
@@ -148,7 +152,16 @@ def _import(program: Any, source: str, model: Any,
         imp = _Importer(program, source, model, input_shapes, decomposed=first.program)
         imp.bindings.update({expr: probe[name] for name, expr in exprs.items()})
         modules.append(imp.run())
-    return _generalizer(source, symbols, probes, first).run(*modules)
+    try:
+        return _generalizer(source, symbols, probes, first).run(*modules)
+    except FrontendError as e:
+        if not fallback:
+            raise
+        import warnings
+
+        warnings.warn(f"{e}. The batch is fixed at the example inputs' sizes instead.",
+                      stacklevel=3)
+        return first.run()
 
 
 def _generalizer(source: str, symbols: Any, probes: Any, first: _Importer) -> Any:
