@@ -103,6 +103,9 @@ def test_fake_quant_export_runs_at_any_batch(quantized, resnet, calib):
     model = onnx.load(out / "resnet_fake_quant.onnx")
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, 16, 16]
+    deploy = onnx.load(out / "resnet_deploy.onnx")
+    assert [d.dim_param or d.dim_value
+            for d in deploy.graph.input[0].type.tensor_type.shape.dim] == dims
     session = qort.session(model)
     rng = np.random.default_rng(5)
     for batch in (1, 3, 64):
