@@ -5,9 +5,7 @@ convert: the trained weights and ranges back into the IR as fixed `quant.fake_qu
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,30 +56,19 @@ def _import_path(path: Path) -> ModuleOp:
 
 
 def _import_torch(model: nn.Module, example_inputs) -> ModuleOp:
-    """Until the PyTorch frontend lands: an in-memory ONNX export (BatchNorm kept)."""
-    import onnx
-
-    from qcc.frontends.onnx import load_onnx
+    """Through the PyTorch frontend: parameters keep their module paths as names."""
+    from qcc.frontends.pytorch import load_pytorch
 
     if example_inputs is None:
         raise QatError(f"QAT: {type(model).__name__} is a torch.nn.Module; pass "
                        "example_inputs=(tensor, ...) to import it")
     inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (
         example_inputs,)
-    buf = io.BytesIO()
     was_training = model.training
-    model.eval()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter
-            torch.onnx.export(model, inputs, buf,  # type: ignore[arg-type]
-                              dynamo=False, do_constant_folding=False,
-                              input_names=[f"input{i}" if len(inputs) > 1 else "input"
-                                           for i in range(len(inputs))],
-                              output_names=["output"], opset_version=17)
+        return load_pytorch(model, inputs)
     finally:
         model.train(was_training)
-    return load_onnx(onnx.load_from_string(buf.getvalue()))
 
 
 def _calib_arrays(calib, names: list[str]) -> dict[str, np.ndarray]:
