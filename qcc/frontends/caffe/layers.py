@@ -424,16 +424,16 @@ def argmax(n: Layer):
     x, shape = n.bottoms[0], n.shape()
     if p.HasField("axis"):
         axis = axis_of(p.axis, len(shape), "argmax_param.axis")
-        idx = n.emit(qnn.ArgMaxOp, x, axis=axis, keepdims=True, select_last_index=True,
-                     suffix="/argmax")
+        idx = n.emit(qnn.ArgMaxOp, x, axis=axis, keepdims=True, select_last_index=True)
     else:
         flat = n.emit(qnn.ReshapeOp, x, shape=(shape[0], math.prod(shape[1:])),
                       suffix="/flatten")
         idx = n.emit(qnn.ArgMaxOp, flat, axis=1, keepdims=True, select_last_index=True,
                      suffix="/argmax")
         out = [shape[0]] + [1] * (max(len(shape), 3) - 1)
-        idx = n.emit(qnn.ReshapeOp, idx, shape=tuple(out), suffix="/reshape")
-    return [n.emit(qnn.CastOp, idx, to=x.type.element_type)]  # type: ignore[attr-defined]
+        idx = n.emit(qnn.ReshapeOp, idx, shape=tuple(out))
+    # the cast is no layer of its own in a Caffe export: the layer's name stays the top's
+    return [n.emit(qnn.CastOp, idx, to=x.type.element_type, suffix="/float")]  # type: ignore[attr-defined]
 
 
 @lowering("Dropout")

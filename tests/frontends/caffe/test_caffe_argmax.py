@@ -68,3 +68,32 @@ def test_unsupported_argmax_forms_name_the_layer(tmp_path, param):
     msg = str(e.value)
     assert "layer 'am' (ArgMax)" in msg and "\n" not in msg
     assert ("out of range" if param == "axis: 4" else "only top_k 1") in msg
+
+
+def test_argmax_exports_back_to_caffe(tmp_path):
+    """The float Caffe export writes ArgMax layers; the written net matches the oracle."""
+    from qcc.exporters.caffe import export_caffe
+
+    proto = tmp_path / "argmax.prototxt"
+    proto.write_text(NET)
+    export_caffe(qcc.load(proto), tmp_path / "e.prototxt", tmp_path / "e.caffemodel")
+    written = (tmp_path / "e.prototxt").read_text()
+    assert written.count('type: "ArgMax"') == 3
+    back = qcc.load(tmp_path / "e.prototxt")  # no blobs: the caffemodel holds no layers
+    x = {"x": np.random.default_rng(6).integers(-2, 2, (2, 3, 4, 5)).astype(np.float32)}
+    want = forward(parse(NET), pb.NetParameter(), x)
+    got = run(back, x)
+    assert sorted(got) == ["chan", "flat", "last"]
+    for name, value in got.items():
+        np.testing.assert_array_equal(value, want[name], err_msg=name)
+
+
+def test_first_index_argmax_has_no_caffe_layer(tmp_path):
+    from qcc.exporters.caffe import ExportError, export_caffe
+    from qcc.ir import Graph
+
+    g = Graph()
+    x = g.input("x", (2, 3))
+    module = g.finish({"y": g.add(qnn.ArgMaxOp.make(x, axis=1))})
+    with pytest.raises(ExportError, match="select_last_index false"):
+        export_caffe(module, tmp_path / "o.prototxt", tmp_path / "o.caffemodel")
