@@ -497,7 +497,8 @@ def _cumsum(w: OpWriter) -> None:
 
 @export(qnn.ArgMaxOp)
 def _argmax(w: OpWriter) -> None:
-    attrs = {"axis": get_int(w.prop("axis")), "keepdims": int(get_bool(w.prop("keepdims"), True))}
+    attrs: dict[str, Any] = {"axis": get_int(w.prop("axis")),
+                             "keepdims": int(get_bool(w.prop("keepdims"), True))}
     if get_bool(w.prop("select_last_index")):  # an attribute since opset 12
         attrs["select_last_index"] = 1
     w.node("ArgMax", [w.input(0)], [w.out()], **attrs)
