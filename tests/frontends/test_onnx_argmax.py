@@ -73,3 +73,16 @@ def test_argmax_axis_out_of_range_names_the_node():
     model = _model("ArgMax", {"axis": 3}, [3, 6])
     with pytest.raises(FrontendError, match="ArgMax.*axis 3 is out of range for rank 2"):
         load_onnx(model)
+
+
+@pytest.mark.parametrize("last,want", [(False, [[1], [0]]), (True, [[2], [2]])])
+def test_argmax_of_a_constant_folds_to_the_hand_computed_indices(last, want):
+    from qcc import passes
+
+    g = ir.Graph()
+    g.input("x", (1,))
+    c = g.const(np.array([[1.0, 7.0, 7.0], [4.0, 4.0, 4.0]], np.float32))
+    m = g.finish({"y": g.add(qnn.ArgMaxOp.make(c, axis=1, select_last_index=last))})
+    passes.run(m, "canonicalize")
+    assert not any(isinstance(op, qnn.ArgMaxOp) for op in m.walk())
+    assert run(m, {"x": np.zeros(1, np.float32)})["y"].tolist() == want
