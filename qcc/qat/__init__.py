@@ -12,11 +12,11 @@ from __future__ import annotations
 from qcc.qat.config import QatConfig, QatError
 
 
-def prepare(model, calib, config=None, example_inputs=None):
+def prepare(model, calib, config=None, example_inputs=None, weights=None):
     """See `qcc.qat.build.prepare`."""
     from qcc.qat.build import prepare as run
 
-    return run(model, calib, config, example_inputs)
+    return run(model, calib, config, example_inputs, weights)
 
 
 def convert(qmodel):

@@ -5,9 +5,7 @@ convert: the trained weights and ranges back into the IR as fixed `quant.fake_qu
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,18 +27,22 @@ from qcc.qat.modules import ConvBnFold, FakeQuantize
 _BN_MOMENTUM = 0.1
 
 
-def _import(model, example_inputs) -> tuple[ModuleOp, str]:
+def _import(model, example_inputs, weights=None) -> tuple[ModuleOp, str]:
+    if weights is not None and not (isinstance(model, (str, os.PathLike))
+                                    and Path(model).suffix.lower() == ".prototxt"):
+        raise QatError(f"QAT: weights= goes with a Caffe .prototxt, not {model!r}; "
+                       "other models carry their weights")
     if isinstance(model, ModuleOp):
         return model.clone(), "model"
     if isinstance(model, nn.Module):
         return _import_torch(model, example_inputs), type(model).__name__
     if isinstance(model, (str, os.PathLike)):
-        return _import_path(Path(model)), str(model)
+        return _import_path(Path(model), weights), str(model)
     raise QatError(f"QAT: cannot import a {type(model).__name__} (give a torch.nn.Module, "
                    "a model path qcc.load reads, or a qcc ModuleOp)")
 
 
-def _import_path(path: Path) -> ModuleOp:
+def _import_path(path: Path, weights=None) -> ModuleOp:
     """The frontends this layer may call (qcc.load sits above it)."""
     ext = path.suffix.lower()
     if ext == ".mlir":
@@ -53,35 +55,31 @@ def _import_path(path: Path) -> ModuleOp:
         from qcc.frontends.tensorflow import load_tensorflow
 
         return load_tensorflow(path, None, None, None)
-    raise QatError(f"{path}: QAT reads .onnx, .mlir and .pb files directly; import other "
+    if ext == ".prototxt":
+        from qcc.frontends.caffe import load_caffe
+
+        if weights is None:
+            raise QatError(f"{path}: a Caffe net trains from its weights; pass "
+                           "weights='net.caffemodel'")
+        return load_caffe(path, weights)
+    raise QatError(f"{path}: QAT reads .onnx, .mlir, .pb and .prototxt (with weights=) files directly; import other "
                    "formats with qcc.load(...) and pass the module it returns")
 
 
 def _import_torch(model: nn.Module, example_inputs) -> ModuleOp:
-    """Until the PyTorch frontend lands: an in-memory ONNX export (BatchNorm kept)."""
-    import onnx
-
-    from qcc.frontends.onnx import load_onnx
+    """Through the PyTorch frontend: parameters keep their module paths as names."""
+    from qcc.frontends.pytorch import load_pytorch
 
     if example_inputs is None:
         raise QatError(f"QAT: {type(model).__name__} is a torch.nn.Module; pass "
                        "example_inputs=(tensor, ...) to import it")
     inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (
         example_inputs,)
-    buf = io.BytesIO()
     was_training = model.training
-    model.eval()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter
-            torch.onnx.export(model, inputs, buf,  # type: ignore[arg-type]
-                              dynamo=False, do_constant_folding=False,
-                              input_names=[f"input{i}" if len(inputs) > 1 else "input"
-                                           for i in range(len(inputs))],
-                              output_names=["output"], opset_version=17)
+        return load_pytorch(model, inputs)
     finally:
         model.train(was_training)
-    return load_onnx(onnx.load_from_string(buf.getvalue()))
 
 
 def _calib_arrays(calib, names: list[str]) -> dict[str, np.ndarray]:
@@ -148,13 +146,16 @@ def _quantizer(fq: quant.FakeQuantOp, cfg: QatConfig, weight: bool) -> FakeQuant
 
 
 def prepare(model, calib, config: QatConfig | dict | None = None,
-            example_inputs=None) -> torch.fx.GraphModule:
-    """A trainable fake-quant torch module of `model`, ranges from `calib`."""
+            example_inputs=None, weights=None) -> torch.fx.GraphModule:
+    """A trainable fake-quant torch module of `model`, ranges from `calib`.
+
+    `example_inputs` traces a torch.nn.Module; `weights` is the .caffemodel of a
+    Caffe .prototxt."""
     from qcc.passes.calib_data import model_batches
     from qcc.passes.calibrate import calibrate
 
     cfg = QatConfig.of(config)
-    module, label = _import(model, example_inputs)
+    module, label = _import(model, example_inputs, weights)
     passes.run(module, "canonicalize")
     qcfg = _quant_config(module, cfg, label)
     names = ir.io_names(ir.main_func(module))[0]

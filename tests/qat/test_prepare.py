@@ -110,3 +110,12 @@ def test_amct_retrain_round_trip(tmp_path):
     np.testing.assert_allclose(b, a, atol=1e-4)
     with pytest.raises(QatError, match="not a retrain config"):
         amct.create_quant_retrain_model(tmp_path / "missing.json", MODEL, CALIB)
+
+
+def test_caffe_prototxt_needs_weights_and_weights_need_a_prototxt(tmp_path):
+    proto = tmp_path / "net.prototxt"
+    proto.write_text('name: "n"\n')
+    with pytest.raises(QatError, match=r"net\.prototxt: .*weights='net\.caffemodel'"):
+        qcc.qat.prepare(proto, {"data": np.ones((1, 1), np.float32)})
+    with pytest.raises(QatError, match="weights= goes with a Caffe .prototxt"):
+        qcc.qat.prepare(MODEL, CALIB, weights=tmp_path / "net.caffemodel")
