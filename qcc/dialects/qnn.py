@@ -22,6 +22,7 @@ from xdsl.dialects.builtin import (
     TensorType,
     TypeAttribute,
     i1,
+    i64,
 )
 from xdsl.ir import Attribute, Dialect, Operation
 from xdsl.irdl import (
@@ -575,6 +576,32 @@ class CumSumOp(QnnOp):
         return [types[0]]
 
 
+@irdl_op_definition
+class ArgMaxOp(QnnOp):
+    """Index (i64) of the largest element along `axis` (ONNX ArgMax). `keepdims` keeps
+    the axis as 1; `select_last_index` picks the last of equal maxima, else the first."""
+
+    name = "qnn.argmax"
+    input = operand_def(AnyTensor)
+    output = result_def(AnyTensor)
+    axis = prop_def(IntegerAttr)
+    keepdims = prop_def(IntegerAttr)
+    select_last_index = prop_def(IntegerAttr)
+    traits = traits_def(Pure(), Folds())
+    PROPS: ClassVar[dict[str, object]] = {"axis": 0, "keepdims": True,
+                                          "select_last_index": False}
+
+    @classmethod
+    def infer(cls, types, props):
+        shape = shape_of(types[0])
+        if not shape:
+            raise ShapeError("the input must have rank >= 1")
+        axis = norm_axis(get_int(props["axis"]), len(shape))
+        keep = get_int(props["keepdims"]) != 0
+        out = [1 if i == axis else d for i, d in enumerate(shape) if keep or i != axis]
+        return [tensor(out, i64)]
+
+
 # ------------------------------------------------------- data movement (qnn_data)
 
 from qcc.dialects.qnn_data import (  # noqa: E402
@@ -606,7 +633,7 @@ QNN_OPS: list[type[Operation]] = [
     NotOp, GeluOp, PreluOp, CastOp,
     AddOp, SubOp, MulOp, DivOp, PowOp, MaxOp, MinOp, AndOp, OrOp, EqualOp, LessOp,
     GreaterOp, WhereOp,
-    ReduceMeanOp, ReduceSumOp, ReduceMaxOp, ReduceMinOp, CumSumOp,
+    ReduceMeanOp, ReduceSumOp, ReduceMaxOp, ReduceMinOp, CumSumOp, ArgMaxOp,
     ReshapeOp, TransposeOp, BroadcastOp, ConcatOp, SplitOp, SliceOp, GatherOp,
     GatherElementsOp, GatherNdOp, PadOp, ResizeOp,
 ]

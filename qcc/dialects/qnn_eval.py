@@ -258,6 +258,18 @@ def _cumsum(op, x):
     return np.ascontiguousarray(np.flip(total, axis) if reverse else total)
 
 
+@evaluates("qnn.argmax")
+def _argmax(op, x):
+    axis = get_int(_p(op, "axis")) % x.ndim
+    if get_bool(_p(op, "select_last_index")):  # the last of equal maxima
+        idx = x.shape[axis] - 1 - np.argmax(np.flip(x, axis), axis=axis)
+    else:
+        idx = np.argmax(x, axis=axis)
+    if get_bool(_p(op, "keepdims"), True):
+        idx = np.expand_dims(idx, axis)
+    return np.ascontiguousarray(idx, dtype=np.int64)
+
+
 EVAL["qnn.reduce_mean"] = _reduce(np.mean)
 EVAL["qnn.reduce_sum"] = _reduce(np.sum)
 EVAL["qnn.reduce_max"] = _reduce(np.max, -np.inf)

@@ -435,6 +435,17 @@ def _reshape(e: _Exporter, op: Operation) -> None:
     e.layer(op, "Reshape", [op.operands[0]]).reshape_param.shape.dim.extend(shape)
 
 
+@writer("qnn.argmax")
+def _argmax(e: _Exporter, op: Operation) -> None:
+    """Caffe's ArgMax keeps the axis and picks the last of equal maxima."""
+    if not get_int(op.properties["keepdims"]) or not get_int(op.properties["select_last_index"]):
+        raise ExportError(f"{_label(op)}: a Caffe ArgMax keeps the axis and picks the last "
+                          "of equal maxima; this qnn.argmax has keepdims or "
+                          "select_last_index false, which has no Caffe layer")
+    axis = get_int(op.properties["axis"]) % len(_shape(op.operands[0]))
+    e.layer(op, "ArgMax", [op.operands[0]]).argmax_param.axis = axis
+
+
 @writer("qnn.transpose")
 def _transpose(e: _Exporter, op: Operation) -> None:
     perm = get_ints(op.properties["perm"])

@@ -24,6 +24,7 @@ op (`qcc.exporters.onnx.OpWriter`). The inverse of `qcc.frontends.onnx_ops` and
 | reshape, broadcast | Reshape, Expand with an int64 shape initializer |
 | transpose, concat, split, slice, gather, pad | Transpose, Concat, Split, Slice, Gather, Pad |
 | gather_elements, gather_nd, cumsum | GatherElements, GatherND, CumSum (axis an int64 input) |
+| argmax | ArgMax |
 | resize | Resize with scales (when the op keeps them) or sizes, roi, and the attributes |
 """
 
@@ -492,6 +493,15 @@ def _cumsum(w: OpWriter) -> None:
     axis = w.const(np.array(get_int(w.prop("axis")), np.int64), "axis")
     w.node("CumSum", [w.input(0), axis], [w.out()],
            exclusive=int(get_bool(w.prop("exclusive"))), reverse=int(get_bool(w.prop("reverse"))))
+
+
+@export(qnn.ArgMaxOp)
+def _argmax(w: OpWriter) -> None:
+    attrs: dict[str, Any] = {"axis": get_int(w.prop("axis")),
+                             "keepdims": int(get_bool(w.prop("keepdims"), True))}
+    if get_bool(w.prop("select_last_index")):  # an attribute since opset 12
+        attrs["select_last_index"] = 1
+    w.node("ArgMax", [w.input(0)], [w.out()], **attrs)
 
 
 @export(qnn.PadOp)

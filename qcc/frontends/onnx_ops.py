@@ -495,6 +495,25 @@ def cumsum(n: Node):
                   exclusive=bool(n.attr("exclusive", 0)), reverse=bool(n.attr("reverse", 0)))
 
 
+@lowering("ArgMax")
+def argmax(n: Node):
+    return _argmax(n, n.value(0))
+
+
+@lowering("ArgMin")
+def argmin(n: Node):
+    """ArgMin(x) = ArgMax(-x); only exact for float inputs (-x of an integer can wrap)."""
+    if not np.issubdtype(n.dtype(0), np.floating):
+        raise FrontendError(f"ArgMin of {n.dtype(0)} inputs is not supported (float only)")
+    return _argmax(n, n.emit(qnn.NegOp, n.value(0), suffix="/neg"))
+
+
+def _argmax(n: Node, x):
+    return n.emit(qnn.ArgMaxOp, x, axis=int(n.attr("axis", 0)),
+                  keepdims=bool(n.attr("keepdims", 1)),
+                  select_last_index=bool(n.attr("select_last_index", 0)))
+
+
 LOWERINGS["ReduceSum"] = _reduce(qnn.ReduceSumOp, 13)
 LOWERINGS["ReduceMean"] = _reduce(qnn.ReduceMeanOp, 18)
 LOWERINGS["ReduceMax"] = _reduce(qnn.ReduceMaxOp, 18)

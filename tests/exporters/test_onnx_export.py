@@ -493,6 +493,16 @@ def cumsum(g):
                                                          reverse=True))}
 
 
+@case(13, 17)
+def argmax(g):
+    x = g.input("x", (2, 3, 4))
+    ties = np.random.default_rng(3).integers(0, 3, (2, 3, 4)).astype(np.float32)
+    return ({"first": g.add(qnn.ArgMaxOp.make(x, axis=1)),
+             "last_flat": g.add(qnn.ArgMaxOp.make(x, axis=-1, keepdims=False,
+                                                  select_last_index=True))},
+            {"x": ties})
+
+
 @case(17, 19)
 def pad(g):
     x = g.input("x", (1, 2, 4, 5))

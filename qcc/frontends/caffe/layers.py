@@ -410,6 +410,32 @@ def log(n: Layer):
     return [n.emit(qnn.MulOp, y, n.const(np.float32(1.0 / math.log(p.base)), ".base"))]
 
 
+@lowering("ArgMax")
+def argmax(n: Layer):
+    """argmax_layer.cpp: the index of the largest value (of equal ones the last, as
+    its sort of (value, index) pairs by std::greater gives), as a float top; with
+    `axis` along it (kept as 1), without over each sample flattened, the top being
+    (N, 1, 1) padded with 1s to the bottom's rank."""
+    p = n.proto.argmax_param
+    if p.out_max_val or p.top_k != 1:
+        raise FrontendError(f"argmax_param out_max_val={str(p.out_max_val).lower()} "
+                            f"top_k={p.top_k} is not supported: only top_k 1 without "
+                            "out_max_val (the indices) lowers to qnn.argmax")
+    x, shape = n.bottoms[0], n.shape()
+    if p.HasField("axis"):
+        axis = axis_of(p.axis, len(shape), "argmax_param.axis")
+        idx = n.emit(qnn.ArgMaxOp, x, axis=axis, keepdims=True, select_last_index=True)
+    else:
+        flat = n.emit(qnn.ReshapeOp, x, shape=(shape[0], math.prod(shape[1:])),
+                      suffix="/flatten")
+        idx = n.emit(qnn.ArgMaxOp, flat, axis=1, keepdims=True, select_last_index=True,
+                     suffix="/argmax")
+        out = [shape[0]] + [1] * (max(len(shape), 3) - 1)
+        idx = n.emit(qnn.ReshapeOp, idx, shape=tuple(out))
+    # the cast is no layer of its own in a Caffe export: the layer's name stays the top's
+    return [n.emit(qnn.CastOp, idx, to=x.type.element_type, suffix="/float")]  # type: ignore[attr-defined]
+
+
 @lowering("Dropout")
 def dropout(n: Layer):
     return [n.bottoms[0]]  # identity at inference (Caffe scales while training)

@@ -359,13 +359,47 @@ def concat(la, xs, w, ntop):
     return [np.concatenate(xs, axis=la.concat_param.axis)]
 
 
+def argmax(la, xs, w, ntop):
+    """argmax_layer.cpp, Reshape and Forward_cpu: per position, the (value, index)
+    pairs sorted by std::greater (equal values: the larger index first); the top holds
+    the first top_k indices (and values with out_max_val) as floats."""
+    p, x = la.argmax_param, xs[0]
+    k, has_axis = int(p.top_k), p.HasField("axis")
+    if has_axis:
+        axis = p.axis % x.ndim
+        dim = x.shape[axis]
+        axis_dist = int(np.prod(x.shape[axis:])) // dim
+        shape = list(x.shape)
+        shape[axis] = k
+    else:
+        dim, axis_dist = int(np.prod(x.shape[1:])), 1
+        shape = [1] * max(x.ndim, 3)
+        shape[0], shape[2] = x.shape[0], k
+        if p.out_max_val:
+            shape[1] = 2
+    flat, top = x.reshape(-1), np.zeros(int(np.prod(shape)))
+    for i in range(flat.size // dim):
+        pairs = [(flat[(i // axis_dist * dim + j) * axis_dist + i % axis_dist], j)
+                 for j in range(dim)]
+        pairs.sort(reverse=True)
+        for j in range(k):
+            if p.out_max_val and has_axis:
+                top[(i // axis_dist * k + j) * axis_dist + i % axis_dist] = pairs[j][0]
+            elif p.out_max_val:
+                top[2 * i * k + j] = pairs[j][1]
+                top[2 * i * k + k + j] = pairs[j][0]
+            else:
+                top[(i // axis_dist * k + j) * axis_dist + i % axis_dist] = pairs[j][1]
+    return [top.reshape(shape)]
+
+
 LAYERS = {
     "Convolution": conv, "Deconvolution": deconv, "Pooling": pooling,
     "InnerProduct": inner_product, "BatchNorm": batch_norm, "Scale": scale, "Bias": bias,
     "LRN": lrn, "Eltwise": eltwise, "Slice": slice_, "Reshape": reshape, "Permute": permute,
     "Softmax": softmax, "Crop": crop, "Normalize": normalize, "Upsample": upsample,
     "PReLU": prelu, "Interp": interp, "Power": power, "Exp": exp, "Log": log, "Flatten": flatten, "ReLU": relu,
-    "Concat": concat,
+    "Concat": concat, "ArgMax": argmax,
     "Split": lambda la, xs, w, n: [xs[0]] * n,
     "Silence": lambda la, xs, w, n: [],
     "Dropout": lambda la, xs, w, n: [xs[0]],

@@ -149,3 +149,19 @@ func.func @cumsum_axis(%x: tensor<2x3xf32>) -> tensor<2x3xf32> {
   %0 = qnn.cumsum %x {axis = 2 : i64, exclusive = false, reverse = false} : (tensor<2x3xf32>) -> tensor<2x3xf32>
   func.return %0 : tensor<2x3xf32>
 }
+
+// -----
+
+func.func @argmax_axis(%x: tensor<2x3xf32>) -> tensor<2x1xi64> {
+  // CHECK: 'qnn.argmax': axis -3 is out of range for rank 2
+  %0 = qnn.argmax %x {axis = -3 : i64, keepdims = true, select_last_index = false} : (tensor<2x3xf32>) -> tensor<2x1xi64>
+  func.return %0 : tensor<2x1xi64>
+}
+
+// -----
+
+func.func @argmax_result_type(%x: tensor<2x3xf32>) -> tensor<2x1xf32> {
+  // CHECK: 'qnn.argmax': result type tensor<2x1xf32> does not match the inferred type tensor<2x1xi64>
+  %0 = qnn.argmax %x {axis = 1 : i64, keepdims = true, select_last_index = false} : (tensor<2x3xf32>) -> tensor<2x1xf32>
+  func.return %0 : tensor<2x1xf32>
+}

@@ -135,3 +135,14 @@ func.func @gather_elements_gather_nd_cumsum(%ids: tensor<2x8xi64>, %pos: tensor<
   %2 = qnn.cumsum %ids {axis = 1 : i64, exclusive = true, reverse = false} : (tensor<2x8xi64>) -> tensor<2x8xi64>
   func.return %0, %1, %2 : tensor<1x8xi64>, tensor<2x3x5xf32>, tensor<2x8xi64>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @argmax
+// CHECK: qnn.argmax {{.*}}axis = 1 : i64, keepdims = true, select_last_index = false{{.*}} -> tensor<2x1x5xi64>
+// CHECK: qnn.argmax {{.*}}axis = -1 : i64, keepdims = false, select_last_index = true{{.*}} -> tensor<2x4xi64>
+func.func @argmax(%x: tensor<2x4x5xf32>) -> (tensor<2x1x5xi64>, tensor<2x4xi64>) {
+  %0 = qnn.argmax %x {axis = 1 : i64, keepdims = true, select_last_index = false} : (tensor<2x4x5xf32>) -> tensor<2x1x5xi64>
+  %1 = qnn.argmax %x {axis = -1 : i64, keepdims = false, select_last_index = true} : (tensor<2x4x5xf32>) -> tensor<2x4xi64>
+  func.return %0, %1 : tensor<2x1x5xi64>, tensor<2x4xi64>
+}
