@@ -105,17 +105,42 @@ def pad(n: Node):
     paddings = n.array(1, " (paddings)").astype(np.int64)
     mode = "constant"
     if n.op == "MirrorPad":
-        mode = {"REFLECT": "reflect"}.get(n.attr("mode", "REFLECT"), "")
+        mode = {"REFLECT": "reflect", "SYMMETRIC": "symmetric"}.get(
+            str(n.attr("mode", "REFLECT")), "")
         if not mode:
-            raise FrontendError(f"MirrorPad mode {n.attr('mode')} is not supported (REFLECT is)")
+            raise FrontendError(f"MirrorPad mode {n.attr('mode')} is not supported "
+                                "(REFLECT and SYMMETRIC are)")
     v = n.value(0)
     name, perm = (v.name, v.perm) if v.perm is not None else (n.tf(0), None)
     if perm is not None:
         paddings = paddings[list(perm)]
+    if mode == "symmetric":
+        return Tensor(_symmetric_pad(n, name, paddings), perm)
     inputs = [name, n.const(np.concatenate([paddings[:, 0], paddings[:, 1]]), "/pads")]
     if n.op == "PadV2":
         inputs.append(n.const(n.array(2).reshape(()), "/value"))
     return Tensor(n.emit("Pad", inputs, mode=mode)[0], perm)
+
+
+def _symmetric_pad(n: Node, x: str, paddings: np.ndarray) -> str:
+    """MirrorPad SYMMETRIC (the edge repeated: [c b a | a b c d | d c b]) as one Gather
+    a padded axis, with constant indices."""
+    shape = n.imp.shape(x)
+    for axis, (before, after) in enumerate(paddings.tolist()):
+        if before == 0 and after == 0:
+            continue
+        size = shape[axis]
+        if size < 0:
+            raise FrontendError(f"MirrorPad SYMMETRIC pads a symbolic dim {axis}: give its "
+                                "size with --input-shape")
+        if before > size or after > size:
+            raise FrontendError(f"MirrorPad SYMMETRIC pads ({before}, {after}) exceed dim "
+                                f"{axis} of size {size}")
+        index = np.concatenate([np.arange(before - 1, -1, -1), np.arange(size),
+                                np.arange(size - 1, size - after - 1, -1)]).astype(np.int64)
+        x = n.emit("Gather", [x, n.const(index, f"/symmetric{axis}")], f"/symmetric{axis}",
+                   axis=axis)[0]
+    return x
 
 
 @translation("ResizeBilinear", "ResizeNearestNeighbor")

@@ -39,7 +39,9 @@ def _cases(tf):
             tf.concat(tf.split(x, [1, 3], axis=2)[::-1], axis=2)[:, :, 2]], axis=1)),
         "pad_transpose": ((1, 4, 4, 4), lambda x: tf.transpose(
             tf.pad(conv(x), [[0, 0], [1, 2], [0, 1], [0, 0]]) +
-            tf.pad(conv(x), [[0, 0], [1, 2], [0, 1], [0, 0]], mode="REFLECT"), [0, 3, 1, 2])),
+            tf.pad(conv(x), [[0, 0], [1, 2], [0, 1], [0, 0]], mode="REFLECT") +
+            tf.pad(conv(x), [[0, 0], [1, 2], [0, 1], [0, 0]], mode="SYMMETRIC"), [0, 3, 1, 2])),
+        "symmetric_pad_2d": ((3, 5), lambda x: tf.pad(x, [[1, 3], [5, 2]], mode="SYMMETRIC")),
         "resize": ((1, 3, 3, 4), lambda x: tf.concat([
             tf.compat.v1.image.resize_bilinear(conv(x), (6, 6)),
             tf.image.resize(conv(x), (6, 6), method="bilinear"),
@@ -73,7 +75,7 @@ def frozen(tf, tmp_path_factory):
 
 @pytest.mark.parametrize("name", [
     "activations", "binary", "reductions_nhwc", "keepdims_nhwc", "shape_chain",
-    "stack_unstack_split", "pad_transpose", "resize", "slices", "cast_identity_n",
+    "stack_unstack_split", "pad_transpose", "symmetric_pad_2d", "resize", "slices", "cast_identity_n",
     "conv3d_pool", "dilated_strided", "batch_matmul_adj"])
 def test_op_matches_tensorflow(tf, frozen, name):
     path, shape, cf = frozen[name]
