@@ -83,30 +83,27 @@ def _conv_geometry(n: Layer, p: pb.ConvolutionParameter):
 
 @lowering("Convolution")
 def convolution(n: Layer):
-    p = n.proto.convolution_param
-    kernel, pads, strides, dilations = _conv_geometry(n, p)
-    c, g = n.shape()[1], p.group
-    if c % g or p.num_output % g:
-        raise FrontendError(f"group {g} does not divide the {c} input channels and "
-                            f"num_output {p.num_output}")
-    w = n.blob(0, (p.num_output, c // g, *kernel), "weight blob")
-    b = n.blob(1, (p.num_output,), "bias blob") if p.bias_term else None
-    return [n.emit(qnn.ConvOp, n.bottoms[0], n.const(w, ".weight"),
-                   None if b is None else n.const(b, ".bias"), strides=strides,
-                   pads=pads + pads, dilations=dilations, groups=g)]
+    return _conv_layer(n, qnn.ConvOp, transposed=False)
 
 
 @lowering("Deconvolution")
 def deconvolution(n: Layer):
+    return _conv_layer(n, qnn.ConvTransposeOp, transposed=True)
+
+
+def _conv_layer(n: Layer, op: type, transposed: bool):
+    """Convolution and Deconvolution share geometry, group checks and blobs; only the
+    weight layout differs (Caffe stores a deconvolution's weight as (Cin, Cout/g, k))."""
     p = n.proto.convolution_param
     kernel, pads, strides, dilations = _conv_geometry(n, p)
     c, g = n.shape()[1], p.group
     if c % g or p.num_output % g:
         raise FrontendError(f"group {g} does not divide the {c} input channels and "
                             f"num_output {p.num_output}")
-    w = n.blob(0, (c, p.num_output // g, *kernel), "weight blob")
+    w_shape = (c, p.num_output // g) if transposed else (p.num_output, c // g)
+    w = n.blob(0, (*w_shape, *kernel), "weight blob")
     b = n.blob(1, (p.num_output,), "bias blob") if p.bias_term else None
-    return [n.emit(qnn.ConvTransposeOp, n.bottoms[0], n.const(w, ".weight"),
+    return [n.emit(op, n.bottoms[0], n.const(w, ".weight"),
                    None if b is None else n.const(b, ".bias"), strides=strides,
                    pads=pads + pads, dilations=dilations, groups=g)]
 
