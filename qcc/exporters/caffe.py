@@ -35,6 +35,7 @@ from qcc import ir
 from qcc.dialects import ascend, qnn, quant
 from qcc.dialects.base import get_float, get_int, get_ints
 from qcc.exporters.onnx import ExportError
+from qcc.exporters.onnx_base import _Names
 from qcc.fileio import write_file
 from qcc.frontends.caffe import caffe_pb2 as pb
 from qcc.frontends.caffe.node import caffe_pool_size
@@ -125,7 +126,7 @@ class _Exporter:
     def __init__(self, module: ModuleOp) -> None:
         self.fn = ir.main_func(module)
         self.names: dict[SSAValue, str] = {}
-        self.used: set[str] = set()
+        self.taken = _Names()
         self.net = pb.NetParameter()
         self.weights = pb.NetParameter()
         inputs, outputs = ir.io_names(self.fn)
@@ -136,7 +137,7 @@ class _Exporter:
             self.output_names.setdefault(v, name)
         for arg, name in zip(self.fn.body.block.args, inputs, strict=True):
             self.names[arg] = name
-            self.used.add(name)
+            self.taken.used.add(name)
             self.net.input.append(name)
             self.net.input_shape.add().dim.extend(_shape(arg))
 
@@ -176,8 +177,8 @@ class _Exporter:
         for r in op.results:
             top = self.output_names.get(r) or (name if len(op.results) == 1
                                                else f"{name}:{r.index}")
-            top = top if top == name or top not in self.used else self._unique(top)
-            self.used.add(top)
+            top = top if top == name or top not in self.taken.used else self._unique(top)
+            self.taken.used.add(top)
             self.names[r] = top
             layer.top.append(top)
         if blobs:
@@ -186,12 +187,7 @@ class _Exporter:
         return layer
 
     def _unique(self, base: str) -> str:
-        name, n = base, 0
-        while name in self.used:
-            n += 1
-            name = f"{base}_{n}"
-        self.used.add(name)
-        return name
+        return self.taken.unique(base)
 
 
 def _label(op: Operation | object) -> str:
