@@ -539,7 +539,7 @@ def _requantize(e: _Exporter, op: Operation) -> None:
                            bottom=[e.name_of(op.input)], top=[mid])
     _anti_quant_param(anti.quant_param, src)
     top = e.output_names.get(op.results[0]) or name
-    e.used.add(top)
+    e.taken.used.add(top)
     e.names[op.results[0]] = top
     q = e.net.layer.add(name=name, type="Quant", bottom=[mid], top=[top])
     scale, offset, sqrt_mode = ascend.quant_attributes(dst)
