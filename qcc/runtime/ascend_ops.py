@@ -1,4 +1,4 @@
-"""Runtime kernels of the `ascend` ops, registered into `qcc.runtime.ops.KERNELS`.
+"""Runtime kernels of the `ascend` ops, registered in the kernel table of `qcc.runtime.ops`.
 
 They compute what the Ascend operators compute (CANN's TBE implementations):
 
@@ -21,7 +21,7 @@ from xdsl.dialects.builtin import Float16Type
 
 from qcc.dialects import ascend
 from qcc.dialects.base import get_bool, get_float, get_int, get_str
-from qcc.runtime.ops import kernel
+from qcc.runtime.ops import Kernel, kernel
 
 
 def round_half_away(v: np.ndarray) -> np.ndarray:
@@ -41,16 +41,46 @@ def _dtype_of(op) -> np.dtype:
                     else np.float32)
 
 
+def _f16(v: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """v rounded to float16 and back, in place on the float32 array v."""
+    np.copyto(buf, v, casting="same_kind")
+    np.copyto(v, buf)
+    return v
+
+
 @kernel(ascend.QuantOp)
-def _quant(op, x):
-    h = np.asarray(x).astype(np.float16)
-    scale = np.float16(get_float(op.properties["scale"]))
-    y = h * scale
-    if get_bool(op.properties["sqrt_mode"]):
-        y = y * scale
-    y = y + np.float16(get_float(op.properties["offset"]))
-    y = _ROUND[get_str(op.properties["round_mode"], "Round")](y)
-    return np.clip(y.astype(np.float32), -128, 127).astype(np.int8)
+def _quant(op, consts):
+    """float16 arithmetic done in float32, each result rounded to float16 (what numpy's
+    float16 loops do: an op of two float16 values in float32, rounded once): the same
+    numbers as the float16 computation, without its per-element conversions. A
+    float16 value v is rounded half away from zero as trunc(v + copysign(0.5, v)),
+    exact in float32 (v + 0.5 needs at most 24 significant bits)."""
+    scale = np.float32(np.float16(get_float(op.properties["scale"])))
+    offset = np.float32(np.float16(get_float(op.properties["offset"])))
+    sqrt_mode = get_bool(op.properties["sqrt_mode"])
+    mode = get_str(op.properties["round_mode"], "Round")
+    rounding = {"Rint": np.rint, "Floor": np.floor, "Ceil": np.ceil, "Trunc": np.trunc}
+
+    def run(x):
+        buf = np.empty(np.shape(x), np.float16)
+        np.copyto(buf, x, casting="unsafe")
+        y = buf.astype(np.float32)
+        _f16(np.multiply(y, scale, out=y), buf)
+        if sqrt_mode:
+            _f16(np.multiply(y, scale, out=y), buf)
+        _f16(np.add(y, offset, out=y), buf)
+        if mode == "Round":
+            half = np.copysign(np.float32(0.5), y)
+            np.add(y, half, out=y)
+            np.trunc(y, out=y)
+        else:
+            rounding[mode](y, out=y)
+        np.clip(y, np.float32(-128), np.float32(127), out=y)
+        return y.astype(np.int8)
+
+    if mode != "Round" and mode not in rounding:
+        raise ValueError(f"ascend.quant: unknown round_mode {mode!r}")
+    return Kernel(run, fresh=True)
 
 
 def channel_scale(deq: np.ndarray, ndim: int, axis: int) -> np.ndarray:
@@ -64,28 +94,44 @@ def channel_scale(deq: np.ndarray, ndim: int, axis: int) -> np.ndarray:
 
 
 @kernel(ascend.DequantOp)
-def _dequant(op, acc, deq):
-    scale = channel_scale(np.asarray(deq), acc.ndim, get_int(op.properties["axis"], 1))
-    if scale.dtype == np.float16:  # the v100 form: float16 arithmetic
-        y = acc.astype(np.float16) * scale
-        if get_bool(op.properties["sqrt_mode"]):
-            y = y * scale
-    else:
-        y = acc.astype(np.float32) * scale
-    if get_bool(op.properties["relu_flag"]):
-        y = np.maximum(y, 0)
-    return y.astype(_dtype_of(op))
+def _dequant(op, consts):
+    axis = get_int(op.properties["axis"], 1)
+    sqrt_mode, relu = get_bool(op.properties["sqrt_mode"]), get_bool(op.properties["relu_flag"])
+    dtype = _dtype_of(op)
+    ndim = len(op.operands[0].type.get_shape())
+    known = None if consts[1] is None else channel_scale(np.asarray(consts[1]), ndim, axis)
+
+    def run(acc, deq):
+        scale = known if known is not None else channel_scale(np.asarray(deq), acc.ndim, axis)
+        if scale.dtype == np.float16:  # the v100 form: float16 arithmetic
+            y = acc.astype(np.float16) * scale
+            if sqrt_mode:
+                y = y * scale
+        else:
+            y = acc.astype(np.float32)
+            y = np.multiply(y, scale, out=y) if scale.dtype == np.float32 else y * scale
+        if relu:
+            np.maximum(y, 0, out=y)
+        return y.astype(dtype, copy=False)
+
+    return Kernel(run, fresh=True)
 
 
 @kernel(ascend.AntiQuantOp)
-def _anti_quant(op, x):
+def _anti_quant(op, consts):
     scale = np.float16(get_float(op.properties["scale"]))
-    y = (x.astype(np.float16) + np.float16(get_float(op.properties["offset"]))) * scale
-    if get_bool(op.properties["sqrt_mode"]):
-        y = y * scale
-    return y.astype(_dtype_of(op))
+    offset = np.float16(get_float(op.properties["offset"]))
+    sqrt_mode, dtype = get_bool(op.properties["sqrt_mode"]), _dtype_of(op)
+
+    def run(x):
+        y = (x.astype(np.float16) + offset) * scale
+        if sqrt_mode:
+            y = y * scale
+        return y.astype(dtype)
+
+    return Kernel(run, fresh=True)
 
 
 @kernel(ascend.WeightQuantOp)
-def _weight_quant(op, w):
-    return op.properties["qtype"].quantize(w)
+def _weight_quant(op, consts):
+    return Kernel(op.properties["qtype"].quantize, fresh=True)
