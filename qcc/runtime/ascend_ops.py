@@ -21,19 +21,11 @@ from xdsl.dialects.builtin import Float16Type
 
 from qcc.dialects import ascend
 from qcc.dialects.base import get_bool, get_float, get_int, get_str
+from qcc.runtime import half
 from qcc.runtime.ops import Kernel, kernel
 
 
-def round_half_away(v: np.ndarray) -> np.ndarray:
-    """Round half away from zero (CANN's "Round"), exact in v's dtype."""
-    a = np.abs(v)
-    r = np.floor(a)
-    r = np.where(a - r >= 0.5, r + 1, r)
-    return np.copysign(r, v).astype(v.dtype)
-
-
-_ROUND = {"Round": round_half_away, "Rint": np.rint, "Floor": np.floor, "Ceil": np.ceil,
-          "Trunc": np.trunc}
+round_half_away = half.round_half_away
 
 
 def _dtype_of(op) -> np.dtype:
@@ -41,46 +33,16 @@ def _dtype_of(op) -> np.dtype:
                     else np.float32)
 
 
-def _f16(v: np.ndarray, buf: np.ndarray) -> np.ndarray:
-    """v rounded to float16 and back, in place on the float32 array v."""
-    np.copyto(buf, v, casting="same_kind")
-    np.copyto(v, buf)
-    return v
-
-
 @kernel(ascend.QuantOp)
 def _quant(op, consts):
-    """float16 arithmetic done in float32, each result rounded to float16 (what numpy's
-    float16 loops do: an op of two float16 values in float32, rounded once): the same
-    numbers as the float16 computation, without its per-element conversions. A
-    float16 value v is rounded half away from zero as trunc(v + copysign(0.5, v)),
-    exact in float32 (v + 0.5 needs at most 24 significant bits)."""
-    scale = np.float32(np.float16(get_float(op.properties["scale"])))
-    offset = np.float32(np.float16(get_float(op.properties["offset"])))
+    scale = np.float16(get_float(op.properties["scale"]))
+    offset = np.float16(get_float(op.properties["offset"]))
     sqrt_mode = get_bool(op.properties["sqrt_mode"])
     mode = get_str(op.properties["round_mode"], "Round")
-    rounding = {"Rint": np.rint, "Floor": np.floor, "Ceil": np.ceil, "Trunc": np.trunc}
-
-    def run(x):
-        buf = np.empty(np.shape(x), np.float16)
-        np.copyto(buf, x, casting="unsafe")
-        y = buf.astype(np.float32)
-        _f16(np.multiply(y, scale, out=y), buf)
-        if sqrt_mode:
-            _f16(np.multiply(y, scale, out=y), buf)
-        _f16(np.add(y, offset, out=y), buf)
-        if mode == "Round":
-            half = np.copysign(np.float32(0.5), y)
-            np.add(y, half, out=y)
-            np.trunc(y, out=y)
-        else:
-            rounding[mode](y, out=y)
-        np.clip(y, np.float32(-128), np.float32(127), out=y)
-        return y.astype(np.int8)
-
-    if mode != "Round" and mode not in rounding:
-        raise ValueError(f"ascend.quant: unknown round_mode {mode!r}")
-    return Kernel(run, fresh=True)
+    if mode not in half.ROUND_MODES:
+        raise ValueError(f"ascend.quant: round_mode {mode!r} is not one of "
+                         f"{', '.join(half.ROUND_MODES)}")
+    return Kernel(lambda x: half.ascend_quant(x, scale, offset, sqrt_mode, mode), fresh=True)
 
 
 def channel_scale(deq: np.ndarray, ndim: int, axis: int) -> np.ndarray:
@@ -107,12 +69,10 @@ def _dequant(op, consts):
             y = acc.astype(np.float16) * scale
             if sqrt_mode:
                 y = y * scale
-        else:
-            y = acc.astype(np.float32)
-            y = np.multiply(y, scale, out=y) if scale.dtype == np.float32 else y * scale
-        if relu:
-            np.maximum(y, 0, out=y)
-        return y.astype(dtype, copy=False)
+            if relu:
+                y = np.maximum(y, 0)
+            return y.astype(dtype)
+        return half.ascend_dequant(acc, scale, axis, relu, dtype)
 
     return Kernel(run, fresh=True)
 

@@ -23,12 +23,13 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import AnyFloat, Float32Type, TensorType, f32
+from xdsl.dialects.builtin import AnyFloat, Float16Type, Float32Type, TensorType, f32
 from xdsl.ir import Operation
 
 from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_bool, get_float, get_int, get_ints, get_str
 from qcc.dialects.qnn_eval import EVAL
+from qcc.runtime import half
 from qcc.runtime import kernels as C
 
 Consts = Sequence["np.ndarray | None"]
@@ -247,6 +248,18 @@ def _resize(op, consts):
         return resize(np.asarray(x), sizes, *modes, **options)
 
     return run
+
+
+@kernel(qnn.CastOp)
+def _cast(op, consts):
+    """float16 <-> float32 through `qcc.runtime.half` (numpy's numbers, faster)."""
+    src, to = op.operands[0].type.element_type, op.properties["to"]
+    if isinstance(src, Float16Type) and isinstance(to, Float32Type):
+        return Kernel(half.to_f32, fresh=True)
+    if isinstance(src, Float32Type) and isinstance(to, Float16Type) and \
+            not get_bool(_p(op, "saturate")):
+        return Kernel(half.to_f16, fresh=True)
+    return Kernel(partial(EVAL["qnn.cast"], op))
 
 
 # -------------------------------------------------------------------- quant
