@@ -25,18 +25,32 @@ cdef extern from *:
     #include <stdint.h>
     #include <string.h>
 
+    typedef union { float f; uint32_t u; } qcc_fu;
+
     static inline float qcc_round_f16(float v) {
-        uint32_t u, e, cb;
-        float c, r;
-        memcpy(&u, &v, 4);
-        e = u & 0x7F800000u;
-        if (e < (113u << 23)) e = 113u << 23;
-        if (e > (142u << 23)) e = 142u << 23;
-        cb = (e + (13u << 23)) | (u & 0x80000000u);
-        memcpy(&c, &cb, 4);
-        r = copysignf((v + c) - c, v);  /* x - x is +0: keep v's sign */
-        if (fabsf(r) > 65504.0f) r = copysignf(INFINITY, r);
-        return r;
+        qcc_fu a, c;
+        uint32_t e;
+        float r;
+        a.f = v;
+        e = a.u & 0x7F800000u;
+        e = e < (113u << 23) ? (113u << 23) : e;
+        e = e > (142u << 23) ? (142u << 23) : e;
+        c.u = (e + (13u << 23)) | (a.u & 0x80000000u);
+        r = copysignf((v + c.f) - c.f, v);  /* x - x is +0: keep v's sign */
+        return fabsf(r) > 65504.0f ? copysignf(INFINITY, r) : r;
+    }
+
+    /* float16 bits of v on the float16 grid or +-inf, not NaN (branch free) */
+    static inline uint16_t qcc_f16_bits_number(float v) {
+        qcc_fu a, t;
+        uint32_t s, m, sub, normal;
+        a.f = v;
+        s = (a.u >> 16) & 0x8000u;
+        m = a.u & 0x7FFFFFFFu;
+        t.u = m < (113u << 23) ? m : 0u;
+        sub = (uint32_t)(int32_t)(t.f * 16777216.0f);  /* k of k * 2^-24, exact */
+        normal = (m - (112u << 23)) >> 13;
+        return (uint16_t)(s | (m >= 0x7F800000u ? 0x7C00u : (m >= (113u << 23) ? normal : sub)));
     }
 
     /* float16 bits of v, which is on the float16 grid (or inf, NaN) */
@@ -69,7 +83,81 @@ cdef extern from *:
             default: return truncf(v);
         }
     }
+    /* ascend.quant's last steps for round_mode Round: v + copysign(0.5, v) clamped
+       to [-128, 127] and truncated (clamping first gives the same integers) */
+    static inline int8_t qcc_round_away_int8(float v, int8_t nan_value) {
+        v = v + copysignf(0.5f, v);
+        v = v < -128.0f ? -128.0f : (v > 127.0f ? 127.0f : v);
+        return v != v ? nan_value : (int8_t)(int32_t)v;
+    }
+
+    static void qcc_quant_f32(const float* restrict x, int8_t* restrict y, Py_ssize_t n,
+                              float scale, float offset, int sqrt_mode, int mode,
+                              int8_t nan_value) {
+        Py_ssize_t i;
+        if (mode == 0 && !sqrt_mode) {
+            for (i = 0; i < n; i++)
+                y[i] = qcc_round_away_int8(
+                    qcc_round_f16(qcc_round_f16(qcc_round_f16(x[i]) * scale) + offset),
+                    nan_value);
+            return;
+        }
+        for (i = 0; i < n; i++) {
+            float v = qcc_round_f16(qcc_round_f16(x[i]) * scale);
+            if (sqrt_mode) v = qcc_round_f16(v * scale);
+            v = qcc_round_mode(qcc_round_f16(v + offset), mode);
+            v = v < -128.0f ? -128.0f : (v > 127.0f ? 127.0f : v);
+            y[i] = v != v ? nan_value : (int8_t)v;
+        }
+    }
+    static void qcc_quant_f16(const uint16_t* restrict x, const float* restrict table,
+                              int8_t* restrict y, Py_ssize_t n, float scale, float offset,
+                              int sqrt_mode, int mode, int8_t nan_value) {
+        Py_ssize_t i;
+        if (mode == 0 && !sqrt_mode) {
+            for (i = 0; i < n; i++)
+                y[i] = qcc_round_away_int8(
+                    qcc_round_f16(qcc_round_f16(table[x[i]] * scale) + offset), nan_value);
+            return;
+        }
+        for (i = 0; i < n; i++) {
+            float v = qcc_round_f16(table[x[i]] * scale);
+            if (sqrt_mode) v = qcc_round_f16(v * scale);
+            v = qcc_round_mode(qcc_round_f16(v + offset), mode);
+            v = v < -128.0f ? -128.0f : (v > 127.0f ? 127.0f : v);
+            y[i] = v != v ? nan_value : (int8_t)v;
+        }
+    }
+    static void qcc_dequant(const int32_t* restrict acc, const float* restrict scale, Py_ssize_t outer,
+                            Py_ssize_t channels, Py_ssize_t inner, int relu, float* restrict yf,
+                            uint16_t* restrict yh) {
+        Py_ssize_t o, c, k, i = 0;
+        for (o = 0; o < outer; o++)
+            for (c = 0; c < channels; c++) {
+                float s = scale[c];
+                if (yh != NULL) {
+                    for (k = 0; k < inner; k++, i++) {
+                        float v = (float)acc[i] * s;
+                        v = (relu && v < 0) ? 0.0f : v;
+                        yh[i] = qcc_f16_bits_number(qcc_round_f16(v));  /* no NaN */
+                    }
+                } else {
+                    for (k = 0; k < inner; k++, i++) {
+                        float v = (float)acc[i] * s;
+                        yf[i] = (relu && v < 0) ? 0.0f : v;
+                    }
+                }
+            }
+    }
     """
+    void qcc_quant_f32(const float* x, int8_t* y, Py_ssize_t n, float scale, float offset,
+                       int sqrt_mode, int mode, int8_t nan_value) nogil
+    void qcc_quant_f16(const uint16_t* x, const float* table, int8_t* y, Py_ssize_t n,
+                       float scale, float offset, int sqrt_mode, int mode,
+                       int8_t nan_value) nogil
+    void qcc_dequant(const int32_t* acc, const float* scale, Py_ssize_t outer,
+                     Py_ssize_t channels, Py_ssize_t inner, int relu, float* yf,
+                     uint16_t* yh) nogil
     float qcc_round_f16(float v) nogil
     uint16_t qcc_f16_bits(float v) nogil
     float qcc_round_mode(float v, int mode) nogil
@@ -79,7 +167,9 @@ ROUND_MODES = ("Round", "Rint", "Floor", "Ceil", "Trunc")
 _TO_F32 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
     np.float32)
 cdef const float[::1] _to_f32 = _TO_F32
-cdef int8_t _NAN_INT8 = np.array([np.nan], np.float32).astype(np.int8)[0]
+with np.errstate(invalid="ignore"):
+    _NAN_INT8_VALUE = int(np.array([np.nan], np.float32).astype(np.int8)[0])
+cdef int8_t _NAN_INT8 = _NAN_INT8_VALUE
 
 
 def to_f16(x):
@@ -110,17 +200,6 @@ def to_f32(h):
     return out
 
 
-cdef inline int8_t _quant_one(float v, float scale, float offset, bint sqrt_mode,
-                              int mode) noexcept nogil:
-    v = qcc_round_f16(v * scale)
-    if sqrt_mode:
-        v = qcc_round_f16(v * scale)
-    v = qcc_round_mode(qcc_round_f16(v + offset), mode)
-    if v != v:
-        return _NAN_INT8
-    return <int8_t>(-128.0 if v < -128.0 else (127.0 if v > 127.0 else v))
-
-
 def ascend_quant(x, float scale, float offset, bint sqrt_mode, int mode):
     """int8 of round_mode(f16(f16(f16(x) * scale) [* scale] + offset)), saturated; scale
     and offset are float16 values, x float32 or float16."""
@@ -128,20 +207,20 @@ def ascend_quant(x, float scale, float offset, bint sqrt_mode, int mode):
     x = np.ascontiguousarray(x, np.float16 if half_in else np.float32)
     out = np.empty(x.shape, np.int8)
     cdef int8_t[::1] ov = out.reshape(-1)
+    cdef Py_ssize_t n = ov.shape[0]
+    if n == 0:
+        return out
     cdef const float[::1] xf
     cdef const uint16_t[::1] xh
-    cdef Py_ssize_t i, n = ov.shape[0]
-    cdef float v
     if half_in:
         xh = x.reshape(-1).view(np.uint16)
         with nogil:
-            for i in range(n):
-                ov[i] = _quant_one(_to_f32[xh[i]], scale, offset, sqrt_mode, mode)
+            qcc_quant_f16(&xh[0], &_to_f32[0], &ov[0], n, scale, offset, sqrt_mode, mode,
+                          _NAN_INT8)
     else:
         xf = x.reshape(-1)
         with nogil:
-            for i in range(n):
-                ov[i] = _quant_one(qcc_round_f16(xf[i]), scale, offset, sqrt_mode, mode)
+            qcc_quant_f32(&xf[0], &ov[0], n, scale, offset, sqrt_mode, mode, _NAN_INT8)
     return out
 
 
@@ -156,28 +235,19 @@ def ascend_dequant(acc, scale, int axis, bint relu, bint half_out):
     if channels > 1:
         inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     out = np.empty(shape, np.float16 if half_out else np.float32)
+    cdef Py_ssize_t n = acc.size
+    if n == 0:
+        return out
     cdef const int32_t[::1] av = acc.reshape(-1)
     cdef float[::1] of
     cdef uint16_t[::1] oh
+    cdef Py_ssize_t outer = n // (channels * inner)
     if half_out:
         oh = out.reshape(-1).view(np.uint16)
+        with nogil:
+            qcc_dequant(&av[0], &sv[0], outer, channels, inner, relu, NULL, &oh[0])
     else:
         of = out.reshape(-1)
-    cdef Py_ssize_t n = av.shape[0]
-    cdef Py_ssize_t outer = n // (channels * inner) if n else 0
-    cdef Py_ssize_t o, c, k, i = 0
-    cdef float y, s
-    with nogil:
-        for o in range(outer):
-            for c in range(channels):
-                s = sv[c]
-                for k in range(inner):
-                    y = <float>av[i] * s
-                    if relu and y < 0:
-                        y = 0
-                    if half_out:
-                        oh[i] = qcc_f16_bits(qcc_round_f16(y))
-                    else:
-                        of[i] = y
-                    i += 1
+        with nogil:
+            qcc_dequant(&av[0], &sv[0], outer, channels, inner, relu, &of[0], NULL)
     return out
