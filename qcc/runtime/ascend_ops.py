@@ -24,7 +24,6 @@ from qcc.dialects.base import get_bool, get_float, get_int, get_str
 from qcc.runtime import half
 from qcc.runtime.ops import Kernel, kernel
 
-
 round_half_away = half.round_half_away
 
 

@@ -390,9 +390,10 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
         if not isinstance(op, QnnOp):  # quant and ascend ops keep their input's shape
             for r, v in zip(step.results, op.results, strict=True):
                 t = v.type
-                static = isinstance(t, TensorType) and t.has_static_shape()
-                sizes[r] = tuple(t.get_shape()) if static or not step.args \
-                    else sizes[step.args[0]]  # type: ignore[union-attr]
+                if isinstance(t, TensorType) and (t.has_static_shape() or not step.args):
+                    sizes[r] = tuple(t.get_shape())
+                else:
+                    sizes[r] = sizes[step.args[0]]
             continue
         types = [like(v.type, sizes[a]) for v, a in zip(op.operands, step.args, strict=True)]
         try:

@@ -10,6 +10,7 @@ definitions below run.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -37,8 +38,8 @@ def round_half_away(v: np.ndarray) -> np.ndarray:
     return np.copysign(r, v).astype(v.dtype)
 
 
-_ROUND = dict(zip(ROUND_MODES, (round_half_away, np.rint, np.floor, np.ceil, np.trunc),
-                  strict=True))
+_ROUND: dict[str, Callable[[np.ndarray], np.ndarray]] = dict(zip(
+    ROUND_MODES, (round_half_away, np.rint, np.floor, np.ceil, np.trunc), strict=True))
 
 
 def to_f16(x: np.ndarray) -> np.ndarray:

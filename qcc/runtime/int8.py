@@ -44,6 +44,7 @@ import math
 import os
 
 import numpy as np
+
 from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_bool, get_int, get_ints
 from qcc.dialects.quant import UniformQuantizedType

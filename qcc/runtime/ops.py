@@ -330,8 +330,8 @@ def in_place(op) -> Callable[[np.ndarray], np.ndarray] | None:
         if quant.quantized_element(op.output.type) is not None or \
                 op.output.type.element_type != f32:
             return None
-        qtype = op.properties["qtype"]
-        ndim = len(op.operands[0].type.get_shape())
+        qtype: Any = op.properties["qtype"]
+        ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
         s, z = fake_quant_params(qtype, ndim)
         return partial(fake_quant_into, s, z, qtype.storage_min, qtype.storage_max)
     if isinstance(op, qnn.ReluOp):
