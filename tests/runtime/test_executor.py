@@ -128,6 +128,9 @@ def test_buffers_are_reused_without_clobbering_live_values_or_outputs(batch):
         plain = execute(compile_module(module, fuse=False), {"x": x})[0]
         assert np.array_equal(out["y"], plain["y"])
         assert np.array_equal(out["flat"], plain["flat"])
+    from qcc.runtime import kernels
+    if not kernels.compiled:
+        return  # the numpy kernels take no buffers
     shapes = next(iter(plan.specialized.values()))
     held = [b for b in shapes.buffers if b is not None]
     # c0's result is viewed by the output `flat` and c2's is the output `y`: they
@@ -147,9 +150,12 @@ def test_a_buffer_is_shared_once_its_value_is_dead():
     plan = compile_module(module)
     x = {"x": rng.standard_normal((1, 4, 5, 5)).astype(np.float32)}
     out = execute(plan, x)[0]["y"]
-    buffers = next(iter(plan.specialized.values())).buffers
-    # c0 .. c2 alternate between two buffers; the output's step allocates
-    assert buffers[3] is None and buffers[0] is buffers[2] and buffers[0] is not buffers[1]
+    from qcc.runtime import kernels
+    if kernels.compiled:
+        buffers = next(iter(plan.specialized.values())).buffers
+        # c0 .. c2 alternate between two buffers; the output's step allocates
+        assert buffers[3] is None and buffers[0] is buffers[2]
+        assert buffers[0] is not buffers[1]
     want = x["x"]
     for op in module.walk():
         if isinstance(op, qnn.ConstantOp):
