@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -88,6 +89,9 @@ class Plan:
     names: dict[int, str] = field(default_factory=dict)
     specialized: dict[tuple[tuple[int, ...], ...], Shapes] = field(default_factory=dict)
     """Concrete input shapes -> the plan specialized to them."""
+    buffers_in_use: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Held by the run writing into the shared buffers (a concurrent run of the same
+    plan allocates its own arrays)."""
 
     @property
     def dynamic(self) -> bool:
@@ -297,8 +301,19 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     kept: dict[SSAValue, np.ndarray] = {
         v: value for s, v in keep_slots.items() if (value := slots[s]) is not None}  # inputs
     # kept values must not be overwritten later in the run: no shared buffers then
-    buffers = shapes.buffers if not keep_slots else [None] * len(plan.steps)
-    overrides = overrides or {}
+    owner = not keep_slots and plan.buffers_in_use.acquire(blocking=False)
+    try:
+        return _run(plan, slots, shapes.buffers if owner else [None] * len(plan.steps),
+                    keep_slots, kept, overrides or {})
+    finally:
+        if owner:
+            plan.buffers_in_use.release()
+
+
+def _run(plan: Plan, slots: list[np.ndarray | None], buffers: list[np.ndarray | None],
+         keep_slots: dict[int, SSAValue], kept: dict[SSAValue, np.ndarray],
+         overrides: Mapping[Operation, Callable[..., object]],
+         ) -> tuple[dict[str, np.ndarray], dict[SSAValue, np.ndarray]]:
     times = [0.0] * len(plan.steps) if os.environ.get(PROFILE_ENV) == "1" else None
     with _blas_limit(plan):
         for i, step in enumerate(plan.steps):

@@ -204,3 +204,16 @@ def test_profile_prints_the_slowest_ops(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("qcc profile: 2 steps")
     assert "qnn.dense (x1)" in err and "qnn.mul (x1)" in err
+
+
+def test_concurrent_runs_of_one_plan_do_not_share_buffers():
+    from concurrent.futures import ThreadPoolExecutor
+
+    module = _conv_chain(2)
+    plan = compile_module(module)
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((2, 4, 6, 6)).astype(np.float32) for _ in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda x: execute(plan, {"x": x})[0]["y"], xs))
+    for x, y in zip(xs, outs, strict=True):
+        np.testing.assert_allclose(y, _numpy_chain(module, x)[0], rtol=1e-4, atol=1e-4)
