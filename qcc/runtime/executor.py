@@ -156,27 +156,32 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
         listed = ", ".join(f"{k} (x{n})" for k, n in sorted(unsupported.items()))
         raise RuntimeError_(f"the runtime has no kernel for: {listed}")
     if fuse:
-        steps = _fuse_in_place(steps, set(outputs))
+        steps = _fuse_in_place(steps, set(outputs), constants)
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
     names = {s: _value_name(v) for v, s in slot_of.items()}
     return Plan(in_names, input_types, out_names, input_slots, outputs,
                 constants, steps, slot_of, len(slot_of), names)
 
 
-def _fuse_in_place(steps: list[Step], outputs: set[int]) -> list[Step]:
-    """Fold each fake-quant / relu / clip step into the step before it when it
-    consumes that step's fresh float32 result, which nothing else uses."""
+def _fuse_in_place(steps: list[Step], outputs: set[int],
+                   constants: dict[int, np.ndarray]) -> list[Step]:
+    """Fold each fake-quant / relu / clip / batch_norm step into the step before it
+    when it consumes that step's fresh float32 result, which nothing else uses (its
+    other operands constants)."""
     fused: list[Step] = []
     chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
     for step in steps:
         prev = fused[-1] if fused else None
-        follower = K.in_place(step.op)
+        params = [constants.get(a) for a in step.args[1:]]
+        follower = K.in_place(step.op, params) if all(
+            p is not None for p in params) else None
         if (prev is not None and follower is not None and prev.fresh
-                and len(prev.results) == 1 and step.args == prev.results
+                and len(prev.results) == 1 and step.args[:1] == prev.results
                 and prev.results[0] not in outputs and K.is_f32(prev.op.results[0])
                 and step.op.operands[0].has_one_use()):
             base, followers, fallbacks = chain.get(len(fused) - 1, (prev, [], []))
-            followers, fallbacks = followers + [follower], fallbacks + [step.fn]
+            followers = followers + [follower]
+            fallbacks = fallbacks + [partial(_first_arg, step.fn, params)]
             kernel = K.fuse(K.Kernel(base.fn, base.fresh, base.takes_out), followers,
                             fallbacks)
             fused[-1] = Step(kernel.fn, prev.op, prev.args, step.results, fresh=True,
@@ -185,6 +190,10 @@ def _fuse_in_place(steps: list[Step], outputs: set[int]) -> list[Step]:
             continue
         fused.append(step)
     return fused
+
+
+def _first_arg(fn: Callable[..., Any], rest: list, x: np.ndarray) -> Any:
+    return fn(x, *rest)
 
 
 def _mark_deaths(steps: list[Step], keep: set[int]) -> None:

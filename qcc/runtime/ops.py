@@ -228,6 +228,32 @@ def _layer_norm(op, consts):
     return Kernel(run, fresh=True, takes_out=True)
 
 
+def batch_norm_affine(op, scale, bias, mean, var) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) with batch_norm(x) = x * a + b, as `qnn_eval` computes them."""
+    eps = get_float(_p(op, "epsilon"), 1e-5)
+    a = (scale / np.sqrt(var.astype(np.float64) + eps)).astype(np.float32)
+    return a, (bias - mean * a).astype(np.float32)
+
+
+def _channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[1 % ndim] = -1
+    return v.reshape(shape)
+
+
+@kernel(qnn.BatchNormOp, on="float")
+def _batch_norm(op, consts):
+    """x * a + b with a and b computed once when the statistics are constants."""
+    if any(c is None for c in consts[1:]):
+        return Kernel(partial(EVAL["qnn.batch_norm"], op), fresh=True)
+    a, b = batch_norm_affine(op, *consts[1:])
+
+    def run(x, *params):
+        return x * _channel(a, x.ndim) + _channel(b, x.ndim)
+
+    return Kernel(run, fresh=True)
+
+
 @kernel(qnn.ResizeOp)
 def _resize(op, consts):
     """Any dtype for nearest (a gather); linear and cubic return x's dtype."""
@@ -321,10 +347,21 @@ def fold_at_compile_time(op) -> bool:
     return isinstance(op, (quant.FakeQuantOp, quant.QuantizeOp, ascend.WeightQuantOp))
 
 
-def in_place(op) -> Callable[[np.ndarray], np.ndarray] | None:
-    """For an op that can run in place on its single input's fresh float32 buffer
-    (fake-quant, relu, clip), the function doing so; None otherwise."""
-    if len(op.operands) != 1 or not is_f32(op.operands[0]) or not is_f32(op.results[0]):
+def in_place(op, params: Sequence[np.ndarray] = ()
+             ) -> Callable[[np.ndarray], np.ndarray] | None:
+    """For an op that can run in place on its first operand's fresh float32 buffer
+    (fake-quant, relu, clip, batch_norm; `params` the constant arrays of its other
+    operands), the function doing so; None otherwise."""
+    if not is_f32(op.operands[0]) or not is_f32(op.results[0]):
+        return None
+    if isinstance(op, qnn.BatchNormOp):
+        if any(p.dtype != np.float32 for p in params):
+            return None
+        a, b = batch_norm_affine(op, *params)
+        ndim = len(op.operands[0].type.get_shape())
+        a, b = _channel(a, ndim), _channel(b, ndim)
+        return lambda y: np.add(np.multiply(y, a, out=y), b, out=y)
+    if len(op.operands) != 1:
         return None
     if isinstance(op, quant.FakeQuantOp):
         if quant.quantized_element(op.output.type) is not None or \

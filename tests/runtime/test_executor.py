@@ -217,3 +217,28 @@ def test_concurrent_runs_of_one_plan_do_not_share_buffers():
         outs = list(pool.map(lambda x: execute(plan, {"x": x})[0]["y"], xs))
     for x, y in zip(xs, outs, strict=True):
         np.testing.assert_allclose(y, _numpy_chain(module, x)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_runs_in_its_convs_step_with_the_same_numbers():
+    rng = np.random.default_rng(8)
+    g = ir.Graph()
+    x = g.input("x", (2, 3, 5, 5))
+    w = g.const(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    stats = [g.const(a.astype(np.float32)) for a in (
+        rng.uniform(0.5, 2, 4), rng.standard_normal(4), rng.standard_normal(4),
+        rng.uniform(0.1, 3, 4))]
+    h = g.add(qnn.ConvOp.make(x, w, pads=(1, 1, 1, 1)))
+    y = g.add(qnn.BatchNormOp.make(h, *stats, epsilon=1e-3))
+    module = g.finish({"y": g.add(qnn.ReluOp.make(y))})
+    fused = compile_module(module)
+    assert [type(s.op).__name__ for s in fused.steps] == ["ConvOp"]
+    xv = {"x": rng.standard_normal((2, 3, 5, 5)).astype(np.float32)}
+    got = execute(fused, xv)[0]["y"]
+    assert np.array_equal(got, execute(compile_module(module, fuse=False), xv)[0]["y"])
+    from qcc.runtime.kernels import reference_conv
+    scale, bias, mean, var = (ir.array_of(v.owner) for v in stats)
+    conv = reference_conv(xv["x"], ir.array_of(w.owner), None, (1, 1), (1, 1, 1, 1),
+                          (1, 1), 1).astype(np.float64)
+    c = (slice(None), None, None)
+    want = np.maximum((conv - mean[c]) / np.sqrt(var[c] + 1e-3) * scale[c] + bias[c], 0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
