@@ -172,9 +172,9 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
     chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
     for step in steps:
         prev = fused[-1] if fused else None
-        params = [constants.get(a) for a in step.args[1:]]
-        follower = K.in_place(step.op, params) if all(
-            p is not None for p in params) else None
+        params = [constants[a] for a in step.args[1:] if a in constants]
+        follower = K.in_place(step.op, params) if len(params) == len(step.args) - 1 \
+            else None
         if (prev is not None and follower is not None and prev.fresh
                 and len(prev.results) == 1 and step.args[:1] == prev.results
                 and prev.results[0] not in outputs and K.is_f32(prev.op.results[0])

@@ -358,7 +358,7 @@ def in_place(op, params: Sequence[np.ndarray] = ()
         if any(p.dtype != np.float32 for p in params):
             return None
         a, b = batch_norm_affine(op, *params)
-        ndim = len(op.operands[0].type.get_shape())
+        ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
         a, b = _channel(a, ndim), _channel(b, ndim)
         return lambda y: np.add(np.multiply(y, a, out=y), b, out=y)
     if len(op.operands) != 1:
