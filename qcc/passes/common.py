@@ -4,9 +4,8 @@ config entry with a target's decisions on the op applied."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import copy
+from typing import Any
 
 from xdsl.dialects.builtin import DictionaryAttr, Float32Type, IntegerAttr, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue

@@ -31,7 +31,7 @@ class Supply:
     progress: Callable[[int, int], None] | None = None
 
 
-_CURRENT: ContextVar[Supply] = ContextVar("qcc_supply", default=Supply())
+_CURRENT: ContextVar[Supply | None] = ContextVar("qcc_supply", default=None)
 
 
 @contextmanager
@@ -44,9 +44,14 @@ def supplying(supply: Supply) -> Iterator[Supply]:
         _CURRENT.reset(token)
 
 
+def _current() -> Supply:
+    supply = _CURRENT.get()
+    return Supply() if supply is None else supply
+
+
 def npz(path: str, what: str) -> dict[str, np.ndarray]:
     """The arrays of the .npz `path` (supplied, else read from disk)."""
-    supplied = _CURRENT.get().files.get(path)
+    supplied = _current().files.get(path)
     if supplied is not None:
         return dict(supplied)
     return read_npz(path, what)
@@ -54,7 +59,7 @@ def npz(path: str, what: str) -> dict[str, np.ndarray]:
 
 def config(path: str) -> dict:
     """The resolved quant.json `path` (supplied, else read from disk)."""
-    supplied = _CURRENT.get().files.get(path)
+    supplied = _current().files.get(path)
     if supplied is not None:
         return supplied
     from qcc.quant import config_json
@@ -64,7 +69,7 @@ def config(path: str) -> dict:
 
 def progress(total: int) -> Callable[[int], None] | None:
     """`callback(done)` for a loop of `total` batches, if the driver asked for one."""
-    report = _CURRENT.get().progress
+    report = _current().progress
     if report is None:
         return None
     return lambda done: report(done, total)

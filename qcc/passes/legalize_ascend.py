@@ -49,6 +49,7 @@ from qcc.quant import config as qconfig
 from qcc.quant import config_json
 from qcc.targets import Target, TargetError, layer_facts, load_target
 
+
 def check_overrides(target: Target, names) -> frozenset[str]:
     """The overridden rule names (TargetError for an unknown or a hard rule)."""
     soft = ", ".join(r.name for r in target.rules if r.overridable) or "none"
