@@ -15,6 +15,7 @@ import pytest
 from qcc import ir, passes
 from qcc.examples import digits
 from qcc.fileio import DataFileError
+from qcc.flow.quantize import quantize
 from qcc.frontends.onnx import load_onnx
 from qcc.passes.balance import BalancePass
 from qcc.passes.calibrate import CalibratePass
@@ -25,7 +26,6 @@ from qcc.passes.insert_quant import InsertQuantPass
 from qcc.passes.legalize_ascend import LegalizeAscendPass
 from qcc.quant import config as qconfig
 from qcc.quant import pipeline
-from qcc.quant.flow import quantize
 from qcc.runtime import run
 
 

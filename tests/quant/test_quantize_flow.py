@@ -11,8 +11,8 @@ import pytest
 
 from qcc import ir
 from qcc.dialects import qnn, quant
+from qcc.flow.quantize import quantize
 from qcc.frontends.onnx import load_onnx
-from qcc.quant.flow import quantize
 from qcc.testing.models import transformer_block
 
 
