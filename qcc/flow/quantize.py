@@ -55,12 +55,13 @@ def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
     return read_npz(path, what)
 
 
-def _progress_bar(total: int, label: str) -> Callable[[int], None]:
-    """A bar redrawn in place on a terminal; a line every quarter otherwise."""
+def _progress_bar(label: str) -> Callable[[int, int], None]:
+    """`show(done, total)`: a bar redrawn in place on a terminal; a line every quarter
+    otherwise."""
     width = 30
     tty = sys.stderr.isatty()
 
-    def show(n: int) -> None:
+    def show(n: int, total: int) -> None:
         if tty:
             done = int(width * n / max(total, 1))
             end = "\n" if n >= total else ""
@@ -70,18 +71,6 @@ def _progress_bar(total: int, label: str) -> Callable[[int], None]:
             print(f"{label}: {n}/{total} batches", file=sys.stderr, flush=True)
 
     return show
-
-
-def _progress(label: str) -> Callable[[int, int], None]:
-    """`report(done, total)` drawing one bar, made at the first report."""
-    bars: list[Callable[[int], None]] = []
-
-    def report(done: int, total: int) -> None:
-        if not bars:
-            bars.append(_progress_bar(total, label))
-        bars[0](done)
-
-    return report
 
 
 class _Run:
@@ -165,7 +154,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
     work = new_folder(final) if final is not None else None
     try:
         job = _Run(module, work / "ir" if (work and dump_ir) else None,
-                   _progress("calibrating") if progress else None)
+                   _progress_bar("calibrating") if progress else None)
         job.run([CanonicalizePass()])
         if simple is None and config is not None and str(config).endswith(".json"):
             cfg = config_json.load_json(config)

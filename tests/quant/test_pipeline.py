@@ -129,3 +129,14 @@ def test_files_supplied_in_memory_equal_files_on_disk(tmp_path):
     assert ir.print_module(in_memory) == ir.print_module(on_disk)
     with pytest.raises(DataFileError, match="c.npz: no such calibration data file"):
         passes.run(load_onnx(model), spec, files={"q.json": cfg})
+
+
+def test_calibration_progress_reaches_the_caller(capsys):
+    """qcc-calibrate inside the pipeline reports its batches to the flow's progress
+    (stderr is not a terminal here: a line every quarter)."""
+    model, calib, _ = digits()
+    with np.load(calib) as npz:
+        arrays = {k: npz[k][:40] for k in npz.files}  # batch 1: 40 batches
+    quantize(model, arrays, None, None, progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("calibrating")]
+    assert lines == [f"calibrating: {n}/40 batches" for n in (10, 20, 30, 40)]
