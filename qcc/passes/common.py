@@ -5,7 +5,10 @@ config entry with a target's decisions on the op applied."""
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from xdsl.dialects.builtin import DictionaryAttr, Float32Type, IntegerAttr, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
@@ -78,3 +81,17 @@ def decided_entry(op: Operation, entry: dict) -> dict | None:
             n = value.value.data
             out[part][key] = bool(n) if value.type.width.data == 1 else n
     return out
+
+
+T = TypeVar("T")
+
+
+@contextmanager
+def scoped(var: ContextVar[T | None], value: T) -> Iterator[T]:
+    """`var` set to `value` for the `with` body (what a pipeline run carries: its
+    remarks, the files it is supplied)."""
+    token = var.set(value)
+    try:
+        yield value
+    finally:
+        var.reset(token)

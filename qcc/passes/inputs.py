@@ -11,8 +11,8 @@ what is supplied belongs to one pipeline run, never to the module.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from qcc.fileio import read_npz
+from qcc.passes.common import scoped
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,9 @@ class Supply:
 _CURRENT: ContextVar[Supply | None] = ContextVar("qcc_supply", default=None)
 
 
-@contextmanager
-def supplying(supply: Supply) -> Iterator[Supply]:
+def supplying(supply: Supply) -> AbstractContextManager[Supply]:
     """Make `supply` current for the `with` body."""
-    token = _CURRENT.set(supply)
-    try:
-        yield supply
-    finally:
-        _CURRENT.reset(token)
+    return scoped(_CURRENT, supply)
 
 
 def _current() -> Supply:
