@@ -352,6 +352,9 @@ def test_algorithm_names_are_stated_once():
 
     from qcc.quant import algorithms
 
+    # a name is its function's name, so code can name `minmax.__name__` (qcc.qat does)
+    for table in (algorithms.ACTIVATION_ALGORITHMS, algorithms.WEIGHT_ALGORITHMS):
+        assert all(fn.__name__ == name for name, fn in table.items())
     names = set(algorithms.ACTIVATION_ALGORITHMS) | set(algorithms.WEIGHT_ALGORITHMS)
     names |= {f"{n}_quantize" for n in names}
     root = Path(algorithms.__file__).parents[1]
