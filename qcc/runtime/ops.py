@@ -215,19 +215,6 @@ def _softmax(op, consts):
     return Kernel(run, fresh=True, takes_out=True)
 
 
-@kernel(qnn.LayerNormOp, on="float")
-def _layer_norm(op, consts):
-    if not (C.compiled and all(is_f32(v) for v in op.operands)):
-        return Kernel(partial(EVAL["qnn.layer_norm"], op), fresh=True)
-    axis, layer_norm = get_int(_p(op, "axis"), -1), C.layer_norm
-    eps = get_float(_p(op, "epsilon"), 1e-5)
-
-    def run(x, scale, bias=None, out=None):
-        return layer_norm(x, scale, bias, axis, eps, out=out)
-
-    return Kernel(run, fresh=True, takes_out=True)
-
-
 def batch_norm_affine(op, scale, bias, mean, var) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) with batch_norm(x) = x * a + b, as `qnn_eval` computes them."""
     eps = get_float(_p(op, "epsilon"), 1e-5)

@@ -164,8 +164,8 @@ def test_a_buffer_is_shared_once_its_value_is_dead():
 
 
 def test_compiled_softmax_layer_norm_pool_and_matmul_against_numpy():
-    """The plan runs _norm.softmax / layer_norm, _pool.global_avg_pool and
-    _kernels.batched_matmul; numpy's formulas are the oracle."""
+    """The plan runs _norm.softmax, _pool.global_avg_pool and _kernels.batched_matmul
+    (layer_norm stays numpy's); numpy's formulas in float64 are the oracle."""
     from qcc.runtime import kernels
 
     if not kernels.compiled:
