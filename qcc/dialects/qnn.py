@@ -617,6 +617,15 @@ from qcc.dialects.qnn_data import (  # noqa: E402
     SplitOp,
     TransposeOp,
 )
+from qcc.dialects.qnn_dynamic import (  # noqa: E402
+    DYNAMIC_OPS,
+    DynamicBroadcastOp,
+    DynamicReshapeOp,
+    DynamicSliceOp,
+    FillOp,
+    RangeOp,
+    ShapeOfOp,
+)
 
 
 def _type_of(v) -> TensorType:
@@ -635,7 +644,7 @@ QNN_OPS: list[type[Operation]] = [
     GreaterOp, WhereOp,
     ReduceMeanOp, ReduceSumOp, ReduceMaxOp, ReduceMinOp, CumSumOp, ArgMaxOp,
     ReshapeOp, TransposeOp, BroadcastOp, ConcatOp, SplitOp, SliceOp, GatherOp,
-    GatherElementsOp, GatherNdOp, PadOp, ResizeOp,
+    GatherElementsOp, GatherNdOp, PadOp, ResizeOp, *DYNAMIC_OPS,
 ]
 
 LAYER_OPS = (ConvOp, ConvTransposeOp, DenseOp, MatmulOp, AvgPoolOp)
