@@ -154,7 +154,7 @@ def test_quantize_with_no_shape_option_exports_symbolic_dims(which, request, tmp
 
 
 def _model_with_batch_constant(tmp_path):
-    """x + ConstantOfShape(Shape(x)): the constant is folded from the batch size."""
+    """x + ConstantOfShape(Shape(x)): the constant depends on the batch size."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])
     nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
@@ -168,23 +168,56 @@ def _model_with_batch_constant(tmp_path):
     return path
 
 
-def test_undecidable_shape_names_the_node_and_the_option(tmp_path):
+def _model_with_undecidable_pad(tmp_path):
+    """Pad(x) by as many rows as the batch has: a pad computed from the symbolic dim,
+    which qnn.pad (static pads) cannot take."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
+    inits = [helper.make_tensor("zero2", TensorProto.INT64, [2], [0, 0]),
+             helper.make_tensor("zero1", TensorProto.INT64, [1], [0])]
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape", end=1),
+             helper.make_node("Concat", ["zero2", "s", "zero1"], ["pads"], name="pads", axis=0),
+             helper.make_node("Pad", ["x", "pads"], ["y"], name="pad")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 14)])
+    path = tmp_path / "batch_pad.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_constant_of_a_symbolic_dim_is_computed_at_run_time(tmp_path):
+    """x + ConstantOfShape(Shape(x)) imports with its batch symbolic; oracle: x + 1
+    by hand and onnxruntime at three batch sizes."""
     path = _model_with_batch_constant(tmp_path)
+    module = qcc.load(path)
+    names = [op.name for op in ir.main_func(module).body.block.ops]
+    assert "qnn.shape_of" in names and "qnn.fill" in names
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 3, 64):
+        x = np.arange(4 * batch, dtype=np.float32).reshape(batch, 4)
+        got = runtime.run(module, {"x": x})["y"]
+        np.testing.assert_array_equal(got, x + 1)
+        np.testing.assert_array_equal(got, session.run(None, {"x": x})[0])
+
+
+def test_undecidable_shape_names_the_node_and_the_option(tmp_path):
+    path = _model_with_undecidable_pad(tmp_path)
     with pytest.raises(FrontendError) as e:
         qcc.load(path)
     text = str(e.value)
-    assert "node 'ones'" in text and "'n' (input 'x' dim 0)" in text
+    assert "node 'pad'" in text and "'n' (input 'x' dim 0)" in text
     assert "--input-shape x=Nx4" in text and "input_shapes={'x': (N, 4)}" in text
-    # the override still works, and the result is x + 1
+    # the override still works: 3 zero rows padded after x (pads end of axis 0)
     module = qcc.load(path, input_shapes={"x": (3, 4)})
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
-    np.testing.assert_array_equal(runtime.run(module, {"x": x})["y"], x + 1)
+    np.testing.assert_array_equal(runtime.run(module, {"x": x})["y"],
+                                  np.concatenate([x, np.zeros((3, 4), np.float32)]))
 
 
 def test_quantize_writes_nothing_when_a_shape_is_undecidable(tmp_path):
     from qcc.tools.cli import main
 
-    path = _model_with_batch_constant(tmp_path)
+    path = _model_with_undecidable_pad(tmp_path)
     np.savez(tmp_path / "calib.npz", x=np.ones((4, 4), np.float32))
     out = tmp_path / "out"
     status = main(["quantize", str(path), "--calib", str(tmp_path / "calib.npz"),
