@@ -618,7 +618,6 @@ from qcc.dialects.qnn_data import (  # noqa: E402
     TransposeOp,
 )
 from qcc.dialects.qnn_dynamic import (  # noqa: E402
-    DYNAMIC_OPS,
     DynamicBroadcastOp,
     DynamicReshapeOp,
     DynamicSliceOp,
@@ -644,7 +643,8 @@ QNN_OPS: list[type[Operation]] = [
     GreaterOp, WhereOp,
     ReduceMeanOp, ReduceSumOp, ReduceMaxOp, ReduceMinOp, CumSumOp, ArgMaxOp,
     ReshapeOp, TransposeOp, BroadcastOp, ConcatOp, SplitOp, SliceOp, GatherOp,
-    GatherElementsOp, GatherNdOp, PadOp, ResizeOp, *DYNAMIC_OPS,
+    GatherElementsOp, GatherNdOp, PadOp, ResizeOp,
+    ShapeOfOp, RangeOp, FillOp, DynamicBroadcastOp, DynamicReshapeOp, DynamicSliceOp,
 ]
 
 LAYER_OPS = (ConvOp, ConvTransposeOp, DenseOp, MatmulOp, AvgPoolOp)

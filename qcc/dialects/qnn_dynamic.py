@@ -24,7 +24,14 @@ from typing import ClassVar
 import numpy as np
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, TensorType, i64
 from xdsl.ir import Attribute, Operation, SSAValue
-from xdsl.irdl import irdl_op_definition, operand_def, opt_prop_def, prop_def, result_def, traits_def
+from xdsl.irdl import (
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+)
 from xdsl.traits import HasFolder, Pure
 
 from qcc.dialects.base import (
@@ -201,9 +208,6 @@ class DynamicSliceOp(ValueShapedOp):
             raise ShapeError("a step is 0")
         return [like(types[0], dims)]
 
-
-DYNAMIC_OPS: list[type[Operation]] = [
-    ShapeOfOp, RangeOp, FillOp, DynamicBroadcastOp, DynamicReshapeOp, DynamicSliceOp]
 
 VALUE_SHAPED = (RangeOp, FillOp, DynamicBroadcastOp, DynamicReshapeOp, DynamicSliceOp)
 """Ops whose result shape an operand's value decides (not their types)."""

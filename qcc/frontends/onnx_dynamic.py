@@ -23,6 +23,7 @@ that differ between the probes as `?`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from xdsl.ir import SSAValue
@@ -32,7 +33,7 @@ from qcc.frontends import onnx_shape_ops
 from qcc.frontends.onnx_node import Node
 from qcc.frontends.onnx_ops import LOWERINGS, norm_axes
 
-RUNTIME_LOWERINGS: dict[str, Callable[[Node, np.ndarray], SSAValue]] = {}
+RUNTIME_LOWERINGS: dict[str, Callable[[Node, np.ndarray], Any]] = {}
 """op type -> fn(node, its folded result at this probe) -> graph value."""
 
 
@@ -54,7 +55,7 @@ def _runtime(n: Node, i: int) -> bool:
 
 
 @runtime_lowering("Shape")
-def shape(n: Node, folded: np.ndarray) -> SSAValue:
+def shape(n: Node, folded: np.ndarray) -> Any:
     y = n.emit(qnn.ShapeOfOp, n.value(0))
     rank = len(n.shape(0))
     start, end = n.attr("start", 0), n.attr("end", rank)
@@ -66,12 +67,12 @@ def shape(n: Node, folded: np.ndarray) -> SSAValue:
 
 
 @runtime_lowering("Range")
-def range_(n: Node, folded: np.ndarray) -> SSAValue:
+def range_(n: Node, folded: np.ndarray) -> Any:
     return n.emit(qnn.RangeOp, n.value(0), n.value(1), n.value(2), dims=_dims(folded))
 
 
 @runtime_lowering("ConstantOfShape")
-def constant_of_shape(n: Node, folded: np.ndarray) -> SSAValue:
+def constant_of_shape(n: Node, folded: np.ndarray) -> Any:
     given = n.attr("value")
     value = np.zeros(1, np.float32) if given is None else np.asarray(given).reshape(1)
     fill = n.constant(value, f"{n.name}.value")
@@ -79,14 +80,14 @@ def constant_of_shape(n: Node, folded: np.ndarray) -> SSAValue:
 
 
 @runtime_lowering("Expand")
-def expand(n: Node, folded: np.ndarray) -> SSAValue:
+def expand(n: Node, folded: np.ndarray) -> Any:
     if not _runtime(n, 1):
         return onnx_shape_ops.expand(n)
     return n.emit(qnn.DynamicBroadcastOp, n.value(0), n.value(1), dims=_dims(folded))
 
 
 @runtime_lowering("Reshape")
-def reshape(n: Node, folded: np.ndarray) -> SSAValue:
+def reshape(n: Node, folded: np.ndarray) -> Any:
     if not _runtime(n, 1):
         return onnx_shape_ops.reshape(n)
     return n.emit(qnn.DynamicReshapeOp, n.value(0), n.value(1), dims=_dims(folded),
@@ -94,16 +95,16 @@ def reshape(n: Node, folded: np.ndarray) -> SSAValue:
 
 
 @runtime_lowering("Slice")
-def slice_(n: Node, folded: np.ndarray) -> SSAValue:
+def slice_(n: Node, folded: np.ndarray) -> Any:
     if n.version < 10 or not (_runtime(n, 1) or _runtime(n, 2)):
         return onnx_shape_ops.slice_(n)
     rank = len(n.shape(0))
     count = len(n.shape(1))
-    axes = n.optional_array(3)
-    axes = list(range(count)) if axes is None else norm_axes(axes.tolist(), rank)
-    steps = n.optional_array(4)
+    given_axes, given_steps = n.optional_array(3), n.optional_array(4)
+    axes = range(count) if given_axes is None else norm_axes(given_axes.tolist(), rank)
+    steps = [1] * count if given_steps is None else given_steps.tolist()
     return n.emit(qnn.DynamicSliceOp, n.value(0), n.value(1), n.value(2), dims=_dims(folded),
-                  axes=tuple(axes), steps=tuple([1] * count if steps is None else steps.tolist()))
+                  axes=tuple(axes), steps=tuple(steps))
 
 
 def _not(compare: type) -> Callable[[Node], SSAValue]:

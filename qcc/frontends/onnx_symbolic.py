@@ -34,8 +34,7 @@ from typing import Protocol
 
 import numpy as np
 import onnx
-from xdsl.dialects.builtin import TensorType
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation
 
 from qcc.dialects import qnn
@@ -73,8 +72,11 @@ def symbolic_dims(proto: onnx.ModelProto,
 class ProbeImport(Protocol):
     """One import of the model at probe sizes (`qcc.frontends.onnx._Importer`)."""
 
-    values: Mapping[str, object]
-    constants_used: Set[str]
+    @property
+    def values(self) -> Mapping[str, object]: ...
+
+    @property
+    def constants_used(self) -> Set[str]: ...
 
     def run(self) -> ModuleOp: ...
 
@@ -150,7 +152,7 @@ def _shape_operands(node: onnx.NodeProto, a: ProbeImport, b: ProbeImport,
     if not params or isinstance(xa, np.ndarray) or xa is None or xb is None:
         return []
     sa, sb = _shape_of(xa), _shape_of(xb)
-    va, vb = ([int(d) for d in np.asarray(v.values[p]).reshape(-1)]  # type: ignore[attr-defined]
+    va, vb = ([int(d) for d in np.asarray(v.values[p]).reshape(-1)]
               for v, p in ((a, params[0]), (b, params[0])))
     if node.op_type == "Reshape":
         ra = [sa[i] if d == 0 and i < len(sa) else d for i, d in enumerate(va)]
