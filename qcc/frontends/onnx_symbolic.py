@@ -90,7 +90,7 @@ def load_symbolic(proto: onnx.ModelProto, source: str,
     shapes = [_shapes(proto, input_shapes, symbols, pr) for pr in probes]
     generalizer = _Generalizer(source, symbols, probes, proto)
     imports = [importer(s, frozenset()) for s in shapes]
-    modules = [i.run() for i in imports]
+    modules = [_probe(i, probe, generalizer) for i, probe in zip(imports, probes, strict=True)]
     runtime = at_run_time(proto, imports[0], imports[1])
     if runtime:
         imports = [importer(s, runtime) for s in shapes]
@@ -100,6 +100,19 @@ def load_symbolic(proto: onnx.ModelProto, source: str,
             raise FrontendError(f"{e}; it depends on the symbolic dims "
                                 f"{generalizer.dims_text()}: {generalizer.fix()}") from None
     return generalizer.run(*modules)
+
+
+def _probe(imp: ProbeImport, probe: Mapping[str, int], generalizer: Generalizer) -> ModuleOp:
+    """Run one probe import; an error it meets says at which sizes (a position
+    table shorter than a probe length fails there, say)."""
+    try:
+        return imp.run()
+    except NotConstantError:
+        raise
+    except FrontendError as e:
+        sizes = ", ".join(f"'{k}' = {v}" for k, v in probe.items())
+        raise FrontendError(f"{e} (importing at the probe sizes {sizes} of the symbolic "
+                            f"dims: {generalizer.fix()})") from None
 
 
 def at_run_time(proto: onnx.ModelProto, a: ProbeImport, b: ProbeImport) -> frozenset[str]:

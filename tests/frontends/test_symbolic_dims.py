@@ -338,3 +338,44 @@ def test_slices_of_a_symbolic_dim_count_from_its_end(tmp_path):
         got = runtime.run(module, {"x": a})
         for name, want in zip(("d", "r", "f"), session.run(None, {"x": a}), strict=True):
             np.testing.assert_array_equal(got[name], want)
+
+
+def _positions_model(tmp_path, table_rows: int):
+    """y = x + table[range(seq)]: learned position embeddings of a symbolic sequence."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "seq", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "seq", 4])
+    table = np.arange(table_rows * 4, dtype=np.float32).reshape(table_rows, 4)
+    inits = [onnx.numpy_helper.from_array(table, "table"),
+             onnx.numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             onnx.numpy_helper.from_array(np.array(1, np.int64), "one")]
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "one"], ["n"], name="seq"),
+             helper.make_node("Range", ["zero", "n", "one"], ["pos"], name="positions"),
+             helper.make_node("Gather", ["table", "pos"], ["emb"], name="embed"),
+             helper.make_node("Add", ["x", "emb"], ["y"], name="add")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 14)])
+    path = tmp_path / f"positions{table_rows}.onnx"
+    onnx.save(model, path)
+    return path, table
+
+
+def test_position_ids_of_a_symbolic_sequence_are_computed_at_run_time(tmp_path):
+    path, table = _positions_model(tmp_path, 128)
+    module = qcc.load(path)
+    assert str(ir.main_func(module).body.block.args[0].type) == "tensor<?x?x4xf32>"
+    for batch, seq in ((1, 5), (3, 40), (2, 128)):
+        x = np.random.default_rng(seq).standard_normal((batch, seq, 4)).astype(np.float32)
+        np.testing.assert_array_equal(runtime.run(module, {"x": x})["y"], x + table[:seq])
+
+
+def test_a_probe_size_past_a_position_table_says_what_to_pass(tmp_path):
+    path, _ = _positions_model(tmp_path, 64)  # qcc's probe lengths reach 97
+    with pytest.raises(FrontendError) as e:
+        qcc.load(path)
+    text = str(e.value)
+    assert "node 'embed' (Gather)" in text and "probe sizes" in text
+    assert "--input-shape x=BxSEQx4" in text
+    module = qcc.load(path, input_shapes={"x": (-1, 40, 4)})  # seq fixed, batch symbolic
+    x = np.ones((3, 40, 4), np.float32)
+    assert runtime.run(module, {"x": x})["y"].shape == (3, 40, 4)
