@@ -49,6 +49,13 @@ def _bert():
     return transformers.BertModel(cfg), ("input_ids", "attention_mask")
 
 
+def _roberta():  # position ids from a cumsum of the non-pad tokens
+    cfg = transformers.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, vocab_size=VOCAB,
+                                     max_position_embeddings=128)
+    return transformers.RobertaModel(cfg), ("input_ids", "attention_mask")
+
+
 def _gpt2():
     cfg = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=128,
                                   vocab_size=VOCAB, use_cache=False, bos_token_id=2,
@@ -63,7 +70,7 @@ def _vit():
     return transformers.ViTModel(cfg), ("pixel_values",)
 
 
-MODELS = {"bert": _bert, "gpt2": _gpt2, "vit": _vit}
+MODELS = {"bert": _bert, "roberta": _roberta, "gpt2": _gpt2, "vit": _vit}
 
 
 class _Hidden(torch.nn.Module):
@@ -135,7 +142,7 @@ def _dims(vi: onnx.ValueInfoProto) -> list:
 
 
 @pytest.mark.parametrize("exporter", list(EXPORTERS))
-@pytest.mark.parametrize("name", ["bert", "gpt2"])
+@pytest.mark.parametrize("name", ["bert", "roberta", "gpt2"])
 def test_text_model_with_symbolic_batch_and_sequence_matches_onnxruntime(
         exported, name, exporter):
     path = exported(name, exporter)
