@@ -196,3 +196,16 @@ def test_quantize_bert_keeps_both_symbolic_dims(exported, tmp_path):
         close = np.isclose(got, want, rtol=1e-3, atol=1e-3)
         assert close.mean() > 0.99, f"{batch}x{seq}: {close.mean():.4f} of outputs match"
         assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
+    # the integer ONNX (qcc-realize-int8's graph) keeps them too and computes
+    # qcc's integers: graph optimizations off, so its arithmetic is exact
+    from qcc import passes
+    from qcc.exporters.onnx_int import export_onnx_int
+
+    passes.run(module, "qcc-realize-int8")
+    integer = os.fspath(tmp_path / "bert_int.onnx")
+    model = export_onnx_int(module, integer)
+    assert [_dims(i) for i in model.graph.input] == [["batch", "sequence"]] * 2
+    for batch, seq in ((1, 5), (3, 20)):
+        feeds = _feeds("bert", batch, seq, seed=batch)
+        np.testing.assert_allclose(runtime.run(module, feeds)["output"],
+                                   ort_run(integer, feeds), rtol=1e-5, atol=1e-5)
