@@ -185,6 +185,8 @@ class _Importer:
         return self.materialized[name]
 
     def _as_ssa(self, name: str) -> SSAValue:
+        if name in self.runtime:
+            return self.runtime[name]
         value = self.values[name]
         return self.materialize(name) if isinstance(value, np.ndarray) else value
 

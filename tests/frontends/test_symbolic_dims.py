@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 import qcc
 from qcc import ir, runtime
 from qcc.frontends.errors import FrontendError
+from qcc.frontends.onnx import load_onnx
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -379,3 +380,18 @@ def test_a_probe_size_past_a_position_table_says_what_to_pass(tmp_path):
     module = qcc.load(path, input_shapes={"x": (-1, 40, 4)})  # seq fixed, batch symbolic
     x = np.ones((3, 40, 4), np.float32)
     assert runtime.run(module, {"x": x})["y"].shape == (3, 40, 4)
+
+
+def test_a_shape_computed_at_run_time_can_be_a_graph_output():
+    """y = Shape(x)[:1] * 2 on a symbolic batch; oracle: the numbers by hand."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [1])
+    two = helper.make_tensor("two", TensorProto.INT64, [1], [2])
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape", end=1),
+             helper.make_node("Mul", ["s", "two"], ["y"], name="twice")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [two]),
+                              opset_imports=[helper.make_opsetid("", 15)])
+    module = load_onnx(model)
+    for batch in (1, 5):
+        got = runtime.run(module, {"x": np.zeros((batch, 4), np.float32)})["y"]
+        np.testing.assert_array_equal(got, [2 * batch])
