@@ -26,6 +26,8 @@ op (`qcc.exporters.onnx.OpWriter`). The inverse of `qcc.frontends.onnx_ops` and
 | gather_elements, gather_nd, cumsum | GatherElements, GatherND, CumSum (axis an int64 input) |
 | argmax | ArgMax |
 | resize | Resize with scales (when the op keeps them) or sizes, roi, and the attributes |
+| shape_of, range, fill | Shape, Range (scalar operands), ConstantOfShape (a constant value; else Expand) |
+| dynamic_broadcast, dynamic_reshape, dynamic_slice | Expand, Reshape (allowzero: opset 14), Slice with the run-time operands |
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ How a model is read:
 4. Nodes are visited in order. A folding node is computed with onnx's numpy
    reference implementation (so shape arithmetic never reaches the graph); any
    other is lowered to qnn ops that carry the ONNX node's name. An `If` whose
-   condition folds is replaced by the nodes of the branch it takes.
+   condition folds is replaced by the nodes of the branch it takes. With symbolic
+   dims, the values in `at_run_time` (computed from a symbolic dim and used by the
+   graph) are also lowered, to run-time shape ops (`onnx_dynamic`).
 """
 
 from __future__ import annotations
