@@ -178,7 +178,7 @@ def _shape_operands(node: onnx.NodeProto, a: ProbeImport, b: ProbeImport,
             return params
         off = len(va) - len(sa)
         bad = [i for i, (da, db) in enumerate(zip(va, vb, strict=True)) if da != db
-               and not (i >= off and da in (1, sa[i - off]) and db in (1, sb[i - off]))]
+               and not (i >= off and da == sa[i - off] and db == sb[i - off])]
         return params if bad else []
     return params  # Slice bounds: a run-time slice in every case
 
