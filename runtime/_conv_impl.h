@@ -8,43 +8,14 @@
 #ifndef QCC_CONV_IMPL_H
 #define QCC_CONV_IMPL_H
 
-#include <stddef.h>
-#include <string.h>
+
+#include "_common.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define QCC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define QCC_CLONES
 #endif
-
-#if defined(__GNUC__)
-#define QCC_INLINE static inline __attribute__((always_inline))
-#else
-#define QCC_INLINE static inline
-#endif
-
-typedef struct {
-    int cg;      /* input channels per group */
-    int og;      /* output channels per group */
-    int sp[3];   /* input spatial size (D, H, W) */
-    int k[3];    /* kernel size */
-    int osp[3];  /* output spatial size */
-    int st[3];   /* strides */
-    int pb[3];   /* pads at the beginning */
-    int dl[3];   /* dilations */
-} qcc_geom;
-
-/* [*lo, *hi): the t in [0, count) with 0 <= t*stride + off < limit. */
-QCC_INLINE void qcc_valid(int off, int stride, int limit, int count, int *lo, int *hi)
-{
-    int a = off < 0 ? (-off + stride - 1) / stride : 0;
-    int b = limit - 1 - off < 0 ? 0 : (limit - 1 - off) / stride + 1;
-    if (b > count) b = count;
-    if (a > count) a = count;
-    if (b < a) b = a;
-    *lo = a;
-    *hi = b;
-}
 
 /* One padded row of `row` floats: dst[left + t] = src[t] for t < w_n, zeros around;
  * with `split`, the even padded columns first, then the odd ones (qcc_dw_tap). */
@@ -98,20 +69,6 @@ QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const 
 QCC_INLINE int qcc_dw_owr(const qcc_geom *g)
 {
     return (g->osp[2] + QCC_DW_VEC - 1) / QCC_DW_VEC * QCC_DW_VEC;
-}
-
-/* Shape of a padded input plane in which every tap of the outputs (ow_n of them
- * along W) is inside; returns 1 when the input itself is such a plane. */
-QCC_INLINE int qcc_padded_dims(const qcc_geom *g, int ow_n, int *dims)
-{
-    int i, same = 1;
-    for (i = 0; i < 3; i++) {
-        const int n = i == 2 ? ow_n : g->osp[i];
-        const int need = (n - 1) * g->st[i] + (g->k[i] - 1) * g->dl[i] + 1;
-        dims[i] = need > g->pb[i] + g->sp[i] ? need : g->pb[i] + g->sp[i];
-        same = same && g->pb[i] == 0 && dims[i] == g->sp[i];
-    }
-    return same;
 }
 
 /* col2im of input rows [r0, r1) (flattened (id, ih)) for one image and group of a
@@ -261,18 +218,6 @@ static void qcc_depthwise_plane(const float *x, const float *w, float *out, cons
 
 #include "_gemm_impl.h"
 
-/* Whether padded row (or depth slice) i is read by some output: i = o*s + t*dl with
- * o < n_out, t < k. */
-QCC_INLINE int qcc_row_used(int i, int s, int k, int dl, int n_out)
-{
-    int t;
-    for (t = 0; t < k && t * dl <= i; t++) {
-        const int r = i - t * dl;
-        if (r % s == 0 && r / s < n_out) return 1;
-    }
-    return 0;
-}
-
 /* The input of one group as the GEMM reads it: x itself when it needs no padding
  * and no splitting, else a padded copy in scratch (qcc_conv_gemm_pad_size floats)
  * of shape dims, its rows split into even and odd columns when `split` (so that
@@ -313,22 +258,6 @@ static ptrdiff_t qcc_conv_gemm_pad_size(const qcc_geom *g)
     return (ptrdiff_t)g->cg * dims[0] * dims[1] * dims[2];
 }
 
-/* Offset in the input planes of shape dims (split: rows in even and odd halves) of
- * reduction row (c, kd, kh, kw), in the order of the weights w[o, c, kd, kh, kw]. */
-static void qcc_conv_kofs(const qcc_geom *g, const int *dims, int split, ptrdiff_t *kofs)
-{
-    const ptrdiff_t plane = (ptrdiff_t)dims[0] * dims[1] * dims[2], half = (dims[2] + 1) / 2;
-    int c, kd, kh, kw;
-    for (c = 0; c < g->cg; c++)
-        for (kd = 0; kd < g->k[0]; kd++)
-            for (kh = 0; kh < g->k[1]; kh++)
-                for (kw = 0; kw < g->k[2]; kw++) {
-                    const int off = kw * g->dl[2];
-                    *kofs++ = c * plane + ((ptrdiff_t)kd * g->dl[0] * dims[1] + kh * g->dl[1]) * dims[2]
-                              + (split ? (off & 1) * half + off / 2 : off);
-                }
-}
-
 /* out[og, P] = bias[og] + w[og, Kc] @ im2col(x)[Kc, P] for one image and group, with
  * the im2col gathered while packing (no column buffer). pad: qcc_conv_gemm_pad_size
  * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
@@ -350,11 +279,7 @@ static int qcc_conv_gemm(const float *x, const float *w, const float *bias, floa
     q.ldc = q.n;
     q.src = p;
     q.kofs = kofs;
-    q.ow = g->osp[2];
-    q.oh = g->osp[1];
-    q.s_q = (ptrdiff_t)g->st[0] * dims[1] * dims[2];
-    q.s_h = (ptrdiff_t)g->st[1] * dims[2];
-    q.s_w = split ? 1 : g->st[2];
+    q.pos = qcc_conv_positions(g, dims, split);
     return qcc_gemm_run(&q);
 }
 

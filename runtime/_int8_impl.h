@@ -1,0 +1,444 @@
+/* int8 GEMM of the integer convolution and dense kernels (runtime/_int8.pyx).
+ *
+ *     acc[o, p] = off[o] + sum_k w[o, k] * u[k, p]        (int32, wrapping)
+ *
+ * w is int8, read in place from the packed weights (rows of length lda, zero beyond
+ * k; the pack happens once, when the plan is compiled). u is uint8: the activation
+ * x + 128 (its bit pattern with the sign bit flipped), as an implicit im2col of a
+ * padded copy of the input, gathered into panels of NR positions with four depth
+ * values per position: bp[(q*NR + j)*4 + t] = u[4q + t, j]. That is the operand
+ * layout of the x86 dot-product instructions, so that
+ *
+ * - AVX-512 VNNI: `vpdpbusd` adds four u8 x s8 products to each int32 lane
+ *   (8 channels x 32 positions a register tile);
+ * - AVX2: the u8 bytes are widened to int16 (even and odd bytes of each pair) and
+ *   the weights sign-extended to int16, then `vpmaddwd` adds two int16 products into
+ *   each int32 lane: exact, no int16 saturation (`vpmaddubsw` would saturate);
+ *   4 channels x 16 positions;
+ * - scalar C: the same sums with uint32 arithmetic (4 x 16).
+ *
+ * All three add the same integers modulo 2^32 (int32 accumulation with wraparound,
+ * like numpy's int64 sums cast to int32), so they give identical results, also when a
+ * partial sum leaves the int32 range. The column tails are zero-padded panels whose
+ * results are not stored.
+ *
+ * Blocking: positions in blocks of QCC_I8_NC (each thread packs its block's panels),
+ * depth in chunks of QCC_I8_KC (a panel of one chunk stays in L1 while every row tile
+ * of the block reads it); chunks after the first add to the int32 tile stored by
+ * the one before. The caller splits a convolution into tasks (image, group,
+ * position block, row block) that threads run in any order.
+ *
+ * Requantize (optional, fused): after the last chunk of a block, its int32 tile is
+ * turned into y[o, p] = clamp(rint(float32(acc) * mult[o]) + z_y, qmin, qmax) (int8;
+ * rint rounds half to even), while the tile is still in cache.
+ */
+#ifndef QCC_INT8_IMPL_H
+#define QCC_INT8_IMPL_H
+
+#include <math.h>
+
+#include "_common.h"
+
+#define QCC_I8_NC 128   /* positions per block (a multiple of every NR) */
+#define QCC_I8_KC 1024  /* depth per chunk (a multiple of 4) */
+#define QCC_I8_MAXR 8   /* the largest MR: row blocks of tasks are multiples of it */
+
+typedef void (*qcc_i8_kern_fn)(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
+                               int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
+                               int accumulate);
+
+/* One integer convolution or dense layer, split into tasks. */
+typedef struct {
+    int n_img, groups;
+    int m, n, k;                /* per group: rows (channels), positions, depth */
+    const int8_t *w;            /* w[(gi*m + o)*lda + k] */
+    ptrdiff_t lda;
+    const int32_t *off;         /* [groups*m] */
+    const uint8_t *src;         /* u of image ni, group gi: src + (ni*groups + gi)*src_grp */
+    ptrdiff_t src_grp;
+    const ptrdiff_t *kofs;      /* conv: u[k, p] = src[kofs[k] + pos(p)] */
+    qcc_positions pos;
+    ptrdiff_t row_stride;       /* dense (kofs NULL): u[k, p] = src[p*row_stride + k] */
+    int32_t *out;               /* out[((ni*groups + gi)*m + o)*n + p], or NULL */
+    int8_t *y;                  /* requantized output, same layout, or NULL */
+    const float *mult;          /* [groups*m] */
+    int zy, qmin, qmax;
+    int pblocks, rblocks, rows; /* tasks: image x group x position block x row block */
+    int isa;                    /* QCC_ISA_* */
+    int failed;
+} qcc_i8_job;
+
+/* ---- packing ------------------------------------------------------------------ */
+
+/* d[4j + t] = rows[t*NR + j] (t < 4, j < NR; NR a multiple of 16). */
+QCC_INLINE void qcc_i8_interleave4(const uint8_t *rows, uint8_t *d, const int NR)
+{
+    int j;
+#if QCC_X86
+    for (j = 0; j < NR; j += 16) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(rows + j));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(rows + NR + j));
+        const __m128i c = _mm_loadu_si128((const __m128i *)(rows + 2 * NR + j));
+        const __m128i e = _mm_loadu_si128((const __m128i *)(rows + 3 * NR + j));
+        const __m128i ab0 = _mm_unpacklo_epi8(a, b), ab1 = _mm_unpackhi_epi8(a, b);
+        const __m128i ce0 = _mm_unpacklo_epi8(c, e), ce1 = _mm_unpackhi_epi8(c, e);
+        _mm_storeu_si128((__m128i *)(d + 4 * j), _mm_unpacklo_epi16(ab0, ce0));
+        _mm_storeu_si128((__m128i *)(d + 4 * j + 16), _mm_unpackhi_epi16(ab0, ce0));
+        _mm_storeu_si128((__m128i *)(d + 4 * j + 32), _mm_unpacklo_epi16(ab1, ce1));
+        _mm_storeu_si128((__m128i *)(d + 4 * j + 48), _mm_unpackhi_epi16(ab1, ce1));
+    }
+#else
+    int t;
+    for (j = 0; j < NR; j++)
+        for (t = 0; t < 4; t++) d[4 * j + t] = rows[t * NR + j];
+#endif
+}
+
+/* The panel of positions [j0, j0 + nr) and depth [k0, k0 + kc) (k0 a multiple of 4):
+ * bp[(q*NR + j)*4 + t] = u[k0 + 4q + t, j0 + j], zero past the depth and (conv) past
+ * nr. tmp: 4*NR bytes; runs: NR + 2. */
+QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
+                              int k0, int kc, const int NR, uint8_t *restrict bp,
+                              uint8_t *restrict tmp, qcc_run *runs)
+{
+    const int k4 = (kc + 3) / 4;
+    int q, t, r, j;
+    if (job->kofs == NULL) {   /* dense: rows of u, zero-padded to a multiple of 4 */
+        for (j = 0; j < NR; j++) {
+            const uint8_t *row = src + (ptrdiff_t)(j0 + j) * job->row_stride + k0;
+            if (j >= nr) {
+                for (q = 0; q < k4; q++) memset(bp + ((ptrdiff_t)q * NR + j) * 4, 0, 4);
+                continue;
+            }
+            for (q = 0; q < k4; q++) memcpy(bp + ((ptrdiff_t)q * NR + j) * 4, row + 4 * q, 4);
+        }
+        return;
+    }
+    {
+        const int nruns = qcc_runs(&job->pos, j0, nr, NR, runs);
+        const ptrdiff_t sw = job->pos.s_w;
+        memset(tmp, 0, 4 * NR);
+        for (q = 0; q < k4; q++) {
+            for (t = 0; t < 4; t++) {
+                const int kk = k0 + 4 * q + t;
+                uint8_t *row = tmp + t * NR;
+                if (kk >= job->k) {
+                    memset(row, 0, NR);
+                    continue;
+                }
+                for (r = 0; r < nruns; r++) {
+                    const uint8_t *s = src + job->kofs[kk] + runs[r].src;
+                    uint8_t *d = row + runs[r].col;
+                    const int len = runs[r].len;
+                    if (sw == 1)
+                        memcpy(d, s, len);
+                    else
+                        for (j = 0; j < len; j++) d[j] = s[j * sw];
+                }
+            }
+            qcc_i8_interleave4(tmp, bp + (ptrdiff_t)q * NR * 4, NR);
+        }
+    }
+}
+
+/* ---- requantize ------------------------------------------------------------------ */
+
+/* y[i*ldy + j] = clamp(rint(float32(c[i*ldc + j]) * mult[i]) + zy, qmin, qmax). */
+QCC_INLINE void qcc_i8_requant(const int32_t *c, ptrdiff_t ldc, int8_t *y, ptrdiff_t ldy,
+                               int rows, int cols, const float *mult, int zy, int qmin,
+                               int qmax)
+{
+    const float lo = (float)(qmin - zy), hi = (float)(qmax - zy);
+    int i, j;
+    for (i = 0; i < rows; i++) {
+        const float m = mult[i];
+        const int32_t *ci = c + (ptrdiff_t)i * ldc;
+        int8_t *yi = y + (ptrdiff_t)i * ldy;
+        for (j = 0; j < cols; j++) {
+            float v = (float)ci[j] * m;
+            v = v < lo ? lo : v > hi ? hi : v;   /* rint commutes with an integer clamp */
+            yi[j] = (int8_t)((int32_t)rintf(v) + zy);
+        }
+    }
+}
+
+/* ---- the blocked loops (inlined into every variant) ------------------------------- */
+
+/* Task t of the job: rows [r0, r1) of one group, positions of one block. */
+QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
+                            qcc_i8_kern_fn kern)
+{
+    const int rb = t % job->rblocks, pb = (t / job->rblocks) % job->pblocks;
+    const int ig = t / (job->rblocks * job->pblocks), gi = ig % job->groups;
+    const int r0 = rb * job->rows, r1 = r0 + job->rows < job->m ? r0 + job->rows : job->m;
+    const int j0 = pb * QCC_I8_NC, nc = j0 + QCC_I8_NC < job->n ? QCC_I8_NC : job->n - j0;
+    const int npan = (nc + NR - 1) / NR;
+    const int kcb = QCC_I8_KC < job->k ? QCC_I8_KC : (job->k + 3) / 4 * 4;
+    const uint8_t *src = job->src + ig * job->src_grp;
+    const int8_t *w = job->w + ((ptrdiff_t)gi * job->m) * job->lda;
+    const int32_t *off = job->off + gi * job->m;
+    const ptrdiff_t panel_bytes = (ptrdiff_t)kcb * NR;
+    const ptrdiff_t out0 = ((ptrdiff_t)ig * job->m) * job->n + j0;
+    size_t bytes = (size_t)npan * panel_bytes + 4 * NR + (NR + 2) * sizeof(qcc_run) + 64;
+    uint8_t *bp, *tmp;
+    qcc_run *runs;
+    int32_t *c;
+    ptrdiff_t ldc;
+    int k0, p, i;
+    if (r0 >= r1 || nc <= 0) return;
+    if (job->y != NULL) bytes += (size_t)(r1 - r0) * QCC_I8_NC * sizeof(int32_t) + 64;
+    bp = (uint8_t *)qcc_thread_buffer(bytes);
+    if (bp == NULL) {
+        job->failed = 1;
+        return;
+    }
+    tmp = bp + npan * panel_bytes;
+    runs = (qcc_run *)(((uintptr_t)(tmp + 4 * NR) + 15) & ~(uintptr_t)15);
+    if (job->y != NULL) {
+        c = (int32_t *)(((uintptr_t)(runs + NR + 2) + 63) & ~(uintptr_t)63);
+        ldc = QCC_I8_NC;
+    } else {
+        c = job->out + out0 + (ptrdiff_t)r0 * job->n;
+        ldc = job->n;
+    }
+    for (k0 = 0; k0 < job->k; k0 += kcb) {
+        const int kc = kcb < job->k - k0 ? kcb : job->k - k0, k4 = (kc + 3) / 4;
+        for (p = 0; p < npan; p++) {
+            const int jp = p * NR, nr = NR < nc - jp ? NR : nc - jp;
+            uint8_t *panel = bp + p * panel_bytes;
+            qcc_i8_pack_b(job, src, j0 + jp, nr, k0, kc, NR, panel, tmp, runs);
+            for (i = r0; i < r1; i += MR)
+                kern(k4, w + (ptrdiff_t)i * job->lda + k0, job->lda, panel,
+                     c + (ptrdiff_t)(i - r0) * ldc + jp, ldc, MR < r1 - i ? MR : r1 - i, nr,
+                     off + i, k0 > 0);
+        }
+    }
+    if (job->y != NULL)
+        qcc_i8_requant(c, ldc, job->y + out0 + (ptrdiff_t)r0 * job->n, job->n, r1 - r0, nc,
+                       job->mult + gi * job->m + r0, job->zy, job->qmin, job->qmax);
+}
+
+/* ---- micro-kernels ---------------------------------------------------------------
+ * c[i, j] (i < mr, j < nr) of one MR x NR tile: acc = accumulate ? c[i, j] : off[i],
+ * then acc += sum_{q < k4, t < 4} a[i*lda + 4q + t] * bp[(q*NR + j)*4 + t]. Rows i >=
+ * mr read row 0 of a (their results are dropped). */
+
+#define QCC_I8_PLAIN_MR 4
+#define QCC_I8_PLAIN_NR 16
+static void qcc_i8_kern_plain(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
+                              int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
+                              int accumulate)
+{
+    uint32_t acc[QCC_I8_PLAIN_MR][QCC_I8_PLAIN_NR];
+    int i, j, q;
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < QCC_I8_PLAIN_NR; j++)
+            acc[i][j] = j < nr && accumulate ? (uint32_t)c[i * ldc + j] : (uint32_t)off[i];
+    for (i = 0; i < mr; i++) {
+        const int8_t *ai = a + i * lda;
+        for (q = 0; q < k4; q++) {
+            const int32_t w0 = ai[4 * q], w1 = ai[4 * q + 1], w2 = ai[4 * q + 2], w3 = ai[4 * q + 3];
+            const uint8_t *b = bp + (ptrdiff_t)q * QCC_I8_PLAIN_NR * 4;
+            for (j = 0; j < QCC_I8_PLAIN_NR; j++)
+                acc[i][j] += (uint32_t)(w0 * b[4 * j] + w1 * b[4 * j + 1] + w2 * b[4 * j + 2]
+                                        + w3 * b[4 * j + 3]);
+        }
+    }
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) c[i * ldc + j] = (int32_t)acc[i][j];
+}
+
+static void qcc_i8_task_plain(qcc_i8_job *job, int t)
+{
+    qcc_i8_task(job, t, QCC_I8_PLAIN_MR, QCC_I8_PLAIN_NR, qcc_i8_kern_plain);
+}
+
+#if QCC_X86
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+#define QCC_I8_AVX2_MR 4
+#define QCC_I8_AVX2_NR 16
+static const int32_t qcc_i8_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+static void qcc_i8_kern_avx2(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
+                             int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
+                             int accumulate)
+{
+    __m256i acc[QCC_I8_AVX2_MR][2];
+    const int8_t *ar[QCC_I8_AVX2_MR];
+    const int n0 = nr < 8 ? nr : 8, n1 = nr > 8 ? nr - 8 : 0;
+    const __m256i m0 = _mm256_loadu_si256((const __m256i *)(qcc_i8_masks + 8 - n0));
+    const __m256i m1 = _mm256_loadu_si256((const __m256i *)(qcc_i8_masks + 8 - n1));
+    const __m256i low = _mm256_set1_epi16(0x00FF);
+    int i, q;
+    for (i = 0; i < QCC_I8_AVX2_MR; i++) {
+        ar[i] = a + (i < mr ? i : 0) * lda;
+        if (i < mr && accumulate) {
+            acc[i][0] = _mm256_maskload_epi32(c + i * ldc, m0);
+            acc[i][1] = _mm256_maskload_epi32(c + i * ldc + 8, m1);
+        } else {
+            acc[i][0] = acc[i][1] = _mm256_set1_epi32(i < mr ? off[i] : 0);
+        }
+    }
+    for (q = 0; q < k4; q++) {
+        /* 32-bit lane j: u[4q .. 4q+3, j]; as int16 pairs (u0, u2) and (u1, u3) */
+        const __m256i v0 = _mm256_load_si256((const __m256i *)(bp + (ptrdiff_t)q * 64));
+        const __m256i v1 = _mm256_load_si256((const __m256i *)(bp + (ptrdiff_t)q * 64 + 32));
+        const __m256i e0 = _mm256_and_si256(v0, low), o0 = _mm256_srli_epi16(v0, 8);
+        const __m256i e1 = _mm256_and_si256(v1, low), o1 = _mm256_srli_epi16(v1, 8);
+        for (i = 0; i < QCC_I8_AVX2_MR; i++) {
+            int32_t w4;
+            __m256i wv, we, wo;
+            memcpy(&w4, ar[i] + 4 * q, 4);
+            wv = _mm256_set1_epi32(w4);
+            we = _mm256_srai_epi16(_mm256_slli_epi16(wv, 8), 8);   /* (w0, w2) */
+            wo = _mm256_srai_epi16(wv, 8);                          /* (w1, w3) */
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_add_epi32(
+                _mm256_madd_epi16(e0, we), _mm256_madd_epi16(o0, wo)));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_add_epi32(
+                _mm256_madd_epi16(e1, we), _mm256_madd_epi16(o1, wo)));
+        }
+    }
+    for (i = 0; i < QCC_I8_AVX2_MR; i++)
+        if (i < mr) {
+            _mm256_maskstore_epi32(c + i * ldc, m0, acc[i][0]);
+            _mm256_maskstore_epi32(c + i * ldc + 8, m1, acc[i][1]);
+        }
+}
+
+static void qcc_i8_task_avx2(qcc_i8_job *job, int t)
+{
+    qcc_i8_task(job, t, QCC_I8_AVX2_MR, QCC_I8_AVX2_NR, qcc_i8_kern_avx2);
+}
+
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx512vnni,avx2,fma")
+
+#define QCC_I8_VNNI_MR 8
+#define QCC_I8_VNNI_NR 32
+
+static void qcc_i8_kern_vnni(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
+                             int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
+                             int accumulate)
+{
+    __m512i acc[QCC_I8_VNNI_MR][2];
+    const int8_t *ar[QCC_I8_VNNI_MR];
+    const __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 k1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    int i, q;
+    for (i = 0; i < QCC_I8_VNNI_MR; i++) {
+        ar[i] = a + (i < mr ? i : 0) * lda;
+        if (i < mr && accumulate) {
+            acc[i][0] = _mm512_maskz_loadu_epi32(k0, c + i * ldc);
+            acc[i][1] = _mm512_maskz_loadu_epi32(k1, c + i * ldc + 16);
+        } else {
+            acc[i][0] = acc[i][1] = _mm512_set1_epi32(i < mr ? off[i] : 0);
+        }
+    }
+    for (q = 0; q < k4; q++) {
+        const __m512i b0 = _mm512_load_si512((const void *)(bp + (ptrdiff_t)q * 128));
+        const __m512i b1 = _mm512_load_si512((const void *)(bp + (ptrdiff_t)q * 128 + 64));
+        for (i = 0; i < QCC_I8_VNNI_MR; i++) {
+            int32_t w4;
+            __m512i wv;
+            memcpy(&w4, ar[i] + 4 * q, 4);
+            wv = _mm512_set1_epi32(w4);
+            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], b0, wv);
+            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], b1, wv);
+        }
+    }
+    for (i = 0; i < QCC_I8_VNNI_MR; i++)
+        if (i < mr) {
+            _mm512_mask_storeu_epi32(c + i * ldc, k0, acc[i][0]);
+            _mm512_mask_storeu_epi32(c + i * ldc + 16, k1, acc[i][1]);
+        }
+}
+
+static void qcc_i8_task_vnni(qcc_i8_job *job, int t)
+{
+    qcc_i8_task(job, t, QCC_I8_VNNI_MR, QCC_I8_VNNI_NR, qcc_i8_kern_vnni);
+}
+
+#pragma GCC pop_options
+
+#endif /* QCC_X86 */
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+/* Whether this CPU runs the int8 GEMM of `level` (AVX-512 needs VNNI). */
+static int qcc_i8_supported(int level) { return qcc_cpu_runs(level, 1); }
+
+/* Task t of the job on the variant of job->isa. */
+static void qcc_i8_run_task(qcc_i8_job *job, int t)
+{
+#if QCC_X86
+    if (job->isa == QCC_ISA_AVX512) {
+        qcc_i8_task_vnni(job, t);
+        return;
+    }
+    if (job->isa == QCC_ISA_AVX2) {
+        qcc_i8_task_avx2(job, t);
+        return;
+    }
+#endif
+    qcc_i8_task_plain(job, t);
+}
+
+/* Split the job into tasks for `threads` threads: position blocks, and row blocks
+ * (multiples of QCC_I8_MAXR) while there are fewer than 4 tasks a thread. Returns
+ * the number of tasks. */
+static int qcc_i8_plan_tasks(qcc_i8_job *job, int threads)
+{
+    const int outer = job->n_img * job->groups;
+    job->pblocks = (job->n + QCC_I8_NC - 1) / QCC_I8_NC;
+    job->rows = (job->m + QCC_I8_MAXR - 1) / QCC_I8_MAXR * QCC_I8_MAXR;
+    while (threads > 1 && outer * job->pblocks * ((job->m + job->rows - 1) / job->rows)
+                              < 4 * threads
+           && job->rows > 4 * QCC_I8_MAXR)
+        job->rows = (job->rows / 2 + QCC_I8_MAXR - 1) / QCC_I8_MAXR * QCC_I8_MAXR;
+    job->rblocks = (job->m + job->rows - 1) / job->rows;
+    return outer * job->pblocks * job->rblocks;
+}
+
+/* ---- the padded input ------------------------------------------------------------- */
+
+/* p[c, d, h, w] = u of x[c, d - pb0, h - pb1, w - pb2] (x + 128) inside the input,
+ * `fill` (z_x + 128) elsewhere, for the cg planes of one group, of shape dims; rows
+ * split into even and odd columns when `split`. */
+static void qcc_i8_pad(const int8_t *x, uint8_t *p, const qcc_geom *g, const int *dims,
+                       int split, uint8_t fill)
+{
+    const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * row;
+    const ptrdiff_t vol = dims[0] * plane, half = (row + 1) / 2;
+    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    int c, d, h, w;
+    memset(p, fill, g->cg * vol);
+    for (c = 0; c < g->cg; c++)
+        for (d = 0; d < g->sp[0]; d++)
+            for (h = 0; h < g->sp[1]; h++) {
+                const int8_t *s = x + c * pin + ((ptrdiff_t)d * g->sp[1] + h) * g->sp[2];
+                uint8_t *dst = p + c * vol + (d + g->pb[0]) * plane + (h + g->pb[1]) * row;
+                if (split)
+                    for (w = 0; w < g->sp[2]; w++)
+                        dst[qcc_split_col(w + g->pb[2], half)] = (uint8_t)(s[w] ^ 0x80);
+                else
+                    for (w = 0; w < g->sp[2]; w++) dst[g->pb[2] + w] = (uint8_t)(s[w] ^ 0x80);
+            }
+}
+
+/* Rows of x [m, k] as u8 (x + 128) padded with zeros to kp. */
+static void qcc_i8_rows(const int8_t *x, uint8_t *u, ptrdiff_t m, int k, int kp)
+{
+    ptrdiff_t i;
+    int t;
+    for (i = 0; i < m; i++) {
+        for (t = 0; t < k; t++) u[i * kp + t] = (uint8_t)(x[i * k + t] ^ 0x80);
+        for (; t < kp; t++) u[i * kp + t] = 0;
+    }
+}
+
+#endif
