@@ -43,8 +43,7 @@ EXTENSIONS = [
         "qcc.runtime._int8",
         ["runtime/_int8.pyx"],
         include_dirs=[numpy.get_include()],
-        extra_compile_args=COMPILE_ARGS + ["-fopenmp"],
-        extra_link_args=["-fopenmp"],
+        extra_compile_args=COMPILE_ARGS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
 ]

@@ -62,116 +62,11 @@ typedef struct {
 typedef void (*qcc_kern_fn)(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
                             ptrdiff_t ldc, int mr, int nr, const float *bias, int mode);
 
+/* Threads a GEMM uses (the width of its qcc_parallel job). */
+static int qcc_gemm_threads = 1;
+
 /* Cache blocking (floats): rows of a per block, depth per chunk, columns per block. */
 static int qcc_gemm_mc = 256, qcc_gemm_kc = 256, qcc_gemm_nc = 768;
-
-/* ---- thread pool --------------------------------------------------------------
- * A job is fn(arg) run by the calling thread and by up to n - 1 workers that join it
- * while it is open; fn hands out its work itself (tasks taken from a shared counter),
- * so the caller never waits for a worker that has not started: once the caller's
- * fn returns, the job is closed and only workers already in it are waited for (a
- * worker kept off its core by other processes simply misses the job). */
-
-typedef void (*qcc_task_fn)(void *arg);
-
-#define QCC_MAX_THREADS 64
-static int qcc_gemm_threads = 1;
-static pthread_mutex_t qcc_pool_run = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
-static pthread_mutex_t qcc_pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t qcc_pool_go = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t qcc_pool_done = PTHREAD_COND_INITIALIZER;
-static int qcc_pool_workers;          /* running workers, ids 1..qcc_pool_workers */
-static unsigned long qcc_pool_gen;    /* job counter */
-static unsigned long qcc_pool_seen0[QCC_MAX_THREADS];
-static qcc_task_fn qcc_pool_fn;
-static void *qcc_pool_arg;
-static fenv_t qcc_pool_env;           /* the caller's floating-point environment */
-static int qcc_pool_open, qcc_pool_width, qcc_pool_active;
-static int qcc_pool_forkable;
-
-static void qcc_pool_child(void)
-{
-    /* Only the forking thread exists in the child: start over. */
-    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
-    qcc_pool_run = m;
-    qcc_pool_mu = m;
-    qcc_pool_go = c;
-    qcc_pool_done = c;
-    qcc_pool_workers = 0;
-    qcc_pool_open = 0;
-    qcc_pool_active = 0;
-}
-
-static void *qcc_pool_main(void *arg)
-{
-    const int id = (int)(intptr_t)arg;
-    unsigned long seen;
-    pthread_mutex_lock(&qcc_pool_mu);
-    seen = qcc_pool_seen0[id];
-    for (;;) {
-        qcc_task_fn fn;
-        void *farg;
-        fenv_t own, env;
-        while (qcc_pool_gen == seen) pthread_cond_wait(&qcc_pool_go, &qcc_pool_mu);
-        seen = qcc_pool_gen;
-        if (!qcc_pool_open || id >= qcc_pool_width) continue;
-        fn = qcc_pool_fn;
-        farg = qcc_pool_arg;
-        env = qcc_pool_env;
-        qcc_pool_active++;
-        pthread_mutex_unlock(&qcc_pool_mu);
-        fegetenv(&own);
-        fesetenv(&env);
-        fn(farg);
-        fesetenv(&own);
-        pthread_mutex_lock(&qcc_pool_mu);
-        if (--qcc_pool_active == 0 && !qcc_pool_open) pthread_cond_signal(&qcc_pool_done);
-    }
-    return NULL;
-}
-
-/* fn(arg) on the calling thread and up to `width` - 1 workers; just the caller when
- * width <= 1 or when another thread's job is running. */
-static void qcc_parallel(qcc_task_fn fn, void *arg, int width)
-{
-    if (width <= 1 || pthread_mutex_trylock(&qcc_pool_run) != 0) {
-        fn(arg);
-        return;
-    }
-    pthread_mutex_lock(&qcc_pool_mu);
-    if (!qcc_pool_forkable) {
-        pthread_atfork(NULL, NULL, qcc_pool_child);
-        qcc_pool_forkable = 1;
-    }
-    while (qcc_pool_workers < width - 1 && qcc_pool_workers < QCC_MAX_THREADS - 1) {
-        pthread_t th;
-        pthread_attr_t attr;
-        const int id = qcc_pool_workers + 1;
-        int err;
-        qcc_pool_seen0[id] = qcc_pool_gen;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        err = pthread_create(&th, &attr, qcc_pool_main, (void *)(intptr_t)id);
-        pthread_attr_destroy(&attr);
-        if (err) break;
-        qcc_pool_workers = id;
-    }
-    qcc_pool_fn = fn;
-    qcc_pool_arg = arg;
-    fegetenv(&qcc_pool_env);
-    qcc_pool_width = width;
-    qcc_pool_open = 1;
-    qcc_pool_gen++;
-    pthread_cond_broadcast(&qcc_pool_go);
-    pthread_mutex_unlock(&qcc_pool_mu);
-    fn(arg);
-    pthread_mutex_lock(&qcc_pool_mu);
-    qcc_pool_open = 0;
-    while (qcc_pool_active > 0) pthread_cond_wait(&qcc_pool_done, &qcc_pool_mu);
-    pthread_mutex_unlock(&qcc_pool_mu);
-    pthread_mutex_unlock(&qcc_pool_run);
-}
 
 /* ---- packing and the blocked loops (inlined into every variant) ----------------- */
 

@@ -21,8 +21,13 @@ Dispatch. The GEMM (runtime/_int8_impl.h) has three variants: AVX-512 VNNI
 saturation) and scalar C; they give identical integers. The best one the CPU
 supports, at or below the level the environment variable QCC_ISA names (scalar,
 avx2, avx512; runtime/_common.h), is chosen at import, and `set_isa(name)` forces
-another (the tests run all of them and compare). Threads: OpenMP `prange` over
-tasks (image, group, block of positions, block of output channels), GIL released.
+another (the tests run all of them and compare). Threads: the GIL is released and
+the tasks (image, group, block of positions, block of output channels) are shared by
+the calling thread and the workers of the pool in runtime/_common.h (the float conv
+GEMM's pool): a task is taken by whichever thread comes first and the caller never
+waits for a worker that has not started. (OpenMP `prange` was measured first: its
+end-of-loop barrier waits for a thread the OS has descheduled, which on a busy
+2-core machine made two threads six times slower than one.)
 """
 
 import os
@@ -30,7 +35,6 @@ import os
 import numpy as np
 
 cimport numpy as cnp
-from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int32_t, uint8_t
 
 cnp.import_array()
@@ -62,6 +66,7 @@ cdef extern from "_int8_impl.h" nogil:
         int8_t* y
         const float* mult
         int zy, qmin, qmax
+        int ntasks
         int isa
         int failed
     int qcc_out_size(int n, int k, int st, int pb, int pe, int dl)
@@ -72,11 +77,9 @@ cdef extern from "_int8_impl.h" nogil:
     int qcc_isa_ceiling()
     int qcc_isa_best(int ceiling, int vnni)
     int qcc_i8_supported(int level)
-    void qcc_i8_run_task(qcc_i8_job* job, int t)
-    int qcc_i8_plan_tasks(qcc_i8_job* job, int threads)
-    void qcc_i8_pad(const int8_t* x, uint8_t* p, const qcc_geom* g, const int* dims,
-                    int split, uint8_t fill)
-    void qcc_i8_rows(const int8_t* x, uint8_t* u, Py_ssize_t m, int k, int kp)
+    void qcc_i8_run(qcc_i8_job* job, int threads)
+    void qcc_i8_pad(const int8_t* x, int8_t* p, const qcc_geom* g, const int* dims,
+                    int split, int8_t z_x)
 
 
 ISAS = ("avx512vnni", "avx2", "baseline")
@@ -149,18 +152,6 @@ def _pad3(vals, int fill):
     return [fill] * (3 - len(vals)) + vals
 
 
-cdef void _run(qcc_i8_job* job) noexcept nogil:
-    cdef int ntasks = qcc_i8_plan_tasks(job, _threads)
-    cdef int t
-    cdef int nth = _threads if _threads < ntasks else ntasks
-    if nth <= 1:
-        for t in range(ntasks):
-            qcc_i8_run_task(job, t)
-        return
-    for t in prange(ntasks, num_threads=nth, schedule="dynamic"):
-        qcc_i8_run_task(job, t)
-
-
 def _multipliers(multiplier, int o):
     m = np.ascontiguousarray(np.broadcast_to(np.asarray(multiplier, np.float32).reshape(-1),
                                              (o,)), np.float32)
@@ -196,16 +187,16 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
                          f"{tuple(kernel)} and groups {groups}")
     cdef int dims[3]
     cdef int split = g.st[2] == 2
-    qcc_padded_dims(&g, g.osp[2], dims)
+    cdef bint padded = not qcc_padded_dims(&g, g.osp[2], dims) or split
     cdef Py_ssize_t vol = <Py_ssize_t>dims[0] * dims[1] * dims[2]
     cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
     cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
-    pad = np.empty(max(1, n_img * c * vol), np.uint8)
+    cdef const int8_t[::1] xv = x.reshape(-1)
+    pad = np.empty(max(1, n_img * c * vol) if padded else 1, np.int8)
     kofs = np.empty(max(1, kc), np.intp)
-    cdef uint8_t[::1] padv = pad
+    cdef int8_t[::1] padv = pad
     cdef Py_ssize_t[::1] kofsv = kofs
     qcc_conv_kofs(&g, dims, split, &kofsv[0])
-    cdef const int8_t[::1] xv = x.reshape(-1)
     cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
     cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32).reshape(-1)
     if ov.shape[0] != o:
@@ -219,8 +210,8 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
     job.w = &wv[0, 0]
     job.lda = wv.shape[1]
     job.off = &ov[0]
-    job.src = &padv[0]
-    job.src_grp = g.cg * vol
+    job.src = <const uint8_t*>&padv[0] if padded else <const uint8_t*>&xv[0]
+    job.src_grp = g.cg * (vol if padded else pin)
     job.kofs = &kofsv[0]
     job.pos = qcc_conv_positions(&g, dims, split)
     qcc_positions_merge(&job.pos, job.n)
@@ -246,15 +237,13 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
     job.zy = z_y
     job.qmin = qmin
     job.qmax = qmax
-    cdef uint8_t fill = <uint8_t>(z_x + 128)
     cdef int ig
-    cdef int nig = n_img * groups
     with nogil:
-        for ig in prange(nig, num_threads=_threads if _threads < nig else nig,
-                         schedule="static"):
-            qcc_i8_pad(&xv[0] + ig * g.cg * pin, &padv[0] + ig * g.cg * vol, &g, dims, split,
-                       fill)
-        _run(&job)
+        if padded:
+            for ig in range(n_img * groups):
+                qcc_i8_pad(&xv[0] + ig * g.cg * pin, &padv[0] + ig * g.cg * vol, &g, dims,
+                           split, <int8_t>z_x)
+        qcc_i8_run(&job, _threads)
     if job.failed:
         raise MemoryError("int8 conv: out of memory for the GEMM scratch")
     return res
@@ -292,11 +281,14 @@ def _dense(x, wpack, off, multiplier, int z_y, int qmin, int qmax):
     if m == 0 or n == 0:
         return np.empty((m, n), dtype)
     res = np.empty((n, m), dtype)   # channels x rows: the GEMM's layout
-    rows = np.empty((m, kp), np.uint8)
-    cdef const int8_t[:, ::1] xv = x if k else np.zeros((m, 1), np.int8)
+    if k % 4:   # the GEMM reads rows in groups of 4: pad them with zeros
+        rows = np.zeros((m, kp), np.int8)
+        rows[:, :k] = x
+    else:
+        rows = x
+    cdef const int8_t[:, ::1] rv = rows if k else np.zeros((m, 1), np.int8)
     cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
     cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32).reshape(-1)
-    cdef uint8_t[:, ::1] rv = rows
     cdef int32_t[::1] outv
     cdef int8_t[::1] yv
     cdef const float[::1] mv
@@ -309,10 +301,10 @@ def _dense(x, wpack, off, multiplier, int z_y, int qmin, int qmax):
     job.w = &wv[0, 0]
     job.lda = kp
     job.off = &ov[0]
-    job.src = &rv[0, 0]
+    job.src = <const uint8_t*>&rv[0, 0]
     job.src_grp = 0
     job.kofs = NULL
-    job.row_stride = kp
+    job.row_stride = rv.shape[1]
     job.isa = _level(_isa)
     job.failed = 0
     if multiplier is None:
@@ -329,10 +321,9 @@ def _dense(x, wpack, off, multiplier, int z_y, int qmin, int qmax):
     job.zy = z_y
     job.qmin = qmin
     job.qmax = qmax
-    with nogil:
-        qcc_i8_rows(&xv[0, 0], &rv[0, 0], m, k, kp)
-        if k:
-            _run(&job)
+    if k:
+        with nogil:
+            qcc_i8_run(&job, _threads)
     if job.failed:
         raise MemoryError("int8 dense: out of memory for the GEMM scratch")
     if not k:   # no terms: acc = off

@@ -4,10 +4,11 @@
  *
  * w is int8, read in place from the packed weights (rows of length lda, zero beyond
  * k; the pack happens once, when the plan is compiled). u is uint8: the activation
- * x + 128 (its bit pattern with the sign bit flipped), as an implicit im2col of a
- * padded copy of the input, gathered into panels of NR positions with four depth
- * values per position: bp[(q*NR + j)*4 + t] = u[4q + t, j]. That is the operand
- * layout of the x86 dot-product instructions, so that
+ * x + 128 (its bit pattern with the sign bit flipped), as an implicit im2col of the
+ * input (or of a padded copy, filled with the zero point), gathered into panels of
+ * NR positions with four depth values per position, bp[(q*NR + j)*4 + t] =
+ * u[4q + t, j], flipping the sign bits on the way. That is the operand layout of
+ * the x86 dot-product instructions, so that
  *
  * - AVX-512 VNNI: `vpdpbusd` adds four u8 x s8 products to each int32 lane
  *   (8 channels x 32 positions a register tile);
@@ -56,30 +57,32 @@ typedef struct {
     const int32_t *off;         /* [groups*m] */
     const uint8_t *src;         /* u of image ni, group gi: src + (ni*groups + gi)*src_grp */
     ptrdiff_t src_grp;
-    const ptrdiff_t *kofs;      /* conv: u[k, p] = src[kofs[k] + pos(p)] */
+    const ptrdiff_t *kofs;      /* conv: x[k, p] = src[kofs[k] + pos(p)] (int8 bits) */
     qcc_positions pos;
-    ptrdiff_t row_stride;       /* dense (kofs NULL): u[k, p] = src[p*row_stride + k] */
+    ptrdiff_t row_stride;       /* dense (kofs NULL): x[k, p] = src[p*row_stride + k] */
     int32_t *out;               /* out[((ni*groups + gi)*m + o)*n + p], or NULL */
     int8_t *y;                  /* requantized output, same layout, or NULL */
     const float *mult;          /* [groups*m] */
     int zy, qmin, qmax;
     int pblocks, rblocks, rows; /* tasks: image x group x position block x row block */
+    int ntasks, next;           /* tasks, and the next one to take (atomic) */
     int isa;                    /* QCC_ISA_* */
     int failed;
 } qcc_i8_job;
 
 /* ---- packing ------------------------------------------------------------------ */
 
-/* d[4j + t] = rows[t*NR + j] (t < 4, j < NR; NR a multiple of 16). */
-QCC_INLINE void qcc_i8_interleave4(const uint8_t *rows, uint8_t *d, const int NR)
+/* d[4j + t] = r[t][j] ^ 0x80 (t < 4, j < NR; NR a multiple of 16): x to u. */
+QCC_INLINE void qcc_i8_interleave4(const uint8_t *const *r, uint8_t *d, const int NR)
 {
     int j;
 #if QCC_X86
+    const __m128i flip = _mm_set1_epi8((char)0x80);
     for (j = 0; j < NR; j += 16) {
-        const __m128i a = _mm_loadu_si128((const __m128i *)(rows + j));
-        const __m128i b = _mm_loadu_si128((const __m128i *)(rows + NR + j));
-        const __m128i c = _mm_loadu_si128((const __m128i *)(rows + 2 * NR + j));
-        const __m128i e = _mm_loadu_si128((const __m128i *)(rows + 3 * NR + j));
+        const __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r[0] + j)), flip);
+        const __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r[1] + j)), flip);
+        const __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r[2] + j)), flip);
+        const __m128i e = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r[3] + j)), flip);
         const __m128i ab0 = _mm_unpacklo_epi8(a, b), ab1 = _mm_unpackhi_epi8(a, b);
         const __m128i ce0 = _mm_unpacklo_epi8(c, e), ce1 = _mm_unpackhi_epi8(c, e);
         _mm_storeu_si128((__m128i *)(d + 4 * j), _mm_unpacklo_epi16(ab0, ce0));
@@ -90,40 +93,48 @@ QCC_INLINE void qcc_i8_interleave4(const uint8_t *rows, uint8_t *d, const int NR
 #else
     int t;
     for (j = 0; j < NR; j++)
-        for (t = 0; t < 4; t++) d[4 * j + t] = rows[t * NR + j];
+        for (t = 0; t < 4; t++) d[4 * j + t] = (uint8_t)(r[t][j] ^ 0x80);
 #endif
 }
 
+static const uint8_t qcc_i8_zero_row[64];
+
 /* The panel of positions [j0, j0 + nr) and depth [k0, k0 + kc) (k0 a multiple of 4):
- * bp[(q*NR + j)*4 + t] = u[k0 + 4q + t, j0 + j], zero past the depth and (conv) past
- * nr. tmp: 4*NR bytes; runs: NR + 2. */
+ * bp[(q*NR + j)*4 + t] = u[k0 + 4q + t, j0 + j]; rows past the depth are x = 0 (their
+ * weights are 0) and columns past nr are not used. tmp: 4*NR bytes; runs: NR + 2. */
 QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
                               int k0, int kc, const int NR, uint8_t *restrict bp,
                               uint8_t *restrict tmp, qcc_run *runs)
 {
     const int k4 = (kc + 3) / 4;
+    const uint8_t *r4[4];
     int q, t, r, j;
-    if (job->kofs == NULL) {   /* dense: rows of u, zero-padded to a multiple of 4 */
+    if (job->kofs == NULL) {   /* dense: rows of x, readable up to a multiple of 4 */
         for (j = 0; j < NR; j++) {
-            const uint8_t *row = src + (ptrdiff_t)(j0 + j) * job->row_stride + k0;
-            if (j >= nr) {
-                for (q = 0; q < k4; q++) memset(bp + ((ptrdiff_t)q * NR + j) * 4, 0, 4);
-                continue;
+            const uint8_t *row = src + (ptrdiff_t)(j0 + (j < nr ? j : 0)) * job->row_stride + k0;
+            for (q = 0; q < k4; q++) {
+                uint32_t v;
+                memcpy(&v, row + 4 * q, 4);
+                v ^= 0x80808080u;
+                memcpy(bp + ((ptrdiff_t)q * NR + j) * 4, &v, 4);
             }
-            for (q = 0; q < k4; q++) memcpy(bp + ((ptrdiff_t)q * NR + j) * 4, row + 4 * q, 4);
         }
         return;
     }
     {
         const int nruns = qcc_runs(&job->pos, j0, nr, NR, runs);
         const ptrdiff_t sw = job->pos.s_w;
-        memset(tmp, 0, 4 * NR);
+        const int direct = nruns == 1 && runs[0].len == NR && sw == 1;
         for (q = 0; q < k4; q++) {
             for (t = 0; t < 4; t++) {
                 const int kk = k0 + 4 * q + t;
                 uint8_t *row = tmp + t * NR;
                 if (kk >= job->k) {
-                    memset(row, 0, NR);
+                    r4[t] = qcc_i8_zero_row;
+                    continue;
+                }
+                if (direct) {
+                    r4[t] = src + job->kofs[kk] + runs[0].src;
                     continue;
                 }
                 for (r = 0; r < nruns; r++) {
@@ -135,8 +146,9 @@ QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0,
                     else
                         for (j = 0; j < len; j++) d[j] = s[j * sw];
                 }
+                r4[t] = row;
             }
-            qcc_i8_interleave4(tmp, bp + (ptrdiff_t)q * NR * 4, NR);
+            qcc_i8_interleave4(r4, bp + (ptrdiff_t)q * NR * 4, NR);
         }
     }
 }
@@ -388,6 +400,16 @@ static void qcc_i8_run_task(qcc_i8_job *job, int t)
     qcc_i8_task_plain(job, t);
 }
 
+static void qcc_i8_worker(void *arg)
+{
+    qcc_i8_job *job = (qcc_i8_job *)arg;
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        if (t >= job->ntasks) break;
+        qcc_i8_run_task(job, t);
+    }
+}
+
 /* Split the job into tasks for `threads` threads: position blocks, and row blocks
  * (multiples of QCC_I8_MAXR) while there are fewer than 4 tasks a thread. Returns
  * the number of tasks. */
@@ -404,41 +426,38 @@ static int qcc_i8_plan_tasks(qcc_i8_job *job, int threads)
     return outer * job->pblocks * job->rblocks;
 }
 
+/* Run the job on up to `threads` threads of the pool (the caller's included). */
+static void qcc_i8_run(qcc_i8_job *job, int threads)
+{
+    job->ntasks = qcc_i8_plan_tasks(job, threads);
+    job->next = 0;
+    job->failed = 0;
+    qcc_parallel(qcc_i8_worker, job, threads < job->ntasks ? threads : job->ntasks);
+}
+
 /* ---- the padded input ------------------------------------------------------------- */
 
-/* p[c, d, h, w] = u of x[c, d - pb0, h - pb1, w - pb2] (x + 128) inside the input,
- * `fill` (z_x + 128) elsewhere, for the cg planes of one group, of shape dims; rows
- * split into even and odd columns when `split`. */
-static void qcc_i8_pad(const int8_t *x, uint8_t *p, const qcc_geom *g, const int *dims,
-                       int split, uint8_t fill)
+/* p[c, d, h, w] = x[c, d - pb0, h - pb1, w - pb2] inside the input, z_x elsewhere,
+ * for the cg planes of one group, of shape dims; rows split into even and odd
+ * columns when `split`. */
+static void qcc_i8_pad(const int8_t *x, int8_t *p, const qcc_geom *g, const int *dims,
+                       int split, int8_t z_x)
 {
     const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * row;
     const ptrdiff_t vol = dims[0] * plane, half = (row + 1) / 2;
     const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
     int c, d, h, w;
-    memset(p, fill, g->cg * vol);
+    memset(p, (uint8_t)z_x, g->cg * vol);
     for (c = 0; c < g->cg; c++)
         for (d = 0; d < g->sp[0]; d++)
             for (h = 0; h < g->sp[1]; h++) {
                 const int8_t *s = x + c * pin + ((ptrdiff_t)d * g->sp[1] + h) * g->sp[2];
-                uint8_t *dst = p + c * vol + (d + g->pb[0]) * plane + (h + g->pb[1]) * row;
+                int8_t *dst = p + c * vol + (d + g->pb[0]) * plane + (h + g->pb[1]) * row;
                 if (split)
-                    for (w = 0; w < g->sp[2]; w++)
-                        dst[qcc_split_col(w + g->pb[2], half)] = (uint8_t)(s[w] ^ 0x80);
+                    for (w = 0; w < g->sp[2]; w++) dst[qcc_split_col(w + g->pb[2], half)] = s[w];
                 else
-                    for (w = 0; w < g->sp[2]; w++) dst[g->pb[2] + w] = (uint8_t)(s[w] ^ 0x80);
+                    memcpy(dst + g->pb[2], s, g->sp[2]);
             }
-}
-
-/* Rows of x [m, k] as u8 (x + 128) padded with zeros to kp. */
-static void qcc_i8_rows(const int8_t *x, uint8_t *u, ptrdiff_t m, int k, int kp)
-{
-    ptrdiff_t i;
-    int t;
-    for (i = 0; i < m; i++) {
-        for (t = 0; t < k; t++) u[i * kp + t] = (uint8_t)(x[i * k + t] ^ 0x80);
-        for (; t < kp; t++) u[i * kp + t] = 0;
-    }
 }
 
 #endif
