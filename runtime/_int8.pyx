@@ -69,6 +69,7 @@ cdef extern from "_int8_impl.h" nogil:
         int ntasks
         int isa
         int failed
+    int QCC_I8_SLACK
     int qcc_out_size(int n, int k, int st, int pb, int pe, int dl)
     int qcc_padded_dims(const qcc_geom* g, int ow_n, int* dims)
     void qcc_conv_kofs(const qcc_geom* g, const int* dims, int split, Py_ssize_t* kofs)
@@ -188,11 +189,16 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
     cdef int dims[3]
     cdef int split = g.st[2] == 2
     cdef bint padded = not qcc_padded_dims(&g, g.osp[2], dims) or split
+    cdef qcc_positions pos = qcc_conv_positions(&g, dims, split)
+    qcc_positions_merge(&pos, g.osp[0] * g.osp[1] * g.osp[2])
+    # the gather reads x in place when every panel is one contiguous run, else a copy
+    # (padded where the conv pads) with QCC_I8_SLACK bytes to spare
+    padded = padded or pos.ow != g.osp[0] * g.osp[1] * g.osp[2] or pos.s_w != 1
     cdef Py_ssize_t vol = <Py_ssize_t>dims[0] * dims[1] * dims[2]
     cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
     cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
     cdef const int8_t[::1] xv = x.reshape(-1)
-    pad = np.empty(max(1, n_img * c * vol) if padded else 1, np.int8)
+    pad = np.empty(n_img * c * vol + QCC_I8_SLACK if padded else 1, np.int8)
     kofs = np.empty(max(1, kc), np.intp)
     cdef int8_t[::1] padv = pad
     cdef Py_ssize_t[::1] kofsv = kofs
@@ -213,8 +219,7 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
     job.src = <const uint8_t*>&padv[0] if padded else <const uint8_t*>&xv[0]
     job.src_grp = g.cg * (vol if padded else pin)
     job.kofs = &kofsv[0]
-    job.pos = qcc_conv_positions(&g, dims, split)
-    qcc_positions_merge(&job.pos, job.n)
+    job.pos = pos
     job.row_stride = 0
     job.isa = _level(_isa)
     job.failed = 0

@@ -43,6 +43,8 @@
 #define QCC_I8_NC 128   /* positions per block (a multiple of every NR) */
 #define QCC_I8_KC 1024  /* depth per chunk (a multiple of 4) */
 #define QCC_I8_MAXR 8   /* the largest MR: row blocks of tasks are multiples of it */
+#define QCC_I8_SLACK 64 /* bytes a padded source is readable past its end */
+#define QCC_I8_TMP(NR) ((NR) + 32)   /* stride of the gather's row buffer */
 
 typedef void (*qcc_i8_kern_fn)(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
                                int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
@@ -101,7 +103,9 @@ static const uint8_t qcc_i8_zero_row[64];
 
 /* The panel of positions [j0, j0 + nr) and depth [k0, k0 + kc) (k0 a multiple of 4):
  * bp[(q*NR + j)*4 + t] = u[k0 + 4q + t, j0 + j]; rows past the depth are x = 0 (their
- * weights are 0) and columns past nr are not used. tmp: 4*NR bytes; runs: NR + 2. */
+ * weights are 0) and columns past nr are not used. tmp: 4*QCC_I8_TMP(NR) bytes; runs:
+ * NR + 2. A conv source must be readable 32 bytes past every run (the caller's padded
+ * copy has that slack) unless the panel is one contiguous run. */
 QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
                               int k0, int kc, const int NR, uint8_t *restrict bp,
                               uint8_t *restrict tmp, qcc_run *runs)
@@ -128,7 +132,7 @@ QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0,
         for (q = 0; q < k4; q++) {
             for (t = 0; t < 4; t++) {
                 const int kk = k0 + 4 * q + t;
-                uint8_t *row = tmp + t * NR;
+                uint8_t *row = tmp + t * QCC_I8_TMP(NR);
                 if (kk >= job->k) {
                     r4[t] = qcc_i8_zero_row;
                     continue;
@@ -142,7 +146,8 @@ QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0,
                     uint8_t *d = row + runs[r].col;
                     const int len = runs[r].len;
                     if (sw == 1)
-                        memcpy(d, s, len);
+                        memcpy(d, s, 32);   /* len <= NR <= 32; the rest is overwritten
+                                               by the next run or not used */
                     else
                         for (j = 0; j < len; j++) d[j] = s[j * sw];
                 }
@@ -191,7 +196,8 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
     const int32_t *off = job->off + gi * job->m;
     const ptrdiff_t panel_bytes = (ptrdiff_t)kcb * NR;
     const ptrdiff_t out0 = ((ptrdiff_t)ig * job->m) * job->n + j0;
-    size_t bytes = (size_t)npan * panel_bytes + 4 * NR + (NR + 2) * sizeof(qcc_run) + 64;
+    size_t bytes = (size_t)npan * panel_bytes + 4 * QCC_I8_TMP(NR) + (NR + 2) * sizeof(qcc_run)
+                   + 64;
     uint8_t *bp, *tmp;
     qcc_run *runs;
     int32_t *c;
@@ -205,7 +211,7 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
         return;
     }
     tmp = bp + npan * panel_bytes;
-    runs = (qcc_run *)(((uintptr_t)(tmp + 4 * NR) + 15) & ~(uintptr_t)15);
+    runs = (qcc_run *)(((uintptr_t)(tmp + 4 * QCC_I8_TMP(NR)) + 15) & ~(uintptr_t)15);
     if (job->y != NULL) {
         c = (int32_t *)(((uintptr_t)(runs + NR + 2) + 63) & ~(uintptr_t)63);
         ldc = QCC_I8_NC;
@@ -411,7 +417,8 @@ static void qcc_i8_worker(void *arg)
 }
 
 /* Split the job into tasks for `threads` threads: position blocks, and row blocks
- * (multiples of QCC_I8_MAXR) while there are fewer than 4 tasks a thread. Returns
+ * (multiples of QCC_I8_MAXR, at least 64 rows: each packs its own panels) while there
+ * are fewer than 4 tasks a thread. Returns
  * the number of tasks. */
 static int qcc_i8_plan_tasks(qcc_i8_job *job, int threads)
 {
@@ -420,7 +427,7 @@ static int qcc_i8_plan_tasks(qcc_i8_job *job, int threads)
     job->rows = (job->m + QCC_I8_MAXR - 1) / QCC_I8_MAXR * QCC_I8_MAXR;
     while (threads > 1 && outer * job->pblocks * ((job->m + job->rows - 1) / job->rows)
                               < 4 * threads
-           && job->rows > 4 * QCC_I8_MAXR)
+           && job->rows > 8 * QCC_I8_MAXR)
         job->rows = (job->rows / 2 + QCC_I8_MAXR - 1) / QCC_I8_MAXR * QCC_I8_MAXR;
     job->rblocks = (job->m + job->rows - 1) / job->rows;
     return outer * job->pblocks * job->rblocks;
