@@ -80,7 +80,7 @@ cdef extern from "_int8_impl.h" nogil:
     int qcc_i8_supported(int level)
     void qcc_i8_run(qcc_i8_job* job, int threads)
     void qcc_i8_pad(const int8_t* x, int8_t* p, const qcc_geom* g, const int* dims,
-                    int split, int8_t z_x)
+                    int split, int8_t z_x, int8_t* rowbuf)
 
 
 ISAS = ("avx512vnni", "avx2", "baseline")
@@ -201,6 +201,7 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
     pad = np.empty(n_img * c * vol + QCC_I8_SLACK if padded else 1, np.int8)
     kofs = np.empty(max(1, kc), np.intp)
     cdef int8_t[::1] padv = pad
+    cdef int8_t[::1] rowbuf = np.empty(dims[2] + 1, np.int8)
     cdef Py_ssize_t[::1] kofsv = kofs
     qcc_conv_kofs(&g, dims, split, &kofsv[0])
     cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
@@ -247,7 +248,7 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
         if padded:
             for ig in range(n_img * groups):
                 qcc_i8_pad(&xv[0] + ig * g.cg * pin, &padv[0] + ig * g.cg * vol, &g, dims,
-                           split, <int8_t>z_x)
+                           split, <int8_t>z_x, &rowbuf[0])
         qcc_i8_run(&job, _threads)
     if job.failed:
         raise MemoryError("int8 conv: out of memory for the GEMM scratch")

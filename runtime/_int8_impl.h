@@ -444,27 +444,67 @@ static void qcc_i8_run(qcc_i8_job *job, int threads)
 
 /* ---- the padded input ------------------------------------------------------------- */
 
+/* d[t] = s[2t] for t < half, d[half + t] = s[2t + 1] for 2t + 1 < n (half = (n+1)/2). */
+static void qcc_i8_split_row(const int8_t *s, int8_t *d, ptrdiff_t n)
+{
+    const ptrdiff_t half = (n + 1) / 2;
+    ptrdiff_t t = 0;
+#if QCC_X86
+    const __m128i low = _mm_set1_epi16(0x00FF);
+    for (; 2 * t + 32 <= n; t += 16) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(s + 2 * t));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(s + 2 * t + 16));
+        _mm_storeu_si128((__m128i *)(d + t),
+                         _mm_packus_epi16(_mm_and_si128(a, low), _mm_and_si128(b, low)));
+        _mm_storeu_si128((__m128i *)(d + half + t),
+                         _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8)));
+    }
+#endif
+    for (; 2 * t < n; t++) {
+        d[t] = s[2 * t];
+        if (2 * t + 1 < n) d[half + t] = s[2 * t + 1];
+    }
+}
+
 /* p[c, d, h, w] = x[c, d - pb0, h - pb1, w - pb2] inside the input, z_x elsewhere,
  * for the cg planes of one group, of shape dims; rows split into even and odd
- * columns when `split`. */
+ * columns when `split` (row: scratch of dims[2] bytes). Rows and depth slices that
+ * no output reads are left unwritten. */
 static void qcc_i8_pad(const int8_t *x, int8_t *p, const qcc_geom *g, const int *dims,
-                       int split, int8_t z_x)
+                       int split, int8_t z_x, int8_t *rowbuf)
 {
     const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * row;
-    const ptrdiff_t vol = dims[0] * plane, half = (row + 1) / 2;
+    const ptrdiff_t vol = dims[0] * plane;
     const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
-    int c, d, h, w;
-    memset(p, (uint8_t)z_x, g->cg * vol);
+    int c, d, h;
     for (c = 0; c < g->cg; c++)
-        for (d = 0; d < g->sp[0]; d++)
-            for (h = 0; h < g->sp[1]; h++) {
-                const int8_t *s = x + c * pin + ((ptrdiff_t)d * g->sp[1] + h) * g->sp[2];
-                int8_t *dst = p + c * vol + (d + g->pb[0]) * plane + (h + g->pb[1]) * row;
-                if (split)
-                    for (w = 0; w < g->sp[2]; w++) dst[qcc_split_col(w + g->pb[2], half)] = s[w];
-                else
-                    memcpy(dst + g->pb[2], s, g->sp[2]);
+        for (d = 0; d < dims[0]; d++) {
+            const int id = d - g->pb[0];
+            if (!qcc_row_used(d, g->st[0], g->k[0], g->dl[0], g->osp[0])) continue;
+            for (h = 0; h < dims[1]; h++) {
+                const int ih = h - g->pb[1];
+                int8_t *dst = p + c * vol + d * plane + h * row;
+                const int8_t *s;
+                if (!qcc_row_used(h, g->st[1], g->k[1], g->dl[1], g->osp[1])) continue;
+                if (id < 0 || id >= g->sp[0] || ih < 0 || ih >= g->sp[1]) {
+                    memset(dst, (uint8_t)z_x, row);
+                    continue;
+                }
+                s = x + c * pin + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2];
+                if (!split && g->pb[2] == 0 && g->sp[2] == row) {
+                    memcpy(dst, s, row);
+                    continue;
+                }
+                {
+                    int8_t *r = split ? rowbuf : dst;
+                    const ptrdiff_t right = row - g->pb[2] - g->sp[2];
+                    memset(r, (uint8_t)z_x, g->pb[2]);
+                    memcpy(r + g->pb[2], s, g->sp[2]);
+                    if (right > 0) memset(r + g->pb[2] + g->sp[2], (uint8_t)z_x, right);
+                    if (split) qcc_i8_split_row(rowbuf, dst, row);
+                }
             }
+        }
 }
 
 #endif
