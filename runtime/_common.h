@@ -113,6 +113,42 @@ static void qcc_conv_kofs(const qcc_geom *g, const int *dims, int split, ptrdiff
                 }
 }
 
+/* ---- fused activations ----------------------------------------------------------
+ * Applied to a finished float output (after the last term of every sum), so they do
+ * not change the sums: QCC_ACT_RELU is numpy's maximum(x, 0) (NaN stays, -0 becomes
+ * +0), QCC_ACT_CLIP numpy's clip(x, lo, hi) (NaN stays, -0 stays). */
+
+enum { QCC_ACT_NONE = 0, QCC_ACT_RELU = 1, QCC_ACT_CLIP = 2 };
+
+typedef struct {
+    int kind;
+    float lo, hi;
+} qcc_act;
+
+/* c[i*ldc + j] = act(c[i*ldc + j]) for i < rows, j < cols. */
+static void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
+{
+    int i;
+    ptrdiff_t j;
+    if (act == NULL || act->kind == QCC_ACT_NONE) return;
+    for (i = 0; i < rows; i++) {
+        float *ci = c + (ptrdiff_t)i * ldc;
+        if (act->kind == QCC_ACT_RELU) {
+            for (j = 0; j < cols; j++) {
+                const float v = ci[j];
+                ci[j] = v > 0.0f ? v : v == v ? 0.0f : v;
+            }
+        } else {
+            const float lo = act->lo, hi = act->hi;
+            for (j = 0; j < cols; j++) {
+                float v = ci[j];
+                v = v < lo ? lo : v;
+                ci[j] = v > hi ? hi : v;
+            }
+        }
+    }
+}
+
 /* ---- packing: runs of output positions ----------------------------------------
  * Output position p = (q*oh + h)*ow + w reads its taps at pos(p) = q*s_q + h*s_h +
  * w*s_w from the padded input. A packed panel of NR positions is gathered run by

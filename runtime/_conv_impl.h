@@ -262,7 +262,7 @@ static ptrdiff_t qcc_conv_gemm_pad_size(const qcc_geom *g)
  * the im2col gathered while packing (no column buffer). pad: qcc_conv_gemm_pad_size
  * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
 static int qcc_conv_gemm(const float *x, const float *w, const float *bias, float *out,
-                         const qcc_geom *g, float *pad, ptrdiff_t *kofs)
+                         const qcc_geom *g, float *pad, ptrdiff_t *kofs, const qcc_act *act)
 {
     int dims[3];
     qcc_gemm q;
@@ -280,7 +280,69 @@ static int qcc_conv_gemm(const float *x, const float *w, const float *bias, floa
     q.src = p;
     q.kofs = kofs;
     q.pos = qcc_conv_positions(g, dims, split);
+    q.act = act;
     return qcc_gemm_run(&q);
+}
+
+/* ---- depthwise planes on the thread pool ---- */
+
+typedef struct {
+    const float *x, *w, *bias;   /* x [N, groups, S], w [groups*og, K], bias or NULL */
+    float *out;                  /* [N, groups*og, OS] */
+    const qcc_geom *g;
+    const qcc_act *act;
+    int groups, planes;          /* planes = N * groups * og */
+    int next, failed;
+} qcc_dw_job;
+
+static void qcc_dw_worker(void *arg)
+{
+    qcc_dw_job *job = (qcc_dw_job *)arg;
+    const qcc_geom *g = job->g;
+    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
+    const int kk = g->k[0] * g->k[1] * g->k[2], oc_n = job->groups * g->og;
+    float *scratch = (float *)qcc_thread_buffer(qcc_depthwise_scratch(g) * sizeof(float));
+    ptrdiff_t i;
+    if (scratch == NULL) {
+        job->failed = 1;
+        return;
+    }
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        const int oc = t % oc_n, ni = t / oc_n, gi = oc / g->og;
+        float *o = job->out + (ptrdiff_t)t * pout;
+        const float b = job->bias ? job->bias[oc] : 0.0f;
+        if (t >= job->planes) break;
+        for (i = 0; i < pout; i++) o[i] = b;
+        qcc_depthwise_plane(job->x + ((ptrdiff_t)ni * job->groups + gi) * pin,
+                            job->w + (ptrdiff_t)oc * kk, o, g, scratch);
+        qcc_activate(job->act, o, 0, 1, pout);
+    }
+}
+
+/* Depthwise convolution (one input channel per group) of n_img images, its planes
+ * shared by up to `threads` threads; returns 0, or -1 when out of memory. */
+static int qcc_depthwise(const float *x, const float *w, const float *bias, float *out,
+                         const qcc_geom *g, int n_img, int groups, const qcc_act *act,
+                         int threads)
+{
+    qcc_dw_job job;
+    const double madds = (double)n_img * groups * g->og * g->osp[0] * g->osp[1] * g->osp[2]
+                         * g->k[0] * g->k[1] * g->k[2];
+    job.x = x;
+    job.w = w;
+    job.bias = bias;
+    job.out = out;
+    job.g = g;
+    job.act = act;
+    job.groups = groups;
+    job.planes = n_img * groups * g->og;
+    job.next = 0;
+    job.failed = 0;
+    if (madds < (1 << 19)) threads = 1;   /* waking a worker costs some microseconds */
+    qcc_parallel(qcc_dw_worker, &job, threads < job.planes ? threads : job.planes);
+    return job.failed ? -1 : 0;
 }
 
 #endif

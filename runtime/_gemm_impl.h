@@ -57,6 +57,7 @@ typedef struct {
     const float *src;            /* b[k, p] = src[kofs[k] + pos(p)] */
     const ptrdiff_t *kofs;
     qcc_positions pos;           /* column p of b at src[kofs[k] + pos(p)] */
+    const qcc_act *act;          /* applied to c once finished, or NULL */
 } qcc_gemm;
 
 typedef void (*qcc_kern_fn)(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
@@ -198,6 +199,7 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
                 qcc_gemm_tiles(g, lo, hi, pc, kc, g->n, job->bshared + (ptrdiff_t)pc * job->npad,
                                g->c, MR, NR, kern, 1);
             }
+            qcc_activate(g->act, g->c + (ptrdiff_t)lo * g->ldc, g->ldc, hi - lo, g->n);
             continue;
         }
         hi = lo + job->task < g->n ? lo + job->task : g->n;
@@ -212,6 +214,7 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
                     qcc_gemm_tiles(g, ic, i1, pc, kc, nc, bp, g->c + jc, MR, NR, kern, 0);
                 }
             }
+            qcc_activate(g->act, g->c + jc, g->ldc, g->m, nc);
         }
     }
 }
@@ -476,6 +479,7 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         int o, p;
         for (o = 0; o < g.m; o++)
             for (p = 0; p < g.n; p++) g.c[o * g.ldc + p] = g.bias ? g.bias[o] : 0.0f;
+        qcc_activate(g.act, g.c, g.ldc, g.m, g.n);
         return 0;
     }
     qcc_positions_merge(&g.pos, g.n);
