@@ -126,7 +126,7 @@ typedef struct {
 } qcc_act;
 
 /* c[i*ldc + j] = act(c[i*ldc + j]) for i < rows, j < cols. */
-static void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
+static inline void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
 {
     int i;
     ptrdiff_t j;

@@ -79,6 +79,20 @@ cdef extern from "_int8_impl.h" nogil:
     int qcc_isa_best(int ceiling, int vnni)
     int qcc_i8_supported(int level)
     void qcc_i8_run(qcc_i8_job* job, int threads)
+    ctypedef struct qcc_i8_dw_job:
+        const int8_t* x
+        const int8_t* w
+        Py_ssize_t lda
+        const int32_t* off
+        const qcc_geom* g
+        int groups, planes
+        uint8_t fill
+        int32_t* out
+        int8_t* y
+        const float* mult
+        int zy, qmin, qmax
+        int failed
+    void qcc_i8_depthwise(qcc_i8_dw_job* job, int threads)
     void qcc_i8_pad(const int8_t* x, int8_t* p, const qcc_geom* g, const int* dims,
                     int split, int8_t z_x, int8_t* rowbuf)
 
@@ -186,6 +200,8 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
     if wpack.ndim != 2 or wpack.shape[1] != padded_length(kc):
         raise ValueError(f"packed weight {wpack.shape} does not fit x {x.shape}, kernel "
                          f"{tuple(kernel)} and groups {groups}")
+    if g.cg == 1 and g.og == 1:
+        return _depthwise(x, wpack, off, &g, groups, osp, z_x, multiplier, z_y, qmin, qmax)
     cdef int dims[3]
     cdef int split = g.st[2] == 2
     cdef bint padded = not qcc_padded_dims(&g, g.osp[2], dims) or split
@@ -252,6 +268,54 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
         qcc_i8_run(&job, _threads)
     if job.failed:
         raise MemoryError("int8 conv: out of memory for the GEMM scratch")
+    return res
+
+
+cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, multiplier,
+                int z_y, int qmin, int qmax):
+    """Depthwise conv (one input and one output channel per group): direct taps per
+    plane, the planes shared by the threads."""
+    cdef int n_img = x.shape[0]
+    cdef const int8_t[::1] xv = x.reshape(-1)
+    cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
+    cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32).reshape(-1)
+    if ov.shape[0] != groups:
+        raise ValueError(f"{ov.shape[0]} offsets for {groups} output channels")
+    cdef qcc_i8_dw_job job
+    cdef int32_t[::1] outv
+    cdef int8_t[::1] yv
+    cdef const float[::1] mv
+    job.x = &xv[0]
+    job.w = &wv[0, 0]
+    job.lda = wv.shape[1]
+    job.off = &ov[0]
+    job.g = g
+    job.groups = groups
+    job.planes = n_img * groups
+    job.fill = <uint8_t>(z_x + 128)
+    if multiplier is None:
+        res = np.empty((n_img, groups, *osp), np.int32)
+        outv = res.reshape(-1)
+        job.out = &outv[0]
+        job.y = NULL
+        job.mult = NULL
+    else:
+        res = np.empty((n_img, groups, *osp), np.int8)
+        yv = res.reshape(-1)
+        mv = _multipliers(multiplier, groups)
+        job.out = NULL
+        job.y = &yv[0]
+        job.mult = &mv[0]
+    job.zy = z_y
+    job.qmin = qmin
+    job.qmax = qmax
+    cdef int threads = _threads
+    if <double>job.planes * res[0, 0].size * g.k[0] * g.k[1] * g.k[2] < (1 << 19):
+        threads = 1   # waking a worker costs some microseconds
+    with nogil:
+        qcc_i8_depthwise(&job, threads)
+    if job.failed:
+        raise MemoryError("int8 depthwise conv: out of memory for the scratch")
     return res
 
 

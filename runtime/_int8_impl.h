@@ -507,4 +507,104 @@ static void qcc_i8_pad(const int8_t *x, int8_t *p, const qcc_geom *g, const int 
         }
 }
 
+/* ---- depthwise (one input and one output channel per group): direct taps ------------ */
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#define QCC_I8_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QCC_I8_CLONES
+#endif
+
+typedef struct {
+    const int8_t *x;            /* [N, groups, S] */
+    const int8_t *w;            /* w[c*lda + tap] */
+    ptrdiff_t lda;
+    const int32_t *off;         /* [groups] */
+    const qcc_geom *g;
+    int groups, planes;
+    uint8_t fill;               /* z_x + 128 */
+    int32_t *out;               /* [N, groups, OS] or NULL */
+    int8_t *y;                  /* requantized, or NULL */
+    const float *mult;
+    int zy, qmin, qmax;
+    int next, failed;
+} qcc_i8_dw_job;
+
+/* acc[p] = off + sum_taps w[tap] * u[tap, p] of one plane (uint32: wraps like int32);
+ * pad: the plane's u = x + 128 with `fill` around, int16, of shape dims. */
+QCC_I8_CLONES
+static void qcc_i8_dw_plane(const int8_t *x, const int8_t *w, int32_t off, const qcc_geom *g,
+                            const int *dims, uint8_t fill, int16_t *pad, uint32_t *acc)
+{
+    const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * row;
+    const int ow_n = g->osp[2], s2 = g->st[2];
+    int d, h, t, od, oh, kd, kh, kw;
+    for (t = 0; t < dims[0] * plane; t++) pad[t] = fill;
+    for (d = 0; d < g->sp[0]; d++)
+        for (h = 0; h < g->sp[1]; h++) {
+            const int8_t *src = x + ((ptrdiff_t)d * g->sp[1] + h) * g->sp[2];
+            int16_t *dst = pad + (d + g->pb[0]) * plane + (h + g->pb[1]) * row + g->pb[2];
+            for (t = 0; t < g->sp[2]; t++) dst[t] = (int16_t)(uint8_t)(src[t] ^ 0x80);
+        }
+    for (od = 0; od < g->osp[0]; od++)
+        for (oh = 0; oh < g->osp[1]; oh++) {
+            uint32_t *a = acc + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
+            const int16_t *wtap;
+            int tap = 0;
+            for (t = 0; t < ow_n; t++) a[t] = (uint32_t)off;
+            for (kd = 0; kd < g->k[0]; kd++)
+                for (kh = 0; kh < g->k[1]; kh++)
+                    for (kw = 0; kw < g->k[2]; kw++, tap++) {
+                        const int32_t wv = w[tap];
+                        wtap = pad + ((ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * dims[1]
+                                      + oh * g->st[1] + kh * g->dl[1]) * row + kw * g->dl[2];
+                        if (s2 == 1)
+                            for (t = 0; t < ow_n; t++) a[t] += (uint32_t)(wv * wtap[t]);
+                        else
+                            for (t = 0; t < ow_n; t++) a[t] += (uint32_t)(wv * wtap[t * s2]);
+                    }
+        }
+}
+
+static void qcc_i8_dw_worker(void *arg)
+{
+    qcc_i8_dw_job *job = (qcc_i8_dw_job *)arg;
+    const qcc_geom *g = job->g;
+    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
+    int dims[3];
+    ptrdiff_t vol, i;
+    int16_t *pad;
+    uint32_t *acc;
+    qcc_padded_dims(g, g->osp[2], dims);
+    vol = (ptrdiff_t)dims[0] * dims[1] * dims[2];
+    pad = (int16_t *)qcc_thread_buffer((size_t)vol * 2 + (size_t)pout * 4 + 128);
+    if (pad == NULL) {
+        job->failed = 1;
+        return;
+    }
+    acc = (uint32_t *)(((uintptr_t)(pad + vol) + 63) & ~(uintptr_t)63);
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        int c;
+        if (t >= job->planes) break;
+        c = t % job->groups;
+        qcc_i8_dw_plane(job->x + (ptrdiff_t)t * pin, job->w + (ptrdiff_t)c * job->lda,
+                        job->off[c], g, dims, job->fill, pad, acc);
+        if (job->y != NULL)
+            qcc_i8_requant((const int32_t *)acc, 0, job->y + (ptrdiff_t)t * pout, 0, 1,
+                           (int)pout, job->mult + c, job->zy, job->qmin, job->qmax);
+        else
+            for (i = 0; i < pout; i++) job->out[(ptrdiff_t)t * pout + i] = (int32_t)acc[i];
+    }
+}
+
+/* Run a depthwise job on up to `threads` threads of the pool. */
+static void qcc_i8_depthwise(qcc_i8_dw_job *job, int threads)
+{
+    job->next = 0;
+    job->failed = 0;
+    qcc_parallel(qcc_i8_dw_worker, job, threads < job->planes ? threads : job->planes);
+}
+
 #endif

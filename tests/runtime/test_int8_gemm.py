@@ -3,7 +3,7 @@ packing make special: depth not a multiple of 4 / 16 / 64 or longer than a depth
 one output position, channel counts that are not a multiple of a register tile,
 position counts across panels and blocks, strides that take the gather's strided
 and split paths; int32 wraparound when partial or final sums leave the int32 range;
-the fused requantize entries. Every test runs on each instruction set the CPU has
+the direct depthwise kernel; the fused requantize entries. Every test runs on each instruction set the CPU has
 (AVX-512 VNNI, AVX2, scalar) and compares with an exact int64 numpy oracle."""
 
 import numpy as np
@@ -87,6 +87,12 @@ ODD_CASES = [
     ((1, 230, 5, 5), 20, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),     # K = 2070: 3 chunks
     ((1, 3, 40), 33, (5,), (1,), (2, 2), (1,), 1),                      # 1-d, K = 15
     ((1, 3, 4, 5, 6), 5, (2, 3, 3), (1, 1, 2), (0, 1, 1, 1, 0, 1), (2, 1, 1), 1),  # 3-d
+    # depthwise (one input and one output channel per group): the direct kernel
+    ((2, 32, 40, 41), 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 32),   # threaded
+    ((1, 24, 23, 22), 24, (5, 5), (2, 2), (2, 1, 2, 3), (1, 1), 24),   # stride 2
+    ((1, 6, 9, 10), 6, (3, 3), (3, 2), (0, 1, 2, 0), (2, 1), 6),       # stride 3, dilated
+    ((2, 5, 30), 5, (7,), (1,), (3, 3), (1,), 5),                       # 1-d
+    ((1, 4, 5, 6, 7), 4, (3, 3, 3), (1, 2, 1), (1, 1, 1, 1, 1, 1), (1, 1, 1), 4),  # 3-d
 ]
 
 
@@ -156,7 +162,8 @@ def test_dense_odd_shapes_exact(m, k, n, level, threads):
 
 
 @pytest.mark.parametrize("case", [ODD_CASES[1], ODD_CASES[5], ODD_CASES[6], ODD_CASES[8],
-                                  ODD_CASES[10]], ids=lambda c: "x".join(map(str, c[0])))
+                                  ODD_CASES[10], ODD_CASES[13], ODD_CASES[14]],
+                         ids=lambda c: "x".join(map(str, c[0])))
 @pytest.mark.parametrize("z_y,qmin,qmax", [(0, -128, 127), (-5, -127, 127), (3, -8, 7)])
 def test_conv_requantize_matches_conv_then_requantize(case, z_y, qmin, qmax, level):
     shape, o, k, s, p, dl, g = case
