@@ -531,10 +531,14 @@ typedef struct {
 } qcc_i8_dw_job;
 
 /* acc[p] = off + sum_taps w[tap] * u[tap, p] of one plane (uint32: wraps like int32);
- * pad: the plane's u = x + 128 with `fill` around, int16, of shape dims. */
+ * pad: the plane's u = x + 128 with `fill` around, int16, of shape dims (plus dims[2]
+ * elements of slack). With stride 1 along H and W, each output depth slice is one
+ * flat loop per tap over whole padded rows (wide: osp[1] x dims[2] accumulators, the
+ * columns past osp[2] dropped); else a loop per output row. */
 QCC_I8_CLONES
 static void qcc_i8_dw_plane(const int8_t *x, const int8_t *w, int32_t off, const qcc_geom *g,
-                            const int *dims, uint8_t fill, int16_t *pad, uint32_t *acc)
+                            const int *dims, uint8_t fill, int16_t *pad, uint32_t *acc,
+                            uint32_t *wide)
 {
     const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * row;
     const int ow_n = g->osp[2], s2 = g->st[2];
@@ -542,10 +546,30 @@ static void qcc_i8_dw_plane(const int8_t *x, const int8_t *w, int32_t off, const
     for (t = 0; t < dims[0] * plane; t++) pad[t] = fill;
     for (d = 0; d < g->sp[0]; d++)
         for (h = 0; h < g->sp[1]; h++) {
-            const int8_t *src = x + ((ptrdiff_t)d * g->sp[1] + h) * g->sp[2];
-            int16_t *dst = pad + (d + g->pb[0]) * plane + (h + g->pb[1]) * row + g->pb[2];
-            for (t = 0; t < g->sp[2]; t++) dst[t] = (int16_t)(uint8_t)(src[t] ^ 0x80);
+            const int8_t *restrict src = x + ((ptrdiff_t)d * g->sp[1] + h) * g->sp[2];
+            int16_t *restrict dst = pad + (d + g->pb[0]) * plane + (h + g->pb[1]) * row + g->pb[2];
+            for (t = 0; t < g->sp[2]; t++) dst[t] = (int16_t)(src[t] + 128);
         }
+    if (g->st[1] == 1 && s2 == 1) {
+        const ptrdiff_t n = (ptrdiff_t)g->osp[1] * row;
+        ptrdiff_t i;
+        for (od = 0; od < g->osp[0]; od++) {
+            int tap = 0;
+            for (i = 0; i < n; i++) wide[i] = (uint32_t)off;
+            for (kd = 0; kd < g->k[0]; kd++)
+                for (kh = 0; kh < g->k[1]; kh++)
+                    for (kw = 0; kw < g->k[2]; kw++, tap++) {
+                        const int32_t wv = w[tap];
+                        const int16_t *src = pad + (ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * plane
+                                             + (ptrdiff_t)kh * g->dl[1] * row + kw * g->dl[2];
+                        for (i = 0; i < n; i++) wide[i] += (uint32_t)(wv * src[i]);
+                    }
+            for (oh = 0; oh < g->osp[1]; oh++)
+                memcpy(acc + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n, wide + oh * row,
+                       ow_n * sizeof(uint32_t));
+        }
+        return;
+    }
     for (od = 0; od < g->osp[0]; od++)
         for (oh = 0; oh < g->osp[1]; oh++) {
             uint32_t *a = acc + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
@@ -575,22 +599,24 @@ static void qcc_i8_dw_worker(void *arg)
     int dims[3];
     ptrdiff_t vol, i;
     int16_t *pad;
-    uint32_t *acc;
+    uint32_t *acc, *wide;
     qcc_padded_dims(g, g->osp[2], dims);
     vol = (ptrdiff_t)dims[0] * dims[1] * dims[2];
-    pad = (int16_t *)qcc_thread_buffer((size_t)vol * 2 + (size_t)pout * 4 + 128);
+    pad = (int16_t *)qcc_thread_buffer((size_t)(vol + dims[2]) * 2 + (size_t)pout * 4
+                                       + (size_t)g->osp[1] * dims[2] * 4 + 192);
     if (pad == NULL) {
         job->failed = 1;
         return;
     }
-    acc = (uint32_t *)(((uintptr_t)(pad + vol) + 63) & ~(uintptr_t)63);
+    acc = (uint32_t *)(((uintptr_t)(pad + vol + dims[2]) + 63) & ~(uintptr_t)63);
+    wide = (uint32_t *)(((uintptr_t)(acc + pout) + 63) & ~(uintptr_t)63);
     for (;;) {
         const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         int c;
         if (t >= job->planes) break;
         c = t % job->groups;
         qcc_i8_dw_plane(job->x + (ptrdiff_t)t * pin, job->w + (ptrdiff_t)c * job->lda,
-                        job->off[c], g, dims, job->fill, pad, acc);
+                        job->off[c], g, dims, job->fill, pad, acc, wide);
         if (job->y != NULL)
             qcc_i8_requant((const int32_t *)acc, 0, job->y + (ptrdiff_t)t * pout, 0, 1,
                            (int)pout, job->mult + c, job->zy, job->qmin, job->qmax);
