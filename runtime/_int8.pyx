@@ -62,6 +62,7 @@ cdef extern from "_int8_impl.h" nogil:
         const Py_ssize_t* kofs
         qcc_positions pos
         Py_ssize_t row_stride
+        int slack
         int32_t* out
         int8_t* y
         const float* mult
@@ -235,6 +236,7 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
     job.off = &ov[0]
     job.src = <const uint8_t*>&padv[0] if padded else <const uint8_t*>&xv[0]
     job.src_grp = g.cg * (vol if padded else pin)
+    job.slack = padded
     job.kofs = &kofsv[0]
     job.pos = pos
     job.row_stride = 0
@@ -375,6 +377,7 @@ def _dense(x, wpack, off, multiplier, int z_y, int qmin, int qmax):
     job.src_grp = 0
     job.kofs = NULL
     job.row_stride = rv.shape[1]
+    job.slack = 0
     job.isa = _level(_isa)
     job.failed = 0
     if multiplier is None:

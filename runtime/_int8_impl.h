@@ -62,6 +62,7 @@ typedef struct {
     const ptrdiff_t *kofs;      /* conv: x[k, p] = src[kofs[k] + pos(p)] (int8 bits) */
     qcc_positions pos;
     ptrdiff_t row_stride;       /* dense (kofs NULL): x[k, p] = src[p*row_stride + k] */
+    int slack;                  /* conv: src is readable QCC_I8_SLACK bytes past its end */
     int32_t *out;               /* out[((ni*groups + gi)*m + o)*n + p], or NULL */
     int8_t *y;                  /* requantized output, same layout, or NULL */
     const float *mult;          /* [groups*m] */
@@ -104,8 +105,8 @@ static const uint8_t qcc_i8_zero_row[64];
 /* The panel of positions [j0, j0 + nr) and depth [k0, k0 + kc) (k0 a multiple of 4):
  * bp[(q*NR + j)*4 + t] = u[k0 + 4q + t, j0 + j]; rows past the depth are x = 0 (their
  * weights are 0) and columns past nr are not used. tmp: 4*QCC_I8_TMP(NR) bytes; runs:
- * NR + 2. A conv source must be readable 32 bytes past every run (the caller's padded
- * copy has that slack) unless the panel is one contiguous run. */
+ * NR + 2. Short runs are copied 32 bytes at a time when the source has the slack
+ * (job->slack: the caller's padded copy). */
 QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
                               int k0, int kc, const int NR, uint8_t *restrict bp,
                               uint8_t *restrict tmp, qcc_run *runs)
@@ -145,9 +146,11 @@ QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0,
                     const uint8_t *s = src + job->kofs[kk] + runs[r].src;
                     uint8_t *d = row + runs[r].col;
                     const int len = runs[r].len;
-                    if (sw == 1)
+                    if (sw == 1 && job->slack)
                         memcpy(d, s, 32);   /* len <= NR <= 32; the rest is overwritten
                                                by the next run or not used */
+                    else if (sw == 1)
+                        memcpy(d, s, len);
                     else
                         for (j = 0; j < len; j++) d[j] = s[j * sw];
                 }
