@@ -62,8 +62,10 @@ Layers are the module's `qnn.LAYER_OPS` in walk order, keyed by `quantizable_lay
 names: the op's `name` attribute, else `<op>_<i>` with i its index among the module's
 layers (`conv_0`, `dense_3`); a repeated name gets `_1`, `_2`. `weight` is null for `qnn.avg_pool` and `qnn.matmul`; the
 activation entry applies to every activation input (both operands of `qnn.matmul`).
-`params` always lists every parameter of the algorithm. `reason` is `skip_layers` or
-`skip_layer_types`.
+`params` always lists every parameter of the algorithm. `reason` is `skip_layers`,
+`skip_layer_types` or `attention_mask` (an activation input is an attention mask or
+masked attention scores, recognised from the graph by `qcc.passes.masks`: such a
+layer stays float, so no mask value reaches a quantizer's statistics).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ from qcc.dialects import qnn
 from qcc.dialects.layers import NO_WEIGHT
 from qcc.errors import QccError
 from qcc.passes.common import quantizable_layers
+from qcc.passes.masks import mask_inputs
 from qcc.quant import algorithms
 
 WEIGHT_BITS = (4, 5, 6, 7, 8)
@@ -542,12 +545,16 @@ def resolve(module, config: SimpleConfig | None, model_path: str | None = None) 
     by_layer = {o.layer_name: o.config for o in config.override_layer_configs}
     by_type = {op: o.config for o in config.override_layer_types for op in o.ops}
     skip_types = {op for t in config.skip_layer_types for op in LAYER_TYPES[t]}
+    masked = mask_inputs(module)
     out: dict[str, dict] = {}
     for name, op in layers.items():
         t = op.name
         if name in config.skip_layers or t in skip_types:
             reason = "skip_layers" if name in config.skip_layers else "skip_layer_types"
             out[name] = {"type": t, "quantize": False, "reason": reason}
+            continue
+        if op in masked:  # its input is an attention mask or masked scores: float
+            out[name] = {"type": t, "quantize": False, "reason": "attention_mask"}
             continue
         chain = [c for c in (by_layer.get(name), by_type.get(t), config.common_config) if c]
         w = next((c.weight for c in chain if c.weight), None) or ArqQuantize()
