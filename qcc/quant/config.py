@@ -9,7 +9,8 @@
     do_fusion: true                  # BN fusion (default true)
     skip_fusion_layers: "conv2"
     do_equalization: false           # cross-layer equalization after fusion (qcc-equalize)
-    dmq_balancer_param { migration_strength: 0.5 }   # activation balance (qcc-balance)
+    dmq_balancer_param { migration_strength: 0.5 }   # activation balance on every layer
+    auto_balance: false              # default true: balance inputs with outlier channels
     common_config { arq_quantize { channel_wise: true quant_bits: 8 }
                     ifmr_quantize { search_range_start: 0.7 search_range_end: 1.3 } }
     override_layer_types { layer_type: "Conv2d" calibration_config { ... } }
@@ -30,7 +31,10 @@ activation block (quant_bits 8 or 16, default 8; `asymmetric` defaults to
 | `mse_quantize` (noise + saturation cost, "tf_enhanced") | - |
 
 Defaults: weights `arq` symmetric per-channel int8 (conv, conv_transpose, dense);
-activations `ifmr` int8, asymmetric (`activation_offset: true`). Precedence, separately
+activations `ifmr` int8, asymmetric (`activation_offset: true`); activation balance
+(`qcc-balance`, alpha 0.5) of the layers whose input has outlier channels (largest
+channel max|x| above 16x the median: trained transformers), `auto_balance: false` to
+turn it off, `dmq_balancer_param` to balance every layer. Precedence, separately
 for the weight and the activation part: `override_layer_configs` > `override_layer_types`
 > `common_config` > defaults; the most specific block present is used whole (its unset
 fields take the defaults above, not a less specific block's values). `skip_layers` /
@@ -50,7 +54,8 @@ AvgPool3D AveragePooling2D AvgPool1d/2d/3d`.
 **Resolved JSON** (`resolve`, `config_json.dump_json`; the contract every later step reads)::
 
     {"version": 1, "batch_num": null, "activation_offset": true, "do_fusion": true,
-     "skip_fusion_layers": [], "equalize": false, "balance": null | {"alpha": 0.5},
+     "skip_fusion_layers": [], "equalize": false,
+     "balance": null | {"alpha": 0.5} | {"alpha": 0.5, "outlier_ratio": 16.0},
      "layers": {
        "conv1": {"type": "qnn.conv", "quantize": true,
                  "weight": {"algorithm": "arq", "bits": 8, "channel_wise": true, "symmetric": true},
@@ -257,7 +262,8 @@ class SimpleConfig:
     do_fusion: bool = True
     skip_fusion_layers: tuple[str, ...] = ()
     do_equalization: bool = False  # qcc-equalize after fusion
-    balance_alpha: float | None = None  # qcc-balance migration strength; None: off
+    balance_alpha: float | None = None  # qcc-balance migration strength on every layer
+    auto_balance: bool = True  # without dmq_balancer_param: balance outlier inputs only
     origins: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -326,7 +332,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
                    "override_layer_types": "OverrideLayerType*",
                    "override_layer_configs": "OverrideLayer*", "do_fusion": "bool",
                    "skip_fusion_layers": "string*", "do_equalization": "bool",
-                   "dmq_balancer_param": "dmq_balancer_param"},
+                   "dmq_balancer_param": "dmq_balancer_param", "auto_balance": "bool"},
     "dmq_balancer_param": {"migration_strength": "float"},
     "CalibrationConfig": {"arq_quantize": "arq_quantize",
                           **{f"{a}_quantize": f"{a}_quantize" for a in ACTIVATION_ALGORITHMS}},
@@ -460,7 +466,8 @@ class _Reader:
             one("batch_num", None), one("activation_offset", True), tuple(many("skip_layers")),
             tuple(many("skip_layer_types")), common, tuple(types), tuple(layers),
             one("do_fusion", True), tuple(many("skip_fusion_layers")),
-            one("do_equalization", False), self.balancer(f), origins), f, (1, 1))
+            one("do_equalization", False), self.balancer(f), one("auto_balance", True),
+            origins), f, (1, 1))
 
     def balancer(self, f: dict) -> float | None:
         if "dmq_balancer_param" not in f:
@@ -566,8 +573,20 @@ def resolve(module, config: SimpleConfig | None, model_path: str | None = None) 
             "activation_offset": config.activation_offset, "do_fusion": config.do_fusion,
             "skip_fusion_layers": list(config.skip_fusion_layers),
             "equalize": config.do_equalization,
-            "balance": None if config.balance_alpha is None else {"alpha": config.balance_alpha},
+            "balance": _balance(config),
             "layers": out}
+
+def _balance(config: SimpleConfig) -> dict | None:
+    """`dmq_balancer_param` balances every layer; without it, the layers whose input
+    has outlier channels (`qcc-balance` rule 7) unless `auto_balance: false`."""
+    if config.balance_alpha is not None:
+        return {"alpha": config.balance_alpha}
+    if not config.auto_balance:
+        return None
+    from qcc.passes.balance import OUTLIER_RATIO
+
+    return {"alpha": 0.5, "outlier_ratio": OUTLIER_RATIO}
+
 
 __all__ = [
     "ConfigError", "SimpleConfig", "CalibrationConfig", "ArqQuantize", "ActivationQuant",

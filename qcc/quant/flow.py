@@ -156,7 +156,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         if cfg.get("equalize"):
             extra["equalization"] = _equalize(pipe)
         if cfg.get("balance"):
-            extra["balance"] = _balance(pipe, batches, cfg["balance"]["alpha"], calib)
+            extra["balance"] = _balance(pipe, batches, cfg["balance"], calib)
         if work is not None:
             config_json.dump_json(cfg, work / "quant.json")
         from qcc.passes.insert_quant import insert_observers
@@ -227,15 +227,25 @@ def _equalize(pipe: _Pipeline) -> dict:
                                           for k in before}}
 
 
-def _balance(pipe: _Pipeline, batches: list, alpha: float, calib) -> dict:
+def _balance(pipe: _Pipeline, batches: list, spec: dict, calib) -> dict:
+    """qcc-balance as the config says: every layer, or (`outlier_ratio`) the layers
+    whose input has outlier channels; the report lists the measured ratio of each."""
     from qcc.passes.balance import balance
 
-    factors = balance(pipe.module, batches, alpha=alpha)
+    alpha, k = spec["alpha"], float(spec.get("outlier_ratio", 0.0))
+    ratios: dict[str, float] = {}
+    factors = balance(pipe.module, batches, alpha=alpha, outlier_ratio=k, ratios=ratios)
     data = "CALIB.npz" if isinstance(calib, Mapping) else Path(calib).resolve()
-    pipe.steps.append(f'qcc-balance{{alpha={alpha} data="{data}"}}')
+    option = f" outlier_ratio={k}" if k > 0 else ""
+    pipe.steps.append(f'qcc-balance{{alpha={alpha}{option} data="{data}"}}')
     pipe._dump("qcc-balance")
-    return {"alpha": alpha, "layers": {k: {"min": float(np.min(v)), "max": float(np.max(v))}
-                                       for k, v in factors.items()}}
+    out: dict = {"alpha": alpha, "layers": {
+        name: {"min": float(np.min(v)), "max": float(np.max(v)),
+               "outlier_ratio": ratios[name]} for name, v in factors.items()}}
+    if k > 0:
+        out["outlier_ratio"] = k
+        out["not_balanced"] = {n: r for n, r in ratios.items() if n not in factors}
+    return out
 
 
 def _write_outputs(work: Path, name: str, module: ModuleOp, cfg: dict, report: dict) -> None:
