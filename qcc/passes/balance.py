@@ -31,8 +31,8 @@ Rules:
    balanced: the largest channel max|x| is above k times the median channel max
    (over channels that are not all zero). A remark on the group's first layer says
    whether it fired and the measured ratio. The default config balances this way
-   (k = `OUTLIER_RATIO`): trained transformers carry a few hidden channels 20-100x
-   larger than the rest; CNN layers measure below 10.
+   (k = `qcc.quant.config.OUTLIER_RATIO`, 16): trained transformers carry a few
+   hidden channels 20-100x larger than the rest; CNN layers measure below 10.
 
 Options: `alpha` = migration strength in [0.2, 0.8] (default 0.5; more moves more of
 the activation range into the weights), `data` = .npz with one array per model input
@@ -69,8 +69,6 @@ from qcc.passes.common import tensor_type_of
 FACTOR_ATTR = "qcc.balance_factor"
 ALPHA_RANGE = (0.2, 0.8)
 S_RANGE = (1e-5, 1e5)
-OUTLIER_RATIO = 16.0
-"""Rule 7's k in the default config: a channel max above 16x the median channel max."""
 
 
 class BalanceError(QccError, ValueError):
@@ -366,4 +364,4 @@ class BalancePass(ModulePass):
 
 
 __all__ = ["BalancePass", "BalanceError", "balance", "check_alpha", "factor", "FACTOR_ATTR",
-           "OUTLIER_RATIO", "channel_outlier_ratio"]
+           "channel_outlier_ratio"]

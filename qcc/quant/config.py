@@ -94,6 +94,10 @@ from qcc.passes.common import quantizable_layers
 from qcc.passes.masks import mask_inputs
 from qcc.quant import algorithms
 
+OUTLIER_RATIO = 16.0
+"""The default balances a layer input whose largest channel max|x| is above this times
+the median channel max (`qcc-balance` rule 7): trained transformers measure 20-1000s,
+CNN layers below 10."""
 WEIGHT_BITS = (4, 5, 6, 7, 8)
 ACTIVATION_BITS = (8, 16)
 ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = algorithms.activation_defaults()
@@ -583,14 +587,12 @@ def _balance(config: SimpleConfig) -> dict | None:
         return {"alpha": config.balance_alpha}
     if not config.auto_balance:
         return None
-    from qcc.passes.balance import OUTLIER_RATIO
-
     return {"alpha": 0.5, "outlier_ratio": OUTLIER_RATIO}
 
 
 __all__ = [
     "ConfigError", "SimpleConfig", "CalibrationConfig", "ArqQuantize", "ActivationQuant",
     "OverrideLayer", "OverrideLayerType", "LAYER_TYPES", "ACTIVATION_ALGORITHMS",
-    "WEIGHT_BITS", "ACTIVATION_BITS", "NO_WEIGHT", "layer_type_ops", "parse_simple_config",
-    "load_simple_config", "quantizable_layers", "resolve",
+    "WEIGHT_BITS", "ACTIVATION_BITS", "OUTLIER_RATIO", "NO_WEIGHT", "layer_type_ops",
+    "parse_simple_config", "load_simple_config", "quantizable_layers", "resolve",
 ]

@@ -154,6 +154,26 @@ def test_bert_masks_are_recognised_from_the_graph(bert_onnx):
     assert not any(v in masks for op in layers for v in op.operands)
 
 
+@pytest.mark.parametrize("name", ["distilbert", "gpt2", "t5_encoder", "clip_text"])
+def test_zoo_masks_are_recognised(name, tmp_path):
+    """The padding / causal masks of other architectures of the export zoo (each builds
+    its mask its own way: masked_fill, a causal constant and padding, a position bias
+    plus the mask) reach every softmax input through the recognised path."""
+    import zoo
+
+    arch = zoo.ZOO[name]
+    path = str(tmp_path / f"{name}.onnx")
+    zoo.export(arch, "torchscript", path)
+    feeds = arch.inputs(2, 0)
+    module = load_onnx(path, input_shapes={k: v.shape for k, v in feeds.items()})
+    passes.run(module, "canonicalize")
+    masks = mask_values(module)
+    softmaxes = [op for op in module.walk() if isinstance(op, qnn.SoftmaxOp)]
+    assert softmaxes and all(op.operands[0] in masks for op in softmaxes)
+    layers = [op for op in module.walk() if isinstance(op, qnn.LAYER_OPS)]
+    assert not any(v in masks for op in layers for v in op.operands)
+
+
 def test_default_w8a8_cosine_on_bert_with_outlier_channels(bert_onnx, tmp_path):
     """Default config (no config file): mean cosine to float >= 0.998 on qcc's
     runtime and on onnxruntime running the exported fake-quant model. Only the inputs
