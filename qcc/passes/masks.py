@@ -3,16 +3,16 @@
 A mask lives on the path `mask -> Add / Where -> ... -> Softmax input`. Rules:
 1. From each `qnn.softmax`, the *score path* runs backward from its input through
    ops that keep the scores what they are: reshape, transpose, broadcast, cast,
-   `qnn.mul` / `qnn.div` by a constant, and `qnn.add` (into the operand that is not
-   a bias, rule 2).
-2. A `qnn.add` on the score path one of whose operands *carries a large negative
-   constant* is a mask add: that operand is an additive mask (`(1 - m) * -1e9`, a
-   precomputed causal mask, `Where(m, 0, finfo.min)`), the path continues into the
-   other operand. An operand that carries none (a bias, a relative position bias)
-   is followed as the scores when the other operand carries the mask.
+   `qnn.mul` / `qnn.div` by a constant, `qnn.add` of a constant (a bias), and the
+   mask adds and wheres of rules 2 and 3.
+2. A `qnn.add` on the score path one of whose operands carries a large negative
+   constant (rule 4) and is not computed from a layer is a mask add: that operand is
+   an additive mask (`(1 - m) * -1e9`, a precomputed causal mask,
+   `Where(m, 0, finfo.min)`, a position bias plus a mask); the path continues into
+   the other operand, the scores.
 3. A `qnn.where(c, a, b)` on the score path whose `a` or `b` carries a large
-   negative constant applies a mask (`Where(m, scores, -inf)`); the path continues
-   into the other branch.
+   negative constant and is not computed from a layer applies a mask
+   (`Where(m, scores, -inf)`); the path continues into the other branch.
 4. A value *carries a large negative constant* when it is a `qnn.constant` with an
    element <= -1e4 (`LARGE`, -10000 being the smallest in use: original BERT) or
    -inf, or is computed from one within `DEPTH` ops that are not layers.
@@ -65,21 +65,32 @@ def _mask_cone(value: SSAValue, depth: int = DEPTH) -> set[SSAValue] | None:
     return cone | {value} if cone else None
 
 
+def _reaches_layer(value: SSAValue, depth: int = DEPTH) -> bool:
+    """Whether `value` is computed from a layer's result within `depth` ops (scores
+    are, masks never are)."""
+    op = _owner(value)
+    if op is None:
+        return False
+    if isinstance(op, qnn.LAYER_OPS):
+        return True
+    return depth > 0 and any(_reaches_layer(v, depth - 1) for v in op.operands)
+
+
 def _scores_operand(op: Operation) -> tuple[SSAValue, set[SSAValue]] | None:
-    """Rules 2 and 3: (the scores operand, the mask cone) of a mask add or where."""
+    """Rules 2 and 3: (the scores operand, the mask cone) of a mask add or where. The
+    mask carries a large negative constant and is not computed from a layer (scores
+    masked once already, `Where(m, scores, min)`, carry one too)."""
     if isinstance(op, qnn.AddOp):
-        a, b = op.operands
-        for scores, mask in ((a, b), (b, a)):
-            cone = _mask_cone(mask)
-            if cone is not None and _mask_cone(scores) is None:
-                return scores, cone
+        pair = tuple(op.operands)
+    elif isinstance(op, qnn.WhereOp):
+        pair = tuple(op.operands[1:])
+    else:
         return None
-    if isinstance(op, qnn.WhereOp):
-        _, a, b = op.operands
-        for scores, mask in ((a, b), (b, a)):
-            cone = _mask_cone(mask)
-            if cone is not None and _mask_cone(scores) is None:
-                return scores, cone
+    a, b = pair
+    for scores, mask in ((a, b), (b, a)):
+        cone = _mask_cone(mask)
+        if cone is not None and not _reaches_layer(mask):
+            return scores, cone
     return None
 
 

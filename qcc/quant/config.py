@@ -580,6 +580,7 @@ def resolve(module, config: SimpleConfig | None, model_path: str | None = None) 
             "balance": _balance(config),
             "layers": out}
 
+
 def _balance(config: SimpleConfig) -> dict | None:
     """`dmq_balancer_param` balances every layer; without it, the layers whose input
     has outlier channels (`qcc-balance` rule 7) unless `auto_balance: false`."""

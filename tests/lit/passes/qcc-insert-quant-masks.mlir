@@ -85,3 +85,24 @@ func.func @not_masks(%q: tensor<1x4x4xf32>, %k: tensor<1x4x4xf32>) -> (tensor<1x
   %o = qnn.matmul %l, %k {name = "other"} : (tensor<1x4x4xf32>, tensor<1x4x4xf32>) -> tensor<1x4x4xf32>
   func.return %p, %z, %o : tensor<1x4x4xf32>, tensor<1x4x4xf32>, tensor<1x4x4xf32>
 }
+
+// -----
+
+// Two masks in a row: Where(m, scores, finfo.min) and then an additive causal mask.
+// The where result carries a large constant too, but it is computed from a layer
+// (the scores), so the add's other operand is the mask and both sums are masked.
+// CHECK-LABEL: func.func @two_masks
+// CHECK: %[[W:.*]] = qnn.where %m, %{{.*}}, %min {name = "padded"}
+// CHECK-NEXT: %[[MS:.*]] = qnn.add %[[W]], %causal {name = "masked"}
+// CHECK-NEXT: qnn.softmax %[[MS]]
+// CHECK-NEXT: qnn.matmul %[[W]], %k {name = "context"}
+func.func @two_masks(%q: tensor<1x4x4xf32>, %k: tensor<1x4x4xf32>, %m: tensor<1x4x4xi1>) -> (tensor<1x4x4xf32>, tensor<1x4x4xf32>) {
+  %min = qnn.constant dense<-3.40282347e+38> : tensor<f32> {name = "min"}
+  %causal = qnn.constant dense<[[[0.0, -1.0e4, -1.0e4, -1.0e4], [0.0, 0.0, -1.0e4, -1.0e4], [0.0, 0.0, 0.0, -1.0e4], [0.0, 0.0, 0.0, 0.0]]]> : tensor<1x4x4xf32> {name = "causal"}
+  %s = qnn.matmul %q, %k {name = "scores"} : (tensor<1x4x4xf32>, tensor<1x4x4xf32>) -> tensor<1x4x4xf32>
+  %w = qnn.where %m, %s, %min {name = "padded"} : (tensor<1x4x4xi1>, tensor<1x4x4xf32>, tensor<f32>) -> tensor<1x4x4xf32>
+  %ms = qnn.add %w, %causal {name = "masked"} : (tensor<1x4x4xf32>, tensor<1x4x4xf32>) -> tensor<1x4x4xf32>
+  %p = qnn.softmax %ms {name = "softmax", axis = 2 : i64} : (tensor<1x4x4xf32>) -> tensor<1x4x4xf32>
+  %z = qnn.matmul %w, %k {name = "context"} : (tensor<1x4x4xf32>, tensor<1x4x4xf32>) -> tensor<1x4x4xf32>
+  func.return %p, %z : tensor<1x4x4xf32>, tensor<1x4x4xf32>
+}
