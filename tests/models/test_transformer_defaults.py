@@ -39,10 +39,10 @@ from _torchvision import import_torchvision  # noqa: E402
 
 from qcc import ir, passes  # noqa: E402
 from qcc.dialects import qnn, quant  # noqa: E402
+from qcc.flow.quantize import quantize  # noqa: E402
 from qcc.frontends.onnx import load_onnx  # noqa: E402
 from qcc.passes.masks import mask_values  # noqa: E402
 from qcc.quant.config import SimpleConfig  # noqa: E402
-from qcc.quant.flow import quantize  # noqa: E402
 from qcc.testing import ort as qort  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
