@@ -356,3 +356,35 @@ def calibration_set(feeds: Mapping[str, np.ndarray], batches: int, seed: int = 1
         else:
             out[k] = np.concatenate([v] * batches)
     return out
+
+
+def tiny_cnn(batch: int = 2):
+    """A 2-conv CNN on 3x16x16 (the --smoke model: every script runs it in seconds)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def init(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32),
+                                       name)
+
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1] * 4),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "w3", "b3"], ["output"], name="fc", transB=1)]
+    graph = helper.make_graph(
+        nodes, "tiny_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 10])],
+        [init("w1", 8, 3, 3, 3), init("b1", 8), init("w2", 8, 8, 3, 3), init("b2", 8),
+         init("w3", 10, 8), init("b3", 10)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def smoke_model(batch: int = 2) -> tuple[object, dict[str, np.ndarray]]:
+    """tiny_cnn and one batch of inputs."""
+    return tiny_cnn(batch), {"x": image_batch((batch, 3, 16, 16))}

@@ -100,15 +100,17 @@ def rows(args) -> list[c.Row]:
 
     batch = 2 if args.smoke else 32
     nbatches = 1 if args.smoke else (2 if args.quick else args.batches)
-    label = f"resnet18_cifar b{batch}"
+    proto, feeds = c.smoke_model(batch) if args.smoke else (
+        resnet18_cifar(batch=batch), {"input": c.image_batch((batch, 3, 32, 32))})
+    stem = "tiny_cnn" if args.smoke else "resnet18_cifar"
+    label = f"{stem} b{batch}"
+    name = proto.graph.input[0].name
+    feeds = {name: next(iter(feeds.values()))}
     with tempfile.TemporaryDirectory(prefix="qcc-bench-") as tmp_:
         tmp = Path(tmp_)
-        proto = resnet18_cifar(batch=batch)
-        name = proto.graph.input[0].name
-        model = tmp / "resnet18_cifar.onnx"
+        model = tmp / f"{stem}.onnx"
         onnx.save(proto, str(model))
-        feeds = {name: c.image_batch((batch, 3, 32, 32))}
-        data = {name: c.image_batch((batch * nbatches, 3, 32, 32), seed=1)}
+        data = c.calibration_set(feeds, nbatches)
         c.progress(f"{label}: qcc quantize, onnxruntime quantize_static "
                    f"({nbatches} calibration batches)")
         deploy = qcc_deploy(model, tmp / "qcc", data)
@@ -148,8 +150,13 @@ def parser():
     return p
 
 
+def configure(argv: list[str] | None = None):
+    """The options, --quick / --smoke applied."""
+    return c.settle(parser().parse_args(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = c.settle(parser().parse_args(argv))
+    args = configure(argv)
     if args.child:
         deploy, ort_model, feeds = (Path(p) for p in args.child)
         with np.load(feeds) as f:

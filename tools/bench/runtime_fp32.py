@@ -59,7 +59,7 @@ def model_cases(names: list[str], tmp: Path, smoke: bool
         return proto, {proto.graph.input[0].name: c.image_batch((batch, 3, 32, 32))}
 
     if smoke:
-        return [("resnet18_cifar b2", lambda: r18(2))]
+        return [("tiny_cnn b2", c.smoke_model)]
     table = {
         "light_resnet50": ("light_resnet50 b1", light),
         "resnet18_cifar": ("resnet18_cifar b32", lambda: r18(32)),
@@ -120,8 +120,13 @@ def parser():
     return p
 
 
+def configure(argv: list[str] | None = None):
+    """The options, --quick / --smoke applied."""
+    return c.settle(parser().parse_args(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = c.settle(parser().parse_args(argv))
+    args = configure(argv)
     c.header("fp32 and fake-quant inference: qcc / onnxruntime fp32", args)
     c.print_rows(rows(args))
     return 0
