@@ -93,10 +93,10 @@ def time_pair(deploy: Path, ort_model: Path, feeds: dict[str, np.ndarray], args,
 
 
 def rows(args) -> list[c.Row]:
+    import onnx
+
     from qcc.runtime import isa
     from qcc.testing.models import resnet18_cifar
-
-    import onnx
 
     batch = 2 if args.smoke else 32
     nbatches = 1 if args.smoke else (2 if args.quick else args.batches)

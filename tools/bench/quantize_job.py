@@ -54,7 +54,6 @@ def child(side: str, model: Path, calib: Path, out: Path, threads: int) -> float
             raise SystemExit(f"quantize_job.py: `qcc quantize {model}` exited with {status}")
         return elapsed
     import onnx
-
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -20,6 +20,7 @@ runs, 2 threads per side.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,11 @@ import runtime_fp32  # noqa: E402
 
 SCRIPTS = {"fp32": runtime_fp32, "int8": int8, "calib": calib, "job": quantize_job,
            "memory": memory}
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--all-isa"] if key == "int8" and args.all_isa else []
         sub = SCRIPTS[key].configure(flags + extra)
         c.progress(f"== {key}: {SCRIPTS[key].__file__}")
+        t0, cpu0 = time.perf_counter(), _cpu_seconds()
         rows += SCRIPTS[key].rows(sub)
+        c.progress(f"== {key}: {time.perf_counter() - t0:.1f} s wall, "
+                   f"{_cpu_seconds() - cpu0:.1f} s CPU (with subprocesses)")
     c.print_rows(rows)
     ok = sum(r.ok for r in rows)
     print(f"# {ok} of {len(rows)} within target; {time.perf_counter() - t:.0f} s")
