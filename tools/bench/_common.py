@@ -111,16 +111,22 @@ def header(title: str, args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- timing
 
-def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, runs: int
-                ) -> dict[str, float]:
+GAP_S = 0.01
+
+
+def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, runs: int,
+                gap: float = GAP_S) -> dict[str, float]:
     """Median milliseconds of each callable, run in turn (a, b, a, b, ...) after
-    `warmup` untimed rounds, so that a change of machine load hits every side alike."""
+    `warmup` untimed rounds, so that a change of machine load hits every side alike.
+    An untimed pause of `gap` seconds before each call lets the other side's pool
+    threads (onnxruntime's and OpenMP's spin a while after their work) go idle."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(max(runs, 1)):
         for k, fn in fns.items():
+            time.sleep(gap)
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
@@ -272,11 +278,14 @@ _LIBRARIES: list[object] = []
 
 def export_torch(model, example: Sequence[np.ndarray], names: Sequence[str], path: Path) -> Path:
     """torch.onnx.export with the TorchScript exporter (opset 14), static shapes."""
+    import warnings
+
     import torch
 
     torch.manual_seed(0)
     args = tuple(torch.from_numpy(a) for a in example)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python-level branches
         torch.onnx.export(model.eval(), args, str(path), input_names=list(names),
                           output_names=["output"], dynamo=False, opset_version=14)
     return path
