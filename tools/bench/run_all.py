@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         sub = SCRIPTS[key].configure(flags + extra)
         c.progress(f"== {key}: {SCRIPTS[key].__file__}")
         t0, cpu0 = time.perf_counter(), _cpu_seconds()
-        rows += SCRIPTS[key].rows(sub)
+        got = SCRIPTS[key].rows(sub)
+        for r in got:
+            c.progress(f"{r.model} | {r.what} | {r.qcc:.1f} | {r.ort:.1f} | {r.ratio:.2f}")
+        rows += got
         c.progress(f"== {key}: {time.perf_counter() - t0:.1f} s wall, "
                    f"{_cpu_seconds() - cpu0:.1f} s CPU (with subprocesses)")
     c.print_rows(rows)
