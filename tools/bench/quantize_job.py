@@ -145,8 +145,11 @@ def parser():
 
 
 def configure(argv: list[str] | None = None):
-    """The options, --quick / --smoke applied."""
-    return c.settle(parser().parse_args(argv))
+    """The options, --quick / --smoke applied (--quick: one job per side)."""
+    args = c.settle(parser().parse_args(argv))
+    if args.quick:
+        args.runs = 1
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
