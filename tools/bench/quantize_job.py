@@ -127,7 +127,8 @@ def rows(args) -> list[c.Row]:
             for i in range(args.warmup + args.runs):
                 for side in ("qcc", "ort"):
                     c.progress(f"{label}: {side} job {i + 1}/{args.warmup + args.runs}")
-                    s = _run_child(side, model, calib, tmp / f"{side}_{i}", args.threads)
+                    s = _run_child(side, model, calib, tmp / f"{model.stem}_{side}_{i}",
+                                   args.threads)
                     if i >= args.warmup:
                         times[side].append(s * 1e3)
             out.append(c.Row(label, "whole PTQ job / ort pre_process+quantize_static",

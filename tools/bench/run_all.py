@@ -62,13 +62,19 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads, warmup=0, runs=0)
     c.header("issue 16: qcc / onnxruntime, every ratio measured in this run", first)
     rows: list[c.Row] = []
+    failed: list[str] = []
     t = time.perf_counter()
     for key in only:
         extra = ["--all-isa"] if key == "int8" and args.all_isa else []
         sub = SCRIPTS[key].configure(flags + extra)
         c.progress(f"== {key}: {SCRIPTS[key].__file__}")
         t0, cpu0 = time.perf_counter(), _cpu_seconds()
-        got = SCRIPTS[key].rows(sub)
+        try:
+            got = SCRIPTS[key].rows(sub)
+        except (Exception, SystemExit) as e:  # one bench failing must not lose the others
+            failed.append(f"{key}: {str(e).strip().splitlines()[-1] if str(e).strip() else e!r}")
+            c.progress(f"== {key} FAILED: {e}")
+            continue
         for r in got:
             c.progress(f"{r.model} | {r.what} | {r.qcc:.1f} | {r.ort:.1f} | {r.ratio:.2f}")
         rows += got
@@ -77,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     c.print_rows(rows)
     ok = sum(r.ok for r in rows)
     print(f"# {ok} of {len(rows)} within target; {time.perf_counter() - t:.0f} s")
-    return 0
+    for f in failed:
+        print(f"# FAILED {f}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
