@@ -100,12 +100,13 @@ def rows(args) -> list[c.Row]:
 
     batch = 2 if args.smoke else 32
     nbatches = 1 if args.smoke else (2 if args.quick else args.batches)
-    proto, feeds = c.smoke_model(batch) if args.smoke else (
-        resnet18_cifar(batch=batch), {"input": c.image_batch((batch, 3, 32, 32))})
-    stem = "tiny_cnn" if args.smoke else "resnet18_cifar"
+    if args.smoke:
+        proto, stem = c.tiny_cnn(batch), "tiny_cnn"
+    else:
+        proto, stem = resnet18_cifar(batch=batch), "resnet18_cifar"
     label = f"{stem} b{batch}"
-    name = proto.graph.input[0].name
-    feeds = {name: next(iter(feeds.values()))}
+    inp = proto.graph.input[0]
+    feeds = {inp.name: c.image_batch([d.dim_value for d in inp.type.tensor_type.shape.dim])}
     with tempfile.TemporaryDirectory(prefix="qcc-bench-") as tmp_:
         tmp = Path(tmp_)
         model = tmp / f"{stem}.onnx"
