@@ -175,9 +175,15 @@ def qcc_execute(plan, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out[0] if isinstance(out, tuple) else out
 
 
-def max_diff(got: Mapping[str, np.ndarray], sess, want: Sequence[np.ndarray]) -> float:
-    return max(float(np.max(np.abs(np.asarray(got[o.name], np.float64) - w)))
-               for o, w in zip(sess.get_outputs(), want, strict=True))
+def max_diff(got: Mapping[str, np.ndarray], sess, want: Sequence[np.ndarray]) -> str:
+    """max |got - want| over the outputs, and relative to max |want| (random-weight
+    models can have tiny outputs, where the absolute figure says nothing)."""
+    diff = scale = 0.0
+    for o, w in zip(sess.get_outputs(), want, strict=True):
+        w = np.asarray(w, np.float64)
+        diff = max(diff, float(np.max(np.abs(np.asarray(got[o.name], np.float64) - w))))
+        scale = max(scale, float(np.max(np.abs(w))))
+    return f"{diff:.2e} ({diff / scale if scale else 0.0:.1e} of max|output| {scale:.2e})"
 
 
 # ---------------------------------------------------------------- the table

@@ -89,7 +89,7 @@ def time_pair(deploy: Path, ort_model: Path, feeds: dict[str, np.ndarray], args,
         ms = c.interleaved({"qcc": lambda: c.qcc_execute(plan, feeds),
                             "ort": lambda: sess.run(None, feeds)}, args.warmup, args.runs)
     return c.Row(label, f"int8 deploy / ort int8 QDQ [qcc {level}]", ms["qcc"],
-                 ms["ort"], TARGET, f"max|qcc int8 - ort int8| {diff:.3g} (two quantizations)")
+                 ms["ort"], TARGET, f"max|qcc int8 - ort int8| {diff}: two quantizations")
 
 
 def rows(args) -> list[c.Row]:

@@ -97,9 +97,9 @@ def bench(label: str, model, feeds: dict[str, np.ndarray], args) -> list[c.Row]:
                             "fq": lambda: c.qcc_execute(fq_plan, feeds),
                             "ort": lambda: sess.run(None, feeds)}, args.warmup, args.runs)
     return [c.Row(label, "fp32 / ort fp32", ms["fp32"], ms["ort"], TARGET,
-                  f"max|qcc - ort| {diff:.2e}"),
+                  f"max|qcc - ort| {diff}"),
             c.Row(label, "fake-quant / ort fp32", ms["fq"], ms["ort"], TARGET,
-                  f"max|fake-quant - float| {fq_diff:.2e}")]
+                  f"max|fake-quant - ort fp32| {fq_diff}")]
 
 
 def rows(args) -> list[c.Row]:
