@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 def cpu_report() -> list[str]:
     """The CPU's name, core count and the features qcc's kernels choose between."""
-    name, flags = "unknown CPU", set()
+    name, flags = "unknown CPU", set[str]()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -400,6 +401,6 @@ def tiny_cnn(batch: int = 2):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def smoke_model(batch: int = 2) -> tuple[object, dict[str, np.ndarray]]:
+def smoke_model(batch: int = 2) -> tuple[Any, dict[str, np.ndarray]]:
     """tiny_cnn and one batch of inputs."""
     return tiny_cnn(batch), {"x": image_batch((batch, 3, 16, 16))}
