@@ -41,8 +41,8 @@ def child(side: str, model: Path, runs: int, threads: int) -> float:
             module = load_onnx(str(model))
             plan = compile_module(module)
             del module
-            name = plan_input_name(model)
-            x = c.image_batch(tuple(plan.input_types[0].get_shape()))
+            name, shape = model_input(model)
+            x = c.image_batch(shape)
             for _ in range(runs):
                 execute(plan, {name: x})
     else:
@@ -67,12 +67,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def plan_input_name(model: Path) -> str:
+def model_input(model: Path) -> tuple[str, tuple[int, ...]]:
+    """The name and static shape of the model's (first) input."""
     import onnx
 
     proto = onnx.load(str(model), load_external_data=False)
     inits = {i.name for i in proto.graph.initializer}
-    return next(i.name for i in proto.graph.input if i.name not in inits)
+    inp = next(i for i in proto.graph.input if i.name not in inits)
+    return inp.name, tuple(d.dim_value for d in inp.type.tensor_type.shape.dim)
 
 
 def _run_child(side: str, model: Path, args) -> float:
