@@ -167,7 +167,8 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
                    constants: dict[int, np.ndarray]) -> list[Step]:
     """Fold each fake-quant / relu / clip / batch_norm step into the step before it
     when it consumes that step's fresh float32 result, which nothing else uses (its
-    other operands constants)."""
+    other operands constants). A relu or clip right after a float conv becomes the
+    compiled conv's `activation` (the same bits); the others run in place after it."""
     fused: list[Step] = []
     chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
     for step in steps:
@@ -179,6 +180,13 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
                 and len(prev.results) == 1 and step.args[:1] == prev.results
                 and prev.results[0] not in outputs and K.is_f32(prev.op.results[0])
                 and step.op.operands[0].has_one_use()):
+            activated = None if len(fused) - 1 in chain else \
+                _conv_activation(prev.op, step.op)
+            if activated is not None:  # relu / clip inside the compiled conv
+                fused[-1] = Step(activated.fn, prev.op, prev.args, step.results,
+                                 fresh=True, takes_out=activated.takes_out)
+                chain[len(fused) - 1] = (fused[-1], [], [])
+                continue
             base, followers, fallbacks = chain.get(len(fused) - 1, (prev, [], []))
             followers = followers + [follower]
             fallbacks = fallbacks + [partial(_first_arg, step.fn, params)]
@@ -190,6 +198,14 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
             continue
         fused.append(step)
     return fused
+
+
+def _conv_activation(producer: Operation, follower: Operation) -> K.Kernel | None:
+    """The float conv `producer` running `follower` (a relu or clip) as its compiled
+    kernel's activation."""
+    if not (isinstance(producer, qnn.ConvOp) and K.operand_kind(producer) == "float"):
+        return None
+    return K.conv_with_activation(producer, follower)
 
 
 def _first_arg(fn: Callable[..., Any], rest: list, x: np.ndarray) -> Any:

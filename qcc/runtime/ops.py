@@ -115,14 +115,45 @@ for _op in qnn.QNN_OPS:
 
 @kernel(qnn.ConvOp, on="float")
 def _conv(op, consts):
+    return conv_kernel(op)
+
+
+def conv_kernel(op, activation: Any = None) -> Kernel:
+    """The float conv's step; `activation` (None, "relu" or ("clip", lo, hi)) is
+    applied by the compiled conv to each output once its sum is complete."""
     strides, pads = get_ints(_p(op, "strides")), get_ints(_p(op, "pads"))
     dilations, groups = get_ints(_p(op, "dilations")), get_int(_p(op, "groups"), 1)
     conv = C.conv
+    if activation is not None:
+        def activated(x, w, b=None, out=None):
+            return conv(x, w, b, strides, pads, dilations, groups, out=out,
+                        activation=activation)
+        return Kernel(activated, fresh=True, takes_out=True)
 
     def run(x, w, b=None, out=None):
         return conv(x, w, b, strides, pads, dilations, groups, out=out)
 
     return Kernel(run, fresh=True, takes_out=C.compiled)
+
+
+def conv_with_activation(conv_op, act_op) -> Kernel | None:
+    """The float conv `conv_op` with the relu or clip `act_op` (its only user) fused
+    into the compiled kernel: the same bits as numpy's maximum / clip applied after
+    (see runtime/_conv.pyx). None when the compiled conv does not run or `act_op`
+    is not a float32 relu / clip of one operand."""
+    if not (C.compiled and all(is_f32(v) for v in conv_op.operands)
+            and is_f32(conv_op.results[0]) and len(act_op.operands) == 1
+            and is_f32(act_op.operands[0]) and is_f32(act_op.results[0])):
+        return None
+    if isinstance(act_op, qnn.ReluOp):
+        return conv_kernel(conv_op, "relu")
+    if isinstance(act_op, qnn.ClipOp):
+        return conv_kernel(conv_op, ("clip", *_clip_bounds(act_op)))
+    return None
+
+
+def _clip_bounds(op) -> tuple[np.float32, np.float32]:
+    return np.float32(get_float(_p(op, "min"))), np.float32(get_float(_p(op, "max")))
 
 
 @kernel(qnn.ConvTransposeOp, on="float")
@@ -361,8 +392,7 @@ def in_place(op, params: Sequence[np.ndarray] = ()
     if isinstance(op, qnn.ReluOp):
         return lambda y: np.maximum(y, np.float32(0), out=y)
     if isinstance(op, qnn.ClipOp):
-        lo = np.float32(get_float(_p(op, "min")))
-        hi = np.float32(get_float(_p(op, "max")))
+        lo, hi = _clip_bounds(op)
         return lambda y: np.clip(y, lo, hi, out=y)
     return None
 

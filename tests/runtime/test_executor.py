@@ -242,3 +242,43 @@ def test_batch_norm_runs_in_its_convs_step_with_the_same_numbers():
     c = (slice(None), None, None)
     want = np.maximum((conv - mean[c]) / np.sqrt(var[c] + 1e-3) * scale[c] + bias[c], 0)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not __import__("qcc.runtime.kernels").runtime.kernels.compiled,
+                    reason="the compiled conv is not built")
+def test_relu_and_clip_run_as_the_compiled_convs_activation():
+    from qcc.dialects import quant
+    from qcc.dialects.quant import UniformQuantizedType as Q
+    from qcc.runtime.kernels import reference_conv
+
+    rng = np.random.default_rng(9)
+    g = ir.Graph()
+    x = g.input("x", (2, 4, 6, 6))
+    w1 = g.const(rng.standard_normal((6, 4, 3, 3)).astype(np.float32))
+    b1 = g.const(rng.standard_normal(6).astype(np.float32))
+    w2 = g.const(rng.standard_normal((6, 3, 3, 3)).astype(np.float32))
+    h = g.add(qnn.ConvOp.make(x, w1, b1, pads=(1, 1, 1, 1)))
+    r = g.add(qnn.ReluOp.make(h))
+    rq = g.add(quant.FakeQuantOp.make(r, qtype=Q.make(scale=0.05, zero_point=-128)))
+    c = g.add(qnn.ConvOp.make(rq, w2, strides=(2, 2), groups=2))
+    module = g.finish({"y": g.add(qnn.ClipOp.make(c, min=-0.5, max=0.75))})
+    fused, plain = compile_module(module), compile_module(module, fuse=False)
+    assert [type(s.op).__name__ for s in fused.steps] == ["ConvOp", "ConvOp"]
+    assert "activated" in fused.steps[1].fn.__qualname__  # the clip is the conv's
+    for k in range(4):
+        xv = rng.standard_normal((2, 4, 6, 6)).astype(np.float32) * 2
+        if k == 3:  # -0 goes through as numpy's maximum / clip leave it
+            xv[1, 2, 3, :] = -0.0
+        got, want = execute(fused, {"x": xv})[0]["y"], execute(plain, {"x": xv})[0]["y"]
+        assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
+    # the numbers against a float64 numpy conv (the fake-quant rounding of values at
+    # a step's midpoint may differ: compare within one quantization step)
+    xv = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    ws = [ir.array_of(v.owner).astype(np.float64) for v in (w1, b1, w2)]
+    h64 = reference_conv(xv.astype(np.float64), ws[0], ws[1], (1, 1), (1, 1, 1, 1),
+                         (1, 1), 1)
+    q = np.clip(np.rint(np.maximum(h64, 0) / 0.05) - 128, -128, 127)
+    want = np.clip(reference_conv((q + 128) * 0.05, ws[2], None, (2, 2), (0, 0, 0, 0),
+                                  (1, 1), 2), -0.5, 0.75)
+    got = execute(fused, {"x": xv})[0]["y"]
+    np.testing.assert_allclose(got, want, atol=0.05 * np.abs(ws[2]).sum(axis=(1, 2, 3)).max())
