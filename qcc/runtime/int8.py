@@ -34,7 +34,9 @@ instruction set) for conv and dense; everything else runs the numpy kernels, whi
 Registration: the builders at the end of this file register in the one kernel
 table of `qcc.runtime.ops` for integer operands (`on="int"`); the plan picks them
 from the IR's types when it is compiled, and packs constant weights then, once
-(the plan owns the packed arrays). `quant.quantize` of a constant (the weights and
+(the plan owns the packed arrays). A compiled conv or dense whose int32 result only
+feeds a `quant.requantize` to int8 runs both in one step (`requantized`, called when
+the plan fuses steps). `quant.quantize` of a constant (the weights and
 biases of the integer IR) is folded into a constant of the plan when it is compiled.
 """
 
@@ -262,27 +264,51 @@ def _packer(z_x: int, w_const, b_const, n_operands: int):
 
 @kernel(qnn.ConvOp, on="int")
 def _conv_int(op, consts):
-    qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
+    fast = _conv_compiled(op, consts)
+    if fast is not None:
+        return fast
+    qw = _qtype(op.operands[1])
     strides, pads = get_ints(op.strides), get_ints(op.pads)
     dilations, groups = get_ints(op.dilations), get_int(op.groups, 1)
-    z_x = qx.zero_point
-    w_shape = tuple(op.operands[1].type.get_shape())
-    if _compiled_ok(op.operands[0].type, op.operands[1].type, qw, math.prod(w_shape[1:])):
-        packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
-                         len(op.operands))
-        kshape, conv_c = w_shape[2:], _C.conv
-
-        def fast(x, w, b=None):
-            wp, off = packed(w, b)
-            return conv_c(x, wp, off, kshape, z_x, strides, pads, dilations, groups)
-
-        return Kernel(fast, fresh=True)
-    z_w = zero_points(qw, len(w_shape))
+    z_x = _qtype(op.operands[0]).zero_point
+    z_w = zero_points(qw, len(op.operands[1].type.get_shape()))
 
     def exact(x, w, b=None):
         return conv(x, w, b, z_x, z_w, strides, pads, dilations, groups)
 
     return Kernel(exact, fresh=True)
+
+
+def _conv_compiled(op, consts, requant: tuple | None = None) -> Kernel | None:
+    """The compiled int32 conv of `op` (None when its types do not allow it); with
+    `requant` = (multipliers, z_y, qmin, qmax), requantized to int8 in the same pass."""
+    qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
+    strides, pads = get_ints(op.strides), get_ints(op.pads)
+    dilations, groups = get_ints(op.dilations), get_int(op.groups, 1)
+    z_x = qx.zero_point
+    w_shape = tuple(op.operands[1].type.get_shape())
+    if not _compiled_ok(op.operands[0].type, op.operands[1].type, qw,
+                        math.prod(w_shape[1:])):
+        return None
+    packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
+                     len(op.operands))
+    kshape = w_shape[2:]
+    if requant is not None:
+        conv_rq, (m, z_y, qmin, qmax) = _C.conv_requantize, requant
+
+        def fused(x, w, b=None):
+            wp, off = packed(w, b)
+            return conv_rq(x, wp, off, kshape, z_x, strides, pads, dilations, groups,
+                           m, z_y, qmin, qmax)
+
+        return Kernel(fused, fresh=True)
+    conv_c = _C.conv
+
+    def fast(x, w, b=None):
+        wp, off = packed(w, b)
+        return conv_c(x, wp, off, kshape, z_x, strides, pads, dilations, groups)
+
+    return Kernel(fast, fresh=True)
 
 
 @kernel(qnn.ConvTransposeOp, on="int")
@@ -296,21 +322,62 @@ def _conv_transpose_int(op, consts):
 
 @kernel(qnn.DenseOp, on="int")
 def _dense_int(op, consts):
+    fast = _dense_compiled(op, consts)
+    if fast is not None:
+        return fast
+    qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
+    z_x, z_w = qx.zero_point, zero_points(qw, len(op.operands[1].type.get_shape()))
+    return Kernel(lambda x, w, b=None: dense(x, w, b, z_x, z_w), fresh=True)
+
+
+def _dense_compiled(op, consts, requant: tuple | None = None) -> Kernel | None:
+    """The compiled int32 dense of `op` (None when its types do not allow it); with
+    `requant`, requantized to int8 in the same pass (see `_conv_compiled`)."""
     qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
     w_shape = tuple(op.operands[1].type.get_shape())
     z_x = qx.zero_point
-    if _compiled_ok(op.operands[0].type, op.operands[1].type, qw, w_shape[1]):
-        packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
-                         len(op.operands))
-        dense_c, n = _C.dense, w_shape[0]
+    if not _compiled_ok(op.operands[0].type, op.operands[1].type, qw, w_shape[1]):
+        return None
+    packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
+                     len(op.operands))
+    n = w_shape[0]
+    if requant is not None:
+        dense_rq, (m, z_y, qmin, qmax) = _C.dense_requantize, requant
 
-        def fast(x, w, b=None):
+        def fused(x, w, b=None):
             wp, off = packed(w, b)
-            return dense_c(x.reshape(-1, x.shape[-1]), wp, off).reshape(*x.shape[:-1], n)
+            return dense_rq(x.reshape(-1, x.shape[-1]), wp, off, m, z_y, qmin, qmax
+                            ).reshape(*x.shape[:-1], n)
 
-        return Kernel(fast, fresh=True)
-    z_w = zero_points(qw, len(w_shape))
-    return Kernel(lambda x, w, b=None: dense(x, w, b, z_x, z_w), fresh=True)
+        return Kernel(fused, fresh=True)
+    dense_c = _C.dense
+
+    def fast(x, w, b=None):
+        wp, off = packed(w, b)
+        return dense_c(x.reshape(-1, x.shape[-1]), wp, off).reshape(*x.shape[:-1], n)
+
+    return Kernel(fast, fresh=True)
+
+
+def requantized(layer, req, consts) -> Kernel | None:
+    """The int8 conv or dense `layer` and the `quant.requantize` `req` of its int32
+    result (its only user) in one compiled step: int8 out, the integers of
+    `_requantize` below (float32(acc) * float32 multiplier, rint half to even, + z_y,
+    clip). None unless the compiled kernel runs `layer`, the accumulator's zero
+    point is 0, and the target is per-tensor int8 (per-channel accumulator scales
+    along the layer's output channels)."""
+    if _C is None or not isinstance(layer, (qnn.ConvOp, qnn.DenseOp)):
+        return None
+    source, target = _qtype(req.input), req.properties["qtype"]
+    ndim = len(req.input.type.get_shape())
+    channel = 1 if isinstance(layer, qnn.ConvOp) else ndim - 1
+    if (source.bits != 32 or any(source.zero_points) or target.axis is not None
+            or target.numpy_dtype != np.int8 or source.axis not in (None, channel)):
+        return None
+    m = np.ascontiguousarray(multiplier(source, target, ndim).reshape(-1), np.float32)
+    params = (m, int(target.zero_point), int(target.storage_min), int(target.storage_max))
+    build = _conv_compiled if isinstance(layer, qnn.ConvOp) else _dense_compiled
+    return build(layer, consts, params)
 
 
 @kernel(qnn.MatmulOp, on="int")

@@ -479,3 +479,56 @@ def test_weights_are_packed_once_when_the_plan_is_compiled(monkeypatch):
     want = direct_conv(xq, w, b, -2, 0, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     for _, kept in outs:
         np.testing.assert_array_equal(kept[acc], want)
+
+
+def _requantized_layers_module(rng):
+    """x -> quantize -> conv (int32, per-channel scales) -> requantize to int8 ->
+    dense (int32) -> requantize to int8; both int8 values are outputs."""
+    g = ir.Graph()
+    x = g.input("x", (2, 4, 7, 7))
+    qx = QType.make(scale=0.05, zero_point=-3)
+    qw = QType.make_per_axis(axis=0, scales=list(rng.uniform(0.002, 0.02, 8)),
+                             narrow_range=True)
+    xq = g.add(quant.QuantizeOp.make(x, qtype=qx))
+    w = g.const(rng.uniform(-1, 1, (8, 4, 3, 3)).astype(np.float32))
+    b = g.const(rng.uniform(-0.5, 0.5, 8).astype(np.float32))
+    wq = g.add(quant.QuantizeOp.make(w, qtype=qw))
+    bq = g.add(quant.QuantizeOp.make(b, qtype=bias_type(qx, qw, 1)))
+    acc = g.add(qnn.ConvOp.make(xq, wq, bq, pads=(1, 1, 1, 1), strides=(2, 2)))
+    qy = QType.make(scale=0.04, zero_point=5)
+    y = g.add(quant.RequantizeOp.make(acc, qtype=qy))
+    flat = g.add(qnn.ReshapeOp.make(y, shape=(2, 128)))
+    qv = QType.make_per_axis(axis=0, scales=list(rng.uniform(0.001, 0.01, 6)),
+                             narrow_range=True)
+    v = g.const(rng.uniform(-1, 1, (6, 128)).astype(np.float32))
+    vq = g.add(quant.QuantizeOp.make(v, qtype=qv))
+    acc2 = g.add(qnn.DenseOp.make(flat, vq))
+    z = g.add(quant.RequantizeOp.make(acc2, qtype=QType.make(scale=0.2, zero_point=-1)))
+    return g.finish({"y": y, "z": z}), (wq, bq, vq, acc, acc2)
+
+
+@needs_compiled
+def test_conv_and_dense_run_requantized_in_one_step_on_every_isa(level):
+    """The fused int8 out equals the int64 direct conv / dense followed by the
+    requantize rule written out in numpy, and the unfused plan's integers."""
+    rng = np.random.default_rng(12)
+    module, (wq, bq, vq, acc, acc2) = _requantized_layers_module(rng)
+    fused, plain = compile_module(module), compile_module(module, fuse=False)
+    assert [s.op.name for s in fused.steps] == ["quant.quantize", "qnn.conv", "qnn.reshape",
+                                               "qnn.dense"]
+    for scale in (1.0, 4.0):  # 4x: many values clip at the ends of int8
+        x = {"x": rng.standard_normal((2, 4, 7, 7)).astype(np.float32) * scale}
+        got = execute(fused, x)[0]
+        want, kept = execute(plain, x, keep=[wq, bq, vq, acc, acc2])
+        xq = QType.make(scale=0.05, zero_point=-3).quantize(x["x"])
+        direct = direct_conv(xq, kept[wq], kept[bq], -3, 0, (2, 2), (1, 1, 1, 1), (1, 1), 1)
+        s_acc = np.asarray(acc.type.element_type.scales, np.float64)
+        m = (s_acc / 0.04).astype(np.float32)[None, :, None, None]
+        y = np.clip(np.rint(direct.astype(np.float32) * m) + 5, -128, 127).astype(np.int8)
+        assert got["y"].dtype == np.int8 and np.array_equal(got["y"], y)
+        d = (y.reshape(2, 128).astype(np.int64) - 5) @ kept[vq].astype(np.int64).T
+        s2 = np.asarray(acc2.type.element_type.scales, np.float64)
+        z = np.clip(np.rint(d.astype(np.float32) * (s2 / 0.2).astype(np.float32)) - 1,
+                    -128, 127).astype(np.int8)
+        assert np.array_equal(got["z"], z)
+        assert all(np.array_equal(got[k], want[k]) for k in ("y", "z"))
