@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -89,6 +89,11 @@ class Plan:
     names: dict[int, str] = field(default_factory=dict)
     specialized: dict[tuple[tuple[int, ...], ...], Shapes] = field(default_factory=dict)
     """Concrete input shapes -> the plan specialized to them."""
+    unfused: list[Step] = field(default_factory=list)
+    """The steps before fusion (their own copies), run instead of `steps` when `keep`
+    asks for a value that a fused step no longer produces."""
+    fused_away: frozenset[int] = frozenset()
+    """The slots that only `unfused` computes."""
     buffers_in_use: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Held by the run writing into the shared buffers (a concurrent run of the same
     plan allocates its own arrays)."""
@@ -155,12 +160,18 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
     if unsupported:
         listed = ", ".join(f"{k} (x{n})" for k, n in sorted(unsupported.items()))
         raise RuntimeError_(f"the runtime has no kernel for: {listed}")
+    unfused: list[Step] = []
     if fuse:
+        unfused = [replace(s) for s in steps]
         steps = _fuse_in_place(steps, set(outputs), constants)
+        _mark_deaths(unfused, set(outputs) | set(constants) | set(input_slots))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
     names = {s: _value_name(v) for v, s in slot_of.items()}
+    produced = {r for s in steps for r in s.results}
+    fused_away = frozenset(r for s in unfused for r in s.results if r not in produced)
     return Plan(in_names, input_types, out_names, input_slots, outputs,
-                constants, steps, slot_of, len(slot_of), names)
+                constants, steps, slot_of, len(slot_of), names, unfused=unfused,
+                fused_away=fused_away)
 
 
 def _fuse_in_place(steps: list[Step], outputs: set[int],
@@ -177,7 +188,8 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
                 and step.args[:1] == prev.results and prev.results[0] not in outputs
                 and isinstance(step.op, quant.RequantizeOp)
                 and step.op.operands[0].has_one_use()):
-            both = _int8.requantized(prev.op, step.op, [constants.get(a) for a in prev.args])
+            both = _int8.requantized(prev.op, step.op, [constants.get(a) for a in prev.args],
+                                     prev.fn)
             if both is not None:  # int8 conv / dense requantized in its own pass
                 fused[-1] = Step(both.fn, prev.op, prev.args, step.results, fresh=True)
                 chain[len(fused) - 1] = (fused[-1], [], [])
@@ -321,9 +333,10 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
             keep: Iterable[SSAValue] = (),
             overrides: Mapping[Operation, Callable[..., object]] | None = None,
             ) -> tuple[dict[str, np.ndarray], dict[SSAValue, np.ndarray]]:
-    """Run the plan; also return the values in `keep`. `overrides` replaces the
-    kernel of chosen ops, called as `fn(op, *arrays)` (calibration hooks its
-    observers in this way)."""
+    """Run the plan; also return the values in `keep` (a value that a fused step
+    computes only inside its kernel makes the run take the unfused steps).
+    `overrides` replaces the kernel of chosen ops, called as `fn(op, *arrays)`
+    (calibration hooks its observers in this way)."""
     arrays = check_inputs(plan, inputs)
     shapes = specialize(plan, [a.shape for a in arrays])
     slots: list[np.ndarray | None] = [None] * plan.n_slots
@@ -336,21 +349,23 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
         v: value for s, v in keep_slots.items() if (value := slots[s]) is not None}  # inputs
     # kept values must not be overwritten later in the run: no shared buffers then
     owner = not keep_slots and plan.buffers_in_use.acquire(blocking=False)
+    steps = plan.unfused if plan.fused_away.intersection(keep_slots) else plan.steps
     try:
-        return _run(plan, slots, shapes.buffers if owner else [None] * len(plan.steps),
+        return _run(plan, steps, slots, shapes.buffers if owner else [None] * len(steps),
                     keep_slots, kept, overrides or {})
     finally:
         if owner:
             plan.buffers_in_use.release()
 
 
-def _run(plan: Plan, slots: list[np.ndarray | None], buffers: list[np.ndarray | None],
+def _run(plan: Plan, steps: list[Step], slots: list[np.ndarray | None],
+         buffers: list[np.ndarray | None],
          keep_slots: dict[int, SSAValue], kept: dict[SSAValue, np.ndarray],
          overrides: Mapping[Operation, Callable[..., object]],
          ) -> tuple[dict[str, np.ndarray], dict[SSAValue, np.ndarray]]:
-    times = [0.0] * len(plan.steps) if os.environ.get(PROFILE_ENV) == "1" else None
+    times = [0.0] * len(steps) if os.environ.get(PROFILE_ENV) == "1" else None
     with _blas_limit(plan):
-        for i, step in enumerate(plan.steps):
+        for i, step in enumerate(steps):
             args = [slots[a] for a in step.args]
             if times is not None:
                 t0 = time.perf_counter()
@@ -376,7 +391,7 @@ def _run(plan: Plan, slots: list[np.ndarray | None], buffers: list[np.ndarray | 
             for d in step.dead:
                 slots[d] = None
     if times is not None:
-        _print_profile(plan, times)
+        _print_profile(steps, times)
     outputs = {n: slots[s] for n, s in zip(plan.output_names, plan.output_slots, strict=True)}
     return outputs, kept  # type: ignore[return-value]
 
@@ -403,21 +418,21 @@ def _blas_limit(plan: Plan) -> AbstractContextManager[object]:
     return controller.limit(limits=1, user_api="blas")
 
 
-def _print_profile(plan: Plan, times: list[float], top: int = 12) -> None:
+def _print_profile(steps: list[Step], times: list[float], top: int = 12) -> None:
     """Per op kind and per step, the time of this run (QCC_PROFILE=1)."""
     total = sum(times) or 1.0
     by_kind: dict[str, list[float]] = {}
-    for step, t in zip(plan.steps, times, strict=True):
+    for step, t in zip(steps, times, strict=True):
         entry = by_kind.setdefault(step.op.name, [0.0, 0])
         entry[0] += t
         entry[1] += 1
-    lines = [f"qcc profile: {len(plan.steps)} steps, {total * 1e3:.2f} ms"]
+    lines = [f"qcc profile: {len(steps)} steps, {total * 1e3:.2f} ms"]
     for name, (t, n) in sorted(by_kind.items(), key=lambda kv: -kv[1][0])[:top]:
         lines.append(f"  {t * 1e3:9.2f} ms {100 * t / total:5.1f}%  {name} (x{int(n)})")
     lines.append("  slowest steps:")
     order = sorted(range(len(times)), key=lambda i: -times[i])[:top]
     for i in order:
-        step = plan.steps[i]
+        step = steps[i]
         name = _value_name(step.op.results[0]) if step.op.results else ""
         lines.append(f"  {times[i] * 1e3:9.2f} ms  {step.op.name} {name}")
     print("\n".join(lines), file=sys.stderr)

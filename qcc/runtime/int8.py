@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -279,9 +280,22 @@ def _conv_int(op, consts):
     return Kernel(exact, fresh=True)
 
 
-def _conv_compiled(op, consts, requant: tuple | None = None) -> Kernel | None:
+class _Packed:
+    """A compiled layer's step function, holding its packed weights (`packed(w, b)`)
+    so that a fused variant of the step reuses them."""
+
+    def __init__(self, fn: Callable[..., np.ndarray], packed: Callable[..., tuple]) -> None:
+        self.fn, self.packed = fn, packed
+
+    def __call__(self, x, w, b=None) -> np.ndarray:
+        return self.fn(x, w, b)
+
+
+def _conv_compiled(op, consts, requant: tuple | None = None,
+                   packed: Callable[..., tuple] | None = None) -> Kernel | None:
     """The compiled int32 conv of `op` (None when its types do not allow it); with
-    `requant` = (multipliers, z_y, qmin, qmax), requantized to int8 in the same pass."""
+    `requant` = (multipliers, z_y, qmin, qmax), requantized to int8 in the same pass;
+    `packed`: the weights packed already."""
     qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
     strides, pads = get_ints(op.strides), get_ints(op.pads)
     dilations, groups = get_ints(op.dilations), get_int(op.groups, 1)
@@ -290,8 +304,8 @@ def _conv_compiled(op, consts, requant: tuple | None = None) -> Kernel | None:
     if not _compiled_ok(op.operands[0].type, op.operands[1].type, qw,
                         math.prod(w_shape[1:])):
         return None
-    packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
-                     len(op.operands))
+    packed = packed or _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
+                               len(op.operands))
     kshape = w_shape[2:]
     if requant is not None:
         conv_rq, (m, z_y, qmin, qmax) = _C.conv_requantize, requant
@@ -301,14 +315,14 @@ def _conv_compiled(op, consts, requant: tuple | None = None) -> Kernel | None:
             return conv_rq(x, wp, off, kshape, z_x, strides, pads, dilations, groups,
                            m, z_y, qmin, qmax)
 
-        return Kernel(fused, fresh=True)
+        return Kernel(_Packed(fused, packed), fresh=True)
     conv_c = _C.conv
 
     def fast(x, w, b=None):
         wp, off = packed(w, b)
         return conv_c(x, wp, off, kshape, z_x, strides, pads, dilations, groups)
 
-    return Kernel(fast, fresh=True)
+    return Kernel(_Packed(fast, packed), fresh=True)
 
 
 @kernel(qnn.ConvTransposeOp, on="int")
@@ -330,7 +344,8 @@ def _dense_int(op, consts):
     return Kernel(lambda x, w, b=None: dense(x, w, b, z_x, z_w), fresh=True)
 
 
-def _dense_compiled(op, consts, requant: tuple | None = None) -> Kernel | None:
+def _dense_compiled(op, consts, requant: tuple | None = None,
+                    packed: Callable[..., tuple] | None = None) -> Kernel | None:
     """The compiled int32 dense of `op` (None when its types do not allow it); with
     `requant`, requantized to int8 in the same pass (see `_conv_compiled`)."""
     qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
@@ -338,8 +353,8 @@ def _dense_compiled(op, consts, requant: tuple | None = None) -> Kernel | None:
     z_x = qx.zero_point
     if not _compiled_ok(op.operands[0].type, op.operands[1].type, qw, w_shape[1]):
         return None
-    packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
-                     len(op.operands))
+    packed = packed or _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
+                               len(op.operands))
     n = w_shape[0]
     if requant is not None:
         dense_rq, (m, z_y, qmin, qmax) = _C.dense_requantize, requant
@@ -349,24 +364,25 @@ def _dense_compiled(op, consts, requant: tuple | None = None) -> Kernel | None:
             return dense_rq(x.reshape(-1, x.shape[-1]), wp, off, m, z_y, qmin, qmax
                             ).reshape(*x.shape[:-1], n)
 
-        return Kernel(fused, fresh=True)
+        return Kernel(_Packed(fused, packed), fresh=True)
     dense_c = _C.dense
 
     def fast(x, w, b=None):
         wp, off = packed(w, b)
         return dense_c(x.reshape(-1, x.shape[-1]), wp, off).reshape(*x.shape[:-1], n)
 
-    return Kernel(fast, fresh=True)
+    return Kernel(_Packed(fast, packed), fresh=True)
 
 
-def requantized(layer, req, consts) -> Kernel | None:
+def requantized(layer, req, consts, step_fn: Callable[..., object]) -> Kernel | None:
     """The int8 conv or dense `layer` and the `quant.requantize` `req` of its int32
     result (its only user) in one compiled step: int8 out, the integers of
     `_requantize` below (float32(acc) * float32 multiplier, rint half to even, + z_y,
     clip). None unless the compiled kernel runs `layer`, the accumulator's zero
     point is 0, and the target is per-tensor int8 (per-channel accumulator scales
-    along the layer's output channels)."""
-    if _C is None or not isinstance(layer, (qnn.ConvOp, qnn.DenseOp)):
+    along the layer's output channels). `step_fn`: the layer's own step, whose
+    packed weights the fused step shares."""
+    if not (isinstance(step_fn, _Packed) and isinstance(layer, (qnn.ConvOp, qnn.DenseOp))):
         return None
     source, target = _qtype(req.input), req.properties["qtype"]
     ndim = len(req.input.type.get_shape())
@@ -377,7 +393,7 @@ def requantized(layer, req, consts) -> Kernel | None:
     m = np.ascontiguousarray(multiplier(source, target, ndim).reshape(-1), np.float32)
     params = (m, int(target.zero_point), int(target.storage_min), int(target.storage_max))
     build = _conv_compiled if isinstance(layer, qnn.ConvOp) else _dense_compiled
-    return build(layer, consts, params)
+    return build(layer, consts, params, step_fn.packed)
 
 
 @kernel(qnn.MatmulOp, on="int")
