@@ -365,11 +365,18 @@ def fold_at_compile_time(op) -> bool:
     return isinstance(op, (quant.FakeQuantOp, quant.QuantizeOp, ascend.WeightQuantOp))
 
 
+_BINARY_IN_PLACE: dict[type, np.ufunc] = {qnn.AddOp: np.add, qnn.SubOp: np.subtract,
+                                         qnn.MulOp: np.multiply, qnn.DivOp: np.divide}
+"""Float element-wise ops whose `y op constant` runs in place (numpy's ufunc with
+out=, the same numbers as without it)."""
+
+
 def in_place(op, params: Sequence[np.ndarray] = ()
              ) -> Callable[[np.ndarray], np.ndarray] | None:
     """For an op that can run in place on its first operand's fresh float32 buffer
-    (fake-quant, relu, clip, batch_norm; `params` the constant arrays of its other
-    operands), the function doing so; None otherwise."""
+    (fake-quant, relu, clip, batch_norm, add / sub / mul / div of a float32
+    constant; `params` the constant arrays of its other operands), the function
+    doing so; None otherwise."""
     if not is_f32(op.operands[0]) or not is_f32(op.results[0]):
         return None
     if isinstance(op, qnn.BatchNormOp):
@@ -379,6 +386,13 @@ def in_place(op, params: Sequence[np.ndarray] = ()
         ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
         a, b = _channel(a, ndim), _channel(b, ndim)
         return lambda y: np.add(np.multiply(y, a, out=y), b, out=y)
+    if type(op) in _BINARY_IN_PLACE:
+        c = params[0] if len(params) == 1 else None
+        if (c is None or c.dtype != np.float32 or c.ndim > len(op.results[0].type.get_shape())
+                or op.results[0].type.get_shape() != op.operands[0].type.get_shape()):
+            return None  # only `y op constant` keeping y's shape and float32
+        ufunc = _BINARY_IN_PLACE[type(op)]
+        return lambda y: ufunc(y, c, out=y)
     if len(op.operands) != 1:
         return None
     if isinstance(op, quant.FakeQuantOp):

@@ -282,3 +282,26 @@ def test_relu_and_clip_run_as_the_compiled_convs_activation():
                                   (1, 1), 2), -0.5, 0.75)
     got = execute(fused, {"x": xv})[0]["y"]
     np.testing.assert_allclose(got, want, atol=0.05 * np.abs(ws[2]).sum(axis=(1, 2, 3)).max())
+
+
+def test_element_wise_ops_of_a_constant_run_in_place_in_the_producers_step():
+    rng = np.random.default_rng(10)
+    g = ir.Graph()
+    x = g.input("x", (1, 5, 8))
+    w = g.const(rng.standard_normal((8, 8)).astype(np.float32))
+    c1 = rng.standard_normal(8).astype(np.float32)
+    c2 = np.float32(1.4142135)
+    c3 = rng.standard_normal((3, 5, 8)).astype(np.float32)  # broadcasts x up: not in place
+    h = g.add(qnn.DenseOp.make(x, w))
+    a = g.add(qnn.AddOp.make(h, g.const(c1)))
+    d = g.add(qnn.DivOp.make(a, g.const(np.asarray(c2))))
+    s = g.add(qnn.SubOp.make(d, g.const(c1)))
+    m = g.add(qnn.MulOp.make(s, g.const(c3)))
+    module = g.finish({"y": m})
+    fused, plain = compile_module(module), compile_module(module, fuse=False)
+    assert [s.op.name for s in fused.steps] == ["qnn.dense", "qnn.mul"]
+    xv = {"x": rng.standard_normal((1, 5, 8)).astype(np.float32)}
+    got = execute(fused, xv)[0]["y"]
+    assert np.array_equal(got, execute(plain, xv)[0]["y"])
+    want = ((xv["x"].astype(np.float64) @ ir.array_of(w.owner).T + c1) / c2 - c1) * c3
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
