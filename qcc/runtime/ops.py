@@ -371,6 +371,13 @@ _BINARY_IN_PLACE: dict[type, np.ufunc] = {qnn.AddOp: np.add, qnn.SubOp: np.subtr
 out=, the same numbers as without it)."""
 
 
+def _fits_in(c: tuple[int, ...], x: tuple[int, ...]) -> bool:
+    """Whether a constant of shape `c` broadcasts against `x` without growing it,
+    whatever sizes x's symbolic dims take (its dims other than 1 are x's static ones)."""
+    return len(c) <= len(x) and all(
+        d == 1 or d == e for d, e in zip(reversed(c), reversed(x), strict=False))
+
+
 def in_place(op, params: Sequence[np.ndarray] = ()
              ) -> Callable[[np.ndarray], np.ndarray] | None:
     """For an op that can run in place on its first operand's fresh float32 buffer
@@ -388,8 +395,8 @@ def in_place(op, params: Sequence[np.ndarray] = ()
         return lambda y: np.add(np.multiply(y, a, out=y), b, out=y)
     if type(op) in _BINARY_IN_PLACE:
         c = params[0] if len(params) == 1 else None
-        if (c is None or c.dtype != np.float32 or c.ndim > len(op.results[0].type.get_shape())
-                or op.results[0].type.get_shape() != op.operands[0].type.get_shape()):
+        if c is None or c.dtype != np.float32 or \
+                not _fits_in(c.shape, tuple(op.operands[0].type.get_shape())):
             return None  # only `y op constant` keeping y's shape and float32
         ufunc = _BINARY_IN_PLACE[type(op)]
         return lambda y: ufunc(y, c, out=y)
