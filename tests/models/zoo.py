@@ -201,8 +201,27 @@ def _densenet(tv):
 
 
 def _inception_v3(tv):
-    # the real widths (no narrow variant); 75x75 is the smallest input it takes
-    return tv.models.inception_v3(num_classes=10, aux_logits=False, init_weights=False)
+    """inception_v3's graph at 1/8 of its widths (every conv's channels but the
+    image's 3 divided by 8, so the branch concatenations still add up); 75x75 is the
+    smallest input it takes."""
+    import torch
+    from torchvision.models import inception
+
+    class NarrowConv(inception.BasicConv2d):
+        def __init__(self, in_channels: int, out_channels: int, **kwargs) -> None:
+            super().__init__(in_channels if in_channels == 3 else in_channels // 8,
+                             out_channels // 8, **kwargs)
+
+    def narrow(block):
+        return lambda *args, **kwargs: block(*args, conv_block=NarrowConv, **kwargs)
+
+    blocks = [NarrowConv] + [narrow(b) for b in (
+        inception.InceptionA, inception.InceptionB, inception.InceptionC, inception.InceptionD,
+        inception.InceptionE, inception.InceptionAux)]
+    model = inception.Inception3(num_classes=10, aux_logits=False, init_weights=False,
+                                 inception_blocks=blocks)
+    model.fc = torch.nn.Linear(2048 // 8, 10)
+    return model
 
 
 def _regnet(tv):
@@ -308,8 +327,9 @@ ZOO: dict[str, Arch] = {a.name: a for a in [
     Arch("timm_levit", _timm("levit_128s", img_size=IMAGE, embed_dim=(16, 24, 32),
                              key_dim=8, depth=(1, 1, 1), num_heads=(2, 2, 2),
                              num_classes=10), _image()),
-    Arch("timm_deit", _timm("deit_tiny_patch16_224", img_size=IMAGE, patch_size=8, depth=2,
-                            num_classes=10), _image()),
+    # distillation token and two heads averaged
+    Arch("timm_deit_distilled", _timm("deit_tiny_distilled_patch16_224", img_size=IMAGE,
+                                      patch_size=8, depth=2, num_classes=10), _image()),
     Arch("deberta_v2", _hf("DebertaV2Model", "DebertaV2Config", relative_attention=True,
                            pos_att_type=["p2c", "c2p"], position_buckets=4,
                            max_relative_positions=16, **_BERT_LIKE),
@@ -334,6 +354,15 @@ ZOO: dict[str, Arch] = {a.name: a for a in [
                                   num_conv_pos_embedding_groups=4, feat_extract_norm="layer"),
          _wav2vec2_features),
 ]}
+
+# Exports whose shape subgraphs compute a constant from the batch (cls-token Expand,
+# token-type ids, mask arithmetic): qcc's frontend refuses them with a symbolic batch
+# ("this constant is computed at import from the symbolic dims", naming the node)
+# until those subgraphs are computed at run time; the zoo imports them at each batch.
+STATIC_BATCH = frozenset({
+    "bert", "distilbert", "roberta", "albert", "electra", "gpt2", "mobilebert",
+    "t5_encoder", "vit", "clip_text", "timm_vit_tiny", "timm_deit_distilled", "deberta_v2",
+    "bart_encoder"})
 
 EXPORTERS = {"torchscript": dict(dynamo=False, opset_version=14),
              "dynamo": dict(dynamo=True, opset_version=18)}
