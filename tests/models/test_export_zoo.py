@@ -73,27 +73,22 @@ def ort_run(path: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, feeds), strict=True))
 
 
-def _import(path: str, name: str, feeds: dict[str, np.ndarray]):
-    """The module that runs `feeds`: the symbolic-batch import, or for the exports of
-    `zoo.STATIC_BATCH` an import at the feeds' shapes."""
-    if name in zoo.STATIC_BATCH:
-        return load_onnx(path, input_shapes={k: v.shape for k, v in feeds.items()})
-    return load_onnx(path)
-
-
 @pytest.mark.parametrize("exporter", list(zoo.EXPORTERS))
 @pytest.mark.parametrize("name", list(zoo.ZOO))
 def test_export_matches_onnxruntime(zoo_export, name, exporter):
     path = zoo_export(name, exporter)
     arch = zoo.ZOO[name]
+    static = (name, exporter) in zoo.STATIC_BATCH
     module = None
-    if name not in zoo.STATIC_BATCH:
+    if not static:
         module = load_onnx(path)  # one module for every batch
         batch_dims = {str(a.type).split("x")[0] for a in ir.main_func(module).args}
         assert batch_dims == {"tensor<?"}, f"{name} ({exporter}): batch not symbolic"
     for batch in BATCHES:
         feeds = arch.inputs(batch, 1)
-        got = run(module if module is not None else _import(path, name, feeds), feeds)
+        if static:
+            module = load_onnx(path, input_shapes={k: v.shape for k, v in feeds.items()})
+        got = run(module, feeds)
         want = ort_run(path, feeds)
         assert sorted(got) == sorted(want) == sorted(arch.outputs)
         for out, expected in want.items():
@@ -122,7 +117,8 @@ def test_quantize_writes_every_file(zoo_export, tmp_path, name):
     arch = zoo.ZOO[name]
     path = zoo_export(name, "torchscript")
     calib = arch.inputs(4, 2)
-    shapes = ({k: v.shape for k, v in calib.items()} if name in zoo.STATIC_BATCH else None)
+    shapes = ({k: v.shape for k, v in calib.items()}
+              if (name, "torchscript") in zoo.STATIC_BATCH else None)
     out = tmp_path / "out"
     result = quantize(path, calib, outdir=out, input_shapes=shapes, progress=False,
                       name=name, dump_ir=True)
