@@ -359,14 +359,14 @@ EXPORTERS = {"torchscript": dict(dynamo=False, opset_version=14),
              "dynamo": dict(dynamo=True, opset_version=18)}
 
 # (architecture, exporter) whose shape subgraphs compute a value from the batch (a
-# class token expanded to it, token-type ids, mask arithmetic, a Range over it in the
-# dynamo Swin): qcc's frontend refuses them with a symbolic batch ("this constant is
+# class token expanded to it, token-type ids, mask arithmetic; in the dynamo exports
+# also Swin's Range over it and Wav2Vec2's mask Expand to it): qcc's frontend refuses them with a symbolic batch ("this constant is
 # computed at import from the symbolic dims", naming the node) until those subgraphs
 # are computed at run time; the zoo imports them at each batch.
 STATIC_BATCH = frozenset({(name, exporter) for exporter in EXPORTERS for name in (
     "bert", "distilbert", "roberta", "albert", "electra", "gpt2", "mobilebert",
     "t5_encoder", "vit", "clip_text", "timm_vit_tiny", "timm_deit_distilled", "deberta_v2",
-    "bart_encoder")} | {("tv_swin", "dynamo")})
+    "bart_encoder")} | {("tv_swin", "dynamo"), ("wav2vec2_features", "dynamo")})
 
 
 def export(arch: Arch, exporter: str, path: str, batch: int = 2) -> None:
