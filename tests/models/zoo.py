@@ -1,8 +1,11 @@
 """The export zoo: small random-initialised models of the architectures users export,
 exported with `torch.onnx.export` in the test (no download).
 
-Each `Arch` builds its module from a tiny config (hidden 32, 2 layers, sequence 8,
-images 32x32; timm's own test_* configs) and makes example inputs for any batch. `export` writes the ONNX file
+Each `Arch` builds its module from a tiny config (hidden 32, 1-2 layers or blocks a
+stage, 8-64 channels, sequence 8, images 32x32 unless the architecture needs more;
+timm's own test_* configs; Inception-v3 keeps its graph at 1/8 of its widths and
+takes 75x75, EfficientFormer 224x224) and makes example inputs for any batch.
+`export` writes the ONNX file
 with the TorchScript exporter (`dynamo=False`, opset 14) or the dynamo exporter
 (`dynamo=True`, opset 18), with a dynamic batch axis.
 """
