@@ -66,9 +66,9 @@ def _is_tensorflow(model) -> bool:
 
 def quantize(model, calib, config=None, outdir=None, *, example_inputs=None,
              dynamic_shapes=None, **options):
-    """The whole post-training job (`qcc quantize`): see `qcc.quant.flow.quantize`.
+    """The whole post-training job (`qcc quantize`): see `qcc.flow.quantize.quantize`.
     A `torch.nn.Module` needs `example_inputs=(x,)`; its files are named after its class."""
-    from qcc.quant.flow import quantize as run
+    from qcc.flow.quantize import quantize as run
 
     if not isinstance(model, str | os.PathLike) and example_inputs is not None:
         options.setdefault("name", type(model).__name__.lower())

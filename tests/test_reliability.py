@@ -188,7 +188,7 @@ def test_quantize_leaves_nothing_in_the_system_temp_folder(tmp_path, capsys, mon
 
 
 def test_ctrl_c_during_quantize(tmp_path, capsys, monkeypatch):
-    from qcc.quant import flow
+    from qcc.passes import calibrate as calibrate_pass
 
     model = _tiny(tmp_path / "m.mlir")
     calib = _data(tmp_path / "c.npz")
@@ -198,7 +198,7 @@ def test_ctrl_c_during_quantize(tmp_path, capsys, monkeypatch):
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(flow, "calibrate", interrupt)
+    monkeypatch.setattr(calibrate_pass, "calibrate", interrupt)
     rc, _, err = _call(cli.main, capsys, "quantize", model, "--calib", calib, "-o",
                        tmp_path / "out")
     assert (rc, err) == (130, "interrupted\n")
@@ -271,13 +271,13 @@ def test_int64_calibration_data_for_a_float_input(tmp_path, capsys):
 
 
 def test_eval_data_checked_before_calibration(tmp_path, capsys, monkeypatch):
-    from qcc.quant import flow
+    from qcc.passes import calibrate as calibrate_pass
 
     model = _tiny(tmp_path / "m.mlir")
     calib = _data(tmp_path / "c.npz")
     ev = tmp_path / "e.npz"
     np.savez(ev, inp=np.zeros((4, 2, 3, 3), np.float32))
-    monkeypatch.setattr(flow, "calibrate", lambda *a, **k: pytest.fail("calibrated"))
+    monkeypatch.setattr(calibrate_pass, "calibrate", lambda *a, **k: pytest.fail("calibrated"))
     rc, _, err = _call(cli.main, capsys, "quantize", model, "--calib", calib, "--eval", ev,
                        "-o", tmp_path / "out")
     assert rc == 1

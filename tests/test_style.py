@@ -62,11 +62,12 @@ FLOORS: list[tuple[str, ...]] = [
     ("qcc.ir",),
     ("qcc.passes", "qcc.targets", "qcc.quant"),
     ("qcc.frontends", "qcc.exporters", "qcc.runtime", "qcc.qat"),
-    # The quantize job composes passes, the runtime and the exporters: it sits with
-    # the tools (`qcc quantize`, the AMCT-style API) although its files are in quant/.
-    ("qcc.tools", "qcc.testing", "qcc", "qcc.quant.flow", "qcc.quant.amct", "qcc.qat.amct",
+    # The jobs (qcc/flow: the quantize job, the AMCT-style API) compose passes, the
+    # runtime and the exporters: they sit with the tools. quant.amct and
+    # quant.amct_pytorch are re-exports of qcc.flow's for scripts using the old names.
+    ("qcc.tools", "qcc.testing", "qcc", "qcc.flow", "qcc.quant.amct", "qcc.qat.amct",
      "qcc.quant.amct_pytorch",
-     "qcc.frontends.tensorflow.amct",  # AMCT's TensorFlow vocabulary over quant.amct
+     "qcc.frontends.tensorflow.amct",  # AMCT's TensorFlow vocabulary over flow.amct
      "qcc.frontends.caffe.amct"),  # AMCT's Caffe vocabulary (reads records with protobuf)
 ]
 

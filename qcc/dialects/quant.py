@@ -443,7 +443,9 @@ class ObserveOp(QnnOp):
     """A calibration point: collect statistics of `input` for the quantizer `id`.
 
     `kind` is what is observed (activation or weight), `algorithm` how the range
-    is computed (with its parameters in the optional dictionary `params`),
+    is computed (with its parameters in the optional dictionary `params`; required:
+    which names exist and which is the default is the algorithm registry's to say,
+    `qcc.quant.algorithms`),
     `bits`/`symmetric`/`narrow_range` the target grid, `axis` the channel axis
     (-1: per-tensor). The result is the input, unchanged.
     Not `Pure`: a calibration point stays until `qcc-calibrate` replaces it.
@@ -461,7 +463,7 @@ class ObserveOp(QnnOp):
     id = prop_def(StringAttr)
     params = opt_prop_def(DictionaryAttr)
     PROPS: ClassVar[dict[str, object]] = {
-        "kind": "activation", "algorithm": "minmax", "bits": 8, "symmetric": False,
+        "kind": "activation", "algorithm": None, "bits": 8, "symmetric": False,
         "axis": -1, "narrow_range": False, "id": None, "params": None,
     }
 

@@ -31,7 +31,8 @@ Rules:
 Options: `alpha` = migration strength in [0.2, 0.8] (default 0.5; more moves more of
 the activation range into the weights), `data` = .npz with one array per model input
 (first axis the batch), `batch_num` = how many model batches to use (default: all),
-`layers` = comma-separated layer names to balance (default: every target).
+`layers` = comma-separated layer names to balance (default: every target). The
+factors s by layer name go to the run's remarks (`results["qcc-balance"]`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from qcc.dialects.base import get_int
 from qcc.dialects.layers import WEIGHTED_OPS as LAYERS
 from qcc.dialects.layers import Layer
 from qcc.errors import QccError
-from qcc.passes import remarks
+from qcc.passes import inputs, remarks
 from qcc.passes.calib_data import CalibrationError, model_batches
 from qcc.passes.common import is_f32 as _is_f32
 from qcc.passes.common import op_label as _label
@@ -316,10 +317,10 @@ class BalancePass(ModulePass):
                                "array per model input, first axis the batch)")
         names = self.layers.split(",") if isinstance(self.layers, str) else self.layers
         only = [n.strip() for n in names if n.strip()] or None
-        with np.load(self.data) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = inputs.npz(self.data, "calibration")
         try:
-            balance(op, model_batches(op, arrays, self.batch_num), self.alpha, only)
+            factors = balance(op, model_batches(op, arrays, self.batch_num), self.alpha, only)
+            remarks.current().results[self.name] = factors
         except CalibrationError as e:
             raise BalanceError(f"qcc-balance: {self.data}: {e}") from None
 

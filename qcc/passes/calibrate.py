@@ -32,6 +32,7 @@ from xdsl.rewriter import Rewriter
 from qcc import ir, registry
 from qcc.dialects import quant
 from qcc.dialects.base import get_bool, get_int, get_str
+from qcc.passes import inputs
 from qcc.passes.calib_data import CalibrationError, model_batches
 
 
@@ -204,7 +205,5 @@ class CalibratePass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.data is None:
             raise CalibrationError("qcc-calibrate needs data=FILE.npz")
-        from qcc.fileio import read_npz
-
-        arrays = read_npz(self.data, "calibration")
-        calibrate(op, model_batches(op, arrays, self.batch_num))
+        batches = list(model_batches(op, inputs.npz(self.data, "calibration"), self.batch_num))
+        calibrate(op, batches, inputs.progress(len(batches)))

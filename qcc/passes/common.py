@@ -1,14 +1,26 @@
 """Small helpers the passes share: an op's name and label, the names of a module's
-layers (which the config uses too), tensor types, float32 tensors."""
+layers (which the config uses too), tensor types, float32 tensors, and a layer's
+config entry with a target's decisions on the op applied."""
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
-from xdsl.dialects.builtin import Float32Type, StringAttr, TensorType
+from xdsl.dialects.builtin import DictionaryAttr, Float32Type, IntegerAttr, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from qcc.dialects import qnn
+
+FLOAT_ATTR = "qcc.float"
+"""On a layer a target keeps float (`qcc-legalize-ascend`): "<rule>: <message>"."""
+
+LEGAL_ATTR = "qcc.legal"
+"""On a layer a target quantizes: the settings its quant block demands, as
+{weight = {bits, symmetric, channel_wise}, activation = {bits[, symmetric]}}."""
 
 
 def op_name(op: Operation) -> str | None:
@@ -49,3 +61,37 @@ def quantizable_layers(module) -> dict[str, Any]:
             name = f"{base}_{k}"
         layers[name] = op
     return layers
+
+
+def decided_entry(op: Operation, entry: dict) -> dict | None:
+    """The config entry of layer `op` with the target's decisions on the op applied:
+    None when the layer stays float (the config's or the target's choice)."""
+    if not entry.get("quantize", False) or FLOAT_ATTR in op.attributes:
+        return None
+    legal = op.attributes.get(LEGAL_ATTR)
+    if not isinstance(legal, DictionaryAttr):
+        return entry
+    out = copy.deepcopy(entry)
+    for part, fields in legal.data.items():
+        if out.get(part) is None or not isinstance(fields, DictionaryAttr):
+            continue
+        for key, value in fields.data.items():
+            if not isinstance(value, IntegerAttr):
+                continue
+            n = value.value.data
+            out[part][key] = bool(n) if value.type.width.data == 1 else n
+    return out
+
+
+T = TypeVar("T")
+
+
+@contextmanager
+def scoped(var: ContextVar[T | None], value: T) -> Iterator[T]:
+    """`var` set to `value` for the `with` body (what a pipeline run carries: its
+    remarks, the files it is supplied)."""
+    token = var.set(value)
+    try:
+        yield value
+    finally:
+        var.reset(token)

@@ -2,7 +2,9 @@
 `quant.observe`, as the resolved per-layer config says.
 
 Rules:
-1. A layer (`qnn.LAYER_OPS`) whose config says `quantize: false` is left alone.
+1. A layer (`qnn.LAYER_OPS`) whose config says `quantize: false`, or that a target
+   keeps float (`qcc.float`, from `qcc-legalize-ascend`), is left alone. A target's
+   settings on the layer (`qcc.legal`) replace the config's.
 2. Its activation input (both inputs of `qnn.matmul`) gets a `quant.observe`
    {kind = "activation"} with the config's algorithm, bits, symmetry and params.
    Layers reading the same value with the same settings share one observer.
@@ -38,6 +40,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from qcc.dialects import qnn, quant
 from qcc.dialects.layers import Layer
+from qcc.passes.common import decided_entry
 
 
 def layers(module: ModuleOp) -> list[tuple[str, Operation]]:
@@ -73,11 +76,10 @@ class InsertQuantPass(ModulePass):
     config: str | None = None
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from qcc.passes import inputs
         from qcc.quant import config as qconfig
-        from qcc.quant import config_json
 
-        cfg = (config_json.load_json(self.config) if self.config
-               else qconfig.resolve(op, None))
+        cfg = inputs.config(self.config) if self.config else qconfig.resolve(op, None)
         insert_observers(op, cfg)
 
 
@@ -88,8 +90,9 @@ def insert_observers(module: ModuleOp, cfg: dict) -> list[quant.ObserveOp]:
     created: list[quant.ObserveOp] = []
     for name, op in layers(module):
         entry = layer_cfg.get(name)
-        if entry is None or not entry.get("quantize", False) or "qcc.float" in op.attributes:
-            continue  # rule 1 (and layers a target legalization kept float)
+        entry = decided_entry(op, entry) if entry is not None else None
+        if entry is None:
+            continue  # rule 1
         act, layer = entry.get("activation"), Layer(op)
         if act is not None:
             inputs = layer.activation_indices

@@ -13,15 +13,14 @@ message)` into it. With no `Remarks` current, what passes emit is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from xdsl.ir import Operation
 
-from qcc.passes.common import op_label
+from qcc.passes.common import op_label, scoped
 
 
 @dataclass
@@ -47,15 +46,9 @@ class Remarks:
 _CURRENT: ContextVar[Remarks | None] = ContextVar("qcc_remarks", default=None)
 
 
-@contextmanager
-def collecting(remarks: Remarks | None = None) -> Iterator[Remarks]:
+def collecting(remarks: Remarks | None = None) -> AbstractContextManager[Remarks]:
     """Make `remarks` (a new `Remarks` if None) current for the `with` body."""
-    remarks = Remarks() if remarks is None else remarks
-    token = _CURRENT.set(remarks)
-    try:
-        yield remarks
-    finally:
-        _CURRENT.reset(token)
+    return scoped(_CURRENT, Remarks() if remarks is None else remarks)
 
 
 def current() -> Remarks:

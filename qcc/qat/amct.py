@@ -70,8 +70,8 @@ def save_quant_retrain_model(config_file: str | os.PathLike, qmodel,
     `_encodings.json`, plus `_retrain.pt` (the state dict restore reads)."""
     import torch
 
+    from qcc.flow.amct import save_model
     from qcc.qat import convert
-    from qcc.quant.amct import save_model
 
     _config(config_file)
     paths = save_model(convert(qmodel), save_path)

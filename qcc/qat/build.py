@@ -127,13 +127,14 @@ def _quant_config(module: ModuleOp, cfg: QatConfig, model: str) -> dict:
 def _observe(module: ModuleOp, qcfg: dict, cfg: QatConfig) -> None:
     from qcc.dialects.base import bool_attr, str_attr
     from qcc.passes.insert_quant import insert_observers
+    from qcc.quant.algorithms import minmax
 
     for obs in insert_observers(module, qcfg):
         w = get_str(obs.properties["kind"]) == "weight"
         obs.properties["symmetric"] = bool_attr(cfg.pair("symmetric")[0 if w else 1])
         obs.properties["narrow_range"] = bool_attr(cfg.pair("narrow_range")[0 if w else 1])
         if w and not cfg.pair("symmetric")[0]:
-            obs.properties["algorithm"] = str_attr("minmax")
+            obs.properties["algorithm"] = str_attr(minmax.__name__)  # the registry's name
 
 
 def _quantizer(fq: quant.FakeQuantOp, cfg: QatConfig, weight: bool) -> FakeQuantize:

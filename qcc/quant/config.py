@@ -20,17 +20,14 @@ quant_bits }` (symmetric; quant_bits 4..8, default per-channel int8), and at mos
 activation block (quant_bits 8 or 16, default 8; `asymmetric` defaults to
 `activation_offset`). Activation bits live in the activation block as `quant_bits`.
 
-| block | parameters (defaults) |
-|---|---|
-| `ifmr_quantize` (default, AMCT IFMR) | search_range_start 0.7, search_range_end 1.3, search_step 0.01, max_percentile 0.999999, min_percentile 0.999999 |
-| `hfmg_quantize` (AMCT HFMG) | num_of_bins 4096 (>= 16) |
-| `minmax_quantize` | - |
-| `percentile_quantize` | max_percentile 0.99999, min_percentile 0.99999 (in (0, 1]) |
-| `kl_quantize` (entropy) | num_of_bins 2048 |
-| `mse_quantize` (noise + saturation cost, "tf_enhanced") | - |
+Activation blocks are `<name>_quantize` for every name of the algorithm registry's
+`ACTIVATION_ALGORITHMS` (`qcc.quant.algorithms`: ifmr, the default, hfmg, minmax,
+percentile, kl, mse); their fields are the algorithm's parameters, whose defaults
+the registry states (`activation_defaults()`), plus `quant_bits` and `asymmetric`.
 
-Defaults: weights `arq` symmetric per-channel int8 (conv, conv_transpose, dense);
-activations `ifmr` int8, asymmetric (`activation_offset: true`). Precedence, separately
+Defaults (the registry's `DEFAULT_WEIGHT_ALGORITHM`, `DEFAULT_ACTIVATION_ALGORITHM`):
+weights `arq` symmetric per-channel int8 (conv, conv_transpose, dense); activations
+`ifmr` int8, asymmetric (`activation_offset: true`). Precedence, separately
 for the weight and the activation part: `override_layer_configs` > `override_layer_types`
 > `common_config` > defaults; the most specific block present is used whole (its unset
 fields take the defaults above, not a less specific block's values). `skip_layers` /
@@ -90,6 +87,8 @@ WEIGHT_BITS = (4, 5, 6, 7, 8)
 ACTIVATION_BITS = (8, 16)
 ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = algorithms.activation_defaults()
 """name -> parameter defaults, from the algorithm registry (`qcc.quant.algorithms`)."""
+WEIGHT_BLOCK = f"{algorithms.DEFAULT_WEIGHT_ALGORITHM}_quantize"
+"""The weight block of a calibration_config (AMCT's `arq_quantize`)."""
 
 _C, _T, _D, _M, _P = (("qnn.conv",), ("qnn.conv_transpose",), ("qnn.dense",),
                       ("qnn.matmul",), ("qnn.avg_pool",))
@@ -325,11 +324,11 @@ _SCHEMA: dict[str, dict[str, str]] = {
                    "skip_fusion_layers": "string*", "do_equalization": "bool",
                    "dmq_balancer_param": "dmq_balancer_param"},
     "dmq_balancer_param": {"migration_strength": "float"},
-    "CalibrationConfig": {"arq_quantize": "arq_quantize",
+    "CalibrationConfig": {WEIGHT_BLOCK: WEIGHT_BLOCK,
                           **{f"{a}_quantize": f"{a}_quantize" for a in ACTIVATION_ALGORITHMS}},
     "OverrideLayerType": {"layer_type": "string!", "calibration_config": "CalibrationConfig!"},
     "OverrideLayer": {"layer_name": "string!", "calibration_config": "CalibrationConfig!"},
-    "arq_quantize": {"channel_wise": "bool", "quant_bits": "uint"},
+    WEIGHT_BLOCK: {"channel_wise": "bool", "quant_bits": "uint"},
     **{f"{a}_quantize": {**{k: "uint" if _is_int(v) else "float" for k, v in p.items()},
                          **_ALGO_FIELDS} for a, p in ACTIVATION_ALGORITHMS.items()},
 }
@@ -414,14 +413,14 @@ class _Reader:
             raise self.error(at, str(e)) from None
 
     def calibration(self, f: dict, pos: tuple[int, int]) -> CalibrationConfig:
-        acts = [k for k in f if k != "arq_quantize"]
+        acts = [k for k in f if k != WEIGHT_BLOCK]
         if len(acts) > 1:
             first = f[acts[0]][0][1].pos[0]
             raise self.error(f[acts[1]][0][1].pos, f"several activation algorithms in one "
                              f"config: {acts[0]} (line {first}) and {acts[1]}; keep one")
         weight = act = None
-        if "arq_quantize" in f:
-            (w, n), = f["arq_quantize"]
+        if WEIGHT_BLOCK in f:
+            (w, n), = f[WEIGHT_BLOCK]
             weight = self.build(lambda: ArqQuantize(**{k: v[0][0] for k, v in w.items()}),
                                 w, n.pos)
         if acts:

@@ -125,7 +125,7 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from qcc.quant.flow import quantize
+    from qcc.flow.quantize import quantize
     from qcc.quant.report import markdown
 
     example = args.model is None

@@ -261,7 +261,7 @@ def test_ops_build_and_round_trip() -> None:
     x = g.input("x", (2, 4))
     s = g.input("s", ())
     z = g.input("z", ())
-    o = g.add(ObserveOp.make(x, id="conv1.input"))
+    o = g.add(ObserveOp.make(x, algorithm="minmax", id="conv1.input"))
     f = g.add(FakeQuantOp.make(o, qtype=qt))
     fl_op = FakeQuantOp.make(f, s, z, qtype=qt)
     fl = g.add(fl_op)
@@ -379,7 +379,9 @@ def test_make_fails_fast() -> None:
     with pytest.raises(VerifyException, match="2 per-axis scales but dimension 0 has size 3"):
         QuantizeOp.make(x, qtype=Q.make_per_axis(axis=0, scales=[1.0, 1.0]))
     with pytest.raises(VerifyException, match="id must name the quantizer"):
-        ObserveOp.make(x)
+        ObserveOp.make(x, algorithm="minmax")
+    with pytest.raises(VerifyException, match="algorithm must name a calibration algorithm"):
+        ObserveOp.make(x, id="x.observer")  # no default: the registry has the names
     with pytest.raises(VerifyException, match="must be a tensor of !quant.uniform"):
         DequantizeOp.make(x)
 

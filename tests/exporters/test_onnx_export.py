@@ -951,7 +951,7 @@ def test_ir_version_follows_opset():
 def test_every_unsupported_op_is_listed():
     g = Graph()
     x = g.input("x", (1, 2, 9, 9))
-    y = g.add(quant.ObserveOp.make(x, id="x.observer"))
+    y = g.add(quant.ObserveOp.make(x, algorithm="minmax", id="x.observer"))
     y = g.add(qnn.AvgPoolOp.make(y, kernel=(2, 2), dilations=(2, 2), name="pool"))
     y = g.add(qnn.ResizeOp.make(y, sizes=(1, 2, 9, 9), scales=(1, 1, 1.5, 1.5), name="up"))
     module = g.finish({"y": y})

@@ -1,6 +1,7 @@
 """qcc-legalize-ascend on the digits example and the lit cases: layers the target
-cannot run stay float (attribute, config entry, remark), the others get the target's
-quant spec, the config stays valid, and the float computation never changes."""
+cannot run stay float (attribute, remark), the others get the target's quant spec
+(attribute), the config read back from the IR stays valid, the config file is never
+rewritten, and the float computation never changes."""
 
 from __future__ import annotations
 
@@ -118,7 +119,8 @@ def test_pass_only_annotates_digits():
     assert got.keys() == want.keys()
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
-    strip = re.sub(r', qcc\.float = "[^"]*"', "", ir.print_module(module))
+    strip = re.sub(r', qcc\.(float = "[^"]*"|legal = \{(?:[^{}]|\{[^{}]*\})*\})', "",
+                   ir.print_module(module))
     assert strip == before
 
 
@@ -135,24 +137,52 @@ def test_lit_case_same_outputs_before_and_after(case):
         np.testing.assert_array_equal(got[k], want[k])
 
 
-def test_pass_writes_the_config_back_and_override_restores(tmp_path):
+def _legal_attrs(module) -> dict[str, str]:
+    return {op.attributes["name"].data: str(op.attributes["qcc.legal"])
+            for op in module.walk() if "qcc.legal" in op.attributes}
+
+
+def test_pass_reads_the_config_and_records_decisions_on_the_ir(tmp_path):
     module = _digits()
     path = tmp_path / "quant.json"
     config_json.dump_json(qconfig.resolve(module, None), path)
-    passes.run(module, f'qcc-legalize-ascend{{config="{path}"}}')
-    cfg = config_json.load_json(path)
-    assert cfg["layers"]["conv1"]["reason"] == MIN_CIN.format(1)
-    assert not cfg["layers"]["fc"]["weight"]["channel_wise"]
-    assert remarks.current().take() == [f"qnn.conv 'conv1': stays float: {MIN_CIN.format(1)}",
-                              f"qnn.conv 'conv2': stays float: {MIN_CIN.format(16)}",
-                              "qnn.dense 'fc': weight channel_wise true -> false (target "
-                              "ascend: qnn.dense)"]
-    # Rule 5: a second run with the rule lifted quantizes conv1 with default settings.
-    passes.run(module, f'qcc-legalize-ascend{{config="{path}" override="min_cin"}}')
-    cfg = config_json.validate_json(config_json.load_json(path), module)
-    assert cfg["layers"]["conv1"]["quantize"] and cfg["layers"]["conv1"]["weight"]["bits"] == 8
+    before = path.read_bytes()
+    r = remarks.Remarks()
+    passes.run(module, f'qcc-legalize-ascend{{config="{path}"}}', remarks=r)
+    assert path.read_bytes() == before  # the config file is never rewritten
+    assert _float_attrs(module) == {"conv1": MIN_CIN.format(1), "conv2": MIN_CIN.format(16)}
+    # ascend.td: conv weights int8 symmetric per_channel, dense per_tensor; activations
+    # int8 asymmetric_allowed (so the activation's symmetry is left to the config)
+    conv = ("{weight = {bits = 8 : i64, symmetric = true, channel_wise = true}, "
+            "activation = {bits = 8 : i64}}")
+    assert _legal_attrs(module) == {
+        "conv3": conv, "fc": conv.replace("channel_wise = true", "channel_wise = false")}
+    assert r.lines == [f"qnn.conv 'conv1': stays float: {MIN_CIN.format(1)}",
+                       f"qnn.conv 'conv2': stays float: {MIN_CIN.format(16)}",
+                       "qnn.dense 'fc': weight channel_wise true -> false (target "
+                       "ascend: qnn.dense)"]
+    assert r.results["qcc-legalize-ascend"] == [
+        f"legalize: conv1: stays float: {MIN_CIN.format(1)}",
+        f"legalize: conv2: stays float: {MIN_CIN.format(16)}",
+        "legalize: fc: weight channel_wise true -> false (target ascend: qnn.dense)"]
+    # insert-quant reads the decisions: no observer on conv1/conv2, fc's weight per tensor
+    passes.run(module, f'qcc-insert-quant{{config="{path}"}}')
+    observers = {op.id.data: op for op in module.walk() if isinstance(op, quant.ObserveOp)}
+    assert sorted(observers) == ["conv3.input", "conv3.weight", "fc.input", "fc.weight"]
+    assert observers["fc.weight"].axis.value.data == -1
+    assert observers["conv3.weight"].axis.value.data == 0
+
+
+def test_a_second_run_decides_again():
+    """Rule 5: the decisions of an earlier run are dropped; with the rule lifted
+    conv1 and conv2 are quantized."""
+    module = _digits()
+    passes.run(module, "qcc-legalize-ascend")
+    r = remarks.Remarks()
+    passes.run(module, 'qcc-legalize-ascend{override="min_cin"}', remarks=r)
     assert not _float_attrs(module)
-    assert any("'conv1': quantized again with default settings" in r for r in remarks.current().take())
+    assert sorted(_legal_attrs(module)) == ["conv1", "conv2", "conv3", "fc"]
+    assert f"qnn.conv 'conv1': quantized anyway (override): {MIN_CIN.format(1)}" in r.lines
 
 
 def test_remarks_option_prints_to_stderr(capsys):

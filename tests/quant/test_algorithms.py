@@ -342,3 +342,30 @@ def test_arq_per_channel_and_per_tensor():
         assert not zp.any()
     lo, hi = A.arq(w, -1, 8, False)
     assert hi.shape == () and hi == np.nanmax(np.abs(w)) and lo == -hi
+
+
+def test_algorithm_names_are_stated_once():
+    """The registry is the one source of algorithm names: no other module of qcc
+    spells one as a string literal (docstrings aside)."""
+    import ast
+    from pathlib import Path
+
+    from qcc.quant import algorithms
+
+    # a name is its function's name, so code can name `minmax.__name__` (qcc.qat does)
+    for table in (algorithms.ACTIVATION_ALGORITHMS, algorithms.WEIGHT_ALGORITHMS):
+        assert all(fn.__name__ == name for name, fn in table.items())
+    names = set(algorithms.ACTIVATION_ALGORITHMS) | set(algorithms.WEIGHT_ALGORITHMS)
+    names |= {f"{n}_quantize" for n in names}
+    root = Path(algorithms.__file__).parents[1]
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path == Path(algorithms.__file__):
+            continue
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef)
+                and n.body and isinstance(n.body[0], ast.Expr)}
+        found += [f"{path.relative_to(root)}:{n.lineno}: {n.value!r}" for n in ast.walk(tree)
+                  if isinstance(n, ast.Constant) and n.value in names and id(n) not in docs]
+    assert not found, "\n".join(found)

@@ -6,7 +6,7 @@ import qcc
 import qcc.ir
 from qcc.dialects import quant
 from qcc.examples import digits
-from qcc.quant import amct
+from qcc.flow import amct
 
 
 def _qtypes(module):

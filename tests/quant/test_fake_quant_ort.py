@@ -18,8 +18,8 @@ from onnx import helper
 from qcc import ir
 from qcc.dialects import quant
 from qcc.exporters.onnx import export_onnx
+from qcc.flow.quantize import quantize
 from qcc.frontends.onnx import load_onnx
-from qcc.quant.flow import quantize
 from qcc.runtime import run
 from qcc.testing.models import digits_cnn, resnet18_cifar, transformer_block
 

@@ -26,10 +26,10 @@ from xdsl.rewriter import Rewriter
 from qcc import passes
 from qcc.dialects import quant
 from qcc.dialects.base import get_bool, get_int, get_str
+from qcc.flow import amct as onnx_amct
 from qcc.frontends.caffe import caffe_pb2 as pb
 from qcc.frontends.caffe.importer import load_caffe
 from qcc.frontends.errors import FrontendError
-from qcc.quant import amct as onnx_amct
 
 SAVE_TYPES = ("Fakequant", "Deploy", "Both")
 

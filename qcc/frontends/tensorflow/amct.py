@@ -1,5 +1,5 @@
 """AMCT's TensorFlow vocabulary over a graph, on qcc's passes (the same code as
-`qcc quantize` and `qcc.quant.amct`):
+`qcc quantize` and `qcc.flow.amct`):
 
     from qcc.frontends.tensorflow import amct
     amct.create_quant_config("quant.json", graph, skip_layers=["conv1/Conv2D"])
@@ -27,7 +27,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 
 from qcc import ir
 from qcc.exporters.onnx import ExportError
-from qcc.quant import amct as _amct
+from qcc.flow import amct as _amct
 from qcc.quant import records
 
 RECORD_ATTR = "qcc.record_file"

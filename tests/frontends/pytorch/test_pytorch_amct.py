@@ -11,7 +11,7 @@ nn = torch.nn
 
 import qcc  # noqa: E402
 from qcc.dialects import quant  # noqa: E402
-from qcc.quant import amct_pytorch as amct  # noqa: E402
+from qcc.flow import amct_pytorch as amct  # noqa: E402
 
 
 def _net():

@@ -4,9 +4,10 @@
 // RUN: not qcc-opt %s --split-input-file -p 'qcc-legalize-ascend{override="min_cn"}' 2>&1 | filecheck %s --check-prefix=UNKNOWN
 
 // Rule min_cin is overridable: with override="min_cin" a Cin = 16 layer quantizes
-// (a remark says the rule was lifted). Other rules still fire on it.
+// (a remark says the rule was lifted) and gets the target's quant settings
+// (qcc.legal). Other rules still fire on it.
 // CHECK-LABEL: func.func @min_cin_overridden
-// CHECK: qnn.conv %x, %{{.*}} {name = "cin16", source = "onnx.Conv", strides
+// CHECK: qnn.conv %x, %{{.*}} {name = "cin16", source = "onnx.Conv", qcc.legal = {weight = {bits = 8 : i64, symmetric = true, channel_wise = true}, activation = {bits = 8 : i64}}, strides
 // CHECK: qnn.conv %x, %{{.*}} {name = "cin16_reflect", source = "pytorch.Conv2d", pad_mode = "reflect", qcc.float = "padding_zeros: padding mode reflect is not supported (zeros only)",
 // REMARK: legalize: cin16: quantized anyway (override): min_cin: Cin = 16 <= 16: no speed gain, accuracy risk
 // REMARK-NEXT: legalize: cin16_reflect: stays float: padding_zeros: padding mode reflect is not supported (zeros only)

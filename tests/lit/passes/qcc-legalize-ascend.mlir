@@ -1,8 +1,9 @@
 // RUN: qcc-opt %s --split-input-file -p qcc-legalize-ascend | filecheck %s
 
 // Every rule of qcc/targets/ascend.td, a case where it fires (the layer gets
-// qcc.float naming the rule) and one where it does not. The float computation never
-// changes: the pass only annotates.
+// qcc.float naming the rule) and one where it does not (the layer gets qcc.legal,
+// the target's quant settings for it). The float computation never changes: the
+// pass only annotates.
 
 // Rule framework_table fires: a source op the ONNX table does not list, and a listed
 // op (MatMul) imported as an op the table does not map it to (qnn.matmul: B is
@@ -42,7 +43,7 @@ func.func @framework_table_listed(%x: tensor<1x32x2x2xf32>, %v: tensor<2x32xf32>
 // Rule framework_table without a source attribute: a layer op the module's framework
 // maps something to passes (qnn.dense), one it maps nothing to fires (qnn.matmul).
 // CHECK-LABEL: func.func @framework_table_no_source
-// CHECK: qnn.dense %x, %{{.*}} {name = "plain_dense"} :
+// CHECK: qnn.dense %x, %{{.*}} {name = "plain_dense", qcc.legal = {weight = {bits = 8 : i64, symmetric = true, channel_wise = false}, activation = {bits = 8 : i64}}} :
 // CHECK: qnn.matmul %x, %{{.*}} {name = "plain_matmul", qcc.float = "framework_table: (unknown) imported as qnn.matmul is not in the target's framework table"}
 builtin.module attributes {qcc.framework = "onnx"} {
   func.func @framework_table_no_source(%x: tensor<2x32xf32>, %y: tensor<32x32xf32>) -> (tensor<2x32xf32>, tensor<2x32xf32>) {

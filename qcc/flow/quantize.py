@@ -1,32 +1,44 @@
 """The whole post-training quantization job, top to bottom:
 
-import -> canonicalize -> fuse (when the config allows) -> resolve the config ->
-insert observers -> calibrate -> export (fake-quant ONNX, record, encodings,
-report) -> evaluate float against fake-quant.
+import -> canonicalize -> resolve the config (the policy) -> build the pass pipeline
+from it (`qcc.quant.pipeline.build`: fuse, legalize, equalize, balance, insert
+observers, calibrate) -> run it -> export (fake-quant ONNX, deploy ONNX, record,
+encodings, report) -> evaluate float against fake-quant.
 
-Every step is a named pass or a file writer; with `dump_ir` the IR after each pass
-goes to OUTDIR/ir/ with the `qcc-opt` command that replays the pipeline. Files are
-written into a temporary folder that replaces OUTDIR only when everything worked.
+The job runs one pipeline of passes, and its text is the replay: with `dump_ir` the
+IR after each pass goes to OUTDIR/ir/ with `replay.sh`, which runs `qcc-opt -p` with
+the printed pipeline on the imported IR. Files are written into a temporary folder
+that replaces OUTDIR only when everything worked.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.passes import ModulePass
 
 from qcc import ir, passes
 from qcc.fileio import check_output, commit_folder, discard_folder, new_folder, read_npz, write_file
+from qcc.passes.balance import BalancePass
 from qcc.passes.calib_data import CalibrationError, check_data, check_weights, model_batches
-from qcc.passes.calibrate import calibrate
+from qcc.passes.canonicalize import CanonicalizePass
+from qcc.passes.equalize import EqualizePass
+from qcc.passes.legalize_ascend import LegalizeAscendPass, legalized_config
 from qcc.passes.remarks import Remarks
+from qcc.quant import pipeline as qpipeline
 from qcc.quant.config import SimpleConfig
+
+CONFIG_FILE = "../quant.json"
+"""The resolved config as the pipeline names it: OUTDIR/quant.json, seen from the
+folder replay.sh runs in (OUTDIR/ir)."""
 
 
 @dataclass
@@ -43,12 +55,13 @@ def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
     return read_npz(path, what)
 
 
-def _progress_bar(total: int, label: str) -> Callable[[int], None]:
-    """A bar redrawn in place on a terminal; a line every quarter otherwise."""
+def _progress_bar(label: str) -> Callable[[int, int], None]:
+    """`show(done, total)`: a bar redrawn in place on a terminal; a line every quarter
+    otherwise."""
     width = 30
     tty = sys.stderr.isatty()
 
-    def show(n: int) -> None:
+    def show(n: int, total: int) -> None:
         if tty:
             done = int(width * n / max(total, 1))
             end = "\n" if n >= total else ""
@@ -60,34 +73,44 @@ def _progress_bar(total: int, label: str) -> Callable[[int], None]:
     return show
 
 
-class _Pipeline:
-    """Runs passes on the module, keeping the IR after each when dumping."""
+class _Run:
+    """The passes run so far on one module, with their remarks; the IR after each
+    when dumping. Their text (`passes.text`) is the replay."""
 
-    def __init__(self, module: ModuleOp, dump_dir: Path | None) -> None:
+    def __init__(self, module: ModuleOp, dump_dir: Path | None,
+                 progress: Callable[[int, int], None] | None) -> None:
         self.module = module
         self.dump_dir = dump_dir
-        self.steps: list[str] = []
+        self.progress = progress
+        self.done: list[ModulePass] = []
+        self.remarks = Remarks()
         self._dump("import")
 
-    def run(self, spec: str, remarks: Remarks | None = None) -> None:
-        passes.run(self.module, spec, remarks=remarks)
-        self.steps.append(spec)
-        self._dump(spec.split("{")[0])
+    def run(self, pipeline: Sequence[ModulePass], files: Mapping | None = None,
+            after: Callable[[ModulePass, ModuleOp], None] | None = None) -> None:
+        def each(p: ModulePass, module: ModuleOp) -> None:
+            self.done.append(p)
+            self._dump(p.name)
+            if after is not None:
+                after(p, module)
+
+        passes.run(self.module, pipeline, remarks=self.remarks, files=files,
+                   progress=self.progress, after=each)
 
     def _dump(self, label: str) -> None:
         if self.dump_dir is None:
             return
         self.dump_dir.mkdir(parents=True, exist_ok=True)
-        n = len(self.steps)
-        ir.print_module(self.module, self.dump_dir / f"{n:02d}-{label}.mlir")
+        ir.print_module(self.module, self.dump_dir / f"{len(self.done):02d}-{label}.mlir")
 
     def write_replay(self) -> None:
         if self.dump_dir is None:
             return
-        pipeline = ",".join(self.steps)
         write_file(self.dump_dir / "replay.sh",
             "#!/bin/sh\n# Replays the quantization pipeline on the imported IR.\n"
-            f"cd \"$(dirname \"$0\")\"\nqcc-opt 00-import.mlir -p '{pipeline}' -o replayed.mlir\n")
+            f"cd \"$(dirname \"$0\")\"\n"
+            f"qcc-opt 00-import.mlir -p {shlex.quote(passes.text(self.done))} "
+            "-o replayed.mlir\n")
 
 
 def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Mapping,
@@ -130,46 +153,42 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         simple = qconfig.load_simple_config(config)
     work = new_folder(final) if final is not None else None
     try:
-        pipe = _Pipeline(module, work / "ir" if (work and dump_ir) else None)
-        pipe.run("canonicalize")
+        job = _Run(module, work / "ir" if (work and dump_ir) else None,
+                   _progress_bar("calibrating") if progress else None)
+        job.run([CanonicalizePass()])
         if simple is None and config is not None and str(config).endswith(".json"):
             cfg = config_json.load_json(config)
         else:
             cfg = qconfig.resolve(module, simple, str(model) if not isinstance(
                 model, ModuleOp) else None)
-        if cfg.get("do_fusion", True):
-            skip = ",".join(cfg.get("skip_fusion_layers", []))
-            pipe.run(f'qcc-fuse-bn{{skip_layers="{skip}"}}' if skip else "qcc-fuse-bn")
-        extra: dict = {"model": name}
-        if target is not None:
-            from qcc.passes.legalize_ascend import legalize
-
-            cfg, extra["remarks"] = legalize(module, cfg, target, overrides)
-            opts = ([f'target="{target}"'] if target != "ascend" else []) + [
-                'config="../quant.json"'] + ([f'override="{",".join(overrides)}"']
-                                             if overrides else [])
-            pipe.steps.append(f"qcc-legalize-ascend{{{' '.join(opts)}}}")
-            pipe._dump("qcc-legalize")
         config_json.validate_json(cfg, module)
-        float_module = module.clone()
-        batches = list(model_batches(module, data, cfg.get("batch_num")))
-        if cfg.get("equalize"):
-            extra["equalization"] = _equalize(pipe)
-        if cfg.get("balance"):
-            extra["balance"] = _balance(pipe, batches, cfg["balance"]["alpha"], calib)
         if work is not None:
             config_json.dump_json(cfg, work / "quant.json")
-        from qcc.passes.insert_quant import insert_observers
+        data_file = "CALIB.npz" if isinstance(calib, Mapping) else str(Path(calib).resolve())
+        pipeline = qpipeline.build(cfg, config=CONFIG_FILE, data=data_file, target=target,
+                                   overrides=overrides)
+        files = {CONFIG_FILE: cfg, data_file: data}
+        keep = qpipeline.float_prefix(pipeline)
+        job.run(pipeline[:keep], files)
+        float_module = module.clone()
+        extra: dict = {"model": name}
+        if target is not None:
+            extra["remarks"] = job.remarks.results.get(LegalizeAscendPass.name, [])
+        sqnr_before = _weight_sqnr(module) if cfg.get("equalize") else {}
+        sqnr_after: dict[str, float] = {}
 
-        insert_observers(module, cfg)
-        pipe.steps.append('qcc-insert-quant{config="../quant.json"}')
-        pipe._dump("qcc-insert-quant")
-        bar = _progress_bar(len(batches), "calibrating") if progress else None
-        calibrate(module, batches, bar)
-        calib_name = "CALIB.npz" if isinstance(calib, Mapping) else Path(calib).resolve()
-        pipe.steps.append(f'qcc-calibrate{{data="{calib_name}"}}')
-        pipe._dump("qcc-calibrate")
-        pipe.write_replay()
+        def after(p: ModulePass, mod: ModuleOp) -> None:
+            if isinstance(p, EqualizePass):
+                sqnr_after.update(_weight_sqnr(mod))
+
+        job.run(pipeline[keep:], files, after)
+        job.write_replay()
+        if cfg.get("equalize"):
+            extra["equalization"] = _equalization(job.remarks, sqnr_before, sqnr_after)
+        if cfg.get("balance"):
+            extra["balance"] = _balance(job.remarks, cfg["balance"]["alpha"])
+        if target is not None:
+            cfg = legalized_config(module, cfg)
 
         int8_module = module.clone()
         passes.run(int8_module, "qcc-realize-int8")
@@ -180,8 +199,8 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
 
         if evaluation:
             extra["evaluation"] = evaluation
-        report = build_report(module, cfg, batches[0] if batches else None, extra,
-                              run=run)
+        batch = next(model_batches(module, data, cfg.get("batch_num")), None)
+        report = build_report(module, cfg, batch, extra, run=run)
         if work is not None:
             _write_outputs(work, name, module, cfg, report)
             _write_deploy(work, name, int8_module, report)
@@ -214,26 +233,17 @@ def _weight_sqnr(module: ModuleOp) -> dict[str, float]:
     return out
 
 
-def _equalize(pipe: _Pipeline) -> dict:
+def _equalization(remarks: Remarks, before: dict[str, float], after: dict[str, float]) -> dict:
     from qcc.passes import equalize
 
-    before = _weight_sqnr(pipe.module)
-    remarks = Remarks()
-    pipe.run("qcc-equalize", remarks)
-    after = _weight_sqnr(pipe.module)
     return {"pairs": {f"{a} -> {b}": {"min_scale": float(min(s)), "max_scale": float(max(s))}
                       for (a, b), s in equalize.scales_of(remarks).items()},
             "weight_sqnr_db_per_tensor": {k: {"before": before[k], "after": after.get(k)}
                                           for k in before}}
 
 
-def _balance(pipe: _Pipeline, batches: list, alpha: float, calib) -> dict:
-    from qcc.passes.balance import balance
-
-    factors = balance(pipe.module, batches, alpha=alpha)
-    data = "CALIB.npz" if isinstance(calib, Mapping) else Path(calib).resolve()
-    pipe.steps.append(f'qcc-balance{{alpha={alpha} data="{data}"}}')
-    pipe._dump("qcc-balance")
+def _balance(remarks: Remarks, alpha: float) -> dict:
+    factors = remarks.results.get(BalancePass.name, {})
     return {"alpha": alpha, "layers": {k: {"min": float(np.min(v)), "max": float(np.max(v))}
                                        for k, v in factors.items()}}
 
