@@ -9,7 +9,8 @@ b + w[og, Kc] @ im2col(x)[Kc, P], computed by qcc's own blocked GEMM
 them: every output element is bias + a chain of FMAs in ascending k, the same for
 every output channel and position, on every instruction set (AVX-512, AVX2+FMA,
 plain C) and thread count. Convolutions with one input channel per group
-(depthwise) are a direct loop. ConvTranspose is BLAS sgemm + col2im. The inner
+(depthwise) are a direct loop whose planes the threads share. A fused activation
+(relu, clip) is applied to each finished output. ConvTranspose is BLAS sgemm + col2im. The inner
 loops are C in _conv_impl.h and _gemm_impl.h.
 """
 
@@ -45,8 +46,15 @@ cdef extern from "_conv_impl.h" nogil:
                              const qcc_geom* g, float* scratch)
     Py_ssize_t qcc_depthwise_scratch(const qcc_geom* g)
     Py_ssize_t qcc_conv_gemm_pad_size(const qcc_geom* g)
+    ctypedef struct qcc_act:
+        int kind
+        float lo, hi
+    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP
     int qcc_conv_gemm(const float* x, const float* w, const float* bias, float* out,
-                      const qcc_geom* g, float* pad, Py_ssize_t* kofs)
+                      const qcc_geom* g, float* pad, Py_ssize_t* kofs, const qcc_act* act)
+    int qcc_depthwise(const float* x, const float* w, const float* bias, float* out,
+                      const qcc_geom* g, int n_img, int groups, const qcc_act* act,
+                      int threads)
     int qcc_gemm_variant()
     const char* qcc_gemm_variant_name(int v)
     int qcc_gemm_set_variant(int v)
@@ -230,16 +238,38 @@ cdef void _sgemm_rm(const float* a, int lda, bint ta, const float* b, int ldb, b
           &beta, c, &ldc)
 
 
-def conv(x, w, b, strides, pads, dilations, int groups, out=None):
+cdef qcc_act _activation(activation) except *:
+    """None, "relu" or ("clip", lo, hi) as a qcc_act."""
+    cdef qcc_act act
+    act.kind = QCC_ACT_NONE
+    act.lo = act.hi = 0
+    if activation is None:
+        return act
+    if activation == "relu":
+        act.kind = QCC_ACT_RELU
+        return act
+    if isinstance(activation, tuple) and len(activation) == 3 and activation[0] == "clip":
+        act.kind = QCC_ACT_CLIP
+        act.lo = <float>float(activation[1])
+        act.hi = <float>float(activation[2])
+        return act
+    raise ValueError(f"conv activation {activation!r}: expected None, 'relu' or "
+                     "('clip', lo, hi)")
+
+
+def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=None):
     """ONNX Conv: x[N,C,*S] * w[O,C/groups,*K] + b[O] -> [N,O,*OS], 1-3 spatial dims.
 
     strides, dilations: one value per spatial dim; pads: ONNX order
     (begin_1..begin_d, end_1..end_d); None means the ONNX default (1s, 0s).
     OS = floor((S + pb + pe - dil*(K-1) - 1)/stride) + 1. b may be None. Writes into
     and returns `out` (a C-contiguous float32 array of the output shape, or None to
-    allocate one).
+    allocate one). `activation`: None, "relu" (numpy's maximum(y, 0)) or ("clip", lo,
+    hi) (numpy's clip(y, float32(lo), float32(hi))), applied to each output once its
+    sum is complete (fused: the sums are the same as without it).
     """
     cdef int i
+    cdef qcc_act act = _activation(activation)
     x = as_f32(x)
     w = as_f32(w)
     cdef int d = x.ndim - 2
@@ -274,29 +304,25 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None):
     cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
     cdef int kk = g.k[0] * g.k[1] * g.k[2]
     cdef int kc = g.cg * kk
-    cdef float[::1] ws = _workspace(
-        qcc_depthwise_scratch(&g) if depthwise else qcc_conv_gemm_pad_size(&g))
+    cdef float[::1] ws = _workspace(1 if depthwise else qcc_conv_gemm_pad_size(&g))
     cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
-    cdef int ni, gi, oc
+    cdef int ni, gi
     cdef int err = 0
     cdef const float* xp
     cdef const float* wp
     cdef float* op
     with nogil:
-        for ni in range(n_img):
-            if depthwise:
-                _fill_bias(&ov[0] + <Py_ssize_t>ni * o * pout, bp, o, pout)
-            for gi in range(groups):
-                xp = &xv[0] + (<Py_ssize_t>ni * c + gi * g.cg) * pin
-                wp = &wv[0] + <Py_ssize_t>gi * g.og * kc
-                op = &ov[0] + (<Py_ssize_t>ni * o + gi * g.og) * pout
-                if depthwise:
-                    for oc in range(g.og):
-                        qcc_depthwise_plane(xp, wp + <Py_ssize_t>oc * kk, op + oc * pout,
-                                            &g, &ws[0])
-                else:
+        if depthwise:
+            err = qcc_depthwise(&xv[0], &wv[0], bp, &ov[0], &g, n_img, groups, &act,
+                                qcc_gemm_threads)
+        else:
+            for ni in range(n_img):
+                for gi in range(groups):
+                    xp = &xv[0] + (<Py_ssize_t>ni * c + gi * g.cg) * pin
+                    wp = &wv[0] + <Py_ssize_t>gi * g.og * kc
+                    op = &ov[0] + (<Py_ssize_t>ni * o + gi * g.og) * pout
                     err |= qcc_conv_gemm(xp, wp, bp + gi * g.og if bp != NULL else NULL,
-                                         op, &g, &ws[0], &kofs[0])
+                                         op, &g, &ws[0], &kofs[0], &act)
     if err:
         raise MemoryError("conv: out of memory for the GEMM scratch")
     return out

@@ -8,43 +8,14 @@
 #ifndef QCC_CONV_IMPL_H
 #define QCC_CONV_IMPL_H
 
-#include <stddef.h>
-#include <string.h>
+
+#include "_common.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define QCC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define QCC_CLONES
 #endif
-
-#if defined(__GNUC__)
-#define QCC_INLINE static inline __attribute__((always_inline))
-#else
-#define QCC_INLINE static inline
-#endif
-
-typedef struct {
-    int cg;      /* input channels per group */
-    int og;      /* output channels per group */
-    int sp[3];   /* input spatial size (D, H, W) */
-    int k[3];    /* kernel size */
-    int osp[3];  /* output spatial size */
-    int st[3];   /* strides */
-    int pb[3];   /* pads at the beginning */
-    int dl[3];   /* dilations */
-} qcc_geom;
-
-/* [*lo, *hi): the t in [0, count) with 0 <= t*stride + off < limit. */
-QCC_INLINE void qcc_valid(int off, int stride, int limit, int count, int *lo, int *hi)
-{
-    int a = off < 0 ? (-off + stride - 1) / stride : 0;
-    int b = limit - 1 - off < 0 ? 0 : (limit - 1 - off) / stride + 1;
-    if (b > count) b = count;
-    if (a > count) a = count;
-    if (b < a) b = a;
-    *lo = a;
-    *hi = b;
-}
 
 /* One padded row of `row` floats: dst[left + t] = src[t] for t < w_n, zeros around;
  * with `split`, the even padded columns first, then the odd ones (qcc_dw_tap). */
@@ -98,20 +69,6 @@ QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const 
 QCC_INLINE int qcc_dw_owr(const qcc_geom *g)
 {
     return (g->osp[2] + QCC_DW_VEC - 1) / QCC_DW_VEC * QCC_DW_VEC;
-}
-
-/* Shape of a padded input plane in which every tap of the outputs (ow_n of them
- * along W) is inside; returns 1 when the input itself is such a plane. */
-QCC_INLINE int qcc_padded_dims(const qcc_geom *g, int ow_n, int *dims)
-{
-    int i, same = 1;
-    for (i = 0; i < 3; i++) {
-        const int n = i == 2 ? ow_n : g->osp[i];
-        const int need = (n - 1) * g->st[i] + (g->k[i] - 1) * g->dl[i] + 1;
-        dims[i] = need > g->pb[i] + g->sp[i] ? need : g->pb[i] + g->sp[i];
-        same = same && g->pb[i] == 0 && dims[i] == g->sp[i];
-    }
-    return same;
 }
 
 /* col2im of input rows [r0, r1) (flattened (id, ih)) for one image and group of a
@@ -261,18 +218,6 @@ static void qcc_depthwise_plane(const float *x, const float *w, float *out, cons
 
 #include "_gemm_impl.h"
 
-/* Whether padded row (or depth slice) i is read by some output: i = o*s + t*dl with
- * o < n_out, t < k. */
-QCC_INLINE int qcc_row_used(int i, int s, int k, int dl, int n_out)
-{
-    int t;
-    for (t = 0; t < k && t * dl <= i; t++) {
-        const int r = i - t * dl;
-        if (r % s == 0 && r / s < n_out) return 1;
-    }
-    return 0;
-}
-
 /* The input of one group as the GEMM reads it: x itself when it needs no padding
  * and no splitting, else a padded copy in scratch (qcc_conv_gemm_pad_size floats)
  * of shape dims, its rows split into even and odd columns when `split` (so that
@@ -313,27 +258,11 @@ static ptrdiff_t qcc_conv_gemm_pad_size(const qcc_geom *g)
     return (ptrdiff_t)g->cg * dims[0] * dims[1] * dims[2];
 }
 
-/* Offset in the input planes of shape dims (split: rows in even and odd halves) of
- * reduction row (c, kd, kh, kw), in the order of the weights w[o, c, kd, kh, kw]. */
-static void qcc_conv_kofs(const qcc_geom *g, const int *dims, int split, ptrdiff_t *kofs)
-{
-    const ptrdiff_t plane = (ptrdiff_t)dims[0] * dims[1] * dims[2], half = (dims[2] + 1) / 2;
-    int c, kd, kh, kw;
-    for (c = 0; c < g->cg; c++)
-        for (kd = 0; kd < g->k[0]; kd++)
-            for (kh = 0; kh < g->k[1]; kh++)
-                for (kw = 0; kw < g->k[2]; kw++) {
-                    const int off = kw * g->dl[2];
-                    *kofs++ = c * plane + ((ptrdiff_t)kd * g->dl[0] * dims[1] + kh * g->dl[1]) * dims[2]
-                              + (split ? (off & 1) * half + off / 2 : off);
-                }
-}
-
 /* out[og, P] = bias[og] + w[og, Kc] @ im2col(x)[Kc, P] for one image and group, with
  * the im2col gathered while packing (no column buffer). pad: qcc_conv_gemm_pad_size
  * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
 static int qcc_conv_gemm(const float *x, const float *w, const float *bias, float *out,
-                         const qcc_geom *g, float *pad, ptrdiff_t *kofs)
+                         const qcc_geom *g, float *pad, ptrdiff_t *kofs, const qcc_act *act)
 {
     int dims[3];
     qcc_gemm q;
@@ -350,12 +279,70 @@ static int qcc_conv_gemm(const float *x, const float *w, const float *bias, floa
     q.ldc = q.n;
     q.src = p;
     q.kofs = kofs;
-    q.ow = g->osp[2];
-    q.oh = g->osp[1];
-    q.s_q = (ptrdiff_t)g->st[0] * dims[1] * dims[2];
-    q.s_h = (ptrdiff_t)g->st[1] * dims[2];
-    q.s_w = split ? 1 : g->st[2];
+    q.pos = qcc_conv_positions(g, dims, split);
+    q.act = act;
     return qcc_gemm_run(&q);
+}
+
+/* ---- depthwise planes on the thread pool ---- */
+
+typedef struct {
+    const float *x, *w, *bias;   /* x [N, groups, S], w [groups*og, K], bias or NULL */
+    float *out;                  /* [N, groups*og, OS] */
+    const qcc_geom *g;
+    const qcc_act *act;
+    int groups, planes;          /* planes = N * groups * og */
+    int next, failed;
+} qcc_dw_job;
+
+static void qcc_dw_worker(void *arg)
+{
+    qcc_dw_job *job = (qcc_dw_job *)arg;
+    const qcc_geom *g = job->g;
+    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
+    const int kk = g->k[0] * g->k[1] * g->k[2], oc_n = job->groups * g->og;
+    float *scratch = (float *)qcc_thread_buffer(qcc_depthwise_scratch(g) * sizeof(float));
+    ptrdiff_t i;
+    if (scratch == NULL) {
+        job->failed = 1;
+        return;
+    }
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        const int oc = t % oc_n, ni = t / oc_n, gi = oc / g->og;
+        float *o = job->out + (ptrdiff_t)t * pout;
+        const float b = job->bias ? job->bias[oc] : 0.0f;
+        if (t >= job->planes) break;
+        for (i = 0; i < pout; i++) o[i] = b;
+        qcc_depthwise_plane(job->x + ((ptrdiff_t)ni * job->groups + gi) * pin,
+                            job->w + (ptrdiff_t)oc * kk, o, g, scratch);
+        qcc_activate(job->act, o, 0, 1, pout);
+    }
+}
+
+/* Depthwise convolution (one input channel per group) of n_img images, its planes
+ * shared by up to `threads` threads; returns 0, or -1 when out of memory. */
+static int qcc_depthwise(const float *x, const float *w, const float *bias, float *out,
+                         const qcc_geom *g, int n_img, int groups, const qcc_act *act,
+                         int threads)
+{
+    qcc_dw_job job;
+    const double madds = (double)n_img * groups * g->og * g->osp[0] * g->osp[1] * g->osp[2]
+                         * g->k[0] * g->k[1] * g->k[2];
+    job.x = x;
+    job.w = w;
+    job.bias = bias;
+    job.out = out;
+    job.g = g;
+    job.act = act;
+    job.groups = groups;
+    job.planes = n_img * groups * g->og;
+    job.next = 0;
+    job.failed = 0;
+    if (madds < (1 << 19)) threads = 1;   /* waking a worker costs some microseconds */
+    qcc_parallel(qcc_dw_worker, &job, threads < job.planes ? threads : job.planes);
+    return job.failed ? -1 : 0;
 }
 
 #endif

@@ -42,18 +42,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#include <immintrin.h>
-#define QCC_GEMM_X86 1
-#else
-#define QCC_GEMM_X86 0
-#endif
+#include "_common.h"
 
-#if defined(__GNUC__)
-#define QCC_GINLINE static inline __attribute__((always_inline))
-#else
-#define QCC_GINLINE static inline
-#endif
+#define QCC_GEMM_X86 QCC_X86
+#define QCC_GINLINE QCC_INLINE
 
 typedef struct {
     int m, n, k;                 /* rows (output channels), columns (positions), depth */
@@ -64,191 +56,23 @@ typedef struct {
     ptrdiff_t ldc;
     const float *src;            /* b[k, p] = src[kofs[k] + pos(p)] */
     const ptrdiff_t *kofs;
-    int ow, oh;                  /* p = (q*oh + h)*ow + w */
-    ptrdiff_t s_q, s_h, s_w;     /* pos(p) = q*s_q + h*s_h + w*s_w */
+    qcc_positions pos;           /* column p of b at src[kofs[k] + pos(p)] */
+    const qcc_act *act;          /* applied to c once finished, or NULL */
 } qcc_gemm;
-
-/* A run of positions contiguous in one output row, inside one packed panel. */
-typedef struct {
-    int panel, col, len;
-    ptrdiff_t src;
-} qcc_run;
 
 typedef void (*qcc_kern_fn)(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
                             ptrdiff_t ldc, int mr, int nr, const float *bias, int mode);
 
+/* Threads a GEMM uses (the width of its qcc_parallel job). */
+static int qcc_gemm_threads = 1;
+
 /* Cache blocking (floats): rows of a per block, depth per chunk, columns per block. */
 static int qcc_gemm_mc = 256, qcc_gemm_kc = 256, qcc_gemm_nc = 768;
-
-/* ---- per-thread scratch ------------------------------------------------------ */
-
-static pthread_key_t qcc_buf_key;
-static pthread_once_t qcc_buf_once = PTHREAD_ONCE_INIT;
-
-static void qcc_buf_free(void *p) { free(p); }
-static void qcc_buf_key_init(void) { pthread_key_create(&qcc_buf_key, qcc_buf_free); }
-
-/* A 64-byte aligned scratch area of at least `bytes`, owned by the calling thread
- * (grown on demand, freed when the thread ends); NULL when out of memory. */
-static void *qcc_thread_buffer(size_t bytes)
-{
-    char *base;
-    pthread_once(&qcc_buf_once, qcc_buf_key_init);
-    base = (char *)pthread_getspecific(qcc_buf_key);
-    if (base == NULL || *(size_t *)base < bytes) {
-        void *fresh = NULL;
-        size_t cap = bytes + bytes / 4 + 4096;
-        if (posix_memalign(&fresh, 64, cap + 64) != 0) return NULL;
-        free(base);
-        base = (char *)fresh;
-        *(size_t *)base = cap;
-        pthread_setspecific(qcc_buf_key, base);
-    }
-    return base + 64;
-}
-
-/* ---- thread pool --------------------------------------------------------------
- * A job is fn(arg) run by the calling thread and by up to n - 1 workers that join it
- * while it is open; fn hands out its work itself (tasks taken from a shared counter),
- * so the caller never waits for a worker that has not started: once the caller's
- * fn returns, the job is closed and only workers already in it are waited for (a
- * worker kept off its core by other processes simply misses the job). */
-
-typedef void (*qcc_task_fn)(void *arg);
-
-#define QCC_MAX_THREADS 64
-static int qcc_gemm_threads = 1;
-static pthread_mutex_t qcc_pool_run = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
-static pthread_mutex_t qcc_pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t qcc_pool_go = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t qcc_pool_done = PTHREAD_COND_INITIALIZER;
-static int qcc_pool_workers;          /* running workers, ids 1..qcc_pool_workers */
-static unsigned long qcc_pool_gen;    /* job counter */
-static unsigned long qcc_pool_seen0[QCC_MAX_THREADS];
-static qcc_task_fn qcc_pool_fn;
-static void *qcc_pool_arg;
-static fenv_t qcc_pool_env;           /* the caller's floating-point environment */
-static int qcc_pool_open, qcc_pool_width, qcc_pool_active;
-static int qcc_pool_forkable;
-
-static void qcc_pool_child(void)
-{
-    /* Only the forking thread exists in the child: start over. */
-    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
-    qcc_pool_run = m;
-    qcc_pool_mu = m;
-    qcc_pool_go = c;
-    qcc_pool_done = c;
-    qcc_pool_workers = 0;
-    qcc_pool_open = 0;
-    qcc_pool_active = 0;
-}
-
-static void *qcc_pool_main(void *arg)
-{
-    const int id = (int)(intptr_t)arg;
-    unsigned long seen;
-    pthread_mutex_lock(&qcc_pool_mu);
-    seen = qcc_pool_seen0[id];
-    for (;;) {
-        qcc_task_fn fn;
-        void *farg;
-        fenv_t own, env;
-        while (qcc_pool_gen == seen) pthread_cond_wait(&qcc_pool_go, &qcc_pool_mu);
-        seen = qcc_pool_gen;
-        if (!qcc_pool_open || id >= qcc_pool_width) continue;
-        fn = qcc_pool_fn;
-        farg = qcc_pool_arg;
-        env = qcc_pool_env;
-        qcc_pool_active++;
-        pthread_mutex_unlock(&qcc_pool_mu);
-        fegetenv(&own);
-        fesetenv(&env);
-        fn(farg);
-        fesetenv(&own);
-        pthread_mutex_lock(&qcc_pool_mu);
-        if (--qcc_pool_active == 0 && !qcc_pool_open) pthread_cond_signal(&qcc_pool_done);
-    }
-    return NULL;
-}
-
-/* fn(arg) on the calling thread and up to `width` - 1 workers; just the caller when
- * width <= 1 or when another thread's job is running. */
-static void qcc_parallel(qcc_task_fn fn, void *arg, int width)
-{
-    if (width <= 1 || pthread_mutex_trylock(&qcc_pool_run) != 0) {
-        fn(arg);
-        return;
-    }
-    pthread_mutex_lock(&qcc_pool_mu);
-    if (!qcc_pool_forkable) {
-        pthread_atfork(NULL, NULL, qcc_pool_child);
-        qcc_pool_forkable = 1;
-    }
-    while (qcc_pool_workers < width - 1 && qcc_pool_workers < QCC_MAX_THREADS - 1) {
-        pthread_t th;
-        pthread_attr_t attr;
-        const int id = qcc_pool_workers + 1;
-        int err;
-        qcc_pool_seen0[id] = qcc_pool_gen;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        err = pthread_create(&th, &attr, qcc_pool_main, (void *)(intptr_t)id);
-        pthread_attr_destroy(&attr);
-        if (err) break;
-        qcc_pool_workers = id;
-    }
-    qcc_pool_fn = fn;
-    qcc_pool_arg = arg;
-    fegetenv(&qcc_pool_env);
-    qcc_pool_width = width;
-    qcc_pool_open = 1;
-    qcc_pool_gen++;
-    pthread_cond_broadcast(&qcc_pool_go);
-    pthread_mutex_unlock(&qcc_pool_mu);
-    fn(arg);
-    pthread_mutex_lock(&qcc_pool_mu);
-    qcc_pool_open = 0;
-    while (qcc_pool_active > 0) pthread_cond_wait(&qcc_pool_done, &qcc_pool_mu);
-    pthread_mutex_unlock(&qcc_pool_mu);
-    pthread_mutex_unlock(&qcc_pool_run);
-}
 
 /* ---- packing and the blocked loops (inlined into every variant) ----------------- */
 
 /* dst[t] = src[t * sw] for t < len (len <= NR); one implementation per variant. */
 typedef void (*qcc_copy_fn)(float *dst, const float *src, int len, ptrdiff_t sw);
-
-/* Runs of the columns [j0, j0 + nc): contiguous in an output row and in a panel. */
-QCC_GINLINE int qcc_gemm_runs(const qcc_gemm *g, int j0, int nc, int nr, qcc_run *runs)
-{
-    int n = 0, j = j0;
-    const int end = j0 + nc;
-    int r = j / g->ow, w = j - r * g->ow;
-    int q = r / g->oh, h = r - q * g->oh;
-    while (j < end) {
-        const int col = (j - j0) % nr;
-        int len = g->ow - w;
-        if (len > nr - col) len = nr - col;
-        if (len > end - j) len = end - j;
-        runs[n].panel = (j - j0) / nr;
-        runs[n].col = col;
-        runs[n].len = len;
-        runs[n].src = q * g->s_q + h * g->s_h + w * g->s_w;
-        n++;
-        j += len;
-        w += len;
-        if (w == g->ow) {
-            w = 0;
-            if (++h == g->oh) {
-                h = 0;
-                q++;
-            }
-        }
-    }
-    return n;
-}
 
 /* Packed panels of b rows [k0, k0 + kc) and the nc columns of `runs`:
  * bp[(panel*kc + k)*NR + col], the last panel padded with zeros. */
@@ -256,7 +80,7 @@ QCC_GINLINE void qcc_gemm_pack_b(const qcc_gemm *g, int k0, int kc, const qcc_ru
                                  int nruns, int nc, const int NR, qcc_copy_fn copy,
                                  float *restrict bp)
 {
-    const ptrdiff_t sw = g->s_w, panel = (ptrdiff_t)kc * NR;
+    const ptrdiff_t sw = g->pos.s_w, panel = (ptrdiff_t)kc * NR;
     const ptrdiff_t *kofs = g->kofs + k0;
     const int last = (nc - 1) / NR, tail = nc - last * NR;
     int r, k, t;
@@ -375,12 +199,13 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
                 qcc_gemm_tiles(g, lo, hi, pc, kc, g->n, job->bshared + (ptrdiff_t)pc * job->npad,
                                g->c, MR, NR, kern, 1);
             }
+            qcc_activate(g->act, g->c + (ptrdiff_t)lo * g->ldc, g->ldc, hi - lo, g->n);
             continue;
         }
         hi = lo + job->task < g->n ? lo + job->task : g->n;
         for (jc = lo; jc < hi; jc += ncb) {
             const int nc = ncb < hi - jc ? ncb : hi - jc;
-            const int nruns = qcc_gemm_runs(g, jc, nc, NR, runs);
+            const int nruns = qcc_runs(&g->pos, jc, nc, NR, runs);
             for (i = 0; i < job->kchunks; i++) {
                 const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
                 qcc_gemm_pack_b(g, pc, kc, runs, nruns, nc, NR, copy, bp);
@@ -389,6 +214,7 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
                     qcc_gemm_tiles(g, ic, i1, pc, kc, nc, bp, g->c + jc, MR, NR, kern, 0);
                 }
             }
+            qcc_activate(g->act, g->c + jc, g->ldc, g->m, nc);
         }
     }
 }
@@ -581,26 +407,17 @@ static const qcc_gemm_variant_t qcc_gemm_variants[] = {
 #define QCC_GEMM_NVARIANTS ((int)(sizeof(qcc_gemm_variants) / sizeof(qcc_gemm_variants[0])))
 static int qcc_gemm_cur = -1;
 
-/* Whether this CPU (and OS) runs variant v. */
+/* Whether this CPU (and OS) runs variant v (variant index = ISA level, _common.h). */
 static int qcc_gemm_supported(int v)
 {
-    if (v < 0 || v >= QCC_GEMM_NVARIANTS) return 0;
-#if QCC_GEMM_X86
-    __builtin_cpu_init();
-    if (v == 1) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (v == 2)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-    return 1;
+    return v >= 0 && v < QCC_GEMM_NVARIANTS && qcc_cpu_runs(v, 0);
 }
 
 /* The variant in use (the best supported one unless forced). */
 static int qcc_gemm_variant(void)
 {
     if (qcc_gemm_cur < 0) {
-        int v = QCC_GEMM_NVARIANTS - 1;
+        int v = qcc_isa_best(qcc_isa_ceiling(), 0);
         while (v > 0 && !qcc_gemm_supported(v)) v--;
         qcc_gemm_cur = v;
     }
@@ -662,18 +479,10 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         int o, p;
         for (o = 0; o < g.m; o++)
             for (p = 0; p < g.n; p++) g.c[o * g.ldc + p] = g.bias ? g.bias[o] : 0.0f;
+        qcc_activate(g.act, g.c, g.ldc, g.m, g.n);
         return 0;
     }
-    /* Merge position dims that are contiguous in src into longer rows. */
-    if (g.s_w == 1 && g.s_h == g.ow) {
-        g.ow *= g.oh;
-        g.oh = 1;
-        g.s_h = g.s_q;
-    }
-    if (g.oh == 1 && g.s_w == 1 && g.s_q == g.ow) {
-        g.ow = g.n;
-        g.s_q = g.s_h = g.n;
-    }
+    qcc_positions_merge(&g.pos, g.n);
     if ((double)g.m * g.n * g.k < qcc_gemm_par_min) threads = 1;
     job.g = &g;
     job.kchunks = (g.k + qcc_gemm_kc - 1) / qcc_gemm_kc;
@@ -695,7 +504,7 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         job.bshared = (float *)buf;
         runs = (qcc_run *)(buf + b_bytes);
         job.runs = runs;
-        job.nruns = qcc_gemm_runs(&g, 0, g.n, v->nr, runs);
+        job.nruns = qcc_runs(&g.pos, 0, g.n, v->nr, runs);
         job.next_pack = 0;
         job.packed = (int *)(buf + b_bytes + r_bytes);
         memset(job.packed, 0, job.kchunks * sizeof(int));

@@ -1,26 +1,33 @@
 # cython: language_level=3
 """Integer kernels of the reference runtime: int8 convolution (1-3 spatial dims,
-groups) and dense with exact int32 accumulation. `qcc.runtime.int8` prepares the
-packed weights and per-channel offsets and keeps the numpy kernels that define the
-semantics; these are the fast path for int8 activations and int8 weights whose zero
-points are 0.
+groups) and dense with exact int32 accumulation, optionally requantized to int8 in
+the same pass. `qcc.runtime.int8` packs the weights and per-channel offsets once
+(`int8.pack`) and keeps the numpy kernels that define the semantics; these are the
+fast path for int8 activations and int8 weights whose zero points are 0.
 
-Arithmetic. The column buffer holds activations as uint8 `u = x_q + 128` (the bit
-pattern of x_q with its sign bit flipped), so that every product is u8 x s8, the
-operand types of the x86 dot-product instructions (VNNI `vpdpbusd`; AVX2 widens to
-16 bits, where 255 * 128 still fits). Padding cells hold `z_x + 128`. Then
+Arithmetic. Activations enter the GEMM as uint8 `u = x_q + 128` (the bit pattern of
+x_q with its sign bit flipped), so that every product is u8 x s8, the operand types
+of the x86 dot-product instructions. Padding cells hold `z_x + 128`. Then
 
     acc[o, p] = sum_k w[o, k] * (x[k, p] - z_x) + b[o]
               = sum_k w[o, k] * u[k, p] + (b[o] - (z_x + 128) * sum_k w[o, k])
 
-and the second term is the per-channel `off` computed once with the weights. Each
-sum is exact in int32 as long as K * 255 * 128 < 2^31 (the caller checks), so every
-instruction set gives the same integers.
+and the second term is the per-channel `off` computed once with the weights. All
+sums are int32 with wraparound (numpy's int64 sums cast to int32 give the same
+integers), so the result is exact whenever it fits int32, whatever the partial sums.
 
-Dispatch. The GEMM is compiled three times from one C body (AVX-512 VNNI, AVX2,
-baseline x86-64); the best one the CPU supports, at or below the level the
-environment variable QCC_ISA names (scalar, avx2, avx512), is chosen at import and
-`set_isa(name)` forces another (the tests run all of them and compare).
+Dispatch. The GEMM (runtime/_int8_impl.h) has three variants: AVX-512 VNNI
+(`vpdpbusd`), AVX2 (operands widened to int16, `vpmaddwd`: exact, no int16
+saturation) and scalar C; they give identical integers. The best one the CPU
+supports, at or below the level the environment variable QCC_ISA names (scalar,
+avx2, avx512; runtime/_common.h), is chosen at import, and `set_isa(name)` forces
+another (the tests run all of them and compare). Threads: the GIL is released and
+the tasks (image, group, block of positions, block of output channels) are shared by
+the calling thread and the workers of the pool in runtime/_common.h (the float conv
+GEMM's pool): a task is taken by whichever thread comes first and the caller never
+waits for a worker that has not started. (OpenMP `prange` was measured first: its
+end-of-loop barrier waits for a thread the OS has descheduled, which on a busy
+2-core machine made two threads six times slower than one.)
 """
 
 import os
@@ -32,190 +39,8 @@ from libc.stdint cimport int8_t, int32_t, uint8_t
 
 cnp.import_array()
 
-cdef extern from *:
-    """
-    #include <stddef.h>
-    #include <stdint.h>
-    #include <string.h>
-
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-    #define QCC_I8_X86 1
-    #endif
-
-    typedef struct {
-        int cg, og;          /* input / output channels per group */
-        int sp[3], k[3], osp[3], st[3], pb[3], dl[3];
-        int dims[3];         /* padded input plane covering every tap */
-        int kc, kp;          /* column length cg*K and its padded length */
-    } qcc_i8_geom;
-
-    typedef void (*qcc_i8_gemm_fn)(const int8_t *, const uint8_t *, int32_t *, ptrdiff_t,
-                                   ptrdiff_t, int, int, int, const int32_t *);
-
-    /* c[i*ldi + j*ldj] = off[i] + sum_k a[i, k] * b[j, k]; a [m, kp] s8, b [n, kp] u8,
-       both row-major. Four rows of a share each row of b. */
-    static inline __attribute__((always_inline)) void qcc_i8_gemm_body(
-        const int8_t *restrict a, const uint8_t *restrict b, int32_t *restrict c,
-        ptrdiff_t ldi, ptrdiff_t ldj, int m, int n, int kp, const int32_t *restrict off)
-    {
-        int i = 0, j, k;
-        for (; i + 4 <= m; i += 4) {
-            const int8_t *a0 = a + (ptrdiff_t)i * kp, *a1 = a0 + kp, *a2 = a1 + kp,
-                         *a3 = a2 + kp;
-            for (j = 0; j < n; j++) {
-                const uint8_t *bj = b + (ptrdiff_t)j * kp;
-                int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                for (k = 0; k < kp; k++) {
-                    const int32_t v = bj[k];
-                    s0 += a0[k] * v;
-                    s1 += a1[k] * v;
-                    s2 += a2[k] * v;
-                    s3 += a3[k] * v;
-                }
-                int32_t *cj = c + j * ldj + i * ldi;
-                cj[0] = s0 + off[i];
-                cj[ldi] = s1 + off[i + 1];
-                cj[2 * ldi] = s2 + off[i + 2];
-                cj[3 * ldi] = s3 + off[i + 3];
-            }
-        }
-        for (; i < m; i++) {
-            const int8_t *a0 = a + (ptrdiff_t)i * kp;
-            for (j = 0; j < n; j++) {
-                const uint8_t *bj = b + (ptrdiff_t)j * kp;
-                int32_t s0 = 0;
-                for (k = 0; k < kp; k++) s0 += a0[k] * bj[k];
-                c[j * ldj + i * ldi] = s0 + off[i];
-            }
-        }
-    }
-
-    #define QCC_I8_GEMM(NAME, ATTR)                                                   \\
-        ATTR static void NAME(const int8_t *a, const uint8_t *b, int32_t *c,          \\
-                              ptrdiff_t ldi, ptrdiff_t ldj, int m, int n, int kp,     \\
-                              const int32_t *off)                                     \\
-        { qcc_i8_gemm_body(a, b, c, ldi, ldj, m, n, kp, off); }
-
-    #ifdef QCC_I8_X86
-    QCC_I8_GEMM(qcc_i8_gemm_vnni,
-                __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))))
-    QCC_I8_GEMM(qcc_i8_gemm_avx2, __attribute__((target("avx2,fma"))))
-    #endif
-    QCC_I8_GEMM(qcc_i8_gemm_base, )
-
-    /* 0: AVX-512 VNNI, 1: AVX2, 2: baseline. */
-    static int qcc_i8_supported(int isa)
-    {
-    #ifdef QCC_I8_X86
-        __builtin_cpu_init();
-        if (isa == 0)
-            return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")
-                   && __builtin_cpu_supports("avx512vl");
-        if (isa == 1) return __builtin_cpu_supports("avx2");
-    #endif
-        return isa == 2;
-    }
-
-    static qcc_i8_gemm_fn qcc_i8_gemm_of(int isa)
-    {
-    #ifdef QCC_I8_X86
-        if (isa == 0) return qcc_i8_gemm_vnni;
-        if (isa == 1) return qcc_i8_gemm_avx2;
-    #endif
-        return qcc_i8_gemm_base;
-    }
-
-    /* Bytes of the padded copy of one group's input planes. */
-    static ptrdiff_t qcc_i8_pad_size(const qcc_i8_geom *g)
-    {
-        return (ptrdiff_t)g->cg * g->dims[0] * g->dims[1] * g->dims[2];
-    }
-
-    /* p[c, d, h, w] = x[c, d - pb0, h - pb1, w - pb2] + 128 inside the input, `fill`
-       (z_x + 128) elsewhere, for the cg planes of one group. */
-    static void qcc_i8_pad(const int8_t *x, uint8_t *p, const qcc_i8_geom *g, uint8_t fill)
-    {
-        const ptrdiff_t row = g->dims[2], plane = (ptrdiff_t)g->dims[1] * row;
-        const ptrdiff_t vol = g->dims[0] * plane;
-        const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
-        int c, d, h, w;
-        memset(p, fill, g->cg * vol);
-        for (c = 0; c < g->cg; c++)
-            for (d = 0; d < g->sp[0]; d++)
-                for (h = 0; h < g->sp[1]; h++) {
-                    const int8_t *src = x + c * pin + ((ptrdiff_t)d * g->sp[1] + h) * g->sp[2];
-                    uint8_t *dst = p + c * vol + (d + g->pb[0]) * plane
-                                   + (h + g->pb[1]) * row + g->pb[2];
-                    for (w = 0; w < g->sp[2]; w++) dst[w] = (uint8_t)(src[w] ^ 0x80);
-                }
-    }
-
-    /* Column rows for output positions [p0, p1): row r holds the kc taps of position
-       p0 + r in (c, kd, kh, kw) order, then zeros up to kp. */
-    static void qcc_i8_im2col(const uint8_t *p, const qcc_i8_geom *g, uint8_t *col,
-                              ptrdiff_t p0, ptrdiff_t p1)
-    {
-        const ptrdiff_t row = g->dims[2], plane = (ptrdiff_t)g->dims[1] * row;
-        const ptrdiff_t vol = g->dims[0] * plane;
-        const int ohw = g->osp[1] * g->osp[2];
-        ptrdiff_t q;
-        for (q = p0; q < p1; q++) {
-            uint8_t *dst = col + (q - p0) * g->kp;
-            const int od = (int)(q / ohw), oh = (int)(q % ohw) / g->osp[2];
-            const int ow = (int)(q % g->osp[2]);
-            const uint8_t *base = p + od * g->st[0] * plane + oh * g->st[1] * row
-                                  + ow * g->st[2];
-            int c, kd, kh, kw, t = 0;
-            for (c = 0; c < g->cg; c++)
-                for (kd = 0; kd < g->k[0]; kd++)
-                    for (kh = 0; kh < g->k[1]; kh++) {
-                        const uint8_t *src = base + c * vol + kd * g->dl[0] * plane
-                                             + kh * g->dl[1] * row;
-                        if (g->dl[2] == 1) {
-                            memcpy(dst + t, src, g->k[2]);
-                            t += g->k[2];
-                        } else {
-                            for (kw = 0; kw < g->k[2]; kw++) dst[t++] = src[kw * g->dl[2]];
-                        }
-                    }
-            memset(dst + t, 0, g->kp - t);
-        }
-    }
-
-    /* out[O, P] of one image: per group, pad, then im2col and GEMM tile by tile. */
-    static void qcc_i8_conv_image(const int8_t *x, const int8_t *w, const int32_t *off,
-                                  int32_t *out, const qcc_i8_geom *g, int groups,
-                                  uint8_t fill, uint8_t *pad, uint8_t *col, ptrdiff_t tile,
-                                  qcc_i8_gemm_fn gemm)
-    {
-        const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
-        const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
-        int gi;
-        ptrdiff_t p0, p1;
-        for (gi = 0; gi < groups; gi++) {
-            qcc_i8_pad(x + gi * g->cg * pin, pad, g, fill);
-            for (p0 = 0; p0 < pout; p0 = p1) {
-                p1 = p0 + tile < pout ? p0 + tile : pout;
-                qcc_i8_im2col(pad, g, col, p0, p1);
-                gemm(w + (ptrdiff_t)gi * g->og * g->kp, col,
-                     out + (ptrdiff_t)gi * g->og * pout + p0, pout, 1, g->og, (int)(p1 - p0),
-                     g->kp, off + gi * g->og);
-            }
-        }
-    }
-
-    /* Rows of x [m, k] as u8 (x + 128) padded with zeros to kp. */
-    static void qcc_i8_rows(const int8_t *x, uint8_t *u, ptrdiff_t m, int k, int kp)
-    {
-        ptrdiff_t i;
-        int t;
-        for (i = 0; i < m; i++) {
-            for (t = 0; t < k; t++) u[i * kp + t] = (uint8_t)(x[i * k + t] ^ 0x80);
-            for (; t < kp; t++) u[i * kp + t] = 0;
-        }
-    }
-    """
-    ctypedef struct qcc_i8_geom:
+cdef extern from "_int8_impl.h" nogil:
+    ctypedef struct qcc_geom:
         int cg, og
         int sp[3]
         int k[3]
@@ -223,35 +48,68 @@ cdef extern from *:
         int st[3]
         int pb[3]
         int dl[3]
-        int dims[3]
-        int kc, kp
-    ctypedef void (*qcc_i8_gemm_fn)(const int8_t*, const uint8_t*, int32_t*, Py_ssize_t,
-                                    Py_ssize_t, int, int, int, const int32_t*) noexcept nogil
-    int qcc_i8_supported(int isa) nogil
-    qcc_i8_gemm_fn qcc_i8_gemm_of(int isa) nogil
-    Py_ssize_t qcc_i8_pad_size(const qcc_i8_geom* g) nogil
-    void qcc_i8_conv_image(const int8_t* x, const int8_t* w, const int32_t* off,
-                           int32_t* out, const qcc_i8_geom* g, int groups, uint8_t fill,
-                           uint8_t* pad, uint8_t* col, Py_ssize_t tile,
-                           qcc_i8_gemm_fn gemm) nogil
-    void qcc_i8_rows(const int8_t* x, uint8_t* u, Py_ssize_t m, int k, int kp) nogil
+    ctypedef struct qcc_positions:
+        int ow, oh
+        Py_ssize_t s_q, s_h, s_w
+    ctypedef struct qcc_i8_job:
+        int n_img, groups
+        int m, n, k
+        const int8_t* w
+        Py_ssize_t lda
+        const int32_t* off
+        const uint8_t* src
+        Py_ssize_t src_grp
+        const Py_ssize_t* kofs
+        qcc_positions pos
+        Py_ssize_t row_stride
+        int slack
+        int32_t* out
+        int8_t* y
+        const float* mult
+        int zy, qmin, qmax
+        int ntasks
+        int isa
+        int failed
+    int QCC_I8_SLACK
+    int qcc_out_size(int n, int k, int st, int pb, int pe, int dl)
+    int qcc_padded_dims(const qcc_geom* g, int ow_n, int* dims)
+    void qcc_conv_kofs(const qcc_geom* g, const int* dims, int split, Py_ssize_t* kofs)
+    qcc_positions qcc_conv_positions(const qcc_geom* g, const int* dims, int split)
+    void qcc_positions_merge(qcc_positions* s, int n)
+    int qcc_isa_ceiling()
+    int qcc_isa_best(int ceiling, int vnni)
+    int qcc_i8_supported(int level)
+    void qcc_i8_run(qcc_i8_job* job, int threads)
+    ctypedef struct qcc_i8_dw_job:
+        const int8_t* x
+        const int8_t* w
+        Py_ssize_t lda
+        const int32_t* off
+        const qcc_geom* g
+        int groups, planes
+        uint8_t fill
+        int32_t* out
+        int8_t* y
+        const float* mult
+        int zy, qmin, qmax
+        int failed
+    void qcc_i8_depthwise(qcc_i8_dw_job* job, int threads)
+    void qcc_i8_pad(const int8_t* x, int8_t* p, const qcc_geom* g, const int* dims,
+                    int split, int8_t z_x, int8_t* rowbuf)
 
 
 ISAS = ("avx512vnni", "avx2", "baseline")
-"""Instruction sets of the GEMM, best first."""
+"""Instruction sets of the GEMM, best first (ISA levels 2, 1, 0 of _common.h)."""
 
-# Bytes of the column buffer per tile (it stays in the L2 cache).
-cdef Py_ssize_t TILE_BYTES = 256 << 10
 
-# QCC_ISA level -> the first entry of ISAS it allows.
-_CEILING = {"avx512": 0, "avx2": 1, "scalar": 2}
+cdef inline int _level(int index) noexcept nogil:
+    return 2 - index
 
 
 def default_isa():
     """The best instruction set this CPU runs at or below QCC_ISA (unset or unknown:
     the best one)."""
-    first = _CEILING.get(os.environ.get("QCC_ISA", "").strip().lower(), 0)
-    return next(name for i, name in enumerate(ISAS) if i >= first and qcc_i8_supported(i))
+    return ISAS[2 - qcc_isa_best(qcc_isa_ceiling(), 1)]
 
 
 cdef int _isa = ISAS.index(default_isa())
@@ -259,7 +117,7 @@ cdef int _isa = ISAS.index(default_isa())
 
 def supported_isas():
     """The instruction sets this CPU runs, best first."""
-    return [name for i, name in enumerate(ISAS) if qcc_i8_supported(i)]
+    return [name for i, name in enumerate(ISAS) if qcc_i8_supported(_level(i))]
 
 
 def isa():
@@ -273,7 +131,7 @@ def set_isa(name):
     global _isa
     if name is None:
         name = default_isa()
-    if name not in ISAS or not qcc_i8_supported(ISAS.index(name)):
+    if name not in ISAS or not qcc_i8_supported(_level(ISAS.index(name))):
         raise ValueError(f"instruction set {name!r} is not supported here "
                          f"(supported: {', '.join(supported_isas())})")
     old = ISAS[_isa]
@@ -281,14 +139,186 @@ def set_isa(name):
     return old
 
 
+def _default_threads():
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+cdef int _threads = _default_threads()
+
+
+def set_threads(int n):
+    """Set how many threads the int8 kernels use; returns the old count."""
+    global _threads
+    old = _threads
+    _threads = max(1, min(n, 64))
+    return old
+
+
 def padded_length(int k):
-    """Column length the packed weights and columns use: k rounded up to 32."""
+    """Row length of the packed weights (and dense columns): k rounded up to 32."""
     return (k + 31) // 32 * 32
 
 
 def _pad3(vals, int fill):
     vals = [int(v) for v in vals]
     return [fill] * (3 - len(vals)) + vals
+
+
+def _multipliers(multiplier, int o):
+    m = np.ascontiguousarray(np.broadcast_to(np.asarray(multiplier, np.float32).reshape(-1),
+                                             (o,)), np.float32)
+    return m
+
+
+def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
+          multiplier, int z_y, int qmin, int qmax):
+    cdef int d = x.ndim - 2
+    cdef int i
+    x = np.ascontiguousarray(x, np.int8)
+    cdef int n_img = x.shape[0]
+    cdef int c = x.shape[1]
+    cdef int o = wpack.shape[0]
+    cdef qcc_geom g
+    if o % groups or c % groups:
+        raise ValueError(f"groups {groups} do not divide the {c} input and {o} output "
+                         "channels")
+    sp, ks, st = _pad3(x.shape[2:], 1), _pad3(kernel, 1), _pad3(strides, 1)
+    pb, dl = _pad3(pads[:d], 0), _pad3(dilations, 1)
+    pe = _pad3(pads[d:], 0)
+    g.cg = c // groups
+    g.og = o // groups
+    for i in range(3):
+        g.sp[i], g.k[i], g.st[i], g.pb[i], g.dl[i] = sp[i], ks[i], st[i], pb[i], dl[i]
+        g.osp[i] = qcc_out_size(sp[i], ks[i], st[i], pb[i], pe[i], dl[i])
+        if g.osp[i] < 1:
+            raise ValueError(f"empty conv output for x {x.shape} and kernel {tuple(kernel)}")
+    osp = [g.osp[3 - d + i] for i in range(d)]
+    cdef int kc = g.cg * g.k[0] * g.k[1] * g.k[2]
+    if wpack.ndim != 2 or wpack.shape[1] != padded_length(kc):
+        raise ValueError(f"packed weight {wpack.shape} does not fit x {x.shape}, kernel "
+                         f"{tuple(kernel)} and groups {groups}")
+    if g.cg == 1 and g.og == 1:
+        return _depthwise(x, wpack, off, &g, groups, osp, z_x, multiplier, z_y, qmin, qmax)
+    cdef int dims[3]
+    cdef int split = g.st[2] == 2
+    cdef bint padded = not qcc_padded_dims(&g, g.osp[2], dims) or split
+    cdef qcc_positions pos = qcc_conv_positions(&g, dims, split)
+    qcc_positions_merge(&pos, g.osp[0] * g.osp[1] * g.osp[2])
+    # the gather reads x in place when every panel is one contiguous run, else a copy
+    # (padded where the conv pads) with QCC_I8_SLACK bytes to spare
+    padded = padded or pos.ow != g.osp[0] * g.osp[1] * g.osp[2] or pos.s_w != 1
+    cdef Py_ssize_t vol = <Py_ssize_t>dims[0] * dims[1] * dims[2]
+    cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
+    cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
+    cdef const int8_t[::1] xv = x.reshape(-1)
+    pad = np.empty(n_img * c * vol + QCC_I8_SLACK if padded else 1, np.int8)
+    kofs = np.empty(max(1, kc), np.intp)
+    cdef int8_t[::1] padv = pad
+    cdef int8_t[::1] rowbuf = np.empty(dims[2] + 1, np.int8)
+    cdef Py_ssize_t[::1] kofsv = kofs
+    qcc_conv_kofs(&g, dims, split, &kofsv[0])
+    cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
+    cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32).reshape(-1)
+    if ov.shape[0] != o:
+        raise ValueError(f"{ov.shape[0]} offsets for {o} output channels")
+    cdef qcc_i8_job job
+    job.n_img = n_img
+    job.groups = groups
+    job.m = g.og
+    job.n = <int>pout
+    job.k = kc
+    job.w = &wv[0, 0]
+    job.lda = wv.shape[1]
+    job.off = &ov[0]
+    job.src = <const uint8_t*>&padv[0] if padded else <const uint8_t*>&xv[0]
+    job.src_grp = g.cg * (vol if padded else pin)
+    job.slack = padded
+    job.kofs = &kofsv[0]
+    job.pos = pos
+    job.row_stride = 0
+    job.isa = _level(_isa)
+    job.failed = 0
+    cdef int32_t[::1] outv
+    cdef int8_t[::1] yv
+    cdef const float[::1] mv
+    if multiplier is None:
+        res = np.empty((n_img, o, *osp), np.int32)
+        outv = res.reshape(-1)
+        job.out = &outv[0]
+        job.y = NULL
+        job.mult = NULL
+    else:
+        res = np.empty((n_img, o, *osp), np.int8)
+        yv = res.reshape(-1).view(np.int8)
+        mv = _multipliers(multiplier, o)
+        job.out = NULL
+        job.y = &yv[0]
+        job.mult = &mv[0]
+    job.zy = z_y
+    job.qmin = qmin
+    job.qmax = qmax
+    cdef int ig
+    with nogil:
+        if padded:
+            for ig in range(n_img * groups):
+                qcc_i8_pad(&xv[0] + ig * g.cg * pin, &padv[0] + ig * g.cg * vol, &g, dims,
+                           split, <int8_t>z_x, &rowbuf[0])
+        qcc_i8_run(&job, _threads)
+    if job.failed:
+        raise MemoryError("int8 conv: out of memory for the GEMM scratch")
+    return res
+
+
+cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, multiplier,
+                int z_y, int qmin, int qmax):
+    """Depthwise conv (one input and one output channel per group): direct taps per
+    plane, the planes shared by the threads."""
+    cdef int n_img = x.shape[0]
+    cdef const int8_t[::1] xv = x.reshape(-1)
+    cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
+    cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32).reshape(-1)
+    if ov.shape[0] != groups:
+        raise ValueError(f"{ov.shape[0]} offsets for {groups} output channels")
+    cdef qcc_i8_dw_job job
+    cdef int32_t[::1] outv
+    cdef int8_t[::1] yv
+    cdef const float[::1] mv
+    job.x = &xv[0]
+    job.w = &wv[0, 0]
+    job.lda = wv.shape[1]
+    job.off = &ov[0]
+    job.g = g
+    job.groups = groups
+    job.planes = n_img * groups
+    job.fill = <uint8_t>(z_x + 128)
+    if multiplier is None:
+        res = np.empty((n_img, groups, *osp), np.int32)
+        outv = res.reshape(-1)
+        job.out = &outv[0]
+        job.y = NULL
+        job.mult = NULL
+    else:
+        res = np.empty((n_img, groups, *osp), np.int8)
+        yv = res.reshape(-1)
+        mv = _multipliers(multiplier, groups)
+        job.out = NULL
+        job.y = &yv[0]
+        job.mult = &mv[0]
+    job.zy = z_y
+    job.qmin = qmin
+    job.qmax = qmax
+    cdef int threads = _threads
+    if <double>job.planes * res[0, 0].size * g.k[0] * g.k[1] * g.k[2] < (1 << 19):
+        threads = 1   # waking a worker costs some microseconds
+    with nogil:
+        qcc_i8_depthwise(&job, threads)
+    if job.failed:
+        raise MemoryError("int8 depthwise conv: out of memory for the scratch")
+    return res
 
 
 def conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups):
@@ -298,57 +328,20 @@ def conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups):
     channel o, flattened in (c, *kernel) order, zero-padded); `off` int32 [O] is
     b - (z_x + 128) * sum(w[o]). pads in ONNX order (all begins, then all ends).
     """
-    cdef int d = x.ndim - 2
-    cdef int i
-    x = np.ascontiguousarray(x, np.int8)
-    cdef int n_img = x.shape[0]
-    cdef int c = x.shape[1]
-    cdef int o = wpack.shape[0]
-    cdef qcc_i8_geom g
-    osp = []
-    for i in range(d):
-        span = int(dilations[i]) * (int(kernel[i]) - 1) + 1
-        osp.append((x.shape[2 + i] + int(pads[i]) + int(pads[d + i]) - span)
-                   // int(strides[i]) + 1)
-    sp, ks, st = _pad3(x.shape[2:], 1), _pad3(kernel, 1), _pad3(strides, 1)
-    pb, dl, os3 = _pad3(pads[:d], 0), _pad3(dilations, 1), _pad3(osp, 1)
-    g.cg = c // groups
-    g.og = o // groups
-    for i in range(3):
-        g.sp[i], g.k[i], g.st[i], g.pb[i], g.dl[i], g.osp[i] = sp[i], ks[i], st[i], pb[i], dl[i], os3[i]
-        need = (os3[i] - 1) * st[i] + (ks[i] - 1) * dl[i] + 1
-        g.dims[i] = max(need, pb[i] + sp[i])
-    g.kc = g.cg * g.k[0] * g.k[1] * g.k[2]
-    g.kp = wpack.shape[1]
-    if g.kp != padded_length(g.kc) or o % groups or c % groups:
-        raise ValueError(f"packed weight {wpack.shape} does not fit x {x.shape}, kernel "
-                         f"{tuple(kernel)} and groups {groups}")
-    out = np.empty((n_img, o, *osp), np.int32)
-    cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
-    cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
-    cdef Py_ssize_t tile = max(1, min(pout, TILE_BYTES // g.kp))
-    pad = np.empty(max(1, qcc_i8_pad_size(&g)), np.uint8)
-    col = np.empty(tile * g.kp, np.uint8)
-    cdef const int8_t[::1] xv = x.reshape(-1)
-    cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
-    cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32)
-    cdef int32_t[::1] outv = out.reshape(-1)
-    cdef uint8_t[::1] padv = pad
-    cdef uint8_t[::1] colv = col
-    cdef uint8_t fill = <uint8_t>(z_x + 128)
-    cdef qcc_i8_gemm_fn gemm = qcc_i8_gemm_of(_isa)
-    cdef int ni
-    with nogil:
-        for ni in range(n_img):
-            qcc_i8_conv_image(&xv[0] + <Py_ssize_t>ni * c * pin, &wv[0, 0], &ov[0],
-                              &outv[0] + <Py_ssize_t>ni * o * pout, &g, groups, fill,
-                              &padv[0], &colv[0], tile, gemm)
-    return out
+    return _conv(x, wpack, off, kernel, z_x, strides, pads, dilations, groups, None, 0, 0, 0)
 
 
-def dense(x, wpack, off):
-    """int32 [M, N] = (x - z_x) @ w^T + b of int8 x [M, K]; `wpack` int8 [N,
-    padded_length(K)], `off` int32 [N] = b - (z_x + 128) * sum(w[n])."""
+def conv_requantize(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
+                    multiplier, int z_y, int qmin=-128, int qmax=127):
+    """`conv`, requantized in the same pass: int8 [N, O, *OS] =
+    clip(rint(float32(acc) * multiplier[o]) + z_y, qmin, qmax), rint rounding half to
+    even (the accumulator's zero point is 0). `multiplier`: float32, one per output
+    channel or one for all."""
+    return _conv(x, wpack, off, kernel, z_x, strides, pads, dilations, groups,
+                 multiplier, z_y, qmin, qmax)
+
+
+def _dense(x, wpack, off, multiplier, int z_y, int qmin, int qmax):
     x = np.ascontiguousarray(x, np.int8)
     cdef Py_ssize_t m = x.shape[0]
     cdef int k = x.shape[1]
@@ -356,17 +349,73 @@ def dense(x, wpack, off):
     cdef int kp = wpack.shape[1]
     if kp != padded_length(k):
         raise ValueError(f"packed weight {wpack.shape} does not fit x {x.shape}")
-    out = np.empty((m, n), np.int32)
+    dtype = np.int32 if multiplier is None else np.int8
     if m == 0 or n == 0:
-        return out
-    rows = np.empty((m, kp), np.uint8)
-    cdef const int8_t[:, ::1] xv = x if k else np.zeros((m, 1), np.int8)
+        return np.empty((m, n), dtype)
+    res = np.empty((n, m), dtype)   # channels x rows: the GEMM's layout
+    if k % 4:   # the GEMM reads rows in groups of 4: pad them with zeros
+        rows = np.zeros((m, kp), np.int8)
+        rows[:, :k] = x
+    else:
+        rows = x
+    cdef const int8_t[:, ::1] rv = rows if k else np.zeros((m, 1), np.int8)
     cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
-    cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32)
-    cdef int32_t[:, ::1] outv = out
-    cdef uint8_t[:, ::1] rv = rows
-    cdef qcc_i8_gemm_fn gemm = qcc_i8_gemm_of(_isa)
-    with nogil:
-        qcc_i8_rows(&xv[0, 0], &rv[0, 0], m, k, kp)
-        gemm(&wv[0, 0], &rv[0, 0], &outv[0, 0], 1, n, n, <int>m, kp, &ov[0])
-    return out
+    cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32).reshape(-1)
+    cdef int32_t[::1] outv
+    cdef int8_t[::1] yv
+    cdef const float[::1] mv
+    cdef qcc_i8_job job
+    job.n_img = 1
+    job.groups = 1
+    job.m = n
+    job.n = <int>m
+    job.k = k
+    job.w = &wv[0, 0]
+    job.lda = kp
+    job.off = &ov[0]
+    job.src = <const uint8_t*>&rv[0, 0]
+    job.src_grp = 0
+    job.kofs = NULL
+    job.row_stride = rv.shape[1]
+    job.slack = 0
+    job.isa = _level(_isa)
+    job.failed = 0
+    if multiplier is None:
+        outv = res.reshape(-1)
+        job.out = &outv[0]
+        job.y = NULL
+        job.mult = NULL
+    else:
+        yv = res.reshape(-1)
+        mv = _multipliers(multiplier, n)
+        job.out = NULL
+        job.y = &yv[0]
+        job.mult = &mv[0]
+    job.zy = z_y
+    job.qmin = qmin
+    job.qmax = qmax
+    if k:
+        with nogil:
+            qcc_i8_run(&job, _threads)
+    if job.failed:
+        raise MemoryError("int8 dense: out of memory for the GEMM scratch")
+    if not k:   # no terms: acc = off
+        acc = np.broadcast_to(np.asarray(off, np.int32).reshape(-1, 1), (n, m))
+        if multiplier is None:
+            res[...] = acc
+        else:
+            v = np.rint(acc.astype(np.float32) * _multipliers(multiplier, n)[:, None])
+            res[...] = np.clip(v + z_y, qmin, qmax).astype(np.int8)
+    return np.ascontiguousarray(res.T)
+
+
+def dense(x, wpack, off):
+    """int32 [M, N] = (x - z_x) @ w^T + b of int8 x [M, K]; `wpack` int8 [N,
+    padded_length(K)], `off` int32 [N] = b - (z_x + 128) * sum(w[n])."""
+    return _dense(x, wpack, off, None, 0, 0, 0)
+
+
+def dense_requantize(x, wpack, off, multiplier, int z_y, int qmin=-128, int qmax=127):
+    """`dense`, requantized in the same pass: int8 [M, N] =
+    clip(rint(float32(acc) * multiplier[n]) + z_y, qmin, qmax) (see conv_requantize)."""
+    return _dense(x, wpack, off, multiplier, z_y, qmin, qmax)

@@ -186,7 +186,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         if cfg.get("equalize"):
             extra["equalization"] = _equalization(job.remarks, sqnr_before, sqnr_after)
         if cfg.get("balance"):
-            extra["balance"] = _balance(job.remarks, cfg["balance"]["alpha"])
+            extra["balance"] = _balance(job.remarks, cfg["balance"])
         if target is not None:
             cfg = legalized_config(module, cfg)
 
@@ -242,10 +242,18 @@ def _equalization(remarks: Remarks, before: dict[str, float], after: dict[str, f
                                           for k in before}}
 
 
-def _balance(remarks: Remarks, alpha: float) -> dict:
+def _balance(remarks: Remarks, spec: dict) -> dict:
+    """What qcc-balance did: every layer, or (`outlier_ratio`) the layers whose input
+    has outlier channels; then the report lists the measured ratio of each layer."""
     factors = remarks.results.get(BalancePass.name, {})
-    return {"alpha": alpha, "layers": {k: {"min": float(np.min(v)), "max": float(np.max(v))}
-                                       for k, v in factors.items()}}
+    ratios = remarks.results.get(f"{BalancePass.name}.outlier_ratio", {})
+    out: dict = {"alpha": spec["alpha"], "layers": {
+        k: {"min": float(np.min(v)), "max": float(np.max(v)), "outlier_ratio": ratios.get(k)}
+        for k, v in factors.items()}}
+    if spec.get("outlier_ratio"):
+        out["outlier_ratio"] = spec["outlier_ratio"]
+        out["not_balanced"] = {n: r for n, r in ratios.items() if n not in factors}
+    return out
 
 
 def _write_outputs(work: Path, name: str, module: ModuleOp, cfg: dict, report: dict) -> None:

@@ -5,8 +5,9 @@ Rules:
 1. A weight observer reads its constant directly (no data needed): per-channel or
    per-tensor symmetric max-abs (ARQ) on the `quant.observe` grid.
 2. An activation observer collects mergeable statistics (min/max and a histogram,
-   never the tensors) over every batch; non-finite and mask-like values (|x| >=
-   1e8, the -1e9 of attention masks) are counted and left out.
+   never the tensors) over every batch; non-finite values are counted and left out,
+   every finite value is kept (attention masks never reach an observer:
+   `qcc-insert-quant` recognises them from the graph, `qcc.passes.masks`).
 3. Its range comes from the observer's algorithm with its `params`; scale and zero
    point follow from the range and the grid (`range_to_qparams`).
 4. The observer becomes `quant.fake_quant {qtype}` carrying discardable attributes

@@ -12,7 +12,9 @@ Rules:
    `quant.observe` {kind = "weight"}: symmetric, narrow range ([-127, 127] at 8
    bits), per output channel when `channel_wise` (axis 0; axis 1 for a
    conv_transpose with one group), per tensor otherwise. Biases stay float.
-4. The observer ids are `<layer>.input` (`.input0`/`.input1` for matmul) and
+4. No observer ever reads an attention mask or masked scores (`qcc.passes.masks`):
+   a layer with such an input stays float, with a remark, whatever the config says.
+5. The observer ids are `<layer>.input` (`.input0`/`.input1` for matmul) and
    `<layer>.weight`; a layer without a `name` is named after its op and position.
 
 Option: `config` = path of the JSON written by `qcc config` (default: the built-in
@@ -40,7 +42,9 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from qcc.dialects import qnn, quant
 from qcc.dialects.layers import Layer
+from qcc.passes import remarks
 from qcc.passes.common import decided_entry
+from qcc.passes.masks import mask_inputs
 
 
 def layers(module: ModuleOp) -> list[tuple[str, Operation]]:
@@ -84,15 +88,20 @@ class InsertQuantPass(ModulePass):
 
 
 def insert_observers(module: ModuleOp, cfg: dict) -> list[quant.ObserveOp]:
-    """Apply rules 1-4 with the resolved config `cfg`; return the new observers."""
+    """Apply rules 1-5 with the resolved config `cfg`; return the new observers."""
     layer_cfg = cfg.get("layers", {})
     shared: dict[tuple, quant.ObserveOp] = {}
     created: list[quant.ObserveOp] = []
+    masked = mask_inputs(module)
     for name, op in layers(module):
         entry = layer_cfg.get(name)
         entry = decided_entry(op, entry) if entry is not None else None
         if entry is None:
             continue  # rule 1
+        if op in masked:  # rule 4
+            remarks.emit(op, f"stays float: input {masked[op][0]} is an attention mask "
+                         "or masked attention scores")
+            continue
         act, layer = entry.get("activation"), Layer(op)
         if act is not None:
             inputs = layer.activation_indices

@@ -9,7 +9,8 @@
     do_fusion: true                  # BN fusion (default true)
     skip_fusion_layers: "conv2"
     do_equalization: false           # cross-layer equalization after fusion (qcc-equalize)
-    dmq_balancer_param { migration_strength: 0.5 }   # activation balance (qcc-balance)
+    dmq_balancer_param { migration_strength: 0.5 }   # activation balance on every layer
+    auto_balance: false              # default true: balance inputs with outlier channels
     common_config { arq_quantize { channel_wise: true quant_bits: 8 }
                     ifmr_quantize { search_range_start: 0.7 search_range_end: 1.3 } }
     override_layer_types { layer_type: "Conv2d" calibration_config { ... } }
@@ -27,7 +28,10 @@ the registry states (`activation_defaults()`), plus `quant_bits` and `asymmetric
 
 Defaults (the registry's `DEFAULT_WEIGHT_ALGORITHM`, `DEFAULT_ACTIVATION_ALGORITHM`):
 weights `arq` symmetric per-channel int8 (conv, conv_transpose, dense); activations
-`ifmr` int8, asymmetric (`activation_offset: true`). Precedence, separately
+`ifmr` int8, asymmetric (`activation_offset: true`); activation balance (`qcc-balance`,
+alpha 0.5) of the layers whose input has outlier channels (largest channel max|x|
+above 16x the median: trained transformers), `auto_balance: false` to turn it off,
+`dmq_balancer_param` to balance every layer. Precedence, separately
 for the weight and the activation part: `override_layer_configs` > `override_layer_types`
 > `common_config` > defaults; the most specific block present is used whole (its unset
 fields take the defaults above, not a less specific block's values). `skip_layers` /
@@ -47,7 +51,8 @@ AvgPool3D AveragePooling2D AvgPool1d/2d/3d`.
 **Resolved JSON** (`resolve`, `config_json.dump_json`; the contract every later step reads)::
 
     {"version": 1, "batch_num": null, "activation_offset": true, "do_fusion": true,
-     "skip_fusion_layers": [], "equalize": false, "balance": null | {"alpha": 0.5},
+     "skip_fusion_layers": [], "equalize": false,
+     "balance": null | {"alpha": 0.5} | {"alpha": 0.5, "outlier_ratio": 16.0},
      "layers": {
        "conv1": {"type": "qnn.conv", "quantize": true,
                  "weight": {"algorithm": "arq", "bits": 8, "channel_wise": true, "symmetric": true},
@@ -59,8 +64,10 @@ Layers are the module's `qnn.LAYER_OPS` in walk order, keyed by `quantizable_lay
 names: the op's `name` attribute, else `<op>_<i>` with i its index among the module's
 layers (`conv_0`, `dense_3`); a repeated name gets `_1`, `_2`. `weight` is null for `qnn.avg_pool` and `qnn.matmul`; the
 activation entry applies to every activation input (both operands of `qnn.matmul`).
-`params` always lists every parameter of the algorithm. `reason` is `skip_layers` or
-`skip_layer_types`.
+`params` always lists every parameter of the algorithm. `reason` is `skip_layers`,
+`skip_layer_types` or `attention_mask` (an activation input is an attention mask or
+masked attention scores, recognised from the graph by `qcc.passes.masks`: such a
+layer stays float, so no mask value reaches a quantizer's statistics).
 """
 
 from __future__ import annotations
@@ -81,8 +88,13 @@ from qcc.dialects import qnn
 from qcc.dialects.layers import NO_WEIGHT
 from qcc.errors import QccError
 from qcc.passes.common import quantizable_layers
+from qcc.passes.masks import mask_inputs
 from qcc.quant import algorithms
 
+OUTLIER_RATIO = 16.0
+"""The default balances a layer input whose largest channel max|x| is above this times
+the median channel max (`qcc-balance` rule 7): transformers with outlier channels
+measure 20 to 1000s, the CNNs in the tests (digits, a ResNet-18) below 8."""
 WEIGHT_BITS = (4, 5, 6, 7, 8)
 ACTIVATION_BITS = (8, 16)
 ACTIVATION_ALGORITHMS: dict[str, dict[str, float | int]] = algorithms.activation_defaults()
@@ -253,7 +265,8 @@ class SimpleConfig:
     do_fusion: bool = True
     skip_fusion_layers: tuple[str, ...] = ()
     do_equalization: bool = False  # qcc-equalize after fusion
-    balance_alpha: float | None = None  # qcc-balance migration strength; None: off
+    balance_alpha: float | None = None  # qcc-balance migration strength on every layer
+    auto_balance: bool = True  # without dmq_balancer_param: balance outlier inputs only
     origins: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -322,7 +335,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
                    "override_layer_types": "OverrideLayerType*",
                    "override_layer_configs": "OverrideLayer*", "do_fusion": "bool",
                    "skip_fusion_layers": "string*", "do_equalization": "bool",
-                   "dmq_balancer_param": "dmq_balancer_param"},
+                   "dmq_balancer_param": "dmq_balancer_param", "auto_balance": "bool"},
     "dmq_balancer_param": {"migration_strength": "float"},
     "CalibrationConfig": {WEIGHT_BLOCK: WEIGHT_BLOCK,
                           **{f"{a}_quantize": f"{a}_quantize" for a in ACTIVATION_ALGORITHMS}},
@@ -456,7 +469,8 @@ class _Reader:
             one("batch_num", None), one("activation_offset", True), tuple(many("skip_layers")),
             tuple(many("skip_layer_types")), common, tuple(types), tuple(layers),
             one("do_fusion", True), tuple(many("skip_fusion_layers")),
-            one("do_equalization", False), self.balancer(f), origins), f, (1, 1))
+            one("do_equalization", False), self.balancer(f), one("auto_balance", True),
+            origins), f, (1, 1))
 
     def balancer(self, f: dict) -> float | None:
         if "dmq_balancer_param" not in f:
@@ -541,12 +555,16 @@ def resolve(module, config: SimpleConfig | None, model_path: str | None = None) 
     by_layer = {o.layer_name: o.config for o in config.override_layer_configs}
     by_type = {op: o.config for o in config.override_layer_types for op in o.ops}
     skip_types = {op for t in config.skip_layer_types for op in LAYER_TYPES[t]}
+    masked = mask_inputs(module)
     out: dict[str, dict] = {}
     for name, op in layers.items():
         t = op.name
         if name in config.skip_layers or t in skip_types:
             reason = "skip_layers" if name in config.skip_layers else "skip_layer_types"
             out[name] = {"type": t, "quantize": False, "reason": reason}
+            continue
+        if op in masked:  # its input is an attention mask or masked scores: float
+            out[name] = {"type": t, "quantize": False, "reason": "attention_mask"}
             continue
         chain = [c for c in (by_layer.get(name), by_type.get(t), config.common_config) if c]
         w = next((c.weight for c in chain if c.weight), None) or ArqQuantize()
@@ -558,12 +576,23 @@ def resolve(module, config: SimpleConfig | None, model_path: str | None = None) 
             "activation_offset": config.activation_offset, "do_fusion": config.do_fusion,
             "skip_fusion_layers": list(config.skip_fusion_layers),
             "equalize": config.do_equalization,
-            "balance": None if config.balance_alpha is None else {"alpha": config.balance_alpha},
+            "balance": _balance(config),
             "layers": out}
+
+
+def _balance(config: SimpleConfig) -> dict | None:
+    """`dmq_balancer_param` balances every layer; without it, the layers whose input
+    has outlier channels (`qcc-balance` rule 7) unless `auto_balance: false`."""
+    if config.balance_alpha is not None:
+        return {"alpha": config.balance_alpha}
+    if not config.auto_balance:
+        return None
+    return {"alpha": 0.5, "outlier_ratio": OUTLIER_RATIO}
+
 
 __all__ = [
     "ConfigError", "SimpleConfig", "CalibrationConfig", "ArqQuantize", "ActivationQuant",
     "OverrideLayer", "OverrideLayerType", "LAYER_TYPES", "ACTIVATION_ALGORITHMS",
-    "WEIGHT_BITS", "ACTIVATION_BITS", "NO_WEIGHT", "layer_type_ops", "parse_simple_config",
-    "load_simple_config", "quantizable_layers", "resolve",
+    "WEIGHT_BITS", "ACTIVATION_BITS", "OUTLIER_RATIO", "NO_WEIGHT", "layer_type_ops",
+    "parse_simple_config", "load_simple_config", "quantizable_layers", "resolve",
 ]

@@ -4,10 +4,11 @@
 batches without keeping the values: counts, the exact min and max, and a histogram
 with a fixed number of bins. Its memory is O(bins), whatever the number of batches.
 
-**Left out.** NaN, +inf, -inf and finite values with |x| >= `MASK_THRESHOLD` (1e8:
-the -1e9 / -3.4e38 additive attention masks, or a finite overflow) are counted, each
-kind separately, and take no part in min, max or the histogram, so a mask never
-blows up a scale and a NaN never crashes calibration.
+**Left out.** NaN, +inf and -inf are counted, each kind separately, and take no part
+in min, max or the histogram, so a NaN never crashes calibration. Every finite value
+is kept, however large: a model whose real activations reach 1e9 is observed with
+them. Attention masks (-1e9, finfo.min) are kept away from observers by the graph's
+structure (`qcc.passes.masks`), not by their magnitude.
 
 **The histogram grid.** Bins have width `w = 2**e` (an integer `e`) and edges at
 integer multiples of `w`: bin `k` is `[(start + k) * w, (start + k + 1) * w)`. For
@@ -40,10 +41,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-MASK_THRESHOLD = 1e8
-"""Finite values with |x| >= this are mask-like (e.g. -1e9 in additive attention
-masks): counted and left out of the statistics."""
 
 DEFAULT_BINS = 2048
 """Histogram bins of a `TensorStats` unless given."""
@@ -89,8 +86,7 @@ class TensorStats:
     (same number of bins); both return `self`. Memory is O(`bins`).
 
     - `count`: finite values kept; `nan`, `posinf`, `neginf`: non-finite values
-      skipped; `masked`: finite values with |x| >= MASK_THRESHOLD skipped;
-      `skipped`: the sum of the four.
+      skipped; `skipped`: the sum of the three.
     - `min`, `max`: exact, over kept values (0.0 while `count == 0`).
     - `hist` (int64, `bins` long), `edges`, `bin_width`: the histogram (module doc);
       `histogram()` and `abs_histogram()`: views trimmed to the occupied bins.
@@ -100,7 +96,7 @@ class TensorStats:
         if not isinstance(bins, int | np.integer) or bins < 2:
             raise ValueError(f"a histogram needs at least 2 bins, got {bins!r}")
         self.bins = int(bins)
-        self.count = self.nan = self.posinf = self.neginf = self.masked = 0
+        self.count = self.nan = self.posinf = self.neginf = 0
         self._min, self._max = math.inf, -math.inf
         self._e, self._start = _MIN_EXP, 0
         self._hist = np.zeros(self.bins, np.int64)
@@ -114,8 +110,8 @@ class TensorStats:
 
     @property
     def skipped(self) -> int:
-        """Values left out: NaN, +inf, -inf and mask-like."""
-        return self.nan + self.posinf + self.neginf + self.masked
+        """Values left out: NaN, +inf and -inf."""
+        return self.nan + self.posinf + self.neginf
 
     @property
     def min(self) -> float:
@@ -176,8 +172,7 @@ class TensorStats:
     def summary(self) -> dict[str, float | int]:
         """Counts and range, for reports."""
         return {"count": self.count, "min": self.min, "max": self.max, "nan": self.nan,
-                "posinf": self.posinf, "neginf": self.neginf, "masked": self.masked,
-                "skipped": self.skipped}
+                "posinf": self.posinf, "neginf": self.neginf, "skipped": self.skipped}
 
     def __repr__(self) -> str:
         return (f"TensorStats(count={self.count}, min={self.min:g}, max={self.max:g}, "
@@ -200,18 +195,7 @@ class TensorStats:
                 self.nan += nan
                 self.posinf += pos
                 self.neginf += n_bad - nan - pos
-            keep = finite
-            if float(np.finfo(a.dtype).max) >= MASK_THRESHOLD:  # float16 holds no mask
-                keep = finite & (np.abs(a) < MASK_THRESHOLD)
-            n_masked = int(np.count_nonzero(finite)) - int(np.count_nonzero(keep))
-            if n_bad or n_masked:
-                self.masked += n_masked
-                a = a[keep]
-        else:
-            big = np.abs(a.astype(np.float64)) >= MASK_THRESHOLD
-            if big.any():
-                self.masked += int(np.count_nonzero(big))
-                a = a[~big]
+                a = a[finite]
         if a.size == 0:
             return self
         x = a.astype(np.float64)
@@ -230,7 +214,6 @@ class TensorStats:
         self.nan += other.nan
         self.posinf += other.posinf
         self.neginf += other.neginf
-        self.masked += other.masked
         if other.count:
             self._grow(min(self._min, other._min), max(self._max, other._max))
             self._hist += _rebin(other._hist, other._e, other._start, self._e, self._start,
@@ -292,4 +275,4 @@ def weight_stats(w: np.ndarray, axis: int = -1) -> WeightStats:
                        np.asarray(nonfinite, np.int64), axis)
 
 
-__all__ = ["TensorStats", "WeightStats", "weight_stats", "MASK_THRESHOLD", "DEFAULT_BINS"]
+__all__ = ["TensorStats", "WeightStats", "weight_stats", "DEFAULT_BINS"]

@@ -8,7 +8,7 @@ job runs them:
     qcc-fuse-bn{skip_layers}          when the config fuses (do_fusion)
     qcc-legalize-ascend{target ...}   when a target is given
     qcc-equalize                      when the config equalizes
-    qcc-balance{alpha data batch_num} when the config balances
+    qcc-balance{alpha data batch_num outlier_ratio} when the config balances
     qcc-insert-quant{config}
     qcc-calibrate{data batch_num}
 
@@ -47,7 +47,8 @@ def build(cfg: Mapping, *, config: str, data: str, target: str | None = None,
         passes.append(EqualizePass())
     if cfg.get("balance"):
         passes.append(BalancePass(alpha=cfg["balance"]["alpha"], data=data,
-                                  batch_num=batch_num))
+                                  batch_num=batch_num,
+                                  outlier_ratio=cfg["balance"].get("outlier_ratio", 0.0)))
     passes.append(InsertQuantPass(config=config))
     passes.append(CalibratePass(data=data, batch_num=batch_num))
     return passes

@@ -326,6 +326,38 @@ def test_two_layers_on_a_model_input_share_one_explicit_scale():
     remarks.current().take()
 
 
+def test_outlier_ratio_balances_only_inputs_with_outlier_channels():
+    """Rule 7: `a` reads an input with one channel 40x the rest (ratio measured here
+    with numpy: well above 16), `c` reads a relu of ordinary values (below 16). Only
+    `a` is balanced, with SmoothQuant's s computed here; the remarks say both; the
+    outputs are the same before and after."""
+    rng = np.random.default_rng(5)
+    g = ir.Graph()
+    x = g.input("x", (4, 16))
+    y1 = g.add(qnn.DenseOp.make(x, g.const(_rand(rng, 8, 16)), name="a"))
+    h = g.add(qnn.ReluOp.make(y1))
+    y2 = g.add(qnn.DenseOp.make(h, g.const(_rand(rng, 3, 8)), name="c"))
+    module = g.finish({"y": y2})
+    data = {"x": _outlier_data(rng, (16, 16), 1, (5,), 40.0)}
+    amax = np.abs(data["x"]).max(0)
+    assert amax.max() / np.median(amax) > 16
+    (a,) = [op for op in _ops(module, qnn.DenseOp) if op.attributes["name"].data == "a"]
+    want = _expected_factor(module, data, a)
+    hidden = np.concatenate([run(module, b, keep=[h])[1][h] for b in model_batches(module, data)])
+    hmax = np.abs(hidden).max(0)
+    assert hmax.max() / np.median(hmax[hmax > 0]) < 16
+    ratios: dict[str, float] = {}
+    with remarks.collecting() as r:
+        factors = _same_before_and_after(module, data, outlier_ratio=16.0, ratios=ratios)
+    assert set(factors) == {"a"}
+    np.testing.assert_allclose(factors["a"], want, rtol=1e-6)
+    assert ratios["a"] == pytest.approx(amax.max() / np.median(amax), rel=1e-6)
+    assert ratios["c"] == pytest.approx(hmax.max() / np.median(hmax[hmax > 0]), rel=1e-6)
+    assert any(line.startswith("qnn.dense 'a': balanced: largest channel max|x| is")
+               for line in r.lines), r.lines
+    assert any(line.startswith("qnn.dense 'c': not balanced:") for line in r.lines), r.lines
+
+
 # ------------------------------------------------------------ transformer W8A8
 
 OUTLIERS = [3, 17, 42]

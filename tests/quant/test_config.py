@@ -203,7 +203,8 @@ def test_resolve_defaults():
     out = resolve(model(), None)
     assert out == {
         "version": 1, "batch_num": None, "activation_offset": True, "do_fusion": True,
-        "skip_fusion_layers": [], "equalize": False, "balance": None,
+        "skip_fusion_layers": [], "equalize": False,
+        "balance": {"alpha": 0.5, "outlier_ratio": 16.0},
         "layers": {
             name: {"type": t, "quantize": True,
                    "weight": None if t in C.NO_WEIGHT else {
@@ -354,5 +355,11 @@ def test_equalization_and_balance_switches():
                               "dmq_balancer_param { migration_strength: 0.6 }\n", "t.cfg")
     out = resolve(model(), cfg)
     assert out["equalize"] is True and out["balance"] == {"alpha": 0.6}
+    # the default balances outlier inputs only; auto_balance: false turns that off
+    assert resolve(model(), None)["balance"] == {"alpha": 0.5, "outlier_ratio": 16.0}
+    off = parse_simple_config("auto_balance: false\n", "t.cfg")
+    assert resolve(model(), off)["balance"] is None
+    with pytest.raises(ConfigError, match="t.cfg:1:15: 'auto_balance' expects true or false"):
+        parse_simple_config("auto_balance: 3\n", "t.cfg")
     with pytest.raises(ConfigError, match="t.cfg:1:.*migration_strength 0.9"):
         parse_simple_config("dmq_balancer_param { migration_strength: 0.9 }", "t.cfg")

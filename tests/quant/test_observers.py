@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from qcc.quant.algorithms import percentile
-from qcc.quant.observers import DEFAULT_BINS, MASK_THRESHOLD, TensorStats, weight_stats
+from qcc.quant.observers import DEFAULT_BINS, TensorStats, weight_stats
 
 
 def batches(seed=0, n=8, size=5000):
@@ -28,7 +28,7 @@ def numpy_histogram(x, st: TensorStats) -> np.ndarray:
 
 def test_defaults_and_empty():
     st = TensorStats()
-    assert st.bins == DEFAULT_BINS == 2048 and MASK_THRESHOLD == 1e8
+    assert st.bins == DEFAULT_BINS == 2048
     assert (st.count, st.skipped, st.min, st.max) == (0, 0, 0.0, 0.0)
     assert st.hist.shape == (2048,) and not st.hist.any()
     with pytest.raises(ValueError, match="at least 2 bins"):
@@ -109,30 +109,39 @@ def test_memory_is_bounded_over_growing_ranges():
     np.testing.assert_array_equal(st.hist, numpy_histogram(x, st))
 
 
-def test_non_finite_and_mask_like_values_are_counted_and_left_out():
+def test_non_finite_values_are_counted_and_left_out():
     rng = np.random.default_rng(3)
     clean = rng.normal(size=(4, 1000)).astype(np.float32)
     dirty = clean.copy()
-    dirty[0, :10] = -1e9  # an additive attention mask
     dirty[1, :3] = -np.inf
     dirty[2, :2] = np.nan
     dirty[3, :4] = np.inf
-    dirty[3, 4] = np.finfo(np.float32).min  # -3.4e38, another mask idiom
-    dirty[3, 5] = 1e8  # exactly the threshold: mask-like
     st = TensorStats().update(dirty)
-    assert (st.masked, st.neginf, st.nan, st.posinf) == (12, 3, 2, 4)
-    assert st.skipped == 21 and st.count == dirty.size - 21
-    kept = dirty[np.isfinite(dirty) & (np.abs(dirty) < 1e8)]
+    assert (st.neginf, st.nan, st.posinf) == (3, 2, 4)
+    assert st.skipped == 9 and st.count == dirty.size - 9
+    kept = dirty[np.isfinite(dirty)]
     ref = TensorStats().update(kept)
     np.testing.assert_array_equal(st.hist, ref.hist)
-    assert (st.min, st.max) == (ref.min, ref.max)
-    assert abs(st.min) < 10 and abs(st.max) < 10
-    # same range as N(0, 1) alone when the masked positions held normal values too
-    mixed = np.concatenate([clean.ravel(), [-1e9, -1e9, -np.inf, np.nan]])
+    np.testing.assert_array_equal(ref.hist, numpy_histogram(kept, ref))
+    assert (st.min, st.max) == (float(kept.min()), float(kept.max()))
+    mixed = np.concatenate([clean.ravel(), [-np.inf, np.nan]])
     a, b = TensorStats().update(mixed), TensorStats().update(clean)
     assert (a.min, a.max) == (b.min, b.max)
     np.testing.assert_array_equal(a.hist, b.hist)
-    assert a.summary()["skipped"] == 4
+    assert a.summary()["skipped"] == 2
+
+
+def test_large_finite_values_are_real_values():
+    """No magnitude rule: -1e9, 1e8 and finfo(float32).min are observed like any value
+    (masks are kept from observers by the graph's structure, not by size)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=1000).astype(np.float32) * np.float32(1e9)
+    x[0] = np.finfo(np.float32).min
+    x[1] = 1e8
+    st = TensorStats().update(x)
+    assert st.skipped == 0 and st.count == x.size
+    assert (st.min, st.max) == (float(x.min()), float(x.max()))
+    np.testing.assert_array_equal(st.hist, numpy_histogram(x.astype(np.float64), st))
 
 
 def test_all_values_skipped_and_zero_tensors():
@@ -146,7 +155,7 @@ def test_all_values_skipped_and_zero_tensors():
 
 def test_integer_bool_and_half_inputs():
     st = TensorStats().update(np.array([1, 2, 3, 200_000_000], np.int64))
-    assert (st.count, st.masked, st.max) == (3, 1, 3.0)
+    assert (st.count, st.skipped, st.max) == (4, 0, 2e8)
     st = TensorStats().update(np.array([True, False]))
     assert (st.min, st.max) == (0.0, 1.0)
     st = TensorStats().update(np.array([1.5, np.inf, -7.25], np.float16))

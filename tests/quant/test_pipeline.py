@@ -38,8 +38,11 @@ def _cfg(text: str | None) -> dict:
 
 @pytest.mark.parametrize("text, target, overrides, want", [
     (None, None, (),
+     'qcc-fuse-bn,qcc-balance{data="c.npz" outlier_ratio=16.0},'
+     'qcc-insert-quant{config="q.json"},qcc-calibrate{data="c.npz"}'),
+    ("auto_balance: false\n", None, (),
      'qcc-fuse-bn,qcc-insert-quant{config="q.json"},qcc-calibrate{data="c.npz"}'),
-    ("do_fusion: false\nbatch_num: 2\n", None, (),
+    ("do_fusion: false\nbatch_num: 2\nauto_balance: false\n", None, (),
      'qcc-insert-quant{config="q.json"},qcc-calibrate{data="c.npz" batch_num=2}'),
     ('skip_fusion_layers: "conv2"\ndo_equalization: true\n'
      "dmq_balancer_param { migration_strength: 0.4 }\n", "ascend", ("min_cin",),

@@ -74,38 +74,70 @@ def test_dump_ir_replays_to_the_same_ir(tmp_path):
         ir.load_module(last))
 
 
-def _masked_attention_module(seq=8, d=16, mask_value=-1e9):
-    """q, k, v projections; scores = q k^T + mask feed a quantized matmul directly
-    (no softmax), so the mask values reach an observed tensor."""
+def _masked_attention_module(seq=8, d=16, mask_value=-1e9, scale=1.0):
+    """q, k, v projections; masked = q k^T + mask feeds a softmax (probs @ v is the
+    output `y`) and also a matmul `context` directly (output `z`), so masked scores are
+    a layer's input. With mask_value=0 and `scale` large the same graph carries real
+    large scores and no mask."""
     rng = np.random.default_rng(0)
     g = ir.Graph()
     x = g.input("x", (1, seq, d))
     mask = np.triu(np.full((seq, seq), mask_value, np.float32), 1)
     proj = {}
     for n in "qkv":
-        w = g.const(rng.standard_normal((d, d)).astype(np.float32) / 4, name=f"{n}.weight")
+        w = g.const((rng.standard_normal((d, d)) * scale / 4).astype(np.float32),
+                    name=f"{n}.weight")
         proj[n] = g.add(qnn.DenseOp.make(x, w, name=n))
     kt = g.add(qnn.TransposeOp.make(proj["k"], perm=(0, 2, 1), name="kt"))
     scores = g.add(qnn.MatmulOp.make(proj["q"], kt, name="scores"))
     masked = g.add(qnn.AddOp.make(scores, g.const(mask, name="mask"), name="masked"))
-    out = g.add(qnn.MatmulOp.make(masked, proj["v"], name="context"))
-    return g.finish({"y": out}), int((mask != 0).sum())
+    probs = g.add(qnn.SoftmaxOp.make(masked, axis=-1, name="softmax"))
+    y = g.add(qnn.MatmulOp.make(probs, proj["v"], name="attend"))
+    z = g.add(qnn.MatmulOp.make(masked, proj["v"], name="context"))
+    return g.finish({"y": y, "z": z})
 
 
-def test_mask_values_are_skipped_and_counted():
-    module, masked_per_sample = _masked_attention_module()
+def test_masked_scores_never_reach_an_observer():
+    """The mask is recognised from the graph: the layer reading masked scores stays
+    float (reason attention_mask), every other layer is quantized with finite scales."""
+    module = _masked_attention_module()
     calib = {"x": np.random.default_rng(1).standard_normal((16, 8, 16)).astype(np.float32)}
     res = quantize(module, calib, progress=False)
-    ctx = next(r for r in res.report["layers"] if r["layer"] == "context")
-    assert ctx["input0"]["skipped_values"] == 16 * masked_per_sample
-    assert res.report["skipped_values"] >= 16 * masked_per_sample
+    rows = {r["layer"]: r for r in res.report["layers"]}
+    assert rows["context"]["quantized"] is False
+    assert rows["context"]["reason"] == "attention_mask"
+    assert {"q", "k", "v", "scores", "attend"} <= {k for k, r in rows.items() if r["quantized"]}
+    assert res.report["skipped_values"] == 0
     for op in res.module.walk():
         if isinstance(op, quant.FakeQuantOp):
             assert all(np.isfinite(s) and 0 < s < 1e3 for s in op.properties["qtype"].scales)
-    # the masked scores' range ignores the mask: it covers the real scores only
-    fq = next(op for op in res.module.walk() if isinstance(op, quant.FakeQuantOp)
-              and op.attributes["id"].data == "context.input0")
-    assert fq.attributes["min"].value.data > -1e3
+            assert op.attributes["id"].data.split(".")[0] != "context"
+
+
+def test_large_real_activations_are_observed_with_their_range():
+    """No magnitude rule: scores of about 1e9 that are real values (no mask in the
+    graph) get a scale that covers them. Oracle: the float model's own scores, from
+    numpy on the weights."""
+    module = _masked_attention_module(mask_value=0.0, scale=3e4)
+    x = np.random.default_rng(1).standard_normal((16, 8, 16)).astype(np.float32)
+    res = quantize(module, {"x": x}, progress=False)
+    w = {n: np.asarray(ir.array_of(op.operands[1]), np.float64) for n, op in
+         ((op.attributes["name"].data, op) for op in res.float_module.walk()
+          if isinstance(op, qnn.DenseOp))}
+    xd = x.astype(np.float64)
+    scores = (xd @ w["q"]) @ np.swapaxes(xd @ w["k"], 1, 2)
+    assert np.abs(scores).max() > 1e9  # real values beyond the old 1e8 threshold
+    rows = {r["layer"]: r for r in res.report["layers"]}
+    assert rows["context"]["quantized"] is True  # nothing here is a mask
+    fq = {op.attributes["id"].data: op for op in res.module.walk()
+          if isinstance(op, quant.FakeQuantOp)}
+    ctx = fq["context.input0"]
+    q = ctx.properties["qtype"]
+    covered_lo = (q.storage_min - q.zero_point) * q.scale
+    covered_hi = (q.storage_max - q.zero_point) * q.scale
+    # ifmr may clip the extreme tail, but the grid spans the bulk of the real scores
+    assert covered_hi > 0.5 * scores.max() and covered_lo < 0.5 * scores.min()
+    assert rows["context"]["input0"]["skipped_values"] == 0
 
 
 @pytest.mark.parametrize("mask_value", [-1e9, -np.inf])

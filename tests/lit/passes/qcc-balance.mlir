@@ -1,5 +1,8 @@
 // RUN: qcc-opt %s --split-input-file -p 'qcc-balance{alpha=0.5 data="%S/Inputs/qcc-balance.npz"}' | filecheck %s
 // RUN: not qcc-opt %s --split-input-file -p 'qcc-balance{alpha=0.9 data="%S/Inputs/qcc-balance.npz"}' 2>&1 | filecheck %s --check-prefix=ALPHA
+// RUN: qcc-opt %s --split-input-file -p 'qcc-balance{alpha=0.5 outlier_ratio=1.0001 data="%S/Inputs/qcc-balance.npz"}' | filecheck %s
+// RUN: qcc-opt %s --split-input-file -p 'qcc-balance{alpha=0.5 outlier_ratio=1000 data="%S/Inputs/qcc-balance.npz"}' | filecheck %s --check-prefix=NONE
+// RUN: not qcc-opt %s --split-input-file -p 'qcc-balance{outlier_ratio=-1 data="%S/Inputs/qcc-balance.npz"}' 2>&1 | filecheck %s --check-prefix=RATIO
 
 // Every case is @main(input0: 2x4x4x4) so that one calibration file serves them all:
 // Inputs/qcc-balance.npz holds input0 (8x4x4x4, standard normal with channel 1 of
@@ -9,6 +12,14 @@
 
 // Out-of-range alpha: an error before any pass runs.
 // ALPHA: error: qcc-balance: alpha (migration strength) must be in [0.2, 0.8], got 0.9
+
+// Rule 7: with outlier_ratio, a layer is balanced only when its input's largest
+// channel max is above that many times the median channel max. Every input here has
+// channels 10x the rest in the data, so 1.0001 balances every case exactly as
+// without the option (the CHECK lines), and 1000 balances none.
+// NONE-NOT: qcc.balance_factor
+// NONE-NOT: _balanced
+// RATIO: error: qcc-balance: outlier_ratio must be a number >= 0, got -1
 
 // Rules 2, 4, 5: Q, K, V read one layer_norm, share one s, and 1/s folds into its affine.
 // CHECK-LABEL: func.func @main(%lnx

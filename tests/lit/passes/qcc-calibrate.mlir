@@ -2,10 +2,10 @@
 // RUN: qcc-opt %s --split-input-file -p 'qcc-calibrate{data="%S/Inputs/qcc-calibrate.npz" batch_num=1}' | filecheck %s --check-prefix=ONE
 // RUN: not qcc-opt %s --split-input-file -p qcc-calibrate 2>&1 | filecheck %s --check-prefix=NODATA
 
-// Inputs/qcc-calibrate.npz holds x: 8 x 4 = linspace(-1, 3, 32) with x[0, 1] = -1e9
-// (an attention-mask value), written by
-//   x = np.linspace(-1.0, 3.0, 32, dtype=np.float32).reshape(8, 4); x[0, 1] = -1e9
-// Hand calculation, all batches: the mask value is skipped (skipped = 1), the range
+// Inputs/qcc-calibrate.npz holds x: 8 x 4 = linspace(-1, 3, 32) with x[0, 1] = -inf,
+// written by
+//   x = np.linspace(-1.0, 3.0, 32, dtype=np.float32).reshape(8, 4); x[0, 1] = -np.inf
+// Hand calculation, all batches: the -inf is skipped (skipped = 1), the range
 // is [-1, 3]: scale = 4 / 255, zero point = round(-128 + 1 / scale) = round(-64.25) = -64.
 // Weights (ARQ, symmetric, narrow, per row): 1.27 / 127 = 0.01, 0.635 / 127 = 0.005.
 // CHECK-LABEL: func.func @main

@@ -1,0 +1,409 @@
+/* What the float convolution (_conv_impl.h, _gemm_impl.h) and the int8 kernels
+ * (_int8_impl.h) share: convolution geometry (output sizes, the padded input plane,
+ * which padded rows an output reads, the offsets of the im2col rows), the runs of
+ * output positions a packed panel gathers, per-thread scratch, and the instruction
+ * set dispatch (which of AVX-512 / AVX2 / scalar the CPU runs, capped by QCC_ISA),
+ * and the thread pool both GEMMs share their work on.
+ *
+ * Every spatial problem is 3-D: 1-D and 2-D convolutions have leading spatial dims
+ * of size 1 (kernel 1, stride 1, pad 0, dilation 1).
+ */
+#ifndef QCC_COMMON_H
+#define QCC_COMMON_H
+
+#include <fenv.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define QCC_X86 1
+#include <immintrin.h>
+#else
+#define QCC_X86 0
+#endif
+
+#if defined(__GNUC__)
+#define QCC_INLINE static inline __attribute__((always_inline))
+#else
+#define QCC_INLINE static inline
+#endif
+
+/* ---- geometry ------------------------------------------------------------------ */
+
+typedef struct {
+    int cg;      /* input channels per group */
+    int og;      /* output channels per group */
+    int sp[3];   /* input spatial size (D, H, W) */
+    int k[3];    /* kernel size */
+    int osp[3];  /* output spatial size */
+    int st[3];   /* strides */
+    int pb[3];   /* pads at the beginning */
+    int dl[3];   /* dilations */
+} qcc_geom;
+
+/* Output size of one spatial dim (ONNX Conv): floor((in + pb + pe - span) / st) + 1
+ * with span = dl * (k - 1) + 1; < 1 when the window does not fit. */
+QCC_INLINE int qcc_out_size(int in, int k, int st, int pb, int pe, int dl)
+{
+    const int span = dl * (k - 1) + 1, room = in + pb + pe - span;
+    return room < 0 ? 0 : room / st + 1;
+}
+
+/* [*lo, *hi): the t in [0, count) with 0 <= t*stride + off < limit. */
+QCC_INLINE void qcc_valid(int off, int stride, int limit, int count, int *lo, int *hi)
+{
+    int a = off < 0 ? (-off + stride - 1) / stride : 0;
+    int b = limit - 1 - off < 0 ? 0 : (limit - 1 - off) / stride + 1;
+    if (b > count) b = count;
+    if (a > count) a = count;
+    if (b < a) b = a;
+    *lo = a;
+    *hi = b;
+}
+
+/* Shape of a padded input plane in which every tap of the outputs (ow_n of them
+ * along W) is inside; returns 1 when the input itself is such a plane. */
+QCC_INLINE int qcc_padded_dims(const qcc_geom *g, int ow_n, int *dims)
+{
+    int i, same = 1;
+    for (i = 0; i < 3; i++) {
+        const int n = i == 2 ? ow_n : g->osp[i];
+        const int need = (n - 1) * g->st[i] + (g->k[i] - 1) * g->dl[i] + 1;
+        dims[i] = need > g->pb[i] + g->sp[i] ? need : g->pb[i] + g->sp[i];
+        same = same && g->pb[i] == 0 && dims[i] == g->sp[i];
+    }
+    return same;
+}
+
+/* Whether padded row (or depth slice) i is read by some output: i = o*s + t*dl with
+ * o < n_out, t < k. */
+QCC_INLINE int qcc_row_used(int i, int s, int k, int dl, int n_out)
+{
+    int t;
+    for (t = 0; t < k && t * dl <= i; t++) {
+        const int r = i - t * dl;
+        if (r % s == 0 && r / s < n_out) return 1;
+    }
+    return 0;
+}
+
+/* Padded column `c` of a row split into its even columns, then its odd ones (so
+ * that stride-2 taps read contiguously): where it is stored. */
+QCC_INLINE ptrdiff_t qcc_split_col(ptrdiff_t c, ptrdiff_t half) { return (c & 1) * half + c / 2; }
+
+/* Offset in the padded input planes of shape dims (split: rows in even and odd
+ * halves) of im2col row (c, kd, kh, kw), in the order of the weights
+ * w[o, c, kd, kh, kw]: element (k, p) of im2col is src[kofs[k] + pos(p)]. */
+static void qcc_conv_kofs(const qcc_geom *g, const int *dims, int split, ptrdiff_t *kofs)
+{
+    const ptrdiff_t plane = (ptrdiff_t)dims[0] * dims[1] * dims[2], half = (dims[2] + 1) / 2;
+    int c, kd, kh, kw;
+    for (c = 0; c < g->cg; c++)
+        for (kd = 0; kd < g->k[0]; kd++)
+            for (kh = 0; kh < g->k[1]; kh++)
+                for (kw = 0; kw < g->k[2]; kw++) {
+                    const int off = kw * g->dl[2];
+                    *kofs++ = c * plane + ((ptrdiff_t)kd * g->dl[0] * dims[1] + kh * g->dl[1]) * dims[2]
+                              + (split ? qcc_split_col(off, half) : off);
+                }
+}
+
+/* ---- fused activations ----------------------------------------------------------
+ * Applied to a finished float output (after the last term of every sum), so they do
+ * not change the sums: QCC_ACT_RELU is numpy's maximum(x, 0) (NaN stays, -0 becomes
+ * +0), QCC_ACT_CLIP numpy's clip(x, lo, hi) (NaN stays, -0 stays). */
+
+enum { QCC_ACT_NONE = 0, QCC_ACT_RELU = 1, QCC_ACT_CLIP = 2 };
+
+typedef struct {
+    int kind;
+    float lo, hi;
+} qcc_act;
+
+/* c[i*ldc + j] = act(c[i*ldc + j]) for i < rows, j < cols. */
+static inline void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
+{
+    int i;
+    ptrdiff_t j;
+    if (act == NULL || act->kind == QCC_ACT_NONE) return;
+    for (i = 0; i < rows; i++) {
+        float *ci = c + (ptrdiff_t)i * ldc;
+        if (act->kind == QCC_ACT_RELU) {
+            for (j = 0; j < cols; j++) {
+                const float v = ci[j];
+                ci[j] = v > 0.0f ? v : v == v ? 0.0f : v;
+            }
+        } else {
+            const float lo = act->lo, hi = act->hi;
+            for (j = 0; j < cols; j++) {
+                float v = ci[j];
+                v = v < lo ? lo : v;
+                ci[j] = v > hi ? hi : v;
+            }
+        }
+    }
+}
+
+/* ---- packing: runs of output positions ----------------------------------------
+ * Output position p = (q*oh + h)*ow + w reads its taps at pos(p) = q*s_q + h*s_h +
+ * w*s_w from the padded input. A packed panel of NR positions is gathered run by
+ * run: a run is positions contiguous in one output row and in one panel. */
+
+typedef struct {
+    int ow, oh;                  /* p = (q*oh + h)*ow + w */
+    ptrdiff_t s_q, s_h, s_w;     /* pos(p) = q*s_q + h*s_h + w*s_w */
+} qcc_positions;
+
+typedef struct {
+    int panel, col, len;
+    ptrdiff_t src;
+} qcc_run;
+
+/* Positions of a convolution's output read from padded planes of shape dims. */
+QCC_INLINE qcc_positions qcc_conv_positions(const qcc_geom *g, const int *dims, int split)
+{
+    qcc_positions s;
+    s.ow = g->osp[2];
+    s.oh = g->osp[1];
+    s.s_q = (ptrdiff_t)g->st[0] * dims[1] * dims[2];
+    s.s_h = (ptrdiff_t)g->st[1] * dims[2];
+    s.s_w = split ? 1 : g->st[2];
+    return s;
+}
+
+/* Merge position dims that are contiguous in the source into longer rows. */
+QCC_INLINE void qcc_positions_merge(qcc_positions *s, int n)
+{
+    if (s->s_w == 1 && s->s_h == s->ow) {
+        s->ow *= s->oh;
+        s->oh = 1;
+        s->s_h = s->s_q;
+    }
+    if (s->oh == 1 && s->s_w == 1 && s->s_q == s->ow) {
+        s->ow = n;
+        s->s_q = s->s_h = n;
+    }
+}
+
+/* Runs of the positions [j0, j0 + nc) in panels of nr; returns how many. */
+QCC_INLINE int qcc_runs(const qcc_positions *s, int j0, int nc, int nr, qcc_run *runs)
+{
+    int n = 0, j = j0;
+    const int end = j0 + nc;
+    int r = j / s->ow, w = j - r * s->ow;
+    int q = r / s->oh, h = r - q * s->oh;
+    while (j < end) {
+        const int col = (j - j0) % nr;
+        int len = s->ow - w;
+        if (len > nr - col) len = nr - col;
+        if (len > end - j) len = end - j;
+        runs[n].panel = (j - j0) / nr;
+        runs[n].col = col;
+        runs[n].len = len;
+        runs[n].src = q * s->s_q + h * s->s_h + w * s->s_w;
+        n++;
+        j += len;
+        w += len;
+        if (w == s->ow) {
+            w = 0;
+            if (++h == s->oh) {
+                h = 0;
+                q++;
+            }
+        }
+    }
+    return n;
+}
+
+/* ---- per-thread scratch ------------------------------------------------------ */
+
+static pthread_key_t qcc_buf_key;
+static pthread_once_t qcc_buf_once = PTHREAD_ONCE_INIT;
+
+static void qcc_buf_free(void *p) { free(p); }
+static void qcc_buf_key_init(void) { pthread_key_create(&qcc_buf_key, qcc_buf_free); }
+
+/* A 64-byte aligned scratch area of at least `bytes`, owned by the calling thread
+ * (grown on demand, freed when the thread ends); NULL when out of memory. */
+static void *qcc_thread_buffer(size_t bytes)
+{
+    char *base;
+    pthread_once(&qcc_buf_once, qcc_buf_key_init);
+    base = (char *)pthread_getspecific(qcc_buf_key);
+    if (base == NULL || *(size_t *)base < bytes) {
+        void *fresh = NULL;
+        size_t cap = bytes + bytes / 4 + 4096;
+        if (posix_memalign(&fresh, 64, cap + 64) != 0) return NULL;
+        free(base);
+        base = (char *)fresh;
+        *(size_t *)base = cap;
+        pthread_setspecific(qcc_buf_key, base);
+    }
+    return base + 64;
+}
+
+/* ---- thread pool --------------------------------------------------------------
+ * A job is fn(arg) run by the calling thread and by up to n - 1 workers that join it
+ * while it is open; fn hands out its work itself (tasks taken from a shared counter),
+ * so the caller never waits for a worker that has not started: once the caller's
+ * fn returns, the job is closed and only workers already in it are waited for (a
+ * worker kept off its core by other processes simply misses the job). */
+
+typedef void (*qcc_task_fn)(void *arg);
+
+#define QCC_MAX_THREADS 64
+static pthread_mutex_t qcc_pool_run = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
+static pthread_mutex_t qcc_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcc_pool_go = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t qcc_pool_done = PTHREAD_COND_INITIALIZER;
+static int qcc_pool_workers;          /* running workers, ids 1..qcc_pool_workers */
+static unsigned long qcc_pool_gen;    /* job counter */
+static unsigned long qcc_pool_seen0[QCC_MAX_THREADS];
+static qcc_task_fn qcc_pool_fn;
+static void *qcc_pool_arg;
+static fenv_t qcc_pool_env;           /* the caller's floating-point environment */
+static int qcc_pool_open, qcc_pool_width, qcc_pool_active;
+static int qcc_pool_forkable;
+
+static void qcc_pool_child(void)
+{
+    /* Only the forking thread exists in the child: start over. */
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    qcc_pool_run = m;
+    qcc_pool_mu = m;
+    qcc_pool_go = c;
+    qcc_pool_done = c;
+    qcc_pool_workers = 0;
+    qcc_pool_open = 0;
+    qcc_pool_active = 0;
+}
+
+static void *qcc_pool_main(void *arg)
+{
+    const int id = (int)(intptr_t)arg;
+    unsigned long seen;
+    pthread_mutex_lock(&qcc_pool_mu);
+    seen = qcc_pool_seen0[id];
+    for (;;) {
+        qcc_task_fn fn;
+        void *farg;
+        fenv_t own, env;
+        while (qcc_pool_gen == seen) pthread_cond_wait(&qcc_pool_go, &qcc_pool_mu);
+        seen = qcc_pool_gen;
+        if (!qcc_pool_open || id >= qcc_pool_width) continue;
+        fn = qcc_pool_fn;
+        farg = qcc_pool_arg;
+        env = qcc_pool_env;
+        qcc_pool_active++;
+        pthread_mutex_unlock(&qcc_pool_mu);
+        fegetenv(&own);
+        fesetenv(&env);
+        fn(farg);
+        fesetenv(&own);
+        pthread_mutex_lock(&qcc_pool_mu);
+        if (--qcc_pool_active == 0 && !qcc_pool_open) pthread_cond_signal(&qcc_pool_done);
+    }
+    return NULL;
+}
+
+/* fn(arg) on the calling thread and up to `width` - 1 workers; just the caller when
+ * width <= 1 or when another thread's job is running. */
+static void qcc_parallel(qcc_task_fn fn, void *arg, int width)
+{
+    if (width <= 1 || pthread_mutex_trylock(&qcc_pool_run) != 0) {
+        fn(arg);
+        return;
+    }
+    pthread_mutex_lock(&qcc_pool_mu);
+    if (!qcc_pool_forkable) {
+        pthread_atfork(NULL, NULL, qcc_pool_child);
+        qcc_pool_forkable = 1;
+    }
+    while (qcc_pool_workers < width - 1 && qcc_pool_workers < QCC_MAX_THREADS - 1) {
+        pthread_t th;
+        pthread_attr_t attr;
+        const int id = qcc_pool_workers + 1;
+        int err;
+        qcc_pool_seen0[id] = qcc_pool_gen;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        err = pthread_create(&th, &attr, qcc_pool_main, (void *)(intptr_t)id);
+        pthread_attr_destroy(&attr);
+        if (err) break;
+        qcc_pool_workers = id;
+    }
+    qcc_pool_fn = fn;
+    qcc_pool_arg = arg;
+    fegetenv(&qcc_pool_env);
+    qcc_pool_width = width;
+    qcc_pool_open = 1;
+    qcc_pool_gen++;
+    pthread_cond_broadcast(&qcc_pool_go);
+    pthread_mutex_unlock(&qcc_pool_mu);
+    fn(arg);
+    pthread_mutex_lock(&qcc_pool_mu);
+    qcc_pool_open = 0;
+    while (qcc_pool_active > 0) pthread_cond_wait(&qcc_pool_done, &qcc_pool_mu);
+    pthread_mutex_unlock(&qcc_pool_mu);
+    pthread_mutex_unlock(&qcc_pool_run);
+}
+
+/* ---- instruction sets ----------------------------------------------------------
+ * Levels, lowest first: QCC_ISA_SCALAR (baseline x86-64 / plain C), QCC_ISA_AVX2
+ * (AVX2 + FMA), QCC_ISA_AVX512 (F, VL, BW, DQ; for the int8 GEMM also VNNI). A
+ * kernel family asks whether the CPU runs a level (qcc_cpu_runs) and takes the best
+ * one at or below the ceiling the environment variable QCC_ISA names
+ * (qcc_isa_ceiling; qcc/runtime/isa.py validates the value and forces levels for
+ * tests through each module's set-variant function). */
+
+enum { QCC_ISA_SCALAR = 0, QCC_ISA_AVX2 = 1, QCC_ISA_AVX512 = 2 };
+
+/* Whether this CPU (and OS) runs `level`; `vnni`: also AVX-512 VNNI at QCC_ISA_AVX512. */
+static int qcc_cpu_runs(int level, int vnni)
+{
+    if (level == QCC_ISA_SCALAR) return 1;
+#if QCC_X86
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    if (level == QCC_ISA_AVX2) return 1;
+    if (level == QCC_ISA_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+               && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+               && (!vnni || __builtin_cpu_supports("avx512vnni"));
+#endif
+    (void)vnni;
+    return 0;
+}
+
+/* The highest level QCC_ISA allows (scalar, avx2, avx512; unset or unknown: avx512). */
+static int qcc_isa_ceiling(void)
+{
+    const char *v = getenv("QCC_ISA");
+    char buf[16];
+    size_t i = 0, j;
+    if (v == NULL) return QCC_ISA_AVX512;
+    while (*v == ' ' || *v == '\t' || *v == '\n') v++;
+    for (; v[i] && i < sizeof buf - 1; i++) buf[i] = v[i];
+    buf[i] = 0;
+    for (j = i; j > 0 && (buf[j - 1] == ' ' || buf[j - 1] == '\t' || buf[j - 1] == '\n'); j--)
+        buf[j - 1] = 0;
+    if (strcasecmp(buf, "scalar") == 0) return QCC_ISA_SCALAR;
+    if (strcasecmp(buf, "avx2") == 0) return QCC_ISA_AVX2;
+    return QCC_ISA_AVX512;
+}
+
+/* The best level this CPU runs at or below `ceiling`. */
+static int qcc_isa_best(int ceiling, int vnni)
+{
+    int level = ceiling;
+    while (level > QCC_ISA_SCALAR && !qcc_cpu_runs(level, vnni)) level--;
+    return level;
+}
+
+#endif

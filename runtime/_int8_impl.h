@@ -1,0 +1,639 @@
+/* int8 GEMM of the integer convolution and dense kernels (runtime/_int8.pyx).
+ *
+ *     acc[o, p] = off[o] + sum_k w[o, k] * u[k, p]        (int32, wrapping)
+ *
+ * w is int8, read in place from the packed weights (rows of length lda, zero beyond
+ * k; the pack happens once, when the plan is compiled). u is uint8: the activation
+ * x + 128 (its bit pattern with the sign bit flipped), as an implicit im2col of the
+ * input (or of a padded copy, filled with the zero point), gathered into panels of
+ * NR positions with four depth values per position, bp[(q*NR + j)*4 + t] =
+ * u[4q + t, j], flipping the sign bits on the way. That is the operand layout of
+ * the x86 dot-product instructions, so that
+ *
+ * - AVX-512 VNNI: `vpdpbusd` adds four u8 x s8 products to each int32 lane
+ *   (8 channels x 32 positions a register tile);
+ * - AVX2: the u8 bytes are widened to int16 (even and odd bytes of each pair) and
+ *   the weights sign-extended to int16, then `vpmaddwd` adds two int16 products into
+ *   each int32 lane: exact, no int16 saturation (`vpmaddubsw` would saturate);
+ *   4 channels x 16 positions;
+ * - scalar C: the same sums with uint32 arithmetic (4 x 16).
+ *
+ * All three add the same integers modulo 2^32 (int32 accumulation with wraparound,
+ * like numpy's int64 sums cast to int32), so they give identical results, also when a
+ * partial sum leaves the int32 range. The column tails are zero-padded panels whose
+ * results are not stored.
+ *
+ * Blocking: positions in blocks of QCC_I8_NC (each thread packs its block's panels),
+ * depth in chunks of QCC_I8_KC (a panel of one chunk stays in L1 while every row tile
+ * of the block reads it); chunks after the first add to the int32 tile stored by
+ * the one before. The caller splits a convolution into tasks (image, group,
+ * position block, row block) that threads run in any order.
+ *
+ * Requantize (optional, fused): after the last chunk of a block, its int32 tile is
+ * turned into y[o, p] = clamp(rint(float32(acc) * mult[o]) + z_y, qmin, qmax) (int8;
+ * rint rounds half to even), while the tile is still in cache.
+ */
+#ifndef QCC_INT8_IMPL_H
+#define QCC_INT8_IMPL_H
+
+#include <math.h>
+
+#include "_common.h"
+
+#define QCC_I8_NC 128   /* positions per block (a multiple of every NR) */
+#define QCC_I8_KC 1024  /* depth per chunk (a multiple of 4) */
+#define QCC_I8_MAXR 8   /* the largest MR: row blocks of tasks are multiples of it */
+#define QCC_I8_SLACK 64 /* bytes a padded source is readable past its end */
+#define QCC_I8_TMP(NR) ((NR) + 32)   /* stride of the gather's row buffer */
+
+typedef void (*qcc_i8_kern_fn)(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
+                               int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
+                               int accumulate);
+
+/* One integer convolution or dense layer, split into tasks. */
+typedef struct {
+    int n_img, groups;
+    int m, n, k;                /* per group: rows (channels), positions, depth */
+    const int8_t *w;            /* w[(gi*m + o)*lda + k] */
+    ptrdiff_t lda;
+    const int32_t *off;         /* [groups*m] */
+    const uint8_t *src;         /* u of image ni, group gi: src + (ni*groups + gi)*src_grp */
+    ptrdiff_t src_grp;
+    const ptrdiff_t *kofs;      /* conv: x[k, p] = src[kofs[k] + pos(p)] (int8 bits) */
+    qcc_positions pos;
+    ptrdiff_t row_stride;       /* dense (kofs NULL): x[k, p] = src[p*row_stride + k] */
+    int slack;                  /* conv: src is readable QCC_I8_SLACK bytes past its end */
+    int32_t *out;               /* out[((ni*groups + gi)*m + o)*n + p], or NULL */
+    int8_t *y;                  /* requantized output, same layout, or NULL */
+    const float *mult;          /* [groups*m] */
+    int zy, qmin, qmax;
+    int pblocks, rblocks, rows; /* tasks: image x group x position block x row block */
+    int ntasks, next;           /* tasks, and the next one to take (atomic) */
+    int isa;                    /* QCC_ISA_* */
+    int failed;
+} qcc_i8_job;
+
+/* ---- packing ------------------------------------------------------------------ */
+
+/* d[4j + t] = r[t][j] ^ 0x80 (t < 4, j < NR; NR a multiple of 16): x to u. */
+QCC_INLINE void qcc_i8_interleave4(const uint8_t *const *r, uint8_t *d, const int NR)
+{
+    int j;
+#if QCC_X86
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    for (j = 0; j < NR; j += 16) {
+        const __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r[0] + j)), flip);
+        const __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r[1] + j)), flip);
+        const __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r[2] + j)), flip);
+        const __m128i e = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r[3] + j)), flip);
+        const __m128i ab0 = _mm_unpacklo_epi8(a, b), ab1 = _mm_unpackhi_epi8(a, b);
+        const __m128i ce0 = _mm_unpacklo_epi8(c, e), ce1 = _mm_unpackhi_epi8(c, e);
+        _mm_storeu_si128((__m128i *)(d + 4 * j), _mm_unpacklo_epi16(ab0, ce0));
+        _mm_storeu_si128((__m128i *)(d + 4 * j + 16), _mm_unpackhi_epi16(ab0, ce0));
+        _mm_storeu_si128((__m128i *)(d + 4 * j + 32), _mm_unpacklo_epi16(ab1, ce1));
+        _mm_storeu_si128((__m128i *)(d + 4 * j + 48), _mm_unpackhi_epi16(ab1, ce1));
+    }
+#else
+    int t;
+    for (j = 0; j < NR; j++)
+        for (t = 0; t < 4; t++) d[4 * j + t] = (uint8_t)(r[t][j] ^ 0x80);
+#endif
+}
+
+static const uint8_t qcc_i8_zero_row[64];
+
+/* The panel of positions [j0, j0 + nr) and depth [k0, k0 + kc) (k0 a multiple of 4):
+ * bp[(q*NR + j)*4 + t] = u[k0 + 4q + t, j0 + j]; rows past the depth are x = 0 (their
+ * weights are 0) and columns past nr are not used. tmp: 4*QCC_I8_TMP(NR) bytes; runs:
+ * NR + 2. Short runs are copied 32 bytes at a time when the source has the slack
+ * (job->slack: the caller's padded copy). */
+QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
+                              int k0, int kc, const int NR, uint8_t *restrict bp,
+                              uint8_t *restrict tmp, qcc_run *runs)
+{
+    const int k4 = (kc + 3) / 4;
+    const uint8_t *r4[4];
+    int q, t, r, j;
+    if (job->kofs == NULL) {   /* dense: rows of x, readable up to a multiple of 4 */
+        for (j = 0; j < NR; j++) {
+            const uint8_t *row = src + (ptrdiff_t)(j0 + (j < nr ? j : 0)) * job->row_stride + k0;
+            for (q = 0; q < k4; q++) {
+                uint32_t v;
+                memcpy(&v, row + 4 * q, 4);
+                v ^= 0x80808080u;
+                memcpy(bp + ((ptrdiff_t)q * NR + j) * 4, &v, 4);
+            }
+        }
+        return;
+    }
+    {
+        const int nruns = qcc_runs(&job->pos, j0, nr, NR, runs);
+        const ptrdiff_t sw = job->pos.s_w;
+        const int direct = nruns == 1 && runs[0].len == NR && sw == 1;
+        for (q = 0; q < k4; q++) {
+            for (t = 0; t < 4; t++) {
+                const int kk = k0 + 4 * q + t;
+                uint8_t *row = tmp + t * QCC_I8_TMP(NR);
+                if (kk >= job->k) {
+                    r4[t] = qcc_i8_zero_row;
+                    continue;
+                }
+                if (direct) {
+                    r4[t] = src + job->kofs[kk] + runs[0].src;
+                    continue;
+                }
+                for (r = 0; r < nruns; r++) {
+                    const uint8_t *s = src + job->kofs[kk] + runs[r].src;
+                    uint8_t *d = row + runs[r].col;
+                    const int len = runs[r].len;
+                    if (sw == 1 && job->slack)
+                        memcpy(d, s, 32);   /* len <= NR <= 32; the rest is overwritten
+                                               by the next run or not used */
+                    else if (sw == 1)
+                        memcpy(d, s, len);
+                    else
+                        for (j = 0; j < len; j++) d[j] = s[j * sw];
+                }
+                r4[t] = row;
+            }
+            qcc_i8_interleave4(r4, bp + (ptrdiff_t)q * NR * 4, NR);
+        }
+    }
+}
+
+/* ---- requantize ------------------------------------------------------------------ */
+
+/* y[i*ldy + j] = clamp(rint(float32(c[i*ldc + j]) * mult[i]) + zy, qmin, qmax). */
+QCC_INLINE void qcc_i8_requant(const int32_t *c, ptrdiff_t ldc, int8_t *y, ptrdiff_t ldy,
+                               int rows, int cols, const float *mult, int zy, int qmin,
+                               int qmax)
+{
+    const float lo = (float)(qmin - zy), hi = (float)(qmax - zy);
+    int i, j;
+    for (i = 0; i < rows; i++) {
+        const float m = mult[i];
+        const int32_t *ci = c + (ptrdiff_t)i * ldc;
+        int8_t *yi = y + (ptrdiff_t)i * ldy;
+        for (j = 0; j < cols; j++) {
+            float v = (float)ci[j] * m;
+            v = v < lo ? lo : v > hi ? hi : v;   /* rint commutes with an integer clamp */
+            yi[j] = (int8_t)((int32_t)rintf(v) + zy);
+        }
+    }
+}
+
+/* ---- the blocked loops (inlined into every variant) ------------------------------- */
+
+/* Task t of the job: rows [r0, r1) of one group, positions of one block. */
+QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
+                            qcc_i8_kern_fn kern)
+{
+    const int rb = t % job->rblocks, pb = (t / job->rblocks) % job->pblocks;
+    const int ig = t / (job->rblocks * job->pblocks), gi = ig % job->groups;
+    const int r0 = rb * job->rows, r1 = r0 + job->rows < job->m ? r0 + job->rows : job->m;
+    const int j0 = pb * QCC_I8_NC, nc = j0 + QCC_I8_NC < job->n ? QCC_I8_NC : job->n - j0;
+    const int npan = (nc + NR - 1) / NR;
+    const int kcb = QCC_I8_KC < job->k ? QCC_I8_KC : (job->k + 3) / 4 * 4;
+    const uint8_t *src = job->src + ig * job->src_grp;
+    const int8_t *w = job->w + ((ptrdiff_t)gi * job->m) * job->lda;
+    const int32_t *off = job->off + gi * job->m;
+    const ptrdiff_t panel_bytes = (ptrdiff_t)kcb * NR;
+    const ptrdiff_t out0 = ((ptrdiff_t)ig * job->m) * job->n + j0;
+    size_t bytes = (size_t)npan * panel_bytes + 4 * QCC_I8_TMP(NR) + (NR + 2) * sizeof(qcc_run)
+                   + 64;
+    uint8_t *bp, *tmp;
+    qcc_run *runs;
+    int32_t *c;
+    ptrdiff_t ldc;
+    int k0, p, i;
+    if (r0 >= r1 || nc <= 0) return;
+    if (job->y != NULL) bytes += (size_t)(r1 - r0) * QCC_I8_NC * sizeof(int32_t) + 64;
+    bp = (uint8_t *)qcc_thread_buffer(bytes);
+    if (bp == NULL) {
+        job->failed = 1;
+        return;
+    }
+    tmp = bp + npan * panel_bytes;
+    runs = (qcc_run *)(((uintptr_t)(tmp + 4 * QCC_I8_TMP(NR)) + 15) & ~(uintptr_t)15);
+    if (job->y != NULL) {
+        c = (int32_t *)(((uintptr_t)(runs + NR + 2) + 63) & ~(uintptr_t)63);
+        ldc = QCC_I8_NC;
+    } else {
+        c = job->out + out0 + (ptrdiff_t)r0 * job->n;
+        ldc = job->n;
+    }
+    for (k0 = 0; k0 < job->k; k0 += kcb) {
+        const int kc = kcb < job->k - k0 ? kcb : job->k - k0, k4 = (kc + 3) / 4;
+        for (p = 0; p < npan; p++) {
+            const int jp = p * NR, nr = NR < nc - jp ? NR : nc - jp;
+            uint8_t *panel = bp + p * panel_bytes;
+            qcc_i8_pack_b(job, src, j0 + jp, nr, k0, kc, NR, panel, tmp, runs);
+            for (i = r0; i < r1; i += MR)
+                kern(k4, w + (ptrdiff_t)i * job->lda + k0, job->lda, panel,
+                     c + (ptrdiff_t)(i - r0) * ldc + jp, ldc, MR < r1 - i ? MR : r1 - i, nr,
+                     off + i, k0 > 0);
+        }
+    }
+    if (job->y != NULL)
+        qcc_i8_requant(c, ldc, job->y + out0 + (ptrdiff_t)r0 * job->n, job->n, r1 - r0, nc,
+                       job->mult + gi * job->m + r0, job->zy, job->qmin, job->qmax);
+}
+
+/* ---- micro-kernels ---------------------------------------------------------------
+ * c[i, j] (i < mr, j < nr) of one MR x NR tile: acc = accumulate ? c[i, j] : off[i],
+ * then acc += sum_{q < k4, t < 4} a[i*lda + 4q + t] * bp[(q*NR + j)*4 + t]. Rows i >=
+ * mr read row 0 of a (their results are dropped). */
+
+#define QCC_I8_PLAIN_MR 4
+#define QCC_I8_PLAIN_NR 16
+static void qcc_i8_kern_plain(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
+                              int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
+                              int accumulate)
+{
+    uint32_t acc[QCC_I8_PLAIN_MR][QCC_I8_PLAIN_NR];
+    int i, j, q;
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < QCC_I8_PLAIN_NR; j++)
+            acc[i][j] = j < nr && accumulate ? (uint32_t)c[i * ldc + j] : (uint32_t)off[i];
+    for (i = 0; i < mr; i++) {
+        const int8_t *ai = a + i * lda;
+        for (q = 0; q < k4; q++) {
+            const int32_t w0 = ai[4 * q], w1 = ai[4 * q + 1], w2 = ai[4 * q + 2], w3 = ai[4 * q + 3];
+            const uint8_t *b = bp + (ptrdiff_t)q * QCC_I8_PLAIN_NR * 4;
+            for (j = 0; j < QCC_I8_PLAIN_NR; j++)
+                acc[i][j] += (uint32_t)(w0 * b[4 * j] + w1 * b[4 * j + 1] + w2 * b[4 * j + 2]
+                                        + w3 * b[4 * j + 3]);
+        }
+    }
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) c[i * ldc + j] = (int32_t)acc[i][j];
+}
+
+static void qcc_i8_task_plain(qcc_i8_job *job, int t)
+{
+    qcc_i8_task(job, t, QCC_I8_PLAIN_MR, QCC_I8_PLAIN_NR, qcc_i8_kern_plain);
+}
+
+#if QCC_X86
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+#define QCC_I8_AVX2_MR 4
+#define QCC_I8_AVX2_NR 16
+static const int32_t qcc_i8_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+static void qcc_i8_kern_avx2(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
+                             int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
+                             int accumulate)
+{
+    __m256i acc[QCC_I8_AVX2_MR][2];
+    const int8_t *ar[QCC_I8_AVX2_MR];
+    const int n0 = nr < 8 ? nr : 8, n1 = nr > 8 ? nr - 8 : 0;
+    const __m256i m0 = _mm256_loadu_si256((const __m256i *)(qcc_i8_masks + 8 - n0));
+    const __m256i m1 = _mm256_loadu_si256((const __m256i *)(qcc_i8_masks + 8 - n1));
+    const __m256i low = _mm256_set1_epi16(0x00FF);
+    int i, q;
+    for (i = 0; i < QCC_I8_AVX2_MR; i++) {
+        ar[i] = a + (i < mr ? i : 0) * lda;
+        if (i < mr && accumulate) {
+            acc[i][0] = _mm256_maskload_epi32(c + i * ldc, m0);
+            acc[i][1] = _mm256_maskload_epi32(c + i * ldc + 8, m1);
+        } else {
+            acc[i][0] = acc[i][1] = _mm256_set1_epi32(i < mr ? off[i] : 0);
+        }
+    }
+    for (q = 0; q < k4; q++) {
+        /* 32-bit lane j: u[4q .. 4q+3, j]; as int16 pairs (u0, u2) and (u1, u3) */
+        const __m256i v0 = _mm256_load_si256((const __m256i *)(bp + (ptrdiff_t)q * 64));
+        const __m256i v1 = _mm256_load_si256((const __m256i *)(bp + (ptrdiff_t)q * 64 + 32));
+        const __m256i e0 = _mm256_and_si256(v0, low), o0 = _mm256_srli_epi16(v0, 8);
+        const __m256i e1 = _mm256_and_si256(v1, low), o1 = _mm256_srli_epi16(v1, 8);
+        for (i = 0; i < QCC_I8_AVX2_MR; i++) {
+            int32_t w4;
+            __m256i wv, we, wo;
+            memcpy(&w4, ar[i] + 4 * q, 4);
+            wv = _mm256_set1_epi32(w4);
+            we = _mm256_srai_epi16(_mm256_slli_epi16(wv, 8), 8);   /* (w0, w2) */
+            wo = _mm256_srai_epi16(wv, 8);                          /* (w1, w3) */
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_add_epi32(
+                _mm256_madd_epi16(e0, we), _mm256_madd_epi16(o0, wo)));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_add_epi32(
+                _mm256_madd_epi16(e1, we), _mm256_madd_epi16(o1, wo)));
+        }
+    }
+    for (i = 0; i < QCC_I8_AVX2_MR; i++)
+        if (i < mr) {
+            _mm256_maskstore_epi32(c + i * ldc, m0, acc[i][0]);
+            _mm256_maskstore_epi32(c + i * ldc + 8, m1, acc[i][1]);
+        }
+}
+
+static void qcc_i8_task_avx2(qcc_i8_job *job, int t)
+{
+    qcc_i8_task(job, t, QCC_I8_AVX2_MR, QCC_I8_AVX2_NR, qcc_i8_kern_avx2);
+}
+
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx512vnni,avx2,fma")
+
+#define QCC_I8_VNNI_MR 8
+#define QCC_I8_VNNI_NR 32
+
+static void qcc_i8_kern_vnni(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
+                             int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
+                             int accumulate)
+{
+    __m512i acc[QCC_I8_VNNI_MR][2];
+    const int8_t *ar[QCC_I8_VNNI_MR];
+    const __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 k1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    int i, q;
+    for (i = 0; i < QCC_I8_VNNI_MR; i++) {
+        ar[i] = a + (i < mr ? i : 0) * lda;
+        if (i < mr && accumulate) {
+            acc[i][0] = _mm512_maskz_loadu_epi32(k0, c + i * ldc);
+            acc[i][1] = _mm512_maskz_loadu_epi32(k1, c + i * ldc + 16);
+        } else {
+            acc[i][0] = acc[i][1] = _mm512_set1_epi32(i < mr ? off[i] : 0);
+        }
+    }
+    for (q = 0; q < k4; q++) {
+        const __m512i b0 = _mm512_load_si512((const void *)(bp + (ptrdiff_t)q * 128));
+        const __m512i b1 = _mm512_load_si512((const void *)(bp + (ptrdiff_t)q * 128 + 64));
+        for (i = 0; i < QCC_I8_VNNI_MR; i++) {
+            int32_t w4;
+            __m512i wv;
+            memcpy(&w4, ar[i] + 4 * q, 4);
+            wv = _mm512_set1_epi32(w4);
+            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], b0, wv);
+            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], b1, wv);
+        }
+    }
+    for (i = 0; i < QCC_I8_VNNI_MR; i++)
+        if (i < mr) {
+            _mm512_mask_storeu_epi32(c + i * ldc, k0, acc[i][0]);
+            _mm512_mask_storeu_epi32(c + i * ldc + 16, k1, acc[i][1]);
+        }
+}
+
+static void qcc_i8_task_vnni(qcc_i8_job *job, int t)
+{
+    qcc_i8_task(job, t, QCC_I8_VNNI_MR, QCC_I8_VNNI_NR, qcc_i8_kern_vnni);
+}
+
+#pragma GCC pop_options
+
+#endif /* QCC_X86 */
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+/* Whether this CPU runs the int8 GEMM of `level` (AVX-512 needs VNNI). */
+static int qcc_i8_supported(int level) { return qcc_cpu_runs(level, 1); }
+
+/* Task t of the job on the variant of job->isa. */
+static void qcc_i8_run_task(qcc_i8_job *job, int t)
+{
+#if QCC_X86
+    if (job->isa == QCC_ISA_AVX512) {
+        qcc_i8_task_vnni(job, t);
+        return;
+    }
+    if (job->isa == QCC_ISA_AVX2) {
+        qcc_i8_task_avx2(job, t);
+        return;
+    }
+#endif
+    qcc_i8_task_plain(job, t);
+}
+
+static void qcc_i8_worker(void *arg)
+{
+    qcc_i8_job *job = (qcc_i8_job *)arg;
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        if (t >= job->ntasks) break;
+        qcc_i8_run_task(job, t);
+    }
+}
+
+/* Split the job into tasks for `threads` threads: position blocks, and row blocks
+ * (multiples of QCC_I8_MAXR, at least 64 rows: each packs its own panels) while there
+ * are fewer than 4 tasks a thread. Returns
+ * the number of tasks. */
+static int qcc_i8_plan_tasks(qcc_i8_job *job, int threads)
+{
+    const int outer = job->n_img * job->groups;
+    job->pblocks = (job->n + QCC_I8_NC - 1) / QCC_I8_NC;
+    job->rows = (job->m + QCC_I8_MAXR - 1) / QCC_I8_MAXR * QCC_I8_MAXR;
+    while (threads > 1 && outer * job->pblocks * ((job->m + job->rows - 1) / job->rows)
+                              < 4 * threads
+           && job->rows > 8 * QCC_I8_MAXR)
+        job->rows = (job->rows / 2 + QCC_I8_MAXR - 1) / QCC_I8_MAXR * QCC_I8_MAXR;
+    job->rblocks = (job->m + job->rows - 1) / job->rows;
+    return outer * job->pblocks * job->rblocks;
+}
+
+/* Run the job on up to `threads` threads of the pool (the caller's included). */
+static void qcc_i8_run(qcc_i8_job *job, int threads)
+{
+    job->ntasks = qcc_i8_plan_tasks(job, threads);
+    job->next = 0;
+    job->failed = 0;
+    qcc_parallel(qcc_i8_worker, job, threads < job->ntasks ? threads : job->ntasks);
+}
+
+/* ---- the padded input ------------------------------------------------------------- */
+
+/* d[t] = s[2t] for t < half, d[half + t] = s[2t + 1] for 2t + 1 < n (half = (n+1)/2). */
+static void qcc_i8_split_row(const int8_t *s, int8_t *d, ptrdiff_t n)
+{
+    const ptrdiff_t half = (n + 1) / 2;
+    ptrdiff_t t = 0;
+#if QCC_X86
+    const __m128i low = _mm_set1_epi16(0x00FF);
+    for (; 2 * t + 32 <= n; t += 16) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(s + 2 * t));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(s + 2 * t + 16));
+        _mm_storeu_si128((__m128i *)(d + t),
+                         _mm_packus_epi16(_mm_and_si128(a, low), _mm_and_si128(b, low)));
+        _mm_storeu_si128((__m128i *)(d + half + t),
+                         _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8)));
+    }
+#endif
+    for (; 2 * t < n; t++) {
+        d[t] = s[2 * t];
+        if (2 * t + 1 < n) d[half + t] = s[2 * t + 1];
+    }
+}
+
+/* p[c, d, h, w] = x[c, d - pb0, h - pb1, w - pb2] inside the input, z_x elsewhere,
+ * for the cg planes of one group, of shape dims; rows split into even and odd
+ * columns when `split` (row: scratch of dims[2] bytes). Rows and depth slices that
+ * no output reads are left unwritten. */
+static void qcc_i8_pad(const int8_t *x, int8_t *p, const qcc_geom *g, const int *dims,
+                       int split, int8_t z_x, int8_t *rowbuf)
+{
+    const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * row;
+    const ptrdiff_t vol = dims[0] * plane;
+    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    int c, d, h;
+    for (c = 0; c < g->cg; c++)
+        for (d = 0; d < dims[0]; d++) {
+            const int id = d - g->pb[0];
+            if (!qcc_row_used(d, g->st[0], g->k[0], g->dl[0], g->osp[0])) continue;
+            for (h = 0; h < dims[1]; h++) {
+                const int ih = h - g->pb[1];
+                int8_t *dst = p + c * vol + d * plane + h * row;
+                const int8_t *s;
+                if (!qcc_row_used(h, g->st[1], g->k[1], g->dl[1], g->osp[1])) continue;
+                if (id < 0 || id >= g->sp[0] || ih < 0 || ih >= g->sp[1]) {
+                    memset(dst, (uint8_t)z_x, row);
+                    continue;
+                }
+                s = x + c * pin + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2];
+                if (!split && g->pb[2] == 0 && g->sp[2] == row) {
+                    memcpy(dst, s, row);
+                    continue;
+                }
+                {
+                    int8_t *r = split ? rowbuf : dst;
+                    const ptrdiff_t right = row - g->pb[2] - g->sp[2];
+                    memset(r, (uint8_t)z_x, g->pb[2]);
+                    memcpy(r + g->pb[2], s, g->sp[2]);
+                    if (right > 0) memset(r + g->pb[2] + g->sp[2], (uint8_t)z_x, right);
+                    if (split) qcc_i8_split_row(rowbuf, dst, row);
+                }
+            }
+        }
+}
+
+/* ---- depthwise (one input and one output channel per group): direct taps ------------ */
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#define QCC_I8_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QCC_I8_CLONES
+#endif
+
+typedef struct {
+    const int8_t *x;            /* [N, groups, S] */
+    const int8_t *w;            /* w[c*lda + tap] */
+    ptrdiff_t lda;
+    const int32_t *off;         /* [groups] */
+    const qcc_geom *g;
+    int groups, planes;
+    uint8_t fill;               /* z_x + 128 */
+    int32_t *out;               /* [N, groups, OS] or NULL */
+    int8_t *y;                  /* requantized, or NULL */
+    const float *mult;
+    int zy, qmin, qmax;
+    int next, failed;
+} qcc_i8_dw_job;
+
+/* acc[p] = off + sum_taps w[tap] * u[tap, p] of one plane (uint32: wraps like int32);
+ * pad: the plane's u = x + 128 with `fill` around, int16, of shape dims (plus dims[2]
+ * elements of slack). With stride 1 along H and W, each output depth slice is one
+ * flat loop per tap over whole padded rows (wide: osp[1] x dims[2] accumulators, the
+ * columns past osp[2] dropped); else a loop per output row. */
+QCC_I8_CLONES
+static void qcc_i8_dw_plane(const int8_t *x, const int8_t *w, int32_t off, const qcc_geom *g,
+                            const int *dims, uint8_t fill, int16_t *pad, uint32_t *acc,
+                            uint32_t *wide)
+{
+    const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * row;
+    const int ow_n = g->osp[2], s2 = g->st[2];
+    int d, h, t, od, oh, kd, kh, kw;
+    for (t = 0; t < dims[0] * plane; t++) pad[t] = fill;
+    for (d = 0; d < g->sp[0]; d++)
+        for (h = 0; h < g->sp[1]; h++) {
+            const int8_t *restrict src = x + ((ptrdiff_t)d * g->sp[1] + h) * g->sp[2];
+            int16_t *restrict dst = pad + (d + g->pb[0]) * plane + (h + g->pb[1]) * row + g->pb[2];
+            for (t = 0; t < g->sp[2]; t++) dst[t] = (int16_t)(src[t] + 128);
+        }
+    if (g->st[1] == 1 && s2 == 1) {
+        const ptrdiff_t n = (ptrdiff_t)g->osp[1] * row;
+        ptrdiff_t i;
+        for (od = 0; od < g->osp[0]; od++) {
+            int tap = 0;
+            for (i = 0; i < n; i++) wide[i] = (uint32_t)off;
+            for (kd = 0; kd < g->k[0]; kd++)
+                for (kh = 0; kh < g->k[1]; kh++)
+                    for (kw = 0; kw < g->k[2]; kw++, tap++) {
+                        const int32_t wv = w[tap];
+                        const int16_t *src = pad + (ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * plane
+                                             + (ptrdiff_t)kh * g->dl[1] * row + kw * g->dl[2];
+                        for (i = 0; i < n; i++) wide[i] += (uint32_t)(wv * src[i]);
+                    }
+            for (oh = 0; oh < g->osp[1]; oh++)
+                memcpy(acc + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n, wide + oh * row,
+                       ow_n * sizeof(uint32_t));
+        }
+        return;
+    }
+    for (od = 0; od < g->osp[0]; od++)
+        for (oh = 0; oh < g->osp[1]; oh++) {
+            uint32_t *a = acc + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
+            const int16_t *wtap;
+            int tap = 0;
+            for (t = 0; t < ow_n; t++) a[t] = (uint32_t)off;
+            for (kd = 0; kd < g->k[0]; kd++)
+                for (kh = 0; kh < g->k[1]; kh++)
+                    for (kw = 0; kw < g->k[2]; kw++, tap++) {
+                        const int32_t wv = w[tap];
+                        wtap = pad + ((ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * dims[1]
+                                      + oh * g->st[1] + kh * g->dl[1]) * row + kw * g->dl[2];
+                        if (s2 == 1)
+                            for (t = 0; t < ow_n; t++) a[t] += (uint32_t)(wv * wtap[t]);
+                        else
+                            for (t = 0; t < ow_n; t++) a[t] += (uint32_t)(wv * wtap[t * s2]);
+                    }
+        }
+}
+
+static void qcc_i8_dw_worker(void *arg)
+{
+    qcc_i8_dw_job *job = (qcc_i8_dw_job *)arg;
+    const qcc_geom *g = job->g;
+    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
+    int dims[3];
+    ptrdiff_t vol, i;
+    int16_t *pad;
+    uint32_t *acc, *wide;
+    qcc_padded_dims(g, g->osp[2], dims);
+    vol = (ptrdiff_t)dims[0] * dims[1] * dims[2];
+    pad = (int16_t *)qcc_thread_buffer((size_t)(vol + dims[2]) * 2 + (size_t)pout * 4
+                                       + (size_t)g->osp[1] * dims[2] * 4 + 192);
+    if (pad == NULL) {
+        job->failed = 1;
+        return;
+    }
+    acc = (uint32_t *)(((uintptr_t)(pad + vol + dims[2]) + 63) & ~(uintptr_t)63);
+    wide = (uint32_t *)(((uintptr_t)(acc + pout) + 63) & ~(uintptr_t)63);
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        int c;
+        if (t >= job->planes) break;
+        c = t % job->groups;
+        qcc_i8_dw_plane(job->x + (ptrdiff_t)t * pin, job->w + (ptrdiff_t)c * job->lda,
+                        job->off[c], g, dims, job->fill, pad, acc, wide);
+        if (job->y != NULL)
+            qcc_i8_requant((const int32_t *)acc, 0, job->y + (ptrdiff_t)t * pout, 0, 1,
+                           (int)pout, job->mult + c, job->zy, job->qmin, job->qmax);
+        else
+            for (i = 0; i < pout; i++) job->out[(ptrdiff_t)t * pout + i] = (int32_t)acc[i];
+    }
+}
+
+/* Run a depthwise job on up to `threads` threads of the pool. */
+static void qcc_i8_depthwise(qcc_i8_dw_job *job, int threads)
+{
+    job->next = 0;
+    job->failed = 0;
+    qcc_parallel(qcc_i8_dw_worker, job, threads < job->planes ? threads : job->planes);
+}
+
+#endif
