@@ -39,6 +39,13 @@ EXTENSIONS = [
         extra_compile_args=COMPILE_ARGS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
+    Extension(  # float16 rounding in float32 registers: no FMA contraction (see the file)
+        "qcc.runtime._half",
+        ["runtime/_half.pyx"],
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
     Extension(
         "qcc.runtime._int8",
         ["runtime/_int8.pyx"],

@@ -617,6 +617,14 @@ from qcc.dialects.qnn_data import (  # noqa: E402
     SplitOp,
     TransposeOp,
 )
+from qcc.dialects.qnn_dynamic import (  # noqa: E402
+    DynamicBroadcastOp,
+    DynamicReshapeOp,
+    DynamicSliceOp,
+    FillOp,
+    RangeOp,
+    ShapeOfOp,
+)
 
 
 def _type_of(v) -> TensorType:
@@ -636,6 +644,7 @@ QNN_OPS: list[type[Operation]] = [
     ReduceMeanOp, ReduceSumOp, ReduceMaxOp, ReduceMinOp, CumSumOp, ArgMaxOp,
     ReshapeOp, TransposeOp, BroadcastOp, ConcatOp, SplitOp, SliceOp, GatherOp,
     GatherElementsOp, GatherNdOp, PadOp, ResizeOp,
+    ShapeOfOp, RangeOp, FillOp, DynamicBroadcastOp, DynamicReshapeOp, DynamicSliceOp,
 ]
 
 LAYER_OPS = (ConvOp, ConvTransposeOp, DenseOp, MatmulOp, AvgPoolOp)

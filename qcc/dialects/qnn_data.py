@@ -219,7 +219,8 @@ class GatherElementsOp(QnnOp):
         axis = norm_axis(get_int(props["axis"]), len(shape))
         if len(idx) != len(shape):
             raise ShapeError(f"indices rank {len(idx)} != input rank {len(shape)}")
-        if any(i > d for a, (i, d) in enumerate(zip(idx, shape, strict=True)) if a != axis):
+        if any(i > d for a, (i, d) in enumerate(zip(idx, shape, strict=True))
+               if a != axis and DYN not in (i, d)):
             raise ShapeError(f"indices shape {idx} exceeds input shape {shape} off axis {axis}")
         return [like(types[0], idx)]
 

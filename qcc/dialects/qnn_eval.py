@@ -58,6 +58,8 @@ class Folds(HasFolder):
         types: list[TensorType] = []
         for r in op.results:
             assert isinstance(r.type, TensorType)
+            if not r.type.has_static_shape():  # the values decide (qnn_dynamic)
+                return None
             types.append(r.type)
         if sum(int(np.prod(t.get_shape())) for t in types) > FOLD_LIMIT:
             return None

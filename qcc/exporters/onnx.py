@@ -305,7 +305,8 @@ def _version() -> str:
 
 _MOVES_DATA = (qnn.ReshapeOp, qnn.TransposeOp, qnn.BroadcastOp, qnn.ConcatOp, qnn.SplitOp,
                qnn.SliceOp, qnn.GatherOp, qnn.GatherElementsOp, qnn.GatherNdOp,
-               qnn.IdentityOp, qnn.DropoutOp)
+               qnn.IdentityOp, qnn.DropoutOp, qnn.DynamicBroadcastOp, qnn.DynamicReshapeOp,
+               qnn.DynamicSliceOp)
 """qnn ops that only move elements, so a quantized tensor is its storage to them."""
 
 

@@ -82,7 +82,8 @@ INTEGER_OPS = (qnn.AvgPoolOp,)
 
 MOVES_DATA = (qnn.ReshapeOp, qnn.TransposeOp, qnn.BroadcastOp, qnn.ConcatOp, qnn.SplitOp,
               qnn.SliceOp, qnn.GatherOp, qnn.GatherElementsOp, qnn.GatherNdOp,
-              qnn.IdentityOp, qnn.DropoutOp, qnn.MaxPoolOp)
+              qnn.IdentityOp, qnn.DropoutOp, qnn.MaxPoolOp, qnn.DynamicBroadcastOp,
+              qnn.DynamicReshapeOp, qnn.DynamicSliceOp)
 """qnn ops that only move (or pick) elements: a quantized tensor is its storage."""
 
 

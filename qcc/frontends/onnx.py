@@ -18,25 +18,28 @@ How a model is read:
 4. Nodes are visited in order. A folding node is computed with onnx's numpy
    reference implementation (so shape arithmetic never reaches the graph); any
    other is lowered to qnn ops that carry the ONNX node's name. An `If` whose
-   condition folds is replaced by the nodes of the branch it takes.
+   condition folds is replaced by the nodes of the branch it takes. With symbolic
+   dims, the values in `at_run_time` (computed from a symbolic dim and used by the
+   graph) are also lowered, to run-time shape ops (`onnx_dynamic`).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import SSAValue
 from xdsl.utils.exceptions import VerifyException
 
 from qcc import ir
 from qcc.frontends import onnx_ascend, onnx_qdq, onnx_shape_ops  # noqa: F401 (they fill LOWERINGS)
 from qcc.frontends.errors import FrontendError, NotConstantError
+from qcc.frontends.onnx_dynamic import RUNTIME_LOWERINGS
 from qcc.frontends.onnx_node import (  # Node stays importable from here (__all__)
     STANDARD_DOMAINS,
     Node,
@@ -72,7 +75,7 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto,
     if not symbols:
         return _Importer(proto, source, given).run()
     return load_symbolic(proto, source, given, symbols,
-                         lambda shapes: _Importer(proto, source, shapes).run())
+                         lambda shapes, runtime: _Importer(proto, source, shapes, runtime))
 
 
 def _read(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
@@ -115,7 +118,10 @@ def _lowerings() -> dict:
 
 class _Importer:
     def __init__(self, proto: onnx.ModelProto, source: str,
-                 input_shapes: Mapping[str, Sequence[int]]) -> None:
+                 input_shapes: Mapping[str, Sequence[int]],
+                 at_run_time: Set[str] = frozenset()) -> None:
+        """`at_run_time`: ONNX values that fold at import but are computed in the
+        graph instead (they depend on a symbolic dim, see `onnx_dynamic`)."""
         self.proto = proto
         self.source = source
         self.input_shapes = dict(input_shapes)
@@ -123,6 +129,11 @@ class _Importer:
         self.graph = ir.Graph()
         self.values: dict[str, Value] = {}
         self.materialized: dict[str, SSAValue] = {}
+        self.at_run_time = at_run_time
+        self.runtime: dict[str, SSAValue] = {}
+        """ONNX value -> its graph value, for the values in `at_run_time`."""
+        self.constants_used: set[str] = set()
+        """Names of the constants that became `qnn.constant`s."""
         g = proto.graph
         self.consumed = {n for node in g.node for n in node.input} | {o.name for o in g.output}
 
@@ -164,6 +175,7 @@ class _Importer:
             raise FrontendError(
                 f"constant '{name}' has dtype {array.dtype}, which qnn has no element "
                 "type for") from None
+        self.constants_used.add(name)
         return self.graph.const(array, name=name)
 
     def materialize(self, name: str) -> SSAValue:
@@ -175,6 +187,8 @@ class _Importer:
         return self.materialized[name]
 
     def _as_ssa(self, name: str) -> SSAValue:
+        if name in self.runtime:
+            return self.runtime[name]
         value = self.values[name]
         return self.materialize(name) if isinstance(value, np.ndarray) else value
 
@@ -299,6 +313,13 @@ class _Importer:
             self._inline_if(node, label)
             return
         is_constant = {n for n in node.input if n and isinstance(self.values[n], np.ndarray)}
+        if any(o in self.at_run_time for o in node.output):
+            self._lower_at_run_time(node, version, label, folds=True)
+            return
+        if (any(i in self.runtime for i in node.input) and not self._folds(node, is_constant)
+                and _op_key(node) in RUNTIME_LOWERINGS):  # e.g. a reshape to a run-time shape
+            self._lower_at_run_time(node, version, label, folds=False)
+            return
         try:
             if self._folds(node, is_constant):
                 results: Sequence[Value | None] = self._fold(node, version)
@@ -312,6 +333,39 @@ class _Importer:
         for name, value in zip(node.output, results, strict=False):
             if name and value is not None:
                 self.values[name] = value
+
+    def _lower_at_run_time(self, node: onnx.NodeProto, version: int, label: str,
+                           folds: bool) -> None:
+        """Lower a node that reads or computes a value in `at_run_time` to graph ops.
+        A node that `folds` is also folded: its constant value serves the nodes that
+        fold on. The results' shapes at this probe are computed with onnx's
+        reference, graph values standing in as zeros of their shapes."""
+        key = _op_key(node)
+        try:
+            if node.op_type in SHAPE_ONLY:  # reads a graph value's (probe) shape
+                folded = [_lowerings()[key](Node(self, node, version))]
+            else:
+                folded = self._fold(node, version, stand_ins=not folds)
+            n = Node(self, node, version, at_run_time=True)
+            if key in RUNTIME_LOWERINGS:
+                out = RUNTIME_LOWERINGS[key](n, folded[0])
+            elif key in _lowerings():
+                out = _lowerings()[key](n)
+            else:
+                raise FrontendError(f"its value depends on a symbolic dim, and qcc has no "
+                                    f"run-time form of {key}")
+        except (FrontendError, VerifyException, ValueError, TypeError) as e:
+            raise NotConstantError(f"{label}: {e}", node.output[0]) from None
+        results = out if isinstance(out, list | tuple) else [out]
+        for name, value, const in zip(node.output, results, folded, strict=False):
+            if not name:
+                continue
+            if not folds:
+                self.values[name] = value
+                continue
+            self.values[name] = const
+            if isinstance(value, SSAValue):
+                self.runtime[name] = value
 
     def _inline_if(self, node: onnx.NodeProto, label: str) -> None:
         """Lower the branch that the constant condition takes in place of the If."""
@@ -339,11 +393,14 @@ class _Importer:
             if name:
                 self.values[name] = self.values[out.name]
 
-    def _fold(self, node: onnx.NodeProto, version: int) -> list[np.ndarray]:
-        """Compute a node whose inputs are all constants with onnx's numpy reference."""
+    def _fold(self, node: onnx.NodeProto, version: int, stand_ins: bool = False
+              ) -> list[np.ndarray]:
+        """Compute a node whose inputs are all constants with onnx's numpy reference
+        (with `stand_ins`, a graph value is zeros of its shape)."""
         from onnx.reference import ReferenceEvaluator
 
-        feeds = {n: self.values[n] for n in node.input if n}
+        feeds = {n: _stand_in(self.values[n]) if stand_ins else self.values[n]
+                 for n in node.input if n}
         graph = helper.make_graph(
             [node], "fold", [helper.make_empty_tensor_value_info(n) for n in feeds],
             [helper.make_empty_tensor_value_info(n) for n in node.output if n])
@@ -361,6 +418,13 @@ class _Importer:
                                     "which qnn does not support")
             results.append(np.asarray(out) if name else None)  # type: ignore[arg-type]
         return results
+
+
+def _stand_in(value: Value) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    assert isinstance(value.type, TensorType)
+    return np.zeros(value.type.get_shape(), ir.numpy_dtype(value.type.element_type))
 
 
 @functools.cache

@@ -49,9 +49,13 @@ class Node:
     """An ONNX node being lowered: its attributes, its inputs as qnn values or
     constants, and an `emit` that builds qnn ops carrying the node's name."""
 
-    def __init__(self, importer: Any, proto: onnx.NodeProto, version: int) -> None:
-        """`importer` is the `qcc.frontends.onnx` importer running the model."""
+    def __init__(self, importer: Any, proto: onnx.NodeProto, version: int,
+                 at_run_time: bool = False) -> None:
+        """`importer` is the `qcc.frontends.onnx` importer running the model. A node
+        lowered `at_run_time` computes a value the importer would otherwise fold:
+        its inputs computed at run time are graph values (`onnx_dynamic`)."""
         self.importer = importer
+        self.at_run_time = at_run_time
         self.proto = proto
         self.version = version
         self.op_type = proto.op_type
@@ -72,7 +76,10 @@ class Node:
             raise FrontendError(
                 f"{self.importer.source}: node '{self.proto.name}' ({self.proto.op_type}) "
                 f"has no input #{i}, which its op needs; check the model with onnx.checker")
-        return self.importer.values[self.proto.input[i]]
+        name = self.proto.input[i]
+        if self.at_run_time and name in self.importer.runtime:
+            return self.importer.runtime[name]
+        return self.importer.values[name]
 
     def inputs(self) -> list[Value]:
         return [self.input(i) for i in range(len(self.proto.input)) if self.has(i)]
@@ -91,7 +98,11 @@ class Node:
         return self.array(i) if self.has(i) else None
 
     def value(self, i: int) -> SSAValue:
-        """Input `i` as a graph value (a constant becomes a named `qnn.constant`)."""
+        """Input `i` as a graph value (a constant becomes a named `qnn.constant`,
+        one computed at run time is that computation's value)."""
+        runtime = self.importer.runtime.get(self.proto.input[i]) if self.has(i) else None
+        if runtime is not None:
+            return runtime
         v = self.input(i)
         if isinstance(v, np.ndarray):
             return self.importer.materialize(self.proto.input[i])

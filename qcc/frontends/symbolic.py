@@ -29,6 +29,7 @@ from qcc.dialects.base import (
     ints,
     like,
 )
+from qcc.dialects.qnn_dynamic import VALUE_SHAPED
 from qcc.dialects.qnn_shapes import SLICE_END
 from qcc.frontends.errors import FrontendError
 
@@ -133,6 +134,8 @@ class Generalizer:
     def _prop(self, op: Operation, key: str, pa: Attribute, pb: Attribute | None,
               shape_a, shape_b) -> Attribute:
         va, vb = get_ints(pa), get_ints(pb)
+        if isinstance(op, VALUE_SHAPED) and key == "dims":  # the values decide: `?`
+            return ints(_merge(va, vb))
         if isinstance(op, qnn.ReshapeOp) and key == "shape":
             xa, xb = shape_a[op.operands[0]], shape_b[op.operands[0]]
             target, copy = list(va), []

@@ -1,4 +1,4 @@
-"""Runtime kernels of the `ascend` ops, registered into `qcc.runtime.ops.KERNELS`.
+"""Runtime kernels of the `ascend` ops, registered in the kernel table of `qcc.runtime.ops`.
 
 They compute what the Ascend operators compute (CANN's TBE implementations):
 
@@ -21,19 +21,10 @@ from xdsl.dialects.builtin import Float16Type
 
 from qcc.dialects import ascend
 from qcc.dialects.base import get_bool, get_float, get_int, get_str
-from qcc.runtime.ops import kernel
+from qcc.runtime import half
+from qcc.runtime.ops import Kernel, kernel
 
-
-def round_half_away(v: np.ndarray) -> np.ndarray:
-    """Round half away from zero (CANN's "Round"), exact in v's dtype."""
-    a = np.abs(v)
-    r = np.floor(a)
-    r = np.where(a - r >= 0.5, r + 1, r)
-    return np.copysign(r, v).astype(v.dtype)
-
-
-_ROUND = {"Round": round_half_away, "Rint": np.rint, "Floor": np.floor, "Ceil": np.ceil,
-          "Trunc": np.trunc}
+round_half_away = half.round_half_away
 
 
 def _dtype_of(op) -> np.dtype:
@@ -42,15 +33,15 @@ def _dtype_of(op) -> np.dtype:
 
 
 @kernel(ascend.QuantOp)
-def _quant(op, x):
-    h = np.asarray(x).astype(np.float16)
+def _quant(op, consts):
     scale = np.float16(get_float(op.properties["scale"]))
-    y = h * scale
-    if get_bool(op.properties["sqrt_mode"]):
-        y = y * scale
-    y = y + np.float16(get_float(op.properties["offset"]))
-    y = _ROUND[get_str(op.properties["round_mode"], "Round")](y)
-    return np.clip(y.astype(np.float32), -128, 127).astype(np.int8)
+    offset = np.float16(get_float(op.properties["offset"]))
+    sqrt_mode = get_bool(op.properties["sqrt_mode"])
+    mode = get_str(op.properties["round_mode"], "Round")
+    if mode not in half.ROUND_MODES:
+        raise ValueError(f"ascend.quant: round_mode {mode!r} is not one of "
+                         f"{', '.join(half.ROUND_MODES)}")
+    return Kernel(lambda x: half.ascend_quant(x, scale, offset, sqrt_mode, mode), fresh=True)
 
 
 def channel_scale(deq: np.ndarray, ndim: int, axis: int) -> np.ndarray:
@@ -64,28 +55,42 @@ def channel_scale(deq: np.ndarray, ndim: int, axis: int) -> np.ndarray:
 
 
 @kernel(ascend.DequantOp)
-def _dequant(op, acc, deq):
-    scale = channel_scale(np.asarray(deq), acc.ndim, get_int(op.properties["axis"], 1))
-    if scale.dtype == np.float16:  # the v100 form: float16 arithmetic
-        y = acc.astype(np.float16) * scale
-        if get_bool(op.properties["sqrt_mode"]):
-            y = y * scale
-    else:
-        y = acc.astype(np.float32) * scale
-    if get_bool(op.properties["relu_flag"]):
-        y = np.maximum(y, 0)
-    return y.astype(_dtype_of(op))
+def _dequant(op, consts):
+    axis = get_int(op.properties["axis"], 1)
+    sqrt_mode, relu = get_bool(op.properties["sqrt_mode"]), get_bool(op.properties["relu_flag"])
+    dtype = _dtype_of(op)
+    ndim = len(op.operands[0].type.get_shape())
+    known = None if consts[1] is None else channel_scale(np.asarray(consts[1]), ndim, axis)
+
+    def run(acc, deq):
+        scale = known if known is not None else channel_scale(np.asarray(deq), acc.ndim, axis)
+        if scale.dtype == np.float16:  # the v100 form: float16 arithmetic
+            y = acc.astype(np.float16) * scale
+            if sqrt_mode:
+                y = y * scale
+            if relu:
+                y = np.maximum(y, 0)
+            return y.astype(dtype)
+        return half.ascend_dequant(acc, scale, axis, relu, dtype)
+
+    return Kernel(run, fresh=True)
 
 
 @kernel(ascend.AntiQuantOp)
-def _anti_quant(op, x):
+def _anti_quant(op, consts):
     scale = np.float16(get_float(op.properties["scale"]))
-    y = (x.astype(np.float16) + np.float16(get_float(op.properties["offset"]))) * scale
-    if get_bool(op.properties["sqrt_mode"]):
-        y = y * scale
-    return y.astype(_dtype_of(op))
+    offset = np.float16(get_float(op.properties["offset"]))
+    sqrt_mode, dtype = get_bool(op.properties["sqrt_mode"]), _dtype_of(op)
+
+    def run(x):
+        y = (x.astype(np.float16) + offset) * scale
+        if sqrt_mode:
+            y = y * scale
+        return y.astype(dtype)
+
+    return Kernel(run, fresh=True)
 
 
 @kernel(ascend.WeightQuantOp)
-def _weight_quant(op, w):
-    return op.properties["qtype"].quantize(w)
+def _weight_quant(op, consts):
+    return Kernel(op.properties["qtype"].quantize, fresh=True)

@@ -1,18 +1,33 @@
 """Turn a qnn module into a flat plan of kernel calls and run it on numpy arrays.
 
 The plan is built once per module: every SSA value gets a slot, constants are
-materialized once, and each step knows which slots die after it so their
-buffers are released (and reused by kernels that take an `out` array).
+materialized once (quantized and fake-quantized weights folded into constants), and
+every op's kernel is built once from the op's types and attributes, with its
+constant weights packed (see `qcc.runtime.ops`): the plan owns what it packs. Each
+step knows which slots die after it; a producer whose only user is a fake-quant,
+relu or clip runs them in place on its fresh result, in the same step.
 
 A module with symbolic dims (`tensor<?x3x8x8xf32>`) runs at any size of them: the
 first run at new input shapes specializes the plan to them (every op's result
 shape inferred from the concrete input shapes, a mismatch reported with the op's
-name before any kernel runs), and the shapes are cached on the plan.
+name before any kernel runs). The specialization, cached on the plan per input
+shapes, also holds the output buffers of the steps whose kernels write into one
+(conv, dense, pooling, ...): allocated once, reused by later steps once every value
+that may view them is dead, and by later runs. A run that keeps intermediate values
+allocates fresh arrays instead.
+
+`QCC_PROFILE=1` times every step and prints the ops that took longest after each
+run (to stderr).
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -27,8 +42,8 @@ from qcc.dialects import qnn
 from qcc.dialects.base import DYN, QnnOp, ShapeError, fmt_shape, like, shapes_match
 from qcc.errors import QccError
 
-# Integer kernels (int8 layers, requantize) wrap entries of the float table; the Ascend
-# ops (AscendQuant, AscendDequant, ...) add theirs. Importing them registers them.
+# The integer and Ascend kernels register in the one kernel table (ops.TABLE) when
+# their modules load.
 from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
 from qcc.runtime import int8 as _int8  # noqa: F401
 from qcc.runtime import ops as K
@@ -41,10 +56,23 @@ class RuntimeError_(QccError):
 @dataclass
 class Step:
     fn: Callable[..., object]
+    """The kernel: fn(*arrays) (and fn(*arrays, out=buffer) when `takes_out`)."""
     op: Operation
     args: tuple[int, ...]
     results: tuple[int, ...]
     dead: tuple[int, ...] = ()
+    fresh: bool = False
+    takes_out: bool = False
+
+
+@dataclass
+class Shapes:
+    """A plan specialized to concrete input shapes."""
+
+    sizes: dict[int, tuple[int, ...]]
+    """The shape of every slot."""
+    buffers: list[np.ndarray | None]
+    """Per step, the preallocated output buffer it writes into (None: it allocates)."""
 
 
 @dataclass
@@ -59,19 +87,27 @@ class Plan:
     slot_of: dict[SSAValue, int]
     n_slots: int
     names: dict[int, str] = field(default_factory=dict)
-    specialized: dict[tuple[tuple[int, ...], ...], dict[int, tuple[int, ...]]] = field(
-        default_factory=dict)
-    """Concrete input shapes -> the shape of every slot at those shapes."""
+    specialized: dict[tuple[tuple[int, ...], ...], Shapes] = field(default_factory=dict)
+    """Concrete input shapes -> the plan specialized to them."""
+    buffers_in_use: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Held by the run writing into the shared buffers (a concurrent run of the same
+    plan allocates its own arrays)."""
 
     @property
     def dynamic(self) -> bool:
         return any(not t.has_static_shape() for t in self.input_types)
 
+    @property
+    def uses_openmp(self) -> bool:
+        """Whether a step runs the compiled conv (OpenMP threads)."""
+        return any(isinstance(s.op, (qnn.ConvOp, qnn.ConvTransposeOp)) for s in self.steps)
+
 
 def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
     """Build the execution plan of `@main`; lists every unsupported op at once.
-    With `fuse`, a `quant.fake_quant` runs inside the step of the op producing its
-    input (in place on that fresh buffer) when it is that value's only user."""
+    With `fuse`, a `quant.fake_quant`, `qnn.relu` or `qnn.clip` runs inside the step
+    of the op producing its input (in place on that fresh buffer) when it is that
+    value's only user."""
     fn = ir.main_func(module)
     in_names, out_names = ir.io_names(fn)
     slot_of: dict[SSAValue, int] = {}
@@ -98,42 +134,66 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
         if isinstance(op, qnn.ConstantOp):
             constants[slot(op.results[0])] = ir.array_of(op)
             continue
-        kernel = K.KERNELS.get(type(op))
+        consts = [constants.get(slot_of[v]) if v in slot_of else None for v in op.operands]
+        try:
+            kernel = K.build(op, consts)
+        except (ValueError, OverflowError) as e:
+            raise RuntimeError_(f"op '{_value_name(op.results[0]) or op.name}' ({op.name}) "
+                                f"cannot run: {e}") from None
         if kernel is None:
             unsupported[op.name] = unsupported.get(op.name, 0) + 1
             continue
-        if K.fold_at_compile_time(op) and all(
-                v in slot_of and slot_of[v] in constants for v in op.operands):
-            # a fake-quantized weight: computed once, not on every run
-            value = kernel(op, *[constants[slot_of[v]] for v in op.operands])
-            constants[slot(op.results[0])] = value  # type: ignore[assignment]
+        if K.fold_at_compile_time(op) and all(c is not None for c in consts):
+            # a quantized or fake-quantized weight: computed once, not on every run
+            value = np.asarray(kernel.fn(*consts))
+            value.flags.writeable = False
+            constants[slot(op.results[0])] = value
             continue
-        steps.append(Step(kernel, op, tuple(slot(v) for v in op.operands),
-                          tuple(slot(r) for r in op.results)))
+        steps.append(Step(kernel.fn, op, tuple(slot(v) for v in op.operands),
+                          tuple(slot(r) for r in op.results), fresh=kernel.fresh,
+                          takes_out=kernel.takes_out))
     if unsupported:
         listed = ", ".join(f"{k} (x{n})" for k, n in sorted(unsupported.items()))
         raise RuntimeError_(f"the runtime has no kernel for: {listed}")
     if fuse:
-        steps = _fuse_fake_quant(steps, set(outputs))
+        steps = _fuse_in_place(steps, set(outputs), constants)
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
     names = {s: _value_name(v) for v, s in slot_of.items()}
     return Plan(in_names, input_types, out_names, input_slots, outputs,
                 constants, steps, slot_of, len(slot_of), names)
 
 
-def _fuse_fake_quant(steps: list[Step], outputs: set[int]) -> list[Step]:
+def _fuse_in_place(steps: list[Step], outputs: set[int],
+                   constants: dict[int, np.ndarray]) -> list[Step]:
+    """Fold each fake-quant / relu / clip / batch_norm step into the step before it
+    when it consumes that step's fresh float32 result, which nothing else uses (its
+    other operands constants)."""
     fused: list[Step] = []
+    chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
     for step in steps:
         prev = fused[-1] if fused else None
-        op = step.op
-        if (prev is not None and K.fusable_fake_quant(op) and len(prev.results) == 1
-                and step.args == prev.results and prev.results[0] not in outputs
-                and K.allocates_output(prev.op) and op.operands[0].has_one_use()):
-            fused[-1] = Step(K.fuse_fake_quant(prev.fn, op), prev.op, prev.args,
-                             step.results)
+        params = [constants[a] for a in step.args[1:] if a in constants]
+        follower = K.in_place(step.op, params) if len(params) == len(step.args) - 1 \
+            else None
+        if (prev is not None and follower is not None and prev.fresh
+                and len(prev.results) == 1 and step.args[:1] == prev.results
+                and prev.results[0] not in outputs and K.is_f32(prev.op.results[0])
+                and step.op.operands[0].has_one_use()):
+            base, followers, fallbacks = chain.get(len(fused) - 1, (prev, [], []))
+            followers = followers + [follower]
+            fallbacks = fallbacks + [partial(_first_arg, step.fn, params)]
+            kernel = K.fuse(K.Kernel(base.fn, base.fresh, base.takes_out), followers,
+                            fallbacks)
+            fused[-1] = Step(kernel.fn, prev.op, prev.args, step.results, fresh=True,
+                             takes_out=kernel.takes_out)
+            chain[len(fused) - 1] = (base, followers, fallbacks)
             continue
         fused.append(step)
     return fused
+
+
+def _first_arg(fn: Callable[..., Any], rest: list, x: np.ndarray) -> Any:
+    return fn(x, *rest)
 
 
 def _mark_deaths(steps: list[Step], keep: set[int]) -> None:
@@ -149,6 +209,46 @@ def _mark_deaths(steps: list[Step], keep: set[int]) -> None:
             by_step.setdefault(i, []).append(s)
     for i, step in enumerate(steps):
         step.dead = tuple(by_step.get(i, ()))
+
+
+def _buffers(plan: Plan, sizes: dict[int, tuple[int, ...]]) -> list[np.ndarray | None]:
+    """The output buffer of each step that writes into one, shared between steps
+    whose values do not live at the same time.
+
+    A value may be a view of another (reshape, transpose, identity, ...): every
+    result of a step that is not `fresh` is taken to view each of its arguments'
+    buffers, so a buffer is free only once every value that may view it is dead.
+    A buffer a plan output may view is never preallocated (the caller keeps it)."""
+    roots: dict[int, frozenset[int]] = {}  # slot -> steps whose buffers it may view
+    last: dict[int, int] = {}  # buffer (its step) -> last step using a view of it
+    for i, step in enumerate(plan.steps):
+        if step.fresh:
+            views = [frozenset([i]) if step.takes_out else frozenset()] * len(step.results)
+        else:
+            shared = frozenset().union(*(roots.get(a, frozenset()) for a in step.args))
+            views = [shared] * len(step.results)
+        for a in step.args:
+            for b in roots.get(a, ()):
+                last[b] = i
+        for r, v in zip(step.results, views, strict=True):
+            roots[r] = v
+            for b in v:
+                last[b] = max(last.get(b, i), i)
+    escaped = frozenset().union(*(roots.get(s, frozenset()) for s in plan.output_slots))
+    free: dict[tuple[tuple[int, ...], str], list[np.ndarray]] = {}
+    releases: dict[int, list[tuple[tuple[tuple[int, ...], str], np.ndarray]]] = {}
+    buffers: list[np.ndarray | None] = [None] * len(plan.steps)
+    for i, step in enumerate(plan.steps):
+        if step.takes_out and i not in escaped and len(step.results) == 1:
+            r = step.results[0]
+            key = (sizes[r], "float32")
+            pool = free.get(key)
+            buf = pool.pop() if pool else np.empty(sizes[r], np.float32)
+            buffers[i] = buf
+            releases.setdefault(last.get(i, i), []).append((key, buf))
+        for key, buf in releases.pop(i, ()):
+            free.setdefault(key, []).append(buf)
+    return buffers
 
 
 def _value_name(v: SSAValue) -> str:
@@ -189,15 +289,18 @@ def check_inputs(plan: Plan, inputs: Mapping[str, np.ndarray]) -> list[np.ndarra
     return arrays
 
 
+PROFILE_ENV = "QCC_PROFILE"
+
+
 def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
             keep: Iterable[SSAValue] = (),
             overrides: Mapping[Operation, Callable[..., object]] | None = None,
             ) -> tuple[dict[str, np.ndarray], dict[SSAValue, np.ndarray]]:
     """Run the plan; also return the values in `keep`. `overrides` replaces the
-    kernel of chosen ops (calibration hooks its observers in this way)."""
+    kernel of chosen ops, called as `fn(op, *arrays)` (calibration hooks its
+    observers in this way)."""
     arrays = check_inputs(plan, inputs)
-    if plan.dynamic:
-        specialize(plan, [a.shape for a in arrays])
+    shapes = specialize(plan, [a.shape for a in arrays])
     slots: list[np.ndarray | None] = [None] * plan.n_slots
     for s, a in zip(plan.input_slots, arrays, strict=True):
         slots[s] = a
@@ -206,28 +309,100 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     keep_slots = {plan.slot_of[v]: v for v in keep}
     kept: dict[SSAValue, np.ndarray] = {
         v: value for s, v in keep_slots.items() if (value := slots[s]) is not None}  # inputs
-    overrides = overrides or {}
-    for step in plan.steps:
-        fn = overrides.get(step.op, step.fn) if overrides else step.fn
-        out: Any = fn(step.op, *[slots[a] for a in step.args])  # one array per result
-        if len(step.results) == 1:
-            slots[step.results[0]] = out
-        else:
-            for r, o in zip(step.results, out, strict=True):
-                slots[r] = o
-        for r in step.results:
-            if r in keep_slots:
-                kept[keep_slots[r]] = slots[r]  # type: ignore[assignment]
-        for d in step.dead:
-            slots[d] = None
+    # kept values must not be overwritten later in the run: no shared buffers then
+    owner = not keep_slots and plan.buffers_in_use.acquire(blocking=False)
+    try:
+        return _run(plan, slots, shapes.buffers if owner else [None] * len(plan.steps),
+                    keep_slots, kept, overrides or {})
+    finally:
+        if owner:
+            plan.buffers_in_use.release()
+
+
+def _run(plan: Plan, slots: list[np.ndarray | None], buffers: list[np.ndarray | None],
+         keep_slots: dict[int, SSAValue], kept: dict[SSAValue, np.ndarray],
+         overrides: Mapping[Operation, Callable[..., object]],
+         ) -> tuple[dict[str, np.ndarray], dict[SSAValue, np.ndarray]]:
+    times = [0.0] * len(plan.steps) if os.environ.get(PROFILE_ENV) == "1" else None
+    with _blas_limit(plan):
+        for i, step in enumerate(plan.steps):
+            args = [slots[a] for a in step.args]
+            if times is not None:
+                t0 = time.perf_counter()
+            hook = overrides.get(step.op) if overrides else None
+            out: Any  # one array per result
+            if hook is not None:
+                out = hook(step.op, *args)
+            elif (buf := buffers[i]) is not None:
+                out = step.fn(*args, out=buf)
+            else:
+                out = step.fn(*args)
+            if times is not None:
+                times[i] = time.perf_counter() - t0
+            if len(step.results) == 1:
+                slots[step.results[0]] = out
+            else:
+                for r, o in zip(step.results, out, strict=True):
+                    slots[r] = o
+            if keep_slots:
+                for r in step.results:
+                    if r in keep_slots:
+                        kept[keep_slots[r]] = slots[r]  # type: ignore[assignment]
+            for d in step.dead:
+                slots[d] = None
+    if times is not None:
+        _print_profile(plan, times)
     outputs = {n: slots[s] for n, s in zip(plan.output_names, plan.output_slots, strict=True)}
     return outputs, kept  # type: ignore[return-value]
 
 
-def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
-    """The shape of every slot when the inputs have `shapes` (cached on the plan):
-    each step's result types inferred from its operands' concrete types, so that
-    an input size the module cannot take is an error naming the op."""
+_BLAS: list[Any] = []
+
+
+def _blas_limit(plan: Plan) -> AbstractContextManager[object]:
+    """BLAS on one thread while a plan with OpenMP conv steps runs: OpenBLAS's idle
+    threads otherwise spin against the conv's OpenMP threads (a CNN's BLAS calls
+    are its small dense layers). Plans without conv steps (transformers, whose
+    matmuls are BLAS) keep BLAS's own threads."""
+    if not plan.uses_openmp:
+        return nullcontext()
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS.append(ThreadpoolController())
+        except ImportError:  # without threadpoolctl BLAS keeps its threads
+            _BLAS.append(None)
+    controller = _BLAS[0]
+    if controller is None:
+        return nullcontext()
+    return controller.limit(limits=1, user_api="blas")
+
+
+def _print_profile(plan: Plan, times: list[float], top: int = 12) -> None:
+    """Per op kind and per step, the time of this run (QCC_PROFILE=1)."""
+    total = sum(times) or 1.0
+    by_kind: dict[str, list[float]] = {}
+    for step, t in zip(plan.steps, times, strict=True):
+        entry = by_kind.setdefault(step.op.name, [0.0, 0])
+        entry[0] += t
+        entry[1] += 1
+    lines = [f"qcc profile: {len(plan.steps)} steps, {total * 1e3:.2f} ms"]
+    for name, (t, n) in sorted(by_kind.items(), key=lambda kv: -kv[1][0])[:top]:
+        lines.append(f"  {t * 1e3:9.2f} ms {100 * t / total:5.1f}%  {name} (x{int(n)})")
+    lines.append("  slowest steps:")
+    order = sorted(range(len(times)), key=lambda i: -times[i])[:top]
+    for i in order:
+        step = plan.steps[i]
+        name = _value_name(step.op.results[0]) if step.op.results else ""
+        lines.append(f"  {times[i] * 1e3:9.2f} ms  {step.op.name} {name}")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
+    """The plan at input shapes `shapes` (cached on the plan): the shape of every
+    slot, each step's result types inferred from its operands' concrete types (so
+    that an input size the module cannot take is an error naming the op), and the
+    steps' output buffers."""
     key = tuple(tuple(s) for s in shapes)
     known = plan.specialized.get(key)
     if known is not None:
@@ -236,7 +411,13 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> dict[int, tuple
     sizes.update((s, a.shape) for s, a in plan.constants.items())
     for step in plan.steps:
         op = step.op
-        if not isinstance(op, QnnOp):
+        if not isinstance(op, QnnOp):  # quant and ascend ops keep their input's shape
+            for r, v in zip(step.results, op.results, strict=True):
+                t = v.type
+                if isinstance(t, TensorType) and (t.has_static_shape() or not step.args):
+                    sizes[r] = tuple(t.get_shape())
+                else:
+                    sizes[r] = sizes[step.args[0]]
             continue
         types = [like(v.type, sizes[a]) for v, a in zip(op.operands, step.args, strict=True)]
         try:
@@ -248,8 +429,9 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> dict[int, tuple
                                 f"cannot run at input shapes {shape_text}: {e}") from None
         for r, t in zip(step.results, results, strict=False):
             sizes[r] = tuple(t.get_shape())  # type: ignore[attr-defined]
-    plan.specialized[key] = sizes
-    return sizes
+    shaped = Shapes(sizes, _buffers(plan, sizes))
+    plan.specialized[key] = shaped
+    return shaped
 
 
 def run(module: ModuleOp, inputs: Mapping[str, np.ndarray],
@@ -316,6 +498,14 @@ def batch_runner(module: ModuleOp, hooks: Mapping[Operation, Callable[..., objec
     """`qcc.registry.Executor` on this runtime: compile `module` once; each call runs
     one batch with `hook(kernel, op, *arrays)` in place of the kernel of each hooked op."""
     plan = compile_module(module)
+    if any(op not in {s.op for s in plan.steps} for op in hooks):
+        plan = compile_module(module, fuse=False)  # a hooked op was fused into another
     kernels = {step.op: step.fn for step in plan.steps}
-    overrides = {op: partial(hook, kernels[op]) for op, hook in hooks.items() if op in kernels}
+    overrides = {op: partial(hook, _as_op_kernel(kernels[op]))
+                 for op, hook in hooks.items() if op in kernels}
     return lambda batch: execute(plan, batch, overrides=overrides)
+
+
+def _as_op_kernel(fn: Callable[..., object]) -> Callable[..., object]:
+    """A step's kernel called as `kernel(op, *arrays)` (the hooks' convention)."""
+    return lambda op, *arrays: fn(*arrays)

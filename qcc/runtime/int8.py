@@ -31,29 +31,25 @@ the compiled kernels of `runtime/_int8.pyx` (SIMD, the same integers on every
 instruction set) for conv and dense; everything else runs the numpy kernels, which
 `QCC_REFERENCE_KERNELS=1` selects everywhere.
 
-Registration: each layer kernel of `qcc.runtime.ops.KERNELS` is wrapped so that
-integer operands go to the kernels here and float ones to the float kernel as
-before; `quant.requantize` gets the rule above; `quant.quantize` of a constant (the
-weights and biases of the integer IR) is computed on the first run of a plan and
-reused by later runs while the constant's array is the same object (the plan holds
-it), i.e. it is folded once per plan.
+Registration: the builders at the end of this file register in the one kernel
+table of `qcc.runtime.ops` for integer operands (`on="int"`); the plan picks them
+from the IR's types when it is compiled, and packs constant weights then, once
+(the plan owns the packed arrays). `quant.quantize` of a constant (the weights and
+biases of the integer IR) is folded into a constant of the plan when it is compiled.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import weakref
-from collections.abc import Callable, Sequence
 
 import numpy as np
-from xdsl.ir import Operation
 
 from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_bool, get_int, get_ints
 from qcc.dialects.quant import UniformQuantizedType
 from qcc.runtime.kernels import _pad_or_crop, _pad_spatial, _pool_pads, _windows
-from qcc.runtime.ops import KERNELS
+from qcc.runtime.ops import Kernel, kernel
 
 
 def _compiled():
@@ -229,25 +225,23 @@ def pack(w: np.ndarray, b: np.ndarray | None, z_x: int) -> tuple[np.ndarray, np.
     return wp, off.astype(np.int32)
 
 
-_PACKED: weakref.WeakKeyDictionary[Operation, tuple] = weakref.WeakKeyDictionary()
-
-
-def _packed(op: Operation, w: np.ndarray, b: np.ndarray | None, z_x: int):
-    """`pack` once per op and weight/bias arrays (constants: the same each run)."""
-    hit = _PACKED.get(op)
-    if hit is not None and hit[0] is w and hit[1] is b:
-        return hit[2]
-    packed = pack(w, b, z_x)
-    _PACKED[op] = (w, b, packed)
-    return packed
-
-
-def _compiled_ok(x: np.ndarray, w: np.ndarray, qw: UniformQuantizedType, k: int) -> bool:
-    return (_C is not None and x.dtype == np.int8 and w.dtype == np.int8
+def _compiled_ok(x_type, w_type, qw: UniformQuantizedType, k: int) -> bool:
+    """The compiled kernels take int8 activations and int8 weights of zero point 0
+    whose sums of length k fit int32 (read from the IR's types)."""
+    return (_C is not None and _storage(x_type) == np.int8 and _storage(w_type) == np.int8
             and not any(qw.zero_points) and k > 0 and _fits_int32(k))
 
 
+def _storage(value_type) -> np.dtype | None:
+    q = quant.quantized_element(value_type)
+    return None if q is None else q.numpy_dtype
+
+
 # ---------------------------------------------------------- op kernels
+#
+# Builders (see `qcc.runtime.ops`): run once per op when a plan is compiled, they
+# decode the op's qtypes and attributes and pack its constant weights; the plan
+# keeps what they return.
 
 
 def _qtype(value) -> UniformQuantizedType:
@@ -257,116 +251,106 @@ def _qtype(value) -> UniformQuantizedType:
     return q
 
 
-def _is_int(a) -> bool:
-    return isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.integer)
+def _packer(z_x: int, w_const, b_const, n_operands: int):
+    """pack() of the weights and bias: once now when they are constants of the
+    plan, else on every call."""
+    if w_const is not None and (n_operands < 3 or b_const is not None):
+        packed = pack(w_const, b_const, z_x)
+        return lambda w, b: packed
+    return lambda w, b: pack(w, b, z_x)
 
 
-def conv_kernel(op, x, w, b=None):
+@kernel(qnn.ConvOp, on="int")
+def _conv_int(op, consts):
     qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
     strides, pads = get_ints(op.strides), get_ints(op.pads)
     dilations, groups = get_ints(op.dilations), get_int(op.groups, 1)
-    k = math.prod(w.shape[1:])
-    if _compiled_ok(x, w, qw, k):
-        wp, off = _packed(op, w, b, qx.zero_point)
-        return _C.conv(x, wp, off, w.shape[2:], qx.zero_point, strides, pads, dilations,
-                       groups)
-    return conv(x, w, b, qx.zero_point, zero_points(qw, w.ndim), strides, pads,
-                dilations, groups)
+    z_x = qx.zero_point
+    w_shape = tuple(op.operands[1].type.get_shape())
+    if _compiled_ok(op.operands[0].type, op.operands[1].type, qw, math.prod(w_shape[1:])):
+        packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
+                         len(op.operands))
+        kshape, conv_c = w_shape[2:], _C.conv
+
+        def fast(x, w, b=None):
+            wp, off = packed(w, b)
+            return conv_c(x, wp, off, kshape, z_x, strides, pads, dilations, groups)
+
+        return Kernel(fast, fresh=True)
+    z_w = zero_points(qw, len(w_shape))
+
+    def exact(x, w, b=None):
+        return conv(x, w, b, z_x, z_w, strides, pads, dilations, groups)
+
+    return Kernel(exact, fresh=True)
 
 
-def conv_transpose_kernel(op, x, w, b=None):
+@kernel(qnn.ConvTransposeOp, on="int")
+def _conv_transpose_int(op, consts):
     qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
-    return conv_transpose(x, w, b, qx.zero_point, zero_points(qw, w.ndim),
-                          get_ints(op.strides), get_ints(op.pads), get_ints(op.dilations),
-                          get_int(op.groups, 1), get_ints(op.output_padding))
+    z_x, z_w = qx.zero_point, zero_points(qw, len(op.operands[1].type.get_shape()))
+    attrs = (get_ints(op.strides), get_ints(op.pads), get_ints(op.dilations),
+             get_int(op.groups, 1), get_ints(op.output_padding))
+    return Kernel(lambda x, w, b=None: conv_transpose(x, w, b, z_x, z_w, *attrs), fresh=True)
 
 
-def dense_kernel(op, x, w, b=None):
+@kernel(qnn.DenseOp, on="int")
+def _dense_int(op, consts):
     qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
-    if _compiled_ok(x, w, qw, w.shape[1]):
-        wp, off = _packed(op, w, b, qx.zero_point)
-        y = _C.dense(x.reshape(-1, x.shape[-1]), wp, off)
-        return y.reshape(*x.shape[:-1], w.shape[0])
-    return dense(x, w, b, qx.zero_point, zero_points(qw, w.ndim))
+    w_shape = tuple(op.operands[1].type.get_shape())
+    z_x = qx.zero_point
+    if _compiled_ok(op.operands[0].type, op.operands[1].type, qw, w_shape[1]):
+        packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
+                         len(op.operands))
+        dense_c, n = _C.dense, w_shape[0]
+
+        def fast(x, w, b=None):
+            wp, off = packed(w, b)
+            return dense_c(x.reshape(-1, x.shape[-1]), wp, off).reshape(*x.shape[:-1], n)
+
+        return Kernel(fast, fresh=True)
+    z_w = zero_points(qw, len(w_shape))
+    return Kernel(lambda x, w, b=None: dense(x, w, b, z_x, z_w), fresh=True)
 
 
-def matmul_kernel(op, a, b):
-    return matmul(a, b, _qtype(op.operands[0]).zero_point, _qtype(op.operands[1]).zero_point)
+@kernel(qnn.MatmulOp, on="int")
+def _matmul_int(op, consts):
+    z_a, z_b = _qtype(op.operands[0]).zero_point, _qtype(op.operands[1]).zero_point
+    return Kernel(lambda a, b: matmul(a, b, z_a, z_b), fresh=True)
 
 
-def avg_pool_kernel(op, x):
+@kernel(qnn.AvgPoolOp, on="int")
+def _avg_pool_int(op, consts):
+    qx = _qtype(op.operands[0])
     k = get_ints(op.kernel)
-    return avg_pool(x, _qtype(op.operands[0]), k, get_ints(op.strides), get_ints(op.pads),
-                    get_bool(op.ceil_mode), get_bool(op.count_include_pad),
-                    get_ints(op.properties.get("dilations"), (1,) * len(k)))
+    attrs = (k, get_ints(op.strides), get_ints(op.pads), get_bool(op.ceil_mode),
+             get_bool(op.count_include_pad),
+             get_ints(op.properties.get("dilations"), (1,) * len(k)))
+    return Kernel(lambda x: avg_pool(x, qx, *attrs), fresh=True)
 
 
-def _requantize_kernel(other: Callable[..., object]) -> Callable[..., object]:
-    """The accumulator rule for i32 sources, `other` for the rest."""
+@kernel(quant.RequantizeOp)
+def _requantize(op, consts):
+    """The accumulator rule for i32 sources; quantize(dequantize(q)) for the rest."""
+    source, target = _qtype(op.input), op.properties["qtype"]
+    if source.bits != 32:
+        return Kernel(lambda q: target.quantize(source.dequantize(q)), fresh=True)
+    ndim = len(op.input.type.get_shape())
+    m = multiplier(source, target, ndim)
+    if any(source.zero_points) or target.bits > 16:
+        return Kernel(lambda q: requantize(q, source, target), fresh=True)
+    # float32 throughout: q - 0 converts exactly as through int64, and with a target
+    # of at most 16 bits rint(v) + z is exact in float32 wherever the clip keeps it
+    z = zero_points(target, ndim).astype(np.float32)
+    lo, hi, dtype = np.float32(target.storage_min), np.float32(target.storage_max), \
+        target.numpy_dtype
 
-    def run(op, q):
-        source = _qtype(op.input)
-        if source.bits != 32:
-            return other(op, q)
-        return requantize(q, source, op.properties["qtype"])
+    def fast(q):
+        v = q.astype(np.float32)
+        np.multiply(v, m, out=v)
+        np.rint(v, out=v)
+        np.add(v, z, out=v)
+        np.clip(v, lo, hi, out=v)
+        return v.astype(dtype)
 
-    run.other = other  # type: ignore[attr-defined]
-    return run
-
-
-# -------------------------------------------------------- registration
-
-
-def _by_dtype(integer: Callable[..., object], floating: Callable[..., object]):
-    """A kernel that runs `integer` when the first operand is an integer array."""
-
-    def run(op, x, *rest):
-        return integer(op, x, *rest) if _is_int(x) else floating(op, x, *rest)
-
-    run.__name__ = getattr(integer, "__name__", "int8_kernel")
-    run.float_kernel = floating  # type: ignore[attr-defined]
-    return run
-
-
-_FOLDED: weakref.WeakKeyDictionary[Operation, tuple] = weakref.WeakKeyDictionary()
-
-
-def fold_constants(kernel: Callable[..., object]) -> Callable[..., object]:
-    """`kernel`, computed once for an op whose operands are all constants: later
-    calls with the same argument arrays (a plan's constants) return the first
-    result (read-only)."""
-
-    def run(op, *args):
-        if not all(isinstance(v.owner, qnn.ConstantOp) for v in op.operands):
-            return kernel(op, *args)
-        hit = _FOLDED.get(op)
-        if hit is not None and len(hit[0]) == len(args) and all(
-                a is b for a, b in zip(hit[0], args, strict=True)):
-            return hit[1]
-        out = kernel(op, *args)
-        if isinstance(out, np.ndarray):
-            out.flags.writeable = False
-        _FOLDED[op] = (args, out)
-        return out
-
-    run.unfolded = kernel  # type: ignore[attr-defined]
-    return run
-
-
-def register(table: dict[type, Callable[..., object]] = KERNELS) -> None:
-    """Install the integer kernels in the runtime's kernel table (idempotent)."""
-    layers: Sequence[tuple[type, Callable[..., object]]] = (
-        (qnn.ConvOp, conv_kernel), (qnn.ConvTransposeOp, conv_transpose_kernel),
-        (qnn.DenseOp, dense_kernel), (qnn.MatmulOp, matmul_kernel),
-        (qnn.AvgPoolOp, avg_pool_kernel))
-    for op_type, integer in layers:
-        current = table[op_type]
-        floating = getattr(current, "float_kernel", current)
-        table[op_type] = _by_dtype(integer, floating)
-    current = table[quant.RequantizeOp]
-    table[quant.RequantizeOp] = _requantize_kernel(getattr(current, "other", current))
-    quantize = table[quant.QuantizeOp]
-    table[quant.QuantizeOp] = fold_constants(getattr(quantize, "unfolded", quantize))
-
-
-register()
+    return Kernel(fast, fresh=True)

@@ -309,24 +309,39 @@ def _saturate(y, dtype):
     return np.ascontiguousarray(y, dtype=dtype)
 
 
+def f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
 def _compiled():
     """The Cython kernels, unless QCC_REFERENCE_KERNELS=1 asks for the numpy ones."""
     if os.environ.get("QCC_REFERENCE_KERNELS") == "1":
         return None
     try:
-        from qcc.runtime import _conv, _kernels, _pool
+        from qcc.runtime import _conv, _kernels, _norm, _pool
     except ImportError:  # an uncompiled checkout: the numpy kernels still run
         return None
-    return _conv, _kernels, _pool
+    return _conv, _kernels, _pool, _norm
+
+
+def _no_out(reference):
+    """`reference` on float32 copies of its array arguments; `out` is not taken."""
+    def run(*args, out=None):
+        assert out is None
+        return reference(*[f32(a) if isinstance(a, np.ndarray) else a for a in args])
+    return run
 
 
 _mods = _compiled()
+compiled = _mods is not None
+"""Whether the compiled kernels run (they take `out=` buffers); the numpy ones do not."""
 if _mods is None:
-    conv = reference_conv
-    conv_transpose = reference_conv_transpose
-    dense = reference_dense
-    max_pool = reference_max_pool
-    avg_pool = reference_avg_pool
+    conv = _no_out(reference_conv)
+    conv_transpose = _no_out(reference_conv_transpose)
+    dense = _no_out(reference_dense)
+    max_pool = _no_out(reference_max_pool)
+    avg_pool = _no_out(reference_avg_pool)
+    global_avg_pool = softmax = batched_matmul = None
 else:
     # The compiled conv computes every output element with the same operations
     # (fma in ascending k, whatever the channel, position, thread or ISA), so
@@ -334,6 +349,9 @@ else:
     conv = _mods[0].conv
     conv_transpose = _mods[0].conv_transpose
     dense = _mods[1].dense
+    batched_matmul = _mods[1].batched_matmul
     max_pool = _mods[2].max_pool
     avg_pool = _mods[2].avg_pool
+    global_avg_pool = _mods[2].global_avg_pool
+    softmax = _mods[3].softmax
 resize = reference_resize

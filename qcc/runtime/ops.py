@@ -1,197 +1,401 @@
-"""The runtime's kernel table: qnn op class -> function(op, *arrays) -> array(s).
+"""The runtime's kernel table: one table, filled by one decorator, read when a plan is
+compiled.
 
-Layers go to the compiled kernels (`qcc.runtime.kernels`); element-wise, shape and
-normalization ops run their numpy semantics from `qcc.dialects.qnn_eval`, the same
-functions canonicalize folds constants with.
+An entry maps (op class, operand kind) to a *builder*. The kind is `"int"` when the
+op's first operand has an integer or quantized element type, `"float"` otherwise
+(read from the IR's types once, at plan time); an entry registered without a kind
+serves both. A builder runs once per op of a plan: it decodes the op's attributes
+(strides, pads, qtypes, multipliers, zero points), packs the constant operands it
+is given, and returns the step's function of arrays (a `Kernel`). Nothing is
+decided again when the step runs.
+
+Float layers go to the compiled kernels (`qcc.runtime.kernels`), integer layers to
+`qcc.runtime.int8`, the Ascend ops to `qcc.runtime.ascend_ops`; element-wise, shape
+and normalization ops run their numpy semantics from `qcc.dialects.qnn_eval`, the
+same functions canonicalize folds constants with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import f32
+from xdsl.dialects.builtin import AnyFloat, Float16Type, Float32Type, TensorType, f32
+from xdsl.ir import Operation
 
 from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_bool, get_float, get_int, get_ints, get_str
 from qcc.dialects.qnn_eval import EVAL
+from qcc.runtime import half
 from qcc.runtime import kernels as C
 
-Kernel = Callable[..., object]
-KERNELS: dict[type, Kernel] = {op: EVAL[op.name] for op in qnn.QNN_OPS if op.name in EVAL}
+Consts = Sequence["np.ndarray | None"]
+"""Per operand of the op: its array when it is a constant of the plan, else None."""
 
 
-def kernel(*op_types: type) -> Callable[[Kernel], Kernel]:
-    def register(fn: Kernel) -> Kernel:
+@dataclass(frozen=True)
+class Kernel:
+    """A step's function, built once per op: `fn(*arrays)`, one array per operand,
+    returns one array per result (a tuple for several)."""
+
+    fn: Callable[..., Any]
+    fresh: bool = False
+    """The result is a new array (never a view of an argument): followers may
+    update it in place."""
+    takes_out: bool = False
+    """`fn(*arrays, out=buffer)` writes into a preallocated C-contiguous float32
+    buffer of the result's shape and returns it."""
+
+
+Builder = Callable[[Operation, Consts], "Kernel | Callable[..., Any]"]
+TABLE: dict[tuple[type, str | None], Builder] = {}
+
+
+def kernel(*op_types: type, on: str | None = None) -> Callable[[Builder], Builder]:
+    """Register a builder for `op_types` on operands of kind `on` ("float", "int",
+    or None for both)."""
+    assert on in (None, "float", "int")
+
+    def register(fn: Builder) -> Builder:
         for t in op_types:
-            KERNELS[t] = fn
+            TABLE[(t, on)] = fn
         return fn
 
     return register
+
+
+def operand_kind(op: Operation) -> str:
+    """"int" when the first operand holds integers or quantized integers."""
+    if not op.operands:
+        return "float"
+    t = op.operands[0].type
+    if not isinstance(t, TensorType):
+        return "float"
+    return "float" if isinstance(t.element_type, AnyFloat) else "int"
+
+
+def build(op: Operation, consts: Consts) -> Kernel | None:
+    """The kernel of `op` (None when the table has none)."""
+    builder = TABLE.get((type(op), operand_kind(op))) or TABLE.get((type(op), None))
+    if builder is None:
+        return None
+    k = builder(op, consts)
+    return k if isinstance(k, Kernel) else Kernel(k)
+
+
+def is_f32(value) -> bool:
+    t = value.type
+    return isinstance(t, TensorType) and isinstance(t.element_type, Float32Type)
 
 
 def _p(op, key: str):
     return op.properties.get(key)
 
 
-def _f32(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float32)
+# Ops of qnn_eval whose result is a new array, never a view of an operand.
+_FRESH_EVAL = {"qnn.relu", "qnn.clip", "qnn.add", "qnn.sub", "qnn.mul", "qnn.batch_norm",
+               "qnn.scale", "qnn.gelu", "qnn.sigmoid", "qnn.softmax", "qnn.layer_norm",
+               "qnn.matmul", "qnn.global_avg_pool"}
+
+
+def _eval_builder(evaluate: Callable[..., Any], fresh: bool) -> Builder:
+    return lambda op, consts: Kernel(partial(evaluate, op), fresh=fresh)
+
+
+for _op in qnn.QNN_OPS:
+    if _op.name in EVAL:
+        TABLE[(_op, None)] = _eval_builder(EVAL[_op.name], _op.name in _FRESH_EVAL)
 
 
 # ------------------------------------------------------------------ layers
 
 
-@kernel(qnn.ConvOp)
-def _conv(op, x, w, b=None):
-    return C.conv(_f32(x), _f32(w), None if b is None else _f32(b), get_ints(_p(op, "strides")),
-                  get_ints(_p(op, "pads")), get_ints(_p(op, "dilations")),
-                  get_int(_p(op, "groups"), 1))
+@kernel(qnn.ConvOp, on="float")
+def _conv(op, consts):
+    strides, pads = get_ints(_p(op, "strides")), get_ints(_p(op, "pads"))
+    dilations, groups = get_ints(_p(op, "dilations")), get_int(_p(op, "groups"), 1)
+    conv = C.conv
+
+    def run(x, w, b=None, out=None):
+        return conv(x, w, b, strides, pads, dilations, groups, out=out)
+
+    return Kernel(run, fresh=True, takes_out=C.compiled)
 
 
-@kernel(qnn.ConvTransposeOp)
-def _conv_transpose(op, x, w, b=None):
-    return C.conv_transpose(_f32(x), _f32(w), None if b is None else _f32(b),
-                            get_ints(_p(op, "strides")), get_ints(_p(op, "pads")),
-                            get_ints(_p(op, "dilations")), get_int(_p(op, "groups"), 1),
-                            get_ints(_p(op, "output_padding")))
+@kernel(qnn.ConvTransposeOp, on="float")
+def _conv_transpose(op, consts):
+    strides, pads = get_ints(_p(op, "strides")), get_ints(_p(op, "pads"))
+    dilations, groups = get_ints(_p(op, "dilations")), get_int(_p(op, "groups"), 1)
+    output_padding = get_ints(_p(op, "output_padding"))
+    conv_transpose = C.conv_transpose
+
+    def run(x, w, b=None, out=None):
+        return conv_transpose(x, w, b, strides, pads, dilations, groups, output_padding,
+                              out=out)
+
+    return Kernel(run, fresh=True, takes_out=C.compiled)
 
 
-@kernel(qnn.DenseOp)
-def _dense(op, x, w, b=None):
-    lead = x.shape[:-1]
-    y = C.dense(_f32(x).reshape(-1, x.shape[-1]), _f32(w), None if b is None else _f32(b))
-    return y.reshape(*lead, w.shape[0])
+@kernel(qnn.DenseOp, on="float")
+def _dense(op, consts):
+    dense = C.dense
+
+    def run(x, w, b=None, out=None):
+        lead = x.shape[:-1]
+        y = dense(x.reshape(-1, x.shape[-1]), w, b,
+                  out=None if out is None else out.reshape(-1, w.shape[0]))
+        return y.reshape(*lead, w.shape[0])
+
+    return Kernel(run, fresh=True, takes_out=C.compiled)
+
+
+@kernel(qnn.MatmulOp, on="float")
+def _matmul(op, consts):
+    if not (C.compiled and all(is_f32(v) for v in op.operands)):
+        return Kernel(partial(EVAL["qnn.matmul"], op), fresh=True)
+    return Kernel(C.batched_matmul, fresh=True, takes_out=True)
 
 
 @kernel(qnn.MaxPoolOp)
-def _max_pool(op, x):
+def _max_pool(op, consts):
     k = get_ints(_p(op, "kernel"))
-    if x.dtype != np.float32:  # integer pooling is exact through the reference kernel
-        return C.reference_max_pool(x, k, get_ints(_p(op, "strides")),
-                                    get_ints(_p(op, "pads")),
-                                    get_ints(_p(op, "dilations"), (1,) * len(k)),
-                                    get_bool(_p(op, "ceil_mode"))).astype(x.dtype)
-    return C.max_pool(_f32(x), k, get_ints(_p(op, "strides")), get_ints(_p(op, "pads")),
-                      get_ints(_p(op, "dilations"), (1,) * len(k)),
-                      get_bool(_p(op, "ceil_mode")))
+    strides, pads = get_ints(_p(op, "strides")), get_ints(_p(op, "pads"))
+    dilations = get_ints(_p(op, "dilations"), (1,) * len(k))
+    ceil_mode = get_bool(_p(op, "ceil_mode"))
+    if not is_f32(op.operands[0]):  # integer pooling is exact through the reference kernel
+        def exact(x):
+            return C.reference_max_pool(x, k, strides, pads, dilations,
+                                        ceil_mode).astype(x.dtype)
+        return Kernel(exact, fresh=True)
+    max_pool = C.max_pool
+
+    def run(x, out=None):
+        return max_pool(x, k, strides, pads, dilations, ceil_mode, out=out)
+
+    return Kernel(run, fresh=True, takes_out=C.compiled)
 
 
-@kernel(qnn.AvgPoolOp)
-def _avg_pool(op, x):
+@kernel(qnn.AvgPoolOp, on="float")
+def _avg_pool(op, consts):
     k = get_ints(_p(op, "kernel"))
+    strides, pads = get_ints(_p(op, "strides")), get_ints(_p(op, "pads"))
     dil = get_ints(_p(op, "dilations"), (1,) * len(k))
+    ceil_mode, include = get_bool(_p(op, "ceil_mode")), get_bool(_p(op, "count_include_pad"))
     if any(d != 1 for d in dil):
-        return C.reference_avg_pool(_f32(x), k, get_ints(_p(op, "strides")),
-                                    get_ints(_p(op, "pads")), get_bool(_p(op, "ceil_mode")),
-                                    get_bool(_p(op, "count_include_pad")), dil)
-    return C.avg_pool(_f32(x), get_ints(_p(op, "kernel")), get_ints(_p(op, "strides")),
-                      get_ints(_p(op, "pads")), get_bool(_p(op, "ceil_mode")),
-                      get_bool(_p(op, "count_include_pad")))
+        def dilated(x):
+            return C.reference_avg_pool(C.f32(x), k, strides, pads, ceil_mode, include, dil)
+        return Kernel(dilated, fresh=True)
+    avg_pool = C.avg_pool
+
+    def run(x, out=None):
+        return avg_pool(x, k, strides, pads, ceil_mode, include, out=out)
+
+    return Kernel(run, fresh=True, takes_out=C.compiled)
+
+
+@kernel(qnn.GlobalAvgPoolOp, on="float")
+def _global_avg_pool(op, consts):
+    if not (C.compiled and is_f32(op.operands[0])):
+        return Kernel(partial(EVAL["qnn.global_avg_pool"], op), fresh=True)
+    return Kernel(C.global_avg_pool, fresh=True, takes_out=True)
+
+
+@kernel(qnn.SoftmaxOp, on="float")
+def _softmax(op, consts):
+    if not (C.compiled and is_f32(op.operands[0])):
+        return Kernel(partial(EVAL["qnn.softmax"], op), fresh=True)
+    axis, softmax = get_int(_p(op, "axis"), -1), C.softmax
+
+    def run(x, out=None):
+        return softmax(x, axis, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
+def batch_norm_affine(op, scale, bias, mean, var) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) with batch_norm(x) = x * a + b, as `qnn_eval` computes them."""
+    eps = get_float(_p(op, "epsilon"), 1e-5)
+    a = (scale / np.sqrt(var.astype(np.float64) + eps)).astype(np.float32)
+    return a, (bias - mean * a).astype(np.float32)
+
+
+def _channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[1 % ndim] = -1
+    return v.reshape(shape)
+
+
+@kernel(qnn.BatchNormOp, on="float")
+def _batch_norm(op, consts):
+    """x * a + b with a and b computed once when the statistics are constants."""
+    if any(c is None for c in consts[1:]):
+        return Kernel(partial(EVAL["qnn.batch_norm"], op), fresh=True)
+    a, b = batch_norm_affine(op, *consts[1:])
+
+    def run(x, *params):
+        return x * _channel(a, x.ndim) + _channel(b, x.ndim)
+
+    return Kernel(run, fresh=True)
 
 
 @kernel(qnn.ResizeOp)
-def _resize(op, x):
+def _resize(op, consts):
     """Any dtype for nearest (a gather); linear and cubic return x's dtype."""
-    sizes = [x.shape[i] if d == -1 else d for i, d in enumerate(get_ints(_p(op, "sizes")))]
-    return C.resize(np.asarray(x), sizes, get_str(_p(op, "mode"), "nearest"),
-                    get_str(_p(op, "coordinate_transformation_mode"), "half_pixel"),
-                    get_str(_p(op, "nearest_mode"), "round_prefer_floor"),
-                    scales=qnn.ResizeOp.floats(_p(op, "scales")),
-                    roi=qnn.ResizeOp.floats(_p(op, "roi")),
-                    cubic_coeff_a=get_float(_p(op, "cubic_coeff_a"), -0.75),
-                    exclude_outside=get_bool(_p(op, "exclude_outside")),
-                    extrapolation_value=get_float(_p(op, "extrapolation_value")),
-                    antialias=get_bool(_p(op, "antialias")))
+    dims = get_ints(_p(op, "sizes"))
+    options = dict(scales=qnn.ResizeOp.floats(_p(op, "scales")),
+                   roi=qnn.ResizeOp.floats(_p(op, "roi")),
+                   cubic_coeff_a=get_float(_p(op, "cubic_coeff_a"), -0.75),
+                   exclude_outside=get_bool(_p(op, "exclude_outside")),
+                   extrapolation_value=get_float(_p(op, "extrapolation_value")),
+                   antialias=get_bool(_p(op, "antialias")))
+    modes = (get_str(_p(op, "mode"), "nearest"),
+             get_str(_p(op, "coordinate_transformation_mode"), "half_pixel"),
+             get_str(_p(op, "nearest_mode"), "round_prefer_floor"))
+    resize = C.resize
+
+    def run(x):
+        sizes = [x.shape[i] if d == -1 else d for i, d in enumerate(dims)]
+        return resize(np.asarray(x), sizes, *modes, **options)
+
+    return run
+
+
+@kernel(qnn.CastOp)
+def _cast(op, consts):
+    """float16 <-> float32 through `qcc.runtime.half` (numpy's numbers, faster)."""
+    src, to = op.operands[0].type.element_type, op.properties["to"]
+    if isinstance(src, Float16Type) and isinstance(to, Float32Type):
+        return Kernel(half.to_f32, fresh=True)
+    if isinstance(src, Float32Type) and isinstance(to, Float16Type) and \
+            not get_bool(_p(op, "saturate")):
+        return Kernel(half.to_f16, fresh=True)
+    return Kernel(partial(EVAL["qnn.cast"], op))
 
 
 # -------------------------------------------------------------------- quant
 
 
 @kernel(quant.ObserveOp)
-def _observe(op, x):
-    return x  # calibration replaces this kernel to collect statistics
+def _observe(op, consts):
+    return lambda x: x  # calibration replaces this kernel to collect statistics
 
 
 @kernel(quant.FakeQuantOp)
-def _fake_quant(op, x, scale=None, zero_point=None):
+def _fake_quant(op, consts):
     qtype = op.properties["qtype"]
-    if scale is None:
-        return qtype.fake_quant(x)
+    if len(op.operands) == 1:
+        return Kernel(qtype.fake_quant, fresh=True)
     # range learning: parameters are values (float zero point, rounded here)
     qmin, qmax = qtype.storage_min, qtype.storage_max
-    shape = [1] * x.ndim
+    axis = qtype.axis
+
+    def learned(x, scale, zero_point):
+        shape = [1] * x.ndim
+        if axis is not None:
+            shape[axis] = -1
+        s = np.asarray(scale, np.float32).reshape(shape if scale.size > 1 else ())
+        z = np.rint(np.asarray(zero_point, np.float32)).reshape(
+            shape if zero_point.size > 1 else ())
+        q = np.clip(np.rint(x / s) + z, qmin, qmax)
+        return ((q - z) * s).astype(np.float32)
+
+    return Kernel(learned, fresh=True)
+
+
+def fake_quant_params(qtype, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 scales and zero points of `qtype` shaped to broadcast at rank `ndim`."""
+    shape = [1] * ndim
     if qtype.axis is not None:
         shape[qtype.axis] = -1
-    s = np.asarray(scale, np.float32).reshape(shape if scale.size > 1 else ())
-    z = np.rint(np.asarray(zero_point, np.float32)).reshape(shape if zero_point.size > 1 else ())
-    q = np.clip(np.rint(x / s) + z, qmin, qmax)
-    return ((q - z) * s).astype(np.float32)
+    return (np.asarray(qtype.scales, np.float32).reshape(shape),
+            np.asarray(qtype.zero_points, np.float32).reshape(shape))
 
 
-def _fake_quant_into(qtype, x: np.ndarray) -> np.ndarray:
+def fake_quant_into(s: np.ndarray, z: np.ndarray, qmin: float, qmax: float,
+                    x: np.ndarray) -> np.ndarray:
     """qtype.fake_quant(x) computed in place on the float32 buffer `x` (the same
     numbers: x / s and rint in float32, integers exact in float32, (q - z) * s)."""
-    shape = [1] * x.ndim
-    if qtype.axis is not None:
-        shape[qtype.axis] = -1
-    s = np.asarray(qtype.scales, np.float32).reshape(shape)
-    z = np.asarray(qtype.zero_points, np.float32).reshape(shape)
     np.divide(x, s, out=x)
     np.rint(x, out=x)
     np.add(x, z, out=x)
-    np.clip(x, qtype.storage_min, qtype.storage_max, out=x)
+    np.clip(x, qmin, qmax, out=x)
     np.subtract(x, z, out=x)
     np.multiply(x, s, out=x)
     return x
 
 
-# Producers whose kernels return a fresh float32 buffer, never a view of an input.
-_FRESH = (qnn.ConvOp, qnn.ConvTransposeOp, qnn.DenseOp, qnn.MatmulOp, qnn.AvgPoolOp,
-          qnn.MaxPoolOp, qnn.GlobalAvgPoolOp, qnn.ReluOp, qnn.ClipOp, qnn.AddOp,
-          qnn.SubOp, qnn.MulOp, qnn.BatchNormOp, qnn.ScaleOp, qnn.GeluOp, qnn.SigmoidOp,
-          qnn.SoftmaxOp, qnn.LayerNormOp)
-
-
 def fold_at_compile_time(op) -> bool:
-    """Ops the plan evaluates once when all their operands are constants."""
-    return isinstance(op, quant.FakeQuantOp)
+    """Ops the plan evaluates once when all their operands are constants (the
+    quantized and fake-quantized weights and biases)."""
+    from qcc.dialects import ascend
+    return isinstance(op, (quant.FakeQuantOp, quant.QuantizeOp, ascend.WeightQuantOp))
 
 
-def allocates_output(op) -> bool:
-    return isinstance(op, _FRESH)
+def in_place(op, params: Sequence[np.ndarray] = ()
+             ) -> Callable[[np.ndarray], np.ndarray] | None:
+    """For an op that can run in place on its first operand's fresh float32 buffer
+    (fake-quant, relu, clip, batch_norm; `params` the constant arrays of its other
+    operands), the function doing so; None otherwise."""
+    if not is_f32(op.operands[0]) or not is_f32(op.results[0]):
+        return None
+    if isinstance(op, qnn.BatchNormOp):
+        if any(p.dtype != np.float32 for p in params):
+            return None
+        a, b = batch_norm_affine(op, *params)
+        ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
+        a, b = _channel(a, ndim), _channel(b, ndim)
+        return lambda y: np.add(np.multiply(y, a, out=y), b, out=y)
+    if len(op.operands) != 1:
+        return None
+    if isinstance(op, quant.FakeQuantOp):
+        if quant.quantized_element(op.output.type) is not None or \
+                op.output.type.element_type != f32:
+            return None
+        qtype: Any = op.properties["qtype"]
+        ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
+        s, z = fake_quant_params(qtype, ndim)
+        return partial(fake_quant_into, s, z, qtype.storage_min, qtype.storage_max)
+    if isinstance(op, qnn.ReluOp):
+        return lambda y: np.maximum(y, np.float32(0), out=y)
+    if isinstance(op, qnn.ClipOp):
+        lo = np.float32(get_float(_p(op, "min")))
+        hi = np.float32(get_float(_p(op, "max")))
+        return lambda y: np.clip(y, lo, hi, out=y)
+    return None
 
 
-def fusable_fake_quant(op) -> bool:
-    return (isinstance(op, quant.FakeQuantOp) and len(op.operands) == 1
-            and quant.quantized_element(op.output.type) is None
-            and op.output.type.element_type == f32)
+def fuse(producer: Kernel, followers: Sequence[Callable[[np.ndarray], np.ndarray]],
+         fallbacks: Sequence[Callable[[np.ndarray], np.ndarray]]) -> Kernel:
+    """A kernel running `producer`, then each follower in place on its result (the
+    follower's own kernel, `fallbacks[i]`, when the result is not a writable
+    contiguous float32 array)."""
+    fn = producer.fn
 
+    def apply(y):
+        if not isinstance(y, np.ndarray) or y.dtype != np.float32 or \
+                not y.flags.writeable or not y.flags.c_contiguous:
+            for f in fallbacks:
+                y = f(y)
+            return y
+        for f in followers:
+            y = f(y)
+        return y
 
-def fuse_fake_quant(producer: Kernel, fq_op) -> Kernel:
-    """A kernel running `producer` then `fq_op`'s fake quantization in place."""
-    qtype = fq_op.properties["qtype"]
-
-    def fused(op, *args):
-        out = producer(op, *args)
-        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or \
-                not out.flags.writeable or not out.flags.c_contiguous:
-            return qtype.fake_quant(out)
-        return _fake_quant_into(qtype, out)
-
-    return fused
+    if producer.takes_out:
+        def fused_out(*args, out=None):
+            return apply(fn(*args, out=out))
+        return Kernel(fused_out, fresh=True, takes_out=True)
+    return Kernel(lambda *args: apply(fn(*args)), fresh=True)
 
 
 @kernel(quant.QuantizeOp)
-def _quantize(op, x):
-    return op.properties["qtype"].quantize(x)
+def _quantize(op, consts):
+    return Kernel(op.properties["qtype"].quantize, fresh=True)
 
 
 @kernel(quant.DequantizeOp)
-def _dequantize(op, q):
-    return quant.quantized_element(op.input.type).dequantize(q)
-
-
-@kernel(quant.RequantizeOp)
-def _requantize(op, q):
-    src = quant.quantized_element(op.input.type)
-    return op.properties["qtype"].quantize(src.dequantize(q))
+def _dequantize(op, consts):
+    return Kernel(quant.quantized_element(op.input.type).dequantize, fresh=True)

@@ -24,13 +24,14 @@ from xdsl.dialects.builtin import StringAttr, f16, f32, i1, i32
 
 from qcc import ir
 from qcc.dialects import qnn, quant
+from qcc.dialects.base import DYN
 from qcc.dialects.quant import UniformQuantizedType as Q
 from qcc.exporters.onnx import ExportError, export_onnx
 from qcc.frontends.errors import FrontendError
 from qcc.frontends.onnx import load_onnx
 from qcc.ir import Graph
 from qcc.runtime import run
-from qcc.runtime.ops import KERNELS
+from qcc.runtime.ops import TABLE
 from qcc.testing import models
 
 ort = pytest.importorskip("onnxruntime")
@@ -476,6 +477,25 @@ def gather_elements(g):
     return {"y": g.add(qnn.GatherElementsOp.make(x, idx, axis=1))}
 
 
+@case(13, 17)
+def run_time_shapes(g):
+    """The run-time shape ops on a symbolic batch (their oracle is onnx.reference in
+    tests/dialects/test_qnn_dynamic.py; here onnxruntime runs their export)."""
+    dyn, i64 = DYN, np.int64
+    x = g.input("x", (None, 5))
+    s = g.add(qnn.ShapeOfOp.make(x))
+    r = g.add(qnn.RangeOp.make(g.const(np.array(0, i64)), g.input("n", (), i64),
+                               g.const(np.array(2, i64)), dims=(dyn,)))
+    ones = g.add(qnn.FillOp.make(s, g.const(np.float32([1.5])), dims=(dyn, 5)))
+    b = g.add(qnn.DynamicBroadcastOp.make(g.const(np.float32([[2.0]])), s, dims=(dyn, 5)))
+    flat = g.add(qnn.DynamicReshapeOp.make(x, g.const(np.array([-1], i64)), dims=(dyn,)))
+    inner = g.add(qnn.DynamicSliceOp.make(x, g.const(np.array([1], i64)),
+                                          g.const(np.array([-1], i64)), dims=(dyn, 3),
+                                          axes=(1,), steps=(1,)))
+    feeds = {"x": np.arange(15, dtype=np.float32).reshape(3, 5), "n": np.array(7, i64)}
+    return {"s": s, "r": r, "ones": ones, "b": b, "flat": flat, "inner": inner}, feeds
+
+
 @case()
 def gather_nd(g):
     x = g.input("x", (2, 3, 4))
@@ -722,7 +742,7 @@ def test_fake_quant_conv_runs_in_onnxruntime(x_kind, opset, tmp_path):
 
 
 def needs_fake_quant_kernel() -> None:
-    if quant.FakeQuantOp not in KERNELS:
+    if (quant.FakeQuantOp, None) not in TABLE:
         pytest.skip("the runtime has no quant.fake_quant kernel")
 
 

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 import qcc
 from qcc import ir, runtime
 from qcc.frontends.errors import FrontendError
+from qcc.frontends.onnx import load_onnx
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -154,7 +155,7 @@ def test_quantize_with_no_shape_option_exports_symbolic_dims(which, request, tmp
 
 
 def _model_with_batch_constant(tmp_path):
-    """x + ConstantOfShape(Shape(x)): the constant is folded from the batch size."""
+    """x + ConstantOfShape(Shape(x)): the constant depends on the batch size."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])
     nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
@@ -168,23 +169,56 @@ def _model_with_batch_constant(tmp_path):
     return path
 
 
-def test_undecidable_shape_names_the_node_and_the_option(tmp_path):
+def _model_with_undecidable_pad(tmp_path):
+    """Pad(x) by as many rows as the batch has: a pad computed from the symbolic dim,
+    which qnn.pad (static pads) cannot take."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
+    inits = [helper.make_tensor("zero2", TensorProto.INT64, [2], [0, 0]),
+             helper.make_tensor("zero1", TensorProto.INT64, [1], [0])]
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape", end=1),
+             helper.make_node("Concat", ["zero2", "s", "zero1"], ["pads"], name="pads", axis=0),
+             helper.make_node("Pad", ["x", "pads"], ["y"], name="pad")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 14)])
+    path = tmp_path / "batch_pad.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_constant_of_a_symbolic_dim_is_computed_at_run_time(tmp_path):
+    """x + ConstantOfShape(Shape(x)) imports with its batch symbolic; oracle: x + 1
+    by hand and onnxruntime at three batch sizes."""
     path = _model_with_batch_constant(tmp_path)
+    module = qcc.load(path)
+    names = [op.name for op in ir.main_func(module).body.block.ops]
+    assert "qnn.shape_of" in names and "qnn.fill" in names
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 3, 64):
+        x = np.arange(4 * batch, dtype=np.float32).reshape(batch, 4)
+        got = runtime.run(module, {"x": x})["y"]
+        np.testing.assert_array_equal(got, x + 1)
+        np.testing.assert_array_equal(got, session.run(None, {"x": x})[0])
+
+
+def test_undecidable_shape_names_the_node_and_the_option(tmp_path):
+    path = _model_with_undecidable_pad(tmp_path)
     with pytest.raises(FrontendError) as e:
         qcc.load(path)
     text = str(e.value)
-    assert "node 'ones'" in text and "'n' (input 'x' dim 0)" in text
+    assert "node 'pad'" in text and "'n' (input 'x' dim 0)" in text
     assert "--input-shape x=Nx4" in text and "input_shapes={'x': (N, 4)}" in text
-    # the override still works, and the result is x + 1
+    # the override still works: 3 zero rows padded after x (pads end of axis 0)
     module = qcc.load(path, input_shapes={"x": (3, 4)})
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
-    np.testing.assert_array_equal(runtime.run(module, {"x": x})["y"], x + 1)
+    np.testing.assert_array_equal(runtime.run(module, {"x": x})["y"],
+                                  np.concatenate([x, np.zeros((3, 4), np.float32)]))
 
 
 def test_quantize_writes_nothing_when_a_shape_is_undecidable(tmp_path):
     from qcc.tools.cli import main
 
-    path = _model_with_batch_constant(tmp_path)
+    path = _model_with_undecidable_pad(tmp_path)
     np.savez(tmp_path / "calib.npz", x=np.ones((4, 4), np.float32))
     out = tmp_path / "out"
     status = main(["quantize", str(path), "--calib", str(tmp_path / "calib.npz"),
@@ -305,3 +339,59 @@ def test_slices_of_a_symbolic_dim_count_from_its_end(tmp_path):
         got = runtime.run(module, {"x": a})
         for name, want in zip(("d", "r", "f"), session.run(None, {"x": a}), strict=True):
             np.testing.assert_array_equal(got[name], want)
+
+
+def _positions_model(tmp_path, table_rows: int):
+    """y = x + table[range(seq)]: learned position embeddings of a symbolic sequence."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "seq", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "seq", 4])
+    table = np.arange(table_rows * 4, dtype=np.float32).reshape(table_rows, 4)
+    inits = [onnx.numpy_helper.from_array(table, "table"),
+             onnx.numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             onnx.numpy_helper.from_array(np.array(1, np.int64), "one")]
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "one"], ["n"], name="seq"),
+             helper.make_node("Range", ["zero", "n", "one"], ["pos"], name="positions"),
+             helper.make_node("Gather", ["table", "pos"], ["emb"], name="embed"),
+             helper.make_node("Add", ["x", "emb"], ["y"], name="add")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 14)])
+    path = tmp_path / f"positions{table_rows}.onnx"
+    onnx.save(model, path)
+    return path, table
+
+
+def test_position_ids_of_a_symbolic_sequence_are_computed_at_run_time(tmp_path):
+    path, table = _positions_model(tmp_path, 128)
+    module = qcc.load(path)
+    assert str(ir.main_func(module).body.block.args[0].type) == "tensor<?x?x4xf32>"
+    for batch, seq in ((1, 5), (3, 40), (2, 128)):
+        x = np.random.default_rng(seq).standard_normal((batch, seq, 4)).astype(np.float32)
+        np.testing.assert_array_equal(runtime.run(module, {"x": x})["y"], x + table[:seq])
+
+
+def test_a_probe_size_past_a_position_table_says_what_to_pass(tmp_path):
+    path, _ = _positions_model(tmp_path, 64)  # qcc's probe lengths reach 97
+    with pytest.raises(FrontendError) as e:
+        qcc.load(path)
+    text = str(e.value)
+    assert "node 'embed' (Gather)" in text and "probe sizes" in text
+    assert "--input-shape x=BxSEQx4" in text
+    module = qcc.load(path, input_shapes={"x": (-1, 40, 4)})  # seq fixed, batch symbolic
+    x = np.ones((3, 40, 4), np.float32)
+    assert runtime.run(module, {"x": x})["y"].shape == (3, 40, 4)
+
+
+def test_a_shape_computed_at_run_time_can_be_a_graph_output():
+    """y = Shape(x)[:1] * 2 on a symbolic batch; oracle: the numbers by hand."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [1])
+    two = helper.make_tensor("two", TensorProto.INT64, [1], [2])
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape", end=1),
+             helper.make_node("Mul", ["s", "two"], ["y"], name="twice")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [two]),
+                              opset_imports=[helper.make_opsetid("", 15)])
+    module = load_onnx(model)
+    for batch in (1, 5):
+        got = runtime.run(module, {"x": np.zeros((batch, 4), np.float32)})["y"]
+        np.testing.assert_array_equal(got, [2 * batch])

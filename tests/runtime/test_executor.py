@@ -5,7 +5,7 @@ import pytest
 
 from qcc import ir
 from qcc.dialects import qnn
-from qcc.runtime import RuntimeError_, compile_module, run
+from qcc.runtime import RuntimeError_, compile_module, execute, run
 
 
 def _module():
@@ -33,7 +33,7 @@ def test_keep_unknown_name_is_an_error():
 
 
 def test_dead_values_are_released():
-    plan = compile_module(_module())
+    plan = compile_module(_module(), fuse=False)
     # `fc` dies after relu, `relu` after square: each step frees what it last used.
     freed = [len(step.dead) for step in plan.steps]
     assert freed == [0, 1, 1]
@@ -56,8 +56,9 @@ def test_fake_quant_fuses_into_its_producer_with_identical_numbers():
     y = g.add(qnn.DenseOp.make(rq, wq, name="fc2"))
     module = g.finish({"y": y})
     fused, plain = compile_module(module), compile_module(module, fuse=False)
-    # the weight's fake_quant is folded at compile time; the activation's runs in relu
-    assert [type(s.op).__name__ for s in fused.steps] == ["DenseOp", "ReluOp", "DenseOp"]
+    # the weight's fake_quant is folded at compile time; relu and the activation's
+    # fake_quant run in place in fc's step
+    assert [type(s.op).__name__ for s in fused.steps] == ["DenseOp", "DenseOp"]
     assert len(plain.steps) == 4
     for _ in range(5):
         inputs = {"x": rng.standard_normal((2, 8)).astype(np.float32) * 3}
@@ -70,3 +71,174 @@ def test_fake_quant_fuses_into_its_producer_with_identical_numbers():
     ref = Q.make(scale=0.05, zero_point=-128).fake_quant(np.maximum(h_ref, 0))
     _, kept = run(module, inputs, keep=[rq])
     np.testing.assert_array_equal(kept[rq], ref)
+
+
+# ----------------------------------------------- buffers, fusion, compiled kernels
+
+
+def _conv_chain(batch=None):
+    """conv -> relu -> reshape (a view) -> reshape back -> conv -> clip -> conv, plus a
+    second output that views the middle value (it must never be overwritten)."""
+    rng = np.random.default_rng(3)
+    g = ir.Graph()
+    x = g.input("x", (batch, 4, 6, 6))
+    ws = [g.const(rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * 0.3,
+                  name=f"w{i}") for i in range(3)]
+    h = g.add(qnn.ConvOp.make(x, ws[0], pads=(1, 1, 1, 1), name="c0"))
+    h = g.add(qnn.ReluOp.make(h, name="r0"))
+    dyn = batch is None
+    v = g.add(qnn.ReshapeOp.make(h, shape=(0 if dyn else batch, 144),
+                                 copy_dims=(0,) if dyn else None, name="flat"))
+    h = g.add(qnn.ReshapeOp.make(v, shape=(0 if dyn else batch, 4, 6, 6),
+                                 copy_dims=(0,) if dyn else None, name="back"))
+    h = g.add(qnn.ConvOp.make(h, ws[1], pads=(1, 1, 1, 1), name="c1"))
+    h = g.add(qnn.ClipOp.make(h, min=-0.5, max=0.75, name="clip"))
+    y = g.add(qnn.ConvOp.make(h, ws[2], pads=(1, 1, 1, 1), name="c2"))
+    return g.finish({"y": y, "flat": v})
+
+
+def _numpy_chain(module, x):
+    """The chain in numpy (onnx.reference would do as well): the oracle."""
+    from qcc.runtime.kernels import reference_conv
+    ws = [ir.array_of(op) for op in module.walk() if isinstance(op, qnn.ConstantOp)]
+    h = np.maximum(reference_conv(x, ws[0], None, (1, 1), (1, 1, 1, 1), (1, 1), 1), 0)
+    flat = h.reshape(len(x), 144)
+    h = np.clip(reference_conv(h, ws[1], None, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+                np.float32(-0.5), np.float32(0.75))
+    return reference_conv(h, ws[2], None, (1, 1), (1, 1, 1, 1), (1, 1), 1), flat
+
+
+@pytest.mark.parametrize("batch", [2, None])
+def test_buffers_are_reused_without_clobbering_live_values_or_outputs(batch):
+    module = _conv_chain(batch)
+    plan = compile_module(module)
+    # relu and clip run in place in their convs' steps
+    assert [type(s.op).__name__ for s in plan.steps] == [
+        "ConvOp", "ReshapeOp", "ReshapeOp", "ConvOp", "ConvOp"]
+    rng = np.random.default_rng(4)
+    runs = []
+    for n in (2, 2, 3) if batch is None else (2, 2, 2):
+        x = rng.standard_normal((n, 4, 6, 6)).astype(np.float32)
+        runs.append((x, execute(plan, {"x": x})[0]))
+    for x, out in runs:  # earlier outputs survive later runs
+        y, flat = _numpy_chain(module, x)
+        np.testing.assert_allclose(out["y"], y, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(out["flat"], flat, rtol=1e-5, atol=1e-5)
+        # and equal bit for bit a run without shared buffers or fusion
+        plain = execute(compile_module(module, fuse=False), {"x": x})[0]
+        assert np.array_equal(out["y"], plain["y"])
+        assert np.array_equal(out["flat"], plain["flat"])
+    from qcc.runtime import kernels
+    if not kernels.compiled:
+        return  # the numpy kernels take no buffers
+    shapes = next(iter(plan.specialized.values()))
+    held = [b for b in shapes.buffers if b is not None]
+    # c0's result is viewed by the output `flat` and c2's is the output `y`: they
+    # are allocated per run; c1 writes into a buffer the plan holds
+    assert shapes.buffers[0] is None and shapes.buffers[4] is None
+    assert len(held) == 1 and shapes.buffers[3] is held[0]
+
+
+def test_a_buffer_is_shared_once_its_value_is_dead():
+    rng = np.random.default_rng(5)
+    g = ir.Graph()
+    h = g.input("x", (1, 4, 5, 5))
+    for i in range(4):
+        w = g.const(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), name=f"w{i}")
+        h = g.add(qnn.ConvOp.make(h, w, name=f"c{i}"))
+    module = g.finish({"y": h})
+    plan = compile_module(module)
+    x = {"x": rng.standard_normal((1, 4, 5, 5)).astype(np.float32)}
+    out = execute(plan, x)[0]["y"]
+    from qcc.runtime import kernels
+    if kernels.compiled:
+        buffers = next(iter(plan.specialized.values())).buffers
+        # c0 .. c2 alternate between two buffers; the output's step allocates
+        assert buffers[3] is None and buffers[0] is buffers[2]
+        assert buffers[0] is not buffers[1]
+    want = x["x"]
+    for op in module.walk():
+        if isinstance(op, qnn.ConstantOp):
+            want = np.einsum("oc,nchw->nohw", ir.array_of(op)[:, :, 0, 0], want)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_softmax_layer_norm_pool_and_matmul_against_numpy():
+    """The plan runs _norm.softmax, _pool.global_avg_pool and _kernels.batched_matmul
+    (layer_norm stays numpy's); numpy's formulas in float64 are the oracle."""
+    from qcc.runtime import kernels
+
+    if not kernels.compiled:
+        pytest.skip("the compiled kernels are not built")
+    rng = np.random.default_rng(6)
+    g = ir.Graph()
+    x = g.input("x", (2, 3, 5, 8))
+    s = rng.standard_normal(8).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    w = rng.standard_normal((2, 3, 8, 4)).astype(np.float32)
+    ln = g.add(qnn.LayerNormOp.make(x, g.const(s), g.const(b), axis=-1, epsilon=1e-5))
+    sm = g.add(qnn.SoftmaxOp.make(ln, axis=-1))
+    mm = g.add(qnn.MatmulOp.make(sm, g.const(w)))
+    gp = g.add(qnn.GlobalAvgPoolOp.make(mm))
+    module = g.finish({"y": gp, "mm": mm})
+    plan = compile_module(module)
+    fns = {type(st.op).__name__: st.fn for st in plan.steps}
+    assert fns["MatmulOp"] is kernels.batched_matmul
+    assert fns["GlobalAvgPoolOp"] is kernels.global_avg_pool
+    xv = rng.standard_normal((2, 3, 5, 8)).astype(np.float32) * 2
+    out = execute(plan, {"x": xv})[0]
+    x64 = xv.astype(np.float64)
+    mean = x64.mean(-1, keepdims=True)
+    want = (x64 - mean) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5) * s + b
+    want = np.exp(want - want.max(-1, keepdims=True))
+    want = want / want.sum(-1, keepdims=True)
+    want_mm = want @ w
+    np.testing.assert_allclose(out["mm"], want_mm, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["y"], want_mm.mean(axis=(2, 3), keepdims=True),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_profile_prints_the_slowest_ops(monkeypatch, capsys):
+    monkeypatch.setenv("QCC_PROFILE", "1")
+    run(_module(), {"x": np.ones((2, 3), np.float32)})
+    err = capsys.readouterr().err
+    assert err.startswith("qcc profile: 2 steps")
+    assert "qnn.dense (x1)" in err and "qnn.mul (x1)" in err
+
+
+def test_concurrent_runs_of_one_plan_do_not_share_buffers():
+    from concurrent.futures import ThreadPoolExecutor
+
+    module = _conv_chain(2)
+    plan = compile_module(module)
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((2, 4, 6, 6)).astype(np.float32) for _ in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda x: execute(plan, {"x": x})[0]["y"], xs))
+    for x, y in zip(xs, outs, strict=True):
+        np.testing.assert_allclose(y, _numpy_chain(module, x)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_runs_in_its_convs_step_with_the_same_numbers():
+    rng = np.random.default_rng(8)
+    g = ir.Graph()
+    x = g.input("x", (2, 3, 5, 5))
+    w = g.const(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    stats = [g.const(a.astype(np.float32)) for a in (
+        rng.uniform(0.5, 2, 4), rng.standard_normal(4), rng.standard_normal(4),
+        rng.uniform(0.1, 3, 4))]
+    h = g.add(qnn.ConvOp.make(x, w, pads=(1, 1, 1, 1)))
+    y = g.add(qnn.BatchNormOp.make(h, *stats, epsilon=1e-3))
+    module = g.finish({"y": g.add(qnn.ReluOp.make(y))})
+    fused = compile_module(module)
+    assert [type(s.op).__name__ for s in fused.steps] == ["ConvOp"]
+    xv = {"x": rng.standard_normal((2, 3, 5, 5)).astype(np.float32)}
+    got = execute(fused, xv)[0]["y"]
+    assert np.array_equal(got, execute(compile_module(module, fuse=False), xv)[0]["y"])
+    from qcc.runtime.kernels import reference_conv
+    scale, bias, mean, var = (ir.array_of(v.owner) for v in stats)
+    conv = reference_conv(xv["x"], ir.array_of(w.owner), None, (1, 1), (1, 1, 1, 1),
+                          (1, 1), 1).astype(np.float64)
+    c = (slice(None), None, None)
+    want = np.maximum((conv - mean[c]) / np.sqrt(var[c] + 1e-3) * scale[c] + bias[c], 0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -458,3 +458,24 @@ def test_dequantize_of_an_accumulator_is_float32_acc_times_float32_scale():
     assert q.dtype == np.int32
     want = q.astype(np.float32) * np.array(acc_type.scales, np.float32)
     np.testing.assert_array_equal(out["y"], want)
+
+
+@needs_compiled
+def test_weights_are_packed_once_when_the_plan_is_compiled(monkeypatch):
+    module, (_, _, acc) = _quantized_conv_module()
+    calls = []
+    real_pack = int8.pack
+    monkeypatch.setattr(int8, "pack", lambda *a: calls.append(1) or real_pack(*a))
+    plan = compile_module(module)
+    assert len(calls) == 1  # at compile time, from the folded constants
+    x = {"x": np.random.default_rng(11).standard_normal((1, 3, 6, 6)).astype(np.float32)}
+    outs = [execute(plan, x, keep=[acc]) for _ in range(3)]
+    assert len(calls) == 1
+    xq = QType.make(scale=0.05, zero_point=-2).quantize(x["x"])
+    wq = [op for op in module.walk() if isinstance(op, quant.QuantizeOp)][1]
+    w = wq.properties["qtype"].quantize(ir.array_of(wq.operands[0].owner))
+    bq = [op for op in module.walk() if isinstance(op, quant.QuantizeOp)][2]
+    b = bq.properties["qtype"].quantize(ir.array_of(bq.operands[0].owner))
+    want = direct_conv(xq, w, b, -2, 0, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    for _, kept in outs:
+        np.testing.assert_array_equal(kept[acc], want)

@@ -135,6 +135,10 @@ def main(argv=None):
     _conv._set_threads(args.threads)
     if args.variant:
         _conv._set_variant(args.variant)
+    from _common import blas_report, cpu_report
+
+    for line in cpu_report() + blas_report():
+        print(line)
     print(f"qcc conv GEMM: {_conv._variant()}, "
           f"{args.threads} threads; onnxruntime: {THREADS} threads")
     rounds, reps = (3, 5) if args.quick else (15, 10)

@@ -1,171 +1,134 @@
-"""fp32 inference time of qcc's runtime against onnxruntime, both on 2 threads.
+"""fp32 and fake-quant inference time of qcc's runtime against onnxruntime fp32.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/bench/runtime_fp32.py [--runs 10]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/bench/runtime_fp32.py [--quick] [--models light_resnet50,resnet18_cifar,mobilenet_v3,vit_tiny,bert]
 
 (Unset the OPENBLAS_* overrides so OpenBLAS picks the kernel for this CPU; the
-script prints the BLAS libraries and kernels threadpoolctl reports.)
+script prints the CPU, its features and the BLAS/OpenMP libraries.)
 
-Models: `light_resnet50` from the installed onnx wheel
-(`onnx/backend/test/data/light/light_resnet50.onnx`, weights made by
-ConstantOfShape) at 1x3x224x224, and `qcc.testing.models.resnet18_cifar` at batch
-1 and 32. qcc's time excludes import and planning: the module is imported and
-`qcc.runtime.compile_module` is called once, then `qcc.runtime.execute(plan,
-inputs)` is timed. onnxruntime runs with `intra_op_num_threads = 2`,
-`inter_op_num_threads = 1`, all graph optimizations; qcc's BLAS is limited to 2
-threads with threadpoolctl. Each side is warmed up (`--warmup` runs), then the
-median of `--runs` runs is reported, with the largest |qcc - ort| of the outputs
-(light_resnet50's weights are all 0.02, so its softmax output is uniform and its
-|diff| says nothing about accuracy; tests/models checks that on real weights).
-qcc is timed before the onnxruntime session exists (its pool threads spin after
-a run). On a machine shared with other jobs the numbers are noisy: multithreaded
-BLAS calls stall whenever one of their threads is descheduled.
+Models (no download): `light_resnet50` from the installed onnx wheel (weights made
+by ConstantOfShape) at 1x3x224x224; `qcc.testing.models.resnet18_cifar` at
+32x3x32x32; torchvision `mobilenet_v3_large` and timm `vit_tiny_patch16_224` with
+random weights at 1x3x224x224, exported here with torch.onnx.export (TorchScript
+exporter, opset 14); `bert` (not in the default set): a 4-layer, 256-wide BERT
+encoder from a random transformers config, batch 2, sequence 128.
+
+Per model, three sides run in turn (interleaved, after warmup; medians):
+- qcc fp32: the imported module compiled once (`qcc.runtime.compile_module`), then
+  `qcc.runtime.execute(plan, inputs)` timed;
+- qcc fake-quant: the module `qcc.quantize` returns after calibration (observers
+  turned into fake-quant ops, one batch of random calibration data), compiled and
+  executed the same way;
+- onnxruntime fp32: `intra_op_num_threads` 2, `inter_op_num_threads` 1, all graph
+  optimizations.
+Rows: qcc fp32 / ort fp32 and qcc fake-quant / ort fp32, target 1.2 (issue 16). The
+BLAS and OpenMP pools are limited to 2 threads (threadpoolctl). Planning and import
+are not timed. On a machine shared with other jobs the numbers are noisy.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
-import time
+import tempfile
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
-LIGHT_RESNET50 = "backend/test/data/light/light_resnet50.onnx"
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c  # noqa: E402
+
+TARGET = 1.2
+DEFAULT = "light_resnet50,resnet18_cifar,mobilenet_v3,vit_tiny"
 
 
-def light_resnet50_path() -> Path:
-    import onnx
+def model_cases(names: list[str], tmp: Path, smoke: bool
+                ) -> list[tuple[str, Callable[[], tuple[object, dict]]]]:
+    """(label, () -> (model path or ModelProto, one batch of inputs)); built lazily."""
+    from qcc.testing.models import resnet18_cifar
 
-    return Path(onnx.__file__).parent / LIGHT_RESNET50
+    def light():
+        x = c.image_batch((1, 3, 224, 224))
+        import onnx
 
+        proto = onnx.load(str(c.light_resnet50_path()))
+        return proto, {proto.graph.input[0].name: x}
 
-def blas_report() -> list[str]:
-    try:
-        import threadpoolctl
-    except ImportError:
-        return ["threadpoolctl is not installed: BLAS kernel unknown"]
-    import scipy.linalg  # noqa: F401  (load scipy's BLAS too, the one the kernels use)
+    def r18(batch: int):
+        proto = resnet18_cifar(batch=batch)
+        return proto, {proto.graph.input[0].name: c.image_batch((batch, 3, 32, 32))}
 
-    lines = []
-    for info in threadpoolctl.threadpool_info():
-        lines.append(
-            f"{info.get('user_api')}: {info.get('internal_api')} {info.get('version')} "
-            f"kernel={info.get('architecture', '-')} threads={info.get('num_threads')} "
-            f"({Path(info.get('filepath', '?')).name})")
-    return lines or ["threadpoolctl found no BLAS or OpenMP library"]
-
-
-def blas_limit(threads: int):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return nullcontext()
-    return threadpool_limits(threads, user_api="blas")
-
-
-def median_ms(fn: Callable[[], object], warmup: int, runs: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+    if smoke:
+        return [("tiny_cnn b2", c.smoke_model)]
+    table = {
+        "light_resnet50": ("light_resnet50 b1", light),
+        "resnet18_cifar": ("resnet18_cifar b32", lambda: r18(32)),
+        "mobilenet_v3": ("mobilenet_v3_large b1", lambda: c.mobilenet_v3(tmp / "mnv3.onnx", 1)),
+        "vit_tiny": ("vit_tiny b1", lambda: c.vit_tiny(tmp / "vit.onnx", 1)),
+        "bert": ("bert 4x256 b2 s128", lambda: c.bert_encoder(tmp / "bert.onnx", 2)),
+    }
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise SystemExit(f"runtime_fp32.py: unknown model(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(table)}")
+    return [table[n] for n in names]
 
 
-def bench(label: str, model, batch: int, args) -> dict:
-    import onnxruntime as ort
-
-    from qcc import ir
+def fake_quant_module(model, feeds: dict[str, np.ndarray]):
+    """The fake-quant IR `qcc quantize` calibrates (one batch of calibration data)."""
+    import qcc
     from qcc.frontends.onnx import load_onnx
-    from qcc.runtime import compile_module, execute
 
-    source = str(model) if isinstance(model, Path) else model  # a path or a ModelProto
-    proto = onnx_proto(source)
-    inp = proto.graph.input[0]
-    shape = [batch] + [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]]
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    feeds = {inp.name: x}
+    module = load_onnx(str(model) if isinstance(model, Path) else model)
+    return qcc.quantize(module, c.calibration_set(feeds, 1), progress=False).module
 
-    # qcc first, so that onnxruntime's spinning pool threads cannot steal its CPUs
-    t = time.perf_counter()
-    plan = compile_module(load_onnx(source, input_shapes={inp.name: shape}))
-    prepare = time.perf_counter() - t
-    assert [tuple(t.get_shape()) for t in plan.input_types] == [tuple(shape)]
-    assert ir.numpy_dtype(plan.input_types[0].element_type) == np.float32
-    with blas_limit(args.threads):
-        qcc_ms = median_ms(lambda: execute(plan, feeds), args.warmup, args.runs)
-        got = execute(plan, feeds)[0]
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = args.threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(proto.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
-    ort_ms = median_ms(lambda: sess.run(None, feeds), args.warmup, args.runs)
+def bench(label: str, model, feeds: dict[str, np.ndarray], args) -> list[c.Row]:
+    c.progress(f"{label}: import, compile, calibrate")
+    plan = c.qcc_plan(model, {k: v.shape for k, v in feeds.items()})
+    fq_plan = c.qcc_plan(fake_quant_module(model, feeds))
+    sess = c.ort_session(model, args.threads)
     want = sess.run(None, feeds)
-    diff = max(float(np.max(np.abs(got[o.name] - w)))
-               for o, w in zip(sess.get_outputs(), want, strict=True))
-    return {"model": label, "batch": batch, "qcc": qcc_ms, "ort": ort_ms,
-            "ratio": qcc_ms / ort_ms, "diff": diff, "prepare": prepare}
+    diff = c.max_diff(c.qcc_execute(plan, feeds), sess, want)
+    fq_diff = c.max_diff(c.qcc_execute(fq_plan, feeds), sess, want)
+    c.progress(f"{label}: timing")
+    with c.thread_limits(args.threads):
+        ms = c.interleaved({"fp32": lambda: c.qcc_execute(plan, feeds),
+                            "fq": lambda: c.qcc_execute(fq_plan, feeds),
+                            "ort": lambda: sess.run(None, feeds)}, args.warmup, args.runs)
+    return [c.Row(label, "fp32 / ort fp32", ms["fp32"], ms["ort"], TARGET,
+                  f"max|qcc - ort| {diff}"),
+            c.Row(label, "fake-quant / ort fp32", ms["fq"], ms["ort"], TARGET,
+                  f"max|fake-quant - ort fp32| {fq_diff}")]
 
 
-def onnx_proto(source):
-    import onnx
+def rows(args) -> list[c.Row]:
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    out: list[c.Row] = []
+    with tempfile.TemporaryDirectory(prefix="qcc-bench-") as tmp:
+        for label, build in model_cases(names, Path(tmp), args.smoke):
+            model, feeds = build()
+            out += bench(label, model, feeds, args)
+    return out
 
-    return onnx.load(source) if isinstance(source, str) else source
+
+def parser():
+    p = c.arguments(__doc__)
+    p.add_argument("--models", default=DEFAULT,
+                   help="comma-separated subset of light_resnet50,resnet18_cifar,mobilenet_v3,"
+                        "vit_tiny,bert")
+    return p
+
+
+def configure(argv: list[str] | None = None):
+    """The options, --quick / --smoke applied."""
+    return c.settle(parser().parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=10, help="timed runs per side (median)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--models", default="light_resnet50,resnet18_cifar",
-                   help="comma-separated subset of light_resnet50,resnet18_cifar")
-    p.add_argument("--batches", default="1,32", help="resnet18_cifar batch sizes")
-    args = p.parse_args(argv)
-
-    overrides = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ]
-    if overrides:
-        print(f"note: {', '.join(overrides)} set; run under "
-              "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` for the native BLAS kernel",
-              file=sys.stderr)
-    print(f"threads: {args.threads}, warmup {args.warmup}, median of {args.runs} runs, "
-          f"{os.cpu_count()} CPUs")
-    for line in blas_report():
-        print("  " + line)
-
-    from qcc.testing.models import resnet18_cifar
-
-    wanted = {m.strip() for m in args.models.split(",") if m.strip()}
-    cases: list[tuple[str, object, int]] = []
-    if "light_resnet50" in wanted:
-        cases.append(("light_resnet50", light_resnet50_path(), 1))
-    if "resnet18_cifar" in wanted:
-        for b in (int(v) for v in args.batches.split(",")):
-            cases.append(("resnet18_cifar", resnet18_cifar(batch=b), b))
-
-    rows = []
-    for label, model, batch in cases:
-        r = bench(label, model, batch, args)
-        rows.append(r)
-        print(f"  done {label} batch {batch} (import+compile {r['prepare']:.2f} s)",
-              file=sys.stderr, flush=True)
-
-    head = (f"{'model':<16} {'batch':>5} {'qcc ms/run':>11} {'ort ms/run':>11} "
-            f"{'qcc/ort':>8} {'max|diff|':>10}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['model']:<16} {r['batch']:>5} {r['qcc']:>11.2f} {r['ort']:>11.2f} "
-              f"{r['ratio']:>8.2f} {r['diff']:>10.2e}")
+    args = configure(argv)
+    c.header("fp32 and fake-quant inference: qcc / onnxruntime fp32", args)
+    c.print_rows(rows(args))
     return 0
 
 

@@ -171,3 +171,39 @@ func.func @keep_reshapes_copying_a_merged_dim(%x: tensor<?x?x8xf32>) -> tensor<?
   %1 = qnn.reshape %0 {shape = array<i64: 0, 2, 4>, copy_dims = array<i64: 0>} : (tensor<?x8xf32>) -> tensor<?x2x4xf32>
   func.return %1 : tensor<?x2x4xf32>
 }
+
+// -----
+
+// Run-time shape arithmetic folds where the shapes are static: the shape of a
+// static value is a constant, and so is everything computed from it.
+// CHECK-LABEL: func.func @fold_static_shape_arithmetic
+// CHECK-NOT: qnn.shape_of
+// CHECK-NOT: qnn.range
+// CHECK-NOT: qnn.dynamic_broadcast
+// CHECK: %[[C:.*]] = qnn.constant dense<{{\[}}[0, 1, 2, 3]]> : tensor<1x4xi64>
+// CHECK: func.return %[[C]]
+func.func @fold_static_shape_arithmetic(%x: tensor<2x4xf32>) -> tensor<1x4xi64> {
+  %s = qnn.shape_of %x : (tensor<2x4xf32>) -> tensor<2xi64>
+  %one = qnn.constant dense<1> : tensor<i64>
+  %zero = qnn.constant dense<0> : tensor<i64>
+  %n = qnn.gather %s, %one {axis = 0 : i64} : (tensor<2xi64>, tensor<i64>) -> tensor<i64>
+  %r = qnn.range %zero, %n, %one {dims = array<i64: 4>} : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<4xi64>
+  %shape = qnn.constant dense<[1, 4]> : tensor<2xi64>
+  %b = qnn.dynamic_broadcast %r, %shape {dims = array<i64: 1, 4>} : (tensor<4xi64>, tensor<2xi64>) -> tensor<1x4xi64>
+  func.return %b : tensor<1x4xi64>
+}
+
+// -----
+
+// A symbolic dim keeps the computation in the graph.
+// CHECK-LABEL: func.func @keep_symbolic_shape_arithmetic
+// CHECK: qnn.shape_of
+// CHECK: qnn.range {{.*}} -> tensor<?xi64>
+func.func @keep_symbolic_shape_arithmetic(%x: tensor<?x4xf32>) -> tensor<?xi64> {
+  %s = qnn.shape_of %x : (tensor<?x4xf32>) -> tensor<2xi64>
+  %zero = qnn.constant dense<0> : tensor<i64>
+  %one = qnn.constant dense<1> : tensor<i64>
+  %n = qnn.gather %s, %zero {axis = 0 : i64} : (tensor<2xi64>, tensor<i64>) -> tensor<i64>
+  %r = qnn.range %zero, %n, %one {dims = array<i64: -9223372036854775808>} : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+  func.return %r : tensor<?xi64>
+}
