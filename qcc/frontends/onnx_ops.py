@@ -471,21 +471,32 @@ def cast(n: Node):
 # ---------------------------------------------------------------- reductions
 
 
-def _reduce(cls: type, axes_input_since: int) -> Lowering:
-    """axes are an attribute before `axes_input_since`, an optional input from then."""
+def _reduce(cls: type, axes_input_since: int, squared: bool = False,
+            root: bool = False) -> Lowering:
+    """axes are an attribute before `axes_input_since`, an optional input from then.
+    `squared` reduces x * x (ReduceSumSquare, ReduceL2); `root` takes the square root
+    of the result (ReduceL2)."""
 
     def lower(n: Node):
-        if n.version >= axes_input_since:
-            axes_array = n.optional_array(1)
-            axes = [] if axes_array is None else axes_array.tolist()
-        else:
-            axes = n.attr("axes", [])
-        if not axes and n.attr("noop_with_empty_axes", 0):
-            return n.emit(qnn.IdentityOp, n.value(0))
-        return n.emit(cls, n.value(0), axes=norm_axes(axes, len(n.shape(0))),
-                      keepdims=bool(n.attr("keepdims", 1)))
+        if squared:
+            x = n.emit(qnn.MulOp, n.value(0), n.value(0), suffix="/square")
+            reduced = _reduce_axes(n, cls, axes_input_since, x, suffix="/sum" if root else "")
+            return n.emit(qnn.SqrtOp, reduced) if root else reduced
+        return _reduce_axes(n, cls, axes_input_since, n.value(0))
 
     return lower
+
+
+def _reduce_axes(n: Node, cls: type, axes_input_since: int, x: SSAValue, suffix: str = ""):
+    if n.version >= axes_input_since:
+        axes_array = n.optional_array(1)
+        axes = [] if axes_array is None else axes_array.tolist()
+    else:
+        axes = n.attr("axes", [])
+    if not axes and n.attr("noop_with_empty_axes", 0):
+        return n.emit(qnn.IdentityOp, x, suffix=suffix)
+    return n.emit(cls, x, axes=norm_axes(axes, len(n.shape(0))),
+                  keepdims=bool(n.attr("keepdims", 1)), suffix=suffix)
 
 
 @lowering("CumSum")
@@ -518,3 +529,5 @@ LOWERINGS["ReduceSum"] = _reduce(qnn.ReduceSumOp, 13)
 LOWERINGS["ReduceMean"] = _reduce(qnn.ReduceMeanOp, 18)
 LOWERINGS["ReduceMax"] = _reduce(qnn.ReduceMaxOp, 18)
 LOWERINGS["ReduceMin"] = _reduce(qnn.ReduceMinOp, 18)
+LOWERINGS["ReduceSumSquare"] = _reduce(qnn.ReduceSumOp, 18, squared=True)
+LOWERINGS["ReduceL2"] = _reduce(qnn.ReduceSumOp, 18, squared=True, root=True)

@@ -276,7 +276,9 @@ def _buffers(plan: Plan, sizes: dict[int, tuple[int, ...]]) -> list[np.ndarray |
     releases: dict[int, list[tuple[tuple[tuple[int, ...], str], np.ndarray]]] = {}
     buffers: list[np.ndarray | None] = [None] * len(plan.steps)
     for i, step in enumerate(plan.steps):
-        if step.takes_out and i not in escaped and len(step.results) == 1:
+        if (step.takes_out and i not in escaped and len(step.results) == 1
+                and all(d >= 0 for d in sizes[step.results[0]])):
+            # a `?` left by a run-time shape op (qnn.range, ...): sized when it runs
             r = step.results[0]
             key = (sizes[r], "float32")
             pool = free.get(key)

@@ -1,5 +1,6 @@
 """ONNX ops that transformer and GroupNorm exports need: GatherElements, GatherND,
-CumSum, InstanceNormalization and If. Each one-node (or few-node) model runs through
+CumSum, InstanceNormalization, If, and ReduceL2 / ReduceSumSquare (ConvNeXt-V2's
+global response norm). Each one-node (or few-node) model runs through
 the frontend and qcc's runtime and is compared with onnxruntime (graph optimizations
 off) on the same inputs; folded forms are compared with onnxruntime too."""
 
@@ -152,6 +153,29 @@ def test_cumsum_needs_a_constant_axis():
     model = _model([node], [_vi("x", [2, 5]), _vi("axis", [], I64)], [_vi("y", None)])
     with pytest.raises(FrontendError, match="CumSum.*'axis' must be a constant"):
         load_onnx(model)
+
+
+# ------------------------------------------------- ReduceL2 / ReduceSumSquare
+
+
+@pytest.mark.parametrize("op", ["ReduceL2", "ReduceSumSquare"])
+@pytest.mark.parametrize("opset,keepdims", [(14, 1), (18, 1), (18, 0)])
+def test_reduce_l2_and_sum_square(op, opset, keepdims):
+    """axes an attribute (opset 14) or an input (18); numpy's norm is the second oracle."""
+    axes = [1, 2]
+    if opset >= 18:
+        node = helper.make_node(op, ["x", "axes"], ["y"], keepdims=keepdims)
+        inits = [_init("axes", np.array(axes, np.int64))]
+    else:
+        node = helper.make_node(op, ["x"], ["y"], axes=axes, keepdims=keepdims)
+        inits = []
+    model = _model([node], [_vi("x", [2, 3, 4, 5])], [_vi("y", None)], inits, opset=opset)
+    x = _rand(2, 3, 4, 5) * 2
+    _check(model, {"x": x}, rtol=1e-5, atol=1e-5)
+    got = run(load_onnx(model), {"x": x})["y"]
+    square_sum = np.sum(x.astype(np.float64) ** 2, axis=(1, 2), keepdims=bool(keepdims))
+    want = np.sqrt(square_sum) if op == "ReduceL2" else square_sum
+    np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 # -------------------------------------------------------- InstanceNormalization

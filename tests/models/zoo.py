@@ -1,8 +1,11 @@
 """The export zoo: small random-initialised models of the architectures users export,
 exported with `torch.onnx.export` in the test (no download).
 
-Each `Arch` builds its module from a tiny config (hidden 32, 2 layers, sequence 8,
-images 32x32; timm's own test_* configs) and makes example inputs for any batch. `export` writes the ONNX file
+Each `Arch` builds its module from a tiny config (hidden 32, 1-2 layers or blocks a
+stage, 8-64 channels, sequence 8, images 32x32 unless the architecture needs more;
+timm's own test_* configs; Inception-v3 keeps its graph at 1/8 of its widths and
+takes 75x75, EfficientFormer 224x224) and makes example inputs for any batch.
+`export` writes the ONNX file
 with the TorchScript exporter (`dynamo=False`, opset 14) or the dynamo exporter
 (`dynamo=True`, opset 18), with a dynamic batch axis.
 """
@@ -82,6 +85,22 @@ def _hf(model_cls: str, config_cls: str, names: tuple[str, ...] = ("input_ids", 
         cfg._attn_implementation = "eager"
         model = getattr(transformers, model_cls)(cfg)
         return _FirstOutput(model, names).eval()
+
+    return build
+
+
+def _hf_encoder(model_cls: str, config_cls: str,
+                names: tuple[str, ...] = ("input_ids", "attention_mask"),
+                **config) -> Callable[[], object]:
+    """The encoder of an encoder-decoder model (`get_encoder()`)."""
+    def build():
+        import torch
+
+        transformers = _import_transformers()
+        torch.manual_seed(0)
+        cfg = getattr(transformers, config_cls)(**config)
+        cfg._attn_implementation = "eager"
+        return _FirstOutput(getattr(transformers, model_cls)(cfg).get_encoder(), names).eval()
 
     return build
 
@@ -176,6 +195,78 @@ def _swin(tv):
                            window_size=[4, 4], num_classes=10)
 
 
+def _densenet(tv):
+    from torchvision.models.densenet import DenseNet
+
+    # densenet121's blocks (bottleneck, transition with average pool), narrow and shallow
+    return DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2,
+                    num_classes=10)
+
+
+def _inception_v3(tv):
+    """inception_v3's graph at 1/8 of its widths (every conv's channels but the
+    image's 3 divided by 8, so the branch concatenations still add up); 75x75 is the
+    smallest input it takes."""
+    import torch
+    from torchvision.models import inception
+
+    class NarrowConv(inception.BasicConv2d):
+        def __init__(self, in_channels: int, out_channels: int, **kwargs) -> None:
+            super().__init__(in_channels if in_channels == 3 else in_channels // 8,
+                             out_channels // 8, **kwargs)
+
+    def narrow(block):
+        return lambda *args, **kwargs: block(*args, conv_block=NarrowConv, **kwargs)
+
+    blocks = [NarrowConv] + [narrow(b) for b in (
+        inception.InceptionA, inception.InceptionB, inception.InceptionC, inception.InceptionD,
+        inception.InceptionE, inception.InceptionAux)]
+    model = inception.Inception3(num_classes=10, aux_logits=False, init_weights=False,
+                                 inception_blocks=blocks)
+    model.fc = torch.nn.Linear(2048 // 8, 10)
+    return model
+
+
+def _regnet(tv):
+    from torchvision.models.regnet import BlockParams, RegNet
+
+    return RegNet(BlockParams.from_init_params(depth=2, w_0=8, w_a=8.0, w_m=2.0,
+                                               group_width=8, se_ratio=0.25),
+                  stem_width=8, num_classes=10)
+
+
+def _efficientnet_b0(tv):
+    from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
+
+    setting, last = _efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=0.25)
+    return EfficientNet(setting, dropout=0.2, last_channel=last, num_classes=10)
+
+
+def _poolformer():
+    """timm's poolformer_s12 (average-pool token mixer, GroupNorm), 1 block a stage."""
+    import torch
+    from timm.models.metaformer import GroupNorm1, MetaFormer
+
+    import_timm()
+    torch.manual_seed(0)
+    return _trained_like(MetaFormer(
+        depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), downsample_norm=None,
+        mlp_act=torch.nn.GELU, mlp_bias=True, norm_layers=GroupNorm1,
+        layer_scale_init_values=1e-5, res_scale_init_values=None, use_mlp_head=False,
+        num_classes=10))
+
+
+def _hf_vision(model_cls: str, config_cls: str, **config) -> Callable[[], object]:
+    """A transformers vision model: normalizations randomised as `_trained_like` does."""
+    build = _hf(model_cls, config_cls, ("pixel_values",), **config)
+    return lambda: _trained_like(build())
+
+
+def _wav2vec2_features(batch: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"input_values": rng.standard_normal((batch, 400)).astype(np.float32)}
+
+
 ZOO: dict[str, Arch] = {a.name: a for a in [
     Arch("bert", _hf("BertModel", "BertConfig", **_BERT_LIKE),
          _tokens("input_ids", "attention_mask")),
@@ -220,10 +311,65 @@ ZOO: dict[str, Arch] = {a.name: a for a in [
                                 num_classes=10), _image()),
     Arch("timm_efficientnet", _timm("test_efficientnet", num_classes=10), _image()),
     Arch("timm_convnext", _timm("test_convnext", num_classes=10), _image()),
+    Arch("tv_densenet", _torchvision(_densenet), _image()),
+    Arch("tv_inception_v3", _torchvision(_inception_v3), _image(size=75)),
+    Arch("tv_shufflenet_v2", _torchvision(lambda tv: tv.models.ShuffleNetV2(
+        [1, 1, 1], [8, 16, 32, 64, 64], num_classes=10)), _image()),
+    Arch("tv_squeezenet", _torchvision(lambda tv: tv.models.squeezenet1_1(num_classes=10)),
+         _image(size=48)),
+    Arch("tv_mobilenet_v2", _torchvision(lambda tv: tv.models.mobilenet_v2(
+        num_classes=10, width_mult=0.25)), _image()),
+    Arch("tv_regnet", _torchvision(_regnet), _image()),
+    Arch("tv_efficientnet_b0", _torchvision(_efficientnet_b0), _image()),
+    # its attention biases are sized for the 7x7 last stage of a 224x224 input
+    Arch("timm_efficientformer", _timm("efficientformer_l1", depths=(1, 1, 1, 2),
+                                       embed_dims=(8, 16, 24, 32), num_vit=1,
+                                       num_classes=10), _image(size=224)),
+    Arch("timm_poolformer", _poolformer, _image()),
+    Arch("timm_mobilevit", _timm("mobilevit_xxs", num_classes=10), _image(size=64)),
+    Arch("timm_levit", _timm("levit_128s", img_size=IMAGE, embed_dim=(16, 24, 32),
+                             key_dim=8, depth=(1, 1, 1), num_heads=(2, 2, 2),
+                             num_classes=10), _image()),
+    # distillation token and two heads averaged
+    Arch("timm_deit_distilled", _timm("deit_tiny_distilled_patch16_224", img_size=IMAGE,
+                                      patch_size=8, depth=2, num_classes=10), _image()),
+    Arch("deberta_v2", _hf("DebertaV2Model", "DebertaV2Config", relative_attention=True,
+                           pos_att_type=["p2c", "c2p"], position_buckets=4,
+                           max_relative_positions=16, **_BERT_LIKE),
+         _tokens("input_ids", "attention_mask")),
+    Arch("bart_encoder", _hf_encoder("BartModel", "BartConfig", d_model=32, encoder_layers=2,
+                                     decoder_layers=1, encoder_attention_heads=2,
+                                     decoder_attention_heads=2, encoder_ffn_dim=64,
+                                     decoder_ffn_dim=64, vocab_size=VOCAB,
+                                     max_position_embeddings=64, pad_token_id=1,
+                                     bos_token_id=2, eos_token_id=3),
+         _tokens("input_ids", "attention_mask")),
+    Arch("segformer", _hf_vision("SegformerModel", "SegformerConfig", num_encoder_blocks=2,
+                                 depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
+                                 patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2],
+                                 mlp_ratios=[2, 2], decoder_hidden_size=16), _image()),
+    Arch("convnextv2", _hf_vision("ConvNextV2Model", "ConvNextV2Config", num_stages=2,
+                                  hidden_sizes=[8, 16], depths=[1, 1]), _image()),
+    Arch("wav2vec2_features", _hf("Wav2Vec2Model", "Wav2Vec2Config", ("input_values",),
+                                  hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2),
+                                  conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                                  num_conv_pos_embedding_groups=4, feat_extract_norm="layer"),
+         _wav2vec2_features),
 ]}
 
 EXPORTERS = {"torchscript": dict(dynamo=False, opset_version=14),
              "dynamo": dict(dynamo=True, opset_version=18)}
+
+# (architecture, exporter) whose shape subgraphs compute a value from the batch (a
+# class token expanded to it, token-type ids, mask arithmetic; in the dynamo exports
+# also Swin's Range over it and Wav2Vec2's mask Expand to it): qcc's frontend refuses them with a symbolic batch ("this constant is
+# computed at import from the symbolic dims", naming the node) until those subgraphs
+# are computed at run time; the zoo imports them at each batch.
+STATIC_BATCH = frozenset({(name, exporter) for exporter in EXPORTERS for name in (
+    "bert", "distilbert", "roberta", "albert", "electra", "gpt2", "mobilebert",
+    "t5_encoder", "vit", "clip_text", "timm_vit_tiny", "timm_deit_distilled", "deberta_v2",
+    "bart_encoder")} | {("tv_swin", "dynamo"), ("wav2vec2_features", "dynamo")})
 
 
 def export(arch: Arch, exporter: str, path: str, batch: int = 2) -> None:
