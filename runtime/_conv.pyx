@@ -42,8 +42,6 @@ cdef extern from "_conv_impl.h" nogil:
         int pb[3]
         int dl[3]
     void qcc_col2im(const float* col, float* out, const qcc_geom* g, int r0, int r1)
-    void qcc_depthwise_plane(const float* x, const float* w, float* out,
-                             const qcc_geom* g, float* scratch)
     Py_ssize_t qcc_depthwise_scratch(const qcc_geom* g)
     Py_ssize_t qcc_conv_gemm_pad_size(const qcc_geom* g)
     ctypedef struct qcc_act:

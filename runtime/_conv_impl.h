@@ -10,6 +10,7 @@
 
 
 #include "_common.h"
+#include "_gemm_impl.h"   /* the GEMM, its variants (also the depthwise rows') */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define QCC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -64,7 +65,7 @@ QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const 
     }
 }
 
-/* Row length of depthwise accumulators: OW rounded up so vector loops need no tail. */
+/* Row length of the padded depthwise planes: OW rounded up to a multiple of 8. */
 #define QCC_DW_VEC 8
 QCC_INLINE int qcc_dw_owr(const qcc_geom *g)
 {
@@ -105,51 +106,140 @@ static void qcc_col2im(const float *col, float *out, const qcc_geom *g, int r0, 
                 }
 }
 
-/* dst[t] += sum_{j<9} w[j] * p[j][t*s]: nine taps accumulated in registers. */
-QCC_INLINE void qcc_dw_9(float *restrict dst, const float *const *p, const float *w,
-                         ptrdiff_t n, ptrdiff_t s)
+/* ---- depthwise rows ------------------------------------------------------------
+ * One output row of a depthwise convolution, with the GEMM's rounding
+ * (_gemm_impl.h): dst[t] holds the bias (or the exact float32 partial sum of the
+ * taps before), then acc = fma(w[j], base[ofs[j] + t*s], acc) for j = 0, 1, ..., n-1,
+ * rounded at every step, stored back. One function per GEMM variant (the variant
+ * in use is the GEMM's, so QCC_ISA forces both); all give the same bits. */
+typedef void (*qcc_dw_row_fn)(float *dst, const float *base, const ptrdiff_t *ofs, const float *w,
+                              int n, int len, ptrdiff_t s);
+
+static void qcc_dw_row_plain(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n,
+                             int len, ptrdiff_t s)
 {
-    const float *restrict p0 = p[0], *restrict p1 = p[1], *restrict p2 = p[2];
-    const float *restrict p3 = p[3], *restrict p4 = p[4], *restrict p5 = p[5];
-    const float *restrict p6 = p[6], *restrict p7 = p[7], *restrict p8 = p[8];
-    const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
-    const float w6 = w[6], w7 = w[7], w8 = w[8];
-    ptrdiff_t t;
-    if (s == 1) {
-        for (t = 0; t < n; t++)
-            dst[t] += w0 * p0[t] + w1 * p1[t] + w2 * p2[t] + w3 * p3[t] + w4 * p4[t]
-                    + w5 * p5[t] + w6 * p6[t] + w7 * p7[t] + w8 * p8[t];
-    } else {
-        for (t = 0; t < n; t++) {
-            const ptrdiff_t i = t * s;
-            dst[t] += w0 * p0[i] + w1 * p1[i] + w2 * p2[i] + w3 * p3[i] + w4 * p4[i]
-                    + w5 * p5[i] + w6 * p6[i] + w7 * p7[i] + w8 * p8[i];
+    int t, j;
+    for (t = 0; t < len; t++) {
+        float acc = dst[t];
+        for (j = 0; j < n; j++) acc = fmaf(w[j], base[ofs[j] + t * s], acc);
+        dst[t] = acc;
+    }
+}
+
+#if QCC_GEMM_X86
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* NV vectors of 8 at dst + t (the last one masked by `last`). */
+QCC_INLINE void qcc_dw_chunk_avx2(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n,
+                                  int t, const int NV, __m256i last)
+{
+    __m256 acc[4];
+    int v, j;
+    for (v = 0; v < NV - 1; v++) acc[v] = _mm256_loadu_ps(dst + t + 8 * v);
+    acc[NV - 1] = _mm256_maskload_ps(dst + t + 8 * (NV - 1), last);
+    for (j = 0; j < n; j++) {
+        const __m256 wv = _mm256_broadcast_ss(w + j);
+        const float *p = base + ofs[j] + t;
+        for (v = 0; v < NV - 1; v++)
+            acc[v] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 8 * v), acc[v]);
+        acc[NV - 1] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(p + 8 * (NV - 1), last), acc[NV - 1]);
+    }
+    for (v = 0; v < NV - 1; v++) _mm256_storeu_ps(dst + t + 8 * v, acc[v]);
+    _mm256_maskstore_ps(dst + t + 8 * (NV - 1), last, acc[NV - 1]);
+}
+
+static void qcc_dw_row_avx2(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n, int len,
+                            ptrdiff_t s)
+{
+    int t = 0, j;
+    if (s != 1) {
+        for (; t < len; t++) {
+            float acc = dst[t];
+            for (j = 0; j < n; j++) acc = fmaf(w[j], base[ofs[j] + t * s], acc);
+            dst[t] = acc;
+        }
+        return;
+    }
+    for (; t < len; t += 32) {
+        const int rest = len - t, nv = rest >= 32 ? 4 : (rest + 7) / 8;
+        const int tail = rest - 8 * (nv - 1) >= 8 ? 8 : rest - 8 * (nv - 1);
+        const __m256i last = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - tail));
+        switch (nv) {
+        case 4: qcc_dw_chunk_avx2(dst, base, ofs, w, n, t, 4, last); break;
+        case 3: qcc_dw_chunk_avx2(dst, base, ofs, w, n, t, 3, last); break;
+        case 2: qcc_dw_chunk_avx2(dst, base, ofs, w, n, t, 2, last); break;
+        default: qcc_dw_chunk_avx2(dst, base, ofs, w, n, t, 1, last); break;
         }
     }
 }
 
-/* dst[t] += sum_{j<3} w[j] * p[j][t*s]. */
-QCC_INLINE void qcc_dw_3(float *restrict dst, const float *const *p, const float *w,
-                         ptrdiff_t n, ptrdiff_t s)
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+
+/* NV vectors of 16 at dst + t (the last one masked by `last`). */
+QCC_INLINE void qcc_dw_chunk_avx512(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n,
+                                    int t, const int NV, __mmask16 last)
 {
-    const float *restrict p0 = p[0], *restrict p1 = p[1], *restrict p2 = p[2];
-    const float w0 = w[0], w1 = w[1], w2 = w[2];
-    ptrdiff_t t;
-    if (s == 1)
-        for (t = 0; t < n; t++) dst[t] += w0 * p0[t] + w1 * p1[t] + w2 * p2[t];
-    else
-        for (t = 0; t < n; t++) dst[t] += w0 * p0[t * s] + w1 * p1[t * s] + w2 * p2[t * s];
+    __m512 acc[4];
+    int v, j;
+    for (v = 0; v < NV - 1; v++) acc[v] = _mm512_loadu_ps(dst + t + 16 * v);
+    acc[NV - 1] = _mm512_maskz_loadu_ps(last, dst + t + 16 * (NV - 1));
+    for (j = 0; j < n; j++) {
+        const __m512 wv = _mm512_set1_ps(w[j]);
+        const float *p = base + ofs[j] + t;
+        for (v = 0; v < NV - 1; v++)
+            acc[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p + 16 * v), acc[v]);
+        acc[NV - 1] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(last, p + 16 * (NV - 1)),
+                                      acc[NV - 1]);
+    }
+    for (v = 0; v < NV - 1; v++) _mm512_storeu_ps(dst + t + 16 * v, acc[v]);
+    _mm512_mask_storeu_ps(dst + t + 16 * (NV - 1), last, acc[NV - 1]);
 }
 
-/* dst[t] += w * p[t*s]. */
-QCC_INLINE void qcc_dw_1(float *restrict dst, const float *restrict p, float w, ptrdiff_t n,
-                         ptrdiff_t s)
+static void qcc_dw_row_avx512(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n,
+                              int len, ptrdiff_t s)
 {
-    ptrdiff_t t;
-    if (s == 1)
-        for (t = 0; t < n; t++) dst[t] += w * p[t];
-    else
-        for (t = 0; t < n; t++) dst[t] += w * p[t * s];
+    int t = 0, j;
+    if (s != 1) {
+        for (; t < len; t++) {
+            float acc = dst[t];
+            for (j = 0; j < n; j++) acc = fmaf(w[j], base[ofs[j] + t * s], acc);
+            dst[t] = acc;
+        }
+        return;
+    }
+    for (; t < len; t += 64) {
+        const int rest = len - t, nv = rest >= 64 ? 4 : (rest + 15) / 16;
+        const int tail = rest - 16 * (nv - 1) >= 16 ? 16 : rest - 16 * (nv - 1);
+        const __mmask16 last = (__mmask16)((1u << tail) - 1);
+        switch (nv) {
+        case 4: qcc_dw_chunk_avx512(dst, base, ofs, w, n, t, 4, last); break;
+        case 3: qcc_dw_chunk_avx512(dst, base, ofs, w, n, t, 3, last); break;
+        case 2: qcc_dw_chunk_avx512(dst, base, ofs, w, n, t, 2, last); break;
+        default: qcc_dw_chunk_avx512(dst, base, ofs, w, n, t, 1, last); break;
+        }
+    }
+}
+
+#pragma GCC pop_options
+
+#endif /* QCC_GEMM_X86 */
+
+/* The row function of the GEMM variant in use. */
+static qcc_dw_row_fn qcc_dw_row(void)
+{
+#if QCC_GEMM_X86
+    switch (qcc_gemm_variant()) {
+    case 2: return qcc_dw_row_avx512;
+    case 1: return qcc_dw_row_avx2;
+    default: break;
+    }
+#endif
+    return qcc_dw_row_plain;
 }
 
 /* Where output column 0 of the tap at padded column `off` reads in a padded row.
@@ -160,63 +250,53 @@ QCC_INLINE const float *qcc_dw_tap(const float *row, int off, int split, ptrdiff
     return (off & 1) ? row + half + off / 2 : row + off / 2;
 }
 
-/* Floats of scratch qcc_depthwise_plane needs: padded plane and one accumulator row. */
+/* Floats of scratch qcc_depthwise_plane needs: the padded plane. */
 static ptrdiff_t qcc_depthwise_scratch(const qcc_geom *g)
 {
     int dims[3];
     qcc_padded_dims(g, qcc_dw_owr(g), dims);
-    return (ptrdiff_t)dims[0] * dims[1] * dims[2] + qcc_dw_owr(g);
+    return (ptrdiff_t)dims[0] * dims[1] * dims[2];
 }
 
-/* Depthwise convolution of one channel plane: out[od, oh, ow] += sum_k w[k] x[...].
- * The plane is first copied with its padding into scratch, so no tap needs a check;
- * taps are then summed in registers nine (or three) at a time over whole rows. */
-QCC_CLONES
+/* Depthwise convolution of one channel plane: out[od, oh, ow] holds the bias, then
+ * out = fma(w[k], x[...], out) for the taps k in ascending order (the GEMM's
+ * rounding, _gemm_impl.h). The plane is first copied with its padding into scratch,
+ * so no tap needs a check; whole output rows then take their taps `BLOCK` at a time
+ * in registers (a row's sum is stored exactly between blocks, which keep the order). */
 static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g,
-                                float *scratch)
+                                float *scratch, qcc_dw_row_fn row)
 {
-    enum { BLOCK = 63 };   /* taps per block, a multiple of 9 */
-    const float *taps[BLOCK];
+    enum { BLOCK = 64 };
+    ptrdiff_t ofs[BLOCK];
     int dims[3];
-    const int owr = qcc_dw_owr(g), ow_n = g->osp[2], split = g->st[2] == 2;
+    const int ow_n = g->osp[2], split = g->st[2] == 2;
     const ptrdiff_t s = split ? 1 : g->st[2];
     const int khw = g->k[1] * g->k[2], ktot = g->k[0] * khw;
-    float *p, *row_acc;
-    ptrdiff_t t, half;
+    const float *p = scratch;
+    ptrdiff_t half, rows;
     int od, oh, j0, j, n;
-    qcc_padded_dims(g, owr, dims);
+    qcc_padded_dims(g, qcc_dw_owr(g), dims);
     half = (dims[2] + 1) / 2;
-    p = scratch;
-    row_acc = scratch + (ptrdiff_t)dims[0] * dims[1] * dims[2];
-    qcc_pad_plane(x, p, g, dims, split);
-    for (od = 0; od < g->osp[0]; od++)
-        for (oh = 0; oh < g->osp[1]; oh++) {
-            float *dst = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
-            /* Accumulate in place when the row length needs no rounding. */
-            float *acc = owr == ow_n ? dst : row_acc;
-            if (acc == row_acc)
-                for (t = 0; t < owr; t++) acc[t] = 0.0f;
-            for (j0 = 0; j0 < ktot; j0 += BLOCK) {
-                n = ktot - j0 < BLOCK ? ktot - j0 : BLOCK;
-                for (j = 0; j < n; j++) {
-                    const int k = j0 + j, kd = k / khw, kh = (k - kd * khw) / g->k[2];
-                    const int kw = k - kd * khw - kh * g->k[2];
-                    const float *r = p + ((ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * dims[1]
-                                          + oh * g->st[1] + kh * g->dl[1]) * dims[2];
-                    taps[j] = qcc_dw_tap(r, kw * g->dl[2], split, half);
-                }
-                for (j = 0; j + 9 <= n; j += 9) qcc_dw_9(acc, taps + j, w + j0 + j, owr, s);
-                for (; j + 3 <= n; j += 3) qcc_dw_3(acc, taps + j, w + j0 + j, owr, s);
-                for (; j < n; j++) qcc_dw_1(acc, taps[j], w[j0 + j], owr, s);
-            }
-            if (acc == row_acc)
-                for (t = 0; t < ow_n; t++) dst[t] += acc[t];
+    rows = dims[1];
+    qcc_pad_plane(x, scratch, g, dims, split);
+    for (j0 = 0; j0 < ktot; j0 += BLOCK) {
+        n = ktot - j0 < BLOCK ? ktot - j0 : BLOCK;
+        /* where tap k reads for output (0, 0, 0); output (od, oh, 0) adds its row */
+        for (j = 0; j < n; j++) {
+            const int k = j0 + j, kd = k / khw, kh = (k - kd * khw) / g->k[2];
+            const int kw = k - kd * khw - kh * g->k[2];
+            ofs[j] = ((ptrdiff_t)kd * g->dl[0] * rows + kh * g->dl[1]) * dims[2]
+                     + (qcc_dw_tap(p, kw * g->dl[2], split, half) - p);
         }
+        for (od = 0; od < g->osp[0]; od++)
+            for (oh = 0; oh < g->osp[1]; oh++)
+                row(out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n,
+                    p + ((ptrdiff_t)od * g->st[0] * rows + (ptrdiff_t)oh * g->st[1]) * dims[2],
+                    ofs, w + j0, n, ow_n, s);
+    }
 }
 
 /* ---- convolution as an implicit-im2col GEMM (_gemm_impl.h) ---- */
-
-#include "_gemm_impl.h"
 
 /* The input of one group as the GEMM reads it: x itself when it needs no padding
  * and no splitting, else a padded copy in scratch (qcc_conv_gemm_pad_size floats)
@@ -303,6 +383,7 @@ static void qcc_dw_worker(void *arg)
     const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
     const int kk = g->k[0] * g->k[1] * g->k[2], oc_n = job->groups * g->og;
     float *scratch = (float *)qcc_thread_buffer(qcc_depthwise_scratch(g) * sizeof(float));
+    const qcc_dw_row_fn row = qcc_dw_row();
     ptrdiff_t i;
     if (scratch == NULL) {
         job->failed = 1;
@@ -316,7 +397,7 @@ static void qcc_dw_worker(void *arg)
         if (t >= job->planes) break;
         for (i = 0; i < pout; i++) o[i] = b;
         qcc_depthwise_plane(job->x + ((ptrdiff_t)ni * job->groups + gi) * pin,
-                            job->w + (ptrdiff_t)oc * kk, o, g, scratch);
+                                 job->w + (ptrdiff_t)oc * kk, o, g, scratch, row);
         qcc_activate(job->act, o, 0, 1, pout);
     }
 }
