@@ -19,7 +19,7 @@
 #endif
 
 /* One padded row of `row` floats: dst[left + t] = src[t] for t < w_n, zeros around;
- * with `split`, the even padded columns first, then the odd ones (qcc_dw_tap). */
+ * with `split`, the even padded columns first, then the odd ones (qcc_split_col). */
 QCC_INLINE void qcc_pad_row(const float *restrict src, float *restrict dst, ptrdiff_t row, int w_n,
                             int left, int split)
 {
@@ -242,14 +242,6 @@ static qcc_dw_row_fn qcc_dw_row(void)
     return qcc_dw_row_plain;
 }
 
-/* Where output column 0 of the tap at padded column `off` reads in a padded row.
- * Stride-2 rows are split (evens, then odds), so that every tap reads contiguously. */
-QCC_INLINE const float *qcc_dw_tap(const float *row, int off, int split, ptrdiff_t half)
-{
-    if (!split) return row + off;
-    return (off & 1) ? row + half + off / 2 : row + off / 2;
-}
-
 /* Floats of scratch qcc_depthwise_plane needs: the padded plane. */
 static ptrdiff_t qcc_depthwise_scratch(const qcc_geom *g)
 {
@@ -258,41 +250,49 @@ static ptrdiff_t qcc_depthwise_scratch(const qcc_geom *g)
     return (ptrdiff_t)dims[0] * dims[1] * dims[2];
 }
 
+/* ofs[k]: where tap k (in the order of the weights) of output (0, 0, 0) reads in the
+ * padded plane of qcc_depthwise_plane; output (od, oh, 0) adds the start of its row. */
+static void qcc_depthwise_offsets(const qcc_geom *g, ptrdiff_t *ofs)
+{
+    int dims[3], kd, kh, kw;
+    const int split = g->st[2] == 2;
+    ptrdiff_t half;
+    qcc_padded_dims(g, qcc_dw_owr(g), dims);
+    half = (dims[2] + 1) / 2;
+    for (kd = 0; kd < g->k[0]; kd++)
+        for (kh = 0; kh < g->k[1]; kh++)
+            for (kw = 0; kw < g->k[2]; kw++) {
+                const int off = kw * g->dl[2];
+                *ofs++ = ((ptrdiff_t)kd * g->dl[0] * dims[1] + kh * g->dl[1]) * dims[2]
+                         + (split ? qcc_split_col(off, half) : off);
+            }
+}
+
 /* Depthwise convolution of one channel plane: out[od, oh, ow] holds the bias, then
  * out = fma(w[k], x[...], out) for the taps k in ascending order (the GEMM's
  * rounding, _gemm_impl.h). The plane is first copied with its padding into scratch,
- * so no tap needs a check; whole output rows then take their taps `BLOCK` at a time
- * in registers (a row's sum is stored exactly between blocks, which keep the order). */
+ * so no tap needs a check; whole output rows then take their taps (at ofs, from
+ * qcc_depthwise_offsets) `BLOCK` at a time in registers (a row's sum is stored
+ * exactly between blocks, which keep the order). */
 static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g,
-                                float *scratch, qcc_dw_row_fn row)
+                                float *scratch, const ptrdiff_t *ofs, qcc_dw_row_fn row)
 {
     enum { BLOCK = 64 };
-    ptrdiff_t ofs[BLOCK];
     int dims[3];
     const int ow_n = g->osp[2], split = g->st[2] == 2;
     const ptrdiff_t s = split ? 1 : g->st[2];
-    const int khw = g->k[1] * g->k[2], ktot = g->k[0] * khw;
-    const float *p = scratch;
-    ptrdiff_t half, rows;
-    int od, oh, j0, j, n;
+    const int ktot = g->k[0] * g->k[1] * g->k[2];
+    int od, oh, j0;
     qcc_padded_dims(g, qcc_dw_owr(g), dims);
-    half = (dims[2] + 1) / 2;
-    rows = dims[1];
     qcc_pad_plane(x, scratch, g, dims, split);
     for (j0 = 0; j0 < ktot; j0 += BLOCK) {
-        n = ktot - j0 < BLOCK ? ktot - j0 : BLOCK;
-        /* where tap k reads for output (0, 0, 0); output (od, oh, 0) adds its row */
-        for (j = 0; j < n; j++) {
-            const int k = j0 + j, kd = k / khw, kh = (k - kd * khw) / g->k[2];
-            const int kw = k - kd * khw - kh * g->k[2];
-            ofs[j] = ((ptrdiff_t)kd * g->dl[0] * rows + kh * g->dl[1]) * dims[2]
-                     + (qcc_dw_tap(p, kw * g->dl[2], split, half) - p);
-        }
+        const int n = ktot - j0 < BLOCK ? ktot - j0 : BLOCK;
         for (od = 0; od < g->osp[0]; od++)
             for (oh = 0; oh < g->osp[1]; oh++)
                 row(out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n,
-                    p + ((ptrdiff_t)od * g->st[0] * rows + (ptrdiff_t)oh * g->st[1]) * dims[2],
-                    ofs, w + j0, n, ow_n, s);
+                    scratch + ((ptrdiff_t)od * g->st[0] * dims[1] + (ptrdiff_t)oh * g->st[1])
+                              * dims[2],
+                    ofs + j0, w + j0, n, ow_n, s);
     }
 }
 
@@ -382,13 +382,16 @@ static void qcc_dw_worker(void *arg)
     const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
     const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
     const int kk = g->k[0] * g->k[1] * g->k[2], oc_n = job->groups * g->og;
-    float *scratch = (float *)qcc_thread_buffer(qcc_depthwise_scratch(g) * sizeof(float));
+    const ptrdiff_t plane = (qcc_depthwise_scratch(g) + 15) / 16 * 16;
+    float *scratch = (float *)qcc_thread_buffer(plane * sizeof(float) + kk * sizeof(ptrdiff_t));
     const qcc_dw_row_fn row = qcc_dw_row();
-    ptrdiff_t i;
+    ptrdiff_t *ofs, i;
     if (scratch == NULL) {
         job->failed = 1;
         return;
     }
+    ofs = (ptrdiff_t *)(scratch + plane);
+    qcc_depthwise_offsets(g, ofs);
     for (;;) {
         const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         const int oc = t % oc_n, ni = t / oc_n, gi = oc / g->og;
@@ -397,7 +400,7 @@ static void qcc_dw_worker(void *arg)
         if (t >= job->planes) break;
         for (i = 0; i < pout; i++) o[i] = b;
         qcc_depthwise_plane(job->x + ((ptrdiff_t)ni * job->groups + gi) * pin,
-                                 job->w + (ptrdiff_t)oc * kk, o, g, scratch, row);
+                                 job->w + (ptrdiff_t)oc * kk, o, g, scratch, ofs, row);
         qcc_activate(job->act, o, 0, 1, pout);
     }
 }
