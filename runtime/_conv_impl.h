@@ -107,22 +107,47 @@ static void qcc_col2im(const float *col, float *out, const qcc_geom *g, int r0, 
 }
 
 /* ---- depthwise rows ------------------------------------------------------------
- * One output row of a depthwise convolution, with the GEMM's rounding
- * (_gemm_impl.h): dst[t] holds the bias (or the exact float32 partial sum of the
- * taps before), then acc = fma(w[j], base[ofs[j] + t*s], acc) for j = 0, 1, ..., n-1,
- * rounded at every step, stored back. One function per GEMM variant (the variant
- * in use is the GEMM's, so QCC_ISA forces both); all give the same bits. */
-typedef void (*qcc_dw_row_fn)(float *dst, const float *base, const ptrdiff_t *ofs, const float *w,
-                              int n, int len, ptrdiff_t s);
+ * Output rows r < nrows of a depthwise convolution, with the GEMM's rounding
+ * (_gemm_impl.h): dst[r*ldd + t] holds the bias (or the exact float32 partial sum of
+ * the taps before), then acc = fma(w[j], base[r*ldb + ofs[j] + t*s], acc) for j = 0,
+ * 1, ..., n-1, rounded at every step, stored back. One function per GEMM variant
+ * (the variant in use is the GEMM's, so QCC_ISA forces both); all give the same
+ * bits. The vector ones keep 8 accumulators in flight (several short rows at once:
+ * one chain of FMAs would wait on its latency); a group of rows past the last one
+ * recomputes the last row (the same values, stored again). */
+typedef void (*qcc_dw_rows_fn)(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                               int nrows, const ptrdiff_t *ofs, const float *w, int n, int len,
+                               ptrdiff_t s);
 
-static void qcc_dw_row_plain(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n,
-                             int len, ptrdiff_t s)
+/* The strided case (stride 3 or more along W: stride 2 reads split rows), all variants. */
+#define QCC_DW_ROWS_SCALAR                                                           \
+    do {                                                                             \
+        int r_, t_, j_;                                                              \
+        for (r_ = 0; r_ < nrows; r_++)                                               \
+            for (t_ = 0; t_ < len; t_++) {                                           \
+                const float *b_ = base + r_ * ldb + t_ * s;                          \
+                float acc_ = dst[r_ * ldd + t_];                                     \
+                for (j_ = 0; j_ < n; j_++) acc_ = fmaf(w[j_], b_[ofs[j_]], acc_);     \
+                dst[r_ * ldd + t_] = acc_;                                           \
+            }                                                                        \
+    } while (0)
+
+static void qcc_dw_rows_plain(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                              int nrows, const ptrdiff_t *ofs, const float *w, int n, int len,
+                              ptrdiff_t s)
 {
-    int t, j;
-    for (t = 0; t < len; t++) {
-        float acc = dst[t];
-        for (j = 0; j < n; j++) acc = fmaf(w[j], base[ofs[j] + t * s], acc);
-        dst[t] = acc;
+    QCC_DW_ROWS_SCALAR;
+}
+
+/* Pointers to rows r0 .. r0+R-1 of dst and base (past nrows: the last row again). */
+QCC_INLINE void qcc_dw_group(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                             int nrows, int r0, int R, float **d, const float **b)
+{
+    int r;
+    for (r = 0; r < R; r++) {
+        const int rr = r0 + r < nrows ? r0 + r : nrows - 1;
+        d[r] = dst + rr * ldd;
+        b[r] = base + rr * ldb;
     }
 }
 
@@ -131,46 +156,68 @@ static void qcc_dw_row_plain(float *dst, const float *base, const ptrdiff_t *ofs
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
-/* NV vectors of 8 at dst + t (the last one masked by `last`). */
-QCC_INLINE void qcc_dw_chunk_avx2(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n,
-                                  int t, const int NV, __m256i last)
+/* R rows x NV vectors of 8 at column t (the last vector masked by `last`). */
+QCC_INLINE void qcc_dw_chunk_avx2(float *const *d, const float *const *b, const ptrdiff_t *ofs,
+                                  const float *w, int n, int t, const int R, const int NV,
+                                  __m256i last)
 {
-    __m256 acc[4];
-    int v, j;
-    for (v = 0; v < NV - 1; v++) acc[v] = _mm256_loadu_ps(dst + t + 8 * v);
-    acc[NV - 1] = _mm256_maskload_ps(dst + t + 8 * (NV - 1), last);
+    __m256 acc[8][4];
+    int r, v, j;
+    for (r = 0; r < R; r++) {
+        for (v = 0; v < NV - 1; v++) acc[r][v] = _mm256_loadu_ps(d[r] + t + 8 * v);
+        acc[r][NV - 1] = _mm256_maskload_ps(d[r] + t + 8 * (NV - 1), last);
+    }
     for (j = 0; j < n; j++) {
         const __m256 wv = _mm256_broadcast_ss(w + j);
-        const float *p = base + ofs[j] + t;
-        for (v = 0; v < NV - 1; v++)
-            acc[v] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 8 * v), acc[v]);
-        acc[NV - 1] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(p + 8 * (NV - 1), last), acc[NV - 1]);
+        const ptrdiff_t o = ofs[j] + t;
+        for (r = 0; r < R; r++) {
+            for (v = 0; v < NV - 1; v++)
+                acc[r][v] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(b[r] + o + 8 * v), acc[r][v]);
+            acc[r][NV - 1] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(b[r] + o + 8 * (NV - 1), last),
+                                             acc[r][NV - 1]);
+        }
     }
-    for (v = 0; v < NV - 1; v++) _mm256_storeu_ps(dst + t + 8 * v, acc[v]);
-    _mm256_maskstore_ps(dst + t + 8 * (NV - 1), last, acc[NV - 1]);
+    for (r = 0; r < R; r++) {
+        for (v = 0; v < NV - 1; v++) _mm256_storeu_ps(d[r] + t + 8 * v, acc[r][v]);
+        _mm256_maskstore_ps(d[r] + t + 8 * (NV - 1), last, acc[r][NV - 1]);
+    }
 }
 
-static void qcc_dw_row_avx2(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n, int len,
-                            ptrdiff_t s)
+static void qcc_dw_rows_avx2(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                             int nrows, const ptrdiff_t *ofs, const float *w, int n, int len,
+                             ptrdiff_t s)
 {
-    int t = 0, j;
+    float *d[8];
+    const float *b[8];
+    int r0, t;
     if (s != 1) {
-        for (; t < len; t++) {
-            float acc = dst[t];
-            for (j = 0; j < n; j++) acc = fmaf(w[j], base[ofs[j] + t * s], acc);
-            dst[t] = acc;
+        QCC_DW_ROWS_SCALAR;
+        return;
+    }
+    if (len <= 16) {   /* whole rows: 8 rows of one vector, or 4 of two */
+        const int nv = (len + 7) / 8, tail = len - 8 * (nv - 1);
+        const __m256i last = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - tail));
+        for (r0 = 0; r0 < nrows; r0 += 8 / nv) {
+            qcc_dw_group(dst, ldd, base, ldb, nrows, r0, 8 / nv, d, b);
+            if (nv == 1)
+                qcc_dw_chunk_avx2(d, b, ofs, w, n, 0, 8, 1, last);
+            else
+                qcc_dw_chunk_avx2(d, b, ofs, w, n, 0, 4, 2, last);
         }
         return;
     }
-    for (; t < len; t += 32) {
-        const int rest = len - t, nv = rest >= 32 ? 4 : (rest + 7) / 8;
-        const int tail = rest - 8 * (nv - 1) >= 8 ? 8 : rest - 8 * (nv - 1);
-        const __m256i last = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - tail));
-        switch (nv) {
-        case 4: qcc_dw_chunk_avx2(dst, base, ofs, w, n, t, 4, last); break;
-        case 3: qcc_dw_chunk_avx2(dst, base, ofs, w, n, t, 3, last); break;
-        case 2: qcc_dw_chunk_avx2(dst, base, ofs, w, n, t, 2, last); break;
-        default: qcc_dw_chunk_avx2(dst, base, ofs, w, n, t, 1, last); break;
+    for (r0 = 0; r0 < nrows; r0 += 2) {   /* two rows, 4 vectors at a time */
+        qcc_dw_group(dst, ldd, base, ldb, nrows, r0, 2, d, b);
+        for (t = 0; t < len; t += 32) {
+            const int rest = len - t, nv = rest >= 32 ? 4 : (rest + 7) / 8;
+            const int tail = rest - 8 * (nv - 1) >= 8 ? 8 : rest - 8 * (nv - 1);
+            const __m256i last = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - tail));
+            switch (nv) {
+            case 4: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 4, last); break;
+            case 3: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 3, last); break;
+            case 2: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 2, last); break;
+            default: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 1, last); break;
+            }
         }
     }
 }
@@ -180,47 +227,68 @@ static void qcc_dw_row_avx2(float *dst, const float *base, const ptrdiff_t *ofs,
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 
-/* NV vectors of 16 at dst + t (the last one masked by `last`). */
-QCC_INLINE void qcc_dw_chunk_avx512(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n,
-                                    int t, const int NV, __mmask16 last)
+/* R rows x NV vectors of 16 at column t (the last vector masked by `last`). */
+QCC_INLINE void qcc_dw_chunk_avx512(float *const *d, const float *const *b, const ptrdiff_t *ofs,
+                                    const float *w, int n, int t, const int R, const int NV,
+                                    __mmask16 last)
 {
-    __m512 acc[4];
-    int v, j;
-    for (v = 0; v < NV - 1; v++) acc[v] = _mm512_loadu_ps(dst + t + 16 * v);
-    acc[NV - 1] = _mm512_maskz_loadu_ps(last, dst + t + 16 * (NV - 1));
+    __m512 acc[8][4];
+    int r, v, j;
+    for (r = 0; r < R; r++) {
+        for (v = 0; v < NV - 1; v++) acc[r][v] = _mm512_loadu_ps(d[r] + t + 16 * v);
+        acc[r][NV - 1] = _mm512_maskz_loadu_ps(last, d[r] + t + 16 * (NV - 1));
+    }
     for (j = 0; j < n; j++) {
         const __m512 wv = _mm512_set1_ps(w[j]);
-        const float *p = base + ofs[j] + t;
-        for (v = 0; v < NV - 1; v++)
-            acc[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p + 16 * v), acc[v]);
-        acc[NV - 1] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(last, p + 16 * (NV - 1)),
-                                      acc[NV - 1]);
+        const ptrdiff_t o = ofs[j] + t;
+        for (r = 0; r < R; r++) {
+            for (v = 0; v < NV - 1; v++)
+                acc[r][v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(b[r] + o + 16 * v), acc[r][v]);
+            acc[r][NV - 1] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(last, b[r] + o + 16 * (NV - 1)),
+                                             acc[r][NV - 1]);
+        }
     }
-    for (v = 0; v < NV - 1; v++) _mm512_storeu_ps(dst + t + 16 * v, acc[v]);
-    _mm512_mask_storeu_ps(dst + t + 16 * (NV - 1), last, acc[NV - 1]);
+    for (r = 0; r < R; r++) {
+        for (v = 0; v < NV - 1; v++) _mm512_storeu_ps(d[r] + t + 16 * v, acc[r][v]);
+        _mm512_mask_storeu_ps(d[r] + t + 16 * (NV - 1), last, acc[r][NV - 1]);
+    }
 }
 
-static void qcc_dw_row_avx512(float *dst, const float *base, const ptrdiff_t *ofs, const float *w, int n,
-                              int len, ptrdiff_t s)
+static void qcc_dw_rows_avx512(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                               int nrows, const ptrdiff_t *ofs, const float *w, int n, int len,
+                               ptrdiff_t s)
 {
-    int t = 0, j;
+    float *d[8];
+    const float *b[8];
+    int r0, t;
     if (s != 1) {
-        for (; t < len; t++) {
-            float acc = dst[t];
-            for (j = 0; j < n; j++) acc = fmaf(w[j], base[ofs[j] + t * s], acc);
-            dst[t] = acc;
+        QCC_DW_ROWS_SCALAR;
+        return;
+    }
+    if (len <= 32) {   /* whole rows: 8 rows of one vector, or 4 of two */
+        const int nv = (len + 15) / 16, tail = len - 16 * (nv - 1);
+        const __mmask16 last = (__mmask16)((1u << tail) - 1);
+        for (r0 = 0; r0 < nrows; r0 += 8 / nv) {
+            qcc_dw_group(dst, ldd, base, ldb, nrows, r0, 8 / nv, d, b);
+            if (nv == 1)
+                qcc_dw_chunk_avx512(d, b, ofs, w, n, 0, 8, 1, last);
+            else
+                qcc_dw_chunk_avx512(d, b, ofs, w, n, 0, 4, 2, last);
         }
         return;
     }
-    for (; t < len; t += 64) {
-        const int rest = len - t, nv = rest >= 64 ? 4 : (rest + 15) / 16;
-        const int tail = rest - 16 * (nv - 1) >= 16 ? 16 : rest - 16 * (nv - 1);
-        const __mmask16 last = (__mmask16)((1u << tail) - 1);
-        switch (nv) {
-        case 4: qcc_dw_chunk_avx512(dst, base, ofs, w, n, t, 4, last); break;
-        case 3: qcc_dw_chunk_avx512(dst, base, ofs, w, n, t, 3, last); break;
-        case 2: qcc_dw_chunk_avx512(dst, base, ofs, w, n, t, 2, last); break;
-        default: qcc_dw_chunk_avx512(dst, base, ofs, w, n, t, 1, last); break;
+    for (r0 = 0; r0 < nrows; r0 += 2) {   /* two rows, 4 vectors at a time */
+        qcc_dw_group(dst, ldd, base, ldb, nrows, r0, 2, d, b);
+        for (t = 0; t < len; t += 64) {
+            const int rest = len - t, nv = rest >= 64 ? 4 : (rest + 15) / 16;
+            const int tail = rest - 16 * (nv - 1) >= 16 ? 16 : rest - 16 * (nv - 1);
+            const __mmask16 last = (__mmask16)((1u << tail) - 1);
+            switch (nv) {
+            case 4: qcc_dw_chunk_avx512(d, b, ofs, w, n, t, 2, 4, last); break;
+            case 3: qcc_dw_chunk_avx512(d, b, ofs, w, n, t, 2, 3, last); break;
+            case 2: qcc_dw_chunk_avx512(d, b, ofs, w, n, t, 2, 2, last); break;
+            default: qcc_dw_chunk_avx512(d, b, ofs, w, n, t, 2, 1, last); break;
+            }
         }
     }
 }
@@ -229,17 +297,17 @@ static void qcc_dw_row_avx512(float *dst, const float *base, const ptrdiff_t *of
 
 #endif /* QCC_GEMM_X86 */
 
-/* The row function of the GEMM variant in use. */
-static qcc_dw_row_fn qcc_dw_row(void)
+/* The rows function of the GEMM variant in use. */
+static qcc_dw_rows_fn qcc_dw_rows(void)
 {
 #if QCC_GEMM_X86
     switch (qcc_gemm_variant()) {
-    case 2: return qcc_dw_row_avx512;
-    case 1: return qcc_dw_row_avx2;
+    case 2: return qcc_dw_rows_avx512;
+    case 1: return qcc_dw_rows_avx2;
     default: break;
     }
 #endif
-    return qcc_dw_row_plain;
+    return qcc_dw_rows_plain;
 }
 
 /* Floats of scratch qcc_depthwise_plane needs: the padded plane. */
@@ -272,27 +340,25 @@ static void qcc_depthwise_offsets(const qcc_geom *g, ptrdiff_t *ofs)
  * out = fma(w[k], x[...], out) for the taps k in ascending order (the GEMM's
  * rounding, _gemm_impl.h). The plane is first copied with its padding into scratch,
  * so no tap needs a check; whole output rows then take their taps (at ofs, from
- * qcc_depthwise_offsets) `BLOCK` at a time in registers (a row's sum is stored
+ * qcc_depthwise_offsets) `BLOCK` at a time in registers (the sums are stored
  * exactly between blocks, which keep the order). */
 static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g,
-                                float *scratch, const ptrdiff_t *ofs, qcc_dw_row_fn row)
+                                float *scratch, const ptrdiff_t *ofs, qcc_dw_rows_fn rows)
 {
     enum { BLOCK = 64 };
     int dims[3];
     const int ow_n = g->osp[2], split = g->st[2] == 2;
     const ptrdiff_t s = split ? 1 : g->st[2];
     const int ktot = g->k[0] * g->k[1] * g->k[2];
-    int od, oh, j0;
+    int od, j0;
     qcc_padded_dims(g, qcc_dw_owr(g), dims);
     qcc_pad_plane(x, scratch, g, dims, split);
     for (j0 = 0; j0 < ktot; j0 += BLOCK) {
         const int n = ktot - j0 < BLOCK ? ktot - j0 : BLOCK;
         for (od = 0; od < g->osp[0]; od++)
-            for (oh = 0; oh < g->osp[1]; oh++)
-                row(out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n,
-                    scratch + ((ptrdiff_t)od * g->st[0] * dims[1] + (ptrdiff_t)oh * g->st[1])
-                              * dims[2],
-                    ofs + j0, w + j0, n, ow_n, s);
+            rows(out + (ptrdiff_t)od * g->osp[1] * ow_n, ow_n,
+                 scratch + (ptrdiff_t)od * g->st[0] * dims[1] * dims[2],
+                 (ptrdiff_t)g->st[1] * dims[2], g->osp[1], ofs + j0, w + j0, n, ow_n, s);
     }
 }
 
@@ -384,7 +450,7 @@ static void qcc_dw_worker(void *arg)
     const int kk = g->k[0] * g->k[1] * g->k[2], oc_n = job->groups * g->og;
     const ptrdiff_t plane = (qcc_depthwise_scratch(g) + 15) / 16 * 16;
     float *scratch = (float *)qcc_thread_buffer(plane * sizeof(float) + kk * sizeof(ptrdiff_t));
-    const qcc_dw_row_fn row = qcc_dw_row();
+    const qcc_dw_rows_fn rows = qcc_dw_rows();
     ptrdiff_t *ofs, i;
     if (scratch == NULL) {
         job->failed = 1;
@@ -400,7 +466,7 @@ static void qcc_dw_worker(void *arg)
         if (t >= job->planes) break;
         for (i = 0; i < pout; i++) o[i] = b;
         qcc_depthwise_plane(job->x + ((ptrdiff_t)ni * job->groups + gi) * pin,
-                                 job->w + (ptrdiff_t)oc * kk, o, g, scratch, ofs, row);
+                                 job->w + (ptrdiff_t)oc * kk, o, g, scratch, ofs, rows);
         qcc_activate(job->act, o, 0, 1, pout);
     }
 }
