@@ -430,6 +430,63 @@ static int qcc_conv_gemm(const float *x, const float *w, const float *bias, floa
     return qcc_gemm_run(&q);
 }
 
+/* Output positions below which the images of a batch share one GEMM. */
+#define QCC_CONV_BATCH_MAX_P 256
+
+/* Whether qcc_conv_gemm_images runs this convolution (a batch of small 1-D or 2-D
+ * outputs: one GEMM per image would leave most of its tiles' columns empty). */
+static int qcc_conv_gemm_batches(const qcc_geom *g, int n_img)
+{
+    return n_img > 1 && g->osp[0] == 1
+           && (ptrdiff_t)g->osp[1] * g->osp[2] <= QCC_CONV_BATCH_MAX_P;
+}
+
+/* Floats of scratch qcc_conv_gemm_images needs: padded inputs and the GEMM's output. */
+static ptrdiff_t qcc_conv_gemm_images_size(const qcc_geom *g, int n_img)
+{
+    return (qcc_conv_gemm_pad_size(g) + (ptrdiff_t)g->og * g->osp[1] * g->osp[2]) * n_img;
+}
+
+/* qcc_conv_gemm of one group for n_img images at once (qcc_conv_gemm_batches): image i
+ * is at x + i*x_img, its output at out + i*out_img; one GEMM computes the columns of
+ * all images (image i's P positions from column i*P on) into scratch, then they are
+ * copied out. Same sums as one GEMM per image. scratch: qcc_conv_gemm_images_size
+ * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
+static int qcc_conv_gemm_images(const float *x, ptrdiff_t x_img, const float *w,
+                                const float *bias, float *out, ptrdiff_t out_img,
+                                const qcc_geom *g, int n_img, float *scratch, ptrdiff_t *kofs,
+                                const qcc_act *act)
+{
+    int dims[3], i, o, err;
+    qcc_gemm q;
+    const int split = g->st[2] == 2;
+    const ptrdiff_t npos = (ptrdiff_t)g->osp[1] * g->osp[2], pad_img = qcc_conv_gemm_pad_size(g);
+    float *tmp = scratch + pad_img * n_img;
+    const float *p = x;
+    for (i = 0; i < n_img; i++)
+        p = qcc_conv_gemm_input(x + i * x_img, scratch + i * pad_img, g, split, dims);
+    qcc_conv_kofs(g, dims, split, kofs);
+    q.m = g->og;
+    q.n = (int)(npos * n_img);
+    q.k = g->cg * g->k[0] * g->k[1] * g->k[2];
+    q.a = w;
+    q.lda = q.k;
+    q.bias = bias;
+    q.c = tmp;
+    q.ldc = q.n;
+    q.src = p == x + (n_img - 1) * x_img ? x : scratch;
+    q.kofs = kofs;
+    q.pos = qcc_conv_positions(g, dims, split);
+    q.pos.s_q = q.src == x ? x_img : pad_img;   /* q: the image (osp[0] == 1) */
+    q.act = act;
+    err = qcc_gemm_run(&q);
+    for (i = 0; i < n_img; i++)
+        for (o = 0; o < g->og; o++)
+            memcpy(out + i * out_img + o * npos, tmp + o * q.ldc + i * npos,
+                   npos * sizeof(float));
+    return err;
+}
+
 /* ---- depthwise planes on the thread pool ---- */
 
 typedef struct {
