@@ -298,6 +298,31 @@ def test_conv_batch_equals_images_one_at_a_time(case):
                                   group=groups), 0))
 
 
+# (x shape, O): one or two output positions (matrix-vector products), rows not a
+# multiple of 16 or 8
+NARROW_CASES = [((1, 960, 1, 1), 237), ((2, 72, 1, 1), 24), ((1, 19, 1, 2), 9)]
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("case", NARROW_CASES, ids=range(len(NARROW_CASES)))
+def test_conv_of_one_or_two_positions_rounds_like_the_tiles(case, with_bias):
+    # The vector variants compute these as gathered matrix-vector products; the plain
+    # variant uses its tiles: the same bits (bias, FMAs in ascending k) either way.
+    shape, o = case
+    rng = np.random.default_rng(o)
+    x = rand(rng, *shape, scale=1e3)
+    w = rand(rng, o, shape[1], 1, 1)
+    b = rand(rng, o) if with_bias else None
+    args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
+    with gemm_settings("plain", 1):
+        want = _conv.conv(x, w, b, *args, activation=("clip", -5e3, 5e3))
+    for variant in _conv._variants():
+        with gemm_settings(variant, 2):
+            got = _conv.conv(x, w, b, *args, activation=("clip", -5e3, 5e3))
+        assert np.array_equal(got, want), variant
+    close(want / 1e3, np.clip(run_ort("Conv", {"x": x, "w": w, "b": b}), -5e3, 5e3) / 1e3)
+
+
 def test_conv_constant_weights_give_equal_channels():
     # light_squeezenet's failure: constant weights, an input of ones, huge activations.
     x = np.ones((1, 64, 27, 27), np.float32) * 3e7
