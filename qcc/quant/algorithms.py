@@ -26,7 +26,7 @@ import numpy as np
 
 from qcc.dialects.quant import storage_range
 from qcc.errors import QccError
-from qcc.quant.observers import DEFAULT_BINS, TensorStats, weight_stats
+from qcc.quant.observers import COMPILED, DEFAULT_BINS, TensorStats, weight_stats
 
 MIN_SCALE = float(np.finfo(np.float32).tiny)
 """Smallest scale produced (float32's smallest normal, 2**-126)."""
@@ -326,6 +326,15 @@ def expected_sq_error(counts: np.ndarray, edges: np.ndarray, lo, hi, bits: int,
     a, b = edges[:-1][keep], edges[1:][keep]
     dens = counts[keep] / (b - a)
     out = np.empty(len(s))
+    if COMPILED is not None:  # the terms below in one pass (cubes as t * t * t)
+        a, b, dens = (np.ascontiguousarray(v, np.float64) for v in (a, b, dens))
+        z = np.ascontiguousarray(z, np.int64)
+        rows = max(1, _CHUNK // max(1, len(a)))
+        for k in range(0, len(s), rows):
+            out[k:k + rows] = COMPILED.sq_error_terms(
+                a, b, dens, np.ascontiguousarray(s[k:k + rows]), z[k:k + rows],
+                qmin, qmax).sum(axis=1)
+        return out
     rows = max(1, _CHUNK // max(1, len(a)))
     for k in range(0, len(s), rows):
         sk = s[k:k + rows, None]
@@ -476,7 +485,15 @@ def arq(weight: np.ndarray, axis: int = -1, bits: int = 8, narrow_range: bool = 
     way); it is accepted so every caller passes the grid it quantizes to.
     Non-finite weights are left out (`weight_stats`)."""
     _check_bits(bits)
-    st = weight_stats(weight, axis)
+    w = np.asarray(weight)
+    if COMPILED is not None and w.dtype == np.float32 and -1 <= axis < w.ndim:
+        c = 1 if axis == -1 else w.shape[axis]
+        outer = 1 if axis == -1 else int(np.prod(w.shape[:axis], dtype=np.int64))
+        absmax = COMPILED.channel_absmax(np.ascontiguousarray(w).reshape(outer, c, -1))
+        if axis == -1:
+            absmax = np.asarray(absmax[0])
+        return -absmax, absmax.copy()
+    st = weight_stats(w, axis)
     return -st.absmax, st.absmax.copy()
 
 
