@@ -34,6 +34,9 @@ cdef extern from *:
     #include <stdint.h>
     #include <stdlib.h>
     #include <string.h>
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
 
     typedef struct {
         int64_t count, nan, posinf, neginf;
@@ -42,13 +45,45 @@ cdef extern from *:
     } qcc_range;
 
     /* Fast pass: min / max over all values (NaN never wins a comparison), whether a
-     * NaN occurs, which zeros occur. */
+     * NaN occurs, which zeros occur. minps(v, lo) returns lo when v is NaN. */
     static void qcc_range_all(const float *x, Py_ssize_t n, qcc_range *r, int *has_nan)
     {
         float lo = INFINITY, hi = -INFINITY;
         int nan = 0, pz = 0, nz = 0;
-        Py_ssize_t i;
-        for (i = 0; i < n; i++) {
+        Py_ssize_t i = 0;
+    #if defined(__SSE2__)
+        {
+            __m128 l0 = _mm_set1_ps(INFINITY), l1 = l0, h0 = _mm_set1_ps(-INFINITY), h1 = h0;
+            __m128 un = _mm_setzero_ps();
+            __m128i zp = _mm_setzero_si128(), zn = zp;
+            const __m128i zero = _mm_setzero_si128(), sign = _mm_set1_epi32((int)0x80000000u);
+            float lv[4], hv[4];
+            int k;
+            for (; i + 8 <= n; i += 8) {
+                const __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
+                const __m128i ai = _mm_castps_si128(a), bi = _mm_castps_si128(b);
+                l0 = _mm_min_ps(a, l0);
+                l1 = _mm_min_ps(b, l1);
+                h0 = _mm_max_ps(a, h0);
+                h1 = _mm_max_ps(b, h1);
+                un = _mm_or_ps(un, _mm_or_ps(_mm_cmpunord_ps(a, a), _mm_cmpunord_ps(b, b)));
+                zp = _mm_or_si128(zp, _mm_or_si128(_mm_cmpeq_epi32(ai, zero),
+                                                   _mm_cmpeq_epi32(bi, zero)));
+                zn = _mm_or_si128(zn, _mm_or_si128(_mm_cmpeq_epi32(ai, sign),
+                                                   _mm_cmpeq_epi32(bi, sign)));
+            }
+            _mm_storeu_ps(lv, _mm_min_ps(l0, l1));
+            _mm_storeu_ps(hv, _mm_max_ps(h0, h1));
+            for (k = 0; k < 4; k++) {
+                lo = lv[k] < lo ? lv[k] : lo;
+                hi = hv[k] > hi ? hv[k] : hi;
+            }
+            nan = _mm_movemask_ps(un) != 0;
+            pz = _mm_movemask_epi8(zp) != 0;
+            nz = _mm_movemask_epi8(zn) != 0;
+        }
+    #endif
+        for (; i < n; i++) {
             const float v = x[i];
             uint32_t u;
             memcpy(&u, &v, 4);
@@ -89,30 +124,66 @@ cdef extern from *:
         r->hi = hi;
     }
 
-    /* floor(v * scale) - start for the finite v into hist[0, bins) (4 copies, summed
-     * at the end); returns how many fell outside (0 unless the grid is wrong). */
+    /* floor(v * scale) - start for the finite v into hist[0, bins); returns how
+     * many fell outside (0 unless the grid is wrong), -1 without memory. v * scale
+     * (a power of two) is exact, its floor is taken as an integer (truncation, minus
+     * one below it), then start is subtracted. Four histograms (int32, flushed every
+     * 2**29 values) take turns, so that a run of one bin is not one chain of
+     * increments. */
+    #define QCC_BIN(v, t) do { const double d_ = (double)(v) * scale; \
+        (t) = (int64_t)d_; (t) -= (double)(t) > d_; (t) -= start; } while (0)
+
     static int64_t qcc_histogram(const float *x, Py_ssize_t n, double scale, int64_t start,
-                                 int64_t *hist, Py_ssize_t bins)
+                                 int64_t *hist, Py_ssize_t bins, int all_finite)
     {
-        int64_t *h4 = (int64_t *)calloc((size_t)bins * 4, sizeof(int64_t));
+        int32_t *h4 = (int32_t *)calloc((size_t)bins * 4, sizeof(int32_t));
+        int32_t *h0 = h4, *h1 = h4 + bins, *h2 = h4 + 2 * bins, *h3 = h4 + 3 * bins;
+        const uint64_t ub = (uint64_t)bins;
         int64_t outside = 0;
-        Py_ssize_t i, k;
+        Py_ssize_t i = 0, k, chunk;
         if (h4 == NULL) return -1;
-        for (i = 0; i < n; i++) {
-            const float v = x[i];
-            double d;
-            int64_t t;
-            uint64_t idx;
-            if (!(v - v == 0.0f)) continue;  /* NaN or inf */
-            d = (double)v * scale;
-            t = (int64_t)d;                   /* truncation, then floor */
-            t -= (double)t > d;
-            idx = (uint64_t)(t - start);
-            if (idx >= (uint64_t)bins) { outside++; continue; }
-            h4[(i & 3) * bins + (Py_ssize_t)idx]++;
+        while (i < n) {
+            chunk = n - i < ((Py_ssize_t)1 << 29) ? n - i : ((Py_ssize_t)1 << 29);
+            if (all_finite) {
+                const float *p = x + i;
+                Py_ssize_t j = 0;
+                int bad = 0;
+                for (; j + 4 <= chunk; j += 4) {
+                    int64_t t0, t1, t2, t3;
+                    QCC_BIN(p[j], t0);
+                    QCC_BIN(p[j + 1], t1);
+                    QCC_BIN(p[j + 2], t2);
+                    QCC_BIN(p[j + 3], t3);
+                    if (((uint64_t)t0 >= ub) | ((uint64_t)t1 >= ub) | ((uint64_t)t2 >= ub)
+                            | ((uint64_t)t3 >= ub)) { bad = 1; break; }
+                    h0[t0]++; h1[t1]++; h2[t2]++; h3[t3]++;
+                }
+                i += j;
+                if (bad) {
+                    all_finite = 0;  /* out of range: the checked loop below counts it */
+                    continue;
+                }
+                for (; j < chunk; j++, i++) {
+                    int64_t t;
+                    QCC_BIN(x[i], t);
+                    if ((uint64_t)t >= ub) { outside++; continue; }
+                    h0[t]++;
+                }
+            } else {
+                for (k = 0; k < chunk; k++, i++) {
+                    const float v = x[i];
+                    int64_t t;
+                    if (!(v - v == 0.0f)) continue;  /* NaN or inf */
+                    QCC_BIN(v, t);
+                    if ((uint64_t)t >= ub) { outside++; continue; }
+                    h0[t]++;
+                }
+            }
+            for (k = 0; k < bins; k++) {
+                hist[k] += (int64_t)h0[k] + h1[k] + h2[k] + h3[k];
+                h0[k] = h1[k] = h2[k] = h3[k] = 0;
+            }
         }
-        for (k = 0; k < bins; k++)
-            hist[k] += h4[k] + h4[bins + k] + h4[2 * bins + k] + h4[3 * bins + k];
         free(h4);
         return outside;
     }
@@ -173,7 +244,7 @@ cdef extern from *:
     void qcc_range_all(const float* x, Py_ssize_t n, qcc_range* r, int* has_nan) nogil
     void qcc_range_finite(const float* x, Py_ssize_t n, qcc_range* r) nogil
     int64_t qcc_histogram(const float* x, Py_ssize_t n, double scale, int64_t start,
-                          int64_t* hist, Py_ssize_t bins) nogil
+                          int64_t* hist, Py_ssize_t bins, int all_finite) nogil
     void qcc_channel_absmax(const float* w, Py_ssize_t outer, Py_ssize_t c,
                             Py_ssize_t inner, double* out) nogil
     void qcc_sq_error_terms(const double* a, const double* b, const double* dens,
@@ -198,16 +269,18 @@ def float_range(const float[::1] x):
             bool(r.pos_zero), bool(r.neg_zero))
 
 
-def add_histogram(const float[::1] x, int64_t[::1] hist, int e, int64_t start):
-    """hist[floor(x * 2**-e) - start] += 1 for each finite x; every bin must fall
-    inside hist (ValueError otherwise, hist unchanged)."""
+def add_histogram(const float[::1] x, int64_t[::1] hist, int e, int64_t start,
+                  bint all_finite=False):
+    """hist[floor(x * 2**-e) - start] += 1 for each finite x (`all_finite`: the
+    caller knows there is no NaN or inf); every bin must fall inside hist
+    (ValueError otherwise)."""
     cdef Py_ssize_t n = x.shape[0], bins = hist.shape[0]
     cdef double scale = np.ldexp(1.0, -e)
     cdef int64_t outside = 0
     if n == 0:
         return
     with nogil:
-        outside = qcc_histogram(&x[0], n, scale, start, &hist[0], bins)
+        outside = qcc_histogram(&x[0], n, scale, start, &hist[0], bins, all_finite)
     if outside < 0:
         raise MemoryError(f"no memory for a histogram of {bins} bins")
     if outside:

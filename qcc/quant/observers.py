@@ -241,7 +241,7 @@ class TensorStats:
         if count == 0:
             return True
         self._grow(min(lo, self._min), max(hi, self._max))
-        _C.add_histogram(a, self._hist, self._e, self._start)
+        _C.add_histogram(a, self._hist, self._e, self._start, nan + pos + neg == 0)
         self.count += count
         return True
 
