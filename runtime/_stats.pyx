@@ -20,6 +20,8 @@ Built with -ffp-contract=off: no product and sum fuse into an FMA, so the number
 not depend on the compiler's choice of instructions.
 """
 
+import os
+
 import numpy as np
 
 cimport numpy as cnp
@@ -34,6 +36,7 @@ cdef extern from *:
     #include <stdint.h>
     #include <stdlib.h>
     #include <string.h>
+    #include "_common.h"
     #if defined(__SSE2__)
     #include <emmintrin.h>
     #endif
@@ -133,55 +136,110 @@ cdef extern from *:
     #define QCC_BIN(v, t) do { const double d_ = (double)(v) * scale; \
         (t) = (int64_t)d_; (t) -= (double)(t) > d_; (t) -= start; } while (0)
 
-    static int64_t qcc_histogram(const float *x, Py_ssize_t n, double scale, int64_t start,
-                                 int64_t *hist, Py_ssize_t bins, int all_finite)
+    /* One block into the four int32 histograms h4 (each `bins` long); returns how
+     * many finite values fell outside. */
+    static int64_t qcc_hist_block(const float *x, Py_ssize_t n, double scale, int64_t start,
+                                  int32_t *h4, Py_ssize_t bins, int all_finite)
     {
-        int32_t *h4 = (int32_t *)calloc((size_t)bins * 4, sizeof(int32_t));
         int32_t *h0 = h4, *h1 = h4 + bins, *h2 = h4 + 2 * bins, *h3 = h4 + 3 * bins;
         const uint64_t ub = (uint64_t)bins;
         int64_t outside = 0;
-        Py_ssize_t i = 0, k, chunk;
+        Py_ssize_t i = 0;
+        if (all_finite) {
+            for (; i + 4 <= n; i += 4) {
+                int64_t t0, t1, t2, t3;
+                QCC_BIN(x[i], t0);
+                QCC_BIN(x[i + 1], t1);
+                QCC_BIN(x[i + 2], t2);
+                QCC_BIN(x[i + 3], t3);
+                if (((uint64_t)t0 >= ub) | ((uint64_t)t1 >= ub) | ((uint64_t)t2 >= ub)
+                        | ((uint64_t)t3 >= ub))
+                    break;  /* out of range: the checked loop below counts it */
+                h0[t0]++; h1[t1]++; h2[t2]++; h3[t3]++;
+            }
+        }
+        for (; i < n; i++) {
+            const float v = x[i];
+            int64_t t;
+            if (!(v - v == 0.0f)) continue;  /* NaN or inf */
+            QCC_BIN(v, t);
+            if ((uint64_t)t >= ub) { outside++; continue; }
+            h0[t]++;
+        }
+        return outside;
+    }
+
+    #define QCC_HIST_TASK ((Py_ssize_t)1 << 16)   /* values per task */
+    #define QCC_HIST_MAX ((Py_ssize_t)1 << 29)    /* values per int32 flush */
+
+    typedef struct {
+        const float *x;
+        Py_ssize_t n, bins;
+        double scale;
+        int64_t start;
+        int all_finite;
+        int32_t *slots;     /* width blocks of 4 * bins */
+        int64_t next, outside;
+        int used;
+    } qcc_hist_job;
+
+    static void qcc_hist_task(void *arg)
+    {
+        qcc_hist_job *j = (qcc_hist_job *)arg;
+        const int slot = __atomic_fetch_add(&j->used, 1, __ATOMIC_RELAXED);
+        int32_t *h4 = j->slots + (size_t)slot * 4 * (size_t)j->bins;
+        int64_t outside = 0;
+        for (;;) {
+            const int64_t t = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+            const Py_ssize_t a = (Py_ssize_t)t * QCC_HIST_TASK;
+            if (a >= j->n) break;
+            outside += qcc_hist_block(j->x + a, j->n - a < QCC_HIST_TASK ? j->n - a : QCC_HIST_TASK,
+                                      j->scale, j->start, h4, j->bins, j->all_finite);
+        }
+        __atomic_fetch_add(&j->outside, outside, __ATOMIC_RELAXED);
+    }
+
+    /* hist += the counts of x (module comment); `width` threads share blocks of
+     * QCC_HIST_TASK values, each into its own histograms, summed at the end (integer
+     * counts: the same whatever the split). Returns the values outside, -1 without
+     * memory. */
+    static int64_t qcc_histogram(const float *x, Py_ssize_t n, double scale, int64_t start,
+                                 int64_t *hist, Py_ssize_t bins, int all_finite, int width)
+    {
+        int64_t outside = 0;
+        Py_ssize_t i = 0, k;
+        int w;
+        int32_t *h4;
+        if (n < 4 * QCC_HIST_TASK) width = 1;
+        if (width < 1) width = 1;
+        h4 = (int32_t *)calloc((size_t)bins * 4 * (size_t)width, sizeof(int32_t));
         if (h4 == NULL) return -1;
         while (i < n) {
-            chunk = n - i < ((Py_ssize_t)1 << 29) ? n - i : ((Py_ssize_t)1 << 29);
-            if (all_finite) {
-                const float *p = x + i;
-                Py_ssize_t j = 0;
-                int bad = 0;
-                for (; j + 4 <= chunk; j += 4) {
-                    int64_t t0, t1, t2, t3;
-                    QCC_BIN(p[j], t0);
-                    QCC_BIN(p[j + 1], t1);
-                    QCC_BIN(p[j + 2], t2);
-                    QCC_BIN(p[j + 3], t3);
-                    if (((uint64_t)t0 >= ub) | ((uint64_t)t1 >= ub) | ((uint64_t)t2 >= ub)
-                            | ((uint64_t)t3 >= ub)) { bad = 1; break; }
-                    h0[t0]++; h1[t1]++; h2[t2]++; h3[t3]++;
-                }
-                i += j;
-                if (bad) {
-                    all_finite = 0;  /* out of range: the checked loop below counts it */
-                    continue;
-                }
-                for (; j < chunk; j++, i++) {
-                    int64_t t;
-                    QCC_BIN(x[i], t);
-                    if ((uint64_t)t >= ub) { outside++; continue; }
-                    h0[t]++;
-                }
+            const Py_ssize_t chunk = n - i < QCC_HIST_MAX ? n - i : QCC_HIST_MAX;
+            if (width > 1) {
+                qcc_hist_job job;
+                job.x = x + i;
+                job.n = chunk;
+                job.bins = bins;
+                job.scale = scale;
+                job.start = start;
+                job.all_finite = all_finite;
+                job.slots = h4;
+                job.next = 0;
+                job.outside = 0;
+                job.used = 0;
+                qcc_parallel(qcc_hist_task, &job, width);
+                outside += job.outside;
             } else {
-                for (k = 0; k < chunk; k++, i++) {
-                    const float v = x[i];
-                    int64_t t;
-                    if (!(v - v == 0.0f)) continue;  /* NaN or inf */
-                    QCC_BIN(v, t);
-                    if ((uint64_t)t >= ub) { outside++; continue; }
-                    h0[t]++;
-                }
+                outside += qcc_hist_block(x + i, chunk, scale, start, h4, bins, all_finite);
             }
-            for (k = 0; k < bins; k++) {
-                hist[k] += (int64_t)h0[k] + h1[k] + h2[k] + h3[k];
-                h0[k] = h1[k] = h2[k] = h3[k] = 0;
+            i += chunk;
+            for (w = 0; w < 4 * width; w++) {
+                int32_t *h = h4 + (size_t)w * (size_t)bins;
+                for (k = 0; k < bins; k++) {
+                    hist[k] += h[k];
+                    h[k] = 0;
+                }
             }
         }
         free(h4);
@@ -244,13 +302,33 @@ cdef extern from *:
     void qcc_range_all(const float* x, Py_ssize_t n, qcc_range* r, int* has_nan) nogil
     void qcc_range_finite(const float* x, Py_ssize_t n, qcc_range* r) nogil
     int64_t qcc_histogram(const float* x, Py_ssize_t n, double scale, int64_t start,
-                          int64_t* hist, Py_ssize_t bins, int all_finite) nogil
+                          int64_t* hist, Py_ssize_t bins, int all_finite, int width) nogil
     void qcc_channel_absmax(const float* w, Py_ssize_t outer, Py_ssize_t c,
                             Py_ssize_t inner, double* out) nogil
     void qcc_sq_error_terms(const double* a, const double* b, const double* dens,
                             Py_ssize_t m, const double* s, const int64_t* z,
                             Py_ssize_t rows, int64_t qmin, int64_t qmax,
                             double* out) nogil
+
+
+def _default_threads():
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+cdef int THREADS = _default_threads()
+
+
+def _set_threads(int n):
+    """Set how many threads a histogram of a large array uses (for tests and
+    benchmarks; the counts do not depend on it); returns the old count."""
+    global THREADS
+    old = THREADS
+    THREADS = max(1, n)
+    return old
 
 
 def float_range(const float[::1] x):
@@ -280,7 +358,8 @@ def add_histogram(const float[::1] x, int64_t[::1] hist, int e, int64_t start,
     if n == 0:
         return
     with nogil:
-        outside = qcc_histogram(&x[0], n, scale, start, &hist[0], bins, all_finite)
+        outside = qcc_histogram(&x[0], n, scale, start, &hist[0], bins, all_finite,
+                                THREADS)
     if outside < 0:
         raise MemoryError(f"no memory for a histogram of {bins} bins")
     if outside:

@@ -65,6 +65,24 @@ def test_histogram_counts_equal_numpy(seed, scale):
     assert (st.count, st.nan, st.min, st.max) == (data.size, 5, data.min(), data.max())
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("finite", [True, False])
+def test_histogram_of_a_large_array_on_threads(threads, finite):
+    x = mixed(threads, 700_001)
+    if not finite:
+        x[::1000] = np.nan
+    kept = x[np.isfinite(x)].astype(np.float64)
+    st = TensorStats(1024)
+    st._grow(float(kept.min()), float(kept.max()))  # the grid update() would take
+    hist = np.zeros(1024, np.int64)
+    old = C._set_threads(threads)
+    try:
+        C.add_histogram(x, hist, st._e, st._start, finite)
+    finally:
+        C._set_threads(old)
+    assert np.array_equal(hist, np.histogram(kept, bins=st.edges)[0])
+
+
 def test_histogram_rejects_a_wrong_grid():
     hist = np.zeros(4, np.int64)
     with pytest.raises(ValueError, match="outside the histogram"):
