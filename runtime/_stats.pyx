@@ -294,6 +294,41 @@ cdef extern from *:
             }
         }
     }
+
+    /* algorithms._greedy_path's walk over its precomputed quantile bins: integers
+     * only. last_le is nonincreasing; the jump is numpy's
+     * searchsorted(-last_le, -end, side="right") - 1, found by bisection. Writes
+     * (start, end) pairs into path (room for m pairs); returns how many. */
+    static Py_ssize_t qcc_greedy_path(const int64_t *first_ge, const int64_t *last_le,
+                                      int64_t nb, int64_t m, int64_t *path)
+    {
+        int64_t start = 0, end = nb - 1, ka = 0, kb = 0;
+        Py_ssize_t n = 0;
+        while (ka + kb < m) {
+            int64_t left = first_ge[ka + 1], right = last_le[kb + 1];
+            left = left > start ? left : start;
+            left = left < end ? left : end;
+            right = right < end ? right : end;
+            right = right > start ? right : start;
+            if (left == start && right == end) {
+                int64_t lo = 0, hi = m + 1, jump;   /* first j with last_le[j] < end */
+                while (lo < hi) {
+                    const int64_t mid = lo + (hi - lo) / 2;
+                    if (last_le[mid] >= end) lo = mid + 1; else hi = mid;
+                }
+                jump = lo - 1;
+                kb = kb + 1 > jump ? kb + 1 : jump;
+                kb = kb < m - ka ? kb : m - ka;
+                continue;
+            }
+            if (left - start > end - right) { start = left; ka++; }
+            else { end = right; kb++; }
+            path[2 * n] = start;
+            path[2 * n + 1] = end;
+            n++;
+        }
+        return n;
+    }
     """
     ctypedef struct qcc_range:
         int64_t count, nan, posinf, neginf
@@ -309,6 +344,8 @@ cdef extern from *:
                             Py_ssize_t m, const double* s, const int64_t* z,
                             Py_ssize_t rows, int64_t qmin, int64_t qmax,
                             double* out) nogil
+    Py_ssize_t qcc_greedy_path(const int64_t* first_ge, const int64_t* last_le,
+                               int64_t nb, int64_t m, int64_t* path) nogil
 
 
 def _default_threads():
@@ -392,3 +429,17 @@ def sq_error_terms(const double[::1] a, const double[::1] b, const double[::1] d
         qcc_sq_error_terms(&a[0], &b[0], &dens[0], m, &s[0], &z[0], rows, qmin, qmax,
                            &o[0, 0])
     return out
+
+
+def greedy_path(const int64_t[::1] first_ge, const int64_t[::1] last_le, int64_t nb,
+                int64_t m):
+    """`algorithms._greedy_path`'s walk given its quantile bins (m + 1 of each):
+    the (start, end) pairs visited, as an int64 array of shape (k, 2)."""
+    if first_ge.shape[0] < m + 1 or last_le.shape[0] < m + 1:
+        raise ValueError("greedy_path needs m + 1 quantile bins of each kind")
+    path = np.empty((max(m, 1), 2), np.int64)
+    cdef int64_t[:, ::1] p = path
+    cdef Py_ssize_t n
+    with nogil:
+        n = qcc_greedy_path(&first_ge[0], &last_le[0], nb, m, &p[0, 0])
+    return path[:n]

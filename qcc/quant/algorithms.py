@@ -387,10 +387,11 @@ def ifmr(stats: TensorStats, bits: int = 8, symmetric: bool = False, *,
     return (float(lo[k]), float(hi[k]))
 
 
-def _greedy_path(h: np.ndarray, step: float = 1e-5) -> list[tuple[int, int]]:
+def _greedy_path(h: np.ndarray, step: float = 1e-5) -> np.ndarray:
     """PyTorch HistogramObserver `_non_linear_param_search`'s walk: the quantile
     bounds alpha / beta advance by `step`, and the side whose next quantile bin
-    trims more bins moves; returns every distinct (start_bin, end_bin) visited."""
+    trims more bins moves; returns every distinct (start_bin, end_bin) visited, in
+    order, as an int64 array of shape (k, 2)."""
     nb = len(h)
     cs = np.cumsum(h)
     total = cs[-1]
@@ -398,6 +399,10 @@ def _greedy_path(h: np.ndarray, step: float = 1e-5) -> list[tuple[int, int]]:
     grid = np.arange(m + 1) * step
     first_ge = np.minimum(np.searchsorted(cs, grid * total, side="left"), nb - 1)
     last_le = np.searchsorted(cs, (1 - grid) * total, side="right") - 1
+    if COMPILED is not None:  # the loop below, compiled
+        walk = COMPILED.greedy_path(np.ascontiguousarray(first_ge, np.int64),
+                                    np.ascontiguousarray(last_le, np.int64), nb, m)
+        return walk
     neg_last = -last_le  # nondecreasing
     start, end, ka, kb = 0, nb - 1, 0, 0
     path = []
@@ -413,7 +418,7 @@ def _greedy_path(h: np.ndarray, step: float = 1e-5) -> list[tuple[int, int]]:
         else:
             end, kb = right, kb + 1
         path.append((start, end))
-    return path
+    return np.asarray(path, np.int64).reshape(-1, 2)
 
 
 def _argmin_refined(score: Callable[[np.ndarray], np.ndarray], n: int,
@@ -455,7 +460,7 @@ def hfmg(stats: TensorStats, bits: int = 8, symmetric: bool = False, *,
         lo = -hi
     else:
         h, grid = _rebin_uniform(counts, edges, stats.min, stats.max, nb)
-        idx = np.asarray([(0, nb - 1), *_greedy_path(h)])
+        idx = np.concatenate([np.array([(0, nb - 1)], np.int64), _greedy_path(h)])
         lo, hi = grid[idx[:, 0]], grid[idx[:, 1] + 1]
     k = _argmin_refined(
         lambda sel: expected_sq_error(counts, edges, lo[sel], hi[sel], bits, symmetric),

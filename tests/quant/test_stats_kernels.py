@@ -165,6 +165,20 @@ def test_sq_error_against_the_quantizer(symmetric, monkeypatch):
                                rtol=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_greedy_path_is_the_python_walk(seed, monkeypatch):
+    rng = np.random.default_rng(seed)
+    nb = int(rng.integers(16, 3000))
+    h = rng.exponential(1.0, nb) * (rng.random(nb) < 0.7)
+    if seed % 2:
+        h[: nb // 2] *= 50  # skewed: long runs where only one side moves
+    step = 1e-5 if seed < 3 else 1e-3
+    fast = algorithms._greedy_path(h, step)
+    monkeypatch.setattr(algorithms, "COMPILED", None)
+    slow = algorithms._greedy_path(h, step)
+    assert fast.dtype == slow.dtype == np.int64 and np.array_equal(fast, slow)
+
+
 @pytest.mark.parametrize("model", ["resnet18_cifar", "transformer_block"])
 def test_calibration_gives_the_numpy_definitions_quant_params(model, monkeypatch):
     """Every scale, zero point and range of a calibrated model, per algorithm, is the
