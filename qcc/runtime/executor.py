@@ -176,15 +176,19 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
 
 def _fuse_in_place(steps: list[Step], outputs: set[int],
                    constants: dict[int, np.ndarray]) -> list[Step]:
-    """Fold each fake-quant / relu / clip / batch_norm step into the step before it
-    when it consumes that step's fresh float32 result, which nothing else uses (its
-    other operands constants). A relu or clip right after a float conv becomes the
-    compiled conv's `activation` (the same bits); the others run in place after it."""
+    """Fold each fake-quant / activation / batch_norm / element-wise-of-a-constant
+    step into the step before it when it consumes that step's fresh float32 result,
+    which nothing else uses (its other operands constants). After a float conv, a
+    residual add (of another float32 tensor of the same shape), then an activation,
+    then a fake-quant become the compiled conv's epilogue (the same bits); the
+    others run in place after it."""
     fused: list[Step] = []
     chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
+    epilogues: dict[int, tuple[Step, K.Epilogue]] = {}  # index -> the conv's step, epilogue
     for step in steps:
         prev = fused[-1] if fused else None
-        if (prev is not None and len(fused) - 1 not in chain and len(prev.results) == 1
+        last = len(fused) - 1
+        if (prev is not None and last not in chain and len(prev.results) == 1
                 and step.args[:1] == prev.results and prev.results[0] not in outputs
                 and isinstance(step.op, quant.RequantizeOp)
                 and step.op.operands[0].has_one_use()):
@@ -192,7 +196,17 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
                                      prev.fn)
             if both is not None:  # int8 conv / dense requantized in its own pass
                 fused[-1] = Step(both.fn, prev.op, prev.args, step.results, fresh=True)
-                chain[len(fused) - 1] = (fused[-1], [], [])
+                chain[last] = (fused[-1], [], [])
+                continue
+        if prev is not None and last not in chain:
+            conv_step, spec = epilogues.get(last, (prev, K.Epilogue()))
+            extended = _conv_epilogue(conv_step.op, spec, prev, step, outputs, constants)
+            if extended is not None:
+                spec, extra = extended
+                kernel = K.conv_kernel(conv_step.op, epilogue=spec)
+                fused[-1] = Step(kernel.fn, conv_step.op, prev.args + extra, step.results,
+                                 fresh=True, takes_out=kernel.takes_out)
+                epilogues[last] = (conv_step, spec)
                 continue
         params = [constants[a] for a in step.args[1:] if a in constants]
         follower = K.in_place(step.op, params) if len(params) == len(step.args) - 1 \
@@ -201,32 +215,46 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
                 and len(prev.results) == 1 and step.args[:1] == prev.results
                 and prev.results[0] not in outputs and K.is_f32(prev.op.results[0])
                 and step.op.operands[0].has_one_use()):
-            activated = None if len(fused) - 1 in chain else \
-                _conv_activation(prev.op, step.op)
-            if activated is not None:  # relu / clip inside the compiled conv
-                fused[-1] = Step(activated.fn, prev.op, prev.args, step.results,
-                                 fresh=True, takes_out=activated.takes_out)
-                chain[len(fused) - 1] = (fused[-1], [], [])
-                continue
-            base, followers, fallbacks = chain.get(len(fused) - 1, (prev, [], []))
+            base, followers, fallbacks = chain.get(last, (prev, [], []))
             followers = followers + [follower]
             fallbacks = fallbacks + [partial(_first_arg, step.fn, params)]
             kernel = K.fuse(K.Kernel(base.fn, base.fresh, base.takes_out), followers,
                             fallbacks)
             fused[-1] = Step(kernel.fn, prev.op, prev.args, step.results, fresh=True,
                              takes_out=kernel.takes_out)
-            chain[len(fused) - 1] = (base, followers, fallbacks)
+            chain[last] = (base, followers, fallbacks)
             continue
         fused.append(step)
     return fused
 
 
-def _conv_activation(producer: Operation, follower: Operation) -> K.Kernel | None:
-    """The float conv `producer` running `follower` (a relu or clip) as its compiled
-    kernel's activation."""
-    if not (isinstance(producer, qnn.ConvOp) and K.operand_kind(producer) == "float"):
+def _conv_epilogue(conv: Operation, spec: K.Epilogue, prev: Step, step: Step,
+                   outputs: set[int], constants: dict[int, np.ndarray],
+                   ) -> tuple[K.Epilogue, tuple[int, ...]] | None:
+    """When `prev` is the float conv `conv` with epilogue `spec` so far, its result's
+    only user `step`, and `step` extends the epilogue: the extended epilogue and the
+    operands the step gains (a residual's slot)."""
+    if not (isinstance(conv, qnn.ConvOp) and K.operand_kind(conv) == "float"
+            and len(prev.results) == 1 and prev.results[0] not in outputs
+            and prev.results[0] in step.args and len(step.results) == 1):
         return None
-    return K.conv_with_activation(producer, follower)
+    at = step.args.index(prev.results[0])
+    value = step.op.operands[at]
+    if not value.has_one_use():
+        return None
+    if isinstance(step.op, qnn.AddOp):  # conv + skip: the residual
+        if spec.stage > 0 or len(step.args) != 2 or step.args[0] == step.args[1] \
+                or not K.epilogue_runs(conv):
+            return None
+        skip, other = step.args[1 - at], step.op.operands[1 - at]
+        if skip in constants or not (K.is_f32(other) and other.type == value.type
+                                     and step.op.results[0].type == value.type):
+            return None
+        return K.Epilogue(residual=True), (skip,)
+    if at != 0:
+        return None
+    extended = K.extend_epilogue(conv, spec, step.op)
+    return None if extended is None else (extended, ())
 
 
 def _first_arg(fn: Callable[..., Any], rest: list, x: np.ndarray) -> Any:
