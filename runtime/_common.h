@@ -117,6 +117,8 @@ static void qcc_conv_kofs(const qcc_geom *g, const int *dims, int split, ptrdiff
 /* ---- fused epilogues -----------------------------------------------------------
  * Applied to a finished float output (after the last term of every sum), so they do
  * not change the sums. In order, each step optional:
+ *   0. affine: y = y * mul[ch], then y = y + shift[ch] (two float32 roundings, as
+ *      numpy's in-place multiply then add of a batch_norm);
  *   1. residual: y = y + add[e] (float32, numpy's add of two float32 tensors);
  *   2. activation, the same float32 operations as qcc.dialects.qnn_eval:
  *      QCC_ACT_RELU numpy's maximum(y, 0) (NaN stays, -0 becomes +0),
@@ -143,6 +145,7 @@ typedef struct {
     const float *base;         /* the output's first element, or NULL */
     ptrdiff_t plane;           /* elements per channel and image */
     int channels;
+    const float *mul, *shift;  /* per channel affine, or NULL */
     const float *add;          /* residual laid out like base, or NULL */
     const float *fq_scale;     /* fake-quant scales (one, or one per channel), or NULL */
     const float *fq_zero;      /* fake-quant zero points as float32 integers */
@@ -165,12 +168,17 @@ QCC_INLINE float qcc_rint(float v)
     return copysignf(a < 8388608.0f ? r : a, v);
 }
 
-/* One run of n elements of one channel: the epilogue with residual `add` (or NULL)
- * and fake-quant parameters s, z (when act->fq_scale). */
+/* One run of n elements of channel ch: the epilogue with residual `add` (or NULL). */
 static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const float *restrict add,
-                                    ptrdiff_t n, float s, float z)
+                                    ptrdiff_t n, int ch)
 {
     ptrdiff_t j;
+    if (act->mul != NULL) {
+        /* two loops: the product is stored rounded, never contracted into an FMA */
+        const float a = act->mul[ch], b = act->shift[ch];
+        for (j = 0; j < n; j++) c[j] = c[j] * a;
+        for (j = 0; j < n; j++) c[j] = c[j] + b;
+    }
     if (add != NULL)
         for (j = 0; j < n; j++) c[j] = c[j] + add[j];
     switch (act->kind) {
@@ -217,6 +225,8 @@ static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const
     }
     if (act->fq_scale != NULL) {
         const float qmin = act->qmin, qmax = act->qmax;
+        const float s = act->fq_scale[act->fq_per_channel ? ch : 0];
+        const float z = act->fq_zero[act->fq_per_channel ? ch : 0];
         for (j = 0; j < n; j++) {
             float v = qcc_rint(c[j] / s) + z;
             v = v < qmin ? qmin : v;
@@ -233,10 +243,7 @@ static inline void qcc_epilogue_range(const qcc_act *act, float *c0, ptrdiff_t e
         const ptrdiff_t plane_end = (e0 / act->plane + 1) * act->plane;
         const ptrdiff_t end = plane_end < e1 ? plane_end : e1;
         const int ch = (int)((e0 / act->plane) % act->channels);
-        const int k = act->fq_per_channel ? ch : 0;
-        qcc_epilogue_run(act, c0 + e0, act->add ? act->add + e0 : NULL, end - e0,
-                         act->fq_scale ? act->fq_scale[k] : 1.0f,
-                         act->fq_scale ? act->fq_zero[k] : 0.0f);
+        qcc_epilogue_run(act, c0 + e0, act->add ? act->add + e0 : NULL, end - e0, ch);
         e0 = end;
     }
 }
@@ -249,7 +256,7 @@ static inline void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int
     if (act->base == NULL) {
         if (act->kind == QCC_ACT_NONE) return;
         for (i = 0; i < rows; i++)
-            qcc_epilogue_run(act, c + (ptrdiff_t)i * ldc, NULL, cols, 1.0f, 0.0f);
+            qcc_epilogue_run(act, c + (ptrdiff_t)i * ldc, NULL, cols, 0);
         return;
     }
     for (i = 0; i < rows; i++) {

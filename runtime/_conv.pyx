@@ -53,6 +53,8 @@ cdef extern from "_conv_impl.h" nogil:
         const float* base
         Py_ssize_t plane
         int channels
+        const float* mul
+        const float* shift
         const float* add
         const float* fq_scale
         const float* fq_zero
@@ -270,7 +272,7 @@ cdef qcc_act _activation(activation) except *:
 
 
 def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=None,
-         residual=None, fake_quant=None):
+         residual=None, fake_quant=None, affine=None):
     """ONNX Conv: x[N,C,*S] * w[O,C/groups,*K] + b[O] -> [N,O,*OS], 1-3 spatial dims.
 
     strides, dilations: one value per spatial dim; pads: ONNX order
@@ -284,7 +286,8 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     formulas). `residual` (a float32 array of the output's shape, not `out`) is added
     to each finished output before the activation; `fake_quant` = (scales,
     zero_points, qmin, qmax), float32 arrays of 1 or O values, fake-quantizes each
-    output after it (see runtime/_common.h).
+    output after it; `affine` = (mul, shift), float32 arrays of O values, scales
+    and shifts each output per channel before all that (see runtime/_common.h).
     """
     cdef int i
     cdef qcc_act act = _activation(activation)
@@ -327,7 +330,9 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     cdef const float[::1] rv
     cdef const float[::1] sv
     cdef const float[::1] zv
-    if residual is not None or fake_quant is not None:
+    cdef const float[::1] mv
+    cdef const float[::1] hv
+    if residual is not None or fake_quant is not None or affine is not None:
         act.base = &ov[0]
         act.plane = pout
         act.channels = o
@@ -338,6 +343,15 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
                              f"of the output's shape {out.shape}")
         rv = residual.reshape(-1)
         act.add = &rv[0]
+    if affine is not None:
+        mul, shift = (as_f32(v).reshape(-1) for v in affine)
+        if mul.shape[0] != o or shift.shape[0] != o:
+            raise ValueError(f"conv affine: {mul.shape[0]} and {shift.shape[0]} values "
+                             f"for {o} output channels")
+        mv = mul
+        hv = shift
+        act.mul = &mv[0]
+        act.shift = &hv[0]
     if fake_quant is not None:
         scales, zeros, qmin, qmax = fake_quant
         scales = as_f32(scales).reshape(-1)

@@ -22,6 +22,8 @@ cdef extern from "_eltwise_impl.h" nogil:
         const float* base
         Py_ssize_t plane
         int channels
+        const float* mul
+        const float* shift
         const float* add
         const float* fq_scale
         const float* fq_zero

@@ -179,8 +179,8 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
     """Fold each fake-quant / activation / batch_norm / element-wise-of-a-constant
     step into the step before it when it consumes that step's fresh float32 result,
     which nothing else uses (its other operands constants). After a float conv, a
-    residual add (of another float32 tensor of the same shape), then an activation,
-    then a fake-quant become the compiled conv's epilogue (the same bits); the
+    batch_norm, a residual add (of another float32 tensor of the same shape), an
+    activation, then a fake-quant become the compiled conv's epilogue (the same bits); the
     others run in place after it."""
     fused: list[Step] = []
     chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
@@ -243,17 +243,17 @@ def _conv_epilogue(conv: Operation, spec: K.Epilogue, prev: Step, step: Step,
     if not value.has_one_use():
         return None
     if isinstance(step.op, qnn.AddOp):  # conv + skip: the residual
-        if spec.stage > 0 or len(step.args) != 2 or step.args[0] == step.args[1] \
+        if spec.stage > 1 or len(step.args) != 2 or step.args[0] == step.args[1] \
                 or not K.epilogue_runs(conv):
             return None
         skip, other = step.args[1 - at], step.op.operands[1 - at]
         if skip in constants or not (K.is_f32(other) and other.type == value.type
                                      and step.op.results[0].type == value.type):
             return None
-        return K.Epilogue(residual=True), (skip,)
-    if at != 0:
+        return replace(spec, residual=True), (skip,)
+    if at != 0 or any(a not in constants for a in step.args[1:]):
         return None
-    extended = K.extend_epilogue(conv, spec, step.op)
+    extended = K.extend_epilogue(conv, spec, step.op, [constants[a] for a in step.args[1:]])
     return None if extended is None else (extended, ())
 
 
@@ -489,7 +489,9 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
                 else:
                     sizes[r] = sizes[step.args[0]]
             continue
-        types = [like(v.type, sizes[a]) for v, a in zip(op.operands, step.args, strict=True)]
+        # a conv's fused residual is an operand more: its shape is the result's
+        args = step.args[:len(op.operands)]
+        types = [like(v.type, sizes[a]) for v, a in zip(op.operands, args, strict=True)]
         try:
             results = op.infer(types, dict(op.properties))
         except ShapeError as e:

@@ -18,7 +18,7 @@ same functions canonicalize folds constants with.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -136,19 +136,22 @@ def _conv(op, consts):
 @dataclass(frozen=True)
 class Epilogue:
     """What a float conv's compiled kernel applies to each finished output, in this
-    order (runtime/_common.h): a residual (one more operand of the step, a float32
-    tensor of the output's shape, added), an activation (see `_conv.conv`), a
-    fake-quant (scales, zero points, qmin, qmax)."""
+    order (runtime/_common.h): a batch_norm's per-channel affine (mul, shift), a
+    residual (one more operand of the step, a float32 tensor of the output's shape,
+    added), an activation (see `_conv.conv`), a fake-quant (scales, zero points,
+    qmin, qmax)."""
 
+    affine: tuple | None = None
     residual: bool = False
     activation: Any = None
     fake_quant: tuple | None = None
 
     @property
     def stage(self) -> int:
-        """How far the chain got: 0 nothing, 1 residual, 2 activation, 3 fake-quant."""
-        return 3 if self.fake_quant is not None else 2 if self.activation is not None \
-            else 1 if self.residual else 0
+        """How far the chain got: 0 nothing, 1 affine, 2 residual, 3 activation,
+        4 fake-quant."""
+        return 4 if self.fake_quant is not None else 3 if self.activation is not None \
+            else 2 if self.residual else 1 if self.affine is not None else 0
 
 
 def conv_kernel(op, activation: Any = None, epilogue: Epilogue | None = None) -> Kernel:
@@ -162,21 +165,22 @@ def conv_kernel(op, activation: Any = None, epilogue: Epilogue | None = None) ->
         epilogue = Epilogue(activation=activation)
     if epilogue is not None:
         n_conv = len(op.operands)
-        act, fq = epilogue.activation, epilogue.fake_quant
+        act, fq, affine = epilogue.activation, epilogue.fake_quant, epilogue.affine
         if not epilogue.residual:
             def activated(*args, out=None):
                 return conv(args[0], args[1], args[2] if n_conv > 2 else None, strides,
-                            pads, dilations, groups, out=out, activation=act, fake_quant=fq)
+                            pads, dilations, groups, out=out, activation=act, fake_quant=fq,
+                            affine=affine)
             return Kernel(activated, fresh=True, takes_out=True)
 
         def with_residual(*args, out=None):
             x, w, b, skip = args[0], args[1], args[2] if n_conv > 2 else None, args[n_conv]
             if out is not None and skip.shape == out.shape and skip.dtype == np.float32:
                 return conv(x, w, b, strides, pads, dilations, groups, out=out,
-                            activation=act, residual=skip, fake_quant=fq)
+                            activation=act, residual=skip, fake_quant=fq, affine=affine)
             # a run without the shared buffers, or a skip that broadcasts: unfused
-            y = np.add(conv(x, w, b, strides, pads, dilations, groups), skip)
-            return _epilogue_in_place(y, act, fq)
+            y = conv(x, w, b, strides, pads, dilations, groups, affine=affine)
+            return _epilogue_in_place(np.add(y, skip), act, fq)
 
         return Kernel(with_residual, fresh=True, takes_out=True)
 
@@ -203,7 +207,7 @@ def conv_with_activation(conv_op, act_op) -> Kernel | None:
     into the compiled kernel: the same bits as numpy's maximum / clip applied after
     (see runtime/_conv.pyx). None when the compiled conv does not run or `act_op`
     is not a float32 relu / clip of one operand."""
-    epilogue = extend_epilogue(conv_op, Epilogue(), act_op)
+    epilogue = extend_epilogue(conv_op, Epilogue(), act_op, ())
     return None if epilogue is None else conv_kernel(conv_op, epilogue=epilogue)
 
 
@@ -213,26 +217,33 @@ def epilogue_runs(conv_op) -> bool:
         all(is_f32(v) for v in conv_op.operands) and is_f32(conv_op.results[0])
 
 
-def extend_epilogue(conv_op, epilogue: Epilogue, op) -> Epilogue | None:
-    """`epilogue` followed by `op` (an activation or a fake-quant of the conv's
-    result, its only user) when the compiled float conv `conv_op` can run it; else
-    None. (A residual add is matched by the executor: it adds an operand.)"""
+def extend_epilogue(conv_op, epilogue: Epilogue, op, params: Sequence[np.ndarray]
+                    ) -> Epilogue | None:
+    """`epilogue` followed by `op` (a batch_norm of constants `params`, an activation
+    or a fake-quant of the conv's result, its only user) when the compiled float conv
+    `conv_op` can run it; else None. (A residual add is matched by the executor: it
+    adds an operand.)"""
     if not (epilogue_runs(conv_op) and op.operands and is_f32(op.operands[0])
             and is_f32(op.results[0])):
         return None
+    if isinstance(op, qnn.BatchNormOp):
+        if epilogue.stage >= 1 or len(params) != 4 or \
+                any(p.dtype != np.float32 for p in params):
+            return None
+        return replace(epilogue, affine=batch_norm_affine(op, *params))
     if isinstance(op, quant.FakeQuantOp):
-        if len(op.operands) != 1 or epilogue.stage >= 3:
+        if len(op.operands) != 1 or epilogue.stage >= 4:
             return None
         qtype: Any = op.properties["qtype"]
         if qtype.axis not in (None, 1):
             return None
         fq = (np.asarray(qtype.scales, np.float32), np.asarray(qtype.zero_points, np.float32),
               qtype.storage_min, qtype.storage_max)
-        return Epilogue(epilogue.residual, epilogue.activation, fq)
-    if len(op.operands) != 1 or epilogue.stage >= 2:
+        return replace(epilogue, fake_quant=fq)
+    if len(op.operands) != 1 or epilogue.stage >= 3:
         return None
     act = activation_of(op)
-    return None if act is None else Epilogue(epilogue.residual, act, None)
+    return None if act is None else replace(epilogue, activation=act)
 
 
 def activation_of(op) -> Any:
