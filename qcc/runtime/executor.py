@@ -97,6 +97,19 @@ class Plan:
     buffers_in_use: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Held by the run writing into the shared buffers (a concurrent run of the same
     plan allocates its own arrays)."""
+    expected: list[tuple[str, tuple[int, ...], np.dtype]] = field(default_factory=list)
+    """Per input: its name, shape (DYN for a symbolic dim) and numpy dtype, read from
+    the IR once."""
+
+    slot_template: list[np.ndarray | None] = field(default_factory=list, repr=False)
+    """A run's slots before it starts: the constants in place, None elsewhere."""
+
+    def __post_init__(self) -> None:
+        self.slot_template = [None] * self.n_slots
+        for s, a in self.constants.items():
+            self.slot_template[s] = a
+        self.expected = [(n, tuple(t.get_shape()), ir.numpy_dtype(t.element_type))
+                         for n, t in zip(self.input_names, self.input_types, strict=True)]
 
     @property
     def dynamic(self) -> bool:
@@ -330,18 +343,26 @@ def _value_name(v: SSAValue) -> str:
 
 def check_inputs(plan: Plan, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """Inputs in plan order; wrong names, shapes or dtypes listed all at once."""
+    arrays = []
+    for name, want_shape, want_dtype in plan.expected:  # the usual case, quickly
+        a = inputs.get(name)
+        if not (type(a) is np.ndarray and a.dtype == want_dtype and a.flags.c_contiguous
+                and shapes_match(a.shape, want_shape)):
+            break
+        arrays.append(a)
+    else:
+        if len(inputs) == len(arrays):
+            return arrays
     problems = []
     missing = [n for n in plan.input_names if n not in inputs]
     extra = [n for n in inputs if n not in plan.input_names]
     if missing or extra:
         problems.append(f"expected inputs {plan.input_names}, given {sorted(inputs)}")
     arrays = []
-    for name, t in zip(plan.input_names, plan.input_types, strict=True):
+    for name, want_shape, want_dtype in plan.expected:
         if name not in inputs:
             continue
         a = np.asarray(inputs[name])
-        want_shape = tuple(t.get_shape())
-        want_dtype = ir.numpy_dtype(t.element_type)
         if not shapes_match(a.shape, want_shape):
             problems.append(f"input '{name}': expected shape {fmt_shape(want_shape)}, "
                             f"given {a.shape}")
@@ -369,10 +390,8 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     (calibration hooks its observers in this way)."""
     arrays = check_inputs(plan, inputs)
     shapes = specialize(plan, [a.shape for a in arrays])
-    slots: list[np.ndarray | None] = [None] * plan.n_slots
+    slots = plan.slot_template.copy()
     for s, a in zip(plan.input_slots, arrays, strict=True):
-        slots[s] = a
-    for s, a in plan.constants.items():
         slots[s] = a
     keep_slots = {plan.slot_of[v]: v for v in keep}
     kept: dict[SSAValue, np.ndarray] = {
@@ -394,6 +413,12 @@ def _run(plan: Plan, steps: list[Step], slots: list[np.ndarray | None],
          overrides: Mapping[Operation, Callable[..., object]],
          ) -> tuple[dict[str, np.ndarray], dict[SSAValue, np.ndarray]]:
     times = [0.0] * len(steps) if os.environ.get(PROFILE_ENV) == "1" else None
+    if times is None and not overrides and not keep_slots:
+        with _blas_limit(plan):
+            _run_plain(steps, slots, buffers)
+        outputs = {n: slots[s] for n, s in zip(plan.output_names, plan.output_slots,
+                                                strict=True)}
+        return outputs, kept  # type: ignore[return-value]
     with _blas_limit(plan):
         for i, step in enumerate(steps):
             args = [slots[a] for a in step.args]
@@ -424,6 +449,23 @@ def _run(plan: Plan, steps: list[Step], slots: list[np.ndarray | None],
         _print_profile(steps, times)
     outputs = {n: slots[s] for n, s in zip(plan.output_names, plan.output_slots, strict=True)}
     return outputs, kept  # type: ignore[return-value]
+
+
+def _run_plain(steps: list[Step], slots: list[np.ndarray | None],
+               buffers: list[np.ndarray | None]) -> None:
+    """`_run`'s loop without hooks, kept values or timing: as little Python per step
+    as it takes."""
+    for step, buf in zip(steps, buffers, strict=True):
+        args = [slots[a] for a in step.args]
+        out = step.fn(*args) if buf is None else step.fn(*args, out=buf)
+        results = step.results
+        if len(results) == 1:
+            slots[results[0]] = out
+        else:
+            for r, o in zip(results, out, strict=True):
+                slots[r] = o
+        for d in step.dead:
+            slots[d] = None
 
 
 _BLAS: list[Any] = []
