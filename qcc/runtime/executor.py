@@ -457,7 +457,7 @@ def _run_plain(steps: list[Step], slots: list[np.ndarray | None],
     as it takes."""
     for step, buf in zip(steps, buffers, strict=True):
         args = [slots[a] for a in step.args]
-        out = step.fn(*args) if buf is None else step.fn(*args, out=buf)
+        out: Any = step.fn(*args) if buf is None else step.fn(*args, out=buf)
         results = step.results
         if len(results) == 1:
             slots[results[0]] = out

@@ -567,7 +567,8 @@ def in_place(op, params: Sequence[np.ndarray] = ()
         return lambda y: np.clip(y, lo, hi, out=y)
     if isinstance(op, (qnn.HardSwishOp, qnn.HardSigmoidOp, qnn.SigmoidOp)) and \
             ELTWISE is not None:
-        return partial(_out_is_arg, _activation(op, ()).fn)
+        kernel = build(op, [None])
+        return None if kernel is None else partial(_out_is_arg, kernel.fn)
     return None
 
 
