@@ -518,6 +518,20 @@ _BINARY_IN_PLACE: dict[type, np.ufunc] = {qnn.AddOp: np.add, qnn.SubOp: np.subtr
 out=, the same numbers as without it)."""
 
 
+@kernel(qnn.AddOp, qnn.SubOp, qnn.MulOp, qnn.DivOp, on="float")
+def _binary(op, consts):
+    """float32 `a op b` (broadcasting) into the step's preallocated buffer: numpy's
+    ufunc with out=, the same numbers as qnn_eval's without it."""
+    if len(op.operands) != 2 or not all(is_f32(v) for v in (*op.operands, op.results[0])):
+        return Kernel(partial(EVAL[op.name], op), fresh=True)
+    ufunc = _BINARY_IN_PLACE[type(op)]
+
+    def run(a, b, out=None):
+        return ufunc(a, b, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
 def _fits_in(c: tuple[int, ...], x: tuple[int, ...]) -> bool:
     """Whether a constant of shape `c` broadcasts against `x` without growing it,
     whatever sizes x's symbolic dims take (its dims other than 1 are x's static ones)."""
