@@ -265,3 +265,23 @@ def test_add_of_a_broadcast_operand_is_not_a_residual():
     module = g.finish({"y": y})
     fused = compile_module(module)
     assert [st.op.name for st in fused.steps] == ["qnn.conv", "qnn.add"]
+
+
+def test_binary_ops_of_two_tensors_write_into_buffers_with_numpys_numbers():
+    rng = np.random.default_rng(3)
+    g = ir.Graph()
+    a, b = g.input("a", (2, 3, 4)), g.input("b", (1, 3, 1))
+    h = g.add(qnn.SubOp.make(a, b))
+    h = g.add(qnn.DivOp.make(h, b))
+    h = g.add(qnn.MulOp.make(h, a))
+    y = g.add(qnn.AddOp.make(h, b))
+    plan = compile_module(g.finish({"y": y}))
+    assert all(s.takes_out for s in plan.steps)
+    av = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    bv = rng.standard_normal((1, 3, 1)).astype(np.float32)
+    bv[0, 0, 0] = 0.0  # inf and NaN through the division
+    for _ in range(2):  # the second run reuses the buffers
+        with np.errstate(all="ignore"):
+            got = execute(plan, {"a": av, "b": bv})[0]["y"]
+            want = (av - bv) / bv * av + bv
+        np.testing.assert_array_equal(bits(got), bits(want))
