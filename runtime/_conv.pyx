@@ -10,8 +10,9 @@ them (a batch of small 1-D or 2-D outputs is one GEMM over all its images): ever
 every output channel and position, on every instruction set (AVX-512, AVX2+FMA,
 plain C) and thread count. Convolutions with one input channel per group
 (depthwise) are a direct loop whose planes the threads share, rounded like the GEMM
-(bias, then FMAs in ascending tap order). A fused activation
-(relu, clip) is applied to each finished output. ConvTranspose is BLAS sgemm + col2im. The inner
+(bias, then FMAs in ascending tap order). A fused epilogue
+(batch-norm affine, residual add, activation, fake-quant; runtime/_common.h) is
+applied to each finished output. ConvTranspose is BLAS sgemm + col2im. The inner
 loops are C in _conv_impl.h and _gemm_impl.h.
 """
 
@@ -48,7 +49,18 @@ cdef extern from "_conv_impl.h" nogil:
     ctypedef struct qcc_act:
         int kind
         float lo, hi
-    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP
+        const float* base
+        Py_ssize_t plane
+        int channels
+        const float* mul
+        const float* shift
+        const float* add
+        const float* fq_scale
+        const float* fq_zero
+        int fq_per_channel
+        float qmin, qmax
+    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
+    int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
     int qcc_conv_gemm(const float* x, const float* w, const float* bias, float* out,
                       const qcc_geom* g, float* pad, Py_ssize_t* kofs, const qcc_act* act)
     bint qcc_conv_gemm_batches(const qcc_geom* g, int n_img)
@@ -244,25 +256,28 @@ cdef void _sgemm_rm(const float* a, int lda, bint ta, const float* b, int ldb, b
 
 
 cdef qcc_act _activation(activation) except *:
-    """None, "relu" or ("clip", lo, hi) as a qcc_act."""
+    """None, "relu", ("clip", lo, hi), "hard_swish", ("hard_sigmoid", alpha, beta) or
+    "sigmoid" as a qcc_act (no residual, no fake-quant)."""
     cdef qcc_act act
-    act.kind = QCC_ACT_NONE
-    act.lo = act.hi = 0
+    memset(&act, 0, sizeof(act))
     if activation is None:
         return act
-    if activation == "relu":
-        act.kind = QCC_ACT_RELU
+    if activation in ("relu", "hard_swish", "sigmoid"):
+        act.kind = {"relu": QCC_ACT_RELU, "hard_swish": QCC_ACT_HARD_SWISH,
+                    "sigmoid": QCC_ACT_SIGMOID}[activation]
         return act
-    if isinstance(activation, tuple) and len(activation) == 3 and activation[0] == "clip":
-        act.kind = QCC_ACT_CLIP
+    if isinstance(activation, tuple) and len(activation) == 3 and \
+            activation[0] in ("clip", "hard_sigmoid"):
+        act.kind = QCC_ACT_CLIP if activation[0] == "clip" else QCC_ACT_HARD_SIGMOID
         act.lo = <float>float(activation[1])
         act.hi = <float>float(activation[2])
         return act
-    raise ValueError(f"conv activation {activation!r}: expected None, 'relu' or "
-                     "('clip', lo, hi)")
+    raise ValueError(f"conv activation {activation!r}: expected None, 'relu', ('clip', "
+                     "lo, hi), 'hard_swish', ('hard_sigmoid', alpha, beta) or 'sigmoid'")
 
 
-def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=None):
+def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=None,
+         residual=None, fake_quant=None, affine=None):
     """ONNX Conv: x[N,C,*S] * w[O,C/groups,*K] + b[O] -> [N,O,*OS], 1-3 spatial dims.
 
     strides, dilations: one value per spatial dim; pads: ONNX order
@@ -271,7 +286,13 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     and returns `out` (a C-contiguous float32 array of the output shape, or None to
     allocate one). `activation`: None, "relu" (numpy's maximum(y, 0)) or ("clip", lo,
     hi) (numpy's clip(y, float32(lo), float32(hi))), applied to each output once its
-    sum is complete (fused: the sums are the same as without it).
+    sum is complete (fused: the sums are the same as without it); also
+    "hard_swish", ("hard_sigmoid", alpha, beta) and "sigmoid" (qnn_eval's float32
+    formulas). `residual` (a float32 array of the output's shape, not `out`) is added
+    to each finished output before the activation; `fake_quant` = (scales,
+    zero_points, qmin, qmax), float32 arrays of 1 or O values, fake-quantizes each
+    output after it; `affine` = (mul, shift), float32 arrays of O values, scales
+    and shifts each output per channel before all that (see runtime/_common.h).
     """
     cdef int i
     cdef qcc_act act = _activation(activation)
@@ -314,6 +335,45 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
                                     qcc_conv_gemm_images_size(&g, n_img) if batched else
                                     qcc_conv_gemm_pad_size(&g))
     cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
+    cdef const float[::1] rv
+    cdef const float[::1] sv
+    cdef const float[::1] zv
+    cdef const float[::1] mv
+    cdef const float[::1] hv
+    if residual is not None or fake_quant is not None or affine is not None:
+        act.base = &ov[0]
+        act.plane = pout
+        act.channels = o
+    if residual is not None:
+        residual = as_f32(residual)
+        if residual.shape != out.shape or np.shares_memory(residual, out):
+            raise ValueError(f"conv residual {residual.shape}: expected a separate array "
+                             f"of the output's shape {out.shape}")
+        rv = residual.reshape(-1)
+        act.add = &rv[0]
+    if affine is not None:
+        mul, shift = (as_f32(v).reshape(-1) for v in affine)
+        if mul.shape[0] != o or shift.shape[0] != o:
+            raise ValueError(f"conv affine: {mul.shape[0]} and {shift.shape[0]} values "
+                             f"for {o} output channels")
+        mv = mul
+        hv = shift
+        act.mul = &mv[0]
+        act.shift = &hv[0]
+    if fake_quant is not None:
+        scales, zeros, qmin, qmax = fake_quant
+        scales = as_f32(scales).reshape(-1)
+        zeros = as_f32(zeros).reshape(-1)
+        if scales.shape[0] not in (1, o) or zeros.shape[0] != scales.shape[0]:
+            raise ValueError(f"conv fake_quant: {scales.shape[0]} scales and "
+                             f"{zeros.shape[0]} zero points for {o} output channels")
+        sv = scales
+        zv = zeros
+        act.fq_scale = &sv[0]
+        act.fq_zero = &zv[0]
+        act.fq_per_channel = scales.shape[0] > 1
+        act.qmin = <float>float(qmin)
+        act.qmax = <float>float(qmax)
     cdef int ni, gi
     cdef int err = 0
     cdef const float* xp

@@ -450,7 +450,7 @@ static ptrdiff_t qcc_conv_gemm_images_size(const qcc_geom *g, int n_img)
 /* qcc_conv_gemm of one group for n_img images at once (qcc_conv_gemm_batches): image i
  * is at x + i*x_img, its output at out + i*out_img; one GEMM computes the columns of
  * all images (image i's P positions from column i*P on) into scratch, then they are
- * copied out. Same sums as one GEMM per image. scratch: qcc_conv_gemm_images_size
+ * copied out, then the epilogue runs on them. Same sums as one GEMM per image. scratch: qcc_conv_gemm_images_size
  * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
 static int qcc_conv_gemm_images(const float *x, ptrdiff_t x_img, const float *w,
                                 const float *bias, float *out, ptrdiff_t out_img,
@@ -478,12 +478,18 @@ static int qcc_conv_gemm_images(const float *x, ptrdiff_t x_img, const float *w,
     q.kofs = kofs;
     q.pos = qcc_conv_positions(g, dims, split);
     q.pos.s_q = q.src == x ? x_img : pad_img;   /* q: the image (osp[0] == 1) */
-    q.act = act;
+    /* The epilogue runs on the copied-out images: its residual and per-channel
+     * operands are addressed by the place of an element in the output array
+     * (act->base), which the scratch columns are not. */
+    q.act = NULL;
     err = qcc_gemm_run(&q);
-    for (i = 0; i < n_img; i++)
+    for (i = 0; i < n_img; i++) {
         for (o = 0; o < g->og; o++)
             memcpy(out + i * out_img + o * npos, tmp + o * q.ldc + i * npos,
                    npos * sizeof(float));
+        if (err == 0)
+            qcc_activate(act, out + i * out_img, npos, g->og, npos);
+    }
     return err;
 }
 
