@@ -47,6 +47,7 @@ from qcc.errors import QccError
 from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
 from qcc.runtime import int8 as _int8  # noqa: F401
 from qcc.runtime import ops as K
+from qcc.runtime import patterns
 
 
 class RuntimeError_(QccError):
@@ -163,6 +164,7 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
     unfused: list[Step] = []
     if fuse:
         unfused = [replace(s) for s in steps]
+        steps = patterns.fuse(steps, set(outputs), constants, slot_of)  # GELU, LayerNorm
         steps = _fuse_in_place(steps, set(outputs), constants)
         _mark_deaths(unfused, set(outputs) | set(constants) | set(input_slots))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
