@@ -182,7 +182,7 @@ def _layer_norm(ctx: _Context, mean: Operation):
             mean.results[0]:
         return None
     d = sub.results[0]
-    users = [u.operation for u in d.uses]
+    users = {u.operation for u in d.uses}  # the square (Pow, or Mul using d twice), the Div
     if len(users) != 2 or ctx.slot_of.get(d) in ctx.outputs:
         return None
     square = next((u for u in users if _squares(ctx, u, d)), None)
