@@ -13,12 +13,16 @@ Rules (`fuse`, called once by `executor.compile_module` when it fuses):
    dims with keepdims -> one step of the compiled layer norm (`_norm.layer_norm`:
    the moments summed in double, then the same float32 steps; within an ulp or two
    of the chain).
+3. Dense bias: `dense(x, w) + b` (either order) with b a float32 constant of the
+   dense's N values -> the dense with bias b (the compiled dense adds it as sgemm's
+   C operand: one rounding of the product plus b, as the Add).
 
 A chain fuses only when every value inside it has no user outside it and is not an
 output of the plan, and its ops are float32. The fused step takes the place of the
-chain's last op (its result, its op for names and shapes); its arguments are the
-chain's input, once per operand of that op (so that its result shape is inferred
-from them, and so that no later fusion takes it for an op of a constant).
+chain's last op and gives its result. Rules 1 and 2 keep that op (for names and
+shapes) and read the chain's input once per operand of it (so that its result
+shape is inferred from them, and no later fusion takes it for an op of a constant);
+rule 3 is the dense's step with the bias.
 """
 
 from __future__ import annotations
@@ -49,18 +53,17 @@ def fuse(steps: Sequence[Any], outputs: set[int], constants: dict[int, np.ndarra
     for i, step in enumerate(steps):
         if i in dropped:
             continue
-        for rule in (_gelu, _layer_norm):
-            found = rule(ctx, step.op)
+        for rule in (_gelu, _layer_norm, _dense_bias):
+            found = rule(ctx, step)
             if found is None:
                 continue
-            chain, x, kernel, params = found
-            idx = [ctx.index[op] for op in chain]
+            chain, op, args, fn = found
+            idx = [ctx.index[o] for o in chain]
             if any(j in dropped or j in replaced for j in idx):
                 continue
-            last = steps[max(idx)]
-            args = (ctx.slot_of[x],) * len(last.op.operands)
-            replaced[max(idx)] = replace(last, fn=_reading(kernel, params), args=args,
-                                         fresh=True, takes_out=kernel.takes_out)
+            replaced[max(idx)] = replace(steps[max(idx)], op=op, fn=fn,
+                                         args=tuple(ctx.slot_of[v] for v in args),
+                                         fresh=True, takes_out=True)
             dropped.update(j for j in idx if j != max(idx))
             break
     return [replaced.get(i, s) for i, s in enumerate(steps) if i not in dropped]
@@ -122,8 +125,16 @@ def _f32(*ops: Operation) -> bool:
     return all(K.is_f32(op.results[0]) for op in ops)
 
 
-def _gelu(ctx: _Context, div: Operation):
+def _elementwise(chain: list[Operation], x: SSAValue, kernel: K.Kernel,
+                 params: tuple[np.ndarray | None, ...]):
+    """A chain keeping x's shape as the step of its last op, reading x once per operand."""
+    last = chain[-1]
+    return chain, last, (x,) * len(last.operands), _reading(kernel, params)
+
+
+def _gelu(ctx: _Context, step: Any):
     """Rule 1, anchored at the Div."""
+    div = step.op
     if not isinstance(div, qnn.DivOp) or ctx.scalar(div.operands[1]) != float(SQRT2):
         return None
     x = div.operands[0]
@@ -150,7 +161,7 @@ def _gelu(ctx: _Context, div: Operation):
     chain = [div, erf, add, mul, half_mul]
     if not _f32(*chain) or _shape(half_mul) != _shape(div):
         return None
-    return chain, x, K.gelu_kernel(), ()
+    return _elementwise(chain, x, K.gelu_kernel(), ())
 
 
 def _shape(op: Operation) -> tuple[int, ...]:
@@ -169,8 +180,9 @@ def _trailing_mean(op: Operation | None, x: SSAValue) -> int | None:
     return axes[0]
 
 
-def _layer_norm(ctx: _Context, mean: Operation):
+def _layer_norm(ctx: _Context, step: Any):
     """Rule 2, anchored at the first ReduceMean."""
+    mean = step.op
     if not isinstance(mean, qnn.ReduceMeanOp) or len(mean.operands) != 1:
         return None
     x = mean.operands[0]
@@ -219,7 +231,32 @@ def _layer_norm(ctx: _Context, mean: Operation):
     if gamma is None:
         gamma = np.ones(norm_shape, np.float32)
     kernel = K.layer_norm_kernel(axis, eps)
-    return chain, x, kernel, (gamma, beta)
+    return _elementwise(chain, x, kernel, (gamma, beta))
+
+
+def _dense_bias(ctx: _Context, step: Any):
+    """Rule 3, anchored at the dense."""
+    dense = step.op
+    if not isinstance(dense, qnn.DenseOp) or len(dense.operands) != 2 or not step.takes_out \
+            or K.operand_kind(dense) != "float" or not _f32(dense) \
+            or not all(K.is_f32(v) for v in dense.operands):
+        return None
+    add = ctx.sole_user(dense.results[0])
+    if not isinstance(add, qnn.AddOp):
+        return None
+    other = _other(add, dense.results[0])
+    c = None if other is None else ctx.const(other)
+    n = _shape(dense)[-1]
+    if c is None or c.dtype != np.float32 or c.size != n or c.ndim > len(_shape(dense)) \
+            or (c.ndim and c.shape[-1] != n) or not _f32(add) or _shape(add) != _shape(dense):
+        return None
+    bias = np.ascontiguousarray(c.reshape(-1))
+    run = step.fn
+
+    def with_bias(x, w, out=None):
+        return run(x, w, bias, out=out)
+
+    return [dense, add], dense, tuple(dense.operands), with_bias
 
 
 def _squares(ctx: _Context, op: Operation, d: SSAValue) -> bool:

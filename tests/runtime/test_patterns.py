@@ -140,3 +140,25 @@ def test_group_norm_of_large_offset_groups_against_float64(tmp_path):
     mean = x64.mean(-1, keepdims=True)
     want = (x64 - mean) / np.sqrt(((x64 - mean) ** 2).mean(-1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bias_first", [True, False])
+def test_dense_and_bias_add_are_one_step_with_onnxruntime_numbers(tmp_path, bias_first):
+    w, b = RNG.standard_normal((24, 40)), RNG.standard_normal(40)
+    add = ["b", "mm"] if bias_first else ["mm", "b"]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]), helper.make_node("Add", add, ["y"])]
+    x = RNG.standard_normal((2, 70, 24)).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _model(nodes, [_const("w", w), _const("b", b)],
+                                                 x.shape), x)
+    assert [s.op.name for s in plan.steps] == ["qnn.dense"]
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_dense_plus_a_computed_value_is_not_fused(tmp_path):
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]),
+             helper.make_node("Add", ["mm", "x"], ["y"])]
+    x = RNG.standard_normal((5, 8)).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _model(nodes, [_const("w", RNG.standard_normal((8, 8)))],
+                                                 x.shape), x)
+    assert [s.op.name for s in plan.steps] == ["qnn.dense", "qnn.add"]
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
