@@ -1,7 +1,9 @@
 # cython: language_level=3
 """Reference runtime kernels (float32): matrix products through BLAS sgemm.
 
-A large product is cut into tasks (blocks of rows, per batch entry) that the
+A large product is cut into tasks (one per batch entry; a single product into
+blocks of 128 output columns, so that each task packs only its slice of the
+weights) that the
 runtime's thread pool (runtime/_common.h) shares, each one a single-threaded sgemm
 (the executor keeps BLAS on one thread while a plan runs): a worker kept off its
 core by other processes leaves its tasks to the others instead of stalling the
@@ -40,22 +42,22 @@ cdef extern from *:
 
 ctypedef struct _Gemms:
     # c[i] = a[ai[i]] @ (b[bi[i]] or its transpose) + beta * c[i] for each batch
-    # entry i, cut into blocks of `rows` rows: task t is entry t / blocks, block
-    # t % blocks.
+    # entry i, cut into blocks of `cols` columns: task t is entry t / blocks,
+    # block t % blocks.
     const float *a
     const float *b
     float *c
     const Py_ssize_t *ai
     const Py_ssize_t *bi
     Py_ssize_t sa, sb, sc
-    int m, n, k, rows, blocks, tasks
+    int m, n, k, cols, blocks, tasks
     bint trans_b
     float beta
     int next
 
 
 cdef int _threads = 1
-cdef int _row_block = 32          # rows of a task (a multiple of sgemm's micro-tiles)
+cdef int _col_block = 128         # output columns of a task (a single product)
 cdef double _parallel_min = 2e5   # multiply-adds below which a product is one sgemm
 
 
@@ -89,50 +91,55 @@ _set_threads(_default_threads())
 
 cdef void _gemm_task(void *arg) noexcept nogil:
     cdef _Gemms *g = <_Gemms *>arg
-    cdef int t, e, r0, rows
-    cdef const float *a
+    cdef int t, e, j0, cols
+    cdef const float *b
     while True:
         t = qcc_next_task(&g.next)
         if t >= g.tasks:
             return
         e = t // g.blocks
-        r0 = (t % g.blocks) * g.rows
-        rows = g.m - r0 if g.m - r0 < g.rows else g.rows
-        a = g.a + (g.ai[e] if g.ai != NULL else e) * g.sa + <Py_ssize_t>r0 * g.k
-        _sgemm_rm(a, g.b + (g.bi[e] if g.bi != NULL else e) * g.sb,
-                  g.c + e * g.sc + <Py_ssize_t>r0 * g.n, rows, g.n, g.k, g.trans_b, g.beta)
+        j0 = (t % g.blocks) * g.cols
+        cols = g.n - j0 if g.n - j0 < g.cols else g.cols
+        b = g.b + (g.bi[e] if g.bi != NULL else e) * g.sb
+        b = b + <Py_ssize_t>j0 * g.k if g.trans_b else b + j0
+        _sgemm_ld(g.a + (g.ai[e] if g.ai != NULL else e) * g.sa, b,
+                  g.c + e * g.sc + j0, g.m, cols, g.k, g.trans_b, g.beta,
+                  g.k if g.trans_b else g.n, g.n)
 
 
 cdef void _gemms(_Gemms *g, int nbatch) noexcept nogil:
     """Run the batch of products of `g` (a, b, c, strides, sizes set) on the pool."""
     cdef double madds = <double>nbatch * g.m * g.n * g.k
-    g.rows = g.m if madds < _parallel_min else _row_block  # the shapes decide, not threads
-    if g.rows < 1:
-        g.rows = 1
-    g.blocks = (g.m + g.rows - 1) // g.rows
+    # the shapes decide the blocks, never the threads
+    g.cols = _col_block if nbatch == 1 and madds >= _parallel_min else g.n
+    if g.cols < 1:
+        g.cols = 1
+    g.blocks = (g.n + g.cols - 1) // g.cols
     g.tasks = g.blocks * nbatch
     g.next = 0
-    if g.tasks <= 1 or _threads == 1:
+    if g.tasks <= 1 or _threads == 1 or madds < _parallel_min:
         _gemm_task(g)
     else:
         qcc_parallel(_gemm_task, g, _threads if _threads < g.tasks else g.tasks)
 
 
-def gemm(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] out,
-         bint trans_b=False):
-    """out[M,N] = a[M,K] @ b[K,N] (or b[N,K]^T when trans_b) with BLAS sgemm."""
-    cdef int m = a.shape[0]
-    cdef int k = a.shape[1]
-    cdef int n = out.shape[1]
+cdef void _sgemm_ld(const float* a, const float* b, float* c, int m, int n, int k,
+                    bint trans_b, float beta, int ldb, int ldc) noexcept nogil:
+    """Row-major c[m,n] (rows ldc apart) = a[m,k] @ (b[k,n] or b[n,k]^T, rows ldb
+    apart) + beta*c; k may be 0."""
     cdef float alpha = 1.0
-    cdef float beta = 0.0
     cdef char ta = b'N'
     cdef char tb = b'T' if trans_b else b'N'
-    cdef int ldb = k if trans_b else n
-    # Row-major C = A B is column-major C^T = B^T A^T.
-    sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>&b[0, 0], &ldb,
-          <float*>&a[0, 0], &k, &beta, &out[0, 0], &n)
-    return out
+    cdef int lda = k
+    cdef int i
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if beta == 0.0:
+            for i in range(m):
+                memset(c + <Py_ssize_t>i * ldc, 0, n * sizeof(float))
+        return
+    sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
 
 
 cdef void _sgemm_rm(const float* a, const float* b, float* c, int m, int n, int k,
@@ -155,7 +162,7 @@ cdef void _sgemm_rm(const float* a, const float* b, float* c, int m, int n, int 
 cdef void _dense_rows(const float* x, const float* w, float* y, int m, int n, int k,
                       float beta) noexcept nogil:
     """y[m,n] = x[m,k] @ w[n,k]^T + beta*y: sgemv for a single row, else sgemm (on
-    the pool in blocks of rows when large)."""
+    the pool in blocks of columns when large)."""
     cdef float alpha = 1.0
     cdef char tr = b'T'
     cdef int one = 1

@@ -125,7 +125,7 @@ def _f32(*ops: Operation) -> bool:
     return all(K.is_f32(op.results[0]) for op in ops)
 
 
-def _elementwise(chain: list[Operation], x: SSAValue, kernel: K.Kernel,
+def _elementwise(chain: Sequence[Operation], x: SSAValue, kernel: K.Kernel,
                  params: tuple[np.ndarray | None, ...]):
     """A chain keeping x's shape as the step of its last op, reading x once per operand."""
     last = chain[-1]

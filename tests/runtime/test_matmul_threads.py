@@ -1,4 +1,4 @@
-"""dense and batched_matmul cut into blocks of rows on the runtime's thread pool:
+"""dense and batched_matmul cut into tasks on the runtime's thread pool:
 float64 numpy is the oracle, and the bits do not depend on the threads."""
 
 import numpy as np
@@ -28,7 +28,7 @@ def _f32(*shape):
 
 
 def test_dense_against_float64(threads):
-    x, w, b = _f32(197, 192), _f32(576, 192), _f32(576)
+    x, w, b = _f32(197, 192), _f32(580, 192), _f32(580)
     got = _kernels.dense(x, w, b)
     want = x.astype(np.float64) @ w.T.astype(np.float64) + b
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -47,7 +47,7 @@ def test_batched_matmul_against_float64(threads):
 
 
 def test_bits_do_not_depend_on_threads():
-    x, w = _f32(300, 64), _f32(96, 64)
+    x, w = _f32(300, 64), _f32(300, 64)  # 128 + 128 + 44 columns
     a, b = _f32(4, 130, 32), _f32(4, 32, 50)
     old_min = _kernels._set_parallel_min(0)
     old = _kernels._set_threads(1)
