@@ -25,13 +25,16 @@
 #define QCC_NORM_CLONES
 #endif
 
-/* exp(x) for x in [-87.3, 88.3] (clamped outside). */
+/* exp(x) for x in [-87.3, 88.3]; 0 below (where exp is subnormal or 0: a masked
+ * attention score gives an exact 0, and no subnormal slows the products after a
+ * softmax), exp(88.3) above. */
 static inline __attribute__((always_inline)) float qcc_expf(float x)
 {
     const float shifter = 12582912.0f; /* 1.5 * 2^23: float add rounds to an integer */
+    const int under = x < -87.3f;
     float t, n, r, p;
     int32_t bits;
-    x = x < -87.3f ? -87.3f : x;
+    x = under ? -87.3f : x;
     x = x > 88.3f ? 88.3f : x;
     t = x * 1.44269504088896341f + shifter;
     n = t - shifter;
@@ -46,7 +49,7 @@ static inline __attribute__((always_inline)) float qcc_expf(float x)
     memcpy(&bits, &t, sizeof bits);
     bits = (bits - 0x4B400000 + 127) << 23;   /* 2^n */
     memcpy(&t, &bits, sizeof t);
-    return p * t;
+    return under ? 0.0f : p * t;
 }
 
 /* erf(x) in float32, 1.14 ulp at most (measured against float64 erf on every
