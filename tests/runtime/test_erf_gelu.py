@@ -97,12 +97,12 @@ def test_unknown_build_is_an_error():
 
 def test_softmax_of_masked_scores_is_exactly_zero():
     """Scores far below the row's max (an attention mask's -1e4 or float32 min) give
-    probabilities of exactly 0, as exp underflows in float64 numpy; no subnormal is
-    left to slow the product with V."""
+    probabilities of exactly 0; those whose float64 value is below the smallest
+    normal float32 give 0 too (no subnormal is left to slow the product with V)."""
     x = np.array([[0, -1e4, -100, -87.5, -3.4e38, 1, -20]], np.float32)
     x64 = x.astype(np.float64)
     want = np.exp(x64 - x64.max()) / np.exp(x64 - x64.max()).sum()
     got = _norm.softmax(x, -1)
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=np.finfo(np.float32).tiny)
     np.testing.assert_array_equal(got[0, [1, 2, 3, 4]], 0.0)
     np.testing.assert_array_equal(_norm.softmax(np.ascontiguousarray(x.T), 0).T, got)
