@@ -32,11 +32,12 @@ EXTENSIONS = [
         extra_compile_args=COMPILE_ARGS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
-    Extension(
+    Extension(  # no FMA contraction (every ISA build of a loop gives the same bits);
+        # no trapping math (selects if-convert, so that AVX2 and SSE loops vectorize)
         "qcc.runtime._norm",
         ["runtime/_norm.pyx"],
         include_dirs=[numpy.get_include()],
-        extra_compile_args=COMPILE_ARGS,
+        extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off", "-fno-trapping-math"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
     Extension(  # float16 rounding in float32 registers: no FMA contraction (see the file)

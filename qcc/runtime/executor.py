@@ -26,8 +26,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -47,6 +47,7 @@ from qcc.errors import QccError
 from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
 from qcc.runtime import int8 as _int8  # noqa: F401
 from qcc.runtime import ops as K
+from qcc.runtime import patterns
 
 
 class RuntimeError_(QccError):
@@ -115,11 +116,6 @@ class Plan:
     def dynamic(self) -> bool:
         return any(not t.has_static_shape() for t in self.input_types)
 
-    @property
-    def uses_openmp(self) -> bool:
-        """Whether a step runs the compiled conv (OpenMP threads)."""
-        return any(isinstance(s.op, (qnn.ConvOp, qnn.ConvTransposeOp)) for s in self.steps)
-
 
 def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
     """Build the execution plan of `@main`; lists every unsupported op at once.
@@ -176,6 +172,7 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
     unfused: list[Step] = []
     if fuse:
         unfused = [replace(s) for s in steps]
+        steps = patterns.fuse(steps, set(outputs), constants, slot_of)  # GELU, LayerNorm
         steps = _fuse_in_place(steps, set(outputs), constants)
         _mark_deaths(unfused, set(outputs) | set(constants) | set(input_slots))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
@@ -469,25 +466,40 @@ def _run_plain(steps: list[Step], slots: list[np.ndarray | None],
 
 
 _BLAS: list[Any] = []
+"""The BLAS libraries' threadpoolctl controllers, found at the first run (then a
+None marks the search as done)."""
 
 
-def _blas_limit(plan: Plan) -> AbstractContextManager[object]:
-    """BLAS on one thread while a plan with OpenMP conv steps runs: OpenBLAS's idle
-    threads otherwise spin against the conv's OpenMP threads (a CNN's BLAS calls
-    are its small dense layers). Plans without conv steps (transformers, whose
-    matmuls are BLAS) keep BLAS's own threads."""
-    if not plan.uses_openmp:
-        return nullcontext()
+def _blas_libraries() -> list[Any]:
     if not _BLAS:
         try:
             from threadpoolctl import ThreadpoolController
-            _BLAS.append(ThreadpoolController())
+            _BLAS.extend(c for c in ThreadpoolController().lib_controllers
+                         if c.user_api == "blas")
         except ImportError:  # without threadpoolctl BLAS keeps its threads
-            _BLAS.append(None)
-    controller = _BLAS[0]
-    if controller is None:
-        return nullcontext()
-    return controller.limit(limits=1, user_api="blas")
+            pass
+        _BLAS.append(None)
+    return [c for c in _BLAS if c is not None]
+
+
+@contextmanager
+def _blas_limit(plan: Plan) -> Iterator[None]:
+    """BLAS on one thread while a plan runs: dense and matmul share their blocks of
+    rows on the runtime's own thread pool (runtime/_kernels.pyx), like the conv,
+    and OpenBLAS's idle threads would otherwise spin against those threads (and
+    stall a call when one of them is kept off its core). A few microseconds: the
+    libraries are found once, and only those not on one thread are set and restored."""
+    changed = []
+    for lib in _blas_libraries():
+        n = lib.get_num_threads()
+        if n != 1:
+            lib.set_num_threads(1)
+            changed.append((lib, n))
+    try:
+        yield
+    finally:
+        for lib, n in changed:
+            lib.set_num_threads(n)
 
 
 def _print_profile(steps: list[Step], times: list[float], top: int = 12) -> None:

@@ -371,6 +371,60 @@ def _softmax(op, consts):
     return Kernel(run, fresh=True, takes_out=True)
 
 
+@kernel(qnn.LayerNormOp, on="float")
+def _layer_norm(op, consts):
+    """The compiled layer norm (mean and variance summed in double, then float32
+    steps as numpy's: (x - mean) / sqrt(var + eps) * scale + bias)."""
+    if not (C.compiled and all(is_f32(v) for v in op.operands)):
+        return Kernel(partial(EVAL["qnn.layer_norm"], op), fresh=True)
+    return layer_norm_kernel(get_int(_p(op, "axis"), -1), get_float(_p(op, "epsilon"), 1e-5))
+
+
+def layer_norm_kernel(axis: int, epsilon: float) -> Kernel:
+    """`fn(x, scale, bias=None, out=None)`: layer norm of x over dims axis.. (also
+    the step of a decomposed layer norm, `qcc.runtime.patterns`)."""
+    layer_norm = C.layer_norm
+
+    def run(x, scale, bias=None, out=None):
+        return layer_norm(x, scale, bias, axis, epsilon, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
+@kernel(qnn.ErfOp, on="float")
+def _erf(op, consts):
+    """The compiled float32 erf (1.14 ulp at most; scipy's for other float types)."""
+    if not (C.compiled and is_f32(op.operands[0]) and is_f32(op.results[0])):
+        return Kernel(partial(EVAL["qnn.erf"], op), fresh=True)
+    erf = C.erf
+
+    def run(x, out=None):
+        return erf(x, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
+@kernel(qnn.GeluOp, on="float")
+def _gelu(op, consts):
+    """The compiled float32 GELU, (x * (erf(x / sqrt(2)) + 1)) * 0.5 in float32 steps
+    (numpy's float64 formula for other types and for approximate="tanh")."""
+    if not (C.compiled and is_f32(op.operands[0]) and is_f32(op.results[0])
+            and get_str(_p(op, "approximate"), "none") == "none"):
+        return Kernel(partial(EVAL["qnn.gelu"], op), fresh=True)
+    return gelu_kernel()
+
+
+def gelu_kernel() -> Kernel:
+    """`fn(x, out=None)`: the compiled float32 GELU (also the step of a GELU exported
+    as Div, Erf, Add, Mul, Mul: `qcc.runtime.patterns`)."""
+    gelu = C.gelu
+
+    def run(x, out=None):
+        return gelu(x, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
 def batch_norm_affine(op, scale, bias, mean, var) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) with batch_norm(x) = x * a + b, as `qnn_eval` computes them."""
     eps = get_float(_p(op, "epsilon"), 1e-5)
