@@ -77,7 +77,10 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
 
 class _Run:
     """The passes run so far on one module, with their remarks; the IR after each
-    when dumping. Their text (`passes.text`) is the replay."""
+    when dumping. Their text (`passes.text`) is the replay. The module is verified
+    after each pass when dumping (each dump is checked IR), otherwise once after the
+    pipeline (`verify`): a verification walks the whole module, and the passes are
+    verified one by one in their own tests and by `qcc-opt`."""
 
     def __init__(self, module: ModuleOp, dump_dir: Path | None,
                  progress: Callable[[int, int], None] | None) -> None:
@@ -97,7 +100,10 @@ class _Run:
                 after(p, module)
 
         passes.run(self.module, pipeline, remarks=self.remarks, files=files,
-                   progress=self.progress, after=each)
+                   progress=self.progress, after=each, verify=self.dump_dir is not None)
+
+    def verify(self) -> None:
+        self.module.verify()
 
     def run_as(self, p: ModulePass, apply: Callable[[ModuleOp], None], files: Mapping,
                after: Callable[[ModulePass, ModuleOp], None] | None = None) -> None:
@@ -106,7 +112,8 @@ class _Run:
         pass: verify, record, dump."""
         with supplying(Supply(dict(files), self.progress)), collecting(self.remarks):
             apply(self.module)
-        self.module.verify()
+        if self.dump_dir is not None:
+            self.module.verify()
         self.done.append(p)
         self._dump(p.name)
         if after is not None:
@@ -197,6 +204,7 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
                 sqnr_after.update(_weight_sqnr(mod))
 
         _run_shared(job, pipeline[keep:], files, after)
+        job.verify()
         job.write_replay()
         if cfg.get("equalize"):
             extra["equalization"] = _equalization(job.remarks, sqnr_before, sqnr_after)
