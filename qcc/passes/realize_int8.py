@@ -133,8 +133,8 @@ def bias_type(qx: QType, qw: QType, groups: int) -> QType:
     """Rule 3's i32 type: scale s_x * s_w (per output channel when the weight is)."""
     if qw.axis is None:
         return QType.make(scale=qx.scale * qw.scale, bits=32)
-    return QType.make_per_axis(axis=0, scales=[qx.scale * s for s in qw.scales] * groups,
-                               bits=32)
+    sx = qx.scale
+    return QType.make_per_axis(axis=0, scales=[sx * s for s in qw.scales] * groups, bits=32)
 
 
 def _clamped(q: QType, lo: int, hi: int) -> QType | None:
