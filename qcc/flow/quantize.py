@@ -29,14 +29,14 @@ from qcc import ir, passes
 from qcc.fileio import check_output, commit_folder, discard_folder, new_folder, read_npz, write_file
 from qcc.flow import shared_pass
 from qcc.passes.balance import BalancePass
-from qcc.passes.calib_data import CalibrationError, check_data, check_weights, model_batches
 from qcc.passes.canonicalize import CanonicalizePass
 from qcc.passes.equalize import EqualizePass
-from qcc.passes.inputs import Supply, supplying
 from qcc.passes.legalize_ascend import LegalizeAscendPass, legalized_config
 from qcc.passes.remarks import Remarks, collecting
 from qcc.quant import pipeline as qpipeline
+from qcc.quant.calib_data import CalibrationError, check_data, check_weights, model_batches
 from qcc.quant.config import SimpleConfig
+from qcc.quant.inputs import Supply, supplying
 
 CONFIG_FILE = "../quant.json"
 """The resolved config as the pipeline names it: OUTDIR/quant.json, seen from the

@@ -38,12 +38,13 @@ from xdsl.passes import ModulePass
 from qcc import ir, registry
 from qcc.dialects import quant
 from qcc.dialects.base import get_str
-from qcc.passes import inputs, remarks
+from qcc.passes import remarks
 from qcc.passes.balance import BalancePass, channel_outlier_ratio, groups_of
-from qcc.passes.calib_data import model_batches
 from qcc.passes.calibrate import CalibratePass, new_stats
 from qcc.passes.common import tensor_type_of
 from qcc.passes.insert_quant import InsertQuantPass, insert_observers
+from qcc.quant import inputs
+from qcc.quant.calib_data import model_batches
 
 
 class Job(Protocol):

@@ -9,7 +9,7 @@ import numpy as np
 
 from qcc.dialects import quant
 from qcc.flow.quantize import quantize
-from qcc.passes.calib_data import model_batches
+from qcc.quant.calib_data import model_batches
 from qcc.runtime import run
 
 
