@@ -190,6 +190,13 @@ QCC_INLINE void qcc_positions_merge(qcc_positions *s, int n)
     }
 }
 
+/* pos(p) of one position. */
+QCC_INLINE ptrdiff_t qcc_position(const qcc_positions *s, int p)
+{
+    const int r = p / s->ow, q = r / s->oh;
+    return q * s->s_q + (r - q * s->oh) * s->s_h + (p - r * s->ow) * s->s_w;
+}
+
 /* Runs of the positions [j0, j0 + nc) in panels of nr; returns how many. */
 QCC_INLINE int qcc_runs(const qcc_positions *s, int j0, int nc, int nr, qcc_run *runs)
 {

@@ -6,10 +6,11 @@ spatial dims of size 1 (kernel 1, stride 1, pad 0, dilation 1), which costs noth
 in the inner loops. Convolutions are a GEMM per image and group, out[og, P] =
 b + w[og, Kc] @ im2col(x)[Kc, P], computed by qcc's own blocked GEMM
 (_gemm_impl.h) that gathers the im2col columns from the padded input while packing
-them: every output element is bias + a chain of FMAs in ascending k, the same for
+them (a batch of small 1-D or 2-D outputs is one GEMM over all its images): every output element is bias + a chain of FMAs in ascending k, the same for
 every output channel and position, on every instruction set (AVX-512, AVX2+FMA,
 plain C) and thread count. Convolutions with one input channel per group
-(depthwise) are a direct loop whose planes the threads share. A fused activation
+(depthwise) are a direct loop whose planes the threads share, rounded like the GEMM
+(bias, then FMAs in ascending tap order). A fused activation
 (relu, clip) is applied to each finished output. ConvTranspose is BLAS sgemm + col2im. The inner
 loops are C in _conv_impl.h and _gemm_impl.h.
 """
@@ -42,8 +43,6 @@ cdef extern from "_conv_impl.h" nogil:
         int pb[3]
         int dl[3]
     void qcc_col2im(const float* col, float* out, const qcc_geom* g, int r0, int r1)
-    void qcc_depthwise_plane(const float* x, const float* w, float* out,
-                             const qcc_geom* g, float* scratch)
     Py_ssize_t qcc_depthwise_scratch(const qcc_geom* g)
     Py_ssize_t qcc_conv_gemm_pad_size(const qcc_geom* g)
     ctypedef struct qcc_act:
@@ -52,6 +51,12 @@ cdef extern from "_conv_impl.h" nogil:
     int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP
     int qcc_conv_gemm(const float* x, const float* w, const float* bias, float* out,
                       const qcc_geom* g, float* pad, Py_ssize_t* kofs, const qcc_act* act)
+    bint qcc_conv_gemm_batches(const qcc_geom* g, int n_img)
+    Py_ssize_t qcc_conv_gemm_images_size(const qcc_geom* g, int n_img)
+    int qcc_conv_gemm_images(const float* x, Py_ssize_t x_img, const float* w,
+                             const float* bias, float* out, Py_ssize_t out_img,
+                             const qcc_geom* g, int n_img, float* scratch, Py_ssize_t* kofs,
+                             const qcc_act* act)
     int qcc_depthwise(const float* x, const float* w, const float* bias, float* out,
                       const qcc_geom* g, int n_img, int groups, const qcc_act* act,
                       int threads)
@@ -304,7 +309,10 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
     cdef int kk = g.k[0] * g.k[1] * g.k[2]
     cdef int kc = g.cg * kk
-    cdef float[::1] ws = _workspace(1 if depthwise else qcc_conv_gemm_pad_size(&g))
+    cdef bint batched = not depthwise and qcc_conv_gemm_batches(&g, n_img)
+    cdef float[::1] ws = _workspace(1 if depthwise else
+                                    qcc_conv_gemm_images_size(&g, n_img) if batched else
+                                    qcc_conv_gemm_pad_size(&g))
     cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
     cdef int ni, gi
     cdef int err = 0
@@ -315,6 +323,14 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
         if depthwise:
             err = qcc_depthwise(&xv[0], &wv[0], bp, &ov[0], &g, n_img, groups, &act,
                                 qcc_gemm_threads)
+        elif batched:
+            for gi in range(groups):
+                err |= qcc_conv_gemm_images(
+                    &xv[0] + <Py_ssize_t>gi * g.cg * pin, <Py_ssize_t>c * pin,
+                    &wv[0] + <Py_ssize_t>gi * g.og * kc,
+                    bp + gi * g.og if bp != NULL else NULL,
+                    &ov[0] + <Py_ssize_t>gi * g.og * pout, <Py_ssize_t>o * pout,
+                    &g, n_img, &ws[0], &kofs[0], &act)
         else:
             for ni in range(n_img):
                 for gi in range(groups):
