@@ -3,6 +3,7 @@ rule an operand or property breaks."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import TensorType
@@ -217,8 +218,8 @@ def integer_layer(out: TensorType, types: Sequence[Attribute], weight_axis: int 
                          f"got {w}")
     if x.expressed_type != w.expressed_type:
         raise ShapeError(f"expressed types differ: {x.expressed_type} and {w.expressed_type}")
-    scales = [x.scale * s for s in w.scales] * (groups if w.axis is not None else 1)
-    acc = _accumulator(x, scales, None if w.axis is None else channel_axis)
+    acc = _layer_accumulator(x, w, groups if w.axis is not None else 1,
+                             None if w.axis is None else channel_axis)
     if len(types) > 2:
         _check_bias_type(types[2], acc)
     return tensor_of(out, acc)
@@ -249,6 +250,15 @@ def integer_pool(out: TensorType) -> TensorType:
 
 def tensor_of(t: TensorType, element_type: Attribute) -> TensorType:
     return TensorType(element_type, list(t.get_shape()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _layer_accumulator(x, w, repeats: int, axis: int | None):
+    """The accumulator type of a layer on `x` and `w` (made once: every verification
+    of the module infers it again, and a per-axis type of many channels is costly to
+    build)."""
+    sx = x.scale
+    return _accumulator(x, [sx * s for s in w.scales] * repeats, axis)
 
 
 def _accumulator(x, scales: Sequence[float], axis: int | None):

@@ -27,14 +27,16 @@ from xdsl.passes import ModulePass
 
 from qcc import ir, passes
 from qcc.fileio import check_output, commit_folder, discard_folder, new_folder, read_npz, write_file
+from qcc.flow import shared_pass
 from qcc.passes.balance import BalancePass
 from qcc.passes.canonicalize import CanonicalizePass
 from qcc.passes.equalize import EqualizePass
 from qcc.passes.legalize_ascend import LegalizeAscendPass, legalized_config
-from qcc.passes.remarks import Remarks
+from qcc.passes.remarks import Remarks, collecting
 from qcc.quant import pipeline as qpipeline
 from qcc.quant.calib_data import CalibrationError, check_data, check_weights, model_batches
 from qcc.quant.config import SimpleConfig
+from qcc.quant.inputs import Supply, supplying
 
 CONFIG_FILE = "../quant.json"
 """The resolved config as the pipeline names it: OUTDIR/quant.json, seen from the
@@ -75,7 +77,10 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
 
 class _Run:
     """The passes run so far on one module, with their remarks; the IR after each
-    when dumping. Their text (`passes.text`) is the replay."""
+    when dumping. Their text (`passes.text`) is the replay. The module is verified
+    after each pass when dumping (each dump is checked IR), otherwise once after the
+    pipeline (`verify`): a verification walks the whole module, and the passes are
+    verified one by one in their own tests and by `qcc-opt`."""
 
     def __init__(self, module: ModuleOp, dump_dir: Path | None,
                  progress: Callable[[int, int], None] | None) -> None:
@@ -95,7 +100,24 @@ class _Run:
                 after(p, module)
 
         passes.run(self.module, pipeline, remarks=self.remarks, files=files,
-                   progress=self.progress, after=each)
+                   progress=self.progress, after=each, verify=self.dump_dir is not None)
+
+    def verify(self) -> None:
+        self.module.verify()
+
+    def run_as(self, p: ModulePass, apply: Callable[[ModuleOp], None], files: Mapping,
+               after: Callable[[ModulePass, ModuleOp], None] | None = None) -> None:
+        """Pass `p` applied by `apply(module)`, which does what `p.apply` does with
+        what the flow already measured (`shared_pass`); then as `run` does after a
+        pass: verify, record, dump."""
+        with supplying(Supply(dict(files), self.progress)), collecting(self.remarks):
+            apply(self.module)
+        if self.dump_dir is not None:
+            self.module.verify()
+        self.done.append(p)
+        self._dump(p.name)
+        if after is not None:
+            after(p, self.module)
 
     def _dump(self, label: str) -> None:
         if self.dump_dir is None:
@@ -181,7 +203,8 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
             if isinstance(p, EqualizePass):
                 sqnr_after.update(_weight_sqnr(mod))
 
-        job.run(pipeline[keep:], files, after)
+        _run_shared(job, pipeline[keep:], files, after)
+        job.verify()
         job.write_replay()
         if cfg.get("equalize"):
             extra["equalization"] = _equalization(job.remarks, sqnr_before, sqnr_after)
@@ -195,12 +218,11 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
         evaluation = (evaluate(float_module, module, eval_arrays, int8_module)
                       if eval_arrays is not None else {})
         from qcc.quant.report import build_report
-        from qcc.runtime import run
 
         if evaluation:
             extra["evaluation"] = evaluation
         batch = next(model_batches(module, data, cfg.get("batch_num")), None)
-        report = build_report(module, cfg, batch, extra, run=run)
+        report = build_report(module, cfg, batch, extra, executor=_unfused_executor)
         if work is not None:
             _write_outputs(work, name, module, cfg, report)
             _write_deploy(work, name, int8_module, report)
@@ -213,6 +235,39 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
     finally:
         if work is not None:
             discard_folder(work)
+
+
+def _run_shared(job: _Run, pipeline: Sequence[ModulePass], files: Mapping,
+                after: Callable[[ModulePass, ModuleOp], None]) -> None:
+    """`job.run(pipeline, ...)`, with balance, insert-quant and calibrate sharing one
+    pass over the calibration data where they can (`qcc.flow.shared_pass`)."""
+    start = next((i for i, p in enumerate(pipeline) if isinstance(p, BalancePass)), None)
+    if start is None or not shared_pass.fits(pipeline[start:start + 3]):
+        job.run(pipeline, files, after)
+        return
+    job.run(pipeline[:start], files, after)
+    bal, ins, cal = pipeline[start:start + 3]
+    if not shared_pass.run(job, bal, ins, cal, files, after):  # type: ignore[arg-type]
+        job.run(pipeline[start:start + 3], files, after)
+    job.run(pipeline[start + 3:], files, after)
+
+
+def _unfused_executor(module: ModuleOp, hooks: Mapping) -> Callable[[Mapping], object]:
+    """A `qcc.registry.Executor` on the runtime's unfused plan (every value is a
+    step's input or output, so a hook sees each; one compilation)."""
+    from functools import partial
+
+    from qcc.runtime import compile_module, execute
+
+    plan = compile_module(module, fuse=False)
+    kernels = {step.op: step.fn for step in plan.steps}
+
+    def kernel_of(fn: Callable) -> Callable:
+        return lambda op, *arrays: fn(*arrays)
+
+    overrides = {op: partial(hook, kernel_of(kernels[op])) for op, hook in hooks.items()
+                 if op in kernels}
+    return lambda batch: execute(plan, batch, overrides=overrides)
 
 
 def _weight_sqnr(module: ModuleOp) -> dict[str, float]:

@@ -97,6 +97,10 @@ class Group:
     axis: int
     layers: list[tuple[str, Operation]]
 
+    @property
+    def key(self) -> tuple[SSAValue, int]:
+        return (self.x, self.axis)
+
 
 # -------------------------------------------------------------- the pass
 
@@ -104,14 +108,22 @@ class Group:
 def balance(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
             alpha: float = 0.5, layers: Sequence[str] | None = None,
             outlier_ratio: float = 0.0,
-            ratios: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+            ratios: dict[str, float] | None = None,
+            measured: Mapping[tuple[SSAValue, int], np.ndarray] | None = None
+            ) -> dict[str, np.ndarray]:
     """Rules 1-7 on `module` in place; returns s (float64) by layer name. `ratios`,
-    when given, receives every target layer's measured outlier ratio (rule 7)."""
+    when given, receives every target layer's measured outlier ratio (rule 7).
+    `measured`: max|x| per channel by group key (`Group.key`), when the caller has
+    already run the batches (the quantize flow shares one pass with calibration);
+    then `batches` are not run."""
     alpha = check_alpha(alpha)
-    groups = _groups(_targets(module, layers))
+    groups = groups_of(module, layers)
     if not groups:
         return {}
-    amax = _activation_max(groups, module, batches)
+    if measured is not None:
+        amax = [measured[g.key] for g in groups]
+    else:
+        amax = _activation_max(groups, module, batches)
     factors: dict[str, np.ndarray] = {}
     for group, a in zip(groups, amax, strict=True):
         ratio = channel_outlier_ratio(a)
@@ -129,6 +141,12 @@ def balance(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
         factors.update(dict.fromkeys((name for name, _ in group.layers), s))
         _apply(group, s)
     return factors
+
+
+def groups_of(module: ModuleOp, layers: Sequence[str] | None = None) -> list[Group]:
+    """Rules 1-2: the groups to balance, in program order (remarks for the targets
+    left alone)."""
+    return _groups(_targets(module, layers))
 
 
 def channel_outlier_ratio(amax: np.ndarray) -> float:
@@ -353,16 +371,24 @@ class BalancePass(ModulePass):
                                f"{self.outlier_ratio!r} (0 balances every layer)")
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.run(op)
+
+    def only(self) -> list[str] | None:
+        """The `layers` option as names (None: every target)."""
+        names = self.layers.split(",") if isinstance(self.layers, str) else self.layers
+        return [n.strip() for n in names if n.strip()] or None
+
+    def run(self, op: ModuleOp,
+            measured: Mapping[tuple[SSAValue, int], np.ndarray] | None = None) -> None:
+        """`apply`, with the activation maxima already `measured` (see `balance`)."""
         if self.data is None:
             raise BalanceError("qcc-balance needs data=FILE.npz (calibration data, one "
                                "array per model input, first axis the batch)")
-        names = self.layers.split(",") if isinstance(self.layers, str) else self.layers
-        only = [n.strip() for n in names if n.strip()] or None
         arrays = inputs.npz(self.data, "calibration")
         try:
             ratios: dict[str, float] = {}
-            factors = balance(op, model_batches(op, arrays, self.batch_num), self.alpha, only,
-                              float(self.outlier_ratio), ratios)
+            factors = balance(op, model_batches(op, arrays, self.batch_num), self.alpha,
+                              self.only(), float(self.outlier_ratio), ratios, measured)
             remarks.current().results[self.name] = factors
             remarks.current().results[f"{self.name}.outlier_ratio"] = ratios
         except CalibrationError as e:
@@ -370,4 +396,4 @@ class BalancePass(ModulePass):
 
 
 __all__ = ["BalancePass", "BalanceError", "balance", "check_alpha", "factor", "FACTOR_ATTR",
-           "channel_outlier_ratio"]
+           "channel_outlier_ratio", "groups_of"]

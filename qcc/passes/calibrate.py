@@ -137,16 +137,21 @@ def activation_quantizer(op: quant.ObserveOp, stats) -> Quantizer:
                      skipped=int(stats.skipped))
 
 
-def collect(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
-            progress: Callable[[int], None] | None = None) -> dict[quant.ObserveOp, object]:
-    """Rule 2: run every batch, feeding each activation observer's statistics."""
+def new_stats(module: ModuleOp) -> dict[quant.ObserveOp, object]:
+    """Empty statistics for each activation observer of `module`, in walk order."""
     from qcc.quant.algorithms import observer_bins
     from qcc.quant.observers import TensorStats
 
-    observers = [op for op in module.walk() if isinstance(op, quant.ObserveOp)
-                 and get_str(op.kind) == "activation"]
-    stats = {op: TensorStats(observer_bins(get_str(op.algorithm), _params(op)))
-             for op in observers}
+    return {op: TensorStats(observer_bins(get_str(op.algorithm), _params(op)))
+            for op in module.walk() if isinstance(op, quant.ObserveOp)
+            and get_str(op.kind) == "activation"}
+
+
+def collect(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
+            progress: Callable[[int], None] | None = None) -> dict[quant.ObserveOp, object]:
+    """Rule 2: run every batch, feeding each activation observer's statistics."""
+    stats = new_stats(module)
+    observers = list(stats)
 
     def hook(kernel, op, x):
         stats[op].update(x)
@@ -162,13 +167,17 @@ def collect(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
     if n == 0 and observers:
         raise CalibrationError("no calibration batch: the data holds fewer samples than "
                                "one model batch")
-    return stats  # type: ignore[return-value]
+    return stats
 
 
 def calibrate(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
-              progress: Callable[[int], None] | None = None) -> list[Quantizer]:
-    """Rules 1-4 on `module` in place; returns what was decided per observer."""
-    stats = collect(module, batches, progress)
+              progress: Callable[[int], None] | None = None,
+              stats: Mapping[quant.ObserveOp, object] | None = None) -> list[Quantizer]:
+    """Rules 1-4 on `module` in place; returns what was decided per observer.
+    `stats`: every activation observer's statistics, when the caller has already
+    collected them over the batches (then `batches` are not run)."""
+    if stats is None:
+        stats = collect(module, batches, progress)
     decided: list[Quantizer] = []
     for op in [o for o in module.walk() if isinstance(o, quant.ObserveOp)]:
         if get_str(op.kind) == "weight":
@@ -204,7 +213,14 @@ class CalibratePass(ModulePass):
     batch_num: int | None = None
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.run(op)
+
+    def run(self, op: ModuleOp, stats: Mapping[quant.ObserveOp, object] | None = None) -> None:
+        """`apply`, with the observers' statistics already collected (see `calibrate`)."""
         if self.data is None:
             raise CalibrationError("qcc-calibrate needs data=FILE.npz")
+        if stats is not None:
+            calibrate(op, (), stats=stats)
+            return
         batches = list(model_batches(op, inputs.npz(self.data, "calibration"), self.batch_num))
         calibrate(op, batches, inputs.progress(len(batches)))

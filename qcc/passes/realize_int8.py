@@ -104,9 +104,10 @@ def why_not(op: Operation) -> str | None:
         bias = layer.bias
         if bias is not None and (ir.constant_value(bias) is None or not _is_f32(bias)):
             return "its bias is not a float32 constant"
-    if len(qtypes) == 2 and _max_sum(layer, *qtypes) == math.inf:
+    bound = _max_sum(layer, *qtypes) if len(qtypes) == 2 else 0.0
+    if bound == math.inf:
         return "its contracting dim is symbolic, so no bound keeps its int32 sums from overflowing"
-    if len(qtypes) == 2 and _max_sum(layer, *qtypes) > INT32_MAX:
+    if bound > INT32_MAX:
         return "its int32 sums could overflow"
     return None
 
@@ -122,7 +123,9 @@ def _max_sum(layer: Layer, qa: QType, qb: QType) -> float:
     bound = float(layer.products_per_output) * reach(qa) * reach(qb)
     if layer.bias is not None:
         bias = np.abs(np.asarray(ir.array_of(layer.bias), np.float64))
-        bound += float(bias.max(initial=0)) / min(bias_type(qa, qb, 1).scales) + 1
+        # the smallest scale of rule 3's bias type (x -> s_a * x is monotone)
+        smallest = qa.scale * (qb.scale if qb.axis is None else min(qb.scales))
+        bound += float(bias.max(initial=0)) / smallest + 1
     return bound
 
 
@@ -130,8 +133,8 @@ def bias_type(qx: QType, qw: QType, groups: int) -> QType:
     """Rule 3's i32 type: scale s_x * s_w (per output channel when the weight is)."""
     if qw.axis is None:
         return QType.make(scale=qx.scale * qw.scale, bits=32)
-    return QType.make_per_axis(axis=0, scales=[qx.scale * s for s in qw.scales] * groups,
-                               bits=32)
+    sx = qx.scale
+    return QType.make_per_axis(axis=0, scales=[sx * s for s in qw.scales] * groups, bits=32)
 
 
 def _clamped(q: QType, lo: int, hi: int) -> QType | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
@@ -20,14 +20,19 @@ from qcc.dialects import quant
 from qcc.dialects.base import get_str
 from qcc.quant.records import encodings_of
 
+if TYPE_CHECKING:
+    from qcc.registry import Executor
+
 
 def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     """10 log10(signal power / noise power) over finite values; inf when exact."""
-    r = np.asarray(reference, np.float64)
-    a = np.asarray(approx, np.float64)
+    r = np.asarray(reference, np.float64).reshape(-1)
+    a = np.asarray(approx, np.float64).reshape(-1)
     ok = np.isfinite(r) & np.isfinite(a)
-    signal = float(np.sum(r[ok] ** 2))
-    noise = float(np.sum((r[ok] - a[ok]) ** 2))
+    if not ok.all():  # (all finite: the same values in the same order, uncopied)
+        r, a = r[ok], a[ok]
+    signal = float(np.sum(r ** 2))
+    noise = float(np.sum((r - a) ** 2))
     if noise == 0.0:
         return float("inf")
     if signal == 0.0:
@@ -56,19 +61,23 @@ def report_json(report: Mapping) -> str:
 
 
 def build_report(module: ModuleOp, config: Mapping, batch: Mapping[str, np.ndarray] | None,
-                 extra: Mapping | None = None, run: Callable[..., Any] | None = None) -> dict:
+                 extra: Mapping | None = None, executor: Executor | None = None) -> dict:
     """The report as a JSON-ready dict. With a `batch`, the SQNR of each quantized
-    activation is measured on it with `run(module, batch, keep=values) -> (outputs,
-    kept)` (the flow passes `qcc.runtime.run`)."""
+    activation is measured on it, running the module with `executor` (hooks on the
+    activation fake_quants: `qcc.registry.Executor`; the flow passes the runtime's,
+    unfused so that each fake_quant sees the value it quantizes)."""
     fqs = [op for op in module.walk() if isinstance(op, quant.FakeQuantOp)
            and "id" in op.attributes]
     act_sqnr: dict[str, float] = {}
-    if batch is not None and run is not None:
+    if batch is not None and executor is not None:
         acts = [op for op in fqs if get_str(op.attributes["id"]).rpartition(".")[2] != "weight"]
-        values = [v for op in acts for v in (op.input, op.results[0])]
-        _, kept = run(module, batch, keep=values)
-        for op in acts:
-            act_sqnr[get_str(op.attributes["id"])] = sqnr_db(kept[op.input], kept[op.results[0]])
+
+        def measure(kernel: Callable[..., Any], op: quant.FakeQuantOp, x: np.ndarray) -> Any:
+            y = kernel(op, x)
+            act_sqnr[get_str(op.attributes["id"])] = sqnr_db(x, y)
+            return y
+
+        executor(module, dict.fromkeys(acts, measure))(batch)
     rows = []
     by_layer: dict[str, dict] = {}
     for e in encodings_of(module):

@@ -9,8 +9,11 @@ Models (random weights, exported here with torch.onnx.export, no download):
 config at batch 8, sequence 128, with 64 calibration sequences.
 
 Each job runs in a fresh Python process (alternating qcc and onnxruntime, after
-`--warmup` untimed pairs; medians). The process first imports its entry point, then
-times the job from reading the model and the .npz to the last file written:
+`--warmup` untimed pairs; medians). The process first imports its entry point and
+the libraries it runs on (qcc: the CLI, `qcc.flow.quantize`, the ONNX frontend, the
+runtime and the ONNX exporters; onnxruntime: `onnx` and `onnxruntime.quantization`,
+which loads onnxruntime), then times the job from reading the model and the .npz to
+the last file written (modules the job imports on the way are timed):
 - qcc: the `qcc quantize MODEL --calib CALIB.npz -o OUT` command through its Python
   entry (`qcc.tools.cli.main`): import, fusion, observers, calibration, integer
   realization, report, the fake-quant and deploy ONNX files;
@@ -44,6 +47,12 @@ DEFAULT = "resnet50,bert"
 def child(side: str, model: Path, calib: Path, out: Path, threads: int) -> float:
     """Seconds of one job, its entry point imported first."""
     if side == "qcc":
+        # the job's modules and their libraries, as onnx and onnxruntime are below
+        import qcc.exporters.deploy  # noqa: F401
+        import qcc.exporters.onnx  # noqa: F401
+        import qcc.flow.quantize  # noqa: F401
+        import qcc.frontends.onnx  # noqa: F401
+        import qcc.runtime  # noqa: F401
         from qcc.tools import cli
 
         with c.thread_limits(threads):
