@@ -212,11 +212,17 @@ def dequant_stage(scale, bint relu, out, quant=None):
     """The Ascend dequant as an output stage: v = float32(acc) * scale[o] (one per output
     channel or one), 0 where v < 0 with `relu`, written as `out` (a key of STAGES):
     float32 v, float16 v, float16 v as float32, or "int8": ascend.quant of float16 v,
-    `quant` = (scale, offset, sqrt_mode, round_mode index) with float16 scale and
-    offset (runtime/_half_impl.h; the numbers of qcc.runtime.half's separate steps)."""
+    `quant` = (scale, offset, sqrt_mode, round_mode index), scale and offset cast to
+    float16 (runtime/_half_impl.h; the numbers of qcc.runtime.half's separate steps)."""
     if out not in STAGES or (out == "int8") != (quant is not None):
         raise ValueError(f"dequant stage {out!r} with quant {quant!r}")
-    return ("dequant", out, scale, relu, quant or (0.0, 0.0, False, 0))
+    if quant is None:
+        return ("dequant", out, scale, relu, (0.0, 0.0, False, 0))
+    qscale, qoffset, sqrt_mode, mode = quant
+    if not 0 <= mode < 5:
+        raise ValueError(f"dequant stage: round_mode index {mode} is not in 0..4")
+    return ("dequant", out, scale, relu, (float(np.float16(qscale)),
+                                          float(np.float16(qoffset)), sqrt_mode, mode))
 
 
 cdef tuple _output(tuple shape, int channels, stage, int isa, qcc_i8_out* o):
