@@ -83,6 +83,7 @@ cdef extern from "_int8_impl.h" nogil:
         int isa
         int failed
     int QCC_I8_SLACK
+    int QCC_I8_NC
     int qcc_out_size(int n, int k, int st, int pb, int pe, int dl)
     int qcc_padded_dims(const qcc_geom* g, int ow_n, int* dims)
     void qcc_conv_kofs(const qcc_geom* g, const int* dims, int split, Py_ssize_t* kofs)
@@ -292,6 +293,15 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, 
                          f"{tuple(kernel)} and groups {groups}")
     if g.cg == 1 and g.og == 1:
         return _depthwise(x, wpack, off, &g, groups, osp, z_x, stage)
+    cdef Py_ssize_t per_image = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
+    if d < 3 and n_img > 1 and per_image < QCC_I8_NC:
+        # few positions an image: the images become one more (outer) spatial dim of
+        # kernel 1 so that the GEMM's position blocks span images (full panels, and
+        # the weights read once a block rather than once an image)
+        xt = np.ascontiguousarray(np.moveaxis(x, 0, 1))[None]
+        res = _conv(xt, wpack, off, (1, *kernel), z_x, (1, *strides),
+                    (0, *pads[:d], 0, *pads[d:]), (1, *dilations), groups, stage)
+        return np.ascontiguousarray(np.moveaxis(res[0], 1, 0))
     cdef int dims[3]
     cdef int split = g.st[2] == 2
     cdef bint padded = not qcc_padded_dims(&g, g.osp[2], dims) or split
