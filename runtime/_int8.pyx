@@ -294,10 +294,13 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, 
     if g.cg == 1 and g.og == 1:
         return _depthwise(x, wpack, off, &g, groups, osp, z_x, stage)
     cdef Py_ssize_t per_image = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
-    if d < 3 and n_img > 1 and per_image < QCC_I8_NC:
+    if d < 3 and n_img > 1 and per_image < QCC_I8_NC and (stage is not None or
+                                                          per_image <= 32):
         # few positions an image: the images become one more (outer) spatial dim of
         # kernel 1 so that the GEMM's position blocks span images (full panels, and
-        # the weights read once a block rather than once an image)
+        # the weights read once a block rather than once an image). (An int32 result
+        # is written in place with rows of all the images' positions: past one panel
+        # an image, their stride costs more than the merge gains.)
         xt = np.ascontiguousarray(np.moveaxis(x, 0, 1))[None]
         res = _conv(xt, wpack, off, (1, *kernel), z_x, (1, *strides),
                     (0, *pads[:d], 0, *pads[d:]), (1, *dilations), groups, stage)
