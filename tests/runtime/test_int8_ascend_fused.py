@@ -68,10 +68,12 @@ STAGES = [("float32", None), ("float16", None), ("float16_as_float32", None),
           ("int8", (0.5, 0.0, False, 2)), ("int8", (7.0, -3.0, False, 3)),
           ("int8", (21.0, 1.0, False, 4))]
 
-# (x shape, O, kernel, strides, pads, groups): GEMM, tails of a vector, depthwise
+# (x shape, O, kernel, strides, pads, groups): images merged into one GEMM, one image
+# with vector tails, depthwise, 1-d
 CONVS = [((2, 16, 9, 9), 24, (3, 3), (1, 1), (1, 1, 1, 1), 1),
          ((1, 6, 11, 13), 5, (3, 3), (2, 2), (1, 1, 1, 1), 1),
-         ((2, 12, 10, 10), 12, (3, 3), (1, 1), (1, 1, 1, 1), 12)]
+         ((2, 12, 10, 10), 12, (3, 3), (1, 1), (1, 1, 1, 1), 12),
+         ((3, 4, 20), 6, (3,), (1,), (1, 1), 1)]
 
 
 @pytest.mark.parametrize("out,quant", STAGES)
@@ -84,13 +86,14 @@ def test_conv_dequant_stages_match_numpy(out, quant, case, per_channel, level):
     w = rng.integers(-127, 128, (o, shape[1] // g, *k)).astype(np.int8)
     b = rng.integers(-(1 << 12), 1 << 12, o)
     z_x = int(rng.integers(-128, 128))
-    acc = int8.conv(x, w, b, z_x, 0, s, p, (1, 1), g)
+    dil = (1,) * len(k)
+    acc = int8.conv(x, w, b, z_x, 0, s, p, dil, g)
     scale = (rng.random(o) * 2e-3 + 1e-4).astype(np.float32) if per_channel \
         else np.float32([3e-3])
     for relu in (False, True):
         want = oracle_stage(acc, scale, relu, out, quant, 1)
         wp, off = int8.pack(w, b, z_x)
-        got = _C.conv(x, wp, off, k, z_x, s, p, (1, 1), g,
+        got = _C.conv(x, wp, off, k, z_x, s, p, dil, g,
                       _C.dequant_stage(scale, relu, out, quant))
         assert got.dtype == want.dtype
         bad = np.flatnonzero(got.view(np.uint8) != want.view(np.uint8))
