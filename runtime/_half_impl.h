@@ -100,6 +100,22 @@ static inline float qcc_from_f16_bits(uint16_t h)
     return r.f;
 }
 
+/* float32 of every float16 bit pattern (the scalar code's conversion), filled once */
+static float qcc_h_table[65536];
+static pthread_once_t qcc_h_table_once = PTHREAD_ONCE_INIT;
+
+static void qcc_h_table_init(void)
+{
+    uint32_t h;
+    for (h = 0; h < 65536u; h++) qcc_h_table[h] = qcc_from_f16_bits((uint16_t)h);
+}
+
+static const float *qcc_h_f16_table(void)
+{
+    pthread_once(&qcc_h_table_once, qcc_h_table_init);
+    return qcc_h_table;
+}
+
 /* round_mode of a float16 value: Round is half away from zero (v + copysign(0.5, v)
  * is exact for float16 values, then truncated) */
 static inline float qcc_round_mode(float v, int mode)
@@ -123,18 +139,42 @@ static inline int8_t qcc_h_quant1(float h, const qcc_h_stage *st)
     return v != v ? st->nan_value : (int8_t)(int32_t)v;
 }
 
+/* qcc_h_quant1 for round_mode Round without sqrt_mode (the common case, unswitched):
+ * v + copysign(0.5, v) clamped to [-128, 127] and truncated */
+static inline int8_t qcc_h_quant_round(float h, float scale, float offset, int8_t nan_value)
+{
+    float v = qcc_round_f16(qcc_round_f16(h * scale) + offset);
+    v = v + copysignf(0.5f, v);
+    v = v < -128.0f ? -128.0f : (v > 127.0f ? 127.0f : v);
+    return v != v ? nan_value : (int8_t)(int32_t)v;
+}
+
+/* (the stage copied to a local: the int8 stores may alias it) */
 static void qcc_h_quant_f32_scalar(const float *x, int8_t *y, ptrdiff_t n,
                                    const qcc_h_stage *st)
 {
+    const qcc_h_stage s = *st;
     ptrdiff_t i;
-    for (i = 0; i < n; i++) y[i] = qcc_h_quant1(qcc_round_f16(x[i]), st);
+    if (s.mode == 0 && !s.sqrt_mode) {
+        for (i = 0; i < n; i++)
+            y[i] = qcc_h_quant_round(qcc_round_f16(x[i]), s.scale, s.offset, s.nan_value);
+        return;
+    }
+    for (i = 0; i < n; i++) y[i] = qcc_h_quant1(qcc_round_f16(x[i]), &s);
 }
 
 static void qcc_h_quant_f16_scalar(const uint16_t *x, int8_t *y, ptrdiff_t n,
                                    const qcc_h_stage *st)
 {
+    const qcc_h_stage s = *st;
+    const float *table = qcc_h_f16_table();
     ptrdiff_t i;
-    for (i = 0; i < n; i++) y[i] = qcc_h_quant1(qcc_from_f16_bits(x[i]), st);
+    if (s.mode == 0 && !s.sqrt_mode) {
+        for (i = 0; i < n; i++)
+            y[i] = qcc_h_quant_round(table[x[i]], s.scale, s.offset, s.nan_value);
+        return;
+    }
+    for (i = 0; i < n; i++) y[i] = qcc_h_quant1(table[x[i]], &s);
 }
 
 static void qcc_h_to_f16_scalar(const float *x, uint16_t *y, ptrdiff_t n)
@@ -145,25 +185,32 @@ static void qcc_h_to_f16_scalar(const float *x, uint16_t *y, ptrdiff_t n)
 
 static void qcc_h_to_f32_scalar(const uint16_t *x, float *y, ptrdiff_t n)
 {
+    const float *table = qcc_h_f16_table();
     ptrdiff_t i;
-    for (i = 0; i < n; i++) y[i] = qcc_from_f16_bits(x[i]);
+    for (i = 0; i < n; i++) y[i] = table[x[i]];
 }
 
 /* out[j] (element j of the stage's kind) = dequant(acc[j]) with scale s, j < n */
-static void qcc_h_deq_scalar(const int32_t *acc, ptrdiff_t n, float s, const qcc_h_stage *st,
-                             void *out)
+static void qcc_h_deq_scalar(const int32_t *acc, ptrdiff_t n, float s,
+                             const qcc_h_stage *stage, void *out)
 {
+    const qcc_h_stage local = *stage, *st = &local;
+    const int relu = st->relu;
     ptrdiff_t j;
-    for (j = 0; j < n; j++) {
-        float v = (float)acc[j] * s;
-        v = (st->relu && v < 0) ? 0.0f : v;
-        switch (st->kind) {
-            case QCC_H_F32: ((float *)out)[j] = v; break;
-            case QCC_H_F16: ((uint16_t *)out)[j] = qcc_to_f16_bits(v); break;
-            case QCC_H_F16F32: ((float *)out)[j] = v == v ? qcc_round_f16(v) : v; break;
-            default: ((int8_t *)out)[j] = qcc_h_quant1(qcc_round_f16(v), st); break;
-        }
+#define QCC_H_DEQ_LOOP(STORE)                          \
+    for (j = 0; j < n; j++) {                          \
+        float v = (float)acc[j] * s;                   \
+        v = (relu && v < 0) ? 0.0f : v;                \
+        STORE;                                         \
     }
+    switch (st->kind) {
+        case QCC_H_F32: QCC_H_DEQ_LOOP(((float *)out)[j] = v) break;
+        case QCC_H_F16: QCC_H_DEQ_LOOP(((uint16_t *)out)[j] = qcc_to_f16_bits(v)) break;
+        case QCC_H_F16F32:
+            QCC_H_DEQ_LOOP(((float *)out)[j] = v == v ? qcc_round_f16(v) : v) break;
+        default: QCC_H_DEQ_LOOP(((int8_t *)out)[j] = qcc_h_quant1(qcc_round_f16(v), st)) break;
+    }
+#undef QCC_H_DEQ_LOOP
 }
 
 #if QCC_X86
