@@ -46,6 +46,13 @@ EXTENSIONS = [
         extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
+    Extension(  # calibration statistics (qcc.quant sits below qcc.runtime): no FMA
+        "qcc.quant._stats",
+        ["runtime/_stats.pyx"],
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
     Extension(  # its fused epilogues round to float16 as _half does: no FMA either
         "qcc.runtime._int8",
         ["runtime/_int8.pyx"],

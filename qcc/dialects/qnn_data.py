@@ -169,53 +169,52 @@ class SliceOp(QnnOp):
                                      ("starts", "ends", "axes", "steps")))]
 
 
-@irdl_op_definition
-class GatherOp(QnnOp):
-    """numpy.take(x, indices, axis)."""
+class IndexedOp(QnnOp):
+    """Reads `input` at integer `indices` (the gather ops)."""
 
-    name = "qnn.gather"
     input = operand_def(AnyTensor)
     indices = operand_def(AnyTensor)
     output = result_def(AnyTensor)
-    axis = prop_def(IntegerAttr)
     traits = traits_def(Pure(), Folds())
+
+    @staticmethod
+    def shapes(types: Sequence[Attribute]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The shapes of the input and of the indices, which must be integers."""
+        shape, t = shape_of(types[0]), types[1]
+        assert isinstance(t, TensorType)
+        if not isinstance(t.element_type, IntegerType):
+            raise ShapeError(f"indices must be integers, got {t.element_type}")
+        return shape, shape_of(t)
+
+
+@irdl_op_definition
+class GatherOp(IndexedOp):
+    """numpy.take(x, indices, axis)."""
+
+    name = "qnn.gather"
+    axis = prop_def(IntegerAttr)
     PROPS: ClassVar[dict[str, object]] = {"axis": 0}
 
     @classmethod
     def infer(cls, types, props):
-        shape = shape_of(types[0])
-        idx_t = types[1]
-        assert isinstance(idx_t, TensorType)
-        if not isinstance(idx_t.element_type, IntegerType):
-            raise ShapeError(f"indices must be integers, got {idx_t.element_type}")
+        shape, idx = cls.shapes(types)
         axis = norm_axis(get_int(props["axis"]), len(shape))
-        return [like(types[0], shape[:axis] + shape_of(idx_t) + shape[axis + 1:])]
-
-
-def _integer_indices(t: Attribute) -> tuple[int, ...]:
-    assert isinstance(t, TensorType)
-    if not isinstance(t.element_type, IntegerType):
-        raise ShapeError(f"indices must be integers, got {t.element_type}")
-    return shape_of(t)
+        return [like(types[0], shape[:axis] + idx + shape[axis + 1:])]
 
 
 @irdl_op_definition
-class GatherElementsOp(QnnOp):
+class GatherElementsOp(IndexedOp):
     """out[i][j][k] = x[indices[i][j][k]][j][k] along `axis` (ONNX GatherElements,
     torch.gather): the result has the indices' shape, which may be smaller than x's
     on the other axes. Negative indices count from the end."""
 
     name = "qnn.gather_elements"
-    input = operand_def(AnyTensor)
-    indices = operand_def(AnyTensor)
-    output = result_def(AnyTensor)
     axis = prop_def(IntegerAttr)
-    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"axis": 0}
 
     @classmethod
     def infer(cls, types, props):
-        shape, idx = shape_of(types[0]), _integer_indices(types[1])
+        shape, idx = cls.shapes(types)
         axis = norm_axis(get_int(props["axis"]), len(shape))
         if len(idx) != len(shape):
             raise ShapeError(f"indices rank {len(idx)} != input rank {len(shape)}")
@@ -226,21 +225,17 @@ class GatherElementsOp(QnnOp):
 
 
 @irdl_op_definition
-class GatherNdOp(QnnOp):
+class GatherNdOp(IndexedOp):
     """ONNX GatherND: the last axis of `indices` addresses x's leading dims after the
     first `batch_dims` (shared by x and indices). Negative indices count from the end."""
 
     name = "qnn.gather_nd"
-    input = operand_def(AnyTensor)
-    indices = operand_def(AnyTensor)
-    output = result_def(AnyTensor)
     batch_dims = prop_def(IntegerAttr)
-    traits = traits_def(Pure(), Folds())
     PROPS: ClassVar[dict[str, object]] = {"batch_dims": 0}
 
     @classmethod
     def infer(cls, types, props):
-        shape, idx = shape_of(types[0]), _integer_indices(types[1])
+        shape, idx = cls.shapes(types)
         b = get_int(props["batch_dims"])
         if not idx or b < 0 or b >= min(len(shape), len(idx)):
             raise ShapeError(f"batch_dims {b} must be below the ranks of input {shape} and "

@@ -11,6 +11,7 @@ from xdsl.ir import Attribute
 from qcc.dialects.base import (
     DYN,
     ShapeError,
+    broadcast_shapes,
     dims_match,
     fmt_shape,
     get_int,
@@ -21,6 +22,7 @@ from qcc.dialects.base import (
     shapes_match,
     static_shape_of,
 )
+from qcc.dialects.quant_types import UniformQuantizedType, quantized_element
 
 
 def _check_len(name: str, values: Sequence[int], n: int) -> None:
@@ -91,8 +93,6 @@ def dense(types: Sequence[Attribute]) -> TensorType:
 
 
 def matmul(types: Sequence[Attribute]) -> TensorType:
-    from qcc.dialects.base import broadcast_shapes
-
     a, b = shape_of(types[0]), shape_of(types[1])
     if len(a) < 1 or len(b) < 1:
         raise ShapeError("matmul operands must have rank >= 1")
@@ -203,8 +203,6 @@ def integer_layer(out: TensorType, types: Sequence[Attribute], weight_axis: int 
     per-axis on `channel_axis` of the output when the weight is per-axis. A bias,
     if any, must be i32 with exactly these scales and zero points 0.
     """
-    from qcc.dialects.quant import quantized_element
-
     qs = [quantized_element(t) for t in types[:2]]
     if all(q is None for q in qs) and (len(types) < 3 or quantized_element(types[2]) is None):
         return out
@@ -229,8 +227,6 @@ def integer_layer(out: TensorType, types: Sequence[Attribute], weight_axis: int 
 def integer_matmul(out: TensorType, types: Sequence[Attribute]) -> TensorType:
     """Result type of `qnn.matmul`: both operands float (unchanged) or both quantized
     per-tensor, giving the per-tensor i32 accumulator of scale s_a * s_b."""
-    from qcc.dialects.quant import quantized_element
-
     a, b = (quantized_element(t) for t in types)
     if a is None and b is None:
         return out
@@ -245,8 +241,6 @@ def integer_matmul(out: TensorType, types: Sequence[Attribute]) -> TensorType:
 def integer_pool(out: TensorType) -> TensorType:
     """A quantized `qnn.avg_pool` returns its input's quantized type; a per-axis type
     must be on the batch or channel axis (the spatial ones change size)."""
-    from qcc.dialects.quant import quantized_element
-
     q = quantized_element(out)
     if q is not None and q.axis is not None and q.axis > 1:
         raise ShapeError(f"a pooled per-axis type must be on axis 0 or 1, got {q}")
@@ -258,8 +252,6 @@ def tensor_of(t: TensorType, element_type: Attribute) -> TensorType:
 
 
 def _accumulator(x, scales: Sequence[float], axis: int | None):
-    from qcc.dialects.quant import UniformQuantizedType
-
     if axis is None:
         return UniformQuantizedType.make(scale=scales[0], bits=32,
                                          expressed_type=x.expressed_type)
@@ -268,8 +260,6 @@ def _accumulator(x, scales: Sequence[float], axis: int | None):
 
 
 def _check_bias_type(t: Attribute, acc) -> None:
-    from qcc.dialects.quant import quantized_element
-
     b = quantized_element(t)
     if b is None or b.bits != 32 or not b.signed:
         raise ShapeError(f"the bias of a quantized layer must be i32, got {t}")

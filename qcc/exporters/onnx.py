@@ -57,7 +57,7 @@ from xdsl.ir import Attribute, Operation, OpResult, SSAValue
 
 from qcc import ir
 from qcc.dialects import qnn, quant
-from qcc.exporters import onnx_ops, onnx_quant  # noqa: F401 (they fill EXPORTS)
+from qcc.exporters import onnx_dynamic, onnx_ops, onnx_quant  # noqa: F401 (they fill EXPORTS)
 from qcc.exporters.onnx_base import (  # re-exported: the API of qcc.exporters.onnx
     _OPSET_FOR_TYPE,
     DEFAULT_OPSET,

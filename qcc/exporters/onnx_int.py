@@ -278,6 +278,21 @@ def _layer_qtypes(op: Operation) -> tuple[UniformQuantizedType, UniformQuantized
     return x, wt
 
 
+def _integer_layer(w: OpWriter) -> tuple[UniformQuantizedType, UniformQuantizedType,
+                                          np.ndarray] | None:
+    """A conv's or dense's input and weight types and its folded integer weight; None
+    when its input is float (then written as `qcc.exporters.onnx` writes it)."""
+    op = w.op
+    if qtype_of(op.operands[0]) is None:
+        base._exports()[type(op)](w)
+        return None
+    xq, wq = _layer_qtypes(op)
+    weight = folded_array(op.operands[1])
+    if weight is None:
+        raise Unsupported("the weight must be a quantized constant")
+    return xq, wq, weight
+
+
 def requantize_multiplier(op: quant.RequantizeOp) -> np.ndarray:
     """float32(s_acc / s_y): one per channel of the accumulator, or a scalar."""
     source = qtype_of(op.input)
@@ -312,12 +327,9 @@ def _bias_add(w: OpWriter, acc: str, bias: SSAValue | None, rank: int, axis: int
 def _conv(w: OpWriter) -> None:
     op = w.op
     assert isinstance(op, qnn.ConvOp)
-    if qtype_of(op.input) is None:
-        return base._exports()[qnn.ConvOp](w)
-    xq, wq = _layer_qtypes(op)
-    weight = folded_array(op.weight)
-    if weight is None:
-        raise Unsupported("the weight must be a quantized constant")
+    if (layer := _integer_layer(w)) is None:
+        return
+    xq, wq, _ = layer
     wname = w.tensor(op.weight)
     requant = _requantize_user(op)
     if requant is not None and (op.bias is None or folded_array(op.bias) is not None):
@@ -343,12 +355,9 @@ def _conv(w: OpWriter) -> None:
 def _dense(w: OpWriter) -> None:
     op = w.op
     assert isinstance(op, qnn.DenseOp)
-    if qtype_of(op.input) is None:
-        return base._exports()[qnn.DenseOp](w)
-    xq, wq = _layer_qtypes(op)
-    weight = folded_array(op.weight)
-    if weight is None:
-        raise Unsupported("the weight must be a quantized constant")
+    if (layer := _integer_layer(w)) is None:
+        return
+    xq, wq, weight = layer
     if wq.axis not in (None, 0):
         raise Unsupported(f"a dense weight quantized on axis {wq.axis}")
     wt = w.exporter.derived(op.weight.owner.operands[0], "int8T",  # type: ignore[union-attr]

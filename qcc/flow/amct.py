@@ -71,8 +71,8 @@ def calibrate(module: ModuleOp, data: str | os.PathLike | Mapping[str, np.ndarra
               batch_num: int | None = None) -> None:
     """Run the calibration data; observers become fake_quant."""
     from qcc.flow.quantize import load_npz
-    from qcc.passes.calib_data import model_batches
     from qcc.passes.calibrate import calibrate as run_calibration
+    from qcc.quant.calib_data import model_batches
 
     arrays = load_npz(data, "calibration") if not isinstance(data, Mapping) else dict(data)
     run_calibration(module, model_batches(module, arrays, batch_num))

@@ -28,12 +28,12 @@ from xdsl.passes import ModulePass
 from qcc import ir, passes
 from qcc.fileio import check_output, commit_folder, discard_folder, new_folder, read_npz, write_file
 from qcc.passes.balance import BalancePass
-from qcc.passes.calib_data import CalibrationError, check_data, check_weights, model_batches
 from qcc.passes.canonicalize import CanonicalizePass
 from qcc.passes.equalize import EqualizePass
 from qcc.passes.legalize_ascend import LegalizeAscendPass, legalized_config
 from qcc.passes.remarks import Remarks
 from qcc.quant import pipeline as qpipeline
+from qcc.quant.calib_data import CalibrationError, check_data, check_weights, model_batches
 from qcc.quant.config import SimpleConfig
 
 CONFIG_FILE = "../quant.json"

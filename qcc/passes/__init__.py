@@ -18,8 +18,8 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 
 from qcc import registry
-from qcc.passes.inputs import Supply, supplying
 from qcc.passes.remarks import Remarks, collecting
+from qcc.quant.inputs import Supply, supplying
 
 __all__ = ["Remarks", "available", "parse", "run", "text"]
 
@@ -44,7 +44,7 @@ def run(module: ModuleOp, pipeline: str | Sequence[ModulePass], *, verify: bool 
     """Apply a pipeline (its text or its passes) to `module` in place and return it.
     The passes' remarks go to `remarks` (None: to the caller's current `Remarks`, if
     any). `files` supplies the contents of files the passes name (see
-    `qcc.passes.inputs`), `progress(done, total)` hears about batch loops, and
+    `qcc.quant.inputs`), `progress(done, total)` hears about batch loops, and
     `after(pass, module)` runs after each pass (after verification)."""
     ctx = registry.make_context()
 

@@ -62,12 +62,13 @@ from qcc.dialects.base import get_int
 from qcc.dialects.layers import WEIGHTED_OPS as LAYERS
 from qcc.dialects.layers import Layer
 from qcc.errors import QccError
-from qcc.passes import inputs, remarks
-from qcc.passes.calib_data import CalibrationError, model_batches
+from qcc.passes import remarks
 from qcc.passes.common import is_f32 as _is_f32
 from qcc.passes.common import op_label as _label
 from qcc.passes.common import op_name as _name
 from qcc.passes.common import tensor_type_of
+from qcc.quant import inputs
+from qcc.quant.calib_data import CalibrationError, model_batches
 
 FACTOR_ATTR = "qcc.balance_factor"
 ALPHA_RANGE = (0.2, 0.8)

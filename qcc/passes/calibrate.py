@@ -33,8 +33,8 @@ from xdsl.rewriter import Rewriter
 from qcc import ir, registry
 from qcc.dialects import quant
 from qcc.dialects.base import get_bool, get_int, get_str
-from qcc.passes import inputs
-from qcc.passes.calib_data import CalibrationError, model_batches
+from qcc.quant import inputs
+from qcc.quant.calib_data import CalibrationError, model_batches
 
 
 @dataclass

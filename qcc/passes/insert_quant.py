@@ -80,8 +80,8 @@ class InsertQuantPass(ModulePass):
     config: str | None = None
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from qcc.passes import inputs
         from qcc.quant import config as qconfig
+        from qcc.quant import inputs
 
         cfg = inputs.config(self.config) if self.config else qconfig.resolve(op, None)
         insert_observers(op, cfg)

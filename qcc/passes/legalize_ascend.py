@@ -42,11 +42,10 @@ from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from qcc.passes import inputs
 from qcc.passes.common import FLOAT_ATTR, LEGAL_ATTR, decided_entry, quantizable_layers
 from qcc.passes.remarks import current, emit
 from qcc.quant import config as qconfig
-from qcc.quant import config_json
+from qcc.quant import config_json, inputs
 from qcc.targets import Target, TargetError, layer_facts, load_target
 
 

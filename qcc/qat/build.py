@@ -152,8 +152,8 @@ def prepare(model, calib, config: QatConfig | dict | None = None,
 
     `example_inputs` traces a torch.nn.Module; `weights` is the .caffemodel of a
     Caffe .prototxt."""
-    from qcc.passes.calib_data import model_batches
     from qcc.passes.calibrate import calibrate
+    from qcc.quant.calib_data import model_batches
 
     cfg = QatConfig.of(config)
     module, label = _import(model, example_inputs, weights)

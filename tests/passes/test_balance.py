@@ -16,7 +16,7 @@ from qcc import ir, passes
 from qcc.dialects import qnn
 from qcc.passes import remarks
 from qcc.passes.balance import FACTOR_ATTR, BalanceError, BalancePass, balance, factor
-from qcc.passes.calib_data import model_batches
+from qcc.quant.calib_data import model_batches
 from qcc.runtime import run
 from qcc.testing.litcases import assert_close as _assert_close
 

@@ -7,7 +7,7 @@ import pytest
 
 from qcc import ir, passes
 from qcc.dialects import quant
-from qcc.passes.calib_data import CalibrationError
+from qcc.quant.calib_data import CalibrationError
 from qcc.runtime import run
 
 LIT = Path(__file__).parents[1] / "lit" / "passes"

@@ -20,9 +20,9 @@ import numpy as np
 
 from qcc import ir, passes
 from qcc.frontends.onnx import load_onnx
-from qcc.passes.calib_data import model_batches
 from qcc.passes.calibrate import calibrate
 from qcc.passes.insert_quant import insert_observers
+from qcc.quant.calib_data import model_batches
 from qcc.quant.config import resolve
 from qcc.runtime import compile_module, execute
 from qcc.testing.models import resnet18_cifar

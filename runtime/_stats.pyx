@@ -1,0 +1,445 @@
+# cython: language_level=3
+"""Calibration statistics in single passes over float32 arrays (qcc.quant.observers,
+qcc.quant.algorithms): the numbers of the numpy definitions there, without their
+float64 copies, masks and temporaries.
+
+- `float_range(x)`: min and max of the finite values, counts of NaN, +inf, -inf, and
+  which zeros (+0, -0) occur (numpy's min of a mix of +0 and -0 is its own choice:
+  the caller asks numpy then).
+- `add_histogram(x, hist, e, start)`: `hist[floor(x * 2**-e) - start] += 1` for every
+  finite x. The product by a power of two is exact in float64 (the grid keeps it
+  far from overflow and underflow) and the floor is done on the integer part, so
+  the bins are those of `np.floor(np.ldexp(x, -e))`. Four interleaved histograms
+  break the chain of increments of one bin (a ReLU's zeros).
+- `channel_absmax(w)`: max |w| of the finite values per channel of a (outer, C,
+  inner) array; 0 for a channel without one.
+- `sq_error_terms(...)`: the per-bin terms of `algorithms.expected_sq_error`, the
+  same float64 operations in the same order, cubes as x * x * x.
+
+Built with -ffp-contract=off: no product and sum fuse into an FMA, so the numbers do
+not depend on the compiler's choice of instructions.
+"""
+
+import os
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.math cimport INFINITY
+from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdint.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include "_common.h"
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+
+    typedef struct {
+        int64_t count, nan, posinf, neginf;
+        float lo, hi;
+        int pos_zero, neg_zero;
+    } qcc_range;
+
+    /* Fast pass: min / max over all values (NaN never wins a comparison), whether a
+     * NaN occurs, which zeros occur. minps(v, lo) returns lo when v is NaN. */
+    static void qcc_range_all(const float *x, Py_ssize_t n, qcc_range *r, int *has_nan)
+    {
+        float lo = INFINITY, hi = -INFINITY;
+        int nan = 0, pz = 0, nz = 0;
+        Py_ssize_t i = 0;
+    #if defined(__SSE2__)
+        {
+            __m128 l0 = _mm_set1_ps(INFINITY), l1 = l0, h0 = _mm_set1_ps(-INFINITY), h1 = h0;
+            __m128 un = _mm_setzero_ps();
+            __m128i zp = _mm_setzero_si128(), zn = zp;
+            const __m128i zero = _mm_setzero_si128(), sign = _mm_set1_epi32((int)0x80000000u);
+            float lv[4], hv[4];
+            int k;
+            for (; i + 8 <= n; i += 8) {
+                const __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
+                const __m128i ai = _mm_castps_si128(a), bi = _mm_castps_si128(b);
+                l0 = _mm_min_ps(a, l0);
+                l1 = _mm_min_ps(b, l1);
+                h0 = _mm_max_ps(a, h0);
+                h1 = _mm_max_ps(b, h1);
+                un = _mm_or_ps(un, _mm_or_ps(_mm_cmpunord_ps(a, a), _mm_cmpunord_ps(b, b)));
+                zp = _mm_or_si128(zp, _mm_or_si128(_mm_cmpeq_epi32(ai, zero),
+                                                   _mm_cmpeq_epi32(bi, zero)));
+                zn = _mm_or_si128(zn, _mm_or_si128(_mm_cmpeq_epi32(ai, sign),
+                                                   _mm_cmpeq_epi32(bi, sign)));
+            }
+            _mm_storeu_ps(lv, _mm_min_ps(l0, l1));
+            _mm_storeu_ps(hv, _mm_max_ps(h0, h1));
+            for (k = 0; k < 4; k++) {
+                lo = lv[k] < lo ? lv[k] : lo;
+                hi = hv[k] > hi ? hv[k] : hi;
+            }
+            nan = _mm_movemask_ps(un) != 0;
+            pz = _mm_movemask_epi8(zp) != 0;
+            nz = _mm_movemask_epi8(zn) != 0;
+        }
+    #endif
+        for (; i < n; i++) {
+            const float v = x[i];
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+            nan |= v != v;
+            pz |= u == 0u;
+            nz |= u == 0x80000000u;
+        }
+        r->count = n;
+        r->nan = r->posinf = r->neginf = 0;
+        r->lo = lo;
+        r->hi = hi;
+        r->pos_zero = pz;
+        r->neg_zero = nz;
+        *has_nan = nan;
+    }
+
+    /* Slow pass (some value is not finite): counts of each kind, range of the rest. */
+    static void qcc_range_finite(const float *x, Py_ssize_t n, qcc_range *r)
+    {
+        float lo = INFINITY, hi = -INFINITY;
+        int64_t nan = 0, pos = 0, neg = 0;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            const float v = x[i];
+            if (v != v) { nan++; continue; }
+            if (v == INFINITY) { pos++; continue; }
+            if (v == -INFINITY) { neg++; continue; }
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        r->count = n - nan - pos - neg;
+        r->nan = nan;
+        r->posinf = pos;
+        r->neginf = neg;
+        r->lo = lo;
+        r->hi = hi;
+    }
+
+    /* floor(v * scale) - start for the finite v into hist[0, bins); returns how
+     * many fell outside (0 unless the grid is wrong), -1 without memory. v * scale
+     * (a power of two) is exact, its floor is taken as an integer (truncation, minus
+     * one below it), then start is subtracted. Four histograms (int32, flushed every
+     * 2**29 values) take turns, so that a run of one bin is not one chain of
+     * increments. */
+    #define QCC_BIN(v, t) do { const double d_ = (double)(v) * scale; \
+        (t) = (int64_t)d_; (t) -= (double)(t) > d_; (t) -= start; } while (0)
+
+    /* One block into the four int32 histograms h4 (each `bins` long); returns how
+     * many finite values fell outside. */
+    static int64_t qcc_hist_block(const float *x, Py_ssize_t n, double scale, int64_t start,
+                                  int32_t *h4, Py_ssize_t bins, int all_finite)
+    {
+        int32_t *h0 = h4, *h1 = h4 + bins, *h2 = h4 + 2 * bins, *h3 = h4 + 3 * bins;
+        const uint64_t ub = (uint64_t)bins;
+        int64_t outside = 0;
+        Py_ssize_t i = 0;
+        if (all_finite) {
+            for (; i + 4 <= n; i += 4) {
+                int64_t t0, t1, t2, t3;
+                QCC_BIN(x[i], t0);
+                QCC_BIN(x[i + 1], t1);
+                QCC_BIN(x[i + 2], t2);
+                QCC_BIN(x[i + 3], t3);
+                if (((uint64_t)t0 >= ub) | ((uint64_t)t1 >= ub) | ((uint64_t)t2 >= ub)
+                        | ((uint64_t)t3 >= ub))
+                    break;  /* out of range: the checked loop below counts it */
+                h0[t0]++; h1[t1]++; h2[t2]++; h3[t3]++;
+            }
+        }
+        for (; i < n; i++) {
+            const float v = x[i];
+            int64_t t;
+            if (!(v - v == 0.0f)) continue;  /* NaN or inf */
+            QCC_BIN(v, t);
+            if ((uint64_t)t >= ub) { outside++; continue; }
+            h0[t]++;
+        }
+        return outside;
+    }
+
+    #define QCC_HIST_TASK ((Py_ssize_t)1 << 16)   /* values per task */
+    #define QCC_HIST_MAX ((Py_ssize_t)1 << 29)    /* values per int32 flush */
+
+    typedef struct {
+        const float *x;
+        Py_ssize_t n, bins;
+        double scale;
+        int64_t start;
+        int all_finite;
+        int32_t *slots;     /* width blocks of 4 * bins */
+        int64_t next, outside;
+        int used;
+    } qcc_hist_job;
+
+    static void qcc_hist_task(void *arg)
+    {
+        qcc_hist_job *j = (qcc_hist_job *)arg;
+        const int slot = __atomic_fetch_add(&j->used, 1, __ATOMIC_RELAXED);
+        int32_t *h4 = j->slots + (size_t)slot * 4 * (size_t)j->bins;
+        int64_t outside = 0;
+        for (;;) {
+            const int64_t t = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+            const Py_ssize_t a = (Py_ssize_t)t * QCC_HIST_TASK;
+            if (a >= j->n) break;
+            outside += qcc_hist_block(j->x + a, j->n - a < QCC_HIST_TASK ? j->n - a : QCC_HIST_TASK,
+                                      j->scale, j->start, h4, j->bins, j->all_finite);
+        }
+        __atomic_fetch_add(&j->outside, outside, __ATOMIC_RELAXED);
+    }
+
+    /* hist += the counts of x (module comment); `width` threads share blocks of
+     * QCC_HIST_TASK values, each into its own histograms, summed at the end (integer
+     * counts: the same whatever the split). Returns the values outside, -1 without
+     * memory. */
+    static int64_t qcc_histogram(const float *x, Py_ssize_t n, double scale, int64_t start,
+                                 int64_t *hist, Py_ssize_t bins, int all_finite, int width)
+    {
+        int64_t outside = 0;
+        Py_ssize_t i = 0, k;
+        int w;
+        int32_t *h4;
+        if (n < 4 * QCC_HIST_TASK) width = 1;
+        if (width < 1) width = 1;
+        h4 = (int32_t *)calloc((size_t)bins * 4 * (size_t)width, sizeof(int32_t));
+        if (h4 == NULL) return -1;
+        while (i < n) {
+            const Py_ssize_t chunk = n - i < QCC_HIST_MAX ? n - i : QCC_HIST_MAX;
+            if (width > 1) {
+                qcc_hist_job job;
+                job.x = x + i;
+                job.n = chunk;
+                job.bins = bins;
+                job.scale = scale;
+                job.start = start;
+                job.all_finite = all_finite;
+                job.slots = h4;
+                job.next = 0;
+                job.outside = 0;
+                job.used = 0;
+                qcc_parallel(qcc_hist_task, &job, width);
+                outside += job.outside;
+            } else {
+                outside += qcc_hist_block(x + i, chunk, scale, start, h4, bins, all_finite);
+            }
+            i += chunk;
+            for (w = 0; w < 4 * width; w++) {
+                int32_t *h = h4 + (size_t)w * (size_t)bins;
+                for (k = 0; k < bins; k++) {
+                    hist[k] += h[k];
+                    h[k] = 0;
+                }
+            }
+        }
+        free(h4);
+        return outside;
+    }
+
+    static void qcc_channel_absmax(const float *w, Py_ssize_t outer, Py_ssize_t c,
+                                   Py_ssize_t inner, double *out)
+    {
+        Py_ssize_t o, ch, i;
+        for (ch = 0; ch < c; ch++) out[ch] = 0.0;
+        for (o = 0; o < outer; o++)
+            for (ch = 0; ch < c; ch++) {
+                const float *p = w + (o * c + ch) * inner;
+                float m = (float)out[ch];
+                for (i = 0; i < inner; i++) {
+                    const float a = fabsf(p[i]);
+                    m = (a > m && a <= 3.4028234663852886e38f) ? a : m;
+                }
+                out[ch] = m;
+            }
+    }
+
+    static inline double qcc_cube(double t) { return t * t * t; }
+
+    /* r of expected_sq_error: s**3 (n / 12 + ((u - n - 1/2)**3 + 1/8) / 3). */
+    static inline double qcc_r(double x, double s, double s3)
+    {
+        const double u = x / s + 0.5, n = floor(u);
+        return s3 * (n / 12 + (qcc_cube(u - n - 0.5) + 0.125) / 3);
+    }
+
+    static void qcc_sq_error_terms(const double *a, const double *b, const double *dens,
+                                   Py_ssize_t m, const double *s, const int64_t *z,
+                                   Py_ssize_t rows, int64_t qmin, int64_t qmax, double *out)
+    {
+        Py_ssize_t k, j;
+        for (k = 0; k < rows; k++) {
+            const double sk = s[k], s3 = qcc_cube(sk);
+            const double lq = (double)(qmin - z[k]) * sk, hq = (double)(qmax - z[k]) * sk;
+            const double l2 = lq - sk / 2, h2 = hq + sk / 2;
+            double *o = out + k * m;
+            for (j = 0; j < m; j++) {
+                const double aj = a[j], bj = b[j];
+                const double ca = fmin(fmax(aj, l2), h2), cb = fmin(fmax(bj, l2), h2);
+                const double rounding = qcc_r(cb, sk, s3) - qcc_r(ca, sk, s3);
+                const double above = (qcc_cube((bj > h2 ? bj : h2) - hq)
+                                      - qcc_cube((aj > h2 ? aj : h2) - hq)) / 3;
+                const double below = (qcc_cube((bj < l2 ? bj : l2) - lq)
+                                      - qcc_cube((aj < l2 ? aj : l2) - lq)) / 3;
+                o[j] = ((rounding + above) + below) * dens[j];
+            }
+        }
+    }
+
+    /* algorithms._greedy_path's walk over its precomputed quantile bins: integers
+     * only. last_le is nonincreasing; the jump is numpy's
+     * searchsorted(-last_le, -end, side="right") - 1, found by bisection. Writes
+     * (start, end) pairs into path (room for m pairs); returns how many. */
+    static Py_ssize_t qcc_greedy_path(const int64_t *first_ge, const int64_t *last_le,
+                                      int64_t nb, int64_t m, int64_t *path)
+    {
+        int64_t start = 0, end = nb - 1, ka = 0, kb = 0;
+        Py_ssize_t n = 0;
+        while (ka + kb < m) {
+            int64_t left = first_ge[ka + 1], right = last_le[kb + 1];
+            left = left > start ? left : start;
+            left = left < end ? left : end;
+            right = right < end ? right : end;
+            right = right > start ? right : start;
+            if (left == start && right == end) {
+                int64_t lo = 0, hi = m + 1, jump;   /* first j with last_le[j] < end */
+                while (lo < hi) {
+                    const int64_t mid = lo + (hi - lo) / 2;
+                    if (last_le[mid] >= end) lo = mid + 1; else hi = mid;
+                }
+                jump = lo - 1;
+                kb = kb + 1 > jump ? kb + 1 : jump;
+                kb = kb < m - ka ? kb : m - ka;
+                continue;
+            }
+            if (left - start > end - right) { start = left; ka++; }
+            else { end = right; kb++; }
+            path[2 * n] = start;
+            path[2 * n + 1] = end;
+            n++;
+        }
+        return n;
+    }
+    """
+    ctypedef struct qcc_range:
+        int64_t count, nan, posinf, neginf
+        float lo, hi
+        int pos_zero, neg_zero
+    void qcc_range_all(const float* x, Py_ssize_t n, qcc_range* r, int* has_nan) nogil
+    void qcc_range_finite(const float* x, Py_ssize_t n, qcc_range* r) nogil
+    int64_t qcc_histogram(const float* x, Py_ssize_t n, double scale, int64_t start,
+                          int64_t* hist, Py_ssize_t bins, int all_finite, int width) nogil
+    void qcc_channel_absmax(const float* w, Py_ssize_t outer, Py_ssize_t c,
+                            Py_ssize_t inner, double* out) nogil
+    void qcc_sq_error_terms(const double* a, const double* b, const double* dens,
+                            Py_ssize_t m, const double* s, const int64_t* z,
+                            Py_ssize_t rows, int64_t qmin, int64_t qmax,
+                            double* out) nogil
+    Py_ssize_t qcc_greedy_path(const int64_t* first_ge, const int64_t* last_le,
+                               int64_t nb, int64_t m, int64_t* path) nogil
+
+
+def _default_threads():
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+cdef int THREADS = _default_threads()
+
+
+def _set_threads(int n):
+    """Set how many threads a histogram of a large array uses (for tests and
+    benchmarks; the counts do not depend on it); returns the old count."""
+    global THREADS
+    old = THREADS
+    THREADS = max(1, n)
+    return old
+
+
+def float_range(const float[::1] x):
+    """(count, nan, posinf, neginf, lo, hi, pos_zero, neg_zero) of a float32 array:
+    lo / hi over the finite values (inf / -inf when there is none), the zero flags
+    over all values."""
+    cdef qcc_range r
+    cdef int has_nan = 0
+    cdef Py_ssize_t n = x.shape[0]
+    cdef const float* p = &x[0] if n else NULL
+    with nogil:
+        qcc_range_all(p, n, &r, &has_nan)
+        if has_nan or r.lo == -INFINITY or r.hi == INFINITY:
+            qcc_range_finite(p, n, &r)
+    return (r.count, r.nan, r.posinf, r.neginf, float(r.lo), float(r.hi),
+            bool(r.pos_zero), bool(r.neg_zero))
+
+
+def add_histogram(const float[::1] x, int64_t[::1] hist, int e, int64_t start,
+                  bint all_finite=False):
+    """hist[floor(x * 2**-e) - start] += 1 for each finite x (`all_finite`: the
+    caller knows there is no NaN or inf); every bin must fall inside hist
+    (ValueError otherwise)."""
+    cdef Py_ssize_t n = x.shape[0], bins = hist.shape[0]
+    cdef double scale = np.ldexp(1.0, -e)
+    cdef int64_t outside = 0
+    if n == 0:
+        return
+    with nogil:
+        outside = qcc_histogram(&x[0], n, scale, start, &hist[0], bins, all_finite,
+                                THREADS)
+    if outside < 0:
+        raise MemoryError(f"no memory for a histogram of {bins} bins")
+    if outside:
+        raise ValueError(f"{outside} values fall outside the histogram's {bins} bins")
+
+
+def channel_absmax(w):
+    """max |w| over the finite values of each channel of a float32 array of shape
+    (outer, C, inner), as float64 (C,); 0.0 for a channel without finite values."""
+    cdef const float[:, :, ::1] v = w
+    out = np.zeros(v.shape[1], np.float64)
+    cdef double[::1] o = out
+    if v.shape[0] == 0 or v.shape[1] == 0 or v.shape[2] == 0:
+        return out
+    with nogil:
+        qcc_channel_absmax(&v[0, 0, 0], v.shape[0], v.shape[1], v.shape[2], &o[0])
+    return out
+
+
+def sq_error_terms(const double[::1] a, const double[::1] b, const double[::1] dens,
+                   const double[::1] s, const int64_t[::1] z, int64_t qmin, int64_t qmax):
+    """The (len(s), len(a)) terms of `algorithms.expected_sq_error`, one row per
+    candidate (scale s, zero point z), one column per bin [a, b) of density dens."""
+    cdef Py_ssize_t rows = s.shape[0], m = a.shape[0]
+    out = np.empty((rows, m), np.float64)
+    cdef double[:, ::1] o = out
+    if rows == 0 or m == 0:
+        return out
+    with nogil:
+        qcc_sq_error_terms(&a[0], &b[0], &dens[0], m, &s[0], &z[0], rows, qmin, qmax,
+                           &o[0, 0])
+    return out
+
+
+def greedy_path(const int64_t[::1] first_ge, const int64_t[::1] last_le, int64_t nb,
+                int64_t m):
+    """`algorithms._greedy_path`'s walk given its quantile bins (m + 1 of each):
+    the (start, end) pairs visited, as an int64 array of shape (k, 2)."""
+    if first_ge.shape[0] < m + 1 or last_le.shape[0] < m + 1:
+        raise ValueError("greedy_path needs m + 1 quantile bins of each kind")
+    path = np.empty((max(m, 1), 2), np.int64)
+    cdef int64_t[:, ::1] p = path
+    cdef Py_ssize_t n
+    with nogil:
+        n = qcc_greedy_path(&first_ge[0], &last_le[0], nb, m, &p[0, 0])
+    return path[:n]
