@@ -34,9 +34,10 @@ instruction set) for conv and dense; everything else runs the numpy kernels, whi
 Registration: the builders at the end of this file register in the one kernel
 table of `qcc.runtime.ops` for integer operands (`on="int"`); the plan picks them
 from the IR's types when it is compiled, and packs constant weights then, once
-(the plan owns the packed arrays). A compiled conv or dense whose int32 result only
-feeds a `quant.requantize` to int8 runs both in one step (`requantized`, called when
-the plan fuses steps). `quant.quantize` of a constant (the weights and
+(the plan owns the packed arrays). A compiled conv or dense runs the single users
+after its int32 result (a `quant.requantize` to int8, or the deploy model's
+`ascend.dequant` -> cast to float32 -> `ascend.quant`) as output stages of its own
+step (`fused`, called when the plan fuses steps). `quant.quantize` of a constant (the weights and
 biases of the integer IR) is folded into a constant of the plan when it is compiled.
 """
 
