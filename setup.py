@@ -32,16 +32,24 @@ EXTENSIONS = [
         extra_compile_args=COMPILE_ARGS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
-    Extension(
+    Extension(  # no FMA contraction (every ISA build of a loop gives the same bits);
+        # no trapping math (selects if-convert, so that AVX2 and SSE loops vectorize)
         "qcc.runtime._norm",
         ["runtime/_norm.pyx"],
         include_dirs=[numpy.get_include()],
-        extra_compile_args=COMPILE_ARGS,
+        extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off", "-fno-trapping-math"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
     Extension(  # float16 rounding in float32 registers: no FMA contraction (see the file)
         "qcc.runtime._half",
         ["runtime/_half.pyx"],
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
+    Extension(  # epilogue formulas in float32 as numpy computes them: no FMA contraction
+        "qcc.runtime._eltwise",
+        ["runtime/_eltwise.pyx"],
         include_dirs=[numpy.get_include()],
         extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -12,6 +12,7 @@
 #define QCC_COMMON_H
 
 #include <fenv.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stddef.h>
@@ -113,39 +114,154 @@ static void qcc_conv_kofs(const qcc_geom *g, const int *dims, int split, ptrdiff
                 }
 }
 
-/* ---- fused activations ----------------------------------------------------------
+/* ---- fused epilogues -----------------------------------------------------------
  * Applied to a finished float output (after the last term of every sum), so they do
- * not change the sums: QCC_ACT_RELU is numpy's maximum(x, 0) (NaN stays, -0 becomes
- * +0), QCC_ACT_CLIP numpy's clip(x, lo, hi) (NaN stays, -0 stays). */
+ * not change the sums. In order, each step optional:
+ *   0. affine: y = y * mul[ch], then y = y + shift[ch] (two float32 roundings, as
+ *      numpy's in-place multiply then add of a batch_norm);
+ *   1. residual: y = y + add[e] (float32, numpy's add of two float32 tensors);
+ *   2. activation, the same float32 operations as qcc.dialects.qnn_eval:
+ *      QCC_ACT_RELU numpy's maximum(y, 0) (NaN stays, -0 becomes +0),
+ *      QCC_ACT_CLIP numpy's clip(y, lo, hi) (NaN stays),
+ *      QCC_ACT_HARD_SWISH y * clip(y / 6 + 0.5, 0, 1),
+ *      QCC_ACT_HARD_SIGMOID clip(y * lo + hi, 0, 1) (lo = alpha, hi = beta; the
+ *      product rounded before the sum: no FMA contraction),
+ *      QCC_ACT_SIGMOID 1 / (1 + expf(-y)) (scipy's expit on float32);
+ *   3. fake-quant: q = clip(rint(y / s) + z, qmin, qmax); y = (q - z) * s, all in
+ *      float32 and rint rounding half to even (qcc.runtime.ops.fake_quant_into), s
+ *      and z per tensor or per channel.
+ * An output is an [N, channels, plane] array starting at `base`: element c[k] is at
+ * e = &c[k] - base, of channel (e / plane) % channels, and its residual is add[e].
+ * Without base (NULL) only the activation applies. */
 
-enum { QCC_ACT_NONE = 0, QCC_ACT_RELU = 1, QCC_ACT_CLIP = 2 };
+enum {
+    QCC_ACT_NONE = 0, QCC_ACT_RELU = 1, QCC_ACT_CLIP = 2, QCC_ACT_HARD_SWISH = 3,
+    QCC_ACT_HARD_SIGMOID = 4, QCC_ACT_SIGMOID = 5
+};
 
 typedef struct {
     int kind;
-    float lo, hi;
+    float lo, hi;              /* clip bounds; hard_sigmoid alpha and beta */
+    const float *base;         /* the output's first element, or NULL */
+    ptrdiff_t plane;           /* elements per channel and image */
+    int channels;
+    const float *mul, *shift;  /* per channel affine, or NULL */
+    const float *add;          /* residual laid out like base, or NULL */
+    const float *fq_scale;     /* fake-quant scales (one, or one per channel), or NULL */
+    const float *fq_zero;      /* fake-quant zero points as float32 integers */
+    int fq_per_channel;
+    float qmin, qmax;
 } qcc_act;
 
-/* c[i*ldc + j] = act(c[i*ldc + j]) for i < rows, j < cols. */
+/* Keeps `v` a rounded float32 in a register: no FMA contraction across it. */
+#if QCC_X86
+#define QCC_ROUNDED(v) __asm__("" : "+x"(v))
+#else
+#define QCC_ROUNDED(v) __asm__("" : "+m"(v))
+#endif
+
+/* Round half to even of float32 v (numpy's rint) in the default rounding mode:
+ * below 2^23, |v| + 2^23 has no fraction bits left; above, v is an integer. */
+QCC_INLINE float qcc_rint(float v)
+{
+    const float a = fabsf(v), r = (a + 8388608.0f) - 8388608.0f;
+    return copysignf(a < 8388608.0f ? r : a, v);
+}
+
+/* One run of n elements of channel ch: the epilogue with residual `add` (or NULL). */
+static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const float *restrict add,
+                                    ptrdiff_t n, int ch)
+{
+    ptrdiff_t j;
+    if (act->mul != NULL) {
+        /* two loops: the product is stored rounded, never contracted into an FMA */
+        const float a = act->mul[ch], b = act->shift[ch];
+        for (j = 0; j < n; j++) c[j] = c[j] * a;
+        for (j = 0; j < n; j++) c[j] = c[j] + b;
+    }
+    if (add != NULL)
+        for (j = 0; j < n; j++) c[j] = c[j] + add[j];
+    switch (act->kind) {
+    case QCC_ACT_RELU:
+        for (j = 0; j < n; j++) {
+            const float v = c[j];
+            c[j] = v > 0.0f ? v : v == v ? 0.0f : v;
+        }
+        break;
+    case QCC_ACT_CLIP: {
+        const float lo = act->lo, hi = act->hi;
+        for (j = 0; j < n; j++) {
+            float v = c[j];
+            v = v < lo ? lo : v;
+            c[j] = v > hi ? hi : v;
+        }
+        break;
+    }
+    case QCC_ACT_HARD_SWISH:
+        for (j = 0; j < n; j++) {
+            const float v = c[j];
+            float t = v / 6.0f + 0.5f;
+            t = t < 0.0f ? 0.0f : t;
+            t = t > 1.0f ? 1.0f : t;
+            c[j] = v * t;
+        }
+        break;
+    case QCC_ACT_HARD_SIGMOID: {
+        const float alpha = act->lo, beta = act->hi;
+        for (j = 0; j < n; j++) {
+            float t = c[j] * alpha;
+            QCC_ROUNDED(t);
+            t = t + beta;
+            t = t < 0.0f ? 0.0f : t;
+            c[j] = t > 1.0f ? 1.0f : t;
+        }
+        break;
+    }
+    case QCC_ACT_SIGMOID:
+        for (j = 0; j < n; j++) c[j] = 1.0f / (1.0f + expf(-c[j]));
+        break;
+    default:
+        break;
+    }
+    if (act->fq_scale != NULL) {
+        const float qmin = act->qmin, qmax = act->qmax;
+        const float s = act->fq_scale[act->fq_per_channel ? ch : 0];
+        const float z = act->fq_zero[act->fq_per_channel ? ch : 0];
+        for (j = 0; j < n; j++) {
+            float v = qcc_rint(c[j] / s) + z;
+            v = v < qmin ? qmin : v;
+            v = v > qmax ? qmax : v;
+            c[j] = (v - z) * s;
+        }
+    }
+}
+
+/* The epilogue of elements [e0, e1) counted from act->base (split at channels). */
+static inline void qcc_epilogue_range(const qcc_act *act, float *c0, ptrdiff_t e0, ptrdiff_t e1)
+{
+    while (e0 < e1) {
+        const ptrdiff_t plane_end = (e0 / act->plane + 1) * act->plane;
+        const ptrdiff_t end = plane_end < e1 ? plane_end : e1;
+        const int ch = (int)((e0 / act->plane) % act->channels);
+        qcc_epilogue_run(act, c0 + e0, act->add ? act->add + e0 : NULL, end - e0, ch);
+        e0 = end;
+    }
+}
+
+/* The epilogue of c[i*ldc + j] for i < rows, j < cols (c inside act->base's array). */
 static inline void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
 {
     int i;
-    ptrdiff_t j;
-    if (act == NULL || act->kind == QCC_ACT_NONE) return;
+    if (act == NULL) return;
+    if (act->base == NULL) {
+        if (act->kind == QCC_ACT_NONE) return;
+        for (i = 0; i < rows; i++)
+            qcc_epilogue_run(act, c + (ptrdiff_t)i * ldc, NULL, cols, 0);
+        return;
+    }
     for (i = 0; i < rows; i++) {
-        float *ci = c + (ptrdiff_t)i * ldc;
-        if (act->kind == QCC_ACT_RELU) {
-            for (j = 0; j < cols; j++) {
-                const float v = ci[j];
-                ci[j] = v > 0.0f ? v : v == v ? 0.0f : v;
-            }
-        } else {
-            const float lo = act->lo, hi = act->hi;
-            for (j = 0; j < cols; j++) {
-                float v = ci[j];
-                v = v < lo ? lo : v;
-                ci[j] = v > hi ? hi : v;
-            }
-        }
+        const ptrdiff_t e = (c + (ptrdiff_t)i * ldc) - act->base;
+        qcc_epilogue_range(act, (float *)act->base, e, e + cols);
     }
 }
 
@@ -188,6 +304,13 @@ QCC_INLINE void qcc_positions_merge(qcc_positions *s, int n)
         s->ow = n;
         s->s_q = s->s_h = n;
     }
+}
+
+/* pos(p) of one position. */
+QCC_INLINE ptrdiff_t qcc_position(const qcc_positions *s, int p)
+{
+    const int r = p / s->ow, q = r / s->oh;
+    return q * s->s_q + (r - q * s->oh) * s->s_h + (p - r * s->ow) * s->s_w;
 }
 
 /* Runs of the positions [j0, j0 + nc) in panels of nr; returns how many. */

@@ -6,11 +6,13 @@ spatial dims of size 1 (kernel 1, stride 1, pad 0, dilation 1), which costs noth
 in the inner loops. Convolutions are a GEMM per image and group, out[og, P] =
 b + w[og, Kc] @ im2col(x)[Kc, P], computed by qcc's own blocked GEMM
 (_gemm_impl.h) that gathers the im2col columns from the padded input while packing
-them: every output element is bias + a chain of FMAs in ascending k, the same for
+them (a batch of small 1-D or 2-D outputs is one GEMM over all its images): every output element is bias + a chain of FMAs in ascending k, the same for
 every output channel and position, on every instruction set (AVX-512, AVX2+FMA,
 plain C) and thread count. Convolutions with one input channel per group
-(depthwise) are a direct loop whose planes the threads share. A fused activation
-(relu, clip) is applied to each finished output. ConvTranspose is BLAS sgemm + col2im. The inner
+(depthwise) are a direct loop whose planes the threads share, rounded like the GEMM
+(bias, then FMAs in ascending tap order). A fused epilogue
+(batch-norm affine, residual add, activation, fake-quant; runtime/_common.h) is
+applied to each finished output. ConvTranspose is BLAS sgemm + col2im. The inner
 loops are C in _conv_impl.h and _gemm_impl.h.
 """
 
@@ -42,16 +44,31 @@ cdef extern from "_conv_impl.h" nogil:
         int pb[3]
         int dl[3]
     void qcc_col2im(const float* col, float* out, const qcc_geom* g, int r0, int r1)
-    void qcc_depthwise_plane(const float* x, const float* w, float* out,
-                             const qcc_geom* g, float* scratch)
     Py_ssize_t qcc_depthwise_scratch(const qcc_geom* g)
     Py_ssize_t qcc_conv_gemm_pad_size(const qcc_geom* g)
     ctypedef struct qcc_act:
         int kind
         float lo, hi
-    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP
+        const float* base
+        Py_ssize_t plane
+        int channels
+        const float* mul
+        const float* shift
+        const float* add
+        const float* fq_scale
+        const float* fq_zero
+        int fq_per_channel
+        float qmin, qmax
+    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
+    int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
     int qcc_conv_gemm(const float* x, const float* w, const float* bias, float* out,
                       const qcc_geom* g, float* pad, Py_ssize_t* kofs, const qcc_act* act)
+    bint qcc_conv_gemm_batches(const qcc_geom* g, int n_img)
+    Py_ssize_t qcc_conv_gemm_images_size(const qcc_geom* g, int n_img)
+    int qcc_conv_gemm_images(const float* x, Py_ssize_t x_img, const float* w,
+                             const float* bias, float* out, Py_ssize_t out_img,
+                             const qcc_geom* g, int n_img, float* scratch, Py_ssize_t* kofs,
+                             const qcc_act* act)
     int qcc_depthwise(const float* x, const float* w, const float* bias, float* out,
                       const qcc_geom* g, int n_img, int groups, const qcc_act* act,
                       int threads)
@@ -239,25 +256,28 @@ cdef void _sgemm_rm(const float* a, int lda, bint ta, const float* b, int ldb, b
 
 
 cdef qcc_act _activation(activation) except *:
-    """None, "relu" or ("clip", lo, hi) as a qcc_act."""
+    """None, "relu", ("clip", lo, hi), "hard_swish", ("hard_sigmoid", alpha, beta) or
+    "sigmoid" as a qcc_act (no residual, no fake-quant)."""
     cdef qcc_act act
-    act.kind = QCC_ACT_NONE
-    act.lo = act.hi = 0
+    memset(&act, 0, sizeof(act))
     if activation is None:
         return act
-    if activation == "relu":
-        act.kind = QCC_ACT_RELU
+    if activation in ("relu", "hard_swish", "sigmoid"):
+        act.kind = {"relu": QCC_ACT_RELU, "hard_swish": QCC_ACT_HARD_SWISH,
+                    "sigmoid": QCC_ACT_SIGMOID}[activation]
         return act
-    if isinstance(activation, tuple) and len(activation) == 3 and activation[0] == "clip":
-        act.kind = QCC_ACT_CLIP
+    if isinstance(activation, tuple) and len(activation) == 3 and \
+            activation[0] in ("clip", "hard_sigmoid"):
+        act.kind = QCC_ACT_CLIP if activation[0] == "clip" else QCC_ACT_HARD_SIGMOID
         act.lo = <float>float(activation[1])
         act.hi = <float>float(activation[2])
         return act
-    raise ValueError(f"conv activation {activation!r}: expected None, 'relu' or "
-                     "('clip', lo, hi)")
+    raise ValueError(f"conv activation {activation!r}: expected None, 'relu', ('clip', "
+                     "lo, hi), 'hard_swish', ('hard_sigmoid', alpha, beta) or 'sigmoid'")
 
 
-def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=None):
+def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=None,
+         residual=None, fake_quant=None, affine=None):
     """ONNX Conv: x[N,C,*S] * w[O,C/groups,*K] + b[O] -> [N,O,*OS], 1-3 spatial dims.
 
     strides, dilations: one value per spatial dim; pads: ONNX order
@@ -266,7 +286,13 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     and returns `out` (a C-contiguous float32 array of the output shape, or None to
     allocate one). `activation`: None, "relu" (numpy's maximum(y, 0)) or ("clip", lo,
     hi) (numpy's clip(y, float32(lo), float32(hi))), applied to each output once its
-    sum is complete (fused: the sums are the same as without it).
+    sum is complete (fused: the sums are the same as without it); also
+    "hard_swish", ("hard_sigmoid", alpha, beta) and "sigmoid" (qnn_eval's float32
+    formulas). `residual` (a float32 array of the output's shape, not `out`) is added
+    to each finished output before the activation; `fake_quant` = (scales,
+    zero_points, qmin, qmax), float32 arrays of 1 or O values, fake-quantizes each
+    output after it; `affine` = (mul, shift), float32 arrays of O values, scales
+    and shifts each output per channel before all that (see runtime/_common.h).
     """
     cdef int i
     cdef qcc_act act = _activation(activation)
@@ -304,8 +330,50 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
     cdef int kk = g.k[0] * g.k[1] * g.k[2]
     cdef int kc = g.cg * kk
-    cdef float[::1] ws = _workspace(1 if depthwise else qcc_conv_gemm_pad_size(&g))
+    cdef bint batched = not depthwise and qcc_conv_gemm_batches(&g, n_img)
+    cdef float[::1] ws = _workspace(1 if depthwise else
+                                    qcc_conv_gemm_images_size(&g, n_img) if batched else
+                                    qcc_conv_gemm_pad_size(&g))
     cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
+    cdef const float[::1] rv
+    cdef const float[::1] sv
+    cdef const float[::1] zv
+    cdef const float[::1] mv
+    cdef const float[::1] hv
+    if residual is not None or fake_quant is not None or affine is not None:
+        act.base = &ov[0]
+        act.plane = pout
+        act.channels = o
+    if residual is not None:
+        residual = as_f32(residual)
+        if residual.shape != out.shape or np.shares_memory(residual, out):
+            raise ValueError(f"conv residual {residual.shape}: expected a separate array "
+                             f"of the output's shape {out.shape}")
+        rv = residual.reshape(-1)
+        act.add = &rv[0]
+    if affine is not None:
+        mul, shift = (as_f32(v).reshape(-1) for v in affine)
+        if mul.shape[0] != o or shift.shape[0] != o:
+            raise ValueError(f"conv affine: {mul.shape[0]} and {shift.shape[0]} values "
+                             f"for {o} output channels")
+        mv = mul
+        hv = shift
+        act.mul = &mv[0]
+        act.shift = &hv[0]
+    if fake_quant is not None:
+        scales, zeros, qmin, qmax = fake_quant
+        scales = as_f32(scales).reshape(-1)
+        zeros = as_f32(zeros).reshape(-1)
+        if scales.shape[0] not in (1, o) or zeros.shape[0] != scales.shape[0]:
+            raise ValueError(f"conv fake_quant: {scales.shape[0]} scales and "
+                             f"{zeros.shape[0]} zero points for {o} output channels")
+        sv = scales
+        zv = zeros
+        act.fq_scale = &sv[0]
+        act.fq_zero = &zv[0]
+        act.fq_per_channel = scales.shape[0] > 1
+        act.qmin = <float>float(qmin)
+        act.qmax = <float>float(qmax)
     cdef int ni, gi
     cdef int err = 0
     cdef const float* xp
@@ -315,6 +383,14 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
         if depthwise:
             err = qcc_depthwise(&xv[0], &wv[0], bp, &ov[0], &g, n_img, groups, &act,
                                 qcc_gemm_threads)
+        elif batched:
+            for gi in range(groups):
+                err |= qcc_conv_gemm_images(
+                    &xv[0] + <Py_ssize_t>gi * g.cg * pin, <Py_ssize_t>c * pin,
+                    &wv[0] + <Py_ssize_t>gi * g.og * kc,
+                    bp + gi * g.og if bp != NULL else NULL,
+                    &ov[0] + <Py_ssize_t>gi * g.og * pout, <Py_ssize_t>o * pout,
+                    &g, n_img, &ws[0], &kofs[0], &act)
         else:
             for ni in range(n_img):
                 for gi in range(groups):

@@ -10,6 +10,7 @@
 
 
 #include "_common.h"
+#include "_gemm_impl.h"   /* the GEMM, its variants (also the depthwise rows') */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define QCC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -18,7 +19,7 @@
 #endif
 
 /* One padded row of `row` floats: dst[left + t] = src[t] for t < w_n, zeros around;
- * with `split`, the even padded columns first, then the odd ones (qcc_dw_tap). */
+ * with `split`, the even padded columns first, then the odd ones (qcc_split_col). */
 QCC_INLINE void qcc_pad_row(const float *restrict src, float *restrict dst, ptrdiff_t row, int w_n,
                             int left, int split)
 {
@@ -64,7 +65,7 @@ QCC_INLINE void qcc_pad_plane(const float *restrict x, float *restrict p, const 
     }
 }
 
-/* Row length of depthwise accumulators: OW rounded up so vector loops need no tail. */
+/* Row length of the padded depthwise planes: OW rounded up to a multiple of 8. */
 #define QCC_DW_VEC 8
 QCC_INLINE int qcc_dw_owr(const qcc_geom *g)
 {
@@ -105,118 +106,263 @@ static void qcc_col2im(const float *col, float *out, const qcc_geom *g, int r0, 
                 }
 }
 
-/* dst[t] += sum_{j<9} w[j] * p[j][t*s]: nine taps accumulated in registers. */
-QCC_INLINE void qcc_dw_9(float *restrict dst, const float *const *p, const float *w,
-                         ptrdiff_t n, ptrdiff_t s)
+/* ---- depthwise rows ------------------------------------------------------------
+ * Output rows r < nrows of a depthwise convolution, with the GEMM's rounding
+ * (_gemm_impl.h): dst[r*ldd + t] holds the bias (or the exact float32 partial sum of
+ * the taps before), then acc = fma(w[j], base[r*ldb + ofs[j] + t*s], acc) for j = 0,
+ * 1, ..., n-1, rounded at every step, stored back. One function per GEMM variant
+ * (the variant in use is the GEMM's, so QCC_ISA forces both); all give the same
+ * bits. The vector ones keep 8 accumulators in flight (several short rows at once:
+ * one chain of FMAs would wait on its latency); a group of rows past the last one
+ * recomputes the last row (the same values, stored again). */
+typedef void (*qcc_dw_rows_fn)(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                               int nrows, const ptrdiff_t *ofs, const float *w, int n, int len,
+                               ptrdiff_t s);
+
+/* The strided case (stride 3 or more along W: stride 2 reads split rows), all variants. */
+#define QCC_DW_ROWS_SCALAR                                                           \
+    do {                                                                             \
+        int r_, t_, j_;                                                              \
+        for (r_ = 0; r_ < nrows; r_++)                                               \
+            for (t_ = 0; t_ < len; t_++) {                                           \
+                const float *b_ = base + r_ * ldb + t_ * s;                          \
+                float acc_ = dst[r_ * ldd + t_];                                     \
+                for (j_ = 0; j_ < n; j_++) acc_ = fmaf(w[j_], b_[ofs[j_]], acc_);     \
+                dst[r_ * ldd + t_] = acc_;                                           \
+            }                                                                        \
+    } while (0)
+
+static void qcc_dw_rows_plain(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                              int nrows, const ptrdiff_t *ofs, const float *w, int n, int len,
+                              ptrdiff_t s)
 {
-    const float *restrict p0 = p[0], *restrict p1 = p[1], *restrict p2 = p[2];
-    const float *restrict p3 = p[3], *restrict p4 = p[4], *restrict p5 = p[5];
-    const float *restrict p6 = p[6], *restrict p7 = p[7], *restrict p8 = p[8];
-    const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5];
-    const float w6 = w[6], w7 = w[7], w8 = w[8];
-    ptrdiff_t t;
-    if (s == 1) {
-        for (t = 0; t < n; t++)
-            dst[t] += w0 * p0[t] + w1 * p1[t] + w2 * p2[t] + w3 * p3[t] + w4 * p4[t]
-                    + w5 * p5[t] + w6 * p6[t] + w7 * p7[t] + w8 * p8[t];
-    } else {
-        for (t = 0; t < n; t++) {
-            const ptrdiff_t i = t * s;
-            dst[t] += w0 * p0[i] + w1 * p1[i] + w2 * p2[i] + w3 * p3[i] + w4 * p4[i]
-                    + w5 * p5[i] + w6 * p6[i] + w7 * p7[i] + w8 * p8[i];
+    QCC_DW_ROWS_SCALAR;
+}
+
+/* Pointers to rows r0 .. r0+R-1 of dst and base (past nrows: the last row again). */
+QCC_INLINE void qcc_dw_group(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                             int nrows, int r0, int R, float **d, const float **b)
+{
+    int r;
+    for (r = 0; r < R; r++) {
+        const int rr = r0 + r < nrows ? r0 + r : nrows - 1;
+        d[r] = dst + rr * ldd;
+        b[r] = base + rr * ldb;
+    }
+}
+
+#if QCC_GEMM_X86
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* R rows x NV vectors of 8 at column t (the last vector masked by `last`). */
+QCC_INLINE void qcc_dw_chunk_avx2(float *const *d, const float *const *b, const ptrdiff_t *ofs,
+                                  const float *w, int n, int t, const int R, const int NV,
+                                  __m256i last)
+{
+    __m256 acc[8][4];
+    int r, v, j;
+    for (r = 0; r < R; r++) {
+        for (v = 0; v < NV - 1; v++) acc[r][v] = _mm256_loadu_ps(d[r] + t + 8 * v);
+        acc[r][NV - 1] = _mm256_maskload_ps(d[r] + t + 8 * (NV - 1), last);
+    }
+    for (j = 0; j < n; j++) {
+        const __m256 wv = _mm256_broadcast_ss(w + j);
+        const ptrdiff_t o = ofs[j] + t;
+        for (r = 0; r < R; r++) {
+            for (v = 0; v < NV - 1; v++)
+                acc[r][v] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(b[r] + o + 8 * v), acc[r][v]);
+            acc[r][NV - 1] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(b[r] + o + 8 * (NV - 1), last),
+                                             acc[r][NV - 1]);
+        }
+    }
+    for (r = 0; r < R; r++) {
+        for (v = 0; v < NV - 1; v++) _mm256_storeu_ps(d[r] + t + 8 * v, acc[r][v]);
+        _mm256_maskstore_ps(d[r] + t + 8 * (NV - 1), last, acc[r][NV - 1]);
+    }
+}
+
+static void qcc_dw_rows_avx2(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                             int nrows, const ptrdiff_t *ofs, const float *w, int n, int len,
+                             ptrdiff_t s)
+{
+    float *d[8];
+    const float *b[8];
+    int r0, t;
+    if (s != 1) {
+        QCC_DW_ROWS_SCALAR;
+        return;
+    }
+    if (len <= 16) {   /* whole rows: 8 rows of one vector, or 4 of two */
+        const int nv = (len + 7) / 8, tail = len - 8 * (nv - 1);
+        const __m256i last = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - tail));
+        for (r0 = 0; r0 < nrows; r0 += 8 / nv) {
+            qcc_dw_group(dst, ldd, base, ldb, nrows, r0, 8 / nv, d, b);
+            if (nv == 1)
+                qcc_dw_chunk_avx2(d, b, ofs, w, n, 0, 8, 1, last);
+            else
+                qcc_dw_chunk_avx2(d, b, ofs, w, n, 0, 4, 2, last);
+        }
+        return;
+    }
+    for (r0 = 0; r0 < nrows; r0 += 2) {   /* two rows, 4 vectors at a time */
+        qcc_dw_group(dst, ldd, base, ldb, nrows, r0, 2, d, b);
+        for (t = 0; t < len; t += 32) {
+            const int rest = len - t, nv = rest >= 32 ? 4 : (rest + 7) / 8;
+            const int tail = rest - 8 * (nv - 1) >= 8 ? 8 : rest - 8 * (nv - 1);
+            const __m256i last = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - tail));
+            switch (nv) {
+            case 4: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 4, last); break;
+            case 3: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 3, last); break;
+            case 2: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 2, last); break;
+            default: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 1, last); break;
+            }
         }
     }
 }
 
-/* dst[t] += sum_{j<3} w[j] * p[j][t*s]. */
-QCC_INLINE void qcc_dw_3(float *restrict dst, const float *const *p, const float *w,
-                         ptrdiff_t n, ptrdiff_t s)
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+
+/* R rows x NV vectors of 16 at column t (the last vector masked by `last`). */
+QCC_INLINE void qcc_dw_chunk_avx512(float *const *d, const float *const *b, const ptrdiff_t *ofs,
+                                    const float *w, int n, int t, const int R, const int NV,
+                                    __mmask16 last)
 {
-    const float *restrict p0 = p[0], *restrict p1 = p[1], *restrict p2 = p[2];
-    const float w0 = w[0], w1 = w[1], w2 = w[2];
-    ptrdiff_t t;
-    if (s == 1)
-        for (t = 0; t < n; t++) dst[t] += w0 * p0[t] + w1 * p1[t] + w2 * p2[t];
-    else
-        for (t = 0; t < n; t++) dst[t] += w0 * p0[t * s] + w1 * p1[t * s] + w2 * p2[t * s];
+    __m512 acc[8][4];
+    int r, v, j;
+    for (r = 0; r < R; r++) {
+        for (v = 0; v < NV - 1; v++) acc[r][v] = _mm512_loadu_ps(d[r] + t + 16 * v);
+        acc[r][NV - 1] = _mm512_maskz_loadu_ps(last, d[r] + t + 16 * (NV - 1));
+    }
+    for (j = 0; j < n; j++) {
+        const __m512 wv = _mm512_set1_ps(w[j]);
+        const ptrdiff_t o = ofs[j] + t;
+        for (r = 0; r < R; r++) {
+            for (v = 0; v < NV - 1; v++)
+                acc[r][v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(b[r] + o + 16 * v), acc[r][v]);
+            acc[r][NV - 1] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(last, b[r] + o + 16 * (NV - 1)),
+                                             acc[r][NV - 1]);
+        }
+    }
+    for (r = 0; r < R; r++) {
+        for (v = 0; v < NV - 1; v++) _mm512_storeu_ps(d[r] + t + 16 * v, acc[r][v]);
+        _mm512_mask_storeu_ps(d[r] + t + 16 * (NV - 1), last, acc[r][NV - 1]);
+    }
 }
 
-/* dst[t] += w * p[t*s]. */
-QCC_INLINE void qcc_dw_1(float *restrict dst, const float *restrict p, float w, ptrdiff_t n,
-                         ptrdiff_t s)
+static void qcc_dw_rows_avx512(float *dst, ptrdiff_t ldd, const float *base, ptrdiff_t ldb,
+                               int nrows, const ptrdiff_t *ofs, const float *w, int n, int len,
+                               ptrdiff_t s)
 {
-    ptrdiff_t t;
-    if (s == 1)
-        for (t = 0; t < n; t++) dst[t] += w * p[t];
-    else
-        for (t = 0; t < n; t++) dst[t] += w * p[t * s];
+    float *d[8];
+    const float *b[8];
+    int r0, t;
+    if (s != 1) {
+        QCC_DW_ROWS_SCALAR;
+        return;
+    }
+    if (len <= 32) {   /* whole rows: 8 rows of one vector, or 4 of two */
+        const int nv = (len + 15) / 16, tail = len - 16 * (nv - 1);
+        const __mmask16 last = (__mmask16)((1u << tail) - 1);
+        for (r0 = 0; r0 < nrows; r0 += 8 / nv) {
+            qcc_dw_group(dst, ldd, base, ldb, nrows, r0, 8 / nv, d, b);
+            if (nv == 1)
+                qcc_dw_chunk_avx512(d, b, ofs, w, n, 0, 8, 1, last);
+            else
+                qcc_dw_chunk_avx512(d, b, ofs, w, n, 0, 4, 2, last);
+        }
+        return;
+    }
+    for (r0 = 0; r0 < nrows; r0 += 2) {   /* two rows, 4 vectors at a time */
+        qcc_dw_group(dst, ldd, base, ldb, nrows, r0, 2, d, b);
+        for (t = 0; t < len; t += 64) {
+            const int rest = len - t, nv = rest >= 64 ? 4 : (rest + 15) / 16;
+            const int tail = rest - 16 * (nv - 1) >= 16 ? 16 : rest - 16 * (nv - 1);
+            const __mmask16 last = (__mmask16)((1u << tail) - 1);
+            switch (nv) {
+            case 4: qcc_dw_chunk_avx512(d, b, ofs, w, n, t, 2, 4, last); break;
+            case 3: qcc_dw_chunk_avx512(d, b, ofs, w, n, t, 2, 3, last); break;
+            case 2: qcc_dw_chunk_avx512(d, b, ofs, w, n, t, 2, 2, last); break;
+            default: qcc_dw_chunk_avx512(d, b, ofs, w, n, t, 2, 1, last); break;
+            }
+        }
+    }
 }
 
-/* Where output column 0 of the tap at padded column `off` reads in a padded row.
- * Stride-2 rows are split (evens, then odds), so that every tap reads contiguously. */
-QCC_INLINE const float *qcc_dw_tap(const float *row, int off, int split, ptrdiff_t half)
+#pragma GCC pop_options
+
+#endif /* QCC_GEMM_X86 */
+
+/* The rows function of the GEMM variant in use. */
+static qcc_dw_rows_fn qcc_dw_rows(void)
 {
-    if (!split) return row + off;
-    return (off & 1) ? row + half + off / 2 : row + off / 2;
+#if QCC_GEMM_X86
+    switch (qcc_gemm_variant()) {
+    case 2: return qcc_dw_rows_avx512;
+    case 1: return qcc_dw_rows_avx2;
+    default: break;
+    }
+#endif
+    return qcc_dw_rows_plain;
 }
 
-/* Floats of scratch qcc_depthwise_plane needs: padded plane and one accumulator row. */
+/* Floats of scratch qcc_depthwise_plane needs: the padded plane. */
 static ptrdiff_t qcc_depthwise_scratch(const qcc_geom *g)
 {
     int dims[3];
     qcc_padded_dims(g, qcc_dw_owr(g), dims);
-    return (ptrdiff_t)dims[0] * dims[1] * dims[2] + qcc_dw_owr(g);
+    return (ptrdiff_t)dims[0] * dims[1] * dims[2];
 }
 
-/* Depthwise convolution of one channel plane: out[od, oh, ow] += sum_k w[k] x[...].
- * The plane is first copied with its padding into scratch, so no tap needs a check;
- * taps are then summed in registers nine (or three) at a time over whole rows. */
-QCC_CLONES
-static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g,
-                                float *scratch)
+/* ofs[k]: where tap k (in the order of the weights) of output (0, 0, 0) reads in the
+ * padded plane of qcc_depthwise_plane; output (od, oh, 0) adds the start of its row. */
+static void qcc_depthwise_offsets(const qcc_geom *g, ptrdiff_t *ofs)
 {
-    enum { BLOCK = 63 };   /* taps per block, a multiple of 9 */
-    const float *taps[BLOCK];
-    int dims[3];
-    const int owr = qcc_dw_owr(g), ow_n = g->osp[2], split = g->st[2] == 2;
-    const ptrdiff_t s = split ? 1 : g->st[2];
-    const int khw = g->k[1] * g->k[2], ktot = g->k[0] * khw;
-    float *p, *row_acc;
-    ptrdiff_t t, half;
-    int od, oh, j0, j, n;
-    qcc_padded_dims(g, owr, dims);
+    int dims[3], kd, kh, kw;
+    const int split = g->st[2] == 2;
+    ptrdiff_t half;
+    qcc_padded_dims(g, qcc_dw_owr(g), dims);
     half = (dims[2] + 1) / 2;
-    p = scratch;
-    row_acc = scratch + (ptrdiff_t)dims[0] * dims[1] * dims[2];
-    qcc_pad_plane(x, p, g, dims, split);
-    for (od = 0; od < g->osp[0]; od++)
-        for (oh = 0; oh < g->osp[1]; oh++) {
-            float *dst = out + ((ptrdiff_t)od * g->osp[1] + oh) * ow_n;
-            /* Accumulate in place when the row length needs no rounding. */
-            float *acc = owr == ow_n ? dst : row_acc;
-            if (acc == row_acc)
-                for (t = 0; t < owr; t++) acc[t] = 0.0f;
-            for (j0 = 0; j0 < ktot; j0 += BLOCK) {
-                n = ktot - j0 < BLOCK ? ktot - j0 : BLOCK;
-                for (j = 0; j < n; j++) {
-                    const int k = j0 + j, kd = k / khw, kh = (k - kd * khw) / g->k[2];
-                    const int kw = k - kd * khw - kh * g->k[2];
-                    const float *r = p + ((ptrdiff_t)(od * g->st[0] + kd * g->dl[0]) * dims[1]
-                                          + oh * g->st[1] + kh * g->dl[1]) * dims[2];
-                    taps[j] = qcc_dw_tap(r, kw * g->dl[2], split, half);
-                }
-                for (j = 0; j + 9 <= n; j += 9) qcc_dw_9(acc, taps + j, w + j0 + j, owr, s);
-                for (; j + 3 <= n; j += 3) qcc_dw_3(acc, taps + j, w + j0 + j, owr, s);
-                for (; j < n; j++) qcc_dw_1(acc, taps[j], w[j0 + j], owr, s);
+    for (kd = 0; kd < g->k[0]; kd++)
+        for (kh = 0; kh < g->k[1]; kh++)
+            for (kw = 0; kw < g->k[2]; kw++) {
+                const int off = kw * g->dl[2];
+                *ofs++ = ((ptrdiff_t)kd * g->dl[0] * dims[1] + kh * g->dl[1]) * dims[2]
+                         + (split ? qcc_split_col(off, half) : off);
             }
-            if (acc == row_acc)
-                for (t = 0; t < ow_n; t++) dst[t] += acc[t];
-        }
+}
+
+/* Depthwise convolution of one channel plane: out[od, oh, ow] holds the bias, then
+ * out = fma(w[k], x[...], out) for the taps k in ascending order (the GEMM's
+ * rounding, _gemm_impl.h). The plane is first copied with its padding into scratch,
+ * so no tap needs a check; whole output rows then take their taps (at ofs, from
+ * qcc_depthwise_offsets) `BLOCK` at a time in registers (the sums are stored
+ * exactly between blocks, which keep the order). */
+static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g,
+                                float *scratch, const ptrdiff_t *ofs, qcc_dw_rows_fn rows)
+{
+    enum { BLOCK = 64 };
+    int dims[3];
+    const int ow_n = g->osp[2], split = g->st[2] == 2;
+    const ptrdiff_t s = split ? 1 : g->st[2];
+    const int ktot = g->k[0] * g->k[1] * g->k[2];
+    int od, j0;
+    qcc_padded_dims(g, qcc_dw_owr(g), dims);
+    qcc_pad_plane(x, scratch, g, dims, split);
+    for (j0 = 0; j0 < ktot; j0 += BLOCK) {
+        const int n = ktot - j0 < BLOCK ? ktot - j0 : BLOCK;
+        for (od = 0; od < g->osp[0]; od++)
+            rows(out + (ptrdiff_t)od * g->osp[1] * ow_n, ow_n,
+                 scratch + (ptrdiff_t)od * g->st[0] * dims[1] * dims[2],
+                 (ptrdiff_t)g->st[1] * dims[2], g->osp[1], ofs + j0, w + j0, n, ow_n, s);
+    }
 }
 
 /* ---- convolution as an implicit-im2col GEMM (_gemm_impl.h) ---- */
-
-#include "_gemm_impl.h"
 
 /* The input of one group as the GEMM reads it: x itself when it needs no padding
  * and no splitting, else a padded copy in scratch (qcc_conv_gemm_pad_size floats)
@@ -284,6 +430,69 @@ static int qcc_conv_gemm(const float *x, const float *w, const float *bias, floa
     return qcc_gemm_run(&q);
 }
 
+/* Output positions below which the images of a batch share one GEMM. */
+#define QCC_CONV_BATCH_MAX_P 256
+
+/* Whether qcc_conv_gemm_images runs this convolution (a batch of small 1-D or 2-D
+ * outputs: one GEMM per image would leave most of its tiles' columns empty). */
+static int qcc_conv_gemm_batches(const qcc_geom *g, int n_img)
+{
+    return n_img > 1 && g->osp[0] == 1
+           && (ptrdiff_t)g->osp[1] * g->osp[2] <= QCC_CONV_BATCH_MAX_P;
+}
+
+/* Floats of scratch qcc_conv_gemm_images needs: padded inputs and the GEMM's output. */
+static ptrdiff_t qcc_conv_gemm_images_size(const qcc_geom *g, int n_img)
+{
+    return (qcc_conv_gemm_pad_size(g) + (ptrdiff_t)g->og * g->osp[1] * g->osp[2]) * n_img;
+}
+
+/* qcc_conv_gemm of one group for n_img images at once (qcc_conv_gemm_batches): image i
+ * is at x + i*x_img, its output at out + i*out_img; one GEMM computes the columns of
+ * all images (image i's P positions from column i*P on) into scratch, then they are
+ * copied out, then the epilogue runs on them. Same sums as one GEMM per image. scratch: qcc_conv_gemm_images_size
+ * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
+static int qcc_conv_gemm_images(const float *x, ptrdiff_t x_img, const float *w,
+                                const float *bias, float *out, ptrdiff_t out_img,
+                                const qcc_geom *g, int n_img, float *scratch, ptrdiff_t *kofs,
+                                const qcc_act *act)
+{
+    int dims[3], i, o, err;
+    qcc_gemm q;
+    const int split = g->st[2] == 2;
+    const ptrdiff_t npos = (ptrdiff_t)g->osp[1] * g->osp[2], pad_img = qcc_conv_gemm_pad_size(g);
+    float *tmp = scratch + pad_img * n_img;
+    const float *p = x;
+    for (i = 0; i < n_img; i++)
+        p = qcc_conv_gemm_input(x + i * x_img, scratch + i * pad_img, g, split, dims);
+    qcc_conv_kofs(g, dims, split, kofs);
+    q.m = g->og;
+    q.n = (int)(npos * n_img);
+    q.k = g->cg * g->k[0] * g->k[1] * g->k[2];
+    q.a = w;
+    q.lda = q.k;
+    q.bias = bias;
+    q.c = tmp;
+    q.ldc = q.n;
+    q.src = p == x + (n_img - 1) * x_img ? x : scratch;
+    q.kofs = kofs;
+    q.pos = qcc_conv_positions(g, dims, split);
+    q.pos.s_q = q.src == x ? x_img : pad_img;   /* q: the image (osp[0] == 1) */
+    /* The epilogue runs on the copied-out images: its residual and per-channel
+     * operands are addressed by the place of an element in the output array
+     * (act->base), which the scratch columns are not. */
+    q.act = NULL;
+    err = qcc_gemm_run(&q);
+    for (i = 0; i < n_img; i++) {
+        for (o = 0; o < g->og; o++)
+            memcpy(out + i * out_img + o * npos, tmp + o * q.ldc + i * npos,
+                   npos * sizeof(float));
+        if (err == 0)
+            qcc_activate(act, out + i * out_img, npos, g->og, npos);
+    }
+    return err;
+}
+
 /* ---- depthwise planes on the thread pool ---- */
 
 typedef struct {
@@ -302,12 +511,16 @@ static void qcc_dw_worker(void *arg)
     const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
     const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
     const int kk = g->k[0] * g->k[1] * g->k[2], oc_n = job->groups * g->og;
-    float *scratch = (float *)qcc_thread_buffer(qcc_depthwise_scratch(g) * sizeof(float));
-    ptrdiff_t i;
+    const ptrdiff_t plane = (qcc_depthwise_scratch(g) + 15) / 16 * 16;
+    float *scratch = (float *)qcc_thread_buffer(plane * sizeof(float) + kk * sizeof(ptrdiff_t));
+    const qcc_dw_rows_fn rows = qcc_dw_rows();
+    ptrdiff_t *ofs, i;
     if (scratch == NULL) {
         job->failed = 1;
         return;
     }
+    ofs = (ptrdiff_t *)(scratch + plane);
+    qcc_depthwise_offsets(g, ofs);
     for (;;) {
         const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         const int oc = t % oc_n, ni = t / oc_n, gi = oc / g->og;
@@ -316,7 +529,7 @@ static void qcc_dw_worker(void *arg)
         if (t >= job->planes) break;
         for (i = 0; i < pout; i++) o[i] = b;
         qcc_depthwise_plane(job->x + ((ptrdiff_t)ni * job->groups + gi) * pin,
-                            job->w + (ptrdiff_t)oc * kk, o, g, scratch);
+                                 job->w + (ptrdiff_t)oc * kk, o, g, scratch, ofs, rows);
         qcc_activate(job->act, o, 0, 1, pout);
     }
 }

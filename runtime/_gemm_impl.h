@@ -22,7 +22,10 @@
  * AVX-512 (8 x 32 tile), AVX2+FMA (6 x 16) and plain C with fmaf (4 x 8). A
  * vector FMA lane rounds exactly like fmaf, and column tails are done with
  * masked loads and stores of full-width tiles (the packed panels are padded with
- * zeros), so all variants give bit-identical results.
+ * zeros), so all variants give bit-identical results. GEMMs of one or two columns
+ * (qcc_gemm_narrow: a 1x1 convolution of a 1x1 input) are, on the vector variants,
+ * matrix-vector products over 16 (8) rows whose a[o, k] are gathered: the same
+ * operations in the same order.
  *
  * Threads: a small pool of pthreads shares each GEMM, in tasks of columns (wide
  * outputs) or of rows (narrow ones, whose columns are packed once up front); which
@@ -324,6 +327,32 @@ static void qcc_work_avx2(void *job)
     qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX2_MR, QCC_AVX2_NR, qcc_kern_avx2, qcc_copy_avx2);
 }
 
+/* A GEMM of a few columns (qcc_gemm_narrow): 8 rows per vector, a's columns gathered. */
+static void qcc_gemv_avx2(const qcc_gemm *g)
+{
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32((int)g->lda));
+    int p, o, k;
+    for (p = 0; p < g->n; p++) {
+        const float *b = g->src + qcc_position(&g->pos, p);
+        for (o = 0; o < g->m; o += 8) {
+            const int rows = g->m - o < 8 ? g->m - o : 8;
+            const __m256i mask = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - rows));
+            const float *a = g->a + (ptrdiff_t)o * g->lda;
+            __m256 acc = g->bias ? _mm256_maskload_ps(g->bias + o, mask) : _mm256_setzero_ps();
+            float out[8];
+            int i;
+            for (k = 0; k < g->k; k++) {
+                const __m256 av = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), a + k, idx,
+                                                           _mm256_castsi256_ps(mask), 4);
+                acc = _mm256_fmadd_ps(av, _mm256_set1_ps(b[g->kofs[k]]), acc);
+            }
+            _mm256_storeu_ps(out, acc);
+            for (i = 0; i < rows; i++) g->c[(ptrdiff_t)(o + i) * g->ldc + p] = out[i];
+        }
+    }
+}
+
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -384,6 +413,32 @@ static void qcc_work_avx512(void *job)
     qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512, qcc_copy_avx512);
 }
 
+/* A GEMM of a few columns (qcc_gemm_narrow): 16 rows per vector, a's columns gathered. */
+static void qcc_gemv_avx512(const qcc_gemm *g)
+{
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)g->lda));
+    int p, o, k;
+    for (p = 0; p < g->n; p++) {
+        const float *b = g->src + qcc_position(&g->pos, p);
+        for (o = 0; o < g->m; o += 16) {
+            const int rows = g->m - o < 16 ? g->m - o : 16;
+            const __mmask16 mask = (__mmask16)((1u << rows) - 1);
+            const float *a = g->a + (ptrdiff_t)o * g->lda;
+            float *c = g->c + (ptrdiff_t)o * g->ldc + p;
+            __m512 acc = g->bias ? _mm512_maskz_loadu_ps(mask, g->bias + o) : _mm512_setzero_ps();
+            for (k = 0; k < g->k; k++) {
+                const __m512 av = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, idx, a + k, 4);
+                acc = _mm512_fmadd_ps(av, _mm512_set1_ps(b[g->kofs[k]]), acc);
+            }
+            _mm512_mask_i32scatter_ps(c, mask, _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32((int)g->ldc)), acc, 4);
+        }
+    }
+}
+
 #pragma GCC pop_options
 
 #endif /* QCC_GEMM_X86 */
@@ -394,14 +449,15 @@ typedef struct {
     const char *name;
     int mr, nr;
     void (*work)(void *job);
+    void (*gemv)(const qcc_gemm *g);   /* narrow GEMMs (qcc_gemm_narrow), or NULL */
 } qcc_gemm_variant_t;
 
 /* Index 0 plain, 1 AVX2+FMA, 2 AVX-512. */
 static const qcc_gemm_variant_t qcc_gemm_variants[] = {
-    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_work_plain},
+    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_work_plain, NULL},
 #if QCC_GEMM_X86
-    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_work_avx2},
-    {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_work_avx512},
+    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_work_avx2, qcc_gemv_avx2},
+    {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_work_avx512, qcc_gemv_avx512},
 #endif
 };
 #define QCC_GEMM_NVARIANTS ((int)(sizeof(qcc_gemm_variants) / sizeof(qcc_gemm_variants[0])))
@@ -467,6 +523,15 @@ static void qcc_gemm_thread(void *arg)
  * some microseconds). */
 static double qcc_gemm_par_min = 1 << 22;
 
+/* Columns up to which a GEMM is a loop of matrix-vector products (a tile of NR
+ * columns would be mostly padding), if a's columns fit 32-bit gather offsets. */
+#define QCC_GEMV_MAX_N 2
+static int qcc_gemm_narrow(const qcc_gemm *g)
+{
+    return g->n <= QCC_GEMV_MAX_N && (double)g->lda * 16 < 2147483647.0
+           && (double)g->ldc * 16 < 2147483647.0;
+}
+
 /* Run one GEMM; returns 0, or -1 when out of memory. */
 static int qcc_gemm_run(const qcc_gemm *g0)
 {
@@ -483,6 +548,11 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         return 0;
     }
     qcc_positions_merge(&g.pos, g.n);
+    if (v->gemv != NULL && qcc_gemm_narrow(&g)) {
+        v->gemv(&g);
+        qcc_activate(g.act, g.c, g.ldc, g.m, g.n);
+        return 0;
+    }
     if ((double)g.m * g.n * g.k < qcc_gemm_par_min) threads = 1;
     job.g = &g;
     job.kchunks = (g.k + qcc_gemm_kc - 1) / qcc_gemm_kc;

@@ -1,11 +1,21 @@
 # cython: language_level=3
 """Reference runtime kernels (float32): matrix products through BLAS sgemm.
 
+A large product is cut into tasks (one per batch entry; a single product into
+blocks of 128 output columns, so that each task packs only its slice of the
+weights) that the
+runtime's thread pool (runtime/_common.h) shares, each one a single-threaded sgemm
+(the executor keeps BLAS on one thread while a plan runs): a worker kept off its
+core by other processes leaves its tasks to the others instead of stalling the
+call, and no BLAS thread spins against the runtime's. The blocks depend only on the
+shapes, never on the threads, so the numbers do not either.
+
 Convolutions live in qcc.runtime._conv, pooling and resize in qcc.runtime._pool,
 softmax and normalizations in qcc.runtime._norm.
 """
 
 import math
+import os
 
 import numpy as np
 
@@ -16,22 +26,120 @@ from scipy.linalg.cython_blas cimport sgemm, sgemv
 
 cnp.import_array()
 
+cdef extern from "_common.h" nogil:
+    ctypedef void (*qcc_task_fn)(void *arg) noexcept nogil
+    void qcc_parallel(qcc_task_fn fn, void *arg, int width)
 
-def gemm(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] out,
-         bint trans_b=False):
-    """out[M,N] = a[M,K] @ b[K,N] (or b[N,K]^T when trans_b) with BLAS sgemm."""
-    cdef int m = a.shape[0]
-    cdef int k = a.shape[1]
-    cdef int n = out.shape[1]
+cdef extern from *:
+    """
+    static inline int qcc_next_task(int *counter)
+    {
+        return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+    }
+    """
+    int qcc_next_task(int *counter) nogil
+
+
+ctypedef struct _Gemms:
+    # c[i] = a[ai[i]] @ (b[bi[i]] or its transpose) + beta * c[i] for each batch
+    # entry i, cut into blocks of `cols` columns: task t is entry t / blocks,
+    # block t % blocks.
+    const float *a
+    const float *b
+    float *c
+    const Py_ssize_t *ai
+    const Py_ssize_t *bi
+    Py_ssize_t sa, sb, sc
+    int m, n, k, cols, blocks, tasks
+    bint trans_b
+    float beta
+    int next
+
+
+cdef int _threads = 1
+cdef int _col_block = 128         # output columns of a task (a single product)
+cdef double _parallel_min = 2e5   # multiply-adds below which a product is one sgemm
+
+
+def _set_parallel_min(double madds):
+    """Set the multiply-adds below which a product runs as one sgemm on the calling
+    thread (for tests); returns the old value."""
+    global _parallel_min
+    old = _parallel_min
+    _parallel_min = madds
+    return old
+
+
+def _set_threads(int n):
+    """Set how many threads a product uses (the pool's width); returns the old count."""
+    global _threads
+    old = _threads
+    _threads = max(1, n)
+    return old
+
+
+def _default_threads():
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+_set_threads(_default_threads())
+
+
+cdef void _gemm_task(void *arg) noexcept nogil:
+    cdef _Gemms *g = <_Gemms *>arg
+    cdef int t, e, j0, cols
+    cdef const float *b
+    while True:
+        t = qcc_next_task(&g.next)
+        if t >= g.tasks:
+            return
+        e = t // g.blocks
+        j0 = (t % g.blocks) * g.cols
+        cols = g.n - j0 if g.n - j0 < g.cols else g.cols
+        b = g.b + (g.bi[e] if g.bi != NULL else e) * g.sb
+        b = b + <Py_ssize_t>j0 * g.k if g.trans_b else b + j0
+        _sgemm_ld(g.a + (g.ai[e] if g.ai != NULL else e) * g.sa, b,
+                  g.c + e * g.sc + j0, g.m, cols, g.k, g.trans_b, g.beta,
+                  g.k if g.trans_b else g.n, g.n)
+
+
+cdef void _gemms(_Gemms *g, int nbatch) noexcept nogil:
+    """Run the batch of products of `g` (a, b, c, strides, sizes set) on the pool."""
+    cdef double madds = <double>nbatch * g.m * g.n * g.k
+    # the shapes decide the blocks, never the threads
+    g.cols = _col_block if nbatch == 1 and madds >= _parallel_min else g.n
+    if g.cols < 1:
+        g.cols = 1
+    g.blocks = (g.n + g.cols - 1) // g.cols
+    g.tasks = g.blocks * nbatch
+    g.next = 0
+    if g.tasks <= 1 or _threads == 1 or madds < _parallel_min:
+        _gemm_task(g)
+    else:
+        qcc_parallel(_gemm_task, g, _threads if _threads < g.tasks else g.tasks)
+
+
+cdef void _sgemm_ld(const float* a, const float* b, float* c, int m, int n, int k,
+                    bint trans_b, float beta, int ldb, int ldc) noexcept nogil:
+    """Row-major c[m,n] (rows ldc apart) = a[m,k] @ (b[k,n] or b[n,k]^T, rows ldb
+    apart) + beta*c; k may be 0."""
     cdef float alpha = 1.0
-    cdef float beta = 0.0
     cdef char ta = b'N'
     cdef char tb = b'T' if trans_b else b'N'
-    cdef int ldb = k if trans_b else n
-    # Row-major C = A B is column-major C^T = B^T A^T.
-    sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>&b[0, 0], &ldb,
-          <float*>&a[0, 0], &k, &beta, &out[0, 0], &n)
-    return out
+    cdef int lda = k
+    cdef int i
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if beta == 0.0:
+            for i in range(m):
+                memset(c + <Py_ssize_t>i * ldc, 0, n * sizeof(float))
+        return
+    sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
 
 
 cdef void _sgemm_rm(const float* a, const float* b, float* c, int m, int n, int k,
@@ -53,15 +161,20 @@ cdef void _sgemm_rm(const float* a, const float* b, float* c, int m, int n, int 
 
 cdef void _dense_rows(const float* x, const float* w, float* y, int m, int n, int k,
                       float beta) noexcept nogil:
-    """y[m,n] = x[m,k] @ w[n,k]^T + beta*y: sgemv for a single row, else sgemm."""
+    """y[m,n] = x[m,k] @ w[n,k]^T + beta*y: sgemv for a single row, else sgemm (on
+    the pool in blocks of columns when large)."""
     cdef float alpha = 1.0
     cdef char tr = b'T'
     cdef int one = 1
+    cdef _Gemms g
     if m == 1 and k > 0 and n > 0:
         # Row-major w[n,k] is column-major [k,n]; y = (w^T)^T x.
         sgemv(&tr, &k, &n, &alpha, <float*>w, &k, <float*>x, &one, &beta, y, &one)
-    else:
-        _sgemm_rm(x, w, y, m, n, k, True, beta)
+        return
+    g.a, g.b, g.c, g.ai, g.bi = x, w, y, NULL, NULL
+    g.sa = g.sb = g.sc = 0
+    g.m, g.n, g.k, g.trans_b, g.beta = m, n, k, True, beta
+    _gemms(&g, 1)
 
 
 def as_f32(a):
@@ -155,24 +268,27 @@ def batched_matmul(a, b, out=None):
     cdef const float* ap = &av[0] if a2.size else NULL
     cdef const float* bp = &bv[0] if b2.size else NULL
     cdef Py_ssize_t nb = math.prod(batch)
-    cdef Py_ssize_t i
+    cdef _Gemms g
     if b2.ndim == 2:
         # Shared right operand: all batch rows of a form one [batch*M, K] matrix.
         if a2.shape[:-2] != batch:
             a2 = np.ascontiguousarray(np.broadcast_to(a2, batch + (m, k)))
             av = a2.reshape(-1)
             ap = &av[0] if a2.size else NULL
+        g.a, g.b, g.c, g.ai, g.bi = ap, bp, &ov[0], NULL, NULL
+        g.sa = g.sb = g.sc = 0
+        g.m, g.n, g.k, g.trans_b, g.beta = <int>(nb * m), n, k, False, 0.0
         with nogil:
-            _sgemm_rm(ap, bp, &ov[0], <int>(nb * m), n, k, False, 0.0)
+            _gemms(&g, 1)
         return out
     cdef const Py_ssize_t[::1] ai = _batch_offsets(a2.shape[:-2], batch)
     cdef const Py_ssize_t[::1] bi = _batch_offsets(b2.shape[:-2], batch)
-    cdef Py_ssize_t sa = <Py_ssize_t>m * k
-    cdef Py_ssize_t sb = <Py_ssize_t>k * n
-    cdef Py_ssize_t so = <Py_ssize_t>m * n
+    if ap == NULL or bp == NULL:  # k == 0: zeros
+        out[...] = 0
+        return out
+    g.a, g.b, g.c, g.ai, g.bi = ap, bp, &ov[0], &ai[0], &bi[0]
+    g.sa, g.sb, g.sc = <Py_ssize_t>m * k, <Py_ssize_t>k * n, <Py_ssize_t>m * n
+    g.m, g.n, g.k, g.trans_b, g.beta = m, n, k, False, 0.0
     with nogil:
-        for i in range(nb):
-            _sgemm_rm(ap + ai[i] * sa if ap != NULL else NULL,
-                      bp + bi[i] * sb if bp != NULL else NULL,
-                      &ov[0] + i * so, m, n, k, False, 0.0)
+        _gemms(&g, <int>nb)
     return out

@@ -1,9 +1,10 @@
 # cython: language_level=3
-"""Softmax and normalization kernels of the reference runtime (float32).
+"""Softmax, normalization, erf and GELU kernels of the reference runtime (float32).
 
 Tensors are viewed as [outer, axis, inner] (softmax) or [outer, inner] (layer
-norm); the inner loops are in _norm_impl.h (a vectorized exp, reductions in float
-lanes combined in double).
+norm); the inner loops are in _norm_impl.h (a vectorized exp and erf, sums in
+vector lanes combined in double). erf and GELU have AVX-512, AVX2 and plain builds
+that give the same bits; the best one at or below QCC_ISA runs (`_set_variant`).
 """
 
 import math
@@ -22,7 +23,73 @@ cdef extern from "_norm_impl.h" nogil:
     void qcc_softmax_strided(const float* x, float* y, Py_ssize_t outer, Py_ssize_t n,
                              Py_ssize_t inner, float* acc)
     void qcc_layer_norm_rows(const float* x, float* y, const float* scale, const float* bias,
-                             Py_ssize_t rows, Py_ssize_t n, double eps)
+                             Py_ssize_t rows, Py_ssize_t n, float eps)
+    int QCC_ISA_SCALAR, QCC_ISA_AVX2, QCC_ISA_AVX512
+    int qcc_isa_ceiling()
+    int qcc_isa_best(int ceiling, int vnni)
+    int qcc_cpu_runs(int level, int vnni)
+    int qcc_norm_level
+    int qcc_norm_set_level(int level)
+    void qcc_erf(const float* x, float* y, Py_ssize_t n)
+    void qcc_gelu(const float* x, float* y, Py_ssize_t n)
+
+
+_VARIANTS = ("plain", "avx2", "avx512")
+"""erf / GELU builds by level (QCC_ISA_SCALAR, QCC_ISA_AVX2, QCC_ISA_AVX512)."""
+
+
+def _variants():
+    """Names of the erf / GELU builds this CPU runs, best last."""
+    return [name for level, name in enumerate(_VARIANTS) if qcc_cpu_runs(level, 0)]
+
+
+def _variant():
+    """Name of the erf / GELU build in use."""
+    return _VARIANTS[qcc_norm_level]
+
+
+def _set_variant(name):
+    """Use the erf / GELU build `name` (None: the best at or below QCC_ISA); returns
+    the old name. For tests and benchmarks: every build gives the same bits."""
+    old = _variant()
+    if name is None:
+        qcc_norm_set_level(qcc_isa_best(qcc_isa_ceiling(), 0))
+        return old
+    if name not in _VARIANTS:
+        raise ValueError(f"unknown erf/GELU build {name!r} (known: {', '.join(_VARIANTS)})")
+    if not qcc_norm_set_level(_VARIANTS.index(name)):
+        raise ValueError(f"erf/GELU build {name!r} does not run on this CPU")
+    return old
+
+
+_set_variant(None)   # QCC_ISA applies from import on
+
+
+def _unary(x, out, int gelu):
+    x = as_f32(x)
+    out = out_buffer(out, x.shape)
+    if x.size == 0:
+        return out
+    cdef const float[::1] xv = x.reshape(-1)
+    cdef float[::1] ov = out.reshape(-1)
+    cdef Py_ssize_t n = x.size
+    with nogil:
+        if gelu:
+            qcc_gelu(&xv[0], &ov[0], n)
+        else:
+            qcc_erf(&xv[0], &ov[0], n)
+    return out
+
+
+def erf(x, out=None):
+    """erf of each element in float32 (1.14 ulp at most); `out` may be `x`."""
+    return _unary(x, out, 0)
+
+
+def gelu(x, out=None):
+    """GELU of each element as PyTorch exports it: (x * (erf(x / sqrt(2)) + 1)) * 0.5
+    in float32 operations (this erf); `out` may be `x`."""
+    return _unary(x, out, 1)
 
 
 def _axis(int axis, int ndim):

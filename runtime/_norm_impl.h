@@ -1,8 +1,13 @@
-/* Inner loops of softmax and layer normalization (runtime/_norm.pyx).
+/* Inner loops of softmax, layer normalization, erf and GELU (runtime/_norm.pyx).
  *
  * qcc_expf is a vectorizable exp (Cephes polynomial, about 1 ulp on [-87, 88]);
- * reductions use 16 float lanes combined in double. Loop indices are ptrdiff_t:
- * CPython builds extensions with -fwrapv, which blocks vectorizing int indices.
+ * qcc_erff a vectorizable erf (1.14 ulp at most, tests/runtime/test_erf_gelu.py);
+ * softmax sums in 16 float lanes combined in double, layer norm in double lanes.
+ * Loop indices are ptrdiff_t: CPython builds extensions with -fwrapv, which blocks
+ * vectorizing int indices.
+ * The module is built with -ffp-contract=off: no multiply-add is fused into an FMA,
+ * so the AVX-512, AVX2 and plain builds of a loop compute the same float32
+ * operations in the same order and give the same bits.
  */
 #ifndef QCC_NORM_IMPL_H
 #define QCC_NORM_IMPL_H
@@ -12,19 +17,24 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_common.h"
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define QCC_NORM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define QCC_NORM_CLONES
 #endif
 
-/* exp(x) for x in [-87.3, 88.3] (clamped outside). */
+/* exp(x) for x in [-87.3, 88.3]; 0 below (where exp is subnormal or 0: a masked
+ * attention score gives an exact 0, and no subnormal slows the products after a
+ * softmax), exp(88.3) above. */
 static inline __attribute__((always_inline)) float qcc_expf(float x)
 {
     const float shifter = 12582912.0f; /* 1.5 * 2^23: float add rounds to an integer */
+    const int under = x < -87.3f;
     float t, n, r, p;
     int32_t bits;
-    x = x < -87.3f ? -87.3f : x;
+    x = under ? -87.3f : x;
     x = x > 88.3f ? 88.3f : x;
     t = x * 1.44269504088896341f + shifter;
     n = t - shifter;
@@ -39,7 +49,93 @@ static inline __attribute__((always_inline)) float qcc_expf(float x)
     memcpy(&bits, &t, sizeof bits);
     bits = (bits - 0x4B400000 + 127) << 23;   /* 2^n */
     memcpy(&t, &bits, sizeof t);
-    return p * t;
+    return under ? 0.0f : p * t;
+}
+
+/* erf(x) in float32, 1.14 ulp at most (measured against float64 erf on every
+ * 6e-6 step of [-6, 6] and near 0). |x| <= 0.921875: x + x * P(x^2), P fitted to
+ * erf(x)/x - 1 (the small correction rounds apart from x); below 3.925:
+ * 1 - exp(Q(|x|)), Q fitted to log(erfc); above, 1. The sign is x's; NaN stays NaN.
+ * Both branches are computed and one is selected, so that loops vectorize (Q is
+ * evaluated unclamped: its value at a large |x| is discarded). */
+static inline __attribute__((always_inline)) float qcc_erff(float x)
+{
+    const float a = fabsf(x);
+    const float t = a * a;
+    float p, q, y;
+    p = -0.000598617306f;
+    p = p * t + 0.00499217352f;
+    p = p * t + -0.026765855f;
+    p = p * t + 0.112817928f;
+    p = p * t + -0.376124918f;
+    p = p * t + 0.128379151f;
+    p = a + a * p;
+    q = -2.48125183e-08f;
+    q = q * a + 2.17673596e-06f;
+    q = q * a + -5.11130456e-05f;
+    q = q * a + 0.000623499393f;
+    q = q * a + -0.00484685553f;
+    q = q * a + 0.0266035367f;
+    q = q * a + -0.110322833f;
+    q = q * a + -0.631628692f;
+    q = q * a + -1.13032186f;
+    q = q * a + 0.000336636382f;
+    q = 1.0f - qcc_expf(q);
+    q = a < 3.925f ? q : 1.0f;
+    y = a > 0.921875f ? q : p;
+    return copysignf(y, x);
+}
+
+/* GELU as exported from PyTorch: (x * (erf(x / sqrt(2)) + 1)) * 0.5, each step a
+ * float32 operation (the same bits as the Div, Erf, Add, Mul, Mul nodes). */
+static inline __attribute__((always_inline)) float qcc_geluf(float x)
+{
+    return (x * (qcc_erff(x / 1.41421354f) + 1.0f)) * 0.5f;
+}
+
+#define QCC_UNARY_LOOP(name, f, attr)                                                 \
+    attr static void name(const float *x, float *y, ptrdiff_t n)                      \
+    {                                                                                 \
+        ptrdiff_t i;                                                                  \
+        for (i = 0; i < n; i++) y[i] = f(x[i]);                                       \
+    }
+
+#if QCC_X86
+QCC_UNARY_LOOP(qcc_erf_avx512, qcc_erff, __attribute__((target("arch=x86-64-v4"))))
+QCC_UNARY_LOOP(qcc_erf_avx2, qcc_erff, __attribute__((target("arch=x86-64-v3"))))
+QCC_UNARY_LOOP(qcc_gelu_avx512, qcc_geluf, __attribute__((target("arch=x86-64-v4"))))
+QCC_UNARY_LOOP(qcc_gelu_avx2, qcc_geluf, __attribute__((target("arch=x86-64-v3"))))
+#endif
+QCC_UNARY_LOOP(qcc_erf_plain, qcc_erff, )
+QCC_UNARY_LOOP(qcc_gelu_plain, qcc_geluf, )
+
+/* The level (QCC_ISA_*) the erf and GELU loops run at: the best one at or below
+ * QCC_ISA, set when the module loads (qcc_norm_set_level). */
+static int qcc_norm_level = QCC_ISA_SCALAR;
+
+static int qcc_norm_set_level(int level)
+{
+    if (level < QCC_ISA_SCALAR || level > QCC_ISA_AVX512 || !qcc_cpu_runs(level, 0)) return 0;
+    qcc_norm_level = level;
+    return 1;
+}
+
+static void qcc_erf(const float *x, float *y, ptrdiff_t n)
+{
+#if QCC_X86
+    if (qcc_norm_level == QCC_ISA_AVX512) { qcc_erf_avx512(x, y, n); return; }
+    if (qcc_norm_level == QCC_ISA_AVX2) { qcc_erf_avx2(x, y, n); return; }
+#endif
+    qcc_erf_plain(x, y, n);
+}
+
+static void qcc_gelu(const float *x, float *y, ptrdiff_t n)
+{
+#if QCC_X86
+    if (qcc_norm_level == QCC_ISA_AVX512) { qcc_gelu_avx512(x, y, n); return; }
+    if (qcc_norm_level == QCC_ISA_AVX2) { qcc_gelu_avx2(x, y, n); return; }
+#endif
+    qcc_gelu_plain(x, y, n);
 }
 
 /* max of src[0:n] (n >= 1), in 16 lanes so that it vectorizes. */
@@ -109,43 +205,48 @@ static void qcc_softmax_strided(const float *x, float *y, ptrdiff_t outer, ptrdi
     }
 }
 
-/* sum of src[0:n] - shift, in 16 float lanes combined in double. */
+/* sum of src[0:n] - shift (or of its squares) in double, in 8 lanes so that it
+ * vectorizes: a row of 50000 elements (a GroupNorm group) sums as exactly as numpy's
+ * pairwise float32 sum or better. */
 static inline __attribute__((always_inline)) double qcc_sum(const float *restrict src,
                                                             ptrdiff_t n, float shift, int square)
 {
-    float lanes[16] = {0};
+    double lanes[8] = {0};
     double s = 0.0;
     ptrdiff_t i, j;
-    for (i = 0; i + 16 <= n; i += 16)
-        for (j = 0; j < 16; j++) {
-            const float d = src[i + j] - shift;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (j = 0; j < 8; j++) {
+            const double d = (double)src[i + j] - shift;
             lanes[j] += square ? d * d : d;
         }
     for (; i < n; i++) {
         const double d = (double)src[i] - shift;
         s += square ? d * d : d;
     }
-    for (j = 0; j < 16; j++) s += lanes[j];
+    for (j = 0; j < 8; j++) s += lanes[j];
     return s;
 }
 
 /* y = (x - mean) / sqrt(var + eps) * scale + bias for each row of n elements
- * (bias may be NULL). Two passes: the mean, then the variance around it. */
+ * (bias may be NULL). Two passes: the mean, then the variance around it, both summed
+ * in double and rounded to float32; then each step a float32 operation as in the
+ * exported graph (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add) and
+ * in numpy's LayerNormalization: d = x - mean, std = sqrt(var + eps), d / std. */
 QCC_NORM_CLONES
 static void qcc_layer_norm_rows(const float *x, float *y, const float *scale, const float *bias,
-                                ptrdiff_t rows, ptrdiff_t n, double eps)
+                                ptrdiff_t rows, ptrdiff_t n, float eps)
 {
     ptrdiff_t r, i;
     for (r = 0; r < rows; r++) {
         const float *restrict xr = x + r * n;
         float *restrict yr = y + r * n;
         const float mean = (float)(qcc_sum(xr, n, 0.0f, 0) / (double)n);
-        const double var = qcc_sum(xr, n, mean, 1) / (double)n;
-        const float rstd = (float)(1.0 / sqrt(var + eps));
+        const float var = (float)(qcc_sum(xr, n, mean, 1) / (double)n);
+        const float std = sqrtf(var + eps);
         if (bias == NULL)
-            for (i = 0; i < n; i++) yr[i] = (xr[i] - mean) * rstd * scale[i];
+            for (i = 0; i < n; i++) yr[i] = (xr[i] - mean) / std * scale[i];
         else
-            for (i = 0; i < n; i++) yr[i] = (xr[i] - mean) * rstd * scale[i] + bias[i];
+            for (i = 0; i < n; i++) yr[i] = (xr[i] - mean) / std * scale[i] + bias[i];
     }
 }
 

@@ -26,8 +26,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -47,6 +47,7 @@ from qcc.errors import QccError
 from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
 from qcc.runtime import int8 as _int8  # noqa: F401
 from qcc.runtime import ops as K
+from qcc.runtime import patterns
 
 
 class RuntimeError_(QccError):
@@ -97,15 +98,23 @@ class Plan:
     buffers_in_use: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Held by the run writing into the shared buffers (a concurrent run of the same
     plan allocates its own arrays)."""
+    expected: list[tuple[str, tuple[int, ...], np.dtype]] = field(default_factory=list)
+    """Per input: its name, shape (DYN for a symbolic dim) and numpy dtype, read from
+    the IR once."""
+
+    slot_template: list[np.ndarray | None] = field(default_factory=list, repr=False)
+    """A run's slots before it starts: the constants in place, None elsewhere."""
+
+    def __post_init__(self) -> None:
+        self.slot_template = [None] * self.n_slots
+        for s, a in self.constants.items():
+            self.slot_template[s] = a
+        self.expected = [(n, tuple(t.get_shape()), ir.numpy_dtype(t.element_type))
+                         for n, t in zip(self.input_names, self.input_types, strict=True)]
 
     @property
     def dynamic(self) -> bool:
         return any(not t.has_static_shape() for t in self.input_types)
-
-    @property
-    def uses_openmp(self) -> bool:
-        """Whether a step runs the compiled conv (OpenMP threads)."""
-        return any(isinstance(s.op, (qnn.ConvOp, qnn.ConvTransposeOp)) for s in self.steps)
 
 
 def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
@@ -163,6 +172,7 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
     unfused: list[Step] = []
     if fuse:
         unfused = [replace(s) for s in steps]
+        steps = patterns.fuse(steps, set(outputs), constants, slot_of)  # GELU, LayerNorm
         steps = _fuse_in_place(steps, set(outputs), constants)
         _mark_deaths(unfused, set(outputs) | set(constants) | set(input_slots))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
@@ -176,20 +186,34 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
 
 def _fuse_in_place(steps: list[Step], outputs: set[int],
                    constants: dict[int, np.ndarray]) -> list[Step]:
-    """Fold each fake-quant / relu / clip / batch_norm step into the step before it
-    when it consumes that step's fresh float32 result, which nothing else uses (its
-    other operands constants). A relu or clip right after a float conv becomes the
-    compiled conv's `activation` (the same bits); the others run in place after it."""
+    """Fold each fake-quant / activation / batch_norm / element-wise-of-a-constant
+    step into the step before it when it consumes that step's fresh float32 result,
+    which nothing else uses (its other operands constants). After a float conv, a
+    batch_norm, a residual add (of another float32 tensor of the same shape), an
+    activation, then a fake-quant become the compiled conv's epilogue (the same bits); the
+    others run in place after it."""
     fused: list[Step] = []
     chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
+    epilogues: dict[int, tuple[Step, K.Epilogue]] = {}  # index -> the conv's step, epilogue
     for step in steps:
         prev = fused[-1] if fused else None
+        last = len(fused) - 1
         if (prev is not None and len(prev.results) == 1 and step.args[:1] == prev.results
                 and prev.results[0] not in outputs and step.op.operands[0].has_one_use()):
             both = _int8.fused(prev.fn, step.op, [constants.get(a) for a in step.args])
             if both is not None:  # int8 conv / dense and its output stages in one pass
                 fused[-1] = Step(both, prev.op, prev.args, step.results, fresh=True)
-                chain[len(fused) - 1] = (fused[-1], [], [])
+                chain[last] = (fused[-1], [], [])
+                continue
+        if prev is not None and last not in chain:
+            conv_step, spec = epilogues.get(last, (prev, K.Epilogue()))
+            extended = _conv_epilogue(conv_step.op, spec, prev, step, outputs, constants)
+            if extended is not None:
+                spec, extra = extended
+                kernel = K.conv_kernel(conv_step.op, epilogue=spec)
+                fused[-1] = Step(kernel.fn, conv_step.op, prev.args + extra, step.results,
+                                 fresh=True, takes_out=kernel.takes_out)
+                epilogues[last] = (conv_step, spec)
                 continue
         params = [constants[a] for a in step.args[1:] if a in constants]
         follower = K.in_place(step.op, params) if len(params) == len(step.args) - 1 \
@@ -198,32 +222,46 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
                 and len(prev.results) == 1 and step.args[:1] == prev.results
                 and prev.results[0] not in outputs and K.is_f32(prev.op.results[0])
                 and step.op.operands[0].has_one_use()):
-            activated = None if len(fused) - 1 in chain else \
-                _conv_activation(prev.op, step.op)
-            if activated is not None:  # relu / clip inside the compiled conv
-                fused[-1] = Step(activated.fn, prev.op, prev.args, step.results,
-                                 fresh=True, takes_out=activated.takes_out)
-                chain[len(fused) - 1] = (fused[-1], [], [])
-                continue
-            base, followers, fallbacks = chain.get(len(fused) - 1, (prev, [], []))
+            base, followers, fallbacks = chain.get(last, (prev, [], []))
             followers = followers + [follower]
             fallbacks = fallbacks + [partial(_first_arg, step.fn, params)]
             kernel = K.fuse(K.Kernel(base.fn, base.fresh, base.takes_out), followers,
                             fallbacks)
             fused[-1] = Step(kernel.fn, prev.op, prev.args, step.results, fresh=True,
                              takes_out=kernel.takes_out)
-            chain[len(fused) - 1] = (base, followers, fallbacks)
+            chain[last] = (base, followers, fallbacks)
             continue
         fused.append(step)
     return fused
 
 
-def _conv_activation(producer: Operation, follower: Operation) -> K.Kernel | None:
-    """The float conv `producer` running `follower` (a relu or clip) as its compiled
-    kernel's activation."""
-    if not (isinstance(producer, qnn.ConvOp) and K.operand_kind(producer) == "float"):
+def _conv_epilogue(conv: Operation, spec: K.Epilogue, prev: Step, step: Step,
+                   outputs: set[int], constants: dict[int, np.ndarray],
+                   ) -> tuple[K.Epilogue, tuple[int, ...]] | None:
+    """When `prev` is the float conv `conv` with epilogue `spec` so far, its result's
+    only user `step`, and `step` extends the epilogue: the extended epilogue and the
+    operands the step gains (a residual's slot)."""
+    if not (isinstance(conv, qnn.ConvOp) and K.operand_kind(conv) == "float"
+            and len(prev.results) == 1 and prev.results[0] not in outputs
+            and prev.results[0] in step.args and len(step.results) == 1):
         return None
-    return K.conv_with_activation(producer, follower)
+    at = step.args.index(prev.results[0])
+    value = step.op.operands[at]
+    if not value.has_one_use():
+        return None
+    if isinstance(step.op, qnn.AddOp):  # conv + skip: the residual
+        if spec.stage > 1 or len(step.args) != 2 or step.args[0] == step.args[1] \
+                or not K.epilogue_runs(conv):
+            return None
+        skip, other = step.args[1 - at], step.op.operands[1 - at]
+        if skip in constants or not (K.is_f32(other) and other.type == value.type
+                                     and step.op.results[0].type == value.type):
+            return None
+        return replace(spec, residual=True), (skip,)
+    if at != 0 or any(a not in constants for a in step.args[1:]):
+        return None
+    extended = K.extend_epilogue(conv, spec, step.op, [constants[a] for a in step.args[1:]])
+    return None if extended is None else (extended, ())
 
 
 def _first_arg(fn: Callable[..., Any], rest: list, x: np.ndarray) -> Any:
@@ -299,18 +337,26 @@ def _value_name(v: SSAValue) -> str:
 
 def check_inputs(plan: Plan, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """Inputs in plan order; wrong names, shapes or dtypes listed all at once."""
+    arrays = []
+    for name, want_shape, want_dtype in plan.expected:  # the usual case, quickly
+        a = inputs.get(name)
+        if not (type(a) is np.ndarray and a.dtype == want_dtype and a.flags.c_contiguous
+                and shapes_match(a.shape, want_shape)):
+            break
+        arrays.append(a)
+    else:
+        if len(inputs) == len(arrays):
+            return arrays
     problems = []
     missing = [n for n in plan.input_names if n not in inputs]
     extra = [n for n in inputs if n not in plan.input_names]
     if missing or extra:
         problems.append(f"expected inputs {plan.input_names}, given {sorted(inputs)}")
     arrays = []
-    for name, t in zip(plan.input_names, plan.input_types, strict=True):
+    for name, want_shape, want_dtype in plan.expected:
         if name not in inputs:
             continue
         a = np.asarray(inputs[name])
-        want_shape = tuple(t.get_shape())
-        want_dtype = ir.numpy_dtype(t.element_type)
         if not shapes_match(a.shape, want_shape):
             problems.append(f"input '{name}': expected shape {fmt_shape(want_shape)}, "
                             f"given {a.shape}")
@@ -338,10 +384,8 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     (calibration hooks its observers in this way)."""
     arrays = check_inputs(plan, inputs)
     shapes = specialize(plan, [a.shape for a in arrays])
-    slots: list[np.ndarray | None] = [None] * plan.n_slots
+    slots = plan.slot_template.copy()
     for s, a in zip(plan.input_slots, arrays, strict=True):
-        slots[s] = a
-    for s, a in plan.constants.items():
         slots[s] = a
     keep_slots = {plan.slot_of[v]: v for v in keep}
     kept: dict[SSAValue, np.ndarray] = {
@@ -363,6 +407,12 @@ def _run(plan: Plan, steps: list[Step], slots: list[np.ndarray | None],
          overrides: Mapping[Operation, Callable[..., object]],
          ) -> tuple[dict[str, np.ndarray], dict[SSAValue, np.ndarray]]:
     times = [0.0] * len(steps) if os.environ.get(PROFILE_ENV) == "1" else None
+    if times is None and not overrides and not keep_slots:
+        with _blas_limit(plan):
+            _run_plain(steps, slots, buffers)
+        outputs = {n: slots[s] for n, s in zip(plan.output_names, plan.output_slots,
+                                                strict=True)}
+        return outputs, kept  # type: ignore[return-value]
     with _blas_limit(plan):
         for i, step in enumerate(steps):
             args = [slots[a] for a in step.args]
@@ -395,26 +445,58 @@ def _run(plan: Plan, steps: list[Step], slots: list[np.ndarray | None],
     return outputs, kept  # type: ignore[return-value]
 
 
+def _run_plain(steps: list[Step], slots: list[np.ndarray | None],
+               buffers: list[np.ndarray | None]) -> None:
+    """`_run`'s loop without hooks, kept values or timing: as little Python per step
+    as it takes."""
+    for step, buf in zip(steps, buffers, strict=True):
+        args = [slots[a] for a in step.args]
+        out: Any = step.fn(*args) if buf is None else step.fn(*args, out=buf)
+        results = step.results
+        if len(results) == 1:
+            slots[results[0]] = out
+        else:
+            for r, o in zip(results, out, strict=True):
+                slots[r] = o
+        for d in step.dead:
+            slots[d] = None
+
+
 _BLAS: list[Any] = []
+"""The BLAS libraries' threadpoolctl controllers, found at the first run (then a
+None marks the search as done)."""
 
 
-def _blas_limit(plan: Plan) -> AbstractContextManager[object]:
-    """BLAS on one thread while a plan with OpenMP conv steps runs: OpenBLAS's idle
-    threads otherwise spin against the conv's OpenMP threads (a CNN's BLAS calls
-    are its small dense layers). Plans without conv steps (transformers, whose
-    matmuls are BLAS) keep BLAS's own threads."""
-    if not plan.uses_openmp:
-        return nullcontext()
+def _blas_libraries() -> list[Any]:
     if not _BLAS:
         try:
             from threadpoolctl import ThreadpoolController
-            _BLAS.append(ThreadpoolController())
+            _BLAS.extend(c for c in ThreadpoolController().lib_controllers
+                         if c.user_api == "blas")
         except ImportError:  # without threadpoolctl BLAS keeps its threads
-            _BLAS.append(None)
-    controller = _BLAS[0]
-    if controller is None:
-        return nullcontext()
-    return controller.limit(limits=1, user_api="blas")
+            pass
+        _BLAS.append(None)
+    return [c for c in _BLAS if c is not None]
+
+
+@contextmanager
+def _blas_limit(plan: Plan) -> Iterator[None]:
+    """BLAS on one thread while a plan runs: dense and matmul share their blocks of
+    rows on the runtime's own thread pool (runtime/_kernels.pyx), like the conv,
+    and OpenBLAS's idle threads would otherwise spin against those threads (and
+    stall a call when one of them is kept off its core). A few microseconds: the
+    libraries are found once, and only those not on one thread are set and restored."""
+    changed = []
+    for lib in _blas_libraries():
+        n = lib.get_num_threads()
+        if n != 1:
+            lib.set_num_threads(1)
+            changed.append((lib, n))
+    try:
+        yield
+    finally:
+        for lib, n in changed:
+            lib.set_num_threads(n)
 
 
 def _print_profile(steps: list[Step], times: list[float], top: int = 12) -> None:
@@ -458,7 +540,9 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
                 else:
                     sizes[r] = sizes[step.args[0]]
             continue
-        types = [like(v.type, sizes[a]) for v, a in zip(op.operands, step.args, strict=True)]
+        # a conv's fused residual is an operand more: its shape is the result's
+        args = step.args[:len(op.operands)]
+        types = [like(v.type, sizes[a]) for v, a in zip(op.operands, args, strict=True)]
         try:
             results = op.infer(types, dict(op.properties))
         except ShapeError as e:

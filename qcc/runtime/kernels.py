@@ -341,7 +341,7 @@ if _mods is None:
     dense = _no_out(reference_dense)
     max_pool = _no_out(reference_max_pool)
     avg_pool = _no_out(reference_avg_pool)
-    global_avg_pool = softmax = batched_matmul = None
+    global_avg_pool = softmax = batched_matmul = layer_norm = erf = gelu = None
 else:
     # The compiled conv computes every output element with the same operations
     # (fma in ascending k, whatever the channel, position, thread or ISA), so
@@ -354,4 +354,7 @@ else:
     avg_pool = _mods[2].avg_pool
     global_avg_pool = _mods[2].global_avg_pool
     softmax = _mods[3].softmax
+    layer_norm = _mods[3].layer_norm
+    erf = _mods[3].erf
+    gelu = _mods[3].gelu
 resize = reference_resize

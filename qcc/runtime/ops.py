@@ -18,7 +18,7 @@ same functions canonicalize folds constants with.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -31,6 +31,21 @@ from qcc.dialects.base import get_bool, get_float, get_int, get_ints, get_str
 from qcc.dialects.qnn_eval import EVAL
 from qcc.runtime import half
 from qcc.runtime import kernels as C
+
+
+def _eltwise_module() -> Any:
+    """The compiled element-wise kernels (runtime/_eltwise.pyx), or None when the
+    numpy kernels run (QCC_REFERENCE_KERNELS=1, an uncompiled checkout)."""
+    if not C.compiled:
+        return None
+    try:
+        from qcc.runtime import _eltwise
+    except ImportError:
+        return None
+    return _eltwise
+
+
+ELTWISE = _eltwise_module()
 
 Consts = Sequence["np.ndarray | None"]
 """Per operand of the op: its array when it is a constant of the plan, else None."""
@@ -118,17 +133,56 @@ def _conv(op, consts):
     return conv_kernel(op)
 
 
-def conv_kernel(op, activation: Any = None) -> Kernel:
-    """The float conv's step; `activation` (None, "relu" or ("clip", lo, hi)) is
-    applied by the compiled conv to each output once its sum is complete."""
+@dataclass(frozen=True)
+class Epilogue:
+    """What a float conv's compiled kernel applies to each finished output, in this
+    order (runtime/_common.h): a batch_norm's per-channel affine (mul, shift), a
+    residual (one more operand of the step, a float32 tensor of the output's shape,
+    added), an activation (see `_conv.conv`), a fake-quant (scales, zero points,
+    qmin, qmax)."""
+
+    affine: tuple | None = None
+    residual: bool = False
+    activation: Any = None
+    fake_quant: tuple | None = None
+
+    @property
+    def stage(self) -> int:
+        """How far the chain got: 0 nothing, 1 affine, 2 residual, 3 activation,
+        4 fake-quant."""
+        return 4 if self.fake_quant is not None else 3 if self.activation is not None \
+            else 2 if self.residual else 1 if self.affine is not None else 0
+
+
+def conv_kernel(op, activation: Any = None, epilogue: Epilogue | None = None) -> Kernel:
+    """The float conv's step; `activation` (None, "relu" or ("clip", lo, hi)) or an
+    `epilogue` is applied by the compiled conv to each output once its sum is
+    complete. With a residual, the step takes it after the conv's own operands."""
     strides, pads = get_ints(_p(op, "strides")), get_ints(_p(op, "pads"))
     dilations, groups = get_ints(_p(op, "dilations")), get_int(_p(op, "groups"), 1)
     conv = C.conv
-    if activation is not None:
-        def activated(x, w, b=None, out=None):
-            return conv(x, w, b, strides, pads, dilations, groups, out=out,
-                        activation=activation)
-        return Kernel(activated, fresh=True, takes_out=True)
+    if epilogue is None and activation is not None:
+        epilogue = Epilogue(activation=activation)
+    if epilogue is not None:
+        n_conv = len(op.operands)
+        act, fq, affine = epilogue.activation, epilogue.fake_quant, epilogue.affine
+        if not epilogue.residual:
+            def activated(*args, out=None):
+                return conv(args[0], args[1], args[2] if n_conv > 2 else None, strides,
+                            pads, dilations, groups, out=out, activation=act, fake_quant=fq,
+                            affine=affine)
+            return Kernel(activated, fresh=True, takes_out=True)
+
+        def with_residual(*args, out=None):
+            x, w, b, skip = args[0], args[1], args[2] if n_conv > 2 else None, args[n_conv]
+            if out is not None and skip.shape == out.shape and skip.dtype == np.float32:
+                return conv(x, w, b, strides, pads, dilations, groups, out=out,
+                            activation=act, residual=skip, fake_quant=fq, affine=affine)
+            # a run without the shared buffers, or a skip that broadcasts: unfused
+            y = conv(x, w, b, strides, pads, dilations, groups, affine=affine)
+            return _epilogue_in_place(np.add(y, skip), act, fq)
+
+        return Kernel(with_residual, fresh=True, takes_out=True)
 
     def run(x, w, b=None, out=None):
         return conv(x, w, b, strides, pads, dilations, groups, out=out)
@@ -136,24 +190,95 @@ def conv_kernel(op, activation: Any = None) -> Kernel:
     return Kernel(run, fresh=True, takes_out=C.compiled)
 
 
+def _epilogue_in_place(y: np.ndarray, activation: Any, fake_quant: tuple | None
+                       ) -> np.ndarray:
+    """The conv epilogue's activation and fake-quant on the float32 array y."""
+    if activation is not None:
+        kind, a, b = (activation, 0.0, 0.0) if isinstance(activation, str) else activation
+        y = ELTWISE.activation(y, kind, a, b, out=y)
+    if fake_quant is not None:
+        s, z, qmin, qmax = fake_quant
+        y = ELTWISE.fake_quant(y, s, z, qmin, qmax, 1 if s.size > 1 else None, out=y)
+    return y
+
+
 def conv_with_activation(conv_op, act_op) -> Kernel | None:
     """The float conv `conv_op` with the relu or clip `act_op` (its only user) fused
     into the compiled kernel: the same bits as numpy's maximum / clip applied after
     (see runtime/_conv.pyx). None when the compiled conv does not run or `act_op`
     is not a float32 relu / clip of one operand."""
-    if not (C.compiled and all(is_f32(v) for v in conv_op.operands)
-            and is_f32(conv_op.results[0]) and len(act_op.operands) == 1
-            and is_f32(act_op.operands[0]) and is_f32(act_op.results[0])):
+    epilogue = extend_epilogue(conv_op, Epilogue(), act_op, ())
+    return None if epilogue is None else conv_kernel(conv_op, epilogue=epilogue)
+
+
+def epilogue_runs(conv_op) -> bool:
+    """Whether the compiled conv runs `conv_op` (float32) with an epilogue."""
+    return C.compiled and ELTWISE is not None and \
+        all(is_f32(v) for v in conv_op.operands) and is_f32(conv_op.results[0])
+
+
+def extend_epilogue(conv_op, epilogue: Epilogue, op, params: Sequence[np.ndarray]
+                    ) -> Epilogue | None:
+    """`epilogue` followed by `op` (a batch_norm of constants `params`, an activation
+    or a fake-quant of the conv's result, its only user) when the compiled float conv
+    `conv_op` can run it; else None. (A residual add is matched by the executor: it
+    adds an operand.)"""
+    if not (epilogue_runs(conv_op) and op.operands and is_f32(op.operands[0])
+            and is_f32(op.results[0])):
         return None
-    if isinstance(act_op, qnn.ReluOp):
-        return conv_kernel(conv_op, "relu")
-    if isinstance(act_op, qnn.ClipOp):
-        return conv_kernel(conv_op, ("clip", *_clip_bounds(act_op)))
+    if isinstance(op, qnn.BatchNormOp):
+        if epilogue.stage >= 1 or len(params) != 4 or \
+                any(p.dtype != np.float32 for p in params):
+            return None
+        return replace(epilogue, affine=batch_norm_affine(op, *params))
+    if isinstance(op, quant.FakeQuantOp):
+        if len(op.operands) != 1 or epilogue.stage >= 4:
+            return None
+        qtype: Any = op.properties["qtype"]
+        if qtype.axis not in (None, 1):
+            return None
+        fq = (np.asarray(qtype.scales, np.float32), np.asarray(qtype.zero_points, np.float32),
+              qtype.storage_min, qtype.storage_max)
+        return replace(epilogue, fake_quant=fq)
+    if len(op.operands) != 1 or epilogue.stage >= 3:
+        return None
+    act = activation_of(op)
+    return None if act is None else replace(epilogue, activation=act)
+
+
+def activation_of(op) -> Any:
+    """The conv / _eltwise activation computing the one-operand op `op`, or None."""
+    if isinstance(op, qnn.ReluOp):
+        return "relu"
+    if isinstance(op, qnn.ClipOp):
+        return ("clip", *_clip_bounds(op))
+    if isinstance(op, qnn.HardSwishOp):
+        return "hard_swish"
+    if isinstance(op, qnn.HardSigmoidOp):
+        return ("hard_sigmoid", np.float32(get_float(_p(op, "alpha"), 0.2)),
+                np.float32(get_float(_p(op, "beta"), 0.5)))
+    if isinstance(op, qnn.SigmoidOp):
+        return "sigmoid"
     return None
 
 
 def _clip_bounds(op) -> tuple[np.float32, np.float32]:
     return np.float32(get_float(_p(op, "min"))), np.float32(get_float(_p(op, "max")))
+
+
+@kernel(qnn.HardSwishOp, qnn.HardSigmoidOp, qnn.SigmoidOp, on="float")
+def _activation(op, consts):
+    """float32: the compiled element-wise kernel (qnn_eval's numbers); else numpy."""
+    act = activation_of(op)
+    if ELTWISE is None or not (is_f32(op.operands[0]) and is_f32(op.results[0])):
+        return Kernel(partial(EVAL[op.name], op), fresh=True)
+    kind, a, b = (act, 0.0, 0.0) if isinstance(act, str) else act
+    activation = ELTWISE.activation
+
+    def run(x, out=None):
+        return activation(x, kind, a, b, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
 
 
 @kernel(qnn.ConvTransposeOp, on="float")
@@ -246,6 +371,60 @@ def _softmax(op, consts):
     return Kernel(run, fresh=True, takes_out=True)
 
 
+@kernel(qnn.LayerNormOp, on="float")
+def _layer_norm(op, consts):
+    """The compiled layer norm (mean and variance summed in double, then float32
+    steps as numpy's: (x - mean) / sqrt(var + eps) * scale + bias)."""
+    if not (C.compiled and all(is_f32(v) for v in op.operands)):
+        return Kernel(partial(EVAL["qnn.layer_norm"], op), fresh=True)
+    return layer_norm_kernel(get_int(_p(op, "axis"), -1), get_float(_p(op, "epsilon"), 1e-5))
+
+
+def layer_norm_kernel(axis: int, epsilon: float) -> Kernel:
+    """`fn(x, scale, bias=None, out=None)`: layer norm of x over dims axis.. (also
+    the step of a decomposed layer norm, `qcc.runtime.patterns`)."""
+    layer_norm = C.layer_norm
+
+    def run(x, scale, bias=None, out=None):
+        return layer_norm(x, scale, bias, axis, epsilon, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
+@kernel(qnn.ErfOp, on="float")
+def _erf(op, consts):
+    """The compiled float32 erf (1.14 ulp at most; scipy's for other float types)."""
+    if not (C.compiled and is_f32(op.operands[0]) and is_f32(op.results[0])):
+        return Kernel(partial(EVAL["qnn.erf"], op), fresh=True)
+    erf = C.erf
+
+    def run(x, out=None):
+        return erf(x, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
+@kernel(qnn.GeluOp, on="float")
+def _gelu(op, consts):
+    """The compiled float32 GELU, (x * (erf(x / sqrt(2)) + 1)) * 0.5 in float32 steps
+    (numpy's float64 formula for other types and for approximate="tanh")."""
+    if not (C.compiled and is_f32(op.operands[0]) and is_f32(op.results[0])
+            and get_str(_p(op, "approximate"), "none") == "none"):
+        return Kernel(partial(EVAL["qnn.gelu"], op), fresh=True)
+    return gelu_kernel()
+
+
+def gelu_kernel() -> Kernel:
+    """`fn(x, out=None)`: the compiled float32 GELU (also the step of a GELU exported
+    as Div, Erf, Add, Mul, Mul: `qcc.runtime.patterns`)."""
+    gelu = C.gelu
+
+    def run(x, out=None):
+        return gelu(x, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
 def batch_norm_affine(op, scale, bias, mean, var) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) with batch_norm(x) = x * a + b, as `qnn_eval` computes them."""
     eps = get_float(_p(op, "epsilon"), 1e-5)
@@ -318,7 +497,8 @@ def _observe(op, consts):
 def _fake_quant(op, consts):
     qtype = op.properties["qtype"]
     if len(op.operands) == 1:
-        return Kernel(qtype.fake_quant, fresh=True)
+        compiled = _compiled_fake_quant(op)
+        return compiled if compiled is not None else Kernel(qtype.fake_quant, fresh=True)
     # range learning: parameters are values (float zero point, rounded here)
     qmin, qmax = qtype.storage_min, qtype.storage_max
     axis = qtype.axis
@@ -334,6 +514,27 @@ def _fake_quant(op, consts):
         return ((q - z) * s).astype(np.float32)
 
     return Kernel(learned, fresh=True)
+
+
+def _compiled_fake_quant(op) -> Kernel | None:
+    """A float32 fake-quant with its parameters as attributes on the compiled kernel:
+    the numbers of `fake_quant_into` (those of qtype.fake_quant but for NaN, which
+    stays NaN)."""
+    if ELTWISE is None or not (is_f32(op.operands[0]) and is_f32(op.output)) or \
+            quant.quantized_element(op.output.type) is not None:
+        return None
+    qtype: Any = op.properties["qtype"]
+    s = np.asarray(qtype.scales, np.float32)
+    z = np.asarray(qtype.zero_points, np.float32)
+    qmin, qmax, axis = qtype.storage_min, qtype.storage_max, qtype.axis
+    fake_quant = ELTWISE.fake_quant
+
+    def run(x, out=None):
+        if axis is not None and (axis >= x.ndim or x.shape[axis] != s.size):
+            raise ValueError(f"{qtype} does not fit an array of shape {x.shape}")
+        return fake_quant(x, s, z, qmin, qmax, axis, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
 
 
 def fake_quant_params(qtype, ndim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -371,6 +572,20 @@ _BINARY_IN_PLACE: dict[type, np.ufunc] = {qnn.AddOp: np.add, qnn.SubOp: np.subtr
 out=, the same numbers as without it)."""
 
 
+@kernel(qnn.AddOp, qnn.SubOp, qnn.MulOp, qnn.DivOp, on="float")
+def _binary(op, consts):
+    """float32 `a op b` (broadcasting) into the step's preallocated buffer: numpy's
+    ufunc with out=, the same numbers as qnn_eval's without it."""
+    if len(op.operands) != 2 or not all(is_f32(v) for v in (*op.operands, op.results[0])):
+        return Kernel(partial(EVAL[op.name], op), fresh=True)
+    ufunc = _BINARY_IN_PLACE[type(op)]
+
+    def run(a, b, out=None):
+        return ufunc(a, b, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
 def _fits_in(c: tuple[int, ...], x: tuple[int, ...]) -> bool:
     """Whether a constant of shape `c` broadcasts against `x` without growing it,
     whatever sizes x's symbolic dims take (its dims other than 1 are x's static ones)."""
@@ -381,8 +596,8 @@ def _fits_in(c: tuple[int, ...], x: tuple[int, ...]) -> bool:
 def in_place(op, params: Sequence[np.ndarray] = ()
              ) -> Callable[[np.ndarray], np.ndarray] | None:
     """For an op that can run in place on its first operand's fresh float32 buffer
-    (fake-quant, relu, clip, batch_norm, add / sub / mul / div of a float32
-    constant; `params` the constant arrays of its other operands), the function
+    (fake-quant, relu, clip, hard_swish, hard_sigmoid, sigmoid, batch_norm, add /
+    sub / mul / div of a float32 constant; `params` the constant arrays of its other operands), the function
     doing so; None otherwise."""
     if not is_f32(op.operands[0]) or not is_f32(op.results[0]):
         return None
@@ -407,6 +622,9 @@ def in_place(op, params: Sequence[np.ndarray] = ()
                 op.output.type.element_type != f32:
             return None
         qtype: Any = op.properties["qtype"]
+        compiled = _compiled_fake_quant(op)
+        if compiled is not None:
+            return partial(_out_is_arg, compiled.fn)
         ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
         s, z = fake_quant_params(qtype, ndim)
         return partial(fake_quant_into, s, z, qtype.storage_min, qtype.storage_max)
@@ -415,7 +633,15 @@ def in_place(op, params: Sequence[np.ndarray] = ()
     if isinstance(op, qnn.ClipOp):
         lo, hi = _clip_bounds(op)
         return lambda y: np.clip(y, lo, hi, out=y)
+    if isinstance(op, (qnn.HardSwishOp, qnn.HardSigmoidOp, qnn.SigmoidOp)) and \
+            ELTWISE is not None:
+        kernel = build(op, [None])
+        return None if kernel is None else partial(_out_is_arg, kernel.fn)
     return None
+
+
+def _out_is_arg(fn: Callable[..., Any], y: np.ndarray) -> Any:
+    return fn(y, out=y)
 
 
 def fuse(producer: Kernel, followers: Sequence[Callable[[np.ndarray], np.ndarray]],

@@ -117,5 +117,5 @@ def test_depthwise_threads_give_the_same_bits_and_match_float64(case, variant):
 def test_unknown_activation_is_rejected_with_the_accepted_forms():
     x = np.zeros((1, 1, 3, 3), np.float32)
     w = np.zeros((1, 1, 1, 1), np.float32)
-    with pytest.raises(ValueError, match=r"'gelu'.*None, 'relu' or \('clip', lo, hi\)"):
+    with pytest.raises(ValueError, match=r"'gelu'.*None, 'relu', \('clip', lo, hi\)"):
         _conv.conv(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1, activation="gelu")

@@ -217,6 +217,112 @@ def test_conv_rounds_alike_for_every_channel_and_position(case, variant):
     assert flat.shape[2] and np.array_equal(flat, np.broadcast_to(flat[..., :1], flat.shape))
 
 
+# (x shape, kernel, strides, pads, dilations): depthwise row lengths and paths
+DEPTHWISE_CASES = [
+    ((1, 5, 7, 7), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),            # rows of 7, 8 at once
+    ((1, 3, 14, 14), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),          # rows of 14
+    ((1, 3, 28, 28), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),          # rows of 28: 2 vectors
+    ((1, 2, 9, 150), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),          # 150: chunks and a tail
+    ((1, 4, 15, 47), (5, 5), (2, 2), (2, 2, 2, 2), (1, 1)),          # stride 2 (split rows)
+    ((1, 3, 16, 66), (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),          # dilated
+    ((1, 2, 8, 31), (3, 3), (1, 3), (1, 1, 1, 1), (1, 1)),           # stride 3 along W
+    ((1, 2, 6, 7, 9), (4, 4, 5), (1, 1, 2), (1, 1, 2, 2, 2, 2), (1, 1, 1)),  # 80 taps
+    ((3, 4, 40), (7,), (1,), (3, 3), (1,)),                          # 1-D, one row
+]
+
+
+def _per_channel_gemm(x, w, b, strides, pads, dil):
+    """Each channel as a GEMM convolution of two input channels, the second all zeros:
+    bias, the channel's taps in ascending order, then FMAs that add exact zeros."""
+    ys = []
+    for ci in range(x.shape[1]):
+        xi = np.concatenate([x[:, ci:ci + 1], np.zeros_like(x[:, :1])], 1)
+        wi = np.concatenate([w[ci:ci + 1], np.zeros_like(w[:1])], 1)
+        ys.append(_conv.conv(xi, wi, b[ci:ci + 1], strides, pads, dil, 1))
+    return np.concatenate(ys, 1)
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=range(len(DEPTHWISE_CASES)))
+def test_depthwise_rounds_like_the_gemm_on_every_variant(case):
+    # Depthwise is bias + FMAs in ascending tap order, like the GEMM: the same bits as
+    # the GEMM computing each channel (a different algorithm: packed im2col tiles) on
+    # every variant and thread count; and close to float64 sums.
+    shape, k, strides, pads, dil = case
+    rng = np.random.default_rng(len(k) * 10 + shape[-1])
+    x = rand(rng, *shape)
+    w = rand(rng, shape[1], 1, *k)
+    b = rand(rng, shape[1])
+    with gemm_settings("plain", 1):
+        want = _per_channel_gemm(x, w, b, strides, pads, dil)
+    ref = run_ref("Conv", {"x": x.astype(np.float64), "w": w.astype(np.float64),
+                           "b": b.astype(np.float64)}, strides=strides, pads=pads,
+                  dilations=dil, group=shape[1])
+    mag = run_ref("Conv", {"x": np.abs(x).astype(np.float64), "w": np.abs(w).astype(np.float64),
+                           "b": np.abs(b).astype(np.float64)}, strides=strides, pads=pads,
+                  dilations=dil, group=shape[1])
+    taps = int(np.prod(k)) + 1
+    for variant in _conv._variants():
+        for threads in (1, 2):
+            with gemm_settings(variant, threads):
+                got = _conv.conv(x, w, b, strides, pads, dil, shape[1])
+            assert np.array_equal(got, want), (variant, threads)
+    assert np.all(np.abs(want - ref) <= taps * 2.0 ** -24 * mag)
+
+
+# (x shape, O, kernel, strides, pads, groups): batches of small outputs (one GEMM)
+BATCH_CASES = [
+    ((5, 16, 4, 4), 40, (3, 3), (1, 1), (1, 1, 1, 1), 1),     # 16 positions per image
+    ((3, 12, 9, 7), 9, (3, 3), (2, 2), (1, 1, 1, 1), 3),      # stride 2, groups
+    ((4, 24, 6, 6), 33, (1, 1), (1, 1), (0, 0, 0, 0), 1),     # 1x1: the input itself
+    ((2, 8, 16, 16), 6, (1, 1), (1, 1), (0, 0, 0, 0), 2),     # 256 positions, groups
+    ((3, 6, 20), 10, (5,), (2,), (2, 1), 1),                  # 1-D
+]
+
+
+@pytest.mark.parametrize("case", BATCH_CASES, ids=range(len(BATCH_CASES)))
+def test_conv_batch_equals_images_one_at_a_time(case):
+    # The batch runs as one GEMM over all images; each image alone is one GEMM per image.
+    shape, o, k, strides, pads, groups = case
+    rng = np.random.default_rng(o)
+    x = rand(rng, *shape)
+    w = rand(rng, o, shape[1] // groups, *k)
+    b = rand(rng, o)
+    dil = (1,) * len(k)
+    for variant in _conv._variants():
+        with gemm_settings(variant, 2, (16, 40, 24)):
+            got = _conv.conv(x, w, b, strides, pads, dil, groups, activation="relu")
+            want = np.concatenate([_conv.conv(x[i:i + 1], w, b, strides, pads, dil, groups,
+                                              activation="relu") for i in range(shape[0])])
+        assert np.array_equal(got, want), variant
+    close(got, np.maximum(run_ort("Conv", {"x": x, "w": w, "b": b}, strides=strides, pads=pads,
+                                  group=groups), 0))
+
+
+# (x shape, O): one or two output positions (matrix-vector products), rows not a
+# multiple of 16 or 8
+NARROW_CASES = [((1, 960, 1, 1), 237), ((2, 72, 1, 1), 24), ((1, 19, 1, 2), 9)]
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("case", NARROW_CASES, ids=range(len(NARROW_CASES)))
+def test_conv_of_one_or_two_positions_rounds_like_the_tiles(case, with_bias):
+    # The vector variants compute these as gathered matrix-vector products; the plain
+    # variant uses its tiles: the same bits (bias, FMAs in ascending k) either way.
+    shape, o = case
+    rng = np.random.default_rng(o)
+    x = rand(rng, *shape, scale=1e3)
+    w = rand(rng, o, shape[1], 1, 1)
+    b = rand(rng, o) if with_bias else None
+    args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
+    with gemm_settings("plain", 1):
+        want = _conv.conv(x, w, b, *args, activation=("clip", -5e3, 5e3))
+    for variant in _conv._variants():
+        with gemm_settings(variant, 2):
+            got = _conv.conv(x, w, b, *args, activation=("clip", -5e3, 5e3))
+        assert np.array_equal(got, want), variant
+    close(want / 1e3, np.clip(run_ort("Conv", {"x": x, "w": w, "b": b}), -5e3, 5e3) / 1e3)
+
+
 def test_conv_constant_weights_give_equal_channels():
     # light_squeezenet's failure: constant weights, an input of ones, huge activations.
     x = np.ones((1, 64, 27, 27), np.float32) * 3e7

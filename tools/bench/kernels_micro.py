@@ -1,6 +1,16 @@
 """Micro-benchmark: qcc's compiled fp32 kernels against onnxruntime single-op models.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/bench/kernels_micro.py [--quick]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/bench/kernels_micro.py \
+        --layers mobilenet_v3,resnet18_cifar,light_resnet50 --threads 1,2
+
+`--layers` times every distinct convolution of the named bench models (shapes read
+from the models themselves, batch as in runtime_fp32.py) against onnxruntime's Conv,
+each at every thread count of `--threads`: per layer the median of interleaved qcc /
+onnxruntime calls, their ratio, and the model's conv total weighted by how often each
+shape occurs. With one thread both sides run on the calling thread and are timed by
+its CPU time (time.thread_time), which other processes on a busy machine disturb much
+less than wall time.
 
 Prints, per case, the best time of qcc and of onnxruntime (2 intra-op threads)
 and their ratio, then the ResNet-50 (batch 1) convolution mix: every conv layer
@@ -124,24 +134,135 @@ RESNET50_CONVS = [
 ]
 
 
+def conv_layer_case(x_shape, w_shape, strides, pads, dilations, groups):
+    """(qcc callable, onnxruntime callable) of one ONNX Conv (random data, with bias)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    b = rng.standard_normal(w_shape[0], dtype=np.float32)
+    sess = _session("Conv", x, [w, b], strides=strides, pads=pads, dilations=dilations,
+                    group=groups)
+    out = _conv.conv(x, w, b, strides, pads, dilations, groups)
+    return (lambda: _conv.conv(x, w, b, strides, pads, dilations, groups, out=out),
+            lambda: sess.run(None, {"x": x}))
+
+
+def model_convs(name):
+    """Distinct Conv layers of bench model `name` (runtime_fp32.py's names), as
+    ((x shape, w shape, strides, pads, dilations, group), count), in model order."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnx import shape_inference
+    from runtime_fp32 import model_cases
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ((_, make),) = model_cases([name], Path(tmp), False)
+        model, feeds = make()
+        if not isinstance(model, onnx.ModelProto):
+            model = onnx.load(str(model))
+    # Static input shapes of this batch, then shapes of every value.
+    for inp in model.graph.input:
+        if inp.name in feeds:
+            dims = inp.type.tensor_type.shape.dim
+            for d, v in zip(dims, feeds[inp.name].shape, strict=True):
+                d.ClearField("dim_param")
+                d.dim_value = v
+    model = shape_inference.infer_shapes(model)
+    shapes = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input):
+        shapes[vi.name] = tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+    for init in model.graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    counts: dict[tuple, int] = {}
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        x_shape, w_shape = shapes[node.input[0]], shapes[node.input[1]]
+        d = len(w_shape) - 2
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        key = (x_shape, w_shape, tuple(attrs.get("strides", (1,) * d)),
+               tuple(attrs.get("pads", (0,) * (2 * d))),
+               tuple(attrs.get("dilations", (1,) * d)), int(attrs.get("group", 1)))
+        counts[key] = counts.get(key, 0) + 1
+    return list(counts.items())
+
+
+def _median_ratio(ours, theirs, reps, clock):
+    """Medians of `reps` interleaved calls of each (after one warm-up call each)."""
+    ours()
+    theirs()
+    a, b = [], []
+    for _ in range(reps):
+        t0 = clock()
+        ours()
+        a.append(clock() - t0)
+        t0 = clock()
+        theirs()
+        b.append(clock() - t0)
+    return float(np.median(a)), float(np.median(b))
+
+
+def _layer_name(key):
+    x_shape, w_shape, strides, pads, _, group = key
+    kind = "dw" if group > 1 and group == x_shape[1] else f"g{group}" if group > 1 else "conv"
+    k = "x".join(map(str, w_shape[2:]))
+    return (f"{kind} {'x'.join(map(str, x_shape))} {k} s{strides[0]} p{pads[0]} "
+            f"-> {w_shape[0]}")
+
+
+def layer_tables(models, thread_counts, reps):
+    """Per-layer qcc / onnxruntime times of the models' convolutions."""
+    global THREADS
+    for name in models:
+        layers = model_convs(name)
+        for threads in thread_counts:
+            THREADS = threads
+            _conv._set_threads(threads)
+            clock = time.thread_time if threads == 1 else time.perf_counter
+            total_q = total_o = 0.0
+            print(f"\n{name}: {len(layers)} distinct convs, {threads} thread(s), "
+                  f"{'thread CPU' if threads == 1 else 'wall'} time, median of {reps}")
+            print(f"  {'layer (count)':52s} {'qcc ms':>8s} {'ort ms':>8s} {'ratio':>6s}")
+            for key, count in layers:
+                a, b = _median_ratio(*conv_layer_case(*key), reps, clock)
+                total_q += count * a
+                total_o += count * b
+                label = f"{_layer_name(key)} (x{count})"
+                print(f"  {label:52s} {a * 1e3:8.3f} {b * 1e3:8.3f} {a / b:6.2f}")
+            print(f"  {name + ' conv total':52s} {total_q * 1e3:8.3f} {total_o * 1e3:8.3f} "
+                  f"{total_q / total_o:6.2f}")
+
+
 def main(argv=None):
+    global THREADS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
     parser.add_argument("--no-resnet", action="store_true", help="skip the ResNet-50 mix")
-    parser.add_argument("--threads", type=int, default=THREADS, help="qcc conv GEMM threads")
+    parser.add_argument("--threads", default=str(THREADS),
+                        help="threads of both sides; --layers takes a list (1,2)")
+    parser.add_argument("--layers", default="",
+                        help="time the convs of these bench models (mobilenet_v3, "
+                             "resnet18_cifar, light_resnet50) instead of the fixed cases")
     parser.add_argument("--variant", choices=["plain", "avx2", "avx512"],
                         help="force qcc's conv GEMM variant (default: the best this CPU runs)")
     args = parser.parse_args(argv)
-    _conv._set_threads(args.threads)
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    _conv._set_threads(thread_counts[0])
     if args.variant:
         _conv._set_variant(args.variant)
     from _common import blas_report, cpu_report
 
     for line in cpu_report() + blas_report():
         print(line)
-    print(f"qcc conv GEMM: {_conv._variant()}, "
-          f"{args.threads} threads; onnxruntime: {THREADS} threads")
     rounds, reps = (3, 5) if args.quick else (15, 10)
+    if args.layers:
+        print(f"qcc conv GEMM: {_conv._variant()}")
+        layer_tables(args.layers.split(","), thread_counts, 7 if args.quick else 21)
+        return
+    THREADS = thread_counts[0]
+    print(f"qcc conv GEMM: {_conv._variant()}, {THREADS} threads; onnxruntime: {THREADS} threads")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:
             print(f"note: {var}={os.environ[var]} is set; timings may not be representative")

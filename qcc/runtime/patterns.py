@@ -1,0 +1,276 @@
+"""Chains of plan steps that run as one compiled kernel: layers that exporters write
+as several nodes.
+
+Rules (`fuse`, called once by `executor.compile_module` when it fuses):
+
+1. GELU, as PyTorch exports it: `y = (x * (erf(x / c) + 1)) * 0.5` with c the
+   float32 sqrt(2) (the Add and the Muls in either operand order) -> one step of the
+   compiled GELU (`_norm.gelu`: the same float32 steps, so the same bits as the
+   chain with the compiled erf).
+2. LayerNorm, decomposed (opset < 17, TorchScript exports): `m = mean(x)`,
+   `d = x - m`, `v = mean(d ** 2)` (or `d * d`), `y = d / sqrt(v + eps)`, then
+   optionally `* gamma` and `+ beta` (constants), both means over the same trailing
+   dims with keepdims -> one step of the compiled layer norm (`_norm.layer_norm`:
+   the moments summed in double, then the same float32 steps; within an ulp or two
+   of the chain).
+3. Dense bias: `dense(x, w) + b` (either order) with b a float32 constant of the
+   dense's N values -> the dense with bias b (the compiled dense adds it as sgemm's
+   C operand: one rounding of the product plus b, as the Add).
+
+A chain fuses only when every value inside it has no user outside it and is not an
+output of the plan, and its ops are float32. The fused step takes the place of the
+chain's last op and gives its result. Rules 1 and 2 keep that op (for names and
+shapes) and read the chain's input once per operand of it (so that its result
+shape is inferred from them, and no later fusion takes it for an op of a constant);
+rule 3 is the dense's step with the bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from xdsl.ir import Operation, SSAValue
+
+from qcc.dialects import qnn
+from qcc.dialects.base import get_bool, get_ints
+from qcc.runtime import ops as K
+
+SQRT2 = np.float32(np.sqrt(2))
+
+
+def fuse(steps: Sequence[Any], outputs: set[int], constants: dict[int, np.ndarray],
+         slot_of: dict[SSAValue, int]) -> list[Any]:
+    """`steps` (the executor's `Step`s) with every chain of the rules above replaced
+    by one step."""
+    if not K.C.compiled:
+        return list(steps)
+    ctx = _Context(steps, outputs, constants, slot_of)
+    replaced: dict[int, Any] = {}   # index of a chain's last step -> the fused step
+    dropped: set[int] = set()
+    for i, step in enumerate(steps):
+        if i in dropped:
+            continue
+        for rule in (_gelu, _layer_norm, _dense_bias):
+            found = rule(ctx, step)
+            if found is None:
+                continue
+            chain, op, args, fn = found
+            idx = [ctx.index[o] for o in chain]
+            if any(j in dropped or j in replaced for j in idx):
+                continue
+            replaced[max(idx)] = replace(steps[max(idx)], op=op, fn=fn,
+                                         args=tuple(ctx.slot_of[v] for v in args),
+                                         fresh=True, takes_out=True)
+            dropped.update(j for j in idx if j != max(idx))
+            break
+    return [replaced.get(i, s) for i, s in enumerate(steps) if i not in dropped]
+
+
+def _reading(kernel: K.Kernel, params: tuple[np.ndarray | None, ...]
+             ) -> Callable[..., object]:
+    """The fused step's fn: `kernel.fn(x, *params)` (x passed once per operand of
+    the chain's last op)."""
+    fn = kernel.fn
+
+    def run(x, *_, out=None):
+        return fn(x, *params, out=out)
+
+    return run
+
+
+class _Context:
+    def __init__(self, steps: Sequence[Any], outputs: set[int],
+                 constants: dict[int, np.ndarray], slot_of: dict[SSAValue, int]):
+        self.index = {s.op: i for i, s in enumerate(steps)}
+        self.outputs = outputs
+        self.constants = constants
+        self.slot_of = slot_of
+
+    def const(self, v: SSAValue) -> np.ndarray | None:
+        s = self.slot_of.get(v)
+        return None if s is None else self.constants.get(s)
+
+    def scalar(self, v: SSAValue) -> float | None:
+        c = self.const(v)
+        if c is None or c.size != 1 or c.dtype != np.float32:
+            return None
+        return float(c.reshape(()))
+
+    def sole_user(self, v: SSAValue) -> Operation | None:
+        """The one op using `v` (a step of the plan), when `v` is not an output."""
+        if self.slot_of.get(v) in self.outputs:
+            return None
+        users = {u.operation for u in v.uses}
+        if len(users) != 1 or sum(1 for _ in v.uses) != 1:
+            return None
+        (user,) = users
+        return user if user in self.index else None
+
+
+
+def _other(op: Operation, v: SSAValue) -> SSAValue | None:
+    """The operand of the binary `op` that is not `v` (None when both are `v`)."""
+    a, b = op.operands
+    if a is v and b is not v:
+        return b
+    if b is v and a is not v:
+        return a
+    return None
+
+
+def _f32(*ops: Operation) -> bool:
+    return all(K.is_f32(op.results[0]) for op in ops)
+
+
+def _elementwise(chain: Sequence[Operation], x: SSAValue, kernel: K.Kernel,
+                 params: tuple[np.ndarray | None, ...]):
+    """A chain keeping x's shape as the step of its last op, reading x once per operand."""
+    last = chain[-1]
+    return chain, last, (x,) * len(last.operands), _reading(kernel, params)
+
+
+def _gelu(ctx: _Context, step: Any):
+    """Rule 1, anchored at the Div."""
+    div = step.op
+    if not isinstance(div, qnn.DivOp) or ctx.scalar(div.operands[1]) != float(SQRT2):
+        return None
+    x = div.operands[0]
+    if not K.is_f32(x):
+        return None
+    erf = ctx.sole_user(div.results[0])
+    if not isinstance(erf, qnn.ErfOp):
+        return None
+    add = ctx.sole_user(erf.results[0])
+    if not isinstance(add, qnn.AddOp):
+        return None
+    one = _other(add, erf.results[0])
+    if one is None or ctx.scalar(one) != 1.0:
+        return None
+    mul = ctx.sole_user(add.results[0])
+    if not isinstance(mul, qnn.MulOp) or _other(mul, add.results[0]) is not x:
+        return None
+    half_mul = ctx.sole_user(mul.results[0])
+    if not isinstance(half_mul, qnn.MulOp):
+        return None
+    half = _other(half_mul, mul.results[0])
+    if half is None or ctx.scalar(half) != 0.5:
+        return None
+    chain = [div, erf, add, mul, half_mul]
+    if not _f32(*chain) or _shape(half_mul) != _shape(div):
+        return None
+    return _elementwise(chain, x, K.gelu_kernel(), ())
+
+
+def _shape(op: Operation) -> tuple[int, ...]:
+    return tuple(op.results[0].type.get_shape())  # type: ignore[attr-defined]
+
+
+def _trailing_mean(op: Operation | None, x: SSAValue) -> int | None:
+    """The first reduced dim when `op` is a keepdims mean of `x` over its trailing dims."""
+    if not isinstance(op, qnn.ReduceMeanOp) or op.operands[0] is not x \
+            or not get_bool(op.properties.get("keepdims"), True):
+        return None
+    rank = len(x.type.get_shape())  # type: ignore[attr-defined]
+    axes = sorted(a % rank for a in get_ints(op.properties.get("axes")) or ())
+    if not axes or axes != list(range(axes[0], rank)):
+        return None
+    return axes[0]
+
+
+def _layer_norm(ctx: _Context, step: Any):
+    """Rule 2, anchored at the first ReduceMean."""
+    mean = step.op
+    if not isinstance(mean, qnn.ReduceMeanOp) or len(mean.operands) != 1:
+        return None
+    x = mean.operands[0]
+    axis = _trailing_mean(mean, x)
+    if axis is None or not K.is_f32(x):
+        return None
+    sub = ctx.sole_user(mean.results[0])
+    if not isinstance(sub, qnn.SubOp) or sub.operands[0] is not x or sub.operands[1] is not \
+            mean.results[0]:
+        return None
+    d = sub.results[0]
+    users = {u.operation for u in d.uses}  # the square (Pow, or Mul using d twice), the Div
+    if len(users) != 2 or ctx.slot_of.get(d) in ctx.outputs:
+        return None
+    square = next((u for u in users if _squares(ctx, u, d)), None)
+    div = next((u for u in users if isinstance(u, qnn.DivOp) and u.operands[0] is d), None)
+    if square is None or div is None or square not in ctx.index or div not in ctx.index:
+        return None
+    var = ctx.sole_user(square.results[0])
+    if var is None or _trailing_mean(var, square.results[0]) != axis:
+        return None
+    add = ctx.sole_user(var.results[0])
+    if not isinstance(add, qnn.AddOp):
+        return None
+    eps_value = _other(add, var.results[0])
+    eps = None if eps_value is None else ctx.scalar(eps_value)
+    sqrt = ctx.sole_user(add.results[0])
+    if eps is None or not isinstance(sqrt, qnn.SqrtOp) or ctx.sole_user(sqrt.results[0]) \
+            is not div or div.operands[1] is not sqrt.results[0]:
+        return None
+    chain: list[Operation] = [mean, sub, square, var, add, sqrt, div]
+    norm_shape = tuple(x.type.get_shape())[axis:]  # type: ignore[attr-defined]
+    gamma = beta = None
+    mul = ctx.sole_user(div.results[0])
+    if isinstance(mul, qnn.MulOp) and (g := _other(mul, div.results[0])) is not None:
+        gamma = _affine(ctx.const(g), norm_shape)
+    if gamma is not None:
+        chain.append(mul)  # type: ignore[arg-type]
+        plus = ctx.sole_user(mul.results[0])  # type: ignore[union-attr]
+        if isinstance(plus, qnn.AddOp) and (b := _other(plus, mul.results[0])) is not None:  # type: ignore[union-attr]
+            beta = _affine(ctx.const(b), norm_shape)
+            if beta is not None:
+                chain.append(plus)
+    if not _f32(*chain) or _shape(chain[-1]) != tuple(x.type.get_shape()):  # type: ignore[attr-defined]
+        return None
+    if gamma is None:
+        gamma = np.ones(norm_shape, np.float32)
+    kernel = K.layer_norm_kernel(axis, eps)
+    return _elementwise(chain, x, kernel, (gamma, beta))
+
+
+def _dense_bias(ctx: _Context, step: Any):
+    """Rule 3, anchored at the dense."""
+    dense = step.op
+    if not isinstance(dense, qnn.DenseOp) or len(dense.operands) != 2 or not step.takes_out \
+            or K.operand_kind(dense) != "float" or not _f32(dense) \
+            or not all(K.is_f32(v) for v in dense.operands):
+        return None
+    add = ctx.sole_user(dense.results[0])
+    if not isinstance(add, qnn.AddOp):
+        return None
+    other = _other(add, dense.results[0])
+    c = None if other is None else ctx.const(other)
+    n = _shape(dense)[-1]
+    if c is None or c.dtype != np.float32 or c.size != n or c.ndim > len(_shape(dense)) \
+            or (c.ndim and c.shape[-1] != n) or not _f32(add) or _shape(add) != _shape(dense):
+        return None
+    bias = np.ascontiguousarray(c.reshape(-1))
+    run = step.fn
+
+    def with_bias(x, w, out=None):
+        return run(x, w, bias, out=out)
+
+    return [dense, add], dense, tuple(dense.operands), with_bias
+
+
+def _squares(ctx: _Context, op: Operation, d: SSAValue) -> bool:
+    """Whether `op` is d ** 2 or d * d."""
+    if isinstance(op, qnn.PowOp):
+        return op.operands[0] is d and ctx.scalar(op.operands[1]) == 2.0
+    return isinstance(op, qnn.MulOp) and op.operands[0] is d and op.operands[1] is d
+
+
+def _affine(c: np.ndarray | None, norm_shape: tuple[int, ...]) -> np.ndarray | None:
+    """A float32 constant broadcast to the normalized dims, when it fits in them."""
+    if c is None or c.dtype != np.float32 or c.ndim > len(norm_shape):
+        return None
+    try:
+        return np.ascontiguousarray(np.broadcast_to(c, norm_shape))
+    except ValueError:
+        return None

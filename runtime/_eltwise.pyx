@@ -1,0 +1,130 @@
+# cython: language_level=3
+"""Element-wise float32 kernels of the reference runtime: hard_swish, hard_sigmoid,
+sigmoid, relu, clip and fake-quant (per tensor or per channel), in place or into
+another buffer, threaded for big tensors.
+
+They run the conv epilogue of runtime/_common.h on a whole tensor, so a fused conv
+and these kernels give the same bits, which are those of qcc.dialects.qnn_eval's
+numpy formulas (activations) and of qcc.runtime.ops.fake_quant_into (fake-quant):
+the same float32 operations in the same order, no FMA contraction.
+"""
+
+import os
+
+import numpy as np
+
+from libc.string cimport memset
+
+cdef extern from "_eltwise_impl.h" nogil:
+    ctypedef struct qcc_act:
+        int kind
+        float lo, hi
+        const float* base
+        Py_ssize_t plane
+        int channels
+        const float* mul
+        const float* shift
+        const float* add
+        const float* fq_scale
+        const float* fq_zero
+        int fq_per_channel
+        float qmin, qmax
+    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
+    int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
+    void qcc_eltwise(const qcc_act* act, Py_ssize_t n, int threads)
+
+
+def _default_threads():
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+cdef int _threads = _default_threads()
+
+
+def _set_threads(int n):
+    """Set how many threads a big element-wise kernel uses; returns the old count."""
+    global _threads
+    old = _threads
+    _threads = max(1, min(n, 64))
+    return old
+
+
+cdef _target(x, out):
+    """The float32 C-contiguous array the kernel works on in place: `out` (x copied
+    into it unless it is x), or a copy of x."""
+    if out is None:
+        return np.array(x, dtype=np.float32, order="C", copy=True)
+    if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or
+            not out.flags.c_contiguous or not out.flags.writeable or out.shape != x.shape):
+        raise ValueError(f"out must be a writable C-contiguous float32 array of shape "
+                         f"{x.shape}")
+    if out is not x:
+        np.copyto(out, x)
+    return out
+
+
+cdef _run(qcc_act* act, y):
+    cdef float[::1] yv
+    cdef Py_ssize_t n = y.size
+    if n == 0:
+        return y
+    yv = y.reshape(-1)
+    act.base = &yv[0]
+    with nogil:
+        qcc_eltwise(act, n, _threads)
+    return y
+
+
+_KINDS = {"relu": 1, "clip": 2, "hard_swish": 3, "hard_sigmoid": 4, "sigmoid": 5}
+
+
+def activation(x, kind, float a=0, float b=0, out=None):
+    """`kind` ("relu", "clip" (a = lo, b = hi), "hard_swish", "hard_sigmoid"
+    (a = alpha, b = beta) or "sigmoid") of the float32 array x, into `out` (x itself
+    for in place; None: a new array). Returns the result."""
+    cdef qcc_act act
+    memset(&act, 0, sizeof(act))
+    if kind not in _KINDS:
+        raise ValueError(f"unknown activation {kind!r}")
+    act.kind = _KINDS[kind]
+    act.lo = a
+    act.hi = b
+    act.plane = 1
+    act.channels = 1
+    return _run(&act, _target(x, out))
+
+
+def fake_quant(x, scales, zero_points, qmin, qmax, axis=None, out=None):
+    """Fake-quant of the float32 array x, clip(rint(x / s) + z, qmin, qmax) - z) * s
+    in float32, with one scale and zero point, or one per index of `axis`
+    (`scales`, `zero_points`: float32 arrays of 1 or x.shape[axis] values), into
+    `out` (x itself for in place; None: a new array). Returns the result."""
+    cdef qcc_act act
+    cdef const float[::1] sv
+    cdef const float[::1] zv
+    memset(&act, 0, sizeof(act))
+    s = np.ascontiguousarray(scales, dtype=np.float32).reshape(-1)
+    z = np.ascontiguousarray(zero_points, dtype=np.float32).reshape(-1)
+    channels = 1 if axis is None else x.shape[axis]
+    if s.shape[0] not in (1, channels) or z.shape[0] != s.shape[0]:
+        raise ValueError(f"fake_quant: {s.shape[0]} scales and {z.shape[0]} zero points "
+                         f"for {channels} channels")
+    act.plane = 1
+    act.channels = 1
+    if axis is not None and s.shape[0] > 1:
+        act.plane = max(1, int(np.prod(x.shape[axis + 1:], dtype=np.int64)))
+        act.channels = channels
+        act.fq_per_channel = 1
+    sv = s
+    zv = z
+    act.fq_scale = &sv[0]
+    act.fq_zero = &zv[0]
+    act.qmin = <float>float(qmin)
+    act.qmax = <float>float(qmax)
+    if act.plane == 1 and act.channels == 1:
+        act.plane = max(1, x.size)
+    return _run(&act, _target(x, out))

@@ -1,0 +1,59 @@
+/* Element-wise kernels of the runtime (runtime/_eltwise.pyx): the fused epilogue of
+ * runtime/_common.h (activation, fake-quant) run on a whole float32 tensor, in place
+ * or into another buffer, its chunks shared by the thread pool.
+ *
+ * Compiled without FMA contraction (setup.py), and each element is computed by the
+ * same float32 operations whatever the chunk, thread or instruction set. */
+#ifndef QCC_ELTWISE_IMPL_H
+#define QCC_ELTWISE_IMPL_H
+
+#include "_common.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#define QCC_ELT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QCC_ELT_CLONES
+#endif
+
+/* Elements per task: big enough to amortize handing it out, small enough to even
+ * out threads. */
+#define QCC_ELT_CHUNK 16384
+
+typedef struct {
+    const qcc_act *act;     /* act->base: the output (already holding the input) */
+    ptrdiff_t n;            /* elements */
+    ptrdiff_t next;         /* next chunk (atomic) */
+} qcc_elt_job;
+
+QCC_ELT_CLONES
+static void qcc_elt_chunk(const qcc_act *act, ptrdiff_t e0, ptrdiff_t e1)
+{
+    qcc_epilogue_range(act, (float *)act->base, e0, e1);
+}
+
+static void qcc_elt_worker(void *arg)
+{
+    qcc_elt_job *job = (qcc_elt_job *)arg;
+    for (;;) {
+        const ptrdiff_t t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        const ptrdiff_t e0 = t * QCC_ELT_CHUNK;
+        if (e0 >= job->n) break;
+        qcc_elt_chunk(job->act, e0, e0 + QCC_ELT_CHUNK < job->n ? e0 + QCC_ELT_CHUNK : job->n);
+    }
+}
+
+/* The epilogue `act` on the n elements at act->base, on up to `threads` threads. */
+static void qcc_eltwise(const qcc_act *act, ptrdiff_t n, int threads)
+{
+    qcc_elt_job job;
+    const ptrdiff_t chunks = (n + QCC_ELT_CHUNK - 1) / QCC_ELT_CHUNK;
+    job.act = act;
+    job.n = n;
+    job.next = 0;
+    if (n <= 0) return;
+    if (threads > chunks) threads = (int)chunks;
+    if (n < 4 * QCC_ELT_CHUNK) threads = 1;   /* waking a worker costs some microseconds */
+    qcc_parallel(qcc_elt_worker, &job, threads);
+}
+
+#endif

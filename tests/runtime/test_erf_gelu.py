@@ -1,0 +1,108 @@
+"""The compiled float32 erf and GELU (runtime/_norm_impl.h) against float64 scipy,
+and the same bits from each of their AVX-512, AVX2 and plain builds."""
+
+import numpy as np
+import pytest
+from scipy import special
+
+from qcc.runtime import kernels
+
+if not kernels.compiled:
+    pytest.skip("the compiled kernels are not built", allow_module_level=True)
+
+from qcc.runtime import _norm  # noqa: E402
+
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, 1e-40, -1e-40, 1e-30, 0.921875,
+                    -0.921875, 0.92187506, 3.925, 3.9249997, 10.0, -10.0, 3.4e38, -3.4e38],
+                   np.float32)
+
+
+def _grid() -> np.ndarray:
+    """[-6, 6] every 6e-6, [-1e-3, 1e-3] every 1e-8, and the special values."""
+    return np.concatenate([np.linspace(-6, 6, 2_000_001, dtype=np.float32),
+                           np.linspace(-1e-3, 1e-3, 200_001, dtype=np.float32), SPECIAL])
+
+
+def _ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """|got - want| in units of the float32 spacing at want (want in float64)."""
+    spacing = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    return np.abs(got.astype(np.float64) - want) / spacing
+
+
+@pytest.fixture(params=["plain", "avx2", "avx512"])
+def build(request):
+    if request.param not in _norm._variants():
+        pytest.skip(f"this CPU does not run the {request.param} build")
+    old = _norm._set_variant(request.param)
+    yield request.param
+    _norm._set_variant(old)
+
+
+def test_erf_within_1_14_ulp_of_float64(build):
+    x = _grid()
+    got = _norm.erf(x)
+    ulps = _ulps(got, special.erf(x.astype(np.float64)))
+    print(f"{build}: erf max {ulps.max():.3f} ulp")
+    assert ulps.max() <= 1.14
+    assert np.isnan(_norm.erf(np.array([np.nan], np.float32)))[0]
+    # odd, and exactly +-1 from 3.925 on
+    np.testing.assert_array_equal(_norm.erf(-x), -got)
+    big = x[np.abs(x) >= np.float32(3.925)]
+    np.testing.assert_array_equal(np.abs(_norm.erf(big)), 1.0)
+
+
+def test_gelu_close_to_float64_and_equal_to_its_float32_steps(build):
+    x = _grid()
+    x = x[np.abs(x) < 1e30]  # x * 2 overflows float32 beyond 1.7e38
+    got = _norm.gelu(x)
+    x64 = x.astype(np.float64)
+    want = 0.5 * x64 * (1 + special.erf(x64 / np.sqrt(2)))
+    # erf(x / sqrt 2) + 1 cancels for x < 0: an error of an ulp of erf (6e-8) times x
+    np.testing.assert_allclose(got, want, rtol=4e-7, atol=6e-8 * 6)
+    # the exported chain, each node a float32 operation, with this erf
+    chain = (x * (_norm.erf(x / np.float32(np.sqrt(2))) + np.float32(1))) * np.float32(0.5)
+    np.testing.assert_array_equal(got, chain)
+
+
+def test_every_build_gives_the_same_bits():
+    x = _grid()
+    x = np.concatenate([x, np.array([np.nan], np.float32)])
+    results = {}
+    for name in _norm._variants():
+        old = _norm._set_variant(name)
+        try:
+            results[name] = (_norm.erf(x).view(np.int32), _norm.gelu(x).view(np.int32))
+        finally:
+            _norm._set_variant(old)
+    first = next(iter(results.values()))
+    for name, (e, g) in results.items():
+        np.testing.assert_array_equal(e, first[0], err_msg=f"erf of the {name} build")
+        np.testing.assert_array_equal(g, first[1], err_msg=f"gelu of the {name} build")
+
+
+def test_in_place_and_out_buffers():
+    x = np.random.default_rng(0).standard_normal((3, 5, 7)).astype(np.float32)
+    want = _norm.gelu(x)
+    y = x.copy()
+    assert _norm.gelu(y, out=y) is y
+    np.testing.assert_array_equal(y, want)
+    with pytest.raises(ValueError, match="out must be"):
+        _norm.erf(x, out=np.empty((3, 5), np.float32))
+
+
+def test_unknown_build_is_an_error():
+    with pytest.raises(ValueError, match="unknown erf/GELU build 'sse9'"):
+        _norm._set_variant("sse9")
+
+
+def test_softmax_of_masked_scores_is_exactly_zero():
+    """Scores far below the row's max (an attention mask's -1e4 or float32 min) give
+    probabilities of exactly 0; those whose float64 value is below the smallest
+    normal float32 give 0 too (no subnormal is left to slow the product with V)."""
+    x = np.array([[0, -1e4, -100, -87.5, -3.4e38, 1, -20]], np.float32)
+    x64 = x.astype(np.float64)
+    want = np.exp(x64 - x64.max()) / np.exp(x64 - x64.max()).sum()
+    got = _norm.softmax(x, -1)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=np.finfo(np.float32).tiny)
+    np.testing.assert_array_equal(got[0, [1, 2, 3, 4]], 0.0)
+    np.testing.assert_array_equal(_norm.softmax(np.ascontiguousarray(x.T), 0).T, got)

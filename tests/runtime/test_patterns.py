@@ -1,0 +1,164 @@
+"""Exported GELU and LayerNorm chains run as one compiled step (qcc/runtime/patterns.py);
+onnxruntime on the same ONNX graph is the oracle, and a chain whose inner value is
+used elsewhere stays unfused."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import qcc
+from qcc.runtime import compile_module, execute, kernels
+
+if not kernels.compiled:
+    pytest.skip("the compiled kernels are not built", allow_module_level=True)
+
+RNG = np.random.default_rng(0)
+
+
+def _const(name, value):
+    return numpy_helper.from_array(np.asarray(value, np.float32), name)
+
+
+def _model(nodes, inits, shape, outputs=("y",), opset=13):
+    graph = helper.make_graph(
+        nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _gelu_model(shape, extra_output=False):
+    nodes = [helper.make_node("Div", ["x", "sqrt2"], ["t"]),
+             helper.make_node("Erf", ["t"], ["e"]),
+             helper.make_node("Add", ["e", "one"], ["p"]),
+             helper.make_node("Mul", ["x", "p"], ["m"]),
+             helper.make_node("Mul", ["m", "half"], ["y"])]
+    inits = [_const("sqrt2", np.sqrt(2)), _const("one", 1.0), _const("half", 0.5)]
+    return _model(nodes, inits, shape, ("y", "e") if extra_output else ("y",))
+
+
+def _layer_norm_model(shape, axes, eps=1e-6, affine=True, extra_output=False, square="Pow"):
+    norm = [shape[a] for a in axes]
+    nodes = [helper.make_node("ReduceMean", ["x"], ["mean"], axes=axes),
+             helper.make_node("Sub", ["x", "mean"], ["d"]),
+             helper.make_node("Pow", ["d", "two"], ["sq"]) if square == "Pow" else
+             helper.make_node("Mul", ["d", "d"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq"], ["var"], axes=axes),
+             helper.make_node("Add", ["var", "eps"], ["ve"]),
+             helper.make_node("Sqrt", ["ve"], ["std"]),
+             helper.make_node("Div", ["d", "std"], ["n" if affine else "y"])]
+    inits = [_const("two", 2.0), _const("eps", eps)]
+    if affine:
+        nodes += [helper.make_node("Mul", ["n", "gamma"], ["g"]),
+                  helper.make_node("Add", ["beta", "g"], ["y"])]
+        inits += [_const("gamma", RNG.standard_normal(norm)),
+                  _const("beta", RNG.standard_normal(norm))]
+    return _model(nodes, inits, shape, ("y", "d") if extra_output else ("y",))
+
+
+def _run_both(tmp_path, model, x):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    plan = compile_module(qcc.load(str(path)))
+    got = execute(plan, {"x": x})[0]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x}),
+                    strict=True))
+    return plan, got, want
+
+
+def test_gelu_chain_is_one_step_with_onnxruntime_numbers(tmp_path):
+    x = (RNG.standard_normal((2, 7, 33)) * 3).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _gelu_model(x.shape), x)
+    assert len(plan.steps) == 1
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-6, atol=1e-6)
+
+
+def test_gelu_chain_with_an_inner_output_is_not_fused(tmp_path):
+    x = RNG.standard_normal((4, 9)).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _gelu_model(x.shape, extra_output=True), x)
+    assert "qnn.erf" in [s.op.name for s in plan.steps]
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["e"], want["e"], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape,axes,affine,square", [
+    ((2, 5, 16), [-1], True, "Pow"),
+    ((3, 4, 6), [1, 2], True, "Mul"),
+    ((1, 197, 192), [2], False, "Pow"),
+])
+def test_layer_norm_chain_is_one_step_with_onnxruntime_numbers(tmp_path, shape, axes, affine,
+                                                               square):
+    x = (RNG.standard_normal(shape) * 2 + 5).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _layer_norm_model(shape, axes, affine=affine,
+                                                            square=square), x)
+    assert len(plan.steps) == 1
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_chain_with_an_inner_output_is_not_fused(tmp_path):
+    x = RNG.standard_normal((2, 3, 8)).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _layer_norm_model(x.shape, [-1], extra_output=True),
+                                x)
+    assert "qnn.reduce_mean" in [s.op.name for s in plan.steps]
+    for k in ("y", "d"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_over_a_leading_dim_is_not_fused(tmp_path):
+    """A mean over a dim that is not trailing is no layer norm of the kernel's."""
+    x = RNG.standard_normal((4, 3, 8)).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _layer_norm_model(x.shape, [1], affine=False), x)
+    assert "qnn.reduce_mean" in [s.op.name for s in plan.steps]
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_layer_normalization_op_against_onnxruntime(tmp_path):
+    """qnn.layer_norm (ONNX LayerNormalization, opset 17) on the compiled kernel."""
+    shape = (2, 6, 40)
+    node = helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["y"], axis=-1,
+                            epsilon=1e-5)
+    inits = [_const("gamma", RNG.standard_normal(40)), _const("beta", RNG.standard_normal(40))]
+    x = (RNG.standard_normal(shape) * 4 - 3).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _model([node], inits, shape, opset=17), x)
+    assert [s.op.name for s in plan.steps] == ["qnn.layer_norm"]
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_group_norm_of_large_offset_groups_against_float64(tmp_path):
+    """GroupNorm as exported (InstanceNormalization over [N, groups, -1]): 50176
+    values a group with a mean far from 0, where a float32 running sum would lose
+    digits; float64 numpy is the oracle."""
+    shape = (2, 4, 50176)
+    node = helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-5)
+    inits = [_const("s", np.ones(4)), _const("b", np.zeros(4))]
+    x = (RNG.standard_normal(shape) * 0.05 + 30).astype(np.float32)
+    path = tmp_path / "gn.onnx"
+    path.write_bytes(_model([node], inits, shape).SerializeToString())
+    got = execute(compile_module(qcc.load(str(path))), {"x": x})[0]["y"]
+    x64 = x.astype(np.float64)
+    mean = x64.mean(-1, keepdims=True)
+    want = (x64 - mean) / np.sqrt(((x64 - mean) ** 2).mean(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bias_first", [True, False])
+def test_dense_and_bias_add_are_one_step_with_onnxruntime_numbers(tmp_path, bias_first):
+    w, b = RNG.standard_normal((24, 40)), RNG.standard_normal(40)
+    add = ["b", "mm"] if bias_first else ["mm", "b"]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]), helper.make_node("Add", add, ["y"])]
+    x = RNG.standard_normal((2, 70, 24)).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _model(nodes, [_const("w", w), _const("b", b)],
+                                                 x.shape), x)
+    assert [s.op.name for s in plan.steps] == ["qnn.dense"]
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_dense_plus_a_computed_value_is_not_fused(tmp_path):
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]),
+             helper.make_node("Add", ["mm", "x"], ["y"])]
+    x = RNG.standard_normal((5, 8)).astype(np.float32)
+    plan, got, want = _run_both(tmp_path, _model(nodes, [_const("w", RNG.standard_normal((8, 8)))],
+                                                 x.shape), x)
+    assert [s.op.name for s in plan.steps] == ["qnn.dense", "qnn.add"]
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
