@@ -40,6 +40,21 @@ from libc.stdint cimport int8_t, int32_t, uint8_t
 cnp.import_array()
 
 cdef extern from "_int8_impl.h" nogil:
+    ctypedef struct qcc_h_stage:
+        int kind, relu
+        float scale, offset
+        int sqrt_mode, mode
+        int8_t nan_value
+    ctypedef struct qcc_i8_out:
+        int32_t* out
+        int8_t* y
+        const float* mult
+        int zy, qmin, qmax
+        void* yh
+        const float* dscale
+        qcc_h_stage hst
+        int hisa
+    int qcc_h_supported(int level)
     ctypedef struct qcc_geom:
         int cg, og
         int sp[3]
@@ -63,14 +78,12 @@ cdef extern from "_int8_impl.h" nogil:
         qcc_positions pos
         Py_ssize_t row_stride
         int slack
-        int32_t* out
-        int8_t* y
-        const float* mult
-        int zy, qmin, qmax
+        qcc_i8_out o
         int ntasks
         int isa
         int failed
     int QCC_I8_SLACK
+    int QCC_I8_NC
     int qcc_out_size(int n, int k, int st, int pb, int pe, int dl)
     int qcc_padded_dims(const qcc_geom* g, int ow_n, int* dims)
     void qcc_conv_kofs(const qcc_geom* g, const int* dims, int split, Py_ssize_t* kofs)
@@ -88,14 +101,14 @@ cdef extern from "_int8_impl.h" nogil:
         const qcc_geom* g
         int groups, planes
         uint8_t fill
-        int32_t* out
-        int8_t* y
-        const float* mult
-        int zy, qmin, qmax
+        qcc_i8_out o
         int failed
     void qcc_i8_depthwise(qcc_i8_dw_job* job, int threads)
     void qcc_i8_pad(const int8_t* x, int8_t* p, const qcc_geom* g, const int* dims,
                     int split, int8_t z_x, int8_t* rowbuf)
+    void qcc_i8_store(const qcc_i8_out* o, const int32_t* c, Py_ssize_t ldc, Py_ssize_t at,
+                      Py_ssize_t ldy, int rows, int cols, int ch)
+    int QCC_H_F32, QCC_H_F16, QCC_H_F16F32, QCC_H_QUANT
 
 
 ISAS = ("avx512vnni", "avx2", "baseline")
@@ -174,8 +187,85 @@ def _multipliers(multiplier, int o):
     return m
 
 
-def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
-          multiplier, int z_y, int qmin, int qmax):
+cdef int _half_best():
+    cdef int level = 2
+    while level > 0 and not qcc_h_supported(level):
+        level -= 1
+    return level
+
+
+cdef int _half_level = _half_best()
+with np.errstate(invalid="ignore"):
+    _NAN_INT8_VALUE = int(np.array([np.nan], np.float32).astype(np.int8)[0])
+
+STAGES = {"float32": (QCC_H_F32, np.float32), "float16": (QCC_H_F16, np.float16),
+          "float16_as_float32": (QCC_H_F16F32, np.float32), "int8": (QCC_H_QUANT, np.int8)}
+"""Outputs of the Ascend dequant stage (`dequant_stage`): kind and dtype."""
+
+
+def requantize_stage(multiplier, int z_y, int qmin=-128, int qmax=127):
+    """The output stage clip(rint(float32(acc) * multiplier[o]) + z_y, qmin, qmax) (int8;
+    rint rounds half to even; `multiplier` float32, one per output channel or one)."""
+    return ("requantize", multiplier, z_y, qmin, qmax)
+
+
+def dequant_stage(scale, bint relu, out, quant=None):
+    """The Ascend dequant as an output stage: v = float32(acc) * scale[o] (one per output
+    channel or one), 0 where v < 0 with `relu`, written as `out` (a key of STAGES):
+    float32 v, float16 v, float16 v as float32, or "int8": ascend.quant of float16 v,
+    `quant` = (scale, offset, sqrt_mode, round_mode index), scale and offset cast to
+    float16 (runtime/_half_impl.h; the numbers of qcc.runtime.half's separate steps)."""
+    if out not in STAGES or (out == "int8") != (quant is not None):
+        raise ValueError(f"dequant stage {out!r} with quant {quant!r}")
+    if quant is None:
+        return ("dequant", out, scale, relu, (0.0, 0.0, False, 0))
+    qscale, qoffset, sqrt_mode, mode = quant
+    if not 0 <= mode < 5:
+        raise ValueError(f"dequant stage: round_mode index {mode} is not in 0..4")
+    return ("dequant", out, scale, relu, (float(np.float16(qscale)),
+                                          float(np.float16(qoffset)), sqrt_mode, mode))
+
+
+cdef tuple _output(tuple shape, int channels, stage, int isa, qcc_i8_out* o):
+    """The result array of a layer with output `stage` (None: int32) and the array of
+    per-channel factors its pointers use (kept alive by the caller); fills `o`."""
+    o.out = NULL
+    o.y = NULL
+    o.mult = NULL
+    o.yh = NULL
+    o.dscale = NULL
+    o.zy = o.qmin = o.qmax = 0
+    o.hst.kind = 0
+    o.hisa = isa if isa < _half_level else _half_level
+    if stage is None:
+        res = np.empty(shape, np.int32)
+        o.out = <int32_t*>cnp.PyArray_DATA(res)
+        return res, None
+    if stage[0] == "requantize":
+        _, multiplier, z_y, qmin, qmax = stage
+        res = np.empty(shape, np.int8)
+        factors = _multipliers(multiplier, channels)
+        o.y = <int8_t*>cnp.PyArray_DATA(res)
+        o.mult = <const float*>cnp.PyArray_DATA(factors)
+        o.zy, o.qmin, o.qmax = z_y, qmin, qmax
+        return res, factors
+    _, out, scale, relu, (qscale, qoffset, sqrt_mode, mode) = stage
+    kind, dtype = STAGES[out]
+    res = np.empty(shape, dtype)
+    factors = _multipliers(scale, channels)
+    o.yh = cnp.PyArray_DATA(res)
+    o.dscale = <const float*>cnp.PyArray_DATA(factors)
+    o.hst.kind = kind
+    o.hst.relu = relu
+    o.hst.scale = qscale
+    o.hst.offset = qoffset
+    o.hst.sqrt_mode = sqrt_mode
+    o.hst.mode = mode
+    o.hst.nan_value = _NAN_INT8_VALUE
+    return res, factors
+
+
+def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, stage):
     cdef int d = x.ndim - 2
     cdef int i
     x = np.ascontiguousarray(x, np.int8)
@@ -202,7 +292,19 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
         raise ValueError(f"packed weight {wpack.shape} does not fit x {x.shape}, kernel "
                          f"{tuple(kernel)} and groups {groups}")
     if g.cg == 1 and g.og == 1:
-        return _depthwise(x, wpack, off, &g, groups, osp, z_x, multiplier, z_y, qmin, qmax)
+        return _depthwise(x, wpack, off, &g, groups, osp, z_x, stage)
+    cdef Py_ssize_t per_image = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
+    if d < 3 and n_img > 1 and per_image < QCC_I8_NC and (stage is not None or
+                                                          per_image <= 32):
+        # few positions an image: the images become one more (outer) spatial dim of
+        # kernel 1 so that the GEMM's position blocks span images (full panels, and
+        # the weights read once a block rather than once an image). (An int32 result
+        # is written in place with rows of all the images' positions: past one panel
+        # an image, their stride costs more than the merge gains.)
+        xt = np.ascontiguousarray(np.moveaxis(x, 0, 1))[None]
+        res = _conv(xt, wpack, off, (1, *kernel), z_x, (1, *strides),
+                    (0, *pads[:d], 0, *pads[d:]), (1, *dilations), groups, stage)
+        return np.ascontiguousarray(np.moveaxis(res[0], 1, 0))
     cdef int dims[3]
     cdef int split = g.st[2] == 2
     cdef bint padded = not qcc_padded_dims(&g, g.osp[2], dims) or split
@@ -242,25 +344,7 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
     job.row_stride = 0
     job.isa = _level(_isa)
     job.failed = 0
-    cdef int32_t[::1] outv
-    cdef int8_t[::1] yv
-    cdef const float[::1] mv
-    if multiplier is None:
-        res = np.empty((n_img, o, *osp), np.int32)
-        outv = res.reshape(-1)
-        job.out = &outv[0]
-        job.y = NULL
-        job.mult = NULL
-    else:
-        res = np.empty((n_img, o, *osp), np.int8)
-        yv = res.reshape(-1).view(np.int8)
-        mv = _multipliers(multiplier, o)
-        job.out = NULL
-        job.y = &yv[0]
-        job.mult = &mv[0]
-    job.zy = z_y
-    job.qmin = qmin
-    job.qmax = qmax
+    res, keep = _output((n_img, o, *osp), o, stage, job.isa, &job.o)
     cdef int ig
     with nogil:
         if padded:
@@ -273,8 +357,7 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
     return res
 
 
-cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, multiplier,
-                int z_y, int qmin, int qmax):
+cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, stage):
     """Depthwise conv (one input and one output channel per group): direct taps per
     plane, the planes shared by the threads."""
     cdef int n_img = x.shape[0]
@@ -284,9 +367,6 @@ cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, mult
     if ov.shape[0] != groups:
         raise ValueError(f"{ov.shape[0]} offsets for {groups} output channels")
     cdef qcc_i8_dw_job job
-    cdef int32_t[::1] outv
-    cdef int8_t[::1] yv
-    cdef const float[::1] mv
     job.x = &xv[0]
     job.w = &wv[0, 0]
     job.lda = wv.shape[1]
@@ -295,22 +375,7 @@ cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, mult
     job.groups = groups
     job.planes = n_img * groups
     job.fill = <uint8_t>(z_x + 128)
-    if multiplier is None:
-        res = np.empty((n_img, groups, *osp), np.int32)
-        outv = res.reshape(-1)
-        job.out = &outv[0]
-        job.y = NULL
-        job.mult = NULL
-    else:
-        res = np.empty((n_img, groups, *osp), np.int8)
-        yv = res.reshape(-1)
-        mv = _multipliers(multiplier, groups)
-        job.out = NULL
-        job.y = &yv[0]
-        job.mult = &mv[0]
-    job.zy = z_y
-    job.qmin = qmin
-    job.qmax = qmax
+    res, keep = _output((n_img, groups, *osp), groups, stage, _level(_isa), &job.o)
     cdef int threads = _threads
     if <double>job.planes * res[0, 0].size * g.k[0] * g.k[1] * g.k[2] < (1 << 19):
         threads = 1   # waking a worker costs some microseconds
@@ -321,14 +386,16 @@ cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, mult
     return res
 
 
-def conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups):
-    """int32 [N, O, *OS] = sum((x - z_x) * w) + b of int8 x [N, C, *S] (1-3 spatial dims).
+def conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, stage=None):
+    """int32 [N, O, *OS] = sum((x - z_x) * w) + b of int8 x [N, C, *S] (1-3 spatial dims),
+    or with `stage` (`requantize_stage`, `dequant_stage`) that stage's output of it,
+    computed in the same pass.
 
     `wpack` is int8 [O, padded_length(C / groups * prod(kernel))] (weights of output
     channel o, flattened in (c, *kernel) order, zero-padded); `off` int32 [O] is
     b - (z_x + 128) * sum(w[o]). pads in ONNX order (all begins, then all ends).
     """
-    return _conv(x, wpack, off, kernel, z_x, strides, pads, dilations, groups, None, 0, 0, 0)
+    return _conv(x, wpack, off, kernel, z_x, strides, pads, dilations, groups, stage)
 
 
 def conv_requantize(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
@@ -338,10 +405,10 @@ def conv_requantize(x, wpack, off, kernel, int z_x, strides, pads, dilations, in
     even (the accumulator's zero point is 0). `multiplier`: float32, one per output
     channel or one for all."""
     return _conv(x, wpack, off, kernel, z_x, strides, pads, dilations, groups,
-                 multiplier, z_y, qmin, qmax)
+                 requantize_stage(multiplier, z_y, qmin, qmax))
 
 
-def _dense(x, wpack, off, multiplier, int z_y, int qmin, int qmax):
+def _dense(x, wpack, off, stage):
     x = np.ascontiguousarray(x, np.int8)
     cdef Py_ssize_t m = x.shape[0]
     cdef int k = x.shape[1]
@@ -349,10 +416,11 @@ def _dense(x, wpack, off, multiplier, int z_y, int qmin, int qmax):
     cdef int kp = wpack.shape[1]
     if kp != padded_length(k):
         raise ValueError(f"packed weight {wpack.shape} does not fit x {x.shape}")
-    dtype = np.int32 if multiplier is None else np.int8
+    cdef qcc_i8_job job
+    job.isa = _level(_isa)
+    res, keep = _output((n, m), n, stage, job.isa, &job.o)   # channels x rows: the GEMM's
     if m == 0 or n == 0:
-        return np.empty((m, n), dtype)
-    res = np.empty((n, m), dtype)   # channels x rows: the GEMM's layout
+        return np.ascontiguousarray(res.T)
     if k % 4:   # the GEMM reads rows in groups of 4: pad them with zeros
         rows = np.zeros((m, kp), np.int8)
         rows[:, :k] = x
@@ -361,10 +429,7 @@ def _dense(x, wpack, off, multiplier, int z_y, int qmin, int qmax):
     cdef const int8_t[:, ::1] rv = rows if k else np.zeros((m, 1), np.int8)
     cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
     cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32).reshape(-1)
-    cdef int32_t[::1] outv
-    cdef int8_t[::1] yv
-    cdef const float[::1] mv
-    cdef qcc_i8_job job
+    cdef const int32_t[:, ::1] accv
     job.n_img = 1
     job.groups = 1
     job.m = n
@@ -378,44 +443,27 @@ def _dense(x, wpack, off, multiplier, int z_y, int qmin, int qmax):
     job.kofs = NULL
     job.row_stride = rv.shape[1]
     job.slack = 0
-    job.isa = _level(_isa)
     job.failed = 0
-    if multiplier is None:
-        outv = res.reshape(-1)
-        job.out = &outv[0]
-        job.y = NULL
-        job.mult = NULL
-    else:
-        yv = res.reshape(-1)
-        mv = _multipliers(multiplier, n)
-        job.out = NULL
-        job.y = &yv[0]
-        job.mult = &mv[0]
-    job.zy = z_y
-    job.qmin = qmin
-    job.qmax = qmax
     if k:
         with nogil:
             qcc_i8_run(&job, _threads)
     if job.failed:
         raise MemoryError("int8 dense: out of memory for the GEMM scratch")
     if not k:   # no terms: acc = off
-        acc = np.broadcast_to(np.asarray(off, np.int32).reshape(-1, 1), (n, m))
-        if multiplier is None:
-            res[...] = acc
-        else:
-            v = np.rint(acc.astype(np.float32) * _multipliers(multiplier, n)[:, None])
-            res[...] = np.clip(v + z_y, qmin, qmax).astype(np.int8)
+        accv = np.ascontiguousarray(np.broadcast_to(
+            np.asarray(off, np.int32).reshape(-1, 1), (n, m)))
+        qcc_i8_store(&job.o, &accv[0, 0], m, 0, m, n, <int>m, 0)
     return np.ascontiguousarray(res.T)
 
 
-def dense(x, wpack, off):
-    """int32 [M, N] = (x - z_x) @ w^T + b of int8 x [M, K]; `wpack` int8 [N,
-    padded_length(K)], `off` int32 [N] = b - (z_x + 128) * sum(w[n])."""
-    return _dense(x, wpack, off, None, 0, 0, 0)
+def dense(x, wpack, off, stage=None):
+    """int32 [M, N] = (x - z_x) @ w^T + b of int8 x [M, K], or its output `stage` (see
+    `conv`); `wpack` int8 [N, padded_length(K)], `off` int32 [N] = b - (z_x + 128) *
+    sum(w[n])."""
+    return _dense(x, wpack, off, stage)
 
 
 def dense_requantize(x, wpack, off, multiplier, int z_y, int qmin=-128, int qmax=127):
     """`dense`, requantized in the same pass: int8 [M, N] =
     clip(rint(float32(acc) * multiplier[n]) + z_y, qmin, qmax) (see conv_requantize)."""
-    return _dense(x, wpack, off, multiplier, z_y, qmin, qmax)
+    return _dense(x, wpack, off, requantize_stage(multiplier, z_y, qmin, qmax))

@@ -29,9 +29,13 @@
  * the one before. The caller splits a convolution into tasks (image, group,
  * position block, row block) that threads run in any order.
  *
- * Requantize (optional, fused): after the last chunk of a block, its int32 tile is
- * turned into y[o, p] = clamp(rint(float32(acc) * mult[o]) + z_y, qmin, qmax) (int8;
- * rint rounds half to even), while the tile is still in cache.
+ * Output stage (optional, fused; qcc_i8_out): after the last chunk of a block, its
+ * int32 tile is turned, while it is still in cache, into
+ * - requantize: y[o, p] = clamp(rint(float32(acc) * mult[o]) + z_y, qmin, qmax) (int8;
+ *   rint rounds half to even), or
+ * - the Ascend dequant (float32(acc) * dscale[o], relu'd) written as float32, as
+ *   float16, as float16 values in float32, or quantized again by an ascend.quant
+ *   (runtime/_half_impl.h: the numbers of the separate steps).
  */
 #ifndef QCC_INT8_IMPL_H
 #define QCC_INT8_IMPL_H
@@ -39,6 +43,7 @@
 #include <math.h>
 
 #include "_common.h"
+#include "_half_impl.h"
 
 #define QCC_I8_NC 128   /* positions per block (a multiple of every NR) */
 #define QCC_I8_KC 1024  /* depth per chunk (a multiple of 4) */
@@ -49,6 +54,23 @@
 typedef void (*qcc_i8_kern_fn)(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
                                int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
                                int accumulate);
+
+/* Where a layer's results go: int32 `out`, or one fused output stage. */
+typedef struct {
+    int32_t *out;               /* out[((ni*groups + gi)*m + o)*n + p], or NULL */
+    int8_t *y;                  /* requantized output, same layout, or NULL */
+    const float *mult;          /* [groups*m] */
+    int zy, qmin, qmax;
+    void *yh;                   /* dequant stage output (hst.kind), same layout, or NULL */
+    const float *dscale;        /* [groups*m] */
+    qcc_h_stage hst;
+    int hisa;                   /* QCC_ISA_* of the float16 code */
+} qcc_i8_out;
+
+/* The int32 tile c (rows x cols, row stride ldc; channel `ch` first) to its output
+ * stage at element `at` of the output (row stride ldy). */
+QCC_INLINE void qcc_i8_store(const qcc_i8_out *o, const int32_t *c, ptrdiff_t ldc,
+                             ptrdiff_t at, ptrdiff_t ldy, int rows, int cols, int ch);
 
 /* One integer convolution or dense layer, split into tasks. */
 typedef struct {
@@ -63,10 +85,7 @@ typedef struct {
     qcc_positions pos;
     ptrdiff_t row_stride;       /* dense (kofs NULL): x[k, p] = src[p*row_stride + k] */
     int slack;                  /* conv: src is readable QCC_I8_SLACK bytes past its end */
-    int32_t *out;               /* out[((ni*groups + gi)*m + o)*n + p], or NULL */
-    int8_t *y;                  /* requantized output, same layout, or NULL */
-    const float *mult;          /* [groups*m] */
-    int zy, qmin, qmax;
+    qcc_i8_out o;
     int pblocks, rblocks, rows; /* tasks: image x group x position block x row block */
     int ntasks, next;           /* tasks, and the next one to take (atomic) */
     int isa;                    /* QCC_ISA_* */
@@ -182,6 +201,26 @@ QCC_INLINE void qcc_i8_requant(const int32_t *c, ptrdiff_t ldc, int8_t *y, ptrdi
     }
 }
 
+QCC_INLINE void qcc_i8_store(const qcc_i8_out *o, const int32_t *c, ptrdiff_t ldc,
+                             ptrdiff_t at, ptrdiff_t ldy, int rows, int cols, int ch)
+{
+    int i, j;
+    if (o->y != NULL) {
+        qcc_i8_requant(c, ldc, o->y + at, ldy, rows, cols, o->mult + ch, o->zy, o->qmin,
+                       o->qmax);
+        return;
+    }
+    if (o->yh != NULL) {
+        const ptrdiff_t es = (ptrdiff_t)qcc_h_out_size(o->hst.kind);
+        for (i = 0; i < rows; i++)
+            qcc_h_deq(o->hisa, c + (ptrdiff_t)i * ldc, cols, o->dscale[ch + i], &o->hst,
+                      (char *)o->yh + (at + (ptrdiff_t)i * ldy) * es);
+        return;
+    }
+    for (i = 0; i < rows; i++)
+        for (j = 0; j < cols; j++) o->out[at + (ptrdiff_t)i * ldy + j] = c[(ptrdiff_t)i * ldc + j];
+}
+
 /* ---- the blocked loops (inlined into every variant) ------------------------------- */
 
 /* Task t of the job: rows [r0, r1) of one group, positions of one block. */
@@ -207,7 +246,8 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
     ptrdiff_t ldc;
     int k0, p, i;
     if (r0 >= r1 || nc <= 0) return;
-    if (job->y != NULL) bytes += (size_t)(r1 - r0) * QCC_I8_NC * sizeof(int32_t) + 64;
+    const int staged = job->o.out == NULL;   /* a fused output stage: an int32 tile */
+    if (staged) bytes += (size_t)(r1 - r0) * QCC_I8_NC * sizeof(int32_t) + 64;
     bp = (uint8_t *)qcc_thread_buffer(bytes);
     if (bp == NULL) {
         job->failed = 1;
@@ -215,11 +255,11 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
     }
     tmp = bp + npan * panel_bytes;
     runs = (qcc_run *)(((uintptr_t)(tmp + 4 * QCC_I8_TMP(NR)) + 15) & ~(uintptr_t)15);
-    if (job->y != NULL) {
+    if (staged) {
         c = (int32_t *)(((uintptr_t)(runs + NR + 2) + 63) & ~(uintptr_t)63);
         ldc = QCC_I8_NC;
     } else {
-        c = job->out + out0 + (ptrdiff_t)r0 * job->n;
+        c = job->o.out + out0 + (ptrdiff_t)r0 * job->n;
         ldc = job->n;
     }
     for (k0 = 0; k0 < job->k; k0 += kcb) {
@@ -234,9 +274,9 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
                      off + i, k0 > 0);
         }
     }
-    if (job->y != NULL)
-        qcc_i8_requant(c, ldc, job->y + out0 + (ptrdiff_t)r0 * job->n, job->n, r1 - r0, nc,
-                       job->mult + gi * job->m + r0, job->zy, job->qmin, job->qmax);
+    if (staged)
+        qcc_i8_store(&job->o, c, ldc, out0 + (ptrdiff_t)r0 * job->n, job->n, r1 - r0, nc,
+                     gi * job->m + r0);
 }
 
 /* ---- micro-kernels ---------------------------------------------------------------
@@ -526,10 +566,7 @@ typedef struct {
     const qcc_geom *g;
     int groups, planes;
     uint8_t fill;               /* z_x + 128 */
-    int32_t *out;               /* [N, groups, OS] or NULL */
-    int8_t *y;                  /* requantized, or NULL */
-    const float *mult;
-    int zy, qmin, qmax;
+    qcc_i8_out o;               /* [N, groups, OS] */
     int next, failed;
 } qcc_i8_dw_job;
 
@@ -600,7 +637,7 @@ static void qcc_i8_dw_worker(void *arg)
     const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
     const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
     int dims[3];
-    ptrdiff_t vol, i;
+    ptrdiff_t vol;
     int16_t *pad;
     uint32_t *acc, *wide;
     qcc_padded_dims(g, g->osp[2], dims);
@@ -620,11 +657,7 @@ static void qcc_i8_dw_worker(void *arg)
         c = t % job->groups;
         qcc_i8_dw_plane(job->x + (ptrdiff_t)t * pin, job->w + (ptrdiff_t)c * job->lda,
                         job->off[c], g, dims, job->fill, pad, acc, wide);
-        if (job->y != NULL)
-            qcc_i8_requant((const int32_t *)acc, 0, job->y + (ptrdiff_t)t * pout, 0, 1,
-                           (int)pout, job->mult + c, job->zy, job->qmin, job->qmax);
-        else
-            for (i = 0; i < pout; i++) job->out[(ptrdiff_t)t * pout + i] = (int32_t)acc[i];
+        qcc_i8_store(&job->o, (const int32_t *)acc, 0, (ptrdiff_t)t * pout, 0, 1, (int)pout, c);
     }
 }
 

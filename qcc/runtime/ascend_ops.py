@@ -32,16 +32,24 @@ def _dtype_of(op) -> np.dtype:
                     else np.float32)
 
 
-@kernel(ascend.QuantOp)
-def _quant(op, consts):
-    scale = np.float16(get_float(op.properties["scale"]))
-    offset = np.float16(get_float(op.properties["offset"]))
-    sqrt_mode = get_bool(op.properties["sqrt_mode"])
+def quant_params(op: ascend.QuantOp) -> tuple[float, float, bool, int]:
+    """(scale, offset, sqrt_mode, index of round_mode in half.ROUND_MODES) of an
+    `ascend.quant`, scale and offset as float16 values."""
     mode = get_str(op.properties["round_mode"], "Round")
     if mode not in half.ROUND_MODES:
         raise ValueError(f"ascend.quant: round_mode {mode!r} is not one of "
                          f"{', '.join(half.ROUND_MODES)}")
-    return Kernel(lambda x: half.ascend_quant(x, scale, offset, sqrt_mode, mode), fresh=True)
+    return (float(np.float16(get_float(op.properties["scale"]))),
+            float(np.float16(get_float(op.properties["offset"]))),
+            get_bool(op.properties["sqrt_mode"]), half.ROUND_MODES.index(mode))
+
+
+@kernel(ascend.QuantOp)
+def _quant(op, consts):
+    scale, offset, sqrt_mode, index = quant_params(op)
+    mode = half.ROUND_MODES[index]
+    return Kernel(lambda x: half.ascend_quant(x, np.float16(scale), np.float16(offset),
+                                              sqrt_mode, mode), fresh=True)
 
 
 def channel_scale(deq: np.ndarray, ndim: int, axis: int) -> np.ndarray:

@@ -38,7 +38,7 @@ from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from qcc import ir
-from qcc.dialects import qnn, quant
+from qcc.dialects import qnn
 from qcc.dialects.base import DYN, QnnOp, ShapeError, fmt_shape, like, shapes_match
 from qcc.errors import QccError
 
@@ -198,14 +198,11 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
     for step in steps:
         prev = fused[-1] if fused else None
         last = len(fused) - 1
-        if (prev is not None and last not in chain and len(prev.results) == 1
-                and step.args[:1] == prev.results and prev.results[0] not in outputs
-                and isinstance(step.op, quant.RequantizeOp)
-                and step.op.operands[0].has_one_use()):
-            both = _int8.requantized(prev.op, step.op, [constants.get(a) for a in prev.args],
-                                     prev.fn)
-            if both is not None:  # int8 conv / dense requantized in its own pass
-                fused[-1] = Step(both.fn, prev.op, prev.args, step.results, fresh=True)
+        if (prev is not None and len(prev.results) == 1 and step.args[:1] == prev.results
+                and prev.results[0] not in outputs and step.op.operands[0].has_one_use()):
+            both = _int8.fused(prev.fn, step.op, [constants.get(a) for a in step.args])
+            if both is not None:  # int8 conv / dense and its output stages in one pass
+                fused[-1] = Step(both, prev.op, prev.args, step.results, fresh=True)
                 chain[last] = (fused[-1], [], [])
                 continue
         if prev is not None and last not in chain:

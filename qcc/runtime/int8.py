@@ -34,9 +34,10 @@ instruction set) for conv and dense; everything else runs the numpy kernels, whi
 Registration: the builders at the end of this file register in the one kernel
 table of `qcc.runtime.ops` for integer operands (`on="int"`); the plan picks them
 from the IR's types when it is compiled, and packs constant weights then, once
-(the plan owns the packed arrays). A compiled conv or dense whose int32 result only
-feeds a `quant.requantize` to int8 runs both in one step (`requantized`, called when
-the plan fuses steps). `quant.quantize` of a constant (the weights and
+(the plan owns the packed arrays). A compiled conv or dense runs the single users
+after its int32 result (a `quant.requantize` to int8, or the deploy model's
+`ascend.dequant` -> cast to float32 -> `ascend.quant`) as output stages of its own
+step (`fused`, called when the plan fuses steps). `quant.quantize` of a constant (the weights and
 biases of the integer IR) is folded into a constant of the plan when it is compiled.
 """
 
@@ -47,10 +48,12 @@ import os
 from collections.abc import Callable
 
 import numpy as np
+from xdsl.dialects.builtin import Float16Type, Float32Type
 
-from qcc.dialects import qnn, quant
+from qcc.dialects import ascend, qnn, quant
 from qcc.dialects.base import get_bool, get_int, get_ints
 from qcc.dialects.quant import UniformQuantizedType
+from qcc.runtime import ascend_ops
 from qcc.runtime.kernels import _pad_or_crop, _pad_spatial, _pool_pads, _windows
 from qcc.runtime.ops import Kernel, kernel
 
@@ -281,21 +284,28 @@ def _conv_int(op, consts):
 
 
 class _Packed:
-    """A compiled layer's step function, holding its packed weights (`packed(w, b)`)
-    so that a fused variant of the step reuses them."""
+    """A compiled layer's step: its packed weights (`packed(w, b)`) and its output
+    stage (None: the int32 accumulator; see `fused`). `out` names what the stage
+    writes, `channel` the result's output channel axis, `dequant` the scale and relu
+    of a fused ascend.dequant (for the stages that follow it)."""
 
-    def __init__(self, fn: Callable[..., np.ndarray], packed: Callable[..., tuple]) -> None:
-        self.fn, self.packed = fn, packed
+    def __init__(self, run: Callable[..., np.ndarray], packed: Callable[..., tuple],
+                 channel: int, stage: tuple | None = None, out: str | None = None,
+                 dequant: tuple | None = None) -> None:
+        self.run, self.packed, self.channel = run, packed, channel
+        self.stage, self.out, self.dequant = stage, out, dequant
 
     def __call__(self, x, w, b=None) -> np.ndarray:
-        return self.fn(x, w, b)
+        wp, off = self.packed(w, b)
+        return self.run(x, wp, off, self.stage)
+
+    def staged(self, stage: tuple, out: str, dequant: tuple | None = None) -> _Packed:
+        """The same layer with output stage `stage` (the packed weights shared)."""
+        return _Packed(self.run, self.packed, self.channel, stage, out, dequant)
 
 
-def _conv_compiled(op, consts, requant: tuple | None = None,
-                   packed: Callable[..., tuple] | None = None) -> Kernel | None:
-    """The compiled int32 conv of `op` (None when its types do not allow it); with
-    `requant` = (multipliers, z_y, qmin, qmax), requantized to int8 in the same pass;
-    `packed`: the weights packed already."""
+def _conv_compiled(op, consts) -> Kernel | None:
+    """The compiled int32 conv of `op` (None when its types do not allow it)."""
     qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
     strides, pads = get_ints(op.strides), get_ints(op.pads)
     dilations, groups = get_ints(op.dilations), get_int(op.groups, 1)
@@ -304,25 +314,14 @@ def _conv_compiled(op, consts, requant: tuple | None = None,
     if not _compiled_ok(op.operands[0].type, op.operands[1].type, qw,
                         math.prod(w_shape[1:])):
         return None
-    packed = packed or _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
-                               len(op.operands))
-    kshape = w_shape[2:]
-    if requant is not None:
-        conv_rq, (m, z_y, qmin, qmax) = _C.conv_requantize, requant
+    packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
+                     len(op.operands))
+    kshape, conv_c = w_shape[2:], _C.conv
 
-        def fused(x, w, b=None):
-            wp, off = packed(w, b)
-            return conv_rq(x, wp, off, kshape, z_x, strides, pads, dilations, groups,
-                           m, z_y, qmin, qmax)
+    def run(x, wp, off, stage):
+        return conv_c(x, wp, off, kshape, z_x, strides, pads, dilations, groups, stage)
 
-        return Kernel(_Packed(fused, packed), fresh=True)
-    conv_c = _C.conv
-
-    def fast(x, w, b=None):
-        wp, off = packed(w, b)
-        return conv_c(x, wp, off, kshape, z_x, strides, pads, dilations, groups)
-
-    return Kernel(_Packed(fast, packed), fresh=True)
+    return Kernel(_Packed(run, packed, 1), fresh=True)
 
 
 @kernel(qnn.ConvTransposeOp, on="int")
@@ -344,56 +343,86 @@ def _dense_int(op, consts):
     return Kernel(lambda x, w, b=None: dense(x, w, b, z_x, z_w), fresh=True)
 
 
-def _dense_compiled(op, consts, requant: tuple | None = None,
-                    packed: Callable[..., tuple] | None = None) -> Kernel | None:
-    """The compiled int32 dense of `op` (None when its types do not allow it); with
-    `requant`, requantized to int8 in the same pass (see `_conv_compiled`)."""
+def _dense_compiled(op, consts) -> Kernel | None:
+    """The compiled int32 dense of `op` (None when its types do not allow it)."""
     qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
     w_shape = tuple(op.operands[1].type.get_shape())
     z_x = qx.zero_point
     if not _compiled_ok(op.operands[0].type, op.operands[1].type, qw, w_shape[1]):
         return None
-    packed = packed or _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
-                               len(op.operands))
-    n = w_shape[0]
-    if requant is not None:
-        dense_rq, (m, z_y, qmin, qmax) = _C.dense_requantize, requant
+    packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
+                     len(op.operands))
+    n, dense_c = w_shape[0], _C.dense
 
-        def fused(x, w, b=None):
-            wp, off = packed(w, b)
-            return dense_rq(x.reshape(-1, x.shape[-1]), wp, off, m, z_y, qmin, qmax
-                            ).reshape(*x.shape[:-1], n)
+    def run(x, wp, off, stage):
+        return dense_c(x.reshape(-1, x.shape[-1]), wp, off, stage).reshape(*x.shape[:-1], n)
 
-        return Kernel(_Packed(fused, packed), fresh=True)
-    dense_c = _C.dense
-
-    def fast(x, w, b=None):
-        wp, off = packed(w, b)
-        return dense_c(x.reshape(-1, x.shape[-1]), wp, off).reshape(*x.shape[:-1], n)
-
-    return Kernel(_Packed(fast, packed), fresh=True)
+    return Kernel(_Packed(run, packed, len(op.results[0].type.get_shape()) - 1), fresh=True)
 
 
-def requantized(layer, req, consts, step_fn: Callable[..., object]) -> Kernel | None:
-    """The int8 conv or dense `layer` and the `quant.requantize` `req` of its int32
-    result (its only user) in one compiled step: int8 out, the integers of
-    `_requantize` below (float32(acc) * float32 multiplier, rint half to even, + z_y,
-    clip). None unless the compiled kernel runs `layer`, the accumulator's zero
-    point is 0, and the target is per-tensor int8 (per-channel accumulator scales
-    along the layer's output channels). `step_fn`: the layer's own step, whose
-    packed weights the fused step shares."""
-    if not (isinstance(step_fn, _Packed) and isinstance(layer, (qnn.ConvOp, qnn.DenseOp))):
+def fused(step_fn: Callable[..., object], follower, consts: list) -> _Packed | None:
+    """The compiled int8 layer step `step_fn` with `follower` (the only user of its
+    result; `consts` its operands' constants) as its output stage, computed in the
+    same pass; None when `step_fn` is not such a step or `follower` cannot be a stage.
+    Stages, each with the integers or floats of the follower's own kernel:
+    1. int32 -> `quant.requantize` to per-tensor int8 (accumulator zero point 0,
+       per-channel scales along the output channels);
+    2. int32 -> `ascend.dequant` with a constant float32 deq_scale (one, or one per
+       output channel) to float16 or float32;
+    3. dequant to float16 -> `qnn.cast` to float32 (float16 values in float32);
+    4. dequant (float16, float16 as float32, or float32) -> `ascend.quant` (which
+       casts its input to float16 first: the same float16 value)."""
+    if not isinstance(step_fn, _Packed):
         return None
+    if step_fn.out is None and isinstance(follower, quant.RequantizeOp):
+        return _requantized(step_fn, follower)
+    if step_fn.out is None and isinstance(follower, ascend.DequantOp):
+        return _dequantized(step_fn, follower, consts)
+    if step_fn.dequant is None:
+        return None
+    scale, relu = step_fn.dequant
+    if (step_fn.out == "float16" and isinstance(follower, qnn.CastOp)
+            and isinstance(follower.properties["to"], Float32Type)):
+        return step_fn.staged(_C.dequant_stage(scale, relu, "float16_as_float32"),
+                              "float16_as_float32", step_fn.dequant)
+    if isinstance(follower, ascend.QuantOp):
+        params = ascend_ops.quant_params(follower)
+        return step_fn.staged(_C.dequant_stage(scale, relu, "int8", params), "int8")
+    return None
+
+
+def _requantized(step_fn: _Packed, req) -> _Packed | None:
+    """The layer requantized to int8 in its own pass: `_requantize`'s integers
+    (float32(acc) * float32 multiplier, rint half to even, + z_y, clip)."""
     source, target = _qtype(req.input), req.properties["qtype"]
     ndim = len(req.input.type.get_shape())
-    channel = 1 if isinstance(layer, qnn.ConvOp) else ndim - 1
     if (source.bits != 32 or any(source.zero_points) or target.axis is not None
-            or target.numpy_dtype != np.int8 or source.axis not in (None, channel)):
+            or target.numpy_dtype != np.int8 or source.axis not in (None, step_fn.channel)):
         return None
     m = np.ascontiguousarray(multiplier(source, target, ndim).reshape(-1), np.float32)
-    params = (m, int(target.zero_point), int(target.storage_min), int(target.storage_max))
-    build = _conv_compiled if isinstance(layer, qnn.ConvOp) else _dense_compiled
-    return build(layer, consts, params, step_fn.packed)
+    stage = _C.requantize_stage(m, int(target.zero_point), int(target.storage_min),
+                                int(target.storage_max))
+    return step_fn.staged(stage, "requantize")
+
+
+def _dequantized(step_fn: _Packed, deq, consts: list) -> _Packed | None:
+    """The layer's ascend.dequant in its own pass (float32 deq_scale, constant)."""
+    if len(consts) < 2 or consts[1] is None:
+        return None
+    packed = np.asarray(consts[1])
+    scale = ascend.unpack_deq_scale(packed).scale if packed.dtype == np.uint64 else packed
+    ndim = len(deq.operands[0].type.get_shape())
+    shape = deq.operands[0].type.get_shape()
+    axis = get_int(deq.properties["axis"], 1) % max(ndim, 1)
+    if scale.dtype != np.float32:  # the float16 (v100) form: float16 arithmetic
+        return None
+    if scale.size != 1 and (axis != step_fn.channel or shape[axis] != scale.size):
+        return None
+    dtype = deq.properties["dtype"]
+    out = "float16" if isinstance(dtype, Float16Type) else "float32"
+    scale = np.ascontiguousarray(scale.reshape(-1), np.float32)
+    relu = get_bool(deq.properties["relu_flag"])
+    return step_fn.staged(_C.dequant_stage(scale, relu, out), out, (scale, relu))
 
 
 @kernel(qnn.MatmulOp, on="int")

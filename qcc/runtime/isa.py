@@ -12,6 +12,10 @@ the highest variant allowed:
 | `avx2` | AVX2 | AVX2 + FMA |
 | `scalar` | baseline x86-64 | plain C |
 
+The float16 kernels (`runtime/_half_impl.h`: the Ascend quant / dequant stages and
+float16 casts, also inside the int8 layers' fused output stages) follow the same
+level: AVX-512 (F, BW, VL, DQ), AVX2 + F16C, or scalar C, with numpy's bits on each.
+
 Each family takes the best variant the CPU runs at or below the level: the
 environment variable `QCC_ISA` sets it for the process (read when the kernels are
 imported), `set_isa(level)` / `forced(level)` change it for tests. Unset, every
@@ -26,9 +30,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 try:
-    from qcc.runtime import _conv, _int8
+    from qcc.runtime import _conv, _half, _int8
 except ImportError:  # an uncompiled checkout: only the numpy kernels, no variants
-    _conv = _int8 = None  # type: ignore[assignment]
+    _conv = _half = _int8 = None  # type: ignore[assignment]
 
 ENV = "QCC_ISA"
 LEVELS = ("scalar", "avx2", "avx512")
@@ -83,6 +87,7 @@ def set_isa(level: str | None) -> dict[str, str]:
     if level is None:
         _int8.set_isa(None)
         _conv._set_variant(None)
+        _half.set_isa(None)
         return old
     if level not in available():
         raise ValueError(f"instruction set level {level!r} does not run on this CPU "
@@ -91,6 +96,8 @@ def set_isa(level: str | None) -> dict[str, str]:
     int8, gemm = _int8.supported_isas(), _conv._variants()
     _int8.set_isa([_INT8[lv] for lv in allowed if _INT8[lv] in int8][-1])
     _conv._set_variant([_GEMM[lv] for lv in allowed if _GEMM[lv] in gemm][-1])
+    # the float16 kernels (runtime/_half_impl.h) follow, with the level names themselves
+    _half.set_isa([lv for lv in allowed if lv in _half.supported_isas()][-1])
     return old
 
 
@@ -104,8 +111,11 @@ def _restore(old: dict[str, str]) -> None:
 @contextmanager
 def forced(level: str) -> Iterator[None]:
     """Run a block with `set_isa(level)`, then restore the variants in use before."""
+    old_half = _half.isa() if _half is not None else None
     old = set_isa(level)
     try:
         yield
     finally:
         _restore(old)
+        if _half is not None:
+            _half.set_isa(old_half)

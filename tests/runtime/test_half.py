@@ -1,7 +1,8 @@
 """qcc.runtime.half (compiled runtime/_half.pyx): float16 conversions and the Ascend
 quant/dequant stages against numpy's own float16 casts and float16 arithmetic,
 bit for bit, on every float16 value, the midpoints between them, random float32
-bit patterns and the overflow edge."""
+bit patterns and the overflow edge; on every instruction set the CPU has (AVX-512,
+AVX2 + F16C, scalar C), and on tensors big enough to be shared by threads."""
 
 import numpy as np
 import pytest
@@ -9,6 +10,18 @@ import pytest
 from qcc.runtime import half
 
 pytestmark = pytest.mark.skipif(half._C is None, reason="qcc.runtime._half is not built")
+
+
+@pytest.fixture(autouse=True, params=["scalar", "avx2", "avx512"])
+def level(request):
+    """Force the float16 kernels to one level (skipped where the CPU lacks it)."""
+    if request.param not in half._C.supported_isas():
+        pytest.skip(f"this CPU does not run the {request.param} float16 kernels")
+    old = half._C.set_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        half._C.set_isa(old)
 
 MODES = {"Round": None, "Rint": np.rint, "Floor": np.floor, "Ceil": np.ceil,
          "Trunc": np.trunc}
@@ -94,3 +107,25 @@ def test_ascend_dequant_is_float32_product_then_cast(relu, dtype, per_channel):
     got = half.ascend_dequant(acc, scale, 1, relu, np.dtype(dtype))
     assert got.dtype == want.dtype
     assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_big_tensors_shared_by_threads_match_numpy(threads):
+    """2^19 + 5 elements: chunks over the thread pool, and a vector tail."""
+    old = half._C.set_threads(threads)
+    try:
+        rng = np.random.default_rng(3)
+        x = (rng.standard_normal((1 << 19) + 5) * 4).astype(np.float32)
+        h = x.astype(np.float16)
+        assert np.array_equal(half.to_f16(x).view(np.uint16), h.view(np.uint16))
+        assert np.array_equal(half.to_f32(h).view(np.uint32), h.astype(np.float32).view(np.uint32))
+        s, o = np.float16(40.62), np.float16(-3.0)
+        want = np.clip(_round_half_away(h * s + o).astype(np.float32), -128, 127).astype(np.int8)
+        assert np.array_equal(half.ascend_quant(x, s, o, False, "Round"), want)
+        acc = rng.integers(-(1 << 20), 1 << 20, (4, 64, 48, 48)).astype(np.int32)
+        scale = (rng.random(64) * 1e-3).astype(np.float32).reshape(1, 64, 1, 1)
+        got = half.ascend_dequant(acc, scale, 1, True, np.dtype(np.float16))
+        want16 = np.maximum(acc.astype(np.float32) * scale, 0).astype(np.float16)
+        assert np.array_equal(got.view(np.uint16), want16.view(np.uint16))
+    finally:
+        half._C.set_threads(old)

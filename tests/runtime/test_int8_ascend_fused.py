@@ -1,0 +1,165 @@
+"""The int8 layers' fused Ascend output stages (runtime/_int8.pyx `dequant_stage`,
+`qcc.runtime.int8.fused`): conv / dense -> ascend.dequant (float32 or float16) ->
+cast to float32 -> ascend.quant in one pass, on every instruction set the CPU has.
+
+Oracles: the int32 accumulator from exact int64 numpy sums (`int8.conv` / `int8.dense`,
+the numpy definitions, not the compiled kernels), then the stages in numpy's own
+float16 arithmetic; for a whole deploy model, the same model run by the numpy
+reference kernels (QCC_REFERENCE_KERNELS=1, in a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qcc.runtime import int8, isa
+
+_C = int8._C
+pytestmark = pytest.mark.skipif(_C is None, reason="qcc.runtime._int8 is not built")
+
+
+@pytest.fixture(params=isa.LEVELS)
+def level(request):
+    """Force every kernel family to one level (skipped where the CPU lacks it)."""
+    if request.param not in isa.available():
+        pytest.skip(f"this CPU does not run the {request.param} kernels")
+    with isa.forced(request.param):
+        yield request.param
+
+
+def _round_half_away(v):
+    a = np.abs(v)
+    r = np.floor(a)
+    return np.copysign(np.where(a - r >= 0.5, r + 1, r), v)
+
+
+ROUND = [_round_half_away, np.rint, np.floor, np.ceil, np.trunc]
+
+
+def oracle_stage(acc, scale, relu, out, quant, axis):
+    """numpy: float32(acc) * scale, relu, then float16 / float32 / ascend.quant."""
+    shape = [1] * acc.ndim
+    shape[axis] = -1
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = acc.astype(np.float32) * np.asarray(scale, np.float32).reshape(shape)
+        if relu:
+            v = np.where(v < 0, np.float32(0), v)
+        if out == "float32":
+            return v
+        h = v.astype(np.float16)
+        if out == "float16":
+            return h
+        if out == "float16_as_float32":
+            return h.astype(np.float32)
+        s, o, sqrt_mode, mode = quant
+        y = h * np.float16(s)
+        if sqrt_mode:
+            y = y * np.float16(s)
+        y = ROUND[mode](y + np.float16(o))
+        return np.clip(y.astype(np.float32), -128, 127).astype(np.int8)
+
+
+STAGES = [("float32", None), ("float16", None), ("float16_as_float32", None),
+          ("int8", (40.62, -128.0, False, 0)), ("int8", (3.0, 5.0, True, 1)),
+          ("int8", (0.5, 0.0, False, 2)), ("int8", (7.0, -3.0, False, 3)),
+          ("int8", (21.0, 1.0, False, 4))]
+
+# (x shape, O, kernel, strides, pads, groups): images merged into one GEMM, one image
+# with vector tails, depthwise, 1-d
+CONVS = [((2, 16, 9, 9), 24, (3, 3), (1, 1), (1, 1, 1, 1), 1),
+         ((1, 6, 11, 13), 5, (3, 3), (2, 2), (1, 1, 1, 1), 1),
+         ((2, 12, 10, 10), 12, (3, 3), (1, 1), (1, 1, 1, 1), 12),
+         ((3, 4, 20), 6, (3,), (1,), (1, 1), 1)]
+
+
+@pytest.mark.parametrize("out,quant", STAGES)
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c[0])))
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_conv_dequant_stages_match_numpy(out, quant, case, per_channel, level):
+    shape, o, k, s, p, g = case
+    rng = np.random.default_rng(o + shape[1])
+    x = rng.integers(-128, 128, shape).astype(np.int8)
+    w = rng.integers(-127, 128, (o, shape[1] // g, *k)).astype(np.int8)
+    b = rng.integers(-(1 << 12), 1 << 12, o)
+    z_x = int(rng.integers(-128, 128))
+    dil = (1,) * len(k)
+    acc = int8.conv(x, w, b, z_x, 0, s, p, dil, g)
+    scale = (rng.random(o) * 2e-3 + 1e-4).astype(np.float32) if per_channel \
+        else np.float32([3e-3])
+    for relu in (False, True):
+        want = oracle_stage(acc, scale, relu, out, quant, 1)
+        wp, off = int8.pack(w, b, z_x)
+        got = _C.conv(x, wp, off, k, z_x, s, p, dil, g,
+                      _C.dequant_stage(scale, relu, out, quant))
+        assert got.dtype == want.dtype
+        bad = np.flatnonzero(got.view(np.uint8) != want.view(np.uint8))
+        assert bad.size == 0, (out, relu, got.ravel()[bad[:4]], want.ravel()[bad[:4]],
+                               acc.ravel()[bad[:4]])
+
+
+@pytest.mark.parametrize("out,quant", STAGES[:4])
+def test_dense_dequant_stages_match_numpy(out, quant, level):
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (37, 70)).astype(np.int8)
+    w = rng.integers(-127, 128, (19, 70)).astype(np.int8)
+    b = rng.integers(-(1 << 12), 1 << 12, 19)
+    acc = int8.dense(x, w, b, 3, 0)
+    scale = (rng.random(19) * 2e-3).astype(np.float32)
+    wp, off = int8.pack(w, b, 3)
+    got = _C.dense(x, wp, off, _C.dequant_stage(scale, True, out, quant))
+    want = oracle_stage(acc, scale, True, out, quant, 1)
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+def test_a_stage_needs_its_quant_parameters():
+    with pytest.raises(ValueError, match="dequant stage"):
+        _C.dequant_stage(np.float32([1.0]), False, "int8")
+    with pytest.raises(ValueError, match="dequant stage"):
+        _C.dequant_stage(np.float32([1.0]), False, "bfloat16")
+
+
+# ------------------------------------------------ a whole deploy model
+
+_REFERENCE = """
+import sys, numpy as np
+from qcc.frontends.onnx import load_onnx
+from qcc.runtime.executor import run_batches
+out = run_batches(load_onnx(sys.argv[1]), {"input": np.load(sys.argv[2])})
+np.save(sys.argv[3], out["logits"])
+"""
+
+
+@pytest.fixture(scope="module")
+def deploy(tmp_path_factory):
+    """The digits example's deploy model (conv -> AscendDequant -> AscendQuant chains)."""
+    pytest.importorskip("qcc.passes.realize_int8")
+    import qcc
+    from qcc.examples import digits
+
+    model, calib, test = digits()
+    out = tmp_path_factory.mktemp("deploy")
+    qcc.quantize(str(model), calib, None, str(out), progress=False)
+    x = np.load(test)["input"][:16]
+    np.save(out / "x.npy", x)
+    env = dict(os.environ, QCC_REFERENCE_KERNELS="1")
+    path = out / "model_deploy.onnx"
+    subprocess.run([sys.executable, "-c", _REFERENCE, str(path), str(out / "x.npy"),
+                    str(out / "want.npy")], env=env, check=True)
+    return path, x, np.load(out / "want.npy")
+
+
+def test_deploy_model_fused_matches_the_numpy_reference(deploy, level):
+    from qcc.frontends.onnx import load_onnx
+    from qcc.runtime import compile_module, execute
+
+    path, x, want = deploy
+    plan = compile_module(load_onnx(str(path)))
+    kinds = [s.op.name for s in plan.steps]
+    assert "ascend.dequant" not in kinds  # every dequant runs inside its layer
+    got = np.concatenate([execute(plan, {"input": x[i:i + 1]})[0]["logits"]
+                          for i in range(len(x))])
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
