@@ -5,9 +5,15 @@ Tensors are viewed as [outer, axis, inner] (softmax) or [outer, inner] (layer
 norm); the inner loops are in _norm_impl.h (a vectorized exp and erf, sums in
 vector lanes combined in double). erf and GELU have AVX-512, AVX2 and plain builds
 that give the same bits; the best one at or below QCC_ISA runs (`_set_variant`).
+
+erf, GELU, softmax over the last dim and layer norm of a big tensor run on the
+runtime's thread pool (runtime/_common.h), in chunks of whole rows (of elements for
+erf and GELU) that the shapes decide: every row is computed alone, so the threads
+change no bit.
 """
 
 import math
+import os
 
 import numpy as np
 
@@ -32,6 +38,88 @@ cdef extern from "_norm_impl.h" nogil:
     int qcc_norm_set_level(int level)
     void qcc_erf(const float* x, float* y, Py_ssize_t n)
     void qcc_gelu(const float* x, float* y, Py_ssize_t n)
+    ctypedef void (*qcc_task_fn)(void *arg) noexcept nogil
+    void qcc_parallel(qcc_task_fn fn, void *arg, int width)
+
+cdef extern from *:
+    """
+    static inline int qcc_norm_next_task(int *counter)
+    {
+        return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+    }
+    """
+    int qcc_norm_next_task(int *counter) nogil
+
+
+cdef enum _Kind:
+    _ERF, _GELU, _SOFTMAX, _LAYER_NORM
+
+
+ctypedef struct _Rows:
+    # y[r] = f(x[r]) for the rows r of n elements; task t takes rows t*per ..
+    _Kind kind
+    const float* x
+    float* y
+    const float* scale
+    const float* bias
+    Py_ssize_t rows, n, per
+    float eps
+    int tasks, next
+
+
+cdef Py_ssize_t _chunk = 8192     # elements of a task, about (whole rows)
+cdef int _threads = 1
+
+
+def _default_threads():
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+def _set_threads(int n):
+    """Set how many threads erf, GELU, softmax and layer norm use; returns the old count."""
+    global _threads
+    old = _threads
+    _threads = max(1, min(n, 64))
+    return old
+
+
+_set_threads(_default_threads())
+
+
+cdef void _rows_task(void *arg) noexcept nogil:
+    cdef _Rows *g = <_Rows *>arg
+    cdef int t
+    cdef Py_ssize_t r0, count
+    while True:
+        t = qcc_norm_next_task(&g.next)
+        if t >= g.tasks:
+            return
+        r0 = t * g.per
+        count = g.rows - r0 if g.rows - r0 < g.per else g.per
+        if g.kind == _ERF:
+            qcc_erf(g.x + r0, g.y + r0, count)
+        elif g.kind == _GELU:
+            qcc_gelu(g.x + r0, g.y + r0, count)
+        elif g.kind == _SOFTMAX:
+            qcc_softmax_rows(g.x + r0 * g.n, g.y + r0 * g.n, count, g.n)
+        else:
+            qcc_layer_norm_rows(g.x + r0 * g.n, g.y + r0 * g.n, g.scale, g.bias, count,
+                                g.n, g.eps)
+
+
+cdef void _rows(_Rows *g) noexcept nogil:
+    """Run `g` (kind, pointers, rows, n set) in tasks of about `_chunk` elements."""
+    g.per = (_chunk + g.n - 1) // g.n
+    g.tasks = <int>((g.rows + g.per - 1) // g.per)
+    g.next = 0
+    if g.tasks <= 1 or _threads == 1:
+        _rows_task(g)
+    else:
+        qcc_parallel(_rows_task, g, _threads if _threads < g.tasks else g.tasks)
 
 
 _VARIANTS = ("plain", "avx2", "avx512")
@@ -72,12 +160,12 @@ def _unary(x, out, int gelu):
         return out
     cdef const float[::1] xv = x.reshape(-1)
     cdef float[::1] ov = out.reshape(-1)
-    cdef Py_ssize_t n = x.size
+    cdef _Rows g
+    g.kind = _GELU if gelu else _ERF
+    g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], NULL, NULL
+    g.rows, g.n = x.size, 1
     with nogil:
-        if gelu:
-            qcc_gelu(&xv[0], &ov[0], n)
-        else:
-            qcc_erf(&xv[0], &ov[0], n)
+        _rows(&g)
     return out
 
 
@@ -115,9 +203,13 @@ def softmax(x, int axis, out=None):
     cdef const float[::1] xv = x.reshape(-1)
     cdef float[::1] ov = out.reshape(-1)
     cdef float[::1] acc
+    cdef _Rows g
     if inner == 1:
+        g.kind = _SOFTMAX
+        g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], NULL, NULL
+        g.rows, g.n = outer, n
         with nogil:
-            qcc_softmax_rows(&xv[0], &ov[0], outer, n)
+            _rows(&g)
     else:
         acc = np.empty(2 * inner, np.float32)
         with nogil:
@@ -147,8 +239,12 @@ def layer_norm(x, scale, bias, int axis, float epsilon, out=None):
     cdef const float[::1] sv = sc
     cdef const float[::1] bv = bi if bi is not None else sc
     cdef const float* bp = &bv[0] if bi is not None else NULL
+    cdef _Rows g
+    g.kind = _LAYER_NORM
+    g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], &sv[0], bp
+    g.rows, g.n, g.eps = rows, n, epsilon
     with nogil:
-        qcc_layer_norm_rows(&xv[0], &ov[0], &sv[0], bp, rows, n, epsilon)
+        _rows(&g)
     return out
 
 

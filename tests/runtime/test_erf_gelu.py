@@ -106,3 +106,54 @@ def test_softmax_of_masked_scores_is_exactly_zero():
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=np.finfo(np.float32).tiny)
     np.testing.assert_array_equal(got[0, [1, 2, 3, 4]], 0.0)
     np.testing.assert_array_equal(_norm.softmax(np.ascontiguousarray(x.T), 0).T, got)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threaded_rows_against_float64_and_the_same_bits(threads):
+    """Big tensors run in chunks of rows on the thread pool: each row against float64
+    numpy, and the bits of one thread whatever the threads (rows of 197, 768 and
+    192 elements: tasks end inside no row; 20001 elements: a chunk of one row)."""
+    rng = np.random.default_rng(3)
+    scores = (rng.standard_normal((2, 3, 197, 197)) * 4).astype(np.float32)
+    hidden = (rng.standard_normal((1, 197, 768)) * 3).astype(np.float32)
+    tokens = rng.standard_normal((197, 192)).astype(np.float32)
+    long_rows = rng.standard_normal((5, 20001)).astype(np.float32)
+    gamma, beta = rng.standard_normal(192).astype(np.float32), rng.standard_normal(192)
+    beta = beta.astype(np.float32)
+
+    def run():
+        return (_norm.softmax(scores, -1), _norm.softmax(long_rows, -1),
+                _norm.gelu(hidden), _norm.erf(hidden),
+                _norm.layer_norm(tokens, gamma, beta, -1, 1e-6),
+                _norm.layer_norm(long_rows, np.float32(2), None, -1, 1e-5))
+
+    old = _norm._set_threads(1)
+    try:
+        one = run()
+        _norm._set_threads(threads)
+        got = run()
+    finally:
+        _norm._set_threads(old)
+    for a, b in zip(got, one, strict=True):
+        np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
+
+    def softmax64(x):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    def layer_norm64(x, g, b):
+        d = x - x.mean(-1, keepdims=True)
+        return d / np.sqrt((d * d).mean(-1, keepdims=True) + 1e-6) * g + b
+
+    h64 = hidden.astype(np.float64)
+    np.testing.assert_allclose(got[0], softmax64(scores.astype(np.float64)), rtol=2e-6,
+                               atol=1e-9)
+    np.testing.assert_allclose(got[1], softmax64(long_rows.astype(np.float64)), rtol=1e-5,
+                               atol=1e-12)
+    np.testing.assert_allclose(got[2], 0.5 * h64 * (1 + special.erf(h64 / np.sqrt(2))),
+                               rtol=4e-7, atol=4e-7)
+    np.testing.assert_allclose(got[3], special.erf(h64), rtol=3e-7, atol=1e-7)
+    np.testing.assert_allclose(got[4], layer_norm64(tokens.astype(np.float64), gamma, beta),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[5], layer_norm64(long_rows.astype(np.float64), 2, 0),
+                               rtol=1e-5, atol=1e-5)
