@@ -1,9 +1,8 @@
 # cython: language_level=3
 """Reference runtime kernels (float32): matrix products through BLAS sgemm.
 
-A large product is cut into tasks (one per batch entry; a single product into
-blocks of 128 output columns, so that each task packs only its slice of the
-weights) that the
+A large product is cut into tasks (blocks of about 128 output columns of each
+batch entry, so that each task packs only its slice of the weights) that the
 runtime's thread pool (runtime/_common.h) shares, each one a single-threaded sgemm
 (the executor keeps BLAS on one thread while a plan runs): a worker kept off its
 core by other processes leaves its tasks to the others instead of stalling the
@@ -110,10 +109,19 @@ cdef void _gemm_task(void *arg) noexcept nogil:
 cdef void _gemms(_Gemms *g, int nbatch) noexcept nogil:
     """Run the batch of products of `g` (a, b, c, strides, sizes set) on the pool."""
     cdef double madds = <double>nbatch * g.m * g.n * g.k
-    # the shapes decide the blocks, never the threads
-    g.cols = _col_block if nbatch == 1 and madds >= _parallel_min else g.n
-    if g.cols < 1:
-        g.cols = 1
+    # The shapes decide the blocks, never the threads: about `_col_block` columns,
+    # equal blocks of a multiple of 16, an even number of tasks when there are
+    # several (two or four threads share them evenly: 192 columns are 96 + 96, not
+    # 128 + 64; three attention heads of 64 columns are six tasks of 32).
+    cdef int blocks = 1
+    if madds >= _parallel_min:
+        blocks = (g.n + _col_block - 1) // _col_block
+        if (nbatch * blocks) % 2 == 1 and g.n >= 32:
+            blocks += 1
+    g.cols = (g.n + blocks - 1) // blocks
+    g.cols = (g.cols + 15) // 16 * 16
+    if g.cols >= g.n:
+        g.cols = g.n if g.n > 0 else 1
     g.blocks = (g.n + g.cols - 1) // g.cols
     g.tasks = g.blocks * nbatch
     g.next = 0

@@ -65,3 +65,19 @@ def test_bits_do_not_depend_on_threads():
 def test_empty_inner_dim_gives_zeros(threads):
     a, b = np.zeros((2, 5, 0), np.float32), np.zeros((2, 0, 3), np.float32)
     np.testing.assert_array_equal(_kernels.batched_matmul(a, b), np.zeros((2, 5, 3)))
+
+
+def test_attention_heads_cut_into_column_blocks(threads):
+    """Three heads of an odd batch are cut into column blocks too (six tasks): float64
+    numpy is the oracle, and the bits are those of one thread."""
+    q, k, v = _f32(1, 3, 197, 64), _f32(1, 3, 64, 197), _f32(1, 3, 197, 64)
+    scores = _kernels.batched_matmul(q, k)
+    mixed = _kernels.batched_matmul(scores, v)
+    np.testing.assert_allclose(scores, q.astype(np.float64) @ k, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(mixed, scores.astype(np.float64) @ v, rtol=1e-4, atol=1e-3)
+    old = _kernels._set_threads(1)
+    try:
+        np.testing.assert_array_equal(_kernels.batched_matmul(q, k), scores)
+        np.testing.assert_array_equal(_kernels.batched_matmul(scores, v), mixed)
+    finally:
+        _kernels._set_threads(old)
