@@ -384,6 +384,13 @@ static void qcc_i8_task_avx2(qcc_i8_job *job, int t)
 
 /* The accumulators are named variables (c<i>0, c<i>1), not an array: GCC 12 kept an
  * array of __m512i partly on the stack and copied registers around every vpdpbusd. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* acc += u8 x s8 dot products, in place: with the intrinsic GCC 12 still copied two
+ * rows' accumulators to other registers and back every step */
+#define QCC_I8_DPBUSD(acc, b, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(b), "v"(w))
+#else
+#define QCC_I8_DPBUSD(acc, b, w) ((acc) = _mm512_dpbusd_epi32((acc), (b), (w)))
+#endif
 #define QCC_I8_V_LOAD(i)                                                                \
     __m512i c##i##0, c##i##1;                                                           \
     const int8_t *a##i = a + (i < mr ? i : 0) * lda;                                    \
@@ -399,8 +406,8 @@ static void qcc_i8_task_avx2(qcc_i8_job *job, int t)
         __m512i wv;                                                                     \
         memcpy(&w4, a##i + 4 * (q), 4);                                                 \
         wv = _mm512_set1_epi32(w4);                                                     \
-        c##i##0 = _mm512_dpbusd_epi32(c##i##0, b0, wv);                                 \
-        c##i##1 = _mm512_dpbusd_epi32(c##i##1, b1, wv);                                 \
+        QCC_I8_DPBUSD(c##i##0, b0, wv);                                                 \
+        QCC_I8_DPBUSD(c##i##1, b1, wv);                                                 \
     }
 #define QCC_I8_V_STORE(i)                                                               \
     if (i < mr) {                                                                       \
@@ -545,7 +552,11 @@ static void qcc_i8_pad(const int8_t *x, int8_t *p, const qcc_geom *g, const int 
     const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * row;
     const ptrdiff_t vol = dims[0] * plane;
     const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    unsigned char used_h[256];   /* which rows an output reads (the test divides) */
+    const int table = dims[1] <= 256;
     int c, d, h;
+    for (h = 0; table && h < dims[1]; h++)
+        used_h[h] = (unsigned char)qcc_row_used(h, g->st[1], g->k[1], g->dl[1], g->osp[1]);
     for (c = 0; c < g->cg; c++)
         for (d = 0; d < dims[0]; d++) {
             const int id = d - g->pb[0];
@@ -554,7 +565,9 @@ static void qcc_i8_pad(const int8_t *x, int8_t *p, const qcc_geom *g, const int 
                 const int ih = h - g->pb[1];
                 int8_t *dst = p + c * vol + d * plane + h * row;
                 const int8_t *s;
-                if (!qcc_row_used(h, g->st[1], g->k[1], g->dl[1], g->osp[1])) continue;
+                if (table ? !used_h[h]
+                          : !qcc_row_used(h, g->st[1], g->k[1], g->dl[1], g->osp[1]))
+                    continue;
                 if (id < 0 || id >= g->sp[0] || ih < 0 || ih >= g->sp[1]) {
                     memset(dst, (uint8_t)z_x, row);
                     continue;
