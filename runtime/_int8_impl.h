@@ -382,41 +382,74 @@ static void qcc_i8_task_avx2(qcc_i8_job *job, int t)
 #define QCC_I8_VNNI_MR 8
 #define QCC_I8_VNNI_NR 32
 
+/* The accumulators are named variables (c<i>0, c<i>1), not an array: GCC 12 kept an
+ * array of __m512i partly on the stack and copied registers around every vpdpbusd. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* acc += u8 x s8 dot products, in place: with the intrinsic GCC 12 still copied two
+ * rows' accumulators to other registers and back every step */
+#define QCC_I8_DPBUSD(acc, b, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(b), "v"(w))
+#else
+#define QCC_I8_DPBUSD(acc, b, w) ((acc) = _mm512_dpbusd_epi32((acc), (b), (w)))
+#endif
+#define QCC_I8_V_LOAD(i)                                                                \
+    __m512i c##i##0, c##i##1;                                                           \
+    const int8_t *a##i = a + (i < mr ? i : 0) * lda;                                    \
+    if (i < mr && accumulate) {                                                         \
+        c##i##0 = _mm512_maskz_loadu_epi32(k0, c + i * ldc);                            \
+        c##i##1 = _mm512_maskz_loadu_epi32(k1, c + i * ldc + 16);                       \
+    } else {                                                                            \
+        c##i##0 = c##i##1 = _mm512_set1_epi32(i < mr ? off[i] : 0);                     \
+    }
+#define QCC_I8_V_STEP(i, b0, b1, q)                                                     \
+    {                                                                                   \
+        int32_t w4;                                                                     \
+        __m512i wv;                                                                     \
+        memcpy(&w4, a##i + 4 * (q), 4);                                                 \
+        wv = _mm512_set1_epi32(w4);                                                     \
+        QCC_I8_DPBUSD(c##i##0, b0, wv);                                                 \
+        QCC_I8_DPBUSD(c##i##1, b1, wv);                                                 \
+    }
+#define QCC_I8_V_STORE(i)                                                               \
+    if (i < mr) {                                                                       \
+        _mm512_mask_storeu_epi32(c + i * ldc, k0, c##i##0);                             \
+        _mm512_mask_storeu_epi32(c + i * ldc + 16, k1, c##i##1);                        \
+    }
+
 static void qcc_i8_kern_vnni(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
                              int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
                              int accumulate)
 {
-    __m512i acc[QCC_I8_VNNI_MR][2];
-    const int8_t *ar[QCC_I8_VNNI_MR];
     const __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
     const __mmask16 k1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    int i, q;
-    for (i = 0; i < QCC_I8_VNNI_MR; i++) {
-        ar[i] = a + (i < mr ? i : 0) * lda;
-        if (i < mr && accumulate) {
-            acc[i][0] = _mm512_maskz_loadu_epi32(k0, c + i * ldc);
-            acc[i][1] = _mm512_maskz_loadu_epi32(k1, c + i * ldc + 16);
-        } else {
-            acc[i][0] = acc[i][1] = _mm512_set1_epi32(i < mr ? off[i] : 0);
-        }
-    }
+    int q;
+    QCC_I8_V_LOAD(0)
+    QCC_I8_V_LOAD(1)
+    QCC_I8_V_LOAD(2)
+    QCC_I8_V_LOAD(3)
+    QCC_I8_V_LOAD(4)
+    QCC_I8_V_LOAD(5)
+    QCC_I8_V_LOAD(6)
+    QCC_I8_V_LOAD(7)
     for (q = 0; q < k4; q++) {
         const __m512i b0 = _mm512_load_si512((const void *)(bp + (ptrdiff_t)q * 128));
         const __m512i b1 = _mm512_load_si512((const void *)(bp + (ptrdiff_t)q * 128 + 64));
-        for (i = 0; i < QCC_I8_VNNI_MR; i++) {
-            int32_t w4;
-            __m512i wv;
-            memcpy(&w4, ar[i] + 4 * q, 4);
-            wv = _mm512_set1_epi32(w4);
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], b0, wv);
-            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], b1, wv);
-        }
+        QCC_I8_V_STEP(0, b0, b1, q)
+        QCC_I8_V_STEP(1, b0, b1, q)
+        QCC_I8_V_STEP(2, b0, b1, q)
+        QCC_I8_V_STEP(3, b0, b1, q)
+        QCC_I8_V_STEP(4, b0, b1, q)
+        QCC_I8_V_STEP(5, b0, b1, q)
+        QCC_I8_V_STEP(6, b0, b1, q)
+        QCC_I8_V_STEP(7, b0, b1, q)
     }
-    for (i = 0; i < QCC_I8_VNNI_MR; i++)
-        if (i < mr) {
-            _mm512_mask_storeu_epi32(c + i * ldc, k0, acc[i][0]);
-            _mm512_mask_storeu_epi32(c + i * ldc + 16, k1, acc[i][1]);
-        }
+    QCC_I8_V_STORE(0)
+    QCC_I8_V_STORE(1)
+    QCC_I8_V_STORE(2)
+    QCC_I8_V_STORE(3)
+    QCC_I8_V_STORE(4)
+    QCC_I8_V_STORE(5)
+    QCC_I8_V_STORE(6)
+    QCC_I8_V_STORE(7)
 }
 
 static void qcc_i8_task_vnni(qcc_i8_job *job, int t)
@@ -519,7 +552,11 @@ static void qcc_i8_pad(const int8_t *x, int8_t *p, const qcc_geom *g, const int 
     const ptrdiff_t row = dims[2], plane = (ptrdiff_t)dims[1] * row;
     const ptrdiff_t vol = dims[0] * plane;
     const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    unsigned char used_h[256];   /* which rows an output reads (the test divides) */
+    const int table = dims[1] <= 256;
     int c, d, h;
+    for (h = 0; table && h < dims[1]; h++)
+        used_h[h] = (unsigned char)qcc_row_used(h, g->st[1], g->k[1], g->dl[1], g->osp[1]);
     for (c = 0; c < g->cg; c++)
         for (d = 0; d < dims[0]; d++) {
             const int id = d - g->pb[0];
@@ -528,7 +565,9 @@ static void qcc_i8_pad(const int8_t *x, int8_t *p, const qcc_geom *g, const int 
                 const int ih = h - g->pb[1];
                 int8_t *dst = p + c * vol + d * plane + h * row;
                 const int8_t *s;
-                if (!qcc_row_used(h, g->st[1], g->k[1], g->dl[1], g->osp[1])) continue;
+                if (table ? !used_h[h]
+                          : !qcc_row_used(h, g->st[1], g->k[1], g->dl[1], g->osp[1]))
+                    continue;
                 if (id < 0 || id >= g->sp[0] || ih < 0 || ih >= g->sp[1]) {
                     memset(dst, (uint8_t)z_x, row);
                     continue;
