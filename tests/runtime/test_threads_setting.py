@@ -117,3 +117,44 @@ def test_outputs_keep_their_bits_at_1_and_2_threads(restore_threads):
     want = ort.InferenceSession(model.SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(one, want, rtol=1e-4, atol=1e-5)
+
+
+def conv64(x, w, b, stride, pad):
+    """Direct 2-D convolution in float64 (tap by tap sums of strided slices)."""
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+    _, _, kh, kw = w.shape
+    oh = (xp.shape[2] - kh) // stride + 1
+    ow = (xp.shape[3] - kw) // stride + 1
+    y = np.zeros((x.shape[0], w.shape[0], oh, ow)) + b.reshape(1, -1, 1, 1)
+    for i in range(kh):
+        for j in range(kw):
+            xs = xp[:, :, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+            y += np.einsum("nchw,oc->nohw", xs, w[:, :, i, j].astype(np.float64))
+    return y
+
+
+# batches of small outputs (one GEMM over the images), big enough for the threads to
+# share the padded copies of the inputs and the copy out with the epilogue
+@pytest.mark.parametrize("case", [((8, 32, 10, 10), 48, 3, 1, 1), ((8, 32, 16, 16), 64, 1, 2, 0),
+                                  ((6, 24, 9, 11), 40, 3, 2, 1)], ids=["3x3", "1x1-s2", "3x3-s2"])
+def test_batched_conv_keeps_its_bits_at_1_and_2_threads(case, restore_threads):
+    shape, o, k, s, p = case
+    _conv = rt.isa._conv
+    rng = np.random.default_rng(o)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    w = rng.standard_normal((o, shape[1], k, k), dtype=np.float32) * 0.3
+    b = rng.standard_normal(o, dtype=np.float32)
+    args = ((s, s), (p,) * 4, (1, 1), 1)
+    skip = rng.standard_normal((shape[0], o, *conv64(x[:1, :1], w[:1, :1], b[:1], s, p).shape[2:]),
+                               dtype=np.float32)
+    old_min = _conv._set_parallel_min(0.0)
+    try:
+        outs = []
+        for n in (1, 2):
+            rt.set_threads(n)
+            outs.append(_conv.conv(x, w, b, *args, activation="relu", residual=skip))
+    finally:
+        _conv._set_parallel_min(old_min)
+    assert outs[0].view(np.uint32).tolist() == outs[1].view(np.uint32).tolist()
+    want = np.maximum(conv64(x, w, b, s, p) + skip, 0)
+    np.testing.assert_allclose(outs[1], want, rtol=1e-4, atol=1e-4)
