@@ -28,8 +28,9 @@
  * operations in the same order.
  *
  * Threads: a small pool of pthreads shares each GEMM, in tasks of columns (wide
- * outputs) or of rows (narrow ones, whose columns are packed once up front); which
- * thread computes an element does not change how. A process forked while the pool
+ * outputs) or of rows (narrow ones, whose columns are packed once up front), big
+ * tasks first and small ones last (qcc_gemm_split); which thread computes an
+ * element, and the task sizes, do not change how. A process forked while the pool
  * exists starts a fresh pool. Workers run a job in the caller's floating-point
  * environment (rounding mode, flush-to-zero and denormals-are-zero flags).
  */
