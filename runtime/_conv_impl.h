@@ -447,24 +447,78 @@ static ptrdiff_t qcc_conv_gemm_images_size(const qcc_geom *g, int n_img)
     return (qcc_conv_gemm_pad_size(g) + (ptrdiff_t)g->og * g->osp[1] * g->osp[2]) * n_img;
 }
 
+/* The serial steps around the batched GEMM, one image a task on the pool: the
+ * padded copies of the inputs (out == NULL), or the copy of the GEMM's columns out
+ * into the images and their epilogue. Elements are only copied, and the epilogue
+ * applies element by element: the bits do not depend on the thread. */
+typedef struct {
+    const float *x;              /* inputs: image i at x + i*x_img */
+    ptrdiff_t x_img;
+    float *scratch;              /* padded inputs: image i at scratch + i*pad_img */
+    ptrdiff_t pad_img;
+    const qcc_geom *g;
+    int split;
+    float *out;                  /* outputs: image i at out + i*out_img, or NULL */
+    ptrdiff_t out_img, npos, ldc;
+    const float *tmp;            /* the GEMM's result: image i from column i*npos */
+    const qcc_act *act;          /* NULL when the GEMM failed */
+    int n_img, next;
+} qcc_images_job;
+
+static void qcc_images_worker(void *arg)
+{
+    qcc_images_job *job = (qcc_images_job *)arg;
+    const qcc_geom *g = job->g;
+    int dims[3], o;
+    for (;;) {
+        const int i = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        if (i >= job->n_img) break;
+        if (job->out == NULL) {
+            qcc_conv_gemm_input(job->x + i * job->x_img, job->scratch + i * job->pad_img, g,
+                                job->split, dims);
+            continue;
+        }
+        for (o = 0; o < g->og; o++)
+            memcpy(job->out + i * job->out_img + o * job->npos,
+                   job->tmp + o * job->ldc + i * job->npos, job->npos * sizeof(float));
+        qcc_activate(job->act, job->out + i * job->out_img, job->npos, g->og, job->npos);
+    }
+}
+
+/* Floats copied below which the steps around the batched GEMM stay on one thread. */
+#define QCC_CONV_IMAGES_PAR_MIN (1 << 15)
+
 /* qcc_conv_gemm of one group for n_img images at once (qcc_conv_gemm_batches): image i
  * is at x + i*x_img, its output at out + i*out_img; one GEMM computes the columns of
  * all images (image i's P positions from column i*P on) into scratch, then they are
- * copied out, then the epilogue runs on them. Same sums as one GEMM per image. scratch: qcc_conv_gemm_images_size
- * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
+ * copied out, then the epilogue runs on them. Same sums as one GEMM per image. The
+ * padded copies of the inputs and the copy out with the epilogue are shared by the
+ * GEMM's threads (qcc_images_worker). scratch: qcc_conv_gemm_images_size floats;
+ * kofs: Kc offsets. Returns 0, or -1 when out of memory. */
 static int qcc_conv_gemm_images(const float *x, ptrdiff_t x_img, const float *w,
                                 const float *bias, float *out, ptrdiff_t out_img,
                                 const qcc_geom *g, int n_img, float *scratch, ptrdiff_t *kofs,
                                 const qcc_act *act)
 {
-    int dims[3], i, o, err;
+    int dims[3], err, same;
     qcc_gemm q;
+    qcc_images_job job;
     const int split = g->st[2] == 2;
     const ptrdiff_t npos = (ptrdiff_t)g->osp[1] * g->osp[2], pad_img = qcc_conv_gemm_pad_size(g);
     float *tmp = scratch + pad_img * n_img;
-    const float *p = x;
-    for (i = 0; i < n_img; i++)
-        p = qcc_conv_gemm_input(x + i * x_img, scratch + i * pad_img, g, split, dims);
+    same = qcc_padded_dims(g, g->osp[2], dims) && !split;   /* x read in place */
+    job.x = x;
+    job.x_img = x_img;
+    job.scratch = scratch;
+    job.pad_img = pad_img;
+    job.g = g;
+    job.split = split;
+    job.out = NULL;
+    job.n_img = n_img;
+    job.next = 0;
+    if (!same)
+        qcc_parallel(qcc_images_worker, &job,
+                     (double)pad_img * n_img < QCC_CONV_IMAGES_PAR_MIN ? 1 : qcc_gemm_threads);
     qcc_conv_kofs(g, dims, split, kofs);
     q.m = g->og;
     q.n = (int)(npos * n_img);
@@ -474,22 +528,24 @@ static int qcc_conv_gemm_images(const float *x, ptrdiff_t x_img, const float *w,
     q.bias = bias;
     q.c = tmp;
     q.ldc = q.n;
-    q.src = p == x + (n_img - 1) * x_img ? x : scratch;
+    q.src = same ? x : scratch;
     q.kofs = kofs;
     q.pos = qcc_conv_positions(g, dims, split);
-    q.pos.s_q = q.src == x ? x_img : pad_img;   /* q: the image (osp[0] == 1) */
+    q.pos.s_q = same ? x_img : pad_img;   /* q: the image (osp[0] == 1) */
     /* The epilogue runs on the copied-out images: its residual and per-channel
      * operands are addressed by the place of an element in the output array
      * (act->base), which the scratch columns are not. */
     q.act = NULL;
     err = qcc_gemm_run(&q);
-    for (i = 0; i < n_img; i++) {
-        for (o = 0; o < g->og; o++)
-            memcpy(out + i * out_img + o * npos, tmp + o * q.ldc + i * npos,
-                   npos * sizeof(float));
-        if (err == 0)
-            qcc_activate(act, out + i * out_img, npos, g->og, npos);
-    }
+    job.out = out;
+    job.out_img = out_img;
+    job.npos = npos;
+    job.ldc = q.ldc;
+    job.tmp = tmp;
+    job.act = err == 0 ? act : NULL;
+    job.next = 0;
+    qcc_parallel(qcc_images_worker, &job,
+                 (double)g->og * q.n < QCC_CONV_IMAGES_PAR_MIN ? 1 : qcc_gemm_threads);
     return err;
 }
 

@@ -28,8 +28,9 @@
  * operations in the same order.
  *
  * Threads: a small pool of pthreads shares each GEMM, in tasks of columns (wide
- * outputs) or of rows (narrow ones, whose columns are packed once up front); which
- * thread computes an element does not change how. A process forked while the pool
+ * outputs) or of rows (narrow ones, whose columns are packed once up front), big
+ * tasks first and small ones last (qcc_gemm_split); which thread computes an
+ * element, and the task sizes, do not change how. A process forked while the pool
  * exists starts a fresh pool. Workers run a job in the caller's floating-point
  * environment (rounding mode, flush-to-zero and denormals-are-zero flags).
  */
@@ -124,6 +125,9 @@ QCC_GINLINE void qcc_gemm_tiles(const qcc_gemm *g, int i0, int i1, int pc, int k
     }
 }
 
+/* Most tasks of one GEMM (qcc_gemm_split). */
+#define QCC_GEMM_MAX_TASKS 64
+
 /* Work of one GEMM, shared by the threads, handed out task by task. */
 typedef struct {
     const qcc_gemm *g;
@@ -131,7 +135,8 @@ typedef struct {
     int by_rows;            /* tasks: 0 column blocks (packing their own panels), 1 row
                                blocks (sharing bshared: all columns, packed chunk by
                                chunk by whichever threads come first) */
-    int task, ntasks;       /* columns or rows per task, number of tasks */
+    int task, ntasks;       /* columns or rows of the largest task, number of tasks */
+    int bounds[QCC_GEMM_MAX_TASKS + 1];   /* task t: columns or rows [bounds[t], bounds[t+1]) */
     int next;               /* next task (atomic) */
     float *bshared;         /* by_rows: panels of chunk i at bshared + i*kcb*npad */
     const qcc_run *runs;    /* by_rows: runs of all columns */
@@ -193,9 +198,9 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
         const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         int lo, hi, jc, ic;
         if (t >= job->ntasks) break;
-        lo = t * job->task;
+        lo = job->bounds[t];
+        hi = job->bounds[t + 1];
         if (job->by_rows) {
-            hi = lo + job->task < g->m ? lo + job->task : g->m;
             for (i = 0; i < job->kchunks; i++) {
                 const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
                 qcc_gemm_wait_packed(&job->packed[i]);
@@ -205,7 +210,6 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
             qcc_activate(g->act, g->c + (ptrdiff_t)lo * g->ldc, g->ldc, hi - lo, g->n);
             continue;
         }
-        hi = lo + job->task < g->n ? lo + job->task : g->n;
         for (jc = lo; jc < hi; jc += ncb) {
             const int nc = ncb < hi - jc ? ncb : hi - jc;
             const int nruns = qcc_runs(&g->pos, jc, nc, NR, runs);
@@ -515,8 +519,33 @@ static void qcc_gemm_thread(void *arg)
     ((qcc_gemm_job *)arg)->work(arg);
 }
 
-/* Tasks per thread: small enough tasks even out threads slowed by other processes. */
-#define QCC_GEMM_TASKS_PER_THREAD 4
+/* Tasks are guided: each takes 1 / (QCC_GEMM_GUIDE * threads) of what is left, at
+ * least QCC_GEMM_MIN_UNITS tiles (rows or columns of a register tile), so that the
+ * first tasks are big and the last ones small: a thread finishing its last task
+ * leaves the other waiting for at most a small one (and tasks still even out
+ * threads slowed by other processes). */
+#define QCC_GEMM_GUIDE 2
+#define QCC_GEMM_MIN_UNITS 2
+
+/* Split `total` rows or columns into guided tasks of whole `unit`s (the register
+ * tile) for `threads` threads; returns the largest task. */
+static int qcc_gemm_split(qcc_gemm_job *job, int total, int unit, int threads)
+{
+    int lo = 0, t = 0, largest = 0;
+    while (lo < total) {
+        const int rem = total - lo;
+        int size = (rem + QCC_GEMM_GUIDE * threads - 1) / (QCC_GEMM_GUIDE * threads);
+        size = (size + unit - 1) / unit * unit;
+        if (size < QCC_GEMM_MIN_UNITS * unit) size = QCC_GEMM_MIN_UNITS * unit;
+        if (threads <= 1 || size > rem || t == QCC_GEMM_MAX_TASKS - 1) size = rem;
+        job->bounds[t++] = lo;
+        lo += size;
+        if (size > largest) largest = size;
+    }
+    job->bounds[t] = total;
+    job->ntasks = t;
+    return largest;
+}
 /* Columns below which the rows are split into tasks (sharing packed columns). */
 #define QCC_GEMM_BY_ROWS_MAX_N 256
 /* Multiply-adds below which a GEMM stays on one thread (waking a worker costs
@@ -538,7 +567,7 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     qcc_gemm g = *g0;
     qcc_gemm_job job;
     const qcc_gemm_variant_t *v = &qcc_gemm_variants[qcc_gemm_variant()];
-    int threads = qcc_gemm_threads, want;
+    int threads = qcc_gemm_threads;
     if (g.m <= 0 || g.n <= 0) return 0;
     if (g.k <= 0) {   /* no terms: c = bias */
         int o, p;
@@ -562,15 +591,13 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     job.failed = 0;
     job.bshared = NULL;
     job.by_rows = g.n <= QCC_GEMM_BY_ROWS_MAX_N && threads > 1;
-    want = threads > 1 ? threads * QCC_GEMM_TASKS_PER_THREAD : 1;
     if (job.by_rows) {
         const size_t b_bytes = ((size_t)job.npad * g.k * sizeof(float) + 63) / 64 * 64;
         const size_t r_bytes = ((size_t)(g.n + 2) * sizeof(qcc_run) + 63) / 64 * 64;
         char *buf = (char *)qcc_thread_buffer(b_bytes + r_bytes + job.kchunks * sizeof(int));
         qcc_run *runs;
         if (buf == NULL) return -1;
-        job.task = ((g.m + want - 1) / want + v->mr - 1) / v->mr * v->mr;
-        job.ntasks = (g.m + job.task - 1) / job.task;
+        job.task = qcc_gemm_split(&job, g.m, v->mr, threads);
         job.bshared = (float *)buf;
         runs = (qcc_run *)(buf + b_bytes);
         job.runs = runs;
@@ -579,8 +606,7 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         job.packed = (int *)(buf + b_bytes + r_bytes);
         memset(job.packed, 0, job.kchunks * sizeof(int));
     } else {
-        job.task = ((g.n + want - 1) / want + v->nr - 1) / v->nr * v->nr;
-        job.ntasks = (g.n + job.task - 1) / job.task;
+        job.task = qcc_gemm_split(&job, g.n, v->nr, threads);
     }
     if (threads > job.ntasks) threads = job.ntasks;
     job.work = v->work;

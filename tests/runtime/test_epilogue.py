@@ -150,9 +150,11 @@ def threads(request):
 
 
 # (x shape, O, k, stride, pad, groups): GEMM by columns, by rows, depthwise, and a
-# batch of small outputs (one GEMM over all images into scratch, then copied out)
+# batch of small outputs (one GEMM over all images into scratch, then copied out; the
+# last two big enough for the threads to share the padded copies and the copy out)
 CASES = [((2, 8, 17, 19), 12, 3, 1, 1, 1), ((1, 40, 6, 6), 24, 3, 2, 1, 1),
-         ((2, 16, 20, 20), 16, 3, 1, 1, 16), ((5, 24, 4, 4), 20, 3, 1, 1, 1)]
+         ((2, 16, 20, 20), 16, 3, 1, 1, 16), ((5, 24, 4, 4), 20, 3, 1, 1, 1),
+         ((8, 32, 10, 10), 48, 3, 1, 1, 1), ((8, 32, 16, 16), 64, 1, 2, 0, 1)]
 ACTS = [None, "relu", ("clip", 0.0, 6.0), "hard_swish", ("hard_sigmoid", 0.2, 0.5),
         "sigmoid"]
 
@@ -169,7 +171,8 @@ def _numpy_activation(y, act):
     return EVAL[op.name](op, y)
 
 
-@pytest.mark.parametrize("case", CASES, ids=["cols", "rows", "dw", "images"])
+@pytest.mark.parametrize("case", CASES, ids=["cols", "rows", "dw", "images", "images-big",
+                                          "images-s2"])
 @pytest.mark.parametrize("act", ACTS, ids=str)
 def test_epilogue_is_numpy_after_the_plain_conv(case, act, variant, threads):
     shape, o, k, st, p, g = case

@@ -19,8 +19,8 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,14 +81,24 @@ def blas_report() -> list[str]:
     return lines or ["threadpoolctl found no BLAS or OpenMP library"]
 
 
-def thread_limits(threads: int) -> AbstractContextManager:
-    """BLAS and OpenMP pools limited to `threads` (so that they do not spin against
-    each other or against the runtime's own threads)."""
+@contextmanager
+def thread_limits(threads: int) -> Iterator[None]:
+    """qcc's compiled kernels on `threads` threads (qcc.runtime.set_threads, the
+    count onnxruntime gets), and BLAS and OpenMP pools limited to `threads` (so that
+    they do not spin against each other or against the runtime's own threads)."""
+    from qcc.runtime import set_threads
+
     try:
         from threadpoolctl import threadpool_limits
+        blas: AbstractContextManager = threadpool_limits(threads)
     except ImportError:
-        return nullcontext()
-    return threadpool_limits(threads)
+        blas = nullcontext()
+    old = set_threads(threads)
+    try:
+        with blas:
+            yield
+    finally:
+        set_threads(old)
 
 
 def header(title: str, args: argparse.Namespace) -> None:

@@ -1,0 +1,89 @@
+"""How many threads the runtime's compiled kernels use.
+
+Each compiled module (`_conv`: the float conv GEMM and depthwise; `_kernels`: dense /
+matmul; `_eltwise`; `_int8`; `_half`; `qcc.quant._stats`: calibration histograms)
+keeps its own count, by default the CPUs this process may run on (at most 8).
+`set_threads(n)` sets them all at once and returns the old count; the environment
+variable `QCC_NUM_THREADS` does the same for the process (read when qcc.runtime is
+imported; a value that is not a positive integer is ignored with a warning). The
+results do not depend on the count: every kernel gives the same bits on any number
+of threads. BLAS and OpenMP pools are not touched (limit them with threadpoolctl).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from types import ModuleType
+
+ENV = "QCC_NUM_THREADS"
+MAX_THREADS = 64
+_SETTERS = (("qcc.runtime._conv", "_set_threads"), ("qcc.runtime._kernels", "_set_threads"),
+            ("qcc.runtime._eltwise", "_set_threads"), ("qcc.runtime._int8", "set_threads"),
+            ("qcc.runtime._half", "set_threads"), ("qcc.quant._stats", "_set_threads"))
+
+
+def _modules() -> list[tuple[ModuleType, str]]:
+    found = []
+    for name, setter in _SETTERS:
+        try:
+            found.append((importlib.import_module(name), setter))
+        except ImportError:  # an uncompiled checkout: the numpy kernels only
+            continue
+    return found
+
+
+def default_threads() -> int:
+    """The count the compiled modules start with: the CPUs this process may run on,
+    at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+_current = default_threads()
+
+
+def get_threads() -> int:
+    """The thread count last set by `set_threads` (or QCC_NUM_THREADS, or the default)."""
+    return _current
+
+
+def set_threads(n: int) -> int:
+    """Set the thread count of every compiled kernel module to `n` (1 to 64); returns
+    the old count."""
+    global _current
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"set_threads: the thread count must be an integer from 1 to "
+                         f"{MAX_THREADS}, got {n!r}")
+    old, _current = _current, n
+    for module, setter in _modules():
+        getattr(module, setter)(n)
+    return old
+
+
+def env_threads() -> int | None:
+    """The count QCC_NUM_THREADS names, or None when it is unset; a value that is not
+    an integer from 1 to 64 is ignored with a warning."""
+    value = os.environ.get(ENV, "").strip()
+    if not value:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_THREADS:
+        warnings.warn(f"{ENV}={value!r} is not an integer from 1 to {MAX_THREADS}; using "
+                      f"{_current} threads (the CPUs this process may run on)", stacklevel=2)
+        return None
+    return n
+
+
+def apply_env() -> None:
+    """Set every module's count from QCC_NUM_THREADS when it is set."""
+    n = env_threads()
+    if n is not None:
+        set_threads(n)
