@@ -168,59 +168,6 @@ QCC_INLINE float qcc_rint(float v)
     return copysignf(a < 8388608.0f ? r : a, v);
 }
 
-/* Elements per pass of the epilogue's steps that vectorize only as separate loops
- * over a scratch array (a select on a computed float32 value is not if-converted
- * under the default -ftrapping-math, and the product of hard_sigmoid must not be
- * contracted into an FMA): each loop below keeps every element's operations and
- * their order, so the bits are those of the one-element formulas. */
-#define QCC_EPI_CHUNK 256
-
-/* hard_swish y * clip(y / 6 + 0.5, 0, 1) of m <= QCC_EPI_CHUNK elements. */
-QCC_INLINE void qcc_hard_swish_run(float *restrict y, ptrdiff_t m)
-{
-    float t[QCC_EPI_CHUNK];
-    ptrdiff_t j;
-    for (j = 0; j < m; j++) t[j] = y[j] / 6.0f + 0.5f;
-    for (j = 0; j < m; j++) {
-        const float u = t[j] < 0.0f ? 0.0f : t[j];
-        t[j] = u > 1.0f ? 1.0f : u;
-    }
-    for (j = 0; j < m; j++) y[j] = y[j] * t[j];
-}
-
-/* hard_sigmoid clip(y * alpha + beta, 0, 1) of m <= QCC_EPI_CHUNK elements, the
- * product rounded before the sum (two loops: never contracted). */
-QCC_INLINE void qcc_hard_sigmoid_run(float *restrict y, ptrdiff_t m, float alpha, float beta)
-{
-    float t[QCC_EPI_CHUNK];
-    ptrdiff_t j;
-    for (j = 0; j < m; j++) t[j] = y[j] * alpha;
-    for (j = 0; j < m; j++) t[j] = t[j] + beta;
-    for (j = 0; j < m; j++) {
-        const float u = t[j] < 0.0f ? 0.0f : t[j];
-        y[j] = u > 1.0f ? 1.0f : u;
-    }
-}
-
-/* fake-quant (clip(rint(y / s) + z, qmin, qmax) - z) * s of m <= QCC_EPI_CHUNK
- * elements, rint as qcc_rint. */
-QCC_INLINE void qcc_fake_quant_run(float *restrict y, ptrdiff_t m, float s, float z,
-                                   float qmin, float qmax)
-{
-    float v[QCC_EPI_CHUNK], a[QCC_EPI_CHUNK], r[QCC_EPI_CHUNK];
-    ptrdiff_t j;
-    for (j = 0; j < m; j++) v[j] = y[j] / s;
-    for (j = 0; j < m; j++) a[j] = fabsf(v[j]);
-    for (j = 0; j < m; j++) r[j] = (a[j] + 8388608.0f) - 8388608.0f;
-    for (j = 0; j < m; j++) r[j] = a[j] < 8388608.0f ? r[j] : a[j];
-    for (j = 0; j < m; j++) v[j] = copysignf(r[j], v[j]) + z;
-    for (j = 0; j < m; j++) {
-        const float q = v[j] < qmin ? qmin : v[j];
-        v[j] = q > qmax ? qmax : q;
-    }
-    for (j = 0; j < m; j++) y[j] = (v[j] - z) * s;
-}
-
 /* One run of n elements of channel ch: the epilogue with residual `add` (or NULL). */
 static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const float *restrict add,
                                     ptrdiff_t n, int ch)
@@ -251,14 +198,25 @@ static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const
         break;
     }
     case QCC_ACT_HARD_SWISH:
-        for (j = 0; j < n; j += QCC_EPI_CHUNK)
-            qcc_hard_swish_run(c + j, n - j < QCC_EPI_CHUNK ? n - j : QCC_EPI_CHUNK);
+        for (j = 0; j < n; j++) {
+            const float v = c[j];
+            float t = v / 6.0f + 0.5f;
+            t = t < 0.0f ? 0.0f : t;
+            t = t > 1.0f ? 1.0f : t;
+            c[j] = v * t;
+        }
         break;
-    case QCC_ACT_HARD_SIGMOID:
-        for (j = 0; j < n; j += QCC_EPI_CHUNK)
-            qcc_hard_sigmoid_run(c + j, n - j < QCC_EPI_CHUNK ? n - j : QCC_EPI_CHUNK,
-                                 act->lo, act->hi);
+    case QCC_ACT_HARD_SIGMOID: {
+        const float alpha = act->lo, beta = act->hi;
+        for (j = 0; j < n; j++) {
+            float t = c[j] * alpha;
+            QCC_ROUNDED(t);
+            t = t + beta;
+            t = t < 0.0f ? 0.0f : t;
+            c[j] = t > 1.0f ? 1.0f : t;
+        }
         break;
+    }
     case QCC_ACT_SIGMOID:
         for (j = 0; j < n; j++) c[j] = 1.0f / (1.0f + expf(-c[j]));
         break;
@@ -266,11 +224,15 @@ static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const
         break;
     }
     if (act->fq_scale != NULL) {
+        const float qmin = act->qmin, qmax = act->qmax;
         const float s = act->fq_scale[act->fq_per_channel ? ch : 0];
         const float z = act->fq_zero[act->fq_per_channel ? ch : 0];
-        for (j = 0; j < n; j += QCC_EPI_CHUNK)
-            qcc_fake_quant_run(c + j, n - j < QCC_EPI_CHUNK ? n - j : QCC_EPI_CHUNK, s, z,
-                               act->qmin, act->qmax);
+        for (j = 0; j < n; j++) {
+            float v = qcc_rint(c[j] / s) + z;
+            v = v < qmin ? qmin : v;
+            v = v > qmax ? qmax : v;
+            c[j] = (v - z) * s;
+        }
     }
 }
 

@@ -93,7 +93,7 @@ def activation(x, kind, float a=0, float b=0, out=None):
     act.kind = _KINDS[kind]
     act.lo = a
     act.hi = b
-    act.plane = max(1, x.size)   # one run per chunk (a plane of 1 made runs of 1 element)
+    act.plane = 1
     act.channels = 1
     return _run(&act, _target(x, out))
 

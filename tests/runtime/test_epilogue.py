@@ -64,27 +64,6 @@ def test_activation_kernels_are_qnn_evals_numpy(cls, props, n):
         np.testing.assert_array_equal(bits(y), bits(want))
 
 
-@pytest.mark.parametrize("n", [15, 17, 255, 256, 257, 511, 513, 16384 + 3])
-@pytest.mark.parametrize("cls,props", UNARY[:3], ids=lambda v: getattr(v, "name", str(v)))
-def test_chunked_activations_at_every_tail_length(cls, props, n):
-    """hard_swish / hard_sigmoid run their steps over chunks of 256 elements (a
-    partial last chunk): numpy's formula on every element whatever the length."""
-    op = _unary_op(cls, **props)
-    x = samples(n, seed=n)
-    with np.errstate(invalid="ignore"):
-        want = EVAL[op.name](op, x)
-    np.testing.assert_array_equal(bits(K.build(op, [None]).fn(x)), bits(want))
-
-
-@pytest.mark.parametrize("n", [15, 255, 257, 513])
-def test_chunked_fake_quant_at_every_tail_length(n):
-    qtype = Q.make(scale=0.03, zero_point=-7, bits=8, signed=True)
-    x = samples(n, seed=n)
-    x = x[~np.isnan(x)]
-    got = E.fake_quant(x, np.float32(0.03), np.float32(-7), -128, 127)
-    np.testing.assert_array_equal(bits(got), bits(qtype.fake_quant(x)))
-
-
 # scale, zero point, storage range: per tensor
 PER_TENSOR = [(0.05, 0, -128, 127), (0.1, -3, -128, 127), (0.02, 10, 0, 255),
               (0.25, 0, -127, 127), (1.0, -8, -8, 7), (0.5, 200, 0, 255)]
