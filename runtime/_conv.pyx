@@ -156,12 +156,7 @@ def _set_parallel_min(double madds):
     return old
 
 
-def _default_threads():
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
+from qcc.runtime.threads import default_threads as _default_threads
 
 
 qcc_gemm_set_threads(_default_threads())

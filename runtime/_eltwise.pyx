@@ -9,7 +9,6 @@ numpy formulas (activations) and of qcc.runtime.ops.fake_quant_into (fake-quant)
 the same float32 operations in the same order, no FMA contraction.
 """
 
-import os
 
 import numpy as np
 
@@ -34,12 +33,7 @@ cdef extern from "_eltwise_impl.h" nogil:
     void qcc_eltwise(const qcc_act* act, Py_ssize_t n, int threads)
 
 
-def _default_threads():
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
+from qcc.runtime.threads import default_threads as _default_threads
 
 
 cdef int _threads = _default_threads()

@@ -11,7 +11,6 @@ another (`qcc.runtime.isa` does it with the other kernel families). Tensors of 2
 elements and more are shared by the threads of the pool in runtime/_common.h.
 """
 
-import os
 
 import numpy as np
 
@@ -82,12 +81,7 @@ def set_isa(name):
     return old
 
 
-def _default_threads():
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
+from qcc.runtime.threads import default_threads as _default_threads
 
 
 cdef int _threads = _default_threads()

@@ -152,12 +152,7 @@ def set_isa(name):
     return old
 
 
-def _default_threads():
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
+from qcc.runtime.threads import default_threads as _default_threads
 
 
 cdef int _threads = _default_threads()

@@ -14,7 +14,6 @@ softmax and normalizations in qcc.runtime._norm.
 """
 
 import math
-import os
 
 import numpy as np
 
@@ -77,12 +76,7 @@ def _set_threads(int n):
     return old
 
 
-def _default_threads():
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
+from qcc.runtime.threads import default_threads as _default_threads
 
 
 _set_threads(_default_threads())

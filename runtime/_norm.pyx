@@ -13,7 +13,6 @@ change no bit.
 """
 
 import math
-import os
 
 import numpy as np
 
@@ -71,12 +70,7 @@ cdef Py_ssize_t _chunk = 8192     # elements of a task, about (whole rows)
 cdef int _threads = 1
 
 
-def _default_threads():
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
+from qcc.runtime.threads import default_threads as _default_threads
 
 
 def _set_threads(int n):
