@@ -1,7 +1,8 @@
 """How many threads the runtime's compiled kernels use.
 
 Each compiled module (`_conv`: the float conv GEMM and depthwise; `_kernels`: dense /
-matmul; `_eltwise`; `_int8`; `_half`; `qcc.quant._stats`: calibration histograms)
+matmul; `_eltwise`; `_norm`: erf, GELU, softmax, layer norm; `_int8`; `_half`;
+`qcc.quant._stats`: calibration histograms)
 keeps its own count, by default the CPUs this process may run on (at most 8).
 `set_threads(n)` sets them all at once and returns the old count; the environment
 variable `QCC_NUM_THREADS` does the same for the process (read when qcc.runtime is
@@ -20,7 +21,8 @@ from types import ModuleType
 ENV = "QCC_NUM_THREADS"
 MAX_THREADS = 64
 _SETTERS = (("qcc.runtime._conv", "_set_threads"), ("qcc.runtime._kernels", "_set_threads"),
-            ("qcc.runtime._eltwise", "_set_threads"), ("qcc.runtime._int8", "set_threads"),
+            ("qcc.runtime._eltwise", "_set_threads"), ("qcc.runtime._norm", "_set_threads"),
+            ("qcc.runtime._int8", "set_threads"),
             ("qcc.runtime._half", "set_threads"), ("qcc.quant._stats", "_set_threads"))
 
 
