@@ -10,7 +10,11 @@ them (a batch of small 1-D or 2-D outputs is one GEMM over all its images): ever
 every output channel and position, on every instruction set (AVX-512, AVX2+FMA,
 plain C) and thread count. Convolutions with one input channel per group
 (depthwise) are a direct loop whose planes the threads share, rounded like the GEMM
-(bias, then FMAs in ascending tap order). A fused epilogue
+(bias, then FMAs in ascending tap order): output rows in the vector lanes, or, on
+planes with short rows, 16 channels side by side in the lanes. A 1x1 kernel on a 1x1
+plane (squeeze-and-excitation) is a matrix-vector product per image
+(_gemv_impl.h: dots in 16 lanes added in a fixed order, then the bias; the same
+bits on every instruction set and thread count). A fused epilogue
 (batch-norm affine, residual add, activation, fake-quant; runtime/_common.h) is
 applied to each finished output. ConvTranspose is BLAS sgemm + col2im. The inner
 loops are C in _conv_impl.h and _gemm_impl.h.
@@ -33,6 +37,10 @@ cnp.import_array()
 # layers. Larger tiles measured faster than cache-sized ones (fewer, bigger gemm
 # calls, fewer wake-ups of the BLAS threads).
 cdef int TILE_BYTES = 8 << 20
+
+cdef extern from "_gemv_impl.h" nogil:
+    void qcc_gemv(const float *x, const float *w, const float *bias, float *y, int m, int n,
+                  int k, int level, int threads)
 
 cdef extern from "_conv_impl.h" nogil:
     ctypedef struct qcc_geom:
@@ -61,6 +69,7 @@ cdef extern from "_conv_impl.h" nogil:
         float qmin, qmax
     int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
     int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
+    void qcc_activate(const qcc_act* act, float* c, Py_ssize_t ldc, int rows, Py_ssize_t cols)
     int qcc_conv_gemm(const float* x, const float* w, const float* bias, float* out,
                       const qcc_geom* g, float* pad, Py_ssize_t* kofs, const qcc_act* act)
     bint qcc_conv_gemm_batches(const qcc_geom* g, int n_img)
@@ -78,6 +87,7 @@ cdef extern from "_conv_impl.h" nogil:
     int qcc_gemm_supported(int v)
     int QCC_GEMM_NVARIANTS
     int qcc_gemm_threads
+    int qcc_dwcb_max_ow
     void qcc_gemm_set_threads(int n)
     int qcc_gemm_mc, qcc_gemm_kc, qcc_gemm_nc
     double qcc_gemm_par_min
@@ -147,6 +157,17 @@ def _set_blocking(int mc, int kc, int nc):
     return old
 
 
+def _set_depthwise_lanes_below(int ow):
+    """Depthwise convolutions whose output rows are shorter than `ow` run with 16
+    channels side by side in the vector lanes, longer ones row by row (for tests: 0
+    forces rows, a large value forces lanes; both give the same bits); returns the
+    old bound."""
+    global qcc_dwcb_max_ow
+    old = qcc_dwcb_max_ow
+    qcc_dwcb_max_ow = ow
+    return old
+
+
 def _set_parallel_min(double madds):
     """Set the multiply-adds below which a GEMM runs on one thread (for tests);
     returns the old value."""
@@ -155,6 +176,14 @@ def _set_parallel_min(double madds):
     qcc_gemm_par_min = madds
     return old
 
+
+# One thread pool for the whole runtime: this module's jobs run on the workers of
+# qcc.runtime._kernels (runtime/_common.h).
+from cpython.pycapsule cimport PyCapsule_GetPointer
+cdef extern from "_common.h":
+    void qcc_pool_bind(void *p)
+from qcc.runtime._kernels import _pool_capsule
+qcc_pool_bind(PyCapsule_GetPointer(_pool_capsule, "qcc.runtime.pool"))
 
 from qcc.runtime.threads import default_threads as _default_threads
 
@@ -325,8 +354,12 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
     cdef int kk = g.k[0] * g.k[1] * g.k[2]
     cdef int kc = g.cg * kk
-    cdef bint batched = not depthwise and qcc_conv_gemm_batches(&g, n_img)
-    cdef float[::1] ws = _workspace(1 if depthwise else
+    # a 1x1 kernel on a 1x1 plane (squeeze-and-excitation, a classifier as a conv):
+    # matrix-vector products over the images, x [N, C] and w [O, C]
+    cdef bint vector = (groups == 1 and kk == 1 and pin == 1 and pout == 1
+                        and g.pb[0] == 0 and g.pb[1] == 0 and g.pb[2] == 0)
+    cdef bint batched = not depthwise and not vector and qcc_conv_gemm_batches(&g, n_img)
+    cdef float[::1] ws = _workspace(1 if depthwise or vector else
                                     qcc_conv_gemm_images_size(&g, n_img) if batched else
                                     qcc_conv_gemm_pad_size(&g))
     cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
@@ -375,7 +408,11 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     cdef const float* wp
     cdef float* op
     with nogil:
-        if depthwise:
+        if vector:
+            qcc_gemv(&xv[0], &wv[0], bp, &ov[0], n_img, o, c, qcc_gemm_variant(),
+                     qcc_gemm_threads)
+            qcc_activate(&act, &ov[0], o, n_img, o)
+        elif depthwise:
             err = qcc_depthwise(&xv[0], &wv[0], bp, &ov[0], &g, n_img, groups, &act,
                                 qcc_gemm_threads)
         elif batched:

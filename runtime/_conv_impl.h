@@ -590,6 +590,254 @@ static void qcc_dw_worker(void *arg)
     }
 }
 
+/* ---- depthwise, channels side by side -------------------------------------------
+ * On small planes a row of the output fills few vector lanes (7 of 16 on a 7x7
+ * plane). There, QCC_DWCB_LANES output channels run side by side instead: their
+ * padded input planes are interleaved (p[d][h][w][lane]), the weights too
+ * (w[tap][lane]), and every output position takes its taps in order into one vector
+ * of the channels: acc = bias, then acc = fma(w[j], x[j], acc) for j = 0, 1, ...,
+ * rounded at every step: the rounding of the rows path above and of the GEMM, so both
+ * paths give the same bits (tests force each with qcc_dwcb_max_ow). Every variant
+ * uses the same layout; the scalar one runs the lanes one after another. */
+
+#define QCC_DWCB_LANES 16
+static int qcc_dwcb_max_ow = 32;   /* output rows shorter than this take this path */
+
+typedef void (*qcc_dwcb_fn)(const float *p, const float *w, const float *b, float *t,
+                            const qcc_geom *g, const int *dims, const ptrdiff_t *ofs, int kk);
+
+/* Output rows of positions t[((od*OH + oh)*OW + ow)*LANES + lane]. */
+#define QCC_DWCB_POS(od, oh, ow)                                                      \
+    ((((ptrdiff_t)(od) * g->st[0] * dims[1] + (ptrdiff_t)(oh) * g->st[1]) * dims[2]     \
+      + (ptrdiff_t)(ow) * g->st[2]) * QCC_DWCB_LANES)
+
+static void qcc_dwcb_plain(const float *p, const float *w, const float *b, float *t,
+                           const qcc_geom *g, const int *dims, const ptrdiff_t *ofs, int kk)
+{
+    int od, oh, ow, j, l;
+    for (od = 0; od < g->osp[0]; od++)
+        for (oh = 0; oh < g->osp[1]; oh++)
+            for (ow = 0; ow < g->osp[2]; ow++) {
+                const float *x = p + QCC_DWCB_POS(od, oh, ow);
+                for (l = 0; l < QCC_DWCB_LANES; l++) {
+                    float acc = b[l];
+                    for (j = 0; j < kk; j++)
+                        acc = fmaf(w[j * QCC_DWCB_LANES + l], x[ofs[j] + l], acc);
+                    t[l] = acc;
+                }
+                t += QCC_DWCB_LANES;
+            }
+}
+
+#if QCC_GEMM_X86
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* R positions of one output row from ow, both halves of the lanes. */
+QCC_INLINE void qcc_dwcb_chunk_avx2(const float *x, ptrdiff_t step, const float *w,
+                                    const float *b, float *t, const ptrdiff_t *ofs, int kk,
+                                    const int R)
+{
+    __m256 acc[4][2];
+    int r, j;
+    for (r = 0; r < R; r++) {
+        acc[r][0] = _mm256_loadu_ps(b);
+        acc[r][1] = _mm256_loadu_ps(b + 8);
+    }
+    for (j = 0; j < kk; j++) {
+        const __m256 w0 = _mm256_loadu_ps(w + j * QCC_DWCB_LANES);
+        const __m256 w1 = _mm256_loadu_ps(w + j * QCC_DWCB_LANES + 8);
+        const float *xj = x + ofs[j];
+        for (r = 0; r < R; r++) {
+            acc[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xj + r * step), acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xj + r * step + 8), acc[r][1]);
+        }
+    }
+    for (r = 0; r < R; r++) {
+        _mm256_storeu_ps(t + r * QCC_DWCB_LANES, acc[r][0]);
+        _mm256_storeu_ps(t + r * QCC_DWCB_LANES + 8, acc[r][1]);
+    }
+}
+
+static void qcc_dwcb_avx2(const float *p, const float *w, const float *b, float *t,
+                          const qcc_geom *g, const int *dims, const ptrdiff_t *ofs, int kk)
+{
+    const ptrdiff_t step = (ptrdiff_t)g->st[2] * QCC_DWCB_LANES;
+    int od, oh, ow;
+    for (od = 0; od < g->osp[0]; od++)
+        for (oh = 0; oh < g->osp[1]; oh++) {
+            const float *x = p + QCC_DWCB_POS(od, oh, 0);
+            for (ow = 0; ow + 4 <= g->osp[2]; ow += 4, t += 4 * QCC_DWCB_LANES)
+                qcc_dwcb_chunk_avx2(x + ow * step, step, w, b, t, ofs, kk, 4);
+            switch (g->osp[2] - ow) {
+            case 3: qcc_dwcb_chunk_avx2(x + ow * step, step, w, b, t, ofs, kk, 3); break;
+            case 2: qcc_dwcb_chunk_avx2(x + ow * step, step, w, b, t, ofs, kk, 2); break;
+            case 1: qcc_dwcb_chunk_avx2(x + ow * step, step, w, b, t, ofs, kk, 1); break;
+            default: break;
+            }
+            t += (g->osp[2] - ow) * QCC_DWCB_LANES;
+        }
+}
+
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+
+QCC_INLINE void qcc_dwcb_chunk_avx512(const float *x, ptrdiff_t step, const float *w,
+                                      const float *b, float *t, const ptrdiff_t *ofs, int kk,
+                                      const int R)
+{
+    __m512 acc[8];
+    int r, j;
+    for (r = 0; r < R; r++) acc[r] = _mm512_loadu_ps(b);
+    for (j = 0; j < kk; j++) {
+        const __m512 wv = _mm512_loadu_ps(w + j * QCC_DWCB_LANES);
+        const float *xj = x + ofs[j];
+        for (r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xj + r * step), acc[r]);
+    }
+    for (r = 0; r < R; r++) _mm512_storeu_ps(t + r * QCC_DWCB_LANES, acc[r]);
+}
+
+static void qcc_dwcb_avx512(const float *p, const float *w, const float *b, float *t,
+                            const qcc_geom *g, const int *dims, const ptrdiff_t *ofs, int kk)
+{
+    const ptrdiff_t step = (ptrdiff_t)g->st[2] * QCC_DWCB_LANES;
+    int od, oh, ow;
+    for (od = 0; od < g->osp[0]; od++)
+        for (oh = 0; oh < g->osp[1]; oh++) {
+            const float *x = p + QCC_DWCB_POS(od, oh, 0);
+            for (ow = 0; ow + 8 <= g->osp[2]; ow += 8, t += 8 * QCC_DWCB_LANES)
+                qcc_dwcb_chunk_avx512(x + ow * step, step, w, b, t, ofs, kk, 8);
+            switch (g->osp[2] - ow) {
+            case 7: qcc_dwcb_chunk_avx512(x + ow * step, step, w, b, t, ofs, kk, 7); break;
+            case 6: qcc_dwcb_chunk_avx512(x + ow * step, step, w, b, t, ofs, kk, 6); break;
+            case 5: qcc_dwcb_chunk_avx512(x + ow * step, step, w, b, t, ofs, kk, 5); break;
+            case 4: qcc_dwcb_chunk_avx512(x + ow * step, step, w, b, t, ofs, kk, 4); break;
+            case 3: qcc_dwcb_chunk_avx512(x + ow * step, step, w, b, t, ofs, kk, 3); break;
+            case 2: qcc_dwcb_chunk_avx512(x + ow * step, step, w, b, t, ofs, kk, 2); break;
+            case 1: qcc_dwcb_chunk_avx512(x + ow * step, step, w, b, t, ofs, kk, 1); break;
+            default: break;
+            }
+            t += (g->osp[2] - ow) * QCC_DWCB_LANES;
+        }
+}
+
+#pragma GCC pop_options
+
+#endif /* QCC_GEMM_X86 */
+
+static qcc_dwcb_fn qcc_dwcb_kernel(void)
+{
+#if QCC_GEMM_X86
+    switch (qcc_gemm_variant()) {
+    case 2: return qcc_dwcb_avx512;
+    case 1: return qcc_dwcb_avx2;
+    default: break;
+    }
+#endif
+    return qcc_dwcb_plain;
+}
+
+/* Whether a depthwise convolution runs with its channels side by side. */
+static int qcc_dwcb_takes(const qcc_geom *g)
+{
+    return g->osp[2] < qcc_dwcb_max_ow;
+}
+
+/* Floats of one thread's scratch: interleaved padded planes, weights, bias, output. */
+static ptrdiff_t qcc_dwcb_scratch(const qcc_geom *g, int *dims)
+{
+    const int kk = g->k[0] * g->k[1] * g->k[2];
+    qcc_padded_dims(g, g->osp[2], dims);
+    return ((ptrdiff_t)dims[0] * dims[1] * dims[2] + kk + 1
+            + (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2]) * QCC_DWCB_LANES;
+}
+
+/* Interleave `nl` input planes (lane l reads src[l]) into p[d][h][w][lane] with the
+ * padding of g; lanes nl .. LANES-1 are zero. */
+static void qcc_dwcb_gather(const float *const *src, int nl, float *p, const qcc_geom *g,
+                            const int *dims)
+{
+    const ptrdiff_t row = (ptrdiff_t)dims[2] * QCC_DWCB_LANES;
+    int d, h, l, iw;
+    for (d = 0; d < dims[0]; d++) {
+        const int id = d - g->pb[0];
+        for (h = 0; h < dims[1]; h++) {
+            const int ih = h - g->pb[1];
+            float *dst = p + ((ptrdiff_t)d * dims[1] + h) * row;
+            if (id < 0 || id >= g->sp[0] || ih < 0 || ih >= g->sp[1]) {
+                memset(dst, 0, row * sizeof(float));
+                continue;
+            }
+            memset(dst, 0, (ptrdiff_t)g->pb[2] * QCC_DWCB_LANES * sizeof(float));
+            memset(dst + (ptrdiff_t)(g->pb[2] + g->sp[2]) * QCC_DWCB_LANES, 0,
+                   (ptrdiff_t)(dims[2] - g->pb[2] - g->sp[2]) * QCC_DWCB_LANES * sizeof(float));
+            dst += (ptrdiff_t)g->pb[2] * QCC_DWCB_LANES;
+            for (l = 0; l < nl; l++) {
+                const float *x = src[l] + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2];
+                for (iw = 0; iw < g->sp[2]; iw++) dst[(ptrdiff_t)iw * QCC_DWCB_LANES + l] = x[iw];
+            }
+            for (; l < QCC_DWCB_LANES; l++)
+                for (iw = 0; iw < g->sp[2]; iw++) dst[(ptrdiff_t)iw * QCC_DWCB_LANES + l] = 0.0f;
+        }
+    }
+}
+
+static void qcc_dwcb_worker(void *arg)
+{
+    qcc_dw_job *job = (qcc_dw_job *)arg;
+    const qcc_geom *g = job->g;
+    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
+    const int kk = g->k[0] * g->k[1] * g->k[2], oc_n = job->groups * g->og;
+    const int blocks = (oc_n + QCC_DWCB_LANES - 1) / QCC_DWCB_LANES;
+    const qcc_dwcb_fn kernel = qcc_dwcb_kernel();
+    int dims[3], kd, kh, kw;
+    const ptrdiff_t floats = qcc_dwcb_scratch(g, dims);
+    float *scratch = (float *)qcc_thread_buffer(floats * sizeof(float) + kk * sizeof(ptrdiff_t));
+    float *p, *wl, *bl, *t;
+    ptrdiff_t *ofs;
+    if (scratch == NULL) {
+        job->failed = 1;
+        return;
+    }
+    p = scratch;
+    wl = p + (ptrdiff_t)dims[0] * dims[1] * dims[2] * QCC_DWCB_LANES;
+    bl = wl + (ptrdiff_t)kk * QCC_DWCB_LANES;
+    t = bl + QCC_DWCB_LANES;
+    ofs = (ptrdiff_t *)(t + pout * QCC_DWCB_LANES);
+    for (kd = 0; kd < g->k[0]; kd++)
+        for (kh = 0; kh < g->k[1]; kh++)
+            for (kw = 0; kw < g->k[2]; kw++)
+                *ofs++ = (((ptrdiff_t)kd * g->dl[0] * dims[1] + (ptrdiff_t)kh * g->dl[1]) * dims[2]
+                          + (ptrdiff_t)kw * g->dl[2]) * QCC_DWCB_LANES;
+    ofs -= kk;
+    for (;;) {
+        const int task = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        const int ni = task / (blocks > 0 ? blocks : 1), oc0 = (task % blocks) * QCC_DWCB_LANES;
+        const int nl = oc_n - oc0 < QCC_DWCB_LANES ? oc_n - oc0 : QCC_DWCB_LANES;
+        const float *src[QCC_DWCB_LANES];
+        float *o = job->out + ((ptrdiff_t)ni * oc_n + oc0) * pout;
+        ptrdiff_t i;
+        int l, j;
+        if (task >= job->planes) break;
+        for (l = 0; l < QCC_DWCB_LANES; l++) {
+            const int oc = oc0 + (l < nl ? l : nl - 1);
+            src[l] = job->x + ((ptrdiff_t)ni * job->groups + oc / g->og) * pin;
+            bl[l] = l < nl && job->bias ? job->bias[oc] : 0.0f;
+            for (j = 0; j < kk; j++)
+                wl[j * QCC_DWCB_LANES + l] = l < nl ? job->w[(ptrdiff_t)oc * kk + j] : 0.0f;
+        }
+        qcc_dwcb_gather(src, nl, p, g, dims);
+        kernel(p, wl, bl, t, g, dims, ofs, kk);
+        for (l = 0; l < nl; l++)
+            for (i = 0; i < pout; i++) o[l * pout + i] = t[i * QCC_DWCB_LANES + l];
+        qcc_activate(job->act, o, pout, nl, pout);
+    }
+}
+
 /* Depthwise convolution (one input channel per group) of n_img images, its planes
  * shared by up to `threads` threads; returns 0, or -1 when out of memory. */
 static int qcc_depthwise(const float *x, const float *w, const float *bias, float *out,
@@ -610,6 +858,11 @@ static int qcc_depthwise(const float *x, const float *w, const float *bias, floa
     job.next = 0;
     job.failed = 0;
     if (madds < (1 << 19)) threads = 1;   /* waking a worker costs some microseconds */
+    if (qcc_dwcb_takes(g)) {
+        job.planes = n_img * ((groups * g->og + QCC_DWCB_LANES - 1) / QCC_DWCB_LANES);
+        qcc_parallel(qcc_dwcb_worker, &job, threads < job.planes ? threads : job.planes);
+        return job.failed ? -1 : 0;
+    }
     qcc_parallel(qcc_dw_worker, &job, threads < job.planes ? threads : job.planes);
     return job.failed ? -1 : 0;
 }

@@ -33,6 +33,14 @@ cdef extern from "_eltwise_impl.h" nogil:
     void qcc_eltwise(const qcc_act* act, Py_ssize_t n, int threads)
 
 
+# One thread pool for the whole runtime: this module's jobs run on the workers of
+# qcc.runtime._kernels (runtime/_common.h).
+from cpython.pycapsule cimport PyCapsule_GetPointer
+cdef extern from "_common.h":
+    void qcc_pool_bind(void *p)
+from qcc.runtime._kernels import _pool_capsule
+qcc_pool_bind(PyCapsule_GetPointer(_pool_capsule, "qcc.runtime.pool"))
+
 from qcc.runtime.threads import default_threads as _default_threads
 
 

@@ -28,6 +28,13 @@ cdef extern from "_common.h" nogil:
     ctypedef void (*qcc_task_fn)(void *arg) noexcept nogil
     void qcc_parallel(qcc_task_fn fn, void *arg, int width)
 
+cdef extern from "_gemv_impl.h" nogil:
+    void qcc_gemv(const float *x, const float *w, const float *bias, float *y, int m, int n,
+                  int k, int level, int threads)
+    int qcc_isa_best(int ceiling, int vnni)
+    int qcc_isa_ceiling()
+    int qcc_cpu_runs(int level, int vnni)
+
 cdef extern from *:
     """
     static inline int qcc_next_task(int *counter)
@@ -55,6 +62,9 @@ ctypedef struct _Gemms:
 
 
 cdef int _threads = 1
+cdef int _gemv_level = qcc_isa_best(qcc_isa_ceiling(), 0)
+cdef int _gemv_max_rows = 4       # dense inputs of at most this many rows take qcc_gemv
+_GEMV_LEVELS = ("scalar", "avx2", "avx512")
 cdef int _col_block = 128         # output columns of a task (a single product)
 cdef double _parallel_min = 2e5   # multiply-adds below which a product is one sgemm
 
@@ -68,6 +78,26 @@ def _set_parallel_min(double madds):
     return old
 
 
+def _gemv_isa():
+    """The instruction set level of the dense layer's matrix-vector kernel."""
+    return _GEMV_LEVELS[_gemv_level]
+
+
+def _set_gemv_isa(level):
+    """Run the matrix-vector kernel (runtime/_gemv_impl.h) at `level` ("scalar",
+    "avx2", "avx512"; None: the best of QCC_ISA and the CPU); returns the old one.
+    Every level gives the same bits."""
+    global _gemv_level
+    old = _GEMV_LEVELS[_gemv_level]
+    if level is None:
+        _gemv_level = qcc_isa_best(qcc_isa_ceiling(), 0)
+        return old
+    if level not in _GEMV_LEVELS or not qcc_cpu_runs(_GEMV_LEVELS.index(level), 0):
+        raise ValueError(f"matrix-vector kernel: level {level!r} does not run on this CPU")
+    _gemv_level = _GEMV_LEVELS.index(level)
+    return old
+
+
 def _set_threads(int n):
     """Set how many threads a product uses (the pool's width); returns the old count."""
     global _threads
@@ -75,6 +105,13 @@ def _set_threads(int n):
     _threads = max(1, n)
     return old
 
+
+# The runtime's thread pool, for the other compiled modules to bind to (one set of
+# workers for all of them; runtime/_common.h).
+from cpython.pycapsule cimport PyCapsule_New
+cdef extern from "_common.h":
+    void qcc_pool_job(qcc_task_fn fn, void *arg, int width)
+_pool_capsule = PyCapsule_New(<void *>qcc_pool_job, "qcc.runtime.pool", NULL)
 
 from qcc.runtime.threads import default_threads as _default_threads
 
@@ -203,6 +240,8 @@ def dense(x, w, b, out=None):
     """Fully connected layer: out[..., N] = x[..., K] @ w[N, K]^T + b[N] (b may be None).
 
     w is in [out, in] layout (PyTorch Linear); leading dims of x are flattened into M.
+    Up to 4 rows run on qcc's matrix-vector kernel (runtime/_gemv_impl.h: the same
+    bits on every instruction set and thread count), more on sgemm.
     """
     x = as_f32(x)
     w = as_f32(w)
@@ -215,17 +254,27 @@ def dense(x, w, b, out=None):
     if out.size == 0:
         return out
     cdef float beta = 0.0
+    cdef const float[::1] bv
+    cdef const float* bp = NULL
     if b is not None:
         bias = as_f32(b).reshape(-1)
         if bias.shape[0] != n:
             raise ValueError(f"dense: bias of {bias.shape[0]} values for {n} outputs")
-        out.reshape(m, n)[:] = bias
-        beta = 1.0
+        bv = bias
+        bp = &bv[0]
     cdef float[:, ::1] ov = out.reshape(m, n)
     cdef const float[::1] xv = x.reshape(-1)
     cdef const float[::1] wv = w.reshape(-1)
     cdef const float* xp = &xv[0] if x.size else NULL
     cdef const float* wp = &wv[0] if w.size else NULL
+    if m <= _gemv_max_rows and k > 0:
+        # few rows: bound by reading the weights, shared by the pool's threads
+        with nogil:
+            qcc_gemv(xp, wp, bp, &ov[0, 0], m, n, k, _gemv_level, _threads)
+        return out
+    if bp != NULL:
+        out.reshape(m, n)[:] = bias
+        beta = 1.0
     with nogil:
         _dense_rows(xp, wp, &ov[0, 0], m, n, k, beta)
     return out

@@ -70,6 +70,14 @@ cdef Py_ssize_t _chunk = 8192     # elements of a task, about (whole rows)
 cdef int _threads = 1
 
 
+# One thread pool for the whole runtime: this module's jobs run on the workers of
+# qcc.runtime._kernels (runtime/_common.h).
+from cpython.pycapsule cimport PyCapsule_GetPointer
+cdef extern from "_common.h":
+    void qcc_pool_bind(void *p)
+from qcc.runtime._kernels import _pool_capsule
+qcc_pool_bind(PyCapsule_GetPointer(_pool_capsule, "qcc.runtime.pool"))
+
 from qcc.runtime.threads import default_threads as _default_threads
 
 

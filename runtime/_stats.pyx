@@ -26,6 +26,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.math cimport INFINITY
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -366,6 +367,20 @@ def _set_threads(int n):
     old = THREADS
     THREADS = max(1, n)
     return old
+
+
+cdef extern from *:
+    void qcc_pool_bind(void *p)
+
+
+def _bind_pool(capsule):
+    """Run this module's jobs on the pool in `capsule` (qcc.runtime._kernels's
+    `_pool_capsule`; qcc.runtime binds it at import, so calibration shares the
+    runtime's workers), or on this module's own pool when `capsule` is None."""
+    if capsule is None:
+        qcc_pool_bind(NULL)
+    else:
+        qcc_pool_bind(PyCapsule_GetPointer(capsule, "qcc.runtime.pool"))
 
 
 def float_range(const float[::1] x):

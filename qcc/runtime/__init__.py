@@ -12,6 +12,7 @@ from qcc.runtime.threads import get_threads, set_threads
 
 isa.env_level()   # warns once about an unknown QCC_ISA
 threads.apply_env()   # QCC_NUM_THREADS: every compiled module's thread count
+threads.share_pool()  # calibration's histograms on the runtime's workers
 
 __all__ = ["isa", "threads", "set_threads", "get_threads", "run", "compile_module", "execute",
            "Plan", "RuntimeError_"]

@@ -14,7 +14,9 @@ the highest variant allowed:
 
 The float16 kernels (`runtime/_half_impl.h`: the Ascend quant / dequant stages and
 float16 casts, also inside the int8 layers' fused output stages) follow the same
-level: AVX-512 (F, BW, VL, DQ), AVX2 + F16C, or scalar C, with numpy's bits on each.
+level: AVX-512 (F, BW, VL, DQ), AVX2 + F16C, or scalar C, with numpy's bits on each;
+so does the dense layer's matrix-vector kernel (`runtime/_gemv_impl.h`, for up to 4
+rows: dots in 16 lanes added in a fixed order, the same bits on each).
 
 Each family takes the best variant the CPU runs at or below the level: the
 environment variable `QCC_ISA` sets it for the process (read when the kernels are
@@ -30,9 +32,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 try:
-    from qcc.runtime import _conv, _half, _int8
+    from qcc.runtime import _conv, _half, _int8, _kernels
 except ImportError:  # an uncompiled checkout: only the numpy kernels, no variants
-    _conv = _half = _int8 = None  # type: ignore[assignment]
+    _conv = _half = _int8 = _kernels = None  # type: ignore[assignment]
 
 ENV = "QCC_ISA"
 LEVELS = ("scalar", "avx2", "avx512")
@@ -88,6 +90,7 @@ def set_isa(level: str | None) -> dict[str, str]:
         _int8.set_isa(None)
         _conv._set_variant(None)
         _half.set_isa(None)
+        _kernels._set_gemv_isa(None)
         return old
     if level not in available():
         raise ValueError(f"instruction set level {level!r} does not run on this CPU "
@@ -98,6 +101,8 @@ def set_isa(level: str | None) -> dict[str, str]:
     _conv._set_variant([_GEMM[lv] for lv in allowed if _GEMM[lv] in gemm][-1])
     # the float16 kernels (runtime/_half_impl.h) follow, with the level names themselves
     _half.set_isa([lv for lv in allowed if lv in _half.supported_isas()][-1])
+    # and the dense layer's matrix-vector kernel (runtime/_gemv_impl.h)
+    _kernels._set_gemv_isa(level)
     return old
 
 
@@ -106,6 +111,7 @@ def _restore(old: dict[str, str]) -> None:
         return
     _int8.set_isa(_INT8[old["int8"]])
     _conv._set_variant(_GEMM[old["conv"]])
+    _kernels._set_gemv_isa(old["conv"])
 
 
 @contextmanager

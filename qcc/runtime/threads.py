@@ -8,7 +8,9 @@ keeps its own count, by default the CPUs this process may run on (at most 8).
 variable `QCC_NUM_THREADS` does the same for the process (read when qcc.runtime is
 imported; a value that is not a positive integer is ignored with a warning). The
 results do not depend on the count: every kernel gives the same bits on any number
-of threads. BLAS and OpenMP pools are not touched (limit them with threadpoolctl).
+of threads. The modules share one pool of worker threads (runtime/_common.h); a
+worker spins for QCC_SPIN_US microseconds (default 200) after a job before it
+sleeps, so it is there for the next short kernel. BLAS and OpenMP pools are not touched (limit them with threadpoolctl).
 """
 
 from __future__ import annotations
@@ -82,6 +84,17 @@ def env_threads() -> int | None:
                       f"{_current} threads (the CPUs this process may run on)", stacklevel=2)
         return None
     return n
+
+
+def share_pool() -> None:
+    """Run calibration's histograms (qcc.quant._stats, which may not import
+    qcc.runtime) on the runtime's thread pool, so one set of workers serves both."""
+    try:
+        from qcc.quant import _stats
+        from qcc.runtime import _kernels
+    except ImportError:  # an uncompiled checkout
+        return
+    _stats._bind_pool(_kernels._pool_capsule)
 
 
 def apply_env() -> None:

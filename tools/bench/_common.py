@@ -122,25 +122,38 @@ def header(title: str, args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- timing
 
-GAP_S = 0.01
+GAP_S = 0.05
+BLOCK = 3
 
 
 def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, runs: int,
-                gap: float = GAP_S) -> dict[str, float]:
-    """Median milliseconds of each callable, run in turn (a, b, a, b, ...) after
-    `warmup` untimed rounds, so that a change of machine load hits every side alike.
-    An untimed pause of `gap` seconds before each call lets the other side's pool
-    threads (onnxruntime's and OpenMP's spin a while after their work) go idle."""
+                gap: float = GAP_S, block: int = BLOCK, warm: bool = True
+                ) -> dict[str, float]:
+    """Median milliseconds of each callable, the sides taking turns in blocks (a, a,
+    a, b, b, b, a, ...) after `warmup` untimed rounds, so that a change of machine
+    load hits every side alike; `runs` timed calls per side in all.
+
+    Each block starts with an untimed pause of `gap` seconds and one untimed call:
+    onnxruntime's intra-op workers spin for tens of milliseconds after a run (on 2
+    cores that spinning thread took a core from the next side: qcc's MobileNetV3 ran
+    at 15-18 ms right after onnxruntime against 8-10 ms on its own), and a core
+    idle for a while starts slow; then `block` timed calls run back to back, as an
+    evaluation or calibration loop calls a model. `warm=False` leaves out the untimed
+    call (for callables that may run only once each: block 1 then)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(max(runs, 1)):
+    block = max(1, block)
+    for _ in range((max(runs, 1) + block - 1) // block):
         for k, fn in fns.items():
             time.sleep(gap)
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
+            if warm:
+                fn()
+            for _ in range(block):
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 

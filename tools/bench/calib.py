@@ -71,7 +71,8 @@ def rows(args) -> list[c.Row]:
         with c.thread_limits(args.threads):
             for i in range(args.warmup + args.runs):
                 fresh()
-                ms = c.interleaved({"calib": calibrate, "float": infer}, 0, 1)
+                ms = c.interleaved({"calib": calibrate, "float": infer}, 0, 1, gap=0.01,
+                                   block=1, warm=False)
                 if i >= args.warmup:
                     for k, v in ms.items():
                         times[k].append(v)

@@ -11,7 +11,7 @@ images):
   int8 weights, uint8 activations: onnxruntime's recommended x86 form), run with all
   graph optimizations (it fuses the QDQ pairs into QLinearConv and friends),
   `intra_op_num_threads` 2, `inter_op_num_threads` 1.
-The two alternate (interleaved, after warmup) and the medians give the ratio; issue
+The two alternate in blocks (`_common.interleaved`, after warmup) and the medians give the ratio; issue
 16's target is 1.5. The script prints which int8 path qcc's kernels took
 (`qcc.runtime.isa`: avx512 = AVX-512 VNNI, avx2, scalar). With `--all-isa`, each
 level this CPU runs is measured again in a subprocess with QCC_ISA=level (the

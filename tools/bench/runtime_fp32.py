@@ -12,7 +12,7 @@ random weights at 1x3x224x224, exported here with torch.onnx.export (TorchScript
 exporter, opset 14); `bert` (not in the default set): a 4-layer, 256-wide BERT
 encoder from a random transformers config, batch 2, sequence 128.
 
-Per model, three sides run in turn (interleaved, after warmup; medians):
+Per model, three sides take turns in blocks (`_common.interleaved`, after warmup; medians):
 - qcc fp32: the imported module compiled once (`qcc.runtime.compile_module`), then
   `qcc.runtime.execute(plan, inputs)` timed;
 - qcc fake-quant: the module `qcc.quantize` returns after calibration (observers
