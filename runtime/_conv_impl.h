@@ -601,7 +601,9 @@ static void qcc_dw_worker(void *arg)
  * uses the same layout; the scalar one runs the lanes one after another. */
 
 #define QCC_DWCB_LANES 16
-static int qcc_dwcb_max_ow = 32;   /* output rows shorter than this take this path */
+static int qcc_dwcb_max_ow = 8;    /* output rows shorter than this take this path (on a
+                                    * 2-core Xeon, 7-wide rows ran 2x faster, 14-wide
+                                    * ones slower: the interleaving costs) */
 
 typedef void (*qcc_dwcb_fn)(const float *p, const float *w, const float *b, float *t,
                             const qcc_geom *g, const int *dims, const ptrdiff_t *ofs, int kk);
