@@ -266,6 +266,23 @@ static inline void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int
     }
 }
 
+/* Functions cloned per instruction set (dispatched on the CPU at load): loops that
+ * give the same bits on every ISA (no contraction in them) but that a baseline
+ * x86-64 build leaves slow, such as the epilogue above. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#define QCC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QCC_CLONES
+#endif
+
+/* qcc_activate built for the CPU's best instruction set, for callers built for
+ * baseline x86-64 (a depthwise plane's hard-swish ran 5x slower there). */
+QCC_CLONES __attribute__((unused))
+static void qcc_activate_best(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
+{
+    qcc_activate(act, c, ldc, rows, cols);
+}
+
 /* ---- packing: runs of output positions ----------------------------------------
  * Output position p = (q*oh + h)*ow + w reads its taps at pos(p) = q*s_q + h*s_h +
  * w*s_w from the padded input. A packed panel of NR positions is gathered run by

@@ -69,7 +69,8 @@ cdef extern from "_conv_impl.h" nogil:
         float qmin, qmax
     int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
     int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
-    void qcc_activate(const qcc_act* act, float* c, Py_ssize_t ldc, int rows, Py_ssize_t cols)
+    void qcc_activate_best(const qcc_act* act, float* c, Py_ssize_t ldc, int rows,
+                           Py_ssize_t cols)
     int qcc_conv_gemm(const float* x, const float* w, const float* bias, float* out,
                       const qcc_geom* g, float* pad, Py_ssize_t* kofs, const qcc_act* act)
     bint qcc_conv_gemm_batches(const qcc_geom* g, int n_img)
@@ -411,7 +412,7 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
         if vector:
             qcc_gemv(&xv[0], &wv[0], bp, &ov[0], n_img, o, c, qcc_gemm_variant(),
                      qcc_gemm_threads)
-            qcc_activate(&act, &ov[0], o, n_img, o)
+            qcc_activate_best(&act, &ov[0], o, n_img, o)
         elif depthwise:
             err = qcc_depthwise(&xv[0], &wv[0], bp, &ov[0], &g, n_img, groups, &act,
                                 qcc_gemm_threads)

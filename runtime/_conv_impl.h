@@ -12,11 +12,6 @@
 #include "_common.h"
 #include "_gemm_impl.h"   /* the GEMM, its variants (also the depthwise rows') */
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
-#define QCC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define QCC_CLONES
-#endif
 
 /* One padded row of `row` floats: dst[left + t] = src[t] for t < w_n, zeros around;
  * with `split`, the even padded columns first, then the odd ones (qcc_split_col). */
@@ -465,6 +460,7 @@ typedef struct {
     int n_img, next;
 } qcc_images_job;
 
+QCC_CLONES
 static void qcc_images_worker(void *arg)
 {
     qcc_images_job *job = (qcc_images_job *)arg;
@@ -560,6 +556,9 @@ typedef struct {
     int next, failed;
 } qcc_dw_job;
 
+/* Cloned per instruction set so that the inlined epilogue is vectorized (its float32
+ * operations give the same bits on each: no contraction happens in them). */
+QCC_CLONES
 static void qcc_dw_worker(void *arg)
 {
     qcc_dw_job *job = (qcc_dw_job *)arg;
@@ -787,6 +786,7 @@ static void qcc_dwcb_gather(const float *const *src, int nl, float *p, const qcc
     }
 }
 
+QCC_CLONES
 static void qcc_dwcb_worker(void *arg)
 {
     qcc_dw_job *job = (qcc_dw_job *)arg;

@@ -573,13 +573,13 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         int o, p;
         for (o = 0; o < g.m; o++)
             for (p = 0; p < g.n; p++) g.c[o * g.ldc + p] = g.bias ? g.bias[o] : 0.0f;
-        qcc_activate(g.act, g.c, g.ldc, g.m, g.n);
+        qcc_activate_best(g.act, g.c, g.ldc, g.m, g.n);
         return 0;
     }
     qcc_positions_merge(&g.pos, g.n);
     if (v->gemv != NULL && qcc_gemm_narrow(&g)) {
         v->gemv(&g);
-        qcc_activate(g.act, g.c, g.ldc, g.m, g.n);
+        qcc_activate_best(g.act, g.c, g.ldc, g.m, g.n);
         return 0;
     }
     if ((double)g.m * g.n * g.k < qcc_gemm_par_min) threads = 1;
