@@ -60,6 +60,25 @@ def check_output(path: str | os.PathLike, kind: str = "file") -> Path:
     return path
 
 
+def check_holds_no_input(final: Path, inputs: Iterable[object]) -> None:
+    """Fail if the output folder `final` holds one of the job's input files (a path
+    in `inputs`; other entries are ignored): the folder is replaced as a whole, which
+    would delete them."""
+    if not final.is_dir():
+        return
+    root = final.resolve()
+    for item in inputs:
+        if not isinstance(item, str | os.PathLike):
+            continue
+        path = Path(item)
+        if not path.exists():
+            continue
+        if root in path.resolve().parents:
+            raise OutputError(f"{final}: holds the input {path}; qcc replaces an output "
+                              "folder as a whole, which would delete it: name a folder "
+                              "of its own")
+
+
 def write_file(path: str | os.PathLike,
                data: bytes | str | Iterable[bytes] | Callable[[Path], None]) -> None:
     """Write `path` atomically. `data` is the content (bytes, text, or chunks of

@@ -172,6 +172,23 @@ def test_quantize_into_the_current_folder_is_refused(tmp_path, capsys, monkeypat
     assert _listing(tmp_path) == ["c.npz", "m.mlir"]
 
 
+def test_quantize_into_a_folder_holding_its_inputs_is_refused(tmp_path, capsys):
+    """The output folder is replaced as a whole: a folder that holds the model or the
+    calibration data (directly or deeper) would lose them, so the job stops first."""
+    models = tmp_path / "models"
+    (models / "data").mkdir(parents=True)
+    model = _tiny(models / "m.mlir")
+    calib = _data(models / "data" / "c.npz")
+    for out in (models, tmp_path):
+        rc, _, err = _call(cli.main, capsys, "quantize", model, "--calib", calib, "-o", str(out))
+        assert rc == 1 and "holds the input" in err and "name a folder of its own" in err
+    assert _listing(models) == ["data", "m.mlir"] and _listing(models / "data") == ["c.npz"]
+    rc, _, err = _call(cli.main, capsys, "quantize", model, "--calib", calib, "-o",
+                       str(models / "data" / "out"))
+    assert rc == 0, err
+    assert (models / "data" / "c.npz").exists() and (models / "m.mlir").exists()
+
+
 def test_quantize_leaves_nothing_in_the_system_temp_folder(tmp_path, capsys, monkeypatch):
     system_tmp = tmp_path / "systmp"
     system_tmp.mkdir()

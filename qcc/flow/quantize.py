@@ -26,7 +26,8 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from qcc import ir, passes
-from qcc.fileio import check_output, commit_folder, discard_folder, new_folder, read_npz, write_file
+from qcc.fileio import (check_holds_no_input, check_output, commit_folder, discard_folder,
+                        new_folder, read_npz, write_file)
 from qcc.flow import shared_pass
 from qcc.passes.balance import BalancePass
 from qcc.passes.canonicalize import CanonicalizePass
@@ -149,6 +150,8 @@ def quantize(model: str | os.PathLike | ModuleOp, calib: str | os.PathLike | Map
     from qcc.quant import config_json
 
     final = check_output(outdir, "folder") if outdir is not None else None
+    if final is not None:
+        check_holds_no_input(final, (model, weights, calib, eval_data, config))
     if isinstance(model, ModuleOp):
         module, name = model, name or "model"
     else:
