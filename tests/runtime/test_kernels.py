@@ -519,31 +519,3 @@ def test_layer_norm(shape, axis, with_bias):
     want = run_ort("LayerNormalization", {"x": x, "scale": scale, "bias": bias},
                    opset=17, axis=axis, epsilon=1e-5)
     close(_norm.layer_norm(x, scale, bias, axis, 1e-5), want)
-
-
-COORD_MODES = ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"]
-NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
-
-
-@pytest.mark.parametrize("out_hw", [(16, 20), (5, 3), (9, 1)])
-@pytest.mark.parametrize("coord", COORD_MODES)
-@pytest.mark.parametrize("mode,nearest", [("linear", "round_prefer_floor")]
-                         + [("nearest", n) for n in NEAREST_MODES])
-def test_resize_sizes(out_hw, coord, mode, nearest):
-    x = rand(np.random.default_rng(12), 2, 3, 8, 10)
-    sizes = np.array([2, 3, *out_hw], np.int64)
-    want = run_ort("Resize", {"x": x, "roi": None, "scales": None, "sizes": sizes}, mode=mode,
-                   coordinate_transformation_mode=coord, nearest_mode=nearest)
-    close(_pool.resize(x, out_hw, mode, coord, nearest), want)
-
-
-@pytest.mark.parametrize("scales", [(2.0, 2.0), (1.5, 0.75), (0.5, 1.7)])
-@pytest.mark.parametrize("mode", ["nearest", "linear"])
-def test_resize_scales(scales, mode):
-    x = rand(np.random.default_rng(13), 1, 2, 6, 7)
-    sc = np.array([1, 1, *scales], np.float32)
-    want = run_ort("Resize", {"x": x, "roi": None, "scales": sc}, mode=mode,
-                   coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_ceil")
-    out_hw = tuple(int(np.floor(n * s)) for n, s in zip(x.shape[2:], scales, strict=True))
-    got = _pool.resize(x, out_hw, mode, "half_pixel", "round_prefer_ceil", scales=scales)
-    close(got, want)
