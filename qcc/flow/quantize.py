@@ -26,8 +26,15 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from qcc import ir, passes
-from qcc.fileio import (check_holds_no_input, check_output, commit_folder, discard_folder,
-                        new_folder, read_npz, write_file)
+from qcc.fileio import (
+    check_holds_no_input,
+    check_output,
+    commit_folder,
+    discard_folder,
+    new_folder,
+    read_npz,
+    write_file,
+)
 from qcc.flow import shared_pass
 from qcc.passes.balance import BalancePass
 from qcc.passes.canonicalize import CanonicalizePass
