@@ -33,6 +33,8 @@ cdef extern from "_half_impl.h" nogil:
         const qcc_h_stage* st
         const float* scale
         Py_ssize_t channels, inner
+        const float* x2
+        int relu2
     int QCC_H_F32, QCC_H_F16
     int qcc_h_supported(int level)
     int qcc_isa_ceiling()
@@ -114,6 +116,8 @@ cdef inline void _job(qcc_h_job* job, int op, const void* x, void* y, Py_ssize_t
     job.scale = NULL
     job.channels = 1
     job.inner = n
+    job.x2 = NULL
+    job.relu2 = 0
 
 
 def to_f16(x):
@@ -179,6 +183,32 @@ def ascend_quant(x, float scale, float offset, bint sqrt_mode, int mode):
     else:
         xf = x.reshape(-1)
         _job(&job, 0, &xf[0], &ov[0], n, &st)
+    with nogil:
+        qcc_h_run(&job, _threads)
+    return out
+
+
+def ascend_add_quant(a, b, bint relu, float scale, float offset, bint sqrt_mode, int mode):
+    """ascend_quant of the float32 sum a + b (relu'd when `relu`, NaN staying NaN),
+    in one pass: the numbers of the add, the relu and the quant run one after the
+    other (a residual block's add before the next layer's quant). a and b: float32
+    arrays of one shape."""
+    a = np.ascontiguousarray(a, np.float32)
+    b = np.ascontiguousarray(b, np.float32)
+    if a.shape != b.shape:
+        raise ValueError(f"ascend_add_quant: a {a.shape} and b {b.shape} differ")
+    out = np.empty(a.shape, np.int8)
+    cdef int8_t[::1] ov = out.reshape(-1)
+    cdef Py_ssize_t n = ov.shape[0]
+    if n == 0:
+        return out
+    cdef qcc_h_stage st = _quant_stage(scale, offset, sqrt_mode, mode)
+    cdef const float[::1] av = a.reshape(-1)
+    cdef const float[::1] bv = b.reshape(-1)
+    cdef qcc_h_job job
+    _job(&job, 5, &av[0], &ov[0], n, &st)
+    job.x2 = &bv[0]
+    job.relu2 = relu
     with nogil:
         qcc_h_run(&job, _threads)
     return out

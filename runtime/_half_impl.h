@@ -553,7 +553,8 @@ static void qcc_h_to_f32(int isa, const uint16_t *x, float *y, ptrdiff_t n)
 #define QCC_H_CHUNK 65536   /* elements a task */
 
 typedef struct {
-    int op;                 /* 0 quant f32, 1 quant f16, 2 to f16, 3 to f32, 4 dequant */
+    int op;                 /* 0 quant f32, 1 quant f16, 2 to f16, 3 to f32, 4 dequant,
+                               5 quant f32 of x + x2 (relu'd with relu2) */
     int isa;
     const void *x;
     void *y;
@@ -561,8 +562,28 @@ typedef struct {
     const qcc_h_stage *st;
     const float *scale;     /* dequant: per channel */
     ptrdiff_t channels, inner;
+    const float *x2;        /* op 5: the second addend */
+    int relu2;              /* op 5: relu between the add and the quant */
     int next;
 } qcc_h_job;
+
+/* op 5 on elements [i, i + len): the float32 sum (relu'd: NaN stays NaN), then the
+ * quant of op 0, a block of QCC_H_SUM at a time from the stack. */
+#define QCC_H_SUM 1024
+static void qcc_h_add_quant(const qcc_h_job *job, ptrdiff_t i, ptrdiff_t len)
+{
+    float sum[QCC_H_SUM];
+    const float *a = (const float *)job->x + i, *b = job->x2 + i;
+    int8_t *y = (int8_t *)job->y + i;
+    ptrdiff_t j0, j;
+    for (j0 = 0; j0 < len; j0 += QCC_H_SUM) {
+        const ptrdiff_t m = len - j0 < QCC_H_SUM ? len - j0 : QCC_H_SUM;
+        for (j = 0; j < m; j++) sum[j] = a[j0 + j] + b[j0 + j];
+        if (job->relu2)
+            for (j = 0; j < m; j++) sum[j] = sum[j] > 0.0f ? sum[j] : sum[j] == sum[j] ? 0.0f : sum[j];
+        qcc_h_quant_f32(job->isa, sum, y + j0, m, job->st);
+    }
+}
 
 /* elements a task: a dequant with several scales takes one channel's run at a time */
 static inline ptrdiff_t qcc_h_chunk(const qcc_h_job *job)
@@ -588,6 +609,7 @@ static void qcc_h_worker(void *arg)
                                  len); break;
             case 3: qcc_h_to_f32(job->isa, (const uint16_t *)job->x + i, (float *)job->y + i,
                                  len); break;
+            case 5: qcc_h_add_quant(job, i, len); break;
             default:
                 qcc_h_deq(job->isa, (const int32_t *)job->x + i, len,
                           job->scale[job->channels > 1 ? t % job->channels : 0], job->st,

@@ -196,6 +196,11 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
     chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
     epilogues: dict[int, tuple[Step, K.Epilogue]] = {}  # index -> the conv's step, epilogue
     for step in steps:
+        if len(step.args) != len(step.op.operands):
+            # a pattern's step reading other values than its op's operands (rule 4 of
+            # patterns.py): nothing below may take its args for the op's
+            fused.append(step)
+            continue
         prev = fused[-1] if fused else None
         last = len(fused) - 1
         if (prev is not None and len(prev.results) == 1 and step.args[:1] == prev.results

@@ -16,13 +16,18 @@ Rules (`fuse`, called once by `executor.compile_module` when it fuses):
 3. Dense bias: `dense(x, w) + b` (either order) with b a float32 constant of the
    dense's N values -> the dense with bias b (the compiled dense adds it as sgemm's
    C operand: one rounding of the product plus b, as the Add).
+4. Residual add before a quant: `ascend.quant(relu?(a + b))` with a and b float32
+   tensors of the result's shape (an int8 deploy model's residual block) -> one pass
+   of `_half.ascend_add_quant` writing the int8 values (the same numbers as the
+   three steps, without the float32 sum in memory).
 
 A chain fuses only when every value inside it has no user outside it and is not an
 output of the plan, and its ops are float32. The fused step takes the place of the
 chain's last op and gives its result. Rules 1 and 2 keep that op (for names and
 shapes) and read the chain's input once per operand of it (so that its result
 shape is inferred from them, and no later fusion takes it for an op of a constant);
-rule 3 is the dense's step with the bias.
+rule 3 is the dense's step with the bias; rule 4 keeps the quant op and reads a and
+b.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from typing import Any
 import numpy as np
 from xdsl.ir import Operation, SSAValue
 
-from qcc.dialects import qnn
+from qcc.dialects import ascend, qnn
 from qcc.dialects.base import get_bool, get_ints
+from qcc.runtime import half
 from qcc.runtime import ops as K
 
 SQRT2 = np.float32(np.sqrt(2))
@@ -53,17 +59,18 @@ def fuse(steps: Sequence[Any], outputs: set[int], constants: dict[int, np.ndarra
     for i, step in enumerate(steps):
         if i in dropped:
             continue
-        for rule in (_gelu, _layer_norm, _dense_bias):
+        for rule in (_gelu, _layer_norm, _dense_bias, _add_quant):
             found = rule(ctx, step)
             if found is None:
                 continue
-            chain, op, args, fn = found
+            chain, op, args, fn = found[:4]
+            takes_out = found[4] if len(found) > 4 else True   # a float32 result
             idx = [ctx.index[o] for o in chain]
             if any(j in dropped or j in replaced for j in idx):
                 continue
             replaced[max(idx)] = replace(steps[max(idx)], op=op, fn=fn,
                                          args=tuple(ctx.slot_of[v] for v in args),
-                                         fresh=True, takes_out=True)
+                                         fresh=True, takes_out=takes_out)
             dropped.update(j for j in idx if j != max(idx))
             break
     return [replaced.get(i, s) for i, s in enumerate(steps) if i not in dropped]
@@ -257,6 +264,40 @@ def _dense_bias(ctx: _Context, step: Any):
         return run(x, w, bias, out=out)
 
     return [dense, add], dense, tuple(dense.operands), with_bias
+
+
+def _add_quant(ctx: _Context, step: Any):
+    """Rule 4, anchored at the add."""
+    add = step.op
+    kernel = getattr(half._C, "ascend_add_quant", None)
+    if kernel is None or not isinstance(add, qnn.AddOp) or len(add.operands) != 2 \
+            or not all(K.is_f32(v) for v in (*add.operands, add.results[0])):
+        return None
+    shape = _shape(add)
+    if any(d < 0 for d in shape) or any(
+            ctx.const(v) is not None or tuple(v.type.get_shape()) != shape  # type: ignore[attr-defined]
+            for v in add.operands):
+        return None
+    chain: list[Operation] = [add]
+    user = ctx.sole_user(add.results[0])
+    relu = isinstance(user, qnn.ReluOp) and K.is_f32(user.results[0])
+    if relu:
+        chain.append(user)  # type: ignore[arg-type]
+        user = ctx.sole_user(user.results[0])  # type: ignore[union-attr]
+    if not isinstance(user, ascend.QuantOp) or not K.is_f32(user.operands[0]):
+        return None
+    from qcc.runtime.ascend_ops import quant_params
+
+    try:
+        scale, offset, sqrt_mode, mode = quant_params(user)
+    except ValueError:
+        return None
+    chain.append(user)
+
+    def run(a, b, out=None):
+        return kernel(a, b, relu, scale, offset, sqrt_mode, mode)
+
+    return chain, user, tuple(add.operands), run, False
 
 
 def _squares(ctx: _Context, op: Operation, d: SSAValue) -> bool:

@@ -90,6 +90,35 @@ def test_ascend_quant_is_numpys_float16_arithmetic(mode, sqrt_mode, half_input):
         assert bad.size == 0, [(x[i], got[i], want[i], scale, offset) for i in bad[:5]]
 
 
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("relu", [False, True])
+def test_ascend_add_quant_is_the_float32_add_then_numpys_float16_quant(mode, relu):
+    """The fused residual add (patterns.py rule 4): float32 a + b, relu'd, then the
+    quant in numpy's float16 arithmetic; 600K elements, so threads share the chunks."""
+    rng = np.random.default_rng(3)
+    n = 600_000
+    a = rng.standard_normal(n).astype(np.float32) * np.float32(4)
+    b = rng.standard_normal(n).astype(np.float32) * np.float32(4)
+    b[:20] = [np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0, 65504, -65520, 2.0**-25, 3.5,
+              -3.5, 0.5, -0.5, 1e-40, 7.0, 1.0, -2.0, 100.0, -100.0, 0.25]
+    a[:20] = -b[:20]
+    a[20:25] = np.inf   # inf + -inf below is NaN: left out, as in the quant test
+    b[20:25] = 1.0
+    for scale, offset in [(40.04, -128.0), (0.7, 3.0)]:
+        s, o = np.float16(scale), np.float16(offset)
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = a + b
+            if relu:
+                v = np.maximum(v, np.float32(0))
+            y = v.astype(np.float16) * s + o
+            y = _round_half_away(y) if mode == "Round" else MODES[mode](y)
+            want = np.clip(y.astype(np.float32), -128, 127).astype(np.int8)
+        got = half._C.ascend_add_quant(a, b, relu, float(s), float(o), False,
+                                       half.ROUND_MODES.index(mode))
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, [(a[i], b[i], got[i], want[i]) for i in bad[:5]]
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("per_channel", [False, True])

@@ -162,3 +162,28 @@ def test_dense_plus_a_computed_value_is_not_fused(tmp_path):
                                                  x.shape), x)
     assert [s.op.name for s in plan.steps] == ["qnn.dense", "qnn.add"]
     np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_residual_add_relu_quant_of_a_deploy_model_is_one_pass(tmp_path):
+    """Rule 4 on the int8 deploy model `qcc quantize` writes for a ResNet-18: the
+    residual adds whose sum only the next ascend.quant reads run as one pass, with
+    the same outputs, bit for bit, as the unfused steps (add, relu, quant)."""
+    import onnx
+
+    from qcc.frontends.onnx import load_onnx
+    from qcc.testing.models import resnet18_cifar
+
+    src = tmp_path / "src"
+    src.mkdir()
+    onnx.save(resnet18_cifar(batch=2), src / "r18.onnx")
+    data = {"input": RNG.standard_normal((4, 3, 32, 32)).astype(np.float32)}
+    qcc.quantize(str(src / "r18.onnx"), data, None, str(tmp_path / "out"), progress=False)
+    plan = compile_module(load_onnx(str(tmp_path / "out" / "r18_deploy.onnx")))
+    fused = [s for s in plan.steps if s.op.name == "ascend.quant" and len(s.args) == 2]
+    assert fused, "no residual add was fused"
+    x = {"input": RNG.standard_normal((2, 3, 32, 32)).astype(np.float32)}
+    got, _ = execute(plan, x)
+    add = next(s.op for s in plan.unfused if s.op.name == "qnn.add")
+    want, _ = execute(plan, x, keep=[add.results[0]])   # a kept inner value: unfused
+    assert np.array_equal(got["logits"], want["logits"])
+    assert np.isfinite(got["logits"]).all() and np.abs(got["logits"]).max() > 0
