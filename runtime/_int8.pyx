@@ -104,6 +104,9 @@ cdef extern from "_int8_impl.h" nogil:
         qcc_i8_out o
         int failed
     void qcc_i8_depthwise(qcc_i8_dw_job* job, int threads)
+    int qcc_i8_pad_all(const int8_t* x, Py_ssize_t x_step, int8_t* p, Py_ssize_t p_step,
+                       int count, const qcc_geom* g, const int* dims, int split,
+                       int8_t z_x, int threads)
     void qcc_i8_pad(const int8_t* x, int8_t* p, const qcc_geom* g, const int* dims,
                     int split, int8_t z_x, int8_t* rowbuf)
     void qcc_i8_store(const qcc_i8_out* o, const int32_t* c, Py_ssize_t ldc, Py_ssize_t at,
@@ -323,7 +326,6 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, 
     pad = np.empty(n_img * c * vol + QCC_I8_SLACK if padded else 1, np.int8)
     kofs = np.empty(max(1, kc), np.intp)
     cdef int8_t[::1] padv = pad
-    cdef int8_t[::1] rowbuf = np.empty(dims[2] + 1, np.int8)
     cdef Py_ssize_t[::1] kofsv = kofs
     qcc_conv_kofs(&g, dims, split, &kofsv[0])
     cdef const int8_t[:, ::1] wv = np.ascontiguousarray(wpack, np.int8)
@@ -348,13 +350,13 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, 
     job.isa = _level(_isa)
     job.failed = 0
     res, keep = _output((n_img, o, *osp), o, stage, job.isa, &job.o)
-    cdef int ig
     with nogil:
-        if padded:
-            for ig in range(n_img * groups):
-                qcc_i8_pad(&xv[0] + ig * g.cg * pin, &padv[0] + ig * g.cg * vol, &g, dims,
-                           split, <int8_t>z_x, &rowbuf[0])
-        qcc_i8_run(&job, _threads)
+        if padded and qcc_i8_pad_all(&xv[0], <Py_ssize_t>g.cg * pin, &padv[0],
+                                     <Py_ssize_t>g.cg * vol, n_img * groups, &g, dims,
+                                     split, <int8_t>z_x, _threads):
+            job.failed = 1
+        else:
+            qcc_i8_run(&job, _threads)
     if job.failed:
         raise MemoryError("int8 conv: out of memory for the GEMM scratch")
     return res

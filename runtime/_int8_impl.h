@@ -589,6 +589,56 @@ static void qcc_i8_pad(const int8_t *x, int8_t *p, const qcc_geom *g, const int 
         }
 }
 
+/* qcc_i8_pad of `count` (image, group) inputs, x and p advancing by x_step and
+ * p_step bytes, shared by the pool's threads (each pads whole inputs: the bytes do
+ * not depend on the thread). Returns 0, or -1 when out of memory. */
+typedef struct {
+    const int8_t *x;
+    int8_t *p;
+    ptrdiff_t x_step, p_step;
+    const qcc_geom *g;
+    const int *dims;
+    int split, count, next, failed;
+    int8_t z_x;
+} qcc_i8_pad_job;
+
+static void qcc_i8_pad_worker(void *arg)
+{
+    qcc_i8_pad_job *job = (qcc_i8_pad_job *)arg;
+    int8_t *rowbuf = (int8_t *)qcc_thread_buffer((size_t)job->dims[2] + 64);
+    if (rowbuf == NULL) {
+        job->failed = 1;
+        return;
+    }
+    for (;;) {
+        const int i = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        if (i >= job->count) break;
+        qcc_i8_pad(job->x + i * job->x_step, job->p + i * job->p_step, job->g, job->dims,
+                   job->split, job->z_x, rowbuf);
+    }
+}
+
+static int qcc_i8_pad_all(const int8_t *x, ptrdiff_t x_step, int8_t *p, ptrdiff_t p_step,
+                          int count, const qcc_geom *g, const int *dims, int split,
+                          int8_t z_x, int threads)
+{
+    qcc_i8_pad_job job;
+    job.x = x;
+    job.p = p;
+    job.x_step = x_step;
+    job.p_step = p_step;
+    job.g = g;
+    job.dims = dims;
+    job.split = split;
+    job.count = count;
+    job.next = 0;
+    job.failed = 0;
+    job.z_x = z_x;
+    if ((double)count * p_step < (1 << 18)) threads = 1;   /* waking a worker costs */
+    qcc_parallel(qcc_i8_pad_worker, &job, threads < count ? threads : count);
+    return job.failed ? -1 : 0;
+}
+
 /* ---- depthwise (one input and one output channel per group): direct taps ------------ */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
