@@ -6,8 +6,9 @@
 
 `--layers` times every distinct convolution of the named bench models (shapes read
 from the models themselves, batch as in runtime_fp32.py) against onnxruntime's Conv,
-each at every thread count of `--threads`: per layer the median of interleaved qcc /
-onnxruntime calls, their ratio, and the model's conv total weighted by how often each
+each at every thread count of `--threads`: per layer the median of qcc / onnxruntime
+calls taking turns in blocks (after a pause that lets onnxruntime's spinning workers
+go idle), their ratio, and the model's conv total weighted by how often each
 shape occurs. With one thread both sides run on the calling thread and are timed by
 its CPU time (time.thread_time), which other processes on a busy machine disturb much
 less than wall time.
@@ -189,19 +190,21 @@ def model_convs(name):
     return list(counts.items())
 
 
-def _median_ratio(ours, theirs, reps, clock):
-    """Medians of `reps` interleaved calls of each (after one warm-up call each)."""
-    ours()
-    theirs()
+def _median_ratio(ours, theirs, reps, clock, block=3, gap=0.05):
+    """Medians of `reps` calls of each, the two taking turns in blocks of `block`
+    back-to-back calls, each block after a pause of `gap` seconds and one untimed
+    call: onnxruntime's workers spin for about 30 ms after a run, and a call made
+    in that time shares a core with them (see _common.interleaved)."""
     a, b = [], []
-    for _ in range(reps):
-        t0 = clock()
-        ours()
-        a.append(clock() - t0)
-        t0 = clock()
-        theirs()
-        b.append(clock() - t0)
-    return float(np.median(a)), float(np.median(b))
+    while len(a) < reps:
+        for fn, times in ((ours, a), (theirs, b)):
+            time.sleep(gap)
+            fn()
+            for _ in range(block):
+                t0 = clock()
+                fn()
+                times.append(clock() - t0)
+    return float(np.median(a[:reps])), float(np.median(b[:reps]))
 
 
 def _layer_name(key):
