@@ -124,6 +124,7 @@ def header(title: str, args: argparse.Namespace) -> None:
 
 GAP_S = 0.05
 BLOCK = 3
+WARM_S = 0.02
 STRICT_ENV = "QCC_BENCH_STRICT"
 """Set to 1, the sides alternate call by call after a 10 ms pause, as the bench did
 before (for comparing with figures measured that way)."""
@@ -136,7 +137,8 @@ def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, runs: int,
     a, b, b, b, a, ...) after `warmup` untimed rounds, so that a change of machine
     load hits every side alike; `runs` timed calls per side in all.
 
-    Each block starts with an untimed pause of `gap` seconds and one untimed call:
+    Each block starts with an untimed pause of `gap` seconds and untimed calls for
+    WARM_S seconds (at least one):
     onnxruntime's intra-op workers spin for tens of milliseconds after a run (on 2
     cores that spinning thread took a core from the next side: qcc's MobileNetV3 ran
     at 15-18 ms right after onnxruntime against 8-10 ms on its own), and a core
@@ -154,8 +156,11 @@ def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, runs: int,
     for _ in range((max(runs, 1) + block - 1) // block):
         for k, fn in fns.items():
             time.sleep(gap)
-            if warm:
+            if warm:   # untimed calls for WARM_S at least: a core idle for a while starts slow
+                t0 = time.perf_counter()
                 fn()
+                while time.perf_counter() - t0 < WARM_S:
+                    fn()
             for _ in range(block):
                 t = time.perf_counter()
                 fn()

@@ -192,14 +192,17 @@ def model_convs(name):
 
 def _median_ratio(ours, theirs, reps, clock, block=3, gap=0.05):
     """Medians of `reps` calls of each, the two taking turns in blocks of `block`
-    back-to-back calls, each block after a pause of `gap` seconds and one untimed
-    call: onnxruntime's workers spin for about 30 ms after a run, and a call made
+    back-to-back calls, each block after a pause of `gap` seconds and 20 ms of
+    untimed calls: onnxruntime's workers spin for about 30 ms after a run, and a call made
     in that time shares a core with them (see _common.interleaved)."""
     a, b = [], []
     while len(a) < reps:
         for fn, times in ((ours, a), (theirs, b)):
             time.sleep(gap)
+            t0 = time.perf_counter()
             fn()
+            while time.perf_counter() - t0 < 0.02:   # a core idle for a while starts slow
+                fn()
             for _ in range(block):
                 t0 = clock()
                 fn()
