@@ -244,11 +244,17 @@ class Row:
 COLUMNS = ("model", "what", "qcc ms", "ort ms", "ratio", "target", "ok")
 
 
+def _num(v: float) -> str:
+    """A time or size for the table: one decimal, three below 1 (a tiny model's
+    onnxruntime run takes 0.04 ms)."""
+    return f"{v:.1f}" if abs(v) >= 1 else f"{v:.3f}"
+
+
 def table(rows: Sequence[Row]) -> str:
     """The markdown table of the rows (memory rows hold MiB and say so in `what`)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
-        lines.append(f"| {r.model} | {r.what} | {r.qcc:.1f} | {r.ort:.1f} | {r.ratio:.2f} | "
+        lines.append(f"| {r.model} | {r.what} | {_num(r.qcc)} | {_num(r.ort)} | {r.ratio:.2f} | "
                      f"<= {r.target:g} | {'yes' if r.ok else 'NO'} |")
     return "\n".join(lines)
 
