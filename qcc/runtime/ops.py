@@ -596,8 +596,8 @@ def _fits_in(c: tuple[int, ...], x: tuple[int, ...]) -> bool:
 def in_place(op, params: Sequence[np.ndarray] = ()
              ) -> Callable[[np.ndarray], np.ndarray] | None:
     """For an op that can run in place on its first operand's fresh float32 buffer
-    (fake-quant, relu, clip, hard_swish, hard_sigmoid, sigmoid, batch_norm, add /
-    sub / mul / div of a float32 constant; `params` the constant arrays of its other operands), the function
+    (fake-quant, relu, clip, hard_swish, hard_sigmoid, sigmoid, batch_norm, scale of
+    float32 constants, add / sub / mul / div of a float32 constant; `params` the constant arrays of its other operands), the function
     doing so; None otherwise."""
     if not is_f32(op.operands[0]) or not is_f32(op.results[0]):
         return None
@@ -608,6 +608,21 @@ def in_place(op, params: Sequence[np.ndarray] = ()
         ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
         a, b = _channel(a, ndim), _channel(b, ndim)
         return lambda y: np.add(np.multiply(y, a, out=y), b, out=y)
+    if isinstance(op, qnn.ScaleOp):   # x * scale (+ bias) per channel, as qnn_eval
+        shape = tuple(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
+        if len(params) not in (1, 2) or len(params) != len(op.operands) - 1 or any(
+                p.dtype != np.float32 for p in params):
+            return None
+        axis = get_int(_p(op, "axis"), 1) % max(len(shape), 1)
+        per_channel = [p.reshape([-1 if i == axis else 1 for i in range(len(shape))])
+                       for p in params]
+        if not all(_fits_in(v.shape, shape) for v in per_channel):
+            return None
+        s = per_channel[0]
+        if len(per_channel) == 1:
+            return lambda y: np.multiply(y, s, out=y)
+        b = per_channel[1]
+        return lambda y: np.add(np.multiply(y, s, out=y), b, out=y)
     if type(op) in _BINARY_IN_PLACE:
         c = params[0] if len(params) == 1 else None
         if c is None or c.dtype != np.float32 or \

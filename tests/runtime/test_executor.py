@@ -308,3 +308,33 @@ def test_element_wise_ops_of_a_constant_run_in_place_in_the_producers_step():
     assert np.array_equal(got, execute(plain, xv)[0]["y"])
     want = ((xv["x"].astype(np.float64) @ ir.array_of(w.owner).T + c1) / c2 - c1) * c3
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_scale_of_constants_runs_in_place_after_its_producer(with_bias):
+    """A qnn.scale by float32 constants (the balance pass puts one before each SE
+    block's first conv) runs inside the step before it, a fake-quant after it too:
+    the same bits as the separate steps, and two steps fewer."""
+    from qcc.dialects import quant
+
+    rng = np.random.default_rng(4)
+    g = ir.Graph()
+    x = g.input("x", (1, 8, 5, 5))
+    w = g.const(rng.standard_normal((8, 8, 3, 3)).astype(np.float32), name="w")
+    c = g.add(qnn.ConvOp.make(x, w, name="conv", pads=[1, 1, 1, 1]))
+    p = g.add(qnn.GlobalAvgPoolOp.make(c, name="pool"))
+    s = g.const(rng.uniform(0.5, 2.0, 8).astype(np.float32), name="s")
+    b = g.const(rng.standard_normal(8).astype(np.float32), name="b") if with_bias else None
+    sc = g.add(qnn.ScaleOp.make(p, s, b, name="balance"))
+    qt = quant.UniformQuantizedType.make(scale=0.02, zero_point=0)
+    fq = g.add(quant.FakeQuantOp.make(sc, qtype=qt, name="fq"))
+    y = g.add(qnn.ReluOp.make(fq, name="y"))
+    plan = compile_module(g.finish({"y": y}))
+    names = [st.op.name for st in plan.steps]
+    assert "qnn.scale" not in names and "quant.fake_quant" not in names, names
+    xin = {"x": rng.standard_normal((1, 8, 5, 5)).astype(np.float32)}
+    got, _ = execute(plan, xin)
+    unfused, kept = execute(plan, xin, keep=[sc])
+    np.testing.assert_array_equal(got["y"].view(np.uint32), unfused["y"].view(np.uint32))
+    pooled = kept[sc]
+    assert len(plan.unfused) == len(plan.steps) + 3 and pooled.dtype == np.float32
