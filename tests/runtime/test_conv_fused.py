@@ -13,15 +13,6 @@ _conv = isa._conv
 pytestmark = pytest.mark.skipif(_conv is None, reason="qcc.runtime._conv is not built")
 
 
-@pytest.fixture(params=["plain", "avx2", "avx512"])
-def variant(request):
-    if request.param not in _conv._variants():
-        pytest.skip(f"this CPU does not run the {request.param} GEMM")
-    old = _conv._set_variant(request.param)
-    yield request.param
-    _conv._set_variant(old)
-
-
 @pytest.fixture(params=[1, 2])
 def threads(request):
     old_t = _conv._set_threads(request.param)

@@ -110,15 +110,6 @@ def test_per_channel_fake_quant_on_every_axis(axis):
 # ----------------------------------------------------------- the conv's epilogue
 
 
-@pytest.fixture(params=["plain", "avx2", "avx512"])
-def variant(request):
-    if request.param not in _conv._variants():
-        pytest.skip(f"this CPU does not run the {request.param} GEMM")
-    old = _conv._set_variant(request.param)
-    yield request.param
-    _conv._set_variant(old)
-
-
 @pytest.fixture(params=[1, 2])
 def threads(request):
     old_t = _conv._set_threads(request.param)
