@@ -432,9 +432,10 @@ def batch_norm_affine(op, scale, bias, mean, var) -> tuple[np.ndarray, np.ndarra
     return a, (bias - mean * a).astype(np.float32)
 
 
-def _channel(v: np.ndarray, ndim: int) -> np.ndarray:
+def _channel(v: np.ndarray, ndim: int, axis: int = 1) -> np.ndarray:
+    """`v` shaped to broadcast along `axis` of an ndim-dim tensor (qnn_eval's)."""
     shape = [1] * ndim
-    shape[1 % ndim] = -1
+    shape[axis % ndim] = -1
     return v.reshape(shape)
 
 
@@ -610,12 +611,11 @@ def in_place(op, params: Sequence[np.ndarray] = ()
         return lambda y: np.add(np.multiply(y, a, out=y), b, out=y)
     if isinstance(op, qnn.ScaleOp):   # x * scale (+ bias) per channel, as qnn_eval
         shape = tuple(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
-        if len(params) not in (1, 2) or len(params) != len(op.operands) - 1 or any(
+        if not shape or len(params) != len(op.operands) - 1 or any(
                 p.dtype != np.float32 for p in params):
             return None
-        axis = get_int(_p(op, "axis"), 1) % max(len(shape), 1)
-        per_channel = [p.reshape([-1 if i == axis else 1 for i in range(len(shape))])
-                       for p in params]
+        axis = get_int(_p(op, "axis"), 1)
+        per_channel = [_channel(p, len(shape), axis) for p in params]
         if not all(_fits_in(v.shape, shape) for v in per_channel):
             return None
         s = per_channel[0]
