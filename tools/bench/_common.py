@@ -131,8 +131,8 @@ before (for comparing with figures measured that way)."""
 
 
 def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, runs: int,
-                gap: float = GAP_S, block: int = BLOCK, warm: bool = True
-                ) -> dict[str, float]:
+                gap: float = GAP_S, block: int = BLOCK, warm: bool = True,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median milliseconds of each callable, the sides taking turns in blocks (a, a,
     a, b, b, b, a, ...) after `warmup` untimed rounds, so that a change of machine
     load hits every side alike; `runs` timed calls per side in all.
@@ -145,6 +145,7 @@ def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, runs: int,
     idle for a while starts slow; then `block` timed calls run back to back, as an
     evaluation or calibration loop calls a model. `warm=False` leaves out the untimed
     call (for callables that may run only once each: block 1 then).
+    `clock` times the calls (time.thread_time: the calling thread's CPU time).
     QCC_BENCH_STRICT=1 in the environment restores the old strict alternation."""
     if os.environ.get(STRICT_ENV) == "1":   # the measurement before session 5
         gap, block, warm = 0.01, 1, False
@@ -162,9 +163,9 @@ def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, runs: int,
                 while time.perf_counter() - t0 < WARM_S:
                     fn()
             for _ in range(block):
-                t = time.perf_counter()
+                t = clock()
                 fn()
-                times[k].append(time.perf_counter() - t)
+                times[k].append(clock() - t)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 

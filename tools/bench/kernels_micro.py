@@ -29,13 +29,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from qcc.runtime import _conv, _kernels, _pool
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c  # noqa: E402
 
 THREADS = 2
 
@@ -190,24 +196,11 @@ def model_convs(name):
     return list(counts.items())
 
 
-def _median_ratio(ours, theirs, reps, clock, block=3, gap=0.05):
-    """Medians of `reps` calls of each, the two taking turns in blocks of `block`
-    back-to-back calls, each block after a pause of `gap` seconds and 20 ms of
-    untimed calls: onnxruntime's workers spin for about 30 ms after a run, and a call made
-    in that time shares a core with them (see _common.interleaved)."""
-    a, b = [], []
-    while len(a) < reps:
-        for fn, times in ((ours, a), (theirs, b)):
-            time.sleep(gap)
-            t0 = time.perf_counter()
-            fn()
-            while time.perf_counter() - t0 < 0.02:   # a core idle for a while starts slow
-                fn()
-            for _ in range(block):
-                t0 = clock()
-                fn()
-                times.append(clock() - t0)
-    return float(np.median(a[:reps])), float(np.median(b[:reps]))
+def _median_ratio(ours, theirs, reps, clock):
+    """Median seconds of `reps` calls of each, taking turns in blocks after a pause
+    (`_common.interleaved`: onnxruntime's workers spin for about 30 ms after a run)."""
+    ms = c.interleaved({"qcc": ours, "ort": theirs}, 1, reps, clock=clock)
+    return ms["qcc"] / 1e3, ms["ort"] / 1e3
 
 
 def _layer_name(key):
