@@ -818,7 +818,7 @@ static void qcc_dwcb_worker(void *arg)
     ofs -= kk;
     for (;;) {
         const int task = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        const int ni = task / (blocks > 0 ? blocks : 1), oc0 = (task % blocks) * QCC_DWCB_LANES;
+        const int ni = task / blocks, oc0 = (task % blocks) * QCC_DWCB_LANES;
         const int nl = oc_n - oc0 < QCC_DWCB_LANES ? oc_n - oc0 : QCC_DWCB_LANES;
         const float *src[QCC_DWCB_LANES];
         float *o = job->out + ((ptrdiff_t)ni * oc_n + oc0) * pout;

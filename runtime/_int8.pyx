@@ -107,8 +107,6 @@ cdef extern from "_int8_impl.h" nogil:
     int qcc_i8_pad_all(const int8_t* x, Py_ssize_t x_step, int8_t* p, Py_ssize_t p_step,
                        int count, const qcc_geom* g, const int* dims, int split,
                        int8_t z_x, int threads)
-    void qcc_i8_pad(const int8_t* x, int8_t* p, const qcc_geom* g, const int* dims,
-                    int split, int8_t z_x, int8_t* rowbuf)
     void qcc_i8_store(const qcc_i8_out* o, const int32_t* c, Py_ssize_t ldc, Py_ssize_t at,
                       Py_ssize_t ldy, int rows, int cols, int ch)
     int QCC_H_F32, QCC_H_F16, QCC_H_F16F32, QCC_H_QUANT

@@ -43,6 +43,7 @@ from qcc.dialects import ascend, qnn
 from qcc.dialects.base import get_bool, get_ints
 from qcc.runtime import half
 from qcc.runtime import ops as K
+from qcc.runtime.ascend_ops import quant_params
 
 SQRT2 = np.float32(np.sqrt(2))
 
@@ -286,8 +287,6 @@ def _add_quant(ctx: _Context, step: Any):
         user = ctx.sole_user(user.results[0])  # type: ignore[union-attr]
     if not isinstance(user, ascend.QuantOp) or not K.is_f32(user.operands[0]):
         return None
-    from qcc.runtime.ascend_ops import quant_params
-
     try:
         scale, offset, sqrt_mode, mode = quant_params(user)
     except ValueError:
