@@ -363,19 +363,25 @@ QCC_INLINE int qcc_runs(const qcc_positions *s, int j0, int nc, int nr, qcc_run 
 
 /* ---- per-thread scratch ------------------------------------------------------ */
 
-static pthread_key_t qcc_buf_key;
+static pthread_key_t qcc_buf_keys[2];
 static pthread_once_t qcc_buf_once = PTHREAD_ONCE_INIT;
 
 static void qcc_buf_free(void *p) { free(p); }
-static void qcc_buf_key_init(void) { pthread_key_create(&qcc_buf_key, qcc_buf_free); }
+static void qcc_buf_key_init(void)
+{
+    pthread_key_create(&qcc_buf_keys[0], qcc_buf_free);
+    pthread_key_create(&qcc_buf_keys[1], qcc_buf_free);
+}
 
 /* A 64-byte aligned scratch area of at least `bytes`, owned by the calling thread
- * (grown on demand, freed when the thread ends); NULL when out of memory. */
-static void *qcc_thread_buffer(size_t bytes)
+ * (grown on demand, freed when the thread ends); NULL when out of memory. Slot 0 is
+ * the kernels' general scratch, slot 1 a second area that stays valid while slot 0
+ * is used (a GEMM's weights packed at run time, _gemm_impl.h). */
+static void *qcc_thread_buffer_slot(int slot, size_t bytes)
 {
     char *base;
     pthread_once(&qcc_buf_once, qcc_buf_key_init);
-    base = (char *)pthread_getspecific(qcc_buf_key);
+    base = (char *)pthread_getspecific(qcc_buf_keys[slot]);
     if (base == NULL || *(size_t *)base < bytes) {
         void *fresh = NULL;
         size_t cap = bytes + bytes / 4 + 4096;
@@ -383,10 +389,12 @@ static void *qcc_thread_buffer(size_t bytes)
         free(base);
         base = (char *)fresh;
         *(size_t *)base = cap;
-        pthread_setspecific(qcc_buf_key, base);
+        pthread_setspecific(qcc_buf_keys[slot], base);
     }
     return base + 64;
 }
+
+static void *qcc_thread_buffer(size_t bytes) { return qcc_thread_buffer_slot(0, bytes); }
 
 /* ---- thread pool --------------------------------------------------------------
  * A job is fn(arg) run by the calling thread and by up to n - 1 workers that join it

@@ -71,18 +71,26 @@ cdef extern from "_conv_impl.h" nogil:
     int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
     void qcc_activate_best(const qcc_act* act, float* c, Py_ssize_t ldc, int rows,
                            Py_ssize_t cols)
-    int qcc_conv_gemm(const float* x, const float* w, const float* bias, float* out,
-                      const qcc_geom* g, float* pad, Py_ssize_t* kofs, const qcc_act* act)
+    int qcc_conv_gemm(const float* x, const float* w, const float* wp, int wp_mr, int wp_kc,
+                      const float* bias, float* out, const qcc_geom* g, float* pad,
+                      Py_ssize_t* kofs, const qcc_act* act)
     bint qcc_conv_gemm_batches(const qcc_geom* g, int n_img)
     Py_ssize_t qcc_conv_gemm_images_size(const qcc_geom* g, int n_img)
     int qcc_conv_gemm_images(const float* x, Py_ssize_t x_img, const float* w,
-                             const float* bias, float* out, Py_ssize_t out_img,
+                             const float* wp, int wp_mr, int wp_kc, const float* bias,
+                             float* out,
+                             Py_ssize_t out_img,
                              const qcc_geom* g, int n_img, float* scratch, Py_ssize_t* kofs,
                              const qcc_act* act)
     int qcc_depthwise(const float* x, const float* w, const float* bias, float* out,
                       const qcc_geom* g, int n_img, int groups, const qcc_act* act,
                       int threads)
     int qcc_gemm_variant()
+    int qcc_gemm_mr()
+    size_t qcc_gemm_packed_size(int m, int k, int mr)
+    void qcc_gemm_pack_a(const float* a, Py_ssize_t lda, int m, int k, int mr, int kc,
+                         float* ap)
+    int qcc_gemm_chunk(int k)
     const char* qcc_gemm_variant_name(int v)
     int qcc_gemm_set_variant(int v)
     int qcc_gemm_supported(int v)
@@ -301,8 +309,56 @@ cdef qcc_act _activation(activation) except *:
                      "lo, hi), 'hard_swish', ('hard_sigmoid', alpha, beta) or 'sigmoid'")
 
 
+cdef class WeightPack:
+    """A conv's constant weights packed for the GEMM (runtime/_gemm_impl.h: panels of
+    as many output channels as the instruction set's register tile has rows). Made
+    empty by the plan for a conv whose weights are a constant, filled by `conv` on its
+    first call and owned by the plan's step; `conv` packs again when called with other
+    weights or after the instruction set changed."""
+
+    cdef object source
+    cdef object data
+    cdef int mr, kc, groups
+
+    def __init__(self):
+        self.source = None
+        self.data = None
+        self.mr = 0
+        self.kc = 0
+        self.groups = 0
+
+    @property
+    def nbytes(self):
+        """Bytes of the packed weights (0 before the first call)."""
+        return 0 if self.data is None else self.data.nbytes
+
+
+cdef object _packed(WeightPack pack, object w_given, w, int groups, int og, int kc):
+    """pack's array of w (packed now unless it holds w_given for this ISA)."""
+    cdef int mr = qcc_gemm_mr()
+    cdef int chunk = qcc_gemm_chunk(kc)
+    cdef Py_ssize_t per = qcc_gemm_packed_size(og, kc, mr)
+    cdef int gi
+    if pack.source is w_given and pack.mr == mr and pack.kc == chunk and \
+            pack.groups == groups:
+        return pack.data
+    data = np.empty(max(per * groups, 1), np.float32)
+    cdef const float[::1] wv = w.reshape(-1)
+    cdef float[::1] dv = data
+    with nogil:
+        for gi in range(groups):
+            qcc_gemm_pack_a(&wv[0] + <Py_ssize_t>gi * og * kc, kc, og, kc, mr, chunk,
+                            &dv[0] + gi * per)
+    pack.source = w_given
+    pack.data = data
+    pack.mr = mr
+    pack.kc = chunk
+    pack.groups = groups
+    return data
+
+
 def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=None,
-         residual=None, fake_quant=None, affine=None):
+         residual=None, fake_quant=None, affine=None, WeightPack pack=None):
     """ONNX Conv: x[N,C,*S] * w[O,C/groups,*K] + b[O] -> [N,O,*OS], 1-3 spatial dims.
 
     strides, dilations: one value per spatial dim; pads: ONNX order
@@ -318,9 +374,12 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     zero_points, qmin, qmax), float32 arrays of 1 or O values, fake-quantizes each
     output after it; `affine` = (mul, shift), float32 arrays of O values, scales
     and shifts each output per channel before all that (see runtime/_common.h).
+    `pack`: a WeightPack that keeps w packed for the GEMM from call to call (for
+    constant weights; the same bits as without).
     """
     cdef int i
     cdef qcc_act act = _activation(activation)
+    w_given = w
     x = as_f32(x)
     w = as_f32(w)
     cdef int d = x.ndim - 2
@@ -364,6 +423,17 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
                                     qcc_conv_gemm_images_size(&g, n_img) if batched else
                                     qcc_conv_gemm_pad_size(&g))
     cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
+    cdef const float[::1] pv
+    cdef const float* wpp = NULL
+    cdef int wp_mr = 0
+    cdef int wp_kc = 0
+    cdef Py_ssize_t wp_group = 0
+    if pack is not None and not depthwise and not vector:
+        pv = _packed(pack, w_given, w, groups, g.og, kc)
+        wpp = &pv[0]
+        wp_mr = pack.mr
+        wp_kc = pack.kc
+        wp_group = qcc_gemm_packed_size(g.og, kc, wp_mr)
     cdef const float[::1] rv
     cdef const float[::1] sv
     cdef const float[::1] zv
@@ -421,6 +491,7 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
                 err |= qcc_conv_gemm_images(
                     &xv[0] + <Py_ssize_t>gi * g.cg * pin, <Py_ssize_t>c * pin,
                     &wv[0] + <Py_ssize_t>gi * g.og * kc,
+                    wpp + gi * wp_group if wpp != NULL else NULL, wp_mr, wp_kc,
                     bp + gi * g.og if bp != NULL else NULL,
                     &ov[0] + <Py_ssize_t>gi * g.og * pout, <Py_ssize_t>o * pout,
                     &g, n_img, &ws[0], &kofs[0], &act)
@@ -430,7 +501,8 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
                     xp = &xv[0] + (<Py_ssize_t>ni * c + gi * g.cg) * pin
                     wp = &wv[0] + <Py_ssize_t>gi * g.og * kc
                     op = &ov[0] + (<Py_ssize_t>ni * o + gi * g.og) * pout
-                    err |= qcc_conv_gemm(xp, wp, bp + gi * g.og if bp != NULL else NULL,
+                    err |= qcc_conv_gemm(xp, wp, wpp + gi * wp_group if wpp != NULL else NULL,
+                                         wp_mr, wp_kc, bp + gi * g.og if bp != NULL else NULL,
                                          op, &g, &ws[0], &kofs[0], &act)
     if err:
         raise MemoryError("conv: out of memory for the GEMM scratch")

@@ -400,10 +400,12 @@ static ptrdiff_t qcc_conv_gemm_pad_size(const qcc_geom *g)
 }
 
 /* out[og, P] = bias[og] + w[og, Kc] @ im2col(x)[Kc, P] for one image and group, with
- * the im2col gathered while packing (no column buffer). pad: qcc_conv_gemm_pad_size
- * floats; kofs: Kc offsets. Returns 0, or -1 when out of memory. */
-static int qcc_conv_gemm(const float *x, const float *w, const float *bias, float *out,
-                         const qcc_geom *g, float *pad, ptrdiff_t *kofs, const qcc_act *act)
+ * the im2col gathered while packing (no column buffer). wp: w packed in panels of
+ * wp_mr rows and depth chunks of wp_kc (qcc_gemm_pack_a), or NULL. pad: qcc_conv_gemm_pad_size floats; kofs: Kc
+ * offsets. Returns 0, or -1 when out of memory. */
+static int qcc_conv_gemm(const float *x, const float *w, const float *wp, int wp_mr, int wp_kc,
+                         const float *bias, float *out, const qcc_geom *g, float *pad,
+                         ptrdiff_t *kofs, const qcc_act *act)
 {
     int dims[3];
     qcc_gemm q;
@@ -415,6 +417,9 @@ static int qcc_conv_gemm(const float *x, const float *w, const float *bias, floa
     q.k = g->cg * g->k[0] * g->k[1] * g->k[2];
     q.a = w;
     q.lda = q.k;
+    q.ap = wp;
+    q.ap_mr = wp_mr;
+    q.ap_kc = wp_kc;
     q.bias = bias;
     q.c = out;
     q.ldc = q.n;
@@ -492,7 +497,9 @@ static void qcc_images_worker(void *arg)
  * GEMM's threads (qcc_images_worker). scratch: qcc_conv_gemm_images_size floats;
  * kofs: Kc offsets. Returns 0, or -1 when out of memory. */
 static int qcc_conv_gemm_images(const float *x, ptrdiff_t x_img, const float *w,
-                                const float *bias, float *out, ptrdiff_t out_img,
+                                const float *wp, int wp_mr, int wp_kc, const float *bias,
+                                float *out,
+                                ptrdiff_t out_img,
                                 const qcc_geom *g, int n_img, float *scratch, ptrdiff_t *kofs,
                                 const qcc_act *act)
 {
@@ -521,6 +528,9 @@ static int qcc_conv_gemm_images(const float *x, ptrdiff_t x_img, const float *w,
     q.k = g->cg * g->k[0] * g->k[1] * g->k[2];
     q.a = w;
     q.lda = q.k;
+    q.ap = wp;
+    q.ap_mr = wp_mr;
+    q.ap_kc = wp_kc;
     q.bias = bias;
     q.c = tmp;
     q.ldc = q.n;

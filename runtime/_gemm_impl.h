@@ -55,6 +55,11 @@ typedef struct {
     int m, n, k;                 /* rows (output channels), columns (positions), depth */
     const float *a;              /* a[o, k] at a[o*lda + k] */
     ptrdiff_t lda;
+    const float *ap;             /* a packed in panels of ap_mr rows and depth chunks of
+                                    ap_kc (qcc_gemm_pack_a), or NULL; qcc_gemm_run packs
+                                    a itself unless they are the variant's MR and the
+                                    chunk length it uses (qcc_gemm_chunk) */
+    int ap_mr, ap_kc;
     const float *bias;           /* [m] or NULL */
     float *c;                    /* c[o, p] at c[o*ldc + p] */
     ptrdiff_t ldc;
@@ -64,8 +69,8 @@ typedef struct {
     const qcc_act *act;          /* applied to c once finished, or NULL */
 } qcc_gemm;
 
-typedef void (*qcc_kern_fn)(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
-                            ptrdiff_t ldc, int mr, int nr, const float *bias, int mode);
+typedef void (*qcc_kern_fn)(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                            int mr, int nr, const float *bias, int mode);
 
 /* Threads a GEMM uses (the width of its qcc_parallel job). */
 static int qcc_gemm_threads = 1;
@@ -108,21 +113,24 @@ QCC_GINLINE void qcc_gemm_tiles(const qcc_gemm *g, int i0, int i1, int pc, int k
                                 qcc_kern_fn kern, int rows_outer)
 {
     const int mode = pc ? 2 : g->bias ? 1 : 0;
-    const float *a = g->a + pc;
+    const ptrdiff_t mpad = (ptrdiff_t)(g->m + MR - 1) / MR * MR;
+    /* the panel of rows [ir, ir + MR) (ir a multiple of MR) at depth pc */
+#define QCC_GEMM_PANEL(ir) (g->ap + (ptrdiff_t)pc * mpad + (ptrdiff_t)(ir) * kc)
     int ir, jr;
     if (rows_outer) {
         for (ir = i0; ir < i1; ir += MR)
             for (jr = 0; jr < nc; jr += NR)
-                kern(kc, a + (ptrdiff_t)ir * g->lda, g->lda, bp + (ptrdiff_t)jr * kc,
+                kern(kc, QCC_GEMM_PANEL(ir), bp + (ptrdiff_t)jr * kc,
                      c + (ptrdiff_t)ir * g->ldc + jr, g->ldc, MR < i1 - ir ? MR : i1 - ir,
                      NR < nc - jr ? NR : nc - jr, g->bias ? g->bias + ir : NULL, mode);
     } else {
         for (jr = 0; jr < nc; jr += NR)
             for (ir = i0; ir < i1; ir += MR)
-                kern(kc, a + (ptrdiff_t)ir * g->lda, g->lda, bp + (ptrdiff_t)jr * kc,
+                kern(kc, QCC_GEMM_PANEL(ir), bp + (ptrdiff_t)jr * kc,
                      c + (ptrdiff_t)ir * g->ldc + jr, g->ldc, MR < i1 - ir ? MR : i1 - ir,
                      NR < nc - jr ? NR : nc - jr, g->bias ? g->bias + ir : NULL, mode);
     }
+#undef QCC_GEMM_PANEL
 }
 
 /* Most tasks of one GEMM (qcc_gemm_split). */
@@ -168,6 +176,7 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
     const qcc_gemm *g = job->g;
     float *bp = NULL;
     qcc_run *runs = NULL;
+    const int mcb = (qcc_gemm_mc + MR - 1) / MR * MR;   /* row blocks start on panels */
     int ncb = 0, i;
     if (job->by_rows) {
         /* Pack chunks while some are left: every chunk taken is being packed by a
@@ -216,8 +225,8 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
             for (i = 0; i < job->kchunks; i++) {
                 const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
                 qcc_gemm_pack_b(g, pc, kc, runs, nruns, nc, NR, copy, bp);
-                for (ic = 0; ic < g->m; ic += qcc_gemm_mc) {
-                    const int i1 = ic + qcc_gemm_mc < g->m ? ic + qcc_gemm_mc : g->m;
+                for (ic = 0; ic < g->m; ic += mcb) {
+                    const int i1 = ic + mcb < g->m ? ic + mcb : g->m;
                     qcc_gemm_tiles(g, ic, i1, pc, kc, nc, bp, g->c + jc, MR, NR, kern, 0);
                 }
             }
@@ -226,17 +235,57 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
     }
 }
 
+/* ---- packed weights -------------------------------------------------------------
+ * a in depth chunks of kc (the last one shorter) and, within a chunk, panels of MR
+ * rows: with mpad = m rounded up to MR, a[o, k] of the chunk starting at depth pc is at
+ * ap[pc * mpad + (o / MR * MR) * len + (k - pc) * MR + o % MR] (len: the chunk's
+ * length), rows past m zero. A micro-kernel reads its MR rows at depth k as MR
+ * consecutive floats, and the panels of consecutive rows of a chunk follow each
+ * other in memory (one stream for the hardware prefetcher). */
+
+static size_t qcc_gemm_packed_size(int m, int k, int mr)
+{
+    return (size_t)((m + mr - 1) / mr) * mr * (size_t)k;
+}
+
+/* The depth chunk length of a GEMM of depth k (the GEMM's blocking, even chunks). */
+static int qcc_gemm_chunk(int k)
+{
+    const int chunks = (k + qcc_gemm_kc - 1) / qcc_gemm_kc;
+    return chunks > 0 ? (k + chunks - 1) / chunks : 1;
+}
+
+static void qcc_gemm_pack_a(const float *a, ptrdiff_t lda, int m, int k, int mr, int kc,
+                            float *ap)
+{
+    const ptrdiff_t mpad = (ptrdiff_t)(m + mr - 1) / mr * mr;
+    int pc, o0, i, t;
+    for (pc = 0; pc < k; pc += kc) {
+        const int len = kc < k - pc ? kc : k - pc;
+        for (o0 = 0; o0 < m; o0 += mr) {
+            const int rows = m - o0 < mr ? m - o0 : mr;
+            const float *s = a + (ptrdiff_t)o0 * lda + pc;
+            float *d = ap + (ptrdiff_t)pc * mpad + (ptrdiff_t)o0 * len;
+            for (t = 0; t < len; t++, d += mr) {
+                for (i = 0; i < rows; i++) d[i] = s[(ptrdiff_t)i * lda + t];
+                for (; i < mr; i++) d[i] = 0.0f;
+            }
+        }
+    }
+}
+
 /* ---- micro-kernels ------------------------------------------------------------
  * c[i, j] (i < mr, j < nr) of one MR x NR tile: acc = mode 0: 0, 1: bias[i],
- * 2: c[i, j]; then acc = fma(a[i*lda + k], bp[k*NR + j], acc) for k < kc. Rows
- * i >= mr read row 0 of a (their results are dropped), columns j >= nr the zero
- * padding of the panel. */
+ * 2: c[i, j]; then acc = fma(ap[k*MR + i], bp[k*NR + j], acc) for k < kc (ap: the
+ * tile's panel of packed a at the chunk's depth). Rows i >= mr hold the panel's
+ * zero padding (their results are dropped), columns j >= nr the zero padding of
+ * the b panel. */
 
 /* Plain C: fmaf rounds exactly like a vector FMA lane. */
 #define QCC_PLAIN_MR 4
 #define QCC_PLAIN_NR 8
-static void qcc_kern_plain(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
-                           ptrdiff_t ldc, int mr, int nr, const float *bias, int mode)
+static void qcc_kern_plain(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                           int mr, int nr, const float *bias, int mode)
 {
     float acc[QCC_PLAIN_MR][QCC_PLAIN_NR];
     int i, j, k;
@@ -244,12 +293,11 @@ static void qcc_kern_plain(int kc, const float *a, ptrdiff_t lda, const float *b
         for (j = 0; j < QCC_PLAIN_NR; j++)
             acc[i][j] = i >= mr || j >= nr ? 0.0f
                         : mode == 2 ? c[i * ldc + j] : mode == 1 ? bias[i] : 0.0f;
-    for (i = 0; i < mr; i++) {
-        const float *ai = a + i * lda;
-        for (k = 0; k < kc; k++) {
-            const float *b = bp + (ptrdiff_t)k * QCC_PLAIN_NR;
-            for (j = 0; j < QCC_PLAIN_NR; j++) acc[i][j] = fmaf(ai[k], b[j], acc[i][j]);
-        }
+    for (k = 0; k < kc; k++) {
+        const float *b = bp + (ptrdiff_t)k * QCC_PLAIN_NR;
+        const float *ak = ap + (ptrdiff_t)k * QCC_PLAIN_MR;
+        for (i = 0; i < QCC_PLAIN_MR; i++)
+            for (j = 0; j < QCC_PLAIN_NR; j++) acc[i][j] = fmaf(ak[i], b[j], acc[i][j]);
     }
     for (i = 0; i < mr; i++)
         for (j = 0; j < nr; j++) c[i * ldc + j] = acc[i][j];
@@ -278,17 +326,15 @@ static void qcc_work_plain(void *job)
 #define QCC_AVX2_NR 16
 static const int32_t qcc_avx2_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
-static void qcc_kern_avx2(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
-                          ptrdiff_t ldc, int mr, int nr, const float *bias, int mode)
+static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                          int mr, int nr, const float *bias, int mode)
 {
     __m256 acc[QCC_AVX2_MR][2];
-    const float *ar[QCC_AVX2_MR];
     const int n0 = nr < 8 ? nr : 8, n1 = nr > 8 ? nr - 8 : 0;
     const __m256i k0 = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - n0));
     const __m256i k1 = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - n1));
     int i, k;
     for (i = 0; i < QCC_AVX2_MR; i++) {
-        ar[i] = a + (i < mr ? i : 0) * lda;
         if (i < mr && mode == 2) {
             acc[i][0] = _mm256_maskload_ps(c + i * ldc, k0);
             acc[i][1] = _mm256_maskload_ps(c + i * ldc + 8, k1);
@@ -300,7 +346,7 @@ static void qcc_kern_avx2(int kc, const float *a, ptrdiff_t lda, const float *bp
         const __m256 b0 = _mm256_load_ps(bp + (ptrdiff_t)k * 16);
         const __m256 b1 = _mm256_load_ps(bp + (ptrdiff_t)k * 16 + 8);
         for (i = 0; i < QCC_AVX2_MR; i++) {
-            const __m256 av = _mm256_broadcast_ss(ar[i] + k);
+            const __m256 av = _mm256_broadcast_ss(ap + (ptrdiff_t)k * QCC_AVX2_MR + i);
             acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
             acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
         }
@@ -365,16 +411,14 @@ static void qcc_gemv_avx2(const qcc_gemm *g)
 #define QCC_AVX512_MR 8
 #define QCC_AVX512_NR 32
 
-static void qcc_kern_avx512(int kc, const float *a, ptrdiff_t lda, const float *bp, float *c,
-                            ptrdiff_t ldc, int mr, int nr, const float *bias, int mode)
+static void qcc_kern_avx512(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                            int mr, int nr, const float *bias, int mode)
 {
     __m512 acc[QCC_AVX512_MR][2];
-    const float *ar[QCC_AVX512_MR];
     const __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
     const __mmask16 k1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
     int i, k;
     for (i = 0; i < QCC_AVX512_MR; i++) {
-        ar[i] = a + (i < mr ? i : 0) * lda;
         if (i < mr && mode == 2) {
             acc[i][0] = _mm512_maskz_loadu_ps(k0, c + i * ldc);
             acc[i][1] = _mm512_maskz_loadu_ps(k1, c + i * ldc + 16);
@@ -386,7 +430,7 @@ static void qcc_kern_avx512(int kc, const float *a, ptrdiff_t lda, const float *
         const __m512 b0 = _mm512_load_ps(bp + (ptrdiff_t)k * 32);
         const __m512 b1 = _mm512_load_ps(bp + (ptrdiff_t)k * 32 + 16);
         for (i = 0; i < QCC_AVX512_MR; i++) {
-            const __m512 av = _mm512_set1_ps(ar[i][k]);
+            const __m512 av = _mm512_set1_ps(ap[(ptrdiff_t)k * QCC_AVX512_MR + i]);
             acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
         }
@@ -482,6 +526,12 @@ static int qcc_gemm_variant(void)
         qcc_gemm_cur = v;
     }
     return qcc_gemm_cur;
+}
+
+/* Rows of a panel of packed a (qcc_gemm_pack_a) for the variant in use. */
+static int qcc_gemm_mr(void)
+{
+    return qcc_gemm_variants[qcc_gemm_variant()].mr;
 }
 
 static const char *qcc_gemm_variant_name(int v)
@@ -582,10 +632,19 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         qcc_activate_best(g.act, g.c, g.ldc, g.m, g.n);
         return 0;
     }
+    job.kcb = qcc_gemm_chunk(g.k);
+    job.kchunks = (g.k + job.kcb - 1) / job.kcb;
+    if (g.ap == NULL || g.ap_mr != v->mr || g.ap_kc != job.kcb) {
+        float *ap = (float *)qcc_thread_buffer_slot(
+            1, qcc_gemm_packed_size(g.m, g.k, v->mr) * sizeof(float));
+        if (ap == NULL) return -1;
+        qcc_gemm_pack_a(g.a, g.lda, g.m, g.k, v->mr, job.kcb, ap);
+        g.ap = ap;
+        g.ap_mr = v->mr;
+        g.ap_kc = job.kcb;
+    }
     if ((double)g.m * g.n * g.k < qcc_gemm_par_min) threads = 1;
     job.g = &g;
-    job.kchunks = (g.k + qcc_gemm_kc - 1) / qcc_gemm_kc;
-    job.kcb = (g.k + job.kchunks - 1) / job.kchunks;
     job.npad = (g.n + v->nr - 1) / v->nr * v->nr;
     job.next = 0;
     job.failed = 0;

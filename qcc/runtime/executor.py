@@ -215,7 +215,8 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
             extended = _conv_epilogue(conv_step.op, spec, prev, step, outputs, constants)
             if extended is not None:
                 spec, extra = extended
-                kernel = K.conv_kernel(conv_step.op, epilogue=spec)
+                kernel = K.conv_kernel(conv_step.op, epilogue=spec,
+                                       constant_weights=conv_step.args[1] in constants)
                 fused[-1] = Step(kernel.fn, conv_step.op, prev.args + extra, step.results,
                                  fresh=True, takes_out=kernel.takes_out)
                 epilogues[last] = (conv_step, spec)

@@ -130,7 +130,7 @@ for _op in qnn.QNN_OPS:
 
 @kernel(qnn.ConvOp, on="float")
 def _conv(op, consts):
-    return conv_kernel(op)
+    return conv_kernel(op, constant_weights=len(consts) > 1 and consts[1] is not None)
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,18 @@ class Epilogue:
             else 2 if self.residual else 1 if self.affine is not None else 0
 
 
-def conv_kernel(op, activation: Any = None, epilogue: Epilogue | None = None) -> Kernel:
+def conv_kernel(op, activation: Any = None, epilogue: Epilogue | None = None,
+                constant_weights: bool = False) -> Kernel:
     """The float conv's step; `activation` (None, "relu" or ("clip", lo, hi)) or an
     `epilogue` is applied by the compiled conv to each output once its sum is
-    complete. With a residual, the step takes it after the conv's own operands."""
+    complete. With a residual, the step takes it after the conv's own operands. With
+    `constant_weights`, the step keeps the weights packed for the GEMM (packed on its
+    first run, owned by the step: `_conv.WeightPack`)."""
     strides, pads = get_ints(_p(op, "strides")), get_ints(_p(op, "pads"))
     dilations, groups = get_ints(_p(op, "dilations")), get_int(_p(op, "groups"), 1)
     conv = C.conv
+    if constant_weights and C.WeightPack is not None:
+        conv = partial(conv, pack=C.WeightPack())
     if epilogue is None and activation is not None:
         epilogue = Epilogue(activation=activation)
     if epilogue is not None:
@@ -200,15 +205,6 @@ def _epilogue_in_place(y: np.ndarray, activation: Any, fake_quant: tuple | None
         s, z, qmin, qmax = fake_quant
         y = ELTWISE.fake_quant(y, s, z, qmin, qmax, 1 if s.size > 1 else None, out=y)
     return y
-
-
-def conv_with_activation(conv_op, act_op) -> Kernel | None:
-    """The float conv `conv_op` with the relu or clip `act_op` (its only user) fused
-    into the compiled kernel: the same bits as numpy's maximum / clip applied after
-    (see runtime/_conv.pyx). None when the compiled conv does not run or `act_op`
-    is not a float32 relu / clip of one operand."""
-    epilogue = extend_epilogue(conv_op, Epilogue(), act_op, ())
-    return None if epilogue is None else conv_kernel(conv_op, epilogue=epilogue)
 
 
 def epilogue_runs(conv_op) -> bool:

@@ -152,6 +152,41 @@ def test_conv_gemm_variants_threads_and_blocking_are_bit_identical(case):
             assert np.array_equal(got, want), (variant, threads, blocking)
 
 
+@pytest.mark.parametrize("case", GEMM_CASES, ids=range(len(GEMM_CASES)))
+def test_conv_with_packed_weights_gives_the_same_bits(case):
+    # A plan keeps constant weights packed (_conv.WeightPack); one pack follows the
+    # variant (its panel rows), the blocking (its depth chunks) and the weights as
+    # they change, and each result is the unpacked conv's, bit for bit.
+    _, _, _, strides, pads, dil, groups, _ = case
+    x, w, b = _conv_inputs(case)
+    w2 = _conv_inputs(case, seed=1)[1]
+    pack = _conv.WeightPack()
+    assert pack.nbytes == 0
+    for variant in _conv._variants():
+        for threads, blocking in [(1, None), (2, None), (2, (8, 5, 40)), (3, (12, 64, 7))]:
+            for weights in (w, w2, w):
+                with gemm_settings(variant, threads, blocking):
+                    want = _run_conv(case, x, weights, b)
+                    got = _conv.conv(x, weights, b, strides, pads, dil, groups, pack=pack)
+                    again = _conv.conv(x, weights, b, strides, pads, dil, groups, pack=pack)
+                assert np.array_equal(got, want), (variant, threads, blocking)
+                assert np.array_equal(again, want), (variant, threads, blocking)
+    assert pack.nbytes >= w.nbytes
+
+
+def test_weight_pack_holds_nothing_for_depthwise_and_vector_convs():
+    # those paths read the weights in place: nothing is packed for them
+    rng = np.random.default_rng(0)
+    pack = _conv.WeightPack()
+    x, w = rand(rng, 1, 8, 6, 6), rand(rng, 8, 1, 3, 3)
+    got = _conv.conv(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 8, pack=pack)
+    assert np.array_equal(got, _conv.conv(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 8))
+    x, w = rand(rng, 2, 16, 1, 1), rand(rng, 4, 16, 1, 1)
+    got = _conv.conv(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1, pack=pack)
+    assert np.array_equal(got, _conv.conv(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1))
+    assert pack.nbytes == 0
+
+
 # (x shape, O, kernel, strides, pads, dilations, groups): every GEMM path and edge
 CONSISTENCY_CASES = [
     ((1, 16, 7, 9), 13, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),       # 1x1, 63 positions

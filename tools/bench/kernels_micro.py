@@ -86,8 +86,9 @@ def conv_case(x_shape, o, k, stride, pad, groups=1):
     b = rng.standard_normal(o, dtype=np.float32)
     strides, pads = (stride, stride), (pad,) * 4
     sess = _session("Conv", x, [w, b], strides=strides, pads=pads, group=groups)
-    out = _conv.conv(x, w, b, strides, pads, (1, 1), groups)
-    return (lambda: _conv.conv(x, w, b, strides, pads, (1, 1), groups, out=out),
+    pack = _conv.WeightPack()   # constant weights stay packed, as in a plan
+    out = _conv.conv(x, w, b, strides, pads, (1, 1), groups, pack=pack)
+    return (lambda: _conv.conv(x, w, b, strides, pads, (1, 1), groups, out=out, pack=pack),
             lambda: sess.run(None, {"x": x}))
 
 
@@ -149,8 +150,10 @@ def conv_layer_case(x_shape, w_shape, strides, pads, dilations, groups):
     b = rng.standard_normal(w_shape[0], dtype=np.float32)
     sess = _session("Conv", x, [w, b], strides=strides, pads=pads, dilations=dilations,
                     group=groups)
-    out = _conv.conv(x, w, b, strides, pads, dilations, groups)
-    return (lambda: _conv.conv(x, w, b, strides, pads, dilations, groups, out=out),
+    pack = _conv.WeightPack()   # constant weights stay packed, as in a plan
+    out = _conv.conv(x, w, b, strides, pads, dilations, groups, pack=pack)
+    return (lambda: _conv.conv(x, w, b, strides, pads, dilations, groups, out=out,
+                               pack=pack),
             lambda: sess.run(None, {"x": x}))
 
 
