@@ -95,6 +95,7 @@ typedef struct {
 /* ---- packing ------------------------------------------------------------------ */
 
 /* d[4j + t] = r[t][j] ^ 0x80 (t < 4, j < NR; NR a multiple of 16): x to u. */
+typedef void (*qcc_i8_ilv_fn)(const uint8_t *const *r, uint8_t *d, int NR);
 QCC_INLINE void qcc_i8_interleave4(const uint8_t *const *r, uint8_t *d, const int NR)
 {
     int j;
@@ -128,7 +129,7 @@ static const uint8_t qcc_i8_zero_row[64];
  * (job->slack: the caller's padded copy). */
 QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
                               int k0, int kc, const int NR, uint8_t *restrict bp,
-                              uint8_t *restrict tmp, qcc_run *runs)
+                              uint8_t *restrict tmp, qcc_run *runs, qcc_i8_ilv_fn ilv)
 {
     const int k4 = (kc + 3) / 4;
     const uint8_t *r4[4];
@@ -175,7 +176,10 @@ QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0,
                 }
                 r4[t] = row;
             }
-            qcc_i8_interleave4(r4, bp + (ptrdiff_t)q * NR * 4, NR);
+            if (ilv != NULL)
+                ilv(r4, bp + (ptrdiff_t)q * NR * 4, NR);
+            else
+                qcc_i8_interleave4(r4, bp + (ptrdiff_t)q * NR * 4, NR);
         }
     }
 }
@@ -225,7 +229,7 @@ QCC_INLINE void qcc_i8_store(const qcc_i8_out *o, const int32_t *c, ptrdiff_t ld
 
 /* Task t of the job: rows [r0, r1) of one group, positions of one block. */
 QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
-                            qcc_i8_kern_fn kern)
+                            qcc_i8_kern_fn kern, qcc_i8_ilv_fn ilv)
 {
     const int rb = t % job->rblocks, pb = (t / job->rblocks) % job->pblocks;
     const int ig = t / (job->rblocks * job->pblocks), gi = ig % job->groups;
@@ -267,7 +271,7 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
         for (p = 0; p < npan; p++) {
             const int jp = p * NR, nr = NR < nc - jp ? NR : nc - jp;
             uint8_t *panel = bp + p * panel_bytes;
-            qcc_i8_pack_b(job, src, j0 + jp, nr, k0, kc, NR, panel, tmp, runs);
+            qcc_i8_pack_b(job, src, j0 + jp, nr, k0, kc, NR, panel, tmp, runs, ilv);
             for (i = r0; i < r1; i += MR)
                 kern(k4, w + (ptrdiff_t)i * job->lda + k0, job->lda, panel,
                      c + (ptrdiff_t)(i - r0) * ldc + jp, ldc, MR < r1 - i ? MR : r1 - i, nr,
@@ -311,7 +315,7 @@ static void qcc_i8_kern_plain(int k4, const int8_t *a, ptrdiff_t lda, const uint
 
 static void qcc_i8_task_plain(qcc_i8_job *job, int t)
 {
-    qcc_i8_task(job, t, QCC_I8_PLAIN_MR, QCC_I8_PLAIN_NR, qcc_i8_kern_plain);
+    qcc_i8_task(job, t, QCC_I8_PLAIN_MR, QCC_I8_PLAIN_NR, qcc_i8_kern_plain, NULL);
 }
 
 #if QCC_X86
@@ -371,7 +375,7 @@ static void qcc_i8_kern_avx2(int k4, const int8_t *a, ptrdiff_t lda, const uint8
 
 static void qcc_i8_task_avx2(qcc_i8_job *job, int t)
 {
-    qcc_i8_task(job, t, QCC_I8_AVX2_MR, QCC_I8_AVX2_NR, qcc_i8_kern_avx2);
+    qcc_i8_task(job, t, QCC_I8_AVX2_MR, QCC_I8_AVX2_NR, qcc_i8_kern_avx2, NULL);
 }
 
 #pragma GCC pop_options
@@ -452,9 +456,34 @@ static void qcc_i8_kern_vnni(int k4, const int8_t *a, ptrdiff_t lda, const uint8
     QCC_I8_V_STORE(7)
 }
 
+/* qcc_i8_interleave4 32 positions at a time in 256-bit registers (NR a multiple of
+ * 32): the byte and word unpacks work within 128-bit lanes, so the lanes' halves are
+ * put back in order by a lane permute. */
+static void qcc_i8_interleave4_ymm(const uint8_t *const *r, uint8_t *d, int NR)
+{
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    int j;
+    for (j = 0; j < NR; j += 32) {
+        const __m256i a = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[0] + j)), flip);
+        const __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[1] + j)), flip);
+        const __m256i c = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[2] + j)), flip);
+        const __m256i e = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[3] + j)), flip);
+        const __m256i ab0 = _mm256_unpacklo_epi8(a, b), ab1 = _mm256_unpackhi_epi8(a, b);
+        const __m256i ce0 = _mm256_unpacklo_epi8(c, e), ce1 = _mm256_unpackhi_epi8(c, e);
+        /* per 128-bit lane h: positions 16h + 0..3, 4..7, 8..11, 12..15 */
+        const __m256i p0 = _mm256_unpacklo_epi16(ab0, ce0), p1 = _mm256_unpackhi_epi16(ab0, ce0);
+        const __m256i p2 = _mm256_unpacklo_epi16(ab1, ce1), p3 = _mm256_unpackhi_epi16(ab1, ce1);
+        uint8_t *o = d + 4 * j;
+        _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(p0, p1, 0x20));
+        _mm256_storeu_si256((__m256i *)(o + 32), _mm256_permute2x128_si256(p2, p3, 0x20));
+        _mm256_storeu_si256((__m256i *)(o + 64), _mm256_permute2x128_si256(p0, p1, 0x31));
+        _mm256_storeu_si256((__m256i *)(o + 96), _mm256_permute2x128_si256(p2, p3, 0x31));
+    }
+}
+
 static void qcc_i8_task_vnni(qcc_i8_job *job, int t)
 {
-    qcc_i8_task(job, t, QCC_I8_VNNI_MR, QCC_I8_VNNI_NR, qcc_i8_kern_vnni);
+    qcc_i8_task(job, t, QCC_I8_VNNI_MR, QCC_I8_VNNI_NR, qcc_i8_kern_vnni, qcc_i8_interleave4_ymm);
 }
 
 #pragma GCC pop_options
