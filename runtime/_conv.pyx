@@ -86,11 +86,11 @@ cdef extern from "_conv_impl.h" nogil:
                       const qcc_geom* g, int n_img, int groups, const qcc_act* act,
                       int threads)
     int qcc_gemm_variant()
-    int qcc_gemm_mr()
+    int qcc_gemm_mr(int n, int taps)
     size_t qcc_gemm_packed_size(int m, int k, int mr)
     void qcc_gemm_pack_a(const float* a, Py_ssize_t lda, int m, int k, int mr, int kc,
                          float* ap)
-    int qcc_gemm_chunk(int k)
+    int qcc_gemm_chunk(int k, int n, int taps)
     const char* qcc_gemm_variant_name(int v)
     int qcc_gemm_set_variant(int v)
     int qcc_gemm_supported(int v)
@@ -100,6 +100,7 @@ cdef extern from "_conv_impl.h" nogil:
     void qcc_gemm_set_threads(int n)
     int qcc_gemm_mc, qcc_gemm_kc, qcc_gemm_nc
     double qcc_gemm_par_min
+    int qcc_gemm_t_max_n
     void qcc_gemm_set_blocking(int mc, int kc, int nc)
 
 ctypedef qcc_geom Geom
@@ -174,6 +175,16 @@ def _set_depthwise_lanes_below(int ow):
     global qcc_dwcb_max_ow
     old = qcc_dwcb_max_ow
     qcc_dwcb_max_ow = ow
+    return old
+
+
+def _set_by_channels_max_n(int n):
+    """GEMMs of at most `n` columns put the output channels in the vector lanes on
+    AVX-512 (runtime/_gemm_impl.h, qcc_gemm_t_work); 0 turns that path off (for tests
+    and benchmarks: the bits are the same); returns the old bound."""
+    global qcc_gemm_t_max_n
+    old = qcc_gemm_t_max_n
+    qcc_gemm_t_max_n = max(n, 0)
     return old
 
 
@@ -333,10 +344,12 @@ cdef class WeightPack:
         return 0 if self.data is None else self.data.nbytes
 
 
-cdef object _packed(WeightPack pack, object w_given, w, int groups, int og, int kc):
-    """pack's array of w (packed now unless it holds w_given for this ISA)."""
-    cdef int mr = qcc_gemm_mr()
-    cdef int chunk = qcc_gemm_chunk(kc)
+cdef object _packed(WeightPack pack, object w_given, w, int groups, int og, int kc, int n,
+                    int taps):
+    """pack's array of w for GEMMs of n columns and `taps` kernel taps (packed now
+    unless it holds w_given in the layout they take)."""
+    cdef int mr = qcc_gemm_mr(n, taps)
+    cdef int chunk = qcc_gemm_chunk(kc, n, taps)
     cdef Py_ssize_t per = qcc_gemm_packed_size(og, kc, mr)
     cdef int gi
     if pack.source is w_given and pack.mr == mr and pack.kc == chunk and \
@@ -429,7 +442,8 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     cdef int wp_kc = 0
     cdef Py_ssize_t wp_group = 0
     if pack is not None and not depthwise and not vector:
-        pv = _packed(pack, w_given, w, groups, g.og, kc)
+        pv = _packed(pack, w_given, w, groups, g.og, kc, pout * n_img if batched else pout,
+                     kk)
         wpp = &pv[0]
         wp_mr = pack.mr
         wp_kc = pack.kc

@@ -67,6 +67,7 @@ typedef struct {
     const ptrdiff_t *kofs;
     qcc_positions pos;           /* column p of b at src[kofs[k] + pos(p)] */
     const qcc_act *act;          /* applied to c once finished, or NULL */
+    int taps;                    /* kernel taps of the convolution (1: b is x itself) */
 } qcc_gemm;
 
 typedef void (*qcc_kern_fn)(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
@@ -153,6 +154,13 @@ typedef struct {
     int *packed;            /* by_rows: chunk i is packed (atomic flags) */
     void (*work)(void *job);  /* the variant's qcc_gemm_work */
     int failed;
+    /* by_channels (qcc_gemm_t_work): QCC_T_NR channels a block, QCC_T_MR positions a
+       tile; with ttasks > 1, task t is part t % ttasks of the tiles of block t / ttasks,
+       else blocks [bounds[t], bounds[t+1]) and all tiles; ct: the sums, position-major,
+       row stride ldt */
+    int by_channels, cblocks, ptiles, ttasks;
+    float *ct;
+    ptrdiff_t ldt;
 } qcc_gemm_job;
 
 QCC_GINLINE void qcc_gemm_wait_packed(const int *flag)
@@ -248,10 +256,15 @@ static size_t qcc_gemm_packed_size(int m, int k, int mr)
     return (size_t)((m + mr - 1) / mr) * mr * (size_t)k;
 }
 
-/* The depth chunk length of a GEMM of depth k (the GEMM's blocking, even chunks). */
-static int qcc_gemm_chunk(int k)
+static int qcc_gemm_by_channels(int n, int taps);
+
+/* The depth chunk length of a GEMM of depth k and n columns (the GEMM's blocking,
+ * even chunks; half as deep when the channels are in the lanes, so that a chunk of
+ * a's panel stays in L1 while every tile of positions reads it). */
+static int qcc_gemm_chunk(int k, int n, int taps)
 {
-    const int chunks = (k + qcc_gemm_kc - 1) / qcc_gemm_kc;
+    const int kc = qcc_gemm_by_channels(n, taps) && qcc_gemm_kc > 1 ? qcc_gemm_kc / 2 : qcc_gemm_kc;
+    const int chunks = (k + kc - 1) / kc;
     return chunks > 0 ? (k + chunks - 1) / chunks : 1;
 }
 
@@ -461,6 +474,158 @@ static void qcc_work_avx512(void *job)
     qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512, qcc_copy_avx512);
 }
 
+/* ---- few columns: output channels in the vector lanes ----------------------------
+ * A GEMM of at most QCC_GEMM_BY_ROWS_MAX_N columns (the convolutions of small
+ * planes) leaves most of a 32-column tile empty (49 positions take 64). On AVX-512
+ * it is computed the other way round: a register tile of QCC_T_MR columns
+ * (positions) x QCC_T_NR rows (output channels, 4 vectors), each b[k, p] read from
+ * the input where it lies and broadcast (no packed panels of b), a packed in
+ * panels of QCC_T_NR rows (qcc_gemm_pack_a). The sums go to ct, position-major,
+ * then are copied into c by 16 x 16 transposes. Every element is still acc =
+ * bias[o] (or 0), then acc = fma(b[k, p], a[o, k], acc) for k ascending, chunk
+ * by chunk through ct: the bits of the other tiles (a product is commutative). */
+#define QCC_T_MR 7
+#define QCC_T_NR 64
+
+/* ct[i*ldt + j] (i < mr positions, j < QCC_T_NR channels; ct padded to whole
+ * channel blocks): acc = mode 0: 0, 1: bias[j] (j < nch), 2: ct[i*ldt + j]; then
+ * acc = fma(ptr[i][kofs[k]], wp[k*QCC_T_NR + j], acc) for k < kc. */
+static void qcc_kern_t_avx512(int kc, const float *wp, const float *const *ptr,
+                              const ptrdiff_t *kofs, int mr, float *ct, ptrdiff_t ldt,
+                              const float *bias, int nch, int mode)
+{
+    __m512 acc[QCC_T_MR][4];
+    const float *p0 = ptr[0], *p1 = ptr[mr > 1 ? 1 : 0], *p2 = ptr[mr > 2 ? 2 : 0];
+    const float *p3 = ptr[mr > 3 ? 3 : 0], *p4 = ptr[mr > 4 ? 4 : 0], *p5 = ptr[mr > 5 ? 5 : 0];
+    const float *p6 = ptr[mr > 6 ? 6 : 0];
+    int i, h, k;
+    for (h = 0; h < 4; h++) {
+        __m512 init = _mm512_setzero_ps();
+        if (mode == 1) {
+            const int left = nch - 16 * h;
+            const __mmask16 m = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            init = _mm512_maskz_loadu_ps(m, bias + 16 * h);
+        }
+        for (i = 0; i < QCC_T_MR; i++)
+            acc[i][h] = mode == 2 && i < mr ? _mm512_load_ps(ct + i * ldt + 16 * h) : init;
+    }
+    for (k = 0; k < kc; k++) {
+        const ptrdiff_t o = kofs[k];
+        const float *w = wp + (ptrdiff_t)k * QCC_T_NR;
+        const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+        const __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
+        __m512 b;
+#define QCC_T_ROW(i, pi)                                  \
+        b = _mm512_set1_ps(pi[o]);                        \
+        acc[i][0] = _mm512_fmadd_ps(b, w0, acc[i][0]);    \
+        acc[i][1] = _mm512_fmadd_ps(b, w1, acc[i][1]);    \
+        acc[i][2] = _mm512_fmadd_ps(b, w2, acc[i][2]);    \
+        acc[i][3] = _mm512_fmadd_ps(b, w3, acc[i][3]);
+        QCC_T_ROW(0, p0)
+        QCC_T_ROW(1, p1)
+        QCC_T_ROW(2, p2)
+        QCC_T_ROW(3, p3)
+        QCC_T_ROW(4, p4)
+        QCC_T_ROW(5, p5)
+        QCC_T_ROW(6, p6)
+#undef QCC_T_ROW
+    }
+    for (i = 0; i < mr; i++)
+        for (h = 0; h < 4; h++) _mm512_store_ps(ct + i * ldt + 16 * h, acc[i][h]);
+}
+
+/* c[o*ldc + p] = ct[p*ldt + o] for o < rows, p < cols (16 x 16 blocks transposed in
+ * registers; ct is readable for whole blocks of 16 channels). */
+static void qcc_t_copy_out_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_t ldc,
+                                  int rows, int cols)
+{
+    int o0, p0, i;
+    for (o0 = 0; o0 < rows; o0 += 16)
+        for (p0 = 0; p0 < cols; p0 += 16) {
+            const int np = cols - p0 < 16 ? cols - p0 : 16, no = rows - o0 < 16 ? rows - o0 : 16;
+            const __mmask16 pm = (__mmask16)((1u << np) - 1);
+            __m512 r[16], t[16];
+            for (i = 0; i < 16; i++)
+                r[i] = i < np ? _mm512_loadu_ps(ct + (ptrdiff_t)(p0 + i) * ldt + o0)
+                              : _mm512_setzero_ps();
+            /* 16 x 16 transpose: r[i][j] -> r'[j][i] */
+            for (i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (i = 0; i < 16; i += 4) {
+                r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+                r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+                r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+                r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+            }
+            /* r[4q + s] now holds, in 128-bit lane l, channels 4l + s of positions 4q..4q+3 */
+            for (i = 0; i < 4; i++) {
+                const __m512 a = r[i], b = r[4 + i], cc = r[8 + i], d = r[12 + i];
+                const __m512 ab0 = _mm512_shuffle_f32x4(a, b, 0x44), ab1 = _mm512_shuffle_f32x4(a, b, 0xEE);
+                const __m512 cd0 = _mm512_shuffle_f32x4(cc, d, 0x44), cd1 = _mm512_shuffle_f32x4(cc, d, 0xEE);
+                t[i] = _mm512_shuffle_f32x4(ab0, cd0, 0x88);        /* lane 0: channel i */
+                t[4 + i] = _mm512_shuffle_f32x4(ab0, cd0, 0xDD);    /* lane 1: channel 4 + i */
+                t[8 + i] = _mm512_shuffle_f32x4(ab1, cd1, 0x88);    /* lane 2: channel 8 + i */
+                t[12 + i] = _mm512_shuffle_f32x4(ab1, cd1, 0xDD);   /* lane 3: channel 12 + i */
+            }
+            for (i = 0; i < no; i++)
+                _mm512_mask_storeu_ps(c + (ptrdiff_t)(o0 + i) * ldc + p0, pm, t[i]);
+        }
+}
+
+/* Tasks of a by_channels job until none is left (every thread of the job does this). */
+static void qcc_gemm_t_work(void *arg)
+{
+    qcc_gemm_job *job = (qcc_gemm_job *)arg;
+    const qcc_gemm *g = job->g;
+    const ptrdiff_t mpad = (ptrdiff_t)job->cblocks * QCC_T_NR;
+    const float *ptr[QCC_T_MR];
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        int cb0, cb1, tt0, tt1, b, tile, i, o0, o1, c0, c1;
+        if (t >= job->ntasks) break;
+        if (job->ttasks > 1) {
+            const int tp = t % job->ttasks;
+            cb0 = t / job->ttasks;
+            cb1 = cb0 + 1;
+            tt0 = (int)((long long)job->ptiles * tp / job->ttasks);
+            tt1 = (int)((long long)job->ptiles * (tp + 1) / job->ttasks);
+        } else {
+            cb0 = job->bounds[t];
+            cb1 = job->bounds[t + 1];
+            tt0 = 0;
+            tt1 = job->ptiles;
+        }
+        for (i = 0; i < job->kchunks; i++) {
+            const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
+            const int mode = pc ? 2 : g->bias ? 1 : 0;
+            for (b = cb0; b < cb1; b++) {
+                const float *wp = g->ap + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
+                const int nch = g->m - b * QCC_T_NR;
+                for (tile = tt0; tile < tt1; tile++) {
+                    const int p0 = tile * QCC_T_MR;
+                    const int mr = g->n - p0 < QCC_T_MR ? g->n - p0 : QCC_T_MR;
+                    int j;
+                    for (j = 0; j < mr; j++) ptr[j] = g->src + qcc_position(&g->pos, p0 + j);
+                    qcc_kern_t_avx512(kc, wp, ptr, g->kofs + pc, mr,
+                                      job->ct + (ptrdiff_t)p0 * job->ldt + b * QCC_T_NR,
+                                      job->ldt, g->bias ? g->bias + b * QCC_T_NR : NULL,
+                                      nch, mode);
+                }
+            }
+        }
+        o0 = cb0 * QCC_T_NR;
+        o1 = cb1 * QCC_T_NR < g->m ? cb1 * QCC_T_NR : g->m;
+        c0 = tt0 * QCC_T_MR;
+        c1 = tt1 * QCC_T_MR < g->n ? tt1 * QCC_T_MR : g->n;
+        if (o0 >= o1 || c0 >= c1) continue;
+        qcc_t_copy_out_avx512(job->ct + (ptrdiff_t)c0 * job->ldt + o0, job->ldt,
+                              g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc, o1 - o0, c1 - c0);
+        qcc_activate(g->act, g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc, o1 - o0, c1 - c0);
+    }
+}
+
 /* A GEMM of a few columns (qcc_gemm_narrow): 16 rows per vector, a's columns gathered. */
 static void qcc_gemv_avx512(const qcc_gemm *g)
 {
@@ -498,14 +663,16 @@ typedef struct {
     int mr, nr;
     void (*work)(void *job);
     void (*gemv)(const qcc_gemm *g);   /* narrow GEMMs (qcc_gemm_narrow), or NULL */
+    void (*t_work)(void *job);         /* few columns, channels in the lanes, or NULL */
 } qcc_gemm_variant_t;
 
 /* Index 0 plain, 1 AVX2+FMA, 2 AVX-512. */
 static const qcc_gemm_variant_t qcc_gemm_variants[] = {
-    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_work_plain, NULL},
+    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_work_plain, NULL, NULL},
 #if QCC_GEMM_X86
-    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_work_avx2, qcc_gemv_avx2},
-    {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_work_avx512, qcc_gemv_avx512},
+    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_work_avx2, qcc_gemv_avx2, NULL},
+    {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_work_avx512, qcc_gemv_avx512,
+     qcc_gemm_t_work},
 #endif
 };
 #define QCC_GEMM_NVARIANTS ((int)(sizeof(qcc_gemm_variants) / sizeof(qcc_gemm_variants[0])))
@@ -528,9 +695,26 @@ static int qcc_gemm_variant(void)
     return qcc_gemm_cur;
 }
 
-/* Rows of a panel of packed a (qcc_gemm_pack_a) for the variant in use. */
-static int qcc_gemm_mr(void)
+/* Columns up to which a GEMM takes the variant's t_work (channels in the lanes). */
+static int qcc_gemm_t_max_n = 1024;
+
+/* Whether a GEMM of n columns of a convolution of `taps` taps puts the channels in
+ * the lanes (qcc_gemm_t_work). Only with several taps: there the packed panels of b
+ * would copy each input value once per tap, while one tap's panels are plain copies
+ * of x, read from L1 (measured: 1x1 layers ran slower on this path). */
+static int qcc_gemm_by_channels(int n, int taps)
 {
+    return qcc_gemm_variants[qcc_gemm_variant()].t_work != NULL && n <= qcc_gemm_t_max_n
+           && taps > 1;
+}
+
+/* Rows of a panel of packed a (qcc_gemm_pack_a) for a GEMM of n columns and `taps`
+ * taps on the variant in use. */
+static int qcc_gemm_mr(int n, int taps)
+{
+#if QCC_GEMM_X86
+    if (qcc_gemm_by_channels(n, taps)) return QCC_T_NR;
+#endif
     return qcc_gemm_variants[qcc_gemm_variant()].mr;
 }
 
@@ -632,19 +816,50 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         qcc_activate_best(g.act, g.c, g.ldc, g.m, g.n);
         return 0;
     }
-    job.kcb = qcc_gemm_chunk(g.k);
+    const int mr = qcc_gemm_mr(g.n, g.taps);
+    job.kcb = qcc_gemm_chunk(g.k, g.n, g.taps);
     job.kchunks = (g.k + job.kcb - 1) / job.kcb;
-    if (g.ap == NULL || g.ap_mr != v->mr || g.ap_kc != job.kcb) {
+    if (g.ap == NULL || g.ap_mr != mr || g.ap_kc != job.kcb) {
         float *ap = (float *)qcc_thread_buffer_slot(
-            1, qcc_gemm_packed_size(g.m, g.k, v->mr) * sizeof(float));
+            1, qcc_gemm_packed_size(g.m, g.k, mr) * sizeof(float));
         if (ap == NULL) return -1;
-        qcc_gemm_pack_a(g.a, g.lda, g.m, g.k, v->mr, job.kcb, ap);
+        qcc_gemm_pack_a(g.a, g.lda, g.m, g.k, mr, job.kcb, ap);
         g.ap = ap;
-        g.ap_mr = v->mr;
+        g.ap_mr = mr;
         g.ap_kc = job.kcb;
     }
     if ((double)g.m * g.n * g.k < qcc_gemm_par_min) threads = 1;
     job.g = &g;
+    job.by_channels = 0;
+#if QCC_GEMM_X86
+    if (qcc_gemm_by_channels(g.n, g.taps)) {
+        /* tasks: channel blocks, or (when there are fewer than 2 a thread) each block's
+           position tiles in parts */
+        job.by_channels = 1;
+        job.cblocks = (g.m + QCC_T_NR - 1) / QCC_T_NR;
+        job.ptiles = (g.n + QCC_T_MR - 1) / QCC_T_MR;
+        job.ttasks = 1;
+        if (threads > 1 && job.cblocks < 2 * threads) {
+            job.ttasks = (2 * threads + job.cblocks - 1) / job.cblocks;
+            if (job.ttasks > job.ptiles) job.ttasks = job.ptiles;
+            if (job.ttasks * job.cblocks > QCC_GEMM_MAX_TASKS)
+                job.ttasks = QCC_GEMM_MAX_TASKS / job.cblocks;
+            if (job.ttasks < 1) job.ttasks = 1;
+        }
+        job.ldt = (ptrdiff_t)job.cblocks * QCC_T_NR;
+        job.ct = (float *)qcc_thread_buffer((size_t)job.ldt * ((g.n + 15) / 16 * 16) * sizeof(float));
+        if (job.ct == NULL) return -1;
+        if (job.ttasks > 1)
+            job.ntasks = job.cblocks * job.ttasks;   /* task t: block t / ttasks */
+        else
+            qcc_gemm_split(&job, job.cblocks, 1, threads);   /* bounds in blocks */
+        job.next = 0;
+        job.failed = 0;
+        if (threads > job.ntasks) threads = job.ntasks;
+        qcc_parallel(v->t_work, &job, threads);
+        return job.failed ? -1 : 0;
+    }
+#endif
     job.npad = (g.n + v->nr - 1) / v->nr * v->nr;
     job.next = 0;
     job.failed = 0;
