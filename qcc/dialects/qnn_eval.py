@@ -84,7 +84,9 @@ def _global_avg_pool(op, x):
 # ----------------------------------------------------------- normalization
 
 
-def _channel(v: np.ndarray, ndim: int, axis: int = 1) -> np.ndarray:
+def channel(v: np.ndarray, ndim: int, axis: int = 1) -> np.ndarray:
+    """`v` (one value per channel) shaped to broadcast along `axis` of an ndim-dim
+    tensor."""
     shape = [1] * ndim
     shape[axis % ndim] = -1
     return v.reshape(shape)
@@ -95,14 +97,14 @@ def _batch_norm(op, x, scale, bias, mean, var):
     eps = get_float(_p(op, "epsilon"), 1e-5)
     a = (scale / np.sqrt(var.astype(np.float64) + eps)).astype(np.float32)
     b = (bias - mean * a).astype(np.float32)
-    return x * _channel(a, x.ndim) + _channel(b, x.ndim)
+    return x * channel(a, x.ndim) + channel(b, x.ndim)
 
 
 @evaluates("qnn.scale")
 def _scale(op, x, scale, bias=None):
     axis = get_int(_p(op, "axis"), 1)
-    y = x * _channel(scale, x.ndim, axis)
-    return y if bias is None else y + _channel(bias, x.ndim, axis)
+    y = x * channel(scale, x.ndim, axis)
+    return y if bias is None else y + channel(bias, x.ndim, axis)
 
 
 @evaluates("qnn.layer_norm")

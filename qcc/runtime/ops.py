@@ -28,7 +28,7 @@ from xdsl.ir import Operation
 
 from qcc.dialects import qnn, quant
 from qcc.dialects.base import get_bool, get_float, get_int, get_ints, get_str
-from qcc.dialects.qnn_eval import EVAL
+from qcc.dialects.qnn_eval import EVAL, channel
 from qcc.runtime import half
 from qcc.runtime import kernels as C
 
@@ -428,13 +428,6 @@ def batch_norm_affine(op, scale, bias, mean, var) -> tuple[np.ndarray, np.ndarra
     return a, (bias - mean * a).astype(np.float32)
 
 
-def _channel(v: np.ndarray, ndim: int, axis: int = 1) -> np.ndarray:
-    """`v` shaped to broadcast along `axis` of an ndim-dim tensor (qnn_eval's)."""
-    shape = [1] * ndim
-    shape[axis % ndim] = -1
-    return v.reshape(shape)
-
-
 @kernel(qnn.BatchNormOp, on="float")
 def _batch_norm(op, consts):
     """x * a + b with a and b computed once when the statistics are constants."""
@@ -443,7 +436,7 @@ def _batch_norm(op, consts):
     a, b = batch_norm_affine(op, *consts[1:])
 
     def run(x, *params):
-        return x * _channel(a, x.ndim) + _channel(b, x.ndim)
+        return x * channel(a, x.ndim) + channel(b, x.ndim)
 
     return Kernel(run, fresh=True)
 
@@ -603,7 +596,7 @@ def in_place(op, params: Sequence[np.ndarray] = ()
             return None
         a, b = batch_norm_affine(op, *params)
         ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
-        a, b = _channel(a, ndim), _channel(b, ndim)
+        a, b = channel(a, ndim), channel(b, ndim)
         return lambda y: np.add(np.multiply(y, a, out=y), b, out=y)
     if isinstance(op, qnn.ScaleOp):   # x * scale (+ bias) per channel, as qnn_eval
         shape = tuple(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
@@ -611,7 +604,7 @@ def in_place(op, params: Sequence[np.ndarray] = ()
                 p.dtype != np.float32 for p in params):
             return None
         axis = get_int(_p(op, "axis"), 1)
-        per_channel = [_channel(p, len(shape), axis) for p in params]
+        per_channel = [channel(p, len(shape), axis) for p in params]
         if not all(_fits_in(v.shape, shape) for v in per_channel):
             return None
         s = per_channel[0]
