@@ -35,6 +35,35 @@
 #define QCC_INLINE static inline
 #endif
 
+#if QCC_X86
+#pragma GCC push_options
+#pragma GCC target("avx2")
+/* dst[0 .. n) = the first n lanes of v (0 <= n <= 8), with plain stores: AMD's masked
+ * stores (vmaskmovps/vpmaskmovd to memory) are microcoded, tens of cycles each. */
+QCC_INLINE void qcc_store_first_avx2(float *dst, __m256 v, int n)
+{
+    __m128 h = _mm256_castps256_ps128(v);
+    if (n >= 8) {
+        _mm256_storeu_ps(dst, v);
+        return;
+    }
+    if (n >= 4) {
+        _mm_storeu_ps(dst, h);
+        h = _mm256_extractf128_ps(v, 1);
+        dst += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi((__m64 *)dst, h);
+        h = _mm_movehl_ps(h, h);
+        dst += 2;
+        n -= 2;
+    }
+    if (n) _mm_store_ss(dst, h);
+}
+#pragma GCC pop_options
+#endif
+
 /* ---- geometry ------------------------------------------------------------------ */
 
 typedef struct {

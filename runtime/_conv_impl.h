@@ -151,10 +151,11 @@ QCC_INLINE void qcc_dw_group(float *dst, ptrdiff_t ldd, const float *base, ptrdi
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
-/* R rows x NV vectors of 8 at column t (the last vector masked by `last`). */
+/* R rows x NV vectors of 8 at column t (the last vector masked by `last`, its first
+ * `tail` lanes). */
 QCC_INLINE void qcc_dw_chunk_avx2(float *const *d, const float *const *b, const ptrdiff_t *ofs,
                                   const float *w, int n, int t, const int R, const int NV,
-                                  __m256i last)
+                                  __m256i last, int tail)
 {
     __m256 acc[8][4];
     int r, v, j;
@@ -174,7 +175,7 @@ QCC_INLINE void qcc_dw_chunk_avx2(float *const *d, const float *const *b, const 
     }
     for (r = 0; r < R; r++) {
         for (v = 0; v < NV - 1; v++) _mm256_storeu_ps(d[r] + t + 8 * v, acc[r][v]);
-        _mm256_maskstore_ps(d[r] + t + 8 * (NV - 1), last, acc[r][NV - 1]);
+        qcc_store_first_avx2(d[r] + t + 8 * (NV - 1), acc[r][NV - 1], tail);
     }
 }
 
@@ -195,9 +196,9 @@ static void qcc_dw_rows_avx2(float *dst, ptrdiff_t ldd, const float *base, ptrdi
         for (r0 = 0; r0 < nrows; r0 += 8 / nv) {
             qcc_dw_group(dst, ldd, base, ldb, nrows, r0, 8 / nv, d, b);
             if (nv == 1)
-                qcc_dw_chunk_avx2(d, b, ofs, w, n, 0, 8, 1, last);
+                qcc_dw_chunk_avx2(d, b, ofs, w, n, 0, 8, 1, last, tail);
             else
-                qcc_dw_chunk_avx2(d, b, ofs, w, n, 0, 4, 2, last);
+                qcc_dw_chunk_avx2(d, b, ofs, w, n, 0, 4, 2, last, tail);
         }
         return;
     }
@@ -208,10 +209,10 @@ static void qcc_dw_rows_avx2(float *dst, ptrdiff_t ldd, const float *base, ptrdi
             const int tail = rest - 8 * (nv - 1) >= 8 ? 8 : rest - 8 * (nv - 1);
             const __m256i last = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - tail));
             switch (nv) {
-            case 4: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 4, last); break;
-            case 3: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 3, last); break;
-            case 2: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 2, last); break;
-            default: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 1, last); break;
+            case 4: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 4, last, tail); break;
+            case 3: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 3, last, tail); break;
+            case 2: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 2, last, tail); break;
+            default: qcc_dw_chunk_avx2(d, b, ofs, w, n, t, 2, 1, last, tail); break;
             }
         }
     }

@@ -341,7 +341,8 @@ static const int32_t qcc_avx2_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0,
 
 /* The twelve accumulators are named variables, not an array: GCC kept an array's
  * elements in registers but also stored every one of them to the stack at each
- * step of k (12 stores a step, twice the time of its 12 FMAs on AMD Zen 3). */
+ * step of k (12 stores a step, twice the time of its 12 FMAs on AMD Zen 3). Whole
+ * tiles load and store without masks, partial ones store with qcc_store_first_avx2. */
 static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
                           int mr, int nr, const float *bias, int mode)
 {
@@ -351,7 +352,10 @@ static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, pt
     __m256 r00, r01, r10, r11, r20, r21, r30, r31, r40, r41, r50, r51;
     int k;
 #define QCC_A2_INIT(i)                                                       \
-    if (i < mr && mode == 2) {                                               \
+    if (i < mr && mode == 2 && nr == 16) {                                   \
+        r##i##0 = _mm256_loadu_ps(c + i * ldc);                              \
+        r##i##1 = _mm256_loadu_ps(c + i * ldc + 8);                          \
+    } else if (i < mr && mode == 2) {                                        \
         r##i##0 = _mm256_maskload_ps(c + i * ldc, k0);                       \
         r##i##1 = _mm256_maskload_ps(c + i * ldc + 8, k1);                   \
     } else {                                                                 \
@@ -372,9 +376,12 @@ static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, pt
 #undef QCC_A2_FMA
     }
 #define QCC_A2_STORE(i)                                          \
-    if (i < mr) {                                                \
-        _mm256_maskstore_ps(c + i * ldc, k0, r##i##0);           \
-        _mm256_maskstore_ps(c + i * ldc + 8, k1, r##i##1);       \
+    if (i < mr && nr == 16) {                                    \
+        _mm256_storeu_ps(c + i * ldc, r##i##0);                  \
+        _mm256_storeu_ps(c + i * ldc + 8, r##i##1);              \
+    } else if (i < mr) {                                         \
+        qcc_store_first_avx2(c + i * ldc, r##i##0, n0);          \
+        qcc_store_first_avx2(c + i * ldc + 8, r##i##1, n1);      \
     }
     QCC_A2_STORE(0) QCC_A2_STORE(1) QCC_A2_STORE(2) QCC_A2_STORE(3) QCC_A2_STORE(4)
     QCC_A2_STORE(5)
@@ -388,7 +395,7 @@ static void qcc_copy_avx2(float *dst, const float *src, int len, ptrdiff_t sw)
         for (; t + 8 <= len; t += 8) _mm256_storeu_ps(dst + t, _mm256_loadu_ps(src + t));
         if (t < len) {
             const __m256i m = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - (len - t)));
-            _mm256_maskstore_ps(dst + t, m, _mm256_maskload_ps(src + t, m));
+            qcc_store_first_avx2(dst + t, _mm256_maskload_ps(src + t, m), len - t);
         }
         return;
     }

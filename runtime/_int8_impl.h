@@ -368,8 +368,8 @@ static void qcc_i8_kern_avx2(int k4, const int8_t *a, ptrdiff_t lda, const uint8
     }
     for (i = 0; i < QCC_I8_AVX2_MR; i++)
         if (i < mr) {
-            _mm256_maskstore_epi32(c + i * ldc, m0, acc[i][0]);
-            _mm256_maskstore_epi32(c + i * ldc + 8, m1, acc[i][1]);
+            qcc_store_first_avx2((float *)(c + i * ldc), _mm256_castsi256_ps(acc[i][0]), n0);
+            qcc_store_first_avx2((float *)(c + i * ldc + 8), _mm256_castsi256_ps(acc[i][1]), n1);
         }
 }
 
