@@ -12,10 +12,11 @@
  *
  * - AVX-512 VNNI: `vpdpbusd` adds four u8 x s8 products to each int32 lane
  *   (8 channels x 32 positions a register tile);
- * - AVX2: the u8 bytes are widened to int16 (even and odd bytes of each pair) and
- *   the weights sign-extended to int16, then `vpmaddwd` adds two int16 products into
- *   each int32 lane: exact, no int16 saturation (`vpmaddubsw` would saturate);
- *   4 channels x 16 positions;
+ * - AVX2: the panels hold u widened to int16 (pairs (u0, u2) and (u1, u3) of each
+ *   position, qcc_i8_interleave4_wide) and each task widens its rows of weights
+ *   once, so that `vpmaddwd` adds two int16 products into each int32 lane with nothing
+ *   widened in the inner loop: exact, no int16 saturation (`vpmaddubsw` would
+ *   saturate); 4 channels x 16 positions;
  * - scalar C: the same sums with uint32 arithmetic (4 x 16).
  *
  * All three add the same integers modulo 2^32 (int32 accumulation with wraparound,
@@ -47,6 +48,7 @@
 
 #define QCC_I8_NC 128   /* positions per block (a multiple of every NR) */
 #define QCC_I8_KC 1024  /* depth per chunk (a multiple of 4) */
+#define QCC_I8_KC_WIDE 256   /* the same for int16 panels (AVX2): 8 KB a panel */
 #define QCC_I8_MAXR 8   /* the largest MR: row blocks of tasks are multiples of it */
 #define QCC_I8_SLACK 64 /* bytes a padded source is readable past its end */
 #define QCC_I8_TMP(NR) ((NR) + 32)   /* stride of the gather's row buffer */
@@ -123,13 +125,15 @@ QCC_INLINE void qcc_i8_interleave4(const uint8_t *const *r, uint8_t *d, const in
 static const uint8_t qcc_i8_zero_row[64];
 
 /* The panel of positions [j0, j0 + nr) and depth [k0, k0 + kc) (k0 a multiple of 4):
- * bp[(q*NR + j)*4 + t] = u[k0 + 4q + t, j0 + j]; rows past the depth are x = 0 (their
+ * bp[(q*NR + j)*4 + t] = u[k0 + 4q + t, j0 + j] (WIDE: the int16 layout of
+ * qcc_i8_interleave4_wide, which ilv must then be); rows past the depth are x = 0 (their
  * weights are 0) and columns past nr are not used. tmp: 4*QCC_I8_TMP(NR) bytes; runs:
  * NR + 2. Short runs are copied 32 bytes at a time when the source has the slack
  * (job->slack: the caller's padded copy). */
 QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
-                              int k0, int kc, const int NR, uint8_t *restrict bp,
-                              uint8_t *restrict tmp, qcc_run *runs, qcc_i8_ilv_fn ilv)
+                              int k0, int kc, const int NR, const int WIDE,
+                              uint8_t *restrict bp, uint8_t *restrict tmp, qcc_run *runs,
+                              qcc_i8_ilv_fn ilv)
 {
     const int k4 = (kc + 3) / 4;
     const uint8_t *r4[4];
@@ -141,7 +145,15 @@ QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0,
                 uint32_t v;
                 memcpy(&v, row + 4 * q, 4);
                 v ^= 0x80808080u;
-                memcpy(bp + ((ptrdiff_t)q * NR + j) * 4, &v, 4);
+                if (WIDE) {   /* qcc_i8_interleave4_wide's layout */
+                    uint16_t *d = (uint16_t *)(bp + (ptrdiff_t)q * NR * 8) + (j / 8) * 32 + (j % 8) * 2;
+                    d[0] = (uint16_t)(v & 0xFF);
+                    d[1] = (uint16_t)((v >> 16) & 0xFF);
+                    d[16] = (uint16_t)((v >> 8) & 0xFF);
+                    d[17] = (uint16_t)(v >> 24);
+                } else {
+                    memcpy(bp + ((ptrdiff_t)q * NR + j) * 4, &v, 4);
+                }
             }
         }
         return;
@@ -177,7 +189,7 @@ QCC_INLINE void qcc_i8_pack_b(const qcc_i8_job *job, const uint8_t *src, int j0,
                 r4[t] = row;
             }
             if (ilv != NULL)
-                ilv(r4, bp + (ptrdiff_t)q * NR * 4, NR);
+                ilv(r4, bp + (ptrdiff_t)q * NR * (WIDE ? 8 : 4), NR);
             else
                 qcc_i8_interleave4(r4, bp + (ptrdiff_t)q * NR * 4, NR);
         }
@@ -229,22 +241,25 @@ QCC_INLINE void qcc_i8_store(const qcc_i8_out *o, const int32_t *c, ptrdiff_t ld
 
 /* Task t of the job: rows [r0, r1) of one group, positions of one block. */
 QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
-                            qcc_i8_kern_fn kern, qcc_i8_ilv_fn ilv)
+                            const int WIDE, qcc_i8_kern_fn kern, qcc_i8_ilv_fn ilv)
 {
     const int rb = t % job->rblocks, pb = (t / job->rblocks) % job->pblocks;
     const int ig = t / (job->rblocks * job->pblocks), gi = ig % job->groups;
     const int r0 = rb * job->rows, r1 = r0 + job->rows < job->m ? r0 + job->rows : job->m;
     const int j0 = pb * QCC_I8_NC, nc = j0 + QCC_I8_NC < job->n ? QCC_I8_NC : job->n - j0;
     const int npan = (nc + NR - 1) / NR;
-    const int kcb = QCC_I8_KC < job->k ? QCC_I8_KC : (job->k + 3) / 4 * 4;
+    const int KC = WIDE ? QCC_I8_KC_WIDE : QCC_I8_KC;
+    const int kcb = KC < job->k ? KC : (job->k + 3) / 4 * 4;
     const uint8_t *src = job->src + ig * job->src_grp;
     const int8_t *w = job->w + ((ptrdiff_t)gi * job->m) * job->lda;
     const int32_t *off = job->off + gi * job->m;
-    const ptrdiff_t panel_bytes = (ptrdiff_t)kcb * NR;
+    const ptrdiff_t panel_bytes = (ptrdiff_t)kcb * NR * (WIDE ? 2 : 1);
+    const ptrdiff_t ldw = (kcb + 3) / 4 * 4;   /* WIDE: row stride of the widened weights */
     const ptrdiff_t out0 = ((ptrdiff_t)ig * job->m) * job->n + j0;
     size_t bytes = (size_t)npan * panel_bytes + 4 * QCC_I8_TMP(NR) + (NR + 2) * sizeof(qcc_run)
                    + 64;
     uint8_t *bp, *tmp;
+    int16_t *w16 = NULL;
     qcc_run *runs;
     int32_t *c;
     ptrdiff_t ldc;
@@ -252,6 +267,7 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
     if (r0 >= r1 || nc <= 0) return;
     const int staged = job->o.out == NULL;   /* a fused output stage: an int32 tile */
     if (staged) bytes += (size_t)(r1 - r0) * QCC_I8_NC * sizeof(int32_t) + 64;
+    if (WIDE) bytes += (size_t)(r1 - r0) * ldw * sizeof(int16_t) + 64;
     bp = (uint8_t *)qcc_thread_buffer(bytes);
     if (bp == NULL) {
         job->failed = 1;
@@ -262,18 +278,33 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
     if (staged) {
         c = (int32_t *)(((uintptr_t)(runs + NR + 2) + 63) & ~(uintptr_t)63);
         ldc = QCC_I8_NC;
+        if (WIDE) w16 = (int16_t *)(c + (ptrdiff_t)(r1 - r0) * QCC_I8_NC);
     } else {
+        if (WIDE) w16 = (int16_t *)(((uintptr_t)(runs + NR + 2) + 63) & ~(uintptr_t)63);
         c = job->o.out + out0 + (ptrdiff_t)r0 * job->n;
         ldc = job->n;
     }
     for (k0 = 0; k0 < job->k; k0 += kcb) {
         const int kc = kcb < job->k - k0 ? kcb : job->k - k0, k4 = (kc + 3) / 4;
+        if (WIDE)   /* rows [r0, r1) of this chunk, each q as int16 (w0, w2, w1, w3) */
+            for (i = r0; i < r1; i++) {
+                const int8_t *s = w + (ptrdiff_t)i * job->lda + k0;
+                int16_t *d = w16 + (ptrdiff_t)(i - r0) * ldw;
+                for (p = 0; p < k4; p++) {
+                    d[4 * p] = s[4 * p];
+                    d[4 * p + 1] = s[4 * p + 2];
+                    d[4 * p + 2] = s[4 * p + 1];
+                    d[4 * p + 3] = s[4 * p + 3];
+                }
+            }
         for (p = 0; p < npan; p++) {
             const int jp = p * NR, nr = NR < nc - jp ? NR : nc - jp;
             uint8_t *panel = bp + p * panel_bytes;
-            qcc_i8_pack_b(job, src, j0 + jp, nr, k0, kc, NR, panel, tmp, runs, ilv);
+            qcc_i8_pack_b(job, src, j0 + jp, nr, k0, kc, NR, WIDE, panel, tmp, runs, ilv);
             for (i = r0; i < r1; i += MR)
-                kern(k4, w + (ptrdiff_t)i * job->lda + k0, job->lda, panel,
+                kern(k4, WIDE ? (const int8_t *)(w16 + (ptrdiff_t)(i - r0) * ldw)
+                              : w + (ptrdiff_t)i * job->lda + k0,
+                     WIDE ? ldw : job->lda, panel,
                      c + (ptrdiff_t)(i - r0) * ldc + jp, ldc, MR < r1 - i ? MR : r1 - i, nr,
                      off + i, k0 > 0);
         }
@@ -315,7 +346,7 @@ static void qcc_i8_kern_plain(int k4, const int8_t *a, ptrdiff_t lda, const uint
 
 static void qcc_i8_task_plain(qcc_i8_job *job, int t)
 {
-    qcc_i8_task(job, t, QCC_I8_PLAIN_MR, QCC_I8_PLAIN_NR, qcc_i8_kern_plain, NULL);
+    qcc_i8_task(job, t, QCC_I8_PLAIN_MR, QCC_I8_PLAIN_NR, 0, qcc_i8_kern_plain, NULL);
 }
 
 #if QCC_X86
@@ -327,55 +358,98 @@ static void qcc_i8_task_plain(qcc_i8_job *job, int t)
 #define QCC_I8_AVX2_NR 16
 static const int32_t qcc_i8_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
+/* The panel layout of the AVX2 kernel, per q: four vectors of eight int16 pairs,
+ * (u0, u2) of positions 0..7, (u1, u3) of 0..7, (u0, u2) of 8..15, (u1, u3) of 8..15
+ * (u = x ^ 0x80 zero-extended), so that the kernel loads them as they are (NR 16). */
+static void qcc_i8_interleave4_wide(const uint8_t *const *r, uint8_t *d, int NR)
+{
+    const __m128i flip = _mm_set1_epi8((char)0x80), zero = _mm_setzero_si128();
+    const __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[0]), flip);
+    const __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[1]), flip);
+    const __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[2]), flip);
+    const __m128i e = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[3]), flip);
+    const __m128i a0 = _mm_unpacklo_epi8(a, zero), a1 = _mm_unpackhi_epi8(a, zero);
+    const __m128i b0 = _mm_unpacklo_epi8(b, zero), b1 = _mm_unpackhi_epi8(b, zero);
+    const __m128i c0 = _mm_unpacklo_epi8(c, zero), c1 = _mm_unpackhi_epi8(c, zero);
+    const __m128i e0 = _mm_unpacklo_epi8(e, zero), e1 = _mm_unpackhi_epi8(e, zero);
+    (void)NR;
+    _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi16(a0, c0));
+    _mm_storeu_si128((__m128i *)(d + 16), _mm_unpackhi_epi16(a0, c0));
+    _mm_storeu_si128((__m128i *)(d + 32), _mm_unpacklo_epi16(b0, e0));
+    _mm_storeu_si128((__m128i *)(d + 48), _mm_unpackhi_epi16(b0, e0));
+    _mm_storeu_si128((__m128i *)(d + 64), _mm_unpacklo_epi16(a1, c1));
+    _mm_storeu_si128((__m128i *)(d + 80), _mm_unpackhi_epi16(a1, c1));
+    _mm_storeu_si128((__m128i *)(d + 96), _mm_unpacklo_epi16(b1, e1));
+    _mm_storeu_si128((__m128i *)(d + 112), _mm_unpackhi_epi16(b1, e1));
+}
+
+/* a: the task's widened weights (int16, per q (w0, w2, w1, w3); qcc_i8_task), bp: the
+ * panel of qcc_i8_interleave4_wide. Per q and row, two broadcasts and four vpmaddwd
+ * (each adds two int16 products exactly into an int32 lane): nothing is widened here.
+ * Named accumulators, not an array (see qcc_kern_avx2). */
+#define QCC_I8_A2_LOAD(i)                                                               \
+    __m256i c##i##0, c##i##1;                                                           \
+    const int16_t *a##i = a16 + (i < mr ? i : 0) * lda;                                 \
+    if (i < mr && accumulate && nr == 16) {                                             \
+        c##i##0 = _mm256_loadu_si256((const __m256i *)(c + i * ldc));                   \
+        c##i##1 = _mm256_loadu_si256((const __m256i *)(c + i * ldc + 8));               \
+    } else if (i < mr && accumulate) {                                                  \
+        c##i##0 = _mm256_maskload_epi32(c + i * ldc, m0);                               \
+        c##i##1 = _mm256_maskload_epi32(c + i * ldc + 8, m1);                           \
+    } else {                                                                            \
+        c##i##0 = c##i##1 = _mm256_set1_epi32(i < mr ? off[i] : 0);                     \
+    }
+#define QCC_I8_A2_STEP(i)                                                               \
+    {                                                                                   \
+        int32_t we4, wo4;                                                               \
+        __m256i we, wo;                                                                 \
+        memcpy(&we4, a##i + 4 * q, 4);                                                  \
+        memcpy(&wo4, a##i + 4 * q + 2, 4);                                              \
+        we = _mm256_set1_epi32(we4);                                                    \
+        wo = _mm256_set1_epi32(wo4);                                                    \
+        c##i##0 = _mm256_add_epi32(c##i##0, _mm256_madd_epi16(e0, we));                 \
+        c##i##1 = _mm256_add_epi32(c##i##1, _mm256_madd_epi16(e1, we));                 \
+        c##i##0 = _mm256_add_epi32(c##i##0, _mm256_madd_epi16(o0, wo));                 \
+        c##i##1 = _mm256_add_epi32(c##i##1, _mm256_madd_epi16(o1, wo));                 \
+    }
+#define QCC_I8_A2_STORE(i)                                                              \
+    if (i < mr) {                                                                       \
+        qcc_store_first_avx2((float *)(c + i * ldc), _mm256_castsi256_ps(c##i##0), n0); \
+        qcc_store_first_avx2((float *)(c + i * ldc + 8), _mm256_castsi256_ps(c##i##1), n1); \
+    }
+
 static void qcc_i8_kern_avx2(int k4, const int8_t *a, ptrdiff_t lda, const uint8_t *bp,
                              int32_t *c, ptrdiff_t ldc, int mr, int nr, const int32_t *off,
                              int accumulate)
 {
-    __m256i acc[QCC_I8_AVX2_MR][2];
-    const int8_t *ar[QCC_I8_AVX2_MR];
+    const int16_t *a16 = (const int16_t *)a;
     const int n0 = nr < 8 ? nr : 8, n1 = nr > 8 ? nr - 8 : 0;
     const __m256i m0 = _mm256_loadu_si256((const __m256i *)(qcc_i8_masks + 8 - n0));
     const __m256i m1 = _mm256_loadu_si256((const __m256i *)(qcc_i8_masks + 8 - n1));
-    const __m256i low = _mm256_set1_epi16(0x00FF);
-    int i, q;
-    for (i = 0; i < QCC_I8_AVX2_MR; i++) {
-        ar[i] = a + (i < mr ? i : 0) * lda;
-        if (i < mr && accumulate) {
-            acc[i][0] = _mm256_maskload_epi32(c + i * ldc, m0);
-            acc[i][1] = _mm256_maskload_epi32(c + i * ldc + 8, m1);
-        } else {
-            acc[i][0] = acc[i][1] = _mm256_set1_epi32(i < mr ? off[i] : 0);
-        }
-    }
+    int q;
+    QCC_I8_A2_LOAD(0)
+    QCC_I8_A2_LOAD(1)
+    QCC_I8_A2_LOAD(2)
+    QCC_I8_A2_LOAD(3)
     for (q = 0; q < k4; q++) {
-        /* 32-bit lane j: u[4q .. 4q+3, j]; as int16 pairs (u0, u2) and (u1, u3) */
-        const __m256i v0 = _mm256_load_si256((const __m256i *)(bp + (ptrdiff_t)q * 64));
-        const __m256i v1 = _mm256_load_si256((const __m256i *)(bp + (ptrdiff_t)q * 64 + 32));
-        const __m256i e0 = _mm256_and_si256(v0, low), o0 = _mm256_srli_epi16(v0, 8);
-        const __m256i e1 = _mm256_and_si256(v1, low), o1 = _mm256_srli_epi16(v1, 8);
-        for (i = 0; i < QCC_I8_AVX2_MR; i++) {
-            int32_t w4;
-            __m256i wv, we, wo;
-            memcpy(&w4, ar[i] + 4 * q, 4);
-            wv = _mm256_set1_epi32(w4);
-            we = _mm256_srai_epi16(_mm256_slli_epi16(wv, 8), 8);   /* (w0, w2) */
-            wo = _mm256_srai_epi16(wv, 8);                          /* (w1, w3) */
-            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_add_epi32(
-                _mm256_madd_epi16(e0, we), _mm256_madd_epi16(o0, wo)));
-            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_add_epi32(
-                _mm256_madd_epi16(e1, we), _mm256_madd_epi16(o1, wo)));
-        }
+        const __m256i *b = (const __m256i *)(bp + (ptrdiff_t)q * 128);
+        const __m256i e0 = _mm256_load_si256(b), o0 = _mm256_load_si256(b + 1);
+        const __m256i e1 = _mm256_load_si256(b + 2), o1 = _mm256_load_si256(b + 3);
+        QCC_I8_A2_STEP(0)
+        QCC_I8_A2_STEP(1)
+        QCC_I8_A2_STEP(2)
+        QCC_I8_A2_STEP(3)
     }
-    for (i = 0; i < QCC_I8_AVX2_MR; i++)
-        if (i < mr) {
-            qcc_store_first_avx2((float *)(c + i * ldc), _mm256_castsi256_ps(acc[i][0]), n0);
-            qcc_store_first_avx2((float *)(c + i * ldc + 8), _mm256_castsi256_ps(acc[i][1]), n1);
-        }
+    QCC_I8_A2_STORE(0)
+    QCC_I8_A2_STORE(1)
+    QCC_I8_A2_STORE(2)
+    QCC_I8_A2_STORE(3)
 }
 
 static void qcc_i8_task_avx2(qcc_i8_job *job, int t)
 {
-    qcc_i8_task(job, t, QCC_I8_AVX2_MR, QCC_I8_AVX2_NR, qcc_i8_kern_avx2, NULL);
+    qcc_i8_task(job, t, QCC_I8_AVX2_MR, QCC_I8_AVX2_NR, 1, qcc_i8_kern_avx2,
+                qcc_i8_interleave4_wide);
 }
 
 #pragma GCC pop_options
@@ -483,7 +557,8 @@ static void qcc_i8_interleave4_ymm(const uint8_t *const *r, uint8_t *d, int NR)
 
 static void qcc_i8_task_vnni(qcc_i8_job *job, int t)
 {
-    qcc_i8_task(job, t, QCC_I8_VNNI_MR, QCC_I8_VNNI_NR, qcc_i8_kern_vnni, qcc_i8_interleave4_ymm);
+    qcc_i8_task(job, t, QCC_I8_VNNI_MR, QCC_I8_VNNI_NR, 0, qcc_i8_kern_vnni,
+                qcc_i8_interleave4_ymm);
 }
 
 #pragma GCC pop_options

@@ -7,8 +7,12 @@ The ResNet-50 (batch 1) convolution mix of kernels_micro.py, each layer in int8:
 qcc's `_int8.conv_requantize` (int8 in, int32 accumulation, per-channel float32
 multiplier, int8 out) against a one-node QLinearConv model (uint8 activations, the
 layout onnxruntime's x86 kernels prefer; int8 per-channel weights) on the same
-threads. Both compute the same integers (checked: the largest difference printed
-must be 0 or 1, onnxruntime rounding its float multiply its own way). The minimum
+threads. The column `diff` is the largest difference of the outputs: 0 or 1 on an
+AVX-512 VNNI CPU (onnxruntime rounding its float multiply its own way); on a CPU
+without VNNI, onnxruntime's u8s8 kernel adds pairs of products with `vpmaddubsw`,
+which saturates at int16, so with weights of full int8 range its outputs are off by
+up to 255 there (qcc's AVX2 path is exact; with weights in [-64, 63] the two agree),
+and its speed there is that of an inexact kernel. The minimum
 over rounds is kept; on a machine shared with other processes the 2-thread numbers
 mostly measure the scheduler, the 1-thread ones the kernels.
 """
