@@ -23,13 +23,15 @@ QCC_INLINE void qcc_pad_row(const float *restrict src, float *restrict dst, ptrd
         /* padded column c = 2t (+1) holds src[c - left] for left <= c < left + w_n */
         const ptrdiff_t half = (row + 1) / 2, e0 = (left + 1) / 2, e1 = (left + w_n + 1) / 2;
         const ptrdiff_t o0 = left / 2, o1 = (left + w_n) / 2;
-        for (t = 0; t < row; t++) dst[t] = 0.0f;
+        for (t = 0; t < e0; t++) dst[t] = 0.0f;
         for (t = e0; t < e1; t++) dst[t] = src[2 * t - left];
+        for (t = e1; t < half + o0; t++) dst[t] = 0.0f;
         for (t = o0; t < o1; t++) dst[half + t] = src[2 * t + 1 - left];
+        for (t = half + o1; t < row; t++) dst[t] = 0.0f;
         return;
     }
     for (t = 0; t < left; t++) dst[t] = 0.0f;
-    for (t = 0; t < w_n; t++) dst[left + t] = src[t];
+    memcpy(dst + left, src, (size_t)w_n * sizeof(float));
     for (t = left + w_n; t < row; t++) dst[t] = 0.0f;
 }
 
@@ -338,6 +340,7 @@ static void qcc_depthwise_offsets(const qcc_geom *g, ptrdiff_t *ofs)
  * so no tap needs a check; whole output rows then take their taps (at ofs, from
  * qcc_depthwise_offsets) `BLOCK` at a time in registers (the sums are stored
  * exactly between blocks, which keep the order). */
+QCC_CLONES   /* the padded copy (qcc_pad_plane) vectorized for the CPU */
 static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g,
                                 float *scratch, const ptrdiff_t *ofs, qcc_dw_rows_fn rows)
 {

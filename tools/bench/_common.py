@@ -171,12 +171,16 @@ def interleaved(fns: Mapping[str, Callable[[], object]], warmup: int, runs: int,
 
 # ---------------------------------------------------------------- the two runtimes
 
-def ort_session(model, threads: int = THREADS, optimize: bool = True):
+def ort_session(model, threads: int = THREADS, optimize: bool = True,
+                config: Mapping[str, str] | None = None):
     """onnxruntime on `threads` intra-op threads, one inter-op thread, all graph
-    optimizations (`model`: a path, serialized bytes or a ModelProto)."""
+    optimizations (`model`: a path, serialized bytes or a ModelProto; `config`:
+    session config entries)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    for key, value in (config or {}).items():
+        opts.add_session_config_entry(key, value)
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -12,7 +12,10 @@ images):
   graph optimizations (it fuses the QDQ pairs into QLinearConv and friends),
   `intra_op_num_threads` 2, `inter_op_num_threads` 1.
 The two alternate in blocks (`_common.interleaved`, after warmup) and the medians give the ratio; issue
-16's target is 1.5. The script prints which int8 path qcc's kernels took
+16's target is 1.5. A second row times onnxruntime on the same model in its exact
+uint8 x int8 mode (`session.x64quantprecision=1`): on a CPU without AVX-512 VNNI
+onnxruntime's default int8 kernels add pairs of products with VPMADDUBSW, which
+saturates at int16 (a different, faster, inexact computation); qcc's AVX2 path is exact. The script prints which int8 path qcc's kernels took
 (`qcc.runtime.isa`: avx512 = AVX-512 VNNI, avx2, scalar). With `--all-isa`, each
 level this CPU runs is measured again in a subprocess with QCC_ISA=level (the
 environment variable is read when the kernels load).
@@ -75,9 +78,15 @@ def qcc_deploy(model: Path, outdir: Path, data: dict[str, np.ndarray]) -> Path:
     return outdir / f"{model.stem}_deploy.onnx"
 
 
-def time_pair(deploy: Path, ort_model: Path, feeds: dict[str, np.ndarray], args, label: str
-              ) -> c.Row:
-    """qcc running its deploy model against onnxruntime running its QDQ model."""
+# onnxruntime's exact uint8 x int8 mode: without it, on CPUs without VNNI its kernels
+# add pairs of products with VPMADDUBSW, which saturates at int16
+EXACT = {"session.x64quantprecision": "1"}
+
+
+def time_pair(deploy: Path, ort_model: Path, feeds: dict[str, np.ndarray], args, label: str,
+              exact: bool = False) -> list[c.Row]:
+    """qcc running its deploy model against onnxruntime running its QDQ model (and,
+    with `exact`, against onnxruntime in its exact u8s8 mode)."""
     from qcc.runtime import isa
 
     plan = c.qcc_plan(deploy)
@@ -85,11 +94,20 @@ def time_pair(deploy: Path, ort_model: Path, feeds: dict[str, np.ndarray], args,
     want = sess.run(None, feeds)
     diff = c.max_diff(c.qcc_execute(plan, feeds), sess, want)
     level = isa.current().get("int8", "?")
+    sides = {"qcc": lambda: c.qcc_execute(plan, feeds), "ort": lambda: sess.run(None, feeds)}
+    if exact:
+        sess_x = c.ort_session(ort_model, args.threads, config=EXACT)
+        sides["ort_exact"] = lambda: sess_x.run(None, feeds)
     with c.thread_limits(args.threads):
-        ms = c.interleaved({"qcc": lambda: c.qcc_execute(plan, feeds),
-                            "ort": lambda: sess.run(None, feeds)}, args.warmup, args.runs)
-    return c.Row(label, f"int8 deploy / ort int8 QDQ [qcc {level}]", ms["qcc"],
-                 ms["ort"], TARGET, f"max|qcc int8 - ort int8| {diff}: two quantizations")
+        ms = c.interleaved(sides, args.warmup, args.runs)
+    rows = [c.Row(label, f"int8 deploy / ort int8 QDQ [qcc {level}]", ms["qcc"],
+                  ms["ort"], TARGET, f"max|qcc int8 - ort int8| {diff}: two quantizations")]
+    if exact:
+        rows.append(c.Row(label, f"int8 deploy / ort int8 QDQ, exact u8s8 [qcc {level}]",
+                          ms["qcc"], ms["ort_exact"], TARGET,
+                          "onnxruntime with session.x64quantprecision=1 (no int16 "
+                          "saturation: what qcc computes on every CPU)"))
+    return rows
 
 
 def rows(args) -> list[c.Row]:
@@ -117,7 +135,7 @@ def rows(args) -> list[c.Row]:
         deploy = qcc_deploy(model, tmp / "qcc", data)
         ort_model = ort_quantize(model, tmp / "ort_int8.onnx", data, batch)
         c.progress(f"{label}: timing")
-        out = [time_pair(deploy, ort_model, feeds, args, label)]
+        out = time_pair(deploy, ort_model, feeds, args, label, exact=not args.smoke)
         if not args.all_isa:
             return out
         np.savez(tmp / "feeds.npz", **feeds)
@@ -162,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         deploy, ort_model, feeds = (Path(p) for p in args.child)
         with np.load(feeds) as f:
             arrays = {k: f[k] for k in f.files}
-        row = time_pair(deploy, ort_model, arrays, args, "child")
+        (row,) = time_pair(deploy, ort_model, arrays, args, "child")
         print(json.dumps(row.__dict__))
         return 0
     c.header("int8: qcc int8 deploy model / onnxruntime int8 QDQ model", args)
