@@ -340,7 +340,6 @@ static void qcc_depthwise_offsets(const qcc_geom *g, ptrdiff_t *ofs)
  * so no tap needs a check; whole output rows then take their taps (at ofs, from
  * qcc_depthwise_offsets) `BLOCK` at a time in registers (the sums are stored
  * exactly between blocks, which keep the order). */
-QCC_CLONES   /* the padded copy (qcc_pad_plane) vectorized for the CPU */
 static void qcc_depthwise_plane(const float *x, const float *w, float *out, const qcc_geom *g,
                                 float *scratch, const ptrdiff_t *ofs, qcc_dw_rows_fn rows)
 {
