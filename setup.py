@@ -22,7 +22,7 @@ EXTENSIONS = [
         "qcc.runtime._conv",
         ["runtime/_conv.pyx"],
         include_dirs=[numpy.get_include()],
-        extra_compile_args=COMPILE_ARGS,
+        extra_compile_args=COMPILE_ARGS + ["-fno-trapping-math"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
     Extension(
@@ -51,7 +51,7 @@ EXTENSIONS = [
         "qcc.runtime._eltwise",
         ["runtime/_eltwise.pyx"],
         include_dirs=[numpy.get_include()],
-        extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off"],
+        extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off", "-fno-trapping-math"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
     Extension(  # calibration statistics (qcc.quant sits below qcc.runtime): no FMA

@@ -95,8 +95,8 @@ def activation(x, kind, float a=0, float b=0, out=None):
     act.kind = _KINDS[kind]
     act.lo = a
     act.hi = b
-    act.plane = 1
-    act.channels = 1
+    act.plane = max(1, x.size)   # one run of the whole tensor (plane 1 made a call per
+    act.channels = 1             # element: 40x slower)
     return _run(&act, _target(x, out))
 
 
