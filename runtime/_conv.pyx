@@ -100,6 +100,7 @@ cdef extern from "_conv_impl.h" nogil:
     void qcc_gemm_set_threads(int n)
     int qcc_gemm_mc, qcc_gemm_kc, qcc_gemm_nc
     double qcc_gemm_par_min
+    double qcc_dw_par_min
     int qcc_gemm_t_max_n
     void qcc_gemm_set_blocking(int mc, int kc, int nc)
 
@@ -107,6 +108,10 @@ ctypedef qcc_geom Geom
 
 
 _local = threading.local()
+
+# Bumped by the setters below that change what Conv._setup works out (the GEMM's
+# blocking and paths; the variant is compared itself): a Conv then sets up again.
+cdef int _tuning = 0
 
 
 def _variants():
@@ -162,6 +167,8 @@ def _set_threads(int n):
 def _set_blocking(int mc, int kc, int nc):
     """Set the GEMM cache blocking (output channels, depth, positions per block) for
     tests and benchmarks; returns the old triple. Results do not depend on it."""
+    global _tuning
+    _tuning += 1
     old = (qcc_gemm_mc, qcc_gemm_kc, qcc_gemm_nc)
     qcc_gemm_set_blocking(mc, kc, nc)
     return old
@@ -182,6 +189,8 @@ def _set_by_channels_max_n(int n):
     """GEMMs of at most `n` columns put the output channels in the vector lanes on
     AVX-512 (runtime/_gemm_impl.h, qcc_gemm_t_work); 0 turns that path off (for tests
     and benchmarks: the bits are the same); returns the old bound."""
+    global _tuning
+    _tuning += 1
     global qcc_gemm_t_max_n
     old = qcc_gemm_t_max_n
     qcc_gemm_t_max_n = max(n, 0)
@@ -194,6 +203,15 @@ def _set_parallel_min(double madds):
     global qcc_gemm_par_min
     old = qcc_gemm_par_min
     qcc_gemm_par_min = madds
+    return old
+
+
+def _set_depthwise_parallel_min(double madds):
+    """Set the multiply-adds below which a depthwise conv runs on one thread (for
+    tests and benchmarks); returns the old value."""
+    global qcc_dw_par_min
+    old = qcc_dw_par_min
+    qcc_dw_par_min = madds
     return old
 
 
@@ -388,139 +406,236 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
     output after it; `affine` = (mul, shift), float32 arrays of O values, scales
     and shifts each output per channel before all that (see runtime/_common.h).
     `pack`: a WeightPack that keeps w packed for the GEMM from call to call (for
-    constant weights; the same bits as without).
+    constant weights; the same bits as without). A step that runs many times takes
+    a `Conv` instead (the same computation, decoded once).
     """
-    cdef int i
-    cdef qcc_act act = _activation(activation)
-    w_given = w
-    x = as_f32(x)
-    w = as_f32(w)
-    cdef int d = x.ndim - 2
-    strides, pads, dilations = _attrs(d, strides, pads, dilations)
-    if w.ndim != x.ndim:
-        raise ValueError(f"conv: x {x.shape} and w {w.shape} differ in rank")
-    cdef int n_img = x.shape[0]
-    cdef int c = x.shape[1]
-    cdef int o = w.shape[0]
-    if groups < 1 or c % groups or o % groups or w.shape[1] * groups != c:
-        raise ValueError(f"bad groups={groups} for x {x.shape} and w {w.shape}")
-    osp = []
-    for i in range(d):
-        span = (int(dilations[i]) * (w.shape[2 + i] - 1) + 1)
-        size = (x.shape[2 + i] + int(pads[i]) + int(pads[d + i]) - span) // int(strides[i]) + 1
-        if size < 1:
-            raise ValueError(f"empty conv output for x {x.shape} w {w.shape}")
-        osp.append(size)
-    out = out_buffer(out, (n_img, o) + tuple(osp))
-    cdef Geom g = _geom(x.shape, w.shape[2:], strides, pads, dilations, osp,
-                        c // groups, o // groups)
-    bias = None if b is None else as_f32(b).reshape(-1)
-    if bias is not None and bias.shape[0] != o:
-        raise ValueError(f"bias of {bias.shape[0]} values for {o} output channels")
-    cdef const float[::1] xv = x.reshape(-1)
-    cdef const float[::1] wv = w.reshape(-1)
-    cdef float[::1] ov = out.reshape(-1)
-    cdef const float[::1] bv = bias if bias is not None else np.zeros(1, np.float32)
-    cdef const float* bp = &bv[0] if bias is not None else NULL
-    cdef bint depthwise = g.cg == 1 and g.k[0] * g.k[1] * g.k[2] > 1
-    cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
-    cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
-    cdef int kk = g.k[0] * g.k[1] * g.k[2]
-    cdef int kc = g.cg * kk
-    # a 1x1 kernel on a 1x1 plane (squeeze-and-excitation, a classifier as a conv):
-    # matrix-vector products over the images, x [N, C] and w [O, C]
-    cdef bint vector = (groups == 1 and kk == 1 and pin == 1 and pout == 1
-                        and g.pb[0] == 0 and g.pb[1] == 0 and g.pb[2] == 0)
-    cdef bint batched = not depthwise and not vector and qcc_conv_gemm_batches(&g, n_img)
-    cdef float[::1] ws = _workspace(1 if depthwise or vector else
-                                    qcc_conv_gemm_images_size(&g, n_img) if batched else
-                                    qcc_conv_gemm_pad_size(&g))
-    cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
-    cdef const float[::1] pv
-    cdef const float* wpp = NULL
-    cdef int wp_mr = 0
-    cdef int wp_kc = 0
-    cdef Py_ssize_t wp_group = 0
-    if pack is not None and not depthwise and not vector:
-        pv = _packed(pack, w_given, w, groups, g.og, kc, pout * n_img if batched else pout,
-                     kk)
-        wpp = &pv[0]
-        wp_mr = pack.mr
-        wp_kc = pack.kc
-        wp_group = qcc_gemm_packed_size(g.og, kc, wp_mr)
-    cdef const float[::1] rv
-    cdef const float[::1] sv
-    cdef const float[::1] zv
-    cdef const float[::1] mv
-    cdef const float[::1] hv
-    if residual is not None or fake_quant is not None or affine is not None:
-        act.base = &ov[0]
-        act.plane = pout
-        act.channels = o
-    if residual is not None:
-        residual = as_f32(residual)
-        if residual.shape != out.shape or np.shares_memory(residual, out):
-            raise ValueError(f"conv residual {residual.shape}: expected a separate array "
-                             f"of the output's shape {out.shape}")
-        rv = residual.reshape(-1)
-        act.add = &rv[0]
-    if affine is not None:
-        mul, shift = (as_f32(v).reshape(-1) for v in affine)
-        if mul.shape[0] != o or shift.shape[0] != o:
-            raise ValueError(f"conv affine: {mul.shape[0]} and {shift.shape[0]} values "
+    return Conv(strides, pads, dilations, groups, activation, fake_quant, affine,
+                pack)(x, w, b, out=out, residual=residual)
+
+
+cdef inline bint _f32_c(a):
+    """a is a C-contiguous float32 ndarray."""
+    return type(a) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32 \
+        and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+
+
+cdef inline const float* _fp(a):
+    return <const float*>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef class Conv:
+    """One conv step of a plan, decoded once: `Conv(strides, pads, dilations,
+    groups, activation, fake_quant, affine, pack)(x, w, b, out=out,
+    residual=residual)` computes `conv` of the same arguments, bit for bit. The
+    attributes, the activation and the epilogue's arrays are converted at
+    construction; the geometry, the path (GEMM, batched GEMM, depthwise, vector) and
+    the packed weights are worked out at the first call and kept while the input
+    shape, the weights and bias objects (constants of the plan) and the GEMM's tuning
+    stay the same, so a call of the plan's step costs a few checks, not the
+    decoding."""
+
+    cdef object strides_in, pads_in, dilations_in
+    cdef int groups
+    cdef WeightPack pack
+    cdef qcc_act act0               # kind, lo, hi, affine and fake-quant pointers
+    cdef object keep                # the arrays act0 points into
+    cdef int n_mul, n_fq            # values of the affine and fake-quant arrays (-1: none)
+    # worked out for one input shape, weights and bias (ready)
+    cdef bint ready
+    cdef int tuning, variant
+    cdef object xshape, oshape, w_given, b_given, w, bias, pdata
+    cdef Geom g
+    cdef bint vector, depthwise, batched
+    cdef Py_ssize_t ws_size, pin, pout, wp_group
+    cdef int n_img, c, o, kc, wp_mr, wp_kc
+
+    def __init__(self, strides, pads, dilations, int groups, activation=None,
+                 fake_quant=None, affine=None, WeightPack pack=None):
+        self.strides_in = strides
+        self.pads_in = pads
+        self.dilations_in = dilations
+        self.groups = groups
+        self.pack = pack
+        self.act0 = _activation(activation)
+        self.keep = []
+        self.n_mul = self.n_fq = -1
+        self.ready = False
+        if affine is not None:
+            mul, shift = (as_f32(v).reshape(-1) for v in affine)
+            if mul.shape[0] != shift.shape[0]:
+                raise ValueError(f"conv affine: {mul.shape[0]} and {shift.shape[0]} values "
+                                 f"for one set of output channels")
+            self.keep += [mul, shift]
+            self.n_mul = mul.shape[0]
+            self.act0.mul = _fp(mul)
+            self.act0.shift = _fp(shift)
+        if fake_quant is not None:
+            scales, zeros, qmin, qmax = fake_quant
+            scales = as_f32(scales).reshape(-1)
+            zeros = as_f32(zeros).reshape(-1)
+            if zeros.shape[0] != scales.shape[0]:
+                raise ValueError(f"conv fake_quant: {scales.shape[0]} scales and "
+                                 f"{zeros.shape[0]} zero points")
+            self.keep += [scales, zeros]
+            self.n_fq = scales.shape[0]
+            self.act0.fq_scale = _fp(scales)
+            self.act0.fq_zero = _fp(zeros)
+            self.act0.fq_per_channel = scales.shape[0] > 1
+            self.act0.qmin = <float>float(qmin)
+            self.act0.qmax = <float>float(qmax)
+
+    cdef _setup(self, x, w_given, b):
+        """Work out everything but the data for x (C-contiguous float32), w and b."""
+        cdef int i
+        self.ready = False
+        w = as_f32(w_given)
+        cdef int d = x.ndim - 2
+        strides, pads, dilations = _attrs(d, self.strides_in, self.pads_in, self.dilations_in)
+        if w.ndim != x.ndim:
+            raise ValueError(f"conv: x {x.shape} and w {w.shape} differ in rank")
+        cdef int groups = self.groups
+        cdef int n_img = x.shape[0]
+        cdef int c = x.shape[1]
+        cdef int o = w.shape[0]
+        if groups < 1 or c % groups or o % groups or w.shape[1] * groups != c:
+            raise ValueError(f"bad groups={groups} for x {x.shape} and w {w.shape}")
+        osp = []
+        for i in range(d):
+            span = (int(dilations[i]) * (w.shape[2 + i] - 1) + 1)
+            size = (x.shape[2 + i] + int(pads[i]) + int(pads[d + i]) - span) // int(strides[i]) + 1
+            if size < 1:
+                raise ValueError(f"empty conv output for x {x.shape} w {w.shape}")
+            osp.append(size)
+        cdef Geom g = _geom(x.shape, w.shape[2:], strides, pads, dilations, osp,
+                            c // groups, o // groups)
+        bias = None if b is None else as_f32(b).reshape(-1)
+        if bias is not None and bias.shape[0] != o:
+            raise ValueError(f"bias of {bias.shape[0]} values for {o} output channels")
+        if self.n_mul >= 0 and self.n_mul != o:
+            raise ValueError(f"conv affine: {self.n_mul} and {self.n_mul} values "
                              f"for {o} output channels")
-        mv = mul
-        hv = shift
-        act.mul = &mv[0]
-        act.shift = &hv[0]
-    if fake_quant is not None:
-        scales, zeros, qmin, qmax = fake_quant
-        scales = as_f32(scales).reshape(-1)
-        zeros = as_f32(zeros).reshape(-1)
-        if scales.shape[0] not in (1, o) or zeros.shape[0] != scales.shape[0]:
-            raise ValueError(f"conv fake_quant: {scales.shape[0]} scales and "
-                             f"{zeros.shape[0]} zero points for {o} output channels")
-        sv = scales
-        zv = zeros
-        act.fq_scale = &sv[0]
-        act.fq_zero = &zv[0]
-        act.fq_per_channel = scales.shape[0] > 1
-        act.qmin = <float>float(qmin)
-        act.qmax = <float>float(qmax)
-    cdef int ni, gi
-    cdef int err = 0
-    cdef const float* xp
-    cdef const float* wp
-    cdef float* op
-    with nogil:
-        if vector:
-            qcc_gemv(&xv[0], &wv[0], bp, &ov[0], n_img, o, c, qcc_gemm_variant(),
-                     qcc_gemm_threads)
-            qcc_activate_best(&act, &ov[0], o, n_img, o)
-        elif depthwise:
-            err = qcc_depthwise(&xv[0], &wv[0], bp, &ov[0], &g, n_img, groups, &act,
-                                qcc_gemm_threads)
-        elif batched:
-            for gi in range(groups):
-                err |= qcc_conv_gemm_images(
-                    &xv[0] + <Py_ssize_t>gi * g.cg * pin, <Py_ssize_t>c * pin,
-                    &wv[0] + <Py_ssize_t>gi * g.og * kc,
-                    wpp + gi * wp_group if wpp != NULL else NULL, wp_mr, wp_kc,
-                    bp + gi * g.og if bp != NULL else NULL,
-                    &ov[0] + <Py_ssize_t>gi * g.og * pout, <Py_ssize_t>o * pout,
-                    &g, n_img, &ws[0], &kofs[0], &act)
-        else:
-            for ni in range(n_img):
+        if self.n_fq >= 0 and self.n_fq not in (1, o):
+            raise ValueError(f"conv fake_quant: {self.n_fq} scales and "
+                             f"{self.n_fq} zero points for {o} output channels")
+        self.depthwise = g.cg == 1 and g.k[0] * g.k[1] * g.k[2] > 1
+        self.pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
+        self.pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
+        cdef int kk = g.k[0] * g.k[1] * g.k[2]
+        self.kc = g.cg * kk
+        # a 1x1 kernel on a 1x1 plane (squeeze-and-excitation, a classifier as a
+        # conv): matrix-vector products over the images, x [N, C] and w [O, C]
+        self.vector = (groups == 1 and kk == 1 and self.pin == 1 and self.pout == 1
+                       and g.pb[0] == 0 and g.pb[1] == 0 and g.pb[2] == 0)
+        self.batched = not self.depthwise and not self.vector and \
+            qcc_conv_gemm_batches(&g, n_img)
+        self.ws_size = (1 if self.depthwise or self.vector else
+                        qcc_conv_gemm_images_size(&g, n_img) if self.batched else
+                        qcc_conv_gemm_pad_size(&g))
+        self.pdata = None
+        self.wp_mr = self.wp_kc = 0
+        self.wp_group = 0
+        if self.pack is not None and not self.depthwise and not self.vector:
+            self.pdata = _packed(self.pack, w_given, w, groups, g.og, self.kc,
+                                 self.pout * n_img if self.batched else self.pout, kk)
+            self.wp_mr = self.pack.mr
+            self.wp_kc = self.pack.kc
+            self.wp_group = qcc_gemm_packed_size(g.og, self.kc, self.wp_mr)
+        self.g = g
+        self.n_img = n_img
+        self.c = c
+        self.o = o
+        self.xshape = x.shape
+        self.oshape = (n_img, o) + tuple(osp)
+        self.w_given = w_given
+        self.b_given = b
+        self.w = w
+        self.bias = bias
+        self.tuning = _tuning
+        self.variant = qcc_gemm_variant()
+        # kept only while the arrays read are the caller's own (a converted copy would
+        # miss changes made in place to the caller's)
+        self.ready = (w is w_given or self.pack is not None) and \
+            (b is None or _f32_c(b) and (<cnp.ndarray>b).ndim == 1)
+
+    def __call__(self, x, w, b, out=None, residual=None):
+        if not (self.ready and w is self.w_given and b is self.b_given and _f32_c(x)
+                and x.shape == self.xshape and self.tuning == _tuning
+                and self.variant == qcc_gemm_variant()):
+            x = as_f32(x)
+            self._setup(x, w, b)
+        if not (_f32_c(out) and out.shape == self.oshape):
+            out = out_buffer(out, self.oshape)
+        return self._run(x, out, residual)
+
+    cdef _run(self, x, out, residual):
+        # locals, so that a call of another thread setting up again cannot change
+        # what this one reads without the GIL
+        cdef Geom g = self.g
+        cdef qcc_act act = self.act0
+        w, bias, pdata = self.w, self.bias, self.pdata
+        cdef int n_img = self.n_img, c = self.c, o = self.o, groups = self.groups
+        cdef int kc = self.kc, wp_mr = self.wp_mr, wp_kc = self.wp_kc
+        cdef Py_ssize_t pin = self.pin, pout = self.pout, wp_group = self.wp_group
+        cdef bint vector = self.vector, depthwise = self.depthwise, batched = self.batched
+        cdef const float* xp0 = _fp(x)
+        cdef const float* wp0 = _fp(w)
+        cdef float* op0 = <float*>cnp.PyArray_DATA(<cnp.ndarray>out)
+        cdef const float* bp = NULL if bias is None else _fp(bias)
+        cdef const float* wpp = NULL if pdata is None else _fp(pdata)
+        cdef const float* rp
+        cdef Py_ssize_t total = <Py_ssize_t>n_img * o * pout
+        if residual is not None or self.n_fq >= 0 or self.n_mul >= 0:
+            act.base = op0
+            act.plane = pout
+            act.channels = o
+        if residual is not None:
+            residual = as_f32(residual)
+            if residual.shape != out.shape:
+                raise ValueError(f"conv residual {residual.shape}: expected a separate "
+                                 f"array of the output's shape {out.shape}")
+            rp = _fp(residual)
+            if rp < op0 + total and op0 < rp + total:   # contiguous: overlap of bounds
+                raise ValueError(f"conv residual {residual.shape}: expected a separate "
+                                 f"array of the output's shape {out.shape}")
+            act.add = rp
+        cdef float[::1] ws = _workspace(self.ws_size)
+        cdef Py_ssize_t[::1] kofs = np.empty(max(kc, 1), np.intp)
+        cdef int ni, gi
+        cdef int err = 0
+        cdef const float* xp
+        cdef const float* wp
+        cdef float* op
+        with nogil:
+            if vector:
+                qcc_gemv(xp0, wp0, bp, op0, n_img, o, c, qcc_gemm_variant(),
+                         qcc_gemm_threads)
+                qcc_activate_best(&act, op0, o, n_img, o)
+            elif depthwise:
+                err = qcc_depthwise(xp0, wp0, bp, op0, &g, n_img, groups, &act,
+                                    qcc_gemm_threads)
+            elif batched:
                 for gi in range(groups):
-                    xp = &xv[0] + (<Py_ssize_t>ni * c + gi * g.cg) * pin
-                    wp = &wv[0] + <Py_ssize_t>gi * g.og * kc
-                    op = &ov[0] + (<Py_ssize_t>ni * o + gi * g.og) * pout
-                    err |= qcc_conv_gemm(xp, wp, wpp + gi * wp_group if wpp != NULL else NULL,
-                                         wp_mr, wp_kc, bp + gi * g.og if bp != NULL else NULL,
-                                         op, &g, &ws[0], &kofs[0], &act)
-    if err:
-        raise MemoryError("conv: out of memory for the GEMM scratch")
-    return out
+                    err |= qcc_conv_gemm_images(
+                        xp0 + <Py_ssize_t>gi * g.cg * pin, <Py_ssize_t>c * pin,
+                        wp0 + <Py_ssize_t>gi * g.og * kc,
+                        wpp + gi * wp_group if wpp != NULL else NULL, wp_mr, wp_kc,
+                        bp + gi * g.og if bp != NULL else NULL,
+                        op0 + <Py_ssize_t>gi * g.og * pout, <Py_ssize_t>o * pout,
+                        &g, n_img, &ws[0], &kofs[0], &act)
+            else:
+                for ni in range(n_img):
+                    for gi in range(groups):
+                        xp = xp0 + (<Py_ssize_t>ni * c + gi * g.cg) * pin
+                        wp = wp0 + <Py_ssize_t>gi * g.og * kc
+                        op = op0 + (<Py_ssize_t>ni * o + gi * g.og) * pout
+                        err |= qcc_conv_gemm(xp, wp,
+                                             wpp + gi * wp_group if wpp != NULL else NULL,
+                                             wp_mr, wp_kc,
+                                             bp + gi * g.og if bp != NULL else NULL,
+                                             op, &g, &ws[0], &kofs[0], &act)
+        if err:
+            raise MemoryError("conv: out of memory for the GEMM scratch")
+        return out
 
 
 cdef void _deconv_group(const float* x, const float* w, float* out, float* col,

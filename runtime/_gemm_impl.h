@@ -799,9 +799,10 @@ static int qcc_gemm_split(qcc_gemm_job *job, int total, int unit, int threads)
 }
 /* Columns below which the rows are split into tasks (sharing packed columns). */
 #define QCC_GEMM_BY_ROWS_MAX_N 256
-/* Multiply-adds below which a GEMM stays on one thread (waking a worker costs
- * some microseconds). */
-static double qcc_gemm_par_min = 1 << 22;
+/* Multiply-adds below which a GEMM stays on one thread: some microseconds of work
+ * (a worker between the ops of a run spins, _common.h, so joining a job costs less
+ * than a wake-up; at 1 << 22 a 16 -> 16 1x1 conv of 112 x 112 ran on one thread). */
+static double qcc_gemm_par_min = 1 << 18;
 
 /* Columns up to which a GEMM is a loop of matrix-vector products (a tile of NR
  * columns would be mostly padding), if a's columns fit 32-bit gather offsets. */

@@ -163,36 +163,42 @@ def conv_kernel(op, activation: Any = None, epilogue: Epilogue | None = None,
     first run, owned by the step: `_conv.WeightPack`)."""
     strides, pads = get_ints(_p(op, "strides")), get_ints(_p(op, "pads"))
     dilations, groups = get_ints(_p(op, "dilations")), get_int(_p(op, "groups"), 1)
-    conv = C.conv
-    if constant_weights and C.WeightPack is not None:
-        conv = partial(conv, pack=C.WeightPack())
     if epilogue is None and activation is not None:
         epilogue = Epilogue(activation=activation)
-    if epilogue is not None:
-        n_conv = len(op.operands)
-        act, fq, affine = epilogue.activation, epilogue.fake_quant, epilogue.affine
-        if not epilogue.residual:
-            def activated(*args, out=None):
-                return conv(args[0], args[1], args[2] if n_conv > 2 else None, strides,
-                            pads, dilations, groups, out=out, activation=act, fake_quant=fq,
-                            affine=affine)
-            return Kernel(activated, fresh=True, takes_out=True)
+    n_conv = len(op.operands)
+    if C.Conv is None:   # the numpy kernels (epilogues are fused only when compiled)
+        assert epilogue is None, "conv epilogues need the compiled kernels"
 
-        def with_residual(*args, out=None):
-            x, w, b, skip = args[0], args[1], args[2] if n_conv > 2 else None, args[n_conv]
-            if out is not None and skip.shape == out.shape and skip.dtype == np.float32:
-                return conv(x, w, b, strides, pads, dilations, groups, out=out,
-                            activation=act, residual=skip, fake_quant=fq, affine=affine)
-            # a run without the shared buffers, or a skip that broadcasts: unfused
-            y = conv(x, w, b, strides, pads, dilations, groups, affine=affine)
-            return _epilogue_in_place(np.add(y, skip), act, fq)
+        def reference(x, w, b=None, out=None):
+            return C.conv(x, w, b, strides, pads, dilations, groups)
 
-        return Kernel(with_residual, fresh=True, takes_out=True)
+        return Kernel(reference, fresh=True, takes_out=False)
+    # decoded once (_conv.Conv): a call costs a few checks
+    pack = C.WeightPack() if constant_weights and C.WeightPack is not None else None
+    if epilogue is None:
+        conv = C.Conv(strides, pads, dilations, groups, pack=pack)
 
-    def run(x, w, b=None, out=None):
-        return conv(x, w, b, strides, pads, dilations, groups, out=out)
+        def run(x, w, b=None, out=None):
+            return conv(x, w, b, out=out)
 
-    return Kernel(run, fresh=True, takes_out=C.compiled)
+        return Kernel(run, fresh=True, takes_out=True)
+    act, fq, affine = epilogue.activation, epilogue.fake_quant, epilogue.affine
+    conv = C.Conv(strides, pads, dilations, groups, act, fq, affine, pack)
+    if not epilogue.residual:
+        def activated(*args, out=None):
+            return conv(args[0], args[1], args[2] if n_conv > 2 else None, out=out)
+        return Kernel(activated, fresh=True, takes_out=True)
+    plain = C.Conv(strides, pads, dilations, groups, None, None, affine, pack)
+
+    def with_residual(*args, out=None):
+        x, w, b, skip = args[0], args[1], args[2] if n_conv > 2 else None, args[n_conv]
+        if out is not None and skip.shape == out.shape and skip.dtype == np.float32:
+            return conv(x, w, b, out=out, residual=skip)
+        # a run without the shared buffers, or a skip that broadcasts: unfused
+        y = plain(x, w, b)
+        return _epilogue_in_place(np.add(y, skip), act, fq)
+
+    return Kernel(with_residual, fresh=True, takes_out=True)
 
 
 def _epilogue_in_place(y: np.ndarray, activation: Any, fake_quant: tuple | None

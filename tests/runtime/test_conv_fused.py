@@ -17,9 +17,11 @@ pytestmark = pytest.mark.skipif(_conv is None, reason="qcc.runtime._conv is not 
 def threads(request):
     old_t = _conv._set_threads(request.param)
     old_min = _conv._set_parallel_min(0.0)   # every GEMM shared, also the small ones
+    old_dw = _conv._set_depthwise_parallel_min(0.0)   # and every depthwise conv
     yield request.param
     _conv._set_threads(old_t)
     _conv._set_parallel_min(old_min)
+    _conv._set_depthwise_parallel_min(old_dw)
 
 
 def conv64(x, w, b, stride, pad, groups):
@@ -95,12 +97,16 @@ def test_depthwise_threads_give_the_same_bits_and_match_float64(case, variant):
     b = rng.standard_normal(o, dtype=np.float32)
     args = ((s, s), (p,) * 4, (1, 1), g)
     outs = []
-    for n in (1, 2):
-        old = _conv._set_threads(n)
-        try:
-            outs.append(_conv.conv(x, w, b, *args))
-        finally:
-            _conv._set_threads(old)
+    old_dw = _conv._set_depthwise_parallel_min(0.0)   # planes shared even when few
+    try:
+        for n in (1, 2):
+            old = _conv._set_threads(n)
+            try:
+                outs.append(_conv.conv(x, w, b, *args))
+            finally:
+                _conv._set_threads(old)
+    finally:
+        _conv._set_depthwise_parallel_min(old_dw)
     np.testing.assert_array_equal(bits(outs[0]), bits(outs[1]))
     np.testing.assert_allclose(outs[0], conv64(x, w, b, s, p, g), rtol=1e-5, atol=1e-5)
 
