@@ -392,7 +392,7 @@ QCC_INLINE int qcc_runs(const qcc_positions *s, int j0, int nc, int nr, qcc_run 
 
 /* ---- per-thread scratch ------------------------------------------------------ */
 
-static pthread_key_t qcc_buf_keys[2];
+static pthread_key_t qcc_buf_keys[3];
 static pthread_once_t qcc_buf_once = PTHREAD_ONCE_INIT;
 
 static void qcc_buf_free(void *p) { free(p); }
@@ -400,12 +400,14 @@ static void qcc_buf_key_init(void)
 {
     pthread_key_create(&qcc_buf_keys[0], qcc_buf_free);
     pthread_key_create(&qcc_buf_keys[1], qcc_buf_free);
+    pthread_key_create(&qcc_buf_keys[2], qcc_buf_free);
 }
 
 /* A 64-byte aligned scratch area of at least `bytes`, owned by the calling thread
  * (grown on demand, freed when the thread ends); NULL when out of memory. Slot 0 is
  * the kernels' general scratch, slot 1 a second area that stays valid while slot 0
- * is used (a GEMM's weights packed at run time, _gemm_impl.h). */
+ * is used (a GEMM's weights packed at run time, _gemm_impl.h), slot 2 a third one
+ * that stays valid while a GEMM runs (an image's padded input, _conv_impl.h). */
 static void *qcc_thread_buffer_slot(int slot, size_t bytes)
 {
     char *base;

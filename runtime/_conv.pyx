@@ -75,6 +75,10 @@ cdef extern from "_conv_impl.h" nogil:
                       const float* bias, float* out, const qcc_geom* g, float* pad,
                       Py_ssize_t* kofs, const qcc_act* act)
     bint qcc_conv_gemm_batches(const qcc_geom* g, int n_img)
+    bint qcc_conv_images_parallel(const qcc_geom* g, int n_img, int groups, int threads)
+    int qcc_conv_images(const float* x, const float* w, const float* wp, int wp_mr, int wp_kc,
+                        Py_ssize_t wp_group, const float* bias, float* out, const qcc_geom* g,
+                        int n_img, int groups, const qcc_act* act, int threads)
     Py_ssize_t qcc_conv_gemm_images_size(const qcc_geom* g, int n_img)
     int qcc_conv_gemm_images(const float* x, Py_ssize_t x_img, const float* w,
                              const float* wp, int wp_mr, int wp_kc, const float* bias,
@@ -622,6 +626,9 @@ cdef class Conv:
                         bp + gi * g.og if bp != NULL else NULL,
                         op0 + <Py_ssize_t>gi * g.og * pout, <Py_ssize_t>o * pout,
                         &g, n_img, &ws[0], &kofs[0], &act)
+            elif qcc_conv_images_parallel(&g, n_img, groups, qcc_gemm_threads):
+                err = qcc_conv_images(xp0, wp0, wpp, wp_mr, wp_kc, wp_group, bp, op0, &g,
+                                      n_img, groups, &act, qcc_gemm_threads)
             else:
                 for ni in range(n_img):
                     for gi in range(groups):

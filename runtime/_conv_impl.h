@@ -434,6 +434,92 @@ static int qcc_conv_gemm(const float *x, const float *w, const float *wp, int wp
     return qcc_gemm_run(&q);
 }
 
+/* ---- images side by side on the thread pool -------------------------------------
+ * A batch of images whose GEMMs are each big enough: each thread takes whole images
+ * (and groups) and runs their GEMMs alone, instead of all threads sharing every
+ * image's GEMM; no wait between images, and the padded copies run in parallel. Each
+ * output element is computed as in qcc_conv_gemm on one thread: the same bits. */
+typedef struct {
+    const float *x, *w, *wp, *bias;
+    float *out;
+    int wp_mr, wp_kc;
+    ptrdiff_t wp_group;
+    const qcc_geom *g;
+    const qcc_act *act;
+    int n_img, groups, c, o;
+    int next, failed;
+} qcc_conv_images_job;
+
+static void qcc_conv_images_worker(void *arg)
+{
+    qcc_conv_images_job *job = (qcc_conv_images_job *)arg;
+    const qcc_geom *g = job->g;
+    const int kc = g->cg * g->k[0] * g->k[1] * g->k[2];
+    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2];
+    const ptrdiff_t pout = (ptrdiff_t)g->osp[0] * g->osp[1] * g->osp[2];
+    const ptrdiff_t pad = (qcc_conv_gemm_pad_size(g) + 15) / 16 * 16;
+    float *scratch = (float *)qcc_thread_buffer_slot(
+        2, (size_t)pad * sizeof(float) + (size_t)(kc > 0 ? kc : 1) * sizeof(ptrdiff_t));
+    ptrdiff_t *kofs;
+    if (scratch == NULL) {
+        job->failed = 1;
+        return;
+    }
+    kofs = (ptrdiff_t *)(scratch + pad);
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        int ni, gi;
+        if (t >= job->n_img * job->groups) break;
+        ni = t / job->groups;
+        gi = t % job->groups;
+        if (qcc_conv_gemm(job->x + ((ptrdiff_t)ni * job->c + (ptrdiff_t)gi * g->cg) * pin,
+                          job->w + (ptrdiff_t)gi * g->og * kc,
+                          job->wp ? job->wp + gi * job->wp_group : NULL, job->wp_mr, job->wp_kc,
+                          job->bias ? job->bias + (ptrdiff_t)gi * g->og : NULL,
+                          job->out + ((ptrdiff_t)ni * job->o + (ptrdiff_t)gi * g->og) * pout,
+                          g, scratch, kofs, job->act))
+            job->failed = 1;
+    }
+}
+
+/* Whether the images (and groups) of a convolution go to the threads whole: enough
+ * of them to share evenly, and work enough for threads (qcc_gemm_par_min). */
+static int qcc_conv_images_parallel(const qcc_geom *g, int n_img, int groups, int threads)
+{
+    const int tasks = n_img * groups;
+    const double madds = (double)g->og * g->cg * g->k[0] * g->k[1] * g->k[2]
+                         * g->osp[0] * g->osp[1] * g->osp[2];
+    if (threads < 2 || madds * tasks < qcc_gemm_par_min) return 0;
+    return tasks >= 8 * threads || (tasks >= 2 * threads && tasks % threads == 0);
+}
+
+/* The GEMMs of n_img images and `groups` groups, whole ones a task on `threads`
+ * threads; returns 0, or -1 when out of memory. */
+static int qcc_conv_images(const float *x, const float *w, const float *wp, int wp_mr, int wp_kc,
+                           ptrdiff_t wp_group, const float *bias, float *out, const qcc_geom *g,
+                           int n_img, int groups, const qcc_act *act, int threads)
+{
+    qcc_conv_images_job job;
+    job.x = x;
+    job.w = w;
+    job.wp = wp;
+    job.bias = bias;
+    job.out = out;
+    job.wp_mr = wp_mr;
+    job.wp_kc = wp_kc;
+    job.wp_group = wp_group;
+    job.g = g;
+    job.act = act;
+    job.n_img = n_img;
+    job.groups = groups;
+    job.c = groups * g->cg;
+    job.o = groups * g->og;
+    job.next = 0;
+    job.failed = 0;
+    qcc_parallel(qcc_conv_images_worker, &job, threads < n_img * groups ? threads : n_img * groups);
+    return job.failed ? -1 : 0;
+}
+
 /* Output positions below which the images of a batch share one GEMM. */
 #define QCC_CONV_BATCH_MAX_P 256
 

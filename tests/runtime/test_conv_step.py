@@ -122,3 +122,31 @@ def test_a_residual_in_the_output_is_refused():
     got = step(x, w, None, out=out, residual=skip)
     np.testing.assert_allclose(got, conv64(x, w, np.zeros(4), 1, 0, 1) + skip, rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("n_img,groups", [(2, 1), (3, 1), (8, 1), (4, 2), (16, 1)])
+def test_images_shared_by_threads_give_the_bits_of_one_thread(n_img, groups):
+    """A batch whose images (and groups) go to the threads whole
+    (qcc_conv_images_parallel: 8, 4x2 and 16 of them on 2 threads; 2 and 3 stay
+    on the shared GEMMs): the same bits as on one thread, with a fused residual and
+    activation, and the float64 convolution's values."""
+    rng = np.random.default_rng(16 + n_img)
+    x = rng.standard_normal((n_img, 8, 20, 19)).astype(np.float32)
+    w = rng.standard_normal((12, 8 // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    skip = rng.standard_normal((n_img, 12, 20, 19)).astype(np.float32)
+    outs = []
+    old_t = _conv._set_threads(1)
+    old_min = _conv._set_parallel_min(0.0)
+    try:
+        for threads in (1, 2):
+            _conv._set_threads(threads)
+            step = _conv.Conv(*attrs(1, 1), groups, "relu", pack=_conv.WeightPack())
+            outs.append(step(x, w, b, out=np.empty((n_img, 12, 20, 19), np.float32),
+                             residual=skip))
+    finally:
+        _conv._set_threads(old_t)
+        _conv._set_parallel_min(old_min)
+    np.testing.assert_array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32))
+    want = np.maximum(conv64(x, w, b, 1, 1, groups) + skip, 0)
+    np.testing.assert_allclose(outs[0], want, rtol=1e-4, atol=1e-4)
