@@ -126,31 +126,10 @@ QCC_UNARY_LOOP(qcc_gelu_tail_avx2, qcc_geluf, __attribute__((target("arch=x86-64
 /* v = v * m + c for each vector */
 #define QCC_HORNER(v, m, c) QCC_EACH(v[J] = _mm256_add_ps(_mm256_mul_ps(v[J], m[J]), QCC_K(c)))
 
-static inline __attribute__((always_inline)) void qcc_erf_x8(const __m256 *x, __m256 *y)
+/* qcc_expf of QCC_ERF_NV vectors q (overwritten) into e. */
+static inline __attribute__((always_inline)) void qcc_exp_x8(__m256 *q, __m256 *e)
 {
-    const __m256 sign = QCC_K(-0.0f);
-    __m256 a[QCC_ERF_NV], t[QCC_ERF_NV], p[QCC_ERF_NV], q[QCC_ERF_NV];
-    __m256 under[QCC_ERF_NV], e[QCC_ERF_NV], n[QCC_ERF_NV], r[QCC_ERF_NV];
-    QCC_EACH(a[J] = _mm256_andnot_ps(sign, x[J]));
-    QCC_EACH(t[J] = _mm256_mul_ps(a[J], a[J]));
-    QCC_EACH(p[J] = QCC_K(-0.000598617306f));
-    QCC_HORNER(p, t, 0.00499217352f);
-    QCC_HORNER(p, t, -0.026765855f);
-    QCC_HORNER(p, t, 0.112817928f);
-    QCC_HORNER(p, t, -0.376124918f);
-    QCC_HORNER(p, t, 0.128379151f);
-    QCC_EACH(p[J] = _mm256_add_ps(a[J], _mm256_mul_ps(a[J], p[J])));
-    QCC_EACH(q[J] = QCC_K(-2.48125183e-08f));
-    QCC_HORNER(q, a, 2.17673596e-06f);
-    QCC_HORNER(q, a, -5.11130456e-05f);
-    QCC_HORNER(q, a, 0.000623499393f);
-    QCC_HORNER(q, a, -0.00484685553f);
-    QCC_HORNER(q, a, 0.0266035367f);
-    QCC_HORNER(q, a, -0.110322833f);
-    QCC_HORNER(q, a, -0.631628692f);
-    QCC_HORNER(q, a, -1.13032186f);
-    QCC_HORNER(q, a, 0.000336636382f);
-    /* qcc_expf(q) */
+    __m256 under[QCC_ERF_NV], t[QCC_ERF_NV], n[QCC_ERF_NV], r[QCC_ERF_NV];
     QCC_EACH(under[J] = _mm256_cmp_ps(q[J], QCC_K(-87.3f), _CMP_LT_OQ));
     QCC_EACH(q[J] = _mm256_blendv_ps(q[J], QCC_K(-87.3f), under[J]));
     QCC_EACH(q[J] = _mm256_blendv_ps(q[J], QCC_K(88.3f),
@@ -173,6 +152,33 @@ static inline __attribute__((always_inline)) void qcc_erf_x8(const __m256 *x, __
                                           _mm256_set1_epi32(0x4B400000)),
                          _mm256_set1_epi32(127)), 23)));
     QCC_EACH(e[J] = _mm256_blendv_ps(_mm256_mul_ps(e[J], t[J]), _mm256_setzero_ps(), under[J]));
+}
+
+static inline __attribute__((always_inline)) void qcc_erf_x8(const __m256 *x, __m256 *y)
+{
+    const __m256 sign = QCC_K(-0.0f);
+    __m256 a[QCC_ERF_NV], t[QCC_ERF_NV], p[QCC_ERF_NV], q[QCC_ERF_NV];
+    __m256 e[QCC_ERF_NV];
+    QCC_EACH(a[J] = _mm256_andnot_ps(sign, x[J]));
+    QCC_EACH(t[J] = _mm256_mul_ps(a[J], a[J]));
+    QCC_EACH(p[J] = QCC_K(-0.000598617306f));
+    QCC_HORNER(p, t, 0.00499217352f);
+    QCC_HORNER(p, t, -0.026765855f);
+    QCC_HORNER(p, t, 0.112817928f);
+    QCC_HORNER(p, t, -0.376124918f);
+    QCC_HORNER(p, t, 0.128379151f);
+    QCC_EACH(p[J] = _mm256_add_ps(a[J], _mm256_mul_ps(a[J], p[J])));
+    QCC_EACH(q[J] = QCC_K(-2.48125183e-08f));
+    QCC_HORNER(q, a, 2.17673596e-06f);
+    QCC_HORNER(q, a, -5.11130456e-05f);
+    QCC_HORNER(q, a, 0.000623499393f);
+    QCC_HORNER(q, a, -0.00484685553f);
+    QCC_HORNER(q, a, 0.0266035367f);
+    QCC_HORNER(q, a, -0.110322833f);
+    QCC_HORNER(q, a, -0.631628692f);
+    QCC_HORNER(q, a, -1.13032186f);
+    QCC_HORNER(q, a, 0.000336636382f);
+    qcc_exp_x8(q, e);
     /* q = 1 - exp(Q); 1 from 3.925 on; p below 0.921875; x's sign */
     QCC_EACH(q[J] = _mm256_sub_ps(QCC_K(1.0f), e[J]));
     QCC_EACH(q[J] = _mm256_blendv_ps(QCC_K(1.0f), q[J],
@@ -208,9 +214,6 @@ static void qcc_gelu_avx2(const float *x, float *y, ptrdiff_t n)
     }
     qcc_gelu_tail_avx2(x + i, y + i, n - i);
 }
-#undef QCC_HORNER
-#undef QCC_K
-#undef QCC_EACH
 #pragma GCC pop_options
 #endif
 QCC_UNARY_LOOP(qcc_erf_plain, qcc_erff, )
@@ -259,9 +262,11 @@ static inline __attribute__((always_inline)) float qcc_max(const float *restrict
     return m;
 }
 
-/* Softmax of each contiguous row of n elements. */
+/* Softmax of each contiguous row of n elements: m = the row's max; exp(x - m) of
+ * each 16-element block into 16 lanes of sums, block after block, the last n % 16
+ * elements into s one by one, then s += lanes[0], ..., lanes[15]; y = exp * (1 / s). */
 QCC_NORM_CLONES
-static void qcc_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n)
+static void qcc_softmax_rows_c(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n)
 {
     ptrdiff_t r, i, j;
     for (r = 0; r < rows; r++) {
@@ -283,6 +288,69 @@ static void qcc_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t
         s = 1.0f / s;
         for (i = 0; i < n; i++) yr[i] *= s;
     }
+}
+
+#if QCC_X86
+/* qcc_softmax_rows_c on AVX2: the same operations in the same order (the lanes'
+ * sums block after block, the tail's one by one, then the lanes in order), with the
+ * exps of two blocks side by side (qcc_exp_x8) and the tail's in vectors. */
+#if QCC_ERF_NV != 4
+#error "qcc_softmax_rows_avx2 takes two blocks of 16 at a time: QCC_ERF_NV must be 4"
+#endif
+#pragma GCC push_options
+#pragma GCC target("avx2")
+static void qcc_softmax_rows_avx2(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n)
+{
+    ptrdiff_t r, i, j;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        const float m = qcc_max(xr, n);
+        const __m256 vm = _mm256_set1_ps(m);
+        __m256 l0 = _mm256_setzero_ps(), l1 = _mm256_setzero_ps(), v[QCC_ERF_NV], e[QCC_ERF_NV];
+        float lanes[16], tail[32], s = 0.0f;
+        for (i = 0; i + 32 <= n; i += 32) {
+            QCC_EACH(v[J] = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 8 * J), vm));
+            qcc_exp_x8(v, e);
+            QCC_EACH(_mm256_storeu_ps(yr + i + 8 * J, e[J]));
+            l0 = _mm256_add_ps(l0, e[0]);
+            l1 = _mm256_add_ps(l1, e[1]);
+            l0 = _mm256_add_ps(l0, e[2]);
+            l1 = _mm256_add_ps(l1, e[3]);
+        }
+        if (i < n) {
+            /* the last block of 16 (if whole) and the tail: padded with x = m */
+            const ptrdiff_t left = n - i, whole = left >= 16 ? 16 : 0;
+            float pad[32];
+            for (j = 0; j < 32; j++) pad[j] = j < left ? xr[i + j] : m;
+            QCC_EACH(v[J] = _mm256_sub_ps(_mm256_loadu_ps(pad + 8 * J), vm));
+            qcc_exp_x8(v, e);
+            QCC_EACH(_mm256_storeu_ps(tail + 8 * J, e[J]));
+            if (whole) {
+                l0 = _mm256_add_ps(l0, e[0]);
+                l1 = _mm256_add_ps(l1, e[1]);
+            }
+            for (j = 0; j < left; j++) yr[i + j] = tail[j];
+            for (j = whole; j < left; j++) s += tail[j];
+        }
+        _mm256_storeu_ps(lanes, l0);
+        _mm256_storeu_ps(lanes + 8, l1);
+        for (j = 0; j < 16; j++) s += lanes[j];
+        s = 1.0f / s;
+        for (i = 0; i < n; i++) yr[i] *= s;
+    }
+}
+#pragma GCC pop_options
+#endif
+
+/* The softmax rows of the level in use (qcc_norm_level): every level gives the same
+ * bits (the AVX-512 and plain levels run the compiler's clones). */
+static void qcc_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n)
+{
+#if QCC_X86
+    if (qcc_norm_level == QCC_ISA_AVX2) { qcc_softmax_rows_avx2(x, y, rows, n); return; }
+#endif
+    qcc_softmax_rows_c(x, y, rows, n);
 }
 
 /* Softmax over the middle dim of [outer, n, inner]; acc holds 2*inner floats. */

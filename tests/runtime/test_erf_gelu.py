@@ -160,3 +160,35 @@ def test_threaded_rows_against_float64_and_the_same_bits(threads):
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got[5], layer_norm64(long_rows.astype(np.float64), 2, 0),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_softmax_rows_give_the_same_bits_on_every_build():
+    """Rows of every length 1..80 and of 128, 197 and 300 (whole blocks of 16, pairs
+    of them, tails), with -inf (masked scores), huge and NaN entries: the AVX2 rows
+    (exps side by side) give the bits of the compiler's loop; float64 is the oracle
+    for the values."""
+    rng = np.random.default_rng(9)
+    rows = []
+    for n in list(range(1, 81)) + [128, 197, 300]:
+        x = (rng.standard_normal((3, n)) * 4).astype(np.float32)
+        x[1, 1::7] = -np.inf
+        x[2, ::11] = 80.0
+        rows.append(x)
+    odd = np.array([[np.nan, 1.0, 2.0], [1.0, np.nan, 2.0], [-np.inf, 0.0, 1e30]], np.float32)
+    rows.append(odd)
+    results = {}
+    for name in _norm._variants():
+        old = _norm._set_variant(name)
+        try:
+            results[name] = [_norm.softmax(x, -1).view(np.int32) for x in rows]
+        finally:
+            _norm._set_variant(old)
+    first = next(iter(results.values()))
+    for name, got in results.items():
+        for x, a, b in zip(rows, got, first, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"softmax of {x.shape} on the {name} build")
+    for x, a in zip(rows[:-1], first[:-1], strict=True):
+        x64 = x.astype(np.float64)
+        want = np.exp(x64 - x64.max(-1, keepdims=True))
+        want /= want.sum(-1, keepdims=True)
+        np.testing.assert_allclose(a.view(np.float32), want, rtol=2e-6, atol=1e-7)
