@@ -72,6 +72,19 @@ typedef struct {
 
 typedef void (*qcc_kern_fn)(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
                             int mr, int nr, const float *bias, int mode);
+/* A kernel that also applies a plain activation (qcc_act_in_kernel) to the finished
+ * tile in its registers before storing it (the last depth chunk). */
+typedef void (*qcc_kern_act_fn)(int kc, const float *ap, const float *bp, float *c,
+                                ptrdiff_t ldc, int mr, int nr, const float *bias, int mode,
+                                const qcc_act *act);
+
+/* Whether a kernel can apply `act` in registers: relu or clip alone (no affine,
+ * residual or fake-quant, which need the element's place: act->base). */
+QCC_INLINE int qcc_act_in_kernel(const qcc_act *act)
+{
+    return act != NULL && act->base == NULL
+           && (act->kind == QCC_ACT_RELU || act->kind == QCC_ACT_CLIP);
+}
 
 /* Threads a GEMM uses (the width of its qcc_parallel job). */
 static int qcc_gemm_threads = 1;
@@ -108,30 +121,41 @@ QCC_GINLINE void qcc_gemm_pack_b(const qcc_gemm *g, int k0, int kc, const qcc_ru
 }
 
 /* The tiles of rows [i0, i1) x packed columns [0, nc) at depth chunk [pc, pc + kc):
- * bp holds the nc columns' panels, c points at column 0 of them. */
-QCC_GINLINE void qcc_gemm_tiles(const qcc_gemm *g, int i0, int i1, int pc, int kc, int nc,
-                                const float *bp, float *c, const int MR, const int NR,
-                                qcc_kern_fn kern, int rows_outer)
+ * bp holds the nc columns' panels, c points at column 0 of them. With `kern_act`
+ * (a variant whose kernel applies plain activations), the last chunk's tiles take
+ * g->act in registers when it is one (qcc_act_in_kernel): returns whether they did. */
+QCC_GINLINE int qcc_gemm_tiles(const qcc_gemm *g, int i0, int i1, int pc, int kc, int nc,
+                               const float *bp, float *c, const int MR, const int NR,
+                               qcc_kern_fn kern, qcc_kern_act_fn kern_act, int rows_outer)
 {
     const int mode = pc ? 2 : g->bias ? 1 : 0;
     const ptrdiff_t mpad = (ptrdiff_t)(g->m + MR - 1) / MR * MR;
+    const int acts = kern_act != NULL && pc + kc >= g->k && qcc_act_in_kernel(g->act);
     /* the panel of rows [ir, ir + MR) (ir a multiple of MR) at depth pc */
 #define QCC_GEMM_PANEL(ir) (g->ap + (ptrdiff_t)pc * mpad + (ptrdiff_t)(ir) * kc)
+#define QCC_GEMM_TILE                                                                      \
+    do {                                                                                   \
+        const int mr_ = MR < i1 - ir ? MR : i1 - ir, nr_ = NR < nc - jr ? NR : nc - jr;     \
+        float *c_ = c + (ptrdiff_t)ir * g->ldc + jr;                                        \
+        const float *b_ = g->bias ? g->bias + ir : NULL;                                    \
+        if (acts)                                                                           \
+            kern_act(kc, QCC_GEMM_PANEL(ir), bp + (ptrdiff_t)jr * kc, c_, g->ldc, mr_, nr_, \
+                     b_, mode, g->act);                                                     \
+        else                                                                                \
+            kern(kc, QCC_GEMM_PANEL(ir), bp + (ptrdiff_t)jr * kc, c_, g->ldc, mr_, nr_, b_, \
+                 mode);                                                                     \
+    } while (0)
     int ir, jr;
     if (rows_outer) {
         for (ir = i0; ir < i1; ir += MR)
-            for (jr = 0; jr < nc; jr += NR)
-                kern(kc, QCC_GEMM_PANEL(ir), bp + (ptrdiff_t)jr * kc,
-                     c + (ptrdiff_t)ir * g->ldc + jr, g->ldc, MR < i1 - ir ? MR : i1 - ir,
-                     NR < nc - jr ? NR : nc - jr, g->bias ? g->bias + ir : NULL, mode);
+            for (jr = 0; jr < nc; jr += NR) QCC_GEMM_TILE;
     } else {
         for (jr = 0; jr < nc; jr += NR)
-            for (ir = i0; ir < i1; ir += MR)
-                kern(kc, QCC_GEMM_PANEL(ir), bp + (ptrdiff_t)jr * kc,
-                     c + (ptrdiff_t)ir * g->ldc + jr, g->ldc, MR < i1 - ir ? MR : i1 - ir,
-                     NR < nc - jr ? NR : nc - jr, g->bias ? g->bias + ir : NULL, mode);
+            for (ir = i0; ir < i1; ir += MR) QCC_GEMM_TILE;
     }
+#undef QCC_GEMM_TILE
 #undef QCC_GEMM_PANEL
+    return acts;
 }
 
 /* Most tasks of one GEMM (qcc_gemm_split). */
@@ -179,7 +203,7 @@ QCC_GINLINE void qcc_gemm_wait_packed(const int *flag)
 
 /* Run tasks of `job` until none is left (every thread of the job does this). */
 QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qcc_kern_fn kern,
-                               qcc_copy_fn copy)
+                               qcc_kern_act_fn kern_act, qcc_copy_fn copy)
 {
     const qcc_gemm *g = job->g;
     float *bp = NULL;
@@ -218,27 +242,31 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
         lo = job->bounds[t];
         hi = job->bounds[t + 1];
         if (job->by_rows) {
+            int done = 0;
             for (i = 0; i < job->kchunks; i++) {
                 const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
                 qcc_gemm_wait_packed(&job->packed[i]);
-                qcc_gemm_tiles(g, lo, hi, pc, kc, g->n, job->bshared + (ptrdiff_t)pc * job->npad,
-                               g->c, MR, NR, kern, 1);
+                done = qcc_gemm_tiles(g, lo, hi, pc, kc, g->n,
+                                      job->bshared + (ptrdiff_t)pc * job->npad, g->c, MR, NR,
+                                      kern, kern_act, 1);
             }
-            qcc_activate(g->act, g->c + (ptrdiff_t)lo * g->ldc, g->ldc, hi - lo, g->n);
+            if (!done) qcc_activate(g->act, g->c + (ptrdiff_t)lo * g->ldc, g->ldc, hi - lo, g->n);
             continue;
         }
         for (jc = lo; jc < hi; jc += ncb) {
             const int nc = ncb < hi - jc ? ncb : hi - jc;
             const int nruns = qcc_runs(&g->pos, jc, nc, NR, runs);
+            int done = 0;
             for (i = 0; i < job->kchunks; i++) {
                 const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
                 qcc_gemm_pack_b(g, pc, kc, runs, nruns, nc, NR, copy, bp);
                 for (ic = 0; ic < g->m; ic += mcb) {
                     const int i1 = ic + mcb < g->m ? ic + mcb : g->m;
-                    qcc_gemm_tiles(g, ic, i1, pc, kc, nc, bp, g->c + jc, MR, NR, kern, 0);
+                    done = qcc_gemm_tiles(g, ic, i1, pc, kc, nc, bp, g->c + jc, MR, NR, kern,
+                                          kern_act, 0);
                 }
             }
-            qcc_activate(g->act, g->c + jc, g->ldc, g->m, nc);
+            if (!done) qcc_activate(g->act, g->c + jc, g->ldc, g->m, nc);
         }
     }
 }
@@ -327,7 +355,8 @@ static void qcc_copy_plain(float *dst, const float *src, int len, ptrdiff_t sw)
 
 static void qcc_work_plain(void *job)
 {
-    qcc_gemm_work((qcc_gemm_job *)job, QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_kern_plain, qcc_copy_plain);
+    qcc_gemm_work((qcc_gemm_job *)job, QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_kern_plain, NULL,
+                  qcc_copy_plain);
 }
 
 #if QCC_GEMM_X86
@@ -343,8 +372,9 @@ static const int32_t qcc_avx2_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0,
  * elements in registers but also stored every one of them to the stack at each
  * step of k (12 stores a step, twice the time of its 12 FMAs on AMD Zen 3). Whole
  * tiles load and store without masks, partial ones store with qcc_store_first_avx2. */
-static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
-                          int mr, int nr, const float *bias, int mode)
+QCC_GINLINE void qcc_kern_avx2_body(int kc, const float *ap, const float *bp, float *c,
+                                    ptrdiff_t ldc, int mr, int nr, const float *bias, int mode,
+                                    const qcc_act *act)
 {
     const int n0 = nr < 8 ? nr : 8, n1 = nr > 8 ? nr - 8 : 0;
     const __m256i k0 = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - n0));
@@ -375,6 +405,26 @@ static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, pt
         QCC_A2_FMA(0) QCC_A2_FMA(1) QCC_A2_FMA(2) QCC_A2_FMA(3) QCC_A2_FMA(4) QCC_A2_FMA(5)
 #undef QCC_A2_FMA
     }
+    /* qcc_epilogue_run's relu (v > 0 ? v : v == v ? 0 : v: NaN stays, -0 becomes +0)
+     * and clip (v < lo ? lo : v, then v > hi ? hi : v), lane by lane */
+    if (act != NULL && act->kind == QCC_ACT_RELU) {
+        const __m256 z = _mm256_setzero_ps();
+#define QCC_A2_RELU(v) v = _mm256_and_ps(v, _mm256_or_ps(_mm256_cmp_ps(v, z, _CMP_GT_OQ), \
+                                                         _mm256_cmp_ps(v, v, _CMP_UNORD_Q)))
+        QCC_A2_RELU(r00); QCC_A2_RELU(r01); QCC_A2_RELU(r10); QCC_A2_RELU(r11);
+        QCC_A2_RELU(r20); QCC_A2_RELU(r21); QCC_A2_RELU(r30); QCC_A2_RELU(r31);
+        QCC_A2_RELU(r40); QCC_A2_RELU(r41); QCC_A2_RELU(r50); QCC_A2_RELU(r51);
+#undef QCC_A2_RELU
+    } else if (act != NULL) {
+        const __m256 lo = _mm256_set1_ps(act->lo), hi = _mm256_set1_ps(act->hi);
+#define QCC_A2_CLIP(v)                                                   \
+    v = _mm256_blendv_ps(v, lo, _mm256_cmp_ps(v, lo, _CMP_LT_OQ));       \
+    v = _mm256_blendv_ps(v, hi, _mm256_cmp_ps(v, hi, _CMP_GT_OQ))
+        QCC_A2_CLIP(r00); QCC_A2_CLIP(r01); QCC_A2_CLIP(r10); QCC_A2_CLIP(r11);
+        QCC_A2_CLIP(r20); QCC_A2_CLIP(r21); QCC_A2_CLIP(r30); QCC_A2_CLIP(r31);
+        QCC_A2_CLIP(r40); QCC_A2_CLIP(r41); QCC_A2_CLIP(r50); QCC_A2_CLIP(r51);
+#undef QCC_A2_CLIP
+    }
 #define QCC_A2_STORE(i)                                          \
     if (i < mr && nr == 16) {                                    \
         _mm256_storeu_ps(c + i * ldc, r##i##0);                  \
@@ -386,6 +436,18 @@ static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, pt
     QCC_A2_STORE(0) QCC_A2_STORE(1) QCC_A2_STORE(2) QCC_A2_STORE(3) QCC_A2_STORE(4)
     QCC_A2_STORE(5)
 #undef QCC_A2_STORE
+}
+
+static void qcc_kern_avx2(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                          int mr, int nr, const float *bias, int mode)
+{
+    qcc_kern_avx2_body(kc, ap, bp, c, ldc, mr, nr, bias, mode, NULL);
+}
+
+static void qcc_kern_avx2_act(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                              int mr, int nr, const float *bias, int mode, const qcc_act *act)
+{
+    qcc_kern_avx2_body(kc, ap, bp, c, ldc, mr, nr, bias, mode, act);
 }
 
 static void qcc_copy_avx2(float *dst, const float *src, int len, ptrdiff_t sw)
@@ -404,7 +466,8 @@ static void qcc_copy_avx2(float *dst, const float *src, int len, ptrdiff_t sw)
 
 static void qcc_work_avx2(void *job)
 {
-    qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX2_MR, QCC_AVX2_NR, qcc_kern_avx2, qcc_copy_avx2);
+    qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX2_MR, QCC_AVX2_NR, qcc_kern_avx2,
+                  qcc_kern_avx2_act, qcc_copy_avx2);
 }
 
 /* A GEMM of a few columns (qcc_gemm_narrow): 8 rows per vector, a's columns gathered. */
@@ -488,7 +551,8 @@ static void qcc_copy_avx512(float *dst, const float *src, int len, ptrdiff_t sw)
 
 static void qcc_work_avx512(void *job)
 {
-    qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512, qcc_copy_avx512);
+    qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512, NULL,
+                  qcc_copy_avx512);
 }
 
 /* ---- few columns: output channels in the vector lanes ----------------------------
