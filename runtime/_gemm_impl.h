@@ -78,12 +78,13 @@ typedef void (*qcc_kern_act_fn)(int kc, const float *ap, const float *bp, float 
                                 ptrdiff_t ldc, int mr, int nr, const float *bias, int mode,
                                 const qcc_act *act);
 
-/* Whether a kernel can apply `act` in registers: relu or clip alone (no affine,
- * residual or fake-quant, which need the element's place: act->base). */
+/* Whether a kernel can apply `act` in registers: relu, clip or hard-swish alone (no
+ * affine, residual or fake-quant, which need the element's place: act->base). */
 QCC_INLINE int qcc_act_in_kernel(const qcc_act *act)
 {
     return act != NULL && act->base == NULL
-           && (act->kind == QCC_ACT_RELU || act->kind == QCC_ACT_CLIP);
+           && (act->kind == QCC_ACT_RELU || act->kind == QCC_ACT_CLIP
+               || act->kind == QCC_ACT_HARD_SWISH);
 }
 
 /* Threads a GEMM uses (the width of its qcc_parallel job). */
@@ -405,8 +406,8 @@ QCC_GINLINE void qcc_kern_avx2_body(int kc, const float *ap, const float *bp, fl
         QCC_A2_FMA(0) QCC_A2_FMA(1) QCC_A2_FMA(2) QCC_A2_FMA(3) QCC_A2_FMA(4) QCC_A2_FMA(5)
 #undef QCC_A2_FMA
     }
-    /* qcc_epilogue_run's relu (v > 0 ? v : v == v ? 0 : v: NaN stays, -0 becomes +0)
-     * and clip (v < lo ? lo : v, then v > hi ? hi : v), lane by lane */
+    /* qcc_epilogue_run's relu (v > 0 ? v : v == v ? 0 : v: NaN stays, -0 becomes +0),
+     * hard-swish and clip (v < lo ? lo : v, then v > hi ? hi : v), lane by lane */
     if (act != NULL && act->kind == QCC_ACT_RELU) {
         const __m256 z = _mm256_setzero_ps();
 #define QCC_A2_RELU(v) v = _mm256_and_ps(v, _mm256_or_ps(_mm256_cmp_ps(v, z, _CMP_GT_OQ), \
@@ -415,6 +416,21 @@ QCC_GINLINE void qcc_kern_avx2_body(int kc, const float *ap, const float *bp, fl
         QCC_A2_RELU(r20); QCC_A2_RELU(r21); QCC_A2_RELU(r30); QCC_A2_RELU(r31);
         QCC_A2_RELU(r40); QCC_A2_RELU(r41); QCC_A2_RELU(r50); QCC_A2_RELU(r51);
 #undef QCC_A2_RELU
+    } else if (act != NULL && act->kind == QCC_ACT_HARD_SWISH) {
+        /* t = v / 6 + 0.5 (a division and an add: nothing to contract), clamped to
+         * [0, 1] (t < 0 ? 0 : t, then t > 1 ? 1 : t), then v * t */
+        const __m256 z = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+        const __m256 six = _mm256_set1_ps(6.0f), half = _mm256_set1_ps(0.5f);
+        __m256 t;
+#define QCC_A2_HSWISH(v)                                                   \
+    t = _mm256_add_ps(_mm256_div_ps(v, six), half);                        \
+    t = _mm256_blendv_ps(t, z, _mm256_cmp_ps(t, z, _CMP_LT_OQ));           \
+    t = _mm256_blendv_ps(t, one, _mm256_cmp_ps(t, one, _CMP_GT_OQ));       \
+    v = _mm256_mul_ps(v, t)
+        QCC_A2_HSWISH(r00); QCC_A2_HSWISH(r01); QCC_A2_HSWISH(r10); QCC_A2_HSWISH(r11);
+        QCC_A2_HSWISH(r20); QCC_A2_HSWISH(r21); QCC_A2_HSWISH(r30); QCC_A2_HSWISH(r31);
+        QCC_A2_HSWISH(r40); QCC_A2_HSWISH(r41); QCC_A2_HSWISH(r50); QCC_A2_HSWISH(r51);
+#undef QCC_A2_HSWISH
     } else if (act != NULL) {
         const __m256 lo = _mm256_set1_ps(act->lo), hi = _mm256_set1_ps(act->hi);
 #define QCC_A2_CLIP(v)                                                   \

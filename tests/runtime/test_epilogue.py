@@ -180,6 +180,26 @@ def test_epilogue_is_numpy_after_the_plain_conv(case, act, variant, threads):
     np.testing.assert_array_equal(bits(got)[ok], bits(want)[ok])
 
 
+@pytest.mark.parametrize("case", CASES, ids=["cols", "rows", "dw", "images", "images-big",
+                                          "images-s2"])
+@pytest.mark.parametrize("act", ACTS[1:], ids=str)
+def test_an_activation_alone_is_numpy_after_the_plain_conv(case, act, variant, threads):
+    """An activation with nothing else to apply (the AVX2 GEMM applies relu, clip and
+    hard-swish to its tiles in registers, the others after): the bits of numpy's
+    float32 formula on the plain conv's output, NaN included (test_conv_fused.py
+    checks relu's and clip's -0)."""
+    shape, o, k, st, p, g = case
+    rng = np.random.default_rng(o + k + 1)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    x.reshape(-1)[::97] = np.nan
+    w = rng.standard_normal((o, shape[1] // g, k, k), dtype=np.float32) * 0.3
+    b = rng.standard_normal(o, dtype=np.float32)
+    args = ((st, st), (p,) * 4, (1, 1), g)
+    want = _numpy_activation(_conv.conv(x, w, b, *args), act)
+    got = _conv.conv(x, w, b, *args, activation=act)
+    np.testing.assert_array_equal(bits(got), bits(want))
+
+
 def test_residual_must_be_a_separate_array_of_the_outputs_shape():
     x = np.zeros((1, 2, 4, 4), np.float32)
     w = np.ones((3, 2, 1, 1), np.float32)
