@@ -104,6 +104,7 @@ cdef extern from "_conv_impl.h" nogil:
     void qcc_gemm_set_threads(int n)
     int qcc_gemm_mc, qcc_gemm_kc, qcc_gemm_nc
     double qcc_gemm_par_min
+    int qcc_gemm_rows_outer_k
     double qcc_dw_par_min
     int qcc_gemm_t_max_n
     void qcc_gemm_set_blocking(int mc, int kc, int nc)
@@ -207,6 +208,15 @@ def _set_parallel_min(double madds):
     global qcc_gemm_par_min
     old = qcc_gemm_par_min
     qcc_gemm_par_min = madds
+    return old
+
+
+def _set_rows_outer_k(int k):
+    """Set the depth up to which column-block GEMM tasks go through their tiles row
+    block by row block (for tests and benchmarks); returns the old value."""
+    global qcc_gemm_rows_outer_k
+    old = qcc_gemm_rows_outer_k
+    qcc_gemm_rows_outer_k = k
     return old
 
 

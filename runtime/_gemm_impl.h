@@ -93,6 +93,11 @@ static int qcc_gemm_threads = 1;
 /* Cache blocking (floats): rows of a per block, depth per chunk, columns per block. */
 static int qcc_gemm_mc = 256, qcc_gemm_kc = 256, qcc_gemm_nc = 768;
 
+/* Column-block tasks of a GEMM whose depth is at most this go through their tiles
+ * row block by row block (each thread then writes MR rows of c at a time, left to
+ * right: few long streams), else column panel by column panel. */
+static int qcc_gemm_rows_outer_k = 64;
+
 /* ---- packing and the blocked loops (inlined into every variant) ----------------- */
 
 /* dst[t] = src[t * sw] for t < len (len <= NR); one implementation per variant. */
@@ -113,11 +118,13 @@ QCC_GINLINE void qcc_gemm_pack_b(const qcc_gemm *g, int k0, int kc, const qcc_ru
         for (k = 0; k < kc; k++)
             for (t = tail; t < NR; t++) d[(ptrdiff_t)k * NR + t] = 0.0f;
     }
-    for (r = 0; r < nruns; r++) {
-        const float *s = g->src + runs[r].src;
-        float *d = bp + runs[r].panel * panel + runs[r].col;
-        const int len = runs[r].len;
-        for (k = 0; k < kc; k++) copy(d + (ptrdiff_t)k * NR, s + kofs[k], len, sw);
+    /* Row by row of b, each read left to right (few streams for the hardware
+     * prefetcher, also when the input is not in cache); the panels are in cache. */
+    for (k = 0; k < kc; k++) {
+        const float *s = g->src + kofs[k];
+        float *d = bp + (ptrdiff_t)k * NR;
+        for (r = 0; r < nruns; r++)
+            copy(d + runs[r].panel * panel + runs[r].col, s + runs[r].src, runs[r].len, sw);
     }
 }
 
@@ -264,7 +271,7 @@ QCC_GINLINE void qcc_gemm_work(qcc_gemm_job *job, const int MR, const int NR, qc
                 for (ic = 0; ic < g->m; ic += mcb) {
                     const int i1 = ic + mcb < g->m ? ic + mcb : g->m;
                     done = qcc_gemm_tiles(g, ic, i1, pc, kc, nc, bp, g->c + jc, MR, NR, kern,
-                                          kern_act, 0);
+                                          kern_act, g->k <= qcc_gemm_rows_outer_k);
                 }
             }
             if (!done) qcc_activate(g->act, g->c + jc, g->ldc, g->m, nc);

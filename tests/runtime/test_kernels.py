@@ -107,8 +107,10 @@ GEMM_CASES = [c for c in CONV_CASES if c[0][1] // c[6] > 1 or set(c[2]) == {1}]
 
 
 @contextmanager
-def gemm_settings(variant=None, threads=None, blocking=None):
-    """Force the conv GEMM's variant, thread count and cache blocking for a block."""
+def gemm_settings(variant=None, threads=None, blocking=None, rows_outer_k=None):
+    """Force the conv GEMM's variant, thread count, cache blocking and tile order
+    (rows_outer_k: the depth up to which tiles go row block by row block) for a block."""
+    old_r = _conv._set_rows_outer_k(rows_outer_k) if rows_outer_k is not None else None
     old_v = _conv._set_variant(variant) if variant else None
     old_t = _conv._set_threads(threads) if threads else None
     old_b = _conv._set_blocking(*blocking) if blocking else None
@@ -123,6 +125,8 @@ def gemm_settings(variant=None, threads=None, blocking=None):
             _conv._set_threads(old_t)
         if old_v:
             _conv._set_variant(None)
+        if old_r is not None:
+            _conv._set_rows_outer_k(old_r)
 
 
 def _conv_inputs(case, seed=0):
@@ -147,9 +151,10 @@ def test_conv_gemm_variants_threads_and_blocking_are_bit_identical(case):
         want = _run_conv(case, x, w, b)
     for variant in _conv._variants():
         for threads, blocking in [(1, None), (2, None), (2, (8, 5, 40)), (3, (12, 64, 7))]:
-            with gemm_settings(variant, threads, blocking):
-                got = _run_conv(case, x, w, b)
-            assert np.array_equal(got, want), (variant, threads, blocking)
+            for rows_outer_k in (0, 1 << 30):   # panel by panel, row block by row block
+                with gemm_settings(variant, threads, blocking, rows_outer_k):
+                    got = _run_conv(case, x, w, b)
+                assert np.array_equal(got, want), (variant, threads, blocking, rows_outer_k)
 
 
 @pytest.mark.parametrize("case", GEMM_CASES, ids=range(len(GEMM_CASES)))
