@@ -24,7 +24,8 @@
  * partial sum leaves the int32 range. The column tails are zero-padded panels whose
  * results are not stored.
  *
- * Blocking: positions in blocks of QCC_I8_NC (each thread packs its block's panels),
+ * Blocking: positions in blocks of QCC_I8_NC, or of 64 or 32 when that gives the
+ * threads enough tasks (each thread packs its block's panels),
  * depth in chunks of QCC_I8_KC (a panel of one chunk stays in L1 while every row tile
  * of the block reads it); chunks after the first add to the int32 tile stored by
  * the one before. The caller splits a convolution into tasks (image, group,
@@ -89,6 +90,7 @@ typedef struct {
     int slack;                  /* conv: src is readable QCC_I8_SLACK bytes past its end */
     qcc_i8_out o;
     int pblocks, rblocks, rows; /* tasks: image x group x position block x row block */
+    int nc;                     /* positions a block (QCC_I8_NC, or 64 or 32 for more tasks) */
     int ntasks, next;           /* tasks, and the next one to take (atomic) */
     int isa;                    /* QCC_ISA_* */
     int failed;
@@ -239,14 +241,20 @@ QCC_INLINE void qcc_i8_store(const qcc_i8_out *o, const int32_t *c, ptrdiff_t ld
 
 /* ---- the blocked loops (inlined into every variant) ------------------------------- */
 
+/* A variant's own packing of a convolution's panel (qcc_i8_pack_b's arguments and
+ * layout, WIDE = 0); returns 0 where it does not apply (then qcc_i8_pack_b runs). */
+typedef int (*qcc_i8_pack_fn)(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
+                              int k0, int kc, uint8_t *restrict bp, qcc_run *runs);
+
 /* Task t of the job: rows [r0, r1) of one group, positions of one block. */
 QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
-                            const int WIDE, qcc_i8_kern_fn kern, qcc_i8_ilv_fn ilv)
+                            const int WIDE, qcc_i8_kern_fn kern, qcc_i8_ilv_fn ilv,
+                            qcc_i8_pack_fn pack)
 {
     const int rb = t % job->rblocks, pb = (t / job->rblocks) % job->pblocks;
     const int ig = t / (job->rblocks * job->pblocks), gi = ig % job->groups;
     const int r0 = rb * job->rows, r1 = r0 + job->rows < job->m ? r0 + job->rows : job->m;
-    const int j0 = pb * QCC_I8_NC, nc = j0 + QCC_I8_NC < job->n ? QCC_I8_NC : job->n - j0;
+    const int j0 = pb * job->nc, nc = j0 + job->nc < job->n ? job->nc : job->n - j0;
     const int npan = (nc + NR - 1) / NR;
     const int KC = WIDE ? QCC_I8_KC_WIDE : QCC_I8_KC;
     const int kcb = KC < job->k ? KC : (job->k + 3) / 4 * 4;
@@ -266,7 +274,7 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
     int k0, p, i;
     if (r0 >= r1 || nc <= 0) return;
     const int staged = job->o.out == NULL;   /* a fused output stage: an int32 tile */
-    if (staged) bytes += (size_t)(r1 - r0) * QCC_I8_NC * sizeof(int32_t) + 64;
+    if (staged) bytes += (size_t)(r1 - r0) * job->nc * sizeof(int32_t) + 64;
     if (WIDE) bytes += (size_t)(r1 - r0) * ldw * sizeof(int16_t) + 64;
     bp = (uint8_t *)qcc_thread_buffer(bytes);
     if (bp == NULL) {
@@ -277,8 +285,8 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
     runs = (qcc_run *)(((uintptr_t)(tmp + 4 * QCC_I8_TMP(NR)) + 15) & ~(uintptr_t)15);
     if (staged) {
         c = (int32_t *)(((uintptr_t)(runs + NR + 2) + 63) & ~(uintptr_t)63);
-        ldc = QCC_I8_NC;
-        if (WIDE) w16 = (int16_t *)(c + (ptrdiff_t)(r1 - r0) * QCC_I8_NC);
+        ldc = job->nc;
+        if (WIDE) w16 = (int16_t *)(c + (ptrdiff_t)(r1 - r0) * job->nc);
     } else {
         if (WIDE) w16 = (int16_t *)(((uintptr_t)(runs + NR + 2) + 63) & ~(uintptr_t)63);
         c = job->o.out + out0 + (ptrdiff_t)r0 * job->n;
@@ -300,7 +308,8 @@ QCC_INLINE void qcc_i8_task(qcc_i8_job *job, int t, const int MR, const int NR,
         for (p = 0; p < npan; p++) {
             const int jp = p * NR, nr = NR < nc - jp ? NR : nc - jp;
             uint8_t *panel = bp + p * panel_bytes;
-            qcc_i8_pack_b(job, src, j0 + jp, nr, k0, kc, NR, WIDE, panel, tmp, runs, ilv);
+            if (pack == NULL || !pack(job, src, j0 + jp, nr, k0, kc, panel, runs))
+                qcc_i8_pack_b(job, src, j0 + jp, nr, k0, kc, NR, WIDE, panel, tmp, runs, ilv);
             for (i = r0; i < r1; i += MR)
                 kern(k4, WIDE ? (const int8_t *)(w16 + (ptrdiff_t)(i - r0) * ldw)
                               : w + (ptrdiff_t)i * job->lda + k0,
@@ -346,7 +355,7 @@ static void qcc_i8_kern_plain(int k4, const int8_t *a, ptrdiff_t lda, const uint
 
 static void qcc_i8_task_plain(qcc_i8_job *job, int t)
 {
-    qcc_i8_task(job, t, QCC_I8_PLAIN_MR, QCC_I8_PLAIN_NR, 0, qcc_i8_kern_plain, NULL);
+    qcc_i8_task(job, t, QCC_I8_PLAIN_MR, QCC_I8_PLAIN_NR, 0, qcc_i8_kern_plain, NULL, NULL);
 }
 
 #if QCC_X86
@@ -449,7 +458,7 @@ static void qcc_i8_kern_avx2(int k4, const int8_t *a, ptrdiff_t lda, const uint8
 static void qcc_i8_task_avx2(qcc_i8_job *job, int t)
 {
     qcc_i8_task(job, t, QCC_I8_AVX2_MR, QCC_I8_AVX2_NR, 1, qcc_i8_kern_avx2,
-                qcc_i8_interleave4_wide);
+                qcc_i8_interleave4_wide, NULL);
 }
 
 #pragma GCC pop_options
@@ -555,10 +564,59 @@ static void qcc_i8_interleave4_ymm(const uint8_t *const *r, uint8_t *d, int NR)
     }
 }
 
+/* qcc_i8_pack_b of a convolution whose positions are contiguous in the source
+ * (s_w = 1: stride 1, or the split columns of stride 2), NR = 32: each of the four
+ * rows of a step is put together in a register, one masked load per run (masked-out
+ * bytes are not read and are 0), then interleaved there. (Gathering the runs into a
+ * row buffer stored pieces that the interleave's 32-byte loads then read across:
+ * each such load waited for the stores to retire, about a third of a 3x3
+ * convolution's time on 28x28 planes.) */
+static int qcc_i8_pack_b_vnni(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
+                              int k0, int kc, uint8_t *restrict bp, qcc_run *runs)
+{
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __mmask32 mask[QCC_I8_VNNI_NR + 2];
+    ptrdiff_t at[QCC_I8_VNNI_NR + 2];
+    const int k4 = (kc + 3) / 4;
+    int nruns, r, q, t;
+    if (job->kofs == NULL || job->pos.s_w != 1) return 0;
+    nruns = qcc_runs(&job->pos, j0, nr, QCC_I8_VNNI_NR, runs);
+    for (r = 0; r < nruns; r++) {
+        mask[r] = (__mmask32)((((uint64_t)1 << runs[r].len) - 1) << runs[r].col);
+        at[r] = runs[r].src - runs[r].col;   /* byte j of the row is at at + j */
+    }
+    for (q = 0; q < k4; q++) {
+        __m256i v[4];
+        for (t = 0; t < 4; t++) {
+            const int kk = k0 + 4 * q + t;
+            const uint8_t *s;
+            __m256i x = _mm256_setzero_si256();
+            if (kk < job->k) {
+                s = src + job->kofs[kk];
+                for (r = 0; r < nruns; r++)
+                    x = _mm256_mask_loadu_epi8(x, mask[r], (const void *)(s + at[r]));
+            }
+            v[t] = _mm256_xor_si256(x, flip);
+        }
+        {
+            const __m256i ab0 = _mm256_unpacklo_epi8(v[0], v[1]), ab1 = _mm256_unpackhi_epi8(v[0], v[1]);
+            const __m256i ce0 = _mm256_unpacklo_epi8(v[2], v[3]), ce1 = _mm256_unpackhi_epi8(v[2], v[3]);
+            const __m256i p0 = _mm256_unpacklo_epi16(ab0, ce0), p1 = _mm256_unpackhi_epi16(ab0, ce0);
+            const __m256i p2 = _mm256_unpacklo_epi16(ab1, ce1), p3 = _mm256_unpackhi_epi16(ab1, ce1);
+            uint8_t *o = bp + (ptrdiff_t)q * QCC_I8_VNNI_NR * 4;
+            _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(p0, p1, 0x20));
+            _mm256_storeu_si256((__m256i *)(o + 32), _mm256_permute2x128_si256(p2, p3, 0x20));
+            _mm256_storeu_si256((__m256i *)(o + 64), _mm256_permute2x128_si256(p0, p1, 0x31));
+            _mm256_storeu_si256((__m256i *)(o + 96), _mm256_permute2x128_si256(p2, p3, 0x31));
+        }
+    }
+    return 1;
+}
+
 static void qcc_i8_task_vnni(qcc_i8_job *job, int t)
 {
     qcc_i8_task(job, t, QCC_I8_VNNI_MR, QCC_I8_VNNI_NR, 0, qcc_i8_kern_vnni,
-                qcc_i8_interleave4_ymm);
+                qcc_i8_interleave4_ymm, qcc_i8_pack_b_vnni);
 }
 
 #pragma GCC pop_options
@@ -603,7 +661,13 @@ static void qcc_i8_worker(void *arg)
 static int qcc_i8_plan_tasks(qcc_i8_job *job, int threads)
 {
     const int outer = job->n_img * job->groups;
-    job->pblocks = (job->n + QCC_I8_NC - 1) / QCC_I8_NC;
+    /* smaller position blocks first (each is packed once), then row blocks (each
+     * packs its own panels of the block) */
+    job->nc = QCC_I8_NC;
+    while (threads > 1 && job->nc > 32
+           && outer * ((job->n + job->nc - 1) / job->nc) < 4 * threads)
+        job->nc /= 2;
+    job->pblocks = (job->n + job->nc - 1) / job->nc;
     job->rows = (job->m + QCC_I8_MAXR - 1) / QCC_I8_MAXR * QCC_I8_MAXR;
     while (threads > 1 && outer * job->pblocks * ((job->m + job->rows - 1) / job->rows)
                               < 4 * threads
