@@ -370,18 +370,14 @@ static const int32_t qcc_i8_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0
 /* The panel layout of the AVX2 kernel, per q: four vectors of eight int16 pairs,
  * (u0, u2) of positions 0..7, (u1, u3) of 0..7, (u0, u2) of 8..15, (u1, u3) of 8..15
  * (u = x ^ 0x80 zero-extended), so that the kernel loads them as they are (NR 16). */
-static void qcc_i8_interleave4_wide(const uint8_t *const *r, uint8_t *d, int NR)
+/* qcc_i8_interleave4_wide of four rows already in registers and flipped (u). */
+QCC_INLINE void qcc_i8_wide_store(__m128i a, __m128i b, __m128i c, __m128i e, uint8_t *d)
 {
-    const __m128i flip = _mm_set1_epi8((char)0x80), zero = _mm_setzero_si128();
-    const __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[0]), flip);
-    const __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[1]), flip);
-    const __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[2]), flip);
-    const __m128i e = _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[3]), flip);
+    const __m128i zero = _mm_setzero_si128();
     const __m128i a0 = _mm_unpacklo_epi8(a, zero), a1 = _mm_unpackhi_epi8(a, zero);
     const __m128i b0 = _mm_unpacklo_epi8(b, zero), b1 = _mm_unpackhi_epi8(b, zero);
     const __m128i c0 = _mm_unpacklo_epi8(c, zero), c1 = _mm_unpackhi_epi8(c, zero);
     const __m128i e0 = _mm_unpacklo_epi8(e, zero), e1 = _mm_unpackhi_epi8(e, zero);
-    (void)NR;
     _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi16(a0, c0));
     _mm_storeu_si128((__m128i *)(d + 16), _mm_unpackhi_epi16(a0, c0));
     _mm_storeu_si128((__m128i *)(d + 32), _mm_unpacklo_epi16(b0, e0));
@@ -390,6 +386,58 @@ static void qcc_i8_interleave4_wide(const uint8_t *const *r, uint8_t *d, int NR)
     _mm_storeu_si128((__m128i *)(d + 80), _mm_unpackhi_epi16(a1, c1));
     _mm_storeu_si128((__m128i *)(d + 96), _mm_unpacklo_epi16(b1, e1));
     _mm_storeu_si128((__m128i *)(d + 112), _mm_unpackhi_epi16(b1, e1));
+}
+
+static void qcc_i8_interleave4_wide(const uint8_t *const *r, uint8_t *d, int NR)
+{
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    (void)NR;
+    qcc_i8_wide_store(_mm_xor_si128(_mm_loadu_si128((const __m128i *)r[0]), flip),
+                      _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[1]), flip),
+                      _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[2]), flip),
+                      _mm_xor_si128(_mm_loadu_si128((const __m128i *)r[3]), flip), d);
+}
+
+/* qcc_i8_pack_b (WIDE) of a convolution whose positions are contiguous in the padded
+ * source (s_w = 1, job->slack), NR = 16: each row of a step is put together in a
+ * register, a 16-byte load per run starting `col` bytes before the run (the padded
+ * source holds them: a run at col > 0 starts a later output row, at least col bytes
+ * into the source) blended in by the run's byte mask, so that nothing is stored and
+ * read back across stores (qcc_i8_pack_b_vnni). */
+static int qcc_i8_pack_b_avx2(const qcc_i8_job *job, const uint8_t *src, int j0, int nr,
+                              int k0, int kc, uint8_t *restrict bp, qcc_run *runs)
+{
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    const __m128i idx = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m128i mask[QCC_I8_AVX2_NR + 2];
+    ptrdiff_t at[QCC_I8_AVX2_NR + 2];
+    const int k4 = (kc + 3) / 4;
+    int nruns, r, q, t;
+    if (job->kofs == NULL || job->pos.s_w != 1 || !job->slack) return 0;
+    nruns = qcc_runs(&job->pos, j0, nr, QCC_I8_AVX2_NR, runs);
+    if (nruns == 1 && runs[0].col == 0 && runs[0].len == QCC_I8_AVX2_NR) return 0;   /* direct */
+    for (r = 0; r < nruns; r++) {
+        const int col = runs[r].col, end = col + runs[r].len;
+        mask[r] = _mm_and_si128(_mm_cmpgt_epi8(idx, _mm_set1_epi8((char)(col - 1))),
+                                _mm_cmpgt_epi8(_mm_set1_epi8((char)end), idx));
+        at[r] = runs[r].src - col;   /* byte j of the row is at at + j */
+    }
+    for (q = 0; q < k4; q++) {
+        __m128i v[4];
+        for (t = 0; t < 4; t++) {
+            const int kk = k0 + 4 * q + t;
+            __m128i x = _mm_setzero_si128();
+            if (kk < job->k) {
+                const uint8_t *s = src + job->kofs[kk];
+                for (r = 0; r < nruns; r++)
+                    x = _mm_blendv_epi8(x, _mm_loadu_si128((const __m128i *)(s + at[r])),
+                                        mask[r]);
+            }
+            v[t] = _mm_xor_si128(x, flip);
+        }
+        qcc_i8_wide_store(v[0], v[1], v[2], v[3], bp + (ptrdiff_t)q * QCC_I8_AVX2_NR * 8);
+    }
+    return 1;
 }
 
 /* a: the task's widened weights (int16, per q (w0, w2, w1, w3); qcc_i8_task), bp: the
@@ -458,7 +506,7 @@ static void qcc_i8_kern_avx2(int k4, const int8_t *a, ptrdiff_t lda, const uint8
 static void qcc_i8_task_avx2(qcc_i8_job *job, int t)
 {
     qcc_i8_task(job, t, QCC_I8_AVX2_MR, QCC_I8_AVX2_NR, 1, qcc_i8_kern_avx2,
-                qcc_i8_interleave4_wide, NULL);
+                qcc_i8_interleave4_wide, qcc_i8_pack_b_avx2);
 }
 
 #pragma GCC pop_options
