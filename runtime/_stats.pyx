@@ -264,6 +264,26 @@ cdef extern from *:
             }
     }
 
+    /* out[ch] = max(out[ch], max |w| over channel ch), NaN once a value of the
+     * channel is NaN: numpy's np.abs(w).max(axis=(0, 2)) folded into out */
+    static void qcc_channel_absmax_nan(const float *w, Py_ssize_t outer, Py_ssize_t c,
+                                       Py_ssize_t inner, float *out)
+    {
+        Py_ssize_t o, ch, i;
+        for (o = 0; o < outer; o++)
+            for (ch = 0; ch < c; ch++) {
+                const float *p = w + (o * c + ch) * inner;
+                float m = out[ch];
+                int nan = 0;
+                for (i = 0; i < inner; i++) {
+                    const float a = fabsf(p[i]);
+                    nan |= a != a;
+                    m = a > m ? a : m;
+                }
+                out[ch] = nan ? NAN : m;
+            }
+    }
+
     static inline double qcc_cube(double t) { return t * t * t; }
 
     /* r of expected_sq_error: s**3 (n / 12 + ((u - n - 1/2)**3 + 1/8) / 3). */
@@ -341,6 +361,8 @@ cdef extern from *:
                           int64_t* hist, Py_ssize_t bins, int all_finite, int width) nogil
     void qcc_channel_absmax(const float* w, Py_ssize_t outer, Py_ssize_t c,
                             Py_ssize_t inner, double* out) nogil
+    void qcc_channel_absmax_nan(const float* w, Py_ssize_t outer, Py_ssize_t c,
+                                Py_ssize_t inner, float* out) nogil
     void qcc_sq_error_terms(const double* a, const double* b, const double* dens,
                             Py_ssize_t m, const double* s, const int64_t* z,
                             Py_ssize_t rows, int64_t qmin, int64_t qmax,
@@ -428,6 +450,23 @@ def channel_absmax(w):
         return out
     with nogil:
         qcc_channel_absmax(&v[0, 0, 0], v.shape[0], v.shape[1], v.shape[2], &o[0])
+    return out
+
+
+def channel_absmax_nan(x):
+    """max |x| over every value of each channel of a float32 array of shape
+    (outer, C, inner), as float32 (C,), NaN for a channel holding a NaN: what
+    `np.abs(x).max(axis=(0, 2))` gives, in one pass and without a copy. At least
+    one value a channel."""
+    cdef const float[:, :, ::1] v = x
+    if v.shape[0] == 0 or v.shape[2] == 0:
+        raise ValueError("channel_absmax_nan: no values")
+    out = np.zeros(v.shape[1], np.float32)
+    cdef float[::1] o = out
+    if v.shape[1] == 0:
+        return out
+    with nogil:
+        qcc_channel_absmax_nan(&v[0, 0, 0], v.shape[0], v.shape[1], v.shape[2], &o[0])
     return out
 
 

@@ -39,7 +39,7 @@ from qcc import ir, registry
 from qcc.dialects import quant
 from qcc.dialects.base import get_str
 from qcc.passes import remarks
-from qcc.passes.balance import BalancePass, channel_outlier_ratio, groups_of
+from qcc.passes.balance import BalancePass, channel_absmax, channel_outlier_ratio, groups_of
 from qcc.passes.calibrate import CalibratePass, new_stats
 from qcc.passes.common import tensor_type_of
 from qcc.passes.insert_quant import InsertQuantPass, insert_observers
@@ -106,9 +106,7 @@ def run(job: Job, bal: BalancePass, ins: InsertQuantPass, cal: CalibratePass,
         if speculating:
             stats[op].update(x)
         for i in watch.get(op, ()):
-            axis = groups[i].axis
-            axes = tuple(d for d in range(x.ndim) if d != axis)
-            np.fmax(amax[i], np.abs(x).max(axis=axes), out=amax[i])
+            np.fmax(amax[i], channel_absmax(x, groups[i].axis), out=amax[i])
         return x
 
     run_batch = registry.executor()(probe, dict.fromkeys(stats, hook))

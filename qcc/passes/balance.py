@@ -69,6 +69,7 @@ from qcc.passes.common import op_name as _name
 from qcc.passes.common import tensor_type_of
 from qcc.quant import inputs
 from qcc.quant.calib_data import CalibrationError, model_batches
+from qcc.quant.observers import COMPILED
 
 FACTOR_ATTR = "qcc.balance_factor"
 ALPHA_RANGE = (0.2, 0.8)
@@ -212,6 +213,17 @@ def _groups(targets: list[tuple[str, Operation]]) -> list[Group]:
     return list(groups.values())
 
 
+def channel_absmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """`np.abs(x).max(axis=<every axis but axis>)`: for float32, one compiled pass
+    without the copy (`qcc.quant._stats.channel_absmax_nan`, the same values, NaN
+    for a channel holding a NaN)."""
+    if COMPILED is not None and x.dtype == np.float32 and x.size and x.ndim:
+        outer = int(np.prod(x.shape[:axis]))
+        return COMPILED.channel_absmax_nan(
+            np.ascontiguousarray(x).reshape(outer, x.shape[axis], -1))
+    return np.abs(x).max(axis=tuple(d for d in range(x.ndim) if d != axis))
+
+
 def _activation_max(groups: list[Group], module: ModuleOp,
                     batches: Iterable[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
     """Rule 3: per group, max|x| per channel over every batch (the first layer's kernel
@@ -220,8 +232,7 @@ def _activation_max(groups: list[Group], module: ModuleOp,
 
     def hook(i: int, axis: int):
         def run(kernel, op, x, *rest):
-            axes = tuple(d for d in range(x.ndim) if d != axis)
-            np.fmax(amax[i], np.abs(x).max(axis=axes), out=amax[i])
+            np.fmax(amax[i], channel_absmax(x, axis), out=amax[i])
             return kernel(op, x, *rest)
         return run
 

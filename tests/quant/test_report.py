@@ -38,3 +38,23 @@ def test_activation_sqnr_is_that_of_the_kept_values():
         assert abs(got - want) <= 1e-9 * abs(want), (op.attributes["id"].data, got, want)
         checked += 1
     assert checked >= 4
+
+
+def test_sqnr_db_is_the_float64_ratio_of_the_finite_values():
+    """sqnr_db (dot products over chunks) against numpy's float64 sums, a hand value,
+    and the rules for non-finite values, exact and all-zero signals."""
+    from qcc.quant import report
+
+    assert report.sqnr_db(np.array([3.0, 4.0]), np.array([3.0, 3.0])) == 10 * np.log10(25.0)
+    rng = np.random.default_rng(0)
+    n = 3 * report._SQNR_CHUNK + 17  # several chunks and a short one
+    x = rng.standard_normal(n).astype(np.float32)
+    y = x + (rng.standard_normal(n) * 1e-2).astype(np.float32)
+    assert abs(report.sqnr_db(x, y) - _sqnr(x, y)) <= 1e-12 * abs(_sqnr(x, y))
+    x2, y2 = x.copy(), y.copy()
+    x2[5], y2[report._SQNR_CHUNK + 1], y2[-1] = np.inf, np.nan, -np.inf
+    ok = np.isfinite(x2) & np.isfinite(y2)
+    want = _sqnr(x2[ok], y2[ok])
+    assert abs(report.sqnr_db(x2, y2) - want) <= 1e-12 * abs(want)
+    assert report.sqnr_db(x, x) == float("inf")
+    assert report.sqnr_db(np.zeros(4), np.ones(4)) == float("-inf")

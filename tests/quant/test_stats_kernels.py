@@ -217,3 +217,26 @@ def test_calibration_gives_the_numpy_definitions_quant_params(model, monkeypatch
     monkeypatch.setattr(algorithms, "COMPILED", None)
     for a in names:
         assert fast[a] == decided(a), a
+
+
+@pytest.mark.parametrize("shape, axis", [((8, 64, 13, 13), 1), ((2, 197, 192), 2),
+                                         ((5, 7), 0), ((1, 3), 1), ((6,), 0)])
+def test_activation_channel_absmax_is_numpys(shape, axis):
+    """Activation balance's per-channel max|x| (`balance.channel_absmax`, compiled for
+    float32) is numpy's np.abs(x).max over the other axes, bit for bit, also with
+    infinities and a NaN (which makes its channel NaN, as numpy's max does)."""
+    from qcc.passes.balance import channel_absmax
+
+    x = mixed(3, int(np.prod(shape))).reshape(shape)
+    x = np.where(np.isfinite(x), x, np.float32(1.0))
+    others = tuple(d for d in range(x.ndim) if d != axis)
+    got = channel_absmax(x, axis)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, np.abs(x).max(axis=others))
+    y = x.copy()
+    y.flat[0], y.flat[-1] = np.float32(-np.inf), np.float32(np.nan)
+    want = np.abs(y).max(axis=others)
+    assert np.isnan(want).sum() == 1 and np.isinf(want).sum() == 1
+    assert np.array_equal(channel_absmax(y, axis), want, equal_nan=True)
+    assert np.array_equal(C.channel_absmax_nan(y.reshape(1, -1, 1)), np.abs(y).ravel(),
+                          equal_nan=True)
