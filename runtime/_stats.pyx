@@ -200,6 +200,74 @@ cdef extern from *:
         __atomic_fetch_add(&j->outside, outside, __ATOMIC_RELAXED);
     }
 
+    /* qcc_range_all by `width` threads over blocks of QCC_HIST_TASK values, each
+     * block's range folded into its thread's, then the threads' together: min, max
+     * and flags do not depend on the order (a zero bound of either sign is decided by
+     * the caller when both zeros occur). */
+    #define QCC_RANGE_SLOTS 64
+    typedef struct {
+        const float *x;
+        Py_ssize_t n;
+        int64_t next;
+        int used;
+        qcc_range r[QCC_RANGE_SLOTS];
+        int nan[QCC_RANGE_SLOTS];
+    } qcc_range_job;
+
+    static void qcc_range_task(void *arg)
+    {
+        qcc_range_job *j = (qcc_range_job *)arg;
+        const int slot = __atomic_fetch_add(&j->used, 1, __ATOMIC_RELAXED);
+        qcc_range *acc = &j->r[slot];
+        acc->lo = INFINITY;
+        acc->hi = -INFINITY;
+        acc->pos_zero = acc->neg_zero = 0;
+        j->nan[slot] = 0;
+        for (;;) {
+            const int64_t t = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+            const Py_ssize_t a = (Py_ssize_t)t * QCC_HIST_TASK;
+            qcc_range r;
+            int nan = 0;
+            if (a >= j->n) break;
+            qcc_range_all(j->x + a, j->n - a < QCC_HIST_TASK ? j->n - a : QCC_HIST_TASK, &r, &nan);
+            acc->lo = r.lo < acc->lo ? r.lo : acc->lo;
+            acc->hi = r.hi > acc->hi ? r.hi : acc->hi;
+            acc->pos_zero |= r.pos_zero;
+            acc->neg_zero |= r.neg_zero;
+            j->nan[slot] |= nan;
+        }
+    }
+
+    static void qcc_range_all_par(const float *x, Py_ssize_t n, qcc_range *r, int *has_nan,
+                                  int width)
+    {
+        qcc_range_job job;
+        int w;
+        if (width > QCC_RANGE_SLOTS) width = QCC_RANGE_SLOTS;
+        if (width < 2 || n < 4 * QCC_HIST_TASK) {
+            qcc_range_all(x, n, r, has_nan);
+            return;
+        }
+        job.x = x;
+        job.n = n;
+        job.next = 0;
+        job.used = 0;
+        qcc_parallel(qcc_range_task, &job, width);
+        r->count = n;
+        r->nan = r->posinf = r->neginf = 0;
+        r->lo = INFINITY;
+        r->hi = -INFINITY;
+        r->pos_zero = r->neg_zero = 0;
+        *has_nan = 0;
+        for (w = 0; w < job.used; w++) {
+            r->lo = job.r[w].lo < r->lo ? job.r[w].lo : r->lo;
+            r->hi = job.r[w].hi > r->hi ? job.r[w].hi : r->hi;
+            r->pos_zero |= job.r[w].pos_zero;
+            r->neg_zero |= job.r[w].neg_zero;
+            *has_nan |= job.nan[w];
+        }
+    }
+
     /* hist += the counts of x (module comment); `width` threads share blocks of
      * QCC_HIST_TASK values, each into its own histograms, summed at the end (integer
      * counts: the same whatever the split). Returns the values outside, -1 without
@@ -356,6 +424,8 @@ cdef extern from *:
         float lo, hi
         int pos_zero, neg_zero
     void qcc_range_all(const float* x, Py_ssize_t n, qcc_range* r, int* has_nan) nogil
+    void qcc_range_all_par(const float* x, Py_ssize_t n, qcc_range* r, int* has_nan,
+                           int width) nogil
     void qcc_range_finite(const float* x, Py_ssize_t n, qcc_range* r) nogil
     int64_t qcc_histogram(const float* x, Py_ssize_t n, double scale, int64_t start,
                           int64_t* hist, Py_ssize_t bins, int all_finite, int width) nogil
@@ -414,7 +484,7 @@ def float_range(const float[::1] x):
     cdef Py_ssize_t n = x.shape[0]
     cdef const float* p = &x[0] if n else NULL
     with nogil:
-        qcc_range_all(p, n, &r, &has_nan)
+        qcc_range_all_par(p, n, &r, &has_nan, THREADS)
         if has_nan or r.lo == -INFINITY or r.hi == INFINITY:
             qcc_range_finite(p, n, &r)
     return (r.count, r.nan, r.posinf, r.neginf, float(r.lo), float(r.hi),

@@ -29,15 +29,21 @@ def mixed(seed: int, n: int) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, 100_003])
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, 100_003, 1_000_003])
 @pytest.mark.parametrize("bad", [(), ("nan",), ("inf", "-inf"), ("nan", "inf", "-inf")])
-def test_float_range_exact(n, bad):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float_range_exact(n, bad, threads):
+    """(2 threads: from 4 blocks of 65536 values the range pass is split.)"""
     x = mixed(n, n)
     rng = np.random.default_rng(n + 1)
     for kind in bad:
         if n:
             x[rng.integers(0, n, size=3)] = np.float32(kind)
-    count, nan, pos, neg, lo, hi, pz, nz = C.float_range(x)
+    old = C._set_threads(threads)
+    try:
+        count, nan, pos, neg, lo, hi, pz, nz = C.float_range(x)
+    finally:
+        C._set_threads(old)
     finite = x[np.isfinite(x)]
     assert (count, nan, pos, neg) == (finite.size, np.isnan(x).sum(), (x == np.inf).sum(),
                                       (x == -np.inf).sum())
@@ -240,3 +246,18 @@ def test_activation_channel_absmax_is_numpys(shape, axis):
     assert np.array_equal(channel_absmax(y, axis), want, equal_nan=True)
     assert np.array_equal(C.channel_absmax_nan(y.reshape(1, -1, 1)), np.abs(y).ravel(),
                           equal_nan=True)
+
+
+def test_float_range_folds_every_threads_blocks():
+    """The range pass on 2 threads folds the blocks each thread took: the single
+    largest and smallest values, moved from block to block, are always found."""
+    x = np.abs(mixed(7, 16 * 65536)) % np.float32(1.0)
+    old = C._set_threads(2)
+    try:
+        for rep in range(32):
+            y = x.copy()
+            y[(rep % 16) * 65536 + 5] = np.float32(7.0)
+            y[((rep * 7 + 3) % 16) * 65536 + 9] = np.float32(-7.0)
+            assert C.float_range(y)[4:6] == (-7.0, 7.0), rep
+    finally:
+        C._set_threads(old)
