@@ -369,8 +369,8 @@ static const int32_t qcc_i8_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0
 
 /* The panel layout of the AVX2 kernel, per q: four vectors of eight int16 pairs,
  * (u0, u2) of positions 0..7, (u1, u3) of 0..7, (u0, u2) of 8..15, (u1, u3) of 8..15
- * (u = x ^ 0x80 zero-extended), so that the kernel loads them as they are (NR 16). */
-/* qcc_i8_interleave4_wide of four rows already in registers and flipped (u). */
+ * (u = x ^ 0x80 zero-extended), so that the kernel loads them as they are (NR 16);
+ * here of four rows already in registers and flipped (u), into d[0..127]. */
 QCC_INLINE void qcc_i8_wide_store(__m128i a, __m128i b, __m128i c, __m128i e, uint8_t *d)
 {
     const __m128i zero = _mm_setzero_si128();
@@ -587,29 +587,34 @@ static void qcc_i8_kern_vnni(int k4, const int8_t *a, ptrdiff_t lda, const uint8
     QCC_I8_V_STORE(7)
 }
 
+/* qcc_i8_interleave4 of 32 positions whose four rows (flipped: u) are in registers,
+ * into d[0..127]: the byte and word unpacks work within 128-bit lanes, so the lanes'
+ * halves are put back in order by a lane permute. */
+QCC_INLINE void qcc_i8_ymm_store(__m256i a, __m256i b, __m256i c, __m256i e, uint8_t *d)
+{
+    const __m256i ab0 = _mm256_unpacklo_epi8(a, b), ab1 = _mm256_unpackhi_epi8(a, b);
+    const __m256i ce0 = _mm256_unpacklo_epi8(c, e), ce1 = _mm256_unpackhi_epi8(c, e);
+    /* per 128-bit lane h: positions 16h + 0..3, 4..7, 8..11, 12..15 */
+    const __m256i p0 = _mm256_unpacklo_epi16(ab0, ce0), p1 = _mm256_unpackhi_epi16(ab0, ce0);
+    const __m256i p2 = _mm256_unpacklo_epi16(ab1, ce1), p3 = _mm256_unpackhi_epi16(ab1, ce1);
+    _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(p0, p1, 0x20));
+    _mm256_storeu_si256((__m256i *)(d + 32), _mm256_permute2x128_si256(p2, p3, 0x20));
+    _mm256_storeu_si256((__m256i *)(d + 64), _mm256_permute2x128_si256(p0, p1, 0x31));
+    _mm256_storeu_si256((__m256i *)(d + 96), _mm256_permute2x128_si256(p2, p3, 0x31));
+}
+
 /* qcc_i8_interleave4 32 positions at a time in 256-bit registers (NR a multiple of
- * 32): the byte and word unpacks work within 128-bit lanes, so the lanes' halves are
- * put back in order by a lane permute. */
+ * 32). */
 static void qcc_i8_interleave4_ymm(const uint8_t *const *r, uint8_t *d, int NR)
 {
     const __m256i flip = _mm256_set1_epi8((char)0x80);
     int j;
-    for (j = 0; j < NR; j += 32) {
-        const __m256i a = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[0] + j)), flip);
-        const __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[1] + j)), flip);
-        const __m256i c = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[2] + j)), flip);
-        const __m256i e = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[3] + j)), flip);
-        const __m256i ab0 = _mm256_unpacklo_epi8(a, b), ab1 = _mm256_unpackhi_epi8(a, b);
-        const __m256i ce0 = _mm256_unpacklo_epi8(c, e), ce1 = _mm256_unpackhi_epi8(c, e);
-        /* per 128-bit lane h: positions 16h + 0..3, 4..7, 8..11, 12..15 */
-        const __m256i p0 = _mm256_unpacklo_epi16(ab0, ce0), p1 = _mm256_unpackhi_epi16(ab0, ce0);
-        const __m256i p2 = _mm256_unpacklo_epi16(ab1, ce1), p3 = _mm256_unpackhi_epi16(ab1, ce1);
-        uint8_t *o = d + 4 * j;
-        _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(p0, p1, 0x20));
-        _mm256_storeu_si256((__m256i *)(o + 32), _mm256_permute2x128_si256(p2, p3, 0x20));
-        _mm256_storeu_si256((__m256i *)(o + 64), _mm256_permute2x128_si256(p0, p1, 0x31));
-        _mm256_storeu_si256((__m256i *)(o + 96), _mm256_permute2x128_si256(p2, p3, 0x31));
-    }
+    for (j = 0; j < NR; j += 32)
+        qcc_i8_ymm_store(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[0] + j)), flip),
+                         _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[1] + j)), flip),
+                         _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[2] + j)), flip),
+                         _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(r[3] + j)), flip),
+                         d + 4 * j);
 }
 
 /* qcc_i8_pack_b of a convolution whose positions are contiguous in the source
@@ -646,17 +651,7 @@ static int qcc_i8_pack_b_vnni(const qcc_i8_job *job, const uint8_t *src, int j0,
             }
             v[t] = _mm256_xor_si256(x, flip);
         }
-        {
-            const __m256i ab0 = _mm256_unpacklo_epi8(v[0], v[1]), ab1 = _mm256_unpackhi_epi8(v[0], v[1]);
-            const __m256i ce0 = _mm256_unpacklo_epi8(v[2], v[3]), ce1 = _mm256_unpackhi_epi8(v[2], v[3]);
-            const __m256i p0 = _mm256_unpacklo_epi16(ab0, ce0), p1 = _mm256_unpackhi_epi16(ab0, ce0);
-            const __m256i p2 = _mm256_unpacklo_epi16(ab1, ce1), p3 = _mm256_unpackhi_epi16(ab1, ce1);
-            uint8_t *o = bp + (ptrdiff_t)q * QCC_I8_VNNI_NR * 4;
-            _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(p0, p1, 0x20));
-            _mm256_storeu_si256((__m256i *)(o + 32), _mm256_permute2x128_si256(p2, p3, 0x20));
-            _mm256_storeu_si256((__m256i *)(o + 64), _mm256_permute2x128_si256(p0, p1, 0x31));
-            _mm256_storeu_si256((__m256i *)(o + 96), _mm256_permute2x128_si256(p2, p3, 0x31));
-        }
+        qcc_i8_ymm_store(v[0], v[1], v[2], v[3], bp + (ptrdiff_t)q * QCC_I8_VNNI_NR * 4);
     }
     return 1;
 }

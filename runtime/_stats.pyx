@@ -214,6 +214,16 @@ cdef extern from *:
         int nan[QCC_RANGE_SLOTS];
     } qcc_range_job;
 
+    /* acc = the range of acc's values and r's together (qcc_range_all's fields) */
+    static void qcc_range_fold(qcc_range *acc, int *acc_nan, const qcc_range *r, int nan)
+    {
+        acc->lo = r->lo < acc->lo ? r->lo : acc->lo;
+        acc->hi = r->hi > acc->hi ? r->hi : acc->hi;
+        acc->pos_zero |= r->pos_zero;
+        acc->neg_zero |= r->neg_zero;
+        *acc_nan |= nan;
+    }
+
     static void qcc_range_task(void *arg)
     {
         qcc_range_job *j = (qcc_range_job *)arg;
@@ -230,11 +240,7 @@ cdef extern from *:
             int nan = 0;
             if (a >= j->n) break;
             qcc_range_all(j->x + a, j->n - a < QCC_HIST_TASK ? j->n - a : QCC_HIST_TASK, &r, &nan);
-            acc->lo = r.lo < acc->lo ? r.lo : acc->lo;
-            acc->hi = r.hi > acc->hi ? r.hi : acc->hi;
-            acc->pos_zero |= r.pos_zero;
-            acc->neg_zero |= r.neg_zero;
-            j->nan[slot] |= nan;
+            qcc_range_fold(acc, &j->nan[slot], &r, nan);
         }
     }
 
@@ -259,13 +265,7 @@ cdef extern from *:
         r->hi = -INFINITY;
         r->pos_zero = r->neg_zero = 0;
         *has_nan = 0;
-        for (w = 0; w < job.used; w++) {
-            r->lo = job.r[w].lo < r->lo ? job.r[w].lo : r->lo;
-            r->hi = job.r[w].hi > r->hi ? job.r[w].hi : r->hi;
-            r->pos_zero |= job.r[w].pos_zero;
-            r->neg_zero |= job.r[w].neg_zero;
-            *has_nan |= job.nan[w];
-        }
+        for (w = 0; w < job.used; w++) qcc_range_fold(r, has_nan, &job.r[w], job.nan[w]);
     }
 
     /* hist += the counts of x (module comment); `width` threads share blocks of

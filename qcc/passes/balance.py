@@ -46,6 +46,7 @@ every target layer to `results["qcc-balance.outlier_ratio"]`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -218,7 +219,7 @@ def channel_absmax(x: np.ndarray, axis: int) -> np.ndarray:
     without the copy (`qcc.quant._stats.channel_absmax_nan`, the same values, NaN
     for a channel holding a NaN)."""
     if COMPILED is not None and x.dtype == np.float32 and x.size and x.ndim:
-        outer = int(np.prod(x.shape[:axis]))
+        outer = math.prod(x.shape[:axis])
         return COMPILED.channel_absmax_nan(
             np.ascontiguousarray(x).reshape(outer, x.shape[axis], -1))
     return np.abs(x).max(axis=tuple(d for d in range(x.ndim) if d != axis))
