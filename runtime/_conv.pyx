@@ -181,9 +181,10 @@ def _set_blocking(int mc, int kc, int nc):
 
 def _set_depthwise_lanes_below(int ow):
     """Depthwise convolutions whose output rows are shorter than `ow` run with 16
-    channels side by side in the vector lanes, longer ones row by row (for tests: 0
-    forces rows, a large value forces lanes; both give the same bits); returns the
-    old bound."""
+    channels side by side in the vector lanes (when there are at least as many groups
+    of 16 channels as threads, or the rows are shorter than 8), longer ones row by row
+    (for tests: 0 forces rows, a large value lanes; both give the same bits); returns
+    the old bound."""
     global qcc_dwcb_max_ow
     old = qcc_dwcb_max_ow
     qcc_dwcb_max_ow = ow

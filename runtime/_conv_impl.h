@@ -701,9 +701,12 @@ static void qcc_dw_worker(void *arg)
  * uses the same layout; the scalar one runs the lanes one after another. */
 
 #define QCC_DWCB_LANES 16
-static int qcc_dwcb_max_ow = 8;    /* output rows shorter than this take this path (on a
-                                    * 2-core Xeon, 7-wide rows ran 2x faster, 14-wide
-                                    * ones slower: the interleaving costs) */
+static int qcc_dwcb_max_ow = 57;   /* output rows shorter than this take this path when
+                                    * its tasks (16 channels of an image) keep the threads
+                                    * busy. On a 2-core AVX-512 Xeon, at 2 threads, both
+                                    * variants: 1.3-5x faster than rows up to 56-wide
+                                    * rows (MobileNetV3's 7, 14, 28 and 56), 112-wide
+                                    * ones were as fast or slower */
 
 typedef void (*qcc_dwcb_fn)(const float *p, const float *w, const float *b, float *t,
                             const qcc_geom *g, const int *dims, const ptrdiff_t *ofs, int kk);
@@ -729,6 +732,31 @@ static void qcc_dwcb_plain(const float *p, const float *w, const float *b, float
                 }
                 t += QCC_DWCB_LANES;
             }
+}
+
+/* Interleaving into and out of the lanes, one function per variant (all move the
+ * same floats): qcc_dwcb_row_fn puts one padded row's `w` input columns of nl <= LANES
+ * channel rows side by side, dst[iw*LANES + l] = xs[l][iw], zero lanes past nl;
+ * qcc_dwcb_out_fn puts the interleaved output back into nl channel planes,
+ * o[l*pout + i] = t[i*LANES + l]. The vector ones transpose 16x16 (8x8) blocks in
+ * registers: the scalar scatter stored each float in its own cache line and took
+ * half of a 7x7 depthwise convolution. */
+typedef void (*qcc_dwcb_row_fn)(const float *const *xs, int nl, int w, float *dst);
+typedef void (*qcc_dwcb_out_fn)(const float *t, float *o, int nl, ptrdiff_t pout);
+
+static void qcc_dwcb_row_plain(const float *const *xs, int nl, int w, float *dst)
+{
+    int l, iw;
+    for (l = 0; l < QCC_DWCB_LANES; l++)
+        for (iw = 0; iw < w; iw++) dst[(ptrdiff_t)iw * QCC_DWCB_LANES + l] = l < nl ? xs[l][iw] : 0.0f;
+}
+
+static void qcc_dwcb_out_plain(const float *t, float *o, int nl, ptrdiff_t pout)
+{
+    ptrdiff_t i;
+    int l;
+    for (l = 0; l < nl; l++)
+        for (i = 0; i < pout; i++) o[l * pout + i] = t[i * QCC_DWCB_LANES + l];
 }
 
 #if QCC_GEMM_X86
@@ -782,6 +810,57 @@ static void qcc_dwcb_avx2(const float *p, const float *w, const float *b, float 
         }
 }
 
+/* r[c] = column c of the 8x8 block whose rows are r[0..7]. */
+QCC_INLINE void qcc_tr8_avx2(__m256 *r)
+{
+    __m256 t[8], u[8];
+    int i;
+    for (i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 2; i++) {   /* u[4i + c]: rows 4i..4i+3 of columns c, c + 4 */
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
+    }
+}
+
+static void qcc_dwcb_row_avx2(const float *const *xs, int nl, int w, float *dst)
+{
+    __m256 r[8];
+    int h, iw, l, c;
+    for (h = 0; h < QCC_DWCB_LANES; h += 8)
+        for (iw = 0; iw < w; iw += 8) {
+            const int m = w - iw < 8 ? w - iw : 8;
+            const __m256i k = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - m));
+            for (l = 0; l < 8; l++)
+                r[l] = h + l < nl ? _mm256_maskload_ps(xs[h + l] + iw, k) : _mm256_setzero_ps();
+            qcc_tr8_avx2(r);
+            for (c = 0; c < m; c++) _mm256_storeu_ps(dst + (ptrdiff_t)(iw + c) * QCC_DWCB_LANES + h, r[c]);
+        }
+}
+
+static void qcc_dwcb_out_avx2(const float *t, float *o, int nl, ptrdiff_t pout)
+{
+    __m256 v[8];
+    ptrdiff_t i;
+    int h, r, c;
+    for (h = 0; h < nl; h += 8)
+        for (i = 0; i < pout; i += 8) {
+            const int m = pout - i < 8 ? (int)(pout - i) : 8;
+            for (r = 0; r < 8; r++)
+                v[r] = r < m ? _mm256_loadu_ps(t + (i + r) * QCC_DWCB_LANES + h) : _mm256_setzero_ps();
+            qcc_tr8_avx2(v);
+            for (c = 0; c < 8 && h + c < nl; c++) qcc_store_first_avx2(o + (h + c) * pout + i, v[c], m);
+        }
+}
+
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -826,9 +905,79 @@ static void qcc_dwcb_avx512(const float *p, const float *w, const float *b, floa
         }
 }
 
+/* r[c] = column c of the 16x16 block whose rows are r[0..15]. */
+QCC_INLINE void qcc_tr16_avx512(__m512 *r)
+{
+    __m512 t[16], u[16];
+    int i, k;
+    for (i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 4; i++) {   /* u[4i + k]: rows 4i..4i+3 of columns k, k+4, k+8, k+12 */
+        const __m512d t0 = _mm512_castps_pd(t[4 * i]), t1 = _mm512_castps_pd(t[4 * i + 1]);
+        const __m512d t2 = _mm512_castps_pd(t[4 * i + 2]), t3 = _mm512_castps_pd(t[4 * i + 3]);
+        u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+    for (k = 0; k < 4; k++) {
+        const __m512 a = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);   /* cols k, k+8 */
+        const __m512 b = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);   /* cols k+4, k+12 */
+        const __m512 c = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+        const __m512 d = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_f32x4(a, c, 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(a, c, 0xDD);
+        r[k + 4] = _mm512_shuffle_f32x4(b, d, 0x88);
+        r[k + 12] = _mm512_shuffle_f32x4(b, d, 0xDD);
+    }
+}
+
+static void qcc_dwcb_row_avx512(const float *const *xs, int nl, int w, float *dst)
+{
+    __m512 r[16];
+    int iw, l, c;
+    for (iw = 0; iw < w; iw += 16) {
+        const int m = w - iw < 16 ? w - iw : 16;
+        const __mmask16 k = (__mmask16)((1u << m) - 1);
+        for (l = 0; l < 16; l++) r[l] = l < nl ? _mm512_maskz_loadu_ps(k, xs[l] + iw) : _mm512_setzero_ps();
+        qcc_tr16_avx512(r);
+        for (c = 0; c < m; c++) _mm512_storeu_ps(dst + (ptrdiff_t)(iw + c) * QCC_DWCB_LANES, r[c]);
+    }
+}
+
+static void qcc_dwcb_out_avx512(const float *t, float *o, int nl, ptrdiff_t pout)
+{
+    __m512 v[16];
+    ptrdiff_t i;
+    int r, l;
+    for (i = 0; i < pout; i += 16) {
+        const int m = pout - i < 16 ? (int)(pout - i) : 16;
+        const __mmask16 k = (__mmask16)((1u << m) - 1);
+        for (r = 0; r < 16; r++) v[r] = r < m ? _mm512_loadu_ps(t + (i + r) * QCC_DWCB_LANES) : _mm512_setzero_ps();
+        qcc_tr16_avx512(v);
+        for (l = 0; l < nl; l++) _mm512_mask_storeu_ps(o + l * pout + i, k, v[l]);
+    }
+}
+
 #pragma GCC pop_options
 
 #endif /* QCC_GEMM_X86 */
+
+/* The lanes path's kernel and interleaving of the GEMM variant in use. */
+static void qcc_dwcb_fns(qcc_dwcb_row_fn *row, qcc_dwcb_out_fn *out)
+{
+    *row = qcc_dwcb_row_plain;
+    *out = qcc_dwcb_out_plain;
+#if QCC_GEMM_X86
+    switch (qcc_gemm_variant()) {
+    case 2: *row = qcc_dwcb_row_avx512; *out = qcc_dwcb_out_avx512; break;
+    case 1: *row = qcc_dwcb_row_avx2; *out = qcc_dwcb_out_avx2; break;
+    default: break;
+    }
+#endif
+}
 
 static qcc_dwcb_fn qcc_dwcb_kernel(void)
 {
@@ -842,10 +991,12 @@ static qcc_dwcb_fn qcc_dwcb_kernel(void)
     return qcc_dwcb_plain;
 }
 
-/* Whether a depthwise convolution runs with its channels side by side. */
-static int qcc_dwcb_takes(const qcc_geom *g)
+/* Whether a depthwise convolution of `tasks` lane groups on `threads` threads runs
+ * with its channels side by side (rows shorter than 8 always do: most of their row
+ * vectors' lanes would be idle). */
+static int qcc_dwcb_takes(const qcc_geom *g, int tasks, int threads)
 {
-    return g->osp[2] < qcc_dwcb_max_ow;
+    return g->osp[2] < qcc_dwcb_max_ow && (tasks >= threads || g->osp[2] < 8);
 }
 
 /* Floats of one thread's scratch: interleaved padded planes, weights, bias, output. */
@@ -860,10 +1011,11 @@ static ptrdiff_t qcc_dwcb_scratch(const qcc_geom *g, int *dims)
 /* Interleave `nl` input planes (lane l reads src[l]) into p[d][h][w][lane] with the
  * padding of g; lanes nl .. LANES-1 are zero. */
 static void qcc_dwcb_gather(const float *const *src, int nl, float *p, const qcc_geom *g,
-                            const int *dims)
+                            const int *dims, qcc_dwcb_row_fn interleave)
 {
     const ptrdiff_t row = (ptrdiff_t)dims[2] * QCC_DWCB_LANES;
-    int d, h, l, iw;
+    const float *xs[QCC_DWCB_LANES];
+    int d, h, l;
     for (d = 0; d < dims[0]; d++) {
         const int id = d - g->pb[0];
         for (h = 0; h < dims[1]; h++) {
@@ -876,13 +1028,8 @@ static void qcc_dwcb_gather(const float *const *src, int nl, float *p, const qcc
             memset(dst, 0, (ptrdiff_t)g->pb[2] * QCC_DWCB_LANES * sizeof(float));
             memset(dst + (ptrdiff_t)(g->pb[2] + g->sp[2]) * QCC_DWCB_LANES, 0,
                    (ptrdiff_t)(dims[2] - g->pb[2] - g->sp[2]) * QCC_DWCB_LANES * sizeof(float));
-            dst += (ptrdiff_t)g->pb[2] * QCC_DWCB_LANES;
-            for (l = 0; l < nl; l++) {
-                const float *x = src[l] + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2];
-                for (iw = 0; iw < g->sp[2]; iw++) dst[(ptrdiff_t)iw * QCC_DWCB_LANES + l] = x[iw];
-            }
-            for (; l < QCC_DWCB_LANES; l++)
-                for (iw = 0; iw < g->sp[2]; iw++) dst[(ptrdiff_t)iw * QCC_DWCB_LANES + l] = 0.0f;
+            for (l = 0; l < nl; l++) xs[l] = src[l] + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2];
+            interleave(xs, nl, g->sp[2], dst + (ptrdiff_t)g->pb[2] * QCC_DWCB_LANES);
         }
     }
 }
@@ -897,6 +1044,8 @@ static void qcc_dwcb_worker(void *arg)
     const int kk = g->k[0] * g->k[1] * g->k[2], oc_n = job->groups * g->og;
     const int blocks = (oc_n + QCC_DWCB_LANES - 1) / QCC_DWCB_LANES;
     const qcc_dwcb_fn kernel = qcc_dwcb_kernel();
+    qcc_dwcb_row_fn interleave;
+    qcc_dwcb_out_fn deinterleave;
     int dims[3], kd, kh, kw;
     const ptrdiff_t floats = qcc_dwcb_scratch(g, dims);
     float *scratch = (float *)qcc_thread_buffer(floats * sizeof(float) + kk * sizeof(ptrdiff_t));
@@ -917,13 +1066,13 @@ static void qcc_dwcb_worker(void *arg)
                 *ofs++ = (((ptrdiff_t)kd * g->dl[0] * dims[1] + (ptrdiff_t)kh * g->dl[1]) * dims[2]
                           + (ptrdiff_t)kw * g->dl[2]) * QCC_DWCB_LANES;
     ofs -= kk;
+    qcc_dwcb_fns(&interleave, &deinterleave);
     for (;;) {
         const int task = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         const int ni = task / blocks, oc0 = (task % blocks) * QCC_DWCB_LANES;
         const int nl = oc_n - oc0 < QCC_DWCB_LANES ? oc_n - oc0 : QCC_DWCB_LANES;
         const float *src[QCC_DWCB_LANES];
         float *o = job->out + ((ptrdiff_t)ni * oc_n + oc0) * pout;
-        ptrdiff_t i;
         int l, j;
         if (task >= job->planes) break;
         for (l = 0; l < QCC_DWCB_LANES; l++) {
@@ -933,10 +1082,9 @@ static void qcc_dwcb_worker(void *arg)
             for (j = 0; j < kk; j++)
                 wl[j * QCC_DWCB_LANES + l] = l < nl ? job->w[(ptrdiff_t)oc * kk + j] : 0.0f;
         }
-        qcc_dwcb_gather(src, nl, p, g, dims);
+        qcc_dwcb_gather(src, nl, p, g, dims, interleave);
         kernel(p, wl, bl, t, g, dims, ofs, kk);
-        for (l = 0; l < nl; l++)
-            for (i = 0; i < pout; i++) o[l * pout + i] = t[i * QCC_DWCB_LANES + l];
+        deinterleave(t, o, nl, pout);
         qcc_activate(job->act, o, pout, nl, pout);
     }
 }
@@ -966,7 +1114,8 @@ static int qcc_depthwise(const float *x, const float *w, const float *bias, floa
     job.next = 0;
     job.failed = 0;
     if (madds < qcc_dw_par_min) threads = 1;
-    if (qcc_dwcb_takes(g)) {
+    if (qcc_dwcb_takes(g, n_img * ((groups * g->og + QCC_DWCB_LANES - 1) / QCC_DWCB_LANES),
+                       threads)) {
         job.planes = n_img * ((groups * g->og + QCC_DWCB_LANES - 1) / QCC_DWCB_LANES);
         qcc_parallel(qcc_dwcb_worker, &job, threads < job.planes ? threads : job.planes);
         return job.failed ? -1 : 0;

@@ -30,7 +30,7 @@ cdef extern from "_eltwise_impl.h" nogil:
         float qmin, qmax
     int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
     int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
-    void qcc_eltwise(const qcc_act* act, Py_ssize_t n, int threads)
+    void qcc_eltwise(const qcc_act* act, const float* src, Py_ssize_t n, int threads)
 
 
 # One thread pool for the whole runtime: this module's jobs run on the workers of
@@ -55,30 +55,32 @@ def _set_threads(int n):
     return old
 
 
-cdef _target(x, out):
-    """The float32 C-contiguous array the kernel works on in place: `out` (x copied
-    into it unless it is x), or a copy of x."""
+cdef _run(qcc_act* act, x, out):
+    """The kernel `act` of x into `out` (x itself for in place; None: a new array),
+    which it returns. A float32 C-contiguous x is read in the kernel's chunks (one
+    pass); another one is converted first."""
+    cdef const float[::1] xv
+    cdef float[::1] yv
+    cdef Py_ssize_t n = x.size
     if out is None:
-        return np.array(x, dtype=np.float32, order="C", copy=True)
-    if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or
+        out = np.empty(x.shape, np.float32)
+    elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or
             not out.flags.c_contiguous or not out.flags.writeable or out.shape != x.shape):
         raise ValueError(f"out must be a writable C-contiguous float32 array of shape "
                          f"{x.shape}")
-    if out is not x:
-        np.copyto(out, x)
-    return out
-
-
-cdef _run(qcc_act* act, y):
-    cdef float[::1] yv
-    cdef Py_ssize_t n = y.size
     if n == 0:
-        return y
-    yv = y.reshape(-1)
+        return out
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    elif (out is not x and np.may_share_memory(x, out) and
+            x.__array_interface__["data"][0] != out.__array_interface__["data"][0]):
+        x = x.copy()   # overlapping, not the same: the chunks would read what they wrote
+    xv = x.reshape(-1)
+    yv = out.reshape(-1)
     act.base = &yv[0]
     with nogil:
-        qcc_eltwise(act, n, _threads)
-    return y
+        qcc_eltwise(act, &xv[0], n, _threads)
+    return out
 
 
 _KINDS = {"relu": 1, "clip": 2, "hard_swish": 3, "hard_sigmoid": 4, "sigmoid": 5}
@@ -97,7 +99,7 @@ def activation(x, kind, float a=0, float b=0, out=None):
     act.hi = b
     act.plane = max(1, x.size)   # one run of the whole tensor (plane 1 made a call per
     act.channels = 1             # element: 40x slower)
-    return _run(&act, _target(x, out))
+    return _run(&act, x, out)
 
 
 def fake_quant(x, scales, zero_points, qmin, qmax, axis=None, out=None):
@@ -129,4 +131,4 @@ def fake_quant(x, scales, zero_points, qmin, qmax, axis=None, out=None):
     act.qmax = <float>float(qmax)
     if act.plane == 1 and act.channels == 1:
         act.plane = max(1, x.size)
-    return _run(&act, _target(x, out))
+    return _run(&act, x, out)

@@ -64,6 +64,33 @@ def test_activation_kernels_are_qnn_evals_numpy(cls, props, n):
         np.testing.assert_array_equal(bits(y), bits(want))
 
 
+@pytest.mark.parametrize("n", [1000, 300_001], ids=["small", "threaded"])
+def test_activation_into_another_buffer_reads_every_kind_of_input(n):
+    """The kernel reads x chunk by chunk while writing `out`: a separate buffer, an
+    overlapping view of the same memory (shifted by one element: read before it is
+    written), a float64 x and a strided one all give numpy's numbers."""
+    op = _unary_op(qnn.HardSwishOp)
+    x = samples(n, seed=3)
+    want = bits(EVAL[op.name](op, x))
+    out = np.full(n, 7.0, np.float32)
+    assert E.activation(x, "hard_swish", out=out) is out
+    np.testing.assert_array_equal(bits(out), want)
+    for shift in (1, -1):
+        buf = np.zeros(n + 1, np.float32)
+        src, dst = (buf[:-1], buf[1:]) if shift == 1 else (buf[1:], buf[:-1])
+        src[...] = x
+        E.activation(src, "hard_swish", out=dst)
+        np.testing.assert_array_equal(bits(dst), want)
+    np.testing.assert_array_equal(bits(E.activation(x.astype(np.float64), "hard_swish")), want)
+    wide = np.zeros(2 * n, np.float32)
+    wide[::2] = x
+    np.testing.assert_array_equal(bits(E.activation(wide[::2], "hard_swish")), want)
+    fq = E.fake_quant(wide[::2], np.float32(0.05), np.float32(3), -128, 127,
+                      out=np.empty(n, np.float32))
+    np.testing.assert_array_equal(bits(fq), bits(E.fake_quant(x, np.float32(0.05),
+                                                               np.float32(3), -128, 127)))
+
+
 # scale, zero point, storage range: per tensor
 PER_TENSOR = [(0.05, 0, -128, 127), (0.1, -3, -128, 127), (0.02, 10, 0, 255),
               (0.25, 0, -127, 127), (1.0, -8, -8, 7), (0.5, 200, 0, 255)]
