@@ -101,20 +101,20 @@ static inline __attribute__((always_inline)) float qcc_geluf(float x)
     }
 
 #if QCC_X86
-QCC_UNARY_LOOP(qcc_erf_avx512, qcc_erff, __attribute__((target("arch=x86-64-v4"))))
+QCC_UNARY_LOOP(qcc_erf_tail_avx512, qcc_erff, __attribute__((target("arch=x86-64-v4"))))
 QCC_UNARY_LOOP(qcc_erf_tail_avx2, qcc_erff, __attribute__((target("arch=x86-64-v3"))))
-QCC_UNARY_LOOP(qcc_gelu_avx512, qcc_geluf, __attribute__((target("arch=x86-64-v4"))))
+QCC_UNARY_LOOP(qcc_gelu_tail_avx512, qcc_geluf, __attribute__((target("arch=x86-64-v4"))))
 QCC_UNARY_LOOP(qcc_gelu_tail_avx2, qcc_geluf, __attribute__((target("arch=x86-64-v3"))))
 
-/* ---- erf and GELU on AVX2, QCC_ERF_NV vectors interleaved --------------------------
+/* ---- erf and GELU, QCC_ERF_NV vectors interleaved (AVX2 and AVX-512) ---------------
  * qcc_erff's and qcc_expf's float32 operations, lane for lane and in their order (no
  * FMA: the module is built with -ffp-contract=off), on QCC_ERF_NV vectors whose steps
  * alternate. The polynomials are chains of dependent multiplies and adds: the
  * compiler's loop of one vector waited on their latency (66 cycles per 8 GELUs on
- * AMD Zen 3); independent chains side by side fill the pipelines. The same bits as
- * the plain build (tests/runtime/test_erf_gelu.py). */
-#pragma GCC push_options
-#pragma GCC target("avx2")
+ * AMD Zen 3; on an AVX-512 Xeon its 16-lane loop took 5 cycles a GELU, ~2 when
+ * interleaved); independent chains side by side fill the pipelines. _erf_simd.h is
+ * the code, included once per vector width. The same bits as the plain build
+ * (tests/runtime/test_erf_gelu.py). */
 #define QCC_ERF_NV 4
 #define QCC_EACH(stmt)                                  \
     do {                                                \
@@ -122,98 +122,23 @@ QCC_UNARY_LOOP(qcc_gelu_tail_avx2, qcc_geluf, __attribute__((target("arch=x86-64
         _Pragma("GCC unroll 4")                         \
         for (J = 0; J < QCC_ERF_NV; J++) { stmt; }      \
     } while (0)
-#define QCC_K(c) _mm256_set1_ps(c)
-/* v = v * m + c for each vector */
-#define QCC_HORNER(v, m, c) QCC_EACH(v[J] = _mm256_add_ps(_mm256_mul_ps(v[J], m[J]), QCC_K(c)))
 
-/* qcc_expf of QCC_ERF_NV vectors q (overwritten) into e. */
-static inline __attribute__((always_inline)) void qcc_exp_x8(__m256 *q, __m256 *e)
-{
-    __m256 under[QCC_ERF_NV], t[QCC_ERF_NV], n[QCC_ERF_NV], r[QCC_ERF_NV];
-    QCC_EACH(under[J] = _mm256_cmp_ps(q[J], QCC_K(-87.3f), _CMP_LT_OQ));
-    QCC_EACH(q[J] = _mm256_blendv_ps(q[J], QCC_K(-87.3f), under[J]));
-    QCC_EACH(q[J] = _mm256_blendv_ps(q[J], QCC_K(88.3f),
-                                     _mm256_cmp_ps(q[J], QCC_K(88.3f), _CMP_GT_OQ)));
-    QCC_EACH(t[J] = _mm256_add_ps(_mm256_mul_ps(q[J], QCC_K(1.44269504088896341f)),
-                                  QCC_K(12582912.0f)));
-    QCC_EACH(n[J] = _mm256_sub_ps(t[J], QCC_K(12582912.0f)));
-    QCC_EACH(r[J] = _mm256_add_ps(_mm256_sub_ps(q[J], _mm256_mul_ps(n[J], QCC_K(0.693359375f))),
-                                  _mm256_mul_ps(n[J], QCC_K(2.12194440e-4f))));
-    QCC_EACH(e[J] = QCC_K(1.9875691500e-4f));
-    QCC_HORNER(e, r, 1.3981999507e-3f);
-    QCC_HORNER(e, r, 8.3334519073e-3f);
-    QCC_HORNER(e, r, 4.1665795894e-2f);
-    QCC_HORNER(e, r, 1.6666665459e-1f);
-    QCC_HORNER(e, r, 5.0000001201e-1f);
-    QCC_EACH(e[J] = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(e[J], r[J]), r[J]),
-                                                r[J]), QCC_K(1.0f)));
-    QCC_EACH(t[J] = _mm256_castsi256_ps(_mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t[J]),
-                                          _mm256_set1_epi32(0x4B400000)),
-                         _mm256_set1_epi32(127)), 23)));
-    QCC_EACH(e[J] = _mm256_blendv_ps(_mm256_mul_ps(e[J], t[J]), _mm256_setzero_ps(), under[J]));
-}
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define QCC_SIMD_W 8
+#define QCC_SIMD_FN(name) name##_avx2
+#define QCC_SIMD_TAIL_ERF qcc_erf_tail_avx2
+#define QCC_SIMD_TAIL_GELU qcc_gelu_tail_avx2
+#include "_erf_simd.h"
+#pragma GCC pop_options
 
-static inline __attribute__((always_inline)) void qcc_erf_x8(const __m256 *x, __m256 *y)
-{
-    const __m256 sign = QCC_K(-0.0f);
-    __m256 a[QCC_ERF_NV], t[QCC_ERF_NV], p[QCC_ERF_NV], q[QCC_ERF_NV];
-    __m256 e[QCC_ERF_NV];
-    QCC_EACH(a[J] = _mm256_andnot_ps(sign, x[J]));
-    QCC_EACH(t[J] = _mm256_mul_ps(a[J], a[J]));
-    QCC_EACH(p[J] = QCC_K(-0.000598617306f));
-    QCC_HORNER(p, t, 0.00499217352f);
-    QCC_HORNER(p, t, -0.026765855f);
-    QCC_HORNER(p, t, 0.112817928f);
-    QCC_HORNER(p, t, -0.376124918f);
-    QCC_HORNER(p, t, 0.128379151f);
-    QCC_EACH(p[J] = _mm256_add_ps(a[J], _mm256_mul_ps(a[J], p[J])));
-    QCC_EACH(q[J] = QCC_K(-2.48125183e-08f));
-    QCC_HORNER(q, a, 2.17673596e-06f);
-    QCC_HORNER(q, a, -5.11130456e-05f);
-    QCC_HORNER(q, a, 0.000623499393f);
-    QCC_HORNER(q, a, -0.00484685553f);
-    QCC_HORNER(q, a, 0.0266035367f);
-    QCC_HORNER(q, a, -0.110322833f);
-    QCC_HORNER(q, a, -0.631628692f);
-    QCC_HORNER(q, a, -1.13032186f);
-    QCC_HORNER(q, a, 0.000336636382f);
-    qcc_exp_x8(q, e);
-    /* q = 1 - exp(Q); 1 from 3.925 on; p below 0.921875; x's sign */
-    QCC_EACH(q[J] = _mm256_sub_ps(QCC_K(1.0f), e[J]));
-    QCC_EACH(q[J] = _mm256_blendv_ps(QCC_K(1.0f), q[J],
-                                     _mm256_cmp_ps(a[J], QCC_K(3.925f), _CMP_LT_OQ)));
-    QCC_EACH(q[J] = _mm256_blendv_ps(p[J], q[J],
-                                     _mm256_cmp_ps(a[J], QCC_K(0.921875f), _CMP_GT_OQ)));
-    QCC_EACH(y[J] = _mm256_or_ps(_mm256_andnot_ps(sign, q[J]), _mm256_and_ps(sign, x[J])));
-}
-
-static void qcc_erf_avx2(const float *x, float *y, ptrdiff_t n)
-{
-    __m256 v[QCC_ERF_NV], w[QCC_ERF_NV];
-    ptrdiff_t i;
-    for (i = 0; i + 8 * QCC_ERF_NV <= n; i += 8 * QCC_ERF_NV) {
-        QCC_EACH(v[J] = _mm256_loadu_ps(x + i + 8 * J));
-        qcc_erf_x8(v, w);
-        QCC_EACH(_mm256_storeu_ps(y + i + 8 * J, w[J]));
-    }
-    qcc_erf_tail_avx2(x + i, y + i, n - i);
-}
-
-static void qcc_gelu_avx2(const float *x, float *y, ptrdiff_t n)
-{
-    __m256 v[QCC_ERF_NV], u[QCC_ERF_NV], w[QCC_ERF_NV];
-    ptrdiff_t i;
-    for (i = 0; i + 8 * QCC_ERF_NV <= n; i += 8 * QCC_ERF_NV) {
-        QCC_EACH(v[J] = _mm256_loadu_ps(x + i + 8 * J));
-        QCC_EACH(u[J] = _mm256_div_ps(v[J], QCC_K(1.41421354f)));
-        qcc_erf_x8(u, w);
-        QCC_EACH(w[J] = _mm256_mul_ps(_mm256_mul_ps(v[J], _mm256_add_ps(w[J], QCC_K(1.0f))),
-                                      QCC_K(0.5f)));
-        QCC_EACH(_mm256_storeu_ps(y + i + 8 * J, w[J]));
-    }
-    qcc_gelu_tail_avx2(x + i, y + i, n - i);
-}
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
+#define QCC_SIMD_W 16
+#define QCC_SIMD_FN(name) name##_avx512
+#define QCC_SIMD_TAIL_ERF qcc_erf_tail_avx512
+#define QCC_SIMD_TAIL_GELU qcc_gelu_tail_avx512
+#include "_erf_simd.h"
 #pragma GCC pop_options
 #endif
 QCC_UNARY_LOOP(qcc_erf_plain, qcc_erff, )
@@ -293,7 +218,7 @@ static void qcc_softmax_rows_c(const float *x, float *y, ptrdiff_t rows, ptrdiff
 #if QCC_X86
 /* qcc_softmax_rows_c on AVX2: the same operations in the same order (the lanes'
  * sums block after block, the tail's one by one, then the lanes in order), with the
- * exps of two blocks side by side (qcc_exp_x8) and the tail's in vectors. */
+ * exps of two blocks side by side (qcc_exp_vec_avx2) and the tail's in vectors. */
 #if QCC_ERF_NV != 4
 #error "qcc_softmax_rows_avx2 takes two blocks of 16 at a time: QCC_ERF_NV must be 4"
 #endif
@@ -311,7 +236,7 @@ static void qcc_softmax_rows_avx2(const float *x, float *y, ptrdiff_t rows, ptrd
         float lanes[16], tail[32], s = 0.0f;
         for (i = 0; i + 32 <= n; i += 32) {
             QCC_EACH(v[J] = _mm256_sub_ps(_mm256_loadu_ps(xr + i + 8 * J), vm));
-            qcc_exp_x8(v, e);
+            qcc_exp_vec_avx2(v, e);
             QCC_EACH(_mm256_storeu_ps(yr + i + 8 * J, e[J]));
             l0 = _mm256_add_ps(l0, e[0]);
             l1 = _mm256_add_ps(l1, e[1]);
@@ -324,7 +249,7 @@ static void qcc_softmax_rows_avx2(const float *x, float *y, ptrdiff_t rows, ptrd
             float pad[32];
             for (j = 0; j < 32; j++) pad[j] = j < left ? xr[i + j] : m;
             QCC_EACH(v[J] = _mm256_sub_ps(_mm256_loadu_ps(pad + 8 * J), vm));
-            qcc_exp_x8(v, e);
+            qcc_exp_vec_avx2(v, e);
             QCC_EACH(_mm256_storeu_ps(tail + 8 * J, e[J]));
             if (whole) {
                 l0 = _mm256_add_ps(l0, e[0]);
