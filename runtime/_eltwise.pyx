@@ -1,7 +1,8 @@
 # cython: language_level=3
 """Element-wise float32 kernels of the reference runtime: hard_swish, hard_sigmoid,
-sigmoid, relu, clip and fake-quant (per tensor or per channel), in place or into
-another buffer, threaded for big tensors.
+sigmoid, relu, clip, fake-quant (per tensor or per channel) and the sum of two
+tensors followed by an activation, in place or into another buffer, threaded for big
+tensors.
 
 They run the conv epilogue of runtime/_common.h on a whole tensor, so a fused conv
 and these kernels give the same bits, which are those of qcc.dialects.qnn_eval's
@@ -100,6 +101,33 @@ def activation(x, kind, float a=0, float b=0, out=None):
     act.plane = max(1, x.size)   # one run of the whole tensor (plane 1 made a call per
     act.channels = 1             # element: 40x slower)
     return _run(&act, x, out)
+
+
+def add(a, b, kind=None, float lo=0, float hi=0, out=None):
+    """a + b of two float32 arrays of one shape, then the activation `kind` (None, or
+    as `activation`: "relu", "clip" (lo, hi), ...), into `out` (a itself for in
+    place; None: a new array), in one threaded pass: numpy's float32 sum, then the
+    activation's numbers (the conv epilogue's residual add). Returns the result."""
+    cdef qcc_act act
+    cdef const float[::1] bv
+    memset(&act, 0, sizeof(act))
+    if kind is not None:
+        if kind not in _KINDS:
+            raise ValueError(f"unknown activation {kind!r}")
+        act.kind = _KINDS[kind]
+    act.lo = lo
+    act.hi = hi
+    if a.shape != b.shape:
+        raise ValueError(f"add: shapes {a.shape} and {b.shape} differ")
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    if out is not None and np.may_share_memory(b, out):
+        b = b.copy()   # b is read where the output is written
+    act.plane = max(1, a.size)
+    act.channels = 1
+    if a.size:
+        bv = b.reshape(-1)
+        act.add = &bv[0]
+    return _run(&act, a, out)
 
 
 def fake_quant(x, scales, zero_points, qmin, qmax, axis=None, out=None):

@@ -222,6 +222,16 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
                                  fresh=True, takes_out=kernel.takes_out)
                 epilogues[last] = (conv_step, spec)
                 continue
+        if (prev is not None and last not in chain and last not in epilogues
+                and len(prev.results) == 1 and step.args == prev.results
+                and prev.results[0] not in outputs and step.op.operands[0].has_one_use()
+                and len(prev.args) == 2 and not any(a in constants for a in prev.args)):
+            summed = K.add_activation(prev.op, step.op)
+            if summed is not None:  # a + b, then relu / clip / ...: one pass
+                fused[-1] = Step(summed.fn, prev.op, prev.args, step.results, fresh=True,
+                                 takes_out=True)
+                chain[last] = (fused[-1], [], [])
+                continue
         params = [constants[a] for a in step.args[1:] if a in constants]
         follower = K.in_place(step.op, params) if len(params) == len(step.args) - 1 \
             else None

@@ -575,9 +575,37 @@ def _binary(op, consts):
     if len(op.operands) != 2 or not all(is_f32(v) for v in (*op.operands, op.results[0])):
         return Kernel(partial(EVAL[op.name], op), fresh=True)
     ufunc = _BINARY_IN_PLACE[type(op)]
+    compiled = add_activation(op)
+    if compiled is not None:
+        return compiled
 
     def run(a, b, out=None):
         return ufunc(a, b, out=out)
+
+    return Kernel(run, fresh=True, takes_out=True)
+
+
+def add_activation(op, then: Operation | None = None) -> Kernel | None:
+    """The compiled, threaded a + b of the float32 add `op` of two operands of its
+    result's static shape, followed by the activation op `then` (its only user) if
+    given: numpy's sum, then the activation's numbers, in one pass (an int8 model's
+    residual add and relu between two quantized convs); None when it does not apply."""
+    if ELTWISE is None or not isinstance(op, qnn.AddOp) or len(op.operands) != 2:
+        return None
+    t = op.results[0].type
+    if not all(is_f32(v) and v.type == t for v in (*op.operands, op.results[0])) \
+            or any(d < 0 for d in t.get_shape()):  # type: ignore[attr-defined]
+        return None
+    act = None if then is None else activation_of(then)
+    if then is not None and (act is None or len(then.operands) != 1
+                             or not (is_f32(then.results[0]) and then.results[0].type == t)):
+        return None
+    kind, lo, hi = (None, 0.0, 0.0) if act is None else \
+        (act, 0.0, 0.0) if isinstance(act, str) else act
+    add = ELTWISE.add
+
+    def run(a, b, out=None):
+        return add(a, b, kind, lo, hi, out=out)
 
     return Kernel(run, fresh=True, takes_out=True)
 

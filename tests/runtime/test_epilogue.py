@@ -327,3 +327,50 @@ def test_binary_ops_of_two_tensors_write_into_buffers_with_numpys_numbers():
             got = execute(plan, {"a": av, "b": bv})[0]["y"]
             want = (av - bv) / bv * av + bv
         np.testing.assert_array_equal(bits(got), bits(want))
+
+
+@pytest.mark.parametrize("n", [1000, 300_001], ids=["small", "threaded"])
+@pytest.mark.parametrize("kind", [None, "relu", ("clip", -0.5, 6.0), "hard_swish"],
+                         ids=str)
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_compiled_add_is_numpys_sum_then_the_activation(kind, n):
+    """out = act(a + b) in one pass: numpy's float32 sum (inf - inf is NaN, -0 + -0
+    is -0), then qnn_eval's activation; into a new array, a, b, or another buffer."""
+    a, b = samples(n, seed=5), samples(n, seed=6)
+    b[:4] = [-np.inf, -0.0, np.nan, 1e30]
+    a[:4] = [np.inf, -0.0, 1.0, 1e30]
+    with np.errstate(all="ignore"):
+        s = a + b
+    name, lo, hi = (kind, 0.0, 0.0) if not isinstance(kind, tuple) else kind
+    if name is None:
+        want = bits(s)
+    else:
+        cls = {"relu": qnn.ReluOp, "clip": qnn.ClipOp, "hard_swish": qnn.HardSwishOp}[name]
+        op = _unary_op(cls, **({"min": lo, "max": hi} if name == "clip" else {}))
+        want = bits(EVAL[op.name](op, s))
+    np.testing.assert_array_equal(bits(E.add(a, b, name, lo, hi)), want)
+    for target in ("a", "b", "other"):
+        a2, b2 = a.copy(), b.copy()
+        out = {"a": a2, "b": b2, "other": np.empty_like(a)}[target]
+        assert E.add(a2, b2, name, lo, hi, out=out) is out
+        np.testing.assert_array_equal(bits(out), want, err_msg=f"out={target}")
+    with pytest.raises(ValueError, match="differ"):
+        E.add(a, b[:-1])
+
+
+def test_executor_runs_add_and_relu_as_one_compiled_step():
+    """Two float tensors added, then relu, the sum also feeding a later add (an int8
+    model's residual block between quantized convs): one step for the add and the
+    relu, numpy's numbers."""
+    rng = np.random.default_rng(4)
+    g = ir.Graph()
+    a, b = g.input("a", (2, 8, 40, 40)), g.input("b", (2, 8, 40, 40))
+    h = g.add(qnn.ReluOp.make(g.add(qnn.AddOp.make(a, b))))
+    y = g.add(qnn.AddOp.make(h, a))
+    plan = compile_module(g.finish({"y": y}))
+    assert [st.op.name for st in plan.steps] == ["qnn.add", "qnn.add"]
+    av = rng.standard_normal((2, 8, 40, 40)).astype(np.float32)
+    bv = rng.standard_normal((2, 8, 40, 40)).astype(np.float32)
+    for _ in range(2):
+        got = execute(plan, {"a": av, "b": bv})[0]["y"]
+        np.testing.assert_array_equal(bits(got), bits(np.maximum(av + bv, 0) + av))
