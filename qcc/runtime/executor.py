@@ -43,12 +43,13 @@ from qcc.dialects import qnn
 from qcc.dialects.base import DYN, QnnOp, ShapeError, fmt_shape, like, shapes_match
 from qcc.errors import QccError
 
-# The integer and Ascend kernels register in the one kernel table (ops.TABLE) when
+# The integer, Ascend and shape kernels register in the one kernel table (ops.TABLE) when
 # their modules load.
 from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
 from qcc.runtime import int8 as _int8  # noqa: F401
 from qcc.runtime import ops as K
 from qcc.runtime import patterns
+from qcc.runtime import shape_ops as _shape_ops  # noqa: F401
 
 
 class RuntimeError_(QccError):

@@ -10,9 +10,10 @@ is given, and returns the step's function of arrays (a `Kernel`). Nothing is
 decided again when the step runs.
 
 Float layers go to the compiled kernels (`qcc.runtime.kernels`), integer layers to
-`qcc.runtime.int8`, the Ascend ops to `qcc.runtime.ascend_ops`; element-wise, shape
-and normalization ops run their numpy semantics from `qcc.dialects.qnn_eval`, the
-same functions canonicalize folds constants with.
+`qcc.runtime.int8`, the Ascend ops to `qcc.runtime.ascend_ops`, reshape / transpose /
+split to `qcc.runtime.shape_ops` (attributes decoded here, not on every call); the
+other element-wise, shape and normalization ops run their numpy semantics from
+`qcc.dialects.qnn_eval`, the same functions canonicalize folds constants with.
 """
 
 from __future__ import annotations

@@ -1,0 +1,61 @@
+"""Runtime kernels of the data-movement ops whose attributes qnn_eval decodes on every
+call (`qnn.reshape`, `qnn.transpose`, `qnn.split`), registered in the kernel table of
+`qcc.runtime.ops` with their attributes decoded once, when the plan is built.
+
+The same arrays as qnn_eval's: a reshape is a view of its operand, a transpose and the
+parts of a split are C-contiguous copies (a float32 transpose writes into the step's
+buffer).
+A transformer exports about one such op for every two of its layers' other ops: ViT-Tiny
+has 110 of them, and decoding their properties (xDSL attributes) was several
+microseconds each per run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcc.dialects import qnn
+from qcc.dialects.base import get_int, get_ints
+from qcc.runtime.ops import Kernel, is_f32, kernel
+
+
+@kernel(qnn.ReshapeOp)
+def _reshape(op, consts):
+    shape = list(get_ints(op.properties.get("shape")))
+    copied = tuple(get_ints(op.properties.get("copy_dims")))
+
+    def run(x):
+        if not copied:
+            return x.reshape(shape)
+        dims = list(shape)
+        for i in copied:  # a copied (symbolic) dim of the input
+            dims[i] = x.shape[i]
+        return x.reshape(dims)
+
+    return Kernel(run)
+
+
+@kernel(qnn.TransposeOp)
+def _transpose(op, consts):
+    perm = tuple(get_ints(op.properties.get("perm")))
+
+    def run(x, out=None):
+        if out is None:
+            return np.ascontiguousarray(x.transpose(perm))
+        np.copyto(out, x.transpose(perm))
+        return out
+
+    # the step's preallocated buffers are float32
+    return Kernel(run, fresh=True, takes_out=is_f32(op.operands[0]) and is_f32(op.results[0]))
+
+
+@kernel(qnn.SplitOp)
+def _split(op, consts):
+    sizes = list(get_ints(op.properties.get("sizes")))
+    axis = get_int(op.properties.get("axis"))
+    cuts = np.cumsum(sizes)[:-1]
+
+    def run(x):
+        return [np.ascontiguousarray(p) for p in np.split(x, cuts, axis=axis)]
+
+    return Kernel(run, fresh=True)
