@@ -2,9 +2,9 @@
 call (`qnn.reshape`, `qnn.transpose`, `qnn.split`), registered in the kernel table of
 `qcc.runtime.ops` with their attributes decoded once, when the plan is built.
 
-The same arrays as qnn_eval's: a reshape is a view of its operand, a transpose and the
-parts of a split are C-contiguous copies (a float32 transpose writes into the step's
-buffer).
+The same arrays as qnn_eval's: a reshape is a view of its operand, the parts of a split
+C-contiguous (views where they already are), a transpose a new C-contiguous array (a
+float32 one written into the step's buffer).
 A transformer exports about one such op for every two of its layers' other ops: ViT-Tiny
 has 110 of them, and decoding their properties (xDSL attributes) was several
 microseconds each per run.
@@ -40,8 +40,8 @@ def _transpose(op, consts):
     perm = tuple(get_ints(op.properties.get("perm")))
 
     def run(x, out=None):
-        if out is None:
-            return np.ascontiguousarray(x.transpose(perm))
+        if out is None:  # a copy even where the transpose keeps the layout: fresh
+            return x.transpose(perm).copy(order="C")
         np.copyto(out, x.transpose(perm))
         return out
 
@@ -58,4 +58,6 @@ def _split(op, consts):
     def run(x):
         return [np.ascontiguousarray(p) for p in np.split(x, cuts, axis=axis)]
 
-    return Kernel(run, fresh=True)
+    # not fresh: a part that is already contiguous (a split along the first dim) is a
+    # view of x, which a follower must not update in place
+    return Kernel(run)

@@ -48,3 +48,22 @@ def test_plan_of_transpose_reshape_split_is_qnn_evals(batch, dtype):
         for i, w in enumerate(want):
             assert got[f"p{i}"].dtype == w.dtype and got[f"p{i}"].flags.c_contiguous
             np.testing.assert_array_equal(got[f"p{i}"], w)
+
+
+def test_a_transpose_that_keeps_the_layout_is_still_a_copy():
+    """A transpose moving only a dim of size 1 keeps the memory layout; its result is
+    fresh, so the in-place multiply fused after it must not write into the caller's
+    input (which a later step reads too). Without a buffer (the product is an output),
+    the kernel has to copy."""
+    g = ir.Graph()
+    x = g.input("x", (1, 5, 4))
+    t = g.add(qnn.TransposeOp.make(x, perm=(1, 0, 2), name="t"))
+    m = g.add(qnn.MulOp.make(t, g.const(np.float32(2.0)), name="m"))
+    s = g.add(qnn.AddOp.make(x, x, name="s"))
+    plan = compile_module(g.finish({"m": m, "s": s}))
+    xv = np.arange(20, dtype=np.float32).reshape(1, 5, 4)
+    keep = xv.copy()
+    got = execute(plan, {"x": xv})[0]
+    np.testing.assert_array_equal(xv, keep)
+    np.testing.assert_array_equal(got["m"], keep.transpose(1, 0, 2) * 2)
+    np.testing.assert_array_equal(got["s"], keep + keep)
