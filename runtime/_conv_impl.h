@@ -1103,6 +1103,8 @@ static int qcc_depthwise(const float *x, const float *w, const float *bias, floa
     qcc_dw_job job;
     const double madds = (double)n_img * groups * g->og * g->osp[0] * g->osp[1] * g->osp[2]
                          * g->k[0] * g->k[1] * g->k[2];
+    /* the lanes path's tasks: 16 channels of an image */
+    const int lane_tasks = n_img * ((groups * g->og + QCC_DWCB_LANES - 1) / QCC_DWCB_LANES);
     job.x = x;
     job.w = w;
     job.bias = bias;
@@ -1114,9 +1116,8 @@ static int qcc_depthwise(const float *x, const float *w, const float *bias, floa
     job.next = 0;
     job.failed = 0;
     if (madds < qcc_dw_par_min) threads = 1;
-    if (qcc_dwcb_takes(g, n_img * ((groups * g->og + QCC_DWCB_LANES - 1) / QCC_DWCB_LANES),
-                       threads)) {
-        job.planes = n_img * ((groups * g->og + QCC_DWCB_LANES - 1) / QCC_DWCB_LANES);
+    if (qcc_dwcb_takes(g, lane_tasks, threads)) {
+        job.planes = lane_tasks;
         qcc_parallel(qcc_dwcb_worker, &job, threads < job.planes ? threads : job.planes);
         return job.failed ? -1 : 0;
     }

@@ -87,15 +87,20 @@ cdef _run(qcc_act* act, x, out):
 _KINDS = {"relu": 1, "clip": 2, "hard_swish": 3, "hard_sigmoid": 4, "sigmoid": 5}
 
 
+cdef int _kind(kind) except -1:
+    """The epilogue's code of the activation named `kind`."""
+    if kind not in _KINDS:
+        raise ValueError(f"unknown activation {kind!r}")
+    return _KINDS[kind]
+
+
 def activation(x, kind, float a=0, float b=0, out=None):
     """`kind` ("relu", "clip" (a = lo, b = hi), "hard_swish", "hard_sigmoid"
     (a = alpha, b = beta) or "sigmoid") of the float32 array x, into `out` (x itself
     for in place; None: a new array). Returns the result."""
     cdef qcc_act act
     memset(&act, 0, sizeof(act))
-    if kind not in _KINDS:
-        raise ValueError(f"unknown activation {kind!r}")
-    act.kind = _KINDS[kind]
+    act.kind = _kind(kind)
     act.lo = a
     act.hi = b
     act.plane = max(1, x.size)   # one run of the whole tensor (plane 1 made a call per
@@ -112,9 +117,7 @@ def add(a, b, kind=None, float lo=0, float hi=0, out=None):
     cdef const float[::1] bv
     memset(&act, 0, sizeof(act))
     if kind is not None:
-        if kind not in _KINDS:
-            raise ValueError(f"unknown activation {kind!r}")
-        act.kind = _KINDS[kind]
+        act.kind = _kind(kind)
     act.lo = lo
     act.hi = hi
     if a.shape != b.shape:

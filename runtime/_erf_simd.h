@@ -9,7 +9,6 @@
 #if QCC_SIMD_W == 8
 #define QCC_V __m256
 #define QCC_M __m256                                   /* a comparison's result */
-#define QCC_VI __m256i
 #define QCC_K(c) _mm256_set1_ps(c)
 #define QCC_KI(c) _mm256_set1_epi32(c)
 #define QCC_ADD _mm256_add_ps
@@ -32,7 +31,6 @@
 #else
 #define QCC_V __m512
 #define QCC_M __mmask16
-#define QCC_VI __m512i
 #define QCC_K(c) _mm512_set1_ps(c)
 #define QCC_KI(c) _mm512_set1_epi32(c)
 #define QCC_ADD _mm512_add_ps
@@ -143,7 +141,6 @@ static void QCC_SIMD_FN(qcc_gelu)(const float *x, float *y, ptrdiff_t n)
 #undef QCC_HORNER
 #undef QCC_V
 #undef QCC_M
-#undef QCC_VI
 #undef QCC_K
 #undef QCC_KI
 #undef QCC_ADD

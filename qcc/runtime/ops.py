@@ -206,8 +206,7 @@ def _epilogue_in_place(y: np.ndarray, activation: Any, fake_quant: tuple | None
                        ) -> np.ndarray:
     """The conv epilogue's activation and fake-quant on the float32 array y."""
     if activation is not None:
-        kind, a, b = (activation, 0.0, 0.0) if isinstance(activation, str) else activation
-        y = ELTWISE.activation(y, kind, a, b, out=y)
+        y = ELTWISE.activation(y, *activation_args(activation), out=y)
     if fake_quant is not None:
         s, z, qmin, qmax = fake_quant
         y = ELTWISE.fake_quant(y, s, z, qmin, qmax, 1 if s.size > 1 else None, out=y)
@@ -265,6 +264,12 @@ def activation_of(op) -> Any:
     return None
 
 
+def activation_args(act: Any) -> tuple[str, Any, Any]:
+    """(kind, a, b), the arguments of the `_eltwise` kernels, of an activation as
+    `activation_of` gives it (a name, or a name and its two parameters)."""
+    return (act, 0.0, 0.0) if isinstance(act, str) else act
+
+
 def _clip_bounds(op) -> tuple[np.float32, np.float32]:
     return np.float32(get_float(_p(op, "min"))), np.float32(get_float(_p(op, "max")))
 
@@ -275,7 +280,7 @@ def _activation(op, consts):
     act = activation_of(op)
     if ELTWISE is None or not (is_f32(op.operands[0]) and is_f32(op.results[0])):
         return Kernel(partial(EVAL[op.name], op), fresh=True)
-    kind, a, b = (act, 0.0, 0.0) if isinstance(act, str) else act
+    kind, a, b = activation_args(act)
     activation = ELTWISE.activation
 
     def run(x, out=None):
@@ -601,8 +606,7 @@ def add_activation(op, then: Operation | None = None) -> Kernel | None:
     if then is not None and (act is None or len(then.operands) != 1
                              or not (is_f32(then.results[0]) and then.results[0].type == t)):
         return None
-    kind, lo, hi = (None, 0.0, 0.0) if act is None else \
-        (act, 0.0, 0.0) if isinstance(act, str) else act
+    kind, lo, hi = (None, 0.0, 0.0) if act is None else activation_args(act)
     add = ELTWISE.add
 
     def run(a, b, out=None):
