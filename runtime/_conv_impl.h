@@ -905,35 +905,6 @@ static void qcc_dwcb_avx512(const float *p, const float *w, const float *b, floa
         }
 }
 
-/* r[c] = column c of the 16x16 block whose rows are r[0..15]. */
-QCC_INLINE void qcc_tr16_avx512(__m512 *r)
-{
-    __m512 t[16], u[16];
-    int i, k;
-    for (i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (i = 0; i < 4; i++) {   /* u[4i + k]: rows 4i..4i+3 of columns k, k+4, k+8, k+12 */
-        const __m512d t0 = _mm512_castps_pd(t[4 * i]), t1 = _mm512_castps_pd(t[4 * i + 1]);
-        const __m512d t2 = _mm512_castps_pd(t[4 * i + 2]), t3 = _mm512_castps_pd(t[4 * i + 3]);
-        u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-        u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-        u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-        u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-    }
-    for (k = 0; k < 4; k++) {
-        const __m512 a = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);   /* cols k, k+8 */
-        const __m512 b = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);   /* cols k+4, k+12 */
-        const __m512 c = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
-        const __m512 d = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
-        r[k] = _mm512_shuffle_f32x4(a, c, 0x88);
-        r[k + 8] = _mm512_shuffle_f32x4(a, c, 0xDD);
-        r[k + 4] = _mm512_shuffle_f32x4(b, d, 0x88);
-        r[k + 12] = _mm512_shuffle_f32x4(b, d, 0xDD);
-    }
-}
-
 static void qcc_dwcb_row_avx512(const float *const *xs, int nl, int w, float *dst)
 {
     __m512 r[16];

@@ -416,29 +416,28 @@ static void qcc_h_deq_512(const int32_t *acc, ptrdiff_t n, float s, const qcc_h_
                           void *out)
 {
     const __m512 sv = _mm512_set1_ps(s), zero = _mm512_setzero_ps();
-    ptrdiff_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(acc + j)), sv);
+    const size_t es = st->kind == QCC_H_F16 ? 2 : st->kind == QCC_H_QUANT ? 1 : 4;
+    ptrdiff_t j;
+    /* 16 at a time, the last (fewer) ones under a mask: masked-off lanes are 0 */
+    for (j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, acc + j)), sv);
         if (st->relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
         if (st->kind != QCC_H_F32 && _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)) {
-            qcc_h_deq_scalar(acc + j, 16, s, st, (char *)out + j * (st->kind == QCC_H_F16 ? 2
-                             : st->kind == QCC_H_QUANT ? 1 : 4));
+            qcc_h_deq_scalar(acc + j, n - j < 16 ? n - j : 16, s, st, (char *)out + j * es);
             continue;
         }
         switch (st->kind) {
-            case QCC_H_F32: _mm512_storeu_ps((float *)out + j, v); break;
+            case QCC_H_F32: _mm512_mask_storeu_ps((float *)out + j, m, v); break;
             case QCC_H_F16:
-                _mm256_storeu_si256((__m256i *)((uint16_t *)out + j), _mm512_cvtps_ph(v, QCC_H_RNE));
+                _mm256_mask_storeu_epi16((uint16_t *)out + j, m, _mm512_cvtps_ph(v, QCC_H_RNE));
                 break;
-            case QCC_H_F16F32: _mm512_storeu_ps((float *)out + j, qcc_h_r16_512(v)); break;
+            case QCC_H_F16F32: _mm512_mask_storeu_ps((float *)out + j, m, qcc_h_r16_512(v)); break;
             default:
-                _mm_storeu_si128((__m128i *)((int8_t *)out + j),
-                                 qcc_h_quant16_512(qcc_h_r16_512(v), st));
+                _mm_mask_storeu_epi8((int8_t *)out + j, m, qcc_h_quant16_512(qcc_h_r16_512(v), st));
                 break;
         }
     }
-    qcc_h_deq_scalar(acc + j, n - j, s, st, (char *)out + j * (st->kind == QCC_H_F16 ? 2
-                     : st->kind == QCC_H_QUANT ? 1 : 4));
 }
 
 #pragma GCC pop_options

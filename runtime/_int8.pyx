@@ -112,6 +112,25 @@ cdef extern from "_int8_impl.h" nogil:
     int QCC_H_F32, QCC_H_F16, QCC_H_F16F32, QCC_H_QUANT
 
 
+cdef extern from "_int8_lanes.h" nogil:
+    ctypedef struct qcc_il_job:
+        int n_img, m, cblocks, k4
+        const int8_t* wl
+        const int32_t* off
+        const uint8_t* src
+        Py_ssize_t src_img
+        const Py_ssize_t* kofs
+        int osp[3]
+        int st[3]
+        int dims[3]
+        int npos
+        qcc_i8_out o
+        int failed
+    int QCC_IL_NR
+    void qcc_il_run(qcc_il_job* job, const int8_t* x, Py_ssize_t x_img, const qcc_geom* g,
+                    int c, uint8_t fill, int threads)
+
+
 ISAS = ("avx512vnni", "avx2", "baseline")
 """Instruction sets of the GEMM, best first (ISA levels 2, 1, 0 of _common.h)."""
 
@@ -269,7 +288,8 @@ cdef tuple _output(tuple shape, int channels, stage, int isa, qcc_i8_out* o):
     return res, factors
 
 
-def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, stage):
+def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, stage,
+          lanes=None):
     cdef int d = x.ndim - 2
     cdef int i
     x = np.ascontiguousarray(x, np.int8)
@@ -297,6 +317,8 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, 
                          f"{tuple(kernel)} and groups {groups}")
     if g.cg == 1 and g.og == 1:
         return _depthwise(x, wpack, off, &g, groups, osp, z_x, stage)
+    if lanes is not None and groups == 1 and _level(_isa) == 2 and _lanes_takes(&g):
+        return _conv_lanes(x, lanes, off, &g, osp, z_x, stage)
     cdef Py_ssize_t per_image = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
     if d < 3 and n_img > 1 and per_image < QCC_I8_NC and (stage is not None or
                                                           per_image <= 32):
@@ -360,6 +382,98 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, 
     return res
 
 
+def lanes_shape(int o, int c, int taps):
+    """Shape of the weights of the channels-in-lanes conv (`pack_lanes`)."""
+    return ((o + QCC_IL_NR - 1) // QCC_IL_NR, (c + 3) // 4 * taps, QCC_IL_NR, 4)
+
+
+cdef int _lanes = 1   # 0: never, 1: where _lanes_takes, 2: always
+LANES = ("never", "auto", "always")
+
+
+def set_lanes(mode):
+    """Where the AVX-512 VNNI variant runs convolutions with the output channels in the
+    lanes (`conv`'s `lanes` weights given): "auto" (the measured rule of
+    `_lanes_takes`), "always" or "never" (the tests force each); returns the old mode."""
+    global _lanes
+    if mode not in LANES:
+        raise ValueError(f"lanes mode {mode!r}: expected one of {LANES}")
+    old = LANES[_lanes]
+    _lanes = LANES.index(mode)
+    return old
+
+
+cdef bint _lanes_takes(const qcc_geom* g) noexcept:
+    """Whether the channels-in-lanes path runs this conv. Measured against the GEMM
+    at 2 threads on an AVX-512 VNNI Xeon: 3x3 convs of 64 or more channels 1.2-1.6x
+    faster (no im2col panels); 1x1 stride 2 faster from 128 input channels (the
+    GEMM's strided gather); slower where the 64 lanes are mostly idle (16 or 32
+    output channels), where the depth is short (3 input channels: the transposed
+    int32 tile and its output stage cost as much as the sums) and for 1x1 stride 1
+    (the GEMM's panels are plain copies of x)."""
+    cdef int taps = g.k[0] * g.k[1] * g.k[2]
+    cdef bint strided = g.st[0] > 1 or g.st[1] > 1 or g.st[2] > 1
+    if _lanes != 1:
+        return _lanes == 2
+    return g.og >= 48 and ((taps > 1 and g.cg >= 16) or (strided and g.cg >= 128))
+
+
+cdef _conv_lanes(x, lanes, off, const qcc_geom* g, osp, int z_x, stage):
+    """The conv with the output channels in the vector lanes (AVX-512 VNNI;
+    runtime/_int8_lanes.h): a padded copy of x with four channels side by side, no
+    packed panels."""
+    cdef int n_img = x.shape[0]
+    cdef int c = x.shape[1]
+    cdef int o = g.og
+    cdef int taps = g.k[0] * g.k[1] * g.k[2]
+    cdef int i, c4, kd, kh, kw, q
+    if lanes.shape != lanes_shape(o, c, taps):
+        raise ValueError(f"lanes weights {lanes.shape} do not fit x {x.shape} and {o} "
+                         f"output channels of {taps} taps")
+    cdef qcc_il_job job
+    for i in range(3):
+        job.dims[i] = (g.osp[i] - 1) * g.st[i] + (g.k[i] - 1) * g.dl[i] + 1
+        job.osp[i] = g.osp[i]
+        job.st[i] = g.st[i]
+    cdef Py_ssize_t plane = <Py_ssize_t>job.dims[0] * job.dims[1] * job.dims[2] * 4
+    cdef Py_ssize_t img = (c + 3) // 4 * plane
+    pad = np.empty(n_img * img + 64, np.uint8)
+    kofs = np.empty((c + 3) // 4 * taps, np.intp)
+    cdef Py_ssize_t[::1] kofsv = kofs
+    q = 0
+    for c4 in range((c + 3) // 4):
+        for kd in range(g.k[0]):
+            for kh in range(g.k[1]):
+                for kw in range(g.k[2]):
+                    kofsv[q] = c4 * plane + ((<Py_ssize_t>kd * g.dl[0] * job.dims[1]
+                                             + kh * g.dl[1]) * job.dims[2] + kw * g.dl[2]) * 4
+                    q += 1
+    cdef const int8_t[:, :, :, ::1] wv = lanes
+    cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32).reshape(-1)
+    cdef const int8_t[::1] xv = x.reshape(-1)
+    cdef uint8_t[::1] padv = pad
+    if ov.shape[0] != o:
+        raise ValueError(f"{ov.shape[0]} offsets for {o} output channels")
+    job.n_img = n_img
+    job.m = o
+    job.cblocks = wv.shape[0]
+    job.k4 = wv.shape[1]
+    job.wl = &wv[0, 0, 0, 0]
+    job.off = &ov[0]
+    job.src = &padv[0]
+    job.src_img = img
+    job.kofs = &kofsv[0]
+    job.npos = g.osp[0] * g.osp[1] * g.osp[2]
+    job.failed = 0
+    res, keep = _output((n_img, o, *osp), o, stage, 2, &job.o)
+    with nogil:
+        qcc_il_run(&job, &xv[0], <Py_ssize_t>c * g.sp[0] * g.sp[1] * g.sp[2], g, c,
+                   <uint8_t>(z_x + 128), _threads)
+    if job.failed:
+        raise MemoryError("int8 conv: out of memory for the GEMM scratch")
+    return res
+
+
 cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, stage):
     """Depthwise conv (one input and one output channel per group): direct taps per
     plane, the planes shared by the threads."""
@@ -389,7 +503,8 @@ cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, stag
     return res
 
 
-def conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, stage=None):
+def conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, stage=None,
+         lanes=None):
     """int32 [N, O, *OS] = sum((x - z_x) * w) + b of int8 x [N, C, *S] (1-3 spatial dims),
     or with `stage` (`requantize_stage`, `dequant_stage`) that stage's output of it,
     computed in the same pass.
@@ -397,18 +512,20 @@ def conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, s
     `wpack` is int8 [O, padded_length(C / groups * prod(kernel))] (weights of output
     channel o, flattened in (c, *kernel) order, zero-padded); `off` int32 [O] is
     b - (z_x + 128) * sum(w[o]). pads in ONNX order (all begins, then all ends).
+    `lanes` (optional, groups 1): the same weights packed by `qcc.runtime.int8.pack_lanes`
+    for the AVX-512 VNNI variant's channels-in-lanes path, which it then takes.
     """
-    return _conv(x, wpack, off, kernel, z_x, strides, pads, dilations, groups, stage)
+    return _conv(x, wpack, off, kernel, z_x, strides, pads, dilations, groups, stage, lanes)
 
 
 def conv_requantize(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups,
-                    multiplier, int z_y, int qmin=-128, int qmax=127):
+                    multiplier, int z_y, int qmin=-128, int qmax=127, lanes=None):
     """`conv`, requantized in the same pass: int8 [N, O, *OS] =
     clip(rint(float32(acc) * multiplier[o]) + z_y, qmin, qmax), rint rounding half to
     even (the accumulator's zero point is 0). `multiplier`: float32, one per output
     channel or one for all."""
     return _conv(x, wpack, off, kernel, z_x, strides, pads, dilations, groups,
-                 requantize_stage(multiplier, z_y, qmin, qmax))
+                 requantize_stage(multiplier, z_y, qmin, qmax), lanes)
 
 
 def _dense(x, wpack, off, stage):

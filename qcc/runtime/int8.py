@@ -231,6 +231,22 @@ def pack(w: np.ndarray, b: np.ndarray | None, z_x: int) -> tuple[np.ndarray, np.
     return wp, off.astype(np.int32)
 
 
+def pack_lanes(w: np.ndarray) -> np.ndarray:
+    """The weights of the AVX-512 VNNI conv with the output channels in the vector
+    lanes (runtime/_int8_lanes.h), for int8 w [O, C, *kernel] of one group:
+    wl[cb, q, j, t] = w[64*cb + j, 4*c4 + t, tap], q running over (c4, tap) (tap
+    fastest), zero past O and C."""
+    assert _C is not None
+    o, c = w.shape[:2]
+    taps = math.prod(w.shape[2:])
+    blocks, steps, lanes, _ = _C.lanes_shape(o, c, taps)
+    full = np.zeros((blocks * lanes, steps // taps * 4, taps), np.int8)
+    full[:o, :c] = w.reshape(o, c, taps)
+    return np.ascontiguousarray(
+        full.reshape(blocks, lanes, steps // taps, 4, taps).transpose(0, 2, 4, 1, 3)
+    ).reshape(blocks, steps, lanes, 4)
+
+
 def _compiled_ok(x_type, w_type, qw: UniformQuantizedType, k: int) -> bool:
     """The compiled kernels take int8 activations and int8 weights of zero point 0
     whose sums of length k fit int32 (read from the IR's types)."""
@@ -257,13 +273,16 @@ def _qtype(value) -> UniformQuantizedType:
     return q
 
 
-def _packer(z_x: int, w_const, b_const, n_operands: int):
-    """pack() of the weights and bias: once now when they are constants of the
-    plan, else on every call."""
+def _packer(z_x: int, w_const, b_const, n_operands: int, lanes: bool = False):
+    """pack() of the weights and bias (and, with `lanes`, pack_lanes() of the
+    weights): once now when they are constants of the plan, else on every call."""
+    def packs(w, b):
+        return (*pack(w, b, z_x), pack_lanes(w) if lanes else None)
+
     if w_const is not None and (n_operands < 3 or b_const is not None):
-        packed = pack(w_const, b_const, z_x)
+        packed = packs(w_const, b_const)
         return lambda w, b: packed
-    return lambda w, b: pack(w, b, z_x)
+    return packs
 
 
 @kernel(qnn.ConvOp, on="int")
@@ -296,8 +315,7 @@ class _Packed:
         self.stage, self.out, self.dequant = stage, out, dequant
 
     def __call__(self, x, w, b=None) -> np.ndarray:
-        wp, off = self.packed(w, b)
-        return self.run(x, wp, off, self.stage)
+        return self.run(x, self.packed(w, b), self.stage)
 
     def staged(self, stage: tuple, out: str, dequant: tuple | None = None) -> _Packed:
         """The same layer with output stage `stage` (the packed weights shared)."""
@@ -315,11 +333,12 @@ def _conv_compiled(op, consts) -> Kernel | None:
                         math.prod(w_shape[1:])):
         return None
     packed = _packer(z_x, consts[1], consts[2] if len(consts) > 2 else None,
-                     len(op.operands))
+                     len(op.operands), lanes=groups == 1)
     kshape, conv_c = w_shape[2:], _C.conv
 
-    def run(x, wp, off, stage):
-        return conv_c(x, wp, off, kshape, z_x, strides, pads, dilations, groups, stage)
+    def run(x, packs, stage):
+        wp, off, wl = packs
+        return conv_c(x, wp, off, kshape, z_x, strides, pads, dilations, groups, stage, wl)
 
     return Kernel(_Packed(run, packed, 1), fresh=True)
 
@@ -354,7 +373,8 @@ def _dense_compiled(op, consts) -> Kernel | None:
                      len(op.operands))
     n, dense_c = w_shape[0], _C.dense
 
-    def run(x, wp, off, stage):
+    def run(x, packs, stage):
+        wp, off, _ = packs
         return dense_c(x.reshape(-1, x.shape[-1]), wp, off, stage).reshape(*x.shape[:-1], n)
 
     return Kernel(_Packed(run, packed, len(op.results[0].type.get_shape()) - 1), fresh=True)

@@ -71,6 +71,7 @@ STAGES = [("float32", None), ("float16", None), ("float16_as_float32", None),
 # (x shape, O, kernel, strides, pads, groups): images merged into one GEMM, one image
 # with vector tails, depthwise, 1-d
 CONVS = [((2, 16, 9, 9), 24, (3, 3), (1, 1), (1, 1, 1, 1), 1),
+         ((2, 20, 7, 9), 70, (3, 3), (1, 1), (1, 1, 1, 1), 1),   # lanes: 2 blocks, tails
          ((1, 6, 11, 13), 5, (3, 3), (2, 2), (1, 1, 1, 1), 1),
          ((2, 12, 10, 10), 12, (3, 3), (1, 1), (1, 1, 1, 1), 12),
          ((3, 4, 20), 6, (3,), (1,), (1, 1), 1)]
@@ -79,7 +80,11 @@ CONVS = [((2, 16, 9, 9), 24, (3, 3), (1, 1), (1, 1, 1, 1), 1),
 @pytest.mark.parametrize("out,quant", STAGES)
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c[0])))
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_conv_dequant_stages_match_numpy(out, quant, case, per_channel, level):
+@pytest.mark.parametrize("lanes", [False, True])
+def test_conv_dequant_stages_match_numpy(out, quant, case, per_channel, lanes, level):
+    """(`lanes`: AVX-512 VNNI's channels-in-lanes path, forced where it applies.)"""
+    if lanes and level != "avx512":
+        pytest.skip("the channels-in-lanes path is the AVX-512 VNNI variant's")
     shape, o, k, s, p, g = case
     rng = np.random.default_rng(o + shape[1])
     x = rng.integers(-128, 128, shape).astype(np.int8)
@@ -93,8 +98,13 @@ def test_conv_dequant_stages_match_numpy(out, quant, case, per_channel, level):
     for relu in (False, True):
         want = oracle_stage(acc, scale, relu, out, quant, 1)
         wp, off = int8.pack(w, b, z_x)
-        got = _C.conv(x, wp, off, k, z_x, s, p, dil, g,
-                      _C.dequant_stage(scale, relu, out, quant))
+        old = _C.set_lanes("always" if lanes else "never")
+        try:
+            got = _C.conv(x, wp, off, k, z_x, s, p, dil, g,
+                          _C.dequant_stage(scale, relu, out, quant),
+                          int8.pack_lanes(w) if g == 1 else None)
+        finally:
+            _C.set_lanes(old)
         assert got.dtype == want.dtype
         bad = np.flatnonzero(got.view(np.uint8) != want.view(np.uint8))
         assert bad.size == 0, (out, relu, got.ravel()[bad[:4]], want.ravel()[bad[:4]],

@@ -4,7 +4,9 @@ one output position, channel counts that are not a multiple of a register tile,
 position counts across panels and blocks, strides that take the gather's strided
 and split paths; int32 wraparound when partial or final sums leave the int32 range;
 the direct depthwise kernel; the fused requantize entries. Every test runs on each instruction set the CPU has
-(AVX-512 VNNI, AVX2, scalar) and compares with an exact int64 numpy oracle."""
+(AVX-512 VNNI, AVX2, scalar) and compares with an exact int64 numpy oracle; the conv
+tests run AVX-512 VNNI's channels-in-lanes path (runtime/_int8_lanes.h) as well, forced
+on every shape it takes (groups 1)."""
 
 import numpy as np
 import pytest
@@ -26,6 +28,24 @@ def level(request):
         yield request.param
     finally:
         _C.set_isa(old)
+
+
+@pytest.fixture(params=["gemm", "lanes"])
+def path(request, level):
+    """The conv path: the GEMM, or (AVX-512 VNNI) the output channels in the lanes on
+    every conv of one group that it takes."""
+    if request.param == "lanes" and level != "avx512vnni":
+        pytest.skip("the channels-in-lanes path is the AVX-512 VNNI variant's")
+    old = _C.set_lanes("always" if request.param == "lanes" else "never")
+    try:
+        yield request.param
+    finally:
+        _C.set_lanes(old)
+
+
+def lanes_of(w, groups):
+    """The channels-in-lanes weights of w (one group only)."""
+    return int8.pack_lanes(w) if groups == 1 else None
 
 
 @pytest.fixture(params=[1, 2])
@@ -85,6 +105,10 @@ ODD_CASES = [
     ((2, 12, 8, 8), 12, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 12),     # depthwise, dilated
     ((1, 6, 9, 9), 66, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3),       # groups, og = 22
     ((1, 230, 5, 5), 20, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),     # K = 2070: 3 chunks
+    # lanes: 130 channels (3 blocks of 64, the last of 2), 99 positions (tasks of 48
+    # and a tail), K = 630 (3 chunks of 64 steps), 2 images
+    ((2, 70, 11, 9), 130, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((2, 130, 8, 8), 64, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),     # 1x1 stride 2
     ((1, 3, 40), 33, (5,), (1,), (2, 2), (1,), 1),                      # 1-d, K = 15
     ((1, 3, 4, 5, 6), 5, (2, 3, 3), (1, 1, 2), (0, 1, 1, 1, 0, 1), (2, 1, 1), 1),  # 3-d
     # padded copies of 256 KB and more: the threads share the images to pad
@@ -100,7 +124,7 @@ ODD_CASES = [
 
 
 @pytest.mark.parametrize("case", ODD_CASES, ids=lambda c: "x".join(map(str, c[0])) + f"-o{c[1]}")
-def test_conv_odd_shapes_exact(case, level, threads):
+def test_conv_odd_shapes_exact(case, level, path, threads):
     shape, o, k, s, p, dl, g = case
     rng = np.random.default_rng(o * 31 + shape[1])
     x = rng.integers(-128, 128, shape).astype(np.int8)
@@ -108,7 +132,7 @@ def test_conv_odd_shapes_exact(case, level, threads):
     b = rng.integers(-(1 << 20), 1 << 20, o)
     z_x = int(rng.integers(-128, 128))
     wp, off = int8.pack(w, b, z_x)
-    got = _C.conv(x, wp, off, k, z_x, s, p, dl, g)
+    got = _C.conv(x, wp, off, k, z_x, s, p, dl, g, None, lanes_of(w, g))
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, oracle_conv(x, w, b, z_x, s, p, dl, g))
 
@@ -164,11 +188,10 @@ def test_dense_odd_shapes_exact(m, k, n, level, threads):
 # ----------------------------------------------------------- fused requantize
 
 
-@pytest.mark.parametrize("case", [ODD_CASES[1], ODD_CASES[5], ODD_CASES[6], ODD_CASES[8],
-                                  ODD_CASES[10], ODD_CASES[13], ODD_CASES[14]],
+@pytest.mark.parametrize("case", [ODD_CASES[i] for i in (1, 5, 6, 8, 10, 11, 12, 17, 18)],
                          ids=lambda c: "x".join(map(str, c[0])))
 @pytest.mark.parametrize("z_y,qmin,qmax", [(0, -128, 127), (-5, -127, 127), (3, -8, 7)])
-def test_conv_requantize_matches_conv_then_requantize(case, z_y, qmin, qmax, level):
+def test_conv_requantize_matches_conv_then_requantize(case, z_y, qmin, qmax, level, path):
     shape, o, k, s, p, dl, g = case
     rng = np.random.default_rng(o)
     x = rng.integers(-128, 128, shape).astype(np.int8)
@@ -176,7 +199,8 @@ def test_conv_requantize_matches_conv_then_requantize(case, z_y, qmin, qmax, lev
     b = rng.integers(-(1 << 12), 1 << 12, o)
     wp, off = int8.pack(w, b, -2)
     mult = (rng.random(o) * 2e-3).astype(np.float32)
-    got = _C.conv_requantize(x, wp, off, k, -2, s, p, dl, g, mult, z_y, qmin, qmax)
+    got = _C.conv_requantize(x, wp, off, k, -2, s, p, dl, g, mult, z_y, qmin, qmax,
+                             lanes_of(w, g))
     assert got.dtype == np.int8
     want = oracle_requantize(oracle_conv(x, w, b, -2, s, p, dl, g), mult, z_y, qmin, qmax, 1)
     np.testing.assert_array_equal(got, want)
