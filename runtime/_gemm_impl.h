@@ -588,7 +588,8 @@ static void qcc_work_avx512(void *job)
  * then are copied into c by 16 x 16 transposes. Every element is still acc =
  * bias[o] (or 0), then acc = fma(b[k, p], a[o, k], acc) for k ascending, chunk
  * by chunk through ct: the bits of the other tiles (a product is commutative). */
-#define QCC_T_MR 7
+#define QCC_T_MR 6   /* 24 accumulators, 4 weight vectors and a broadcast: 29 registers
+                        (7 positions took 33: one accumulator lived on the stack) */
 #define QCC_T_NR 64
 
 /* ct[i*ldt + j] (i < mr positions, j < QCC_T_NR channels; ct padded to whole
@@ -601,7 +602,6 @@ static void qcc_kern_t_avx512(int kc, const float *wp, const float *const *ptr,
     __m512 acc[QCC_T_MR][4];
     const float *p0 = ptr[0], *p1 = ptr[mr > 1 ? 1 : 0], *p2 = ptr[mr > 2 ? 2 : 0];
     const float *p3 = ptr[mr > 3 ? 3 : 0], *p4 = ptr[mr > 4 ? 4 : 0], *p5 = ptr[mr > 5 ? 5 : 0];
-    const float *p6 = ptr[mr > 6 ? 6 : 0];
     int i, h, k;
     for (h = 0; h < 4; h++) {
         __m512 init = _mm512_setzero_ps();
@@ -631,7 +631,6 @@ static void qcc_kern_t_avx512(int kc, const float *wp, const float *const *ptr,
         QCC_T_ROW(3, p3)
         QCC_T_ROW(4, p4)
         QCC_T_ROW(5, p5)
-        QCC_T_ROW(6, p6)
 #undef QCC_T_ROW
     }
     for (i = 0; i < mr; i++)
