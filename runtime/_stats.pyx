@@ -10,7 +10,10 @@ float64 copies, masks and temporaries.
   finite x. The product by a power of two is exact in float64 (the grid keeps it
   far from overflow and underflow) and the floor is done on the integer part, so
   the bins are those of `np.floor(np.ldexp(x, -e))`. Four interleaved histograms
-  break the chain of increments of one bin (a ReLU's zeros).
+  break the chain of increments of one bin. An AVX-512 build (the best at or below
+  QCC_ISA; `_set_hist_variant`) bins 16 values at a time and counts the values of
+  zero's bin (a ReLU's zeros) without increments: the same counts and the same
+  values outside as the scalar build for every input (see qcc_hist_avx512_body).
 - `channel_absmax(w)`: max |w| of the finite values per channel of a (outer, C,
   inner) array; 0 for a channel without one.
 - `sq_error_terms(...)`: the per-bin terms of `algorithms.expected_sq_error`, the
@@ -138,15 +141,19 @@ cdef extern from *:
         (t) = (int64_t)d_; (t) -= (double)(t) > d_; (t) -= start; } while (0)
 
     /* One block into the four int32 histograms h4 (each `bins` long); returns how
-     * many finite values fell outside. */
-    static int64_t qcc_hist_block(const float *x, Py_ssize_t n, double scale, int64_t start,
-                                  int32_t *h4, Py_ssize_t bins, int all_finite)
+     * many finite values fell outside. `*checked` is the mode: 0 (all_finite) counts
+     * groups of 4 values unchecked until a group has a bin outside, then turns 1:
+     * from that group on, values that are not finite are skipped and finite values
+     * outside are counted. This is the reference (scalar) build; every other build
+     * gives the same counts and the same outside count for every input. */
+    static int64_t qcc_hist_scalar(const float *x, Py_ssize_t n, double scale, int64_t start,
+                                   int32_t *h4, Py_ssize_t bins, int *checked)
     {
         int32_t *h0 = h4, *h1 = h4 + bins, *h2 = h4 + 2 * bins, *h3 = h4 + 3 * bins;
         const uint64_t ub = (uint64_t)bins;
         int64_t outside = 0;
         Py_ssize_t i = 0;
-        if (all_finite) {
+        if (!*checked) {
             for (; i + 4 <= n; i += 4) {
                 int64_t t0, t1, t2, t3;
                 QCC_BIN(x[i], t0);
@@ -154,8 +161,10 @@ cdef extern from *:
                 QCC_BIN(x[i + 2], t2);
                 QCC_BIN(x[i + 3], t3);
                 if (((uint64_t)t0 >= ub) | ((uint64_t)t1 >= ub) | ((uint64_t)t2 >= ub)
-                        | ((uint64_t)t3 >= ub))
+                        | ((uint64_t)t3 >= ub)) {
+                    *checked = 1;
                     break;  /* out of range: the checked loop below counts it */
+                }
                 h0[t0]++; h1[t1]++; h2[t2]++; h3[t3]++;
             }
         }
@@ -168,6 +177,178 @@ cdef extern from *:
             h0[t]++;
         }
         return outside;
+    }
+
+    /* The builds of qcc_hist_block: the scalar reference above, AVX-512 (products in
+     * float32 where that gives the scalar bins, see below, in float64 otherwise) and,
+     * for tests, AVX-512 with float64 products only. The build in use is set when
+     * the module loads (the best QCC_ISA allows; there is no AVX2 build: the scalar
+     * one runs then). */
+    enum { QCC_HIST_SCALAR = 0, QCC_HIST_AVX512 = 1, QCC_HIST_AVX512_F64 = 2 };
+    static int qcc_hist_variant = QCC_HIST_SCALAR;
+
+    static int qcc_hist_runs(int variant)
+    {
+        if (variant == QCC_HIST_SCALAR) return 1;
+    #if QCC_X86
+        if (variant == QCC_HIST_AVX512 || variant == QCC_HIST_AVX512_F64)
+            return qcc_cpu_runs(QCC_ISA_AVX512, 0);
+    #endif
+        return 0;
+    }
+
+    #if QCC_X86
+    #define QCC_HIST_SUB 1024   /* values binned into the index buffer at a time */
+    #pragma GCC push_options
+    #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,popcnt")
+    /* qcc_hist_scalar in AVX-512: the same counts and outside count for every input,
+     * 16 values at a time. Their bins b = floor(v * scale) - start are computed in one
+     * of two ways (qcc_hist_avx512 checks the conditions), each giving, for every v,
+     * QCC_BIN's bin when that is inside [0, bins) and a bin outside when QCC_BIN's is
+     * outside (so NaN and inf are always outside):
+     *
+     * - f32 (scale a power of two and a normal float32, start - 1 and start + bins
+     *   inside int32, neither FTZ nor DAZ in MXCSR): the product in float32 rounded
+     *   down, its floor as int32 (the conversion that rounds down), minus start in
+     *   int32, checked by an unsigned compare with bins. A product that is a float32 is QCC_BIN's
+     *   (exact in float64), and so is its floor. Otherwise the product either
+     *   underflows, rounded down to a value of the same floor as the exact product
+     *   (0 above zero, -1 below: rounding down never gives -0), or overflows, to
+     *   FLT_MAX or -inf, whose conversion is 0x80000000 as for a floor outside int32,
+     *   NaN or inf. A floor outside [start, start + bins) gives a bin outside: in int32
+     *   no other value wraps into [0, bins), and 0x80000000 is below start.
+     * - f64: QCC_BIN's float64 product, floored to int64 by the conversion that rounds
+     *   down (QCC_BIN's truncation, minus one below, for every product inside int64),
+     *   minus start in int64. A product outside int64 (or NaN) converts to INT64_MIN;
+     *   QCC_BIN gives INT64_MIN or INT64_MAX there: both outside once start is not at
+     *   the ends of int64.
+     *
+     * Then as qcc_hist_scalar in the same mode. Mode 0: a group with a bin outside goes
+     * through qcc_hist_scalar itself (that is where the scalar loop leaves mode 0, at
+     * one of its groups of 4). Mode 1: the lanes inside are counted (they are finite),
+     * the finite ones outside are counted as outside. The lanes in one bin, zsel
+     * (zero's, -start, when inside: a ReLU's zeros), are only counted; the bins of the
+     * other lanes are packed into an int32 buffer that the increments (the four
+     * histograms in turn) read afterwards. */
+    static inline __attribute__((always_inline)) int64_t qcc_hist_avx512_body(
+        const float *x, Py_ssize_t n, double scale, int64_t start, int32_t *h4,
+        Py_ssize_t bins, int *checked, const int f32)
+    {
+        int32_t *h0 = h4, *h1 = h4 + bins, *h2 = h4 + 2 * bins, *h3 = h4 + 3 * bins;
+        int32_t idx[QCC_HIST_SUB + 16];
+        const __m512d vsd = _mm512_set1_pd(scale);
+        const __m512 vsf = _mm512_set1_ps((float)scale);
+        const __m512i start64 = _mm512_set1_epi64(start), bins64 = _mm512_set1_epi64(bins);
+        const __m512i start32 = _mm512_set1_epi32((int32_t)start);
+        const __m512i bins32 = _mm512_set1_epi32((int32_t)bins);
+        const __m512i lows = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14,
+                                               16, 18, 20, 22, 24, 26, 28, 30);
+        /* the bin counted without increments; -1 (no bin) when zero's is outside */
+        const int32_t zsel = (uint64_t)-start < (uint64_t)bins ? (int32_t)-start : -1;
+        const __m512i zselv = _mm512_set1_epi32(zsel);
+        int64_t outside = 0;
+        int mode = *checked;
+        Py_ssize_t i = 0;
+        while (i + 16 <= n) {
+            const Py_ssize_t end = n - i < QCC_HIST_SUB ? i + ((n - i) & ~(Py_ssize_t)15)
+                                                        : i + QCC_HIST_SUB;
+            Py_ssize_t m = 0, counted = 0, k;
+            for (; i < end; i += 16) {
+                __m512i b;
+                __mmask16 in, keep;
+                if (f32) {
+                    const __m512 p = _mm512_mul_round_ps(_mm512_loadu_ps(x + i), vsf,
+                                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+                    b = _mm512_sub_epi32(_mm512_cvt_roundps_epi32(
+                        p, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), start32);
+                    in = _mm512_cmplt_epu32_mask(b, bins32);
+                } else {
+                    const __m512i bl = _mm512_sub_epi64(_mm512_cvt_roundpd_epi64(
+                        _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), vsd),
+                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), start64);
+                    const __m512i bh = _mm512_sub_epi64(_mm512_cvt_roundpd_epi64(
+                        _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), vsd),
+                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), start64);
+                    in = _mm512_kunpackb(_mm512_cmplt_epu64_mask(bh, bins64),
+                                         _mm512_cmplt_epu64_mask(bl, bins64));
+                    b = _mm512_permutex2var_epi32(bl, lows, bh);  /* the low halves */
+                }
+                if (!mode) {
+                    if (in != 0xffff) {
+                        outside += qcc_hist_scalar(x + i, 16, scale, start, h4, bins, &mode);
+                        continue;
+                    }
+                    counted += 16;
+                } else {
+                    /* finite: neither NaN (0x01, 0x80) nor inf (0x08, 0x10) */
+                    const __mmask16 fin = _mm512_knot(
+                        _mm512_fpclass_ps_mask(_mm512_loadu_ps(x + i), 0x99));
+                    outside += _mm_popcnt_u32(_cvtmask16_u32(_mm512_kandn(in, fin)));
+                    counted += _mm_popcnt_u32(_cvtmask16_u32(in));
+                }
+                keep = _mm512_mask_cmpneq_epi32_mask(in, b, zselv);
+                _mm512_storeu_si512((void *)(idx + m), _mm512_maskz_compress_epi32(keep, b));
+                m += _mm_popcnt_u32(_cvtmask16_u32(keep));
+            }
+            if (counted > m) h0[zsel] += (int32_t)(counted - m);
+            for (k = 0; k + 4 <= m; k += 4) {
+                h0[idx[k]]++; h1[idx[k + 1]]++; h2[idx[k + 2]]++; h3[idx[k + 3]]++;
+            }
+            for (; k < m; k++) h0[idx[k]]++;
+        }
+        *checked = mode;
+        return outside + qcc_hist_scalar(x + i, n - i, scale, start, h4, bins, checked);
+    }
+
+    static int64_t qcc_hist_avx512_f32(const float *x, Py_ssize_t n, double scale,
+                                       int64_t start, int32_t *h4, Py_ssize_t bins,
+                                       int *checked)
+    {
+        return qcc_hist_avx512_body(x, n, scale, start, h4, bins, checked, 1);
+    }
+
+    static int64_t qcc_hist_avx512_f64(const float *x, Py_ssize_t n, double scale,
+                                       int64_t start, int32_t *h4, Py_ssize_t bins,
+                                       int *checked)
+    {
+        return qcc_hist_avx512_body(x, n, scale, start, h4, bins, checked, 0);
+    }
+    #pragma GCC pop_options
+
+    /* The AVX-512 block; `f64`: never the float32 products. The scalar one where
+     * neither way applies (bins past int32, a start at the ends of int64). */
+    static int64_t qcc_hist_avx512(const float *x, Py_ssize_t n, double scale, int64_t start,
+                                   int32_t *h4, Py_ssize_t bins, int *checked, int f64)
+    {
+        const uint64_t ub = (uint64_t)bins;
+        uint64_t sb;
+        memcpy(&sb, &scale, 8);
+        if (bins > INT32_MAX)
+            return qcc_hist_scalar(x, n, scale, start, h4, bins, checked);
+        if (!f64 && scale >= 0x1p-126 && scale <= 0x1p127
+                && (sb & (((uint64_t)1 << 52) - 1)) == 0      /* a power of two */
+                && start > INT32_MIN && start <= (int64_t)INT32_MAX - bins
+                && !(_mm_getcsr() & 0x8040))   /* neither MXCSR.FTZ nor MXCSR.DAZ */
+            return qcc_hist_avx512_f32(x, n, scale, start, h4, bins, checked);
+        if ((uint64_t)INT64_MIN - (uint64_t)start >= ub
+                && (uint64_t)INT64_MAX - (uint64_t)start >= ub)
+            return qcc_hist_avx512_f64(x, n, scale, start, h4, bins, checked);
+        return qcc_hist_scalar(x, n, scale, start, h4, bins, checked);
+    }
+    #endif
+
+    /* One block into the four int32 histograms h4 (each `bins` long) by the build
+     * qcc_hist_variant names; returns how many finite values fell outside. */
+    static int64_t qcc_hist_block(const float *x, Py_ssize_t n, double scale, int64_t start,
+                                  int32_t *h4, Py_ssize_t bins, int all_finite)
+    {
+        int checked = !all_finite;
+    #if QCC_X86
+        if (qcc_hist_variant != QCC_HIST_SCALAR)
+            return qcc_hist_avx512(x, n, scale, start, h4, bins, &checked,
+                                   qcc_hist_variant == QCC_HIST_AVX512_F64);
+    #endif
+        return qcc_hist_scalar(x, n, scale, start, h4, bins, &checked);
     }
 
     #define QCC_HIST_TASK ((Py_ssize_t)1 << 16)   /* values per task */
@@ -439,6 +620,12 @@ cdef extern from *:
                             double* out) nogil
     Py_ssize_t qcc_greedy_path(const int64_t* first_ge, const int64_t* last_le,
                                int64_t nb, int64_t m, int64_t* path) nogil
+    int QCC_ISA_SCALAR, QCC_ISA_AVX2, QCC_ISA_AVX512
+    int QCC_HIST_SCALAR, QCC_HIST_AVX512, QCC_HIST_AVX512_F64
+    int qcc_hist_variant
+    int qcc_hist_runs(int variant)
+    int qcc_isa_ceiling()
+    int qcc_isa_best(int ceiling, int vnni)
 
 
 def _default_threads():
@@ -450,6 +637,43 @@ def _default_threads():
 
 
 cdef int THREADS = _default_threads()
+
+
+_HIST_VARIANTS = {"scalar": QCC_HIST_SCALAR, "avx512": QCC_HIST_AVX512,
+                  "avx512-f64": QCC_HIST_AVX512_F64}
+
+
+def _hist_variants():
+    """The builds of the histogram pass this CPU runs: "scalar" (the reference),
+    "avx512" and "avx512-f64" (AVX-512 without its float32 products: for tests)."""
+    return [name for name, v in _HIST_VARIANTS.items() if qcc_hist_runs(v)]
+
+
+def _hist_variant():
+    """The build of the histogram pass in use."""
+    return next(name for name, v in _HIST_VARIANTS.items() if v == qcc_hist_variant)
+
+
+def _set_hist_variant(name):
+    """Use the histogram pass build `name` (None: the best at or below QCC_ISA, where
+    avx2 takes the scalar build); returns the old name. For tests and benchmarks:
+    every build gives the same counts."""
+    global qcc_hist_variant
+    old = _hist_variant()
+    if name is None:
+        best = qcc_isa_best(qcc_isa_ceiling(), 0)
+        qcc_hist_variant = QCC_HIST_AVX512 if best == QCC_ISA_AVX512 else QCC_HIST_SCALAR
+        return old
+    if name not in _HIST_VARIANTS:
+        raise ValueError(f"unknown histogram build {name!r} "
+                         f"(known: {', '.join(_HIST_VARIANTS)})")
+    if not qcc_hist_runs(_HIST_VARIANTS[name]):
+        raise ValueError(f"histogram build {name!r} does not run on this CPU")
+    qcc_hist_variant = _HIST_VARIANTS[name]
+    return old
+
+
+_set_hist_variant(None)   # QCC_ISA applies from import on
 
 
 def _set_threads(int n):
