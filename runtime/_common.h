@@ -95,6 +95,28 @@ QCC_INLINE void qcc_tr16_avx512(__m512 *r)
         r[k + 12] = _mm512_shuffle_f32x4(b, d, 0xDD);
     }
 }
+
+/* c[o*ldc + p] = ct[p*ldt + o] for o < rows, p < cols: a position-major tile of the
+ * lanes paths (channels in the vector lanes) copied channel-major, 16 x 16 blocks
+ * transposed in registers (ct readable for whole blocks of 16 channels; 32-bit
+ * values moved as they are, float or int32). */
+static void qcc_tr_copy_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_t ldc,
+                               int rows, int cols)
+{
+    int o0, p0, i;
+    for (o0 = 0; o0 < rows; o0 += 16)
+        for (p0 = 0; p0 < cols; p0 += 16) {
+            const int np = cols - p0 < 16 ? cols - p0 : 16, no = rows - o0 < 16 ? rows - o0 : 16;
+            const __mmask16 pm = (__mmask16)((1u << np) - 1);
+            __m512 r[16];
+            for (i = 0; i < 16; i++)
+                r[i] = i < np ? _mm512_loadu_ps(ct + (ptrdiff_t)(p0 + i) * ldt + o0)
+                              : _mm512_setzero_ps();
+            qcc_tr16_avx512(r);
+            for (i = 0; i < no; i++)
+                _mm512_mask_storeu_ps(c + (ptrdiff_t)(o0 + i) * ldc + p0, pm, r[i]);
+        }
+}
 #pragma GCC pop_options
 #endif
 

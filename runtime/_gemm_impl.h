@@ -637,46 +637,6 @@ static void qcc_kern_t_avx512(int kc, const float *wp, const float *const *ptr,
         for (h = 0; h < 4; h++) _mm512_store_ps(ct + i * ldt + 16 * h, acc[i][h]);
 }
 
-/* c[o*ldc + p] = ct[p*ldt + o] for o < rows, p < cols (16 x 16 blocks transposed in
- * registers; ct is readable for whole blocks of 16 channels). */
-static void qcc_t_copy_out_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_t ldc,
-                                  int rows, int cols)
-{
-    int o0, p0, i;
-    for (o0 = 0; o0 < rows; o0 += 16)
-        for (p0 = 0; p0 < cols; p0 += 16) {
-            const int np = cols - p0 < 16 ? cols - p0 : 16, no = rows - o0 < 16 ? rows - o0 : 16;
-            const __mmask16 pm = (__mmask16)((1u << np) - 1);
-            __m512 r[16], t[16];
-            for (i = 0; i < 16; i++)
-                r[i] = i < np ? _mm512_loadu_ps(ct + (ptrdiff_t)(p0 + i) * ldt + o0)
-                              : _mm512_setzero_ps();
-            /* 16 x 16 transpose: r[i][j] -> r'[j][i] */
-            for (i = 0; i < 16; i += 2) {
-                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-            }
-            for (i = 0; i < 16; i += 4) {
-                r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-                r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-                r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-                r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-            }
-            /* r[4q + s] now holds, in 128-bit lane l, channels 4l + s of positions 4q..4q+3 */
-            for (i = 0; i < 4; i++) {
-                const __m512 a = r[i], b = r[4 + i], cc = r[8 + i], d = r[12 + i];
-                const __m512 ab0 = _mm512_shuffle_f32x4(a, b, 0x44), ab1 = _mm512_shuffle_f32x4(a, b, 0xEE);
-                const __m512 cd0 = _mm512_shuffle_f32x4(cc, d, 0x44), cd1 = _mm512_shuffle_f32x4(cc, d, 0xEE);
-                t[i] = _mm512_shuffle_f32x4(ab0, cd0, 0x88);        /* lane 0: channel i */
-                t[4 + i] = _mm512_shuffle_f32x4(ab0, cd0, 0xDD);    /* lane 1: channel 4 + i */
-                t[8 + i] = _mm512_shuffle_f32x4(ab1, cd1, 0x88);    /* lane 2: channel 8 + i */
-                t[12 + i] = _mm512_shuffle_f32x4(ab1, cd1, 0xDD);   /* lane 3: channel 12 + i */
-            }
-            for (i = 0; i < no; i++)
-                _mm512_mask_storeu_ps(c + (ptrdiff_t)(o0 + i) * ldc + p0, pm, t[i]);
-        }
-}
-
 /* Tasks of a by_channels job until none is left (every thread of the job does this). */
 static void qcc_gemm_t_work(void *arg)
 {
@@ -723,7 +683,7 @@ static void qcc_gemm_t_work(void *arg)
         c0 = tt0 * QCC_T_MR;
         c1 = tt1 * QCC_T_MR < g->n ? tt1 * QCC_T_MR : g->n;
         if (o0 >= o1 || c0 >= c1) continue;
-        qcc_t_copy_out_avx512(job->ct + (ptrdiff_t)c0 * job->ldt + o0, job->ldt,
+        qcc_tr_copy_avx512(job->ct + (ptrdiff_t)c0 * job->ldt + o0, job->ldt,
                               g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc, o1 - o0, c1 - c0);
         qcc_activate(g->act, g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc, o1 - o0, c1 - c0);
     }

@@ -198,24 +198,6 @@ static void qcc_il_kern(int k4, const int8_t *w, const uint8_t *const *ptr,
     QCC_IL_STORE(5)
 }
 
-/* c[o*ldc + i] = ct[i*QCC_IL_NR + o] for o < nch, i < np (16x16 transposes). */
-static void qcc_il_transpose(const int32_t *ct, int np, int nch, int32_t *c, ptrdiff_t ldc)
-{
-    int h, i0, i;
-    for (h = 0; 16 * h < nch; h++)
-        for (i0 = 0; i0 < np; i0 += 16) {
-            const int n = np - i0 < 16 ? np - i0 : 16, nl = nch - 16 * h < 16 ? nch - 16 * h : 16;
-            const __mmask16 k = (__mmask16)((1u << n) - 1);
-            __m512 r[16];
-            for (i = 0; i < 16; i++)
-                r[i] = i < n ? _mm512_load_ps((const float *)ct + (ptrdiff_t)(i0 + i) * QCC_IL_NR + 16 * h)
-                             : _mm512_setzero_ps();
-            qcc_tr16_avx512(r);
-            for (i = 0; i < nl; i++)
-                _mm512_mask_storeu_ps((float *)c + (ptrdiff_t)(16 * h + i) * ldc + i0, k, r[i]);
-        }
-}
-
 /* Task t of the job. */
 static void qcc_il_task(qcc_il_job *job, int t)
 {
@@ -257,7 +239,7 @@ static void qcc_il_task(qcc_il_job *job, int t)
                             np - i0 < QCC_IL_MR ? np - i0 : QCC_IL_MR,
                             ct + (ptrdiff_t)i0 * QCC_IL_NR, job->off + ch, nch, k0 > 0);
         }
-        qcc_il_transpose(ct, np, nch, c, ldc);
+        qcc_tr_copy_avx512((const float *)ct, QCC_IL_NR, (float *)c, ldc, nch, np);
         qcc_i8_store(&job->o, c, ldc, ((ptrdiff_t)img * job->m + ch) * job->npos + p0,
                      job->npos, nch, np, ch);
     }
