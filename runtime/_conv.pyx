@@ -108,6 +108,12 @@ cdef extern from "_conv_impl.h" nogil:
     double qcc_dw_par_min
     int qcc_gemm_t_max_n
     void qcc_gemm_set_blocking(int mc, int kc, int nc)
+    int qcc_dense_chunk(int k)
+    int qcc_dense_kc
+    bint qcc_dense_runs()
+    int qcc_dense_run(const float* x, Py_ssize_t ldx, int m, int k, const float* wp, int n,
+                      const float* bias, float* y, Py_ssize_t ldy, int threads)
+    int QCC_T_NR
 
 ctypedef qcc_geom Geom
 
@@ -653,6 +659,74 @@ cdef class Conv:
                                              op, &g, &ws[0], &kofs[0], &act)
         if err:
             raise MemoryError("conv: out of memory for the GEMM scratch")
+        return out
+
+
+def _set_dense_kc(int kc):
+    """Set the depth chunk of the dense kernel (0: the default); returns the old one."""
+    global qcc_dense_kc
+    old = qcc_dense_kc
+    qcc_dense_kc = kc
+    return old
+
+cdef class Dense:
+    """A dense layer y[M, N] = x[M, K] @ w[N, K]^T + b[N] on the GEMM's kernel with the
+    outputs in the lanes (runtime/_gemm_impl.h, qcc_dense_run: y written row-major
+    where it lies, x read in place); w packed in panels of QCC_T_NR outputs, kept
+    from call to call while the same array object is given (a plan's constant
+    weights are packed once, at the step's first run; other weights are packed at
+    every call). Every output is 0, then fma of x[p, k] * w[o, k] for k ascending,
+    on any thread count, then + b[o] (the sum rounded, then the bias added: ONNX
+    Gemm's C, and the same bits as a dense followed by an Add). A call returns None
+    where this kernel does not run (an instruction set without AVX-512, at most
+    `min_rows` rows, other dtypes or layouts): the caller takes sgemm or the
+    matrix-vector kernel then."""
+
+    cdef object source
+    cdef object data
+    cdef int kc
+    cdef public int min_rows
+
+    def __init__(self, int min_rows=4):
+        self.source = None
+        self.data = None
+        self.kc = 0
+        self.min_rows = min_rows
+
+    @property
+    def nbytes(self):
+        """Bytes of the packed weights (0 before the first call)."""
+        return 0 if self.data is None else self.data.nbytes
+
+    def __call__(self, x, w, b, out=None):
+        if not qcc_dense_runs() or not (_f32_c(x) and _f32_c(w)) or x.ndim != 2 \
+                or w.ndim != 2 or x.shape[0] <= self.min_rows or x.shape[1] != w.shape[1]:
+            return None
+        cdef int m = x.shape[0]
+        cdef int k = x.shape[1]
+        cdef int n = w.shape[0]
+        cdef int chunk = qcc_dense_chunk(k)
+        cdef const float* wsrc
+        cdef float* wdst
+        if b is not None and not (_f32_c(b) and b.size == n):
+            return None
+        if out is None:
+            out = np.empty((m, n), np.float32)
+        elif not (_f32_c(out) and out.shape == (m, n)):
+            return None
+        if self.source is not w or self.kc != chunk:
+            data = np.empty(max(qcc_gemm_packed_size(n, k, QCC_T_NR), 1), np.float32)
+            wsrc = _fp(w)
+            wdst = <float*>_fp(data)
+            with nogil:
+                qcc_gemm_pack_a(wsrc, k, n, k, QCC_T_NR, chunk, wdst)
+            self.source, self.data, self.kc = w, data, chunk
+        cdef const float* xp = _fp(x)
+        cdef const float* wpp = _fp(self.data)
+        cdef const float* bp = _fp(b) if b is not None else NULL
+        cdef float* yp = <float*>_fp(out)
+        with nogil:
+            qcc_dense_run(xp, k, m, k, wpp, n, bp, yp, n, qcc_gemm_threads)
         return out
 
 

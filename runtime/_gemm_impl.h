@@ -715,6 +715,99 @@ static void qcc_gemv_avx512(const qcc_gemm *g)
     }
 }
 
+/* ---- dense layers (qcc_dense_run) -----------------------------------------------
+ * y[p, o] = sum_k x[p, k] * w[o, k] (+ bias[o]) with the rows of x (tokens) as the
+ * positions of qcc_kern_t_avx512's tile and the outputs in the lanes: y is written
+ * where it lies, row-major, with no transposing copy (the output layout of a dense
+ * layer is the tile's own), and x is read in place by broadcasts. Each element is
+ * acc = 0, then acc = fma(x[p, k], w[o, k], acc) for k ascending, chunk by chunk
+ * through y, then acc + bias[o]: whatever the tiling, task or thread. */
+
+/* y[i*ldy + j] (i < mr rows, j < nch and < QCC_T_NR outputs): acc = 0 (`load` 0) or
+ * y[i*ldy + j] (1); then acc = fma(ptr[i][k], wp[k*QCC_T_NR + j], acc) for k < kc;
+ * then, with `bias` (the last chunk), acc = acc + bias[j]: the sum rounded, plus the
+ * bias, as ONNX Gemm's C operand and as a dense followed by an Add. */
+static void qcc_kern_d_avx512(int kc, const float *wp, const float *const *ptr, int mr,
+                              float *y, ptrdiff_t ldy, const float *bias, int nch, int load)
+{
+    __m512 acc[QCC_T_MR][4];
+    __mmask16 mk[4];
+    const float *p0 = ptr[0], *p1 = ptr[mr > 1 ? 1 : 0], *p2 = ptr[mr > 2 ? 2 : 0];
+    const float *p3 = ptr[mr > 3 ? 3 : 0], *p4 = ptr[mr > 4 ? 4 : 0], *p5 = ptr[mr > 5 ? 5 : 0];
+    int i, h, k;
+    for (h = 0; h < 4; h++) {
+        const int left = nch - 16 * h;
+        mk[h] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+        for (i = 0; i < QCC_T_MR; i++)
+            acc[i][h] = load && i < mr ? _mm512_maskz_loadu_ps(mk[h], y + i * ldy + 16 * h)
+                                       : _mm512_setzero_ps();
+    }
+    for (k = 0; k < kc; k++) {
+        const float *w = wp + (ptrdiff_t)k * QCC_T_NR;
+        const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+        const __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
+        __m512 b;
+#define QCC_D_ROW(i, pi)                                  \
+        b = _mm512_set1_ps(pi[k]);                        \
+        acc[i][0] = _mm512_fmadd_ps(b, w0, acc[i][0]);    \
+        acc[i][1] = _mm512_fmadd_ps(b, w1, acc[i][1]);    \
+        acc[i][2] = _mm512_fmadd_ps(b, w2, acc[i][2]);    \
+        acc[i][3] = _mm512_fmadd_ps(b, w3, acc[i][3]);
+        QCC_D_ROW(0, p0)
+        QCC_D_ROW(1, p1)
+        QCC_D_ROW(2, p2)
+        QCC_D_ROW(3, p3)
+        QCC_D_ROW(4, p4)
+        QCC_D_ROW(5, p5)
+#undef QCC_D_ROW
+    }
+    if (bias != NULL)
+        for (h = 0; h < 4; h++) {
+            const __m512 bv = _mm512_maskz_loadu_ps(mk[h], bias + 16 * h);
+            for (i = 0; i < QCC_T_MR; i++) acc[i][h] = _mm512_add_ps(acc[i][h], bv);
+        }
+    for (i = 0; i < mr; i++)
+        for (h = 0; h < 4; h++) _mm512_mask_storeu_ps(y + i * ldy + 16 * h, mk[h], acc[i][h]);
+}
+
+typedef struct {
+    const float *x, *wp, *bias;
+    float *y;
+    ptrdiff_t ldx, ldy;
+    int m, n, k, kcb, kchunks;
+    int cblocks, ptiles, rparts, ntasks, next;
+} qcc_dense_job;
+
+/* Tasks of a dense job: task t = row part t % rparts of output block t / rparts. */
+static void qcc_dense_work(void *arg)
+{
+    qcc_dense_job *job = (qcc_dense_job *)arg;
+    const ptrdiff_t mpad = (ptrdiff_t)job->cblocks * QCC_T_NR;
+    const float *ptr[QCC_T_MR];
+    for (;;) {
+        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        int b, r, tt0, tt1, i, tile, j;
+        if (t >= job->ntasks) break;
+        b = t / job->rparts;
+        r = t % job->rparts;
+        tt0 = (int)((long long)job->ptiles * r / job->rparts);
+        tt1 = (int)((long long)job->ptiles * (r + 1) / job->rparts);
+        for (i = 0; i < job->kchunks; i++) {
+            const int pc = i * job->kcb, kc = job->kcb < job->k - pc ? job->kcb : job->k - pc;
+            const int last = pc + kc >= job->k;
+            const float *wp = job->wp + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
+            for (tile = tt0; tile < tt1; tile++) {
+                const int p0 = tile * QCC_T_MR;
+                const int mr = job->m - p0 < QCC_T_MR ? job->m - p0 : QCC_T_MR;
+                for (j = 0; j < mr; j++) ptr[j] = job->x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
+                qcc_kern_d_avx512(kc, wp, ptr, mr, job->y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR,
+                                  job->ldy, job->bias && last ? job->bias + b * QCC_T_NR : NULL,
+                                  job->n - b * QCC_T_NR, pc > 0);
+            }
+        }
+    }
+}
+
 #pragma GCC pop_options
 
 #endif /* QCC_GEMM_X86 */
@@ -952,6 +1045,80 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     job.work = v->work;
     qcc_parallel(qcc_gemm_thread, &job, threads);
     return job.failed ? -1 : 0;
+}
+
+#ifndef QCC_T_NR
+#define QCC_T_NR 64   /* outputs a panel of packed dense weights holds */
+#endif
+
+/* The depth chunk of a dense layer of depth k (qcc_dense_run, its packed weights). */
+static int qcc_dense_kc = 0;
+static int qcc_dense_chunk(int k)
+{
+    if (qcc_dense_kc > 0) {
+        const int chunks = (k + qcc_dense_kc - 1) / qcc_dense_kc;
+        return chunks > 0 ? (k + chunks - 1) / chunks : 1;
+    }
+    return qcc_gemm_chunk(k, 1, 2);
+}
+
+/* Whether qcc_dense_run runs on the variant in use (else the caller takes sgemm). */
+static int qcc_dense_runs(void)
+{
+#if QCC_GEMM_X86
+    return qcc_gemm_variants[qcc_gemm_variant()].t_work != NULL;
+#else
+    return 0;
+#endif
+}
+
+/* y[p*ldy + o] = sum_k x[p*ldx + k] * w[o, k] (+ bias[o], bias may be NULL) for p < m,
+ * o < n; wp: w [n, k] packed by qcc_gemm_pack_a in panels of QCC_T_NR rows and depth
+ * chunks of qcc_dense_chunk(k). Returns -1 when this variant has no dense kernel. */
+static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const float *wp, int n,
+                         const float *bias, float *y, ptrdiff_t ldy, int threads)
+{
+#if QCC_GEMM_X86
+    qcc_dense_job job;
+    if (!qcc_dense_runs()) return -1;
+    if (m <= 0 || n <= 0) return 0;
+    if (k <= 0) {
+        int p, o;
+        for (p = 0; p < m; p++)
+            for (o = 0; o < n; o++) y[(ptrdiff_t)p * ldy + o] = bias ? bias[o] : 0.0f;
+        return 0;
+    }
+    job.x = x;
+    job.wp = wp;
+    job.bias = bias;
+    job.y = y;
+    job.ldx = ldx;
+    job.ldy = ldy;
+    job.m = m;
+    job.n = n;
+    job.k = k;
+    job.kcb = qcc_dense_chunk(k);
+    job.kchunks = (k + job.kcb - 1) / job.kcb;
+    job.cblocks = (n + QCC_T_NR - 1) / QCC_T_NR;
+    job.ptiles = (m + QCC_T_MR - 1) / QCC_T_MR;
+    if ((double)m * n * k < qcc_gemm_par_min) threads = 1;
+    /* at least 4 tasks a thread (a thread kept off its core leaves its share to the
+       others), blocks of outputs split into parts of rows when there are fewer */
+    job.rparts = 1;
+    if (threads > 1 && job.cblocks < 4 * threads) {
+        job.rparts = (4 * threads + job.cblocks - 1) / job.cblocks;
+        if (job.rparts > job.ptiles) job.rparts = job.ptiles;
+    }
+    job.ntasks = job.cblocks * job.rparts;
+    job.next = 0;
+    if (threads > job.ntasks) threads = job.ntasks;
+    qcc_parallel(qcc_dense_work, &job, threads);
+    return 0;
+#else
+    (void)x; (void)ldx; (void)m; (void)k; (void)wp; (void)n; (void)bias; (void)y; (void)ldy;
+    (void)threads;
+    return -1;
+#endif
 }
 
 #endif

@@ -27,6 +27,13 @@ class WeightPack:
     @property
     def nbytes(self) -> int: ...
 
+class Dense:
+    min_rows: int
+    def __init__(self, min_rows: int = ...) -> None: ...
+    @property
+    def nbytes(self) -> int: ...
+    def __call__(self, x: Any, w: Any, b: Any, out: Any = ...) -> Any: ...
+
 class Conv:
     def __init__(self, strides: Any, pads: Any, dilations: Any, groups: int,
                  activation: Any = ..., fake_quant: Any = ..., affine: Any = ...,

@@ -305,12 +305,17 @@ def _conv_transpose(op, consts):
 
 @kernel(qnn.DenseOp, on="float")
 def _dense(op, consts):
-    dense = C.dense
+    """sgemm, or on AVX-512 the compiled `_conv.Dense` (weights packed once when they
+    are a constant, owned by the step), which falls back to sgemm by returning None."""
+    dense, fast = C.dense, C.Dense() if C.Dense is not None else None
 
     def run(x, w, b=None, out=None):
         lead = x.shape[:-1]
-        y = dense(x.reshape(-1, x.shape[-1]), w, b,
-                  out=None if out is None else out.reshape(-1, w.shape[0]))
+        x2 = x.reshape(-1, x.shape[-1])
+        o2 = None if out is None else out.reshape(-1, w.shape[0])
+        y = fast(x2, w, b, out=o2) if fast is not None else None
+        if y is None:
+            y = dense(x2, w, b, out=o2)
         return y.reshape(*lead, w.shape[0])
 
     return Kernel(run, fresh=True, takes_out=C.compiled)

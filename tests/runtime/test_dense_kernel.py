@@ -1,0 +1,108 @@
+"""The dense kernel with the outputs in the vector lanes (AVX-512: runtime/_gemm_impl.h,
+qcc_dense_run, `_conv.Dense`): the bits of the plain C GEMM's fmaf sequence (a 1x1
+convolution of the transposed input) plus the bias in float32, whatever the row and
+output tails, depth chunks, threads and weight packing; close to float64; None where
+it does not run, and the plan's dense step then takes sgemm."""
+
+import numpy as np
+import pytest
+
+from qcc.runtime import isa
+
+_conv = isa._conv
+pytestmark = pytest.mark.skipif(
+    _conv is None or "avx512" not in _conv._variants(),
+    reason="the dense kernel is the AVX-512 variant's")
+
+# (rows M, depth K, outputs N): output tails (N not a multiple of 64, N < 16, N = 64k),
+# row tails (M not a multiple of 6), depth over several chunks, one-deep, a ViT's shapes
+CASES = [(5 + 1, 7, 3), (13, 300, 70), (64, 1, 129), (197, 192, 576), (197, 768, 192),
+         (31, 129, 64), (7, 1000, 17)]
+
+
+def plain_dense(x, w):
+    """x @ w.T by the plain C GEMM (fmaf for k ascending from 0): a 1x1 conv."""
+    old = _conv._set_variant("plain")
+    try:
+        y = _conv.conv(np.ascontiguousarray(x.T)[None, :, :, None], w[:, :, None, None], None,
+                       (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    finally:
+        _conv._set_variant(old)
+    return y[0, :, :, 0].T
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    old_t = _conv._set_threads(request.param)
+    old_p = _conv._set_parallel_min(0.0)
+    old_v = _conv._set_variant("avx512")
+    yield request.param
+    _conv._set_variant(old_v)
+    _conv._set_parallel_min(old_p)
+    _conv._set_threads(old_t)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("bias", [True, False])
+def test_dense_gives_the_bits_of_the_fma_sequence_plus_bias(case, bias, threads):
+    m, k, n = case
+    rng = np.random.default_rng(m * 7 + k)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32) if bias else None
+    got = _conv.Dense(min_rows=0)(x, w, b)
+    want = plain_dense(x, w)
+    if bias:
+        want = want + b
+    assert got is not None and got.dtype == np.float32
+    assert np.array_equal(got, want)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + (0 if b is None else b)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+def test_dense_packs_constant_weights_once_and_repacks_other_ones(threads):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20, 40)).astype(np.float32)
+    w1 = rng.standard_normal((30, 40)).astype(np.float32)
+    w2 = rng.standard_normal((30, 40)).astype(np.float32)
+    d = _conv.Dense()
+    assert d.nbytes == 0
+    y1 = d(x, w1, None)
+    packed = d.nbytes
+    assert packed >= 64 * 40 * 4   # one panel of 64 outputs
+    out = np.full((20, 30), np.nan, np.float32)
+    assert d(x, w1, None, out=out) is out and np.array_equal(out, y1)
+    y2 = d(x, w2, None)   # another array: packed again
+    assert np.array_equal(y2, plain_dense(x, w2)) and not np.array_equal(y1, y2)
+
+
+def test_dense_declines_what_it_does_not_run(threads):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    w = rng.standard_normal((5, 8)).astype(np.float32)
+    assert _conv.Dense()(x, w, None) is None                 # <= 4 rows: the gemv kernel
+    assert _conv.Dense(min_rows=0)(x.astype(np.float64), w, None) is None
+    assert _conv.Dense(min_rows=0)(x, w[:, :7].copy(), None) is None   # shapes differ
+    _conv._set_variant("avx2")
+    assert _conv.Dense(min_rows=0)(x, w, None) is None
+
+
+def test_plan_dense_step_with_its_bias_add_gives_the_kernels_bits(threads):
+    """A plan's dense + Add of a constant (the dense-bias pattern) and its unfused run
+    both give the fma sequence plus the bias, bit for bit: the step takes the kernel."""
+    from qcc import ir
+    from qcc.dialects import qnn
+    from qcc.runtime import compile_module, execute
+
+    rng = np.random.default_rng(5)
+    g = ir.Graph()
+    x = g.input("x", (2, 50, 96))
+    w = rng.standard_normal((100, 96)).astype(np.float32)
+    b = rng.standard_normal(100).astype(np.float32)
+    h = g.add(qnn.DenseOp.make(x, g.const(w)))
+    module = g.finish({"y": g.add(qnn.AddOp.make(h, g.const(b)))})
+    xv = rng.standard_normal((2, 50, 96)).astype(np.float32)
+    want = (plain_dense(xv.reshape(-1, 96), w) + b).reshape(2, 50, 100)
+    for fuse in (True, False):
+        got = execute(compile_module(module, fuse=fuse), {"x": xv})[0]["y"]
+        assert np.array_equal(got, want)
