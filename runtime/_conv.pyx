@@ -20,6 +20,7 @@ applied to each finished output. ConvTranspose is BLAS sgemm + col2im. The inner
 loops are C in _conv_impl.h and _gemm_impl.h.
 """
 
+import math
 import os
 import threading
 
@@ -110,6 +111,7 @@ cdef extern from "_conv_impl.h" nogil:
     void qcc_gemm_set_blocking(int mc, int kc, int nc)
     int qcc_dense_chunk(int k)
     int qcc_dense_kc
+    void qcc_dense_pack_kn(const float* b, Py_ssize_t ldb, int k, int n, int kc, float* bp)
     bint qcc_dense_runs()
     int qcc_dense_run(const float* x, Py_ssize_t ldx, int m, int k, const float* wp, int n,
                       const float* bias, float* y, Py_ssize_t ldy, int threads)
@@ -728,6 +730,48 @@ cdef class Dense:
         with nogil:
             qcc_dense_run(xp, k, m, k, wpp, n, bp, yp, n, qcc_gemm_threads)
         return out
+
+
+def matmul(a, b, out=None):
+    """a[..., M, K] @ b[..., K, N] on the dense kernel (qcc_dense_run, AVX-512) when
+    both are C-contiguous float32 of at least 2 dims with the same leading dims, or b
+    is 2-D (shared: a's rows form one [*, K] matrix), and M > 4: each output is 0,
+    then fma of a[m, k] * b[k, n] for k ascending. Returns None otherwise (the caller
+    takes sgemm). b is packed at every call (it is an activation: attention's keys
+    and values)."""
+    if not qcc_dense_runs() or not (_f32_c(a) and _f32_c(b)) or a.ndim < 2 or b.ndim < 2:
+        return None
+    if b.ndim != 2 and a.shape[:a.ndim - 2] != b.shape[:b.ndim - 2]:
+        return None
+    cdef int m = a.shape[a.ndim - 2]
+    cdef int k = a.shape[a.ndim - 1]
+    cdef int n = b.shape[b.ndim - 1]
+    if b.shape[b.ndim - 2] != k or m <= 4 or k == 0:
+        return None
+    shape = a.shape[:a.ndim - 1] + (n,)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif not (_f32_c(out) and out.shape == shape):
+        return None
+    if out.size == 0:
+        return out
+    cdef int chunk = qcc_dense_chunk(k)
+    cdef Py_ssize_t nb = 1 if b.ndim == 2 else math.prod(a.shape[:a.ndim - 2])
+    cdef Py_ssize_t rows = m if b.ndim != 2 else math.prod(a.shape[:a.ndim - 1])
+    cdef Py_ssize_t per = qcc_gemm_packed_size(n, k, QCC_T_NR)
+    packed = np.empty(max(per * nb, 1), np.float32)
+    cdef const float* ap = _fp(a)
+    cdef const float* bp = _fp(b)
+    cdef float* pp = <float*>_fp(packed)
+    cdef float* yp = <float*>_fp(out)
+    cdef Py_ssize_t e
+    with nogil:
+        for e in range(nb):
+            qcc_dense_pack_kn(bp + e * k * n, n, k, n, chunk, pp + e * per)
+        for e in range(nb):
+            qcc_dense_run(ap + e * rows * k, k, <int>rows, k, pp + e * per, n, NULL,
+                          yp + e * rows * n, n, qcc_gemm_threads)
+    return out
 
 
 cdef void _deconv_group(const float* x, const float* w, float* out, float* col,

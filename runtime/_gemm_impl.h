@@ -1062,6 +1062,26 @@ static int qcc_dense_chunk(int k)
     return qcc_gemm_chunk(k, 1, 2);
 }
 
+/* b [k, n] (rows ldb apart) packed as qcc_gemm_pack_a packs its transpose [n, k]
+ * in panels of QCC_T_NR rows and depth chunks of kc: the weights of qcc_dense_run
+ * for y = x @ b (a matmul's right operand). */
+static void qcc_dense_pack_kn(const float *b, ptrdiff_t ldb, int k, int n, int kc, float *bp)
+{
+    const ptrdiff_t npad = (ptrdiff_t)(n + QCC_T_NR - 1) / QCC_T_NR * QCC_T_NR;
+    int pc, o0, t;
+    for (pc = 0; pc < k; pc += kc) {
+        const int len = kc < k - pc ? kc : k - pc;
+        for (o0 = 0; o0 < n; o0 += QCC_T_NR) {
+            const int cols = n - o0 < QCC_T_NR ? n - o0 : QCC_T_NR;
+            float *d = bp + (ptrdiff_t)pc * npad + (ptrdiff_t)o0 * len;
+            for (t = 0; t < len; t++, d += QCC_T_NR) {
+                memcpy(d, b + (ptrdiff_t)(pc + t) * ldb + o0, (size_t)cols * sizeof(float));
+                if (cols < QCC_T_NR) memset(d + cols, 0, (size_t)(QCC_T_NR - cols) * sizeof(float));
+            }
+        }
+    }
+}
+
 /* Whether qcc_dense_run runs on the variant in use (else the caller takes sgemm). */
 static int qcc_dense_runs(void)
 {

@@ -342,7 +342,7 @@ if _mods is None:
     max_pool = _no_out(reference_max_pool)
     avg_pool = _no_out(reference_avg_pool)
     global_avg_pool = softmax = batched_matmul = layer_norm = erf = gelu = None
-    WeightPack = Conv = Dense = None
+    WeightPack = Conv = Dense = fast_matmul = None
 else:
     # The compiled conv computes every output element with the same operations
     # (fma in ascending k, whatever the channel, position, thread or ISA), so
@@ -351,6 +351,7 @@ else:
     WeightPack = _mods[0].WeightPack
     Conv = _mods[0].Conv
     Dense = _mods[0].Dense
+    fast_matmul = _mods[0].matmul
     conv_transpose = _mods[0].conv_transpose
     dense = _mods[1].dense
     batched_matmul = _mods[1].batched_matmul

@@ -325,7 +325,15 @@ def _dense(op, consts):
 def _matmul(op, consts):
     if not (C.compiled and all(is_f32(v) for v in op.operands)):
         return Kernel(partial(EVAL["qnn.matmul"], op), fresh=True)
-    return Kernel(C.batched_matmul, fresh=True, takes_out=True)
+    fast, sgemm = C.fast_matmul, C.batched_matmul
+    if fast is None:
+        return Kernel(sgemm, fresh=True, takes_out=True)
+
+    def run(a, b, out=None):   # the dense kernel, else (broadcasts, vectors) sgemm
+        y = fast(a, b, out=out)
+        return sgemm(a, b, out=out) if y is None else y
+
+    return Kernel(run, fresh=True, takes_out=True)
 
 
 @kernel(qnn.MaxPoolOp)

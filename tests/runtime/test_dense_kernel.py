@@ -106,3 +106,43 @@ def test_plan_dense_step_with_its_bias_add_gives_the_kernels_bits(threads):
     for fuse in (True, False):
         got = execute(compile_module(module, fuse=fuse), {"x": xv})[0]["y"]
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("shapes", [((1, 3, 197, 64), (1, 3, 64, 197)),   # attention scores
+                                    ((1, 3, 197, 197), (1, 3, 197, 64)),  # their values
+                                    ((2, 50, 96), (96, 33)),              # a shared 2-D b
+                                    ((7, 5), (5, 70))],
+                         ids=["scores", "values", "shared", "2d"])
+def test_matmul_gives_the_fma_sequence_of_each_batch_entry(shapes, threads):
+    rng = np.random.default_rng(len(shapes[0]) + shapes[1][-1])
+    a = rng.standard_normal(shapes[0]).astype(np.float32)
+    b = rng.standard_normal(shapes[1]).astype(np.float32)
+    got = _conv.matmul(a, b)
+    k, n = b.shape[-2:]
+    if b.ndim == 2:
+        want = plain_dense(a.reshape(-1, k), np.ascontiguousarray(b.T)).reshape(got.shape)
+    else:
+        a3, b3 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, k, n)
+        want = np.stack([plain_dense(a3[e], np.ascontiguousarray(b3[e].T))
+                         for e in range(len(a3))]).reshape(got.shape)
+    assert np.array_equal(got, want)
+    np.testing.assert_allclose(got, np.matmul(a.astype(np.float64), b), rtol=1e-4, atol=1e-3)
+
+
+def test_matmul_declines_broadcasts_vectors_and_few_rows_and_the_plan_takes_sgemm(threads):
+    from qcc import ir
+    from qcc.dialects import qnn
+    from qcc.runtime import compile_module, execute
+
+    rng = np.random.default_rng(8)
+    cases = [((3, 6, 5), (1, 5, 7)), ((6, 5), (5,)), ((2, 4, 5), (2, 5, 7))]
+    for sa, sb in cases:
+        a = rng.standard_normal(sa).astype(np.float32)
+        b = rng.standard_normal(sb).astype(np.float32)
+        assert _conv.matmul(a, b) is None
+        g = ir.Graph()
+        x = g.input("x", sa)
+        module = g.finish({"y": g.add(qnn.MatmulOp.make(x, g.const(b)))})
+        got = execute(compile_module(module), {"x": a})[0]["y"]
+        np.testing.assert_allclose(got, np.matmul(a.astype(np.float64), b), rtol=1e-5,
+                                   atol=1e-5)
