@@ -592,6 +592,26 @@ static void qcc_work_avx512(void *job)
                         (7 positions took 33: one accumulator lived on the stack) */
 #define QCC_T_NR 64
 
+/* One depth step of a 6 x 64 tile with the channels in the lanes: the 4 weight
+ * vectors of depth k, then each position's value at offset `o` of its pointer
+ * broadcast into 4 FMAs (qcc_kern_t_avx512 and the dense kernel). */
+#define QCC_T_STEP(k, o)                                                  \
+    do {                                                                  \
+        const float *w_ = wp + (ptrdiff_t)(k) * QCC_T_NR;                 \
+        const __m512 w0 = _mm512_loadu_ps(w_), w1 = _mm512_loadu_ps(w_ + 16); \
+        const __m512 w2 = _mm512_loadu_ps(w_ + 32), w3 = _mm512_loadu_ps(w_ + 48); \
+        const ptrdiff_t o_ = (o);                                         \
+        __m512 b_;                                                        \
+        QCC_T_ROW(0, p0, o_) QCC_T_ROW(1, p1, o_) QCC_T_ROW(2, p2, o_)    \
+        QCC_T_ROW(3, p3, o_) QCC_T_ROW(4, p4, o_) QCC_T_ROW(5, p5, o_)    \
+    } while (0)
+#define QCC_T_ROW(i, pi, o)                                               \
+    b_ = _mm512_set1_ps(pi[o]);                                           \
+    acc[i][0] = _mm512_fmadd_ps(b_, w0, acc[i][0]);                       \
+    acc[i][1] = _mm512_fmadd_ps(b_, w1, acc[i][1]);                       \
+    acc[i][2] = _mm512_fmadd_ps(b_, w2, acc[i][2]);                       \
+    acc[i][3] = _mm512_fmadd_ps(b_, w3, acc[i][3]);
+
 /* ct[i*ldt + j] (i < mr positions, j < QCC_T_NR channels; ct padded to whole
  * channel blocks): acc = mode 0: 0, 1: bias[j] (j < nch), 2: ct[i*ldt + j]; then
  * acc = fma(ptr[i][kofs[k]], wp[k*QCC_T_NR + j], acc) for k < kc. */
@@ -613,26 +633,7 @@ static void qcc_kern_t_avx512(int kc, const float *wp, const float *const *ptr,
         for (i = 0; i < QCC_T_MR; i++)
             acc[i][h] = mode == 2 && i < mr ? _mm512_load_ps(ct + i * ldt + 16 * h) : init;
     }
-    for (k = 0; k < kc; k++) {
-        const ptrdiff_t o = kofs[k];
-        const float *w = wp + (ptrdiff_t)k * QCC_T_NR;
-        const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
-        const __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
-        __m512 b;
-#define QCC_T_ROW(i, pi)                                  \
-        b = _mm512_set1_ps(pi[o]);                        \
-        acc[i][0] = _mm512_fmadd_ps(b, w0, acc[i][0]);    \
-        acc[i][1] = _mm512_fmadd_ps(b, w1, acc[i][1]);    \
-        acc[i][2] = _mm512_fmadd_ps(b, w2, acc[i][2]);    \
-        acc[i][3] = _mm512_fmadd_ps(b, w3, acc[i][3]);
-        QCC_T_ROW(0, p0)
-        QCC_T_ROW(1, p1)
-        QCC_T_ROW(2, p2)
-        QCC_T_ROW(3, p3)
-        QCC_T_ROW(4, p4)
-        QCC_T_ROW(5, p5)
-#undef QCC_T_ROW
-    }
+    for (k = 0; k < kc; k++) QCC_T_STEP(k, kofs[k]);
     for (i = 0; i < mr; i++)
         for (h = 0; h < 4; h++) _mm512_store_ps(ct + i * ldt + 16 * h, acc[i][h]);
 }
@@ -742,25 +743,7 @@ static void qcc_kern_d_avx512(int kc, const float *wp, const float *const *ptr, 
             acc[i][h] = load && i < mr ? _mm512_maskz_loadu_ps(mk[h], y + i * ldy + 16 * h)
                                        : _mm512_setzero_ps();
     }
-    for (k = 0; k < kc; k++) {
-        const float *w = wp + (ptrdiff_t)k * QCC_T_NR;
-        const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
-        const __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
-        __m512 b;
-#define QCC_D_ROW(i, pi)                                  \
-        b = _mm512_set1_ps(pi[k]);                        \
-        acc[i][0] = _mm512_fmadd_ps(b, w0, acc[i][0]);    \
-        acc[i][1] = _mm512_fmadd_ps(b, w1, acc[i][1]);    \
-        acc[i][2] = _mm512_fmadd_ps(b, w2, acc[i][2]);    \
-        acc[i][3] = _mm512_fmadd_ps(b, w3, acc[i][3]);
-        QCC_D_ROW(0, p0)
-        QCC_D_ROW(1, p1)
-        QCC_D_ROW(2, p2)
-        QCC_D_ROW(3, p3)
-        QCC_D_ROW(4, p4)
-        QCC_D_ROW(5, p5)
-#undef QCC_D_ROW
-    }
+    for (k = 0; k < kc; k++) QCC_T_STEP(k, k);
     if (bias != NULL)
         for (h = 0; h < 4; h++) {
             const __m512 bv = _mm512_maskz_loadu_ps(mk[h], bias + 16 * h);
@@ -769,6 +752,9 @@ static void qcc_kern_d_avx512(int kc, const float *wp, const float *const *ptr, 
     for (i = 0; i < mr; i++)
         for (h = 0; h < 4; h++) _mm512_mask_storeu_ps(y + i * ldy + 16 * h, mk[h], acc[i][h]);
 }
+
+#undef QCC_T_ROW
+#undef QCC_T_STEP
 
 typedef struct {
     const float *x, *wp, *bias;
