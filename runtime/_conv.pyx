@@ -110,7 +110,6 @@ cdef extern from "_conv_impl.h" nogil:
     int qcc_gemm_t_max_n
     void qcc_gemm_set_blocking(int mc, int kc, int nc)
     int qcc_dense_chunk(int k)
-    int qcc_dense_kc
     void qcc_dense_pack_kn(const float* b, Py_ssize_t ldb, int k, int n, int kc, float* bp)
     bint qcc_dense_runs()
     int qcc_dense_run(const float* x, Py_ssize_t ldx, int m, int k, const float* wp, int n,
@@ -362,11 +361,12 @@ cdef qcc_act _activation(activation) except *:
 
 
 cdef class WeightPack:
-    """A conv's constant weights packed for the GEMM (runtime/_gemm_impl.h: panels of
-    as many output channels as the instruction set's register tile has rows). Made
-    empty by the plan for a conv whose weights are a constant, filled by `conv` on its
-    first call and owned by the plan's step; `conv` packs again when called with other
-    weights or after the instruction set changed."""
+    """A conv's (or a `Dense`'s) constant weights packed for the GEMM
+    (runtime/_gemm_impl.h: panels of as many output channels as the instruction set's
+    register tile has rows). Made empty by the plan for a conv whose weights are a
+    constant (a Dense makes its own), filled by `conv` on its first call and owned by
+    the plan's step; `conv` packs again when called with other weights or after the
+    instruction set changed."""
 
     cdef object source
     cdef object data
@@ -385,12 +385,10 @@ cdef class WeightPack:
         return 0 if self.data is None else self.data.nbytes
 
 
-cdef object _packed(WeightPack pack, object w_given, w, int groups, int og, int kc, int n,
-                    int taps):
-    """pack's array of w for GEMMs of n columns and `taps` kernel taps (packed now
-    unless it holds w_given in the layout they take)."""
-    cdef int mr = qcc_gemm_mr(n, taps)
-    cdef int chunk = qcc_gemm_chunk(kc, n, taps)
+cdef object _packed(WeightPack pack, object w_given, w, int groups, int og, int kc, int mr,
+                    int chunk):
+    """pack's array of w ([groups * og, kc]) in panels of mr rows and depth chunks of
+    `chunk` (packed now unless it holds w_given in that layout)."""
     cdef Py_ssize_t per = qcc_gemm_packed_size(og, kc, mr)
     cdef int gi
     if pack.source is w_given and pack.mr == mr and pack.kc == chunk and \
@@ -558,8 +556,9 @@ cdef class Conv:
         self.wp_mr = self.wp_kc = 0
         self.wp_group = 0
         if self.pack is not None and not self.depthwise and not self.vector:
+            cols = self.pout * n_img if self.batched else self.pout
             self.pdata = _packed(self.pack, w_given, w, groups, g.og, self.kc,
-                                 self.pout * n_img if self.batched else self.pout, kk)
+                                 qcc_gemm_mr(cols, kk), qcc_gemm_chunk(self.kc, cols, kk))
             self.wp_mr = self.pack.mr
             self.wp_kc = self.pack.kc
             self.wp_group = qcc_gemm_packed_size(g.og, self.kc, self.wp_mr)
@@ -664,13 +663,6 @@ cdef class Conv:
         return out
 
 
-def _set_dense_kc(int kc):
-    """Set the depth chunk of the dense kernel (0: the default); returns the old one."""
-    global qcc_dense_kc
-    old = qcc_dense_kc
-    qcc_dense_kc = kc
-    return old
-
 cdef class Dense:
     """A dense layer y[M, N] = x[M, K] @ w[N, K]^T + b[N] on the GEMM's kernel with the
     outputs in the lanes (runtime/_gemm_impl.h, qcc_dense_run: y written row-major
@@ -684,21 +676,17 @@ cdef class Dense:
     `min_rows` rows, other dtypes or layouts): the caller takes sgemm or the
     matrix-vector kernel then."""
 
-    cdef object source
-    cdef object data
-    cdef int kc
+    cdef WeightPack pack
     cdef public int min_rows
 
     def __init__(self, int min_rows=4):
-        self.source = None
-        self.data = None
-        self.kc = 0
+        self.pack = WeightPack()
         self.min_rows = min_rows
 
     @property
     def nbytes(self):
         """Bytes of the packed weights (0 before the first call)."""
-        return 0 if self.data is None else self.data.nbytes
+        return self.pack.nbytes
 
     def __call__(self, x, w, b, out=None):
         if not qcc_dense_runs() or not (_f32_c(x) and _f32_c(w)) or x.ndim != 2 \
@@ -707,24 +695,15 @@ cdef class Dense:
         cdef int m = x.shape[0]
         cdef int k = x.shape[1]
         cdef int n = w.shape[0]
-        cdef int chunk = qcc_dense_chunk(k)
-        cdef const float* wsrc
-        cdef float* wdst
         if b is not None and not (_f32_c(b) and b.size == n):
             return None
         if out is None:
             out = np.empty((m, n), np.float32)
         elif not (_f32_c(out) and out.shape == (m, n)):
             return None
-        if self.source is not w or self.kc != chunk:
-            data = np.empty(max(qcc_gemm_packed_size(n, k, QCC_T_NR), 1), np.float32)
-            wsrc = _fp(w)
-            wdst = <float*>_fp(data)
-            with nogil:
-                qcc_gemm_pack_a(wsrc, k, n, k, QCC_T_NR, chunk, wdst)
-            self.source, self.data, self.kc = w, data, chunk
+        data = _packed(self.pack, w, w, 1, n, k, QCC_T_NR, qcc_dense_chunk(k))
         cdef const float* xp = _fp(x)
-        cdef const float* wpp = _fp(self.data)
+        cdef const float* wpp = _fp(data)
         cdef const float* bp = _fp(b) if b is not None else NULL
         cdef float* yp = <float*>_fp(out)
         with nogil:

@@ -38,6 +38,7 @@
 #define QCC_GEMM_IMPL_H
 
 #include <fenv.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -297,11 +298,22 @@ static int qcc_gemm_by_channels(int n, int taps);
 /* The depth chunk length of a GEMM of depth k and n columns (the GEMM's blocking,
  * even chunks; half as deep when the channels are in the lanes, so that a chunk of
  * a's panel stays in L1 while every tile of positions reads it). */
-static int qcc_gemm_chunk(int k, int n, int taps)
+static int qcc_even_chunk(int k, int kc)
 {
-    const int kc = qcc_gemm_by_channels(n, taps) && qcc_gemm_kc > 1 ? qcc_gemm_kc / 2 : qcc_gemm_kc;
     const int chunks = (k + kc - 1) / kc;
     return chunks > 0 ? (k + chunks - 1) / chunks : 1;
+}
+
+/* Channels in the lanes (the by-channels conv tile and the dense kernel): half the
+ * GEMM's depth chunk. */
+static int qcc_t_chunk(int k)
+{
+    return qcc_even_chunk(k, qcc_gemm_kc > 1 ? qcc_gemm_kc / 2 : qcc_gemm_kc);
+}
+
+static int qcc_gemm_chunk(int k, int n, int taps)
+{
+    return qcc_gemm_by_channels(n, taps) ? qcc_t_chunk(k) : qcc_even_chunk(k, qcc_gemm_kc);
 }
 
 static void qcc_gemm_pack_a(const float *a, ptrdiff_t lda, int m, int k, int mr, int kc,
@@ -938,6 +950,20 @@ static int qcc_gemm_narrow(const qcc_gemm *g)
            && (double)g->ldc * 16 < 2147483647.0;
 }
 
+/* Parts into which each of `blocks` channel blocks splits its `tiles` tiles of
+ * positions so that `threads` threads get at least 4 tasks each (a thread late by a
+ * block's time, 2 cores shared with others, then leaves its partner idle for less),
+ * at most `max_tasks` tasks in all; 1 when the blocks suffice. */
+static int qcc_t_parts(int blocks, int tiles, int threads, int max_tasks)
+{
+    int parts;
+    if (threads <= 1 || blocks >= 4 * threads) return 1;
+    parts = (4 * threads + blocks - 1) / blocks;
+    if (parts > tiles) parts = tiles;
+    if ((long long)parts * blocks > max_tasks) parts = max_tasks / blocks;
+    return parts < 1 ? 1 : parts;
+}
+
 /* Run one GEMM; returns 0, or -1 when out of memory. */
 static int qcc_gemm_run(const qcc_gemm *g0)
 {
@@ -983,14 +1009,7 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         job.by_channels = 1;
         job.cblocks = (g.m + QCC_T_NR - 1) / QCC_T_NR;
         job.ptiles = (g.n + QCC_T_MR - 1) / QCC_T_MR;
-        job.ttasks = 1;
-        if (threads > 1 && job.cblocks < 4 * threads) {
-            job.ttasks = (4 * threads + job.cblocks - 1) / job.cblocks;
-            if (job.ttasks > job.ptiles) job.ttasks = job.ptiles;
-            if (job.ttasks * job.cblocks > QCC_GEMM_MAX_TASKS)
-                job.ttasks = QCC_GEMM_MAX_TASKS / job.cblocks;
-            if (job.ttasks < 1) job.ttasks = 1;
-        }
+        job.ttasks = qcc_t_parts(job.cblocks, job.ptiles, threads, QCC_GEMM_MAX_TASKS);
         job.ldt = (ptrdiff_t)job.cblocks * QCC_T_NR;
         job.ct = (float *)qcc_thread_buffer((size_t)job.ldt * ((g.n + 15) / 16 * 16) * sizeof(float));
         if (job.ct == NULL) return -1;
@@ -1038,14 +1057,9 @@ static int qcc_gemm_run(const qcc_gemm *g0)
 #endif
 
 /* The depth chunk of a dense layer of depth k (qcc_dense_run, its packed weights). */
-static int qcc_dense_kc = 0;
 static int qcc_dense_chunk(int k)
 {
-    if (qcc_dense_kc > 0) {
-        const int chunks = (k + qcc_dense_kc - 1) / qcc_dense_kc;
-        return chunks > 0 ? (k + chunks - 1) / chunks : 1;
-    }
-    return qcc_gemm_chunk(k, 1, 2);
+    return qcc_t_chunk(k);
 }
 
 /* b [k, n] (rows ldb apart) packed as qcc_gemm_pack_a packs its transpose [n, k]
@@ -1108,13 +1122,7 @@ static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const floa
     job.cblocks = (n + QCC_T_NR - 1) / QCC_T_NR;
     job.ptiles = (m + QCC_T_MR - 1) / QCC_T_MR;
     if ((double)m * n * k < qcc_gemm_par_min) threads = 1;
-    /* at least 4 tasks a thread (a thread kept off its core leaves its share to the
-       others), blocks of outputs split into parts of rows when there are fewer */
-    job.rparts = 1;
-    if (threads > 1 && job.cblocks < 4 * threads) {
-        job.rparts = (4 * threads + job.cblocks - 1) / job.cblocks;
-        if (job.rparts > job.ptiles) job.rparts = job.ptiles;
-    }
+    job.rparts = qcc_t_parts(job.cblocks, job.ptiles, threads, INT_MAX);
     job.ntasks = job.cblocks * job.rparts;
     job.next = 0;
     if (threads > job.ntasks) threads = job.ntasks;
