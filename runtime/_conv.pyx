@@ -91,11 +91,11 @@ cdef extern from "_conv_impl.h" nogil:
                       const qcc_geom* g, int n_img, int groups, const qcc_act* act,
                       int threads)
     int qcc_gemm_variant()
-    int qcc_gemm_mr(int n, int taps)
+    int qcc_gemm_mr(int n)
     size_t qcc_gemm_packed_size(int m, int k, int mr)
     void qcc_gemm_pack_a(const float* a, Py_ssize_t lda, int m, int k, int mr, int kc,
                          float* ap)
-    int qcc_gemm_chunk(int k, int n, int taps)
+    int qcc_gemm_chunk(int k, int n)
     const char* qcc_gemm_variant_name(int v)
     int qcc_gemm_set_variant(int v)
     int qcc_gemm_supported(int v)
@@ -108,6 +108,7 @@ cdef extern from "_conv_impl.h" nogil:
     int qcc_gemm_rows_outer_k
     double qcc_dw_par_min
     int qcc_gemm_t_max_n
+    int qcc_t_kc
     void qcc_gemm_set_blocking(int mc, int kc, int nc)
     int qcc_dense_chunk(int k)
     void qcc_dense_pack_kn(const float* b, Py_ssize_t ldb, int k, int n, int kc, float* bp)
@@ -195,6 +196,18 @@ def _set_depthwise_lanes_below(int ow):
     global qcc_dwcb_max_ow
     old = qcc_dwcb_max_ow
     qcc_dwcb_max_ow = ow
+    return old
+
+
+def _set_t_chunk(int kc):
+    """Depth per chunk of the tiles with the channels in the lanes (by-channels conv
+    and dense kernel; 0: the whole depth, the default); for tests, which cover the
+    chunked sums with short chunks (the bits are the same); returns the old value."""
+    global _tuning
+    _tuning += 1
+    global qcc_t_kc
+    old = qcc_t_kc
+    qcc_t_kc = max(kc, 0)
     return old
 
 
@@ -558,7 +571,7 @@ cdef class Conv:
         if self.pack is not None and not self.depthwise and not self.vector:
             cols = self.pout * n_img if self.batched else self.pout
             self.pdata = _packed(self.pack, w_given, w, groups, g.og, self.kc,
-                                 qcc_gemm_mr(cols, kk), qcc_gemm_chunk(self.kc, cols, kk))
+                                 qcc_gemm_mr(cols), qcc_gemm_chunk(self.kc, cols))
             self.wp_mr = self.pack.mr
             self.wp_kc = self.pack.kc
             self.wp_group = qcc_gemm_packed_size(g.og, self.kc, self.wp_mr)

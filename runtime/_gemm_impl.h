@@ -68,7 +68,6 @@ typedef struct {
     const ptrdiff_t *kofs;
     qcc_positions pos;           /* column p of b at src[kofs[k] + pos(p)] */
     const qcc_act *act;          /* applied to c once finished, or NULL */
-    int taps;                    /* kernel taps of the convolution (1: b is x itself) */
 } qcc_gemm;
 
 typedef void (*qcc_kern_fn)(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
@@ -293,27 +292,32 @@ static size_t qcc_gemm_packed_size(int m, int k, int mr)
     return (size_t)((m + mr - 1) / mr) * mr * (size_t)k;
 }
 
-static int qcc_gemm_by_channels(int n, int taps);
+static int qcc_gemm_by_channels(int n);
 
-/* The depth chunk length of a GEMM of depth k and n columns (the GEMM's blocking,
- * even chunks; half as deep when the channels are in the lanes, so that a chunk of
- * a's panel stays in L1 while every tile of positions reads it). */
+/* The length of even chunks of depth k at most kc long. */
 static int qcc_even_chunk(int k, int kc)
 {
     const int chunks = (k + kc - 1) / kc;
     return chunks > 0 ? (k + chunks - 1) / chunks : 1;
 }
 
-/* Channels in the lanes (the by-channels conv tile and the dense kernel): half the
- * GEMM's depth chunk. */
+/* Depth per chunk of the tiles with the channels in the lanes (the by-channels conv
+ * tile and the dense kernel); 0: the whole depth in one chunk. One chunk was faster
+ * than chunks of 128 on AMD Zen 4 (a 32 KB L1): ResNet-50's 256x14x14 3x3 conv on one
+ * thread 2.27 against 2.42-2.55 ms, ViT-Tiny's dense layers 7% (each chunk stores
+ * and reloads every tile's sums through ct, and the weight panel streams from L2
+ * either way). Tests set a short chunk to cover the chunked sums. */
+static int qcc_t_kc = 0;
+
 static int qcc_t_chunk(int k)
 {
-    return qcc_even_chunk(k, qcc_gemm_kc > 1 ? qcc_gemm_kc / 2 : qcc_gemm_kc);
+    return qcc_t_kc > 0 ? qcc_even_chunk(k, qcc_t_kc) : (k > 0 ? k : 1);
 }
 
-static int qcc_gemm_chunk(int k, int n, int taps)
+/* The depth chunk of a GEMM of depth k and n columns on the variant in use. */
+static int qcc_gemm_chunk(int k, int n)
 {
-    return qcc_gemm_by_channels(n, taps) ? qcc_t_chunk(k) : qcc_even_chunk(k, qcc_gemm_kc);
+    return qcc_gemm_by_channels(n) ? qcc_t_chunk(k) : qcc_even_chunk(k, qcc_gemm_kc);
 }
 
 static void qcc_gemm_pack_a(const float *a, ptrdiff_t lda, int m, int k, int mr, int kc,
@@ -591,7 +595,7 @@ static void qcc_work_avx512(void *job)
 }
 
 /* ---- few columns: output channels in the vector lanes ----------------------------
- * A GEMM of at most QCC_GEMM_BY_ROWS_MAX_N columns (the convolutions of small
+ * A GEMM of at most qcc_gemm_t_max_n columns (the convolutions of small
  * planes) leaves most of a 32-column tile empty (49 positions take 64). On AVX-512
  * it is computed the other way round: a register tile of QCC_T_MR columns
  * (positions) x QCC_T_NR rows (output channels, 4 vectors), each b[k, p] read from
@@ -852,22 +856,21 @@ static int qcc_gemm_variant(void)
 /* Columns up to which a GEMM takes the variant's t_work (channels in the lanes). */
 static int qcc_gemm_t_max_n = 1024;
 
-/* Whether a GEMM of n columns of a convolution of `taps` taps puts the channels in
- * the lanes (qcc_gemm_t_work). Only with several taps: there the packed panels of b
- * would copy each input value once per tap, while one tap's panels are plain copies
- * of x, read from L1 (measured: 1x1 layers ran slower on this path). */
-static int qcc_gemm_by_channels(int n, int taps)
+/* Whether a GEMM of n columns puts the channels in the lanes (qcc_gemm_t_work). 1x1
+ * convolutions too since the tiles take the whole depth in one chunk (qcc_t_chunk):
+ * on AMD Zen 4, ResNet-50's 1024x14x14 -> 256 conv on one thread took 1.04-1.06 ms
+ * there against 1.18-1.25 ms on packed panels of x. */
+static int qcc_gemm_by_channels(int n)
 {
-    return qcc_gemm_variants[qcc_gemm_variant()].t_work != NULL && n <= qcc_gemm_t_max_n
-           && taps > 1;
+    return qcc_gemm_variants[qcc_gemm_variant()].t_work != NULL && n <= qcc_gemm_t_max_n;
 }
 
-/* Rows of a panel of packed a (qcc_gemm_pack_a) for a GEMM of n columns and `taps`
- * taps on the variant in use. */
-static int qcc_gemm_mr(int n, int taps)
+/* Rows of a panel of packed a (qcc_gemm_pack_a) for a GEMM of n columns on the
+ * variant in use. */
+static int qcc_gemm_mr(int n)
 {
 #if QCC_GEMM_X86
-    if (qcc_gemm_by_channels(n, taps)) return QCC_T_NR;
+    if (qcc_gemm_by_channels(n)) return QCC_T_NR;
 #endif
     return qcc_gemm_variants[qcc_gemm_variant()].mr;
 }
@@ -985,8 +988,8 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         qcc_activate_best(g.act, g.c, g.ldc, g.m, g.n);
         return 0;
     }
-    const int mr = qcc_gemm_mr(g.n, g.taps);
-    job.kcb = qcc_gemm_chunk(g.k, g.n, g.taps);
+    const int mr = qcc_gemm_mr(g.n);
+    job.kcb = qcc_gemm_chunk(g.k, g.n);
     job.kchunks = (g.k + job.kcb - 1) / job.kcb;
     if (g.ap == NULL || g.ap_mr != mr || g.ap_kc != job.kcb) {
         float *ap = (float *)qcc_thread_buffer_slot(
@@ -1001,7 +1004,7 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     job.g = &g;
     job.by_channels = 0;
 #if QCC_GEMM_X86
-    if (qcc_gemm_by_channels(g.n, g.taps)) {
+    if (qcc_gemm_by_channels(g.n)) {
         /* tasks: channel blocks, or (when there are fewer than 4 a thread) each block's
            position tiles in parts: with 2 a thread, a thread late by a block's time
            (2 cores shared with others) left its partner idle; ResNet-50's 256x14x14

@@ -1,8 +1,8 @@
 """The float conv GEMM with the output channels in the vector lanes (AVX-512, layers
-with several taps and at most 1024 columns: runtime/_gemm_impl.h, qcc_gemm_t_work):
-the same bits as the GEMM with the positions in the lanes, whatever the channel and
-position tails, depth chunks, threads, batched images, weight packing and fused
-epilogue; and close to a float64 convolution."""
+of at most 1024 columns: runtime/_gemm_impl.h, qcc_gemm_t_work): the same bits as the
+GEMM with the positions in the lanes, whatever the channel and position tails, the
+taps (1x1 layers too), the depth in one chunk or several, threads, batched images,
+weight packing and fused epilogue; and close to a float64 convolution."""
 
 import numpy as np
 import pytest
@@ -31,7 +31,7 @@ def conv64(x, w, b, stride, pad):
 
 # (x shape, O, k, stride, pad): channel tails (O not a multiple of 64, O < 64, O = 64k),
 # position tails (N not a multiple of 7, N < 7), depth over several chunks, stride 2,
-# batched images (small planes), the largest N on the path (32x32)
+# batched images (small planes), the largest N on the path (32x32), 1x1 layers
 CASES = [
     ((1, 16, 7, 7), 64, 3, 1, 1),
     ((1, 40, 6, 6), 24, 3, 2, 1),
@@ -41,12 +41,15 @@ CASES = [
     ((3, 24, 4, 4), 72, 3, 1, 1),
     ((2, 12, 9, 11), 65, 5, 2, 2),
     ((1, 8, 32, 32), 16, 3, 1, 1),
+    ((1, 300, 14, 14), 70, 1, 1, 0),
+    ((2, 64, 7, 7), 130, 1, 2, 0),
 ]
 
 
-def _run(case, x, w, b, threads, by_channels, **kw):
+def _run(case, x, w, b, threads, by_channels, chunk=0, **kw):
     _, _, k, stride, pad = case
     old_n = _conv._set_by_channels_max_n(1024 if by_channels else 0)
+    old_c = _conv._set_t_chunk(chunk)
     old_t = _conv._set_threads(threads)
     old_p = _conv._set_parallel_min(0.0)
     try:
@@ -54,6 +57,7 @@ def _run(case, x, w, b, threads, by_channels, **kw):
     finally:
         _conv._set_parallel_min(old_p)
         _conv._set_threads(old_t)
+        _conv._set_t_chunk(old_c)
         _conv._set_by_channels_max_n(old_n)
 
 
@@ -66,7 +70,8 @@ def avx512():
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[0])) + f"-o{c[1]}")
 @pytest.mark.parametrize("bias", [True, False])
-def test_channels_in_lanes_give_the_bits_of_positions_in_lanes(case, bias, avx512):
+@pytest.mark.parametrize("chunk", [0, 40], ids=["whole-depth", "chunks40"])
+def test_channels_in_lanes_give_the_bits_of_positions_in_lanes(case, bias, chunk, avx512):
     shape, o, k, _, _ = case
     rng = np.random.default_rng(7)
     x = rng.standard_normal(shape, dtype=np.float32)
@@ -75,10 +80,12 @@ def test_channels_in_lanes_give_the_bits_of_positions_in_lanes(case, bias, avx51
     want = _run(case, x, w, b, 1, False)
     pack = _conv.WeightPack()
     for threads in (1, 2, 3):
-        got = _run(case, x, w, b, threads, True)
+        got = _run(case, x, w, b, threads, True, chunk)
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), threads
-        packed = _run(case, x, w, b, threads, True, pack=pack)
+        packed = _run(case, x, w, b, threads, True, chunk, pack=pack)
         assert np.array_equal(packed.view(np.uint32), want.view(np.uint32)), threads
+        # the weights were packed for this path: in panels of 64 output channels
+        assert pack.nbytes == -(-o // 64) * 64 * shape[1] * k * k * 4
     # and the sums themselves: within float32 rounding of a float64 convolution
     ref = conv64(x, w, b, case[3], case[4])
     bound = 1e-5 * (np.abs(x).max() * np.abs(w).sum(axis=(1, 2, 3)).max() + 1)

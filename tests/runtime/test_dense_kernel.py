@@ -44,8 +44,17 @@ def threads(request):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
 @pytest.mark.parametrize("bias", [True, False])
-def test_dense_gives_the_bits_of_the_fma_sequence_plus_bias(case, bias, threads):
+@pytest.mark.parametrize("chunk", [0, 64], ids=["whole-depth", "chunks64"])
+def test_dense_gives_the_bits_of_the_fma_sequence_plus_bias(case, bias, chunk, threads):
     m, k, n = case
+    old_c = _conv._set_t_chunk(chunk)
+    try:
+        _check_dense(m, k, n, bias)
+    finally:
+        _conv._set_t_chunk(old_c)
+
+
+def _check_dense(m, k, n, bias):
     rng = np.random.default_rng(m * 7 + k)
     x = rng.standard_normal((m, k)).astype(np.float32)
     w = rng.standard_normal((n, k)).astype(np.float32)
