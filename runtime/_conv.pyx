@@ -91,11 +91,11 @@ cdef extern from "_conv_impl.h" nogil:
                       const qcc_geom* g, int n_img, int groups, const qcc_act* act,
                       int threads)
     int qcc_gemm_variant()
-    int qcc_gemm_mr(int n)
+    int qcc_gemm_mr(int m, int k, int n, int taps)
     size_t qcc_gemm_packed_size(int m, int k, int mr)
     void qcc_gemm_pack_a(const float* a, Py_ssize_t lda, int m, int k, int mr, int kc,
                          float* ap)
-    int qcc_gemm_chunk(int k, int n)
+    int qcc_gemm_chunk(int m, int k, int n, int taps)
     const char* qcc_gemm_variant_name(int v)
     int qcc_gemm_set_variant(int v)
     int qcc_gemm_supported(int v)
@@ -571,7 +571,8 @@ cdef class Conv:
         if self.pack is not None and not self.depthwise and not self.vector:
             cols = self.pout * n_img if self.batched else self.pout
             self.pdata = _packed(self.pack, w_given, w, groups, g.og, self.kc,
-                                 qcc_gemm_mr(cols), qcc_gemm_chunk(self.kc, cols))
+                                 qcc_gemm_mr(g.og, self.kc, cols, kk),
+                                 qcc_gemm_chunk(g.og, self.kc, cols, kk))
             self.wp_mr = self.pack.mr
             self.wp_kc = self.pack.kc
             self.wp_group = qcc_gemm_packed_size(g.og, self.kc, self.wp_mr)

@@ -430,6 +430,7 @@ static int qcc_conv_gemm(const float *x, const float *w, const float *wp, int wp
     q.kofs = kofs;
     q.pos = qcc_conv_positions(g, dims, split);
     q.act = act;
+    q.taps = g->k[0] * g->k[1] * g->k[2];
     return qcc_gemm_run(&q);
 }
 
@@ -631,6 +632,7 @@ static int qcc_conv_gemm_images(const float *x, ptrdiff_t x_img, const float *w,
      * operands are addressed by the place of an element in the output array
      * (act->base), which the scratch columns are not. */
     q.act = NULL;
+    q.taps = g->k[0] * g->k[1] * g->k[2];
     err = qcc_gemm_run(&q);
     job.out = out;
     job.out_img = out_img;

@@ -68,23 +68,27 @@ typedef struct {
     const ptrdiff_t *kofs;
     qcc_positions pos;           /* column p of b at src[kofs[k] + pos(p)] */
     const qcc_act *act;          /* applied to c once finished, or NULL */
+    int taps;                    /* kernel taps of the convolution (1: b is x itself) */
 } qcc_gemm;
 
 typedef void (*qcc_kern_fn)(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
                             int mr, int nr, const float *bias, int mode);
-/* A kernel that also applies a plain activation (qcc_act_in_kernel) to the finished
- * tile in its registers before storing it (the last depth chunk). */
+/* A kernel that also applies the epilogue to the finished tile in its registers
+ * before storing it (the last depth chunk), when qcc_act_in_kernel. */
 typedef void (*qcc_kern_act_fn)(int kc, const float *ap, const float *bp, float *c,
                                 ptrdiff_t ldc, int mr, int nr, const float *bias, int mode,
                                 const qcc_act *act);
 
-/* Whether a kernel can apply `act` in registers: relu, clip or hard-swish alone (no
- * affine, residual or fake-quant, which need the element's place: act->base). */
+/* Whether a kernel can apply `act` in registers: a residual and/or relu, clip or
+ * hard-swish (no affine or fake-quant). The residual of the element at c is at
+ * act->add + (c - act->base): the GEMM writes into the output array itself whenever
+ * its act has a residual (the batched images' GEMM, into scratch, takes none). */
 QCC_INLINE int qcc_act_in_kernel(const qcc_act *act)
 {
-    return act != NULL && act->base == NULL
+    return act != NULL && act->mul == NULL && act->fq_scale == NULL
            && (act->kind == QCC_ACT_RELU || act->kind == QCC_ACT_CLIP
-               || act->kind == QCC_ACT_HARD_SWISH);
+               || act->kind == QCC_ACT_HARD_SWISH
+               || (act->kind == QCC_ACT_NONE && act->add != NULL));
 }
 
 /* Threads a GEMM uses (the width of its qcc_parallel job). */
@@ -130,8 +134,8 @@ QCC_GINLINE void qcc_gemm_pack_b(const qcc_gemm *g, int k0, int kc, const qcc_ru
 
 /* The tiles of rows [i0, i1) x packed columns [0, nc) at depth chunk [pc, pc + kc):
  * bp holds the nc columns' panels, c points at column 0 of them. With `kern_act`
- * (a variant whose kernel applies plain activations), the last chunk's tiles take
- * g->act in registers when it is one (qcc_act_in_kernel): returns whether they did. */
+ * (a variant whose kernel applies epilogues), the last chunk's tiles take g->act in
+ * registers when they can (qcc_act_in_kernel): returns whether they did. */
 QCC_GINLINE int qcc_gemm_tiles(const qcc_gemm *g, int i0, int i1, int pc, int kc, int nc,
                                const float *bp, float *c, const int MR, const int NR,
                                qcc_kern_fn kern, qcc_kern_act_fn kern_act, int rows_outer)
@@ -188,11 +192,8 @@ typedef struct {
     int failed;
     /* by_channels (qcc_gemm_t_work): QCC_T_NR channels a block, QCC_T_MR positions a
        tile; with ttasks > 1, task t is part t % ttasks of the tiles of block t / ttasks,
-       else blocks [bounds[t], bounds[t+1]) and all tiles; ct: the sums, position-major,
-       row stride ldt */
+       else blocks [bounds[t], bounds[t+1]) and all tiles */
     int by_channels, cblocks, ptiles, ttasks;
-    float *ct;
-    ptrdiff_t ldt;
 } qcc_gemm_job;
 
 QCC_GINLINE void qcc_gemm_wait_packed(const int *flag)
@@ -292,7 +293,7 @@ static size_t qcc_gemm_packed_size(int m, int k, int mr)
     return (size_t)((m + mr - 1) / mr) * mr * (size_t)k;
 }
 
-static int qcc_gemm_by_channels(int n);
+static int qcc_gemm_by_channels(int m, int k, int n, int taps);
 
 /* The length of even chunks of depth k at most kc long. */
 static int qcc_even_chunk(int k, int kc)
@@ -314,10 +315,11 @@ static int qcc_t_chunk(int k)
     return qcc_t_kc > 0 ? qcc_even_chunk(k, qcc_t_kc) : (k > 0 ? k : 1);
 }
 
-/* The depth chunk of a GEMM of depth k and n columns on the variant in use. */
-static int qcc_gemm_chunk(int k, int n)
+/* The depth chunk of a GEMM of m rows, depth k and n columns (a convolution of
+ * `taps` taps) on the variant in use. */
+static int qcc_gemm_chunk(int m, int k, int n, int taps)
 {
-    return qcc_gemm_by_channels(n) ? qcc_t_chunk(k) : qcc_even_chunk(k, qcc_gemm_kc);
+    return qcc_gemm_by_channels(m, k, n, taps) ? qcc_t_chunk(k) : qcc_even_chunk(k, qcc_gemm_kc);
 }
 
 static void qcc_gemm_pack_a(const float *a, ptrdiff_t lda, int m, int k, int mr, int kc,
@@ -429,8 +431,22 @@ QCC_GINLINE void qcc_kern_avx2_body(int kc, const float *ap, const float *bp, fl
         QCC_A2_FMA(0) QCC_A2_FMA(1) QCC_A2_FMA(2) QCC_A2_FMA(3) QCC_A2_FMA(4) QCC_A2_FMA(5)
 #undef QCC_A2_FMA
     }
-    /* qcc_epilogue_run's relu (v > 0 ? v : v == v ? 0 : v: NaN stays, -0 becomes +0),
-     * hard-swish and clip (v < lo ? lo : v, then v > hi ? hi : v), lane by lane */
+    /* qcc_epilogue_run's residual add (rows past mr are dropped), then its relu
+     * (v > 0 ? v : v == v ? 0 : v: NaN stays, -0 becomes +0), hard-swish and clip
+     * (v < lo ? lo : v, then v > hi ? hi : v), lane by lane */
+    if (act != NULL && act->add != NULL) {
+        const float *ad = act->add + (c - act->base);
+#define QCC_A2_ADD(i)                                                                    \
+    if (i < mr && nr == 16) {                                                            \
+        r##i##0 = _mm256_add_ps(r##i##0, _mm256_loadu_ps(ad + i * ldc));                 \
+        r##i##1 = _mm256_add_ps(r##i##1, _mm256_loadu_ps(ad + i * ldc + 8));             \
+    } else if (i < mr) {                                                                 \
+        r##i##0 = _mm256_add_ps(r##i##0, _mm256_maskload_ps(ad + i * ldc, k0));          \
+        r##i##1 = _mm256_add_ps(r##i##1, _mm256_maskload_ps(ad + i * ldc + 8, k1));      \
+    }
+        QCC_A2_ADD(0) QCC_A2_ADD(1) QCC_A2_ADD(2) QCC_A2_ADD(3) QCC_A2_ADD(4) QCC_A2_ADD(5)
+#undef QCC_A2_ADD
+    }
     if (act != NULL && act->kind == QCC_ACT_RELU) {
         const __m256 z = _mm256_setzero_ps();
 #define QCC_A2_RELU(v) v = _mm256_and_ps(v, _mm256_or_ps(_mm256_cmp_ps(v, z, _CMP_GT_OQ), \
@@ -454,7 +470,7 @@ QCC_GINLINE void qcc_kern_avx2_body(int kc, const float *ap, const float *bp, fl
         QCC_A2_HSWISH(r20); QCC_A2_HSWISH(r21); QCC_A2_HSWISH(r30); QCC_A2_HSWISH(r31);
         QCC_A2_HSWISH(r40); QCC_A2_HSWISH(r41); QCC_A2_HSWISH(r50); QCC_A2_HSWISH(r51);
 #undef QCC_A2_HSWISH
-    } else if (act != NULL) {
+    } else if (act != NULL && act->kind == QCC_ACT_CLIP) {
         const __m256 lo = _mm256_set1_ps(act->lo), hi = _mm256_set1_ps(act->hi);
 #define QCC_A2_CLIP(v)                                                   \
     v = _mm256_blendv_ps(v, lo, _mm256_cmp_ps(v, lo, _CMP_LT_OQ));       \
@@ -543,8 +559,37 @@ static void qcc_gemv_avx2(const qcc_gemm *g)
 #define QCC_AVX512_MR 8
 #define QCC_AVX512_NR 32
 
-static void qcc_kern_avx512(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
-                            int mr, int nr, const float *bias, int mode)
+/* qcc_epilogue_run's residual add (the lanes of mask m at `add`, when not NULL) and
+ * activation (qcc_act_in_kernel) on 16 lanes: the same operations lane by lane (relu
+ * keeps NaN and makes -0 +0; hard-swish divides by 6, then adds 0.5: nothing to
+ * contract). */
+QCC_GINLINE __m512 qcc_act16_avx512(const qcc_act *act, __m512 v, const float *add, __mmask16 m)
+{
+    const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    __m512 t;
+    if (add != NULL) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, add));
+    switch (act->kind) {
+    case QCC_ACT_RELU:
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
+                                   | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+    case QCC_ACT_CLIP:
+        t = _mm512_set1_ps(act->lo);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_LT_OQ), v, t);
+        t = _mm512_set1_ps(act->hi);
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), v, t);
+    case QCC_ACT_HARD_SWISH:
+        t = _mm512_add_ps(_mm512_div_ps(v, _mm512_set1_ps(6.0f)), _mm512_set1_ps(0.5f));
+        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
+        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
+        return _mm512_mul_ps(v, t);
+    default:
+        return v;
+    }
+}
+
+QCC_GINLINE void qcc_kern_avx512_body(int kc, const float *ap, const float *bp, float *c,
+                                      ptrdiff_t ldc, int mr, int nr, const float *bias,
+                                      int mode, const qcc_act *act)
 {
     __m512 acc[QCC_AVX512_MR][2];
     const __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
@@ -567,11 +612,32 @@ static void qcc_kern_avx512(int kc, const float *ap, const float *bp, float *c, 
             acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
         }
     }
+    if (act != NULL) {
+        const float *ad = act->add != NULL ? act->add + (c - act->base) : NULL;
+        for (i = 0; i < QCC_AVX512_MR; i++)
+            if (i < mr) {
+                acc[i][0] = qcc_act16_avx512(act, acc[i][0], ad ? ad + i * ldc : NULL, k0);
+                acc[i][1] = qcc_act16_avx512(act, acc[i][1], ad ? ad + i * ldc + 16 : NULL, k1);
+            }
+    }
     for (i = 0; i < QCC_AVX512_MR; i++)
         if (i < mr) {
             _mm512_mask_storeu_ps(c + i * ldc, k0, acc[i][0]);
             _mm512_mask_storeu_ps(c + i * ldc + 16, k1, acc[i][1]);
         }
+}
+
+static void qcc_kern_avx512(int kc, const float *ap, const float *bp, float *c, ptrdiff_t ldc,
+                            int mr, int nr, const float *bias, int mode)
+{
+    qcc_kern_avx512_body(kc, ap, bp, c, ldc, mr, nr, bias, mode, NULL);
+}
+
+static void qcc_kern_avx512_act(int kc, const float *ap, const float *bp, float *c,
+                                ptrdiff_t ldc, int mr, int nr, const float *bias, int mode,
+                                const qcc_act *act)
+{
+    qcc_kern_avx512_body(kc, ap, bp, c, ldc, mr, nr, bias, mode, act);
 }
 
 static void qcc_copy_avx512(float *dst, const float *src, int len, ptrdiff_t sw)
@@ -590,8 +656,8 @@ static void qcc_copy_avx512(float *dst, const float *src, int len, ptrdiff_t sw)
 
 static void qcc_work_avx512(void *job)
 {
-    qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512, NULL,
-                  qcc_copy_avx512);
+    qcc_gemm_work((qcc_gemm_job *)job, QCC_AVX512_MR, QCC_AVX512_NR, qcc_kern_avx512,
+                  qcc_kern_avx512_act, qcc_copy_avx512);
 }
 
 /* ---- few columns: output channels in the vector lanes ----------------------------
@@ -654,6 +720,37 @@ static void qcc_kern_t_avx512(int kc, const float *wp, const float *const *ptr,
         for (h = 0; h < 4; h++) _mm512_store_ps(ct + i * ldt + 16 * h, acc[i][h]);
 }
 
+/* qcc_tr_copy_avx512 (c[o*ldc + p] = ct[p*ldt + o]) with the epilogue `act`
+ * (qcc_act_in_kernel) applied to each transposed row of 16 positions in its register
+ * before it is stored. */
+static void qcc_tr_act_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_t ldc,
+                              int rows, int cols, const qcc_act *act)
+{
+    const float *ad = act->add != NULL ? act->add + (c - act->base) : NULL;
+    int o0, p0, i;
+    for (o0 = 0; o0 < rows; o0 += 16)
+        for (p0 = 0; p0 < cols; p0 += 16) {
+            const int np = cols - p0 < 16 ? cols - p0 : 16, no = rows - o0 < 16 ? rows - o0 : 16;
+            const __mmask16 pm = (__mmask16)((1u << np) - 1);
+            __m512 r[16];
+            for (i = 0; i < 16; i++)
+                r[i] = i < np ? _mm512_loadu_ps(ct + (ptrdiff_t)(p0 + i) * ldt + o0)
+                              : _mm512_setzero_ps();
+            qcc_tr16_avx512(r);
+            for (i = 0; i < no; i++) {
+                const ptrdiff_t at = (ptrdiff_t)(o0 + i) * ldc + p0;
+                _mm512_mask_storeu_ps(c + at, pm,
+                                      qcc_act16_avx512(act, r[i], ad ? ad + at : NULL, pm));
+            }
+        }
+}
+
+/* Tiles of positions whose sums are finished together (all depth chunks) in a
+ * thread's own ct (12 KB, which stays in L1), then copied out by the transposes and
+ * given the epilogue while the output's part is still in L1: 8 tiles, 48 positions
+ * (a multiple of 16). */
+#define QCC_T_GROUP 8
+
 /* Tasks of a by_channels job until none is left (every thread of the job does this). */
 static void qcc_gemm_t_work(void *arg)
 {
@@ -661,9 +758,11 @@ static void qcc_gemm_t_work(void *arg)
     const qcc_gemm *g = job->g;
     const ptrdiff_t mpad = (ptrdiff_t)job->cblocks * QCC_T_NR;
     const float *ptr[QCC_T_MR];
+    const int acts = qcc_act_in_kernel(g->act);
+    float ct[QCC_T_GROUP * QCC_T_MR * QCC_T_NR] __attribute__((aligned(64)));
     for (;;) {
         const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        int cb0, cb1, tt0, tt1, b, tile, i, o0, o1, c0, c1;
+        int cb0, cb1, tt0, tt1, b, g0;
         if (t >= job->ntasks) break;
         if (job->ttasks > 1) {
             const int tp = t % job->ttasks;
@@ -677,32 +776,38 @@ static void qcc_gemm_t_work(void *arg)
             tt0 = 0;
             tt1 = job->ptiles;
         }
-        for (i = 0; i < job->kchunks; i++) {
-            const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
-            const int mode = pc ? 2 : g->bias ? 1 : 0;
-            for (b = cb0; b < cb1; b++) {
-                const float *wp = g->ap + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
-                const int nch = g->m - b * QCC_T_NR;
-                for (tile = tt0; tile < tt1; tile++) {
-                    const int p0 = tile * QCC_T_MR;
-                    const int mr = g->n - p0 < QCC_T_MR ? g->n - p0 : QCC_T_MR;
-                    int j;
-                    for (j = 0; j < mr; j++) ptr[j] = g->src + qcc_position(&g->pos, p0 + j);
-                    qcc_kern_t_avx512(kc, wp, ptr, g->kofs + pc, mr,
-                                      job->ct + (ptrdiff_t)p0 * job->ldt + b * QCC_T_NR,
-                                      job->ldt, g->bias ? g->bias + b * QCC_T_NR : NULL,
-                                      nch, mode);
+        for (b = cb0; b < cb1; b++) {
+            const int nch = g->m - b * QCC_T_NR;
+            const int o0 = b * QCC_T_NR, o1 = nch < QCC_T_NR ? g->m : o0 + QCC_T_NR;
+            for (g0 = tt0; g0 < tt1; g0 += QCC_T_GROUP) {
+                const int g1 = tt1 - g0 < QCC_T_GROUP ? tt1 : g0 + QCC_T_GROUP;
+                const int c0 = g0 * QCC_T_MR, c1 = g1 * QCC_T_MR < g->n ? g1 * QCC_T_MR : g->n;
+                int i, tile;
+                for (i = 0; i < job->kchunks; i++) {
+                    const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
+                    const int mode = pc ? 2 : g->bias ? 1 : 0;
+                    const float *wp = g->ap + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
+                    for (tile = g0; tile < g1; tile++) {
+                        const int p0 = tile * QCC_T_MR;
+                        const int mr = g->n - p0 < QCC_T_MR ? g->n - p0 : QCC_T_MR;
+                        int j;
+                        for (j = 0; j < mr; j++) ptr[j] = g->src + qcc_position(&g->pos, p0 + j);
+                        qcc_kern_t_avx512(kc, wp, ptr, g->kofs + pc, mr,
+                                          ct + (ptrdiff_t)(p0 - c0) * QCC_T_NR, QCC_T_NR,
+                                          g->bias ? g->bias + o0 : NULL, nch, mode);
+                    }
                 }
+                if (c0 >= c1) continue;
+                if (acts) {
+                    qcc_tr_act_avx512(ct, QCC_T_NR, g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc,
+                                      o1 - o0, c1 - c0, g->act);
+                    continue;
+                }
+                qcc_tr_copy_avx512(ct, QCC_T_NR, g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc,
+                                   o1 - o0, c1 - c0);
+                qcc_activate(g->act, g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc, o1 - o0, c1 - c0);
             }
         }
-        o0 = cb0 * QCC_T_NR;
-        o1 = cb1 * QCC_T_NR < g->m ? cb1 * QCC_T_NR : g->m;
-        c0 = tt0 * QCC_T_MR;
-        c1 = tt1 * QCC_T_MR < g->n ? tt1 * QCC_T_MR : g->n;
-        if (o0 >= o1 || c0 >= c1) continue;
-        qcc_tr_copy_avx512(job->ct + (ptrdiff_t)c0 * job->ldt + o0, job->ldt,
-                              g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc, o1 - o0, c1 - c0);
-        qcc_activate(g->act, g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc, o1 - o0, c1 - c0);
     }
 }
 
@@ -853,24 +958,39 @@ static int qcc_gemm_variant(void)
     return qcc_gemm_cur;
 }
 
-/* Columns up to which a GEMM takes the variant's t_work (channels in the lanes). */
+/* Whether a GEMM of m rows (output channels), depth k and n columns of a convolution
+ * of `taps` taps puts the channels in the lanes (qcc_gemm_t_work): with at most
+ * qcc_gemm_t_max_n columns (0: never), where 32-column tiles would be mostly empty,
+ * and, whatever the columns, when the rows fill at least 3/4 of the lanes of their
+ * 64-channel blocks. A 1x1 convolution only from a depth of QCC_T_MIN_K1: its
+ * packed panels of b are plain copies of x, and with a short depth the tiles'
+ * stores, transposes and epilogue outweigh its FMAs. On AMD Zen 4 at one thread,
+ * ResNet-50's layers on this path against packed panels of b: 3 -> 64 7x7 stride 2
+ * of 224x224 2.5-2.7 against 2.9-3.5 ms, 64x56x56 3x3 2.15-2.46 against 2.62-2.83,
+ * 1x1 with a residual: 256x56x56 -> 64 1.18 against 1.44, 256x14x14 -> 1024 1.11
+ * against 1.26, 512x7x7 -> 2048 1.24 against 1.44; but 128x28x28 -> 512 1.25
+ * against 1.17 and 64x56x56 -> 256 1.70 against 1.27. */
 static int qcc_gemm_t_max_n = 1024;
+#define QCC_T_MIN_K1 256
 
-/* Whether a GEMM of n columns puts the channels in the lanes (qcc_gemm_t_work). 1x1
- * convolutions too since the tiles take the whole depth in one chunk (qcc_t_chunk):
- * on AMD Zen 4, ResNet-50's 1024x14x14 -> 256 conv on one thread took 1.04-1.06 ms
- * there against 1.18-1.25 ms on packed panels of x. */
-static int qcc_gemm_by_channels(int n)
+#ifndef QCC_T_NR
+#define QCC_T_NR 64   /* outputs a panel of packed dense weights holds */
+#endif
+
+static int qcc_gemm_by_channels(int m, int k, int n, int taps)
 {
-    return qcc_gemm_variants[qcc_gemm_variant()].t_work != NULL && n <= qcc_gemm_t_max_n;
+    const int lanes = (m + QCC_T_NR - 1) / QCC_T_NR * QCC_T_NR;
+    return qcc_gemm_variants[qcc_gemm_variant()].t_work != NULL && qcc_gemm_t_max_n > 0
+           && (taps > 1 || k >= QCC_T_MIN_K1)
+           && (n <= qcc_gemm_t_max_n || 4 * m >= 3 * lanes);
 }
 
-/* Rows of a panel of packed a (qcc_gemm_pack_a) for a GEMM of n columns on the
- * variant in use. */
-static int qcc_gemm_mr(int n)
+/* Rows of a panel of packed a (qcc_gemm_pack_a) for a GEMM of m rows, depth k and n
+ * columns (a convolution of `taps` taps) on the variant in use. */
+static int qcc_gemm_mr(int m, int k, int n, int taps)
 {
 #if QCC_GEMM_X86
-    if (qcc_gemm_by_channels(n)) return QCC_T_NR;
+    if (qcc_gemm_by_channels(m, k, n, taps)) return QCC_T_NR;
 #endif
     return qcc_gemm_variants[qcc_gemm_variant()].mr;
 }
@@ -988,8 +1108,8 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         qcc_activate_best(g.act, g.c, g.ldc, g.m, g.n);
         return 0;
     }
-    const int mr = qcc_gemm_mr(g.n);
-    job.kcb = qcc_gemm_chunk(g.k, g.n);
+    const int mr = qcc_gemm_mr(g.m, g.k, g.n, g.taps);
+    job.kcb = qcc_gemm_chunk(g.m, g.k, g.n, g.taps);
     job.kchunks = (g.k + job.kcb - 1) / job.kcb;
     if (g.ap == NULL || g.ap_mr != mr || g.ap_kc != job.kcb) {
         float *ap = (float *)qcc_thread_buffer_slot(
@@ -1004,7 +1124,7 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     job.g = &g;
     job.by_channels = 0;
 #if QCC_GEMM_X86
-    if (qcc_gemm_by_channels(g.n)) {
+    if (qcc_gemm_by_channels(g.m, g.k, g.n, g.taps)) {
         /* tasks: channel blocks, or (when there are fewer than 4 a thread) each block's
            position tiles in parts: with 2 a thread, a thread late by a block's time
            (2 cores shared with others) left its partner idle; ResNet-50's 256x14x14
@@ -1013,9 +1133,6 @@ static int qcc_gemm_run(const qcc_gemm *g0)
         job.cblocks = (g.m + QCC_T_NR - 1) / QCC_T_NR;
         job.ptiles = (g.n + QCC_T_MR - 1) / QCC_T_MR;
         job.ttasks = qcc_t_parts(job.cblocks, job.ptiles, threads, QCC_GEMM_MAX_TASKS);
-        job.ldt = (ptrdiff_t)job.cblocks * QCC_T_NR;
-        job.ct = (float *)qcc_thread_buffer((size_t)job.ldt * ((g.n + 15) / 16 * 16) * sizeof(float));
-        if (job.ct == NULL) return -1;
         if (job.ttasks > 1)
             job.ntasks = job.cblocks * job.ttasks;   /* task t: block t / ttasks */
         else
@@ -1054,10 +1171,6 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     qcc_parallel(qcc_gemm_thread, &job, threads);
     return job.failed ? -1 : 0;
 }
-
-#ifndef QCC_T_NR
-#define QCC_T_NR 64   /* outputs a panel of packed dense weights holds */
-#endif
 
 /* The depth chunk of a dense layer of depth k (qcc_dense_run, its packed weights). */
 static int qcc_dense_chunk(int k)

@@ -31,7 +31,8 @@ def conv64(x, w, b, stride, pad):
 
 # (x shape, O, k, stride, pad): channel tails (O not a multiple of 64, O < 64, O = 64k),
 # position tails (N not a multiple of 7, N < 7), depth over several chunks, stride 2,
-# batched images (small planes), the largest N on the path (32x32), 1x1 layers
+# batched images (small planes), the largest N on the path (32x32), 1x1 layers (of
+# depth 256 or more: shallower ones stay on packed panels)
 CASES = [
     ((1, 16, 7, 7), 64, 3, 1, 1),
     ((1, 40, 6, 6), 24, 3, 2, 1),
@@ -42,7 +43,7 @@ CASES = [
     ((2, 12, 9, 11), 65, 5, 2, 2),
     ((1, 8, 32, 32), 16, 3, 1, 1),
     ((1, 300, 14, 14), 70, 1, 1, 0),
-    ((2, 64, 7, 7), 130, 1, 2, 0),
+    ((2, 256, 7, 7), 130, 1, 2, 0),
 ]
 
 
@@ -113,3 +114,23 @@ def test_fused_epilogue_on_the_transposed_sums(avx512):
     steps = want / fq[0].reshape(1, -1, 1, 1)
     assert np.allclose(steps, np.round(steps), atol=1e-3)
     assert want.min() >= -1.0 - 0.1 and want.max() <= 3.0 + 0.1
+
+
+@pytest.mark.parametrize("o, cin, k, lanes", [(64, 8, 3, True), (100, 8, 3, True),
+                                              (24, 8, 3, False), (72, 8, 3, False),
+                                              (64, 256, 1, True), (64, 64, 1, False)])
+def test_wide_planes_take_the_lanes_when_the_channels_fill_them(o, cin, k, lanes, avx512):
+    # 40x40 = 1600 positions (> 1024): the channels go in the lanes only when they fill
+    # at least 3/4 of their 64-channel blocks (and, 1x1, with a depth of 256 or more);
+    # the bits are the same either way
+    case = ((1, cin, 40, 40), o, k, 1, k // 2)
+    rng = np.random.default_rng(o + cin)
+    x = rng.standard_normal(case[0], dtype=np.float32)
+    w = (rng.standard_normal((o, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    want = _run(case, x, w, b, 1, False)
+    pack = _conv.WeightPack()
+    got = _run(case, x, w, b, 2, True, pack=pack)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    rows = -(-o // 64) * 64 if lanes else -(-o // 8) * 8   # panels of 64 or of 8 rows
+    assert pack.nbytes == rows * cin * k * k * 4

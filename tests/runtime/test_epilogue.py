@@ -227,6 +227,43 @@ def test_an_activation_alone_is_numpy_after_the_plain_conv(case, act, variant, t
     np.testing.assert_array_equal(bits(got), bits(want))
 
 
+# (x shape, O, k, stride, pad): on AVX-512, channels in the lanes (few positions, or
+# channels filling their 64-lane blocks; 3x3 or deep 1x1) and packed panels (a shallow
+# 1x1 of many positions, few channels of a wide plane); the AVX2 and plain GEMMs take
+# their own tiles; tails in rows and columns; small planes (one GEMM for the batch into
+# scratch: the epilogue after the copy out)
+IN_KERNEL = [((1, 16, 17, 18), 70, 3, 1, 1), ((1, 8, 36, 36), 64, 3, 1, 1),
+             ((1, 256, 16, 17), 40, 1, 1, 0), ((1, 24, 40, 33), 130, 1, 1, 0),
+             ((1, 12, 35, 37), 20, 3, 2, 1), ((2, 8, 6, 6), 9, 3, 1, 1)]
+
+
+@pytest.mark.parametrize("case", IN_KERNEL, ids=lambda c: "x".join(map(str, c[0])) + f"-o{c[1]}")
+@pytest.mark.parametrize("act", ACTS[:5], ids=str)
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_a_residual_and_activation_are_numpy_after_the_plain_conv(case, act, variant, threads):
+    """A residual with an activation or none (the AVX2 and AVX-512 GEMMs add it and
+    activate in their registers, hard-sigmoid after): the bits of numpy's float32 sum,
+    then its formula, on the plain conv's output; NaN, infinities and sums of exactly
+    zero included."""
+    shape, o, k, st, p = case
+    rng = np.random.default_rng(o * 3 + k)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    x.reshape(-1)[::89] = np.nan
+    w = rng.standard_normal((o, shape[1], k, k), dtype=np.float32) * 0.3
+    b = rng.standard_normal(o, dtype=np.float32)
+    args = ((st, st), (p,) * 4, (1, 1), 1)
+    plain = _conv.conv(x, w, b, *args)
+    skip = rng.standard_normal(plain.shape, dtype=np.float32) * 3
+    flat = skip.reshape(-1)
+    flat[::7] = -plain.reshape(-1)[::7]            # sums of exactly 0 (+0, or NaN)
+    flat[3::11] = np.inf
+    flat[5::13] = -np.inf
+    flat[6::17] = np.nan
+    want = _numpy_activation(plain + skip, act)
+    got = _conv.conv(x, w, b, *args, activation=act, residual=skip)
+    np.testing.assert_array_equal(bits(got), bits(want))
+
+
 def test_residual_must_be_a_separate_array_of_the_outputs_shape():
     x = np.zeros((1, 2, 4, 4), np.float32)
     w = np.ones((3, 2, 1, 1), np.float32)

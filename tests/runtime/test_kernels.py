@@ -107,9 +107,14 @@ GEMM_CASES = [c for c in CONV_CASES if c[0][1] // c[6] > 1 or set(c[2]) == {1}]
 
 
 @contextmanager
-def gemm_settings(variant=None, threads=None, blocking=None, rows_outer_k=None):
-    """Force the conv GEMM's variant, thread count, cache blocking and tile order
-    (rows_outer_k: the depth up to which tiles go row block by row block) for a block."""
+def gemm_settings(variant=None, threads=None, blocking=None, rows_outer_k=None,
+                  by_channels_max_n=None):
+    """Force the conv GEMM's variant, thread count, cache blocking, tile order
+    (rows_outer_k: the depth up to which tiles go row block by row block) and, on
+    AVX-512, the columns up to which the channels go in the lanes (0: never) for a
+    block."""
+    old_n = (_conv._set_by_channels_max_n(by_channels_max_n)
+             if by_channels_max_n is not None else None)
     old_r = _conv._set_rows_outer_k(rows_outer_k) if rows_outer_k is not None else None
     old_v = _conv._set_variant(variant) if variant else None
     old_t = _conv._set_threads(threads) if threads else None
@@ -127,6 +132,8 @@ def gemm_settings(variant=None, threads=None, blocking=None, rows_outer_k=None):
             _conv._set_variant(None)
         if old_r is not None:
             _conv._set_rows_outer_k(old_r)
+        if old_n is not None:
+            _conv._set_by_channels_max_n(old_n)
 
 
 def _conv_inputs(case, seed=0):
@@ -150,11 +157,14 @@ def test_conv_gemm_variants_threads_and_blocking_are_bit_identical(case):
     with gemm_settings(threads=1):
         want = _run_conv(case, x, w, b)
     for variant in _conv._variants():
-        for threads, blocking in [(1, None), (2, None), (2, (8, 5, 40)), (3, (12, 64, 7))]:
-            for rows_outer_k in (0, 1 << 30):   # panel by panel, row block by row block
-                with gemm_settings(variant, threads, blocking, rows_outer_k):
-                    got = _run_conv(case, x, w, b)
-                assert np.array_equal(got, want), (variant, threads, blocking, rows_outer_k)
+        # AVX-512: channels in the lanes (the default on these small layers) and not
+        for max_n in ((1024, 0) if variant == "avx512" else (None,)):
+            for threads, blocking in [(1, None), (2, None), (2, (8, 5, 40)), (3, (12, 64, 7))]:
+                for rows_outer_k in (0, 1 << 30):   # panel by panel, row block by row block
+                    with gemm_settings(variant, threads, blocking, rows_outer_k, max_n):
+                        got = _run_conv(case, x, w, b)
+                    assert np.array_equal(got, want), (variant, max_n, threads, blocking,
+                                                       rows_outer_k)
 
 
 @pytest.mark.parametrize("case", GEMM_CASES, ids=range(len(GEMM_CASES)))
