@@ -191,9 +191,8 @@ typedef struct {
     void (*work)(void *job);  /* the variant's qcc_gemm_work */
     int failed;
     /* by_channels (qcc_gemm_t_work): QCC_T_NR channels a block, QCC_T_MR positions a
-       tile; with ttasks > 1, task t is part t % ttasks of the tiles of block t / ttasks,
-       else blocks [bounds[t], bounds[t+1]) and all tiles */
-    int by_channels, cblocks, ptiles, ttasks;
+       tile; next counts the tiles handed out, block by block, to `width` threads */
+    int by_channels, cblocks, ptiles, width;
 } qcc_gemm_job;
 
 QCC_GINLINE void qcc_gemm_wait_packed(const int *flag)
@@ -751,62 +750,65 @@ static void qcc_tr_act_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_
  * (a multiple of 16). */
 #define QCC_T_GROUP 8
 
-/* Tasks of a by_channels job until none is left (every thread of the job does this). */
+/* The tiles [g0, g1) (g1 - g0 <= QCC_T_GROUP) of channel block b, all depth chunks,
+ * summed in ct, then copied out with the epilogue (acts: in registers). */
+QCC_GINLINE void qcc_t_group(const qcc_gemm_job *job, int b, int g0, int g1, float *ct,
+                             int acts)
+{
+    const qcc_gemm *g = job->g;
+    const ptrdiff_t mpad = (ptrdiff_t)job->cblocks * QCC_T_NR;
+    const int nch = g->m - b * QCC_T_NR;
+    const int o0 = b * QCC_T_NR, o1 = nch < QCC_T_NR ? g->m : o0 + QCC_T_NR;
+    const int c0 = g0 * QCC_T_MR, c1 = g1 * QCC_T_MR < g->n ? g1 * QCC_T_MR : g->n;
+    float *c = g->c + (ptrdiff_t)o0 * g->ldc + c0;
+    const float *ptr[QCC_T_MR];
+    int i, tile, j;
+    for (i = 0; i < job->kchunks; i++) {
+        const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
+        const int mode = pc ? 2 : g->bias ? 1 : 0;
+        const float *wp = g->ap + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
+        for (tile = g0; tile < g1; tile++) {
+            const int p0 = tile * QCC_T_MR;
+            const int mr = g->n - p0 < QCC_T_MR ? g->n - p0 : QCC_T_MR;
+            for (j = 0; j < mr; j++) ptr[j] = g->src + qcc_position(&g->pos, p0 + j);
+            qcc_kern_t_avx512(kc, wp, ptr, g->kofs + pc, mr,
+                              ct + (ptrdiff_t)(p0 - c0) * QCC_T_NR, QCC_T_NR,
+                              g->bias ? g->bias + o0 : NULL, nch, mode);
+        }
+    }
+    if (c0 >= c1) return;
+    if (acts) {
+        qcc_tr_act_avx512(ct, QCC_T_NR, c, g->ldc, o1 - o0, c1 - c0, g->act);
+        return;
+    }
+    qcc_tr_copy_avx512(ct, QCC_T_NR, c, g->ldc, o1 - o0, c1 - c0);
+    qcc_activate(g->act, c, g->ldc, o1 - o0, c1 - c0);
+}
+
+/* Tiles of a by_channels job until none is left (every thread of the job does this).
+ * The tiles, block by block (u = b * ptiles + tile), are handed out in claims of a
+ * share of what is left (remaining / (2 * threads), 1 to QCC_T_GROUP tiles): big
+ * claims first and single tiles last, so the threads finish together whenever one
+ * joined the job late. */
 static void qcc_gemm_t_work(void *arg)
 {
     qcc_gemm_job *job = (qcc_gemm_job *)arg;
-    const qcc_gemm *g = job->g;
-    const ptrdiff_t mpad = (ptrdiff_t)job->cblocks * QCC_T_NR;
-    const float *ptr[QCC_T_MR];
-    const int acts = qcc_act_in_kernel(g->act);
+    const int acts = qcc_act_in_kernel(job->g->act), total = job->cblocks * job->ptiles;
     float ct[QCC_T_GROUP * QCC_T_MR * QCC_T_NR] __attribute__((aligned(64)));
     for (;;) {
-        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        int cb0, cb1, tt0, tt1, b, g0;
-        if (t >= job->ntasks) break;
-        if (job->ttasks > 1) {
-            const int tp = t % job->ttasks;
-            cb0 = t / job->ttasks;
-            cb1 = cb0 + 1;
-            tt0 = (int)((long long)job->ptiles * tp / job->ttasks);
-            tt1 = (int)((long long)job->ptiles * (tp + 1) / job->ttasks);
-        } else {
-            cb0 = job->bounds[t];
-            cb1 = job->bounds[t + 1];
-            tt0 = 0;
-            tt1 = job->ptiles;
-        }
-        for (b = cb0; b < cb1; b++) {
-            const int nch = g->m - b * QCC_T_NR;
-            const int o0 = b * QCC_T_NR, o1 = nch < QCC_T_NR ? g->m : o0 + QCC_T_NR;
-            for (g0 = tt0; g0 < tt1; g0 += QCC_T_GROUP) {
-                const int g1 = tt1 - g0 < QCC_T_GROUP ? tt1 : g0 + QCC_T_GROUP;
-                const int c0 = g0 * QCC_T_MR, c1 = g1 * QCC_T_MR < g->n ? g1 * QCC_T_MR : g->n;
-                int i, tile;
-                for (i = 0; i < job->kchunks; i++) {
-                    const int pc = i * job->kcb, kc = job->kcb < g->k - pc ? job->kcb : g->k - pc;
-                    const int mode = pc ? 2 : g->bias ? 1 : 0;
-                    const float *wp = g->ap + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
-                    for (tile = g0; tile < g1; tile++) {
-                        const int p0 = tile * QCC_T_MR;
-                        const int mr = g->n - p0 < QCC_T_MR ? g->n - p0 : QCC_T_MR;
-                        int j;
-                        for (j = 0; j < mr; j++) ptr[j] = g->src + qcc_position(&g->pos, p0 + j);
-                        qcc_kern_t_avx512(kc, wp, ptr, g->kofs + pc, mr,
-                                          ct + (ptrdiff_t)(p0 - c0) * QCC_T_NR, QCC_T_NR,
-                                          g->bias ? g->bias + o0 : NULL, nch, mode);
-                    }
-                }
-                if (c0 >= c1) continue;
-                if (acts) {
-                    qcc_tr_act_avx512(ct, QCC_T_NR, g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc,
-                                      o1 - o0, c1 - c0, g->act);
-                    continue;
-                }
-                qcc_tr_copy_avx512(ct, QCC_T_NR, g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc,
-                                   o1 - o0, c1 - c0);
-                qcc_activate(g->act, g->c + (ptrdiff_t)o0 * g->ldc + c0, g->ldc, o1 - o0, c1 - c0);
-            }
+        int u = __atomic_load_n(&job->next, __ATOMIC_RELAXED), n;
+        do {
+            if (u >= total) return;
+            n = (total - u) / (2 * job->width);
+            n = n < 1 ? 1 : n > QCC_T_GROUP ? QCC_T_GROUP : n;
+        } while (!__atomic_compare_exchange_n(&job->next, &u, u + n, 0, __ATOMIC_RELAXED,
+                                              __ATOMIC_RELAXED));
+        while (n > 0) {   /* the claim, block by block */
+            const int b = u / job->ptiles, t0 = u % job->ptiles;
+            const int t1 = job->ptiles - t0 < n ? job->ptiles : t0 + n;
+            qcc_t_group(job, b, t0, t1, ct, acts);
+            n -= t1 - t0;
+            u += t1 - t0;
         }
     }
 }
@@ -1125,21 +1127,16 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     job.by_channels = 0;
 #if QCC_GEMM_X86
     if (qcc_gemm_by_channels(g.m, g.k, g.n, g.taps)) {
-        /* tasks: channel blocks, or (when there are fewer than 4 a thread) each block's
-           position tiles in parts: with 2 a thread, a thread late by a block's time
-           (2 cores shared with others) left its partner idle; ResNet-50's 256x14x14
-           3x3 conv at 2 threads went from 1.40-1.65 to 1.21-1.37 ms */
+        /* tiles handed out in shrinking claims (qcc_gemm_t_work): with fixed tasks
+           of a block or part of one, the caller waited 51 us on average at the end of
+           each of ResNet-50's convs for the worker's last task (2 threads, AMD Zen 4) */
         job.by_channels = 1;
         job.cblocks = (g.m + QCC_T_NR - 1) / QCC_T_NR;
         job.ptiles = (g.n + QCC_T_MR - 1) / QCC_T_MR;
-        job.ttasks = qcc_t_parts(job.cblocks, job.ptiles, threads, QCC_GEMM_MAX_TASKS);
-        if (job.ttasks > 1)
-            job.ntasks = job.cblocks * job.ttasks;   /* task t: block t / ttasks */
-        else
-            qcc_gemm_split(&job, job.cblocks, 1, threads);   /* bounds in blocks */
         job.next = 0;
         job.failed = 0;
-        if (threads > job.ntasks) threads = job.ntasks;
+        if (threads > job.cblocks * job.ptiles) threads = job.cblocks * job.ptiles;
+        job.width = threads;
         qcc_parallel(v->t_work, &job, threads);
         return job.failed ? -1 : 0;
     }
