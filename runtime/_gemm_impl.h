@@ -750,6 +750,26 @@ static void qcc_tr_act_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_
  * (a multiple of 16). */
 #define QCC_T_GROUP 8
 
+/* A claim of the next units of `total` (tiles, block by block) shared by `width`
+ * threads through the counter *next: a share of what is left (remaining / (2 *
+ * width), 1 to QCC_T_GROUP units), so claims start big and end single and the
+ * threads finish together whenever one joined the job late (with fixed tasks of a
+ * block or part of one, the caller waited 51 us on average at the end of each of
+ * ResNet-50's convs for the worker's last task: 2 threads, AMD Zen 4). Sets *u to the
+ * first unit and returns how many (0: none left). */
+QCC_GINLINE int qcc_t_claim(int *next, int total, int width, int *u)
+{
+    int at = __atomic_load_n(next, __ATOMIC_RELAXED), n;
+    do {
+        if (at >= total) return 0;
+        n = (total - at) / (2 * width);
+        n = n < 1 ? 1 : n > QCC_T_GROUP ? QCC_T_GROUP : n;
+    } while (!__atomic_compare_exchange_n(next, &at, at + n, 0, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    *u = at;
+    return n;
+}
+
 /* The tiles [g0, g1) (g1 - g0 <= QCC_T_GROUP) of channel block b, all depth chunks,
  * summed in ct, then copied out with the epilogue (acts: in registers). */
 QCC_GINLINE void qcc_t_group(const qcc_gemm_job *job, int b, int g0, int g1, float *ct,
@@ -785,24 +805,15 @@ QCC_GINLINE void qcc_t_group(const qcc_gemm_job *job, int b, int g0, int g1, flo
     qcc_activate(g->act, c, g->ldc, o1 - o0, c1 - c0);
 }
 
-/* Tiles of a by_channels job until none is left (every thread of the job does this).
- * The tiles, block by block (u = b * ptiles + tile), are handed out in claims of a
- * share of what is left (remaining / (2 * threads), 1 to QCC_T_GROUP tiles): big
- * claims first and single tiles last, so the threads finish together whenever one
- * joined the job late. */
+/* Tiles of a by_channels job until none is left (every thread of the job does this),
+ * block by block (unit u = b * ptiles + tile), in claims of qcc_t_claim. */
 static void qcc_gemm_t_work(void *arg)
 {
     qcc_gemm_job *job = (qcc_gemm_job *)arg;
     const int acts = qcc_act_in_kernel(job->g->act), total = job->cblocks * job->ptiles;
     float ct[QCC_T_GROUP * QCC_T_MR * QCC_T_NR] __attribute__((aligned(64)));
-    for (;;) {
-        int u = __atomic_load_n(&job->next, __ATOMIC_RELAXED), n;
-        do {
-            if (u >= total) return;
-            n = (total - u) / (2 * job->width);
-            n = n < 1 ? 1 : n > QCC_T_GROUP ? QCC_T_GROUP : n;
-        } while (!__atomic_compare_exchange_n(&job->next, &u, u + n, 0, __ATOMIC_RELAXED,
-                                              __ATOMIC_RELAXED));
+    int u, n;
+    while ((n = qcc_t_claim(&job->next, total, job->width, &u)) > 0) {
         while (n > 0) {   /* the claim, block by block */
             const int b = u / job->ptiles, t0 = u % job->ptiles;
             const int t1 = job->ptiles - t0 < n ? job->ptiles : t0 + n;
@@ -884,35 +895,38 @@ typedef struct {
     float *y;
     ptrdiff_t ldx, ldy;
     int m, n, k, kcb, kchunks;
-    int cblocks, ptiles, rparts, ntasks, next;
+    int cblocks, ptiles, width, next;   /* next: tiles handed out (qcc_t_claim) */
 } qcc_dense_job;
 
-/* Tasks of a dense job: task t = row part t % rparts of output block t / rparts. */
+/* Tiles of a dense job until none is left, output block by output block (unit
+ * u = b * ptiles + tile), in claims of qcc_t_claim. */
 static void qcc_dense_work(void *arg)
 {
     qcc_dense_job *job = (qcc_dense_job *)arg;
     const ptrdiff_t mpad = (ptrdiff_t)job->cblocks * QCC_T_NR;
     const float *ptr[QCC_T_MR];
-    for (;;) {
-        const int t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        int b, r, tt0, tt1, i, tile, j;
-        if (t >= job->ntasks) break;
-        b = t / job->rparts;
-        r = t % job->rparts;
-        tt0 = (int)((long long)job->ptiles * r / job->rparts);
-        tt1 = (int)((long long)job->ptiles * (r + 1) / job->rparts);
-        for (i = 0; i < job->kchunks; i++) {
-            const int pc = i * job->kcb, kc = job->kcb < job->k - pc ? job->kcb : job->k - pc;
-            const int last = pc + kc >= job->k;
-            const float *wp = job->wp + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
-            for (tile = tt0; tile < tt1; tile++) {
-                const int p0 = tile * QCC_T_MR;
-                const int mr = job->m - p0 < QCC_T_MR ? job->m - p0 : QCC_T_MR;
-                for (j = 0; j < mr; j++) ptr[j] = job->x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
-                qcc_kern_d_avx512(kc, wp, ptr, mr, job->y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR,
-                                  job->ldy, job->bias && last ? job->bias + b * QCC_T_NR : NULL,
-                                  job->n - b * QCC_T_NR, pc > 0);
+    int u, n;
+    while ((n = qcc_t_claim(&job->next, job->cblocks * job->ptiles, job->width, &u)) > 0) {
+        while (n > 0) {   /* the claim, block by block */
+            const int b = u / job->ptiles, tt0 = u % job->ptiles;
+            const int tt1 = job->ptiles - tt0 < n ? job->ptiles : tt0 + n;
+            int i, tile, j;
+            for (i = 0; i < job->kchunks; i++) {
+                const int pc = i * job->kcb, kc = job->kcb < job->k - pc ? job->kcb : job->k - pc;
+                const int last = pc + kc >= job->k;
+                const float *wp = job->wp + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
+                for (tile = tt0; tile < tt1; tile++) {
+                    const int p0 = tile * QCC_T_MR;
+                    const int mr = job->m - p0 < QCC_T_MR ? job->m - p0 : QCC_T_MR;
+                    for (j = 0; j < mr; j++) ptr[j] = job->x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
+                    qcc_kern_d_avx512(kc, wp, ptr, mr,
+                                      job->y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR, job->ldy,
+                                      job->bias && last ? job->bias + b * QCC_T_NR : NULL,
+                                      job->n - b * QCC_T_NR, pc > 0);
+                }
             }
+            n -= tt1 - tt0;
+            u += tt1 - tt0;
         }
     }
 }
@@ -1075,20 +1089,6 @@ static int qcc_gemm_narrow(const qcc_gemm *g)
            && (double)g->ldc * 16 < 2147483647.0;
 }
 
-/* Parts into which each of `blocks` channel blocks splits its `tiles` tiles of
- * positions so that `threads` threads get at least 4 tasks each (a thread late by a
- * block's time, 2 cores shared with others, then leaves its partner idle for less),
- * at most `max_tasks` tasks in all; 1 when the blocks suffice. */
-static int qcc_t_parts(int blocks, int tiles, int threads, int max_tasks)
-{
-    int parts;
-    if (threads <= 1 || blocks >= 4 * threads) return 1;
-    parts = (4 * threads + blocks - 1) / blocks;
-    if (parts > tiles) parts = tiles;
-    if ((long long)parts * blocks > max_tasks) parts = max_tasks / blocks;
-    return parts < 1 ? 1 : parts;
-}
-
 /* Run one GEMM; returns 0, or -1 when out of memory. */
 static int qcc_gemm_run(const qcc_gemm *g0)
 {
@@ -1127,10 +1127,7 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     job.by_channels = 0;
 #if QCC_GEMM_X86
     if (qcc_gemm_by_channels(g.m, g.k, g.n, g.taps)) {
-        /* tiles handed out in shrinking claims (qcc_gemm_t_work): with fixed tasks
-           of a block or part of one, the caller waited 51 us on average at the end of
-           each of ResNet-50's convs for the worker's last task (2 threads, AMD Zen 4) */
-        job.by_channels = 1;
+        job.by_channels = 1;   /* tiles handed out by qcc_t_claim */
         job.cblocks = (g.m + QCC_T_NR - 1) / QCC_T_NR;
         job.ptiles = (g.n + QCC_T_MR - 1) / QCC_T_MR;
         job.next = 0;
@@ -1235,10 +1232,9 @@ static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const floa
     job.cblocks = (n + QCC_T_NR - 1) / QCC_T_NR;
     job.ptiles = (m + QCC_T_MR - 1) / QCC_T_MR;
     if ((double)m * n * k < qcc_gemm_par_min) threads = 1;
-    job.rparts = qcc_t_parts(job.cblocks, job.ptiles, threads, INT_MAX);
-    job.ntasks = job.cblocks * job.rparts;
     job.next = 0;
-    if (threads > job.ntasks) threads = job.ntasks;
+    if (threads > job.cblocks * job.ptiles) threads = job.cblocks * job.ptiles;
+    job.width = threads;
     qcc_parallel(qcc_dense_work, &job, threads);
     return 0;
 #else
