@@ -96,12 +96,16 @@ QCC_INLINE void qcc_tr16_avx512(__m512 *r)
     }
 }
 
+/* What a transposed row of 16 positions goes through before it is stored at
+ * c + at (the lanes of mask m); ctx: the caller's. */
+typedef __m512 (*qcc_tr_row_fn)(const void *ctx, __m512 v, ptrdiff_t at, __mmask16 m);
+
 /* c[o*ldc + p] = ct[p*ldt + o] for o < rows, p < cols: a position-major tile of the
  * lanes paths (channels in the vector lanes) copied channel-major, 16 x 16 blocks
  * transposed in registers (ct readable for whole blocks of 16 channels; 32-bit
- * values moved as they are, float or int32). */
-static void qcc_tr_copy_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_t ldc,
-                               int rows, int cols)
+ * values moved as they are, float or int32), each row through `row` when not NULL. */
+QCC_INLINE void qcc_tr_copy_row_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_t ldc,
+                                       int rows, int cols, qcc_tr_row_fn row, const void *ctx)
 {
     int o0, p0, i;
     for (o0 = 0; o0 < rows; o0 += 16)
@@ -113,9 +117,17 @@ static void qcc_tr_copy_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff
                 r[i] = i < np ? _mm512_loadu_ps(ct + (ptrdiff_t)(p0 + i) * ldt + o0)
                               : _mm512_setzero_ps();
             qcc_tr16_avx512(r);
-            for (i = 0; i < no; i++)
-                _mm512_mask_storeu_ps(c + (ptrdiff_t)(o0 + i) * ldc + p0, pm, r[i]);
+            for (i = 0; i < no; i++) {
+                const ptrdiff_t at = (ptrdiff_t)(o0 + i) * ldc + p0;
+                _mm512_mask_storeu_ps(c + at, pm, row ? row(ctx, r[i], at, pm) : r[i]);
+            }
         }
+}
+
+static void qcc_tr_copy_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_t ldc,
+                               int rows, int cols)
+{
+    qcc_tr_copy_row_avx512(ct, ldt, c, ldc, rows, cols, NULL, NULL);
 }
 #pragma GCC pop_options
 #endif

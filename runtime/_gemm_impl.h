@@ -719,29 +719,28 @@ static void qcc_kern_t_avx512(int kc, const float *wp, const float *const *ptr,
         for (h = 0; h < 4; h++) _mm512_store_ps(ct + i * ldt + 16 * h, acc[i][h]);
 }
 
+/* The epilogue of the transposed row stored at c + at (qcc_tr_act_avx512). */
+typedef struct {
+    const qcc_act *act;
+    const float *add;   /* the residual at c, or NULL */
+} qcc_tr_act_ctx;
+
+QCC_GINLINE __m512 qcc_tr_act_row(const void *ctx, __m512 v, ptrdiff_t at, __mmask16 m)
+{
+    const qcc_tr_act_ctx *a = (const qcc_tr_act_ctx *)ctx;
+    return qcc_act16_avx512(a->act, v, a->add ? a->add + at : NULL, m);
+}
+
 /* qcc_tr_copy_avx512 (c[o*ldc + p] = ct[p*ldt + o]) with the epilogue `act`
  * (qcc_act_in_kernel) applied to each transposed row of 16 positions in its register
  * before it is stored. */
 static void qcc_tr_act_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_t ldc,
                               int rows, int cols, const qcc_act *act)
 {
-    const float *ad = act->add != NULL ? act->add + (c - act->base) : NULL;
-    int o0, p0, i;
-    for (o0 = 0; o0 < rows; o0 += 16)
-        for (p0 = 0; p0 < cols; p0 += 16) {
-            const int np = cols - p0 < 16 ? cols - p0 : 16, no = rows - o0 < 16 ? rows - o0 : 16;
-            const __mmask16 pm = (__mmask16)((1u << np) - 1);
-            __m512 r[16];
-            for (i = 0; i < 16; i++)
-                r[i] = i < np ? _mm512_loadu_ps(ct + (ptrdiff_t)(p0 + i) * ldt + o0)
-                              : _mm512_setzero_ps();
-            qcc_tr16_avx512(r);
-            for (i = 0; i < no; i++) {
-                const ptrdiff_t at = (ptrdiff_t)(o0 + i) * ldc + p0;
-                _mm512_mask_storeu_ps(c + at, pm,
-                                      qcc_act16_avx512(act, r[i], ad ? ad + at : NULL, pm));
-            }
-        }
+    qcc_tr_act_ctx ctx;
+    ctx.act = act;
+    ctx.add = act->add != NULL ? act->add + (c - act->base) : NULL;
+    qcc_tr_copy_row_avx512(ct, ldt, c, ldc, rows, cols, qcc_tr_act_row, &ctx);
 }
 
 /* Tiles of positions whose sums are finished together (all depth chunks) in a
