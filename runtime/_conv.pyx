@@ -110,7 +110,7 @@ cdef extern from "_conv_impl.h" nogil:
     int qcc_gemm_t_max_n
     int qcc_t_kc
     void qcc_gemm_set_blocking(int mc, int kc, int nc)
-    int qcc_dense_chunk(int k)
+    int qcc_t_chunk(int k)
     void qcc_dense_pack_kn(const float* b, Py_ssize_t ldb, int k, int n, int kc, float* bp)
     bint qcc_dense_runs()
     int qcc_dense_run(const float* x, Py_ssize_t ldx, int m, int k, const float* wp, int n,
@@ -715,7 +715,7 @@ cdef class Dense:
             out = np.empty((m, n), np.float32)
         elif not (_f32_c(out) and out.shape == (m, n)):
             return None
-        data = _packed(self.pack, w, w, 1, n, k, QCC_T_NR, qcc_dense_chunk(k))
+        data = _packed(self.pack, w, w, 1, n, k, QCC_T_NR, qcc_t_chunk(k))
         cdef const float* xp = _fp(x)
         cdef const float* wpp = _fp(data)
         cdef const float* bp = _fp(b) if b is not None else NULL
@@ -748,7 +748,7 @@ def matmul(a, b, out=None):
         return None
     if out.size == 0:
         return out
-    cdef int chunk = qcc_dense_chunk(k)
+    cdef int chunk = qcc_t_chunk(k)
     cdef Py_ssize_t nb = 1 if b.ndim == 2 else math.prod(a.shape[:a.ndim - 2])
     cdef Py_ssize_t rows = m if b.ndim != 2 else math.prod(a.shape[:a.ndim - 1])
     cdef Py_ssize_t per = qcc_gemm_packed_size(n, k, QCC_T_NR)

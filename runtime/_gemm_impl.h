@@ -38,7 +38,6 @@
 #define QCC_GEMM_IMPL_H
 
 #include <fenv.h>
-#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -192,7 +191,7 @@ typedef struct {
     int failed;
     /* by_channels (qcc_gemm_t_work): QCC_T_NR channels a block, QCC_T_MR positions a
        tile; next counts the tiles handed out, block by block, to `width` threads */
-    int by_channels, cblocks, ptiles, width;
+    int cblocks, ptiles, width;
 } qcc_gemm_job;
 
 QCC_GINLINE void qcc_gemm_wait_packed(const int *flag)
@@ -749,23 +748,27 @@ static void qcc_tr_act_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_
  * (a multiple of 16). */
 #define QCC_T_GROUP 8
 
-/* A claim of the next units of `total` (tiles, block by block) shared by `width`
- * threads through the counter *next: a share of what is left (remaining / (2 *
- * width), 1 to QCC_T_GROUP units), so claims start big and end single and the
- * threads finish together whenever one joined the job late (with fixed tasks of a
- * block or part of one, the caller waited 51 us on average at the end of each of
- * ResNet-50's convs for the worker's last task: 2 threads, AMD Zen 4). Sets *u to the
- * first unit and returns how many (0: none left). */
-QCC_GINLINE int qcc_t_claim(int *next, int total, int width, int *u)
+/* A claim of the next tiles of a job of `blocks` blocks of `tiles` tiles each, handed
+ * out block by block to `width` threads through the counter *next: a share of what
+ * is left (remaining / (2 * width), 1 to QCC_T_GROUP tiles, within one block), so
+ * claims start big and end single and the threads finish together whenever one
+ * joined the job late (with fixed tasks of a block or part of one, the caller waited
+ * 51 us on average at the end of each of ResNet-50's convs for the worker's last
+ * task: 2 threads, AMD Zen 4). Sets *b and *t0 to the block and its first tile and
+ * returns how many tiles (0: none left). */
+QCC_GINLINE int qcc_t_claim(int *next, int blocks, int tiles, int width, int *b, int *t0)
 {
+    const int total = blocks * tiles;
     int at = __atomic_load_n(next, __ATOMIC_RELAXED), n;
     do {
         if (at >= total) return 0;
         n = (total - at) / (2 * width);
         n = n < 1 ? 1 : n > QCC_T_GROUP ? QCC_T_GROUP : n;
+        if (n > tiles - at % tiles) n = tiles - at % tiles;
     } while (!__atomic_compare_exchange_n(next, &at, at + n, 0, __ATOMIC_RELAXED,
                                           __ATOMIC_RELAXED));
-    *u = at;
+    *b = at / tiles;
+    *t0 = at % tiles;
     return n;
 }
 
@@ -795,7 +798,6 @@ QCC_GINLINE void qcc_t_group(const qcc_gemm_job *job, int b, int g0, int g1, flo
                               g->bias ? g->bias + o0 : NULL, nch, mode);
         }
     }
-    if (c0 >= c1) return;
     if (acts) {
         qcc_tr_act_avx512(ct, QCC_T_NR, c, g->ldc, o1 - o0, c1 - c0, g->act);
         return;
@@ -804,23 +806,16 @@ QCC_GINLINE void qcc_t_group(const qcc_gemm_job *job, int b, int g0, int g1, flo
     qcc_activate(g->act, c, g->ldc, o1 - o0, c1 - c0);
 }
 
-/* Tiles of a by_channels job until none is left (every thread of the job does this),
- * block by block (unit u = b * ptiles + tile), in claims of qcc_t_claim. */
+/* Tiles of a by-channels job until none is left (every thread of the job does this),
+ * in claims of qcc_t_claim. */
 static void qcc_gemm_t_work(void *arg)
 {
     qcc_gemm_job *job = (qcc_gemm_job *)arg;
-    const int acts = qcc_act_in_kernel(job->g->act), total = job->cblocks * job->ptiles;
+    const int acts = qcc_act_in_kernel(job->g->act);
     float ct[QCC_T_GROUP * QCC_T_MR * QCC_T_NR] __attribute__((aligned(64)));
-    int u, n;
-    while ((n = qcc_t_claim(&job->next, total, job->width, &u)) > 0) {
-        while (n > 0) {   /* the claim, block by block */
-            const int b = u / job->ptiles, t0 = u % job->ptiles;
-            const int t1 = job->ptiles - t0 < n ? job->ptiles : t0 + n;
-            qcc_t_group(job, b, t0, t1, ct, acts);
-            n -= t1 - t0;
-            u += t1 - t0;
-        }
-    }
+    int b, t0, n;
+    while ((n = qcc_t_claim(&job->next, job->cblocks, job->ptiles, job->width, &b, &t0)) > 0)
+        qcc_t_group(job, b, t0, t0 + n, ct, acts);
 }
 
 /* A GEMM of a few columns (qcc_gemm_narrow): 16 rows per vector, a's columns gathered. */
@@ -897,35 +892,27 @@ typedef struct {
     int cblocks, ptiles, width, next;   /* next: tiles handed out (qcc_t_claim) */
 } qcc_dense_job;
 
-/* Tiles of a dense job until none is left, output block by output block (unit
- * u = b * ptiles + tile), in claims of qcc_t_claim. */
+/* Tiles of a dense job until none is left, in claims of qcc_t_claim. */
 static void qcc_dense_work(void *arg)
 {
     qcc_dense_job *job = (qcc_dense_job *)arg;
     const ptrdiff_t mpad = (ptrdiff_t)job->cblocks * QCC_T_NR;
     const float *ptr[QCC_T_MR];
-    int u, n;
-    while ((n = qcc_t_claim(&job->next, job->cblocks * job->ptiles, job->width, &u)) > 0) {
-        while (n > 0) {   /* the claim, block by block */
-            const int b = u / job->ptiles, tt0 = u % job->ptiles;
-            const int tt1 = job->ptiles - tt0 < n ? job->ptiles : tt0 + n;
-            int i, tile, j;
-            for (i = 0; i < job->kchunks; i++) {
-                const int pc = i * job->kcb, kc = job->kcb < job->k - pc ? job->kcb : job->k - pc;
-                const int last = pc + kc >= job->k;
-                const float *wp = job->wp + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
-                for (tile = tt0; tile < tt1; tile++) {
-                    const int p0 = tile * QCC_T_MR;
-                    const int mr = job->m - p0 < QCC_T_MR ? job->m - p0 : QCC_T_MR;
-                    for (j = 0; j < mr; j++) ptr[j] = job->x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
-                    qcc_kern_d_avx512(kc, wp, ptr, mr,
-                                      job->y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR, job->ldy,
-                                      job->bias && last ? job->bias + b * QCC_T_NR : NULL,
-                                      job->n - b * QCC_T_NR, pc > 0);
-                }
+    int b, tt0, n;
+    while ((n = qcc_t_claim(&job->next, job->cblocks, job->ptiles, job->width, &b, &tt0)) > 0) {
+        int i, tile, j;
+        for (i = 0; i < job->kchunks; i++) {
+            const int pc = i * job->kcb, kc = job->kcb < job->k - pc ? job->kcb : job->k - pc;
+            const int last = pc + kc >= job->k;
+            const float *wp = job->wp + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
+            for (tile = tt0; tile < tt0 + n; tile++) {
+                const int p0 = tile * QCC_T_MR;
+                const int mr = job->m - p0 < QCC_T_MR ? job->m - p0 : QCC_T_MR;
+                for (j = 0; j < mr; j++) ptr[j] = job->x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
+                qcc_kern_d_avx512(kc, wp, ptr, mr, job->y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR,
+                                  job->ldy, job->bias && last ? job->bias + b * QCC_T_NR : NULL,
+                                  job->n - b * QCC_T_NR, pc > 0);
             }
-            n -= tt1 - tt0;
-            u += tt1 - tt0;
         }
     }
 }
@@ -1123,10 +1110,8 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     }
     if ((double)g.m * g.n * g.k < qcc_gemm_par_min) threads = 1;
     job.g = &g;
-    job.by_channels = 0;
 #if QCC_GEMM_X86
     if (qcc_gemm_by_channels(g.m, g.k, g.n, g.taps)) {
-        job.by_channels = 1;   /* tiles handed out by qcc_t_claim */
         job.cblocks = (g.m + QCC_T_NR - 1) / QCC_T_NR;
         job.ptiles = (g.n + QCC_T_MR - 1) / QCC_T_MR;
         job.next = 0;
@@ -1165,12 +1150,6 @@ static int qcc_gemm_run(const qcc_gemm *g0)
     return job.failed ? -1 : 0;
 }
 
-/* The depth chunk of a dense layer of depth k (qcc_dense_run, its packed weights). */
-static int qcc_dense_chunk(int k)
-{
-    return qcc_t_chunk(k);
-}
-
 /* b [k, n] (rows ldb apart) packed as qcc_gemm_pack_a packs its transpose [n, k]
  * in panels of QCC_T_NR rows and depth chunks of kc: the weights of qcc_dense_run
  * for y = x @ b (a matmul's right operand). */
@@ -1203,7 +1182,7 @@ static int qcc_dense_runs(void)
 
 /* y[p*ldy + o] = sum_k x[p*ldx + k] * w[o, k] (+ bias[o], bias may be NULL) for p < m,
  * o < n; wp: w [n, k] packed by qcc_gemm_pack_a in panels of QCC_T_NR rows and depth
- * chunks of qcc_dense_chunk(k). Returns -1 when this variant has no dense kernel. */
+ * chunks of qcc_t_chunk(k). Returns -1 when this variant has no dense kernel. */
 static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const float *wp, int n,
                          const float *bias, float *y, ptrdiff_t ldy, int threads)
 {
@@ -1226,7 +1205,7 @@ static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const floa
     job.m = m;
     job.n = n;
     job.k = k;
-    job.kcb = qcc_dense_chunk(k);
+    job.kcb = qcc_t_chunk(k);
     job.kchunks = (k + job.kcb - 1) / job.kcb;
     job.cblocks = (n + QCC_T_NR - 1) / QCC_T_NR;
     job.ptiles = (m + QCC_T_MR - 1) / QCC_T_MR;

@@ -157,7 +157,8 @@ def test_conv_gemm_variants_threads_and_blocking_are_bit_identical(case):
     with gemm_settings(threads=1):
         want = _run_conv(case, x, w, b)
     for variant in _conv._variants():
-        # AVX-512: channels in the lanes (the default on these small layers) and not
+        # AVX-512: channels in the lanes (the default on these small layers but the
+        # shallow 1x1 ones) and not
         for max_n in ((1024, 0) if variant == "avx512" else (None,)):
             for threads, blocking in [(1, None), (2, None), (2, (8, 5, 40)), (3, (12, 64, 7))]:
                 for rows_outer_k in (0, 1 << 30):   # panel by panel, row block by row block
