@@ -25,6 +25,13 @@ EXTENSIONS = [
         extra_compile_args=COMPILE_ARGS + ["-fno-trapping-math"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
+    Extension(  # the blocked layout's conv: explicit FMAs, epilogues without contraction
+        "qcc.runtime._blocked",
+        ["runtime/_blocked.pyx"],
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=COMPILE_ARGS + ["-ffp-contract=off"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
     Extension(
         "qcc.runtime._pool",
         ["runtime/_pool.pyx"],

@@ -46,9 +46,9 @@ from qcc.errors import QccError
 # The integer, Ascend and shape kernels register in the one kernel table (ops.TABLE) when
 # their modules load.
 from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
+from qcc.runtime import blocked, patterns
 from qcc.runtime import int8 as _int8  # noqa: F401
 from qcc.runtime import ops as K
-from qcc.runtime import patterns
 from qcc.runtime import shape_ops as _shape_ops  # noqa: F401
 
 
@@ -66,6 +66,10 @@ class Step:
     dead: tuple[int, ...] = ()
     fresh: bool = False
     takes_out: bool = False
+    blocked: bool = False
+    """Its result is a blocked array (qcc.runtime.blocked), not the IR's NCHW shape."""
+    layout_copy: bool = False
+    """It copies a blocked array into NCHW (its op is the producer's)."""
 
 
 @dataclass
@@ -97,6 +101,8 @@ class Plan:
     asks for a value that a fused step no longer produces."""
     fused_away: frozenset[int] = frozenset()
     """The slots that only `unfused` computes."""
+    blocked_slots: frozenset[int] = frozenset()
+    """The slots `steps` keeps in the blocked layout (`unfused` keeps none)."""
     buffers_in_use: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Held by the run writing into the shared buffers (a concurrent run of the same
     plan allocates its own arrays)."""
@@ -172,18 +178,22 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
         listed = ", ".join(f"{k} (x{n})" for k, n in sorted(unsupported.items()))
         raise RuntimeError_(f"the runtime has no kernel for: {listed}")
     unfused: list[Step] = []
+    blocked_slots: frozenset[int] = frozenset()
+    n_slots = len(slot_of)
     if fuse:
         unfused = [replace(s) for s in steps]
         steps = patterns.fuse(steps, set(outputs), constants, slot_of)  # GELU, LayerNorm
         steps = _fuse_in_place(steps, set(outputs), constants)
+        steps, blocked_slots, n_slots = blocked.apply(steps, set(outputs), constants,
+                                                      len(slot_of))
         _mark_deaths(unfused, set(outputs) | set(constants) | set(input_slots))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
     names = {s: _value_name(v) for v, s in slot_of.items()}
     produced = {r for s in steps for r in s.results}
     fused_away = frozenset(r for s in unfused for r in s.results if r not in produced)
     return Plan(in_names, input_types, out_names, input_slots, outputs,
-                constants, steps, slot_of, len(slot_of), names, unfused=unfused,
-                fused_away=fused_away)
+                constants, steps, slot_of, n_slots, names, unfused=unfused,
+                fused_away=fused_away, blocked_slots=blocked_slots)
 
 
 def _fuse_in_place(steps: list[Step], outputs: set[int],
@@ -338,6 +348,8 @@ def _buffers(plan: Plan, sizes: dict[int, tuple[int, ...]]) -> list[np.ndarray |
                 and all(d >= 0 for d in sizes[step.results[0]])):
             # a `?` left by a run-time shape op (qnn.range, ...): sized when it runs
             shape = sizes[step.results[0]]
+            if step.blocked:
+                shape = blocked.blocked_shape(shape)
             n = max(1, math.prod(shape))
             fits = [b for b in free if sizes_of[b] >= n]
             if fits:
@@ -353,10 +365,18 @@ def _buffers(plan: Plan, sizes: dict[int, tuple[int, ...]]) -> list[np.ndarray |
             placed[i] = (block, shape)
             releases.setdefault(last.get(i, i), []).append(block)
         free.extend(releases.pop(i, ()))
-    memory = [np.empty(n, np.float32) for n in sizes_of]
+    memory = [_aligned(n) for n in sizes_of]
     buffers: list[np.ndarray | None] = [
         None if p is None else memory[p[0]][:math.prod(p[1])].reshape(p[1]) for p in placed]
     return buffers
+
+
+def _aligned(n: int) -> np.ndarray:
+    """n float32 starting on a 64-byte boundary (numpy's own start 16 or 32 bytes
+    past one: every 64-byte vector load of a kernel then straddled two cache lines)."""
+    raw = np.empty(n + 16, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + n]
 
 
 def _value_name(v: SSAValue) -> str:
@@ -426,13 +446,29 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
         v: value for s, v in keep_slots.items() if (value := slots[s]) is not None}  # inputs
     # kept values must not be overwritten later in the run: no shared buffers then
     owner = not keep_slots and plan.buffers_in_use.acquire(blocking=False)
-    steps = plan.unfused if plan.fused_away.intersection(keep_slots) else plan.steps
+    steps = plan.unfused if _needs_unfused(plan, keep_slots, overrides) else plan.steps
     try:
         return _run(plan, steps, slots, shapes.buffers if owner else [None] * len(steps),
                     keep_slots, kept, overrides or {})
     finally:
         if owner:
             plan.buffers_in_use.release()
+
+
+def _needs_unfused(plan: Plan, keep_slots: Mapping[int, SSAValue],
+                   overrides: Mapping[Operation, Callable[..., object]] | None) -> bool:
+    """Whether a run keeping `keep_slots` and hooking `overrides` takes the unfused
+    steps: a kept value that a fused step computes only inside its kernel, or a kept
+    or hooked value held in the blocked layout."""
+    if plan.fused_away.intersection(keep_slots):
+        return True
+    if not plan.blocked_slots:
+        return False
+    if plan.blocked_slots.intersection(keep_slots):
+        return True
+    return overrides is not None and any(
+        step.op in overrides and plan.blocked_slots.intersection((*step.args, *step.results))
+        for step in plan.steps)
 
 
 def _run(plan: Plan, steps: list[Step], slots: list[np.ndarray | None],
@@ -566,6 +602,9 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
     sizes.update((s, a.shape) for s, a in plan.constants.items())
     for step in plan.steps:
         op = step.op
+        if step.layout_copy:
+            sizes[step.results[0]] = sizes[step.args[0]]
+            continue
         if not isinstance(op, QnnOp):  # quant and ascend ops keep their input's shape
             for r, v in zip(step.results, op.results, strict=True):
                 t = v.type

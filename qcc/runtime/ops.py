@@ -155,6 +155,18 @@ class Epilogue:
             else 2 if self.residual else 1 if self.affine is not None else 0
 
 
+@dataclass(frozen=True)
+class ConvSpec:
+    """The attributes and epilogue of a compiled float conv step, kept on its fn
+    (`fn.conv_spec`) for qcc.runtime.blocked, which runs the conv on other layouts."""
+
+    strides: Any
+    pads: Any
+    dilations: Any
+    groups: int
+    epilogue: Epilogue | None
+
+
 def conv_kernel(op, activation: Any = None, epilogue: Epilogue | None = None,
                 constant_weights: bool = False) -> Kernel:
     """The float conv's step; `activation` (None, "relu" or ("clip", lo, hi)) or an
@@ -182,12 +194,15 @@ def conv_kernel(op, activation: Any = None, epilogue: Epilogue | None = None,
         def run(x, w, b=None, out=None):
             return conv(x, w, b, out=out)
 
+        run.conv_spec = ConvSpec(strides, pads, dilations, groups, None)  # type: ignore[attr-defined]
         return Kernel(run, fresh=True, takes_out=True)
+    spec = ConvSpec(strides, pads, dilations, groups, epilogue)
     act, fq, affine = epilogue.activation, epilogue.fake_quant, epilogue.affine
     conv = C.Conv(strides, pads, dilations, groups, act, fq, affine, pack)
     if not epilogue.residual:
         def activated(*args, out=None):
             return conv(args[0], args[1], args[2] if n_conv > 2 else None, out=out)
+        activated.conv_spec = spec  # type: ignore[attr-defined]
         return Kernel(activated, fresh=True, takes_out=True)
     plain = C.Conv(strides, pads, dilations, groups, None, None, affine, pack)
 
@@ -199,6 +214,7 @@ def conv_kernel(op, activation: Any = None, epilogue: Epilogue | None = None,
         y = plain(x, w, b)
         return _epilogue_in_place(np.add(y, skip), act, fq)
 
+    with_residual.conv_spec = spec  # type: ignore[attr-defined]
     return Kernel(with_residual, fresh=True, takes_out=True)
 
 
@@ -680,24 +696,31 @@ def in_place(op, params: Sequence[np.ndarray] = ()
         qtype: Any = op.properties["qtype"]
         compiled = _compiled_fake_quant(op)
         if compiled is not None:
-            return partial(_out_is_arg, compiled.fn)
+            return _lanewise(partial(_out_is_arg, compiled.fn), qtype.axis is None)
         ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
         s, z = fake_quant_params(qtype, ndim)
         return partial(fake_quant_into, s, z, qtype.storage_min, qtype.storage_max)
     if isinstance(op, qnn.ReluOp):
-        return lambda y: np.maximum(y, np.float32(0), out=y)
+        return _lanewise(lambda y: np.maximum(y, np.float32(0), out=y))
     if isinstance(op, qnn.ClipOp):
         lo, hi = _clip_bounds(op)
-        return lambda y: np.clip(y, lo, hi, out=y)
+        return _lanewise(lambda y: np.clip(y, lo, hi, out=y))
     if isinstance(op, (qnn.HardSwishOp, qnn.HardSigmoidOp, qnn.SigmoidOp)) and \
             ELTWISE is not None:
         kernel = build(op, [None])
-        return None if kernel is None else partial(_out_is_arg, kernel.fn)
+        return None if kernel is None else _lanewise(partial(_out_is_arg, kernel.fn))
     return None
 
 
 def _out_is_arg(fn: Callable[..., Any], y: np.ndarray) -> Any:
     return fn(y, out=y)
+
+
+def _lanewise(f: Callable[..., Any], lanewise: bool = True) -> Callable[..., Any]:
+    """f, marked as computing each element from itself alone when `lanewise` (so it
+    runs on any layout of the tensor: qcc.runtime.blocked)."""
+    f.lanewise = lanewise  # type: ignore[attr-defined]
+    return f
 
 
 def fuse(producer: Kernel, followers: Sequence[Callable[[np.ndarray], np.ndarray]],
@@ -720,6 +743,7 @@ def fuse(producer: Kernel, followers: Sequence[Callable[[np.ndarray], np.ndarray
     if producer.takes_out:
         def fused_out(*args, out=None):
             return apply(fn(*args, out=out))
+        fused_out.followers = tuple(followers)  # type: ignore[attr-defined]
         return Kernel(fused_out, fresh=True, takes_out=True)
     return Kernel(lambda *args: apply(fn(*args)), fresh=True)
 

@@ -1,6 +1,7 @@
 """How many threads the runtime's compiled kernels use.
 
-Each compiled module (`_conv`: the float conv GEMM and depthwise; `_kernels`: dense /
+Each compiled module (`_conv`: the float conv GEMM and depthwise; `_blocked`: the
+convs of the blocked layout; `_kernels`: dense /
 matmul; `_eltwise`; `_norm`: erf, GELU, softmax, layer norm; `_int8`; `_half`;
 `qcc.quant._stats`: calibration histograms)
 keeps its own count, by default the CPUs this process may run on (at most 8).
@@ -22,7 +23,8 @@ from types import ModuleType
 
 ENV = "QCC_NUM_THREADS"
 MAX_THREADS = 64
-_SETTERS = (("qcc.runtime._conv", "_set_threads"), ("qcc.runtime._kernels", "_set_threads"),
+_SETTERS = (("qcc.runtime._conv", "_set_threads"), ("qcc.runtime._blocked", "_set_threads"),
+            ("qcc.runtime._kernels", "_set_threads"),
             ("qcc.runtime._eltwise", "_set_threads"), ("qcc.runtime._norm", "_set_threads"),
             ("qcc.runtime._int8", "set_threads"),
             ("qcc.runtime._half", "set_threads"), ("qcc.quant._stats", "_set_threads"))

@@ -142,7 +142,8 @@ def test_buffers_are_reused_without_clobbering_live_values_or_outputs(batch):
     assert len(held) == 1 and shapes.buffers[3] is held[0]
 
 
-def test_a_buffer_is_shared_once_its_value_is_dead():
+def test_a_buffer_is_shared_once_its_value_is_dead(monkeypatch):
+    monkeypatch.setenv("QCC_BLOCKED", "0")   # the NCHW plan's buffers (no layout copy)
     rng = np.random.default_rng(5)
     g = ir.Graph()
     h = g.input("x", (1, 4, 5, 5))
@@ -166,10 +167,11 @@ def test_a_buffer_is_shared_once_its_value_is_dead():
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
-def test_values_of_other_shapes_share_a_block_once_dead():
+def test_values_of_other_shapes_share_a_block_once_dead(monkeypatch):
     """A chain 4 -> 8 -> 2 -> 6 -> 4 channels: each conv's output may take the block of
     a dead value of another shape (the smallest that holds it, else the largest,
     grown); a live value's block is never taken. Oracle: numpy's einsum per conv."""
+    monkeypatch.setenv("QCC_BLOCKED", "0")   # the NCHW plan's buffers
     from qcc.runtime import kernels
 
     rng = np.random.default_rng(7)

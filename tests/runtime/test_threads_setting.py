@@ -33,11 +33,11 @@ def restore_threads():
 
 
 def test_set_threads_sets_every_module_and_returns_the_old_count(restore_threads):
-    assert len(T._modules()) == 7
+    assert len(T._modules()) == 8
     first = rt.set_threads(3)
-    assert module_counts() == [3] * 7 and rt.get_threads() == 3
+    assert module_counts() == [3] * 8 and rt.get_threads() == 3
     assert rt.set_threads(1) == 3
-    assert module_counts() == [1] * 7 and rt.get_threads() == 1
+    assert module_counts() == [1] * 8 and rt.get_threads() == 1
     assert rt.set_threads(first) == 1
 
 
@@ -55,7 +55,7 @@ def test_env_sets_every_module_at_import():
     env = dict(os.environ, QCC_NUM_THREADS="3")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
-    assert out == ["3"] * 8
+    assert out == ["3"] * 9
     env["QCC_NUM_THREADS"] = "many"
     res = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
                          capture_output=True, text=True, check=True)

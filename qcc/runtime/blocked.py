@@ -1,0 +1,248 @@
+"""Plans that keep the values between their float convolutions in the blocked layout.
+
+On a CPU with AVX-512 (and the float GEMM at its AVX-512 variant), `apply` rewrites a
+fused plan so that chains of 2-D convolutions pass their values as blocked arrays
+[N, ceil(C/16), H, W, 16] (runtime/_blocked.pyx) instead of NCHW: a depthwise conv
+then reads 16 channels of a position as one vector, and a conv stores its tile as
+the registers hold it (no transposes into NCHW, no gathers out of it), as
+onnxruntime's NCHWc kernels do. Every value is the same float32 as in the NCHW plan.
+
+A value is blocked when its producer can write it blocked and every user can read it
+so, and it is not an output of the plan:
+- a conv of constant weights (groups 1 or depthwise, a plane of more than one
+  position) writes blocked; it reads a blocked or an NCHW input (a depthwise conv:
+  blocked only) and a fused residual laid out as its output;
+- a per-tensor fake-quant keeps its input's layout (it is element-wise);
+- a product by a per-channel tensor [N or 1, C, 1, 1] (squeeze-and-excitation)
+  reads and writes blocked;
+- a global average pool reads blocked and writes NCHW.
+The decision is a fixpoint over the plan: a value stays blocked unless its producer
+cannot write it so (an input it needs blocked is not), or nothing reads it blocked
+while the producer reads nothing blocked either (then NCHW costs no copy). A user
+that cannot read a blocked value (a pool, a reshape, a conv writing NCHW) reads an
+NCHW copy made by a layout-copy step before it. QCC_BLOCKED=0 in the environment turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from qcc.dialects import qnn, quant
+from qcc.runtime import ops as K
+
+B: Any
+try:
+    from qcc.runtime import _blocked as B
+except ImportError:  # an uncompiled checkout
+    B = None
+
+ENV = "QCC_BLOCKED"
+
+
+def enabled() -> bool:
+    """Whether plans compiled now use the blocked layout."""
+    if B is None or os.environ.get(ENV, "1") == "0" or not B.supported():
+        return False
+    try:
+        from qcc.runtime import _conv
+    except ImportError:
+        return False
+    return _conv._variant() == "avx512"
+
+
+def blocked_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    """The array shape of a blocked NCHW tensor of `shape`."""
+    n, c, h, w = shape
+    return (n, (c + 15) // 16, h, w, 16)
+
+
+def _shape(v: Any) -> tuple[int, ...] | None:
+    t = v.type
+    if not hasattr(t, "get_shape") or not K.is_f32(v):
+        return None
+    s = tuple(t.get_shape())
+    return s if all(d > 0 for d in s) else None
+
+
+def _kind(step: Any, constants: dict[int, np.ndarray]) -> str | None:
+    """conv, gap, scale or lanewise (what a step can do on blocked values), or None."""
+    op = step.op
+    spec = getattr(step.fn, "conv_spec", None)
+    if spec is not None and isinstance(op, qnn.ConvOp):
+        x, out = _shape(op.operands[0]), _shape(op.results[0])
+        w = constants.get(step.args[1])
+        if x is None or out is None or len(x) != 4 or w is None or w.ndim != 4 \
+                or out[2] * out[3] < 2 or any(d != 1 for d in spec.dilations or ()):
+            return None
+        if len(op.operands) > 2 and step.args[2] not in constants:
+            return None
+        if spec.groups == 1:
+            return "conv"
+        return "conv" if spec.groups == x[1] == out[1] and w.shape[1] == 1 else None
+    if isinstance(op, qnn.GlobalAvgPoolOp):
+        x = _shape(op.operands[0])
+        ok = x is not None and len(x) == 4 and _lanewise(step.fn)
+        return "gap" if ok else None
+    if isinstance(op, qnn.MulOp) and len(op.operands) == 2 and len(step.args) == 2:
+        return "scale" if _scale_operand(step) is not None and _lanewise(step.fn) else None
+    if isinstance(op, quant.FakeQuantOp) and len(op.operands) == 1 and step.takes_out:
+        qtype: Any = op.properties["qtype"]
+        x = _shape(op.operands[0])
+        if qtype.axis is None and x is not None and len(x) == 4 and K.is_f32(op.results[0]):
+            return "lanewise"
+    return None
+
+
+def _lanewise(fn: Callable[..., Any]) -> bool:
+    """Whether every follower fused after the step's kernel works lane by lane."""
+    return all(getattr(f, "lanewise", False) for f in getattr(fn, "followers", ()))
+
+
+def _scale_operand(step: Any) -> int | None:
+    """The operand (0 or 1) of the product that is the [N, C, H, W] tensor, the other
+    being per channel [1 or N, C, 1, 1]."""
+    op = step.op
+    out = _shape(op.results[0])
+    if out is None or len(out) != 4 or out[2] * out[3] < 2:
+        return None
+    for i in (0, 1):
+        x, s = _shape(op.operands[i]), _shape(op.operands[1 - i])
+        if x == out and s is not None and len(s) == 4 and s[1:] == (out[1], 1, 1) \
+                and s[0] in (1, out[0]) and step.args[0] != step.args[1]:
+            return i
+    return None
+
+
+def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
+          n_slots: int) -> tuple[list[Any], frozenset[int], int]:
+    """The steps with the blocked kernels where the rules above allow, the slots that
+    hold blocked arrays, and the slot count (a layout copy takes a new slot)."""
+    if not enabled():
+        return steps, frozenset(), n_slots
+    kinds = [_kind(s, constants) for s in steps]
+    producer = {r: i for i, s in enumerate(steps) for r in s.results}
+    users: dict[int, list[tuple[int, int]]] = {}
+    for i, s in enumerate(steps):
+        for pos, a in enumerate(s.args):
+            users.setdefault(a, []).append((i, pos))
+    cand = {s.results[0] for s, k in zip(steps, kinds, strict=True)
+            if k in ("conv", "scale", "lanewise") and len(s.results) == 1}
+    changed = True
+    while changed:
+        changed = False
+        for slot in sorted(cand):
+            i = producer[slot]
+            if slot in outputs or not _inputs_ready(steps[i], kinds[i], cand) or (
+                    not any(a in cand for a in steps[i].args) and not any(
+                        _reads_blocked(steps[j], kinds[j], pos, cand)
+                        for j, pos in users[slot])):
+                cand.discard(slot)
+                changed = True
+    if not cand:
+        return steps, frozenset(), n_slots
+    out: list[Any] = []
+    copies: dict[int, int] = {}   # blocked slot -> its NCHW copy
+    for s, k in zip(steps, kinds, strict=True):
+        args = list(s.args)
+        for pos, a in enumerate(args):
+            if a in cand and not _reads_blocked(s, k, pos, cand):
+                if a not in copies:
+                    copies[a] = n_slots
+                    n_slots += 1
+                    src = steps[producer[a]]
+                    out.append(replace(src, fn=_to_nchw(_shape(src.op.results[0])[1]),  # type: ignore[index]
+                                       args=(a,), results=(copies[a],), dead=(), fresh=True,
+                                       takes_out=True, blocked=False, layout_copy=True))
+                args[pos] = copies[a]
+        if k == "gap" and s.args[0] in cand:
+            s = replace(s, fn=_gap(s))
+        elif k is not None and s.results[0] in cand:
+            fn = _conv(s, constants) if k == "conv" else _scale(s) if k == "scale" else s.fn
+            s = replace(s, fn=fn, blocked=True)
+        out.append(replace(s, args=tuple(args)))
+    return out, frozenset(cand), n_slots
+
+
+def _inputs_ready(step: Any, kind: str | None, cand: set[int]) -> bool:
+    """Whether the inputs a blocked run of `step` must read blocked are."""
+    if kind == "conv":
+        n_conv = len(step.op.operands)
+        if step.fn.conv_spec.groups > 1 and step.args[0] not in cand:
+            return False
+        return len(step.args) <= n_conv or step.args[n_conv] in cand   # the residual
+    if kind == "lanewise":
+        return step.args[0] in cand
+    if kind == "scale":
+        return step.args[_scale_operand(step) or 0] in cand
+    return False
+
+
+def _reads_blocked(step: Any, kind: str | None, pos: int, cand: set[int]) -> bool:
+    """Whether `step` reads its operand `pos` blocked (given the blocked slots)."""
+    if kind == "gap":
+        return True
+    if kind is None or step.results[0] not in cand:
+        return False
+    if kind == "conv":
+        return pos == 0 or pos == len(step.op.operands)
+    if kind == "scale":
+        return pos == _scale_operand(step)
+    return pos == 0
+
+
+def _to_nchw(c: int) -> Callable[..., Any]:
+    def to_nchw(y, out=None):
+        return B.to_nchw(y, c, out=out)
+    return to_nchw
+
+
+def _followers(fn: Callable[..., Any]) -> tuple[Callable[..., Any], ...]:
+    return tuple(getattr(fn, "followers", ()))
+
+
+def _conv(step: Any, constants: dict[int, np.ndarray]) -> Callable[..., Any]:
+    spec = step.fn.conv_spec
+    n_conv = len(step.op.operands)
+    w = constants[step.args[1]]
+    b = constants[step.args[2]] if n_conv > 2 else None
+    e = spec.epilogue or K.Epilogue()
+    conv = B.Conv(w, b, spec.strides, spec.pads, spec.dilations, spec.groups,
+                  e.activation, e.fake_quant, e.affine)
+    if e.residual:
+        def with_residual(*args, out=None):
+            return conv(args[0], residual=args[n_conv], out=out)
+        return with_residual
+
+    def run(*args, out=None):
+        return conv(args[0], out=out)
+    return run
+
+
+def _gap(step: Any) -> Callable[..., Any]:
+    c = _shape(step.op.operands[0])[1]  # type: ignore[index]
+    followers = _followers(step.fn)
+
+    def run(y, out=None):
+        r = B.means(y, c, out=out)
+        for f in followers:
+            r = f(r)
+        return r
+    return run
+
+
+def _scale(step: Any) -> Callable[..., Any]:
+    at = _scale_operand(step)
+    followers = _followers(step.fn)
+
+    def run(a, b, out=None):
+        x, s = (a, b) if at == 0 else (b, a)
+        r = B.scale(x, s, out=out)
+        for f in followers:
+            r = f(r)
+        return r
+    return run

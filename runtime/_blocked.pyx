@@ -1,0 +1,380 @@
+# cython: language_level=3
+"""Float convolutions on the blocked layout (runtime/_blocked_impl.h), AVX-512 only.
+
+A blocked tensor [N, C, H, W] is a float32 array [N, ceil(C/16), H, W, 16] (the lanes
+past C zero). A plan keeps the values between its convolutions in it
+(qcc.runtime.blocked): `Conv` reads an NCHW or a blocked input and writes a blocked
+output, with its epilogue (affine, residual, activation, fake-quant); `means` (global
+average pool) and `scale` (a per-channel product, squeeze-and-excitation) read it;
+`to_blocked` / `to_nchw` convert. Every value is the same float32 as the NCHW
+kernels' (qcc.runtime._conv, _pool): the same operations in the same order.
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.string cimport memset
+
+cnp.import_array()
+
+cdef extern from "_blocked_impl.h" nogil:
+    ctypedef struct qcc_act:
+        int kind
+        float lo, hi
+        const float* base
+        Py_ssize_t plane
+        int channels
+        const float* mul
+        const float* shift
+        const float* add
+        const float* fq_scale
+        const float* fq_zero
+        int fq_per_channel
+        float qmin, qmax
+    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
+    int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
+    ctypedef struct qcc_blk_geom:
+        int n, c, h, w, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw
+    ctypedef struct qcc_blk_conv_job:
+        const qcc_blk_geom* g
+        const float* x
+        int x_blocked, hp, wp
+        const float* wpk
+        const float* bias
+        float* out
+        const float* add
+        const Py_ssize_t* kofs
+        qcc_act act
+        int apply, tiles, blocks64, next, failed
+    ctypedef struct qcc_blk_dw_job:
+        const qcc_blk_geom* g
+        const float* x
+        const float* w
+        const float* bias
+        float* out
+        const float* add
+        qcc_act act
+        int apply, hp, wp, next, failed
+    int qcc_blk_supported()
+    void qcc_blk_conv_worker(void* job)
+    void qcc_blk_dw_worker(void* job)
+    void qcc_parallel(void (*fn)(void*) noexcept nogil, void* arg, int width)
+    void qcc_blk_from_nchw(const float* x, float* y, int n, int c, Py_ssize_t plane)
+    void qcc_blk_to_nchw(const float* y, float* x, int n, int c, Py_ssize_t plane)
+    void qcc_blk_means(const float* y, float* out, int n, int c, Py_ssize_t plane)
+    void qcc_blk_scale(const float* x, const float* s, float* y, int n, int c,
+                       Py_ssize_t plane)
+
+from cpython.pycapsule cimport PyCapsule_GetPointer
+cdef extern from "_common.h":
+    void qcc_pool_bind(void *p)
+from qcc.runtime._kernels import _pool_capsule
+qcc_pool_bind(PyCapsule_GetPointer(_pool_capsule, "qcc.runtime.pool"))
+
+from qcc.runtime.threads import default_threads as _default_threads
+
+include "_act.pxi"
+
+cdef int _threads = _default_threads()
+LANES = 16
+
+
+def _set_threads(int n):
+    """Set how many threads a blocked conv uses; returns the old count."""
+    global _threads
+    old = _threads
+    _threads = max(1, min(n, 64))
+    return old
+
+
+def supported():
+    """Whether this CPU runs the blocked kernels (AVX-512 F, VL, BW, DQ)."""
+    return bool(qcc_blk_supported())
+
+
+def blocked_shape(shape):
+    """The blocked array's shape of an NCHW tensor's `shape` (4 dims)."""
+    n, c, h, w = shape
+    return (n, (c + 15) // 16, h, w, 16)
+
+
+cdef inline bint _f32_c(a):
+    return type(a) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32 \
+        and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+
+
+cdef inline float* _fp(a):
+    return <float*>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def _zeros64(shape):
+    """A zeroed float32 array of `shape` starting on a 64-byte boundary."""
+    n = int(np.prod(shape))
+    raw = np.zeros(n + 16, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + n].reshape(shape)
+
+
+cdef _out(out, shape):
+    if out is None:
+        return _zeros64(shape)
+    if not (_f32_c(out) and tuple(out.shape) == tuple(shape)):
+        raise ValueError(f"blocked kernel: out {getattr(out, 'shape', None)} is not a "
+                         f"C-contiguous float32 array of shape {tuple(shape)}")
+    return out
+
+
+def _blocked_input(x, int c):
+    if not (_f32_c(x) and x.ndim == 5 and x.shape[1] == (c + 15) // 16 and x.shape[4] == 16):
+        raise ValueError(f"blocked kernel: expected a blocked float32 array of {c} "
+                         f"channels, got {getattr(x, 'shape', None)}")
+
+
+def to_blocked(x, out=None):
+    """NCHW float32 x -> its blocked array."""
+    x = np.ascontiguousarray(x, np.float32)
+    out = _out(out, blocked_shape(x.shape))
+    cdef const float* xp = _fp(x)
+    cdef float* yp = _fp(out)
+    cdef int n = x.shape[0], c = x.shape[1]
+    cdef Py_ssize_t plane = <Py_ssize_t>x.shape[2] * x.shape[3]
+    with nogil:
+        qcc_blk_from_nchw(xp, yp, n, c, plane)
+    return out
+
+
+def to_nchw(y, int c, out=None):
+    """The blocked array y of c channels -> NCHW."""
+    _blocked_input(y, c)
+    out = _out(out, (y.shape[0], c, y.shape[2], y.shape[3]))
+    cdef const float* yp = _fp(y)
+    cdef float* xp = _fp(out)
+    cdef int n = y.shape[0]
+    cdef Py_ssize_t plane = <Py_ssize_t>y.shape[2] * y.shape[3]
+    with nogil:
+        qcc_blk_to_nchw(yp, xp, n, c, plane)
+    return out
+
+
+def means(y, int c, out=None):
+    """Global average pool of the blocked y of c channels -> [N, C, 1, 1] (the bits of
+    qcc.runtime._pool.global_avg_pool)."""
+    _blocked_input(y, c)
+    out = _out(out, (y.shape[0], c, 1, 1))
+    cdef const float* yp = _fp(y)
+    cdef float* op = _fp(out)
+    cdef int n = y.shape[0]
+    cdef Py_ssize_t plane = <Py_ssize_t>y.shape[2] * y.shape[3]
+    with nogil:
+        qcc_blk_means(yp, op, n, c, plane)
+    return out
+
+
+def scale(y, s, out=None):
+    """y * s, y blocked and s [N, C, 1, 1] (or [1, C, 1, 1]): blocked."""
+    s = np.ascontiguousarray(s, np.float32)
+    cdef int c = s.shape[1] if s.ndim == 4 else 0
+    _blocked_input(y, c)
+    cdef int n = y.shape[0]
+    if s.ndim != 4 or s.shape[2:] != (1, 1) or s.shape[0] not in (1, n):
+        raise ValueError(f"blocked scale: s {s.shape} is not per channel of {c} channels")
+    if s.shape[0] != n:
+        s = np.ascontiguousarray(np.broadcast_to(s, (n, c, 1, 1)))
+    out = _out(out, y.shape)
+    cdef const float* yp = _fp(y)
+    cdef const float* sp = _fp(s)
+    cdef float* op = _fp(out)
+    cdef Py_ssize_t plane = <Py_ssize_t>y.shape[2] * y.shape[3]
+    with nogil:
+        qcc_blk_scale(yp, sp, op, n, c, plane)
+    return out
+
+
+cdef class Conv:
+    """A 2-D float conv of constant weights (groups 1, or depthwise) writing the
+    blocked layout: `Conv(w, b, strides, pads, dilations, groups, activation,
+    fake_quant, affine)(x, residual=None, out=None)`, x NCHW or blocked, residual
+    and out blocked; the arguments mean what they mean for qcc.runtime._conv.conv."""
+
+    cdef object w, bias, wpk, keep, kofs, pad_buf, shape_key
+    cdef qcc_act act0
+    cdef int groups, o, c, kh, kw, sh, sw, ph, pw, pe_h, pe_w, dh, dw
+    cdef bint depthwise
+    cdef qcc_blk_geom g
+    cdef int hp, wp, x_blocked
+
+    def __init__(self, w, b, strides, pads, dilations, int groups, activation=None,
+                 fake_quant=None, affine=None):
+        w = np.ascontiguousarray(w, np.float32)
+        if w.ndim != 4:
+            raise ValueError(f"blocked conv: 2-D kernels only, got w {w.shape}")
+        o, cg, kh, kw = w.shape
+        self.groups = groups
+        self.depthwise = groups > 1
+        if groups > 1 and not (groups == o and cg == 1):
+            raise ValueError(f"blocked conv: groups={groups} for w {w.shape} is not depthwise")
+        self.o, self.c, self.kh, self.kw = o, cg * groups, kh, kw
+        self.sh, self.sw = (1, 1) if strides is None else (int(strides[0]), int(strides[1]))
+        self.dh, self.dw = (1, 1) if dilations is None else (int(dilations[0]), int(dilations[1]))
+        p = (0, 0, 0, 0) if pads is None else tuple(int(v) for v in pads)
+        self.ph, self.pw, self.pe_h, self.pe_w = p
+        ob = (o + 15) // 16
+        bias = np.zeros(ob * 16 + 64, np.float32)
+        if b is not None:
+            bias[:o] = np.asarray(b, np.float32).reshape(-1)
+        self.bias = bias
+        if self.depthwise:   # [cb][kh*kw][16]
+            wl = np.zeros((ob * 16, kh * kw), np.float32)
+            wl[:o] = w.reshape(o, kh * kw)
+            self.wpk = np.ascontiguousarray(wl.reshape(ob, 16, kh * kw).transpose(0, 2, 1))
+        else:                # per 64 channels [kc][64]
+            kc = cg * kh * kw
+            b64 = (o + 63) // 64
+            wl = np.zeros((b64 * 64, kc), np.float32)
+            wl[:o] = w.reshape(o, kc)
+            self.wpk = np.ascontiguousarray(wl.reshape(b64, 64, kc).transpose(0, 2, 1))
+        self.act0 = _activation(activation)
+        self.keep = []
+        if affine is not None:
+            mul, shift = (np.ascontiguousarray(v, np.float32).reshape(-1) for v in affine)
+            if mul.shape[0] != o or shift.shape[0] != o:
+                raise ValueError(f"blocked conv affine: expected {o} values")
+            self.keep += [mul, shift]
+            self.act0.mul = _fp(mul)
+            self.act0.shift = _fp(shift)
+        if fake_quant is not None:
+            scales, zeros, qmin, qmax = fake_quant
+            scales = np.ascontiguousarray(scales, np.float32).reshape(-1)
+            zeros = np.ascontiguousarray(zeros, np.float32).reshape(-1)
+            if scales.shape[0] not in (1, o) or zeros.shape[0] != scales.shape[0]:
+                raise ValueError(f"blocked conv fake_quant: {scales.shape[0]} scales, "
+                                 f"{zeros.shape[0]} zero points for {o} channels")
+            self.keep += [scales, zeros]
+            self.act0.fq_scale = _fp(scales)
+            self.act0.fq_zero = _fp(zeros)
+            self.act0.fq_per_channel = scales.shape[0] > 1
+            self.act0.qmin = <float>float(qmin)
+            self.act0.qmax = <float>float(qmax)
+        self.shape_key = None
+
+    def out_shape(self, shape):
+        """The blocked output shape for an NCHW input `shape`."""
+        n, c, h, w = shape
+        oh = (h + self.ph + self.pe_h - self.dh * (self.kh - 1) - 1) // self.sh + 1
+        ow = (w + self.pw + self.pe_w - self.dw * (self.kw - 1) - 1) // self.sw + 1
+        return (n, (self.o + 15) // 16, oh, ow, 16)
+
+    cdef _setup(self, x):
+        cdef int blocked = x.ndim == 5
+        if blocked:
+            n, cb, h, w, l = x.shape
+            if cb != (self.c + 15) // 16 or l != 16:
+                raise ValueError(f"blocked conv: input {x.shape} is not {self.c} channels blocked")
+        else:
+            n, c, h, w = x.shape
+            if c != self.c or self.depthwise:
+                raise ValueError(f"blocked conv: input {x.shape} for {self.c} channels"
+                                 + (" (a depthwise conv reads a blocked input)" if self.depthwise else ""))
+        oshape = self.out_shape((n, self.c, h, w))
+        if oshape[2] < 1 or oshape[3] < 1:
+            raise ValueError(f"blocked conv: empty output for input {x.shape}")
+        g = &self.g
+        g.n, g.c, g.h, g.w = n, self.c, h, w
+        g.o, g.oh, g.ow = self.o, oshape[2], oshape[3]
+        g.kh, g.kw, g.sh, g.sw = self.kh, self.kw, self.sh, self.sw
+        g.ph, g.pw, g.dh, g.dw = self.ph, self.pw, self.dh, self.dw
+        self.x_blocked = blocked
+        pads = self.ph or self.pw or self.pe_h or self.pe_w
+        # the padded plane: what the outputs read (rows past the last one read unused)
+        self.hp = max(h + self.ph + self.pe_h, (g.oh - 1) * self.sh + self.dh * (self.kh - 1) + 1)
+        self.wp = max(w + self.pw + self.pe_w, (g.ow - 1) * self.sw + self.dw * (self.kw - 1) + 1)
+        self.pad_buf = None
+        if pads and not self.depthwise:
+            chans = x.shape[1] * (16 if blocked else 1)
+            shape = (n, chans if not blocked else x.shape[1], self.hp, self.wp) + \
+                ((16,) if blocked else ())
+            self.pad_buf = _zeros64(shape)
+        elif not pads:
+            self.hp, self.wp = h, w
+        if not self.depthwise:
+            kk = self.kh * self.kw
+            c = np.arange(self.c)
+            taps = (np.arange(self.kh)[:, None] * self.dh * self.wp
+                    + np.arange(self.kw)[None, :] * self.dw).reshape(-1)
+            if blocked:
+                base = (c // 16) * self.hp * self.wp * 16 + c % 16
+                kofs = base[:, None] + taps[None, :] * 16
+            else:
+                kofs = c[:, None] * self.hp * self.wp + taps[None, :]
+            self.kofs = np.ascontiguousarray(kofs.reshape(-1), np.intp)
+        self.shape_key = (x.shape, blocked)
+
+    def __call__(self, x, residual=None, out=None):
+        if not _f32_c(x):
+            x = np.ascontiguousarray(x, np.float32)
+        if self.shape_key is None or self.shape_key[0] != x.shape or \
+                self.shape_key[1] != (x.ndim == 5):
+            self._setup(x)
+        g = &self.g
+        oshape = (g.n, (self.o + 15) // 16, g.oh, g.ow, 16)
+        out = _out(out, oshape)
+        if residual is not None:
+            if not (_f32_c(residual) and tuple(residual.shape) == oshape):
+                raise ValueError(f"blocked conv residual {getattr(residual, 'shape', None)}: "
+                                 f"expected a blocked float32 array {oshape}")
+            if residual is out:
+                raise ValueError("blocked conv: the residual must not be the output")
+        src = x
+        if self.pad_buf is not None:
+            buf = self.pad_buf
+            if self.x_blocked:
+                buf[:, :, self.ph:self.ph + g.h, self.pw:self.pw + g.w, :] = x
+            else:
+                buf[:, :, self.ph:self.ph + g.h, self.pw:self.pw + g.w] = x
+            src = buf
+        cdef qcc_act act = self.act0
+        act.add = NULL
+        cdef int apply = act.kind != QCC_ACT_NONE or act.mul != NULL or act.fq_scale != NULL \
+            or residual is not None
+        cdef const float* add = NULL if residual is None else _fp(residual)
+        cdef qcc_blk_conv_job cj
+        cdef qcc_blk_dw_job dj
+        cdef Py_ssize_t op = <Py_ssize_t>g.oh * g.ow
+        cdef int width, total
+        if self.depthwise:
+            memset(&dj, 0, sizeof(dj))
+            dj.g = g
+            dj.x = _fp(src)
+            dj.w = _fp(self.wpk)
+            dj.bias = _fp(self.bias)
+            dj.out = _fp(out)
+            dj.add = add
+            dj.act = act
+            dj.apply = apply
+            dj.hp, dj.wp = self.hp, self.wp
+            total = g.n * ((g.c + 15) // 16)
+            width = min(_threads, total)
+            with nogil:
+                qcc_parallel(qcc_blk_dw_worker, &dj, width)
+            if dj.failed:
+                raise MemoryError("blocked depthwise conv: out of memory for the scratch")
+            return out
+        memset(&cj, 0, sizeof(cj))
+        cj.g = g
+        cj.x = _fp(src)
+        cj.x_blocked = self.x_blocked
+        cj.hp, cj.wp = self.hp, self.wp
+        cj.wpk = _fp(self.wpk)
+        cj.bias = _fp(self.bias)
+        cj.out = _fp(out)
+        cj.add = add
+        cj.kofs = <const Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>self.kofs)
+        cj.act = act
+        cj.apply = apply
+        cj.tiles = <int>((op + 23) // 24)
+        cj.blocks64 = (self.o + 63) // 64
+        total = g.n * cj.blocks64 * cj.tiles
+        width = min(_threads, total)
+        with nogil:
+            qcc_parallel(qcc_blk_conv_worker, &cj, width)
+        return out

@@ -1,0 +1,401 @@
+/* Float convolutions on the blocked layout (runtime/_blocked.pyx), AVX-512 only.
+ *
+ * A blocked tensor [N, C, H, W] is stored as [N, ceil(C/16), H, W, 16]: channel c of
+ * position p at ((n*CB + c/16)*H*W + p)*16 + c%16, the lanes past C zero. Between
+ * convolutions that read and write it, the 16 channels of a position are one vector:
+ * a depthwise tap is one FMA of contiguous vectors, a conv's output tile is stored
+ * as it lies in the registers (no transposes, no gathers), as onnxruntime's NCHWc
+ * kernels do.
+ *
+ * Every output is computed with the operations and the order of the NCHW kernels
+ * (_gemm_impl.h, _conv_impl.h): acc = bias (or 0), then acc = fma(x, w, acc) for the
+ * taps k ascending (k = (c, kh, kw) for a conv, (kh, kw) for a depthwise), each
+ * rounded; then the epilogue of runtime/_common.h lane by lane (affine, residual,
+ * activation, fake-quant): the same bits as the NCHW plan.
+ */
+#ifndef QCC_BLOCKED_IMPL_H
+#define QCC_BLOCKED_IMPL_H
+
+#include "_common.h"
+
+#define QCC_BLK 16
+
+typedef struct {
+    int n, c, h, w;            /* input */
+    int o, oh, ow;             /* output */
+    int kh, kw, sh, sw, ph, pw, dh, dw;   /* kernel, strides, top/left pads, dilations */
+} qcc_blk_geom;
+
+QCC_INLINE int qcc_blk_cb(int c) { return (c + QCC_BLK - 1) / QCC_BLK; }
+
+static int qcc_blk_threads = 1;
+
+static int qcc_blk_supported(void)
+{
+#if QCC_X86
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+           && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#else
+    return 0;
+#endif
+}
+
+#if QCC_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+
+QCC_INLINE __mmask16 qcc_blk_mask(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* The epilogue (runtime/_common.h, qcc_epilogue_run) of `nvec` vectors at c, the 16
+ * channels c0.. of `channels` (lanes past it set to 0), the residual at add (or
+ * NULL), in place. */
+static void qcc_blk_epilogue(const qcc_act *a, float *c, const float *add, ptrdiff_t nvec,
+                             int c0, int channels)
+{
+    const __mmask16 valid = qcc_blk_mask(channels - c0);
+    const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    __m512 mul = z, shift = z, s = z, zp = z, t;
+    const int fq = a->fq_scale != NULL;
+    ptrdiff_t j;
+    int l;
+    if (a->mul != NULL) {
+        mul = _mm512_maskz_loadu_ps(valid, a->mul + c0);
+        shift = _mm512_maskz_loadu_ps(valid, a->shift + c0);
+    }
+    if (fq) {
+        s = a->fq_per_channel ? _mm512_mask_loadu_ps(one, valid, a->fq_scale + c0)
+                              : _mm512_set1_ps(a->fq_scale[0]);
+        zp = a->fq_per_channel ? _mm512_maskz_loadu_ps(valid, a->fq_zero + c0)
+                               : _mm512_set1_ps(a->fq_zero[0]);
+    }
+    for (j = 0; j < nvec; j++) {
+        __m512 v = _mm512_loadu_ps(c + 16 * j);
+        if (a->mul != NULL) {
+            v = _mm512_mul_ps(v, mul);
+            v = _mm512_add_ps(v, shift);
+        }
+        if (add != NULL) v = _mm512_add_ps(v, _mm512_loadu_ps(add + 16 * j));
+        switch (a->kind) {
+        case QCC_ACT_RELU:
+            v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
+                                    | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+            break;
+        case QCC_ACT_CLIP:
+            t = _mm512_set1_ps(a->lo);
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_LT_OQ), v, t);
+            t = _mm512_set1_ps(a->hi);
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), v, t);
+            break;
+        case QCC_ACT_HARD_SWISH:
+            t = _mm512_add_ps(_mm512_div_ps(v, _mm512_set1_ps(6.0f)), _mm512_set1_ps(0.5f));
+            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
+            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
+            v = _mm512_mul_ps(v, t);
+            break;
+        case QCC_ACT_HARD_SIGMOID:
+            t = _mm512_mul_ps(v, _mm512_set1_ps(a->lo));
+            QCC_ROUNDED(t);
+            t = _mm512_add_ps(t, _mm512_set1_ps(a->hi));
+            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
+            break;
+        case QCC_ACT_SIGMOID: {
+            float tmp[16] __attribute__((aligned(64)));
+            _mm512_store_ps(tmp, v);
+            for (l = 0; l < 16; l++) tmp[l] = 1.0f / (1.0f + expf(-tmp[l]));
+            v = _mm512_loadu_ps(tmp);
+            break;
+        }
+        default:
+            break;
+        }
+        if (fq) {
+            t = _mm512_roundscale_ps(_mm512_div_ps(v, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            t = _mm512_add_ps(t, zp);
+            v = _mm512_set1_ps(a->qmin);   /* compares as qcc_epilogue_run's: NaN stays */
+            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, v, _CMP_LT_OQ), t, v);
+            v = _mm512_set1_ps(a->qmax);
+            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, v, _CMP_GT_OQ), t, v);
+            v = _mm512_mul_ps(_mm512_sub_ps(t, zp), s);
+        }
+        _mm512_storeu_ps(c + 16 * j, _mm512_maskz_mov_ps(valid, v));
+    }
+}
+
+/* ---- conv (one group): a tile of MR positions x NV vectors of output channels --
+ * ptr[i]: where position i reads tap (c, kh, kw) = k at ptr[i][kofs[k]]; wp: the
+ * packed weights of the channel block ([k][64], zeros past the channels); the sums
+ * go to out[v*ldv + i*16] (position i, vector v). */
+#define QCC_BLK_KERN(NAME, NV, MR)                                                       \
+    static void NAME(int kc, const float *wp, const float *const *ptr,                   \
+                     const ptrdiff_t *kofs, int mr, const float *bias, float *out,       \
+                     ptrdiff_t ldv)                                                      \
+    {                                                                                    \
+        __m512 acc[MR][NV], wv[NV];                                                      \
+        const float *p[MR];                                                              \
+        int i, v, k;                                                                     \
+        for (i = 0; i < MR; i++) p[i] = ptr[i < mr ? i : 0];                             \
+        for (v = 0; v < NV; v++) {                                                       \
+            const __m512 b = bias ? _mm512_loadu_ps(bias + 16 * v) : _mm512_setzero_ps(); \
+            for (i = 0; i < MR; i++) acc[i][v] = b;                                      \
+        }                                                                                \
+        for (k = 0; k < kc; k++) {                                                       \
+            const ptrdiff_t o = kofs[k];                                                 \
+            for (v = 0; v < NV; v++) wv[v] = _mm512_loadu_ps(wp + (ptrdiff_t)k * 64 + 16 * v); \
+            for (i = 0; i < MR; i++) {                                                   \
+                const __m512 b = _mm512_set1_ps(p[i][o]);                                \
+                for (v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]); \
+            }                                                                            \
+        }                                                                                \
+        for (i = 0; i < mr; i++)                                                         \
+            for (v = 0; v < NV; v++) _mm512_storeu_ps(out + v * ldv + 16 * i, acc[i][v]); \
+    }
+QCC_BLK_KERN(qcc_blk_kern4, 4, 6)
+QCC_BLK_KERN(qcc_blk_kern3, 3, 8)
+QCC_BLK_KERN(qcc_blk_kern2, 2, 12)
+QCC_BLK_KERN(qcc_blk_kern1, 1, 12)
+
+#define QCC_BLK_TILE 24   /* positions of a task (a multiple of 6, 8 and 12) */
+
+typedef struct {
+    const qcc_blk_geom *g;
+    const float *x;       /* input (padded copy when the conv pads), NCHW or blocked */
+    int x_blocked;
+    int hp, wp;           /* its padded plane */
+    const float *wpk;     /* packed weights: per 64 channels [kc][64] */
+    const float *bias;    /* padded to whole blocks of 64 */
+    float *out;           /* blocked output */
+    const float *add;     /* blocked residual or NULL */
+    const ptrdiff_t *kofs;
+    qcc_act act;
+    int apply;            /* whether the epilogue does anything */
+    int tiles;            /* tasks of QCC_BLK_TILE positions per output block and image */
+    int blocks64, next, failed;
+} qcc_blk_conv_job;
+
+static void qcc_blk_conv_worker(void *arg)
+{
+    qcc_blk_conv_job *shared = (qcc_blk_conv_job *)arg;
+    const qcc_blk_conv_job local = *shared, *job = &local;   /* read once: `next` moves */
+    const qcc_blk_geom *g = job->g;
+    const int kc = g->c * g->kh * g->kw, ob = qcc_blk_cb(g->o);
+    const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow, lane = job->x_blocked ? QCC_BLK : 1;
+    const ptrdiff_t in_img = (ptrdiff_t)(job->x_blocked ? qcc_blk_cb(g->c) * QCC_BLK : g->c)
+                             * job->hp * job->wp;
+    const int per_img = job->blocks64 * job->tiles;
+    for (;;) {
+        const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
+        int n, b, t, nv, mr, step, p0, p1, i, v;
+        const float *ptr[12];
+        float *o;
+        if (task >= g->n * per_img) break;
+        n = task / per_img;
+        b = (task % per_img) / job->tiles;
+        t = task % job->tiles;
+        nv = ob - 4 * b < 4 ? ob - 4 * b : 4;
+        step = nv == 4 ? 6 : nv == 3 ? 8 : 12;
+        p0 = t * QCC_BLK_TILE;
+        p1 = p0 + QCC_BLK_TILE < op ? p0 + QCC_BLK_TILE : (int)op;
+        for (; p0 < p1; p0 += step) {
+            mr = p1 - p0 < step ? p1 - p0 : step;
+            for (i = 0; i < mr; i++) {
+                const int p = p0 + i, y = p / g->ow, xx = p - y * g->ow;
+                ptr[i] = job->x + n * in_img
+                         + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
+            }
+            o = job->out + (((ptrdiff_t)n * ob + 4 * b) * op + p0) * QCC_BLK;
+            switch (nv) {
+            case 4: qcc_blk_kern4(kc, job->wpk + (ptrdiff_t)b * 64 * kc, ptr, job->kofs, mr,
+                                  job->bias ? job->bias + 64 * b : NULL, o, op * QCC_BLK); break;
+            case 3: qcc_blk_kern3(kc, job->wpk + (ptrdiff_t)b * 64 * kc, ptr, job->kofs, mr,
+                                  job->bias ? job->bias + 64 * b : NULL, o, op * QCC_BLK); break;
+            case 2: qcc_blk_kern2(kc, job->wpk + (ptrdiff_t)b * 64 * kc, ptr, job->kofs, mr,
+                                  job->bias ? job->bias + 64 * b : NULL, o, op * QCC_BLK); break;
+            default: qcc_blk_kern1(kc, job->wpk + (ptrdiff_t)b * 64 * kc, ptr, job->kofs, mr,
+                                   job->bias ? job->bias + 64 * b : NULL, o, op * QCC_BLK); break;
+            }
+            for (v = 0; v < nv; v++) {
+                const ptrdiff_t at = v * op * QCC_BLK;
+                if (job->apply || (4 * b + v) * QCC_BLK + QCC_BLK > g->o)
+                    qcc_blk_epilogue(&job->act, o + at,
+                                     job->add ? job->add + (o - job->out) + at : NULL, mr,
+                                     (4 * b + v) * QCC_BLK, g->o);
+            }
+        }
+    }
+}
+
+/* ---- depthwise: one channel block of one image, rows of output positions ------ */
+typedef struct {
+    const qcc_blk_geom *g;
+    const float *x;       /* blocked input */
+    const float *w;       /* [cb][kh*kw][16] */
+    const float *bias;    /* [cb*16] */
+    float *out;
+    const float *add;
+    qcc_act act;
+    int apply, hp, wp, next, failed;
+} qcc_blk_dw_job;
+
+/* R positions of output row `oy` from column x0 (padded plane p). */
+#define QCC_BLK_DW_ROW(R)                                                                \
+    do {                                                                                 \
+        __m512 acc[R];                                                                   \
+        int r_, ky_, kx_;                                                                \
+        for (r_ = 0; r_ < R; r_++) acc[r_] = b;                                          \
+        for (ky_ = 0; ky_ < g->kh; ky_++) {                                              \
+            const float *row_ = p + ((ptrdiff_t)(oy * g->sh + ky_ * g->dh) * job->wp) * QCC_BLK; \
+            for (kx_ = 0; kx_ < g->kw; kx_++) {                                          \
+                const __m512 w_ = _mm512_loadu_ps(wb + (ky_ * g->kw + kx_) * QCC_BLK);    \
+                const float *q_ = row_ + ((ptrdiff_t)x0 * g->sw + kx_ * g->dw) * QCC_BLK; \
+                for (r_ = 0; r_ < R; r_++)                                               \
+                    acc[r_] = _mm512_fmadd_ps(_mm512_loadu_ps(q_ + (ptrdiff_t)r_ * g->sw * QCC_BLK), \
+                                              w_, acc[r_]);                              \
+            }                                                                            \
+        }                                                                                \
+        for (r_ = 0; r_ < R; r_++) _mm512_storeu_ps(o + ((ptrdiff_t)oy * g->ow + x0 + r_) * QCC_BLK, acc[r_]); \
+    } while (0)
+
+static void qcc_blk_dw_worker(void *arg)
+{
+    qcc_blk_dw_job *shared = (qcc_blk_dw_job *)arg;
+    const qcc_blk_dw_job local = *shared, *job = &local;   /* read once: `next` moves */
+    const qcc_blk_geom *g = job->g;
+    const int cb = qcc_blk_cb(g->c), kk = g->kh * g->kw;
+    const ptrdiff_t ip = (ptrdiff_t)g->h * g->w, op = (ptrdiff_t)g->oh * g->ow;
+    const ptrdiff_t pp = (ptrdiff_t)job->hp * job->wp;
+    const int pads = job->hp != g->h || job->wp != g->w;
+    float *scratch = pads ? (float *)qcc_thread_buffer((size_t)pp * QCC_BLK * sizeof(float)) : NULL;
+    if (pads && scratch == NULL) {
+        shared->failed = 1;
+        return;
+    }
+    for (;;) {
+        const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
+        int blk, oy, x0, yy;
+        const float *p, *wb, *src;
+        float *o;
+        __m512 b;
+        if (task >= g->n * cb) break;
+        blk = task % cb;
+        src = job->x + (ptrdiff_t)task * ip * QCC_BLK;
+        if (pads) {   /* the plane with its zero border */
+            const ptrdiff_t rowb = (ptrdiff_t)job->wp * QCC_BLK;
+            for (yy = 0; yy < job->hp; yy++) {
+                float *d = scratch + yy * rowb;
+                const int iy = yy - g->ph;
+                if (iy < 0 || iy >= g->h) {
+                    memset(d, 0, rowb * sizeof(float));
+                    continue;
+                }
+                memset(d, 0, (size_t)g->pw * QCC_BLK * sizeof(float));
+                memcpy(d + (ptrdiff_t)g->pw * QCC_BLK, src + (ptrdiff_t)iy * g->w * QCC_BLK,
+                       (size_t)g->w * QCC_BLK * sizeof(float));
+                memset(d + (ptrdiff_t)(g->pw + g->w) * QCC_BLK, 0,
+                       (size_t)(job->wp - g->pw - g->w) * QCC_BLK * sizeof(float));
+            }
+            p = scratch;
+        } else {
+            p = src;
+        }
+        wb = job->w + (ptrdiff_t)blk * kk * QCC_BLK;
+        b = job->bias ? _mm512_loadu_ps(job->bias + blk * QCC_BLK) : _mm512_setzero_ps();
+        o = job->out + (ptrdiff_t)task * op * QCC_BLK;
+        for (oy = 0; oy < g->oh; oy++) {
+            for (x0 = 0; x0 + 8 <= g->ow; x0 += 8) QCC_BLK_DW_ROW(8);
+            for (; x0 + 4 <= g->ow; x0 += 4) QCC_BLK_DW_ROW(4);
+            for (; x0 < g->ow; x0++) QCC_BLK_DW_ROW(1);
+        }
+        if (job->apply || (blk + 1) * QCC_BLK > g->c)
+            qcc_blk_epilogue(&job->act, o, job->add ? job->add + (o - job->out) : NULL, op,
+                             blk * QCC_BLK, g->c);
+    }
+}
+
+#pragma GCC pop_options
+#endif /* QCC_X86 */
+
+/* ---- layout changes and the other ops of a blocked region ------------------------ */
+
+/* x [n, c, plane] -> blocked [n, cb, plane, 16] (lanes past c zero). */
+QCC_CLONES
+static void qcc_blk_from_nchw(const float *x, float *y, int n, int c, ptrdiff_t plane)
+{
+    const int cb = qcc_blk_cb(c);
+    int i, b, l;
+    ptrdiff_t p;
+    for (i = 0; i < n; i++)
+        for (b = 0; b < cb; b++) {
+            float *d = y + ((ptrdiff_t)i * cb + b) * plane * QCC_BLK;
+            for (p = 0; p < plane; p++)
+                for (l = 0; l < QCC_BLK; l++) {
+                    const int ch = b * QCC_BLK + l;
+                    d[p * QCC_BLK + l] = ch < c ? x[((ptrdiff_t)i * c + ch) * plane + p] : 0.0f;
+                }
+        }
+}
+
+/* blocked -> x [n, c, plane]. */
+QCC_CLONES
+static void qcc_blk_to_nchw(const float *y, float *x, int n, int c, ptrdiff_t plane)
+{
+    const int cb = qcc_blk_cb(c);
+    int i, ch;
+    ptrdiff_t p;
+    for (i = 0; i < n; i++)
+        for (ch = 0; ch < c; ch++) {
+            const float *s = y + ((ptrdiff_t)i * cb + ch / QCC_BLK) * plane * QCC_BLK + ch % QCC_BLK;
+            float *d = x + ((ptrdiff_t)i * c + ch) * plane;
+            for (p = 0; p < plane; p++) d[p] = s[p * QCC_BLK];
+        }
+}
+
+/* The mean of each channel's plane (qcc_plane_means' order: float sums of every 16th
+ * element in 16 lanes, the tail, then the lanes, in double) -> out [n, c]. */
+QCC_CLONES
+static void qcc_blk_means(const float *y, float *out, int n, int c, ptrdiff_t plane)
+{
+    const int cb = qcc_blk_cb(c);
+    int i, b, j, l;
+    ptrdiff_t p;
+    for (i = 0; i < n; i++)
+        for (b = 0; b < cb; b++) {
+            const float *s = y + ((ptrdiff_t)i * cb + b) * plane * QCC_BLK;
+            float lanes[16][QCC_BLK];
+            memset(lanes, 0, sizeof(lanes));
+            for (p = 0; p + 16 <= plane; p += 16)
+                for (j = 0; j < 16; j++)
+                    for (l = 0; l < QCC_BLK; l++) lanes[j][l] += s[(p + j) * QCC_BLK + l];
+            for (l = 0; l < QCC_BLK && b * QCC_BLK + l < c; l++) {
+                double sum = 0.0;
+                ptrdiff_t q;
+                for (q = p; q < plane; q++) sum += s[q * QCC_BLK + l];
+                for (j = 0; j < 16; j++) sum += lanes[j][l];
+                out[(ptrdiff_t)i * c + b * QCC_BLK + l] = (float)(sum / (double)plane);
+            }
+        }
+}
+
+/* y = x * s[n, c] (a per-channel scale: squeeze-and-excitation), blocked. */
+QCC_CLONES
+static void qcc_blk_scale(const float *x, const float *s, float *y, int n, int c, ptrdiff_t plane)
+{
+    const int cb = qcc_blk_cb(c);
+    int i, b, l;
+    ptrdiff_t p;
+    for (i = 0; i < n; i++)
+        for (b = 0; b < cb; b++) {
+            float sv[QCC_BLK];
+            const ptrdiff_t at = ((ptrdiff_t)i * cb + b) * plane * QCC_BLK;
+            for (l = 0; l < QCC_BLK; l++)
+                sv[l] = b * QCC_BLK + l < c ? s[(ptrdiff_t)i * c + b * QCC_BLK + l] : 0.0f;
+            for (p = 0; p < plane; p++)
+                for (l = 0; l < QCC_BLK; l++)
+                    y[at + p * QCC_BLK + l] = x[at + p * QCC_BLK + l] * sv[l];
+        }
+}
+
+#endif /* QCC_BLOCKED_IMPL_H */
