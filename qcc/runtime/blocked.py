@@ -62,11 +62,13 @@ def blocked_shape(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def _shape(v: Any) -> tuple[int, ...] | None:
+    """The static shape of a float32 value, its batch (first) dim allowed symbolic
+    (-1): the blocked kernels take any batch."""
     t = v.type
     if not hasattr(t, "get_shape") or not K.is_f32(v):
         return None
     s = tuple(t.get_shape())
-    return s if all(d > 0 for d in s) else None
+    return s if s and all(d > 0 for d in s[1:]) and s[0] != 0 else None
 
 
 def _kind(step: Any, constants: dict[int, np.ndarray]) -> str | None:
@@ -77,7 +79,7 @@ def _kind(step: Any, constants: dict[int, np.ndarray]) -> str | None:
         x, out = _shape(op.operands[0]), _shape(op.results[0])
         w = constants.get(step.args[1])
         if x is None or out is None or len(x) != 4 or w is None or w.ndim != 4 \
-                or out[2] * out[3] < 2 or any(d != 1 for d in spec.dilations or ()):
+                or out[2] * out[3] < 2:
             return None
         if len(op.operands) > 2 and step.args[2] not in constants:
             return None

@@ -1,0 +1,169 @@
+"""The blocked layout (runtime/_blocked.pyx, qcc.runtime.blocked).
+
+Its kernels compute every value with the NCHW kernels' operations in their order, so
+the oracle is bit equality with qcc.runtime._conv.conv / _pool.global_avg_pool (each
+checked against float64 numpy and onnxruntime in their own tests) and with numpy's
+product; the whole plans of exported CNNs (torchvision, timm), float and fake-quant,
+give the same bits with the layout on and off. The kernels are AVX-512 only: on a
+CPU without it the layout is never used and these tests skip."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from qcc.runtime import blocked, isa
+
+_conv = isa._conv
+B = blocked.B
+pytestmark = pytest.mark.skipif(B is None or _conv is None or not B.supported(),
+                                reason="no AVX-512 or qcc.runtime is not built")
+
+
+def bits(a):
+    return np.ascontiguousarray(a, np.float32).view(np.uint32)
+
+
+# (n, c, h, w, o, k, stride, pads (t, l, b, r), dilation, groups): MobileNetV3's
+# stem (3 channels, NCHW input), 1x1 expansions and projections whose channels do
+# not fill 16 lanes, deep 1x1 (several 64-channel blocks and a remainder of 1-3
+# vectors), 3x3 and 5x5 depthwise at strides 1 and 2, asymmetric pads, dilation
+CASES = [
+    (2, 3, 15, 17, 16, 3, 2, (1, 1, 1, 1), 1, 1),
+    (1, 16, 12, 12, 64, 1, 1, (0, 0, 0, 0), 1, 1),
+    (1, 24, 9, 11, 72, 1, 1, (0, 0, 0, 0), 1, 1),
+    (1, 17, 8, 8, 200, 1, 2, (0, 0, 0, 0), 1, 1),
+    (1, 130, 5, 6, 30, 3, 1, (1, 1, 1, 1), 1, 1),
+    (2, 40, 7, 7, 120, 3, 1, (0, 1, 2, 1), 1, 1),
+    (1, 20, 11, 11, 24, 3, 1, (2, 2, 2, 2), 2, 1),
+    (1, 72, 14, 14, 72, 3, 2, (1, 1, 1, 1), 1, 72),
+    (2, 33, 6, 10, 33, 3, 1, (1, 1, 1, 1), 1, 33),
+    (1, 20, 9, 9, 20, 5, 1, (2, 2, 2, 2), 1, 20),
+    (1, 24, 13, 13, 24, 5, 2, (2, 1, 2, 3), 1, 24),
+    (1, 18, 12, 12, 18, 3, 1, (2, 2, 2, 2), 2, 18),
+]
+ACTS = [None, "relu", "hard_swish", ("clip", 0.0, 6.0), ("hard_sigmoid", 0.2, 0.5), "sigmoid"]
+
+
+def _ids(c):
+    return f"c{c[1]}-{c[2]}x{c[3]}-o{c[4]}-k{c[5]}s{c[6]}d{c[8]}-g{c[9]}"
+
+
+def _weights(case, rng):
+    n, c, h, w, o, k, s, pads, d, g = case
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((o, c // g, k, k)) * 0.3).astype(np.float32)
+    return x, wt, rng.standard_normal(o).astype(np.float32)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_blocked_conv_is_the_nchw_conv_bit_for_bit(case, threads):
+    """Every activation, with a residual, a per-tensor and a per-channel fake-quant,
+    an affine (a folded batch norm); the input blocked and (groups 1) NCHW; the lanes
+    past the channels zero."""
+    n, c, h, w, o, k, s, pads, d, g = case
+    rng = np.random.default_rng(sum(case[:5]))
+    x, wt, b = _weights(case, rng)
+    x[0, 0, 0, :2] = (np.inf, np.nan)   # NaN and inf reach the outputs they touch
+    geometry = ([s, s], list(pads), [d, d], g)
+    old = B._set_threads(threads)
+    try:
+        for act in ACTS:
+            for fq, affine, residual in [
+                    (None, None, False),
+                    ((np.float32([0.05]), np.float32([3.0]), -128, 127), None, True),
+                    ((np.linspace(0.01, 0.1, o).astype(np.float32), (np.arange(o) % 5)
+                      .astype(np.float32), 0, 255),
+                     (rng.uniform(0.5, 2, o).astype(np.float32),
+                      rng.standard_normal(o).astype(np.float32)), False)]:
+                plain = _conv.conv(x, wt, b, *geometry)
+                r = rng.standard_normal(plain.shape).astype(np.float32) if residual else None
+                want = _conv.conv(x, wt, b, *geometry, activation=act, residual=r,
+                                  fake_quant=fq, affine=affine)
+                conv = B.Conv(wt, b, *geometry, act, fq, affine)
+                inputs = [B.to_blocked(x)] + ([x] if g == 1 else [])
+                for xin in inputs:
+                    got = conv(xin, residual=None if r is None else B.to_blocked(r))
+                    assert got.shape == blocked.blocked_shape(want.shape)
+                    np.testing.assert_array_equal(bits(B.to_nchw(got, o)), bits(want))
+                    if o % 16:
+                        assert not got[:, -1, ..., o % 16:].any()
+    finally:
+        B._set_threads(old)
+
+
+def test_layout_copies_means_and_scale():
+    rng = np.random.default_rng(3)
+    from qcc.runtime import _pool
+
+    for shape in [(2, 40, 7, 9), (1, 16, 20, 20), (3, 5, 1, 33)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        y = B.to_blocked(x)
+        assert y.shape == blocked.blocked_shape(shape)
+        np.testing.assert_array_equal(B.to_nchw(y, shape[1]), x)
+        np.testing.assert_array_equal(bits(B.means(y, shape[1])), bits(_pool.global_avg_pool(x)))
+        s = rng.standard_normal((shape[0], shape[1], 1, 1)).astype(np.float32)
+        np.testing.assert_array_equal(B.to_nchw(B.scale(y, s), shape[1]), x * s)
+        np.testing.assert_array_equal(B.to_nchw(B.scale(y, s[:1]), shape[1]), x * s[:1])
+
+
+def test_bad_arguments_are_errors_not_crashes():
+    w = np.ones((8, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="depthwise"):
+        B.Conv(w, None, None, None, None, 4)
+    conv = B.Conv(w, None, None, (1, 1, 1, 1), None, 8)
+    with pytest.raises(ValueError, match="blocked input"):
+        conv(np.ones((1, 8, 5, 5), np.float32))
+    y = conv(B.to_blocked(np.ones((1, 8, 5, 5), np.float32)))
+    with pytest.raises(ValueError, match="residual"):
+        conv(B.to_blocked(np.ones((1, 8, 5, 5), np.float32)), residual=y, out=y)
+    with pytest.raises(ValueError, match="blocked"):
+        B.means(np.ones((1, 8, 5, 5), np.float32), 8)
+
+
+# ------------------------------------------------------------------ whole plans
+
+MODELS = ["tv_mobilenet_v3_small", "tv_resnet18", "timm_efficientnet", "tv_mobilenet_v2"]
+
+
+def _plans(module, monkeypatch):
+    from qcc.runtime import compile_module
+
+    monkeypatch.setenv(blocked.ENV, "0")
+    plain = compile_module(module)
+    monkeypatch.setenv(blocked.ENV, "1")
+    return plain, compile_module(module)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_exported_cnns_give_the_same_bits_blocked(name, tmp_path, monkeypatch):
+    """torch.onnx.export of zoo CNNs (dynamic batch), run at batch 3: float, then
+    fake-quant (qcc.quantize's module): the blocked plan holds most of the values
+    blocked and gives the NCHW plan's bits; a run keeping a blocked value takes the
+    unfused steps (NCHW values)."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
+    zoo = pytest.importorskip("zoo")
+
+    import qcc
+    from qcc.frontends.onnx import load_onnx
+    from qcc.runtime import execute
+
+    arch = zoo.ZOO[name]
+    path = str(tmp_path / f"{name}.onnx")
+    zoo.export(arch, "torchscript", path)
+    feeds = arch.inputs(3, 1)
+    module = load_onnx(path)
+    fq_module = qcc.quantize(load_onnx(path), arch.inputs(4, 2), progress=False).module
+    for m in (module, fq_module):
+        plain, fast = _plans(m, monkeypatch)
+        assert not plain.blocked_slots and len(fast.blocked_slots) >= 5
+        want = execute(plain, feeds)[0]
+        got = execute(fast, feeds)[0]
+        for k in want:
+            np.testing.assert_array_equal(bits(got[k]), bits(want[k]))
+    keep = [v for v, s in fast.slot_of.items() if s in fast.blocked_slots][:1]
+    outs, kept = execute(fast, feeds, keep=keep)
+    assert kept[keep[0]].ndim == 4
