@@ -10,6 +10,8 @@ average pool) and `scale` (a per-channel product, squeeze-and-excitation) read i
 kernels' (qcc.runtime._conv, _pool): the same operations in the same order.
 """
 
+import threading
+
 import numpy as np
 
 cimport numpy as cnp
@@ -54,7 +56,7 @@ cdef extern from "_blocked_impl.h" nogil:
         float* out
         const float* add
         qcc_act act
-        int apply, hp, wp, next, failed
+        int apply, hp, wp, band, bands, next, failed
     int qcc_blk_supported()
     void qcc_blk_conv_worker(void* job)
     void qcc_blk_dw_worker(void* job)
@@ -62,8 +64,17 @@ cdef extern from "_blocked_impl.h" nogil:
     void qcc_blk_from_nchw(const float* x, float* y, int n, int c, Py_ssize_t plane)
     void qcc_blk_to_nchw(const float* y, float* x, int n, int c, Py_ssize_t plane)
     void qcc_blk_means(const float* y, float* out, int n, int c, Py_ssize_t plane)
-    void qcc_blk_scale(const float* x, const float* s, float* y, int n, int c,
-                       Py_ssize_t plane)
+    ctypedef struct qcc_blk_plane_job:
+        const float* x
+        const float* s
+        float* y
+        int n, c, planes
+        Py_ssize_t plane
+        int h, hp, ph
+        Py_ssize_t len, row_in, row_out, lead
+        int next
+    void qcc_blk_scale_worker(void* job)
+    void qcc_blk_pad_worker(void* job)
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
 cdef extern from "_common.h":
@@ -181,12 +192,17 @@ def scale(y, s, out=None):
     if s.shape[0] != n:
         s = np.ascontiguousarray(np.broadcast_to(s, (n, c, 1, 1)))
     out = _out(out, y.shape)
-    cdef const float* yp = _fp(y)
-    cdef const float* sp = _fp(s)
-    cdef float* op = _fp(out)
-    cdef Py_ssize_t plane = <Py_ssize_t>y.shape[2] * y.shape[3]
+    cdef qcc_blk_plane_job job
+    memset(&job, 0, sizeof(job))
+    job.x = _fp(y)
+    job.s = _fp(s)
+    job.y = _fp(out)
+    job.n, job.c = n, c
+    job.planes = n * ((c + 15) // 16)
+    job.plane = <Py_ssize_t>y.shape[2] * y.shape[3]
+    cdef int width = min(_threads, job.planes) if job.plane * job.planes >= 16384 else 1
     with nogil:
-        qcc_blk_scale(yp, sp, op, n, c, plane)
+        qcc_parallel(qcc_blk_scale_worker, &job, width)
     return out
 
 
@@ -196,7 +212,7 @@ cdef class Conv:
     fake_quant, affine)(x, residual=None, out=None)`, x NCHW or blocked, residual
     and out blocked; the arguments mean what they mean for qcc.runtime._conv.conv."""
 
-    cdef object w, bias, wpk, keep, kofs, pad_buf, shape_key
+    cdef object w, bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key
     cdef qcc_act act0
     cdef int groups, o, c, kh, kw, sh, sw, ph, pw, pe_h, pe_w, dh, dw
     cdef bint depthwise
@@ -256,6 +272,7 @@ cdef class Conv:
             self.act0.qmin = <float>float(qmin)
             self.act0.qmax = <float>float(qmax)
         self.shape_key = None
+        self.pad_lock = threading.Lock()
 
     def out_shape(self, shape):
         """The blocked output shape for an NCHW input `shape`."""
@@ -325,13 +342,34 @@ cdef class Conv:
             if residual is out:
                 raise ValueError("blocked conv: the residual must not be the output")
         src = x
+        cdef qcc_blk_plane_job pj
+        cdef Py_ssize_t lane = 16 if self.x_blocked else 1
+        owner = False
         if self.pad_buf is not None:
-            buf = self.pad_buf
-            if self.x_blocked:
-                buf[:, :, self.ph:self.ph + g.h, self.pw:self.pw + g.w, :] = x
-            else:
-                buf[:, :, self.ph:self.ph + g.h, self.pw:self.pw + g.w] = x
-            src = buf
+            # the step's padded copy (its borders zero since its allocation); a
+            # concurrent call of the same step pads into a copy of its own
+            owner = self.pad_lock.acquire(False)
+            src = self.pad_buf if owner else _zeros64(self.pad_buf.shape)
+            memset(&pj, 0, sizeof(pj))
+            pj.x = _fp(x)
+            pj.y = _fp(src)
+            pj.planes = x.shape[0] * x.shape[1]
+            pj.h, pj.hp = g.h, self.hp
+            pj.len = g.w * lane
+            pj.row_in = g.w * lane
+            pj.row_out = self.wp * lane
+            pj.lead = (<Py_ssize_t>self.ph * self.wp + self.pw) * lane
+            with nogil:
+                qcc_parallel(qcc_blk_pad_worker, &pj, min(_threads, pj.planes))
+        try:
+            return self._run(src, residual, out)
+        finally:
+            if owner:
+                self.pad_lock.release()
+
+    cdef _run(self, src, residual, out):
+        g = &self.g
+        cdef Py_ssize_t op = <Py_ssize_t>g.oh * g.ow
         cdef qcc_act act = self.act0
         act.add = NULL
         cdef int apply = act.kind != QCC_ACT_NONE or act.mul != NULL or act.fq_scale != NULL \
@@ -339,8 +377,7 @@ cdef class Conv:
         cdef const float* add = NULL if residual is None else _fp(residual)
         cdef qcc_blk_conv_job cj
         cdef qcc_blk_dw_job dj
-        cdef Py_ssize_t op = <Py_ssize_t>g.oh * g.ow
-        cdef int width, total
+        cdef int width, total, planes, bands
         if self.depthwise:
             memset(&dj, 0, sizeof(dj))
             dj.g = g
@@ -352,7 +389,12 @@ cdef class Conv:
             dj.act = act
             dj.apply = apply
             dj.hp, dj.wp = self.hp, self.wp
-            total = g.n * ((g.c + 15) // 16)
+            planes = g.n * ((g.c + 15) // 16)
+            # bands of rows: some 8 tasks a thread when the planes are few
+            bands = min(g.oh, max(1, (8 * _threads + planes - 1) // planes))
+            dj.band = (g.oh + bands - 1) // bands
+            dj.bands = (g.oh + dj.band - 1) // dj.band
+            total = planes * dj.bands
             width = min(_threads, total)
             with nogil:
                 qcc_parallel(qcc_blk_dw_worker, &dj, width)

@@ -49,95 +49,102 @@ QCC_INLINE __mmask16 qcc_blk_mask(int n)
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* The epilogue (runtime/_common.h, qcc_epilogue_run) of `nvec` vectors at c, the 16
- * channels c0.. of `channels` (lanes past it set to 0), the residual at add (or
- * NULL), in place. */
-static void qcc_blk_epilogue(const qcc_act *a, float *c, const float *add, ptrdiff_t nvec,
-                             int c0, int channels)
+/* The per-lane parameters of the epilogue for the 16 channels c0.. of `channels`. */
+typedef struct {
+    __m512 mul, shift, s, zp;
+    __mmask16 valid;
+} qcc_blk_lanes;
+
+QCC_INLINE void qcc_blk_lanes_of(const qcc_act *a, int c0, int channels, qcc_blk_lanes *l)
 {
-    const __mmask16 valid = qcc_blk_mask(channels - c0);
     const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
-    __m512 mul = z, shift = z, s = z, zp = z, t;
-    const int fq = a->fq_scale != NULL;
-    ptrdiff_t j;
-    int l;
+    l->valid = qcc_blk_mask(channels - c0);
+    l->mul = l->shift = l->s = l->zp = z;
     if (a->mul != NULL) {
-        mul = _mm512_maskz_loadu_ps(valid, a->mul + c0);
-        shift = _mm512_maskz_loadu_ps(valid, a->shift + c0);
+        l->mul = _mm512_maskz_loadu_ps(l->valid, a->mul + c0);
+        l->shift = _mm512_maskz_loadu_ps(l->valid, a->shift + c0);
     }
-    if (fq) {
-        s = a->fq_per_channel ? _mm512_mask_loadu_ps(one, valid, a->fq_scale + c0)
-                              : _mm512_set1_ps(a->fq_scale[0]);
-        zp = a->fq_per_channel ? _mm512_maskz_loadu_ps(valid, a->fq_zero + c0)
-                               : _mm512_set1_ps(a->fq_zero[0]);
-    }
-    for (j = 0; j < nvec; j++) {
-        __m512 v = _mm512_loadu_ps(c + 16 * j);
-        if (a->mul != NULL) {
-            v = _mm512_mul_ps(v, mul);
-            v = _mm512_add_ps(v, shift);
-        }
-        if (add != NULL) v = _mm512_add_ps(v, _mm512_loadu_ps(add + 16 * j));
-        switch (a->kind) {
-        case QCC_ACT_RELU:
-            v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
-                                    | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
-            break;
-        case QCC_ACT_CLIP:
-            t = _mm512_set1_ps(a->lo);
-            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_LT_OQ), v, t);
-            t = _mm512_set1_ps(a->hi);
-            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), v, t);
-            break;
-        case QCC_ACT_HARD_SWISH:
-            t = _mm512_add_ps(_mm512_div_ps(v, _mm512_set1_ps(6.0f)), _mm512_set1_ps(0.5f));
-            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
-            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
-            v = _mm512_mul_ps(v, t);
-            break;
-        case QCC_ACT_HARD_SIGMOID:
-            t = _mm512_mul_ps(v, _mm512_set1_ps(a->lo));
-            QCC_ROUNDED(t);
-            t = _mm512_add_ps(t, _mm512_set1_ps(a->hi));
-            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
-            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
-            break;
-        case QCC_ACT_SIGMOID: {
-            float tmp[16] __attribute__((aligned(64)));
-            _mm512_store_ps(tmp, v);
-            for (l = 0; l < 16; l++) tmp[l] = 1.0f / (1.0f + expf(-tmp[l]));
-            v = _mm512_loadu_ps(tmp);
-            break;
-        }
-        default:
-            break;
-        }
-        if (fq) {
-            t = _mm512_roundscale_ps(_mm512_div_ps(v, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            t = _mm512_add_ps(t, zp);
-            v = _mm512_set1_ps(a->qmin);   /* compares as qcc_epilogue_run's: NaN stays */
-            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, v, _CMP_LT_OQ), t, v);
-            v = _mm512_set1_ps(a->qmax);
-            t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, v, _CMP_GT_OQ), t, v);
-            v = _mm512_mul_ps(_mm512_sub_ps(t, zp), s);
-        }
-        _mm512_storeu_ps(c + 16 * j, _mm512_maskz_mov_ps(valid, v));
+    if (a->fq_scale != NULL) {
+        l->s = a->fq_per_channel ? _mm512_mask_loadu_ps(one, l->valid, a->fq_scale + c0)
+                                 : _mm512_set1_ps(a->fq_scale[0]);
+        l->zp = a->fq_per_channel ? _mm512_maskz_loadu_ps(l->valid, a->fq_zero + c0)
+                                  : _mm512_set1_ps(a->fq_zero[0]);
     }
 }
 
+/* The epilogue (runtime/_common.h, qcc_epilogue_run) of one vector v of the lanes l,
+ * with the residual at add (or NULL); the lanes past the channels set to 0. */
+QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v,
+                              const float *add)
+{
+    const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    __m512 t;
+    int i;
+    if (a->mul != NULL) {
+        v = _mm512_mul_ps(v, l->mul);
+        v = _mm512_add_ps(v, l->shift);
+    }
+    if (add != NULL) v = _mm512_add_ps(v, _mm512_loadu_ps(add));
+    switch (a->kind) {
+    case QCC_ACT_RELU:
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
+                                | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+        break;
+    case QCC_ACT_CLIP:
+        t = _mm512_set1_ps(a->lo);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_LT_OQ), v, t);
+        t = _mm512_set1_ps(a->hi);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), v, t);
+        break;
+    case QCC_ACT_HARD_SWISH:
+        t = _mm512_add_ps(_mm512_div_ps(v, _mm512_set1_ps(6.0f)), _mm512_set1_ps(0.5f));
+        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
+        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
+        v = _mm512_mul_ps(v, t);
+        break;
+    case QCC_ACT_HARD_SIGMOID:
+        t = _mm512_mul_ps(v, _mm512_set1_ps(a->lo));
+        QCC_ROUNDED(t);
+        t = _mm512_add_ps(t, _mm512_set1_ps(a->hi));
+        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
+        break;
+    case QCC_ACT_SIGMOID: {
+        float tmp[16] __attribute__((aligned(64)));
+        _mm512_store_ps(tmp, v);
+        for (i = 0; i < 16; i++) tmp[i] = 1.0f / (1.0f + expf(-tmp[i]));
+        v = _mm512_load_ps(tmp);
+        break;
+    }
+    default:
+        break;
+    }
+    if (a->fq_scale != NULL) {
+        t = _mm512_roundscale_ps(_mm512_div_ps(v, l->s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        t = _mm512_add_ps(t, l->zp);
+        v = _mm512_set1_ps(a->qmin);   /* compares as qcc_epilogue_run's: NaN stays */
+        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, v, _CMP_LT_OQ), t, v);
+        v = _mm512_set1_ps(a->qmax);
+        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, v, _CMP_GT_OQ), t, v);
+        v = _mm512_mul_ps(_mm512_sub_ps(t, l->zp), l->s);
+    }
+    return _mm512_maskz_mov_ps(l->valid, v);
+}
+
 /* ---- conv (one group): a tile of MR positions x NV vectors of output channels --
- * ptr[i]: where position i reads tap (c, kh, kw) = k at ptr[i][kofs[k]]; wp: the
- * packed weights of the channel block ([k][64], zeros past the channels); the sums
- * go to out[v*ldv + i*16] (position i, vector v). */
-#define QCC_BLK_KERN(NAME, NV, MR)                                                       \
-    static void NAME(int kc, const float *wp, const float *const *ptr,                   \
-                     const ptrdiff_t *kofs, int mr, const float *bias, float *out,       \
-                     ptrdiff_t ldv)                                                      \
+ * Position i reads tap k = (c, kh, kw) at P(i)[kofs[k]] (P(i) = ptr[i], or p0 + i*ps
+ * for a tile in one output row: one register for all), the weights of the channel
+ * block packed [k][64] (zeros past the channels). The sums (bias first) take the
+ * epilogue in the registers (when `apply`: else only the lanes past the channels
+ * are zeroed) and are stored at out[v*ldv + i*16] (residual: add, laid out alike). */
+#define QCC_BLK_KERN(NAME, NV, MR, PTR_ARGS, PTR_INIT, P)                                \
+    static void NAME(int kc, const float *wp, PTR_ARGS, const ptrdiff_t *kofs, int mr,    \
+                     const float *bias, float *out, ptrdiff_t ldv, const qcc_act *act,    \
+                     const qcc_blk_lanes *lanes, const float *add, int apply)            \
     {                                                                                    \
         __m512 acc[MR][NV], wv[NV];                                                      \
-        const float *p[MR];                                                              \
         int i, v, k;                                                                     \
-        for (i = 0; i < MR; i++) p[i] = ptr[i < mr ? i : 0];                             \
+        PTR_INIT(MR)                                                                     \
         for (v = 0; v < NV; v++) {                                                       \
             const __m512 b = bias ? _mm512_loadu_ps(bias + 16 * v) : _mm512_setzero_ps(); \
             for (i = 0; i < MR; i++) acc[i][v] = b;                                      \
@@ -146,17 +153,32 @@ static void qcc_blk_epilogue(const qcc_act *a, float *c, const float *add, ptrdi
             const ptrdiff_t o = kofs[k];                                                 \
             for (v = 0; v < NV; v++) wv[v] = _mm512_loadu_ps(wp + (ptrdiff_t)k * 64 + 16 * v); \
             for (i = 0; i < MR; i++) {                                                   \
-                const __m512 b = _mm512_set1_ps(p[i][o]);                                \
+                const __m512 b = _mm512_set1_ps(P(i)[o]);                                \
                 for (v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]); \
             }                                                                            \
         }                                                                                \
         for (i = 0; i < mr; i++)                                                         \
-            for (v = 0; v < NV; v++) _mm512_storeu_ps(out + v * ldv + 16 * i, acc[i][v]); \
+            for (v = 0; v < NV; v++) {                                                   \
+                __m512 r = acc[i][v];                                                    \
+                r = apply ? qcc_blk_epi(act, &lanes[v], r, add ? add + v * ldv + 16 * i : NULL) \
+                          : _mm512_maskz_mov_ps(lanes[v].valid, r);                      \
+                _mm512_storeu_ps(out + v * ldv + 16 * i, r);                             \
+            }                                                                            \
     }
-QCC_BLK_KERN(qcc_blk_kern4, 4, 6)
-QCC_BLK_KERN(qcc_blk_kern3, 3, 8)
-QCC_BLK_KERN(qcc_blk_kern2, 2, 12)
-QCC_BLK_KERN(qcc_blk_kern1, 1, 12)
+#define QCC_BLK_PTRS const float *const *ptr
+#define QCC_BLK_PTRS_INIT(MR) const float *p[MR]; for (i = 0; i < MR; i++) p[i] = ptr[i < mr ? i : 0];
+#define QCC_BLK_P_ARRAY(i) p[i]
+#define QCC_BLK_ROW const float *p0, ptrdiff_t ps
+#define QCC_BLK_ROW_INIT(MR) const ptrdiff_t ps_ = ps;
+#define QCC_BLK_P_ROW(i) (p0 + (i < mr ? i : 0) * ps_)
+QCC_BLK_KERN(qcc_blk_kern4, 4, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY)
+QCC_BLK_KERN(qcc_blk_kern3, 3, 8, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY)
+QCC_BLK_KERN(qcc_blk_kern2, 2, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY)
+QCC_BLK_KERN(qcc_blk_kern1, 1, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY)
+QCC_BLK_KERN(qcc_blk_row4, 4, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW)
+QCC_BLK_KERN(qcc_blk_row3, 3, 8, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW)
+QCC_BLK_KERN(qcc_blk_row2, 2, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW)
+QCC_BLK_KERN(qcc_blk_row1, 1, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW)
 
 #define QCC_BLK_TILE 24   /* positions of a task (a multiple of 6, 8 and 12) */
 
@@ -176,59 +198,77 @@ typedef struct {
     int blocks64, next, failed;
 } qcc_blk_conv_job;
 
-static void qcc_blk_conv_worker(void *arg)
+/* One tile: mr positions from p0 of image n, channel block b (nv vectors). */
+QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int n, int b, int nv, int p0, int mr,
+                             const qcc_blk_lanes *lanes)
 {
-    qcc_blk_conv_job *shared = (qcc_blk_conv_job *)arg;
-    const qcc_blk_conv_job local = *shared, *job = &local;   /* read once: `next` moves */
     const qcc_blk_geom *g = job->g;
     const int kc = g->c * g->kh * g->kw, ob = qcc_blk_cb(g->o);
     const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow, lane = job->x_blocked ? QCC_BLK : 1;
     const ptrdiff_t in_img = (ptrdiff_t)(job->x_blocked ? qcc_blk_cb(g->c) * QCC_BLK : g->c)
                              * job->hp * job->wp;
-    const int per_img = job->blocks64 * job->tiles;
+    const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc;
+    const float *bias = job->bias + 64 * b;
+    const ptrdiff_t at = (((ptrdiff_t)n * ob + 4 * b) * op + p0) * QCC_BLK, ldv = op * QCC_BLK;
+    float *o = job->out + at;
+    const float *add = job->add ? job->add + at : NULL;
+    const int y0 = p0 / g->ow, x0 = p0 - y0 * g->ow;
+    const float *xi = job->x + n * in_img;
+    if (x0 + mr <= g->ow) {   /* one output row: positions p0 + i*sw apart */
+        const float *p = xi + ((ptrdiff_t)y0 * g->sh * job->wp + (ptrdiff_t)x0 * g->sw) * lane;
+        const ptrdiff_t ps = (ptrdiff_t)g->sw * lane;
+        switch (nv) {
+        case 4: qcc_blk_row4(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        case 3: qcc_blk_row3(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        case 2: qcc_blk_row2(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        default: qcc_blk_row1(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        }
+    } else {
+        const float *ptr[12];
+        int i;
+        for (i = 0; i < mr; i++) {
+            const int q = p0 + i, y = q / g->ow, xx = q - y * g->ow;
+            ptr[i] = xi + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
+        }
+        switch (nv) {
+        case 4: qcc_blk_kern4(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        case 3: qcc_blk_kern3(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        case 2: qcc_blk_kern2(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        default: qcc_blk_kern1(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        }
+    }
+}
+
+static void qcc_blk_conv_worker(void *arg)
+{
+    qcc_blk_conv_job *shared = (qcc_blk_conv_job *)arg;
+    const qcc_blk_conv_job local = *shared, *job = &local;   /* read once: `next` moves */
+    const qcc_blk_geom *g = job->g;
+    const int ob = qcc_blk_cb(g->o);
+    const int op = g->oh * g->ow, per_img = job->blocks64 * job->tiles;
+    qcc_blk_lanes lanes[4];
+    int lanes_of = -1;
     for (;;) {
         const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
-        int n, b, t, nv, mr, step, p0, p1, i, v;
-        const float *ptr[12];
-        float *o;
+        int n, b, t, nv, step, p0, p1, v;
         if (task >= g->n * per_img) break;
         n = task / per_img;
         b = (task % per_img) / job->tiles;
         t = task % job->tiles;
         nv = ob - 4 * b < 4 ? ob - 4 * b : 4;
         step = nv == 4 ? 6 : nv == 3 ? 8 : 12;
-        p0 = t * QCC_BLK_TILE;
-        p1 = p0 + QCC_BLK_TILE < op ? p0 + QCC_BLK_TILE : (int)op;
-        for (; p0 < p1; p0 += step) {
-            mr = p1 - p0 < step ? p1 - p0 : step;
-            for (i = 0; i < mr; i++) {
-                const int p = p0 + i, y = p / g->ow, xx = p - y * g->ow;
-                ptr[i] = job->x + n * in_img
-                         + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
-            }
-            o = job->out + (((ptrdiff_t)n * ob + 4 * b) * op + p0) * QCC_BLK;
-            switch (nv) {
-            case 4: qcc_blk_kern4(kc, job->wpk + (ptrdiff_t)b * 64 * kc, ptr, job->kofs, mr,
-                                  job->bias ? job->bias + 64 * b : NULL, o, op * QCC_BLK); break;
-            case 3: qcc_blk_kern3(kc, job->wpk + (ptrdiff_t)b * 64 * kc, ptr, job->kofs, mr,
-                                  job->bias ? job->bias + 64 * b : NULL, o, op * QCC_BLK); break;
-            case 2: qcc_blk_kern2(kc, job->wpk + (ptrdiff_t)b * 64 * kc, ptr, job->kofs, mr,
-                                  job->bias ? job->bias + 64 * b : NULL, o, op * QCC_BLK); break;
-            default: qcc_blk_kern1(kc, job->wpk + (ptrdiff_t)b * 64 * kc, ptr, job->kofs, mr,
-                                   job->bias ? job->bias + 64 * b : NULL, o, op * QCC_BLK); break;
-            }
-            for (v = 0; v < nv; v++) {
-                const ptrdiff_t at = v * op * QCC_BLK;
-                if (job->apply || (4 * b + v) * QCC_BLK + QCC_BLK > g->o)
-                    qcc_blk_epilogue(&job->act, o + at,
-                                     job->add ? job->add + (o - job->out) + at : NULL, mr,
-                                     (4 * b + v) * QCC_BLK, g->o);
-            }
+        if (b != lanes_of) {
+            for (v = 0; v < nv; v++) qcc_blk_lanes_of(&job->act, (4 * b + v) * QCC_BLK, g->o, &lanes[v]);
+            lanes_of = b;
         }
+        p0 = t * QCC_BLK_TILE;
+        p1 = p0 + QCC_BLK_TILE < op ? p0 + QCC_BLK_TILE : op;
+        for (; p0 < p1; p0 += step)
+            qcc_blk_tile(job, n, b, nv, p0, p1 - p0 < step ? p1 - p0 : step, lanes);
     }
 }
 
-/* ---- depthwise: one channel block of one image, rows of output positions ------ */
+/* ---- depthwise: a band of output rows of one channel block of one image -------- */
 typedef struct {
     const qcc_blk_geom *g;
     const float *x;       /* blocked input */
@@ -237,26 +277,32 @@ typedef struct {
     float *out;
     const float *add;
     qcc_act act;
-    int apply, hp, wp, next, failed;
+    int apply, hp, wp, band, bands, next, failed;
 } qcc_blk_dw_job;
 
-/* R positions of output row `oy` from column x0 (padded plane p). */
+/* R positions of output row `oy` from column x0 (p: the band's padded rows, the
+ * first of them input row r0). */
 #define QCC_BLK_DW_ROW(R)                                                                \
     do {                                                                                 \
         __m512 acc[R];                                                                   \
         int r_, ky_, kx_;                                                                \
         for (r_ = 0; r_ < R; r_++) acc[r_] = b;                                          \
         for (ky_ = 0; ky_ < g->kh; ky_++) {                                              \
-            const float *row_ = p + ((ptrdiff_t)(oy * g->sh + ky_ * g->dh) * job->wp) * QCC_BLK; \
+            const float *row_ = p + ((ptrdiff_t)(oy * g->sh + ky_ * g->dh - r0) * job->wp) * QCC_BLK; \
             for (kx_ = 0; kx_ < g->kw; kx_++) {                                          \
-                const __m512 w_ = _mm512_loadu_ps(wb + (ky_ * g->kw + kx_) * QCC_BLK);    \
+                const __m512 w_ = _mm512_loadu_ps(wb + (ky_ * g->kw + kx_) * QCC_BLK);   \
                 const float *q_ = row_ + ((ptrdiff_t)x0 * g->sw + kx_ * g->dw) * QCC_BLK; \
                 for (r_ = 0; r_ < R; r_++)                                               \
                     acc[r_] = _mm512_fmadd_ps(_mm512_loadu_ps(q_ + (ptrdiff_t)r_ * g->sw * QCC_BLK), \
                                               w_, acc[r_]);                              \
             }                                                                            \
         }                                                                                \
-        for (r_ = 0; r_ < R; r_++) _mm512_storeu_ps(o + ((ptrdiff_t)oy * g->ow + x0 + r_) * QCC_BLK, acc[r_]); \
+        for (r_ = 0; r_ < R; r_++) {                                                     \
+            const ptrdiff_t e_ = ((ptrdiff_t)oy * g->ow + x0 + r_) * QCC_BLK;            \
+            _mm512_storeu_ps(o + e_, job->apply ? qcc_blk_epi(&job->act, &lanes, acc[r_], \
+                                                              add ? add + e_ : NULL)     \
+                                                : _mm512_maskz_mov_ps(lanes.valid, acc[r_])); \
+        }                                                                                \
     } while (0)
 
 static void qcc_blk_dw_worker(void *arg)
@@ -266,52 +312,53 @@ static void qcc_blk_dw_worker(void *arg)
     const qcc_blk_geom *g = job->g;
     const int cb = qcc_blk_cb(g->c), kk = g->kh * g->kw;
     const ptrdiff_t ip = (ptrdiff_t)g->h * g->w, op = (ptrdiff_t)g->oh * g->ow;
-    const ptrdiff_t pp = (ptrdiff_t)job->hp * job->wp;
-    const int pads = job->hp != g->h || job->wp != g->w;
-    float *scratch = pads ? (float *)qcc_thread_buffer((size_t)pp * QCC_BLK * sizeof(float)) : NULL;
-    if (pads && scratch == NULL) {
+    const ptrdiff_t rowb = (ptrdiff_t)job->wp * QCC_BLK;
+    const int span = (job->band - 1) * g->sh + (g->kh - 1) * g->dh + 1;   /* rows a band reads */
+    float *scratch = (float *)qcc_thread_buffer((size_t)span * rowb * sizeof(float));
+    if (scratch == NULL) {
         shared->failed = 1;
         return;
     }
     for (;;) {
         const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
-        int blk, oy, x0, yy;
-        const float *p, *wb, *src;
+        int plane, blk, oy, oy1, x0, yy, r0, r1;
+        const float *p, *wb, *src, *add;
         float *o;
+        qcc_blk_lanes lanes;
         __m512 b;
-        if (task >= g->n * cb) break;
-        blk = task % cb;
-        src = job->x + (ptrdiff_t)task * ip * QCC_BLK;
-        if (pads) {   /* the plane with its zero border */
-            const ptrdiff_t rowb = (ptrdiff_t)job->wp * QCC_BLK;
-            for (yy = 0; yy < job->hp; yy++) {
-                float *d = scratch + yy * rowb;
-                const int iy = yy - g->ph;
-                if (iy < 0 || iy >= g->h) {
-                    memset(d, 0, rowb * sizeof(float));
-                    continue;
-                }
-                memset(d, 0, (size_t)g->pw * QCC_BLK * sizeof(float));
-                memcpy(d + (ptrdiff_t)g->pw * QCC_BLK, src + (ptrdiff_t)iy * g->w * QCC_BLK,
-                       (size_t)g->w * QCC_BLK * sizeof(float));
-                memset(d + (ptrdiff_t)(g->pw + g->w) * QCC_BLK, 0,
-                       (size_t)(job->wp - g->pw - g->w) * QCC_BLK * sizeof(float));
+        if (task >= g->n * cb * job->bands) break;
+        plane = task / job->bands;
+        blk = plane % cb;
+        oy = (task % job->bands) * job->band;
+        oy1 = oy + job->band < g->oh ? oy + job->band : g->oh;
+        src = job->x + (ptrdiff_t)plane * ip * QCC_BLK;
+        /* padded rows [r0, r1) of the band: input row yy - ph, zeros outside */
+        r0 = oy * g->sh;
+        r1 = (oy1 - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+        for (yy = r0; yy < r1; yy++) {
+            float *d = scratch + (yy - r0) * rowb;
+            const int iy = yy - g->ph;
+            if (iy < 0 || iy >= g->h) {
+                memset(d, 0, rowb * sizeof(float));
+                continue;
             }
-            p = scratch;
-        } else {
-            p = src;
+            memset(d, 0, (size_t)g->pw * QCC_BLK * sizeof(float));
+            memcpy(d + (ptrdiff_t)g->pw * QCC_BLK, src + (ptrdiff_t)iy * g->w * QCC_BLK,
+                   (size_t)g->w * QCC_BLK * sizeof(float));
+            memset(d + (ptrdiff_t)(g->pw + g->w) * QCC_BLK, 0,
+                   (size_t)(job->wp - g->pw - g->w) * QCC_BLK * sizeof(float));
         }
+        p = scratch;
         wb = job->w + (ptrdiff_t)blk * kk * QCC_BLK;
         b = job->bias ? _mm512_loadu_ps(job->bias + blk * QCC_BLK) : _mm512_setzero_ps();
-        o = job->out + (ptrdiff_t)task * op * QCC_BLK;
-        for (oy = 0; oy < g->oh; oy++) {
+        o = job->out + (ptrdiff_t)plane * op * QCC_BLK;
+        add = job->add ? job->add + (ptrdiff_t)plane * op * QCC_BLK : NULL;
+        qcc_blk_lanes_of(&job->act, blk * QCC_BLK, g->c, &lanes);
+        for (; oy < oy1; oy++) {
             for (x0 = 0; x0 + 8 <= g->ow; x0 += 8) QCC_BLK_DW_ROW(8);
             for (; x0 + 4 <= g->ow; x0 += 4) QCC_BLK_DW_ROW(4);
             for (; x0 < g->ow; x0++) QCC_BLK_DW_ROW(1);
         }
-        if (job->apply || (blk + 1) * QCC_BLK > g->c)
-            qcc_blk_epilogue(&job->act, o, job->add ? job->add + (o - job->out) : NULL, op,
-                             blk * QCC_BLK, g->c);
     }
 }
 
@@ -379,23 +426,55 @@ static void qcc_blk_means(const float *y, float *out, int n, int c, ptrdiff_t pl
         }
 }
 
-/* y = x * s[n, c] (a per-channel scale: squeeze-and-excitation), blocked. */
+/* Jobs of whole planes on the pool: a per-channel scale (squeeze-and-excitation)
+ * and a conv's padded input copy. */
+typedef struct {
+    const float *x, *s;
+    float *y;
+    int n, c, planes;
+    ptrdiff_t plane;
+    /* the padded copy: plane size hp x wp of rows `len` floats (lane-wide positions) */
+    int h, hp, ph;
+    ptrdiff_t len, row_in, row_out, lead;
+    int next;
+} qcc_blk_plane_job;
+
+/* y = x * s[n, c] of the blocked plane t (image t / cb, channel block t % cb). */
 QCC_CLONES
-static void qcc_blk_scale(const float *x, const float *s, float *y, int n, int c, ptrdiff_t plane)
+static void qcc_blk_scale_plane(const qcc_blk_plane_job *job, int t)
 {
-    const int cb = qcc_blk_cb(c);
-    int i, b, l;
+    const int cb = qcc_blk_cb(job->c), i = t / cb, b = t % cb;
+    const ptrdiff_t at = (ptrdiff_t)t * job->plane * QCC_BLK;
+    float sv[QCC_BLK];
     ptrdiff_t p;
-    for (i = 0; i < n; i++)
-        for (b = 0; b < cb; b++) {
-            float sv[QCC_BLK];
-            const ptrdiff_t at = ((ptrdiff_t)i * cb + b) * plane * QCC_BLK;
-            for (l = 0; l < QCC_BLK; l++)
-                sv[l] = b * QCC_BLK + l < c ? s[(ptrdiff_t)i * c + b * QCC_BLK + l] : 0.0f;
-            for (p = 0; p < plane; p++)
-                for (l = 0; l < QCC_BLK; l++)
-                    y[at + p * QCC_BLK + l] = x[at + p * QCC_BLK + l] * sv[l];
-        }
+    int l;
+    for (l = 0; l < QCC_BLK; l++)
+        sv[l] = b * QCC_BLK + l < job->c ? job->s[(ptrdiff_t)i * job->c + b * QCC_BLK + l] : 0.0f;
+    for (p = 0; p < job->plane; p++)
+        for (l = 0; l < QCC_BLK; l++)
+            job->y[at + p * QCC_BLK + l] = job->x[at + p * QCC_BLK + l] * sv[l];
+}
+
+static void qcc_blk_scale_worker(void *arg)
+{
+    qcc_blk_plane_job *job = (qcc_blk_plane_job *)arg;
+    int t;
+    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes)
+        qcc_blk_scale_plane(job, t);
+}
+
+/* The rows of plane t of x into the interior of its padded copy y (whose borders
+ * stay zero from its allocation). */
+static void qcc_blk_pad_worker(void *arg)
+{
+    qcc_blk_plane_job *job = (qcc_blk_plane_job *)arg;
+    int t, r;
+    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes) {
+        const float *src = job->x + (ptrdiff_t)t * job->h * job->row_in;
+        float *dst = job->y + (ptrdiff_t)t * job->hp * job->row_out + job->lead;
+        for (r = 0; r < job->h; r++)
+            memcpy(dst + r * job->row_out, src + r * job->row_in, (size_t)job->len * sizeof(float));
+    }
 }
 
 #endif /* QCC_BLOCKED_IMPL_H */
