@@ -88,8 +88,8 @@ def _kind(step: Any, constants: dict[int, np.ndarray]) -> str | None:
         return "conv" if spec.groups == x[1] == out[1] and w.shape[1] == 1 else None
     if isinstance(op, qnn.GlobalAvgPoolOp):
         x = _shape(op.operands[0])
-        ok = x is not None and len(x) == 4 and _lanewise(step.fn)
-        return "gap" if ok else None
+        # its followers run on its NCHW result, whatever they are
+        return "gap" if x is not None and len(x) == 4 else None
     if isinstance(op, qnn.MulOp) and len(op.operands) == 2 and len(step.args) == 2:
         return "scale" if _scale_operand(step) is not None and _lanewise(step.fn) else None
     if isinstance(op, quant.FakeQuantOp) and len(op.operands) == 1 and step.takes_out:
