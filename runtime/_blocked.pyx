@@ -229,6 +229,8 @@ cdef class Conv:
         self.depthwise = groups > 1
         if groups > 1 and not (groups == o and cg == 1):
             raise ValueError(f"blocked conv: groups={groups} for w {w.shape} is not depthwise")
+        if groups > 1 and kh > 64:
+            raise ValueError(f"blocked conv: a depthwise kernel of {kh} rows (64 at most)")
         self.o, self.c, self.kh, self.kw = o, cg * groups, kh, kw
         self.sh, self.sw = (1, 1) if strides is None else (int(strides[0]), int(strides[1]))
         self.dh, self.dw = (1, 1) if dilations is None else (int(dilations[0]), int(dilations[1]))

@@ -280,23 +280,56 @@ typedef struct {
     int apply, hp, wp, band, bands, next, failed;
 } qcc_blk_dw_job;
 
-/* R positions of output row `oy` from column x0 (p: the band's padded rows, the
- * first of them input row r0). */
+/* The rows a chunk of R outputs from column x0 of output row oy reads, tap row ky at
+ * rows[ky] (its column x0*sw - pw): the input row itself when the chunk's columns lie
+ * inside it, zeros for a row outside the input, else a copy of the window with its
+ * zeros in `win`. Every tap is an FMA, with 0 where the input pads, as in the NCHW
+ * kernels (whose padded planes hold the zeros): the same bits, -0 sums included. */
+QCC_INLINE void qcc_blk_dw_rows(const qcc_blk_geom *g, const float *src, int oy, int x0, int R,
+                                const float *zeros, float *win, const float **rows)
+{
+    const int lo = x0 * g->sw - g->pw, width = (R - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    const int inside = lo >= 0 && lo + width <= g->w;
+    int ky;
+    for (ky = 0; ky < g->kh; ky++) {
+        const int iy = oy * g->sh - g->ph + ky * g->dh;
+        const float *row = src + (ptrdiff_t)iy * g->w * QCC_BLK;
+        if (iy < 0 || iy >= g->h) {
+            rows[ky] = zeros;
+        } else if (inside) {
+            rows[ky] = row + (ptrdiff_t)lo * QCC_BLK;
+        } else {
+            float *d = win + (ptrdiff_t)ky * width * QCC_BLK;
+            const int c0 = lo < 0 ? 0 : lo, c1 = lo + width < g->w ? lo + width : g->w;
+            memset(d, 0, (size_t)width * QCC_BLK * sizeof(float));
+            if (c1 > c0)
+                memcpy(d + (ptrdiff_t)(c0 - lo) * QCC_BLK, row + (ptrdiff_t)c0 * QCC_BLK,
+                       (size_t)(c1 - c0) * QCC_BLK * sizeof(float));
+            rows[ky] = d;
+        }
+    }
+}
+
+/* R outputs of row oy from column x0: bias, then the taps (ky, kx) in order. */
 #define QCC_BLK_DW_ROW(R)                                                                \
     do {                                                                                 \
         __m512 acc[R];                                                                   \
         int r_, ky_, kx_;                                                                \
+        if (band == NULL)                                                                \
+            qcc_blk_dw_rows(g, src, oy, x0, R, zeros, win, rows);                        \
+        else                                                                             \
+            for (ky_ = 0; ky_ < g->kh; ky_++)                                            \
+                rows[ky_] = band + ((ptrdiff_t)(oy * g->sh + ky_ * g->dh - r0) * job->wp \
+                                    + (ptrdiff_t)x0 * g->sw) * QCC_BLK;                  \
         for (r_ = 0; r_ < R; r_++) acc[r_] = b;                                          \
-        for (ky_ = 0; ky_ < g->kh; ky_++) {                                              \
-            const float *row_ = p + ((ptrdiff_t)(oy * g->sh + ky_ * g->dh - r0) * job->wp) * QCC_BLK; \
+        for (ky_ = 0; ky_ < g->kh; ky_++)                                                \
             for (kx_ = 0; kx_ < g->kw; kx_++) {                                          \
                 const __m512 w_ = _mm512_loadu_ps(wb + (ky_ * g->kw + kx_) * QCC_BLK);   \
-                const float *q_ = row_ + ((ptrdiff_t)x0 * g->sw + kx_ * g->dw) * QCC_BLK; \
+                const float *q_ = rows[ky_] + (ptrdiff_t)kx_ * g->dw * QCC_BLK;          \
                 for (r_ = 0; r_ < R; r_++)                                               \
                     acc[r_] = _mm512_fmadd_ps(_mm512_loadu_ps(q_ + (ptrdiff_t)r_ * g->sw * QCC_BLK), \
                                               w_, acc[r_]);                              \
             }                                                                            \
-        }                                                                                \
         for (r_ = 0; r_ < R; r_++) {                                                     \
             const ptrdiff_t e_ = ((ptrdiff_t)oy * g->ow + x0 + r_) * QCC_BLK;            \
             _mm512_storeu_ps(o + e_, job->apply ? qcc_blk_epi(&job->act, &lanes, acc[r_], \
@@ -305,6 +338,9 @@ typedef struct {
         }                                                                                \
     } while (0)
 
+#define QCC_BLK_DW_MAXK 64   /* kernel rows a depthwise conv may have here */
+#define QCC_BLK_DW_DIRECT 32   /* output rows from this wide read the input in place */
+
 static void qcc_blk_dw_worker(void *arg)
 {
     qcc_blk_dw_job *shared = (qcc_blk_dw_job *)arg;
@@ -312,17 +348,31 @@ static void qcc_blk_dw_worker(void *arg)
     const qcc_blk_geom *g = job->g;
     const int cb = qcc_blk_cb(g->c), kk = g->kh * g->kw;
     const ptrdiff_t ip = (ptrdiff_t)g->h * g->w, op = (ptrdiff_t)g->oh * g->ow;
+    const ptrdiff_t width = (ptrdiff_t)7 * g->sw + (g->kw - 1) * g->dw + 1;  /* R = 8 */
+    /* narrow planes: most chunks touch the border, so a band is copied with its
+     * zeros once (band rows of the padded plane, the first input row r0) */
+    const int banded = g->ow < QCC_BLK_DW_DIRECT;
     const ptrdiff_t rowb = (ptrdiff_t)job->wp * QCC_BLK;
-    const int span = (job->band - 1) * g->sh + (g->kh - 1) * g->dh + 1;   /* rows a band reads */
-    float *scratch = (float *)qcc_thread_buffer((size_t)span * rowb * sizeof(float));
-    if (scratch == NULL) {
+    const int span = (job->band - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    const size_t floats = banded ? (size_t)span * rowb : (size_t)(g->kh + 1) * width * QCC_BLK;
+    float *zeros = (float *)qcc_thread_buffer(floats * sizeof(float));
+    float *win, *band = NULL;
+    const float *rows[QCC_BLK_DW_MAXK];
+    int r0 = 0;
+    if (zeros == NULL) {
         shared->failed = 1;
         return;
     }
+    if (banded) {
+        band = zeros;
+    } else {
+        memset(zeros, 0, (size_t)width * QCC_BLK * sizeof(float));
+    }
+    win = zeros + width * QCC_BLK;
     for (;;) {
         const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
-        int plane, blk, oy, oy1, x0, yy, r0, r1;
-        const float *p, *wb, *src, *add;
+        int plane, blk, oy, oy1, x0;
+        const float *wb, *src, *add;
         float *o;
         qcc_blk_lanes lanes;
         __m512 b;
@@ -332,23 +382,24 @@ static void qcc_blk_dw_worker(void *arg)
         oy = (task % job->bands) * job->band;
         oy1 = oy + job->band < g->oh ? oy + job->band : g->oh;
         src = job->x + (ptrdiff_t)plane * ip * QCC_BLK;
-        /* padded rows [r0, r1) of the band: input row yy - ph, zeros outside */
-        r0 = oy * g->sh;
-        r1 = (oy1 - 1) * g->sh + (g->kh - 1) * g->dh + 1;
-        for (yy = r0; yy < r1; yy++) {
-            float *d = scratch + (yy - r0) * rowb;
-            const int iy = yy - g->ph;
-            if (iy < 0 || iy >= g->h) {
-                memset(d, 0, rowb * sizeof(float));
-                continue;
+        if (banded) {   /* padded rows [r0, r1): input row yy - ph, zeros outside */
+            const int r1 = (oy1 - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+            int yy;
+            r0 = oy * g->sh;
+            for (yy = r0; yy < r1; yy++) {
+                float *d = band + (yy - r0) * rowb;
+                const int iy = yy - g->ph;
+                if (iy < 0 || iy >= g->h) {
+                    memset(d, 0, rowb * sizeof(float));
+                    continue;
+                }
+                memset(d, 0, (size_t)g->pw * QCC_BLK * sizeof(float));
+                memcpy(d + (ptrdiff_t)g->pw * QCC_BLK, src + (ptrdiff_t)iy * g->w * QCC_BLK,
+                       (size_t)g->w * QCC_BLK * sizeof(float));
+                memset(d + (ptrdiff_t)(g->pw + g->w) * QCC_BLK, 0,
+                       (size_t)(job->wp - g->pw - g->w) * QCC_BLK * sizeof(float));
             }
-            memset(d, 0, (size_t)g->pw * QCC_BLK * sizeof(float));
-            memcpy(d + (ptrdiff_t)g->pw * QCC_BLK, src + (ptrdiff_t)iy * g->w * QCC_BLK,
-                   (size_t)g->w * QCC_BLK * sizeof(float));
-            memset(d + (ptrdiff_t)(g->pw + g->w) * QCC_BLK, 0,
-                   (size_t)(job->wp - g->pw - g->w) * QCC_BLK * sizeof(float));
         }
-        p = scratch;
         wb = job->w + (ptrdiff_t)blk * kk * QCC_BLK;
         b = job->bias ? _mm512_loadu_ps(job->bias + blk * QCC_BLK) : _mm512_setzero_ps();
         o = job->out + (ptrdiff_t)plane * op * QCC_BLK;

@@ -28,7 +28,8 @@ def bits(a):
 # (n, c, h, w, o, k, stride, pads (t, l, b, r), dilation, groups): MobileNetV3's
 # stem (3 channels, NCHW input), 1x1 expansions and projections whose channels do
 # not fill 16 lanes, deep 1x1 (several 64-channel blocks and a remainder of 1-3
-# vectors), 3x3 and 5x5 depthwise at strides 1 and 2, asymmetric pads, dilation
+# vectors), 3x3 and 5x5 depthwise at strides 1 and 2 on narrow and wide rows,
+# asymmetric pads, dilation
 CASES = [
     (2, 3, 15, 17, 16, 3, 2, (1, 1, 1, 1), 1, 1),
     (1, 16, 12, 12, 64, 1, 1, (0, 0, 0, 0), 1, 1),
@@ -42,6 +43,11 @@ CASES = [
     (1, 20, 9, 9, 20, 5, 1, (2, 2, 2, 2), 1, 20),
     (1, 24, 13, 13, 24, 5, 2, (2, 1, 2, 3), 1, 24),
     (1, 18, 12, 12, 18, 3, 1, (2, 2, 2, 2), 2, 18),
+    # depthwise rows of 32 outputs and more read the input in place (border chunks
+    # through a window copy)
+    (1, 24, 9, 37, 24, 3, 1, (1, 1, 1, 1), 1, 24),
+    (2, 20, 7, 70, 20, 3, 2, (1, 1, 1, 1), 1, 20),
+    (1, 16, 6, 45, 16, 5, 1, (2, 1, 2, 3), 2, 16),
 ]
 ACTS = [None, "relu", "hard_swish", ("clip", 0.0, 6.0), ("hard_sigmoid", 0.2, 0.5), "sigmoid"]
 
