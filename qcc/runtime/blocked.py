@@ -74,6 +74,8 @@ def _shape(v: Any) -> tuple[int, ...] | None:
 def _kind(step: Any, constants: dict[int, np.ndarray]) -> str | None:
     """conv, gap, scale or lanewise (what a step can do on blocked values), or None."""
     op = step.op
+    if getattr(step, "opaque", False):   # a fused chain: its fn is not op's kernel
+        return None
     spec = getattr(step.fn, "conv_spec", None)
     if spec is not None and isinstance(op, qnn.ConvOp):
         x, out = _shape(op.operands[0]), _shape(op.results[0])
