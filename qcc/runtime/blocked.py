@@ -20,7 +20,9 @@ The decision is a fixpoint over the plan: a value stays blocked unless its produ
 cannot write it so (an input it needs blocked is not), or nothing reads it blocked
 while the producer reads nothing blocked either (then NCHW costs no copy). A user
 that cannot read a blocked value (a pool, a reshape, a conv writing NCHW) reads an
-NCHW copy made by a layout-copy step before it. QCC_BLOCKED=0 in the environment turns it off.
+NCHW copy made by a layout-copy step before it. A plan with observers (calibration)
+stays NCHW: they read nearly every activation. QCC_BLOCKED=0 in the environment
+turns the layout off.
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
           n_slots: int) -> tuple[list[Any], frozenset[int], int]:
     """The steps with the blocked kernels where the rules above allow, the slots that
     hold blocked arrays, and the slot count (a layout copy takes a new slot)."""
-    if not enabled():
+    if not enabled() or any(isinstance(s.op, quant.ObserveOp) for s in steps):
+        # a calibration plan stays NCHW: its observers read nearly every activation
         return steps, frozenset(), n_slots
     kinds = [_kind(s, constants) for s in steps]
     producer = {r: i for i, s in enumerate(steps) for r in s.results}

@@ -125,11 +125,12 @@ class Plan:
         return any(not t.has_static_shape() for t in self.input_types)
 
 
-def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
+def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = True) -> Plan:
     """Build the execution plan of `@main`; lists every unsupported op at once.
     With `fuse`, a `quant.fake_quant`, `qnn.relu` or `qnn.clip` runs inside the step
     of the op producing its input (in place on that fresh buffer) when it is that
-    value's only user."""
+    value's only user; with `blocked_layout` too, chains of convs keep their values
+    in the blocked layout where the CPU allows (qcc.runtime.blocked)."""
     fn = ir.main_func(module)
     in_names, out_names = ir.io_names(fn)
     slot_of: dict[SSAValue, int] = {}
@@ -184,8 +185,9 @@ def compile_module(module: ModuleOp, fuse: bool = True) -> Plan:
         unfused = [replace(s) for s in steps]
         steps = patterns.fuse(steps, set(outputs), constants, slot_of)  # GELU, LayerNorm
         steps = _fuse_in_place(steps, set(outputs), constants)
-        steps, blocked_slots, n_slots = blocked.apply(steps, set(outputs), constants,
-                                                      len(slot_of))
+        if blocked_layout:
+            steps, blocked_slots, n_slots = blocked.apply(steps, set(outputs), constants,
+                                                          len(slot_of))
         _mark_deaths(unfused, set(outputs) | set(constants) | set(input_slots))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
     names = {s: _value_name(v) for v, s in slot_of.items()}
@@ -445,8 +447,10 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray],
     kept: dict[SSAValue, np.ndarray] = {
         v: value for s, v in keep_slots.items() if (value := slots[s]) is not None}  # inputs
     # kept values must not be overwritten later in the run: no shared buffers then
-    owner = not keep_slots and plan.buffers_in_use.acquire(blocking=False)
     steps = plan.unfused if _needs_unfused(plan, keep_slots, overrides) else plan.steps
+    # the shared buffers are `plan.steps`' (a run of the unfused steps allocates)
+    owner = not keep_slots and steps is plan.steps and \
+        plan.buffers_in_use.acquire(blocking=False)
     try:
         return _run(plan, steps, slots, shapes.buffers if owner else [None] * len(steps),
                     keep_slots, kept, overrides or {})
@@ -692,8 +696,9 @@ def _some(names: Mapping[str, object], n: int = 8) -> str:
 def batch_runner(module: ModuleOp, hooks: Mapping[Operation, Callable[..., object]],
                  ) -> Callable[[Mapping[str, np.ndarray]], object]:
     """`qcc.registry.Executor` on this runtime: compile `module` once; each call runs
-    one batch with `hook(kernel, op, *arrays)` in place of the kernel of each hooked op."""
-    plan = compile_module(module)
+    one batch with `hook(kernel, op, *arrays)` in place of the kernel of each hooked op
+    (the plan keeps NCHW values: a hook sees the arrays the IR's types describe)."""
+    plan = compile_module(module, blocked_layout=not hooks)
     if any(op not in {s.op for s in plan.steps} for op in hooks):
         plan = compile_module(module, fuse=False)  # a hooked op was fused into another
     kernels = {step.op: step.fn for step in plan.steps}
