@@ -24,9 +24,12 @@ from libc.math cimport powf, sqrtf
 cnp.import_array()
 
 cdef extern from "_norm_impl.h" nogil:
-    void qcc_softmax_rows(const float* x, float* y, Py_ssize_t rows, Py_ssize_t n)
+    ctypedef struct qcc_norm_fq:
+        float s, z, qmin, qmax
+    void qcc_softmax_rows(const float* x, float* y, Py_ssize_t rows, Py_ssize_t n,
+                          const qcc_norm_fq* fq)
     void qcc_softmax_strided(const float* x, float* y, Py_ssize_t outer, Py_ssize_t n,
-                             Py_ssize_t inner, float* acc)
+                             Py_ssize_t inner, float* acc, const qcc_norm_fq* fq)
     void qcc_layer_norm_rows(const float* x, float* y, const float* scale, const float* bias,
                              Py_ssize_t rows, Py_ssize_t n, float eps)
     int QCC_ISA_SCALAR, QCC_ISA_AVX2, QCC_ISA_AVX512
@@ -63,6 +66,7 @@ ctypedef struct _Rows:
     const float* bias
     Py_ssize_t rows, n, per
     float eps
+    const qcc_norm_fq* fq     # softmax: the fake-quant of its output, or NULL
     int tasks, next
 
 
@@ -107,7 +111,7 @@ cdef void _rows_task(void *arg) noexcept nogil:
         elif g.kind == _GELU:
             qcc_gelu(g.x + r0, g.y + r0, count)
         elif g.kind == _SOFTMAX:
-            qcc_softmax_rows(g.x + r0 * g.n, g.y + r0 * g.n, count, g.n)
+            qcc_softmax_rows(g.x + r0 * g.n, g.y + r0 * g.n, count, g.n, g.fq)
         else:
             qcc_layer_norm_rows(g.x + r0 * g.n, g.y + r0 * g.n, g.scale, g.bias, count,
                                 g.n, g.eps)
@@ -189,12 +193,25 @@ def _axis(int axis, int ndim):
     return axis + ndim if axis < 0 else axis
 
 
-def softmax(x, int axis, out=None):
-    """ONNX Softmax (opset >= 13): exp(x - max) / sum over the single dim `axis`."""
+def softmax(x, int axis, out=None, fake_quant=None):
+    """ONNX Softmax (opset >= 13): exp(x - max) / sum over the single dim `axis`.
+
+    `fake_quant`: None, or (scale, zero_point, qmin, qmax) of a per-tensor fake-quant
+    applied to each result as it is written (the float32 steps of
+    `_eltwise.fake_quant`, so the same bits as that step after the softmax)."""
     x = as_f32(x)
     out = out_buffer(out, x.shape)
-    if x.ndim == 0:
-        out[...] = 1.0
+    cdef qcc_norm_fq fq
+    cdef const qcc_norm_fq* fqp = NULL
+    if fake_quant is not None:
+        fq.s, fq.z, fq.qmin, fq.qmax = fake_quant
+        fqp = &fq
+    cdef float[::1] one
+    if x.ndim == 0:   # 1, fake-quantized as a row of one element
+        one = np.ones(1, np.float32)
+        if fqp != NULL:
+            qcc_softmax_rows(&one[0], &one[0], 1, 1, fqp)
+        out[...] = one[0]
         return out
     axis = _axis(axis, x.ndim)
     cdef Py_ssize_t outer = math.prod(x.shape[:axis])
@@ -209,13 +226,13 @@ def softmax(x, int axis, out=None):
     if inner == 1:
         g.kind = _SOFTMAX
         g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], NULL, NULL
-        g.rows, g.n = outer, n
+        g.rows, g.n, g.fq = outer, n, fqp
         with nogil:
             _rows(&g)
     else:
         acc = np.empty(2 * inner, np.float32)
         with nogil:
-            qcc_softmax_strided(&xv[0], &ov[0], outer, n, inner, &acc[0])
+            qcc_softmax_strided(&xv[0], &ov[0], outer, n, inner, &acc[0], fqp)
     return out
 
 

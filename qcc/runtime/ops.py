@@ -384,10 +384,18 @@ def _global_avg_pool(op, consts):
 def _softmax(op, consts):
     if not (C.compiled and is_f32(op.operands[0])):
         return Kernel(partial(EVAL["qnn.softmax"], op), fresh=True)
-    axis, softmax = get_int(_p(op, "axis"), -1), C.softmax
+    return softmax_kernel(get_int(_p(op, "axis"), -1))
+
+
+def softmax_kernel(axis: int, fake_quant: tuple[float, float, float, float] | None = None
+                   ) -> Kernel:
+    """`fn(x, out=None)`: the compiled softmax over `axis`, then the per-tensor
+    fake-quant (scale, zero point, qmin, qmax) if given, applied as the results are
+    written (the same bits as the fake-quant step after it; `qcc.runtime.patterns`)."""
+    softmax = C.softmax
 
     def run(x, out=None):
-        return softmax(x, axis, out=out)
+        return softmax(x, axis, out=out, fake_quant=fake_quant)
 
     return Kernel(run, fresh=True, takes_out=True)
 
@@ -550,6 +558,21 @@ def _compiled_fake_quant(op) -> Kernel | None:
         return fake_quant(x, s, z, qmin, qmax, axis, out=out)
 
     return Kernel(run, fresh=True, takes_out=True)
+
+
+def per_tensor_fake_quant(op) -> tuple[float, float, float, float] | None:
+    """(scale, zero point, qmin, qmax) of a float32 -> float32 fake-quant with one
+    scale (the values a compiled kernel applies to its output as it writes it), or
+    None for another op."""
+    if not isinstance(op, quant.FakeQuantOp) or len(op.operands) != 1 or \
+            _compiled_fake_quant(op) is None:
+        return None
+    qtype: Any = op.properties["qtype"]
+    s = np.asarray(qtype.scales, np.float32).reshape(-1)
+    z = np.asarray(qtype.zero_points, np.float32).reshape(-1)
+    if qtype.axis is not None or s.size != 1 or z.size != 1:
+        return None
+    return float(s[0]), float(z[0]), float(qtype.storage_min), float(qtype.storage_max)
 
 
 def fake_quant_params(qtype, ndim: int) -> tuple[np.ndarray, np.ndarray]:

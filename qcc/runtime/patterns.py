@@ -20,6 +20,11 @@ Rules (`fuse`, called once by `executor.compile_module` when it fuses):
    tensors of the result's shape (an int8 deploy model's residual block) -> one pass
    of `_half.ascend_add_quant` writing the int8 values (the same numbers as the
    three steps, without the float32 sum in memory).
+5. Softmax then fake-quant: `fake_quant(softmax(x))` with a per-tensor float32
+   fake-quant -> one step of the compiled softmax applying the fake-quant as it
+   writes its results (`_norm.softmax(..., fake_quant=)`: the same float32 steps as
+   the fake-quant's own kernel, so the same bits; an attention's probabilities in a
+   fake-quantized transformer).
 
 A chain fuses only when every value inside it has no user outside it and is not an
 output of the plan, and its ops are float32. The fused step takes the place of the
@@ -27,7 +32,7 @@ chain's last op and gives its result. Rules 1 and 2 keep that op (for names and
 shapes) and read the chain's input once per operand of it (so that its result
 shape is inferred from them, and no later fusion takes it for an op of a constant);
 rule 3 is the dense's step with the bias; rule 4 keeps the quant op and reads a and
-b.
+b; rule 5 keeps the softmax op (with the fake-quant's result) and reads x.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import numpy as np
 from xdsl.ir import Operation, SSAValue
 
 from qcc.dialects import ascend, qnn
-from qcc.dialects.base import get_bool, get_ints
+from qcc.dialects.base import get_bool, get_int, get_ints
 from qcc.runtime import half
 from qcc.runtime import ops as K
 from qcc.runtime.ascend_ops import quant_params
@@ -60,7 +65,7 @@ def fuse(steps: Sequence[Any], outputs: set[int], constants: dict[int, np.ndarra
     for i, step in enumerate(steps):
         if i in dropped:
             continue
-        for rule in (_gelu, _layer_norm, _dense_bias, _add_quant):
+        for rule in (_gelu, _layer_norm, _dense_bias, _add_quant, _softmax_fake_quant):
             found = rule(ctx, step)
             if found is None:
                 continue
@@ -297,6 +302,22 @@ def _add_quant(ctx: _Context, step: Any):
         return kernel(a, b, relu, scale, offset, sqrt_mode, mode)
 
     return chain, user, tuple(add.operands), run, False
+
+
+def _softmax_fake_quant(ctx: _Context, step: Any):
+    """Rule 5, anchored at the softmax."""
+    softmax = step.op
+    if not isinstance(softmax, qnn.SoftmaxOp) or not step.takes_out or not _f32(softmax) \
+            or not K.is_f32(softmax.operands[0]):
+        return None
+    fq = ctx.sole_user(softmax.results[0])
+    params = None if fq is None else K.per_tensor_fake_quant(fq)
+    if params is None or _shape(fq) != _shape(softmax):  # type: ignore[arg-type]
+        return None
+    kernel = K.softmax_kernel(get_int(softmax.properties.get("axis"), -1), params)
+    # the step keeps the softmax op (a step of the fake-quant op reading x would pass
+    # for a fake-quant of x, which the executor may run in place after x's producer)
+    return [softmax, fq], softmax, (softmax.operands[0],), kernel.fn
 
 
 def _squares(ctx: _Context, op: Operation, d: SSAValue) -> bool:
