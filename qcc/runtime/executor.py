@@ -66,6 +66,9 @@ class Step:
     dead: tuple[int, ...] = ()
     fresh: bool = False
     takes_out: bool = False
+    opaque: bool = False
+    """A chain of ops that `qcc.runtime.patterns` fused: `fn` is not `op`'s kernel, so
+    the step is no follower of the one before it (it may be a producer)."""
 
 
 @dataclass
@@ -198,9 +201,9 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
     chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
     epilogues: dict[int, tuple[Step, K.Epilogue]] = {}  # index -> the conv's step, epilogue
     for step in steps:
-        if len(step.args) != len(step.op.operands):
-            # a pattern's step reading other values than its op's operands (rule 4 of
-            # patterns.py): nothing below may take its args for the op's
+        if step.opaque or len(step.args) != len(step.op.operands):
+            # a pattern's step (patterns.py): nothing below may take it for its op's
+            # kernel, nor its args for the op's operands
             fused.append(step)
             continue
         prev = fused[-1] if fused else None
@@ -566,6 +569,13 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
     sizes.update((s, a.shape) for s, a in plan.constants.items())
     for step in plan.steps:
         op = step.op
+        if step.opaque and all(isinstance(v.type, TensorType) and v.type.has_static_shape()
+                               for v in (*op.results, *op.operands)):
+            # a fused chain of static shapes (patterns.py rule 6: its op, the last of
+            # the chain, does not give its result from the chain's input)
+            for r, v in zip(step.results, op.results, strict=True):
+                sizes[r] = tuple(v.type.get_shape())  # type: ignore[attr-defined]
+            continue
         if not isinstance(op, QnnOp):  # quant and ascend ops keep their input's shape
             for r, v in zip(step.results, op.results, strict=True):
                 t = v.type

@@ -25,6 +25,15 @@ Rules (`fuse`, called once by `executor.compile_module` when it fuses):
    writes its results (`_norm.softmax(..., fake_quant=)`: the same float32 steps as
    the fake-quant's own kernel, so the same bits; an attention's probabilities in a
    fake-quantized transformer).
+6. Copy then fake-quant: `fake_quant(reshape*(mul?(reshape*(transpose(x)))))`, or
+   `fake_quant(reshape*(mul(x, c)))`, with c a float32 scalar constant (either
+   operand), the reshapes optional and the fake-quant per tensor, of a static shape
+   -> one step of `_eltwise.transpose` writing the fake-quantized (and multiplied)
+   values of x's elements in the transposed order (numpy's float32 product, then the
+   fake-quant kernel's steps: the same bits; a reshape moves no element, and each
+   element is computed alone). An attention's query, key and context in a
+   fake-quantized transformer: a copy or multiply, then a fake-quant pass, each a
+   step, became one pass.
 
 A chain fuses only when every value inside it has no user outside it and is not an
 output of the plan, and its ops are float32. The fused step takes the place of the
@@ -32,7 +41,8 @@ chain's last op and gives its result. Rules 1 and 2 keep that op (for names and
 shapes) and read the chain's input once per operand of it (so that its result
 shape is inferred from them, and no later fusion takes it for an op of a constant);
 rule 3 is the dense's step with the bias; rule 4 keeps the quant op and reads a and
-b; rule 5 keeps the softmax op (with the fake-quant's result) and reads x.
+b; rule 5 keeps the softmax op (with the fake-quant's result) and reads x; rule 6
+keeps the fake-quant op and reads x (a step the executor runs as it is: its `opaque`).
 """
 
 from __future__ import annotations
@@ -65,7 +75,8 @@ def fuse(steps: Sequence[Any], outputs: set[int], constants: dict[int, np.ndarra
     for i, step in enumerate(steps):
         if i in dropped:
             continue
-        for rule in (_gelu, _layer_norm, _dense_bias, _add_quant, _softmax_fake_quant):
+        for rule in (_gelu, _layer_norm, _dense_bias, _add_quant, _softmax_fake_quant,
+                     _copy_fake_quant):
             found = rule(ctx, step)
             if found is None:
                 continue
@@ -76,7 +87,7 @@ def fuse(steps: Sequence[Any], outputs: set[int], constants: dict[int, np.ndarra
                 continue
             replaced[max(idx)] = replace(steps[max(idx)], op=op, fn=fn,
                                          args=tuple(ctx.slot_of[v] for v in args),
-                                         fresh=True, takes_out=takes_out)
+                                         fresh=True, takes_out=takes_out, opaque=True)
             dropped.update(j for j in idx if j != max(idx))
             break
     return [replaced.get(i, s) for i, s in enumerate(steps) if i not in dropped]
@@ -318,6 +329,60 @@ def _softmax_fake_quant(ctx: _Context, step: Any):
     # the step keeps the softmax op (a step of the fake-quant op reading x would pass
     # for a fake-quant of x, which the executor may run in place after x's producer)
     return [softmax, fq], softmax, (softmax.operands[0],), kernel.fn
+
+
+def _copy_fake_quant(ctx: _Context, step: Any):
+    """Rule 6, anchored at the transpose or at the multiply."""
+    first = step.op
+    copy = K.ELTWISE.transpose if K.ELTWISE is not None else None
+    if copy is None or not _f32(first) or not K.is_f32(first.operands[0]):
+        return None
+    perm, mul, x = None, None, first.operands[0]
+    if isinstance(first, qnn.TransposeOp):
+        perm = tuple(get_ints(first.properties.get("perm")))
+    elif isinstance(first, qnn.MulOp):
+        mul, x = _scalar_factor(ctx, first)
+        if mul is None:
+            return None
+    else:
+        return None
+    chain: list[Operation] = [first]
+    op = ctx.sole_user(first.results[0])
+    while isinstance(op, qnn.ReshapeOp | qnn.MulOp) and _f32(op):
+        if isinstance(op, qnn.MulOp):
+            if mul is not None:
+                return None
+            mul, _ = _scalar_factor(ctx, op)
+            if mul is None:
+                return None
+        chain.append(op)
+        op = ctx.sole_user(op.results[0])
+    params = None if op is None else K.per_tensor_fake_quant(op)
+    if params is None or any(d < 0 for d in (*_shape(op), *x.type.get_shape())):  # type: ignore
+        return None
+    chain.append(op)  # type: ignore[arg-type]
+    shape = _shape(op)  # type: ignore[arg-type]
+
+    def run(x, out=None):
+        if out is None:
+            out = np.empty(shape, np.float32)
+        view = out.reshape(x.shape if perm is None else tuple(x.shape[p] for p in perm))
+        copy(x, perm, out=view, mul=mul, fake_quant=params)
+        return out
+
+    return chain, op, (x,), run
+
+
+def _scalar_factor(ctx: _Context, mul: Operation) -> tuple[float | None, Any]:
+    """(c, x) when `mul` is x * c or c * x with c a float32 scalar constant (and the
+    product of x's shape)."""
+    a, b = mul.operands
+    for c, x in ((b, a), (a, b)):
+        value = ctx.scalar(c)
+        if value is not None and ctx.const(x) is None and K.is_f32(x) \
+                and tuple(x.type.get_shape()) == _shape(mul):  # type: ignore[attr-defined]
+            return value, x
+    return None, None
 
 
 def _squares(ctx: _Context, op: Operation, d: SSAValue) -> bool:

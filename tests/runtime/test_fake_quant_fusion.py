@@ -111,3 +111,144 @@ def test_softmax_kernel_fake_quant_of_nan_and_of_a_scalar():
     np.testing.assert_array_equal(y[1], np.float32(0.25))   # 1/3 -> 1 step of 0.25
     assert _norm.softmax(np.float32(5.0), 0, fake_quant=(0.4, 0.0, 0.0, 255.0)) == \
         np.float32(np.float32(0.4) * 2)   # 1.0 / 0.4 = 2.5 -> 2 (half to even)
+
+
+# ------------------------------------------------------- copies (rule 6)
+
+from qcc.runtime import _eltwise  # noqa: E402
+
+COPY_QTYPE = Q.make(scale=0.021, zero_point=3, bits=8, signed=True)
+
+
+@pytest.fixture(params=["plain", "avx512"])
+def copy_build(request):
+    if request.param not in _eltwise._copy_variants():
+        pytest.skip(f"this CPU does not run the {request.param} transpose")
+    old = _eltwise._set_copy_variant(request.param)
+    yield request.param
+    _eltwise._set_copy_variant(old)
+
+
+@pytest.fixture(params=[1, 2])
+def copy_threads(request):
+    old = _eltwise._set_threads(request.param)
+    yield request.param
+    _eltwise._set_threads(old)
+
+
+# (shape, perm): the last two dims swapped (tiles with edges of 1..16), rows moved,
+# a 5-d attention split, a view kept in order (perm None), a transpose of one dim
+COPIES = [((1, 3, 197, 64), (0, 1, 3, 2)), ((2, 31, 45), (0, 2, 1)), ((16, 16), (1, 0)),
+          ((17, 1), (1, 0)), ((3, 33, 5, 7), (3, 2, 1, 0)), ((1, 3, 197, 64), (0, 2, 1, 3)),
+          ((1, 197, 3, 3, 64), (2, 0, 3, 1, 4)), ((5, 4, 300), (1, 0, 2)), ((40, 70), None),
+          ((9,), (0,))]
+
+
+@pytest.mark.parametrize("shape,perm", COPIES, ids=lambda v: "x".join(map(str, v or ())))
+@pytest.mark.parametrize("mul", [None, 0.35355339])
+@pytest.mark.parametrize("fq", [False, True])
+def test_transpose_kernel_is_numpy_then_the_quant_types_fake_quant(copy_build, copy_threads,
+                                                                  shape, perm, mul, fq):
+    rng = np.random.default_rng(len(shape) * 31 + shape[-1])
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    x.reshape(-1)[::17] = np.float32(-0.0)
+    x.reshape(-1)[5::97] = np.float32(1e30)
+    params = (np.float32(0.021), 3.0, -128.0, 127.0) if fq else None
+    got = _eltwise.transpose(x, perm, mul=None if mul is None else np.float32(mul),
+                             fake_quant=params)
+    want = np.ascontiguousarray(x if perm is None else x.transpose(perm))
+    if mul is not None:
+        want = want * np.float32(mul)
+    if fq:
+        want = COPY_QTYPE.fake_quant(want)
+    assert got.flags.c_contiguous and got.shape == want.shape
+    np.testing.assert_array_equal(bits(got), bits(want))
+
+
+def test_transpose_kernel_reads_strided_views_and_keeps_nan(copy_build):
+    rng = np.random.default_rng(8)
+    base = rng.standard_normal((6, 40, 50)).astype(np.float32)
+    base[1, 3, 4] = np.nan
+    for view, perm in ((base[::2, 1::3, ::-1], (0, 2, 1)), (base[:, ::2, :], None),
+                       (base[1:4, :, 10:30], (2, 1, 0))):
+        out = np.full(view.transpose(perm).shape if perm else view.shape, 7.0, np.float32)
+        got = _eltwise.transpose(view, perm, out=out, fake_quant=(0.5, 0.0, -8.0, 7.0))
+        assert got is out
+        want = COPY_QTYPE.make(scale=0.5, bits=4).fake_quant(
+            np.ascontiguousarray(view if perm is None else view.transpose(perm)))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.nan_to_num(got), np.nan_to_num(want))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _eltwise.transpose(base, (1, 0, 2), out=np.empty((6, 40, 50), np.float32))
+
+
+def _attention_copies(also_output=False):
+    """ViT's query, key and context paths: split parts of a transposed projection;
+    q * c -> fq; transpose(k) * c -> fq; transpose(context) -> reshape -> fq."""
+    g = ir.Graph()
+    x = g.input("x", (1, 9, 3, 2, 16))
+    t = g.add(qnn.TransposeOp.make(x, perm=(2, 0, 3, 1, 4), name="qkv"))
+    parts = g.op(qnn.SplitOp.make(t, axis=0, sizes=(1, 1, 1), name="split"))
+    q, k, v = (g.add(qnn.ReshapeOp.make(p, shape=(1, 2, 9, 16))) for p in parts.results)
+    c = g.const(np.float32(0.5))
+    qs = g.add(qnn.MulOp.make(q, c, name="q_scaled"))
+    qf = g.add(quant.FakeQuantOp.make(qs, qtype=COPY_QTYPE))
+    kt = g.add(qnn.TransposeOp.make(k, perm=(0, 1, 3, 2), name="kt"))
+    ks = g.add(qnn.MulOp.make(c, kt, name="k_scaled"))
+    kf = g.add(quant.FakeQuantOp.make(ks, qtype=Q.make(scale=0.013, zero_point=-5)))
+    s = g.add(qnn.MatmulOp.make(qf, kf, name="scores"))
+    ctx = g.add(qnn.MatmulOp.make(s, v, name="context"))
+    ct = g.add(qnn.TransposeOp.make(ctx, perm=(0, 2, 1, 3), name="ct"))
+    cr = g.add(qnn.ReshapeOp.make(ct, shape=(1, 9, 32), name="merged"))
+    y = g.add(quant.FakeQuantOp.make(cr, qtype=COPY_QTYPE))
+    return g.finish({"y": y, "kt": kt} if also_output else {"y": y})
+
+
+def test_attention_copies_and_their_fake_quants_are_one_step_each(copy_build):
+    module = _attention_copies()
+    fused, plain = compile_module(module), compile_module(module, fuse=False)
+    names = [s.op.name for s in fused.steps]
+    assert "qnn.mul" not in names and names.count("qnn.transpose") == 1   # the qkv one
+    assert names.count("quant.fake_quant") == 3 and len(plain.steps) == len(fused.steps) + 5
+    x = (np.random.default_rng(2).standard_normal((1, 9, 3, 2, 16)) * 2).astype(np.float32)
+    got = execute(fused, {"x": x})[0]["y"]
+    np.testing.assert_array_equal(bits(got), bits(execute(plain, {"x": x})[0]["y"]))
+    # numpy oracle: the same graph in numpy with the quant types' fake-quant
+    t = x.transpose(2, 0, 3, 1, 4)
+    q, k, v = (t[i].reshape(1, 2, 9, 16) for i in range(3))
+    qf = COPY_QTYPE.fake_quant(q * np.float32(0.5))
+    kf = Q.make(scale=0.013, zero_point=-5).fake_quant(
+        np.float32(0.5) * k.transpose(0, 1, 3, 2))
+    ctx = np.matmul(np.matmul(qf, kf), v)
+    want = COPY_QTYPE.fake_quant(ctx.transpose(0, 2, 1, 3).reshape(1, 9, 32))
+    assert np.abs(got - want).max() <= np.float32(0.021) * 1.0001
+    assert np.mean(got == want) > 0.95
+
+
+def test_a_copy_whose_inner_value_is_an_output_is_not_fused():
+    module = _attention_copies(also_output=True)
+    fused, plain = compile_module(module), compile_module(module, fuse=False)
+    names = [s.op.name for s in fused.steps]
+    assert names.count("qnn.transpose") == 2   # kt is an output: its chain stays
+    x = np.random.default_rng(3).standard_normal((1, 9, 3, 2, 16)).astype(np.float32)
+    got, want = execute(fused, {"x": x})[0], execute(plain, {"x": x})[0]
+    for key in ("y", "kt"):
+        np.testing.assert_array_equal(bits(got[key]), bits(want[key]))
+
+
+def test_a_multiply_by_a_tensor_or_a_per_channel_fake_quant_is_no_copy_step():
+    g = ir.Graph()
+    x = g.input("x", (2, 3, 8))
+    w = g.const(np.arange(8, dtype=np.float32))
+    m = g.add(qnn.MulOp.make(x, w, name="by_tensor"))
+    a = g.add(quant.FakeQuantOp.make(m, qtype=COPY_QTYPE))
+    t = g.add(qnn.TransposeOp.make(x, perm=(0, 2, 1), name="t"))
+    b = g.add(quant.FakeQuantOp.make(t, qtype=Q.make_per_axis(axis=1, scales=[0.1] * 8)))
+    module = g.finish({"a": a, "b": b})
+    fused = compile_module(module)
+    assert [s.op.name for s in fused.steps] == ["qnn.mul", "qnn.transpose"]   # in place
+    x = (np.random.default_rng(4).standard_normal((2, 3, 8)) * 3).astype(np.float32)
+    got, want = execute(fused, {"x": x})[0], execute(compile_module(module, fuse=False),
+                                                     {"x": x})[0]
+    for key in ("a", "b"):
+        np.testing.assert_array_equal(bits(got[key]), bits(want[key]))
