@@ -203,6 +203,15 @@ static inline __attribute__((always_inline)) float qcc_norm_fq1(float y, const q
     return (v - f->z) * f->s;
 }
 
+/* qcc_norm_fq1 of y[0:n] in place (after erf, GELU or layer norm rows). */
+QCC_NORM_CLONES
+static void qcc_norm_fq_range(float *y, ptrdiff_t n, const qcc_norm_fq *fq)
+{
+    const qcc_norm_fq f = *fq;   /* a copy y cannot alias: the loop vectorizes */
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) y[i] = qcc_norm_fq1(y[i], &f);
+}
+
 /* The last pass of a softmax row: y *= inv (the sum's reciprocal), then fq if any. */
 static inline __attribute__((always_inline)) void qcc_softmax_scale(float *restrict yr, ptrdiff_t n,
                                                                     float inv, const qcc_norm_fq *fq)

@@ -409,13 +409,15 @@ def _layer_norm(op, consts):
     return layer_norm_kernel(get_int(_p(op, "axis"), -1), get_float(_p(op, "epsilon"), 1e-5))
 
 
-def layer_norm_kernel(axis: int, epsilon: float) -> Kernel:
+def layer_norm_kernel(axis: int, epsilon: float,
+                      fake_quant: tuple[float, float, float, float] | None = None) -> Kernel:
     """`fn(x, scale, bias=None, out=None)`: layer norm of x over dims axis.. (also
-    the step of a decomposed layer norm, `qcc.runtime.patterns`)."""
+    the step of a decomposed layer norm, `qcc.runtime.patterns`), then the per-tensor
+    fake-quant if given (`softmax_kernel`'s)."""
     layer_norm = C.layer_norm
 
     def run(x, scale, bias=None, out=None):
-        return layer_norm(x, scale, bias, axis, epsilon, out=out)
+        return layer_norm(x, scale, bias, axis, epsilon, out=out, fake_quant=fake_quant)
 
     return Kernel(run, fresh=True, takes_out=True)
 
@@ -443,13 +445,14 @@ def _gelu(op, consts):
     return gelu_kernel()
 
 
-def gelu_kernel() -> Kernel:
+def gelu_kernel(fake_quant: tuple[float, float, float, float] | None = None) -> Kernel:
     """`fn(x, out=None)`: the compiled float32 GELU (also the step of a GELU exported
-    as Div, Erf, Add, Mul, Mul: `qcc.runtime.patterns`)."""
+    as Div, Erf, Add, Mul, Mul: `qcc.runtime.patterns`), then the per-tensor
+    fake-quant if given (`softmax_kernel`'s)."""
     gelu = C.gelu
 
     def run(x, out=None):
-        return gelu(x, out=out)
+        return gelu(x, out=out, fake_quant=fake_quant)
 
     return Kernel(run, fresh=True, takes_out=True)
 

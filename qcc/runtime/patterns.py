@@ -6,13 +6,14 @@ Rules (`fuse`, called once by `executor.compile_module` when it fuses):
 1. GELU, as PyTorch exports it: `y = (x * (erf(x / c) + 1)) * 0.5` with c the
    float32 sqrt(2) (the Add and the Muls in either operand order) -> one step of the
    compiled GELU (`_norm.gelu`: the same float32 steps, so the same bits as the
-   chain with the compiled erf).
+   chain with the compiled erf). With a per-tensor float32 fake-quant of y (its only
+   user), the step applies it to each chunk it computes (the fake-quant step's bits).
 2. LayerNorm, decomposed (opset < 17, TorchScript exports): `m = mean(x)`,
    `d = x - m`, `v = mean(d ** 2)` (or `d * d`), `y = d / sqrt(v + eps)`, then
    optionally `* gamma` and `+ beta` (constants), both means over the same trailing
    dims with keepdims -> one step of the compiled layer norm (`_norm.layer_norm`:
    the moments summed in double, then the same float32 steps; within an ulp or two
-   of the chain).
+   of the chain). A per-tensor fake-quant of y joins the step as in rule 1.
 3. Dense bias: `dense(x, w) + b` (either order) with b a float32 constant of the
    dense's N values -> the dense with bias b (the compiled dense adds it as sgemm's
    C operand: one rounding of the product plus b, as the Add).
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -149,11 +151,20 @@ def _f32(*ops: Operation) -> bool:
     return all(K.is_f32(op.results[0]) for op in ops)
 
 
-def _elementwise(chain: Sequence[Operation], x: SSAValue, kernel: K.Kernel,
-                 params: tuple[np.ndarray | None, ...]):
-    """A chain keeping x's shape as the step of its last op, reading x once per operand."""
+def _elementwise(ctx: _Context, chain: Sequence[Operation], x: SSAValue,
+                 kernel: Callable[..., K.Kernel], params: tuple[np.ndarray | None, ...]):
+    """A chain keeping x's shape as the step of its last op, reading x once per operand;
+    `kernel(fake_quant)` its kernel, given the per-tensor fake-quant of its result when
+    one is that result's only user (which then joins the chain: the step gives its
+    result)."""
     last = chain[-1]
-    return chain, last, (x,) * len(last.operands), _reading(kernel, params)
+    fq = ctx.sole_user(last.results[0])
+    fake_quant = None if fq is None else K.per_tensor_fake_quant(fq)
+    if fake_quant is not None and _shape(fq) == _shape(last):  # type: ignore[arg-type]
+        chain = [*chain, fq]  # type: ignore[list-item]
+    else:
+        fake_quant = None
+    return chain, last, (x,) * len(last.operands), _reading(kernel(fake_quant), params)
 
 
 def _gelu(ctx: _Context, step: Any):
@@ -185,7 +196,7 @@ def _gelu(ctx: _Context, step: Any):
     chain = [div, erf, add, mul, half_mul]
     if not _f32(*chain) or _shape(half_mul) != _shape(div):
         return None
-    return _elementwise(chain, x, K.gelu_kernel(), ())
+    return _elementwise(ctx, chain, x, K.gelu_kernel, ())
 
 
 def _shape(op: Operation) -> tuple[int, ...]:
@@ -254,8 +265,7 @@ def _layer_norm(ctx: _Context, step: Any):
         return None
     if gamma is None:
         gamma = np.ones(norm_shape, np.float32)
-    kernel = K.layer_norm_kernel(axis, eps)
-    return _elementwise(chain, x, kernel, (gamma, beta))
+    return _elementwise(ctx, chain, x, partial(K.layer_norm_kernel, axis, eps), (gamma, beta))
 
 
 def _dense_bias(ctx: _Context, step: Any):

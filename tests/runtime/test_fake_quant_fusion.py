@@ -4,6 +4,8 @@ for bit, on every softmax build and thread count, and against float64 numpy foll
 by the quant type's own numpy fake-quant (at most one quantization step apart where
 float32 rounding lands on the other side of a rounding boundary)."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -252,3 +254,81 @@ def test_a_multiply_by_a_tensor_or_a_per_channel_fake_quant_is_no_copy_step():
                                                      {"x": x})[0]
     for key in ("a", "b"):
         np.testing.assert_array_equal(bits(got[key]), bits(want[key]))
+
+
+# ---------------------------------------- GELU and layer norm (rules 1 and 2)
+
+HIDDEN_QTYPE = Q.make(scale=0.0173, zero_point=-3, bits=8, signed=True)
+
+
+def _gelu_fq(shape, qtype=HIDDEN_QTYPE):
+    g = ir.Graph()
+    x = g.input("x", shape)
+    t = g.add(qnn.DivOp.make(x, g.const(np.sqrt(np.float32(2)))))
+    e = g.add(qnn.ErfOp.make(t))
+    p = g.add(qnn.AddOp.make(e, g.const(np.float32(1))))
+    m = g.add(qnn.MulOp.make(x, p))
+    y = g.add(qnn.MulOp.make(m, g.const(np.float32(0.5)), name="gelu"))
+    return g.finish({"y": g.add(quant.FakeQuantOp.make(y, qtype=qtype))})
+
+
+def _layer_norm_fq(shape, qtype=HIDDEN_QTYPE):
+    rng = np.random.default_rng(6)
+    g = ir.Graph()
+    x = g.input("x", shape)
+    mean = g.add(qnn.ReduceMeanOp.make(x, axes=(-1,), keepdims=True))
+    d = g.add(qnn.SubOp.make(x, mean))
+    var = g.add(qnn.ReduceMeanOp.make(g.add(qnn.PowOp.make(d, g.const(np.float32(2)))),
+                                      axes=(-1,), keepdims=True))
+    std = g.add(qnn.SqrtOp.make(g.add(qnn.AddOp.make(var, g.const(np.float32(1e-6))))))
+    n = g.add(qnn.DivOp.make(d, std))
+    gamma = rng.standard_normal(shape[-1]).astype(np.float32)
+    beta = rng.standard_normal(shape[-1]).astype(np.float32)
+    y = g.add(qnn.AddOp.make(g.add(qnn.MulOp.make(n, g.const(gamma))), g.const(beta),
+                             name="ln"))
+    return g.finish({"y": g.add(quant.FakeQuantOp.make(y, qtype=qtype))}), gamma, beta
+
+
+def _gelu64(x):
+    from scipy import special
+    x = x.astype(np.float64)
+    return 0.5 * x * (1 + special.erf(x / np.sqrt(2)))
+
+
+def _layer_norm64(x, gamma, beta):
+    x = x.astype(np.float64)
+    d = x - x.mean(-1, keepdims=True)
+    return d / np.sqrt((d * d).mean(-1, keepdims=True) + 1e-6) * gamma + beta
+
+
+@pytest.mark.parametrize("shape", [(1, 197, 768), (3, 5, 40), (2, 9)])
+@pytest.mark.parametrize("which", ["gelu", "layer_norm"])
+def test_gelu_and_layer_norm_take_their_fake_quant_with_the_unfused_bits(build, threads,
+                                                                         which, shape):
+    if which == "gelu":
+        module, oracle = _gelu_fq(shape), _gelu64
+    else:
+        module, gamma, beta = _layer_norm_fq(shape)
+        oracle = partial(_layer_norm64, gamma=gamma, beta=beta)
+    fused, plain = compile_module(module), compile_module(module, fuse=False)
+    assert len(fused.steps) == 1 and fused.steps[0].op.name != "quant.fake_quant"
+    assert plain.steps[-1].op.name == "quant.fake_quant"
+    x = (np.random.default_rng(shape[-1]).standard_normal(shape) * 3).astype(np.float32)
+    x.reshape(-1)[::101] = np.float32(-0.0)
+    got = execute(fused, {"x": x})[0]["y"]
+    np.testing.assert_array_equal(bits(got), bits(execute(plain, {"x": x})[0]["y"]))
+    want = HIDDEN_QTYPE.fake_quant(oracle(x).astype(np.float32))
+    assert np.abs(got.astype(np.float64) - want).max() <= 0.0173 * 1.0001
+    assert np.mean(got == want) > 0.99
+
+
+def test_gelu_fake_quant_of_nan_and_clipping():
+    x = np.array([np.nan, -np.inf, np.inf, 1e30, -3.0, 0.0, -0.0, 2.0], np.float32)
+    got = _norm.gelu(x, fake_quant=(0.25, 1.0, -4.0, 3.0))
+    assert np.isnan(got[0])
+    # gelu(-inf) is NaN (-inf * 0), stays NaN; inf and 1e30 clip at (3 - 1) * 0.25
+    np.testing.assert_array_equal(got[2:4], np.float32(0.5))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(_norm.gelu(x)))   # NaN stays NaN
+    want = Q.make(scale=0.25, zero_point=1, bits=4, storage_min=-4, storage_max=3).fake_quant(
+        _norm.gelu(x[2:]))   # numpy's clip would take a NaN to qmin
+    np.testing.assert_array_equal(bits(got[2:]), bits(want))
