@@ -553,11 +553,16 @@ def _compiled_fake_quant(op) -> Kernel | None:
     s = np.asarray(qtype.scales, np.float32)
     z = np.asarray(qtype.zero_points, np.float32)
     qmin, qmax, axis = qtype.storage_min, qtype.storage_max, qtype.axis
-    fake_quant = ELTWISE.fake_quant
+    fake_quant, copy = ELTWISE.fake_quant, ELTWISE.transpose
+    params = None if axis is not None or s.size != 1 or z.size != 1 else \
+        (float(s.reshape(-1)[0]), float(z.reshape(-1)[0]), float(qmin), float(qmax))
 
     def run(x, out=None):
         if axis is not None and (axis >= x.ndim or x.shape[axis] != s.size):
             raise ValueError(f"{qtype} does not fit an array of shape {x.shape}")
+        if params is not None and out is not None and isinstance(x, np.ndarray) \
+                and x.dtype == np.float32 and not x.flags.c_contiguous:
+            return copy(x, None, out=out, fake_quant=params)   # a view: one pass
         return fake_quant(x, s, z, qmin, qmax, axis, out=out)
 
     return Kernel(run, fresh=True, takes_out=True)

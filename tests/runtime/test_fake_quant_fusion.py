@@ -332,3 +332,47 @@ def test_gelu_fake_quant_of_nan_and_clipping():
     want = Q.make(scale=0.25, zero_point=1, bits=4, storage_min=-4, storage_max=3).fake_quant(
         _norm.gelu(x[2:]))   # numpy's clip would take a NaN to qmin
     np.testing.assert_array_equal(bits(got[2:]), bits(want))
+
+
+def _qkv_views(v_reader="fq"):
+    """A projection split into query, key and value through a transpose: each part
+    scaled, transposed or fake-quantized (or the value read by a matmul)."""
+    g = ir.Graph()
+    x = g.input("x", (1, 7, 3, 2, 16))
+    t = g.add(qnn.TransposeOp.make(x, perm=(2, 0, 3, 1, 4), name="qkv"))
+    parts = g.op(qnn.SplitOp.make(t, axis=0, sizes=(1, 1, 1), name="split"))
+    q, k, v = (g.add(qnn.ReshapeOp.make(p, shape=(1, 2, 7, 16))) for p in parts.results)
+    c = g.const(np.float32(0.25))
+    qf = g.add(quant.FakeQuantOp.make(g.add(qnn.MulOp.make(q, c)), qtype=COPY_QTYPE))
+    kt = g.add(qnn.TransposeOp.make(k, perm=(0, 1, 3, 2), name="kt"))
+    kf = g.add(quant.FakeQuantOp.make(g.add(qnn.MulOp.make(kt, c)), qtype=COPY_QTYPE))
+    if v_reader == "fq":   # then a copy: the fake-quant writes a buffer of the plan
+        vf = g.add(quant.FakeQuantOp.make(v, qtype=Q.make(scale=0.05, zero_point=1)))
+        vf = g.add(qnn.TransposeOp.make(vf, perm=(0, 1, 3, 2)))
+    else:
+        vf = g.add(qnn.MatmulOp.make(g.add(qnn.MatmulOp.make(qf, kf)), v))
+    return g.finish({"q": qf, "k": kf, "v": vf})
+
+
+@pytest.mark.parametrize("v_reader", ["fq", "matmul"])
+def test_split_transpose_read_in_place_by_its_parts_readers(copy_build, v_reader):
+    """When only fake-quants, multiplies and transposes read the parts, the transpose
+    and the split are views that those kernels copy from (no copy of the whole);
+    a matmul reading a part keeps the copy."""
+    module = _qkv_views(v_reader)
+    fused, plain = compile_module(module), compile_module(module, fuse=False)
+    transpose = next(s for s in fused.steps if s.op.name == "qnn.transpose")
+    assert transpose.fresh is (v_reader == "matmul")
+    x = (np.random.default_rng(11).standard_normal((1, 7, 3, 2, 16)) * 2).astype(np.float32)
+    got, want = execute(fused, {"x": x})[0], execute(plain, {"x": x})[0]
+    for key in ("q", "k", "v"):
+        np.testing.assert_array_equal(bits(got[key]), bits(want[key]))
+    t = x.transpose(2, 0, 3, 1, 4)
+    np.testing.assert_array_equal(bits(got["q"]), bits(COPY_QTYPE.fake_quant(
+        t[0].reshape(1, 2, 7, 16) * np.float32(0.25))))
+    np.testing.assert_array_equal(bits(got["k"]), bits(COPY_QTYPE.fake_quant(
+        t[1].reshape(1, 2, 7, 16).transpose(0, 1, 3, 2) * np.float32(0.25))))
+    if v_reader == "fq":
+        np.testing.assert_array_equal(bits(got["v"]), bits(Q.make(
+            scale=0.05, zero_point=1).fake_quant(t[2].reshape(1, 2, 7, 16)).transpose(
+                0, 1, 3, 2)))
