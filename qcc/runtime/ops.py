@@ -384,18 +384,10 @@ def _global_avg_pool(op, consts):
 def _softmax(op, consts):
     if not (C.compiled and is_f32(op.operands[0])):
         return Kernel(partial(EVAL["qnn.softmax"], op), fresh=True)
-    return softmax_kernel(get_int(_p(op, "axis"), -1))
-
-
-def softmax_kernel(axis: int, fake_quant: tuple[float, float, float, float] | None = None
-                   ) -> Kernel:
-    """`fn(x, out=None)`: the compiled softmax over `axis`, then the per-tensor
-    fake-quant (scale, zero point, qmin, qmax) if given, applied as the results are
-    written (the same bits as the fake-quant step after it; `qcc.runtime.patterns`)."""
-    softmax = C.softmax
+    axis, softmax = get_int(_p(op, "axis"), -1), C.softmax
 
     def run(x, out=None):
-        return softmax(x, axis, out=out, fake_quant=fake_quant)
+        return softmax(x, axis, out=out)
 
     return Kernel(run, fresh=True, takes_out=True)
 
@@ -413,7 +405,8 @@ def layer_norm_kernel(axis: int, epsilon: float,
                       fake_quant: tuple[float, float, float, float] | None = None) -> Kernel:
     """`fn(x, scale, bias=None, out=None)`: layer norm of x over dims axis.. (also
     the step of a decomposed layer norm, `qcc.runtime.patterns`), then the per-tensor
-    fake-quant if given (`softmax_kernel`'s)."""
+    fake-quant (scale, zero point, qmin, qmax) if given, applied as it writes (the
+    fake-quant step's bits)."""
     layer_norm = C.layer_norm
 
     def run(x, scale, bias=None, out=None):
@@ -448,7 +441,8 @@ def _gelu(op, consts):
 def gelu_kernel(fake_quant: tuple[float, float, float, float] | None = None) -> Kernel:
     """`fn(x, out=None)`: the compiled float32 GELU (also the step of a GELU exported
     as Div, Erf, Add, Mul, Mul: `qcc.runtime.patterns`), then the per-tensor
-    fake-quant if given (`softmax_kernel`'s)."""
+    fake-quant (scale, zero point, qmin, qmax) if given, applied as it writes (the
+    fake-quant step's bits)."""
     gelu = C.gelu
 
     def run(x, out=None):
@@ -566,21 +560,6 @@ def _compiled_fake_quant(op) -> Kernel | None:
         return fake_quant(x, s, z, qmin, qmax, axis, out=out)
 
     return Kernel(run, fresh=True, takes_out=True)
-
-
-def per_tensor_fake_quant(op) -> tuple[float, float, float, float] | None:
-    """(scale, zero point, qmin, qmax) of a float32 -> float32 fake-quant with one
-    scale (the values a compiled kernel applies to its output as it writes it), or
-    None for another op."""
-    if not isinstance(op, quant.FakeQuantOp) or len(op.operands) != 1 or \
-            _compiled_fake_quant(op) is None:
-        return None
-    qtype: Any = op.properties["qtype"]
-    s = np.asarray(qtype.scales, np.float32).reshape(-1)
-    z = np.asarray(qtype.zero_points, np.float32).reshape(-1)
-    if qtype.axis is not None or s.size != 1 or z.size != 1:
-        return None
-    return float(s[0]), float(z[0]), float(qtype.storage_min), float(qtype.storage_max)
 
 
 def fake_quant_params(qtype, ndim: int) -> tuple[np.ndarray, np.ndarray]:
