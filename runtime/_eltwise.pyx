@@ -13,7 +13,10 @@ the same float32 operations in the same order, no FMA contraction.
 
 import numpy as np
 
+cimport numpy as cnp
 from libc.string cimport memset
+
+cnp.import_array()
 
 cdef extern from "_eltwise_impl.h" nogil:
     ctypedef struct qcc_act:
@@ -163,3 +166,115 @@ def fake_quant(x, scales, zero_points, qmin, qmax, axis=None, out=None):
     if act.plane == 1 and act.channels == 1:
         act.plane = max(1, x.size)
     return _run(&act, x, out)
+
+
+# ------------------------------------------------------------ strided copies
+
+cdef extern from "_transpose_impl.h" nogil:
+    ctypedef struct qcc_copy_epi:
+        int mul_on, fq_on
+        float mul, s, z, qmin, qmax
+    ctypedef struct qcc_copy_job:
+        const float* x
+        float* y
+        int nd
+        Py_ssize_t dims[8]
+        Py_ssize_t xs[8]
+        qcc_copy_epi epi
+        int tiles
+    void qcc_copy(qcc_copy_job* j, int threads)
+    int QCC_ISA_SCALAR, QCC_ISA_AVX512
+    int qcc_cpu_runs(int level, int vnni)
+    int qcc_isa_ceiling()
+
+
+_COPY_VARIANTS = ("plain", "avx512")
+"""Builds of `transpose`: a swap of the last two dims in AVX-512 tiles, or element by
+element (the other loops are the compiler's, for the CPU)."""
+cdef int _copy_tiles = qcc_cpu_runs(QCC_ISA_AVX512, 0) and qcc_isa_ceiling() >= QCC_ISA_AVX512
+
+
+def _copy_variants():
+    """Names of the `transpose` builds this CPU runs, best last."""
+    return ["plain", "avx512"] if qcc_cpu_runs(QCC_ISA_AVX512, 0) else ["plain"]
+
+
+def _set_copy_variant(name):
+    """Use the `transpose` build `name` (None: the best at or below QCC_ISA); returns
+    the old name. For tests and benchmarks: every build gives the same bits."""
+    global _copy_tiles
+    old = _COPY_VARIANTS[_copy_tiles]
+    if name is None:
+        _copy_tiles = qcc_cpu_runs(QCC_ISA_AVX512, 0) and qcc_isa_ceiling() >= QCC_ISA_AVX512
+    elif name not in _copy_variants():
+        raise ValueError(f"transpose build {name!r} does not run here (known: "
+                         f"{', '.join(_COPY_VARIANTS)})")
+    else:
+        _copy_tiles = _COPY_VARIANTS.index(name)
+    return old
+
+
+cdef int _copy_dims(cnp.ndarray v, qcc_copy_job* job) except -1:
+    """The job's dims and input strides (elements) from the view v: dims of 1 dropped,
+    dims that follow each other in the input merged. -1 when v's strides are not whole
+    elements or there are more than 8 dims left."""
+    cdef int d, k = -1
+    cdef Py_ssize_t n, st
+    for d in range(cnp.PyArray_NDIM(v)):
+        n = cnp.PyArray_DIMS(v)[d]
+        st = cnp.PyArray_STRIDES(v)[d]
+        if n == 1:
+            continue
+        if st % 4:
+            return -1
+        st //= 4
+        if k >= 0 and job.xs[k] == st * n:
+            job.dims[k] *= n
+            job.xs[k] = st
+        elif k == 7:
+            return -1
+        else:
+            k += 1
+            job.dims[k] = n
+            job.xs[k] = st
+    if k < 0:
+        job.dims[0] = 1
+        job.xs[0] = 1
+        k = 0
+    job.nd = k + 1
+    return 0
+
+
+def transpose(x, perm=None, out=None, mul=None, fake_quant=None):
+    """x.transpose(perm) (None: x as it is, any strides) into the C-contiguous float32
+    `out` (None: a new array), times the float32 scalar `mul` if given, then the
+    per-tensor fake-quant `fake_quant` = (scale, zero_point, qmin, qmax) if given: the
+    bits of np.copyto, numpy's float32 product and `fake_quant`. Returns `out`."""
+    cdef qcc_copy_job job
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32):
+        x = np.asarray(x, np.float32)
+    v = x if perm is None else x.transpose(perm)
+    if out is None:
+        out = np.empty(v.shape, np.float32)
+    elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or
+            not out.flags.c_contiguous or not out.flags.writeable or out.shape != v.shape):
+        raise ValueError(f"out must be a writable C-contiguous float32 array of shape "
+                         f"{v.shape}")
+    if v.size == 0:
+        return out
+    memset(&job, 0, sizeof(job))
+    if np.may_share_memory(x, out) or _copy_dims(<cnp.ndarray>v, &job) < 0:
+        v = np.ascontiguousarray(v).copy()   # read where it is written, or odd strides
+        _copy_dims(<cnp.ndarray>v, &job)
+    job.x = <const float*>cnp.PyArray_DATA(<cnp.ndarray>v)
+    job.y = <float*>cnp.PyArray_DATA(<cnp.ndarray>out)
+    if mul is not None:
+        job.epi.mul_on = 1
+        job.epi.mul = mul
+    if fake_quant is not None:
+        job.epi.fq_on = 1
+        job.epi.s, job.epi.z, job.epi.qmin, job.epi.qmax = fake_quant
+    job.tiles = _copy_tiles
+    with nogil:
+        qcc_copy(&job, _threads)
+    return out

@@ -24,9 +24,13 @@ from libc.math cimport powf, sqrtf
 cnp.import_array()
 
 cdef extern from "_norm_impl.h" nogil:
-    void qcc_softmax_rows(const float* x, float* y, Py_ssize_t rows, Py_ssize_t n)
+    ctypedef struct qcc_norm_fq:
+        float s, z, qmin, qmax
+    void qcc_softmax_rows(const float* x, float* y, Py_ssize_t rows, Py_ssize_t n,
+                          const qcc_norm_fq* fq)
     void qcc_softmax_strided(const float* x, float* y, Py_ssize_t outer, Py_ssize_t n,
-                             Py_ssize_t inner, float* acc)
+                             Py_ssize_t inner, float* acc, const qcc_norm_fq* fq)
+    void qcc_norm_fq_range(float* y, Py_ssize_t n, const qcc_norm_fq* fq)
     void qcc_layer_norm_rows(const float* x, float* y, const float* scale, const float* bias,
                              Py_ssize_t rows, Py_ssize_t n, float eps)
     int QCC_ISA_SCALAR, QCC_ISA_AVX2, QCC_ISA_AVX512
@@ -63,6 +67,7 @@ ctypedef struct _Rows:
     const float* bias
     Py_ssize_t rows, n, per
     float eps
+    const qcc_norm_fq* fq     # the fake-quant of the output (per tensor), or NULL
     int tasks, next
 
 
@@ -107,10 +112,13 @@ cdef void _rows_task(void *arg) noexcept nogil:
         elif g.kind == _GELU:
             qcc_gelu(g.x + r0, g.y + r0, count)
         elif g.kind == _SOFTMAX:
-            qcc_softmax_rows(g.x + r0 * g.n, g.y + r0 * g.n, count, g.n)
+            qcc_softmax_rows(g.x + r0 * g.n, g.y + r0 * g.n, count, g.n, g.fq)
+            continue   # its fake-quant is in its rows
         else:
             qcc_layer_norm_rows(g.x + r0 * g.n, g.y + r0 * g.n, g.scale, g.bias, count,
                                 g.n, g.eps)
+        if g.fq != NULL:   # the task's rows, still in cache
+            qcc_norm_fq_range(g.y + r0 * g.n, count * g.n, g.fq)
 
 
 cdef void _rows(_Rows *g) noexcept nogil:
@@ -155,7 +163,15 @@ def _set_variant(name):
 _set_variant(None)   # QCC_ISA applies from import on
 
 
-def _unary(x, out, int gelu):
+cdef const qcc_norm_fq* _fq_of(fake_quant, qcc_norm_fq* fq) except? NULL:
+    """`fq` set from (scale, zero_point, qmin, qmax), or NULL for None."""
+    if fake_quant is None:
+        return NULL
+    fq.s, fq.z, fq.qmin, fq.qmax = fake_quant
+    return fq
+
+
+def _unary(x, out, int gelu, fake_quant=None):
     x = as_f32(x)
     out = out_buffer(out, x.shape)
     if x.size == 0:
@@ -163,9 +179,10 @@ def _unary(x, out, int gelu):
     cdef const float[::1] xv = x.reshape(-1)
     cdef float[::1] ov = out.reshape(-1)
     cdef _Rows g
+    cdef qcc_norm_fq fq
     g.kind = _GELU if gelu else _ERF
     g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], NULL, NULL
-    g.rows, g.n = x.size, 1
+    g.rows, g.n, g.fq = x.size, 1, _fq_of(fake_quant, &fq)
     with nogil:
         _rows(&g)
     return out
@@ -176,10 +193,10 @@ def erf(x, out=None):
     return _unary(x, out, 0)
 
 
-def gelu(x, out=None):
+def gelu(x, out=None, fake_quant=None):
     """GELU of each element as PyTorch exports it: (x * (erf(x / sqrt(2)) + 1)) * 0.5
-    in float32 operations (this erf); `out` may be `x`."""
-    return _unary(x, out, 1)
+    in float32 operations (this erf); `out` may be `x`. `fake_quant`: as `softmax`'s."""
+    return _unary(x, out, 1, fake_quant)
 
 
 def _axis(int axis, int ndim):
@@ -189,12 +206,22 @@ def _axis(int axis, int ndim):
     return axis + ndim if axis < 0 else axis
 
 
-def softmax(x, int axis, out=None):
-    """ONNX Softmax (opset >= 13): exp(x - max) / sum over the single dim `axis`."""
+def softmax(x, int axis, out=None, fake_quant=None):
+    """ONNX Softmax (opset >= 13): exp(x - max) / sum over the single dim `axis`.
+
+    `fake_quant`: None, or (scale, zero_point, qmin, qmax) of a per-tensor fake-quant
+    applied to each result as it is written (the float32 steps of
+    `_eltwise.fake_quant`, so the same bits as that step after the softmax)."""
     x = as_f32(x)
     out = out_buffer(out, x.shape)
-    if x.ndim == 0:
-        out[...] = 1.0
+    cdef qcc_norm_fq fq
+    cdef const qcc_norm_fq* fqp = _fq_of(fake_quant, &fq)
+    cdef float[::1] one
+    if x.ndim == 0:   # 1, fake-quantized as a row of one element
+        one = np.ones(1, np.float32)
+        if fqp != NULL:
+            qcc_softmax_rows(&one[0], &one[0], 1, 1, fqp)
+        out[...] = one[0]
         return out
     axis = _axis(axis, x.ndim)
     cdef Py_ssize_t outer = math.prod(x.shape[:axis])
@@ -209,20 +236,21 @@ def softmax(x, int axis, out=None):
     if inner == 1:
         g.kind = _SOFTMAX
         g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], NULL, NULL
-        g.rows, g.n = outer, n
+        g.rows, g.n, g.fq = outer, n, fqp
         with nogil:
             _rows(&g)
     else:
         acc = np.empty(2 * inner, np.float32)
         with nogil:
-            qcc_softmax_strided(&xv[0], &ov[0], outer, n, inner, &acc[0])
+            qcc_softmax_strided(&xv[0], &ov[0], outer, n, inner, &acc[0], fqp)
     return out
 
 
-def layer_norm(x, scale, bias, int axis, float epsilon, out=None):
+def layer_norm(x, scale, bias, int axis, float epsilon, out=None, fake_quant=None):
     """ONNX LayerNormalization: normalize x over dims axis..end, then * scale + bias.
 
-    scale and bias (bias may be None) broadcast to x.shape[axis:].
+    scale and bias (bias may be None) broadcast to x.shape[axis:]. `fake_quant`: as
+    `softmax`'s.
     """
     x = as_f32(x)
     out = out_buffer(out, x.shape)
@@ -244,7 +272,8 @@ def layer_norm(x, scale, bias, int axis, float epsilon, out=None):
     cdef _Rows g
     g.kind = _LAYER_NORM
     g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], &sv[0], bp
-    g.rows, g.n, g.eps = rows, n, epsilon
+    cdef qcc_norm_fq fq
+    g.rows, g.n, g.eps, g.fq = rows, n, epsilon, _fq_of(fake_quant, &fq)
     with nogil:
         _rows(&g)
     return out

@@ -187,11 +187,49 @@ static inline __attribute__((always_inline)) float qcc_max(const float *restrict
     return m;
 }
 
+/* A per-tensor fake-quant applied to a softmax's output as it is written (the
+ * executor fuses a quant.fake_quant that is the softmax's only user): the epilogue's
+ * float32 steps (runtime/_common.h), q = clip(rint(y / s) + z, qmin, qmax), then
+ * (q - z) * s, so the same bits as the separate fake-quant step. */
+typedef struct {
+    float s, z, qmin, qmax;
+} qcc_norm_fq;
+
+static inline __attribute__((always_inline)) float qcc_norm_fq1(float y, const qcc_norm_fq *f)
+{
+    float v = qcc_rint(y / f->s) + f->z;
+    v = v < f->qmin ? f->qmin : v;
+    v = v > f->qmax ? f->qmax : v;
+    return (v - f->z) * f->s;
+}
+
+/* qcc_norm_fq1 of y[0:n] in place (after erf, GELU or layer norm rows). */
+QCC_NORM_CLONES
+static void qcc_norm_fq_range(float *y, ptrdiff_t n, const qcc_norm_fq *fq)
+{
+    const qcc_norm_fq f = *fq;   /* a copy y cannot alias: the loop vectorizes */
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) y[i] = qcc_norm_fq1(y[i], &f);
+}
+
+/* The last pass of a softmax row: y *= inv (the sum's reciprocal), then fq if any. */
+static inline __attribute__((always_inline)) void qcc_softmax_scale(float *restrict yr, ptrdiff_t n,
+                                                                    float inv, const qcc_norm_fq *fq)
+{
+    ptrdiff_t i;
+    if (fq == NULL)
+        for (i = 0; i < n; i++) yr[i] *= inv;
+    else
+        for (i = 0; i < n; i++) yr[i] = qcc_norm_fq1(yr[i] * inv, fq);
+}
+
 /* Softmax of each contiguous row of n elements: m = the row's max; exp(x - m) of
  * each 16-element block into 16 lanes of sums, block after block, the last n % 16
- * elements into s one by one, then s += lanes[0], ..., lanes[15]; y = exp * (1 / s). */
+ * elements into s one by one, then s += lanes[0], ..., lanes[15]; y = exp * (1 / s),
+ * then the fake-quant `fq` (NULL: none). */
 QCC_NORM_CLONES
-static void qcc_softmax_rows_c(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n)
+static void qcc_softmax_rows_c(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n,
+                               const qcc_norm_fq *fq)
 {
     ptrdiff_t r, i, j;
     for (r = 0; r < rows; r++) {
@@ -210,8 +248,7 @@ static void qcc_softmax_rows_c(const float *x, float *y, ptrdiff_t rows, ptrdiff
             s += yr[i];
         }
         for (j = 0; j < 16; j++) s += lanes[j];
-        s = 1.0f / s;
-        for (i = 0; i < n; i++) yr[i] *= s;
+        qcc_softmax_scale(yr, n, 1.0f / s, fq);
     }
 }
 
@@ -224,7 +261,8 @@ static void qcc_softmax_rows_c(const float *x, float *y, ptrdiff_t rows, ptrdiff
 #endif
 #pragma GCC push_options
 #pragma GCC target("avx2")
-static void qcc_softmax_rows_avx2(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n)
+static void qcc_softmax_rows_avx2(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n,
+                                  const qcc_norm_fq *fq)
 {
     ptrdiff_t r, i, j;
     for (r = 0; r < rows; r++) {
@@ -261,27 +299,33 @@ static void qcc_softmax_rows_avx2(const float *x, float *y, ptrdiff_t rows, ptrd
         _mm256_storeu_ps(lanes, l0);
         _mm256_storeu_ps(lanes + 8, l1);
         for (j = 0; j < 16; j++) s += lanes[j];
-        s = 1.0f / s;
-        for (i = 0; i < n; i++) yr[i] *= s;
+        qcc_softmax_scale(yr, n, 1.0f / s, fq);
     }
 }
 #pragma GCC pop_options
 #endif
 
+#if QCC_X86
+#include "_softmax_avx512.h"
+#endif
+
 /* The softmax rows of the level in use (qcc_norm_level): every level gives the same
- * bits (the AVX-512 and plain levels run the compiler's clones). */
-static void qcc_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n)
+ * bits (the plain level runs the compiler's clone of qcc_softmax_rows_c). */
+static void qcc_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n,
+                             const qcc_norm_fq *fq)
 {
 #if QCC_X86
-    if (qcc_norm_level == QCC_ISA_AVX2) { qcc_softmax_rows_avx2(x, y, rows, n); return; }
+    if (qcc_norm_level == QCC_ISA_AVX512) { qcc_softmax_rows_avx512(x, y, rows, n, fq); return; }
+    if (qcc_norm_level == QCC_ISA_AVX2) { qcc_softmax_rows_avx2(x, y, rows, n, fq); return; }
 #endif
-    qcc_softmax_rows_c(x, y, rows, n);
+    qcc_softmax_rows_c(x, y, rows, n, fq);
 }
 
-/* Softmax over the middle dim of [outer, n, inner]; acc holds 2*inner floats. */
+/* Softmax over the middle dim of [outer, n, inner], then `fq` (NULL: none); acc holds
+ * 2*inner floats. */
 QCC_NORM_CLONES
 static void qcc_softmax_strided(const float *x, float *y, ptrdiff_t outer, ptrdiff_t n,
-                                ptrdiff_t inner, float *acc)
+                                ptrdiff_t inner, float *acc, const qcc_norm_fq *fq)
 {
     float *restrict m = acc, *restrict s = acc + inner;
     ptrdiff_t o, a, i;
@@ -300,8 +344,12 @@ static void qcc_softmax_strided(const float *x, float *y, ptrdiff_t outer, ptrdi
                 s[i] += yb[a * inner + i];
             }
         for (i = 0; i < inner; i++) s[i] = 1.0f / s[i];
-        for (a = 0; a < n; a++)
-            for (i = 0; i < inner; i++) yb[a * inner + i] *= s[i];
+        if (fq == NULL)
+            for (a = 0; a < n; a++)
+                for (i = 0; i < inner; i++) yb[a * inner + i] *= s[i];
+        else
+            for (a = 0; a < n; a++)
+                for (i = 0; i < inner; i++) yb[a * inner + i] = qcc_norm_fq1(yb[a * inner + i] * s[i], fq);
     }
 }
 

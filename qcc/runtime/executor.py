@@ -70,6 +70,9 @@ class Step:
     """Its result is a blocked array (qcc.runtime.blocked), not the IR's NCHW shape."""
     layout_copy: bool = False
     """It copies a blocked array into NCHW (its op is the producer's)."""
+    opaque: bool = False
+    """A chain of ops that `qcc.runtime.patterns` fused: `fn` is not `op`'s kernel, so
+    the step is no follower of the one before it (it may be a producer)."""
 
 
 @dataclass
@@ -210,9 +213,9 @@ def _fuse_in_place(steps: list[Step], outputs: set[int],
     chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
     epilogues: dict[int, tuple[Step, K.Epilogue]] = {}  # index -> the conv's step, epilogue
     for step in steps:
-        if len(step.args) != len(step.op.operands):
-            # a pattern's step reading other values than its op's operands (rule 4 of
-            # patterns.py): nothing below may take its args for the op's
+        if step.opaque or len(step.args) != len(step.op.operands):
+            # a pattern's step (patterns.py): nothing below may take it for its op's
+            # kernel, nor its args for the op's operands
             fused.append(step)
             continue
         prev = fused[-1] if fused else None
@@ -608,6 +611,13 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
         op = step.op
         if step.layout_copy:
             sizes[step.results[0]] = sizes[step.args[0]]
+            continue
+        if step.opaque and all(isinstance(v.type, TensorType) and v.type.has_static_shape()
+                               for v in (*op.results, *op.operands)):
+            # a fused chain of static shapes (patterns.py rule 6: its op, the last of
+            # the chain, does not give its result from the chain's input)
+            for r, v in zip(step.results, op.results, strict=True):
+                sizes[r] = tuple(v.type.get_shape())  # type: ignore[attr-defined]
             continue
         if not isinstance(op, QnnOp):  # quant and ascend ops keep their input's shape
             for r, v in zip(step.results, op.results, strict=True):

@@ -417,13 +417,16 @@ def _layer_norm(op, consts):
     return layer_norm_kernel(get_int(_p(op, "axis"), -1), get_float(_p(op, "epsilon"), 1e-5))
 
 
-def layer_norm_kernel(axis: int, epsilon: float) -> Kernel:
+def layer_norm_kernel(axis: int, epsilon: float,
+                      fake_quant: tuple[float, float, float, float] | None = None) -> Kernel:
     """`fn(x, scale, bias=None, out=None)`: layer norm of x over dims axis.. (also
-    the step of a decomposed layer norm, `qcc.runtime.patterns`)."""
+    the step of a decomposed layer norm, `qcc.runtime.patterns`), then the per-tensor
+    fake-quant (scale, zero point, qmin, qmax) if given, applied as it writes (the
+    fake-quant step's bits)."""
     layer_norm = C.layer_norm
 
     def run(x, scale, bias=None, out=None):
-        return layer_norm(x, scale, bias, axis, epsilon, out=out)
+        return layer_norm(x, scale, bias, axis, epsilon, out=out, fake_quant=fake_quant)
 
     return Kernel(run, fresh=True, takes_out=True)
 
@@ -451,13 +454,15 @@ def _gelu(op, consts):
     return gelu_kernel()
 
 
-def gelu_kernel() -> Kernel:
+def gelu_kernel(fake_quant: tuple[float, float, float, float] | None = None) -> Kernel:
     """`fn(x, out=None)`: the compiled float32 GELU (also the step of a GELU exported
-    as Div, Erf, Add, Mul, Mul: `qcc.runtime.patterns`)."""
+    as Div, Erf, Add, Mul, Mul: `qcc.runtime.patterns`), then the per-tensor
+    fake-quant (scale, zero point, qmin, qmax) if given, applied as it writes (the
+    fake-quant step's bits)."""
     gelu = C.gelu
 
     def run(x, out=None):
-        return gelu(x, out=out)
+        return gelu(x, out=out, fake_quant=fake_quant)
 
     return Kernel(run, fresh=True, takes_out=True)
 
@@ -558,11 +563,16 @@ def _compiled_fake_quant(op) -> Kernel | None:
     s = np.asarray(qtype.scales, np.float32)
     z = np.asarray(qtype.zero_points, np.float32)
     qmin, qmax, axis = qtype.storage_min, qtype.storage_max, qtype.axis
-    fake_quant = ELTWISE.fake_quant
+    fake_quant, copy = ELTWISE.fake_quant, ELTWISE.transpose
+    params = None if axis is not None or s.size != 1 or z.size != 1 else \
+        (float(s.reshape(-1)[0]), float(z.reshape(-1)[0]), float(qmin), float(qmax))
 
     def run(x, out=None):
         if axis is not None and (axis >= x.ndim or x.shape[axis] != s.size):
             raise ValueError(f"{qtype} does not fit an array of shape {x.shape}")
+        if params is not None and out is not None and isinstance(x, np.ndarray) \
+                and x.dtype == np.float32 and not x.flags.c_contiguous:
+            return copy(x, None, out=out, fake_quant=params)   # a view: one pass
         return fake_quant(x, s, z, qmin, qmax, axis, out=out)
 
     return Kernel(run, fresh=True, takes_out=True)

@@ -6,13 +6,14 @@ Rules (`fuse`, called once by `executor.compile_module` when it fuses):
 1. GELU, as PyTorch exports it: `y = (x * (erf(x / c) + 1)) * 0.5` with c the
    float32 sqrt(2) (the Add and the Muls in either operand order) -> one step of the
    compiled GELU (`_norm.gelu`: the same float32 steps, so the same bits as the
-   chain with the compiled erf).
+   chain with the compiled erf). With a per-tensor float32 fake-quant of y (its only
+   user), the step applies it to each chunk it computes (the fake-quant step's bits).
 2. LayerNorm, decomposed (opset < 17, TorchScript exports): `m = mean(x)`,
    `d = x - m`, `v = mean(d ** 2)` (or `d * d`), `y = d / sqrt(v + eps)`, then
    optionally `* gamma` and `+ beta` (constants), both means over the same trailing
    dims with keepdims -> one step of the compiled layer norm (`_norm.layer_norm`:
    the moments summed in double, then the same float32 steps; within an ulp or two
-   of the chain).
+   of the chain). A per-tensor fake-quant of y joins the step as in rule 1.
 3. Dense bias: `dense(x, w) + b` (either order) with b a float32 constant of the
    dense's N values -> the dense with bias b (the compiled dense adds it as sgemm's
    C operand: one rounding of the product plus b, as the Add).
@@ -20,6 +21,20 @@ Rules (`fuse`, called once by `executor.compile_module` when it fuses):
    tensors of the result's shape (an int8 deploy model's residual block) -> one pass
    of `_half.ascend_add_quant` writing the int8 values (the same numbers as the
    three steps, without the float32 sum in memory).
+5. Softmax then fake-quant: `fake_quant(softmax(x))` with a per-tensor float32
+   fake-quant -> one step of the compiled softmax applying the fake-quant as it
+   writes its results (`_norm.softmax(..., fake_quant=)`: the same float32 steps as
+   the fake-quant's own kernel, so the same bits; an attention's probabilities in a
+   fake-quantized transformer).
+6. Copy then fake-quant: `fake_quant(reshape*(mul?(reshape*(transpose(x)))))`, or
+   `fake_quant(reshape*(mul(x, c)))`, with c a float32 scalar constant (either
+   operand), the reshapes optional and the fake-quant per tensor, of a static shape
+   -> one step of `_eltwise.transpose` writing the fake-quantized (and multiplied)
+   values of x's elements in the transposed order (numpy's float32 product, then the
+   fake-quant kernel's steps: the same bits; a reshape moves no element, and each
+   element is computed alone). An attention's query, key and context in a
+   fake-quantized transformer: a copy or multiply, then a fake-quant pass, each a
+   step, became one pass.
 
 A chain fuses only when every value inside it has no user outside it and is not an
 output of the plan, and its ops are float32. The fused step takes the place of the
@@ -27,20 +42,22 @@ chain's last op and gives its result. Rules 1 and 2 keep that op (for names and
 shapes) and read the chain's input once per operand of it (so that its result
 shape is inferred from them, and no later fusion takes it for an op of a constant);
 rule 3 is the dense's step with the bias; rule 4 keeps the quant op and reads a and
-b.
+b; rule 5 keeps the softmax op (with the fake-quant's result) and reads x; rule 6
+keeps the fake-quant op and reads x (a step the executor runs as it is: its `opaque`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 from xdsl.ir import Operation, SSAValue
 
-from qcc.dialects import ascend, qnn
-from qcc.dialects.base import get_bool, get_ints
+from qcc.dialects import ascend, qnn, quant
+from qcc.dialects.base import get_bool, get_int, get_ints
 from qcc.runtime import half
 from qcc.runtime import ops as K
 from qcc.runtime.ascend_ops import quant_params
@@ -60,7 +77,8 @@ def fuse(steps: Sequence[Any], outputs: set[int], constants: dict[int, np.ndarra
     for i, step in enumerate(steps):
         if i in dropped:
             continue
-        for rule in (_gelu, _layer_norm, _dense_bias, _add_quant):
+        for rule in (_gelu, _layer_norm, _dense_bias, _add_quant, _softmax_fake_quant,
+                     _copy_fake_quant):
             found = rule(ctx, step)
             if found is None:
                 continue
@@ -71,7 +89,7 @@ def fuse(steps: Sequence[Any], outputs: set[int], constants: dict[int, np.ndarra
                 continue
             replaced[max(idx)] = replace(steps[max(idx)], op=op, fn=fn,
                                          args=tuple(ctx.slot_of[v] for v in args),
-                                         fresh=True, takes_out=takes_out)
+                                         fresh=True, takes_out=takes_out, opaque=True)
             dropped.update(j for j in idx if j != max(idx))
             break
     return [replaced.get(i, s) for i, s in enumerate(steps) if i not in dropped]
@@ -133,11 +151,20 @@ def _f32(*ops: Operation) -> bool:
     return all(K.is_f32(op.results[0]) for op in ops)
 
 
-def _elementwise(chain: Sequence[Operation], x: SSAValue, kernel: K.Kernel,
-                 params: tuple[np.ndarray | None, ...]):
-    """A chain keeping x's shape as the step of its last op, reading x once per operand."""
+def _elementwise(ctx: _Context, chain: Sequence[Operation], x: SSAValue,
+                 kernel: Callable[..., K.Kernel], params: tuple[np.ndarray | None, ...]):
+    """A chain keeping x's shape as the step of its last op, reading x once per operand;
+    `kernel(fake_quant)` its kernel, given the per-tensor fake-quant of its result when
+    one is that result's only user (which then joins the chain: the step gives its
+    result)."""
     last = chain[-1]
-    return chain, last, (x,) * len(last.operands), _reading(kernel, params)
+    fq = ctx.sole_user(last.results[0])
+    fake_quant = None if fq is None else _per_tensor_fake_quant(fq)
+    if fake_quant is not None and _shape(fq) == _shape(last):  # type: ignore[arg-type]
+        chain = [*chain, fq]  # type: ignore[list-item]
+    else:
+        fake_quant = None
+    return chain, last, (x,) * len(last.operands), _reading(kernel(fake_quant), params)
 
 
 def _gelu(ctx: _Context, step: Any):
@@ -169,7 +196,7 @@ def _gelu(ctx: _Context, step: Any):
     chain = [div, erf, add, mul, half_mul]
     if not _f32(*chain) or _shape(half_mul) != _shape(div):
         return None
-    return _elementwise(chain, x, K.gelu_kernel(), ())
+    return _elementwise(ctx, chain, x, K.gelu_kernel, ())
 
 
 def _shape(op: Operation) -> tuple[int, ...]:
@@ -238,8 +265,7 @@ def _layer_norm(ctx: _Context, step: Any):
         return None
     if gamma is None:
         gamma = np.ones(norm_shape, np.float32)
-    kernel = K.layer_norm_kernel(axis, eps)
-    return _elementwise(chain, x, kernel, (gamma, beta))
+    return _elementwise(ctx, chain, x, partial(K.layer_norm_kernel, axis, eps), (gamma, beta))
 
 
 def _dense_bias(ctx: _Context, step: Any):
@@ -297,6 +323,95 @@ def _add_quant(ctx: _Context, step: Any):
         return kernel(a, b, relu, scale, offset, sqrt_mode, mode)
 
     return chain, user, tuple(add.operands), run, False
+
+
+def _softmax_fake_quant(ctx: _Context, step: Any):
+    """Rule 5, anchored at the softmax."""
+    softmax = step.op
+    if not isinstance(softmax, qnn.SoftmaxOp) or not step.takes_out or not _f32(softmax) \
+            or not K.is_f32(softmax.operands[0]):
+        return None
+    fq = ctx.sole_user(softmax.results[0])
+    params = None if fq is None else _per_tensor_fake_quant(fq)
+    if params is None or _shape(fq) != _shape(softmax):  # type: ignore[arg-type]
+        return None
+    axis, kernel = get_int(softmax.properties.get("axis"), -1), K.C.softmax
+
+    def run(x, out=None):
+        return kernel(x, axis, out=out, fake_quant=params)
+
+    # the step keeps the softmax op (a step of the fake-quant op reading x would pass
+    # for a fake-quant of x, which the executor may run in place after x's producer)
+    return [softmax, fq], softmax, (softmax.operands[0],), run
+
+
+def _per_tensor_fake_quant(op: Operation | None) -> tuple[float, float, float, float] | None:
+    """(scale, zero point, qmin, qmax) of a float32 -> float32 fake-quant with one
+    scale that the compiled fake-quant kernel runs (the values a kernel applies to its
+    output as it writes it), or None for another op."""
+    if not isinstance(op, quant.FakeQuantOp) or len(op.operands) != 1 or \
+            K._compiled_fake_quant(op) is None:
+        return None
+    qtype: Any = op.properties["qtype"]
+    s = np.asarray(qtype.scales, np.float32).reshape(-1)
+    z = np.asarray(qtype.zero_points, np.float32).reshape(-1)
+    if qtype.axis is not None or s.size != 1 or z.size != 1:
+        return None
+    return float(s[0]), float(z[0]), float(qtype.storage_min), float(qtype.storage_max)
+
+
+def _copy_fake_quant(ctx: _Context, step: Any):
+    """Rule 6, anchored at the transpose or at the multiply."""
+    first = step.op
+    copy = K.ELTWISE.transpose if K.ELTWISE is not None else None
+    if copy is None or not _f32(first) or not K.is_f32(first.operands[0]):
+        return None
+    perm, mul, x = None, None, first.operands[0]
+    if isinstance(first, qnn.TransposeOp):
+        perm = tuple(get_ints(first.properties.get("perm")))
+    elif isinstance(first, qnn.MulOp):
+        mul, x = _scalar_factor(ctx, first)
+        if mul is None:
+            return None
+    else:
+        return None
+    chain: list[Operation] = [first]
+    op = ctx.sole_user(first.results[0])
+    while isinstance(op, qnn.ReshapeOp | qnn.MulOp) and _f32(op):
+        if isinstance(op, qnn.MulOp):
+            if mul is not None:
+                return None
+            mul, _ = _scalar_factor(ctx, op)
+            if mul is None:
+                return None
+        chain.append(op)
+        op = ctx.sole_user(op.results[0])
+    params = None if op is None else _per_tensor_fake_quant(op)
+    if params is None or any(d < 0 for d in (*_shape(op), *x.type.get_shape())):  # type: ignore
+        return None
+    chain.append(op)  # type: ignore[arg-type]
+    shape = _shape(op)  # type: ignore[arg-type]
+
+    def run(x, out=None):
+        if out is None:
+            out = np.empty(shape, np.float32)
+        view = out.reshape(x.shape if perm is None else tuple(x.shape[p] for p in perm))
+        copy(x, perm, out=view, mul=mul, fake_quant=params)
+        return out
+
+    return chain, op, (x,), run
+
+
+def _scalar_factor(ctx: _Context, mul: Operation) -> tuple[float | None, Any]:
+    """(c, x) when `mul` is x * c or c * x with c a float32 scalar constant (and the
+    product of x's shape)."""
+    a, b = mul.operands
+    for c, x in ((b, a), (a, b)):
+        value = ctx.scalar(c)
+        if value is not None and ctx.const(x) is None and K.is_f32(x) \
+                and tuple(x.type.get_shape()) == _shape(mul):  # type: ignore[attr-defined]
+            return value, x
+    return None, None
 
 
 def _squares(ctx: _Context, op: Operation, d: SSAValue) -> bool:

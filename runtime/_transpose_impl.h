@@ -1,0 +1,199 @@
+/* A strided copy into a C-contiguous float32 array (a transpose, or a copy of a view)
+ * that applies, as it writes, an optional multiply by a float32 scalar and then an
+ * optional per-tensor fake-quant (runtime/_eltwise.pyx `transpose`).
+ *
+ * The copy's dims are the output's, in its order, each with the input's stride in
+ * elements (merged where they follow each other in both). Three loops:
+ *   rows:   the last dim is contiguous in the input: each row copied (memcpy, or the
+ *           epilogue element by element, which the compiler vectorizes);
+ *   tiles:  the last dim is strided and the one before it contiguous in the input (a
+ *           swap of the last two dims): 16 x 16 blocks transposed in AVX-512 registers
+ *           (qcc_tr16_avx512; masked at the edges), the epilogue on each stored row;
+ *   any:    element by element.
+ * Every element goes through the same float32 operations in every loop, build and
+ * thread: y = x * mul (numpy's product of two float32), then the epilogue's
+ * fake-quant of runtime/_common.h (q = clip(rint(y / s) + z, qmin, qmax),
+ * (q - z) * s), so the bits of the transpose, multiply and fake-quant steps. */
+#ifndef QCC_TRANSPOSE_IMPL_H
+#define QCC_TRANSPOSE_IMPL_H
+
+#include <string.h>
+
+#include "_eltwise_impl.h"   /* QCC_ELT_CLONES, QCC_ELT_CHUNK */
+
+#define QCC_COPY_MAX_DIMS 8
+
+typedef struct {
+    int mul_on, fq_on;
+    float mul;                 /* y = x * mul first, when mul_on */
+    float s, z, qmin, qmax;    /* then the fake-quant, when fq_on */
+} qcc_copy_epi;
+
+typedef struct {
+    const float *x;
+    float *y;
+    int nd;                              /* >= 1 */
+    ptrdiff_t dims[QCC_COPY_MAX_DIMS];   /* the output's dims */
+    ptrdiff_t xs[QCC_COPY_MAX_DIMS];     /* the input's stride of each, in elements */
+    qcc_copy_epi epi;
+    int tiles;                           /* the AVX-512 tiles loop may run */
+    ptrdiff_t units, per, next;          /* tasks: `per` units (see qcc_copy_task) */
+} qcc_copy_job;
+
+QCC_INLINE float qcc_copy_epi1(float v, const qcc_copy_epi *e)
+{
+    if (e->mul_on) v = v * e->mul;
+    if (e->fq_on) {
+        float q = qcc_rint(v / e->s) + e->z;
+        q = q < e->qmin ? e->qmin : q;
+        q = q > e->qmax ? e->qmax : q;
+        v = (q - e->z) * e->s;
+    }
+    return v;
+}
+
+#if QCC_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+/* qcc_copy_epi1 of 16 lanes: the same operations (qcc_rint by its definition). */
+QCC_INLINE __m512 qcc_copy_epi16(__m512 v, const qcc_copy_epi *e)
+{
+    if (e->mul_on) v = _mm512_mul_ps(v, _mm512_set1_ps(e->mul));
+    if (e->fq_on) {
+        const __m512 sign = _mm512_set1_ps(-0.0f), two23 = _mm512_set1_ps(8388608.0f);
+        const __m512 s = _mm512_set1_ps(e->s), z = _mm512_set1_ps(e->z);
+        __m512 q = _mm512_div_ps(v, s);
+        const __m512 a = _mm512_andnot_ps(sign, q);
+        __m512 r = _mm512_sub_ps(_mm512_add_ps(a, two23), two23);
+        r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, two23, _CMP_LT_OQ), a, r);
+        q = _mm512_or_ps(_mm512_andnot_ps(sign, r), _mm512_and_ps(sign, q));
+        q = _mm512_add_ps(q, z);
+        q = _mm512_max_ps(_mm512_set1_ps(e->qmin), q);   /* q < qmin ? qmin : q */
+        q = _mm512_min_ps(_mm512_set1_ps(e->qmax), q);   /* q > qmax ? qmax : q */
+        v = _mm512_mul_ps(_mm512_sub_ps(q, z), s);
+    }
+    return v;
+}
+
+/* y[a*ldy + b] = epi(x[a + b*sb]) for a < na, b < nb. */
+static void qcc_copy_tiles_avx512(const float *x, ptrdiff_t sb, float *y, ptrdiff_t ldy,
+                                  ptrdiff_t na, ptrdiff_t nb, const qcc_copy_epi *e)
+{
+    ptrdiff_t a0, b0;
+    int i;
+    for (a0 = 0; a0 < na; a0 += 16)
+        for (b0 = 0; b0 < nb; b0 += 16) {
+            const int ka = na - a0 < 16 ? (int)(na - a0) : 16, kb = nb - b0 < 16 ? (int)(nb - b0) : 16;
+            const __mmask16 ma = (__mmask16)((1u << ka) - 1), mb = (__mmask16)((1u << kb) - 1);
+            __m512 r[16];
+            for (i = 0; i < 16; i++)
+                r[i] = i < kb ? _mm512_maskz_loadu_ps(ma, x + (b0 + i) * sb + a0) : _mm512_setzero_ps();
+            qcc_tr16_avx512(r);
+            for (i = 0; i < ka; i++)
+                _mm512_mask_storeu_ps(y + (a0 + i) * ldy + b0, mb, qcc_copy_epi16(r[i], e));
+        }
+}
+#pragma GCC pop_options
+#endif
+
+/* One row of n elements, contiguous in x: the epilogue's flags fixed per loop so
+ * that each loop vectorizes. */
+QCC_INLINE void qcc_copy_row(const float *restrict x, float *restrict y, ptrdiff_t n,
+                             const qcc_copy_epi *e)
+{
+    ptrdiff_t i;
+    if (!e->mul_on && !e->fq_on) {
+        memcpy(y, x, (size_t)n * sizeof(float));
+        return;
+    }
+    const qcc_copy_epi k = *e;
+    if (k.mul_on && k.fq_on) {
+        qcc_copy_epi f = k;
+        f.mul_on = 1;
+        f.fq_on = 1;
+        for (i = 0; i < n; i++) y[i] = qcc_copy_epi1(x[i], &f);
+    } else if (k.mul_on) {
+        qcc_copy_epi f = k;
+        f.mul_on = 1;
+        f.fq_on = 0;
+        for (i = 0; i < n; i++) y[i] = qcc_copy_epi1(x[i], &f);
+    } else {
+        qcc_copy_epi f = k;
+        f.mul_on = 0;
+        f.fq_on = 1;
+        for (i = 0; i < n; i++) y[i] = qcc_copy_epi1(x[i], &f);
+    }
+}
+
+/* The offset in x of output element index `o` of the dims before the last `inner`. */
+static ptrdiff_t qcc_copy_offset(const qcc_copy_job *j, ptrdiff_t o, int inner)
+{
+    ptrdiff_t off = 0;
+    int d;
+    for (d = j->nd - 1 - inner; d >= 0; d--) {
+        off += (o % j->dims[d]) * j->xs[d];
+        o /= j->dims[d];
+    }
+    return off;
+}
+
+/* Units [u0, u1) of the job: a unit is a row (rows loop), a plane of the last two
+ * dims (tiles loop) or an element (any loop). */
+QCC_ELT_CLONES
+static void qcc_copy_units(const qcc_copy_job *j, ptrdiff_t u0, ptrdiff_t u1)
+{
+    const int nd = j->nd;
+    const ptrdiff_t last = j->dims[nd - 1];
+    ptrdiff_t u;
+    if (j->xs[nd - 1] == 1) {
+        for (u = u0; u < u1; u++)
+            qcc_copy_row(j->x + qcc_copy_offset(j, u, 1), j->y + u * last, last, &j->epi);
+        return;
+    }
+#if QCC_X86
+    if (j->tiles) {
+        const ptrdiff_t plane = j->dims[nd - 2] * last;
+        for (u = u0; u < u1; u++)
+            qcc_copy_tiles_avx512(j->x + qcc_copy_offset(j, u, 2), j->xs[nd - 1], j->y + u * plane,
+                                  last, j->dims[nd - 2], last, &j->epi);
+        return;
+    }
+#endif
+    for (u = u0; u < u1; u++) j->y[u] = qcc_copy_epi1(j->x[qcc_copy_offset(j, u, 0)], &j->epi);
+}
+
+static void qcc_copy_task(void *arg)
+{
+    qcc_copy_job *j = (qcc_copy_job *)arg;
+    for (;;) {
+        const ptrdiff_t u0 = __atomic_fetch_add(&j->next, j->per, __ATOMIC_RELAXED);
+        if (u0 >= j->units) break;
+        qcc_copy_units(j, u0, u0 + j->per < j->units ? u0 + j->per : j->units);
+    }
+}
+
+/* Run the job (x, y, nd, dims, xs, epi set; `tiles`: whether the CPU and the level in
+ * use take the AVX-512 tiles) on up to `threads` threads, in tasks of about
+ * QCC_ELT_CHUNK elements. */
+static void qcc_copy(qcc_copy_job *j, int threads)
+{
+    const int nd = j->nd;
+    ptrdiff_t total = 1, unit = 1;
+    int d;
+    for (d = 0; d < nd; d++) total *= j->dims[d];
+    if (total == 0) return;
+    if (j->xs[nd - 1] == 1)
+        unit = j->dims[nd - 1];
+    else if (j->tiles && nd >= 2 && j->xs[nd - 2] == 1)
+        unit = j->dims[nd - 2] * j->dims[nd - 1];
+    else
+        j->tiles = 0;
+    j->units = total / unit;
+    j->per = (QCC_ELT_CHUNK + unit - 1) / unit;
+    j->next = 0;
+    if (total < 4 * QCC_ELT_CHUNK) threads = 1;   /* waking a worker costs some microseconds */
+    if (threads > (j->units + j->per - 1) / j->per) threads = (int)((j->units + j->per - 1) / j->per);
+    qcc_parallel(qcc_copy_task, j, threads);
+}
+
+#endif
