@@ -47,7 +47,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const float* add
         const Py_ssize_t* kofs
         qcc_act act
-        int apply, tiles, blocks64, next, failed
+        int apply, tile, tiles, blocks64, next, failed
     ctypedef struct qcc_blk_dw_job:
         const qcc_blk_geom* g
         const float* x
@@ -70,7 +70,7 @@ cdef extern from "_blocked_impl.h" nogil:
         float* y
         int n, c, planes
         Py_ssize_t plane
-        int h, hp, ph
+        int h, hp, rows
         Py_ssize_t len, row_in, row_out, lead
         int next
     void qcc_blk_scale_worker(void* job)
@@ -200,7 +200,7 @@ def scale(y, s, out=None):
     job.n, job.c = n, c
     job.planes = n * ((c + 15) // 16)
     job.plane = <Py_ssize_t>y.shape[2] * y.shape[3]
-    cdef int width = min(_threads, job.planes) if job.plane * job.planes >= 16384 else 1
+    cdef int width = min(_threads, job.planes) if job.plane * job.planes * 16 >= 65536 else 1
     with nogil:
         qcc_parallel(qcc_blk_scale_worker, &job, width)
     return out
@@ -357,12 +357,14 @@ cdef class Conv:
             pj.y = _fp(src)
             pj.planes = x.shape[0] * x.shape[1]
             pj.h, pj.hp = g.h, self.hp
+            pj.rows = max(1, (pj.planes * g.h + 8 * _threads - 1) // (8 * _threads * pj.planes))  # rows a task
             pj.len = g.w * lane
             pj.row_in = g.w * lane
             pj.row_out = self.wp * lane
             pj.lead = (<Py_ssize_t>self.ph * self.wp + self.pw) * lane
             with nogil:
-                qcc_parallel(qcc_blk_pad_worker, &pj, min(_threads, pj.planes))
+                qcc_parallel(qcc_blk_pad_worker, &pj,
+                             min(_threads, pj.planes * ((g.h + pj.rows - 1) // pj.rows)))
         try:
             return self._run(src, residual, out)
         finally:
@@ -379,7 +381,7 @@ cdef class Conv:
         cdef const float* add = NULL if residual is None else _fp(residual)
         cdef qcc_blk_conv_job cj
         cdef qcc_blk_dw_job dj
-        cdef int width, total, planes, bands
+        cdef int width, total, planes, bands, kc, per_pos
         if self.depthwise:
             memset(&dj, 0, sizeof(dj))
             dj.g = g
@@ -415,8 +417,17 @@ cdef class Conv:
         cj.kofs = <const Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>self.kofs)
         cj.act = act
         cj.apply = apply
-        cj.tiles = <int>((op + 23) // 24)
         cj.blocks64 = (self.o + 63) // 64
+        # tasks of some 16K multiply-adds (a claim costs the atomic's cache line moving
+        # between the cores: 24 positions of a 16-deep 1x1 conv took less), at least 8
+        # a thread, in multiples of 24 positions
+        kc = self.c * self.kh * self.kw
+        per_pos = kc * min(self.o, 64)
+        total = g.n * cj.blocks64
+        cj.tile = max(24, min(16384 * 16 // max(per_pos, 1),
+                              (total * op + 8 * _threads - 1) // (8 * _threads)))
+        cj.tile = (cj.tile + 23) // 24 * 24
+        cj.tiles = <int>((op + cj.tile - 1) // cj.tile)
         total = g.n * cj.blocks64 * cj.tiles
         width = min(_threads, total)
         with nogil:

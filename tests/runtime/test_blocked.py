@@ -100,6 +100,28 @@ def test_a_blocked_conv_is_the_nchw_conv_bit_for_bit(case, threads):
         B._set_threads(old)
 
 
+@pytest.mark.parametrize("act", ["hard_swish", "relu", ("clip", -1.0, 1.0),
+                                 ("hard_sigmoid", 0.2, 0.5)])
+def test_the_epilogue_on_every_kind_of_float32(act):
+    """The blocked hard-swish computes v / 6 by a product and an FMA correction
+    (tools/verify/hswish_div.c checks all 2^32 inputs); here 2^20 random bit
+    patterns, subnormals, +-0, infinities, NaN and values around +-3, through a 1x1
+    conv of identity weights (each sum is its input), against the NCHW conv."""
+    rng = np.random.default_rng(11)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1e-38, 3.0,
+                        -3.0, np.nextafter(3, 4), np.nextafter(-3, -4), 6e-30, -6e-30],
+                       np.float32)
+    values = np.concatenate([rng.integers(0, 2**32, 2**20, dtype=np.uint64)
+                             .astype(np.uint32).view(np.float32), special,
+                             rng.uniform(-3.1, 3.1, 4096).astype(np.float32)])
+    values = values[: values.size // 16 * 16]
+    x = values.reshape(1, 16, 1, -1)
+    eye = np.eye(16, dtype=np.float32).reshape(16, 16, 1, 1)
+    want = _conv.conv(x, eye, None, None, None, None, 1, activation=act)
+    got = B.Conv(eye, None, None, None, None, 1, act)(B.to_blocked(x))
+    np.testing.assert_array_equal(bits(B.to_nchw(got, 16)), bits(want))
+
+
 def test_layout_copies_means_and_scale():
     rng = np.random.default_rng(3)
     from qcc.runtime import _pool
