@@ -63,7 +63,6 @@ cdef extern from "_blocked_impl.h" nogil:
     void qcc_parallel(void (*fn)(void*) noexcept nogil, void* arg, int width)
     void qcc_blk_from_nchw(const float* x, float* y, int n, int c, Py_ssize_t plane)
     void qcc_blk_to_nchw(const float* y, float* x, int n, int c, Py_ssize_t plane)
-    void qcc_blk_means(const float* y, float* out, int n, int c, Py_ssize_t plane)
     ctypedef struct qcc_blk_plane_job:
         const float* x
         const float* s
@@ -74,6 +73,7 @@ cdef extern from "_blocked_impl.h" nogil:
         Py_ssize_t len, row_in, row_out, lead
         int next
     void qcc_blk_scale_worker(void* job)
+    void qcc_blk_means_worker(void* job)
     void qcc_blk_pad_worker(void* job)
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
@@ -172,12 +172,16 @@ def means(y, int c, out=None):
     qcc.runtime._pool.global_avg_pool)."""
     _blocked_input(y, c)
     out = _out(out, (y.shape[0], c, 1, 1))
-    cdef const float* yp = _fp(y)
-    cdef float* op = _fp(out)
-    cdef int n = y.shape[0]
-    cdef Py_ssize_t plane = <Py_ssize_t>y.shape[2] * y.shape[3]
+    cdef qcc_blk_plane_job job
+    memset(&job, 0, sizeof(job))
+    job.x = _fp(y)
+    job.y = _fp(out)
+    job.c = c
+    job.planes = y.shape[0] * ((c + 15) // 16)
+    job.plane = <Py_ssize_t>y.shape[2] * y.shape[3]
+    cdef int width = min(_threads, job.planes) if job.plane * job.planes * 16 >= 65536 else 1
     with nogil:
-        qcc_blk_means(yp, op, n, c, plane)
+        qcc_parallel(qcc_blk_means_worker, &job, width)
     return out
 
 

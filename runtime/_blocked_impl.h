@@ -461,34 +461,8 @@ static void qcc_blk_to_nchw(const float *y, float *x, int n, int c, ptrdiff_t pl
         }
 }
 
-/* The mean of each channel's plane (qcc_plane_means' order: float sums of every 16th
- * element in 16 lanes, the tail, then the lanes, in double) -> out [n, c]. */
-QCC_CLONES
-static void qcc_blk_means(const float *y, float *out, int n, int c, ptrdiff_t plane)
-{
-    const int cb = qcc_blk_cb(c);
-    int i, b, j, l;
-    ptrdiff_t p;
-    for (i = 0; i < n; i++)
-        for (b = 0; b < cb; b++) {
-            const float *s = y + ((ptrdiff_t)i * cb + b) * plane * QCC_BLK;
-            float lanes[16][QCC_BLK];
-            memset(lanes, 0, sizeof(lanes));
-            for (p = 0; p + 16 <= plane; p += 16)
-                for (j = 0; j < 16; j++)
-                    for (l = 0; l < QCC_BLK; l++) lanes[j][l] += s[(p + j) * QCC_BLK + l];
-            for (l = 0; l < QCC_BLK && b * QCC_BLK + l < c; l++) {
-                double sum = 0.0;
-                ptrdiff_t q;
-                for (q = p; q < plane; q++) sum += s[q * QCC_BLK + l];
-                for (j = 0; j < 16; j++) sum += lanes[j][l];
-                out[(ptrdiff_t)i * c + b * QCC_BLK + l] = (float)(sum / (double)plane);
-            }
-        }
-}
-
-/* Jobs of whole planes on the pool: a per-channel scale (squeeze-and-excitation)
- * and a conv's padded input copy. */
+/* Jobs of whole planes on the pool: the means (global average pool), a per-channel
+ * scale (squeeze-and-excitation) and a conv's padded input copy. */
 typedef struct {
     const float *x, *s;
     float *y;
@@ -499,6 +473,37 @@ typedef struct {
     ptrdiff_t len, row_in, row_out, lead;
     int next;
 } qcc_blk_plane_job;
+
+/* The means of the blocked plane t of x into y [n, c] (qcc_plane_means' order: float
+ * sums of every 16th element in 16 lanes, the tail, then the lanes, in double). */
+QCC_CLONES
+static void qcc_blk_mean_plane(const qcc_blk_plane_job *job, int t)
+{
+    const int cb = qcc_blk_cb(job->c), i = t / cb, b = t % cb;
+    const ptrdiff_t plane = job->plane;
+    const float *restrict s = job->x + (ptrdiff_t)t * plane * QCC_BLK;
+    float lanes[16][QCC_BLK];
+    ptrdiff_t p, q;
+    int j, l;
+    memset(lanes, 0, sizeof(lanes));
+    for (p = 0; p + 16 <= plane; p += 16)
+        for (j = 0; j < 16; j++)
+            for (l = 0; l < QCC_BLK; l++) lanes[j][l] += s[(p + j) * QCC_BLK + l];
+    for (l = 0; l < QCC_BLK && b * QCC_BLK + l < job->c; l++) {
+        double sum = 0.0;
+        for (q = p; q < plane; q++) sum += s[q * QCC_BLK + l];
+        for (j = 0; j < 16; j++) sum += lanes[j][l];
+        job->y[(ptrdiff_t)i * job->c + b * QCC_BLK + l] = (float)(sum / (double)plane);
+    }
+}
+
+static void qcc_blk_means_worker(void *arg)
+{
+    qcc_blk_plane_job *job = (qcc_blk_plane_job *)arg;
+    int t;
+    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes)
+        qcc_blk_mean_plane(job, t);
+}
 
 /* y = x * s[n, c] of the blocked plane t (image t / cb, channel block t % cb). */
 QCC_CLONES

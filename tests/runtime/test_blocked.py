@@ -126,7 +126,7 @@ def test_layout_copies_means_and_scale():
     rng = np.random.default_rng(3)
     from qcc.runtime import _pool
 
-    for shape in [(2, 40, 7, 9), (1, 16, 20, 20), (3, 5, 1, 33)]:
+    for shape in [(2, 40, 7, 9), (1, 16, 20, 20), (3, 5, 1, 33), (2, 72, 28, 28)]:  # the last: threaded
         x = rng.standard_normal(shape).astype(np.float32)
         y = B.to_blocked(x)
         assert y.shape == blocked.blocked_shape(shape)
