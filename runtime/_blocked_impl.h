@@ -73,7 +73,10 @@ QCC_INLINE void qcc_blk_lanes_of(const qcc_act *a, int c0, int channels, qcc_blk
 }
 
 /* The epilogue (runtime/_common.h, qcc_epilogue_run) of one vector v of the lanes l,
- * with the residual at add (or NULL); the lanes past the channels set to 0. */
+ * with the residual at add (or NULL); the lanes past the channels set to 0. A clamp
+ * `t < lo ? lo : t` is max(lo, t) with the bound first: vmaxps gives its second
+ * operand when either is NaN or both are equal, so a NaN stays and -0 stays -0, as in
+ * the comparisons of the scalar code (relu, which makes -0 +0, keeps its compares). */
 QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v,
                               const float *add)
 {
@@ -91,10 +94,7 @@ QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v
                                 | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
         break;
     case QCC_ACT_CLIP:
-        t = _mm512_set1_ps(a->lo);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_LT_OQ), v, t);
-        t = _mm512_set1_ps(a->hi);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), v, t);
+        v = _mm512_min_ps(_mm512_set1_ps(a->hi), _mm512_max_ps(_mm512_set1_ps(a->lo), v));
         break;
     case QCC_ACT_HARD_SWISH: {
         /* v / 6 + 0.5 without the division (vdivps: 5 cycles a vector on Zen 4): q =
@@ -106,9 +106,7 @@ QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v
         __m512 q = _mm512_mul_ps(v, r);
         const __m512 e = _mm512_fnmadd_ps(q, six, v);
         q = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(e, e, _CMP_ORD_Q), q, _mm512_fmadd_ps(e, r, q));
-        t = _mm512_add_ps(q, _mm512_set1_ps(0.5f));
-        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
-        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
+        t = _mm512_min_ps(one, _mm512_max_ps(z, _mm512_add_ps(q, _mm512_set1_ps(0.5f))));
         v = _mm512_mul_ps(v, t);
         break;
     }
@@ -116,8 +114,7 @@ QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v
         t = _mm512_mul_ps(v, _mm512_set1_ps(a->lo));
         QCC_ROUNDED(t);
         t = _mm512_add_ps(t, _mm512_set1_ps(a->hi));
-        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
+        v = _mm512_min_ps(one, _mm512_max_ps(z, t));
         break;
     case QCC_ACT_SIGMOID: {
         float tmp[16] __attribute__((aligned(64)));
@@ -132,10 +129,7 @@ QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v
     if (a->fq_scale != NULL) {
         t = _mm512_roundscale_ps(_mm512_div_ps(v, l->s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         t = _mm512_add_ps(t, l->zp);
-        v = _mm512_set1_ps(a->qmin);   /* compares as qcc_epilogue_run's: NaN stays */
-        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, v, _CMP_LT_OQ), t, v);
-        v = _mm512_set1_ps(a->qmax);
-        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, v, _CMP_GT_OQ), t, v);
+        t = _mm512_min_ps(_mm512_set1_ps(a->qmax), _mm512_max_ps(_mm512_set1_ps(a->qmin), t));
         v = _mm512_mul_ps(_mm512_sub_ps(t, l->zp), l->s);
     }
     return _mm512_maskz_mov_ps(l->valid, v);

@@ -1,6 +1,7 @@
 /* Checks the hard-swish of runtime/_blocked_impl.h (qcc_blk_epi) against the
  * division form of runtime/_common.h (qcc_epilogue_run: v * clip(v / 6 + 0.5, 0, 1))
- * for every float32 v, bit for bit (NaN for NaN). On an AVX-512 machine:
+ * for every float32 v, bit for bit (NaN for NaN): v / 6 as a product with an FMA
+ * correction, the clamp as min(1, max(0, t)). On an AVX-512 machine:
  *
  *     gcc -O2 -mavx512f -mavx512dq -mfma -ffp-contract=off tools/verify/hswish_div.c \
  *         -o /tmp/hswish_div && /tmp/hswish_div
@@ -32,7 +33,9 @@ int main(void)
         __m512 got;
         __mmask16 same, nan;
         q = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(e, e, _CMP_ORD_Q), q, _mm512_fmadd_ps(e, r, q));
-        got = _mm512_mul_ps(v, clamp01(_mm512_add_ps(q, half)));
+        got = _mm512_mul_ps(v, _mm512_min_ps(_mm512_set1_ps(1.0f),
+                                             _mm512_max_ps(_mm512_setzero_ps(),
+                                                           _mm512_add_ps(q, half))));
         same = _mm512_cmpeq_epi32_mask(_mm512_castps_si512(got), _mm512_castps_si512(want));
         nan = _mm512_cmp_ps_mask(want, want, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(got, got, _CMP_UNORD_Q);
         bad += (unsigned long)__builtin_popcount((unsigned)(__mmask16)~(same | nan));
