@@ -1,5 +1,5 @@
 # The conv epilogue's activation as a qcc_act (included by _conv.pyx and _blocked.pyx,
-# which declare qcc_act and the QCC_ACT_ kinds from runtime/_common.h and cimport memset).
+# which include _act_types.pxi and cimport memset).
 
 
 cdef qcc_act _activation(activation) except *:

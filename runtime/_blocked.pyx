@@ -19,22 +19,9 @@ from libc.string cimport memset
 
 cnp.import_array()
 
+include "_act_types.pxi"
+
 cdef extern from "_blocked_impl.h" nogil:
-    ctypedef struct qcc_act:
-        int kind
-        float lo, hi
-        const float* base
-        Py_ssize_t plane
-        int channels
-        const float* mul
-        const float* shift
-        const float* add
-        const float* fq_scale
-        const float* fq_zero
-        int fq_per_channel
-        float qmin, qmax
-    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
-    int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
     ctypedef struct qcc_blk_geom:
         int n, c, h, w, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw
     ctypedef struct qcc_blk_conv_job:

@@ -43,6 +43,8 @@ cdef extern from "_gemv_impl.h" nogil:
     void qcc_gemv(const float *x, const float *w, const float *bias, float *y, int m, int n,
                   int k, int level, int threads)
 
+include "_act_types.pxi"
+
 cdef extern from "_conv_impl.h" nogil:
     ctypedef struct qcc_geom:
         int cg, og
@@ -55,21 +57,6 @@ cdef extern from "_conv_impl.h" nogil:
     void qcc_col2im(const float* col, float* out, const qcc_geom* g, int r0, int r1)
     Py_ssize_t qcc_depthwise_scratch(const qcc_geom* g)
     Py_ssize_t qcc_conv_gemm_pad_size(const qcc_geom* g)
-    ctypedef struct qcc_act:
-        int kind
-        float lo, hi
-        const float* base
-        Py_ssize_t plane
-        int channels
-        const float* mul
-        const float* shift
-        const float* add
-        const float* fq_scale
-        const float* fq_zero
-        int fq_per_channel
-        float qmin, qmax
-    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
-    int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
     void qcc_activate_best(const qcc_act* act, float* c, Py_ssize_t ldc, int rows,
                            Py_ssize_t cols)
     int qcc_conv_gemm(const float* x, const float* w, const float* wp, int wp_mr, int wp_kc,

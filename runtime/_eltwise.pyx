@@ -18,22 +18,9 @@ from libc.string cimport memset
 
 cnp.import_array()
 
+include "_act_types.pxi"
+
 cdef extern from "_eltwise_impl.h" nogil:
-    ctypedef struct qcc_act:
-        int kind
-        float lo, hi
-        const float* base
-        Py_ssize_t plane
-        int channels
-        const float* mul
-        const float* shift
-        const float* add
-        const float* fq_scale
-        const float* fq_zero
-        int fq_per_channel
-        float qmin, qmax
-    int QCC_ACT_NONE, QCC_ACT_RELU, QCC_ACT_CLIP, QCC_ACT_HARD_SWISH
-    int QCC_ACT_HARD_SIGMOID, QCC_ACT_SIGMOID
     void qcc_eltwise(const qcc_act* act, const float* src, Py_ssize_t n, int threads)
 
 
