@@ -46,8 +46,8 @@ from qcc.errors import QccError
 # The integer, Ascend and shape kernels register in the one kernel table (ops.TABLE) when
 # their modules load.
 from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
-from qcc.runtime import blocked, patterns
-from qcc.runtime import int8 as _int8  # noqa: F401
+from qcc.runtime import blocked, fusion, patterns
+from qcc.runtime import int8 as _int8  # noqa: F401  (registers its kernels)
 from qcc.runtime import ops as K
 from qcc.runtime import shape_ops as _shape_ops  # noqa: F401
 
@@ -187,7 +187,7 @@ def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = T
     if fuse:
         unfused = [replace(s) for s in steps]
         steps = patterns.fuse(steps, set(outputs), constants, slot_of)  # GELU, LayerNorm
-        steps = _fuse_in_place(steps, set(outputs), constants)
+        steps = fusion.fuse_in_place(steps, set(outputs), constants)
         if blocked_layout:
             steps, blocked_slots, n_slots = blocked.apply(steps, set(outputs), constants,
                                                           len(slot_of))
@@ -199,106 +199,6 @@ def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = T
     return Plan(in_names, input_types, out_names, input_slots, outputs,
                 constants, steps, slot_of, n_slots, names, unfused=unfused,
                 fused_away=fused_away, blocked_slots=blocked_slots)
-
-
-def _fuse_in_place(steps: list[Step], outputs: set[int],
-                   constants: dict[int, np.ndarray]) -> list[Step]:
-    """Fold each fake-quant / activation / batch_norm / element-wise-of-a-constant
-    step into the step before it when it consumes that step's fresh float32 result,
-    which nothing else uses (its other operands constants). After a float conv, a
-    batch_norm, a residual add (of another float32 tensor of the same shape), an
-    activation, then a fake-quant become the compiled conv's epilogue (the same bits); the
-    others run in place after it."""
-    fused: list[Step] = []
-    chain: dict[int, tuple[Step, list, list]] = {}  # index in fused -> producer, followers
-    epilogues: dict[int, tuple[Step, K.Epilogue]] = {}  # index -> the conv's step, epilogue
-    for step in steps:
-        if step.opaque or len(step.args) != len(step.op.operands):
-            # a pattern's step (patterns.py): nothing below may take it for its op's
-            # kernel, nor its args for the op's operands
-            fused.append(step)
-            continue
-        prev = fused[-1] if fused else None
-        last = len(fused) - 1
-        if (prev is not None and len(prev.results) == 1 and step.args[:1] == prev.results
-                and prev.results[0] not in outputs and step.op.operands[0].has_one_use()):
-            both = _int8.fused(prev.fn, step.op, [constants.get(a) for a in step.args])
-            if both is not None:  # int8 conv / dense and its output stages in one pass
-                fused[-1] = Step(both, prev.op, prev.args, step.results, fresh=True)
-                chain[last] = (fused[-1], [], [])
-                continue
-        if prev is not None and last not in chain:
-            conv_step, spec = epilogues.get(last, (prev, K.Epilogue()))
-            extended = _conv_epilogue(conv_step.op, spec, prev, step, outputs, constants)
-            if extended is not None:
-                spec, extra = extended
-                kernel = K.conv_kernel(conv_step.op, epilogue=spec,
-                                       constant_weights=conv_step.args[1] in constants)
-                fused[-1] = Step(kernel.fn, conv_step.op, prev.args + extra, step.results,
-                                 fresh=True, takes_out=kernel.takes_out)
-                epilogues[last] = (conv_step, spec)
-                continue
-        if (prev is not None and last not in chain and last not in epilogues
-                and len(prev.results) == 1 and step.args == prev.results
-                and prev.results[0] not in outputs and step.op.operands[0].has_one_use()
-                and len(prev.args) == 2 and not any(a in constants for a in prev.args)):
-            summed = K.add_activation(prev.op, step.op)
-            if summed is not None:  # a + b, then relu / clip / ...: one pass
-                fused[-1] = Step(summed.fn, prev.op, prev.args, step.results, fresh=True,
-                                 takes_out=True)
-                chain[last] = (fused[-1], [], [])
-                continue
-        params = [constants[a] for a in step.args[1:] if a in constants]
-        follower = K.in_place(step.op, params) if len(params) == len(step.args) - 1 \
-            else None
-        if (prev is not None and follower is not None and prev.fresh
-                and len(prev.results) == 1 and step.args[:1] == prev.results
-                and prev.results[0] not in outputs and K.is_f32(prev.op.results[0])
-                and step.op.operands[0].has_one_use()):
-            base, followers, fallbacks = chain.get(last, (prev, [], []))
-            followers = followers + [follower]
-            fallbacks = fallbacks + [partial(_first_arg, step.fn, params)]
-            kernel = K.fuse(K.Kernel(base.fn, base.fresh, base.takes_out), followers,
-                            fallbacks)
-            fused[-1] = Step(kernel.fn, prev.op, prev.args, step.results, fresh=True,
-                             takes_out=kernel.takes_out)
-            chain[last] = (base, followers, fallbacks)
-            continue
-        fused.append(step)
-    return fused
-
-
-def _conv_epilogue(conv: Operation, spec: K.Epilogue, prev: Step, step: Step,
-                   outputs: set[int], constants: dict[int, np.ndarray],
-                   ) -> tuple[K.Epilogue, tuple[int, ...]] | None:
-    """When `prev` is the float conv `conv` with epilogue `spec` so far, its result's
-    only user `step`, and `step` extends the epilogue: the extended epilogue and the
-    operands the step gains (a residual's slot)."""
-    if not (isinstance(conv, qnn.ConvOp) and K.operand_kind(conv) == "float"
-            and len(prev.results) == 1 and prev.results[0] not in outputs
-            and prev.results[0] in step.args and len(step.results) == 1):
-        return None
-    at = step.args.index(prev.results[0])
-    value = step.op.operands[at]
-    if not value.has_one_use():
-        return None
-    if isinstance(step.op, qnn.AddOp):  # conv + skip: the residual
-        if spec.stage > 1 or len(step.args) != 2 or step.args[0] == step.args[1] \
-                or not K.epilogue_runs(conv):
-            return None
-        skip, other = step.args[1 - at], step.op.operands[1 - at]
-        if skip in constants or not (K.is_f32(other) and other.type == value.type
-                                     and step.op.results[0].type == value.type):
-            return None
-        return replace(spec, residual=True), (skip,)
-    if at != 0 or any(a not in constants for a in step.args[1:]):
-        return None
-    extended = K.extend_epilogue(conv, spec, step.op, [constants[a] for a in step.args[1:]])
-    return None if extended is None else (extended, ())
-
-
-def _first_arg(fn: Callable[..., Any], rest: list, x: np.ndarray) -> Any:
-    return fn(x, *rest)
 
 
 def _mark_deaths(steps: list[Step], keep: set[int]) -> None:
