@@ -28,7 +28,6 @@ typedef struct {
 
 QCC_INLINE int qcc_blk_cb(int c) { return (c + QCC_BLK - 1) / QCC_BLK; }
 
-static int qcc_blk_threads = 1;
 
 static int qcc_blk_supported(void)
 {

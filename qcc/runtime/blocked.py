@@ -147,7 +147,7 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
             if slot in outputs or not _inputs_ready(steps[i], kinds[i], cand) or (
                     not any(a in cand for a in steps[i].args) and not any(
                         _reads_blocked(steps[j], kinds[j], pos, cand)
-                        for j, pos in users[slot])):
+                        for j, pos in users.get(slot, ()))):
                 cand.discard(slot)
                 changed = True
     if not cand:

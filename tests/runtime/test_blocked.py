@@ -195,3 +195,28 @@ def test_exported_cnns_give_the_same_bits_blocked(name, tmp_path, monkeypatch):
     keep = [v for v, s in fast.slot_of.items() if s in fast.blocked_slots][:1]
     outs, kept = execute(fast, feeds, keep=keep)
     assert kept[keep[0]].ndim == 4
+
+
+def test_a_conv_whose_result_nothing_reads_compiles():
+    """An unused conv result (an exporter's dead branch) is not an error of the
+    layout's fixpoint (it raised KeyError); the plan runs and matches the NCHW plan."""
+    from qcc import ir
+    from qcc.dialects import qnn
+    from qcc.runtime import compile_module, execute
+
+    rng = np.random.default_rng(0)
+    g = ir.Graph()
+    x = g.input("x", (1, 16, 8, 8))
+    w = g.const(rng.standard_normal((16, 16, 1, 1)).astype(np.float32))
+    dw = g.const(rng.standard_normal((16, 1, 3, 3)).astype(np.float32))
+    a = g.add(qnn.ConvOp.make(x, w, name="a"))
+    g.add(qnn.ConvOp.make(x, w, name="dead"))
+    d = g.add(qnn.ConvOp.make(a, dw, pads=(1, 1, 1, 1), groups=16, name="d"))
+    b = g.add(qnn.ConvOp.make(d, w, name="b"))
+    module = g.finish({"y": g.add(qnn.ReluOp.make(b, name="y"))})
+    feeds = {"x": rng.standard_normal((1, 16, 8, 8)).astype(np.float32)}
+    fast = compile_module(module)
+    plain = compile_module(module, blocked_layout=False)
+    assert fast.blocked_slots and not plain.blocked_slots
+    np.testing.assert_array_equal(bits(execute(fast, feeds)[0]["y"]),
+                                  bits(execute(plain, feeds)[0]["y"]))
