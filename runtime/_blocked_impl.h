@@ -72,59 +72,19 @@ QCC_INLINE void qcc_blk_lanes_of(const qcc_act *a, int c0, int channels, qcc_blk
 }
 
 /* The epilogue (runtime/_common.h, qcc_epilogue_run) of one vector v of the lanes l,
- * with the residual at add (or NULL); the lanes past the channels set to 0. A clamp
- * `t < lo ? lo : t` is max(lo, t) with the bound first: vmaxps gives its second
- * operand when either is NaN or both are equal, so a NaN stays and -0 stays -0, as in
- * the comparisons of the scalar code (relu, which makes -0 +0, keeps its compares). */
+ * with the residual at add (or NULL); the lanes past the channels set to 0. The
+ * activation is qcc_act_avx512's; the fake-quant's clamp a max / min with the bound
+ * first, as its clamps. */
 QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v,
                               const float *add)
 {
-    const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
     __m512 t;
-    int i;
     if (a->mul != NULL) {
         v = _mm512_mul_ps(v, l->mul);
         v = _mm512_add_ps(v, l->shift);
     }
     if (add != NULL) v = _mm512_add_ps(v, _mm512_loadu_ps(add));
-    switch (a->kind) {
-    case QCC_ACT_RELU:
-        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
-                                | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
-        break;
-    case QCC_ACT_CLIP:
-        v = _mm512_min_ps(_mm512_set1_ps(a->hi), _mm512_max_ps(_mm512_set1_ps(a->lo), v));
-        break;
-    case QCC_ACT_HARD_SWISH: {
-        /* v / 6 + 0.5 without the division (vdivps: 5 cycles a vector on Zen 4): q =
-         * v * RN(1/6), corrected by its exact remainder e = v - 6q (an FMA); a NaN e
-         * (v infinite) keeps q. q + 0.5 is the bits of v / 6 + 0.5 for every float32
-         * v (tools/verify/hswish_div.c checks all 2^32; q alone differs from v / 6
-         * only where |v| < 1e-30, which 0.5 absorbs). */
-        const __m512 six = _mm512_set1_ps(6.0f), r = _mm512_set1_ps(1.0f / 6.0f);
-        __m512 q = _mm512_mul_ps(v, r);
-        const __m512 e = _mm512_fnmadd_ps(q, six, v);
-        q = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(e, e, _CMP_ORD_Q), q, _mm512_fmadd_ps(e, r, q));
-        t = _mm512_min_ps(one, _mm512_max_ps(z, _mm512_add_ps(q, _mm512_set1_ps(0.5f))));
-        v = _mm512_mul_ps(v, t);
-        break;
-    }
-    case QCC_ACT_HARD_SIGMOID:
-        t = _mm512_mul_ps(v, _mm512_set1_ps(a->lo));
-        QCC_ROUNDED(t);
-        t = _mm512_add_ps(t, _mm512_set1_ps(a->hi));
-        v = _mm512_min_ps(one, _mm512_max_ps(z, t));
-        break;
-    case QCC_ACT_SIGMOID: {
-        float tmp[16] __attribute__((aligned(64)));
-        _mm512_store_ps(tmp, v);
-        for (i = 0; i < 16; i++) tmp[i] = 1.0f / (1.0f + expf(-tmp[i]));
-        v = _mm512_load_ps(tmp);
-        break;
-    }
-    default:
-        break;
-    }
+    v = qcc_act_avx512(a, v);
     if (a->fq_scale != NULL) {
         t = _mm512_roundscale_ps(_mm512_div_ps(v, l->s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         t = _mm512_add_ps(t, l->zp);

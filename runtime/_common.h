@@ -266,6 +266,58 @@ QCC_INLINE float qcc_rint(float v)
     return copysignf(a < 8388608.0f ? r : a, v);
 }
 
+#if QCC_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+
+/* The activation of qcc_epilogue_run on 16 lanes, the same bits lane by lane (the
+ * GEMM's in-register epilogue, _gemm_impl.h, and the blocked layout's,
+ * _blocked_impl.h). relu keeps NaN and makes -0 +0 (compares); a clamp `t < lo ? lo
+ * : t` is max(lo, t) with the bound first (vmaxps gives its second operand when
+ * either is NaN or both are equal: NaN stays, -0 stays -0, as the scalar compares
+ * give); hard-swish's v / 6 is the product v * RN(1/6) corrected by its exact
+ * remainder (an FMA; a NaN remainder, v infinite, keeps the product): q + 0.5 is the
+ * bits of v / 6 + 0.5 for every float32 v (tools/verify/hswish_div.c checks all
+ * 2^32), without vdivps (5 cycles a vector on Zen 4). */
+QCC_INLINE __m512 qcc_act_avx512(const qcc_act *a, __m512 v)
+{
+    const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    __m512 t;
+    int i;
+    switch (a->kind) {
+    case QCC_ACT_RELU:
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
+                                   | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+    case QCC_ACT_CLIP:
+        return _mm512_min_ps(_mm512_set1_ps(a->hi), _mm512_max_ps(_mm512_set1_ps(a->lo), v));
+    case QCC_ACT_HARD_SWISH: {
+        const __m512 six = _mm512_set1_ps(6.0f), r = _mm512_set1_ps(1.0f / 6.0f);
+        __m512 q = _mm512_mul_ps(v, r);
+        const __m512 e = _mm512_fnmadd_ps(q, six, v);
+        q = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(e, e, _CMP_ORD_Q), q, _mm512_fmadd_ps(e, r, q));
+        QCC_ROUNDED(q);
+        t = _mm512_min_ps(one, _mm512_max_ps(z, _mm512_add_ps(q, _mm512_set1_ps(0.5f))));
+        return _mm512_mul_ps(v, t);
+    }
+    case QCC_ACT_HARD_SIGMOID:
+        t = _mm512_mul_ps(v, _mm512_set1_ps(a->lo));
+        QCC_ROUNDED(t);
+        t = _mm512_add_ps(t, _mm512_set1_ps(a->hi));
+        return _mm512_min_ps(one, _mm512_max_ps(z, t));
+    case QCC_ACT_SIGMOID: {
+        float tmp[16] __attribute__((aligned(64)));
+        _mm512_store_ps(tmp, v);
+        for (i = 0; i < 16; i++) tmp[i] = 1.0f / (1.0f + expf(-tmp[i]));
+        return _mm512_load_ps(tmp);
+    }
+    default:
+        return v;
+    }
+}
+
+#pragma GCC pop_options
+#endif
+
 /* One run of n elements of channel ch: the epilogue with residual `add` (or NULL). */
 static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const float *restrict add,
                                     ptrdiff_t n, int ch)

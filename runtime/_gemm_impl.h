@@ -558,31 +558,12 @@ static void qcc_gemv_avx2(const qcc_gemm *g)
 #define QCC_AVX512_NR 32
 
 /* qcc_epilogue_run's residual add (the lanes of mask m at `add`, when not NULL) and
- * activation (qcc_act_in_kernel) on 16 lanes: the same operations lane by lane (relu
- * keeps NaN and makes -0 +0; hard-swish divides by 6, then adds 0.5: nothing to
- * contract). */
+ * activation (qcc_act_in_kernel: relu, clip, hard-swish; qcc_act_avx512) on 16
+ * lanes. */
 QCC_GINLINE __m512 qcc_act16_avx512(const qcc_act *act, __m512 v, const float *add, __mmask16 m)
 {
-    const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
-    __m512 t;
     if (add != NULL) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, add));
-    switch (act->kind) {
-    case QCC_ACT_RELU:
-        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
-                                   | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
-    case QCC_ACT_CLIP:
-        t = _mm512_set1_ps(act->lo);
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_LT_OQ), v, t);
-        t = _mm512_set1_ps(act->hi);
-        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), v, t);
-    case QCC_ACT_HARD_SWISH:
-        t = _mm512_add_ps(_mm512_div_ps(v, _mm512_set1_ps(6.0f)), _mm512_set1_ps(0.5f));
-        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, z, _CMP_LT_OQ), t, z);
-        t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, one, _CMP_GT_OQ), t, one);
-        return _mm512_mul_ps(v, t);
-    default:
-        return v;
-    }
+    return qcc_act_avx512(act, v);
 }
 
 QCC_GINLINE void qcc_kern_avx512_body(int kc, const float *ap, const float *bp, float *c,

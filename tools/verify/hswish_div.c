@@ -1,4 +1,4 @@
-/* Checks the hard-swish of runtime/_blocked_impl.h (qcc_blk_epi) against the
+/* Checks the hard-swish of runtime/_common.h's qcc_act_avx512 against the
  * division form of runtime/_common.h (qcc_epilogue_run: v * clip(v / 6 + 0.5, 0, 1))
  * for every float32 v, bit for bit (NaN for NaN): v / 6 as a product with an FMA
  * correction, the clamp as min(1, max(0, t)). On an AVX-512 machine:
