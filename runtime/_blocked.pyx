@@ -69,6 +69,7 @@ cdef extern from "_common.h":
 from qcc.runtime._kernels import _pool_capsule
 qcc_pool_bind(PyCapsule_GetPointer(_pool_capsule, "qcc.runtime.pool"))
 
+from qcc.runtime.kernels import aligned as _aligned
 from qcc.runtime.threads import default_threads as _default_threads
 
 include "_act.pxi"
@@ -105,17 +106,9 @@ cdef inline float* _fp(a):
     return <float*>cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-def _zeros64(shape):
-    """A zeroed float32 array of `shape` starting on a 64-byte boundary."""
-    n = int(np.prod(shape))
-    raw = np.zeros(n + 16, np.float32)
-    skip = (-raw.ctypes.data % 64) // 4
-    return raw[skip:skip + n].reshape(shape)
-
-
 cdef _out(out, shape):
     if out is None:
-        return _zeros64(shape)
+        return _aligned(shape, zero=True)
     if not (_f32_c(out) and tuple(out.shape) == tuple(shape)):
         raise ValueError(f"blocked kernel: out {getattr(out, 'shape', None)} is not a "
                          f"C-contiguous float32 array of shape {tuple(shape)}")
@@ -203,7 +196,7 @@ cdef class Conv:
     fake_quant, affine)(x, residual=None, out=None)`, x NCHW or blocked, residual
     and out blocked; the arguments mean what they mean for qcc.runtime._conv.conv."""
 
-    cdef object w, bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key
+    cdef object w, bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key, oshape
     cdef qcc_act act0
     cdef int groups, o, c, kh, kw, sh, sw, ph, pw, pe_h, pe_w, dh, dw
     cdef bint depthwise
@@ -286,6 +279,7 @@ cdef class Conv:
                 raise ValueError(f"blocked conv: input {x.shape} for {self.c} channels"
                                  + (" (a depthwise conv reads a blocked input)" if self.depthwise else ""))
         oshape = self.out_shape((n, self.c, h, w))
+        self.oshape = oshape
         if oshape[2] < 1 or oshape[3] < 1:
             raise ValueError(f"blocked conv: empty output for input {x.shape}")
         g = &self.g
@@ -303,7 +297,7 @@ cdef class Conv:
             chans = x.shape[1] * (16 if blocked else 1)
             shape = (n, chans if not blocked else x.shape[1], self.hp, self.wp) + \
                 ((16,) if blocked else ())
-            self.pad_buf = _zeros64(shape)
+            self.pad_buf = _aligned(shape, zero=True)
         elif not pads:
             self.hp, self.wp = h, w
         if not self.depthwise:
@@ -326,7 +320,7 @@ cdef class Conv:
                 self.shape_key[1] != (x.ndim == 5):
             self._setup(x)
         g = &self.g
-        oshape = (g.n, (self.o + 15) // 16, g.oh, g.ow, 16)
+        oshape = self.oshape
         out = _out(out, oshape)
         if residual is not None:
             if not (_f32_c(residual) and tuple(residual.shape) == oshape):
@@ -342,7 +336,7 @@ cdef class Conv:
             # the step's padded copy (its borders zero since its allocation); a
             # concurrent call of the same step pads into a copy of its own
             owner = self.pad_lock.acquire(False)
-            src = self.pad_buf if owner else _zeros64(self.pad_buf.shape)
+            src = self.pad_buf if owner else _aligned(self.pad_buf.shape, zero=True)
             memset(&pj, 0, sizeof(pj))
             pj.x = _fp(x)
             pj.y = _fp(src)

@@ -58,9 +58,8 @@ def enabled() -> bool:
 
 
 def blocked_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    """The array shape of a blocked NCHW tensor of `shape`."""
-    n, c, h, w = shape
-    return (n, (c + 15) // 16, h, w, 16)
+    """The array shape of a blocked NCHW tensor of `shape` (runtime/_blocked.pyx)."""
+    return B.blocked_shape(shape)
 
 
 def _shape(v: Any) -> tuple[int, ...] | None:

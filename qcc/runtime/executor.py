@@ -46,7 +46,7 @@ from qcc.errors import QccError
 # The integer, Ascend and shape kernels register in the one kernel table (ops.TABLE) when
 # their modules load.
 from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
-from qcc.runtime import blocked, fusion, patterns
+from qcc.runtime import blocked, fusion, kernels, patterns
 from qcc.runtime import int8 as _int8  # noqa: F401  (registers its kernels)
 from qcc.runtime import ops as K
 from qcc.runtime import shape_ops as _shape_ops  # noqa: F401
@@ -270,18 +270,10 @@ def _buffers(plan: Plan, sizes: dict[int, tuple[int, ...]]) -> list[np.ndarray |
             placed[i] = (block, shape)
             releases.setdefault(last.get(i, i), []).append(block)
         free.extend(releases.pop(i, ()))
-    memory = [_aligned(n) for n in sizes_of]
+    memory = [kernels.aligned(n) for n in sizes_of]
     buffers: list[np.ndarray | None] = [
         None if p is None else memory[p[0]][:math.prod(p[1])].reshape(p[1]) for p in placed]
     return buffers
-
-
-def _aligned(n: int) -> np.ndarray:
-    """n float32 starting on a 64-byte boundary (numpy's own start 16 or 32 bytes
-    past one: every 64-byte vector load of a kernel then straddled two cache lines)."""
-    raw = np.empty(n + 16, np.float32)
-    skip = (-raw.ctypes.data % 64) // 4
-    return raw[skip:skip + n]
 
 
 def _value_name(v: SSAValue) -> str:

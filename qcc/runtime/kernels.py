@@ -13,6 +13,16 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
+def aligned(shape: int | Sequence[int], zero: bool = False) -> np.ndarray:
+    """A float32 array of `shape` starting on a 64-byte boundary (numpy's own start 16
+    or 32 bytes past one: every 64-byte vector load of a kernel then straddled two
+    cache lines); zeroed when `zero`."""
+    n = int(np.prod(shape))
+    raw = (np.zeros if zero else np.empty)(n + 16, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + n].reshape(shape)
+
+
 def _pad_spatial(x: np.ndarray, pads: Sequence[int], value: float = 0.0) -> np.ndarray:
     d = len(pads) // 2
     if not any(pads):
