@@ -29,15 +29,6 @@ def _ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     return np.abs(got.astype(np.float64) - want) / spacing
 
 
-@pytest.fixture(params=["plain", "avx2", "avx512"])
-def build(request):
-    if request.param not in _norm._variants():
-        pytest.skip(f"this CPU does not run the {request.param} build")
-    old = _norm._set_variant(request.param)
-    yield request.param
-    _norm._set_variant(old)
-
-
 def test_erf_within_1_14_ulp_of_float64(build):
     x = _grid()
     got = _norm.erf(x)

@@ -24,15 +24,6 @@ def bits(a):
     return np.ascontiguousarray(a, np.float32).view(np.uint32)
 
 
-@pytest.fixture(params=["plain", "avx2", "avx512"])
-def build(request):
-    if request.param not in _norm._variants():
-        pytest.skip(f"this CPU does not run the {request.param} build")
-    old = _norm._set_variant(request.param)
-    yield request.param
-    _norm._set_variant(old)
-
-
 @pytest.fixture(params=[1, 2])
 def threads(request):
     old = _norm._set_threads(request.param)
