@@ -46,6 +46,18 @@ def _set_threads(int n):
     return old
 
 
+cdef _writable_out(out, shape):
+    """`out` checked to be a writable C-contiguous float32 array of `shape`, or a new
+    array when it is None."""
+    if out is None:
+        return np.empty(shape, np.float32)
+    if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or
+            not out.flags.c_contiguous or not out.flags.writeable or out.shape != shape):
+        raise ValueError(f"out must be a writable C-contiguous float32 array of shape "
+                         f"{shape}")
+    return out
+
+
 cdef _run(qcc_act* act, x, out):
     """The kernel `act` of x into `out` (x itself for in place; None: a new array),
     which it returns. A float32 C-contiguous x is read in the kernel's chunks (one
@@ -53,12 +65,7 @@ cdef _run(qcc_act* act, x, out):
     cdef const float[::1] xv
     cdef float[::1] yv
     cdef Py_ssize_t n = x.size
-    if out is None:
-        out = np.empty(x.shape, np.float32)
-    elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or
-            not out.flags.c_contiguous or not out.flags.writeable or out.shape != x.shape):
-        raise ValueError(f"out must be a writable C-contiguous float32 array of shape "
-                         f"{x.shape}")
+    out = _writable_out(out, x.shape)
     if n == 0:
         return out
     if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
@@ -241,12 +248,7 @@ def transpose(x, perm=None, out=None, mul=None, fake_quant=None):
     if not (isinstance(x, np.ndarray) and x.dtype == np.float32):
         x = np.asarray(x, np.float32)
     v = x if perm is None else x.transpose(perm)
-    if out is None:
-        out = np.empty(v.shape, np.float32)
-    elif (not isinstance(out, np.ndarray) or out.dtype != np.float32 or
-            not out.flags.c_contiguous or not out.flags.writeable or out.shape != v.shape):
-        raise ValueError(f"out must be a writable C-contiguous float32 array of shape "
-                         f"{v.shape}")
+    out = _writable_out(out, v.shape)
     if v.size == 0:
         return out
     memset(&job, 0, sizeof(job))
