@@ -75,7 +75,6 @@ from qcc.runtime.threads import default_threads as _default_threads
 include "_act.pxi"
 
 cdef int _threads = _default_threads()
-LANES = 16
 
 
 def _set_threads(int n):
@@ -196,7 +195,7 @@ cdef class Conv:
     fake_quant, affine)(x, residual=None, out=None)`, x NCHW or blocked, residual
     and out blocked; the arguments mean what they mean for qcc.runtime._conv.conv."""
 
-    cdef object w, bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key, oshape
+    cdef object bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key, oshape
     cdef qcc_act act0
     cdef int groups, o, c, kh, kw, sh, sw, ph, pw, pe_h, pe_w, dh, dw
     cdef bint depthwise
