@@ -31,6 +31,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const float* wpk
         const float* bias
         float* out
+        float* tee
         const float* add
         const Py_ssize_t* kofs
         qcc_act act
@@ -41,6 +42,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const float* w
         const float* bias
         float* out
+        float* tee
         const float* add
         qcc_act act
         int apply, hp, wp, band, bands, next, failed
@@ -193,18 +195,27 @@ cdef class Conv:
     """A 2-D float conv of constant weights (groups 1, or depthwise) writing the
     blocked layout: `Conv(w, b, strides, pads, dilations, groups, activation,
     fake_quant, affine)(x, residual=None, out=None)`, x NCHW or blocked, residual
-    and out blocked; the arguments mean what they mean for qcc.runtime._conv.conv."""
+    and out blocked; the arguments mean what they mean for qcc.runtime._conv.conv.
+
+    With `tee=True` (and a fake_quant), the conv keeps both its result before the
+    fake-quant and the fake-quant of it, written in one pass: `out` is then
+    [2, *blocked shape], out[0] the result, out[1] its fake-quant, and the call
+    returns out[0] (`tee_partner(out[0])` gives out[1])."""
 
     cdef object bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key, oshape
     cdef qcc_act act0
     cdef int groups, o, c, kh, kw, sh, sw, ph, pw, pe_h, pe_w, dh, dw
-    cdef bint depthwise
+    cdef bint depthwise, tee
     cdef qcc_blk_geom g
     cdef int hp, wp, x_blocked
 
     def __init__(self, w, b, strides, pads, dilations, int groups, activation=None,
-                 fake_quant=None, affine=None):
+                 fake_quant=None, affine=None, tee=False):
         w = np.ascontiguousarray(w, np.float32)
+        if tee and fake_quant is None:
+            raise ValueError("blocked conv: a tee keeps a fake-quant's input and result; "
+                             "no fake_quant given")
+        self.tee = bool(tee)
         if w.ndim != 4:
             raise ValueError(f"blocked conv: 2-D kernels only, got w {w.shape}")
         o, cg, kh, kw = w.shape
@@ -260,7 +271,8 @@ cdef class Conv:
         self.pad_lock = threading.Lock()
 
     def out_shape(self, shape):
-        """The blocked output shape for an NCHW input `shape`."""
+        """The blocked output shape for an NCHW input `shape` (of each half of a tee's
+        output)."""
         n, c, h, w = shape
         oh = (h + self.ph + self.pe_h - self.dh * (self.kh - 1) - 1) // self.sh + 1
         ow = (w + self.pw + self.pe_w - self.dw * (self.kw - 1) - 1) // self.sw + 1
@@ -320,12 +332,12 @@ cdef class Conv:
             self._setup(x)
         g = &self.g
         oshape = self.oshape
-        out = _out(out, oshape)
+        out = _out(out, (2,) + oshape if self.tee else oshape)
         if residual is not None:
             if not (_f32_c(residual) and tuple(residual.shape) == oshape):
                 raise ValueError(f"blocked conv residual {getattr(residual, 'shape', None)}: "
                                  f"expected a blocked float32 array {oshape}")
-            if residual is out:
+            if np.may_share_memory(residual, out):
                 raise ValueError("blocked conv: the residual must not be the output")
         src = x
         cdef qcc_blk_plane_job pj
@@ -366,6 +378,11 @@ cdef class Conv:
         cdef qcc_blk_conv_job cj
         cdef qcc_blk_dw_job dj
         cdef int width, total, planes, bands, kc, per_pos
+        cdef float* tee = NULL
+        result = out
+        if self.tee:
+            result = (out[0], out[1])
+            tee = _fp(result[1])
         if self.depthwise:
             memset(&dj, 0, sizeof(dj))
             dj.g = g
@@ -373,6 +390,7 @@ cdef class Conv:
             dj.w = _fp(self.wpk)
             dj.bias = _fp(self.bias)
             dj.out = _fp(out)
+            dj.tee = tee
             dj.add = add
             dj.act = act
             dj.apply = apply
@@ -388,7 +406,7 @@ cdef class Conv:
                 qcc_parallel(qcc_blk_dw_worker, &dj, width)
             if dj.failed:
                 raise MemoryError("blocked depthwise conv: out of memory for the scratch")
-            return out
+            return result
         memset(&cj, 0, sizeof(cj))
         cj.g = g
         cj.x = _fp(src)
@@ -397,6 +415,7 @@ cdef class Conv:
         cj.wpk = _fp(self.wpk)
         cj.bias = _fp(self.bias)
         cj.out = _fp(out)
+        cj.tee = tee
         cj.add = add
         cj.kofs = <const Py_ssize_t*>cnp.PyArray_DATA(<cnp.ndarray>self.kofs)
         cj.act = act
@@ -416,4 +435,5 @@ cdef class Conv:
         width = min(_threads, total)
         with nogil:
             qcc_parallel(qcc_blk_conv_worker, &cj, width)
-        return out
+        return result
+

@@ -74,9 +74,10 @@ QCC_INLINE void qcc_blk_lanes_of(const qcc_act *a, int c0, int channels, qcc_blk
 /* The epilogue (runtime/_common.h, qcc_epilogue_run) of one vector v of the lanes l,
  * with the residual at add (or NULL); the lanes past the channels set to 0. The
  * activation is qcc_act_avx512's; the fake-quant's clamp a max / min with the bound
- * first, as its clamps. */
+ * first, as its clamps. With `pre`, the value before the fake-quant is stored there
+ * too (a tee: the conv's result and its fake-quant, both kept). */
 QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v,
-                              const float *add)
+                              const float *add, float *pre)
 {
     __m512 t;
     if (a->mul != NULL) {
@@ -85,6 +86,7 @@ QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v
     }
     if (add != NULL) v = _mm512_add_ps(v, _mm512_loadu_ps(add));
     v = qcc_act_avx512(a, v);
+    if (pre != NULL) _mm512_storeu_ps(pre, _mm512_maskz_mov_ps(l->valid, v));
     if (a->fq_scale != NULL) {
         t = _mm512_roundscale_ps(_mm512_div_ps(v, l->s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         t = _mm512_add_ps(t, l->zp);
@@ -92,6 +94,20 @@ QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v
         v = _mm512_mul_ps(_mm512_sub_ps(t, l->zp), l->s);
     }
     return _mm512_maskz_mov_ps(l->valid, v);
+}
+
+/* The epilogue of v stored at out + e (and its residual at add + e): with a tee,
+ * the value before the fake-quant at out + e, its fake-quant at tee + e. */
+QCC_INLINE void qcc_blk_store(const qcc_act *a, const qcc_blk_lanes *l, __m512 v, int apply,
+                              float *out, float *tee, const float *add, ptrdiff_t e)
+{
+    if (!apply) {
+        _mm512_storeu_ps(out + e, _mm512_maskz_mov_ps(l->valid, v));
+    } else if (tee != NULL) {
+        _mm512_storeu_ps(tee + e, qcc_blk_epi(a, l, v, add ? add + e : NULL, out + e));
+    } else {
+        _mm512_storeu_ps(out + e, qcc_blk_epi(a, l, v, add ? add + e : NULL, NULL));
+    }
 }
 
 /* ---- conv (one group): a tile of MR positions x NV vectors of output channels --
@@ -103,7 +119,7 @@ QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v
 #define QCC_BLK_KERN(NAME, NV, MR, PTR_ARGS, PTR_INIT, P)                                \
     static void NAME(int kc, const float *wp, PTR_ARGS, const ptrdiff_t *kofs, int mr,    \
                      const float *bias, float *out, ptrdiff_t ldv, const qcc_act *act,    \
-                     const qcc_blk_lanes *lanes, const float *add, int apply)            \
+                     const qcc_blk_lanes *lanes, const float *add, int apply, float *tee) \
     {                                                                                    \
         __m512 acc[MR][NV], wv[NV];                                                      \
         int i, v, k;                                                                     \
@@ -121,12 +137,8 @@ QCC_INLINE __m512 qcc_blk_epi(const qcc_act *a, const qcc_blk_lanes *l, __m512 v
             }                                                                            \
         }                                                                                \
         for (i = 0; i < mr; i++)                                                         \
-            for (v = 0; v < NV; v++) {                                                   \
-                __m512 r = acc[i][v];                                                    \
-                r = apply ? qcc_blk_epi(act, &lanes[v], r, add ? add + v * ldv + 16 * i : NULL) \
-                          : _mm512_maskz_mov_ps(lanes[v].valid, r);                      \
-                _mm512_storeu_ps(out + v * ldv + 16 * i, r);                             \
-            }                                                                            \
+            for (v = 0; v < NV; v++)                                                     \
+                qcc_blk_store(act, &lanes[v], acc[i][v], apply, out, tee, add, v * ldv + 16 * i); \
     }
 #define QCC_BLK_PTRS const float *const *ptr
 #define QCC_BLK_PTRS_INIT(MR) const float *p[MR]; for (i = 0; i < MR; i++) p[i] = ptr[i < mr ? i : 0];
@@ -152,6 +164,7 @@ typedef struct {
     const float *wpk;     /* packed weights: per 64 channels [kc][64] */
     const float *bias;    /* padded to whole blocks of 64 */
     float *out;           /* blocked output */
+    float *tee;           /* with a tee: the output's fake-quant (else NULL) */
     const float *add;     /* blocked residual or NULL */
     const ptrdiff_t *kofs;
     qcc_act act;
@@ -173,7 +186,7 @@ QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int n, int b, int nv, 
     const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc;
     const float *bias = job->bias + 64 * b;
     const ptrdiff_t at = (((ptrdiff_t)n * ob + 4 * b) * op + p0) * QCC_BLK, ldv = op * QCC_BLK;
-    float *o = job->out + at;
+    float *o = job->out + at, *tee = job->tee ? job->tee + at : NULL;
     const float *add = job->add ? job->add + at : NULL;
     const int y0 = p0 / g->ow, x0 = p0 - y0 * g->ow;
     const float *xi = job->x + n * in_img;
@@ -181,10 +194,10 @@ QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int n, int b, int nv, 
         const float *p = xi + ((ptrdiff_t)y0 * g->sh * job->wp + (ptrdiff_t)x0 * g->sw) * lane;
         const ptrdiff_t ps = (ptrdiff_t)g->sw * lane;
         switch (nv) {
-        case 4: qcc_blk_row4(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
-        case 3: qcc_blk_row3(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
-        case 2: qcc_blk_row2(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
-        default: qcc_blk_row1(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        case 4: qcc_blk_row4(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
+        case 3: qcc_blk_row3(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
+        case 2: qcc_blk_row2(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
+        default: qcc_blk_row1(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
         }
     } else {
         const float *ptr[12];
@@ -194,10 +207,10 @@ QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int n, int b, int nv, 
             ptr[i] = xi + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
         }
         switch (nv) {
-        case 4: qcc_blk_kern4(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
-        case 3: qcc_blk_kern3(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
-        case 2: qcc_blk_kern2(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
-        default: qcc_blk_kern1(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply); break;
+        case 4: qcc_blk_kern4(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
+        case 3: qcc_blk_kern3(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
+        case 2: qcc_blk_kern2(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
+        default: qcc_blk_kern1(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
         }
     }
 }
@@ -238,6 +251,7 @@ typedef struct {
     const float *w;       /* [cb][kh*kw][16] */
     const float *bias;    /* [cb*16] */
     float *out;
+    float *tee;           /* with a tee: the output's fake-quant (else NULL) */
     const float *add;
     qcc_act act;
     int apply, hp, wp, band, bands, next, failed;
@@ -293,12 +307,9 @@ QCC_INLINE void qcc_blk_dw_rows(const qcc_blk_geom *g, const float *src, int oy,
                     acc[r_] = _mm512_fmadd_ps(_mm512_loadu_ps(q_ + (ptrdiff_t)r_ * g->sw * QCC_BLK), \
                                               w_, acc[r_]);                              \
             }                                                                            \
-        for (r_ = 0; r_ < R; r_++) {                                                     \
-            const ptrdiff_t e_ = ((ptrdiff_t)oy * g->ow + x0 + r_) * QCC_BLK;            \
-            _mm512_storeu_ps(o + e_, job->apply ? qcc_blk_epi(&job->act, &lanes, acc[r_], \
-                                                              add ? add + e_ : NULL)     \
-                                                : _mm512_maskz_mov_ps(lanes.valid, acc[r_])); \
-        }                                                                                \
+        for (r_ = 0; r_ < R; r_++)                                                       \
+            qcc_blk_store(&job->act, &lanes, acc[r_], job->apply, o, tee, add,           \
+                          ((ptrdiff_t)oy * g->ow + x0 + r_) * QCC_BLK);                  \
     } while (0)
 
 #define QCC_BLK_DW_MAXK 64   /* kernel rows a depthwise conv may have here */
@@ -336,7 +347,7 @@ static void qcc_blk_dw_worker(void *arg)
         const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
         int plane, blk, oy, oy1, x0;
         const float *wb, *src, *add;
-        float *o;
+        float *o, *tee;
         qcc_blk_lanes lanes;
         __m512 b;
         if (task >= g->n * cb * job->bands) break;
@@ -366,6 +377,7 @@ static void qcc_blk_dw_worker(void *arg)
         wb = job->w + (ptrdiff_t)blk * kk * QCC_BLK;
         b = job->bias ? _mm512_loadu_ps(job->bias + blk * QCC_BLK) : _mm512_setzero_ps();
         o = job->out + (ptrdiff_t)plane * op * QCC_BLK;
+        tee = job->tee ? job->tee + (ptrdiff_t)plane * op * QCC_BLK : NULL;
         add = job->add ? job->add + (ptrdiff_t)plane * op * QCC_BLK : NULL;
         qcc_blk_lanes_of(&job->act, blk * QCC_BLK, g->c, &lanes);
         for (; oy < oy1; oy++) {

@@ -16,6 +16,10 @@ so, and it is not an output of the plan:
 - a product by a per-channel tensor [N or 1, C, 1, 1] (squeeze-and-excitation)
   reads and writes blocked;
 - a global average pool reads blocked and writes NCHW.
+A conv whose result a per-tensor fake-quant reads beside another user (the next
+block's residual) writes that fake-quant too, in the same pass (a tee: one step with
+both results, its buffer [2, *blocked shape]), instead of the fake-quant reading the
+result again.
 The decision is a fixpoint over the plan: a value stays blocked unless its producer
 cannot write it so (an input it needs blocked is not), or nothing reads it blocked
 while the producer reads nothing blocked either (then NCHW costs no copy). A user
@@ -151,9 +155,13 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
                 changed = True
     if not cand:
         return steps, frozenset(), n_slots
+    tees = _tees(steps, kinds, users, cand, outputs)
     out: list[Any] = []
     copies: dict[int, int] = {}   # blocked slot -> its NCHW copy
-    for s, k in zip(steps, kinds, strict=True):
+    teed = set(tees.values())
+    for i, (s, k) in enumerate(zip(steps, kinds, strict=True)):
+        if i in teed:   # a fake-quant that its input's conv computes
+            continue
         args = list(s.args)
         for pos, a in enumerate(args):
             if a in cand and not _reads_blocked(s, k, pos, cand):
@@ -168,10 +176,38 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
         if k == "gap" and s.args[0] in cand:
             s = replace(s, fn=_gap(s))
         elif k is not None and s.results[0] in cand:
-            fn = _conv(s, constants) if k == "conv" else _scale(s) if k == "scale" else s.fn
-            s = replace(s, fn=fn, blocked=True)
+            tee = tees.get(s.results[0])
+            if tee is not None:   # the conv writes the fake-quant's value too
+                s = replace(s, fn=_conv(s, constants, steps[tee].op), blocked=True, tee=True,
+                            results=(*s.results, steps[tee].results[0]))
+            else:
+                fn = _conv(s, constants) if k == "conv" else _scale(s) if k == "scale" \
+                    else s.fn
+                s = replace(s, fn=fn, blocked=True)
         out.append(replace(s, args=tuple(args)))
     return out, frozenset(cand), n_slots
+
+
+def _tees(steps: list[Any], kinds: list[str | None], users: dict[int, list[tuple[int, int]]],
+          cand: set[int], outputs: set[int]) -> dict[int, int]:
+    """Blocked convs whose result a per-tensor fake-quant reads while another step
+    reads it too (a residual: the fake-quant could not join the conv's epilogue): the
+    conv writes both its result and the fake-quant in one pass (a tee), so that the
+    fake-quant does not read the result again. Maps the conv's result slot to the
+    fake-quant's step."""
+    tees: dict[int, int] = {}
+    for s, k in zip(steps, kinds, strict=True):
+        if k != "conv" or s.results[0] not in cand or \
+                (s.fn.conv_spec.epilogue is not None and
+                 s.fn.conv_spec.epilogue.fake_quant is not None):
+            continue
+        for j, pos in users.get(s.results[0], ()):
+            fq = steps[j]
+            if kinds[j] == "lanewise" and pos == 0 and fq.results[0] in cand and \
+                    fq.results[0] not in outputs and not getattr(fq.fn, "followers", ()):
+                tees[s.results[0]] = j
+                break
+    return tees
 
 
 def _inputs_ready(step: Any, kind: str | None, cand: set[int]) -> bool:
@@ -211,14 +247,22 @@ def _followers(fn: Callable[..., Any]) -> tuple[Callable[..., Any], ...]:
     return tuple(getattr(fn, "followers", ()))
 
 
-def _conv(step: Any, constants: dict[int, np.ndarray]) -> Callable[..., Any]:
+def _conv(step: Any, constants: dict[int, np.ndarray],
+          tee: Any = None) -> Callable[..., Any]:
+    """The blocked conv of `step`; with `tee`, a fake-quant op of its result, whose
+    value it writes too."""
     spec = step.fn.conv_spec
     n_conv = len(step.op.operands)
     w = constants[step.args[1]]
     b = constants[step.args[2]] if n_conv > 2 else None
     e = spec.epilogue or K.Epilogue()
+    fake_quant = e.fake_quant
+    if tee is not None:
+        qtype: Any = tee.properties["qtype"]
+        fake_quant = (np.asarray(qtype.scales, np.float32), np.asarray(qtype.zero_points, np.float32),
+                      float(qtype.storage_min), float(qtype.storage_max))
     conv = B.Conv(w, b, spec.strides, spec.pads, spec.dilations, spec.groups,
-                  e.activation, e.fake_quant, e.affine)
+                  e.activation, fake_quant, e.affine, tee=tee is not None)
     if e.residual:
         def with_residual(*args, out=None):
             return conv(args[0], residual=args[n_conv], out=out)

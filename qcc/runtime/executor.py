@@ -70,6 +70,9 @@ class Step:
     """Its result is a blocked array (qcc.runtime.blocked), not the IR's NCHW shape."""
     layout_copy: bool = False
     """It copies a blocked array into NCHW (its op is the producer's)."""
+    tee: bool = False
+    """A blocked conv that also writes the fake-quant of its result, its second result
+    (qcc.runtime.blocked): its buffer holds both, [2, *the result's blocked shape]."""
     opaque: bool = False
     """A chain of ops that `qcc.runtime.patterns` fused: `fn` is not `op`'s kernel, so
     the step is no follower of the one before it (it may be a producer)."""
@@ -249,12 +252,14 @@ def _buffers(plan: Plan, sizes: dict[int, tuple[int, ...]]) -> list[np.ndarray |
     releases: dict[int, list[int]] = {}
     placed: list[tuple[int, tuple[int, ...]] | None] = [None] * len(plan.steps)
     for i, step in enumerate(plan.steps):
-        if (step.takes_out and i not in escaped and len(step.results) == 1
+        if (step.takes_out and i not in escaped and (len(step.results) == 1 or step.tee)
                 and all(d >= 0 for d in sizes[step.results[0]])):
             # a `?` left by a run-time shape op (qnn.range, ...): sized when it runs
             shape = sizes[step.results[0]]
             if step.blocked:
                 shape = blocked.blocked_shape(shape)
+            if step.tee:
+                shape = (2, *shape)
             n = max(1, math.prod(shape))
             fits = [b for b in free if sizes_of[b] >= n]
             if fits:
@@ -531,6 +536,8 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
                                 f"cannot run at input shapes {shape_text}: {e}") from None
         for r, t in zip(step.results, results, strict=False):
             sizes[r] = tuple(t.get_shape())  # type: ignore[attr-defined]
+        if step.tee:   # the fake-quant of the result, beside it
+            sizes[step.results[1]] = sizes[step.results[0]]
     shaped = Shapes(sizes, _buffers(plan, sizes))
     plan.specialized[key] = shaped
     return shaped
