@@ -40,8 +40,10 @@ cnp.import_array()
 cdef int TILE_BYTES = 8 << 20
 
 cdef extern from "_gemv_impl.h" nogil:
-    void qcc_gemv(const float *x, const float *w, const float *bias, float *y, int m, int n,
-                  int k, int level, int threads)
+    void qcc_gemv_w(const float *x, const float *w, int packed, const float *bias, float *y,
+                    int m, int n, int k, int level, int threads)
+    Py_ssize_t qcc_gemv_packed_size(int n, int k)
+    void qcc_gemv_pack(const float *w, int n, int k, float *out)
 
 include "_act_types.pxi"
 
@@ -391,6 +393,25 @@ cdef object _packed(WeightPack pack, object w_given, w, int groups, int og, int 
     return data
 
 
+cdef object _gemv_packed(WeightPack pack, object w_given, w, int n, int k):
+    """pack's array of w ([n, k]) in the matrix-vector kernel's layout
+    (runtime/_gemv_impl.h, qcc_gemv_pack; packed now unless it holds w_given so)."""
+    if pack.source is w_given and pack.mr == -1 and pack.kc == k and pack.groups == n:
+        return pack.data
+    data = np.empty(max(qcc_gemv_packed_size(n, k), 1), np.float32)
+    cdef const float[::1] wv = w.reshape(-1)
+    cdef float[::1] dv = data
+    if n > 0 and k > 0:
+        with nogil:
+            qcc_gemv_pack(&wv[0], n, k, &dv[0])
+    pack.source = w_given
+    pack.data = data
+    pack.mr = -1   # the matrix-vector layout, not the GEMM's panels
+    pack.kc = k
+    pack.groups = n
+    return data
+
+
 def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=None,
          residual=None, fake_quant=None, affine=None, WeightPack pack=None):
     """ONNX Conv: x[N,C,*S] * w[O,C/groups,*K] + b[O] -> [N,O,*OS], 1-3 spatial dims.
@@ -537,6 +558,8 @@ cdef class Conv:
         self.pdata = None
         self.wp_mr = self.wp_kc = 0
         self.wp_group = 0
+        if self.pack is not None and self.vector:
+            self.pdata = _gemv_packed(self.pack, w_given, w, o, c)
         if self.pack is not None and not self.depthwise and not self.vector:
             cols = self.pout * n_img if self.batched else self.pout
             self.pdata = _packed(self.pack, w_given, w, groups, g.og, self.kc,
@@ -612,8 +635,8 @@ cdef class Conv:
         cdef float* op
         with nogil:
             if vector:
-                qcc_gemv(xp0, wp0, bp, op0, n_img, o, c, qcc_gemm_variant(),
-                         qcc_gemm_threads)
+                qcc_gemv_w(xp0, wpp if wpp != NULL else wp0, wpp != NULL, bp, op0, n_img, o,
+                           c, qcc_gemm_variant(), qcc_gemm_threads)
                 qcc_activate_best(&act, op0, o, n_img, o)
             elif depthwise:
                 err = qcc_depthwise(xp0, wp0, bp, op0, &g, n_img, groups, &act,
@@ -654,26 +677,32 @@ cdef class Dense:
     weights are packed once, at the step's first run; other weights are packed at
     every call). Every output is 0, then fma of x[p, k] * w[o, k] for k ascending,
     on any thread count, then + b[o] (the sum rounded, then the bias added: ONNX
-    Gemm's C, and the same bits as a dense followed by an Add). A call returns None
-    where this kernel does not run (an instruction set without AVX-512, at most
-    `min_rows` rows, other dtypes or layouts): the caller takes sgemm or the
-    matrix-vector kernel then."""
+    Gemm's C, and the same bits as a dense followed by an Add). At most `min_rows`
+    rows run on the matrix-vector kernel (runtime/_gemv_impl.h, on every instruction
+    set: the bits of qcc.runtime._kernels.dense) with w packed for it once, the same
+    way. A call returns None where neither runs (more rows on an instruction set
+    without AVX-512, other dtypes or layouts): the caller takes sgemm then."""
 
-    cdef WeightPack pack
+    cdef WeightPack pack, vpack
     cdef public int min_rows
 
     def __init__(self, int min_rows=4):
         self.pack = WeightPack()
+        self.vpack = WeightPack()
         self.min_rows = min_rows
 
     @property
     def nbytes(self):
         """Bytes of the packed weights (0 before the first call)."""
-        return self.pack.nbytes
+        return self.pack.nbytes + self.vpack.nbytes
 
     def __call__(self, x, w, b, out=None):
-        if not qcc_dense_runs() or not (_f32_c(x) and _f32_c(w)) or x.ndim != 2 \
-                or w.ndim != 2 or x.shape[0] <= self.min_rows or x.shape[1] != w.shape[1]:
+        if not (_f32_c(x) and _f32_c(w)) or x.ndim != 2 or w.ndim != 2 \
+                or x.shape[1] != w.shape[1]:
+            return None
+        if x.shape[0] <= self.min_rows:
+            return self._vector(x, w, b, out)
+        if not qcc_dense_runs():
             return None
         cdef int m = x.shape[0]
         cdef int k = x.shape[1]
@@ -691,6 +720,26 @@ cdef class Dense:
         cdef float* yp = <float*>_fp(out)
         with nogil:
             qcc_dense_run(xp, k, m, k, wpp, n, bp, yp, n, qcc_gemm_threads)
+        return out
+
+    cdef _vector(self, x, w, b, out):
+        """At most min_rows rows: the matrix-vector kernel on the packed weights."""
+        cdef int m = x.shape[0]
+        cdef int k = x.shape[1]
+        cdef int n = w.shape[0]
+        if m == 0 or k == 0 or n == 0 or b is not None and not (_f32_c(b) and b.size == n):
+            return None
+        if out is None:
+            out = np.empty((m, n), np.float32)
+        elif not (_f32_c(out) and out.shape == (m, n)):
+            return None
+        data = _gemv_packed(self.vpack, w, w, n, k)
+        cdef const float* xp = _fp(x)
+        cdef const float* wpp = _fp(data)
+        cdef const float* bp = _fp(b) if b is not None else NULL
+        cdef float* yp = <float*>_fp(out)
+        with nogil:
+            qcc_gemv_w(xp, wpp, 1, bp, yp, m, n, k, qcc_gemm_variant(), qcc_gemm_threads)
         return out
 
 

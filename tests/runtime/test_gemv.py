@@ -1,7 +1,8 @@
 """The matrix-vector kernel (runtime/_gemv_impl.h) behind the dense layer with up to 4
 rows and a 1x1 convolution on a 1x1 plane (squeeze-and-excitation): dots in 16 lanes
 added in a fixed order, so the same bits on every instruction set it runs and every
-thread count; the result against float64 numpy."""
+thread count, with the weights as given or packed (a plan's constants: `_conv.Dense`,
+a conv's WeightPack); the result against float64 numpy."""
 
 import numpy as np
 import pytest
@@ -43,12 +44,17 @@ def test_dense_gives_the_same_bits_on_every_isa_and_thread_count(shape):
     for level in levels():
         with isa.forced(level):
             assert _kernels._gemv_isa() == level
+            dense = _conv.Dense()
             for threads in (1, 2):
-                old = _kernels._set_threads(threads)
+                old = _kernels._set_threads(threads), _conv._set_threads(threads)
                 try:
                     outs.append(_kernels.dense(x, w, b))
+                    outs.append(dense(x, w, b))   # packed at the first call
+                    outs.append(dense(x, w, b))
                 finally:
-                    _kernels._set_threads(old)
+                    _kernels._set_threads(old[0])
+                    _conv._set_threads(old[1])
+    assert dense.nbytes >= w.nbytes
     for y in outs[1:]:
         np.testing.assert_array_equal(bits(y), bits(outs[0]))
     close64(outs[0], x, w, b)
@@ -88,12 +94,16 @@ def test_conv_1x1_on_a_1x1_plane_is_the_dense_product_with_its_epilogue(n_img):
     outs = []
     for level in levels():
         with isa.forced(level):
+            pack = _conv.WeightPack()
             for threads in (1, 2):
                 old = _conv._set_threads(threads)
                 try:
                     outs.append(_conv.conv(x, w, b, *args, activation="relu"))
+                    for _ in range(2):   # packed at the first call, then kept
+                        outs.append(_conv.conv(x, w, b, *args, activation="relu", pack=pack))
                 finally:
                     _conv._set_threads(old)
+            assert pack.nbytes >= w.nbytes
     for y in outs[1:]:
         np.testing.assert_array_equal(bits(y), bits(outs[0]))
     plain = _conv.conv(x, w, b, *args)

@@ -190,17 +190,20 @@ def test_conv_with_packed_weights_gives_the_same_bits(case):
     assert pack.nbytes >= w.nbytes
 
 
-def test_weight_pack_holds_nothing_for_depthwise_and_vector_convs():
-    # those paths read the weights in place: nothing is packed for them
+def test_weight_pack_holds_nothing_for_depthwise_convs_and_the_vectors_layout():
+    # the depthwise path reads the weights in place: nothing is packed for it; a
+    # vector conv (1x1 on a 1x1 plane) packs them for the matrix-vector kernel: 4 rows
+    # of 16-lane chunks side by side (runtime/_gemv_impl.h), zeros past the 4 rows
     rng = np.random.default_rng(0)
     pack = _conv.WeightPack()
     x, w = rand(rng, 1, 8, 6, 6), rand(rng, 8, 1, 3, 3)
     got = _conv.conv(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 8, pack=pack)
     assert np.array_equal(got, _conv.conv(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 8))
-    x, w = rand(rng, 2, 16, 1, 1), rand(rng, 4, 16, 1, 1)
+    assert pack.nbytes == 0
+    x, w = rand(rng, 2, 16, 1, 1), rand(rng, 3, 16, 1, 1)
     got = _conv.conv(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1, pack=pack)
     assert np.array_equal(got, _conv.conv(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1))
-    assert pack.nbytes == 0
+    assert pack.nbytes == 4 * 16 * 4
 
 
 # (x shape, O, kernel, strides, pads, dilations, groups): every GEMM path and edge
