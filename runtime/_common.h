@@ -279,12 +279,12 @@ QCC_INLINE float qcc_rint(float v)
  * remainder (an FMA; a NaN remainder, v infinite, keeps the product): q + 0.5 is the
  * bits of v / 6 + 0.5 for every float32 v (tools/verify/hswish_div.c checks all
  * 2^32), without vdivps (5 cycles a vector on Zen 4). */
-QCC_INLINE __m512 qcc_act_avx512(const qcc_act *a, __m512 v)
+QCC_INLINE __m512 qcc_act_avx512_kind(int kind, const qcc_act *a, __m512 v)
 {
     const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
     __m512 t;
     int i;
-    switch (a->kind) {
+    switch (kind) {
     case QCC_ACT_RELU:
         return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
                                    | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
@@ -313,6 +313,13 @@ QCC_INLINE __m512 qcc_act_avx512(const qcc_act *a, __m512 v)
     default:
         return v;
     }
+}
+
+/* The activation a->kind of v (qcc_act_avx512_kind with a constant kind compiles to
+ * that activation alone: loops over many registers call it so, one loop per kind). */
+QCC_INLINE __m512 qcc_act_avx512(const qcc_act *a, __m512 v)
+{
+    return qcc_act_avx512_kind(a->kind, a, v);
 }
 
 #pragma GCC pop_options
