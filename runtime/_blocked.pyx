@@ -58,6 +58,8 @@ cdef extern from "_blocked_impl.h" nogil:
         float* y
         int n, c, planes
         Py_ssize_t plane
+        int fq_on
+        float fs, fz, qmin, qmax
         int h, hp, rows
         Py_ssize_t len, row_in, row_out, lead
         int next
@@ -148,13 +150,22 @@ def to_nchw(y, int c, out=None):
     return out
 
 
-def means(y, int c, out=None):
+cdef _set_fake_quant(qcc_blk_plane_job* job, fake_quant):
+    if fake_quant is not None:
+        fs, fz, qmin, qmax = fake_quant
+        job.fq_on = 1
+        job.fs, job.fz, job.qmin, job.qmax = fs, fz, qmin, qmax
+
+
+def means(y, int c, out=None, fake_quant=None):
     """Global average pool of the blocked y of c channels -> [N, C, 1, 1] (the bits of
-    qcc.runtime._pool.global_avg_pool)."""
+    qcc.runtime._pool.global_avg_pool); with `fake_quant` = (scale, zero point, qmin,
+    qmax), their fake-quant (the bits of _eltwise.fake_quant)."""
     _blocked_input(y, c)
     out = _out(out, (y.shape[0], c, 1, 1))
     cdef qcc_blk_plane_job job
     memset(&job, 0, sizeof(job))
+    _set_fake_quant(&job, fake_quant)
     job.x = _fp(y)
     job.y = _fp(out)
     job.c = c
@@ -166,8 +177,10 @@ def means(y, int c, out=None):
     return out
 
 
-def scale(y, s, out=None):
-    """y * s, y blocked and s [N, C, 1, 1] (or [1, C, 1, 1]): blocked."""
+def scale(y, s, out=None, fake_quant=None):
+    """y * s, y blocked and s [N, C, 1, 1] (or [1, C, 1, 1]): blocked. With
+    `fake_quant` = (scale, zero point, qmin, qmax), one per tensor, the products'
+    fake-quant in the same pass (the bits of _eltwise.fake_quant after the product)."""
     s = np.ascontiguousarray(s, np.float32)
     cdef int c = s.shape[1] if s.ndim == 4 else 0
     _blocked_input(y, c)
@@ -183,6 +196,7 @@ def scale(y, s, out=None):
     job.s = _fp(s)
     job.y = _fp(out)
     job.n, job.c = n, c
+    _set_fake_quant(&job, fake_quant)
     job.planes = n * ((c + 15) // 16)
     job.plane = <Py_ssize_t>y.shape[2] * y.shape[3]
     cdef int width = min(_threads, job.planes) if job.plane * job.planes * 16 >= 65536 else 1

@@ -449,6 +449,9 @@ typedef struct {
     float *y;
     int n, c, planes;
     ptrdiff_t plane;
+    /* the per-tensor fake-quant of the means' or the scale's result (fq_on) */
+    int fq_on;
+    float fs, fz, qmin, qmax;
     /* the padded copy: plane size hp x wp of rows `len` floats (lane-wide positions) */
     int h, hp, rows;       /* rows: of a pad task */
     ptrdiff_t len, row_in, row_out, lead;
@@ -456,7 +459,8 @@ typedef struct {
 } qcc_blk_plane_job;
 
 /* The means of the blocked plane t of x into y [n, c] (qcc_plane_means' order: float
- * sums of every 16th element in 16 lanes, the tail, then the lanes, in double). */
+ * sums of every 16th element in 16 lanes, the tail, then the lanes, in double), then
+ * (fq_on) their fake-quant. */
 QCC_CLONES
 static void qcc_blk_mean_plane(const qcc_blk_plane_job *job, int t)
 {
@@ -474,7 +478,9 @@ static void qcc_blk_mean_plane(const qcc_blk_plane_job *job, int t)
         double sum = 0.0;
         for (q = p; q < plane; q++) sum += s[q * QCC_BLK + l];
         for (j = 0; j < 16; j++) sum += lanes[j][l];
-        job->y[(ptrdiff_t)i * job->c + b * QCC_BLK + l] = (float)(sum / (double)plane);
+        job->y[(ptrdiff_t)i * job->c + b * QCC_BLK + l] =
+            job->fq_on ? qcc_fq_one((float)(sum / (double)plane), job->fs, job->fz, job->qmin, job->qmax)
+                       : (float)(sum / (double)plane);
     }
 }
 
@@ -486,7 +492,8 @@ static void qcc_blk_means_worker(void *arg)
         qcc_blk_mean_plane(job, t);
 }
 
-/* y = x * s[n, c] of the blocked plane t (image t / cb, channel block t % cb). */
+/* y = x * s[n, c] of the blocked plane t (image t / cb, channel block t % cb), then
+ * (fq_on) its fake-quant. */
 QCC_CLONES
 static void qcc_blk_scale_plane(const qcc_blk_plane_job *job, int t)
 {
@@ -499,8 +506,20 @@ static void qcc_blk_scale_plane(const qcc_blk_plane_job *job, int t)
     int l;
     for (l = 0; l < QCC_BLK; l++)
         sv[l] = b * QCC_BLK + l < job->c ? job->s[(ptrdiff_t)i * job->c + b * QCC_BLK + l] : 0.0f;
-    for (p = 0; p < n; p += QCC_BLK)
-        for (l = 0; l < QCC_BLK; l++) y[p + l] = x[p + l] * sv[l];
+    if (!job->fq_on) {
+        for (p = 0; p < n; p += QCC_BLK)
+            for (l = 0; l < QCC_BLK; l++) y[p + l] = x[p + l] * sv[l];
+        return;
+    }
+    {   /* the fake-quant of each product (qcc_epilogue_run's), lanes past c zero */
+        const float fs = job->fs, fz = job->fz, qmin = job->qmin, qmax = job->qmax;
+        const int valid = job->c - b * QCC_BLK;
+        for (p = 0; p < n; p += QCC_BLK)
+            for (l = 0; l < QCC_BLK; l++) {
+                const float v = qcc_fq_one(x[p + l] * sv[l], fs, fz, qmin, qmax);
+                y[p + l] = l < valid ? v : 0.0f;
+            }
+    }
 }
 
 static void qcc_blk_scale_worker(void *arg)

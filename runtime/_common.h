@@ -325,6 +325,15 @@ QCC_INLINE __m512 qcc_act_avx512(const qcc_act *a, __m512 v)
 #pragma GCC pop_options
 #endif
 
+/* The fake-quant of v: clip(rint(v / s) + z, qmin, qmax) - z) * s in float32. */
+static inline float qcc_fq_one(float v, float s, float z, float qmin, float qmax)
+{
+    v = qcc_rint(v / s) + z;
+    v = v < qmin ? qmin : v;
+    v = v > qmax ? qmax : v;
+    return (v - z) * s;
+}
+
 /* One run of n elements of channel ch: the epilogue with residual `add` (or NULL). */
 static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const float *restrict add,
                                     ptrdiff_t n, int ch)
@@ -384,12 +393,7 @@ static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const
         const float qmin = act->qmin, qmax = act->qmax;
         const float s = act->fq_scale[act->fq_per_channel ? ch : 0];
         const float z = act->fq_zero[act->fq_per_channel ? ch : 0];
-        for (j = 0; j < n; j++) {
-            float v = qcc_rint(c[j] / s) + z;
-            v = v < qmin ? qmin : v;
-            v = v > qmax ? qmax : v;
-            c[j] = (v - z) * s;
-        }
+        for (j = 0; j < n; j++) c[j] = qcc_fq_one(c[j], s, z, qmin, qmax);
     }
 }
 

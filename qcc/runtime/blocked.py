@@ -273,12 +273,20 @@ def _conv(step: Any, constants: dict[int, np.ndarray],
     return run
 
 
+def _fused_fake_quant(followers: tuple[Callable[..., Any], ...],
+                      ) -> tuple[tuple[Callable[..., Any], ...], Any]:
+    """A per-tensor fake-quant first among the followers, which the kernel then runs
+    in its own pass: the other followers and its parameters (or None)."""
+    fq = getattr(followers[0], "fake_quant", None) if followers else None
+    return (followers[1:], fq) if fq is not None else (followers, None)
+
+
 def _gap(step: Any) -> Callable[..., Any]:
     c = _shape(step.op.operands[0])[1]  # type: ignore[index]
-    followers = _followers(step.fn)
+    followers, fq = _fused_fake_quant(_followers(step.fn))
 
     def run(y, out=None):
-        r = B.means(y, c, out=out)
+        r = B.means(y, c, out=out, fake_quant=fq)
         for f in followers:
             r = f(r)
         return r
@@ -287,11 +295,11 @@ def _gap(step: Any) -> Callable[..., Any]:
 
 def _scale(step: Any) -> Callable[..., Any]:
     at = _scale_operand(step)
-    followers = _followers(step.fn)
+    followers, fq = _fused_fake_quant(_followers(step.fn))
 
     def run(a, b, out=None):
         x, s = (a, b) if at == 0 else (b, a)
-        r = B.scale(x, s, out=out)
+        r = B.scale(x, s, out=out, fake_quant=fq)
         for f in followers:
             r = f(r)
         return r

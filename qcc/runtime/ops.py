@@ -706,7 +706,12 @@ def in_place(op, params: Sequence[np.ndarray] = ()
         qtype: Any = op.properties["qtype"]
         compiled = _compiled_fake_quant(op)
         if compiled is not None:
-            return _lanewise(partial(_out_is_arg, compiled.fn), qtype.axis is None)
+            f = _lanewise(partial(_out_is_arg, compiled.fn), qtype.axis is None)
+            if qtype.axis is None and len(qtype.scales) == 1:   # for kernels fusing it
+                f.fake_quant = (float(np.float32(qtype.scales[0])),  # type: ignore[attr-defined]
+                                float(np.float32(qtype.zero_points[0])),
+                                float(qtype.storage_min), float(qtype.storage_max))
+            return f
         ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
         s, z = fake_quant_params(qtype, ndim)
         return partial(fake_quant_into, s, z, qtype.storage_min, qtype.storage_max)

@@ -147,6 +147,23 @@ def test_layout_copies_means_and_scale():
         s = rng.standard_normal((shape[0], shape[1], 1, 1)).astype(np.float32)
         np.testing.assert_array_equal(B.to_nchw(B.scale(y, s), shape[1]), x * s)
         np.testing.assert_array_equal(B.to_nchw(B.scale(y, s[:1]), shape[1]), x * s[:1])
+        # the product's per-tensor fake-quant in the same pass: _eltwise's bits, NaN
+        # and inf included, the lanes past the channels zero (a zero point outside
+        # [qmin, qmax] would make them nonzero if they were fake-quantized)
+        from qcc.runtime import _eltwise
+
+        y.reshape(-1)[:2] = (np.nan, np.inf)   # channel 0 of image 0
+        for fs, fz, qmin, qmax in [(0.03, 5.0, -128.0, 127.0), (0.5, 300.0, 0.0, 255.0)]:
+            want = _eltwise.fake_quant(B.to_nchw(y, shape[1]) * s, np.float32([fs]),
+                                       np.float32([fz]), qmin, qmax)
+            got = B.scale(y, s, fake_quant=(fs, fz, qmin, qmax))
+            np.testing.assert_array_equal(bits(B.to_nchw(got, shape[1])), bits(want))
+            want = _eltwise.fake_quant(_pool.global_avg_pool(B.to_nchw(y, shape[1])),
+                                       np.float32([fs]), np.float32([fz]), qmin, qmax)
+            got = B.means(y, shape[1], fake_quant=(fs, fz, qmin, qmax))
+            np.testing.assert_array_equal(bits(got), bits(want))
+            if shape[1] % 16:
+                assert not got[:, -1, ..., shape[1] % 16:].any()
 
 
 def test_bad_arguments_are_errors_not_crashes():
