@@ -213,10 +213,12 @@ cdef class Conv:
 
     With `tee=True` (and a fake_quant), the conv keeps both its result before the
     fake-quant and the fake-quant of it, written in one pass: `out` is then
-    [2, *blocked shape], out[0] the result, out[1] its fake-quant, and the call
-    returns out[0] (`tee_partner(out[0])` gives out[1])."""
+    [2, *blocked shape], and the call returns (out[0], out[1]): the result and its
+    fake-quant. With `in_fake_quant` = (scale, zero point, qmin, qmax), one per
+    tensor, the conv reads the fake-quant of its NCHW input x (made as it copies x
+    into its padded plane: the bits of _eltwise.fake_quant of x, then the conv)."""
 
-    cdef object bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key, oshape
+    cdef object bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key, oshape, in_fq
     cdef qcc_act act0
     cdef int groups, o, c, kh, kw, sh, sw, ph, pw, pe_h, pe_w, dh, dw
     cdef bint depthwise, tee
@@ -224,8 +226,9 @@ cdef class Conv:
     cdef int hp, wp, x_blocked
 
     def __init__(self, w, b, strides, pads, dilations, int groups, activation=None,
-                 fake_quant=None, affine=None, tee=False):
+                 fake_quant=None, affine=None, tee=False, in_fake_quant=None):
         w = np.ascontiguousarray(w, np.float32)
+        self.in_fq = None if in_fake_quant is None else tuple(float(v) for v in in_fake_quant)
         if tee and fake_quant is None:
             raise ValueError("blocked conv: a tee keeps a fake-quant's input and result; "
                              "no fake_quant given")
@@ -313,7 +316,10 @@ cdef class Conv:
         g.kh, g.kw, g.sh, g.sw = self.kh, self.kw, self.sh, self.sw
         g.ph, g.pw, g.dh, g.dw = self.ph, self.pw, self.dh, self.dw
         self.x_blocked = blocked
-        pads = self.ph or self.pw or self.pe_h or self.pe_w
+        if blocked and self.in_fq is not None:
+            raise ValueError("blocked conv: in_fake_quant takes an NCHW input")
+        # the input's fake-quant is made in the padded copy: one even without pads
+        pads = self.ph or self.pw or self.pe_h or self.pe_w or self.in_fq is not None
         # the padded plane: what the outputs read (rows past the last one read unused)
         self.hp = max(h + self.ph + self.pe_h, (g.oh - 1) * self.sh + self.dh * (self.kh - 1) + 1)
         self.wp = max(w + self.pw + self.pe_w, (g.ow - 1) * self.sw + self.dw * (self.kw - 1) + 1)
@@ -372,6 +378,7 @@ cdef class Conv:
             pj.row_in = g.w * lane
             pj.row_out = self.wp * lane
             pj.lead = (<Py_ssize_t>self.ph * self.wp + self.pw) * lane
+            _set_fake_quant(&pj, self.in_fq)
             with nogil:
                 qcc_parallel(qcc_blk_pad_worker, &pj,
                              min(_threads, pj.planes * ((g.h + pj.rows - 1) // pj.rows)))

@@ -449,7 +449,8 @@ typedef struct {
     float *y;
     int n, c, planes;
     ptrdiff_t plane;
-    /* the per-tensor fake-quant of the means' or the scale's result (fq_on) */
+    /* the per-tensor fake-quant of the means' or the scale's result, or of the
+     * padded copy's input (fq_on) */
     int fq_on;
     float fs, fz, qmin, qmax;
     /* the padded copy: plane size hp x wp of rows `len` floats (lane-wide positions) */
@@ -530,8 +531,17 @@ static void qcc_blk_scale_worker(void *arg)
         qcc_blk_scale_plane(job, t);
 }
 
+/* d[e] = the fake-quant of a[e] (qcc_fq_one), e < n. */
+QCC_CLONES
+static void qcc_blk_fq_row(const float *restrict a, float *restrict d, ptrdiff_t n, float fs,
+                           float fz, float qmin, float qmax)
+{
+    ptrdiff_t e;
+    for (e = 0; e < n; e++) d[e] = qcc_fq_one(a[e], fs, fz, qmin, qmax);
+}
+
 /* The rows of plane t of x into the interior of its padded copy y (whose borders
- * stay zero from its allocation). */
+ * stay zero from its allocation); with fq_on, their fake-quant. */
 static void qcc_blk_pad_worker(void *arg)
 {
     qcc_blk_plane_job *job = (qcc_blk_plane_job *)arg;
@@ -542,8 +552,15 @@ static void qcc_blk_pad_worker(void *arg)
         const int r1 = r0 + job->rows < job->h ? r0 + job->rows : job->h;
         const float *src = job->x + (ptrdiff_t)plane * job->h * job->row_in;
         float *dst = job->y + (ptrdiff_t)plane * job->hp * job->row_out + job->lead;
-        for (r = r0; r < r1; r++)
-            memcpy(dst + r * job->row_out, src + r * job->row_in, (size_t)job->len * sizeof(float));
+        for (r = r0; r < r1; r++) {
+            const float *a = src + r * job->row_in;
+            float *d = dst + r * job->row_out;
+            if (!job->fq_on) {
+                memcpy(d, a, (size_t)job->len * sizeof(float));
+                continue;
+            }
+            qcc_blk_fq_row(a, d, job->len, job->fs, job->fz, job->qmin, job->qmax);
+        }
     }
 }
 

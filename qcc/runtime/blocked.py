@@ -19,7 +19,9 @@ so, and it is not an output of the plan:
 A conv whose result a per-tensor fake-quant reads beside another user (the next
 block's residual) writes that fake-quant too, in the same pass (a tee: one step with
 both results, its buffer [2, *blocked shape]), instead of the fake-quant reading the
-result again.
+result again; a conv whose NCHW input is a per-tensor fake-quant that nothing else
+reads (the input quantizer before the stem) makes it as it copies its input into its
+padded plane.
 The decision is a fixpoint over the plan: a value stays blocked unless its producer
 cannot write it so (an input it needs blocked is not), or nothing reads it blocked
 while the producer reads nothing blocked either (then NCHW costs no copy). A user
@@ -156,13 +158,16 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
     if not cand:
         return steps, frozenset(), n_slots
     tees = _tees(steps, kinds, users, cand, outputs)
+    folds = _input_fake_quants(steps, kinds, users, producer, cand, outputs)
     out: list[Any] = []
     copies: dict[int, int] = {}   # blocked slot -> its NCHW copy
-    teed = set(tees.values())
+    skipped = set(tees.values()) | set(folds.values())
     for i, (s, k) in enumerate(zip(steps, kinds, strict=True)):
-        if i in teed:   # a fake-quant that its input's conv computes
+        if i in skipped:   # a fake-quant that the conv writing or reading it computes
             continue
         args = list(s.args)
+        if i in folds:   # the conv reads the fake-quant's input, fake-quantized as it pads
+            args[0] = steps[folds[i]].args[0]
         for pos, a in enumerate(args):
             if a in cand and not _reads_blocked(s, k, pos, cand):
                 if a not in copies:
@@ -177,15 +182,49 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
             s = replace(s, fn=_gap(s))
         elif k is not None and s.results[0] in cand:
             tee = tees.get(s.results[0])
+            in_fq = steps[folds[i]].op if i in folds else None
             if tee is not None:   # the conv writes the fake-quant's value too
-                s = replace(s, fn=_conv(s, constants, steps[tee].op), blocked=True, tee=True,
-                            results=(*s.results, steps[tee].results[0]))
+                s = replace(s, fn=_conv(s, constants, steps[tee].op, in_fq), blocked=True,
+                            tee=True, results=(*s.results, steps[tee].results[0]))
+            elif k == "conv":
+                s = replace(s, fn=_conv(s, constants, None, in_fq), blocked=True)
             else:
-                fn = _conv(s, constants) if k == "conv" else _scale(s) if k == "scale" \
-                    else s.fn
+                fn = _scale(s) if k == "scale" else s.fn
                 s = replace(s, fn=fn, blocked=True)
         out.append(replace(s, args=tuple(args)))
     return out, frozenset(cand), n_slots
+
+
+def _per_tensor_fake_quant(op: Any) -> tuple[float, float, float, float] | None:
+    """A fake-quant op's (scale, zero point, qmin, qmax) when it has one of each."""
+    if not isinstance(op, quant.FakeQuantOp):
+        return None
+    qtype: Any = op.properties["qtype"]
+    if qtype.axis is not None or len(qtype.scales) != 1 or len(qtype.zero_points) != 1:
+        return None
+    return (float(np.float32(qtype.scales[0])), float(np.float32(qtype.zero_points[0])),
+            float(qtype.storage_min), float(qtype.storage_max))
+
+
+def _input_fake_quants(steps: list[Any], kinds: list[str | None],
+                       users: dict[int, list[tuple[int, int]]], producer: dict[int, int],
+                       cand: set[int], outputs: set[int]) -> dict[int, int]:
+    """Blocked convs (groups 1) whose NCHW input is a per-tensor fake-quant that only
+    they read (the model's input quantizer before the stem): the conv makes it as it
+    copies its input into its padded plane, a pass less. Maps the conv's step to the
+    fake-quant's."""
+    folds: dict[int, int] = {}
+    for i, (s, k) in enumerate(zip(steps, kinds, strict=True)):
+        if k != "conv" or s.results[0] not in cand or s.fn.conv_spec.groups != 1 \
+                or s.args[0] in cand or s.args[0] not in producer:
+            continue
+        j = producer[s.args[0]]
+        fq = steps[j]
+        if kinds[j] == "lanewise" and fq.args[0] not in cand and fq.results[0] not in outputs \
+                and users.get(fq.results[0]) == [(i, 0)] and not getattr(fq.fn, "followers", ()) \
+                and _per_tensor_fake_quant(fq.op) is not None:
+            folds[i] = j
+    return folds
 
 
 def _tees(steps: list[Any], kinds: list[str | None], users: dict[int, list[tuple[int, int]]],
@@ -247,10 +286,11 @@ def _followers(fn: Callable[..., Any]) -> tuple[Callable[..., Any], ...]:
     return tuple(getattr(fn, "followers", ()))
 
 
-def _conv(step: Any, constants: dict[int, np.ndarray],
-          tee: Any = None) -> Callable[..., Any]:
+def _conv(step: Any, constants: dict[int, np.ndarray], tee: Any = None,
+          in_fq: Any = None) -> Callable[..., Any]:
     """The blocked conv of `step`; with `tee`, a fake-quant op of its result, whose
-    value it writes too."""
+    value it writes too; with `in_fq`, the per-tensor fake-quant op of its input, which
+    it makes as it pads (it is given the fake-quant's input)."""
     spec = step.fn.conv_spec
     n_conv = len(step.op.operands)
     w = constants[step.args[1]]
@@ -262,7 +302,8 @@ def _conv(step: Any, constants: dict[int, np.ndarray],
         fake_quant = (np.asarray(qtype.scales, np.float32), np.asarray(qtype.zero_points, np.float32),
                       float(qtype.storage_min), float(qtype.storage_max))
     conv = B.Conv(w, b, spec.strides, spec.pads, spec.dilations, spec.groups,
-                  e.activation, fake_quant, e.affine, tee=tee is not None)
+                  e.activation, fake_quant, e.affine, tee=tee is not None,
+                  in_fake_quant=None if in_fq is None else _per_tensor_fake_quant(in_fq))
     if e.residual:
         def with_residual(*args, out=None):
             return conv(args[0], residual=args[n_conv], out=out)

@@ -69,7 +69,9 @@ def test_a_blocked_conv_is_the_nchw_conv_bit_for_bit(case, threads):
     """Every activation, with a residual, a per-tensor and a per-channel fake-quant,
     an affine (a folded batch norm); the input blocked and (groups 1) NCHW; the lanes
     past the channels zero. A tee (the result before the fake-quant kept too) gives
-    both: the conv without the fake-quant and with it."""
+    both: the conv without the fake-quant and with it. An input fake-quant (groups 1,
+    NCHW input, made in the padded copy, also without pads) gives the conv of the
+    fake-quantized input."""
     n, c, h, w, o, k, s, pads, d, g = case
     rng = np.random.default_rng(sum(case[:5]))
     x, wt, b = _weights(case, rng)
@@ -100,6 +102,17 @@ def test_a_blocked_conv_is_the_nchw_conv_bit_for_bit(case, threads):
                         assert not got[:, -1, ..., o % 16:].any()
                 if fq is None:
                     continue
+                if g == 1 and fq[0].size == 1:   # the input's fake-quant made as it pads
+                    fq_in = (0.07, -3.0, -128, 127)
+                    from qcc.runtime import _eltwise
+
+                    xq = _eltwise.fake_quant(x, np.float32([0.07]), np.float32([-3.0]),
+                                             -128, 127)
+                    want_in = _conv.conv(xq, wt, b, *geometry, activation=act, residual=r,
+                                         fake_quant=fq, affine=affine)
+                    conv_in = B.Conv(wt, b, *geometry, act, fq, affine, in_fake_quant=fq_in)
+                    got = conv_in(x, residual=rb)
+                    np.testing.assert_array_equal(bits(B.to_nchw(got, o)), bits(want_in))
                 pre = _conv.conv(x, wt, b, *geometry, activation=act, residual=r,
                                  affine=affine)
                 tee = B.Conv(wt, b, *geometry, act, fq, affine, tee=True)
@@ -188,6 +201,9 @@ def test_bad_arguments_are_errors_not_crashes():
     both = np.empty((2, *x.shape), np.float32)
     with pytest.raises(ValueError, match="residual"):
         tee(x, residual=both[1], out=both)
+    w1 = np.ones((8, 8, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="NCHW"):
+        B.Conv(w1, None, None, None, None, 1, in_fake_quant=(0.1, 0.0, -128, 127))(x)
 
 
 # ------------------------------------------------------------------ whole plans
@@ -247,6 +263,14 @@ def test_exported_cnns_give_the_same_bits_blocked(name, tmp_path, monkeypatch):
                        if s.args[0] in producer)
         assert any(s.tee for s in fast.steps) == (m is fq_module
                                                   and name != "timm_efficientnet")
+        # the input quantizer is made by a blocked stem conv as it pads (the mobilenets:
+        # resnet18's stem writes NCHW for its max pool, efficientnet's for its SiLU)
+        input_fq = [s for s in plain.steps if s.op.name == "quant.fake_quant"
+                    and s.args[0] in plain.input_slots]
+        assert len(input_fq) == (m is fq_module)
+        left = [s for s in fast.steps if s.op.name == "quant.fake_quant"
+                and s.args[0] in fast.input_slots]
+        assert len(left) == (m is fq_module and name in ("tv_resnet18", "timm_efficientnet"))
         want = execute(plain, feeds)[0]
         got = execute(fast, feeds)[0]
         for k in want:
