@@ -35,7 +35,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const float* add
         const Py_ssize_t* kofs
         qcc_act act
-        int apply, tile, tiles, blocks64, next, failed
+        int apply, tile, tiles, span, blocks64, next, failed
     ctypedef struct qcc_blk_dw_job:
         const qcc_blk_geom* g
         const float* x
@@ -453,6 +453,12 @@ cdef class Conv:
         cj.tile = (cj.tile + 23) // 24 * 24
         cj.tiles = <int>((op + cj.tile - 1) // cj.tile)
         total = g.n * cj.blocks64 * cj.tiles
+        if g.n > 1 and op < 48 and op % 6:
+            # small planes (ResNet's 4x4 at a batch): tiles of 6-12 positions cut at
+            # each image would leave lanes idle; run over all the images' positions
+            cj.span = 1
+            cj.tiles = <int>((g.n * op + cj.tile - 1) // cj.tile)
+            total = cj.blocks64 * cj.tiles
         width = min(_threads, total)
         with nogil:
             qcc_parallel(qcc_blk_conv_worker, &cj, width)

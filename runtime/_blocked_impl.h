@@ -133,11 +133,13 @@ QCC_INLINE __m512 qcc_blk_fq(const qcc_act *a, const qcc_blk_lanes *l, __m512 v)
  * for a tile in one output row: one register for all), the weights of the channel
  * block packed [k][64] (zeros past the channels). The sums (bias first) take the
  * epilogue in the registers (when `apply`: else only the lanes past the channels
- * are zeroed) and are stored at out[v*ldv + i*16] (residual: add, laid out alike). */
-#define QCC_BLK_KERN(NAME, NV, MR, PTR_ARGS, PTR_INIT, P)                                \
+ * are zeroed) and are stored at out[v*ldv + OFS(i)] (residual: add, laid out alike):
+ * OFS(i) = i*16 for positions of one image, oofs[i] for a tile spanning images. */
+#define QCC_BLK_KERN(NAME, NV, MR, PTR_ARGS, PTR_INIT, P, OFS)                           \
     static void NAME(int kc, const float *wp, PTR_ARGS, const ptrdiff_t *kofs, int mr,    \
                      const float *bias, float *out, ptrdiff_t ldv, const qcc_act *act,    \
-                     const qcc_blk_lanes *lanes, const float *add, int apply, float *tee) \
+                     const qcc_blk_lanes *lanes, const float *add, int apply, float *tee, \
+                     const ptrdiff_t *oofs)                                              \
     {                                                                                    \
         __m512 acc[MR][NV], wv[NV];                                                      \
         int i, v, k;                                                                     \
@@ -154,7 +156,8 @@ QCC_INLINE __m512 qcc_blk_fq(const qcc_act *a, const qcc_blk_lanes *l, __m512 v)
                 for (v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(b, wv[v], acc[i][v]); \
             }                                                                            \
         }                                                                                \
-        QCC_BLK_EPILOGUE(MR, mr, NV, acc[i_][v_], lanes[v_], v_ * ldv + 16 * i_, act, \
+        (void)oofs;                                                                      \
+        QCC_BLK_EPILOGUE(MR, mr, NV, acc[i_][v_], lanes[v_], v_ * ldv + OFS(i_), act,    \
                          apply, out, tee, add);                                          \
     }
 #define QCC_BLK_PTRS const float *const *ptr
@@ -163,14 +166,20 @@ QCC_INLINE __m512 qcc_blk_fq(const qcc_act *a, const qcc_blk_lanes *l, __m512 v)
 #define QCC_BLK_ROW const float *p0, ptrdiff_t ps
 #define QCC_BLK_ROW_INIT(MR) const ptrdiff_t ps_ = ps;
 #define QCC_BLK_P_ROW(i) (p0 + (i < mr ? i : 0) * ps_)
-QCC_BLK_KERN(qcc_blk_kern4, 4, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY)
-QCC_BLK_KERN(qcc_blk_kern3, 3, 8, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY)
-QCC_BLK_KERN(qcc_blk_kern2, 2, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY)
-QCC_BLK_KERN(qcc_blk_kern1, 1, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY)
-QCC_BLK_KERN(qcc_blk_row4, 4, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW)
-QCC_BLK_KERN(qcc_blk_row3, 3, 8, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW)
-QCC_BLK_KERN(qcc_blk_row2, 2, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW)
-QCC_BLK_KERN(qcc_blk_row1, 1, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW)
+#define QCC_BLK_OFS_LINE(i) (16 * (i))
+#define QCC_BLK_OFS_SPAN(i) (oofs[i])
+QCC_BLK_KERN(qcc_blk_kern4, 4, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(qcc_blk_kern3, 3, 8, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(qcc_blk_kern2, 2, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(qcc_blk_kern1, 1, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(qcc_blk_span4, 4, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_SPAN)
+QCC_BLK_KERN(qcc_blk_span3, 3, 8, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_SPAN)
+QCC_BLK_KERN(qcc_blk_span2, 2, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_SPAN)
+QCC_BLK_KERN(qcc_blk_span1, 1, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_SPAN)
+QCC_BLK_KERN(qcc_blk_row4, 4, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(qcc_blk_row3, 3, 8, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(qcc_blk_row2, 2, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(qcc_blk_row1, 1, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 
 
 typedef struct {
@@ -187,7 +196,8 @@ typedef struct {
     qcc_act act;
     int apply;            /* whether the epilogue does anything */
     int tile;             /* positions of a task (a multiple of 24: of 6, 8 and 12) */
-    int tiles;            /* tasks per output block and image */
+    int tiles;            /* tasks per output block and image (span: per output block) */
+    int span;             /* small planes: tiles run over the positions of all images */
     int blocks64, next, failed;
 } qcc_blk_conv_job;
 
@@ -211,10 +221,10 @@ QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int n, int b, int nv, 
         const float *p = xi + ((ptrdiff_t)y0 * g->sh * job->wp + (ptrdiff_t)x0 * g->sw) * lane;
         const ptrdiff_t ps = (ptrdiff_t)g->sw * lane;
         switch (nv) {
-        case 4: qcc_blk_row4(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
-        case 3: qcc_blk_row3(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
-        case 2: qcc_blk_row2(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
-        default: qcc_blk_row1(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
+        case 4: qcc_blk_row4(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
+        case 3: qcc_blk_row3(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
+        case 2: qcc_blk_row2(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
+        default: qcc_blk_row1(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
         }
     } else {
         const float *ptr[12];
@@ -224,11 +234,43 @@ QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int n, int b, int nv, 
             ptr[i] = xi + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
         }
         switch (nv) {
-        case 4: qcc_blk_kern4(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
-        case 3: qcc_blk_kern3(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
-        case 2: qcc_blk_kern2(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
-        default: qcc_blk_kern1(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee); break;
+        case 4: qcc_blk_kern4(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
+        case 3: qcc_blk_kern3(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
+        case 2: qcc_blk_kern2(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
+        default: qcc_blk_kern1(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
         }
+    }
+}
+
+/* One tile of mr positions from q0 of the images' positions taken in a row (image
+ * q / op, position q % op), channel block b: a tile may span images. */
+QCC_INLINE void qcc_blk_tile_span(const qcc_blk_conv_job *job, int b, int nv, ptrdiff_t q0,
+                                  int mr, const qcc_blk_lanes *lanes)
+{
+    const qcc_blk_geom *g = job->g;
+    const int kc = g->c * g->kh * g->kw, ob = qcc_blk_cb(g->o);
+    const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow, lane = job->x_blocked ? QCC_BLK : 1;
+    const ptrdiff_t in_img = (ptrdiff_t)(job->x_blocked ? qcc_blk_cb(g->c) * QCC_BLK : g->c)
+                             * job->hp * job->wp;
+    const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc;
+    const float *bias = job->bias + 64 * b;
+    const ptrdiff_t at = (ptrdiff_t)4 * b * op * QCC_BLK, ldv = op * QCC_BLK;
+    float *o = job->out + at, *tee = job->tee ? job->tee + at : NULL;
+    const float *add = job->add ? job->add + at : NULL;
+    const float *ptr[12];
+    ptrdiff_t oofs[12];
+    int i;
+    for (i = 0; i < mr; i++) {
+        const ptrdiff_t q = q0 + i, n = q / op, p = q - n * op;
+        const int y = (int)(p / g->ow), xx = (int)(p - (ptrdiff_t)y * g->ow);
+        ptr[i] = job->x + n * in_img + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
+        oofs[i] = (n * ob * op + p) * QCC_BLK;
+    }
+    switch (nv) {
+    case 4: qcc_blk_span4(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
+    case 3: qcc_blk_span3(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
+    case 2: qcc_blk_span2(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
+    default: qcc_blk_span1(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
     }
 }
 
@@ -241,6 +283,27 @@ static void qcc_blk_conv_worker(void *arg)
     const int op = g->oh * g->ow, per_img = job->blocks64 * job->tiles;
     qcc_blk_lanes lanes[4];
     int lanes_of = -1;
+    if (job->span) {   /* tasks of (block, positions of all images in a row) */
+        const ptrdiff_t all = (ptrdiff_t)g->n * op;
+        for (;;) {
+            const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
+            int b, nv, step, v;
+            ptrdiff_t q0, q1;
+            if (task >= per_img) break;
+            b = task / job->tiles;
+            nv = ob - 4 * b < 4 ? ob - 4 * b : 4;
+            step = nv == 4 ? 6 : nv == 3 ? 8 : 12;
+            if (b != lanes_of) {
+                for (v = 0; v < nv; v++) qcc_blk_lanes_of(&job->act, (4 * b + v) * QCC_BLK, g->o, &lanes[v]);
+                lanes_of = b;
+            }
+            q0 = (ptrdiff_t)(task % job->tiles) * job->tile;
+            q1 = q0 + job->tile < all ? q0 + job->tile : all;
+            for (; q0 < q1; q0 += step)
+                qcc_blk_tile_span(job, b, nv, q0, q1 - q0 < step ? (int)(q1 - q0) : step, lanes);
+        }
+        return;
+    }
     for (;;) {
         const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
         int n, b, t, nv, step, p0, p1, v;

@@ -48,6 +48,11 @@ CASES = [
     (1, 24, 9, 37, 24, 3, 1, (1, 1, 1, 1), 1, 24),
     (2, 20, 7, 70, 20, 3, 2, (1, 1, 1, 1), 1, 20),
     (1, 16, 6, 45, 16, 5, 1, (2, 1, 2, 3), 2, 16),
+    # planes of fewer than 48 positions at a batch: tiles over all the images'
+    # positions, spanning images (ResNet's 4x4 at batch 32)
+    (3, 64, 4, 4, 80, 3, 1, (1, 1, 1, 1), 1, 1),
+    (4, 24, 3, 5, 40, 1, 1, (0, 0, 0, 0), 1, 1),
+    (2, 16, 4, 4, 200, 3, 2, (1, 1, 1, 1), 1, 1),
 ]
 ACTS = [None, "relu", "hard_swish", ("clip", 0.0, 6.0), ("hard_sigmoid", 0.2, 0.5), "sigmoid"]
 
