@@ -451,14 +451,12 @@ cdef class Conv:
         cj.tile = max(24, min(16384 * 16 // max(per_pos, 1),
                               (total * op + 8 * _threads - 1) // (8 * _threads)))
         cj.tile = (cj.tile + 23) // 24 * 24
-        cj.tiles = <int>((op + cj.tile - 1) // cj.tile)
-        total = g.n * cj.blocks64 * cj.tiles
-        if g.n > 1 and op < 48 and op % 6:
-            # small planes (ResNet's 4x4 at a batch): tiles of 6-12 positions cut at
-            # each image would leave lanes idle; run over all the images' positions
-            cj.span = 1
-            cj.tiles = <int>((g.n * op + cj.tile - 1) // cj.tile)
-            total = cj.blocks64 * cj.tiles
+        # small planes (ResNet's 4x4 at a batch): tiles of 6-12 positions cut at each
+        # image would leave lanes idle; the tasks run over all the images' positions
+        cj.span = g.n > 1 and op < 48 and op % 6 != 0
+        seg_len = g.n * op if cj.span else op
+        cj.tiles = <int>((seg_len + cj.tile - 1) // cj.tile)
+        total = (1 if cj.span else g.n) * cj.blocks64 * cj.tiles
         width = min(_threads, total)
         with nogil:
             qcc_parallel(qcc_blk_conv_worker, &cj, width)

@@ -134,7 +134,7 @@ QCC_INLINE __m512 qcc_blk_fq(const qcc_act *a, const qcc_blk_lanes *l, __m512 v)
  * block packed [k][64] (zeros past the channels). The sums (bias first) take the
  * epilogue in the registers (when `apply`: else only the lanes past the channels
  * are zeroed) and are stored at out[v*ldv + OFS(i)] (residual: add, laid out alike):
- * OFS(i) = i*16 for positions of one image, oofs[i] for a tile spanning images. */
+ * OFS(i) = i*16 for a row's positions, the given oofs[i] for the pointer kernels'. */
 #define QCC_BLK_KERN(NAME, NV, MR, PTR_ARGS, PTR_INIT, P, OFS)                           \
     static void NAME(int kc, const float *wp, PTR_ARGS, const ptrdiff_t *kofs, int mr,    \
                      const float *bias, float *out, ptrdiff_t ldv, const qcc_act *act,    \
@@ -167,15 +167,11 @@ QCC_INLINE __m512 qcc_blk_fq(const qcc_act *a, const qcc_blk_lanes *l, __m512 v)
 #define QCC_BLK_ROW_INIT(MR) const ptrdiff_t ps_ = ps;
 #define QCC_BLK_P_ROW(i) (p0 + (i < mr ? i : 0) * ps_)
 #define QCC_BLK_OFS_LINE(i) (16 * (i))
-#define QCC_BLK_OFS_SPAN(i) (oofs[i])
-QCC_BLK_KERN(qcc_blk_kern4, 4, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_LINE)
-QCC_BLK_KERN(qcc_blk_kern3, 3, 8, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_LINE)
-QCC_BLK_KERN(qcc_blk_kern2, 2, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_LINE)
-QCC_BLK_KERN(qcc_blk_kern1, 1, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_LINE)
-QCC_BLK_KERN(qcc_blk_span4, 4, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_SPAN)
-QCC_BLK_KERN(qcc_blk_span3, 3, 8, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_SPAN)
-QCC_BLK_KERN(qcc_blk_span2, 2, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_SPAN)
-QCC_BLK_KERN(qcc_blk_span1, 1, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_SPAN)
+#define QCC_BLK_OFS_GIVEN(i) (oofs[i])
+QCC_BLK_KERN(qcc_blk_kern4, 4, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
+QCC_BLK_KERN(qcc_blk_kern3, 3, 8, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
+QCC_BLK_KERN(qcc_blk_kern2, 2, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
+QCC_BLK_KERN(qcc_blk_kern1, 1, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
 QCC_BLK_KERN(qcc_blk_row4, 4, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 QCC_BLK_KERN(qcc_blk_row3, 3, 8, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 QCC_BLK_KERN(qcc_blk_row2, 2, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
@@ -201,8 +197,12 @@ typedef struct {
     int blocks64, next, failed;
 } qcc_blk_conv_job;
 
-/* One tile: mr positions from p0 of image n, channel block b (nv vectors). */
-QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int n, int b, int nv, int p0, int mr,
+/* One tile: mr positions from q0 of the images' positions taken in a row (image
+ * q / op, position q % op), channel block b (nv vectors). A tile within one output
+ * row takes the row kernel (one pointer, positions sw apart); any other tile, across
+ * rows or (span) across images, takes the pointer kernel with each position's input
+ * and output offset. */
+QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int b, int nv, ptrdiff_t q0, int mr,
                              const qcc_blk_lanes *lanes)
 {
     const qcc_blk_geom *g = job->g;
@@ -212,13 +212,14 @@ QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int n, int b, int nv, 
                              * job->hp * job->wp;
     const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc;
     const float *bias = job->bias + 64 * b;
-    const ptrdiff_t at = (((ptrdiff_t)n * ob + 4 * b) * op + p0) * QCC_BLK, ldv = op * QCC_BLK;
+    const ptrdiff_t n0 = q0 / op, p0 = q0 - n0 * op;
+    const ptrdiff_t at = ((n0 * ob + 4 * b) * op + p0) * QCC_BLK, ldv = op * QCC_BLK;
     float *o = job->out + at, *tee = job->tee ? job->tee + at : NULL;
     const float *add = job->add ? job->add + at : NULL;
-    const int y0 = p0 / g->ow, x0 = p0 - y0 * g->ow;
-    const float *xi = job->x + n * in_img;
+    const int y0 = (int)(p0 / g->ow), x0 = (int)(p0 - (ptrdiff_t)y0 * g->ow);
     if (x0 + mr <= g->ow) {   /* one output row: positions p0 + i*sw apart */
-        const float *p = xi + ((ptrdiff_t)y0 * g->sh * job->wp + (ptrdiff_t)x0 * g->sw) * lane;
+        const float *p = job->x + n0 * in_img
+                         + ((ptrdiff_t)y0 * g->sh * job->wp + (ptrdiff_t)x0 * g->sw) * lane;
         const ptrdiff_t ps = (ptrdiff_t)g->sw * lane;
         switch (nv) {
         case 4: qcc_blk_row4(kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
@@ -228,99 +229,55 @@ QCC_INLINE void qcc_blk_tile(const qcc_blk_conv_job *job, int n, int b, int nv, 
         }
     } else {
         const float *ptr[12];
+        ptrdiff_t oofs[12];
         int i;
         for (i = 0; i < mr; i++) {
-            const int q = p0 + i, y = q / g->ow, xx = q - y * g->ow;
-            ptr[i] = xi + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
+            const ptrdiff_t q = q0 + i, n = q / op, pq = q - n * op;
+            const int y = (int)(pq / g->ow), xx = (int)(pq - (ptrdiff_t)y * g->ow);
+            ptr[i] = job->x + n * in_img + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
+            oofs[i] = ((n - n0) * ob * op + pq - p0) * QCC_BLK;
         }
         switch (nv) {
-        case 4: qcc_blk_kern4(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
-        case 3: qcc_blk_kern3(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
-        case 2: qcc_blk_kern2(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
-        default: qcc_blk_kern1(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, NULL); break;
+        case 4: qcc_blk_kern4(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
+        case 3: qcc_blk_kern3(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
+        case 2: qcc_blk_kern2(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
+        default: qcc_blk_kern1(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
         }
     }
 }
 
-/* One tile of mr positions from q0 of the images' positions taken in a row (image
- * q / op, position q % op), channel block b: a tile may span images. */
-QCC_INLINE void qcc_blk_tile_span(const qcc_blk_conv_job *job, int b, int nv, ptrdiff_t q0,
-                                  int mr, const qcc_blk_lanes *lanes)
-{
-    const qcc_blk_geom *g = job->g;
-    const int kc = g->c * g->kh * g->kw, ob = qcc_blk_cb(g->o);
-    const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow, lane = job->x_blocked ? QCC_BLK : 1;
-    const ptrdiff_t in_img = (ptrdiff_t)(job->x_blocked ? qcc_blk_cb(g->c) * QCC_BLK : g->c)
-                             * job->hp * job->wp;
-    const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc;
-    const float *bias = job->bias + 64 * b;
-    const ptrdiff_t at = (ptrdiff_t)4 * b * op * QCC_BLK, ldv = op * QCC_BLK;
-    float *o = job->out + at, *tee = job->tee ? job->tee + at : NULL;
-    const float *add = job->add ? job->add + at : NULL;
-    const float *ptr[12];
-    ptrdiff_t oofs[12];
-    int i;
-    for (i = 0; i < mr; i++) {
-        const ptrdiff_t q = q0 + i, n = q / op, p = q - n * op;
-        const int y = (int)(p / g->ow), xx = (int)(p - (ptrdiff_t)y * g->ow);
-        ptr[i] = job->x + n * in_img + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
-        oofs[i] = (n * ob * op + p) * QCC_BLK;
-    }
-    switch (nv) {
-    case 4: qcc_blk_span4(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
-    case 3: qcc_blk_span3(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
-    case 2: qcc_blk_span2(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
-    default: qcc_blk_span1(kc, wp, ptr, job->kofs, mr, bias, o, ldv, &job->act, lanes, add, job->apply, tee, oofs); break;
-    }
-}
-
+/* Tasks of (segment, channel block, tile): a segment is one image's positions, or
+ * (span: small planes at a batch) all the images' positions in a row, so that its
+ * tiles of 6-12 positions are not cut at each image. */
 static void qcc_blk_conv_worker(void *arg)
 {
     qcc_blk_conv_job *shared = (qcc_blk_conv_job *)arg;
     const qcc_blk_conv_job local = *shared, *job = &local;   /* read once: `next` moves */
     const qcc_blk_geom *g = job->g;
-    const int ob = qcc_blk_cb(g->o);
-    const int op = g->oh * g->ow, per_img = job->blocks64 * job->tiles;
+    const int ob = qcc_blk_cb(g->o), per_seg = job->blocks64 * job->tiles;
+    const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow;
+    const ptrdiff_t seg_len = job->span ? g->n * op : op;
+    const int segs = job->span ? 1 : g->n;
     qcc_blk_lanes lanes[4];
     int lanes_of = -1;
-    if (job->span) {   /* tasks of (block, positions of all images in a row) */
-        const ptrdiff_t all = (ptrdiff_t)g->n * op;
-        for (;;) {
-            const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
-            int b, nv, step, v;
-            ptrdiff_t q0, q1;
-            if (task >= per_img) break;
-            b = task / job->tiles;
-            nv = ob - 4 * b < 4 ? ob - 4 * b : 4;
-            step = nv == 4 ? 6 : nv == 3 ? 8 : 12;
-            if (b != lanes_of) {
-                for (v = 0; v < nv; v++) qcc_blk_lanes_of(&job->act, (4 * b + v) * QCC_BLK, g->o, &lanes[v]);
-                lanes_of = b;
-            }
-            q0 = (ptrdiff_t)(task % job->tiles) * job->tile;
-            q1 = q0 + job->tile < all ? q0 + job->tile : all;
-            for (; q0 < q1; q0 += step)
-                qcc_blk_tile_span(job, b, nv, q0, q1 - q0 < step ? (int)(q1 - q0) : step, lanes);
-        }
-        return;
-    }
     for (;;) {
         const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
-        int n, b, t, nv, step, p0, p1, v;
-        if (task >= g->n * per_img) break;
-        n = task / per_img;
-        b = (task % per_img) / job->tiles;
-        t = task % job->tiles;
+        int seg, b, nv, step, v;
+        ptrdiff_t q0, q1;
+        if (task >= segs * per_seg) break;
+        seg = task / per_seg;
+        b = (task % per_seg) / job->tiles;
         nv = ob - 4 * b < 4 ? ob - 4 * b : 4;
         step = nv == 4 ? 6 : nv == 3 ? 8 : 12;
         if (b != lanes_of) {
             for (v = 0; v < nv; v++) qcc_blk_lanes_of(&job->act, (4 * b + v) * QCC_BLK, g->o, &lanes[v]);
             lanes_of = b;
         }
-        p0 = t * job->tile;
-        p1 = p0 + job->tile < op ? p0 + job->tile : op;
-        for (; p0 < p1; p0 += step)
-            qcc_blk_tile(job, n, b, nv, p0, p1 - p0 < step ? p1 - p0 : step, lanes);
+        q0 = (ptrdiff_t)(task % job->tiles) * job->tile;
+        q1 = q0 + job->tile < seg_len ? q0 + job->tile : seg_len;
+        for (; q0 < q1; q0 += step)
+            qcc_blk_tile(job, b, nv, seg * seg_len + q0, q1 - q0 < step ? (int)(q1 - q0) : step,
+                         lanes);
     }
 }
 
