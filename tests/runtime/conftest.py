@@ -5,18 +5,23 @@ import pytest
 from qcc.runtime import isa
 
 
+def _forced(module, name, level, what):
+    """Run the fixture's test with `module` (qcc.runtime.<name>) forced to `level`;
+    skipped where the CPU lacks it or nothing is built."""
+    if module is None:
+        pytest.skip(f"qcc.runtime.{name} is not built")
+    if level not in module._variants():
+        pytest.skip(f"this CPU does not run the {level} {what}")
+    old = module._set_variant(level)
+    yield level
+    module._set_variant(old)
+
+
 @pytest.fixture(params=["plain", "avx2", "avx512"])
 def variant(request):
     """Force the float conv GEMM variant (and the depthwise and epilogue paths that
     follow it) to one level; skipped where the CPU lacks it or nothing is built."""
-    conv = isa._conv
-    if conv is None:
-        pytest.skip("qcc.runtime._conv is not built")
-    if request.param not in conv._variants():
-        pytest.skip(f"this CPU does not run the {request.param} GEMM")
-    old = conv._set_variant(request.param)
-    yield request.param
-    conv._set_variant(old)
+    yield from _forced(isa._conv, "_conv", request.param, "GEMM")
 
 
 @pytest.fixture(params=["plain", "avx2", "avx512"])
@@ -26,9 +31,5 @@ def build(request):
     try:
         from qcc.runtime import _norm
     except ImportError:
-        pytest.skip("qcc.runtime._norm is not built")
-    if request.param not in _norm._variants():
-        pytest.skip(f"this CPU does not run the {request.param} build")
-    old = _norm._set_variant(request.param)
-    yield request.param
-    _norm._set_variant(old)
+        _norm = None
+    yield from _forced(_norm, "_norm", request.param, "build")
