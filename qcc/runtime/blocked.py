@@ -195,17 +195,6 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
     return out, frozenset(cand), n_slots
 
 
-def _per_tensor_fake_quant(op: Any) -> tuple[float, float, float, float] | None:
-    """A fake-quant op's (scale, zero point, qmin, qmax) when it has one of each."""
-    if not isinstance(op, quant.FakeQuantOp):
-        return None
-    qtype: Any = op.properties["qtype"]
-    if qtype.axis is not None or len(qtype.scales) != 1 or len(qtype.zero_points) != 1:
-        return None
-    return (float(np.float32(qtype.scales[0])), float(np.float32(qtype.zero_points[0])),
-            float(qtype.storage_min), float(qtype.storage_max))
-
-
 def _input_fake_quants(steps: list[Any], kinds: list[str | None],
                        users: dict[int, list[tuple[int, int]]], producer: dict[int, int],
                        cand: set[int], outputs: set[int]) -> dict[int, int]:
@@ -222,7 +211,7 @@ def _input_fake_quants(steps: list[Any], kinds: list[str | None],
         fq = steps[j]
         if kinds[j] == "lanewise" and fq.args[0] not in cand and fq.results[0] not in outputs \
                 and users.get(fq.results[0]) == [(i, 0)] and not getattr(fq.fn, "followers", ()) \
-                and _per_tensor_fake_quant(fq.op) is not None:
+                and K.per_tensor_fake_quant(fq.op) is not None:
             folds[i] = j
     return folds
 
@@ -296,14 +285,10 @@ def _conv(step: Any, constants: dict[int, np.ndarray], tee: Any = None,
     w = constants[step.args[1]]
     b = constants[step.args[2]] if n_conv > 2 else None
     e = spec.epilogue or K.Epilogue()
-    fake_quant = e.fake_quant
-    if tee is not None:
-        qtype: Any = tee.properties["qtype"]
-        fake_quant = (np.asarray(qtype.scales, np.float32), np.asarray(qtype.zero_points, np.float32),
-                      float(qtype.storage_min), float(qtype.storage_max))
+    fake_quant = e.fake_quant if tee is None else K.per_tensor_fake_quant(tee)
     conv = B.Conv(w, b, spec.strides, spec.pads, spec.dilations, spec.groups,
                   e.activation, fake_quant, e.affine, tee=tee is not None,
-                  in_fake_quant=None if in_fq is None else _per_tensor_fake_quant(in_fq))
+                  in_fake_quant=None if in_fq is None else K.per_tensor_fake_quant(in_fq))
     if e.residual:
         def with_residual(*args, out=None):
             return conv(args[0], residual=args[n_conv], out=out)

@@ -578,6 +578,21 @@ def _compiled_fake_quant(op) -> Kernel | None:
     return Kernel(run, fresh=True, takes_out=True)
 
 
+def per_tensor_fake_quant(op: Any) -> tuple[float, float, float, float] | None:
+    """(scale, zero point, qmin, qmax) of a float32 -> float32 fake-quant with one
+    scale that the compiled fake-quant kernel runs (the values a kernel applies to its
+    output as it writes it), or None for another op."""
+    if not isinstance(op, quant.FakeQuantOp) or len(op.operands) != 1 or \
+            _compiled_fake_quant(op) is None:
+        return None
+    qtype: Any = op.properties["qtype"]
+    s = np.asarray(qtype.scales, np.float32).reshape(-1)
+    z = np.asarray(qtype.zero_points, np.float32).reshape(-1)
+    if qtype.axis is not None or s.size != 1 or z.size != 1:
+        return None
+    return float(s[0]), float(z[0]), float(qtype.storage_min), float(qtype.storage_max)
+
+
 def fake_quant_params(qtype, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     """float32 scales and zero points of `qtype` shaped to broadcast at rank `ndim`."""
     shape = [1] * ndim
@@ -707,10 +722,9 @@ def in_place(op, params: Sequence[np.ndarray] = ()
         compiled = _compiled_fake_quant(op)
         if compiled is not None:
             f = _lanewise(partial(_out_is_arg, compiled.fn), qtype.axis is None)
-            if qtype.axis is None and len(qtype.scales) == 1:   # for kernels fusing it
-                f.fake_quant = (float(np.float32(qtype.scales[0])),  # type: ignore[attr-defined]
-                                float(np.float32(qtype.zero_points[0])),
-                                float(qtype.storage_min), float(qtype.storage_max))
+            fq = per_tensor_fake_quant(op)
+            if fq is not None:   # for kernels fusing it (qcc.runtime.blocked)
+                f.fake_quant = fq  # type: ignore[attr-defined]
             return f
         ndim = len(op.operands[0].type.get_shape())  # type: ignore[attr-defined]
         s, z = fake_quant_params(qtype, ndim)

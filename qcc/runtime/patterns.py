@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 from xdsl.ir import Operation, SSAValue
 
-from qcc.dialects import ascend, qnn, quant
+from qcc.dialects import ascend, qnn
 from qcc.dialects.base import get_bool, get_int, get_ints
 from qcc.runtime import half
 from qcc.runtime import ops as K
@@ -159,7 +159,7 @@ def _elementwise(ctx: _Context, chain: Sequence[Operation], x: SSAValue,
     result)."""
     last = chain[-1]
     fq = ctx.sole_user(last.results[0])
-    fake_quant = None if fq is None else _per_tensor_fake_quant(fq)
+    fake_quant = None if fq is None else K.per_tensor_fake_quant(fq)
     if fake_quant is not None and _shape(fq) == _shape(last):  # type: ignore[arg-type]
         chain = [*chain, fq]  # type: ignore[list-item]
     else:
@@ -332,7 +332,7 @@ def _softmax_fake_quant(ctx: _Context, step: Any):
             or not K.is_f32(softmax.operands[0]):
         return None
     fq = ctx.sole_user(softmax.results[0])
-    params = None if fq is None else _per_tensor_fake_quant(fq)
+    params = None if fq is None else K.per_tensor_fake_quant(fq)
     if params is None or _shape(fq) != _shape(softmax):  # type: ignore[arg-type]
         return None
     axis, kernel = get_int(softmax.properties.get("axis"), -1), K.C.softmax
@@ -343,21 +343,6 @@ def _softmax_fake_quant(ctx: _Context, step: Any):
     # the step keeps the softmax op (a step of the fake-quant op reading x would pass
     # for a fake-quant of x, which the executor may run in place after x's producer)
     return [softmax, fq], softmax, (softmax.operands[0],), run
-
-
-def _per_tensor_fake_quant(op: Operation | None) -> tuple[float, float, float, float] | None:
-    """(scale, zero point, qmin, qmax) of a float32 -> float32 fake-quant with one
-    scale that the compiled fake-quant kernel runs (the values a kernel applies to its
-    output as it writes it), or None for another op."""
-    if not isinstance(op, quant.FakeQuantOp) or len(op.operands) != 1 or \
-            K._compiled_fake_quant(op) is None:
-        return None
-    qtype: Any = op.properties["qtype"]
-    s = np.asarray(qtype.scales, np.float32).reshape(-1)
-    z = np.asarray(qtype.zero_points, np.float32).reshape(-1)
-    if qtype.axis is not None or s.size != 1 or z.size != 1:
-        return None
-    return float(s[0]), float(z[0]), float(qtype.storage_min), float(qtype.storage_max)
 
 
 def _copy_fake_quant(ctx: _Context, step: Any):
@@ -386,7 +371,7 @@ def _copy_fake_quant(ctx: _Context, step: Any):
                 return None
         chain.append(op)
         op = ctx.sole_user(op.results[0])
-    params = None if op is None else _per_tensor_fake_quant(op)
+    params = None if op is None else K.per_tensor_fake_quant(op)
     if params is None or any(d < 0 for d in (*_shape(op), *x.type.get_shape())):  # type: ignore
         return None
     chain.append(op)  # type: ignore[arg-type]
