@@ -175,14 +175,21 @@ def test_transpose_kernel_reads_strided_views_and_keeps_nan(copy_build):
         _eltwise.transpose(base, (1, 0, 2), out=np.empty((6, 40, 50), np.float32))
 
 
+def _split_qkv(seq):
+    """A graph whose input x [1, seq, 3, 2, 16] (a qkv projection of 2 heads of 16) is
+    transposed and split into query, key and value [1, 2, seq, 16], as ViT's."""
+    g = ir.Graph()
+    x = g.input("x", (1, seq, 3, 2, 16))
+    t = g.add(qnn.TransposeOp.make(x, perm=(2, 0, 3, 1, 4), name="qkv"))
+    parts = g.op(qnn.SplitOp.make(t, axis=0, sizes=(1, 1, 1), name="split"))
+    q, k, v = (g.add(qnn.ReshapeOp.make(p, shape=(1, 2, seq, 16))) for p in parts.results)
+    return g, q, k, v
+
+
 def _attention_copies(also_output=False):
     """ViT's query, key and context paths: split parts of a transposed projection;
     q * c -> fq; transpose(k) * c -> fq; transpose(context) -> reshape -> fq."""
-    g = ir.Graph()
-    x = g.input("x", (1, 9, 3, 2, 16))
-    t = g.add(qnn.TransposeOp.make(x, perm=(2, 0, 3, 1, 4), name="qkv"))
-    parts = g.op(qnn.SplitOp.make(t, axis=0, sizes=(1, 1, 1), name="split"))
-    q, k, v = (g.add(qnn.ReshapeOp.make(p, shape=(1, 2, 9, 16))) for p in parts.results)
+    g, q, k, v = _split_qkv(9)
     c = g.const(np.float32(0.5))
     qs = g.add(qnn.MulOp.make(q, c, name="q_scaled"))
     qf = g.add(quant.FakeQuantOp.make(qs, qtype=COPY_QTYPE))
@@ -328,11 +335,7 @@ def test_gelu_fake_quant_of_nan_and_clipping():
 def _qkv_views(v_reader="fq"):
     """A projection split into query, key and value through a transpose: each part
     scaled, transposed or fake-quantized (or the value read by a matmul)."""
-    g = ir.Graph()
-    x = g.input("x", (1, 7, 3, 2, 16))
-    t = g.add(qnn.TransposeOp.make(x, perm=(2, 0, 3, 1, 4), name="qkv"))
-    parts = g.op(qnn.SplitOp.make(t, axis=0, sizes=(1, 1, 1), name="split"))
-    q, k, v = (g.add(qnn.ReshapeOp.make(p, shape=(1, 2, 7, 16))) for p in parts.results)
+    g, q, k, v = _split_qkv(7)
     c = g.const(np.float32(0.25))
     qf = g.add(quant.FakeQuantOp.make(g.add(qnn.MulOp.make(q, c)), qtype=COPY_QTYPE))
     kt = g.add(qnn.TransposeOp.make(k, perm=(0, 1, 3, 2), name="kt"))
