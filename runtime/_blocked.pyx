@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Float convolutions on the blocked layout (runtime/_blocked_impl.h), AVX-512 only.
+"""Float convolutions on the blocked layout (runtime/_blocked_impl.h), AVX-512 or AVX2.
 
 A blocked tensor [N, C, H, W] is a float32 array [N, ceil(C/16), H, W, 16] (the lanes
 past C zero). A plan keeps the values between its convolutions in it
@@ -35,7 +35,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const float* add
         const Py_ssize_t* kofs
         qcc_act act
-        int apply, tile, tiles, span, blocks64, next, failed
+        int apply, tile, tiles, span, blocks64, next, failed, level
     ctypedef struct qcc_blk_dw_job:
         const qcc_blk_geom* g
         const float* x
@@ -45,8 +45,9 @@ cdef extern from "_blocked_impl.h" nogil:
         float* tee
         const float* add
         qcc_act act
-        int apply, hp, wp, band, bands, next, failed
-    int qcc_blk_supported()
+        int apply, hp, wp, band, bands, next, failed, level
+    int qcc_blk_runs(int level)
+    int qcc_blk_default_level()
     void qcc_blk_conv_worker(void* job)
     void qcc_blk_dw_worker(void* job)
     void qcc_parallel(void (*fn)(void*) noexcept nogil, void* arg, int width)
@@ -89,9 +90,41 @@ def _set_threads(int n):
     return old
 
 
+_LEVELS = {"avx2": 1, "avx512": 2}   # QCC_BLK_AVX2, QCC_BLK_AVX512
+cdef int _level = qcc_blk_default_level()
+
+
+def _variants():
+    """The kernels' instruction sets this CPU runs, lowest first: avx2 (AVX2 + FMA),
+    avx512 (AVX-512 F, VL, BW, DQ). The same bits on each."""
+    return [name for name, lv in _LEVELS.items() if qcc_blk_runs(lv)]
+
+
+def _variant():
+    """The instruction set the kernels use now, or None (the layout is off)."""
+    return next((name for name, lv in _LEVELS.items() if lv == _level), None)
+
+
+def _set_variant(name):
+    """Use the kernels of `name` (avx2, avx512; None: no kernels, or back to the
+    default with `name` "default": the best at or below QCC_ISA); returns the old."""
+    global _level
+    old = _variant()
+    if name == "default":
+        _level = qcc_blk_default_level()
+    elif name is None:
+        _level = 0
+    elif name in _LEVELS and qcc_blk_runs(_LEVELS[name]):
+        _level = _LEVELS[name]
+    else:
+        raise ValueError(f"blocked kernels: {name!r} does not run on this CPU "
+                         f"(available: {', '.join(_variants()) or 'none'})")
+    return old
+
+
 def supported():
-    """Whether this CPU runs the blocked kernels (AVX-512 F, VL, BW, DQ)."""
-    return bool(qcc_blk_supported())
+    """Whether the blocked kernels run now (AVX-512 or AVX2 + FMA, within QCC_ISA)."""
+    return _level != 0
 
 
 def blocked_shape(shape):
@@ -218,7 +251,8 @@ cdef class Conv:
     tensor, the conv reads the fake-quant of its NCHW input x (made as it copies x
     into its padded plane: the bits of _eltwise.fake_quant of x, then the conv)."""
 
-    cdef object bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key, oshape, in_fq
+    cdef object bias, wpk, keep, kofs, pad_buf, pad_lock, shape_key, oshape, in_fq, w
+    cdef int wpk_level
     cdef qcc_act act0
     cdef int groups, o, c, kh, kw, sh, sw, ph, pw, pe_h, pe_w, dh, dw
     cdef bint depthwise, tee
@@ -256,12 +290,9 @@ cdef class Conv:
             wl = np.zeros((ob * 16, kh * kw), np.float32)
             wl[:o] = w.reshape(o, kh * kw)
             self.wpk = np.ascontiguousarray(wl.reshape(ob, 16, kh * kw).transpose(0, 2, 1))
-        else:                # per 64 channels [kc][64]
-            kc = cg * kh * kw
-            b64 = (o + 63) // 64
-            wl = np.zeros((b64 * 64, kc), np.float32)
-            wl[:o] = w.reshape(o, kc)
-            self.wpk = np.ascontiguousarray(wl.reshape(b64, 64, kc).transpose(0, 2, 1))
+        else:                # packed for the kernels of the level in use (_pack)
+            self.w = w
+            self.wpk_level = -1
         self.act0 = _activation(activation)
         self.keep = []
         if affine is not None:
@@ -345,6 +376,9 @@ cdef class Conv:
         self.shape_key = (x.shape, blocked)
 
     def __call__(self, x, residual=None, out=None):
+        if _level == 0:
+            raise RuntimeError("blocked conv: no blocked kernels run here (they need "
+                               "AVX2 + FMA or AVX-512, within QCC_ISA)")
         if not _f32_c(x):
             x = np.ascontiguousarray(x, np.float32)
         if self.shape_key is None or self.shape_key[0] != x.shape or \
@@ -388,6 +422,18 @@ cdef class Conv:
             if owner:
                 self.pad_lock.release()
 
+    cdef _pack(self):
+        """The weights [O, C, KH, KW] as the conv kernels of the level in use read them:
+        [kc][64] per 64 output channels (AVX-512: a tile's 1-4 blocks side by side),
+        [kc][16] per 16 (AVX2: a tile's one block, one stream), zeros past O."""
+        cdef int width = 64 if _level == 2 else 16
+        o, kc = self.o, self.c * self.kh * self.kw
+        groups = (o + 63) // 64 * (64 // width)
+        wl = np.zeros((groups * width, kc), np.float32)
+        wl[:o] = self.w.reshape(o, kc)
+        self.wpk = np.ascontiguousarray(wl.reshape(groups, width, kc).transpose(0, 2, 1))
+        self.wpk_level = _level
+
     cdef _run(self, src, residual, out):
         g = &self.g
         cdef Py_ssize_t op = <Py_ssize_t>g.oh * g.ow
@@ -416,6 +462,7 @@ cdef class Conv:
             dj.act = act
             dj.apply = apply
             dj.hp, dj.wp = self.hp, self.wp
+            dj.level = _level
             planes = g.n * ((g.c + 15) // 16)
             # bands of rows: some 8 tasks a thread when the planes are few
             bands = min(g.oh, max(1, (8 * _threads + planes - 1) // planes))
@@ -428,6 +475,8 @@ cdef class Conv:
             if dj.failed:
                 raise MemoryError("blocked depthwise conv: out of memory for the scratch")
             return result
+        if self.wpk_level != _level:
+            self._pack()
         memset(&cj, 0, sizeof(cj))
         cj.g = g
         cj.x = _fp(src)
@@ -442,6 +491,7 @@ cdef class Conv:
         cj.act = act
         cj.apply = apply
         cj.blocks64 = (self.o + 63) // 64
+        cj.level = _level
         # tasks of some 16K multiply-adds (a claim costs the atomic's cache line moving
         # between the cores: 24 positions of a 16-deep 1x1 conv took less), at least 8
         # a thread, in multiples of 24 positions

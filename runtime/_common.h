@@ -323,6 +323,50 @@ QCC_INLINE __m512 qcc_act_avx512(const qcc_act *a, __m512 v)
 }
 
 #pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* qcc_act_avx512_kind on 8 lanes: the same operations (AVX2's vmaxps / vminps take
+ * the second operand on NaN or equality as AVX-512's do; a blend for a mask), so
+ * the same bits lane by lane (the blocked layout's AVX2 kernels, _blocked_impl.h). */
+QCC_INLINE __m256 qcc_act_avx2_kind(int kind, const qcc_act *a, __m256 v)
+{
+    const __m256 z = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    __m256 t;
+    int i;
+    switch (kind) {
+    case QCC_ACT_RELU:
+        return _mm256_and_ps(v, _mm256_or_ps(_mm256_cmp_ps(v, z, _CMP_GT_OQ),
+                                             _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    case QCC_ACT_CLIP:
+        return _mm256_min_ps(_mm256_set1_ps(a->hi), _mm256_max_ps(_mm256_set1_ps(a->lo), v));
+    case QCC_ACT_HARD_SWISH: {
+        const __m256 six = _mm256_set1_ps(6.0f), r = _mm256_set1_ps(1.0f / 6.0f);
+        __m256 q = _mm256_mul_ps(v, r);
+        const __m256 e = _mm256_fnmadd_ps(q, six, v);
+        q = _mm256_blendv_ps(q, _mm256_fmadd_ps(e, r, q), _mm256_cmp_ps(e, e, _CMP_ORD_Q));
+        QCC_ROUNDED(q);
+        t = _mm256_min_ps(one, _mm256_max_ps(z, _mm256_add_ps(q, _mm256_set1_ps(0.5f))));
+        return _mm256_mul_ps(v, t);
+    }
+    case QCC_ACT_HARD_SIGMOID:
+        t = _mm256_mul_ps(v, _mm256_set1_ps(a->lo));
+        QCC_ROUNDED(t);
+        t = _mm256_add_ps(t, _mm256_set1_ps(a->hi));
+        return _mm256_min_ps(one, _mm256_max_ps(z, t));
+    case QCC_ACT_SIGMOID: {
+        float tmp[8] __attribute__((aligned(32)));
+        _mm256_store_ps(tmp, v);
+        for (i = 0; i < 8; i++) tmp[i] = 1.0f / (1.0f + expf(-tmp[i]));
+        return _mm256_load_ps(tmp);
+    }
+    default:
+        return v;
+    }
+}
+
+#pragma GCC pop_options
 #endif
 
 /* The fake-quant of v: clip(rint(v / s) + z, qmin, qmax) - z) * s in float32. */

@@ -1,6 +1,6 @@
 """Plans that keep the values between their float convolutions in the blocked layout.
 
-On a CPU with AVX-512 (and the float GEMM at its AVX-512 variant), `apply` rewrites a
+On a CPU with AVX-512 or AVX2 + FMA (within QCC_ISA: qcc.runtime.isa), `apply` rewrites a
 fused plan so that chains of 2-D convolutions pass their values as blocked arrays
 [N, ceil(C/16), H, W, 16] (runtime/_blocked.pyx) instead of NCHW: a depthwise conv
 then reads 16 channels of a position as one vector, and a conv stores its tile as
@@ -54,13 +54,7 @@ ENV = "QCC_BLOCKED"
 
 def enabled() -> bool:
     """Whether plans compiled now use the blocked layout."""
-    if B is None or os.environ.get(ENV, "1") == "0" or not B.supported():
-        return False
-    try:
-        from qcc.runtime import _conv
-    except ImportError:
-        return False
-    return _conv._variant() == "avx512"
+    return B is not None and os.environ.get(ENV, "1") != "0" and B.supported()
 
 
 def blocked_shape(shape: Sequence[int]) -> tuple[int, ...]:

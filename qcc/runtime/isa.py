@@ -16,7 +16,9 @@ The float16 kernels (`runtime/_half_impl.h`: the Ascend quant / dequant stages a
 float16 casts, also inside the int8 layers' fused output stages) follow the same
 level: AVX-512 (F, BW, VL, DQ), AVX2 + F16C, or scalar C, with numpy's bits on each;
 so does the dense layer's matrix-vector kernel (`runtime/_gemv_impl.h`, for up to 4
-rows: dots in 16 lanes added in a fixed order, the same bits on each).
+rows: dots in 16 lanes added in a fixed order, the same bits on each) and the
+blocked layout's convs (`runtime/_blocked_isa.h`: AVX-512 or AVX2 + FMA, none at
+scalar, where plans stay NCHW).
 
 Each family takes the best variant the CPU runs at or below the level: the
 environment variable `QCC_ISA` sets it for the process (read when the kernels are
@@ -32,9 +34,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 try:
-    from qcc.runtime import _conv, _half, _int8, _kernels
+    from qcc.runtime import _blocked, _conv, _half, _int8, _kernels
 except ImportError:  # an uncompiled checkout: only the numpy kernels, no variants
-    _conv = _half = _int8 = _kernels = None  # type: ignore[assignment]
+    _blocked = _conv = _half = _int8 = _kernels = None  # type: ignore[assignment]
 
 ENV = "QCC_ISA"
 LEVELS = ("scalar", "avx2", "avx512")
@@ -67,10 +69,12 @@ def available() -> list[str]:
 
 
 def current() -> dict[str, str]:
-    """The level of the variant each family uses now: {"int8": ..., "conv": ...}."""
+    """The level of the variant each family uses now: {"int8": ..., "conv": ...,
+    "blocked": ...} (the blocked layout's convs: "scalar" when they are off)."""
     if _int8 is None or _conv is None:
-        return {"int8": "scalar", "conv": "scalar"}
-    return {"int8": _level(_INT8, _int8.isa()), "conv": _level(_GEMM, _conv._variant())}
+        return {"int8": "scalar", "conv": "scalar", "blocked": "scalar"}
+    return {"int8": _level(_INT8, _int8.isa()), "conv": _level(_GEMM, _conv._variant()),
+            "blocked": _blocked._variant() or "scalar"}
 
 
 def _level(table: dict[str, str], variant: str) -> str:
@@ -91,6 +95,7 @@ def set_isa(level: str | None) -> dict[str, str]:
         _conv._set_variant(None)
         _half.set_isa(None)
         _kernels._set_gemv_isa(None)
+        _blocked._set_variant("default")
         return old
     if level not in available():
         raise ValueError(f"instruction set level {level!r} does not run on this CPU "
@@ -103,7 +108,14 @@ def set_isa(level: str | None) -> dict[str, str]:
     _half.set_isa([lv for lv in allowed if lv in _half.supported_isas()][-1])
     # and the dense layer's matrix-vector kernel (runtime/_gemv_impl.h)
     _kernels._set_gemv_isa(level)
+    # and the blocked layout's convs (runtime/_blocked_isa.h; none at scalar)
+    _set_blocked(level)
     return old
+
+
+def _set_blocked(level: str) -> None:
+    _blocked._set_variant(next((lv for lv in reversed(LEVELS[:LEVELS.index(level) + 1])
+                                if lv in _blocked._variants()), None))
 
 
 def _restore(old: dict[str, str]) -> None:
@@ -112,6 +124,7 @@ def _restore(old: dict[str, str]) -> None:
     _int8.set_isa(_INT8[old["int8"]])
     _conv._set_variant(_GEMM[old["conv"]])
     _kernels._set_gemv_isa(old["conv"])
+    _set_blocked(old["blocked"])
 
 
 @contextmanager

@@ -4,8 +4,9 @@ Its kernels compute every value with the NCHW kernels' operations in their order
 the oracle is bit equality with qcc.runtime._conv.conv / _pool.global_avg_pool (each
 checked against float64 numpy and onnxruntime in their own tests) and with numpy's
 product; the whole plans of exported CNNs (torchvision, timm), float and fake-quant,
-give the same bits with the layout on and off. The kernels are AVX-512 only: on a
-CPU without it the layout is never used and these tests skip."""
+give the same bits with the layout on and off. The kernels have an AVX-512 and an
+AVX2 build (runtime/_blocked_isa.h): every test runs on each the CPU has (forced, as
+QCC_ISA would), and skips on a CPU with neither."""
 
 import os
 import sys
@@ -17,8 +18,18 @@ from qcc.runtime import blocked, isa
 
 _conv = isa._conv
 B = blocked.B
-pytestmark = pytest.mark.skipif(B is None or _conv is None or not B.supported(),
-                                reason="no AVX-512 or qcc.runtime is not built")
+pytestmark = pytest.mark.skipif(B is None or _conv is None or not B._variants(),
+                                reason="no AVX2 or qcc.runtime is not built")
+
+
+@pytest.fixture(autouse=True, params=["avx2", "avx512"])
+def kernels(request):
+    """Each test at each build of the kernels; skipped where the CPU lacks it."""
+    if request.param not in B._variants():
+        pytest.skip(f"this CPU does not run the {request.param} blocked kernels")
+    old = B._set_variant(request.param)
+    yield request.param
+    B._set_variant(old)
 
 
 def bits(a):
@@ -217,8 +228,8 @@ MODELS = ["tv_mobilenet_v3_small", "tv_resnet18", "timm_efficientnet", "tv_mobil
 
 
 def _layout_on(monkeypatch) -> bool:
-    """Turn the layout on; whether plans use it (not when QCC_ISA forces the float
-    GEMM below AVX-512: then they keep NCHW, which the callers check instead)."""
+    """Turn the layout on; whether plans use it (always here: the fixture forces a
+    build of the kernels; QCC_ISA=scalar alone turns them off)."""
     monkeypatch.setenv(blocked.ENV, "1")
     return blocked.enabled()
 
@@ -246,9 +257,7 @@ def test_exported_cnns_give_the_same_bits_blocked(name, tmp_path, monkeypatch):
     from qcc.frontends.onnx import load_onnx
     from qcc.runtime import execute
 
-    if not _layout_on(monkeypatch):
-        pytest.skip("the float GEMM is forced below AVX-512: plans keep NCHW "
-                    "(test_a_conv_whose_result_nothing_reads checks that)")
+    assert _layout_on(monkeypatch)
     arch = zoo.ZOO[name]
     path = str(tmp_path / f"{name}.onnx")
     zoo.export(arch, "torchscript", path)
@@ -288,7 +297,7 @@ def test_exported_cnns_give_the_same_bits_blocked(name, tmp_path, monkeypatch):
 def test_a_conv_whose_result_nothing_reads_compiles(monkeypatch):
     """An unused conv result (an exporter's dead branch) is not an error of the
     layout's fixpoint (it raised KeyError); the plan runs and matches the NCHW plan.
-    With the float GEMM forced below AVX-512 (QCC_ISA), no value is blocked."""
+    With the kernels off (QCC_ISA=scalar), no value is blocked."""
     from qcc import ir
     from qcc.dialects import qnn
     from qcc.runtime import compile_module, execute
@@ -307,6 +316,8 @@ def test_a_conv_whose_result_nothing_reads_compiles(monkeypatch):
     on = _layout_on(monkeypatch)
     fast = compile_module(module)
     plain = compile_module(module, blocked_layout=False)
-    assert bool(fast.blocked_slots) == on and not plain.blocked_slots
+    assert on and fast.blocked_slots and not plain.blocked_slots
     np.testing.assert_array_equal(bits(execute(fast, feeds)[0]["y"]),
                                   bits(execute(plain, feeds)[0]["y"]))
+    B._set_variant(None)
+    assert not blocked.enabled() and not compile_module(module).blocked_slots

@@ -13,7 +13,7 @@ import pytest
 import qcc
 from qcc import passes
 from qcc.examples import digits
-from qcc.runtime import int8, isa, run
+from qcc.runtime import blocked, int8, isa, run
 
 pytestmark = pytest.mark.skipif(int8._C is None, reason="qcc.runtime._int8 is not built")
 
@@ -37,6 +37,10 @@ def test_env_var_caps_every_family(level):
                 if table[lv] in (int8._C.supported_isas() if family == "int8"
                                  else isa._conv._variants())]
         assert got[family] == runs[-1]
+    # the blocked layout's convs: AVX-512 or AVX2, none (scalar) below
+    blocked = [lv for lv in isa.LEVELS[1:isa.LEVELS.index(level) + 1]
+               if lv in isa._blocked._variants()]
+    assert got["blocked"] == (blocked[-1] if blocked else "scalar")
 
 
 def test_unknown_env_value_warns_and_uses_the_best():
@@ -51,8 +55,14 @@ def test_set_isa_rejects_unknown_levels_and_restores():
     with pytest.raises(ValueError, match="'avx9'.*available: scalar"):
         isa.set_isa("avx9")
     with isa.forced("scalar"):
-        assert isa.current() == {"int8": "scalar", "conv": "scalar"}
+        assert isa.current() == {"int8": "scalar", "conv": "scalar", "blocked": "scalar"}
+        assert not blocked.enabled()
+    if "avx2" in isa.available():
+        with isa.forced("avx2"):
+            assert isa.current()["blocked"] == "avx2" and blocked.enabled()
     assert isa.current() == before
+    with pytest.raises(ValueError, match="'avx9' does not run on this CPU"):
+        isa._blocked._set_variant("avx9")
 
 
 @pytest.fixture(scope="module")

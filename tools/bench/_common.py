@@ -54,7 +54,8 @@ def cpu_report() -> list[str]:
         from qcc.runtime import isa
 
         cur = isa.current()
-        lines.append(f"qcc kernels: int8 {cur.get('int8')}, float conv {cur.get('conv')} "
+        lines.append(f"qcc kernels: int8 {cur.get('int8')}, float conv {cur.get('conv')}, "
+                     f"blocked layout {cur.get('blocked')} "
                      f"(available: {', '.join(isa.available())}; QCC_ISA="
                      f"{os.environ.get('QCC_ISA', 'unset')})")
     except (ImportError, AttributeError) as e:

@@ -1,0 +1,315 @@
+/* One instruction set's kernels of the blocked layout: included by _blocked_impl.h
+ * once per ISA with its vector type and operations defined (QCC_BV, QCC_BW lanes,
+ * QCC_BV_*; QCC_BN(name) the ISA's name of a function): AVX-512 (16 lanes: one
+ * vector a channel block) and AVX2 (8 lanes: two vectors a block). Both compute
+ * every output with the same operations in the same order (bias, the taps'
+ * FMAs ascending, the epilogue lane by lane): the same bits.
+ *
+ * A "vector" below is the ISA's own (QCC_BW lanes); QCC_BP of them make one block
+ * of 16 channels, the v-th of a 64-channel group lying at (v / QCC_BP) * ldv +
+ * (v % QCC_BP) * QCC_BW of its position (ldv: a block plane). */
+
+#define QCC_BP (QCC_BLK / QCC_BW)
+
+/* The per-lane parameters of the epilogue for the QCC_BW channels c0.. of `channels`
+ * (per channel: scale 1 and zero point 0 past the channels). */
+typedef struct {
+    QCC_BV mul, shift, s, zp;
+    QCC_BMASK valid;
+} QCC_BN(qcc_blk_lanes);
+
+QCC_INLINE void QCC_BN(qcc_blk_lanes_of)(const qcc_act *a, int c0, int channels,
+                                         QCC_BN(qcc_blk_lanes) *l)
+{
+    float mul[QCC_BW], shift[QCC_BW], s[QCC_BW], zp[QCC_BW];
+    int j;
+    for (j = 0; j < QCC_BW; j++) {
+        const int c = c0 + j, in = c < channels;
+        mul[j] = in && a->mul != NULL ? a->mul[c] : 0.0f;
+        shift[j] = in && a->mul != NULL ? a->shift[c] : 0.0f;
+        s[j] = zp[j] = 0.0f;
+        if (a->fq_scale != NULL) {
+            s[j] = !a->fq_per_channel ? a->fq_scale[0] : in ? a->fq_scale[c] : 1.0f;
+            zp[j] = !a->fq_per_channel ? a->fq_zero[0] : in ? a->fq_zero[c] : 0.0f;
+        }
+    }
+    l->mul = QCC_BV_LOAD(mul);
+    l->shift = QCC_BV_LOAD(shift);
+    l->s = QCC_BV_LOAD(s);
+    l->zp = QCC_BV_LOAD(zp);
+    l->valid = QCC_BV_VALID(channels - c0);
+}
+
+/* The fake-quant of v (its clamp a max / min with the bound first, as the clamps). */
+QCC_INLINE QCC_BV QCC_BN(qcc_blk_fq)(const qcc_act *a, const QCC_BN(qcc_blk_lanes) *l, QCC_BV v)
+{
+    QCC_BV t = QCC_BV_RINT(QCC_BV_DIV(v, l->s));
+    t = QCC_BV_ADD(t, l->zp);
+    t = QCC_BV_MIN(QCC_BV_SET1(a->qmax), QCC_BV_MAX(QCC_BV_SET1(a->qmin), t));
+    return QCC_BV_MUL(QCC_BV_SUB(t, l->zp), l->s);
+}
+
+/* ---- conv (one group): a tile of MR positions x NV vectors of output channels --
+ * Position i reads tap k = (c, kh, kw) at P(i)[kofs[k]] (P(i) = ptr[i], or p0 + i*ps
+ * for a tile in one output row: one register for all), the weights of its channels
+ * packed [k][QCC_BLK_WK] (zeros past the channels: AVX-512 a group of 64, AVX2 a
+ * block of 16, each block's weights one stream). The sums (bias first) take the
+ * epilogue in the registers (when `apply`: else only the lanes past the channels
+ * are zeroed) and are stored at out[QCC_BLK_VOFS(v, ldv) + OFS(i)] (residual: add,
+ * laid out alike): OFS(i) = i*16 for a row's positions, the given oofs[i] for the
+ * pointer kernels'. */
+#define QCC_BLK_VOFS(v, ldv) (((v) / QCC_BP) * (ldv) + ((v) % QCC_BP) * QCC_BW)
+#define QCC_BLK_KERN(NAME, NV, MR, PTR_ARGS, PTR_INIT, P, OFS)                           \
+    static void NAME(int kc, const float *wp, PTR_ARGS, const ptrdiff_t *kofs, int mr,    \
+                     const float *bias, float *out, ptrdiff_t ldv, const qcc_act *act,    \
+                     const QCC_BN(qcc_blk_lanes) *lanes, const float *add, int apply,     \
+                     float *tee, const ptrdiff_t *oofs)                                  \
+    {                                                                                    \
+        QCC_BV acc[MR][NV], wv[NV];                                                      \
+        int i, v, k;                                                                     \
+        PTR_INIT(MR)                                                                     \
+        for (v = 0; v < NV; v++) {                                                       \
+            const QCC_BV b = bias ? QCC_BV_LOAD(bias + QCC_BW * v) : QCC_BV_ZERO();      \
+            for (i = 0; i < MR; i++) acc[i][v] = b;                                      \
+        }                                                                                \
+        for (k = 0; k < kc; k++) {                                                       \
+            const ptrdiff_t o = kofs[k];                                                 \
+            for (v = 0; v < NV; v++) wv[v] = QCC_BV_LOAD(wp + (ptrdiff_t)k * QCC_BLK_WK + QCC_BW * v); \
+            for (i = 0; i < MR; i++) {                                                   \
+                const QCC_BV b = QCC_BV_SET1(P(i)[o]);                                   \
+                for (v = 0; v < NV; v++) acc[i][v] = QCC_BV_FMA(b, wv[v], acc[i][v]);    \
+            }                                                                            \
+        }                                                                                \
+        (void)oofs;                                                                      \
+        QCC_BLK_EPILOGUE(MR, mr, NV, acc[i_][v_], lanes[v_], QCC_BLK_VOFS(v_, ldv) + OFS(i_), \
+                         act, apply, out, tee, add);                                     \
+    }
+#define QCC_BLK_PTRS const float *const *ptr, ptrdiff_t ps
+#define QCC_BLK_PTRS_INIT(MR) const float *p[MR]; (void)ps; for (i = 0; i < MR; i++) p[i] = ptr[i < mr ? i : 0];
+#define QCC_BLK_P_ARRAY(i) p[i]
+#define QCC_BLK_ROW const float *p0, ptrdiff_t ps
+#define QCC_BLK_ROW_INIT(MR) const ptrdiff_t ps_ = ps;
+#define QCC_BLK_P_ROW(i) (p0 + (i < mr ? i : 0) * ps_)
+#define QCC_BLK_OFS_LINE(i) (16 * (i))
+#define QCC_BLK_OFS_GIVEN(i) (oofs[i])
+#if QCC_BW == 16
+/* 6-12 positions x 1-4 blocks (24-48 accumulators of the 32 registers) */
+QCC_BLK_KERN(QCC_BN(qcc_blk_kern4), 4, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
+QCC_BLK_KERN(QCC_BN(qcc_blk_kern3), 3, 8, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
+QCC_BLK_KERN(QCC_BN(qcc_blk_kern2), 2, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
+QCC_BLK_KERN(QCC_BN(qcc_blk_kern1), 1, 12, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
+QCC_BLK_KERN(QCC_BN(qcc_blk_row4), 4, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(QCC_BN(qcc_blk_row3), 3, 8, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(QCC_BN(qcc_blk_row2), 2, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+QCC_BLK_KERN(QCC_BN(qcc_blk_row1), 1, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+#define QCC_BLK_STEP(nv) ((nv) == 4 ? 6 : (nv) == 3 ? 8 : 12)
+#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS)         \
+    switch (nv) {                                                                        \
+    case 4: QCC_BN(qcc_blk_##KIND##4)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS); break; \
+    case 3: QCC_BN(qcc_blk_##KIND##3)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS); break; \
+    case 2: QCC_BN(qcc_blk_##KIND##2)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS); break; \
+    default: QCC_BN(qcc_blk_##KIND##1)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS); break; \
+    }
+#else
+/* 6 positions x one block (12 accumulators of the 16 registers), called per block */
+QCC_BLK_KERN(QCC_BN(qcc_blk_kern1), QCC_BP, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
+QCC_BLK_KERN(QCC_BN(qcc_blk_row1), QCC_BP, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+#define QCC_BLK_STEP(nv) 6
+#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS)          \
+    do {                                                                                 \
+        int s_;                                                                          \
+        for (s_ = 0; s_ < (nv); s_++)                                                    \
+            QCC_BN(qcc_blk_##KIND##1)(KC, (WP) + (ptrdiff_t)16 * s_ * (KC), P, PS, KOFS, MR, (BIAS) + 16 * s_, \
+                                      (O) + s_ * (LDV), LDV, ACT, lanes + QCC_BP * s_,   \
+                                      add ? add + s_ * (LDV) : NULL, job->apply,         \
+                                      tee ? tee + s_ * (LDV) : NULL, OOFS);              \
+    } while (0)
+#endif
+
+/* One tile: mr positions from q0 of the images' positions taken in a row (image
+ * q / op, position q % op), channel group b (nv blocks). A tile within one output
+ * row takes the row kernel (one pointer, positions sw apart); any other tile, across
+ * rows or (span) across images, takes the pointer kernel with each position's input
+ * and output offset. */
+QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int nv, ptrdiff_t q0,
+                                     int mr, const QCC_BN(qcc_blk_lanes) *lanes)
+{
+    const qcc_blk_geom *g = job->g;
+    const int kc = g->c * g->kh * g->kw, ob = qcc_blk_cb(g->o);
+    const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow, lane = job->x_blocked ? QCC_BLK : 1;
+    const ptrdiff_t in_img = (ptrdiff_t)(job->x_blocked ? qcc_blk_cb(g->c) * QCC_BLK : g->c)
+                             * job->hp * job->wp;
+    const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc;
+    const float *bias = job->bias + 64 * b;
+    const ptrdiff_t n0 = q0 / op, p0 = q0 - n0 * op;
+    const ptrdiff_t at = ((n0 * ob + 4 * b) * op + p0) * QCC_BLK, ldv = op * QCC_BLK;
+    float *o = job->out + at, *tee = job->tee ? job->tee + at : NULL;
+    const float *add = job->add ? job->add + at : NULL;
+    const int y0 = (int)(p0 / g->ow), x0 = (int)(p0 - (ptrdiff_t)y0 * g->ow);
+    if (x0 + mr <= g->ow) {   /* one output row: positions p0 + i*sw apart */
+        const float *p = job->x + n0 * in_img
+                         + ((ptrdiff_t)y0 * g->sh * job->wp + (ptrdiff_t)x0 * g->sw) * lane;
+        const ptrdiff_t ps = (ptrdiff_t)g->sw * lane;
+        QCC_BLK_CALL(row, nv, kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, NULL);
+    } else {
+        const float *ptr[12];
+        ptrdiff_t oofs[12];
+        int i;
+        for (i = 0; i < mr; i++) {
+            const ptrdiff_t q = q0 + i, n = q / op, pq = q - n * op;
+            const int y = (int)(pq / g->ow), xx = (int)(pq - (ptrdiff_t)y * g->ow);
+            ptr[i] = job->x + n * in_img + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
+            oofs[i] = ((n - n0) * ob * op + pq - p0) * QCC_BLK;
+        }
+        QCC_BLK_CALL(kern, nv, kc, wp, ptr, 0, job->kofs, mr, bias, o, ldv, &job->act, oofs);
+    }
+}
+
+/* Tasks of (segment, channel group, tile): a segment is one image's positions, or
+ * (span: small planes at a batch) all the images' positions in a row, so that its
+ * tiles of 6-12 positions are not cut at each image. */
+static void QCC_BN(qcc_blk_conv_worker)(void *arg)
+{
+    qcc_blk_conv_job *shared = (qcc_blk_conv_job *)arg;
+    const qcc_blk_conv_job local = *shared, *job = &local;   /* read once: `next` moves */
+    const qcc_blk_geom *g = job->g;
+    const int ob = qcc_blk_cb(g->o), per_seg = job->blocks64 * job->tiles;
+    const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow;
+    const ptrdiff_t seg_len = job->span ? g->n * op : op;
+    const int segs = job->span ? 1 : g->n;
+    QCC_BN(qcc_blk_lanes) lanes[4 * QCC_BP];
+    int lanes_of = -1;
+    for (;;) {
+        const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
+        int seg, b, nv, step, v;
+        ptrdiff_t q0, q1;
+        if (task >= segs * per_seg) break;
+        seg = task / per_seg;
+        b = (task % per_seg) / job->tiles;
+        nv = ob - 4 * b < 4 ? ob - 4 * b : 4;
+        step = QCC_BLK_STEP(nv);
+        if (b != lanes_of) {
+            for (v = 0; v < nv * QCC_BP; v++)
+                QCC_BN(qcc_blk_lanes_of)(&job->act, 4 * b * QCC_BLK + v * QCC_BW, g->o, &lanes[v]);
+            lanes_of = b;
+        }
+        q0 = (ptrdiff_t)(task % job->tiles) * job->tile;
+        q1 = q0 + job->tile < seg_len ? q0 + job->tile : seg_len;
+        for (; q0 < q1; q0 += step)
+            QCC_BN(qcc_blk_tile)(job, b, nv, seg * seg_len + q0,
+                                 q1 - q0 < step ? (int)(q1 - q0) : step, lanes);
+    }
+}
+
+/* ---- depthwise: a band of output rows of one channel block of one image -------- */
+
+/* R outputs of row oy from column x0: bias, then the taps (ky, kx) in order. */
+#define QCC_BLK_DW_ROW(R)                                                                \
+    do {                                                                                 \
+        QCC_BV acc[R][QCC_BP];                                                           \
+        int r_, ky_, kx_, h_;                                                            \
+        if (band == NULL)                                                                \
+            qcc_blk_dw_rows(g, src, oy, x0, R, zeros, win, rows);                        \
+        else                                                                             \
+            for (ky_ = 0; ky_ < g->kh; ky_++)                                            \
+                rows[ky_] = band + ((ptrdiff_t)(oy * g->sh + ky_ * g->dh - r0) * job->wp \
+                                    + (ptrdiff_t)x0 * g->sw) * QCC_BLK;                  \
+        for (r_ = 0; r_ < R; r_++)                                                       \
+            for (h_ = 0; h_ < QCC_BP; h_++) acc[r_][h_] = b[h_];                         \
+        for (ky_ = 0; ky_ < g->kh; ky_++)                                                \
+            for (kx_ = 0; kx_ < g->kw; kx_++) {                                          \
+                const float *q_ = rows[ky_] + (ptrdiff_t)kx_ * g->dw * QCC_BLK;          \
+                for (h_ = 0; h_ < QCC_BP; h_++) {                                        \
+                    const QCC_BV w_ = QCC_BV_LOAD(wb + (ky_ * g->kw + kx_) * QCC_BLK + h_ * QCC_BW); \
+                    for (r_ = 0; r_ < R; r_++)                                           \
+                        acc[r_][h_] = QCC_BV_FMA(                                        \
+                            QCC_BV_LOAD(q_ + (ptrdiff_t)r_ * g->sw * QCC_BLK + h_ * QCC_BW), \
+                            w_, acc[r_][h_]);                                            \
+                }                                                                        \
+            }                                                                            \
+        QCC_BLK_EPILOGUE(R, R, QCC_BP, acc[i_][v_], lanes[v_],                           \
+                         ((ptrdiff_t)oy * g->ow + x0 + i_) * QCC_BLK + v_ * QCC_BW,      \
+                         &job->act, job->apply, o, tee, add);                            \
+    } while (0)
+
+static void QCC_BN(qcc_blk_dw_worker)(void *arg)
+{
+    qcc_blk_dw_job *shared = (qcc_blk_dw_job *)arg;
+    const qcc_blk_dw_job local = *shared, *job = &local;   /* read once: `next` moves */
+    const qcc_blk_geom *g = job->g;
+    const int cb = qcc_blk_cb(g->c), kk = g->kh * g->kw;
+    const ptrdiff_t ip = (ptrdiff_t)g->h * g->w, op = (ptrdiff_t)g->oh * g->ow;
+    const ptrdiff_t width = (ptrdiff_t)(QCC_BLK_DW_R - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    /* narrow planes: most chunks touch the border, so a band is copied with its
+     * zeros once (band rows of the padded plane, the first input row r0) */
+    const int banded = g->ow < QCC_BLK_DW_DIRECT;
+    const ptrdiff_t rowb = (ptrdiff_t)job->wp * QCC_BLK;
+    const int span = (job->band - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    const size_t floats = banded ? (size_t)span * rowb : (size_t)(g->kh + 1) * width * QCC_BLK;
+    float *zeros = (float *)qcc_thread_buffer(floats * sizeof(float));
+    float *win, *band = NULL;
+    const float *rows[QCC_BLK_DW_MAXK];
+    int r0 = 0;
+    if (zeros == NULL) {
+        shared->failed = 1;
+        return;
+    }
+    if (banded) {
+        band = zeros;
+    } else {
+        memset(zeros, 0, (size_t)width * QCC_BLK * sizeof(float));
+    }
+    win = zeros + width * QCC_BLK;
+    for (;;) {
+        const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
+        int plane, blk, oy, oy1, x0, h;
+        const float *wb, *src, *add;
+        float *o, *tee;
+        QCC_BN(qcc_blk_lanes) lanes[QCC_BP];
+        QCC_BV b[QCC_BP];
+        if (task >= g->n * cb * job->bands) break;
+        plane = task / job->bands;
+        blk = plane % cb;
+        oy = (task % job->bands) * job->band;
+        oy1 = oy + job->band < g->oh ? oy + job->band : g->oh;
+        src = job->x + (ptrdiff_t)plane * ip * QCC_BLK;
+        if (banded) {   /* padded rows [r0, r1): input row yy - ph, zeros outside */
+            const int r1 = (oy1 - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+            int yy;
+            r0 = oy * g->sh;
+            for (yy = r0; yy < r1; yy++) {
+                float *d = band + (yy - r0) * rowb;
+                const int iy = yy - g->ph;
+                if (iy < 0 || iy >= g->h) {
+                    memset(d, 0, rowb * sizeof(float));
+                    continue;
+                }
+                memset(d, 0, (size_t)g->pw * QCC_BLK * sizeof(float));
+                memcpy(d + (ptrdiff_t)g->pw * QCC_BLK, src + (ptrdiff_t)iy * g->w * QCC_BLK,
+                       (size_t)g->w * QCC_BLK * sizeof(float));
+                memset(d + (ptrdiff_t)(g->pw + g->w) * QCC_BLK, 0,
+                       (size_t)(job->wp - g->pw - g->w) * QCC_BLK * sizeof(float));
+            }
+        }
+        wb = job->w + (ptrdiff_t)blk * kk * QCC_BLK;
+        for (h = 0; h < QCC_BP; h++) {
+            b[h] = job->bias ? QCC_BV_LOAD(job->bias + blk * QCC_BLK + h * QCC_BW) : QCC_BV_ZERO();
+            QCC_BN(qcc_blk_lanes_of)(&job->act, blk * QCC_BLK + h * QCC_BW, g->c, &lanes[h]);
+        }
+        o = job->out + (ptrdiff_t)plane * op * QCC_BLK;
+        tee = job->tee ? job->tee + (ptrdiff_t)plane * op * QCC_BLK : NULL;
+        add = job->add ? job->add + (ptrdiff_t)plane * op * QCC_BLK : NULL;
+        for (; oy < oy1; oy++) {
+            for (x0 = 0; x0 + QCC_BLK_DW_R <= g->ow; x0 += QCC_BLK_DW_R) QCC_BLK_DW_ROW(QCC_BLK_DW_R);
+            for (; x0 + 4 <= g->ow; x0 += 4) QCC_BLK_DW_ROW(4);
+            for (; x0 < g->ow; x0++) QCC_BLK_DW_ROW(1);
+        }
+    }
+}
+
+#undef QCC_BLK_STEP
+#undef QCC_BLK_CALL
+#undef QCC_BLK_DW_ROW
+#undef QCC_BLK_KERN
+#undef QCC_BLK_VOFS
+#undef QCC_BP
