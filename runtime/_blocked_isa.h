@@ -115,34 +115,30 @@ QCC_BLK_KERN(QCC_BN(qcc_blk_row1), 1, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK
 QCC_BLK_KERN(QCC_BN(qcc_blk_kern1), QCC_BP, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
 QCC_BLK_KERN(QCC_BN(qcc_blk_row1), QCC_BP, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 #define QCC_BLK_STEP(nv) 6
-#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS)          \
-    do {                                                                                 \
-        int s_;                                                                          \
-        for (s_ = 0; s_ < (nv); s_++)                                                    \
-            QCC_BN(qcc_blk_##KIND##1)(KC, (WP) + (ptrdiff_t)16 * s_ * (KC), P, PS, KOFS, MR, (BIAS) + 16 * s_, \
-                                      (O) + s_ * (LDV), LDV, ACT, lanes + QCC_BP * s_,   \
-                                      add ? add + s_ * (LDV) : NULL, job->apply,         \
-                                      tee ? tee + s_ * (LDV) : NULL, OOFS);              \
-    } while (0)
+#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS)         \
+    QCC_BN(qcc_blk_##KIND##1)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add,     \
+                              job->apply, tee, OOFS)
 #endif
 
 /* One tile: mr positions from q0 of the images' positions taken in a row (image
- * q / op, position q % op), channel group b (nv blocks). A tile within one output
+ * q / op, position q % op), blocks s0 .. s0 + nv - 1 of channel group b. A tile within one output
  * row takes the row kernel (one pointer, positions sw apart); any other tile, across
  * rows or (span) across images, takes the pointer kernel with each position's input
  * and output offset. */
-QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int nv, ptrdiff_t q0,
-                                     int mr, const QCC_BN(qcc_blk_lanes) *lanes)
+QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int s0, int nv,
+                                     ptrdiff_t q0, int mr, const QCC_BN(qcc_blk_lanes) *lanes)
 {
     const qcc_blk_geom *g = job->g;
     const int kc = g->c * g->kh * g->kw, ob = qcc_blk_cb(g->o);
     const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow, lane = job->x_blocked ? QCC_BLK : 1;
     const ptrdiff_t in_img = (ptrdiff_t)(job->x_blocked ? qcc_blk_cb(g->c) * QCC_BLK : g->c)
                              * job->hp * job->wp;
-    const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc;
-    const float *bias = job->bias + 64 * b;
+    /* block s0's weights: 16 lanes on of a row of the group (AVX-512), or the next
+     * 16 x kc (AVX2) */
+    const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc + (ptrdiff_t)16 * s0 * (QCC_BLK_WK == 16 ? kc : 1);
+    const float *bias = job->bias + 64 * b + 16 * s0;
     const ptrdiff_t n0 = q0 / op, p0 = q0 - n0 * op;
-    const ptrdiff_t at = ((n0 * ob + 4 * b) * op + p0) * QCC_BLK, ldv = op * QCC_BLK;
+    const ptrdiff_t at = ((n0 * ob + 4 * b + s0) * op + p0) * QCC_BLK, ldv = op * QCC_BLK;
     float *o = job->out + at, *tee = job->tee ? job->tee + at : NULL;
     const float *add = job->add ? job->add + at : NULL;
     const int y0 = (int)(p0 / g->ow), x0 = (int)(p0 - (ptrdiff_t)y0 * g->ow);
@@ -195,9 +191,22 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
         }
         q0 = (ptrdiff_t)(task % job->tiles) * job->tile;
         q1 = q0 + job->tile < seg_len ? q0 + job->tile : seg_len;
+#if QCC_BW == 16
         for (; q0 < q1; q0 += step)
-            QCC_BN(qcc_blk_tile)(job, b, nv, seg * seg_len + q0,
+            QCC_BN(qcc_blk_tile)(job, b, 0, nv, seg * seg_len + q0,
                                  q1 - q0 < step ? (int)(q1 - q0) : step, lanes);
+#else
+        /* block by block over the task's positions: a block's weights (16 x kc) stay
+         * in the cache across the task's tiles */
+        {
+            int s;
+            ptrdiff_t q;
+            for (s = 0; s < nv; s++)
+                for (q = q0; q < q1; q += step)
+                    QCC_BN(qcc_blk_tile)(job, b, s, 1, seg * seg_len + q,
+                                         q1 - q < step ? (int)(q1 - q) : step, lanes + QCC_BP * s);
+        }
+#endif
     }
 }
 

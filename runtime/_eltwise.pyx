@@ -177,20 +177,30 @@ cdef extern from "_transpose_impl.h" nogil:
         qcc_copy_epi epi
         int tiles
     void qcc_copy(qcc_copy_job* j, int threads)
-    int QCC_ISA_SCALAR, QCC_ISA_AVX512
+    int QCC_ISA_SCALAR, QCC_ISA_AVX2, QCC_ISA_AVX512
     int qcc_cpu_runs(int level, int vnni)
     int qcc_isa_ceiling()
 
 
-_COPY_VARIANTS = ("plain", "avx512")
-"""Builds of `transpose`: a swap of the last two dims in AVX-512 tiles, or element by
-element (the other loops are the compiler's, for the CPU)."""
-cdef int _copy_tiles = qcc_cpu_runs(QCC_ISA_AVX512, 0) and qcc_isa_ceiling() >= QCC_ISA_AVX512
+_COPY_VARIANTS = ("plain", "avx2", "avx512")
+"""Builds of `transpose`: a swap of the last two dims in AVX-512 or AVX2 tiles, or
+element by element (the other loops are the compiler's, for the CPU)."""
+
+
+cdef int _best_copy():
+    cdef int ceiling = qcc_isa_ceiling()
+    if ceiling >= QCC_ISA_AVX512 and qcc_cpu_runs(QCC_ISA_AVX512, 0):
+        return 2
+    return 1 if ceiling >= QCC_ISA_AVX2 and qcc_cpu_runs(QCC_ISA_AVX2, 0) else 0
+
+
+cdef int _copy_tiles = _best_copy()
 
 
 def _copy_variants():
     """Names of the `transpose` builds this CPU runs, best last."""
-    return ["plain", "avx512"] if qcc_cpu_runs(QCC_ISA_AVX512, 0) else ["plain"]
+    return [name for i, name in enumerate(_COPY_VARIANTS)
+            if i == 0 or qcc_cpu_runs(QCC_ISA_AVX2 if i == 1 else QCC_ISA_AVX512, 0)]
 
 
 def _set_copy_variant(name):
@@ -199,7 +209,7 @@ def _set_copy_variant(name):
     global _copy_tiles
     old = _COPY_VARIANTS[_copy_tiles]
     if name is None:
-        _copy_tiles = qcc_cpu_runs(QCC_ISA_AVX512, 0) and qcc_isa_ceiling() >= QCC_ISA_AVX512
+        _copy_tiles = _best_copy()
     elif name not in _copy_variants():
         raise ValueError(f"transpose build {name!r} does not run here (known: "
                          f"{', '.join(_COPY_VARIANTS)})")

@@ -383,6 +383,36 @@ static void qcc_work_plain(void *job)
                   qcc_copy_plain);
 }
 
+/* Tiles of positions whose sums are finished together (all depth chunks) in a
+ * thread's own ct (12 KB, which stays in L1), then copied out by the transposes and
+ * given the epilogue while the output's part is still in L1: 8 tiles, 48 positions
+ * (a multiple of 16). */
+#define QCC_T_GROUP 8
+
+/* A claim of the next tiles of a job of `blocks` blocks of `tiles` tiles each, handed
+ * out block by block to `width` threads through the counter *next: a share of what
+ * is left (remaining / (2 * width), 1 to QCC_T_GROUP tiles, within one block), so
+ * claims start big and end single and the threads finish together whenever one
+ * joined the job late (with fixed tasks of a block or part of one, the caller waited
+ * 51 us on average at the end of each of ResNet-50's convs for the worker's last
+ * task: 2 threads, AMD Zen 4). Sets *b and *t0 to the block and its first tile and
+ * returns how many tiles (0: none left). */
+QCC_GINLINE int qcc_t_claim(int *next, int blocks, int tiles, int width, int *b, int *t0)
+{
+    const int total = blocks * tiles;
+    int at = __atomic_load_n(next, __ATOMIC_RELAXED), n;
+    do {
+        if (at >= total) return 0;
+        n = (total - at) / (2 * width);
+        n = n < 1 ? 1 : n > QCC_T_GROUP ? QCC_T_GROUP : n;
+        if (n > tiles - at % tiles) n = tiles - at % tiles;
+    } while (!__atomic_compare_exchange_n(next, &at, at + n, 0, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    *b = at / tiles;
+    *t0 = at % tiles;
+    return n;
+}
+
 #if QCC_GEMM_X86
 
 #pragma GCC push_options
@@ -723,36 +753,6 @@ static void qcc_tr_act_avx512(const float *ct, ptrdiff_t ldt, float *c, ptrdiff_
     qcc_tr_copy_row_avx512(ct, ldt, c, ldc, rows, cols, qcc_tr_act_row, &ctx);
 }
 
-/* Tiles of positions whose sums are finished together (all depth chunks) in a
- * thread's own ct (12 KB, which stays in L1), then copied out by the transposes and
- * given the epilogue while the output's part is still in L1: 8 tiles, 48 positions
- * (a multiple of 16). */
-#define QCC_T_GROUP 8
-
-/* A claim of the next tiles of a job of `blocks` blocks of `tiles` tiles each, handed
- * out block by block to `width` threads through the counter *next: a share of what
- * is left (remaining / (2 * width), 1 to QCC_T_GROUP tiles, within one block), so
- * claims start big and end single and the threads finish together whenever one
- * joined the job late (with fixed tasks of a block or part of one, the caller waited
- * 51 us on average at the end of each of ResNet-50's convs for the worker's last
- * task: 2 threads, AMD Zen 4). Sets *b and *t0 to the block and its first tile and
- * returns how many tiles (0: none left). */
-QCC_GINLINE int qcc_t_claim(int *next, int blocks, int tiles, int width, int *b, int *t0)
-{
-    const int total = blocks * tiles;
-    int at = __atomic_load_n(next, __ATOMIC_RELAXED), n;
-    do {
-        if (at >= total) return 0;
-        n = (total - at) / (2 * width);
-        n = n < 1 ? 1 : n > QCC_T_GROUP ? QCC_T_GROUP : n;
-        if (n > tiles - at % tiles) n = tiles - at % tiles;
-    } while (!__atomic_compare_exchange_n(next, &at, at + n, 0, __ATOMIC_RELAXED,
-                                          __ATOMIC_RELAXED));
-    *b = at / tiles;
-    *t0 = at % tiles;
-    return n;
-}
-
 /* The tiles [g0, g1) (g1 - g0 <= QCC_T_GROUP) of channel block b, all depth chunks,
  * summed in ct, then copied out with the epilogue (acts: in registers). */
 QCC_GINLINE void qcc_t_group(const qcc_gemm_job *job, int b, int g0, int g1, float *ct,
@@ -900,6 +900,93 @@ static void qcc_dense_work(void *arg)
 
 #pragma GCC pop_options
 
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* qcc_kern_d_avx512 on AVX2: the 16 outputs h*16.. of a panel of QCC_T_NR (its
+ * weights at wp + k*QCC_T_NR + 16*h), 6 rows x 16 outputs in 12 registers; the same
+ * operations in the same order, so the same bits. Partial rows of outputs load with
+ * masks and store with qcc_store_first_avx2. */
+static void qcc_kern_d_avx2(int kc, const float *wp, const float *const *ptr, int mr,
+                            float *y, ptrdiff_t ldy, const float *bias, int nch, int load)
+{
+    const int n0 = nch < 8 ? (nch < 0 ? 0 : nch) : 8, n1 = nch > 16 ? 8 : nch > 8 ? nch - 8 : 0;
+    const __m256i k0 = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - n0));
+    const __m256i k1 = _mm256_loadu_si256((const __m256i *)(qcc_avx2_masks + 8 - n1));
+    const float *p0 = ptr[0], *p1 = ptr[mr > 1 ? 1 : 0], *p2 = ptr[mr > 2 ? 2 : 0];
+    const float *p3 = ptr[mr > 3 ? 3 : 0], *p4 = ptr[mr > 4 ? 4 : 0], *p5 = ptr[mr > 5 ? 5 : 0];
+    __m256 r00, r01, r10, r11, r20, r21, r30, r31, r40, r41, r50, r51;
+    int k;
+#define QCC_D2_INIT(i)                                                      \
+    if (load && i < mr) {                                                   \
+        r##i##0 = _mm256_maskload_ps(y + i * ldy, k0);                      \
+        r##i##1 = _mm256_maskload_ps(y + i * ldy + 8, k1);                  \
+    } else {                                                                \
+        r##i##0 = r##i##1 = _mm256_setzero_ps();                            \
+    }
+    QCC_D2_INIT(0) QCC_D2_INIT(1) QCC_D2_INIT(2) QCC_D2_INIT(3) QCC_D2_INIT(4) QCC_D2_INIT(5)
+#undef QCC_D2_INIT
+    for (k = 0; k < kc; k++) {
+        const __m256 w0 = _mm256_loadu_ps(wp + (ptrdiff_t)k * QCC_T_NR);
+        const __m256 w1 = _mm256_loadu_ps(wp + (ptrdiff_t)k * QCC_T_NR + 8);
+        __m256 b;
+#define QCC_D2_FMA(i)                                \
+    b = _mm256_broadcast_ss(p##i + k);               \
+    r##i##0 = _mm256_fmadd_ps(b, w0, r##i##0);       \
+    r##i##1 = _mm256_fmadd_ps(b, w1, r##i##1);
+        QCC_D2_FMA(0) QCC_D2_FMA(1) QCC_D2_FMA(2) QCC_D2_FMA(3) QCC_D2_FMA(4) QCC_D2_FMA(5)
+#undef QCC_D2_FMA
+    }
+    if (bias != NULL) {
+        const __m256 b0 = _mm256_maskload_ps(bias, k0), b1 = _mm256_maskload_ps(bias + 8, k1);
+#define QCC_D2_BIAS(i) r##i##0 = _mm256_add_ps(r##i##0, b0); r##i##1 = _mm256_add_ps(r##i##1, b1);
+        QCC_D2_BIAS(0) QCC_D2_BIAS(1) QCC_D2_BIAS(2) QCC_D2_BIAS(3) QCC_D2_BIAS(4) QCC_D2_BIAS(5)
+#undef QCC_D2_BIAS
+    }
+#define QCC_D2_STORE(i)                                          \
+    if (i < mr && n1 == 8) {                                     \
+        _mm256_storeu_ps(y + i * ldy, r##i##0);                  \
+        _mm256_storeu_ps(y + i * ldy + 8, r##i##1);              \
+    } else if (i < mr) {                                         \
+        qcc_store_first_avx2(y + i * ldy, r##i##0, n0);          \
+        qcc_store_first_avx2(y + i * ldy + 8, r##i##1, n1);      \
+    }
+    QCC_D2_STORE(0) QCC_D2_STORE(1) QCC_D2_STORE(2) QCC_D2_STORE(3) QCC_D2_STORE(4)
+    QCC_D2_STORE(5)
+#undef QCC_D2_STORE
+}
+
+/* qcc_dense_work on AVX2: each claim's tiles 16 outputs at a time (a depth chunk's
+ * 16 x kc weights stay in L1 across the tiles). */
+static void qcc_dense_work_avx2(void *arg)
+{
+    qcc_dense_job *job = (qcc_dense_job *)arg;
+    const ptrdiff_t mpad = (ptrdiff_t)job->cblocks * QCC_T_NR;
+    const float *ptr[QCC_T_MR];
+    int b, tt0, n;
+    while ((n = qcc_t_claim(&job->next, job->cblocks, job->ptiles, job->width, &b, &tt0)) > 0) {
+        const int nch = job->n - b * QCC_T_NR;
+        int i, tile, j, h;
+        for (i = 0; i < job->kchunks; i++) {
+            const int pc = i * job->kcb, kc = job->kcb < job->k - pc ? job->kcb : job->k - pc;
+            const int last = pc + kc >= job->k;
+            const float *wp = job->wp + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
+            for (h = 0; h < 4 && 16 * h < nch; h++)
+                for (tile = tt0; tile < tt0 + n; tile++) {
+                    const int p0 = tile * QCC_T_MR;
+                    const int mr = job->m - p0 < QCC_T_MR ? job->m - p0 : QCC_T_MR;
+                    for (j = 0; j < mr; j++) ptr[j] = job->x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
+                    qcc_kern_d_avx2(kc, wp + 16 * h, ptr, mr,
+                                    job->y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR + 16 * h,
+                                    job->ldy, job->bias && last ? job->bias + b * QCC_T_NR + 16 * h : NULL,
+                                    nch - 16 * h, pc > 0);
+                }
+        }
+    }
+}
+
+#pragma GCC pop_options
+
 #endif /* QCC_GEMM_X86 */
 
 /* ---- variants and the entry point ---------------------------------------------- */
@@ -910,15 +997,16 @@ typedef struct {
     void (*work)(void *job);
     void (*gemv)(const qcc_gemm *g);   /* narrow GEMMs (qcc_gemm_narrow), or NULL */
     void (*t_work)(void *job);         /* few columns, channels in the lanes, or NULL */
+    void (*dense_work)(void *job);     /* dense layers (qcc_dense_run), or NULL */
 } qcc_gemm_variant_t;
 
 /* Index 0 plain, 1 AVX2+FMA, 2 AVX-512. */
 static const qcc_gemm_variant_t qcc_gemm_variants[] = {
-    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_work_plain, NULL, NULL},
+    {"plain", QCC_PLAIN_MR, QCC_PLAIN_NR, qcc_work_plain, NULL, NULL, NULL},
 #if QCC_GEMM_X86
-    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_work_avx2, qcc_gemv_avx2, NULL},
+    {"avx2", QCC_AVX2_MR, QCC_AVX2_NR, qcc_work_avx2, qcc_gemv_avx2, NULL, qcc_dense_work_avx2},
     {"avx512", QCC_AVX512_MR, QCC_AVX512_NR, qcc_work_avx512, qcc_gemv_avx512,
-     qcc_gemm_t_work},
+     qcc_gemm_t_work, qcc_dense_work},
 #endif
 };
 #define QCC_GEMM_NVARIANTS ((int)(sizeof(qcc_gemm_variants) / sizeof(qcc_gemm_variants[0])))
@@ -1155,7 +1243,7 @@ static void qcc_dense_pack_kn(const float *b, ptrdiff_t ldb, int k, int n, int k
 static int qcc_dense_runs(void)
 {
 #if QCC_GEMM_X86
-    return qcc_gemm_variants[qcc_gemm_variant()].t_work != NULL;
+    return qcc_gemm_variants[qcc_gemm_variant()].dense_work != NULL;
 #else
     return 0;
 #endif
@@ -1194,7 +1282,7 @@ static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const floa
     job.next = 0;
     if (threads > job.cblocks * job.ptiles) threads = job.cblocks * job.ptiles;
     job.width = threads;
-    qcc_parallel(qcc_dense_work, &job, threads);
+    qcc_parallel(qcc_gemm_variants[qcc_gemm_variant()].dense_work, &job, threads);
     return 0;
 #else
     (void)x; (void)ldx; (void)m; (void)k; (void)wp; (void)n; (void)bias; (void)y; (void)ldy;

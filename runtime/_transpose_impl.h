@@ -8,7 +8,8 @@
  *           epilogue element by element, which the compiler vectorizes);
  *   tiles:  the last dim is strided and the one before it contiguous in the input (a
  *           swap of the last two dims): 16 x 16 blocks transposed in AVX-512 registers
- *           (qcc_tr16_avx512; masked at the edges), the epilogue on each stored row;
+ *           (qcc_tr16_avx512; masked at the edges), or 8 x 8 in AVX2 ones
+ *           (qcc_tr8_avx2), the epilogue on each stored row;
  *   any:    element by element.
  * Every element goes through the same float32 operations in every loop, build and
  * thread: y = x * mul (numpy's product of two float32), then the epilogue's
@@ -36,7 +37,7 @@ typedef struct {
     ptrdiff_t dims[QCC_COPY_MAX_DIMS];   /* the output's dims */
     ptrdiff_t xs[QCC_COPY_MAX_DIMS];     /* the input's stride of each, in elements */
     qcc_copy_epi epi;
-    int tiles;                           /* the AVX-512 tiles loop may run */
+    int tiles;                           /* the tiles loop may run: 2 AVX-512, 1 AVX2 */
     ptrdiff_t units, per, next;          /* tasks: `per` units (see qcc_copy_task) */
 } qcc_copy_job;
 
@@ -91,6 +92,56 @@ static void qcc_copy_tiles_avx512(const float *x, ptrdiff_t sb, float *y, ptrdif
             qcc_tr16_avx512(r);
             for (i = 0; i < ka; i++)
                 _mm512_mask_storeu_ps(y + (a0 + i) * ldy + b0, mb, qcc_copy_epi16(r[i], e));
+        }
+}
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+/* qcc_copy_epi16 on 8 lanes: the same operations. */
+QCC_INLINE __m256 qcc_copy_epi8(__m256 v, const qcc_copy_epi *e)
+{
+    if (e->mul_on) v = _mm256_mul_ps(v, _mm256_set1_ps(e->mul));
+    if (e->fq_on) {
+        const __m256 sign = _mm256_set1_ps(-0.0f), two23 = _mm256_set1_ps(8388608.0f);
+        const __m256 s = _mm256_set1_ps(e->s), z = _mm256_set1_ps(e->z);
+        __m256 q = _mm256_div_ps(v, s);
+        const __m256 a = _mm256_andnot_ps(sign, q);
+        __m256 r = _mm256_sub_ps(_mm256_add_ps(a, two23), two23);
+        r = _mm256_blendv_ps(a, r, _mm256_cmp_ps(a, two23, _CMP_LT_OQ));
+        q = _mm256_or_ps(_mm256_andnot_ps(sign, r), _mm256_and_ps(sign, q));
+        q = _mm256_add_ps(q, z);
+        q = _mm256_max_ps(_mm256_set1_ps(e->qmin), q);   /* q < qmin ? qmin : q */
+        q = _mm256_min_ps(_mm256_set1_ps(e->qmax), q);   /* q > qmax ? qmax : q */
+        v = _mm256_mul_ps(_mm256_sub_ps(q, z), s);
+    }
+    return v;
+}
+
+/* qcc_copy_tiles_avx512 in 8 x 8 blocks: y[a*ldy + b] = epi(x[a + b*sb]). */
+static void qcc_copy_tiles_avx2(const float *x, ptrdiff_t sb, float *y, ptrdiff_t ldy,
+                                ptrdiff_t na, ptrdiff_t nb, const qcc_copy_epi *e)
+{
+    static const int32_t masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t a0, b0;
+    int i;
+    for (a0 = 0; a0 < na; a0 += 8)
+        for (b0 = 0; b0 < nb; b0 += 8) {
+            const int ka = na - a0 < 8 ? (int)(na - a0) : 8, kb = nb - b0 < 8 ? (int)(nb - b0) : 8;
+            const __m256i ma = _mm256_loadu_si256((const __m256i *)(masks + 8 - ka));
+            __m256 r[8];
+            for (i = 0; i < 8; i++)
+                r[i] = i >= kb ? _mm256_setzero_ps()
+                       : ka == 8 ? _mm256_loadu_ps(x + (b0 + i) * sb + a0)
+                                 : _mm256_maskload_ps(x + (b0 + i) * sb + a0, ma);
+            qcc_tr8_avx2(r);
+            for (i = 0; i < ka; i++) {
+                const __m256 v = qcc_copy_epi8(r[i], e);
+                if (kb == 8)
+                    _mm256_storeu_ps(y + (a0 + i) * ldy + b0, v);
+                else
+                    qcc_store_first_avx2(y + (a0 + i) * ldy + b0, v, kb);
+            }
         }
 }
 #pragma GCC pop_options
@@ -154,8 +205,9 @@ static void qcc_copy_units(const qcc_copy_job *j, ptrdiff_t u0, ptrdiff_t u1)
     if (j->tiles) {
         const ptrdiff_t plane = j->dims[nd - 2] * last;
         for (u = u0; u < u1; u++)
-            qcc_copy_tiles_avx512(j->x + qcc_copy_offset(j, u, 2), j->xs[nd - 1], j->y + u * plane,
-                                  last, j->dims[nd - 2], last, &j->epi);
+            (j->tiles == 2 ? qcc_copy_tiles_avx512 : qcc_copy_tiles_avx2)(
+                j->x + qcc_copy_offset(j, u, 2), j->xs[nd - 1], j->y + u * plane, last,
+                j->dims[nd - 2], last, &j->epi);
         return;
     }
 #endif
@@ -172,8 +224,8 @@ static void qcc_copy_task(void *arg)
     }
 }
 
-/* Run the job (x, y, nd, dims, xs, epi set; `tiles`: whether the CPU and the level in
- * use take the AVX-512 tiles) on up to `threads` threads, in tasks of about
+/* Run the job (x, y, nd, dims, xs, epi set; `tiles`: the tiles the CPU and the level in
+ * use take, 2 AVX-512, 1 AVX2, 0 none) on up to `threads` threads, in tasks of about
  * QCC_ELT_CHUNK elements. */
 static void qcc_copy(qcc_copy_job *j, int threads)
 {

@@ -1,8 +1,9 @@
-"""The dense kernel with the outputs in the vector lanes (AVX-512: runtime/_gemm_impl.h,
-qcc_dense_run, `_conv.Dense`): the bits of the plain C GEMM's fmaf sequence (a 1x1
+"""The dense kernel with the outputs in the vector lanes (AVX-512 and AVX2:
+runtime/_gemm_impl.h, qcc_dense_run, `_conv.Dense`): the bits of the plain C GEMM's fmaf sequence (a 1x1
 convolution of the transposed input) plus the bias in float32, whatever the row and
 output tails, depth chunks, threads and weight packing; close to float64; None where
-it does not run, and the plan's dense step then takes sgemm."""
+it does not run (the plain C variant), and the plan's dense step then takes sgemm.
+Every test runs at each variant the CPU has."""
 
 import numpy as np
 import pytest
@@ -12,8 +13,8 @@ from qcc.runtime import isa
 _conv = isa._conv
 _kernels = isa._kernels
 pytestmark = pytest.mark.skipif(
-    _conv is None or "avx512" not in _conv._variants(),
-    reason="the dense kernel is the AVX-512 variant's")
+    _conv is None or "avx2" not in _conv._variants(),
+    reason="the dense kernel is the AVX-512 and AVX2 variants'")
 
 # (rows M, depth K, outputs N): output tails (N not a multiple of 64, N < 16, N = 64k),
 # row tails (M not a multiple of 6), depth over several chunks, one-deep, a ViT's shapes
@@ -32,12 +33,16 @@ def plain_dense(x, w):
     return y[0, :, :, 0].T
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+@pytest.fixture(params=[(v, t) for v in ("avx2", "avx512") for t in (1, 2)],
+                ids=lambda p: f"{p[0]}-{p[1]}thread")
 def threads(request):
-    old_t = _conv._set_threads(request.param)
+    variant, n = request.param
+    if variant not in _conv._variants():
+        pytest.skip(f"this CPU does not run the {variant} GEMM")
+    old_t = _conv._set_threads(n)
     old_p = _conv._set_parallel_min(0.0)
-    old_v = _conv._set_variant("avx512")
-    yield request.param
+    old_v = _conv._set_variant(variant)
+    yield n
     _conv._set_variant(old_v)
     _conv._set_parallel_min(old_p)
     _conv._set_threads(old_t)
@@ -95,7 +100,7 @@ def test_dense_declines_what_it_does_not_run(threads):
                                   _kernels.dense(x, w, None).view(np.uint32))
     assert _conv.Dense(min_rows=0)(x.astype(np.float64), w, None) is None
     assert _conv.Dense(min_rows=0)(x, w[:, :7].copy(), None) is None   # shapes differ
-    _conv._set_variant("avx2")
+    _conv._set_variant("plain")
     assert _conv.Dense(min_rows=0)(x, w, None) is None
 
 

@@ -113,7 +113,7 @@ from qcc.runtime import _eltwise  # noqa: E402
 COPY_QTYPE = Q.make(scale=0.021, zero_point=3, bits=8, signed=True)
 
 
-@pytest.fixture(params=["plain", "avx512"])
+@pytest.fixture(params=["plain", "avx2", "avx512"])
 def copy_build(request):
     if request.param not in _eltwise._copy_variants():
         pytest.skip(f"this CPU does not run the {request.param} transpose")
