@@ -64,6 +64,12 @@ cdef extern from "_blocked_impl.h" nogil:
         int h, hp, rows
         Py_ssize_t len, row_in, row_out, lead
         int next
+    ctypedef struct qcc_blk_pool_job:
+        const float* x
+        float* y
+        int c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw
+        int planes, band, bands, next, failed, level
+    void qcc_blk_pool_worker(void* job)
     void qcc_blk_scale_worker(void* job)
     void qcc_blk_means_worker(void* job)
     void qcc_blk_pad_worker(void* job)
@@ -235,6 +241,45 @@ def scale(y, s, out=None, fake_quant=None):
     cdef int width = min(_threads, job.planes) if job.plane * job.planes * 16 >= 65536 else 1
     with nogil:
         qcc_parallel(qcc_blk_scale_worker, &job, width)
+    return out
+
+
+def max_pool(y, int c, kernel, strides, pads, dilations, out_hw, out=None):
+    """2-D max pool of the blocked y of c channels into the blocked output of
+    out_hw = (OH, OW) (the op's, ceil_mode included); kernel, strides, dilations of
+    2 values, pads (top, left, bottom, right). The bits of
+    qcc.runtime._pool.max_pool (its operations in their order, lane by lane)."""
+    if _level == 0:
+        raise RuntimeError("blocked max pool: no blocked kernels run here (they need "
+                           "AVX2 + FMA or AVX-512, within QCC_ISA)")
+    _blocked_input(y, c)
+    kh, kw = (int(v) for v in kernel)
+    sh, sw = (1, 1) if strides is None else (int(v) for v in strides)
+    dh, dw = (1, 1) if dilations is None else (int(v) for v in dilations)
+    ph, pw = (0, 0) if pads is None else (int(pads[0]), int(pads[1]))
+    oh, ow = (int(v) for v in out_hw)
+    if min(kh, kw, sh, sw, dh, dw, oh, ow) < 1 or ph < 0 or pw < 0:
+        raise ValueError(f"blocked max pool: kernel {kernel}, strides {strides}, "
+                         f"dilations {dilations}, pads {pads}, output {out_hw}")
+    out = _out(out, (y.shape[0], y.shape[1], oh, ow, 16))
+    cdef qcc_blk_pool_job job
+    memset(&job, 0, sizeof(job))
+    job.x = _fp(y)
+    job.y = _fp(out)
+    job.c, job.h, job.w, job.oh, job.ow = c, y.shape[2], y.shape[3], oh, ow
+    job.kh, job.kw, job.sh, job.sw, job.ph, job.pw, job.dh, job.dw = kh, kw, sh, sw, ph, pw, dh, dw
+    job.planes = y.shape[0] * y.shape[1]
+    job.level = _level
+    # bands of output rows: the W-pooled rows of a band stay in L1 / L2 (8 rows of
+    # 56 positions, 3 taps a stride of 2: 17 rows, 60 KB), some 8 tasks a thread
+    job.band = max(1, min(8, oh, (job.planes * oh + 8 * _threads - 1) // (8 * _threads)))
+    job.bands = (oh + job.band - 1) // job.band
+    cdef int total = job.planes * job.bands
+    cdef int width = min(_threads, total) if job.planes * oh * ow * kh * kw * 16 >= 65536 else 1
+    with nogil:
+        qcc_parallel(qcc_blk_pool_worker, &job, width)
+    if job.failed:
+        raise MemoryError("blocked max pool: out of memory for the scratch")
     return out
 
 

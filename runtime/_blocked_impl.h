@@ -16,6 +16,8 @@
 #ifndef QCC_BLOCKED_IMPL_H
 #define QCC_BLOCKED_IMPL_H
 
+#include <float.h>
+
 #include "_common.h"
 
 #define QCC_BLK 16
@@ -171,6 +173,41 @@ QCC_INLINE void qcc_blk_dw_rows(const qcc_blk_geom *g, const float *src, int oy,
 #define QCC_BLK_DW_MAXK 64   /* kernel rows a depthwise conv may have here */
 #define QCC_BLK_DW_DIRECT 32   /* output rows from this wide read the input in place */
 
+/* ---- max pool: blocked in, blocked out -------------------------------------------
+ * The operations of the NCHW kernel (runtime/_pool_impl.h, qcc_pool_plane with
+ * is_max) in their order, 16 lanes at a time: each input row pooled along W from a
+ * copy padded with -FLT_MAX, then the W-pooled rows of each window along H over the
+ * rows inside the input; taps fused as qcc_pool_span fuses them (up to three first,
+ * then pairs), max(a, b) = a > b ? a : b. So the same bits, NaN and -0 included. */
+typedef struct {
+    const float *x;
+    float *y;
+    int c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+    int planes, band, bands, next, failed;   /* tasks: bands of `band` output rows */
+    int level;                               /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
+} qcc_blk_pool_job;
+
+/* The padded row's positions: what the windows read, at least the input's. */
+QCC_INLINE int qcc_blk_pool_wpad(const qcc_blk_pool_job *j)
+{
+    const int need = (j->ow - 1) * j->sw + (j->kw - 1) * j->dw + 1;
+    return need > j->pw + j->w ? need : j->pw + j->w;
+}
+
+/* The input rows [*r0, *r1) that output row oh reads (the rows inside the input),
+ * and its first tap lo. */
+QCC_INLINE void qcc_blk_pool_rows(const qcc_blk_pool_job *j, int oh, int *r0, int *r1, int *lo)
+{
+    const int h0 = oh * j->sh - j->ph;
+    int a = h0 < 0 ? (-h0 + j->dh - 1) / j->dh : 0;
+    int b = j->h - 1 - h0 < 0 ? 0 : (j->h - 1 - h0) / j->dh + 1;
+    b = b > j->kh ? j->kh : b;
+    a = a > j->kh ? j->kh : a;
+    *lo = a;
+    *r0 = h0 + a * j->dh;
+    *r1 = b > a ? h0 + (b - 1) * j->dh + 1 : *r0;
+}
+
 #if QCC_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
@@ -188,7 +225,7 @@ QCC_INLINE void qcc_blk_dw_rows(const qcc_blk_geom *g, const float *src, int oy,
 #define QCC_BV_MUL(a, b) _mm512_mul_ps(a, b)
 #define QCC_BV_DIV(a, b) _mm512_div_ps(a, b)
 #define QCC_BV_MIN(a, b) _mm512_min_ps(a, b)
-#define QCC_BV_MAX(a, b) _mm512_max_ps(a, b)
+#define QCC_BV_MAX(a, b) _mm512_max_ps(a, b)   /* a > b ? a : b, lane by lane */
 #define QCC_BV_RINT(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define QCC_BV_ACT(K, A, V) qcc_act_avx512_kind(K, A, V)
 #define QCC_BV_KEEP(m, v) _mm512_maskz_mov_ps(m, v)
@@ -427,6 +464,37 @@ static void qcc_blk_pad_worker(void *arg)
             }
             qcc_blk_fq_row(a, d, job->len, job->fs, job->fz, job->qmin, job->qmax);
         }
+    }
+}
+
+/* Input rows a band reads at most. */
+QCC_INLINE int qcc_blk_pool_band_rows(const qcc_blk_pool_job *j)
+{
+    const int rows = (j->band - 1) * j->sh + (j->kh - 1) * j->dh + 1;
+    return rows < j->h ? rows : j->h;
+}
+
+static void qcc_blk_pool_worker(void *arg)
+{
+    qcc_blk_pool_job *job = (qcc_blk_pool_job *)arg;
+    const size_t rows = (size_t)qcc_blk_pool_band_rows(job) * job->ow * QCC_BLK;
+    const size_t floats = rows + (size_t)qcc_blk_pool_wpad(job) * QCC_BLK;
+    float *hbuf = (float *)qcc_thread_buffer(floats * sizeof(float));
+    int t;
+    if (hbuf == NULL) {
+        job->failed = 1;
+        return;
+    }
+    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes * job->bands) {
+#if QCC_X86
+        if (job->level == QCC_BLK_AVX512)
+            qcc_blk_pool_task_avx512(job, t, hbuf, hbuf + rows);
+        else
+            qcc_blk_pool_task_avx2(job, t, hbuf, hbuf + rows);
+#else
+        job->failed = 1;
+        break;
+#endif
     }
 }
 

@@ -15,7 +15,8 @@ so, and it is not an output of the plan:
 - a per-tensor fake-quant keeps its input's layout (it is element-wise);
 - a product by a per-channel tensor [N or 1, C, 1, 1] (squeeze-and-excitation)
   reads and writes blocked;
-- a global average pool reads blocked and writes NCHW.
+- a global average pool reads blocked and writes NCHW;
+- a 2-D max pool (nothing fused after it) reads and writes blocked.
 A conv whose result a per-tensor fake-quant reads beside another user (the next
 block's residual) writes that fake-quant too, in the same pass (a tee: one step with
 both results, its buffer [2, *blocked shape]), instead of the fake-quant reading the
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from qcc.dialects import qnn, quant
+from qcc.dialects.base import get_ints
 from qcc.runtime import ops as K
 
 B: Any
@@ -73,7 +75,8 @@ def _shape(v: Any) -> tuple[int, ...] | None:
 
 
 def _kind(step: Any, constants: dict[int, np.ndarray]) -> str | None:
-    """conv, gap, scale or lanewise (what a step can do on blocked values), or None."""
+    """conv, gap, scale, pool or lanewise (what a step can do on blocked values), or
+    None."""
     op = step.op
     if getattr(step, "opaque", False):   # a fused chain: its fn is not op's kernel
         return None
@@ -93,6 +96,11 @@ def _kind(step: Any, constants: dict[int, np.ndarray]) -> str | None:
         x = _shape(op.operands[0])
         # its followers run on its NCHW result, whatever they are
         return "gap" if x is not None and len(x) == 4 else None
+    if isinstance(op, qnn.MaxPoolOp) and step.takes_out and not _followers(step.fn):
+        x, out = _shape(op.operands[0]), _shape(op.results[0])
+        k = get_ints(op.properties.get("kernel"))
+        return "pool" if x is not None and out is not None and len(x) == 4 and len(k) == 2 \
+            and K.is_f32(op.results[0]) else None
     if isinstance(op, qnn.MulOp) and len(op.operands) == 2 and len(step.args) == 2:
         return "scale" if _scale_operand(step) is not None and _lanewise(step.fn) else None
     if isinstance(op, quant.FakeQuantOp) and len(op.operands) == 1 and step.takes_out:
@@ -137,7 +145,7 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
         for pos, a in enumerate(s.args):
             users.setdefault(a, []).append((i, pos))
     cand = {s.results[0] for s, k in zip(steps, kinds, strict=True)
-            if k in ("conv", "scale", "lanewise") and len(s.results) == 1}
+            if k in ("conv", "scale", "pool", "lanewise") and len(s.results) == 1}
     changed = True
     while changed:
         changed = False
@@ -183,7 +191,7 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
             elif k == "conv":
                 s = replace(s, fn=_conv(s, constants, None, in_fq), blocked=True)
             else:
-                fn = _scale(s) if k == "scale" else s.fn
+                fn = _scale(s) if k == "scale" else _max_pool(s) if k == "pool" else s.fn
                 s = replace(s, fn=fn, blocked=True)
         out.append(replace(s, args=tuple(args)))
     return out, frozenset(cand), n_slots
@@ -239,7 +247,7 @@ def _inputs_ready(step: Any, kind: str | None, cand: set[int]) -> bool:
         if step.fn.conv_spec.groups > 1 and step.args[0] not in cand:
             return False
         return len(step.args) <= n_conv or step.args[n_conv] in cand   # the residual
-    if kind == "lanewise":
+    if kind in ("lanewise", "pool"):
         return step.args[0] in cand
     if kind == "scale":
         return step.args[_scale_operand(step) or 0] in cand
@@ -310,6 +318,19 @@ def _gap(step: Any) -> Callable[..., Any]:
         for f in followers:
             r = f(r)
         return r
+    return run
+
+
+def _max_pool(step: Any) -> Callable[..., Any]:
+    op = step.op
+    c, oh, ow = _shape(op.results[0])[1:]  # type: ignore[index]
+    kernel = get_ints(op.properties.get("kernel"))
+    strides = get_ints(op.properties.get("strides"), (1, 1))
+    pads = get_ints(op.properties.get("pads"), (0, 0, 0, 0))
+    dilations = get_ints(op.properties.get("dilations"), (1, 1))
+
+    def run(y, out=None):
+        return B.max_pool(y, c, kernel, strides, pads, dilations, (oh, ow), out=out)
     return run
 
 

@@ -195,6 +195,43 @@ def test_layout_copies_means_and_scale():
                 assert not got[:, -1, ..., shape[1] % 16:].any()
 
 
+# (shape, kernel, strides, pads (t, l, b, r), dilations, ceil_mode): ResNet's stem
+# pool (threaded), ceil mode with an end pad, unequal kernels, strides and dilations,
+# a 5x5 window at stride 3, 1x1, windows wholly in the padding (-FLT_MAX, as NCHW)
+POOLS = [((1, 64, 112, 112), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), False),
+         ((2, 20, 9, 11), (3, 3), (2, 2), (0, 0, 1, 1), (1, 1), True),
+         ((1, 17, 7, 8), (2, 3), (1, 2), (1, 0, 0, 2), (2, 1), False),
+         ((3, 5, 6, 6), (5, 5), (3, 3), (2, 2, 2, 2), (1, 1), True),
+         ((1, 33, 4, 4), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), False),
+         ((2, 40, 30, 30), (3, 3), (1, 1), (4, 4, 4, 4), (3, 3), False),
+         ((1, 16, 9, 9), (4, 4), (1, 1), (3, 3, 3, 3), (1, 1), False)]
+
+
+@pytest.mark.parametrize("case", POOLS, ids=lambda c: "x".join(map(str, c[0])) + f"-k{c[1][0]}{c[1][1]}")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_max_pool_is_the_nchw_max_pool_bit_for_bit(case, threads):
+    """NaN, -0 and -inf anywhere in the windows: the NCHW kernel's operations in its
+    order (a > b ? a : b, its taps fused alike), so its bits; the lanes past the
+    channels zero."""
+    from qcc.runtime import _pool
+
+    shape, k, s, p, d, ceil = case
+    rng = np.random.default_rng(shape[1] * 7 + k[0])
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.reshape(-1)[::13] = np.nan
+    x.reshape(-1)[5::17] = -0.0
+    x.reshape(-1)[7::19] = -np.inf
+    want = _pool.max_pool(x, k, s, p, d, ceil)
+    old = B._set_threads(threads)
+    try:
+        got = B.max_pool(B.to_blocked(x), shape[1], k, s, p, d, want.shape[2:])
+    finally:
+        B._set_threads(old)
+    np.testing.assert_array_equal(bits(B.to_nchw(got, shape[1])), bits(want))
+    if shape[1] % 16:
+        assert not got[:, -1, ..., shape[1] % 16:].any()
+
+
 def test_bad_arguments_are_errors_not_crashes():
     w = np.ones((8, 1, 3, 3), np.float32)
     with pytest.raises(ValueError, match="depthwise"):
@@ -220,6 +257,10 @@ def test_bad_arguments_are_errors_not_crashes():
     w1 = np.ones((8, 8, 1, 1), np.float32)
     with pytest.raises(ValueError, match="NCHW"):
         B.Conv(w1, None, None, None, None, 1, in_fake_quant=(0.1, 0.0, -128, 127))(x)
+    with pytest.raises(ValueError, match="blocked max pool"):
+        B.max_pool(x, 8, (3, 3), (0, 1), None, None, (5, 5))
+    with pytest.raises(ValueError, match="blocked"):
+        B.max_pool(np.ones((1, 8, 5, 5), np.float32), 8, (3, 3), None, None, None, (3, 3))
 
 
 # ------------------------------------------------------------------ whole plans
@@ -277,14 +318,17 @@ def test_exported_cnns_give_the_same_bits_blocked(name, tmp_path, monkeypatch):
                        if s.args[0] in producer)
         assert any(s.tee for s in fast.steps) == (m is fq_module
                                                   and name != "timm_efficientnet")
-        # the input quantizer is made by a blocked stem conv as it pads (the mobilenets:
-        # resnet18's stem writes NCHW for its max pool, efficientnet's for its SiLU)
+        # the input quantizer is made by a blocked stem conv as it pads (the mobilenets
+        # and resnet18, whose max pool reads blocked; efficientnet's stem writes NCHW
+        # for its SiLU)
         input_fq = [s for s in plain.steps if s.op.name == "quant.fake_quant"
                     and s.args[0] in plain.input_slots]
         assert len(input_fq) == (m is fq_module)
         left = [s for s in fast.steps if s.op.name == "quant.fake_quant"
                 and s.args[0] in fast.input_slots]
-        assert len(left) == (m is fq_module and name in ("tv_resnet18", "timm_efficientnet"))
+        assert len(left) == (m is fq_module and name == "timm_efficientnet")
+        assert any(s.op.name == "qnn.max_pool" and s.blocked for s in fast.steps) == \
+            (name == "tv_resnet18")
         want = execute(plain, feeds)[0]
         got = execute(fast, feeds)[0]
         for k in want:
