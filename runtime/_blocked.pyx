@@ -67,7 +67,8 @@ cdef extern from "_blocked_impl.h" nogil:
     ctypedef struct qcc_blk_pool_job:
         const float* x
         float* y
-        int c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw
+        int c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, eh, ew, mode
+        qcc_act fq
         int planes, band, bands, next, failed, level
     void qcc_blk_pool_worker(void* job)
     void qcc_blk_scale_worker(void* job)
@@ -244,22 +245,31 @@ def scale(y, s, out=None, fake_quant=None):
     return out
 
 
-def max_pool(y, int c, kernel, strides, pads, dilations, out_hw, out=None):
-    """2-D max pool of the blocked y of c channels into the blocked output of
-    out_hw = (OH, OW) (the op's, ceil_mode included); kernel, strides, dilations of
-    2 values, pads (top, left, bottom, right). The bits of
-    qcc.runtime._pool.max_pool (its operations in their order, lane by lane)."""
+_POOL_MODES = {"max": 0, "avg": 1, "avg_pad": 2}   # QCC_BLK_POOL_*
+
+
+def pool(y, int c, kind, kernel, strides, pads, dilations, out_hw, out=None,
+         fake_quant=None):
+    """2-D pool of the blocked y of c channels into the blocked output of
+    out_hw = (OH, OW) (the op's, ceil_mode included): `kind` "max", "avg" (the cells
+    inside the input counted) or "avg_pad" (count_include_pad); kernel, strides,
+    dilations of 2 values, pads (top, left, bottom, right). The bits of
+    qcc.runtime._pool.max_pool / avg_pool (their operations in their order, lane by
+    lane); with `fake_quant` = (scale, zero point, qmin, qmax), one per tensor, then
+    its fake-quant in the same pass (the bits of _eltwise.fake_quant)."""
     if _level == 0:
-        raise RuntimeError("blocked max pool: no blocked kernels run here (they need "
+        raise RuntimeError("blocked pool: no blocked kernels run here (they need "
                            "AVX2 + FMA or AVX-512, within QCC_ISA)")
+    if kind not in _POOL_MODES:
+        raise ValueError(f"blocked pool: kind {kind!r} is not one of {', '.join(_POOL_MODES)}")
     _blocked_input(y, c)
     kh, kw = (int(v) for v in kernel)
     sh, sw = (1, 1) if strides is None else (int(v) for v in strides)
     dh, dw = (1, 1) if dilations is None else (int(v) for v in dilations)
-    ph, pw = (0, 0) if pads is None else (int(pads[0]), int(pads[1]))
+    ph, pw, eh, ew = (0, 0, 0, 0) if pads is None else (int(v) for v in pads)
     oh, ow = (int(v) for v in out_hw)
-    if min(kh, kw, sh, sw, dh, dw, oh, ow) < 1 or ph < 0 or pw < 0:
-        raise ValueError(f"blocked max pool: kernel {kernel}, strides {strides}, "
+    if min(kh, kw, sh, sw, dh, dw, oh, ow) < 1 or min(ph, pw, eh, ew) < 0:
+        raise ValueError(f"blocked pool: kernel {kernel}, strides {strides}, "
                          f"dilations {dilations}, pads {pads}, output {out_hw}")
     out = _out(out, (y.shape[0], y.shape[1], oh, ow, 16))
     cdef qcc_blk_pool_job job
@@ -268,6 +278,13 @@ def max_pool(y, int c, kernel, strides, pads, dilations, out_hw, out=None):
     job.y = _fp(out)
     job.c, job.h, job.w, job.oh, job.ow = c, y.shape[2], y.shape[3], oh, ow
     job.kh, job.kw, job.sh, job.sw, job.ph, job.pw, job.dh, job.dw = kh, kw, sh, sw, ph, pw, dh, dw
+    job.eh, job.ew, job.mode = eh, ew, _POOL_MODES[kind]
+    cdef float fq_s, fq_z
+    if fake_quant is not None:
+        fq_s, fq_z = fake_quant[0], fake_quant[1]
+        job.fq.fq_scale = &fq_s
+        job.fq.fq_zero = &fq_z
+        job.fq.qmin, job.fq.qmax = fake_quant[2], fake_quant[3]
     job.planes = y.shape[0] * y.shape[1]
     job.level = _level
     # bands of output rows: the W-pooled rows of a band stay in L1 / L2 (8 rows of
@@ -279,7 +296,7 @@ def max_pool(y, int c, kernel, strides, pads, dilations, out_hw, out=None):
     with nogil:
         qcc_parallel(qcc_blk_pool_worker, &job, width)
     if job.failed:
-        raise MemoryError("blocked max pool: out of memory for the scratch")
+        raise MemoryError("blocked pool: out of memory for the scratch")
     return out
 
 

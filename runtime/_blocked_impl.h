@@ -173,16 +173,23 @@ QCC_INLINE void qcc_blk_dw_rows(const qcc_blk_geom *g, const float *src, int oy,
 #define QCC_BLK_DW_MAXK 64   /* kernel rows a depthwise conv may have here */
 #define QCC_BLK_DW_DIRECT 32   /* output rows from this wide read the input in place */
 
-/* ---- max pool: blocked in, blocked out -------------------------------------------
- * The operations of the NCHW kernel (runtime/_pool_impl.h, qcc_pool_plane with
- * is_max) in their order, 16 lanes at a time: each input row pooled along W from a
- * copy padded with -FLT_MAX, then the W-pooled rows of each window along H over the
- * rows inside the input; taps fused as qcc_pool_span fuses them (up to three first,
- * then pairs), max(a, b) = a > b ? a : b. So the same bits, NaN and -0 included. */
+/* ---- max and average pools: blocked in, blocked out -----------------------------
+ * The operations of the NCHW kernel (runtime/_pool_impl.h, qcc_pool_plane) in their
+ * order, 16 lanes at a time: each input row pooled along W from a copy padded with
+ * the op's identity, then the W-pooled rows of each window along H over the rows
+ * inside the input; taps fused as qcc_pool_span fuses them (up to three first, then
+ * pairs), max(a, b) = a > b ? a : b; an average divided by the float product of its
+ * counts (qcc_pool_count's). So the same bits, NaN and -0 included. */
+enum { QCC_BLK_POOL_MAX = 0, QCC_BLK_POOL_AVG = 1, QCC_BLK_POOL_AVG_PAD = 2 };
+
 typedef struct {
     const float *x;
     float *y;
     int c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+    int eh, ew;                              /* end pads (an average's counts) */
+    int mode;                                /* QCC_BLK_POOL_* */
+    qcc_act fq;                              /* a per-tensor fake-quant after (fq_scale
+                                              * set), as qcc_blk_fq applies it */
     int planes, band, bands, next, failed;   /* tasks: bands of `band` output rows */
     int level;                               /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
 } qcc_blk_pool_job;
@@ -192,6 +199,26 @@ QCC_INLINE int qcc_blk_pool_wpad(const qcc_blk_pool_job *j)
 {
     const int need = (j->ow - 1) * j->sw + (j->kw - 1) * j->dw + 1;
     return need > j->pw + j->w ? need : j->pw + j->w;
+}
+
+/* qcc_pool_count: the cells output o averages along a dim of size sp (pads pb at the
+ * start, pe at the end): those inside the input, or (include_pad) inside the padded
+ * input [-pb, sp + pe). */
+QCC_INLINE int qcc_blk_pool_count(int o, int st, int pb, int k, int dl, int sp, int pe,
+                                  int include_pad)
+{
+    const int start = o * st - pb;
+    int a, b;
+    if (include_pad) {
+        int end = start + k * dl;
+        if (end > sp + pe) end = sp + pe;
+        return end > start ? (end - start + dl - 1) / dl : 0;
+    }
+    a = start < 0 ? (-start + dl - 1) / dl : 0;
+    b = sp - 1 - start < 0 ? 0 : (sp - 1 - start) / dl + 1;
+    b = b > k ? k : b;
+    a = a > k ? k : a;
+    return b > a ? b - a : 0;
 }
 
 /* The input rows [*r0, *r1) that output row oh reads (the rows inside the input),

@@ -316,10 +316,12 @@ static void QCC_BN(qcc_blk_dw_worker)(void *arg)
     }
 }
 
-/* ---- max pool (runtime/_blocked_impl.h): d (a block of 16 lanes) = qcc_pool_span's
- * max over the m taps base + j*step, fused as it fuses them; QCC_BV_MAX(a, b) is
- * a > b ? a : b lane by lane (x86's max: the second operand on NaN or equality). */
-QCC_INLINE void QCC_BN(qcc_blk_max_span)(float *d, const float *base, ptrdiff_t step, int m)
+/* ---- pools (runtime/_blocked_impl.h): d (a block of 16 lanes) = qcc_pool_span's
+ * max or sum over the m taps base + j*step, fused as it fuses them; QCC_BV_MAX(a, b)
+ * is a > b ? a : b lane by lane (x86's max: the second operand on NaN or equality). */
+#define QCC_BLK_POOL_OP(is_max, a, b) ((is_max) ? QCC_BV_MAX(a, b) : QCC_BV_ADD(a, b))
+QCC_INLINE void QCC_BN(qcc_blk_pool_span)(float *d, const float *base, ptrdiff_t step, int m,
+                                          int is_max)
 {
     int h;
     for (h = 0; h < QCC_BP; h++) {
@@ -327,27 +329,37 @@ QCC_INLINE void QCC_BN(qcc_blk_max_span)(float *d, const float *base, ptrdiff_t 
         const int j0 = m < 3 ? m : 3;
         int j;
         QCC_BV v = QCC_BV_LOAD(a);
-        if (j0 >= 2) v = QCC_BV_MAX(v, QCC_BV_LOAD(b));
-        if (j0 == 3) v = QCC_BV_MAX(v, QCC_BV_LOAD(c));
+        if (j0 >= 2) v = QCC_BLK_POOL_OP(is_max, v, QCC_BV_LOAD(b));
+        if (j0 == 3) v = QCC_BLK_POOL_OP(is_max, v, QCC_BV_LOAD(c));
         for (j = j0; j + 2 <= m; j += 2)
-            v = QCC_BV_MAX(v, QCC_BV_MAX(QCC_BV_LOAD(a + j * step), QCC_BV_LOAD(a + (j + 1) * step)));
-        if (j < m) v = QCC_BV_MAX(v, QCC_BV_LOAD(a + j * step));
+            v = QCC_BLK_POOL_OP(is_max, v, QCC_BLK_POOL_OP(is_max, QCC_BV_LOAD(a + j * step),
+                                                           QCC_BV_LOAD(a + (j + 1) * step)));
+        if (j < m) v = QCC_BLK_POOL_OP(is_max, v, QCC_BV_LOAD(a + j * step));
         QCC_BV_STORE(d + h * QCC_BW, v);
     }
 }
 
 /* Task t: output rows of band t % bands of blocked plane t / bands (image / cb,
  * block % cb). The input rows they read are pooled along W into hbuf (row r at
- * (r - first) * ow), then along H. */
-static void QCC_BN(qcc_blk_pool_task)(const qcc_blk_pool_job *j, int t, float *hbuf, float *prow)
+ * (r - first) * ow) from a copy padded with the op's identity (-FLT_MAX, 0), then
+ * along H over the rows inside the input; an average divided by its count (as
+ * qcc_pool_plane: the float product of the counts along H and W; 0 for none), then
+ * (fq.fq_scale set) the per-tensor fake-quant of the pool's result. */
+QCC_INLINE void QCC_BN(qcc_blk_pool_task_impl)(const qcc_blk_pool_job *j, int t, float *hbuf,
+                                               float *prow, int is_max)
 {
     const int plane = t / j->bands, o0 = (t % j->bands) * j->band;
     const int o1 = o0 + j->band < j->oh ? o0 + j->band : j->oh;
     const int wpad = qcc_blk_pool_wpad(j), valid = j->c - (plane % qcc_blk_cb(j->c)) * QCC_BLK;
+    const float init = is_max ? -FLT_MAX : 0.0f;
     const float *x = j->x + (ptrdiff_t)plane * j->h * j->w * QCC_BLK;
     float *y = j->y + (ptrdiff_t)plane * j->oh * j->ow * QCC_BLK;
+    QCC_BN(qcc_blk_lanes) lanes[QCC_BP];
     ptrdiff_t e;
     int r, q, oh, lo, r0, r1, first = j->h, last = 0, l;
+    for (l = 0; l < QCC_BP; l++)
+        QCC_BN(qcc_blk_lanes_of)(&j->fq, (plane % qcc_blk_cb(j->c)) * QCC_BLK + l * QCC_BW, j->c,
+                                 &lanes[l]);
     for (oh = o0; oh < o1; oh++) {
         qcc_blk_pool_rows(j, oh, &r0, &r1, &lo);
         if (r1 > r0) {
@@ -355,31 +367,64 @@ static void QCC_BN(qcc_blk_pool_task)(const qcc_blk_pool_job *j, int t, float *h
             last = r1 > last ? r1 : last;
         }
     }
-    for (e = 0; e < (ptrdiff_t)wpad * QCC_BLK; e++) prow[e] = -FLT_MAX;
+    for (e = 0; e < (ptrdiff_t)wpad * QCC_BLK; e++) prow[e] = init;
     for (r = first; r < last; r++) {   /* along W */
         memcpy(prow + (ptrdiff_t)j->pw * QCC_BLK, x + (ptrdiff_t)r * j->w * QCC_BLK,
                (size_t)j->w * QCC_BLK * sizeof(float));
         for (q = 0; q < j->ow; q++)
-            QCC_BN(qcc_blk_max_span)(hbuf + ((ptrdiff_t)(r - first) * j->ow + q) * QCC_BLK,
-                             prow + (ptrdiff_t)q * j->sw * QCC_BLK, (ptrdiff_t)j->dw * QCC_BLK, j->kw);
+            QCC_BN(qcc_blk_pool_span)(hbuf + ((ptrdiff_t)(r - first) * j->ow + q) * QCC_BLK,
+                                      prow + (ptrdiff_t)q * j->sw * QCC_BLK,
+                                      (ptrdiff_t)j->dw * QCC_BLK, j->kw, is_max);
     }
     for (oh = o0; oh < o1; oh++) {   /* along H, over the rows inside the input */
         float *acc = y + (ptrdiff_t)oh * j->ow * QCC_BLK;
         qcc_blk_pool_rows(j, oh, &r0, &r1, &lo);
         if (r1 <= r0) {
-            for (e = 0; e < (ptrdiff_t)j->ow * QCC_BLK; e++) acc[e] = -FLT_MAX;
+            for (e = 0; e < (ptrdiff_t)j->ow * QCC_BLK; e++) acc[e] = init;
         } else {
             const float *src = hbuf + (ptrdiff_t)(r0 - first) * j->ow * QCC_BLK;
             for (q = 0; q < j->ow; q++)
-                QCC_BN(qcc_blk_max_span)(acc + (ptrdiff_t)q * QCC_BLK, src + (ptrdiff_t)q * QCC_BLK,
-                                 (ptrdiff_t)j->dh * j->ow * QCC_BLK, (r1 - r0 - 1) / j->dh + 1);
+                QCC_BN(qcc_blk_pool_span)(acc + (ptrdiff_t)q * QCC_BLK, src + (ptrdiff_t)q * QCC_BLK,
+                                          (ptrdiff_t)j->dh * j->ow * QCC_BLK,
+                                          (r1 - r0 - 1) / j->dh + 1, is_max);
         }
+        if (!is_max) {
+            const int pad = j->mode == QCC_BLK_POOL_AVG_PAD;
+            const float dh = (float)qcc_blk_pool_count(oh, j->sh, j->ph, j->kh, j->dh, j->h, j->eh, pad);
+            for (q = 0; q < j->ow; q++) {
+                const float n = dh * (float)qcc_blk_pool_count(q, j->sw, j->pw, j->kw, j->dw, j->w,
+                                                               j->ew, pad);
+                int h;
+                for (h = 0; h < QCC_BP; h++) {
+                    float *v = acc + (ptrdiff_t)q * QCC_BLK + h * QCC_BW;
+                    QCC_BV_STORE(v, n > 0.0f ? QCC_BV_DIV(QCC_BV_LOAD(v), QCC_BV_SET1(n))
+                                             : QCC_BV_ZERO());
+                }
+            }
+        }
+        if (j->fq.fq_scale != NULL)   /* the fake-quant that follows */
+            for (q = 0; q < j->ow; q++) {
+                int h;
+                for (h = 0; h < QCC_BP; h++) {
+                    float *v = acc + (ptrdiff_t)q * QCC_BLK + h * QCC_BW;
+                    QCC_BV_STORE(v, QCC_BN(qcc_blk_fq)(&j->fq, &lanes[h], QCC_BV_LOAD(v)));
+                }
+            }
         if (valid < QCC_BLK)   /* the lanes past the channels stay zero */
             for (q = 0; q < j->ow; q++)
                 for (l = valid; l < QCC_BLK; l++) acc[(ptrdiff_t)q * QCC_BLK + l] = 0.0f;
     }
 }
 
+static void QCC_BN(qcc_blk_pool_task)(const qcc_blk_pool_job *j, int t, float *hbuf, float *prow)
+{
+    if (j->mode == QCC_BLK_POOL_MAX)
+        QCC_BN(qcc_blk_pool_task_impl)(j, t, hbuf, prow, 1);
+    else
+        QCC_BN(qcc_blk_pool_task_impl)(j, t, hbuf, prow, 0);
+}
+
+#undef QCC_BLK_POOL_OP
 #undef QCC_BLK_STEP
 #undef QCC_BLK_CALL
 #undef QCC_BLK_DW_ROW

@@ -16,7 +16,8 @@ so, and it is not an output of the plan:
 - a product by a per-channel tensor [N or 1, C, 1, 1] (squeeze-and-excitation)
   reads and writes blocked;
 - a global average pool reads blocked and writes NCHW;
-- a 2-D max pool (nothing fused after it) reads and writes blocked.
+- a 2-D max or average pool (an average without dilations; fused after it nothing,
+  or a per-tensor fake-quant, which it applies in its pass) reads and writes blocked.
 A conv whose result a per-tensor fake-quant reads beside another user (the next
 block's residual) writes that fake-quant too, in the same pass (a tee: one step with
 both results, its buffer [2, *blocked shape]), instead of the fake-quant reading the
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from qcc.dialects import qnn, quant
-from qcc.dialects.base import get_ints
+from qcc.dialects.base import get_bool, get_ints
 from qcc.runtime import ops as K
 
 B: Any
@@ -96,11 +97,14 @@ def _kind(step: Any, constants: dict[int, np.ndarray]) -> str | None:
         x = _shape(op.operands[0])
         # its followers run on its NCHW result, whatever they are
         return "gap" if x is not None and len(x) == 4 else None
-    if isinstance(op, qnn.MaxPoolOp) and step.takes_out and not _followers(step.fn):
+    if isinstance(op, (qnn.MaxPoolOp, qnn.AvgPoolOp)) and step.takes_out \
+            and not _fused_fake_quant(_followers(step.fn))[0]:
         x, out = _shape(op.operands[0]), _shape(op.results[0])
         k = get_ints(op.properties.get("kernel"))
+        dilated = isinstance(op, qnn.AvgPoolOp) and \
+            any(d != 1 for d in get_ints(op.properties.get("dilations")))
         return "pool" if x is not None and out is not None and len(x) == 4 and len(k) == 2 \
-            and K.is_f32(op.results[0]) else None
+            and K.is_f32(op.results[0]) and not dilated else None
     if isinstance(op, qnn.MulOp) and len(op.operands) == 2 and len(step.args) == 2:
         return "scale" if _scale_operand(step) is not None and _lanewise(step.fn) else None
     if isinstance(op, quant.FakeQuantOp) and len(op.operands) == 1 and step.takes_out:
@@ -191,7 +195,7 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
             elif k == "conv":
                 s = replace(s, fn=_conv(s, constants, None, in_fq), blocked=True)
             else:
-                fn = _scale(s) if k == "scale" else _max_pool(s) if k == "pool" else s.fn
+                fn = _scale(s) if k == "scale" else _pool(s) if k == "pool" else s.fn
                 s = replace(s, fn=fn, blocked=True)
         out.append(replace(s, args=tuple(args)))
     return out, frozenset(cand), n_slots
@@ -321,16 +325,20 @@ def _gap(step: Any) -> Callable[..., Any]:
     return run
 
 
-def _max_pool(step: Any) -> Callable[..., Any]:
+def _pool(step: Any) -> Callable[..., Any]:
     op = step.op
     c, oh, ow = _shape(op.results[0])[1:]  # type: ignore[index]
+    kind = "max" if isinstance(op, qnn.MaxPoolOp) else \
+        "avg_pad" if get_bool(op.properties.get("count_include_pad")) else "avg"
+    fq = _fused_fake_quant(_followers(step.fn))[1]
     kernel = get_ints(op.properties.get("kernel"))
     strides = get_ints(op.properties.get("strides"), (1, 1))
     pads = get_ints(op.properties.get("pads"), (0, 0, 0, 0))
     dilations = get_ints(op.properties.get("dilations"), (1, 1))
 
     def run(y, out=None):
-        return B.max_pool(y, c, kernel, strides, pads, dilations, (oh, ow), out=out)
+        return B.pool(y, c, kind, kernel, strides, pads, dilations, (oh, ow), out=out,
+                      fake_quant=fq)
     return run
 
 

@@ -209,27 +209,46 @@ POOLS = [((1, 64, 112, 112), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), False),
 
 @pytest.mark.parametrize("case", POOLS, ids=lambda c: "x".join(map(str, c[0])) + f"-k{c[1][0]}{c[1][1]}")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_max_pool_is_the_nchw_max_pool_bit_for_bit(case, threads):
-    """NaN, -0 and -inf anywhere in the windows: the NCHW kernel's operations in its
-    order (a > b ? a : b, its taps fused alike), so its bits; the lanes past the
-    channels zero."""
+@pytest.mark.parametrize("kind", ["max", "avg", "avg_pad"])
+def test_pools_are_the_nchw_pools_bit_for_bit(case, threads, kind):
+    """NaN, -0 and -inf anywhere in the windows (max), the windows' sums and counts
+    (average, without and with the pads counted; no dilations, which the NCHW average
+    does not take either): the NCHW kernels' operations in their order (a > b ? a : b
+    or +, taps fused alike, the sum divided by the product of the counts), so their
+    bits; the lanes past the channels zero."""
     from qcc.runtime import _pool
 
     shape, k, s, p, d, ceil = case
+    if kind != "max" and d != (1, 1):
+        pytest.skip("the NCHW average pool takes no dilations")
     rng = np.random.default_rng(shape[1] * 7 + k[0])
     x = rng.standard_normal(shape).astype(np.float32)
-    x.reshape(-1)[::13] = np.nan
-    x.reshape(-1)[5::17] = -0.0
-    x.reshape(-1)[7::19] = -np.inf
-    want = _pool.max_pool(x, k, s, p, d, ceil)
+    if kind == "max":
+        x.reshape(-1)[::13] = np.nan
+        x.reshape(-1)[5::17] = -0.0
+        x.reshape(-1)[7::19] = -np.inf
+        want = _pool.max_pool(x, k, s, p, d, ceil)
+    else:
+        want = _pool.avg_pool(x, k, s, p, ceil, kind == "avg_pad")
+    from qcc.runtime import _eltwise
+
     old = B._set_threads(threads)
     try:
-        got = B.max_pool(B.to_blocked(x), shape[1], k, s, p, d, want.shape[2:])
+        got = B.pool(B.to_blocked(x), shape[1], kind, k, s, p, d, want.shape[2:])
+        np.testing.assert_array_equal(bits(B.to_nchw(got, shape[1])), bits(want))
+        if shape[1] % 16:
+            assert not got[:, -1, ..., shape[1] % 16:].any()
+        # a per-tensor fake-quant after it, in the same pass: _eltwise's bits (a zero
+        # point outside [qmin, qmax] would show in fake-quantized pad lanes)
+        for fs, fz, qmin, qmax in [(0.03, 5.0, -128.0, 127.0), (0.5, 300.0, 0.0, 255.0)]:
+            fq_want = _eltwise.fake_quant(want, np.float32([fs]), np.float32([fz]), qmin, qmax)
+            got = B.pool(B.to_blocked(x), shape[1], kind, k, s, p, d, want.shape[2:],
+                         fake_quant=(fs, fz, qmin, qmax))
+            np.testing.assert_array_equal(bits(B.to_nchw(got, shape[1])), bits(fq_want))
+            if shape[1] % 16:
+                assert not got[:, -1, ..., shape[1] % 16:].any()
     finally:
         B._set_threads(old)
-    np.testing.assert_array_equal(bits(B.to_nchw(got, shape[1])), bits(want))
-    if shape[1] % 16:
-        assert not got[:, -1, ..., shape[1] % 16:].any()
 
 
 def test_bad_arguments_are_errors_not_crashes():
@@ -257,10 +276,12 @@ def test_bad_arguments_are_errors_not_crashes():
     w1 = np.ones((8, 8, 1, 1), np.float32)
     with pytest.raises(ValueError, match="NCHW"):
         B.Conv(w1, None, None, None, None, 1, in_fake_quant=(0.1, 0.0, -128, 127))(x)
-    with pytest.raises(ValueError, match="blocked max pool"):
-        B.max_pool(x, 8, (3, 3), (0, 1), None, None, (5, 5))
+    with pytest.raises(ValueError, match="blocked pool"):
+        B.pool(x, 8, "max", (3, 3), (0, 1), None, None, (5, 5))
+    with pytest.raises(ValueError, match="kind 'min'"):
+        B.pool(x, 8, "min", (3, 3), None, None, None, (3, 3))
     with pytest.raises(ValueError, match="blocked"):
-        B.max_pool(np.ones((1, 8, 5, 5), np.float32), 8, (3, 3), None, None, None, (3, 3))
+        B.pool(np.ones((1, 8, 5, 5), np.float32), 8, "max", (3, 3), None, None, None, (3, 3))
 
 
 # ------------------------------------------------------------------ whole plans
@@ -336,6 +357,46 @@ def test_exported_cnns_give_the_same_bits_blocked(name, tmp_path, monkeypatch):
     keep = [v for v, s in fast.slot_of.items() if s in fast.blocked_slots][:1]
     outs, kept = execute(fast, feeds, keep=keep)
     assert kept[keep[0]].ndim == 4
+
+
+def test_an_exported_cnn_with_pools_gives_the_same_bits_blocked(tmp_path, monkeypatch):
+    """A torch CNN exported by torch.onnx.export with a max pool, an average pool in
+    ceil mode without the pads counted and one with them counted, between convs:
+    the pools run blocked (in the fake-quant plan with the fake-quant after them in
+    their pass) and the plan, float and fake-quant, gives the NCHW plan's bits at
+    batch 3 (the batch dynamic)."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    import qcc
+    from qcc.frontends.onnx import load_onnx
+    from qcc.runtime import execute
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 24, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+        nn.Conv2d(24, 40, 3, padding=1), nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+        nn.Conv2d(40, 20, 1), nn.ReLU(), nn.AvgPool2d(2, 2, 1, count_include_pad=True),
+        nn.Conv2d(20, 8, 1), nn.Flatten(), nn.LazyLinear(5)).eval()
+    x = torch.randn(2, 3, 23, 21)
+    model(x)
+    path = str(tmp_path / "pools.onnx")
+    with torch.no_grad():
+        torch.onnx.export(model, (x,), path, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.standard_normal((3, 3, 23, 21)).astype(np.float32)}
+    calib = {"x": rng.standard_normal((4, 3, 23, 21)).astype(np.float32)}
+    fq_module = qcc.quantize(load_onnx(path), calib, progress=False).module
+    for m in (load_onnx(path), fq_module):
+        plain, fast = _plans(m, monkeypatch)
+        pools = [s for s in fast.steps if s.op.name in ("qnn.max_pool", "qnn.avg_pool")
+                 and not s.layout_copy]
+        assert len(pools) == 3 and all(s.blocked for s in pools)
+        assert not any(s.op.name == "quant.fake_quant" and s.blocked for s in fast.steps) \
+            or m is not fq_module
+        want = execute(plain, feeds)[0]["y"]
+        np.testing.assert_array_equal(bits(execute(fast, feeds)[0]["y"]), bits(want))
 
 
 def test_a_conv_whose_result_nothing_reads_compiles(monkeypatch):
