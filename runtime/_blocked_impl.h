@@ -312,30 +312,21 @@ QCC_INLINE void qcc_blk_pool_rows(const qcc_blk_pool_job *j, int oh, int *r0, in
 #pragma GCC pop_options
 #endif /* QCC_X86 */
 
-/* The workers of the job's instruction set. */
-static void qcc_blk_conv_worker(void *arg)
-{
+/* The workers of the job's instruction set (its `level`). */
 #if QCC_X86
-    if (((qcc_blk_conv_job *)arg)->level == QCC_BLK_AVX512)
-        qcc_blk_conv_worker_avx512(arg);
-    else
-        qcc_blk_conv_worker_avx2(arg);
+#define QCC_BLK_WORKER(NAME, JOB)                                                        \
+    static void NAME(void *arg)                                                          \
+    {                                                                                    \
+        if (((JOB *)arg)->level == QCC_BLK_AVX512)                                       \
+            NAME##_avx512(arg);                                                          \
+        else                                                                             \
+            NAME##_avx2(arg);                                                            \
+    }
 #else
-    ((qcc_blk_conv_job *)arg)->failed = 1;
+#define QCC_BLK_WORKER(NAME, JOB) static void NAME(void *arg) { ((JOB *)arg)->failed = 1; }
 #endif
-}
-
-static void qcc_blk_dw_worker(void *arg)
-{
-#if QCC_X86
-    if (((qcc_blk_dw_job *)arg)->level == QCC_BLK_AVX512)
-        qcc_blk_dw_worker_avx512(arg);
-    else
-        qcc_blk_dw_worker_avx2(arg);
-#else
-    ((qcc_blk_dw_job *)arg)->failed = 1;
-#endif
-}
+QCC_BLK_WORKER(qcc_blk_conv_worker, qcc_blk_conv_job)
+QCC_BLK_WORKER(qcc_blk_dw_worker, qcc_blk_dw_job)
 
 /* ---- layout changes and the other ops of a blocked region ------------------------ */
 

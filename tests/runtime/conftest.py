@@ -33,3 +33,12 @@ def build(request):
     except ImportError:
         _norm = None
     yield from _forced(_norm, "_norm", request.param, "build")
+
+
+@pytest.fixture(params=["avx2", "avx512"])
+def blocked_build(request):
+    """Force the blocked layout's kernels (qcc.runtime._blocked) to one build; skipped
+    where the CPU lacks it or nothing is built."""
+    from qcc.runtime import blocked
+
+    yield from _forced(blocked.B, "_blocked", request.param, "blocked kernels")

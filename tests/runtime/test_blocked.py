@@ -22,14 +22,10 @@ pytestmark = pytest.mark.skipif(B is None or _conv is None or not B._variants(),
                                 reason="no AVX2 or qcc.runtime is not built")
 
 
-@pytest.fixture(autouse=True, params=["avx2", "avx512"])
-def kernels(request):
-    """Each test at each build of the kernels; skipped where the CPU lacks it."""
-    if request.param not in B._variants():
-        pytest.skip(f"this CPU does not run the {request.param} blocked kernels")
-    old = B._set_variant(request.param)
-    yield request.param
-    B._set_variant(old)
+@pytest.fixture(autouse=True)
+def kernels(blocked_build):
+    """Each test at each build of the kernels (conftest's blocked_build)."""
+    return blocked_build
 
 
 def bits(a):
