@@ -292,7 +292,7 @@ QCC_INLINE float qcc_rint(float v)
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 
 /* The activation of qcc_epilogue_run on 16 lanes, the same bits lane by lane (the
- * GEMM's in-register epilogue, _gemm_impl.h, and the blocked layout's,
+ * GEMM's in-register epilogue, _gemm_avx.h, and the blocked layout's,
  * _blocked_impl.h). relu keeps NaN and makes -0 +0 (compares); a clamp `t < lo ? lo
  * : t` is max(lo, t) with the bound first (vmaxps gives its second operand when
  * either is NaN or both are equal: NaN stays, -0 stays -0, as the scalar compares

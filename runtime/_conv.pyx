@@ -202,7 +202,7 @@ def _set_t_chunk(int kc):
 
 def _set_by_channels_max_n(int n):
     """GEMMs of at most `n` columns put the output channels in the vector lanes on
-    AVX-512 (runtime/_gemm_impl.h, qcc_gemm_t_work); 0 turns that path off (for tests
+    AVX-512 (runtime/_gemm_lanes.h, qcc_gemm_t_work); 0 turns that path off (for tests
     and benchmarks: the bits are the same); returns the old bound."""
     global _tuning
     _tuning += 1

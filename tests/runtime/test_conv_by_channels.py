@@ -1,5 +1,5 @@
 """The float conv GEMM with the output channels in the vector lanes (AVX-512, layers
-of at most 1024 columns: runtime/_gemm_impl.h, qcc_gemm_t_work): the same bits as the
+of at most 1024 columns: runtime/_gemm_lanes.h, qcc_gemm_t_work): the same bits as the
 GEMM with the positions in the lanes, whatever the channel and position tails, the
 taps (1x1 layers too), the depth in one chunk or several, threads, batched images,
 weight packing and fused epilogue; and close to a float64 convolution."""
