@@ -1,0 +1,281 @@
+/* The fused epilogues of the float kernels (included by _common.h): qcc_act, the
+ * activations on AVX-512 / AVX2 registers, qcc_epilogue_run and qcc_activate. */
+#ifndef QCC_EPILOGUE_H
+#define QCC_EPILOGUE_H
+
+/* ---- fused epilogues -----------------------------------------------------------
+ * Applied to a finished float output (after the last term of every sum), so they do
+ * not change the sums. In order, each step optional:
+ *   0. affine: y = y * mul[ch], then y = y + shift[ch] (two float32 roundings, as
+ *      numpy's in-place multiply then add of a batch_norm);
+ *   1. residual: y = y + add[e] (float32, numpy's add of two float32 tensors);
+ *   2. activation, the same float32 operations as qcc.dialects.qnn_eval:
+ *      QCC_ACT_RELU numpy's maximum(y, 0) (NaN stays, -0 becomes +0),
+ *      QCC_ACT_CLIP numpy's clip(y, lo, hi) (NaN stays),
+ *      QCC_ACT_HARD_SWISH y * clip(y / 6 + 0.5, 0, 1),
+ *      QCC_ACT_HARD_SIGMOID clip(y * lo + hi, 0, 1) (lo = alpha, hi = beta; the
+ *      product rounded before the sum: no FMA contraction),
+ *      QCC_ACT_SIGMOID 1 / (1 + expf(-y)) (scipy's expit on float32);
+ *   3. fake-quant: q = clip(rint(y / s) + z, qmin, qmax); y = (q - z) * s, all in
+ *      float32 and rint rounding half to even (qcc.runtime.ops.fake_quant_into), s
+ *      and z per tensor or per channel.
+ * An output is an [N, channels, plane] array starting at `base`: element c[k] is at
+ * e = &c[k] - base, of channel (e / plane) % channels, and its residual is add[e].
+ * Without base (NULL) only the activation applies. */
+
+enum {
+    QCC_ACT_NONE = 0, QCC_ACT_RELU = 1, QCC_ACT_CLIP = 2, QCC_ACT_HARD_SWISH = 3,
+    QCC_ACT_HARD_SIGMOID = 4, QCC_ACT_SIGMOID = 5
+};
+
+typedef struct {
+    int kind;
+    float lo, hi;              /* clip bounds; hard_sigmoid alpha and beta */
+    const float *base;         /* the output's first element, or NULL */
+    ptrdiff_t plane;           /* elements per channel and image */
+    int channels;
+    const float *mul, *shift;  /* per channel affine, or NULL */
+    const float *add;          /* residual laid out like base, or NULL */
+    const float *fq_scale;     /* fake-quant scales (one, or one per channel), or NULL */
+    const float *fq_zero;      /* fake-quant zero points as float32 integers */
+    int fq_per_channel;
+    float qmin, qmax;
+} qcc_act;
+
+/* Keeps `v` a rounded float32 in a register: no FMA contraction across it. */
+#if QCC_X86
+#define QCC_ROUNDED(v) __asm__("" : "+x"(v))
+#else
+#define QCC_ROUNDED(v) __asm__("" : "+m"(v))
+#endif
+
+/* Round half to even of float32 v (numpy's rint) in the default rounding mode:
+ * below 2^23, |v| + 2^23 has no fraction bits left; above, v is an integer. */
+QCC_INLINE float qcc_rint(float v)
+{
+    const float a = fabsf(v), r = (a + 8388608.0f) - 8388608.0f;
+    return copysignf(a < 8388608.0f ? r : a, v);
+}
+
+#if QCC_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+
+/* The activation of qcc_epilogue_run on 16 lanes, the same bits lane by lane (the
+ * GEMM's in-register epilogue, _gemm_avx.h, and the blocked layout's,
+ * _blocked_impl.h). relu keeps NaN and makes -0 +0 (compares); a clamp `t < lo ? lo
+ * : t` is max(lo, t) with the bound first (vmaxps gives its second operand when
+ * either is NaN or both are equal: NaN stays, -0 stays -0, as the scalar compares
+ * give); hard-swish's v / 6 is the product v * RN(1/6) corrected by its exact
+ * remainder (an FMA; a NaN remainder, v infinite, keeps the product): q + 0.5 is the
+ * bits of v / 6 + 0.5 for every float32 v (tools/verify/hswish_div.c checks all
+ * 2^32), without vdivps (5 cycles a vector on Zen 4). */
+QCC_INLINE __m512 qcc_act_avx512_kind(int kind, const qcc_act *a, __m512 v)
+{
+    const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    __m512 t;
+    int i;
+    switch (kind) {
+    case QCC_ACT_RELU:
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
+                                   | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+    case QCC_ACT_CLIP:
+        return _mm512_min_ps(_mm512_set1_ps(a->hi), _mm512_max_ps(_mm512_set1_ps(a->lo), v));
+    case QCC_ACT_HARD_SWISH: {
+        const __m512 six = _mm512_set1_ps(6.0f), r = _mm512_set1_ps(1.0f / 6.0f);
+        __m512 q = _mm512_mul_ps(v, r);
+        const __m512 e = _mm512_fnmadd_ps(q, six, v);
+        q = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(e, e, _CMP_ORD_Q), q, _mm512_fmadd_ps(e, r, q));
+        QCC_ROUNDED(q);
+        t = _mm512_min_ps(one, _mm512_max_ps(z, _mm512_add_ps(q, _mm512_set1_ps(0.5f))));
+        return _mm512_mul_ps(v, t);
+    }
+    case QCC_ACT_HARD_SIGMOID:
+        t = _mm512_mul_ps(v, _mm512_set1_ps(a->lo));
+        QCC_ROUNDED(t);
+        t = _mm512_add_ps(t, _mm512_set1_ps(a->hi));
+        return _mm512_min_ps(one, _mm512_max_ps(z, t));
+    case QCC_ACT_SIGMOID: {
+        float tmp[16] __attribute__((aligned(64)));
+        _mm512_store_ps(tmp, v);
+        for (i = 0; i < 16; i++) tmp[i] = 1.0f / (1.0f + expf(-tmp[i]));
+        return _mm512_load_ps(tmp);
+    }
+    default:
+        return v;
+    }
+}
+
+/* The activation a->kind of v (qcc_act_avx512_kind with a constant kind compiles to
+ * that activation alone: loops over many registers call it so, one loop per kind). */
+QCC_INLINE __m512 qcc_act_avx512(const qcc_act *a, __m512 v)
+{
+    return qcc_act_avx512_kind(a->kind, a, v);
+}
+
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* qcc_act_avx512_kind on 8 lanes: the same operations (AVX2's vmaxps / vminps take
+ * the second operand on NaN or equality as AVX-512's do; a blend for a mask), so
+ * the same bits lane by lane (the blocked layout's AVX2 kernels, _blocked_impl.h). */
+QCC_INLINE __m256 qcc_act_avx2_kind(int kind, const qcc_act *a, __m256 v)
+{
+    const __m256 z = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    __m256 t;
+    int i;
+    switch (kind) {
+    case QCC_ACT_RELU:
+        return _mm256_and_ps(v, _mm256_or_ps(_mm256_cmp_ps(v, z, _CMP_GT_OQ),
+                                             _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    case QCC_ACT_CLIP:
+        return _mm256_min_ps(_mm256_set1_ps(a->hi), _mm256_max_ps(_mm256_set1_ps(a->lo), v));
+    case QCC_ACT_HARD_SWISH: {
+        const __m256 six = _mm256_set1_ps(6.0f), r = _mm256_set1_ps(1.0f / 6.0f);
+        __m256 q = _mm256_mul_ps(v, r);
+        const __m256 e = _mm256_fnmadd_ps(q, six, v);
+        q = _mm256_blendv_ps(q, _mm256_fmadd_ps(e, r, q), _mm256_cmp_ps(e, e, _CMP_ORD_Q));
+        QCC_ROUNDED(q);
+        t = _mm256_min_ps(one, _mm256_max_ps(z, _mm256_add_ps(q, _mm256_set1_ps(0.5f))));
+        return _mm256_mul_ps(v, t);
+    }
+    case QCC_ACT_HARD_SIGMOID:
+        t = _mm256_mul_ps(v, _mm256_set1_ps(a->lo));
+        QCC_ROUNDED(t);
+        t = _mm256_add_ps(t, _mm256_set1_ps(a->hi));
+        return _mm256_min_ps(one, _mm256_max_ps(z, t));
+    case QCC_ACT_SIGMOID: {
+        float tmp[8] __attribute__((aligned(32)));
+        _mm256_store_ps(tmp, v);
+        for (i = 0; i < 8; i++) tmp[i] = 1.0f / (1.0f + expf(-tmp[i]));
+        return _mm256_load_ps(tmp);
+    }
+    default:
+        return v;
+    }
+}
+
+#pragma GCC pop_options
+#endif
+
+/* The fake-quant of v: clip(rint(v / s) + z, qmin, qmax) - z) * s in float32. */
+static inline float qcc_fq_one(float v, float s, float z, float qmin, float qmax)
+{
+    v = qcc_rint(v / s) + z;
+    v = v < qmin ? qmin : v;
+    v = v > qmax ? qmax : v;
+    return (v - z) * s;
+}
+
+/* One run of n elements of channel ch: the epilogue with residual `add` (or NULL). */
+static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const float *restrict add,
+                                    ptrdiff_t n, int ch)
+{
+    ptrdiff_t j;
+    if (act->mul != NULL) {
+        /* two loops: the product is stored rounded, never contracted into an FMA */
+        const float a = act->mul[ch], b = act->shift[ch];
+        for (j = 0; j < n; j++) c[j] = c[j] * a;
+        for (j = 0; j < n; j++) c[j] = c[j] + b;
+    }
+    if (add != NULL)
+        for (j = 0; j < n; j++) c[j] = c[j] + add[j];
+    switch (act->kind) {
+    case QCC_ACT_RELU:
+        for (j = 0; j < n; j++) {
+            const float v = c[j];
+            c[j] = v > 0.0f ? v : v == v ? 0.0f : v;
+        }
+        break;
+    case QCC_ACT_CLIP: {
+        const float lo = act->lo, hi = act->hi;
+        for (j = 0; j < n; j++) {
+            float v = c[j];
+            v = v < lo ? lo : v;
+            c[j] = v > hi ? hi : v;
+        }
+        break;
+    }
+    case QCC_ACT_HARD_SWISH:
+        for (j = 0; j < n; j++) {
+            const float v = c[j];
+            float t = v / 6.0f + 0.5f;
+            t = t < 0.0f ? 0.0f : t;
+            t = t > 1.0f ? 1.0f : t;
+            c[j] = v * t;
+        }
+        break;
+    case QCC_ACT_HARD_SIGMOID: {
+        const float alpha = act->lo, beta = act->hi;
+        for (j = 0; j < n; j++) {
+            float t = c[j] * alpha;
+            QCC_ROUNDED(t);
+            t = t + beta;
+            t = t < 0.0f ? 0.0f : t;
+            c[j] = t > 1.0f ? 1.0f : t;
+        }
+        break;
+    }
+    case QCC_ACT_SIGMOID:
+        for (j = 0; j < n; j++) c[j] = 1.0f / (1.0f + expf(-c[j]));
+        break;
+    default:
+        break;
+    }
+    if (act->fq_scale != NULL) {
+        const float qmin = act->qmin, qmax = act->qmax;
+        const float s = act->fq_scale[act->fq_per_channel ? ch : 0];
+        const float z = act->fq_zero[act->fq_per_channel ? ch : 0];
+        for (j = 0; j < n; j++) c[j] = qcc_fq_one(c[j], s, z, qmin, qmax);
+    }
+}
+
+/* The epilogue of elements [e0, e1) counted from act->base (split at channels). */
+static inline void qcc_epilogue_range(const qcc_act *act, float *c0, ptrdiff_t e0, ptrdiff_t e1)
+{
+    while (e0 < e1) {
+        const ptrdiff_t plane_end = (e0 / act->plane + 1) * act->plane;
+        const ptrdiff_t end = plane_end < e1 ? plane_end : e1;
+        const int ch = (int)((e0 / act->plane) % act->channels);
+        qcc_epilogue_run(act, c0 + e0, act->add ? act->add + e0 : NULL, end - e0, ch);
+        e0 = end;
+    }
+}
+
+/* The epilogue of c[i*ldc + j] for i < rows, j < cols (c inside act->base's array). */
+static inline void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
+{
+    int i;
+    if (act == NULL) return;
+    if (act->base == NULL) {
+        if (act->kind == QCC_ACT_NONE) return;
+        for (i = 0; i < rows; i++)
+            qcc_epilogue_run(act, c + (ptrdiff_t)i * ldc, NULL, cols, 0);
+        return;
+    }
+    for (i = 0; i < rows; i++) {
+        const ptrdiff_t e = (c + (ptrdiff_t)i * ldc) - act->base;
+        qcc_epilogue_range(act, (float *)act->base, e, e + cols);
+    }
+}
+
+/* Functions cloned per instruction set (dispatched on the CPU at load): loops that
+ * give the same bits on every ISA (no contraction in them) but that a baseline
+ * x86-64 build leaves slow, such as the epilogue above. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#define QCC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QCC_CLONES
+#endif
+
+/* qcc_activate built for the CPU's best instruction set, for callers built for
+ * baseline x86-64 (a depthwise plane's hard-swish ran 5x slower there). */
+QCC_CLONES __attribute__((unused))
+static void qcc_activate_best(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
+{
+    qcc_activate(act, c, ldc, rows, cols);
+}
+
+#endif
