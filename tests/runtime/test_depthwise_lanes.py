@@ -1,5 +1,5 @@
 """The float depthwise convolution's two paths: output rows in the vector lanes
-(long rows) and 16 channels side by side in the lanes (short rows, runtime/_conv_impl.h
+(long rows) and 16 channels side by side in the lanes (short rows, runtime/_depthwise_lanes.h
 `qcc_dwcb_*`). Both round like the GEMM (bias, then one FMA per tap in order), so they
 give the same bits on every GEMM variant and thread count, with the fused epilogue
 too; the result against a float64 numpy convolution."""
