@@ -64,10 +64,19 @@ cdef extern from "_blocked_impl.h" nogil:
         int h, hp, rows
         Py_ssize_t len, row_in, row_out, lead
         int next
+    ctypedef struct qcc_pool_geom:
+        int sp[3]
+        int k[3]
+        int osp[3]
+        int st[3]
+        int pb[3]
+        int pe[3]
+        int dl[3]
     ctypedef struct qcc_blk_pool_job:
         const float* x
         float* y
-        int c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, eh, ew, mode
+        qcc_pool_geom g
+        int c, mode
         qcc_act fq
         int planes, band, bands, next, failed, level
     void qcc_blk_pool_worker(void* job)
@@ -127,6 +136,12 @@ def _set_variant(name):
         raise ValueError(f"blocked kernels: {name!r} does not run on this CPU "
                          f"(available: {', '.join(_variants()) or 'none'})")
     return old
+
+
+cdef _require_kernels(what):
+    if _level == 0:
+        raise RuntimeError(f"blocked {what}: no blocked kernels run here (they need "
+                           "AVX2 + FMA or AVX-512, within QCC_ISA)")
 
 
 def supported():
@@ -257,9 +272,7 @@ def pool(y, int c, kind, kernel, strides, pads, dilations, out_hw, out=None,
     qcc.runtime._pool.max_pool / avg_pool (their operations in their order, lane by
     lane); with `fake_quant` = (scale, zero point, qmin, qmax), one per tensor, then
     its fake-quant in the same pass (the bits of _eltwise.fake_quant)."""
-    if _level == 0:
-        raise RuntimeError("blocked pool: no blocked kernels run here (they need "
-                           "AVX2 + FMA or AVX-512, within QCC_ISA)")
+    _require_kernels("pool")
     if kind not in _POOL_MODES:
         raise ValueError(f"blocked pool: kind {kind!r} is not one of {', '.join(_POOL_MODES)}")
     _blocked_input(y, c)
@@ -276,9 +289,15 @@ def pool(y, int c, kind, kernel, strides, pads, dilations, out_hw, out=None,
     memset(&job, 0, sizeof(job))
     job.x = _fp(y)
     job.y = _fp(out)
-    job.c, job.h, job.w, job.oh, job.ow = c, y.shape[2], y.shape[3], oh, ow
-    job.kh, job.kw, job.sh, job.sw, job.ph, job.pw, job.dh, job.dw = kh, kw, sh, sw, ph, pw, dh, dw
-    job.eh, job.ew, job.mode = eh, ew, _POOL_MODES[kind]
+    # the NCHW kernels' geometry (runtime/_pool_geom.h): dim 0 a plane of one, H, W
+    job.g.sp = [1, y.shape[2], y.shape[3]]
+    job.g.k = [1, kh, kw]
+    job.g.osp = [1, oh, ow]
+    job.g.st = [1, sh, sw]
+    job.g.pb = [0, ph, pw]
+    job.g.pe = [0, eh, ew]
+    job.g.dl = [1, dh, dw]
+    job.c, job.mode = c, _POOL_MODES[kind]
     cdef float fq_s, fq_z
     if fake_quant is not None:
         fq_s, fq_z = fake_quant[0], fake_quant[1]
@@ -438,9 +457,7 @@ cdef class Conv:
         self.shape_key = (x.shape, blocked)
 
     def __call__(self, x, residual=None, out=None):
-        if _level == 0:
-            raise RuntimeError("blocked conv: no blocked kernels run here (they need "
-                               "AVX2 + FMA or AVX-512, within QCC_ISA)")
+        _require_kernels("conv")
         if not _f32_c(x):
             x = np.ascontiguousarray(x, np.float32)
         if self.shape_key is None or self.shape_key[0] != x.shape or \
@@ -488,7 +505,7 @@ cdef class Conv:
         """The weights [O, C, KH, KW] as the conv kernels of the level in use read them:
         [kc][64] per 64 output channels (AVX-512: a tile's 1-4 blocks side by side),
         [kc][16] per 16 (AVX2: a tile's one block, one stream), zeros past O."""
-        cdef int width = 64 if _level == 2 else 16
+        cdef int width = 64 if _level == _LEVELS["avx512"] else 16
         o, kc = self.o, self.c * self.kh * self.kw
         groups = (o + 63) // 64 * (64 // width)
         wl = np.zeros((groups * width, kc), np.float32)

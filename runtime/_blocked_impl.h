@@ -19,6 +19,7 @@
 #include <float.h>
 
 #include "_common.h"
+#include "_pool_geom.h"
 
 #define QCC_BLK 16
 
@@ -179,61 +180,21 @@ QCC_INLINE void qcc_blk_dw_rows(const qcc_blk_geom *g, const float *src, int oy,
  * the op's identity, then the W-pooled rows of each window along H over the rows
  * inside the input; taps fused as qcc_pool_span fuses them (up to three first, then
  * pairs), max(a, b) = a > b ? a : b; an average divided by the float product of its
- * counts (qcc_pool_count's). So the same bits, NaN and -0 included. */
+ * counts; the window rules are the NCHW kernel's own (runtime/_pool_geom.h). So the
+ * same bits, NaN and -0 included. */
 enum { QCC_BLK_POOL_MAX = 0, QCC_BLK_POOL_AVG = 1, QCC_BLK_POOL_AVG_PAD = 2 };
 
 typedef struct {
     const float *x;
     float *y;
-    int c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
-    int eh, ew;                              /* end pads (an average's counts) */
+    qcc_pool_geom g;                         /* dims 1 and 2: H and W (0: one plane) */
+    int c;                                   /* channels */
     int mode;                                /* QCC_BLK_POOL_* */
     qcc_act fq;                              /* a per-tensor fake-quant after (fq_scale
                                               * set), as qcc_blk_fq applies it */
     int planes, band, bands, next, failed;   /* tasks: bands of `band` output rows */
     int level;                               /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
 } qcc_blk_pool_job;
-
-/* The padded row's positions: what the windows read, at least the input's. */
-QCC_INLINE int qcc_blk_pool_wpad(const qcc_blk_pool_job *j)
-{
-    const int need = (j->ow - 1) * j->sw + (j->kw - 1) * j->dw + 1;
-    return need > j->pw + j->w ? need : j->pw + j->w;
-}
-
-/* qcc_pool_count: the cells output o averages along a dim of size sp (pads pb at the
- * start, pe at the end): those inside the input, or (include_pad) inside the padded
- * input [-pb, sp + pe). */
-QCC_INLINE int qcc_blk_pool_count(int o, int st, int pb, int k, int dl, int sp, int pe,
-                                  int include_pad)
-{
-    const int start = o * st - pb;
-    int a, b;
-    if (include_pad) {
-        int end = start + k * dl;
-        if (end > sp + pe) end = sp + pe;
-        return end > start ? (end - start + dl - 1) / dl : 0;
-    }
-    a = start < 0 ? (-start + dl - 1) / dl : 0;
-    b = sp - 1 - start < 0 ? 0 : (sp - 1 - start) / dl + 1;
-    b = b > k ? k : b;
-    a = a > k ? k : a;
-    return b > a ? b - a : 0;
-}
-
-/* The input rows [*r0, *r1) that output row oh reads (the rows inside the input),
- * and its first tap lo. */
-QCC_INLINE void qcc_blk_pool_rows(const qcc_blk_pool_job *j, int oh, int *r0, int *r1, int *lo)
-{
-    const int h0 = oh * j->sh - j->ph;
-    int a = h0 < 0 ? (-h0 + j->dh - 1) / j->dh : 0;
-    int b = j->h - 1 - h0 < 0 ? 0 : (j->h - 1 - h0) / j->dh + 1;
-    b = b > j->kh ? j->kh : b;
-    a = a > j->kh ? j->kh : a;
-    *lo = a;
-    *r0 = h0 + a * j->dh;
-    *r1 = b > a ? h0 + (b - 1) * j->dh + 1 : *r0;
-}
 
 #if QCC_X86
 #pragma GCC push_options
@@ -488,15 +449,16 @@ static void qcc_blk_pad_worker(void *arg)
 /* Input rows a band reads at most. */
 QCC_INLINE int qcc_blk_pool_band_rows(const qcc_blk_pool_job *j)
 {
-    const int rows = (j->band - 1) * j->sh + (j->kh - 1) * j->dh + 1;
-    return rows < j->h ? rows : j->h;
+    const qcc_pool_geom *g = &j->g;
+    const int rows = (j->band - 1) * g->st[1] + (g->k[1] - 1) * g->dl[1] + 1;
+    return rows < g->sp[1] ? rows : g->sp[1];
 }
 
 static void qcc_blk_pool_worker(void *arg)
 {
     qcc_blk_pool_job *job = (qcc_blk_pool_job *)arg;
-    const size_t rows = (size_t)qcc_blk_pool_band_rows(job) * job->ow * QCC_BLK;
-    const size_t floats = rows + (size_t)qcc_blk_pool_wpad(job) * QCC_BLK;
+    const size_t rows = (size_t)qcc_blk_pool_band_rows(job) * job->g.osp[2] * QCC_BLK;
+    const size_t floats = rows + (size_t)qcc_pool_row_width(&job->g) * QCC_BLK;
     float *hbuf = (float *)qcc_thread_buffer(floats * sizeof(float));
     int t;
     if (hbuf == NULL) {

@@ -348,70 +348,72 @@ QCC_INLINE void QCC_BN(qcc_blk_pool_span)(float *d, const float *base, ptrdiff_t
 QCC_INLINE void QCC_BN(qcc_blk_pool_task_impl)(const qcc_blk_pool_job *j, int t, float *hbuf,
                                                float *prow, int is_max)
 {
+    const qcc_pool_geom *g = &j->g;   /* dim 1 H, dim 2 W */
+    const int h = g->sp[1], w = g->sp[2], oh1 = g->osp[1], ow = g->osp[2];
     const int plane = t / j->bands, o0 = (t % j->bands) * j->band;
-    const int o1 = o0 + j->band < j->oh ? o0 + j->band : j->oh;
-    const int wpad = qcc_blk_pool_wpad(j), valid = j->c - (plane % qcc_blk_cb(j->c)) * QCC_BLK;
+    const int o1 = o0 + j->band < oh1 ? o0 + j->band : oh1;
+    const int valid = j->c - (plane % qcc_blk_cb(j->c)) * QCC_BLK;
     const float init = is_max ? -FLT_MAX : 0.0f;
-    const float *x = j->x + (ptrdiff_t)plane * j->h * j->w * QCC_BLK;
-    float *y = j->y + (ptrdiff_t)plane * j->oh * j->ow * QCC_BLK;
+    const float *x = j->x + (ptrdiff_t)plane * h * w * QCC_BLK;
+    float *y = j->y + (ptrdiff_t)plane * oh1 * ow * QCC_BLK;
     QCC_BN(qcc_blk_lanes) lanes[QCC_BP];
     ptrdiff_t e;
-    int r, q, oh, lo, r0, r1, first = j->h, last = 0, l;
+    int r, q, oh, lo, hi, first = h, last = 0, l;
     for (l = 0; l < QCC_BP; l++)
         QCC_BN(qcc_blk_lanes_of)(&j->fq, (plane % qcc_blk_cb(j->c)) * QCC_BLK + l * QCC_BW, j->c,
                                  &lanes[l]);
-    for (oh = o0; oh < o1; oh++) {
-        qcc_blk_pool_rows(j, oh, &r0, &r1, &lo);
-        if (r1 > r0) {
-            first = r0 < first ? r0 : first;
-            last = r1 > last ? r1 : last;
+    for (oh = o0; oh < o1; oh++) {   /* the input rows the band reads: [first, last) */
+        const int h0 = oh * g->st[1] - g->pb[1];
+        qcc_pool_valid(h0, g->dl[1], h, g->k[1], &lo, &hi);
+        if (hi > lo) {
+            first = h0 + lo * g->dl[1] < first ? h0 + lo * g->dl[1] : first;
+            last = h0 + (hi - 1) * g->dl[1] + 1 > last ? h0 + (hi - 1) * g->dl[1] + 1 : last;
         }
     }
-    for (e = 0; e < (ptrdiff_t)wpad * QCC_BLK; e++) prow[e] = init;
+    for (e = 0; e < (ptrdiff_t)qcc_pool_row_width(g) * QCC_BLK; e++) prow[e] = init;
     for (r = first; r < last; r++) {   /* along W */
-        memcpy(prow + (ptrdiff_t)j->pw * QCC_BLK, x + (ptrdiff_t)r * j->w * QCC_BLK,
-               (size_t)j->w * QCC_BLK * sizeof(float));
-        for (q = 0; q < j->ow; q++)
-            QCC_BN(qcc_blk_pool_span)(hbuf + ((ptrdiff_t)(r - first) * j->ow + q) * QCC_BLK,
-                                      prow + (ptrdiff_t)q * j->sw * QCC_BLK,
-                                      (ptrdiff_t)j->dw * QCC_BLK, j->kw, is_max);
+        memcpy(prow + (ptrdiff_t)g->pb[2] * QCC_BLK, x + (ptrdiff_t)r * w * QCC_BLK,
+               (size_t)w * QCC_BLK * sizeof(float));
+        for (q = 0; q < ow; q++)
+            QCC_BN(qcc_blk_pool_span)(hbuf + ((ptrdiff_t)(r - first) * ow + q) * QCC_BLK,
+                                      prow + (ptrdiff_t)q * g->st[2] * QCC_BLK,
+                                      (ptrdiff_t)g->dl[2] * QCC_BLK, g->k[2], is_max);
     }
     for (oh = o0; oh < o1; oh++) {   /* along H, over the rows inside the input */
-        float *acc = y + (ptrdiff_t)oh * j->ow * QCC_BLK;
-        qcc_blk_pool_rows(j, oh, &r0, &r1, &lo);
-        if (r1 <= r0) {
-            for (e = 0; e < (ptrdiff_t)j->ow * QCC_BLK; e++) acc[e] = init;
+        const int h0 = oh * g->st[1] - g->pb[1];
+        float *acc = y + (ptrdiff_t)oh * ow * QCC_BLK;
+        qcc_pool_valid(h0, g->dl[1], h, g->k[1], &lo, &hi);
+        if (hi <= lo) {
+            for (e = 0; e < (ptrdiff_t)ow * QCC_BLK; e++) acc[e] = init;
         } else {
-            const float *src = hbuf + (ptrdiff_t)(r0 - first) * j->ow * QCC_BLK;
-            for (q = 0; q < j->ow; q++)
+            const float *src = hbuf + (ptrdiff_t)(h0 + lo * g->dl[1] - first) * ow * QCC_BLK;
+            for (q = 0; q < ow; q++)
                 QCC_BN(qcc_blk_pool_span)(acc + (ptrdiff_t)q * QCC_BLK, src + (ptrdiff_t)q * QCC_BLK,
-                                          (ptrdiff_t)j->dh * j->ow * QCC_BLK,
-                                          (r1 - r0 - 1) / j->dh + 1, is_max);
+                                          (ptrdiff_t)g->dl[1] * ow * QCC_BLK, hi - lo, is_max);
         }
-        if (!is_max) {
+        if (!is_max) {   /* qcc_pool_plane_impl's divisor */
             const int pad = j->mode == QCC_BLK_POOL_AVG_PAD;
-            const float dh = (float)qcc_blk_pool_count(oh, j->sh, j->ph, j->kh, j->dh, j->h, j->eh, pad);
-            for (q = 0; q < j->ow; q++) {
-                const float n = dh * (float)qcc_blk_pool_count(q, j->sw, j->pw, j->kw, j->dw, j->w,
-                                                               j->ew, pad);
-                int h;
-                for (h = 0; h < QCC_BP; h++) {
-                    float *v = acc + (ptrdiff_t)q * QCC_BLK + h * QCC_BW;
-                    QCC_BV_STORE(v, n > 0.0f ? QCC_BV_DIV(QCC_BV_LOAD(v), QCC_BV_SET1(n))
+            const float dh = (float)(qcc_pool_count(g, 0, 0, pad) * qcc_pool_count(g, 1, oh, pad));
+            for (q = 0; q < ow; q++) {
+                const float n = dh * (float)qcc_pool_count(g, 2, q, pad);
+                int v;
+                for (v = 0; v < QCC_BP; v++) {
+                    float *d = acc + (ptrdiff_t)q * QCC_BLK + v * QCC_BW;
+                    QCC_BV_STORE(d, n > 0.0f ? QCC_BV_DIV(QCC_BV_LOAD(d), QCC_BV_SET1(n))
                                              : QCC_BV_ZERO());
                 }
             }
         }
         if (j->fq.fq_scale != NULL)   /* the fake-quant that follows */
-            for (q = 0; q < j->ow; q++) {
-                int h;
-                for (h = 0; h < QCC_BP; h++) {
-                    float *v = acc + (ptrdiff_t)q * QCC_BLK + h * QCC_BW;
-                    QCC_BV_STORE(v, QCC_BN(qcc_blk_fq)(&j->fq, &lanes[h], QCC_BV_LOAD(v)));
+            for (q = 0; q < ow; q++) {
+                int v;
+                for (v = 0; v < QCC_BP; v++) {
+                    float *d = acc + (ptrdiff_t)q * QCC_BLK + v * QCC_BW;
+                    QCC_BV_STORE(d, QCC_BN(qcc_blk_fq)(&j->fq, &lanes[v], QCC_BV_LOAD(d)));
                 }
             }
         if (valid < QCC_BLK)   /* the lanes past the channels stay zero */
-            for (q = 0; q < j->ow; q++)
+            for (q = 0; q < ow; q++)
                 for (l = valid; l < QCC_BLK; l++) acc[(ptrdiff_t)q * QCC_BLK + l] = 0.0f;
     }
 }

@@ -11,6 +11,8 @@
 #include <float.h>
 #include <stddef.h>
 
+#include "_pool_geom.h"
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define QCC_POOL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -18,44 +20,6 @@
 #endif
 
 enum { QCC_POOL_MAX = 0, QCC_POOL_AVG = 1, QCC_POOL_AVG_PAD = 2 };
-
-typedef struct {
-    int sp[3];   /* input spatial size (D, H, W) */
-    int k[3];    /* kernel size */
-    int osp[3];  /* output spatial size */
-    int st[3];   /* strides */
-    int pb[3];   /* pads at the beginning */
-    int pe[3];   /* pads at the end */
-    int dl[3];   /* dilations */
-} qcc_pool_geom;
-
-/* [*lo, *hi): the t in [0, count) with 0 <= t*stride + off < limit. */
-static inline void qcc_pool_valid(int off, int stride, int limit, int count, int *lo, int *hi)
-{
-    int a = off < 0 ? (-off + stride - 1) / stride : 0;
-    int b = limit - 1 - off < 0 ? 0 : (limit - 1 - off) / stride + 1;
-    if (b > count) b = count;
-    if (a > count) a = count;
-    if (b < a) b = a;
-    *lo = a;
-    *hi = b;
-}
-
-/* Cells averaged by output o along dim i: the taps inside the input, or (with
- * count_include_pad) inside the padded input [-pb, S + pe), like onnxruntime. */
-static inline int qcc_pool_count(const qcc_pool_geom *g, int i, int o, int include_pad)
-{
-    const int start = o * g->st[i] - g->pb[i];
-    int lo, hi;
-    if (include_pad) {
-        int end = start + g->k[i] * g->dl[i];
-        const int limit = g->sp[i] + g->pe[i];
-        if (end > limit) end = limit;
-        return end > start ? (end - start + g->dl[i] - 1) / g->dl[i] : 0;
-    }
-    qcc_pool_valid(start, g->dl[i], g->sp[i], g->k[i], &lo, &hi);
-    return hi - lo;
-}
 
 #define QCC_OP(is_max, a, b) ((is_max) ? ((a) > (b) ? (a) : (b)) : (a) + (b))
 
@@ -126,9 +90,7 @@ static inline __attribute__((always_inline)) void qcc_pool_span(
 /* Floats of scratch qcc_pool_plane needs: the W-pooled rows and one padded row. */
 static ptrdiff_t qcc_pool_scratch(const qcc_pool_geom *g)
 {
-    const int need = (g->osp[2] - 1) * g->st[2] + (g->k[2] - 1) * g->dl[2] + 1;
-    const int wp = need > g->pb[2] + g->sp[2] ? need : g->pb[2] + g->sp[2];
-    return (ptrdiff_t)g->sp[0] * g->sp[1] * g->osp[2] + wp;
+    return (ptrdiff_t)g->sp[0] * g->sp[1] * g->osp[2] + qcc_pool_row_width(g);
 }
 
 static inline __attribute__((always_inline)) void qcc_pool_plane_impl(
@@ -138,7 +100,7 @@ static inline __attribute__((always_inline)) void qcc_pool_plane_impl(
     const ptrdiff_t ow_n = g->osp[2], w_n = g->sp[2];
     const ptrdiff_t nrows = (ptrdiff_t)g->sp[0] * g->sp[1];
     const float init = is_max ? -FLT_MAX : 0.0f;
-    const ptrdiff_t wp = qcc_pool_scratch(g) - nrows * ow_n;
+    const ptrdiff_t wp = qcc_pool_row_width(g);
     float *hbuf = scratch, *prow = scratch + nrows * ow_n;
     ptrdiff_t r, t;
     int od, oh, kd, d_lo, d_hi, h_lo, h_hi, started;
