@@ -35,7 +35,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const float* add
         const Py_ssize_t* kofs
         qcc_act act
-        int apply, tile, tiles, span, blocks64, next, failed, level
+        int apply, tile, tiles, span, kcb, blocks64, next, failed, level
     ctypedef struct qcc_blk_dw_job:
         const qcc_blk_geom* g
         const float* x
@@ -108,6 +108,15 @@ def _set_threads(int n):
 
 _LEVELS = {"avx2": 1, "avx512": 2}   # QCC_BLK_AVX2, QCC_BLK_AVX512
 cdef int _level = qcc_blk_default_level()
+cdef int _chunk = 0   # taps a chunk of a deep conv (0: the ISA's own; tests set it)
+
+
+def _set_chunk(int n):
+    """Taps a chunk of the conv kernels (0: the default); returns the old setting."""
+    global _chunk
+    old = _chunk
+    _chunk = max(0, n)
+    return old
 
 
 def _variants():
@@ -472,6 +481,8 @@ cdef class Conv:
                                  f"expected a blocked float32 array {oshape}")
             if np.may_share_memory(residual, out):
                 raise ValueError("blocked conv: the residual must not be the output")
+        if np.may_share_memory(x, out):   # a deep conv keeps partial sums in out
+            raise ValueError("blocked conv: the input must not be the output")
         src = x
         cdef qcc_blk_plane_job pj
         cdef Py_ssize_t lane = 16 if self.x_blocked else 1
@@ -571,19 +582,23 @@ cdef class Conv:
         cj.apply = apply
         cj.blocks64 = (self.o + 63) // 64
         cj.level = _level
-        # tasks of some 16K multiply-adds (a claim costs the atomic's cache line moving
-        # between the cores: 24 positions of a 16-deep 1x1 conv took less), at least 8
-        # a thread, in multiples of 24 positions
         kc = self.c * self.kh * self.kw
-        per_pos = kc * min(self.o, 64)
-        total = g.n * cj.blocks64
-        cj.tile = max(24, min(16384 * 16 // max(per_pos, 1),
-                              (total * op + 8 * _threads - 1) // (8 * _threads)))
-        cj.tile = (cj.tile + 23) // 24 * 24
         # small planes (ResNet's 4x4 at a batch): tiles of 6-12 positions cut at each
         # image would leave lanes idle; the tasks run over all the images' positions
         cj.span = g.n > 1 and op < 48 and op % 6 != 0
         seg_len = g.n * op if cj.span else op
+        # some 4 tasks a thread, in multiples of 24 positions (whole tiles of 6, 8
+        # and 12): a thread's positions in long runs (tasks of 24 positions taken in
+        # turns by two threads scaled 1.7x where long ones scaled 1.9x: each core's
+        # prefetchers fetched the other's rows), a task a whole segment when it
+        # nearly is one
+        total = g.n * cj.blocks64
+        cj.tile = max(24, ((total * op + 4 * _threads - 1) // (4 * _threads) + 23) // 24 * 24)
+        if cj.tile >= seg_len - 12:
+            cj.tile = <int>seg_len
+        # taps a chunk: its weights (64 channels x 96 taps, 24 KB; AVX2 16 x 256, 16
+        # KB) stay in the L1 cache across a task's tiles
+        cj.kcb = _chunk if _chunk > 0 else 96 if _level == _LEVELS["avx512"] else 256
         cj.tiles = <int>((seg_len + cj.tile - 1) // cj.tile)
         total = (1 if cj.span else g.n) * cj.blocks64 * cj.tiles
         width = min(_threads, total)

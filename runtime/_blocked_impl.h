@@ -124,9 +124,12 @@ typedef struct {
     int tile;             /* positions of a task (a multiple of 24: of 6, 8 and 12) */
     int tiles;            /* tasks per output group and image (span: per output group) */
     int span;             /* small planes: tiles run over the positions of all images */
+    int kcb;              /* taps a chunk (0: all in one; _blocked_isa.h, QCC_BLK_KERN) */
     int blocks64, next, failed;
     int level;            /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
 } qcc_blk_conv_job;
+
+enum { QCC_BLK_RESUME = 1, QCC_BLK_MORE = 2 };   /* a chunk's part of the taps */
 
 typedef struct {
     const qcc_blk_geom *g;

@@ -57,20 +57,30 @@ QCC_INLINE QCC_BV QCC_BN(qcc_blk_fq)(const qcc_act *a, const QCC_BN(qcc_blk_lane
  * epilogue in the registers (when `apply`: else only the lanes past the channels
  * are zeroed) and are stored at out[QCC_BLK_VOFS(v, ldv) + OFS(i)] (residual: add,
  * laid out alike): OFS(i) = i*16 for a row's positions, the given oofs[i] for the
- * pointer kernels'. */
+ * pointer kernels'. A deep conv runs its taps in chunks (`part`): a chunk with
+ * QCC_BLK_MORE stores its float sums at out as they are, and the next one, with
+ * QCC_BLK_RESUME, starts from them instead of the bias: the same FMAs in the same
+ * order on the same float32 values, so the same bits, while the chunk's weights stay
+ * in the L1 cache across the task's tiles instead of streaming from L2 for each. */
 #define QCC_BLK_VOFS(v, ldv) (((v) / QCC_BP) * (ldv) + ((v) % QCC_BP) * QCC_BW)
 #define QCC_BLK_KERN(NAME, NV, MR, PTR_ARGS, PTR_INIT, P, OFS)                           \
     static void NAME(int kc, const float *wp, PTR_ARGS, const ptrdiff_t *kofs, int mr,    \
                      const float *bias, float *out, ptrdiff_t ldv, const qcc_act *act,    \
                      const QCC_BN(qcc_blk_lanes) *lanes, const float *add, int apply,     \
-                     float *tee, const ptrdiff_t *oofs)                                  \
+                     float *tee, const ptrdiff_t *oofs, int part)                         \
     {                                                                                    \
         QCC_BV acc[MR][NV], wv[NV];                                                      \
         int i, v, k;                                                                     \
         PTR_INIT(MR)                                                                     \
-        for (v = 0; v < NV; v++) {                                                       \
-            const QCC_BV b = bias ? QCC_BV_LOAD(bias + QCC_BW * v) : QCC_BV_ZERO();      \
-            for (i = 0; i < MR; i++) acc[i][v] = b;                                      \
+        if (part & QCC_BLK_RESUME) {                                                     \
+            for (v = 0; v < NV; v++)                                                     \
+                for (i = 0; i < MR; i++)                                                 \
+                    acc[i][v] = QCC_BV_LOAD(out + QCC_BLK_VOFS(v, ldv) + OFS(i < mr ? i : 0)); \
+        } else {                                                                         \
+            for (v = 0; v < NV; v++) {                                                   \
+                const QCC_BV b = bias ? QCC_BV_LOAD(bias + QCC_BW * v) : QCC_BV_ZERO();  \
+                for (i = 0; i < MR; i++) acc[i][v] = b;                                  \
+            }                                                                            \
         }                                                                                \
         for (k = 0; k < kc; k++) {                                                       \
             const ptrdiff_t o = kofs[k];                                                 \
@@ -81,6 +91,12 @@ QCC_INLINE QCC_BV QCC_BN(qcc_blk_fq)(const qcc_act *a, const QCC_BN(qcc_blk_lane
             }                                                                            \
         }                                                                                \
         (void)oofs;                                                                      \
+        if (part & QCC_BLK_MORE) {   /* partial sums: stored as they are, resumed later */ \
+            for (i = 0; i < MR; i++)                                                     \
+                for (v = 0; v < NV; v++)                                                 \
+                    if (i < mr) QCC_BV_STORE(out + QCC_BLK_VOFS(v, ldv) + OFS(i), acc[i][v]); \
+            return;                                                                      \
+        }                                                                                \
         QCC_BLK_EPILOGUE(MR, mr, NV, acc[i_][v_], lanes[v_], QCC_BLK_VOFS(v_, ldv) + OFS(i_), \
                          act, apply, out, tee, add);                                     \
     }
@@ -103,21 +119,21 @@ QCC_BLK_KERN(QCC_BN(qcc_blk_row3), 3, 8, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_
 QCC_BLK_KERN(QCC_BN(qcc_blk_row2), 2, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 QCC_BLK_KERN(QCC_BN(qcc_blk_row1), 1, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 #define QCC_BLK_STEP(nv) ((nv) == 4 ? 6 : (nv) == 3 ? 8 : 12)
-#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS)         \
+#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART)   \
     switch (nv) {                                                                        \
-    case 4: QCC_BN(qcc_blk_##KIND##4)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS); break; \
-    case 3: QCC_BN(qcc_blk_##KIND##3)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS); break; \
-    case 2: QCC_BN(qcc_blk_##KIND##2)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS); break; \
-    default: QCC_BN(qcc_blk_##KIND##1)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS); break; \
+    case 4: QCC_BN(qcc_blk_##KIND##4)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
+    case 3: QCC_BN(qcc_blk_##KIND##3)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
+    case 2: QCC_BN(qcc_blk_##KIND##2)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
+    default: QCC_BN(qcc_blk_##KIND##1)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
     }
 #else
 /* 6 positions x one block (12 accumulators of the 16 registers), called per block */
 QCC_BLK_KERN(QCC_BN(qcc_blk_kern1), QCC_BP, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
 QCC_BLK_KERN(QCC_BN(qcc_blk_row1), QCC_BP, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 #define QCC_BLK_STEP(nv) 6
-#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS)         \
+#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART)   \
     QCC_BN(qcc_blk_##KIND##1)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add,     \
-                              job->apply, tee, OOFS)
+                              job->apply, tee, OOFS, PART)
 #endif
 
 /* One tile: mr positions from q0 of the images' positions taken in a row (image
@@ -126,7 +142,8 @@ QCC_BLK_KERN(QCC_BN(qcc_blk_row1), QCC_BP, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC
  * rows or (span) across images, takes the pointer kernel with each position's input
  * and output offset. */
 QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int s0, int nv,
-                                     ptrdiff_t q0, int mr, const QCC_BN(qcc_blk_lanes) *lanes)
+                                     ptrdiff_t q0, int mr, const QCC_BN(qcc_blk_lanes) *lanes,
+                                     int k0, int k1, int part)
 {
     const qcc_blk_geom *g = job->g;
     const int kc = g->c * g->kh * g->kw, ob = qcc_blk_cb(g->o);
@@ -135,7 +152,9 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int s0,
                              * job->hp * job->wp;
     /* block s0's weights: 16 lanes on of a row of the group (AVX-512), or the next
      * 16 x kc (AVX2) */
-    const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc + (ptrdiff_t)16 * s0 * (QCC_BLK_WK == 16 ? kc : 1);
+    const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc + (ptrdiff_t)16 * s0 * (QCC_BLK_WK == 16 ? kc : 1)
+                      + (ptrdiff_t)k0 * QCC_BLK_WK;
+    const ptrdiff_t *kofs = job->kofs + k0;
     const float *bias = job->bias + 64 * b + 16 * s0;
     const ptrdiff_t n0 = q0 / op, p0 = q0 - n0 * op;
     const ptrdiff_t at = ((n0 * ob + 4 * b + s0) * op + p0) * QCC_BLK, ldv = op * QCC_BLK;
@@ -146,7 +165,7 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int s0,
         const float *p = job->x + n0 * in_img
                          + ((ptrdiff_t)y0 * g->sh * job->wp + (ptrdiff_t)x0 * g->sw) * lane;
         const ptrdiff_t ps = (ptrdiff_t)g->sw * lane;
-        QCC_BLK_CALL(row, nv, kc, wp, p, ps, job->kofs, mr, bias, o, ldv, &job->act, NULL);
+        QCC_BLK_CALL(row, nv, k1 - k0, wp, p, ps, kofs, mr, bias, o, ldv, &job->act, NULL, part);
     } else {
         const float *ptr[12];
         ptrdiff_t oofs[12];
@@ -157,7 +176,7 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int s0,
             ptr[i] = job->x + n * in_img + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
             oofs[i] = ((n - n0) * ob * op + pq - p0) * QCC_BLK;
         }
-        QCC_BLK_CALL(kern, nv, kc, wp, ptr, 0, job->kofs, mr, bias, o, ldv, &job->act, oofs);
+        QCC_BLK_CALL(kern, nv, k1 - k0, wp, ptr, 0, kofs, mr, bias, o, ldv, &job->act, oofs, part);
     }
 }
 
@@ -173,12 +192,13 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
     const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow;
     const ptrdiff_t seg_len = job->span ? g->n * op : op;
     const int segs = job->span ? 1 : g->n;
+    const int kc = g->c * g->kh * g->kw, kcb = job->kcb > 0 ? job->kcb : kc;
     QCC_BN(qcc_blk_lanes) lanes[4 * QCC_BP];
     int lanes_of = -1;
     for (;;) {
         const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
-        int seg, b, nv, step, v;
-        ptrdiff_t q0, q1;
+        int seg, b, nv, step, v, k0, k1;
+        ptrdiff_t q0, q1, q;
         if (task >= segs * per_seg) break;
         seg = task / per_seg;
         b = (task % per_seg) / job->tiles;
@@ -191,21 +211,29 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
         }
         q0 = (ptrdiff_t)(task % job->tiles) * job->tile;
         q1 = q0 + job->tile < seg_len ? q0 + job->tile : seg_len;
+        q0 += seg * seg_len;
+        q1 += seg * seg_len;
 #if QCC_BW == 16
-        for (; q0 < q1; q0 += step)
-            QCC_BN(qcc_blk_tile)(job, b, 0, nv, seg * seg_len + q0,
-                                 q1 - q0 < step ? (int)(q1 - q0) : step, lanes);
+        for (k0 = 0; k0 < kc; k0 = k1) {
+            const int part = (k0 > 0 ? QCC_BLK_RESUME : 0);
+            k1 = kc - k0 > kcb ? k0 + kcb : kc;
+            for (q = q0; q < q1; q += step)
+                QCC_BN(qcc_blk_tile)(job, b, 0, nv, q, q1 - q < step ? (int)(q1 - q) : step,
+                                     lanes, k0, k1, part | (k1 < kc ? QCC_BLK_MORE : 0));
+        }
 #else
         /* block by block over the task's positions: a block's weights (16 x kc) stay
          * in the cache across the task's tiles */
-        {
-            int s;
-            ptrdiff_t q;
-            for (s = 0; s < nv; s++)
+        int s;
+        for (s = 0; s < nv; s++)
+            for (k0 = 0; k0 < kc; k0 = k1) {
+                const int part = (k0 > 0 ? QCC_BLK_RESUME : 0);
+                k1 = kc - k0 > kcb ? k0 + kcb : kc;
                 for (q = q0; q < q1; q += step)
-                    QCC_BN(qcc_blk_tile)(job, b, s, 1, seg * seg_len + q,
-                                         q1 - q < step ? (int)(q1 - q) : step, lanes + QCC_BP * s);
-        }
+                    QCC_BN(qcc_blk_tile)(job, b, s, 1, q, q1 - q < step ? (int)(q1 - q) : step,
+                                         lanes + QCC_BP * s, k0, k1,
+                                         part | (k1 < kc ? QCC_BLK_MORE : 0));
+            }
 #endif
     }
 }

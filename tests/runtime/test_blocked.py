@@ -137,6 +137,56 @@ def test_a_blocked_conv_is_the_nchw_conv_bit_for_bit(case, threads):
         B._set_threads(old)
 
 
+# deep convs: taps in chunks (partial sums kept in the output between them), kc
+# not a multiple of the chunk, a remainder group of output channels, tiles spanning
+# rows and images
+DEEP = [
+    (1, 256, 7, 7, 80, 3, 1, (1, 1, 1, 1), 1, 1),
+    (2, 300, 6, 9, 40, 1, 1, (0, 0, 0, 0), 1, 1),
+    (3, 130, 4, 4, 70, 3, 1, (1, 1, 1, 1), 1, 1),
+    (1, 70, 15, 13, 64, 3, 2, (1, 0, 2, 1), 1, 1),
+]
+
+
+@pytest.mark.parametrize("case", DEEP, ids=_ids)
+@pytest.mark.parametrize("chunk", [1, 7, 96, 100000])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_deep_conv_in_chunks_of_taps_is_the_nchw_conv_bit_for_bit(case, chunk, threads):
+    """The taps in chunks of 1, 7, 96 (AVX-512's own) and all at once: the sums
+    stored and resumed between chunks are the same float32 values, so every chunking
+    gives the NCHW conv's bits, with an activation, a residual, the affine, a
+    fake-quant, a tee (both results) and NaN / inf in the input."""
+    n, c, h, w, o, k, s, pads, d, g = case
+    rng = np.random.default_rng(sum(case[:5]))
+    x, wt, b = _weights(case, rng)
+    x[0, 1, 1, :2] = (np.inf, np.nan)
+    geometry = ([s, s], list(pads), [d, d], g)
+    fq = (np.float32([0.05]), np.float32([3.0]), -128, 127)
+    affine = (rng.uniform(0.5, 2, o).astype(np.float32), rng.standard_normal(o).astype(np.float32))
+    old_t, old_c = B._set_threads(threads), B._set_chunk(chunk)
+    try:
+        plain = _conv.conv(x, wt, b, *geometry)
+        r = rng.standard_normal(plain.shape).astype(np.float32)
+        for act in [None, "relu", "hard_swish"]:
+            want = _conv.conv(x, wt, b, *geometry, activation=act, residual=r,
+                              fake_quant=fq, affine=affine)
+            pre = _conv.conv(x, wt, b, *geometry, activation=act, residual=r, affine=affine)
+            rb = B.to_blocked(r)
+            for xin in (B.to_blocked(x), x):
+                got = B.Conv(wt, b, *geometry, act, fq, affine)(xin, residual=rb)
+                np.testing.assert_array_equal(bits(B.to_nchw(got, o)), bits(want))
+                got_pre, got_fq = B.Conv(wt, b, *geometry, act, fq, affine, tee=True)(
+                    xin, residual=rb)
+                np.testing.assert_array_equal(bits(B.to_nchw(got_pre, o)), bits(pre))
+                np.testing.assert_array_equal(bits(B.to_nchw(got_fq, o)), bits(want))
+            got = B.Conv(wt, b, *geometry, act)(B.to_blocked(x))
+            np.testing.assert_array_equal(
+                bits(B.to_nchw(got, o)), bits(_conv.conv(x, wt, b, *geometry, activation=act)))
+    finally:
+        B._set_threads(old_t)
+        B._set_chunk(old_c)
+
+
 @pytest.mark.parametrize("act", ["hard_swish", "relu", ("clip", -1.0, 1.0),
                                  ("hard_sigmoid", 0.2, 0.5)])
 def test_the_epilogue_on_every_kind_of_float32(act):
@@ -257,6 +307,8 @@ def test_bad_arguments_are_errors_not_crashes():
     y = conv(B.to_blocked(np.ones((1, 8, 5, 5), np.float32)))
     with pytest.raises(ValueError, match="residual"):
         conv(B.to_blocked(np.ones((1, 8, 5, 5), np.float32)), residual=y, out=y)
+    with pytest.raises(ValueError, match="input must not be the output"):
+        conv(y, out=y)
     with pytest.raises(ValueError, match="blocked"):
         B.means(np.ones((1, 8, 5, 5), np.float32), 8)
     with pytest.raises(ValueError, match="no fake_quant"):
