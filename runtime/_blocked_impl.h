@@ -129,7 +129,8 @@ typedef struct {
     int level;            /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
 } qcc_blk_conv_job;
 
-enum { QCC_BLK_RESUME = 1, QCC_BLK_MORE = 2 };   /* a chunk's part of the taps */
+enum { QCC_BLK_RESUME = 1, QCC_BLK_MORE = 2 };
+#define QCC_FQ_MAGIC 12582912.0f   /* 1.5 * 2^23: t + it is rint(t) + it for |t| < 2^22 */   /* a chunk's part of the taps */
 
 typedef struct {
     const qcc_blk_geom *g;
@@ -215,6 +216,7 @@ typedef struct {
 #define QCC_BV_SUB(a, b) _mm512_sub_ps(a, b)
 #define QCC_BV_MUL(a, b) _mm512_mul_ps(a, b)
 #define QCC_BV_DIV(a, b) _mm512_div_ps(a, b)
+#define QCC_BV_FNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)   /* c - a * b, one rounding */
 #define QCC_BV_MIN(a, b) _mm512_min_ps(a, b)
 #define QCC_BV_MAX(a, b) _mm512_max_ps(a, b)   /* a > b ? a : b, lane by lane */
 #define QCC_BV_RINT(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
@@ -241,6 +243,7 @@ typedef struct {
 #undef QCC_BV_SUB
 #undef QCC_BV_MUL
 #undef QCC_BV_DIV
+#undef QCC_BV_FNMA
 #undef QCC_BV_MIN
 #undef QCC_BV_MAX
 #undef QCC_BV_RINT
@@ -262,6 +265,7 @@ typedef struct {
 #define QCC_BV_SUB(a, b) _mm256_sub_ps(a, b)
 #define QCC_BV_MUL(a, b) _mm256_mul_ps(a, b)
 #define QCC_BV_DIV(a, b) _mm256_div_ps(a, b)
+#define QCC_BV_FNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
 #define QCC_BV_MIN(a, b) _mm256_min_ps(a, b)
 #define QCC_BV_MAX(a, b) _mm256_max_ps(a, b)
 #define QCC_BV_RINT(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)

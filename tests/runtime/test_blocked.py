@@ -209,6 +209,40 @@ def test_the_epilogue_on_every_kind_of_float32(act):
     np.testing.assert_array_equal(bits(B.to_nchw(got, 16)), bits(want))
 
 
+@pytest.mark.parametrize("scales", ["per_tensor", "per_channel", "extreme"])
+def test_the_fake_quant_on_every_kind_of_float32(scales):
+    """The blocked fake-quant computes v / s as v * RN(1/s) corrected by an FMA
+    (tools/verify/fq_div.c checks every float32 v at 12 scales and every
+    significand of v against 20000 of s); here 2^20 random bit patterns, +-0,
+    infinities, NaN, subnormals and values on and next to the rounding ties k + 0.5
+    of every channel's scale, through a 1x1 conv of identity weights (each sum is
+    its input), against the NCHW conv, which divides. Per-channel scales of 16
+    random magnitudes; extreme ones (2^-70, 2^70, subnormal) take the division."""
+    rng = np.random.default_rng(12)
+    if scales == "per_tensor":
+        s = np.float32([0.0123])
+    elif scales == "per_channel":
+        s = (10.0 ** rng.uniform(-6, 2, 16)).astype(np.float32)
+    else:
+        s = np.float32([2.0**-70, 2.0**70, 1e-40] + [0.05] * 13)
+    z = (np.arange(s.size) % 7 - 3).astype(np.float32)
+    ties = (rng.integers(-140, 140, (2048, 1)) + 0.5).astype(np.float32) * np.resize(s, 16)
+    near = np.concatenate([ties, np.nextafter(ties, np.float32(np.inf)),
+                           np.nextafter(ties, np.float32(-np.inf))]).reshape(-1)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1e-38, 3e38,
+                        -3e38], np.float32)
+    values = np.concatenate([rng.integers(0, 2**32, 2**20, dtype=np.uint64)
+                             .astype(np.uint32).view(np.float32), near, special])
+    values = np.resize(values, (values.size + 15) // 16 * 16)
+    # channel-major: channel c gets every 16th value, so the ties of its scale meet it
+    x = values.reshape(-1, 16).T.reshape(1, 16, 1, -1).copy()
+    eye = np.eye(16, dtype=np.float32).reshape(16, 16, 1, 1)
+    fq = (s, z, -128, 127)
+    want = _conv.conv(x, eye, None, None, None, None, 1, fake_quant=fq)
+    got = B.Conv(eye, None, None, None, None, 1, None, fq)(B.to_blocked(x))
+    np.testing.assert_array_equal(bits(B.to_nchw(got, 16)), bits(want))
+
+
 def test_layout_copies_means_and_scale():
     rng = np.random.default_rng(3)
     from qcc.runtime import _pool
