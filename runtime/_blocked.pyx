@@ -35,7 +35,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const float* add
         const Py_ssize_t* kofs
         qcc_act act
-        int apply, tile, tiles, span, kcb, blocks64, next, failed, level
+        int apply, tile, tiles, width, span, kcb, blocks64, next, failed, level
     ctypedef struct qcc_blk_dw_job:
         const qcc_blk_geom* g
         const float* x
@@ -587,21 +587,16 @@ cdef class Conv:
         # image would leave lanes idle; the tasks run over all the images' positions
         cj.span = g.n > 1 and op < 48 and op % 6 != 0
         seg_len = g.n * op if cj.span else op
-        # some 4 tasks a thread, in multiples of 24 positions (whole tiles of 6, 8
-        # and 12): a thread's positions in long runs (tasks of 24 positions taken in
-        # turns by two threads scaled 1.7x where long ones scaled 1.9x: each core's
-        # prefetchers fetched the other's rows), a task a whole segment when it
-        # nearly is one
-        total = g.n * cj.blocks64
-        cj.tile = max(24, ((total * op + 4 * _threads - 1) // (4 * _threads) + 23) // 24 * 24)
-        if cj.tile >= seg_len - 12:
-            cj.tile = <int>seg_len
+        # units of 24 positions (whole tiles of 6, 8 and 12), handed out in claims of
+        # a share of what is left (_blocked_isa.h)
+        cj.tile = 24
         # taps a chunk: its weights (64 channels x 96 taps, 24 KB; AVX2 16 x 256, 16
         # KB) stay in the L1 cache across a task's tiles
         cj.kcb = _chunk if _chunk > 0 else 96 if _level == _LEVELS["avx512"] else 256
         cj.tiles = <int>((seg_len + cj.tile - 1) // cj.tile)
         total = (1 if cj.span else g.n) * cj.blocks64 * cj.tiles
         width = min(_threads, total)
+        cj.width = width
         with nogil:
             qcc_parallel(qcc_blk_conv_worker, &cj, width)
         return result

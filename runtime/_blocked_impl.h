@@ -121,8 +121,9 @@ typedef struct {
     const ptrdiff_t *kofs;
     qcc_act act;
     int apply;            /* whether the epilogue does anything */
-    int tile;             /* positions of a task (a multiple of 24: of 6, 8 and 12) */
-    int tiles;            /* tasks per output group and image (span: per output group) */
+    int tile;             /* positions of a unit of work (a multiple of 24: of 6, 8, 12) */
+    int tiles;            /* units per output group and image (span: per output group) */
+    int width;            /* threads (claims: _blocked_isa.h, qcc_blk_conv_worker) */
     int span;             /* small planes: tiles run over the positions of all images */
     int kcb;              /* taps a chunk (0: all in one; _blocked_isa.h, QCC_BLK_KERN) */
     int blocks64, next, failed;
