@@ -130,8 +130,7 @@ typedef struct {
     int level;            /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
 } qcc_blk_conv_job;
 
-enum { QCC_BLK_RESUME = 1, QCC_BLK_MORE = 2 };
-#define QCC_FQ_MAGIC 12582912.0f   /* 1.5 * 2^23: t + it is rint(t) + it for |t| < 2^22 */   /* a chunk's part of the taps */
+enum { QCC_BLK_RESUME = 1, QCC_BLK_MORE = 2 };   /* a chunk's part of the taps */
 
 typedef struct {
     const qcc_blk_geom *g;

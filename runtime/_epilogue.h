@@ -160,9 +160,31 @@ QCC_INLINE __m256 qcc_act_avx2_kind(int kind, const qcc_act *a, __m256 v)
 #pragma GCC pop_options
 #endif
 
-/* The fake-quant of v: clip(rint(v / s) + z, qmin, qmax) - z) * s in float32. */
+#define QCC_FQ_MAGIC 12582912.0f   /* 1.5 * 2^23: t + it is rint(t) + it for |t| < 2^22 */
+
+/* The fake-quant of v: clip(rint(v / s) + z, qmin, qmax) - z) * s in float32, bit
+ * for bit, without a division where s lies in [2^-60, 2^60] and the zero point less
+ * than 2^21 from qmin and qmax (the conditions are the same for a whole loop: the
+ * compiler takes them, and 1 / s, out of it): v / s is the product q = v * RN(1/s)
+ * clamped to +-2^22 and corrected by its exact remainder (fmaf: Markstein's
+ * correction, RN(v / s) itself below 2^22, a number as large and of its sign
+ * beyond, which the clamp takes to its bound); rint and the zero point are one sum
+ * with 1.5 * 2^23 (where the float32 spacing is 1: rounding half to even) clamped
+ * to [qmin - z, qmax - z] shifted alike, less the shift: the integer (t - z), +0
+ * for 0. The blocked kernels' qcc_blk_fq is the same in vectors;
+ * tools/verify/fq_div.c checks the forms against each other. */
 static inline float qcc_fq_one(float v, float s, float z, float qmin, float qmax)
 {
+    if (s >= 0x1p-60f && s <= 0x1p60f && fabsf(qmin - z) < 0x1p21f && fabsf(qmax - z) < 0x1p21f) {
+        const float r = 1.0f / s, lo = qmin - z + QCC_FQ_MAGIC, hi = qmax - z + QCC_FQ_MAGIC;
+        float q = v * r, t;
+        q = q < -0x1p22f ? -0x1p22f : q;
+        q = q > 0x1p22f ? 0x1p22f : q;
+        t = fmaf(fmaf(q, -s, v), r, q) + QCC_FQ_MAGIC;   /* -s, not -q: a NaN keeps its sign */
+        t = t < lo ? lo : t;
+        t = t > hi ? hi : t;
+        return (t - QCC_FQ_MAGIC) * s;
+    }
     v = qcc_rint(v / s) + z;
     v = v < qmin ? qmin : v;
     v = v > qmax ? qmax : v;

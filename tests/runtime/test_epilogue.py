@@ -121,6 +121,33 @@ def test_fake_quant_hand_values_ties_to_even_and_saturates():
     assert np.isnan(E.fake_quant(np.array([np.nan], np.float32), s, z, -8, 7)[0])
 
 
+@pytest.mark.parametrize("s,z,lo,hi", [(0.0123, 3, -128, 127), (1 / 255, 0, 0, 255),
+                                        (1e-5, -7, -128, 127), (6.5, 128, 0, 255),
+                                        (2.0**-70, 0, -128, 127), (2.0**70, 1, 0, 255),
+                                        (0.05, 2**22, 0, 255)])
+def test_fake_quant_without_a_division_has_the_division_bits(s, z, lo, hi):
+    """The kernel's v / s is a corrected product, rint and the zero point one shifted
+    sum (runtime/_epilogue.h, qcc_fq_one; tools/verify/fq_div.c checks all 2^32
+    inputs at 12 scales); against numpy's float32 division form
+    (qcc.runtime.ops.fake_quant_into): 2^20 random bit patterns, the ties k + 0.5
+    of the scale and their neighbours, +-0, infinities, subnormals and the largest
+    floats. Extreme scales (2^-70, 2^70) and a zero point 2^22 away from the range
+    take the division itself."""
+    rng = np.random.default_rng(7)
+    s32, z32 = np.float32(s), np.float32(z)
+    ties = (rng.integers(-300, 300, 4096) + 0.5).astype(np.float32) * s32
+    x = np.concatenate([rng.integers(0, 2**32, 2**20, dtype=np.uint64).astype(np.uint32)
+                        .view(np.float32), ties, np.nextafter(ties, np.float32(np.inf)),
+                        np.nextafter(ties, np.float32(-np.inf)),
+                        np.array([0.0, -0.0, np.inf, -np.inf, 1e-45, -1e-45, 3.4e38, -3.4e38],
+                                 np.float32)])
+    x = x[~np.isnan(x)]   # NaN: checked below
+    want = K.fake_quant_into(s32, z32, lo, hi, x.copy())
+    got = E.fake_quant(x, s32, z32, lo, hi)
+    np.testing.assert_array_equal(bits(got), bits(want))
+    assert np.isnan(E.fake_quant(np.float32([np.nan]), s32, z32, lo, hi)).all()
+
+
 @pytest.mark.parametrize("axis", [0, 1, 2, 3])
 def test_per_channel_fake_quant_on_every_axis(axis):
     rng = np.random.default_rng(axis)
