@@ -57,6 +57,15 @@ QCC_INLINE float qcc_rint(float v)
     return copysignf(a < 8388608.0f ? r : a, v);
 }
 
+#define QCC_FQ_MAGIC 12582912.0f   /* 1.5 * 2^23: t + it is rint(t) + it for |t| < 2^22 */
+
+/* Whether the fake-quant of scale s, zero point z, range [qmin, qmax] runs without a
+ * division (qcc_fq_one below): s in [2^-60, 2^60], z less than 2^21 from qmin, qmax. */
+QCC_INLINE int qcc_fq_exact_product(float s, float z, float qmin, float qmax)
+{
+    return s >= 0x1p-60f && s <= 0x1p60f && fabsf(qmin - z) < 0x1p21f && fabsf(qmax - z) < 0x1p21f;
+}
+
 #if QCC_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
@@ -113,6 +122,42 @@ QCC_INLINE __m512 qcc_act_avx512(const qcc_act *a, __m512 v)
     return qcc_act_avx512_kind(a->kind, a, v);
 }
 
+/* qcc_fq_one on 16 lanes of one scale, with its parameters as vectors (made once
+ * per loop by qcc_fq16_of): the same operations, so the same bits. */
+typedef struct {
+    __m512 s, r, lo, hi, z, qmin, qmax;
+    int div;
+} qcc_fq16_k;
+
+QCC_INLINE void qcc_fq16_of(qcc_fq16_k *k, float s, float z, float qmin, float qmax)
+{
+    k->div = !qcc_fq_exact_product(s, z, qmin, qmax);
+    k->s = _mm512_set1_ps(s);
+    k->r = _mm512_set1_ps(k->div ? 0.0f : 1.0f / s);
+    k->lo = _mm512_set1_ps(qmin - z + QCC_FQ_MAGIC);
+    k->hi = _mm512_set1_ps(qmax - z + QCC_FQ_MAGIC);
+    k->z = _mm512_set1_ps(z);
+    k->qmin = _mm512_set1_ps(qmin);
+    k->qmax = _mm512_set1_ps(qmax);
+}
+
+QCC_INLINE __m512 qcc_fq16(__m512 v, const qcc_fq16_k *k)
+{
+    const __m512 m = _mm512_set1_ps(QCC_FQ_MAGIC);
+    __m512 q, t;
+    if (k->div) {
+        t = _mm512_roundscale_ps(_mm512_div_ps(v, k->s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        t = _mm512_add_ps(t, k->z);
+        t = _mm512_min_ps(k->qmax, _mm512_max_ps(k->qmin, t));
+        return _mm512_mul_ps(_mm512_sub_ps(t, k->z), k->s);
+    }
+    q = _mm512_mul_ps(v, k->r);
+    q = _mm512_min_ps(_mm512_set1_ps(0x1p22f), _mm512_max_ps(_mm512_set1_ps(-0x1p22f), q));
+    t = _mm512_add_ps(_mm512_fmadd_ps(_mm512_fnmadd_ps(q, k->s, v), k->r, q), m);
+    t = _mm512_min_ps(k->hi, _mm512_max_ps(k->lo, t));
+    return _mm512_mul_ps(_mm512_sub_ps(t, m), k->s);
+}
+
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -157,10 +202,43 @@ QCC_INLINE __m256 qcc_act_avx2_kind(int kind, const qcc_act *a, __m256 v)
     }
 }
 
+/* qcc_fq16 on 8 lanes. */
+typedef struct {
+    __m256 s, r, lo, hi, z, qmin, qmax;
+    int div;
+} qcc_fq8_k;
+
+QCC_INLINE void qcc_fq8_of(qcc_fq8_k *k, float s, float z, float qmin, float qmax)
+{
+    k->div = !qcc_fq_exact_product(s, z, qmin, qmax);
+    k->s = _mm256_set1_ps(s);
+    k->r = _mm256_set1_ps(k->div ? 0.0f : 1.0f / s);
+    k->lo = _mm256_set1_ps(qmin - z + QCC_FQ_MAGIC);
+    k->hi = _mm256_set1_ps(qmax - z + QCC_FQ_MAGIC);
+    k->z = _mm256_set1_ps(z);
+    k->qmin = _mm256_set1_ps(qmin);
+    k->qmax = _mm256_set1_ps(qmax);
+}
+
+QCC_INLINE __m256 qcc_fq8(__m256 v, const qcc_fq8_k *k)
+{
+    const __m256 m = _mm256_set1_ps(QCC_FQ_MAGIC);
+    __m256 q, t;
+    if (k->div) {
+        t = _mm256_round_ps(_mm256_div_ps(v, k->s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        t = _mm256_add_ps(t, k->z);
+        t = _mm256_min_ps(k->qmax, _mm256_max_ps(k->qmin, t));
+        return _mm256_mul_ps(_mm256_sub_ps(t, k->z), k->s);
+    }
+    q = _mm256_mul_ps(v, k->r);
+    q = _mm256_min_ps(_mm256_set1_ps(0x1p22f), _mm256_max_ps(_mm256_set1_ps(-0x1p22f), q));
+    t = _mm256_add_ps(_mm256_fmadd_ps(_mm256_fnmadd_ps(q, k->s, v), k->r, q), m);
+    t = _mm256_min_ps(k->hi, _mm256_max_ps(k->lo, t));
+    return _mm256_mul_ps(_mm256_sub_ps(t, m), k->s);
+}
+
 #pragma GCC pop_options
 #endif
-
-#define QCC_FQ_MAGIC 12582912.0f   /* 1.5 * 2^23: t + it is rint(t) + it for |t| < 2^22 */
 
 /* The fake-quant of v: clip(rint(v / s) + z, qmin, qmax) - z) * s in float32, bit
  * for bit, without a division where s lies in [2^-60, 2^60] and the zero point less
@@ -175,7 +253,7 @@ QCC_INLINE __m256 qcc_act_avx2_kind(int kind, const qcc_act *a, __m256 v)
  * tools/verify/fq_div.c checks the forms against each other. */
 static inline float qcc_fq_one(float v, float s, float z, float qmin, float qmax)
 {
-    if (s >= 0x1p-60f && s <= 0x1p60f && fabsf(qmin - z) < 0x1p21f && fabsf(qmax - z) < 0x1p21f) {
+    if (qcc_fq_exact_product(s, z, qmin, qmax)) {
         const float r = 1.0f / s, lo = qmin - z + QCC_FQ_MAGIC, hi = qmax - z + QCC_FQ_MAGIC;
         float q = v * r, t;
         q = q < -0x1p22f ? -0x1p22f : q;

@@ -189,18 +189,15 @@ static inline __attribute__((always_inline)) float qcc_max(const float *restrict
 
 /* A per-tensor fake-quant applied to a softmax's output as it is written (the
  * executor fuses a quant.fake_quant that is the softmax's only user): the epilogue's
- * float32 steps (runtime/_common.h), q = clip(rint(y / s) + z, qmin, qmax), then
- * (q - z) * s, so the same bits as the separate fake-quant step. */
+ * (runtime/_epilogue.h, qcc_fq_one; in vectors qcc_fq16), so the same bits as the
+ * separate fake-quant step. */
 typedef struct {
     float s, z, qmin, qmax;
 } qcc_norm_fq;
 
 static inline __attribute__((always_inline)) float qcc_norm_fq1(float y, const qcc_norm_fq *f)
 {
-    float v = qcc_rint(y / f->s) + f->z;
-    v = v < f->qmin ? f->qmin : v;
-    v = v > f->qmax ? f->qmax : v;
-    return (v - f->z) * f->s;
+    return qcc_fq_one(y, f->s, f->z, f->qmin, f->qmax);
 }
 
 /* qcc_norm_fq1 of y[0:n] in place (after erf, GELU or layer norm rows). */

@@ -25,22 +25,9 @@ static inline __attribute__((always_inline)) __mmask16 qcc_sm_mask(ptrdiff_t lef
 }
 
 /* qcc_norm_fq1 of the 16 elements at p (the lanes of mask k), in place. */
-typedef struct {
-    __m512 s, z, qmin, qmax;
-} qcc_sm_fqv;
-
-static inline __attribute__((always_inline)) void qcc_sm_fq(float *p, __mmask16 k, const qcc_sm_fqv *f)
+static inline __attribute__((always_inline)) void qcc_sm_fq(float *p, __mmask16 k, const qcc_fq16_k *f)
 {
-    const __m512 sign = _mm512_set1_ps(-0.0f), two23 = _mm512_set1_ps(8388608.0f);
-    __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(k, p), f->s);
-    const __m512 a = _mm512_andnot_ps(sign, v);
-    __m512 r = _mm512_sub_ps(_mm512_add_ps(a, two23), two23);
-    r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, two23, _CMP_LT_OQ), a, r);  /* a < 2^23 ? r : a */
-    v = _mm512_or_ps(_mm512_andnot_ps(sign, r), _mm512_and_ps(sign, v));   /* copysign */
-    v = _mm512_add_ps(v, f->z);
-    v = _mm512_max_ps(f->qmin, v);   /* v < qmin ? qmin : v (NaN stays) */
-    v = _mm512_min_ps(f->qmax, v);   /* v > qmax ? qmax : v */
-    _mm512_mask_storeu_ps(p, k, _mm512_mul_ps(_mm512_sub_ps(v, f->z), f->s));
+    _mm512_mask_storeu_ps(p, k, qcc_fq16(_mm512_maskz_loadu_ps(k, p), f));
 }
 
 static void qcc_softmax_rows_avx512(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n,
@@ -85,14 +72,10 @@ static void qcc_softmax_rows_avx512(const float *x, float *y, ptrdiff_t rows, pt
         }
     }
     if (fq != NULL) {
-        /* after the rows, in one loop over them (still in cache): a row's 13 divisions
-         * at a time left the divider's latency exposed */
+        /* after the rows, in one loop over them (still in cache) */
         const ptrdiff_t total = rows * n;
-        qcc_sm_fqv f;
-        f.s = _mm512_set1_ps(fq->s);
-        f.z = _mm512_set1_ps(fq->z);
-        f.qmin = _mm512_set1_ps(fq->qmin);
-        f.qmax = _mm512_set1_ps(fq->qmax);
+        qcc_fq16_k f;
+        qcc_fq16_of(&f, fq->s, fq->z, fq->qmin, fq->qmax);
         for (i = 0; i + 16 <= total; i += 16) qcc_sm_fq(y + i, 0xFFFF, &f);
         if (i < total) qcc_sm_fq(y + i, qcc_sm_mask(total - i), &f);
     }

@@ -13,8 +13,8 @@
  *   any:    element by element.
  * Every element goes through the same float32 operations in every loop, build and
  * thread: y = x * mul (numpy's product of two float32), then the epilogue's
- * fake-quant of runtime/_common.h (q = clip(rint(y / s) + z, qmin, qmax),
- * (q - z) * s), so the bits of the transpose, multiply and fake-quant steps. */
+ * fake-quant (runtime/_epilogue.h: qcc_fq_one, in vectors qcc_fq16 / qcc_fq8), so
+ * the bits of the transpose, multiply and fake-quant steps. */
 #ifndef QCC_TRANSPOSE_IMPL_H
 #define QCC_TRANSPOSE_IMPL_H
 
@@ -44,35 +44,18 @@ typedef struct {
 QCC_INLINE float qcc_copy_epi1(float v, const qcc_copy_epi *e)
 {
     if (e->mul_on) v = v * e->mul;
-    if (e->fq_on) {
-        float q = qcc_rint(v / e->s) + e->z;
-        q = q < e->qmin ? e->qmin : q;
-        q = q > e->qmax ? e->qmax : q;
-        v = (q - e->z) * e->s;
-    }
+    if (e->fq_on) v = qcc_fq_one(v, e->s, e->z, e->qmin, e->qmax);
     return v;
 }
 
 #if QCC_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-/* qcc_copy_epi1 of 16 lanes: the same operations (qcc_rint by its definition). */
-QCC_INLINE __m512 qcc_copy_epi16(__m512 v, const qcc_copy_epi *e)
+/* qcc_copy_epi1 of 16 lanes (the fake-quant's vectors k made once a call: qcc_fq16). */
+QCC_INLINE __m512 qcc_copy_epi16(__m512 v, const qcc_copy_epi *e, const qcc_fq16_k *k)
 {
     if (e->mul_on) v = _mm512_mul_ps(v, _mm512_set1_ps(e->mul));
-    if (e->fq_on) {
-        const __m512 sign = _mm512_set1_ps(-0.0f), two23 = _mm512_set1_ps(8388608.0f);
-        const __m512 s = _mm512_set1_ps(e->s), z = _mm512_set1_ps(e->z);
-        __m512 q = _mm512_div_ps(v, s);
-        const __m512 a = _mm512_andnot_ps(sign, q);
-        __m512 r = _mm512_sub_ps(_mm512_add_ps(a, two23), two23);
-        r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, two23, _CMP_LT_OQ), a, r);
-        q = _mm512_or_ps(_mm512_andnot_ps(sign, r), _mm512_and_ps(sign, q));
-        q = _mm512_add_ps(q, z);
-        q = _mm512_max_ps(_mm512_set1_ps(e->qmin), q);   /* q < qmin ? qmin : q */
-        q = _mm512_min_ps(_mm512_set1_ps(e->qmax), q);   /* q > qmax ? qmax : q */
-        v = _mm512_mul_ps(_mm512_sub_ps(q, z), s);
-    }
+    if (e->fq_on) v = qcc_fq16(v, k);
     return v;
 }
 
@@ -82,6 +65,8 @@ static void qcc_copy_tiles_avx512(const float *x, ptrdiff_t sb, float *y, ptrdif
 {
     ptrdiff_t a0, b0;
     int i;
+    qcc_fq16_k k;
+    qcc_fq16_of(&k, e->s, e->z, e->qmin, e->qmax);
     for (a0 = 0; a0 < na; a0 += 16)
         for (b0 = 0; b0 < nb; b0 += 16) {
             const int ka = na - a0 < 16 ? (int)(na - a0) : 16, kb = nb - b0 < 16 ? (int)(nb - b0) : 16;
@@ -91,30 +76,18 @@ static void qcc_copy_tiles_avx512(const float *x, ptrdiff_t sb, float *y, ptrdif
                 r[i] = i < kb ? _mm512_maskz_loadu_ps(ma, x + (b0 + i) * sb + a0) : _mm512_setzero_ps();
             qcc_tr16_avx512(r);
             for (i = 0; i < ka; i++)
-                _mm512_mask_storeu_ps(y + (a0 + i) * ldy + b0, mb, qcc_copy_epi16(r[i], e));
+                _mm512_mask_storeu_ps(y + (a0 + i) * ldy + b0, mb, qcc_copy_epi16(r[i], e, &k));
         }
 }
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-/* qcc_copy_epi16 on 8 lanes: the same operations. */
-QCC_INLINE __m256 qcc_copy_epi8(__m256 v, const qcc_copy_epi *e)
+/* qcc_copy_epi16 on 8 lanes. */
+QCC_INLINE __m256 qcc_copy_epi8(__m256 v, const qcc_copy_epi *e, const qcc_fq8_k *k)
 {
     if (e->mul_on) v = _mm256_mul_ps(v, _mm256_set1_ps(e->mul));
-    if (e->fq_on) {
-        const __m256 sign = _mm256_set1_ps(-0.0f), two23 = _mm256_set1_ps(8388608.0f);
-        const __m256 s = _mm256_set1_ps(e->s), z = _mm256_set1_ps(e->z);
-        __m256 q = _mm256_div_ps(v, s);
-        const __m256 a = _mm256_andnot_ps(sign, q);
-        __m256 r = _mm256_sub_ps(_mm256_add_ps(a, two23), two23);
-        r = _mm256_blendv_ps(a, r, _mm256_cmp_ps(a, two23, _CMP_LT_OQ));
-        q = _mm256_or_ps(_mm256_andnot_ps(sign, r), _mm256_and_ps(sign, q));
-        q = _mm256_add_ps(q, z);
-        q = _mm256_max_ps(_mm256_set1_ps(e->qmin), q);   /* q < qmin ? qmin : q */
-        q = _mm256_min_ps(_mm256_set1_ps(e->qmax), q);   /* q > qmax ? qmax : q */
-        v = _mm256_mul_ps(_mm256_sub_ps(q, z), s);
-    }
+    if (e->fq_on) v = qcc_fq8(v, k);
     return v;
 }
 
@@ -125,6 +98,8 @@ static void qcc_copy_tiles_avx2(const float *x, ptrdiff_t sb, float *y, ptrdiff_
     static const int32_t masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t a0, b0;
     int i;
+    qcc_fq8_k k;
+    qcc_fq8_of(&k, e->s, e->z, e->qmin, e->qmax);
     for (a0 = 0; a0 < na; a0 += 8)
         for (b0 = 0; b0 < nb; b0 += 8) {
             const int ka = na - a0 < 8 ? (int)(na - a0) : 8, kb = nb - b0 < 8 ? (int)(nb - b0) : 8;
@@ -136,7 +111,7 @@ static void qcc_copy_tiles_avx2(const float *x, ptrdiff_t sb, float *y, ptrdiff_
                                  : _mm256_maskload_ps(x + (b0 + i) * sb + a0, ma);
             qcc_tr8_avx2(r);
             for (i = 0; i < ka; i++) {
-                const __m256 v = qcc_copy_epi8(r[i], e);
+                const __m256 v = qcc_copy_epi8(r[i], e, &k);
                 if (kb == 8)
                     _mm256_storeu_ps(y + (a0 + i) * ldy + b0, v);
                 else

@@ -158,6 +158,29 @@ def test_transpose_kernel_is_numpy_then_the_quant_types_fake_quant(copy_build, c
     np.testing.assert_array_equal(bits(got), bits(want))
 
 
+@pytest.mark.parametrize("perm", [(0, 2, 1), (1, 0, 2), (2, 1, 0)])
+def test_transpose_fake_quant_on_its_rounding_ties(copy_build, perm):
+    """The transposes' fake-quant divides by no scale (runtime/_epilogue.h, qcc_fq16 /
+    qcc_fq8 / qcc_fq_one): inputs on the ties (k + 0.5) * s and next to them, where
+    an uncorrected product v * (1/s) rounds the other way, and random bit patterns,
+    against numpy's float32 division form."""
+    from qcc.runtime.ops import fake_quant_into
+
+    rng = np.random.default_rng(5)
+    s, z = np.float32(0.021), np.float32(3.0)
+    n = 3 * 64 * 96
+    ties = (rng.integers(-150, 150, n // 4) + 0.5).astype(np.float32) * s
+    x = np.concatenate([ties, np.nextafter(ties, np.float32(np.inf)),
+                        np.nextafter(ties, np.float32(-np.inf)),
+                        rng.integers(0, 2**32, n - 3 * (n // 4), dtype=np.uint64)
+                        .astype(np.uint32).view(np.float32)])
+    x = np.where(np.isnan(x), np.float32(1.0), x).astype(np.float32)
+    x = rng.permutation(x).reshape(3, 64, 96)
+    got = _eltwise.transpose(x, perm, fake_quant=(s, z, -128.0, 127.0))
+    want = fake_quant_into(s, z, -128.0, 127.0, np.ascontiguousarray(x.transpose(perm)))
+    np.testing.assert_array_equal(bits(got), bits(want))
+
+
 def test_transpose_kernel_reads_strided_views_and_keeps_nan(copy_build):
     rng = np.random.default_rng(8)
     base = rng.standard_normal((6, 40, 50)).astype(np.float32)
