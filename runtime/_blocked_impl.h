@@ -216,7 +216,8 @@ typedef struct {
 #define QCC_BV_SUB(a, b) _mm512_sub_ps(a, b)
 #define QCC_BV_MUL(a, b) _mm512_mul_ps(a, b)
 #define QCC_BV_DIV(a, b) _mm512_div_ps(a, b)
-#define QCC_BV_FNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)   /* c - a * b, one rounding */
+#define QCC_BFQ qcc_fq16_k
+#define QCC_BV_FQ(v, k) qcc_fq16(v, k)
 #define QCC_BV_MIN(a, b) _mm512_min_ps(a, b)
 #define QCC_BV_MAX(a, b) _mm512_max_ps(a, b)   /* a > b ? a : b, lane by lane */
 #define QCC_BV_RINT(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
@@ -243,7 +244,8 @@ typedef struct {
 #undef QCC_BV_SUB
 #undef QCC_BV_MUL
 #undef QCC_BV_DIV
-#undef QCC_BV_FNMA
+#undef QCC_BFQ
+#undef QCC_BV_FQ
 #undef QCC_BV_MIN
 #undef QCC_BV_MAX
 #undef QCC_BV_RINT
@@ -265,7 +267,8 @@ typedef struct {
 #define QCC_BV_SUB(a, b) _mm256_sub_ps(a, b)
 #define QCC_BV_MUL(a, b) _mm256_mul_ps(a, b)
 #define QCC_BV_DIV(a, b) _mm256_div_ps(a, b)
-#define QCC_BV_FNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
+#define QCC_BFQ qcc_fq8_k
+#define QCC_BV_FQ(v, k) qcc_fq8(v, k)
 #define QCC_BV_MIN(a, b) _mm256_min_ps(a, b)
 #define QCC_BV_MAX(a, b) _mm256_max_ps(a, b)
 #define QCC_BV_RINT(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)

@@ -12,13 +12,13 @@
 #define QCC_BP (QCC_BLK / QCC_BW)
 
 /* The per-lane parameters of the epilogue for the QCC_BW channels c0.. of `channels`
- * (per channel: scale 1 and zero point 0 past the channels). */
+ * (per channel: scale 1 and zero point 0 past the channels); the fake-quant's in
+ * the vector form of runtime/_epilogue.h (QCC_BFQ: qcc_fq16_k or qcc_fq8_k, lane
+ * by lane), which applies it (QCC_BV_FQ: qcc_fq16 or qcc_fq8, no division: see
+ * qcc_fq_one there). */
 typedef struct {
-    QCC_BV mul, shift, s, zp;
-    QCC_BV r;           /* RN(1 / s) */
-    QCC_BV lo, hi;      /* qmin - zp + 1.5 * 2^23, qmax - zp + 1.5 * 2^23 */
-    int div;            /* divide (a scale outside [2^-60, 2^60], a zero point 2^21 or
-                         * more from qmin or qmax) */
+    QCC_BV mul, shift;
+    QCC_BFQ fq;
     QCC_BMASK valid;
 } QCC_BN(qcc_blk_lanes);
 
@@ -27,7 +27,7 @@ QCC_INLINE void QCC_BN(qcc_blk_lanes_of)(const qcc_act *a, int c0, int channels,
 {
     float mul[QCC_BW], shift[QCC_BW], s[QCC_BW], zp[QCC_BW], r[QCC_BW], lo[QCC_BW], hi[QCC_BW];
     int j;
-    l->div = 0;
+    l->fq.div = 0;
     for (j = 0; j < QCC_BW; j++) {
         const int c = c0 + j, in = c < channels;
         mul[j] = in && a->mul != NULL ? a->mul[c] : 0.0f;
@@ -36,55 +36,29 @@ QCC_INLINE void QCC_BN(qcc_blk_lanes_of)(const qcc_act *a, int c0, int channels,
         if (a->fq_scale != NULL) {
             s[j] = !a->fq_per_channel ? a->fq_scale[0] : in ? a->fq_scale[c] : 1.0f;
             zp[j] = !a->fq_per_channel ? a->fq_zero[0] : in ? a->fq_zero[c] : 0.0f;
+            if (!qcc_fq_exact_product(s[j], zp[j], a->qmin, a->qmax)) l->fq.div = 1;
         }
         r[j] = s[j] != 0.0f ? 1.0f / s[j] : 0.0f;
         lo[j] = a->qmin - zp[j] + QCC_FQ_MAGIC;
         hi[j] = a->qmax - zp[j] + QCC_FQ_MAGIC;
-        if (a->fq_scale != NULL
-            && !(s[j] >= 0x1p-60f && s[j] <= 0x1p60f && fabsf(a->qmin - zp[j]) < 0x1p21f
-                 && fabsf(a->qmax - zp[j]) < 0x1p21f))
-            l->div = 1;
     }
-    l->r = QCC_BV_LOAD(r);
-    l->lo = QCC_BV_LOAD(lo);
-    l->hi = QCC_BV_LOAD(hi);
     l->mul = QCC_BV_LOAD(mul);
     l->shift = QCC_BV_LOAD(shift);
-    l->s = QCC_BV_LOAD(s);
-    l->zp = QCC_BV_LOAD(zp);
+    l->fq.s = QCC_BV_LOAD(s);
+    l->fq.r = QCC_BV_LOAD(r);
+    l->fq.lo = QCC_BV_LOAD(lo);
+    l->fq.hi = QCC_BV_LOAD(hi);
+    l->fq.z = QCC_BV_LOAD(zp);
+    l->fq.qmin = QCC_BV_SET1(a->qmin);
+    l->fq.qmax = QCC_BV_SET1(a->qmax);
     l->valid = QCC_BV_VALID(channels - c0);
 }
 
-/* The fake-quant of v: clip(rint(v / s) + z, qmin, qmax) - z) * s, with the bits of
- * the division's form (its clamp a max / min with the bound first, as the clamps)
- * in ten vector operations instead of a vdivps (10-16 cycles a vector) and fifteen:
- * - v / s is the product q = v * RN(1/s), clamped to +-2^22, corrected by its
- *   exact remainder e = v - q*s (an FMA) to q + e * RN(1/s) (Markstein's
- *   correction: RN(v / s) itself where |v / s| < 2^22; beyond, a number as large
- *   and of its sign, which the clamp below takes to its bound);
- * - rint and the zero point at once: t + 1.5 * 2^23 rounds t to an integer, half
- *   to even (the sum lies where the float32 spacing is 1), clamped to [qmin - z,
- *   qmax - z] shifted alike; less the shift it is the integer (t - z) exactly, and
- *   +0 for 0, as (rint(t) + z) - z gives it.
- * tools/verify/fq_div.c checks the whole fake-quant against the division's for
- * every float32 v at 12 scales, and the quotient for every significand of v
- * against 20000 of s. Scales outside [2^-60, 2^60] or zero points 2^21 from the
- * range take the division's form itself. */
+/* The fake-quant of v (the lanes' scales and zero points). */
 QCC_INLINE QCC_BV QCC_BN(qcc_blk_fq)(const qcc_act *a, const QCC_BN(qcc_blk_lanes) *l, QCC_BV v)
 {
-    QCC_BV t, q;
-    if (l->div) {
-        t = QCC_BV_RINT(QCC_BV_DIV(v, l->s));
-        t = QCC_BV_ADD(t, l->zp);
-        t = QCC_BV_MIN(QCC_BV_SET1(a->qmax), QCC_BV_MAX(QCC_BV_SET1(a->qmin), t));
-        return QCC_BV_MUL(QCC_BV_SUB(t, l->zp), l->s);
-    }
-    q = QCC_BV_MUL(v, l->r);
-    q = QCC_BV_MIN(QCC_BV_SET1(0x1p22f), QCC_BV_MAX(QCC_BV_SET1(-0x1p22f), q));
-    t = QCC_BV_FMA(QCC_BV_FNMA(q, l->s, v), l->r, q);
-    t = QCC_BV_ADD(t, QCC_BV_SET1(QCC_FQ_MAGIC));
-    t = QCC_BV_MIN(l->hi, QCC_BV_MAX(l->lo, t));
-    return QCC_BV_MUL(QCC_BV_SUB(t, QCC_BV_SET1(QCC_FQ_MAGIC)), l->s);
+    (void)a;
+    return QCC_BV_FQ(v, &l->fq);
 }
 
 /* ---- conv (one group): a tile of MR positions x NV vectors of output channels --

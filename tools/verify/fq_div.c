@@ -1,6 +1,7 @@
-/* Checks the fake-quant as the blocked kernels compute it (runtime/_blocked_isa.h,
- * qcc_blk_fq) against its division form (runtime/_epilogue.h, qcc_fq_one:
- * clip(rint(v / s) + z, qmin, qmax) - z) * s): v / s as the product q = v * r,
+/* Checks the fake-quant as the kernels compute it (runtime/_epilogue.h: qcc_fq16,
+ * qcc_fq8 and qcc_fq_one; the blocked kernels', the transposes', the softmax's and
+ * the epilogues') against its division form (clip(rint(v / s) + z, qmin, qmax) -
+ * z) * s): v / s as the product q = v * r,
  * r = RN(1/s), clamped to +-2^22 and corrected by its exact remainder e = v - q*s
  * (an FMA) to q + e * r (an FMA); rint and the zero point at once, as the sum with
  * 1.5 * 2^23 clamped to [qmin - z, qmax - z] shifted alike, less the shift. Two
