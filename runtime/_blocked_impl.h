@@ -407,11 +407,10 @@ static void qcc_blk_scale_plane(const qcc_blk_plane_job *job, int t)
     {   /* the fake-quant of each product (qcc_epilogue_run's), lanes past c zero */
         const float fs = job->fs, fz = job->fz, qmin = job->qmin, qmax = job->qmax;
         const int valid = job->c - b * QCC_BLK;
-        for (p = 0; p < n; p += QCC_BLK)
-            for (l = 0; l < QCC_BLK; l++) {
-                const float v = qcc_fq_one(x[p + l] * sv[l], fs, fz, qmin, qmax);
-                y[p + l] = l < valid ? v : 0.0f;
-            }
+        QCC_FQ_LOOP(n, p, y[p], x[p] * sv[p % QCC_BLK], fs, fz, qmin, qmax);
+        if (valid < QCC_BLK)
+            for (p = 0; p < n; p += QCC_BLK)
+                for (l = valid; l < QCC_BLK; l++) y[p + l] = 0.0f;
     }
 }
 
@@ -429,7 +428,7 @@ static void qcc_blk_fq_row(const float *restrict a, float *restrict d, ptrdiff_t
                            float fz, float qmin, float qmax)
 {
     ptrdiff_t e;
-    for (e = 0; e < n; e++) d[e] = qcc_fq_one(a[e], fs, fz, qmin, qmax);
+    QCC_FQ_LOOP(n, e, d[e], a[e], fs, fz, qmin, qmax);
 }
 
 /* The rows of plane t of x into the interior of its padded copy y (whose borders

@@ -251,27 +251,51 @@ QCC_INLINE __m256 qcc_fq8(__m256 v, const qcc_fq8_k *k)
  * to [qmin - z, qmax - z] shifted alike, less the shift: the integer (t - z), +0
  * for 0. The blocked kernels' qcc_blk_fq is the same in vectors;
  * tools/verify/fq_div.c checks the forms against each other. */
-static inline float qcc_fq_one(float v, float s, float z, float qmin, float qmax)
+/* The product form (qcc_fq_one's, r = 1 / s, lo / hi = qmin / qmax - z + 1.5 * 2^23). */
+static inline float qcc_fq_prod(float v, float s, float r, float lo, float hi)
 {
-    if (qcc_fq_exact_product(s, z, qmin, qmax)) {
-        const float r = 1.0f / s, lo = qmin - z + QCC_FQ_MAGIC, hi = qmax - z + QCC_FQ_MAGIC;
-        float q = v * r, t;
-        q = q < -0x1p22f ? -0x1p22f : q;
-        q = q > 0x1p22f ? 0x1p22f : q;
-        t = fmaf(fmaf(q, -s, v), r, q) + QCC_FQ_MAGIC;   /* -s, not -q: a NaN keeps its sign */
-        t = t < lo ? lo : t;
-        t = t > hi ? hi : t;
-        return (t - QCC_FQ_MAGIC) * s;
-    }
+    float q = v * r, t;
+    q = q < -0x1p22f ? -0x1p22f : q;
+    q = q > 0x1p22f ? 0x1p22f : q;
+    t = fmaf(fmaf(q, -s, v), r, q) + QCC_FQ_MAGIC;   /* -s, not -q: a NaN keeps its sign */
+    t = t < lo ? lo : t;
+    t = t > hi ? hi : t;
+    return (t - QCC_FQ_MAGIC) * s;
+}
+
+/* The division form (qcc_fq_one's outside the product form's range). */
+static inline float qcc_fq_div(float v, float s, float z, float qmin, float qmax)
+{
     v = qcc_rint(v / s) + z;
     v = v < qmin ? qmin : v;
     v = v > qmax ? qmax : v;
     return (v - z) * s;
 }
 
+static inline float qcc_fq_one(float v, float s, float z, float qmin, float qmax)
+{
+    if (qcc_fq_exact_product(s, z, qmin, qmax))
+        return qcc_fq_prod(v, s, 1.0f / s, qmin - z + QCC_FQ_MAGIC, qmax - z + QCC_FQ_MAGIC);
+    return qcc_fq_div(v, s, z, qmin, qmax);
+}
+
+/* OUT = qcc_fq_one(IN, S, Z, QMIN, QMAX) for I from 0 to N - 1 (OUT and IN
+ * expressions of I), the form chosen once for the loop: a choice per element kept
+ * the compiler from vectorizing it. */
+#define QCC_FQ_LOOP(N, I, OUT, IN, S, Z, QMIN, QMAX)                                    \
+    do {                                                                                \
+        if (qcc_fq_exact_product(S, Z, QMIN, QMAX)) {                                   \
+            const float r_ = 1.0f / (S), lo_ = (QMIN) - (Z) + QCC_FQ_MAGIC;              \
+            const float hi_ = (QMAX) - (Z) + QCC_FQ_MAGIC;                              \
+            for (I = 0; I < (N); I++) OUT = qcc_fq_prod(IN, S, r_, lo_, hi_);            \
+        } else {                                                                        \
+            for (I = 0; I < (N); I++) OUT = qcc_fq_div(IN, S, Z, QMIN, QMAX);            \
+        }                                                                               \
+    } while (0)
+
 /* One run of n elements of channel ch: the epilogue with residual `add` (or NULL). */
-static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const float *restrict add,
-                                    ptrdiff_t n, int ch)
+QCC_INLINE void qcc_epilogue_run(const qcc_act *act, float *restrict c, const float *restrict add,
+                                 ptrdiff_t n, int ch)
 {
     ptrdiff_t j;
     if (act->mul != NULL) {
@@ -328,12 +352,12 @@ static inline void qcc_epilogue_run(const qcc_act *act, float *restrict c, const
         const float qmin = act->qmin, qmax = act->qmax;
         const float s = act->fq_scale[act->fq_per_channel ? ch : 0];
         const float z = act->fq_zero[act->fq_per_channel ? ch : 0];
-        for (j = 0; j < n; j++) c[j] = qcc_fq_one(c[j], s, z, qmin, qmax);
+        QCC_FQ_LOOP(n, j, c[j], c[j], s, z, qmin, qmax);
     }
 }
 
 /* The epilogue of elements [e0, e1) counted from act->base (split at channels). */
-static inline void qcc_epilogue_range(const qcc_act *act, float *c0, ptrdiff_t e0, ptrdiff_t e1)
+QCC_INLINE void qcc_epilogue_range(const qcc_act *act, float *c0, ptrdiff_t e0, ptrdiff_t e1)
 {
     while (e0 < e1) {
         const ptrdiff_t plane_end = (e0 / act->plane + 1) * act->plane;
@@ -345,7 +369,7 @@ static inline void qcc_epilogue_range(const qcc_act *act, float *c0, ptrdiff_t e
 }
 
 /* The epilogue of c[i*ldc + j] for i < rows, j < cols (c inside act->base's array). */
-static inline void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
+QCC_INLINE void qcc_activate(const qcc_act *act, float *c, ptrdiff_t ldc, int rows, ptrdiff_t cols)
 {
     int i;
     if (act == NULL) return;

@@ -195,18 +195,13 @@ typedef struct {
     float s, z, qmin, qmax;
 } qcc_norm_fq;
 
-static inline __attribute__((always_inline)) float qcc_norm_fq1(float y, const qcc_norm_fq *f)
-{
-    return qcc_fq_one(y, f->s, f->z, f->qmin, f->qmax);
-}
-
-/* qcc_norm_fq1 of y[0:n] in place (after erf, GELU or layer norm rows). */
+/* The fake-quant (qcc_fq_one) of y[0:n] in place (after erf, GELU or layer norm rows). */
 QCC_NORM_CLONES
 static void qcc_norm_fq_range(float *y, ptrdiff_t n, const qcc_norm_fq *fq)
 {
     const qcc_norm_fq f = *fq;   /* a copy y cannot alias: the loop vectorizes */
     ptrdiff_t i;
-    for (i = 0; i < n; i++) y[i] = qcc_norm_fq1(y[i], &f);
+    QCC_FQ_LOOP(n, i, y[i], y[i], f.s, f.z, f.qmin, f.qmax);
 }
 
 /* The last pass of a softmax row: y *= inv (the sum's reciprocal), then fq if any. */
@@ -217,7 +212,7 @@ static inline __attribute__((always_inline)) void qcc_softmax_scale(float *restr
     if (fq == NULL)
         for (i = 0; i < n; i++) yr[i] *= inv;
     else
-        for (i = 0; i < n; i++) yr[i] = qcc_norm_fq1(yr[i] * inv, fq);
+        QCC_FQ_LOOP(n, i, yr[i], yr[i] * inv, fq->s, fq->z, fq->qmin, fq->qmax);
 }
 
 /* Softmax of each contiguous row of n elements: m = the row's max; exp(x - m) of
@@ -345,8 +340,10 @@ static void qcc_softmax_strided(const float *x, float *y, ptrdiff_t outer, ptrdi
             for (a = 0; a < n; a++)
                 for (i = 0; i < inner; i++) yb[a * inner + i] *= s[i];
         else
-            for (a = 0; a < n; a++)
-                for (i = 0; i < inner; i++) yb[a * inner + i] = qcc_norm_fq1(yb[a * inner + i] * s[i], fq);
+            for (a = 0; a < n; a++) {
+                float *yr = yb + a * inner;
+                QCC_FQ_LOOP(inner, i, yr[i], yr[i] * s[i], fq->s, fq->z, fq->qmin, fq->qmax);
+            }
     }
 }
 

@@ -9,7 +9,7 @@
  *         added to the 16 lane sums in order; the last n % 64 elements in masked
  *         vectors (lanes past n read m), their whole blocks added to the lanes, the
  *         last n % 16 summed into s one by one; then s += lanes[0], ..., lanes[15];
- *   last: y = e * (1 / s), then the fake-quant `fq` (qcc_norm_fq1 lane for lane).
+ *   last: y = e * (1 / s), then the fake-quant `fq` (qcc_fq_one lane for lane: qcc_fq16).
  * The compiler's clone of the scalar code took 140 us for ViT-Tiny's 3 x 197 x 197
  * scores (its max loop did not vectorize; its exp ran one vector at a time). */
 
@@ -24,7 +24,7 @@ static inline __attribute__((always_inline)) __mmask16 qcc_sm_mask(ptrdiff_t lef
     return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
 }
 
-/* qcc_norm_fq1 of the 16 elements at p (the lanes of mask k), in place. */
+/* The fake-quant (qcc_fq16) of the 16 elements at p (the lanes of mask k), in place. */
 static inline __attribute__((always_inline)) void qcc_sm_fq(float *p, __mmask16 k, const qcc_fq16_k *f)
 {
     _mm512_mask_storeu_ps(p, k, qcc_fq16(_mm512_maskz_loadu_ps(k, p), f));

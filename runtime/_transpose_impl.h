@@ -133,22 +133,12 @@ QCC_INLINE void qcc_copy_row(const float *restrict x, float *restrict y, ptrdiff
         return;
     }
     const qcc_copy_epi k = *e;
-    if (k.mul_on && k.fq_on) {
-        qcc_copy_epi f = k;
-        f.mul_on = 1;
-        f.fq_on = 1;
-        for (i = 0; i < n; i++) y[i] = qcc_copy_epi1(x[i], &f);
-    } else if (k.mul_on) {
-        qcc_copy_epi f = k;
-        f.mul_on = 1;
-        f.fq_on = 0;
-        for (i = 0; i < n; i++) y[i] = qcc_copy_epi1(x[i], &f);
-    } else {
-        qcc_copy_epi f = k;
-        f.mul_on = 0;
-        f.fq_on = 1;
-        for (i = 0; i < n; i++) y[i] = qcc_copy_epi1(x[i], &f);
-    }
+    if (k.mul_on && k.fq_on)
+        QCC_FQ_LOOP(n, i, y[i], x[i] * k.mul, k.s, k.z, k.qmin, k.qmax);
+    else if (k.mul_on)
+        for (i = 0; i < n; i++) y[i] = x[i] * k.mul;
+    else
+        QCC_FQ_LOOP(n, i, y[i], x[i], k.s, k.z, k.qmin, k.qmax);
 }
 
 /* The offset in x of output element index `o` of the dims before the last `inner`. */
