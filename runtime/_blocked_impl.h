@@ -407,10 +407,20 @@ static void qcc_blk_scale_plane(const qcc_blk_plane_job *job, int t)
     {   /* the fake-quant of each product (qcc_epilogue_run's), lanes past c zero */
         const float fs = job->fs, fz = job->fz, qmin = job->qmin, qmax = job->qmax;
         const int valid = job->c - b * QCC_BLK;
-        QCC_FQ_LOOP(n, p, y[p], x[p] * sv[p % QCC_BLK], fs, fz, qmin, qmax);
-        if (valid < QCC_BLK)
+        if (qcc_fq_exact_product(fs, fz, qmin, qmax)) {   /* the form chosen once */
+            const float r = 1.0f / fs, lo = qmin - fz + QCC_FQ_MAGIC, hi = qmax - fz + QCC_FQ_MAGIC;
             for (p = 0; p < n; p += QCC_BLK)
-                for (l = valid; l < QCC_BLK; l++) y[p + l] = 0.0f;
+                for (l = 0; l < QCC_BLK; l++) {
+                    const float v = qcc_fq_prod(x[p + l] * sv[l], fs, r, lo, hi);
+                    y[p + l] = l < valid ? v : 0.0f;
+                }
+        } else {
+            for (p = 0; p < n; p += QCC_BLK)
+                for (l = 0; l < QCC_BLK; l++) {
+                    const float v = qcc_fq_div(x[p + l] * sv[l], fs, fz, qmin, qmax);
+                    y[p + l] = l < valid ? v : 0.0f;
+                }
+        }
     }
 }
 
