@@ -122,41 +122,46 @@ QCC_INLINE __m512 qcc_act_avx512(const qcc_act *a, __m512 v)
     return qcc_act_avx512_kind(a->kind, a, v);
 }
 
-/* qcc_fq_one on 16 lanes of one scale, with its parameters as vectors (made once
- * per loop by qcc_fq16_of): the same operations, so the same bits. */
-typedef struct {
-    __m512 s, r, lo, hi, z, qmin, qmax;
-    int div;
-} qcc_fq16_k;
-
-QCC_INLINE void qcc_fq16_of(qcc_fq16_k *k, float s, float z, float qmin, float qmax)
-{
-    k->div = !qcc_fq_exact_product(s, z, qmin, qmax);
-    k->s = _mm512_set1_ps(s);
-    k->r = _mm512_set1_ps(k->div ? 0.0f : 1.0f / s);
-    k->lo = _mm512_set1_ps(qmin - z + QCC_FQ_MAGIC);
-    k->hi = _mm512_set1_ps(qmax - z + QCC_FQ_MAGIC);
-    k->z = _mm512_set1_ps(z);
-    k->qmin = _mm512_set1_ps(qmin);
-    k->qmax = _mm512_set1_ps(qmax);
-}
-
-QCC_INLINE __m512 qcc_fq16(__m512 v, const qcc_fq16_k *k)
-{
-    const __m512 m = _mm512_set1_ps(QCC_FQ_MAGIC);
-    __m512 q, t;
-    if (k->div) {
-        t = _mm512_roundscale_ps(_mm512_div_ps(v, k->s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        t = _mm512_add_ps(t, k->z);
-        t = _mm512_min_ps(k->qmax, _mm512_max_ps(k->qmin, t));
-        return _mm512_mul_ps(_mm512_sub_ps(t, k->z), k->s);
+/* qcc_fq_one in vectors of one instruction set (V, its intrinsics' prefix P, its
+ * rounding ROUND(v)): the struct K of the parameters as vectors, made once a loop by
+ * OF (one scale; per-lane ones are loaded into it), and FQ applying them: the same
+ * operations as qcc_fq_one's, so the same bits. Expanded below for AVX-512
+ * (qcc_fq16_k, qcc_fq16_of, qcc_fq16) and AVX2 (qcc_fq8_*). */
+#define QCC_FQ_VECTOR(K, OF, FQ, V, P, ROUND)                                             \
+    typedef struct {                                                                     \
+        V s, r, lo, hi, z, qmin, qmax;                                                   \
+        int div;                                                                         \
+    } K;                                                                                 \
+    QCC_INLINE void OF(K *k, float s, float z, float qmin, float qmax)                   \
+    {                                                                                    \
+        k->div = !qcc_fq_exact_product(s, z, qmin, qmax);                                \
+        k->s = P##_set1_ps(s);                                                           \
+        k->r = P##_set1_ps(k->div ? 0.0f : 1.0f / s);                                    \
+        k->lo = P##_set1_ps(qmin - z + QCC_FQ_MAGIC);                                    \
+        k->hi = P##_set1_ps(qmax - z + QCC_FQ_MAGIC);                                    \
+        k->z = P##_set1_ps(z);                                                           \
+        k->qmin = P##_set1_ps(qmin);                                                     \
+        k->qmax = P##_set1_ps(qmax);                                                     \
+    }                                                                                    \
+    QCC_INLINE V FQ(V v, const K *k)                                                     \
+    {                                                                                    \
+        const V m = P##_set1_ps(QCC_FQ_MAGIC);                                           \
+        V q, t;                                                                          \
+        if (k->div) {                                                                    \
+            t = P##_add_ps(ROUND(P##_div_ps(v, k->s)), k->z);                            \
+            t = P##_min_ps(k->qmax, P##_max_ps(k->qmin, t));                             \
+            return P##_mul_ps(P##_sub_ps(t, k->z), k->s);                                \
+        }                                                                                \
+        q = P##_mul_ps(v, k->r);                                                         \
+        q = P##_min_ps(P##_set1_ps(0x1p22f), P##_max_ps(P##_set1_ps(-0x1p22f), q));      \
+        t = P##_add_ps(P##_fmadd_ps(P##_fnmadd_ps(q, k->s, v), k->r, q), m);             \
+        t = P##_min_ps(k->hi, P##_max_ps(k->lo, t));                                     \
+        return P##_mul_ps(P##_sub_ps(t, m), k->s);                                       \
     }
-    q = _mm512_mul_ps(v, k->r);
-    q = _mm512_min_ps(_mm512_set1_ps(0x1p22f), _mm512_max_ps(_mm512_set1_ps(-0x1p22f), q));
-    t = _mm512_add_ps(_mm512_fmadd_ps(_mm512_fnmadd_ps(q, k->s, v), k->r, q), m);
-    t = _mm512_min_ps(k->hi, _mm512_max_ps(k->lo, t));
-    return _mm512_mul_ps(_mm512_sub_ps(t, m), k->s);
-}
+#define QCC_FQ_ROUND16(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define QCC_FQ_ROUND8(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+QCC_FQ_VECTOR(qcc_fq16_k, qcc_fq16_of, qcc_fq16, __m512, _mm512, QCC_FQ_ROUND16)
 
 #pragma GCC pop_options
 
@@ -202,40 +207,7 @@ QCC_INLINE __m256 qcc_act_avx2_kind(int kind, const qcc_act *a, __m256 v)
     }
 }
 
-/* qcc_fq16 on 8 lanes. */
-typedef struct {
-    __m256 s, r, lo, hi, z, qmin, qmax;
-    int div;
-} qcc_fq8_k;
-
-QCC_INLINE void qcc_fq8_of(qcc_fq8_k *k, float s, float z, float qmin, float qmax)
-{
-    k->div = !qcc_fq_exact_product(s, z, qmin, qmax);
-    k->s = _mm256_set1_ps(s);
-    k->r = _mm256_set1_ps(k->div ? 0.0f : 1.0f / s);
-    k->lo = _mm256_set1_ps(qmin - z + QCC_FQ_MAGIC);
-    k->hi = _mm256_set1_ps(qmax - z + QCC_FQ_MAGIC);
-    k->z = _mm256_set1_ps(z);
-    k->qmin = _mm256_set1_ps(qmin);
-    k->qmax = _mm256_set1_ps(qmax);
-}
-
-QCC_INLINE __m256 qcc_fq8(__m256 v, const qcc_fq8_k *k)
-{
-    const __m256 m = _mm256_set1_ps(QCC_FQ_MAGIC);
-    __m256 q, t;
-    if (k->div) {
-        t = _mm256_round_ps(_mm256_div_ps(v, k->s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        t = _mm256_add_ps(t, k->z);
-        t = _mm256_min_ps(k->qmax, _mm256_max_ps(k->qmin, t));
-        return _mm256_mul_ps(_mm256_sub_ps(t, k->z), k->s);
-    }
-    q = _mm256_mul_ps(v, k->r);
-    q = _mm256_min_ps(_mm256_set1_ps(0x1p22f), _mm256_max_ps(_mm256_set1_ps(-0x1p22f), q));
-    t = _mm256_add_ps(_mm256_fmadd_ps(_mm256_fnmadd_ps(q, k->s, v), k->r, q), m);
-    t = _mm256_min_ps(k->hi, _mm256_max_ps(k->lo, t));
-    return _mm256_mul_ps(_mm256_sub_ps(t, m), k->s);
-}
+QCC_FQ_VECTOR(qcc_fq8_k, qcc_fq8_of, qcc_fq8, __m256, _mm256, QCC_FQ_ROUND8)
 
 #pragma GCC pop_options
 #endif
