@@ -478,7 +478,7 @@ cdef class Conv:
         cdef const float* add = NULL if residual is None else _fp(residual)
         cdef qcc_blk_conv_job cj
         cdef qcc_blk_dw_job dj
-        cdef int width, total, planes, bands, kc, per_pos
+        cdef int width, total, planes, bands
         cdef float* tee = NULL
         result = out
         if self.tee:
@@ -526,7 +526,6 @@ cdef class Conv:
         cj.apply = apply
         cj.blocks64 = (self.o + 63) // 64
         cj.level = _level
-        kc = self.c * self.kh * self.kw
         # small planes (ResNet's 4x4 at a batch): tiles of 6-12 positions cut at each
         # image would leave lanes idle; the tasks run over all the images' positions
         cj.span = g.n > 1 and op < 48 and op % 6 != 0

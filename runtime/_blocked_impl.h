@@ -101,7 +101,7 @@ static int qcc_blk_default_level(void)
                 dst_ = (TEE);                                                            \
             }                                                                            \
             if ((A)->fq_scale != NULL)                                                   \
-                QCC_BLK_EACH(NI, N_ON, NV, ACC = QCC_BN(qcc_blk_fq)(A, &(L), ACC))       \
+                QCC_BLK_EACH(NI, N_ON, NV, ACC = QCC_BV_FQ(ACC, &(L).fq))       \
         }                                                                                \
         QCC_BLK_EACH(NI, N_ON, NV, QCC_BV_STORE(dst_ + (E), QCC_BV_KEEP((L).valid, ACC))) \
     } while (0)
@@ -195,7 +195,7 @@ typedef struct {
     int c;                                   /* channels */
     int mode;                                /* QCC_BLK_POOL_* */
     qcc_act fq;                              /* a per-tensor fake-quant after (fq_scale
-                                              * set), as qcc_blk_fq applies it */
+                                              * set), as the conv's epilogue applies it */
     int planes, band, bands, next, failed;   /* tasks: bands of `band` output rows */
     int level;                               /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
 } qcc_blk_pool_job;

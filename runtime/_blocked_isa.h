@@ -54,13 +54,6 @@ QCC_INLINE void QCC_BN(qcc_blk_lanes_of)(const qcc_act *a, int c0, int channels,
     l->valid = QCC_BV_VALID(channels - c0);
 }
 
-/* The fake-quant of v (the lanes' scales and zero points). */
-QCC_INLINE QCC_BV QCC_BN(qcc_blk_fq)(const qcc_act *a, const QCC_BN(qcc_blk_lanes) *l, QCC_BV v)
-{
-    (void)a;
-    return QCC_BV_FQ(v, &l->fq);
-}
-
 /* ---- conv (one group): a tile of MR positions x NV vectors of output channels --
  * Position i reads tap k = (c, kh, kw) at P(i)[kofs[k]] (P(i) = ptr[i], or p0 + i*ps
  * for a tile in one output row: one register for all), the weights of its channels
@@ -195,38 +188,28 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int s0,
 /* Claims of units (job->tile positions) of one (segment, channel group): a segment
  * is one image's positions, or (span: small planes at a batch) all the images'
  * positions in a row, so that its tiles of 6-12 positions are not cut at each
- * image. A claim takes a share of what is left (remaining / (2 * width) units, at
- * least one, within its segment and group, qcc_t_claim's rule): a thread's first
- * claims are long runs of positions (two threads taking 24 positions in turns
- * scaled 1.7x where long runs scaled 1.9x: each core's prefetchers fetched the
- * other's rows), the last ones single units, so that the threads finish together
- * whenever one of them joined late. */
+ * image. A claim takes a share of what is left within its segment and group
+ * (qcc_claim, runtime/_thread_pool.h, with no cap): a thread's first claims are long
+ * runs of positions (two threads taking 24 positions in turns scaled 1.7x where
+ * long runs scaled 1.9x: each core's prefetchers fetched the other's rows), the
+ * last ones single units. */
 static void QCC_BN(qcc_blk_conv_worker)(void *arg)
 {
     qcc_blk_conv_job *shared = (qcc_blk_conv_job *)arg;
     const qcc_blk_conv_job local = *shared, *job = &local;   /* read once: `next` moves */
     const qcc_blk_geom *g = job->g;
-    const int ob = qcc_blk_cb(g->o), per_seg = job->blocks64 * job->tiles;
+    const int ob = qcc_blk_cb(g->o);
     const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow;
     const ptrdiff_t seg_len = job->span ? g->n * op : op;
     const int segs = job->span ? 1 : g->n;
     const int kc = g->c * g->kh * g->kw, kcb = job->kcb > 0 ? job->kcb : kc;
-    const int total = segs * per_seg;
     QCC_BN(qcc_blk_lanes) lanes[4 * QCC_BP];
-    int lanes_of = -1;
-    for (;;) {
-        int at = __atomic_load_n(&shared->next, __ATOMIC_RELAXED), n;
-        int seg, b, nv, step, v, k0, k1;
+    int lanes_of = -1, block, u0, n;
+    while ((n = qcc_claim(&shared->next, segs * job->blocks64, job->tiles, job->width,
+                          job->tiles, &block, &u0)) > 0) {
+        const int seg = block / job->blocks64, b = block % job->blocks64;
+        int nv, step, v, k0, k1;
         ptrdiff_t q0, q1, q;
-        do {
-            if (at >= total) return;
-            n = (total - at) / (2 * job->width);
-            n = n < 1 ? 1 : n;
-            if (n > job->tiles - at % job->tiles) n = job->tiles - at % job->tiles;
-        } while (!__atomic_compare_exchange_n(&shared->next, &at, at + n, 0, __ATOMIC_RELAXED,
-                                              __ATOMIC_RELAXED));
-        seg = at / per_seg;
-        b = (at % per_seg) / job->tiles;
         nv = ob - 4 * b < 4 ? ob - 4 * b : 4;
         step = QCC_BLK_STEP(nv);
         if (b != lanes_of) {
@@ -234,7 +217,7 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
                 QCC_BN(qcc_blk_lanes_of)(&job->act, 4 * b * QCC_BLK + v * QCC_BW, g->o, &lanes[v]);
             lanes_of = b;
         }
-        q0 = (ptrdiff_t)(at % job->tiles) * job->tile;
+        q0 = (ptrdiff_t)u0 * job->tile;
         q1 = q0 + (ptrdiff_t)n * job->tile < seg_len ? q0 + (ptrdiff_t)n * job->tile : seg_len;
         q0 += seg * seg_len;
         q1 += seg * seg_len;
@@ -462,7 +445,7 @@ QCC_INLINE void QCC_BN(qcc_blk_pool_task_impl)(const qcc_blk_pool_job *j, int t,
                 int v;
                 for (v = 0; v < QCC_BP; v++) {
                     float *d = acc + (ptrdiff_t)q * QCC_BLK + v * QCC_BW;
-                    QCC_BV_STORE(d, QCC_BN(qcc_blk_fq)(&j->fq, &lanes[v], QCC_BV_LOAD(d)));
+                    QCC_BV_STORE(d, QCC_BV_FQ(QCC_BV_LOAD(d), &lanes[v].fq));
                 }
             }
         if (valid < QCC_BLK)   /* the lanes past the channels stay zero */

@@ -212,17 +212,6 @@ QCC_FQ_VECTOR(qcc_fq8_k, qcc_fq8_of, qcc_fq8, __m256, _mm256, QCC_FQ_ROUND8)
 #pragma GCC pop_options
 #endif
 
-/* The fake-quant of v: clip(rint(v / s) + z, qmin, qmax) - z) * s in float32, bit
- * for bit, without a division where s lies in [2^-60, 2^60] and the zero point less
- * than 2^21 from qmin and qmax (the conditions are the same for a whole loop: the
- * compiler takes them, and 1 / s, out of it): v / s is the product q = v * RN(1/s)
- * clamped to +-2^22 and corrected by its exact remainder (fmaf: Markstein's
- * correction, RN(v / s) itself below 2^22, a number as large and of its sign
- * beyond, which the clamp takes to its bound); rint and the zero point are one sum
- * with 1.5 * 2^23 (where the float32 spacing is 1: rounding half to even) clamped
- * to [qmin - z, qmax - z] shifted alike, less the shift: the integer (t - z), +0
- * for 0. The blocked kernels' qcc_blk_fq is the same in vectors;
- * tools/verify/fq_div.c checks the forms against each other. */
 /* The product form (qcc_fq_one's, r = 1 / s, lo / hi = qmin / qmax - z + 1.5 * 2^23). */
 static inline float qcc_fq_prod(float v, float s, float r, float lo, float hi)
 {
@@ -244,6 +233,17 @@ static inline float qcc_fq_div(float v, float s, float z, float qmin, float qmax
     return (v - z) * s;
 }
 
+/* The fake-quant of v: clip(rint(v / s) + z, qmin, qmax) - z) * s in float32, bit
+ * for bit, without a division where s lies in [2^-60, 2^60] and the zero point less
+ * than 2^21 from qmin and qmax (qcc_fq_exact_product; else the division form):
+ * v / s is the product q = v * RN(1/s) clamped to +-2^22 and corrected by its exact
+ * remainder (fmaf: Markstein's correction, RN(v / s) itself below 2^22, a number as
+ * large and of its sign beyond, which the clamp takes to its bound); rint and the
+ * zero point are one sum with 1.5 * 2^23 (where the float32 spacing is 1: rounding
+ * half to even) clamped to [qmin - z, qmax - z] shifted alike, less the shift: the
+ * integer (t - z), +0 for 0. qcc_fq16 / qcc_fq8 are the same in vectors; a loop
+ * takes QCC_FQ_LOOP (the form chosen once); tools/verify/fq_div.c checks the forms
+ * against each other. */
 static inline float qcc_fq_one(float v, float s, float z, float qmin, float qmax)
 {
     if (qcc_fq_exact_product(s, z, qmin, qmax))

@@ -389,28 +389,10 @@ static void qcc_work_plain(void *job)
  * (a multiple of 16). */
 #define QCC_T_GROUP 8
 
-/* A claim of the next tiles of a job of `blocks` blocks of `tiles` tiles each, handed
- * out block by block to `width` threads through the counter *next: a share of what
- * is left (remaining / (2 * width), 1 to QCC_T_GROUP tiles, within one block), so
- * claims start big and end single and the threads finish together whenever one
- * joined the job late (with fixed tasks of a block or part of one, the caller waited
- * 51 us on average at the end of each of ResNet-50's convs for the worker's last
- * task: 2 threads, AMD Zen 4). Sets *b and *t0 to the block and its first tile and
- * returns how many tiles (0: none left). */
+/* A claim of the next tiles (qcc_claim, runtime/_thread_pool.h), QCC_T_GROUP at most. */
 QCC_GINLINE int qcc_t_claim(int *next, int blocks, int tiles, int width, int *b, int *t0)
 {
-    const int total = blocks * tiles;
-    int at = __atomic_load_n(next, __ATOMIC_RELAXED), n;
-    do {
-        if (at >= total) return 0;
-        n = (total - at) / (2 * width);
-        n = n < 1 ? 1 : n > QCC_T_GROUP ? QCC_T_GROUP : n;
-        if (n > tiles - at % tiles) n = tiles - at % tiles;
-    } while (!__atomic_compare_exchange_n(next, &at, at + n, 0, __ATOMIC_RELAXED,
-                                          __ATOMIC_RELAXED));
-    *b = at / tiles;
-    *t0 = at % tiles;
-    return n;
+    return qcc_claim(next, blocks, tiles, width, QCC_T_GROUP, b, t0);
 }
 
 #if QCC_GEMM_X86

@@ -214,6 +214,30 @@ static void qcc_pool_job(qcc_task_fn fn, void *arg, int width)
     pthread_mutex_unlock(&qcc_pool_run);
 }
 
+/* A claim of the next units of a job of `blocks` blocks of `units` units each,
+ * handed out block by block to `width` threads through the counter *next: a share
+ * of what is left (remaining / (2 * width), 1 to `cap` units, within one block), so
+ * claims start big and end single and the threads finish together whenever one
+ * joined the job late (with fixed tasks, the caller waited 51 us on average at the
+ * end of each of ResNet-50's convs for the worker's last task: 2 threads, AMD Zen
+ * 4). Sets *b and *u0 to the block and its first unit and returns how many units
+ * (0: none left). */
+static inline int qcc_claim(int *next, int blocks, int units, int width, int cap, int *b, int *u0)
+{
+    const int total = blocks * units;
+    int at = __atomic_load_n(next, __ATOMIC_RELAXED), n;
+    do {
+        if (at >= total) return 0;
+        n = (total - at) / (2 * width);
+        n = n < 1 ? 1 : n > cap ? cap : n;
+        if (n > units - at % units) n = units - at % units;
+    } while (!__atomic_compare_exchange_n(next, &at, at + n, 0, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    *b = at / units;
+    *u0 = at % units;
+    return n;
+}
+
 /* Bind this module's qcc_parallel to the pool `p` (another module's qcc_pool_job,
  * from its capsule); NULL: back to this module's own pool. */
 static void qcc_pool_bind(void *p)
