@@ -20,6 +20,7 @@ from libc.string cimport memset
 cnp.import_array()
 
 include "_act_types.pxi"
+include "_pool_geom.pxi"
 
 cdef extern from "_blocked_impl.h" nogil:
     ctypedef struct qcc_blk_geom:
@@ -64,14 +65,6 @@ cdef extern from "_blocked_impl.h" nogil:
         int h, hp, rows
         Py_ssize_t len, row_in, row_out, lead
         int next
-    ctypedef struct qcc_pool_geom:
-        int sp[3]
-        int k[3]
-        int osp[3]
-        int st[3]
-        int pb[3]
-        int pe[3]
-        int dl[3]
     ctypedef struct qcc_blk_pool_job:
         const float* x
         float* y

@@ -18,15 +18,9 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+include "_pool_geom.pxi"
+
 cdef extern from "_pool_impl.h" nogil:
-    ctypedef struct qcc_pool_geom:
-        int sp[3]
-        int k[3]
-        int osp[3]
-        int st[3]
-        int pb[3]
-        int pe[3]
-        int dl[3]
     int QCC_POOL_MAX, QCC_POOL_AVG, QCC_POOL_AVG_PAD
     void qcc_pool_plane(const float* x, float* out, const qcc_pool_geom* g, int mode,
                         const float* wdiv, float* scratch)
