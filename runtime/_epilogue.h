@@ -70,50 +70,62 @@ QCC_INLINE int qcc_fq_exact_product(float s, float z, float qmin, float qmax)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 
-/* The activation of qcc_epilogue_run on 16 lanes, the same bits lane by lane (the
- * GEMM's in-register epilogue, _gemm_avx.h, and the blocked layout's,
- * _blocked_impl.h). relu keeps NaN and makes -0 +0 (compares); a clamp `t < lo ? lo
- * : t` is max(lo, t) with the bound first (vmaxps gives its second operand when
- * either is NaN or both are equal: NaN stays, -0 stays -0, as the scalar compares
- * give); hard-swish's v / 6 is the product v * RN(1/6) corrected by its exact
- * remainder (an FMA; a NaN remainder, v infinite, keeps the product): q + 0.5 is the
- * bits of v / 6 + 0.5 for every float32 v (tools/verify/hswish_div.c checks all
- * 2^32), without vdivps (5 cycles a vector on Zen 4). */
-QCC_INLINE __m512 qcc_act_avx512_kind(int kind, const qcc_act *a, __m512 v)
-{
-    const __m512 z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
-    __m512 t;
-    int i;
-    switch (kind) {
-    case QCC_ACT_RELU:
-        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)
-                                   | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
-    case QCC_ACT_CLIP:
-        return _mm512_min_ps(_mm512_set1_ps(a->hi), _mm512_max_ps(_mm512_set1_ps(a->lo), v));
-    case QCC_ACT_HARD_SWISH: {
-        const __m512 six = _mm512_set1_ps(6.0f), r = _mm512_set1_ps(1.0f / 6.0f);
-        __m512 q = _mm512_mul_ps(v, r);
-        const __m512 e = _mm512_fnmadd_ps(q, six, v);
-        q = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(e, e, _CMP_ORD_Q), q, _mm512_fmadd_ps(e, r, q));
-        QCC_ROUNDED(q);
-        t = _mm512_min_ps(one, _mm512_max_ps(z, _mm512_add_ps(q, _mm512_set1_ps(0.5f))));
-        return _mm512_mul_ps(v, t);
+/* The activation of qcc_epilogue_run in vectors (QCC_ACT_VECTOR, expanded for
+ * AVX-512: qcc_act_avx512_kind, 16 lanes, and AVX2: qcc_act_avx2_kind, 8), the same
+ * bits lane by lane (the GEMM's in-register epilogue, _gemm_avx.h, and the blocked
+ * layout's, _blocked_impl.h). relu keeps NaN and makes -0 +0 (compares); a clamp
+ * `t < lo ? lo : t` is max(lo, t) with the bound first (vmaxps gives its second
+ * operand when either is NaN or both are equal, on AVX2 as on AVX-512: NaN stays,
+ * -0 stays -0, as the scalar compares give); hard-swish's v / 6 is the product
+ * v * RN(1/6) corrected by its exact remainder (an FMA; a NaN remainder, v
+ * infinite, keeps the product): q + 0.5 is the bits of v / 6 + 0.5 for every
+ * float32 v (tools/verify/hswish_div.c checks all 2^32), without vdivps (5 cycles a
+ * vector on Zen 4). */
+#define QCC_ACT_VECTOR(NAME, V, P, W, RELU, ORD_PICK)                                   \
+    QCC_INLINE V NAME(int kind, const qcc_act *a, V v)                                   \
+    {                                                                                    \
+        const V z = P##_setzero_ps(), one = P##_set1_ps(1.0f);                           \
+        V t;                                                                             \
+        int i;                                                                           \
+        switch (kind) {                                                                  \
+        case QCC_ACT_RELU:                                                               \
+            return RELU(v, z);                                                           \
+        case QCC_ACT_CLIP:                                                               \
+            return P##_min_ps(P##_set1_ps(a->hi), P##_max_ps(P##_set1_ps(a->lo), v));    \
+        case QCC_ACT_HARD_SWISH: {                                                       \
+            const V six = P##_set1_ps(6.0f), r = P##_set1_ps(1.0f / 6.0f);               \
+            V q = P##_mul_ps(v, r);                                                      \
+            const V e = P##_fnmadd_ps(q, six, v);                                        \
+            q = ORD_PICK(e, P##_fmadd_ps(e, r, q), q);                                   \
+            QCC_ROUNDED(q);                                                              \
+            t = P##_min_ps(one, P##_max_ps(z, P##_add_ps(q, P##_set1_ps(0.5f))));        \
+            return P##_mul_ps(v, t);                                                     \
+        }                                                                                \
+        case QCC_ACT_HARD_SIGMOID:                                                       \
+            t = P##_mul_ps(v, P##_set1_ps(a->lo));                                       \
+            QCC_ROUNDED(t);                                                              \
+            t = P##_add_ps(t, P##_set1_ps(a->hi));                                       \
+            return P##_min_ps(one, P##_max_ps(z, t));                                    \
+        case QCC_ACT_SIGMOID: {                                                          \
+            float tmp[W] __attribute__((aligned(4 * W)));                                \
+            P##_store_ps(tmp, v);                                                        \
+            for (i = 0; i < W; i++) tmp[i] = 1.0f / (1.0f + expf(-tmp[i]));              \
+            return P##_load_ps(tmp);                                                     \
+        }                                                                                \
+        default:                                                                         \
+            return v;                                                                    \
+        }                                                                                \
     }
-    case QCC_ACT_HARD_SIGMOID:
-        t = _mm512_mul_ps(v, _mm512_set1_ps(a->lo));
-        QCC_ROUNDED(t);
-        t = _mm512_add_ps(t, _mm512_set1_ps(a->hi));
-        return _mm512_min_ps(one, _mm512_max_ps(z, t));
-    case QCC_ACT_SIGMOID: {
-        float tmp[16] __attribute__((aligned(64)));
-        _mm512_store_ps(tmp, v);
-        for (i = 0; i < 16; i++) tmp[i] = 1.0f / (1.0f + expf(-tmp[i]));
-        return _mm512_load_ps(tmp);
-    }
-    default:
-        return v;
-    }
-}
+/* relu: v where v > 0 or v is NaN, else +0; ORD_PICK(e, a, b): a where e is a
+ * number, else b */
+#define QCC_ACT_RELU16(v, z) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, z, _CMP_GT_OQ)     \
+                                                 | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v)
+#define QCC_ACT_PICK16(e, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(e, e, _CMP_ORD_Q), b, a)
+#define QCC_ACT_RELU8(v, z) _mm256_and_ps(v, _mm256_or_ps(_mm256_cmp_ps(v, z, _CMP_GT_OQ), \
+                                                          _mm256_cmp_ps(v, v, _CMP_UNORD_Q)))
+#define QCC_ACT_PICK8(e, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(e, e, _CMP_ORD_Q))
+
+QCC_ACT_VECTOR(qcc_act_avx512_kind, __m512, _mm512, 16, QCC_ACT_RELU16, QCC_ACT_PICK16)
 
 /* The activation a->kind of v (qcc_act_avx512_kind with a constant kind compiles to
  * that activation alone: loops over many registers call it so, one loop per kind). */
@@ -168,44 +180,10 @@ QCC_FQ_VECTOR(qcc_fq16_k, qcc_fq16_of, qcc_fq16, __m512, _mm512, QCC_FQ_ROUND16)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
-/* qcc_act_avx512_kind on 8 lanes: the same operations (AVX2's vmaxps / vminps take
- * the second operand on NaN or equality as AVX-512's do; a blend for a mask), so
- * the same bits lane by lane (the blocked layout's AVX2 kernels, _blocked_impl.h). */
-QCC_INLINE __m256 qcc_act_avx2_kind(int kind, const qcc_act *a, __m256 v)
-{
-    const __m256 z = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
-    __m256 t;
-    int i;
-    switch (kind) {
-    case QCC_ACT_RELU:
-        return _mm256_and_ps(v, _mm256_or_ps(_mm256_cmp_ps(v, z, _CMP_GT_OQ),
-                                             _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
-    case QCC_ACT_CLIP:
-        return _mm256_min_ps(_mm256_set1_ps(a->hi), _mm256_max_ps(_mm256_set1_ps(a->lo), v));
-    case QCC_ACT_HARD_SWISH: {
-        const __m256 six = _mm256_set1_ps(6.0f), r = _mm256_set1_ps(1.0f / 6.0f);
-        __m256 q = _mm256_mul_ps(v, r);
-        const __m256 e = _mm256_fnmadd_ps(q, six, v);
-        q = _mm256_blendv_ps(q, _mm256_fmadd_ps(e, r, q), _mm256_cmp_ps(e, e, _CMP_ORD_Q));
-        QCC_ROUNDED(q);
-        t = _mm256_min_ps(one, _mm256_max_ps(z, _mm256_add_ps(q, _mm256_set1_ps(0.5f))));
-        return _mm256_mul_ps(v, t);
-    }
-    case QCC_ACT_HARD_SIGMOID:
-        t = _mm256_mul_ps(v, _mm256_set1_ps(a->lo));
-        QCC_ROUNDED(t);
-        t = _mm256_add_ps(t, _mm256_set1_ps(a->hi));
-        return _mm256_min_ps(one, _mm256_max_ps(z, t));
-    case QCC_ACT_SIGMOID: {
-        float tmp[8] __attribute__((aligned(32)));
-        _mm256_store_ps(tmp, v);
-        for (i = 0; i < 8; i++) tmp[i] = 1.0f / (1.0f + expf(-tmp[i]));
-        return _mm256_load_ps(tmp);
-    }
-    default:
-        return v;
-    }
-}
+/* qcc_act_avx512_kind on 8 lanes (AVX2's vmaxps / vminps take the second operand
+ * on NaN or equality as AVX-512's do; a blend for a mask): the same bits lane by lane
+ * (the blocked layout's AVX2 kernels, _blocked_impl.h). */
+QCC_ACT_VECTOR(qcc_act_avx2_kind, __m256, _mm256, 8, QCC_ACT_RELU8, QCC_ACT_PICK8)
 
 QCC_FQ_VECTOR(qcc_fq8_k, qcc_fq8_of, qcc_fq8, __m256, _mm256, QCC_FQ_ROUND8)
 
