@@ -54,6 +54,11 @@ cdef extern from "_int8_impl.h" nogil:
         const float* dscale
         qcc_h_stage hst
         int hisa
+        const float* res
+        int res_first, relu2
+        float* ysum
+        int8_t* yq
+        qcc_h_stage qst
     int qcc_h_supported(int level)
     ctypedef struct qcc_geom:
         int cg, og
@@ -249,6 +254,28 @@ def dequant_stage(scale, bint relu, out, quant=None):
                                           float(np.float16(qoffset)), sqrt_mode, mode))
 
 
+def residual_stage(dequant, skip, bint res_first, bint relu, quant=None, bint keep_sum=True):
+    """A `dequant_stage` writing float32 values ("float32" or "float16_as_float32")
+    followed by a residual add: v + skip (skip + v with `res_first`: the add's operand
+    order; skip float32 of the output's shape, or None: no add), relu'd with `relu`
+    (NaN stays NaN), kept as float32 (`keep_sum`) and / or quantized by an
+    ascend.quant (`quant` as in `dequant_stage`): the layer's output is the float32
+    sum, its int8 quant, or the tuple (sum, quant). Numbers of the separate steps
+    (numpy's float32 add)."""
+    if dequant[0] != "dequant" or dequant[1] not in ("float32", "float16_as_float32"):
+        raise ValueError(f"residual stage after {dequant[:2]!r}: expected a dequant "
+                         f"stage writing float32 values")
+    if not keep_sum and quant is None:
+        raise ValueError("residual stage: keeps neither the sum nor its quant")
+    q = None
+    if quant is not None:
+        q = dequant_stage(1.0, False, "int8", quant)[4]
+    if skip is not None:
+        skip = np.ascontiguousarray(skip, np.float32)
+    return ("residual", dequant[1], dequant[2], dequant[3], skip, res_first, relu, q,
+            keep_sum)
+
+
 cdef tuple _output(tuple shape, int channels, stage, int isa, qcc_i8_out* o):
     """The result array of a layer with output `stage` (None: int32) and the array of
     per-channel factors its pointers use (kept alive by the caller); fills `o`."""
@@ -260,6 +287,10 @@ cdef tuple _output(tuple shape, int channels, stage, int isa, qcc_i8_out* o):
     o.zy = o.qmin = o.qmax = 0
     o.hst.kind = 0
     o.hisa = isa if isa < _half_level else _half_level
+    o.res = NULL
+    o.ysum = NULL
+    o.yq = NULL
+    o.res_first = o.relu2 = 0
     if stage is None:
         res = np.empty(shape, np.int32)
         o.out = <int32_t*>cnp.PyArray_DATA(res)
@@ -272,20 +303,54 @@ cdef tuple _output(tuple shape, int channels, stage, int isa, qcc_i8_out* o):
         o.mult = <const float*>cnp.PyArray_DATA(factors)
         o.zy, o.qmin, o.qmax = z_y, qmin, qmax
         return res, factors
+    if stage[0] == "residual":
+        return _residual_output(shape, channels, stage, o)
     _, out, scale, relu, (qscale, qoffset, sqrt_mode, mode) = stage
     kind, dtype = STAGES[out]
     res = np.empty(shape, dtype)
     factors = _multipliers(scale, channels)
     o.yh = cnp.PyArray_DATA(res)
     o.dscale = <const float*>cnp.PyArray_DATA(factors)
-    o.hst.kind = kind
-    o.hst.relu = relu
-    o.hst.scale = qscale
-    o.hst.offset = qoffset
-    o.hst.sqrt_mode = sqrt_mode
-    o.hst.mode = mode
-    o.hst.nan_value = _NAN_INT8_VALUE
+    _set_stage(&o.hst, kind, relu, qscale, qoffset, sqrt_mode, mode)
     return res, factors
+
+
+cdef void _set_stage(qcc_h_stage* st, int kind, bint relu, float scale, float offset,
+                     bint sqrt_mode, int mode) noexcept:
+    st.kind = kind
+    st.relu = relu
+    st.scale = scale
+    st.offset = offset
+    st.sqrt_mode = sqrt_mode
+    st.mode = mode
+    st.nan_value = _NAN_INT8_VALUE
+
+
+cdef tuple _residual_output(tuple shape, int channels, tuple stage, qcc_i8_out* o):
+    """`_output` of a `residual_stage`: the float32 sum and / or its int8 quant (a
+    tuple of both when both are kept)."""
+    _, out, scale, relu, skip, res_first, relu2, quant, keep_sum = stage
+    if skip is not None and skip.shape != shape:
+        raise ValueError(f"residual stage: the residual {skip.shape} is not the "
+                         f"output's shape {shape}")
+    factors = _multipliers(scale, channels)
+    o.dscale = <const float*>cnp.PyArray_DATA(factors)
+    _set_stage(&o.hst, STAGES[out][0], relu, 0.0, 0.0, False, 0)
+    if skip is not None:
+        o.res = <const float*>cnp.PyArray_DATA(skip)
+    o.res_first = res_first
+    o.relu2 = relu2
+    outs = []
+    if keep_sum:
+        total = np.empty(shape, np.float32)
+        o.ysum = <float*>cnp.PyArray_DATA(total)
+        outs.append(total)
+    if quant is not None:
+        q = np.empty(shape, np.int8)
+        o.yq = <int8_t*>cnp.PyArray_DATA(q)
+        _set_stage(&o.qst, 0, False, quant[0], quant[1], quant[2], quant[3])
+        outs.append(q)
+    return (outs[0] if len(outs) == 1 else tuple(outs)), (factors, skip)
 
 
 def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, stage,
@@ -328,8 +393,14 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, 
         # is written in place with rows of all the images' positions: past one panel
         # an image, their stride costs more than the merge gains.)
         xt = np.ascontiguousarray(np.moveaxis(x, 0, 1))[None]
+        if stage is not None and stage[0] == "residual" and stage[4] is not None:
+            # the residual in the same layout
+            stage = (*stage[:4], np.ascontiguousarray(np.moveaxis(stage[4], 0, 1))[None],
+                     *stage[5:])
         res = _conv(xt, wpack, off, (1, *kernel), z_x, (1, *strides),
                     (0, *pads[:d], 0, *pads[d:]), (1, *dilations), groups, stage)
+        if isinstance(res, tuple):
+            return tuple(np.ascontiguousarray(np.moveaxis(r[0], 1, 0)) for r in res)
         return np.ascontiguousarray(np.moveaxis(res[0], 1, 0))
     cdef int dims[3]
     cdef int split = g.st[2] == 2
@@ -494,7 +565,7 @@ cdef _depthwise(x, wpack, off, const qcc_geom* g, int groups, osp, int z_x, stag
     job.fill = <uint8_t>(z_x + 128)
     res, keep = _output((n_img, groups, *osp), groups, stage, _level(_isa), &job.o)
     cdef int threads = _threads
-    if <double>job.planes * res[0, 0].size * g.k[0] * g.k[1] * g.k[2] < (1 << 19):
+    if <double>job.planes * g.osp[0] * g.osp[1] * g.osp[2] * g.k[0] * g.k[1] * g.k[2] < (1 << 19):
         threads = 1   # waking a worker costs some microseconds
     with nogil:
         qcc_i8_depthwise(&job, threads)
@@ -538,6 +609,8 @@ def _dense(x, wpack, off, stage):
         raise ValueError(f"packed weight {wpack.shape} does not fit x {x.shape}")
     cdef qcc_i8_job job
     job.isa = _level(_isa)
+    if stage is not None and stage[0] == "residual":
+        raise ValueError("int8 dense: no residual stage (its output is transposed)")
     res, keep = _output((n, m), n, stage, job.isa, &job.o)   # channels x rows: the GEMM's
     if m == 0 or n == 0:
         return np.ascontiguousarray(res.T)

@@ -231,6 +231,8 @@ static void qcc_il_task(qcc_il_job *job, int t)
         ct = (int32_t *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
         c = ct + (ptrdiff_t)(QCC_IL_PC + QCC_IL_MR) * QCC_IL_NR;
         for (i = 0; i < np; i++) ptr[i] = base + qcc_il_pos(job, p0 + i);
+        qcc_i8_prefetch_out(&job->o, ((ptrdiff_t)img * job->m + ch) * job->npos + p0,
+                            job->npos, nch, np);
         for (k0 = 0; k0 < job->k4; k0 += QCC_IL_KC) {
             const int kc = job->k4 - k0 < QCC_IL_KC ? job->k4 - k0 : QCC_IL_KC;
             const int8_t *w = job->wl + ((ptrdiff_t)cb * job->k4 + k0) * QCC_IL_NR * 4;

@@ -536,8 +536,10 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
                                 f"cannot run at input shapes {shape_text}: {e}") from None
         for r, t in zip(step.results, results, strict=False):
             sizes[r] = tuple(t.get_shape())  # type: ignore[attr-defined]
-        if step.tee:   # the fake-quant of the result, beside it
-            sizes[step.results[1]] = sizes[step.results[0]]
+        for r in step.results[len(results):]:
+            # the fake-quant of the result beside it (`tee`), or the ascend.quant of an
+            # int8 conv's fused residual sum (qcc.runtime.int8.teed): the same shape
+            sizes[r] = sizes[step.results[0]]
     shaped = Shapes(sizes, _buffers(plan, sizes))
     plan.specialized[key] = shaped
     return shaped

@@ -3,7 +3,9 @@
 activation, batch norm or element-wise op of constants joins the step producing its
 input; after a float conv, a batch norm, a residual add, an activation and a
 fake-quant become the compiled conv's epilogue; an int8 conv or dense takes its output
-stages. Steps are the executor's `Step`s (built here as `type(step)(...)`)."""
+stages, and after an int8 conv's dequant to float32 values, a residual add, a relu and
+an ascend.quant (`_int8_residual`). Steps are the executor's `Step`s (built here as
+`type(step)(...)`)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ def fuse_in_place(steps: list[Any], outputs: set[int],
             continue
         prev = fused[-1] if fused else None
         last = len(fused) - 1
+        taken = _int8_residual(prev, step, outputs, constants)
+        if taken is not None:  # an int8 conv's dequantized result + a residual, ...
+            fused[-1] = taken
+            chain[last] = (taken, [], [])
+            continue
         if (prev is not None and len(prev.results) == 1 and step.args[:1] == prev.results
                 and prev.results[0] not in outputs and step.op.operands[0].has_one_use()):
             both = _int8.fused(prev.fn, step.op, [constants.get(a) for a in step.args])
@@ -85,6 +92,34 @@ def fuse_in_place(steps: list[Any], outputs: set[int],
             continue
         fused.append(step)
     return fused
+
+
+def _int8_residual(prev: Any, step: Any, outputs: set[int],
+                   constants: dict[int, np.ndarray]) -> Any | None:
+    """The int8 conv step `prev` (its output stage a dequant to float32 values) taking
+    `step` into that stage: the residual add of its result and another float32
+    tensor (the step then reads that tensor too), or, after the add (and a relu), an
+    ascend.quant of the sum that is not the sum's only user: the step then writes
+    both, the sum and its int8 values. None when `step` is neither."""
+    if prev is None or len(prev.results) != 1 or len(step.results) != 1:
+        return None
+    mine = prev.results[0]
+    if isinstance(step.op, qnn.AddOp):
+        if (mine in outputs or len(step.args) != 2 or mine not in step.args
+                or step.args[0] == step.args[1]):
+            return None
+        at = step.args.index(mine)
+        skip = step.args[1 - at]
+        if skip in constants or not step.op.operands[at].has_one_use():
+            return None
+        fn = _int8.residual(prev.fn, step.op, at)
+        return None if fn is None else type(prev)(fn, prev.op, prev.args + (skip,),
+                                                  step.results, fresh=True)
+    if step.args[:1] != prev.results or step.op.operands[0].has_one_use():
+        return None
+    fn = _int8.teed(prev.fn, step.op)
+    return None if fn is None else type(prev)(fn, prev.op, prev.args,
+                                              prev.results + step.results, fresh=True)
 
 
 def _conv_epilogue(conv: Operation, spec: K.Epilogue, prev: Any, step: Any,

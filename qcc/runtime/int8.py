@@ -37,7 +37,10 @@ from the IR's types when it is compiled, and packs constant weights then, once
 (the plan owns the packed arrays). A compiled conv or dense runs the single users
 after its int32 result (a `quant.requantize` to int8, or the deploy model's
 `ascend.dequant` -> cast to float32 -> `ascend.quant`) as output stages of its own
-step (`fused`, called when the plan fuses steps). `quant.quantize` of a constant (the weights and
+step (`fused`, called when the plan fuses steps); after a conv's dequant to float32
+values, a residual add, its relu and the next layer's quant join the stage too
+(`residual`, `teed`: the step then also reads the add's other operand, and gives
+the sum and its quant both where both are used). `quant.quantize` of a constant (the weights and
 biases of the integer IR) is folded into a constant of the plan when it is compiled.
 """
 
@@ -48,7 +51,7 @@ import os
 from collections.abc import Callable
 
 import numpy as np
-from xdsl.dialects.builtin import Float16Type, Float32Type
+from xdsl.dialects.builtin import Float16Type, Float32Type, TensorType
 
 from qcc.dialects import ascend, qnn, quant
 from qcc.dialects.base import get_bool, get_int, get_ints
@@ -322,6 +325,72 @@ class _Packed:
         return _Packed(self.run, self.packed, self.channel, stage, out, dequant)
 
 
+class _Residual(_Packed):
+    """A compiled conv whose dequant stage (float32 values) is followed by a
+    residual add (`_C.residual_stage`), its step then reading the add's other
+    operand last, after the conv's own operands; or by an ascend.quant that is not
+    the only user of those values (a tee: no add, the step gives both). `after` =
+    (res_first, or None without an add; the relu after the add; the quant
+    parameters or None; whether the float32 values are kept); `out` "sum", "int8" or
+    "both" (the tuple of the two)."""
+
+    def __init__(self, base: _Packed, after: tuple) -> None:
+        super().__init__(base.run, base.packed, base.channel, base.stage,
+                         "both" if after[2] is not None and after[3]
+                         else "int8" if after[2] is not None else "sum", base.dequant)
+        self.after = after
+
+    def __call__(self, x, *rest):
+        res_first, relu, q, keep = self.after
+        if res_first is None:
+            return self.run(x, self.packed(*rest),
+                            _C.residual_stage(self.stage, None, False, relu, q, keep))
+        *wb, skip = rest
+        return self.run(x, self.packed(*wb),
+                        _C.residual_stage(self.stage, skip, res_first, relu, q, keep))
+
+    def then(self, relu: bool | None = None, quant: tuple | None = None,
+             keep_sum: bool = True) -> _Residual:
+        res_first, relu0, _, _ = self.after
+        return _Residual(self, (res_first, relu0 if relu is None else relu, quant, keep_sum))
+
+
+def _float_dequant(step_fn: Callable[..., object]) -> bool:
+    """Whether `step_fn` is a compiled conv with a dequant stage writing float32
+    values (float32, or float16 values as float32), channels on axis 1."""
+    return (type(step_fn) is _Packed and step_fn.channel == 1 and step_fn.dequant is not None
+            and step_fn.out in ("float32", "float16_as_float32") and _C is not None)
+
+
+def residual(step_fn: Callable[..., object], add, at: int) -> _Residual | None:
+    """The compiled conv `step_fn` with a dequant stage writing float32 values
+    followed by the float32 `add` of its result (operand `at` of the add) and
+    another tensor of the same type, the sum computed in the conv's output pass (its
+    step then reads the other operand last); None when that does not apply."""
+    if not _float_dequant(step_fn) or not isinstance(add, qnn.AddOp) \
+            or len(add.operands) != 2:
+        return None
+    t = add.results[0].type
+    if not (isinstance(t, TensorType) and isinstance(t.element_type, Float32Type)
+            and t.has_static_shape() and all(v.type == t for v in add.operands)):
+        return None
+    return _Residual(step_fn, (at == 1, False, None, True))  # type: ignore[arg-type]
+
+
+def teed(step_fn: Callable[..., object], follower) -> _Residual | None:
+    """`step_fn` (a `residual` conv keeping its float32 sum, or a conv with a dequant
+    stage writing float32 values) also writing the ascend.quant `follower` of those
+    values, its second result; None otherwise."""
+    if not isinstance(follower, ascend.QuantOp):
+        return None
+    if isinstance(step_fn, _Residual) and step_fn.out == "sum":
+        return step_fn.then(quant=ascend_ops.quant_params(follower))
+    if _float_dequant(step_fn):
+        return _Residual(step_fn, (None, False, ascend_ops.quant_params(follower),  # type: ignore[arg-type]
+                                   True))
+    return None
+
+
 def _conv_compiled(op, consts) -> Kernel | None:
     """The compiled int32 conv of `op` (None when its types do not allow it)."""
     qx, qw = _qtype(op.operands[0]), _qtype(op.operands[1])
@@ -393,6 +462,15 @@ def fused(step_fn: Callable[..., object], follower, consts: list) -> _Packed | N
     4. dequant (float16, float16 as float32, or float32) -> `ascend.quant` (which
        casts its input to float16 first: the same float16 value)."""
     if not isinstance(step_fn, _Packed):
+        return None
+    if isinstance(step_fn, _Residual):   # the sum's relu, then its quant
+        if step_fn.out != "sum":
+            return None
+        if isinstance(follower, qnn.ReluOp) and not step_fn.after[1] and \
+                follower.results[0].type == follower.operands[0].type:
+            return step_fn.then(relu=True)
+        if isinstance(follower, ascend.QuantOp):
+            return step_fn.then(quant=ascend_ops.quant_params(follower), keep_sum=False)
         return None
     if step_fn.out is None and isinstance(follower, quant.RequantizeOp):
         return _requantized(step_fn, follower)

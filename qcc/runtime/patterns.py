@@ -20,7 +20,9 @@ Rules (`fuse`, called once by `executor.compile_module` when it fuses):
 4. Residual add before a quant: `ascend.quant(relu?(a + b))` with a and b float32
    tensors of the result's shape (an int8 deploy model's residual block) -> one pass
    of `_half.ascend_add_quant` writing the int8 values (the same numbers as the
-   three steps, without the float32 sum in memory).
+   three steps, without the float32 sum in memory). An add of an int8 conv's
+   dequantized result is left to that conv's output stage (qcc.runtime.fusion),
+   which takes the add, the relu and the quant in the conv's own pass.
 5. Softmax then fake-quant: `fake_quant(softmax(x))` with a per-tensor float32
    fake-quant -> one step of the compiled softmax applying the fake-quant as it
    writes its results (`_norm.softmax(..., fake_quant=)`: the same float32 steps as
@@ -59,6 +61,7 @@ from xdsl.ir import Operation, SSAValue
 from qcc.dialects import ascend, qnn
 from qcc.dialects.base import get_bool, get_int, get_ints
 from qcc.runtime import half
+from qcc.runtime import int8 as _int8
 from qcc.runtime import ops as K
 from qcc.runtime.ascend_ops import quant_params
 
@@ -111,6 +114,7 @@ class _Context:
     def __init__(self, steps: Sequence[Any], outputs: set[int],
                  constants: dict[int, np.ndarray], slot_of: dict[SSAValue, int]):
         self.index = {s.op: i for i, s in enumerate(steps)}
+        self.steps = steps
         self.outputs = outputs
         self.constants = constants
         self.slot_of = slot_of
@@ -303,7 +307,7 @@ def _add_quant(ctx: _Context, step: Any):
     shape = _shape(add)
     if any(d < 0 for d in shape) or any(
             ctx.const(v) is not None or tuple(v.type.get_shape()) != shape  # type: ignore[attr-defined]
-            for v in add.operands):
+            or _int8_dequantized(ctx, v) for v in add.operands):
         return None
     chain: list[Operation] = [add]
     user = ctx.sole_user(add.results[0])
@@ -323,6 +327,21 @@ def _add_quant(ctx: _Context, step: Any):
         return kernel(a, b, relu, scale, offset, sqrt_mode, mode)
 
     return chain, user, tuple(add.operands), run, False
+
+
+def _int8_dequantized(ctx: _Context, v: SSAValue) -> bool:
+    """Whether `v` is the ascend.dequant (then maybe a cast) of a compiled int8 conv's
+    result, each value's only use: the conv's output stage takes the add after it,
+    its relu and quant (qcc.runtime.fusion), which rule 4 leaves to it."""
+    op = v.owner
+    if isinstance(op, qnn.CastOp) and v.has_one_use():
+        v, op = op.operands[0], op.operands[0].owner
+    if not (isinstance(op, ascend.DequantOp) and v.has_one_use()
+            and op.operands[0].has_one_use()):
+        return False
+    conv = op.operands[0].owner
+    return isinstance(conv, qnn.ConvOp) and conv in ctx.index and \
+        isinstance(ctx.steps[ctx.index[conv]].fn, _int8._Packed)
 
 
 def _softmax_fake_quant(ctx: _Context, step: Any):
