@@ -35,6 +35,17 @@
 #define QCC_INLINE static inline
 #endif
 
+/* Prefetch into L2 the bytes [p, p + n) (rw 1: to be written): data a kernel reads
+ * or writes soon that the hardware prefetchers do not see coming (short runs). */
+QCC_INLINE void qcc_prefetch(const void *p, ptrdiff_t n, int rw)
+{
+    const char *a = (const char *)((uintptr_t)p & ~(uintptr_t)63), *e = (const char *)p + n;
+    for (; a < e; a += 64) {
+        if (rw) __builtin_prefetch(a, 1, 2);
+        else __builtin_prefetch(a, 0, 2);
+    }
+}
+
 #if QCC_X86
 #pragma GCC push_options
 #pragma GCC target("avx2")

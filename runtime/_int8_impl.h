@@ -364,16 +364,6 @@ static void qcc_i8_store_res(const qcc_i8_out *o, const int32_t *c, ptrdiff_t ld
     }
 }
 
-/* Prefetch into L2 the bytes [p, p + n) (rw 1: to be written). */
-QCC_INLINE void qcc_i8_prefetch(const void *p, ptrdiff_t n, int rw)
-{
-    const char *a = (const char *)((uintptr_t)p & ~(uintptr_t)63), *e = (const char *)p + n;
-    for (; a < e; a += 64) {
-        if (rw) __builtin_prefetch(a, 1, 2);
-        else __builtin_prefetch(a, 0, 2);
-    }
-}
-
 /* Prefetch into L2 the rows a task's output stage reads (a residual) and writes
  * (rows x cols from element `at`, row stride ldy), at the start of the task: its sums
  * then hide the misses. A layer's output and a residual written by an earlier layer
@@ -387,14 +377,14 @@ QCC_INLINE void qcc_i8_prefetch_out(const qcc_i8_out *o, ptrdiff_t at, ptrdiff_t
     for (i = 0; i < rows; i++) {
         const ptrdiff_t row = at + (ptrdiff_t)i * ldy;
         if (o->ysum != NULL || o->yq != NULL) {
-            if (o->res != NULL) qcc_i8_prefetch(o->res + row, (ptrdiff_t)cols * 4, 0);
-            if (o->ysum != NULL) qcc_i8_prefetch(o->ysum + row, (ptrdiff_t)cols * 4, 1);
-            if (o->yq != NULL) qcc_i8_prefetch(o->yq + row, cols, 1);
+            if (o->res != NULL) qcc_prefetch(o->res + row, (ptrdiff_t)cols * 4, 0);
+            if (o->ysum != NULL) qcc_prefetch(o->ysum + row, (ptrdiff_t)cols * 4, 1);
+            if (o->yq != NULL) qcc_prefetch(o->yq + row, cols, 1);
         } else if (o->y != NULL) {
-            qcc_i8_prefetch(o->y + row, cols, 1);
+            qcc_prefetch(o->y + row, cols, 1);
         } else if (o->yh != NULL) {
             const ptrdiff_t es = (ptrdiff_t)qcc_h_out_size(o->hst.kind);
-            qcc_i8_prefetch((const char *)o->yh + row * es, cols * es, 1);
+            qcc_prefetch((const char *)o->yh + row * es, cols * es, 1);
         }
     }
 }
