@@ -224,10 +224,16 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
 #if QCC_BW == 16
         for (k0 = 0; k0 < kc; k0 = k1) {
             const int part = (k0 > 0 ? QCC_BLK_RESUME : 0);
+            qcc_blk_pf pf;
             k1 = kc - k0 > kcb ? k0 + kcb : kc;
-            for (q = q0; q < q1; q += step)
+            qcc_blk_pf_of(&pf, job->wpk + (ptrdiff_t)b * 64 * kc + (ptrdiff_t)k1 * 64,
+                          (ptrdiff_t)((kc - k1 > kcb ? k1 + kcb : kc) - k1) * 64,
+                          (q1 - q0 + step - 1) / step);
+            for (q = q0; q < q1; q += step) {
+                qcc_blk_pf_slice(&pf);
                 QCC_BN(qcc_blk_tile)(job, b, 0, nv, q, q1 - q < step ? (int)(q1 - q) : step,
                                      lanes, k0, k1, part | (k1 < kc ? QCC_BLK_MORE : 0));
+            }
         }
 #else
         /* block by block over the task's positions: a block's weights (16 x kc) stay
@@ -236,11 +242,18 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
         for (s = 0; s < nv; s++)
             for (k0 = 0; k0 < kc; k0 = k1) {
                 const int part = (k0 > 0 ? QCC_BLK_RESUME : 0);
+                qcc_blk_pf pf;
                 k1 = kc - k0 > kcb ? k0 + kcb : kc;
-                for (q = q0; q < q1; q += step)
+                qcc_blk_pf_of(&pf, job->wpk + (ptrdiff_t)b * 64 * kc + (ptrdiff_t)16 * s * kc
+                                       + (ptrdiff_t)k1 * 16,
+                              (ptrdiff_t)((kc - k1 > kcb ? k1 + kcb : kc) - k1) * 16,
+                              (q1 - q0 + step - 1) / step);
+                for (q = q0; q < q1; q += step) {
+                    qcc_blk_pf_slice(&pf);
                     QCC_BN(qcc_blk_tile)(job, b, s, 1, q, q1 - q < step ? (int)(q1 - q) : step,
                                          lanes + QCC_BP * s, k0, k1,
                                          part | (k1 < kc ? QCC_BLK_MORE : 0));
+                }
             }
 #endif
     }
