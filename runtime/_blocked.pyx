@@ -214,15 +214,21 @@ cdef _set_fake_quant(qcc_blk_plane_job* job, fake_quant):
         job.fs, job.fz, job.qmin, job.qmax = fs, fz, qmin, qmax
 
 
-def means(y, int c, out=None, fake_quant=None):
+def means(y, int c, out=None, fake_quant=None, scale=None):
     """Global average pool of the blocked y of c channels -> [N, C, 1, 1] (the bits of
-    qcc.runtime._pool.global_avg_pool); with `fake_quant` = (scale, zero point, qmin,
-    qmax), their fake-quant (the bits of _eltwise.fake_quant)."""
+    qcc.runtime._pool.global_avg_pool); with `scale` (c float32 factors), each mean
+    times its channel's factor (numpy's float32 product); with `fake_quant` = (scale,
+    zero point, qmin, qmax), then their fake-quant (the bits of _eltwise.fake_quant)."""
     _blocked_input(y, c)
     out = _out(out, (y.shape[0], c, 1, 1))
     cdef qcc_blk_plane_job job
     memset(&job, 0, sizeof(job))
     _set_fake_quant(&job, fake_quant)
+    if scale is not None:
+        scale = np.ascontiguousarray(scale, np.float32).reshape(-1)
+        if scale.shape[0] != c:
+            raise ValueError(f"blocked means: {scale.shape[0]} factors for {c} channels")
+        job.s = _fp(scale)
     job.x = _fp(y)
     job.y = _fp(out)
     job.c = c

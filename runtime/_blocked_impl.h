@@ -380,8 +380,8 @@ typedef struct {
 } qcc_blk_plane_job;
 
 /* The means of the blocked plane t of x into y [n, c] (qcc_plane_means' order: float
- * sums of every 16th element in 16 lanes, the tail, then the lanes, in double), then
- * (fq_on) their fake-quant. */
+ * sums of every 16th element in 16 lanes, the tail, then the lanes, in double), each
+ * times s[c] (s not NULL: a per-channel scale), then (fq_on) their fake-quant. */
 QCC_CLONES
 static void qcc_blk_mean_plane(const qcc_blk_plane_job *job, int t)
 {
@@ -397,11 +397,13 @@ static void qcc_blk_mean_plane(const qcc_blk_plane_job *job, int t)
             for (l = 0; l < QCC_BLK; l++) lanes[j][l] += s[(p + j) * QCC_BLK + l];
     for (l = 0; l < QCC_BLK && b * QCC_BLK + l < job->c; l++) {
         double sum = 0.0;
+        float m;
         for (q = p; q < plane; q++) sum += s[q * QCC_BLK + l];
         for (j = 0; j < 16; j++) sum += lanes[j][l];
+        m = (float)(sum / (double)plane);
+        if (job->s != NULL) m = m * job->s[b * QCC_BLK + l];   /* a per-channel scale */
         job->y[(ptrdiff_t)i * job->c + b * QCC_BLK + l] =
-            job->fq_on ? qcc_fq_one((float)(sum / (double)plane), job->fs, job->fz, job->qmin, job->qmax)
-                       : (float)(sum / (double)plane);
+            job->fq_on ? qcc_fq_one(m, job->fs, job->fz, job->qmin, job->qmax) : m;
     }
 }
 

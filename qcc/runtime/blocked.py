@@ -315,14 +315,30 @@ def _fused_fake_quant(followers: tuple[Callable[..., Any], ...],
 
 def _gap(step: Any) -> Callable[..., Any]:
     c = _shape(step.op.operands[0])[1]  # type: ignore[index]
-    followers, fq = _fused_fake_quant(_followers(step.fn))
+    followers = _followers(step.fn)
+    s = _channel_scale(followers[0], c) if followers else None
+    if s is not None:   # a per-channel scale of the means first (a squeeze-and-excitation's)
+        followers = followers[1:]
+    followers, fq = _fused_fake_quant(followers)
 
     def run(y, out=None):
-        r = B.means(y, c, out=out, fake_quant=fq)
+        r = B.means(y, c, out=out, fake_quant=fq, scale=s)
         for f in followers:
             r = f(r)
         return r
     return run
+
+
+def _channel_scale(follower: Callable[..., Any], c: int) -> np.ndarray | None:
+    """The c float32 factors of a follower multiplying its [N, C, 1, 1] input by one
+    factor a channel (`quant_ops.in_place` of a qnn.scale), or None."""
+    found = getattr(follower, "channel_scale", None)
+    if found is None:
+        return None
+    s, axis = found
+    if axis % 4 != 1 or s.dtype != np.float32 or s.size != c:
+        return None
+    return np.ascontiguousarray(s.reshape(-1))
 
 
 def _pool(step: Any) -> Callable[..., Any]:

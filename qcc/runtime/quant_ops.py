@@ -198,7 +198,11 @@ def in_place(op, params: Sequence[np.ndarray] = ()
             return None
         s = per_channel[0]
         if len(per_channel) == 1:
-            return lambda y: np.multiply(y, s, out=y)
+            def scaled(y):
+                return np.multiply(y, s, out=y)
+            # for kernels applying it as they write y (qcc.runtime.blocked's means)
+            scaled.channel_scale = (s, axis)  # type: ignore[attr-defined]
+            return scaled
         b = per_channel[1]
         return lambda y: np.add(np.multiply(y, s, out=y), b, out=y)
     if type(op) in _BINARY_IN_PLACE:

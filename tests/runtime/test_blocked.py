@@ -273,6 +273,16 @@ def test_layout_copies_means_and_scale():
             np.testing.assert_array_equal(bits(got), bits(want))
             if shape[1] % 16:
                 assert not got[:, -1, ..., shape[1] % 16:].any()
+            # a per-channel scale of the means first (a squeeze-and-excitation's
+            # qnn.scale): numpy's float32 product, then the fake-quant
+            c = rng.standard_normal(shape[1]).astype(np.float32)
+            c[:2] = (0.0, -np.inf)
+            with np.errstate(invalid="ignore", over="ignore"):
+                mean_c = _pool.global_avg_pool(B.to_nchw(y, shape[1])) * c.reshape(1, -1, 1, 1)
+            want = _eltwise.fake_quant(mean_c, np.float32([fs]), np.float32([fz]), qmin, qmax)
+            got = B.means(y, shape[1], fake_quant=(fs, fz, qmin, qmax), scale=c)
+            np.testing.assert_array_equal(bits(got), bits(want))
+            np.testing.assert_array_equal(bits(B.means(y, shape[1], scale=c)), bits(mean_c))
 
 
 # (shape, kernel, strides, pads (t, l, b, r), dilations, ceil_mode): ResNet's stem
