@@ -132,34 +132,6 @@ typedef struct {
 
 enum { QCC_BLK_RESUME = 1, QCC_BLK_MORE = 2 };   /* a chunk's part of the taps */
 
-/* The next chunk's weights, prefetched into L2 a slice before each tile of the chunk
- * before it: a deep layer's weights come from memory in the model (ResNet-50's
- * 3 x 3 x 512 x 512 is 9.4 MB), and the hardware prefetchers fetched a chunk only
- * as its first tile read it (one burst of the chunk at its start stalled on the
- * fill buffers instead). light_resnet50 at 2 threads: 1.27 -> 1.21-1.24 of
- * onnxruntime. */
-typedef struct {
-    const char *at, *end;
-    ptrdiff_t slice;
-} qcc_blk_pf;
-
-/* `floats` weights from `from`, in slices for `tiles` tiles (none when floats is 0). */
-QCC_INLINE void qcc_blk_pf_of(qcc_blk_pf *p, const float *from, ptrdiff_t floats,
-                              ptrdiff_t tiles)
-{
-    p->at = (const char *)from;
-    p->end = p->at + floats * (ptrdiff_t)sizeof(float);
-    p->slice = ((p->end - p->at) / (tiles > 0 ? tiles : 1) + 63) & ~(ptrdiff_t)63;
-}
-
-QCC_INLINE void qcc_blk_pf_slice(qcc_blk_pf *p)
-{
-    if (p->at < p->end) {
-        qcc_prefetch(p->at, p->slice < p->end - p->at ? p->slice : p->end - p->at, 0);
-        p->at += p->slice;
-    }
-}
-
 typedef struct {
     const qcc_blk_geom *g;
     const float *x;       /* blocked input */

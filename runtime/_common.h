@@ -46,6 +46,32 @@ QCC_INLINE void qcc_prefetch(const void *p, ptrdiff_t n, int rw)
     }
 }
 
+/* A run of weights the next chunk of a kernel's loop reads, prefetched into L2 a slice
+ * before each of the current chunk's tiles (qcc_pf_slice): the tiles' sums hide the
+ * misses, and the prefetches are spread out (one burst of a whole chunk at once
+ * stalled on the fill buffers instead). */
+typedef struct {
+    const char *at, *end;
+    ptrdiff_t slice;
+} qcc_pf_slices;
+
+/* `bytes` from `from`, in slices for `tiles` tiles (nothing when bytes is 0). */
+QCC_INLINE void qcc_pf_slices_of(qcc_pf_slices *p, const void *from, ptrdiff_t bytes,
+                                 ptrdiff_t tiles)
+{
+    p->at = (const char *)from;
+    p->end = p->at + bytes;
+    p->slice = (bytes / (tiles > 0 ? tiles : 1) + 63) & ~(ptrdiff_t)63;
+}
+
+QCC_INLINE void qcc_pf_slice(qcc_pf_slices *p)
+{
+    if (p->at < p->end) {
+        qcc_prefetch(p->at, p->slice < p->end - p->at ? p->slice : p->end - p->at, 0);
+        p->at += p->slice;
+    }
+}
+
 #if QCC_X86
 #pragma GCC push_options
 #pragma GCC target("avx2")
