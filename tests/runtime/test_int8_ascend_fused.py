@@ -84,6 +84,19 @@ CONVS = [((2, 16, 9, 9), 24, (3, 3), (1, 1), (1, 1, 1, 1), 1),
          ((3, 4, 20), 6, (3,), (1,), (1, 1), 1)]
 
 
+def _conv_case(case, seed):
+    """Random int8 operands of a CONVS case and their exact int32 accumulator (the
+    numpy definition): (rng, x, w, b, z_x, dilations, acc)."""
+    shape, o, k, s, p, g = case
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, shape).astype(np.int8)
+    w = rng.integers(-127, 128, (o, shape[1] // g, *k)).astype(np.int8)
+    b = rng.integers(-(1 << 12), 1 << 12, o)
+    z_x = int(rng.integers(-128, 128))
+    dil = (1,) * len(k)
+    return rng, x, w, b, z_x, dil, int8.conv(x, w, b, z_x, 0, s, p, dil, g)
+
+
 @pytest.mark.parametrize("out,quant", STAGES)
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c[0])))
 @pytest.mark.parametrize("per_channel", [True, False])
@@ -93,13 +106,7 @@ def test_conv_dequant_stages_match_numpy(out, quant, case, per_channel, lanes, l
     if lanes and level != "avx512":
         pytest.skip("the channels-in-lanes path is the AVX-512 VNNI variant's")
     shape, o, k, s, p, g = case
-    rng = np.random.default_rng(o + shape[1])
-    x = rng.integers(-128, 128, shape).astype(np.int8)
-    w = rng.integers(-127, 128, (o, shape[1] // g, *k)).astype(np.int8)
-    b = rng.integers(-(1 << 12), 1 << 12, o)
-    z_x = int(rng.integers(-128, 128))
-    dil = (1,) * len(k)
-    acc = int8.conv(x, w, b, z_x, 0, s, p, dil, g)
+    rng, x, w, b, z_x, dil, acc = _conv_case(case, o + shape[1])
     scale = (rng.random(o) * 2e-3 + 1e-4).astype(np.float32) if per_channel \
         else np.float32([3e-3])
     for relu in (False, True):
@@ -152,13 +159,7 @@ def test_conv_residual_stages_match_numpy(out, case, lanes, level):
     if lanes and level != "avx512":
         pytest.skip("the channels-in-lanes path is the AVX-512 VNNI variant's")
     shape, o, k, s, p, g = case
-    rng = np.random.default_rng(o * 7 + shape[1])
-    x = rng.integers(-128, 128, shape).astype(np.int8)
-    w = rng.integers(-127, 128, (o, shape[1] // g, *k)).astype(np.int8)
-    b = rng.integers(-(1 << 12), 1 << 12, o)
-    z_x = int(rng.integers(-128, 128))
-    dil = (1,) * len(k)
-    acc = int8.conv(x, w, b, z_x, 0, s, p, dil, g)
+    rng, x, w, b, z_x, dil, acc = _conv_case(case, o * 7 + shape[1])
     scale = (rng.random(o) * 2e-3 + 1e-4).astype(np.float32)
     skip = _skip(acc.shape, rng)
     wp, off = int8.pack(w, b, z_x)
