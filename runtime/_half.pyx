@@ -19,12 +19,9 @@ from libc.stdint cimport int8_t, int32_t, uint16_t
 
 cnp.import_array()
 
+include "_half_stage.pxi"
+
 cdef extern from "_half_impl.h" nogil:
-    ctypedef struct qcc_h_stage:
-        int kind, relu
-        float scale, offset
-        int sqrt_mode, mode
-        int8_t nan_value
     ctypedef struct qcc_h_job:
         int op, isa
         const void* x
@@ -43,10 +40,6 @@ cdef extern from "_half_impl.h" nogil:
 ROUND_MODES = ("Round", "Rint", "Floor", "Ceil", "Trunc")
 LEVELS = ("scalar", "avx2", "avx512")
 """Instruction set levels of the kernels, lowest first (QCC_ISA's names)."""
-
-with np.errstate(invalid="ignore"):
-    _NAN_INT8_VALUE = int(np.array([np.nan], np.float32).astype(np.int8)[0])
-cdef int8_t _NAN_INT8 = _NAN_INT8_VALUE
 
 
 def supported_isas():
@@ -153,13 +146,7 @@ def to_f32(h, out=None):
 
 cdef qcc_h_stage _quant_stage(float scale, float offset, bint sqrt_mode, int mode):
     cdef qcc_h_stage st
-    st.kind = 0
-    st.relu = 0
-    st.scale = scale
-    st.offset = offset
-    st.sqrt_mode = sqrt_mode
-    st.mode = mode
-    st.nan_value = _NAN_INT8
+    _set_stage(&st, 0, False, scale, offset, sqrt_mode, mode)
     return st
 
 
@@ -231,8 +218,7 @@ def ascend_dequant(acc, scale, int axis, bint relu, bint half_out):
     cdef const int32_t[::1] av = acc.reshape(-1)
     cdef int8_t[::1] ob = out.reshape(-1).view(np.int8)
     cdef qcc_h_stage st
-    st.kind = QCC_H_F16 if half_out else QCC_H_F32
-    st.relu = relu
+    _set_stage(&st, QCC_H_F16 if half_out else QCC_H_F32, relu, 0.0, 0.0, False, 0)
     cdef qcc_h_job job
     _job(&job, 4, &av[0], &ob[0], n, &st)
     job.scale = &sv[0]

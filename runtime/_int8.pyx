@@ -39,12 +39,9 @@ from libc.stdint cimport int8_t, int32_t, uint8_t
 
 cnp.import_array()
 
+include "_half_stage.pxi"
+
 cdef extern from "_int8_impl.h" nogil:
-    ctypedef struct qcc_h_stage:
-        int kind, relu
-        float scale, offset
-        int sqrt_mode, mode
-        int8_t nan_value
     ctypedef struct qcc_i8_out:
         int32_t* out
         int8_t* y
@@ -223,8 +220,6 @@ cdef int _half_best():
 
 
 cdef int _half_level = _half_best()
-with np.errstate(invalid="ignore"):
-    _NAN_INT8_VALUE = int(np.array([np.nan], np.float32).astype(np.int8)[0])
 
 STAGES = {"float32": (QCC_H_F32, np.float32), "float16": (QCC_H_F16, np.float16),
           "float16_as_float32": (QCC_H_F16F32, np.float32), "int8": (QCC_H_QUANT, np.int8)}
@@ -313,17 +308,6 @@ cdef tuple _output(tuple shape, int channels, stage, int isa, qcc_i8_out* o):
     o.dscale = <const float*>cnp.PyArray_DATA(factors)
     _set_stage(&o.hst, kind, relu, qscale, qoffset, sqrt_mode, mode)
     return res, factors
-
-
-cdef void _set_stage(qcc_h_stage* st, int kind, bint relu, float scale, float offset,
-                     bint sqrt_mode, int mode) noexcept:
-    st.kind = kind
-    st.relu = relu
-    st.scale = scale
-    st.offset = offset
-    st.sqrt_mode = sqrt_mode
-    st.mode = mode
-    st.nan_value = _NAN_INT8_VALUE
 
 
 cdef tuple _residual_output(tuple shape, int channels, tuple stage, qcc_i8_out* o):
