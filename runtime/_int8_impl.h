@@ -266,76 +266,65 @@ static void qcc_i8_res_scalar(const qcc_i8_out *o, const int32_t *acc, ptrdiff_t
 }
 
 #if QCC_X86
+/* qcc_i8_res_scalar in vectors of one instruction set (V, its intrinsics' prefix P, W
+ * lanes; expanded below for AVX-512, qcc_i8_res_512, and AVX2, qcc_i8_res_avx2): whole
+ * vectors in registers, the tail and a vector whose dequant holds a NaN by the scalar
+ * code. LOADI(p): W int32 from p; DRELU(v, z): the dequant's relu (v < 0 -> 0);
+ * ANYNAN(v): whether a lane is NaN; R16(v): rounded to float16; RELU(v, z): the relu
+ * after the add (QCC_ACT_RELU*); QSTORE(p, v, st): the quant of v, W int8 stored. */
+#define QCC_I8_RES_VECTOR(NAME, V, P, W, LOADI, DRELU, ANYNAN, R16, RELU, QSTORE)           \
+    static void NAME(const qcc_i8_out *o, const int32_t *acc, ptrdiff_t n, float s,       \
+                     const float *r, float *ysum, int8_t *yq)                             \
+    {                                                                                     \
+        const V sv = P##_set1_ps(s), z = P##_setzero_ps();                                \
+        const int f16 = o->hst.kind == QCC_H_F16F32, relu = o->hst.relu;                  \
+        const int res_first = o->res_first, relu2 = o->relu2;                             \
+        const qcc_h_stage qst = o->qst;   /* locals: the int8 stores may alias *o */      \
+        ptrdiff_t j = 0;                                                                  \
+        for (; j + W <= n; j += W) {                                                      \
+            V v = P##_mul_ps(P##_cvtepi32_ps(LOADI(acc + j)), sv);                        \
+            if (relu) v = DRELU(v, z);                                                    \
+            if (f16) {                                                                    \
+                if (ANYNAN(v)) {                                                          \
+                    qcc_i8_res_scalar(o, acc + j, W, s, r != NULL ? r + j : NULL,         \
+                                      ysum != NULL ? ysum + j : NULL,                     \
+                                      yq != NULL ? yq + j : NULL);                        \
+                    continue;                                                             \
+                }                                                                         \
+                v = R16(v);                                                               \
+            }                                                                             \
+            if (r != NULL) {                                                              \
+                const V b = P##_loadu_ps(r + j);                                          \
+                v = res_first ? P##_add_ps(b, v) : P##_add_ps(v, b);                      \
+            }                                                                             \
+            if (relu2) v = RELU(v, z);                                                    \
+            if (ysum != NULL) P##_storeu_ps(ysum + j, v);                                 \
+            if (yq != NULL) QSTORE(yq + j, v, &qst);                                      \
+        }                                                                                 \
+        qcc_i8_res_scalar(o, acc + j, n - j, s, r != NULL ? r + j : NULL,                 \
+                          ysum != NULL ? ysum + j : NULL, yq != NULL ? yq + j : NULL);    \
+    }
+
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")
-static void qcc_i8_res_512(const qcc_i8_out *o, const int32_t *acc, ptrdiff_t n, float s,
-                           const float *r, float *ysum, int8_t *yq)
-{
-    const __m512 sv = _mm512_set1_ps(s), z = _mm512_setzero_ps();
-    const int f16 = o->hst.kind == QCC_H_F16F32, relu = o->hst.relu;
-    const int res_first = o->res_first, relu2 = o->relu2;
-    const qcc_h_stage qst = o->qst;   /* locals: the int8 stores may alias *o */
-    ptrdiff_t j;
-    for (j = 0; j < n; j += 16) {   /* the last (fewer) under a mask */
-        const __mmask16 m = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, acc + j)), sv);
-        __m512 b;
-        if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, z, _CMP_LT_OQ), z);
-        if (f16) {
-            if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)) {
-                qcc_i8_res_scalar(o, acc + j, n - j < 16 ? n - j : 16, s,
-                                  r != NULL ? r + j : NULL,
-                                  ysum != NULL ? ysum + j : NULL, yq != NULL ? yq + j : NULL);
-                continue;
-            }
-            v = qcc_h_r16_512(v);
-        }
-        if (r != NULL) {
-            b = _mm512_maskz_loadu_ps(m, r + j);
-            v = res_first ? _mm512_add_ps(b, v) : _mm512_add_ps(v, b);
-        }
-        if (relu2) v = QCC_ACT_RELU16(v, z);
-        if (ysum != NULL) _mm512_mask_storeu_ps(ysum + j, m, v);
-        if (yq != NULL)
-            _mm_mask_storeu_epi8(yq + j, m, qcc_h_quant16_512(qcc_h_r16_512(v), &qst));
-    }
-}
+#define QCC_I8_LOADI16(p) _mm512_loadu_si512((const void *)(p))
+#define QCC_I8_DRELU16(v, z) _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, z, _CMP_LT_OQ), z)
+#define QCC_I8_ANYNAN16(v) _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)
+#define QCC_I8_QSTORE16(p, v, st) \
+    _mm_storeu_si128((__m128i *)(p), qcc_h_quant16_512(qcc_h_r16_512(v), st))
+QCC_I8_RES_VECTOR(qcc_i8_res_512, __m512, _mm512, 16, QCC_I8_LOADI16, QCC_I8_DRELU16,
+                  QCC_I8_ANYNAN16, qcc_h_r16_512, QCC_ACT_RELU16, QCC_I8_QSTORE16)
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
-static void qcc_i8_res_avx2(const qcc_i8_out *o, const int32_t *acc, ptrdiff_t n, float s,
-                            const float *r, float *ysum, int8_t *yq)
-{
-    const __m256 sv = _mm256_set1_ps(s), z = _mm256_setzero_ps();
-    const int f16 = o->hst.kind == QCC_H_F16F32, relu = o->hst.relu;
-    const int res_first = o->res_first, relu2 = o->relu2;
-    const qcc_h_stage qst = o->qst;   /* locals: the int8 stores may alias *o */
-    ptrdiff_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(
-            _mm256_loadu_si256((const __m256i *)(acc + j))), sv);
-        if (relu) v = _mm256_blendv_ps(v, z, _mm256_cmp_ps(v, z, _CMP_LT_OQ));
-        if (f16) {
-            if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
-                qcc_i8_res_scalar(o, acc + j, 8, s, r != NULL ? r + j : NULL,
-                                  ysum != NULL ? ysum + j : NULL, yq != NULL ? yq + j : NULL);
-                continue;
-            }
-            v = qcc_h_r16_avx2(v);
-        }
-        if (r != NULL) {
-            const __m256 b = _mm256_loadu_ps(r + j);
-            v = res_first ? _mm256_add_ps(b, v) : _mm256_add_ps(v, b);
-        }
-        if (relu2) v = QCC_ACT_RELU8(v, z);
-        if (ysum != NULL) _mm256_storeu_ps(ysum + j, v);
-        if (yq != NULL)
-            _mm_storel_epi64((__m128i *)(yq + j), qcc_h_quant8_avx2(qcc_h_r16_avx2(v), &qst));
-    }
-    qcc_i8_res_scalar(o, acc + j, n - j, s, r != NULL ? r + j : NULL,
-                      ysum != NULL ? ysum + j : NULL, yq != NULL ? yq + j : NULL);
-}
+#define QCC_I8_LOADI8(p) _mm256_loadu_si256((const __m256i *)(p))
+#define QCC_I8_DRELU8(v, z) _mm256_blendv_ps(v, z, _mm256_cmp_ps(v, z, _CMP_LT_OQ))
+#define QCC_I8_ANYNAN8(v) _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
+#define QCC_I8_QSTORE8(p, v, st) \
+    _mm_storel_epi64((__m128i *)(p), qcc_h_quant8_avx2(qcc_h_r16_avx2(v), st))
+QCC_I8_RES_VECTOR(qcc_i8_res_avx2, __m256, _mm256, 8, QCC_I8_LOADI8, QCC_I8_DRELU8,
+                  QCC_I8_ANYNAN8, qcc_h_r16_avx2, QCC_ACT_RELU8, QCC_I8_QSTORE8)
 #pragma GCC pop_options
 #endif
 
