@@ -265,10 +265,14 @@ def residual_stage(dequant, skip, bint res_first, bint relu, quant=None, bint ke
     q = None
     if quant is not None:
         q = dequant_stage(1.0, False, "int8", quant)[4]
-    if skip is not None:
-        skip = np.ascontiguousarray(skip, np.float32)
     return ("residual", dequant[1], dequant[2], dequant[3], skip, res_first, relu, q,
             keep_sum)
+
+
+def with_residual(stage, skip):
+    """The `residual_stage` `stage` adding `skip` instead of its own residual (a
+    stage made once, given each call's residual)."""
+    return (*stage[:4], skip, *stage[5:])
 
 
 cdef tuple _output(tuple shape, int channels, stage, int isa, qcc_i8_out* o):
@@ -314,6 +318,8 @@ cdef tuple _residual_output(tuple shape, int channels, tuple stage, qcc_i8_out* 
     """`_output` of a `residual_stage`: the float32 sum and / or its int8 quant (a
     tuple of both when both are kept)."""
     _, out, scale, relu, skip, res_first, relu2, quant, keep_sum = stage
+    if skip is not None:
+        skip = np.ascontiguousarray(skip, np.float32)   # its pointer is read below
     if skip is not None and skip.shape != shape:
         raise ValueError(f"residual stage: the residual {skip.shape} is not the "
                          f"output's shape {shape}")
@@ -379,8 +385,7 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, 
         xt = np.ascontiguousarray(np.moveaxis(x, 0, 1))[None]
         if stage is not None and stage[0] == "residual" and stage[4] is not None:
             # the residual in the same layout
-            stage = (*stage[:4], np.ascontiguousarray(np.moveaxis(stage[4], 0, 1))[None],
-                     *stage[5:])
+            stage = with_residual(stage, np.moveaxis(stage[4], 0, 1)[None])
         res = _conv(xt, wpack, off, (1, *kernel), z_x, (1, *strides),
                     (0, *pads[:d], 0, *pads[d:]), (1, *dilations), groups, stage)
         if isinstance(res, tuple):

@@ -339,15 +339,15 @@ class _Residual(_Packed):
                          "both" if after[2] is not None and after[3]
                          else "int8" if after[2] is not None else "sum", base.dequant)
         self.after = after
+        res_first, relu, q, keep = after
+        # made (and checked) once, when the plan is compiled; a call gives its residual
+        self.full_stage = _C.residual_stage(base.stage, None, bool(res_first), relu, q, keep)
 
     def __call__(self, x, *rest):
-        res_first, relu, q, keep = self.after
-        if res_first is None:
-            return self.run(x, self.packed(*rest),
-                            _C.residual_stage(self.stage, None, False, relu, q, keep))
+        if self.after[0] is None:
+            return self.run(x, self.packed(*rest), self.full_stage)
         *wb, skip = rest
-        return self.run(x, self.packed(*wb),
-                        _C.residual_stage(self.stage, skip, res_first, relu, q, keep))
+        return self.run(x, self.packed(*wb), _C.with_residual(self.full_stage, skip))
 
     def then(self, relu: bool | None = None, quant: tuple | None = None,
              keep_sum: bool = True) -> _Residual:
