@@ -337,7 +337,8 @@ static void qcc_blk_to_nchw(const float *y, float *x, int n, int c, ptrdiff_t pl
 /* Jobs of whole planes on the pool: the means (global average pool), a per-channel
  * scale (squeeze-and-excitation) and a conv's padded input copy. */
 typedef struct {
-    const float *x, *s;
+    const float *x;
+    const float *s;       /* the scale's factors [n, c]; the means' [c] or NULL */
     float *y;
     int n, c, planes;
     ptrdiff_t plane;
