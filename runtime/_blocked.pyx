@@ -315,14 +315,15 @@ cdef class Conv:
         p = (0, 0, 0, 0) if pads is None else tuple(int(v) for v in pads)
         self.ph, self.pw, self.pe_h, self.pe_w = p
         ob = (o + 15) // 16
-        bias = np.zeros(ob * 16 + 64, np.float32)
+        bias = _aligned(ob * 16 + 64, zero=True)
         if b is not None:
             bias[:o] = np.asarray(b, np.float32).reshape(-1)
         self.bias = bias
         if self.depthwise:   # [cb][kh*kw][16]
             wl = np.zeros((ob * 16, kh * kw), np.float32)
             wl[:o] = w.reshape(o, kh * kw)
-            self.wpk = np.ascontiguousarray(wl.reshape(ob, 16, kh * kw).transpose(0, 2, 1))
+            self.wpk = _aligned((ob, kh * kw, 16))
+            self.wpk[...] = wl.reshape(ob, 16, kh * kw).transpose(0, 2, 1)
         else:                # packed for the kernels of the level in use (_pack)
             self.w = w
             self.wpk_level = -1
@@ -464,7 +465,8 @@ cdef class Conv:
         groups = (o + 63) // 64 * (64 // width)
         wl = np.zeros((groups * width, kc), np.float32)
         wl[:o] = self.w.reshape(o, kc)
-        self.wpk = np.ascontiguousarray(wl.reshape(groups, width, kc).transpose(0, 2, 1))
+        self.wpk = _aligned((groups, kc, width))
+        self.wpk[...] = wl.reshape(groups, width, kc).transpose(0, 2, 1)
         self.wpk_level = _level
 
     cdef _run(self, src, residual, out):

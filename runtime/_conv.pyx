@@ -27,6 +27,7 @@ import threading
 import numpy as np
 
 from qcc.runtime._kernels import as_f32, out_buffer
+from qcc.runtime.kernels import aligned as _aligned
 
 cimport numpy as cnp
 from libc.string cimport memset
@@ -259,7 +260,7 @@ def _workspace(Py_ssize_t size):
     """A per-thread float32 scratch buffer of at least `size` elements."""
     buf = getattr(_local, "buf", None)
     if buf is None or buf.shape[0] < size:
-        buf = np.empty(max(size, 1), np.float32)
+        buf = _aligned(max(size, 1))
         _local.buf = buf
     return buf
 
@@ -347,7 +348,7 @@ cdef object _packed(WeightPack pack, object w_given, w, int groups, int og, int 
     if pack.source is w_given and pack.mr == mr and pack.kc == chunk and \
             pack.groups == groups:
         return pack.data
-    data = np.empty(max(per * groups, 1), np.float32)
+    data = _aligned(max(per * groups, 1))
     cdef const float[::1] wv = w.reshape(-1)
     cdef float[::1] dv = data
     with nogil:
@@ -367,7 +368,7 @@ cdef object _gemv_packed(WeightPack pack, object w_given, w, int n, int k):
     (runtime/_gemv_impl.h, qcc_gemv_pack; packed now unless it holds w_given so)."""
     if pack.source is w_given and pack.mr == -1 and pack.kc == k and pack.groups == n:
         return pack.data
-    data = np.empty(max(qcc_gemv_packed_size(n, k), 1), np.float32)
+    data = _aligned(max(qcc_gemv_packed_size(n, k), 1))
     cdef const float[::1] wv = w.reshape(-1)
     cdef float[::1] dv = data
     if n > 0 and k > 0:

@@ -111,7 +111,7 @@ def matmul(a, b, out=None):
     cdef Py_ssize_t nb = 1 if b.ndim == 2 else math.prod(a.shape[:a.ndim - 2])
     cdef Py_ssize_t rows = m if b.ndim != 2 else math.prod(a.shape[:a.ndim - 1])
     cdef Py_ssize_t per = qcc_gemm_packed_size(n, k, QCC_T_NR)
-    packed = np.empty(max(per * nb, 1), np.float32)
+    packed = _aligned(max(per * nb, 1))
     cdef const float* ap = _fp(a)
     cdef const float* bp = _fp(b)
     cdef float* pp = <float*>_fp(packed)

@@ -182,6 +182,7 @@ cdef extern from "_common.h":
 from qcc.runtime._kernels import _pool_capsule
 qcc_pool_bind(PyCapsule_GetPointer(_pool_capsule, "qcc.runtime.pool"))
 
+from qcc.runtime.kernels import aligned as _aligned
 from qcc.runtime.threads import default_threads as _default_threads
 
 
@@ -269,7 +270,7 @@ def _conv(x, wpack, off, kernel, int z_x, strides, pads, dilations, int groups, 
     cdef Py_ssize_t pin = <Py_ssize_t>g.sp[0] * g.sp[1] * g.sp[2]
     cdef Py_ssize_t pout = <Py_ssize_t>g.osp[0] * g.osp[1] * g.osp[2]
     cdef const int8_t[::1] xv = x.reshape(-1)
-    pad = np.empty(n_img * c * vol + QCC_I8_SLACK if padded else 1, np.int8)
+    pad = _aligned(n_img * c * vol + QCC_I8_SLACK if padded else 1, dtype=np.int8)
     kofs = np.empty(max(1, kc), np.intp)
     cdef int8_t[::1] padv = pad
     cdef Py_ssize_t[::1] kofsv = kofs
@@ -363,7 +364,7 @@ cdef _conv_lanes(x, lanes, off, const qcc_geom* g, osp, int z_x, stage):
         job.st[i] = g.st[i]
     cdef Py_ssize_t plane = <Py_ssize_t>job.dims[0] * job.dims[1] * job.dims[2] * 4
     cdef Py_ssize_t img = (c + 3) // 4 * plane
-    pad = np.empty(n_img * img + 64, np.uint8)
+    pad = _aligned(n_img * img + 64, dtype=np.uint8)
     kofs = np.empty((c + 3) // 4 * taps, np.intp)
     cdef Py_ssize_t[::1] kofsv = kofs
     q = 0

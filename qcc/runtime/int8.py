@@ -57,7 +57,7 @@ from qcc.dialects import ascend, qnn, quant
 from qcc.dialects.base import get_bool, get_int, get_ints
 from qcc.dialects.quant import UniformQuantizedType
 from qcc.runtime import ascend_ops
-from qcc.runtime.kernels import _pad_or_crop, _pad_spatial, _pool_pads, _windows
+from qcc.runtime.kernels import _pad_or_crop, _pad_spatial, _pool_pads, _windows, aligned
 from qcc.runtime.ops import Kernel, kernel
 
 
@@ -224,7 +224,7 @@ def pack(w: np.ndarray, b: np.ndarray | None, z_x: int) -> tuple[np.ndarray, np.
     assert _C is not None
     flat = w.reshape(w.shape[0], -1)
     k = flat.shape[1]
-    wp = np.zeros((flat.shape[0], _C.padded_length(k)), np.int8)
+    wp = aligned((flat.shape[0], _C.padded_length(k)), zero=True, dtype=np.int8)
     wp[:, :k] = flat
     off = -(z_x + 128) * flat.astype(np.int64).sum(axis=1)
     if b is not None:
@@ -245,9 +245,9 @@ def pack_lanes(w: np.ndarray) -> np.ndarray:
     blocks, steps, lanes, _ = _C.lanes_shape(o, c, taps)
     full = np.zeros((blocks * lanes, steps // taps * 4, taps), np.int8)
     full[:o, :c] = w.reshape(o, c, taps)
-    return np.ascontiguousarray(
-        full.reshape(blocks, lanes, steps // taps, 4, taps).transpose(0, 2, 4, 1, 3)
-    ).reshape(blocks, steps, lanes, 4)
+    out = aligned((blocks, steps // taps, taps, lanes, 4), dtype=np.int8)
+    out[...] = full.reshape(blocks, lanes, steps // taps, 4, taps).transpose(0, 2, 4, 1, 3)
+    return out.reshape(blocks, steps, lanes, 4)
 
 
 def _compiled_ok(x_type, w_type, qw: UniformQuantizedType, k: int) -> bool:

@@ -13,14 +13,17 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
-def aligned(shape: int | Sequence[int], zero: bool = False) -> np.ndarray:
-    """A float32 array of `shape` starting on a 64-byte boundary (numpy's own start 16
-    or 32 bytes past one: every 64-byte vector load of a kernel then straddled two
-    cache lines); zeroed when `zero`."""
-    n = int(np.prod(shape))
-    raw = (np.zeros if zero else np.empty)(n + 16, np.float32)
-    skip = (-raw.ctypes.data % 64) // 4
-    return raw[skip:skip + n].reshape(shape)
+def aligned(shape: int | Sequence[int], zero: bool = False,
+            dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
+    """An array of `shape` and `dtype` (float32 unless given) starting on a 64-byte
+    boundary; zeroed when `zero`. numpy's own arrays start 16 or 32 bytes past one:
+    every 64-byte vector load of a kernel then straddled two cache lines (packed conv
+    weights read so: a 64 -> 64 3x3 conv ran 8% slower)."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dt.itemsize
+    raw = (np.zeros if zero else np.empty)(nbytes + 64, np.uint8)
+    skip = -raw.ctypes.data % 64
+    return raw[skip:skip + nbytes].view(dt).reshape(shape)
 
 
 def _pad_spatial(x: np.ndarray, pads: Sequence[int], value: float = 0.0) -> np.ndarray:

@@ -573,3 +573,39 @@ def test_layer_norm(shape, axis, with_bias):
     want = run_ort("LayerNormalization", {"x": x, "scale": scale, "bias": bias},
                    opset=17, axis=axis, epsilon=1e-5)
     close(_norm.layer_norm(x, scale, bias, axis, 1e-5), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int8, np.uint8, np.int32])
+@pytest.mark.parametrize("shape", [7, (3, 5), (2, 1, 33), 0])
+def test_aligned_arrays_start_on_a_cache_line(shape, dtype):
+    # packed weights and scratch come from kernels.aligned: their 64-byte vector
+    # loads must not straddle two cache lines (numpy's own arrays start 16 or 32
+    # bytes past one)
+    from qcc.runtime.kernels import aligned
+    for _ in range(8):   # numpy's offsets vary from one allocation to the next
+        a = aligned(shape, dtype=dtype)
+        z = aligned(shape, zero=True, dtype=dtype)
+        if a.size:   # (an empty array has no data to align)
+            assert a.ctypes.data % 64 == 0 and z.ctypes.data % 64 == 0
+        assert a.dtype == np.dtype(dtype) and a.shape == np.empty(shape).shape
+        assert a.flags.c_contiguous and a.flags.writeable
+        assert not z.any()
+
+
+def test_int8_packed_weights_are_aligned_and_hold_the_weights():
+    from qcc.runtime import int8
+    if int8._C is None:
+        pytest.skip("the compiled int8 kernels are not built")
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (70, 5, 3, 3), dtype=np.int8)
+    wp, off = int8.pack(w, None, 3)
+    assert wp.ctypes.data % 64 == 0
+    flat = w.reshape(70, -1)
+    assert np.array_equal(wp[:, :45], flat) and not wp[:, 45:].any()
+    assert np.array_equal(off, -(3 + 128) * flat.astype(np.int64).sum(axis=1))
+    lanes = int8.pack_lanes(w)
+    assert lanes.ctypes.data % 64 == 0
+    # lanes[cb, q, j, t] = w[64*cb + j, 4*c4 + t, tap], q over (c4, tap), tap fastest
+    assert lanes[1, 9 + 4, 3, 0] == w[67, 4, 1, 1]
+    assert lanes[0, 2, 10, 1] == w[10, 1, 0, 2]
+    assert lanes[1, 0, 6, 0] == 0   # past O
