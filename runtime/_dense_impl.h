@@ -8,7 +8,8 @@ typedef struct {
     const float *x, *wp, *bias;
     float *y;
     ptrdiff_t ldx, ldy;
-    int m, n, k, kcb, kchunks;
+    ptrdiff_t sx, sw, sy;               /* batch: element e's x, wp and y at e * s. */
+    int m, n, k, kcb, kchunks, batch;
     int cblocks, ptiles, width, next;   /* next: tiles handed out (qcc_dense_work) */
 } qcc_dense_job;
 
@@ -20,8 +21,21 @@ typedef struct {
  * at most. */
 QCC_INLINE int qcc_dense_claim(qcc_dense_job *job, int *b, int *t0)
 {
-    const int cap = job->cblocks >= 2 * job->width ? job->ptiles : QCC_T_GROUP;
-    return qcc_claim(&job->next, job->cblocks, job->ptiles, job->width, cap, b, t0);
+    const int blocks = job->batch * job->cblocks;
+    const int cap = blocks >= 2 * job->width ? job->ptiles : QCC_T_GROUP;
+    return qcc_claim(&job->next, blocks, job->ptiles, job->width, cap, b, t0);
+}
+
+/* The batch element of claimed block `bb` (its block of outputs left in *b), and
+ * the job's pointers of that element. */
+QCC_INLINE void qcc_dense_element(const qcc_dense_job *job, int *b, const float **x,
+                                  const float **wp, float **y)
+{
+    const int e = *b / job->cblocks;
+    *b -= e * job->cblocks;
+    *x = job->x + e * job->sx;
+    *wp = job->wp + e * job->sw;
+    *y = job->y + e * job->sy;
 }
 
 #pragma GCC push_options
@@ -67,6 +81,49 @@ static void qcc_kern_d_avx512(int kc, const float *wp, const float *const *ptr, 
 #undef QCC_T_ROW
 #undef QCC_T_STEP
 
+/* qcc_kern_d_avx512 for the last block of outputs when it holds at most 16 * NV
+ * (NV < 4) of them: only the NV vectors that hold outputs, the same operations on
+ * each of them, so the same bits (attention's 197 keys leave 5 in their last block:
+ * 4 vectors of FMAs for 1 of outputs). */
+#define QCC_D_NARROW(NAME, NV)                                                           \
+    static void NAME(int kc, const float *wp, const float *const *ptr, int mr, float *y, \
+                     ptrdiff_t ldy, const float *bias, int nch, int load)                \
+    {                                                                                    \
+        __m512 acc[QCC_T_MR][NV], w[NV];                                                 \
+        __mmask16 mk[NV];                                                                \
+        const float *p[QCC_T_MR];                                                        \
+        int i, h, k;                                                                     \
+        for (i = 0; i < QCC_T_MR; i++) p[i] = ptr[i < mr ? i : 0];                       \
+        for (h = 0; h < NV; h++) {                                                       \
+            const int left = nch - 16 * h;                                               \
+            mk[h] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1); \
+            for (i = 0; i < QCC_T_MR; i++)                                               \
+                acc[i][h] = load && i < mr ? _mm512_maskz_loadu_ps(mk[h], y + i * ldy + 16 * h) \
+                                           : _mm512_setzero_ps();                        \
+        }                                                                                \
+        for (k = 0; k < kc; k++) {                                                       \
+            for (h = 0; h < NV; h++) w[h] = _mm512_loadu_ps(wp + (ptrdiff_t)k * QCC_T_NR + 16 * h); \
+            for (i = 0; i < QCC_T_MR; i++) {                                             \
+                const __m512 b_ = _mm512_set1_ps(p[i][k]);                               \
+                for (h = 0; h < NV; h++) acc[i][h] = _mm512_fmadd_ps(b_, w[h], acc[i][h]); \
+            }                                                                            \
+        }                                                                                \
+        if (bias != NULL)                                                                \
+            for (h = 0; h < NV; h++) {                                                   \
+                const __m512 bv = _mm512_maskz_loadu_ps(mk[h], bias + 16 * h);           \
+                for (i = 0; i < QCC_T_MR; i++) acc[i][h] = _mm512_add_ps(acc[i][h], bv); \
+            }                                                                            \
+        for (i = 0; i < mr; i++)                                                         \
+            for (h = 0; h < NV; h++) _mm512_mask_storeu_ps(y + i * ldy + 16 * h, mk[h], acc[i][h]); \
+    }
+QCC_D_NARROW(qcc_kern_d1_avx512, 1)
+QCC_D_NARROW(qcc_kern_d2_avx512, 2)
+QCC_D_NARROW(qcc_kern_d3_avx512, 3)
+#undef QCC_D_NARROW
+
+typedef void (*qcc_kern_d_fn)(int, const float *, const float *const *, int, float *,
+                              ptrdiff_t, const float *, int, int);
+
 
 /* Tiles of a dense job until none is left, in claims of qcc_dense_claim. */
 static void qcc_dense_work(void *arg)
@@ -74,20 +131,27 @@ static void qcc_dense_work(void *arg)
     qcc_dense_job *job = (qcc_dense_job *)arg;
     const ptrdiff_t mpad = (ptrdiff_t)job->cblocks * QCC_T_NR;
     const float *ptr[QCC_T_MR];
+    static const qcc_kern_d_fn narrow[4] = {qcc_kern_d1_avx512, qcc_kern_d2_avx512,
+                                            qcc_kern_d3_avx512, qcc_kern_d_avx512};
     int b, tt0, n;
     while ((n = qcc_dense_claim(job, &b, &tt0)) > 0) {
-        int i, tile, j;
+        const float *x, *w0;
+        float *y;
+        int i, tile, j, nch;
+        qcc_kern_d_fn kern;
+        qcc_dense_element(job, &b, &x, &w0, &y);
+        nch = job->n - b * QCC_T_NR;
+        kern = narrow[nch >= 64 ? 3 : (nch - 1) / 16];
         for (i = 0; i < job->kchunks; i++) {
             const int pc = i * job->kcb, kc = job->kcb < job->k - pc ? job->kcb : job->k - pc;
             const int last = pc + kc >= job->k;
-            const float *wp = job->wp + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
+            const float *wp = w0 + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
             for (tile = tt0; tile < tt0 + n; tile++) {
                 const int p0 = tile * QCC_T_MR;
                 const int mr = job->m - p0 < QCC_T_MR ? job->m - p0 : QCC_T_MR;
-                for (j = 0; j < mr; j++) ptr[j] = job->x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
-                qcc_kern_d_avx512(kc, wp, ptr, mr, job->y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR,
-                                  job->ldy, job->bias && last ? job->bias + b * QCC_T_NR : NULL,
-                                  job->n - b * QCC_T_NR, pc > 0);
+                for (j = 0; j < mr; j++) ptr[j] = x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
+                kern(kc, wp, ptr, mr, y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR, job->ldy,
+                     job->bias && last ? job->bias + b * QCC_T_NR : NULL, nch, pc > 0);
             }
         }
     }
@@ -160,19 +224,22 @@ static void qcc_dense_work_avx2(void *arg)
     const float *ptr[QCC_T_MR];
     int b, tt0, n;
     while ((n = qcc_dense_claim(job, &b, &tt0)) > 0) {
-        const int nch = job->n - b * QCC_T_NR;
-        int i, tile, j, h;
+        const float *x, *w0;
+        float *y;
+        int i, tile, j, h, nch;
+        qcc_dense_element(job, &b, &x, &w0, &y);
+        nch = job->n - b * QCC_T_NR;
         for (i = 0; i < job->kchunks; i++) {
             const int pc = i * job->kcb, kc = job->kcb < job->k - pc ? job->kcb : job->k - pc;
             const int last = pc + kc >= job->k;
-            const float *wp = job->wp + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
+            const float *wp = w0 + (ptrdiff_t)pc * mpad + (ptrdiff_t)b * QCC_T_NR * kc;
             for (h = 0; h < 4 && 16 * h < nch; h++)
                 for (tile = tt0; tile < tt0 + n; tile++) {
                     const int p0 = tile * QCC_T_MR;
                     const int mr = job->m - p0 < QCC_T_MR ? job->m - p0 : QCC_T_MR;
-                    for (j = 0; j < mr; j++) ptr[j] = job->x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
+                    for (j = 0; j < mr; j++) ptr[j] = x + (ptrdiff_t)(p0 + j) * job->ldx + pc;
                     qcc_kern_d_avx2(kc, wp + 16 * h, ptr, mr,
-                                    job->y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR + 16 * h,
+                                    y + (ptrdiff_t)p0 * job->ldy + b * QCC_T_NR + 16 * h,
                                     job->ldy, job->bias && last ? job->bias + b * QCC_T_NR + 16 * h : NULL,
                                     nch - 16 * h, pc > 0);
                 }

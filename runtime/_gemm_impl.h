@@ -664,19 +664,24 @@ static int qcc_dense_runs(void)
 }
 
 /* y[p*ldy + o] = sum_k x[p*ldx + k] * w[o, k] (+ bias[o], bias may be NULL) for p < m,
- * o < n; wp: w [n, k] packed by qcc_gemm_pack_a in panels of QCC_T_NR rows and depth
- * chunks of qcc_t_chunk(k). Returns -1 when this variant has no dense kernel. */
-static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const float *wp, int n,
-                         const float *bias, float *y, ptrdiff_t ldy, int threads)
+ * o < n, for each of `batch` elements e (x, wp and y of e at e * sx, sw, sy: one
+ * parallel region for all, as attention's heads); wp: w [n, k] packed by
+ * qcc_gemm_pack_a in panels of QCC_T_NR rows and depth chunks of qcc_t_chunk(k).
+ * Returns -1 when this variant has no dense kernel. */
+static int qcc_dense_run_batch(const float *x, ptrdiff_t ldx, int m, int k, const float *wp,
+                               int n, const float *bias, float *y, ptrdiff_t ldy, int batch,
+                               ptrdiff_t sx, ptrdiff_t sw, ptrdiff_t sy, int threads)
 {
 #if QCC_GEMM_X86
     qcc_dense_job job;
     if (!qcc_dense_runs()) return -1;
-    if (m <= 0 || n <= 0) return 0;
+    if (m <= 0 || n <= 0 || batch <= 0) return 0;
     if (k <= 0) {
-        int p, o;
-        for (p = 0; p < m; p++)
-            for (o = 0; o < n; o++) y[(ptrdiff_t)p * ldy + o] = bias ? bias[o] : 0.0f;
+        int p, o, e;
+        for (e = 0; e < batch; e++)
+            for (p = 0; p < m; p++)
+                for (o = 0; o < n; o++)
+                    y[e * sy + (ptrdiff_t)p * ldy + o] = bias ? bias[o] : 0.0f;
         return 0;
     }
     job.x = x;
@@ -692,17 +697,28 @@ static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const floa
     job.kchunks = (k + job.kcb - 1) / job.kcb;
     job.cblocks = (n + QCC_T_NR - 1) / QCC_T_NR;
     job.ptiles = (m + QCC_T_MR - 1) / QCC_T_MR;
-    if ((double)m * n * k < qcc_gemm_par_min) threads = 1;
+    job.batch = batch;
+    job.sx = sx;
+    job.sw = sw;
+    job.sy = sy;
+    if ((double)m * n * k * batch < qcc_gemm_par_min) threads = 1;
     job.next = 0;
-    if (threads > job.cblocks * job.ptiles) threads = job.cblocks * job.ptiles;
+    if (threads > batch * job.cblocks * job.ptiles) threads = batch * job.cblocks * job.ptiles;
     job.width = threads;
     qcc_parallel(qcc_gemm_variants[qcc_gemm_variant()].dense_work, &job, threads);
     return 0;
 #else
     (void)x; (void)ldx; (void)m; (void)k; (void)wp; (void)n; (void)bias; (void)y; (void)ldy;
-    (void)threads;
+    (void)batch; (void)sx; (void)sw; (void)sy; (void)threads;
     return -1;
 #endif
+}
+
+/* qcc_dense_run_batch of one element. */
+static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const float *wp, int n,
+                         const float *bias, float *y, ptrdiff_t ldy, int threads)
+{
+    return qcc_dense_run_batch(x, ldx, m, k, wp, n, bias, y, ldy, 1, 0, 0, 0, threads);
 }
 
 #endif

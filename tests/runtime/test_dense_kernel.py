@@ -128,8 +128,11 @@ def test_plan_dense_step_with_its_bias_add_gives_the_kernels_bits(threads):
 @pytest.mark.parametrize("shapes", [((1, 3, 197, 64), (1, 3, 64, 197)),   # attention scores
                                     ((1, 3, 197, 197), (1, 3, 197, 64)),  # their values
                                     ((2, 50, 96), (96, 33)),              # a shared 2-D b
-                                    ((7, 5), (5, 70))],
-                         ids=["scores", "values", "shared", "2d"])
+                                    ((7, 5), (5, 70)),
+                                    # 6 entries in one parallel region, 40 outputs: a
+                                    # last block of 3 vectors
+                                    ((2, 3, 13, 20), (2, 3, 20, 40))],
+                         ids=["scores", "values", "shared", "2d", "batch-tail"])
 def test_matmul_gives_the_fma_sequence_of_each_batch_entry(shapes, threads):
     rng = np.random.default_rng(len(shapes[0]) + shapes[1][-1])
     a = rng.standard_normal(shapes[0]).astype(np.float32)
