@@ -128,7 +128,24 @@ typedef struct {
     int kcb;              /* taps a chunk (0: all in one; _blocked_isa.h, QCC_BLK_KERN) */
     int blocks64, next, failed;
     int level;            /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
+    /* banded (a padded conv whose tasks stay in one image): x is the unpadded input;
+     * each claim copies the padded rows its positions read, all channels, into the
+     * thread's scratch (qcc_blk_band), kofs laid out for it, claims of `cap` units
+     * at most (band_rows rows of band_pitch floats); fq_on: the input's fake-quant
+     * on the way (as the padded copy's) */
+    int banded, cap, band_rows, fq_on;
+    ptrdiff_t band_pitch;
+    float fs, fz, qmin, qmax;
 } qcc_blk_conv_job;
+
+/* Where a conv task reads its input: position (n, y, x) of the output at
+ * base + n * img + (y * sh - r0) * row + x * sw * lane (the padded input, or a band
+ * of its rows from padded row r0). */
+typedef struct {
+    const float *base;
+    ptrdiff_t img, row;
+    int r0;
+} qcc_blk_src;
 
 enum { QCC_BLK_RESUME = 1, QCC_BLK_MORE = 2 };   /* a chunk's part of the taps */
 
@@ -171,6 +188,46 @@ QCC_INLINE void qcc_blk_dw_rows(const qcc_blk_geom *g, const float *src, int oy,
                 memcpy(d + (ptrdiff_t)(c0 - lo) * QCC_BLK, row + (ptrdiff_t)c0 * QCC_BLK,
                        (size_t)(c1 - c0) * QCC_BLK * sizeof(float));
             rows[ky] = d;
+        }
+    }
+}
+
+/* d[e] = the fake-quant of a[e] (qcc_fq_one), e < n. */
+QCC_CLONES
+static void qcc_blk_fq_row(const float *restrict a, float *restrict d, ptrdiff_t n, float fs,
+                           float fz, float qmin, float qmax)
+{
+    ptrdiff_t e;
+    QCC_FQ_LOOP(n, e, d[e], a[e], fs, fz, qmin, qmax);
+}
+
+/* The padded input rows [r0, r1) of image n (row r: input row r - ph, zeros outside)
+ * into band, row r at (r - r0) * band_pitch: each channel block's (NCHW input: each
+ * channel's) wp positions, zeros where the conv pads; with fq_on, the fake-quant of
+ * the input's values (the padded copy's bits: its zeros stay zero). */
+static void qcc_blk_band(const qcc_blk_conv_job *job, int n, int r0, int r1, float *band)
+{
+    const qcc_blk_geom *g = job->g;
+    const ptrdiff_t lane = job->x_blocked ? QCC_BLK : 1;
+    const int segs = job->x_blocked ? qcc_blk_cb(g->c) : g->c;
+    const ptrdiff_t seg = (ptrdiff_t)job->wp * lane, in = (ptrdiff_t)g->w * lane;
+    const ptrdiff_t lead = (ptrdiff_t)g->pw * lane, tail = seg - lead - in;
+    int r, sg;
+    for (r = r0; r < r1; r++) {
+        const int iy = r - g->ph;
+        float *d = band + (ptrdiff_t)(r - r0) * job->band_pitch;
+        if (iy < 0 || iy >= g->h) {
+            memset(d, 0, (size_t)segs * seg * sizeof(float));
+            continue;
+        }
+        for (sg = 0; sg < segs; sg++, d += seg) {
+            const float *a = job->x + (((ptrdiff_t)n * segs + sg) * g->h + iy) * in;
+            memset(d, 0, (size_t)lead * sizeof(float));
+            if (job->fq_on)
+                qcc_blk_fq_row(a, d + lead, in, job->fs, job->fz, job->qmin, job->qmax);
+            else
+                memcpy(d + lead, a, (size_t)in * sizeof(float));
+            memset(d + lead + in, 0, (size_t)tail * sizeof(float));
         }
     }
 }
@@ -435,14 +492,6 @@ static void qcc_blk_scale_worker(void *arg)
         qcc_blk_scale_plane(job, t);
 }
 
-/* d[e] = the fake-quant of a[e] (qcc_fq_one), e < n. */
-QCC_CLONES
-static void qcc_blk_fq_row(const float *restrict a, float *restrict d, ptrdiff_t n, float fs,
-                           float fz, float qmin, float qmax)
-{
-    ptrdiff_t e;
-    QCC_FQ_LOOP(n, e, d[e], a[e], fs, fz, qmin, qmax);
-}
 
 /* The rows of plane t of x into the interior of its padded copy y (whose borders
  * stay zero from its allocation); with fq_on, their fake-quant. */

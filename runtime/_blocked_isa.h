@@ -146,15 +146,14 @@ QCC_BLK_KERN(QCC_BN(qcc_blk_row1), QCC_BP, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC
  * row takes the row kernel (one pointer, positions sw apart); any other tile, across
  * rows or (span) across images, takes the pointer kernel with each position's input
  * and output offset. */
-QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int s0, int nv,
-                                     ptrdiff_t q0, int mr, const QCC_BN(qcc_blk_lanes) *lanes,
-                                     int k0, int k1, int part)
+QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, const qcc_blk_src *src,
+                                     int b, int s0, int nv, ptrdiff_t q0, int mr,
+                                     const QCC_BN(qcc_blk_lanes) *lanes, int k0, int k1,
+                                     int part)
 {
     const qcc_blk_geom *g = job->g;
     const int kc = g->c * g->kh * g->kw, ob = qcc_blk_cb(g->o);
     const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow, lane = job->x_blocked ? QCC_BLK : 1;
-    const ptrdiff_t in_img = (ptrdiff_t)(job->x_blocked ? qcc_blk_cb(g->c) * QCC_BLK : g->c)
-                             * job->hp * job->wp;
     /* block s0's weights: 16 lanes on of a row of the group (AVX-512), or the next
      * 16 x kc (AVX2) */
     const float *wp = job->wpk + (ptrdiff_t)b * 64 * kc + (ptrdiff_t)16 * s0 * (QCC_BLK_WK == 16 ? kc : 1)
@@ -167,8 +166,8 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int s0,
     const float *add = job->add ? job->add + at : NULL;
     const int y0 = (int)(p0 / g->ow), x0 = (int)(p0 - (ptrdiff_t)y0 * g->ow);
     if (x0 + mr <= g->ow) {   /* one output row: positions p0 + i*sw apart */
-        const float *p = job->x + n0 * in_img
-                         + ((ptrdiff_t)y0 * g->sh * job->wp + (ptrdiff_t)x0 * g->sw) * lane;
+        const float *p = src->base + n0 * src->img
+                         + ((ptrdiff_t)y0 * g->sh - src->r0) * src->row + (ptrdiff_t)x0 * g->sw * lane;
         const ptrdiff_t ps = (ptrdiff_t)g->sw * lane;
         QCC_BLK_CALL(row, nv, k1 - k0, wp, p, ps, kofs, mr, bias, o, ldv, &job->act, NULL, part);
     } else {
@@ -178,7 +177,8 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, int b, int s0,
         for (i = 0; i < mr; i++) {
             const ptrdiff_t q = q0 + i, n = q / op, pq = q - n * op;
             const int y = (int)(pq / g->ow), xx = (int)(pq - (ptrdiff_t)y * g->ow);
-            ptr[i] = job->x + n * in_img + ((ptrdiff_t)y * g->sh * job->wp + (ptrdiff_t)xx * g->sw) * lane;
+            ptr[i] = src->base + n * src->img + ((ptrdiff_t)y * g->sh - src->r0) * src->row
+                     + (ptrdiff_t)xx * g->sw * lane;
             oofs[i] = ((n - n0) * ob * op + pq - p0) * QCC_BLK;
         }
         QCC_BLK_CALL(kern, nv, k1 - k0, wp, ptr, 0, kofs, mr, bias, o, ldv, &job->act, oofs, part);
@@ -203,10 +203,27 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
     const ptrdiff_t seg_len = job->span ? g->n * op : op;
     const int segs = job->span ? 1 : g->n;
     const int kc = g->c * g->kh * g->kw, kcb = job->kcb > 0 ? job->kcb : kc;
+    const ptrdiff_t lane = job->x_blocked ? QCC_BLK : 1;
     QCC_BN(qcc_blk_lanes) lanes[4 * QCC_BP];
+    qcc_blk_src src;
+    float *band = NULL;
     int lanes_of = -1, block, u0, n;
+    src.base = job->x;
+    src.img = (ptrdiff_t)(job->x_blocked ? qcc_blk_cb(g->c) * QCC_BLK : g->c) * job->hp * job->wp;
+    src.row = (ptrdiff_t)job->wp * lane;
+    src.r0 = 0;
+    if (job->banded) {
+        band = (float *)qcc_thread_buffer((size_t)job->band_rows * job->band_pitch * sizeof(float));
+        if (band == NULL) {
+            shared->failed = 1;
+            return;
+        }
+        src.base = band;
+        src.img = 0;
+        src.row = job->band_pitch;
+    }
     while ((n = qcc_claim(&shared->next, segs * job->blocks64, job->tiles, job->width,
-                          job->tiles, &block, &u0)) > 0) {
+                          job->banded ? job->cap : job->tiles, &block, &u0)) > 0) {
         const int seg = block / job->blocks64, b = block % job->blocks64;
         int nv, step, v, k0, k1;
         ptrdiff_t q0, q1, q;
@@ -219,6 +236,11 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
         }
         q0 = (ptrdiff_t)u0 * job->tile;
         q1 = q0 + (ptrdiff_t)n * job->tile < seg_len ? q0 + (ptrdiff_t)n * job->tile : seg_len;
+        if (band != NULL) {   /* the padded rows of the claim's output rows (one image) */
+            const int r1 = (int)((q1 - 1) / g->ow) * g->sh + (g->kh - 1) * g->dh + 1;
+            src.r0 = (int)(q0 / g->ow) * g->sh;
+            qcc_blk_band(job, seg, src.r0, r1, band);
+        }
         q0 += seg * seg_len;
         q1 += seg * seg_len;
 #if QCC_BW == 16
@@ -235,7 +257,7 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
                              (q1 - q0 + step - 1) / step);
             for (q = q0; q < q1; q += step) {
                 qcc_pf_slice(&pf);
-                QCC_BN(qcc_blk_tile)(job, b, 0, nv, q, q1 - q < step ? (int)(q1 - q) : step,
+                QCC_BN(qcc_blk_tile)(job, &src, b, 0, nv, q, q1 - q < step ? (int)(q1 - q) : step,
                                      lanes, k0, k1, part | (k1 < kc ? QCC_BLK_MORE : 0));
             }
         }
@@ -256,7 +278,7 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
                                  (q1 - q0 + step - 1) / step);
                 for (q = q0; q < q1; q += step) {
                     qcc_pf_slice(&pf);
-                    QCC_BN(qcc_blk_tile)(job, b, s, 1, q, q1 - q < step ? (int)(q1 - q) : step,
+                    QCC_BN(qcc_blk_tile)(job, &src, b, s, 1, q, q1 - q < step ? (int)(q1 - q) : step,
                                          lanes + QCC_BP * s, k0, k1,
                                          part | (k1 < kc ? QCC_BLK_MORE : 0));
                 }

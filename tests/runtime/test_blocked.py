@@ -32,6 +32,19 @@ def bits(a):
     return np.ascontiguousarray(a, np.float32).view(np.uint32)
 
 
+@pytest.fixture(params=["bands", "small-bands", "padded-copy"])
+def band(request, monkeypatch):
+    """A padded conv reads its padded rows from per-claim bands (the default), from
+    bands of a row or two (claims of one 24-position unit: many claims an image,
+    bands that start mid-image and overlap), or from a padded copy of the whole
+    input (`_set_banded(False)`): the same bits each way."""
+    if request.param == "small-bands":
+        monkeypatch.setattr(B, "BAND_BYTES", 1)
+    old = B._set_banded(request.param != "padded-copy")
+    yield request.param
+    B._set_banded(old)
+
+
 # (n, c, h, w, o, k, stride, pads (t, l, b, r), dilation, groups): MobileNetV3's
 # stem (3 channels, NCHW input), 1x1 expansions and projections whose channels do
 # not fill 16 lanes, deep 1x1 (several 64-channel blocks and a remainder of 1-3
@@ -77,7 +90,7 @@ def _weights(case, rng):
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_a_blocked_conv_is_the_nchw_conv_bit_for_bit(case, threads):
+def test_a_blocked_conv_is_the_nchw_conv_bit_for_bit(case, threads, band):
     """Every activation, with a residual, a per-tensor and a per-channel fake-quant,
     an affine (a folded batch norm); the input blocked and (groups 1) NCHW; the lanes
     past the channels zero. A tee (the result before the fake-quant kept too) gives
@@ -151,7 +164,8 @@ DEEP = [
 @pytest.mark.parametrize("case", DEEP, ids=_ids)
 @pytest.mark.parametrize("chunk", [1, 7, 96, 100000])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_a_deep_conv_in_chunks_of_taps_is_the_nchw_conv_bit_for_bit(case, chunk, threads):
+def test_a_deep_conv_in_chunks_of_taps_is_the_nchw_conv_bit_for_bit(case, chunk, threads,
+                                                                    band):
     """The taps in chunks of 1, 7, 96 (AVX-512's own) and all at once: the sums
     stored and resumed between chunks are the same float32 values, so every chunking
     gives the NCHW conv's bits, with an activation, a residual, the affine, a
