@@ -415,8 +415,12 @@ cdef class Conv:
         self.span = g.n > 1 and op < 48 and op % 6 != 0
         # a padded conv whose tasks stay in one image reads its padded rows from a
         # band each claim copies (qcc_blk_band): no padded copy of the whole input
-        # written to memory and read back (ResNet-18 at batch 32: 141 -> 125 ms)
-        self.banded = bool(pads) and not self.depthwise and not self.span and _banded
+        # written to memory and read back (ResNet-18 at batch 32: 145 -> 134 ms; its
+        # 64 -> 64 3x3 convs 9.5 -> 8.4 ms). Each group of 64 outputs copies its own
+        # bands, so convs of more than 4 groups pad once instead (light_resnet50's
+        # 512-channel 3x3 of 14x14 at stride 2: 1.51 ms padded, 1.64 banded).
+        self.banded = bool(pads) and not self.depthwise and not self.span and _banded \
+            and (self.o + 63) // 64 <= 4
         if pads and not self.depthwise and not self.banded:
             chans = x.shape[1] * (16 if blocked else 1)
             shape = (n, chans if not blocked else x.shape[1], self.hp, self.wp) + \
