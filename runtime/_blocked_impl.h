@@ -138,6 +138,25 @@ typedef struct {
     float fs, fz, qmin, qmax;
 } qcc_blk_conv_job;
 
+/* An output position: image n, row y, column x (a tile's first; the positions of
+ * the images taken in a row, as a task's units count them). */
+typedef struct {
+    int n, y, x;
+} qcc_blk_at;
+
+/* *a moved on by d positions (0 <= d; no division for the steps of a tile). */
+QCC_INLINE void qcc_blk_at_next(qcc_blk_at *a, int d, const qcc_blk_geom *g)
+{
+    a->x += d;
+    while (a->x >= g->ow) {
+        a->x -= g->ow;
+        if (++a->y == g->oh) {
+            a->y = 0;
+            a->n++;
+        }
+    }
+}
+
 /* Where a conv task reads its input: position (n, y, x) of the output at
  * base + n * img + (y * sh - r0) * row + x * sw * lane (the padded input, or a band
  * of its rows from padded row r0). */

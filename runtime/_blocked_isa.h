@@ -147,7 +147,7 @@ QCC_BLK_KERN(QCC_BN(qcc_blk_row1), QCC_BP, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC
  * rows or (span) across images, takes the pointer kernel with each position's input
  * and output offset. */
 QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, const qcc_blk_src *src,
-                                     int b, int s0, int nv, ptrdiff_t q0, int mr,
+                                     int b, int s0, int nv, const qcc_blk_at *at0, int mr,
                                      const QCC_BN(qcc_blk_lanes) *lanes, int k0, int k1,
                                      int part)
 {
@@ -160,11 +160,10 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, const qcc_blk_
                       + (ptrdiff_t)k0 * QCC_BLK_WK;
     const ptrdiff_t *kofs = job->kofs + k0;
     const float *bias = job->bias + 64 * b + 16 * s0;
-    const ptrdiff_t n0 = q0 / op, p0 = q0 - n0 * op;
+    const ptrdiff_t n0 = at0->n, y0 = at0->y, x0 = at0->x, p0 = y0 * g->ow + x0;
     const ptrdiff_t at = ((n0 * ob + 4 * b + s0) * op + p0) * QCC_BLK, ldv = op * QCC_BLK;
     float *o = job->out + at, *tee = job->tee ? job->tee + at : NULL;
     const float *add = job->add ? job->add + at : NULL;
-    const int y0 = (int)(p0 / g->ow), x0 = (int)(p0 - (ptrdiff_t)y0 * g->ow);
     if (x0 + mr <= g->ow) {   /* one output row: positions p0 + i*sw apart */
         const float *p = src->base + n0 * src->img
                          + ((ptrdiff_t)y0 * g->sh - src->r0) * src->row + (ptrdiff_t)x0 * g->sw * lane;
@@ -173,13 +172,12 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, const qcc_blk_
     } else {
         const float *ptr[12];
         ptrdiff_t oofs[12];
+        qcc_blk_at a = *at0;
         int i;
-        for (i = 0; i < mr; i++) {
-            const ptrdiff_t q = q0 + i, n = q / op, pq = q - n * op;
-            const int y = (int)(pq / g->ow), xx = (int)(pq - (ptrdiff_t)y * g->ow);
-            ptr[i] = src->base + n * src->img + ((ptrdiff_t)y * g->sh - src->r0) * src->row
-                     + (ptrdiff_t)xx * g->sw * lane;
-            oofs[i] = ((n - n0) * ob * op + pq - p0) * QCC_BLK;
+        for (i = 0; i < mr; i++, qcc_blk_at_next(&a, 1, g)) {
+            ptr[i] = src->base + a.n * src->img + ((ptrdiff_t)a.y * g->sh - src->r0) * src->row
+                     + (ptrdiff_t)a.x * g->sw * lane;
+            oofs[i] = ((a.n - n0) * ob * op + (ptrdiff_t)a.y * g->ow + a.x - p0) * QCC_BLK;
         }
         QCC_BLK_CALL(kern, nv, k1 - k0, wp, ptr, 0, kofs, mr, bias, o, ldv, &job->act, oofs, part);
     }
@@ -227,6 +225,7 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
         const int seg = block / job->blocks64, b = block % job->blocks64;
         int nv, step, v, k0, k1;
         ptrdiff_t q0, q1, q;
+        qcc_blk_at first, at;
         nv = ob - 4 * b < 4 ? ob - 4 * b : 4;
         step = QCC_BLK_STEP(nv);
         if (b != lanes_of) {
@@ -243,6 +242,9 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
         }
         q0 += seg * seg_len;
         q1 += seg * seg_len;
+        first.n = (int)(q0 / op);
+        first.y = (int)((q0 - (ptrdiff_t)first.n * op) / g->ow);
+        first.x = (int)(q0 - (ptrdiff_t)first.n * op - (ptrdiff_t)first.y * g->ow);
 #if QCC_BW == 16
         for (k0 = 0; k0 < kc; k0 = k1) {
             const int part = (k0 > 0 ? QCC_BLK_RESUME : 0);
@@ -255,9 +257,10 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
             qcc_pf_slices_of(&pf, job->wpk + (ptrdiff_t)b * 64 * kc + (ptrdiff_t)k1 * 64,
                              (ptrdiff_t)(k2 - k1) * 64 * (ptrdiff_t)sizeof(float),
                              (q1 - q0 + step - 1) / step);
-            for (q = q0; q < q1; q += step) {
+            at = first;
+            for (q = q0; q < q1; q += step, qcc_blk_at_next(&at, step, g)) {
                 qcc_pf_slice(&pf);
-                QCC_BN(qcc_blk_tile)(job, &src, b, 0, nv, q, q1 - q < step ? (int)(q1 - q) : step,
+                QCC_BN(qcc_blk_tile)(job, &src, b, 0, nv, &at, q1 - q < step ? (int)(q1 - q) : step,
                                      lanes, k0, k1, part | (k1 < kc ? QCC_BLK_MORE : 0));
             }
         }
@@ -276,9 +279,10 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
                                           + (ptrdiff_t)k1 * 16,
                                  (ptrdiff_t)(k2 - k1) * 16 * (ptrdiff_t)sizeof(float),
                                  (q1 - q0 + step - 1) / step);
-                for (q = q0; q < q1; q += step) {
+                at = first;
+                for (q = q0; q < q1; q += step, qcc_blk_at_next(&at, step, g)) {
                     qcc_pf_slice(&pf);
-                    QCC_BN(qcc_blk_tile)(job, &src, b, s, 1, q, q1 - q < step ? (int)(q1 - q) : step,
+                    QCC_BN(qcc_blk_tile)(job, &src, b, s, 1, &at, q1 - q < step ? (int)(q1 - q) : step,
                                          lanes + QCC_BP * s, k0, k1,
                                          part | (k1 < kc ? QCC_BLK_MORE : 0));
                 }
