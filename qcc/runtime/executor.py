@@ -39,7 +39,7 @@ from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from qcc import ir
-from qcc.dialects import qnn
+from qcc.dialects import qnn, quant
 from qcc.dialects.base import DYN, QnnOp, ShapeError, fmt_shape, like, shapes_match
 from qcc.errors import QccError
 
@@ -131,12 +131,16 @@ class Plan:
         return any(not t.has_static_shape() for t in self.input_types)
 
 
-def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = True) -> Plan:
+def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = True,
+                   observers_aside: bool = False) -> Plan:
     """Build the execution plan of `@main`; lists every unsupported op at once.
     With `fuse`, a `quant.fake_quant`, `qnn.relu` or `qnn.clip` runs inside the step
     of the op producing its input (in place on that fresh buffer) when it is that
     value's only user; with `blocked_layout` too, chains of convs keep their values
-    in the blocked layout where the CPU allows (qcc.runtime.blocked)."""
+    in the blocked layout where the CPU allows (qcc.runtime.blocked). With
+    `observers_aside`, the users of a `quant.observe` read its input instead of its
+    result (the same value: an observer only looks at it), so that the blocked
+    layout runs through calibration, each observer reading an NCHW copy."""
     fn = ir.main_func(module)
     in_names, out_names = ir.io_names(fn)
     slot_of: dict[SSAValue, int] = {}
@@ -193,7 +197,7 @@ def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = T
         steps = fusion.fuse_in_place(steps, set(outputs), constants)
         if blocked_layout:
             steps, blocked_slots, n_slots = blocked.apply(steps, set(outputs), constants,
-                                                          len(slot_of))
+                                                          len(slot_of), observers_aside)
         _mark_deaths(unfused, set(outputs) | set(constants) | set(input_slots))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
     names = {s: _value_name(v) for v, s in slot_of.items()}
@@ -608,8 +612,12 @@ def batch_runner(module: ModuleOp, hooks: Mapping[Operation, Callable[..., objec
                  ) -> Callable[[Mapping[str, np.ndarray]], object]:
     """`qcc.registry.Executor` on this runtime: compile `module` once; each call runs
     one batch with `hook(kernel, op, *arrays)` in place of the kernel of each hooked op
-    (the plan keeps NCHW values: a hook sees the arrays the IR's types describe)."""
-    plan = compile_module(module, blocked_layout=not hooks)
+    (a hook sees the arrays the IR's types describe: NCHW). When every hooked op is a
+    `quant.observe` (calibration), the hooks observe: the observers' users read their
+    inputs, not what a hook returns, and the convs between them keep the blocked
+    layout (compile_module's `observers_aside`); other hooks get an NCHW plan."""
+    observe = bool(hooks) and all(isinstance(op, quant.ObserveOp) for op in hooks)
+    plan = compile_module(module, blocked_layout=not hooks or observe, observers_aside=observe)
     if any(op not in {s.op for s in plan.steps} for op in hooks):
         plan = compile_module(module, fuse=False)  # a hooked op was fused into another
     kernels = {step.op: step.fn for step in plan.steps}

@@ -532,3 +532,39 @@ def test_a_conv_whose_result_nothing_reads_compiles(monkeypatch):
                                   bits(execute(plain, feeds)[0]["y"]))
     B._set_variant(None)
     assert not blocked.enabled() and not compile_module(module).blocked_slots
+
+
+@pytest.mark.parametrize("name", ["tv_resnet18", "tv_mobilenet_v3_small"])
+def test_calibration_runs_blocked_with_the_observers_aside(name, tmp_path, monkeypatch):
+    """Calibration (observers hooked through qcc.registry.executor) runs the blocked
+    convs, each observer reading an NCHW copy of the value it observes, and decides
+    exactly what the NCHW plan decides: the same statistics, so the same scales and
+    zero points for every quantizer of a torch.onnx.export'ed CNN."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
+    zoo = pytest.importorskip("zoo")
+
+    from qcc import passes
+    from qcc.frontends.onnx import load_onnx
+    from qcc.passes.calibrate import calibrate
+    from qcc.runtime import compile_module
+
+    assert _layout_on(monkeypatch)
+    arch = zoo.ZOO[name]
+    path = str(tmp_path / f"{name}.onnx")
+    zoo.export(arch, "torchscript", path)
+    batches = [arch.inputs(3, seed) for seed in (1, 2)]
+    decided = {}
+    for layout in ("0", "1"):
+        monkeypatch.setenv(blocked.ENV, layout)
+        module = load_onnx(path)
+        passes.run(module, "canonicalize,qcc-fuse-bn,qcc-insert-quant")
+        plan = compile_module(module, observers_aside=True)
+        assert bool(plan.blocked_slots) == (layout == "1")
+        if layout == "1":   # every observer is still a step, and reads NCHW
+            observers = [s for s in plan.steps if s.op.name == "quant.observe"]
+            assert observers and not any(a in plan.blocked_slots
+                                         for s in observers for a in s.args)
+        decided[layout] = [(q.id, q.kind, np.asarray(q.lo).tobytes(), np.asarray(q.hi).tobytes(),
+                            str(q.qtype)) for q in calibrate(module, batches)]
+    assert decided["0"] == decided["1"] and len(decided["1"]) >= 10
