@@ -402,6 +402,19 @@ def _layout_on(monkeypatch) -> bool:
     return blocked.enabled()
 
 
+def _exported(name, tmp_path, monkeypatch):
+    """The zoo's `name` (tests/models/zoo.py) exported by torch.onnx.export, and the
+    layout turned on; skips without torch."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
+    zoo = pytest.importorskip("zoo")
+    assert _layout_on(monkeypatch)
+    arch = zoo.ZOO[name]
+    path = str(tmp_path / f"{name}.onnx")
+    zoo.export(arch, "torchscript", path)
+    return arch, path
+
+
 def _plans(module, monkeypatch):
     from qcc.runtime import compile_module
 
@@ -417,18 +430,11 @@ def test_exported_cnns_give_the_same_bits_blocked(name, tmp_path, monkeypatch):
     fake-quant (qcc.quantize's module): the blocked plan holds most of the values
     blocked and gives the NCHW plan's bits; a run keeping a blocked value takes the
     unfused steps (NCHW values)."""
-    pytest.importorskip("torch")
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
-    zoo = pytest.importorskip("zoo")
-
     import qcc
     from qcc.frontends.onnx import load_onnx
     from qcc.runtime import execute
 
-    assert _layout_on(monkeypatch)
-    arch = zoo.ZOO[name]
-    path = str(tmp_path / f"{name}.onnx")
-    zoo.export(arch, "torchscript", path)
+    arch, path = _exported(name, tmp_path, monkeypatch)
     feeds = arch.inputs(3, 1)
     module = load_onnx(path)
     fq_module = qcc.quantize(load_onnx(path), arch.inputs(4, 2), progress=False).module
@@ -540,19 +546,12 @@ def test_calibration_runs_blocked_with_the_observers_aside(name, tmp_path, monke
     convs, each observer reading an NCHW copy of the value it observes, and decides
     exactly what the NCHW plan decides: the same statistics, so the same scales and
     zero points for every quantizer of a torch.onnx.export'ed CNN."""
-    pytest.importorskip("torch")
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
-    zoo = pytest.importorskip("zoo")
-
     from qcc import passes
     from qcc.frontends.onnx import load_onnx
     from qcc.passes.calibrate import calibrate
     from qcc.runtime import compile_module
 
-    assert _layout_on(monkeypatch)
-    arch = zoo.ZOO[name]
-    path = str(tmp_path / f"{name}.onnx")
-    zoo.export(arch, "torchscript", path)
+    arch, path = _exported(name, tmp_path, monkeypatch)
     batches = [arch.inputs(3, seed) for seed in (1, 2)]
     decided = {}
     for layout in ("0", "1"):
