@@ -109,7 +109,8 @@ static int qcc_blk_default_level(void)
 
 typedef struct {
     const qcc_blk_geom *g;
-    const float *x;       /* input (padded copy when the conv pads), NCHW or blocked */
+    const float *x;       /* input, NCHW or blocked: its padded copy when the conv pads
+                           * and is not banded (the input itself when banded) */
     int x_blocked;
     int hp, wp;           /* its padded plane */
     const float *wpk;     /* packed weights: [kc][64] per 64 channels (AVX-512), [kc][16]

@@ -187,10 +187,11 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, const qcc_blk_
  * is one image's positions, or (span: small planes at a batch) all the images'
  * positions in a row, so that its tiles of 6-12 positions are not cut at each
  * image. A claim takes a share of what is left within its segment and group
- * (qcc_claim, runtime/_thread_pool.h, with no cap): a thread's first claims are long
- * runs of positions (two threads taking 24 positions in turns scaled 1.7x where
- * long runs scaled 1.9x: each core's prefetchers fetched the other's rows), the
- * last ones single units. */
+ * (qcc_claim, runtime/_thread_pool.h; no cap, but a banded conv's `cap` units, the
+ * rows its band can hold: it copies them first, qcc_blk_band): a thread's first
+ * claims are long runs of positions (two threads taking 24 positions in turns
+ * scaled 1.7x where long runs scaled 1.9x: each core's prefetchers fetched the
+ * other's rows), the last ones single units. */
 static void QCC_BN(qcc_blk_conv_worker)(void *arg)
 {
     qcc_blk_conv_job *shared = (qcc_blk_conv_job *)arg;
