@@ -56,7 +56,7 @@ cdef extern from "_blocked_impl.h" nogil:
     void qcc_blk_dw_worker(void* job)
     void qcc_parallel(void (*fn)(void*) noexcept nogil, void* arg, int width)
     void qcc_blk_from_nchw(const float* x, float* y, int n, int c, Py_ssize_t plane)
-    void qcc_blk_to_nchw(const float* y, float* x, int n, int c, Py_ssize_t plane)
+    void qcc_blk_to_nchw_worker(void* job)
     ctypedef struct qcc_blk_plane_job:
         const float* x
         const float* s
@@ -215,12 +215,16 @@ def to_nchw(y, int c, out=None):
     """The blocked array y of c channels -> NCHW."""
     _blocked_input(y, c)
     out = _out(out, (y.shape[0], c, y.shape[2], y.shape[3]))
-    cdef const float* yp = _fp(y)
-    cdef float* xp = _fp(out)
-    cdef int n = y.shape[0]
-    cdef Py_ssize_t plane = <Py_ssize_t>y.shape[2] * y.shape[3]
+    cdef qcc_blk_plane_job job
+    memset(&job, 0, sizeof(job))
+    job.x = _fp(y)
+    job.y = _fp(out)
+    job.c = c
+    job.planes = y.shape[0] * y.shape[1]
+    job.plane = <Py_ssize_t>y.shape[2] * y.shape[3]
+    cdef int width = min(_threads, job.planes) if job.plane * job.planes * 16 >= 65536 else 1
     with nogil:
-        qcc_blk_to_nchw(yp, xp, n, c, plane)
+        qcc_parallel(qcc_blk_to_nchw_worker, &job, width)
     return out
 
 

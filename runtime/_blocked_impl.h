@@ -398,18 +398,25 @@ static void qcc_blk_from_nchw(const float *x, float *y, int n, int c, ptrdiff_t 
 
 /* blocked -> x [n, c, plane]. */
 QCC_CLONES
-static void qcc_blk_to_nchw(const float *y, float *x, int n, int c, ptrdiff_t plane)
+/* Blocked plane t of y (image t / cb, channel block t % cb) -> its channels of the
+ * NCHW x, 256 positions at a time (16 KB that stay in L1 while each channel's run
+ * is written: one channel's walk of a whole plane read each line 16 times from L2). */
+static void qcc_blk_to_nchw_plane(const float *y, float *x, int c, ptrdiff_t plane, int t)
 {
-    const int cb = qcc_blk_cb(c);
-    int i, ch;
-    ptrdiff_t p;
-    for (i = 0; i < n; i++)
-        for (ch = 0; ch < c; ch++) {
-            const float *s = y + ((ptrdiff_t)i * cb + ch / QCC_BLK) * plane * QCC_BLK + ch % QCC_BLK;
-            float *d = x + ((ptrdiff_t)i * c + ch) * plane;
-            for (p = 0; p < plane; p++) d[p] = s[p * QCC_BLK];
-        }
+    const int cb = qcc_blk_cb(c), i = t / cb, b = t % cb;
+    const int lanes = c - b * QCC_BLK < QCC_BLK ? c - b * QCC_BLK : QCC_BLK;
+    const float *s = y + (ptrdiff_t)t * plane * QCC_BLK;
+    float *d = x + ((ptrdiff_t)i * c + b * QCC_BLK) * plane;
+    ptrdiff_t p0, p;
+    int l;
+    for (p0 = 0; p0 < plane; p0 += 256) {
+        const ptrdiff_t p1 = p0 + 256 < plane ? p0 + 256 : plane;
+        for (l = 0; l < lanes; l++)
+            for (p = p0; p < p1; p++) d[(ptrdiff_t)l * plane + p] = s[p * QCC_BLK + l];
+    }
 }
+
+
 
 /* Jobs of whole planes on the pool: the means (global average pool), a per-channel
  * scale (squeeze-and-excitation) and a conv's padded input copy. */
@@ -455,6 +462,16 @@ static void qcc_blk_mean_plane(const qcc_blk_plane_job *job, int t)
         job->y[(ptrdiff_t)i * job->c + b * QCC_BLK + l] =
             job->fq_on ? qcc_fq_one(m, job->fs, job->fz, job->qmin, job->qmax) : m;
     }
+}
+
+/* Blocked y [n, cb, plane, 16] -> x [n, c, plane], plane by plane (job: x the blocked
+ * input, y the NCHW output, c, planes = n * cb, plane) on the pool. */
+static void qcc_blk_to_nchw_worker(void *arg)
+{
+    qcc_blk_plane_job *job = (qcc_blk_plane_job *)arg;
+    int t;
+    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes)
+        qcc_blk_to_nchw_plane(job->x, job->y, job->c, job->plane, t);
 }
 
 static void qcc_blk_means_worker(void *arg)
