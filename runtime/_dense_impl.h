@@ -49,43 +49,15 @@ QCC_INLINE void qcc_dense_element(const qcc_dense_job *job, int *b, const float 
  * acc = 0, then acc = fma(x[p, k], w[o, k], acc) for k ascending, chunk by chunk
  * through y, then acc + bias[o]: whatever the tiling, task or thread. */
 
-/* y[i*ldy + j] (i < mr rows, j < nch and < QCC_T_NR outputs): acc = 0 (`load` 0) or
- * y[i*ldy + j] (1); then acc = fma(ptr[i][k], wp[k*QCC_T_NR + j], acc) for k < kc;
- * then, with `bias` (the last chunk), acc = acc + bias[j]: the sum rounded, plus the
- * bias, as ONNX Gemm's C operand and as a dense followed by an Add. */
-static void qcc_kern_d_avx512(int kc, const float *wp, const float *const *ptr, int mr,
-                              float *y, ptrdiff_t ldy, const float *bias, int nch, int load)
-{
-    __m512 acc[QCC_T_MR][4];
-    __mmask16 mk[4];
-    const float *p0 = ptr[0], *p1 = ptr[mr > 1 ? 1 : 0], *p2 = ptr[mr > 2 ? 2 : 0];
-    const float *p3 = ptr[mr > 3 ? 3 : 0], *p4 = ptr[mr > 4 ? 4 : 0], *p5 = ptr[mr > 5 ? 5 : 0];
-    int i, h, k;
-    for (h = 0; h < 4; h++) {
-        const int left = nch - 16 * h;
-        mk[h] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-        for (i = 0; i < QCC_T_MR; i++)
-            acc[i][h] = load && i < mr ? _mm512_maskz_loadu_ps(mk[h], y + i * ldy + 16 * h)
-                                       : _mm512_setzero_ps();
-    }
-    for (k = 0; k < kc; k++) QCC_T_STEP(k, k);
-    if (bias != NULL)
-        for (h = 0; h < 4; h++) {
-            const __m512 bv = _mm512_maskz_loadu_ps(mk[h], bias + 16 * h);
-            for (i = 0; i < QCC_T_MR; i++) acc[i][h] = _mm512_add_ps(acc[i][h], bv);
-        }
-    for (i = 0; i < mr; i++)
-        for (h = 0; h < 4; h++) _mm512_mask_storeu_ps(y + i * ldy + 16 * h, mk[h], acc[i][h]);
-}
-
-#undef QCC_T_ROW
-#undef QCC_T_STEP
-
-/* qcc_kern_d_avx512 for the last block of outputs when it holds at most 16 * NV
- * (NV < 4) of them: only the NV vectors that hold outputs, the same operations on
- * each of them, so the same bits (attention's 197 keys leave 5 in their last block:
- * 4 vectors of FMAs for 1 of outputs). */
-#define QCC_D_NARROW(NAME, NV)                                                           \
+/* y[i*ldy + j] (i < mr rows, j < nch and < 16 * NV outputs of a panel of QCC_T_NR):
+ * acc = 0 (`load` 0) or y[i*ldy + j] (1); then acc = fma(ptr[i][k], wp[k*QCC_T_NR +
+ * j], acc) for k < kc; then, with `bias` (the last chunk), acc = acc + bias[j]: the
+ * sum rounded, plus the bias, as ONNX Gemm's C operand and as a dense followed by an
+ * Add. NV = 4 for a whole panel; a last block of at most 16 * NV outputs (NV < 4)
+ * computes only the NV vectors that hold outputs, the same operations on each of
+ * them, so the same bits (attention's 197 keys leave 5 in their last block: 4
+ * vectors of FMAs for 1 of outputs). */
+#define QCC_D_KERN(NAME, NV)                                                             \
     static void NAME(int kc, const float *wp, const float *const *ptr, int mr, float *y, \
                      ptrdiff_t ldy, const float *bias, int nch, int load)                \
     {                                                                                    \
@@ -116,10 +88,11 @@ static void qcc_kern_d_avx512(int kc, const float *wp, const float *const *ptr, 
         for (i = 0; i < mr; i++)                                                         \
             for (h = 0; h < NV; h++) _mm512_mask_storeu_ps(y + i * ldy + 16 * h, mk[h], acc[i][h]); \
     }
-QCC_D_NARROW(qcc_kern_d1_avx512, 1)
-QCC_D_NARROW(qcc_kern_d2_avx512, 2)
-QCC_D_NARROW(qcc_kern_d3_avx512, 3)
-#undef QCC_D_NARROW
+QCC_D_KERN(qcc_kern_d1_avx512, 1)
+QCC_D_KERN(qcc_kern_d2_avx512, 2)
+QCC_D_KERN(qcc_kern_d3_avx512, 3)
+QCC_D_KERN(qcc_kern_d_avx512, 4)
+#undef QCC_D_KERN
 
 typedef void (*qcc_kern_d_fn)(int, const float *, const float *const *, int, float *,
                               ptrdiff_t, const float *, int, int);

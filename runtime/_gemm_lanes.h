@@ -23,7 +23,7 @@
 
 /* One depth step of a 6 x 64 tile with the channels in the lanes: the 4 weight
  * vectors of depth k, then each position's value at offset `o` of its pointer
- * broadcast into 4 FMAs (qcc_kern_t_avx512 and the dense kernel). */
+ * broadcast into 4 FMAs (qcc_kern_t_avx512). */
 #define QCC_T_STEP(k, o)                                                  \
     do {                                                                  \
         const float *w_ = wp + (ptrdiff_t)(k) * QCC_T_NR;                 \
@@ -66,6 +66,9 @@ static void qcc_kern_t_avx512(int kc, const float *wp, const float *const *ptr,
     for (i = 0; i < mr; i++)
         for (h = 0; h < 4; h++) _mm512_store_ps(ct + i * ldt + 16 * h, acc[i][h]);
 }
+
+#undef QCC_T_ROW
+#undef QCC_T_STEP
 
 /* The epilogue of the transposed row stored at c + at (qcc_tr_act_avx512). */
 typedef struct {
