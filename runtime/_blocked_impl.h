@@ -396,11 +396,10 @@ static void qcc_blk_from_nchw(const float *x, float *y, int n, int c, ptrdiff_t 
         }
 }
 
-/* blocked -> x [n, c, plane]. */
-QCC_CLONES
 /* Blocked plane t of y (image t / cb, channel block t % cb) -> its channels of the
  * NCHW x, 256 positions at a time (16 KB that stay in L1 while each channel's run
  * is written: one channel's walk of a whole plane read each line 16 times from L2). */
+QCC_CLONES
 static void qcc_blk_to_nchw_plane(const float *y, float *x, int c, ptrdiff_t plane, int t)
 {
     const int cb = qcc_blk_cb(c), i = t / cb, b = t % cb;
@@ -415,8 +414,6 @@ static void qcc_blk_to_nchw_plane(const float *y, float *x, int c, ptrdiff_t pla
             for (p = p0; p < p1; p++) d[(ptrdiff_t)l * plane + p] = s[p * QCC_BLK + l];
     }
 }
-
-
 
 /* Jobs of whole planes on the pool: the means (global average pool), a per-channel
  * scale (squeeze-and-excitation) and a conv's padded input copy. */
@@ -528,7 +525,6 @@ static void qcc_blk_scale_worker(void *arg)
     while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes)
         qcc_blk_scale_plane(job, t);
 }
-
 
 /* The rows of plane t of x into the interior of its padded copy y (whose borders
  * stay zero from its allocation); with fq_on, their fake-quant. */
