@@ -171,18 +171,38 @@ cdef const qcc_norm_fq* _fq_of(fake_quant, qcc_norm_fq* fq) except? NULL:
     return fq
 
 
-def _unary(x, out, int gelu, fake_quant=None):
-    x = as_f32(x)
-    out = out_buffer(out, x.shape)
-    if x.size == 0:
+cdef inline bint _f32_c(a):
+    """a is a C-contiguous float32 ndarray."""
+    return type(a) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32 \
+        and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+
+
+cdef inline float* _fp(a):
+    return <float*>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef _out_like(x, out):
+    """`out` for a result of x's shape: checked (out_buffer) unless it is a C-contiguous
+    float32 array of that shape (the plan's buffers: no Python work per call)."""
+    if out is not None and _f32_c(out) and \
+            cnp.PyArray_SIZE(<cnp.ndarray>out) == cnp.PyArray_SIZE(<cnp.ndarray>x) and \
+            out.shape == x.shape:
         return out
-    cdef const float[::1] xv = x.reshape(-1)
-    cdef float[::1] ov = out.reshape(-1)
+    return out_buffer(out, x.shape)
+
+
+def _unary(x, out, int gelu, fake_quant=None):
+    if not _f32_c(x):
+        x = as_f32(x)
+    out = _out_like(x, out)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    if size == 0:
+        return out
     cdef _Rows g
     cdef qcc_norm_fq fq
     g.kind = _GELU if gelu else _ERF
-    g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], NULL, NULL
-    g.rows, g.n, g.fq = x.size, 1, _fq_of(fake_quant, &fq)
+    g.x, g.y, g.scale, g.bias = _fp(x), _fp(out), NULL, NULL
+    g.rows, g.n, g.fq = size, 1, _fq_of(fake_quant, &fq)
     with nogil:
         _rows(&g)
     return out
@@ -199,6 +219,19 @@ def gelu(x, out=None, fake_quant=None):
     return _unary(x, out, 1, fake_quant)
 
 
+cdef void _split_dims(x, int axis, Py_ssize_t* outer, Py_ssize_t* n, Py_ssize_t* inner):
+    """x's dims as [outer, x.shape[axis], inner]."""
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(<cnp.ndarray>x)
+    cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x), d
+    outer[0] = 1
+    inner[0] = 1
+    for d in range(axis):
+        outer[0] *= dims[d]
+    n[0] = dims[axis]
+    for d in range(axis + 1, nd):
+        inner[0] *= dims[d]
+
+
 def _axis(int axis, int ndim):
     """Normalize a possibly negative axis."""
     if not -ndim <= axis < ndim:
@@ -212,8 +245,9 @@ def softmax(x, int axis, out=None, fake_quant=None):
     `fake_quant`: None, or (scale, zero_point, qmin, qmax) of a per-tensor fake-quant
     applied to each result as it is written (the float32 steps of
     `_eltwise.fake_quant`, so the same bits as that step after the softmax)."""
-    x = as_f32(x)
-    out = out_buffer(out, x.shape)
+    if not _f32_c(x):
+        x = as_f32(x)
+    out = _out_like(x, out)
     cdef qcc_norm_fq fq
     cdef const qcc_norm_fq* fqp = _fq_of(fake_quant, &fq)
     cdef float[::1] one
@@ -224,25 +258,24 @@ def softmax(x, int axis, out=None, fake_quant=None):
         out[...] = one[0]
         return out
     axis = _axis(axis, x.ndim)
-    cdef Py_ssize_t outer = math.prod(x.shape[:axis])
-    cdef Py_ssize_t n = x.shape[axis]
-    cdef Py_ssize_t inner = math.prod(x.shape[axis + 1:])
-    if x.size == 0:
+    cdef Py_ssize_t outer, n, inner
+    _split_dims(x, axis, &outer, &n, &inner)
+    if outer * n * inner == 0:
         return out
-    cdef const float[::1] xv = x.reshape(-1)
-    cdef float[::1] ov = out.reshape(-1)
     cdef float[::1] acc
     cdef _Rows g
+    cdef const float* xp = _fp(x)
+    cdef float* yp = _fp(out)
     if inner == 1:
         g.kind = _SOFTMAX
-        g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], NULL, NULL
+        g.x, g.y, g.scale, g.bias = xp, yp, NULL, NULL
         g.rows, g.n, g.fq = outer, n, fqp
         with nogil:
             _rows(&g)
     else:
         acc = np.empty(2 * inner, np.float32)
         with nogil:
-            qcc_softmax_strided(&xv[0], &ov[0], outer, n, inner, &acc[0], fqp)
+            qcc_softmax_strided(xp, yp, outer, n, inner, &acc[0], fqp)
     return out
 
 
@@ -252,26 +285,24 @@ def layer_norm(x, scale, bias, int axis, float epsilon, out=None, fake_quant=Non
     scale and bias (bias may be None) broadcast to x.shape[axis:]. `fake_quant`: as
     `softmax`'s.
     """
-    x = as_f32(x)
-    out = out_buffer(out, x.shape)
+    if not _f32_c(x):
+        x = as_f32(x)
+    out = _out_like(x, out)
     axis = _axis(axis, x.ndim)
-    norm_shape = x.shape[axis:]
-    sc = as_f32(np.broadcast_to(np.asarray(scale, np.float32), norm_shape)).reshape(-1)
-    bi = None
-    if bias is not None:
-        bi = as_f32(np.broadcast_to(np.asarray(bias, np.float32), norm_shape)).reshape(-1)
-    cdef Py_ssize_t rows = math.prod(x.shape[:axis])
-    cdef Py_ssize_t n = math.prod(norm_shape)
-    if x.size == 0:
+    cdef Py_ssize_t rows, n, inner
+    _split_dims(x, axis, &rows, &n, &inner)
+    n *= inner
+    if rows * n == 0:
         return out
-    cdef const float[::1] xv = x.reshape(-1)
-    cdef float[::1] ov = out.reshape(-1)
-    cdef const float[::1] sv = sc
-    cdef const float[::1] bv = bi if bi is not None else sc
-    cdef const float* bp = &bv[0] if bi is not None else NULL
+    norm_shape = x.shape[axis:]
+    # a plan's constant scale and bias are float32 of the normalized shape already
+    sc = scale if _f32_c(scale) and scale.shape == norm_shape else \
+        as_f32(np.broadcast_to(np.asarray(scale, np.float32), norm_shape))
+    bi = bias if bias is None or _f32_c(bias) and bias.shape == norm_shape else \
+        as_f32(np.broadcast_to(np.asarray(bias, np.float32), norm_shape))
     cdef _Rows g
     g.kind = _LAYER_NORM
-    g.x, g.y, g.scale, g.bias = &xv[0], &ov[0], &sv[0], bp
+    g.x, g.y, g.scale, g.bias = _fp(x), _fp(out), _fp(sc), _fp(bi) if bi is not None else NULL
     cdef qcc_norm_fq fq
     g.rows, g.n, g.eps, g.fq = rows, n, epsilon, _fq_of(fake_quant, &fq)
     with nogil:

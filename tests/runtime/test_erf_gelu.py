@@ -153,17 +153,35 @@ def test_threaded_rows_against_float64_and_the_same_bits(threads):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 192, 197, 768])
+def test_layer_norm_rows_side_by_side_give_each_row_alone(n):
+    """Layer norm runs four rows side by side: 11 rows (two groups and three alone)
+    give the bits of each row normalized alone, and float64's values."""
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((11, n)) * 3 + 1).astype(np.float32)
+    g, b = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    got = _norm.layer_norm(x, g, b, -1, 1e-5)
+    alone = np.concatenate([_norm.layer_norm(x[i:i + 1], g, b, -1, 1e-5) for i in range(11)])
+    np.testing.assert_array_equal(got.view(np.int32), alone.view(np.int32))
+    x64 = x.astype(np.float64)
+    d = x64 - x64.mean(-1, keepdims=True)
+    want = d / np.sqrt((d * d).mean(-1, keepdims=True) + 1e-5) * g + b
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_softmax_rows_give_the_same_bits_on_every_build():
     """Rows of every length 1..80 and of 128, 197 and 300 (whole blocks of 16, pairs
     of them, tails), with -inf (masked scores), huge and NaN entries: the AVX2 rows
-    (exps side by side) give the bits of the compiler's loop; float64 is the oracle
-    for the values."""
+    (exps side by side) and the AVX-512 rows (four rows side by side) give the bits of
+    the compiler's loop, and of each row alone; float64 is the oracle for the values."""
     rng = np.random.default_rng(9)
     rows = []
     for n in list(range(1, 81)) + [128, 197, 300]:
-        x = (rng.standard_normal((3, n)) * 4).astype(np.float32)
+        # 9 rows: two groups of four side by side on AVX-512, then one alone
+        x = (rng.standard_normal((9, n)) * 4).astype(np.float32)
         x[1, 1::7] = -np.inf
         x[2, ::11] = 80.0
+        x[6, 2::5] = -np.inf
         rows.append(x)
     odd = np.array([[np.nan, 1.0, 2.0], [1.0, np.nan, 2.0], [-np.inf, 0.0, 1e30]], np.float32)
     rows.append(odd)
@@ -172,6 +190,10 @@ def test_softmax_rows_give_the_same_bits_on_every_build():
         old = _norm._set_variant(name)
         try:
             results[name] = [_norm.softmax(x, -1).view(np.int32) for x in rows]
+            for x, got in zip(rows, results[name], strict=True):   # each row alone
+                alone = np.concatenate([_norm.softmax(x[i:i + 1], -1) for i in range(len(x))])
+                np.testing.assert_array_equal(alone.view(np.int32), got,
+                                              err_msg=f"rows of {x.shape} alone, {name}")
         finally:
             _norm._set_variant(old)
     first = next(iter(results.values()))
