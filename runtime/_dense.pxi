@@ -6,11 +6,31 @@ cdef extern from "_conv_impl.h" nogil:
     void qcc_dense_pack_kn(const float* b, Py_ssize_t ldb, int k, int n, int kc, float* bp)
     bint qcc_dense_runs()
     int qcc_dense_run(const float* x, Py_ssize_t ldx, int m, int k, const float* wp, int n,
-                      const float* bias, float* y, Py_ssize_t ldy, int threads)
+                      const float* bias, float* y, Py_ssize_t ldy, int threads,
+                      const qcc_dense_post* post)
     int qcc_dense_run_batch(const float* x, Py_ssize_t ldx, int m, int k, const float* wp,
                             int n, const float* bias, float* y, Py_ssize_t ldy, int batch,
-                            Py_ssize_t sx, Py_ssize_t sw, Py_ssize_t sy, int threads)
+                            Py_ssize_t sx, Py_ssize_t sw, Py_ssize_t sy, int threads,
+                            const qcc_dense_post* post)
     int QCC_T_NR
+
+cdef extern from "_dense_post.h" nogil:
+    ctypedef struct qcc_dense_post_arg:
+        int gelu, fq_on
+        float s, z, qmin, qmax
+    ctypedef void (*qcc_dense_post_fn)(float* y, const float* res, Py_ssize_t n,
+                                       const qcc_dense_post_arg* arg) noexcept nogil
+    ctypedef struct qcc_dense_post:
+        qcc_dense_post_fn fn
+        const float* res
+        Py_ssize_t ldr
+        const qcc_dense_post_arg* arg
+
+# The epilogue of a dense layer (residual add, GELU, fake-quant) is _norm's
+# qcc_norm_post (compiled without FMA contraction: each step's own bits).
+from qcc.runtime._norm import _post_capsule
+cdef qcc_dense_post_fn _norm_post = <qcc_dense_post_fn>PyCapsule_GetPointer(
+    _post_capsule, "qcc.runtime.dense_post")
 
 
 cdef class Dense:
@@ -40,12 +60,17 @@ cdef class Dense:
         """Bytes of the packed weights (0 before the first call)."""
         return self.pack.nbytes + self.vpack.nbytes
 
-    def __call__(self, x, w, b, out=None):
+    def __call__(self, x, w, b, out=None, residual=None, gelu=False, fake_quant=None):
+        """y = x @ w^T + b, then an epilogue: + residual (a [M, N] float32 array),
+        GELU, and the per-tensor fake-quant (scale, zero point, qmin, qmax), the bits
+        of the add, GELU and fake-quant steps after it. With an epilogue, only on
+        the dense kernel (None for at most min_rows rows)."""
         if not (_f32_c(x) and _f32_c(w)) or x.ndim != 2 or w.ndim != 2 \
                 or x.shape[1] != w.shape[1]:
             return None
-        if x.shape[0] <= self.min_rows:
-            return self._vector(x, w, b, out)
+        cdef bint post = residual is not None or gelu or fake_quant is not None
+        if x.shape[0] <= self.min_rows:   # (the caller runs an epilogue after it)
+            return None if post else self._vector(x, w, b, out)
         if not qcc_dense_runs():
             return None
         cdef int m = x.shape[0]
@@ -57,13 +82,27 @@ cdef class Dense:
             out = np.empty((m, n), np.float32)
         elif not (_f32_c(out) and out.shape == (m, n)):
             return None
+        cdef qcc_dense_post q
+        cdef qcc_dense_post_arg qa
+        if post:
+            if residual is not None and not (_f32_c(residual) and residual.shape == (m, n)):
+                return None
+            q.fn = _norm_post
+            q.res = _fp(residual) if residual is not None else NULL
+            q.ldr = n
+            q.arg = &qa
+            qa.gelu = gelu
+            qa.fq_on = fake_quant is not None
+            qa.s = qa.z = qa.qmin = qa.qmax = 0
+            if fake_quant is not None:
+                qa.s, qa.z, qa.qmin, qa.qmax = fake_quant
         data = _packed(self.pack, w, w, 1, n, k, QCC_T_NR, qcc_t_chunk(k))
         cdef const float* xp = _fp(x)
         cdef const float* wpp = _fp(data)
         cdef const float* bp = _fp(b) if b is not None else NULL
         cdef float* yp = <float*>_fp(out)
         with nogil:
-            qcc_dense_run(xp, k, m, k, wpp, n, bp, yp, n, qcc_gemm_threads)
+            qcc_dense_run(xp, k, m, k, wpp, n, bp, yp, n, qcc_gemm_threads, &q if post else NULL)
         return out
 
     cdef _vector(self, x, w, b, out):
@@ -129,5 +168,5 @@ def matmul(a, b, out=None):
         for e in range(nb):
             qcc_dense_pack_kn(bp + e * k * n, n, k, n, chunk, pp + e * per)
         qcc_dense_run_batch(ap, k, <int>rows, k, pp, n, NULL, yp, n, <int>nb, rows * k, per,
-                            rows * n, qcc_gemm_threads)
+                            rows * n, qcc_gemm_threads, NULL)
     return out

@@ -4,6 +4,8 @@
 #ifndef QCC_DENSE_IMPL_H
 #define QCC_DENSE_IMPL_H
 
+#include "_dense_post.h"
+
 typedef struct {
     const float *x, *wp, *bias;
     float *y;
@@ -11,6 +13,7 @@ typedef struct {
     ptrdiff_t sx, sw, sy;               /* batch: element e's x, wp and y at e * s. */
     int m, n, k, kcb, kchunks, batch;
     int cblocks, ptiles, width, next;   /* next: tiles handed out (qcc_dense_work) */
+    const qcc_dense_post *post;         /* the epilogue after the sums, or NULL (batch 1) */
 } qcc_dense_job;
 
 /* The next claim of a dense job's tiles (qcc_claim): of whole blocks of 64 outputs
@@ -36,6 +39,22 @@ QCC_INLINE void qcc_dense_element(const qcc_dense_job *job, int *b, const float 
     *x = job->x + e * job->sx;
     *wp = job->wp + e * job->sw;
     *y = job->y + e * job->sy;
+}
+
+/* The epilogue (job->post) of a claim's outputs: the rows of tiles t0 .. t0 + tiles
+ * - 1, the outputs of block b (nch of them from b * QCC_T_NR, at most a block), once
+ * their sums are whole. */
+static void qcc_dense_post_rows(const qcc_dense_job *job, float *y, int b, int t0, int tiles,
+                                int nch)
+{
+    const qcc_dense_post *q = job->post;
+    const int p1 = (t0 + tiles) * QCC_T_MR < job->m ? (t0 + tiles) * QCC_T_MR : job->m;
+    const int cnt = nch < QCC_T_NR ? nch : QCC_T_NR;
+    const ptrdiff_t o0 = (ptrdiff_t)b * QCC_T_NR;
+    int p;
+    for (p = t0 * QCC_T_MR; p < p1; p++)
+        q->fn(y + (ptrdiff_t)p * job->ldy + o0,
+              q->res != NULL ? q->res + (ptrdiff_t)p * q->ldr + o0 : NULL, cnt, q->arg);
 }
 
 #pragma GCC push_options
@@ -127,6 +146,7 @@ static void qcc_dense_work(void *arg)
                      job->bias && last ? job->bias + b * QCC_T_NR : NULL, nch, pc > 0);
             }
         }
+        if (job->post != NULL) qcc_dense_post_rows(job, y, b, tt0, n, nch);
     }
 }
 
@@ -217,6 +237,7 @@ static void qcc_dense_work_avx2(void *arg)
                                     nch - 16 * h, pc > 0);
                 }
         }
+        if (job->post != NULL) qcc_dense_post_rows(job, y, b, tt0, n, nch);
     }
 }
 

@@ -670,7 +670,8 @@ static int qcc_dense_runs(void)
  * Returns -1 when this variant has no dense kernel. */
 static int qcc_dense_run_batch(const float *x, ptrdiff_t ldx, int m, int k, const float *wp,
                                int n, const float *bias, float *y, ptrdiff_t ldy, int batch,
-                               ptrdiff_t sx, ptrdiff_t sw, ptrdiff_t sy, int threads)
+                               ptrdiff_t sx, ptrdiff_t sw, ptrdiff_t sy, int threads,
+                               const qcc_dense_post *post)
 {
 #if QCC_GEMM_X86
     qcc_dense_job job;
@@ -682,8 +683,14 @@ static int qcc_dense_run_batch(const float *x, ptrdiff_t ldx, int m, int k, cons
             for (p = 0; p < m; p++)
                 for (o = 0; o < n; o++)
                     y[e * sy + (ptrdiff_t)p * ldy + o] = bias ? bias[o] : 0.0f;
+        if (post != NULL)
+            for (p = 0; p < m; p++)
+                post->fn(y + (ptrdiff_t)p * ldy,
+                         post->res != NULL ? post->res + (ptrdiff_t)p * post->ldr : NULL, n,
+                         post->arg);
         return 0;
     }
+    if (post != NULL && batch != 1) return -1;
     job.x = x;
     job.wp = wp;
     job.bias = bias;
@@ -701,6 +708,7 @@ static int qcc_dense_run_batch(const float *x, ptrdiff_t ldx, int m, int k, cons
     job.sx = sx;
     job.sw = sw;
     job.sy = sy;
+    job.post = post;
     if ((double)m * n * k * batch < qcc_gemm_par_min) threads = 1;
     job.next = 0;
     if (threads > batch * job.cblocks * job.ptiles) threads = batch * job.cblocks * job.ptiles;
@@ -709,16 +717,17 @@ static int qcc_dense_run_batch(const float *x, ptrdiff_t ldx, int m, int k, cons
     return 0;
 #else
     (void)x; (void)ldx; (void)m; (void)k; (void)wp; (void)n; (void)bias; (void)y; (void)ldy;
-    (void)batch; (void)sx; (void)sw; (void)sy; (void)threads;
+    (void)batch; (void)sx; (void)sw; (void)sy; (void)threads; (void)post;
     return -1;
 #endif
 }
 
-/* qcc_dense_run_batch of one element. */
+/* qcc_dense_run_batch of one element, then the epilogue `post` (NULL: none). */
 static int qcc_dense_run(const float *x, ptrdiff_t ldx, int m, int k, const float *wp, int n,
-                         const float *bias, float *y, ptrdiff_t ldy, int threads)
+                         const float *bias, float *y, ptrdiff_t ldy, int threads,
+                         const qcc_dense_post *post)
 {
-    return qcc_dense_run_batch(x, ldx, m, k, wp, n, bias, y, ldy, 1, 0, 0, 0, threads);
+    return qcc_dense_run_batch(x, ldx, m, k, wp, n, bias, y, ldy, 1, 0, 0, 0, threads, post);
 }
 
 #endif

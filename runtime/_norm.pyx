@@ -41,6 +41,7 @@ cdef extern from "_norm_impl.h" nogil:
     int qcc_norm_set_level(int level)
     void qcc_erf(const float* x, float* y, Py_ssize_t n)
     void qcc_gelu(const float* x, float* y, Py_ssize_t n)
+    void qcc_norm_post(float* y, const float* res, Py_ssize_t n, const void* arg)
     ctypedef void (*qcc_task_fn)(void *arg) noexcept nogil
     void qcc_parallel(qcc_task_fn fn, void *arg, int width)
 
@@ -84,6 +85,11 @@ from qcc.runtime._kernels import _pool_capsule
 qcc_pool_bind(PyCapsule_GetPointer(_pool_capsule, "qcc.runtime.pool"))
 
 from qcc.runtime.threads import default_threads as _default_threads
+
+from cpython.pycapsule cimport PyCapsule_New
+
+_post_capsule = PyCapsule_New(<void*>qcc_norm_post, "qcc.runtime.dense_post", NULL)
+"""A dense layer's epilogue (runtime/_dense_post.h), for _conv's dense kernel."""
 
 
 def _set_threads(int n):

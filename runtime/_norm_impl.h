@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "_common.h"
+#include "_dense_post.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define QCC_NORM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -173,6 +174,7 @@ static void qcc_gelu(const float *x, float *y, ptrdiff_t n)
     qcc_gelu_plain(x, y, n);
 }
 
+
 /* max of src[0:n] (n >= 1), in 16 lanes so that it vectorizes. */
 static inline __attribute__((always_inline)) float qcc_max(const float *restrict src, ptrdiff_t n)
 {
@@ -202,6 +204,25 @@ static void qcc_norm_fq_range(float *y, ptrdiff_t n, const qcc_norm_fq *fq)
     const qcc_norm_fq f = *fq;   /* a copy y cannot alias: the loop vectorizes */
     ptrdiff_t i;
     QCC_FQ_LOOP(n, i, y[i], y[i], f.s, f.z, f.qmin, f.qmax);
+}
+
+/* A dense layer's epilogue (qcc_dense_post_fn, runtime/_dense_post.h) on n outputs
+ * of a row, in place: y + res, then GELU, then the fake-quant: the operations of the
+ * add, GELU and fake-quant steps, so their bits. */
+static void qcc_norm_post(float *y, const float *res, ptrdiff_t n, const qcc_dense_post_arg *arg)
+{
+    ptrdiff_t i;
+    if (res != NULL)
+        for (i = 0; i < n; i++) y[i] = y[i] + res[i];
+    if (arg->gelu) qcc_gelu(y, y, n);
+    if (arg->fq_on) {
+        qcc_norm_fq fq;
+        fq.s = arg->s;
+        fq.z = arg->z;
+        fq.qmin = arg->qmin;
+        fq.qmax = arg->qmax;
+        qcc_norm_fq_range(y, n, &fq);
+    }
 }
 
 /* The last pass of a softmax row: y *= inv (the sum's reciprocal), then fq if any. */

@@ -195,6 +195,7 @@ def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = T
         unfused = [replace(s) for s in steps]
         steps = patterns.fuse(steps, set(outputs), constants, slot_of)  # GELU, LayerNorm
         steps = fusion.fuse_in_place(steps, set(outputs), constants)
+        steps = patterns.dense_epilogues(steps, set(outputs))
         if blocked_layout:
             steps, blocked_slots, n_slots = blocked.apply(steps, set(outputs), constants,
                                                           len(slot_of), observers_aside)

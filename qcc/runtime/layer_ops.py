@@ -217,15 +217,31 @@ def _dense(op, consts):
     are a constant, owned by the step), which falls back to sgemm by returning None."""
     dense, fast = C.dense, C.Dense() if C.Dense is not None else None
 
-    def run(x, w, b=None, out=None):
+    def run(x, w, b=None, out=None, residual=None, gelu=False, fake_quant=None):
+        """x @ w^T + b, then the epilogue of `patterns.dense_epilogues`: + residual,
+        GELU, the fake-quant (the steps' own bits, in the dense's pass when it runs
+        on the compiled kernel, else one after the other)."""
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
         o2 = None if out is None else out.reshape(-1, w.shape[0])
-        y = fast(x2, w, b, out=o2) if fast is not None else None
+        r2 = None if residual is None else residual.reshape(-1, w.shape[0])
+        post = r2 is not None or gelu or fake_quant is not None
+        y = fast(x2, w, b, out=o2, residual=r2, gelu=gelu, fake_quant=fake_quant) \
+            if fast is not None and post else None
         if y is None:
-            y = dense(x2, w, b, out=o2)
+            y = fast(x2, w, b, out=o2) if fast is not None else None
+            if y is None:
+                y = dense(x2, w, b, out=o2)
+            if r2 is not None:
+                y = np.add(y, r2, out=y)
+            if gelu:
+                y = C.gelu(y, out=y, fake_quant=fake_quant)
+            elif fake_quant is not None:
+                s, z, lo, hi = fake_quant
+                y = ELTWISE.fake_quant(y, np.float32([s]), np.float32([z]), lo, hi, out=y)
         return y.reshape(*lead, w.shape[0])
 
+    run.dense_epilogue = True
     return Kernel(run, fresh=True, takes_out=C.compiled)
 
 

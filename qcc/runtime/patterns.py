@@ -38,6 +38,16 @@ Rules (`fuse`, called once by `executor.compile_module` when it fuses):
    fake-quantized transformer: a copy or multiply, then a fake-quant pass, each a
    step, became one pass.
 
+7. Dense epilogue: a float32 dense (with its bias) whose result only a plain add of
+   another float32 tensor of its shape reads (a transformer's residual), or only a
+   GELU step of rule 1 (with its fake-quant) -> the dense with that epilogue, run on
+   each block of outputs as the dense kernel finishes it, while it is in cache
+   (`_conv.Dense`'s residual, gelu and fake_quant: the add's, GELU's and
+   fake-quant's bits). Run after the rules above and the executor's in-place fusion
+   (`dense_epilogues`), on their steps: the fused step takes the place of the add or
+   GELU step and gives its result; it keeps the dense's op and reads the dense's
+   operands, then the residual.
+
 A chain fuses only when every value inside it has no user outside it and is not an
 output of the plan, and its ops are float32. The fused step takes the place of the
 chain's last op and gives its result. Rules 1 and 2 keep that op (for names and
@@ -168,7 +178,9 @@ def _elementwise(ctx: _Context, chain: Sequence[Operation], x: SSAValue,
         chain = [*chain, fq]  # type: ignore[list-item]
     else:
         fake_quant = None
-    return chain, last, (x,) * len(last.operands), _reading(kernel(fake_quant), params)
+    run = _reading(kernel(fake_quant), params)
+    run.chain_fake_quant = fake_quant  # type: ignore[attr-defined]
+    return chain, last, (x,) * len(last.operands), run
 
 
 def _gelu(ctx: _Context, step: Any):
@@ -200,7 +212,9 @@ def _gelu(ctx: _Context, step: Any):
     chain = [div, erf, add, mul, half_mul]
     if not _f32(*chain) or _shape(half_mul) != _shape(div):
         return None
-    return _elementwise(ctx, chain, x, K.gelu_kernel, ())
+    found = _elementwise(ctx, chain, x, K.gelu_kernel, ())
+    found[3].gelu = True
+    return found
 
 
 def _shape(op: Operation) -> tuple[int, ...]:
@@ -291,9 +305,10 @@ def _dense_bias(ctx: _Context, step: Any):
     bias = np.ascontiguousarray(c.reshape(-1))
     run = step.fn
 
-    def with_bias(x, w, out=None):
-        return run(x, w, bias, out=out)
+    def with_bias(x, w, out=None, **epilogue):
+        return run(x, w, bias, out=out, **epilogue)
 
+    with_bias.dense_epilogue = getattr(run, "dense_epilogue", False)  # type: ignore[attr-defined]
     return [dense, add], dense, tuple(dense.operands), with_bias
 
 
@@ -433,3 +448,62 @@ def _affine(c: np.ndarray | None, norm_shape: tuple[int, ...]) -> np.ndarray | N
         return np.ascontiguousarray(np.broadcast_to(c, norm_shape))
     except ValueError:
         return None
+
+
+def dense_epilogues(steps: Sequence[Any], outputs: set[int]) -> list[Any]:
+    """Rule 7: each dense step (its fn `dense_epilogue`) whose result only the next
+    step reading it reads, a plain add (`plain_add`, no followers) or a fused GELU
+    (`gelu`), merged into one step at that step's place."""
+    if not K.C.compiled:
+        return list(steps)
+    readers: dict[int, list[int]] = {}
+    for i, s in enumerate(steps):
+        for a in s.args:
+            readers.setdefault(a, []).append(i)
+    merged: dict[int, Any] = {}
+    dropped: set[int] = set()
+    for i, s in enumerate(steps):
+        if not getattr(s.fn, "dense_epilogue", False) or len(s.results) != 1 \
+                or getattr(s.fn, "followers", None) or s.results[0] in outputs \
+                or s.blocked or not K.is_f32(s.op.results[0]):
+            continue
+        r = s.results[0]
+        users = readers.get(r, [])
+        if len(set(users)) != 1 or users[0] in dropped or users[0] in merged:
+            continue
+        j = users[0]
+        t = steps[j]
+        fn = _dense_then(s, t, r)
+        if fn is None:
+            continue
+        extra = tuple(a for a in t.args if a != r)
+        # the dense's op: its result's shape is inferred from the dense's operands,
+        # the first args (a residual is an arg more, as a conv's)
+        merged[j] = replace(t, op=s.op, fn=fn, args=(*s.args, *extra), fresh=True,
+                            takes_out=True, opaque=True)
+        dropped.add(i)
+    return [merged.get(i, s) for i, s in enumerate(steps) if i not in dropped]
+
+
+def _dense_then(dense: Any, step: Any, r: int) -> Callable[..., Any] | None:
+    """The fn of `dense` with `step` (which reads its result r) as its epilogue, or
+    None when `step` is none of rule 7's."""
+    run, n = dense.fn, len(dense.args)
+    t = dense.op.results[0].type
+    if getattr(step.fn, "plain_add", False) and not getattr(step.fn, "followers", ()) \
+            and len(step.args) == 2 and step.args.count(r) == 1 and len(step.results) == 1 \
+            and all(v.type == t for v in (*step.op.operands, step.op.results[0])):
+        def with_residual(*args, out=None):
+            res = args[n]
+            if res.shape[:-1] != args[0].shape[:-1]:   # symbolic dims that broadcast
+                return np.add(run(*args[:n]), res, out=out)
+            return run(*args[:n], out=out, residual=res)
+        return with_residual
+    if getattr(step.fn, "gelu", False) and all(a == r for a in step.args) \
+            and len(step.results) == 1:
+        fq = step.fn.chain_fake_quant
+
+        def with_gelu(*args, out=None):
+            return run(*args[:n], out=out, gelu=True, fake_quant=fq)
+        return with_gelu
+    return None

@@ -138,6 +138,9 @@ def _binary(op, consts):
     def run(a, b, out=None):
         return ufunc(a, b, out=out)
 
+    # a sum of two tensors of one type, symbolic dims allowed (patterns.dense_epilogues)
+    same = op.operands[0].type == op.operands[1].type == op.results[0].type
+    run.plain_add = isinstance(op, qnn.AddOp) and same
     return Kernel(run, fresh=True, takes_out=True)
 
 
@@ -162,6 +165,8 @@ def add_activation(op, then: Operation | None = None) -> Kernel | None:
     def run(a, b, out=None):
         return add(a, b, kind, lo, hi, out=out)
 
+    # patterns.dense_epilogues
+    run.plain_add = act is None  # type: ignore[attr-defined]
     return Kernel(run, fresh=True, takes_out=True)
 
 

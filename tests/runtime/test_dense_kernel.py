@@ -166,3 +166,37 @@ def test_matmul_declines_broadcasts_vectors_and_few_rows_and_the_plan_takes_sgem
         got = execute(compile_module(module), {"x": a})[0]["y"]
         np.testing.assert_allclose(got, np.matmul(a.astype(np.float64), b), rtol=1e-5,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_dense_epilogue_gives_the_bits_of_the_steps_after_it(case, threads):
+    """The dense's epilogue (a transformer's residual add, GELU, and the fake-quant
+    after either, qcc.runtime.patterns rule 7), run on each block of outputs as the
+    kernel finishes it: the bits of the dense, then the add (numpy), GELU and
+    fake-quant kernels one after the other; at most min_rows rows: None (the
+    caller runs the steps)."""
+    from qcc.runtime import _eltwise, _norm
+
+    m, k, n = case
+    rng = np.random.default_rng(m * k + n)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    r = rng.standard_normal((m, n)).astype(np.float32)
+    fq = (0.05, 3.0, -128.0, 127.0)
+    dense = _conv.Dense()
+    y = dense(x, w, b)
+    if m <= dense.min_rows:
+        assert dense(x, w, b, residual=r) is None
+        return
+    s, z = np.float32([fq[0]]), np.float32([fq[1]])
+    for got, want in [
+            (dense(x, w, b, residual=r), y + r),
+            (dense(x, w, b, gelu=True), _norm.gelu(y)),
+            (dense(x, w, b, gelu=True, fake_quant=fq), _norm.gelu(y, fake_quant=fq)),
+            (dense(x, w, b, residual=r, fake_quant=fq),
+             _eltwise.fake_quant(y + r, s, z, fq[2], fq[3])),
+            (dense(x, w, None, out=np.empty((m, n), np.float32), residual=r),
+             dense(x, w, None) + r)]:
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    assert not np.array_equal(_norm.gelu(y), y)   # the epilogue changed the values

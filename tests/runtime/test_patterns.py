@@ -154,14 +154,23 @@ def test_dense_and_bias_add_are_one_step_with_onnxruntime_numbers(tmp_path, bias
     np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
 
 
-def test_dense_plus_a_computed_value_is_not_fused(tmp_path):
+def test_dense_plus_a_computed_value_is_one_step_with_the_residual(tmp_path, monkeypatch):
+    """A dense plus another tensor (a residual, not a bias) is the dense with the add
+    as its epilogue (rule 7): onnxruntime's numbers, and the bits of the two steps."""
+    from qcc.runtime import patterns
+
     nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]),
              helper.make_node("Add", ["mm", "x"], ["y"])]
-    x = RNG.standard_normal((5, 8)).astype(np.float32)
-    plan, got, want = _run_both(tmp_path, _model(nodes, [_const("w", RNG.standard_normal((8, 8)))],
-                                                 x.shape), x)
-    assert [s.op.name for s in plan.steps] == ["qnn.dense", "qnn.add"]
+    x = RNG.standard_normal((50, 8)).astype(np.float32)
+    model = _model(nodes, [_const("w", RNG.standard_normal((8, 8)))], x.shape)
+    plan, got, want = _run_both(tmp_path, model, x)
+    assert [s.op.name for s in plan.steps] == ["qnn.dense"] and len(plan.steps[0].args) == 3
     np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(patterns, "dense_epilogues", lambda steps, outputs: list(steps))
+    two = compile_module(qcc.load(str(tmp_path / "m.onnx")))
+    assert [s.op.name for s in two.steps] == ["qnn.dense", "qnn.add"]
+    np.testing.assert_array_equal(execute(two, {"x": x})[0]["y"].view(np.int32),
+                                  got["y"].view(np.int32))
 
 
 def test_residual_add_relu_quant_of_a_deploy_model_is_one_pass(tmp_path, monkeypatch):
@@ -195,3 +204,40 @@ def test_residual_add_relu_quant_of_a_deploy_model_is_one_pass(tmp_path, monkeyp
     want, _ = execute(plan, x, keep=[add.results[0]])   # a kept inner value: unfused
     assert np.array_equal(got["logits"], want["logits"])
     assert np.isfinite(got["logits"]).all() and np.abs(got["logits"]).max() > 0
+
+
+@pytest.mark.parametrize("name", ["timm_vit_tiny", "bert"])
+def test_exported_transformers_give_the_same_bits_with_dense_epilogues(name, tmp_path,
+                                                                       monkeypatch):
+    """torch.onnx.export of a timm ViT and a `transformers` BERT (tests/models/zoo.py),
+    float and fake-quant (qcc.quantize's module): rule 7 takes the residual adds and
+    GELUs into the dense steps before them, and the plan gives the bits of the plan
+    without it."""
+    import os
+    import sys
+
+    pytest.importorskip("torch")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
+    zoo = pytest.importorskip("zoo")
+    from qcc.frontends.onnx import load_onnx
+    from qcc.runtime import patterns
+
+    arch = zoo.ZOO[name]
+    path = str(tmp_path / f"{name}.onnx")
+    zoo.export(arch, "torchscript", path)
+    feeds = arch.inputs(3, 1)
+    fq_module = qcc.quantize(load_onnx(path), arch.inputs(4, 2), progress=False).module
+    rule = patterns.dense_epilogues
+    for module in (load_onnx(path), fq_module):
+        fused = compile_module(module)
+        kinds = [getattr(s.fn, "__name__", "") for s in fused.steps]
+        assert kinds.count("with_residual") >= 2 and kinds.count("with_gelu") >= 2
+        monkeypatch.setattr(patterns, "dense_epilogues", lambda steps, outputs: list(steps))
+        plain = compile_module(module)
+        monkeypatch.setattr(patterns, "dense_epilogues", rule)
+        assert len(plain.steps) == len(fused.steps) + kinds.count("with_residual") + \
+            kinds.count("with_gelu")
+        want = execute(plain, feeds)[0]
+        got = execute(fused, feeds)[0]
+        for k in want:
+            np.testing.assert_array_equal(got[k].view(np.int32), want[k].view(np.int32))
