@@ -21,6 +21,11 @@
 #include "_common.h"
 
 #define QCC_GEMV_ROWS 32
+/* Bytes ahead of each row's stream that the vector variants prefetch: the weights
+ * come from memory in a model (a network's classifier: 4-8 MB read once), and the
+ * prefetchers alone left a 960 -> 1280 dense at 0.285-0.344 ms, 0.262-0.274 with it
+ * (2 threads, caches flushed before each call; 2048 -> 1000: 0.41-0.46 -> 0.39-0.40). */
+#define QCC_GEMV_PF 4096
 
 typedef struct {
     const float *x, *w, *bias;
@@ -109,6 +114,7 @@ qcc_gemv_block_avx2(const qcc_gemv_job *j, int o, const float *x, float *y, cons
     for (; c + 16 <= k; c += 16, q += cs) {
         const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
         for (r = 0; r < R; r++) {
+            _mm_prefetch((const char *)(w[r] + q) + QCC_GEMV_PF, _MM_HINT_T0);
             lo[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w[r] + q), x0, lo[r]);
             hi[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w[r] + q + 8), x1, hi[r]);
         }
@@ -162,7 +168,10 @@ qcc_gemv_block_avx512(const qcc_gemv_job *j, int o, const float *x, float *y, co
     }
     for (; c + 16 <= k; c += 16, q += cs) {
         const __m512 xv = _mm512_loadu_ps(x + c);
-        for (r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w[r] + q), xv, acc[r]);
+        for (r = 0; r < R; r++) {
+            _mm_prefetch((const char *)(w[r] + q) + QCC_GEMV_PF, _MM_HINT_T0);
+            acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w[r] + q), xv, acc[r]);
+        }
     }
     if (c < k) {
         const __mmask16 mask = (__mmask16)((1u << (k - c)) - 1);
