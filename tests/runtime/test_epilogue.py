@@ -109,6 +109,32 @@ def test_fake_quant_is_quantize_then_dequantize(s, z, lo, hi):
     np.testing.assert_array_equal(bits(got), bits(qtype.fake_quant(x)))
 
 
+@pytest.mark.parametrize("n", [16, 16_383, 16_385, 65_535, 65_536, 70_001])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_element_wise_tasks_cover_every_element_once(n, threads):
+    """Jobs from 4 chunks of 16384 elements are shared by the threads, chunk by chunk
+    (runtime/_eltwise_impl.h): a fake-quant (into a new array and in place) and a
+    residual add of sizes around those edges give the quantize-then-dequantize
+    oracle's and numpy's bits at any thread count (an element skipped or done twice
+    in place would show)."""
+    qtype = Q.make(scale=0.05, zero_point=3, bits=8, signed=True)
+    x = samples(n, seed=n)
+    x = x[np.isfinite(x) | np.isinf(x)]
+    old = E._set_threads(threads)
+    try:
+        got = E.fake_quant(x, np.float32(0.05), np.float32(3), -128, 127)
+        y = x.copy()
+        E.fake_quant(y, np.float32(0.05), np.float32(3), -128, 127, out=y)   # in place
+        b = samples(len(x), seed=n + 1)
+        added = E.add(x, b)
+    finally:
+        E._set_threads(old)
+    want = qtype.fake_quant(x)
+    np.testing.assert_array_equal(bits(got), bits(want))
+    np.testing.assert_array_equal(bits(y), bits(want))
+    np.testing.assert_array_equal(bits(added), bits(x + b))
+
+
 def test_fake_quant_hand_values_ties_to_even_and_saturates():
     s, z = np.float32(0.5), np.float32(-3)  # q = rint(x / 0.5) - 3 in [-8, 7]
     x = np.array([0.25, 0.75, -0.25, -0.75, 1.25, 100.0, -100.0, np.inf, -np.inf, 2.0],
