@@ -174,7 +174,6 @@ static void qcc_gelu(const float *x, float *y, ptrdiff_t n)
     qcc_gelu_plain(x, y, n);
 }
 
-
 /* max of src[0:n] (n >= 1), in 16 lanes so that it vectorizes. */
 static inline __attribute__((always_inline)) float qcc_max(const float *restrict src, ptrdiff_t n)
 {

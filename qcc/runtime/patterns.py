@@ -451,9 +451,9 @@ def _affine(c: np.ndarray | None, norm_shape: tuple[int, ...]) -> np.ndarray | N
 
 
 def dense_epilogues(steps: Sequence[Any], outputs: set[int]) -> list[Any]:
-    """Rule 7: each dense step (its fn `dense_epilogue`) whose result only the next
-    step reading it reads, a plain add (`plain_add`, no followers) or a fused GELU
-    (`gelu`), merged into one step at that step's place."""
+    """Rule 7: each dense step (its fn `dense_epilogue`) whose result one step alone
+    reads, a plain add (`plain_add`, no followers) or a fused GELU (`gelu`), merged
+    with that step into one step at its place."""
     if not K.C.compiled:
         return list(steps)
     readers: dict[int, list[int]] = {}
