@@ -174,13 +174,7 @@ def blocked_shape(shape):
     return (n, (c + 15) // 16, h, w, 16)
 
 
-cdef inline bint _f32_c(a):
-    return type(a) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32 \
-        and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
-
-
-cdef inline float* _fp(a):
-    return <float*>cnp.PyArray_DATA(<cnp.ndarray>a)
+include "_arrays.pxi"
 
 
 cdef _out(out, shape):

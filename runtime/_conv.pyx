@@ -407,14 +407,7 @@ def conv(x, w, b, strides, pads, dilations, int groups, out=None, activation=Non
                 pack)(x, w, b, out=out, residual=residual)
 
 
-cdef inline bint _f32_c(a):
-    """a is a C-contiguous float32 ndarray."""
-    return type(a) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32 \
-        and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
-
-
-cdef inline const float* _fp(a):
-    return <const float*>cnp.PyArray_DATA(<cnp.ndarray>a)
+include "_arrays.pxi"
 
 
 cdef class Conv:

@@ -177,14 +177,7 @@ cdef const qcc_norm_fq* _fq_of(fake_quant, qcc_norm_fq* fq) except? NULL:
     return fq
 
 
-cdef inline bint _f32_c(a):
-    """a is a C-contiguous float32 ndarray."""
-    return type(a) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32 \
-        and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
-
-
-cdef inline float* _fp(a):
-    return <float*>cnp.PyArray_DATA(<cnp.ndarray>a)
+include "_arrays.pxi"
 
 
 cdef _out_like(x, out):
