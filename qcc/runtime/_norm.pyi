@@ -2,6 +2,8 @@
 
 from typing import Any
 
+_post_capsule: Any  # a dense layer's epilogue for _conv (runtime/_dense_post.h)
+
 def _axis(axis: int, ndim: int) -> Any: ...
 def softmax(x: Any, axis: int, out: Any = ...,
             fake_quant: tuple[float, float, float, float] | None = ...) -> Any: ...
