@@ -666,8 +666,9 @@ static int qcc_dense_runs(void)
 /* y[p*ldy + o] = sum_k x[p*ldx + k] * w[o, k] (+ bias[o], bias may be NULL) for p < m,
  * o < n, for each of `batch` elements e (x, wp and y of e at e * sx, sw, sy: one
  * parallel region for all, as attention's heads); wp: w [n, k] packed by
- * qcc_gemm_pack_a in panels of QCC_T_NR rows and depth chunks of qcc_t_chunk(k).
- * Returns -1 when this variant has no dense kernel. */
+ * qcc_gemm_pack_a in panels of QCC_T_NR rows and depth chunks of qcc_t_chunk(k);
+ * then the epilogue `post` (NULL: none; one element only) on each claim's outputs.
+ * Returns -1 when this variant has no dense kernel, or for an epilogue of a batch. */
 static int qcc_dense_run_batch(const float *x, ptrdiff_t ldx, int m, int k, const float *wp,
                                int n, const float *bias, float *y, ptrdiff_t ldy, int batch,
                                ptrdiff_t sx, ptrdiff_t sw, ptrdiff_t sy, int threads,
@@ -676,6 +677,7 @@ static int qcc_dense_run_batch(const float *x, ptrdiff_t ldx, int m, int k, cons
 #if QCC_GEMM_X86
     qcc_dense_job job;
     if (!qcc_dense_runs()) return -1;
+    if (post != NULL && batch != 1) return -1;   /* the epilogue reads rows of one element */
     if (m <= 0 || n <= 0 || batch <= 0) return 0;
     if (k <= 0) {
         int p, o, e;
@@ -690,7 +692,6 @@ static int qcc_dense_run_batch(const float *x, ptrdiff_t ldx, int m, int k, cons
                          post->arg);
         return 0;
     }
-    if (post != NULL && batch != 1) return -1;
     job.x = x;
     job.wp = wp;
     job.bias = bias;
