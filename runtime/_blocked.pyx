@@ -129,6 +129,19 @@ def _set_chunk(int n):
     return old
 
 
+cdef bint _plane_units = True   # a small plane one unit of work (tests compare)
+
+
+def _set_plane_units(bint on):
+    """Whether a plane of fewer than 72 positions runs as one unit of work when the
+    groups of 64 channels are enough for the threads (True, the default); returns
+    the old setting."""
+    global _plane_units
+    old = _plane_units
+    _plane_units = on
+    return old
+
+
 def _variants():
     """The kernels' instruction sets this CPU runs, lowest first: avx2 (AVX2 + FMA),
     avx512 (AVX-512 F, VL, BW, DQ). The same bits on each."""
@@ -586,6 +599,11 @@ cdef class Conv:
         # units of 24 positions (whole tiles of 6, 8 and 12), handed out in claims of
         # a share of what is left (_blocked_isa.h)
         cj.tile = 24
+        if _plane_units and seg_len < 3 * cj.tile and (1 if cj.span else g.n) * cj.blocks64 >= 2 * _threads:
+            # a small plane (7x7: 24 + 24 + 1) in one unit: a claim of part of it
+            # would read all its group's weights again for a few positions (2.4 MB
+            # a 512-deep 3x3's group), with groups enough for the threads
+            cj.tile = <int>seg_len
         # taps a chunk: its weights (64 channels x 96 taps, 24 KB; AVX2 16 x 256, 16
         # KB) stay in the L1 cache across a task's tiles
         cj.kcb = _chunk if _chunk > 0 else 96 if _level == _LEVELS["avx512"] else 256

@@ -122,7 +122,8 @@ typedef struct {
     const ptrdiff_t *kofs;
     qcc_act act;
     int apply;            /* whether the epilogue does anything */
-    int tile;             /* positions of a unit of work (a multiple of 24: of 6, 8, 12) */
+    int tile;             /* positions of a unit of work (24: whole tiles of 6, 8 and 12;
+                           * or a small plane's all, one unit a plane) */
     int tiles;            /* units per output group and image (span: per output group) */
     int width;            /* threads (claims: _blocked_isa.h, qcc_blk_conv_worker) */
     int span;             /* small planes: tiles run over the positions of all images */

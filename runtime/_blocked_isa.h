@@ -113,6 +113,16 @@ QCC_INLINE void QCC_BN(qcc_blk_lanes_of)(const qcc_act *a, int c0, int channels,
 #define QCC_BLK_P_ROW(i) (p0 + (i < mr ? i : 0) * ps_)
 #define QCC_BLK_OFS_LINE(i) (16 * (i))
 #define QCC_BLK_OFS_GIVEN(i) (oofs[i])
+/* Tails: a tile of 1, 2 or 3-4 positions (a segment's last, as a 7x7 plane's 49th)
+ * takes a kernel of that many, not the full tile's FMAs on copies of its first
+ * position: each output's sum is the same operations in the same order either way */
+#define QCC_BLK_TAILS(NV, NVN)                                                           \
+    QCC_BLK_KERN(QCC_BN(qcc_blk_kern##NVN##_t1), NV, 1, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN) \
+    QCC_BLK_KERN(QCC_BN(qcc_blk_kern##NVN##_t2), NV, 2, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN) \
+    QCC_BLK_KERN(QCC_BN(qcc_blk_kern##NVN##_t4), NV, 4, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN) \
+    QCC_BLK_KERN(QCC_BN(qcc_blk_row##NVN##_t1), NV, 1, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE) \
+    QCC_BLK_KERN(QCC_BN(qcc_blk_row##NVN##_t2), NV, 2, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE) \
+    QCC_BLK_KERN(QCC_BN(qcc_blk_row##NVN##_t4), NV, 4, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 #if QCC_BW == 16
 /* 6-12 positions x 1-4 blocks (24-48 accumulators of the 32 registers) */
 QCC_BLK_KERN(QCC_BN(qcc_blk_kern4), 4, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
@@ -123,23 +133,40 @@ QCC_BLK_KERN(QCC_BN(qcc_blk_row4), 4, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_
 QCC_BLK_KERN(QCC_BN(qcc_blk_row3), 3, 8, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 QCC_BLK_KERN(QCC_BN(qcc_blk_row2), 2, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
 QCC_BLK_KERN(QCC_BN(qcc_blk_row1), 1, 12, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+QCC_BLK_TAILS(4, 4)
+QCC_BLK_TAILS(3, 3)
+QCC_BLK_TAILS(2, 2)
+QCC_BLK_TAILS(1, 1)
 #define QCC_BLK_STEP(nv) ((nv) == 4 ? 6 : (nv) == 3 ? 8 : 12)
-#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART)   \
+#define QCC_BLK_CALL_NV(KIND, SFX, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART) \
     switch (nv) {                                                                        \
-    case 4: QCC_BN(qcc_blk_##KIND##4)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
-    case 3: QCC_BN(qcc_blk_##KIND##3)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
-    case 2: QCC_BN(qcc_blk_##KIND##2)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
-    default: QCC_BN(qcc_blk_##KIND##1)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
+    case 4: QCC_BN(qcc_blk_##KIND##4##SFX)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
+    case 3: QCC_BN(qcc_blk_##KIND##3##SFX)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
+    case 2: QCC_BN(qcc_blk_##KIND##2##SFX)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
+    default: QCC_BN(qcc_blk_##KIND##1##SFX)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, job->apply, tee, OOFS, PART); break; \
     }
 #else
 /* 6 positions x one block (12 accumulators of the 16 registers), called per block */
 QCC_BLK_KERN(QCC_BN(qcc_blk_kern1), QCC_BP, 6, QCC_BLK_PTRS, QCC_BLK_PTRS_INIT, QCC_BLK_P_ARRAY, QCC_BLK_OFS_GIVEN)
 QCC_BLK_KERN(QCC_BN(qcc_blk_row1), QCC_BP, 6, QCC_BLK_ROW, QCC_BLK_ROW_INIT, QCC_BLK_P_ROW, QCC_BLK_OFS_LINE)
+QCC_BLK_TAILS(QCC_BP, 1)
 #define QCC_BLK_STEP(nv) 6
-#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART)   \
-    QCC_BN(qcc_blk_##KIND##1)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add,     \
-                              job->apply, tee, OOFS, PART)
+#define QCC_BLK_CALL_NV(KIND, SFX, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART) \
+    QCC_BN(qcc_blk_##KIND##1##SFX)(KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, lanes, add, \
+                                   job->apply, tee, OOFS, PART)
 #endif
+/* A tile of mr positions: the kernel of the full tile, or of a tail (mr <= 4) */
+#define QCC_BLK_CALL(KIND, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART)   \
+    do {                                                                                 \
+        if ((MR) >= QCC_BLK_STEP(nv) || (MR) > 4)                                        \
+            { QCC_BLK_CALL_NV(KIND, , nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART); } \
+        else if ((MR) == 1)                                                              \
+            { QCC_BLK_CALL_NV(KIND, _t1, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART); } \
+        else if ((MR) == 2)                                                              \
+            { QCC_BLK_CALL_NV(KIND, _t2, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART); } \
+        else                                                                             \
+            { QCC_BLK_CALL_NV(KIND, _t4, nv, KC, WP, P, PS, KOFS, MR, BIAS, O, LDV, ACT, OOFS, PART); } \
+    } while (0)
 
 /* One tile: mr positions from q0 of the images' positions taken in a row (image
  * q / op, position q % op), blocks s0 .. s0 + nv - 1 of channel group b. A tile within one output
@@ -511,6 +538,8 @@ static void QCC_BN(qcc_blk_pool_task)(const qcc_blk_pool_job *j, int t, float *h
 #undef QCC_BLK_POOL_OP
 #undef QCC_BLK_STEP
 #undef QCC_BLK_CALL
+#undef QCC_BLK_CALL_NV
+#undef QCC_BLK_TAILS
 #undef QCC_BLK_DW_ROW
 #undef QCC_BLK_KERN
 #undef QCC_BLK_VOFS

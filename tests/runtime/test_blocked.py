@@ -73,6 +73,12 @@ CASES = [
     (3, 64, 4, 4, 80, 3, 1, (1, 1, 1, 1), 1, 1),
     (4, 24, 3, 5, 40, 1, 1, (0, 0, 0, 0), 1, 1),
     (2, 16, 4, 4, 200, 3, 2, (1, 1, 1, 1), 1, 1),
+    # the last tile of a plane shorter than a full one takes a kernel of its own
+    # length (1, 2, 3-4 positions): within a row, and across rows (2 wide); a small
+    # plane with five groups of 64 channels runs one plane a unit of work
+    (1, 40, 5, 2, 300, 1, 1, (0, 0, 0, 0), 1, 1),
+    (1, 32, 2, 7, 130, 3, 1, (1, 1, 1, 1), 1, 1),
+    (1, 24, 5, 3, 20, 3, 1, (1, 1, 1, 1), 1, 1),
 ]
 ACTS = [None, "relu", "hard_swish", ("clip", 0.0, 6.0), ("hard_sigmoid", 0.2, 0.5), "sigmoid"]
 
@@ -158,6 +164,7 @@ DEEP = [
     (2, 300, 6, 9, 40, 1, 1, (0, 0, 0, 0), 1, 1),
     (3, 130, 4, 4, 70, 3, 1, (1, 1, 1, 1), 1, 1),
     (1, 70, 15, 13, 64, 3, 2, (1, 0, 2, 1), 1, 1),
+    (1, 96, 7, 7, 300, 3, 1, (1, 1, 1, 1), 1, 1),   # ResNet's last stage: 7x7, tail of 1
 ]
 
 
@@ -199,6 +206,28 @@ def test_a_deep_conv_in_chunks_of_taps_is_the_nchw_conv_bit_for_bit(case, chunk,
     finally:
         B._set_threads(old_t)
         B._set_chunk(old_c)
+
+
+@pytest.mark.parametrize("plane_units", [True, False])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_small_plane_in_units_of_a_plane_or_of_24_positions(plane_units, threads):
+    """A 7x7 plane with 5 groups of 64 outputs runs one plane a unit of work (the
+    default: a claim reads its group's weights once) or in units of 24 positions;
+    both are the NCHW conv's bits, at a stride and with a pad."""
+    old_t, old_u = B._set_threads(threads), B._set_plane_units(plane_units)
+    try:
+        for case in [(1, 48, 7, 7, 300, 3, 1, (1, 1, 1, 1), 1, 1),
+                     (1, 40, 14, 14, 260, 1, 2, (0, 0, 0, 0), 1, 1)]:
+            n, c, h, w, o, k, s, pads, d, g = case
+            x, wt, b = _weights(case, np.random.default_rng(o))
+            geometry = ([s, s], list(pads), [d, d], g)
+            got = B.Conv(wt, b, *geometry, "relu")(B.to_blocked(x))
+            np.testing.assert_array_equal(
+                bits(B.to_nchw(got, o)),
+                bits(_conv.conv(x, wt, b, *geometry, activation="relu")))
+    finally:
+        B._set_threads(old_t)
+        B._set_plane_units(old_u)
 
 
 @pytest.mark.parametrize("act", ["hard_swish", "relu", ("clip", -1.0, 1.0),
