@@ -7,7 +7,8 @@
  * the float GEMM's qcc_kern_t_avx512:
  *
  * - a register tile is QCC_IL_MR positions x QCC_IL_NR output channels (4 vectors
- *   of 16 int32 lanes);
+ *   of 16 int32 lanes); a task's last tile of 1-2 or 3-4 positions takes a kernel of
+ *   2 or 4 (QCC_IL_KERN);
  * - the weights are packed once per plan (qcc.runtime.int8.pack_lanes) as
  *   wl[cb][q][j][t] = w[QCC_IL_NR*cb + j, 4*c4 + t, tap], the depth steps q running
  *   over (c4, tap), zero past the output and input channels;
@@ -159,44 +160,52 @@ static void qcc_il_pad_worker(void *arg)
         _mm512_store_si512((void *)(ct + i * QCC_IL_NR + 48), a##i##3);                 \
     }
 
-static void qcc_il_kern(int k4, const int8_t *w, const uint8_t *const *ptr,
-                        const ptrdiff_t *kofs, int mr, int32_t *ct, const int32_t *off,
-                        int nch, int accumulate)
-{
-    const __mmask16 m0 = nch >= 16 ? 0xFFFF : (__mmask16)((1u << nch) - 1);
-    const __mmask16 m1 = nch >= 32 ? 0xFFFF : nch <= 16 ? 0 : (__mmask16)((1u << (nch - 16)) - 1);
-    const __mmask16 m2 = nch >= 48 ? 0xFFFF : nch <= 32 ? 0 : (__mmask16)((1u << (nch - 32)) - 1);
-    const __mmask16 m3 = nch >= 64 ? 0xFFFF : nch <= 48 ? 0 : (__mmask16)((1u << (nch - 48)) - 1);
-    const __m512i o0 = _mm512_maskz_loadu_epi32(m0, off), o1 = _mm512_maskz_loadu_epi32(m1, off + 16);
-    const __m512i o2 = _mm512_maskz_loadu_epi32(m2, off + 32), o3 = _mm512_maskz_loadu_epi32(m3, off + 48);
-    int q;
-    QCC_IL_INIT(0)
-    QCC_IL_INIT(1)
-    QCC_IL_INIT(2)
-    QCC_IL_INIT(3)
-    QCC_IL_INIT(4)
-    QCC_IL_INIT(5)
-    for (q = 0; q < k4; q++) {
-        const ptrdiff_t o = kofs[q];
-        const int8_t *wq = w + (ptrdiff_t)q * QCC_IL_NR * 4;
-        const __m512i w0 = _mm512_loadu_si512((const void *)wq);
-        const __m512i w1 = _mm512_loadu_si512((const void *)(wq + 64));
-        const __m512i w2 = _mm512_loadu_si512((const void *)(wq + 128));
-        const __m512i w3 = _mm512_loadu_si512((const void *)(wq + 192));
-        QCC_IL_STEP(0)
-        QCC_IL_STEP(1)
-        QCC_IL_STEP(2)
-        QCC_IL_STEP(3)
-        QCC_IL_STEP(4)
-        QCC_IL_STEP(5)
-    }
-    QCC_IL_STORE(0)
-    QCC_IL_STORE(1)
-    QCC_IL_STORE(2)
-    QCC_IL_STORE(3)
-    QCC_IL_STORE(4)
-    QCC_IL_STORE(5)
+/* The kernel for tiles of N positions (6, and 4 and 2 for a block's tail: a 4x4
+ * plane is 6 + 6 + 4 positions, whose last tile of 6 spent a third of its dot
+ * products on copies of its first position); rows N.. are neither computed nor
+ * stored. Each position's integers are the same sums whatever N. */
+#define QCC_IL_KERN(NAME, N)                                                            \
+static void NAME(int k4, const int8_t *w, const uint8_t *const *ptr,                    \
+                 const ptrdiff_t *kofs, int mr, int32_t *ct, const int32_t *off,        \
+                 int nch, int accumulate)                                               \
+{                                                                                       \
+    const __mmask16 m0 = nch >= 16 ? 0xFFFF : (__mmask16)((1u << nch) - 1);             \
+    const __mmask16 m1 = nch >= 32 ? 0xFFFF : nch <= 16 ? 0 : (__mmask16)((1u << (nch - 16)) - 1); \
+    const __mmask16 m2 = nch >= 48 ? 0xFFFF : nch <= 32 ? 0 : (__mmask16)((1u << (nch - 32)) - 1); \
+    const __mmask16 m3 = nch >= 64 ? 0xFFFF : nch <= 48 ? 0 : (__mmask16)((1u << (nch - 48)) - 1); \
+    const __m512i o0 = _mm512_maskz_loadu_epi32(m0, off), o1 = _mm512_maskz_loadu_epi32(m1, off + 16); \
+    const __m512i o2 = _mm512_maskz_loadu_epi32(m2, off + 32), o3 = _mm512_maskz_loadu_epi32(m3, off + 48); \
+    int q;                                                                              \
+    QCC_IL_INIT(0)                                                                      \
+    QCC_IL_INIT(1)                                                                      \
+    QCC_IL_INIT(2)                                                                      \
+    QCC_IL_INIT(3)                                                                      \
+    QCC_IL_INIT(4)                                                                      \
+    QCC_IL_INIT(5)                                                                      \
+    for (q = 0; q < k4; q++) {                                                          \
+        const ptrdiff_t o = kofs[q];                                                    \
+        const int8_t *wq = w + (ptrdiff_t)q * QCC_IL_NR * 4;                            \
+        const __m512i w0 = _mm512_loadu_si512((const void *)wq);                        \
+        const __m512i w1 = _mm512_loadu_si512((const void *)(wq + 64));                 \
+        const __m512i w2 = _mm512_loadu_si512((const void *)(wq + 128));                \
+        const __m512i w3 = _mm512_loadu_si512((const void *)(wq + 192));                \
+        QCC_IL_STEP(0)                                                                  \
+        if (N > 1) QCC_IL_STEP(1)                                                       \
+        if (N > 2) QCC_IL_STEP(2)                                                       \
+        if (N > 3) QCC_IL_STEP(3)                                                       \
+        if (N > 4) QCC_IL_STEP(4)                                                       \
+        if (N > 5) QCC_IL_STEP(5)                                                       \
+    }                                                                                   \
+    QCC_IL_STORE(0)                                                                     \
+    if (N > 1) QCC_IL_STORE(1)                                                          \
+    if (N > 2) QCC_IL_STORE(2)                                                          \
+    if (N > 3) QCC_IL_STORE(3)                                                          \
+    if (N > 4) QCC_IL_STORE(4)                                                          \
+    if (N > 5) QCC_IL_STORE(5)                                                          \
 }
+QCC_IL_KERN(qcc_il_kern, QCC_IL_MR)
+QCC_IL_KERN(qcc_il_kern_t4, 4)
+QCC_IL_KERN(qcc_il_kern_t2, 2)
 
 /* Task t of the job. */
 static void qcc_il_task(qcc_il_job *job, int t)
@@ -236,10 +245,12 @@ static void qcc_il_task(qcc_il_job *job, int t)
         for (k0 = 0; k0 < job->k4; k0 += QCC_IL_KC) {
             const int kc = job->k4 - k0 < QCC_IL_KC ? job->k4 - k0 : QCC_IL_KC;
             const int8_t *w = job->wl + ((ptrdiff_t)cb * job->k4 + k0) * QCC_IL_NR * 4;
-            for (i0 = 0; i0 < np; i0 += QCC_IL_MR)
-                qcc_il_kern(kc, w, ptr + i0, job->kofs + k0,
-                            np - i0 < QCC_IL_MR ? np - i0 : QCC_IL_MR,
-                            ct + (ptrdiff_t)i0 * QCC_IL_NR, job->off + ch, nch, k0 > 0);
+            for (i0 = 0; i0 < np; i0 += QCC_IL_MR) {
+                const int mr = np - i0 < QCC_IL_MR ? np - i0 : QCC_IL_MR;
+                (mr <= 2 ? qcc_il_kern_t2 : mr <= 4 ? qcc_il_kern_t4 : qcc_il_kern)(
+                    kc, w, ptr + i0, job->kofs + k0, mr, ct + (ptrdiff_t)i0 * QCC_IL_NR,
+                    job->off + ch, nch, k0 > 0);
+            }
         }
         qcc_tr_copy_avx512((const float *)ct, QCC_IL_NR, (float *)c, ldc, nch, np);
         qcc_i8_store(&job->o, c, ldc, ((ptrdiff_t)img * job->m + ch) * job->npos + p0,
