@@ -164,6 +164,8 @@ static void qcc_il_pad_worker(void *arg)
  * plane is 6 + 6 + 4 positions, whose last tile of 6 spent a third of its dot
  * products on copies of its first position); rows N.. are neither computed nor
  * stored. Each position's integers are the same sums whatever N. */
+#define QCC_IL_ROWS(N, M)                                                               \
+    M(0) if (N > 1) M(1) if (N > 2) M(2) if (N > 3) M(3) if (N > 4) M(4) if (N > 5) M(5)
 #define QCC_IL_KERN(NAME, N)                                                            \
 static void NAME(int k4, const int8_t *w, const uint8_t *const *ptr,                    \
                  const ptrdiff_t *kofs, int mr, int32_t *ct, const int32_t *off,        \
@@ -189,19 +191,9 @@ static void NAME(int k4, const int8_t *w, const uint8_t *const *ptr,            
         const __m512i w1 = _mm512_loadu_si512((const void *)(wq + 64));                 \
         const __m512i w2 = _mm512_loadu_si512((const void *)(wq + 128));                \
         const __m512i w3 = _mm512_loadu_si512((const void *)(wq + 192));                \
-        QCC_IL_STEP(0)                                                                  \
-        if (N > 1) QCC_IL_STEP(1)                                                       \
-        if (N > 2) QCC_IL_STEP(2)                                                       \
-        if (N > 3) QCC_IL_STEP(3)                                                       \
-        if (N > 4) QCC_IL_STEP(4)                                                       \
-        if (N > 5) QCC_IL_STEP(5)                                                       \
+        QCC_IL_ROWS(N, QCC_IL_STEP)                                                     \
     }                                                                                   \
-    QCC_IL_STORE(0)                                                                     \
-    if (N > 1) QCC_IL_STORE(1)                                                          \
-    if (N > 2) QCC_IL_STORE(2)                                                          \
-    if (N > 3) QCC_IL_STORE(3)                                                          \
-    if (N > 4) QCC_IL_STORE(4)                                                          \
-    if (N > 5) QCC_IL_STORE(5)                                                          \
+    QCC_IL_ROWS(N, QCC_IL_STORE)                                                        \
 }
 QCC_IL_KERN(qcc_il_kern, QCC_IL_MR)
 QCC_IL_KERN(qcc_il_kern_t4, 4)
