@@ -599,7 +599,8 @@ cdef class Conv:
         # units of 24 positions (whole tiles of 6, 8 and 12), handed out in claims of
         # a share of what is left (_blocked_isa.h)
         cj.tile = 24
-        if _plane_units and seg_len < 3 * cj.tile and (1 if cj.span else g.n) * cj.blocks64 >= 2 * _threads:
+        blocks = (1 if cj.span else g.n) * cj.blocks64   # (segment, group) pairs
+        if _plane_units and seg_len < 3 * cj.tile and blocks >= 2 * _threads:
             # a small plane (7x7: 24 + 24 + 1) in one unit: a claim of part of it
             # would read all its group's weights again for a few positions (2.4 MB
             # a 512-deep 3x3's group), with groups enough for the threads
@@ -608,7 +609,7 @@ cdef class Conv:
         # KB) stay in the L1 cache across a task's tiles
         cj.kcb = _chunk if _chunk > 0 else 96 if _level == _LEVELS["avx512"] else 256
         cj.tiles = <int>((seg_len + cj.tile - 1) // cj.tile)
-        total = (1 if cj.span else g.n) * cj.blocks64 * cj.tiles
+        total = blocks * cj.tiles
         width = min(_threads, total)
         cj.width = width
         with nogil:
