@@ -127,8 +127,10 @@ cdef extern from "_int8_lanes.h" nogil:
         int dims[3]
         int npos
         qcc_i8_out o
+        int amx
         int failed
     int QCC_IL_NR
+    int qcc_amx_ready()
     void qcc_il_run(qcc_il_job* job, const int8_t* x, Py_ssize_t x_img, const qcc_geom* g,
                     int c, uint8_t fill, int threads)
 
@@ -330,6 +332,30 @@ def set_lanes(mode):
     return old
 
 
+cdef bint _amx = True   # the lanes conv's sums on AMX tiles where the CPU and OS allow
+
+
+def amx_supported():
+    """Whether this CPU has AMX-INT8 and the OS grants the tile state (Linux: asked
+    once, with arch_prctl)."""
+    return bool(qcc_amx_ready())
+
+
+def amx():
+    """Whether the channels-in-lanes conv runs its sums on AMX tiles now."""
+    return _amx and bool(qcc_amx_ready())
+
+
+def set_amx(bint on):
+    """Run the channels-in-lanes conv's sums on AMX tiles (True, the default, where
+    `amx_supported()`) or with AVX-512 VNNI (False; the tests compare the two);
+    returns the old setting."""
+    global _amx
+    old = _amx
+    _amx = on
+    return old
+
+
 cdef bint _lanes_takes(const qcc_geom* g) noexcept:
     """Whether the channels-in-lanes path runs this conv. Measured against the GEMM
     at 2 threads on an AVX-512 VNNI Xeon: 3x3 convs of 64 or more channels 1.2-1.6x
@@ -391,6 +417,7 @@ cdef _conv_lanes(x, lanes, off, const qcc_geom* g, osp, int z_x, stage):
     job.src_img = img
     job.kofs = &kofsv[0]
     job.npos = g.osp[0] * g.osp[1] * g.osp[2]
+    job.amx = _amx and qcc_amx_ready()
     job.failed = 0
     res, keep = _output((n_img, o, *osp), o, stage, 2, &job.o)
     with nogil:

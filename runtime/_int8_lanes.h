@@ -47,8 +47,11 @@ typedef struct {
     int npos, pc, pchunks;      /* positions: an image, a task, tasks an image */
     int cb_outer;               /* task order: channel blocks outermost */
     qcc_i8_out o;
+    int amx;                    /* the sums on AMX tiles (runtime/_int8_amx.h) */
     int ntasks, next, failed;
 } qcc_il_job;
+
+#include "_int8_amx.h"
 
 /* Byte offset in an image's padded copy of output position p's first input word. */
 QCC_INLINE ptrdiff_t qcc_il_pos(const qcc_il_job *job, int p)
@@ -234,6 +237,11 @@ static void qcc_il_task(qcc_il_job *job, int t)
         for (i = 0; i < np; i++) ptr[i] = base + qcc_il_pos(job, p0 + i);
         qcc_i8_prefetch_out(&job->o, ((ptrdiff_t)img * job->m + ch) * job->npos + p0,
                             job->npos, nch, np);
+#if QCC_AMX
+        if (job->amx)
+            qcc_il_sums_amx(job, cb, ptr, np, ct, job->off + ch, nch);
+        else
+#endif
         for (k0 = 0; k0 < job->k4; k0 += QCC_IL_KC) {
             const int kc = job->k4 - k0 < QCC_IL_KC ? job->k4 - k0 : QCC_IL_KC;
             const int8_t *w = job->wl + ((ptrdiff_t)cb * job->k4 + k0) * QCC_IL_NR * 4;

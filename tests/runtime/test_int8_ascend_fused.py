@@ -13,6 +13,7 @@ import itertools
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -30,6 +31,30 @@ def level(request):
         pytest.skip(f"this CPU does not run the {request.param} kernels")
     with isa.forced(request.param):
         yield request.param
+
+
+PATHS = ["gemm", "lanes", "amx"]
+"""The int8 conv's paths: the GEMM, the channels-in-lanes conv (AVX-512 VNNI) with
+its sums on VNNI or on AMX tiles."""
+
+
+def _skip_path(path, level):
+    if path != "gemm" and level != "avx512":
+        pytest.skip("the channels-in-lanes path is the AVX-512 VNNI variant's")
+    if path == "amx" and not _C.amx_supported():
+        pytest.skip("this CPU (or OS) does not run AMX-INT8")
+
+
+@contextmanager
+def _path(path):
+    """Force the int8 conv onto `path` (one of PATHS)."""
+    old = _C.set_lanes("never" if path == "gemm" else "always")
+    old_amx = _C.set_amx(path == "amx")
+    try:
+        yield
+    finally:
+        _C.set_lanes(old)
+        _C.set_amx(old_amx)
 
 
 def _round_half_away(v):
@@ -100,11 +125,11 @@ def _conv_case(case, seed):
 @pytest.mark.parametrize("out,quant", STAGES)
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c[0])))
 @pytest.mark.parametrize("per_channel", [True, False])
-@pytest.mark.parametrize("lanes", [False, True])
+@pytest.mark.parametrize("lanes", PATHS)
 def test_conv_dequant_stages_match_numpy(out, quant, case, per_channel, lanes, level):
-    """(`lanes`: AVX-512 VNNI's channels-in-lanes path, forced where it applies.)"""
-    if lanes and level != "avx512":
-        pytest.skip("the channels-in-lanes path is the AVX-512 VNNI variant's")
+    """(`lanes`: AVX-512 VNNI's channels-in-lanes path, forced where it applies, with
+    its sums on VNNI or on AMX tiles.)"""
+    _skip_path(lanes, level)
     shape, o, k, s, p, g = case
     rng, x, w, b, z_x, dil, acc = _conv_case(case, o + shape[1])
     scale = (rng.random(o) * 2e-3 + 1e-4).astype(np.float32) if per_channel \
@@ -112,13 +137,10 @@ def test_conv_dequant_stages_match_numpy(out, quant, case, per_channel, lanes, l
     for relu in (False, True):
         want = oracle_stage(acc, scale, relu, out, quant, 1)
         wp, off = int8.pack(w, b, z_x)
-        old = _C.set_lanes("always" if lanes else "never")
-        try:
+        with _path(lanes):
             got = _C.conv(x, wp, off, k, z_x, s, p, dil, g,
                           _C.dequant_stage(scale, relu, out, quant),
                           int8.pack_lanes(w) if g == 1 else None)
-        finally:
-            _C.set_lanes(old)
         assert got.dtype == want.dtype
         bad = np.flatnonzero(got.view(np.uint8) != want.view(np.uint8))
         assert bad.size == 0, (out, relu, got.ravel()[bad[:4]], want.ravel()[bad[:4]],
@@ -150,14 +172,13 @@ def _skip(shape, rng):
 
 @pytest.mark.parametrize("out", ["float32", "float16_as_float32"])
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c[0])))
-@pytest.mark.parametrize("lanes", [False, True])
+@pytest.mark.parametrize("lanes", PATHS)
 def test_conv_residual_stages_match_numpy(out, case, lanes, level):
     """The residual stage (`residual_stage`: a deploy model's dequant, cast, residual
     add, relu and the next layer's quant in the conv's pass) against numpy: the
     float32 sum in the add's operand order, its relu (NaN stays NaN, -0 becomes +0)
     and the ascend.quant of it; also without an add (the values and their quant)."""
-    if lanes and level != "avx512":
-        pytest.skip("the channels-in-lanes path is the AVX-512 VNNI variant's")
+    _skip_path(lanes, level)
     shape, o, k, s, p, g = case
     rng, x, w, b, z_x, dil, acc = _conv_case(case, o * 7 + shape[1])
     scale = (rng.random(o) * 2e-3 + 1e-4).astype(np.float32)
@@ -165,8 +186,7 @@ def test_conv_residual_stages_match_numpy(out, case, lanes, level):
     wp, off = int8.pack(w, b, z_x)
     wl = int8.pack_lanes(w) if g == 1 else None
     quant = (40.62, -3.0, False, 0)
-    old = _C.set_lanes("always" if lanes else "never")
-    try:
+    with _path(lanes):
         for relu, res_first, relu2, with_skip in itertools.product((False, True), repeat=4):
             v = oracle_stage(acc, scale, relu, out, None, 1)
             t = v if not with_skip else (skip + v if res_first else v + skip)
@@ -187,8 +207,6 @@ def test_conv_residual_stages_match_numpy(out, case, lanes, level):
                     assert np.array_equal(got_sum.view(np.uint32), t.view(np.uint32)), what
                 if got_q is not None:
                     assert np.array_equal(got_q, want_q), what
-    finally:
-        _C.set_lanes(old)
 
 
 def test_a_residual_stage_checks_its_operands():

@@ -30,17 +30,22 @@ def level(request):
         _C.set_isa(old)
 
 
-@pytest.fixture(params=["gemm", "lanes"])
+@pytest.fixture(params=["gemm", "lanes", "amx"])
 def path(request, level):
     """The conv path: the GEMM, or (AVX-512 VNNI) the output channels in the lanes on
-    every conv of one group that it takes."""
-    if request.param == "lanes" and level != "avx512vnni":
+    every conv of one group that it takes, with their sums on VNNI ("lanes") or on
+    AMX tiles ("amx", where the CPU and the OS allow AMX)."""
+    if request.param != "gemm" and level != "avx512vnni":
         pytest.skip("the channels-in-lanes path is the AVX-512 VNNI variant's")
-    old = _C.set_lanes("always" if request.param == "lanes" else "never")
+    if request.param == "amx" and not _C.amx_supported():
+        pytest.skip("this CPU (or OS) does not run AMX-INT8")
+    old = _C.set_lanes("never" if request.param == "gemm" else "always")
+    old_amx = _C.set_amx(request.param == "amx")
     try:
         yield request.param
     finally:
         _C.set_lanes(old)
+        _C.set_amx(old_amx)
 
 
 def lanes_of(w, groups):
