@@ -125,6 +125,7 @@ cdef extern from "_int8_lanes.h" nogil:
         int osp[3]
         int st[3]
         int dims[3]
+        int c4n
         int npos
         qcc_i8_out o
         int amx
@@ -373,8 +374,8 @@ cdef bint _lanes_takes(const qcc_geom* g) noexcept:
 
 cdef _conv_lanes(x, lanes, off, const qcc_geom* g, osp, int z_x, stage):
     """The conv with the output channels in the vector lanes (AVX-512 VNNI;
-    runtime/_int8_lanes.h): a padded copy of x with four channels side by side, no
-    packed panels."""
+    runtime/_int8_lanes.h): a position-major padded copy of x, four channels a word,
+    no packed panels."""
     cdef int n_img = x.shape[0]
     cdef int c = x.shape[1]
     cdef int o = g.og
@@ -393,13 +394,14 @@ cdef _conv_lanes(x, lanes, off, const qcc_geom* g, osp, int z_x, stage):
     pad = _aligned(n_img * img + 64, dtype=np.uint8)
     kofs = np.empty((c + 3) // 4 * taps, np.intp)
     cdef Py_ssize_t[::1] kofsv = kofs
-    q = 0
-    for c4 in range((c + 3) // 4):
-        for kd in range(g.k[0]):
-            for kh in range(g.k[1]):
-                for kw in range(g.k[2]):
-                    kofsv[q] = c4 * plane + ((<Py_ssize_t>kd * g.dl[0] * job.dims[1]
-                                             + kh * g.dl[1]) * job.dims[2] + kw * g.dl[2]) * 4
+    cdef int c4n = (c + 3) // 4
+    q = 0   # the depth steps: (tap, c4), c4 fastest (a position's words, side by side)
+    for kd in range(g.k[0]):
+        for kh in range(g.k[1]):
+            for kw in range(g.k[2]):
+                for c4 in range(c4n):
+                    kofsv[q] = ((<Py_ssize_t>kd * g.dl[0] * job.dims[1] + kh * g.dl[1])
+                                * job.dims[2] + kw * g.dl[2]) * 4 * c4n + 4 * c4
                     q += 1
     cdef const int8_t[:, :, :, ::1] wv = lanes
     cdef const int32_t[::1] ov = np.ascontiguousarray(off, np.int32).reshape(-1)
@@ -417,6 +419,7 @@ cdef _conv_lanes(x, lanes, off, const qcc_geom* g, osp, int z_x, stage):
     job.src_img = img
     job.kofs = &kofsv[0]
     job.npos = g.osp[0] * g.osp[1] * g.osp[2]
+    job.c4n = c4n
     job.amx = _amx and qcc_amx_ready()
     job.failed = 0
     res, keep = _output((n_img, o, *osp), o, stage, 2, &job.o)

@@ -11,12 +11,14 @@
  *   2 or 4 (QCC_IL_KERN);
  * - the weights are packed once per plan (qcc.runtime.int8.pack_lanes) as
  *   wl[cb][q][j][t] = w[QCC_IL_NR*cb + j, 4*c4 + t, tap], the depth steps q running
- *   over (c4, tap), zero past the output and input channels;
- * - the activations come from a padded copy of the input with four channels side by
- *   side, p[c4][d][h][w][t] = u[4*c4 + t][d][h][w] (u = x + 128, z_x + 128 where the
- *   convolution pads), written once per layer: one pass over the input. The four
- *   depth values a lane of `vpdpbusd` adds are then one 32-bit word of p, broadcast
- *   to all lanes; nothing is gathered per block.
+ *   over (tap, c4), zero past the output and input channels;
+ * - the activations come from a padded copy of the input, position-major with four
+ *   channels a word, p[d][h][w][c4][t] = u[4*c4 + t][d][h][w] (u = x + 128, z_x + 128
+ *   where the convolution pads), written once per layer: one pass over the input. The
+ *   four depth values a lane of `vpdpbusd` adds are then one 32-bit word of p,
+ *   broadcast to all lanes; nothing is gathered per block. The depth steps q run over
+ *   (tap, c4), so that a position's steps of one tap are consecutive words (the rows
+ *   of an AMX tile: runtime/_int8_amx.h).
  *
  * The sums are those of the other variants (int32, wrapping: acc[o, p] = off[o] +
  * sum w*u, in another order) and the int32 tile, position-major in a per-task
@@ -44,6 +46,7 @@ typedef struct {
     ptrdiff_t src_img;
     const ptrdiff_t *kofs;      /* [k4]: byte offset of depth step q in p */
     int osp[3], st[3], dims[3]; /* output size, strides, size of the padded copy */
+    int c4n;                    /* words (four channels) a position of the copy */
     int npos, pc, pchunks;      /* positions: an image, a task, tasks an image */
     int cb_outer;               /* task order: channel blocks outermost */
     qcc_i8_out o;
@@ -60,46 +63,10 @@ QCC_INLINE ptrdiff_t qcc_il_pos(const qcc_il_job *job, int p)
     const int oh = r % job->osp[1], od = r / job->osp[1];
     return (((ptrdiff_t)od * job->st[0] * job->dims[1] + (ptrdiff_t)oh * job->st[1])
                 * job->dims[2]
-            + (ptrdiff_t)ow * job->st[2]) * 4;
+            + (ptrdiff_t)ow * job->st[2]) * 4 * job->c4n;
 }
 
-/* ---- the padded copy, four channels side by side ------------------------------ */
-
-/* p = the padded copy of one image's c channels x[c][sp] (g's padding, dims its
- * size), u = x ^ 0x80 and `fill` (z_x + 128) outside the input; lanes of channels
- * past c hold copies of channel c - 1 (their weights are 0). */
-static void qcc_il_pad(const int8_t *x, uint8_t *p, const qcc_geom *g, const int *dims,
-                       int c, uint8_t fill)
-{
-    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2], row = dims[2];
-    const int c4n = (c + 3) / 4, left = g->pb[2] < dims[2] ? g->pb[2] : dims[2];
-    const int width = g->sp[2] < dims[2] - left ? g->sp[2] : dims[2] - left;
-    const uint32_t fill4 = fill * 0x01010101u;
-    int c4, d, h, t, j;
-    for (c4 = 0; c4 < c4n; c4++)
-        for (d = 0; d < dims[0]; d++)
-            for (h = 0; h < dims[1]; h++) {
-                const int id = d - g->pb[0], ih = h - g->pb[1];
-                uint8_t *dst = p + (((ptrdiff_t)c4 * dims[0] + d) * dims[1] + h) * row * 4;
-                const uint8_t *r[4];
-                if (id < 0 || id >= g->sp[0] || ih < 0 || ih >= g->sp[1]) {
-                    for (j = 0; j < row; j++) memcpy(dst + 4 * j, &fill4, 4);
-                    continue;
-                }
-                for (t = 0; t < 4; t++) {
-                    const int ch = 4 * c4 + t < c ? 4 * c4 + t : c - 1;
-                    r[t] = (const uint8_t *)x + ch * pin + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2];
-                }
-                for (j = 0; j < left; j++) memcpy(dst + 4 * j, &fill4, 4);
-                for (j = 0; j + 16 <= width; j += 16) {
-                    const uint8_t *rj[4] = {r[0] + j, r[1] + j, r[2] + j, r[3] + j};
-                    qcc_i8_interleave4(rj, dst + 4 * (left + j), 16);
-                }
-                for (; j < width; j++)
-                    for (t = 0; t < 4; t++) dst[4 * (left + j) + t] = (uint8_t)(r[t][j] ^ 0x80);
-                for (j = left + width; j < row; j++) memcpy(dst + 4 * j, &fill4, 4);
-            }
-}
+/* ---- the padded copy, position-major ------------------------------------------ */
 
 typedef struct {
     const int8_t *x;
@@ -107,20 +74,77 @@ typedef struct {
     ptrdiff_t x_img, p_img;
     const qcc_geom *g;
     const int *dims;
-    int c, count, next;
+    int c, count, next, failed;
     uint8_t fill;
 } qcc_il_pad_job;
+
+#if QCC_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+
+/* p = the padded copy of one image's c channels x[c][sp] (g's padding, dims its
+ * size), position-major: position (d, h, w) at ((d*dims[1] + h)*dims[2] + w) * 4*c4n
+ * bytes, its word c4 the channels 4*c4 .. 4*c4 + 3; u = x ^ 0x80 and `fill` (z_x +
+ * 128) outside the input; lanes of channels past c hold copies of channel c - 1
+ * (their weights are 0). A row of the input is interleaved four channels a word into
+ * tmp ([c4][wr] words, wr >= the row's width rounded up to 16) and transposed into
+ * place by 16 x 16 blocks of words. */
+static void qcc_il_pad(const int8_t *x, uint8_t *p, const qcc_geom *g, const int *dims,
+                       int c, uint8_t fill, uint8_t *tmp, int wr)
+{
+    const ptrdiff_t pin = (ptrdiff_t)g->sp[0] * g->sp[1] * g->sp[2], row = dims[2];
+    const int c4n = (c + 3) / 4, left = g->pb[2] < dims[2] ? g->pb[2] : dims[2];
+    const int width = g->sp[2] < dims[2] - left ? g->sp[2] : dims[2] - left;
+    const ptrdiff_t pitch = (ptrdiff_t)4 * c4n;
+    int c4, d, h, t, j;
+    for (d = 0; d < dims[0]; d++)
+        for (h = 0; h < dims[1]; h++) {
+            const int id = d - g->pb[0], ih = h - g->pb[1];
+            uint8_t *dst = p + ((ptrdiff_t)d * dims[1] + h) * row * pitch;
+            if (id < 0 || id >= g->sp[0] || ih < 0 || ih >= g->sp[1] || width <= 0) {
+                memset(dst, fill, (size_t)(row * pitch));
+                continue;
+            }
+            for (c4 = 0; c4 < c4n; c4++) {
+                const uint8_t *r[4];
+                uint8_t *o = tmp + (ptrdiff_t)c4 * wr * 4;
+                for (t = 0; t < 4; t++) {
+                    const int ch = 4 * c4 + t < c ? 4 * c4 + t : c - 1;
+                    r[t] = (const uint8_t *)x + ch * pin + ((ptrdiff_t)id * g->sp[1] + ih) * g->sp[2];
+                }
+                for (j = 0; j + 16 <= width; j += 16) {
+                    const uint8_t *rj[4] = {r[0] + j, r[1] + j, r[2] + j, r[3] + j};
+                    qcc_i8_interleave4(rj, o + 4 * j, 16);
+                }
+                for (; j < width; j++)
+                    for (t = 0; t < 4; t++) o[4 * j + t] = (uint8_t)(r[t][j] ^ 0x80);
+            }
+            memset(dst, fill, (size_t)(left * pitch));
+            qcc_tr_copy_avx512((const float *)tmp, wr, (float *)(dst + left * pitch), c4n, width,
+                               c4n);
+            memset(dst + (left + width) * pitch, fill, (size_t)((row - left - width) * pitch));
+        }
+}
 
 static void qcc_il_pad_worker(void *arg)
 {
     qcc_il_pad_job *job = (qcc_il_pad_job *)arg;
+    const int wr = (job->g->sp[2] + 15) / 16 * 16;
+    uint8_t *tmp = (uint8_t *)qcc_thread_buffer((size_t)(job->c + 3) / 4 * wr * 4 + 64);
+    if (tmp == NULL) {
+        job->failed = 1;
+        return;
+    }
     for (;;) {
         const int i = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
         if (i >= job->count) break;
         qcc_il_pad(job->x + i * job->x_img, job->p + i * job->p_img, job->g, job->dims,
-                   job->c, job->fill);
+                   job->c, job->fill, tmp, wr);
     }
 }
+
+#pragma GCC pop_options
+#endif /* QCC_X86 */
 
 #if QCC_X86
 #pragma GCC push_options
@@ -288,10 +312,17 @@ static void qcc_il_run(qcc_il_job *job, const int8_t *x, ptrdiff_t x_img, const 
     pad.c = c;
     pad.count = job->n_img;
     pad.next = 0;
+    pad.failed = 0;
     pad.fill = fill;
+#if QCC_X86
     qcc_parallel(qcc_il_pad_worker, &pad,
                  (double)job->n_img * job->src_img < (1 << 18) ? 1
                  : threads < job->n_img ? threads : job->n_img);
+#endif
+    if (pad.failed) {
+        job->failed = 1;
+        return;
+    }
     /* whole blocks of QCC_IL_PC (a multiple of 16: the output stage's vectors) */
     job->pc = job->npos < QCC_IL_PC ? job->npos : QCC_IL_PC;
     job->pchunks = (job->npos + job->pc - 1) / job->pc;

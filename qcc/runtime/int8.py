@@ -237,16 +237,16 @@ def pack(w: np.ndarray, b: np.ndarray | None, z_x: int) -> tuple[np.ndarray, np.
 def pack_lanes(w: np.ndarray) -> np.ndarray:
     """The weights of the AVX-512 VNNI conv with the output channels in the vector
     lanes (runtime/_int8_lanes.h), for int8 w [O, C, *kernel] of one group:
-    wl[cb, q, j, t] = w[64*cb + j, 4*c4 + t, tap], q running over (c4, tap) (tap
-    fastest), zero past O and C."""
+    wl[cb, q, j, t] = w[64*cb + j, 4*c4 + t, tap], q running over (tap, c4) (c4
+    fastest: a position's words in the padded copy), zero past O and C."""
     assert _C is not None
     o, c = w.shape[:2]
     taps = math.prod(w.shape[2:])
     blocks, steps, lanes, _ = _C.lanes_shape(o, c, taps)
     full = np.zeros((blocks * lanes, steps // taps * 4, taps), np.int8)
     full[:o, :c] = w.reshape(o, c, taps)
-    out = aligned((blocks, steps // taps, taps, lanes, 4), dtype=np.int8)
-    out[...] = full.reshape(blocks, lanes, steps // taps, 4, taps).transpose(0, 2, 4, 1, 3)
+    out = aligned((blocks, taps, steps // taps, lanes, 4), dtype=np.int8)
+    out[...] = full.reshape(blocks, lanes, steps // taps, 4, taps).transpose(0, 4, 2, 1, 3)
     return out.reshape(blocks, steps, lanes, 4)
 
 
