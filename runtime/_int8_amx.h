@@ -82,21 +82,30 @@ typedef struct {
 } qcc_amx_cfg;
 
 /* A's 16 rows for depth steps q0 .. q0 + 15 (zeros past k4): row i = the words at
- * rows[i] + kofs[q]. */
+ * rows[i] + kofs[q]; `runs`: the 16 steps are consecutive words of one tap (c4n a
+ * multiple of 16), each row one 64-byte load. */
 QCC_INLINE void qcc_amx_gather(const qcc_il_job *job, const uint8_t *const *rows, int q0,
-                               uint8_t *a)
+                               uint8_t *a, int runs)
 {
     const int kr = job->k4 - q0 < 16 ? job->k4 - q0 : 16;
     const __mmask16 m = kr == 16 ? 0xFFFF : (__mmask16)((1u << kr) - 1);
-    const __m512i lo = _mm512_maskz_loadu_epi64((__mmask8)m, job->kofs + q0);
-    const __m512i hi = _mm512_maskz_loadu_epi64((__mmask8)(m >> 8), job->kofs + q0 + 8);
-    const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo)),
-                                           _mm512_cvtepi64_epi32(hi), 1);
     int i;
-    for (i = 0; i < 16; i++)
-        _mm512_store_si512((void *)(a + 64 * i),
-                           _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx,
-                                                       (const void *)rows[i], 1));
+    if (runs) {
+        const ptrdiff_t o = job->kofs[q0];
+        for (i = 0; i < 16; i++)
+            _mm512_store_si512((void *)(a + 64 * i), _mm512_loadu_si512((const void *)(rows[i] + o)));
+        return;
+    }
+    {
+        const __m512i lo = _mm512_maskz_loadu_epi64((__mmask8)m, job->kofs + q0);
+        const __m512i hi = _mm512_maskz_loadu_epi64((__mmask8)(m >> 8), job->kofs + q0 + 8);
+        const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo)),
+                                               _mm512_cvtepi64_epi32(hi), 1);
+        for (i = 0; i < 16; i++)
+            _mm512_store_si512((void *)(a + 64 * i),
+                               _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx,
+                                                           (const void *)rows[i], 1));
+    }
 }
 
 /* The int32 sums of one task's positions (ptr[0 .. np)) and block cb of 64 output
@@ -110,6 +119,7 @@ static void qcc_il_sums_amx(const qcc_il_job *job, int cb, const uint8_t *const 
     qcc_amx_cfg cfg __attribute__((aligned(64)));
     uint8_t abuf[2][1024] __attribute__((aligned(64)));
     int8_t btail[4][1024] __attribute__((aligned(64)));
+    const int runs = job->c4n % 16 == 0;
     int i, g, q0, k0, v;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -136,16 +146,25 @@ static void qcc_il_sums_amx(const qcc_il_job *job, int cb, const uint8_t *const 
                 QCC_TILE_LOAD(2, cg + 32, QCC_IL_NR * 4);
                 QCC_TILE_LOAD(3, cg + 48, QCC_IL_NR * 4);
             }
-            qcc_amx_gather(job, rows, k0, abuf[0]);
+            /* rows equally spaced (a row of output positions): A straight from the
+             * copy, no gather */
+            ptrdiff_t d = rows[1] - rows[0];
+            int direct = runs && g + 16 <= np;
+            for (i = 2; i < 16 && direct; i++) direct = rows[i] - rows[i - 1] == d;
+            if (!direct) qcc_amx_gather(job, rows, k0, abuf[0], runs);
             for (q0 = k0; q0 < k1; q0 += 16) {
                 const int kr = k4 - q0 < 16 ? k4 - q0 : 16;
                 const uint8_t *a = abuf[((q0 - k0) >> 4) & 1];
                 const int8_t *w = wcb + (ptrdiff_t)q0 * QCC_IL_NR * 4;
-                /* the next depth steps' rows first: the tile load below then reads rows
-                 * stored a step earlier (a tile load of rows just stored waits) */
-                if (q0 + 16 < k1)
-                    qcc_amx_gather(job, rows, q0 + 16, abuf[(((q0 - k0) >> 4) + 1) & 1]);
-                QCC_TILE_LOAD(4, a, 64);
+                if (direct) {
+                    QCC_TILE_LOAD(4, rows[0] + job->kofs[q0], d);
+                } else {
+                    /* the next depth steps' rows first: the tile load below then reads
+                     * rows stored a step earlier (a tile load of rows just stored waits) */
+                    if (q0 + 16 < k1)
+                        qcc_amx_gather(job, rows, q0 + 16, abuf[(((q0 - k0) >> 4) + 1) & 1], runs);
+                    QCC_TILE_LOAD(4, a, 64);
+                }
                 if (kr == 16) {
                     QCC_TILE_LOAD(5, w, QCC_IL_NR * 4);
                     QCC_TILE_DP(0, 4, 5);

@@ -114,6 +114,12 @@ ODD_CASES = [
     # and a tail), K = 630 (3 chunks of 64 steps), 2 images
     ((2, 70, 11, 9), 130, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     ((2, 130, 8, 8), 64, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),     # 1x1 stride 2
+    # channels a multiple of 64: AMX reads a tile's rows straight from the copy (16
+    # positions of one output row) or copies them (positions across rows, tails)
+    ((2, 64, 7, 20), 80, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),     # 2 blocks, rows of 20
+    ((1, 64, 3, 40), 64, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),     # 1x1, rows of 40
+    ((1, 128, 18, 34), 72, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),   # stride 2, rows of 17
+    ((3, 192, 5, 5), 70, (3, 3), (1, 1), (1, 1, 1, 1), (2, 2), 1),     # small planes, dilated
     ((1, 3, 40), 33, (5,), (1,), (2, 2), (1,), 1),                      # 1-d, K = 15
     ((1, 3, 4, 5, 6), 5, (2, 3, 3), (1, 1, 2), (0, 1, 1, 1, 0, 1), (2, 1, 1), 1),  # 3-d
     # padded copies of 256 KB and more: the threads share the images to pad
