@@ -333,7 +333,8 @@ def set_lanes(mode):
     return old
 
 
-cdef bint _amx = True   # the lanes conv's sums on AMX tiles where the CPU and OS allow
+# the lanes conv's sums on AMX tiles where the CPU and OS allow (QCC_AMX=0: never)
+cdef bint _amx = os.environ.get("QCC_AMX", "").strip() != "0"
 
 
 def amx_supported():

@@ -53,8 +53,11 @@ def cpu_report() -> list[str]:
     try:
         from qcc.runtime import isa
 
+        from qcc.runtime import int8
+
         cur = isa.current()
-        lines.append(f"qcc kernels: int8 {cur.get('int8')}, float conv {cur.get('conv')}, "
+        amx = "+amx" if int8._C is not None and int8._C.amx() else ""
+        lines.append(f"qcc kernels: int8 {cur.get('int8')}{amx}, float conv {cur.get('conv')}, "
                      f"blocked layout {cur.get('blocked')} "
                      f"(available: {', '.join(isa.available())}; QCC_ISA="
                      f"{os.environ.get('QCC_ISA', 'unset')})")

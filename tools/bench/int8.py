@@ -16,9 +16,11 @@ The two alternate in blocks (`_common.interleaved`, after warmup) and the median
 uint8 x int8 mode (`session.x64quantprecision=1`): on a CPU without AVX-512 VNNI
 onnxruntime's default int8 kernels add pairs of products with VPMADDUBSW, which
 saturates at int16 (a different, faster, inexact computation); qcc's AVX2 path is exact. The script prints which int8 path qcc's kernels took
-(`qcc.runtime.isa`: avx512 = AVX-512 VNNI, avx2, scalar). With `--all-isa`, each
+(`qcc.runtime.isa`: avx512 = AVX-512 VNNI, avx2, scalar; "+amx": the 3x3 and
+strided convs' sums on AMX tiles, where the CPU has AMX-INT8). With `--all-isa`, each
 level this CPU runs is measured again in a subprocess with QCC_ISA=level (the
-environment variable is read when the kernels load).
+environment variable is read when the kernels load), and with QCC_AMX=0 (AVX-512
+VNNI alone) where AMX runs.
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ def qcc_deploy(model: Path, outdir: Path, data: dict[str, np.ndarray]) -> Path:
 EXACT = {"session.x64quantprecision": "1"}
 
 
+def int8_path(isa) -> str:
+    """The int8 kernels' level, with "+amx" when the lanes conv's sums run on AMX."""
+    from qcc.runtime import int8
+
+    level = isa.current().get("int8", "?")
+    amx = int8._C is not None and int8._C.amx()
+    return f"{level}+amx" if level == "avx512" and amx else level
+
+
 def time_pair(deploy: Path, ort_model: Path, feeds: dict[str, np.ndarray], args, label: str,
               exact: bool = False) -> list[c.Row]:
     """qcc running its deploy model against onnxruntime running its QDQ model (and,
@@ -93,7 +104,7 @@ def time_pair(deploy: Path, ort_model: Path, feeds: dict[str, np.ndarray], args,
     sess = c.ort_session(ort_model, args.threads)
     want = sess.run(None, feeds)
     diff = c.max_diff(c.qcc_execute(plan, feeds), sess, want)
-    level = isa.current().get("int8", "?")
+    level = int8_path(isa)
     sides = {"qcc": lambda: c.qcc_execute(plan, feeds), "ort": lambda: sess.run(None, feeds)}
     if exact:
         sess_x = c.ort_session(ort_model, args.threads, config=EXACT)
@@ -142,20 +153,24 @@ def rows(args) -> list[c.Row]:
         for level in isa.available():
             c.progress(f"{label}: QCC_ISA={level} in a subprocess")
             out.append(_isa_child(level, deploy, ort_model, tmp / "feeds.npz", args, label))
+        if int8_path(isa).endswith("+amx"):   # AVX-512 VNNI alone too
+            c.progress(f"{label}: QCC_AMX=0 in a subprocess")
+            out.append(_isa_child("avx512", deploy, ort_model, tmp / "feeds.npz", args, label,
+                                  amx=False))
     return out
 
 
-def _isa_child(level: str, deploy: Path, ort_model: Path, feeds: Path, args, label: str
-               ) -> c.Row:
+def _isa_child(level: str, deploy: Path, ort_model: Path, feeds: Path, args, label: str,
+               amx: bool = True) -> c.Row:
     cmd = [sys.executable, __file__, "--child", str(deploy), str(ort_model), str(feeds),
            "--runs", str(args.runs), "--warmup", str(args.warmup), "--threads",
            str(args.threads)]
-    env = dict(os.environ, QCC_ISA=level)
+    env = dict(os.environ, QCC_ISA=level, **({} if amx else {"QCC_AMX": "0"}))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"int8.py: the QCC_ISA={level} run failed:\n{done.stderr.strip()}")
     row = json.loads(done.stdout.strip().splitlines()[-1])
-    row["model"] = f"{label} QCC_ISA={level}"
+    row["model"] = f"{label} QCC_ISA={level}" + ("" if amx else " QCC_AMX=0")
     return c.Row(**row)
 
 
