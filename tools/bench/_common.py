@@ -51,9 +51,7 @@ def cpu_report() -> list[str]:
     have = " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in FLAGS)
     lines = [f"cpu: {name}, {os.cpu_count()} logical CPUs; {have}"]
     try:
-        from qcc.runtime import isa
-
-        from qcc.runtime import int8
+        from qcc.runtime import int8, isa
 
         cur = isa.current()
         amx = "+amx" if int8._C is not None and int8._C.amx() else ""
