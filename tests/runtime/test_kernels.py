@@ -605,7 +605,9 @@ def test_int8_packed_weights_are_aligned_and_hold_the_weights():
     assert np.array_equal(off, -(3 + 128) * flat.astype(np.int64).sum(axis=1))
     lanes = int8.pack_lanes(w)
     assert lanes.ctypes.data % 64 == 0
-    # lanes[cb, q, j, t] = w[64*cb + j, 4*c4 + t, tap], q over (c4, tap), tap fastest
-    assert lanes[1, 9 + 4, 3, 0] == w[67, 4, 1, 1]
-    assert lanes[0, 2, 10, 1] == w[10, 1, 0, 2]
+    # lanes[cb, q, j, t] = w[64*cb + j, 4*c4 + t, tap], q over (tap, c4), c4 fastest
+    # (2 words of four channels a tap)
+    assert lanes[1, 4 * 2 + 1, 3, 0] == w[67, 4, 1, 1]
+    assert lanes[0, 2 * 2 + 0, 10, 1] == w[10, 1, 0, 2]
     assert lanes[1, 0, 6, 0] == 0   # past O
+    assert not lanes[:, 1::2, :, 1:].any()   # channels 5-7, past C
