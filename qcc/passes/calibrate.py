@@ -157,6 +157,7 @@ def collect(module: ModuleOp, batches: Iterable[Mapping[str, np.ndarray]],
         stats[op].update(x)
         return x
 
+    hook.flat = True  # type: ignore[attr-defined]  # per-tensor statistics: any layout
     run_batch = registry.executor()(module, dict.fromkeys(observers, hook))
     n = 0
     for batch in batches:

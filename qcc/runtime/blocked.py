@@ -137,10 +137,15 @@ def _scale_operand(step: Any) -> int | None:
 
 
 def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
-          n_slots: int, observers_aside: bool = False) -> tuple[list[Any], frozenset[int], int]:
+          n_slots: int, observers_aside: bool = False,
+          observers_flat: bool = False) -> tuple[list[Any], frozenset[int], int]:
     """The steps with the blocked kernels where the rules above allow, the slots that
     hold blocked arrays, and the slot count (a layout copy takes a new slot). With
-    `observers_aside`, the users of each observer read its input (`_aside`)."""
+    `observers_aside`, the users of each observer read its input (`_aside`); with
+    `observers_flat` too (their hooks look at the values, not at their layout: a
+    per-tensor range and histogram), an observer of a blocked value whose channels
+    fill their blocks of 16 reads it blocked, the same values in another order, with
+    no NCHW copy (`_observes_flat`)."""
     observed = any(isinstance(s.op, quant.ObserveOp) for s in steps)
     if not enabled() or (observed and not observers_aside):
         return steps, frozenset(), n_slots
@@ -179,7 +184,9 @@ def apply(steps: list[Any], outputs: set[int], constants: dict[int, np.ndarray],
         if i in folds:   # the conv reads the fake-quant's input, fake-quantized as it pads
             args[0] = steps[folds[i]].args[0]
         for pos, a in enumerate(args):
-            if a in cand and not _reads_blocked(s, k, pos, cand):
+            if a in cand and observers_flat and _observes_flat(s, steps[producer[a]]):
+                s = replace(s, flat=True)   # it reads the blocked array
+            elif a in cand and not _reads_blocked(s, k, pos, cand):
                 if a not in copies:
                     copies[a] = n_slots
                     n_slots += 1
@@ -290,6 +297,15 @@ def _reads_blocked(step: Any, kind: str | None, pos: int, cand: set[int]) -> boo
     if kind == "scale":
         return pos == _scale_operand(step)
     return pos == 0
+
+
+def _observes_flat(step: Any, src: Any) -> bool:
+    """Whether `step` is an observer that may read the blocked value `src` writes as it
+    lies: whole blocks of 16 channels (no zero lanes past them), so that the blocked
+    array holds exactly the NCHW array's values."""
+    shape = _shape(src.op.results[0])
+    return isinstance(step.op, quant.ObserveOp) and shape is not None and len(shape) == 4 \
+        and shape[1] % 16 == 0
 
 
 def _to_nchw(c: int) -> Callable[..., Any]:

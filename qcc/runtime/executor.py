@@ -76,6 +76,9 @@ class Step:
     opaque: bool = False
     """A chain of ops that `qcc.runtime.patterns` fused: `fn` is not `op`'s kernel, so
     the step is no follower of the one before it (it may be a producer)."""
+    flat: bool = False
+    """An observer reading a blocked array as it lies (compile_module's
+    `observers_flat`): a hook on it sees the values in the blocked order."""
 
 
 @dataclass
@@ -132,7 +135,7 @@ class Plan:
 
 
 def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = True,
-                   observers_aside: bool = False) -> Plan:
+                   observers_aside: bool = False, observers_flat: bool = False) -> Plan:
     """Build the execution plan of `@main`; lists every unsupported op at once.
     With `fuse`, a `quant.fake_quant`, `qnn.relu` or `qnn.clip` runs inside the step
     of the op producing its input (in place on that fresh buffer) when it is that
@@ -140,7 +143,9 @@ def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = T
     in the blocked layout where the CPU allows (qcc.runtime.blocked). With
     `observers_aside`, the users of a `quant.observe` read its input instead of its
     result (the same value: an observer only looks at it), so that the blocked
-    layout runs through calibration, each observer reading an NCHW copy."""
+    layout runs through calibration, each observer reading an NCHW copy (with
+    `observers_flat`, hooks that look only at the values: the blocked array itself
+    where it holds the same values, qcc.runtime.blocked.apply)."""
     fn = ir.main_func(module)
     in_names, out_names = ir.io_names(fn)
     slot_of: dict[SSAValue, int] = {}
@@ -198,7 +203,8 @@ def compile_module(module: ModuleOp, fuse: bool = True, blocked_layout: bool = T
         steps = patterns.dense_epilogues(steps, set(outputs))
         if blocked_layout:
             steps, blocked_slots, n_slots = blocked.apply(steps, set(outputs), constants,
-                                                          len(slot_of), observers_aside)
+                                                          len(slot_of), observers_aside,
+                                                          observers_flat)
         _mark_deaths(unfused, set(outputs) | set(constants) | set(input_slots))
     _mark_deaths(steps, set(outputs) | set(constants) | set(input_slots))
     names = {s: _value_name(v) for v, s in slot_of.items()}
@@ -376,7 +382,8 @@ def _needs_unfused(plan: Plan, keep_slots: Mapping[int, SSAValue],
     if plan.blocked_slots.intersection(keep_slots):
         return True
     return overrides is not None and any(
-        step.op in overrides and plan.blocked_slots.intersection((*step.args, *step.results))
+        step.op in overrides and not step.flat
+        and plan.blocked_slots.intersection((*step.args, *step.results))
         for step in plan.steps)
 
 
@@ -616,9 +623,13 @@ def batch_runner(module: ModuleOp, hooks: Mapping[Operation, Callable[..., objec
     (a hook sees the arrays the IR's types describe: NCHW). When every hooked op is a
     `quant.observe` (calibration), the hooks observe: the observers' users read their
     inputs, not what a hook returns, and the convs between them keep the blocked
-    layout (compile_module's `observers_aside`); other hooks get an NCHW plan."""
+    layout (compile_module's `observers_aside`); other hooks get an NCHW plan. A hook
+    with a true attribute `flat` looks at the values only, in any order and layout
+    (a per-tensor histogram): it may be given a blocked array of the same values."""
     observe = bool(hooks) and all(isinstance(op, quant.ObserveOp) for op in hooks)
-    plan = compile_module(module, blocked_layout=not hooks or observe, observers_aside=observe)
+    flat = observe and all(getattr(h, "flat", False) for h in hooks.values())
+    plan = compile_module(module, blocked_layout=not hooks or observe, observers_aside=observe,
+                          observers_flat=flat)
     if any(op not in {s.op for s in plan.steps} for op in hooks):
         plan = compile_module(module, fuse=False)  # a hooked op was fused into another
     kernels = {step.op: step.fn for step in plan.steps}

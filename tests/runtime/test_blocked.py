@@ -572,9 +572,11 @@ def test_a_conv_whose_result_nothing_reads_compiles(monkeypatch):
 @pytest.mark.parametrize("name", ["tv_resnet18", "tv_mobilenet_v3_small"])
 def test_calibration_runs_blocked_with_the_observers_aside(name, tmp_path, monkeypatch):
     """Calibration (observers hooked through qcc.registry.executor) runs the blocked
-    convs, each observer reading an NCHW copy of the value it observes, and decides
-    exactly what the NCHW plan decides: the same statistics, so the same scales and
-    zero points for every quantizer of a torch.onnx.export'ed CNN."""
+    convs, each observer reading an NCHW copy of the value it observes or, its hook
+    being flat (per-tensor statistics) and the value's channels whole blocks of 16,
+    the blocked array itself, and decides exactly what the NCHW plan decides: the
+    same statistics, so the same scales and zero points for every quantizer of a
+    torch.onnx.export'ed CNN."""
     from qcc import passes
     from qcc.frontends.onnx import load_onnx
     from qcc.passes.calibrate import calibrate
@@ -593,6 +595,17 @@ def test_calibration_runs_blocked_with_the_observers_aside(name, tmp_path, monke
             observers = [s for s in plan.steps if s.op.name == "quant.observe"]
             assert observers and not any(a in plan.blocked_slots
                                          for s in observers for a in s.args)
+            # flat hooks: the observers of whole blocks read them blocked, no copy
+            flat = compile_module(module, observers_aside=True, observers_flat=True)
+            reads = {s.op: any(a in flat.blocked_slots for a in s.args) for s in flat.steps
+                     if s.op.name == "quant.observe"}
+            whole = {s.op: s.op.operands[0].type.get_shape()[1] % 16 == 0
+                     and s.args[0] in plan.blocked_slots | {
+                         c.results[0] for c in plan.steps if c.layout_copy}
+                     for s in observers}
+            assert any(reads.values()) and reads == {op: whole[op] for op in reads}
+            assert all(s.flat == reads[s.op] for s in flat.steps if s.op in reads)
+            assert sum(s.layout_copy for s in flat.steps) < sum(s.layout_copy for s in plan.steps)
         decided[layout] = [(q.id, q.kind, np.asarray(q.lo).tobytes(), np.asarray(q.hi).tobytes(),
                             str(q.qtype)) for q in calibrate(module, batches)]
     assert decided["0"] == decided["1"] and len(decided["1"]) >= 10
