@@ -333,8 +333,10 @@ def set_lanes(mode):
     return old
 
 
-# the lanes conv's sums on AMX tiles where the CPU and OS allow (QCC_AMX=0: never)
-cdef bint _amx = os.environ.get("QCC_AMX", "").strip() != "0"
+# the lanes conv's sums on AMX tiles where the CPU and OS allow: 0 never (QCC_AMX=0),
+# 1 from 64 input channels (a tile's rows then one tap's words), 2 always
+cdef int _amx = 0 if os.environ.get("QCC_AMX", "").strip() == "0" else 1
+AMX_MODES = ("never", "auto", "always")
 
 
 def amx_supported():
@@ -344,17 +346,21 @@ def amx_supported():
 
 
 def amx():
-    """Whether the channels-in-lanes conv runs its sums on AMX tiles now."""
-    return _amx and bool(qcc_amx_ready())
+    """Whether the channels-in-lanes conv may run its sums on AMX tiles now."""
+    return _amx > 0 and bool(qcc_amx_ready())
 
 
-def set_amx(bint on):
-    """Run the channels-in-lanes conv's sums on AMX tiles (True, the default, where
-    `amx_supported()`) or with AVX-512 VNNI (False; the tests compare the two);
-    returns the old setting."""
+def set_amx(mode):
+    """Where the channels-in-lanes conv runs its sums on AMX tiles (where
+    `amx_supported()`): "auto" (the default: convs of 64 input channels and more; with
+    fewer, a tile's rows are gathered and AVX-512 VNNI was as fast or faster),
+    "always" or "never" (AVX-512 VNNI; also QCC_AMX=0); the tests force each. Returns
+    the old mode."""
     global _amx
-    old = _amx
-    _amx = on
+    if mode not in AMX_MODES:
+        raise ValueError(f"amx mode {mode!r}: expected one of {AMX_MODES}")
+    old = AMX_MODES[_amx]
+    _amx = AMX_MODES.index(mode)
     return old
 
 
@@ -421,7 +427,7 @@ cdef _conv_lanes(x, lanes, off, const qcc_geom* g, osp, int z_x, stage):
     job.kofs = &kofsv[0]
     job.npos = g.osp[0] * g.osp[1] * g.osp[2]
     job.c4n = c4n
-    job.amx = _amx and qcc_amx_ready()
+    job.amx = qcc_amx_ready() and (_amx == 2 or (_amx == 1 and c >= 64))
     job.failed = 0
     res, keep = _output((n_img, o, *osp), o, stage, 2, &job.o)
     with nogil:

@@ -49,7 +49,7 @@ def _skip_path(path, level):
 def _path(path):
     """Force the int8 conv onto `path` (one of PATHS)."""
     old = _C.set_lanes("never" if path == "gemm" else "always")
-    old_amx = _C.set_amx(path == "amx")
+    old_amx = _C.set_amx("always" if path == "amx" else "never")
     try:
         yield
     finally:

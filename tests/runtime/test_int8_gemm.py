@@ -40,7 +40,7 @@ def path(request, level):
     if request.param == "amx" and not _C.amx_supported():
         pytest.skip("this CPU (or OS) does not run AMX-INT8")
     old = _C.set_lanes("never" if request.param == "gemm" else "always")
-    old_amx = _C.set_amx(request.param == "amx")
+    old_amx = _C.set_amx("always" if request.param == "amx" else "never")
     try:
         yield request.param
     finally:
