@@ -22,13 +22,11 @@ run (to stderr).
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -46,10 +44,12 @@ from qcc.errors import QccError
 # The integer, Ascend and shape kernels register in the one kernel table (ops.TABLE) when
 # their modules load.
 from qcc.runtime import ascend_ops as _ascend_ops  # noqa: F401
-from qcc.runtime import blocked, fusion, kernels, patterns
+from qcc.runtime import blocked, fusion, patterns
 from qcc.runtime import int8 as _int8  # noqa: F401  (registers its kernels)
 from qcc.runtime import ops as K
 from qcc.runtime import shape_ops as _shape_ops  # noqa: F401
+from qcc.runtime.buffers import plan_buffers
+from qcc.runtime.threads import blas_one_thread
 
 
 class RuntimeError_(QccError):
@@ -230,68 +230,6 @@ def _mark_deaths(steps: list[Step], keep: set[int]) -> None:
         step.dead = tuple(by_step.get(i, ()))
 
 
-def _buffers(plan: Plan, sizes: dict[int, tuple[int, ...]]) -> list[np.ndarray | None]:
-    """The output buffer of each step that writes into one, shared between steps
-    whose values do not live at the same time.
-
-    A value may be a view of another (reshape, transpose, identity, ...): every
-    result of a step that is not `fresh` is taken to view each of its arguments'
-    buffers, so a buffer is free only once every value that may view it is dead.
-    A buffer a plan output may view is never preallocated (the caller keeps it)."""
-    roots: dict[int, frozenset[int]] = {}  # slot -> steps whose buffers it may view
-    last: dict[int, int] = {}  # buffer (its step) -> last step using a view of it
-    for i, step in enumerate(plan.steps):
-        if step.fresh:
-            views = [frozenset([i]) if step.takes_out else frozenset()] * len(step.results)
-        else:
-            shared = frozenset().union(*(roots.get(a, frozenset()) for a in step.args))
-            views = [shared] * len(step.results)
-        for a in step.args:
-            for b in roots.get(a, ()):
-                last[b] = i
-        for r, v in zip(step.results, views, strict=True):
-            roots[r] = v
-            for b in v:
-                last[b] = max(last.get(b, i), i)
-    escaped = frozenset().union(*(roots.get(s, frozenset()) for s in plan.output_slots))
-    # Blocks of memory, each shared by values that do not live at the same time
-    # whatever their shapes (a value takes the smallest free block that holds it,
-    # else the largest free one, grown): fewer bytes touched per run, so more of
-    # the activations stay in cache.
-    sizes_of: list[int] = []  # block -> elements
-    free: list[int] = []  # blocks
-    releases: dict[int, list[int]] = {}
-    placed: list[tuple[int, tuple[int, ...]] | None] = [None] * len(plan.steps)
-    for i, step in enumerate(plan.steps):
-        if (step.takes_out and i not in escaped and (len(step.results) == 1 or step.tee)
-                and all(d >= 0 for d in sizes[step.results[0]])):
-            # a `?` left by a run-time shape op (qnn.range, ...): sized when it runs
-            shape = sizes[step.results[0]]
-            if step.blocked:
-                shape = blocked.blocked_shape(shape)
-            if step.tee:
-                shape = (2, *shape)
-            n = max(1, math.prod(shape))
-            fits = [b for b in free if sizes_of[b] >= n]
-            if fits:
-                block = min(fits, key=lambda b: sizes_of[b])
-            elif free:
-                block = max(free, key=lambda b: sizes_of[b])
-                sizes_of[block] = n
-            else:
-                block = len(sizes_of)
-                sizes_of.append(n)
-            if block in free:
-                free.remove(block)
-            placed[i] = (block, shape)
-            releases.setdefault(last.get(i, i), []).append(block)
-        free.extend(releases.pop(i, ()))
-    memory = [kernels.aligned(n) for n in sizes_of]
-    buffers: list[np.ndarray | None] = [
-        None if p is None else memory[p[0]][:math.prod(p[1])].reshape(p[1]) for p in placed]
-    return buffers
-
-
 def _value_name(v: SSAValue) -> str:
     owner = v.owner
     if isinstance(owner, Operation):
@@ -394,12 +332,12 @@ def _run(plan: Plan, steps: list[Step], slots: list[np.ndarray | None],
          ) -> tuple[dict[str, np.ndarray], dict[SSAValue, np.ndarray]]:
     times = [0.0] * len(steps) if os.environ.get(PROFILE_ENV) == "1" else None
     if times is None and not overrides and not keep_slots:
-        with _blas_limit(plan):
+        with blas_one_thread():
             _run_plain(steps, slots, buffers)
         outputs = {n: slots[s] for n, s in zip(plan.output_names, plan.output_slots,
                                                 strict=True)}
         return outputs, kept  # type: ignore[return-value]
-    with _blas_limit(plan):
+    with blas_one_thread():
         for i, step in enumerate(steps):
             args = [slots[a] for a in step.args]
             if times is not None:
@@ -446,43 +384,6 @@ def _run_plain(steps: list[Step], slots: list[np.ndarray | None],
                 slots[r] = o
         for d in step.dead:
             slots[d] = None
-
-
-_BLAS: list[Any] = []
-"""The BLAS libraries' threadpoolctl controllers, found at the first run (then a
-None marks the search as done)."""
-
-
-def _blas_libraries() -> list[Any]:
-    if not _BLAS:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _BLAS.extend(c for c in ThreadpoolController().lib_controllers
-                         if c.user_api == "blas")
-        except ImportError:  # without threadpoolctl BLAS keeps its threads
-            pass
-        _BLAS.append(None)
-    return [c for c in _BLAS if c is not None]
-
-
-@contextmanager
-def _blas_limit(plan: Plan) -> Iterator[None]:
-    """BLAS on one thread while a plan runs: dense and matmul share their blocks of
-    rows on the runtime's own thread pool (runtime/_kernels.pyx), like the conv,
-    and OpenBLAS's idle threads would otherwise spin against those threads (and
-    stall a call when one of them is kept off its core). A few microseconds: the
-    libraries are found once, and only those not on one thread are set and restored."""
-    changed = []
-    for lib in _blas_libraries():
-        n = lib.get_num_threads()
-        if n != 1:
-            lib.set_num_threads(1)
-            changed.append((lib, n))
-    try:
-        yield
-    finally:
-        for lib, n in changed:
-            lib.set_num_threads(n)
 
 
 def _print_profile(steps: list[Step], times: list[float], top: int = 12) -> None:
@@ -552,7 +453,7 @@ def specialize(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> Shapes:
             # the fake-quant of the result beside it (`tee`), or the ascend.quant of an
             # int8 conv's fused residual sum (qcc.runtime.int8.teed): the same shape
             sizes[r] = sizes[step.results[0]]
-    shaped = Shapes(sizes, _buffers(plan, sizes))
+    shaped = Shapes(sizes, plan_buffers(plan.steps, plan.output_slots, sizes))
     plan.specialized[key] = shaped
     return shaped
 

@@ -11,7 +11,9 @@ imported; a value that is not a positive integer is ignored with a warning). The
 results do not depend on the count: every kernel gives the same bits on any number
 of threads. The modules share one pool of worker threads (runtime/_common.h); a
 worker spins for QCC_SPIN_US microseconds (default 200) after a job before it
-sleeps, so it is there for the next short kernel. BLAS and OpenMP pools are not touched (limit them with threadpoolctl).
+sleeps, so it is there for the next short kernel. While a plan runs, BLAS is held
+at one thread (`blas_one_thread`); OpenMP pools are not touched (limit them with
+threadpoolctl).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
+from typing import Any
 
 ENV = "QCC_NUM_THREADS"
 MAX_THREADS = 64
@@ -104,3 +109,40 @@ def apply_env() -> None:
     n = env_threads()
     if n is not None:
         set_threads(n)
+
+
+_BLAS: list[Any] = []
+"""The BLAS libraries' threadpoolctl controllers, found at the first run (then a
+None marks the search as done)."""
+
+
+def _blas_libraries() -> list[Any]:
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS.extend(c for c in ThreadpoolController().lib_controllers
+                         if c.user_api == "blas")
+        except ImportError:  # without threadpoolctl BLAS keeps its threads
+            pass
+        _BLAS.append(None)
+    return [c for c in _BLAS if c is not None]
+
+
+@contextmanager
+def blas_one_thread() -> Iterator[None]:
+    """BLAS on one thread while a plan runs: dense and matmul share their blocks of
+    rows on the runtime's own thread pool (runtime/_kernels.pyx), like the conv,
+    and OpenBLAS's idle threads would otherwise spin against those threads (and
+    stall a call when one of them is kept off its core). A few microseconds: the
+    libraries are found once, and only those not on one thread are set and restored."""
+    changed = []
+    for lib in _blas_libraries():
+        n = lib.get_num_threads()
+        if n != 1:
+            lib.set_num_threads(1)
+            changed.append((lib, n))
+    try:
+        yield
+    finally:
+        for lib, n in changed:
+            lib.set_num_threads(n)
