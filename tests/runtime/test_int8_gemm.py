@@ -240,3 +240,27 @@ def test_dense_requantize_per_channel(level):
     acc = wrap32((x.astype(np.int64) - 4) @ w.astype(np.int64).T + b)
     np.testing.assert_array_equal(_C.dense_requantize(x, wp, off, mult, -1),
                                   oracle_requantize(acc, mult, -1, -128, 127, 1))
+
+
+def test_amx_modes_and_the_environment_switch():
+    """`set_amx` takes never / auto / always and nothing else; QCC_AMX=0 in the
+    environment (read when the kernels load) keeps the sums on VNNI."""
+    import os
+    import subprocess
+    import sys
+
+    with pytest.raises(ValueError, match="amx mode"):
+        _C.set_amx(True)
+    old = _C.set_amx("never")
+    try:
+        assert not _C.amx()
+        assert _C.set_amx("auto") == "never"
+        assert _C.amx() == _C.amx_supported()
+    finally:
+        _C.set_amx(old)
+    code = "from qcc.runtime import int8; print(int8._C.amx(), int8._C.amx_supported())"
+    env = dict(os.environ, QCC_AMX="0")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True)
+    amx, supported = done.stdout.split()
+    assert amx == "False" and supported == str(_C.amx_supported())
