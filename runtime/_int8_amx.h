@@ -87,8 +87,6 @@ typedef struct {
 QCC_INLINE void qcc_amx_gather(const qcc_il_job *job, const uint8_t *const *rows, int q0,
                                uint8_t *a, int runs)
 {
-    const int kr = job->k4 - q0 < 16 ? job->k4 - q0 : 16;
-    const __mmask16 m = kr == 16 ? 0xFFFF : (__mmask16)((1u << kr) - 1);
     int i;
     if (runs) {
         const ptrdiff_t o = job->kofs[q0];
@@ -97,6 +95,7 @@ QCC_INLINE void qcc_amx_gather(const qcc_il_job *job, const uint8_t *const *rows
         return;
     }
     {
+        const __mmask16 m = qcc_il_lanes(job->k4 - q0, 0);
         const __m512i lo = _mm512_maskz_loadu_epi64((__mmask8)m, job->kofs + q0);
         const __m512i hi = _mm512_maskz_loadu_epi64((__mmask8)(m >> 8), job->kofs + q0 + 8);
         const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo)),
@@ -165,16 +164,11 @@ static void qcc_il_sums_amx(const qcc_il_job *job, int cb, const uint8_t *const 
                         qcc_amx_gather(job, rows, q0 + 16, abuf[(((q0 - k0) >> 4) + 1) & 1], runs);
                     QCC_TILE_LOAD(4, a, 64);
                 }
-                if (kr == 16) {
-                    QCC_TILE_LOAD(5, w, QCC_IL_NR * 4);
-                    QCC_TILE_DP(0, 4, 5);
-                    QCC_TILE_LOAD(6, w + 64, QCC_IL_NR * 4);
-                    QCC_TILE_DP(1, 4, 6);
-                    QCC_TILE_LOAD(7, w + 128, QCC_IL_NR * 4);
-                    QCC_TILE_DP(2, 4, 7);
-                    QCC_TILE_LOAD(5, w + 192, QCC_IL_NR * 4);
-                    QCC_TILE_DP(3, 4, 5);
-                } else {   /* the last kr depth steps: B's rows past them zero, in a copy */
+                /* B: 16 steps of each 16 channels in place, 256 bytes a row; the last
+                 * kr < 16 steps from a copy whose rows past them are zero */
+                const int8_t *b = w;
+                ptrdiff_t row = QCC_IL_NR * 4, next = 64;
+                if (kr < 16) {
                     int j, r;
                     for (j = 0; j < 4; j++)
                         for (r = 0; r < 16; r++)
@@ -182,15 +176,18 @@ static void qcc_il_sums_amx(const qcc_il_job *job, int cb, const uint8_t *const 
                                 (void *)(btail[j] + 64 * r),
                                 r < kr ? _mm512_loadu_si512((const void *)(w + (ptrdiff_t)r * QCC_IL_NR * 4 + 64 * j))
                                        : _mm512_setzero_si512());
-                    QCC_TILE_LOAD(5, btail[0], 64);
-                    QCC_TILE_DP(0, 4, 5);
-                    QCC_TILE_LOAD(6, btail[1], 64);
-                    QCC_TILE_DP(1, 4, 6);
-                    QCC_TILE_LOAD(7, btail[2], 64);
-                    QCC_TILE_DP(2, 4, 7);
-                    QCC_TILE_LOAD(5, btail[3], 64);
-                    QCC_TILE_DP(3, 4, 5);
+                    b = btail[0];
+                    row = 64;
+                    next = 1024;
                 }
+                QCC_TILE_LOAD(5, b, row);
+                QCC_TILE_DP(0, 4, 5);
+                QCC_TILE_LOAD(6, b + next, row);
+                QCC_TILE_DP(1, 4, 6);
+                QCC_TILE_LOAD(7, b + 2 * next, row);
+                QCC_TILE_DP(2, 4, 7);
+                QCC_TILE_LOAD(5, b + 3 * next, row);
+                QCC_TILE_DP(3, 4, 5);
             }
             QCC_TILE_STORE(0, cg, QCC_IL_NR * 4);
             QCC_TILE_STORE(1, cg + 16, QCC_IL_NR * 4);
@@ -200,10 +197,7 @@ static void qcc_il_sums_amx(const qcc_il_job *job, int cb, const uint8_t *const 
     }
     _tile_release();
     for (v = 0; v < 4; v++) {   /* the offsets (0 past the block's channels) */
-        const __mmask16 m = nch >= 16 * (v + 1) ? 0xFFFF
-                            : nch <= 16 * v   ? 0
-                                              : (__mmask16)((1u << (nch - 16 * v)) - 1);
-        const __m512i o = _mm512_maskz_loadu_epi32(m, off + 16 * v);
+        const __m512i o = _mm512_maskz_loadu_epi32(qcc_il_lanes(nch, v), off + 16 * v);
         for (i = 0; i < np; i++) {
             int32_t *r = ct + (ptrdiff_t)i * QCC_IL_NR + 16 * v;
             _mm512_store_si512((void *)r, _mm512_add_epi32(_mm512_load_si512((const void *)r), o));

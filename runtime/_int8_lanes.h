@@ -54,6 +54,14 @@ typedef struct {
     int ntasks, next, failed;
 } qcc_il_job;
 
+/* The lanes of vector v (16 int32 lanes) that hold one of the first n values. */
+QCC_INLINE __mmask16 qcc_il_lanes(int n, int v)
+{
+    return n >= 16 * (v + 1) ? (__mmask16)0xFFFF
+           : n <= 16 * v     ? (__mmask16)0
+                             : (__mmask16)((1u << (n - 16 * v)) - 1);
+}
+
 #include "_int8_amx.h"
 
 /* Byte offset in an image's padded copy of output position p's first input word. */
@@ -198,12 +206,10 @@ static void NAME(int k4, const int8_t *w, const uint8_t *const *ptr,            
                  const ptrdiff_t *kofs, int mr, int32_t *ct, const int32_t *off,        \
                  int nch, int accumulate)                                               \
 {                                                                                       \
-    const __mmask16 m0 = nch >= 16 ? 0xFFFF : (__mmask16)((1u << nch) - 1);             \
-    const __mmask16 m1 = nch >= 32 ? 0xFFFF : nch <= 16 ? 0 : (__mmask16)((1u << (nch - 16)) - 1); \
-    const __mmask16 m2 = nch >= 48 ? 0xFFFF : nch <= 32 ? 0 : (__mmask16)((1u << (nch - 32)) - 1); \
-    const __mmask16 m3 = nch >= 64 ? 0xFFFF : nch <= 48 ? 0 : (__mmask16)((1u << (nch - 48)) - 1); \
-    const __m512i o0 = _mm512_maskz_loadu_epi32(m0, off), o1 = _mm512_maskz_loadu_epi32(m1, off + 16); \
-    const __m512i o2 = _mm512_maskz_loadu_epi32(m2, off + 32), o3 = _mm512_maskz_loadu_epi32(m3, off + 48); \
+    const __m512i o0 = _mm512_maskz_loadu_epi32(qcc_il_lanes(nch, 0), off);              \
+    const __m512i o1 = _mm512_maskz_loadu_epi32(qcc_il_lanes(nch, 1), off + 16);         \
+    const __m512i o2 = _mm512_maskz_loadu_epi32(qcc_il_lanes(nch, 2), off + 32);         \
+    const __m512i o3 = _mm512_maskz_loadu_epi32(qcc_il_lanes(nch, 3), off + 48);         \
     int q;                                                                              \
     QCC_IL_INIT(0)                                                                      \
     QCC_IL_INIT(1)                                                                      \
