@@ -321,22 +321,26 @@ cdef int _lanes = 1   # 0: never, 1: where _lanes_takes, 2: always
 LANES = ("never", "auto", "always")
 
 
+cdef int _mode(what, mode) except -1:
+    """The index in LANES of a `set_lanes` / `set_amx` mode."""
+    if mode not in LANES:
+        raise ValueError(f"{what} mode {mode!r}: expected one of {LANES}")
+    return LANES.index(mode)
+
+
 def set_lanes(mode):
     """Where the AVX-512 VNNI variant runs convolutions with the output channels in the
     lanes (`conv`'s `lanes` weights given): "auto" (the measured rule of
     `_lanes_takes`), "always" or "never" (the tests force each); returns the old mode."""
     global _lanes
-    if mode not in LANES:
-        raise ValueError(f"lanes mode {mode!r}: expected one of {LANES}")
     old = LANES[_lanes]
-    _lanes = LANES.index(mode)
+    _lanes = _mode("lanes", mode)
     return old
 
 
 # the lanes conv's sums on AMX tiles where the CPU and OS allow: 0 never (QCC_AMX=0),
 # 1 from 64 input channels (a tile's rows then one tap's words), 2 always
 cdef int _amx = 0 if os.environ.get("QCC_AMX", "").strip() == "0" else 1
-AMX_MODES = ("never", "auto", "always")
 
 
 def amx_supported():
@@ -357,10 +361,8 @@ def set_amx(mode):
     "always" or "never" (AVX-512 VNNI; also QCC_AMX=0); the tests force each. Returns
     the old mode."""
     global _amx
-    if mode not in AMX_MODES:
-        raise ValueError(f"amx mode {mode!r}: expected one of {AMX_MODES}")
-    old = AMX_MODES[_amx]
-    _amx = AMX_MODES.index(mode)
+    old = LANES[_amx]
+    _amx = _mode("amx", mode)
     return old
 
 
