@@ -36,7 +36,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const float* add
         const Py_ssize_t* kofs
         qcc_act act
-        int apply, tile, tiles, width, span, kcb, blocks64, next, failed, level
+        int apply, tile, tiles, width, span, kcb, blocks64, failed, level
         int banded, cap, band_rows, fq_on
         Py_ssize_t band_pitch
         float fs, fz, qmin, qmax
@@ -49,7 +49,7 @@ cdef extern from "_blocked_impl.h" nogil:
         float* tee
         const float* add
         qcc_act act
-        int apply, hp, wp, band, bands, next, failed, level
+        int apply, hp, wp, band, bands, width, failed, level
     int qcc_blk_runs(int level)
     int qcc_blk_default_level()
     void qcc_blk_conv_worker(void* job)
@@ -66,15 +66,15 @@ cdef extern from "_blocked_impl.h" nogil:
         int fq_on
         float fs, fz, qmin, qmax
         int h, hp, rows
-        Py_ssize_t len, row_in, row_out, lead
-        int next
+        Py_ssize_t len, row_in, row_out, lead, part
+        int width
     ctypedef struct qcc_blk_pool_job:
         const float* x
         float* y
         qcc_pool_geom g
         int c, mode
         qcc_act fq
-        int planes, band, bands, next, failed, level
+        int planes, band, bands, width, failed, level
     void qcc_blk_pool_worker(void* job)
     void qcc_blk_scale_worker(void* job)
     void qcc_blk_means_worker(void* job)
@@ -230,6 +230,7 @@ def to_nchw(y, int c, out=None):
     job.planes = y.shape[0] * y.shape[1]
     job.plane = <Py_ssize_t>y.shape[2] * y.shape[3]
     cdef int width = min(_threads, job.planes) if job.plane * job.planes * 16 >= 65536 else 1
+    job.width = width
     with nogil:
         qcc_parallel(qcc_blk_to_nchw_worker, &job, width)
     return out
@@ -263,6 +264,7 @@ def means(y, int c, out=None, fake_quant=None, scale=None):
     job.planes = y.shape[0] * ((c + 15) // 16)
     job.plane = <Py_ssize_t>y.shape[2] * y.shape[3]
     cdef int width = min(_threads, job.planes) if job.plane * job.planes * 16 >= 65536 else 1
+    job.width = width
     with nogil:
         qcc_parallel(qcc_blk_means_worker, &job, width)
     return out
@@ -290,7 +292,12 @@ def scale(y, s, out=None, fake_quant=None):
     _set_fake_quant(&job, fake_quant)
     job.planes = n * ((c + 15) // 16)
     job.plane = <Py_ssize_t>y.shape[2] * y.shape[3]
-    cdef int width = min(_threads, job.planes) if job.plane * job.planes * 16 >= 65536 else 1
+    cdef int width = _threads if job.plane * job.planes * 16 >= 65536 else 1
+    # whole planes (each thread a contiguous run of them, qcc_claim_home), parts of
+    # planes when they are fewer than 2 a thread
+    cdef int parts = 1 if job.planes >= 2 * width else (2 * width + job.planes - 1) // job.planes
+    job.part = (job.plane + parts - 1) // parts
+    job.width = width = min(width, job.planes * parts)
     with nogil:
         qcc_parallel(qcc_blk_scale_worker, &job, width)
     return out
@@ -508,9 +515,9 @@ cdef class Conv:
             pj.row_out = self.wp * lane
             pj.lead = (<Py_ssize_t>self.ph * self.wp + self.pw) * lane
             _set_fake_quant(&pj, self.in_fq)
+            pj.width = min(_threads, pj.planes * ((g.h + pj.rows - 1) // pj.rows))
             with nogil:
-                qcc_parallel(qcc_blk_pad_worker, &pj,
-                             min(_threads, pj.planes * ((g.h + pj.rows - 1) // pj.rows)))
+                qcc_parallel(qcc_blk_pad_worker, &pj, pj.width)
         try:
             return self._run(src, residual, out)
         finally:
@@ -566,6 +573,7 @@ cdef class Conv:
             dj.bands = (g.oh + dj.band - 1) // dj.band
             total = planes * dj.bands
             width = min(_threads, total)
+            dj.width = width
             with nogil:
                 qcc_parallel(qcc_blk_dw_worker, &dj, width)
             if dj.failed:

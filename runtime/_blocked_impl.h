@@ -128,7 +128,8 @@ typedef struct {
     int width;            /* threads (claims: _blocked_isa.h, qcc_blk_conv_worker) */
     int span;             /* small planes: tiles run over the positions of all images */
     int kcb;              /* taps a chunk (0: all in one; _blocked_isa.h, QCC_BLK_KERN) */
-    int blocks64, next, failed;
+    int blocks64, failed;
+    qcc_homes homes;      /* claims (qcc_claim_home) */
     int level;            /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
     /* banded (a padded conv whose tasks stay in one image): x is the unpadded input;
      * each claim copies the padded rows its positions read, all channels, into the
@@ -179,8 +180,9 @@ typedef struct {
     float *tee;           /* with a tee: the output's fake-quant (else NULL) */
     const float *add;
     qcc_act act;
-    int apply, hp, wp, band, bands, next, failed;
+    int apply, hp, wp, band, bands, width, failed;
     int level;            /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
+    qcc_homes homes;      /* claims of bands (qcc_claim_home) */
 } qcc_blk_dw_job;
 
 /* The rows a chunk of R outputs from column x0 of output row oy reads, tap row ky at
@@ -274,8 +276,9 @@ typedef struct {
     int mode;                                /* QCC_BLK_POOL_* */
     qcc_act fq;                              /* a per-tensor fake-quant after (fq_scale
                                               * set), as the conv's epilogue applies it */
-    int planes, band, bands, next, failed;   /* tasks: bands of `band` output rows */
+    int planes, band, bands, width, failed;  /* tasks: bands of `band` output rows */
     int level;                               /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
+    qcc_homes homes;                         /* claims of bands (qcc_claim_home) */
 } qcc_blk_pool_job;
 
 #if QCC_X86
@@ -431,7 +434,9 @@ typedef struct {
     /* the padded copy: plane size hp x wp of rows `len` floats (lane-wide positions) */
     int h, hp, rows;       /* rows: of a pad task */
     ptrdiff_t len, row_in, row_out, lead;
-    int next;
+    ptrdiff_t part;        /* the scale's positions a task */
+    int width;             /* threads */
+    qcc_homes homes;       /* claims (qcc_claim_home) */
 } qcc_blk_plane_job;
 
 /* The means of the blocked plane t of x into y [n, c] (qcc_plane_means' order: float
@@ -467,26 +472,26 @@ static void qcc_blk_mean_plane(const qcc_blk_plane_job *job, int t)
 static void qcc_blk_to_nchw_worker(void *arg)
 {
     qcc_blk_plane_job *job = (qcc_blk_plane_job *)arg;
-    int t;
-    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes)
-        qcc_blk_to_nchw_plane(job->x, job->y, job->c, job->plane, t);
+    int t, u, n;
+    while ((n = qcc_claim_home(&job->homes, 1, job->planes, job->width, job->planes, &u, &t)) > 0)
+        for (u = t; u < t + n; u++) qcc_blk_to_nchw_plane(job->x, job->y, job->c, job->plane, u);
 }
 
 static void qcc_blk_means_worker(void *arg)
 {
     qcc_blk_plane_job *job = (qcc_blk_plane_job *)arg;
-    int t;
-    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes)
-        qcc_blk_mean_plane(job, t);
+    int t, u, n;
+    while ((n = qcc_claim_home(&job->homes, 1, job->planes, job->width, job->planes, &u, &t)) > 0)
+        for (u = t; u < t + n; u++) qcc_blk_mean_plane(job, u);
 }
 
-/* y = x * s[n, c] of the blocked plane t (image t / cb, channel block t % cb), then
- * (fq_on) its fake-quant. */
+/* y = x * s[n, c] of positions [p0, p1) of the blocked plane t (image t / cb, channel
+ * block t % cb), then (fq_on) their fake-quant. */
 QCC_CLONES
-static void qcc_blk_scale_plane(const qcc_blk_plane_job *job, int t)
+static void qcc_blk_scale_plane(const qcc_blk_plane_job *job, int t, ptrdiff_t p0, ptrdiff_t p1)
 {
     const int cb = qcc_blk_cb(job->c), i = t / cb, b = t % cb;
-    const ptrdiff_t at = (ptrdiff_t)t * job->plane * QCC_BLK, n = job->plane * QCC_BLK;
+    const ptrdiff_t at = ((ptrdiff_t)t * job->plane + p0) * QCC_BLK, n = (p1 - p0) * QCC_BLK;
     const float *restrict x = job->x + at;
     float *restrict y = job->y + at;
     float sv[QCC_BLK];
@@ -519,12 +524,17 @@ static void qcc_blk_scale_plane(const qcc_blk_plane_job *job, int t)
     }
 }
 
+/* Tasks: parts of `part` positions of a plane, claimed by home (qcc_claim_home). */
 static void qcc_blk_scale_worker(void *arg)
 {
     qcc_blk_plane_job *job = (qcc_blk_plane_job *)arg;
-    int t;
-    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes)
-        qcc_blk_scale_plane(job, t);
+    const int parts = (int)((job->plane + job->part - 1) / job->part);
+    int plane, u, n;
+    while ((n = qcc_claim_home(&job->homes, job->planes, parts, job->width, parts, &plane, &u)) > 0) {
+        const ptrdiff_t p0 = (ptrdiff_t)u * job->part;
+        const ptrdiff_t p1 = p0 + n * job->part < job->plane ? p0 + n * job->part : job->plane;
+        qcc_blk_scale_plane(job, plane, p0, p1);
+    }
 }
 
 /* The rows of plane t of x into the interior of its padded copy y (whose borders
@@ -533,10 +543,10 @@ static void qcc_blk_pad_worker(void *arg)
 {
     qcc_blk_plane_job *job = (qcc_blk_plane_job *)arg;
     const int chunks = (job->h + job->rows - 1) / job->rows;
-    int t, r;
-    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes * chunks) {
-        const int plane = t / chunks, r0 = (t % chunks) * job->rows;
-        const int r1 = r0 + job->rows < job->h ? r0 + job->rows : job->h;
+    int plane, u, n, r;
+    while ((n = qcc_claim_home(&job->homes, job->planes, chunks, job->width, chunks, &plane, &u)) > 0) {
+        const int r0 = u * job->rows;
+        const int r1 = r0 + n * job->rows < job->h ? r0 + n * job->rows : job->h;
         const float *src = job->x + (ptrdiff_t)plane * job->h * job->row_in;
         float *dst = job->y + (ptrdiff_t)plane * job->hp * job->row_out + job->lead;
         for (r = r0; r < r1; r++) {
@@ -565,22 +575,24 @@ static void qcc_blk_pool_worker(void *arg)
     const size_t rows = (size_t)qcc_blk_pool_band_rows(job) * job->g.osp[2] * QCC_BLK;
     const size_t floats = rows + (size_t)qcc_pool_row_width(&job->g) * QCC_BLK;
     float *hbuf = (float *)qcc_thread_buffer(floats * sizeof(float));
-    int t;
+    int plane, u, n, t;
     if (hbuf == NULL) {
         job->failed = 1;
         return;
     }
-    while ((t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED)) < job->planes * job->bands) {
+    while ((n = qcc_claim_home(&job->homes, job->planes, job->bands, job->width, job->bands,
+                               &plane, &u)) > 0)
+        for (t = plane * job->bands + u; t < plane * job->bands + u + n; t++) {
 #if QCC_X86
-        if (job->level == QCC_BLK_AVX512)
-            qcc_blk_pool_task_avx512(job, t, hbuf, hbuf + rows);
-        else
-            qcc_blk_pool_task_avx2(job, t, hbuf, hbuf + rows);
+            if (job->level == QCC_BLK_AVX512)
+                qcc_blk_pool_task_avx512(job, t, hbuf, hbuf + rows);
+            else
+                qcc_blk_pool_task_avx2(job, t, hbuf, hbuf + rows);
 #else
-        job->failed = 1;
-        break;
+            job->failed = 1;
+            return;
 #endif
-    }
+        }
 }
 
 #endif /* QCC_BLOCKED_IMPL_H */

@@ -213,16 +213,17 @@ QCC_INLINE void QCC_BN(qcc_blk_tile)(const qcc_blk_conv_job *job, const qcc_blk_
 /* Claims of units (job->tile positions) of one (segment, channel group): a segment
  * is one image's positions, or (span: small planes at a batch) all the images'
  * positions in a row, so that its tiles of 6-12 positions are not cut at each
- * image. A claim takes a share of what is left within its segment and group
- * (qcc_claim, runtime/_thread_pool.h; no cap, but a banded conv's `cap` units, the
- * rows its band can hold: it copies them first, qcc_blk_band): a thread's first
+ * image. Each thread claims from its home, a contiguous run of the (segment, group,
+ * unit) order, so its part of the output is one run of the blocked output
+ * (qcc_claim_home, runtime/_thread_pool.h; no cap, but a banded conv's `cap` units,
+ * the rows its band can hold: it copies them first, qcc_blk_band): a thread's first
  * claims are long runs of positions (two threads taking 24 positions in turns
  * scaled 1.7x where long runs scaled 1.9x: each core's prefetchers fetched the
  * other's rows), the last ones single units. */
 static void QCC_BN(qcc_blk_conv_worker)(void *arg)
 {
     qcc_blk_conv_job *shared = (qcc_blk_conv_job *)arg;
-    const qcc_blk_conv_job local = *shared, *job = &local;   /* read once: `next` moves */
+    const qcc_blk_conv_job local = *shared, *job = &local;   /* read once: the claims move */
     const qcc_blk_geom *g = job->g;
     const int ob = qcc_blk_cb(g->o);
     const ptrdiff_t op = (ptrdiff_t)g->oh * g->ow;
@@ -248,8 +249,8 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
         src.img = 0;
         src.row = job->band_pitch;
     }
-    while ((n = qcc_claim(&shared->next, segs * job->blocks64, job->tiles, job->width,
-                          job->banded ? job->cap : job->tiles, &block, &u0)) > 0) {
+    while ((n = qcc_claim_home(&shared->homes, segs * job->blocks64, job->tiles, job->width,
+                               job->banded ? job->cap : job->tiles, &block, &u0)) > 0) {
         const int seg = block / job->blocks64, b = block % job->blocks64;
         int nv, step, v, k0, k1;
         ptrdiff_t q0, q1, q;
@@ -353,7 +354,7 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
 static void QCC_BN(qcc_blk_dw_worker)(void *arg)
 {
     qcc_blk_dw_job *shared = (qcc_blk_dw_job *)arg;
-    const qcc_blk_dw_job local = *shared, *job = &local;   /* read once: `next` moves */
+    const qcc_blk_dw_job local = *shared, *job = &local;   /* read once: the claims move */
     const qcc_blk_geom *g = job->g;
     const int cb = qcc_blk_cb(g->c), kk = g->kh * g->kw;
     const ptrdiff_t ip = (ptrdiff_t)g->h * g->w, op = (ptrdiff_t)g->oh * g->ow;
@@ -378,17 +379,20 @@ static void QCC_BN(qcc_blk_dw_worker)(void *arg)
         memset(zeros, 0, (size_t)width * QCC_BLK * sizeof(float));
     }
     win = zeros + width * QCC_BLK;
+    int plane = 0, u = 0, n = 0;
     for (;;) {
-        const int task = __atomic_fetch_add(&shared->next, 1, __ATOMIC_RELAXED);
-        int plane, blk, oy, oy1, x0, h;
+        int blk, oy, oy1, x0, h;
         const float *wb, *src, *add;
         float *o, *tee;
         QCC_BN(qcc_blk_lanes) lanes[QCC_BP];
         QCC_BV b[QCC_BP];
-        if (task >= g->n * cb * job->bands) break;
-        plane = task / job->bands;
+        if (n == 0 && (n = qcc_claim_home(&shared->homes, g->n * cb, job->bands, job->width,
+                                          job->bands, &plane, &u)) == 0)
+            break;
         blk = plane % cb;
-        oy = (task % job->bands) * job->band;
+        oy = u * job->band;
+        u++;
+        n--;
         oy1 = oy + job->band < g->oh ? oy + job->band : g->oh;
         src = job->x + (ptrdiff_t)plane * ip * QCC_BLK;
         if (banded) {   /* padded rows [r0, r1): input row yy - ph, zeros outside */

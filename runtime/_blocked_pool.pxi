@@ -53,6 +53,7 @@ def pool(y, int c, kind, kernel, strides, pads, dilations, out_hw, out=None,
     job.bands = (oh + job.band - 1) // job.band
     cdef int total = job.planes * job.bands
     cdef int width = min(_threads, total) if job.planes * oh * ow * kh * kw * 16 >= 65536 else 1
+    job.width = width
     with nogil:
         qcc_parallel(qcc_blk_pool_worker, &job, width)
     if job.failed:

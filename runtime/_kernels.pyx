@@ -110,8 +110,27 @@ def _set_threads(int n):
 # workers for all of them; runtime/_common.h).
 from cpython.pycapsule cimport PyCapsule_New
 cdef extern from "_common.h":
-    void qcc_pool_job(qcc_task_fn fn, void *arg, int width)
-_pool_capsule = PyCapsule_New(<void *>qcc_pool_job, "qcc.runtime.pool", NULL)
+    void *qcc_pool_api_of()
+    ctypedef struct qcc_homes:
+        pass
+    int qcc_claim_home_as(qcc_homes *hs, int tid, int blocks, int units, int width, int cap,
+                          int *b, int *u0)
+_pool_capsule = PyCapsule_New(qcc_pool_api_of(), "qcc.runtime.pool", NULL)
+
+
+def _home_claims(int blocks, int units, int width, int cap, tids):
+    """The claims of one job whose threads `tids` claim in turn, each until it gets
+    none (runtime/_thread_pool.h, qcc_claim_home; a test hook): a list of (thread,
+    block, first unit, units)."""
+    cdef qcc_homes hs
+    cdef int b, u0, n
+    memset(&hs, 0, sizeof(hs))
+    claims = []
+    for tid in tids:
+        n = qcc_claim_home_as(&hs, tid, blocks, units, width, cap, &b, &u0)
+        if n > 0:
+            claims.append((tid, b, u0, n))
+    return claims
 
 from qcc.runtime.threads import default_threads as _default_threads
 

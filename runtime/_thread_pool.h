@@ -55,7 +55,10 @@ static void *qcc_thread_buffer(size_t bytes) { return qcc_thread_buffer_slot(0, 
  *
  * One pool serves the whole runtime: every compiled module binds its qcc_parallel
  * to the pool of qcc.runtime._kernels (the capsule `_pool_capsule`, bound at import
- * with qcc_pool_bind), so there is one set of workers, not one per module. */
+ * with qcc_pool_bind), so there is one set of workers, not one per module.
+ *
+ * Each thread of a job has an index, qcc_pool_tid(): 0 for the caller, k for worker
+ * k (the home claims below hand out work by it). */
 
 typedef void (*qcc_task_fn)(void *arg);
 typedef void (*qcc_parallel_fn)(qcc_task_fn fn, void *arg, int width);
@@ -74,7 +77,14 @@ static fenv_t qcc_pool_env;           /* the caller's floating-point environment
 static int qcc_pool_open, qcc_pool_width, qcc_pool_active, qcc_pool_sleepers;  /* atomic */
 static int qcc_pool_forkable;
 static long qcc_pool_spin_ns = -1;    /* from QCC_SPIN_US on the first job */
-static qcc_parallel_fn qcc_pool_shared;  /* the runtime's pool, when bound */
+static __thread int qcc_pool_tid_own;  /* this thread's index in this module's pool */
+
+/* What a module binds to: the runtime's pool and its threads' indexes. */
+typedef struct {
+    qcc_parallel_fn job;
+    int (*tid)(void);
+} qcc_pool_api;
+static const qcc_pool_api *qcc_pool_shared;  /* the runtime's pool, when bound */
 
 static void qcc_pool_child(void)
 {
@@ -133,6 +143,7 @@ static void *qcc_pool_main(void *arg)
 {
     const int id = (int)(intptr_t)arg;
     unsigned long seen = qcc_pool_seen0[id];
+    qcc_pool_tid_own = id;
     for (;;) {
         qcc_task_fn fn;
         void *farg;
@@ -238,11 +249,99 @@ static inline int qcc_claim(int *next, int blocks, int units, int width, int cap
     return n;
 }
 
-/* Bind this module's qcc_parallel to the pool `p` (another module's qcc_pool_job,
+static int qcc_pool_tid_get(void) { return qcc_pool_tid_own; }
+static const qcc_pool_api qcc_pool_self = {qcc_pool_job, qcc_pool_tid_get};
+
+/* This module's pool, for the capsule the others bind to. */
+static void *qcc_pool_api_of(void) { return (void *)&qcc_pool_self; }
+
+/* Bind this module's qcc_parallel to the pool `p` (another module's qcc_pool_api,
  * from its capsule); NULL: back to this module's own pool. */
 static void qcc_pool_bind(void *p)
 {
-    qcc_pool_shared = (qcc_parallel_fn)p;
+    qcc_pool_shared = (const qcc_pool_api *)p;
+}
+
+/* The calling thread's index in the job it runs (0: the caller, or no job). */
+static inline int qcc_pool_tid(void)
+{
+    return qcc_pool_shared != NULL ? qcc_pool_shared->tid() : qcc_pool_tid_own;
+}
+
+/* ---- home claims ---------------------------------------------------------------
+ * A job of `blocks` blocks of `units` units each (a conv's output channel groups of
+ * tiles of positions, a blocked tensor's planes of bands of rows), `width` threads.
+ * Its units in order (block after block) are cut into `homes` contiguous runs, one a
+ * thread (QCC_HOMES at most; thread t takes home t % homes): a thread claims its
+ * home's units from the front, then takes over what is left of the others' from
+ * their back.
+ *
+ * The units' order is the order of the data in memory (a blocked tensor's channel
+ * blocks, each a plane of rows), so a thread writes one contiguous part of an op's
+ * output, the same part in every op of the same shape, and reads back mostly what it
+ * wrote in the op before, from its own core's cache. A shared counter instead dealt
+ * the units out in turns: the two cores wrote alternate runs of a plane, each core's
+ * prefetchers ran into the other's runs, and lines crossed between the cores at each
+ * op. Scaling a [30 x 14 x 14 x 16] blocked plane set on 2 threads (C, 20000 jobs):
+ * 10.3 us a job with runs of half a plane a thread (as busy as 1 thread alone),
+ * 6.9 us with each thread's half in one run. In the model (in-process A/B, steps
+ * summed): MobileNetV3-large 4.44 -> 4.25 ms, light_resnet50 41.6 -> 40.5 ms.
+ *
+ * A claim takes half of what is left in the home (at least 1, at most `cap`, within
+ * one block): long runs first, single units at the end, so that a thread that
+ * finishes early takes over the other's last units. Sets *b and *u0 to the block
+ * and first unit and returns how many units (0: none left). */
+#define QCC_HOMES 8
+typedef struct {
+    /* units taken from the front (low 32 bits) and from the back (high 32 bits) */
+    unsigned long long taken;   /* a cache line each, its own */
+} __attribute__((aligned(64))) qcc_home;
+typedef struct {
+    qcc_home h[QCC_HOMES];      /* zero at the start of the job */
+} qcc_homes;
+
+static inline int qcc_claim_home_as(qcc_homes *hs, int tid, int blocks, int units, int width,
+                                    int cap, int *b, int *u0)
+{
+    const long total = (long)blocks * units;
+    const int homes = width < 1 ? 1 : width < QCC_HOMES ? width : QCC_HOMES;
+    const int own = tid % homes;
+    int k, t = own;
+    for (k = 0; k < homes; k++, t = t + 1 < homes ? t + 1 : 0) {
+        const long lo = total * t / homes, hi = total * (t + 1) / homes;
+        unsigned long long seen = __atomic_load_n(&hs->h[t].taken, __ATOMIC_RELAXED);
+        for (;;) {
+            const long front = (long)(seen & 0xffffffffULL), back = (long)(seen >> 32);
+            const long left = hi - lo - front - back;
+            long first, n = (left + 1) / 2;
+            unsigned long long next;
+            if (left <= 0) break;
+            n = n > cap ? cap : n;
+            if (t == own) {   /* from the front, within the block of the first unit */
+                first = lo + front;
+                if (n > units - first % units) n = units - first % units;
+                next = seen + (unsigned long long)n;
+            } else {          /* from the back, within the block of the last unit */
+                const long last = hi - back - 1;
+                if (n > last % units + 1) n = last % units + 1;
+                first = last - n + 1;
+                next = seen + ((unsigned long long)n << 32);
+            }
+            if (__atomic_compare_exchange_n(&hs->h[t].taken, &seen, next, 0, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED)) {
+                *b = (int)(first / units);
+                *u0 = (int)(first % units);
+                return (int)n;
+            }
+        }
+    }
+    return 0;
+}
+
+static inline int qcc_claim_home(qcc_homes *hs, int blocks, int units, int width, int cap,
+                                 int *b, int *u0)
+{
+    return qcc_claim_home_as(hs, qcc_pool_tid(), blocks, units, width, cap, b, u0);
 }
 
 /* fn(arg) on the calling thread and up to `width` - 1 workers of the runtime's pool
@@ -254,7 +353,7 @@ static void qcc_parallel(qcc_task_fn fn, void *arg, int width)
         return;
     }
     if (qcc_pool_shared != NULL)
-        qcc_pool_shared(fn, arg, width);
+        qcc_pool_shared->job(fn, arg, width);
     else
         qcc_pool_job(fn, arg, width);
 }
