@@ -23,7 +23,8 @@ typedef struct {
     const qcc_act *act;     /* act->base: the output */
     const float *src;       /* the input (NULL: already in the output) */
     ptrdiff_t n;            /* elements */
-    ptrdiff_t next;         /* next chunk (atomic) */
+    int chunks, width;
+    qcc_homes homes;        /* claims of chunks (qcc_claim_home: a contiguous run a thread) */
 } qcc_elt_job;
 
 /* Elements [e0, e1): copied from src first (while the chunk stays in cache, rather
@@ -39,12 +40,10 @@ static void qcc_elt_chunk(const qcc_act *act, const float *src, ptrdiff_t e0, pt
 static void qcc_elt_worker(void *arg)
 {
     qcc_elt_job *job = (qcc_elt_job *)arg;
-    for (;;) {
-        const ptrdiff_t t = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
-        const ptrdiff_t e0 = t * QCC_ELT_CHUNK;
-        if (e0 >= job->n) break;
-        qcc_elt_chunk(job->act, job->src, e0,
-                      e0 + QCC_ELT_CHUNK < job->n ? e0 + QCC_ELT_CHUNK : job->n);
+    int b, t, n;
+    while ((n = qcc_claim_home(&job->homes, 1, job->chunks, job->width, job->chunks, &b, &t)) > 0) {
+        const ptrdiff_t e0 = (ptrdiff_t)t * QCC_ELT_CHUNK, e1 = e0 + (ptrdiff_t)n * QCC_ELT_CHUNK;
+        qcc_elt_chunk(job->act, job->src, e0, e1 < job->n ? e1 : job->n);
     }
 }
 
@@ -57,10 +56,12 @@ static void qcc_eltwise(const qcc_act *act, const float *src, ptrdiff_t n, int t
     job.act = act;
     job.src = src == act->base ? NULL : src;
     job.n = n;
-    job.next = 0;
     if (n <= 0) return;
     if (threads > chunks) threads = (int)chunks;
     if (n < 4 * QCC_ELT_CHUNK) threads = 1;   /* waking a worker costs some microseconds */
+    job.chunks = (int)chunks;
+    job.width = threads;
+    memset(&job.homes, 0, sizeof(job.homes));
     qcc_parallel(qcc_elt_worker, &job, threads);
 }
 
