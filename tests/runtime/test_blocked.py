@@ -286,11 +286,23 @@ def test_the_fake_quant_on_every_kind_of_float32(scales):
     np.testing.assert_array_equal(bits(B.to_nchw(got, 16)), bits(want))
 
 
-def test_layout_copies_means_and_scale():
+@pytest.fixture
+def two_threads():
+    import qcc.runtime as rt
+
+    old = rt.set_threads(2)
+    yield
+    rt.set_threads(old)
+
+
+def test_layout_copies_means_and_scale(two_threads):
     rng = np.random.default_rng(3)
     from qcc.runtime import _pool
 
-    for shape in [(2, 40, 7, 9), (1, 16, 20, 20), (3, 5, 1, 33), (2, 72, 28, 28)]:  # the last: threaded
+    # the last three on 2 threads: 10 planes a thread, and (the scale) 1 and 3 planes
+    # cut into parts (qcc_claim_home's homes of parts of planes)
+    for shape in [(2, 40, 7, 9), (1, 16, 20, 20), (3, 5, 1, 33), (2, 72, 28, 28),
+                  (1, 16, 70, 70), (1, 40, 40, 40)]:
         x = rng.standard_normal(shape).astype(np.float32)
         y = B.to_blocked(x)
         assert y.shape == blocked.blocked_shape(shape)
