@@ -23,6 +23,8 @@ include "_act_types.pxi"
 include "_pool_geom.pxi"
 
 cdef extern from "_blocked_impl.h" nogil:
+    ctypedef struct qcc_homes:
+        pass
     ctypedef struct qcc_blk_geom:
         int n, c, h, w, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw
     ctypedef struct qcc_blk_conv_job:
@@ -37,6 +39,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const Py_ssize_t* kofs
         qcc_act act
         int apply, tile, tiles, width, span, kcb, blocks64, failed, level
+        qcc_homes* homes
         int banded, cap, band_rows, fq_on
         Py_ssize_t band_pitch
         float fs, fz, qmin, qmax
@@ -50,6 +53,7 @@ cdef extern from "_blocked_impl.h" nogil:
         const float* add
         qcc_act act
         int apply, hp, wp, band, bands, width, failed, level
+        qcc_homes* homes
     int qcc_blk_runs(int level)
     int qcc_blk_default_level()
     void qcc_blk_conv_worker(void* job)
@@ -547,6 +551,7 @@ cdef class Conv:
         cdef const float* add = NULL if residual is None else _fp(residual)
         cdef qcc_blk_conv_job cj
         cdef qcc_blk_dw_job dj
+        cdef qcc_homes homes
         cdef int width, total, planes, bands
         cdef float* tee = NULL
         result = out
@@ -555,6 +560,8 @@ cdef class Conv:
             tee = _fp(result[1])
         if self.depthwise:
             memset(&dj, 0, sizeof(dj))
+            memset(&homes, 0, sizeof(homes))
+            dj.homes = &homes
             dj.g = g
             dj.x = _fp(src)
             dj.w = _fp(self.wpk)
@@ -582,6 +589,8 @@ cdef class Conv:
         if self.wpk_level != _level:
             self._pack()
         memset(&cj, 0, sizeof(cj))
+        memset(&homes, 0, sizeof(homes))
+        cj.homes = &homes
         cj.g = g
         cj.x = _fp(src)
         cj.x_blocked = self.x_blocked

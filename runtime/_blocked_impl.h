@@ -129,7 +129,8 @@ typedef struct {
     int span;             /* small planes: tiles run over the positions of all images */
     int kcb;              /* taps a chunk (0: all in one; _blocked_isa.h, QCC_BLK_KERN) */
     int blocks64, failed;
-    qcc_homes homes;      /* claims (qcc_claim_home) */
+    qcc_homes *homes;     /* the claims (qcc_claim_home), beside the job: each thread
+                           * reads the job into a copy of its own once */
     int level;            /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
     /* banded (a padded conv whose tasks stay in one image): x is the unpadded input;
      * each claim copies the padded rows its positions read, all channels, into the
@@ -182,7 +183,7 @@ typedef struct {
     qcc_act act;
     int apply, hp, wp, band, bands, width, failed;
     int level;            /* QCC_BLK_AVX512 or QCC_BLK_AVX2 */
-    qcc_homes homes;      /* claims of bands (qcc_claim_home) */
+    qcc_homes *homes;     /* the claims of bands (qcc_claim_home), beside the job */
 } qcc_blk_dw_job;
 
 /* The rows a chunk of R outputs from column x0 of output row oy reads, tap row ky at

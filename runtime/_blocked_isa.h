@@ -249,7 +249,7 @@ static void QCC_BN(qcc_blk_conv_worker)(void *arg)
         src.img = 0;
         src.row = job->band_pitch;
     }
-    while ((n = qcc_claim_home(&shared->homes, segs * job->blocks64, job->tiles, job->width,
+    while ((n = qcc_claim_home(job->homes, segs * job->blocks64, job->tiles, job->width,
                                job->banded ? job->cap : job->tiles, &block, &u0)) > 0) {
         const int seg = block / job->blocks64, b = block % job->blocks64;
         int nv, step, v, k0, k1;
@@ -386,7 +386,7 @@ static void QCC_BN(qcc_blk_dw_worker)(void *arg)
         float *o, *tee;
         QCC_BN(qcc_blk_lanes) lanes[QCC_BP];
         QCC_BV b[QCC_BP];
-        if (n == 0 && (n = qcc_claim_home(&shared->homes, g->n * cb, job->bands, job->width,
+        if (n == 0 && (n = qcc_claim_home(job->homes, g->n * cb, job->bands, job->width,
                                           job->bands, &plane, &u)) == 0)
             break;
         blk = plane % cb;
