@@ -1,5 +1,6 @@
 # The blocked layout's 2-D max and average pools (included by _blocked.pyx: its
-# helpers _blocked_input, _out, _fp, _set_fake_quant and the pool job's types).
+# helpers _blocked_input, _out, _fp, the pool job's types, and _blocked_planes.pxi's
+# _set_fake_quant).
 
 _POOL_MODES = {"max": 0, "avg": 1, "avg_pad": 2}   # QCC_BLK_POOL_*
 
